@@ -1,0 +1,312 @@
+"""Run-level settings: ``RunConfig``, ``CheckpointConfig`` and ``FailureConfig``.
+
+Example:
+    >>> from fasttune.config import RunConfig, CheckpointConfig, FailureConfig
+    >>> rc = RunConfig(
+    ...     name="exp",
+    ...     storage_path="/tmp/fasttune_doc",
+    ...     stop={"training_iteration": 10},
+    ...     checkpoint_config=CheckpointConfig(num_to_keep=2),
+    ...     failure_config=FailureConfig(max_failures=3),
+    ... )
+    >>> rc.storage_path, rc.checkpoint_config.num_to_keep, rc.failure_config.max_failures
+    ('/tmp/fasttune_doc', 2, 3)
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+__all__ = ["RunConfig", "CheckpointConfig", "FailureConfig", "DEFAULT_STORAGE_PATH"]
+
+#: Where results go when neither ``RunConfig.storage_path`` nor the
+#: ``FASTTUNE_STORAGE_PATH`` environment variable says otherwise.
+DEFAULT_STORAGE_PATH = "~/fasttune_results"
+STORAGE_PATH_ENV = "FASTTUNE_STORAGE_PATH"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclass
+class CheckpointConfig:
+    """How many checkpoints to keep, how to rank them and when to take them.
+
+    Args:
+        num_to_keep: Keep at most this many checkpoints per trial (the best by
+            ``checkpoint_score_attribute``, or the most recent when that is
+            ``None``). ``None`` keeps all.
+        checkpoint_score_attribute: Reported metric used to rank checkpoints.
+        checkpoint_score_order: ``"max"`` or ``"min"``: which end is best.
+        checkpoint_frequency: Checkpoint a class trainable every N iterations;
+            ``0`` disables periodic checkpoints.
+        checkpoint_at_end: Checkpoint a class trainable when it finishes.
+
+    Example:
+        >>> CheckpointConfig(num_to_keep=3, checkpoint_score_attribute="acc").checkpoint_score_order
+        'max'
+    """
+
+    num_to_keep: Optional[int] = None
+    checkpoint_score_attribute: Optional[str] = None
+    checkpoint_score_order: str = "max"
+    checkpoint_frequency: int = 0
+    checkpoint_at_end: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        if self.num_to_keep is not None:
+            if not _is_int(self.num_to_keep) or self.num_to_keep < 1:
+                raise ValueError(
+                    f"CheckpointConfig.num_to_keep={self.num_to_keep!r} is not valid; "
+                    f"use None to keep every checkpoint or an int >= 1."
+                )
+            self.num_to_keep = int(self.num_to_keep)
+        if self.checkpoint_score_attribute is not None and not isinstance(
+            self.checkpoint_score_attribute, str
+        ):
+            raise TypeError(
+                f"CheckpointConfig.checkpoint_score_attribute must be None or the name "
+                f"of a reported metric (str), got {self.checkpoint_score_attribute!r}."
+            )
+        if self.checkpoint_score_order not in ("max", "min"):
+            raise ValueError(
+                f"CheckpointConfig.checkpoint_score_order="
+                f"{self.checkpoint_score_order!r} is not valid; use 'max' or 'min'."
+            )
+        if not _is_int(self.checkpoint_frequency) or self.checkpoint_frequency < 0:
+            raise ValueError(
+                f"CheckpointConfig.checkpoint_frequency={self.checkpoint_frequency!r} "
+                f"is not valid; use an int >= 0 (0 turns periodic checkpoints off)."
+            )
+        self.checkpoint_frequency = int(self.checkpoint_frequency)
+        if self.checkpoint_at_end is not None and not isinstance(
+            self.checkpoint_at_end, bool
+        ):
+            raise TypeError(
+                f"CheckpointConfig.checkpoint_at_end must be True, False or None, got "
+                f"{self.checkpoint_at_end!r}."
+            )
+
+
+@dataclass
+class FailureConfig:
+    """What to do when a trial raises.
+
+    Args:
+        max_failures: Retry a failed trial up to this many times (from its
+            latest checkpoint). ``-1`` retries without limit; ``0`` never.
+        fail_fast: ``True`` stops the whole sweep on the first trial error;
+            ``"raise"`` additionally re-raises that error in the driver
+            (useful under a debugger). Requires ``max_failures=0``.
+
+    Example:
+        >>> FailureConfig(max_failures=-1).max_failures
+        -1
+        >>> FailureConfig(fail_fast="raise").fail_fast
+        'raise'
+    """
+
+    max_failures: int = 0
+    fail_fast: Union[bool, str] = False
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.max_failures) or self.max_failures < -1:
+            raise ValueError(
+                f"FailureConfig.max_failures={self.max_failures!r} is not valid; use "
+                f"an int >= 0, or -1 to retry without limit."
+            )
+        self.max_failures = int(self.max_failures)
+        if isinstance(self.fail_fast, str):
+            if self.fail_fast.lower() != "raise":
+                raise ValueError(
+                    f"FailureConfig.fail_fast={self.fail_fast!r} is not valid; use "
+                    f"True, False or the string 'raise'."
+                )
+            self.fail_fast = "raise"
+        elif not isinstance(self.fail_fast, bool):
+            raise ValueError(
+                f"FailureConfig.fail_fast={self.fail_fast!r} is not valid; use True, "
+                f"False or the string 'raise'."
+            )
+        if self.fail_fast and self.max_failures != 0:
+            raise ValueError(
+                f"FailureConfig(fail_fast={self.fail_fast!r}) cannot retry trials; set "
+                f"max_failures=0 (got {self.max_failures}) or turn fail_fast off."
+            )
+
+
+def _default_storage_path() -> str:
+    return os.environ.get(STORAGE_PATH_ENV) or DEFAULT_STORAGE_PATH
+
+
+StopType = Union[Dict[str, Any], Callable[[str, Dict[str, Any]], bool], Any]
+
+
+@dataclass
+class RunConfig:
+    """Where and how a sweep runs: name, storage, stopping, callbacks, logging.
+
+    Args:
+        name: Experiment name, used as the directory under ``storage_path``.
+            ``None`` lets the Tuner generate one.
+        storage_path: Root directory for results. Defaults to
+            ``$FASTTUNE_STORAGE_PATH`` if set, else ``~/fasttune_results``.
+            Always stored expanded and absolute.
+        stop: Stopping criterion, one of: a dict ``{metric: threshold}`` (stop
+            once ``result[metric] >= threshold``), a ``callable(trial_id,
+            result) -> bool``, or a Stopper-like object (callable with a
+            ``stop_all()`` method).
+        callbacks: List of callback objects.
+        verbose: Console verbosity 0 (silent) .. 3 (most detail); ``None``
+            lets fasttune choose.
+        failure_config: ``FailureConfig``; ``None`` means ``FailureConfig()``.
+        checkpoint_config: ``CheckpointConfig``; ``None`` means
+            ``CheckpointConfig()``.
+        log_to_file: ``False``; ``True`` to capture each trial's stdout and
+            stderr into its directory; a file name for both; or a
+            ``(stdout_file, stderr_file)`` pair.
+
+    Example:
+        >>> import os
+        >>> rc = RunConfig(storage_path="~/runs")
+        >>> rc.storage_path == os.path.expanduser("~/runs")
+        True
+        >>> RunConfig(verbose=5)
+        Traceback (most recent call last):
+        ...
+        ValueError: RunConfig.verbose=5 is not valid; use None or an int from 0 (silent) to 3 (most detail).
+    """
+
+    name: Optional[str] = None
+    storage_path: Optional[Union[str, "os.PathLike[str]"]] = None
+    stop: Optional[StopType] = None
+    callbacks: Optional[List[Any]] = None
+    verbose: Optional[int] = None
+    failure_config: Optional[FailureConfig] = None
+    checkpoint_config: Optional[CheckpointConfig] = None
+    log_to_file: Union[bool, str, Tuple[str, str]] = False
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            if not isinstance(self.name, str):
+                raise TypeError(
+                    f"RunConfig.name must be None or a str, got "
+                    f"{type(self.name).__name__} {self.name!r}."
+                )
+            if not self.name or self.name in (".", "..") or "/" in self.name or (
+                os.sep in self.name
+            ):
+                raise ValueError(
+                    f"RunConfig.name={self.name!r} is not valid; it becomes a directory "
+                    f"name under storage_path, so give a non-empty name without path "
+                    f"separators (put parent directories in storage_path instead)."
+                )
+
+        self.storage_path = self._resolve_storage_path(self.storage_path)
+        self.stop = self._validate_stop(self.stop)
+
+        if self.callbacks is not None:
+            if not isinstance(self.callbacks, (list, tuple)):
+                raise TypeError(
+                    f"RunConfig.callbacks must be None or a list of callbacks, got "
+                    f"{type(self.callbacks).__name__}; wrap a single callback in a "
+                    f"list: callbacks=[cb]."
+                )
+            self.callbacks = list(self.callbacks)
+
+        if self.verbose is not None:
+            verbose = self.verbose
+            if not _is_int(verbose) or not 0 <= verbose <= 3:
+                raise ValueError(
+                    f"RunConfig.verbose={verbose!r} is not valid; use None or an int "
+                    f"from 0 (silent) to 3 (most detail)."
+                )
+
+        if self.failure_config is None:
+            self.failure_config = FailureConfig()
+        elif not isinstance(self.failure_config, FailureConfig):
+            raise TypeError(
+                f"RunConfig.failure_config must be a FailureConfig, got "
+                f"{type(self.failure_config).__name__}; e.g. "
+                f"failure_config=FailureConfig(max_failures=2)."
+            )
+        if self.checkpoint_config is None:
+            self.checkpoint_config = CheckpointConfig()
+        elif not isinstance(self.checkpoint_config, CheckpointConfig):
+            raise TypeError(
+                f"RunConfig.checkpoint_config must be a CheckpointConfig, got "
+                f"{type(self.checkpoint_config).__name__}; e.g. "
+                f"checkpoint_config=CheckpointConfig(num_to_keep=2)."
+            )
+
+        self.log_to_file = self._validate_log_to_file(self.log_to_file)
+
+    @staticmethod
+    def _resolve_storage_path(path: Any) -> str:
+        if path is None:
+            path = _default_storage_path()
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                f"RunConfig.storage_path must be None, a str or a path-like object, "
+                f"got {type(path).__name__} {path!r}."
+            )
+        path = os.fspath(path)
+        if not isinstance(path, str):
+            path = os.fsdecode(path)
+        if "://" in path:
+            raise ValueError(
+                f"RunConfig.storage_path={path!r} looks like a remote URI; fasttune "
+                f"stores results on a local (or mounted) filesystem, so give a local "
+                f"directory path."
+            )
+        if not path:
+            raise ValueError(
+                "RunConfig.storage_path is an empty string; give a directory path or "
+                "None for the default."
+            )
+        return os.path.abspath(os.path.expanduser(path))
+
+    @staticmethod
+    def _validate_stop(stop: Any) -> Any:
+        if stop is None:
+            return None
+        if isinstance(stop, Mapping):
+            bad = [k for k in stop if not isinstance(k, str)]
+            if bad:
+                raise TypeError(
+                    f"RunConfig.stop dict keys must be metric names (str), got "
+                    f"{bad[0]!r}."
+                )
+            return dict(stop)
+        if callable(stop):
+            # A plain function (trial_id, result) -> bool, or a Stopper-like object
+            # (callable with a stop_all() method): both are accepted as they are.
+            return stop
+        raise TypeError(
+            f"RunConfig.stop got {type(stop).__name__} {stop!r}; it accepts three "
+            f"forms: a dict {{metric: threshold}}, a function "
+            f"(trial_id, result) -> bool, or a Stopper object (callable with a "
+            f"stop_all() method)."
+        )
+
+    @staticmethod
+    def _validate_log_to_file(value: Any) -> Union[bool, str, Tuple[str, str]]:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value:
+            return value
+        if (
+            isinstance(value, (tuple, list))
+            and len(value) == 2
+            and all(isinstance(v, str) and v for v in value)
+        ):
+            return (value[0], value[1])
+        raise ValueError(
+            f"RunConfig.log_to_file={value!r} is not valid; use True/False, a file "
+            f"name for both stdout and stderr, or a (stdout_file, stderr_file) pair."
+        )

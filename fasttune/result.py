@@ -1,0 +1,268 @@
+"""``Result``: the outcome of one trial (last metrics, checkpoint, error, directory).
+
+Example:
+    >>> from fasttune.result import Result
+    >>> r = Result(metrics={"loss": 0.1, "config": {"lr": 0.01}},
+    ...            checkpoint=None, error=None, path="/tmp/exp/trial_0")
+    >>> r.config
+    {'lr': 0.01}
+    >>> r.metrics["loss"]
+    0.1
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from fasttune.checkpoint import Checkpoint
+from fasttune.error import TuneError
+
+__all__ = ["Result"]
+
+PARAMS_FILE = "params.json"
+RESULT_FILE = "result.json"
+PROGRESS_FILE = "progress.csv"
+ERROR_FILE = "error.txt"
+CHECKPOINT_DIR_NAME_KEY = "checkpoint_dir_name"
+_CHECKPOINT_DIR_RE = re.compile(r"^checkpoint_(\d+)$")
+
+
+def _import_pandas(feature: str) -> Any:
+    """Import pandas for ``feature`` or raise an ImportError saying how to get it."""
+    try:
+        import pandas  # noqa: PLC0415  (optional dependency, imported lazily)
+    except ImportError:
+        raise ImportError(
+            f"{feature} requires pandas: pip install 'fasttune[pandas]'"
+        ) from None
+    return pandas
+
+
+def _flatten(data: Mapping, prefix: str = "", delimiter: str = "/") -> Dict[str, Any]:
+    """Flatten nested dicts into one level, joining keys with ``delimiter``.
+
+    Empty nested dicts stay as values, as in the runner's ``progress.csv``.
+    """
+    out: Dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, name + delimiter, delimiter))
+        else:
+            out[name] = value
+    return out
+
+
+def _read_json_lines(path: str) -> List[Dict[str, Any]]:
+    """Read a JSON-lines results file; a truncated (undecodable) last line is dropped.
+
+    A bad line anywhere else means the file is corrupt, and raises ValueError.
+    """
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        lines = [(n, line) for n, line in enumerate(f, start=1) if line.strip()]
+    rows: List[Dict[str, Any]] = []
+    for i, (lineno, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            if i == len(lines) - 1:
+                break  # the writer was interrupted mid-line: ignore the fragment
+            raise ValueError(
+                f"{path}, line {lineno}, is not a JSON object; the results file is "
+                f"corrupt before its last line. Fix or remove that line."
+            )
+        rows.append(row)
+    return rows
+
+
+def _checkpoint_dirs(trial_dir: str) -> List[Tuple[int, str]]:
+    found = []
+    for name in os.listdir(trial_dir):
+        match = _CHECKPOINT_DIR_RE.match(name)
+        if match and os.path.isdir(os.path.join(trial_dir, name)):
+            found.append((int(match.group(1)), name))
+    found.sort()
+    return found
+
+
+@dataclass(init=False, repr=False, eq=False)
+class Result:
+    """The final state of one trial.
+
+    Args:
+        metrics: The last reported result dict (usually with a ``"config"``
+            key), or ``None`` if the trial reported nothing.
+        checkpoint: The latest checkpoint, or ``None``.
+        error: The exception that ended the trial, or ``None`` on success.
+        path: The trial's directory.
+        metrics_dataframe: Every reported result as a pandas DataFrame. When
+            not given it is read lazily from ``<path>/progress.csv`` (needs
+            pandas); ``None`` when that file does not exist.
+        best_checkpoints: ``(checkpoint, metrics)`` pairs of the checkpoints
+            kept for this trial.
+        _config: The trial's config, used when ``metrics`` has no ``"config"``.
+
+    Example:
+        >>> r = Result(None, None, None, "/tmp/t", _config={"x": 1})
+        >>> r.config, r.best_checkpoints
+        ({'x': 1}, [])
+    """
+
+    metrics: Optional[Dict[str, Any]]
+    checkpoint: Optional[Checkpoint]
+    error: Optional[BaseException]
+    path: str
+    best_checkpoints: List[Tuple[Checkpoint, Dict[str, Any]]]
+
+    def __init__(
+        self,
+        metrics: Optional[Dict[str, Any]],
+        checkpoint: Optional[Checkpoint],
+        error: Optional[BaseException],
+        path: Union[str, "os.PathLike[str]"],
+        metrics_dataframe: Optional[Any] = None,
+        best_checkpoints: Optional[List[Tuple[Checkpoint, Dict[str, Any]]]] = None,
+        _config: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        if metrics is not None and not isinstance(metrics, Mapping):
+            raise TypeError(
+                f"Result.metrics must be a dict or None, got {type(metrics).__name__}."
+            )
+        if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+            raise TypeError(
+                f"Result.checkpoint must be a fasttune Checkpoint or None, got "
+                f"{type(checkpoint).__name__}; wrap a directory with "
+                f"Checkpoint.from_directory(path)."
+            )
+        if error is not None and not isinstance(error, BaseException):
+            raise TypeError(
+                f"Result.error must be an exception or None, got "
+                f"{type(error).__name__}; wrap a message as TuneError(text)."
+            )
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                f"Result.path must be the trial directory (str or path-like), got "
+                f"{type(path).__name__} {path!r}."
+            )
+        self.metrics = dict(metrics) if metrics is not None else None
+        self.checkpoint = checkpoint
+        self.error = error
+        self.path = os.fsdecode(os.fspath(path))
+        self.best_checkpoints = list(best_checkpoints) if best_checkpoints else []
+        self._metrics_dataframe = metrics_dataframe
+        self._config = _config
+
+    @property
+    def config(self) -> Optional[Dict[str, Any]]:
+        """The trial's config: ``metrics["config"]`` if present, else the one given."""
+        if self.metrics and "config" in self.metrics:
+            return self.metrics["config"]
+        return self._config
+
+    @property
+    def metrics_dataframe(self) -> Optional[Any]:
+        """All reported results as a DataFrame, read once from ``progress.csv``.
+
+        ``None`` when no DataFrame was given and ``<path>/progress.csv`` is
+        absent or empty. Reading it requires pandas.
+        """
+        if self._metrics_dataframe is None:
+            csv_path = os.path.join(self.path, PROGRESS_FILE)
+            if not os.path.isfile(csv_path) or os.path.getsize(csv_path) == 0:
+                return None
+            pd = _import_pandas("Result.metrics_dataframe")
+            self._metrics_dataframe = pd.read_csv(csv_path)
+        return self._metrics_dataframe
+
+    @metrics_dataframe.setter
+    def metrics_dataframe(self, value: Optional[Any]) -> None:
+        self._metrics_dataframe = value
+
+    @classmethod
+    def from_path(cls, path: Union[str, "os.PathLike[str]"]) -> "Result":
+        """Rebuild a trial's Result from its directory alone.
+
+        Reads ``params.json`` (config), the last complete line of
+        ``result.json`` (metrics; a truncated last line is ignored),
+        ``error.txt`` (becomes a :class:`~fasttune.error.TuneError`) and the
+        ``checkpoint_NNNNNN`` directories (the highest number is the latest
+        checkpoint; all of them form ``best_checkpoints``, each paired with the
+        last result whose ``checkpoint_dir_name`` names it, else ``{}``).
+
+        Example:
+            >>> import json, os, tempfile
+            >>> d = tempfile.mkdtemp()
+            >>> with open(os.path.join(d, "result.json"), "w") as f:
+            ...     _ = f.write(json.dumps({"loss": 1.0, "config": {"lr": 0.1}}) + "\\n{\\"lo")
+            >>> r = Result.from_path(d)
+            >>> r.metrics["loss"], r.config, r.error
+            (1.0, {'lr': 0.1}, None)
+        """
+        trial_dir = os.path.abspath(os.fsdecode(os.fspath(path)))
+        if not os.path.isdir(trial_dir):
+            raise FileNotFoundError(
+                f"Trial directory {trial_dir!r} does not exist; pass the directory of "
+                f"one trial (the one holding params.json and result.json)."
+            )
+
+        config = None
+        params_path = os.path.join(trial_dir, PARAMS_FILE)
+        if os.path.isfile(params_path):
+            with open(params_path, "r", encoding="utf-8") as f:
+                try:
+                    config = json.load(f)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(
+                        f"{params_path} is not valid JSON ({exc}); it should hold the "
+                        f"trial's config as one JSON object."
+                    ) from None
+
+        rows: List[Dict[str, Any]] = []
+        result_path = os.path.join(trial_dir, RESULT_FILE)
+        if os.path.isfile(result_path):
+            rows = _read_json_lines(result_path)
+        metrics = rows[-1] if rows else None
+
+        error = None
+        error_path = os.path.join(trial_dir, ERROR_FILE)
+        if os.path.isfile(error_path):
+            with open(error_path, "r", encoding="utf-8", errors="replace") as f:
+                error = TuneError(f.read())
+
+        best_checkpoints: List[Tuple[Checkpoint, Dict[str, Any]]] = []
+        for _, name in _checkpoint_dirs(trial_dir):
+            ckpt_metrics: Dict[str, Any] = {}
+            for row in reversed(rows):
+                if row.get(CHECKPOINT_DIR_NAME_KEY) == name:
+                    ckpt_metrics = row
+                    break
+            best_checkpoints.append(
+                (Checkpoint(os.path.join(trial_dir, name)), ckpt_metrics)
+            )
+        latest = best_checkpoints[-1][0] if best_checkpoints else None
+
+        return cls(
+            metrics=metrics,
+            checkpoint=latest,
+            error=error,
+            path=trial_dir,
+            best_checkpoints=best_checkpoints,
+            _config=config,
+        )
+
+    def __repr__(self) -> str:
+        shown = None
+        if self.metrics is not None:
+            shown = {k: v for k, v in self.metrics.items() if k != "config"}
+        parts = [f"metrics={shown!r}", f"path={self.path!r}"]
+        parts.append(f"checkpoint={self.checkpoint!r}")
+        if self.error is not None:
+            parts.append(f"error={self.error!r}")
+        return "Result(\n  " + ",\n  ".join(parts) + "\n)"

@@ -1,0 +1,373 @@
+"""``ResultGrid``: every trial's ``Result`` from one sweep, with best-trial lookup.
+
+Example:
+    >>> from fasttune.result import Result
+    >>> from fasttune.result_grid import ResultGrid
+    >>> grid = ResultGrid(
+    ...     [Result({"acc": 0.7}, None, None, "/tmp/e/t0"),
+    ...      Result({"acc": 0.9}, None, None, "/tmp/e/t1")],
+    ...     experiment_path="/tmp/e",
+    ... )
+    >>> grid.get_best_result(metric="acc", mode="max").metrics
+    {'acc': 0.9}
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import os
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+from fasttune.result import (
+    PARAMS_FILE,
+    RESULT_FILE,
+    Result,
+    _flatten,
+    _import_pandas,
+    _read_json_lines,
+)
+
+__all__ = ["ResultGrid"]
+
+_MODES = ("min", "max")
+_SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
+
+
+def _numeric(value: Any) -> Optional[float]:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _metric_value(row: Optional[Dict[str, Any]], metric: str) -> Optional[float]:
+    """Numeric value of ``metric`` in ``row``; nested keys may be joined with "/"."""
+    if not row:
+        return None
+    if metric in row:
+        return _numeric(row[metric])
+    return _numeric(_flatten(row).get(metric))
+
+
+def _is_better(score: float, best: Optional[float], mode: str) -> bool:
+    """Strictly better; NaN ranks below every number (and ties keep the first)."""
+    if best is None:
+        return True
+    if math.isnan(score):
+        return False
+    if math.isnan(best):
+        return True
+    return score > best if mode == "max" else score < best
+
+
+class ResultGrid:
+    """The results of a sweep: one :class:`~fasttune.result.Result` per trial.
+
+    Args:
+        results: The trials' results, in trial order.
+        experiment_path: The experiment directory.
+        default_metric: Metric used by :meth:`get_best_result` when none is
+            passed (normally ``TuneConfig.metric``).
+        default_mode: Mode used likewise (normally ``TuneConfig.mode``).
+
+    Example:
+        >>> from fasttune.result import Result
+        >>> from fasttune.error import TuneError
+        >>> grid = ResultGrid(
+        ...     [Result({"loss": 1.0}, None, None, "/e/a"),
+        ...      Result(None, None, TuneError("boom"), "/e/b")],
+        ...     "/e", default_metric="loss", default_mode="min")
+        >>> len(grid), grid.num_terminated, grid.num_errors
+        (2, 1, 1)
+        >>> grid.get_best_result().path
+        '/e/a'
+    """
+
+    def __init__(
+        self,
+        results: Sequence[Result],
+        experiment_path: Union[str, "os.PathLike[str]"],
+        default_metric: Optional[str] = None,
+        default_mode: Optional[str] = None,
+    ) -> None:
+        results = list(results)
+        for i, r in enumerate(results):
+            if not isinstance(r, Result):
+                raise TypeError(
+                    f"ResultGrid results must all be fasttune Result objects; item {i} "
+                    f"is {type(r).__name__}."
+                )
+        if default_mode is not None and default_mode not in _MODES:
+            raise ValueError(
+                f"ResultGrid default_mode={default_mode!r} is not valid; use one of "
+                f"{list(_MODES)} or None."
+            )
+        self._results = results
+        self._experiment_path = os.fsdecode(os.fspath(experiment_path))
+        self._default_metric = default_metric
+        self._default_mode = default_mode
+        self._history_cache: Dict[int, List[Dict[str, Any]]] = {}
+
+    # -- construction ---------------------------------------------------------------
+
+    @classmethod
+    def from_path(
+        cls,
+        experiment_path: Union[str, "os.PathLike[str]"],
+        default_metric: Optional[str] = None,
+        default_mode: Optional[str] = None,
+    ) -> "ResultGrid":
+        """Build a grid from an experiment directory on disk.
+
+        Every direct subdirectory holding a ``params.json`` is a trial; its
+        Result comes from :meth:`Result.from_path`. Trials are ordered by
+        directory name.
+
+        Example:
+            >>> import json, os, tempfile
+            >>> exp = tempfile.mkdtemp()
+            >>> os.mkdir(os.path.join(exp, "trial_0"))
+            >>> with open(os.path.join(exp, "trial_0", "params.json"), "w") as f:
+            ...     json.dump({"lr": 0.1}, f)
+            >>> grid = ResultGrid.from_path(exp)
+            >>> len(grid), grid[0].config
+            (1, {'lr': 0.1})
+        """
+        exp = os.path.abspath(os.path.expanduser(os.fsdecode(os.fspath(experiment_path))))
+        if not os.path.isdir(exp):
+            raise FileNotFoundError(
+                f"Experiment directory {exp!r} does not exist; pass "
+                f"<storage_path>/<experiment name> of a finished or interrupted run."
+            )
+        results = []
+        for name in sorted(os.listdir(exp)):
+            trial_dir = os.path.join(exp, name)
+            if os.path.isfile(os.path.join(trial_dir, PARAMS_FILE)):
+                results.append(Result.from_path(trial_dir))
+        return cls(results, exp, default_metric=default_metric, default_mode=default_mode)
+
+    # -- container --------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __getitem__(self, i: int) -> Result:
+        try:
+            index = operator.index(i)
+        except TypeError:
+            raise TypeError(
+                f"ResultGrid indices must be integers, got {type(i).__name__}; iterate "
+                f"the grid or use list(grid) for slicing."
+            ) from None
+        try:
+            return self._results[index]
+        except IndexError:
+            raise IndexError(
+                f"ResultGrid index {index} is out of range for {len(self)} results."
+            ) from None
+
+    def __iter__(self) -> Iterator[Result]:
+        return iter(self._results)
+
+    @property
+    def experiment_path(self) -> str:
+        """The experiment directory."""
+        return self._experiment_path
+
+    @property
+    def errors(self) -> List[BaseException]:
+        """The errors of the trials that failed, in trial order."""
+        return [r.error for r in self._results if r.error is not None]
+
+    @property
+    def num_errors(self) -> int:
+        """How many trials failed."""
+        return sum(1 for r in self._results if r.error is not None)
+
+    @property
+    def num_terminated(self) -> int:
+        """How many trials ended without an error."""
+        return sum(1 for r in self._results if r.error is None)
+
+    # -- analysis ----------------------------------------------------------------------
+
+    def _history(self, index: int) -> List[Dict[str, Any]]:
+        """Every result the trial reported, read from its ``result.json`` once."""
+        if index not in self._history_cache:
+            result = self._results[index]
+            path = os.path.join(result.path, RESULT_FILE)
+            if os.path.isfile(path):
+                rows = _read_json_lines(path)
+            else:
+                rows = [result.metrics] if result.metrics else []
+            self._history_cache[index] = rows
+        return self._history_cache[index]
+
+    def _score(self, index: int, metric: str, mode: str, scope: str) -> Optional[float]:
+        if scope == "last":
+            return _metric_value(self._results[index].metrics, metric)
+        values = [
+            v
+            for v in (_metric_value(row, metric) for row in self._history(index))
+            if v is not None
+        ]
+        if not values:
+            return None
+        if scope == "all":
+            usable = [v for v in values if not math.isnan(v)] or values
+            return max(usable) if mode == "max" else min(usable)
+        window = {"avg": len(values), "last-5-avg": 5, "last-10-avg": 10}[scope]
+        tail = values[-window:]
+        return sum(tail) / len(tail)
+
+    @staticmethod
+    def _check_mode(mode: Optional[str], where: str) -> None:
+        if mode is not None and mode not in _MODES:
+            raise ValueError(f"{where}={mode!r} is not valid; use one of {list(_MODES)}.")
+
+    def get_best_result(
+        self,
+        metric: Optional[str] = None,
+        mode: Optional[str] = None,
+        scope: str = "last",
+        filter_nan_and_inf: bool = True,
+    ) -> Result:
+        """Return the result of the best trial.
+
+        Args:
+            metric: Metric to rank by; defaults to ``TuneConfig.metric``.
+                Nested metrics may be named with "/" (``"val/loss"``).
+            mode: ``"min"`` or ``"max"``; defaults to ``TuneConfig.mode``.
+            scope: Which of each trial's reported values to rank by:
+                ``"last"`` (its last result), ``"avg"`` (mean of all
+                values), ``"last-5-avg"`` / ``"last-10-avg"`` (mean of the last
+                5 / 10 values) or ``"all"`` (its best value, per ``mode``,
+                ignoring NaN). Every scope but ``"last"`` reads the trial's
+                ``result.json``.
+            filter_nan_and_inf: Skip trials whose score is NaN or infinite.
+                When ``False`` they compete; NaN ranks below every number.
+
+        As in Ray Tune, a grid holding a single trial returns it directly.
+
+        Raises:
+            ValueError: No metric or mode was given and the grid has no
+                default, or ``mode``/``scope`` is not a valid choice.
+            RuntimeError: No trial has a usable value of the metric.
+
+        Example:
+            >>> from fasttune.result import Result
+            >>> g = ResultGrid([Result({"l": 2.0}, None, None, "/x/a"),
+            ...                 Result({"l": float("nan")}, None, None, "/x/b")], "/x")
+            >>> g.get_best_result("l", "min").metrics
+            {'l': 2.0}
+        """
+        self._check_mode(mode, "get_best_result mode")
+        if scope not in _SCOPES:
+            raise ValueError(
+                f"get_best_result scope={scope!r} is not valid; use one of "
+                f"{list(_SCOPES)}."
+            )
+        if len(self._results) == 1:
+            return self._results[0]
+
+        metric = metric or self._default_metric
+        mode = mode or self._default_mode
+        if not metric:
+            raise ValueError(
+                "No metric to rank trials by: pass get_best_result(metric=..., "
+                "mode=...) or set TuneConfig(metric=..., mode=...) on the Tuner."
+            )
+        if not mode:
+            raise ValueError(
+                f"No mode for metric {metric!r}: pass get_best_result(metric=..., "
+                f"mode='min' or 'max') or set TuneConfig(metric=..., mode=...) on the "
+                f"Tuner."
+            )
+
+        best_index: Optional[int] = None
+        best_score: Optional[float] = None
+        for i in range(len(self._results)):
+            score = self._score(i, metric, mode, scope)
+            if score is None:
+                continue
+            if filter_nan_and_inf and not math.isfinite(score):
+                continue
+            if _is_better(score, best_score, mode):
+                best_index, best_score = i, score
+
+        if best_index is None:
+            msg = (
+                f"No best trial found for metric {metric!r} (mode={mode!r}, "
+                f"scope={scope!r}): no trial reported it"
+            )
+            if filter_nan_and_inf:
+                msg += (
+                    ", or all its values are NaN or infinite; pass "
+                    "filter_nan_and_inf=False to rank those values too."
+                )
+            else:
+                msg += "."
+            raise RuntimeError(msg)
+        return self._results[best_index]
+
+    def get_dataframe(
+        self,
+        filter_metric: Optional[str] = None,
+        filter_mode: Optional[str] = None,
+    ) -> Any:
+        """Return a pandas DataFrame with one row per trial.
+
+        Without filters each row is the trial's last result; with
+        ``filter_metric`` and ``filter_mode`` it is the trial's best result
+        for that metric over its whole history (trials that never reported
+        the metric are left out). Nested values are flattened with "/"
+        (``config/lr``); the columns ``logdir`` and ``path`` hold the trial
+        directory. Requires pandas.
+
+        Example:
+            >>> from fasttune.result import Result
+            >>> g = ResultGrid([Result({"l": 1, "config": {"lr": 0.1}}, None, None, "/x/a")], "/x")
+            >>> sorted(g.get_dataframe().columns)
+            ['config/lr', 'l', 'logdir', 'path']
+        """
+        if (filter_metric is None) != (filter_mode is None):
+            raise ValueError(
+                "get_dataframe needs filter_metric and filter_mode together (e.g. "
+                "filter_metric='loss', filter_mode='min'), or neither."
+            )
+        self._check_mode(filter_mode, "get_dataframe filter_mode")
+        pd = _import_pandas("ResultGrid.get_dataframe")
+
+        rows = []
+        for i, result in enumerate(self._results):
+            if filter_metric is not None:
+                best_row, best_value = None, None
+                for row in self._history(i):
+                    value = _metric_value(row, filter_metric)
+                    if value is not None and _is_better(value, best_value, filter_mode):
+                        best_row, best_value = row, value
+                if best_row is None:
+                    continue
+                source: Dict[str, Any] = best_row
+            else:
+                source = result.metrics or {}
+            flat = _flatten(source)
+            if "config" not in source and result.config:
+                flat.update(_flatten(result.config, "config/"))
+            flat["logdir"] = result.path
+            flat["path"] = result.path
+            rows.append(flat)
+        return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        header = (
+            f"ResultGrid(experiment_path={self._experiment_path!r}, "
+            f"num_results={len(self)}, num_errors={self.num_errors})"
+        )
+        if not self._results:
+            return header + "[]"
+        body = ",\n".join(
+            "  " + repr(r).replace("\n", "\n  ") for r in self._results
+        )
+        return f"{header}[\n{body}\n]"

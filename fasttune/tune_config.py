@@ -1,0 +1,152 @@
+"""``TuneConfig``: what to optimise and how many trials to run.
+
+Example:
+    >>> from fasttune.tune_config import TuneConfig
+    >>> cfg = TuneConfig(metric="loss", mode="min", num_samples=8)
+    >>> (cfg.metric, cfg.mode, cfg.num_samples)
+    ('loss', 'min', 8)
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
+
+__all__ = ["TuneConfig"]
+
+_MODES = ("min", "max")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclass
+class TuneConfig:
+    """Tuning-specific settings for a ``Tuner``.
+
+    Args:
+        metric: Name of the reported metric to optimise. May be left ``None``
+            when the scheduler or search algorithm carries its own metric.
+        mode: ``"min"`` or ``"max"``. Requires ``metric``.
+        search_alg: A search algorithm; ``None`` means random/grid variants.
+        scheduler: A trial scheduler; ``None`` means FIFO.
+        num_samples: How many times to sample the search space (grid-search
+            entries are repeated this many times). ``-1`` means "keep
+            sampling until the searcher is exhausted or ``time_budget_s``
+            runs out".
+        max_concurrent_trials: Upper bound on trials running at once, or
+            ``None`` for no bound beyond the available resources.
+        time_budget_s: Wall-clock budget for the whole sweep, in seconds (a
+            positive number) or as a ``datetime.timedelta``; stored as float
+            seconds.
+        reuse_actors: Whether to reuse trainable workers between trials;
+            ``None`` lets fasttune decide.
+        trial_name_creator: ``callable(trial) -> str`` naming each trial.
+        trial_dirname_creator: ``callable(trial) -> str`` naming each trial's
+            directory.
+
+    Example:
+        >>> import datetime
+        >>> TuneConfig(time_budget_s=datetime.timedelta(minutes=2)).time_budget_s
+        120.0
+        >>> TuneConfig(mode="max")
+        Traceback (most recent call last):
+        ...
+        ValueError: TuneConfig(mode='max') was given without a metric; pass metric='<name>' as well, e.g. TuneConfig(metric='score', mode='max').
+    """
+
+    metric: Optional[str] = None
+    mode: Optional[str] = None
+    search_alg: Optional[Any] = None
+    scheduler: Optional[Any] = None
+    num_samples: int = 1
+    max_concurrent_trials: Optional[int] = None
+    time_budget_s: Optional[Union[int, float, datetime.timedelta]] = None
+    reuse_actors: Optional[bool] = None
+    trial_name_creator: Optional[Callable[[Any], str]] = None
+    trial_dirname_creator: Optional[Callable[[Any], str]] = None
+
+    def __post_init__(self) -> None:
+        if self.metric is not None and not isinstance(self.metric, str):
+            raise TypeError(
+                f"TuneConfig.metric must be a str naming a reported metric, got "
+                f"{type(self.metric).__name__} {self.metric!r}."
+            )
+        if self.mode is not None and self.mode not in _MODES:
+            raise ValueError(
+                f"TuneConfig.mode={self.mode!r} is not valid; use one of "
+                f"{list(_MODES)} (or None)."
+            )
+        if self.mode is not None and self.metric is None:
+            raise ValueError(
+                f"TuneConfig(mode={self.mode!r}) was given without a metric; pass "
+                f"metric='<name>' as well, e.g. TuneConfig(metric='score', "
+                f"mode={self.mode!r})."
+            )
+
+        if not _is_int(self.num_samples):
+            raise TypeError(
+                f"TuneConfig.num_samples must be an int >= 1 (or -1 for "
+                f"'until the searcher or time budget ends'), got "
+                f"{type(self.num_samples).__name__} {self.num_samples!r}."
+            )
+        if self.num_samples == 0 or self.num_samples < -1:
+            raise ValueError(
+                f"TuneConfig.num_samples={self.num_samples} is not valid; use an "
+                f"int >= 1, or -1 to sample until the searcher or time budget ends."
+            )
+        self.num_samples = int(self.num_samples)
+
+        if self.max_concurrent_trials is not None:
+            if not _is_int(self.max_concurrent_trials):
+                raise TypeError(
+                    f"TuneConfig.max_concurrent_trials must be None or an int >= 1, "
+                    f"got {type(self.max_concurrent_trials).__name__} "
+                    f"{self.max_concurrent_trials!r}."
+                )
+            if self.max_concurrent_trials < 1:
+                raise ValueError(
+                    f"TuneConfig.max_concurrent_trials={self.max_concurrent_trials} "
+                    f"is not valid; use None (no limit) or an int >= 1."
+                )
+            self.max_concurrent_trials = int(self.max_concurrent_trials)
+
+        self.time_budget_s = self._validate_time_budget(self.time_budget_s)
+
+        if self.reuse_actors is not None and not isinstance(self.reuse_actors, bool):
+            raise TypeError(
+                f"TuneConfig.reuse_actors must be True, False or None, got "
+                f"{type(self.reuse_actors).__name__} {self.reuse_actors!r}."
+            )
+        for name in ("trial_name_creator", "trial_dirname_creator"):
+            fn = getattr(self, name)
+            if fn is not None and not callable(fn):
+                raise TypeError(
+                    f"TuneConfig.{name} must be None or a callable taking a Trial "
+                    f"and returning a str, got {type(fn).__name__} {fn!r}."
+                )
+
+    @staticmethod
+    def _validate_time_budget(value: Any) -> Optional[float]:
+        if value is None:
+            return None
+        if isinstance(value, datetime.timedelta):
+            seconds = value.total_seconds()
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            seconds = float(value)
+        else:
+            raise TypeError(
+                f"TuneConfig.time_budget_s must be None, a number of seconds > 0 or a "
+                f"datetime.timedelta, got {type(value).__name__} {value!r}."
+            )
+        if math.isnan(seconds) or seconds <= 0:
+            raise ValueError(
+                f"TuneConfig.time_budget_s={value!r} is not valid; give a positive "
+                f"number of seconds or a positive datetime.timedelta, or None for "
+                f"no budget."
+            )
+        return seconds
