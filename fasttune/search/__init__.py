@@ -1,0 +1,55 @@
+"""Search spaces and search algorithms (``ray.tune.search``).
+
+Example:
+    >>> from fasttune.search import BasicVariantGenerator, grid_search, uniform
+    >>> space = {"lr": uniform(1e-3, 1e-1), "layers": grid_search([1, 2])}
+    >>> BasicVariantGenerator(random_state=0).total_samples
+    0
+"""
+from fasttune.search.basic_variant import BasicVariantGenerator
+from fasttune.search.sample import (
+    Categorical,
+    Domain,
+    Float,
+    Function,
+    Integer,
+    choice,
+    grid_search,
+    lograndint,
+    loguniform,
+    qlograndint,
+    qloguniform,
+    qrandint,
+    qrandn,
+    quniform,
+    randint,
+    randn,
+    sample_from,
+    uniform,
+)
+from fasttune.search.search_algorithm import SearchAlgorithm
+from fasttune.search.searcher import Searcher
+
+__all__ = [
+    "BasicVariantGenerator",
+    "SearchAlgorithm",
+    "Searcher",
+    "Domain",
+    "Float",
+    "Integer",
+    "Categorical",
+    "Function",
+    "choice",
+    "grid_search",
+    "lograndint",
+    "loguniform",
+    "qlograndint",
+    "qloguniform",
+    "qrandint",
+    "qrandn",
+    "quniform",
+    "randint",
+    "randn",
+    "sample_from",
+    "uniform",
+]

@@ -1,0 +1,349 @@
+"""The default search algorithm: grid and random search over the param space.
+
+Trials are made one at a time, when the runner asks, so a 50,000-trial sweep
+never holds more than the next variant in memory.
+
+Example:
+    >>> from fasttune.search.basic_variant import BasicVariantGenerator
+    >>> from fasttune.search.sample import grid_search, uniform
+    >>> class Experiment:  # the parts of fasttune.Experiment the generator uses
+    ...     name = "demo"
+    ...     spec = {"config": {"lr": grid_search([0.1, 0.01]), "wd": uniform(0, 1)}, "num_samples": 2}
+    ...     def trial_factory(self, config, experiment_tag, evaluated_params, trial_id):
+    ...         return type("Trial", (), {"trial_id": experiment_tag, "config": config})()
+    >>> search = BasicVariantGenerator(random_state=0)
+    >>> search.add_configurations(Experiment())
+    >>> search.total_samples
+    4
+    >>> [search.next_trial().config["lr"] for _ in range(4)], search.is_finished()
+    ([0.1, 0.01, 0.1, 0.01], True)
+"""
+from __future__ import annotations
+
+import copy
+import glob
+import logging
+import os
+import pickle
+import sys
+import uuid
+from collections.abc import Mapping
+from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple, Union
+
+from fasttune.search._validate import validate_param_space
+from fasttune.search.sample import RandomState, _as_rng, _Rng
+from fasttune.search.search_algorithm import SearchAlgorithm
+from fasttune.search.variant_generator import (
+    Path,
+    _copy,
+    _generate,
+    _preset_spec,
+    count_variants,
+    flatten_resolved_vars,
+    format_vars,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BasicVariantGenerator"]
+
+
+class _TrialLike(Protocol):
+    trial_id: str
+
+
+class _ExperimentLike(Protocol):
+    """What the generator needs from an experiment (``fasttune.Experiment`` has it)."""
+
+    name: str
+    spec: Dict[str, Any]
+
+    def trial_factory(
+        self, config: Dict, experiment_tag: str, evaluated_params: Dict, trial_id: Optional[str]
+    ) -> _TrialLike: ...
+
+
+Variant = Tuple[Dict[Path, Any], Dict]
+
+
+class _ExperimentVariants:
+    """The variants of one experiment, drawn on demand.
+
+    The points to evaluate come first, each using up one of ``num_samples``;
+    then each remaining sample expands the whole grid.  A checkpoint records
+    the random state at the start of the current grid expansion and how many
+    variants it yielded: replaying that many draws reproduces the position.
+    """
+
+    def __init__(
+        self,
+        experiment: _ExperimentLike,
+        space: Dict,
+        points: List[Dict],
+        num_samples: int,
+        constant_grid_search: bool,
+    ) -> None:
+        self.experiment = experiment
+        self.space = space
+        self.points = points
+        self.samples_left = num_samples
+        self.constant_grid_search = constant_grid_search
+        self.variants: Optional[Iterator[Variant]] = None
+        self.origin: Optional[Dict] = None
+        self.start_state: Any = None
+        self.taken = 0
+
+    def next_variant(self, rng: _Rng) -> Optional[Variant]:
+        while True:
+            if self.variants is not None:
+                variant = next(self.variants, None)
+                if variant is not None:
+                    self.taken += 1
+                    return variant
+                self.variants = None
+            if self.points:
+                origin: Optional[Dict] = self.points.pop(0)
+            elif self.samples_left > 0:
+                origin = None
+            else:
+                return None
+            self.samples_left -= 1
+            self.open(origin, rng, None if rng.is_global else rng.get_state())
+
+    def open(self, origin: Optional[Dict], rng: _Rng, start_state: Any) -> None:
+        self.origin, self.start_state, self.taken = origin, start_state, 0
+        work = _copy(self.space) if origin is None else _preset_spec(self.space, origin, warn=False)
+        self.variants = _generate(work, self.constant_grid_search, rng)
+
+
+class BasicVariantGenerator(SearchAlgorithm):
+    """Grid and random search: expands each experiment's param space into trials.
+
+    Each of ``num_samples`` samples runs the full grid (the product of all
+    ``grid_search`` values); random domains are drawn per grid point.  Trials
+    are created lazily, one per ``next_trial()`` call.
+
+    Args:
+        points_to_evaluate: Configs (possibly partial) to run first; their
+            values replace those of the param space and each uses up one of
+            ``num_samples``.
+        max_concurrent: If > 0, ``next_trial()`` returns ``None`` while this
+            many of its trials are running.
+        constant_grid_search: Draw random values once per sample and reuse
+            them for every grid point.
+        random_state: An int seed, numpy ``Generator`` or ``RandomState`` for
+            reproducible sweeps; ``None`` uses numpy's global generator.
+    """
+
+    CKPT_FILE_TMPL = "basic-variant-state-{}.pkl"
+
+    def __init__(
+        self,
+        points_to_evaluate: Optional[List[Dict]] = None,
+        max_concurrent: int = 0,
+        constant_grid_search: bool = False,
+        random_state: RandomState = None,
+    ) -> None:
+        if points_to_evaluate is not None:
+            if not isinstance(points_to_evaluate, (list, tuple)):
+                raise TypeError(
+                    "points_to_evaluate must be a list of config dicts, got "
+                    f"{type(points_to_evaluate).__name__}."
+                )
+            for index, point in enumerate(points_to_evaluate):
+                if not isinstance(point, Mapping):
+                    raise TypeError(
+                        f"points_to_evaluate[{index}] must be a dict of parameter values, got "
+                        f"{type(point).__name__} {point!r}."
+                    )
+        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 0:
+            raise ValueError(f"max_concurrent must be an int >= 0 (0 means no limit), got {max_concurrent!r}.")
+        self._points_to_evaluate = [copy.deepcopy(dict(p)) for p in points_to_evaluate or []]
+        self.max_concurrent = max_concurrent
+        self._constant_grid_search = bool(constant_grid_search)
+        self._rng = _as_rng(random_state)
+        self._experiments: List[_ExperimentVariants] = []
+        self._position = 0
+        self._next: Optional[Tuple[int, Dict[Path, Any], Dict]] = None
+        self._counter = 0
+        self._live_trials: set = set()
+        self._total_samples = 0
+
+    @property
+    def total_samples(self) -> int:
+        """How many trials the added experiments produce (grid x samples, plus points)."""
+        return self._total_samples
+
+    def add_configurations(self, experiments: Union[_ExperimentLike, List[_ExperimentLike]]) -> None:
+        """Queues the trials of ``experiments`` (one or a list) after those already queued."""
+        batch = list(experiments) if isinstance(experiments, (list, tuple)) else [experiments]
+        for experiment in batch:
+            spec = getattr(experiment, "spec", None)
+            if not isinstance(spec, Mapping) or not callable(getattr(experiment, "trial_factory", None)):
+                raise TypeError(
+                    "add_configurations takes Experiment objects (with .spec and .trial_factory), "
+                    f"got {type(experiment).__name__}."
+                )
+            config = spec.get("config") or {}
+            validate_param_space(config)
+            num_samples = self._num_samples(spec.get("num_samples", 1))
+            space = {"config": config}
+            points = [copy.deepcopy(p) for p in self._points_to_evaluate]
+            total = 0
+            for point in points:
+                # Checks every point against the space now, and warns once.
+                total += count_variants(_preset_spec(space, point, warn=True))
+            total += count_variants(space, max(num_samples - len(points), 0))
+            self._total_samples += total
+            self._experiments.append(
+                _ExperimentVariants(experiment, space, points, num_samples, self._constant_grid_search)
+            )
+        if self._next is None:
+            self._next = self._advance()
+            self._finished = self._next is None and self._finished
+
+    @staticmethod
+    def _num_samples(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or (value < 0 and value != -1):
+            raise ValueError(f"num_samples must be an int >= 0, or -1 for unlimited, got {value!r}.")
+        return sys.maxsize if value == -1 else value
+
+    def _advance(self) -> Optional[Tuple[int, Dict[Path, Any], Dict]]:
+        while self._position < len(self._experiments):
+            variant = self._experiments[self._position].next_variant(self._rng)
+            if variant is not None:
+                return (self._position,) + variant
+            self._position += 1
+        return None
+
+    def next_trial(self) -> Optional[_TrialLike]:
+        """The next trial, or ``None`` when finished or at ``max_concurrent`` live trials."""
+        if self._finished:
+            return None
+        if self.max_concurrent > 0 and len(self._live_trials) >= self.max_concurrent:
+            return None
+        if self._next is None:
+            self._next = self._advance()
+            if self._next is None:
+                self.set_finished()
+                return None
+        index, resolved_vars, spec = self._next
+        tag = str(self._counter)
+        if resolved_vars:
+            tag += "_" + format_vars(resolved_vars)
+        experiment = self._experiments[index].experiment
+        trial = experiment.trial_factory(spec["config"], tag, flatten_resolved_vars(resolved_vars), None)
+        self._counter += 1
+        self._live_trials.add(trial.trial_id)
+        # Look one variant ahead so that is_finished() is true as soon as the
+        # last trial is out, not one next_trial() call later.
+        self._next = self._advance()
+        if self._next is None:
+            self.set_finished()
+        return trial
+
+    def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
+        self._live_trials.discard(trial_id)
+
+    # -- checkpointing -----------------------------------------------------
+
+    def get_state(self) -> Dict[str, Any]:
+        """The generator's position, as a picklable dict (the experiments included)."""
+        experiments = []
+        for index, item in enumerate(self._experiments):
+            taken = item.taken
+            if self._next is not None and self._next[0] == index:
+                taken -= 1  # the look-ahead variant is redrawn on restore
+            experiments.append(
+                {
+                    "experiment": item.experiment,
+                    "space": item.space,
+                    "points": item.points,
+                    "samples_left": item.samples_left,
+                    "active": item.variants is not None,
+                    "origin": item.origin,
+                    "start_state": item.start_state,
+                    "taken": taken,
+                }
+            )
+        return {
+            "version": 1,
+            "experiments": experiments,
+            "position": self._position,
+            "counter": self._counter,
+            "live_trials": set(self._live_trials),
+            "total_samples": self._total_samples,
+            "finished": self._finished,
+            "rng": self._rng,
+            "points_to_evaluate": self._points_to_evaluate,
+            "max_concurrent": self.max_concurrent,
+            "constant_grid_search": self._constant_grid_search,
+            "metric": self._metric,
+            "mode": self._mode,
+        }
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        """Continues from a ``get_state()`` dict, with the same trials still to come."""
+        self._rng = state["rng"]
+        self._position = state["position"]
+        self._counter = state["counter"]
+        self._live_trials = set(state["live_trials"])
+        self._total_samples = state["total_samples"]
+        self._finished = state["finished"]
+        self._points_to_evaluate = state["points_to_evaluate"]
+        self.max_concurrent = state["max_concurrent"]
+        self._constant_grid_search = state["constant_grid_search"]
+        self._metric, self._mode = state["metric"], state["mode"]
+        self._experiments = []
+        for saved in state["experiments"]:
+            item = _ExperimentVariants(
+                saved["experiment"], saved["space"], saved["points"], saved["samples_left"], self._constant_grid_search
+            )
+            if saved["active"]:
+                if saved["start_state"] is not None:
+                    self._rng.set_state(saved["start_state"])
+                item.open(saved["origin"], self._rng, saved["start_state"])
+                for _ in range(saved["taken"]):
+                    next(item.variants)
+                item.taken = saved["taken"]
+            self._experiments.append(item)
+        self._next = None if self._finished else self._advance()
+
+    def save_to_dir(self, dirpath: str, session_str: str = "default") -> bool:
+        """Writes the state to ``dirpath``; returns ``False`` (and logs why) if it cannot be pickled."""
+        try:
+            data = _dumps(self.get_state())
+        except Exception as exc:  # pickling arbitrary user objects fails in many ways
+            logger.warning(
+                "BasicVariantGenerator could not save its state (%s: %s); this sweep cannot be resumed "
+                "from %s. Functions in the param_space and the experiment must be picklable.",
+                type(exc).__name__, exc, dirpath,
+            )
+            return False
+        file_name = self.CKPT_FILE_TMPL.format(session_str)
+        tmp_path = os.path.join(dirpath, f".{uuid.uuid4().hex}-tmp-{file_name}")
+        with open(tmp_path, "wb") as f:
+            f.write(data)
+        os.replace(tmp_path, os.path.join(dirpath, file_name))
+        return True
+
+    def has_checkpoint(self, dirpath: str) -> bool:
+        return bool(glob.glob(os.path.join(dirpath, self.CKPT_FILE_TMPL.format("*"))))
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        paths = glob.glob(os.path.join(dirpath, self.CKPT_FILE_TMPL.format("*")))
+        if not paths:
+            raise RuntimeError(
+                f"No BasicVariantGenerator checkpoint ({self.CKPT_FILE_TMPL.format('*')}) in {dirpath}."
+            )
+        with open(max(paths, key=os.path.getmtime), "rb") as f:
+            self.set_state(pickle.load(f))
+
+
+def _dumps(state: Any) -> bytes:
+    # Param spaces hold lambdas (sample_from); only cloudpickle stores those.
+    try:
+        import cloudpickle
+    except ImportError:
+        return pickle.dumps(state)
+    return cloudpickle.dumps(state)

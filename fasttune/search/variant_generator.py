@@ -1,0 +1,637 @@
+"""Expanding a search space into concrete configurations ("variants").
+
+A spec is a nested structure of dicts, lists and tuples whose leaves are
+constants, search-space domains (``uniform(...)``, ``choice(...)``,
+``sample_from(...)``) or grid searches (``{"grid_search": [...]}``).  Every
+combination of grid values becomes one variant; within a variant every domain
+is drawn once.  ``sample_from`` functions may read other values of the same
+variant (``spec.config.x``); they are resolved in dependency order.
+
+Example:
+    >>> from fasttune.search.sample import grid_search, sample_from
+    >>> from fasttune.search.variant_generator import format_vars, generate_variants
+    >>> space = {"config": {"lr": grid_search([0.1, 0.01]),
+    ...                     "wd": sample_from(lambda spec: spec.config.lr / 10)}}
+    >>> for resolved_vars, spec in generate_variants(space):
+    ...     print(format_vars(resolved_vars), spec["config"])
+    lr=0.1000,wd=0.0100 {'lr': 0.1, 'wd': 0.01}
+    lr=0.0100,wd=0.0010 {'lr': 0.01, 'wd': 0.001}
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import re
+import types
+from collections.abc import Mapping
+from typing import Any, Dict, Hashable, Iterator, List, Sequence, Tuple
+
+import numpy as np
+
+from fasttune.search._validate import check_grid_values, is_grid_dict
+from fasttune.search.sample import Categorical, Domain, Function, RandomState, _as_rng, _Rng, grid_search
+
+logger = logging.getLogger(__name__)
+
+Path = Tuple[Hashable, ...]
+
+__all__ = [
+    "RecursiveDependencyError",
+    "assign_value",
+    "count_variants",
+    "flatten_resolved_vars",
+    "format_vars",
+    "generate_variants",
+    "get_preset_variants",
+    "grid_search",
+    "parse_spec_vars",
+    "resolve_nested_dict",
+]
+
+_GRID_KEY = "grid_search"
+# A sample_from that keeps returning fresh search-space values would otherwise
+# recurse forever; real specs settle in two or three rounds.
+_MAX_ROUNDS = 50
+_ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_)
+
+
+class RecursiveDependencyError(Exception):
+    """A ``sample_from`` function read a value that is not resolved yet.
+
+    Attributes:
+        path: Where the unresolved value sits, e.g. ``("config", "lr")``.
+    """
+
+    def __init__(self, message: str, path: Path = ()) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _path_str(path: Path) -> str:
+    return "/".join(str(piece) for piece in path)
+
+
+def _path_key(path: Path) -> tuple:
+    """Sort key for paths that may mix str keys and int list indices."""
+    return tuple(
+        (0, piece, "") if isinstance(piece, (int, float)) and not isinstance(piece, bool) else (1, 0, str(piece))
+        for piece in path
+    )
+
+
+# ---------------------------------------------------------------------------
+# Private working copies
+# ---------------------------------------------------------------------------
+
+
+class _TupleList(list):
+    """A tuple while its elements are being resolved; turned back by ``_finalize``."""
+
+    __slots__ = ("tuple_type",)
+
+
+def _copy(value: Any) -> Any:
+    """Copies containers recursively and other leaves deeply, sharing domains.
+
+    Each variant must own its config (trials may mutate it), but copying the
+    domains or immutable leaves would only cost time.
+    """
+    if isinstance(value, _ATOMS) or isinstance(value, (Domain, types.FunctionType, types.BuiltinFunctionType, type)):
+        return value
+    if isinstance(value, _SpecView):
+        return {key: _copy(item) for key, item in dict.items(value)}
+    if isinstance(value, _ListView):
+        return [_copy(item) for item in list.__iter__(value)]
+    if isinstance(value, dict):
+        if type(value) is dict:
+            return {key: _copy(item) for key, item in value.items()}
+        new = copy.copy(value)
+        for key in list(new):
+            new[key] = _copy(value[key])
+        return new
+    if isinstance(value, _TupleList):
+        new_tuple = _TupleList(_copy(item) for item in value)
+        new_tuple.tuple_type = value.tuple_type
+        return new_tuple
+    if isinstance(value, tuple):
+        new_tuple = _TupleList(_copy(item) for item in value)
+        new_tuple.tuple_type = type(value)
+        return new_tuple
+    if isinstance(value, list):
+        if type(value) is list:
+            return [_copy(item) for item in value]
+        new_list = copy.copy(value)
+        new_list[:] = [_copy(item) for item in value]
+        return new_list
+    return copy.deepcopy(value)
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, _TupleList):
+        items = [_finalize(item) for item in value]
+        kind = value.tuple_type
+        return kind(*items) if hasattr(kind, "_fields") else kind(items)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            done = _finalize(item)
+            if done is not item:
+                value[key] = done
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            done = _finalize(item)
+            if done is not item:
+                value[index] = done
+    return value
+
+
+def _get(spec: Any, path: Path) -> Any:
+    for key in path:
+        spec = spec[key]
+    return spec
+
+
+def _assign(spec: Any, path: Path, value: Any) -> None:
+    _get(spec, path[:-1])[path[-1]] = value
+
+
+def assign_value(spec: Dict, path: Path, value: Any) -> None:
+    """Sets ``value`` at ``path`` in a nested dict/list, rebuilding tuples on the way.
+
+    Example:
+        >>> spec = {"a": {"b": (1, 2)}}
+        >>> assign_value(spec, ("a", "b", 1), 5)
+        >>> spec
+        {'a': {'b': (1, 5)}}
+    """
+    if not path:
+        raise ValueError("path must name at least one key.")
+    parents = [spec]
+    for key in path[:-1]:
+        parents.append(parents[-1][key])
+    value_here = value
+    for depth in range(len(path) - 1, -1, -1):
+        container, key = parents[depth], path[depth]
+        if isinstance(container, tuple):
+            if depth == 0:
+                raise ValueError("Cannot assign into a top-level tuple.")
+            value_here = container[:key] + (value_here,) + container[key + 1 :]
+            continue
+        container[key] = value_here
+        return
+
+
+# ---------------------------------------------------------------------------
+# What sample_from functions see
+# ---------------------------------------------------------------------------
+
+
+class _MissingKeyError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _guard(value: Any, path: Path) -> Any:
+    if isinstance(value, Domain) or is_grid_dict(value):
+        raise RecursiveDependencyError(f"'{_path_str(path)}' is not resolved yet", path)
+    if isinstance(value, dict):
+        return _SpecView(value, path, False)
+    if isinstance(value, (list, tuple)):
+        return _ListView(value, path)
+    return value
+
+
+class _SpecView(dict):
+    """A read-only view of the spec handed to ``sample_from`` functions.
+
+    Values can be read as items or attributes (``spec.config.lr``).  Reading a
+    value that is still a domain raises ``RecursiveDependencyError``, which the
+    resolver catches to retry the function once that value is drawn.  At the
+    top, ``spec.config`` is the spec itself when it has no ``"config"`` key,
+    and a missing key is looked up in ``spec["config"]``, so functions written
+    as ``lambda config: config["x"]`` work too.
+    """
+
+    __slots__ = ("_path", "_root")
+
+    def __init__(self, source: Mapping, path: Path, root: bool) -> None:
+        super().__init__(source)
+        self._path = path
+        self._root = root
+
+    def __getattribute__(self, name: str) -> Any:
+        # Keys win over dict methods, so a parameter called "values" or
+        # "items" reads as the parameter, as in Ray Tune.
+        if not name.startswith("_") and dict.__contains__(self, name):
+            return self._lookup(name, attribute=True)
+        return super().__getattribute__(name)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._lookup(name, attribute=True)
+
+    def __getitem__(self, key: Hashable) -> Any:
+        return self._lookup(key, attribute=False)
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        try:
+            return self._lookup(key, attribute=False)
+        except _MissingKeyError:
+            return default
+
+    def items(self) -> List[Tuple[Hashable, Any]]:  # type: ignore[override]
+        return [(key, self._lookup(key, attribute=False)) for key in dict.keys(self)]
+
+    def values(self) -> List[Any]:  # type: ignore[override]
+        return [self._lookup(key, attribute=False) for key in dict.keys(self)]
+
+    def _lookup(self, key: Hashable, attribute: bool) -> Any:
+        if dict.__contains__(self, key):
+            return _guard(dict.__getitem__(self, key), self._path + (key,))
+        if self._root:
+            config = dict.get(self, "config")
+            if key == "config" and config is None:
+                return _SpecView(dict(dict.items(self)), (), False)
+            if isinstance(config, dict) and key in config:
+                return _guard(config[key], ("config", key))
+        where = _path_str(self._path + (key,))
+        available = ", ".join(repr(k) for k in dict.keys(self)) or "none"
+        message = f"sample_from read '{where}', which is not in the spec (keys here: {available})."
+        if attribute:
+            raise AttributeError(message)
+        raise _MissingKeyError(message)
+
+
+class _ListView(list):
+    """The list counterpart of ``_SpecView``."""
+
+    __slots__ = ("_path",)
+
+    def __init__(self, source: Sequence, path: Path) -> None:
+        super().__init__(source)
+        self._path = path
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            positions = range(*index.indices(len(self)))
+            return [_guard(list.__getitem__(self, i), self._path + (i,)) for i in positions]
+        position = index + len(self) if index < 0 else index
+        return _guard(list.__getitem__(self, index), self._path + (position,))
+
+    def __iter__(self) -> Iterator[Any]:
+        for i, item in enumerate(list.__iter__(self)):
+            yield _guard(item, self._path + (i,))
+
+
+def _spec_view(spec: Mapping) -> _SpecView:
+    return _SpecView(spec, (), True)
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------
+
+
+def parse_spec_vars(spec: Mapping) -> Tuple[List[Tuple[Path, Any]], List[Tuple[Path, Domain]], List[Tuple[Path, Categorical]]]:
+    """Splits a spec into its constants, its domains and its grid searches.
+
+    Returns:
+        ``(resolved_vars, domain_vars, grid_vars)``: lists of ``(path, value)``.
+        Grid searches come back as grid ``Categorical`` domains, sorted by path.
+
+    Example:
+        >>> from fasttune.search.sample import uniform
+        >>> resolved, domains, grids = parse_spec_vars(
+        ...     {"a": 1, "b": {"grid_search": [1, 2]}, "c": [uniform(0, 1)]})
+        >>> resolved, [p for p, _ in domains], [(p, g.categories) for p, g in grids]
+        ([(('a',), 1)], [('c', 0)], [(('b',), [1, 2])])
+    """
+    resolved: List[Tuple[Path, Any]] = []
+    domains: List[Tuple[Path, Domain]] = []
+    grids: List[Tuple[Path, Categorical]] = []
+    for key, value in spec.items():
+        _walk(value, (key,), resolved, domains, grids)
+    grids.sort(key=lambda item: _path_key(item[0]))
+    return resolved, domains, grids
+
+
+def _walk(value: Any, path: Path, resolved: list, domains: list, grids: list) -> None:
+    if isinstance(value, Domain):
+        (grids if value.is_grid() else domains).append((path, value))
+    elif isinstance(value, dict):
+        if is_grid_dict(value):
+            check_grid_values(value[_GRID_KEY], _path_str(path))
+            grids.append((path, Categorical(value[_GRID_KEY]).grid()))
+            return
+        for key, item in value.items():
+            _walk(item, path + (key,), resolved, domains, grids)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _walk(item, path + (index,), resolved, domains, grids)
+    else:
+        resolved.append((path, value))
+
+
+def count_variants(spec: Mapping, num_samples: int = 1) -> int:
+    """How many variants ``num_samples`` passes over ``spec`` produce: grid size x samples.
+
+    Grid searches hidden inside ``choice`` categories or ``sample_from`` results
+    are only known once drawn and are not counted.
+
+    Example:
+        >>> count_variants({"a": {"grid_search": [1, 2, 3]}, "b": {"grid_search": [1, 2]}}, 4)
+        24
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
+        raise ValueError(f"num_samples must be an int >= 0, got {num_samples!r}.")
+    _, _, grids = parse_spec_vars(spec)
+    return int(num_samples) * math.prod(len(domain.categories) for _, domain in grids)
+
+
+# ---------------------------------------------------------------------------
+# Resolution
+# ---------------------------------------------------------------------------
+
+
+def _draw(domain: Domain, path: Path, root: Any, rng: _Rng) -> Any:
+    if not isinstance(domain, Function):
+        return domain.sample(random_state=rng)
+    try:
+        return domain.func(_spec_view(root)) if domain.pass_config else domain.func()
+    except RecursiveDependencyError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"sample_from at '{_path_str(path)}' raised {type(exc).__name__}: {exc}") from exc
+
+
+def _resolve(spec: Any, domains: List[Tuple[Path, Domain]], rng: _Rng, settle: bool) -> List[Path]:
+    """Draws ``domains`` into ``spec`` in dependency order; returns the paths drawn.
+
+    A ``sample_from`` that reads an unresolved value is retried after the
+    others.  When no progress is possible: with ``settle`` False, stop (the
+    rest waits on grid values); otherwise, if some function waits on a value
+    that only a deeper round can produce (a domain inside a drawn value), leave
+    it to that round; if they only wait on each other, that is a cycle.
+    """
+    drawn: List[Path] = []
+    pending = list(domains)
+    while pending:
+        waiting: List[Tuple[Path, Domain, Path]] = []
+        for path, domain in pending:
+            try:
+                value = _draw(domain, path, spec, rng)
+            except RecursiveDependencyError as exc:
+                waiting.append((path, domain, exc.path))
+                continue
+            _assign(spec, path, _copy(value))
+            drawn.append(path)
+        if len(waiting) == len(pending):
+            waiting_paths = {path for path, _, _ in waiting}
+            if settle and all(needs in waiting_paths for _, _, needs in waiting):
+                raise ValueError(_cycle_message(waiting))
+            break
+        pending = [(path, domain) for path, domain, _ in waiting]
+    return drawn
+
+
+def _cycle_message(waiting: List[Tuple[Path, Domain, Path]]) -> str:
+    needs = {path: need for path, _, need in waiting}
+    start = waiting[0][0]
+    chain = [start]
+    while needs[chain[-1]] not in chain:
+        chain.append(needs[chain[-1]])
+    chain.append(needs[chain[-1]])
+    shown = " -> ".join(_path_str(path) for path in chain)
+    return (
+        f"Cannot resolve the search space: sample_from values depend on each other in a cycle "
+        f"({shown}). Make one of them a constant or a distribution that does not read the others."
+    )
+
+
+def _grid_points(spec: Any, grids: List[Tuple[Path, Categorical]]) -> Iterator[Any]:
+    if not grids:
+        yield spec
+        return
+    sizes = [len(domain.categories) for _, domain in grids]
+    for index in range(math.prod(sizes)):
+        point = _copy(spec)
+        # The first grid variable (in path order) varies fastest, as in Ray Tune.
+        rest = index
+        for (path, domain), size in zip(grids, sizes):
+            rest, position = divmod(rest, size)
+            _assign(point, path, _copy(domain.categories[position]))
+        yield point
+
+
+def _expand(spec: Any, constant_grid_search: bool, rng: _Rng, rounds: int) -> Iterator[Tuple[List[Path], Any]]:
+    _, domains, grids = parse_spec_vars(spec)
+    if not domains and not grids:
+        yield [], spec
+        return
+    if rounds >= _MAX_ROUNDS:
+        raise ValueError(
+            f"The search space did not settle after {_MAX_ROUNDS} rounds; a sample_from or "
+            f"choice keeps producing new search-space values (still open: "
+            f"{', '.join(_path_str(p) for p, _ in domains + grids)})."
+        )
+    constant: List[Path] = []
+    pending = domains
+    if constant_grid_search and grids:
+        # Draw once and share across the grid; what reads grid values waits.
+        constant = _resolve(spec, domains, rng, settle=False)
+        fixed = set(constant)
+        pending = [(path, domain) for path, domain in domains if path not in fixed]
+    for point in _grid_points(spec, grids):
+        drawn = _resolve(point, pending, rng, settle=True)
+        here = constant + drawn + [path for path, _ in grids]
+        for deeper, final in _expand(point, constant_grid_search, rng, rounds + 1):
+            yield here + deeper, final
+
+
+def _generate(work: Any, constant_grid_search: bool, rng: _Rng) -> Iterator[Tuple[Dict[Path, Any], Any]]:
+    for paths, final in _expand(work, constant_grid_search, rng, 0):
+        final = _finalize(final)
+        yield {path: _get(final, path) for path in dict.fromkeys(paths)}, final
+
+
+def generate_variants(
+    spec: Mapping,
+    constant_grid_search: bool = False,
+    random_state: RandomState = None,
+) -> Iterator[Tuple[Dict[Path, Any], Dict]]:
+    """Lazily yields ``(resolved_vars, resolved_spec)`` for every variant of ``spec``.
+
+    ``resolved_vars`` maps the path of every drawn or grid value (e.g.
+    ``("config", "lr")``) to its value; ``resolved_spec`` is a fresh copy of
+    ``spec`` with every domain replaced by its value.  ``sample_from``
+    functions receive the spec being resolved: for a Tune experiment spec
+    (``{"config": {...}}``) they read ``spec.config.name``.
+
+    Args:
+        spec: The spec; it is copied, never modified.
+        constant_grid_search: Draw the random values once and reuse them for
+            every grid point, instead of drawing them per grid point.
+        random_state: An int seed, numpy ``Generator`` or ``RandomState``;
+            ``None`` uses numpy's global generator.
+
+    Example:
+        >>> from fasttune.search.sample import grid_search, uniform
+        >>> variants = list(generate_variants(
+        ...     {"config": {"a": grid_search([1, 2]), "b": uniform(0, 1)}}, random_state=0))
+        >>> [spec["config"]["a"] for _, spec in variants]
+        [1, 2]
+    """
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"spec must be a dict, got {type(spec).__name__}.")
+    return _generate(_copy(spec), constant_grid_search, _as_rng(random_state))
+
+
+# ---------------------------------------------------------------------------
+# Preset points
+# ---------------------------------------------------------------------------
+
+
+def _preset_spec(spec: Mapping, point: Mapping, warn: bool = True) -> Any:
+    """A working copy of ``spec`` with ``point``'s values written over ``spec["config"]``."""
+    if not isinstance(point, Mapping):
+        raise TypeError(
+            f"points_to_evaluate entries must be dicts of parameter values, got {type(point).__name__} {point!r}."
+        )
+    work = _copy(spec)
+    if isinstance(work.get("config"), dict):
+        _merge_point(work["config"], point, ("config",), warn)
+    else:
+        _merge_point(work, point, (), warn)
+    return work
+
+
+def _merge_point(target: Any, point: Any, path: Path, warn: bool) -> None:
+    items = point.items() if isinstance(point, Mapping) else enumerate(point)
+    for key, value in items:
+        here = path + (key,)
+        if isinstance(target, dict):
+            present = key in target
+        else:
+            present = isinstance(key, int) and 0 <= key < len(target)
+        if not present:
+            raise ValueError(
+                f"points_to_evaluate sets '{_path_str(here)}', which is not in the param_space; "
+                f"add it to the param_space or remove it from the point."
+            )
+        current = target[key]
+        if isinstance(value, Mapping) and isinstance(current, dict) and not is_grid_dict(current):
+            _merge_point(current, value, here, warn)
+            continue
+        if isinstance(value, (list, tuple)) and isinstance(current, list) and len(value) == len(current):
+            _merge_point(current, value, here, warn)
+            continue
+        if warn:
+            _warn_if_outside(current, value, here)
+        target[key] = _copy(value)
+
+
+def _warn_if_outside(current: Any, value: Any, path: Path) -> None:
+    if isinstance(current, Domain):
+        if not current.is_valid(value):
+            logger.warning(
+                "points_to_evaluate: %r for '%s' is outside its search space %s; it is used anyway.",
+                value, _path_str(path), current.domain_str,
+            )
+        return
+    if is_grid_dict(current):
+        if not Categorical(current[_GRID_KEY]).is_valid(value):
+            logger.warning(
+                "points_to_evaluate: %r for '%s' is not one of its grid values %s; it is used anyway.",
+                value, _path_str(path), current[_GRID_KEY],
+            )
+        return
+    try:
+        differs = bool(current != value)
+    except (TypeError, ValueError):
+        differs = True
+    if differs:
+        logger.warning(
+            "points_to_evaluate: %r for '%s' replaces the constant %r of the param_space.",
+            value, _path_str(path), current,
+        )
+
+
+def get_preset_variants(
+    spec: Mapping,
+    config: Mapping,
+    constant_grid_search: bool = False,
+    random_state: RandomState = None,
+) -> Iterator[Tuple[Dict[Path, Any], Dict]]:
+    """Like ``generate_variants``, with ``config``'s values fixed in ``spec["config"]``.
+
+    Fixed values replace domains and grid searches; what ``config`` leaves out
+    is drawn as usual.  A value outside its domain is logged and used anyway;
+    a key that the space does not have is an error.
+
+    Example:
+        >>> from fasttune.search.sample import uniform
+        >>> spec = {"config": {"lr": uniform(0, 1), "wd": uniform(0, 1)}}
+        >>> _, resolved = next(get_preset_variants(spec, {"lr": 0.5}))
+        >>> resolved["config"]["lr"]
+        0.5
+    """
+    return _generate(_preset_spec(spec, config), constant_grid_search, _as_rng(random_state))
+
+
+# ---------------------------------------------------------------------------
+# Tags
+# ---------------------------------------------------------------------------
+
+
+def _clean_value(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4f}"
+    # Tags become directory names: keep them portable.
+    return re.sub(r"[^a-zA-Z0-9_-]+", "_", str(value)).strip("_")
+
+
+def format_vars(resolved_vars: Mapping[Path, Any]) -> str:
+    """The short ``name=value`` form of drawn values used in experiment tags.
+
+    Keys are the last element of each path, floats get four decimals, and
+    characters unsafe in directory names become ``_``.
+
+    Example:
+        >>> format_vars({("config", "momentum"): 0.9, ("config", "lr"): 0.01})
+        'lr=0.0100,momentum=0.9000'
+    """
+    ordered = sorted(resolved_vars.items(), key=lambda item: _path_key(item[0]))
+    return ",".join(f"{_clean_value(path[-1])}={_clean_value(value)}" for path, value in ordered)
+
+
+def flatten_resolved_vars(resolved_vars: Mapping[Path, Any]) -> Dict[str, Any]:
+    """``{("config", "opt", "lr"): v}`` -> ``{"opt/lr": v}``: the trial's evaluated params.
+
+    Example:
+        >>> flatten_resolved_vars({("config", "opt", "lr"): 0.1, ("config", "layers", 0): 4})
+        {'opt/lr': 0.1, 'layers/0': 4}
+    """
+    flat: Dict[str, Any] = {}
+    for path, value in resolved_vars.items():
+        if path and path[0] == "config":
+            path = path[1:]
+        flat["/".join(str(piece) for piece in path)] = value
+    return flat
+
+
+def resolve_nested_dict(nested_dict: Mapping) -> Dict[Path, Any]:
+    """Flattens nested dicts into ``{path_tuple: value}``, the input of ``format_vars``.
+
+    Example:
+        >>> resolve_nested_dict({"a": {"b": 1}, "c": 2})
+        {('a', 'b'): 1, ('c',): 2}
+    """
+    flat: Dict[Path, Any] = {}
+    for key, value in nested_dict.items():
+        if isinstance(value, Mapping):
+            for sub_path, sub_value in resolve_nested_dict(value).items():
+                flat[(key,) + sub_path] = sub_value
+        else:
+            flat[(key,)] = value
+    return flat
