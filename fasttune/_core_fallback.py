@@ -1,0 +1,782 @@
+"""Pure-Python twin of :mod:`fasttune._core`, and its executable specification.
+
+This module and the compiled ``fasttune._core`` expose the same names and behave
+identically, down to exception types and messages and the exact bytes they
+produce; the differential tests in ``tests/core`` hold them to that.  Read this
+file to learn what the core does; read ``_core.pyx`` to learn how it does it fast.
+Import the core through :mod:`fasttune._corelib`, which picks the implementation
+(``FASTTUNE_PUREPYTHON=1`` selects this one).
+
+Three pieces live here:
+
+* :class:`TrialTable` -- columnar per-trial bookkeeping with enforced status
+  transitions, O(1) counts per status, numpy column views and compact snapshots.
+* :class:`EventSelector` -- fair (round-robin) choice among ready worker events.
+* :class:`ResultBuffer` -- turns raw worker results into complete Ray-Tune-style
+  result dicts plus the exact bytes for ``result.json`` and ``progress.csv``.
+
+Example:
+    >>> t = TrialTable(mode="min")
+    >>> row = t.add()
+    >>> t.set_status(row, RUNNING)
+    0
+    >>> t.counts()
+    (0, 1, 0, 0, 0)
+"""
+from __future__ import annotations
+
+import array
+import csv
+import io
+import json
+import math
+import operator
+import struct
+import time
+from typing import Optional
+
+import numpy as np
+
+__all__ = [
+    "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR", "STATUS_NAMES",
+    "SNAPSHOT_VERSION", "EVENT_START", "EVENT_BATCH", "EVENT_ERROR",
+    "MAX_WORKER_SLOT", "IllegalTransition", "CorruptSnapshot",
+    "TrialTable", "EventSelector", "ResultBuffer", "Ingested",
+]
+
+PENDING, RUNNING, PAUSED, TERMINATED, ERROR = 0, 1, 2, 3, 4
+STATUS_NAMES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
+SNAPSHOT_VERSION = 1
+
+EVENT_START, EVENT_BATCH, EVENT_ERROR = 0, 1, 2
+#: Worker slots index small per-slot arrays in the compiled selector, so they
+#: are bounded; a million workers is far beyond any Ray cluster.
+MAX_WORKER_SLOT = (1 << 20) - 1
+
+_LEGAL_TRANSITIONS = {
+    PENDING: frozenset({RUNNING, PAUSED, TERMINATED, ERROR}),
+    RUNNING: frozenset({PENDING, PAUSED, TERMINATED, ERROR}),
+    PAUSED: frozenset({PENDING, RUNNING, TERMINATED, ERROR}),
+    TERMINATED: frozenset({PENDING}),
+    ERROR: frozenset({PENDING, TERMINATED}),
+}
+
+_INT32_MAX = (1 << 31) - 1
+_MODES = (None, "min", "max")  # index = mode code in snapshots
+
+# Snapshot layout: a 16-byte header, then each column's values for all rows,
+# little-endian, in this order.
+_MAGIC = b"FTTT"
+_HEADER = struct.Struct("<4sHBBQ")  # magic, version, mode code, reserved (0), rows
+_COLUMNS = (
+    ("status", "<u1"),
+    ("iteration", "<i8"),
+    ("failures", "<i4"),
+    ("last_metric", "<f8"),
+    ("best_metric", "<f8"),
+    ("time_total_s", "<f8"),
+    ("worker_slot", "<i4"),
+)
+_DTYPES = {name: np.dtype(dtype).newbyteorder("=").type for name, dtype in _COLUMNS}
+_ROW_BYTES = sum(np.dtype(dt).itemsize for _, dt in _COLUMNS)
+# Columns whose values the setters keep in range; a snapshot outside it is corrupt.
+_SNAPSHOT_LIMITS = (("status", 0, ERROR), ("iteration", 0, None),
+                    ("failures", 0, None), ("worker_slot", -1, None))
+
+# Results nested deeper than this are refused (a dict that contains itself would
+# otherwise recurse forever).
+_MAX_DEPTH = 100
+
+
+class IllegalTransition(ValueError):
+    """A trial was asked to move between two statuses that may not follow each other."""
+
+
+class CorruptSnapshot(ValueError):
+    """Bytes given to :meth:`TrialTable.from_snapshot` are not a usable snapshot."""
+
+
+def _status_error(status: object) -> ValueError:
+    return ValueError(
+        f"unknown trial status {status!r}; expected one of "
+        + ", ".join(f"{i} ({name})" for i, name in enumerate(STATUS_NAMES))
+    )
+
+
+class TrialTable:
+    """Columnar bookkeeping for every trial of an experiment, one row per trial.
+
+    Rows are numbered 0, 1, ... in the order of :meth:`add` and never removed.
+    Status changes are checked against the legal transitions and keep per-status
+    counts and memberships up to date, so :meth:`count` is O(1) and :meth:`rows`
+    is proportional to the rows it returns.
+
+    Args:
+        mode: ``"min"`` or ``"max"`` decides which metric is the best so far;
+            ``None`` makes the best metric simply the last non-nan one.
+
+    Example:
+        >>> t = TrialTable(mode="max")
+        >>> a, b = t.add(), t.add()
+        >>> t.set_status(b, RUNNING)
+        0
+        >>> t.record_result(b, 1, 2.5, 0.7)
+        >>> t.rows(RUNNING), t.get_best_metric(b)
+        ([1], 0.7)
+        >>> TrialTable.from_snapshot(t.snapshot()).counts()
+        (1, 1, 0, 0, 0)
+    """
+
+    def __init__(self, mode: Optional[str] = None) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"mode must be 'min', 'max' or None, got {mode!r}")
+        self._mode = mode
+        self._status = array.array("B")
+        self._iteration = array.array("q")
+        self._failures = array.array("i")
+        self._last_metric = array.array("d")
+        self._best_metric = array.array("d")
+        self._time_total = array.array("d")
+        self._worker_slot = array.array("i")
+        self._members: list[set[int]] = [set() for _ in STATUS_NAMES]
+
+    @property
+    def mode(self) -> Optional[str]:
+        """The mode given at construction: ``"min"``, ``"max"`` or ``None``."""
+        return self._mode
+
+    def __len__(self) -> int:
+        return len(self._status)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{n}={c}" for n, c in zip(STATUS_NAMES, self.counts()))
+        return f"TrialTable(mode={self._mode!r}, rows={len(self)}, {counts})"
+
+    def _row(self, row: int) -> int:
+        row = operator.index(row)
+        if not 0 <= row < len(self._status):
+            raise IndexError(f"no trial row {row} (table has {len(self._status)} rows)")
+        return row
+
+    def add(self) -> int:
+        """Appends a PENDING row with zeroed counters and nan metrics; returns its number."""
+        row = len(self._status)
+        self._status.append(PENDING)
+        self._iteration.append(0)
+        self._failures.append(0)
+        self._last_metric.append(math.nan)
+        self._best_metric.append(math.nan)
+        self._time_total.append(0.0)
+        self._worker_slot.append(-1)
+        self._members[PENDING].add(row)
+        return row
+
+    def get_status(self, row: int) -> int:
+        return self._status[self._row(row)]
+
+    def set_status(self, row: int, status: int) -> int:
+        """Moves ``row`` to ``status`` and returns the old status.
+
+        Setting the current status again does nothing.  An illegal move raises
+        :class:`IllegalTransition` and leaves the table unchanged.
+        """
+        row = self._row(row)
+        status = operator.index(status)
+        if not 0 <= status <= ERROR:
+            raise _status_error(status)
+        old = self._status[row]
+        if status == old:
+            return old
+        if status not in _LEGAL_TRANSITIONS[old]:
+            allowed = ", ".join(sorted(STATUS_NAMES[s] for s in _LEGAL_TRANSITIONS[old]))
+            raise IllegalTransition(
+                f"trial row {row} cannot go from {STATUS_NAMES[old]} to "
+                f"{STATUS_NAMES[status]}; from {STATUS_NAMES[old]} it may go to {allowed}"
+            )
+        self._members[old].remove(row)
+        self._members[status].add(row)
+        self._status[row] = status
+        return old
+
+    def count(self, status: int) -> int:
+        status = operator.index(status)
+        if not 0 <= status <= ERROR:
+            raise _status_error(status)
+        return len(self._members[status])
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        """Rows per status, indexed by status: ``(pending, running, paused, terminated, error)``."""
+        return tuple(len(m) for m in self._members)
+
+    def rows(self, status: int) -> list[int]:
+        """The rows currently in ``status``, ascending."""
+        status = operator.index(status)
+        if not 0 <= status <= ERROR:
+            raise _status_error(status)
+        return sorted(self._members[status])
+
+    def get_iteration(self, row: int) -> int:
+        return self._iteration[self._row(row)]
+
+    def set_iteration(self, row: int, iteration: int) -> None:
+        row = self._row(row)
+        self._iteration[row] = _check_iteration(iteration)
+
+    def get_failures(self, row: int) -> int:
+        return self._failures[self._row(row)]
+
+    def increment_failures(self, row: int) -> int:
+        """Adds one to the row's failure count and returns the new count."""
+        row = self._row(row)
+        self._failures[row] += 1
+        return self._failures[row]
+
+    def get_last_metric(self, row: int) -> float:
+        return self._last_metric[self._row(row)]
+
+    def get_best_metric(self, row: int) -> float:
+        return self._best_metric[self._row(row)]
+
+    def get_time_total(self, row: int) -> float:
+        return self._time_total[self._row(row)]
+
+    def set_time_total(self, row: int, time_total_s: float) -> None:
+        row = self._row(row)
+        self._time_total[row] = float(time_total_s)
+
+    def get_worker_slot(self, row: int) -> int:
+        return self._worker_slot[self._row(row)]
+
+    def set_worker_slot(self, row: int, slot: int) -> None:
+        """Records which worker runs the trial; ``-1`` means none."""
+        row = self._row(row)
+        slot = operator.index(slot)
+        if not -1 <= slot <= _INT32_MAX:
+            raise ValueError(f"worker slot must be -1 (none) or 0..{_INT32_MAX}, got {slot}")
+        self._worker_slot[row] = slot
+
+    def record_result(self, row: int, iteration: int, time_total_s: float,
+                      metric: float) -> None:
+        """Stores a result's iteration, total time and metric (nan: not reported).
+
+        The best metric follows the table's mode and ignores nan.
+        """
+        row = self._row(row)
+        iteration = _check_iteration(iteration)
+        time_total_s, metric = float(time_total_s), float(metric)
+        self._iteration[row] = iteration
+        self._time_total[row] = time_total_s
+        self._last_metric[row] = metric
+        if math.isnan(metric):
+            return
+        best = self._best_metric[row]
+        if (self._mode is None or math.isnan(best)
+                or (self._mode == "min" and metric < best)
+                or (self._mode == "max" and metric > best)):
+            self._best_metric[row] = metric
+
+    def column(self, name: str) -> np.ndarray:
+        """A read-only numpy copy of one column's first ``len(self)`` values.
+
+        Columns: status (uint8), iteration (int64), failures (int32), last_metric,
+        best_metric, time_total_s (float64), worker_slot (int32).
+        """
+        arrays = self._column_arrays()
+        if name not in arrays:
+            raise KeyError(f"unknown column {name!r}; valid columns are "
+                           + ", ".join(n for n, _ in _COLUMNS))
+        out = np.array(arrays[name], dtype=_DTYPES[name])
+        out.flags.writeable = False
+        return out
+
+    def _column_arrays(self) -> dict[str, array.array]:
+        return {"status": self._status, "iteration": self._iteration,
+                "failures": self._failures, "last_metric": self._last_metric,
+                "best_metric": self._best_metric, "time_total_s": self._time_total,
+                "worker_slot": self._worker_slot}
+
+    def __reduce__(self):
+        # Pickle (and copy) through the snapshot format, like the compiled table.
+        return (_table_from_snapshot, (self.snapshot(),))
+
+    def snapshot(self) -> bytes:
+        """The whole table as compact bytes; see :meth:`from_snapshot`."""
+        header = _HEADER.pack(_MAGIC, SNAPSHOT_VERSION, _MODES.index(self._mode), 0, len(self))
+        return header + b"".join(self.column(name).astype(dtype).tobytes()
+                                 for name, dtype in _COLUMNS)
+
+    @staticmethod
+    def from_snapshot(data: bytes) -> "TrialTable":
+        """Rebuilds a table from :meth:`snapshot` bytes.
+
+        Raises:
+            CorruptSnapshot: the bytes are truncated, are not a snapshot, hold
+                impossible values, or come from a newer fasttune.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"from_snapshot needs bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if data[:4] != _MAGIC[:len(data)]:
+            raise CorruptSnapshot(f"not a TrialTable snapshot: it starts with {data[:4]!r}, "
+                                  f"expected {_MAGIC!r}")
+        if len(data) < _HEADER.size:
+            raise CorruptSnapshot(f"TrialTable snapshot is truncated: {len(data)} bytes, "
+                                  f"shorter than its {_HEADER.size}-byte header")
+        _, version, mode_code, reserved, n = _HEADER.unpack_from(data)
+        if version > SNAPSHOT_VERSION:
+            raise CorruptSnapshot(
+                f"TrialTable snapshot format version {version} is newer than this "
+                f"fasttune supports ({SNAPSHOT_VERSION}); upgrade fasttune")
+        if version == 0:
+            raise CorruptSnapshot("TrialTable snapshot has invalid format version 0")
+        if mode_code >= len(_MODES):
+            raise CorruptSnapshot(f"TrialTable snapshot has unknown mode code {mode_code}")
+        if reserved != 0:
+            raise CorruptSnapshot(f"TrialTable snapshot has a nonzero reserved byte ({reserved})")
+        expected = _HEADER.size + n * _ROW_BYTES
+        if len(data) < expected:
+            raise CorruptSnapshot(f"TrialTable snapshot is truncated: its header says {n} rows, "
+                                  f"which need {expected} bytes, but it has {len(data)}")
+        if len(data) > expected:
+            raise CorruptSnapshot(f"TrialTable snapshot is {len(data)} bytes but its header "
+                                  f"says {n} rows, which need {expected} bytes")
+        columns, offset = {}, _HEADER.size
+        for name, dtype in _COLUMNS:
+            columns[name] = np.frombuffer(data, dtype=dtype, count=n, offset=offset)
+            offset += n * np.dtype(dtype).itemsize
+        for name, low, high in _SNAPSHOT_LIMITS:
+            col = columns[name]
+            bad = np.flatnonzero((col < low) | (col > high)) if high is not None \
+                else np.flatnonzero(col < low)
+            if bad.size:
+                row = int(bad[0])
+                raise CorruptSnapshot(f"TrialTable snapshot row {row} has an invalid "
+                                      f"{name} value {int(col[row])}")
+        table = TrialTable(_MODES[mode_code])
+        for name, target in table._column_arrays().items():
+            target.frombytes(columns[name].astype(target.typecode).tobytes())
+        for row, status in enumerate(table._status):
+            table._members[status].add(row)
+        return table
+
+
+def _table_from_snapshot(data: bytes) -> TrialTable:
+    return TrialTable.from_snapshot(data)
+
+
+def _check_iteration(iteration: int) -> int:
+    iteration = operator.index(iteration)
+    if iteration < 0:
+        raise ValueError(f"iteration must be >= 0, got {iteration}")
+    return iteration
+
+
+def _event_kind_error(kind: object) -> ValueError:
+    return ValueError(f"unknown event kind {kind!r}; expected EVENT_START (0), "
+                      f"EVENT_BATCH (1) or EVENT_ERROR (2)")
+
+
+class EventSelector:
+    """Chooses the next event for the runner, fairly among workers.
+
+    Starting a trial comes first whenever one can be started.  Worker events are
+    served round robin by slot: after slot ``s`` is served, the next pick is the
+    smallest pending slot above ``s``, wrapping around, so no worker starves however
+    busy the others are.  A slot's error is served before its batch.
+
+    Example:
+        >>> sel = EventSelector()
+        >>> sel.push(3, EVENT_BATCH); sel.push(1, EVENT_BATCH); sel.push(-1, EVENT_START)
+        >>> sel.pop(False), sel.pop(True), sel.pop(True), sel.pop(True)
+        ((1, 1), (-1, 0), (3, 1), None)
+    """
+
+    def __init__(self) -> None:
+        self._start_pending = False
+        self._pending: dict[int, set[int]] = {}  # worker slot -> pending kinds
+        self._cursor = 0
+
+    def __len__(self) -> int:
+        return self._start_pending + sum(len(kinds) for kinds in self._pending.values())
+
+    def __repr__(self) -> str:
+        return f"EventSelector(pending={len(self)})"
+
+    def push(self, slot: int, kind: int) -> None:
+        """Marks an event ready; pushing one that is already pending changes nothing.
+
+        For ``EVENT_START`` the slot is ignored (pass -1).
+        """
+        slot, kind = operator.index(slot), operator.index(kind)
+        if kind == EVENT_START:
+            self._start_pending = True
+            return
+        if kind not in (EVENT_BATCH, EVENT_ERROR):
+            raise _event_kind_error(kind)
+        if not 0 <= slot <= MAX_WORKER_SLOT:
+            raise ValueError(f"worker slot must be in 0..{MAX_WORKER_SLOT}, got {slot}")
+        self._pending.setdefault(slot, set()).add(kind)
+
+    def pop(self, next_trial_exists: bool) -> Optional[tuple[int, int]]:
+        """Removes and returns the next ``(slot, kind)``, or ``None`` if nothing is eligible.
+
+        ``EVENT_START`` is only eligible while ``next_trial_exists``.
+        """
+        if next_trial_exists and self._start_pending:
+            self._start_pending = False
+            return (-1, EVENT_START)
+        if not self._pending:
+            return None
+        later = [s for s in self._pending if s >= self._cursor]
+        slot = min(later) if later else min(self._pending)
+        kinds = self._pending[slot]
+        kind = EVENT_ERROR if EVENT_ERROR in kinds else EVENT_BATCH
+        kinds.remove(kind)
+        if not kinds:
+            del self._pending[slot]
+        self._cursor = slot + 1
+        return (slot, kind)
+
+    def discard(self, slot: int) -> None:
+        """Drops every pending event of a worker slot (its worker is gone)."""
+        self._pending.pop(operator.index(slot), None)
+
+
+class Ingested:
+    """What :meth:`ResultBuffer.ingest` made of one batch.
+
+    Attributes:
+        results: the complete result dicts kept, oldest first (no ``"config"`` key).
+        json_bytes: their ``result.json`` lines.
+        csv_bytes: their ``progress.csv`` rows, after the header line if this
+            batch started the file.
+        stopped: a kept result met the trial's stop condition (it is the last one).
+        error: why the batch could not be fully processed, or ``None``.
+        last: the last kept result, or ``None``.
+    """
+
+    __slots__ = ("results", "json_bytes", "csv_bytes", "stopped", "error")
+
+    def __init__(self) -> None:
+        self.results: list[dict] = []
+        self.json_bytes = b""
+        self.csv_bytes = b""
+        self.stopped = False
+        self.error: Optional[str] = None
+
+    @property
+    def last(self) -> Optional[dict]:
+        return self.results[-1] if self.results else None
+
+    def __repr__(self) -> str:
+        return (f"Ingested(results={len(self.results)}, stopped={self.stopped}, "
+                f"error={self.error!r})")
+
+
+class _Segment:
+    """Per-row state of one run segment: from a (re)start until close."""
+
+    __slots__ = ("trial_id", "config_json", "stop", "start_time", "hostname", "node_ip",
+                 "pid", "base_iteration", "base_time", "done_in_segment", "prev_time")
+
+
+def _is_real_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating, np.bool_))
+
+
+def _metric_value(value: object) -> float:
+    if not _is_real_number(value):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return math.nan
+
+
+class _Refused(Exception):
+    """Internal: the result at hand cannot be kept; carries the message for Ingested.error."""
+
+
+class ResultBuffer:
+    """Completes the results workers send and renders them for the trial's logs.
+
+    One buffer serves all trials of a :class:`TrialTable`.  Each run of a trial
+    (its first start, or a restore) is a *segment* opened by :meth:`open_trial`;
+    :meth:`ingest` then turns the batch of raw metric dicts a worker sent into
+    complete result dicts -- the user's keys first, then the automatic fields
+    ``timestamp, checkpoint_dir_name, done, training_iteration, trial_id, date,
+    time_this_iter_s, time_total_s, pid, hostname, node_ip, time_since_restore,
+    iterations_since_restore`` -- checks the metric and the stop criteria, records
+    each result in the table, and renders the ``result.json`` lines and
+    ``progress.csv`` rows.  A top-level ``"config"`` key in a reported dict is
+    dropped: ``result.json`` carries the trial's config instead.
+
+    Args:
+        table: the table whose rows the trials are.
+        metric: the metric every result must report (``TuneConfig(metric=...)``),
+            or ``None``.
+
+    Example:
+        >>> t = TrialTable(mode="min"); row = t.add()
+        >>> buf = ResultBuffer(t, "loss")
+        >>> buf.open_trial(row, "t_00000", '{"lr": 0.1}', {"training_iteration": 2},
+        ...                start_time=100.0, hostname="h", node_ip="10.0.0.1", pid=7)
+        >>> out = buf.ingest(row, [{"loss": 3.0}, {"loss": 2.0}, {"loss": 1.0}],
+        ...                  [101.0, 102.5, 104.0])
+        >>> [(r["training_iteration"], r["time_this_iter_s"], r["done"]) for r in out.results]
+        [(1, 1.0, False), (2, 1.5, True)]
+        >>> out.stopped, t.get_best_metric(row), t.get_iteration(row)
+        (True, 2.0, 2)
+        >>> json.loads(out.json_bytes.splitlines()[0])["config"]
+        {'lr': 0.1}
+    """
+
+    def __init__(self, table: TrialTable, metric: Optional[str]) -> None:
+        if not isinstance(table, TrialTable):
+            raise TypeError("ResultBuffer needs a TrialTable from the same implementation, "
+                            f"got {type(table).__name__}")
+        if metric is not None and not isinstance(metric, str):
+            raise TypeError(f"metric must be a string or None, got {type(metric).__name__}")
+        self._table = table
+        self._metric = metric
+        self._segments: dict[int, _Segment] = {}
+        self._csv_headers: dict[int, tuple[str, ...]] = {}
+        self._last: dict[int, dict] = {}
+        self._date_second: Optional[int] = None
+        self._date_text = ""
+
+    @property
+    def table(self) -> TrialTable:
+        return self._table
+
+    @property
+    def metric(self) -> Optional[str]:
+        return self._metric
+
+    def open_trial(self, row: int, trial_id: str, config_json: str, stop: Optional[dict], *,
+                   start_time: float, hostname: str, node_ip: str, pid: int) -> None:
+        """Starts a run segment of a trial (its first start, or a restore).
+
+        The segment's iteration and total time continue from the table row's;
+        ``iterations_since_restore`` and ``time_since_restore`` count from the
+        segment's start.  ``config_json`` is the trial's config already encoded as
+        JSON, spliced verbatim into every ``result.json`` line.  ``stop`` maps
+        flattened result keys to thresholds (``RunConfig(stop=...)`` as a dict).
+        """
+        row = self._table._row(row)
+        if not isinstance(trial_id, str):
+            raise TypeError(f"trial_id must be a string, got {type(trial_id).__name__}")
+        if not isinstance(config_json, str):
+            raise TypeError(f"config_json must be a string, got {type(config_json).__name__}")
+        if stop is not None and not isinstance(stop, dict):
+            raise TypeError("stop must be a dict of result key to threshold or None, "
+                            f"got {type(stop).__name__}")
+        seg = _Segment()
+        seg.trial_id = trial_id
+        config_json.encode("utf-8")  # refuse lone surrogates now, not at every result
+        seg.config_json = config_json
+        seg.stop = tuple(stop.items()) if stop else ()
+        seg.start_time = float(start_time)
+        seg.hostname, seg.node_ip, seg.pid = hostname, node_ip, pid
+        seg.base_iteration = self._table.get_iteration(row)
+        seg.base_time = self._table.get_time_total(row)
+        seg.done_in_segment = 0
+        seg.prev_time = seg.start_time
+        self._segments[row] = seg
+
+    def close_trial(self, row: int) -> None:
+        """Ends the row's segment.  Its CSV header state and last result stay."""
+        self._segments.pop(self._table._row(row), None)
+
+    def last_result(self, row: int) -> Optional[dict]:
+        """The last result kept for the row (in any segment), or ``None``."""
+        return self._last.get(self._table._row(row))
+
+    def csv_header_written(self, row: int) -> bool:
+        """Whether the row's ``progress.csv`` already has its header line."""
+        return self._table._row(row) in self._csv_headers
+
+    def csv_header(self, row: int) -> Optional[list[str]]:
+        """The row's ``progress.csv`` columns, or ``None`` before its first result."""
+        header = self._csv_headers.get(self._table._row(row))
+        return None if header is None else list(header)
+
+    def set_csv_header(self, row: int, keys: list[str]) -> None:
+        """Declares the row's ``progress.csv`` header as already written with ``keys``.
+
+        A resumed experiment calls this so the file gets no second header.
+        """
+        row = self._table._row(row)
+        keys = tuple(keys)
+        if not keys:
+            raise ValueError("a CSV header needs at least one key")
+        for key in keys:
+            if not isinstance(key, str):
+                raise TypeError(f"CSV header keys must be strings, got {key!r}")
+        self._csv_headers[row] = keys
+
+    def _date(self, t: float) -> str:
+        second = math.floor(t)
+        if second != self._date_second:
+            self._date_text = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(second))
+            self._date_second = second
+        return self._date_text
+
+    def ingest(self, row: int, metrics: list[dict], times: list[float],
+               checkpoints: Optional[dict[int, str]] = None) -> Ingested:
+        """Completes, checks, records and renders one batch of a trial's results.
+
+        ``metrics[i]`` is what the trainable reported (never mutated), ``times[i]``
+        when (seconds since the epoch), and ``checkpoints`` maps a batch index to
+        the directory name of the checkpoint saved with that result.  Processing
+        stops at the first result that stops the trial (kept, ``done`` set to True,
+        ``Ingested.stopped``) or that cannot be accepted (not kept,
+        ``Ingested.error``); results after it are dropped.
+        """
+        row = self._table._row(row)
+        seg = self._segments.get(row)
+        if seg is None:
+            raise ValueError(f"trial row {row} is not open in this ResultBuffer; "
+                             "call open_trial() first")
+        if len(metrics) != len(times):
+            raise ValueError(f"got {len(metrics)} results but {len(times)} times")
+        for i, m in enumerate(metrics):
+            if not isinstance(m, dict):
+                raise TypeError(f"metrics[{i}] is a {type(m).__name__}, not a dict")
+        times = [float(t) for t in times]
+        for i, t in enumerate(times):
+            if not math.isfinite(t):
+                raise ValueError(f"times[{i}] is {t!r}; result times must be finite "
+                                 "seconds since the epoch")
+
+        out = Ingested()
+        json_lines: list[str] = []
+        csv_text = io.StringIO()
+        writer = None
+        header = self._csv_headers.get(row)
+        for i, (metric_dict, t) in enumerate(zip(metrics, times)):
+            r = self._complete(seg, metric_dict, t, checkpoints.get(i) if checkpoints else None)
+            try:
+                flat = self._flat(seg, r)
+                self._check_metric(seg, flat)
+                stop = self._should_stop(seg, r, flat)
+            except _Refused as refused:
+                out.error = str(refused)
+                break
+            if stop:
+                r["done"] = True
+                if flat is not r:
+                    flat["done"] = True
+            self._table.record_result(
+                row, r["training_iteration"], r["time_total_s"],
+                _metric_value(flat[self._metric]) if self._metric is not None else math.nan)
+            seg.done_in_segment += 1
+            seg.prev_time = t
+
+            line = json.dumps(r, default=str)
+            json_lines.append(f'{line[:-1]}, "config": ')
+            json_lines.append(seg.config_json)
+            json_lines.append("}\n")
+            if writer is None:
+                new_file = header is None
+                if new_file:  # the row's first result ever decides its columns
+                    header = self._csv_headers[row] = tuple(flat)
+                writer = csv.DictWriter(csv_text, fieldnames=header, extrasaction="ignore")
+                if new_file:
+                    writer.writeheader()
+            writer.writerow(flat)
+
+            out.results.append(r)
+            if stop:
+                out.stopped = True
+                break
+
+        out.json_bytes = "".join(json_lines).encode("utf-8")
+        # backslashreplace: a lone surrogate in a reported string must not lose the batch.
+        out.csv_bytes = csv_text.getvalue().encode("utf-8", "backslashreplace")
+        if out.results:
+            self._last[row] = out.results[-1]
+        return out
+
+    def _complete(self, seg: _Segment, metric_dict: dict, t: float,
+                  checkpoint: Optional[str]) -> dict:
+        r = dict(metric_dict)
+        r.pop("config", None)
+        r.setdefault("timestamp", int(t))
+        r["checkpoint_dir_name"] = checkpoint or None
+        r.setdefault("done", False)
+        r["training_iteration"] = seg.base_iteration + seg.done_in_segment + 1
+        r["trial_id"] = seg.trial_id
+        r.setdefault("date", self._date(t))
+        r.setdefault("time_this_iter_s", t - seg.prev_time)
+        since_restore = t - seg.start_time
+        r["time_total_s"] = seg.base_time + since_restore
+        r["pid"] = seg.pid
+        r["hostname"] = seg.hostname
+        r["node_ip"] = seg.node_ip
+        r["time_since_restore"] = since_restore
+        r["iterations_since_restore"] = seg.done_in_segment + 1
+        return r
+
+    @staticmethod
+    def _flat(seg: _Segment, r: dict) -> dict:
+        """``r`` itself when it has no nested dicts, else a copy with "a/b" keys."""
+        nested = False
+        for key, value in r.items():
+            if not isinstance(key, str):
+                raise _Refused(_key_message(seg, key))
+            if isinstance(value, dict):
+                nested = True
+        if not nested:
+            return r
+        flat: dict = {}
+        _flatten_into(seg, flat, r, "", 0, "")
+        return flat
+
+    def _check_metric(self, seg: _Segment, flat: dict) -> None:
+        metric = self._metric
+        if metric is not None and metric not in flat:
+            raise _Refused(
+                f"Trial {seg.trial_id} reported a result without the metric '{metric}' set in "
+                f"TuneConfig(metric=...). The result has the keys {sorted(flat)}. Report the "
+                f"metric with tune.report({{'{metric}': ...}}) or set TuneConfig(metric=...) "
+                "to one of those keys.")
+
+    @staticmethod
+    def _should_stop(seg: _Segment, r: dict, flat: dict) -> bool:
+        for key, threshold in seg.stop:
+            if key not in flat:
+                raise _Refused(
+                    f"Trial {seg.trial_id}: the stop criterion '{key}' is not in the result. "
+                    f"The result has the keys {sorted(flat)}. Fix the key in RunConfig(stop=...).")
+            value = flat[key]
+            try:
+                reached = bool(value >= threshold)
+            except Exception:
+                raise _Refused(
+                    f"Trial {seg.trial_id}: the stop criterion '{key}' cannot compare the "
+                    f"result's value {value!r} with the threshold {threshold!r}. Fix "
+                    "RunConfig(stop=...) or the reported value.") from None
+            if reached:
+                return True
+        return bool(r["done"])
+
+
+def _key_message(seg: _Segment, key: object) -> str:
+    return (f"Trial {seg.trial_id} reported a result with the key {key!r}, which is not a "
+            "string; result keys must be strings.")
+
+
+def _flatten_into(seg: _Segment, flat: dict, d: dict, prefix: str, depth: int,
+                  top_key: str) -> None:
+    if depth > _MAX_DEPTH:
+        raise _Refused(f"Trial {seg.trial_id} reported a result nested more than {_MAX_DEPTH} "
+                       f"levels deep under the key '{top_key}'.")
+    for key, value in d.items():
+        if not isinstance(key, str):
+            raise _Refused(_key_message(seg, key))
+        if isinstance(value, dict):
+            _flatten_into(seg, flat, value, f"{prefix}{key}/", depth + 1,
+                          top_key if depth else key)
+        else:
+            flat[prefix + key] = value
