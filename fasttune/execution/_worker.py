@@ -1,0 +1,423 @@
+"""The worker side of the batched protocol: a Ray actor that runs trials one after another.
+
+Protocol (all payloads msgpack).  The driver keeps exactly one ``poll(commands)`` call
+outstanding per busy worker.  ``commands`` is a list of ``[kind, ...]``:
+
+    ["trainable", name, cloudpickled_trainable, cloudpickled_env_creators, driver_sys_path]
+    ["start", spec]                 queue a trial; it starts when the previous one ends
+    ["continue" | "stop" | "pause", trial_id]   answer a trial blocked at a decision point,
+                                    or (stop/pause) end a running or queued trial
+
+``poll`` returns as soon as there is something to say, as a list of events in order:
+
+    ["started", trial_id, start_time, pid, hostname, node_ip]
+    ["results", trial_id, [metrics, ...], times_as_float64_bytes, {index: checkpoint_dir_name}]
+    ["decide", trial_id, training_iteration]   blocked until the driver answers
+    ["done" | "stopped" | "paused", trial_id]
+    ["dropped", trial_id]                      a queued trial ended before it started
+    ["error", trial_id, traceback_text, cloudpickled_exception_or_None]
+
+``report()`` packs each result at once (so a non-encodable value fails in the user's
+call, naming the key) and appends it to the running trial's buffer without a lock:
+one producer (the trial thread) appends, consumers take a prefix under the condition.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+import traceback
+from array import array
+from collections import deque
+from typing import Any, Dict, List, Optional
+
+import msgpack
+
+from fasttune.checkpoint import Checkpoint
+from fasttune.error import TuneStopTrial
+from fasttune.trainable.function_trainable import wrap_function
+from fasttune.trainable.session import Session, TuneContext
+
+# A trial that reports faster than the driver drains blocks here; the bound keeps a
+# worker's memory small while batches stay large enough to amortise a round trip.
+MAX_UNSENT_RESULTS = 8192
+
+_CONTINUE, _STOP, _PAUSE = "continue", "stop", "pause"
+
+
+def _encode_default(value: Any) -> Any:
+    # numpy is optional inside the encoder: only touched when a value is not native.
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a core dependency
+        np = None
+    if np is not None:
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    raise TypeError(type(value).__name__)
+
+
+_packb = msgpack.Packer(default=_encode_default, use_bin_type=True, autoreset=True).pack
+
+
+def _find_unencodable(value: Any, path: str = "") -> Optional[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _find_unencodable(v, f"{path}/{k}" if path else str(k))
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _find_unencodable(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    try:
+        _packb(value)
+    except (TypeError, OverflowError, ValueError):
+        return path or "<result>"
+    return None
+
+
+def pack_result(metrics: Dict[str, Any]) -> bytes:
+    """Encode one reported result; a value msgpack cannot carry is named in the error."""
+    try:
+        return _packb(metrics)
+    except (TypeError, OverflowError, ValueError) as exc:
+        key = _find_unencodable(metrics) or "?"
+        bad = metrics
+        for part in key.split("/"):
+            bad = bad.get(part, bad) if isinstance(bad, dict) else bad
+        raise TypeError(
+            f"tune.report(): the value of {key!r} ({type(bad).__name__}) cannot be sent to "
+            "the driver. Report numbers, strings, booleans, None, lists, dicts or numpy "
+            "values; convert it first, e.g. float(x) or str(x)."
+        ) from exc
+
+
+class _DecisionSet:
+    """Membership test for the wire form of :class:`fasttune.schedulers.DecisionPoints`."""
+
+    __slots__ = ("_kind", "_at", "_every")
+
+    def __init__(self, wire: Any) -> None:
+        self._kind, self._at, self._every = "every_result", frozenset(), 0
+        if wire == "never":
+            self._kind = "never"
+        elif isinstance(wire, (list, tuple)) and len(wire) == 2 and wire[0] == "at":
+            self._kind, self._at = "at", frozenset(int(i) for i in wire[1])
+        elif isinstance(wire, (list, tuple)) and len(wire) == 2 and wire[0] == "every":
+            self._kind, self._every = "every", max(1, int(wire[1]))
+
+    def __contains__(self, iteration: int) -> bool:
+        kind = self._kind
+        if kind == "never":
+            return False
+        if kind == "every_result":
+            return True
+        if kind == "at":
+            return iteration in self._at
+        return iteration % self._every == 0
+
+
+def _lookup(metrics: Dict[str, Any], key: str) -> Any:
+    if key in metrics:
+        return metrics[key]
+    value: Any = metrics
+    for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+class _Run:
+    """One trial running in this worker: its buffer and its stop rules."""
+
+    def __init__(self, spec: Dict[str, Any]) -> None:
+        self.trial_id: str = spec["trial_id"]
+        self.spec = spec
+        self.packed: List[bytes] = []
+        self.times = array("d")
+        self.checkpoints: Dict[int, str] = {}
+        self.taken = 0  # results handed to the driver so far in this run
+        self.count = 0  # results reported in this run
+        self.base_iteration: int = spec.get("iteration", 0)
+        self.base_time: float = spec.get("time_total", 0.0)
+        self.checkpoint_index: int = spec.get("ckpt_index", 0)
+        self.stop: Dict[str, float] = spec.get("stop") or {}
+        self.decisions = _DecisionSet(spec.get("decide", "every_result"))
+        self.start_time = 0.0
+        self.last_time = 0.0
+        self.decision: Optional[str] = None
+        self.awaiting = False
+        self.interrupt: Optional[str] = None
+
+    def stop_reached(self, metrics: Dict[str, Any], now: float) -> bool:
+        if metrics.get("done"):
+            return True
+        for key, threshold in self.stop.items():
+            value = _lookup(metrics, key)
+            if value is None:
+                value = self._automatic(key, now)
+            try:
+                if value is not None and value >= threshold:
+                    return True
+            except TypeError:
+                continue  # the driver reports the ill-typed criterion
+        return False
+
+    def _automatic(self, key: str, now: float) -> Any:
+        # Only what a stop rule may name; the driver fills the full set of fields.
+        if key == "training_iteration":
+            return self.base_iteration + self.count
+        if key == "iterations_since_restore":
+            return self.count
+        if key == "time_total_s":
+            return self.base_time + (now - self.start_time)
+        if key == "time_since_restore":
+            return now - self.start_time
+        if key == "timestamp":
+            return int(now)
+        if key == "time_this_iter_s":
+            return now - self.last_time
+        return None
+
+
+class TrialWorker:
+    """Runs trials handed to it by the driver; see the module docstring for the protocol."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque = deque()
+        self._out: List[bytes] = []
+        self._run: Optional[_Run] = None
+        self._poller_waiting = False
+        self._trainables: Dict[str, Any] = {}
+        self._identity = (os.getpid(), socket.gethostname(), _node_ip())
+        self._thread = threading.Thread(target=self._trial_loop, name="fasttune-trial", daemon=True)
+        self._thread.start()
+
+    # ---- driver-facing -------------------------------------------------------------
+    def ping(self) -> int:
+        return self._identity[0]
+
+    def poll(self, commands: bytes = b"") -> bytes:
+        with self._cond:
+            if commands:
+                self._apply(msgpack.unpackb(commands, raw=False, strict_map_key=False))
+                self._cond.notify_all()  # a queued trial or an answered decision may go on
+            self._poller_waiting = True
+            while not self._out and not self._has_unsent():
+                self._cond.wait()
+            self._poller_waiting = False
+            self._seal_results()
+            reply, self._out = self._out, []
+            self._cond.notify_all()  # a trial blocked on backpressure may go on
+        header = msgpack.Packer().pack_array_header(len(reply))
+        return header + b"".join(reply)
+
+    def interrupt(self, commands: bytes) -> None:
+        """Apply stop/pause at once, without waiting for the outstanding poll."""
+        with self._cond:
+            self._apply(msgpack.unpackb(commands, raw=False, strict_map_key=False))
+            self._cond.notify_all()
+
+    # ---- command handling (caller holds the condition) -----------------------------
+    def _apply(self, commands: List[Any]) -> None:
+        import ray.cloudpickle as cloudpickle
+
+        for command in commands:
+            kind = command[0]
+            if kind == "trainable":
+                from fasttune.registry import _install_env_creators
+
+                # Modules the driver imported from its own paths (a script's helpers, a
+                # test module) resolve here too when the worker sees the same files.
+                for entry in command[4]:
+                    if entry not in sys.path and os.path.isdir(entry):
+                        sys.path.append(entry)
+                self._trainables[command[1]] = cloudpickle.loads(command[2])
+                if command[3]:
+                    _install_env_creators(cloudpickle.loads(command[3]))
+            elif kind == "start":
+                self._queue.append(command[1])
+            elif kind in (_CONTINUE, _STOP, _PAUSE):
+                self._decide(command[1], kind)
+            else:  # pragma: no cover - a driver/worker version mismatch
+                raise ValueError(f"unknown worker command {kind!r}")
+
+    def _decide(self, trial_id: str, decision: str) -> None:
+        run = self._run
+        if run is not None and run.trial_id == trial_id:
+            if run.awaiting:
+                run.decision = decision
+            elif decision != _CONTINUE:
+                run.interrupt = decision
+            return
+        if decision == _CONTINUE:
+            return
+        for spec in self._queue:
+            if spec["trial_id"] == trial_id:
+                self._queue.remove(spec)
+                self._out.append(_packb(["dropped", trial_id]))
+                return
+
+    def _has_unsent(self) -> bool:
+        run = self._run
+        return run is not None and len(run.times) > 0
+
+    def _seal_results(self) -> None:
+        run = self._run
+        if run is None:
+            return
+        n = len(run.times)  # times are appended after the packed result: packed has >= n
+        if n == 0:
+            return
+        packed = run.packed[:n]
+        times = run.times[:n]
+        del run.packed[:n]
+        del run.times[:n]
+        base = run.taken
+        checkpoints = {}
+        if run.checkpoints:
+            for index in [i for i in run.checkpoints if i < base + n]:
+                checkpoints[index - base] = run.checkpoints.pop(index)
+        run.taken = base + n
+        pack = msgpack.Packer(use_bin_type=True).pack
+        self._out.append(
+            msgpack.Packer().pack_array_header(5)
+            + pack("results")
+            + pack(run.trial_id)
+            + msgpack.Packer().pack_array_header(n)
+            + b"".join(packed)
+            + pack(times.tobytes())
+            + pack(checkpoints)
+        )
+
+    def _emit(self, event: List[Any]) -> None:
+        with self._cond:
+            self._seal_results()
+            self._out.append(_packb(event))
+            self._cond.notify_all()
+
+    # ---- the trial thread ------------------------------------------------------------
+    def _trial_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                spec = self._queue.popleft()
+                run = self._run = _Run(spec)
+            self._run_trial(run)
+
+    def _run_trial(self, run: _Run) -> None:
+        import ray.cloudpickle as cloudpickle
+
+        spec = run.spec
+        run.start_time = run.last_time = time.time()
+        pid, hostname, node_ip = self._identity
+        self._emit(["started", run.trial_id, run.start_time, pid, hostname, node_ip])
+        restore = spec.get("restore")
+        context = TuneContext(
+            trial_id=run.trial_id,
+            trial_name=spec.get("trial_name"),
+            trial_dir=spec.get("trial_dir"),
+            experiment_name=spec.get("experiment_name"),
+            trial_resources=spec.get("resources") or {},
+            storage_path=spec.get("storage_path"),
+        )
+        session = Session(
+            context,
+            lambda metrics, checkpoint: self._report(run, metrics, checkpoint),
+            Checkpoint(restore) if restore else None,
+        )
+        end: List[Any]
+        try:
+            if spec.get("trial_dir"):
+                os.makedirs(spec["trial_dir"], exist_ok=True)
+            trainable_cls = wrap_function(self._trainables[spec["trainable"]])
+            trainable_cls(spec.get("config")).run(session)
+        except TuneStopTrial as stop:
+            end = ["paused" if stop.args and stop.args[0] == _PAUSE else "stopped", run.trial_id]
+        except BaseException as exc:  # noqa: BLE001 - every failure is reported, none is lost
+            try:
+                blob = cloudpickle.dumps(exc)
+            except Exception:  # noqa: BLE001 - unpicklable exceptions still report their text
+                blob = None
+            end = ["error", run.trial_id, traceback.format_exc(), blob]
+        else:
+            end = ["done", run.trial_id]
+        with self._cond:
+            self._seal_results()
+            self._out.append(_packb(end))
+            self._run = None
+            self._cond.notify_all()
+
+    def _report(self, run: _Run, metrics: Dict[str, Any], checkpoint: Optional[Checkpoint]) -> None:
+        if run.interrupt is not None:
+            raise TuneStopTrial(run.interrupt)
+        packed = pack_result(metrics)
+        now = time.time()
+        if checkpoint is not None:
+            run.checkpoints[run.count] = self._persist(run, checkpoint)
+        run.count += 1
+        run.packed.append(packed)
+        run.times.append(now)
+        stop = run.stop_reached(metrics, now) if (run.stop or "done" in metrics) else False
+        run.last_time = now
+        if stop:
+            raise TuneStopTrial(_STOP)
+        iteration = run.base_iteration + run.count
+        if iteration in run.decisions:
+            self._await_decision(run, iteration)
+        elif len(run.times) >= MAX_UNSENT_RESULTS:
+            with self._cond:
+                self._cond.notify_all()
+                while len(run.times) >= MAX_UNSENT_RESULTS and run.interrupt is None:
+                    self._cond.wait()
+        elif self._poller_waiting:
+            with self._cond:
+                self._cond.notify_all()
+
+    def _await_decision(self, run: _Run, iteration: int) -> None:
+        with self._cond:
+            self._seal_results()
+            self._out.append(_packb(["decide", run.trial_id, iteration]))
+            run.awaiting = True
+            self._cond.notify_all()
+            while run.decision is None:
+                self._cond.wait()
+            decision, run.decision, run.awaiting = run.decision, None, False
+        if decision != _CONTINUE:
+            raise TuneStopTrial(decision)
+
+    def _persist(self, run: _Run, checkpoint: Checkpoint) -> str:
+        name = f"checkpoint_{run.checkpoint_index:06d}"
+        run.checkpoint_index += 1
+        trial_dir = run.spec.get("trial_dir") or os.getcwd()
+        target = os.path.join(trial_dir, name)
+        source = os.path.abspath(checkpoint.path)
+        if source != os.path.abspath(target):
+            tmp = target + ".tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(source, tmp)
+            shutil.rmtree(target, ignore_errors=True)
+            os.rename(tmp, target)
+        return name
+
+
+def _node_ip() -> str:
+    try:
+        import ray.util
+
+        return ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - outside Ray (tests of the worker alone)
+        return "127.0.0.1"
+

@@ -1,0 +1,313 @@
+"""Carries the runner's decisions out on Ray: a pool of TrialWorker actors.
+
+Workers are pooled per resource shape and reused across trials.  Each busy worker has
+exactly one ``poll`` call outstanding; the commands the runner queued for it (start a
+trial, answer a decision) ride on the next poll, so a worker costs one round trip per
+*batch* of results, not per result.  A worker may be handed its next trials before the
+current one ends (``depth``), so short trials never leave it idle waiting for the driver.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+import msgpack
+
+from fasttune import _corelib as core
+from fasttune.error import TuneError
+from fasttune.execution.placement_groups import PlacementGroupFactory
+
+logger = logging.getLogger(__name__)
+
+# Event kinds handed to the runner (values of the core's EventSelector).
+EVENT_START = core.EVENT_START
+EVENT_BATCH = core.EVENT_BATCH
+EVENT_ERROR = core.EVENT_ERROR
+
+_MAX_DEPTH = 64
+_RESOURCE_REFRESH_S = 10.0
+
+
+class _Worker:
+    __slots__ = ("slot", "actor", "shape", "resources", "future", "assigned", "commands",
+                 "trainables", "depth")
+
+    def __init__(self, slot: int, actor: Any, shape: Tuple[Any, ...], resources: Dict[str, float]) -> None:
+        self.slot = slot
+        self.actor = actor
+        self.shape = shape
+        self.resources = resources
+        self.future: Any = None
+        self.assigned: Deque[Any] = deque()  # trials handed to it, the running one first
+        self.commands: List[Any] = []
+        self.trainables: set = set()
+        self.depth = 2
+
+
+class RayTrialExecutor:
+    """Starts, stops and feeds trials on a pool of Ray actors.
+
+    Example:
+        >>> from fasttune.execution import RayTrialExecutor
+        >>> executor = RayTrialExecutor(reuse_actors=True)
+    """
+
+    def __init__(self, reuse_actors: bool = True, prefetch: bool = True) -> None:
+        self._reuse_actors = reuse_actors
+        self._prefetch = prefetch
+        self._workers: Dict[int, _Worker] = {}
+        self._idle: Dict[Tuple[Any, ...], List[int]] = {}
+        self._by_future: Dict[Any, int] = {}
+        self._replies: Dict[int, Any] = {}
+        self._selector = core.EventSelector()
+        self._next_slot = 0
+        self._committed: Dict[str, float] = {}
+        self._total: Dict[str, float] = {}
+        self._total_at = 0.0
+        self._blobs: Dict[str, Tuple[bytes, bytes]] = {}
+        self._trainables: Dict[str, Any] = {}
+        self._remote_cls: Any = None
+        self._sys_path = [os.path.abspath(p or ".") for p in sys.path]
+
+    # ---- resources -------------------------------------------------------------------
+    def _cluster_total(self) -> Dict[str, float]:
+        import ray
+
+        now = time.monotonic()
+        if now - self._total_at > _RESOURCE_REFRESH_S or not self._total:
+            self._total = {k: float(v) for k, v in ray.cluster_resources().items()}
+            self._total_at = now
+        return self._total
+
+    def _fits(self, request: Dict[str, float]) -> bool:
+        total = self._cluster_total()
+        return all(self._committed.get(k, 0.0) + v <= total.get(k, 0.0) + 1e-9 for k, v in request.items())
+
+    def check_feasible(self, trial: Any) -> None:
+        """A trial that can never fit the cluster is an error, not a silent hang."""
+        request = trial.placement_group_factory.required_resources
+        total = self._cluster_total()
+        missing = {k: v for k, v in request.items() if v > total.get(k, 0.0) + 1e-9}
+        if missing:
+            raise TuneError(
+                f"Trial {trial} requests {request}, but the Ray cluster has only "
+                f"{ {k: total.get(k, 0.0) for k in missing} } in all, so it can never start. "
+                "Lower the request (tune.with_resources / resources_per_trial) or add nodes."
+            )
+
+    def has_resources_for_trial(self, trial: Any) -> bool:
+        pgf: PlacementGroupFactory = trial.placement_group_factory
+        shape = pgf.shape_key()
+        if self._idle.get(shape):
+            return True
+        if self._prefetch:
+            for worker in self._workers.values():
+                if worker.shape == shape and 0 < len(worker.assigned) < worker.depth:
+                    return True
+        return self._fits(pgf.required_resources)
+
+    # ---- trial lifecycle -------------------------------------------------------------
+    def register_trainable(self, name: str, trainable: Any) -> None:
+        self._trainables[name] = trainable
+
+    def start_trial(self, trial: Any, spec: Dict[str, Any]) -> int:
+        """Hand ``trial`` to a worker of its shape; returns the worker slot."""
+        worker = self._worker_for(trial)
+        name = spec["trainable"]
+        if name not in worker.trainables:
+            trainable_blob, envs_blob = self._blob(name)
+            worker.commands.append(["trainable", name, trainable_blob, envs_blob, self._sys_path])
+            worker.trainables.add(name)
+        worker.commands.append(["start", spec])
+        worker.assigned.append(trial)
+        return worker.slot
+
+    def _worker_for(self, trial: Any) -> _Worker:
+        pgf: PlacementGroupFactory = trial.placement_group_factory
+        shape = pgf.shape_key()
+        idle = self._idle.get(shape)
+        if idle:
+            return self._workers[idle.pop()]
+        if self._prefetch:
+            busy = [w for w in self._workers.values()
+                    if w.shape == shape and 0 < len(w.assigned) < w.depth]
+            if busy:
+                return min(busy, key=lambda w: len(w.assigned))
+        return self._create_worker(pgf)
+
+    def _create_worker(self, pgf: PlacementGroupFactory) -> _Worker:
+        import ray
+
+        from fasttune.execution._worker import TrialWorker
+
+        if self._remote_cls is None:
+            self._remote_cls = ray.remote(TrialWorker)
+        head = pgf.head_bundle
+        custom = {k: v for k, v in head.items() if k not in ("CPU", "GPU", "memory")}
+        options: Dict[str, Any] = {
+            "num_cpus": head.get("CPU", 0.0),
+            "num_gpus": head.get("GPU", 0.0),
+            "max_concurrency": 4,
+        }
+        if custom:
+            options["resources"] = custom
+        if head.get("memory"):
+            options["memory"] = head["memory"]
+        actor = self._remote_cls.options(**options).remote()
+        slot = self._next_slot
+        self._next_slot += 1
+        request = pgf.required_resources
+        for key, value in request.items():
+            self._committed[key] = self._committed.get(key, 0.0) + value
+        worker = _Worker(slot, actor, pgf.shape_key(), request)
+        self._workers[slot] = worker
+        return worker
+
+    def _blob(self, name: str) -> Tuple[bytes, bytes]:
+        if name not in self._blobs:
+            import ray.cloudpickle as cloudpickle
+
+            from fasttune.registry import _env_creators
+
+            envs = _env_creators()
+            self._blobs[name] = (
+                cloudpickle.dumps(self._trainables[name]),
+                cloudpickle.dumps(envs) if envs else b"",
+            )
+        return self._blobs[name]
+
+    def send_decision(self, slot: int, trial_id: str, decision: str) -> None:
+        """Answer a trial blocked at a decision point ("continue", "stop" or "pause")."""
+        worker = self._workers.get(slot)
+        if worker is not None:
+            worker.commands.append([decision, trial_id])
+
+    def interrupt_trial(self, slot: int, trial_id: str, how: str = "stop") -> None:
+        """End a running or queued trial now, without waiting for its next batch."""
+        worker = self._workers.get(slot)
+        if worker is not None:
+            worker.actor.interrupt.remote(msgpack.packb([[how, trial_id]], use_bin_type=True))
+
+    def trial_ended(self, slot: int, trial: Any) -> None:
+        """The worker reported ``trial`` over; return the worker to the pool if it is free."""
+        worker = self._workers.get(slot)
+        if worker is None:
+            return
+        try:
+            worker.assigned.remove(trial)
+        except ValueError:
+            pass
+        if not worker.assigned:
+            if self._reuse_actors:
+                self._idle.setdefault(worker.shape, []).append(slot)
+            else:
+                self._kill(worker)
+
+    def adapt_depth(self, slot: int, whole_trials_in_reply: int) -> None:
+        # Trials that start and end within one round trip are short: hand out more ahead.
+        worker = self._workers.get(slot)
+        if worker is None or not self._prefetch:
+            return
+        if whole_trials_in_reply >= worker.depth - 1:
+            worker.depth = min(_MAX_DEPTH, worker.depth * 2)
+
+    def assigned_trials(self, slot: int) -> List[Any]:
+        worker = self._workers.get(slot)
+        return list(worker.assigned) if worker else []
+
+    # ---- events ----------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        for worker in self._workers.values():
+            # A worker whose last reply the runner has not handled yet may be blocked on
+            # an answer that handling will produce: poll it only after that.
+            if worker.slot in self._replies:
+                continue
+            if worker.future is None and (worker.assigned or worker.commands):
+                payload = msgpack.packb(worker.commands, use_bin_type=True) if worker.commands else b""
+                worker.commands = []
+                worker.future = worker.actor.poll.remote(payload)
+                self._by_future[worker.future] = worker.slot
+
+    def get_next_executor_event(self, live_trials: Any, next_trial_exists: bool) -> Optional[Tuple[int, int, Any]]:
+        """The next event as ``(kind, slot, payload)``: a trial can start (kind EVENT_START),
+        a worker's batch arrived (EVENT_BATCH, payload the decoded events) or a worker
+        died (EVENT_ERROR, payload the exception).  A startable trial comes first; worker
+        events are taken round robin so no worker starves.  Returns None when there is
+        nothing to wait for.
+        """
+        if next_trial_exists:
+            self._selector.push(-1, EVENT_START)
+        else:
+            self._dispatch()
+            if not self._replies:
+                self._wait()
+        event = self._selector.pop(next_trial_exists)
+        if event is None:
+            return None
+        slot, kind = event
+        if kind == EVENT_START:
+            return EVENT_START, -1, None
+        return kind, slot, self._replies.pop(slot)
+
+    def _wait(self) -> None:
+        import ray
+
+        if not self._by_future:
+            return
+        futures = list(self._by_future)
+        ready, _ = ray.wait(futures, num_returns=1)
+        more, _ = ray.wait(futures, num_returns=len(futures), timeout=0)
+        for future in set(ready) | set(more):
+            slot = self._by_future.pop(future)
+            worker = self._workers[slot]
+            worker.future = None
+            try:
+                raw = ray.get(future)
+            except Exception as exc:  # noqa: BLE001 - a dead worker is an event, not a crash
+                self._replies[slot] = exc
+                self._selector.push(slot, EVENT_ERROR)
+                continue
+            self._replies[slot] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+            self._selector.push(slot, EVENT_BATCH)
+
+    def worker_died(self, slot: int) -> List[Any]:
+        """Forget a dead worker; returns the trials it held, the running one first."""
+        worker = self._workers.pop(slot, None)
+        if worker is None:
+            return []
+        self._selector.discard(slot)
+        self._release(worker)
+        idle = self._idle.get(worker.shape)
+        if idle and slot in idle:
+            idle.remove(slot)
+        return list(worker.assigned)
+
+    def _release(self, worker: _Worker) -> None:
+        for key, value in worker.resources.items():
+            self._committed[key] = self._committed.get(key, 0.0) - value
+
+    def _kill(self, worker: _Worker) -> None:
+        import ray
+
+        self._workers.pop(worker.slot, None)
+        if worker.future is not None:
+            self._by_future.pop(worker.future, None)
+        self._release(worker)
+        try:
+            ray.kill(worker.actor)
+        except Exception:  # noqa: BLE001 - already dead
+            pass
+
+    def has_outstanding(self) -> bool:
+        return bool(self._by_future) or bool(self._replies)
+
+    def cleanup(self) -> None:
+        for worker in list(self._workers.values()):
+            self._kill(worker)
+        self._idle.clear()
+        self._by_future.clear()
+        self._replies.clear()

@@ -1,0 +1,536 @@
+"""The event loop: one ``step()`` starts a trial or handles one worker event.
+
+Follow a result: a worker's batch arrives as an EVENT_BATCH (ray_trial_executor) ->
+``_on_results`` here -> the core's ``ResultBuffer.ingest`` fills the automatic fields
+and renders the JSON/CSV bytes -> ``TrialFiles.write`` appends them to the trial's
+``result.json`` and ``progress.csv``.  Policies (scheduler, searcher, stopper,
+callbacks) see each result only when they override the hook that would receive it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from array import array
+from typing import Any, Dict, List, Optional
+
+from fasttune import _corelib as core
+from fasttune._flatten import flatten_dict
+from fasttune.callback import CallbackList
+from fasttune.checkpoint import Checkpoint
+from fasttune.error import TuneError
+from fasttune.execution.ray_trial_executor import EVENT_BATCH, EVENT_ERROR, EVENT_START, RayTrialExecutor
+from fasttune.experiment.trial import Trial
+from fasttune.logger._trial_files import TrialFiles, config_to_json
+from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, TrialScheduler, overrides
+from fasttune.search.search_algorithm import SearchAlgorithm
+from fasttune.stopper import Stopper
+
+logger = logging.getLogger(__name__)
+
+_WORKER_DECISION = {
+    TrialScheduler.CONTINUE: "continue",
+    TrialScheduler.NOOP: "continue",
+    TrialScheduler.STOP: "stop",
+    TrialScheduler.PAUSE: "pause",
+}
+
+
+class TrialRunner:
+    """Runs the trials of one experiment to completion (``ray.tune.execution.trial_runner``).
+
+    Example:
+        >>> from fasttune.execution import TrialRunner  # doctest: +SKIP
+        >>> runner = TrialRunner(search_alg=searcher, experiment_path="/tmp/exp")  # doctest: +SKIP
+        >>> while not runner.is_finished():  # doctest: +SKIP
+        ...     runner.step()
+    """
+
+    def __init__(
+        self,
+        search_alg: Optional[SearchAlgorithm] = None,
+        scheduler: Optional[TrialScheduler] = None,
+        trial_executor: Optional[RayTrialExecutor] = None,
+        experiment_path: Optional[str] = None,
+        stopper: Optional[Stopper] = None,
+        callbacks: Optional[List[Any]] = None,
+        metric: Optional[str] = None,
+        mode: Optional[str] = None,
+        fail_fast: Any = False,
+        time_budget_s: Optional[float] = None,
+        max_concurrent_trials: Optional[int] = None,
+        checkpoint_period: Any = "auto",
+        synchronous: bool = False,
+    ) -> None:
+        from fasttune.search.basic_variant import BasicVariantGenerator
+
+        self._search_alg = search_alg or BasicVariantGenerator()
+        self._scheduler = scheduler or FIFOScheduler()
+        self.trial_executor = trial_executor or RayTrialExecutor()
+        self.experiment_path = experiment_path
+        self._stopper = stopper
+        self._callbacks = CallbackList(callbacks)
+        self._metric = metric
+        self._fail_fast = fail_fast
+        self._time_budget_s = time_budget_s
+        self._max_concurrent = max_concurrent_trials
+        self._checkpoint_period = checkpoint_period
+        self._synchronous = synchronous or os.environ.get("FASTTUNE_SYNCHRONOUS") == "1"
+
+        self._table = core.TrialTable(mode)
+        self._results = core.ResultBuffer(self._table, metric)
+        self._files = TrialFiles()
+        self._trials: List[Trial] = []
+        self._by_id: Dict[str, Trial] = {}
+        self._unassigned: Dict[str, Trial] = {}  # PENDING trials no worker holds yet
+        self._slot_of: Dict[str, int] = {}
+        self._config_json: Dict[str, str] = {}
+        self._pending_decision: Dict[str, str] = {}
+        self._checkpoint_iteration: Dict[str, tuple] = {}
+        self._iteration = 0
+        self._start_time = time.monotonic()
+        self._stopping_all = False
+        self._fatal: Optional[BaseException] = None
+        self._last_snapshot = 0.0
+        self._snapshot_cost = 0.0
+        self.results_processed = 0
+
+        self._scheduler_sees_results = overrides(self._scheduler, TrialScheduler, "on_trial_result")
+        self._searcher_sees_results = overrides(self._search_alg, SearchAlgorithm, "on_trial_result")
+        self._callbacks_see_results = self._callbacks.wants("on_trial_result")
+
+    # ---- trials ------------------------------------------------------------------------
+    def add_trial(self, trial: Trial) -> None:
+        """Add a trial; it starts when the scheduler chooses it and resources allow."""
+        self.trial_executor.check_feasible(trial)
+        trial._attach(self._table, self._table.add())
+        self._trials.append(trial)
+        self._by_id[trial.trial_id] = trial
+        if trial.status == Trial.PENDING:
+            self._unassigned[trial.trial_id] = trial
+        self._scheduler.on_trial_add(self, trial)
+
+    def get_trials(self) -> List[Trial]:
+        return self._trials
+
+    def get_trial(self, trial_id: str) -> Optional[Trial]:
+        return self._by_id.get(trial_id)
+
+    def get_live_trials(self) -> List[Trial]:
+        rows: List[int] = []
+        for status in (core.PENDING, core.RUNNING, core.PAUSED):
+            rows.extend(self._table.rows(status))
+        return [self._trials[row] for row in sorted(rows)]
+
+    def _first_trial_with_status(self, status: str) -> Optional[Trial]:
+        if status == Trial.PENDING:
+            return next(iter(self._unassigned.values()), None)
+        for row in self._table.rows(getattr(core, status)):
+            trial = self._trials[row]
+            if trial.trial_id not in self._slot_of:
+                return trial
+        return None
+
+    @property
+    def table(self) -> Any:
+        """The columnar TrialTable (numpy views via ``table.column(name)``)."""
+        return self._table
+
+    @property
+    def scheduler_alg(self) -> TrialScheduler:
+        return self._scheduler
+
+    @property
+    def search_alg(self) -> SearchAlgorithm:
+        return self._search_alg
+
+    def is_finished(self) -> bool:
+        if self._fatal is not None:
+            return True
+        counts = self._table.counts()
+        live = counts[core.PENDING] + counts[core.RUNNING] + counts[core.PAUSED]
+        searching = not (self._search_alg.is_finished() or self._stopping_all)
+        return live == 0 and not searching and not self._slot_of
+
+    # ---- the loop ------------------------------------------------------------------------
+    def setup_experiments(self, experiments: List[Any], total_num_samples: int) -> None:
+        stop = experiments[0].spec.get("stop") if experiments else None
+        num_samples = experiments[0].spec.get("num_samples") if experiments else None
+        self._callbacks.call("setup", stop=stop, num_samples=num_samples, total_num_samples=total_num_samples)
+
+    def step(self) -> None:
+        """Start a startable trial, or wait for and handle one worker event."""
+        if self._fatal is not None:
+            raise self._fatal
+        if self.is_finished():
+            raise TuneError("step() was called after all trials finished; check is_finished() first.")
+        self._callbacks.call("on_step_begin", iteration=self._iteration, trials=self._trials)
+        self._check_budget()
+        next_trial = self._next_trial_to_start()
+        event = self.trial_executor.get_next_executor_event(self._unassigned, next_trial is not None)
+        if event is not None:
+            kind, slot, payload = event
+            if kind == EVENT_START:
+                self._start_trial(next_trial)
+            elif kind == EVENT_BATCH:
+                self._on_batch(slot, payload)
+            elif kind == EVENT_ERROR:
+                self._on_worker_death(slot, payload)
+        elif next_trial is None and not self._slot_of and not self.is_finished():
+            self._explain_stall()
+        self._iteration += 1
+        self.checkpoint()
+        self._callbacks.call("on_step_end", iteration=self._iteration, trials=self._trials)
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _explain_stall(self) -> None:
+        pending = [t for t in self._unassigned.values()]
+        if pending:
+            raise TuneError(
+                f"{len(pending)} trial(s) are PENDING but none can start: trial {pending[0]} "
+                f"requests {pending[0].resources} and no worker is busy that could free "
+                "resources. Check the cluster's resources (ray.cluster_resources()) and the "
+                "trial's resource request."
+            )
+        if self._table.count(core.PAUSED):
+            raise TuneError(
+                "Trials are PAUSED and the scheduler chose none to resume; a scheduler must "
+                "eventually resume or stop paused trials."
+            )
+        raise TuneError(
+            "The searcher returned no trial although it is not finished and no trial is "
+            "running; a searcher must suggest a config, or FINISHED, when nothing is running."
+        )
+
+    def _check_budget(self) -> None:
+        if self._stopping_all or self._time_budget_s is None:
+            return
+        if time.monotonic() - self._start_time >= self._time_budget_s:
+            logger.info("Time budget of %.1fs reached; stopping all trials.", self._time_budget_s)
+            self._stop_all()
+
+    def _stop_all(self) -> None:
+        self._stopping_all = True
+        for trial in self.get_live_trials():
+            self.stop_trial(trial)
+
+    def _next_trial_to_start(self) -> Optional[Trial]:
+        if self._stopping_all:
+            return None
+        if self._max_concurrent and len(self._slot_of) >= self._max_concurrent:
+            return None
+        trial = self._scheduler.choose_trial_to_run(self)
+        if trial is None and not self._search_alg.is_finished():
+            new_trial = self._search_alg.next_trial()
+            if new_trial is not None:
+                self.add_trial(new_trial)
+                trial = self._scheduler.choose_trial_to_run(self)
+        if trial is None or not self.trial_executor.has_resources_for_trial(trial):
+            return None
+        return trial
+
+    def _start_trial(self, trial: Trial) -> None:
+        trial_id = trial.trial_id
+        if trial_id not in self._config_json:
+            self._config_json[trial_id] = config_to_json(trial.config)
+            self._files.init_trial(trial.path, trial.config)
+        restore = trial.checkpoint
+        iteration, time_total = self._checkpoint_iteration.get(trial_id, (0, 0.0)) if restore else (0, 0.0)
+        if trial.iteration != iteration:
+            self._rewind(trial, iteration, time_total)
+        decisions = (
+            DecisionPoints.every_result()
+            if self._synchronous or self._stopper is not None
+            else self._scheduler.decision_points(trial)
+        )
+        spec = {
+            "trial_id": trial_id,
+            "trainable": trial.trainable_name,
+            "config": trial.config,
+            "trial_dir": trial.path,
+            "trial_name": str(trial),
+            "experiment_name": os.path.basename(self.experiment_path or ""),
+            "storage_path": os.path.dirname(self.experiment_path or ""),
+            "stop": trial.stopping_criterion or None,
+            "decide": decisions.to_wire(),
+            "iteration": iteration,
+            "time_total": time_total,
+            "ckpt_index": len(trial.checkpoints),
+            "restore": restore.path if restore else None,
+            "resources": trial.resources,
+        }
+        del self._unassigned[trial_id]
+        self._slot_of[trial_id] = self.trial_executor.start_trial(trial, spec)
+
+    def _rewind(self, trial: Trial, iteration: int, time_total: float) -> None:
+        header = self._files.rewind(trial.path, iteration)
+        self._table.set_iteration(trial._row, iteration)
+        self._table.set_time_total(trial._row, time_total)
+        if header is not None:
+            self._results.set_csv_header(trial._row, header)
+
+    # ---- worker events -----------------------------------------------------------------
+    def _on_batch(self, slot: int, events: List[Any]) -> None:
+        whole_trials = 0
+        started_here = set()
+        for event in events:
+            kind, trial_id = event[0], event[1]
+            trial = self._by_id[trial_id]
+            if kind == "results":
+                self._on_results(trial, event[2], event[3], event[4])
+            elif kind == "started":
+                started_here.add(trial_id)
+                self._on_started(trial, event[2], event[3], event[4], event[5])
+            elif kind == "decide":
+                decision = self._pending_decision.pop(trial_id, TrialScheduler.CONTINUE)
+                if trial.status != Trial.RUNNING:
+                    decision = TrialScheduler.PAUSE if trial.status == Trial.PAUSED else TrialScheduler.STOP
+                self.trial_executor.send_decision(slot, trial_id, _WORKER_DECISION[decision])
+            else:
+                if trial_id in started_here:
+                    whole_trials += 1
+                self._on_trial_end(slot, trial, kind, event)
+        self.trial_executor.adapt_depth(slot, whole_trials)
+
+    def _on_started(self, trial: Trial, start_time: float, pid: int, hostname: str, node_ip: str) -> None:
+        restored = trial.checkpoint is not None
+        if trial.status in (Trial.PENDING, Trial.PAUSED):
+            trial.set_status(Trial.RUNNING)
+        trial.start_time = trial.start_time or start_time
+        self._results.open_trial(
+            trial._row,
+            trial.trial_id,
+            self._config_json[trial.trial_id],
+            trial.stopping_criterion or None,
+            start_time=start_time,
+            hostname=hostname,
+            node_ip=node_ip,
+            pid=pid,
+        )
+        hook = "on_trial_restore" if restored else "on_trial_start"
+        self._callbacks.call(hook, iteration=self._iteration, trials=self._trials, trial=trial)
+
+    def _on_results(self, trial: Trial, metrics: List[Dict[str, Any]], times_bytes: bytes, checkpoints: Dict[int, str]) -> None:
+        times = array("d")
+        times.frombytes(times_bytes)
+        ingested = self._results.ingest(trial._row, metrics, times.tolist(), checkpoints or None)
+        self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
+        results = ingested.results
+        self.results_processed += len(results)
+        trial.results_seen += len(results)
+        if ingested.last is not None:
+            trial.last_result = ingested.last
+        if checkpoints:
+            for index, name in sorted(checkpoints.items()):
+                if index < len(results):
+                    self._on_checkpoint(trial, name, results[index])
+        if ingested.error is not None:
+            self._fatal = TuneError(ingested.error)
+            self._stop_all()
+            return
+        if trial.status != Trial.RUNNING:
+            return  # late results of a trial the driver already ended: logged, not judged
+        decision = TrialScheduler.CONTINUE
+        if self._scheduler_sees_results or self._searcher_sees_results or self._callbacks_see_results or self._stopper is not None:
+            for result in results:
+                decision = self._judge(trial, result)
+                if decision != TrialScheduler.CONTINUE:
+                    break
+        if ingested.stopped:
+            return  # the worker stops the trial itself at the stop criterion
+        if decision in (TrialScheduler.STOP, TrialScheduler.PAUSE):
+            self._pending_decision[trial.trial_id] = decision
+
+    def _judge(self, trial: Trial, result: Dict[str, Any]) -> str:
+        flat = flatten_dict(result)
+        decision = TrialScheduler.CONTINUE
+        if self._stopper is not None and self._stopper(trial.trial_id, result):
+            decision = TrialScheduler.STOP
+        elif self._scheduler_sees_results:
+            decision = self._scheduler.on_trial_result(self, trial, flat)
+        if decision != TrialScheduler.STOP and self._searcher_sees_results:
+            self._search_alg.on_trial_result(trial.trial_id, flat)
+        if self._callbacks_see_results:
+            self._callbacks.call("on_trial_result", iteration=self._iteration, trials=self._trials, trial=trial, result=result)
+        if self._stopper is not None and self._stopper.stop_all():
+            self._stop_all()
+        return decision
+
+    def _on_checkpoint(self, trial: Trial, name: str, result: Dict[str, Any]) -> None:
+        checkpoint = Checkpoint(os.path.join(trial.path, name))
+        trial.checkpoints.append(checkpoint)
+        self._checkpoint_iteration[trial.trial_id] = (result["training_iteration"], result["time_total_s"])
+        self._callbacks.call("on_checkpoint", iteration=self._iteration, trials=self._trials, trial=trial, checkpoint=checkpoint)
+
+    def _on_trial_end(self, slot: int, trial: Trial, kind: str, event: List[Any]) -> None:
+        self._slot_of.pop(trial.trial_id, None)
+        self._pending_decision.pop(trial.trial_id, None)
+        self.trial_executor.trial_ended(slot, trial)
+        if kind == "error":
+            self._on_trial_failure(trial, event[2], event[3])
+            return
+        if kind == "paused":
+            if trial.status == Trial.RUNNING:
+                trial.set_status(Trial.PAUSED)
+            return
+        if kind == "dropped" and trial.status == Trial.PENDING:
+            self._unassigned[trial.trial_id] = trial  # handed back before it started
+            return
+        if trial.status in (Trial.RUNNING, Trial.PENDING, Trial.PAUSED):
+            self._complete(trial)
+        self._close_trial(trial)
+
+    def _complete(self, trial: Trial) -> None:
+        trial.set_status(Trial.TERMINATED)
+        trial.end_time = time.time()
+        result = dict(trial.last_result)
+        if result:  # a trial ended before its first result has none to mark
+            result["done"] = True
+            trial.last_result = result
+        self._scheduler.on_trial_complete(self, trial, result)
+        self._search_alg.on_trial_complete(trial.trial_id, result=result)
+        self._callbacks.call("on_trial_complete", iteration=self._iteration, trials=self._trials, trial=trial)
+
+    def _close_trial(self, trial: Trial) -> None:
+        self._files.close(trial.path)
+        self._results.close_trial(trial._row)
+
+    def _on_trial_failure(self, trial: Trial, traceback_text: str, exc_blob: Optional[bytes]) -> None:
+        if trial.status == Trial.TERMINATED:
+            # The driver had already ended it (a stop it asked for may surface as an error).
+            self._close_trial(trial)
+            return
+        exc: Optional[BaseException] = None
+        if exc_blob:
+            try:
+                import ray.cloudpickle as cloudpickle
+
+                exc = cloudpickle.loads(exc_blob)
+            except Exception:  # noqa: BLE001 - the traceback text still tells the story
+                exc = None
+        failures = trial._record_failure()
+        header = f"Failure # {failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})"
+        trial.error_file = self._files.write_error(trial.path, header, traceback_text)
+        trial.error_msg = traceback_text
+        trial.error = exc if exc is not None else TuneError(f"Trial {trial} failed:\n{traceback_text}")
+        if self._fail_fast == "raise":
+            self._fatal = trial.error
+            trial.set_status(Trial.ERROR)
+            self._close_trial(trial)
+            self._stop_all()
+            return
+        if trial.status == Trial.RUNNING and trial.should_recover() and not self._stopping_all:
+            trial.set_status(Trial.PENDING)
+            self._unassigned[trial.trial_id] = trial
+            self._results.close_trial(trial._row)
+            self._callbacks.call("on_trial_recover", iteration=self._iteration, trials=self._trials, trial=trial)
+            return
+        if trial.status != Trial.ERROR:
+            trial.set_status(Trial.ERROR)
+        trial.end_time = time.time()
+        self._close_trial(trial)
+        self._scheduler.on_trial_error(self, trial)
+        self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
+        self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
+        if self._fail_fast:
+            self._stop_all()
+
+    def _on_worker_death(self, slot: int, exc: BaseException) -> None:
+        held = self.trial_executor.worker_died(slot)
+        for index, trial in enumerate(held):
+            if trial.status == Trial.RUNNING and index == 0:
+                self._slot_of.pop(trial.trial_id, None)
+                text = f"The worker process running trial {trial} died: {type(exc).__name__}: {exc}"
+                self._on_trial_failure(trial, text, None)
+            else:
+                self._slot_of.pop(trial.trial_id, None)
+                if trial.status == Trial.PENDING:
+                    self._unassigned[trial.trial_id] = trial
+                elif trial.status == Trial.TERMINATED:
+                    self._close_trial(trial)
+
+    # ---- control from schedulers and users ---------------------------------------------
+    def stop_trial(self, trial: Trial, error: bool = False, exc: Optional[BaseException] = None) -> None:
+        """End ``trial`` now: TERMINATED (or ERROR with ``error=True``)."""
+        if trial.is_finished():
+            return
+        slot = self._slot_of.get(trial.trial_id)
+        if slot is not None:
+            self.trial_executor.interrupt_trial(slot, trial.trial_id, "stop")
+        self._unassigned.pop(trial.trial_id, None)
+        if error:
+            trial.set_status(Trial.ERROR)
+            trial.error = exc or TuneError(f"Trial {trial} was stopped with an error.")
+            self._scheduler.on_trial_error(self, trial)
+            self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
+            self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
+        else:
+            self._complete(trial)
+        if slot is None:
+            self._close_trial(trial)
+
+    def pause_trial(self, trial: Trial, should_checkpoint: bool = True) -> None:
+        """Release ``trial``'s worker; it resumes later from its latest checkpoint."""
+        if trial.status not in (Trial.RUNNING, Trial.PENDING):
+            return
+        slot = self._slot_of.get(trial.trial_id)
+        if slot is not None:
+            self.trial_executor.interrupt_trial(slot, trial.trial_id, "pause")
+        self._unassigned.pop(trial.trial_id, None)
+        trial.set_status(Trial.PAUSED)
+
+    # ---- snapshots and teardown ----------------------------------------------------------
+    def checkpoint(self, force: bool = False) -> Optional[str]:
+        """Write an atomic snapshot of the experiment's bookkeeping (at most ~5% of wall
+        time under ``checkpoint_period="auto"``); returns its path when one was written."""
+        if self.experiment_path is None:
+            return None
+        now = time.monotonic()
+        if not force:
+            period = self._checkpoint_period
+            if period == "auto":
+                period = max(10.0, 20.0 * self._snapshot_cost)
+            if now - self._last_snapshot < float(period):
+                return None
+        started = time.monotonic()
+        path = self._write_snapshot()
+        self._snapshot_cost = time.monotonic() - started
+        self._last_snapshot = time.monotonic()
+        return path
+
+    def _write_snapshot(self) -> str:
+        import msgpack
+
+        state = {
+            "format": 1,
+            "table": self._table.snapshot(),
+            "trials": [
+                {
+                    "trial_id": t.trial_id,
+                    "trainable_name": t.trainable_name,
+                    "config_json": self._config_json.get(t.trial_id) or config_to_json(t.config),
+                    "experiment_tag": t.experiment_tag,
+                    "dirname": t.storage_dirname,
+                    "checkpoints": [os.path.basename(c.path) for c in t.checkpoints],
+                }
+                for t in self._trials
+            ],
+            "timestamp": time.time(),
+        }
+        os.makedirs(self.experiment_path, exist_ok=True)
+        path = os.path.join(self.experiment_path, "experiment_state.msgpack")
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(msgpack.packb(state, use_bin_type=True))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return path
+
+    def end_experiment_callbacks(self) -> None:
+        self._callbacks.call("on_experiment_end", trials=self._trials)
+
+    def cleanup(self) -> None:
+        self.trial_executor.cleanup()
+        self._files.close_all()

@@ -1,0 +1,171 @@
+"""An experiment: a trainable, its param space and how its trials run."""
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from fasttune._flatten import flatten_dict
+from fasttune.error import TuneError
+from fasttune.execution.placement_groups import PlacementGroupFactory, resource_dict_to_pg_factory
+from fasttune.experiment.trial import Trial
+from fasttune.registry import _global_registry, TRAINABLE_CLASS, get_trainable_cls
+from fasttune.stopper import FunctionStopper, Stopper
+
+DEFAULT_STORAGE_PATH = "~/fasttune_results"
+
+
+def resolve_trainable(run: Any) -> Tuple[str, Any]:
+    """``(name, trainable)`` for a function, a registered name or a wrapped trainable."""
+    if isinstance(run, str):
+        return run, get_trainable_cls(run)
+    if not callable(run):
+        raise TypeError(
+            f"The trainable must be a function taking a config dict or the name of a registered "
+            f"trainable, got {type(run).__name__}."
+        )
+    name = getattr(run, "__name__", None) or type(run).__name__
+    if name == "<lambda>":
+        name = "lambda"
+    # Two different functions may share a name; each keeps its own registry entry.
+    base, suffix = name, 1
+    while _global_registry.contains(TRAINABLE_CLASS, name) and get_trainable_cls(name) is not run:
+        suffix += 1
+        name = f"{base}_{suffix}"
+    _global_registry.register(TRAINABLE_CLASS, name, run)
+    return name, run
+
+
+def _split_stop(stop: Any) -> Tuple[Dict[str, float], Optional[Stopper]]:
+    if stop is None:
+        return {}, None
+    if isinstance(stop, dict):
+        flat = flatten_dict(stop)
+        for key, value in flat.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(
+                    f"Stop criterion {key!r} must be a number threshold, got {value!r}; e.g. "
+                    "stop={'training_iteration': 10}."
+                )
+        return dict(flat), None
+    if isinstance(stop, Stopper):
+        return {}, stop
+    if callable(stop):
+        return {}, FunctionStopper(stop)
+    raise TypeError(
+        f"stop must be a dict of thresholds, a function (trial_id, result) -> bool, or a "
+        f"tune.Stopper, got {type(stop).__name__}."
+    )
+
+
+class Experiment:
+    """The legacy description of one experiment (``ray.tune.Experiment``).
+
+    Example:
+        >>> import fasttune as tune
+        >>> def train(config):
+        ...     tune.report({"score": config["x"]})
+        >>> exp = tune.Experiment("demo", train, config={"x": tune.uniform(0, 1)}, num_samples=4)
+        >>> exp.spec["num_samples"]
+        4
+    """
+
+    def __init__(
+        self,
+        name: Optional[str],
+        run: Any,
+        *,
+        stop: Any = None,
+        time_budget_s: Optional[float] = None,
+        config: Optional[Dict[str, Any]] = None,
+        resources_per_trial: Any = None,
+        num_samples: int = 1,
+        storage_path: Optional[str] = None,
+        checkpoint_config: Any = None,
+        trial_name_creator: Optional[Callable[[Trial], str]] = None,
+        trial_dirname_creator: Optional[Callable[[Trial], str]] = None,
+        max_failures: int = 0,
+        log_to_file: bool = False,
+        **_ignored: Any,
+    ) -> None:
+        self.trainable_name, self.trainable = resolve_trainable(run)
+        if config is not None and not isinstance(config, dict):
+            raise TypeError(
+                f"param_space/config must be a dict of parameter names to values or search-space "
+                f"domains, got {type(config).__name__}."
+            )
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or (num_samples < 1 and num_samples != -1):
+            raise ValueError(f"num_samples must be an int >= 1 (or -1 for unlimited), got {num_samples!r}.")
+        self.stopping_criterion, self.stopper = _split_stop(stop)
+        self.time_budget_s = time_budget_s
+        self.name = name or f"{self.trainable_name}_{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}"
+        self.storage_path = os.path.abspath(os.path.expanduser(storage_path or os.environ.get("FASTTUNE_STORAGE_PATH", DEFAULT_STORAGE_PATH)))
+        self.path = os.path.join(self.storage_path, self.name)
+        resources = resources_per_trial
+        if resources is None:
+            resources = getattr(self.trainable, "_resources", None)
+        self._resources = resources
+        self.checkpoint_config = checkpoint_config
+        self.max_failures = max_failures
+        self.trial_name_creator = trial_name_creator
+        self.trial_dirname_creator = trial_dirname_creator
+        self.spec: Dict[str, Any] = {
+            "run": self.trainable_name,
+            "config": config or {},
+            "num_samples": num_samples,
+            "stop": stop,
+            "storage_path": self.storage_path,
+            "max_failures": max_failures,
+        }
+
+    @property
+    def dir_name(self) -> str:
+        return self.name
+
+    def resources_for(self, config: Dict[str, Any]) -> PlacementGroupFactory:
+        resources = self._resources
+        if callable(resources) and not isinstance(resources, PlacementGroupFactory):
+            resources = resources(config)
+        return resource_dict_to_pg_factory(resources)
+
+    def trial_factory(
+        self,
+        config: Dict[str, Any],
+        experiment_tag: str = "",
+        evaluated_params: Optional[Dict[str, Any]] = None,
+        trial_id: Optional[str] = None,
+    ) -> Trial:
+        """Make the Trial for one resolved config of this experiment (used by searchers)."""
+        return Trial(
+            self.trainable_name,
+            config=config,
+            trial_id=trial_id,
+            experiment_path=self.path,
+            evaluated_params=evaluated_params,
+            experiment_tag=experiment_tag,
+            placement_group_factory=self.resources_for(config),
+            stopping_criterion=self.stopping_criterion,
+            max_failures=self.max_failures,
+            trial_name_creator=self.trial_name_creator,
+            trial_dirname_creator=self.trial_dirname_creator,
+            checkpoint_config=self.checkpoint_config,
+        )
+
+
+def convert_to_experiment_list(experiments: Any) -> list:
+    if isinstance(experiments, Experiment):
+        return [experiments]
+    if isinstance(experiments, dict):
+        return [Experiment(name, **_legacy_spec(spec)) for name, spec in experiments.items()]
+    if isinstance(experiments, (list, tuple)) and all(isinstance(e, Experiment) for e in experiments):
+        return list(experiments)
+    raise TuneError(
+        "run_experiments takes an Experiment, a list of them, or a dict of name to spec dict."
+    )
+
+
+def _legacy_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
+    spec = dict(spec)
+    if "run" not in spec:
+        raise TuneError(f"An experiment spec needs a 'run' entry (the trainable); got keys {sorted(spec)}.")
+    return spec

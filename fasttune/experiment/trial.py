@@ -1,0 +1,223 @@
+"""A trial: one configuration of the trainable, and everything known about its run.
+
+Status, iteration, failures and the metric live in the runner's columnar TrialTable;
+a :class:`Trial` is a view over its row, so bookkeeping for 50,000 trials costs numpy
+columns rather than 50,000 Python state machines.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import itertools
+from typing import Any, Callable, Dict, List, Optional
+
+from fasttune import _corelib as core
+from fasttune.checkpoint import Checkpoint
+from fasttune.error import TuneError
+from fasttune.execution.placement_groups import PlacementGroupFactory, resource_dict_to_pg_factory
+
+_STATUS_CODES = {name: code for code, name in enumerate(core.STATUS_NAMES)}
+_UNSAFE_PATH_CHARS = re.compile(r"[^\w\-=.,+]")
+
+
+class Trial:
+    """One trial of an experiment (``ray.tune.experiment.Trial``).
+
+    Example:
+        >>> from fasttune.experiment import Trial
+        >>> t = Trial("train", config={"lr": 0.1})
+        >>> t.status
+        'PENDING'
+    """
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    TERMINATED = "TERMINATED"
+    ERROR = "ERROR"
+
+    _id_prefix = secrets.token_hex(3)[:5]
+    _id_counter = itertools.count()
+
+    def __init__(
+        self,
+        trainable_name: str,
+        config: Optional[Dict[str, Any]] = None,
+        trial_id: Optional[str] = None,
+        experiment_path: Optional[str] = None,
+        evaluated_params: Optional[Dict[str, Any]] = None,
+        experiment_tag: str = "",
+        placement_group_factory: Optional[PlacementGroupFactory] = None,
+        stopping_criterion: Optional[Dict[str, float]] = None,
+        max_failures: int = 0,
+        trial_name_creator: Optional[Callable[["Trial"], str]] = None,
+        trial_dirname_creator: Optional[Callable[["Trial"], str]] = None,
+        checkpoint_config: Any = None,
+        experiment_dir_name: Optional[str] = None,
+    ) -> None:
+        self.trainable_name = trainable_name
+        self.config: Dict[str, Any] = config if config is not None else {}
+        self.trial_id = trial_id or self.generate_id()
+        self.experiment_path = experiment_path
+        self.experiment_dir_name = experiment_dir_name or (
+            os.path.basename(experiment_path) if experiment_path else None
+        )
+        self.evaluated_params = evaluated_params or {}
+        self.experiment_tag = experiment_tag
+        self.placement_group_factory = placement_group_factory or PlacementGroupFactory([{"CPU": 1}])
+        self.stopping_criterion: Dict[str, float] = dict(stopping_criterion or {})
+        self.max_failures = max_failures
+        self.checkpoint_config = checkpoint_config
+        self.last_result: Dict[str, Any] = {}
+        self.error_file: Optional[str] = None
+        self.error_msg: Optional[str] = None
+        self.error: Optional[BaseException] = None
+        self.checkpoints: List[Checkpoint] = []
+        self.start_time: Optional[float] = None
+        self.end_time: Optional[float] = None
+        self.results_seen = 0
+        self._trial_name_creator = trial_name_creator
+        self._trial_dirname_creator = trial_dirname_creator
+        self._custom_name: Optional[str] = trial_name_creator(self) if trial_name_creator else None
+        self._dirname: Optional[str] = None
+        self._table: Any = None
+        self._row = -1
+        self._status = Trial.PENDING
+        self._iteration = 0
+        self._num_failures = 0
+
+    # ---- identity and location -----------------------------------------------------
+    @classmethod
+    def generate_id(cls) -> str:
+        return f"{cls._id_prefix}_{next(cls._id_counter):05d}"
+
+    @property
+    def custom_trial_name(self) -> Optional[str]:
+        return self._custom_name
+
+    @property
+    def storage_dirname(self) -> str:
+        if self._dirname is None:
+            if self._trial_dirname_creator is not None:
+                name = self._trial_dirname_creator(self)
+                if not isinstance(name, str) or not name or os.sep in name:
+                    raise TuneError(
+                        f"trial_dirname_creator returned {name!r} for trial {self.trial_id}; it must "
+                        "return a non-empty string without path separators."
+                    )
+            else:
+                name = f"{self.trainable_name}_{self.trial_id}"
+                if self.experiment_tag:
+                    name = f"{name}_{self.experiment_tag}"
+                name = _UNSAFE_PATH_CHARS.sub("_", name)[:130]
+            self._dirname = name
+        return self._dirname
+
+    @property
+    def path(self) -> Optional[str]:
+        if self.experiment_path is None:
+            return None
+        return os.path.join(self.experiment_path, self.storage_dirname)
+
+    local_path = path
+    logdir = path
+
+    @property
+    def checkpoint(self) -> Optional[Checkpoint]:
+        """The latest persisted checkpoint, which a restart resumes from."""
+        return self.checkpoints[-1] if self.checkpoints else None
+
+    # ---- state kept in the TrialTable row -----------------------------------------
+    def _attach(self, table: Any, row: int) -> None:
+        """Move this trial's state into ``table`` row ``row`` (the runner calls this)."""
+        status, iteration, failures = self._status, self._iteration, self._num_failures
+        self._table, self._row = table, row
+        if status != Trial.PENDING:
+            table.set_status(row, _STATUS_CODES[status])
+        table.set_iteration(row, iteration)
+        for _ in range(failures):
+            table.increment_failures(row)
+
+    @property
+    def status(self) -> str:
+        if self._table is None:
+            return self._status
+        return core.STATUS_NAMES[self._table.get_status(self._row)]
+
+    def set_status(self, status: str) -> None:
+        if status not in _STATUS_CODES:
+            raise ValueError(f"Unknown trial status {status!r}; use one of {list(_STATUS_CODES)}.")
+        if self._table is None:
+            self._status = status
+        else:
+            self._table.set_status(self._row, _STATUS_CODES[status])
+
+    @property
+    def num_failures(self) -> int:
+        return self._num_failures if self._table is None else self._table.get_failures(self._row)
+
+    def _record_failure(self) -> int:
+        if self._table is None:
+            self._num_failures += 1
+            return self._num_failures
+        return self._table.increment_failures(self._row)
+
+    @property
+    def iteration(self) -> int:
+        return self._iteration if self._table is None else self._table.get_iteration(self._row)
+
+    @property
+    def resources(self) -> Dict[str, float]:
+        return self.placement_group_factory.required_resources
+
+    # ---- decisions -------------------------------------------------------------------
+    def should_stop(self, result: Dict[str, Any]) -> bool:
+        """Whether ``result`` (flattened with "/") meets this trial's stopping criterion."""
+        if result.get("done"):
+            return True
+        for criterion, threshold in self.stopping_criterion.items():
+            if criterion not in result:
+                raise TuneError(
+                    f"Stopping criterion {criterion!r} is not in the result of trial "
+                    f"{self.trial_id}; its keys are {sorted(result)}. Fix RunConfig(stop=...)."
+                )
+            if result[criterion] >= threshold:
+                return True
+        return False
+
+    def should_checkpoint(self) -> bool:
+        """Whether the checkpoint frequency asks for a checkpoint at this iteration."""
+        frequency = getattr(self.checkpoint_config, "checkpoint_frequency", 0) or 0
+        return bool(frequency) and self.iteration > 0 and self.iteration % frequency == 0
+
+    def should_recover(self) -> bool:
+        """Whether a failed trial may be retried under ``max_failures`` (-1: always)."""
+        return self.max_failures < 0 or self.num_failures <= self.max_failures
+
+    def update_resources(self, resources: Any) -> None:
+        if self.status == Trial.RUNNING:
+            raise ValueError(
+                f"Cannot update the resources of trial {self} while it is RUNNING; pause or "
+                "stop it first."
+            )
+        if isinstance(resources, dict):
+            resources = resource_dict_to_pg_factory(resources)
+        if not isinstance(resources, PlacementGroupFactory):
+            raise TypeError(
+                "update_resources takes a dict such as {'cpu': 2} or a PlacementGroupFactory, "
+                f"got {type(resources).__name__}."
+            )
+        self.placement_group_factory = resources
+
+    def is_finished(self) -> bool:
+        return self.status in (Trial.TERMINATED, Trial.ERROR)
+
+    def __str__(self) -> str:
+        return self._custom_name or f"{self.trainable_name}_{self.trial_id}"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def __lt__(self, other: "Trial") -> bool:
+        return self.trial_id < other.trial_id

@@ -1,0 +1,232 @@
+"""What ``Tuner.fit()`` does: build the experiment, run the loop, collect the results."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import Any, Dict, List, Optional
+
+from fasttune._progress import ProgressPrinter
+from fasttune.config import RunConfig
+from fasttune.error import TuneError
+from fasttune.execution.ray_trial_executor import RayTrialExecutor
+from fasttune.execution.trial_runner import TrialRunner
+from fasttune.experiment.experiment import Experiment
+from fasttune.result import Result
+from fasttune.result_grid import ResultGrid
+from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
+from fasttune.search.basic_variant import BasicVariantGenerator
+from fasttune.search.search_algorithm import SearchAlgorithm
+from fasttune.tune_config import TuneConfig
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_ray() -> None:
+    """Use the Ray the user connected to (a cluster via ``ray.init(address=...)``), or
+    start a local one on this machine."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, ignore_reinit_error=True, log_to_driver=True)
+
+
+class TunerInternal:
+    """The engine behind :class:`fasttune.Tuner` (``ray.tune.impl.tuner_internal``)."""
+
+    def __init__(
+        self,
+        restore_path: Optional[str] = None,
+        resume_config: Any = None,
+        trainable: Any = None,
+        param_space: Optional[Dict[str, Any]] = None,
+        tune_config: Optional[TuneConfig] = None,
+        run_config: Optional[RunConfig] = None,
+    ) -> None:
+        if restore_path is not None:
+            raise TuneError(
+                "Restoring an experiment (Tuner.restore) is not available in this version of "
+                "fasttune yet; start a new Tuner."
+            )
+        if trainable is None:
+            raise TypeError("Tuner needs a trainable: a function taking the config dict, or a registered name.")
+        if tune_config is not None and not isinstance(tune_config, TuneConfig):
+            raise TypeError(f"tune_config must be a tune.TuneConfig, got {type(tune_config).__name__}.")
+        if run_config is not None and not isinstance(run_config, RunConfig):
+            raise TypeError(f"run_config must be a tune.RunConfig, got {type(run_config).__name__}.")
+        if param_space is not None and not isinstance(param_space, dict):
+            raise TypeError(
+                f"param_space must be a dict of parameter names to values or search-space "
+                f"domains, got {type(param_space).__name__}."
+            )
+        self.trainable = trainable
+        self.param_space = param_space or {}
+        self.tune_config = tune_config or TuneConfig()
+        self.run_config = run_config or RunConfig()
+        self._validate_space()
+        self._experiment = self._make_experiment()
+
+    def _validate_space(self) -> None:
+        from fasttune.search._validate import validate_param_space
+
+        validate_param_space(self.param_space)
+
+    def _make_experiment(self) -> Experiment:
+        tc, rc = self.tune_config, self.run_config
+        return Experiment(
+            rc.name,
+            self.trainable,
+            stop=rc.stop,
+            config=self.param_space,
+            num_samples=tc.num_samples,
+            storage_path=rc.storage_path,
+            checkpoint_config=rc.checkpoint_config,
+            trial_name_creator=tc.trial_name_creator,
+            trial_dirname_creator=tc.trial_dirname_creator,
+            max_failures=rc.failure_config.max_failures,
+        )
+
+    @property
+    def experiment_path(self) -> str:
+        return self._experiment.path
+
+    def fit(self) -> ResultGrid:
+        return run_experiment(
+            self._experiment,
+            metric=self.tune_config.metric,
+            mode=self.tune_config.mode,
+            search_alg=self.tune_config.search_alg,
+            scheduler=self.tune_config.scheduler,
+            max_concurrent_trials=self.tune_config.max_concurrent_trials,
+            time_budget_s=self.tune_config.time_budget_s,
+            reuse_actors=self.tune_config.reuse_actors,
+            callbacks=self.run_config.callbacks,
+            verbose=self.run_config.verbose,
+            fail_fast=self.run_config.failure_config.fail_fast,
+        )
+
+
+def _searcher_for(experiment: Experiment, search_alg: Any, max_concurrent: Optional[int]) -> SearchAlgorithm:
+    if search_alg is None:
+        return BasicVariantGenerator(max_concurrent=max_concurrent or 0)
+    if isinstance(search_alg, SearchAlgorithm):
+        return search_alg
+    from fasttune.search.searcher import Searcher
+
+    if isinstance(search_alg, Searcher):
+        raise TuneError(
+            f"{type(search_alg).__name__} is a Searcher; running Searchers through "
+            "TuneConfig(search_alg=...) arrives with fasttune's searcher support. Use the "
+            "default BasicVariantGenerator (grid/random search) for now."
+        )
+    raise TypeError(
+        f"search_alg must be a fasttune SearchAlgorithm or Searcher, got {type(search_alg).__name__}."
+    )
+
+
+def run_experiment(
+    experiment: Experiment,
+    *,
+    metric: Optional[str] = None,
+    mode: Optional[str] = None,
+    search_alg: Any = None,
+    scheduler: Optional[TrialScheduler] = None,
+    max_concurrent_trials: Optional[int] = None,
+    time_budget_s: Optional[float] = None,
+    reuse_actors: Optional[bool] = None,
+    callbacks: Optional[List[Any]] = None,
+    verbose: Optional[int] = None,
+    fail_fast: Any = False,
+    return_trials: bool = False,
+) -> Any:
+    """Run one experiment to completion on Ray and return its ResultGrid (and, with
+    ``return_trials``, its trials too)."""
+    if mode is not None and mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
+    if scheduler is not None and not isinstance(scheduler, TrialScheduler):
+        raise TypeError(f"scheduler must be a fasttune TrialScheduler, got {type(scheduler).__name__}.")
+    searcher = _searcher_for(experiment, search_alg, max_concurrent_trials)
+    scheduler = scheduler or FIFOScheduler()
+    if not searcher.set_search_properties(metric, mode, experiment.spec["config"]):
+        raise TuneError(
+            f"The search algorithm {type(searcher).__name__} already has a metric/mode that "
+            f"differs from TuneConfig(metric={metric!r}, mode={mode!r}); set them in one place."
+        )
+    if not scheduler.set_search_properties(metric, mode):
+        raise TuneError(
+            f"The scheduler {type(scheduler).__name__} already has a metric/mode that differs "
+            f"from TuneConfig(metric={metric!r}, mode={mode!r}); set them in one place."
+        )
+    searcher.add_configurations([experiment])
+
+    ensure_ray()
+    executor = RayTrialExecutor(reuse_actors=True if reuse_actors is None else bool(reuse_actors))
+    executor.register_trainable(experiment.trainable_name, experiment.trainable)
+    runner = TrialRunner(
+        search_alg=searcher,
+        scheduler=scheduler,
+        trial_executor=executor,
+        experiment_path=experiment.path,
+        stopper=experiment.stopper,
+        callbacks=callbacks,
+        metric=metric,
+        mode=mode,
+        fail_fast=fail_fast,
+        time_budget_s=time_budget_s,
+        max_concurrent_trials=max_concurrent_trials,
+    )
+    os.makedirs(experiment.path, exist_ok=True)
+    runner.setup_experiments([experiment], getattr(searcher, "total_samples", 0))
+    progress = ProgressPrinter(runner, metric=metric, mode=mode, verbose=1 if verbose is None else verbose)
+    interrupted = _InterruptFlag()
+    try:
+        with interrupted:
+            while not runner.is_finished():
+                if interrupted.presses and not interrupted.handled:
+                    logger.warning("Ctrl-C: stopping all trials; results so far are saved. Press again to exit at once.")
+                    runner._stop_all()
+                    interrupted.handled = True
+                runner.step()
+                progress.maybe_report()
+    finally:
+        runner.cleanup()
+        runner.checkpoint(force=True)
+    runner.end_experiment_callbacks()
+    progress.final_report()
+    results = [
+        Result(
+            metrics=dict(t.last_result, config=t.config) if t.last_result else None,
+            checkpoint=t.checkpoint,
+            error=t.error if t.status == "ERROR" else None,
+            path=t.path,
+            _config=t.config,
+        )
+        for t in runner.get_trials()
+    ]
+    grid = ResultGrid(results, experiment.path, default_metric=metric, default_mode=mode)
+    return (grid, runner.get_trials()) if return_trials else grid
+
+
+class _InterruptFlag:
+    """First Ctrl-C asks the loop to stop trials cleanly; the second exits at once."""
+
+    def __init__(self) -> None:
+        self.presses = 0
+        self.handled = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_InterruptFlag":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.presses += 1
+        if self.presses > 1:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)

@@ -1,0 +1,135 @@
+"""The per-trial files: ``params.json``, ``result.json``, ``progress.csv``, ``error.txt``.
+
+The event core renders each batch of results into ready bytes; this module only appends
+them, one unbuffered write per file per batch, so what a worker reported is in the OS
+page cache (it survives the driver being killed) as soon as the batch is processed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from typing import Any, Dict, Optional, Tuple
+
+# Trials with open result files; the least recently written are closed past this bound
+# so population-scale sweeps do not run out of file descriptors.
+MAX_OPEN_TRIALS = 512
+
+RESULT_FILE = "result.json"
+PROGRESS_FILE = "progress.csv"
+PARAMS_FILE = "params.json"
+ERROR_FILE = "error.txt"
+
+
+def _json_fallback(value: Any) -> Any:
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            pass
+    tolist = getattr(value, "tolist", None)  # numpy arrays
+    if callable(tolist):
+        return tolist()
+    return str(value)
+
+
+def config_to_json(config: Dict[str, Any]) -> str:
+    """The config as the JSON text spliced into every result line of its trial."""
+    return json.dumps(config, default=_json_fallback)
+
+
+class TrialFiles:
+    """Appends rendered result batches to each trial's files."""
+
+    def __init__(self) -> None:
+        self._open: "OrderedDict[str, Tuple[Any, Any]]" = OrderedDict()
+
+    def init_trial(self, trial_dir: str, config: Dict[str, Any]) -> None:
+        os.makedirs(trial_dir, exist_ok=True)
+        with open(os.path.join(trial_dir, PARAMS_FILE), "w") as f:
+            json.dump(config, f, indent=2, sort_keys=True, default=_json_fallback)
+
+    def write(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
+        handles = self._open.get(trial_dir)
+        if handles is None:
+            handles = self._open_trial(trial_dir)
+        else:
+            self._open.move_to_end(trial_dir)
+        if json_bytes:
+            handles[0].write(json_bytes)
+        if csv_bytes:
+            handles[1].write(csv_bytes)
+
+    def _open_trial(self, trial_dir: str) -> Tuple[Any, Any]:
+        while len(self._open) >= MAX_OPEN_TRIALS:
+            _, (json_f, csv_f) = self._open.popitem(last=False)
+            json_f.close()
+            csv_f.close()
+        handles = (
+            open(os.path.join(trial_dir, RESULT_FILE), "ab", buffering=0),
+            open(os.path.join(trial_dir, PROGRESS_FILE), "ab", buffering=0),
+        )
+        self._open[trial_dir] = handles
+        return handles
+
+    def close(self, trial_dir: str) -> None:
+        handles = self._open.pop(trial_dir, None)
+        if handles is not None:
+            handles[0].close()
+            handles[1].close()
+
+    def close_all(self) -> None:
+        for trial_dir in list(self._open):
+            self.close(trial_dir)
+
+    def write_error(self, trial_dir: str, header: str, text: str) -> str:
+        path = os.path.join(trial_dir, ERROR_FILE)
+        os.makedirs(trial_dir, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(f"{header}\n{text}\n")
+        return path
+
+    def rewind(self, trial_dir: str, iteration: int) -> Optional[list]:
+        """Keep only results up to ``training_iteration == iteration`` (a restart from a
+        checkpoint taken there), so each iteration stays in the files exactly once.
+        Returns the kept progress.csv header, or None when there is none."""
+        self.close(trial_dir)
+        result_path = os.path.join(trial_dir, RESULT_FILE)
+        kept_rows = 0
+        if os.path.exists(result_path):
+            kept = []
+            with open(result_path, "rb") as f:
+                for line in f:
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        break  # a torn last line: nothing after it was complete
+                    if row.get("training_iteration", 0) > iteration:
+                        break
+                    kept.append(line)
+            kept_rows = len(kept)
+            _atomic_write(result_path, b"".join(kept))
+        progress_path = os.path.join(trial_dir, PROGRESS_FILE)
+        if not os.path.exists(progress_path):
+            return None
+        with open(progress_path, "rb") as f:
+            lines = f.read().split(b"\r\n")
+        if not lines or not lines[0]:
+            return None
+        header = lines[0]
+        body = [line for line in lines[1:] if line][:kept_rows]
+        # A header-only file is kept: the core writes the header once per trial ever.
+        _atomic_write(progress_path, b"\r\n".join([header] + body) + b"\r\n")
+        import csv
+
+        return next(csv.reader([header.decode()]))
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,100 @@
+"""Names for trainables and environments, as in ``ray.tune.registry``.
+
+The registry lives in the driver.  Trainables travel to workers by value (cloudpickle,
+once per worker); environment creators travel with them, so ``get_env_creator`` works
+inside a trial too.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Dict, Optional
+
+from fasttune.error import TuneError
+
+TRAINABLE_CLASS = "trainable_class"
+ENV_CREATOR = "env_creator"
+_CATEGORIES = (TRAINABLE_CLASS, ENV_CREATOR)
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: Dict[str, Dict[str, Any]] = {c: {} for c in _CATEGORIES}
+
+    def register(self, category: str, key: str, value: Any) -> None:
+        if category not in _CATEGORIES:
+            raise TuneError(f"Unknown registry category {category!r}; use one of {_CATEGORIES}.")
+        with self._lock:
+            self._items[category][key] = value
+
+    def contains(self, category: str, key: str) -> bool:
+        return key in self._items[category]
+
+    def get(self, category: str, key: str) -> Any:
+        try:
+            return self._items[category][key]
+        except KeyError:
+            known = sorted(self._items[category])
+            what = "trainable" if category == TRAINABLE_CLASS else "environment"
+            fix = (
+                f"register it with tune.register_trainable({key!r}, fn) or pass the function itself"
+                if category == TRAINABLE_CLASS
+                else f"register it with tune.register_env({key!r}, creator)"
+            )
+            raise TuneError(
+                f"Unknown {what} {key!r}: {fix}. Registered: {known or 'none'}."
+            ) from None
+
+    def items(self, category: str) -> Dict[str, Any]:
+        with self._lock:
+            return dict(self._items[category])
+
+
+_global_registry = _Registry()
+
+
+def register_trainable(name: str, trainable: Any, warn: bool = True) -> None:
+    """Register a trainable under ``name`` so ``Tuner(name, ...)`` can refer to it.
+
+    Example:
+        >>> import fasttune as tune
+        >>> def train(config):
+        ...     tune.report({"x": 1})
+        >>> tune.register_trainable("my_train", train)
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_trainable needs a non-empty string name, got {name!r}.")
+    if not callable(trainable):
+        raise TypeError(
+            f"register_trainable({name!r}, ...) needs a function or Trainable class, "
+            f"got {type(trainable).__name__}."
+        )
+    _global_registry.register(TRAINABLE_CLASS, name, trainable)
+
+
+def register_env(name: str, env_creator: Callable[[Dict[str, Any]], Any]) -> None:
+    """Register an environment creator ``env_creator(env_config) -> env`` under ``name``."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_env needs a non-empty string name, got {name!r}.")
+    if not callable(env_creator):
+        raise TypeError(f"register_env({name!r}, ...) needs a callable, got {type(env_creator).__name__}.")
+    _global_registry.register(ENV_CREATOR, name, env_creator)
+
+
+def get_trainable_cls(name: str) -> Any:
+    """The trainable registered under ``name``; a clear TuneError when there is none."""
+    return _global_registry.get(TRAINABLE_CLASS, name)
+
+
+def get_env_creator(name: str) -> Callable[[Dict[str, Any]], Any]:
+    return _global_registry.get(ENV_CREATOR, name)
+
+
+def _env_creators() -> Dict[str, Any]:
+    return _global_registry.items(ENV_CREATOR)
+
+
+def _install_env_creators(creators: Optional[Dict[str, Any]]) -> None:
+    # Runs in a worker: makes the driver's environments resolvable there.
+    for key, value in (creators or {}).items():
+        _global_registry.register(ENV_CREATOR, key, value)

@@ -1,0 +1,147 @@
+"""The scheduler interface: decides, per result, whether a trial goes on.
+
+A scheduler also says *when* it needs to decide (:meth:`TrialScheduler.decision_points`).
+Between those iterations a trial reports without waiting for the driver; at them, the
+trial blocks until the scheduler's decision arrives.  A scheduler that does not say gets
+a decision at every result, which is exactly Ray Tune's behaviour.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fasttune.experiment.trial import Trial
+
+WireDecisionPoints = Union[str, List[Any]]
+
+
+class DecisionPoints:
+    """When a trial must wait for its scheduler: never, at every result, at given
+    iterations, or every ``n`` iterations.
+
+    Example:
+        >>> from fasttune.schedulers import DecisionPoints
+        >>> DecisionPoints.at([1, 3, 9]).to_wire()
+        ['at', [1, 3, 9]]
+    """
+
+    __slots__ = ("_wire",)
+
+    def __init__(self, wire: WireDecisionPoints) -> None:
+        self._wire = wire
+
+    @classmethod
+    def never(cls) -> "DecisionPoints":
+        return cls("never")
+
+    @classmethod
+    def every_result(cls) -> "DecisionPoints":
+        return cls("every_result")
+
+    @classmethod
+    def at(cls, iterations: Iterable[int]) -> "DecisionPoints":
+        return cls(["at", sorted({int(i) for i in iterations})])
+
+    @classmethod
+    def every(cls, n: int) -> "DecisionPoints":
+        if int(n) < 1:
+            raise ValueError(f"DecisionPoints.every(n) needs n >= 1, got {n}.")
+        return cls(["every", int(n)])
+
+    def to_wire(self) -> WireDecisionPoints:
+        return self._wire
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DecisionPoints) and self._wire == other._wire
+
+    def __repr__(self) -> str:
+        return f"DecisionPoints({self._wire!r})"
+
+
+class TrialScheduler:
+    """Base class of schedulers; the defaults run every trial to its end (FIFO)."""
+
+    CONTINUE = "CONTINUE"
+    PAUSE = "PAUSE"
+    STOP = "STOP"
+    NOOP = "NOOP"
+
+    _metric: Optional[str] = None
+    _mode: Optional[str] = None
+    _supports_buffered_results = True
+
+    @property
+    def metric(self) -> Optional[str]:
+        return self._metric
+
+    @property
+    def mode(self) -> Optional[str]:
+        return self._mode
+
+    def set_search_properties(self, metric: Optional[str], mode: Optional[str], **spec: Any) -> bool:
+        if self._metric and metric and self._metric != metric:
+            return False
+        if self._mode and mode and self._mode != mode:
+            return False
+        if metric:
+            self._metric = metric
+        if mode:
+            self._mode = mode
+        return True
+
+    def decision_points(self, trial: "Trial") -> DecisionPoints:
+        """Iterations at which this scheduler must decide for ``trial`` before it goes on.
+
+        The default, every result, is always correct; built-in schedulers narrow it.
+        """
+        return DecisionPoints.every_result()
+
+    def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
+        pass
+
+    def on_trial_error(self, tune_controller: Any, trial: "Trial") -> None:
+        pass
+
+    def on_trial_result(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> str:
+        return TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> None:
+        pass
+
+    def on_trial_remove(self, tune_controller: Any, trial: "Trial") -> None:
+        pass
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Optional["Trial"]:
+        """A PENDING trial to start next (the earliest added), or a PAUSED one."""
+        for status in ("PENDING", "PAUSED"):
+            trial = tune_controller._first_trial_with_status(status)
+            if trial is not None:
+                return trial
+        return None
+
+    def debug_string(self) -> str:
+        return f"Using {type(self).__name__} scheduling algorithm."
+
+    def save(self, checkpoint_path: str) -> None:
+        raise NotImplementedError
+
+    def restore(self, checkpoint_path: str) -> None:
+        raise NotImplementedError
+
+
+class FIFOScheduler(TrialScheduler):
+    """Runs trials in the order they were added and never stops one early."""
+
+    def decision_points(self, trial: "Trial") -> DecisionPoints:
+        return DecisionPoints.never()
+
+    def debug_string(self) -> str:
+        return "Using FIFO scheduling algorithm."
+
+
+def overrides(obj: Any, base: type, method: str) -> bool:
+    """Whether ``obj``'s class replaces ``base.method`` (so calling it can matter)."""
+    return getattr(type(obj), method, None) is not getattr(base, method, None)
+
+
+__all__: Sequence[str] = ["TrialScheduler", "FIFOScheduler", "DecisionPoints"]

@@ -1,0 +1,137 @@
+"""The per-trial session a trainable talks to: ``report``, ``get_checkpoint``, ``get_context``.
+
+A session lives in the worker process while one trial runs.  It is the place where a
+reported result starts its way to ``result.json``: ``report()`` hands the metrics to the
+session's sink (the worker's buffer), which encodes them at once and usually returns
+without waiting for the driver.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional
+
+from fasttune.checkpoint import Checkpoint
+from fasttune.error import TuneError
+
+_local = threading.local()
+
+
+@dataclass
+class TuneContext:
+    """What a running trial may know about itself (``tune.get_context()``).
+
+    Example:
+        >>> import fasttune as tune
+        >>> def train(config):
+        ...     ctx = tune.get_context()
+        ...     tune.report({"trial": ctx.get_trial_id() is not None})
+    """
+
+    trial_id: Optional[str] = None
+    trial_name: Optional[str] = None
+    trial_dir: Optional[str] = None
+    experiment_name: Optional[str] = None
+    trial_resources: Dict[str, float] = field(default_factory=dict)
+    storage_path: Optional[str] = None
+
+    def get_trial_id(self) -> Optional[str]:
+        return self.trial_id
+
+    def get_trial_name(self) -> Optional[str]:
+        return self.trial_name
+
+    def get_trial_dir(self) -> Optional[str]:
+        return self.trial_dir
+
+    def get_experiment_name(self) -> Optional[str]:
+        return self.experiment_name
+
+    def get_trial_resources(self) -> Dict[str, float]:
+        return dict(self.trial_resources)
+
+    def get_storage_path(self) -> Optional[str]:
+        return self.storage_path
+
+    def get_world_rank(self) -> int:
+        return 0
+
+    def get_local_rank(self) -> int:
+        return 0
+
+    def get_world_size(self) -> int:
+        return 1
+
+
+class Session:
+    """Connects one running trial to whatever collects its results."""
+
+    def __init__(
+        self,
+        context: TuneContext,
+        sink: Callable[[Dict[str, Any], Optional[Checkpoint]], None],
+        checkpoint: Optional[Checkpoint] = None,
+    ) -> None:
+        self.context = context
+        self._sink = sink
+        self.checkpoint = checkpoint
+
+    def report(self, metrics: Dict[str, Any], checkpoint: Optional[Checkpoint] = None) -> None:
+        if not isinstance(metrics, dict):
+            raise TypeError(
+                f"tune.report() takes a dict of metrics, got {type(metrics).__name__}; "
+                "call it as tune.report({'loss': loss})."
+            )
+        if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+            raise TypeError(
+                f"tune.report(checkpoint=...) takes a fasttune.Checkpoint, got "
+                f"{type(checkpoint).__name__}; wrap a directory with "
+                "tune.Checkpoint.from_directory(path)."
+            )
+        self._sink(metrics, checkpoint)
+
+
+def set_session(session: Optional[Session]) -> None:
+    _local.session = session
+
+
+def get_session() -> Optional[Session]:
+    return getattr(_local, "session", None)
+
+
+def _require_session(what: str) -> Session:
+    session = get_session()
+    if session is None:
+        raise TuneError(
+            f"{what} was called outside a fasttune trial. Call it inside the function "
+            "you pass to tune.Tuner(...), which fasttune runs in a worker."
+        )
+    return session
+
+
+def report(metrics: Dict[str, Any], *, checkpoint: Optional[Checkpoint] = None) -> None:
+    """Report one result (one training iteration) of the running trial.
+
+    Returns at once unless the scheduler must decide at this iteration, the worker's
+    buffer is full, or the trial's stop criterion is met (then the trial ends here).
+    A checkpoint is copied into the trial directory before ``report`` returns, so the
+    caller may delete its directory right after.
+
+    Example:
+        >>> import fasttune as tune
+        >>> def train(config):
+        ...     for step in range(3):
+        ...         tune.report({"loss": config["lr"] / (step + 1)})
+    """
+    _require_session("tune.report()").report(metrics, checkpoint)
+
+
+def get_checkpoint() -> Optional[Checkpoint]:
+    """The checkpoint this trial should resume from, or None on a fresh start."""
+    return _require_session("tune.get_checkpoint()").checkpoint
+
+
+def get_context() -> TuneContext:
+    """The running trial's context; outside a trial, an empty context."""
+    session = get_session()
+    return session.context if session is not None else TuneContext()

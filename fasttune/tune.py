@@ -1,0 +1,157 @@
+"""The legacy entry points ``run`` and ``run_experiments``, and trainable wrappers."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Dict, List, Optional
+
+from fasttune.analysis.experiment_analysis import ExperimentAnalysis
+from fasttune.error import TuneError
+from fasttune.execution.placement_groups import PlacementGroupFactory, resource_dict_to_pg_factory
+from fasttune.experiment.experiment import Experiment, convert_to_experiment_list
+
+
+def run(
+    run_or_experiment: Any,
+    *,
+    name: Optional[str] = None,
+    metric: Optional[str] = None,
+    mode: Optional[str] = None,
+    stop: Any = None,
+    time_budget_s: Optional[float] = None,
+    config: Optional[Dict[str, Any]] = None,
+    resources_per_trial: Any = None,
+    num_samples: int = 1,
+    storage_path: Optional[str] = None,
+    search_alg: Any = None,
+    scheduler: Any = None,
+    checkpoint_config: Any = None,
+    verbose: Optional[int] = None,
+    fail_fast: Any = False,
+    max_failures: int = 0,
+    callbacks: Optional[List[Any]] = None,
+    reuse_actors: Optional[bool] = None,
+    raise_on_failed_trial: bool = True,
+    max_concurrent_trials: Optional[int] = None,
+    trial_name_creator: Optional[Callable[..., str]] = None,
+    trial_dirname_creator: Optional[Callable[..., str]] = None,
+    **_unsupported: Any,
+) -> ExperimentAnalysis:
+    """Run one experiment (``ray.tune.run``); prefer :class:`fasttune.Tuner` in new code.
+
+    Example:
+        >>> import fasttune as tune
+        >>> def train(config):
+        ...     tune.report({"loss": config["x"] ** 2})
+        >>> analysis = tune.run(train, config={"x": tune.uniform(-1, 1)}, num_samples=4,
+        ...                     metric="loss", mode="min")  # doctest: +SKIP
+    """
+    from fasttune.impl.tuner_internal import run_experiment
+
+    if _unsupported:
+        raise TypeError(f"tune.run() got arguments fasttune does not support: {sorted(_unsupported)}.")
+    if isinstance(run_or_experiment, Experiment):
+        experiment = run_or_experiment
+    else:
+        experiment = Experiment(
+            name,
+            run_or_experiment,
+            stop=stop,
+            config=config,
+            resources_per_trial=resources_per_trial,
+            num_samples=num_samples,
+            storage_path=storage_path,
+            checkpoint_config=checkpoint_config,
+            trial_name_creator=trial_name_creator,
+            trial_dirname_creator=trial_dirname_creator,
+            max_failures=max_failures,
+        )
+    grid, trials = run_experiment(
+        experiment,
+        metric=metric,
+        mode=mode,
+        search_alg=search_alg,
+        scheduler=scheduler,
+        max_concurrent_trials=max_concurrent_trials,
+        time_budget_s=time_budget_s,
+        reuse_actors=reuse_actors,
+        callbacks=callbacks,
+        verbose=verbose,
+        fail_fast=fail_fast,
+        return_trials=True,
+    )
+    incomplete = [t for t in trials if t.status != "TERMINATED"]
+    if incomplete and raise_on_failed_trial:
+        raise TuneError(f"Trials did not complete: {incomplete}")
+    return ExperimentAnalysis(trials, grid, default_metric=metric, default_mode=mode)
+
+
+def run_experiments(experiments: Any, *, scheduler: Any = None, verbose: Optional[int] = None, raise_on_failed_trial: bool = True, **kwargs: Any) -> List[Any]:
+    """Run each experiment in turn (``ray.tune.run_experiments``); returns all trials."""
+    trials: List[Any] = []
+    for experiment in convert_to_experiment_list(experiments):
+        analysis = run(experiment, scheduler=scheduler, verbose=verbose, raise_on_failed_trial=raise_on_failed_trial, **kwargs)
+        trials.extend(analysis.trials)
+    return trials
+
+
+def with_parameters(trainable: Callable[..., Any], **kwargs: Any) -> Callable[[Dict[str, Any]], Any]:
+    """Bind extra arguments (e.g. a dataset) to a trainable: ``trainable(config, **kwargs)``.
+
+    When Ray is running, large values go to Ray's object store once instead of being
+    pickled with the trainable for every worker.
+
+    Example:
+        >>> import fasttune as tune
+        >>> def train(config, data=None):
+        ...     tune.report({"n": len(data)})
+        >>> wrapped = tune.with_parameters(train, data=[1, 2, 3])
+    """
+    if not callable(trainable):
+        raise TypeError(f"with_parameters needs a function, got {type(trainable).__name__}.")
+    refs: Dict[str, Any] = {}
+    try:
+        import ray
+
+        if ray.is_initialized():
+            refs = {key: ray.put(value) for key, value in kwargs.items()}
+    except ImportError:  # pragma: no cover - ray is a core dependency
+        pass
+    values = {key: value for key, value in kwargs.items() if key not in refs}
+
+    @functools.wraps(trainable)
+    def inner(config: Dict[str, Any]) -> Any:
+        bound = dict(values)
+        if refs:
+            import ray
+
+            bound.update(zip(refs, ray.get(list(refs.values()))))
+        return trainable(config, **bound)
+
+    del inner.__wrapped__  # keep the one-argument signature visible to wrap_function
+    if hasattr(trainable, "_resources"):
+        inner._resources = trainable._resources  # type: ignore[attr-defined]
+    return inner
+
+
+def with_resources(trainable: Any, resources: Any) -> Any:
+    """Give each trial of ``trainable`` these resources: a dict (``{"cpu": 2, "gpu": 1}``),
+    a :class:`PlacementGroupFactory`, or a function of the config returning either.
+
+    Example:
+        >>> import fasttune as tune
+        >>> def train(config):
+        ...     pass
+        >>> heavy = tune.with_resources(train, {"cpu": 2})
+    """
+    if not callable(resources) or isinstance(resources, PlacementGroupFactory):
+        resource_dict_to_pg_factory(resources)  # validate now, with a clear error
+    if not callable(trainable):
+        raise TypeError(f"with_resources needs a trainable function, got {type(trainable).__name__}.")
+
+    @functools.wraps(trainable)
+    def inner(config: Dict[str, Any]) -> Any:
+        return trainable(config)
+
+    del inner.__wrapped__
+    inner._resources = resources  # type: ignore[attr-defined]
+    return inner

@@ -1,0 +1,274 @@
+"""The worker side of the batched protocol, driven in-process (no Ray needed)."""
+import os
+from array import array
+
+import msgpack
+import numpy as np
+import pytest
+import ray.cloudpickle as cloudpickle
+
+import fasttune as tune
+from fasttune.execution import _worker
+from fasttune.execution._worker import TrialWorker
+
+
+def _commands(*commands):
+    return msgpack.packb(list(commands), use_bin_type=True)
+
+
+def _install(fn, name="fn"):
+    return ["trainable", name, cloudpickle.dumps(fn), b"", []]
+
+
+def _spec(trial_id, trial_dir=None, **extra):
+    spec = {"trial_id": trial_id, "trainable": "fn", "config": extra.pop("config", {}),
+            "trial_dir": trial_dir, "decide": "never"}
+    spec.update(extra)
+    return spec
+
+
+def _run_until(worker, first_commands, end_kinds=("done", "stopped", "error", "paused"), answer=None,
+               expected_ends=1):
+    """Poll until ``expected_ends`` trials ended; ``answer(event)`` replies to decisions."""
+    events, pending, ended = [], first_commands, 0
+    while ended < expected_ends:
+        reply = msgpack.unpackb(worker.poll(pending), raw=False, strict_map_key=False)
+        pending = b""
+        replies = []
+        for event in reply:
+            events.append(event)
+            if event[0] in end_kinds or event[0] == "dropped":
+                ended += 1
+            if event[0] == "decide":
+                replies.append(answer(event))
+        if replies:
+            pending = _commands(*replies)
+    return events
+
+
+def _results(events, trial_id=None):
+    out = []
+    for event in events:
+        if event[0] == "results" and (trial_id is None or event[1] == trial_id):
+            times = array("d")
+            times.frombytes(event[3])
+            assert len(times) == len(event[2])
+            out.extend(event[2])
+    return out
+
+
+def test_results_arrive_in_order_then_done():
+    def fn(config):
+        for i in range(50):
+            tune.report({"i": i, "x": config["x"]})
+
+    worker = TrialWorker()
+    events = _run_until(worker, _commands(_install(fn), ["start", _spec("t1", config={"x": 3})]))
+    assert events[0][0] == "started" and events[0][1] == "t1"
+    assert [r["i"] for r in _results(events)] == list(range(50))
+    assert all(r["x"] == 3 for r in _results(events))
+    assert events[-1] == ["done", "t1"]
+
+
+def test_stop_dict_is_enforced_in_the_worker():
+    def fn(config):
+        for i in range(1000):
+            tune.report({"i": i})
+
+    worker = TrialWorker()
+    spec = _spec("t1", stop={"training_iteration": 7})
+    events = _run_until(worker, _commands(_install(fn), ["start", spec]))
+    assert [r["i"] for r in _results(events)] == list(range(7))
+    assert events[-1] == ["stopped", "t1"]
+
+
+def test_stop_on_user_metric_and_on_done():
+    def fn(config):
+        for i in range(100):
+            tune.report({"score": i, "done": i == config["last"]})
+
+    worker = TrialWorker()
+    events = _run_until(worker, _commands(_install(fn), ["start", _spec("a", stop={"score": 4}, config={"last": 50})]))
+    assert [r["score"] for r in _results(events)] == [0, 1, 2, 3, 4]
+    events = _run_until(worker, _commands(["start", _spec("b", config={"last": 2})]))
+    assert [r["score"] for r in _results(events, "b")] == [0, 1, 2]
+    assert events[-1] == ["stopped", "b"]
+
+
+def test_decision_points_block_until_the_driver_answers():
+    def fn(config):
+        for i in range(10):
+            tune.report({"i": i})
+
+    worker = TrialWorker()
+    seen = []
+
+    def answer(event):
+        seen.append(event[2])
+        return ["stop" if event[2] == 6 else "continue", event[1]]
+
+    spec = _spec("t1", decide=["at", [2, 4, 6, 8]])
+    events = _run_until(worker, _commands(_install(fn), ["start", spec]), answer=answer)
+    assert seen == [2, 4, 6]
+    assert [r["i"] for r in _results(events)] == list(range(6))
+    assert events[-1] == ["stopped", "t1"]
+    # Every decision comes right after the result it is about: nothing ran ahead.
+    order = [e[0] for e in events if e[0] in ("results", "decide")]
+    assert order.count("decide") == 3
+
+
+def test_every_result_decisions_give_one_result_per_round_trip():
+    def fn(config):
+        for i in range(5):
+            tune.report({"i": i})
+
+    worker = TrialWorker()
+    events = _run_until(worker, _commands(_install(fn), ["start", _spec("t1", decide="every_result")]),
+                        answer=lambda e: ["continue", e[1]])
+    batches = [len(e[2]) for e in events if e[0] == "results"]
+    assert batches == [1, 1, 1, 1, 1]
+
+
+def test_non_encodable_value_names_the_key_and_numpy_encodes():
+    class Opaque:
+        pass
+
+    def fn(config):
+        tune.report({"np_float": np.float32(1.5), "np_int": np.int64(3), "arr": np.arange(3)})
+        tune.report({"nested": {"bad": Opaque()}})
+
+    worker = TrialWorker()
+    events = _run_until(worker, _commands(_install(fn), ["start", _spec("t1")]))
+    results = _results(events)
+    assert results == [{"np_float": 1.5, "np_int": 3, "arr": [0, 1, 2]}]
+    assert events[-1][0] == "error"
+    assert "'nested/bad'" in events[-1][2] and "Opaque" in events[-1][2]
+
+
+def test_raising_trainable_reports_traceback_and_exception():
+    def fn(config):
+        tune.report({"i": 0})
+        raise ValueError("boom at step 1")
+
+    worker = TrialWorker()
+    events = _run_until(worker, _commands(_install(fn), ["start", _spec("t1")]))
+    assert _results(events) == [{"i": 0}]
+    kind, trial_id, text, blob = events[-1]
+    assert kind == "error" and "ValueError: boom at step 1" in text
+    assert isinstance(cloudpickle.loads(blob), ValueError)
+
+
+def test_checkpoint_is_persisted_before_report_returns(tmp_path):
+    source = tmp_path / "user_ckpt"
+    trial_dir = tmp_path / "trial"
+
+    def fn(config):
+        import shutil
+
+        os.makedirs(config["src"], exist_ok=True)
+        with open(os.path.join(config["src"], "w.txt"), "w") as f:
+            f.write("weights-1")
+        tune.report({"i": 0}, checkpoint=tune.Checkpoint.from_directory(config["src"]))
+        shutil.rmtree(config["src"])  # the user may delete it right after report()
+        tune.report({"i": 1})
+
+    worker = TrialWorker()
+    spec = _spec("t1", trial_dir=str(trial_dir), config={"src": str(source)}, ckpt_index=3)
+    events = _run_until(worker, _commands(_install(fn), ["start", spec]))
+    assert events[-1] == ["done", "t1"]
+    marks = {}
+    offset = 0
+    for event in events:
+        if event[0] == "results":
+            for index, name in event[4].items():
+                marks[offset + index] = name
+            offset += len(event[2])
+    assert marks == {0: "checkpoint_000003"}
+    assert (trial_dir / "checkpoint_000003" / "w.txt").read_text() == "weights-1"
+    assert not source.exists()
+
+
+def test_restore_checkpoint_is_visible_to_the_trainable(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "state").write_text("41")
+
+    def fn(config):
+        checkpoint = tune.get_checkpoint()
+        with checkpoint.as_directory() as d:
+            tune.report({"state": int(open(os.path.join(d, "state")).read()) + 1})
+
+    worker = TrialWorker()
+    events = _run_until(worker, _commands(_install(fn), ["start", _spec("t1", restore=str(ckpt))]))
+    assert _results(events) == [{"state": 42}]
+
+
+def test_backpressure_bounds_unsent_results(monkeypatch):
+    monkeypatch.setattr(_worker, "MAX_UNSENT_RESULTS", 16)
+
+    def fn(config):
+        for i in range(500):
+            tune.report({"i": i})
+
+    worker = TrialWorker()
+    events = _run_until(worker, _commands(_install(fn), ["start", _spec("t1")]))
+    sizes = [len(e[2]) for e in events if e[0] == "results"]
+    assert max(sizes) <= 16
+    assert [r["i"] for r in _results(events)] == list(range(500))
+
+
+def test_queued_trials_run_in_order_and_a_stopped_queued_trial_is_dropped():
+    def fn(config):
+        tune.report({"who": config["who"]})
+
+    worker = TrialWorker()
+    events = _run_until(
+        worker,
+        _commands(_install(fn), ["start", _spec("a", config={"who": "a"})],
+                  ["start", _spec("b", config={"who": "b"})], ["stop", "b"],
+                  ["start", _spec("c", config={"who": "c"})]),
+        expected_ends=3,
+    )
+    assert ["dropped", "b"] in events
+    assert [r["who"] for r in _results(events)] == ["a", "c"]
+    started = [e[1] for e in events if e[0] == "started"]
+    assert started == ["a", "c"]
+
+
+def test_interrupt_stops_a_running_trial_at_its_next_report():
+    import threading
+
+    gate = threading.Event()
+
+    def fn(config):
+        tune.report({"i": 0})
+        config["gate"].wait(30)
+        for i in range(1, 1000):
+            tune.report({"i": i})
+
+    worker = TrialWorker()
+    worker._trainables["fn"] = fn
+    worker._queue.append(_spec("t1", config={"gate": gate}))
+    with worker._cond:
+        worker._cond.notify_all()
+    first = msgpack.unpackb(worker.poll(b""), raw=False, strict_map_key=False)
+    assert first[0][0] == "started"
+    worker.interrupt(_commands(["stop", "t1"]))
+    gate.set()
+    events = first + _run_until(worker, b"")
+    assert events[-1] == ["stopped", "t1"]
+    assert [r["i"] for r in _results(events)] == [0]
+
+
+def test_report_outside_a_trial_is_a_clear_error():
+    with pytest.raises(tune.TuneError, match="outside a fasttune trial"):
+        tune.report({"x": 1})
+
+
+def test_report_needs_a_dict():
+    def fn(config):
+        tune.report(3.0)
+
+    worker = TrialWorker()
+    events = _run_until(worker, _commands(_install(fn), ["start", _spec("t1")]))
+    assert events[-1][0] == "error" and "takes a dict of metrics" in events[-1][2]

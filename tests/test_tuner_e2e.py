@@ -1,0 +1,380 @@
+"""Whole sweeps on the shared local Ray session: what a Ray Tune user observes."""
+import csv
+import json
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+import fasttune as tune
+from fasttune.search.basic_variant import BasicVariantGenerator
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def _lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def _fit(trainable, storage, space=None, name="exp", tune_config=None, **run_kwargs):
+    run_kwargs.setdefault("verbose", 0)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space or {},
+        tune_config=tune_config or tune.TuneConfig(),
+        run_config=tune.RunConfig(name=name, storage_path=storage, **run_kwargs),
+    )
+    return tuner.fit()
+
+
+def quadratic(config):
+    for step in range(1, 21):
+        tune.report({"loss": (config["x"] - 0.3) ** 2 + 1.0 / step, "step": step})
+
+
+def test_grid_times_samples_with_files_and_automatic_fields(storage):
+    space = {"x": tune.grid_search([0.1, 0.3, 0.9]), "noise": tune.uniform(0, 1)}
+    grid = _fit(quadratic, storage, space, tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=2))
+    assert len(grid) == 6 and grid.num_errors == 0 and grid.num_terminated == 6
+    assert sorted(r.config["x"] for r in grid) == [0.1, 0.1, 0.3, 0.3, 0.9, 0.9]
+    best = grid.get_best_result()
+    assert best.config["x"] == 0.3 and best.metrics["loss"] == pytest.approx(0.05)
+    for result in grid:
+        rows = _lines(os.path.join(result.path, "result.json"))
+        assert [r["training_iteration"] for r in rows] == list(range(1, 21))
+        assert [r["step"] for r in rows] == list(range(1, 21))
+        assert all(r["config"] == result.config for r in rows)
+        assert len({r["trial_id"] for r in rows}) == 1
+        totals = [r["time_total_s"] for r in rows]
+        assert totals == sorted(totals)
+        for key in ("timestamp", "date", "time_this_iter_s", "hostname", "node_ip", "pid",
+                    "iterations_since_restore", "done"):
+            assert key in rows[-1]
+        assert result.metrics["done"] is True and result.metrics["training_iteration"] == 20
+        with open(os.path.join(result.path, "params.json")) as f:
+            assert json.load(f) == result.config
+        with open(os.path.join(result.path, "progress.csv")) as f:
+            table = list(csv.DictReader(f))
+        assert [int(r["training_iteration"]) for r in table] == list(range(1, 21))
+
+
+def deterministic(config):
+    rng = np.random.default_rng(config["seed"])
+    value = 0.0
+    for _ in range(200):
+        value += rng.normal(config["drift"], 1.0)
+        tune.report({"value": value})
+
+
+def _histories(grid):
+    out = {}
+    for result in grid:
+        rows = _lines(os.path.join(result.path, "result.json"))
+        key = (result.config["seed"], result.config["drift"])
+        out[key] = [(r["training_iteration"], r["value"]) for r in rows]
+    return out
+
+
+def test_batched_run_equals_synchronous_run(storage, monkeypatch):
+    space = {"seed": tune.grid_search([1, 2, 3]), "drift": tune.grid_search([-0.1, 0.2])}
+    config = dict(metric="value", mode="max")
+    batched = _fit(deterministic, storage, space, name="batched", tune_config=tune.TuneConfig(**config),
+                   stop={"value": 25})
+    monkeypatch.setenv("FASTTUNE_SYNCHRONOUS", "1")
+    synchronous = _fit(deterministic, storage, space, name="sync", tune_config=tune.TuneConfig(**config),
+                       stop={"value": 25})
+    assert _histories(batched) == _histories(synchronous)
+    assert batched.get_best_result().config == synchronous.get_best_result().config
+    assert batched.get_best_result().metrics["value"] == synchronous.get_best_result().metrics["value"]
+
+
+def endless(config):
+    i = 0
+    while True:
+        i += 1
+        tune.report({"score": i * config["k"]})
+
+
+@pytest.mark.parametrize("stop", [
+    {"training_iteration": 7},
+    {"score": 14},
+    lambda trial_id, result: result["score"] >= 14,
+])
+def test_no_trial_reports_past_its_stop_criterion(storage, stop):
+    grid = _fit(endless, storage, {"k": tune.grid_search([1, 2])}, stop=stop)
+    expected = {1: 7 if isinstance(stop, dict) and "training_iteration" in stop else 14, 2: 7}
+    for result in grid:
+        rows = _lines(os.path.join(result.path, "result.json"))
+        assert len(rows) == expected[result.config["k"]]
+        assert result.metrics["training_iteration"] == len(rows)
+    assert grid.num_errors == 0
+
+
+class StopAllAfter(tune.Stopper):
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def __call__(self, trial_id, result):
+        self.seen += 1
+        return False
+
+    def stop_all(self):
+        return self.seen >= self.n
+
+
+def test_stopper_can_end_the_whole_experiment(storage):
+    grid = _fit(endless, storage, {"k": tune.grid_search([1, 2, 3])}, stop=StopAllAfter(10))
+    assert all(r.error is None for r in grid)
+    assert sum(r.metrics.get("training_iteration", 0) for r in grid if r.metrics) >= 10
+
+
+def no_metric(config):
+    tune.report({"loss": 1.0})
+    tune.report({"los": 2.0})
+
+
+def test_result_missing_the_metric_is_a_clear_error_and_keeps_earlier_results(storage):
+    with pytest.raises(tune.TuneError) as info:
+        _fit(no_metric, storage, tune_config=tune.TuneConfig(metric="loss", mode="min"))
+    message = str(info.value)
+    assert "'loss'" in message and "los" in message and "TuneConfig(metric" in message
+    (trial_dir,) = [d for d in os.listdir(os.path.join(storage, "exp")) if d.startswith("no_metric")]
+    rows = _lines(os.path.join(storage, "exp", trial_dir, "result.json"))
+    assert [r["loss"] for r in rows] == [1.0]
+
+
+def test_bad_configs_fail_before_running(storage):
+    with pytest.raises(ValueError, match="mode"):
+        tune.TuneConfig(metric="loss", mode="minimize")
+    with pytest.raises(TypeError, match="param_space"):
+        tune.Tuner(quadratic, param_space=[1, 2])
+    with pytest.raises(ValueError):
+        tune.uniform(5, 1)
+    with pytest.raises(tune.TuneError, match="no_such_trainable"):
+        tune.Tuner("no_such_trainable").fit()
+    with pytest.raises(TypeError, match="stop"):
+        tune.RunConfig(stop=42)
+
+
+def unencodable(config):
+    tune.report({"ok": np.float64(1.0), "arr": np.zeros(2)})
+    tune.report({"bad": object()})
+
+
+def test_non_encodable_value_errors_the_trial_naming_the_key(storage):
+    grid = _fit(unencodable, storage)
+    (result,) = list(grid)
+    assert isinstance(result.error, TypeError) and "'bad'" in str(result.error)
+    rows = _lines(os.path.join(result.path, "result.json"))
+    assert rows[0]["ok"] == 1.0 and rows[0]["arr"] == [0.0, 0.0]
+
+
+def flaky(config):
+    tune.report({"i": 0})
+    if config["fail"]:
+        raise RuntimeError(f"trainable failed on purpose ({config['name']})")
+    for i in range(1, 5):
+        tune.report({"i": i})
+
+
+def test_raising_trainable_errors_only_its_trial(storage):
+    space = {"fail": tune.grid_search([False, True, False]), "name": "x"}
+    grid = _fit(flaky, storage, space)
+    assert grid.num_errors == 1 and grid.num_terminated == 2
+    (bad,) = [r for r in grid if r.error is not None]
+    assert isinstance(bad.error, RuntimeError) and "on purpose" in str(bad.error)
+    text = open(os.path.join(bad.path, "error.txt")).read()
+    assert "Traceback" in text and "RuntimeError: trainable failed on purpose" in text
+    assert [r["i"] for r in _lines(os.path.join(bad.path, "result.json"))] == [0]
+
+
+def test_fail_fast_stops_the_sweep_and_raise_reraises(storage):
+    space = {"fail": tune.grid_search([True] + [False] * 6), "name": "ff"}
+    grid = _fit(flaky, storage, space, tune_config=tune.TuneConfig(max_concurrent_trials=1),
+                failure_config=tune.FailureConfig(fail_fast=True))
+    assert grid.num_errors == 1
+    assert all(r.error is None for r in grid if r.config["fail"] is False)
+    assert len(grid) < 7  # nothing was started after the failure
+    with pytest.raises(RuntimeError, match="on purpose"):
+        _fit(flaky, storage, space, name="raise", tune_config=tune.TuneConfig(max_concurrent_trials=1),
+             failure_config=tune.FailureConfig(fail_fast="raise"))
+
+
+def hangs_first_time(config):
+    marker = config["marker"]
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        tune.report({"i": -1, "first": True})
+        threading.Event().wait(120)  # killed from outside before this ends
+    for i in range(20):
+        tune.report({"i": i})
+
+
+class KillWorkerOnce(tune.Callback):
+    def __init__(self):
+        self.killed = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("first") and not self.killed:
+            self.killed.append(result["pid"])
+            os.kill(result["pid"], signal.SIGKILL)
+
+
+@pytest.mark.parametrize("max_failures", [0, 1])
+def test_worker_killed_from_outside(storage, tmp_path, max_failures):
+    killer = KillWorkerOnce()
+    space = {"marker": str(tmp_path / f"marker{max_failures}")}
+    grid = _fit(hangs_first_time, storage, space, callbacks=[killer],
+                failure_config=tune.FailureConfig(max_failures=max_failures))
+    (result,) = list(grid)
+    assert len(killer.killed) == 1
+    assert "died" in open(os.path.join(result.path, "error.txt")).read()
+    if max_failures == 0:
+        assert result.error is not None and "died" in str(result.error)
+    else:
+        assert result.error is None
+        rows = _lines(os.path.join(result.path, "result.json"))
+        # The restart had no checkpoint: its history starts over, each iteration once.
+        assert [r["training_iteration"] for r in rows] == list(range(1, 21))
+        assert [r["i"] for r in rows] == list(range(20))
+
+
+def whoami(config):
+    ctx = tune.get_context()
+    tune.report({"pid": os.getpid(), "ctx_trial_id": ctx.get_trial_id(),
+                 "dir_exists": os.path.isdir(ctx.get_trial_dir())})
+
+
+def test_resources_limit_concurrency_and_infeasible_requests_are_errors(storage):
+    grid = _fit(tune.with_resources(whoami, {"cpu": 2}), storage, {"i": tune.grid_search([1, 2, 3])})
+    assert len({r.metrics["pid"] for r in grid}) == 1  # one 2-CPU worker fits, reused
+    for r in grid:
+        assert r.metrics["ctx_trial_id"] == r.metrics["trial_id"] and r.metrics["dir_exists"]
+    with pytest.raises(tune.TuneError, match="can never start"):
+        _fit(tune.with_resources(whoami, {"cpu": 64}), storage, name="huge")
+
+
+def test_max_concurrent_trials(storage):
+    grid = _fit(whoami, storage, {"i": tune.grid_search(list(range(5)))},
+                tune_config=tune.TuneConfig(max_concurrent_trials=1))
+    assert len({r.metrics["pid"] for r in grid}) == 1 and grid.num_terminated == 5
+
+
+def with_data(config, data=None):
+    tune.report({"total": sum(data) * config["m"]})
+
+
+def env_user(config):
+    from fasttune.registry import get_env_creator
+
+    tune.report({"env": get_env_creator("toy_env")({"size": 3})})
+
+
+def test_registry_and_with_parameters(storage):
+    tune.register_trainable("named_quadratic", quadratic)
+    grid = _fit("named_quadratic", storage, {"x": 0.3}, name="named")
+    assert grid[0].metrics["training_iteration"] == 20
+    grid = _fit(tune.with_parameters(with_data, data=list(range(10))), storage, {"m": 2}, name="params")
+    assert grid[0].metrics["total"] == 90
+    tune.register_env("toy_env", lambda cfg: cfg["size"] * 2)
+    grid = _fit(env_user, storage, name="env")
+    assert grid[0].metrics["env"] == 6
+
+
+def report_config(config):
+    tune.report({"a": config["a"], "b": config["b"]})
+
+
+def test_sample_from_and_seeded_search_is_reproducible(storage):
+    space = {"a": tune.randint(0, 1000), "b": tune.sample_from(lambda spec: spec.config.a * 2)}
+
+    def configs(name):
+        grid = _fit(report_config, storage, space, name=name,
+                    tune_config=tune.TuneConfig(num_samples=5, search_alg=BasicVariantGenerator(random_state=7)))
+        return sorted((r.metrics["a"], r.metrics["b"]) for r in grid)
+
+    first = configs("s1")
+    assert all(b == 2 * a for a, b in first)
+    assert first == configs("s2")
+
+
+def checkpointing(config):
+    import tempfile
+
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            start = int(open(os.path.join(d, "step")).read())
+    for step in range(start, 6):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "step"), "w") as f:
+                f.write(str(step + 1))
+            tune.report({"step": step}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_checkpoints_reported_are_persisted_and_latest_is_in_result(storage):
+    grid = _fit(checkpointing, storage)
+    result = grid[0]
+    assert os.path.basename(result.checkpoint.path) == "checkpoint_000005"
+    assert open(os.path.join(result.checkpoint.path, "step")).read() == "6"
+    assert sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_")) == [
+        f"checkpoint_{i:06d}" for i in range(6)
+    ]
+    rows = _lines(os.path.join(result.path, "result.json"))
+    assert [r["checkpoint_dir_name"] for r in rows] == [f"checkpoint_{i:06d}" for i in range(6)]
+
+
+class Recorder(tune.Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.events.append(("start", trial.trial_id))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.events.append(("result", trial.trial_id, result["training_iteration"]))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.events.append(("complete", trial.trial_id))
+
+    def on_experiment_end(self, trials, **info):
+        self.events.append(("end", len(trials)))
+
+
+def test_callbacks_see_every_result_in_order(storage):
+    recorder = Recorder()
+    grid = _fit(quadratic, storage, {"x": tune.grid_search([0.1, 0.2])}, callbacks=[recorder])
+    assert recorder.events[-1] == ("end", 2)
+    for r in grid:
+        tid = r.metrics["trial_id"]
+        mine = [e for e in recorder.events if len(e) > 1 and e[1] == tid]
+        assert mine[0] == ("start", tid) and mine[-1] == ("complete", tid)
+        assert [e[2] for e in mine if e[0] == "result"] == list(range(1, 21))
+
+
+def test_time_budget_ends_endless_trials(storage):
+    grid = _fit(endless, storage, {"k": 1}, tune_config=tune.TuneConfig(time_budget_s=2))
+    assert grid[0].error is None and grid[0].metrics["training_iteration"] > 0
+
+
+def one_result(config):
+    tune.report({"v": config["v"]})
+
+
+def test_many_short_trials(storage):
+    grid = _fit(one_result, storage, {"v": tune.uniform(0, 1)}, tune_config=tune.TuneConfig(num_samples=300))
+    assert len(grid) == 300 and grid.num_terminated == 300
+    assert len({r.path for r in grid}) == 300
+    assert all(len(_lines(os.path.join(r.path, "result.json"))) == 1 for r in grid)
+
+
+def test_legacy_run_returns_analysis(storage):
+    analysis = tune.run(quadratic, config={"x": tune.grid_search([0.1, 0.3])}, metric="loss", mode="min",
+                        storage_path=storage, name="legacy", verbose=0)
+    assert analysis.best_config["x"] == 0.3
+    with pytest.raises(tune.TuneError, match="did not complete"):
+        tune.run(flaky, config={"fail": True, "name": "r"}, storage_path=storage, name="legacy2", verbose=0)
