@@ -1,0 +1,1 @@
+"""Internals behind the public Tuner (``ray.tune.impl``)."""

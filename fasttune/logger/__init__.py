@@ -1,0 +1,1 @@
+"""Writing what trials report (``ray.tune.logger``)."""
