@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fasttune as tune
+from fasttune.schedulers import TrialScheduler
 from fasttune.search.basic_variant import BasicVariantGenerator
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -378,3 +379,38 @@ def test_legacy_run_returns_analysis(storage):
     assert analysis.best_config["x"] == 0.3
     with pytest.raises(tune.TuneError, match="did not complete"):
         tune.run(flaky, config={"fail": True, "name": "r"}, storage_path=storage, name="legacy2", verbose=0)
+
+
+class StopAtThree(TrialScheduler):
+    def on_trial_result(self, tune_controller, trial, result):
+        return self.STOP if result["training_iteration"] >= 3 else self.CONTINUE
+
+
+class PauseOnceAtThree(TrialScheduler):
+    def __init__(self):
+        self.paused = set()
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if result["training_iteration"] == 3 and trial.trial_id not in self.paused:
+            self.paused.add(trial.trial_id)
+            return self.PAUSE
+        return self.CONTINUE
+
+
+def test_scheduler_declaring_no_decision_points_decides_on_every_result(storage):
+    grid = _fit(endless, storage, {"k": tune.grid_search([1, 2])},
+                tune_config=tune.TuneConfig(scheduler=StopAtThree()))
+    for result in grid:
+        assert [r["training_iteration"] for r in _lines(os.path.join(result.path, "result.json"))] == [1, 2, 3]
+        assert result.error is None and result.metrics["done"] is True
+
+
+def test_paused_trial_resumes_from_its_checkpoint(storage):
+    scheduler = PauseOnceAtThree()
+    grid = _fit(checkpointing, storage, tune_config=tune.TuneConfig(scheduler=scheduler))
+    (result,) = list(grid)
+    assert len(scheduler.paused) == 1
+    rows = _lines(os.path.join(result.path, "result.json"))
+    assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4, 5]
+    assert rows[3]["iterations_since_restore"] == 1  # the resumed segment starts over

@@ -186,11 +186,39 @@ class RayTrialExecutor:
         if worker is not None:
             worker.commands.append([decision, trial_id])
 
-    def interrupt_trial(self, slot: int, trial_id: str, how: str = "stop") -> None:
-        """End a running or queued trial now, without waiting for its next batch."""
-        worker = self._workers.get(slot)
+    def _holder(self, trial: Any) -> Optional[_Worker]:
+        for worker in self._workers.values():
+            if trial in worker.assigned:
+                return worker
+        return None
+
+    def _interrupt(self, trial: Any, how: str) -> bool:
+        worker = self._holder(trial)
+        if worker is None:
+            return False
+        worker.actor.interrupt.remote(msgpack.packb([[how, trial.trial_id]], use_bin_type=True))
+        return True
+
+    def stop_trial(self, trial: Any) -> bool:
+        """End a running or queued trial now, without waiting for its next batch; its
+        worker confirms with a ``stopped``/``dropped`` event.  False if no worker holds it."""
+        return self._interrupt(trial, "stop")
+
+    def pause_trial(self, trial: Any) -> bool:
+        """Ask the trial's worker to end it as PAUSED; it restarts later from its latest
+        checkpoint.  False if no worker holds it."""
+        return self._interrupt(trial, "pause")
+
+    def continue_training(self, trial: Any) -> None:
+        """Let a trial blocked at a decision point go on."""
+        worker = self._holder(trial)
         if worker is not None:
-            worker.actor.interrupt.remote(msgpack.packb([[how, trial_id]], use_bin_type=True))
+            worker.commands.append(["continue", trial.trial_id])
+
+    def get_ready_trial(self) -> Optional[Any]:
+        """Always None: resources are granted per pooled worker, not per trial, so no trial
+        ever waits on a placement group becoming ready (Ray Tune's meaning of "ready")."""
+        return None
 
     def trial_ended(self, slot: int, trial: Any) -> None:
         """The worker reported ``trial`` over; return the worker to the pool if it is free."""

@@ -260,7 +260,7 @@ class TrialRunner:
             "restore": restore.path if restore else None,
             "resources": trial.resources,
         }
-        del self._unassigned[trial_id]
+        self._unassigned.pop(trial_id, None)  # a PAUSED trial resuming was never in it
         self._slot_of[trial_id] = self.trial_executor.start_trial(trial, spec)
 
     def _rewind(self, trial: Trial, iteration: int, time_total: float) -> None:
@@ -455,9 +455,7 @@ class TrialRunner:
         """End ``trial`` now: TERMINATED (or ERROR with ``error=True``)."""
         if trial.is_finished():
             return
-        slot = self._slot_of.get(trial.trial_id)
-        if slot is not None:
-            self.trial_executor.interrupt_trial(slot, trial.trial_id, "stop")
+        held = trial.trial_id in self._slot_of and self.trial_executor.stop_trial(trial)
         self._unassigned.pop(trial.trial_id, None)
         if error:
             trial.set_status(Trial.ERROR)
@@ -467,16 +465,15 @@ class TrialRunner:
             self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
         else:
             self._complete(trial)
-        if slot is None:
+        if not held:
             self._close_trial(trial)
 
     def pause_trial(self, trial: Trial, should_checkpoint: bool = True) -> None:
         """Release ``trial``'s worker; it resumes later from its latest checkpoint."""
         if trial.status not in (Trial.RUNNING, Trial.PENDING):
             return
-        slot = self._slot_of.get(trial.trial_id)
-        if slot is not None:
-            self.trial_executor.interrupt_trial(slot, trial.trial_id, "pause")
+        if trial.trial_id in self._slot_of:
+            self.trial_executor.pause_trial(trial)
         self._unassigned.pop(trial.trial_id, None)
         trial.set_status(Trial.PAUSED)
 
