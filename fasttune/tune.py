@@ -149,8 +149,9 @@ def with_resources(trainable: Any, resources: Any) -> Any:
         raise TypeError(f"with_resources needs a trainable function, got {type(trainable).__name__}.")
 
     @functools.wraps(trainable)
-    def inner(config: Dict[str, Any]) -> Any:
-        return trainable(config)
+    def inner(config: Dict[str, Any], **bound: Any) -> Any:
+        # ``bound`` lets with_parameters(with_resources(fn, ...), ...) reach ``fn``.
+        return trainable(config, **bound)
 
     del inner.__wrapped__
     inner._resources = resources  # type: ignore[attr-defined]

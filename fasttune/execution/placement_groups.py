@@ -1,6 +1,8 @@
 """Per-trial resource requests (``ray.tune.execution.placement_groups``)."""
 from __future__ import annotations
 
+import math
+
 from typing import Any, Dict, List, Optional, Tuple
 
 _STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
@@ -27,8 +29,8 @@ class PlacementGroupFactory:
             if not isinstance(bundle, dict):
                 raise ValueError(f"Each bundle must be a dict of resource name to amount, got {bundle!r}.")
             for name, amount in bundle.items():
-                if not isinstance(amount, (int, float)) or amount < 0:
-                    raise ValueError(f"Resource {name!r} in bundle {bundle!r} must be a number >= 0.")
+                if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount >= 0 or math.isinf(amount):
+                    raise ValueError(f"Resource {name!r} in bundle {bundle!r} must be a finite number >= 0.")
             clean.append({str(k): float(v) for k, v in bundle.items() if v})
         if strategy not in _STRATEGIES:
             raise ValueError(f"Unknown placement strategy {strategy!r}; use one of {_STRATEGIES}.")
@@ -81,8 +83,8 @@ def resource_dict_to_pg_factory(spec: Optional[Dict[str, Any]]) -> PlacementGrou
             for name, amount in value.items():
                 bundle[name] = float(amount)
             continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"Resource {key!r} must be a number >= 0, got {value!r}.")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0 or math.isinf(value):
+            raise ValueError(f"Resource {key!r} must be a finite number >= 0, got {value!r}.")
         bundle[_ALIASES.get(key.lower(), key)] = float(value)
     bundle.setdefault("CPU", 1.0)
     return PlacementGroupFactory([bundle])

@@ -77,15 +77,16 @@ class Trial:
         self.start_time: Optional[float] = None
         self.end_time: Optional[float] = None
         self.results_seen = 0
-        self._trial_name_creator = trial_name_creator
         self._trial_dirname_creator = trial_dirname_creator
-        self._custom_name: Optional[str] = trial_name_creator(self) if trial_name_creator else None
+        self._custom_name: Optional[str] = None
         self._dirname: Optional[str] = None
         self._table: Any = None
         self._row = -1
         self._status = Trial.PENDING
         self._iteration = 0
         self._num_failures = 0
+        # Last, so the creator may read any attribute of the trial.
+        self._custom_name = trial_name_creator(self) if trial_name_creator else None
 
     # ---- identity and location -----------------------------------------------------
     @classmethod
@@ -101,7 +102,7 @@ class Trial:
         if self._dirname is None:
             if self._trial_dirname_creator is not None:
                 name = self._trial_dirname_creator(self)
-                if not isinstance(name, str) or not name or os.sep in name:
+                if not isinstance(name, str) or name in ("", ".", "..") or os.sep in name:
                     raise TuneError(
                         f"trial_dirname_creator returned {name!r} for trial {self.trial_id}; it must "
                         "return a non-empty string without path separators."

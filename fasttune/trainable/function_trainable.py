@@ -56,7 +56,7 @@ def wrap_function(train_func: Callable[..., Any], name: Optional[str] = None) ->
             p
             for p in inspect.signature(train_func).parameters.values()
             if p.default is inspect.Parameter.empty
-            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         ]
     except (TypeError, ValueError):  # builtins and some C callables have no signature
         params = [None]
