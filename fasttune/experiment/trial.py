@@ -80,6 +80,7 @@ class Trial:
         self._trial_dirname_creator = trial_dirname_creator
         self._custom_name: Optional[str] = None
         self._dirname: Optional[str] = None
+        self._path: Optional[tuple] = None  # (experiment_path, trial path)
         self._table: Any = None
         self._row = -1
         self._status = Trial.PENDING
@@ -119,7 +120,10 @@ class Trial:
     def path(self) -> Optional[str]:
         if self.experiment_path is None:
             return None
-        return os.path.join(self.experiment_path, self.storage_dirname)
+        # Read on every batch of results: worth keeping instead of joining again.
+        if self._path is None or self._path[0] != self.experiment_path:
+            self._path = (self.experiment_path, os.path.join(self.experiment_path, self.storage_dirname))
+        return self._path[1]
 
     local_path = path
     logdir = path
