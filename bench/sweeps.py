@@ -1,0 +1,533 @@
+"""Whole-sweep benchmark harness: fasttune vs Ray Tune, same workload, same run.
+
+    python -m bench.sweeps [--suite throughput] [--repeats 3]
+                           [--engines fasttune,raytune]
+                           [--workloads result_throughput,...] [--quick]
+                           [--size WORKLOAD[.ENGINE]=N ...] [--timeout S]
+
+For every repeat and workload the engines run alternately (the order flips on
+every repeat: A B, B A, A B, ...), each in its own fresh subprocess which
+does ``ray.init(num_cpus=2, include_dashboard=False)`` (untimed), runs the
+workload from ``bench.workloads`` against ``ray.tune`` or ``fasttune`` (timing
+``Tuner.fit()`` wall-clock), counts the results and prints one JSON line back.
+
+An engine that cannot be imported, or whose module lacks the API the workloads
+use, is recorded as skipped with the reason.  The summary (medians, spread,
+fasttune-vs-Ray-Tune ratio, sizes, machine facts) is printed as Markdown and
+written as JSON + Markdown to ``bench/out/``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from typing import Any, Dict, List, Optional
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT_DIR = os.path.join(REPO_ROOT, "bench", "out")
+MARKER = "@@SWEEPS_JSON@@ "
+
+# engine name -> module imported as ``tune``
+ENGINES = {"raytune": "ray.tune", "fasttune": "fasttune"}
+DEFAULT_ENGINES = ("fasttune", "raytune")
+
+
+# --------------------------------------------------------------------------
+# Child side: one engine, one workload, one repeat, fresh process
+# --------------------------------------------------------------------------
+
+def _import_engine(engine: str):
+    """Import the engine's tune module; return (module, version) or raise
+    _Skip with a reason."""
+    import importlib
+
+    modname = ENGINES[engine]
+    try:
+        mod = importlib.import_module(modname)
+    except Exception as e:  # ImportError, or anything the import raises
+        raise _Skip(f"import {modname} failed: {type(e).__name__}: {e}")
+    from bench.workloads import REQUIRED_API
+
+    missing = [a for a in REQUIRED_API if not hasattr(mod, a)]
+    if missing:
+        raise _Skip(f"{modname} is importable but lacks {', '.join(missing)}")
+    return mod, _engine_version(engine, mod)
+
+
+def _engine_version(engine: str, mod=None) -> Optional[str]:
+    if engine == "raytune":
+        try:
+            import ray
+
+            return ray.__version__
+        except Exception:
+            pass
+    v = getattr(mod, "__version__", None) if mod is not None else None
+    if v:
+        return str(v)
+    try:
+        from importlib.metadata import version
+
+        return version("ray" if engine == "raytune" else "fasttune")
+    except Exception:
+        return None
+
+
+class _Skip(Exception):
+    pass
+
+
+def _emit(obj: Dict[str, Any]) -> None:
+    sys.stdout.flush()
+    sys.stdout.write(MARKER + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _child_main(spec: Dict[str, Any]) -> int:
+    engine = spec["engine"]
+    rec: Dict[str, Any] = {"engine": engine, "workload": spec.get("workload")}
+    try:
+        mod, ver = _import_engine(engine)
+    except _Skip as e:
+        rec.update(status="skipped", reason=str(e))
+        _emit(rec)
+        return 0
+    rec["engine_version"] = ver
+    if spec.get("probe"):
+        rec.update(status="ok")
+        _emit(rec)
+        return 0
+
+    from bench.workloads import WORKLOADS
+
+    wl = WORKLOADS[spec["workload"]]
+    size = int(spec["size"])
+    storage = tempfile.mkdtemp(prefix=f"sweeps-{engine}-{wl.name}-")
+    rec["size"] = size
+    try:
+        import ray
+
+        t0 = time.perf_counter()
+        ray.init(num_cpus=2, include_dashboard=False)
+        rec["ray_init_s"] = time.perf_counter() - t0
+        out = wl.run(mod, size, storage)
+        rec.update(out)
+        rec["value"] = wl.value(out)
+        rec["status"] = "ok" if out.get("complete") else "incomplete"
+    except Exception as e:
+        rec.update(
+            status="error",
+            reason=f"{type(e).__name__}: {e}",
+            traceback=traceback.format_exc()[-4000:],
+        )
+    _emit(rec)
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:
+        pass
+    if not spec.get("keep_storage"):
+        shutil.rmtree(storage, ignore_errors=True)
+    else:
+        print(f"storage kept at {storage}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Parent side
+# --------------------------------------------------------------------------
+
+def _loadavg() -> Optional[List[float]]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _spawn(spec: Dict[str, Any], timeout: float) -> Dict[str, Any]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    cmd = [sys.executable, "-m", "bench.sweeps", "--_child", json.dumps(spec)]
+    t0 = time.perf_counter()
+    load = _loadavg()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # so a timeout can end Ray's helpers too
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        stdout, stderr = proc.communicate()
+        timed_out = True
+    except BaseException:
+        _kill_group(proc)
+        proc.communicate()
+        raise
+    wall = time.perf_counter() - t0
+    rec = None
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(MARKER):
+            rec = json.loads(line[len(MARKER):])
+            break
+    if rec is None:
+        rec = {
+            "engine": spec["engine"],
+            "workload": spec.get("workload"),
+            "status": "timeout" if timed_out else "crashed",
+            "reason": (
+                f"no result within {timeout:.0f}s" if timed_out
+                else f"child exited {proc.returncode} without a result"
+            ),
+            "stderr_tail": stderr[-3000:],
+        }
+    elif rec.get("status") in ("error", "incomplete"):
+        rec["stderr_tail"] = stderr[-3000:]
+    rec["process_wall_s"] = round(wall, 3)
+    rec["loadavg_before"] = load
+    return rec
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _git_rev() -> Optional[str]:
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        return (rev + ("-dirty" if dirty else "")) or None
+    except Exception:
+        return None
+
+
+def _mem_total_gib() -> Optional[float]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def machine_facts() -> Dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def pkg(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "mem_total_gib": _mem_total_gib(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "python": platform.python_version(),
+        "python_impl": platform.python_implementation(),
+        "ray": pkg("ray"),
+        "fasttune": pkg("fasttune"),
+        "git_rev": _git_rev(),
+        "loadavg_start": _loadavg(),
+    }
+
+
+def _median(xs: List[float]) -> Optional[float]:
+    return statistics.median(xs) if xs else None
+
+
+def summarize(workloads, engines, runs, sizes, skipped) -> List[Dict[str, Any]]:
+    from bench.workloads import WORKLOADS
+
+    rows = []
+    for wname in workloads:
+        wl = WORKLOADS[wname]
+        row: Dict[str, Any] = {
+            "workload": wname,
+            "metric": wl.metric,
+            "unit": wl.unit,
+            "higher_is_better": wl.higher_is_better,
+            "size_meaning": wl.size_meaning,
+            "engines": {},
+        }
+        for eng in engines:
+            rs = [r for r in runs if r["workload"] == wname and r["engine"] == eng]
+            vals = [r["value"] for r in rs if r.get("status") == "ok"]
+            e: Dict[str, Any] = {
+                "size": sizes[(wname, eng)],
+                "runs": len(rs),
+                "ok": len(vals),
+                "values": vals,
+                "median": _median(vals),
+                "min": min(vals) if vals else None,
+                "max": max(vals) if vals else None,
+                "median_fit_s": _median(
+                    [r["fit_s"] for r in rs if r.get("status") == "ok"]),
+                "statuses": sorted({r.get("status") for r in rs}),
+            }
+            if eng in skipped:
+                e["skipped"] = skipped[eng]
+            bad = [r for r in rs if r.get("status") != "ok"]
+            if bad:
+                e["problems"] = [
+                    f"{r.get('status')}: {r.get('reason', '')}".strip()
+                    for r in bad
+                ]
+            row["engines"][eng] = e
+        ft = row["engines"].get("fasttune", {}).get("median")
+        rt = row["engines"].get("raytune", {}).get("median")
+        if ft and rt:
+            row["ratio_fasttune_over_raytune"] = ft / rt
+            row["speedup"] = ft / rt if wl.higher_is_better else rt / ft
+        else:
+            row["ratio_fasttune_over_raytune"] = None
+            row["speedup"] = None
+        rows.append(row)
+    return rows
+
+
+def _fmt(x: Optional[float]) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
+def render_markdown(report: Dict[str, Any]) -> str:
+    m = report["machine"]
+    engines = report["engines"]
+    lines = [
+        f"# fasttune sweep benchmark ({report['started']})",
+        "",
+        f"- command: `{report['command']}`",
+        f"- repeats: {report['repeats']}  quick: {report['quick']}  "
+        f"engine order: alternating, flipped every repeat",
+        f"- machine: {m['cpu_count']} CPUs (affinity {m['cpu_affinity']}), "
+        f"{m['mem_total_gib']} GiB, {m['platform']}",
+        f"- versions: python {m['python']}, ray {m['ray']}, "
+        f"fasttune {m['fasttune'] or report['engine_versions'].get('fasttune')}"
+        f", git {m['git_rev']}",
+        f"- loadavg start {m['loadavg_start']} end {report['loadavg_end']}",
+        "",
+    ]
+    head = ["workload", "metric"]
+    for e in engines:
+        head += [f"{e} median", f"{e} min–max", f"{e} size", f"{e} ok"]
+    head += ["speedup (fasttune vs raytune)"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for row in report["summary"]:
+        cells = [row["workload"], row["unit"]]
+        for e in engines:
+            d = row["engines"][e]
+            if "skipped" in d:
+                cells += ["skipped", "", f"{d['size']:,}", "0"]
+                continue
+            cells += [
+                _fmt(d["median"]),
+                f"{_fmt(d['min'])}–{_fmt(d['max'])}",
+                f"{d['size']:,}",
+                f"{d['ok']}/{d['runs']}",
+            ]
+        sp = row["speedup"]
+        cells.append(f"{sp:.2f}×" if sp else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for eng, why in report["skipped"].items():
+        lines.append(f"- **{eng} skipped**: {why}")
+    for row in report["summary"]:
+        for e, d in row["engines"].items():
+            for p in d.get("problems", []):
+                if "skipped" not in d:
+                    lines.append(f"- {row['workload']} / {e}: {p}")
+    lines.append("")
+    lines.append(
+        "Rates are over the whole `Tuner.fit()` wall-clock; sizes may differ "
+        "per engine (rates are comparable, sizes are recorded). "
+        "Speedup > 1 means fasttune is faster."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _parse_sizes(items: List[str]) -> Dict[str, Dict[str, int]]:
+    """--size WORKLOAD=N or WORKLOAD.ENGINE=N -> {workload: {engine|'*': N}}"""
+    out: Dict[str, Dict[str, int]] = {}
+    for it in items:
+        key, _, val = it.partition("=")
+        if not val:
+            raise SystemExit(f"--size expects WORKLOAD[.ENGINE]=N, got {it!r}")
+        wname, _, eng = key.partition(".")
+        out.setdefault(wname, {})[eng or "*"] = int(val.replace("_", ""))
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--_child"]:
+        return _child_main(json.loads(argv[1]))
+
+    from bench.workloads import SUITES, WORKLOADS
+
+    p = argparse.ArgumentParser(
+        prog="python -m bench.sweeps",
+        description="Whole-sweep benchmark: fasttune vs Ray Tune.",
+    )
+    p.add_argument("--suite", default="throughput", choices=sorted(SUITES))
+    p.add_argument("--workloads", default=None,
+                   help="comma list; overrides --suite. "
+                        f"Known: {','.join(WORKLOADS)}")
+    p.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
+                   help=f"comma list of {','.join(ENGINES)}")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes for smoke checks")
+    p.add_argument("--size", action="append", default=[],
+                   metavar="WORKLOAD[.ENGINE]=N",
+                   help="override a size, e.g. result_throughput.raytune=2000")
+    p.add_argument("--timeout", type=float, default=1800.0,
+                   help="seconds per child run before it is killed")
+    p.add_argument("--out-dir", default=OUT_DIR)
+    p.add_argument("--keep-storage", action="store_true",
+                   help="keep each run's storage_path (for inspection)")
+    args = p.parse_args(argv)
+
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    for e in engines:
+        if e not in ENGINES:
+            p.error(f"unknown engine {e!r}; known: {', '.join(ENGINES)}")
+    workloads = (
+        [w.strip() for w in args.workloads.split(",") if w.strip()]
+        if args.workloads else list(SUITES[args.suite])
+    )
+    for w in workloads:
+        if w not in WORKLOADS:
+            p.error(f"unknown workload {w!r}; known: {', '.join(WORKLOADS)}")
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    overrides = _parse_sizes(args.size)
+    for w in overrides:
+        if w not in WORKLOADS:
+            p.error(f"--size: unknown workload {w!r}")
+
+    sizes = {}
+    for w in workloads:
+        for e in engines:
+            o = overrides.get(w, {})
+            sizes[(w, e)] = o.get(e, o.get("*", WORKLOADS[w].size_for(e, args.quick)))
+
+    started = _dt.datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+    command = "python -m bench.sweeps " + " ".join(argv)
+    machine = machine_facts()
+    print(f"[sweeps] {command}", file=sys.stderr)
+
+    # Probe each engine once (fresh process) so a missing engine is reported
+    # once as skipped instead of failing every repeat.
+    skipped: Dict[str, str] = {}
+    versions: Dict[str, Optional[str]] = {}
+    for e in engines:
+        r = _spawn({"engine": e, "probe": True}, timeout=300)
+        if r.get("status") != "ok":
+            skipped[e] = r.get("reason", r.get("status"))
+            print(f"[sweeps] {e}: skipped ({skipped[e]})", file=sys.stderr)
+        else:
+            versions[e] = r.get("engine_version")
+            print(f"[sweeps] {e}: {ENGINES[e]} {versions[e]}", file=sys.stderr)
+    active = [e for e in engines if e not in skipped]
+
+    runs: List[Dict[str, Any]] = []
+    for rep in range(args.repeats):
+        order = active if rep % 2 == 0 else active[::-1]
+        for w in workloads:
+            for e in order:
+                spec = {"engine": e, "workload": w, "size": sizes[(w, e)],
+                        "keep_storage": args.keep_storage}
+                r = _spawn(spec, timeout=args.timeout)
+                r["repeat"] = rep
+                runs.append(r)
+                if r.get("status") == "skipped":
+                    skipped.setdefault(e, r.get("reason"))
+                msg = (f"{WORKLOADS[w].unit} {_fmt(r.get('value'))} "
+                       f"(fit {r.get('fit_s', float('nan')):.2f}s)"
+                       if r.get("status") == "ok"
+                       else f"{r.get('status')}: {r.get('reason', '')}")
+                print(f"[sweeps] rep {rep + 1}/{args.repeats} {w} {e} "
+                      f"size={sizes[(w, e)]:,}: {msg}", file=sys.stderr)
+
+    report = {
+        "started": started,
+        "finished": _dt.datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
+        "command": command,
+        "repeats": args.repeats,
+        "quick": args.quick,
+        "engines": engines,
+        "workloads": workloads,
+        "engine_versions": versions,
+        "skipped": skipped,
+        "sizes": {f"{w}.{e}": n for (w, e), n in sizes.items()},
+        "machine": machine,
+        "loadavg_end": _loadavg(),
+        "summary": summarize(workloads, engines, runs, sizes, skipped),
+        "runs": runs,
+    }
+    md = render_markdown(report)
+    print(md)
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    stamp = started.replace(":", "").replace("-", "")
+    base = os.path.join(args.out_dir, f"sweeps-{stamp}")
+    with open(base + ".json", "w") as f:
+        json.dump(report, f, indent=2, default=str)
+    with open(base + ".md", "w") as f:
+        f.write(md)
+    for src, dst in ((base + ".json", "latest.json"), (base + ".md", "latest.md")):
+        shutil.copyfile(src, os.path.join(args.out_dir, dst))
+    print(f"[sweeps] wrote {base}.json and {base}.md", file=sys.stderr)
+    failed = any(r.get("status") not in ("ok", "skipped") for r in runs)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

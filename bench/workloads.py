@@ -1,0 +1,301 @@
+"""Whole-sweep benchmark workloads, each written once against a ``tune`` module.
+
+Every workload is a function ``run(tune, size, storage_path) -> dict`` where
+``tune`` is either ``ray.tune`` or ``fasttune`` (same public API).  It builds a
+``Tuner``, times ``Tuner.fit()`` wall-clock (construction and the counting of
+results afterwards are *not* timed), then counts what the sweep produced from
+the ResultGrid and from the per-trial result files on disk.
+
+The returned dict always has:
+
+    fit_s            wall-clock seconds of tuner.fit()
+    construct_s      wall-clock seconds of Tuner(...) construction (untimed
+                     in the metric, recorded for information)
+    trials           number of trials in the ResultGrid
+    trials_ok        trials that finished without error
+    errors           trials that errored
+    results          results counted (result files; see count_results)
+    results_source   where ``results`` came from
+    expected_trials / expected_results   what a complete sweep produces
+    complete         True when everything expected was produced
+
+Each workload is described by a ``Workload`` record (metric, unit, direction,
+default and quick sizes per engine) in ``WORKLOADS``; ``bench.sweeps`` turns a
+run dict into the metric value with ``Workload.value``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict
+
+# Names a ``tune`` module must provide for these workloads to run.
+REQUIRED_API = (
+    "Tuner",
+    "TuneConfig",
+    "RunConfig",
+    "report",
+    "grid_search",
+    "uniform",
+    "with_resources",
+)
+
+
+# --------------------------------------------------------------------------
+# Counting what a sweep produced
+# --------------------------------------------------------------------------
+
+def _count_lines(path: str) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                n += 1
+    return n
+
+
+def count_results(grid) -> Dict[str, Any]:
+    """Count trials and results in a ResultGrid.
+
+    Results are counted per trial from, in order of preference:
+      1. the trial's ``result.json`` (one JSON line per reported result,
+         written by the default JSON logger) under ``Result.path``;
+      2. ``len(Result.metrics_dataframe)``;
+      3. ``Result.metrics["training_iteration"]`` (the engine's own counter).
+    The engine counter is also summed separately as a cross-check.
+    """
+    trials = 0
+    errors = 0
+    results = 0
+    reported_iters = 0
+    sources = set()
+    for res in grid:
+        trials += 1
+        if getattr(res, "error", None) is not None:
+            errors += 1
+        metrics = getattr(res, "metrics", None) or {}
+        it = metrics.get("training_iteration")
+        if isinstance(it, int):
+            reported_iters += it
+        path = getattr(res, "path", None)
+        result_json = os.path.join(path, "result.json") if path else None
+        if result_json and os.path.isfile(result_json):
+            results += _count_lines(result_json)
+            sources.add("result.json")
+            continue
+        df = getattr(res, "metrics_dataframe", None)
+        if df is not None:
+            results += len(df)
+            sources.add("metrics_dataframe")
+            continue
+        if isinstance(it, int):
+            results += it
+            sources.add("training_iteration")
+        else:
+            sources.add("none")
+    return {
+        "trials": trials,
+        "trials_ok": trials - errors,
+        "errors": errors,
+        "results": results,
+        "results_source": "+".join(sorted(sources)) or "none",
+        "reported_iterations": reported_iters,
+    }
+
+
+def _fit(tune, trainable, *, name, storage_path, param_space, tune_config):
+    run_config = tune.RunConfig(name=name, storage_path=storage_path, verbose=0)
+    t0 = time.perf_counter()
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune_config,
+        run_config=run_config,
+    )
+    t1 = time.perf_counter()
+    grid = tuner.fit()
+    t2 = time.perf_counter()
+    out = {"construct_s": t1 - t0, "fit_s": t2 - t1}
+    out.update(count_results(grid))
+    return out
+
+
+def _finish(out, expected_trials, expected_results):
+    out["expected_trials"] = expected_trials
+    out["expected_results"] = expected_results
+    out["complete"] = (
+        out["errors"] == 0
+        and out["trials"] == expected_trials
+        and out["results"] == expected_results
+    )
+    return out
+
+
+# --------------------------------------------------------------------------
+# Workloads
+# --------------------------------------------------------------------------
+
+def result_throughput(tune, size: int, storage_path: str) -> Dict[str, Any]:
+    """2 concurrent trials (grid over x in {1, 2}, 1 CPU each), each reporting
+    ``size`` small results ``{"score": i * x, "i": i}`` in a tight loop.
+    Default loggers stay on."""
+
+    def trainable(config):
+        report = tune.report
+        x = config["x"]
+        for i in range(config["n"]):
+            report({"score": i * x, "i": i})
+
+    out = _fit(
+        tune,
+        tune.with_resources(trainable, {"cpu": 1}),
+        name="result_throughput",
+        storage_path=storage_path,
+        param_space={"x": tune.grid_search([1, 2]), "n": size},
+        tune_config=tune.TuneConfig(num_samples=1),
+    )
+    return _finish(out, expected_trials=2, expected_results=2 * size)
+
+
+def _bookkeeping(tune, size: int, storage_path: str, name: str, **tune_config: Any) -> Dict[str, Any]:
+    def trainable(config):
+        tune.report({"score": config["x"]})
+
+    out = _fit(
+        tune,
+        tune.with_resources(trainable, {"cpu": 1}),
+        name=name,
+        storage_path=storage_path,
+        param_space={"x": tune.uniform(0.0, 1.0)},
+        tune_config=tune.TuneConfig(num_samples=size, **tune_config),
+    )
+    return _finish(out, expected_trials=size, expected_results=size)
+
+
+def trial_bookkeeping(tune, size: int, storage_path: str) -> Dict[str, Any]:
+    """``size`` trials (num_samples=size, x ~ uniform(0, 1), 1 CPU each), each
+    reporting exactly one result."""
+    return _bookkeeping(tune, size, storage_path, "trial_bookkeeping")
+
+
+def trial_bookkeeping_reuse(tune, size: int, storage_path: str) -> Dict[str, Any]:
+    """As ``trial_bookkeeping`` with ``TuneConfig(reuse_actors=True)``: Ray Tune's best
+    case (its default starts a process per trial); fasttune always reuses workers."""
+    return _bookkeeping(tune, size, storage_path, "trial_bookkeeping_reuse", reuse_actors=True)
+
+
+def time_to_first_result(tune, size: int, storage_path: str) -> Dict[str, Any]:
+    """1 trial (1 CPU) reporting 1 result; latency of the whole fit() call.
+    ``size`` is fixed at 1 (kept for a uniform signature)."""
+
+    def trainable(config):
+        tune.report({"score": config["x"]})
+
+    out = _fit(
+        tune,
+        tune.with_resources(trainable, {"cpu": 1}),
+        name="time_to_first_result",
+        storage_path=storage_path,
+        param_space={"x": 1.0},
+        tune_config=tune.TuneConfig(num_samples=1),
+    )
+    return _finish(out, expected_trials=1, expected_results=1)
+
+
+# --------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    run: Callable[[Any, int, str], Dict[str, Any]]
+    metric: str              # human name of the metric
+    unit: str                # unit of Workload.value
+    higher_is_better: bool
+    value: Callable[[Dict[str, Any]], float]
+    sizes: Dict[str, int] = field(default_factory=dict)        # per engine
+    quick_sizes: Dict[str, int] = field(default_factory=dict)  # per engine
+    size_meaning: str = ""
+    description: str = ""
+
+    def size_for(self, engine: str, quick: bool = False) -> int:
+        table = self.quick_sizes if quick else self.sizes
+        return table.get(engine, table["default"])
+
+
+def _rate(key):
+    def f(r):
+        return r[key] / r["fit_s"] if r["fit_s"] > 0 else float("nan")
+    return f
+
+
+WORKLOADS: Dict[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload(
+            name="result_throughput",
+            run=result_throughput,
+            metric="results/s over the whole fit()",
+            unit="results/s",
+            higher_is_better=True,
+            value=_rate("results"),
+            sizes={"default": 5_000, "raytune": 5_000, "fasttune": 100_000},
+            quick_sizes={"default": 200},
+            size_meaning="results per trial (2 trials)",
+            description="2 concurrent trials, each reporting N small results "
+                        "in a tight loop; default loggers on.",
+        ),
+        Workload(
+            name="trial_bookkeeping",
+            run=trial_bookkeeping,
+            metric="trials/s over the whole fit()",
+            unit="trials/s",
+            higher_is_better=True,
+            value=_rate("trials_ok"),
+            # Ray Tune's rate does not grow with size (a process per trial), and 500
+            # trials take it over ten minutes a repeat here; 50 give the same rate.
+            sizes={"default": 500, "raytune": 50, "fasttune": 10_000},
+            quick_sizes={"default": 20},
+            size_meaning="trials (1 result each)",
+            description="M trials (num_samples=M, uniform param) of one "
+                        "result each, 1 CPU per trial.",
+        ),
+        Workload(
+            name="trial_bookkeeping_reuse",
+            run=trial_bookkeeping_reuse,
+            metric="trials/s over the whole fit()",
+            unit="trials/s",
+            higher_is_better=True,
+            value=_rate("trials_ok"),
+            sizes={"default": 500, "raytune": 500, "fasttune": 10_000},
+            quick_sizes={"default": 20},
+            size_meaning="trials (1 result each), reuse_actors=True",
+            description="As trial_bookkeeping with TuneConfig(reuse_actors=True), "
+                        "Ray Tune's fastest setting.",
+        ),
+        Workload(
+            name="time_to_first_result",
+            run=time_to_first_result,
+            metric="seconds from fit() call to return",
+            unit="s",
+            higher_is_better=False,
+            value=lambda r: r["fit_s"],
+            sizes={"default": 1},
+            quick_sizes={"default": 1},
+            size_meaning="fixed: 1 trial, 1 result",
+            description="1 trial reporting 1 result; fit() latency.",
+        ),
+    )
+}
+
+SUITES: Dict[str, tuple] = {
+    "throughput": ("result_throughput", "trial_bookkeeping", "trial_bookkeeping_reuse",
+                   "time_to_first_result"),
+}
+
+
+if __name__ == "__main__":  # pragma: no cover - convenience listing
+    print(json.dumps({k: w.description for k, w in WORKLOADS.items()}, indent=2))
