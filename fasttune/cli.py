@@ -11,11 +11,11 @@ import numpy as np
 
 def _make_data(seed: int = 0):
     rng = np.random.default_rng(seed)
-    n, d = 2000, 20
+    n, d = 20000, 50
     X = rng.normal(size=(n, d))
     w_true = rng.normal(size=d) * (rng.random(d) < 0.5)
     y = X @ w_true + rng.normal(scale=0.5, size=n)
-    return X[:1500], y[:1500], X[1500:], y[1500:]
+    return X[:16000], y[:16000], X[16000:], y[16000:]
 
 
 def train_ridge(config):
@@ -45,8 +45,8 @@ def demo(argv: Optional[List[str]] = None) -> int:
     )
     parser.add_argument("--storage-path", default=os.path.abspath("fasttune_results"),
                         help="where results go (default: ./fasttune_results)")
-    parser.add_argument("--num-samples", type=int, default=4, help="random samples per grid point (default 4)")
-    parser.add_argument("--epochs", type=int, default=15, help="epochs per trial (default 15)")
+    parser.add_argument("--num-samples", type=int, default=8, help="random samples per grid point (default 8)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per trial (default 20)")
     parser.add_argument("--seed", type=int, default=2024, help="seed of the random search (default 2024)")
     args = parser.parse_args(argv)
 
