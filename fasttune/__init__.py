@@ -32,6 +32,7 @@ from fasttune.search.sample import (
 )
 from fasttune.stopper import Stopper
 from fasttune.trainable.session import TuneContext, get_checkpoint, get_context, report
+from fasttune.trainable.trainable import Trainable
 from fasttune.tune import run, run_experiments, with_parameters, with_resources
 from fasttune.tune_config import TuneConfig
 from fasttune.tuner import Tuner
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tuner",
+    "Trainable",
     "TuneConfig",
     "RunConfig",
     "CheckpointConfig",

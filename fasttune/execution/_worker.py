@@ -16,6 +16,14 @@ outstanding per busy worker.  ``commands`` is a list of ``[kind, ...]``:
     ["done" | "stopped" | "paused", trial_id]
     ["dropped", trial_id]                      a queued trial ended before it started
     ["error", trial_id, traceback_text, cloudpickled_exception_or_None]
+    ["checkpoint", trial_id, checkpoint_dir_name]   a class trainable saved after its last
+                                    reported result (checkpoint_at_end, or before a pause)
+
+A class trainable (``fasttune.Trainable``) runs through the same report path: each
+``step()`` result is one report.  The spec's ``checkpoint_frequency`` and
+``checkpoint_at_end`` tell the worker when to call ``save_checkpoint``; with
+``reuse_actors`` the live instance is kept for the worker's next trial of the same
+trainable and reused through ``reset_config`` when that returns True.
 
 ``report()`` packs each result at once (so a non-encodable value fails in the user's
 call, naming the key) and appends it to the running trial's buffer without a lock:
@@ -37,9 +45,16 @@ from typing import Any, Dict, List, Optional
 import msgpack
 
 from fasttune.checkpoint import Checkpoint
-from fasttune.error import TuneStopTrial
+from fasttune.error import TuneError, TuneStopTrial
 from fasttune.trainable.function_trainable import wrap_function
-from fasttune.trainable.session import Session, TuneContext
+from fasttune.trainable.session import Session, TuneContext, set_session
+from fasttune.trainable.trainable import (
+    Trainable,
+    _check_step_result,
+    is_trainable_class,
+    load_checkpoint_payload,
+    save_to_new_directory,
+)
 
 # A trial that reports faster than the driver drains blocks here; the bound keeps a
 # worker's memory small while batches stay large enough to amortise a round trip.
@@ -200,6 +215,7 @@ class TrialWorker:
         self._run: Optional[_Run] = None
         self._poller_waiting = False
         self._trainables: Dict[str, Any] = {}
+        self._held: Optional[tuple] = None  # (trainable name, live Trainable) kept for reuse
         self._identity = (os.getpid(), socket.gethostname(), _node_ip())
         self._thread = threading.Thread(target=self._trial_loop, name="fasttune-trial", daemon=True)
         self._thread.start()
@@ -222,6 +238,17 @@ class TrialWorker:
             self._cond.notify_all()  # a trial blocked on backpressure may go on
         header = msgpack.Packer().pack_array_header(len(reply))
         return header + b"".join(reply)
+
+    def release(self) -> bool:
+        """Call ``cleanup()`` on a class trainable instance kept for reuse (the driver
+        calls this before it lets the worker go).  False if a trial is running."""
+        with self._cond:
+            if self._run is not None or self._queue:
+                return False
+            held, self._held = self._held, None
+        if held is not None:
+            _cleanup_quietly(held[1])
+        return True
 
     def interrupt(self, commands: bytes) -> None:
         """Apply stop/pause at once, without waiting for the outstanding poll."""
@@ -342,8 +369,13 @@ class TrialWorker:
         try:
             if spec.get("trial_dir"):
                 os.makedirs(spec["trial_dir"], exist_ok=True)
-            trainable_cls = wrap_function(self._trainables[spec["trainable"]])
-            trainable_cls(spec.get("config")).run(session)
+            trainable = self._trainables[spec["trainable"]]
+            if is_trainable_class(trainable):
+                self._run_class(run, spec["trainable"], trainable, session)
+            else:
+                self._discard_held()
+                trainable_cls = wrap_function(trainable)
+                trainable_cls(spec.get("config")).run(session)
         except TuneStopTrial as stop:
             end = ["paused" if stop.args and stop.args[0] == _PAUSE else "stopped", run.trial_id]
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, none is lost
@@ -360,13 +392,18 @@ class TrialWorker:
             self._run = None
             self._cond.notify_all()
 
-    def _report(self, run: _Run, metrics: Dict[str, Any], checkpoint: Optional[Checkpoint]) -> None:
-        if run.interrupt is not None:
+    def _report(self, run: _Run, metrics: Dict[str, Any], checkpoint: Any, step_done: bool = False) -> None:
+        """One result: ``checkpoint`` is a Checkpoint to copy in, or a callable that saves
+        one and returns its directory name.  ``step_done``: the work behind this result is
+        done (a class trainable's step), so it counts even when an interrupt is pending."""
+        if run.interrupt is not None and not step_done:
             raise TuneStopTrial(run.interrupt)
         packed = pack_result(metrics)
         now = time.time()
         if checkpoint is not None:
-            run.checkpoints[run.count] = self._persist(run, checkpoint)
+            run.checkpoints[run.count] = (
+                self._persist(run, checkpoint) if isinstance(checkpoint, Checkpoint) else checkpoint(run)
+            )
         run.count += 1
         run.packed.append(packed)
         run.times.append(now)
@@ -374,6 +411,8 @@ class TrialWorker:
         run.last_time = now
         if stop:
             raise TuneStopTrial(_STOP)
+        if step_done and run.interrupt is not None:
+            raise TuneStopTrial(run.interrupt)
         iteration = run.base_iteration + run.count
         if iteration in run.decisions:
             self._await_decision(run, iteration)
@@ -398,6 +437,101 @@ class TrialWorker:
         if decision != _CONTINUE:
             raise TuneStopTrial(decision)
 
+    # ---- class trainables --------------------------------------------------------------
+    def _run_class(self, run: _Run, name: str, cls: type, session: Session) -> None:
+        spec = run.spec
+        frequency = int(spec.get("checkpoint_frequency") or 0)
+        at_end = bool(spec.get("checkpoint_at_end"))
+        reuse = spec.get("reuse_actors", True)
+        session = Session(session.context, _no_report_in_class(cls), session.checkpoint)
+        set_session(session)  # tune.get_context() works in setup/step; the instance reads it
+        instance: Optional[Trainable] = None
+        try:
+            instance = self._class_instance(name, cls, spec, session.context)
+            instance._iteration = run.base_iteration
+            restore = spec.get("restore")
+            if restore:
+                instance.load_checkpoint(load_checkpoint_payload(restore))
+            saved_at = run.base_iteration if restore else -1
+            save = lambda r: self._save_class(r, instance)  # noqa: E731
+            try:
+                while True:
+                    if run.interrupt is not None:
+                        raise TuneStopTrial(run.interrupt)
+                    result = _check_step_result(instance, instance.step())
+                    iteration = run.base_iteration + run.count + 1
+                    instance._iteration = iteration
+                    wanted = (
+                        (frequency and iteration % frequency == 0)
+                        or bool(result.get("should_checkpoint"))
+                        or (at_end and bool(result.get("done")))
+                    )
+                    if wanted:
+                        saved_at = iteration
+                    self._report(run, result, save if wanted else None, step_done=True)
+            except TuneStopTrial as stop:
+                how = stop.args[0] if stop.args else _STOP
+                current = run.base_iteration + run.count
+                if run.count and current != saved_at and (how == _PAUSE or (how == _STOP and at_end)):
+                    # After the last reported result: the checkpoint has that result's state.
+                    self._emit(["checkpoint", run.trial_id, self._save_class(run, instance)])
+                raise
+        except TuneStopTrial:
+            if instance is not None:
+                if reuse:
+                    self._held = (name, instance)
+                else:
+                    _cleanup_quietly(instance)
+            raise
+        except BaseException:
+            if instance is not None:
+                _cleanup_quietly(instance)  # its state may be broken: never reused
+            raise
+        else:  # pragma: no cover - the loop above only ends by raising
+            self._held = (name, instance)
+        finally:
+            set_session(None)
+
+    def _class_instance(self, name: str, cls: type, spec: Dict[str, Any], context: TuneContext) -> Trainable:
+        config = dict(spec.get("config") or {})
+        held, self._held = self._held, None
+        if held is not None:
+            held_name, instance = held
+            if held_name == name:
+                before = (instance._trial_id, instance._trial_name, instance._logdir,
+                          instance._iteration, instance.config)
+                instance._trial_id = context.trial_id or instance._trial_id
+                instance._trial_name = context.trial_name or instance._trial_name
+                instance._logdir = context.trial_dir or instance._logdir
+                instance._iteration = 0
+                instance.config = config
+                if instance.reset_config(config) is True:
+                    return instance
+                # Declined: the old instance is cleaned up as what it was.
+                (instance._trial_id, instance._trial_name, instance._logdir,
+                 instance._iteration, instance.config) = before
+            _cleanup_quietly(instance)
+        return cls(config)
+
+    def _discard_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            _cleanup_quietly(held[1])
+
+    def _save_class(self, run: _Run, instance: Trainable) -> str:
+        name = f"checkpoint_{run.checkpoint_index:06d}"
+        trial_dir = run.spec.get("trial_dir") or os.getcwd()
+        try:
+            save_to_new_directory(instance, os.path.join(trial_dir, name))
+        except Exception as exc:
+            raise TuneError(
+                f"{type(instance).__name__}.save_checkpoint() raised {type(exc).__name__}: {exc} "
+                f"(saving the checkpoint of iteration {instance.iteration}). Nothing was written "
+                "for it and the trial's earlier checkpoints are kept; fix save_checkpoint."
+            ) from exc
+        run.checkpoint_index += 1
+        return name
+
     def _persist(self, run: _Run, checkpoint: Checkpoint) -> str:
         name = f"checkpoint_{run.checkpoint_index:06d}"
         run.checkpoint_index += 1
@@ -411,6 +545,23 @@ class TrialWorker:
             shutil.rmtree(target, ignore_errors=True)
             os.rename(tmp, target)
         return name
+
+
+def _cleanup_quietly(instance: Trainable) -> None:
+    try:
+        instance.cleanup()
+    except Exception:  # noqa: BLE001 - a failing cleanup must not fail the next trial
+        traceback.print_exc()
+
+
+def _no_report_in_class(cls: type) -> Any:
+    def sink(metrics: Dict[str, Any], checkpoint: Any) -> None:
+        raise TuneError(
+            f"tune.report() was called inside the class trainable {cls.__name__}; a class "
+            "trainable reports by returning the metrics dict from step()."
+        )
+
+    return sink
 
 
 def _node_ip() -> str:

@@ -122,6 +122,8 @@ class RayTrialExecutor:
             trainable_blob, envs_blob = self._blob(name)
             worker.commands.append(["trainable", name, trainable_blob, envs_blob, self._sys_path])
             worker.trainables.add(name)
+        if "reuse_actors" not in spec:
+            spec = dict(spec, reuse_actors=self._reuse_actors)
         worker.commands.append(["start", spec])
         worker.assigned.append(trial)
         return worker.slot
@@ -330,10 +332,23 @@ class RayTrialExecutor:
         except Exception:  # noqa: BLE001 - already dead
             pass
 
+    def _release_instances(self) -> None:
+        """Let idle workers call ``cleanup()`` on class trainable instances they kept for
+        reuse, before they are killed (bounded: a hung cleanup does not hang the sweep)."""
+        import ray
+
+        refs = [w.actor.release.remote() for w in self._workers.values() if not w.assigned]
+        if refs:
+            try:
+                ray.wait(refs, num_returns=len(refs), timeout=30)
+            except Exception:  # noqa: BLE001 - a dead worker has nothing to clean up
+                pass
+
     def has_outstanding(self) -> bool:
         return bool(self._by_future) or bool(self._replies)
 
     def cleanup(self) -> None:
+        self._release_instances()
         for worker in list(self._workers.values()):
             self._kill(worker)
         self._idle.clear()

@@ -259,6 +259,9 @@ class TrialRunner:
             "ckpt_index": len(trial.checkpoints),
             "restore": restore.path if restore else None,
             "resources": trial.resources,
+            # Class trainables: the worker calls save_checkpoint by this policy.
+            "checkpoint_frequency": int(getattr(trial.checkpoint_config, "checkpoint_frequency", 0) or 0),
+            "checkpoint_at_end": bool(getattr(trial.checkpoint_config, "checkpoint_at_end", False)),
         }
         self._unassigned.pop(trial_id, None)  # a PAUSED trial resuming was never in it
         self._slot_of[trial_id] = self.trial_executor.start_trial(trial, spec)
@@ -287,6 +290,9 @@ class TrialRunner:
                 if trial.status != Trial.RUNNING:
                     decision = TrialScheduler.PAUSE if trial.status == Trial.PAUSED else TrialScheduler.STOP
                 self.trial_executor.send_decision(slot, trial_id, _WORKER_DECISION[decision])
+            elif kind == "checkpoint":
+                # Saved after the trial's last reported result (at end, or before a pause).
+                self._on_checkpoint(trial, event[2], trial.last_result)
             else:
                 if trial_id in started_here:
                     whole_trials += 1
@@ -360,7 +366,8 @@ class TrialRunner:
     def _on_checkpoint(self, trial: Trial, name: str, result: Dict[str, Any]) -> None:
         checkpoint = Checkpoint(os.path.join(trial.path, name))
         trial.checkpoints.append(checkpoint)
-        self._checkpoint_iteration[trial.trial_id] = (result["training_iteration"], result["time_total_s"])
+        self._checkpoint_iteration[trial.trial_id] = (
+            result.get("training_iteration", 0), result.get("time_total_s", 0.0))
         self._callbacks.call("on_checkpoint", iteration=self._iteration, trials=self._trials, trial=trial, checkpoint=checkpoint)
 
     def _on_trial_end(self, slot: int, trial: Trial, kind: str, event: List[Any]) -> None:

@@ -124,7 +124,10 @@ class Experiment:
 
     def resources_for(self, config: Dict[str, Any]) -> PlacementGroupFactory:
         resources = self._resources
-        if callable(resources) and not isinstance(resources, PlacementGroupFactory):
+        if resources is None and isinstance(self.trainable, type) and hasattr(self.trainable, "default_resource_request"):
+            # A class trainable's own request applies when the experiment gives none.
+            resources = self.trainable.default_resource_request(config)
+        elif callable(resources) and not isinstance(resources, PlacementGroupFactory):
             resources = resources(config)
         return resource_dict_to_pg_factory(resources)
 

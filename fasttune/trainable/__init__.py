@@ -1,5 +1,6 @@
 """Trainables: what a worker runs for a trial."""
 from fasttune.trainable.function_trainable import FunctionTrainable, wrap_function
 from fasttune.trainable.session import TuneContext, get_checkpoint, get_context, report
+from fasttune.trainable.trainable import Trainable
 
-__all__ = ["FunctionTrainable", "wrap_function", "TuneContext", "get_checkpoint", "get_context", "report"]
+__all__ = ["Trainable", "FunctionTrainable", "wrap_function", "TuneContext", "get_checkpoint", "get_context", "report"]
