@@ -108,6 +108,8 @@ def with_parameters(trainable: Callable[..., Any], **kwargs: Any) -> Callable[[D
     """
     if not callable(trainable):
         raise TypeError(f"with_parameters needs a function, got {type(trainable).__name__}.")
+    if isinstance(trainable, type):
+        return _class_with_parameters(trainable, kwargs)
     refs: Dict[str, Any] = {}
     try:
         import ray
@@ -147,6 +149,9 @@ def with_resources(trainable: Any, resources: Any) -> Any:
         resource_dict_to_pg_factory(resources)  # validate now, with a clear error
     if not callable(trainable):
         raise TypeError(f"with_resources needs a trainable function, got {type(trainable).__name__}.")
+    if isinstance(trainable, type):
+        # A class trainable keeps being a class: a subclass that carries the request.
+        return type(trainable.__name__, (trainable,), {"_resources": resources, "__module__": trainable.__module__})
 
     @functools.wraps(trainable)
     def inner(config: Dict[str, Any], **bound: Any) -> Any:
@@ -156,3 +161,27 @@ def with_resources(trainable: Any, resources: Any) -> Any:
     del inner.__wrapped__
     inner._resources = resources  # type: ignore[attr-defined]
     return inner
+
+
+def _class_with_parameters(cls: type, kwargs: Dict[str, Any]) -> type:
+    """A subclass of the class trainable ``cls`` whose ``setup`` gets ``kwargs`` too."""
+    refs: Dict[str, Any] = {}
+    try:
+        import ray
+
+        if ray.is_initialized():
+            refs = {key: ray.put(value) for key, value in kwargs.items()}
+    except ImportError:  # pragma: no cover - ray is a core dependency
+        pass
+    values = {key: value for key, value in kwargs.items() if key not in refs}
+
+    def setup(self: Any, config: Dict[str, Any], **extra: Any) -> Any:
+        bound = dict(values)
+        if refs:
+            import ray
+
+            bound.update(zip(refs, ray.get(list(refs.values()))))
+        bound.update(extra)
+        return cls.setup(self, config, **bound)
+
+    return type(cls.__name__, (cls,), {"setup": setup, "__module__": cls.__module__})
