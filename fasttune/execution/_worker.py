@@ -215,6 +215,7 @@ class TrialWorker:
         self._run: Optional[_Run] = None
         self._poller_waiting = False
         self._trainables: Dict[str, Any] = {}
+        self._wrapped: Dict[str, Any] = {}
         self._held: Optional[tuple] = None  # (trainable name, live Trainable) kept for reuse
         self._identity = (os.getpid(), socket.gethostname(), _node_ip())
         self._thread = threading.Thread(target=self._trial_loop, name="fasttune-trial", daemon=True)
@@ -271,6 +272,7 @@ class TrialWorker:
                     if entry not in sys.path and os.path.isdir(entry):
                         sys.path.append(entry)
                 self._trainables[command[1]] = cloudpickle.loads(command[2])
+                self._wrapped.pop(command[1], None)
                 if command[3]:
                     _install_env_creators(cloudpickle.loads(command[3]))
             elif kind == "start":
@@ -374,7 +376,9 @@ class TrialWorker:
                 self._run_class(run, spec["trainable"], trainable, session)
             else:
                 self._discard_held()
-                trainable_cls = wrap_function(trainable)
+                trainable_cls = self._wrapped.get(spec["trainable"])
+                if trainable_cls is None:  # wrapping inspects the signature: once per name
+                    trainable_cls = self._wrapped[spec["trainable"]] = wrap_function(trainable)
                 trainable_cls(spec.get("config")).run(session)
         except TuneStopTrial as stop:
             end = ["paused" if stop.args and stop.args[0] == _PAUSE else "stopped", run.trial_id]
