@@ -506,6 +506,8 @@ class TrialRunner:
     def _write_snapshot(self) -> str:
         import msgpack
 
+        self._files.flush()  # every result the snapshot counts is on disk first
+
         state = {
             "format": 1,
             "table": self._table.snapshot(),
