@@ -187,6 +187,8 @@ def _spawn(spec: Dict[str, Any], timeout: float) -> Dict[str, Any]:
         proc.communicate()
         raise
     wall = time.perf_counter() - t0
+    _kill_group(proc)  # Ray helpers a child left behind must not load the next run
+    quiet_s = _settle()
     rec = None
     for line in reversed(stdout.splitlines()):
         if line.startswith(MARKER):
@@ -207,7 +209,38 @@ def _spawn(spec: Dict[str, Any], timeout: float) -> Dict[str, Any]:
         rec["stderr_tail"] = stderr[-3000:]
     rec["process_wall_s"] = round(wall, 3)
     rec["loadavg_before"] = load
+    rec["settle_s"] = quiet_s
     return rec
+
+
+def _cpu_busy_fraction(window_s: float = 0.5) -> Optional[float]:
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return idle, sum(fields)
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(window_s)
+        idle1, total1 = sample()
+    except OSError:
+        return None
+    total = total1 - total0
+    return 1.0 - (idle1 - idle0) / total if total > 0 else 0.0
+
+
+def _settle(max_s: float = 60.0, busy_below: float = 0.15) -> float:
+    """Flush dirty pages and wait until the CPUs are nearly idle, so one run's teardown
+    (killed Ray workers, deleted trial directories) does not slow the next engine's run.
+    Returns the seconds waited."""
+    t0 = time.perf_counter()
+    os.sync()
+    while time.perf_counter() - t0 < max_s:
+        busy = _cpu_busy_fraction()
+        if busy is None or busy < busy_below:
+            break
+    return round(time.perf_counter() - t0, 2)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
