@@ -113,7 +113,7 @@ def _child_main(spec: Dict[str, Any]) -> int:
 
     wl = WORKLOADS[spec["workload"]]
     size = int(spec["size"])
-    storage = tempfile.mkdtemp(prefix=f"sweeps-{engine}-{wl.name}-")
+    storage = tempfile.mkdtemp(prefix=f"sweeps-{engine}-{wl.name}-", dir=spec.get("storage_root"))
     rec["size"] = size
     try:
         import ray
@@ -211,6 +211,23 @@ def _spawn(spec: Dict[str, Any], timeout: float) -> Dict[str, Any]:
     rec["loadavg_before"] = load
     rec["settle_s"] = quiet_s
     return rec
+
+
+def _fs_probe_us(root: Optional[str], trials: int = 300) -> float:
+    """Microseconds the storage file system takes for one trial's files (a directory
+    and three small files), measured just before a run: this machine's disk has slow
+    periods that bound short-trial throughput for any engine."""
+    probe = tempfile.mkdtemp(prefix="sweeps-fsprobe-", dir=root)
+    t0 = time.perf_counter()
+    for i in range(trials):
+        trial_dir = os.path.join(probe, f"trial_{i:05d}")
+        os.mkdir(trial_dir)
+        for name in ("params.json", "result.json", "progress.csv"):
+            with open(os.path.join(trial_dir, name), "w") as f:
+                f.write("{}")
+    elapsed = time.perf_counter() - t0
+    shutil.rmtree(probe, ignore_errors=True)
+    return round(elapsed / trials * 1e6, 1)
 
 
 def _cpu_busy_fraction(window_s: float = 0.5) -> Optional[float]:
@@ -359,6 +376,13 @@ def summarize(workloads, engines, runs, sizes, skipped) -> List[Dict[str, Any]]:
     return rows
 
 
+def _probe_range(values: List[Optional[float]]) -> str:
+    xs = sorted(v for v in values if v is not None)
+    if not xs:
+        return "n/a"
+    return f"{xs[0]:.0f}–{statistics.median(xs):.0f}–{xs[-1]:.0f}"
+
+
 def _fmt(x: Optional[float]) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
@@ -384,6 +408,9 @@ def render_markdown(report: Dict[str, Any]) -> str:
         f"fasttune {m['fasttune'] or report['engine_versions'].get('fasttune')}"
         f", git {m['git_rev']}",
         f"- loadavg start {m['loadavg_start']} end {report['loadavg_end']}",
+        f"- storage root: `{report['storage_root']}`; file-system probe before each run "
+        f"(µs for one trial's directory + 3 files), min–median–max: "
+        f"{_probe_range(report['fs_probe_us_per_trial'])}",
         "",
     ]
     head = ["workload", "metric"]
@@ -465,6 +492,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out-dir", default=OUT_DIR)
     p.add_argument("--keep-storage", action="store_true",
                    help="keep each run's storage_path (for inspection)")
+    p.add_argument("--storage-root", default=None,
+                   help="directory under which each run's storage_path is made "
+                        "(default: the system temp dir); e.g. /dev/shm to measure the "
+                        "engines rather than a noisy disk")
     args = p.parse_args(argv)
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -516,8 +547,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         for w in workloads:
             for e in order:
                 spec = {"engine": e, "workload": w, "size": sizes[(w, e)],
-                        "keep_storage": args.keep_storage}
+                        "keep_storage": args.keep_storage,
+                        "storage_root": args.storage_root}
+                fs_probe = _fs_probe_us(args.storage_root)
                 r = _spawn(spec, timeout=args.timeout)
+                r["fs_probe_us_per_trial"] = fs_probe
                 r["repeat"] = rep
                 runs.append(r)
                 if r.get("status") == "skipped":
@@ -542,6 +576,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "sizes": {f"{w}.{e}": n for (w, e), n in sizes.items()},
         "machine": machine,
         "loadavg_end": _loadavg(),
+        "storage_root": args.storage_root or tempfile.gettempdir(),
+        "fs_probe_us_per_trial": [r.get("fs_probe_us_per_trial") for r in runs],
         "summary": summarize(workloads, engines, runs, sizes, skipped),
         "runs": runs,
     }
