@@ -245,11 +245,6 @@ class RayTrialExecutor:
         if whole_trials_in_reply >= worker.depth - 1:
             worker.depth = min(_MAX_DEPTH, worker.depth * 2)
 
-    def assigned_trials(self, slot: int) -> List[Any]:
-        worker = self._workers.get(slot)
-        return list(worker.assigned) if worker else []
-
-    # ---- events ----------------------------------------------------------------------
     def _dispatch(self) -> None:
         for worker in self._workers.values():
             # A worker whose last reply the runner has not handled yet may be blocked on
@@ -343,9 +338,6 @@ class RayTrialExecutor:
                 ray.wait(refs, num_returns=len(refs), timeout=30)
             except Exception:  # noqa: BLE001 - a dead worker has nothing to clean up
                 pass
-
-    def has_outstanding(self) -> bool:
-        return bool(self._by_future) or bool(self._replies)
 
     def cleanup(self) -> None:
         self._release_instances()
