@@ -2,6 +2,8 @@
 import json
 import os
 import pickle
+import signal
+import threading
 
 import numpy as np
 import pytest
@@ -219,3 +221,61 @@ class WithData(tune.Trainable):
 def test_with_parameters_passes_arguments_to_setup(storage):
     grid = _fit(tune.with_parameters(WithData, data=list(range(10))), storage, {"m": 2})
     assert grid[0].metrics["total"] == 90 and grid[0].error is None
+
+
+class KillAtIterationOnce(tune.Callback):
+    """SIGKILLs the trial's worker when it reports ``iteration`` the first time."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+        self.killed = []
+        self.trials = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result["training_iteration"] == self.iteration and not self.killed:
+            self.killed.append(result["pid"])
+            os.kill(result["pid"], signal.SIGKILL)
+
+    def on_experiment_end(self, trials, **info):
+        self.trials = list(trials)
+
+
+class BlocksAfterFive(tune.Trainable):
+    def setup(self, config):
+        self.step_value = 0
+        self.restored_from = 0
+
+    def step(self):
+        if self.step_value == 5 and not os.path.exists(self.config["marker"]):
+            open(self.config["marker"], "w").close()
+            # The first run goes no further than its 5th result: killed here, whatever the timing.
+            threading.Event().wait(120)
+        self.step_value += 1
+        return {"step": self.step_value, "restored_from": self.restored_from, "done": self.step_value >= 12}
+
+    def save_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "step"), "w") as f:
+            f.write(str(self.step_value))
+
+    def load_checkpoint(self, checkpoint_dir):
+        self.step_value = self.restored_from = int(open(os.path.join(checkpoint_dir, "step")).read())
+
+
+def test_killed_class_trial_restarts_from_its_latest_checkpoint_with_a_full_history(storage, tmp_path):
+    killer = KillAtIterationOnce(5)
+    grid = _fit(BlocksAfterFive, storage, {"marker": str(tmp_path / "marker")}, callbacks=[killer],
+                failure_config=tune.FailureConfig(max_failures=1),
+                checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=2))
+    (result,) = list(grid)
+    assert len(killer.killed) == 1 and result.error is None
+    (trial,) = killer.trials
+    assert trial.num_failures == 1
+    rows = _lines(os.path.join(result.path, "result.json"))
+    assert [r["training_iteration"] for r in rows] == list(range(1, 13))
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    assert [r["restored_from"] for r in rows] == [0] * 5 + [5] * 7
+    assert rows[5]["iterations_since_restore"] == 1 and rows[5]["pid"] != rows[4]["pid"]
+    # One checkpoint per iteration, numbered on across the restart; the last two are kept.
+    assert _checkpoint_dirs(result.path) == ["checkpoint_000010", "checkpoint_000011"]
+    assert open(os.path.join(result.checkpoint.path, "step")).read() == "12"
+    assert [m["training_iteration"] for _, m in result.best_checkpoints] == [11, 12]

@@ -414,3 +414,161 @@ def test_paused_trial_resumes_from_its_checkpoint(storage):
     assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in rows] == [0, 1, 2, 3, 4, 5]
     assert rows[3]["iterations_since_restore"] == 1  # the resumed segment starts over
+
+
+class KillAtIterationOnce(tune.Callback):
+    """SIGKILLs the trial's worker when it reports ``iteration`` the first time."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+        self.killed = []
+        self.trials = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result["training_iteration"] == self.iteration and not self.killed:
+            self.killed.append(result["pid"])
+            os.kill(result["pid"], signal.SIGKILL)
+
+    def on_experiment_end(self, trials, **info):
+        self.trials = list(trials)
+
+
+def checkpoint_every_step(config):
+    import tempfile
+
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            start = int(open(os.path.join(d, "step")).read())
+    for step in range(start, 12):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "step"), "w") as f:
+                f.write(str(step + 1))
+            tune.report({"step": step + 1, "restored_from": start}, checkpoint=tune.Checkpoint.from_directory(d))
+        if step + 1 == 5 and not os.path.exists(config["marker"]):
+            open(config["marker"], "w").close()
+            # The first run goes no further than its 5th report: killed here, whatever the timing.
+            threading.Event().wait(120)
+
+
+def test_killed_function_trial_restarts_from_its_latest_checkpoint_with_a_full_history(storage, tmp_path):
+    killer = KillAtIterationOnce(5)
+    grid = _fit(checkpoint_every_step, storage, {"marker": str(tmp_path / "marker")}, callbacks=[killer],
+                failure_config=tune.FailureConfig(max_failures=1))
+    (result,) = list(grid)
+    assert len(killer.killed) == 1 and result.error is None
+    (trial,) = killer.trials
+    assert trial.num_failures == 1
+    rows = _lines(os.path.join(result.path, "result.json"))
+    assert [r["training_iteration"] for r in rows] == list(range(1, 13))
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    # Iterations 6.. ran in the restarted worker, from the checkpoint of iteration 5.
+    assert [r["restored_from"] for r in rows] == [0] * 5 + [5] * 7
+    assert rows[5]["iterations_since_restore"] == 1 and rows[5]["pid"] != rows[4]["pid"]
+    assert result.metrics["training_iteration"] == 12
+    assert open(os.path.join(result.checkpoint.path, "step")).read() == "12"
+    assert "died" in open(os.path.join(result.path, "error.txt")).read()
+
+
+def scored_checkpoints(config):
+    import tempfile
+
+    for step, score in enumerate(config["scores"]):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "step"), "w") as f:
+                f.write(str(step))
+            metrics = {"step": step} if score is None else {"step": step, "score": score}
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _on_disk(path):
+    return sorted(d for d in os.listdir(path) if d.startswith("checkpoint_"))
+
+
+@pytest.mark.parametrize(
+    "keep, attr, order, scores, expected_disk, expected_best",
+    [
+        # best two by max, and the latest (worst) kept as the restart point
+        (2, "score", "max", [0.3, 0.9, 0.1, 0.95, 0.2], [1, 3, 4], [3, 1, 4]),
+        (2, "score", "min", [0.3, 0.9, 0.1, 0.95, 0.2], [2, 4], [2, 4]),
+        # no attribute: the most recent two, oldest first
+        (2, None, "max", [0.3, 0.9, 0.1, 0.95, 0.2], [3, 4], [3, 4]),
+        # a result without the attribute ranks worst
+        (2, "score", "max", [0.5, None, 0.4, 0.1], [0, 2, 3], [0, 2, 3]),
+        # None keeps all, listed best first
+        (None, "score", "max", [0.2, 0.1, 0.3], [0, 1, 2], [2, 0, 1]),
+    ],
+)
+def test_checkpoint_retention_keeps_the_best_and_the_latest(storage, keep, attr, order, scores, expected_disk, expected_best):
+    grid = _fit(scored_checkpoints, storage, {"scores": scores},
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=attr,
+                                                        checkpoint_score_order=order))
+    (result,) = list(grid)
+    assert result.error is None
+    assert _on_disk(result.path) == [f"checkpoint_{i:06d}" for i in expected_disk]
+    assert os.path.basename(result.checkpoint.path) == f"checkpoint_{len(scores) - 1:06d}"
+    assert [m["step"] for _, m in result.best_checkpoints] == expected_best
+    for checkpoint, metrics in result.best_checkpoints:
+        assert open(os.path.join(checkpoint.path, "step")).read() == str(metrics["step"])
+        assert metrics.get("score") == scores[metrics["step"]]
+
+
+class PauseOnceAtTwo(TrialScheduler):
+    def __init__(self):
+        self.paused = set()
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if result["training_iteration"] == 2 and trial.trial_id not in self.paused:
+            self.paused.add(trial.trial_id)
+            return self.PAUSE
+        return self.CONTINUE
+
+
+def _blob(size):
+    return np.random.default_rng(1234).bytes(size)
+
+
+def carries_blob(config):
+    import hashlib
+    import tempfile
+
+    size = config["size"]
+    checkpoint = tune.get_checkpoint()
+    restored = None
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "blob.bin"), "rb") as f:
+                data = f.read()
+            start = int(open(os.path.join(d, "step")).read())
+        restored = hashlib.sha256(data).hexdigest()
+    else:
+        data, start = _blob(size), 0
+    for step in range(start, 4):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "blob.bin"), "wb") as f:
+                f.write(data)
+            with open(os.path.join(d, "step"), "w") as f:
+                f.write(str(step + 1))
+            tune.report({"step": step + 1, "restored_sha": restored, "restored_size": len(data) if restored else None},
+                        checkpoint=tune.Checkpoint.from_directory(d))
+
+
+@pytest.mark.parametrize("size", [1024, 50 * 1024 * 1024], ids=["1KB", "50MB"])
+def test_checkpoint_is_restored_byte_identical_after_pause(tmp_path, size):
+    import hashlib
+
+    scheduler = PauseOnceAtTwo()
+    grid = _fit(carries_blob, str(tmp_path / "results"), {"size": size},
+                tune_config=tune.TuneConfig(scheduler=scheduler),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+    (result,) = list(grid)
+    assert result.error is None and len(scheduler.paused) == 1
+    rows = _lines(os.path.join(result.path, "result.json"))
+    assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4]
+    expected = hashlib.sha256(_blob(size)).hexdigest()
+    assert [r["restored_sha"] for r in rows] == [None, None, expected, expected]
+    assert rows[2]["restored_size"] == size
+    assert _on_disk(result.path) == ["checkpoint_000003"]  # num_to_keep=1 removed the rest
+    with open(os.path.join(result.checkpoint.path, "blob.bin"), "rb") as f:
+        assert f.read() == _blob(size)

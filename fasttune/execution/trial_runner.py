@@ -19,6 +19,7 @@ from fasttune._flatten import flatten_dict
 from fasttune.callback import CallbackList
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
+from fasttune.execution._checkpoint_retention import select_checkpoints_to_keep
 from fasttune.execution.ray_trial_executor import EVENT_BATCH, EVENT_ERROR, EVENT_START, RayTrialExecutor
 from fasttune.experiment.trial import Trial
 from fasttune.logger._trial_files import TrialFiles, config_to_json
@@ -87,6 +88,7 @@ class TrialRunner:
         self._config_json: Dict[str, str] = {}
         self._pending_decision: Dict[str, str] = {}
         self._checkpoint_iteration: Dict[str, tuple] = {}
+        self._next_checkpoint_index: Dict[str, int] = {}  # names stay unique after deletions
         self._iteration = 0
         self._start_time = time.monotonic()
         self._stopping_all = False
@@ -256,7 +258,7 @@ class TrialRunner:
             "decide": decisions.to_wire(),
             "iteration": iteration,
             "time_total": time_total,
-            "ckpt_index": len(trial.checkpoints),
+            "ckpt_index": self._next_checkpoint_index.get(trial_id, len(trial.checkpoints)),
             "restore": restore.path if restore else None,
             "resources": trial.resources,
             # Class trainables: the worker calls save_checkpoint by this policy.
@@ -365,10 +367,36 @@ class TrialRunner:
 
     def _on_checkpoint(self, trial: Trial, name: str, result: Dict[str, Any]) -> None:
         checkpoint = Checkpoint(os.path.join(trial.path, name))
-        trial.checkpoints.append(checkpoint)
+        try:
+            index = int(name.rsplit("_", 1)[-1])
+        except ValueError:
+            index = len(trial.checkpoints)
+        self._next_checkpoint_index[trial.trial_id] = max(self._next_checkpoint_index.get(trial.trial_id, 0), index + 1)
+        if trial.checkpoint is not None and trial.checkpoint.path == checkpoint.path:
+            # The same directory again (a restart rewrote it): it replaces the entry.
+            trial.checkpoint_results.pop()
+        trial.checkpoint_results.append((checkpoint, dict(result)))
+        self._retain_checkpoints(trial)
         self._checkpoint_iteration[trial.trial_id] = (
             result.get("training_iteration", 0), result.get("time_total_s", 0.0))
         self._callbacks.call("on_checkpoint", iteration=self._iteration, trials=self._trials, trial=trial, checkpoint=checkpoint)
+
+    def _retain_checkpoints(self, trial: Trial) -> None:
+        """Keep the best ``num_to_keep`` checkpoints and the latest; delete the rest."""
+        config = trial.checkpoint_config
+        kept = select_checkpoints_to_keep(
+            trial.checkpoint_results,
+            getattr(config, "num_to_keep", None),
+            getattr(config, "checkpoint_score_attribute", None),
+            getattr(config, "checkpoint_score_order", "max") or "max",
+        )
+        if len(kept) != len(trial.checkpoint_results):
+            kept_paths = {c.path for c, _ in kept}
+            for checkpoint, _ in trial.checkpoint_results:
+                if checkpoint.path not in kept_paths:
+                    self._files.remove_checkpoint(checkpoint.path)
+            trial.checkpoint_results = kept
+        trial.checkpoints = [c for c, _ in trial.checkpoint_results]
 
     def _on_trial_end(self, slot: int, trial: Trial, kind: str, event: List[Any]) -> None:
         self._slot_of.pop(trial.trial_id, None)

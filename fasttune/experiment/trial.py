@@ -10,7 +10,7 @@ import os
 import re
 import secrets
 import itertools
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from fasttune import _corelib as core
 from fasttune.checkpoint import Checkpoint
@@ -73,7 +73,9 @@ class Trial:
         self.error_file: Optional[str] = None
         self.error_msg: Optional[str] = None
         self.error: Optional[BaseException] = None
-        self.checkpoints: List[Checkpoint] = []
+        self.checkpoints: List[Checkpoint] = []  # the kept ones, oldest first; the last is the latest
+        # (checkpoint, metrics reported with it) for each kept checkpoint, oldest first.
+        self.checkpoint_results: List[Tuple[Checkpoint, Dict[str, Any]]] = []
         self.start_time: Optional[float] = None
         self.end_time: Optional[float] = None
         self.results_seen = 0

@@ -11,6 +11,7 @@ from fasttune._progress import ProgressPrinter
 from fasttune.config import RunConfig
 from fasttune.error import TuneError
 from fasttune.execution.ray_trial_executor import RayTrialExecutor
+from fasttune.execution._checkpoint_retention import rank_checkpoints
 from fasttune.execution.trial_runner import TrialRunner
 from fasttune.experiment.experiment import Experiment
 from fasttune.result import Result
@@ -198,6 +199,7 @@ def run_experiment(
         Result(
             metrics=dict(t.last_result, config=t.config) if t.last_result else None,
             checkpoint=t.checkpoint,
+            best_checkpoints=_best_checkpoints(t),
             error=t.error if t.status == "ERROR" else None,
             path=t.path,
             _config=t.config,
@@ -206,6 +208,16 @@ def run_experiment(
     ]
     grid = ResultGrid(results, experiment.path, default_metric=metric, default_mode=mode)
     return (grid, runner.get_trials()) if return_trials else grid
+
+
+def _best_checkpoints(trial: Any) -> list:
+    """The kept (checkpoint, metrics) pairs: best first by the score attribute, else oldest first."""
+    config = trial.checkpoint_config
+    return rank_checkpoints(
+        trial.checkpoint_results,
+        getattr(config, "checkpoint_score_attribute", None),
+        getattr(config, "checkpoint_score_order", "max") or "max",
+    )
 
 
 class _InterruptFlag:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -155,6 +156,10 @@ class TrialFiles:
         os.makedirs(trial_dir, exist_ok=True)
         with open(path, "a") as f:
             f.write(text)
+
+    def remove_checkpoint(self, path: str) -> None:
+        """Delete a checkpoint directory that retention dropped (in order with the rest)."""
+        self._submit(shutil.rmtree, path, True)
 
     def rewind(self, trial_dir: str, iteration: int) -> Optional[list]:
         """Keep only results up to ``training_iteration == iteration`` (a restart from a
