@@ -52,3 +52,16 @@ def test_a_failed_write_surfaces_with_a_clear_error(tmp_path):
     files.init_trial(str(blocker / "trial"), {})
     with pytest.raises(OSError, match="storage path is writable"):
         files.flush()
+
+
+def test_remove_checkpoint_deletes_the_directory_on_the_writer_thread(tmp_path):
+    files = TrialFiles()
+    trial_dir = tmp_path / "t"
+    for name in ("checkpoint_000000", "checkpoint_000001"):
+        (trial_dir / name / "sub").mkdir(parents=True)
+        (trial_dir / name / "sub" / "data").write_bytes(b"x" * 10)
+    files.remove_checkpoint(str(trial_dir / "checkpoint_000000"))
+    files.remove_checkpoint(str(tmp_path / "gone_already"))  # missing: not an error
+    files.flush()
+    assert sorted(os.listdir(trial_dir)) == ["checkpoint_000001"]
+    files.close_all()
