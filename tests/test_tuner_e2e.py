@@ -416,6 +416,33 @@ def test_paused_trial_resumes_from_its_checkpoint(storage):
     assert rows[3]["iterations_since_restore"] == 1  # the resumed segment starts over
 
 
+class StopBetweenDecisionPoints(TrialScheduler):
+    """Declares decision points at 50 and 100 but stops at iteration 10."""
+
+    def decision_points(self, trial):
+        from fasttune.schedulers import DecisionPoints
+
+        return DecisionPoints.at([50, 100])
+
+    def on_trial_result(self, tune_controller, trial, result):
+        return self.STOP if result["training_iteration"] >= 10 else self.CONTINUE
+
+
+def test_a_decision_between_decision_points_still_ends_the_trial_and_callbacks_see_every_result(storage):
+    recorder = Recorder()
+    grid = _fit(endless, storage, {"k": 1}, tune_config=tune.TuneConfig(scheduler=StopBetweenDecisionPoints()),
+                callbacks=[recorder])
+    (result,) = list(grid)
+    rows = _lines(os.path.join(result.path, "result.json"))
+    # The trial ran ahead of the decision (it was not at a decision point), then stopped
+    # at its next decision point at the latest; every reported result is on disk and seen
+    # by callbacks.
+    assert 10 <= len(rows) <= 50
+    seen = [e[2] for e in recorder.events if e[0] == "result"]
+    assert seen == [r["training_iteration"] for r in rows]
+    assert result.error is None and grid.num_terminated == 1
+
+
 class KillAtIterationOnce(tune.Callback):
     """SIGKILLs the trial's worker when it reports ``iteration`` the first time."""
 

@@ -342,21 +342,30 @@ class TrialRunner:
         decision = TrialScheduler.CONTINUE
         if self._scheduler_sees_results or self._searcher_sees_results or self._callbacks_see_results or self._stopper is not None:
             for result in results:
-                decision = self._judge(trial, result)
-                if decision != TrialScheduler.CONTINUE:
-                    break
+                # Once a decision ends the trial, later results of the batch (already
+                # reported and logged) still reach searchers and callbacks.
+                verdict = self._judge(trial, result, decide=decision == TrialScheduler.CONTINUE)
+                if decision == TrialScheduler.CONTINUE:
+                    decision = verdict
         if ingested.stopped:
             return  # the worker stops the trial itself at the stop criterion
         if decision in (TrialScheduler.STOP, TrialScheduler.PAUSE):
+            # Answered at the trial's decision point when it is blocked there; the
+            # interrupt covers a decision taken between decision points.
             self._pending_decision[trial.trial_id] = decision
+            if decision == TrialScheduler.STOP:
+                self.trial_executor.stop_trial(trial)
+            else:
+                self.trial_executor.pause_trial(trial)
 
-    def _judge(self, trial: Trial, result: Dict[str, Any]) -> str:
+    def _judge(self, trial: Trial, result: Dict[str, Any], decide: bool = True) -> str:
         flat = flatten_dict(result)
         decision = TrialScheduler.CONTINUE
-        if self._stopper is not None and self._stopper(trial.trial_id, result):
-            decision = TrialScheduler.STOP
-        elif self._scheduler_sees_results:
-            decision = self._scheduler.on_trial_result(self, trial, flat)
+        if decide:
+            if self._stopper is not None and self._stopper(trial.trial_id, result):
+                decision = TrialScheduler.STOP
+            elif self._scheduler_sees_results:
+                decision = self._scheduler.on_trial_result(self, trial, flat)
         if decision != TrialScheduler.STOP and self._searcher_sees_results:
             self._search_alg.on_trial_result(trial.trial_id, flat)
         if self._callbacks_see_results:
