@@ -358,8 +358,14 @@ def test_callbacks_see_every_result_in_order(storage):
 
 
 def test_time_budget_ends_endless_trials(storage):
-    grid = _fit(endless, storage, {"k": 1}, tune_config=tune.TuneConfig(time_budget_s=2))
-    assert grid[0].error is None and grid[0].metrics["training_iteration"] > 0
+    # Without the budget this sweep never ends (pytest-timeout would fail it).  On a
+    # loaded machine the trial may be stopped before its first result, so the number of
+    # results is not asserted; what was reported is all on disk.
+    grid = _fit(endless, storage, {"k": tune.grid_search([1, 2])}, tune_config=tune.TuneConfig(time_budget_s=2))
+    assert grid.num_errors == 0 and grid.num_terminated == 2
+    for result in grid:
+        rows = _lines(os.path.join(result.path, "result.json")) if result.metrics else []
+        assert len(rows) == (result.metrics or {}).get("training_iteration", 0)
 
 
 def one_result(config):
