@@ -9,26 +9,13 @@ import numpy as np
 import pytest
 
 import fasttune as tune
+from fasttune_testing import fit as _fit, lines as _lines
 from fasttune.schedulers import TrialScheduler
 from fasttune.trainable.trainable import DICT_CHECKPOINT_FILE
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
-def _lines(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f]
-
-
-def _fit(trainable, storage, space=None, name="exp", tune_config=None, **run_kwargs):
-    run_kwargs.setdefault("verbose", 0)
-    tuner = tune.Tuner(
-        trainable,
-        param_space=space or {},
-        tune_config=tune_config or tune.TuneConfig(),
-        run_config=tune.RunConfig(name=name, storage_path=storage, **run_kwargs),
-    )
-    return tuner.fit()
 
 
 def _checkpoint_dirs(path):

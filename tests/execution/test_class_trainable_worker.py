@@ -9,52 +9,18 @@ import ray.cloudpickle as cloudpickle
 
 import fasttune as tune
 from fasttune.execution._worker import TrialWorker
+from fasttune_testing import commands as _commands, install, results as _results, run_until as _run_until, spec
 from fasttune.trainable.trainable import DICT_CHECKPOINT_FILE
 
 CLEANED = []  # (trial_id, total) of instances whose cleanup() ran
 
 
-def _commands(*commands):
-    return msgpack.packb(list(commands), use_bin_type=True)
-
-
 def _install(cls, name="cls"):
-    return ["trainable", name, cloudpickle.dumps(cls), b"", []]
+    return install(cls, name)
 
 
 def _spec(trial_id, trial_dir=None, **extra):
-    spec = {"trial_id": trial_id, "trainable": "cls", "config": extra.pop("config", {}),
-            "trial_dir": trial_dir, "decide": "never"}
-    spec.update(extra)
-    return spec
-
-
-def _run_until(worker, first_commands, answer=None, expected_ends=1):
-    events, pending, ended = [], first_commands, 0
-    while ended < expected_ends:
-        reply = msgpack.unpackb(worker.poll(pending), raw=False, strict_map_key=False)
-        pending = b""
-        replies = []
-        for event in reply:
-            events.append(event)
-            if event[0] in ("done", "stopped", "error", "paused", "dropped"):
-                ended += 1
-            if event[0] == "decide":
-                replies.append(answer(event))
-        if replies:
-            pending = _commands(*replies)
-    return events
-
-
-def _results(events, trial_id=None):
-    out = []
-    for event in events:
-        if event[0] == "results" and (trial_id is None or event[1] == trial_id):
-            times = array("d")
-            times.frombytes(event[3])
-            assert len(times) == len(event[2])
-            out.extend(event[2])
-    return out
+    return spec(trial_id, "cls", trial_dir, **extra)
 
 
 def _checkpoint_marks(events):

@@ -1,0 +1,76 @@
+"""Helpers shared by the test modules: driving a TrialWorker in-process, and sweeps.
+
+Importable from every test module because pytest puts ``tests/`` (the root conftest's
+folder) on ``sys.path``.
+"""
+import json
+from array import array
+
+import msgpack
+import ray.cloudpickle as cloudpickle
+
+import fasttune as tune
+
+END_KINDS = ("done", "stopped", "error", "paused", "dropped")
+
+
+# ---- the worker protocol, in-process -------------------------------------------------
+def commands(*items):
+    return msgpack.packb(list(items), use_bin_type=True)
+
+
+def install(trainable, name):
+    return ["trainable", name, cloudpickle.dumps(trainable), b"", []]
+
+
+def spec(trial_id, trainable, trial_dir=None, **extra):
+    out = {"trial_id": trial_id, "trainable": trainable, "config": extra.pop("config", {}),
+           "trial_dir": trial_dir, "decide": "never"}
+    out.update(extra)
+    return out
+
+
+def run_until(worker, first_commands, answer=None, expected_ends=1):
+    """Poll until ``expected_ends`` trials ended; ``answer(event)`` replies to decisions."""
+    events, pending, ended = [], first_commands, 0
+    while ended < expected_ends:
+        reply = msgpack.unpackb(worker.poll(pending), raw=False, strict_map_key=False)
+        pending = b""
+        replies = []
+        for event in reply:
+            events.append(event)
+            if event[0] in END_KINDS:
+                ended += 1
+            if event[0] == "decide":
+                replies.append(answer(event))
+        if replies:
+            pending = commands(*replies)
+    return events
+
+
+def results(events, trial_id=None):
+    out = []
+    for event in events:
+        if event[0] == "results" and (trial_id is None or event[1] == trial_id):
+            times = array("d")
+            times.frombytes(event[3])
+            assert len(times) == len(event[2])
+            out.extend(event[2])
+    return out
+
+
+# ---- whole sweeps ------------------------------------------------------------------------
+def lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def fit(trainable, storage, space=None, name="exp", tune_config=None, **run_kwargs):
+    run_kwargs.setdefault("verbose", 0)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space or {},
+        tune_config=tune_config or tune.TuneConfig(),
+        run_config=tune.RunConfig(name=name, storage_path=storage, **run_kwargs),
+    )
+    return tuner.fit()
