@@ -1,5 +1,4 @@
 """Class trainables (fasttune.Trainable) in whole sweeps on the shared local Ray session."""
-import json
 import os
 import pickle
 import signal

@@ -1,9 +1,7 @@
 """Class trainables (fasttune.Trainable) on the worker protocol, driven in-process (no Ray)."""
 import os
 import pickle
-from array import array
 
-import msgpack
 import pytest
 import ray.cloudpickle as cloudpickle
 

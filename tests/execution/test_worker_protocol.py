@@ -1,6 +1,5 @@
 """The worker side of the batched protocol, driven in-process (no Ray needed)."""
 import os
-from array import array
 
 import msgpack
 import numpy as np
