@@ -592,3 +592,11 @@ def test_checkpoint_is_restored_byte_identical_after_pause(tmp_path, size):
     assert _on_disk(result.path) == ["checkpoint_000003"]  # num_to_keep=1 removed the rest
     with open(os.path.join(result.checkpoint.path, "blob.bin"), "rb") as f:
         assert f.read() == _blob(size)
+
+
+@pytest.mark.parametrize("config", [dict(checkpoint_frequency=2), dict(checkpoint_at_end=True)])
+def test_periodic_checkpoints_for_a_function_trainable_are_a_clear_error(storage, config):
+    with pytest.raises(ValueError, match="needs a class Trainable") as info:
+        _fit(checkpointing, storage, checkpoint_config=tune.CheckpointConfig(**config))
+    assert "tune.report()" in str(info.value)
+    assert not os.path.exists(os.path.join(storage, "exp"))  # nothing ran

@@ -106,6 +106,7 @@ class Experiment:
             resources = getattr(self.trainable, "_resources", None)
         self._resources = resources
         self.checkpoint_config = checkpoint_config
+        _check_checkpoint_policy(self.trainable, checkpoint_config)
         self.max_failures = max_failures
         self.trial_name_creator = trial_name_creator
         self.trial_dirname_creator = trial_dirname_creator
@@ -152,6 +153,27 @@ class Experiment:
             trial_name_creator=self.trial_name_creator,
             trial_dirname_creator=self.trial_dirname_creator,
             checkpoint_config=self.checkpoint_config,
+        )
+
+
+def _check_checkpoint_policy(trainable: Any, checkpoint_config: Any) -> None:
+    """Periodic and at-end checkpoints are taken by calling a class trainable's
+    ``save_checkpoint``; a function has nothing to call, so asking for them is an error."""
+    from fasttune.trainable.trainable import is_trainable_class
+
+    if checkpoint_config is None or is_trainable_class(trainable):
+        return
+    asked = [
+        f"{name}={getattr(checkpoint_config, name)!r}"
+        for name in ("checkpoint_frequency", "checkpoint_at_end")
+        if getattr(checkpoint_config, name, None)
+    ]
+    if asked:
+        raise ValueError(
+            f"CheckpointConfig({', '.join(asked)}) needs a class Trainable (fasttune calls its "
+            "save_checkpoint); a function trainable checkpoints by passing "
+            "checkpoint=tune.Checkpoint.from_directory(...) to tune.report(). Remove those "
+            "settings or make the trainable a tune.Trainable subclass."
         )
 
 
