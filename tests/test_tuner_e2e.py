@@ -600,3 +600,44 @@ def test_periodic_checkpoints_for_a_function_trainable_are_a_clear_error(storage
         _fit(checkpointing, storage, checkpoint_config=tune.CheckpointConfig(**config))
     assert "tune.report()" in str(info.value)
     assert not os.path.exists(os.path.join(storage, "exp"))  # nothing ran
+
+
+def raises_once_then_recovers(config):
+    import tempfile
+
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            start = int(open(os.path.join(d, "step")).read())
+    for step in range(start, 10):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "step"), "w") as f:
+                f.write(str(step + 1))
+            tune.report({"step": step, "restored_from": start}, checkpoint=tune.Checkpoint.from_directory(d))
+        marker = os.path.join(config["dir"], f"failed_at_{step}")
+        if step in config["fail_at"] and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError(f"transient failure at step {step}")
+
+
+@pytest.mark.parametrize("max_failures,fail_at", [(1, [4]), (-1, [2, 5, 7])])
+def test_a_raising_trainable_recovers_from_its_latest_checkpoint(storage, tmp_path, max_failures, fail_at):
+    grid = _fit(raises_once_then_recovers, storage, {"dir": str(tmp_path), "fail_at": fail_at},
+                failure_config=tune.FailureConfig(max_failures=max_failures))
+    (result,) = list(grid)
+    assert result.error is None
+    rows = _lines(os.path.join(result.path, "result.json"))
+    assert [r["training_iteration"] for r in rows] == list(range(1, 11))
+    assert [r["step"] for r in rows] == list(range(10))
+    # Each restart resumed right after the checkpoint of the failing step.
+    assert sorted({r["restored_from"] for r in rows}) == [0] + [s + 1 for s in fail_at]
+    errors = open(os.path.join(result.path, "error.txt")).read()
+    assert errors.count("RuntimeError: transient failure") == len(fail_at)
+
+
+def test_a_trainable_that_keeps_failing_ends_as_error_after_max_failures(storage, tmp_path):
+    grid = _fit(flaky, storage, {"fail": True, "name": "always"}, failure_config=tune.FailureConfig(max_failures=2))
+    (result,) = list(grid)
+    assert isinstance(result.error, RuntimeError)
+    assert open(os.path.join(result.path, "error.txt")).read().count("Failure #") == 3
