@@ -4,6 +4,8 @@ Importable from every test module because pytest puts ``tests/`` (the root conft
 folder) on ``sys.path``.
 """
 import json
+import os
+import signal
 from array import array
 
 import msgpack
@@ -74,3 +76,20 @@ def fit(trainable, storage, space=None, name="exp", tune_config=None, **run_kwar
         run_config=tune.RunConfig(name=name, storage_path=storage, **run_kwargs),
     )
     return tuner.fit()
+
+
+class KillAtIterationOnce(tune.Callback):
+    """SIGKILLs the trial's worker when it reports ``iteration`` the first time."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+        self.killed = []
+        self.trials = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result["training_iteration"] == self.iteration and not self.killed:
+            self.killed.append(result["pid"])
+            os.kill(result["pid"], signal.SIGKILL)
+
+    def on_experiment_end(self, trials, **info):
+        self.trials = list(trials)

@@ -1,14 +1,13 @@
 """Class trainables (fasttune.Trainable) in whole sweeps on the shared local Ray session."""
 import os
 import pickle
-import signal
 import threading
 
 import numpy as np
 import pytest
 
 import fasttune as tune
-from fasttune_testing import fit as _fit, lines as _lines
+from fasttune_testing import KillAtIterationOnce, fit as _fit, lines as _lines
 from fasttune.schedulers import TrialScheduler
 from fasttune.trainable.trainable import DICT_CHECKPOINT_FILE
 
@@ -207,23 +206,6 @@ class WithData(tune.Trainable):
 def test_with_parameters_passes_arguments_to_setup(storage):
     grid = _fit(tune.with_parameters(WithData, data=list(range(10))), storage, {"m": 2})
     assert grid[0].metrics["total"] == 90 and grid[0].error is None
-
-
-class KillAtIterationOnce(tune.Callback):
-    """SIGKILLs the trial's worker when it reports ``iteration`` the first time."""
-
-    def __init__(self, iteration):
-        self.iteration = iteration
-        self.killed = []
-        self.trials = []
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if result["training_iteration"] == self.iteration and not self.killed:
-            self.killed.append(result["pid"])
-            os.kill(result["pid"], signal.SIGKILL)
-
-    def on_experiment_end(self, trials, **info):
-        self.trials = list(trials)
 
 
 class BlocksAfterFive(tune.Trainable):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fasttune as tune
-from fasttune_testing import fit as _fit, lines as _lines
+from fasttune_testing import KillAtIterationOnce, fit as _fit, lines as _lines
 from fasttune.schedulers import TrialScheduler
 from fasttune.search.basic_variant import BasicVariantGenerator
 
@@ -434,23 +434,6 @@ def test_a_decision_between_decision_points_still_ends_the_trial_and_callbacks_s
     seen = [e[2] for e in recorder.events if e[0] == "result"]
     assert seen == [r["training_iteration"] for r in rows]
     assert result.error is None and grid.num_terminated == 1
-
-
-class KillAtIterationOnce(tune.Callback):
-    """SIGKILLs the trial's worker when it reports ``iteration`` the first time."""
-
-    def __init__(self, iteration):
-        self.iteration = iteration
-        self.killed = []
-        self.trials = []
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if result["training_iteration"] == self.iteration and not self.killed:
-            self.killed.append(result["pid"])
-            os.kill(result["pid"], signal.SIGKILL)
-
-    def on_experiment_end(self, trials, **info):
-        self.trials = list(trials)
 
 
 def checkpoint_every_step(config):

@@ -122,7 +122,7 @@ def test_json_matches_json_dumps_for_awkward_values(core):
         "tiny": 5e-324, "huge": 1.7976931348623157e308, "e16": 1e16, "e-5": 1e-5,
         "np64": np.float64(0.1), "np32": np.float32(0.1), "npint": np.int64(3),
         "npbool": np.bool_(True), "tuple": (1, (2, 3)), "set": {1}, "bytes": b"x",
-        "intkeys": [{1: "a", 2.5: "b", None: "c", True: "d"}], "ctrl": "\x00\x1f\x7f",
+        "intkeys": [{1: "a", 2.5: "b", None: "c", False: "d"}], "ctrl": "\x00\x1f\x7f",
         "surrogate": "\ud800", "deep": [[[[[[[[[[1]]]]]]]]]], "obj": ValueError("boom"),
     }
     out = buf.ingest(0, [values], [1001.0])
