@@ -12,6 +12,7 @@ import msgpack
 import ray.cloudpickle as cloudpickle
 
 import fasttune as tune
+from fasttune.schedulers import TrialScheduler
 
 END_KINDS = ("done", "stopped", "error", "paused", "dropped")
 
@@ -93,3 +94,38 @@ class KillAtIterationOnce(tune.Callback):
 
     def on_experiment_end(self, trials, **info):
         self.trials = list(trials)
+
+
+class PauseOnceAtThree(TrialScheduler):
+    """Pauses each trial once, at its third result; decides on every result."""
+
+    def __init__(self):
+        self.paused = set()
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if result["training_iteration"] == 3 and trial.trial_id not in self.paused:
+            self.paused.add(trial.trial_id)
+            return self.PAUSE
+        return self.CONTINUE
+
+
+# ---- trainables that checkpoint a step counter ---------------------------------------
+def restored_step():
+    """The step saved in the checkpoint this trial resumes from, or 0 on a fresh start."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as d:
+        with open(os.path.join(d, "step")) as f:
+            return int(f.read())
+
+
+def report_with_step_checkpoint(metrics, step):
+    """Report ``metrics`` with a checkpoint holding ``step``, from a directory that is
+    deleted right after report() returns."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "step"), "w") as f:
+            f.write(str(step))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))

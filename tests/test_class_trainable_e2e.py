@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 import fasttune as tune
-from fasttune_testing import KillAtIterationOnce, fit as _fit, lines as _lines
-from fasttune.schedulers import TrialScheduler
+from fasttune_testing import KillAtIterationOnce, PauseOnceAtThree, fit as _fit, lines as _lines
 from fasttune.trainable.trainable import DICT_CHECKPOINT_FILE
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -98,17 +97,6 @@ def test_checkpoint_frequency_and_at_end_persist_into_the_trial(storage):
     with open(os.path.join(result.checkpoint.path, DICT_CHECKPOINT_FILE), "rb") as f:
         assert pickle.load(f) == {"total": 14}
     assert result.metrics["training_iteration"] == 7 and result.metrics["done"] is True
-
-
-class PauseOnceAtThree(TrialScheduler):
-    def __init__(self):
-        self.paused = set()
-
-    def on_trial_result(self, tune_controller, trial, result):
-        if result["training_iteration"] == 3 and trial.trial_id not in self.paused:
-            self.paused.add(trial.trial_id)
-            return self.PAUSE
-        return self.CONTINUE
 
 
 def test_paused_class_trial_checkpoints_and_resumes_at_the_same_iteration(storage):

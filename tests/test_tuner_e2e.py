@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 import fasttune as tune
-from fasttune_testing import KillAtIterationOnce, fit as _fit, lines as _lines
+from fasttune_testing import (
+    KillAtIterationOnce,
+    PauseOnceAtThree,
+    fit as _fit,
+    lines as _lines,
+    report_with_step_checkpoint,
+    restored_step,
+)
 from fasttune.schedulers import TrialScheduler
 from fasttune.search.basic_variant import BasicVariantGenerator
 
@@ -290,18 +297,8 @@ def test_sample_from_and_seeded_search_is_reproducible(storage):
 
 
 def checkpointing(config):
-    import tempfile
-
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            start = int(open(os.path.join(d, "step")).read())
-    for step in range(start, 6):
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "step"), "w") as f:
-                f.write(str(step + 1))
-            tune.report({"step": step}, checkpoint=tune.Checkpoint.from_directory(d))
+    for step in range(restored_step(), 6):
+        report_with_step_checkpoint({"step": step}, step + 1)
 
 
 def test_checkpoints_reported_are_persisted_and_latest_is_in_result(storage):
@@ -379,17 +376,6 @@ class StopAtThree(TrialScheduler):
         return self.STOP if result["training_iteration"] >= 3 else self.CONTINUE
 
 
-class PauseOnceAtThree(TrialScheduler):
-    def __init__(self):
-        self.paused = set()
-
-    def on_trial_result(self, tune_controller, trial, result):
-        if result["training_iteration"] == 3 and trial.trial_id not in self.paused:
-            self.paused.add(trial.trial_id)
-            return self.PAUSE
-        return self.CONTINUE
-
-
 def test_scheduler_declaring_no_decision_points_decides_on_every_result(storage):
     grid = _fit(endless, storage, {"k": tune.grid_search([1, 2])},
                 tune_config=tune.TuneConfig(scheduler=StopAtThree()))
@@ -437,18 +423,9 @@ def test_a_decision_between_decision_points_still_ends_the_trial_and_callbacks_s
 
 
 def checkpoint_every_step(config):
-    import tempfile
-
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            start = int(open(os.path.join(d, "step")).read())
+    start = restored_step()
     for step in range(start, 12):
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "step"), "w") as f:
-                f.write(str(step + 1))
-            tune.report({"step": step + 1, "restored_from": start}, checkpoint=tune.Checkpoint.from_directory(d))
+        report_with_step_checkpoint({"step": step + 1, "restored_from": start}, step + 1)
         if step + 1 == 5 and not os.path.exists(config["marker"]):
             open(config["marker"], "w").close()
             # The first run goes no further than its 5th report: killed here, whatever the timing.
@@ -586,18 +563,9 @@ def test_periodic_checkpoints_for_a_function_trainable_are_a_clear_error(storage
 
 
 def raises_once_then_recovers(config):
-    import tempfile
-
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            start = int(open(os.path.join(d, "step")).read())
+    start = restored_step()
     for step in range(start, 10):
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "step"), "w") as f:
-                f.write(str(step + 1))
-            tune.report({"step": step, "restored_from": start}, checkpoint=tune.Checkpoint.from_directory(d))
+        report_with_step_checkpoint({"step": step, "restored_from": start}, step + 1)
         marker = os.path.join(config["dir"], f"failed_at_{step}")
         if step in config["fail_at"] and not os.path.exists(marker):
             open(marker, "w").close()
