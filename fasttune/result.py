@@ -43,21 +43,6 @@ def _import_pandas(feature: str) -> Any:
     return pandas
 
 
-def _flatten(data: Mapping, prefix: str = "", delimiter: str = "/") -> Dict[str, Any]:
-    """Flatten nested dicts into one level, joining keys with ``delimiter``.
-
-    Empty nested dicts stay as values, as in the runner's ``progress.csv``.
-    """
-    out: Dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, name + delimiter, delimiter))
-        else:
-            out[name] = value
-    return out
-
-
 def _read_json_lines(path: str) -> List[Dict[str, Any]]:
     """Read a JSON-lines results file; a truncated (undecodable) last line is dropped.
 

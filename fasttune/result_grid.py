@@ -20,11 +20,11 @@ import operator
 import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
+from fasttune._flatten import flatten_dict
 from fasttune.result import (
     PARAMS_FILE,
     RESULT_FILE,
     Result,
-    _flatten,
     _import_pandas,
     _read_json_lines,
 )
@@ -47,7 +47,7 @@ def _metric_value(row: Optional[Dict[str, Any]], metric: str) -> Optional[float]
         return None
     if metric in row:
         return _numeric(row[metric])
-    return _numeric(_flatten(row).get(metric))
+    return _numeric(flatten_dict(row).get(metric))
 
 
 def _is_better(score: float, best: Optional[float], mode: str) -> bool:
@@ -352,9 +352,9 @@ class ResultGrid:
                 source: Dict[str, Any] = best_row
             else:
                 source = result.metrics or {}
-            flat = _flatten(source)
+            flat = dict(flatten_dict(source))  # a copy: the row gets more keys below
             if "config" not in source and result.config:
-                flat.update(_flatten(result.config, "config/"))
+                flat.update({f"config/{k}": v for k, v in flatten_dict(result.config).items()})
             flat["logdir"] = result.path
             flat["path"] = result.path
             rows.append(flat)
