@@ -7,6 +7,9 @@ outstanding per busy worker.  ``commands`` is a list of ``[kind, ...]``:
     ["start", spec]                 queue a trial; it starts when the previous one ends
     ["continue" | "stop" | "pause", trial_id]   answer a trial blocked at a decision point,
                                     or (stop/pause) end a running or queued trial
+    ["reset", trial_id, fields]     answer a decision point: go on as a new run segment
+                                    of the same trial with the spec updated by ``fields``
+                                    (new config, a checkpoint to clone; PBT's exploit)
 
 ``poll`` returns as soon as there is something to say, as a list of events in order:
 
@@ -18,6 +21,13 @@ outstanding per busy worker.  ``commands`` is a list of ``[kind, ...]``:
     ["error", trial_id, traceback_text, cloudpickled_exception_or_None]
     ["checkpoint", trial_id, checkpoint_dir_name]   a class trainable saved after its last
                                     reported result (checkpoint_at_end, or before a pause)
+    ["cloned", trial_id, checkpoint_dir_name]   the spec's ``clone_from`` checkpoint (another
+                                    trial's) was copied into this trial's directory
+
+A reset ends the running segment without an end event and starts the new one at once in
+the same process: a class trainable's live instance is offered the new config through
+``reset_config`` (and then loads the cloned checkpoint, if any); a function trainable is
+called again.
 
 A class trainable (``fasttune.Trainable``) runs through the same report path: each
 ``step()`` result is one report.  The spec's ``checkpoint_frequency`` and
@@ -60,7 +70,7 @@ from fasttune.trainable.trainable import (
 # worker's memory small while batches stay large enough to amortise a round trip.
 MAX_UNSENT_RESULTS = 8192
 
-_CONTINUE, _STOP, _PAUSE = "continue", "stop", "pause"
+_CONTINUE, _STOP, _PAUSE, _RESET = "continue", "stop", "pause", "reset"
 
 
 def _encode_default(value: Any) -> Any:
@@ -171,6 +181,7 @@ class _Run:
         self.start_time = 0.0
         self.last_time = 0.0
         self.decision: Optional[str] = None
+        self.reset_fields: Optional[Dict[str, Any]] = None
         self.awaiting = False
         self.interrupt: Optional[str] = None
 
@@ -279,6 +290,13 @@ class TrialWorker:
                 self._queue.append(command[1])
             elif kind in (_CONTINUE, _STOP, _PAUSE):
                 self._decide(command[1], kind)
+            elif kind == _RESET:
+                run = self._run
+                if run is not None and run.trial_id == command[1] and run.awaiting:
+                    run.reset_fields = command[2]
+                    run.decision = _RESET
+                # Otherwise the trial is no longer at the decision point (an interrupt
+                # ended it first): the end event already told the driver.
             else:  # pragma: no cover - a driver/worker version mismatch
                 raise ValueError(f"unknown worker command {kind!r}")
 
@@ -354,6 +372,18 @@ class TrialWorker:
         pid, hostname, node_ip = self._identity
         self._emit(["started", run.trial_id, run.start_time, pid, hostname, node_ip])
         restore = spec.get("restore")
+        end: List[Any]
+        if spec.get("clone_from"):
+            try:
+                restore = self._clone(run, spec["clone_from"])
+            except Exception as exc:  # noqa: BLE001 - reported as the trial's error
+                end = ["error", run.trial_id, traceback.format_exc(), None]
+                with self._cond:
+                    self._out.append(_packb(end))
+                    self._run = None
+                    self._cond.notify_all()
+                return
+            spec = run.spec = dict(spec, restore=restore, clone_from=None)
         context = TuneContext(
             trial_id=run.trial_id,
             trial_name=spec.get("trial_name"),
@@ -367,7 +397,6 @@ class TrialWorker:
             lambda metrics, checkpoint: self._report(run, metrics, checkpoint),
             Checkpoint(restore) if restore else None,
         )
-        end: List[Any]
         try:
             if spec.get("trial_dir"):
                 os.makedirs(spec["trial_dir"], exist_ok=True)
@@ -381,7 +410,16 @@ class TrialWorker:
                     trainable_cls = self._wrapped[spec["trainable"]] = wrap_function(trainable)
                 trainable_cls(spec.get("config")).run(session)
         except TuneStopTrial as stop:
-            end = ["paused" if stop.args and stop.args[0] == _PAUSE else "stopped", run.trial_id]
+            how = stop.args[0] if stop.args else _STOP
+            if how == _RESET:
+                # The same trial goes on at once as a new segment: no end event.
+                with self._cond:
+                    self._seal_results()
+                    self._queue.appendleft(dict(spec, **(run.reset_fields or {})))
+                    self._run = None
+                    self._cond.notify_all()
+                return
+            end = ["paused" if how == _PAUSE else "stopped", run.trial_id]
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, none is lost
             try:
                 blob = cloudpickle.dumps(exc)
@@ -480,9 +518,10 @@ class TrialWorker:
                     # After the last reported result: the checkpoint has that result's state.
                     self._emit(["checkpoint", run.trial_id, self._save_class(run, instance)])
                 raise
-        except TuneStopTrial:
+        except TuneStopTrial as stop:
             if instance is not None:
-                if reuse:
+                if reuse or (stop.args and stop.args[0] == _RESET):
+                    # A reset offers the live instance the new config (reset_config).
                     self._held = (name, instance)
                 else:
                     _cleanup_quietly(instance)
@@ -535,6 +574,19 @@ class TrialWorker:
             ) from exc
         run.checkpoint_index += 1
         return name
+
+    def _clone(self, run: _Run, source: str) -> str:
+        """Copy another trial's checkpoint into this trial's next checkpoint directory
+        (the source may be deleted by its own trial's retention later)."""
+        if not os.path.isdir(source):
+            raise TuneError(
+                f"Trial {run.trial_id} was to continue from checkpoint {source} (PBT's exploit "
+                "or reset_trial), but that directory does not exist. Keep more checkpoints "
+                "(CheckpointConfig(num_to_keep=...)) or report one at every perturbation."
+            )
+        name = self._persist(run, Checkpoint(source))
+        self._emit(["cloned", run.trial_id, name])
+        return os.path.join(run.spec.get("trial_dir") or os.getcwd(), name)
 
     def _persist(self, run: _Run, checkpoint: Checkpoint) -> str:
         name = f"checkpoint_{run.checkpoint_index:06d}"

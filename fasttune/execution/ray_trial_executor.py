@@ -188,6 +188,23 @@ class RayTrialExecutor:
         if worker is not None:
             worker.commands.append([decision, trial_id])
 
+    def reset_trial(self, trial: Any, new_config: Dict[str, Any], new_experiment_tag: str,
+                    fields: Optional[Dict[str, Any]] = None) -> bool:
+        """Give ``trial``'s live trainable ``new_config`` in place, at the decision point
+        it waits at: a class trainable through ``reset_config`` (a fresh instance in the
+        same process when that declines), a function trainable by calling it again.
+        ``fields`` updates the trial's spec for the new run segment (the checkpoint to
+        continue from, its iteration).  True when the reset rides on the worker's next
+        poll; False when no worker holds the trial.
+        """
+        worker = self._holder(trial)
+        if worker is None:
+            return False
+        trial.config = new_config
+        trial.experiment_tag = new_experiment_tag
+        worker.commands.append(["reset", trial.trial_id, dict(fields or {}, config=new_config)])
+        return True
+
     def _holder(self, trial: Any) -> Optional[_Worker]:
         for worker in self._workers.values():
             if trial in worker.assigned:

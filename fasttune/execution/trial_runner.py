@@ -37,6 +37,18 @@ _WORKER_DECISION = {
 }
 
 
+class _Reset:
+    """A pending ``reset_trial``: the trial goes on with ``config`` from ``source``."""
+
+    __slots__ = ("config", "source", "result", "foreign")
+
+    def __init__(self, config: Dict[str, Any], source: Optional[str], result: Dict[str, Any], foreign: bool) -> None:
+        self.config = config
+        self.source = source  # a checkpoint directory, or None: no checkpoint
+        self.result = result  # what was reported with that checkpoint
+        self.foreign = foreign  # another trial's checkpoint: copied in first
+
+
 class TrialRunner:
     """Runs the trials of one experiment to completion (``ray.tune.execution.trial_runner``).
 
@@ -89,6 +101,15 @@ class TrialRunner:
         self._pending_decision: Dict[str, str] = {}
         self._checkpoint_iteration: Dict[str, tuple] = {}
         self._next_checkpoint_index: Dict[str, int] = {}  # names stay unique after deletions
+        # reset_trial: applied at the decision point the trial waits at in the batch being
+        # handled, or when the trial next starts; a foreign checkpoint stays pinned (its
+        # own trial's retention may not delete it) until the copy is confirmed.
+        self._deciding: frozenset = frozenset()
+        self._reset_at_decision: Dict[str, _Reset] = {}
+        self._reset_on_start: Dict[str, _Reset] = {}
+        self._cloning: Dict[str, _Reset] = {}
+        self._pinned: Dict[str, int] = {}
+        self._unpinned_removals: set = set()
         self._iteration = 0
         self._start_time = time.monotonic()
         self._stopping_all = False
@@ -135,8 +156,14 @@ class TrialRunner:
 
     @property
     def table(self) -> Any:
-        """The columnar TrialTable (numpy views via ``table.column(name)``)."""
+        """The columnar TrialTable (numpy views via ``table.column(name)``); its
+        ``last_metric``/``best_metric`` columns hold :attr:`metric`, row ``trial._row``."""
         return self._table
+
+    @property
+    def metric(self) -> Optional[str]:
+        """The result key the TrialTable's metric columns track (None: none)."""
+        return self._metric
 
     @property
     def scheduler_alg(self) -> TrialScheduler:
@@ -237,10 +264,18 @@ class TrialRunner:
         if trial_id not in self._config_json:
             self._config_json[trial_id] = config_to_json(trial.config)
             self._files.init_trial(trial.path, trial.config)
-        restore = trial.checkpoint
-        iteration, time_total = self._checkpoint_iteration.get(trial_id, (0, 0.0)) if restore else (0, 0.0)
-        if trial.iteration != iteration:
-            self._rewind(trial, iteration, time_total)
+        reset = self._reset_on_start.pop(trial_id, None)
+        if reset is not None:
+            fields = self._reset_fields(trial, reset)
+            restore_path = fields["restore"]
+            iteration, time_total = fields["iteration"], fields["time_total"]
+        else:
+            fields = {}
+            restore = trial.checkpoint
+            restore_path = restore.path if restore else None
+            iteration, time_total = self._checkpoint_iteration.get(trial_id, (0, 0.0)) if restore else (0, 0.0)
+            if trial.iteration != iteration:
+                self._rewind(trial, iteration, time_total)
         decisions = (
             DecisionPoints.every_result()
             if self._synchronous or self._stopper is not None
@@ -259,12 +294,13 @@ class TrialRunner:
             "iteration": iteration,
             "time_total": time_total,
             "ckpt_index": self._next_checkpoint_index.get(trial_id, len(trial.checkpoints)),
-            "restore": restore.path if restore else None,
+            "restore": restore_path,
             "resources": trial.resources,
             # Class trainables: the worker calls save_checkpoint by this policy.
             "checkpoint_frequency": int(getattr(trial.checkpoint_config, "checkpoint_frequency", 0) or 0),
             "checkpoint_at_end": bool(getattr(trial.checkpoint_config, "checkpoint_at_end", False)),
         }
+        spec.update(fields)
         self._unassigned.pop(trial_id, None)  # a PAUSED trial resuming was never in it
         self._slot_of[trial_id] = self.trial_executor.start_trial(trial, spec)
 
@@ -279,6 +315,8 @@ class TrialRunner:
     def _on_batch(self, slot: int, events: List[Any]) -> None:
         whole_trials = 0
         started_here = set()
+        # Trials waiting at a decision point in this batch: reset_trial applies in place.
+        self._deciding = frozenset(event[1] for event in events if event[0] == "decide")
         for event in events:
             kind, trial_id = event[0], event[1]
             trial = self._by_id[trial_id]
@@ -291,7 +329,19 @@ class TrialRunner:
                 decision = self._pending_decision.pop(trial_id, TrialScheduler.CONTINUE)
                 if trial.status != Trial.RUNNING:
                     decision = TrialScheduler.PAUSE if trial.status == Trial.PAUSED else TrialScheduler.STOP
+                reset = self._reset_at_decision.pop(trial_id, None)
+                if reset is not None and decision in (TrialScheduler.CONTINUE, TrialScheduler.NOOP):
+                    fields = self._reset_fields(trial, reset)
+                    self.trial_executor.reset_trial(trial, trial.config, trial.experiment_tag, fields)
+                    continue
+                if reset is not None:
+                    self._reset_on_start[trial_id] = reset  # applies when the trial resumes
                 self.trial_executor.send_decision(slot, trial_id, _WORKER_DECISION[decision])
+            elif kind == "cloned":
+                reset = self._cloning.pop(trial_id, None)
+                self._on_checkpoint(trial, event[2], reset.result if reset else trial.last_result)
+                if reset is not None:
+                    self._unpin(reset)
             elif kind == "checkpoint":
                 # Saved after the trial's last reported result (at end, or before a pause).
                 self._on_checkpoint(trial, event[2], trial.last_result)
@@ -299,6 +349,7 @@ class TrialRunner:
                 if trial_id in started_here:
                     whole_trials += 1
                 self._on_trial_end(slot, trial, kind, event)
+        self._deciding = frozenset()
         self.trial_executor.adapt_depth(slot, whole_trials)
 
     def _on_started(self, trial: Trial, start_time: float, pid: int, hostname: str, node_ip: str) -> None:
@@ -403,9 +454,31 @@ class TrialRunner:
             kept_paths = {c.path for c, _ in kept}
             for checkpoint, _ in trial.checkpoint_results:
                 if checkpoint.path not in kept_paths:
-                    self._files.remove_checkpoint(checkpoint.path)
+                    self._remove_checkpoint(checkpoint.path)
             trial.checkpoint_results = kept
         trial.checkpoints = [c for c, _ in trial.checkpoint_results]
+
+    def _remove_checkpoint(self, path: str) -> None:
+        if path in self._pinned:
+            self._unpinned_removals.add(path)  # another trial is still copying it
+        else:
+            self._files.remove_checkpoint(path)
+
+    def _unpin(self, reset: _Reset) -> None:
+        if not reset.foreign or reset.source not in self._pinned:
+            return
+        self._pinned[reset.source] -= 1
+        if not self._pinned[reset.source]:
+            del self._pinned[reset.source]
+            if reset.source in self._unpinned_removals:
+                self._unpinned_removals.discard(reset.source)
+                self._files.remove_checkpoint(reset.source)
+
+    def _drop_resets(self, trial: Trial) -> None:
+        for pending in (self._reset_at_decision, self._reset_on_start, self._cloning):
+            reset = pending.pop(trial.trial_id, None)
+            if reset is not None:
+                self._unpin(reset)
 
     def _on_trial_end(self, slot: int, trial: Trial, kind: str, event: List[Any]) -> None:
         self._slot_of.pop(trial.trial_id, None)
@@ -437,6 +510,7 @@ class TrialRunner:
         self._callbacks.call("on_trial_complete", iteration=self._iteration, trials=self._trials, trial=trial)
 
     def _close_trial(self, trial: Trial) -> None:
+        self._drop_resets(trial)
         self._files.close(trial.path)
         self._results.close_trial(trial._row)
 
@@ -465,6 +539,9 @@ class TrialRunner:
             self._stop_all()
             return
         if trial.status == Trial.RUNNING and trial.should_recover() and not self._stopping_all:
+            cloning = self._cloning.pop(trial.trial_id, None)
+            if cloning is not None:  # the copy was not confirmed: redo it on restart
+                self._reset_on_start[trial.trial_id] = cloning
             trial.set_status(Trial.PENDING)
             self._unassigned[trial.trial_id] = trial
             self._results.close_trial(trial._row)
@@ -520,6 +597,77 @@ class TrialRunner:
             self.trial_executor.pause_trial(trial)
         self._unassigned.pop(trial.trial_id, None)
         trial.set_status(Trial.PAUSED)
+
+    def reset_trial(
+        self,
+        trial: Trial,
+        new_config: Dict[str, Any],
+        new_experiment_tag: str,
+        checkpoint: Optional[Checkpoint] = None,
+        checkpoint_result: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        """Let ``trial`` go on with ``new_config`` from ``checkpoint`` (PBT's exploit).
+
+        ``checkpoint`` may be another trial's: it is copied into this trial's directory
+        first, and ``checkpoint_result`` (what was reported with it) gives the iteration
+        and time the trial continues from.  ``None`` keeps the trial's counters; a class
+        trainable whose ``reset_config`` accepts then also keeps its in-memory state.
+
+        Called while the trial waits at a decision point (from a scheduler's
+        ``on_trial_result``), the reset happens in place on the trial's worker: no new
+        process, no pause.  A RUNNING trial between decision points is paused and takes
+        the new config when it resumes; a PAUSED or PENDING one takes it when it starts.
+        """
+        if trial.is_finished():
+            raise TuneError(f"Trial {trial} is {trial.status}; only a live trial can be reset.")
+        if not isinstance(new_config, dict):
+            raise TypeError(f"reset_trial needs the new config as a dict, got {type(new_config).__name__}.")
+        source = checkpoint.path if checkpoint is not None else None
+        own = {c.path for c in trial.checkpoints}
+        foreign = source is not None and source not in own
+        if foreign:
+            self._pinned[source] = self._pinned.get(source, 0) + 1
+        if checkpoint_result is None and source in own:
+            checkpoint_result = next(r for c, r in trial.checkpoint_results if c.path == source)
+        reset = _Reset(new_config, source, dict(checkpoint_result or {}), foreign)
+        for pending in (self._reset_at_decision, self._reset_on_start):
+            previous = pending.pop(trial.trial_id, None)
+            if previous is not None:  # a later reset replaces an earlier, unapplied one
+                self._unpin(previous)
+        trial.config = new_config
+        trial.experiment_tag = new_experiment_tag
+        self._config_json[trial.trial_id] = config_to_json(new_config)
+        if trial.trial_id in self._deciding and trial.status == Trial.RUNNING:
+            self._reset_at_decision[trial.trial_id] = reset
+            return
+        self._reset_on_start[trial.trial_id] = reset
+        if trial.status == Trial.RUNNING:
+            self.pause_trial(trial, should_checkpoint=False)
+        elif trial.status == Trial.PENDING and trial.trial_id in self._slot_of:
+            self.trial_executor.pause_trial(trial)  # handed back ("dropped"), then restarted
+
+    def _reset_fields(self, trial: Trial, reset: _Reset) -> Dict[str, Any]:
+        """The spec fields of the run segment that carries ``reset`` out."""
+        iteration = int(reset.result.get("training_iteration", trial.iteration))
+        time_total = float(reset.result.get("time_total_s", self._table.get_time_total(trial._row)))
+        fields: Dict[str, Any] = {"config": reset.config, "iteration": iteration, "time_total": time_total,
+                                  "restore": None, "clone_from": None}
+        if reset.source is None:
+            iteration, time_total = trial.iteration, self._table.get_time_total(trial._row)
+            fields.update(iteration=iteration, time_total=time_total)
+        elif reset.foreign:
+            index = self._next_checkpoint_index.get(trial.trial_id, len(trial.checkpoints))
+            self._next_checkpoint_index[trial.trial_id] = index + 1
+            self._cloning[trial.trial_id] = reset
+            fields.update(clone_from=reset.source, ckpt_index=index)
+        else:
+            fields["restore"] = reset.source
+            fields["ckpt_index"] = self._next_checkpoint_index.get(trial.trial_id, len(trial.checkpoints))
+            if trial.iteration > iteration:  # its own older checkpoint: the later history goes
+                self._rewind(trial, iteration, time_total)
+        self._table.set_iteration(trial._row, iteration)
+        self._table.set_time_total(trial._row, time_total)
+        return fields
 
     # ---- snapshots and teardown ----------------------------------------------------------
     def checkpoint(self, force: bool = False) -> Optional[str]:

@@ -171,8 +171,10 @@ def run_experiment(
         experiment_path=experiment.path,
         stopper=experiment.stopper,
         callbacks=callbacks,
-        metric=metric,
-        mode=mode,
+        # The TrialTable tracks the scheduler's metric when TuneConfig names none, so
+        # schedulers can read it as a numpy column.
+        metric=metric or scheduler.metric,
+        mode=mode or scheduler.mode,
         fail_fast=fail_fast,
         time_budget_s=time_budget_s,
         max_concurrent_trials=max_concurrent_trials,

@@ -1,0 +1,170 @@
+"""TrialRunner.reset_trial: a trial goes on with a new config from another trial's
+checkpoint (PBT's exploit), in place at a decision point or through pause and resume."""
+import json
+import os
+
+import pytest
+
+import fasttune as tune
+from fasttune.schedulers import DecisionPoints, TrialScheduler
+from fasttune_testing import fit, lines
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+STEPS = 10
+
+
+def counter_function(config):
+    checkpoint = tune.get_checkpoint()
+    x, start = 0, 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "state.json")) as f:
+                x, start = json.load(f)
+    import tempfile
+
+    for step in range(start + 1, STEPS + 1):
+        x += config["inc"]
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "state.json"), "w") as f:
+                json.dump([x, step], f)
+            tune.report({"x": x, "pid": os.getpid(), "instance": 0, "resets": 0},
+                        checkpoint=tune.Checkpoint.from_directory(d))
+
+
+class CounterClass(tune.Trainable):
+    def setup(self, config):
+        self.x = 0
+        self.resets = 0
+
+    def step(self):
+        self.x += self.config["inc"]
+        return {"x": self.x, "pid": os.getpid(), "instance": id(self), "resets": self.resets,
+                "done": self.iteration + 1 >= STEPS}
+
+    def save_checkpoint(self, checkpoint_dir):
+        return {"x": self.x}
+
+    def load_checkpoint(self, checkpoint):
+        self.x = checkpoint["x"]
+
+    def reset_config(self, new_config):
+        self.resets += 1
+        return True
+
+
+class ExploitOnce(TrialScheduler):
+    """At the bottom trial's iteration ``at``, continue it from the top trial's checkpoint
+    of iteration ``donor_iteration`` with ``inc=1000``."""
+
+    def __init__(self, at=4, donor_iteration=6, decide=True):
+        self.at, self.donor_iteration, self.decide = at, donor_iteration, decide
+        self.done = False
+
+    def decision_points(self, trial):
+        return DecisionPoints.at([self.at]) if self.decide else DecisionPoints.never()
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if self.done or trial.config["role"] != "bottom" or result["training_iteration"] != self.at:
+            return self.CONTINUE
+        self.done = True
+        donor = next(t for t in tune_controller.get_trials() if t.config["role"] == "top")
+        checkpoint, donor_result = next(
+            (c, r) for c, r in donor.checkpoint_results if r["training_iteration"] == self.donor_iteration)
+        tune_controller.reset_trial(trial, dict(trial.config, inc=1000), "exploited",
+                                    checkpoint=checkpoint, checkpoint_result=donor_result)
+        return self.CONTINUE
+
+
+def _sweep(trainable, storage, scheduler, reuse_actors, **run_kwargs):
+    # One at a time: the top trial has finished (all its checkpoints kept) before the
+    # bottom trial starts, so the donor checkpoint is known.
+    return fit(
+        trainable, storage,
+        space={"role": tune.grid_search(["top", "bottom"]), "inc": tune.sample_from(
+            lambda spec: 1 if spec.config.role == "top" else 100)},
+        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1, reuse_actors=reuse_actors),
+        **run_kwargs,
+    )
+
+
+def _bottom(grid):
+    return next(r for r in grid if r.config["role"] == "bottom")
+
+
+@pytest.mark.parametrize("trainable", [counter_function, CounterClass], ids=["function", "class"])
+def test_reset_at_a_decision_point_continues_in_place_from_the_donor_checkpoint(storage, trainable):
+    extra = {} if trainable is counter_function else {
+        "checkpoint_config": tune.CheckpointConfig(checkpoint_frequency=1)}
+    grid = _sweep(trainable, storage, ExploitOnce(), reuse_actors=False, **extra)
+    bottom = _bottom(grid)
+    rows = lines(os.path.join(bottom.path, "result.json"))
+    assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4, 7, 8, 9, 10]
+    assert [r["x"] for r in rows] == [100, 200, 300, 400, 1006, 2006, 3006, 4006]
+    assert [r["config"]["inc"] for r in rows] == [100] * 4 + [1000] * 4
+    # In place: the same process throughout, and for a class trainable the same instance,
+    # reconfigured through reset_config (reuse_actors=False: never reused otherwise).
+    assert len({r["pid"] for r in rows}) == 1
+    assert len({r["instance"] for r in rows}) == 1
+    if trainable is CounterClass:
+        assert [r["resets"] for r in rows] == [0] * 4 + [1] * 4
+    assert bottom.config["inc"] == 1000
+    assert bottom.metrics["x"] == 4006
+    # The donor's checkpoint was copied into the bottom trial's own directory.
+    copies = [c for c, r in bottom.best_checkpoints if r["training_iteration"] == 6]
+    assert copies and os.path.dirname(copies[0].path) == bottom.path
+
+
+def test_reset_between_decision_points_pauses_and_resumes_with_the_new_config(storage):
+    grid = _sweep(counter_function, storage, ExploitOnce(decide=False), reuse_actors=True)
+    bottom = _bottom(grid)
+    rows = lines(os.path.join(bottom.path, "result.json"))
+    iterations = [r["training_iteration"] for r in rows]
+    # Results reported before the pause landed are kept (with the old config); then
+    # 7..10 continue from the donor's state with the new one.
+    cut = [r["config"]["inc"] for r in rows].index(1000)
+    assert iterations[:cut] == list(range(1, cut + 1)) and cut >= 4
+    assert [r["x"] for r in rows[:cut]] == [100 * i for i in range(1, cut + 1)]
+    assert iterations[cut:] == [7, 8, 9, 10]
+    assert [r["x"] for r in rows[cut:]] == [1006, 2006, 3006, 4006]
+    assert bottom.metrics["x"] == 4006
+
+
+def test_reset_of_a_finished_trial_is_a_clear_error():
+    from fasttune.error import TuneError
+    from fasttune.execution import TrialRunner
+    from fasttune.experiment import Trial
+
+    runner = TrialRunner()
+    trial = Trial("t", config={})
+    trial._attach(runner.table, runner.table.add())
+    trial.set_status(Trial.RUNNING)
+    trial.set_status(Trial.TERMINATED)
+    with pytest.raises(TuneError, match="only a live trial can be reset"):
+        runner.reset_trial(trial, {}, "tag")
+
+
+class ResetFromMissingCheckpoint(ExploitOnce):
+    def on_trial_result(self, tune_controller, trial, result):
+        if trial.config["role"] == "bottom" and result["training_iteration"] == self.at:
+            import shutil
+            import tempfile
+
+            gone = tempfile.mkdtemp(suffix="_gone_checkpoint")
+            checkpoint = tune.Checkpoint.from_directory(gone)
+            shutil.rmtree(gone)
+            self.gone = gone
+            tune_controller.reset_trial(trial, dict(trial.config, inc=1000), "exploited",
+                                        checkpoint=checkpoint, checkpoint_result={"training_iteration": 1})
+        return self.CONTINUE
+
+
+def test_reset_from_a_checkpoint_that_is_gone_errors_the_trial_and_says_why(storage):
+    scheduler = ResetFromMissingCheckpoint()
+    grid = _sweep(counter_function, storage, scheduler, reuse_actors=True)
+    bottom = _bottom(grid)
+    assert bottom.error is not None
+    assert scheduler.gone in str(bottom.error)
+    assert "does not exist" in str(bottom.error)
+    rows = lines(os.path.join(bottom.path, "result.json"))
+    assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4]  # nothing reported is lost
