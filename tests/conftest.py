@@ -7,7 +7,9 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # Two logical GPUs (none physical): Ray still assigns them and sets
+        # CUDA_VISIBLE_DEVICES, which the resource tests check.
+        ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 

@@ -592,3 +592,28 @@ def test_a_trainable_that_keeps_failing_ends_as_error_after_max_failures(storage
     (result,) = list(grid)
     assert isinstance(result.error, RuntimeError)
     assert open(os.path.join(result.path, "error.txt")).read().count("Failure #") == 3
+
+
+def dies_leaving_unreported_checkpoints(config):
+    from fasttune_testing import report_with_step_checkpoint
+
+    for step in (1, 2):
+        report_with_step_checkpoint({"step": step}, step)
+    trial_dir = tune.get_context().get_trial_dir()
+    # What a worker killed at the wrong moment leaves: a checkpoint it persisted but
+    # never got to report, and one it was half-way copying.
+    os.makedirs(os.path.join(trial_dir, "checkpoint_000002", "data"))
+    os.makedirs(os.path.join(trial_dir, "checkpoint_000003.tmp"))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_trial_whose_worker_died_for_good_keeps_only_its_reported_checkpoints(storage):
+    # A decision at every result: each report() returns only once the driver has it.
+    grid = _fit(dies_leaving_unreported_checkpoints, storage,
+                tune_config=tune.TuneConfig(scheduler=TrialScheduler()))
+    (result,) = list(grid)
+    assert result.error is not None and "died" in str(result.error)
+    assert [r["step"] for r in _lines(os.path.join(result.path, "result.json"))] == [1, 2]
+    on_disk = sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_"))
+    assert on_disk == ["checkpoint_000000", "checkpoint_000001"]
+    assert os.path.basename(result.checkpoint.path) == "checkpoint_000001"

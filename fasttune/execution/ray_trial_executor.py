@@ -34,11 +34,13 @@ _RESOURCE_REFRESH_S = 10.0
 
 class _Worker:
     __slots__ = ("slot", "actor", "shape", "resources", "future", "assigned", "commands",
-                 "trainables", "depth")
+                 "trainables", "depth", "placement_group")
 
-    def __init__(self, slot: int, actor: Any, shape: Tuple[Any, ...], resources: Dict[str, float]) -> None:
+    def __init__(self, slot: int, actor: Any, shape: Tuple[Any, ...], resources: Dict[str, float],
+                 placement_group: Any = None) -> None:
         self.slot = slot
         self.actor = actor
+        self.placement_group = placement_group  # reserved bundles for the trainable's own tasks
         self.shape = shape
         self.resources = resources
         self.future: Any = None
@@ -71,6 +73,7 @@ class RayTrialExecutor:
         self._blobs: Dict[str, Tuple[bytes, bytes]] = {}
         self._trainables: Dict[str, Any] = {}
         self._remote_cls: Any = None
+        self._feasible_shapes: set = set()
         self._sys_path = [os.path.abspath(p or ".") for p in sys.path]
 
     # ---- resources -------------------------------------------------------------------
@@ -89,7 +92,11 @@ class RayTrialExecutor:
 
     def check_feasible(self, trial: Any) -> None:
         """A trial that can never fit the cluster is an error, not a silent hang."""
-        request = trial.placement_group_factory.required_resources
+        pgf: PlacementGroupFactory = trial.placement_group_factory
+        shape = pgf.shape_key()
+        if shape in self._feasible_shapes:
+            return
+        request = pgf.required_resources
         total = self._cluster_total()
         missing = {k: v for k, v in request.items() if v > total.get(k, 0.0) + 1e-9}
         if missing:
@@ -98,6 +105,18 @@ class RayTrialExecutor:
                 f"{ {k: total.get(k, 0.0) for k in missing} } in all, so it can never start. "
                 "Lower the request (tune.with_resources / resources_per_trial) or add nodes."
             )
+        if len(pgf.bundles) > 1:
+            import ray
+
+            nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+            problem = placement_problem(pgf, nodes)
+            if problem:
+                raise TuneError(
+                    f"Trial {trial} requests the placement group {pgf}, which can never be "
+                    f"placed on this cluster: {problem}. Change the bundles or the strategy, "
+                    "or add nodes."
+                )
+        self._feasible_shapes.add(shape)
 
     def has_resources_for_trial(self, trial: Any) -> bool:
         pgf: PlacementGroupFactory = trial.placement_group_factory
@@ -152,20 +171,35 @@ class RayTrialExecutor:
         custom = {k: v for k, v in head.items() if k not in ("CPU", "GPU", "memory")}
         options: Dict[str, Any] = {
             "num_cpus": head.get("CPU", 0.0),
-            "num_gpus": head.get("GPU", 0.0),
+            "num_gpus": head.get("GPU", 0.0),  # Ray sets CUDA_VISIBLE_DEVICES to these GPUs
             "max_concurrency": 4,
         }
         if custom:
             options["resources"] = custom
         if head.get("memory"):
             options["memory"] = head["memory"]
+        group = None
+        extra = [bundle for bundle in pgf.bundles[1:] if bundle]
+        if extra:
+            # Bundles beyond the head are for tasks and actors the trainable starts; a
+            # placement group reserves them with the worker, and captures those children.
+            # (One bundle needs no group: the actor's own request reserves it, faster.)
+            from ray.util.placement_group import placement_group
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            group = placement_group(([head] if head else []) + extra, strategy=pgf.strategy)
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                placement_group=group,
+                placement_group_bundle_index=0 if head else -1,
+                placement_group_capture_child_tasks=True,
+            )
         actor = self._remote_cls.options(**options).remote()
         slot = self._next_slot
         self._next_slot += 1
         request = pgf.required_resources
         for key, value in request.items():
             self._committed[key] = self._committed.get(key, 0.0) + value
-        worker = _Worker(slot, actor, pgf.shape_key(), request)
+        worker = _Worker(slot, actor, pgf.shape_key(), request, group)
         self._workers[slot] = worker
         return worker
 
@@ -331,6 +365,14 @@ class RayTrialExecutor:
     def _release(self, worker: _Worker) -> None:
         for key, value in worker.resources.items():
             self._committed[key] = self._committed.get(key, 0.0) - value
+        if worker.placement_group is not None:
+            from ray.util.placement_group import remove_placement_group
+
+            group, worker.placement_group = worker.placement_group, None
+            try:
+                remove_placement_group(group)  # also ends tasks the trainable left behind
+            except Exception:  # noqa: BLE001 - already gone with its cluster
+                pass
 
     def _kill(self, worker: _Worker) -> None:
         import ray
@@ -363,3 +405,40 @@ class RayTrialExecutor:
         self._idle.clear()
         self._by_future.clear()
         self._replies.clear()
+
+
+def placement_problem(pgf: PlacementGroupFactory, nodes: List[Dict[str, float]]) -> Optional[str]:
+    """Why ``pgf``'s bundles can never be placed on ``nodes`` (each node's total
+    resources), or None when they can.  Checks what totals alone cannot: a bundle larger
+    than every node, STRICT_PACK larger than one node, STRICT_SPREAD with too few nodes."""
+
+    def fits(bundle: Dict[str, float], node: Dict[str, float]) -> bool:
+        return all(node.get(k, 0.0) + 1e-9 >= v for k, v in bundle.items())
+
+    bundles = [b for b in pgf.bundles if b]
+    for bundle in bundles:
+        if not any(fits(bundle, node) for node in nodes):
+            return f"no node has room for the bundle {bundle} (nodes: {nodes})"
+    if pgf.strategy == "STRICT_PACK" and not any(fits(pgf.required_resources, node) for node in nodes):
+        return f"STRICT_PACK needs {pgf.required_resources} on one node, and no node has that"
+    if pgf.strategy == "STRICT_SPREAD":
+        # Each bundle on its own node: a matching of bundles to distinct nodes.
+        if not _distinct_nodes_fit(bundles, nodes, fits):
+            return f"STRICT_SPREAD needs {len(bundles)} distinct nodes that each hold one bundle"
+    return None
+
+
+def _distinct_nodes_fit(bundles: List[Dict[str, float]], nodes: List[Dict[str, float]], fits: Any) -> bool:
+    match: Dict[int, int] = {}  # node -> bundle (augmenting paths; bundles are few)
+
+    def assign(b: int, seen: set) -> bool:
+        for n, node in enumerate(nodes):
+            if n in seen or not fits(bundles[b], node):
+                continue
+            seen.add(n)
+            if n not in match or assign(match[n], seen):
+                match[n] = b
+                return True
+        return False
+
+    return all(assign(b, set()) for b in range(len(bundles)))

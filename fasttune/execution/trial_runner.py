@@ -474,6 +474,12 @@ class TrialRunner:
                 self._unpinned_removals.discard(reset.source)
                 self._files.remove_checkpoint(reset.source)
 
+    def _pinned_names(self, trial: Trial) -> List[str]:
+        # This trial's checkpoints that another trial is still copying (its retention
+        # already dropped them; they go when the copy is confirmed).
+        prefix = (trial.path or "") + os.sep
+        return [os.path.basename(p) for p in self._pinned if p.startswith(prefix)]
+
     def _drop_resets(self, trial: Trial) -> None:
         for pending in (self._reset_at_decision, self._reset_on_start, self._cloning):
             reset = pending.pop(trial.trial_id, None)
@@ -551,6 +557,10 @@ class TrialRunner:
             trial.set_status(Trial.ERROR)
         trial.end_time = time.time()
         self._close_trial(trial)
+        # No worker writes to this trial again: checkpoints its last worker saved but
+        # never reported (it died first), or half-copied ones, would lie there untracked.
+        self._files.prune_checkpoints(
+            trial.path, [os.path.basename(c.path) for c in trial.checkpoints] + list(self._pinned_names(trial)))
         self._scheduler.on_trial_error(self, trial)
         self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
         self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)

@@ -15,7 +15,7 @@ import queue
 import shutil
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 # Trials with open result files; the least recently written are closed past this bound
 # so population-scale sweeps do not run out of file descriptors.
@@ -161,6 +161,12 @@ class TrialFiles:
         """Delete a checkpoint directory that retention dropped (in order with the rest)."""
         self._submit(shutil.rmtree, path, True)
 
+    def prune_checkpoints(self, trial_dir: str, keep: Iterable[str]) -> None:
+        """Delete the trial's ``checkpoint_*`` directories not named in ``keep``: ones a
+        worker wrote but never reported before it died, and half-copied ``.tmp`` ones.
+        Only for a trial that no worker will write to again."""
+        self._submit(_prune_checkpoints, trial_dir, frozenset(keep))
+
     def rewind(self, trial_dir: str, iteration: int) -> Optional[list]:
         """Keep only results up to ``training_iteration == iteration`` (a restart from a
         checkpoint taken there), so each iteration stays in the files exactly once.
@@ -196,6 +202,16 @@ class TrialFiles:
         import csv
 
         return next(csv.reader([header.decode()]))
+
+
+def _prune_checkpoints(trial_dir: str, keep: frozenset) -> None:
+    try:
+        names = os.listdir(trial_dir)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith("checkpoint_") and name not in keep:
+            shutil.rmtree(os.path.join(trial_dir, name), ignore_errors=True)
 
 
 def _atomic_write(path: str, data: bytes) -> None:
