@@ -104,7 +104,7 @@ class TrialRunner:
         # reset_trial: applied at the decision point the trial waits at in the batch being
         # handled, or when the trial next starts; a foreign checkpoint stays pinned (its
         # own trial's retention may not delete it) until the copy is confirmed.
-        self._deciding: frozenset = frozenset()
+        self._deciding: set = set()
         self._reset_at_decision: Dict[str, _Reset] = {}
         self._reset_on_start: Dict[str, _Reset] = {}
         self._cloning: Dict[str, _Reset] = {}
@@ -316,7 +316,7 @@ class TrialRunner:
         whole_trials = 0
         started_here = set()
         # Trials waiting at a decision point in this batch: reset_trial applies in place.
-        self._deciding = frozenset(event[1] for event in events if event[0] == "decide")
+        self._deciding = {event[1] for event in events if event[0] == "decide"}
         for event in events:
             kind, trial_id = event[0], event[1]
             trial = self._by_id[trial_id]
@@ -326,6 +326,7 @@ class TrialRunner:
                 started_here.add(trial_id)
                 self._on_started(trial, event[2], event[3], event[4], event[5])
             elif kind == "decide":
+                self._deciding.discard(trial_id)  # answered now: a later reset pauses it
                 decision = self._pending_decision.pop(trial_id, TrialScheduler.CONTINUE)
                 if trial.status != Trial.RUNNING:
                     decision = TrialScheduler.PAUSE if trial.status == Trial.PAUSED else TrialScheduler.STOP
@@ -349,7 +350,7 @@ class TrialRunner:
                 if trial_id in started_here:
                     whole_trials += 1
                 self._on_trial_end(slot, trial, kind, event)
-        self._deciding = frozenset()
+        self._deciding.clear()
         self.trial_executor.adapt_depth(slot, whole_trials)
 
     def _on_started(self, trial: Trial, start_time: float, pid: int, hostname: str, node_ip: str) -> None:

@@ -168,3 +168,41 @@ def test_reset_from_a_checkpoint_that_is_gone_errors_the_trial_and_says_why(stor
     assert "does not exist" in str(bottom.error)
     rows = lines(os.path.join(bottom.path, "result.json"))
     assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4]  # nothing reported is lost
+
+
+def test_a_donor_checkpoint_waiting_to_be_copied_outlives_its_own_trials_retention(tmp_path, monkeypatch):
+    from fasttune.execution import TrialRunner
+    from fasttune.experiment import Trial
+
+    runner = TrialRunner(experiment_path=str(tmp_path))
+    monkeypatch.setattr(runner.trial_executor, "check_feasible", lambda trial: None)
+    keep_one = tune.CheckpointConfig(num_to_keep=1)
+    donor = Trial("t", config={"role": "top"}, experiment_path=str(tmp_path), checkpoint_config=keep_one)
+    bottom = Trial("t", config={"role": "bottom"}, experiment_path=str(tmp_path), checkpoint_config=keep_one)
+    for trial in (donor, bottom):
+        runner.add_trial(trial)
+        trial.set_status(Trial.RUNNING)
+    bottom.set_status(Trial.PAUSED)
+
+    def save(trial, name, iteration):
+        os.makedirs(os.path.join(trial.path, name))
+        runner._on_checkpoint(trial, name, {"training_iteration": iteration})
+
+    save(donor, "checkpoint_000000", 4)
+    source = donor.checkpoint
+    runner.reset_trial(bottom, {"role": "bottom", "inc": 7}, "exploited",
+                       checkpoint=source, checkpoint_result=donor.checkpoint_results[-1][1])
+    save(donor, "checkpoint_000001", 8)  # retention drops checkpoint_000000 from the donor
+    runner._files.flush()
+    assert [os.path.basename(c.path) for c in donor.checkpoints] == ["checkpoint_000001"]
+    assert os.path.isdir(source.path), "pinned until the bottom trial has copied it"
+
+    fields = runner._reset_fields(bottom, runner._reset_on_start.pop(bottom.trial_id))
+    assert fields["clone_from"] == source.path and fields["iteration"] == 4
+    assert bottom.config == {"role": "bottom", "inc": 7} and bottom.experiment_tag == "exploited"
+    os.makedirs(os.path.join(bottom.path, "checkpoint_000000"))
+    runner._on_batch(0, [["cloned", bottom.trial_id, "checkpoint_000000"]])
+    runner._files.flush()
+    assert not os.path.exists(source.path), "deleted once the copy is confirmed"
+    assert bottom.checkpoint_results[-1][1] == {"training_iteration": 4}
+    runner._files.close_all()
