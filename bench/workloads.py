@@ -105,8 +105,8 @@ def count_results(grid) -> Dict[str, Any]:
     }
 
 
-def _fit(tune, trainable, *, name, storage_path, param_space, tune_config):
-    run_config = tune.RunConfig(name=name, storage_path=storage_path, verbose=0)
+def _fit(tune, trainable, *, name, storage_path, param_space, tune_config, **run_config):
+    run_config = tune.RunConfig(name=name, storage_path=storage_path, verbose=0, **run_config)
     t0 = time.perf_counter()
     tuner = tune.Tuner(
         trainable,
@@ -204,6 +204,111 @@ def time_to_first_result(tune, size: int, storage_path: str) -> Dict[str, Any]:
     return _finish(out, expected_trials=1, expected_results=1)
 
 
+def _checkpoint_config(tune, **kwargs):
+    cls = getattr(tune, "CheckpointConfig", None)
+    if cls is None:  # older Ray keeps it in ray.train
+        from ray.train import CheckpointConfig as cls
+    return cls(**kwargs)
+
+
+def _schedulers(tune):
+    import importlib
+
+    return importlib.import_module(tune.__name__ + ".schedulers")
+
+
+def class_checkpointing(tune, size: int, storage_path: str) -> Dict[str, Any]:
+    """16 class-trainable trials (1 CPU each) of ``size`` iterations, a checkpoint every
+    10 iterations (a small file), CheckpointConfig(num_to_keep=2)."""
+
+    class Walker(tune.Trainable):
+        def setup(self, config):
+            self.value = 0.0
+
+        def step(self):
+            self.value += self.config["x"]
+            return {"score": self.value, "done": self.iteration + 1 >= self.config["n"]}
+
+        def save_checkpoint(self, checkpoint_dir):
+            with open(os.path.join(checkpoint_dir, "value"), "w") as f:
+                f.write(repr(self.value))
+
+        def load_checkpoint(self, checkpoint_dir):
+            with open(os.path.join(checkpoint_dir, "value")) as f:
+                self.value = float(f.read())
+
+    out = _fit(
+        tune,
+        tune.with_resources(Walker, {"cpu": 1}),
+        name="class_checkpointing",
+        storage_path=storage_path,
+        param_space={"x": tune.grid_search([0.01 * i for i in range(16)]), "n": size},
+        tune_config=tune.TuneConfig(num_samples=1),
+        checkpoint_config=_checkpoint_config(tune, checkpoint_frequency=10, num_to_keep=2),
+    )
+    kept = 0
+    for entry in os.scandir(os.path.join(storage_path, "class_checkpointing")):
+        if entry.is_dir():
+            kept += sum(1 for d in os.listdir(entry.path) if d.startswith("checkpoint_"))
+    out["checkpoints_on_disk"] = kept
+    return _finish(out, expected_trials=16, expected_results=16 * size)
+
+
+def pause_resume_1mb(tune, size: int, storage_path: str) -> Dict[str, Any]:
+    """1 class trial with 1 MB of state, paused by its scheduler at every 2nd iteration
+    and resumed at once, ``size`` times; the round trip is the wall time between the
+    step before a pause and the step after the resume (median over the cycles)."""
+    import numpy as np
+
+    schedulers = _schedulers(tune)
+
+    class PauseEveryOther(schedulers.FIFOScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            return self.PAUSE if result["training_iteration"] % 2 == 0 else self.CONTINUE
+
+    if hasattr(schedulers, "DecisionPoints"):  # fasttune: where the scheduler decides
+        PauseEveryOther.decision_points = lambda self, trial: schedulers.DecisionPoints.every(2)
+
+    class Stateful(tune.Trainable):
+        def setup(self, config):
+            self.state = np.random.default_rng(0).bytes(1 << 20)
+
+        def step(self):
+            return {"t": time.time(), "pid": os.getpid(), "done": self.iteration + 1 >= self.config["n"]}
+
+        def save_checkpoint(self, checkpoint_dir):
+            with open(os.path.join(checkpoint_dir, "state.bin"), "wb") as f:
+                f.write(self.state)
+
+        def load_checkpoint(self, checkpoint_dir):
+            with open(os.path.join(checkpoint_dir, "state.bin"), "rb") as f:
+                self.state = f.read()
+            assert len(self.state) == 1 << 20
+
+    iterations = 2 * size + 1
+    out = _fit(
+        tune,
+        tune.with_resources(Stateful, {"cpu": 1}),
+        name="pause_resume_1mb",
+        storage_path=storage_path,
+        param_space={"n": iterations},
+        tune_config=tune.TuneConfig(num_samples=1, scheduler=PauseEveryOther(), reuse_actors=True),
+    )
+    rows = []
+    for entry in os.scandir(os.path.join(storage_path, "pause_resume_1mb")):
+        result_json = os.path.join(entry.path, "result.json")
+        if entry.is_dir() and os.path.isfile(result_json):
+            with open(result_json) as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+    by_iteration = {r["training_iteration"]: r for r in rows}
+    gaps = [by_iteration[i + 1]["t"] - by_iteration[i]["t"]
+            for i in range(2, iterations, 2) if i in by_iteration and i + 1 in by_iteration]
+    gaps.sort()
+    out["round_trip_s"] = gaps[len(gaps) // 2] if gaps else float("nan")
+    out["processes"] = len({r["pid"] for r in rows})
+    return _finish(out, expected_trials=1, expected_results=iterations)
+
+
 # --------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------
@@ -288,12 +393,40 @@ WORKLOADS: Dict[str, Workload] = {
             size_meaning="fixed: 1 trial, 1 result",
             description="1 trial reporting 1 result; fit() latency.",
         ),
+        Workload(
+            name="class_checkpointing",
+            run=class_checkpointing,
+            metric="results/s over the whole fit()",
+            unit="results/s",
+            higher_is_better=True,
+            value=_rate("results"),
+            sizes={"default": 200},
+            quick_sizes={"default": 20},
+            size_meaning="iterations per trial (16 class trials, checkpoint every 10, keep 2)",
+            description="16 class-trainable trials, a checkpoint every 10 iterations, "
+                        "num_to_keep=2.",
+        ),
+        Workload(
+            name="pause_resume_1mb",
+            run=pause_resume_1mb,
+            metric="median pause -> resume round trip",
+            unit="s",
+            higher_is_better=False,
+            value=lambda r: r["round_trip_s"],
+            sizes={"default": 20},
+            quick_sizes={"default": 3},
+            size_meaning="pause/resume cycles of 1 trial with 1 MB of state",
+            description="A class trial with 1 MB of state paused at every 2nd iteration "
+                        "and resumed; the wall time from the step before the pause to "
+                        "the step after the resume.",
+        ),
     )
 }
 
 SUITES: Dict[str, tuple] = {
     "throughput": ("result_throughput", "trial_bookkeeping", "trial_bookkeeping_reuse",
                    "time_to_first_result"),
+    "checkpoints": ("class_checkpointing", "pause_resume_1mb"),
 }
 
 
