@@ -139,6 +139,15 @@ class TrialRunner:
     def get_trial(self, trial_id: str) -> Optional[Trial]:
         return self._by_id.get(trial_id)
 
+    def is_trial_held(self, trial: Trial) -> bool:
+        """Whether a worker holds ``trial`` (running it, or queued to run it next)."""
+        return trial.trial_id in self._slot_of
+
+    @property
+    def is_stopping(self) -> bool:
+        """True once all trials are being stopped (time budget, fail_fast, a Stopper)."""
+        return self._stopping_all
+
     def get_live_trials(self) -> List[Trial]:
         rows: List[int] = []
         for status in (core.PENDING, core.RUNNING, core.PAUSED):
@@ -276,11 +285,6 @@ class TrialRunner:
             iteration, time_total = self._checkpoint_iteration.get(trial_id, (0, 0.0)) if restore else (0, 0.0)
             if trial.iteration != iteration:
                 self._rewind(trial, iteration, time_total)
-        decisions = (
-            DecisionPoints.every_result()
-            if self._synchronous or self._stopper is not None
-            else self._scheduler.decision_points(trial)
-        )
         spec = {
             "trial_id": trial_id,
             "trainable": trial.trainable_name,
@@ -290,7 +294,7 @@ class TrialRunner:
             "experiment_name": os.path.basename(self.experiment_path or ""),
             "storage_path": os.path.dirname(self.experiment_path or ""),
             "stop": trial.stopping_criterion or None,
-            "decide": decisions.to_wire(),
+            "decide": self._decision_points(trial),
             "iteration": iteration,
             "time_total": time_total,
             "ckpt_index": self._next_checkpoint_index.get(trial_id, len(trial.checkpoints)),
@@ -303,6 +307,11 @@ class TrialRunner:
         spec.update(fields)
         self._unassigned.pop(trial_id, None)  # a PAUSED trial resuming was never in it
         self._slot_of[trial_id] = self.trial_executor.start_trial(trial, spec)
+
+    def _decision_points(self, trial: Trial) -> Any:
+        if self._synchronous or self._stopper is not None:
+            return DecisionPoints.every_result().to_wire()
+        return self._scheduler.decision_points(trial).to_wire()
 
     def _rewind(self, trial: Trial, iteration: int, time_total: float) -> None:
         header = self._files.rewind(trial.path, iteration)
@@ -678,6 +687,8 @@ class TrialRunner:
                 self._rewind(trial, iteration, time_total)
         self._table.set_iteration(trial._row, iteration)
         self._table.set_time_total(trial._row, time_total)
+        # Asked again: the new config and iteration may move the scheduler's points.
+        fields["decide"] = self._decision_points(trial)
         return fields
 
     # ---- snapshots and teardown ----------------------------------------------------------

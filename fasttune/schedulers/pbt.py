@@ -1,0 +1,1097 @@
+"""Population Based Training (``ray.tune.schedulers.PopulationBasedTraining``) and its replay.
+
+PBT trains a population of trials side by side.  Every ``perturbation_interval`` (of
+``time_attr``) a trial reaches a *perturbation point*; if its score is in the bottom
+``quantile_fraction`` of the population it *exploits* a trial of the top quantile (it
+continues from that trial's latest checkpoint) and *explores* (its hyperparameters become
+a mutation of that trial's).  The exploit reaches the engine through
+``tune_controller.reset_trial(...)``; this module only decides.
+
+Per-trial scores and clocks live in numpy arrays indexed by the order trials were added,
+so a perturbation costs a few O(N) numpy operations and a result between perturbation
+points costs O(1), whatever the population size.
+
+Randomness: exploit/explore decisions draw from Python's :mod:`random` module and
+resampling a search-space domain (``tune.uniform`` ...) draws from numpy's global
+generator, as in Ray Tune: seed both (``random.seed(s); numpy.random.seed(s)``) for a
+reproducible schedule.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import numbers
+import os
+import pickle
+import random
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from fasttune import _corelib as core
+from fasttune.error import TuneError
+from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, TrialScheduler
+from fasttune.search.sample import Domain, Function
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fasttune.checkpoint import Checkpoint
+    from fasttune.experiment.trial import Trial
+
+logger = logging.getLogger(__name__)
+
+TRAINING_ITERATION = "training_iteration"
+# An explicit list of decision points is used up to this many entries; beyond it,
+# ``DecisionPoints.every`` (a superset) is declared instead.
+_MAX_LISTED_POINTS = 10_000
+_STATE_FORMAT = 1
+
+Mutation = Union[Dict[str, Any], List[Any], Tuple[Any, ...], Callable[[], Any], Domain]
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers shared with PB2 and the replay
+# ---------------------------------------------------------------------------------------
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _json_default(value: Any) -> Any:
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            pass
+    tolist = getattr(value, "tolist", None)  # numpy arrays
+    if callable(tolist):
+        return tolist()
+    return str(value)
+
+
+def _check_mutations(mutations: Any, where: str = "hyperparam_mutations") -> None:
+    if not isinstance(mutations, Mapping):
+        raise TypeError(
+            f"{where} must be a dict of hyperparameter name -> mutation, e.g. "
+            f"{{'lr': tune.loguniform(1e-4, 1e-1)}}; got {type(mutations).__name__}."
+        )
+    for key, value in mutations.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{where} keys must be config key strings, got {key!r}.")
+        name = f"{where}[{key!r}]"
+        if isinstance(value, Mapping):
+            if not value:
+                raise ValueError(f"{name} is an empty dict; give the nested mutations or remove the key.")
+            _check_mutations(value, name)
+        elif isinstance(value, (list, tuple)):
+            if len(value) == 0:
+                raise ValueError(f"{name} is an empty list; give the values to choose from, e.g. [16, 32, 64].")
+        elif isinstance(value, Function):
+            raise ValueError(
+                f"{name} is a tune.sample_from(...) domain, which PBT cannot perturb. Use a "
+                "search-space primitive (tune.uniform, tune.loguniform, tune.choice, ...), a "
+                "list of values, or a plain function of no arguments such as "
+                "lambda: random.uniform(0, 1)."
+            )
+        elif isinstance(value, Domain) or callable(value):
+            continue
+        else:
+            raise TypeError(
+                f"{name} must be a list/tuple of values, a dict of nested mutations, a "
+                "search-space domain (tune.uniform(...), ...) or a function of no arguments; "
+                f"got {type(value).__name__} {value!r}."
+            )
+
+
+def _draw(distribution: Any) -> Any:
+    """A fresh value from a mutation: a domain, a list, or a function."""
+    if isinstance(distribution, Domain):
+        return distribution.sample(None)
+    if isinstance(distribution, (list, tuple)):
+        return random.choice(distribution)
+    return distribution()
+
+
+def _fill_config(config: Dict[str, Any], mutations: Mapping, filled: Dict[str, Any], prefix: str = "") -> None:
+    """Draws the mutated hyperparameters that ``config`` lacks (recursively)."""
+    for key, distribution in mutations.items():
+        path = f"{prefix}{key}"
+        if isinstance(distribution, Mapping):
+            sub = config.get(key)
+            if sub is None:
+                sub = config[key] = {}
+            elif not isinstance(sub, dict):
+                raise ValueError(
+                    f"hyperparam_mutations has nested mutations under {path!r}, but the trial's "
+                    f"config holds {sub!r} there; make config[{key!r}] a dict or flatten the mutations."
+                )
+            _fill_config(sub, distribution, filled, path + "/")
+        elif key not in config:
+            config[key] = _draw(distribution)
+            filled[path] = config[key]
+
+
+def _index_of(values: Sequence[Any], value: Any) -> int:
+    """The index of ``value`` in ``values`` (-1: absent); never raises on odd types."""
+    for i, candidate in enumerate(values):
+        try:
+            if candidate is value or bool(candidate == value):
+                return i
+        except (TypeError, ValueError):
+            continue
+    return -1
+
+
+def _explore(
+    config: Dict[str, Any],
+    mutations: Mapping,
+    resample_probability: float,
+    perturbation_factors: Sequence[float],
+) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """A mutated copy of ``config`` and what was done to each mutated key.
+
+    Lists move to a neighbouring index (or are resampled with ``resample_probability``,
+    or when the current value is not in the list); domains and functions are resampled
+    with ``resample_probability``, otherwise the value is multiplied by one of the
+    ``perturbation_factors`` (int values stay ints, truncated as in Ray Tune).  A value
+    that is not a number (e.g. a string drawn by ``tune.choice``) cannot be scaled and is
+    resampled instead.
+    """
+    new_config = copy.deepcopy(config)
+    operations: Dict[str, Any] = {}
+    for key, distribution in mutations.items():
+        if isinstance(distribution, Mapping):
+            sub = config.get(key)
+            if not isinstance(sub, dict):
+                sub = {}
+            new_sub, sub_ops = _explore(sub, distribution, resample_probability, perturbation_factors)
+            new_config[key] = new_sub
+            operations[key] = sub_ops
+            continue
+        if key not in config:
+            new_config[key] = _draw(distribution)
+            operations[key] = "resample"
+            continue
+        value = config[key]
+        if isinstance(distribution, (list, tuple)):
+            position = _index_of(distribution, value)
+            if random.random() < resample_probability or position < 0:
+                new_config[key] = random.choice(distribution)
+                operations[key] = "resample"
+            else:
+                shift = random.choice((-1, 1))
+                new_position = min(max(position + shift, 0), len(distribution) - 1)
+                new_config[key] = distribution[new_position]
+                operations[key] = f"shift {'left' if shift < 0 else 'right'}" + (
+                    " (noop)" if new_position == position else "")
+        else:
+            if random.random() < resample_probability or not _is_real(value):
+                new_value = _draw(distribution)
+                operations[key] = "resample"
+            else:
+                factor = random.choice(perturbation_factors)
+                new_value = value * factor
+                operations[key] = f"* {factor}"
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool) and _is_real(new_value):
+                new_value = int(new_value)
+            new_config[key] = new_value
+    return new_config, operations
+
+
+def _mutated_leaves(config: Mapping, mutations: Mapping, path: Tuple[str, ...] = ()) -> Dict[Tuple[str, ...], Any]:
+    leaves: Dict[Tuple[str, ...], Any] = {}
+    for key, distribution in mutations.items():
+        if key not in config:
+            continue
+        if isinstance(distribution, Mapping) and isinstance(config[key], Mapping):
+            leaves.update(_mutated_leaves(config[key], distribution, path + (key,)))
+        else:
+            leaves[path + (key,)] = config[key]
+    return leaves
+
+
+def _experiment_tag(orig_tag: str, config: Mapping, mutations: Mapping) -> str:
+    """``<orig tag>@perturbed[name=value,...]`` over the mutated hyperparameters."""
+    from fasttune.search.variant_generator import format_vars
+
+    resolved = {("config",) + path: value for path, value in _mutated_leaves(config, mutations).items()}
+    return f"{orig_tag}@perturbed[{format_vars(resolved)}]"
+
+
+def _summarize(old: Mapping, new: Mapping, operations: Mapping, indent: str = "") -> str:
+    lines = []
+    for key, op in operations.items():
+        if isinstance(op, Mapping):
+            lines.append(f"{indent}{key} :")
+            lines.append(_summarize(old.get(key) or {}, new.get(key) or {}, op, indent + "    "))
+        else:
+            lines.append(f"{indent}{key} : {old.get(key)!r} --- ({op}) --> {new.get(key)!r}")
+    return "\n".join(line for line in lines if line)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class _TrialState:
+    """What PBT keeps per trial besides the numpy columns."""
+
+    __slots__ = ("orig_tag", "last_result", "resume_iteration")
+
+    def __init__(self, orig_tag: str) -> None:
+        self.orig_tag = orig_tag
+        self.last_result: Dict[str, Any] = {}  # the result of the last perturbation point
+        self.resume_iteration: Optional[int] = None  # set by an exploit
+
+
+# ---------------------------------------------------------------------------------------
+# PopulationBasedTraining
+# ---------------------------------------------------------------------------------------
+class PopulationBasedTraining(FIFOScheduler):
+    """Population Based Training: poor trials clone good ones and perturb their config.
+
+    Semantics follow Ray Tune's PBT.  At a result where ``time_attr >= burn_in_period``
+    and ``time_attr - <time of the trial's last perturbation> >= perturbation_interval``
+    (a *perturbation point*), the trial's score is recorded and the population is split:
+    of the trials with a recorded score that are not finished, the worst
+    ``ceil(n * quantile_fraction)`` (at most ``n // 2``) form the lower quantile and as
+    many best ones the upper quantile.  A trial in the lower quantile continues from the
+    latest checkpoint of a random upper-quantile trial, with that trial's config mutated
+    by ``hyperparam_mutations`` / ``custom_explore_fn``.
+
+    Args:
+        time_attr: The result key that measures progress; it must increase
+            monotonically (``training_iteration``, ``time_total_s``, ...).
+        metric: The result key to optimise (or set ``TuneConfig(metric=...)``).
+        mode: ``"min"`` or ``"max"`` (or set ``TuneConfig(mode=...)``).
+        perturbation_interval: A trial is considered for exploit/explore every this many
+            units of ``time_attr``.  The donor of an exploit must have a checkpoint, so a
+            trainable should report one at least this often.
+        burn_in_period: No perturbation happens before ``time_attr`` reaches this.
+        hyperparam_mutations: For each hyperparameter: a list of values (explore moves to
+            a neighbouring value), a search-space domain such as ``tune.uniform(0, 1)``
+            or a function of no arguments (explore multiplies the value by one of
+            ``perturbation_factors``, or resamples), or a dict of nested mutations.
+            Values the initial config lacks are drawn from here.
+        quantile_fraction: Fraction of the population in each of the lower and upper
+            quantiles, in ``[0, 0.5]``; 0 disables exploitation.
+        resample_probability: Probability of drawing a fresh value instead of
+            perturbing, in ``[0, 1]``.
+        perturbation_factors: Factors to choose between when perturbing a number.
+        custom_explore_fn: ``f(config) -> config`` applied after the built-in mutations.
+        log_config: Write ``pbt_global.txt`` and ``pbt_policy_<trial_id>.txt`` (one JSON
+            line per exploit: ``[target trial id, clone trial id, target iteration,
+            clone iteration, clone config, new config]``) in the experiment directory;
+            :class:`PopulationBasedTrainingReplay` replays a ``pbt_policy`` file.
+        require_attrs: Raise when a result lacks ``time_attr`` or ``metric`` (False:
+            warn once and ignore such results).
+        synch: Synchronous PBT: a trial pauses at its perturbation point until every
+            live trial has reached it; then all exploit/explore at once and resume.
+
+    Decision points (when a trial waits for the driver): with
+    ``time_attr="training_iteration"`` and ``require_attrs=True``, the iterations where
+    the rule above can fire: an explicit, exact list when the trial has a
+    ``training_iteration`` stop criterion, else ``DecisionPoints.every(g)`` for the
+    largest ``g`` dividing all of them (exact when ``burn_in_period <=
+    perturbation_interval``, a superset otherwise).  Any other ``time_attr``, or
+    ``require_attrs=False``, needs a decision at every result.
+
+    Example:
+        >>> import fasttune as tune
+        >>> from fasttune.schedulers.pbt import PopulationBasedTraining
+        >>> pbt = PopulationBasedTraining(
+        ...     time_attr="training_iteration", metric="acc", mode="max",
+        ...     perturbation_interval=5,
+        ...     hyperparam_mutations={"lr": tune.loguniform(1e-4, 1e-1), "batch": [16, 32, 64]},
+        ... )
+        >>> pbt.debug_string()
+        'PopulationBasedTraining: 0 perturbs, 0 exploits skipped (donor without checkpoint)'
+    """
+
+    _policy_prefix = "pbt"
+
+    def __init__(
+        self,
+        time_attr: str = "time_total_s",
+        metric: Optional[str] = None,
+        mode: Optional[str] = None,
+        perturbation_interval: float = 60.0,
+        burn_in_period: float = 0.0,
+        hyperparam_mutations: Optional[Dict[str, Mutation]] = None,
+        quantile_fraction: float = 0.25,
+        resample_probability: float = 0.25,
+        perturbation_factors: Tuple[float, ...] = (1.2, 0.8),
+        custom_explore_fn: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
+        log_config: bool = True,
+        require_attrs: bool = True,
+        synch: bool = False,
+    ) -> None:
+        name = type(self).__name__
+        if not isinstance(time_attr, str) or not time_attr:
+            raise TypeError(f"{name}(time_attr=...) must be a result key such as 'training_iteration', got {time_attr!r}.")
+        if metric is not None and (not isinstance(metric, str) or not metric):
+            raise TypeError(f"{name}(metric=...) must be a result key string or None, got {metric!r}.")
+        if mode not in (None, "min", "max"):
+            raise ValueError(f"{name}(mode=...) must be 'min' or 'max' (or None to take TuneConfig's), got {mode!r}.")
+        if not _is_real(perturbation_interval) or not perturbation_interval > 0 or math.isinf(perturbation_interval):
+            raise ValueError(
+                f"{name}(perturbation_interval=...) must be a positive number of time_attr "
+                f"units, e.g. 5; got {perturbation_interval!r}."
+            )
+        if not _is_real(burn_in_period) or not burn_in_period >= 0 or math.isinf(burn_in_period):
+            raise ValueError(f"{name}(burn_in_period=...) must be a number >= 0, got {burn_in_period!r}.")
+        if hyperparam_mutations is None:
+            hyperparam_mutations = {}
+        _check_mutations(hyperparam_mutations)
+        if custom_explore_fn is not None and not callable(custom_explore_fn):
+            raise TypeError(
+                f"{name}(custom_explore_fn=...) must be a function config -> config, got "
+                f"{type(custom_explore_fn).__name__}."
+            )
+        if not hyperparam_mutations and custom_explore_fn is None:
+            raise ValueError(
+                f"{name} needs hyperparam_mutations or custom_explore_fn (or both) to explore; "
+                "e.g. hyperparam_mutations={'lr': tune.loguniform(1e-4, 1e-1)}."
+            )
+        if not _is_real(quantile_fraction) or not 0 <= quantile_fraction <= 0.5:
+            raise ValueError(
+                f"{name}(quantile_fraction=...) must be between 0 and 0.5 (the fraction of the "
+                f"population in each of the top and bottom quantiles), got {quantile_fraction!r}."
+            )
+        if not _is_real(resample_probability) or not 0 <= resample_probability <= 1:
+            raise ValueError(f"{name}(resample_probability=...) must be between 0 and 1, got {resample_probability!r}.")
+        if (
+            isinstance(perturbation_factors, (str, bytes))
+            or not isinstance(perturbation_factors, Sequence)
+            or len(perturbation_factors) == 0
+            or not all(_is_real(f) for f in perturbation_factors)
+        ):
+            raise TypeError(
+                f"{name}(perturbation_factors=...) must be a non-empty tuple of numbers such as "
+                f"(1.2, 0.8), got {perturbation_factors!r}."
+            )
+        super().__init__()
+        self._time_attr = time_attr
+        self._metric = metric
+        self._mode = mode
+        self._metric_op = self._op_for(mode)
+        self._perturbation_interval = float(perturbation_interval)
+        self._burn_in_period = float(burn_in_period)
+        self._hyperparam_mutations = hyperparam_mutations
+        self._quantile_fraction = float(quantile_fraction)
+        self._resample_probability = float(resample_probability)
+        self._perturbation_factors = tuple(perturbation_factors)
+        self._custom_explore_fn = custom_explore_fn
+        self._log_config = bool(log_config)
+        self._require_attrs = bool(require_attrs)
+        self._synch = bool(synch)
+        self._next_perturbation_sync = max(self._perturbation_interval, self._burn_in_period)
+        self._last_sync_time = self._next_perturbation_sync
+
+        # Per-trial state, indexed by the order trials were added.
+        self._trials: List["Trial"] = []
+        self._index: Dict[str, int] = {}
+        self._states: List[_TrialState] = []
+        self._score = np.full(16, np.nan)  # metric_op * metric at the last perturbation point
+        self._train_time = np.zeros(16)  # time_attr at the last perturbation point
+        self._perturb_time = np.zeros(16)  # time_attr of the last perturbation
+        self._rows = np.full(16, -1, dtype=np.int64)  # TrialTable rows
+
+        self._restored: Dict[str, Dict[str, Any]] = {}
+        self._num_perturbations = 0
+        self._num_skipped = 0
+        self._warned: set = set()
+
+    # ---- properties and configuration ------------------------------------------------
+    @staticmethod
+    def _op_for(mode: Optional[str]) -> Optional[float]:
+        return 1.0 if mode == "max" else -1.0 if mode == "min" else None
+
+    def set_search_properties(self, metric: Optional[str], mode: Optional[str], **spec: Any) -> bool:
+        if mode not in (None, "min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
+        if not super().set_search_properties(metric, mode, **spec):
+            return False
+        self._metric_op = self._op_for(self._mode)
+        return True
+
+    def _warn_once(self, key: str, message: str, *args: Any) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message, *args)
+
+    # ---- per-trial registry --------------------------------------------------------------
+    @property
+    def _n(self) -> int:
+        return len(self._trials)
+
+    def _register(self, trial: "Trial") -> int:
+        idx = len(self._trials)
+        if idx == len(self._score):
+            grow = max(16, idx)
+            self._score = np.concatenate([self._score, np.full(grow, np.nan)])
+            self._train_time = np.concatenate([self._train_time, np.zeros(grow)])
+            self._perturb_time = np.concatenate([self._perturb_time, np.zeros(grow)])
+            self._rows = np.concatenate([self._rows, np.full(grow, -1, dtype=np.int64)])
+        self._trials.append(trial)
+        self._index[trial.trial_id] = idx
+        self._states.append(_TrialState(trial.experiment_tag))
+        self._rows[idx] = getattr(trial, "_row", -1)
+        saved = self._restored.pop(trial.trial_id, None)
+        if saved is not None:
+            self._apply_saved(idx, saved)
+        return idx
+
+    def _idx(self, trial: "Trial") -> int:
+        idx = self._index.get(trial.trial_id)
+        return self._register(trial) if idx is None else idx
+
+    def _status_codes(self, tune_controller: Any) -> np.ndarray:
+        """The TrialTable status code of every registered trial (numpy, by index)."""
+        n = self._n
+        rows = self._rows[:n]
+        table = getattr(tune_controller, "table", None)
+        if table is not None and n:
+            # Rows may have been attached after registration.
+            for i in np.flatnonzero(rows < 0):
+                rows[i] = getattr(self._trials[i], "_row", -1)
+            if rows.min() >= 0:
+                try:
+                    return np.asarray(table.column("status"))[rows]
+                except (IndexError, KeyError, AttributeError):
+                    pass
+        codes = {name: code for code, name in enumerate(core.STATUS_NAMES)}
+        return np.fromiter((codes[t.status] for t in self._trials), dtype=np.int64, count=n)
+
+    def _live_mask(self, tune_controller: Any) -> np.ndarray:
+        return self._status_codes(tune_controller) <= core.PAUSED  # PENDING, RUNNING, PAUSED
+
+    # ---- hooks ---------------------------------------------------------------------------
+    def _require_metric(self) -> None:
+        if not self._metric or self._metric_op is None:
+            raise ValueError(
+                f"{type(self).__name__} has no metric ({self._metric!r}) or mode ({self._mode!r}); "
+                f"pass them to {type(self).__name__}(metric=..., mode=...) or to "
+                "tune.TuneConfig(metric=..., mode=...)."
+            )
+
+    def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
+        self._require_metric()
+        idx = self._index.get(trial.trial_id)
+        if idx is not None:  # added again (a restored experiment): follow the new object
+            self._trials[idx] = trial
+            self._rows[idx] = getattr(trial, "_row", -1)
+            return
+        filled: Dict[str, Any] = {}
+        self._fill_missing(trial.config, filled)
+        if filled:
+            trial.evaluated_params.update(filled)
+        self._register(trial)
+
+    def _fill_missing(self, config: Dict[str, Any], filled: Dict[str, Any]) -> None:
+        _fill_config(config, self._hyperparam_mutations, filled)
+
+    def _check_result(self, trial: "Trial", result: Dict[str, Any]) -> bool:
+        for kind, key in (("time_attr", self._time_attr), ("metric", self._metric)):
+            if key not in result:
+                message = (
+                    f"{type(self).__name__}: a result of trial {trial} has no {kind} {key!r} "
+                    f"(its keys are {sorted(result)}). Report {key!r} in every result"
+                )
+                if self._require_attrs:
+                    raise TuneError(
+                        message + f", or pass {type(self).__name__}(require_attrs=False) to "
+                        "ignore such results."
+                    )
+                self._warn_once(f"missing-{kind}", "%s; such results are ignored.", message)
+                return False
+        return True
+
+    def on_trial_result(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> str:
+        self._require_metric()
+        if not self._check_result(trial, result):
+            return TrialScheduler.CONTINUE
+        time = result[self._time_attr]
+        if not _is_real(time):
+            raise TuneError(
+                f"{type(self).__name__}: time_attr {self._time_attr!r} of trial {trial} must be a "
+                f"number, got {time!r}."
+            )
+        idx = self._idx(trial)
+        state = self._states[idx]
+        if state.resume_iteration is not None:
+            state.resume_iteration = None  # the clone has reported: trial.iteration is current
+        if time < self._burn_in_period:
+            return TrialScheduler.CONTINUE
+        if time - self._perturb_time[idx] < self._perturbation_interval:
+            return TrialScheduler.CONTINUE
+        self._save_trial_state(idx, trial, float(time), result)
+
+        if not self._synch:
+            self._perturb_time[idx] = time
+            lower, upper = self._quantiles(tune_controller)
+            decision = TrialScheduler.PAUSE if self._others_waiting(tune_controller) else TrialScheduler.CONTINUE
+            if len(upper) and np.any(lower == idx):
+                self._exploit(tune_controller, idx, int(random.choice(list(upper))))
+            return decision
+
+        # Synchronous: wait until every live trial reached the perturbation point.
+        self._last_sync_time = float(time)
+        n = self._n
+        behind = self._live_mask(tune_controller) & (self._train_time[:n] < self._next_perturbation_sync)
+        behind[idx] = False
+        if behind.any():
+            return TrialScheduler.PAUSE
+        self._perturb_all(tune_controller, float(time))
+        # The last trial to arrive does not need to wait for anyone: it goes on at once
+        # (with its new config and checkpoint if it exploited); the paused ones resume
+        # through choose_trial_to_run.
+        return TrialScheduler.CONTINUE
+
+    def _others_waiting(self, tune_controller: Any) -> bool:
+        """Whether any trial is PENDING or PAUSED (then this one yields its resources)."""
+        table = getattr(tune_controller, "table", None)
+        if table is not None:
+            try:
+                return table.count(core.PENDING) + table.count(core.PAUSED) > 0
+            except AttributeError:
+                pass
+        return any(t.status in ("PENDING", "PAUSED") for t in tune_controller.get_trials())
+
+    def _save_trial_state(self, idx: int, trial: "Trial", time: float, result: Dict[str, Any]) -> float:
+        value = result[self._metric]
+        if not _is_real(value) and not isinstance(value, np.number):
+            raise TuneError(
+                f"{type(self).__name__}: metric {self._metric!r} of trial {trial} must be a number, "
+                f"got {value!r}."
+            )
+        score = float(self._metric_op) * float(value)
+        self._score[idx] = score
+        self._train_time[idx] = time
+        self._states[idx].last_result = result
+        self._record(idx, trial, time, score)
+        return score
+
+    def _record(self, idx: int, trial: "Trial", time: float, score: float) -> None:
+        """Called at every perturbation point (PB2 collects its data here)."""
+
+    def _perturb_all(self, tune_controller: Any, time: float) -> None:
+        """The synchronous perturbation: every trial at once."""
+        n = self._n
+        lower, upper = self._quantiles(tune_controller)
+        self._perturb_time[:n] = time
+        if len(upper):
+            upper_list = list(upper)
+            for idx in lower:
+                self._exploit(tune_controller, int(idx), int(random.choice(upper_list)))
+        self._next_perturbation_sync = max(
+            self._next_perturbation_sync + self._perturbation_interval,
+            float(self._train_time[:n].max()) if n else 0.0,
+        )
+
+    def _maybe_release_sync(self, tune_controller: Any) -> None:
+        """Synch mode: when a trial ends, the ones waiting for it may go on."""
+        if not self._synch or not self._n or tune_controller.is_stopping:
+            return
+        n = self._n
+        status = self._status_codes(tune_controller)
+        live = status <= core.PAUSED
+        if not (status == core.PAUSED).any():
+            return  # nobody is waiting
+        if (self._train_time[:n][live] >= self._next_perturbation_sync).all():
+            self._perturb_all(tune_controller, self._last_sync_time)
+
+    def on_trial_complete(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> None:
+        self._maybe_release_sync(tune_controller)
+
+    def on_trial_error(self, tune_controller: Any, trial: "Trial") -> None:
+        self._maybe_release_sync(tune_controller)
+
+    def on_trial_remove(self, tune_controller: Any, trial: "Trial") -> None:
+        self._maybe_release_sync(tune_controller)
+
+    # ---- quantiles -------------------------------------------------------------------------
+    def _quantiles(self, tune_controller: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """Indices of the lower and upper quantile trials, each in ascending score order.
+
+        Among live trials with a score; ties are broken by the order trials were added
+        (a stable sort, as in Ray Tune).  O(N) numpy.
+        """
+        n = self._n
+        empty = np.empty(0, dtype=np.int64)
+        if n < 2:
+            return empty, empty
+        scores = self._score[:n]
+        candidates = np.flatnonzero(self._live_mask(tune_controller) & ~np.isnan(scores))
+        m = len(candidates)
+        if m <= 1:
+            return empty, empty
+        k = int(math.ceil(m * self._quantile_fraction))
+        if k > m / 2:
+            k = m // 2
+        if k == 0:
+            return empty, empty
+        values = scores[candidates]
+        lower = candidates[_stable_smallest(values, k)]
+        upper = candidates[_stable_largest(values, k)]
+        return _by_score(lower, scores), _by_score(upper, scores)
+
+    # ---- exploit and explore ----------------------------------------------------------------
+    @staticmethod
+    def _donor_checkpoint(donor: "Trial") -> Tuple[Optional["Checkpoint"], Dict[str, Any]]:
+        checkpoint = donor.checkpoint
+        if checkpoint is None:
+            return None, {}
+        for saved, saved_result in reversed(getattr(donor, "checkpoint_results", None) or []):
+            if saved is checkpoint or getattr(saved, "path", None) == checkpoint.path:
+                return checkpoint, dict(saved_result)
+        return checkpoint, dict(donor.last_result or {})
+
+    def _exploit(self, tune_controller: Any, idx: int, donor_idx: int) -> bool:
+        """Makes trial ``idx`` continue from ``donor_idx``'s checkpoint with an explored config."""
+        trial, donor = self._trials[idx], self._trials[donor_idx]
+        checkpoint, checkpoint_result = self._donor_checkpoint(donor)
+        if checkpoint is None:
+            self._num_skipped += 1
+            self._warn_once(
+                "no-checkpoint",
+                "%s: trial %s should clone trial %s, which has no checkpoint yet, so the exploit "
+                "is skipped. Report a checkpoint at least every perturbation_interval (%s %s) "
+                "(function trainables: tune.report(..., checkpoint=...); class trainables: "
+                "CheckpointConfig(checkpoint_frequency=...)).",
+                type(self).__name__, trial, donor, self._perturbation_interval, self._time_attr,
+            )
+            return False
+        reset = getattr(tune_controller, "reset_trial", None)
+        if reset is None:
+            raise TuneError(
+                f"{type(self).__name__} needs a trial runner with reset_trial(); "
+                f"{type(tune_controller).__name__} has none."
+            )
+        new_config, operations = self._get_new_config(trial, donor, checkpoint_result)
+        state = self._states[idx]
+        logger.info(
+            "[%s] [Exploit] Cloning trial %s (score = %.4f) into trial %s (score = %.4f)",
+            type(self).__name__, donor.trial_id, self._score[donor_idx], trial.trial_id, self._score[idx],
+        )
+        if logger.isEnabledFor(logging.INFO):
+            summary = _summarize(donor.config, new_config, operations) or "No hyperparameters mutated."
+            logger.info("[%s] [Explore] New config of trial %s:\n%s", type(self).__name__, trial.trial_id, summary)
+        if self._log_config:
+            self._log_policy(tune_controller, trial, donor, state, checkpoint_result, new_config)
+        new_tag = _experiment_tag(state.orig_tag, new_config, self._hyperparam_mutations)
+        reset(trial, new_config, new_tag, checkpoint=checkpoint, checkpoint_result=checkpoint_result)
+        self._num_perturbations += 1
+        self._perturb_time[idx] = self._perturb_time[donor_idx]
+        self._train_time[idx] = self._train_time[donor_idx]
+        iteration = checkpoint_result.get(TRAINING_ITERATION)
+        state.resume_iteration = int(iteration) if _is_real(iteration) else None
+        self._after_exploit(idx, donor_idx, new_config, checkpoint_result)
+        return True
+
+    def _get_new_config(
+        self, trial: "Trial", donor: "Trial", checkpoint_result: Dict[str, Any]
+    ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        new_config, operations = self._explore_config(trial, donor, checkpoint_result)
+        if self._custom_explore_fn is not None:
+            explored = self._custom_explore_fn(new_config)
+            if not isinstance(explored, dict):
+                raise TuneError(
+                    f"custom_explore_fn must return the new config dict, got "
+                    f"{type(explored).__name__}; end it with `return config`."
+                )
+            new_config = explored
+        return new_config, operations
+
+    def _explore_config(
+        self, trial: "Trial", donor: "Trial", checkpoint_result: Dict[str, Any]
+    ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        return _explore(donor.config, self._hyperparam_mutations, self._resample_probability, self._perturbation_factors)
+
+    def _after_exploit(self, idx: int, donor_idx: int, new_config: Dict[str, Any], checkpoint_result: Dict[str, Any]) -> None:
+        """Called after trial ``idx`` was reset to a clone of ``donor_idx`` (PB2 uses it)."""
+
+    def _log_policy(
+        self,
+        tune_controller: Any,
+        trial: "Trial",
+        donor: "Trial",
+        state: _TrialState,
+        checkpoint_result: Dict[str, Any],
+        new_config: Dict[str, Any],
+    ) -> None:
+        directory = getattr(tune_controller, "experiment_path", None) or trial.experiment_path
+        if not directory:
+            self._warn_once(
+                "no-log-dir",
+                "%s(log_config=True): the experiment has no directory, so no policy logs are written.",
+                type(self).__name__,
+            )
+            return
+        os.makedirs(directory, exist_ok=True)
+        policy = [
+            trial.trial_id,
+            donor.trial_id,
+            (state.last_result or trial.last_result or {}).get(TRAINING_ITERATION, 0),
+            checkpoint_result.get(TRAINING_ITERATION, 0),
+            donor.config,
+            new_config,
+        ]
+        line = json.dumps(policy, default=_json_default) + "\n"
+        prefix = self._policy_prefix
+        with open(os.path.join(directory, f"{prefix}_global.txt"), "a") as f:
+            f.write(line)
+        # The target's policy becomes the donor's history plus this exploit.
+        donor_path = os.path.join(directory, f"{prefix}_policy_{donor.trial_id}.txt")
+        history = b""
+        if os.path.exists(donor_path):
+            with open(donor_path, "rb") as f:
+                history = f.read()
+        _write_atomic(os.path.join(directory, f"{prefix}_policy_{trial.trial_id}.txt"), history + line.encode())
+
+    # ---- which trial runs next ----------------------------------------------------------------
+    def choose_trial_to_run(self, tune_controller: Any) -> Optional["Trial"]:
+        """The PENDING or PAUSED trial that has trained least (by ``time_attr`` at its last
+        perturbation point), so that a population larger than the cluster is
+        time-multiplexed fairly; in synch mode only trials short of the next
+        synchronisation point."""
+        n = self._n
+        if not n:
+            return super().choose_trial_to_run(tune_controller)
+        table = getattr(tune_controller, "table", None)
+        if table is not None and hasattr(table, "count"):
+            # O(1) answer for the common case: nothing is waiting to run.
+            if table.count(core.PENDING) + table.count(core.PAUSED) == 0:
+                return None
+        status = self._status_codes(tune_controller)
+        candidates = np.flatnonzero((status == core.PENDING) | (status == core.PAUSED))
+        if self._synch:
+            candidates = candidates[self._train_time[candidates] < self._next_perturbation_sync]
+        if not len(candidates):
+            return None
+        order = candidates[np.lexsort((candidates, self._train_time[candidates]))]
+        for idx in order:
+            trial = self._trials[idx]
+            if not tune_controller.is_trial_held(trial):  # a worker may hold it already
+                return trial
+        return None
+
+    # ---- decision points ----------------------------------------------------------------------
+    def decision_points(self, trial: "Trial") -> DecisionPoints:
+        """Iterations at which ``trial`` must wait for a decision.
+
+        With ``time_attr="training_iteration"`` (and ``require_attrs=True``) these are the
+        iterations where the perturbation rule can fire: the first is the smallest
+        iteration ``t`` after the one the trial continues from (``trial.iteration``, or
+        the donor checkpoint's iteration right after an exploit) with
+        ``t >= burn_in_period`` and ``t - last_perturbation >= perturbation_interval``;
+        then every ``ceil(perturbation_interval)`` iterations.  The population's grid is
+        included too, since an exploit moves the trial onto its donor's clock.  Any other
+        time_attr (or results that may lack the metric) needs a decision at every result.
+        """
+        if self._time_attr != TRAINING_ITERATION or not self._require_attrs:
+            return DecisionPoints.every_result()
+        step = max(1, int(math.ceil(self._perturbation_interval)))
+        anchor = max(step, int(math.ceil(self._burn_in_period)))  # the population's first point
+        idx = self._index.get(trial.trial_id)
+        last = float(self._perturb_time[idx]) if idx is not None else 0.0
+        current = int(trial.iteration)
+        if idx is not None and self._states[idx].resume_iteration is not None:
+            current = self._states[idx].resume_iteration  # cloned, not yet reported again
+        first = max(
+            int(math.ceil(self._burn_in_period)),
+            int(math.ceil(last + self._perturbation_interval)),
+            current + 1,
+            1,
+        )
+        horizon = (getattr(trial, "stopping_criterion", None) or {}).get(TRAINING_ITERATION)
+        if _is_real(horizon) and not math.isinf(horizon):
+            end = int(math.floor(horizon))
+            points = set(range(first, end + 1, step))
+            # After an exploit the trial follows its donor's clock: the population's grid.
+            grid_start = anchor + max(0, -(-(first - anchor) // step)) * step
+            points.update(range(grid_start, end + 1, step))
+            if len(points) <= _MAX_LISTED_POINTS:
+                return DecisionPoints.at(points)
+        return DecisionPoints.every(math.gcd(math.gcd(first, step), anchor))
+
+    # ---- reporting and persistence -------------------------------------------------------------
+    def debug_string(self) -> str:
+        return (
+            f"{type(self).__name__}: {self._num_perturbations} perturbs, "
+            f"{self._num_skipped} exploits skipped (donor without checkpoint)"
+        )
+
+    def _trial_snapshot(self, idx: int) -> Dict[str, Any]:
+        state = self._states[idx]
+        return {
+            "orig_tag": state.orig_tag,
+            "last_result": state.last_result,
+            "resume_iteration": state.resume_iteration,
+            "score": float(self._score[idx]),
+            "train_time": float(self._train_time[idx]),
+            "perturb_time": float(self._perturb_time[idx]),
+        }
+
+    def _apply_saved(self, idx: int, saved: Dict[str, Any]) -> None:
+        state = self._states[idx]
+        state.orig_tag = saved["orig_tag"]
+        state.last_result = saved["last_result"]
+        state.resume_iteration = saved["resume_iteration"]
+        self._score[idx] = saved["score"]
+        self._train_time[idx] = saved["train_time"]
+        self._perturb_time[idx] = saved["perturb_time"]
+
+    def _extra_state(self) -> Dict[str, Any]:
+        return {}
+
+    def _set_extra_state(self, extra: Dict[str, Any]) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        """Pickles the scheduler's state (per trial, keyed by trial id) to ``checkpoint_path``."""
+        trials = dict(self._restored)
+        trials.update({t.trial_id: self._trial_snapshot(i) for i, t in enumerate(self._trials)})
+        state = {
+            "format": _STATE_FORMAT,
+            "scheduler": type(self).__name__,
+            "trials": trials,
+            "next_perturbation_sync": self._next_perturbation_sync,
+            "last_sync_time": self._last_sync_time,
+            "num_perturbations": self._num_perturbations,
+            "num_skipped": self._num_skipped,
+            "extra": self._extra_state(),
+        }
+        _write_atomic(checkpoint_path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Restores what :meth:`save` wrote; trials added later pick up their saved state."""
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise TuneError(f"{checkpoint_path} is not a {type(self).__name__} state file written by save().")
+        if state.get("scheduler") != type(self).__name__:
+            raise TuneError(
+                f"{checkpoint_path} holds the state of a {state.get('scheduler')}, not of a "
+                f"{type(self).__name__}; restore it with the scheduler that saved it."
+            )
+        self._next_perturbation_sync = state["next_perturbation_sync"]
+        self._last_sync_time = state["last_sync_time"]
+        self._num_perturbations = state["num_perturbations"]
+        self._num_skipped = state["num_skipped"]
+        self._restored = {}
+        for trial_id, saved in state["trials"].items():
+            idx = self._index.get(trial_id)
+            if idx is None:
+                self._restored[trial_id] = saved
+            else:
+                self._apply_saved(idx, saved)
+        self._set_extra_state(state["extra"])
+
+
+def _stable_smallest(values: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the first ``k`` entries of a stable ascending sort of ``values`` (O(n))."""
+    threshold = np.partition(values, k - 1)[k - 1]
+    below = np.flatnonzero(values < threshold)
+    ties = np.flatnonzero(values == threshold)[: k - len(below)]
+    return np.concatenate([below, ties])
+
+
+def _stable_largest(values: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the last ``k`` entries of a stable ascending sort of ``values`` (O(n))."""
+    n = len(values)
+    threshold = np.partition(values, n - k)[n - k]
+    above = np.flatnonzero(values > threshold)
+    ties = np.flatnonzero(values == threshold)
+    ties = ties[len(ties) - (k - len(above)):]
+    return np.concatenate([ties, above])
+
+
+def _by_score(indices: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    return indices[np.lexsort((indices, scores[indices]))]
+
+
+# ---------------------------------------------------------------------------------------
+# Replay
+# ---------------------------------------------------------------------------------------
+def _load_policy(policy_file: str) -> Tuple[Optional[Dict[str, Any]], List[Tuple[int, Dict[str, Any]]]]:
+    """The initial config and the ``(iteration, new config)`` changes of a policy file."""
+    rows = []
+    with open(policy_file, "rt") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(
+                    f"Could not read PBT policy file {policy_file}: line {number} is not JSON. Pass "
+                    "a pbt_policy_<trial_id>.txt written by PopulationBasedTraining(log_config=True)."
+                ) from None
+            if not isinstance(row, list) or len(row) != 6:
+                raise ValueError(
+                    f"PBT policy file {policy_file}, line {number}: expected [target trial, clone "
+                    "trial, target iteration, clone iteration, old config, new config], got "
+                    f"{line.strip()[:200]!r}."
+                )
+            rows.append(row)
+    # Walk back from the last exploit along the chain of clones: each earlier line must
+    # be the exploit that produced the trial cloned by the line after it.
+    changes: List[Tuple[int, Dict[str, Any]]] = []
+    expected_target: Optional[str] = None
+    initial_config: Optional[Dict[str, Any]] = None
+    for target, clone, _target_step, clone_step, old_config, new_config in reversed(rows):
+        if expected_target is not None and target != expected_target:
+            break  # earlier lines describe a history this trial's clone overwrote
+        expected_target = clone
+        initial_config = old_config
+        changes.append((int(clone_step), new_config))
+    changes.reverse()
+    return initial_config, changes
+
+
+class PopulationBasedTrainingReplay(FIFOScheduler):
+    """Replays the hyperparameter schedule one PBT trial followed, on a single trial.
+
+    PBT's result is a *schedule* of configs (say a large learning rate early, a smaller
+    one later).  Given the ``pbt_policy_<trial_id>.txt`` file a
+    :class:`PopulationBasedTraining` run wrote (``log_config=True``, the default), this
+    scheduler starts one trial with the initial config of that trial's lineage and
+    changes its config at the recorded iterations, in place through
+    ``tune_controller.reset_trial``.  Nothing of another trial is restored: when the trial
+    saved a checkpoint at that very iteration it is passed along (it holds the trial's
+    current state, so a function trainable, which restarts on a reset, resumes there);
+    otherwise no checkpoint is passed.
+
+    Args:
+        policy_file: Path to a ``pbt_policy_<trial_id>.txt`` file (``~`` is expanded).
+
+    Example:
+        >>> from fasttune.schedulers.pbt import PopulationBasedTrainingReplay
+        >>> replay = PopulationBasedTrainingReplay(  # doctest: +SKIP
+        ...     "~/ray_results/pbt_test/pbt_policy_abc12_00001.txt")
+        >>> tuner = tune.Tuner(train, tune_config=tune.TuneConfig(scheduler=replay),  # doctest: +SKIP
+        ...                    run_config=tune.RunConfig(stop={"training_iteration": 100}))
+    """
+
+    def __init__(self, policy_file: Union[str, "os.PathLike[str]"]) -> None:
+        if not isinstance(policy_file, (str, os.PathLike)):
+            raise TypeError(f"policy_file must be a path to a pbt_policy_<trial_id>.txt file, got {policy_file!r}.")
+        path = os.path.expanduser(os.fspath(policy_file))
+        if not os.path.isfile(path):
+            raise ValueError(
+                f"Policy file not found: {path}. Pass a pbt_policy_<trial_id>.txt from the "
+                "experiment directory of a PopulationBasedTraining(log_config=True) run."
+            )
+        super().__init__()
+        self.policy_file = path
+        initial_config, self._policy = _load_policy(path)
+        self.experiment_tag = f"replay_{os.path.basename(path)}"
+        self.config: Optional[Dict[str, Any]] = initial_config
+        self._trial: Optional["Trial"] = None
+        self._position = 0  # changes applied so far
+        self._current_step = 0
+        self._num_perturbations = 0
+        self._warned: set = set()
+
+    def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
+        if self._trial is not None and self._trial.trial_id != trial.trial_id:
+            raise ValueError(
+                "More than one trial was added to a PopulationBasedTrainingReplay run; it replays "
+                "one schedule on one trial. Set TuneConfig(num_samples=1) and no grid search."
+            )
+        self._trial = trial
+        if trial.config and self._policy:
+            logger.warning(
+                "The trial's config was replaced by the initial config of the replayed policy "
+                "(%s); the param_space given to the Tuner is not used.", self.policy_file,
+            )
+        elif trial.config and not self._policy:
+            self.config = trial.config  # no changes recorded: train with the given config
+        elif not trial.config and not self._policy:
+            raise ValueError(
+                f"The policy file {self.policy_file} records no config change and the trial has "
+                "no config. Pass a param_space to the Tuner, or do not use PBT replay for this run."
+            )
+        trial.config = copy.deepcopy(self.config) if self.config is not None else {}
+
+    def on_trial_result(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> str:
+        step = result.get(TRAINING_ITERATION)
+        if step is None or self._position >= len(self._policy):
+            return TrialScheduler.CONTINUE
+        self._current_step = step
+        due = self._position
+        while due < len(self._policy) and step >= self._policy[due][0]:
+            due += 1
+        if due == self._position:
+            return TrialScheduler.CONTINUE
+        new_config = copy.deepcopy(self._policy[due - 1][1])
+        logger.info("PBT replay at iteration %s: the config becomes %s.", step, new_config)
+        new_tag = _experiment_tag(self.experiment_tag, new_config, new_config)
+        checkpoint, checkpoint_result = self._own_checkpoint_at(trial, step)
+        tune_controller.reset_trial(
+            trial, new_config, new_tag, checkpoint=checkpoint, checkpoint_result=checkpoint_result)
+        self._num_perturbations += due - self._position
+        self._position = due
+        return TrialScheduler.CONTINUE
+
+    def _own_checkpoint_at(self, trial: "Trial", step: Any) -> Tuple[Optional["Checkpoint"], Optional[Dict[str, Any]]]:
+        """The trial's own checkpoint of iteration ``step``, if it saved one then.
+
+        Continuing from it changes no state (it is where the trial is), but lets a
+        function trainable, which restarts on a reset, resume there instead of from
+        scratch.  Without one, the config changes in place and a function trainable
+        restarts from its beginning (with a one-time warning).
+        """
+        for saved, saved_result in reversed(getattr(trial, "checkpoint_results", None) or []):
+            if saved_result.get(TRAINING_ITERATION) == step:
+                return saved, dict(saved_result)
+            break
+        if "no-own-checkpoint" not in self._warned:
+            self._warned.add("no-own-checkpoint")
+            logger.warning(
+                "PBT replay: trial %s has no checkpoint of iteration %s, where its config "
+                "changes; the config changes in place (a function trainable restarts from its "
+                "beginning). Report a checkpoint every iteration to replay exactly.", trial, step,
+            )
+        return None, None
+
+    def decision_points(self, trial: "Trial") -> DecisionPoints:
+        """The iterations at which a recorded config change is due."""
+        remaining = self._policy[self._position:]
+        if not remaining:
+            return DecisionPoints.never()
+        current = int(trial.iteration)
+        return DecisionPoints.at({max(int(step), current + 1) for step, _ in remaining})
+
+    def debug_string(self) -> str:
+        return f"PopulationBasedTraining replay: step {self._current_step}, perturb {self._num_perturbations}"
+
+    def save(self, checkpoint_path: str) -> None:
+        state = {
+            "format": _STATE_FORMAT,
+            "scheduler": type(self).__name__,
+            "position": self._position,
+            "current_step": self._current_step,
+            "num_perturbations": self._num_perturbations,
+            "config": self.config,
+        }
+        _write_atomic(checkpoint_path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        if not isinstance(state, dict) or state.get("scheduler") != type(self).__name__:
+            raise TuneError(f"{checkpoint_path} is not a {type(self).__name__} state file written by save().")
+        self._position = state["position"]
+        self._current_step = state["current_step"]
+        self._num_perturbations = state["num_perturbations"]
+        self.config = state["config"]
+
+
+__all__ = ["PopulationBasedTraining", "PopulationBasedTrainingReplay"]
