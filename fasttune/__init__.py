@@ -15,6 +15,7 @@ from fasttune.experiment.experiment import Experiment
 from fasttune.registry import register_env, register_trainable
 from fasttune.result import Result
 from fasttune.result_grid import ResultGrid
+from fasttune.schedulers import create_scheduler
 from fasttune.search.sample import (
     choice,
     grid_search,
@@ -77,4 +78,5 @@ __all__ = [
     "qlograndint",
     "choice",
     "TuneError",
+    "create_scheduler",
 ]

@@ -506,6 +506,8 @@ class TrialRunner:
         if kind == "paused":
             if trial.status == Trial.RUNNING:
                 trial.set_status(Trial.PAUSED)
+            elif trial.is_finished():
+                self._close_trial(trial)  # stopped while its pause was on the way
             return
         if kind == "dropped" and trial.status == Trial.PENDING:
             self._unassigned[trial.trial_id] = trial  # handed back before it started

@@ -1,0 +1,185 @@
+"""Argument checks, state persistence and trial requests shared by the built-in schedulers.
+
+Every check raises ``TypeError`` for a value of the wrong kind and ``ValueError`` for a
+value out of range, with a message that names the scheduler, the argument and the fix.
+
+Example:
+    >>> from fasttune.schedulers._common import check_number
+    >>> check_number(4, "reduction_factor", "ASHA", greater_than=1)
+    4
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import pickle
+from typing import Any, Dict, Optional
+
+_MODES = ("min", "max")
+
+
+def check_name(value: Any, name: str, owner: str, optional: bool = False) -> Optional[str]:
+    """A non-empty string (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        kind = "a non-empty string" + (" or None" if optional else "")
+        raise TypeError(f"{owner}({name}=...) must be {kind}, got {value!r}.")
+    return value
+
+
+def check_mode(mode: Any, owner: str) -> Optional[str]:
+    if mode is not None and mode not in _MODES:
+        raise ValueError(f"{owner}(mode=...) must be 'min', 'max' or None, got {mode!r}.")
+    return mode
+
+
+def check_number(
+    value: Any,
+    name: str,
+    owner: str,
+    *,
+    greater_than: Optional[float] = None,
+    at_least: Optional[float] = None,
+    integer: bool = False,
+) -> Any:
+    """A real number (an int with ``integer``) within the given bound; returned as is."""
+    wanted = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, wanted):
+        kind = "an integer" if integer else "a number"
+        raise TypeError(f"{owner}({name}=...) must be {kind}, got {type(value).__name__} {value!r}.")
+    if not integer and not math.isfinite(float(value)):
+        raise ValueError(f"{owner}({name}=...) must be finite, got {value!r}.")
+    if greater_than is not None and not value > greater_than:
+        raise ValueError(f"{owner}({name}=...) must be greater than {greater_than}, got {value!r}.")
+    if at_least is not None and not value >= at_least:
+        raise ValueError(f"{owner}({name}=...) must be at least {at_least}, got {value!r}.")
+    return value
+
+
+def require_metric_and_mode(scheduler: Any) -> None:
+    """Raise when the scheduler cannot rank results: no metric or no mode yet."""
+    metric, mode = scheduler.metric, scheduler.mode
+    if metric is None or mode is None:
+        owner = type(scheduler).__name__
+        missing = " and ".join(n for n, v in (("metric", metric), ("mode", mode)) if v is None)
+        raise ValueError(
+            f"{owner} has no {missing}: set metric and mode in TuneConfig(metric=..., "
+            f"mode=...) or in the scheduler ({owner}(metric=..., mode=...))."
+        )
+
+
+def metric_value(value: Any, key: str, owner: str, trial: Any) -> float:
+    """``value`` of result key ``key`` as a float; a clear error when it is not a number."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic) and np.ndim(value) == 0:
+            return float(value)
+    except (TypeError, ValueError):  # pragma: no cover - a numpy scalar that is no number
+        pass
+    raise TypeError(
+        f"{owner}: trial {trial} reported {key!r} = {value!r} ({type(value).__name__}); the "
+        f"scheduler compares {key!r} across trials, so report it as a number."
+    )
+
+
+def save_state(path: str, state: Dict[str, Any]) -> None:
+    """Pickle ``state`` to ``path`` atomically (temporary file, then rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
+def load_state(path: str, owner: str) -> Dict[str, Any]:
+    with open(path, "rb") as f:
+        state = pickle.load(f)
+    if not isinstance(state, dict) or state.get("scheduler") != owner:
+        found = state.get("scheduler") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"{path} does not hold {owner} state (it holds {found!r}); restore a scheduler "
+            "from a file its own class saved."
+        )
+    return state
+
+
+def result_value(result: Optional[Dict[str, Any]], key: str) -> Any:
+    """``result[key]``, where ``key`` may name a nested value as ``"a/b"``; None if absent."""
+    if not result:
+        return None
+    if key in result:
+        return result[key]
+    value: Any = result
+    for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+class TrialRequests:
+    """Whether a scheduler may ask the runner for a new trial.
+
+    fasttune's runner creates a trial only when ``choose_trial_to_run`` returns None (and
+    the search algorithm is not finished).  A scheduler that wants new trials to go
+    before PAUSED ones (as Ray Tune's eager trial creation has it) returns None and
+    calls :meth:`ask`; :meth:`trial_added` (from ``on_trial_add``) says a trial came.
+    When none came by the next ``choose_trial_to_run`` (:meth:`observe`), the search
+    algorithm declined, e.g. at a concurrency limit that counts paused trials too; the
+    scheduler then stops asking until a trial is added.
+
+    Example:
+        >>> requests = TrialRequests()
+        >>> requests.ask(); requests.observe(); requests.declined
+        True
+        >>> requests.trial_added(); requests.declined
+        False
+    """
+
+    __slots__ = ("requested", "declined")
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.declined = False
+
+    def trial_added(self) -> None:
+        self.requested = self.declined = False
+
+    def observe(self) -> None:
+        if self.requested:
+            self.declined = True
+        self.requested = False
+
+    def ask(self) -> None:
+        self.requested = True
+
+    def may_come(self, tune_controller: Any) -> bool:
+        """The search algorithm may add a trial: not finished and not declining."""
+        if self.declined:
+            return False
+        search_alg = getattr(tune_controller, "search_alg", None)
+        return search_alg is not None and not search_alg.is_finished()
+
+    def __getstate__(self) -> tuple:
+        return (self.requested, self.declined)
+
+    def __setstate__(self, state: tuple) -> None:
+        self.requested, self.declined = state
+
+
+def anything_runs(tune_controller: Any) -> bool:
+    """Whether some trial is RUNNING or handed to a worker (PENDING while unassigned
+    PENDING trials were already offered): asking for a trial that does not come then
+    cannot stall the runner."""
+    table = getattr(tune_controller, "table", None)
+    if table is None:
+        return True
+    from fasttune import _corelib as core
+
+    return table.count(core.RUNNING) + table.count(core.PENDING) > 0

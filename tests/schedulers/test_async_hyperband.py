@@ -1,0 +1,234 @@
+"""AsyncHyperBandScheduler (ASHA) driven by the simulated runner: hand-computed rungs and
+cutoffs, max_t, decision points, brackets, persistence and argument errors."""
+import math
+
+import numpy as np
+import pytest
+
+from fasttune.schedulers import ASHAScheduler, AsyncHyperBandScheduler, DecisionPoints, TrialScheduler
+from fasttune.schedulers.async_hyperband import percentile_of_sorted, rung_milestones
+
+from simulated_runner import SimulatedRunner
+
+CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
+
+
+def make(**kwargs):
+    kwargs.setdefault("metric", "score")
+    kwargs.setdefault("mode", "max")
+    return AsyncHyperBandScheduler(**kwargs)
+
+
+def runner_with(scheduler, n):
+    sim = SimulatedRunner(scheduler, metric=scheduler.metric, mode=scheduler.mode)
+    return sim, [sim.add_trial({"i": i}) for i in range(n)]
+
+
+def test_alias_and_rung_milestones():
+    assert ASHAScheduler is AsyncHyperBandScheduler
+    assert rung_milestones(1, 100, 4, 0) == [1, 4, 16, 64]
+    assert rung_milestones(1, 100, 4, 1) == [4, 16, 64]
+    assert rung_milestones(2, 54, 3, 0) == [2, 6, 18, 54]  # a rung at max_t itself
+    assert rung_milestones(1, 1000, 10, 0) == [1, 10, 100, 1000]  # exact, no float shortfall
+    assert rung_milestones(1, 10, 2.5, 0) == [1, 2.5, 6.25]
+    assert rung_milestones(1, 8, 2, 4) == []
+    assert make(max_t=27, reduction_factor=3, brackets=2).rung_milestones() == [[1, 3, 9, 27], [3, 9, 27]]
+
+
+def test_rf2_cutoffs_by_hand():
+    sim, (a, b, c, d, e) = runner_with(make(max_t=10, grace_period=1, reduction_factor=2), 5)
+    # Rung 1 (cutoff: the median of the values recorded there before).
+    assert sim.feed(a, 1, 2.0) == CONTINUE  # []              nothing to beat
+    assert sim.feed(b, 1, 4.0) == CONTINUE  # [2]             cutoff 2
+    assert sim.feed(c, 1, 1.0) == STOP      # [2, 4]          cutoff 3
+    assert sim.feed(d, 1, 2.0) == CONTINUE  # [1, 2, 4]       cutoff 2: equal is not below
+    assert sim.feed(e, 1, 1.9) == STOP      # [1, 2, 2, 4]    cutoff 2
+    # Rung 2 keeps its own record; between rungs nothing is judged.
+    assert sim.feed(a, 2, 0.0) == CONTINUE  # []
+    assert sim.feed(b, 2, 3.0) == CONTINUE  # [0]             cutoff 0
+    assert sim.feed(d, 2, 1.0) == STOP      # [0, 3]          cutoff 1.5
+    assert sim.feed(a, 3, -100.0) == CONTINUE  # no rung at 3
+    # Rung 4, then rung 8, then max_t.
+    assert sim.feed(a, 4, 5.0) == CONTINUE
+    assert sim.feed(b, 3, 9.0) == CONTINUE
+    assert sim.feed(b, 4, 4.0) == STOP      # [5]             cutoff 5
+    assert sim.feed(a, 8, 0.0) == CONTINUE
+    assert sim.feed(a, 9, 0.0) == CONTINUE
+    assert sim.feed(a, 10, 0.0) == STOP     # max_t
+
+
+@pytest.mark.parametrize("mode,sign", [("max", 1.0), ("min", -1.0)])
+def test_rf3_keeps_the_top_third_by_hand(mode, sign):
+    sim, (a, b, c, d, e) = runner_with(make(mode=mode, max_t=9, grace_period=1, reduction_factor=3), 5)
+    # The cutoff is the 66.7th percentile of the values recorded (linear interpolation).
+    assert sim.feed(a, 1, sign * 5) == CONTINUE  # []
+    assert sim.feed(b, 1, sign * 1) == STOP      # [5]          cutoff 5
+    assert sim.feed(c, 1, sign * 3) == STOP      # [1, 5]       cutoff 1 + 4 * 2/3 = 3.67
+    assert sim.feed(d, 1, sign * 4) == CONTINUE  # [1, 3, 5]    cutoff 3 + 2 * 1/3 = 3.67
+    assert sim.feed(e, 1, sign * 3.9) == STOP    # [1, 3, 4, 5] cutoff 4
+    assert sim.feed(a, 3, sign * 1) == CONTINUE
+    assert sim.feed(d, 3, sign * 0.5) == STOP    # [1]          cutoff 1
+    assert sim.feed(a, 9, sign * 0) == STOP      # max_t
+
+
+def test_percentile_matches_numpy_exactly():
+    rng = np.random.default_rng(3)
+    for n in range(1, 30):
+        for rf in (2, 3, 4, 2.5, 1.5, 10):
+            values = sorted(rng.normal(size=n).tolist())
+            fraction = ((1 - 1 / rf) * 100) / 100
+            assert percentile_of_sorted(values, fraction) == np.nanpercentile(values, (1 - 1 / rf) * 100)
+
+
+def test_results_without_the_metric_or_with_nan_are_not_held_against_others():
+    sim, (a, b, c) = runner_with(make(max_t=9, reduction_factor=3), 3)
+    assert sim.feed(a, 1, None) == CONTINUE  # no metric: not judged, not recorded
+    assert sim.feed(b, 1, float("nan")) == CONTINUE  # recorded, but nan sets no cutoff
+    assert sim.feed(c, 1, -100.0) == CONTINUE
+    assert sim.feed(a, 2, -200.0) == STOP  # judged at rung 1 when it reports the metric
+
+
+def test_a_trial_ending_on_its_own_records_its_last_value():
+    sim, (a, b, c) = runner_with(make(max_t=9, reduction_factor=3), 3)
+    for it in (1, 2, 3):
+        sim.feed(a, it, None)
+    a.last_result = sim.result(a, 3, 0.0)
+    sim.complete(a)  # its last result, iteration 3 score 0, lands in rung 3
+    assert sim.feed(b, 1, 1.0) == CONTINUE
+    assert sim.feed(b, 3, -1.0) == STOP  # cutoff 0 from a's final result
+    assert sim.feed(c, 1, 5.0) == CONTINUE  # rung 1 holds b's 1 only
+
+
+def test_stop_last_trials_false_lets_trials_run_past_max_t():
+    scheduler = make(max_t=9, reduction_factor=3, stop_last_trials=False)
+    sim, (a, b) = runner_with(scheduler, 2)
+    assert scheduler.decision_points(a) == DecisionPoints.at([1, 3, 9])
+    for it in (1, 3, 9):
+        assert sim.feed(a, it, 5.0) == CONTINUE
+    assert sim.feed(a, 10, 5.0) == CONTINUE
+    assert sim.feed(a, 50, 5.0) == CONTINUE
+    assert sim.feed(b, 1, 6.0) == CONTINUE
+    assert sim.feed(b, 3, 6.0) == CONTINUE
+    assert sim.feed(b, 9, 1.0) == STOP  # the rung at max_t still judges
+
+
+def test_every_trial_ends_by_max_t_at_a_rung_or_max_t():
+    scheduler = make(max_t=27, grace_period=1, reduction_factor=3)
+    qualities = [0.3, 0.9, 0.1, 0.5, 0.7, 0.2, 0.8, 0.4, 0.6, 1.0, 0.05, 0.95] * 2
+    sim = SimulatedRunner(
+        scheduler, curve=lambda config, it: config["q"] * math.log1p(it) + 0.01 * math.sin(it * config["q"] * 7),
+        configs=[{"q": q, "i": i} for i, q in enumerate(qualities)], metric="score", mode="max",
+        max_concurrent=3,
+    ).run()
+    assert sim.violations == []
+    assert set(sim.statuses().values()) == {"TERMINATED"}
+    finals = sim.final_iterations("i")
+    assert set(finals.values()) <= {1, 3, 9, 27}
+    assert max(finals.values()) == 27
+    assert finals[qualities.index(1.0)] == 27  # the best is never below a cutoff
+    assert sum(1 for v in finals.values() if v < 27) >= len(qualities) // 2
+    stops = [(it, d) for _, it, d in sim.decisions if d == STOP]
+    assert {it for it, _ in stops} <= {1, 3, 9, 27}
+    assert scheduler.num_stopped == len(stops) == len(qualities)
+
+
+def test_decision_points_are_the_bracket_rungs_and_max_t():
+    scheduler = make(max_t=20, grace_period=2, reduction_factor=3, brackets=2)
+    sim = SimulatedRunner(scheduler, metric="score", mode="max")
+    trials = [sim.add_trial({"i": i}) for i in range(50)]
+    seen = set()
+    for trial in trials:
+        wire = scheduler.decision_points(trial).to_wire()
+        seen.add(tuple(wire[1]))
+        assert wire == ["at", [2, 6, 18, 20]] if scheduler.bracket_of(trial) == 0 else wire == ["at", [6, 18, 20]]
+    assert len(seen) == 2
+    # Fractional milestones are decided at the first whole iteration past them.
+    assert make(max_t=10, reduction_factor=2.5).decision_points(trials[0]).to_wire() == ["at", [1, 3, 7, 10]]
+    assert make(time_attr="time_total_s").decision_points(trials[0]) == DecisionPoints.every_result()
+
+
+def test_brackets_are_drawn_with_softmax_weights_from_numpy_random():
+    np.random.seed(0)
+    scheduler = make(max_t=81, grace_period=1, reduction_factor=3, brackets=3)
+    assert [len(r) for r in scheduler.rung_milestones()] == [5, 4, 3]
+    sim = SimulatedRunner(scheduler, metric="score", mode="max")
+    counts = np.bincount([scheduler.bracket_of(sim.add_trial({})) for _ in range(3000)], minlength=3)
+    expected = np.exp([0.0, -1.0, -2.0]) / np.exp([0.0, -1.0, -2.0]).sum()  # 0.665 0.245 0.090
+    assert np.allclose(counts / 3000, expected, atol=0.03)
+    np.random.seed(0)
+    again = make(max_t=81, grace_period=1, reduction_factor=3, brackets=3)
+    sim2 = SimulatedRunner(again, metric="score", mode="max")
+    assert [again.bracket_of(sim2.add_trial({})) for _ in range(50)] == [
+        scheduler.bracket_of(t) for t in sim.trials[:50]]
+
+
+def _sweep(scheduler, stop_after=None, swap=None):
+    qualities = [(i * 37 % 23) / 23 for i in range(40)]
+    sim = SimulatedRunner(
+        scheduler, curve=lambda config, it: config["q"] * it + math.cos(it + config["q"]),
+        configs=[{"q": q} for q in qualities], metric="score", mode="max", max_concurrent=4)
+    while not sim.finished():
+        sim.tick()
+        if stop_after is not None and sim.ticks == stop_after:
+            sim.scheduler = swap(sim.scheduler)
+    return sim
+
+
+def test_save_and_restore_continue_with_identical_decisions(tmp_path):
+    reference = _sweep(make(max_t=30, grace_period=2, reduction_factor=2, brackets=1))
+    path = str(tmp_path / "asha.pkl")
+
+    def swap(old):
+        old.save(path)
+        fresh = make(max_t=30, grace_period=2, reduction_factor=2)
+        fresh.restore(path)
+        assert fresh.debug_string() == old.debug_string()
+        return fresh
+
+    resumed = _sweep(make(max_t=30, grace_period=2, reduction_factor=2), stop_after=25, swap=swap)
+    assert resumed.decisions == reference.decisions
+    assert any(d == STOP for _, it, d in reference.decisions if it < 30)
+    with pytest.raises(ValueError, match="MedianStoppingRule"):
+        from fasttune.schedulers import MedianStoppingRule
+
+        MedianStoppingRule(metric="a", mode="max").restore(path)
+
+
+def test_debug_string_is_one_line_with_cutoffs():
+    sim, (a, b) = runner_with(make(max_t=9, reduction_factor=3), 2)
+    sim.feed(a, 1, 2.0)
+    sim.feed(b, 1, 1.0)
+    text = make(max_t=9, reduction_factor=3).debug_string()
+    assert "\n" not in text and "num_stopped=0" in text
+    text = sim.scheduler.debug_string()
+    assert "num_stopped=1" in text and "Iter 1: 1.667 (2 recorded)" in text and "Iter 9: None" in text
+
+
+def test_metric_and_mode_are_required_and_must_be_numbers():
+    sim = SimulatedRunner(AsyncHyperBandScheduler(), metric=None, mode=None)
+    with pytest.raises(ValueError, match=r"set metric and mode in TuneConfig\(metric=\.\.\., mode=\.\.\.\)"):
+        sim.add_trial({})
+    scheduler = AsyncHyperBandScheduler()
+    assert scheduler.set_search_properties("acc", "max")
+    sim, (a,) = runner_with(scheduler, 1)
+    with pytest.raises(TypeError, match="'acc'.*report it as a number"):
+        sim.feed(a, 1, "high")
+
+
+@pytest.mark.parametrize("kwargs,error,words", [
+    (dict(mode="maximize"), ValueError, "mode"),
+    (dict(max_t=0), ValueError, "max_t"),
+    (dict(max_t="100"), TypeError, "max_t"),
+    (dict(grace_period=0), ValueError, "grace_period"),
+    (dict(grace_period=200), ValueError, "grace_period <= max_t"),
+    (dict(reduction_factor=1), ValueError, "reduction_factor"),
+    (dict(brackets=0), ValueError, "brackets"),
+    (dict(brackets=1.5), TypeError, "brackets"),
+    (dict(time_attr=""), TypeError, "time_attr"),
+    (dict(metric=3), TypeError, "metric"),
+    (dict(stop_last_trials="yes"), TypeError, "stop_last_trials"),
+])
+def test_bad_arguments_are_clear_errors(kwargs, error, words):
+    with pytest.raises(error) as info:
+        AsyncHyperBandScheduler(**kwargs)
+    assert words in str(info.value) and "AsyncHyperBandScheduler" in str(info.value)
