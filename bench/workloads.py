@@ -309,6 +309,114 @@ def pause_resume_1mb(tune, size: int, storage_path: str) -> Dict[str, Any]:
     return _finish(out, expected_trials=1, expected_results=iterations)
 
 
+class _DriverUsage:
+    """The driver process's CPU seconds and peak RSS over a block (the sweep's own
+    bookkeeping, excluding the Ray workers, which are other processes)."""
+
+    def __enter__(self):
+        self._cpu = sum(os.times()[:2])
+        self._wall = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        import resource
+
+        cpu = sum(os.times()[:2]) - self._cpu
+        wall = time.perf_counter() - self._wall
+        self.cpu_share = cpu / wall if wall > 0 else float("nan")
+        self.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        return False
+
+
+def _pbt_trainable(tune):
+    import tempfile
+
+    def trainable(config):
+        score, start = 0.0, 0
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                with open(os.path.join(d, "state.json")) as f:
+                    score, start = json.load(f)
+        for step in range(start + 1, config["n"] + 1):
+            score += config["lr"] * (1.0 - score)
+            if step % 4 == 0:
+                with tempfile.TemporaryDirectory(dir=config["scratch"]) as d:
+                    with open(os.path.join(d, "state.json"), "w") as f:
+                        json.dump([score, step], f)
+                    tune.report({"score": score}, checkpoint=tune.Checkpoint.from_directory(d))
+            else:
+                tune.report({"score": score})
+
+    return trainable
+
+
+def _pbt(tune, population: int, iterations: int, storage_path: str, name: str, cpu: float) -> Dict[str, Any]:
+    schedulers = _schedulers(tune)
+    pbt = schedulers.PopulationBasedTraining(
+        time_attr="training_iteration", perturbation_interval=4,
+        hyperparam_mutations={"lr": tune.uniform(0.001, 0.1)}, metric="score", mode="max")
+    # Checkpoints are written under the storage root (tmpfs with --storage-root /dev/shm),
+    # not this VM's slow /tmp disk, for both engines alike.
+    scratch = os.path.join(storage_path, "scratch")
+    os.makedirs(scratch, exist_ok=True)
+    with _DriverUsage() as usage:
+        out = _fit(
+            tune,
+            tune.with_resources(_pbt_trainable(tune), {"cpu": cpu}),
+            name=name,
+            storage_path=storage_path,
+            param_space={"lr": tune.uniform(0.001, 0.1), "n": iterations, "scratch": scratch},
+            tune_config=tune.TuneConfig(num_samples=population, scheduler=pbt, reuse_actors=True),
+            # The engine then knows where each trial ends: no trial is chosen as a donor
+            # at its very last iteration (its clones would end at once).
+            stop={"training_iteration": iterations},
+        )
+    out["driver_cpu_share"] = usage.cpu_share
+    out["driver_peak_rss_mb"] = usage.peak_rss_mb
+    # Exploits may repeat iterations (a clone continues from its donor's checkpoint), so
+    # a complete sweep is every trial reaching ``iterations``, not a count of lines.
+    out["complete_trials"] = out["reported_iterations"] == population * iterations
+    return _finish(out, expected_trials=population, expected_results=out["results"])
+
+
+def pbt_population_64(tune, size: int, storage_path: str) -> Dict[str, Any]:
+    """PBT over a population of 64 function trials, all running at once (1/32 CPU each),
+    ``size`` iterations, a perturbation and a checkpoint every 4 iterations."""
+    return _pbt(tune, 64, size, storage_path, "pbt_population_64", cpu=1.0)
+
+
+def pbt_population_5000(tune, size: int, storage_path: str) -> Dict[str, Any]:
+    """PBT over a population of ``size`` trials (1 CPU each, so two run at a time and the
+    rest wait PAUSED or PENDING), 40 iterations, perturbation and checkpoint every 4."""
+    return _pbt(tune, size, 40, storage_path, "pbt_population_5000", cpu=1.0)
+
+
+def asha_trials(tune, size: int, storage_path: str) -> Dict[str, Any]:
+    """ASHA (max_t=100, grace_period=1, reduction_factor=4) over ``size`` trials of up to
+    100 iterations each (1 CPU each), reuse_actors=True."""
+    schedulers = _schedulers(tune)
+
+    def trainable(config):
+        for step in range(1, 101):
+            tune.report({"score": config["x"] * (1.0 - 1.0 / (step + 1))})
+
+    with _DriverUsage() as usage:
+        out = _fit(
+            tune,
+            tune.with_resources(trainable, {"cpu": 1}),
+            name="asha_trials",
+            storage_path=storage_path,
+            param_space={"x": tune.uniform(0.0, 1.0)},
+            tune_config=tune.TuneConfig(
+                num_samples=size, metric="score", mode="max", reuse_actors=True,
+                scheduler=schedulers.ASHAScheduler(max_t=100, grace_period=1, reduction_factor=4)),
+        )
+    out["driver_cpu_share"] = usage.cpu_share
+    out["driver_peak_rss_mb"] = usage.peak_rss_mb
+    return _finish(out, expected_trials=size, expected_results=out["results"])
+
+
 # --------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------
@@ -420,6 +528,45 @@ WORKLOADS: Dict[str, Workload] = {
                         "and resumed; the wall time from the step before the pause to "
                         "the step after the resume.",
         ),
+        Workload(
+            name="pbt_population_64",
+            run=pbt_population_64,
+            metric="results/s over the whole fit()",
+            unit="results/s",
+            higher_is_better=True,
+            value=_rate("results"),
+            sizes={"default": 400, "raytune": 40},
+            quick_sizes={"default": 8},
+            size_meaning="iterations per trial (population 64, all at once)",
+            description="PBT, population 64 at 1/32 CPU each, perturbation and "
+                        "checkpoint every 4 iterations.",
+        ),
+        Workload(
+            name="pbt_population_5000",
+            run=pbt_population_5000,
+            metric="seconds for the whole fit()",
+            unit="s",
+            higher_is_better=False,
+            value=lambda r: r["fit_s"],
+            sizes={"default": 5_000, "raytune": 50},
+            quick_sizes={"default": 20},
+            size_meaning="population (40 iterations each, 2 at a time)",
+            description="PBT over a population that cannot run at once: trials take "
+                        "turns through pause and resume.",
+        ),
+        Workload(
+            name="asha_trials",
+            run=asha_trials,
+            metric="results/s over the whole fit()",
+            unit="results/s",
+            higher_is_better=True,
+            value=_rate("results"),
+            sizes={"default": 2_000, "raytune": 100},
+            quick_sizes={"default": 20},
+            size_meaning="trials (max_t=100)",
+            description="ASHA over many trials of up to 100 iterations, "
+                        "reuse_actors=True.",
+        ),
     )
 }
 
@@ -427,6 +574,7 @@ SUITES: Dict[str, tuple] = {
     "throughput": ("result_throughput", "trial_bookkeeping", "trial_bookkeeping_reuse",
                    "time_to_first_result"),
     "checkpoints": ("class_checkpointing", "pause_resume_1mb"),
+    "schedulers": ("pbt_population_64", "pbt_population_5000", "asha_trials"),
 }
 
 

@@ -70,6 +70,12 @@ from fasttune.trainable.trainable import (
 # worker's memory small while batches stay large enough to amortise a round trip.
 MAX_UNSENT_RESULTS = 8192
 
+# After an event the trial thread goes on from by itself (a trial started, or ended with
+# the next one queued), a poll waits up to this long for the thread to block at a
+# decision point or run out of work, so one reply carries "paused", "started", results
+# and "decide" of a short run segment instead of one round trip each.
+_LINGER_S = 0.005
+
 _CONTINUE, _STOP, _PAUSE, _RESET = "continue", "stop", "pause", "reset"
 
 
@@ -183,6 +189,7 @@ class _Run:
         self.decision: Optional[str] = None
         self.reset_fields: Optional[Dict[str, Any]] = None
         self.awaiting = False
+        self.backpressured = False
         self.interrupt: Optional[str] = None
 
     def stop_reached(self, metrics: Dict[str, Any], now: float) -> bool:
@@ -225,6 +232,7 @@ class TrialWorker:
         self._out: List[bytes] = []
         self._run: Optional[_Run] = None
         self._poller_waiting = False
+        self._linger_until: Optional[float] = None
         self._trainables: Dict[str, Any] = {}
         self._wrapped: Dict[str, Any] = {}
         self._held: Optional[tuple] = None  # (trainable name, live Trainable) kept for reuse
@@ -242,9 +250,18 @@ class TrialWorker:
                 self._apply(msgpack.unpackb(commands, raw=False, strict_map_key=False))
                 self._cond.notify_all()  # a queued trial or an answered decision may go on
             self._poller_waiting = True
-            while not self._out and not self._has_unsent():
-                self._cond.wait()
+            while True:
+                if not self._out and not self._has_unsent():
+                    self._cond.wait()
+                    continue
+                if self._linger_until is None or self._thread_waits():
+                    break
+                remaining = self._linger_until - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
             self._poller_waiting = False
+            self._linger_until = None
             self._seal_results()
             reply, self._out = self._out, []
             self._cond.notify_all()  # a trial blocked on backpressure may go on
@@ -316,6 +333,18 @@ class TrialWorker:
                 self._out.append(_packb(["dropped", trial_id]))
                 return
 
+    def _thread_waits(self) -> bool:
+        """Whether the trial thread waits for the driver: at a decision point, on
+        backpressure, or out of queued trials."""
+        run = self._run
+        if run is None:
+            return not self._queue
+        return run.awaiting or run.backpressured
+
+    def _linger(self) -> None:
+        if self._linger_until is None:
+            self._linger_until = time.monotonic() + _LINGER_S
+
     def _has_unsent(self) -> bool:
         run = self._run
         return run is not None and len(run.times) > 0
@@ -349,9 +378,11 @@ class TrialWorker:
         )
 
     def _emit(self, event: List[Any]) -> None:
+        """An event after which the trial thread goes on by itself."""
         with self._cond:
             self._seal_results()
             self._out.append(_packb(event))
+            self._linger()
             self._cond.notify_all()
 
     # ---- the trial thread ------------------------------------------------------------
@@ -381,6 +412,8 @@ class TrialWorker:
                 with self._cond:
                     self._out.append(_packb(end))
                     self._run = None
+                    if self._queue:
+                        self._linger()
                     self._cond.notify_all()
                 return
             spec = run.spec = dict(spec, restore=restore, clone_from=None)
@@ -417,6 +450,7 @@ class TrialWorker:
                     self._seal_results()
                     self._queue.appendleft(dict(spec, **(run.reset_fields or {})))
                     self._run = None
+                    self._linger()
                     self._cond.notify_all()
                 return
             end = ["paused" if how == _PAUSE else "stopped", run.trial_id]
@@ -432,6 +466,8 @@ class TrialWorker:
             self._seal_results()
             self._out.append(_packb(end))
             self._run = None
+            if self._queue:
+                self._linger()  # the next trial starts at once
             self._cond.notify_all()
 
     def _report(self, run: _Run, metrics: Dict[str, Any], checkpoint: Any, step_done: bool = False) -> None:
@@ -461,8 +497,11 @@ class TrialWorker:
         elif len(run.times) >= MAX_UNSENT_RESULTS:
             with self._cond:
                 self._cond.notify_all()
+                run.backpressured = True
+                self._cond.notify_all()
                 while len(run.times) >= MAX_UNSENT_RESULTS and run.interrupt is None:
                     self._cond.wait()
+                run.backpressured = False
         elif self._poller_waiting:
             with self._cond:
                 self._cond.notify_all()

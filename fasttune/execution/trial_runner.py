@@ -40,10 +40,12 @@ _WORKER_DECISION = {
 class _Reset:
     """A pending ``reset_trial``: the trial goes on with ``config`` from ``source``."""
 
-    __slots__ = ("config", "source", "result", "foreign")
+    __slots__ = ("config", "tag", "source", "result", "foreign")
 
-    def __init__(self, config: Dict[str, Any], source: Optional[str], result: Dict[str, Any], foreign: bool) -> None:
+    def __init__(self, config: Dict[str, Any], tag: str, source: Optional[str], result: Dict[str, Any],
+                 foreign: bool) -> None:
         self.config = config
+        self.tag = tag
         self.source = source  # a checkpoint directory, or None: no checkpoint
         self.result = result  # what was reported with that checkpoint
         self.foreign = foreign  # another trial's checkpoint: copied in first
@@ -414,6 +416,8 @@ class TrialRunner:
             # Answered at the trial's decision point when it is blocked there; the
             # interrupt covers a decision taken between decision points.
             self._pending_decision[trial.trial_id] = decision
+            if trial.trial_id in self._deciding:
+                return  # its decide event follows in this batch: the answer carries it
             if decision == TrialScheduler.STOP:
                 self.trial_executor.stop_trial(trial)
             else:
@@ -639,6 +643,8 @@ class TrialRunner:
         ``on_trial_result``), the reset happens in place on the trial's worker: no new
         process, no pause.  A RUNNING trial between decision points is paused and takes
         the new config when it resumes; a PAUSED or PENDING one takes it when it starts.
+        ``trial.config`` changes when the reset is carried out: a trial that ends before
+        that (its pause arrived after its last result) keeps the config it ran with.
         """
         if trial.is_finished():
             raise TuneError(f"Trial {trial} is {trial.status}; only a live trial can be reset.")
@@ -651,14 +657,11 @@ class TrialRunner:
             self._pinned[source] = self._pinned.get(source, 0) + 1
         if checkpoint_result is None and source in own:
             checkpoint_result = next(r for c, r in trial.checkpoint_results if c.path == source)
-        reset = _Reset(new_config, source, dict(checkpoint_result or {}), foreign)
+        reset = _Reset(new_config, new_experiment_tag, source, dict(checkpoint_result or {}), foreign)
         for pending in (self._reset_at_decision, self._reset_on_start):
             previous = pending.pop(trial.trial_id, None)
             if previous is not None:  # a later reset replaces an earlier, unapplied one
                 self._unpin(previous)
-        trial.config = new_config
-        trial.experiment_tag = new_experiment_tag
-        self._config_json[trial.trial_id] = config_to_json(new_config)
         if trial.trial_id in self._deciding and trial.status == Trial.RUNNING:
             self._reset_at_decision[trial.trial_id] = reset
             return
@@ -669,7 +672,11 @@ class TrialRunner:
             self.trial_executor.pause_trial(trial)  # handed back ("dropped"), then restarted
 
     def _reset_fields(self, trial: Trial, reset: _Reset) -> Dict[str, Any]:
-        """The spec fields of the run segment that carries ``reset`` out."""
+        """The spec fields of the run segment that carries ``reset`` out.  The trial takes
+        the new config now: until then it ran (and may have ended) with the old one."""
+        trial.config = reset.config
+        trial.experiment_tag = reset.tag
+        self._config_json[trial.trial_id] = config_to_json(reset.config)
         iteration = int(reset.result.get("training_iteration", trial.iteration))
         time_total = float(reset.result.get("time_total_s", self._table.get_time_total(trial._row)))
         fields: Dict[str, Any] = {"config": reset.config, "iteration": iteration, "time_total": time_total,

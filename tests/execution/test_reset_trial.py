@@ -57,12 +57,12 @@ class ExploitOnce(TrialScheduler):
     """At the bottom trial's iteration ``at``, continue it from the top trial's checkpoint
     of iteration ``donor_iteration`` with ``inc=1000``."""
 
-    def __init__(self, at=4, donor_iteration=6, decide=True):
-        self.at, self.donor_iteration, self.decide = at, donor_iteration, decide
+    def __init__(self, at=4, donor_iteration=6, then=TrialScheduler.CONTINUE):
+        self.at, self.donor_iteration, self.then = at, donor_iteration, then
         self.done = False
 
     def decision_points(self, trial):
-        return DecisionPoints.at([self.at]) if self.decide else DecisionPoints.never()
+        return DecisionPoints.at([self.at])
 
     def on_trial_result(self, tune_controller, trial, result):
         if self.done or trial.config["role"] != "bottom" or result["training_iteration"] != self.at:
@@ -73,7 +73,7 @@ class ExploitOnce(TrialScheduler):
             (c, r) for c, r in donor.checkpoint_results if r["training_iteration"] == self.donor_iteration)
         tune_controller.reset_trial(trial, dict(trial.config, inc=1000), "exploited",
                                     checkpoint=checkpoint, checkpoint_result=donor_result)
-        return self.CONTINUE
+        return self.then
 
 
 def _sweep(trainable, storage, scheduler, reuse_actors, **run_kwargs):
@@ -115,19 +115,14 @@ def test_reset_at_a_decision_point_continues_in_place_from_the_donor_checkpoint(
     assert copies and os.path.dirname(copies[0].path) == bottom.path
 
 
-def test_reset_between_decision_points_pauses_and_resumes_with_the_new_config(storage):
-    grid = _sweep(counter_function, storage, ExploitOnce(decide=False), reuse_actors=True)
+def test_reset_of_a_trial_being_paused_applies_when_it_resumes(storage):
+    grid = _sweep(counter_function, storage, ExploitOnce(then=TrialScheduler.PAUSE), reuse_actors=True)
     bottom = _bottom(grid)
     rows = lines(os.path.join(bottom.path, "result.json"))
-    iterations = [r["training_iteration"] for r in rows]
-    # Results reported before the pause landed are kept (with the old config); then
-    # 7..10 continue from the donor's state with the new one.
-    cut = [r["config"]["inc"] for r in rows].index(1000)
-    assert iterations[:cut] == list(range(1, cut + 1)) and cut >= 4
-    assert [r["x"] for r in rows[:cut]] == [100 * i for i in range(1, cut + 1)]
-    assert iterations[cut:] == [7, 8, 9, 10]
-    assert [r["x"] for r in rows[cut:]] == [1006, 2006, 3006, 4006]
-    assert bottom.metrics["x"] == 4006
+    assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4, 7, 8, 9, 10]
+    assert [r["x"] for r in rows] == [100, 200, 300, 400, 1006, 2006, 3006, 4006]
+    assert [r["config"]["inc"] for r in rows] == [100] * 4 + [1000] * 4
+    assert bottom.config["inc"] == 1000 and bottom.metrics["x"] == 4006
 
 
 def test_reset_of_a_finished_trial_is_a_clear_error():
@@ -205,4 +200,30 @@ def test_a_donor_checkpoint_waiting_to_be_copied_outlives_its_own_trials_retenti
     runner._files.flush()
     assert not os.path.exists(source.path), "deleted once the copy is confirmed"
     assert bottom.checkpoint_results[-1][1] == {"training_iteration": 4}
+    runner._files.close_all()
+
+
+def test_a_reset_that_arrives_after_the_trials_last_result_leaves_its_config_alone(tmp_path, monkeypatch):
+    from fasttune.execution import TrialRunner
+    from fasttune.experiment import Trial
+
+    runner = TrialRunner(experiment_path=str(tmp_path))
+    monkeypatch.setattr(runner.trial_executor, "check_feasible", lambda trial: None)
+    interrupts = []
+    monkeypatch.setattr(runner.trial_executor, "pause_trial", interrupts.append)
+    monkeypatch.setattr(runner.trial_executor, "trial_ended", lambda slot, trial: None)
+    trial = Trial("t", config={"inc": 1}, experiment_path=str(tmp_path))
+    runner.add_trial(trial)
+    trial.set_status(Trial.RUNNING)
+    runner._slot_of[trial.trial_id] = 0
+
+    # Between decision points: the trial is paused, the new config waits for its restart.
+    runner.reset_trial(trial, {"inc": 1000}, "exploited")
+    assert interrupts == [trial] and trial.status == Trial.PAUSED
+    assert trial.config == {"inc": 1}
+    # ...but it had already finished: it ends TERMINATED with the config it ran with.
+    runner._on_batch(0, [["done", trial.trial_id]])
+    assert trial.status == Trial.TERMINATED
+    assert trial.config == {"inc": 1} and trial.experiment_tag == ""
+    assert not runner._reset_on_start
     runner._files.close_all()
