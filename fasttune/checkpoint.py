@@ -78,6 +78,14 @@ class Checkpoint:
             )
         self._path = path
 
+    @classmethod
+    def _written_by_worker(cls, path: str) -> "Checkpoint":
+        """A checkpoint a worker reported as persisted: no file-system checks (the
+        driver records thousands of these per second)."""
+        checkpoint = cls.__new__(cls)
+        checkpoint._path = path if os.path.isabs(path) else os.path.abspath(path)
+        return checkpoint
+
     # -- construction -----------------------------------------------------------
 
     @classmethod

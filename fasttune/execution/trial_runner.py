@@ -440,7 +440,7 @@ class TrialRunner:
         return decision
 
     def _on_checkpoint(self, trial: Trial, name: str, result: Dict[str, Any]) -> None:
-        checkpoint = Checkpoint(os.path.join(trial.path, name))
+        checkpoint = Checkpoint._written_by_worker(os.path.join(trial.path, name))
         try:
             index = int(name.rsplit("_", 1)[-1])
         except ValueError:

@@ -401,6 +401,7 @@ class PopulationBasedTraining(FIFOScheduler):
         self._train_time = np.zeros(16)  # time_attr at the last perturbation point
         self._perturb_time = np.zeros(16)  # time_attr of the last perturbation
         self._rows = np.full(16, -1, dtype=np.int64)  # TrialTable rows
+        self._rows_known = 0  # how many leading rows are known to be attached
 
         self._restored: Dict[str, Dict[str, Any]] = {}
         self._num_perturbations = 0
@@ -457,10 +458,13 @@ class PopulationBasedTraining(FIFOScheduler):
         rows = self._rows[:n]
         table = getattr(tune_controller, "table", None)
         if table is not None and n:
-            # Rows may have been attached after registration.
-            for i in np.flatnonzero(rows < 0):
-                rows[i] = getattr(self._trials[i], "_row", -1)
-            if rows.min() >= 0:
+            if n > self._rows_known:
+                # Rows may have been attached after registration.
+                for i in np.flatnonzero(rows < 0):
+                    rows[i] = getattr(self._trials[i], "_row", -1)
+                if rows.min() >= 0:
+                    self._rows_known = n
+            if self._rows_known == n:
                 try:
                     return np.asarray(table.column("status"))[rows]
                 except (IndexError, KeyError, AttributeError):
@@ -486,6 +490,8 @@ class PopulationBasedTraining(FIFOScheduler):
         if idx is not None:  # added again (a restored experiment): follow the new object
             self._trials[idx] = trial
             self._rows[idx] = getattr(trial, "_row", -1)
+            if self._rows[idx] < 0:
+                self._rows_known = min(self._rows_known, idx)
             return
         filled: Dict[str, Any] = {}
         self._fill_missing(trial.config, filled)
@@ -636,6 +642,10 @@ class PopulationBasedTraining(FIFOScheduler):
             k = m // 2
         if k == 0:
             return empty, empty
+        if m <= _SMALL_POPULATION:
+            # A stable sort in Python beats a dozen numpy calls on small populations.
+            order = sorted(candidates.tolist(), key=scores.item)
+            return np.array(order[:k], dtype=np.int64), np.array(order[m - k:], dtype=np.int64)
         values = scores[candidates]
         lower = candidates[_stable_smallest(values, k)]
         upper = candidates[_stable_largest(values, k)]
@@ -774,6 +784,10 @@ class PopulationBasedTraining(FIFOScheduler):
             candidates = candidates[self._train_time[candidates] < self._next_perturbation_sync]
         if not len(candidates):
             return None
+        # The least trained; argmin takes the first (earliest added) among ties.
+        first = candidates[np.argmin(self._train_time[candidates])]
+        if not tune_controller.is_trial_held(self._trials[first]):
+            return self._trials[first]
         order = candidates[np.lexsort((candidates, self._train_time[candidates]))]
         for idx in order:
             trial = self._trials[idx]
@@ -892,6 +906,9 @@ class PopulationBasedTraining(FIFOScheduler):
             else:
                 self._apply_saved(idx, saved)
         self._set_extra_state(state["extra"])
+
+
+_SMALL_POPULATION = 256
 
 
 def _stable_smallest(values: np.ndarray, k: int) -> np.ndarray:

@@ -236,6 +236,17 @@ def test_quantiles_of_a_population_of_5000_match_a_sort():
     assert list(upper) == order[-1250:]
 
 
+@pytest.mark.parametrize("size", [200, 256, 257, 300])  # both sides of the small-population path
+def test_quantiles_near_the_small_population_threshold_match_a_sort(size):
+    scores = np.random.RandomState(size).randint(0, 20, size=size).astype(float)
+    pbt, runner = make_pbt(quantile_fraction=0.25), FakeRunner()
+    population(pbt, runner, scores)
+    lower, upper = pbt._quantiles(runner)
+    order = sorted(range(size), key=lambda i: scores[i])
+    k = -(-size // 4)
+    assert list(lower) == order[:k] and list(upper) == order[-k:]
+
+
 def test_population_of_5000_exploits_bottom_quarter(tmp_path):
     pbt, runner = make_pbt(quantile_fraction=0.25), FakeRunner()
     trials = [runner.add(pbt, {"lr": 0.5}) for _ in range(5000)]
