@@ -17,6 +17,8 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
+from fasttune._jsonable import json_default
+
 # Trials with open result files; the least recently written are closed past this bound
 # so population-scale sweeps do not run out of file descriptors.
 MAX_OPEN_TRIALS = 512
@@ -27,22 +29,9 @@ PARAMS_FILE = "params.json"
 ERROR_FILE = "error.txt"
 
 
-def _json_fallback(value: Any) -> Any:
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        try:
-            return item()
-        except (TypeError, ValueError):
-            pass
-    tolist = getattr(value, "tolist", None)  # numpy arrays
-    if callable(tolist):
-        return tolist()
-    return str(value)
-
-
 def config_to_json(config: Dict[str, Any]) -> str:
     """The config as the JSON text spliced into every result line of its trial."""
-    return json.dumps(config, default=_json_fallback)
+    return json.dumps(config, default=json_default)
 
 
 class TrialFiles:
@@ -99,7 +88,7 @@ class TrialFiles:
     def _init_trial(trial_dir: str, config: Dict[str, Any]) -> None:
         os.makedirs(trial_dir, exist_ok=True)
         with open(os.path.join(trial_dir, PARAMS_FILE), "w") as f:
-            json.dump(config, f, indent=2, sort_keys=True, default=_json_fallback)
+            json.dump(config, f, indent=2, sort_keys=True, default=json_default)
 
     def write(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
         self._submit(self._write, trial_dir, json_bytes, csv_bytes)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 import numpy as np
 
 from fasttune import _corelib as core
+from fasttune._jsonable import json_default
 from fasttune.error import TuneError
 from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, TrialScheduler
 from fasttune.search.sample import Domain, Function
@@ -56,19 +57,6 @@ Mutation = Union[Dict[str, Any], List[Any], Tuple[Any, ...], Callable[[], Any], 
 # ---------------------------------------------------------------------------------------
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _json_default(value: Any) -> Any:
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        try:
-            return item()
-        except (TypeError, ValueError):
-            pass
-    tolist = getattr(value, "tolist", None)  # numpy arrays
-    if callable(tolist):
-        return tolist()
-    return str(value)
 
 
 def _check_mutations(mutations: Any, where: str = "hyperparam_mutations") -> None:
@@ -752,7 +740,7 @@ class PopulationBasedTraining(FIFOScheduler):
             donor.config,
             new_config,
         ]
-        line = json.dumps(policy, default=_json_default) + "\n"
+        line = json.dumps(policy, default=json_default) + "\n"
         prefix = self._policy_prefix
         with open(os.path.join(directory, f"{prefix}_global.txt"), "a") as f:
             f.write(line)
