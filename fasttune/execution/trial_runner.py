@@ -513,8 +513,10 @@ class TrialRunner:
             elif trial.is_finished():
                 self._close_trial(trial)  # stopped while its pause was on the way
             return
-        if kind == "dropped" and trial.status == Trial.PENDING:
-            self._unassigned[trial.trial_id] = trial  # handed back before it started
+        if kind == "dropped" and trial.status in (Trial.PENDING, Trial.PAUSED):
+            # Handed back before it started: it waits to be chosen again.
+            if trial.status == Trial.PENDING:
+                self._unassigned[trial.trial_id] = trial
             return
         if trial.status in (Trial.RUNNING, Trial.PENDING, Trial.PAUSED):
             self._complete(trial)
@@ -668,8 +670,10 @@ class TrialRunner:
         self._reset_on_start[trial.trial_id] = reset
         if trial.status == Trial.RUNNING:
             self.pause_trial(trial, should_checkpoint=False)
-        elif trial.status == Trial.PENDING and trial.trial_id in self._slot_of:
-            self.trial_executor.pause_trial(trial)  # handed back ("dropped"), then restarted
+        elif trial.trial_id in self._slot_of:
+            # Queued on a worker with its old spec (or just starting): handed back
+            # ("dropped") or paused, then restarted with the reset.
+            self.trial_executor.pause_trial(trial)
 
     def _reset_fields(self, trial: Trial, reset: _Reset) -> Dict[str, Any]:
         """The spec fields of the run segment that carries ``reset`` out.  The trial takes

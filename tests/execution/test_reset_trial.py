@@ -227,3 +227,26 @@ def test_a_reset_that_arrives_after_the_trials_last_result_leaves_its_config_alo
     assert trial.config == {"inc": 1} and trial.experiment_tag == ""
     assert not runner._reset_on_start
     runner._files.close_all()
+
+
+def test_a_reset_of_a_paused_trial_queued_on_a_worker_takes_it_back_and_keeps_it_paused(tmp_path, monkeypatch):
+    from fasttune.execution import TrialRunner
+    from fasttune.experiment import Trial
+
+    runner = TrialRunner(experiment_path=str(tmp_path))
+    monkeypatch.setattr(runner.trial_executor, "check_feasible", lambda trial: None)
+    interrupts = []
+    monkeypatch.setattr(runner.trial_executor, "pause_trial", interrupts.append)
+    monkeypatch.setattr(runner.trial_executor, "trial_ended", lambda slot, trial: None)
+    trial = Trial("t", config={"inc": 1}, experiment_path=str(tmp_path))
+    runner.add_trial(trial)
+    trial.set_status(Trial.RUNNING)
+    trial.set_status(Trial.PAUSED)
+    runner._slot_of[trial.trial_id] = 0  # being resumed: queued on worker 0 with its old spec
+
+    runner.reset_trial(trial, {"inc": 1000}, "exploited")
+    assert interrupts == [trial]
+    runner._on_batch(0, [["dropped", trial.trial_id]])
+    assert trial.status == Trial.PAUSED and not runner.is_trial_held(trial)
+    assert trial.trial_id in runner._reset_on_start  # applied when it is chosen again
+    runner._files.close_all()
