@@ -617,3 +617,36 @@ def test_a_trial_whose_worker_died_for_good_keeps_only_its_reported_checkpoints(
     on_disk = sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_"))
     assert on_disk == ["checkpoint_000000", "checkpoint_000001"]
     assert os.path.basename(result.checkpoint.path) == "checkpoint_000001"
+
+
+class StopAtThree(TrialScheduler):
+    """Stops every trial on its third result (a decision at every result)."""
+
+    def on_trial_result(self, tune_controller, trial, result):
+        return self.STOP if result["training_iteration"] == 3 else self.CONTINUE
+
+
+class DoneFlags(tune.Callback):
+    def __init__(self):
+        self.flags = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.flags.append((result["training_iteration"], result["done"]))
+
+
+def counts_to_ten(config):
+    for i in range(10):
+        tune.report({"i": i})
+
+
+def test_the_result_a_scheduler_stops_a_trial_on_is_marked_done_everywhere(storage):
+    flags = DoneFlags()
+    grid = _fit(counts_to_ten, storage, tune_config=tune.TuneConfig(scheduler=StopAtThree()),
+                callbacks=[flags])
+    (result,) = list(grid)
+    assert result.metrics["training_iteration"] == 3 and result.metrics["done"] is True
+    assert flags.flags == [(1, False), (2, False), (3, True)]
+    rows = _lines(os.path.join(result.path, "result.json"))
+    assert [(r["training_iteration"], r["done"]) for r in rows] == [(1, False), (2, False), (3, True)]
+    with open(os.path.join(result.path, "progress.csv"), newline="") as f:
+        assert [row["done"] for row in csv.DictReader(f)] == ["False", "False", "True"]

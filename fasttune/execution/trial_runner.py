@@ -386,7 +386,6 @@ class TrialRunner:
         times = array("d")
         times.frombytes(times_bytes)
         ingested = self._results.ingest(trial._row, metrics, times.tolist(), checkpoints or None)
-        self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
         results = ingested.results
         self.results_processed += len(results)
         trial.results_seen += len(results)
@@ -396,22 +395,29 @@ class TrialRunner:
             for index, name in sorted(checkpoints.items()):
                 if index < len(results):
                     self._on_checkpoint(trial, name, results[index])
+        # Late results of a trial the driver already ended are logged, not judged.
+        judged = ingested.error is None and trial.status == Trial.RUNNING
+        decision, decided_at = TrialScheduler.CONTINUE, -1
+        if judged and (self._scheduler_sees_results or self._searcher_sees_results
+                       or self._callbacks_see_results or self._stopper is not None):
+            for index, result in enumerate(results):
+                # Once a decision ends the trial, later results of the batch (already
+                # reported) still reach searchers and callbacks.
+                verdict = self._judge(trial, result, decide=decision == TrialScheduler.CONTINUE)
+                if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
+                    decision, decided_at = verdict, index
+        json_bytes, csv_bytes = ingested.json_bytes, ingested.csv_bytes
+        if decision == TrialScheduler.STOP and decided_at == len(results) - 1:
+            # The result a scheduler or stopper ended the trial on says so on disk too
+            # (at a decision point it is the batch's last; between them, it stays false).
+            json_bytes, csv_bytes = _mark_last_done(json_bytes, csv_bytes, self._results.csv_header(trial._row))
+        self._files.write(trial.path, json_bytes, csv_bytes)
         if ingested.error is not None:
             self._fatal = TuneError(ingested.error)
             self._stop_all()
             return
-        if trial.status != Trial.RUNNING:
-            return  # late results of a trial the driver already ended: logged, not judged
-        decision = TrialScheduler.CONTINUE
-        if self._scheduler_sees_results or self._searcher_sees_results or self._callbacks_see_results or self._stopper is not None:
-            for result in results:
-                # Once a decision ends the trial, later results of the batch (already
-                # reported and logged) still reach searchers and callbacks.
-                verdict = self._judge(trial, result, decide=decision == TrialScheduler.CONTINUE)
-                if decision == TrialScheduler.CONTINUE:
-                    decision = verdict
-        if ingested.stopped:
-            return  # the worker stops the trial itself at the stop criterion
+        if not judged or ingested.stopped:
+            return  # at its stop criterion the worker ends the trial itself
         if decision in (TrialScheduler.STOP, TrialScheduler.PAUSE):
             # Answered at the trial's decision point when it is blocked there; the
             # interrupt covers a decision taken between decision points.
@@ -431,6 +437,8 @@ class TrialRunner:
                 decision = TrialScheduler.STOP
             elif self._scheduler_sees_results:
                 decision = self._scheduler.on_trial_result(self, trial, flat)
+            if decision == TrialScheduler.STOP:
+                result["done"] = True  # as Ray Tune passes it on: this is the trial's last
         if decision != TrialScheduler.STOP and self._searcher_sees_results:
             self._search_alg.on_trial_result(trial.trial_id, flat)
         if self._callbacks_see_results:
@@ -760,3 +768,27 @@ class TrialRunner:
     def cleanup(self) -> None:
         self.trial_executor.cleanup()
         self._files.close_all()
+
+
+def _mark_last_done(json_bytes: bytes, csv_bytes: bytes, csv_header: Optional[List[str]]) -> tuple:
+    """The batch's rendered lines with the last result's ``done`` set to true."""
+    import csv
+    import io
+
+    head, _, last = json_bytes.rstrip(b"\n").rpartition(b"\n")
+    # The automatic fields follow the user's metrics in a fixed order, so the first
+    # match in the line is the result's own ``done`` field.
+    last = last.replace(b'"done": false, "training_iteration": ', b'"done": true, "training_iteration": ', 1)
+    json_bytes = (head + b"\n" if head else b"") + last + b"\n"
+    if csv_bytes and csv_header and "done" in csv_header:
+        lines = csv_bytes.split(b"\r\n")
+        while lines and not lines[-1]:
+            lines.pop()
+        row = next(csv.reader([lines[-1].decode("utf-8")]))
+        if len(row) == len(csv_header):
+            row[csv_header.index("done")] = "True"
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\r\n").writerow(row)
+            lines[-1] = out.getvalue().encode("utf-8").rstrip(b"\r\n")
+            csv_bytes = b"\r\n".join(lines) + b"\r\n"
+    return json_bytes, csv_bytes
