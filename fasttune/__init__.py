@@ -16,6 +16,7 @@ from fasttune.registry import register_env, register_trainable
 from fasttune.result import Result
 from fasttune.result_grid import ResultGrid
 from fasttune.schedulers import create_scheduler
+from fasttune.search._registry import create_searcher
 from fasttune.search.sample import (
     choice,
     grid_search,
@@ -79,4 +80,5 @@ __all__ = [
     "choice",
     "TuneError",
     "create_scheduler",
+    "create_searcher",
 ]

@@ -109,18 +109,33 @@ class TunerInternal:
 
 
 def _searcher_for(experiment: Experiment, search_alg: Any, max_concurrent: Optional[int]) -> SearchAlgorithm:
+    """The SearchAlgorithm the runner drives for ``TuneConfig(search_alg=...)``.
+
+    A ``Searcher`` is wrapped in a ``SearchGenerator``; with ``max_concurrent_trials``
+    it is first wrapped in a ``ConcurrencyLimiter`` (as Ray Tune does), so the searcher
+    is never asked while that many of its trials are live.  The runner applies the same
+    bound to running trials for every search algorithm; the two agree.
+    """
     if search_alg is None:
         return BasicVariantGenerator(max_concurrent=max_concurrent or 0)
     if isinstance(search_alg, SearchAlgorithm):
         return search_alg
+    from fasttune.search.concurrency_limiter import ConcurrencyLimiter
+    from fasttune.search.search_generator import SearchGenerator
     from fasttune.search.searcher import Searcher
 
     if isinstance(search_alg, Searcher):
-        raise TuneError(
-            f"{type(search_alg).__name__} is a Searcher; running Searchers through "
-            "TuneConfig(search_alg=...) arrives with fasttune's searcher support. Use the "
-            "default BasicVariantGenerator (grid/random search) for now."
-        )
+        if max_concurrent:
+            if isinstance(search_alg, ConcurrencyLimiter):
+                if search_alg.max_concurrent != max_concurrent:
+                    raise ValueError(
+                        f"TuneConfig(max_concurrent_trials={max_concurrent}) and the search_alg, a "
+                        f"ConcurrencyLimiter(max_concurrent={search_alg.max_concurrent}), disagree; "
+                        "set the limit in one place (e.g. max_concurrent_trials=None)."
+                    )
+            else:
+                search_alg = ConcurrencyLimiter(search_alg, max_concurrent=max_concurrent)
+        return SearchGenerator(search_alg)
     raise TypeError(
         f"search_alg must be a fasttune SearchAlgorithm or Searcher, got {type(search_alg).__name__}."
     )

@@ -6,7 +6,10 @@ Example:
     >>> BasicVariantGenerator(random_state=0).total_samples
     0
 """
+from fasttune.search._registry import create_searcher
 from fasttune.search.basic_variant import BasicVariantGenerator
+from fasttune.search.concurrency_limiter import ConcurrencyLimiter
+from fasttune.search.repeater import Repeater
 from fasttune.search.sample import (
     Categorical,
     Domain,
@@ -28,12 +31,17 @@ from fasttune.search.sample import (
     uniform,
 )
 from fasttune.search.search_algorithm import SearchAlgorithm
+from fasttune.search.search_generator import SearchGenerator
 from fasttune.search.searcher import Searcher
 
 __all__ = [
     "BasicVariantGenerator",
     "SearchAlgorithm",
     "Searcher",
+    "SearchGenerator",
+    "ConcurrencyLimiter",
+    "Repeater",
+    "create_searcher",
     "Domain",
     "Float",
     "Integer",

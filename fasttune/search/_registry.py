@@ -1,0 +1,69 @@
+"""``create_searcher``: a search algorithm by its Ray Tune name (``ray.tune.create_searcher``).
+
+Example:
+    >>> from fasttune.search import create_searcher
+    >>> type(create_searcher("random", random_state=0)).__name__
+    'BasicVariantGenerator'
+    >>> create_searcher("nope")
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown searcher 'nope'; valid names: variant_generator, random, optuna.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Dict, Optional, Tuple, Union
+
+from fasttune.search.search_algorithm import SearchAlgorithm
+from fasttune.search.searcher import Searcher
+
+# name -> (module, class, pip package it needs or None); imported only when asked for.
+_SEARCHERS: Dict[str, Tuple[str, str, Optional[str]]] = {
+    "variant_generator": ("fasttune.search.basic_variant", "BasicVariantGenerator", None),
+    "random": ("fasttune.search.basic_variant", "BasicVariantGenerator", None),
+    "optuna": ("fasttune.search.optuna", "OptunaSearch", "optuna"),
+}
+
+SEARCHER_NAMES = tuple(_SEARCHERS)
+
+
+def searcher_class(name: str) -> Any:
+    """The class registered as ``name``, imported on first use."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"create_searcher takes a searcher name (str), got {type(name).__name__}; valid "
+            f"names: {', '.join(SEARCHER_NAMES)}."
+        )
+    key = name.lower()
+    if key not in _SEARCHERS:
+        raise ValueError(f"Unknown searcher {name!r}; valid names: {', '.join(SEARCHER_NAMES)}.")
+    module_name, class_name, package = _SEARCHERS[key]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise ImportError(
+                f"Searcher {name!r} ({class_name}) is not available in this version of fasttune yet "
+                f"({module_name} is missing). When it is, it will also need the {package!r} package "
+                f"(pip install {package}). Available now: "
+                f"{', '.join(n for n, (m, _, _) in _SEARCHERS.items() if m != module_name)}."
+            ) from exc
+        if package is not None and exc.name is not None and exc.name.split(".")[0] == package:
+            raise ImportError(
+                f"Searcher {name!r} ({class_name}) needs the {package!r} package: pip install {package}."
+            ) from exc
+        raise  # some other dependency is missing: its own message says which
+    return getattr(module, class_name)
+
+
+def create_searcher(search_alg: str, **kwargs: Any) -> Union[Searcher, SearchAlgorithm]:
+    """Creates a searcher from its name, as in Ray Tune; ``kwargs`` go to its constructor.
+
+    Names: ``"variant_generator"`` and ``"random"`` (``BasicVariantGenerator``),
+    ``"optuna"`` (``OptunaSearch``, not in fasttune yet: an ``ImportError`` says so).
+    Unknown names raise ``ValueError`` listing the valid ones.
+    """
+    return searcher_class(search_alg)(**kwargs)
+
+
+__all__ = ["create_searcher", "SEARCHER_NAMES"]

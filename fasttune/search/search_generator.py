@@ -1,0 +1,263 @@
+"""``SearchGenerator``: runs a ``Searcher``'s suggestions as trials.
+
+The runner talks to a ``SearchAlgorithm``; a ``Searcher`` only proposes one
+config per ``suggest(trial_id)``.  ``SearchGenerator`` sits in between: it
+makes a trial id, asks the searcher for a config, merges that config into the
+experiment's param space (constants stay, suggested values replace domains)
+and builds the trial.  ``None`` from ``suggest`` means "nothing now",
+``Searcher.FINISHED`` ends the search, and ``num_samples`` caps the number of
+trials (``-1``: until the searcher says ``FINISHED``).
+
+Example:
+    >>> from fasttune.search.searcher import Searcher
+    >>> from fasttune.search.search_generator import SearchGenerator
+    >>> class Walk(Searcher):
+    ...     def __init__(self):
+    ...         super().__init__(metric="loss", mode="min")
+    ...         self.x = 0
+    ...     def suggest(self, trial_id):
+    ...         self.x += 1
+    ...         return {"x": self.x}
+    ...     def on_trial_complete(self, trial_id, result=None, error=False):
+    ...         pass
+    >>> class Experiment:  # the parts of fasttune.Experiment the generator uses
+    ...     name = "demo"
+    ...     spec = {"config": {"x": None, "batch": 32}, "num_samples": 2}
+    ...     def trial_factory(self, config, experiment_tag, evaluated_params, trial_id):
+    ...         return type("Trial", (), {"trial_id": trial_id, "config": config})()
+    >>> search = SearchGenerator(Walk())
+    >>> search.add_configurations(Experiment())
+    >>> [search.next_trial().config for _ in range(2)], search.is_finished()
+    ([{'x': 1, 'batch': 32}, {'x': 2, 'batch': 32}], True)
+"""
+from __future__ import annotations
+
+import copy
+import glob
+import logging
+import os
+import pickle
+import sys
+import uuid
+from collections.abc import Mapping
+from typing import Any, Dict, List, Optional, Union
+
+from fasttune._flatten import flatten_dict
+from fasttune.error import TuneError
+from fasttune.search.search_algorithm import SearchAlgorithm
+from fasttune.search.searcher import Searcher
+from fasttune.search.variant_generator import _path_str, format_vars, parse_spec_vars, resolve_nested_dict
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SearchGenerator"]
+
+
+def _merge(base: Dict, update: Mapping) -> Dict:
+    """Deep-merges ``update`` into ``base`` (in place): nested dicts merge, other values replace."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+            base[key] = _merge(dict(base[key]), value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _unresolved(config: Mapping) -> List[str]:
+    """Dotted paths of the search-space domains and grid searches left in ``config``."""
+    _, domains, grids = parse_spec_vars(config)
+    return [_path_str(path) for path, _ in domains + grids]
+
+
+class SearchGenerator(SearchAlgorithm):
+    """Turns a :class:`~fasttune.search.searcher.Searcher` into the trials the runner starts.
+
+    ``TuneConfig(search_alg=searcher)`` wraps a ``Searcher`` in this class for
+    you.  Only one experiment can be added.
+
+    Args:
+        searcher: The searcher whose ``suggest`` makes the configs.  Wrappers
+            (``ConcurrencyLimiter``, ``Repeater``) are searchers too.
+    """
+
+    CKPT_FILE_TMPL = "search-generator-state-{}.pkl"
+
+    def __init__(self, searcher: Searcher) -> None:
+        if not isinstance(searcher, Searcher):
+            raise TypeError(
+                f"SearchGenerator wraps a fasttune Searcher, got {type(searcher).__name__}; "
+                "pass a SearchAlgorithm (e.g. BasicVariantGenerator) to TuneConfig(search_alg=...) directly."
+            )
+        self.searcher = searcher
+        self._experiment: Any = None
+        self._counter = 0
+        self._total_samples = 0
+        self._finished = False
+
+    # -- properties -------------------------------------------------------------------
+    @property
+    def metric(self) -> Any:
+        return self.searcher.metric
+
+    @property
+    def mode(self) -> Any:
+        return self.searcher.mode
+
+    @property
+    def total_samples(self) -> int:
+        """The trial cap from ``num_samples`` (0 when unlimited, i.e. ``num_samples=-1``)."""
+        return 0 if self._total_samples == sys.maxsize else self._total_samples
+
+    def set_search_properties(self, metric: Optional[str], mode: Optional[str], config: Dict, **spec: Any) -> bool:
+        """Hands metric, mode and the param space to the searcher.
+
+        A searcher may decline them (it already has its own space and metric);
+        that is only an error when the param space still holds search-space
+        domains, which nothing would then sample (``ValueError``, as in Ray Tune).
+
+        Returns:
+            ``True``: a declining searcher keeps its own metric and mode.
+        """
+        if self.searcher.set_search_properties(metric, mode, config, **spec):
+            return True
+        unresolved = _unresolved(config or {})
+        if unresolved:
+            raise ValueError(
+                f"The param_space holds search-space domains ({', '.join(unresolved)}), but the "
+                f"searcher {type(self.searcher).__name__} did not take the param_space (it already "
+                "has a search space, or does not accept one). Define the search space in one place: "
+                "in the searcher, or in param_space with a searcher that accepts it."
+            )
+        return True
+
+    # -- trials ----------------------------------------------------------------------
+    def add_configurations(self, experiments: Union[Any, List[Any]]) -> None:
+        """Registers the one experiment whose trials the searcher will suggest."""
+        batch = list(experiments) if isinstance(experiments, (list, tuple)) else [experiments]
+        if self._experiment is not None or len(batch) != 1:
+            raise TuneError(
+                "A Searcher (through SearchGenerator) runs exactly one experiment; "
+                f"got {len(batch) + (self._experiment is not None)}."
+            )
+        experiment = batch[0]
+        spec = getattr(experiment, "spec", None)
+        if not isinstance(spec, Mapping) or not callable(getattr(experiment, "trial_factory", None)):
+            raise TypeError(
+                "add_configurations takes an Experiment (with .spec and .trial_factory), "
+                f"got {type(experiment).__name__}."
+            )
+        num_samples = spec.get("num_samples", 1)
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or (num_samples < 0 and num_samples != -1):
+            raise ValueError(f"num_samples must be an int >= 0, or -1 for unlimited, got {num_samples!r}.")
+        self._experiment = experiment
+        self._total_samples = sys.maxsize if num_samples == -1 else num_samples
+        _warn_repeat_mismatch(self.searcher, self._total_samples)
+
+    def next_trial(self) -> Optional[Any]:
+        """A trial with the searcher's next config, or ``None`` (nothing now, or finished)."""
+        if self._experiment is None:
+            raise TuneError("SearchGenerator.next_trial() was called before add_configurations().")
+        if self.is_finished():
+            return None
+        from fasttune.experiment.trial import Trial  # imports no Ray; kept local to keep layers apart
+
+        trial_id = Trial.generate_id()
+        suggestion = self.searcher.suggest(trial_id)
+        if suggestion is None:
+            return None
+        if isinstance(suggestion, str) and suggestion == Searcher.FINISHED:
+            logger.debug("%s finished after %d trials.", type(self.searcher).__name__, self._counter)
+            self.set_finished()
+            return None
+        if not isinstance(suggestion, Mapping):
+            raise TypeError(
+                f"{type(self.searcher).__name__}.suggest() must return a config dict, None or "
+                f"Searcher.FINISHED, got {type(suggestion).__name__} {suggestion!r}."
+            )
+        config = _merge(copy.deepcopy(dict(self._experiment.spec.get("config") or {})), suggestion)
+        unresolved = _unresolved(config)
+        if unresolved:
+            raise TuneError(
+                f"{type(self.searcher).__name__} suggested {dict(suggestion)!r}, which leaves the "
+                f"param_space entries {', '.join(unresolved)} unsampled; the searcher must suggest a "
+                "value for every search-space domain."
+            )
+        self._counter += 1
+        tag = f"{self._counter}_{format_vars(resolve_nested_dict(config))}"
+        return self._experiment.trial_factory(config, tag, flatten_dict(dict(suggestion)), trial_id)
+
+    def on_trial_result(self, trial_id: str, result: Dict) -> None:
+        self.searcher.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
+        self.searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    def is_finished(self) -> bool:
+        return self._finished or self._counter >= self._total_samples
+
+    # -- checkpointing ---------------------------------------------------------------
+    def get_state(self) -> Dict[str, Any]:
+        """The generator's own counters (the searcher saves itself)."""
+        return {"counter": self._counter, "total_samples": self._total_samples, "finished": self._finished}
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        self._counter = state["counter"]
+        self._total_samples = state["total_samples"]
+        self._finished = state["finished"]
+
+    def _chain(self) -> List[Searcher]:
+        """The wrappers from the outside in, then the base searcher last."""
+        chain = [self.searcher]
+        while isinstance(getattr(chain[-1], "searcher", None), Searcher):
+            chain.append(chain[-1].searcher)
+        return chain
+
+    def save_to_dir(self, dirpath: str, session_str: str = "default") -> bool:
+        """Saves the wrappers' and the generator's state, and the base searcher's via its own ``save_to_dir``."""
+        *wrappers, base = self._chain()
+        state = {"generator": self.get_state(), "wrappers": [(type(w).__name__, w.get_state()) for w in wrappers]}
+        base.save_to_dir(dirpath, session_str)
+        file_name = self.CKPT_FILE_TMPL.format(session_str)
+        tmp_path = os.path.join(dirpath, f".{uuid.uuid4().hex}-tmp-{file_name}")
+        with open(tmp_path, "wb") as f:
+            pickle.dump(state, f)
+        os.replace(tmp_path, os.path.join(dirpath, file_name))
+        return True
+
+    def has_checkpoint(self, dirpath: str) -> bool:
+        return bool(glob.glob(os.path.join(dirpath, self.CKPT_FILE_TMPL.format("*"))))
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        """Restores what ``save_to_dir`` wrote: same wrappers, same base searcher state."""
+        paths = glob.glob(os.path.join(dirpath, self.CKPT_FILE_TMPL.format("*")))
+        if not paths:
+            raise RuntimeError(f"No SearchGenerator checkpoint ({self.CKPT_FILE_TMPL.format('*')}) in {dirpath}.")
+        with open(max(paths, key=os.path.getmtime), "rb") as f:
+            state = pickle.load(f)
+        *wrappers, base = self._chain()
+        saved = state["wrappers"]
+        names = [type(w).__name__ for w in wrappers]
+        if [name for name, _ in saved] != names:
+            raise TuneError(
+                f"The saved searcher was wrapped in {[name for name, _ in saved]}, this one in {names}; "
+                "restore into the same wrappers."
+            )
+        for wrapper, (_, wrapper_state) in zip(wrappers, saved):
+            wrapper.set_state(wrapper_state)
+        base.restore_from_dir(dirpath)
+        self.set_state(state["generator"])
+
+
+def _warn_repeat_mismatch(searcher: Searcher, total_samples: int) -> None:
+    from fasttune.search.repeater import Repeater
+
+    while isinstance(searcher, Searcher):
+        if isinstance(searcher, Repeater) and total_samples != sys.maxsize and total_samples % searcher.repeat:
+            logger.warning(
+                "num_samples (%d) is the total number of trials, repeats included, and is not a multiple "
+                "of Repeater(repeat=%d): the last group is cut short and its average never reaches the "
+                "searcher. For 3 configs repeated 5 times, set num_samples=15.",
+                total_samples, searcher.repeat,
+            )
+            return
+        searcher = getattr(searcher, "searcher", None)
