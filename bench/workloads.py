@@ -417,6 +417,44 @@ def asha_trials(tune, size: int, storage_path: str) -> Dict[str, Any]:
     return _finish(out, expected_trials=size, expected_results=out["results"])
 
 
+def optuna_search(tune, size: int, storage_path: str) -> Dict[str, Any]:
+    """``size`` trials of a trivial 2-D quadratic through the engine's OptunaSearch (TPE,
+    seed 0), 1 CPU each, reuse_actors=True; in the same process, before the sweep, Optuna's
+    own ``study.optimize`` runs the same objective ``size`` times as the baseline."""
+    import importlib
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial):
+        x, y = trial.suggest_float("x", -5.0, 5.0), trial.suggest_float("y", -5.0, 5.0)
+        return (x - 1.0) ** 2 + (y + 2.0) ** 2
+
+    t0 = time.perf_counter()
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study.optimize(objective, n_trials=size)
+    optuna_s = time.perf_counter() - t0
+
+    def trainable(config):
+        tune.report({"loss": (config["x"] - 1.0) ** 2 + (config["y"] + 2.0) ** 2})
+
+    search = importlib.import_module(tune.__name__ + ".search.optuna")
+    out = _fit(
+        tune,
+        tune.with_resources(trainable, {"cpu": 1}),
+        name="optuna_search",
+        storage_path=storage_path,
+        param_space={"x": tune.uniform(-5.0, 5.0), "y": tune.uniform(-5.0, 5.0)},
+        tune_config=tune.TuneConfig(
+            num_samples=size, metric="loss", mode="min", reuse_actors=True,
+            search_alg=search.OptunaSearch(sampler=optuna.samplers.TPESampler(seed=0))),
+    )
+    out["optuna_s"] = optuna_s
+    out["times_optuna"] = out["fit_s"] / optuna_s if optuna_s > 0 else float("nan")
+    return _finish(out, expected_trials=size, expected_results=size)
+
+
 # --------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------
@@ -567,6 +605,19 @@ WORKLOADS: Dict[str, Workload] = {
             description="ASHA over many trials of up to 100 iterations, "
                         "reuse_actors=True.",
         ),
+        Workload(
+            name="optuna_search",
+            run=optuna_search,
+            metric="fit() wall time as a multiple of Optuna's study.optimize (same run)",
+            unit="x Optuna",
+            higher_is_better=False,
+            value=lambda r: r["times_optuna"],
+            sizes={"default": 500, "raytune": 100},
+            quick_sizes={"default": 20},
+            size_meaning="trials of a trivial objective through OptunaSearch (TPE)",
+            description="OptunaSearch over a 2-D quadratic; the baseline is Optuna's own "
+                        "study.optimize on the same objective in the same process.",
+        ),
     )
 }
 
@@ -575,6 +626,7 @@ SUITES: Dict[str, tuple] = {
                    "time_to_first_result"),
     "checkpoints": ("class_checkpointing", "pause_resume_1mb"),
     "schedulers": ("pbt_population_64", "pbt_population_5000", "asha_trials"),
+    "searchers": ("optuna_search",),
 }
 
 

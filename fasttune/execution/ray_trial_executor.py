@@ -118,12 +118,14 @@ class RayTrialExecutor:
                 )
         self._feasible_shapes.add(shape)
 
-    def has_resources_for_trial(self, trial: Any) -> bool:
+    def has_resources_for_trial(self, trial: Any, queue: bool = True) -> bool:
+        """Whether ``trial`` can be handed to a worker now: an idle one, free resources for
+        a new one, or (``queue``) a place in a busy worker's queue of next trials."""
         pgf: PlacementGroupFactory = trial.placement_group_factory
         shape = pgf.shape_key()
         if self._idle.get(shape):
             return True
-        if self._prefetch:
+        if self._prefetch and queue:
             for worker in self._workers.values():
                 if worker.shape == shape and 0 < len(worker.assigned) < worker.depth:
                     return True
@@ -133,9 +135,10 @@ class RayTrialExecutor:
     def register_trainable(self, name: str, trainable: Any) -> None:
         self._trainables[name] = trainable
 
-    def start_trial(self, trial: Any, spec: Dict[str, Any]) -> int:
-        """Hand ``trial`` to a worker of its shape; returns the worker slot."""
-        worker = self._worker_for(trial)
+    def start_trial(self, trial: Any, spec: Dict[str, Any], queue: bool = True) -> int:
+        """Hand ``trial`` to a worker of its shape (``queue``: possibly behind the busy
+        worker's current trial); returns the worker slot."""
+        worker = self._worker_for(trial, queue)
         name = spec["trainable"]
         if name not in worker.trainables:
             trainable_blob, envs_blob = self._blob(name)
@@ -147,13 +150,13 @@ class RayTrialExecutor:
         worker.assigned.append(trial)
         return worker.slot
 
-    def _worker_for(self, trial: Any) -> _Worker:
+    def _worker_for(self, trial: Any, queue: bool = True) -> _Worker:
         pgf: PlacementGroupFactory = trial.placement_group_factory
         shape = pgf.shape_key()
         idle = self._idle.get(shape)
         if idle:
             return self._workers[idle.pop()]
-        if self._prefetch:
+        if self._prefetch and queue:
             busy = [w for w in self._workers.values()
                     if w.shape == shape and 0 < len(w.assigned) < w.depth]
             if busy:

@@ -266,7 +266,7 @@ class TrialRunner:
             if new_trial is not None:
                 self.add_trial(new_trial)
                 trial = self._scheduler.choose_trial_to_run(self)
-        if trial is None or not self.trial_executor.has_resources_for_trial(trial):
+        if trial is None or not self.trial_executor.has_resources_for_trial(trial, self._search_alg.asks_ahead):
             return None
         return trial
 
@@ -308,7 +308,7 @@ class TrialRunner:
         }
         spec.update(fields)
         self._unassigned.pop(trial_id, None)  # a PAUSED trial resuming was never in it
-        self._slot_of[trial_id] = self.trial_executor.start_trial(trial, spec)
+        self._slot_of[trial_id] = self.trial_executor.start_trial(trial, spec, self._search_alg.asks_ahead)
 
     def _decision_points(self, trial: Trial) -> Any:
         if self._synchronous or self._stopper is not None:

@@ -30,6 +30,10 @@ class SearchAlgorithm(abc.ABC):
     """
 
     _finished: bool = False
+    # Whether the runner may create this algorithm's trials ahead of free resources
+    # (queued on busy workers, so short trials never wait for the driver).  A searcher
+    # that learns from results should be asked only when a trial can start.
+    asks_ahead: bool = True
     _metric: Optional[str] = None
     _mode: Optional[str] = None
 

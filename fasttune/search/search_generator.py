@@ -81,6 +81,9 @@ class SearchGenerator(SearchAlgorithm):
     """
 
     CKPT_FILE_TMPL = "search-generator-state-{}.pkl"
+    # A searcher learns from results: ask it only when a trial can start, so each
+    # suggestion sees every result reported so far (as with Ray Tune).
+    asks_ahead = False
 
     def __init__(self, searcher: Searcher) -> None:
         if not isinstance(searcher, Searcher):

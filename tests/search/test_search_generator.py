@@ -227,3 +227,18 @@ def test_finished_ends_an_unlimited_sweep(ray_session, storage):
     assert sorted(r.metrics["loss"] for r in grid) == sorted(2.0 * ((i - 1.0) ** 2 + 4.0) for i in range(5))
     assert searcher.position == 5 and len(searcher.completed) == 5
     assert searcher.results  # intermediate results reached the searcher too
+
+
+def reports_once(config):
+    tune.report({"loss": float(config["i"])})
+
+
+def test_a_searcher_is_asked_only_when_a_trial_can_start(storage):
+    # 2 CPUs, 1 CPU per trial: at most 2 trials run, and at most one more waits PENDING;
+    # the searcher is never asked for trials to queue behind busy workers, so each
+    # suggestion comes after all but those few trials completed.
+    searcher = ListSearcher([{"i": i} for i in range(30)])
+    grid = fit(tune.with_resources(reports_once, {"cpu": 1}), storage, {"i": 0},
+               tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=-1))
+    assert len(grid) == 30 and grid.num_errors == 0
+    assert searcher.max_live <= 3
