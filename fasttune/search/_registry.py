@@ -7,7 +7,7 @@ Example:
     >>> create_searcher("nope")
     Traceback (most recent call last):
     ...
-    ValueError: Unknown searcher 'nope'; valid names: variant_generator, random, optuna.
+    ValueError: Unknown searcher 'nope'; valid names: variant_generator, random, optuna, hyperopt, nevergrad.
 """
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ from typing import Any, Dict, Optional, Tuple, Union
 from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.search.searcher import Searcher
 
-# name -> (module, class, pip package it needs or None); imported only when asked for.
+# name -> (module, class, the optional extra it needs or None); imported only when asked for.
 _SEARCHERS: Dict[str, Tuple[str, str, Optional[str]]] = {
     "variant_generator": ("fasttune.search.basic_variant", "BasicVariantGenerator", None),
     "random": ("fasttune.search.basic_variant", "BasicVariantGenerator", None),
     "optuna": ("fasttune.search.optuna", "OptunaSearch", "optuna"),
+    "hyperopt": ("fasttune.search.hyperopt", "HyperOptSearch", "hyperopt"),
+    "nevergrad": ("fasttune.search.nevergrad", "NevergradSearch", "nevergrad"),
 }
 
 SEARCHER_NAMES = tuple(_SEARCHERS)
@@ -37,20 +39,14 @@ def searcher_class(name: str) -> Any:
     key = name.lower()
     if key not in _SEARCHERS:
         raise ValueError(f"Unknown searcher {name!r}; valid names: {', '.join(SEARCHER_NAMES)}.")
-    module_name, class_name, package = _SEARCHERS[key]
+    module_name, class_name, extra = _SEARCHERS[key]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name == module_name:
+        if extra is not None and exc.name is not None and exc.name.split(".")[0] == extra:
             raise ImportError(
-                f"Searcher {name!r} ({class_name}) is not available in this version of fasttune yet "
-                f"({module_name} is missing). When it is, it will also need the {package!r} package "
-                f"(pip install {package}). Available now: "
-                f"{', '.join(n for n, (m, _, _) in _SEARCHERS.items() if m != module_name)}."
-            ) from exc
-        if package is not None and exc.name is not None and exc.name.split(".")[0] == package:
-            raise ImportError(
-                f"Searcher {name!r} ({class_name}) needs the {package!r} package: pip install {package}."
+                f"Searcher {name!r} ({class_name}) needs the {extra!r} package: "
+                f'pip install "fasttune[{extra}]".'
             ) from exc
         raise  # some other dependency is missing: its own message says which
     return getattr(module, class_name)
@@ -60,8 +56,10 @@ def create_searcher(search_alg: str, **kwargs: Any) -> Union[Searcher, SearchAlg
     """Creates a searcher from its name, as in Ray Tune; ``kwargs`` go to its constructor.
 
     Names: ``"variant_generator"`` and ``"random"`` (``BasicVariantGenerator``),
-    ``"optuna"`` (``OptunaSearch``, not in fasttune yet: an ``ImportError`` says so).
-    Unknown names raise ``ValueError`` listing the valid ones.
+    ``"optuna"`` (``OptunaSearch``), ``"hyperopt"`` (``HyperOptSearch``) and
+    ``"nevergrad"`` (``NevergradSearch``); the last three need their optional extra, and
+    an ``ImportError`` names it when it is missing.  Unknown names raise ``ValueError``
+    listing the valid ones.
     """
     return searcher_class(search_alg)(**kwargs)
 

@@ -17,19 +17,20 @@ def test_exported_at_the_top_level():
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(ValueError, match="Unknown searcher 'hyperopt'; valid names: variant_generator, random, optuna"):
-        create_searcher("hyperopt")
+    with pytest.raises(ValueError, match="Unknown searcher 'bayesopt'; valid names: variant_generator, "
+                                         "random, optuna, hyperopt, nevergrad"):
+        create_searcher("bayesopt")
     with pytest.raises(TypeError, match="searcher name"):
         create_searcher(BasicVariantGenerator)
 
 
-def test_optuna_is_not_available_yet(monkeypatch):
-    import importlib.util
-
-    if importlib.util.find_spec("fasttune.search.optuna") is not None:
-        pytest.skip("fasttune.search.optuna exists now")
-    with pytest.raises(ImportError, match=r"'optuna' \(OptunaSearch\) is not available.*pip install optuna"):
-        create_searcher("optuna", metric="loss", mode="min")
+@pytest.mark.parametrize("name, cls", [
+    ("optuna", "OptunaSearch"), ("hyperopt", "HyperOptSearch"), ("nevergrad", "NevergradSearch"),
+])
+def test_library_searchers_by_name(name, cls):
+    library = pytest.importorskip(name)
+    kwargs = {"optimizer": library.optimizers.OnePlusOne} if name == "nevergrad" else {}
+    assert type(create_searcher(name, metric="loss", mode="min", **kwargs)).__name__ == cls
 
 
 def test_constructor_errors_are_the_searchers_own():
@@ -44,5 +45,5 @@ def test_a_missing_optional_package_is_named(monkeypatch):
         raise ModuleNotFoundError("No module named 'optuna'", name="optuna")
 
     monkeypatch.setattr(_registry.importlib, "import_module", missing)
-    with pytest.raises(ImportError, match=r"'optuna' \(OptunaSearch\) needs the 'optuna' package: pip install optuna"):
+    with pytest.raises(ImportError, match=r"'optuna' \(OptunaSearch\) needs the 'optuna' package: pip install \"fasttune\[optuna\]\""):
         create_searcher("optuna")

@@ -1,0 +1,480 @@
+"""``NevergradSearch``: gradient-free optimisers from Nevergrad (``ray.tune.search.nevergrad``).
+
+An optional extra: ``pip install "fasttune[nevergrad]"``.  The ``nevergrad``
+package is imported when a ``NevergradSearch`` is built, not when this module is.
+
+A fasttune search space becomes a nested ``ng.p.Dict``: ``uniform`` ->
+``ng.p.Scalar``, ``loguniform`` -> ``ng.p.Log``, ``randint``/``lograndint`` ->
+integer-cast ``Scalar``/``Log`` over ``[lower, upper - 1]``, ``randn`` -> an
+unbounded ``Scalar`` (init ``mean``, mutation step ``sd``), ``choice`` ->
+``ng.p.Choice`` (categories may hold nested spaces), lists -> ``ng.p.Tuple``.
+Nevergrad has no quantization, so ``q`` domains are searched continuously and
+the suggested value is rounded to a multiple of ``q`` (Ray drops ``q``).
+Each ``suggest`` is one ``ask``; a finished trial is told its metric
+(negated for ``mode="max"``: Nevergrad minimises).
+
+Example:
+    >>> import nevergrad as ng
+    >>> from fasttune.search import uniform, randint
+    >>> from fasttune.search.nevergrad import NevergradSearch
+    >>> search = NevergradSearch(ng.optimizers.OnePlusOne, space={"x": uniform(-1, 1), "n": randint(1, 4)},
+    ...                          metric="loss", mode="min", points_to_evaluate=[{"x": 0.5, "n": 2}])
+    >>> search.suggest("t1")
+    {'x': 0.5, 'n': 2}
+    >>> search.on_trial_complete("t1", {"loss": 0.25})
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from fasttune.search.sample import (
+    Categorical,
+    Domain,
+    Float,
+    Function,
+    Integer,
+    LogUniform,
+    Normal,
+    Quantized,
+    Uniform,
+    _decimals,
+)
+from fasttune.search.searcher import Searcher
+from fasttune.search.variant_generator import is_grid_dict
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["NevergradSearch"]
+
+_INSTALL_HINT = 'pip install "fasttune[nevergrad]"'
+
+
+def _import_nevergrad() -> Any:
+    """The ``nevergrad`` module, or an ``ImportError`` that says how to install it."""
+    try:
+        import nevergrad
+    except ImportError as exc:
+        raise ImportError(
+            f"NevergradSearch needs the nevergrad package, which is not installed: {_INSTALL_HINT} "
+            "(or pip install nevergrad)."
+        ) from exc
+    return nevergrad
+
+
+def _label(path: Tuple) -> str:
+    return "/".join(str(p) for p in path)
+
+
+def _has_domain(value: Any) -> bool:
+    """Whether ``value`` holds a fasttune domain or grid search anywhere inside."""
+    if isinstance(value, Domain) or (isinstance(value, Mapping) and is_grid_dict(value)):
+        return True
+    if isinstance(value, Mapping):
+        return any(_has_domain(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_domain(v) for v in value)
+    return False
+
+
+def _python(value: Any) -> Any:
+    """Nevergrad's output as plain Python: numpy scalars as numbers, tuples as lists."""
+    if isinstance(value, dict):
+        return {k: _python(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_python(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class _Round:
+    """Rounds to a multiple of ``q`` inside ``[lower, upper]`` (bounds are multiples of q); picklable."""
+
+    def __init__(self, q: float, lower: float, upper: float, as_int: bool) -> None:
+        self.q, self.lower, self.upper, self.as_int = q, lower, upper, as_int
+        self.decimals = None if as_int else _decimals(q)
+
+    def __call__(self, value: Any) -> Any:
+        rounded = round(float(value) / self.q) * self.q
+        if self.decimals is not None:
+            rounded = round(rounded, self.decimals)
+        rounded = min(max(rounded, self.lower), self.upper)
+        return int(round(rounded)) if self.as_int else float(rounded)
+
+
+class _Converted:
+    """One converted domain: its Nevergrad parameter, and how to post-process its value."""
+
+    def __init__(self, param: Any, post: Optional[Callable[[Any], Any]] = None) -> None:
+        self.param = param
+        self.post = post
+
+
+def _unsupported(path: Tuple, domain: Domain, why: str = "") -> ValueError:
+    return ValueError(
+        f"NevergradSearch cannot convert the search-space entry {_label(path)!r} "
+        f"({type(domain).__name__} with sampler {domain.get_sampler()}){': ' + why if why else ''}. "
+        "Use uniform, quniform, loguniform, qloguniform, randn, qrandn, randint, qrandint, "
+        "lograndint, qlograndint or choice, or pass a native Nevergrad parametrization."
+    )
+
+
+def _convert_domain(ng: Any, path: Tuple, domain: Domain) -> Any:
+    """The Nevergrad parameter (or constant) that searches ``domain``; see ``_Converted``."""
+    if isinstance(domain, Function):
+        raise _unsupported(path, domain, "sample_from functions cannot be expressed in Nevergrad")
+    if domain.is_grid():
+        raise _unsupported(path, domain, "grid searches cannot be expressed in Nevergrad; use choice([...])")
+    sampler = domain.get_sampler()
+    q = sampler.q if isinstance(sampler, Quantized) else None
+    base = sampler.get_sampler() if isinstance(sampler, Quantized) else sampler
+
+    if isinstance(domain, Float):
+        post = _Round(float(q), domain.lower, domain.upper, False) if q else None
+        if isinstance(base, Normal):
+            return _Converted(ng.p.Scalar(init=base.mean).set_mutation(sigma=base.sd), post)
+        if domain.lower == domain.upper:
+            return float(domain.lower)
+        if isinstance(base, LogUniform):
+            return _Converted(ng.p.Log(lower=domain.lower, upper=domain.upper), post)
+        if isinstance(base, Uniform):
+            return _Converted(ng.p.Scalar(lower=domain.lower, upper=domain.upper), post)
+    elif isinstance(domain, Integer):
+        if q is not None:
+            # Quantized integer domains include upper: every multiple of q in [lower, upper].
+            q_int = int(q)
+            low_k, high_k = domain._grid_bounds(q_int)
+            low, high = low_k * q_int, high_k * q_int
+            if low == high:
+                return int(low)
+            post = _Round(q_int, low, high, True)
+        else:
+            # Plain integer domains exclude upper.
+            low, high, post = domain.lower, domain.upper - 1, None
+            if low == high:
+                return int(low)
+        if isinstance(base, LogUniform):
+            return _Converted(ng.p.Log(lower=low, upper=high).set_integer_casting(), post)
+        if isinstance(base, Uniform):
+            return _Converted(ng.p.Scalar(lower=low, upper=high).set_integer_casting(), post)
+    elif isinstance(domain, Categorical) and isinstance(base, Uniform):
+        converted = [_convert(ng, path + (i,), c) for i, c in enumerate(domain.categories)]
+        return _Converted(ng.p.Choice([_param(ng, c) for c in converted]), ("choice", converted))
+    raise _unsupported(path, domain)
+
+
+def _convert(ng: Any, path: Tuple, value: Any) -> Any:
+    """A tree mirroring ``value`` with domains as ``_Converted``; constants stay."""
+    if isinstance(value, Domain):
+        return _convert_domain(ng, path, value)
+    if isinstance(value, Mapping):
+        if is_grid_dict(value):
+            raise ValueError(
+                f"NevergradSearch cannot convert the grid search at {_label(path)!r}: use choice([...])."
+            )
+        return {k: _convert(ng, path + (k,), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_convert(ng, path + (i,), v) for i, v in enumerate(value)]
+    return copy.deepcopy(value)
+
+
+def _param(ng: Any, tree: Any) -> Any:
+    """The Nevergrad parametrization of a converted tree."""
+    if isinstance(tree, _Converted):
+        return tree.param
+    if isinstance(tree, dict):
+        for key in tree:
+            if not isinstance(key, str):
+                raise ValueError(f"NevergradSearch needs string keys in the search space, got {key!r}.")
+        return ng.p.Dict(**{k: _param(ng, v) for k, v in tree.items()})
+    if isinstance(tree, list):
+        return ng.p.Tuple(*[_param(ng, v) for v in tree])
+    return tree
+
+
+def _value(tree: Any, param: Any) -> Any:
+    """The config of a candidate, walking the converted tree to round quantized values."""
+    if isinstance(tree, _Converted):
+        if isinstance(tree.post, tuple):  # a choice: post-process the chosen category
+            converted = tree.post[1]
+            index = int(param.index)
+            return _value(converted[index], param.choices[index])
+        value = _python(param.value)
+        return tree.post(value) if tree.post else value
+    if isinstance(tree, dict):
+        return {k: _value(v, param[k]) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_value(v, param[i]) for i, v in enumerate(tree)]
+    return _python(param.value) if hasattr(param, "value") else copy.deepcopy(tree)
+
+
+def _point_value(tree: Any, point: Any, where: str, path: Tuple = ()) -> Any:
+    """A point of ``points_to_evaluate`` shaped as the parametrization's value (lists as tuples)."""
+    if isinstance(tree, dict):
+        if not isinstance(point, Mapping):
+            raise TypeError(f"{where}: {_label(path) or 'the point'} must be a dict, got {point!r}.")
+        out = {}
+        for key, sub in tree.items():
+            if key in point:
+                out[key] = _point_value(sub, point[key], where, path + (key,))
+            elif _holds_param(sub):
+                raise ValueError(
+                    f"{where} has no value for {_label(path + (key,))!r}; give a value for every "
+                    "search-space domain."
+                )
+            else:
+                out[key] = sub
+        return out
+    if isinstance(tree, list):
+        if not isinstance(point, (list, tuple)) or len(point) != len(tree):
+            raise TypeError(f"{where}: {_label(path)!r} must be a list of {len(tree)} values, got {point!r}.")
+        return tuple(_point_value(sub, item, where, path + (i,)) for i, (sub, item) in enumerate(zip(tree, point)))
+    return point
+
+
+def _holds_param(tree: Any) -> bool:
+    if isinstance(tree, _Converted):
+        return True
+    if isinstance(tree, dict):
+        return any(_holds_param(v) for v in tree.values())
+    if isinstance(tree, list):
+        return any(_holds_param(v) for v in tree)
+    return False
+
+
+class NevergradSearch(Searcher):
+    """Suggests configs with a Nevergrad optimiser (ask/tell).
+
+    Args:
+        optimizer: A Nevergrad optimiser class or configured optimiser (e.g.
+            ``ng.optimizers.OnePlusOne``), built on the converted space; or an
+            optimiser instance that already has its parametrization (then
+            ``space`` is ``None``, or a list of parameter names for an
+            array-valued parametrization).
+        optimizer_kwargs: Keyword arguments for building the optimiser (e.g.
+            ``{"budget": 100}``); not with an optimiser instance.
+        space: A fasttune search space (converted) or a Nevergrad
+            parametrization (e.g. ``ng.p.Dict``). ``None``: the Tuner's
+            ``param_space``.
+        metric: The result key to optimise (``None``: the Tuner's).
+        mode: ``"min"`` or ``"max"`` (``None``: the Tuner's).
+        points_to_evaluate: Configs to try first, in order.
+
+    Example:
+        >>> import nevergrad as ng
+        >>> from fasttune.search import choice
+        >>> from fasttune.search.nevergrad import NevergradSearch
+        >>> search = NevergradSearch(ng.optimizers.RandomSearch, space={"act": choice(["relu", "tanh"])},
+        ...                          metric="acc", mode="max")
+        >>> search.suggest("a")["act"] in ("relu", "tanh")
+        True
+    """
+
+    def __init__(
+        self,
+        optimizer: Any = None,
+        optimizer_kwargs: Optional[Dict] = None,
+        space: Any = None,
+        metric: Optional[str] = None,
+        mode: Optional[str] = None,
+        points_to_evaluate: Optional[List[Dict]] = None,
+    ) -> None:
+        ng = _import_nevergrad()
+        super().__init__(metric=metric, mode=mode)
+        if metric is not None and not isinstance(metric, str):
+            raise TypeError(f"NevergradSearch optimises one metric (a str), got {metric!r}.")
+        if mode is not None and not isinstance(mode, str):
+            raise TypeError(f"NevergradSearch takes mode 'min' or 'max', got {mode!r}.")
+        if points_to_evaluate is not None and (
+            not isinstance(points_to_evaluate, Sequence) or isinstance(points_to_evaluate, (str, Mapping))
+            or not all(isinstance(p, Mapping) for p in points_to_evaluate)
+        ):
+            raise TypeError(f"points_to_evaluate must be a list of config dicts, got {points_to_evaluate!r}.")
+        if optimizer_kwargs is not None and not isinstance(optimizer_kwargs, Mapping):
+            raise TypeError(f"optimizer_kwargs must be a dict, got {type(optimizer_kwargs).__name__}.")
+        self._ng = ng
+        self._optimizer_kwargs = dict(optimizer_kwargs or {})
+        self._points = copy.deepcopy(list(points_to_evaluate or []))
+        self._factory: Any = None
+        self._opt: Any = None
+        self._tree: Any = None  # the converted fasttune space, if any
+        self._names: Optional[List[str]] = None  # parameter names of an array parametrization
+        self._live: Dict[str, Any] = {}  # trial_id -> candidate
+
+        Optimizer = ng.optimizers.base.Optimizer
+        Configured = ng.optimizers.base.ConfiguredOptimizer
+        if isinstance(optimizer, Optimizer):
+            if space is not None and not (isinstance(space, list) and all(isinstance(n, str) for n in space)):
+                raise ValueError(
+                    "An optimizer instance already has its parametrization: pass space=None, or a list "
+                    "of parameter names for an array-valued parametrization."
+                )
+            if self._optimizer_kwargs:
+                raise ValueError(
+                    "optimizer_kwargs are for building the optimizer: pass an optimizer class or a "
+                    "configured optimizer (e.g. ng.optimizers.OnePlusOne), not an instance."
+                )
+            self._opt = optimizer
+            self._names = list(space) if space is not None else None
+            self._check_instance()
+            self._setup()
+            return
+        if (inspect.isclass(optimizer) and issubclass(optimizer, Optimizer)) or isinstance(optimizer, Configured):
+            self._factory = optimizer
+        else:
+            raise ValueError(
+                "NevergradSearch needs optimizer= a Nevergrad optimizer class, a configured optimizer "
+                f"(e.g. ng.optimizers.OnePlusOne) or an optimizer instance; got {optimizer!r}."
+            )
+        if isinstance(space, Mapping) and not space:
+            space = None
+        if space is not None:
+            self._build(space)
+
+    # -- setup ---------------------------------------------------------------------------
+    def _build(self, space: Any) -> None:
+        ng = self._ng
+        if isinstance(space, ng.p.Parameter):
+            parametrization = space
+        elif isinstance(space, Mapping):
+            if not _has_domain(space):
+                raise ValueError(
+                    "NevergradSearch got a search space with nothing to search; use fasttune domains "
+                    "(e.g. uniform(0, 1)) or a Nevergrad parametrization such as ng.p.Dict(...)."
+                )
+            self._tree = _convert(ng, (), space)
+            parametrization = _param(ng, self._tree)
+        else:
+            raise TypeError(
+                f"space must be a dict (a fasttune search space) or a Nevergrad parametrization, "
+                f"got {type(space).__name__}."
+            )
+        try:
+            self._opt = self._factory(parametrization, **self._optimizer_kwargs)
+        except TypeError as exc:
+            raise TypeError(f"Could not build {self._factory!r} with optimizer_kwargs={self._optimizer_kwargs!r}: {exc}") from exc
+        self._setup()
+
+    def _check_instance(self) -> None:
+        parametrization = self._opt.parametrization
+        if self._names is not None and self._opt.dimension != len(self._names):
+            raise ValueError(
+                f"The optimizer has dimension {self._opt.dimension}, but {len(self._names)} parameter "
+                "names were given; give one name per dimension."
+            )
+        if self._names is None and not isinstance(parametrization, (self._ng.p.Dict, self._ng.p.Instrumentation)):
+            raise ValueError(
+                "The optimizer's parametrization is not keyed by name; pass space=[names...] (one per "
+                "dimension) or build the optimizer on an ng.p.Dict / ng.p.Instrumentation."
+            )
+
+    def _setup(self) -> None:
+        # Nevergrad hands out suggestions last-in first-out: suggest them in reverse.
+        for index, point in reversed(list(enumerate(self._points))):
+            where = f"points_to_evaluate[{index}]"
+            if self._tree is not None:
+                self._opt.suggest(_point_value(self._tree, point, where))
+            elif self._names is not None:
+                missing = [n for n in self._names if n not in point]
+                if missing:
+                    raise ValueError(f"{where} has no value for {missing}.")
+                self._opt.suggest(np.array([point[n] for n in self._names], dtype=float))
+            elif isinstance(self._opt.parametrization, self._ng.p.Instrumentation):
+                self._opt.suggest(**point)
+            else:
+                self._opt.suggest(dict(point))
+        self._points = []
+
+    def set_search_properties(self, metric: Optional[str], mode: Optional[str], config: Dict, **spec: Any) -> bool:
+        """Takes the Tuner's param space, metric and mode, unless the optimizer has a space already."""
+        if self._opt is not None:
+            return False
+        if mode is not None and mode not in ("min", "max"):
+            raise ValueError(f"NevergradSearch takes mode 'min' or 'max', got {mode!r}.")
+        if not config or not _has_domain(config):
+            raise ValueError(
+                "NevergradSearch has no search space: pass space=... or put search-space domains "
+                "(e.g. uniform(0, 1)) in the Tuner's param_space."
+            )
+        if metric:
+            self._metric = metric
+        if mode:
+            self._mode = mode
+        self._build(config)
+        return True
+
+    def _metric_op(self) -> float:
+        return -1.0 if self._mode == "max" else 1.0
+
+    # -- suggestions ---------------------------------------------------------------------------
+    def suggest(self, trial_id: str) -> Optional[Dict]:
+        """The next config: ``points_to_evaluate`` first, then the optimizer's ``ask()``."""
+        if self._opt is None:
+            raise RuntimeError(
+                "NevergradSearch has no search space: pass space=... or use it through a Tuner "
+                "with a param_space."
+            )
+        if not self._metric or not self._mode:
+            raise RuntimeError(
+                f"NevergradSearch needs a metric and a mode (got metric={self._metric!r}, mode={self._mode!r}); "
+                "pass them to NevergradSearch or to TuneConfig."
+            )
+        candidate = self._opt.ask()
+        self._live[trial_id] = candidate
+        if self._tree is not None:
+            return _value(self._tree, candidate)
+        if self._names is not None:
+            return _python(dict(zip(self._names, np.asarray(candidate.value, dtype=float).ravel())))
+        if isinstance(candidate, self._ng.p.Instrumentation):
+            return _python(dict(candidate.kwargs))
+        return _python(dict(candidate.value))
+
+    def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
+        """Tells the optimizer the trial's metric (negated for ``mode="max"``); errors tell nothing.
+
+        Raises:
+            RuntimeError: The result lacks the metric.
+        """
+        candidate = self._live.pop(trial_id, None)
+        if candidate is None or error or not result:
+            return
+        if self._metric not in result:
+            raise RuntimeError(
+                f"NevergradSearch expected the metric {self._metric!r} in the trial's last result, "
+                f"which has {sorted(result)}; report it from the trainable."
+            )
+        value = float(result[self._metric])
+        if math.isnan(value):
+            logger.warning("Trial %s reported NaN for %r; not told to Nevergrad.", trial_id, self._metric)
+            return
+        self._opt.tell(candidate, self._metric_op() * value)
+
+    # -- checkpointing ---------------------------------------------------------------------------
+    def get_state(self) -> Dict[str, Any]:
+        """The optimizer (with its random state) and the live candidates."""
+        return {
+            "opt": self._opt,
+            "factory": self._factory,
+            "optimizer_kwargs": self._optimizer_kwargs,
+            "tree": self._tree,
+            "names": self._names,
+            "points": self._points,
+            "live": self._live,
+            "metric": self._metric,
+            "mode": self._mode,
+        }
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        self._opt, self._factory = state["opt"], state["factory"]
+        self._optimizer_kwargs = dict(state["optimizer_kwargs"])
+        self._tree, self._names = state["tree"], state["names"]
+        self._points = list(state["points"])
+        self._live = dict(state["live"])
+        self._metric, self._mode = state["metric"], state["mode"]
