@@ -246,10 +246,10 @@ def quadratic(config):
 def test_hyperopt_finds_the_optimum_region_of_a_quadratic(ray_session, storage):
     searcher = HyperOptSearch(n_initial_points=10, random_state_seed=0)
     grid = fit(quadratic, storage, {"x": uniform(-5, 5), "y": uniform(-5, 5), "tag": "q"},
-               tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=40))
-    assert len(grid) == 40 and not grid.errors
+               tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=60))
+    assert len(grid) == 60 and not grid.errors
     best = grid.get_best_result()
     assert best.metrics["loss"] < 1.0
     assert abs(best.config["x"] - 1.0) < 1.0 and abs(best.config["y"] + 2.0) < 1.0
     assert all(r.config["tag"] == "q" for r in grid)
-    assert len(searcher.get_state()["trials"].losses()) == 40
+    assert len(searcher.get_state()["trials"].losses()) == 60
