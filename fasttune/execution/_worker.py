@@ -407,7 +407,7 @@ class TrialWorker:
         if spec.get("clone_from"):
             try:
                 restore = self._clone(run, spec["clone_from"])
-            except Exception as exc:  # noqa: BLE001 - reported as the trial's error
+            except Exception:  # noqa: BLE001 - reported as the trial's error
                 end = ["error", run.trial_id, traceback.format_exc(), None]
                 with self._cond:
                     self._out.append(_packb(end))

@@ -45,10 +45,14 @@ from fasttune.search.sample import (
     Quantized,
     Uniform,
 )
+from fasttune.search._space_conversion import holds_domain, path_label, plain_python, unsupported_domain
 from fasttune.search.searcher import Searcher
 from fasttune.search.variant_generator import is_grid_dict
 
 logger = logging.getLogger(__name__)
+
+# Which searcher cannot express a domain, and what to pass instead.
+_unsupported = functools.partial(unsupported_domain, "HyperOptSearch", "a native HyperOpt space")
 
 __all__ = ["HyperOptSearch"]
 
@@ -74,41 +78,6 @@ def _identity(space: Any) -> Any:
     return space
 
 
-def _label(path: Tuple) -> str:
-    return "/".join(str(p) for p in path)
-
-
-def _has_domain(value: Any) -> bool:
-    """Whether ``value`` holds a fasttune domain or grid search anywhere inside."""
-    if isinstance(value, Domain) or (isinstance(value, Mapping) and is_grid_dict(value)):
-        return True
-    if isinstance(value, Mapping):
-        return any(_has_domain(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_domain(v) for v in value)
-    return False
-
-
-def _python(value: Any) -> Any:
-    """HyperOpt's output as plain Python: numpy scalars as numbers, its tuples as lists."""
-    if isinstance(value, dict):
-        return {k: _python(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_python(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _unsupported(path: Tuple, domain: Domain, why: str = "") -> ValueError:
-    return ValueError(
-        f"HyperOptSearch cannot convert the search-space entry {_label(path)!r} "
-        f"({type(domain).__name__} with sampler {domain.get_sampler()}){': ' + why if why else ''}. "
-        "Use uniform, quniform, loguniform, qloguniform, randn, qrandn, randint, qrandint, "
-        "lograndint, qlograndint or choice, or pass a native HyperOpt space."
-    )
-
-
 def _constant(domain: Domain) -> Tuple[bool, Any]:
     """``(True, value)`` when the domain can only ever produce one value (HyperOpt rejects low == high)."""
     sampler = domain.get_sampler()
@@ -129,7 +98,7 @@ def _constant(domain: Domain) -> Tuple[bool, Any]:
 def _convert_domain(hpo: Any, path: Tuple, domain: Domain) -> Any:
     """The HyperOpt expression (labelled with ``path``) that samples like ``domain``."""
     hp, scope = hpo.hp, hpo.pyll.scope
-    label = _label(path)
+    label = path_label(path)
     if isinstance(domain, Function) or domain.is_grid():
         raise _unsupported(
             path, domain,
@@ -185,7 +154,7 @@ def _convert(hpo: Any, path: Tuple, value: Any) -> Any:
     if isinstance(value, Mapping):
         if is_grid_dict(value):
             raise ValueError(
-                f"HyperOptSearch cannot convert the grid search at {_label(path)!r}: HyperOpt samples, "
+                f"HyperOptSearch cannot convert the grid search at {path_label(path)!r}: HyperOpt samples, "
                 "it does not enumerate; use choice([...]) instead."
             )
         return {k: _convert(hpo, path + (k,), v) for k, v in value.items()}
@@ -282,7 +251,7 @@ class HyperOptSearch(Searcher):
 
     def _set_space(self, space: Any) -> None:
         hpo = self._hpo
-        if isinstance(space, Mapping) and _has_domain(space):
+        if isinstance(space, Mapping) and holds_domain(space):
             self._source_space = copy.deepcopy(space)
             self._space = _convert(hpo, (), space)
         else:
@@ -304,7 +273,7 @@ class HyperOptSearch(Searcher):
             return False
         if mode is not None and mode not in ("min", "max"):
             raise ValueError(f"HyperOptSearch takes mode 'min' or 'max', got {mode!r}.")
-        if not config or not _has_domain(config):
+        if not config or not holds_domain(config):
             raise ValueError(
                 "HyperOptSearch has no search space: pass space=... or put search-space domains "
                 "(e.g. uniform(0, 1)) in the Tuner's param_space."
@@ -334,11 +303,11 @@ class HyperOptSearch(Searcher):
         if isinstance(space, Domain):
             if _constant(space)[0]:
                 return
-            label = _label(path)
+            label = path_label(path)
             if isinstance(space, Categorical):
                 for i, category in enumerate(space.categories):
                     trial_vals = dict(vals)
-                    if _has_domain(category):
+                    if holds_domain(category):
                         try:
                             self._encode(category, value, path + (i,), trial_vals, where)
                         except (ValueError, TypeError, KeyError):
@@ -357,22 +326,22 @@ class HyperOptSearch(Searcher):
             return
         if isinstance(space, Mapping):
             if not isinstance(value, Mapping):
-                raise TypeError(f"{where}: {_label(path) or 'the point'} must be a dict, got {value!r}.")
+                raise TypeError(f"{where}: {path_label(path) or 'the point'} must be a dict, got {value!r}.")
             for key, item in space.items():
-                if not _has_domain(item):
+                if not holds_domain(item):
                     continue
                 if key not in value:
                     raise ValueError(
-                        f"{where} has no value for {_label(path + (key,))!r}; give a value for every "
+                        f"{where} has no value for {path_label(path + (key,))!r}; give a value for every "
                         "search-space domain."
                     )
                 self._encode(item, value[key], path + (key,), vals, where)
             return
         if isinstance(space, (list, tuple)):
             if not isinstance(value, (list, tuple)) or len(value) != len(space):
-                raise TypeError(f"{where}: {_label(path)!r} must be a list of {len(space)} values, got {value!r}.")
+                raise TypeError(f"{where}: {path_label(path)!r} must be a list of {len(space)} values, got {value!r}.")
             for i, item in enumerate(space):
-                if _has_domain(item):
+                if holds_domain(item):
                     self._encode(item, value[i], path + (i,), vals, where)
 
     def _encode_native(self, point: Mapping, vals: Dict[str, list], where: str) -> None:
@@ -455,7 +424,7 @@ class HyperOptSearch(Searcher):
                 f"HyperOpt could not build a config from {config!r}; a point in points_to_evaluate "
                 "probably misses a key of the search space."
             ) from exc
-        return _python(copy.deepcopy(point))
+        return plain_python(copy.deepcopy(point))
 
     def _doc(self, trial_id: str) -> Optional[Dict]:
         tid = self._live.get(trial_id)

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import logging
 import math
@@ -46,10 +47,14 @@ from fasttune.search.sample import (
     Uniform,
     _decimals,
 )
+from fasttune.search._space_conversion import holds_domain, path_label, plain_python, unsupported_domain
 from fasttune.search.searcher import Searcher
 from fasttune.search.variant_generator import is_grid_dict
 
 logger = logging.getLogger(__name__)
+
+# Which searcher cannot express a domain, and what to pass instead.
+_unsupported = functools.partial(unsupported_domain, "NevergradSearch", "a native Nevergrad parametrization")
 
 __all__ = ["NevergradSearch"]
 
@@ -66,32 +71,6 @@ def _import_nevergrad() -> Any:
             "(or pip install nevergrad)."
         ) from exc
     return nevergrad
-
-
-def _label(path: Tuple) -> str:
-    return "/".join(str(p) for p in path)
-
-
-def _has_domain(value: Any) -> bool:
-    """Whether ``value`` holds a fasttune domain or grid search anywhere inside."""
-    if isinstance(value, Domain) or (isinstance(value, Mapping) and is_grid_dict(value)):
-        return True
-    if isinstance(value, Mapping):
-        return any(_has_domain(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_domain(v) for v in value)
-    return False
-
-
-def _python(value: Any) -> Any:
-    """Nevergrad's output as plain Python: numpy scalars as numbers, tuples as lists."""
-    if isinstance(value, dict):
-        return {k: _python(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_python(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 class _Round:
@@ -115,15 +94,6 @@ class _Converted:
     def __init__(self, param: Any, post: Optional[Callable[[Any], Any]] = None) -> None:
         self.param = param
         self.post = post
-
-
-def _unsupported(path: Tuple, domain: Domain, why: str = "") -> ValueError:
-    return ValueError(
-        f"NevergradSearch cannot convert the search-space entry {_label(path)!r} "
-        f"({type(domain).__name__} with sampler {domain.get_sampler()}){': ' + why if why else ''}. "
-        "Use uniform, quniform, loguniform, qloguniform, randn, qrandn, randint, qrandint, "
-        "lograndint, qlograndint or choice, or pass a native Nevergrad parametrization."
-    )
 
 
 def _convert_domain(ng: Any, path: Tuple, domain: Domain) -> Any:
@@ -177,7 +147,7 @@ def _convert(ng: Any, path: Tuple, value: Any) -> Any:
     if isinstance(value, Mapping):
         if is_grid_dict(value):
             raise ValueError(
-                f"NevergradSearch cannot convert the grid search at {_label(path)!r}: use choice([...])."
+                f"NevergradSearch cannot convert the grid search at {path_label(path)!r}: use choice([...])."
             )
         return {k: _convert(ng, path + (k,), v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -206,27 +176,27 @@ def _value(tree: Any, param: Any) -> Any:
             converted = tree.post[1]
             index = int(param.index)
             return _value(converted[index], param.choices[index])
-        value = _python(param.value)
+        value = plain_python(param.value)
         return tree.post(value) if tree.post else value
     if isinstance(tree, dict):
         return {k: _value(v, param[k]) for k, v in tree.items()}
     if isinstance(tree, list):
         return [_value(v, param[i]) for i, v in enumerate(tree)]
-    return _python(param.value) if hasattr(param, "value") else copy.deepcopy(tree)
+    return plain_python(param.value) if hasattr(param, "value") else copy.deepcopy(tree)
 
 
 def _point_value(tree: Any, point: Any, where: str, path: Tuple = ()) -> Any:
     """A point of ``points_to_evaluate`` shaped as the parametrization's value (lists as tuples)."""
     if isinstance(tree, dict):
         if not isinstance(point, Mapping):
-            raise TypeError(f"{where}: {_label(path) or 'the point'} must be a dict, got {point!r}.")
+            raise TypeError(f"{where}: {path_label(path) or 'the point'} must be a dict, got {point!r}.")
         out = {}
         for key, sub in tree.items():
             if key in point:
                 out[key] = _point_value(sub, point[key], where, path + (key,))
             elif _holds_param(sub):
                 raise ValueError(
-                    f"{where} has no value for {_label(path + (key,))!r}; give a value for every "
+                    f"{where} has no value for {path_label(path + (key,))!r}; give a value for every "
                     "search-space domain."
                 )
             else:
@@ -234,7 +204,7 @@ def _point_value(tree: Any, point: Any, where: str, path: Tuple = ()) -> Any:
         return out
     if isinstance(tree, list):
         if not isinstance(point, (list, tuple)) or len(point) != len(tree):
-            raise TypeError(f"{where}: {_label(path)!r} must be a list of {len(tree)} values, got {point!r}.")
+            raise TypeError(f"{where}: {path_label(path)!r} must be a list of {len(tree)} values, got {point!r}.")
         return tuple(_point_value(sub, item, where, path + (i,)) for i, (sub, item) in enumerate(zip(tree, point)))
     return point
 
@@ -344,7 +314,7 @@ class NevergradSearch(Searcher):
         if isinstance(space, ng.p.Parameter):
             parametrization = space
         elif isinstance(space, Mapping):
-            if not _has_domain(space):
+            if not holds_domain(space):
                 raise ValueError(
                     "NevergradSearch got a search space with nothing to search; use fasttune domains "
                     "(e.g. uniform(0, 1)) or a Nevergrad parametrization such as ng.p.Dict(...)."
@@ -398,7 +368,7 @@ class NevergradSearch(Searcher):
             return False
         if mode is not None and mode not in ("min", "max"):
             raise ValueError(f"NevergradSearch takes mode 'min' or 'max', got {mode!r}.")
-        if not config or not _has_domain(config):
+        if not config or not holds_domain(config):
             raise ValueError(
                 "NevergradSearch has no search space: pass space=... or put search-space domains "
                 "(e.g. uniform(0, 1)) in the Tuner's param_space."
@@ -431,10 +401,10 @@ class NevergradSearch(Searcher):
         if self._tree is not None:
             return _value(self._tree, candidate)
         if self._names is not None:
-            return _python(dict(zip(self._names, np.asarray(candidate.value, dtype=float).ravel())))
+            return plain_python(dict(zip(self._names, np.asarray(candidate.value, dtype=float).ravel())))
         if isinstance(candidate, self._ng.p.Instrumentation):
-            return _python(dict(candidate.kwargs))
-        return _python(dict(candidate.value))
+            return plain_python(dict(candidate.kwargs))
+        return plain_python(dict(candidate.value))
 
     def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
         """Tells the optimizer the trial's metric (negated for ``mode="max"``); errors tell nothing.
