@@ -40,6 +40,7 @@ from fasttune.search.sample import (
     Uniform,
     _decimals,
 )
+from fasttune.search._space_conversion import holds_domain, path_label
 from fasttune.search.searcher import Searcher
 from fasttune.search.variant_generator import is_grid_dict
 
@@ -51,7 +52,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["OptunaSearch"]
 
 DEFAULT_METRIC = "_metric"
-_DELIMITER = "/"
+_DELIMITER = "/"  # as path_label joins nested keys
 
 Path = Tuple[Any, ...]
 DefineByRun = Callable[["optuna.trial.Trial"], Optional[Dict[str, Any]]]
@@ -129,10 +130,6 @@ class _Param:
         return value
 
 
-def _path_name(path: Path) -> str:
-    return _DELIMITER.join(str(key) for key in path)
-
-
 def _unsupported(name: str, what: str, hint: str) -> ValueError:
     return ValueError(f"OptunaSearch cannot search {name!r}: {what}. {hint}")
 
@@ -203,7 +200,7 @@ def _convert_space(ot: Any, space: Mapping) -> Tuple[List[_Param], Set[Path]]:
 
     def walk(value: Any, path: Path) -> None:
         if isinstance(value, Domain) or isinstance(value, ot.distributions.BaseDistribution):
-            name = _path_name(path)
+            name = path_label(path)
             if isinstance(value, Domain):
                 params.append(_convert_domain(ot, name, path, value))
             else:
@@ -211,14 +208,14 @@ def _convert_space(ot: Any, space: Mapping) -> Tuple[List[_Param], Set[Path]]:
         elif isinstance(value, Mapping):
             if is_grid_dict(value):
                 raise _unsupported(
-                    _path_name(path), "grid_search(...) is expanded by the variant generator, not sampled",
+                    path_label(path), "grid_search(...) is expanded by the variant generator, not sampled",
                     "Use choice([...]) to let Optuna pick among the values.",
                 )
             for key, item in value.items():
                 walk(item, path + (key,))
-        elif isinstance(value, (list, tuple)) and any(_holds_domain(item) for item in value):
+        elif isinstance(value, (list, tuple)) and any(holds_domain(item) for item in value):
             raise _unsupported(
-                _path_name(path), "it is a list holding search-space domains",
+                path_label(path), "it is a list holding search-space domains",
                 "OptunaSearch searches domains in (nested) dicts only; use a dict such as "
                 "{'layer_0': ..., 'layer_1': ...}.",
             )
@@ -236,16 +233,6 @@ def _convert_space(ot: Any, space: Mapping) -> Tuple[List[_Param], Set[Path]]:
             )
         names[param.name] = param.path
     return params, constants
-
-
-def _holds_domain(value: Any) -> bool:
-    if isinstance(value, Domain):
-        return True
-    if isinstance(value, Mapping):
-        return is_grid_dict(value) or any(_holds_domain(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_holds_domain(v) for v in value)
-    return False
 
 
 def _flatten(value: Mapping, prefix: Path = ()) -> Dict[Path, Any]:
@@ -468,10 +455,10 @@ class OptunaSearch(Searcher):
         """
         flat = _flatten(point)
         if self._space_fn is not None:
-            return {_path_name(path): value for path, value in flat.items()}
+            return {path_label(path): value for path, value in flat.items()}
         params: Dict[str, Any] = {}
         for path, value in flat.items():
-            name = _path_name(path)
+            name = path_label(path)
             param = self._by_name.get(name)
             if param is None:
                 if path in self._constants or isinstance(value, Mapping) or not strict:
