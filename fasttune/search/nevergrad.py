@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from fasttune.search._space_conversion import holds_domain, path_label, plain_python, unsupported_domain
 from fasttune.search.sample import (
     Categorical,
     Domain,
@@ -47,7 +48,6 @@ from fasttune.search.sample import (
     Uniform,
     _decimals,
 )
-from fasttune.search._space_conversion import holds_domain, path_label, plain_python, unsupported_domain
 from fasttune.search.searcher import Searcher
 from fasttune.search.variant_generator import is_grid_dict
 
