@@ -242,3 +242,28 @@ def test_a_searcher_is_asked_only_when_a_trial_can_start(storage):
                tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=-1))
     assert len(grid) == 30 and grid.num_errors == 0
     assert searcher.max_live <= 3
+
+
+class Endless(ListSearcher):
+    """Never says FINISHED."""
+
+    def __init__(self):
+        super().__init__([])
+
+    def suggest(self, trial_id):
+        self.suggest_ids.append(trial_id)
+        self.live.add(trial_id)
+        return {"i": len(self.suggest_ids)}
+
+
+def test_num_samples_minus_one_with_a_time_budget_ends_and_completes_every_trial(storage):
+    searcher = Endless()
+    grid = fit(tune.with_resources(reports_once, {"cpu": 1}), storage, {"i": 0},
+               tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min",
+                                           num_samples=-1, time_budget_s=1.0))
+    assert len(grid) >= 1 and grid.num_errors == 0 and grid.num_terminated == len(grid)
+    # Every suggestion became a trial, and the searcher heard every one of them end
+    # (one still pending at the budget ends without a result).
+    assert sorted(r.config["i"] for r in grid) == list(range(1, len(searcher.suggest_ids) + 1))
+    assert sorted(trial_id for trial_id, _, _ in searcher.completed) == sorted(searcher.suggest_ids)
+    assert not searcher.live
