@@ -102,6 +102,9 @@ class TrialRunner:
         self._config_json: Dict[str, str] = {}
         self._pending_decision: Dict[str, str] = {}
         self._checkpoint_iteration: Dict[str, tuple] = {}
+        # Result lines a trial had logged up to each kept checkpoint: a restart from it
+        # keeps exactly those (histories need not be monotonic in iteration).
+        self._checkpoint_rows: Dict[str, int] = {}
         self._next_checkpoint_index: Dict[str, int] = {}  # names stay unique after deletions
         # reset_trial: applied at the decision point the trial waits at in the batch being
         # handled, or when the trial next starts; a foreign checkpoint stays pinned (its
@@ -285,8 +288,9 @@ class TrialRunner:
             restore = trial.checkpoint
             restore_path = restore.path if restore else None
             iteration, time_total = self._checkpoint_iteration.get(trial_id, (0, 0.0)) if restore else (0, 0.0)
-            if trial.iteration != iteration:
-                self._rewind(trial, iteration, time_total)
+            rows = self._checkpoint_rows.get(restore_path, 0) if restore else 0
+            if trial.iteration != iteration or trial.results_seen != rows:
+                self._rewind(trial, iteration, time_total, rows)
         spec = {
             "trial_id": trial_id,
             "trainable": trial.trainable_name,
@@ -315,8 +319,9 @@ class TrialRunner:
             return DecisionPoints.every_result().to_wire()
         return self._scheduler.decision_points(trial).to_wire()
 
-    def _rewind(self, trial: Trial, iteration: int, time_total: float) -> None:
-        header = self._files.rewind(trial.path, iteration)
+    def _rewind(self, trial: Trial, iteration: int, time_total: float, rows: int) -> None:
+        header = self._files.rewind(trial.path, rows)
+        trial.results_seen = rows
         self._table.set_iteration(trial._row, iteration)
         self._table.set_time_total(trial._row, time_total)
         if header is not None:
@@ -351,12 +356,12 @@ class TrialRunner:
                 self.trial_executor.send_decision(slot, trial_id, _WORKER_DECISION[decision])
             elif kind == "cloned":
                 reset = self._cloning.pop(trial_id, None)
-                self._on_checkpoint(trial, event[2], reset.result if reset else trial.last_result)
+                self._on_checkpoint(trial, event[2], reset.result if reset else trial.last_result, trial.results_seen)
                 if reset is not None:
                     self._unpin(reset)
             elif kind == "checkpoint":
                 # Saved after the trial's last reported result (at end, or before a pause).
-                self._on_checkpoint(trial, event[2], trial.last_result)
+                self._on_checkpoint(trial, event[2], trial.last_result, trial.results_seen)
             else:
                 if trial_id in started_here:
                     whole_trials += 1
@@ -392,9 +397,10 @@ class TrialRunner:
         if ingested.last is not None:
             trial.last_result = ingested.last
         if checkpoints:
+            logged_before = trial.results_seen - len(results)
             for index, name in sorted(checkpoints.items()):
                 if index < len(results):
-                    self._on_checkpoint(trial, name, results[index])
+                    self._on_checkpoint(trial, name, results[index], logged_before + index + 1)
         # Late results of a trial the driver already ended are logged, not judged.
         judged = ingested.error is None and trial.status == Trial.RUNNING
         decision, decided_at = TrialScheduler.CONTINUE, -1
@@ -447,7 +453,8 @@ class TrialRunner:
             self._stop_all()
         return decision
 
-    def _on_checkpoint(self, trial: Trial, name: str, result: Dict[str, Any]) -> None:
+    def _on_checkpoint(self, trial: Trial, name: str, result: Dict[str, Any], rows: int) -> None:
+        """Record a persisted checkpoint: saved with ``result``, after ``rows`` result lines."""
         checkpoint = Checkpoint._written_by_worker(os.path.join(trial.path, name))
         try:
             index = int(name.rsplit("_", 1)[-1])
@@ -458,6 +465,7 @@ class TrialRunner:
             # The same directory again (a restart rewrote it): it replaces the entry.
             trial.checkpoint_results.pop()
         trial.checkpoint_results.append((checkpoint, dict(result)))
+        self._checkpoint_rows[checkpoint.path] = rows
         self._retain_checkpoints(trial)
         self._checkpoint_iteration[trial.trial_id] = (
             result.get("training_iteration", 0), result.get("time_total_s", 0.0))
@@ -476,6 +484,7 @@ class TrialRunner:
             kept_paths = {c.path for c, _ in kept}
             for checkpoint, _ in trial.checkpoint_results:
                 if checkpoint.path not in kept_paths:
+                    self._checkpoint_rows.pop(checkpoint.path, None)
                     self._remove_checkpoint(checkpoint.path)
             trial.checkpoint_results = kept
         trial.checkpoints = [c for c, _ in trial.checkpoint_results]
@@ -704,8 +713,9 @@ class TrialRunner:
         else:
             fields["restore"] = reset.source
             fields["ckpt_index"] = self._next_checkpoint_index.get(trial.trial_id, len(trial.checkpoints))
-            if trial.iteration > iteration:  # its own older checkpoint: the later history goes
-                self._rewind(trial, iteration, time_total)
+            rows = self._checkpoint_rows.get(reset.source, trial.results_seen)
+            if trial.results_seen > rows:  # its own older checkpoint: the later history goes
+                self._rewind(trial, iteration, time_total, rows)
         self._table.set_iteration(trial._row, iteration)
         self._table.set_time_total(trial._row, time_total)
         # Asked again: the new config and iteration may move the scheduler's points.

@@ -156,10 +156,11 @@ class TrialFiles:
         Only for a trial that no worker will write to again."""
         self._submit(_prune_checkpoints, trial_dir, frozenset(keep))
 
-    def rewind(self, trial_dir: str, iteration: int) -> Optional[list]:
-        """Keep only results up to ``training_iteration == iteration`` (a restart from a
-        checkpoint taken there), so each iteration stays in the files exactly once.
-        Returns the kept progress.csv header, or None when there is none."""
+    def rewind(self, trial_dir: str, rows: int) -> Optional[list]:
+        """Keep only the trial's first ``rows`` results (those logged up to the checkpoint
+        a restart resumes from), so each reported result stays in the files exactly once.
+        By position, not by iteration: after PBT's exploit a history may repeat or skip
+        iterations.  Returns the kept progress.csv header, or None when there is none."""
         self.flush()
         self._close(trial_dir)
         result_path = os.path.join(trial_dir, RESULT_FILE)
@@ -168,12 +169,12 @@ class TrialFiles:
             kept = []
             with open(result_path, "rb") as f:
                 for line in f:
+                    if len(kept) == rows:
+                        break
                     try:
-                        row = json.loads(line)
+                        json.loads(line)
                     except ValueError:
                         break  # a torn last line: nothing after it was complete
-                    if row.get("training_iteration", 0) > iteration:
-                        break
                     kept.append(line)
             kept_rows = len(kept)
             _atomic_write(result_path, b"".join(kept))

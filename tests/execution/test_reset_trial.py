@@ -181,7 +181,7 @@ def test_a_donor_checkpoint_waiting_to_be_copied_outlives_its_own_trials_retenti
 
     def save(trial, name, iteration):
         os.makedirs(os.path.join(trial.path, name))
-        runner._on_checkpoint(trial, name, {"training_iteration": iteration})
+        runner._on_checkpoint(trial, name, {"training_iteration": iteration}, iteration)
 
     save(donor, "checkpoint_000000", 4)
     source = donor.checkpoint
@@ -250,3 +250,41 @@ def test_a_reset_of_a_paused_trial_queued_on_a_worker_takes_it_back_and_keeps_it
     assert trial.status == Trial.PAUSED and not runner.is_trial_held(trial)
     assert trial.trial_id in runner._reset_on_start  # applied when it is chosen again
     runner._files.close_all()
+
+
+class KillAtSecondSeven(tune.Callback):
+    """SIGKILLs the bottom trial's worker the second time it reports iteration 7 (the
+    first 7 is from before its exploit)."""
+
+    def __init__(self):
+        self.sevens = 0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if trial.config["role"] == "bottom" and result["training_iteration"] == 7:
+            self.sevens += 1
+            if self.sevens == 2:
+                import signal
+
+                os.kill(result["pid"], signal.SIGKILL)
+
+
+def test_a_restart_after_an_exploit_to_an_earlier_iteration_keeps_every_logged_result(storage):
+    # The bottom trial runs 1..8, continues from the donor's iteration-4 checkpoint (5, 6,
+    # 7 again, with inc=1000), then its worker dies; it restarts from its latest checkpoint
+    # (iteration 6 or 7) and finishes.  Every line logged up to that checkpoint stays,
+    # although iterations repeat: nothing is cut at the first line past its iteration.
+    scheduler = ExploitOnce(at=8, donor_iteration=4)
+    grid = _sweep(counter_function, storage, scheduler, reuse_actors=True, callbacks=[KillAtSecondSeven()],
+                  failure_config=tune.FailureConfig(max_failures=1))
+    bottom = _bottom(grid)
+    assert bottom.error is None
+    with open(os.path.join(bottom.path, "error.txt")) as f:
+        assert "died" in f.read()  # the worker was killed once, and the trial recovered
+    rows = lines(os.path.join(bottom.path, "result.json"))
+    iterations = [r["training_iteration"] for r in rows]
+    assert iterations[:8] == list(range(1, 9))
+    assert [r["x"] for r in rows[:8]] == [100 * i for i in range(1, 9)]
+    after = rows[8:]
+    # From the clone on: 5, 6, (7,) then the restart continues to 10 with each of those once.
+    assert [r["training_iteration"] for r in after] == list(range(5, 11))
+    assert [r["x"] for r in after] == [4 + 1000 * i for i in range(1, 7)]
