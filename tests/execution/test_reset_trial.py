@@ -203,7 +203,9 @@ def test_a_donor_checkpoint_waiting_to_be_copied_outlives_its_own_trials_retenti
     runner._files.close_all()
 
 
-def test_a_reset_that_arrives_after_the_trials_last_result_leaves_its_config_alone(tmp_path, monkeypatch):
+def _runner_holding_one_trial(tmp_path, monkeypatch, *statuses):
+    """A runner without Ray whose worker 0 holds one trial (moved through ``statuses``);
+    returns it, the trial, and the trials the executor was asked to pause."""
     from fasttune.execution import TrialRunner
     from fasttune.experiment import Trial
 
@@ -214,8 +216,16 @@ def test_a_reset_that_arrives_after_the_trials_last_result_leaves_its_config_alo
     monkeypatch.setattr(runner.trial_executor, "trial_ended", lambda slot, trial: None)
     trial = Trial("t", config={"inc": 1}, experiment_path=str(tmp_path))
     runner.add_trial(trial)
-    trial.set_status(Trial.RUNNING)
+    for status in statuses:
+        trial.set_status(status)
     runner._slot_of[trial.trial_id] = 0
+    return runner, trial, interrupts
+
+
+def test_a_reset_that_arrives_after_the_trials_last_result_leaves_its_config_alone(tmp_path, monkeypatch):
+    from fasttune.experiment import Trial
+
+    runner, trial, interrupts = _runner_holding_one_trial(tmp_path, monkeypatch, Trial.RUNNING)
 
     # Between decision points: the trial is paused, the new config waits for its restart.
     runner.reset_trial(trial, {"inc": 1000}, "exploited")
@@ -230,19 +240,10 @@ def test_a_reset_that_arrives_after_the_trials_last_result_leaves_its_config_alo
 
 
 def test_a_reset_of_a_paused_trial_queued_on_a_worker_takes_it_back_and_keeps_it_paused(tmp_path, monkeypatch):
-    from fasttune.execution import TrialRunner
     from fasttune.experiment import Trial
 
-    runner = TrialRunner(experiment_path=str(tmp_path))
-    monkeypatch.setattr(runner.trial_executor, "check_feasible", lambda trial: None)
-    interrupts = []
-    monkeypatch.setattr(runner.trial_executor, "pause_trial", interrupts.append)
-    monkeypatch.setattr(runner.trial_executor, "trial_ended", lambda slot, trial: None)
-    trial = Trial("t", config={"inc": 1}, experiment_path=str(tmp_path))
-    runner.add_trial(trial)
-    trial.set_status(Trial.RUNNING)
-    trial.set_status(Trial.PAUSED)
-    runner._slot_of[trial.trial_id] = 0  # being resumed: queued on worker 0 with its old spec
+    # Being resumed: queued on worker 0 with its old spec.
+    runner, trial, interrupts = _runner_holding_one_trial(tmp_path, monkeypatch, Trial.RUNNING, Trial.PAUSED)
 
     runner.reset_trial(trial, {"inc": 1000}, "exploited")
     assert interrupts == [trial]
