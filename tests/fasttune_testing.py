@@ -96,6 +96,19 @@ class KillAtIterationOnce(tune.Callback):
         self.trials = list(trials)
 
 
+def assert_history_of_a_kill_at_five(killer, result):
+    """A 12-step trial killed once at iteration 5 (``KillAtIterationOnce(5)``) and restarted
+    from its iteration-5 checkpoint: each step logged once, 6.. from the new worker."""
+    assert len(killer.killed) == 1 and result.error is None
+    (trial,) = killer.trials
+    assert trial.num_failures == 1
+    rows = lines(os.path.join(result.path, "result.json"))
+    assert [r["training_iteration"] for r in rows] == list(range(1, 13))
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    assert [r["restored_from"] for r in rows] == [0] * 5 + [5] * 7
+    assert rows[5]["iterations_since_restore"] == 1 and rows[5]["pid"] != rows[4]["pid"]
+
+
 class PauseOnceAtThree(TrialScheduler):
     """Pauses each trial once, at its third result; decides on every result."""
 

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 import fasttune as tune
-from fasttune_testing import KillAtIterationOnce, PauseOnceAtThree, fit as _fit, lines as _lines
+from fasttune_testing import (
+    KillAtIterationOnce,
+    PauseOnceAtThree,
+    assert_history_of_a_kill_at_five,
+    fit as _fit,
+    lines as _lines,
+)
 from fasttune.trainable.trainable import DICT_CHECKPOINT_FILE
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -223,14 +229,7 @@ def test_killed_class_trial_restarts_from_its_latest_checkpoint_with_a_full_hist
                 failure_config=tune.FailureConfig(max_failures=1),
                 checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=2))
     (result,) = list(grid)
-    assert len(killer.killed) == 1 and result.error is None
-    (trial,) = killer.trials
-    assert trial.num_failures == 1
-    rows = _lines(os.path.join(result.path, "result.json"))
-    assert [r["training_iteration"] for r in rows] == list(range(1, 13))
-    assert [r["step"] for r in rows] == list(range(1, 13))
-    assert [r["restored_from"] for r in rows] == [0] * 5 + [5] * 7
-    assert rows[5]["iterations_since_restore"] == 1 and rows[5]["pid"] != rows[4]["pid"]
+    assert_history_of_a_kill_at_five(killer, result)
     # One checkpoint per iteration, numbered on across the restart; the last two are kept.
     assert _checkpoint_dirs(result.path) == ["checkpoint_000010", "checkpoint_000011"]
     assert open(os.path.join(result.checkpoint.path, "step")).read() == "12"

@@ -12,6 +12,7 @@ import fasttune as tune
 from fasttune_testing import (
     KillAtIterationOnce,
     PauseOnceAtThree,
+    assert_history_of_a_kill_at_five,
     fit as _fit,
     lines as _lines,
     report_with_step_checkpoint,
@@ -437,15 +438,8 @@ def test_killed_function_trial_restarts_from_its_latest_checkpoint_with_a_full_h
     grid = _fit(checkpoint_every_step, storage, {"marker": str(tmp_path / "marker")}, callbacks=[killer],
                 failure_config=tune.FailureConfig(max_failures=1))
     (result,) = list(grid)
-    assert len(killer.killed) == 1 and result.error is None
-    (trial,) = killer.trials
-    assert trial.num_failures == 1
-    rows = _lines(os.path.join(result.path, "result.json"))
-    assert [r["training_iteration"] for r in rows] == list(range(1, 13))
-    assert [r["step"] for r in rows] == list(range(1, 13))
     # Iterations 6.. ran in the restarted worker, from the checkpoint of iteration 5.
-    assert [r["restored_from"] for r in rows] == [0] * 5 + [5] * 7
-    assert rows[5]["iterations_since_restore"] == 1 and rows[5]["pid"] != rows[4]["pid"]
+    assert_history_of_a_kill_at_five(killer, result)
     assert result.metrics["training_iteration"] == 12
     assert open(os.path.join(result.checkpoint.path, "step")).read() == "12"
     assert "died" in open(os.path.join(result.path, "error.txt")).read()
