@@ -613,13 +613,6 @@ def test_a_trial_whose_worker_died_for_good_keeps_only_its_reported_checkpoints(
     assert os.path.basename(result.checkpoint.path) == "checkpoint_000001"
 
 
-class StopAtThree(TrialScheduler):
-    """Stops every trial on its third result (a decision at every result)."""
-
-    def on_trial_result(self, tune_controller, trial, result):
-        return self.STOP if result["training_iteration"] == 3 else self.CONTINUE
-
-
 class DoneFlags(tune.Callback):
     def __init__(self):
         self.flags = []
