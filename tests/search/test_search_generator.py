@@ -9,7 +9,6 @@ from fasttune.search import (
     ConcurrencyLimiter,
     Repeater,
     SearchGenerator,
-    Searcher,
     uniform,
 )
 from fasttune_testing import fit
