@@ -1,6 +1,7 @@
 """Small Searchers and a fake Experiment shared by the searcher tests (not a test module)."""
 import random
 
+import fasttune as tune
 from fasttune.search.sample import Float
 from fasttune.search.searcher import Searcher
 
@@ -112,3 +113,20 @@ class FakeExperiment:
 
     def trial_factory(self, config, experiment_tag="", evaluated_params=None, trial_id=None):
         return FakeTrial(config, experiment_tag, evaluated_params, trial_id)
+
+
+def quadratic(config):
+    """The 2-D quadratic the searchers' end-to-end tests minimise: optimum (1, -2), with
+    an optional ``scale`` from the config."""
+    x, y = config["x"], config["y"]
+    tune.report({"loss": config.get("scale", 1.0) * ((x - 1.0) ** 2 + (y + 2.0) ** 2)})
+
+
+def run_suggestions(search, n, objective=lambda c: 0.0):
+    """``n`` suggest/complete rounds of a searcher outside any sweep; returns the configs."""
+    configs = []
+    for i in range(n):
+        config = search.suggest(f"t{i}")
+        configs.append(config)
+        search.on_trial_complete(f"t{i}", {"loss": objective(config)})
+    return configs

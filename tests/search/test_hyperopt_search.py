@@ -24,20 +24,12 @@ from fasttune.search import (  # noqa: E402
 )
 from fasttune.search.hyperopt import HyperOptSearch  # noqa: E402
 from fasttune_testing import fit  # noqa: E402
-
-
-def _run(search, n, objective=lambda c: 0.0):
-    configs = []
-    for i in range(n):
-        config = search.suggest(f"t{i}")
-        configs.append(config)
-        search.on_trial_complete(f"t{i}", {"loss": objective(config)})
-    return configs
+from searcher_testing import quadratic, run_suggestions  # noqa: E402
 
 
 def _random_phase(space, n=120, seed=0):
     """``n`` suggestions, all from TPE's random start-up phase."""
-    return _run(HyperOptSearch(space, metric="loss", mode="min", n_initial_points=n, random_state_seed=seed), n)
+    return run_suggestions(HyperOptSearch(space, metric="loss", mode="min", n_initial_points=n, random_state_seed=seed), n)
 
 
 def _multiple(value, q):
@@ -110,7 +102,7 @@ def test_a_native_hyperopt_space_is_used_as_is():
     space = {"x": hp.uniform("x", 0, 1), "act": hp.choice("act", ["relu", "tanh"])}
     search = HyperOptSearch(space, metric="loss", mode="min", random_state_seed=0,
                             points_to_evaluate=[{"x": 0.5, "act": "tanh"}])
-    configs = _run(search, 10)
+    configs = run_suggestions(search, 10)
     assert configs[0] == {"x": 0.5, "act": "tanh"}
     assert all(0 <= c["x"] <= 1 and c["act"] in ("relu", "tanh") for c in configs)
 
@@ -139,7 +131,7 @@ def test_points_to_evaluate_come_first_in_order_then_tpe():
     points = [{"x": 0.25, "n": 4, "act": "tanh", "model": {"kind": "a", "w": 0.5}},
               {"x": 0.75, "n": 1, "act": "relu", "model": "none"}]
     search = HyperOptSearch(space, metric="loss", mode="min", points_to_evaluate=points, random_state_seed=0)
-    configs = _run(search, 5)
+    configs = run_suggestions(search, 5)
     assert configs[:2] == points
     assert len(search.get_state()["trials"].trials) == 5
 
@@ -203,7 +195,7 @@ def test_same_seed_same_suggestions():
 
     def sweep():
         search = HyperOptSearch(space, metric="loss", mode="min", n_initial_points=4, random_state_seed=3)
-        return _run(search, 12, lambda c: (c["x"] - 1) ** 2 + c["n"])
+        return run_suggestions(search, 12, lambda c: (c["x"] - 1) ** 2 + c["n"])
 
     assert sweep() == sweep()
 
@@ -217,14 +209,14 @@ def test_save_restore_continues_the_same_sequence(tmp_path):
 
     search = HyperOptSearch(space, metric="loss", mode="min", n_initial_points=3, random_state_seed=7,
                             points_to_evaluate=[{"x": 0.0, "act": "relu"}, {"x": 1.0, "act": "tanh"}])
-    _run(search, 1, objective)  # one point to evaluate is still pending at the checkpoint
+    run_suggestions(search, 1, objective)  # one point to evaluate is still pending at the checkpoint
     search.suggest("live")  # a live trial too
     path = str(tmp_path / "searcher.pkl")
     search.save(path)
 
     def finish(s):
         s.on_trial_complete("live", {"loss": 0.5})
-        return _run(s, 8, objective)
+        return run_suggestions(s, 8, objective)
 
     expected = finish(search)
     restored = HyperOptSearch()
@@ -239,10 +231,6 @@ def test_save_restore_continues_the_same_sequence(tmp_path):
 
 
 # ---- end to end on Ray ---------------------------------------------------------------------------
-def quadratic(config):
-    tune.report({"loss": (config["x"] - 1.0) ** 2 + (config["y"] + 2.0) ** 2})
-
-
 def test_hyperopt_finds_the_optimum_region_of_a_quadratic(ray_session, storage):
     searcher = HyperOptSearch(n_initial_points=10, random_state_seed=0)
     grid = fit(quadratic, storage, {"x": uniform(-5, 5), "y": uniform(-5, 5), "tag": "q"},

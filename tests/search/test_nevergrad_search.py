@@ -25,20 +25,12 @@ from fasttune.search import (  # noqa: E402
 )
 from fasttune.search.nevergrad import NevergradSearch  # noqa: E402
 from fasttune_testing import fit  # noqa: E402
-
-
-def _run(search, n, objective=lambda c: 0.0):
-    configs = []
-    for i in range(n):
-        config = search.suggest(f"t{i}")
-        configs.append(config)
-        search.on_trial_complete(f"t{i}", {"loss": objective(config)})
-    return configs
+from searcher_testing import quadratic, run_suggestions  # noqa: E402
 
 
 def _random(space, n=150, seed=0):
     np.random.seed(seed)  # nevergrad seeds its parametrization from numpy's global generator
-    return _run(NevergradSearch(ng.optimizers.RandomSearch, space=space, metric="loss", mode="min"), n)
+    return run_suggestions(NevergradSearch(ng.optimizers.RandomSearch, space=space, metric="loss", mode="min"), n)
 
 
 def _multiple(value, q):
@@ -154,7 +146,7 @@ def test_points_to_evaluate_come_first_in_order():
               {"x": 0.75, "n": 1, "act": "relu", "model": "none", "layers": [1, 64]}]
     search = NevergradSearch(ng.optimizers.OnePlusOne, space=space, metric="loss", mode="min",
                              points_to_evaluate=points)
-    configs = _run(search, 4)
+    configs = run_suggestions(search, 4)
     assert configs[:2] == points
     assert search.get_state()["opt"].num_tell == 4
 
@@ -221,14 +213,14 @@ def test_save_restore_continues_the_same_sequence(tmp_path):
 
     search = NevergradSearch(ng.optimizers.OnePlusOne, space=space, metric="loss", mode="min",
                              points_to_evaluate=[{"x": 0.0, "n": 2, "act": "relu"}])
-    _run(search, 4, objective)
+    run_suggestions(search, 4, objective)
     search.suggest("live")
     path = str(tmp_path / "searcher.pkl")
     search.save(path)
 
     def finish(s):
         s.on_trial_complete("live", {"loss": 0.5})
-        return _run(s, 8, objective)
+        return run_suggestions(s, 8, objective)
 
     expected = finish(search)
     restored = NevergradSearch(ng.optimizers.OnePlusOne)
@@ -238,10 +230,6 @@ def test_save_restore_continues_the_same_sequence(tmp_path):
 
 
 # ---- end to end on Ray ---------------------------------------------------------------------------
-def quadratic(config):
-    tune.report({"loss": (config["x"] - 1.0) ** 2 + (config["y"] + 2.0) ** 2})
-
-
 def test_nevergrad_finds_the_optimum_region_of_a_quadratic(ray_session, storage):
     np.random.seed(0)
     # The engine runs trials concurrently: tell the optimizer it has several workers.

@@ -26,6 +26,7 @@ from fasttune.search import (  # noqa: E402
 )
 from fasttune.search.optuna import OptunaSearch  # noqa: E402
 from fasttune_testing import fit  # noqa: E402
+from searcher_testing import quadratic  # noqa: E402
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
@@ -428,11 +429,6 @@ def test_an_unpicklable_define_by_run_function_is_restored_from_the_new_searcher
 
 
 # ---- a sweep on Ray ----------------------------------------------------------------------------
-def quadratic(config):
-    x, y = config["x"], config["y"]
-    tune.report({"loss": config["scale"] * ((x - 1.0) ** 2 + (y + 2.0) ** 2)})
-
-
 SPACE = {"x": uniform(-5, 5), "y": uniform(-5, 5), "scale": 1.0}
 
 

@@ -12,7 +12,7 @@ from fasttune.search import (
     uniform,
 )
 from fasttune_testing import fit
-from searcher_testing import FakeExperiment, ListSearcher, LocalSearch
+from searcher_testing import FakeExperiment, ListSearcher, LocalSearch, quadratic
 
 
 def _generator(searcher, config=None, num_samples=1):
@@ -186,11 +186,6 @@ def test_tuner_wraps_a_searcher_and_applies_max_concurrent_trials():
 
 
 # ---- end to end on Ray -------------------------------------------------------------------------
-def quadratic(config):
-    x, y = config["x"], config["y"]
-    tune.report({"loss": config["scale"] * ((x - 1.0) ** 2 + (y + 2.0) ** 2)})
-
-
 SPACE = {"x": uniform(-5, 5), "y": uniform(-5, 5), "scale": 1.0}
 
 
