@@ -101,7 +101,6 @@ class TrialRunner:
         self._slot_of: Dict[str, int] = {}
         self._config_json: Dict[str, str] = {}
         self._pending_decision: Dict[str, str] = {}
-        self._checkpoint_iteration: Dict[str, tuple] = {}
         # Result lines a trial had logged up to each kept checkpoint: a restart from it
         # keeps exactly those (histories need not be monotonic in iteration).
         self._checkpoint_rows: Dict[str, int] = {}
@@ -287,7 +286,9 @@ class TrialRunner:
             fields = {}
             restore = trial.checkpoint
             restore_path = restore.path if restore else None
-            iteration, time_total = self._checkpoint_iteration.get(trial_id, (0, 0.0)) if restore else (0, 0.0)
+            saved_with = trial.checkpoint_results[-1][1] if restore else {}
+            iteration = saved_with.get("training_iteration", 0)
+            time_total = saved_with.get("time_total_s", 0.0)
             rows = self._checkpoint_rows.get(restore_path, 0) if restore else 0
             if trial.iteration != iteration or trial.results_seen != rows:
                 self._rewind(trial, iteration, time_total, rows)
@@ -467,8 +468,6 @@ class TrialRunner:
         trial.checkpoint_results.append((checkpoint, dict(result)))
         self._checkpoint_rows[checkpoint.path] = rows
         self._retain_checkpoints(trial)
-        self._checkpoint_iteration[trial.trial_id] = (
-            result.get("training_iteration", 0), result.get("time_total_s", 0.0))
         self._callbacks.call("on_checkpoint", iteration=self._iteration, trials=self._trials, trial=trial, checkpoint=checkpoint)
 
     def _retain_checkpoints(self, trial: Trial) -> None:
