@@ -1,0 +1,354 @@
+"""Experiment snapshots on disk: ``experiment_state-<seq>.msgpack`` and ``tuner.msgpack``.
+
+A snapshot file is a fixed header followed by one msgpack document::
+
+    magic b"FTSTATE\\0" | format u16 | reserved u16 | payload length u64 | crc32 u32 | payload
+
+The header lets a reader tell a truncated or damaged file (length or checksum wrong)
+from a snapshot written by a newer fasttune (format too high), so the first falls back
+to the previous snapshot with a warning and the second is refused.  Files are written
+atomically (temporary file, fsync, rename, fsync of the directory); the newest
+:data:`KEEP` are kept.
+
+Data is stored as msgpack.  Values msgpack cannot carry (a class in a config, a
+searcher object) are cloudpickled into an extension type, and a :class:`Loader`
+records the type of each such object it unpickles, so a restore can say what it
+loaded as code.  Tuples keep their type through a second extension type.
+
+Example:
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> path = write_snapshot(d, {"format": 1}, [pack(("a", 1))], seq=1)
+    >>> state, found = load_latest(d)
+    >>> state["trials"], found == path
+    ([('a', 1)], True)
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+import struct
+import zlib
+from typing import Any, Dict, List, Optional, Tuple
+
+import msgpack
+
+from fasttune.error import TuneError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+KEEP = 2
+SNAPSHOT_GLOB = "experiment_state-*.msgpack"
+TUNER_FILE = "tuner.msgpack"
+
+_MAGIC = b"FTSTATE\x00"
+_HEADER = struct.Struct("<8sHHQI")
+_NAME = re.compile(r"experiment_state-(\d+)\.msgpack$")
+_EXT_PICKLED = 1
+_EXT_TUPLE = 2
+
+
+class CorruptExperimentState(TuneError):
+    """A snapshot file is truncated, damaged or not a fasttune snapshot."""
+
+
+class NewerExperimentState(TuneError):
+    """A snapshot was written by a newer fasttune than this one."""
+
+
+# ---- values -----------------------------------------------------------------------------
+def _pickle_module() -> Any:
+    # The standalone package pickles without importing Ray (readers need no Ray).
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - ray always brings one of the two
+        import ray.cloudpickle as cloudpickle
+    return cloudpickle
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        return msgpack.ExtType(_EXT_TUPLE, pack(list(obj)))
+    item = getattr(obj, "item", None)
+    if item is not None and getattr(obj, "ndim", None) == 0:  # a numpy scalar
+        return item()
+    return msgpack.ExtType(_EXT_PICKLED, _pickle_module().dumps(obj))
+
+
+def pack(value: Any) -> bytes:
+    """``value`` as msgpack; what msgpack cannot carry is cloudpickled in place."""
+    return msgpack.packb(value, use_bin_type=True, strict_types=True, default=_default)
+
+
+def is_plain(value: Any) -> bool:
+    """Whether ``value`` is data msgpack carries as is (no tuple, no object)."""
+    try:
+        msgpack.packb(value, use_bin_type=True, strict_types=True)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+class Loader:
+    """Unpacks what :func:`pack` wrote and remembers the objects it unpickled.
+
+    Example:
+        >>> import datetime
+        >>> loader = Loader()
+        >>> loader.unpack(pack({"when": datetime.date(2026, 1, 2), "shape": (2, 3)}))
+        {'when': datetime.date(2026, 1, 2), 'shape': (2, 3)}
+        >>> loader.unpickled
+        ['date']
+    """
+
+    def __init__(self) -> None:
+        self.unpickled: List[str] = []
+
+    def _ext_hook(self, code: int, data: bytes) -> Any:
+        if code == _EXT_TUPLE:
+            return tuple(self.unpack(data))
+        if code == _EXT_PICKLED:
+            obj = _pickle_module().loads(data)
+            self.unpickled.append(type(obj).__name__)
+            return obj
+        return msgpack.ExtType(code, data)
+
+    def unpack(self, data: bytes) -> Any:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=self._ext_hook)
+
+
+# ---- files ------------------------------------------------------------------------------
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - some file systems refuse to open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str, payload: bytes) -> None:
+    """Write ``payload`` behind the snapshot header: temporary file, fsync, rename."""
+    header = _HEADER.pack(_MAGIC, FORMAT_VERSION, 0, len(payload), zlib.crc32(payload))
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(header)
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path) or ".")
+
+
+def read_file(path: str) -> bytes:
+    """The payload of a file :func:`write_file` wrote, checked against its header."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < _HEADER.size:
+        raise CorruptExperimentState(
+            f"{path} is truncated: {len(data)} bytes, shorter than the {_HEADER.size}-byte header.")
+    magic, version, _, length, crc = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise CorruptExperimentState(f"{path} is not a fasttune experiment state file (it starts with {magic!r}).")
+    if version > FORMAT_VERSION:
+        raise NewerExperimentState(
+            f"{path} was written by a newer fasttune (state format {version}; this version reads "
+            f"up to {FORMAT_VERSION}). Upgrade fasttune to restore this experiment.")
+    payload = data[_HEADER.size:]
+    if len(payload) != length:
+        raise CorruptExperimentState(
+            f"{path} is truncated or damaged: its header says {length} bytes of state, it holds {len(payload)}.")
+    if zlib.crc32(payload) != crc:
+        raise CorruptExperimentState(f"{path} is damaged: its checksum does not match its contents.")
+    return payload
+
+
+def snapshot_paths(experiment_path: str) -> List[str]:
+    """The experiment's snapshot files, newest first."""
+    found = []
+    for path in glob.glob(os.path.join(glob.escape(experiment_path), SNAPSHOT_GLOB)):
+        match = _NAME.search(path)
+        if match:
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def latest_seq(experiment_path: str) -> int:
+    """The sequence number of the newest snapshot file (0: none)."""
+    paths = snapshot_paths(experiment_path)
+    return int(_NAME.search(paths[0]).group(1)) if paths else 0
+
+
+def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[bytes], seq: int) -> str:
+    """Write ``state`` plus ``state["trials"] = records`` as snapshot number ``seq``, and
+    drop all but the newest :data:`KEEP`.
+
+    ``records`` are each trial's record already :func:`pack`-ed: a finished trial's
+    record does not change, so the runner packs it once and splices the bytes into
+    every later snapshot (an array header followed by the records is a msgpack array).
+    """
+    os.makedirs(experiment_path, exist_ok=True)
+    path = os.path.join(experiment_path, f"experiment_state-{seq:010d}.msgpack")
+    body = pack(state)
+    # Re-head the packed map with one more entry, then append that entry: "trials".
+    entries = body[len(_map_header(len(state))):]
+    head = _map_header(len(state) + 1) + entries
+    payload = b"".join([head, pack("trials"), b"\xdd", struct.pack(">I", len(records))] + records)
+    write_file(path, payload)
+    for old in snapshot_paths(experiment_path)[KEEP:]:
+        try:
+            os.remove(old)
+        except FileNotFoundError:
+            pass
+    return path
+
+
+def _map_header(n: int) -> bytes:
+    return bytes([0x80 | n]) if n < 16 else b"\xde" + struct.pack(">H", n)
+
+
+def load_latest(experiment_path: str, loader: Optional[Loader] = None) -> Tuple[Dict[str, Any], str]:
+    """The newest readable snapshot and its path.
+
+    A truncated or damaged newest snapshot falls back to the one before, with a warning.
+
+    Raises:
+        TuneError: ``experiment_path`` holds no snapshot (it is not an experiment), or
+            none of its snapshots can be read.
+        NewerExperimentState: the newest snapshot comes from a newer fasttune.
+    """
+    loader = loader or Loader()
+    paths = snapshot_paths(experiment_path)
+    if not paths:
+        raise TuneError(
+            f"{experiment_path} is not a fasttune experiment directory: it has no "
+            f"{SNAPSHOT_GLOB} file. Pass the directory <storage_path>/<experiment name> that a "
+            "Tuner wrote (Tuner.can_restore(path) checks a path first).")
+    problems = []
+    for path in paths:
+        try:
+            state = loader.unpack(read_file(path))
+        except NewerExperimentState:
+            raise
+        except (CorruptExperimentState, ValueError, msgpack.UnpackException) as exc:
+            problems.append(f"{os.path.basename(path)}: {exc}")
+            logger.warning("Experiment state %s cannot be read (%s); trying the previous snapshot.", path, exc)
+            continue
+        if not isinstance(state, dict) or "trials" not in state:
+            problems.append(f"{os.path.basename(path)}: not an experiment snapshot")
+            continue
+        if problems:
+            logger.warning("Restoring %s from the older snapshot %s.", experiment_path, path)
+        return state, path
+    raise TuneError(
+        f"None of the experiment snapshots in {experiment_path} can be read ({'; '.join(problems)}); "
+        "the experiment cannot be restored. ResultGrid.from_path(path) still reads the trials' result files.")
+
+
+def has_snapshot(experiment_path: str) -> bool:
+    return bool(snapshot_paths(experiment_path))
+
+
+# ---- trial records ------------------------------------------------------------------------
+class KeySets:
+    """Result dicts as ``[key-set index, values]``: the trials of a sweep report the same
+    keys, so each key tuple is stored once per snapshot instead of once per trial."""
+
+    def __init__(self, keys: Optional[List[List[str]]] = None) -> None:
+        self.keys: List[List[str]] = [list(k) for k in keys or []]
+        self._index: Dict[tuple, int] = {tuple(k): i for i, k in enumerate(self.keys)}
+
+    def encode(self, result: Optional[Dict[str, Any]]) -> Optional[list]:
+        if not result:
+            return None
+        keys = tuple(result)
+        index = self._index.get(keys)
+        if index is None:
+            index = self._index[keys] = len(self.keys)
+            self.keys.append(list(keys))
+        return [index, list(result.values())]
+
+    def decode(self, encoded: Optional[list]) -> Dict[str, Any]:
+        if not encoded:
+            return {}
+        return dict(zip(self.keys[encoded[0]], encoded[1]))
+
+
+# The fields of a trial record, in order (status, iteration, failures, metrics and time
+# live in the TrialTable snapshot beside it, row = position).
+RECORD_FIELDS = (
+    "trial_id", "config", "experiment_tag", "dirname", "custom_name", "resources",
+    "evaluated_params", "results_seen", "last_result", "checkpoints", "next_checkpoint_index",
+    "error_msg", "start_time", "end_time",
+)
+
+
+def trial_record(trial: Any, keysets: KeySets, checkpoint_rows: Dict[str, int], next_checkpoint_index: int) -> bytes:
+    """One trial's record, packed.  A checkpoint saved with the trial's last result
+    stores ``None`` for its result instead of a second copy."""
+    last = trial.last_result
+    checkpoints = [
+        [os.path.basename(checkpoint.path), checkpoint_rows.get(checkpoint.path, 0),
+         None if result == last else keysets.encode(result)]
+        for checkpoint, result in trial.checkpoint_results
+    ]
+    pgf = trial.placement_group_factory
+    return pack([
+        trial.trial_id, trial.config, trial.experiment_tag, trial.storage_dirname, trial.custom_trial_name,
+        [pgf.bundles, pgf.strategy], trial.evaluated_params, trial.results_seen, keysets.encode(last),
+        checkpoints, next_checkpoint_index, trial.error_msg, trial.start_time, trial.end_time,
+    ])
+
+
+def decode_trial(record: list, row: int, table: Any, keysets: KeySets, experiment_path: str,
+                 pgf_cache: Dict[Any, Any], trainable_name: Optional[str] = None,
+                 **trial_kwargs: Any) -> Tuple[Any, Dict[str, int], int]:
+    """The :class:`~fasttune.experiment.trial.Trial` of ``record`` (row ``row`` of
+    ``table``), the result rows each of its checkpoints counts, and its next checkpoint
+    index.  Trials with equal resources share one PlacementGroupFactory."""
+    from fasttune.checkpoint import Checkpoint
+    from fasttune.execution.placement_groups import PlacementGroupFactory
+    from fasttune.experiment.trial import Trial
+
+    (trial_id, config, tag, dirname, custom_name, resources, evaluated, results_seen, last,
+     checkpoints, next_index, error_msg, start_time, end_time) = record
+    key = (tuple(tuple(sorted(b.items())) for b in resources[0]), resources[1])
+    pgf = pgf_cache.get(key)
+    if pgf is None:
+        pgf = pgf_cache[key] = PlacementGroupFactory(resources[0], resources[1])
+    trial = Trial(trainable_name or dirname, config=config, trial_id=trial_id, experiment_path=experiment_path,
+                  evaluated_params=evaluated, experiment_tag=tag, placement_group_factory=pgf, **trial_kwargs)
+    trial._dirname, trial._custom_name = dirname, custom_name
+    trial._table, trial._row = table, row
+    trial.results_seen, trial.start_time, trial.end_time = results_seen, start_time, end_time
+    trial.last_result = keysets.decode(last)
+    rows = {}
+    for name, counted, result in checkpoints:
+        checkpoint = Checkpoint._written_by_worker(os.path.join(trial.path, name))
+        trial.checkpoint_results.append((checkpoint, keysets.decode(result) if result else trial.last_result))
+        rows[checkpoint.path] = counted
+    trial.checkpoints = [c for c, _ in trial.checkpoint_results]
+    if error_msg:
+        trial.error_msg = error_msg
+        trial.error_file = os.path.join(trial.path, "error.txt")
+        trial.error = TuneError(f"Trial {trial} failed:\n{error_msg}")
+    return trial, rows, next_index
+
+
+def read_trials(experiment_path: str) -> List[Any]:
+    """The trials of the experiment's latest snapshot, as Trial objects (no Ray needed)."""
+    from fasttune import _corelib as core
+
+    state, _ = load_latest(experiment_path)
+    table = core.TrialTable.from_snapshot(state["table"])
+    keysets = KeySets(state["keysets"])
+    cache: Dict[Any, Any] = {}
+    return [decode_trial(record, row, table, keysets, experiment_path, cache, state.get("trainable_name"))[0]
+            for row, record in enumerate(state["trials"])]

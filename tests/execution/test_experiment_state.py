@@ -1,0 +1,106 @@
+"""The snapshot file format: atomic files, rotation, fallback, refusal of newer formats."""
+import datetime
+import logging
+import os
+import struct
+
+import pytest
+
+from fasttune.error import TuneError
+from fasttune.execution import _experiment_state as state
+
+
+def _write(path, seq, payload=None):
+    return state.write_snapshot(str(path), payload or {"format": 1, "seq": seq}, [state.pack(["t", seq])], seq)
+
+
+def test_round_trip_keeps_tuples_numpy_scalars_and_objects(tmp_path):
+    np = pytest.importorskip("numpy")
+    value = {"shape": (2, (3, 4)), "lr": np.float64(0.5), "n": np.int64(3), "when": datetime.date(2026, 1, 2)}
+    loader = state.Loader()
+    out = loader.unpack(state.pack(value))
+    assert out == {"shape": (2, (3, 4)), "lr": 0.5, "n": 3, "when": datetime.date(2026, 1, 2)}
+    assert type(out["lr"]) is float and type(out["n"]) is int
+    assert loader.unpickled == ["date"]  # only the object that is no data went through pickle
+
+
+def test_plain_data_is_not_pickled():
+    assert state.is_plain({"a": [1, 2.5, "x", None, True, {"b": b"raw"}]})
+    assert not state.is_plain({"a": (1, 2)})
+    assert not state.is_plain({"a": object()})
+
+
+def test_latest_snapshot_wins_and_only_the_newest_are_kept(tmp_path):
+    for seq in (1, 2, 3):
+        _write(tmp_path, seq)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["experiment_state-0000000002.msgpack", "experiment_state-0000000003.msgpack"]
+    loaded, path = state.load_latest(str(tmp_path))
+    assert loaded["seq"] == 3 and loaded["trials"] == [["t", 3]]
+    assert path.endswith("experiment_state-0000000003.msgpack")
+    assert state.latest_seq(str(tmp_path)) == 3
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "garbage"])
+def test_a_damaged_latest_snapshot_falls_back_to_the_previous_with_a_warning(tmp_path, caplog, damage):
+    _write(tmp_path, 1)
+    newest = _write(tmp_path, 2)
+    data = open(newest, "rb").read()
+    damaged = {
+        "truncate": data[: len(data) - 5],
+        "flip": data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:],
+        "empty": b"",
+        "garbage": b"not a snapshot at all, just text",
+    }[damage]
+    with open(newest, "wb") as f:
+        f.write(damaged)
+    with caplog.at_level(logging.WARNING):
+        loaded, path = state.load_latest(str(tmp_path))
+    assert loaded["seq"] == 1 and path.endswith("0000000001.msgpack")
+    assert "cannot be read" in caplog.text and os.path.basename(newest) in caplog.text
+
+
+def test_every_snapshot_damaged_is_a_clear_error(tmp_path):
+    newest = _write(tmp_path, 1)
+    with open(newest, "r+b") as f:
+        f.truncate(20)
+    with pytest.raises(TuneError, match="None of the experiment snapshots .* can be read.*ResultGrid.from_path"):
+        state.load_latest(str(tmp_path))
+
+
+def test_a_directory_without_snapshots_is_not_an_experiment(tmp_path):
+    with pytest.raises(TuneError, match="is not a fasttune experiment directory.*Tuner.can_restore"):
+        state.load_latest(str(tmp_path))
+
+
+def test_a_snapshot_of_a_newer_format_is_refused_not_skipped(tmp_path):
+    _write(tmp_path, 1)
+    newest = _write(tmp_path, 2)
+    data = bytearray(open(newest, "rb").read())
+    struct.pack_into("<H", data, 8, state.FORMAT_VERSION + 1)
+    with open(newest, "wb") as f:
+        f.write(bytes(data))
+    with pytest.raises(state.NewerExperimentState, match="newer fasttune .*Upgrade fasttune"):
+        state.load_latest(str(tmp_path))
+
+
+def test_spliced_records_read_back_as_one_array(tmp_path):
+    big = {f"k{i}": i for i in range(20)}  # a map16 header, not a fixmap
+    records = [state.pack([i, {"x": i}]) for i in range(3)]
+    state.write_snapshot(str(tmp_path), big, records, 1)
+    loaded, _ = state.load_latest(str(tmp_path))
+    assert loaded["trials"] == [[0, {"x": 0}], [1, {"x": 1}], [2, {"x": 2}]]
+    assert all(loaded[f"k{i}"] == i for i in range(20))
+
+
+def test_keysets_store_each_key_tuple_once():
+    keysets = state.KeySets()
+    a = keysets.encode({"loss": 1.0, "training_iteration": 3})
+    b = keysets.encode({"loss": 2.0, "training_iteration": 4})
+    c = keysets.encode({"acc": 0.5})
+    assert a[0] == b[0] != c[0] and len(keysets.keys) == 2
+    again = state.KeySets(keysets.keys)
+    assert again.decode(b) == {"loss": 2.0, "training_iteration": 4}
+    assert again.decode(c) == {"acc": 0.5}
+    assert keysets.encode({}) is None and again.decode(None) == {}
