@@ -36,7 +36,8 @@ from fasttune.stopper import Stopper
 from fasttune.trainable.session import TuneContext, get_checkpoint, get_context, report
 from fasttune.trainable.trainable import Trainable
 from fasttune.tune import run, run_experiments, with_parameters, with_resources
-from fasttune.tune_config import TuneConfig
+from fasttune.analysis.experiment_analysis import ExperimentAnalysis
+from fasttune.tune_config import ResumeConfig, TuneConfig
 from fasttune.tuner import Tuner
 
 __version__ = "0.1.0"
@@ -45,6 +46,8 @@ __all__ = [
     "Tuner",
     "Trainable",
     "TuneConfig",
+    "ResumeConfig",
+    "ExperimentAnalysis",
     "RunConfig",
     "CheckpointConfig",
     "FailureConfig",

@@ -51,6 +51,14 @@ class Callback:
     def on_experiment_end(self, trials: List[Any], **info: Any) -> None:
         pass
 
+    def get_state(self) -> Optional[Dict[str, Any]]:
+        """State to keep in experiment snapshots (None: nothing); given back to
+        :meth:`set_state` when the experiment is restored."""
+        return None
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        pass
+
 
 _HOOKS = [name for name in vars(Callback) if name == "setup" or name.startswith("on_")]
 
@@ -80,3 +88,17 @@ class CallbackList:
 
     def __len__(self) -> int:
         return len(self._callbacks)
+
+    def get_state(self) -> List[Optional[Dict[str, Any]]]:
+        """Each callback's :meth:`Callback.get_state`, in order."""
+        return [callback.get_state() for callback in self._callbacks]
+
+    def set_state(self, states: List[Optional[Dict[str, Any]]]) -> None:
+        if len(states) != len(self._callbacks):
+            raise ValueError(
+                f"The experiment was saved with {len(states)} callbacks and is restored with "
+                f"{len(self._callbacks)}; their saved states cannot be matched up."
+            )
+        for callback, state in zip(self._callbacks, states):
+            if state is not None:
+                callback.set_state(state)

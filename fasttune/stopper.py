@@ -29,6 +29,14 @@ class Stopper:
     def stop_all(self) -> bool:
         raise NotImplementedError
 
+    def get_state(self) -> Optional[Dict[str, Any]]:
+        """State to keep in experiment snapshots (None: nothing), handed to
+        :meth:`set_state` when the experiment is restored."""
+        return None
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        pass
+
 
 class NoopStopper(Stopper):
     def __call__(self, trial_id: str, result: Dict[str, Any]) -> bool:
@@ -65,6 +73,15 @@ class CombinedStopper(Stopper):
     def stop_all(self) -> bool:
         return any([s.stop_all() for s in self._stoppers])
 
+    def get_state(self) -> Optional[Dict[str, Any]]:
+        states = [s.get_state() for s in self._stoppers]
+        return {"stoppers": states} if any(state is not None for state in states) else None
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        for stopper, saved in zip(self._stoppers, state["stoppers"]):
+            if saved is not None:
+                stopper.set_state(saved)
+
 
 class MaximumIterationStopper(Stopper):
     """Stops each trial after ``max_iter`` results."""
@@ -81,6 +98,12 @@ class MaximumIterationStopper(Stopper):
 
     def stop_all(self) -> bool:
         return False
+
+    def get_state(self) -> Optional[Dict[str, Any]]:
+        return {"iterations": dict(self._iterations)}
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        self._iterations = defaultdict(int, state["iterations"])
 
 
 class TimeoutStopper(Stopper):
@@ -100,6 +123,13 @@ class TimeoutStopper(Stopper):
         if self._start is None:
             self._start = time.monotonic()
         return time.monotonic() - self._start >= self._budget
+
+    def get_state(self) -> Optional[Dict[str, Any]]:
+        # The time spent so far: a restored experiment gets only what was left.
+        return None if self._start is None else {"elapsed": time.monotonic() - self._start}
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        self._start = time.monotonic() - float(state["elapsed"])
 
 
 __all__ = [

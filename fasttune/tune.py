@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from fasttune.analysis.experiment_analysis import ExperimentAnalysis
 from fasttune.error import TuneError
@@ -34,6 +34,7 @@ def run(
     max_concurrent_trials: Optional[int] = None,
     trial_name_creator: Optional[Callable[..., str]] = None,
     trial_dirname_creator: Optional[Callable[..., str]] = None,
+    resume: Union[bool, str] = False,
     **_unsupported: Any,
 ) -> ExperimentAnalysis:
     """Run one experiment (``ray.tune.run``); prefer :class:`fasttune.Tuner` in new code.
@@ -44,6 +45,10 @@ def run(
         ...     tune.report({"loss": config["x"] ** 2})
         >>> analysis = tune.run(train, config={"x": tune.uniform(-1, 1)}, num_samples=4,
         ...                     metric="loss", mode="min")  # doctest: +SKIP
+
+    ``resume`` continues the experiment ``storage_path/name`` from its latest snapshot:
+    ``True`` (there must be one), ``"AUTO"`` (when there is one, else start anew),
+    ``"AUTO+ERRORED"`` / ``"ERRORED_ONLY"`` (also restart errored trials; only them).
     """
     from fasttune.impl.tuner_internal import run_experiment
 
@@ -65,8 +70,10 @@ def run(
             trial_dirname_creator=trial_dirname_creator,
             max_failures=max_failures,
         )
+    resume_config = _resume_config(resume, experiment.path)
     grid, trials = run_experiment(
         experiment,
+        resume_config=resume_config,
         metric=metric,
         mode=mode,
         search_alg=search_alg,
@@ -83,6 +90,29 @@ def run(
     if incomplete and raise_on_failed_trial:
         raise TuneError(f"Trials did not complete: {incomplete}")
     return ExperimentAnalysis(trials, grid, default_metric=metric, default_mode=mode)
+
+
+_RESUME_MODES = ("AUTO", "AUTO+ERRORED", "ERRORED_ONLY")
+
+
+def _resume_config(resume: Union[bool, str], path: str) -> Any:
+    from fasttune.execution._experiment_state import has_snapshot
+    from fasttune.tune_config import ResumeConfig
+
+    if resume is False or resume is None:
+        return None
+    if resume is not True and resume not in _RESUME_MODES:
+        raise ValueError(f"tune.run(resume={resume!r}) is not valid; use False, True or one of {list(_RESUME_MODES)}.")
+    if not has_snapshot(path):
+        if resume is True or resume == "ERRORED_ONLY":
+            raise TuneError(
+                f"tune.run(resume={resume!r}) found no experiment to resume in {path}; give the name and "
+                "storage_path of the experiment, or resume='AUTO' to start anew when there is none.")
+        return None
+    types = ResumeConfig.ResumeType
+    if resume == "ERRORED_ONLY":
+        return ResumeConfig(unfinished=types.SKIP, errored=types.RESTART)
+    return ResumeConfig(errored=types.RESTART if resume == "AUTO+ERRORED" else types.SKIP)
 
 
 def run_experiments(experiments: Any, *, scheduler: Any = None, verbose: Optional[int] = None, raise_on_failed_trial: bool = True, **kwargs: Any) -> List[Any]:

@@ -10,12 +10,13 @@ Example:
 from __future__ import annotations
 
 import datetime
+import enum
 import math
 import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-__all__ = ["TuneConfig"]
+__all__ = ["TuneConfig", "ResumeConfig"]
 
 _MODES = ("min", "max")
 
@@ -150,3 +151,63 @@ class TuneConfig:
                 f"no budget."
             )
         return seconds
+
+
+class _ResumeType(str, enum.Enum):
+    """How a restore treats the trials of one status."""
+
+    RESUME = "resume"  # continue from the latest checkpoint
+    RESTART = "restart"  # start over, without a checkpoint
+    SKIP = "skip"  # leave it as it is (an unfinished trial is marked TERMINATED)
+
+
+@dataclass
+class ResumeConfig:
+    """How ``Tuner.restore`` resumes the trials of each status (``ray.tune.ResumeConfig``).
+
+    Args:
+        finished: TERMINATED trials; ``SKIP`` (default) keeps them as they are.
+        unfinished: PENDING, RUNNING and PAUSED trials; ``RESUME`` (default) continues
+            them from their latest checkpoint, ``SKIP`` marks them TERMINATED.
+        errored: ERROR trials; ``SKIP`` (default) keeps them failed, ``RESUME``
+            continues them from their latest checkpoint, ``RESTART`` starts them over.
+
+    Example:
+        >>> from fasttune.tune_config import ResumeConfig
+        >>> ResumeConfig(errored=ResumeConfig.ResumeType.RESTART).errored.value
+        'restart'
+        >>> ResumeConfig(unfinished="later")
+        Traceback (most recent call last):
+        ...
+        ValueError: ResumeConfig(unfinished='later') is not valid; use one of ['resume', 'restart', 'skip'] (ResumeConfig.ResumeType.RESUME, .RESTART or .SKIP).
+    """
+
+    ResumeType = _ResumeType
+
+    finished: Union[str, _ResumeType] = _ResumeType.SKIP
+    unfinished: Union[str, _ResumeType] = _ResumeType.RESUME
+    errored: Union[str, _ResumeType] = _ResumeType.SKIP
+
+    def __post_init__(self) -> None:
+        for name in ("finished", "unfinished", "errored"):
+            value = getattr(self, name)
+            try:
+                setattr(self, name, _ResumeType(value))
+            except ValueError:
+                raise ValueError(
+                    f"ResumeConfig({name}={value!r}) is not valid; use one of "
+                    f"{[t.value for t in _ResumeType]} (ResumeConfig.ResumeType.RESUME, .RESTART or .SKIP)."
+                ) from None
+
+    @classmethod
+    def from_flags(cls, resume_unfinished: bool = True, resume_errored: bool = False,
+                   restart_errored: bool = False) -> "ResumeConfig":
+        """The config ``Tuner.restore``'s flags stand for."""
+        if resume_errored and restart_errored:
+            raise ValueError(
+                "Tuner.restore got both resume_errored=True and restart_errored=True; choose one: "
+                "resume_errored continues errored trials from their checkpoints, restart_errored "
+                "starts them over."
+            )
+        errored = _ResumeType.RESUME if resume_errored else _ResumeType.RESTART if restart_errored else _ResumeType.SKIP
+        return cls(unfinished=_ResumeType.RESUME if resume_unfinished else _ResumeType.SKIP, errored=errored)

@@ -1,12 +1,13 @@
 """``Tuner``: the entry point of a sweep (``ray.tune.Tuner``)."""
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, Optional
 
 from fasttune.config import RunConfig
 from fasttune.impl.tuner_internal import TunerInternal
 from fasttune.result_grid import ResultGrid
-from fasttune.tune_config import TuneConfig
+from fasttune.tune_config import ResumeConfig, TuneConfig
 
 
 class Tuner:
@@ -49,3 +50,43 @@ class Tuner:
         """Run the sweep to completion; trial failures are in the ResultGrid, not raised
         (unless ``FailureConfig(fail_fast="raise")``)."""
         return self._local_tuner.fit()
+
+    @classmethod
+    def restore(
+        cls,
+        path: str,
+        trainable: Any,
+        resume_unfinished: bool = True,
+        resume_errored: bool = False,
+        restart_errored: bool = False,
+        param_space: Optional[Dict[str, Any]] = None,
+        _resume_config: Optional[ResumeConfig] = None,
+    ) -> "Tuner":
+        """A Tuner that continues the experiment in ``path`` (``<storage_path>/<name>``)
+        from its latest snapshot, with the settings it was started with.
+
+        Finished trials are kept and not rerun.  Unfinished trials continue from their
+        latest checkpoint (``resume_unfinished=False``: they are marked TERMINATED);
+        errored trials stay failed unless ``resume_errored`` (continue from their
+        checkpoint) or ``restart_errored`` (start over).  ``trainable`` is the same
+        trainable the experiment ran; ``param_space`` may be given again for values that
+        do not pickle.  The directory may have moved since.  Restoring loads the
+        searcher and scheduler with cloudpickle: restore only directories you trust.
+
+        Example:
+            >>> import fasttune as tune
+            >>> path = "~/fasttune_results/my_sweep"
+            >>> if tune.Tuner.can_restore(path):  # doctest: +SKIP
+            ...     results = tune.Tuner.restore(path, trainable=train).fit()
+        """
+        resume_config = _resume_config or ResumeConfig.from_flags(resume_unfinished, resume_errored, restart_errored)
+        return cls(_tuner_internal=TunerInternal(
+            restore_path=path, resume_config=resume_config, trainable=trainable, param_space=param_space))
+
+    @classmethod
+    def can_restore(cls, path: "str | os.PathLike[str]") -> bool:
+        """Whether ``path`` holds an experiment that :meth:`restore` can continue (its
+        settings and at least one snapshot); reads only the directory listing."""
+        from fasttune.impl._tuner_spec import can_restore
+
+        return can_restore(os.path.abspath(os.path.expanduser(os.fspath(path))))

@@ -1,21 +1,43 @@
 """``ExperimentAnalysis``: what the legacy ``tune.run`` returns."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+import os
+from typing import Any, Dict, List, Optional, Union
 
 from fasttune.result_grid import ResultGrid
 
 
 class ExperimentAnalysis:
-    """The trials of a finished ``tune.run`` and the best of them.
+    """The trials of an experiment and the best of them: what the legacy ``tune.run``
+    returns, or read from an experiment directory (finished or interrupted, no Ray needed).
 
     Example:
         >>> import fasttune as tune
         >>> analysis = tune.run(train, config={"x": tune.uniform(0, 1)}, metric="loss", mode="min")  # doctest: +SKIP
         >>> analysis.best_config  # doctest: +SKIP
+        >>> tune.ExperimentAnalysis("~/fasttune_results/my_sweep", default_metric="loss", default_mode="min")  # doctest: +SKIP
     """
 
-    def __init__(self, trials: List[Any], result_grid: ResultGrid, default_metric: Optional[str] = None, default_mode: Optional[str] = None) -> None:
+    def __init__(self, trials: Union[List[Any], str, "os.PathLike[str]"], result_grid: Optional[ResultGrid] = None,
+                 default_metric: Optional[str] = None, default_mode: Optional[str] = None) -> None:
+        if isinstance(trials, (str, os.PathLike)):
+            from fasttune.execution._experiment_state import has_snapshot, read_trials
+
+            path = os.path.abspath(os.path.expanduser(os.fspath(trials)))
+            result_grid = ResultGrid.from_path(path, default_metric, default_mode)
+            # The snapshot knows statuses, errors and checkpoints; trials it does not
+            # hold yet (an interrupted run made them after it) are what their files tell.
+            trials = read_trials(path) if has_snapshot(path) else []
+            by_path = {r.path: r for r in result_grid}
+            for trial in trials:
+                # The files may be ahead of the snapshot (results reported after it):
+                # the analysis shows everything that was reported.
+                on_disk = by_path.pop(trial.path, None)
+                if on_disk is not None and on_disk.metrics:
+                    trial.last_result = on_disk.metrics
+            trials += [_FileTrial(r) for r in by_path.values()]
+        elif result_grid is None:
+            raise TypeError("ExperimentAnalysis takes an experiment directory, or trials and their ResultGrid.")
         self.trials = trials
         self._grid = result_grid
         self.default_metric = default_metric
@@ -67,3 +89,15 @@ class ExperimentAnalysis:
     @property
     def results_df(self) -> Any:
         return self._grid.get_dataframe()
+
+
+class _FileTrial:
+    """A trial known only from its directory: enough for the best-trial lookups."""
+
+    def __init__(self, result: Any) -> None:
+        self.path = self.local_path = result.path
+        self.trial_id = (result.metrics or {}).get("trial_id") or os.path.basename(result.path)
+        self.config = result.config
+        self.last_result = result.metrics or {}
+        self.checkpoint = result.checkpoint
+        self.status = "ERROR" if result.error is not None else "TERMINATED"

@@ -30,6 +30,7 @@ EVENT_ERROR = core.EVENT_ERROR
 
 _MAX_DEPTH = 64
 _RESOURCE_REFRESH_S = 10.0
+_WAIT_S = 0.5  # longest wait for a worker event before the loop looks around
 
 
 class _Worker:
@@ -338,7 +339,10 @@ class RayTrialExecutor:
         if not self._by_future:
             return
         futures = list(self._by_future)
-        ready, _ = ray.wait(futures, num_returns=1)
+        # Bounded, so the loop sees a Ctrl-C and the time budget while trials are quiet.
+        ready, _ = ray.wait(futures, num_returns=1, timeout=_WAIT_S)
+        if not ready:
+            return
         more, _ = ray.wait(futures, num_returns=len(futures), timeout=0)
         for future in set(ready) | set(more):
             slot = self._by_future.pop(future)

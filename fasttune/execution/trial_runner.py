@@ -8,6 +8,7 @@ callbacks) see each result only when they override the hook that would receive i
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import time
@@ -19,6 +20,7 @@ from fasttune._flatten import flatten_dict
 from fasttune.callback import CallbackList
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
+from fasttune.execution import _experiment_state as _state
 from fasttune.execution._checkpoint_retention import select_checkpoints_to_keep
 from fasttune.execution.ray_trial_executor import EVENT_BATCH, EVENT_ERROR, EVENT_START, RayTrialExecutor
 from fasttune.experiment.trial import Trial
@@ -28,6 +30,10 @@ from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.stopper import Stopper
 
 logger = logging.getLogger(__name__)
+
+# Under checkpoint_period="auto" snapshots come at most this often (and further apart
+# when one costs more than 1/20 of this).
+_MIN_SNAPSHOT_PERIOD_S = 2.0
 
 _WORKER_DECISION = {
     TrialScheduler.CONTINUE: "continue",
@@ -89,7 +95,7 @@ class TrialRunner:
         self._fail_fast = fail_fast
         self._time_budget_s = time_budget_s
         self._max_concurrent = max_concurrent_trials
-        self._checkpoint_period = checkpoint_period
+        self._checkpoint_period = os.environ.get("FASTTUNE_GLOBAL_CHECKPOINT_S") or checkpoint_period
         self._synchronous = synchronous or os.environ.get("FASTTUNE_SYNCHRONOUS") == "1"
 
         self._table = core.TrialTable(mode)
@@ -120,6 +126,17 @@ class TrialRunner:
         self._fatal: Optional[BaseException] = None
         self._last_snapshot = 0.0
         self._snapshot_cost = 0.0
+        self._snapshot_seq = 0
+        self._experiment: Any = None
+        # Packed snapshot records by row: kept for finished trials (they no longer
+        # change), so a snapshot of 100,000 trials packs only the live ones.
+        self._records: List[Optional[bytes]] = []
+        self._live_records: Dict[int, bytes] = {}
+        self._keysets = _state.KeySets()
+        self._rewind_on_start: set = set()  # restored trials: their files are rewound at start
+        self._restored_pgfs: Dict[Any, Any] = {}
+        self._skipped_on_resume: List[Trial] = []
+        self._resumed = False
         self.results_processed = 0
 
         self._scheduler_sees_results = overrides(self._scheduler, TrialScheduler, "on_trial_result")
@@ -132,6 +149,7 @@ class TrialRunner:
         self.trial_executor.check_feasible(trial)
         trial._attach(self._table, self._table.add())
         self._trials.append(trial)
+        self._records.append(None)
         self._by_id[trial.trial_id] = trial
         if trial.status == Trial.PENDING:
             self._unassigned[trial.trial_id] = trial
@@ -196,6 +214,7 @@ class TrialRunner:
 
     # ---- the loop ------------------------------------------------------------------------
     def setup_experiments(self, experiments: List[Any], total_num_samples: int) -> None:
+        self._experiment = experiments[0] if experiments else None
         stop = experiments[0].spec.get("stop") if experiments else None
         num_samples = experiments[0].spec.get("num_samples") if experiments else None
         self._callbacks.call("setup", stop=stop, num_samples=num_samples, total_num_samples=total_num_samples)
@@ -276,6 +295,8 @@ class TrialRunner:
         trial_id = trial.trial_id
         if trial_id not in self._config_json:
             self._config_json[trial_id] = config_to_json(trial.config)
+            if self._resumed:
+                self._files.clear_stale(trial.path)
             self._files.init_trial(trial.path, trial.config)
         reset = self._reset_on_start.pop(trial_id, None)
         if reset is not None:
@@ -290,7 +311,9 @@ class TrialRunner:
             iteration = saved_with.get("training_iteration", 0)
             time_total = saved_with.get("time_total_s", 0.0)
             rows = self._checkpoint_rows.get(restore_path, 0) if restore else 0
-            if trial.iteration != iteration or trial.results_seen != rows:
+            restored = trial_id in self._rewind_on_start
+            if restored or trial.iteration != iteration or trial.results_seen != rows:
+                self._rewind_on_start.discard(trial_id)
                 self._rewind(trial, iteration, time_total, rows)
         spec = {
             "trial_id": trial_id,
@@ -334,9 +357,11 @@ class TrialRunner:
         started_here = set()
         # Trials waiting at a decision point in this batch: reset_trial applies in place.
         self._deciding = {event[1] for event in events if event[0] == "decide"}
+        records = self._records
         for event in events:
             kind, trial_id = event[0], event[1]
             trial = self._by_id[trial_id]
+            records[trial._row] = None  # its snapshot record changes
             if kind == "results":
                 self._on_results(trial, event[2], event[3], event[4])
             elif kind == "started":
@@ -721,17 +746,20 @@ class TrialRunner:
         fields["decide"] = self._decision_points(trial)
         return fields
 
-    # ---- snapshots and teardown ----------------------------------------------------------
+    # ---- snapshots and restore -----------------------------------------------------------
     def checkpoint(self, force: bool = False) -> Optional[str]:
-        """Write an atomic snapshot of the experiment's bookkeeping (at most ~5% of wall
-        time under ``checkpoint_period="auto"``); returns its path when one was written."""
+        """Write an atomic snapshot of the experiment (trials, TrialTable, searcher,
+        scheduler, stopper and callback state); returns its path when one was written.
+
+        ``checkpoint_period="auto"`` keeps snapshot time under ~5% of wall time
+        (``FASTTUNE_GLOBAL_CHECKPOINT_S`` overrides the period, in seconds)."""
         if self.experiment_path is None:
             return None
         now = time.monotonic()
         if not force:
             period = self._checkpoint_period
             if period == "auto":
-                period = max(10.0, 20.0 * self._snapshot_cost)
+                period = max(_MIN_SNAPSHOT_PERIOD_S, 20.0 * self._snapshot_cost)
             if now - self._last_snapshot < float(period):
                 return None
         started = time.monotonic()
@@ -741,35 +769,171 @@ class TrialRunner:
         return path
 
     def _write_snapshot(self) -> str:
-        import msgpack
-
         self._files.flush()  # every result the snapshot counts is on disk first
-
+        records = self._records
+        for row, trial in enumerate(self._trials):
+            if records[row] is None:
+                record = _state.trial_record(
+                    trial, self._keysets, self._checkpoint_rows,
+                    self._next_checkpoint_index.get(trial.trial_id, len(trial.checkpoints)))
+                if trial.is_finished() and trial.trial_id not in self._slot_of:
+                    records[row] = record  # no worker can change it any more
+                else:
+                    self._live_records[row] = record
+        packed = [r if r is not None else self._live_records.pop(row) for row, r in enumerate(records)]
+        experiment = self._experiment
         state = {
-            "format": 1,
-            "table": self._table.snapshot(),
-            "trials": [
-                {
-                    "trial_id": t.trial_id,
-                    "trainable_name": t.trainable_name,
-                    "config_json": self._config_json.get(t.trial_id) or config_to_json(t.config),
-                    "experiment_tag": t.experiment_tag,
-                    "dirname": t.storage_dirname,
-                    "checkpoints": [os.path.basename(c.path) for c in t.checkpoints],
-                }
-                for t in self._trials
-            ],
+            "format": _state.FORMAT_VERSION,
             "timestamp": time.time(),
+            "trainable_name": experiment.trainable_name if experiment is not None else None,
+            "trial_ids": list(experiment.trial_id_state) if experiment is not None else None,
+            "elapsed_s": time.monotonic() - self._start_time,
+            "iteration": self._iteration,
+            "table": self._table.snapshot(),
+            "keysets": self._keysets.keys,
+            "searcher": _policy_state(self._search_alg, "searcher"),
+            "scheduler": _policy_state(self._scheduler, "scheduler"),
+            "stopper": self._stopper.get_state() if self._stopper is not None else None,
+            "callbacks": self._callbacks.get_state(),
         }
-        os.makedirs(self.experiment_path, exist_ok=True)
-        path = os.path.join(self.experiment_path, "experiment_state.msgpack")
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(msgpack.packb(state, use_bin_type=True))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return path
+        self._snapshot_seq += 1
+        return _state.write_snapshot(self.experiment_path, state, packed, self._snapshot_seq)
+
+    def resume(
+        self,
+        resume_unfinished: bool = True,
+        resume_errored: bool = False,
+        restart_errored: bool = False,
+        resume_config: Any = None,
+    ) -> List[str]:
+        """Load the experiment's latest snapshot from ``experiment_path`` and go on from it.
+
+        Finished trials stay finished.  Unfinished ones continue from their latest
+        checkpoint (``resume_unfinished=False``: they are marked TERMINATED); errored ones
+        stay ERROR unless ``resume_errored`` (continue from their checkpoint) or
+        ``restart_errored`` (start over).  ``resume_config`` (a ``tune.ResumeConfig``)
+        replaces the three flags.  The searcher, scheduler, stopper and callbacks take
+        their saved state back.  Call after :meth:`setup_experiments`, before the first
+        :meth:`step`.  Returns what was loaded with (cloud)pickle, for the caller to tell.
+        """
+        from fasttune.tune_config import ResumeConfig
+
+        if self._trials:
+            raise TuneError("TrialRunner.resume() must come before any trial is added.")
+        if self._experiment is None:
+            raise TuneError("TrialRunner.resume() needs the experiment: call setup_experiments() first.")
+        if resume_config is None:
+            resume_config = ResumeConfig.from_flags(resume_unfinished, resume_errored, restart_errored)
+        loader = _state.Loader()
+        state, path = _state.load_latest(self.experiment_path, loader)
+        pickled = [f"{count} {name} object(s) in trial configs"
+                   for name, count in sorted(collections.Counter(loader.unpickled).items())]
+        try:
+            table = core.TrialTable.from_snapshot(state["table"])
+        except ValueError as exc:
+            raise TuneError(f"The TrialTable in {path} cannot be read ({exc}); the experiment cannot be restored.") from exc
+        records = state["trials"]
+        if len(table) != len(records):
+            raise TuneError(f"{path} is inconsistent: its table has {len(table)} rows for {len(records)} trials.")
+        self._resumed = True
+        self._table = table
+        self._results = core.ResultBuffer(table, self._metric)
+        self._keysets = _state.KeySets(state["keysets"])
+        self._snapshot_seq = _state.latest_seq(self.experiment_path)
+        if state.get("trial_ids"):
+            self._experiment.set_trial_id_state(*state["trial_ids"])
+        self._start_time = time.monotonic() - float(state.get("elapsed_s") or 0.0)
+        self._iteration = int(state.get("iteration") or 0)
+        pickled += self._restore_policies(state)
+        for row, record in enumerate(records):
+            self._restore_trial(row, record, resume_config)
+        if overrides(self._scheduler, TrialScheduler, "on_trial_add"):
+            for trial in self._trials:
+                self._scheduler.on_trial_add(self, trial)
+        for trial in self._skipped_on_resume:
+            self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
+        self._skipped_on_resume = []
+        counts = self._table.counts()
+        logger.info(
+            "Restored %d trials from %s: %d to run, %d paused, %d terminated, %d errored.",
+            len(records), path, counts[core.PENDING], counts[core.PAUSED], counts[core.TERMINATED],
+            counts[core.ERROR])
+        return pickled
+
+    def _restore_policies(self, state: Dict[str, Any]) -> List[str]:
+        pickled = []
+        searcher = state.get("searcher")
+        if searcher:
+            _restore_policy_state(self._search_alg, "searcher", searcher)
+            pickled.append(f"the searcher's state ({type(self._search_alg).__name__}.save_to_dir)")
+        scheduler = state.get("scheduler")
+        if scheduler:
+            _restore_policy_state(self._scheduler, "scheduler", scheduler)
+            pickled.append(f"the scheduler's state ({type(self._scheduler).__name__}.save)")
+        if state.get("stopper") is not None and self._stopper is not None:
+            self._stopper.set_state(state["stopper"])
+        if state.get("callbacks"):
+            self._callbacks.set_state(state["callbacks"])
+        return pickled
+
+    def _restore_trial(self, row: int, record: list, resume_config: Any) -> None:
+        from fasttune.tune_config import ResumeConfig
+
+        experiment = self._experiment
+        trial, checkpoint_rows, next_index = _state.decode_trial(
+            record, row, self._table, self._keysets, self.experiment_path, self._restored_pgfs,
+            trainable_name=experiment.trainable_name, stopping_criterion=experiment.stopping_criterion,
+            max_failures=experiment.max_failures, checkpoint_config=experiment.checkpoint_config)
+        trial_id = trial.trial_id
+        self._checkpoint_rows.update(checkpoint_rows)
+        self._next_checkpoint_index[trial_id] = next_index
+        self._table.set_worker_slot(row, -1)
+
+        status = trial.status
+        if status == Trial.TERMINATED:
+            how = resume_config.finished
+        elif status == Trial.ERROR:
+            how = resume_config.errored
+        else:
+            how = resume_config.unfinished
+        skip, restart = ResumeConfig.ResumeType.SKIP, ResumeConfig.ResumeType.RESTART
+        if how == skip:
+            if status not in (Trial.TERMINATED, Trial.ERROR):
+                trial.set_status(Trial.TERMINATED)
+                self._skipped_on_resume.append(trial)
+        else:
+            if how == restart:
+                for checkpoint in trial.checkpoints:
+                    self._checkpoint_rows.pop(checkpoint.path, None)
+                    self._files.remove_checkpoint(checkpoint.path)
+                trial.checkpoint_results, trial.checkpoints = [], []
+                self._table.set_iteration(row, 0)
+                self._table.set_time_total(row, 0.0)
+                trial.last_result = {}
+            trial.error = trial.error_msg = trial.error_file = None
+            if status != Trial.PAUSED or how == restart:
+                if status != Trial.PENDING:
+                    trial.set_status(Trial.PENDING)
+                self._unassigned[trial_id] = trial
+            trial.end_time = None
+        if trial.start_time is not None:
+            # It ran before: its files are this experiment's, rewound when it next starts
+            # (to the rows its checkpoint counts; results logged after the snapshot go).
+            self._config_json[trial_id] = config_to_json(trial.config)
+            self._rewind_on_start.add(trial_id)
+        self._trials.append(trial)
+        self._by_id[trial_id] = trial
+        self._records.append(None)
+
+    def update_pending_trial_resources(self, resources: Any) -> None:
+        """Give every PENDING trial new resources (e.g. after a restore on another
+        cluster): a dict such as ``{"cpu": 2, "gpu": 1}`` or a PlacementGroupFactory."""
+        for trial in self._unassigned.values():
+            if trial.status != Trial.PENDING:
+                continue
+            trial.update_resources(resources)
+            self.trial_executor.check_feasible(trial)
+            self._records[trial._row] = None
 
     def end_experiment_callbacks(self) -> None:
         self._callbacks.call("on_experiment_end", trials=self._trials)
@@ -801,3 +965,50 @@ def _mark_last_done(json_bytes: bytes, csv_bytes: bytes, csv_header: Optional[Li
             lines[-1] = out.getvalue().encode("utf-8").rstrip(b"\r\n")
             csv_bytes = b"\r\n".join(lines) + b"\r\n"
     return json_bytes, csv_bytes
+
+
+def _policy_state(policy: Any, kind: str) -> Any:
+    """A searcher's ``save_to_dir`` files or a scheduler's ``save`` bytes (None: it keeps
+    no state), read back so they go into the one atomic snapshot."""
+    import tempfile
+
+    if kind == "scheduler":
+        if not overrides(policy, TrialScheduler, "save"):
+            return None
+        with tempfile.TemporaryDirectory(prefix="fasttune-state-") as tmp:
+            path = os.path.join(tmp, "scheduler.pkl")
+            policy.save(path)
+            with open(path, "rb") as f:
+                return f.read()
+    if not overrides(policy, SearchAlgorithm, "save_to_dir"):
+        return None
+    with tempfile.TemporaryDirectory(prefix="fasttune-state-") as tmp:
+        if policy.save_to_dir(tmp, "snapshot") is False:
+            return None
+        files = {}
+        for name in os.listdir(tmp):
+            with open(os.path.join(tmp, name), "rb") as f:
+                files[name] = f.read()
+        return files or None
+
+
+def _restore_policy_state(policy: Any, kind: str, saved: Any) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="fasttune-state-") as tmp:
+        try:
+            if kind == "scheduler":
+                path = os.path.join(tmp, "scheduler.pkl")
+                with open(path, "wb") as f:
+                    f.write(saved)
+                policy.restore(path)
+            else:
+                for name, data in saved.items():
+                    with open(os.path.join(tmp, name), "wb") as f:
+                        f.write(data)
+                policy.restore_from_dir(tmp)
+        except Exception as exc:
+            raise TuneError(
+                f"The {kind} {type(policy).__name__} could not take back its saved state "
+                f"({type(exc).__name__}: {exc}); restore with the same {kind} the experiment ran with."
+            ) from exc

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import secrets
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from fasttune._flatten import flatten_dict
@@ -110,6 +111,11 @@ class Experiment:
         self.max_failures = max_failures
         self.trial_name_creator = trial_name_creator
         self.trial_dirname_creator = trial_dirname_creator
+        # Trial ids: <5 hex digits of this experiment>_<counter>.  A restored experiment
+        # continues the counter, so the trials it creates anew get the ids (and
+        # directories) they had before the interruption.
+        self._id_prefix = secrets.token_hex(3)[:5]
+        self._id_next = 0
         self.spec: Dict[str, Any] = {
             "run": self.trainable_name,
             "config": config or {},
@@ -122,6 +128,20 @@ class Experiment:
     @property
     def dir_name(self) -> str:
         return self.name
+
+    def new_trial_id(self) -> str:
+        """The id of the next trial of this experiment."""
+        trial_id = f"{self._id_prefix}_{self._id_next:05d}"
+        self._id_next += 1
+        return trial_id
+
+    @property
+    def trial_id_state(self) -> Tuple[str, int]:
+        """``(prefix, next counter)`` of :meth:`new_trial_id`, saved with the experiment."""
+        return self._id_prefix, self._id_next
+
+    def set_trial_id_state(self, prefix: str, next_counter: int) -> None:
+        self._id_prefix, self._id_next = str(prefix), int(next_counter)
 
     def resources_for(self, config: Dict[str, Any]) -> PlacementGroupFactory:
         resources = self._resources
@@ -143,7 +163,7 @@ class Experiment:
         return Trial(
             self.trainable_name,
             config=config,
-            trial_id=trial_id,
+            trial_id=trial_id or self.new_trial_id(),
             experiment_path=self.path,
             evaluated_params=evaluated_params,
             experiment_tag=experiment_tag,

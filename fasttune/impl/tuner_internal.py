@@ -19,7 +19,8 @@ from fasttune.result_grid import ResultGrid
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from fasttune.search.basic_variant import BasicVariantGenerator
 from fasttune.search.search_algorithm import SearchAlgorithm
-from fasttune.tune_config import TuneConfig
+from fasttune.impl._tuner_spec import TUNER_FILE, load_tuner_spec, save_tuner_spec
+from fasttune.tune_config import ResumeConfig, TuneConfig
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +46,6 @@ class TunerInternal:
         tune_config: Optional[TuneConfig] = None,
         run_config: Optional[RunConfig] = None,
     ) -> None:
-        if restore_path is not None:
-            raise TuneError(
-                "Restoring an experiment (Tuner.restore) is not available in this version of "
-                "fasttune yet; start a new Tuner."
-            )
         if trainable is None:
             raise TypeError("Tuner needs a trainable: a function taking the config dict, or a registered name.")
         if tune_config is not None and not isinstance(tune_config, TuneConfig):
@@ -61,6 +57,22 @@ class TunerInternal:
                 f"param_space must be a dict of parameter names to values or search-space "
                 f"domains, got {type(param_space).__name__}."
             )
+        self._resume_config: Optional[ResumeConfig] = None
+        self._restored_as_code: List[str] = []
+        if restore_path is not None:
+            if resume_config is not None and not isinstance(resume_config, ResumeConfig):
+                raise TypeError(f"resume_config must be a tune.ResumeConfig, got {type(resume_config).__name__}.")
+            restore_path = os.path.abspath(os.path.expanduser(os.fspath(restore_path)))
+            saved = load_tuner_spec(restore_path)
+            self._restored_as_code = saved.unpickled
+            if param_space is None:
+                param_space = saved.param_space
+            else:  # as Ray Tune: the same space, re-given for what does not pickle
+                self._restored_as_code = [n for n in self._restored_as_code if not n.startswith("param_space")]
+            tune_config = TuneConfig(**saved.tune_config)
+            run_config = RunConfig(**dict(saved.run_config, name=os.path.basename(restore_path),
+                                          storage_path=os.path.dirname(restore_path)))
+            self._resume_config = resume_config or ResumeConfig()
         self.trainable = trainable
         self.param_space = param_space or {}
         self.tune_config = tune_config or TuneConfig()
@@ -93,8 +105,13 @@ class TunerInternal:
         return self._experiment.path
 
     def fit(self) -> ResultGrid:
+        if self._resume_config is None:
+            save_tuner_spec(self._experiment.path, self._experiment.trainable_name, self.param_space,
+                            self.tune_config, self.run_config)
         return run_experiment(
             self._experiment,
+            resume_config=self._resume_config,
+            restored_as_code=[f"{name} from {TUNER_FILE}" for name in self._restored_as_code],
             metric=self.tune_config.metric,
             mode=self.tune_config.mode,
             search_alg=self.tune_config.search_alg,
@@ -155,9 +172,16 @@ def run_experiment(
     verbose: Optional[int] = None,
     fail_fast: Any = False,
     return_trials: bool = False,
+    resume_config: Optional[ResumeConfig] = None,
+    restored_as_code: Optional[List[str]] = None,
 ) -> Any:
     """Run one experiment to completion on Ray and return its ResultGrid (and, with
-    ``return_trials``, its trials too)."""
+    ``return_trials``, its trials too).  With ``resume_config`` the experiment continues
+    from its latest snapshot in ``experiment.path``.
+
+    The first Ctrl-C ends the loop: running trials stay unfinished in the snapshot (so
+    ``Tuner.restore`` continues them) and the ResultGrid so far is returned; a second
+    Ctrl-C raises KeyboardInterrupt at once."""
     if mode is not None and mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
     if scheduler is not None and not isinstance(scheduler, TrialScheduler):
@@ -196,20 +220,26 @@ def run_experiment(
     )
     os.makedirs(experiment.path, exist_ok=True)
     runner.setup_experiments([experiment], getattr(searcher, "total_samples", 0))
+    if resume_config is not None:
+        unpickled = list(restored_as_code or []) + runner.resume(resume_config=resume_config)
+        if unpickled:
+            # Unpickling runs code: say exactly what came back that way.
+            logger.warning("Restoring %s loaded with (cloud)pickle: %s. Restore only directories you trust.",
+                           experiment.path, "; ".join(unpickled))
     progress = ProgressPrinter(runner, metric=metric, mode=mode, verbose=1 if verbose is None else verbose)
     interrupted = _InterruptFlag()
     try:
         with interrupted:
-            while not runner.is_finished():
-                if interrupted.presses and not interrupted.handled:
-                    logger.warning("Ctrl-C: stopping all trials; results so far are saved. Press again to exit at once.")
-                    runner._stop_all()
-                    interrupted.handled = True
+            while not runner.is_finished() and not interrupted.presses:
                 runner.step()
                 progress.maybe_report()
     finally:
         runner.cleanup()
         runner.checkpoint(force=True)
+    if interrupted.presses:
+        logger.warning(
+            "The experiment was interrupted (Ctrl-C); its state is saved. Continue it with "
+            "Tuner.restore(%r, trainable=...).fit().", experiment.path)
     runner.end_experiment_callbacks()
     progress.final_report()
     results = [
@@ -242,7 +272,6 @@ class _InterruptFlag:
 
     def __init__(self) -> None:
         self.presses = 0
-        self.handled = False
         self._previous: Any = None
 
     def __enter__(self) -> "_InterruptFlag":

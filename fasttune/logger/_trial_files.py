@@ -87,8 +87,26 @@ class TrialFiles:
     @staticmethod
     def _init_trial(trial_dir: str, config: Dict[str, Any]) -> None:
         os.makedirs(trial_dir, exist_ok=True)
-        with open(os.path.join(trial_dir, PARAMS_FILE), "w") as f:
+        # Renamed into place: a driver killed mid-write leaves no torn params.json.
+        path = os.path.join(trial_dir, PARAMS_FILE)
+        with open(path + ".tmp", "w") as f:
             json.dump(config, f, indent=2, sort_keys=True, default=json_default)
+        os.replace(path + ".tmp", path)
+
+    @staticmethod
+    def clear_stale(trial_dir: str) -> None:
+        """Remove result files and checkpoints an earlier, interrupted run left in the
+        directory of a trial that starts afresh (a restored experiment re-creates the
+        trials its last snapshot did not hold yet).  Synchronous, before the trial starts:
+        its new worker may write checkpoints at once."""
+        if not os.path.isdir(trial_dir):
+            return
+        for name in (RESULT_FILE, PROGRESS_FILE, ERROR_FILE):
+            try:
+                os.remove(os.path.join(trial_dir, name))
+            except FileNotFoundError:
+                pass
+        _prune_checkpoints(trial_dir, frozenset())
 
     def write(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
         self._submit(self._write, trial_dir, json_bytes, csv_bytes)

@@ -294,10 +294,16 @@ class BasicVariantGenerator(SearchAlgorithm):
         self.max_concurrent = state["max_concurrent"]
         self._constant_grid_search = state["constant_grid_search"]
         self._metric, self._mode = state["metric"], state["mode"]
+        # Experiments added before the restore (a restored Tuner adds its own) make the
+        # trials, so they carry this run's storage path and trial ids; the saved copies
+        # serve a generator restored on its own.
+        current = [item.experiment for item in self._experiments]
+        if len(current) != len(state["experiments"]):
+            current = [saved["experiment"] for saved in state["experiments"]]
         self._experiments = []
-        for saved in state["experiments"]:
+        for saved, experiment in zip(state["experiments"], current):
             item = _ExperimentVariants(
-                saved["experiment"], saved["space"], saved["points"], saved["samples_left"], self._constant_grid_search
+                experiment, saved["space"], saved["points"], saved["samples_left"], self._constant_grid_search
             )
             if saved["active"]:
                 if saved["start_state"] is not None:

@@ -96,6 +96,15 @@ class SearchGenerator(SearchAlgorithm):
         self._counter = 0
         self._total_samples = 0
         self._finished = False
+        self._next_trial_id: Optional[str] = None
+
+    def _new_trial_id(self) -> str:
+        new_id = getattr(self._experiment, "new_trial_id", None)
+        if new_id is not None:
+            return new_id()
+        from fasttune.experiment.trial import Trial  # imports no Ray; kept local to keep layers apart
+
+        return Trial.generate_id()
 
     # -- properties -------------------------------------------------------------------
     @property
@@ -162,12 +171,15 @@ class SearchGenerator(SearchAlgorithm):
             raise TuneError("SearchGenerator.next_trial() was called before add_configurations().")
         if self.is_finished():
             return None
-        from fasttune.experiment.trial import Trial  # imports no Ray; kept local to keep layers apart
-
-        trial_id = Trial.generate_id()
+        # The id stays this trial's until a suggestion takes it, so "not now" answers
+        # use up no ids and a restored sweep gives its new trials the ids they had.
+        if self._next_trial_id is None:
+            self._next_trial_id = self._new_trial_id()
+        trial_id = self._next_trial_id
         suggestion = self.searcher.suggest(trial_id)
         if suggestion is None:
             return None
+        self._next_trial_id = None
         if isinstance(suggestion, str) and suggestion == Searcher.FINISHED:
             logger.debug("%s finished after %d trials.", type(self.searcher).__name__, self._counter)
             self.set_finished()

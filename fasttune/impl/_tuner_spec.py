@@ -1,0 +1,106 @@
+"""``tuner.msgpack``: what a Tuner was given, so ``Tuner.restore`` can rebuild it.
+
+Each setting is stored on its own: plain values as msgpack, objects (a searcher, a
+scheduler, search-space domains, callbacks) cloudpickled, so a restore can name each
+setting it loaded as code.  The trainable is not stored: ``Tuner.restore`` takes it
+again, as in Ray Tune.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any, Dict, List, NamedTuple
+
+import msgpack
+
+from fasttune import config as _config
+from fasttune.error import TuneError
+from fasttune.execution import _experiment_state as _state
+from fasttune.execution._experiment_state import TUNER_FILE
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = 1
+_NESTED = {"CheckpointConfig": _config.CheckpointConfig, "FailureConfig": _config.FailureConfig}
+
+
+class SavedTuner(NamedTuple):
+    trainable_name: str
+    param_space: Dict[str, Any]
+    tune_config: Dict[str, Any]
+    run_config: Dict[str, Any]
+    unpickled: List[str]  # "tune_config.scheduler (ASHAScheduler)", ...
+
+
+def _settings(prefix: str, obj: Any) -> Dict[str, Any]:
+    out = {}
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        if type(value).__name__ in _NESTED and dataclasses.is_dataclass(value):
+            value = {"__config__": type(value).__name__, **dataclasses.asdict(value)}
+        out[f"{prefix}.{field.name}"] = value
+    return out
+
+
+def save_tuner_spec(experiment_path: str, trainable_name: str, param_space: Dict[str, Any],
+                    tune_config: Any, run_config: Any) -> bool:
+    """Write ``tuner.msgpack``; returns False (with a warning) when a setting cannot be
+    stored, in which case the experiment runs but cannot be restored."""
+    settings = {"param_space": param_space}
+    settings.update(_settings("tune_config", tune_config))
+    settings.update(_settings("run_config", run_config))
+    fields = {}
+    for name, value in settings.items():
+        try:
+            fields[name] = _state.pack(value)
+        except Exception as exc:  # noqa: BLE001 - pickling user objects fails in many ways
+            logger.warning(
+                "%s cannot be saved (%s: %s), so Tuner.restore cannot continue this experiment; make it "
+                "picklable (cloudpickle) to be able to restore.", name, type(exc).__name__, exc)
+            return False
+    os.makedirs(experiment_path, exist_ok=True)
+    doc = {"format": _FORMAT, "trainable_name": trainable_name, "fields": fields}
+    _state.write_file(os.path.join(experiment_path, TUNER_FILE), msgpack.packb(doc, use_bin_type=True))
+    return True
+
+
+def load_tuner_spec(experiment_path: str) -> SavedTuner:
+    """Read ``tuner.msgpack`` back (no Ray needed)."""
+    path = os.path.join(experiment_path, TUNER_FILE)
+    if not os.path.isdir(experiment_path):
+        raise TuneError(
+            f"Cannot restore {experiment_path}: no such directory. Pass the experiment directory, "
+            "<storage_path>/<experiment name>.")
+    if not os.path.isfile(path):
+        raise TuneError(
+            f"{experiment_path} is not a restorable fasttune experiment: it has no {TUNER_FILE}. Pass the "
+            "directory <storage_path>/<experiment name> that Tuner.fit() wrote (Tuner.can_restore(path) "
+            "checks a path first).")
+    doc = msgpack.unpackb(_state.read_file(path), raw=False)
+    if doc.get("format", 0) > _FORMAT:
+        raise _state.NewerExperimentState(
+            f"{path} was written by a newer fasttune (tuner format {doc.get('format')}; this version reads up "
+            f"to {_FORMAT}). Upgrade fasttune to restore this experiment.")
+    values: Dict[str, Any] = {}
+    unpickled: List[str] = []
+    for name, packed in doc["fields"].items():
+        loader = _state.Loader()
+        value = loader.unpack(packed)
+        if isinstance(value, dict) and value.get("__config__") in _NESTED:
+            cls = _NESTED[value.pop("__config__")]
+            value = cls(**value)
+        if loader.unpickled:
+            unpickled.append(f"{name} ({', '.join(sorted(set(loader.unpickled)))})")
+        values[name] = value
+    return SavedTuner(doc["trainable_name"], values.get("param_space") or {}, _section(values, "tune_config"),
+                      _section(values, "run_config"), unpickled)
+
+
+def _section(values: Dict[str, Any], prefix: str) -> Dict[str, Any]:
+    return {name.split(".", 1)[1]: value for name, value in values.items() if name.startswith(prefix + ".")}
+
+
+def can_restore(experiment_path: str) -> bool:
+    """Whether ``experiment_path`` holds a Tuner's settings and at least one snapshot."""
+    return os.path.isfile(os.path.join(experiment_path, TUNER_FILE)) and _state.has_snapshot(experiment_path)

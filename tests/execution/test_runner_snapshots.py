@@ -1,0 +1,193 @@
+"""TrialRunner.checkpoint and TrialRunner.resume without Ray: what a snapshot holds and
+what a resume makes of it."""
+import datetime
+import os
+
+import pytest
+
+import fasttune as tune
+from fasttune import _corelib as core
+from fasttune.execution import _experiment_state as state
+from fasttune.execution import trial_runner as trial_runner_module
+from fasttune.execution.trial_runner import TrialRunner
+from fasttune.experiment.experiment import Experiment
+from fasttune.schedulers import ASHAScheduler
+from fasttune.search import BasicVariantGenerator
+
+
+class StubExecutor:
+    """The executor calls a runner makes while adding, restoring and snapshotting."""
+
+    def __init__(self):
+        self.feasibility_checks = []
+
+    def check_feasible(self, trial):
+        self.feasibility_checks.append(dict(trial.resources))
+
+
+def _train(config):
+    tune.report({"loss": config["x"]})
+
+
+def _runner(path, scheduler=None, search_alg=None, num_samples=4, callbacks=None, **constants):
+    space = dict({"x": tune.uniform(0, 1), "tag": (1, 2)}, **constants)
+    experiment = Experiment(os.path.basename(path), _train, config=space,
+                            num_samples=num_samples, storage_path=os.path.dirname(path))
+    search_alg = search_alg or BasicVariantGenerator(random_state=3)
+    search_alg.set_search_properties("loss", "min", experiment.spec["config"])
+    search_alg.add_configurations([experiment])
+    runner = TrialRunner(search_alg=search_alg, scheduler=scheduler, trial_executor=StubExecutor(),
+                         experiment_path=path, metric="loss", mode="min", callbacks=callbacks)
+    runner.setup_experiments([experiment], num_samples)
+    return runner, experiment
+
+
+def _finish(runner, trial, loss, iteration=1):
+    trial.set_status("RUNNING")
+    trial.last_result = {"loss": loss, "training_iteration": iteration, "trial_id": trial.trial_id}
+    trial.results_seen = iteration
+    trial.start_time = 1.0
+    runner.table.record_result(trial._row, iteration, 0.5, loss)
+    trial.set_status("TERMINATED")
+
+
+def test_snapshot_then_resume_gives_back_trials_table_and_searcher_position(tmp_path):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path)
+    for _ in range(3):
+        runner.add_trial(runner.search_alg.next_trial())
+    first, second, third = runner.get_trials()
+    _finish(runner, first, 0.25, iteration=2)
+    second.set_status("RUNNING")
+    second.start_time = 2.0
+    runner.checkpoint(force=True)
+
+    resumed, experiment = _runner(path)
+    resumed.resume()
+    trials = resumed.get_trials()
+    assert [t.trial_id for t in trials] == [first.trial_id, second.trial_id, third.trial_id]
+    assert [t.status for t in trials] == ["TERMINATED", "PENDING", "PENDING"]
+    assert trials[0].config == first.config and trials[0].config["tag"] == (1, 2)  # tuples stay tuples
+    assert trials[0].last_result == first.last_result and trials[0].iteration == 2
+    assert resumed.table.get_best_metric(0) == 0.25
+    # The searcher goes on with the 4th config, and the 4th trial gets the 4th id.
+    fresh, _ = _runner(str(tmp_path / "uninterrupted"))
+    expected = [fresh.search_alg.next_trial() for _ in range(4)][3]
+    fourth = resumed.search_alg.next_trial()
+    assert fourth.config["x"] == expected.config["x"]
+    assert fourth.trial_id.split("_")[1] == "00003" and fourth.trial_id.split("_")[0] == first.trial_id.split("_")[0]
+
+
+def test_config_objects_that_are_no_data_are_pickled_and_named_on_resume(tmp_path):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path, when=datetime.date(2026, 12, 1))
+    for _ in range(2):
+        runner.add_trial(runner.search_alg.next_trial())
+    runner.checkpoint(force=True)
+    resumed, _ = _runner(path, when=datetime.date(2026, 12, 1))
+    unpickled = resumed.resume()
+    assert [t.config["when"] for t in resumed.get_trials()] == [datetime.date(2026, 12, 1)] * 2
+    assert "2 date object(s) in trial configs" in unpickled
+
+
+def test_finished_trials_are_packed_once_and_spliced_into_later_snapshots(tmp_path, monkeypatch):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path)
+    for _ in range(3):
+        runner.add_trial(runner.search_alg.next_trial())
+    _finish(runner, runner.get_trials()[0], 0.5)
+    packed = []
+    original = state.trial_record
+    monkeypatch.setattr(state, "trial_record", lambda trial, *a: packed.append(trial.trial_id) or original(trial, *a))
+    runner.checkpoint(force=True)
+    runner.checkpoint(force=True)
+    finished = runner.get_trials()[0].trial_id
+    assert packed.count(finished) == 1  # cached after the first snapshot
+    assert packed.count(runner.get_trials()[1].trial_id) == 2  # live: packed each time
+    loaded, _ = state.load_latest(path)
+    assert [record[0] for record in loaded["trials"]] == [t.trial_id for t in runner.get_trials()]
+
+
+def test_auto_period_spaces_snapshots_by_twenty_times_their_cost(tmp_path, monkeypatch):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path)
+    monkeypatch.delenv("FASTTUNE_GLOBAL_CHECKPOINT_S", raising=False)
+    clock = [1000.0]
+    monkeypatch.setattr(trial_runner_module.time, "monotonic", lambda: clock[0])
+    assert runner.checkpoint() is not None
+    runner._snapshot_cost = 1.5  # as if that snapshot took 1.5 s: the next waits 30 s (5%)
+    clock[0] += 29.0
+    assert runner.checkpoint() is None
+    clock[0] += 1.5
+    assert runner.checkpoint() is not None
+    runner._snapshot_cost = 0.001  # cheap snapshots still come at most every 2 s
+    clock[0] += 1.0
+    assert runner.checkpoint() is None
+    clock[0] += 1.5
+    assert runner.checkpoint() is not None
+    monkeypatch.setenv("FASTTUNE_GLOBAL_CHECKPOINT_S", "100")  # read when a runner starts
+    fixed, _ = _runner(path)
+    assert fixed.checkpoint() is not None
+    clock[0] += 50
+    assert fixed.checkpoint() is None
+    clock[0] += 50
+    assert fixed.checkpoint() is not None
+
+
+def test_scheduler_state_travels_in_the_snapshot(tmp_path):
+    path = str(tmp_path / "exp")
+    asha = ASHAScheduler(metric="loss", mode="min", max_t=9, grace_period=1, reduction_factor=3)
+    runner, _ = _runner(path, scheduler=asha)
+    for _ in range(2):
+        runner.add_trial(runner.search_alg.next_trial())
+    a, b = runner.get_trials()
+    for trial in (a, b):
+        trial.set_status("RUNNING")
+    asha.on_trial_result(runner, a, {"training_iteration": 1, "loss": 0.2})
+    asha.on_trial_result(runner, b, {"training_iteration": 1, "loss": 0.9})
+    runner.checkpoint(force=True)
+
+    fresh = ASHAScheduler(metric="loss", mode="min", max_t=9, grace_period=1, reduction_factor=3)
+    resumed, _ = _runner(path, scheduler=fresh)
+    unpickled = resumed.resume()
+    assert any("the scheduler's state (AsyncHyperBandScheduler.save)" in item for item in unpickled)
+    # The restored rung holds both results: a third trial at 0.5 is judged against them.
+    assert fresh._brackets[0].rungs[-1].recorded == asha._brackets[0].rungs[-1].recorded
+
+
+def test_update_pending_trial_resources_changes_only_pending_trials(tmp_path):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path)
+    for _ in range(2):
+        runner.add_trial(runner.search_alg.next_trial())
+    done, waiting = runner.get_trials()
+    _finish(runner, done, 0.1)
+    runner.update_pending_trial_resources({"cpu": 2})
+    assert waiting.resources == {"CPU": 2.0}
+    assert done.resources == {"CPU": 1.0}
+    assert runner.trial_executor.feasibility_checks[-1] == {"CPU": 2.0}
+
+
+def test_resume_into_a_runner_that_already_has_trials_is_refused(tmp_path):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path)
+    runner.checkpoint(force=True)
+    runner.add_trial(runner.search_alg.next_trial())
+    with pytest.raises(tune.TuneError, match="before any trial is added"):
+        runner.resume()
+
+
+def test_resume_from_a_snapshot_with_an_inconsistent_table_is_refused(tmp_path):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path)
+    runner.add_trial(runner.search_alg.next_trial())
+    runner.checkpoint(force=True)
+    loaded, _ = state.load_latest(path)
+    table = core.TrialTable()
+    records = [state.pack(r) for r in loaded["trials"]]
+    loaded.pop("trials")
+    loaded["table"] = table.snapshot()  # zero rows for one trial
+    state.write_snapshot(path, loaded, records, 99)
+    resumed, _ = _runner(path)
+    with pytest.raises(tune.TuneError, match="inconsistent: its table has 0 rows for 1 trials"):
+        resumed.resume()

@@ -1,0 +1,107 @@
+"""A sweep that interrupts its own driver, for the restore tests.
+
+``drive()`` runs in a separate driver process connected to the tests' Ray session.  The
+trainable counts every report in a shared file and, at the ``interrupt_after``-th one,
+sends ``signal`` to the driver (SIGKILL to its whole process group, or SIGINT), then
+waits for its worker to be ended: the interruption lands wherever the driver happens to
+be.  Every start of a trainable is logged with the phase (``first`` or ``restore``, read
+from a marker file) and the iteration it resumed from.
+"""
+import json
+import os
+import signal
+import sys
+import threading
+
+import fasttune as tune
+from fasttune.search import BasicVariantGenerator
+
+ITERATIONS = 24
+CHECKPOINT_EVERY = 4
+NUM_SAMPLES = 10
+
+
+def resumed_iteration():
+    """The iteration of the checkpoint the trial resumes from (0: none)."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as d:
+        with open(os.path.join(d, "state.json")) as f:
+            return json.load(f)["iteration"]
+
+
+def report_with_checkpoint(metrics, scratch, name, iteration):
+    d = os.path.join(scratch, name)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "state.json"), "w") as f:
+        json.dump({"iteration": iteration}, f)
+    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def counting_trainable(config):
+    start = resumed_iteration()
+    with open(config["marker"]) as f:
+        phase = f.read().strip()
+    trial_id = tune.get_context().get_trial_id()
+    with open(config["starts"], "a") as f:
+        f.write(f"{phase} {trial_id} {start}\n")
+    for iteration in range(start + 1, ITERATIONS + 1):
+        metrics = {"loss": config["x"] / iteration}
+        if iteration % CHECKPOINT_EVERY == 0:
+            report_with_checkpoint(metrics, config["scratch"], f"{trial_id}-{iteration}-{phase}", iteration)
+        else:
+            tune.report(metrics)
+        if phase == "first":
+            _count_and_maybe_interrupt(config)
+
+
+def _count_and_maybe_interrupt(config):
+    fd = os.open(config["counter"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, b".")  # appends are atomic: the file's size counts the reports
+    finally:
+        os.close(fd)
+    reports = os.path.getsize(config["counter"])
+    if reports == config["interrupt_after"] or (config["signal"] == "SIGINT2" and reports == config["interrupt_after"] + 5):
+        if config["signal"] == "SIGKILL":
+            os.killpg(config["driver_pgid"], signal.SIGKILL)
+            threading.Event().wait()  # nothing more from this run; Ray ends the worker
+        else:
+            os.kill(config["driver_pgid"], signal.SIGINT)
+
+
+def param_space(tmp, interrupt_after, sig="SIGKILL", driver_pgid=0):
+    return {
+        "x": tune.uniform(0.0, 1.0),
+        "marker": os.path.join(tmp, "phase"),
+        "starts": os.path.join(tmp, "starts.log"),
+        "counter": os.path.join(tmp, "reports"),
+        "scratch": os.path.join(tmp, "scratch"),
+        "interrupt_after": interrupt_after,
+        "signal": sig,
+        "driver_pgid": driver_pgid,
+    }
+
+
+def make_tuner(tmp, storage, seed, interrupt_after, sig, driver_pgid=0):
+    return tune.Tuner(
+        counting_trainable,
+        param_space=param_space(tmp, interrupt_after, sig, driver_pgid),
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=NUM_SAMPLES,
+                                    search_alg=BasicVariantGenerator(random_state=seed)),
+        run_config=tune.RunConfig(name="interrupted", storage_path=storage, verbose=0),
+    )
+
+
+def drive(address, tmp, storage, seed, interrupt_after, sig):
+    """The driver process: run the sweep until it is interrupted; print the statuses."""
+    import ray
+
+    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    grid = make_tuner(tmp, storage, seed, interrupt_after, sig, os.getpgid(0)).fit()
+    print("STATUSES " + json.dumps(sorted(r.metrics["trial_id"] for r in grid if r.metrics)))
+
+
+if __name__ == "__main__":
+    drive(*json.loads(sys.argv[1]))
