@@ -796,6 +796,10 @@ class TrialRunner:
             "stopper": self._stopper.get_state() if self._stopper is not None else None,
             "callbacks": self._callbacks.get_state(),
         }
+        if not self._snapshot_seq:
+            # An earlier run under the same name left snapshots: this run's come after
+            # them (the newest is the one a restore reads; older ones are rotated out).
+            self._snapshot_seq = _state.latest_seq(self.experiment_path)
         self._snapshot_seq += 1
         return _state.write_snapshot(self.experiment_path, state, packed, self._snapshot_seq)
 

@@ -191,3 +191,16 @@ def test_resume_from_a_snapshot_with_an_inconsistent_table_is_refused(tmp_path):
     resumed, _ = _runner(path)
     with pytest.raises(tune.TuneError, match="inconsistent: its table has 0 rows for 1 trials"):
         resumed.resume()
+
+
+def test_a_new_run_under_an_old_name_writes_the_newest_snapshot(tmp_path):
+    path = str(tmp_path / "exp")
+    old, _ = _runner(path)
+    for _ in range(3):
+        old.checkpoint(force=True)
+    new, _ = _runner(path)
+    new.add_trial(new.search_alg.next_trial())
+    new.checkpoint(force=True)
+    loaded, found = state.load_latest(path)
+    assert [record[0] for record in loaded["trials"]] == [new.get_trials()[0].trial_id]
+    assert found.endswith("experiment_state-0000000004.msgpack")
