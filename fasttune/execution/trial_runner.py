@@ -24,7 +24,7 @@ from fasttune.execution import _experiment_state as _state
 from fasttune.execution._checkpoint_retention import select_checkpoints_to_keep
 from fasttune.execution.ray_trial_executor import EVENT_BATCH, EVENT_ERROR, EVENT_START, RayTrialExecutor
 from fasttune.experiment.trial import Trial
-from fasttune.logger._trial_files import TrialFiles, config_to_json
+from fasttune.logger._trial_files import TrialFiles, config_to_json, set_aside_unknown_trial_dirs
 from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, TrialScheduler, overrides
 from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.stopper import Stopper
@@ -136,7 +136,6 @@ class TrialRunner:
         self._rewind_on_start: set = set()  # restored trials: their files are rewound at start
         self._restored_pgfs: Dict[Any, Any] = {}
         self._skipped_on_resume: List[Trial] = []
-        self._resumed = False
         self.results_processed = 0
 
         self._scheduler_sees_results = overrides(self._scheduler, TrialScheduler, "on_trial_result")
@@ -295,8 +294,6 @@ class TrialRunner:
         trial_id = trial.trial_id
         if trial_id not in self._config_json:
             self._config_json[trial_id] = config_to_json(trial.config)
-            if self._resumed:
-                self._files.clear_stale(trial.path)
             self._files.init_trial(trial.path, trial.config)
         reset = self._reset_on_start.pop(trial_id, None)
         if reset is not None:
@@ -839,7 +836,6 @@ class TrialRunner:
         records = state["trials"]
         if len(table) != len(records):
             raise TuneError(f"{path} is inconsistent: its table has {len(table)} rows for {len(records)} trials.")
-        self._resumed = True
         self._table = table
         self._results = core.ResultBuffer(table, self._metric)
         self._keysets = _state.KeySets(state["keysets"])
@@ -854,6 +850,13 @@ class TrialRunner:
         if overrides(self._scheduler, TrialScheduler, "on_trial_add"):
             for trial in self._trials:
                 self._scheduler.on_trial_add(self, trial)
+        folder = f"not-in-snapshot-{self._snapshot_seq:010d}"
+        moved = set_aside_unknown_trial_dirs(self.experiment_path, [t.path for t in self._trials], folder)
+        if moved:
+            logger.warning(
+                "%d trial directories in %s are not in its latest snapshot (the interrupted run made them "
+                "after it); they are moved to %s, and the searcher makes those trials again.",
+                len(moved), self.experiment_path, os.path.join(self.experiment_path, folder))
         for trial in self._skipped_on_resume:
             self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
         self._skipped_on_resume = []

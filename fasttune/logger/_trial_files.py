@@ -15,7 +15,7 @@ import queue
 import shutil
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from fasttune._jsonable import json_default
 
@@ -92,21 +92,6 @@ class TrialFiles:
         with open(path + ".tmp", "w") as f:
             json.dump(config, f, indent=2, sort_keys=True, default=json_default)
         os.replace(path + ".tmp", path)
-
-    @staticmethod
-    def clear_stale(trial_dir: str) -> None:
-        """Remove result files and checkpoints an earlier, interrupted run left in the
-        directory of a trial that starts afresh (a restored experiment re-creates the
-        trials its last snapshot did not hold yet).  Synchronous, before the trial starts:
-        its new worker may write checkpoints at once."""
-        if not os.path.isdir(trial_dir):
-            return
-        for name in (RESULT_FILE, PROGRESS_FILE, ERROR_FILE):
-            try:
-                os.remove(os.path.join(trial_dir, name))
-            except FileNotFoundError:
-                pass
-        _prune_checkpoints(trial_dir, frozenset())
 
     def write(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
         self._submit(self._write, trial_dir, json_bytes, csv_bytes)
@@ -229,3 +214,26 @@ def _atomic_write(path: str, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def set_aside_unknown_trial_dirs(experiment_path: str, known: Iterable[str], folder: str) -> List[str]:
+    """Move trial directories the experiment does not know (not in ``known``) into
+    ``experiment_path/folder``; returns their names.
+
+    A driver killed after its last snapshot may have made trials that snapshot does not
+    hold.  A restored run makes its new trials afresh (with the same ids, and with the
+    same configs when the searcher is seeded), so those directories would mix an old
+    run's results with the new one's; set aside, they keep what was reported."""
+    known = {os.path.abspath(path) for path in known}
+    moved: List[str] = []
+    for name in sorted(os.listdir(experiment_path)):
+        path = os.path.join(experiment_path, name)
+        if path in known or name == folder or not os.path.isdir(path):
+            continue
+        entries = os.listdir(path)
+        if not any(e in (PARAMS_FILE, RESULT_FILE, PROGRESS_FILE) or e.startswith("checkpoint_") for e in entries):
+            continue  # not a trial directory
+        os.makedirs(os.path.join(experiment_path, folder), exist_ok=True)
+        os.replace(path, os.path.join(experiment_path, folder, name))
+        moved.append(name)
+    return moved

@@ -204,3 +204,25 @@ def test_a_new_run_under_an_old_name_writes_the_newest_snapshot(tmp_path):
     loaded, found = state.load_latest(path)
     assert [record[0] for record in loaded["trials"]] == [new.get_trials()[0].trial_id]
     assert found.endswith("experiment_state-0000000004.msgpack")
+
+
+def test_trial_directories_the_snapshot_does_not_hold_are_set_aside_not_mixed_in(tmp_path):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path)
+    runner.add_trial(runner.search_alg.next_trial())
+    known = runner.get_trials()[0]
+    os.makedirs(known.path)
+    runner.checkpoint(force=True)
+    # A trial the killed run made after its last snapshot, with a result it reported.
+    later = tmp_path / "exp" / "_train_made_later"
+    later.mkdir()
+    (later / "params.json").write_text('{"x": 0.5}')
+    (later / "result.json").write_text('{"loss": 0.5}\n')
+    (tmp_path / "exp" / "notes").mkdir()  # not a trial directory: left alone
+
+    resumed, _ = _runner(path)
+    resumed.resume()
+    aside = tmp_path / "exp" / "not-in-snapshot-0000000001" / "_train_made_later"
+    assert (aside / "result.json").read_text() == '{"loss": 0.5}\n'
+    assert not later.exists() and os.path.isdir(known.path) and (tmp_path / "exp" / "notes").is_dir()
+    assert len(tune.ResultGrid.from_path(path)) == 0  # the set-aside trial is not one of the experiment's
