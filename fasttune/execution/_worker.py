@@ -251,15 +251,20 @@ class TrialWorker:
                 self._cond.notify_all()  # a queued trial or an answered decision may go on
             self._poller_waiting = True
             while True:
-                if not self._out and not self._has_unsent():
+                has_news = bool(self._out) or self._has_unsent()
+                if has_news and (self._linger_until is None or self._thread_waits()):
+                    break
+                if self._linger_until is None:
                     self._cond.wait()
                     continue
-                if self._linger_until is None or self._thread_waits():
-                    break
                 remaining = self._linger_until - time.monotonic()
-                if remaining <= 0:
+                if remaining > 0:
+                    # A timed wait: results reported while lingering need not wake it.
+                    self._cond.wait(remaining)
+                elif has_news:
                     break
-                self._cond.wait(remaining)
+                else:
+                    self._cond.wait()  # lingered out with nothing to say: wait for news
             self._poller_waiting = False
             self._linger_until = None
             self._seal_results()
@@ -341,6 +346,13 @@ class TrialWorker:
             return not self._queue
         return run.awaiting or run.backpressured
 
+    def _poller_would_return(self) -> bool:
+        """Whether a new result lets a waiting poll return: not while it lingers (it wakes
+        by itself at the deadline, or when the thread blocks or ends), so a short run
+        segment costs the poll thread one wake-up instead of one per result."""
+        until = self._linger_until
+        return until is None or time.monotonic() >= until
+
     def _linger(self) -> None:
         if self._linger_until is None:
             self._linger_until = time.monotonic() + _LINGER_S
@@ -382,8 +394,12 @@ class TrialWorker:
         with self._cond:
             self._seal_results()
             self._out.append(_packb(event))
+            # A poll in a timed linger wakes by itself at its deadline or when the thread
+            # waits; one waiting untimed (no linger, or lingered out) is woken.
+            wake = self._poller_would_return()
             self._linger()
-            self._cond.notify_all()
+            if wake:
+                self._cond.notify_all()
 
     # ---- the trial thread ------------------------------------------------------------
     def _trial_loop(self) -> None:
@@ -502,7 +518,7 @@ class TrialWorker:
                 while len(run.times) >= MAX_UNSENT_RESULTS and run.interrupt is None:
                     self._cond.wait()
                 run.backpressured = False
-        elif self._poller_waiting:
+        elif self._poller_waiting and self._poller_would_return():
             with self._cond:
                 self._cond.notify_all()
 

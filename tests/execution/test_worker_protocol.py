@@ -235,3 +235,34 @@ def test_report_needs_a_dict():
     worker = TrialWorker()
     events = _run_until(worker, _commands(_install(fn), ["start", _spec("t1")]))
     assert events[-1][0] == "error" and "takes a dict of metrics" in events[-1][2]
+
+
+def test_a_lingering_poll_returns_the_whole_segment_at_its_decision_point(monkeypatch):
+    """After a start the poll lingers until the trial blocks at its decision point; the
+    results reported meanwhile do not wake it one by one, and a linger far longer than
+    the segment still ends as soon as the trial waits for the driver."""
+    monkeypatch.setattr(_worker, "_LINGER_S", 3600.0)
+
+    def fn(config):
+        for i in range(40):
+            tune.report({"i": i})
+
+    worker = TrialWorker()
+    notified = []
+    real_notify_all = worker._cond.notify_all
+
+    def counting_notify_all():
+        notified.append(1)
+        real_notify_all()
+
+    worker._cond.notify_all = counting_notify_all
+    reply = msgpack.unpackb(worker.poll(_commands(_install(fn), ["start", _spec("t1", decide=["at", [20, 40]])])),
+                            raw=False, strict_map_key=False)
+    assert [e[0] for e in reply] == ["started", "results", "decide"]
+    assert [r["i"] for r in _results(reply)] == list(range(20)) and reply[-1] == ["decide", "t1", 20]
+    # A handful of wake-ups for the segment (commands applied, started, decide), not one
+    # per reported result.
+    assert len(notified) < 10
+    events = reply + _run_until(worker, _commands(["continue", "t1"]), answer=lambda e: ["continue", e[1]])
+    assert [r["i"] for r in _results(events)] == list(range(40))
+    assert events[-1] == ["done", "t1"]
