@@ -24,7 +24,8 @@ from fasttune.execution import _experiment_state as _state
 from fasttune.execution._checkpoint_retention import select_checkpoints_to_keep
 from fasttune.execution.ray_trial_executor import EVENT_BATCH, EVENT_ERROR, EVENT_START, RayTrialExecutor
 from fasttune.experiment.trial import Trial
-from fasttune.logger._trial_files import TrialFiles, config_to_json, set_aside_unknown_trial_dirs
+from fasttune.logger._trial_files import (TrialFiles, config_to_json, prune_checkpoints_now,
+                                         set_aside_unknown_trial_dirs)
 from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, TrialScheduler, overrides
 from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.stopper import Stopper
@@ -923,11 +924,13 @@ class TrialRunner:
                     trial.set_status(Trial.PENDING)
                 self._unassigned[trial_id] = trial
             trial.end_time = None
-        if trial.start_time is not None:
-            # It ran before: its files are this experiment's, rewound when it next starts
-            # (to the rows its checkpoint counts; results logged after the snapshot go).
-            self._config_json[trial_id] = config_to_json(trial.config)
+            # The interrupted run may have gone on with it after the snapshot: its files
+            # are rewound when it next starts (to the rows its checkpoint counts), and
+            # checkpoints the snapshot does not list go now, before any worker writes.
             self._rewind_on_start.add(trial_id)
+            prune_checkpoints_now(trial.path, [os.path.basename(c.path) for c in trial.checkpoints])
+        if trial.start_time is not None:
+            self._config_json[trial_id] = config_to_json(trial.config)  # its params.json is written
         self._trials.append(trial)
         self._by_id[trial_id] = trial
         self._records.append(None)

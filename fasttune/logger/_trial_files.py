@@ -197,6 +197,12 @@ class TrialFiles:
         return next(csv.reader([header.decode()]))
 
 
+def prune_checkpoints_now(trial_dir: str, keep: Iterable[str]) -> None:
+    """:meth:`TrialFiles.prune_checkpoints`, done at once on the caller's thread (for a
+    trial no worker holds, before one is given it)."""
+    _prune_checkpoints(trial_dir, frozenset(keep))
+
+
 def _prune_checkpoints(trial_dir: str, keep: frozenset) -> None:
     try:
         names = os.listdir(trial_dir)

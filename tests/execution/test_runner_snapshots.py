@@ -24,6 +24,10 @@ class StubExecutor:
     def check_feasible(self, trial):
         self.feasibility_checks.append(dict(trial.resources))
 
+    def start_trial(self, trial, spec, asks_ahead):
+        self.started = spec
+        return 0
+
 
 def _train(config):
     tune.report({"loss": config["x"]})
@@ -226,3 +230,25 @@ def test_trial_directories_the_snapshot_does_not_hold_are_set_aside_not_mixed_in
     assert (aside / "result.json").read_text() == '{"loss": 0.5}\n'
     assert not later.exists() and os.path.isdir(known.path) and (tmp_path / "exp" / "notes").is_dir()
     assert len(tune.ResultGrid.from_path(path)) == 0  # the set-aside trial is not one of the experiment's
+
+
+def test_a_trial_the_killed_run_went_on_with_after_the_snapshot_starts_clean(tmp_path):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path)
+    runner.add_trial(runner.search_alg.next_trial())
+    trial = runner.get_trials()[0]
+    runner.checkpoint(force=True)  # the trial is PENDING, never started, in this snapshot
+    # ... then the killed run started it: results and a checkpoint the snapshot never saw.
+    os.makedirs(os.path.join(trial.path, "checkpoint_000000"))
+    with open(os.path.join(trial.path, "result.json"), "w") as f:
+        f.write('{"loss": 0.1, "training_iteration": 1}\n')
+
+    resumed, _ = _runner(path)
+    resumed.resume()
+    assert not os.path.exists(os.path.join(trial.path, "checkpoint_000000"))  # pruned before any worker
+    again = resumed.get_trials()[0]
+    resumed._start_trial(again)
+    resumed._files.flush()
+    with open(os.path.join(trial.path, "result.json")) as f:
+        assert f.read() == ""  # the restored run's results will be the only ones
+    assert resumed.trial_executor.started["iteration"] == 0 and resumed.trial_executor.started["restore"] is None
