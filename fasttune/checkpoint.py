@@ -79,6 +79,13 @@ class Checkpoint:
         self._path = path
 
     @classmethod
+    def _at(cls, absolute_path: str) -> "Checkpoint":
+        """A checkpoint known to be at ``absolute_path`` (a restore makes many)."""
+        checkpoint = cls.__new__(cls)
+        checkpoint._path = absolute_path
+        return checkpoint
+
+    @classmethod
     def _written_by_worker(cls, path: str) -> "Checkpoint":
         """A checkpoint a worker reported as persisted: no file-system checks (the
         driver records thousands of these per second)."""

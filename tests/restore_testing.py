@@ -59,10 +59,10 @@ def counting_trainable(config):
 def _count_and_maybe_interrupt(config):
     fd = os.open(config["counter"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
-        os.write(fd, b".")  # appends are atomic: the file's size counts the reports
+        os.write(fd, b".")  # an append is atomic, and leaves this fd at its own end:
+        reports = os.lseek(fd, 0, os.SEEK_CUR)  # each report gets its own count
     finally:
         os.close(fd)
-    reports = os.path.getsize(config["counter"])
     if reports == config["interrupt_after"] or (config["signal"] == "SIGINT2" and reports == config["interrupt_after"] + 5):
         if config["signal"] == "SIGKILL":
             os.killpg(config["driver_pgid"], signal.SIGKILL)

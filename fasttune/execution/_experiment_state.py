@@ -18,10 +18,10 @@ loaded as code.  Tuples keep their type through a second extension type.
 Example:
     >>> import tempfile
     >>> d = tempfile.mkdtemp()
-    >>> path = write_snapshot(d, {"format": 1}, [pack(("a", 1))], seq=1)
+    >>> path = write_snapshot(d, {"format": 1}, [as_bin(pack(("a", 1)))], seq=1)
     >>> state, found = load_latest(d)
-    >>> state["trials"], found == path
-    ([('a', 1)], True)
+    >>> Loader().unpack(state["trials"][0]), found == path
+    (('a', 1), True)
 """
 from __future__ import annotations
 
@@ -69,18 +69,33 @@ def _pickle_module() -> Any:
     return cloudpickle
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, tuple):
-        return msgpack.ExtType(_EXT_TUPLE, pack(list(obj)))
-    item = getattr(obj, "item", None)
-    if item is not None and getattr(obj, "ndim", None) == 0:  # a numpy scalar
-        return item()
-    return msgpack.ExtType(_EXT_PICKLED, _pickle_module().dumps(obj))
+class _Default:
+    """msgpack's ``default`` hook: tuples and numpy scalars as data, anything else
+    cloudpickled (its type's name kept in ``pickled``)."""
+
+    def __init__(self) -> None:
+        self.pickled: List[str] = []
+
+    def __call__(self, obj: Any) -> Any:
+        if isinstance(obj, tuple):
+            return msgpack.ExtType(_EXT_TUPLE, msgpack.packb(list(obj), use_bin_type=True, strict_types=True,
+                                                             default=self))
+        item = getattr(obj, "item", None)
+        if item is not None and getattr(obj, "ndim", None) == 0:  # a numpy scalar
+            return item()
+        self.pickled.append(type(obj).__name__)
+        return msgpack.ExtType(_EXT_PICKLED, _pickle_module().dumps(obj))
 
 
 def pack(value: Any) -> bytes:
     """``value`` as msgpack; what msgpack cannot carry is cloudpickled in place."""
-    return msgpack.packb(value, use_bin_type=True, strict_types=True, default=_default)
+    return pack_noting_pickles(value)[0]
+
+
+def pack_noting_pickles(value: Any) -> Tuple[bytes, List[str]]:
+    """:func:`pack`, and the type names of the objects it had to cloudpickle."""
+    default = _Default()
+    return msgpack.packb(value, use_bin_type=True, strict_types=True, default=default), default.pickled
 
 
 def is_plain(value: Any) -> bool:
@@ -190,9 +205,11 @@ def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[by
     """Write ``state`` plus ``state["trials"] = records`` as snapshot number ``seq``, and
     drop all but the newest :data:`KEEP`.
 
-    ``records`` are each trial's record already :func:`pack`-ed: a finished trial's
-    record does not change, so the runner packs it once and splices the bytes into
-    every later snapshot (an array header followed by the records is a msgpack array).
+    ``records`` are each trial's record as :func:`trial_record` made it (a msgpack bin
+    holding the packed record): a finished trial's record does not change, so the runner
+    packs it once and splices the bytes into every later snapshot (an array header
+    followed by the records is a msgpack array), and a restore hands those bytes back
+    (:func:`load_latest` leaves them undecoded: see :func:`decode_trial`).
     """
     os.makedirs(experiment_path, exist_ok=True)
     path = os.path.join(experiment_path, f"experiment_state-{seq:010d}.msgpack")
@@ -282,17 +299,20 @@ class KeySets:
 
 
 # The fields of a trial record, in order (status, iteration, failures, metrics and time
-# live in the TrialTable snapshot beside it, row = position).
+# live in the TrialTable snapshot beside it, row = position; its directory's name in the
+# snapshot's "dirnames" list).
 RECORD_FIELDS = (
-    "trial_id", "config", "experiment_tag", "dirname", "custom_name", "resources",
+    "trial_id", "config", "experiment_tag", "custom_name", "resources",
     "evaluated_params", "results_seen", "last_result", "checkpoints", "next_checkpoint_index",
     "error_msg", "start_time", "end_time",
 )
 
 
-def trial_record(trial: Any, keysets: KeySets, checkpoint_rows: Dict[str, int], next_checkpoint_index: int) -> bytes:
-    """One trial's record, packed.  A checkpoint saved with the trial's last result
-    stores ``None`` for its result instead of a second copy."""
+def trial_record(trial: Any, keysets: KeySets, checkpoint_rows: Dict[str, int],
+                 next_checkpoint_index: int) -> Tuple[bytes, List[str]]:
+    """One trial's record, packed, and the type names of the objects in it that had to be
+    cloudpickled.  A checkpoint saved with the trial's last result stores ``None`` for
+    its result instead of a second copy."""
     last = trial.last_result
     checkpoints = [
         [os.path.basename(checkpoint.path), checkpoint_rows.get(checkpoint.path, 0),
@@ -300,55 +320,131 @@ def trial_record(trial: Any, keysets: KeySets, checkpoint_rows: Dict[str, int], 
         for checkpoint, result in trial.checkpoint_results
     ]
     pgf = trial.placement_group_factory
-    return pack([
-        trial.trial_id, trial.config, trial.experiment_tag, trial.storage_dirname, trial.custom_trial_name,
-        [pgf.bundles, pgf.strategy], trial.evaluated_params, trial.results_seen, keysets.encode(last),
-        checkpoints, next_checkpoint_index, trial.error_msg, trial.start_time, trial.end_time,
+    evaluated = trial.evaluated_params
+    packed, pickled = pack_noting_pickles([
+        trial.trial_id, trial.config, trial.experiment_tag, trial.custom_trial_name,
+        [pgf.bundles, pgf.strategy], None if evaluated == trial.config else evaluated, trial.results_seen,
+        keysets.encode(last), checkpoints, next_checkpoint_index, trial.error_msg, trial.start_time, trial.end_time,
     ])
+    return as_bin(packed), pickled
 
 
-def decode_trial(record: list, row: int, table: Any, keysets: KeySets, experiment_path: str,
-                 pgf_cache: Dict[Any, Any], trainable_name: Optional[str] = None,
+def as_bin(data: bytes) -> bytes:
+    """``data`` as one msgpack bin object."""
+    n = len(data)
+    if n < 256:
+        return b"\xc4" + bytes([n]) + data
+    if n < 65536:
+        return b"\xc5" + struct.pack(">H", n) + data
+    return b"\xc6" + struct.pack(">I", n) + data
+
+
+_TEMPLATE = "trial template"  # the cache's entry for the Trial the others are made like
+_LAZY_BASE = "lazy trial state"  # ... and for the template's state less the decoded fields
+_LAST_RESOURCES = "last resources"  # ... and for the last (request, PlacementGroupFactory)
+
+# What decode_trial sets from the record; a lazily restored trial decodes them on first use.
+DECODED_FIELDS = (
+    "trial_id", "config", "evaluated_params", "experiment_tag", "placement_group_factory", "stopping_criterion",
+    "last_result", "checkpoints", "checkpoint_results", "results_seen", "start_time", "end_time", "error_msg",
+    "error_file", "error", "_dirname", "_custom_name", "_path",
+)
+
+
+def _template(cache: Dict[Any, Any], experiment_path: str, trainable_name: Optional[str], trial_kwargs: Dict[str, Any]) -> Any:
+    template = cache.get(_TEMPLATE)
+    if template is None:
+        from fasttune.experiment.trial import Trial
+
+        template = cache[_TEMPLATE] = Trial(trainable_name or "", experiment_path=experiment_path, **trial_kwargs)
+    return template
+
+
+def decode_trial(record: bytes, row: int, dirname: str, table: Any, keysets: KeySets, experiment_path: str,
+                 cache: Dict[Any, Any], loader: Loader, trainable_name: Optional[str] = None,
                  **trial_kwargs: Any) -> Tuple[Any, Dict[str, int], int]:
-    """The :class:`~fasttune.experiment.trial.Trial` of ``record`` (row ``row`` of
-    ``table``), the result rows each of its checkpoints counts, and its next checkpoint
-    index.  Trials with equal resources share one PlacementGroupFactory."""
+    """The :class:`~fasttune.experiment.trial.Trial` of the packed ``record`` (row ``row``
+    of ``table``, directory ``dirname``), the result rows each of its checkpoints counts, and its next checkpoint
+    index.  ``cache`` holds what the trials of one restore share: a PlacementGroupFactory
+    per resource request, and a template Trial with the experiment-wide settings."""
     from fasttune.checkpoint import Checkpoint
     from fasttune.execution.placement_groups import PlacementGroupFactory
     from fasttune.experiment.trial import Trial
 
-    (trial_id, config, tag, dirname, custom_name, resources, evaluated, results_seen, last,
-     checkpoints, next_index, error_msg, start_time, end_time) = record
-    key = (tuple(tuple(sorted(b.items())) for b in resources[0]), resources[1])
-    pgf = pgf_cache.get(key)
-    if pgf is None:
-        pgf = pgf_cache[key] = PlacementGroupFactory(resources[0], resources[1])
-    trial = Trial(trainable_name or dirname, config=config, trial_id=trial_id, experiment_path=experiment_path,
-                  evaluated_params=evaluated, experiment_tag=tag, placement_group_factory=pgf, **trial_kwargs)
-    trial._dirname, trial._custom_name = dirname, custom_name
+    (trial_id, config, tag, custom_name, resources, evaluated, results_seen, last,
+     checkpoints, next_index, error_msg, start_time, end_time) = loader.unpack(record)
+    previous = cache.get(_LAST_RESOURCES)
+    if previous is not None and previous[0] == resources:
+        pgf = previous[1]
+    else:
+        key = repr(resources)
+        pgf = cache.get(key)
+        if pgf is None:
+            pgf = cache[key] = PlacementGroupFactory(resources[0], resources[1])
+        cache[_LAST_RESOURCES] = (resources, pgf)
+    template = _template(cache, experiment_path, trainable_name, trial_kwargs)
+    trial = Trial._like(template, trial_id, config, dict(config) if evaluated is None else evaluated, tag, dirname,
+                        pgf)
+    trial._custom_name = custom_name
     trial._table, trial._row = table, row
     trial.results_seen, trial.start_time, trial.end_time = results_seen, start_time, end_time
-    trial.last_result = keysets.decode(last)
+    trial.last_result = last_result = keysets.decode(last)
     rows = {}
+    prefix = trial.path + os.sep  # absolute: the experiment path is
+    at = Checkpoint._at
     for name, counted, result in checkpoints:
-        checkpoint = Checkpoint._written_by_worker(os.path.join(trial.path, name))
-        trial.checkpoint_results.append((checkpoint, keysets.decode(result) if result else trial.last_result))
+        checkpoint = at(prefix + name)
+        trial.checkpoint_results.append((checkpoint, keysets.decode(result) if result else last_result))
         rows[checkpoint.path] = counted
     trial.checkpoints = [c for c, _ in trial.checkpoint_results]
     if error_msg:
         trial.error_msg = error_msg
-        trial.error_file = os.path.join(trial.path, "error.txt")
+        trial.error_file = prefix + "error.txt"
         trial.error = TuneError(f"Trial {trial} failed:\n{error_msg}")
     return trial, rows, next_index
+
+
+def lazy_trial(record: bytes, row: int, dirname: str, table: Any, keysets: KeySets, experiment_path: str,
+               cache: Dict[Any, Any], loader: Loader, trainable_name: Optional[str] = None,
+               **trial_kwargs: Any) -> Any:
+    """Like :func:`decode_trial`'s trial, for one that stays finished: only its id is read
+    now; the rest of the record is decoded the first time any of it is used.  A restore of
+    100,000 finished trials then costs microseconds per trial."""
+    from fasttune.experiment.trial import Trial
+
+    base = cache.get(_LAZY_BASE)
+    if base is None:
+        template = _template(cache, experiment_path, trainable_name, trial_kwargs)
+        base = cache[_LAZY_BASE] = {k: v for k, v in template.__dict__.items() if k not in DECODED_FIELDS}
+
+    def load(trial: Any) -> None:
+        full = decode_trial(record, row, dirname, table, keysets, experiment_path, cache, loader, trainable_name,
+                            **trial_kwargs)[0]
+        trial.__dict__.update({name: full.__dict__[name] for name in DECODED_FIELDS})
+
+    trial = Trial.__new__(Trial)
+    state = base.copy()
+    state.update(trial_id=_record_trial_id(record, loader), _table=table, _row=row, _load_record=load)
+    trial.__dict__ = state
+    return trial
+
+
+def _record_trial_id(record: bytes, loader: Loader) -> str:
+    # A record is an array of RECORD_FIELDS whose first element is the id, a short string.
+    if len(record) > 2 and record[0] == 0x90 | len(RECORD_FIELDS) and 0xA0 <= record[1] <= 0xBF:
+        return record[2:2 + (record[1] & 0x1F)].decode("utf-8")
+    return loader.unpack(record)[0]
 
 
 def read_trials(experiment_path: str) -> List[Any]:
     """The trials of the experiment's latest snapshot, as Trial objects (no Ray needed)."""
     from fasttune import _corelib as core
 
-    state, _ = load_latest(experiment_path)
+    loader = Loader()
+    state, _ = load_latest(experiment_path, loader)
     table = core.TrialTable.from_snapshot(state["table"])
     keysets = KeySets(state["keysets"])
     cache: Dict[Any, Any] = {}
-    return [decode_trial(record, row, table, keysets, experiment_path, cache, state.get("trainable_name"))[0]
-            for row, record in enumerate(state["trials"])]
+    return [decode_trial(record, row, dirname, table, keysets, experiment_path, cache, loader,
+                         state.get("trainable_name"))[0]
+            for row, (record, dirname) in enumerate(zip(state["trials"], state["dirnames"]))]

@@ -9,6 +9,7 @@ callbacks) see each result only when they override the hook that would receive i
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import os
 import time
@@ -132,6 +133,8 @@ class TrialRunner:
         # Packed snapshot records by row: kept for finished trials (they no longer
         # change), so a snapshot of 100,000 trials packs only the live ones.
         self._records: List[Optional[bytes]] = []
+        self._dirnames: List[Optional[str]] = []  # by row, filled with its record
+        self._pickled_in_records: Dict[int, List[str]] = {}  # rows whose record holds pickles
         self._live_records: Dict[int, bytes] = {}
         self._keysets = _state.KeySets()
         self._rewind_on_start: set = set()  # restored trials: their files are rewound at start
@@ -150,6 +153,7 @@ class TrialRunner:
         trial._attach(self._table, self._table.add())
         self._trials.append(trial)
         self._records.append(None)
+        self._dirnames.append(None)
         self._by_id[trial.trial_id] = trial
         if trial.status == Trial.PENDING:
             self._unassigned[trial.trial_id] = trial
@@ -768,12 +772,17 @@ class TrialRunner:
 
     def _write_snapshot(self) -> str:
         self._files.flush()  # every result the snapshot counts is on disk first
-        records = self._records
+        records, dirnames = self._records, self._dirnames
         for row, trial in enumerate(self._trials):
             if records[row] is None:
-                record = _state.trial_record(
+                dirnames[row] = trial.storage_dirname
+                record, pickled = _state.trial_record(
                     trial, self._keysets, self._checkpoint_rows,
                     self._next_checkpoint_index.get(trial.trial_id, len(trial.checkpoints)))
+                if pickled:
+                    self._pickled_in_records[row] = pickled
+                else:
+                    self._pickled_in_records.pop(row, None)
                 if trial.is_finished() and trial.trial_id not in self._slot_of:
                     records[row] = record  # no worker can change it any more
                 else:
@@ -789,6 +798,9 @@ class TrialRunner:
             "iteration": self._iteration,
             "table": self._table.snapshot(),
             "keysets": self._keysets.keys,
+            "dirnames": dirnames,  # beside the records too: a restore reads them all at once
+            # What a restore will unpickle from trial records, told before it decodes any.
+            "pickled_in_records": self._pickled_in_records,
             "searcher": _policy_state(self._search_alg, "searcher"),
             "scheduler": _policy_state(self._scheduler, "scheduler"),
             "stopper": self._stopper.get_state() if self._stopper is not None else None,
@@ -827,16 +839,24 @@ class TrialRunner:
         if resume_config is None:
             resume_config = ResumeConfig.from_flags(resume_unfinished, resume_errored, restart_errored)
         loader = _state.Loader()
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # millions of small objects, none cyclic: the collector only costs here
+        try:
+            return self._resume(loader, resume_config)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _resume(self, loader: Any, resume_config: Any) -> List[str]:
         state, path = _state.load_latest(self.experiment_path, loader)
-        pickled = [f"{count} {name} object(s) in trial configs"
-                   for name, count in sorted(collections.Counter(loader.unpickled).items())]
         try:
             table = core.TrialTable.from_snapshot(state["table"])
         except ValueError as exc:
             raise TuneError(f"The TrialTable in {path} cannot be read ({exc}); the experiment cannot be restored.") from exc
         records = state["trials"]
-        if len(table) != len(records):
-            raise TuneError(f"{path} is inconsistent: its table has {len(table)} rows for {len(records)} trials.")
+        if not len(table) == len(records) == len(state["dirnames"]):
+            raise TuneError(f"{path} is inconsistent: its table has {len(table)} rows for {len(records)} trials "
+                            f"and {len(state['dirnames'])} trial directories; the experiment cannot be restored.")
         self._table = table
         self._results = core.ResultBuffer(table, self._metric)
         self._keysets = _state.KeySets(state["keysets"])
@@ -845,14 +865,17 @@ class TrialRunner:
             self._experiment.set_trial_id_state(*state["trial_ids"])
         self._start_time = time.monotonic() - float(state.get("elapsed_s") or 0.0)
         self._iteration = int(state.get("iteration") or 0)
-        pickled += self._restore_policies(state)
+        pickled = self._restore_policies(state)
+        self._records = [None] * len(records)
+        self._dirnames = list(state["dirnames"])
         for row, record in enumerate(records):
-            self._restore_trial(row, record, resume_config)
+            self._restore_trial(row, record, resume_config, loader)
         if overrides(self._scheduler, TrialScheduler, "on_trial_add"):
             for trial in self._trials:
                 self._scheduler.on_trial_add(self, trial)
         folder = f"not-in-snapshot-{self._snapshot_seq:010d}"
-        moved = set_aside_unknown_trial_dirs(self.experiment_path, [t.path for t in self._trials], folder)
+        moved = set_aside_unknown_trial_dirs(
+            self.experiment_path, [os.path.join(self.experiment_path, name) for name in self._dirnames], folder)
         if moved:
             logger.warning(
                 "%d trial directories in %s are not in its latest snapshot (the interrupted run made them "
@@ -861,6 +884,9 @@ class TrialRunner:
         for trial in self._skipped_on_resume:
             self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
         self._skipped_on_resume = []
+        self._pickled_in_records = dict(state.get("pickled_in_records") or {})
+        in_records = collections.Counter(name for names in self._pickled_in_records.values() for name in names)
+        pickled = [f"{count} {name} object(s) in trial records" for name, count in sorted(in_records.items())] + pickled
         counts = self._table.counts()
         logger.info(
             "Restored %d trials from %s: %d to run, %d paused, %d terminated, %d errored.",
@@ -884,31 +910,35 @@ class TrialRunner:
             self._callbacks.set_state(state["callbacks"])
         return pickled
 
-    def _restore_trial(self, row: int, record: list, resume_config: Any) -> None:
-        from fasttune.tune_config import ResumeConfig
-
+    def _restore_trial(self, row: int, record: bytes, resume_config: Any, loader: Any) -> None:
         experiment = self._experiment
-        trial, checkpoint_rows, next_index = _state.decode_trial(
-            record, row, self._table, self._keysets, self.experiment_path, self._restored_pgfs,
-            trainable_name=experiment.trainable_name, stopping_criterion=experiment.stopping_criterion,
-            max_failures=experiment.max_failures, checkpoint_config=experiment.checkpoint_config)
-        trial_id = trial.trial_id
-        self._checkpoint_rows.update(checkpoint_rows)
-        self._next_checkpoint_index[trial_id] = next_index
-        self._table.set_worker_slot(row, -1)
-
-        status = trial.status
+        status = core.STATUS_NAMES[self._table.get_status(row)]
         if status == Trial.TERMINATED:
             how = resume_config.finished
         elif status == Trial.ERROR:
             how = resume_config.errored
         else:
             how = resume_config.unfinished
-        skip, restart = ResumeConfig.ResumeType.SKIP, ResumeConfig.ResumeType.RESTART
+        skip, restart = type(how).SKIP, type(how).RESTART
+        args = (record, row, self._dirnames[row], self._table, self._keysets, self.experiment_path,
+                self._restored_pgfs, loader)
+        kwargs = dict(trainable_name=experiment.trainable_name, stopping_criterion=experiment.stopping_criterion,
+                      max_failures=experiment.max_failures, checkpoint_config=experiment.checkpoint_config)
+        if how == skip and status in (Trial.TERMINATED, Trial.ERROR):
+            # It stays as it is: decoded when first used, and its record goes into the
+            # next snapshot unchanged.
+            trial = _state.lazy_trial(*args, **kwargs)
+            self._records[row] = _state.as_bin(record)
+            self._trials.append(trial)
+            self._by_id[trial.trial_id] = trial
+            return
+        trial, checkpoint_rows, next_index = _state.decode_trial(*args, **kwargs)
+        trial_id = trial.trial_id
+        self._checkpoint_rows.update(checkpoint_rows)
+        self._next_checkpoint_index[trial_id] = next_index
         if how == skip:
-            if status not in (Trial.TERMINATED, Trial.ERROR):
-                trial.set_status(Trial.TERMINATED)
-                self._skipped_on_resume.append(trial)
+            trial.set_status(Trial.TERMINATED)
+            self._skipped_on_resume.append(trial)
         else:
             if how == restart:
                 for checkpoint in trial.checkpoints:
@@ -929,11 +959,10 @@ class TrialRunner:
             # checkpoints the snapshot does not list go now, before any worker writes.
             self._rewind_on_start.add(trial_id)
             prune_checkpoints_now(trial.path, [os.path.basename(c.path) for c in trial.checkpoints])
-        if trial.start_time is not None:
-            self._config_json[trial_id] = config_to_json(trial.config)  # its params.json is written
+            if trial.start_time is not None:
+                self._config_json[trial_id] = config_to_json(trial.config)  # its params.json is written
         self._trials.append(trial)
         self._by_id[trial_id] = trial
-        self._records.append(None)
 
     def update_pending_trial_resources(self, resources: Any) -> None:
         """Give every PENDING trial new resources (e.g. after a restore on another

@@ -91,6 +91,33 @@ class Trial:
         # Last, so the creator may read any attribute of the trial.
         self._custom_name = trial_name_creator(self) if trial_name_creator else None
 
+    @classmethod
+    def _like(cls, template: "Trial", trial_id: str, config: Dict[str, Any], evaluated_params: Dict[str, Any],
+              experiment_tag: str, dirname: str, placement_group_factory: PlacementGroupFactory) -> "Trial":
+        """A trial with ``template``'s experiment-wide settings and its own identity: how
+        a restore makes 100,000 trials without running ``__init__`` for each.  The
+        mutable per-trial state starts empty, as in ``__init__``."""
+        trial = cls.__new__(cls)
+        state = template.__dict__.copy()
+        state.update(
+            trial_id=trial_id, config=config, evaluated_params=evaluated_params, experiment_tag=experiment_tag,
+            placement_group_factory=placement_group_factory, stopping_criterion=dict(template.stopping_criterion),
+            last_result={}, checkpoints=[], checkpoint_results=[], _dirname=dirname,
+            _path=None if template.experiment_path is None
+            else (template.experiment_path, template.experiment_path + os.sep + dirname),
+        )
+        trial.__dict__ = state
+        return trial
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for attributes the instance does not have: a finished trial of a
+        # restored experiment decodes its snapshot record on first use.
+        load = self.__dict__.pop("_load_record", None)
+        if load is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        load(self)
+        return getattr(self, name)
+
     # ---- identity and location -----------------------------------------------------
     @classmethod
     def generate_id(cls) -> str:

@@ -230,7 +230,7 @@ def set_aside_unknown_trial_dirs(experiment_path: str, known: Iterable[str], fol
     hold.  A restored run makes its new trials afresh (with the same ids, and with the
     same configs when the searcher is seeded), so those directories would mix an old
     run's results with the new one's; set aside, they keep what was reported."""
-    known = {os.path.abspath(path) for path in known}
+    known = set(known)  # absolute, as trial paths are
     moved: List[str] = []
     for name in sorted(os.listdir(experiment_path)):
         path = os.path.join(experiment_path, name)

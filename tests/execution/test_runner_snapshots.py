@@ -91,7 +91,7 @@ def test_config_objects_that_are_no_data_are_pickled_and_named_on_resume(tmp_pat
     resumed, _ = _runner(path, when=datetime.date(2026, 12, 1))
     unpickled = resumed.resume()
     assert [t.config["when"] for t in resumed.get_trials()] == [datetime.date(2026, 12, 1)] * 2
-    assert "2 date object(s) in trial configs" in unpickled
+    assert "2 date object(s) in trial records" in unpickled
 
 
 def test_finished_trials_are_packed_once_and_spliced_into_later_snapshots(tmp_path, monkeypatch):
@@ -109,7 +109,7 @@ def test_finished_trials_are_packed_once_and_spliced_into_later_snapshots(tmp_pa
     assert packed.count(finished) == 1  # cached after the first snapshot
     assert packed.count(runner.get_trials()[1].trial_id) == 2  # live: packed each time
     loaded, _ = state.load_latest(path)
-    assert [record[0] for record in loaded["trials"]] == [t.trial_id for t in runner.get_trials()]
+    assert [state.Loader().unpack(record)[0] for record in loaded["trials"]] == [t.trial_id for t in runner.get_trials()]
 
 
 def test_auto_period_spaces_snapshots_by_twenty_times_their_cost(tmp_path, monkeypatch):
@@ -206,7 +206,7 @@ def test_a_new_run_under_an_old_name_writes_the_newest_snapshot(tmp_path):
     new.add_trial(new.search_alg.next_trial())
     new.checkpoint(force=True)
     loaded, found = state.load_latest(path)
-    assert [record[0] for record in loaded["trials"]] == [new.get_trials()[0].trial_id]
+    assert [state.Loader().unpack(record)[0] for record in loaded["trials"]] == [new.get_trials()[0].trial_id]
     assert found.endswith("experiment_state-0000000004.msgpack")
 
 
@@ -252,3 +252,28 @@ def test_a_trial_the_killed_run_went_on_with_after_the_snapshot_starts_clean(tmp
     with open(os.path.join(trial.path, "result.json")) as f:
         assert f.read() == ""  # the restored run's results will be the only ones
     assert resumed.trial_executor.started["iteration"] == 0 and resumed.trial_executor.started["restore"] is None
+
+
+def test_a_restored_experiment_snapshots_and_restores_again_with_finished_trials_untouched(tmp_path):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path)
+    for _ in range(3):
+        runner.add_trial(runner.search_alg.next_trial())
+    for i, trial in enumerate(runner.get_trials()[:2]):
+        _finish(runner, trial, 0.1 * (i + 1), iteration=i + 1)
+    runner.checkpoint(force=True)
+
+    second, _ = _runner(path)
+    second.resume()
+    finished = second.get_trials()[0]
+    assert "config" not in finished.__dict__  # not decoded: nothing has used it yet
+    second.checkpoint(force=True)  # splices the undecoded records back in
+    assert "config" not in finished.__dict__
+    third, _ = _runner(path)
+    third.resume()
+    trials = third.get_trials()
+    assert [t.last_result.get("loss") for t in trials] == [0.1, 0.2, None]
+    assert [t.config["x"] for t in trials] == [t.config["x"] for t in runner.get_trials()]
+    assert [t.status for t in trials] == ["TERMINATED", "TERMINATED", "PENDING"]
+    with pytest.raises(AttributeError, match="no attribute 'no_such_thing'"):
+        trials[0].no_such_thing
