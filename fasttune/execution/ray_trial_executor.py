@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
@@ -30,6 +31,9 @@ EVENT_ERROR = core.EVENT_ERROR
 
 _MAX_DEPTH = 64
 _RESOURCE_REFRESH_S = 10.0
+# Slices of ray.wait while a background suggestion may wake the loop (see _wait_or_wake).
+_WAKE_POLL_MIN_S = 0.001
+_WAKE_POLL_MAX_S = 0.02
 
 
 class _Worker:
@@ -311,19 +315,28 @@ class RayTrialExecutor:
                 worker.future = worker.actor.poll.remote(payload)
                 self._by_future[worker.future] = worker.slot
 
-    def get_next_executor_event(self, live_trials: Any, next_trial_exists: bool) -> Optional[Tuple[int, int, Any]]:
+    def get_next_executor_event(self, live_trials: Any, next_trial_exists: bool,
+                                wake: Optional[threading.Event] = None,
+                                timeout: Optional[float] = None) -> Optional[Tuple[int, int, Any]]:
         """The next event as ``(kind, slot, payload)``: a trial can start (kind EVENT_START),
         a worker's batch arrived (EVENT_BATCH, payload the decoded events) or a worker
         died (EVENT_ERROR, payload the exception).  A startable trial comes first; worker
         events are taken round robin so no worker starves.  Returns None when there is
         nothing to wait for.
+
+        With ``wake`` (set by another thread, e.g. when a searcher's background suggestion
+        is ready), the wait also ends, with None, once ``wake`` is set or ``timeout``
+        seconds have passed.
         """
         if next_trial_exists:
             self._selector.push(-1, EVENT_START)
         else:
             self._dispatch()
             if not self._replies:
-                self._wait()
+                if wake is None:
+                    self._wait()
+                elif not wake.is_set():
+                    self._wait_or_wake(wake, timeout)
         event = self._selector.pop(next_trial_exists)
         if event is None:
             return None
@@ -339,6 +352,12 @@ class RayTrialExecutor:
             return
         futures = list(self._by_future)
         ready, _ = ray.wait(futures, num_returns=1)
+        self._collect(futures, ready)
+
+    def _collect(self, futures: List[Any], ready: List[Any]) -> None:
+        """Takes the replies of ``ready`` and of all other ``futures`` ready by now."""
+        import ray
+
         more, _ = ray.wait(futures, num_returns=len(futures), timeout=0)
         for future in set(ready) | set(more):
             slot = self._by_future.pop(future)
@@ -352,6 +371,35 @@ class RayTrialExecutor:
                 continue
             self._replies[slot] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
             self._selector.push(slot, EVENT_BATCH)
+
+    def _wait_or_wake(self, wake: threading.Event, timeout: Optional[float]) -> None:
+        """``_wait``, ending early once ``wake`` is set or ``timeout`` has passed.
+
+        With no worker to wait for, this is a plain ``wake.wait``: the loop wakes the
+        moment the suggestion is ready.  Otherwise Ray cannot be woken by a Python Event,
+        so ``ray.wait`` runs in slices of a quarter of the time waited so far, from 1 ms
+        (Ray's timeout resolution) up to 20 ms: a fast suggest is picked up within about
+        a millisecond, a slow one costs at most ~50 wake-ups a second, never a busy spin.
+        """
+        import ray
+
+        if not self._by_future:
+            wake.wait(timeout)
+            return
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        futures = list(self._by_future)
+        while not wake.is_set():
+            now = time.monotonic()
+            step = min(_WAKE_POLL_MAX_S, max(_WAKE_POLL_MIN_S, (now - start) / 4))
+            if deadline is not None:
+                if now >= deadline:
+                    return
+                step = min(step, deadline - now)
+            ready, _ = ray.wait(futures, num_returns=1, timeout=step)
+            if ready:
+                self._collect(futures, ready)
+                return
 
     def worker_died(self, slot: int) -> List[Any]:
         """Forget a dead worker; returns the trials it held, the running one first."""
