@@ -257,6 +257,11 @@ class RayTrialExecutor:
         if worker is None:
             return False
         worker.actor.interrupt.remote(msgpack.packb([[how, trial.trial_id]], use_bin_type=True))
+        # The interrupt can reach the worker before the trial's start does (still queued
+        # here, or in a poll the worker has not applied yet): the worker then ignores it
+        # and would run the trial anyway.  The same command on the next poll comes after
+        # the start; once the interrupt did act, the worker ignores the repeat.
+        worker.commands.append([how, trial.trial_id])
         return True
 
     def stop_trial(self, trial: Any) -> bool:
@@ -290,6 +295,9 @@ class RayTrialExecutor:
         except ValueError:
             pass
         if not worker.assigned:
+            # Repeated stops/pauses (see _interrupt) of trials it no longer holds: sent,
+            # they would make a poll that nothing answers.
+            worker.commands = [c for c in worker.commands if c[0] not in ("stop", "pause")]
             if self._reuse_actors:
                 self._idle.setdefault(worker.shape, []).append(slot)
             else:
