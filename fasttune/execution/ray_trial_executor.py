@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
@@ -31,6 +32,11 @@ EVENT_ERROR = core.EVENT_ERROR
 _MAX_DEPTH = 64
 _RESOURCE_REFRESH_S = 10.0
 _WAIT_S = 0.5  # longest wait for a worker event before the loop looks around
+# Slices of ray.wait while a background suggestion may wake the loop (see _wait_or_wake).
+_WAKE_POLL_MIN_S = 0.001
+_WAKE_POLL_MAX_S = 0.02
+_WAKE_FINE_S = 0.005  # before the slices: the Event is waited on in 0.2 ms steps
+_WAKE_FINE_STEP_S = 0.0002
 
 
 class _Worker:
@@ -254,6 +260,11 @@ class RayTrialExecutor:
         if worker is None:
             return False
         worker.actor.interrupt.remote(msgpack.packb([[how, trial.trial_id]], use_bin_type=True))
+        # The interrupt can reach the worker before the trial's start does (still queued
+        # here, or in a poll the worker has not applied yet): the worker then ignores it
+        # and would run the trial anyway.  The same command on the next poll comes after
+        # the start; once the interrupt did act, the worker ignores the repeat.
+        worker.commands.append([how, trial.trial_id])
         return True
 
     def stop_trial(self, trial: Any) -> bool:
@@ -287,6 +298,9 @@ class RayTrialExecutor:
         except ValueError:
             pass
         if not worker.assigned:
+            # Repeated stops/pauses (see _interrupt) of trials it no longer holds: sent,
+            # they would make a poll that nothing answers.
+            worker.commands = [c for c in worker.commands if c[0] not in ("stop", "pause")]
             if self._reuse_actors:
                 self._idle.setdefault(worker.shape, []).append(slot)
             else:
@@ -312,19 +326,28 @@ class RayTrialExecutor:
                 worker.future = worker.actor.poll.remote(payload)
                 self._by_future[worker.future] = worker.slot
 
-    def get_next_executor_event(self, live_trials: Any, next_trial_exists: bool) -> Optional[Tuple[int, int, Any]]:
+    def get_next_executor_event(self, live_trials: Any, next_trial_exists: bool,
+                                wake: Optional[threading.Event] = None,
+                                timeout: Optional[float] = None) -> Optional[Tuple[int, int, Any]]:
         """The next event as ``(kind, slot, payload)``: a trial can start (kind EVENT_START),
         a worker's batch arrived (EVENT_BATCH, payload the decoded events) or a worker
         died (EVENT_ERROR, payload the exception).  A startable trial comes first; worker
         events are taken round robin so no worker starves.  Returns None when there is
         nothing to wait for.
+
+        With ``wake`` (set by another thread, e.g. when a searcher's background suggestion
+        is ready), the wait also ends, with None, once ``wake`` is set or ``timeout``
+        seconds have passed.
         """
         if next_trial_exists:
             self._selector.push(-1, EVENT_START)
         else:
             self._dispatch()
             if not self._replies:
-                self._wait()
+                if wake is None:
+                    self._wait()
+                elif not wake.is_set():
+                    self._wait_or_wake(wake, timeout)
         event = self._selector.pop(next_trial_exists)
         if event is None:
             return None
@@ -341,8 +364,13 @@ class RayTrialExecutor:
         futures = list(self._by_future)
         # Bounded, so the loop sees a Ctrl-C and the time budget while trials are quiet.
         ready, _ = ray.wait(futures, num_returns=1, timeout=_WAIT_S)
-        if not ready:
-            return
+        if ready:
+            self._collect(futures, ready)
+
+    def _collect(self, futures: List[Any], ready: List[Any]) -> None:
+        """Takes the replies of ``ready`` and of all other ``futures`` ready by now."""
+        import ray
+
         more, _ = ray.wait(futures, num_returns=len(futures), timeout=0)
         for future in set(ready) | set(more):
             slot = self._by_future.pop(future)
@@ -356,6 +384,46 @@ class RayTrialExecutor:
                 continue
             self._replies[slot] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
             self._selector.push(slot, EVENT_BATCH)
+
+    def _wait_or_wake(self, wake: threading.Event, timeout: Optional[float]) -> None:
+        """``_wait``, ending early once ``wake`` is set or ``timeout`` has passed.
+
+        With no worker to wait for, this is a plain ``wake.wait``: the loop wakes the
+        moment the suggestion is ready.  Otherwise Ray cannot be woken by a Python Event,
+        so for the first 5 ms the workers are checked without blocking between 0.2 ms
+        waits on the Event (a fast suggest is picked up at once), then ``ray.wait`` runs
+        in slices of a quarter of the time waited so far, from 1 ms (Ray's timeout
+        resolution) up to 20 ms: a slow suggest costs at most ~50 wake-ups a second,
+        never a busy spin.
+        """
+        import ray
+
+        if not self._by_future:
+            wake.wait(timeout)
+            return
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        futures = list(self._by_future)
+        while not wake.is_set():
+            now = time.monotonic()
+            if now - start < _WAKE_FINE_S:
+                # First few ms (a fast suggest, e.g. TPE's): look at the workers without
+                # blocking and wait on the Event itself, which wakes at once when set.
+                ready, _ = ray.wait(futures, num_returns=1, timeout=0)
+                if ready:
+                    self._collect(futures, ready)
+                    return
+                wake.wait(_WAKE_FINE_STEP_S)
+                continue
+            step = min(_WAKE_POLL_MAX_S, max(_WAKE_POLL_MIN_S, (now - start) / 4))
+            if deadline is not None:
+                if now >= deadline:
+                    return
+                step = min(step, deadline - now)
+            ready, _ = ray.wait(futures, num_returns=1, timeout=step)
+            if ready:
+                self._collect(futures, ready)
+                return
 
     def worker_died(self, slot: int) -> List[Any]:
         """Forget a dead worker; returns the trials it held, the running one first."""

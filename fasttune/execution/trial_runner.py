@@ -12,6 +12,7 @@ import collections
 import gc
 import logging
 import os
+import threading
 import time
 from array import array
 from typing import Any, Dict, List, Optional
@@ -36,6 +37,11 @@ logger = logging.getLogger(__name__)
 # Under checkpoint_period="auto" snapshots come at most this often (and further apart
 # when one costs more than 1/20 of this).
 _MIN_SNAPSHOT_PERIOD_S = 2.0
+# How long a suggestion still being made when the experiment stops is waited for
+# before it is abandoned (its thread cannot be stopped; it ends when suggest returns).
+_SUGGEST_GRACE_S = 10.0
+# The longest a step waits for a background suggestion before the loop looks again.
+_MAX_WAKE_WAIT_S = 1.0
 
 _WORKER_DECISION = {
     TrialScheduler.CONTINUE: "continue",
@@ -125,6 +131,10 @@ class TrialRunner:
         self._iteration = 0
         self._start_time = time.monotonic()
         self._stopping_all = False
+        self._stopped_at: Optional[float] = None
+        # Set while the search algorithm makes a trial in the background and the loop
+        # should wake when it is ready (see _next_trial_to_start).
+        self._awaiting: Optional[threading.Event] = None
         self._fatal: Optional[BaseException] = None
         self._last_snapshot = 0.0
         self._snapshot_cost = 0.0
@@ -135,6 +145,7 @@ class TrialRunner:
         self._records: List[Optional[bytes]] = []
         self._dirnames: List[Optional[str]] = []  # by row, filled with its record
         self._pickled_in_records: Dict[int, List[str]] = {}  # rows whose record holds pickles
+        self._unsaved_policies: set = set()  # kinds whose state could not be saved (warned once)
         self._live_records: Dict[int, bytes] = {}
         self._keysets = _state.KeySets()
         self._rewind_on_start: set = set()  # restored trials: their files are rewound at start
@@ -214,7 +225,10 @@ class TrialRunner:
         counts = self._table.counts()
         live = counts[core.PENDING] + counts[core.RUNNING] + counts[core.PAUSED]
         searching = not (self._search_alg.is_finished() or self._stopping_all)
-        return live == 0 and not searching and not self._slot_of
+        # A suggestion still on its way when the experiment stops becomes a trial that
+        # ends at once, so the searcher hears of every trial it suggested.
+        suggesting = self._search_alg.pending_suggestion is not None
+        return live == 0 and not searching and not suggesting and not self._slot_of
 
     # ---- the loop ------------------------------------------------------------------------
     def setup_experiments(self, experiments: List[Any], total_num_samples: int) -> None:
@@ -232,7 +246,11 @@ class TrialRunner:
         self._callbacks.call("on_step_begin", iteration=self._iteration, trials=self._trials)
         self._check_budget()
         next_trial = self._next_trial_to_start()
-        event = self.trial_executor.get_next_executor_event(self._unassigned, next_trial is not None)
+        if self._awaiting is None:
+            event = self.trial_executor.get_next_executor_event(self._unassigned, next_trial is not None)
+        else:  # also wake when the searcher's suggestion is ready
+            event = self.trial_executor.get_next_executor_event(
+                self._unassigned, next_trial is not None, wake=self._awaiting, timeout=self._wake_timeout())
         if event is not None:
             kind, slot, payload = event
             if kind == EVENT_START:
@@ -241,7 +259,7 @@ class TrialRunner:
                 self._on_batch(slot, payload)
             elif kind == EVENT_ERROR:
                 self._on_worker_death(slot, payload)
-        elif next_trial is None and not self._slot_of and not self.is_finished():
+        elif next_trial is None and self._awaiting is None and not self._slot_of and not self.is_finished():
             self._explain_stall()
         self._iteration += 1
         self.checkpoint()
@@ -276,24 +294,59 @@ class TrialRunner:
             self._stop_all()
 
     def _stop_all(self) -> None:
+        if not self._stopping_all:
+            self._stopped_at = time.monotonic()
         self._stopping_all = True
         for trial in self.get_live_trials():
             self.stop_trial(trial)
 
+    def _wake_timeout(self) -> float:
+        """How long a step may wait for a background suggestion before the loop looks
+        again: until the time budget or the stop grace runs out, and at most a second
+        (so Ctrl-C and callbacks are never held up by a searcher that hangs)."""
+        now = time.monotonic()
+        limit = _MAX_WAKE_WAIT_S
+        if self._stopped_at is not None:
+            limit = min(limit, self._stopped_at + _SUGGEST_GRACE_S - now)
+        elif self._time_budget_s is not None:
+            limit = min(limit, self._start_time + self._time_budget_s - now)
+        return max(0.0, limit)
+
     def _next_trial_to_start(self) -> Optional[Trial]:
+        self._awaiting = None
         if self._stopping_all:
+            self._end_late_suggestion()
             return None
         if self._max_concurrent and len(self._slot_of) >= self._max_concurrent:
             return None
         trial = self._scheduler.choose_trial_to_run(self)
         if trial is None and not self._search_alg.is_finished():
-            new_trial = self._search_alg.next_trial()
+            # Never waits: a searcher that makes its trials in the background answers
+            # None until its suggestion is ready, and the step wakes for it.
+            new_trial = self._search_alg.poll_trial()
             if new_trial is not None:
                 self.add_trial(new_trial)
                 trial = self._scheduler.choose_trial_to_run(self)
+            else:
+                self._awaiting = self._search_alg.pending_suggestion
         if trial is None or not self.trial_executor.has_resources_for_trial(trial, self._search_alg.asks_ahead):
             return None
         return trial
+
+    def _end_late_suggestion(self) -> None:
+        """Once stopping, a suggestion still being made becomes a trial that ends at once
+        (TERMINATED, no result; the searcher hears it complete), like a PENDING trial at
+        the stop.  One not ready within the grace period is abandoned."""
+        if self._search_alg.pending_suggestion is None:
+            return
+        if time.monotonic() - self._stopped_at >= _SUGGEST_GRACE_S:
+            self._search_alg.close(timeout=0)
+            return
+        trial = self._search_alg.poll_trial(ask=False)
+        if trial is not None:
+            self.add_trial(trial)
+            self.stop_trial(trial)
+        self._awaiting = self._search_alg.pending_suggestion
 
     def _start_trial(self, trial: Trial) -> None:
         trial_id = trial.trial_id
@@ -764,6 +817,9 @@ class TrialRunner:
                 period = max(_MIN_SNAPSHOT_PERIOD_S, 20.0 * self._snapshot_cost)
             if now - self._last_snapshot < float(period):
                 return None
+            suggestion = self._search_alg.pending_suggestion
+            if suggestion is not None and not suggestion.is_set():
+                return None  # saving the searcher would wait for it: the next step saves
         started = time.monotonic()
         path = self._write_snapshot()
         self._snapshot_cost = time.monotonic() - started
@@ -801,8 +857,8 @@ class TrialRunner:
             "dirnames": dirnames,  # beside the records too: a restore reads them all at once
             # What a restore will unpickle from trial records, told before it decodes any.
             "pickled_in_records": self._pickled_in_records,
-            "searcher": _policy_state(self._search_alg, "searcher"),
-            "scheduler": _policy_state(self._scheduler, "scheduler"),
+            "searcher": self._policy_state(self._search_alg, "searcher"),
+            "scheduler": self._policy_state(self._scheduler, "scheduler"),
             "stopper": self._stopper.get_state() if self._stopper is not None else None,
             "callbacks": self._callbacks.get_state(),
         }
@@ -812,6 +868,20 @@ class TrialRunner:
             self._snapshot_seq = _state.latest_seq(self.experiment_path)
         self._snapshot_seq += 1
         return _state.write_snapshot(self.experiment_path, state, packed, self._snapshot_seq)
+
+    def _policy_state(self, policy: Any, kind: str) -> Any:
+        """The policy's saved state for the snapshot; one that cannot be saved (it does
+        not pickle, say) leaves it out with one warning, and the sweep goes on."""
+        try:
+            return _policy_state(policy, kind)
+        except Exception as exc:  # noqa: BLE001 - user and library objects fail in many ways
+            if kind not in self._unsaved_policies:
+                self._unsaved_policies.add(kind)
+                logger.warning(
+                    "The %s %s cannot save its state (%s: %s); experiment snapshots go on without it, so a "
+                    "restored experiment starts this %s afresh.", kind, type(policy).__name__,
+                    type(exc).__name__, exc, kind)
+            return None
 
     def resume(
         self,
@@ -978,6 +1048,8 @@ class TrialRunner:
         self._callbacks.call("on_experiment_end", trials=self._trials)
 
     def cleanup(self) -> None:
+        # No searcher thread outlives fit(), also when the loop ended with an error.
+        self._search_alg.close(timeout=_SUGGEST_GRACE_S)
         self.trial_executor.cleanup()
         self._files.close_all()
 

@@ -11,7 +11,11 @@ unbounded ``Scalar`` (init ``mean``, mutation step ``sd``), ``choice`` ->
 Nevergrad has no quantization, so ``q`` domains are searched continuously and
 the suggested value is rounded to a multiple of ``q`` (Ray drops ``q``).
 Each ``suggest`` is one ``ask``; a finished trial is told its metric
-(negated for ``mode="max"``: Nevergrad minimises).
+(negated for ``mode="max"``: Nevergrad minimises).  An optimiser that needs a
+tell after every ask (``Cobyla``; ``NGOpt`` with a small budget and one worker)
+gets one trial at a time: ``suggest`` says "not now" (``None``) while one is
+live, where a second ``ask`` would block forever inside Nevergrad.  A failure
+inside Nevergrad's ``ask``/``tell`` is a ``RuntimeError`` naming the optimiser.
 
 Example:
     >>> import nevergrad as ng
@@ -209,6 +213,51 @@ def _point_value(tree: Any, point: Any, where: str, path: Tuple = ()) -> Any:
     return point
 
 
+def _asks_one_at_a_time(opt: Any) -> bool:
+    """Whether ``opt``, or an optimiser it hands its asks to (``NGOpt`` picks one from the
+    budget, dimension and ``num_workers``), needs a tell after every ask.
+
+    Such an optimiser (e.g. ``Cobyla``, which ``NGOpt`` picks for a small budget and one
+    worker) blocks forever in a second ``ask`` before a ``tell``.
+    """
+    seen = set()
+    while opt is not None and id(opt) not in seen:
+        seen.add(id(opt))
+        if getattr(opt, "no_parallelization", False):
+            return True
+        try:
+            # NGOpt's `optim` makes its choice here; one it cannot make (e.g. no budget)
+            # fails again, clearly, in ask.
+            opt = getattr(opt, "optim", None) or getattr(opt, "_optimizer", None)
+        except Exception:  # noqa: BLE001
+            return False
+    return False
+
+
+def _ask_tell_error(opt: Any, call: str, exc: BaseException) -> RuntimeError:
+    """A failure inside Nevergrad's ``ask``/``tell``, said with what to do about it."""
+    name = getattr(opt, "name", type(opt).__name__)
+    hint = ""
+    if isinstance(exc, AssertionError) and getattr(opt, "budget", None) is None:
+        hint = (f" {name} chooses its algorithm from the budget: pass optimizer_kwargs="
+                "{'budget': <the number of trials>}.")
+    elif isinstance(exc, TypeError) and "0-dimensional" in str(exc):
+        hint = (f" This is a known incompatibility of nevergrad {_version('nevergrad')} with numpy "
+                f"{np.__version__} (a numpy array is converted to a float inside Nevergrad); choose "
+                "another optimizer (e.g. ng.optimizers.OnePlusOne or CMA), or a numpy version that "
+                "nevergrad supports.")
+    return RuntimeError(f"Nevergrad's {name}.{call}() failed: {type(exc).__name__}: {exc}.{hint}")
+
+
+def _version(package: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(package)
+    except Exception:  # noqa: BLE001 - only for a message
+        return "(unknown version)"
+
+
 def _holds_param(tree: Any) -> bool:
     if isinstance(tree, _Converted):
         return True
@@ -277,6 +326,7 @@ class NevergradSearch(Searcher):
         self._tree: Any = None  # the converted fasttune space, if any
         self._names: Optional[List[str]] = None  # parameter names of an array parametrization
         self._live: Dict[str, Any] = {}  # trial_id -> candidate
+        self._sequential: Optional[bool] = None  # known at the first suggest
 
         Optimizer = ng.optimizers.base.Optimizer
         Configured = ng.optimizers.base.ConfiguredOptimizer
@@ -396,7 +446,16 @@ class NevergradSearch(Searcher):
                 f"NevergradSearch needs a metric and a mode (got metric={self._metric!r}, mode={self._mode!r}); "
                 "pass them to NevergradSearch or to TuneConfig."
             )
-        candidate = self._opt.ask()
+        if self._sequential is None:
+            self._sequential = _asks_one_at_a_time(self._opt)
+        if self._sequential and self._live:
+            # Its next ask would wait for a tell that cannot come while it waits (a
+            # deadlock inside Nevergrad): "not now", asked again after the trial ends.
+            return None
+        try:
+            candidate = self._opt.ask()
+        except Exception as exc:
+            raise _ask_tell_error(self._opt, "ask", exc) from exc
         self._live[trial_id] = candidate
         if self._tree is not None:
             return _value(self._tree, candidate)
@@ -424,7 +483,10 @@ class NevergradSearch(Searcher):
         if math.isnan(value):
             logger.warning("Trial %s reported NaN for %r; not told to Nevergrad.", trial_id, self._metric)
             return
-        self._opt.tell(candidate, self._metric_op() * value)
+        try:
+            self._opt.tell(candidate, self._metric_op() * value)
+        except Exception as exc:
+            raise _ask_tell_error(self._opt, "tell", exc) from exc
 
     # -- checkpointing ---------------------------------------------------------------------------
     def get_state(self) -> Dict[str, Any]:
@@ -447,4 +509,5 @@ class NevergradSearch(Searcher):
         self._tree, self._names = state["tree"], state["names"]
         self._points = list(state["points"])
         self._live = dict(state["live"])
+        self._sequential = None
         self._metric, self._mode = state["metric"], state["mode"]

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import abc
+import threading
 from typing import Any, Dict, List, Optional, Union
 
 
@@ -74,6 +75,29 @@ class SearchAlgorithm(abc.ABC):
     @abc.abstractmethod
     def next_trial(self) -> Optional[Any]:
         """The next trial to run, or ``None`` when none is available now."""
+
+    # -- for the trial runner: suggestions made off its event loop ---------------------------
+    def poll_trial(self, ask: bool = True) -> Optional[Any]:
+        """``next_trial`` for the event loop, which must never wait on a slow algorithm.
+
+        Returns a trial when one is ready now.  An algorithm that makes its trials in
+        the background (``SearchGenerator``) returns ``None`` while it is still working
+        and, with ``ask``, starts making the next one if it is not already; the runner
+        then waits on :attr:`pending_suggestion`.  ``ask=False`` only collects a trial
+        that is already being made (the runner stops asking once it is stopping).
+        The default is the synchronous ``next_trial()``.
+        """
+        return self.next_trial() if ask else None
+
+    @property
+    def pending_suggestion(self) -> Optional[threading.Event]:
+        """An Event that is set once the trial being made in the background is ready to
+        collect with :meth:`poll_trial`; ``None`` when nothing is being made."""
+        return None
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Ends background work (waiting at most ``timeout`` seconds); called once the
+        experiment's loop is over, also when it failed."""
 
     def on_trial_result(self, trial_id: str, result: Dict) -> None:
         """Called with every intermediate result of a trial."""

@@ -38,12 +38,14 @@ import logging
 import os
 import pickle
 import sys
+import threading
 import uuid
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from fasttune._flatten import flatten_dict
 from fasttune.error import TuneError
+from fasttune.search._background import BackgroundCall
 from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.search.searcher import Searcher
 from fasttune.search.variant_generator import _path_str, format_vars, parse_spec_vars, resolve_nested_dict
@@ -51,6 +53,10 @@ from fasttune.search.variant_generator import _path_str, format_vars, parse_spec
 logger = logging.getLogger(__name__)
 
 __all__ = ["SearchGenerator"]
+
+# pending_suggestion for an answer already collected from its thread (e.g. by a save).
+_ALREADY_SET = threading.Event()
+_ALREADY_SET.set()
 
 
 def _merge(base: Dict, update: Mapping) -> Dict:
@@ -96,9 +102,22 @@ class SearchGenerator(SearchAlgorithm):
         self._counter = 0
         self._total_samples = 0
         self._finished = False
-        self._next_trial_id: Optional[str] = None
+        # The suggest running in the background (at most one), the trial id it was asked
+        # for, and the notifications that arrived while it ran (delivered after it, in
+        # order, so the searcher is never called from two threads at once).
+        self._inflight: Optional[BackgroundCall] = None
+        self._inflight_id: Optional[str] = None
+        self._backlog: List[Tuple[str, tuple]] = []
+        self._ready: Optional[Tuple[str, Any]] = None  # a finished suggest's answer, not yet a trial
+        self._abandoned = False
+        # An id a "not now" answer left unused: the next suggest is asked with it, so such
+        # answers use up no ids and a restored sweep gives its new trials the ids they had.
+        self._unused_trial_id: Optional[str] = None
 
     def _new_trial_id(self) -> str:
+        if self._unused_trial_id is not None:
+            trial_id, self._unused_trial_id = self._unused_trial_id, None
+            return trial_id
         new_id = getattr(self._experiment, "new_trial_id", None)
         if new_id is not None:
             return new_id()
@@ -166,20 +185,82 @@ class SearchGenerator(SearchAlgorithm):
         _warn_repeat_mismatch(self.searcher, self._total_samples)
 
     def next_trial(self) -> Optional[Any]:
-        """A trial with the searcher's next config, or ``None`` (nothing now, or finished)."""
-        if self._experiment is None:
-            raise TuneError("SearchGenerator.next_trial() was called before add_configurations().")
+        """A trial with the searcher's next config, or ``None`` (nothing now, or finished).
+
+        Synchronous: ``suggest`` runs on the calling thread (a suggestion already being
+        made in the background is waited for and collected instead).  The trial runner
+        uses :meth:`poll_trial`, which never waits.
+        """
+        self._check_added()
+        if self._inflight is not None:
+            self._inflight.join()
+            self._settle()
+        if self._ready is not None:
+            return self._collect()
         if self.is_finished():
             return None
-        # The id stays this trial's until a suggestion takes it, so "not now" answers
-        # use up no ids and a restored sweep gives its new trials the ids they had.
-        if self._next_trial_id is None:
-            self._next_trial_id = self._new_trial_id()
-        trial_id = self._next_trial_id
-        suggestion = self.searcher.suggest(trial_id)
-        if suggestion is None:
+        trial_id = self._new_trial_id()
+        return self._trial_from(trial_id, self.searcher.suggest(trial_id))
+
+    def poll_trial(self, ask: bool = True) -> Optional[Any]:
+        """The trial of a finished background ``suggest``, else ``None`` (never waits).
+
+        With ``ask`` and nothing in flight, starts the next ``suggest`` on a background
+        thread; :attr:`pending_suggestion` is set when it is ready.  One call either
+        collects a suggestion or starts one, never both: after a ``None`` ("not now")
+        the searcher is asked again only at the runner's next step, which comes after
+        the next worker event, as with a synchronous ``next_trial``.  A ``suggest`` that
+        raised raises its own exception here.
+        """
+        self._check_added()
+        if self._inflight is not None:
+            if not self._inflight.done.is_set():
+                return None
+            self._settle()
+        if self._ready is not None:
+            return self._collect()
+        if not ask or self._abandoned or self.is_finished():
             return None
-        self._next_trial_id = None
+        trial_id = self._new_trial_id()
+        self._inflight = BackgroundCall(self.searcher.suggest, trial_id, name=f"fasttune-suggest-{trial_id}")
+        self._inflight_id = trial_id
+        return None
+
+    @property
+    def pending_suggestion(self) -> Optional[threading.Event]:
+        if self._inflight is not None:
+            return self._inflight.done
+        return _ALREADY_SET if self._ready is not None else None
+
+    def _check_added(self) -> None:
+        if self._experiment is None:
+            raise TuneError("SearchGenerator.next_trial() was called before add_configurations().")
+
+    def _settle(self) -> None:
+        """The finished ``suggest`` is collected: its answer is kept for ``_collect``,
+        then the notifications that arrived while it ran reach the searcher, in order.
+
+        They came after the ``suggest`` was started, so the searcher hears them after
+        it answered, exactly the order a synchronous ``next_trial`` gives it.
+        """
+        call, trial_id = self._inflight, self._inflight_id
+        self._inflight = self._inflight_id = None
+        backlog, self._backlog = self._backlog, []
+        suggestion = call.result()  # a suggest that raised fails here, the notifications unsent
+        self._ready = (trial_id, suggestion)
+        for method, args in backlog:
+            getattr(self.searcher, method)(*args)
+
+    def _collect(self) -> Optional[Any]:
+        trial_id, suggestion = self._ready
+        self._ready = None
+        return self._trial_from(trial_id, suggestion)
+
+    def _trial_from(self, trial_id: str, suggestion: Any) -> Optional[Any]:
+        """The trial for the searcher's answer to ``suggest(trial_id)`` (None: no trial)."""
+        if suggestion is None:
+            self._unused_trial_id = trial_id
+            return None
         if isinstance(suggestion, str) and suggestion == Searcher.FINISHED:
             logger.debug("%s finished after %d trials.", type(self.searcher).__name__, self._counter)
             self.set_finished()
@@ -201,24 +282,67 @@ class SearchGenerator(SearchAlgorithm):
         tag = f"{self._counter}_{format_vars(resolve_nested_dict(config))}"
         return self._experiment.trial_factory(config, tag, flatten_dict(dict(suggestion)), trial_id)
 
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Waits (at most ``timeout`` seconds) for a ``suggest`` still running, so no thread
+        outlives the experiment; its answer is dropped (no trial is made from it).
+
+        One still running after ``timeout`` is abandoned with a warning: a Python thread
+        cannot be stopped, so it ends when ``suggest`` returns, and nothing calls the
+        searcher from then on.  Notifications held for the searcher are delivered when
+        the ``suggest`` finished (errors are logged: the experiment is already over).
+        """
+        call, trial_id = self._inflight, self._inflight_id
+        if call is None:
+            return
+        if not call.join(timeout):
+            self._abandoned = True
+            self._inflight = self._inflight_id = None
+            self._backlog = []
+            logger.warning(
+                "%s.suggest(%r) was still running %.1fs after the experiment stopped; it is "
+                "abandoned (its answer is dropped, and the searcher is called no more).",
+                type(self.searcher).__name__, trial_id, timeout or 0.0,
+            )
+            return
+        try:
+            self._settle()
+        except Exception:  # noqa: BLE001 - the experiment already ended (or failed)
+            logger.exception("%s failed after the experiment stopped.", type(self.searcher).__name__)
+        self._ready = None
+
     def on_trial_result(self, trial_id: str, result: Dict) -> None:
-        self.searcher.on_trial_result(trial_id, result)
+        if self._inflight is not None:  # suggest is running: the searcher hears it after
+            self._backlog.append(("on_trial_result", (trial_id, result)))
+        else:
+            self.searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
-        self.searcher.on_trial_complete(trial_id, result=result, error=error)
+        if self._inflight is not None:
+            self._backlog.append(("on_trial_complete", (trial_id, result, error)))
+        else:
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
 
     def is_finished(self) -> bool:
+        if self._inflight is not None or self._ready is not None:
+            return False  # the suggestion on its way may still become a trial
         return self._finished or self._counter >= self._total_samples
 
     # -- checkpointing ---------------------------------------------------------------
     def get_state(self) -> Dict[str, Any]:
-        """The generator's own counters (the searcher saves itself)."""
-        return {"counter": self._counter, "total_samples": self._total_samples, "finished": self._finished}
+        """The generator's own counters, and a suggestion made but not yet a trial (the
+        searcher saves itself).  A ``suggest`` still running is waited for first: the
+        searcher's state must not change while it is saved."""
+        if self._inflight is not None:
+            self._inflight.join()
+            self._settle()
+        return {"counter": self._counter, "total_samples": self._total_samples, "finished": self._finished,
+                "ready": self._ready}
 
     def set_state(self, state: Dict[str, Any]) -> None:
         self._counter = state["counter"]
         self._total_samples = state["total_samples"]
         self._finished = state["finished"]
+        self._ready = state.get("ready")
 
     def _chain(self) -> List[Searcher]:
         """The wrappers from the outside in, then the base searcher last."""
@@ -229,8 +353,9 @@ class SearchGenerator(SearchAlgorithm):
 
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> bool:
         """Saves the wrappers' and the generator's state, and the base searcher's via its own ``save_to_dir``."""
+        generator = self.get_state()  # first: it waits for a suggest still running
         *wrappers, base = self._chain()
-        state = {"generator": self.get_state(), "wrappers": [(type(w).__name__, w.get_state()) for w in wrappers]}
+        state = {"generator": generator, "wrappers": [(type(w).__name__, w.get_state()) for w in wrappers]}
         base.save_to_dir(dirpath, session_str)
         file_name = self.CKPT_FILE_TMPL.format(session_str)
         tmp_path = os.path.join(dirpath, f".{uuid.uuid4().hex}-tmp-{file_name}")

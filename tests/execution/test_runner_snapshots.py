@@ -277,3 +277,20 @@ def test_a_restored_experiment_snapshots_and_restores_again_with_finished_trials
     assert [t.status for t in trials] == ["TERMINATED", "TERMINATED", "PENDING"]
     with pytest.raises(AttributeError, match="no attribute 'no_such_thing'"):
         trials[0].no_such_thing
+
+
+class _UnpicklableScheduler(tune.schedulers.FIFOScheduler):
+    def save(self, checkpoint_path):
+        raise ValueError("this one does not pickle")
+
+
+def test_a_policy_that_cannot_save_leaves_the_snapshot_going_with_one_warning(tmp_path, caplog):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path, scheduler=_UnpicklableScheduler())
+    runner.add_trial(runner.search_alg.next_trial())
+    with caplog.at_level("WARNING"):
+        assert runner.checkpoint(force=True) is not None
+        assert runner.checkpoint(force=True) is not None
+    assert caplog.text.count("cannot save its state (ValueError: this one does not pickle)") == 1
+    loaded, _ = state.load_latest(path)
+    assert loaded["scheduler"] is None and len(loaded["trials"]) == 1

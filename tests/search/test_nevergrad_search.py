@@ -242,3 +242,58 @@ def test_nevergrad_finds_the_optimum_region_of_a_quadratic(ray_session, storage)
     assert abs(best.config["x"] - 1.0) < 1.0 and abs(best.config["y"] + 2.0) < 1.0
     assert all(r.config["tag"] == "q" for r in grid)
     assert searcher.get_state()["opt"].num_tell == 40
+
+
+# ---- optimizers that take one ask at a time; NGOpt ------------------------------------------------
+SPACE_2D = {"x": uniform(-5, 5), "y": uniform(-5, 5)}
+
+
+@pytest.mark.parametrize("optimizer,kwargs", [(ng.optimizers.Cobyla, {"budget": 20}),
+                                               (ng.optimizers.NGOpt, {"budget": 20})])
+def test_a_sequential_optimizer_is_asked_again_only_after_a_tell(optimizer, kwargs):
+    # A second ask before a tell would block forever inside Nevergrad: "not now" instead.
+    search = NevergradSearch(optimizer, optimizer_kwargs=kwargs, space=SPACE_2D, metric="loss", mode="min")
+    assert search.suggest("t1") is not None
+    assert search.suggest("t2") is None
+    search.on_trial_complete("t1", {"loss": 1.0})
+    assert search.suggest("t2") is not None
+
+
+def test_parallel_optimizers_still_hand_out_several_asks():
+    search = NevergradSearch(ng.optimizers.OnePlusOne, space=SPACE_2D, metric="loss", mode="min")
+    assert all(search.suggest(f"t{i}") is not None for i in range(3))
+
+
+def test_ngopt_without_a_budget_says_to_give_one():
+    search = NevergradSearch(ng.optimizers.NGOpt, space=SPACE_2D, metric="loss", mode="min")
+    with pytest.raises(RuntimeError, match=r"NGOpt.ask\(\) failed.*optimizer_kwargs=\{'budget'"):
+        search.suggest("t1")
+
+
+def test_ngopt_with_one_worker_finishes_a_concurrent_sweep(ray_session, storage):
+    # 2 CPUs would run 2 trials at once; NGOpt(budget=20, one worker) picks a sequential
+    # optimizer, whose second ask used to hang the sweep.  time_budget_s only guards
+    # against that hang: the sweep ends long before it.
+    np.random.seed(0)
+    searcher = NevergradSearch(ng.optimizers.NGOpt, optimizer_kwargs={"budget": 20})
+    grid = fit(quadratic, storage, SPACE_2D, tune_config=tune.TuneConfig(
+        search_alg=searcher, metric="loss", mode="min", num_samples=20, time_budget_s=120))
+    assert len(grid) == 20 and not grid.errors and grid.num_terminated == 20
+    assert searcher.get_state()["opt"].num_tell == 20
+    assert grid.get_best_result().metrics["loss"] < 5.0
+
+
+def test_ngopt_with_several_workers_works_or_fails_fit_clearly(ray_session, storage):
+    # With num_workers=2 NGOpt picks a metamodel, which nevergrad 1.0.12 breaks under
+    # numpy >= 2.4; either way fit() ends: with the sweep, or with an error that says why.
+    np.random.seed(0)
+    searcher = NevergradSearch(ng.optimizers.NGOpt, optimizer_kwargs={"budget": 30, "num_workers": 2})
+    try:
+        grid = fit(quadratic, storage, SPACE_2D, tune_config=tune.TuneConfig(
+            search_alg=searcher, metric="loss", mode="min", num_samples=30, time_budget_s=120))
+    except RuntimeError as exc:
+        assert "Nevergrad's NGOpt" in str(exc) and "failed" in str(exc)
+        if "0-dimensional" in str(exc):
+            assert "numpy" in str(exc) and "choose another optimizer" in str(exc)
+    else:
+        assert len(grid) == 30 and not grid.errors
