@@ -10,10 +10,10 @@ to the previous snapshot with a warning and the second is refused.  Files are wr
 atomically (temporary file, fsync, rename, fsync of the directory); the newest
 :data:`KEEP` are kept.
 
-Data is stored as msgpack.  Values msgpack cannot carry (a class in a config, a
-searcher object) are cloudpickled into an extension type, and a :class:`Loader`
-records the type of each such object it unpickles, so a restore can say what it
-loaded as code.  Tuples keep their type through a second extension type.
+Data is stored as msgpack through :mod:`fasttune._serialization`: values msgpack cannot
+carry (a class in a config, a searcher object) are cloudpickled in place, and its
+``Loader`` records the type of each object it unpickles, so a restore can say what it
+loaded as code.
 
 Example:
     >>> import tempfile
@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import msgpack
 
+from fasttune._serialization import Loader, is_plain, pack, pack_noting_pickles  # noqa: F401 - re-exported
 from fasttune.error import TuneError
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ TUNER_FILE = "tuner.msgpack"
 _MAGIC = b"FTSTATE\x00"
 _HEADER = struct.Struct("<8sHHQI")
 _NAME = re.compile(r"experiment_state-(\d+)\.msgpack$")
-_EXT_PICKLED = 1
-_EXT_TUPLE = 2
 
 
 class CorruptExperimentState(TuneError):
@@ -57,82 +56,6 @@ class CorruptExperimentState(TuneError):
 
 class NewerExperimentState(TuneError):
     """A snapshot was written by a newer fasttune than this one."""
-
-
-# ---- values -----------------------------------------------------------------------------
-def _pickle_module() -> Any:
-    # The standalone package pickles without importing Ray (readers need no Ray).
-    try:
-        import cloudpickle
-    except ImportError:  # pragma: no cover - ray always brings one of the two
-        import ray.cloudpickle as cloudpickle
-    return cloudpickle
-
-
-class _Default:
-    """msgpack's ``default`` hook: tuples and numpy scalars as data, anything else
-    cloudpickled (its type's name kept in ``pickled``)."""
-
-    def __init__(self) -> None:
-        self.pickled: List[str] = []
-
-    def __call__(self, obj: Any) -> Any:
-        if isinstance(obj, tuple):
-            return msgpack.ExtType(_EXT_TUPLE, msgpack.packb(list(obj), use_bin_type=True, strict_types=True,
-                                                             default=self))
-        item = getattr(obj, "item", None)
-        if item is not None and getattr(obj, "ndim", None) == 0:  # a numpy scalar
-            return item()
-        self.pickled.append(type(obj).__name__)
-        return msgpack.ExtType(_EXT_PICKLED, _pickle_module().dumps(obj))
-
-
-def pack(value: Any) -> bytes:
-    """``value`` as msgpack; what msgpack cannot carry is cloudpickled in place."""
-    return pack_noting_pickles(value)[0]
-
-
-def pack_noting_pickles(value: Any) -> Tuple[bytes, List[str]]:
-    """:func:`pack`, and the type names of the objects it had to cloudpickle."""
-    default = _Default()
-    return msgpack.packb(value, use_bin_type=True, strict_types=True, default=default), default.pickled
-
-
-def is_plain(value: Any) -> bool:
-    """Whether ``value`` is data msgpack carries as is (no tuple, no object)."""
-    try:
-        msgpack.packb(value, use_bin_type=True, strict_types=True)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True
-
-
-class Loader:
-    """Unpacks what :func:`pack` wrote and remembers the objects it unpickled.
-
-    Example:
-        >>> import datetime
-        >>> loader = Loader()
-        >>> loader.unpack(pack({"when": datetime.date(2026, 1, 2), "shape": (2, 3)}))
-        {'when': datetime.date(2026, 1, 2), 'shape': (2, 3)}
-        >>> loader.unpickled
-        ['date']
-    """
-
-    def __init__(self) -> None:
-        self.unpickled: List[str] = []
-
-    def _ext_hook(self, code: int, data: bytes) -> Any:
-        if code == _EXT_TUPLE:
-            return tuple(self.unpack(data))
-        if code == _EXT_PICKLED:
-            obj = _pickle_module().loads(data)
-            self.unpickled.append(type(obj).__name__)
-            return obj
-        return msgpack.ExtType(code, data)
-
-    def unpack(self, data: bytes) -> Any:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=self._ext_hook)
 
 
 # ---- files ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 
 from fasttune import _corelib as core
 from fasttune._flatten import flatten_dict
+from fasttune._serialization import unpickled_in
 from fasttune.callback import CallbackList
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
@@ -966,14 +967,15 @@ class TrialRunner:
 
     def _restore_policies(self, state: Dict[str, Any]) -> List[str]:
         pickled = []
-        searcher = state.get("searcher")
-        if searcher:
-            _restore_policy_state(self._search_alg, "searcher", searcher)
-            pickled.append(f"the searcher's state ({type(self._search_alg).__name__}.save_to_dir)")
-        scheduler = state.get("scheduler")
-        if scheduler:
-            _restore_policy_state(self._scheduler, "scheduler", scheduler)
-            pickled.append(f"the scheduler's state ({type(self._scheduler).__name__}.save)")
+        for kind, policy in (("searcher", self._search_alg), ("scheduler", self._scheduler)):
+            saved = state.get(kind)
+            if not saved:
+                continue
+            blobs = saved.values() if isinstance(saved, dict) else [saved]
+            names = sorted({name for blob in blobs for name in unpickled_in(blob)})
+            _restore_policy_state(policy, kind, saved)
+            if names:
+                pickled.append(f"in the {kind}'s state ({type(policy).__name__}): {', '.join(names)}")
         if state.get("stopper") is not None and self._stopper is not None:
             self._stopper.set_state(state["stopper"])
         if state.get("callbacks"):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import pickle
 from typing import Any, Dict, Optional
+
+from fasttune._serialization import dump_file, load_file
 
 _MODES = ("min", "max")
 
@@ -88,18 +89,13 @@ def metric_value(value: Any, key: str, owner: str, trial: Any) -> float:
 
 
 def save_state(path: str, state: Dict[str, Any]) -> None:
-    """Pickle ``state`` to ``path`` atomically (temporary file, then rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    """Write ``state`` to ``path`` atomically, as msgpack (objects in it cloudpickled)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    dump_file(path, state)
 
 
 def load_state(path: str, owner: str) -> Dict[str, Any]:
-    with open(path, "rb") as f:
-        state = pickle.load(f)
+    state = load_file(path)
     if not isinstance(state, dict) or state.get("scheduler") != owner:
         found = state.get("scheduler") if isinstance(state, dict) else type(state).__name__
         raise ValueError(

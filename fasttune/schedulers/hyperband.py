@@ -374,7 +374,7 @@ class HyperBandScheduler(TrialScheduler):
             "max_t": self._max_t,
             "eta": self._eta,
             "stop_last_trials": self._stop_last_trials,
-            # Bracket objects hold trial ids only; pickle keeps the shared references.
+            # Bracket objects hold trial ids only; pickled together, they stay shared.
             "bands": self._bands,
             "current": self._current,
             "bracket_of": self._bracket_of,

@@ -24,13 +24,13 @@ import logging
 import math
 import numbers
 import os
-import pickle
 import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from fasttune._serialization import dump_file, load_file
 from fasttune import _corelib as core
 from fasttune._jsonable import json_default
 from fasttune.error import TuneError
@@ -856,7 +856,7 @@ class PopulationBasedTraining(FIFOScheduler):
         pass
 
     def save(self, checkpoint_path: str) -> None:
-        """Pickles the scheduler's state (per trial, keyed by trial id) to ``checkpoint_path``."""
+        """Writes the scheduler's state (per trial, keyed by trial id) to ``checkpoint_path``."""
         trials = dict(self._restored)
         trials.update({t.trial_id: self._trial_snapshot(i) for i, t in enumerate(self._trials)})
         state = {
@@ -869,12 +869,11 @@ class PopulationBasedTraining(FIFOScheduler):
             "num_skipped": self._num_skipped,
             "extra": self._extra_state(),
         }
-        _write_atomic(checkpoint_path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        dump_file(checkpoint_path, state)
 
     def restore(self, checkpoint_path: str) -> None:
         """Restores what :meth:`save` wrote; trials added later pick up their saved state."""
-        with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
+        state = load_file(checkpoint_path)
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
             raise TuneError(f"{checkpoint_path} is not a {type(self).__name__} state file written by save().")
         if state.get("scheduler") != type(self).__name__:
@@ -1086,11 +1085,10 @@ class PopulationBasedTrainingReplay(FIFOScheduler):
             "num_perturbations": self._num_perturbations,
             "config": self.config,
         }
-        _write_atomic(checkpoint_path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        dump_file(checkpoint_path, state)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
+        state = load_file(checkpoint_path)
         if not isinstance(state, dict) or state.get("scheduler") != type(self).__name__:
             raise TuneError(f"{checkpoint_path} is not a {type(self).__name__} state file written by save().")
         self._position = state["position"]

@@ -24,12 +24,12 @@ import copy
 import glob
 import logging
 import os
-import pickle
 import sys
 import uuid
 from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple, Union
 
+from fasttune._serialization import Loader, pack_state
 from fasttune.search._validate import validate_param_space
 from fasttune.search.sample import RandomState, _as_rng, _Rng
 from fasttune.search.search_algorithm import SearchAlgorithm
@@ -316,9 +316,10 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._next = None if self._finished else self._advance()
 
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> bool:
-        """Writes the state to ``dirpath``; returns ``False`` (and logs why) if it cannot be pickled."""
+        """Writes the state to ``dirpath`` (msgpack; the experiments and random generator
+        in it cloudpickled); returns ``False`` (and logs why) if it cannot be stored."""
         try:
-            data = _dumps(self.get_state())
+            data = pack_state(self.get_state())
         except Exception as exc:  # pickling arbitrary user objects fails in many ways
             logger.warning(
                 "BasicVariantGenerator could not save its state (%s: %s); this sweep cannot be resumed "
@@ -343,13 +344,4 @@ class BasicVariantGenerator(SearchAlgorithm):
                 f"No BasicVariantGenerator checkpoint ({self.CKPT_FILE_TMPL.format('*')}) in {dirpath}."
             )
         with open(max(paths, key=os.path.getmtime), "rb") as f:
-            self.set_state(pickle.load(f))
-
-
-def _dumps(state: Any) -> bytes:
-    # Param spaces hold lambdas (sample_from); only cloudpickle stores those.
-    try:
-        import cloudpickle
-    except ImportError:
-        return pickle.dumps(state)
-    return cloudpickle.dumps(state)
+            self.set_state(Loader().loads(f.read()))

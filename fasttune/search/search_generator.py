@@ -36,7 +36,6 @@ import copy
 import glob
 import logging
 import os
-import pickle
 import sys
 import threading
 import uuid
@@ -44,6 +43,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from fasttune._flatten import flatten_dict
+from fasttune._serialization import Loader, pack_state
 from fasttune.error import TuneError
 from fasttune.search._background import BackgroundCall
 from fasttune.search.search_algorithm import SearchAlgorithm
@@ -360,7 +360,7 @@ class SearchGenerator(SearchAlgorithm):
         file_name = self.CKPT_FILE_TMPL.format(session_str)
         tmp_path = os.path.join(dirpath, f".{uuid.uuid4().hex}-tmp-{file_name}")
         with open(tmp_path, "wb") as f:
-            pickle.dump(state, f)
+            f.write(pack_state(state))
         os.replace(tmp_path, os.path.join(dirpath, file_name))
         return True
 
@@ -373,7 +373,7 @@ class SearchGenerator(SearchAlgorithm):
         if not paths:
             raise RuntimeError(f"No SearchGenerator checkpoint ({self.CKPT_FILE_TMPL.format('*')}) in {dirpath}.")
         with open(max(paths, key=os.path.getmtime), "rb") as f:
-            state = pickle.load(f)
+            state = Loader().loads(f.read())
         *wrappers, base = self._chain()
         saved = state["wrappers"]
         names = [type(w).__name__ for w in wrappers]

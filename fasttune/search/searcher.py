@@ -25,10 +25,11 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import pickle
 import uuid
 import warnings
 from typing import Any, Dict, List, Optional, Union
+
+from fasttune._serialization import dump_file, load_file
 
 logger = logging.getLogger(__name__)
 
@@ -163,17 +164,15 @@ class Searcher:
     def save(self, checkpoint_path: str) -> None:
         """Writes the searcher's state to the file ``checkpoint_path``.
 
-        The default pickles ``get_state()``; override both ``save`` and
-        ``restore`` to store the state differently.
+        The default stores ``get_state()`` as msgpack (objects in it, such as a
+        library's sampler, cloudpickled); override both ``save`` and ``restore`` to
+        store the state differently.
         """
-        state = self.get_state()
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(state, f)
+        dump_file(checkpoint_path, self.get_state())
 
     def restore(self, checkpoint_path: str) -> None:
         """Reads back what ``save`` wrote."""
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
+        self.set_state(load_file(checkpoint_path))
 
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
         """Saves into ``checkpoint_dir`` as ``CKPT_FILE_TMPL.format(session_str)``, atomically."""

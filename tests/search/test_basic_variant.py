@@ -255,7 +255,7 @@ def test_unpicklable_state_is_not_saved(tmp_path, monkeypatch, caplog):
     def refuse(state):
         raise pickle.PicklingError("nope")
 
-    monkeypatch.setattr(module, "_dumps", refuse)
+    monkeypatch.setattr(module, "pack_state", refuse)
     search = BasicVariantGenerator()
     search.add_configurations(FakeExperiment({"a": 1}))
     assert search.save_to_dir(str(tmp_path)) is False

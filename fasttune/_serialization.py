@@ -1,0 +1,185 @@
+"""Data as msgpack, and only what is no data as cloudpickle.
+
+Experiment snapshots, the Tuner's saved settings and the searchers' and schedulers' saved
+states all go through :func:`pack`: dicts, lists, strings, numbers, bytes, tuples, sets,
+numpy scalars and numeric numpy arrays are msgpack (tuples, sets and arrays through
+extension types);
+any other object (a search-space domain, a random generator, a library's study object)
+is cloudpickled in place.  A :class:`Loader` records the type of each object it
+unpickles, so a restore can say exactly what it loaded as code.
+
+Example:
+    >>> import datetime
+    >>> loader = Loader()
+    >>> loader.unpack(pack({"when": datetime.date(2026, 1, 2), "shape": (2, 3)}))
+    {'when': datetime.date(2026, 1, 2), 'shape': (2, 3)}
+    >>> loader.unpickled
+    ['date']
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any, Dict, List, Optional, Tuple
+
+import msgpack
+
+_EXT_PICKLED = 1
+_EXT_TUPLE = 2
+_EXT_NDARRAY = 3
+_EXT_OBJECT = 4  # an index into the objects pickled beside the data (pack_state)
+_EXT_SET = 5
+_EXT_FROZENSET = 6
+_STATE_MARK = "fasttune-state-1"
+_PICKLE_PROTOCOL_MARK = 0x80  # the first byte of a pickle (protocol 2 and later)
+
+
+def _pickle_module() -> Any:
+    # The standalone package pickles without importing Ray (readers need no Ray).
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - ray always brings one of the two
+        import ray.cloudpickle as cloudpickle
+    return cloudpickle
+
+
+class _Default:
+    """msgpack's ``default`` hook (see the module docstring); the type names of what it
+    had to cloudpickle are kept in ``pickled``.  With ``objects`` (a list), objects are
+    not pickled one by one but collected there, and referred to by index."""
+
+    def __init__(self, objects: Optional[List[Any]] = None) -> None:
+        self.pickled: List[str] = []
+        self.objects = objects
+        self._index: Dict[int, int] = {}
+
+    def _packb(self, value: Any) -> bytes:
+        return msgpack.packb(value, use_bin_type=True, strict_types=True, default=self)
+
+    def __call__(self, obj: Any) -> Any:
+        if isinstance(obj, tuple):
+            return msgpack.ExtType(_EXT_TUPLE, self._packb(list(obj)))
+        if type(obj) in (set, frozenset):
+            return msgpack.ExtType(_EXT_SET if type(obj) is set else _EXT_FROZENSET, self._packb(list(obj)))
+        ndim = getattr(obj, "ndim", None)
+        if ndim == 0 and hasattr(obj, "item"):  # a numpy scalar
+            return obj.item()
+        dtype = getattr(obj, "dtype", None)
+        if ndim is not None and dtype is not None and hasattr(obj, "tobytes") and not dtype.hasobject:
+            import numpy as np
+
+            array = np.ascontiguousarray(obj)
+            return msgpack.ExtType(_EXT_NDARRAY, self._packb([array.dtype.str, list(array.shape), array.tobytes()]))
+        if self.objects is not None:
+            index = self._index.get(id(obj))
+            if index is None:
+                index = self._index[id(obj)] = len(self.objects)
+                self.objects.append(obj)
+                self.pickled.append(type(obj).__name__)
+            return msgpack.ExtType(_EXT_OBJECT, msgpack.packb(index))
+        self.pickled.append(type(obj).__name__)
+        return msgpack.ExtType(_EXT_PICKLED, _pickle_module().dumps(obj))
+
+
+def pack(value: Any) -> bytes:
+    """``value`` as msgpack; what msgpack cannot carry is cloudpickled in place."""
+    return pack_noting_pickles(value)[0]
+
+
+def pack_noting_pickles(value: Any) -> Tuple[bytes, List[str]]:
+    """:func:`pack`, and the type names of the objects it had to cloudpickle."""
+    default = _Default()
+    return default._packb(value), default.pickled
+
+
+def pack_state(value: Any) -> bytes:
+    """Like :func:`pack`, for a policy's saved state: the objects in it are cloudpickled
+    together, in one pickle, so references they share (an optimizer and the candidates it
+    handed out, say) are still shared when loaded."""
+    objects: List[Any] = []
+    default = _Default(objects)
+    data = default._packb(value)
+    return msgpack.packb([_STATE_MARK, data, _pickle_module().dumps(objects) if objects else None],
+                         use_bin_type=True)
+
+
+def is_plain(value: Any) -> bool:
+    """Whether ``value`` is data msgpack carries as is (no tuple, no object)."""
+    try:
+        msgpack.packb(value, use_bin_type=True, strict_types=True)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+class Loader:
+    """Unpacks what :func:`pack` wrote and remembers the objects it unpickled."""
+
+    def __init__(self) -> None:
+        self.unpickled: List[str] = []
+        self._objects: List[Any] = []
+
+    def _ext_hook(self, code: int, data: bytes) -> Any:
+        if code == _EXT_TUPLE:
+            return tuple(self.unpack(data))
+        if code == _EXT_SET:
+            return set(self.unpack(data))
+        if code == _EXT_FROZENSET:
+            return frozenset(self.unpack(data))
+        if code == _EXT_NDARRAY:
+            import numpy as np
+
+            dtype, shape, raw = self.unpack(data)
+            return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
+        if code == _EXT_OBJECT:
+            return self._objects[msgpack.unpackb(data)]
+        if code == _EXT_PICKLED:
+            obj = _pickle_module().loads(data)
+            self.unpickled.append(type(obj).__name__)
+            return obj
+        return msgpack.ExtType(code, data)
+
+    def unpack(self, data: bytes) -> Any:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=self._ext_hook)
+
+    def loads(self, data: bytes) -> Any:
+        """What :func:`pack_state` wrote, or a whole pickle (what fasttune wrote before it
+        used msgpack)."""
+        if data[:1] == bytes([_PICKLE_PROTOCOL_MARK]):
+            obj = pickle.loads(data)
+            self.unpickled.append(f"{type(obj).__name__} (a whole pickle)")
+            return obj
+        outer = msgpack.unpackb(data, raw=False)
+        if not (isinstance(outer, list) and len(outer) == 3 and outer[0] == _STATE_MARK):
+            raise ValueError("not a state written by fasttune (neither pack_state's format nor a pickle)")
+        _, packed, objects = outer
+        previous, self._objects = self._objects, _pickle_module().loads(objects) if objects else []
+        self.unpickled.extend(type(obj).__name__ for obj in self._objects)
+        try:
+            return self.unpack(packed)
+        finally:
+            self._objects = previous
+
+
+def dump_file(path: str, value: Any) -> None:
+    """Write :func:`pack_state`-ed ``value`` to ``path`` atomically (temporary file, rename)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(pack_state(value))
+    os.replace(tmp, path)
+
+
+def load_file(path: str) -> Any:
+    """What :func:`dump_file` wrote (or an older pickle of it)."""
+    with open(path, "rb") as f:
+        return Loader().loads(f.read())
+
+
+def unpickled_in(data: bytes) -> List[str]:
+    """The types of the objects a :class:`Loader` unpickles from ``data`` (which it loads)."""
+    loader = Loader()
+    try:
+        loader.loads(data)
+    except Exception:  # noqa: BLE001 - not ours to judge here; the owner's restore reports it
+        return ["unreadable data"]
+    return loader.unpickled

@@ -1,0 +1,48 @@
+"""fasttune._serialization: data as msgpack, objects cloudpickled and named."""
+import datetime
+import pickle
+import random
+
+import numpy as np
+import pytest
+
+from fasttune._serialization import Loader, dump_file, load_file, pack, pack_state, unpickled_in
+
+
+def test_numpy_arrays_and_scalars_are_data_not_pickles():
+    value = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "n": np.int64(4), "ids": np.array([1, 2]),
+             "live": {"t1", "t2"}, "done": frozenset({3})}
+    loader = Loader()
+    out = loader.unpack(pack(value))
+    assert out["w"].dtype == np.float32 and out["w"].shape == (2, 3) and (out["w"] == value["w"]).all()
+    assert out["n"] == 4 and type(out["n"]) is int and list(out["ids"]) == [1, 2]
+    assert out["live"] == {"t1", "t2"} and out["done"] == frozenset({3}) and type(out["done"]) is frozenset
+    assert loader.unpickled == []
+    out["w"][0, 0] = 99.0  # a writable copy, not a view of the bytes read
+    assert unpickled_in(pack_state(value)) == []
+
+
+def test_a_state_keeps_references_its_objects_share():
+    rng = random.Random(3)
+    state = {"optimizer": rng, "candidates": [rng, rng], "when": datetime.date(2026, 1, 1)}
+    loader = Loader()
+    out = loader.loads(pack_state(state))
+    assert out["candidates"][0] is out["optimizer"] is out["candidates"][1]
+    assert out["optimizer"].random() == random.Random(3).random()
+    assert sorted(loader.unpickled) == ["Random", "date"]
+
+
+def test_state_files_round_trip_and_older_pickles_still_load(tmp_path):
+    path = str(tmp_path / "state")
+    dump_file(path, {"brackets": [(1, {"a": 0.5})], "rng": np.random.RandomState(0)})
+    out = load_file(path)
+    assert out["brackets"] == [(1, {"a": 0.5})] and isinstance(out["rng"], np.random.RandomState)
+    old = tmp_path / "old"
+    old.write_bytes(pickle.dumps({"counter": 3}))  # what fasttune 0.1 wrote
+    assert load_file(str(old)) == {"counter": 3}
+
+
+def test_bytes_that_are_no_state_are_an_error():
+    with pytest.raises(ValueError, match="not a state written by fasttune"):
+        Loader().loads(pack({"just": "data"}))
+    assert unpickled_in(b"\x00garbage") == ["unreadable data"]
