@@ -103,15 +103,6 @@ def pack_state(value: Any) -> bytes:
                          use_bin_type=True)
 
 
-def is_plain(value: Any) -> bool:
-    """Whether ``value`` is data msgpack carries as is (no tuple, no object)."""
-    try:
-        msgpack.packb(value, use_bin_type=True, strict_types=True)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True
-
-
 class Loader:
     """Unpacks what :func:`pack` wrote and remembers the objects it unpickled."""
 

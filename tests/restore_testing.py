@@ -15,32 +15,15 @@ import threading
 
 import fasttune as tune
 from fasttune.search import BasicVariantGenerator
+from fasttune_testing import report_with_step_checkpoint, restored_step
 
 ITERATIONS = 24
 CHECKPOINT_EVERY = 4
 NUM_SAMPLES = 10
 
 
-def resumed_iteration():
-    """The iteration of the checkpoint the trial resumes from (0: none)."""
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return 0
-    with checkpoint.as_directory() as d:
-        with open(os.path.join(d, "state.json")) as f:
-            return json.load(f)["iteration"]
-
-
-def report_with_checkpoint(metrics, scratch, name, iteration):
-    d = os.path.join(scratch, name)
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "state.json"), "w") as f:
-        json.dump({"iteration": iteration}, f)
-    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-
-
 def counting_trainable(config):
-    start = resumed_iteration()
+    start = restored_step()
     with open(config["marker"]) as f:
         phase = f.read().strip()
     trial_id = tune.get_context().get_trial_id()
@@ -49,7 +32,7 @@ def counting_trainable(config):
     for iteration in range(start + 1, ITERATIONS + 1):
         metrics = {"loss": config["x"] / iteration}
         if iteration % CHECKPOINT_EVERY == 0:
-            report_with_checkpoint(metrics, config["scratch"], f"{trial_id}-{iteration}-{phase}", iteration)
+            report_with_step_checkpoint(metrics, iteration)
         else:
             tune.report(metrics)
         if phase == "first":
@@ -77,7 +60,6 @@ def param_space(tmp, interrupt_after, sig="SIGKILL", driver_pgid=0):
         "marker": os.path.join(tmp, "phase"),
         "starts": os.path.join(tmp, "starts.log"),
         "counter": os.path.join(tmp, "reports"),
-        "scratch": os.path.join(tmp, "scratch"),
         "interrupt_after": interrupt_after,
         "signal": sig,
         "driver_pgid": driver_pgid,

@@ -46,3 +46,10 @@ def test_bytes_that_are_no_state_are_an_error():
     with pytest.raises(ValueError, match="not a state written by fasttune"):
         Loader().loads(pack({"just": "data"}))
     assert unpickled_in(b"\x00garbage") == ["unreadable data"]
+
+
+def test_plain_data_and_tuples_need_no_pickle():
+    loader = Loader()
+    value = {"a": [1, 2.5, "x", None, True, {"b": b"raw"}], "shape": (2, (3, 4))}
+    assert loader.unpack(pack(value)) == value
+    assert loader.unpickled == []

@@ -10,12 +10,12 @@ import sys
 import pytest
 
 import fasttune as tune
-from fasttune import _corelib as core
 from fasttune.execution import _experiment_state as state
 from fasttune.experiment.experiment import Experiment
 from fasttune.search import BasicVariantGenerator
 
 import restore_testing
+from fasttune_testing import report_with_step_checkpoint, restored_step
 from restore_testing import ITERATIONS, NUM_SAMPLES, counting_trainable
 
 pytestmark = pytest.mark.ray
@@ -25,7 +25,7 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 def _interrupted_run(ray_session, tmp_path, seed, interrupt_after, sig, period="0.05"):
     """Run the sweep in a driver process of its own until the trainable interrupts it."""
     tmp, storage = str(tmp_path / "work"), str(tmp_path / "results")
-    os.makedirs(os.path.join(tmp, "scratch"))
+    os.makedirs(tmp)
     with open(os.path.join(tmp, "phase"), "w") as f:
         f.write("first")
     env = dict(os.environ, FASTTUNE_GLOBAL_CHECKPOINT_S=period,
@@ -190,20 +190,17 @@ def test_a_truncated_latest_snapshot_falls_back_to_the_previous(killed_experimen
 
 
 def _erroring_trainable(config):
-    for i in range(restore_testing.resumed_iteration() + 1, 6):
+    for i in range(restored_step() + 1, 6):
         if i == 3 and not os.path.exists(config["healed"]):
             raise RuntimeError("broken until healed")
         if i == 2:
-            restore_testing.report_with_checkpoint({"loss": float(i)}, config["scratch"],
-                                                   f"{tune.get_context().get_trial_id()}-{i}", i)
+            report_with_step_checkpoint({"loss": float(i)}, i)
         else:
             tune.report({"loss": float(i)})
 
 
 def _errored_experiment(tmp_path):
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    space = {"healed": str(tmp_path / "healed"), "scratch": str(scratch)}
+    space = {"healed": str(tmp_path / "healed")}
     grid = tune.Tuner(_erroring_trainable, param_space=space,
                       tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=2),
                       run_config=tune.RunConfig(name="errored", storage_path=str(tmp_path), verbose=0)).fit()

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import msgpack
 
-from fasttune._serialization import Loader, is_plain, pack, pack_noting_pickles  # noqa: F401 - re-exported
+from fasttune._serialization import Loader, pack, pack_noting_pickles
 from fasttune.error import TuneError
 
 logger = logging.getLogger(__name__)

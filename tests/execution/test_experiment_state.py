@@ -1,5 +1,4 @@
 """The snapshot file format: atomic files, rotation, fallback, refusal of newer formats."""
-import datetime
 import logging
 import os
 import struct
@@ -12,22 +11,6 @@ from fasttune.execution import _experiment_state as state
 
 def _write(path, seq, payload=None):
     return state.write_snapshot(str(path), payload or {"format": 1, "seq": seq}, [state.pack(["t", seq])], seq)
-
-
-def test_round_trip_keeps_tuples_numpy_scalars_and_objects(tmp_path):
-    np = pytest.importorskip("numpy")
-    value = {"shape": (2, (3, 4)), "lr": np.float64(0.5), "n": np.int64(3), "when": datetime.date(2026, 1, 2)}
-    loader = state.Loader()
-    out = loader.unpack(state.pack(value))
-    assert out == {"shape": (2, (3, 4)), "lr": 0.5, "n": 3, "when": datetime.date(2026, 1, 2)}
-    assert type(out["lr"]) is float and type(out["n"]) is int
-    assert loader.unpickled == ["date"]  # only the object that is no data went through pickle
-
-
-def test_plain_data_is_not_pickled():
-    assert state.is_plain({"a": [1, 2.5, "x", None, True, {"b": b"raw"}]})
-    assert not state.is_plain({"a": (1, 2)})
-    assert not state.is_plain({"a": object()})
 
 
 def test_latest_snapshot_wins_and_only_the_newest_are_kept(tmp_path):
