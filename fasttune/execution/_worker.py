@@ -133,18 +133,23 @@ def pack_result(metrics: Dict[str, Any]) -> bytes:
 
 
 class _DecisionSet:
-    """Membership test for the wire form of :class:`fasttune.schedulers.DecisionPoints`."""
+    """Membership test for the wire form of :class:`fasttune.schedulers.DecisionPoints`:
+    "never", "every_result", ``["at", iterations]``, ``["every", n]`` (the multiples of
+    ``n``) or ``["every", n, first, last]`` (``first + k*n`` up to ``last``; None: no end)."""
 
-    __slots__ = ("_kind", "_at", "_every")
+    __slots__ = ("_kind", "_at", "_every", "_first", "_last")
 
     def __init__(self, wire: Any) -> None:
-        self._kind, self._at, self._every = "every_result", frozenset(), 0
+        self._kind, self._at, self._every, self._first, self._last = "every_result", frozenset(), 0, 0, None
         if wire == "never":
             self._kind = "never"
         elif isinstance(wire, (list, tuple)) and len(wire) == 2 and wire[0] == "at":
             self._kind, self._at = "at", frozenset(int(i) for i in wire[1])
-        elif isinstance(wire, (list, tuple)) and len(wire) == 2 and wire[0] == "every":
+        elif isinstance(wire, (list, tuple)) and len(wire) in (2, 4) and wire[0] == "every":
             self._kind, self._every = "every", max(1, int(wire[1]))
+            if len(wire) == 4:
+                self._kind, self._first = "every_from", int(wire[2])
+                self._last = None if wire[3] is None else int(wire[3])
 
     def __contains__(self, iteration: int) -> bool:
         kind = self._kind

@@ -80,6 +80,57 @@ def test_decision_points_block_until_the_driver_answers():
     assert order.count("decide") == 3
 
 
+@pytest.mark.parametrize("wire", [["every", 4, 6, 18], ["at", [6, 10, 14, 18]]])
+def test_a_bounded_progression_blocks_exactly_where_its_list_does(wire):
+    def fn(config):
+        for i in range(25):
+            tune.report({"i": i})
+
+    worker = TrialWorker()
+    seen = []
+
+    def answer(event):
+        seen.append(event[2])
+        return ["continue", event[1]]
+
+    events = _run_until(worker, _commands(_install(fn), ["start", _spec("t1", decide=wire)]), answer=answer)
+    assert seen == [6, 10, 14, 18]
+    assert [r["i"] for r in _results(events)] == list(range(25))
+    assert events[-1] == ["done", "t1"]
+
+
+def test_a_progression_counts_from_the_iteration_a_trial_resumes_at():
+    def fn(config):
+        for i in range(12):
+            tune.report({"i": i})
+
+    worker = TrialWorker()
+    seen = []
+
+    def answer(event):
+        seen.append(event[2])
+        return ["continue", event[1]]
+
+    # Resumed at iteration 100: its results are iterations 101..112.
+    spec = _spec("t1", decide=["every", 4, 104, None], iteration=100)
+    _run_until(worker, _commands(_install(fn), ["start", spec]), answer=answer)
+    assert seen == [104, 108, 112]
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])
+@pytest.mark.parametrize("first", [1, 2, 6])
+@pytest.mark.parametrize("last", [None, 1, 5, 18, 19])
+def test_the_decision_set_of_a_progression_is_its_list(n, first, last):
+    from fasttune.schedulers import DecisionPoints
+
+    points = DecisionPoints.every(n, start=first, until=last)
+    expected = [i for i in range(first, 60, n) if last is None or i <= last]
+    members = _worker._DecisionSet(points.to_wire())
+    assert [i for i in range(1, 60) if i in members] == expected  # iterations count from 1
+    if last is not None:
+        assert points == DecisionPoints.at(expected)
+
+
 def test_every_result_decisions_give_one_result_per_round_trip():
     def fn(config):
         for i in range(5):
