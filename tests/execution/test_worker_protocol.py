@@ -202,6 +202,55 @@ def test_checkpoint_is_persisted_before_report_returns(tmp_path):
     assert not source.exists()
 
 
+def test_a_reported_checkpoint_is_copied_whole_and_the_users_directory_is_left_alone(tmp_path):
+    source = tmp_path / "user_ckpt"
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    (trial_dir / "checkpoint_000000.tmp").mkdir()  # a copy a killed worker left half done
+
+    def fn(config):
+        src = config["src"]
+        os.makedirs(os.path.join(src, "nested", "deeper"))
+        with open(os.path.join(src, "nested", "deeper", "w.txt"), "w") as f:
+            f.write("weights-1")
+        with open(os.path.join(src, "run.sh"), "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(os.path.join(src, "run.sh"), 0o750)
+        tune.report({"i": 0}, checkpoint=tune.Checkpoint.from_directory(src))
+        # The same directory, reused: the saved checkpoint does not change with it.
+        with open(os.path.join(src, "nested", "deeper", "w.txt"), "w") as f:
+            f.write("weights-2")
+        tune.report({"i": 1}, checkpoint=tune.Checkpoint.from_directory(src))
+
+    worker = TrialWorker()
+    spec = _spec("t1", trial_dir=str(trial_dir), config={"src": str(source)})
+    events = _run_until(worker, _commands(_install(fn), ["start", spec]))
+    assert events[-1] == ["done", "t1"]
+    assert (trial_dir / "checkpoint_000000" / "nested" / "deeper" / "w.txt").read_text() == "weights-1"
+    assert (trial_dir / "checkpoint_000001" / "nested" / "deeper" / "w.txt").read_text() == "weights-2"
+    assert os.stat(trial_dir / "checkpoint_000000" / "run.sh").st_mode & 0o777 == 0o750
+    assert (source / "nested" / "deeper" / "w.txt").read_text() == "weights-2"
+    assert sorted(p.name for p in trial_dir.iterdir()) == ["checkpoint_000000", "checkpoint_000001"]
+
+
+def test_a_restart_that_saves_under_an_existing_checkpoint_name_replaces_it(tmp_path):
+    trial_dir = tmp_path / "trial"
+    (trial_dir / "checkpoint_000002").mkdir(parents=True)
+    (trial_dir / "checkpoint_000002" / "stale.txt").write_text("from the killed run")
+
+    def fn(config):
+        src = os.path.join(config["dir"], "src")
+        os.makedirs(src)
+        with open(os.path.join(src, "w.txt"), "w") as f:
+            f.write("new")
+        tune.report({"i": 0}, checkpoint=tune.Checkpoint.from_directory(src))
+
+    worker = TrialWorker()
+    spec = _spec("t1", trial_dir=str(trial_dir), config={"dir": str(tmp_path)}, ckpt_index=2)
+    _run_until(worker, _commands(_install(fn), ["start", spec]))
+    assert sorted(p.name for p in (trial_dir / "checkpoint_000002").iterdir()) == ["w.txt"]
+
+
 def test_restore_checkpoint_is_visible_to_the_trainable(tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
