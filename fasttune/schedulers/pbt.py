@@ -283,10 +283,11 @@ class PopulationBasedTraining(FIFOScheduler):
 
     Decision points (when a trial waits for the driver): with
     ``time_attr="training_iteration"`` and ``require_attrs=True``, the iterations where
-    the rule above can fire: an explicit, exact list when the trial has a
-    ``training_iteration`` stop criterion, else ``DecisionPoints.every(g)`` for the
-    largest ``g`` dividing all of them (exact when ``burn_in_period <=
-    perturbation_interval``, a superset otherwise).  Any other ``time_attr``, or
+    the rule above can fire: exact when the trial has a ``training_iteration`` stop
+    criterion (``DecisionPoints.every(step, start=..., until=...)`` when they form one
+    progression, as on the population's grid; else an explicit list), else
+    ``DecisionPoints.every(g)`` for the largest ``g`` dividing all of them (exact when
+    ``burn_in_period <= perturbation_interval``, a superset otherwise).  Any other ``time_attr``, or
     ``require_attrs=False``, needs a decision at every result.
 
     Example:
@@ -814,9 +815,12 @@ class PopulationBasedTraining(FIFOScheduler):
         horizon = (getattr(trial, "stopping_criterion", None) or {}).get(TRAINING_ITERATION)
         if _is_real(horizon) and not math.isinf(horizon):
             end = int(math.floor(horizon))
-            points = set(range(first, end + 1, step))
             # After an exploit the trial follows its donor's clock: the population's grid.
             grid_start = anchor + max(0, -(-(first - anchor) // step)) * step
+            if (grid_start - first) % step == 0:
+                # One progression (grid_start >= first): four numbers on the wire, not a list.
+                return DecisionPoints.every(step, start=first, until=end)
+            points = set(range(first, end + 1, step))
             points.update(range(grid_start, end + 1, step))
             if len(points) <= _MAX_LISTED_POINTS:
                 return DecisionPoints.at(points)

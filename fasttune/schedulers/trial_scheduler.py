@@ -17,12 +17,20 @@ WireDecisionPoints = Union[str, List[Any]]
 
 class DecisionPoints:
     """When a trial must wait for its scheduler: never, at every result, at given
-    iterations, or every ``n`` iterations.
+    iterations, or every ``n`` iterations (optionally from ``start`` up to ``until``).
+
+    Two DecisionPoints are equal when they name the same iterations, whatever their form:
+    ``every(4, start=6, until=18)`` equals ``at([6, 10, 14, 18])``, and is what goes to the
+    worker instead of the list (four numbers, however long the run).
 
     Example:
         >>> from fasttune.schedulers import DecisionPoints
         >>> DecisionPoints.at([1, 3, 9]).to_wire()
         ['at', [1, 3, 9]]
+        >>> DecisionPoints.every(4, start=6, until=19).to_wire()
+        ['every', 4, 6, 18]
+        >>> DecisionPoints.every(4, start=6, until=18) == DecisionPoints.at([6, 10, 14, 18])
+        True
     """
 
     __slots__ = ("_wire",)
@@ -43,16 +51,63 @@ class DecisionPoints:
         return cls(["at", sorted({int(i) for i in iterations})])
 
     @classmethod
-    def every(cls, n: int) -> "DecisionPoints":
+    def every(cls, n: int, start: Optional[int] = None, until: Optional[int] = None) -> "DecisionPoints":
+        """Iterations ``start, start + n, start + 2n, ...`` (``start`` defaults to ``n``:
+        the multiples of ``n``), up to and including ``until`` when given.
+
+        On the wire: ``["every", n]`` for the multiples of ``n``, else
+        ``["every", n, start, last]`` (``last`` the final iteration named, or None).
+        """
         if int(n) < 1:
             raise ValueError(f"DecisionPoints.every(n) needs n >= 1, got {n}.")
-        return cls(["every", int(n)])
+        n = int(n)
+        if start is not None and int(start) < 1:
+            raise ValueError(f"DecisionPoints.every(start=...) needs start >= 1, got {start}.")
+        first = n if start is None else int(start)
+        if until is None:
+            if first == n:
+                return cls(["every", n])
+            return cls(["every", n, first, None])
+        last = first + (int(until) - first) // n * n
+        if last < first:
+            return cls.at([])
+        return cls(["every", n, first, last])
 
     def to_wire(self) -> WireDecisionPoints:
         return self._wire
 
+    def _form(self) -> tuple:
+        """("at", iterations) for a finite set, ("every", n, first) for an endless one."""
+        wire = self._wire
+        if wire == "never":
+            return ("at", ())
+        if wire == "every_result":
+            return ("every", 1, 1)
+        if wire[0] == "at":
+            return ("at", tuple(wire[1]))
+        n = wire[1]
+        first = wire[2] if len(wire) > 2 else n
+        last = wire[3] if len(wire) > 2 else None
+        if last is None:
+            return ("every", n, first)
+        if last == first:
+            return ("at", (first,))
+        return ("range", first, last, n)
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, DecisionPoints) and self._wire == other._wire
+        if not isinstance(other, DecisionPoints):
+            return False
+        a, b = self._form(), other._form()
+        if a[0] == "range":
+            a, b = b, a
+        if b[0] == "range":
+            first, last, n = b[1:]
+            if a[0] == "range":
+                return a[1:] == b[1:]
+            if a[0] != "at" or len(a[1]) != (last - first) // n + 1:
+                return False
+            return a[1] == tuple(range(first, last + 1, n))
+        return a == b
 
     def __repr__(self) -> str:
         return f"DecisionPoints({self._wire!r})"

@@ -80,6 +80,57 @@ def test_decision_points_block_until_the_driver_answers():
     assert order.count("decide") == 3
 
 
+@pytest.mark.parametrize("wire", [["every", 4, 6, 18], ["at", [6, 10, 14, 18]]])
+def test_a_bounded_progression_blocks_exactly_where_its_list_does(wire):
+    def fn(config):
+        for i in range(25):
+            tune.report({"i": i})
+
+    worker = TrialWorker()
+    seen = []
+
+    def answer(event):
+        seen.append(event[2])
+        return ["continue", event[1]]
+
+    events = _run_until(worker, _commands(_install(fn), ["start", _spec("t1", decide=wire)]), answer=answer)
+    assert seen == [6, 10, 14, 18]
+    assert [r["i"] for r in _results(events)] == list(range(25))
+    assert events[-1] == ["done", "t1"]
+
+
+def test_a_progression_counts_from_the_iteration_a_trial_resumes_at():
+    def fn(config):
+        for i in range(12):
+            tune.report({"i": i})
+
+    worker = TrialWorker()
+    seen = []
+
+    def answer(event):
+        seen.append(event[2])
+        return ["continue", event[1]]
+
+    # Resumed at iteration 100: its results are iterations 101..112.
+    spec = _spec("t1", decide=["every", 4, 104, None], iteration=100)
+    _run_until(worker, _commands(_install(fn), ["start", spec]), answer=answer)
+    assert seen == [104, 108, 112]
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])
+@pytest.mark.parametrize("first", [1, 2, 6])
+@pytest.mark.parametrize("last", [None, 1, 5, 18, 19])
+def test_the_decision_set_of_a_progression_is_its_list(n, first, last):
+    from fasttune.schedulers import DecisionPoints
+
+    points = DecisionPoints.every(n, start=first, until=last)
+    expected = [i for i in range(first, 60, n) if last is None or i <= last]
+    members = _worker._DecisionSet(points.to_wire())
+    assert [i for i in range(1, 60) if i in members] == expected  # iterations count from 1
+    if last is not None:
+        assert points == DecisionPoints.at(expected)
+
+
 def test_every_result_decisions_give_one_result_per_round_trip():
     def fn(config):
         for i in range(5):
@@ -149,6 +200,55 @@ def test_checkpoint_is_persisted_before_report_returns(tmp_path):
     assert marks == {0: "checkpoint_000003"}
     assert (trial_dir / "checkpoint_000003" / "w.txt").read_text() == "weights-1"
     assert not source.exists()
+
+
+def test_a_reported_checkpoint_is_copied_whole_and_the_users_directory_is_left_alone(tmp_path):
+    source = tmp_path / "user_ckpt"
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    (trial_dir / "checkpoint_000000.tmp").mkdir()  # a copy a killed worker left half done
+
+    def fn(config):
+        src = config["src"]
+        os.makedirs(os.path.join(src, "nested", "deeper"))
+        with open(os.path.join(src, "nested", "deeper", "w.txt"), "w") as f:
+            f.write("weights-1")
+        with open(os.path.join(src, "run.sh"), "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(os.path.join(src, "run.sh"), 0o750)
+        tune.report({"i": 0}, checkpoint=tune.Checkpoint.from_directory(src))
+        # The same directory, reused: the saved checkpoint does not change with it.
+        with open(os.path.join(src, "nested", "deeper", "w.txt"), "w") as f:
+            f.write("weights-2")
+        tune.report({"i": 1}, checkpoint=tune.Checkpoint.from_directory(src))
+
+    worker = TrialWorker()
+    spec = _spec("t1", trial_dir=str(trial_dir), config={"src": str(source)})
+    events = _run_until(worker, _commands(_install(fn), ["start", spec]))
+    assert events[-1] == ["done", "t1"]
+    assert (trial_dir / "checkpoint_000000" / "nested" / "deeper" / "w.txt").read_text() == "weights-1"
+    assert (trial_dir / "checkpoint_000001" / "nested" / "deeper" / "w.txt").read_text() == "weights-2"
+    assert os.stat(trial_dir / "checkpoint_000000" / "run.sh").st_mode & 0o777 == 0o750
+    assert (source / "nested" / "deeper" / "w.txt").read_text() == "weights-2"
+    assert sorted(p.name for p in trial_dir.iterdir()) == ["checkpoint_000000", "checkpoint_000001"]
+
+
+def test_a_restart_that_saves_under_an_existing_checkpoint_name_replaces_it(tmp_path):
+    trial_dir = tmp_path / "trial"
+    (trial_dir / "checkpoint_000002").mkdir(parents=True)
+    (trial_dir / "checkpoint_000002" / "stale.txt").write_text("from the killed run")
+
+    def fn(config):
+        src = os.path.join(config["dir"], "src")
+        os.makedirs(src)
+        with open(os.path.join(src, "w.txt"), "w") as f:
+            f.write("new")
+        tune.report({"i": 0}, checkpoint=tune.Checkpoint.from_directory(src))
+
+    worker = TrialWorker()
+    spec = _spec("t1", trial_dir=str(trial_dir), config={"dir": str(tmp_path)}, ckpt_index=2)
+    _run_until(worker, _commands(_install(fn), ["start", spec]))
+    assert sorted(p.name for p in (trial_dir / "checkpoint_000002").iterdir()) == ["w.txt"]
 
 
 def test_restore_checkpoint_is_visible_to_the_trainable(tmp_path):

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from fasttune import _corelib as core
+from fasttune.execution._worker import _DecisionSet
 from fasttune.experiment import Trial
 from fasttune.schedulers import TrialScheduler
 
@@ -228,8 +229,7 @@ class SimulatedRunner:
         wire = self._points.get(trial.trial_id, "every_result")
         if wire == "every_result":
             return
-        if wire == "never" or (wire[0] == "at" and iteration not in wire[1]) or (
-                wire[0] == "every" and iteration % wire[1]):
+        if iteration not in _DecisionSet(wire):
             self.violations.append((trial.trial_id, iteration, decision, wire))
 
 

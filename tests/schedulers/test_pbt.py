@@ -544,6 +544,8 @@ def test_decision_points_examples():
     pbt, runner = Spy(perturbation_interval=4, burn_in_period=6), FakeRunner()
     bounded = runner.add(pbt, {"lr": 1}, stopping_criterion={"training_iteration": 20})
     assert pbt.decision_points(bounded) == DecisionPoints.at([6, 10, 14, 18])
+    # One progression: sent as four numbers, not a list as long as the run.
+    assert pbt.decision_points(bounded).to_wire() == ["every", 4, 6, 18]
     unbounded = runner.add(pbt, {"lr": 1})
     assert pbt.decision_points(unbounded) == DecisionPoints.every(2)
     pbt, runner = Spy(perturbation_interval=5), FakeRunner()
