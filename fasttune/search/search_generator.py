@@ -113,6 +113,7 @@ class SearchGenerator(SearchAlgorithm):
         # An id a "not now" answer left unused: the next suggest is asked with it, so such
         # answers use up no ids and a restored sweep gives its new trials the ids they had.
         self._unused_trial_id: Optional[str] = None
+        self._heard_since_asked = False  # notifications reached the searcher after its last answer
 
     def _new_trial_id(self) -> str:
         if self._unused_trial_id is not None:
@@ -218,9 +219,15 @@ class SearchGenerator(SearchAlgorithm):
                 return None
             self._settle()
         if self._ready is not None:
-            return self._collect()
+            trial = self._collect()
+            # A "not now" given before the searcher heard of trials that ended meanwhile
+            # is stale: it is asked again at once (else a sweep with nothing running and a
+            # searcher that would now say yes would look stalled).
+            if trial is not None or not (self._heard_since_asked and ask):
+                return trial
         if not ask or self._abandoned or self.is_finished():
             return None
+        self._heard_since_asked = False
         trial_id = self._new_trial_id()
         self._inflight = BackgroundCall(self.searcher.suggest, trial_id, name=f"fasttune-suggest-{trial_id}")
         self._inflight_id = trial_id
@@ -248,6 +255,7 @@ class SearchGenerator(SearchAlgorithm):
         backlog, self._backlog = self._backlog, []
         suggestion = call.result()  # a suggest that raised fails here, the notifications unsent
         self._ready = (trial_id, suggestion)
+        self._heard_since_asked = bool(backlog)
         for method, args in backlog:
             getattr(self.searcher, method)(*args)
 

@@ -382,3 +382,38 @@ def test_a_searcher_saying_not_now_is_asked_again_after_worker_events(ray_sessio
     # "Not now" is asked again once per worker event (a few dozen here), not in a loop
     # of its own while trials run (thousands).
     assert searcher.asked < 200
+
+
+class NotUntilOneEnded(Searcher):
+    """Says "not now" until it has heard one trial end; its first suggest waits for
+    ``release``, so the end can arrive while that suggest is still running."""
+
+    def __init__(self):
+        super().__init__(metric="loss", mode="min")
+        self.ended = 0
+        self.release = threading.Event()
+        self.calls = 0
+
+    def suggest(self, trial_id):
+        self.calls += 1
+        if self.calls == 1:
+            assert self.release.wait(GUARD_S)
+        return {"x": 1.0} if self.ended else None
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.ended += 1
+
+
+def test_a_not_now_given_before_news_arrived_is_asked_again_at_once():
+    searcher = NotUntilOneEnded()
+    gen = _generator(searcher)
+    assert gen.poll_trial() is None  # the first suggest starts, and waits
+    gen.on_trial_complete("earlier_trial", result={"loss": 1.0})  # queued behind it
+    searcher.release.set()
+    assert gen.pending_suggestion.wait(GUARD_S)
+    # Its "not now" predates the news: the searcher is asked again in the same poll, so
+    # the loop waits for that answer instead of seeing a searcher with nothing to give.
+    assert gen.poll_trial() is None
+    assert gen.pending_suggestion is not None and gen.pending_suggestion.wait(GUARD_S)
+    trial = gen.poll_trial()
+    assert trial is not None and trial.config["x"] == 1.0 and searcher.calls == 2
