@@ -381,7 +381,8 @@ def _pbt(tune, population: int, iterations: int, storage_path: str, name: str, c
 
 
 def pbt_population_64(tune, size: int, storage_path: str) -> Dict[str, Any]:
-    """PBT over a population of 64 function trials, all running at once (1/32 CPU each),
+    """PBT over a population of 64 function trials at 1 CPU each (two run at a time on two
+    CPUs; the others wait PAUSED or PENDING and take turns at perturbation points),
     ``size`` iterations, a perturbation and a checkpoint every 4 iterations."""
     return _pbt(tune, 64, size, storage_path, "pbt_population_64", cpu=1.0)
 
@@ -575,8 +576,8 @@ WORKLOADS: Dict[str, Workload] = {
             value=_rate("results"),
             sizes={"default": 400, "raytune": 40},
             quick_sizes={"default": 8},
-            size_meaning="iterations per trial (population 64, all at once)",
-            description="PBT, population 64 at 1/32 CPU each, perturbation and "
+            size_meaning="iterations per trial (population 64, two at a time)",
+            description="PBT, population 64 at 1 CPU each (time-shared), perturbation and "
                         "checkpoint every 4 iterations.",
         ),
         Workload(
