@@ -80,40 +80,34 @@ def test_decision_points_block_until_the_driver_answers():
     assert order.count("decide") == 3
 
 
-@pytest.mark.parametrize("wire", [["every", 4, 6, 18], ["at", [6, 10, 14, 18]]])
-def test_a_bounded_progression_blocks_exactly_where_its_list_does(wire):
+def _continue_at_every_decision(n_results, spec):
+    """Run a trial that reports ``n_results`` times, answering each decision with
+    "continue"; returns the iterations it waited at, and the events."""
     def fn(config):
-        for i in range(25):
+        for i in range(n_results):
             tune.report({"i": i})
 
-    worker = TrialWorker()
     seen = []
 
     def answer(event):
         seen.append(event[2])
         return ["continue", event[1]]
 
-    events = _run_until(worker, _commands(_install(fn), ["start", _spec("t1", decide=wire)]), answer=answer)
+    events = _run_until(TrialWorker(), _commands(_install(fn), ["start", spec]), answer=answer)
+    return seen, events
+
+
+@pytest.mark.parametrize("wire", [["every", 4, 6, 18], ["at", [6, 10, 14, 18]]])
+def test_a_bounded_progression_blocks_exactly_where_its_list_does(wire):
+    seen, events = _continue_at_every_decision(25, _spec("t1", decide=wire))
     assert seen == [6, 10, 14, 18]
     assert [r["i"] for r in _results(events)] == list(range(25))
     assert events[-1] == ["done", "t1"]
 
 
 def test_a_progression_counts_from_the_iteration_a_trial_resumes_at():
-    def fn(config):
-        for i in range(12):
-            tune.report({"i": i})
-
-    worker = TrialWorker()
-    seen = []
-
-    def answer(event):
-        seen.append(event[2])
-        return ["continue", event[1]]
-
     # Resumed at iteration 100: its results are iterations 101..112.
-    spec = _spec("t1", decide=["every", 4, 104, None], iteration=100)
-    _run_until(worker, _commands(_install(fn), ["start", spec]), answer=answer)
+    seen, _ = _continue_at_every_decision(12, _spec("t1", decide=["every", 4, 104, None], iteration=100))
     assert seen == [104, 108, 112]
 
 
