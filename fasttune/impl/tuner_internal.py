@@ -14,12 +14,12 @@ from fasttune.execution.ray_trial_executor import RayTrialExecutor
 from fasttune.execution._checkpoint_retention import rank_checkpoints
 from fasttune.execution.trial_runner import TrialRunner
 from fasttune.experiment.experiment import Experiment
+from fasttune.impl._tuner_spec import TUNER_FILE, load_tuner_spec, save_tuner_spec
 from fasttune.result import Result
 from fasttune.result_grid import ResultGrid
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from fasttune.search.basic_variant import BasicVariantGenerator
 from fasttune.search.search_algorithm import SearchAlgorithm
-from fasttune.impl._tuner_spec import TUNER_FILE, load_tuner_spec, save_tuner_spec
 from fasttune.tune_config import ResumeConfig, TuneConfig
 
 logger = logging.getLogger(__name__)
