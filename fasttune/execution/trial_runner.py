@@ -147,11 +147,8 @@ class TrialRunner:
         self._dirnames: List[Optional[str]] = []  # by row, filled with its record
         self._pickled_in_records: Dict[int, List[str]] = {}  # rows whose record holds pickles
         self._unsaved_policies: set = set()  # kinds whose state could not be saved (warned once)
-        self._live_records: Dict[int, bytes] = {}
         self._keysets = _state.KeySets()
         self._rewind_on_start: set = set()  # restored trials: their files are rewound at start
-        self._restored_pgfs: Dict[Any, Any] = {}
-        self._skipped_on_resume: List[Trial] = []
         self.results_processed = 0
 
         self._scheduler_sees_results = overrides(self._scheduler, TrialScheduler, "on_trial_result")
@@ -413,11 +410,9 @@ class TrialRunner:
         started_here = set()
         # Trials waiting at a decision point in this batch: reset_trial applies in place.
         self._deciding = {event[1] for event in events if event[0] == "decide"}
-        records = self._records
         for event in events:
             kind, trial_id = event[0], event[1]
             trial = self._by_id[trial_id]
-            records[trial._row] = None  # its snapshot record changes
             if kind == "results":
                 self._on_results(trial, event[2], event[3], event[4])
             elif kind == "started":
@@ -830,8 +825,10 @@ class TrialRunner:
     def _write_snapshot(self) -> str:
         self._files.flush()  # every result the snapshot counts is on disk first
         records, dirnames = self._records, self._dirnames
+        packed = []
         for row, trial in enumerate(self._trials):
-            if records[row] is None:
+            record = records[row]
+            if record is None:
                 dirnames[row] = trial.storage_dirname
                 record, pickled = _state.trial_record(
                     trial, self._keysets, self._checkpoint_rows,
@@ -841,10 +838,10 @@ class TrialRunner:
                 else:
                     self._pickled_in_records.pop(row, None)
                 if trial.is_finished() and trial.trial_id not in self._slot_of:
-                    records[row] = record  # no worker can change it any more
-                else:
-                    self._live_records[row] = record
-        packed = [r if r is not None else self._live_records.pop(row) for row, r in enumerate(records)]
+                    # Kept for good: no worker holds it, so no event can change it again
+                    # (a restore only starts a new runner).
+                    records[row] = record
+            packed.append(record)
         experiment = self._experiment
         state = {
             "format": _state.FORMAT_VERSION,
@@ -939,8 +936,12 @@ class TrialRunner:
         pickled = self._restore_policies(state)
         self._records = [None] * len(records)
         self._dirnames = list(state["dirnames"])
+        cache: Dict[Any, Any] = {}  # what the restored trials share (see _state.decode_trial)
+        ended = []
         for row, record in enumerate(records):
-            self._restore_trial(row, record, resume_config, loader)
+            trial = self._restore_trial(row, record, resume_config, loader, cache)
+            if trial is not None:
+                ended.append(trial)
         if overrides(self._scheduler, TrialScheduler, "on_trial_add"):
             for trial in self._trials:
                 self._scheduler.on_trial_add(self, trial)
@@ -952,9 +953,8 @@ class TrialRunner:
                 "%d trial directories in %s are not in its latest snapshot (the interrupted run made them "
                 "after it); they are moved to %s, and the searcher makes those trials again.",
                 len(moved), self.experiment_path, os.path.join(self.experiment_path, folder))
-        for trial in self._skipped_on_resume:
+        for trial in ended:
             self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
-        self._skipped_on_resume = []
         self._pickled_in_records = dict(state.get("pickled_in_records") or {})
         in_records = collections.Counter(name for names in self._pickled_in_records.values() for name in names)
         pickled = [f"{count} {name} object(s) in trial records" for name, count in sorted(in_records.items())] + pickled
@@ -982,7 +982,10 @@ class TrialRunner:
             self._callbacks.set_state(state["callbacks"])
         return pickled
 
-    def _restore_trial(self, row: int, record: bytes, resume_config: Any, loader: Any) -> None:
+    def _restore_trial(self, row: int, record: bytes, resume_config: Any, loader: Any,
+                       cache: Dict[Any, Any]) -> Optional[Trial]:
+        """Restore row ``row``; returns the trial if the restore itself ended it (an
+        unfinished trial under ``SKIP``), for the searcher to hear."""
         experiment = self._experiment
         status = core.STATUS_NAMES[self._table.get_status(row)]
         if status == Trial.TERMINATED:
@@ -993,7 +996,7 @@ class TrialRunner:
             how = resume_config.unfinished
         skip, restart = type(how).SKIP, type(how).RESTART
         args = (record, row, self._dirnames[row], self._table, self._keysets, self.experiment_path,
-                self._restored_pgfs, loader)
+                cache, loader)
         kwargs = dict(trainable_name=experiment.trainable_name, stopping_criterion=experiment.stopping_criterion,
                       max_failures=experiment.max_failures, checkpoint_config=experiment.checkpoint_config)
         if how == skip and status in (Trial.TERMINATED, Trial.ERROR):
@@ -1003,14 +1006,13 @@ class TrialRunner:
             self._records[row] = _state.as_bin(record)
             self._trials.append(trial)
             self._by_id[trial.trial_id] = trial
-            return
+            return None
         trial, checkpoint_rows, next_index = _state.decode_trial(*args, **kwargs)
         trial_id = trial.trial_id
         self._checkpoint_rows.update(checkpoint_rows)
         self._next_checkpoint_index[trial_id] = next_index
         if how == skip:
             trial.set_status(Trial.TERMINATED)
-            self._skipped_on_resume.append(trial)
         else:
             if how == restart:
                 for checkpoint in trial.checkpoints:
@@ -1035,6 +1037,7 @@ class TrialRunner:
                 self._config_json[trial_id] = config_to_json(trial.config)  # its params.json is written
         self._trials.append(trial)
         self._by_id[trial_id] = trial
+        return trial if how == skip else None
 
     def update_pending_trial_resources(self, resources: Any) -> None:
         """Give every PENDING trial new resources (e.g. after a restore on another
@@ -1044,7 +1047,6 @@ class TrialRunner:
                 continue
             trial.update_resources(resources)
             self.trial_executor.check_feasible(trial)
-            self._records[trial._row] = None
 
     def end_experiment_callbacks(self) -> None:
         self._callbacks.call("on_experiment_end", trials=self._trials)
