@@ -130,13 +130,13 @@ class RayTrialExecutor:
         a new one, or (``queue``) a place in a busy worker's queue of next trials."""
         pgf: PlacementGroupFactory = trial.placement_group_factory
         shape = pgf.shape_key()
-        if self._idle.get(shape):
+        if self._idle.get(shape) or self._fits(pgf.required_resources):
             return True
         if self._prefetch and queue:
             for worker in self._workers.values():
                 if worker.shape == shape and 0 < len(worker.assigned) < worker.depth:
                     return True
-        return self._fits(pgf.required_resources)
+        return False
 
     # ---- trial lifecycle -------------------------------------------------------------
     def register_trainable(self, name: str, trainable: Any) -> None:
@@ -163,7 +163,9 @@ class RayTrialExecutor:
         idle = self._idle.get(shape)
         if idle:
             return self._workers[idle.pop()]
-        if self._prefetch and queue:
+        # A new worker while resources allow (trials run side by side, as many as fit);
+        # only then a place behind a busy one.
+        if self._prefetch and queue and not self._fits(pgf.required_resources):
             busy = [w for w in self._workers.values()
                     if w.shape == shape and 0 < len(w.assigned) < w.depth]
             if busy:
@@ -306,12 +308,13 @@ class RayTrialExecutor:
             else:
                 self._kill(worker)
 
-    def adapt_depth(self, slot: int, whole_trials_in_reply: int) -> None:
-        # Trials that start and end within one round trip are short: hand out more ahead.
+    def adapt_depth(self, slot: int, whole_trials_in_reply: int, starved: int = 0) -> None:
+        # Trials that start and end within one round trip are short, and a worker that
+        # would have yielded a trial to a queued one found none: hand out more ahead.
         worker = self._workers.get(slot)
         if worker is None or not self._prefetch:
             return
-        if whole_trials_in_reply >= worker.depth - 1:
+        if starved or whole_trials_in_reply >= worker.depth - 1:
             worker.depth = min(_MAX_DEPTH, worker.depth * 2)
 
     def _dispatch(self) -> None:

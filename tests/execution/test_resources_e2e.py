@@ -92,3 +92,26 @@ def test_placement_problem_checks_what_totals_cannot(pgf, nodes, expected):
         assert problem is None
     else:
         assert problem is not None and expected in problem
+
+
+def waits_for_all_to_start(config):
+    # A barrier through files: each trial marks its start, then waits (bounded) until
+    # every trial of the sweep has started, which happens only if they run side by side.
+    import time
+
+    os.mkdir(os.path.join(config["barrier"], str(config["i"])))
+    deadline = time.monotonic() + 60
+    while len(os.listdir(config["barrier"])) < config["n"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    tune.report({"started_together": len(os.listdir(config["barrier"])), "pid": os.getpid()})
+
+
+def test_as_many_trials_run_at_once_as_the_resources_fit(storage, tmp_path):
+    # Four half-CPU trials on two CPUs: four workers at once, none queued behind another.
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    grid = fit(tune.with_resources(waits_for_all_to_start, {"cpu": 0.5}), storage,
+               space={"i": tune.grid_search([0, 1, 2, 3]), "n": 4, "barrier": str(barrier)})
+    assert grid.num_errors == 0
+    assert [r.metrics["started_together"] for r in grid] == [4, 4, 4, 4]
+    assert len({r.metrics["pid"] for r in grid}) == 4
