@@ -15,7 +15,13 @@ outstanding per busy worker.  ``commands`` is a list of ``[kind, ...]``:
 
     ["started", trial_id, start_time, pid, hostname, node_ip]
     ["results", trial_id, [metrics, ...], times_as_float64_bytes, {index: checkpoint_dir_name}]
-    ["decide", trial_id, training_iteration]   blocked until the driver answers
+    ["decide", trial_id, training_iteration, starved]   blocked until the driver answers
+                                    (``starved``: it would have yielded, but nothing was
+                                    queued: the driver should hand out trials further ahead)
+    ["yielded", trial_id, training_iteration]  at a decision point, paused without waiting
+                                    for the answer, for the trial queued next (the spec's
+                                    ``yield``: the scheduler pauses for waiting trials);
+                                    its "paused" event follows
     ["done" | "stopped" | "paused", trial_id]
     ["dropped", trial_id]                      a queued trial ended before it started
     ["error", trial_id, traceback_text, cloudpickled_exception_or_None]
@@ -44,6 +50,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import sys
 import threading
 import time
@@ -193,6 +200,7 @@ class _Run:
         self.checkpoint_index: int = spec.get("ckpt_index", 0)
         self.stop: Dict[str, float] = spec.get("stop") or {}
         self.decisions = _DecisionSet(spec.get("decide", "every_result"))
+        self.yields = bool(spec.get("yield"))
         self.start_time = 0.0
         self.last_time = 0.0
         self.decision: Optional[str] = None
@@ -519,7 +527,12 @@ class TrialWorker:
             raise TuneStopTrial(run.interrupt)
         iteration = run.base_iteration + run.count
         if iteration in run.decisions:
-            self._await_decision(run, iteration)
+            # A class trainable saves a checkpoint when it pauses; a function trainable
+            # can resume from here only with the checkpoint it just reported.
+            if run.yields and (checkpoint is not None or step_done):
+                self._yield_or_await(run, iteration)
+            else:
+                self._await_decision(run, iteration)
         elif len(run.times) >= MAX_UNSENT_RESULTS:
             with self._cond:
                 self._cond.notify_all()
@@ -532,10 +545,20 @@ class TrialWorker:
             with self._cond:
                 self._cond.notify_all()
 
-    def _await_decision(self, run: _Run, iteration: int) -> None:
+    def _yield_or_await(self, run: _Run, iteration: int) -> None:
+        """Pause at this decision point if a trial is queued behind this one (its
+        scheduler would answer PAUSE), so the worker goes on without a round trip."""
+        with self._cond:
+            if self._queue:
+                self._seal_results()
+                self._out.append(_packb(["yielded", run.trial_id, iteration]))
+                raise TuneStopTrial(_PAUSE)
+        self._await_decision(run, iteration, starved=True)
+
+    def _await_decision(self, run: _Run, iteration: int, starved: bool = False) -> None:
         with self._cond:
             self._seal_results()
-            self._out.append(_packb(["decide", run.trial_id, iteration]))
+            self._out.append(_packb(["decide", run.trial_id, iteration, starved]))
             run.awaiting = True
             self._cond.notify_all()
             while run.decision is None:
@@ -689,8 +712,41 @@ def _copy_tree(source: str, target: str) -> None:
             if entry.is_dir():
                 _copy_tree(entry.path, destination)
             else:
-                shutil.copyfile(entry.path, destination)
-                shutil.copymode(entry.path, destination)
+                _copy_file(entry.path, destination)
+
+
+def _copy_file(source: str, target: str) -> None:
+    """Contents and permission bits of ``source`` into the new file ``target``, through
+    two descriptors (no name lookups beyond the two opens, unlike copyfile + copymode)."""
+    fd_in = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd_in)
+        fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            offset = 0
+            try:
+                while offset < info.st_size:
+                    sent = os.sendfile(fd_out, fd_in, offset, info.st_size - offset)
+                    if sent == 0:
+                        break
+                    offset += sent
+            except OSError:  # no sendfile between these two: copied through memory below
+                pass
+            # What sendfile did not copy: all of it without sendfile, bytes the file grew
+            # by, or a file whose size reads 0 (as /proc's do).
+            os.lseek(fd_in, offset, os.SEEK_SET)
+            while True:
+                chunk = os.read(fd_in, 1 << 20)
+                if not chunk:
+                    break
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd_out, view):]
+            os.fchmod(fd_out, stat.S_IMODE(info.st_mode))
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
 
 
 def _restore_checkpoint(path: str) -> Checkpoint:

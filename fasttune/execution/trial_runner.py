@@ -378,6 +378,7 @@ class TrialRunner:
             "storage_path": os.path.dirname(self.experiment_path or ""),
             "stop": trial.stopping_criterion or None,
             "decide": self._decision_points(trial),
+            "yield": self._yields(trial),
             "iteration": iteration,
             "time_total": time_total,
             "ckpt_index": self._next_checkpoint_index.get(trial_id, len(trial.checkpoints)),
@@ -396,6 +397,14 @@ class TrialRunner:
             return DecisionPoints.every_result().to_wire()
         return self._scheduler.decision_points(trial).to_wire()
 
+    def _yields(self, trial: Trial) -> bool:
+        """Whether the trial's worker may pause it at its decision points for a queued
+        trial without waiting for the answer (see ``pauses_for_waiting_trials``); only at
+        the scheduler's own points, which a stopper or synchronous mode replace."""
+        if self._synchronous or self._stopper is not None:
+            return False
+        return bool(self._scheduler.pauses_for_waiting_trials(trial))
+
     def _rewind(self, trial: Trial, iteration: int, time_total: float, rows: int) -> None:
         header = self._files.rewind(trial.path, rows)
         trial.results_seen = rows
@@ -406,10 +415,11 @@ class TrialRunner:
 
     # ---- worker events -----------------------------------------------------------------
     def _on_batch(self, slot: int, events: List[Any]) -> None:
-        whole_trials = 0
+        whole_trials = starved = 0
         started_here = set()
-        # Trials waiting at a decision point in this batch: reset_trial applies in place.
-        self._deciding = {event[1] for event in events if event[0] == "decide"}
+        # Trials at a decision point in this batch: reset_trial applies in place (or, for
+        # one that yielded its worker, when it resumes), and no interrupt is sent.
+        self._deciding = {event[1] for event in events if event[0] in ("decide", "yielded")}
         for event in events:
             kind, trial_id = event[0], event[1]
             trial = self._by_id[trial_id]
@@ -419,6 +429,7 @@ class TrialRunner:
                 started_here.add(trial_id)
                 self._on_started(trial, event[2], event[3], event[4], event[5])
             elif kind == "decide":
+                starved += event[3]
                 self._deciding.discard(trial_id)  # answered now: a later reset pauses it
                 decision = self._pending_decision.pop(trial_id, TrialScheduler.CONTINUE)
                 if trial.status != Trial.RUNNING:
@@ -431,6 +442,18 @@ class TrialRunner:
                 if reset is not None:
                     self._reset_on_start[trial_id] = reset  # applies when the trial resumes
                 self.trial_executor.send_decision(slot, trial_id, _WORKER_DECISION[decision])
+            elif kind == "yielded":
+                # Paused by its worker at this decision point for the trial queued behind
+                # it (its "paused" event follows): the decision taken on the results
+                # still holds.  PAUSE is what was expected; a reset waits for the resume;
+                # a CONTINUE resumes it later from this point's checkpoint.
+                self._deciding.discard(trial_id)
+                decision = self._pending_decision.pop(trial_id, TrialScheduler.CONTINUE)
+                reset = self._reset_at_decision.pop(trial_id, None)
+                if reset is not None:
+                    self._reset_on_start[trial_id] = reset
+                if decision == TrialScheduler.STOP and trial.status == Trial.RUNNING:
+                    self._complete(trial)  # its "paused" event then closes it
             elif kind == "cloned":
                 reset = self._cloning.pop(trial_id, None)
                 self._on_checkpoint(trial, event[2], reset.result if reset else trial.last_result, trial.results_seen)
@@ -444,7 +467,7 @@ class TrialRunner:
                     whole_trials += 1
                 self._on_trial_end(slot, trial, kind, event)
         self._deciding.clear()
-        self.trial_executor.adapt_depth(slot, whole_trials)
+        self.trial_executor.adapt_depth(slot, whole_trials, starved)
 
     def _on_started(self, trial: Trial, start_time: float, pid: int, hostname: str, node_ip: str) -> None:
         restored = trial.checkpoint is not None

@@ -826,6 +826,12 @@ class PopulationBasedTraining(FIFOScheduler):
                 return DecisionPoints.at(points)
         return DecisionPoints.every(math.gcd(math.gcd(first, step), anchor))
 
+    def pauses_for_waiting_trials(self, trial: "Trial") -> bool:
+        # Asynchronous PBT pauses a trial at every perturbation point while others wait;
+        # with another time_attr the decision points are every result, most not a
+        # perturbation point.
+        return not self._synch and self._time_attr == TRAINING_ITERATION and self._require_attrs
+
     # ---- reporting and persistence -------------------------------------------------------------
     def debug_string(self) -> str:
         return (

@@ -151,6 +151,20 @@ class TrialScheduler:
         """
         return DecisionPoints.every_result()
 
+    def pauses_for_waiting_trials(self, trial: "Trial") -> bool:
+        """Whether, at each of ``trial``'s decision points, this scheduler answers PAUSE
+        whenever another trial waits to run (time-sharing, as PBT does).
+
+        Then a worker with another trial queued behind ``trial`` hands itself over at a
+        decision point without waiting for the answer, when it can resume ``trial`` from
+        that point (a checkpoint came with the result, or a class trainable saves one).
+        The scheduler still sees every result and still decides: a STOP ends the paused
+        trial, a reset applies when it resumes, and a CONTINUE (a guess that was wrong)
+        resumes it from that checkpoint, so the trial's history is the same either way.
+        The default, False, always waits for the answer.
+        """
+        return False
+
     def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
         pass
 

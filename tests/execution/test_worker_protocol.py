@@ -353,10 +353,105 @@ def test_a_lingering_poll_returns_the_whole_segment_at_its_decision_point(monkey
     reply = msgpack.unpackb(worker.poll(_commands(_install(fn), ["start", _spec("t1", decide=["at", [20, 40]])])),
                             raw=False, strict_map_key=False)
     assert [e[0] for e in reply] == ["started", "results", "decide"]
-    assert [r["i"] for r in _results(reply)] == list(range(20)) and reply[-1] == ["decide", "t1", 20]
+    assert [r["i"] for r in _results(reply)] == list(range(20)) and reply[-1] == ["decide", "t1", 20, False]
     # A handful of wake-ups for the segment (commands applied, started, decide), not one
     # per reported result.
     assert len(notified) < 10
     events = reply + _run_until(worker, _commands(["continue", "t1"]), answer=lambda e: ["continue", e[1]])
     assert [r["i"] for r in _results(events)] == list(range(40))
     assert events[-1] == ["done", "t1"]
+
+
+# ---- yielding at decision points (schedulers that pause for waiting trials) ----------
+def _checkpointing(config):
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with open(os.path.join(checkpoint.path, "step")) as f:
+            start = int(f.read())
+    scratch = config["scratch"]
+    for step in range(start + 1, 9):
+        if step % 4 == 0:
+            d = os.path.join(scratch, f"{tune.get_context().get_trial_id()}-{step}")
+            os.makedirs(d)
+            with open(os.path.join(d, "step"), "w") as f:
+                f.write(str(step))
+            tune.report({"step": step}, checkpoint=tune.Checkpoint.from_directory(d))
+        else:
+            tune.report({"step": step})
+
+
+def _yield_specs(tmp_path, **extra):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    return [_spec(t, str(tmp_path / t), config={"scratch": str(scratch)}, decide=["every", 4], **extra)
+            for t in ("a", "b")]
+
+
+def test_a_trial_yields_at_a_decision_point_to_the_trial_queued_behind_it(tmp_path):
+    a, b = _yield_specs(tmp_path, **{"yield": True})
+
+    def never(event):  # a yielding trial asks nothing: the queued one runs at once
+        raise AssertionError(f"unexpected decision request {event}")
+
+    worker = TrialWorker()
+    events = _run_until(worker, _commands(_install(_checkpointing), ["start", a], ["start", b]),
+                        answer=lambda e: ["continue", e[1]] if e[1] == "b" else never(e), expected_ends=2)
+    kinds = [(e[0], e[1]) for e in events if e[0] != "results"]
+    # "a" hands its worker over at its first decision point, with its checkpoint; "b" has
+    # nobody behind it, so it waits for the driver there (and says it found no one queued).
+    assert kinds[:4] == [("started", "a"), ("yielded", "a"), ("paused", "a"), ("started", "b")]
+    assert [e for e in events if e[0] == "yielded"] == [["yielded", "a", 4]]
+    decides = [e for e in events if e[0] == "decide"]
+    assert decides[0] == ["decide", "b", 4, True]
+    assert [r["step"] for r in _results(events, "a")] == [1, 2, 3, 4]
+    assert [r["step"] for r in _results(events, "b")] == list(range(1, 9))
+    # The checkpoint of the yielded result was persisted before the trial ended.
+    assert os.listdir(tmp_path / "a") == ["checkpoint_000000"]
+    checkpoints = [e[4] for e in events if e[0] == "results" and e[1] == "a" and e[4]]
+    assert checkpoints == [{3: "checkpoint_000000"}]
+
+
+def test_no_yield_without_a_queued_trial_a_checkpoint_or_the_spec_flag(tmp_path):
+    a, b = _yield_specs(tmp_path)  # no "yield" flag: both wait at every decision point
+    answers = []
+
+    def answer(event):
+        answers.append(event)
+        return ["continue", event[1]]
+
+    worker = TrialWorker()
+    _run_until(worker, _commands(_install(_checkpointing), ["start", a], ["start", b]), answer=answer, expected_ends=2)
+    assert [(e[1], e[2], e[3]) for e in answers] == [("a", 4, False), ("a", 8, False), ("b", 4, False), ("b", 8, False)]
+
+    def no_checkpoint(config):
+        for i in range(8):
+            tune.report({"i": i})
+
+    answers.clear()
+    worker = TrialWorker()
+    specs = [_spec(t, str(tmp_path / f"n{t}"), decide=["every", 4], **{"yield": True}) for t in ("a", "b")]
+    _run_until(worker, _commands(_install(no_checkpoint), ["start", specs[0]], ["start", specs[1]]),
+               answer=answer, expected_ends=2)
+    # Nothing to resume "a" from at iteration 4: it waits, though "b" is queued.
+    assert [(e[1], e[2]) for e in answers] == [("a", 4), ("a", 8), ("b", 4), ("b", 8)]
+
+
+def test_copy_tree_keeps_contents_permissions_and_follows_links(tmp_path):
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    payload = os.urandom(3_000_000)
+    (source / "big.bin").write_bytes(payload)
+    (source / "empty").write_bytes(b"")
+    (source / "sub" / "run.sh").write_text("echo hi")
+    os.chmod(source / "sub" / "run.sh", 0o751)
+    os.symlink(source / "big.bin", source / "link")
+    target = tmp_path / "dst"
+    _worker._copy_tree(str(source), str(target))
+    assert (target / "big.bin").read_bytes() == payload and (target / "link").read_bytes() == payload
+    assert not os.path.islink(target / "link")
+    assert (target / "empty").read_bytes() == b""
+    assert (target / "sub" / "run.sh").read_text() == "echo hi"
+    assert os.stat(target / "sub" / "run.sh").st_mode & 0o7777 == 0o751
+    with pytest.raises(FileExistsError):
+        _worker._copy_tree(str(source), str(target))  # never merges into an existing copy
