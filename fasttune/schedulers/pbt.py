@@ -56,7 +56,10 @@ Mutation = Union[Dict[str, Any], List[Any], Tuple[Any, ...], Callable[[], Any], 
 # Helpers shared with PB2 and the replay
 # ---------------------------------------------------------------------------------------
 def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    kind = type(value)
+    if kind is int or kind is float:  # every reported iteration: skip the ABC check
+        return True
+    return isinstance(value, numbers.Real) and kind is not bool
 
 
 def _check_mutations(mutations: Any, where: str = "hyperparam_mutations") -> None:
@@ -377,6 +380,7 @@ class PopulationBasedTraining(FIFOScheduler):
         self._perturbation_factors = tuple(perturbation_factors)
         self._custom_explore_fn = custom_explore_fn
         self._log_config = bool(log_config)
+        self._policy_histories: Dict[str, bytes] = {}  # trial id -> its policy file's bytes
         self._require_attrs = bool(require_attrs)
         self._synch = bool(synch)
         self._next_perturbation_sync = max(self._perturbation_interval, self._burn_in_period)
@@ -741,17 +745,24 @@ class PopulationBasedTraining(FIFOScheduler):
             donor.config,
             new_config,
         ]
-        line = json.dumps(policy, default=json_default) + "\n"
+        line = (json.dumps(policy, default=json_default) + "\n").encode()
         prefix = self._policy_prefix
-        with open(os.path.join(directory, f"{prefix}_global.txt"), "a") as f:
+        with open(os.path.join(directory, f"{prefix}_global.txt"), "ab") as f:
             f.write(line)
-        # The target's policy becomes the donor's history plus this exploit.
-        donor_path = os.path.join(directory, f"{prefix}_policy_{donor.trial_id}.txt")
-        history = b""
-        if os.path.exists(donor_path):
-            with open(donor_path, "rb") as f:
-                history = f.read()
-        _write_atomic(os.path.join(directory, f"{prefix}_policy_{trial.trial_id}.txt"), history + line.encode())
+        # The target's policy becomes the donor's history plus this exploit.  Histories
+        # written in this process are kept, so an exploit reads no file; one written
+        # before a restore is read once.
+        cache = self._policy_histories
+        history = cache.get(donor.trial_id)
+        if history is None:
+            donor_path = os.path.join(directory, f"{prefix}_policy_{donor.trial_id}.txt")
+            history = b""
+            if os.path.exists(donor_path):
+                with open(donor_path, "rb") as f:
+                    history = f.read()
+        history += line
+        cache[trial.trial_id] = history
+        _write_atomic(os.path.join(directory, f"{prefix}_policy_{trial.trial_id}.txt"), history)
 
     # ---- which trial runs next ----------------------------------------------------------------
     def choose_trial_to_run(self, tune_controller: Any) -> Optional["Trial"]:

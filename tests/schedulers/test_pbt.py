@@ -698,6 +698,24 @@ def test_policy_logs_record_each_exploit_and_the_lineage(tmp_path):
     assert changes == [(2, a_config), (6, b.config)]
 
 
+def test_a_lineage_written_before_a_restore_continues_from_the_file(tmp_path):
+    # The donor's policy file was written by an earlier run of the experiment: a new
+    # scheduler (as after Tuner.restore) knows it only from the file.
+    random.seed(3)
+    exp = tmp_path / "exp"
+    pbt, runner = make_pbt(log_config=True, resample_probability=0.0), FakeRunner(str(exp))
+    a, b, c, d = [runner.add(pbt, {"lr": lr}) for lr in (0.1, 0.2, 0.3, 0.4)]
+    earlier = [d.trial_id, c.trial_id, 2, 2, {"lr": 0.3}, {"lr": 0.4}]
+    exp.mkdir()
+    (exp / f"pbt_policy_{d.trial_id}.txt").write_text(json.dumps(earlier) + "\n")
+    for trial, score in zip((a, b, c, d), (10, 20, 30, 40)):
+        checkpoint(trial, tmp_path, 2, score)
+        report(pbt, runner, trial, 2, score)
+    report(pbt, runner, a, 4, 5)  # a clones d
+    assert read_lines(exp / f"pbt_policy_{a.trial_id}.txt") == [
+        earlier, [a.trial_id, d.trial_id, 4, 2, {"lr": 0.4}, a.config]]
+
+
 def test_replay_reproduces_the_recorded_config_changes(tmp_path):
     policy = tmp_path / "pbt_policy_x.txt"
     lines = [
