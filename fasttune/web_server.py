@@ -21,8 +21,8 @@ PUT      ``/stop_experiment``      stop every trial and the search
 A trial info is ``{"id", "name", "trainable_name", "status", "config", "result" (the
 last result or null), "path", "error" (the error text or null)}``.  The HTTP thread
 never touches the runner: each request becomes a command that the event loop carries
-out in its next step (it is woken for it) and answers; a bad request is refused before
-it gets that far.  Status codes: 401 no or wrong token, 400 bad JSON or fields, 404
+out in its next step (it is woken for it) and answers, the trial files holding every
+result the answer reports; a bad request is refused before it gets that far.  Status codes: 401 no or wrong token, 400 bad JSON or fields, 404
 unknown trial or path, 405 wrong method, 409 the experiment is stopping, 411 no
 Content-Length, 413 a body over 1 MiB (refused from its Content-Length, never read),
 503 the experiment ended (or its loop did not answer in time; the command was then not
@@ -351,6 +351,8 @@ class TuneServer:
         ...     experiment_path = tempfile.mkdtemp()
         ...     def get_trials(self):
         ...         return []
+        ...     def flush_files(self):
+        ...         pass
         >>> server = TuneServer(Runner(), port=0)
         >>> client = TuneClient(experiment_path=Runner.experiment_path)
         >>> import threading
@@ -394,8 +396,9 @@ class TuneServer:
         except OSError:
             self._httpd.server_close()
             raise
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fasttune-tune-server",
-                                        daemon=True)
+        # A short poll interval: shutdown() at the experiment's end waits for one.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.1,),
+                                        name="fasttune-tune-server", daemon=True)
         self._thread.start()
         logger.info("TuneServer listening on http://%s:%d (token in %s).", _url_host(host), self.port,
                     self.server_file or "TuneServer.token")
@@ -430,6 +433,8 @@ class TuneServer:
         if not self._queue:
             return 0
         self.wake.clear()  # before draining: a request queued from now on sets it again
+        # A trial reported as ended (or with a result) has it in its files too.
+        self._runner.flush_files()
         served = 0
         while self._queue:
             command, future = self._queue.popleft()

@@ -356,6 +356,11 @@ class TrialRunner:
             logger.info("Time budget of %.1fs reached; stopping all trials.", self._time_budget_s)
             self._stop_all()
 
+    def flush_files(self) -> None:
+        """Return once every result so far is written to the trial files (they are
+        written off the loop): what a TuneServer answers is on disk by then."""
+        self._files.flush()
+
     def request_stop_experiment(self) -> None:
         """Stop every live trial and the search: the experiment ends once they have."""
         self._stop_all()
