@@ -238,12 +238,14 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("TuneServer %s: " + format, self.address_string(), *args)
 
     def _handle(self, method: str) -> None:
+        self._body_taken = False
         try:
             self._authenticate()
             command = self._route(method)
             status, body = self.server.tune.carry_out(command)
             self._respond(status, body)
         except _RequestError as exc:
+            self._drain_unread_body()
             self._respond(exc.status, _json_bytes({"error": exc.message}), exc.headers)
         except (ConnectionError, socket.timeout):
             self.close_connection = True  # the client went away
@@ -278,12 +280,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise _RequestError(405, f"{method} is not allowed on {path}; use {' or '.join(sorted(allowed))}.",
                                 {"Allow": ", ".join(sorted(allowed))})
         if method != "POST":
-            self._read_body()  # unused, but read so the client sees the answer
+            self._read_body()  # unused, but read: see _drain_unread_body
         return allowed[method]()
 
     def _read_body(self) -> bytes:
         """The request body, refused (413) from its Content-Length when over the limit:
         more than that is never read."""
+        self._body_taken = True
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self.close_connection = True
             raise _RequestError(411, "Chunked bodies are not accepted; send a Content-Length.")
@@ -301,6 +304,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise _RequestError(413, f"The body has {length} bytes; at most {MAX_BODY_BYTES} are accepted.")
         return self.rfile.read(length)
+
+    def _drain_unread_body(self) -> None:
+        """Read a body within the limit that an error left unread: closing a socket with
+        unread data resets the connection, and the client would miss the answer."""
+        if self._body_taken:
+            return
+        self._body_taken = True
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return
+        if 0 < length <= MAX_BODY_BYTES:
+            try:
+                self.rfile.read(length)
+            except (ConnectionError, socket.timeout):
+                self.close_connection = True
 
     def _json_body(self) -> Any:
         if self.headers.get("Content-Length") is None:

@@ -139,8 +139,9 @@ def test_bad_requests_are_refused_and_the_sweep_finishes_intact(ray_session, sto
     with pytest.raises(TuneClientError) as wrong:
         TuneClient(client.tune_address, client.port_forward, token="wrong").get_all_trials()
     assert wrong.value.status == 401 and "Wrong token" in str(wrong.value)
-    # Unauthenticated, even a bad path or method says nothing but 401.
+    # Unauthenticated, even a bad path or method says nothing but 401; a body goes unused.
     assert raw(client, "DELETE", "/nowhere", token=None)[0] == 401
+    assert raw(client, "POST", "/trials", body=json.dumps({"spec": {"config": {"x": 9}}}), token=None)[0] == 401
 
     status, body, _ = raw(client, "POST", "/trials", body=b'{"name": "x", "spec": ')
     assert status == 400 and "not valid JSON" in body["error"]

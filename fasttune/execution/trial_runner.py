@@ -44,8 +44,10 @@ _SUGGEST_GRACE_S = 10.0
 # The longest a step waits for a background suggestion before the loop looks again.
 _MAX_WAKE_WAIT_S = 1.0
 # The longest a step waits for workers or a TuneServer request (the executor's own
-# bound on a wait), so the time budget and Ctrl-C are seen as without a server.
+# bound on a wait), so the time budget and Ctrl-C are seen as without a server; and
+# how often the wait looks for a request (a request is rare: no fine polling for it).
 _SERVER_WAKE_WAIT_S = 0.5
+_SERVER_POLL_S = 0.02
 # With a worker-less wait on two wake Events, how often the second one is looked at.
 _EITHER_WAKE_SLICE_S = 0.02
 
@@ -301,17 +303,19 @@ class TrialRunner:
         self._callbacks.call("on_step_begin", iteration=self._iteration, trials=self._trials)
         self._check_budget()
         next_trial = self._next_trial_to_start()
-        wake, timeout = self._awaiting, None  # the searcher's suggestion is ready
+        wake, timeout, poll = self._awaiting, None, None  # the searcher's suggestion is ready
         if wake is not None:
             timeout = self._wake_timeout()
         if self._server is not None:  # or a TuneServer request came
-            wake = self._server.wake if wake is None else _EitherEvent(wake, self._server.wake)
-            timeout = _SERVER_WAKE_WAIT_S if timeout is None else timeout
+            if wake is None:
+                wake, timeout, poll = self._server.wake, _SERVER_WAKE_WAIT_S, _SERVER_POLL_S
+            else:
+                wake = _EitherEvent(wake, self._server.wake)
         if wake is None:
             event = self.trial_executor.get_next_executor_event(self._unassigned, next_trial is not None)
         else:
             event = self.trial_executor.get_next_executor_event(
-                self._unassigned, next_trial is not None, wake=wake, timeout=timeout)
+                self._unassigned, next_trial is not None, wake=wake, timeout=timeout, wake_poll_s=poll)
         if event is not None:
             kind, slot, payload = event
             if kind == EVENT_START:
