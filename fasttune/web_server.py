@@ -5,7 +5,9 @@
 experiment on ``127.0.0.1``.  Every request needs ``Authorization: Bearer <token>``; the
 token is random per run and written, with the address, to
 ``<experiment_dir>/tune_server.json`` (mode 0600, removed when the experiment ends), so
-only someone who can read the experiment directory can steer it.
+only someone who can read the experiment directory can steer it.  As in Ray Tune,
+``tune.run`` has the switch and the ``Tuner`` API does not (a ``RunConfig`` field would
+be saved with the experiment and bind the same fixed port again on every restore).
 
 Endpoints (JSON in and out; an error is ``{"error": "<what is wrong and what to do>"}``):
 
