@@ -35,6 +35,7 @@ def run(
     trial_name_creator: Optional[Callable[..., str]] = None,
     trial_dirname_creator: Optional[Callable[..., str]] = None,
     resume: Union[bool, str] = False,
+    server_port: Optional[int] = None,
     **_unsupported: Any,
 ) -> ExperimentAnalysis:
     """Run one experiment (``ray.tune.run``); prefer :class:`fasttune.Tuner` in new code.
@@ -49,6 +50,9 @@ def run(
     ``resume`` continues the experiment ``storage_path/name`` from its latest snapshot:
     ``True`` (there must be one), ``"AUTO"`` (when there is one, else start anew),
     ``"AUTO+ERRORED"`` / ``"ERRORED_ONLY"`` (also restart errored trials; only them).
+
+    ``server_port`` serves the experiment over HTTP on 127.0.0.1 while it runs (0: any
+    free port); a :class:`fasttune.web_server.TuneClient` lists, adds and stops trials.
     """
     from fasttune.impl.tuner_internal import run_experiment
 
@@ -85,6 +89,7 @@ def run(
         verbose=verbose,
         fail_fast=fail_fast,
         return_trials=True,
+        server_port=server_port,
     )
     incomplete = [t for t in trials if t.status != "TERMINATED"]
     if incomplete and raise_on_failed_trial:

@@ -331,7 +331,8 @@ class RayTrialExecutor:
 
     def get_next_executor_event(self, live_trials: Any, next_trial_exists: bool,
                                 wake: Optional[threading.Event] = None,
-                                timeout: Optional[float] = None) -> Optional[Tuple[int, int, Any]]:
+                                timeout: Optional[float] = None,
+                                wake_poll_s: Optional[float] = None) -> Optional[Tuple[int, int, Any]]:
         """The next event as ``(kind, slot, payload)``: a trial can start (kind EVENT_START),
         a worker's batch arrived (EVENT_BATCH, payload the decoded events) or a worker
         died (EVENT_ERROR, payload the exception).  A startable trial comes first; worker
@@ -340,7 +341,8 @@ class RayTrialExecutor:
 
         With ``wake`` (set by another thread, e.g. when a searcher's background suggestion
         is ready), the wait also ends, with None, once ``wake`` is set or ``timeout``
-        seconds have passed.
+        seconds have passed; ``wake_poll_s`` looks at it that often instead of the fine
+        polling a fast suggestion needs (for a wake that is rare and not urgent).
         """
         if next_trial_exists:
             self._selector.push(-1, EVENT_START)
@@ -350,7 +352,7 @@ class RayTrialExecutor:
                 if wake is None:
                     self._wait()
                 elif not wake.is_set():
-                    self._wait_or_wake(wake, timeout)
+                    self._wait_or_wake(wake, timeout, wake_poll_s)
         event = self._selector.pop(next_trial_exists)
         if event is None:
             return None
@@ -388,7 +390,7 @@ class RayTrialExecutor:
             self._replies[slot] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
             self._selector.push(slot, EVENT_BATCH)
 
-    def _wait_or_wake(self, wake: threading.Event, timeout: Optional[float]) -> None:
+    def _wait_or_wake(self, wake: threading.Event, timeout: Optional[float], poll_s: Optional[float] = None) -> None:
         """``_wait``, ending early once ``wake`` is set or ``timeout`` has passed.
 
         With no worker to wait for, this is a plain ``wake.wait``: the loop wakes the
@@ -397,7 +399,7 @@ class RayTrialExecutor:
         waits on the Event (a fast suggest is picked up at once), then ``ray.wait`` runs
         in slices of a quarter of the time waited so far, from 1 ms (Ray's timeout
         resolution) up to 20 ms: a slow suggest costs at most ~50 wake-ups a second,
-        never a busy spin.
+        never a busy spin.  ``poll_s``: plain ``ray.wait`` slices of that length.
         """
         import ray
 
@@ -409,7 +411,7 @@ class RayTrialExecutor:
         futures = list(self._by_future)
         while not wake.is_set():
             now = time.monotonic()
-            if now - start < _WAKE_FINE_S:
+            if poll_s is None and now - start < _WAKE_FINE_S:
                 # First few ms (a fast suggest, e.g. TPE's): look at the workers without
                 # blocking and wait on the Event itself, which wakes at once when set.
                 ready, _ = ray.wait(futures, num_returns=1, timeout=0)
@@ -418,7 +420,7 @@ class RayTrialExecutor:
                     return
                 wake.wait(_WAKE_FINE_STEP_S)
                 continue
-            step = min(_WAKE_POLL_MAX_S, max(_WAKE_POLL_MIN_S, (now - start) / 4))
+            step = poll_s or min(_WAKE_POLL_MAX_S, max(_WAKE_POLL_MIN_S, (now - start) / 4))
             if deadline is not None:
                 if now >= deadline:
                     return

@@ -43,6 +43,13 @@ _MIN_SNAPSHOT_PERIOD_S = 2.0
 _SUGGEST_GRACE_S = 10.0
 # The longest a step waits for a background suggestion before the loop looks again.
 _MAX_WAKE_WAIT_S = 1.0
+# The longest a step waits for workers or a TuneServer request (the executor's own
+# bound on a wait), so the time budget and Ctrl-C are seen as without a server; and
+# how often the wait looks for a request (a request is rare: no fine polling for it).
+_SERVER_WAKE_WAIT_S = 0.5
+_SERVER_POLL_S = 0.02
+# With a worker-less wait on two wake Events, how often the second one is looked at.
+_EITHER_WAKE_SLICE_S = 0.02
 
 _WORKER_DECISION = {
     TrialScheduler.CONTINUE: "continue",
@@ -66,8 +73,34 @@ class _Reset:
         self.foreign = foreign  # another trial's checkpoint: copied in first
 
 
+class _EitherEvent:
+    """Set when either of two Events is: the executor's ``wake`` when a background
+    suggestion and the TuneServer's requests may both wake the loop."""
+
+    __slots__ = ("_first", "_second")
+
+    def __init__(self, first: threading.Event, second: threading.Event) -> None:
+        self._first, self._second = first, second
+
+    def is_set(self) -> bool:
+        return self._first.is_set() or self._second.is_set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            step = _EITHER_WAKE_SLICE_S if deadline is None else min(_EITHER_WAKE_SLICE_S, deadline - time.monotonic())
+            if step <= 0:
+                return False
+            self._first.wait(step)
+        return True
+
+
 class TrialRunner:
     """Runs the trials of one experiment to completion (``ray.tune.execution.trial_runner``).
+
+    ``server_port`` serves the experiment over HTTP from the first :meth:`step` on (a
+    :class:`fasttune.web_server.TuneServer` on ``server_host``, 127.0.0.1 by default;
+    0 takes any free port): clients list, add and stop trials.
 
     Example:
         >>> from fasttune.execution import TrialRunner  # doctest: +SKIP
@@ -91,6 +124,8 @@ class TrialRunner:
         max_concurrent_trials: Optional[int] = None,
         checkpoint_period: Any = "auto",
         synchronous: bool = False,
+        server_port: Optional[int] = None,
+        server_host: str = "127.0.0.1",
     ) -> None:
         from fasttune.search.basic_variant import BasicVariantGenerator
 
@@ -150,15 +185,23 @@ class TrialRunner:
         self._keysets = _state.KeySets()
         self._rewind_on_start: set = set()  # restored trials: their files are rewound at start
         self.results_processed = 0
+        self._server_address = None if server_port is None else (server_host, server_port)
+        self._server: Any = None  # the TuneServer, once the first step started it
+        self._never_queued: set = set()  # trial ids add_trial(queue=False) gave
 
         self._scheduler_sees_results = overrides(self._scheduler, TrialScheduler, "on_trial_result")
         self._searcher_sees_results = overrides(self._search_alg, SearchAlgorithm, "on_trial_result")
         self._callbacks_see_results = self._callbacks.wants("on_trial_result")
 
     # ---- trials ------------------------------------------------------------------------
-    def add_trial(self, trial: Trial) -> None:
-        """Add a trial; it starts when the scheduler chooses it and resources allow."""
+    def add_trial(self, trial: Trial, queue: bool = True) -> None:
+        """Add a trial; it starts when the scheduler chooses it and resources allow.
+
+        ``queue=False``: it is never queued behind a busy worker's trial (it waits for an
+        idle worker or room for a new one), for a trial someone asked to run now."""
         self.trial_executor.check_feasible(trial)
+        if not queue:
+            self._never_queued.add(trial.trial_id)
         trial._attach(self._table, self._table.add())
         self._trials.append(trial)
         self._records.append(None)
@@ -210,6 +253,17 @@ class TrialRunner:
         return self._metric
 
     @property
+    def experiment(self) -> Any:
+        """The Experiment the trials are made from (None before :meth:`setup_experiments`)."""
+        return self._experiment
+
+    @property
+    def server(self) -> Any:
+        """The :class:`fasttune.web_server.TuneServer` serving this runner (None: none, or
+        not started yet: it starts with the first :meth:`step`)."""
+        return self._server
+
+    @property
     def scheduler_alg(self) -> TrialScheduler:
         return self._scheduler
 
@@ -241,14 +295,27 @@ class TrialRunner:
             raise self._fatal
         if self.is_finished():
             raise TuneError("step() was called after all trials finished; check is_finished() first.")
+        if self._server_address is not None and self._server is None:
+            from fasttune.web_server import TuneServer
+
+            host, port = self._server_address
+            self._server = TuneServer(self, port=port, host=host)
         self._callbacks.call("on_step_begin", iteration=self._iteration, trials=self._trials)
         self._check_budget()
         next_trial = self._next_trial_to_start()
-        if self._awaiting is None:
+        wake, timeout, poll = self._awaiting, None, None  # the searcher's suggestion is ready
+        if wake is not None:
+            timeout = self._wake_timeout()
+        if self._server is not None:  # or a TuneServer request came
+            if wake is None:
+                wake, timeout, poll = self._server.wake, _SERVER_WAKE_WAIT_S, _SERVER_POLL_S
+            else:
+                wake = _EitherEvent(wake, self._server.wake)
+        if wake is None:
             event = self.trial_executor.get_next_executor_event(self._unassigned, next_trial is not None)
-        else:  # also wake when the searcher's suggestion is ready
+        else:
             event = self.trial_executor.get_next_executor_event(
-                self._unassigned, next_trial is not None, wake=self._awaiting, timeout=self._wake_timeout())
+                self._unassigned, next_trial is not None, wake=wake, timeout=timeout, wake_poll_s=poll)
         if event is not None:
             kind, slot, payload = event
             if kind == EVENT_START:
@@ -257,7 +324,9 @@ class TrialRunner:
                 self._on_batch(slot, payload)
             elif kind == EVENT_ERROR:
                 self._on_worker_death(slot, payload)
-        elif next_trial is None and self._awaiting is None and not self._slot_of and not self.is_finished():
+        served = self._server is not None and self._server.serve_pending()
+        if (event is None and not served and next_trial is None and self._awaiting is None and not self._slot_of
+                and not self.is_finished()):
             self._explain_stall()
         self._iteration += 1
         self.checkpoint()
@@ -290,6 +359,15 @@ class TrialRunner:
         if time.monotonic() - self._start_time >= self._time_budget_s:
             logger.info("Time budget of %.1fs reached; stopping all trials.", self._time_budget_s)
             self._stop_all()
+
+    def flush_files(self) -> None:
+        """Return once every result so far is written to the trial files (they are
+        written off the loop): what a TuneServer answers is on disk by then."""
+        self._files.flush()
+
+    def request_stop_experiment(self) -> None:
+        """Stop every live trial and the search: the experiment ends once they have."""
+        self._stop_all()
 
     def _stop_all(self) -> None:
         if not self._stopping_all:
@@ -327,7 +405,7 @@ class TrialRunner:
                 trial = self._scheduler.choose_trial_to_run(self)
             else:
                 self._awaiting = self._search_alg.pending_suggestion
-        if trial is None or not self.trial_executor.has_resources_for_trial(trial, self._search_alg.asks_ahead):
+        if trial is None or not self.trial_executor.has_resources_for_trial(trial, self._may_queue(trial)):
             return None
         return trial
 
@@ -390,7 +468,11 @@ class TrialRunner:
         }
         spec.update(fields)
         self._unassigned.pop(trial_id, None)  # a PAUSED trial resuming was never in it
-        self._slot_of[trial_id] = self.trial_executor.start_trial(trial, spec, self._search_alg.asks_ahead)
+        self._slot_of[trial_id] = self.trial_executor.start_trial(trial, spec, self._may_queue(trial))
+
+    def _may_queue(self, trial: Trial) -> bool:
+        """Whether ``trial`` may wait in a busy worker's queue of next trials."""
+        return self._search_alg.asks_ahead and not (self._never_queued and trial.trial_id in self._never_queued)
 
     def _decision_points(self, trial: Trial) -> Any:
         if self._synchronous or self._stopper is not None:
@@ -1075,6 +1157,8 @@ class TrialRunner:
         self._callbacks.call("on_experiment_end", trials=self._trials)
 
     def cleanup(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()  # first: no request is taken while the loop winds down
         # No searcher thread outlives fit(), also when the loop ended with an error.
         self._search_alg.close(timeout=_SUGGEST_GRACE_S)
         self.trial_executor.cleanup()

@@ -174,6 +174,7 @@ def run_experiment(
     return_trials: bool = False,
     resume_config: Optional[ResumeConfig] = None,
     restored_as_code: Optional[List[str]] = None,
+    server_port: Optional[int] = None,
 ) -> Any:
     """Run one experiment to completion on Ray and return its ResultGrid (and, with
     ``return_trials``, its trials too).  With ``resume_config`` the experiment continues
@@ -181,7 +182,8 @@ def run_experiment(
 
     The first Ctrl-C ends the loop: running trials stay unfinished in the snapshot (so
     ``Tuner.restore`` continues them) and the ResultGrid so far is returned; a second
-    Ctrl-C raises KeyboardInterrupt at once."""
+    Ctrl-C raises KeyboardInterrupt at once.  ``server_port`` serves the experiment
+    over HTTP while it runs (see :mod:`fasttune.web_server`)."""
     if mode is not None and mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
     if scheduler is not None and not isinstance(scheduler, TrialScheduler):
@@ -217,6 +219,7 @@ def run_experiment(
         fail_fast=fail_fast,
         time_budget_s=time_budget_s,
         max_concurrent_trials=max_concurrent_trials,
+        server_port=server_port,
     )
     os.makedirs(experiment.path, exist_ok=True)
     runner.setup_experiments([experiment], getattr(searcher, "total_samples", 0))

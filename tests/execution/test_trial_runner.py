@@ -1,18 +1,33 @@
-"""The event loop with a scheduler that pauses trials for waiting ones (as PBT does): a
-worker hands itself to its queued trial at a decision point without a round trip, and
-the scheduler's decision on that result still holds."""
+"""The event loop: the Event pair a step waits on, and a scheduler that pauses trials for
+waiting ones (as PBT does): a worker hands itself to its queued trial at a decision point
+without a round trip, and the scheduler's decision on that result still holds."""
 import os
+import threading
 
 import pytest
 
 import fasttune as tune
-from fasttune.execution.trial_runner import TrialRunner
+from fasttune.execution.trial_runner import TrialRunner, _EitherEvent
 from fasttune.schedulers import DecisionPoints, FIFOScheduler
 from fasttune_testing import fit, lines, report_with_step_checkpoint, restored_step
 
-pytestmark = pytest.mark.usefixtures("ray_session")
-
 STEPS = 12
+
+
+def test_either_event_is_set_by_either_and_wakes_a_waiter():
+    suggestion, request = threading.Event(), threading.Event()
+    wake = _EitherEvent(suggestion, request)
+    assert not wake.is_set() and wake.wait(0) is False
+
+    setter = threading.Thread(target=request.set)  # the one it does not block on
+    setter.start()
+    assert wake.wait(60) is True
+    setter.join()
+    assert wake.is_set()
+
+    request.clear()
+    suggestion.set()
+    assert wake.is_set() and wake.wait(60) is True
 
 
 def counting(config):
@@ -75,6 +90,7 @@ def _history(result):
     return [(r["training_iteration"], r["step"]) for r in lines(os.path.join(result.path, "result.json"))]
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_yielded_trials_resume_from_the_decision_point_with_unchanged_histories(storage, batch_kinds):
     scheduler = TimeSharing()
     grid = _sweep(storage, scheduler, "yield")
@@ -88,6 +104,7 @@ def test_yielded_trials_resume_from_the_decision_point_with_unchanged_histories(
     assert sorted(scheduler.decided) == sorted((q, i) for q in (1, 2, 3) for i in (4, 8, 12))
 
 
+@pytest.mark.usefixtures("ray_session")
 @pytest.mark.parametrize("answer", ["CONTINUE", "STOP"])
 def test_the_decision_on_a_yielded_result_still_holds(storage, batch_kinds, answer):
     # The first trial's worker has the third trial queued behind it at iteration 4.
