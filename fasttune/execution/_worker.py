@@ -321,10 +321,13 @@ class TrialWorker:
                 for entry in command[4]:
                     if entry not in sys.path and os.path.isdir(entry):
                         sys.path.append(entry)
-                self._trainables[command[1]] = cloudpickle.loads(command[2])
+                try:
+                    self._trainables[command[1]] = cloudpickle.loads(command[2])
+                    if command[3]:
+                        _install_env_creators(cloudpickle.loads(command[3]))
+                except Exception:  # noqa: BLE001 - each trial of it fails, naming the cause
+                    self._trainables[command[1]] = _Unloadable(command[1], traceback.format_exc())
                 self._wrapped.pop(command[1], None)
-                if command[3]:
-                    _install_env_creators(cloudpickle.loads(command[3]))
             elif kind == "start":
                 self._queue.append(command[1])
             elif kind in (_CONTINUE, _STOP, _PAUSE):
@@ -468,6 +471,8 @@ class TrialWorker:
             if trial_dir and not os.path.isdir(trial_dir):  # one stat when it exists
                 os.makedirs(trial_dir, exist_ok=True)
             trainable = self._trainables[spec["trainable"]]
+            if isinstance(trainable, _Unloadable):
+                raise trainable.error()
             if is_trainable_class(trainable):
                 self._run_class(run, spec["trainable"], trainable, session)
             else:
@@ -698,6 +703,25 @@ class TrialWorker:
                 shutil.rmtree(target, ignore_errors=True)
                 os.rename(tmp, target)
         return name
+
+
+class _Unloadable:
+    """A trainable (or its registered env creators) this process could not unpickle:
+    every trial of it fails with the reason, instead of the worker dying on each try."""
+
+    def __init__(self, name: str, traceback_text: str) -> None:
+        self.name = name
+        self.traceback_text = traceback_text
+
+    def error(self) -> TuneError:
+        return TuneError(
+            f"The worker process could not load trainable {self.name!r}:\n{self.traceback_text}"
+            "A trainable is pickled by reference to the module that defines it when that "
+            "module is importable by the driver: the module must be importable in the worker "
+            "processes too (the same files on sys.path, or installed), and its name must not "
+            "clash with another module there (such as a test's conftest). Define the trainable "
+            "in the script, or make its module importable on every node."
+        )
 
 
 def _copy_tree(source: str, target: str) -> None:

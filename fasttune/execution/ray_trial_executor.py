@@ -41,7 +41,7 @@ _WAKE_FINE_STEP_S = 0.0002
 
 class _Worker:
     __slots__ = ("slot", "actor", "shape", "resources", "future", "assigned", "commands",
-                 "trainables", "depth", "placement_group")
+                 "trainables", "depth", "placement_group", "replied")
 
     def __init__(self, slot: int, actor: Any, shape: Tuple[Any, ...], resources: Dict[str, float],
                  placement_group: Any = None) -> None:
@@ -55,6 +55,10 @@ class _Worker:
         self.commands: List[Any] = []
         self.trainables: set = set()
         self.depth = 2
+        # Until its first reply the actor may still be starting: nothing is queued behind
+        # it then, or a trial would wait there while other workers run (and a scheduler
+        # that picks the least trained trial could not pick it).
+        self.replied = False
 
 
 class RayTrialExecutor:
@@ -132,11 +136,16 @@ class RayTrialExecutor:
         shape = pgf.shape_key()
         if self._idle.get(shape) or self._fits(pgf.required_resources):
             return True
-        if self._prefetch and queue:
-            for worker in self._workers.values():
-                if worker.shape == shape and 0 < len(worker.assigned) < worker.depth:
-                    return True
-        return False
+        return self._prefetch and queue and self._queue_behind(shape) is not None
+
+    def _queue_behind(self, shape: Tuple[Any, ...]) -> Optional[_Worker]:
+        """The running worker of ``shape`` with the shortest queue that has room."""
+        best = None
+        for worker in self._workers.values():
+            if (worker.shape == shape and worker.replied and 0 < len(worker.assigned) < worker.depth
+                    and (best is None or len(worker.assigned) < len(best.assigned))):
+                best = worker
+        return best
 
     # ---- trial lifecycle -------------------------------------------------------------
     def register_trainable(self, name: str, trainable: Any) -> None:
@@ -166,10 +175,9 @@ class RayTrialExecutor:
         # A new worker while resources allow (trials run side by side, as many as fit);
         # only then a place behind a busy one.
         if self._prefetch and queue and not self._fits(pgf.required_resources):
-            busy = [w for w in self._workers.values()
-                    if w.shape == shape and 0 < len(w.assigned) < w.depth]
-            if busy:
-                return min(busy, key=lambda w: len(w.assigned))
+            busy = self._queue_behind(shape)
+            if busy is not None:
+                return busy
         return self._create_worker(pgf)
 
     def _create_worker(self, pgf: PlacementGroupFactory) -> _Worker:
@@ -387,6 +395,7 @@ class RayTrialExecutor:
                 self._replies[slot] = exc
                 self._selector.push(slot, EVENT_ERROR)
                 continue
+            worker.replied = True
             self._replies[slot] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
             self._selector.push(slot, EVENT_BATCH)
 

@@ -455,3 +455,15 @@ def test_copy_tree_keeps_contents_permissions_and_follows_links(tmp_path):
     assert os.stat(target / "sub" / "run.sh").st_mode & 0o7777 == 0o751
     with pytest.raises(FileExistsError):
         _worker._copy_tree(str(source), str(target))  # never merges into an existing copy
+
+
+def test_a_trainable_the_worker_cannot_unpickle_fails_its_trials_with_the_reason(tmp_path):
+    # Pickled by reference to a module the worker process cannot import.
+    blob = cloudpickle.dumps(os.path.join).replace(b"posixpath", b"nomodulex")
+    worker = TrialWorker()
+    events = _run_until(worker, _commands(["trainable", "fn", blob, b"", []], ["start", _spec("t1")],
+                                          ["start", _spec("t2")]), expected_ends=2)
+    errors = [e for e in events if e[0] == "error"]
+    assert [e[1] for e in errors] == ["t1", "t2"]  # the worker lives on: each trial fails
+    assert "could not load trainable 'fn'" in errors[0][2] and "nomodulex" in errors[0][2]
+    assert "importable" in errors[0][2]

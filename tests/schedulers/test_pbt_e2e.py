@@ -4,6 +4,7 @@ import json
 import math
 import os
 import tempfile
+import time
 
 import pytest
 
@@ -22,10 +23,22 @@ def _triangle(x):
     return x if x <= 1.0 else 2.0 - x
 
 
+def _wait_for_both_workers(config):
+    """Returns once both of the sweep's workers are up.  A worker whose process starts
+    seconds after the other would find the population far ahead (the class toy trains
+    200 steps in milliseconds); PBT compares trials that are at similar points."""
+    os.makedirs(config["workers"], exist_ok=True)
+    open(os.path.join(config["workers"], str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 120
+    while len(os.listdir(config["workers"])) < CPU_COUNT and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def toy(config):
     """Progress ``q`` grows by up to 1 per step when ``lr`` is close to an optimum that
     moves with ``q`` (a triangle wave between 0.01 and 0.04, in log scale), and shrinks
     when it is far: a fixed lr stalls, one that follows the optimum keeps going."""
+    _wait_for_both_workers(config)
     q, start = 0.0, 0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -49,6 +62,7 @@ class ToyClass(tune.Trainable):
     """``toy`` as a class trainable; PBT's exploit reaches it through reset_config."""
 
     def setup(self, config):
+        _wait_for_both_workers(config)
         self.q = 0.0
         self.instance = id(self)
 
@@ -69,10 +83,15 @@ class ToyClass(tune.Trainable):
 
 
 SPACE = {"lr": tune.grid_search([0.005, 0.01, 0.02, 0.04])}
+# Two of the four trials at a time on the session's two CPUs: the population takes turns
+# at perturbation points (PBT pauses a trial there while others wait).
+CPU = 1
+CPU_COUNT = 2
 
 
 def _toy_sweep(storage, scheduler, name, trainable=toy):
-    return fit(tune.with_resources(trainable, {"cpu": 0.5}), storage, space=SPACE, name=name,
+    space = dict(SPACE, workers=os.path.join(storage, f"{name}-workers"))
+    return fit(tune.with_resources(trainable, {"cpu": CPU}), storage, space=space, name=name,
                tune_config=tune.TuneConfig(scheduler=scheduler, metric="q", mode="max"),
                checkpoint_config=tune.CheckpointConfig(
                    checkpoint_frequency=4 if trainable is ToyClass else 0, num_to_keep=2))
@@ -98,8 +117,8 @@ def test_pbt_solves_the_moving_optimum_that_fixed_configs_cannot(storage, traina
     pids = set()
     for result in grid:
         pids.update(r["pid"] for r in lines(os.path.join(result.path, "result.json")))
-    # Exploits start no process: the four pooled workers (one per concurrent trial) ran
-    # every segment of every trial.
+    # Exploits start no process: the pooled workers (one per concurrent trial) ran every
+    # segment of every trial.
     assert len(pids) <= len(grid)
     # The exploits are in the policy logs, one JSON line each.
     experiment = os.path.dirname(grid[0].path)
