@@ -130,19 +130,21 @@ def learning_curves(experiment: ExperimentData, metric: str, mode: str, k: int, 
 
 
 def best_so_far(experiment: ExperimentData, metric: str, mode: str) -> Series:
-    """The best value of ``metric`` reported by any trial up to each result's wall time,
-    in seconds since the experiment's first result (by the results' ``timestamp``)."""
-    points: List[Tuple[float, float]] = []
+    """The best value of ``metric`` any trial reported up to each second of wall time:
+    one point per distinct result ``timestamp`` (whole seconds, as in Ray Tune), in
+    seconds since the experiment's first result."""
+    better = max if mode == "max" else min
+    per_second: Dict[float, float] = {}
     for trial in experiment.trials:
-        points += [(t, v) for t, v in zip(*trial.metric_values(metric, "timestamp")) if not math.isnan(v)]
-    points.sort(key=lambda p: p[0])
+        for t, v in zip(*trial.metric_values(metric, "timestamp")):
+            if not math.isnan(v):
+                per_second[t] = better(per_second.get(t, v), v)
     xs: List[float] = []
     ys: List[float] = []
     best: Optional[float] = None
-    start = points[0][0] if points else 0.0
-    better = max if mode == "max" else min
-    for t, v in points:
-        best = v if best is None else better(best, v)
+    start = min(per_second, default=0.0)
+    for t in sorted(per_second):
+        best = per_second[t] if best is None else better(best, per_second[t])
         xs.append(t - start)
         ys.append(best)
     return Series(f"best {metric} so far", xs, ys)
@@ -247,7 +249,7 @@ def _draw_lineage(ax: Any, hyperparameter: str, segments: Sequence[Series], expl
 
     labelled = set()
     for series in segments:
-        color = colors.setdefault(series.label, f"C{len(colors) % 10}")
+        color = colors.get(series.label, "grey")
         ax.plot(series.x, [position(v) for v in series.y], color=color, marker=".", markersize=3, linewidth=1.2,
                 label=None if series.label in labelled else series.label)
         labelled.add(series.label)
@@ -263,7 +265,7 @@ def _draw_lineage(ax: Any, hyperparameter: str, segments: Sequence[Series], expl
     ax.set_title(f"PBT lineage: {hyperparameter} (dashed: exploits)")
     ax.set_xlabel("training_iteration")
     ax.set_ylabel(hyperparameter)
-    if labelled:
+    if 0 < len(labelled) <= 12:  # a legend of a whole large population would hide the plot
         ax.legend(fontsize="small", loc="best", ncol=2)
 
 
@@ -311,14 +313,16 @@ def make_figure(experiment: ExperimentData, metric: Optional[str] = None, mode: 
     figure = Figure(figsize=(9, 3.6 * panels), layout="constrained")
     axes = figure.subplots(panels, 1, squeeze=False)[:, 0]
     at = 0
+    # A trial has the same color in every panel.
+    colors = {t.trial_id: f"C{n % 10}" for n, t in enumerate(experiment.trials)}
     if kind in ("all", "curves"):
         ax = axes[at]
         at += 1
-        for n, series in enumerate(curves):
+        for series in curves:
             # One line per stretch of increasing x: a PBT exploit restarts a trial from its
             # donor's (earlier or later) iteration, and a line back would be no curve at all.
             for i, (xs, ys) in enumerate(_increasing_runs(series.x, series.y)):
-                ax.plot(xs, ys, color=f"C{n % 10}", linewidth=1.2, gid=series.label,
+                ax.plot(xs, ys, color=colors.get(series.label, "grey"), linewidth=1.2, gid=series.label,
                         label=series.label if i == 0 else None)
         ax.set_title(f"{metric}: top {len(curves)} trials ({mode})")
         ax.set_xlabel(x)
@@ -328,11 +332,10 @@ def make_figure(experiment: ExperimentData, metric: Optional[str] = None, mode: 
     if best is not None:
         ax = axes[at]
         at += 1
-        ax.plot(best.x, best.y, drawstyle="steps-post", label=best.label, color="C3")
+        ax.plot(best.x, best.y, drawstyle="steps-post", marker=".", label=best.label, color="black")
         ax.set_title(f"best {metric} so far ({mode}) over wall time")
         ax.set_xlabel("seconds since the first result")
         ax.set_ylabel(metric)
-    colors: Dict[str, str] = {}  # one color per trial across the lineage panels
     for h in lineage_panels:
         _draw_lineage(axes[at], h, segments[h], [e for e in exploits if e.hyperparameter == h], colors)
         at += 1

@@ -19,7 +19,10 @@ def plain_trainable(config):
     for i in range(5):
         if config["x"] == FAILING_X and i == 2:
             raise ValueError("this trial fails on purpose")
-        tune.report({"loss": config["x"] * (5 - i) + 0.25 * i, "acc": i / config["x"], "nested": {"a": i}})
+        # Its own timestamps (a result's timestamp is kept when reported), spread over
+        # seconds so that the best-so-far plot has more than one point.
+        tune.report({"loss": config["x"] * (5 - i) + 0.25 * i, "acc": i / config["x"], "nested": {"a": i},
+                     "timestamp": 1_700_000_000 + 3 * i + config["x"]})
 
 
 def pbt_trainable(config):
