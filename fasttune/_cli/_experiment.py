@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import numbers
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from fasttune._flatten import flatten_dict
 from fasttune.error import TuneError
 from fasttune.result import ERROR_FILE, PARAMS_FILE, RESULT_FILE, _read_json_lines
+from fasttune.result_grid import _numeric as numeric  # a real number (not a bool) as float, else None
 
 logger = logging.getLogger(__name__)
 
@@ -36,30 +36,22 @@ POLICY_LOG = "pbt_global.txt"
 _TERMINAL = ("TERMINATED", "ERROR")
 
 
-def numeric(value: Any) -> Optional[float]:
-    """``value`` as a float when it is a real number (not a bool), else None."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
 class TrialData:
-    """One trial: its id, status, directory, config and reported results (read lazily)."""
+    """One trial: its id, status, directory, config and every result it reported.
 
-    def __init__(self, trial_id: str, status: str, path: str, config: Dict[str, Any]) -> None:
+    Example:
+        >>> t = TrialData("a_0", "RUNNING", "/e/a_0", {"lr": 0.1}, [{"loss": 2}, {"loss": 1}])
+        >>> t.last_result, t.best("loss", "min")
+        ({'loss': 1}, 1)
+    """
+
+    def __init__(self, trial_id: str, status: str, path: str, config: Dict[str, Any],
+                 rows: Optional[List[Dict[str, Any]]] = None) -> None:
         self.trial_id = trial_id
         self.status = status
         self.path = path
         self.config = config
-        self._rows: Optional[List[Dict[str, Any]]] = None
-
-    @property
-    def rows(self) -> List[Dict[str, Any]]:
-        """Every complete line of ``result.json``, in order."""
-        if self._rows is None:
-            path = os.path.join(self.path, RESULT_FILE)
-            self._rows = _read_json_lines(path) if os.path.isfile(path) else []
-        return self._rows
+        self.rows: List[Dict[str, Any]] = rows or []
 
     @property
     def last_result(self) -> Dict[str, Any]:
@@ -233,17 +225,15 @@ def read_experiment(path: str) -> ExperimentData:
     trials = []
     for trial_dir in trial_dirs:
         known = snapshot.get(trial_dir)
-        data = TrialData("", "", trial_dir, {})
-        rows = data.rows
+        result_path = os.path.join(trial_dir, RESULT_FILE)
+        rows = _read_json_lines(result_path) if os.path.isfile(result_path) else []
         last = rows[-1] if rows else {}
-        data.trial_id = str(last.get("trial_id") or (known.trial_id if known is not None else "")
-                            or os.path.basename(trial_dir))
+        trial_id = last.get("trial_id") or (known.trial_id if known is not None else os.path.basename(trial_dir))
         config = last.get("config")
         if not isinstance(config, dict):
             config = known.config if known is not None else _read_params(trial_dir)
-        data.config = config
-        data.status = _status(known.status if known is not None else None, trial_dir, rows)
-        trials.append(data)
+        status = _status(known.status if known is not None else None, trial_dir, rows)
+        trials.append(TrialData(str(trial_id), status, trial_dir, config, rows))
     if only is None:
         # Trials the snapshot holds that have no directory yet (not started).
         listed = set(trial_dirs)

@@ -25,6 +25,7 @@ import re
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from fasttune._cli._arguments import positive_int
 from fasttune._cli._experiment import ExperimentData, numeric, read_experiment
 from fasttune._flatten import flatten_dict
 from fasttune.error import TuneError
@@ -75,7 +76,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--filter", metavar='"COL OP VALUE"', action="append", default=[], dest="filters",
                         help="keep rows where COL OP VALUE holds; OP is one of == != < <= > >=; numbers "
                              "compare as numbers, anything else as text; repeat to combine (all must hold)")
-    parser.add_argument("--limit", metavar="N", type=_positive_int, help="show at most N rows (after sort and filter)")
+    parser.add_argument("--limit", metavar="N", type=positive_int("rows"), help="show at most N rows (after sort and filter)")
     parser.add_argument("--metric", help="metric of the default and best: columns (default: the Tuner's metric)")
     parser.add_argument("--mode", choices=("min", "max"), help="what best:<metric> means (default: the Tuner's mode)")
     parser.add_argument("--format", choices=FORMATS,
@@ -85,24 +86,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number of rows")
-    return value
-
-
 # ---- the table -----------------------------------------------------------------------------
 class TrialTable:
     """Every column of every trial, with ``best:<key>`` columns computed on demand.
 
     Example:
         >>> from fasttune._cli._experiment import ExperimentData, TrialData
-        >>> t = TrialData("a", "TERMINATED", "/e/a", {"lr": 0.1})
-        >>> t._rows = [{"loss": 2.0}, {"loss": 1.5, "config": {"lr": 0.1}}]
+        >>> t = TrialData("a", "TERMINATED", "/e/a", {"lr": 0.1},
+        ...               [{"loss": 2.0}, {"loss": 1.5, "config": {"lr": 0.1}}])
         >>> table = TrialTable(ExperimentData("/e", [t], "loss", "min"))
         >>> table.rows[0]["loss"], table.rows[0]["config/lr"], table.value(0, "best:loss")
         (1.5, 0.1, 1.5)

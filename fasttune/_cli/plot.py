@@ -21,6 +21,7 @@ import os
 import sys
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from fasttune._cli._arguments import positive_int
 from fasttune._cli._experiment import POLICY_LOG, ExperimentData, TrialData, numeric, read_experiment
 from fasttune._flatten import flatten_dict
 from fasttune.error import TuneError
@@ -65,23 +66,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", metavar="FILE.png", required=True, help="the image to write")
     parser.add_argument("--metric", help="metric to plot (default: the Tuner's metric)")
     parser.add_argument("--mode", choices=("min", "max"), help="whether lower or higher is better (default: the Tuner's mode)")
-    parser.add_argument("--top", metavar="K", type=_positive_int, default=5,
+    parser.add_argument("--top", metavar="K", type=positive_int("trials"), default=5,
                         help="learning curves of the K best trials (default 5)")
     parser.add_argument("--x", choices=X_AXES, default="training_iteration",
                         help="x axis of the learning curves (default training_iteration)")
     parser.add_argument("--kind", choices=KINDS, default="all", help="which plot to draw (default: all that apply)")
     parser.set_defaults(func=run)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number of trials")
-    return value
 
 
 # ---- what is plotted -------------------------------------------------------------------------
@@ -281,9 +272,9 @@ def make_figure(experiment: ExperimentData, metric: Optional[str] = None, mode: 
 
     Example:
         >>> from fasttune._cli._experiment import ExperimentData, TrialData
-        >>> t = TrialData("a", "TERMINATED", "/e/a", {})
-        >>> t._rows = [{"loss": 2.0, "training_iteration": 1, "timestamp": 10},
-        ...            {"loss": 1.0, "training_iteration": 2, "timestamp": 12}]
+        >>> t = TrialData("a", "TERMINATED", "/e/a", {},
+        ...               [{"loss": 2.0, "training_iteration": 1, "timestamp": 10},
+        ...                {"loss": 1.0, "training_iteration": 2, "timestamp": 12}])
         >>> figure, data = make_figure(ExperimentData("/e", [t], "loss", "min"))
         >>> data.curves[0].y, data.best_so_far.x
         ([2.0, 1.0], [0.0, 2.0])

@@ -5,14 +5,14 @@ the snapshot)."""
 import json
 import os
 import shutil
-import tempfile
 
 import pytest
 
 import fasttune as tune
 from fasttune.schedulers.pbt import PopulationBasedTraining
+
 from cli_testing import FAILING_X, NEW_TRIAL, PBT_STEPS, PLAIN_X, TORN_LINE
-from fasttune_testing import fit
+from fasttune_testing import fit, report_with_json_checkpoint, restored_json
 
 
 def plain_trainable(config):
@@ -26,19 +26,11 @@ def plain_trainable(config):
 
 
 def pbt_trainable(config):
-    q, start = 0.0, 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            with open(os.path.join(d, "state.json")) as f:
-                q, start = json.load(f)
+    q, start = restored_json([0.0, 0])
     for step in range(start + 1, PBT_STEPS + 1):
         q += config["lr"]
         if step % 2 == 0:
-            with tempfile.TemporaryDirectory() as d:
-                with open(os.path.join(d, "state.json"), "w") as f:
-                    json.dump([q, step], f)
-                tune.report({"q": q}, checkpoint=tune.Checkpoint.from_directory(d))
+            report_with_json_checkpoint({"q": q}, [q, step])
         else:
             tune.report({"q": q})
 

@@ -1,7 +1,6 @@
 """``fasttune ls``: its table, CSV and JSON hold what the trials' result files hold;
 filters, sorting, column choice and limits; clear errors."""
 import csv
-import io
 import json
 import os
 import re

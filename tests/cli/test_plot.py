@@ -2,7 +2,6 @@
 data) are the trials' results and, for PBT, the policy log's exploits."""
 import builtins
 import json
-import math
 import os
 from collections import defaultdict
 
