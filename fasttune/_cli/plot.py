@@ -195,15 +195,17 @@ def lineage(experiment: ExperimentData, policy: Sequence[list]) -> Tuple[Dict[st
 
 
 # ---- drawing ---------------------------------------------------------------------------------
-def _import_matplotlib() -> Any:
+def _new_figure(**kwargs: Any) -> Any:
+    """A matplotlib Figure on an Agg canvas, without pyplot (so no global backend switch
+    and no display needed)."""
     try:
-        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         raise TuneError('fasttune plot needs matplotlib: pip install "fasttune[plot]"') from None
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    return Figure
+    figure = Figure(**kwargs)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def _category_axis(ax: Any, values: Sequence[Any]) -> Dict[Any, int]:
@@ -288,7 +290,6 @@ def make_figure(experiment: ExperimentData, metric: Optional[str] = None, mode: 
     if kind == "lineage" and not has_policy:
         raise TuneError(f"{experiment.path} has no {POLICY_LOG}: the lineage plot needs a PopulationBasedTraining "
                         "run with log_config=True (the default).")
-    Figure = _import_matplotlib()
 
     curves = learning_curves(experiment, metric, mode, top, x) if kind in ("all", "curves") else []
     best = best_so_far(experiment, metric, mode) if kind in ("all", "best") else None
@@ -301,7 +302,7 @@ def make_figure(experiment: ExperimentData, metric: Optional[str] = None, mode: 
         raise TuneError(f"{POLICY_LOG} in {experiment.path} records no hyperparameter change yet.")
 
     panels = (1 if kind in ("all", "curves") else 0) + (1 if best is not None else 0) + len(lineage_panels)
-    figure = Figure(figsize=(9, 3.6 * panels), layout="constrained")
+    figure = _new_figure(figsize=(9, 3.6 * panels), layout="constrained")
     axes = figure.subplots(panels, 1, squeeze=False)[:, 0]
     at = 0
     # A trial has the same color in every panel.

@@ -1,7 +1,8 @@
 """Real small experiments for the command-line tests, made once per test run: a plain
 sweep (one trial fails), a PBT sweep with policy logs, and a copy of the plain one made
 to look like a run still going (a torn last result line, a trial directory newer than
-the snapshot)."""
+the snapshot).  The trainables live in cli_testing: workers import them by module name,
+and "conftest" names the root conftest there."""
 import json
 import os
 import shutil
@@ -11,28 +12,8 @@ import pytest
 import fasttune as tune
 from fasttune.schedulers.pbt import PopulationBasedTraining
 
-from cli_testing import FAILING_X, NEW_TRIAL, PBT_STEPS, PLAIN_X, TORN_LINE
-from fasttune_testing import fit, report_with_json_checkpoint, restored_json
-
-
-def plain_trainable(config):
-    for i in range(5):
-        if config["x"] == FAILING_X and i == 2:
-            raise ValueError("this trial fails on purpose")
-        # Its own timestamps (a result's timestamp is kept when reported), spread over
-        # seconds so that the best-so-far plot has more than one point.
-        tune.report({"loss": config["x"] * (5 - i) + 0.25 * i, "acc": i / config["x"], "nested": {"a": i},
-                     "timestamp": 1_700_000_000 + 3 * i + config["x"]})
-
-
-def pbt_trainable(config):
-    q, start = restored_json([0.0, 0])
-    for step in range(start + 1, PBT_STEPS + 1):
-        q += config["lr"]
-        if step % 2 == 0:
-            report_with_json_checkpoint({"q": q}, [q, step])
-        else:
-            tune.report({"q": q})
+from cli_testing import NEW_TRIAL, PLAIN_X, TORN_LINE, pbt_trainable, plain_trainable
+from fasttune_testing import fit
 
 
 @pytest.fixture(scope="session")
