@@ -102,8 +102,10 @@ class TrialTable:
     def __init__(self, experiment: ExperimentData, metric: Optional[str] = None, mode: Optional[str] = None) -> None:
         self.experiment = experiment
         self.metric = metric or experiment.metric
-        self.mode = mode or experiment.mode
+        # The Tuner's mode belongs to the Tuner's metric: another metric needs --mode.
+        self.mode = mode or (experiment.mode if self.metric == experiment.metric else None)
         self.rows: List[Dict[str, Any]] = []
+        self._best: Dict[Tuple[int, str], Any] = {}
         self.columns: Dict[str, None] = {"trial_id": None, "status": None}
         for trial in experiment.trials:
             row: Dict[str, Any] = {"trial_id": trial.trial_id, "status": trial.status}
@@ -128,8 +130,10 @@ class TrialTable:
 
     def value(self, index: int, column: str) -> Any:
         if column.startswith(BEST_PREFIX):
-            key = column[len(BEST_PREFIX):]
-            return self.experiment.trials[index].best(key, self.mode or "min")
+            if (index, column) not in self._best:  # it reads the whole history: once
+                key = column[len(BEST_PREFIX):]
+                self._best[index, column] = self.experiment.trials[index].best(key, self.mode or "min")
+            return self._best[index, column]
         return self.rows[index].get(column)
 
     def default_columns(self) -> List[str]:

@@ -116,6 +116,13 @@ def test_metric_and_mode_choose_the_best_column(plain_experiment, capsys):
         assert by_id[history[-1]["trial_id"]]["best:acc"] == max(r["acc"] for r in history)
 
 
+def test_another_metric_than_the_tuners_needs_its_own_mode(plain_experiment, capsys):
+    rows = ls_json(capsys, plain_experiment, "--metric", "acc")
+    assert "acc" in rows[0] and "best:acc" not in rows[0]
+    assert main(["ls", plain_experiment, "--metric", "acc", "--columns", "best:acc"]) == 1
+    assert "Column 'best:acc' in --columns needs a mode" in capsys.readouterr().err
+
+
 def test_a_trial_directory_lists_that_trial(plain_experiment, capsys):
     trial_dir = trial_dirs(plain_experiment)[1]
     rows = ls_json(capsys, trial_dir)
