@@ -36,6 +36,20 @@ POLICY_LOG = "pbt_global.txt"
 _TERMINAL = ("TERMINATED", "ERROR")
 
 
+def lookup(row: Dict[str, Any], key: str) -> Any:
+    """``row[key]``, where ``key`` may name a nested value as "a/b" (None if absent).
+
+    Example:
+        >>> lookup({"val": {"loss": 0.5}}, "val/loss"), lookup({"loss": 1}, "acc")
+        (0.5, None)
+    """
+    if key in row:
+        return row[key]
+    if "/" not in key:
+        return None
+    return flatten_dict(row).get(key)
+
+
 class TrialData:
     """One trial: its id, status, directory, config and every result it reported.
 
@@ -63,9 +77,8 @@ class TrialData:
         xs: List[float] = []
         ys: List[float] = []
         for position, row in enumerate(self.rows):
-            flat = flatten_dict(row)
-            y = numeric(flat.get(metric))
-            at = float(position) if x is None else numeric(flat.get(x))
+            y = numeric(lookup(row, metric))
+            at = float(position) if x is None else numeric(lookup(row, x))
             if y is not None and at is not None:
                 xs.append(at)
                 ys.append(y)
@@ -76,7 +89,7 @@ class TrialData:
         the first of equal values); None when it never reported a number."""
         best, best_number = None, None
         for row in self.rows:
-            value = flatten_dict(row).get(metric)
+            value = lookup(row, metric)
             number = numeric(value)
             if number is None or math.isnan(number):
                 continue
@@ -93,15 +106,6 @@ class ExperimentData:
         self.trials = trials
         self.metric = metric
         self.mode = mode
-
-    def result_keys(self) -> List[str]:
-        """Every flattened key any trial reported, in first-seen order."""
-        seen: Dict[str, None] = {}
-        for trial in self.trials:
-            for row in trial.rows:
-                for key in flatten_dict(row):
-                    seen.setdefault(key, None)
-        return list(seen)
 
     def resolve_metric(self, metric: Optional[str], mode: Optional[str]) -> Tuple[str, str]:
         """The metric and mode to rank by: the ones given, else the Tuner's.
