@@ -142,3 +142,23 @@ def report_with_step_checkpoint(metrics, step):
         with open(os.path.join(d, "step"), "w") as f:
             f.write(str(step))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def restored_json(default):
+    """The JSON state saved in the checkpoint this trial resumes from, or ``default``."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return default
+    with checkpoint.as_directory() as d:
+        with open(os.path.join(d, "state.json")) as f:
+            return json.load(f)
+
+
+def report_with_json_checkpoint(metrics, state):
+    """Report ``metrics`` with a checkpoint holding ``state`` as JSON."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "state.json"), "w") as f:
+            json.dump(state, f)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
