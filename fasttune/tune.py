@@ -26,6 +26,7 @@ def run(
     scheduler: Any = None,
     checkpoint_config: Any = None,
     verbose: Optional[int] = None,
+    progress_reporter: Any = None,
     fail_fast: Any = False,
     max_failures: int = 0,
     callbacks: Optional[List[Any]] = None,
@@ -83,6 +84,7 @@ def run(
         reuse_actors=reuse_actors,
         callbacks=callbacks,
         verbose=verbose,
+        progress_reporter=progress_reporter,
         fail_fast=fail_fast,
         return_trials=True,
     )
