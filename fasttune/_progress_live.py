@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, List, Optional
 
-from fasttune._progress_view import duration, results_line
+from fasttune._progress_view import duration, results_text
 from fasttune.progress_reporter import TuneReporterBase
 
 _STATUS_STYLES = {"RUNNING": "green", "PENDING": "yellow", "PAUSED": "cyan", "TERMINATED": "blue", "ERROR": "red"}
@@ -77,9 +77,9 @@ class LiveReporter(TuneReporterBase):
         view = self._view(trials, done, order="metric")
         elapsed = time.time() - self._start_time
         header = Text.assemble(("fasttune", "bold"), f"  running for {duration(elapsed)}")
-        throughput = results_line(view, elapsed)
+        throughput = results_text(view, elapsed)
         if throughput:
-            header.append("  " + throughput.replace("Results: ", "") + " results")
+            header.append("  " + throughput)
         parts: List[Any] = [header]
         counts = Text("Trials: ")
         for i, (name, n) in enumerate(sorted(view.counts.items())):
@@ -98,7 +98,9 @@ class LiveReporter(TuneReporterBase):
         parts.extend(Text(info, style="dim") for info in sys_info if info)
         if trials and (self._verbose >= 2 or self._print_intermediate_tables):
             headers, cells = self._table(view)
-            table = Table(*headers, title=None, header_style="bold")
+            table = Table(title=None, header_style="bold")
+            for i, heading in enumerate(headers):
+                table.add_column(heading, justify="left" if i < 2 else "right")
             for row, status in zip(cells, view.row_status):
                 row[1] = f"[{_STATUS_STYLES.get(status, '')}]{status}[/]"
                 table.add_row(*row)

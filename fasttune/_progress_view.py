@@ -329,9 +329,9 @@ def duration(seconds: float) -> str:
     return f"{int(hours):02d}:{int(minutes):02d}:{secs:05.2f}"
 
 
-def results_line(view: ProgressView, elapsed_s: float) -> Optional[str]:
-    """``Results: 12,345 (1,234/s)``: fasttune's throughput line."""
+def results_text(view: ProgressView, elapsed_s: float) -> Optional[str]:
+    """``12,345 results (1,234/s)``: fasttune's throughput; None when unknown."""
     if view.results is None:
         return None
     rate = view.results / elapsed_s if elapsed_s > 0 else 0.0
-    return f"Results: {view.results:,} ({rate:,.0f}/s)"
+    return f"{view.results:,} results ({rate:,.0f}/s)"

@@ -32,7 +32,7 @@ from fasttune._progress_view import (
     build_view,
     counts_line,
     duration,
-    results_line,
+    results_text,
     table_cells,
 )
 from fasttune._text_table import text_table
@@ -315,9 +315,9 @@ class TuneReporterBase(ProgressReporter):
         elapsed = now - self._start_time
         clock = datetime.datetime.fromtimestamp(now).strftime("%Y-%m-%d %H:%M:%S")
         lines = ["== Status ==", f"Current time: {clock} (running for {duration(elapsed)})"]
-        throughput = results_line(view, elapsed)
+        throughput = results_text(view, elapsed)
         if throughput:
-            lines.append(throughput)
+            lines.append(f"Processed: {throughput}")
         lines.extend(info for info in sys_info if info)
         best = best_trial_line(view, self._parameter_columns)
         if best:
@@ -426,9 +426,9 @@ class JupyterNotebookReporter(TuneReporterBase):
         esc = html.escape
         status = [("Current time:", datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")),
                   ("Running for:", duration(elapsed))]
-        throughput = results_line(view, elapsed)
+        throughput = results_text(view, elapsed)
         if throughput:
-            status.append(("Results:", throughput.split(": ", 1)[1]))
+            status.append(("Processed:", throughput))
         status.append(("Trials:", counts_line(view).split(": ", 1)[1]))
         parts = ['<div class="fasttune-status">', "<h3>Tune Status</h3>", _html_table(None, status)]
         parts.extend(f"<p>{esc(info)}</p>" for info in sys_info if info)
