@@ -50,7 +50,7 @@ class LiveReporter(TuneReporterBase):
         **kwargs: The arguments of :class:`fasttune.progress_reporter.TuneReporterBase`.
     """
 
-    def __init__(self, *, refresh_per_second: float = 2.0, console: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *, refresh_per_second: float = 1.0, console: Any = None, **kwargs: Any) -> None:
         import_rich()
         if not isinstance(refresh_per_second, (int, float)) or isinstance(refresh_per_second, bool) or \
                 not refresh_per_second > 0:

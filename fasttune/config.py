@@ -162,8 +162,9 @@ class RunConfig:
             result) -> bool``, or a Stopper-like object (callable with a
             ``stop_all()`` method).
         callbacks: List of callback objects.
-        verbose: Console verbosity 0 (silent) .. 3 (most detail); ``None``
-            lets fasttune choose.
+        verbose: Console verbosity as in Ray Tune: 0 silent, 1 status updates,
+            2 also a line per finished trial, 3 also detailed results;
+            ``None`` is Ray Tune's default, 3.
         failure_config: ``FailureConfig``; ``None`` means ``FailureConfig()``.
         checkpoint_config: ``CheckpointConfig``; ``None`` means
             ``CheckpointConfig()``.

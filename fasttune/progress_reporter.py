@@ -252,8 +252,6 @@ class TuneReporterBase(ProgressReporter):
         if not isinstance(key, str):
             raise TypeError(f"add_{kind}_column takes the {kind}'s key as a str, got {key!r}.")
         columns = getattr(self, attr)
-        if not self._metrics_override and attr == "_metric_columns":
-            columns = self._metric_columns = dict(columns)
         if key in columns:
             raise ValueError(f"Column {key} already exists.")
         if isinstance(columns, dict):

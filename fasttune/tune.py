@@ -47,6 +47,9 @@ def run(
         >>> analysis = tune.run(train, config={"x": tune.uniform(-1, 1)}, num_samples=4,
         ...                     metric="loss", mode="min")  # doctest: +SKIP
 
+    ``verbose`` (0-3, default 3) and ``progress_reporter`` (a ``tune.ProgressReporter``)
+    set what is shown while it runs, as in Ray Tune.
+
     ``resume`` continues the experiment ``storage_path/name`` from its latest snapshot:
     ``True`` (there must be one), ``"AUTO"`` (when there is one, else start anew),
     ``"AUTO+ERRORED"`` / ``"ERRORED_ONLY"`` (also restart errored trials; only them).

@@ -1,0 +1,99 @@
+"""What live progress costs: the sweeps of ``bench.workloads`` with progress off and on.
+
+Runs ``result_throughput`` (2 trials reporting N results each) and ``trial_bookkeeping``
+(M one-result trials) on fasttune with ``verbose=0`` (no reporter), ``verbose=1`` (the
+plain CLIReporter, as in CI logs; its lines go to /dev/null), ``verbose=1`` with the rich
+live view drawing on a terminal console whose output is discarded, and ``verbose=3``
+(the default: tables in every update, each trial's detailed result).  Settings alternate
+within each repeat, the order flipping every repeat, in one process with one Ray; the
+report gives the median fit time of each and its ratio to ``verbose=0``.
+
+    python -m bench.bench_progress                      # 5 repeats, N=100,000, M=5,000
+    python -m bench.bench_progress --repeats 3 --results 50000 --trials 2000
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import sys
+import tempfile
+import types
+from typing import Any, Callable, Dict, List
+
+import fasttune
+
+from bench import workloads
+
+
+def _tune_with(verbose: int, reporter: Callable[[], Any]) -> Any:
+    """The fasttune module, with every RunConfig given this verbose and reporter."""
+    module = types.SimpleNamespace(**{name: getattr(fasttune, name) for name in fasttune.__all__})
+
+    def run_config(**kwargs: Any) -> Any:
+        kwargs.update(verbose=verbose, progress_reporter=reporter())
+        return fasttune.RunConfig(**kwargs)
+
+    module.RunConfig = run_config
+    return module
+
+
+def _live_reporter() -> Any:
+    from rich.console import Console
+
+    from fasttune._progress_live import LiveReporter
+
+    return LiveReporter(console=Console(file=io.StringIO(), force_terminal=True, width=160))
+
+
+SETTINGS: Dict[str, Any] = {
+    "verbose=0": lambda: _tune_with(0, lambda: None),
+    "verbose=1 (CLIReporter)": lambda: _tune_with(1, fasttune.CLIReporter),
+    "verbose=1 (rich live)": lambda: _tune_with(1, _live_reporter),
+    "verbose=3 (CLIReporter)": lambda: _tune_with(3, fasttune.CLIReporter),
+}
+
+
+def main(argv: List[str] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--results", type=int, default=100_000, help="results per trial of result_throughput")
+    parser.add_argument("--trials", type=int, default=5_000, help="trials of trial_bookkeeping")
+    args = parser.parse_args(argv)
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    import rich.live  # noqa: F401 - its one-time import (~0.2 s) is not what is measured
+    import rich.table  # noqa: F401
+    runs = [("result_throughput", workloads.result_throughput, args.results),
+            ("trial_bookkeeping", workloads.trial_bookkeeping, args.trials)]
+    times: Dict[tuple, List[float]] = {}
+    names = list(SETTINGS)
+    for repeat in range(args.repeats):
+        order = names if repeat % 2 == 0 else names[::-1]
+        for workload, run, size in runs:
+            for setting in order:
+                with tempfile.TemporaryDirectory() as storage, open(os.devnull, "w") as sink:
+                    with contextlib.redirect_stdout(sink):
+                        out = run(SETTINGS[setting](), size, storage)
+                if not out["complete"]:
+                    print(f"incomplete run: {workload} {setting}: {out}", file=sys.stderr)
+                    return 1
+                times.setdefault((workload, setting), []).append(out["fit_s"])
+                print(f"repeat {repeat + 1} {workload:18} {setting:24} fit {out['fit_s']:.2f}s", file=sys.stderr)
+    print(f"\n| workload | setting | median fit_s (n={args.repeats}) | min | max | ratio to verbose=0 |")
+    print("|---|---|---|---|---|---|")
+    for workload, _, size in runs:
+        base = statistics.median(times[(workload, "verbose=0")])
+        for setting in names:
+            t = times[(workload, setting)]
+            print(f"| {workload} ({size:,}) | {setting} | {statistics.median(t):.2f} | {min(t):.2f} | "
+                  f"{max(t):.2f} | {statistics.median(t) / base:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
