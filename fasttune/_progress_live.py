@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from fasttune._progress_view import duration, results_text
 from fasttune.progress_reporter import TuneReporterBase

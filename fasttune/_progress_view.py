@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from fasttune import _corelib as core
+from fasttune.schedulers._common import result_value as lookup  # "a/b" finds result["a"]["b"] too
 
 ColumnSpec = Union[List[str], Dict[str, str]]
 
@@ -33,23 +34,6 @@ ColumnSpec = Union[List[str], Dict[str, str]]
 TABLE_STATUS_ORDER = (core.RUNNING, core.PAUSED, core.PENDING, core.TERMINATED, core.ERROR)
 
 _STATUS_CODES = {name: code for code, name in enumerate(core.STATUS_NAMES)}
-
-
-def lookup(result: Mapping[str, Any], key: str) -> Any:
-    """``result[key]``, where ``"a/b"`` also finds ``result["a"]["b"]``; None when absent.
-
-    Example:
-        >>> lookup({"a": {"b": 1}}, "a/b"), lookup({"a/b": 2}, "a/b"), lookup({}, "x")
-        (1, 2, None)
-    """
-    if key in result:
-        return result[key]
-    node: Any = result
-    for part in key.split("/"):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def as_number(value: Any) -> float:
