@@ -10,6 +10,11 @@ report gives the median fit time of each and its ratio to ``verbose=0``.
 
     python -m bench.bench_progress                      # 5 repeats, N=100,000, M=5,000
     python -m bench.bench_progress --repeats 3 --results 50000 --trials 2000
+    python -m bench.bench_progress --micro             # per-step and per-report costs, no Ray
+
+``--micro`` times, on a TrialTable of M trials (a third running, the rest terminated):
+the loop's per-step cost of progress when no report is due (``ProgressDriver.step``),
+building one plain-text report, and one redraw of the rich live view.
 """
 from __future__ import annotations
 
@@ -56,12 +61,87 @@ SETTINGS: Dict[str, Any] = {
 }
 
 
+class _TableRunner:
+    """The part of a TrialRunner progress reads: a TrialTable, its trials, the counters."""
+
+    def __init__(self, trials: int) -> None:
+        from fasttune import _corelib as core
+        from fasttune.experiment.trial import Trial
+        from fasttune.schedulers import FIFOScheduler
+
+        self.table, self.metric, self.scheduler_alg = core.TrialTable("min"), "loss", FIFOScheduler()
+        self.trials: List[Any] = []
+        for i in range(trials):
+            trial = Trial("train", {"x": i}, trial_id=f"m_{i:06d}", evaluated_params={"x": i})
+            trial._attach(self.table, self.table.add())
+            loss = float((i * 7919) % trials)
+            self.table.set_status(trial._row, core.RUNNING)
+            self.table.record_result(trial._row, 3, 1.0, loss)
+            trial.last_result = {"loss": loss, "training_iteration": 3}
+            if i % 3:
+                self.table.set_status(trial._row, core.TERMINATED)
+            self.trials.append(trial)
+        self.results_processed = 3 * trials
+
+    def get_trials(self) -> List[Any]:
+        return self.trials
+
+
+def _per_call_s(fn: Callable[[], Any], calls: int) -> float:
+    import time
+
+    fn()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def micro(trials: int, repeats: int) -> None:
+    from rich.console import Console
+
+    from fasttune._progress import ProgressDriver, RunnerColumns
+    from fasttune._progress_live import LiveReporter
+
+    runner = _TableRunner(trials)
+    rows = []
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        quiet = fasttune.CLIReporter(max_report_frequency=1e9)
+        driver = ProgressDriver(runner, reporter=quiet, verbose=2, metric="loss", mode="min", total_samples=trials)
+        driver.step()  # the first report, then none is due
+        rows.append(("ProgressDriver.step, no report due (verbose=2)", [_per_call_s(driver.step, 100_000)
+                                                                         for _ in range(repeats)]))
+        cli = fasttune.CLIReporter(print_intermediate_tables=True)
+        cli.setup(total_samples=trials, metric=None, mode=None)
+        cli.set_search_properties("loss", "min")
+        cli._attach(RunnerColumns(runner), 3)
+        rows.append(("CLIReporter report text, with table", [
+            _per_call_s(lambda: cli._progress_str(runner.trials, False), 50) for _ in range(repeats)]))
+        live = LiveReporter(console=Console(file=io.StringIO(), force_terminal=True, width=160))
+        live.setup(total_samples=trials, metric="loss", mode="min")
+        live._attach(RunnerColumns(runner), 3)
+        rows.append(("LiveReporter view only (render)", [
+            _per_call_s(lambda: live.render(runner.trials, False), 50) for _ in range(repeats)]))
+        rows.append(("LiveReporter redraw (render + rich draw)", [
+            _per_call_s(lambda: live.report(runner.trials, False), 10) for _ in range(repeats)]))
+        live._close()
+    print(f"\n| {trials:,} trials | median per call (n={repeats}) | min | max |")
+    print("|---|---|---|---|")
+    for name, values in rows:
+        print(f"| {name} | {statistics.median(values) * 1e6:,.1f} us | {min(values) * 1e6:,.1f} us | "
+              f"{max(values) * 1e6:,.1f} us |")
+
+
 def main(argv: List[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--results", type=int, default=100_000, help="results per trial of result_throughput")
     parser.add_argument("--trials", type=int, default=5_000, help="trials of trial_bookkeeping")
+    parser.add_argument("--micro", action="store_true", help="per-step and per-report costs only (no Ray)")
     args = parser.parse_args(argv)
+    if args.micro:
+        micro(args.trials, args.repeats)
+        return 0
 
     import ray
 

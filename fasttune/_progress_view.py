@@ -124,16 +124,16 @@ def build_view(trials: Sequence[Any], columns: TrialColumns, *, metric: Optional
         total_samples = None
     view = ProgressView(counts, len(columns.status), total_samples, columns.results, metric, mode)
     ranked = metric is not None and mode in ("min", "max")
-    if ranked and len(columns.metric):
-        best = _best_first(np.arange(len(columns.metric)), columns.metric, mode, 1)
-        if len(best):
-            view.best_trial = trials[int(best[0])]
-            view.best_value = float(columns.metric[best[0]])
     limit = len(columns.status) if max_rows is None else max(0, int(max_rows))
     if order == "metric" and ranked:
         rows = _top_rows(columns, mode, limit)
+        best = rows[:1] if len(rows) and not np.isnan(columns.metric[rows[0]]) else rows[:0]
     else:
         rows = _status_rows(columns, mode if (sort_by_metric and ranked) else None, limit)
+        best = _best_first(columns.metric, mode, 1) if ranked else rows[:0]
+    if len(best):
+        view.best_trial = trials[int(best[0])]
+        view.best_value = float(columns.metric[best[0]])
     view.rows = [trials[int(r)] for r in rows]
     view.row_status = [core.STATUS_NAMES[columns.status[int(r)]] for r in rows]
     view.hidden = len(columns.status) - len(rows)
@@ -151,21 +151,20 @@ def build_view(trials: Sequence[Any], columns: TrialColumns, *, metric: Optional
     return view
 
 
-def _best_first(rows: np.ndarray, values: np.ndarray, mode: Optional[str], k: int) -> np.ndarray:
-    """The up to ``k`` of ``rows`` with the best finite ``values``, best first."""
-    vals = values[rows]
-    keep = ~np.isnan(vals)
-    rows, vals = rows[keep], vals[keep]
-    if mode == "max":
-        vals = -vals
-    if k < len(rows):
-        part = np.argpartition(vals, k - 1)[:k] if k > 0 else np.empty(0, np.intp)
-        rows, vals = rows[part], vals[part]
-    return rows[np.argsort(vals, kind="stable")]
+def _best_first(values: np.ndarray, mode: Optional[str], k: int, rows: Optional[np.ndarray] = None) -> np.ndarray:
+    """The up to ``k`` rows (of ``rows``, default all) with the best non-nan ``values``,
+    best first: one ``argpartition`` of the column, then a sort of the ``k`` kept."""
+    vals = values if rows is None else values[rows]
+    key = np.where(np.isnan(vals), np.inf, -vals if mode == "max" else vals)
+    k = min(max(k, 0), len(key))
+    picked = np.argpartition(key, k - 1)[:k] if 0 < k < len(key) else np.arange(k)
+    picked = picked[np.argsort(key[picked], kind="stable")]
+    picked = picked[~np.isnan(vals[picked])]
+    return picked if rows is None else rows[picked]
 
 
 def _top_rows(columns: TrialColumns, mode: Optional[str], limit: int) -> np.ndarray:
-    rows = _best_first(np.arange(len(columns.metric)), columns.metric, mode, limit)
+    rows = _best_first(columns.metric, mode, limit)
     if len(rows) < limit:
         unranked = np.isnan(columns.metric)
         for code in TABLE_STATUS_ORDER:
@@ -204,7 +203,7 @@ def _status_rows(columns: TrialColumns, sort_mode: Optional[str], limit: int) ->
     picked = []
     for code, rows, share in zip(TABLE_STATUS_ORDER, by_status, shares):
         if code == core.TERMINATED and sort_mode is not None:
-            best = _best_first(rows, columns.metric, sort_mode, share)
+            best = _best_first(columns.metric, sort_mode, share, rows)
             if len(best) < share:  # terminated without the metric: after the ranked ones
                 unranked = rows[np.isnan(columns.metric[rows])]
                 best = np.concatenate([best, unranked[:share - len(best)]])
