@@ -137,6 +137,8 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--results", type=int, default=100_000, help="results per trial of result_throughput")
     parser.add_argument("--trials", type=int, default=5_000, help="trials of trial_bookkeeping")
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help="comma-separated subset of: " + ", ".join(SETTINGS))
     parser.add_argument("--micro", action="store_true", help="per-step and per-report costs only (no Ray)")
     args = parser.parse_args(argv)
     if args.micro:
@@ -151,7 +153,10 @@ def main(argv: List[str] = None) -> int:
     runs = [("result_throughput", workloads.result_throughput, args.results),
             ("trial_bookkeeping", workloads.trial_bookkeeping, args.trials)]
     times: Dict[tuple, List[float]] = {}
-    names = list(SETTINGS)
+    names = [name.strip() for name in args.settings.split(",")]
+    unknown = [name for name in names if name not in SETTINGS]
+    if unknown or "verbose=0" not in names:
+        parser.error(f"--settings must include 'verbose=0' and name only {list(SETTINGS)}; got {unknown or names}")
     for repeat in range(args.repeats):
         order = names if repeat % 2 == 0 else names[::-1]
         for workload, run, size in runs:
