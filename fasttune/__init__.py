@@ -12,6 +12,7 @@ from fasttune.config import CheckpointConfig, FailureConfig, RunConfig
 from fasttune.error import TuneError
 from fasttune.execution.placement_groups import PlacementGroupFactory
 from fasttune.experiment.experiment import Experiment
+from fasttune.progress_reporter import CLIReporter, JupyterNotebookReporter, ProgressReporter
 from fasttune.registry import register_env, register_trainable
 from fasttune.result import Result
 from fasttune.result_grid import ResultGrid
@@ -68,6 +69,9 @@ __all__ = [
     "register_env",
     "Stopper",
     "Callback",
+    "ProgressReporter",
+    "CLIReporter",
+    "JupyterNotebookReporter",
     "grid_search",
     "sample_from",
     "uniform",

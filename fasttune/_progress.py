@@ -1,96 +1,230 @@
-"""Live progress of a sweep: one status line every few seconds, a summary at the end.
+"""What the experiment loop calls to show progress: the reporter and per-trial lines.
 
-Plain lines work in a terminal and in CI logs alike.  ``verbose``: 0 silent, 1 status
-lines, 2 also each finished trial, 3 also each trial start.
+``verbose`` as in Ray Tune: 0 silent; 1 status updates (the reporter); 2 also a line per
+trial that completes or errors; 3 also the trial table in every update and each trial's
+detailed results (when it ends, and every 5 s while it reports).  ``None`` is Ray
+Tune's default, 3.
+
+Every loop step costs the reporter's ``should_report`` (time-based, O(1)) and, at
+``verbose >= 2``, one ``counts()`` of the TrialTable: per-trial lines come from
+comparing the table's status and iteration columns, a few times a second at most,
+never from a per-result hook.
+
+Example:
+    >>> from fasttune.progress_reporter import CLIReporter
+    >>> isinstance(default_reporter(verbose=1, stdout_isatty=False), CLIReporter)
+    True
 """
 from __future__ import annotations
 
 import math
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Callable, List, Optional
+
+import numpy as np
 
 from fasttune import _corelib as core
+from fasttune._progress_view import TrialColumns, lookup
+from fasttune.progress_reporter import (
+    CLIReporter,
+    JupyterNotebookReporter,
+    ProgressReporter,
+    TuneReporterBase,
+)
 
-_INTERVAL_S = 2.0
+#: Ray Tune's default verbosity (status, brief and detailed trial results).
+DEFAULT_VERBOSE = 3
+#: Seconds between a running trial's detailed results at verbose 3 (Ray Tune's 5 s).
+DETAIL_INTERVAL_S = 5.0
+#: Seconds between looks at which trials ended (their lines are printed together).
+SCAN_INTERVAL_S = 0.2
 
 
-class ProgressPrinter:
-    def __init__(self, runner: Any, metric: Optional[str], mode: Optional[str], verbose: int = 1, file: Any = None) -> None:
+class RunnerColumns:
+    """A running experiment's trial state as numpy columns, read from its TrialTable."""
+
+    def __init__(self, runner: Any) -> None:
         self._runner = runner
-        self._metric = metric
-        self._mode = mode
+
+    def covers(self, trials: List[Any]) -> bool:
+        """Whether ``trials`` are the runner's trials (row i is ``trials[i]``)."""
+        return trials is self._runner.get_trials()
+
+    def columns(self, metric: Optional[str]) -> TrialColumns:
+        runner = self._runner
+        return TrialColumns.from_table(runner.table, runner.get_trials(), runner.metric, metric,
+                                       runner.results_processed)
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter (IPython kernel) session."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython() if hasattr(ipython, "get_ipython") else None
+    return shell is not None and (type(shell).__name__ == "ZMQInteractiveShell" or hasattr(shell, "kernel"))
+
+
+def _rich_installed() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_reporter(verbose: int, stdout_isatty: Optional[bool] = None) -> TuneReporterBase:
+    """The reporter used when none is given: the notebook view in Jupyter, the rich live
+    view in a terminal (when rich is installed), plain text otherwise."""
+    if in_notebook():
+        return JupyterNotebookReporter(overwrite=verbose < 2)
+    if stdout_isatty is None:
+        stdout_isatty = bool(getattr(sys.stdout, "isatty", lambda: False)())
+    if stdout_isatty and _rich_installed():
+        from fasttune._progress_live import LiveReporter
+
+        return LiveReporter()
+    return CLIReporter()
+
+
+def _pretty(result: dict, indent: str = "  ") -> List[str]:
+    """A result as ``key: value`` lines, nested dicts indented, sorted, without config."""
+    lines = []
+    for key in sorted(result, key=str):
+        value = result[key]
+        if key == "config" or value is None:
+            continue
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.extend(_pretty(value, indent + "  "))
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return lines
+
+
+class TrialResultLines:
+    """Per-trial lines: at verbose 2 one line per trial that completes or errors; at
+    verbose 3 the trial's detailed last result then, and every 5 s while it reports."""
+
+    def __init__(self, runner: Any, verbose: int, metric: Optional[str], out: Callable[[str], None] = print) -> None:
+        self._runner = runner
         self._verbose = verbose
-        self._file = file or sys.stdout
-        self._start = time.monotonic()
-        self._last = self._start
-        self._last_results = 0
+        self._metric = metric
+        self._out = out
+        table = runner.table
+        self._seen_status = np.array(table.column("status"))  # trials ended before now print nothing
+        self._printed_iteration = np.array(table.column("iteration"))
+        self._ended = self._ended_counts()
+        self._last_scan = -math.inf
+        self._last_details = time.monotonic()
 
-    def _best(self) -> Optional[tuple]:
-        if not self._metric or not self._mode:
-            return None
-        column = self._runner.table.column("best_metric")
-        if len(column) == 0:
-            return None
-        import numpy as np
-
-        finite = np.isfinite(column)
-        if not finite.any():
-            return None
-        values = np.where(finite, column, np.inf if self._mode == "min" else -np.inf)
-        row = int(values.argmin() if self._mode == "min" else values.argmax())
-        return self._runner.get_trials()[row], float(column[row])
-
-    def status_line(self) -> str:
+    def _ended_counts(self) -> tuple:
         counts = self._runner.table.counts()
-        elapsed = time.monotonic() - self._start
-        results = self._runner.results_processed
-        rate = results / elapsed if elapsed > 0 else 0.0
-        parts = [f"fasttune {elapsed:7.1f}s"]
-        parts.append(" ".join(f"{name} {n}" for name, n in zip(core.STATUS_NAMES, counts) if n))
-        parts.append(f"{results:,} results ({rate:,.0f}/s)")
-        best = self._best()
-        if best is not None:
-            trial, value = best
-            parts.append(f"best {self._metric}={value:.6g} ({trial})")
-        return " | ".join(parts)
+        return counts[core.TERMINATED], counts[core.ERROR]
 
-    def maybe_report(self) -> None:
-        if self._verbose < 1:
-            return
+    def step(self, force: bool = False) -> None:
+        """Print what is new; cheap (one ``counts()``) when nothing is."""
         now = time.monotonic()
-        if now - self._last >= _INTERVAL_S:
-            self._last = now
-            print(self.status_line(), file=self._file, flush=True)
+        details_due = self._verbose >= 3 and now - self._last_details >= DETAIL_INTERVAL_S
+        if not force and not details_due:
+            if now - self._last_scan < SCAN_INTERVAL_S or self._ended_counts() == self._ended:
+                return
+        self._last_scan = now
+        self._ended = self._ended_counts()
+        table, trials = self._runner.table, self._runner.get_trials()
+        status = table.column("status")
+        iteration = table.column("iteration")
+        n = len(status)
+        if len(self._seen_status) < n:  # trials added since: PENDING (0) when first seen
+            self._seen_status = np.concatenate([self._seen_status, np.zeros(n - len(self._seen_status), np.uint8)])
+            self._printed_iteration = np.concatenate(
+                [self._printed_iteration, np.zeros(n - len(self._printed_iteration), np.int64)])
+        ended = (status != self._seen_status) & ((status == core.TERMINATED) | (status == core.ERROR))
+        if details_due or force:
+            self._last_details = now
+            if self._verbose >= 3:
+                fresh = (status == core.RUNNING) & (iteration != self._printed_iteration) & (iteration > 0)
+                for row in np.flatnonzero(fresh):
+                    self._details(trials[row])
+                self._printed_iteration[fresh] = iteration[fresh]
+        for row in np.flatnonzero(ended):
+            trial = trials[row]
+            if self._verbose >= 3 and iteration[row] != self._printed_iteration[row]:
+                self._details(trial)
+            self._ended_line(trial, int(status[row]) == core.ERROR)
+        self._printed_iteration[ended] = iteration[ended]
+        self._seen_status = np.array(status)
 
-    def final_report(self) -> None:
+    def _details(self, trial: Any) -> None:
+        self._out("\n".join([f"Result for {trial}:"] + _pretty(trial.last_result)))
+
+    def _ended_line(self, trial: Any, error: bool) -> None:
+        if error:
+            self._out(f"The trial {trial} errored with parameters={trial.config}. Error file: {trial.error_file}")
+        elif self._verbose >= 3:
+            self._out(f"Trial {trial} completed.")
+        elif self._metric is not None and lookup(trial.last_result, self._metric) is not None:
+            value = lookup(trial.last_result, self._metric)
+            shown = f"{value:.6g}" if isinstance(value, (int, float)) else str(value)
+            self._out(f"Trial {trial} reported {self._metric}={shown} with parameters={trial.config}. "
+                      "This trial completed.")
+        else:
+            metrics = ",".join(f"{k}={v}" for k, v in trial.last_result.items()
+                               if k not in ("config",) and not isinstance(v, dict) and v is not None)
+            self._out(f"Trial {trial} reported {metrics} with parameters={trial.config}. This trial completed.")
+
+
+class ProgressDriver:
+    """Reports a running experiment's progress: ``step()`` after each loop step,
+    ``finish()`` after the loop, ``close()`` in any case (stops a live display)."""
+
+    def __init__(self, runner: Any, *, reporter: Optional[ProgressReporter], verbose: Optional[int],
+                 metric: Optional[str], mode: Optional[str], total_samples: Optional[int]) -> None:
+        self._runner = runner
+        self._verbose = DEFAULT_VERBOSE if verbose is None else int(verbose)
+        self._reporter: Optional[ProgressReporter] = None
+        self._lines: Optional[TrialResultLines] = None
         if self._verbose < 1:
             return
-        print(self.status_line(), file=self._file, flush=True)
-        trials = self._runner.get_trials()
-        if not trials or self._verbose < 1:
-            return
-        metric = self._metric
-        rows = []
-        for trial in trials:
-            value = trial.last_result.get(metric) if metric else None
-            rows.append((trial, value))
-        if metric and self._mode:
-            def key(item: Any) -> float:
-                v = item[1]
-                if not isinstance(v, (int, float)) or math.isnan(v):
-                    return math.inf
-                return v if self._mode == "min" else -v
+        if reporter is None:
+            reporter = default_reporter(self._verbose)
+        reporter.setup(start_time=time.time(), total_samples=total_samples or None, metric=metric, mode=mode)
+        if isinstance(reporter, TuneReporterBase):
+            reporter._attach(RunnerColumns(runner), self._verbose)
+        self._reporter = reporter
+        if self._verbose >= 2:
+            self._lines = TrialResultLines(runner, self._verbose, metric or runner.metric)
 
-            rows.sort(key=key)
-        shown = rows[:10]
-        print(f"{'trial':<40} {'status':<10} {'iter':>6} {metric or '':>14}", file=self._file)
-        for trial, value in shown:
-            value_text = f"{value:.6g}" if isinstance(value, (int, float)) else ""
-            print(
-                f"{str(trial):<40.40} {trial.status:<10} {trial.iteration:>6} {value_text:>14}",
-                file=self._file,
-            )
-        if len(rows) > len(shown):
-            print(f"... and {len(rows) - len(shown)} more trials", file=self._file)
-        self._file.flush()
+    @property
+    def reporter(self) -> Optional[ProgressReporter]:
+        return self._reporter
+
+    def _sys_info(self) -> List[str]:
+        scheduler = self._runner.scheduler_alg
+        return [scheduler.debug_string()] if hasattr(scheduler, "debug_string") else []
+
+    def step(self) -> None:
+        reporter = self._reporter
+        if reporter is None:
+            return
+        if self._lines is not None:
+            self._lines.step()
+        trials = self._runner.get_trials()
+        if reporter.should_report(trials, done=False):
+            reporter.report(trials, False, *self._sys_info())
+
+    def finish(self) -> None:
+        reporter = self._reporter
+        if reporter is None:
+            return
+        if self._lines is not None:
+            self._lines.step(force=True)
+        trials = self._runner.get_trials()
+        if reporter.should_report(trials, done=True):
+            reporter.report(trials, True, *self._sys_info())
+
+    def close(self) -> None:
+        close = getattr(self._reporter, "_close", None)
+        if close is not None:
+            close()

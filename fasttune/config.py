@@ -162,14 +162,18 @@ class RunConfig:
             result) -> bool``, or a Stopper-like object (callable with a
             ``stop_all()`` method).
         callbacks: List of callback objects.
-        verbose: Console verbosity 0 (silent) .. 3 (most detail); ``None``
-            lets fasttune choose.
+        verbose: Console verbosity as in Ray Tune: 0 silent, 1 status updates,
+            2 also a line per finished trial, 3 also detailed results;
+            ``None`` is Ray Tune's default, 3.
         failure_config: ``FailureConfig``; ``None`` means ``FailureConfig()``.
         checkpoint_config: ``CheckpointConfig``; ``None`` means
             ``CheckpointConfig()``.
         log_to_file: ``False``; ``True`` to capture each trial's stdout and
             stderr into its directory; a file name for both; or a
             ``(stdout_file, stderr_file)`` pair.
+        progress_reporter: A ``tune.ProgressReporter`` (e.g. ``tune.CLIReporter``)
+            for the live progress; ``None``: chosen for the terminal, notebook
+            or log the sweep runs in.
 
     Example:
         >>> import os
@@ -190,6 +194,7 @@ class RunConfig:
     failure_config: Optional[FailureConfig] = None
     checkpoint_config: Optional[CheckpointConfig] = None
     log_to_file: Union[bool, str, Tuple[str, str]] = False
+    progress_reporter: Optional[Any] = None
 
     def __post_init__(self) -> None:
         if self.name is not None:
@@ -245,6 +250,10 @@ class RunConfig:
             )
 
         self.log_to_file = self._validate_log_to_file(self.log_to_file)
+        if self.progress_reporter is not None:
+            from fasttune.progress_reporter import check_progress_reporter
+
+            check_progress_reporter(self.progress_reporter, "RunConfig.progress_reporter")
 
     @staticmethod
     def _resolve_storage_path(path: Any) -> str:

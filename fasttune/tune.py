@@ -26,6 +26,7 @@ def run(
     scheduler: Any = None,
     checkpoint_config: Any = None,
     verbose: Optional[int] = None,
+    progress_reporter: Any = None,
     fail_fast: Any = False,
     max_failures: int = 0,
     callbacks: Optional[List[Any]] = None,
@@ -46,6 +47,9 @@ def run(
         ...     tune.report({"loss": config["x"] ** 2})
         >>> analysis = tune.run(train, config={"x": tune.uniform(-1, 1)}, num_samples=4,
         ...                     metric="loss", mode="min")  # doctest: +SKIP
+
+    ``verbose`` (0-3, default 3) and ``progress_reporter`` (a ``tune.ProgressReporter``)
+    set what is shown while it runs, as in Ray Tune.
 
     ``resume`` continues the experiment ``storage_path/name`` from its latest snapshot:
     ``True`` (there must be one), ``"AUTO"`` (when there is one, else start anew),
@@ -87,6 +91,7 @@ def run(
         reuse_actors=reuse_actors,
         callbacks=callbacks,
         verbose=verbose,
+        progress_reporter=progress_reporter,
         fail_fast=fail_fast,
         return_trials=True,
         server_port=server_port,

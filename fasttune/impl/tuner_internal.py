@@ -7,13 +7,14 @@ import signal
 import threading
 from typing import Any, Dict, List, Optional
 
-from fasttune._progress import ProgressPrinter
+from fasttune._progress import ProgressDriver
 from fasttune.config import RunConfig
 from fasttune.error import TuneError
 from fasttune.execution.ray_trial_executor import RayTrialExecutor
 from fasttune.execution._checkpoint_retention import rank_checkpoints
 from fasttune.execution.trial_runner import TrialRunner
 from fasttune.experiment.experiment import Experiment
+from fasttune.progress_reporter import check_progress_reporter
 from fasttune.impl._tuner_spec import TUNER_FILE, load_tuner_spec, save_tuner_spec
 from fasttune.result import Result
 from fasttune.result_grid import ResultGrid
@@ -121,6 +122,7 @@ class TunerInternal:
             reuse_actors=self.tune_config.reuse_actors,
             callbacks=self.run_config.callbacks,
             verbose=self.run_config.verbose,
+            progress_reporter=self.run_config.progress_reporter,
             fail_fast=self.run_config.failure_config.fail_fast,
         )
 
@@ -170,6 +172,7 @@ def run_experiment(
     reuse_actors: Optional[bool] = None,
     callbacks: Optional[List[Any]] = None,
     verbose: Optional[int] = None,
+    progress_reporter: Any = None,
     fail_fast: Any = False,
     return_trials: bool = False,
     resume_config: Optional[ResumeConfig] = None,
@@ -188,6 +191,7 @@ def run_experiment(
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
     if scheduler is not None and not isinstance(scheduler, TrialScheduler):
         raise TypeError(f"scheduler must be a fasttune TrialScheduler, got {type(scheduler).__name__}.")
+    check_progress_reporter(progress_reporter, "progress_reporter")
     searcher = _searcher_for(experiment, search_alg, max_concurrent_trials)
     scheduler = scheduler or FIFOScheduler()
     if not searcher.set_search_properties(metric, mode, experiment.spec["config"]):
@@ -229,13 +233,17 @@ def run_experiment(
             # Unpickling runs code: say exactly what came back that way.
             logger.warning("Restoring %s loaded with (cloud)pickle: %s. Restore only directories you trust.",
                            experiment.path, "; ".join(unpickled))
-    progress = ProgressPrinter(runner, metric=metric, mode=mode, verbose=1 if verbose is None else verbose)
+    progress = ProgressDriver(runner, reporter=progress_reporter, verbose=verbose, metric=metric, mode=mode,
+                              total_samples=getattr(searcher, "total_samples", 0))
     interrupted = _InterruptFlag()
     try:
         with interrupted:
             while not runner.is_finished() and not interrupted.presses:
                 runner.step()
-                progress.maybe_report()
+                progress.step()
+    except BaseException:
+        progress.close()  # a live display ends before the error is shown
+        raise
     finally:
         runner.cleanup()
         runner.checkpoint(force=True)
@@ -244,7 +252,7 @@ def run_experiment(
             "The experiment was interrupted (Ctrl-C); its state is saved. Continue it with "
             "Tuner.restore(%r, trainable=...).fit().", experiment.path)
     runner.end_experiment_callbacks()
-    progress.final_report()
+    progress.finish()
     results = [
         Result(
             metrics=dict(t.last_result, config=t.config) if t.last_result else None,
