@@ -63,6 +63,20 @@ def results(events, trial_id=None):
 
 
 # ---- whole sweeps ------------------------------------------------------------------------
+def wait_for_workers(directory, count):
+    """Called first thing in a trainable: returns once ``count`` worker processes of the
+    sweep have called it (each marks ``directory`` with its pid).  A worker whose process
+    starts seconds after the others would find a fast population far ahead, and a
+    scheduler that compares trials (PBT) would judge them at very different points."""
+    import time
+
+    os.makedirs(directory, exist_ok=True)
+    open(os.path.join(directory, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 120
+    while len(os.listdir(directory)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def lines(path):
     with open(path) as f:
         return [json.loads(line) for line in f]

@@ -41,12 +41,12 @@ def counting(config):
 
 
 class TimeSharing(FIFOScheduler):
-    """Decides every 4 iterations; pauses for waiting trials, but answers ``answer`` to
-    the trial with config ``q == target`` at ``at``."""
+    """Decides every 4 iterations; pauses for waiting trials, but answers ``answer`` at
+    iteration ``at`` (to every trial)."""
 
-    def __init__(self, answer=None, target=None, at=None):
+    def __init__(self, answer=None, at=None):
         super().__init__()
-        self.answer, self.target, self.at = answer, target, at
+        self.answer, self.at = answer, at
         self.decided = []
 
     def decision_points(self, trial):
@@ -60,29 +60,33 @@ class TimeSharing(FIFOScheduler):
         if iteration % 4:
             return self.CONTINUE
         self.decided.append((trial.config["q"], iteration))
-        if trial.config["q"] == self.target and iteration == self.at:
+        if iteration == self.at:
             return self.answer
         waiting = tune_controller.table.count(1) + tune_controller.table.count(2)  # PENDING, PAUSED
         return self.PAUSE if waiting else self.CONTINUE
 
 
 @pytest.fixture
-def batch_kinds(monkeypatch):
-    """The kinds of every worker event the runner handled."""
-    kinds = []
+def yielded(monkeypatch):
+    """``(trial_id, iteration)`` of every "yielded" event the runner handled."""
+    seen = []
     handle = TrialRunner._on_batch
 
     def recording(self, slot, events):
-        kinds.extend(event[0] for event in events)
+        seen.extend((event[1], event[2]) for event in events if event[0] == "yielded")
         return handle(self, slot, events)
 
     monkeypatch.setattr(TrialRunner, "_on_batch", recording)
-    return kinds
+    return seen
+
+
+QS = (1, 2, 3, 4, 5, 6)
 
 
 def _sweep(storage, scheduler, name):
-    # Three 1-CPU trials on two CPUs: one always waits, queued behind a running one.
-    return fit(tune.with_resources(counting, {"cpu": 1}), storage, space={"q": tune.grid_search([1, 2, 3])},
+    # Six 1-CPU trials on two CPUs: once each worker has replied, a trial waits queued
+    # behind each running one.
+    return fit(tune.with_resources(counting, {"cpu": 1}), storage, space={"q": tune.grid_search(list(QS))},
                name=name, tune_config=tune.TuneConfig(scheduler=scheduler, metric="step", mode="max"))
 
 
@@ -91,34 +95,30 @@ def _history(result):
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_yielded_trials_resume_from_the_decision_point_with_unchanged_histories(storage, batch_kinds):
+def test_yielded_trials_resume_from_the_decision_point_with_unchanged_histories(storage, yielded):
     scheduler = TimeSharing()
     grid = _sweep(storage, scheduler, "yield")
-    assert "yielded" in batch_kinds  # workers handed themselves over without asking
-    assert grid.num_errors == 0 and grid.num_terminated == 3
+    assert yielded  # workers handed themselves over without asking
+    assert grid.num_errors == 0 and grid.num_terminated == len(QS)
     for result in grid:
         assert _history(result) == [(i, i) for i in range(1, STEPS + 1)]
     restored = {r["restored_from"] for result in grid for r in lines(os.path.join(result.path, "result.json"))}
     assert restored & {4, 8}  # a yielded trial resumed from its checkpoint at the point
     # The scheduler decided on every decision point of every trial, yielded or not.
-    assert sorted(scheduler.decided) == sorted((q, i) for q in (1, 2, 3) for i in (4, 8, 12))
+    assert sorted(scheduler.decided) == sorted((q, i) for q in QS for i in (4, 8, 12))
 
 
 @pytest.mark.usefixtures("ray_session")
 @pytest.mark.parametrize("answer", ["CONTINUE", "STOP"])
-def test_the_decision_on_a_yielded_result_still_holds(storage, batch_kinds, answer):
-    # The first trial's worker has the third trial queued behind it at iteration 4.
-    scheduler = TimeSharing(answer=answer, target=1, at=4)
+def test_the_decision_on_a_yielded_result_still_holds(storage, yielded, answer):
+    scheduler = TimeSharing(answer=answer, at=8)
     grid = _sweep(storage, scheduler, f"yield-{answer.lower()}")
-    assert "yielded" in batch_kinds
-    by_q = {result.config["q"]: result for result in grid}
-    assert grid.num_errors == 0 and grid.num_terminated == 3
-    if answer == "STOP":
-        rows = lines(os.path.join(by_q[1].path, "result.json"))
-        assert _history(by_q[1]) == [(i, i) for i in range(1, 5)] and rows[-1]["done"] is True
-        assert (1, 8) not in scheduler.decided
-    else:
-        # Yielded although the answer is CONTINUE: it resumes from that checkpoint later.
-        assert _history(by_q[1]) == [(i, i) for i in range(1, STEPS + 1)]
-    for q in (2, 3):
-        assert _history(by_q[q]) == [(i, i) for i in range(1, STEPS + 1)]
+    assert 8 in {iteration for _, iteration in yielded}  # some trials yielded at 8
+    assert grid.num_errors == 0 and grid.num_terminated == len(QS)
+    for result in grid:
+        if answer == "STOP":  # yielded at 8 or not, each trial ends there
+            rows = lines(os.path.join(result.path, "result.json"))
+            assert _history(result) == [(i, i) for i in range(1, 9)] and rows[-1]["done"] is True
+        else:  # a trial that yielded at 8 resumes from that checkpoint later
+            assert _history(result) == [(i, i) for i in range(1, STEPS + 1)]
+    assert {(q, 12) for q in QS} & set(scheduler.decided) == ({(q, 12) for q in QS} if answer == "CONTINUE" else set())

@@ -4,14 +4,13 @@ import json
 import math
 import os
 import tempfile
-import time
 
 import pytest
 
 import fasttune as tune
 from fasttune.schedulers import FIFOScheduler
 from fasttune.schedulers.pbt import PopulationBasedTraining
-from fasttune_testing import fit, lines
+from fasttune_testing import fit, lines, wait_for_workers
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -23,22 +22,11 @@ def _triangle(x):
     return x if x <= 1.0 else 2.0 - x
 
 
-def _wait_for_both_workers(config):
-    """Returns once both of the sweep's workers are up.  A worker whose process starts
-    seconds after the other would find the population far ahead (the class toy trains
-    200 steps in milliseconds); PBT compares trials that are at similar points."""
-    os.makedirs(config["workers"], exist_ok=True)
-    open(os.path.join(config["workers"], str(os.getpid())), "w").close()
-    deadline = time.monotonic() + 120
-    while len(os.listdir(config["workers"])) < CPU_COUNT and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 def toy(config):
     """Progress ``q`` grows by up to 1 per step when ``lr`` is close to an optimum that
     moves with ``q`` (a triangle wave between 0.01 and 0.04, in log scale), and shrinks
     when it is far: a fixed lr stalls, one that follows the optimum keeps going."""
-    _wait_for_both_workers(config)
+    wait_for_workers(config["workers"], WORKERS)
     q, start = 0.0, 0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -62,7 +50,7 @@ class ToyClass(tune.Trainable):
     """``toy`` as a class trainable; PBT's exploit reaches it through reset_config."""
 
     def setup(self, config):
-        _wait_for_both_workers(config)
+        wait_for_workers(config["workers"], WORKERS)
         self.q = 0.0
         self.instance = id(self)
 
@@ -83,10 +71,12 @@ class ToyClass(tune.Trainable):
 
 
 SPACE = {"lr": tune.grid_search([0.005, 0.01, 0.02, 0.04])}
-# Two of the four trials at a time on the session's two CPUs: the population takes turns
-# at perturbation points (PBT pauses a trial there while others wait).
-CPU = 1
-CPU_COUNT = 2
+# All four trials at once on the session's two CPUs, each on its own worker, so PBT
+# compares trials at similar points.  (With fewer workers than trials the population
+# takes turns, and the trial judged at a perturbation point is the one furthest ahead:
+# asynchronous PBT then seldom finds it in the lower quantile.)
+CPU = 0.5
+WORKERS = 4
 
 
 def _toy_sweep(storage, scheduler, name, trainable=toy):
