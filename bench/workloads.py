@@ -159,6 +159,19 @@ def result_throughput(tune, size: int, storage_path: str) -> Dict[str, Any]:
     return _finish(out, expected_trials=2, expected_results=2 * size)
 
 
+def result_throughput_no_loggers(tune, size: int, storage_path: str) -> Dict[str, Any]:
+    """``result_throughput`` with ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``: no default
+    loggers (fasttune still writes ``result.json``, which its restores read; Ray Tune
+    then writes no result files), so the cost of the default loggers is the ratio of
+    the two workloads measured in one invocation."""
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # each run is its own process
+    out = result_throughput(tune, size, storage_path)
+    if out["results_source"] != "result.json":  # nothing on disk to count: the engine's counter
+        out["results"] = out["reported_iterations"]
+        out["complete"] = out["errors"] == 0 and out["trials"] == 2 and out["results"] == 2 * size
+    return out
+
+
 def _bookkeeping(tune, size: int, storage_path: str, name: str, **tune_config: Any) -> Dict[str, Any]:
     def trainable(config):
         tune.report({"score": config["x"]})
@@ -499,6 +512,19 @@ WORKLOADS: Dict[str, Workload] = {
             size_meaning="results per trial (2 trials)",
             description="2 concurrent trials, each reporting N small results "
                         "in a tight loop; default loggers on.",
+        ),
+        Workload(
+            name="result_throughput_no_loggers",
+            run=result_throughput_no_loggers,
+            metric="results/s over the whole fit()",
+            unit="results/s",
+            higher_is_better=True,
+            value=_rate("results"),
+            sizes={"default": 5_000, "raytune": 5_000, "fasttune": 100_000},
+            quick_sizes={"default": 200},
+            size_meaning="results per trial (2 trials)",
+            description="result_throughput with TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1: "
+                        "the baseline of the default loggers' cost.",
         ),
         Workload(
             name="trial_bookkeeping",
