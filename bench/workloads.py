@@ -25,6 +25,7 @@ run dict into the metric value with ``Workload.value``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -497,32 +498,28 @@ def _rate(key):
     return f
 
 
+_RESULT_THROUGHPUT = Workload(
+    name="result_throughput",
+    run=result_throughput,
+    metric="results/s over the whole fit()",
+    unit="results/s",
+    higher_is_better=True,
+    value=_rate("results"),
+    sizes={"default": 5_000, "raytune": 5_000, "fasttune": 100_000},
+    quick_sizes={"default": 200},
+    size_meaning="results per trial (2 trials)",
+    description="2 concurrent trials, each reporting N small results "
+                "in a tight loop; default loggers on.",
+)
+
 WORKLOADS: Dict[str, Workload] = {
     w.name: w
     for w in (
-        Workload(
-            name="result_throughput",
-            run=result_throughput,
-            metric="results/s over the whole fit()",
-            unit="results/s",
-            higher_is_better=True,
-            value=_rate("results"),
-            sizes={"default": 5_000, "raytune": 5_000, "fasttune": 100_000},
-            quick_sizes={"default": 200},
-            size_meaning="results per trial (2 trials)",
-            description="2 concurrent trials, each reporting N small results "
-                        "in a tight loop; default loggers on.",
-        ),
-        Workload(
+        _RESULT_THROUGHPUT,
+        dataclasses.replace(
+            _RESULT_THROUGHPUT,
             name="result_throughput_no_loggers",
             run=result_throughput_no_loggers,
-            metric="results/s over the whole fit()",
-            unit="results/s",
-            higher_is_better=True,
-            value=_rate("results"),
-            sizes={"default": 5_000, "raytune": 5_000, "fasttune": 100_000},
-            quick_sizes={"default": 200},
-            size_meaning="results per trial (2 trials)",
             description="result_throughput with TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1: "
                         "the baseline of the default loggers' cost.",
         ),
