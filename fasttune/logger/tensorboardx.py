@@ -82,6 +82,15 @@ class TBXLoggerCallback(LoggerCallback):
         self._files = _EventFiles()
         self._writer = WriterThread("TensorBoard event files", thread_name="fasttune-tbx")
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # Saved with the Tuner (RunConfig(callbacks=...)): the open files and the
+        # writer thread stay with this process; a restored copy opens its own.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_trials", "_files", "_writer")}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        TBXLoggerCallback.__init__(self)
+        self.__dict__.update(state)
+
     def log_trial_start(self, trial: Any) -> None:
         if trial.trial_id in self._trials or trial.path is None:
             return  # resumed within this run: its event file goes on

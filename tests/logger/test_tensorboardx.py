@@ -96,3 +96,23 @@ def test_images_are_logged_and_values_tensorboard_cannot_take_are_skipped_with_a
     assert accumulator.Tags()["images"] == ["ray/tune/img"]
     assert [e.value for e in accumulator.Scalars("ray/tune/loss")] == [1.0]
     assert "ray/tune/bad" in caplog.text
+
+
+def test_a_logger_the_user_passed_pickles_with_the_tuner_and_the_copy_writes_its_own_files(tmp_path):
+    import ray.cloudpickle as cloudpickle  # as the Tuner saves its RunConfig
+
+    class Mine(TBXLoggerCallback):
+        def __init__(self, note):
+            super().__init__()
+            self.note = note
+
+    logger = Mine("kept")
+    trial = _Trial(str(tmp_path / "trial"))
+    logger.log_trial_result_batch(1, trial, [{"loss": 1.0, "training_iteration": 1}], [100.0])
+    copy = cloudpickle.loads(cloudpickle.dumps(logger))
+    assert copy.note == "kept"
+    copy.log_trial_result_batch(2, trial, [{"loss": 0.5, "training_iteration": 2}], [101.0])
+    for each in (logger, copy):
+        each.log_trial_end(trial)
+        each.on_experiment_end(trials=[trial])
+    assert sorted(e.step for e in _accumulator(trial.path).Scalars("ray/tune/loss")) == [1, 2]
