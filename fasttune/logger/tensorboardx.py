@@ -79,13 +79,16 @@ class TBXLoggerCallback(LoggerCallback):
     def __init__(self) -> None:
         _require_tensorboardx()
         self._trials: Dict[str, _TrialEvents] = {}
+        # Event files of ended trials: results that come after the end (a stop at the time
+        # budget overtakes the results in flight) and restarts append there.
+        self._ended: Dict[str, str] = {}
         self._files = _EventFiles()
         self._writer = WriterThread("TensorBoard event files", thread_name="fasttune-tbx")
 
     def __getstate__(self) -> Dict[str, Any]:
         # Saved with the Tuner (RunConfig(callbacks=...)): the open files and the
         # writer thread stay with this process; a restored copy opens its own.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_trials", "_files", "_writer")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_trials", "_ended", "_files", "_writer")}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         TBXLoggerCallback.__init__(self)
@@ -94,9 +97,10 @@ class TBXLoggerCallback(LoggerCallback):
     def log_trial_start(self, trial: Any) -> None:
         if trial.trial_id in self._trials or trial.path is None:
             return  # resumed within this run: its event file goes on
-        events = _TrialEvents(os.path.join(trial.path, _event_file_name()))
-        self._trials[trial.trial_id] = events
-        self._writer.submit(self._files.create, events.path)
+        path = self._ended.pop(trial.trial_id, None)
+        self._trials[trial.trial_id] = _TrialEvents(path or os.path.join(trial.path, _event_file_name()))
+        if path is None:
+            self._writer.submit(self._files.create, self._trials[trial.trial_id].path)
 
     log_trial_restore = log_trial_start
 
@@ -123,6 +127,7 @@ class TBXLoggerCallback(LoggerCallback):
         events = self._trials.pop(trial.trial_id, None)
         if events is None:
             return
+        self._ended[trial.trial_id] = events.path
         if trial.evaluated_params and events.last_result:
             self._writer.submit(self._append_hparams, events.path, str(trial), trial.evaluated_params,
                                 events.last_result)
@@ -130,6 +135,7 @@ class TBXLoggerCallback(LoggerCallback):
 
     def on_experiment_end(self, trials: List[Any], **info: Any) -> None:
         self._trials.clear()
+        self._ended.clear()
         self._writer.submit(self._files.close_all)
         self._writer.close()
 

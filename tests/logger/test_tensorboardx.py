@@ -66,7 +66,7 @@ class _Trial:
         return self.trial_id
 
 
-def test_a_trial_keeps_one_event_file_across_a_restart_and_steps_continue(tmp_path):
+def test_a_trial_keeps_one_event_file_across_a_restart_and_after_its_end(tmp_path):
     logger = TBXLoggerCallback()
     trial = _Trial(str(tmp_path / "trial"))
     logger.log_trial_start(trial)
@@ -76,11 +76,13 @@ def test_a_trial_keeps_one_event_file_across_a_restart_and_steps_continue(tmp_pa
                                              {"loss": float("nan"), "training_iteration": 3}], [101.0, 102.0])
     logger.log_trial_result(3, trial, {"loss": 0.25, "training_iteration": 4})
     logger.log_trial_end(trial)
+    # A result that was on its way when the trial was stopped goes to the same file.
+    logger.log_trial_result_batch(4, trial, [{"loss": 0.125, "training_iteration": 5}], [103.0])
     logger.on_experiment_end(trials=[trial])
     assert len(glob.glob(str(tmp_path / "trial" / "events.out.tfevents.*"))) == 1
     events = _accumulator(trial.path).Scalars("ray/tune/loss")
     # timesteps_total is the step when set; a NaN loss is left out.
-    assert [(e.step, e.value) for e in events] == [(1, 1.0), (64, 0.5), (4, 0.25)]
+    assert [(e.step, e.value) for e in events] == [(1, 1.0), (64, 0.5), (4, 0.25), (5, 0.125)]
     assert [e.wall_time for e in events][:2] == [100.0, 101.0]
 
 
