@@ -160,17 +160,23 @@ def result_throughput(tune, size: int, storage_path: str) -> Dict[str, Any]:
     return _finish(out, expected_trials=2, expected_results=2 * size)
 
 
-def result_throughput_no_loggers(tune, size: int, storage_path: str) -> Dict[str, Any]:
-    """``result_throughput`` with ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``: no default
-    loggers (fasttune still writes ``result.json``, which its restores read; Ray Tune
-    then writes no result files), so the cost of the default loggers is the ratio of
-    the two workloads measured in one invocation."""
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # each run is its own process
-    out = result_throughput(tune, size, storage_path)
-    if out["results_source"] != "result.json":  # nothing on disk to count: the engine's counter
-        out["results"] = out["reported_iterations"]
-        out["complete"] = out["errors"] == 0 and out["trials"] == 2 and out["results"] == 2 * size
-    return out
+def _without_default_loggers(run: Callable[[Any, int, str], Dict[str, Any]]) -> Callable[[Any, int, str], Dict[str, Any]]:
+    """``run`` with ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``: no default loggers
+    (fasttune still writes ``result.json``, which its restores read; Ray Tune then
+    writes no result files, and its results are counted from its own counter), so
+    the default loggers' cost is the ratio of the two workloads in one invocation."""
+
+    def run_without_default_loggers(tune, size: int, storage_path: str) -> Dict[str, Any]:
+        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # each run is its own process
+        out = run(tune, size, storage_path)
+        if out["results_source"] != "result.json":
+            out["results"] = out["reported_iterations"]
+            out["complete"] = (out["errors"] == 0 and out["trials"] == out["expected_trials"]
+                               and out["results"] == out["expected_results"])
+        return out
+
+    run_without_default_loggers.__doc__ = f"{run.__name__} without the default loggers."
+    return run_without_default_loggers
 
 
 def _bookkeeping(tune, size: int, storage_path: str, name: str, **tune_config: Any) -> Dict[str, Any]:
@@ -498,30 +504,30 @@ def _rate(key):
     return f
 
 
-_RESULT_THROUGHPUT = Workload(
-    name="result_throughput",
-    run=result_throughput,
-    metric="results/s over the whole fit()",
-    unit="results/s",
-    higher_is_better=True,
-    value=_rate("results"),
-    sizes={"default": 5_000, "raytune": 5_000, "fasttune": 100_000},
-    quick_sizes={"default": 200},
-    size_meaning="results per trial (2 trials)",
-    description="2 concurrent trials, each reporting N small results "
-                "in a tight loop; default loggers on.",
-)
+def _no_loggers(workload: Workload) -> Workload:
+    """``workload`` with ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1`` (not in any suite: run
+    it beside ``workload``, and the ratio of the two is the default loggers' cost)."""
+    return dataclasses.replace(
+        workload, name=f"{workload.name}_no_loggers", run=_without_default_loggers(workload.run),
+        description=f"{workload.name} with TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1: the baseline of the "
+                    "default loggers' cost.")
+
 
 WORKLOADS: Dict[str, Workload] = {
     w.name: w
     for w in (
-        _RESULT_THROUGHPUT,
-        dataclasses.replace(
-            _RESULT_THROUGHPUT,
-            name="result_throughput_no_loggers",
-            run=result_throughput_no_loggers,
-            description="result_throughput with TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1: "
-                        "the baseline of the default loggers' cost.",
+        Workload(
+            name="result_throughput",
+            run=result_throughput,
+            metric="results/s over the whole fit()",
+            unit="results/s",
+            higher_is_better=True,
+            value=_rate("results"),
+            sizes={"default": 5_000, "raytune": 5_000, "fasttune": 100_000},
+            quick_sizes={"default": 200},
+            size_meaning="results per trial (2 trials)",
+            description="2 concurrent trials, each reporting N small results "
+                        "in a tight loop; default loggers on.",
         ),
         Workload(
             name="trial_bookkeeping",
@@ -644,6 +650,12 @@ WORKLOADS: Dict[str, Workload] = {
         ),
     )
 }
+
+# Each with TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1 beside it, e.g.
+# --workloads result_throughput,result_throughput_no_loggers
+for _base in ("result_throughput", "trial_bookkeeping"):
+    _variant = _no_loggers(WORKLOADS[_base])
+    WORKLOADS[_variant.name] = _variant
 
 SUITES: Dict[str, tuple] = {
     "throughput": ("result_throughput", "trial_bookkeeping", "trial_bookkeeping_reuse",
