@@ -1839,18 +1839,18 @@ cdef int _tb_collect(dict d, str prefix, _Buf* summary, dict tags, list others, 
                 continue
             _tb_collect(<dict>value, f"{prefix}{key}/", summary, tags, others, index, depth + 1)
         elif PyFloat_Check(value) or PyLong_Check(value) or isinstance(value, _TB_NUMPY_SCALARS):
-            if not depth and key in TB_SKIPPED_KEYS:
-                continue
-            x = _tb_double(value)
-            if isnan(x):
-                continue
             flat = key if depth == 0 else prefix + key
             cached = PyDict_GetItemWithError(tags, flat)
             if cached == NULL:
-                entry = _tb_value_prefix(flat)
+                entry = None if depth == 0 and key in TB_SKIPPED_KEYS else _tb_value_prefix(flat)
                 tags[flat] = entry
             else:
                 entry = <object>cached
+            if entry is None:
+                continue  # a skipped key: one lookup decides it
+            x = _tb_double(value)
+            if isnan(x):
+                continue
             _buf_write(summary, PyBytes_AS_STRING(entry), PyBytes_GET_SIZE(entry))
             f = <float>x
             _buf_write(summary, <const char*>&f, 4)
@@ -1860,6 +1860,15 @@ cdef int _tb_collect(dict d, str prefix, _Buf* summary, dict tags, list others, 
 
 
 cdef int64_t _tb_step(dict result) except? -1:
+    cdef int overflow = 0
+    cdef long long fast
+    cdef PyObject* p
+    if PyDict_GetItemWithError(result, "timesteps_total") == NULL:
+        p = PyDict_GetItemWithError(result, "training_iteration")
+        if p != NULL and PyLong_CheckExact(<object>p):
+            fast = PyLong_AsLongLongAndOverflow(<object>p, &overflow)
+            if not overflow:
+                return fast
     step = int(result.get("timesteps_total") or result.get("training_iteration") or 0)
     if not -(1 << 63) <= step < (1 << 63):
         raise OverflowError(f"the step {step} of a result does not fit in 64 bits")

@@ -866,20 +866,25 @@ def _tb_value_prefix(key: str) -> bytes:
     return b"\x0a" + _varint(len(entry) + 4) + entry
 
 
-def _tb_collect(d: dict, prefix: str, values: list, others: list, index: int, depth: int) -> None:
+def _tb_collect(d: dict, prefix: str, values: list, others: list, index: int, depth: int, tags: dict) -> None:
     if depth > _MAX_DEPTH:
         raise ValueError(f"results[{index}] is nested more than {_MAX_DEPTH} levels deep")
     for key, value in d.items():
         if not isinstance(key, str):
             raise TypeError(f"results[{index}] has the key {key!r}; result keys must be strings")
-        if not depth and key in TB_SKIPPED_KEYS:
-            continue
         if isinstance(value, dict):
-            _tb_collect(value, f"{prefix}{key}/", values, others, index, depth + 1)
+            if not depth and key in TB_SKIPPED_KEYS:
+                continue
+            _tb_collect(value, f"{prefix}{key}/", values, others, index, depth + 1, tags)
         elif isinstance(value, _TB_SCALAR_TYPES):
+            flat = prefix + key
+            if flat not in tags:
+                tags[flat] = None if not depth and key in TB_SKIPPED_KEYS else _tb_value_prefix(flat)
+            if tags[flat] is None:
+                continue
             x = _float32_range(value)
             if not math.isnan(x):
-                values.append((prefix + key, x))
+                values.append((tags[flat], x))
         elif (isinstance(value, list) and value) or (isinstance(value, np.ndarray) and value.size):
             others.append((index, _TB_TAG_PREFIX + prefix + key, value))
 
@@ -900,7 +905,8 @@ def tb_scalar_events(results: list, times: list, tags: dict) -> tuple:
     numpy float32/float64/int32/int64, NaN left out -- tagged ``ray/tune/<key>``,
     nested dicts flattened with ``/``; keys in :data:`TB_SKIPPED_KEYS` are left
     out.  A result with no such field gets no event.  ``tags`` is the caller's
-    cache of encoded tags (key -> bytes), filled here; keep one per file.
+    cache, filled here, of each numeric key's encoded tag (key -> bytes; None for a
+    skipped key); keep one per file.
 
     Returns ``(records, others)``: the framed records as one bytes, and
     ``(index, tag, value)`` for each non-empty list or numpy array (for the
@@ -920,15 +926,12 @@ def tb_scalar_events(results: list, times: list, tags: dict) -> tuple:
         if not isinstance(result, dict):
             raise TypeError(f"results[{index}] is a {type(result).__name__}, not a dict")
         values: list = []
-        _tb_collect(result, "", values, others, index, 0)
+        _tb_collect(result, "", values, others, index, 0, tags)
         if not values:
             continue
         step = _tb_step(result)
         summary = bytearray()
-        for key, value in values:
-            prefix = tags.get(key)
-            if prefix is None:
-                prefix = tags[key] = _tb_value_prefix(key)
+        for prefix, value in values:
             summary += prefix
             summary += struct.pack("<f", value)
         event = (b"\x09" + struct.pack("<d", float(t)) + b"\x10" + _varint(step)

@@ -7,7 +7,6 @@ import logging
 import math
 import os
 import socket
-import struct
 import time
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
@@ -16,6 +15,7 @@ import numpy as np
 
 from fasttune import _corelib as core
 from fasttune._flatten import flatten_dict
+from fasttune.logger._tb_records import file_version_record, hparams_records
 from fasttune.logger._writer_thread import WriterThread
 from fasttune.logger.logger import LoggerCallback
 
@@ -53,12 +53,14 @@ class TBXLoggerCallback(LoggerCallback):
     ``timesteps_total`` (when set) else ``training_iteration``; ``config``, ``pid``,
     ``timestamp``, ``time_total_s`` and ``training_iteration`` are left out.
     Non-empty lists and arrays become histograms (3-, 4- and 5-dimensional arrays:
-    an image, images, a video).  When a trial ends, its config and last scalars are
-    logged as hparams (TensorBoard's HParams tab).
+    an image, images, a video).  When a trial ends, its searched parameters and
+    its last scalars' tags are logged as hparams (TensorBoard's HParams tab).
 
     Unlike tensorboardX's per-scalar ``add_scalar``, each result is one Event holding
     all its scalars, rendered by fasttune's compiled core for a whole batch at once
-    (well under a microsecond a result) and appended by a writer thread.  A trial
+    (well under a microsecond a result) and appended by a writer thread; the
+    header and hparams records are encoded here too, so tensorboardX itself (~0.3 s
+    to import) is imported only for histograms, images and videos.  A trial
     keeps one event file across pauses and restarts within a run.  Events reach the
     file when a batch is handled; TensorBoard reads them as they come.
 
@@ -170,18 +172,9 @@ class TBXLoggerCallback(LoggerCallback):
         if removed:
             logger.info("Trial %s: hyperparameters %s are not logged to TensorBoard (not a number, string, "
                         "bool or list).", trial_name, removed)
-        metrics = {f"ray/tune/{key}": value for key, value in flatten_dict(last_result).items()
-                   if key not in core.TB_SKIPPED_KEYS and isinstance(value, _SCALAR_TYPES) and not np.isnan(value)}
-        from tensorboardX.summary import hparams as hparams_summaries
-
-        try:
-            made = hparams_summaries(hparam_dict=hparams, metric_dict=metrics)
-        except Exception:  # noqa: BLE001 - as Ray Tune: a value tensorboardX refuses costs only the hparams
-            logger.exception("Trial %s: tensorboardX could not log its hparams (a value of an unsupported "
-                             "type?).", trial_name)
-            return
-        now = time.time()
-        self._files.append(path, b"".join(_summary_record(s, 0, now) for s in made))
+        metrics = [f"ray/tune/{key}" for key, value in flatten_dict(last_result).items()
+                   if key not in core.TB_SKIPPED_KEYS and isinstance(value, _SCALAR_TYPES) and not np.isnan(value)]
+        self._files.append(path, hparams_records(hparams, metrics, time.time()))
 
 
 class _TrialEvents:
@@ -203,7 +196,7 @@ class _EventFiles:
 
     def create(self, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.append(path, core.tfrecord(_file_version_event(time.time())))
+        self.append(path, file_version_record(time.time()))
 
     def append(self, path: str, data: bytes) -> None:
         handle = self._open.get(path)
@@ -228,13 +221,6 @@ class _EventFiles:
 def _event_file_name() -> str:
     # tensorboardX's naming; "tfevents" in the name is what TensorBoard looks for.
     return f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
-
-
-def _file_version_event(wall_time: float) -> bytes:
-    """An Event with wall_time (field 1) and file_version (field 3): every event
-    file starts with one."""
-    version = b"brain.Event:2"
-    return b"\x09" + struct.pack("<d", wall_time) + b"\x1a" + bytes([len(version)]) + version
 
 
 def _summary_record(summary: Any, step: int, wall_time: float) -> bytes:

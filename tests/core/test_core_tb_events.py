@@ -62,7 +62,10 @@ def test_each_result_is_one_event_with_its_scalars(core):
     assert [(v.tag, v.simple_value) for v in events[1].summary.value] == [
         ("ray/tune/loss", math.inf), ("ray/tune/timesteps_total", 128.0)]
     assert [(i, tag) for i, tag, _ in others] == [(0, "ray/tune/hist"), (0, "ray/tune/arr")]
-    assert set(tags) == {"loss", "acc/top1", "flag", "n", "f32", "timesteps_total"}
+    # The cache holds each numeric key's tag, and None for the skipped ones.
+    assert {k for k, v in tags.items() if v is not None} == {"loss", "acc/top1", "flag", "n", "f32", "timesteps_total",
+                                                              "nan"}
+    assert {k for k, v in tags.items() if v is None} == {"pid", "timestamp", "time_total_s", "training_iteration"}
 
 
 @pytest.mark.parametrize("core", IMPLEMENTATIONS)
