@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Compiled event core of fasttune: TrialTable, EventSelector, ResultBuffer.
+"""Compiled event core of fasttune: TrialTable, EventSelector, ResultBuffer, and the
+TensorBoard event records of a batch of results (tb_scalar_events).
 
 The behaviour -- every name, value, exception and output byte -- is specified by
 the pure-Python twin ``fasttune/_core_fallback.py`` (read its docstrings); the
