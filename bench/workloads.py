@@ -9,6 +9,7 @@ the ResultGrid and from the per-trial result files on disk.
 The returned dict always has:
 
     fit_s            wall-clock seconds of tuner.fit()
+    fit_driver_cpu_s CPU seconds the driver process (all threads) spent in tuner.fit()
     construct_s      wall-clock seconds of Tuner(...) construction (untimed
                      in the metric, recorded for information)
     trials           number of trials in the ResultGrid
@@ -25,6 +26,7 @@ run dict into the metric value with ``Workload.value``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -115,9 +117,12 @@ def _fit(tune, trainable, *, name, storage_path, param_space, tune_config, **run
         run_config=run_config,
     )
     t1 = time.perf_counter()
+    cpu = time.process_time()
     grid = tuner.fit()
     t2 = time.perf_counter()
-    out = {"construct_s": t1 - t0, "fit_s": t2 - t1}
+    # The driver's CPU seconds (all its threads): what driver-side work such as the
+    # loggers costs, much less sensitive than wall time to a loaded machine.
+    out = {"construct_s": t1 - t0, "fit_s": t2 - t1, "fit_driver_cpu_s": time.process_time() - cpu}
     out.update(count_results(grid))
     return out
 
@@ -157,6 +162,25 @@ def result_throughput(tune, size: int, storage_path: str) -> Dict[str, Any]:
         tune_config=tune.TuneConfig(num_samples=1),
     )
     return _finish(out, expected_trials=2, expected_results=2 * size)
+
+
+def _without_default_loggers(run: Callable[[Any, int, str], Dict[str, Any]]) -> Callable[[Any, int, str], Dict[str, Any]]:
+    """``run`` with ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``: no default loggers
+    (fasttune still writes ``result.json``, which its restores read; Ray Tune then
+    writes no result files, and its results are counted from its own counter), so
+    the default loggers' cost is the ratio of the two workloads in one invocation."""
+
+    def run_without_default_loggers(tune, size: int, storage_path: str) -> Dict[str, Any]:
+        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # each run is its own process
+        out = run(tune, size, storage_path)
+        if out["results_source"] != "result.json":
+            out["results"] = out["reported_iterations"]
+            out["complete"] = (out["errors"] == 0 and out["trials"] == out["expected_trials"]
+                               and out["results"] == out["expected_results"])
+        return out
+
+    run_without_default_loggers.__doc__ = f"{run.__name__} without the default loggers."
+    return run_without_default_loggers
 
 
 def _bookkeeping(tune, size: int, storage_path: str, name: str, **tune_config: Any) -> Dict[str, Any]:
@@ -484,6 +508,15 @@ def _rate(key):
     return f
 
 
+def _no_loggers(workload: Workload) -> Workload:
+    """``workload`` with ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1`` (not in any suite: run
+    it beside ``workload``, and the ratio of the two is the default loggers' cost)."""
+    return dataclasses.replace(
+        workload, name=f"{workload.name}_no_loggers", run=_without_default_loggers(workload.run),
+        description=f"{workload.name} with TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1: the baseline of the "
+                    "default loggers' cost.")
+
+
 WORKLOADS: Dict[str, Workload] = {
     w.name: w
     for w in (
@@ -621,6 +654,12 @@ WORKLOADS: Dict[str, Workload] = {
         ),
     )
 }
+
+# Each with TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1 beside it, e.g.
+# --workloads result_throughput,result_throughput_no_loggers
+for _base in ("result_throughput", "trial_bookkeeping"):
+    _variant = _no_loggers(WORKLOADS[_base])
+    WORKLOADS[_variant.name] = _variant
 
 SUITES: Dict[str, tuple] = {
     "throughput": ("result_throughput", "trial_bookkeeping", "trial_bookkeeping_reuse",

@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Compiled event core of fasttune: TrialTable, EventSelector, ResultBuffer.
+"""Compiled event core of fasttune: TrialTable, EventSelector, ResultBuffer, and the
+TensorBoard event records of a batch of results (tb_scalar_events).
 
 The behaviour -- every name, value, exception and output byte -- is specified by
 the pure-Python twin ``fasttune/_core_fallback.py`` (read its docstrings); the
@@ -1692,3 +1693,229 @@ cdef class ResultBuffer:
         if results:
             self._last[row] = results[len(results) - 1]
         return out
+
+
+# --------------------------------------------------------------------------
+# TensorBoard event records (the wire format is described in the twin)
+
+TB_SKIPPED_KEYS = frozenset({"config", "pid", "timestamp", "time_total_s", "training_iteration"})
+_TB_NUMPY_SCALARS = (np.float32, np.float64, np.int32, np.int64)
+_TB_TAG_PREFIX = "ray/tune/"
+cdef double _FLOAT32_OVERFLOW = 3.4028235677973366e38  # the smallest magnitude that rounds to inf
+
+# Slicing-by-8 tables: _CRC32C_TABLE[k][b] is the CRC of byte b followed by k zero bytes.
+cdef uint32_t _CRC32C_TABLE[8][256]
+# (Module globals: Cython treats literals this large as Python ints.)
+cdef uint32_t _CRC_ONES = 0xFFFFFFFF
+cdef uint32_t _CRC_POLY = 0x82F63B78    # Castagnoli, reflected
+cdef uint32_t _CRC_MASK_DELTA = 0xA282EAD8
+
+
+cdef void _fill_crc32c_table() noexcept:
+    cdef uint32_t c
+    cdef int n, k
+    for n in range(256):
+        c = n
+        for k in range(8):
+            c = (c >> 1) ^ _CRC_POLY if c & 1 else c >> 1
+        _CRC32C_TABLE[0][n] = c
+    for n in range(256):
+        for k in range(1, 8):
+            c = _CRC32C_TABLE[k - 1][n]
+            _CRC32C_TABLE[k][n] = _CRC32C_TABLE[0][c & 0xFF] ^ (c >> 8)
+
+
+_fill_crc32c_table()
+
+
+cdef inline uint32_t _crc32c(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    cdef uint32_t crc = _CRC_ONES, lo, hi
+    cdef Py_ssize_t i = 0
+    while n - i >= 8:  # eight bytes a step (little-endian loads, as x86 and ARM do)
+        memcpy(&lo, p + i, 4)
+        memcpy(&hi, p + i + 4, 4)
+        lo ^= crc
+        crc = (_CRC32C_TABLE[7][lo & 0xFF] ^ _CRC32C_TABLE[6][(lo >> 8) & 0xFF]
+               ^ _CRC32C_TABLE[5][(lo >> 16) & 0xFF] ^ _CRC32C_TABLE[4][lo >> 24]
+               ^ _CRC32C_TABLE[3][hi & 0xFF] ^ _CRC32C_TABLE[2][(hi >> 8) & 0xFF]
+               ^ _CRC32C_TABLE[1][(hi >> 16) & 0xFF] ^ _CRC32C_TABLE[0][hi >> 24])
+        i += 8
+    while i < n:
+        crc = _CRC32C_TABLE[0][(crc ^ p[i]) & 0xFF] ^ (crc >> 8)
+        i += 1
+    return crc ^ _CRC_ONES
+
+
+cdef inline void _put_masked_crc(char* dst, const char* p, Py_ssize_t n) noexcept nogil:
+    cdef uint32_t crc = _crc32c(<const unsigned char*>p, n)
+    crc = ((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA
+    memcpy(dst, &crc, 4)  # little-endian, as x86 and ARM store it
+
+
+cdef inline Py_ssize_t _put_varint(char* dst, uint64_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    while n >= 0x80:
+        dst[i] = <char>((n & 0x7F) | 0x80)
+        n >>= 7
+        i += 1
+    dst[i] = <char>n
+    return i + 1
+
+
+def crc32c(data):
+    b = data if type(data) is bytes else bytes(data)
+    return _crc32c(<const unsigned char*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+
+cdef int _frame_record(_Buf* out, const char* data, Py_ssize_t n) except -1:
+    cdef uint64_t length = n
+    cdef char* p
+    _buf_reserve(out, n + 16)
+    p = out.data + out.length
+    memcpy(p, &length, 8)
+    _put_masked_crc(p + 8, p, 8)
+    memcpy(p + 12, data, n)
+    _put_masked_crc(p + 12 + n, p + 12, n)
+    out.length += n + 16
+    return 0
+
+
+def tfrecord(data):
+    cdef _Buf out
+    b = data if type(data) is bytes else bytes(data)
+    out.data, out.length, out.capacity = NULL, 0, 0
+    try:
+        _frame_record(&out, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+        return PyBytes_FromStringAndSize(out.data, out.length)
+    finally:
+        PyMem_Free(out.data)
+
+
+cdef bytes _tb_value_prefix(str key):
+    tag = (_TB_TAG_PREFIX + key).encode("utf-8")
+    cdef char head[24]
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(tag)
+    cdef Py_ssize_t k = _put_varint(head, n)
+    entry_len = 1 + k + n + 1 + 4
+    cdef char outer[16]
+    outer[0] = 0x0A
+    cdef Py_ssize_t m = 1 + _put_varint(outer + 1, entry_len)
+    return PyBytes_FromStringAndSize(outer, m) + b"\x0a" + PyBytes_FromStringAndSize(head, k) + tag + b"\x15"
+
+
+cdef inline double _tb_double(object value) except? -1.0:
+    """The scalar's value as a double that a C cast to float32 rounds as the twin does."""
+    cdef double x
+    if PyFloat_Check(value):
+        x = PyFloat_AS_DOUBLE(value)
+    else:
+        try:
+            x = float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    if isfinite(x) and (x >= _FLOAT32_OVERFLOW or x <= -_FLOAT32_OVERFLOW):
+        return math.inf if x > 0 else -math.inf
+    return x
+
+
+cdef int _tb_collect(dict d, str prefix, _Buf* summary, dict tags, list others, Py_ssize_t index,
+                     int depth) except -1:
+    cdef PyObject* pkey
+    cdef PyObject* pvalue
+    cdef Py_ssize_t pos = 0
+    cdef double x
+    cdef float f
+    cdef PyObject* cached
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"results[{index}] is nested more than {_MAX_DEPTH} levels deep")
+    while PyDict_Next(d, &pos, &pkey, &pvalue):
+        key = <object>pkey
+        value = <object>pvalue
+        if not PyUnicode_Check(key):
+            raise TypeError(f"results[{index}] has the key {key!r}; result keys must be strings")
+        if PyUnicode_Check(value) or value is None:
+            continue  # most non-numeric fields: decided before the slower checks
+        if PyDict_Check(value):
+            if not depth and key in TB_SKIPPED_KEYS:
+                continue
+            _tb_collect(<dict>value, f"{prefix}{key}/", summary, tags, others, index, depth + 1)
+        elif PyFloat_Check(value) or PyLong_Check(value) or isinstance(value, _TB_NUMPY_SCALARS):
+            flat = key if depth == 0 else prefix + key
+            cached = PyDict_GetItemWithError(tags, flat)
+            if cached == NULL:
+                entry = None if depth == 0 and key in TB_SKIPPED_KEYS else _tb_value_prefix(flat)
+                tags[flat] = entry
+            else:
+                entry = <object>cached
+            if entry is None:
+                continue  # a skipped key: one lookup decides it
+            x = _tb_double(value)
+            if isnan(x):
+                continue
+            _buf_write(summary, PyBytes_AS_STRING(entry), PyBytes_GET_SIZE(entry))
+            f = <float>x
+            _buf_write(summary, <const char*>&f, 4)
+        elif (PyList_Check(value) and PyList_GET_SIZE(value)) or (isinstance(value, np.ndarray) and value.size):
+            others.append((index, _TB_TAG_PREFIX + prefix + key, value))
+    return 0
+
+
+cdef int64_t _tb_step(dict result) except? -1:
+    cdef int overflow = 0
+    cdef long long fast
+    cdef PyObject* p
+    if PyDict_GetItemWithError(result, "timesteps_total") == NULL:
+        p = PyDict_GetItemWithError(result, "training_iteration")
+        if p != NULL and PyLong_CheckExact(<object>p):
+            fast = PyLong_AsLongLongAndOverflow(<object>p, &overflow)
+            if not overflow:
+                return fast
+    step = int(result.get("timesteps_total") or result.get("training_iteration") or 0)
+    if not -(1 << 63) <= step < (1 << 63):
+        raise OverflowError(f"the step {step} of a result does not fit in 64 bits")
+    return step
+
+
+def tb_scalar_events(list results, list times, dict tags):
+    cdef _Buf out, summary
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(results), slen, elen
+    cdef double t
+    cdef int64_t step
+    cdef char head[32]
+    cdef Py_ssize_t hlen
+    if n != PyList_GET_SIZE(times):
+        raise ValueError(f"got {n} results but {PyList_GET_SIZE(times)} times")
+    others = []
+    out.data, out.length, out.capacity = NULL, 0, 0
+    summary.data, summary.length, summary.capacity = NULL, 0, 0
+    try:
+        for i in range(n):
+            result = <object>PyList_GET_ITEM(results, i)
+            if not PyDict_Check(result):
+                raise TypeError(f"results[{i}] is a {type(result).__name__}, not a dict")
+            t = float(<object>PyList_GET_ITEM(times, i))
+            summary.length = 0
+            _tb_collect(<dict>result, "", &summary, tags, others, i, 0)
+            if not summary.length:
+                continue
+            step = _tb_step(<dict>result)
+            slen = summary.length
+            head[0] = 0x09
+            memcpy(head + 1, &t, 8)
+            head[9] = 0x10
+            hlen = 10 + _put_varint(head + 10, <uint64_t>step)
+            head[hlen] = 0x2A
+            hlen += 1 + _put_varint(head + hlen + 1, <uint64_t>slen)
+            elen = hlen + slen
+            _buf_reserve(&out, elen + 16)
+            p = out.data + out.length
+            (<uint64_t*>p)[0] = elen
+            _put_masked_crc(p + 8, p, 8)
+            memcpy(p + 12, head, hlen)
+            memcpy(p + 12 + hlen, summary.data, slen)
+            _put_masked_crc(p + 12 + elen, p + 12, elen)
+            out.length += elen + 16
+        return PyBytes_FromStringAndSize(out.data, out.length), others
+    finally:
+        PyMem_Free(out.data)
+        PyMem_Free(summary.data)

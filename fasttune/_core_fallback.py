@@ -14,6 +14,8 @@ Three pieces live here:
 * :class:`EventSelector` -- fair (round-robin) choice among ready worker events.
 * :class:`ResultBuffer` -- turns raw worker results into complete Ray-Tune-style
   result dicts plus the exact bytes for ``result.json`` and ``progress.csv``.
+* :func:`tb_scalar_events` -- a batch of results as TensorBoard event records
+  (one ``Event`` per result holding all its scalars), framed by :func:`tfrecord`.
 
 Example:
     >>> t = TrialTable(mode="min")
@@ -42,6 +44,7 @@ __all__ = [
     "SNAPSHOT_VERSION", "EVENT_START", "EVENT_BATCH", "EVENT_ERROR",
     "MAX_WORKER_SLOT", "IllegalTransition", "CorruptSnapshot",
     "TrialTable", "EventSelector", "ResultBuffer", "Ingested",
+    "crc32c", "tfrecord", "tb_scalar_events", "TB_SKIPPED_KEYS",
 ]
 
 PENDING, RUNNING, PAUSED, TERMINATED, ERROR = 0, 1, 2, 3, 4
@@ -780,3 +783,171 @@ def _flatten_into(seg: _Segment, flat: dict, d: dict, prefix: str, depth: int,
                           top_key if depth else key)
         else:
             flat[prefix + key] = value
+
+
+# --------------------------------------------------------------------------
+# TensorBoard event records
+#
+# An event file is a sequence of TFRecords: the little-endian uint64 length of the
+# data, the masked CRC-32C of those 8 bytes, the data, and its masked CRC-32C.  Each
+# record's data is a serialized ``tensorboard.Event`` protobuf.  Only the handful of
+# fields a scalar needs are written, by hand, in protobuf's wire format:
+#
+#   Event:   1 wall_time (double)   2 step (int64)   5 summary (Summary)
+#   Summary: 1 value (repeated Value)
+#   Value:   1 tag (string)         2 simple_value (float)
+
+#: Result keys that are not logged as scalars (they are the step, or not useful), as
+#: Ray Tune's TBXLoggerCallback leaves them out.
+TB_SKIPPED_KEYS = frozenset({"config", "pid", "timestamp", "time_total_s", "training_iteration"})
+_TB_SCALAR_TYPES = (int, float, np.float32, np.float64, np.int32, np.int64)
+_TB_TAG_PREFIX = "ray/tune/"
+
+
+def _crc32c_table() -> list:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """The CRC-32C (Castagnoli) checksum of ``data``, as TFRecords use it.
+
+    Example:
+        >>> hex(crc32c(b"123456789"))
+        '0xe3069283'
+    """
+    crc = 0xFFFFFFFF
+    table = _CRC32C_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _masked_crc(data: bytes) -> bytes:
+    crc = crc32c(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def tfrecord(data: bytes) -> bytes:
+    """``data`` framed as one TFRecord (length, its checksum, data, its checksum).
+
+    Example:
+        >>> record = tfrecord(b"abc")
+        >>> len(record), record[12:15]
+        (19, b'abc')
+    """
+    length = struct.pack("<Q", len(data))
+    return length + _masked_crc(length) + data + _masked_crc(data)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    n &= 0xFFFFFFFFFFFFFFFF  # negative int64 steps take ten bytes, as protobuf writes them
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _tb_value_prefix(key: str) -> bytes:
+    """A Summary.Value entry up to its float: the field key and length of the
+    entry, the tag, and the simple_value field key."""
+    tag = (_TB_TAG_PREFIX + key).encode("utf-8")
+    entry = b"\x0a" + _varint(len(tag)) + tag + b"\x15"
+    return b"\x0a" + _varint(len(entry) + 4) + entry
+
+
+def _tb_collect(d: dict, prefix: str, values: list, others: list, index: int, depth: int, tags: dict) -> None:
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"results[{index}] is nested more than {_MAX_DEPTH} levels deep")
+    for key, value in d.items():
+        if not isinstance(key, str):
+            raise TypeError(f"results[{index}] has the key {key!r}; result keys must be strings")
+        if isinstance(value, dict):
+            if not depth and key in TB_SKIPPED_KEYS:
+                continue
+            _tb_collect(value, f"{prefix}{key}/", values, others, index, depth + 1, tags)
+        elif isinstance(value, _TB_SCALAR_TYPES):
+            flat = prefix + key
+            if flat not in tags:
+                tags[flat] = None if not depth and key in TB_SKIPPED_KEYS else _tb_value_prefix(flat)
+            if tags[flat] is None:
+                continue
+            x = _float32_range(value)
+            if not math.isnan(x):
+                values.append((tags[flat], x))
+        elif (isinstance(value, list) and value) or (isinstance(value, np.ndarray) and value.size):
+            others.append((index, _TB_TAG_PREFIX + prefix + key, value))
+
+
+def _tb_step(result: dict) -> int:
+    step = int(result.get("timesteps_total") or result.get("training_iteration") or 0)
+    if not -(1 << 63) <= step < (1 << 63):
+        raise OverflowError(f"the step {step} of a result does not fit in 64 bits")
+    return step
+
+
+def tb_scalar_events(results: list, times: list, tags: dict) -> tuple:
+    """A batch of results as TensorBoard event records, and what is not a scalar.
+
+    Each result becomes one ``Event`` at ``times[i]`` (seconds since the epoch) with
+    step ``timesteps_total`` (when set and non-zero) else ``training_iteration``,
+    holding a ``simple_value`` for each of its numeric fields -- int, float, bool,
+    numpy float32/float64/int32/int64, NaN left out -- tagged ``ray/tune/<key>``,
+    nested dicts flattened with ``/``; keys in :data:`TB_SKIPPED_KEYS` are left
+    out.  A result with no such field gets no event.  ``tags`` is the caller's
+    cache, filled here, of each numeric key's encoded tag (key -> bytes; None for a
+    skipped key); keep one per file.
+
+    Returns ``(records, others)``: the framed records as one bytes, and
+    ``(index, tag, value)`` for each non-empty list or numpy array (for the
+    caller to log as a histogram or image).
+
+    Example:
+        >>> records, others = tb_scalar_events(
+        ...     [{"loss": 0.5, "training_iteration": 1, "h": [1, 2]}], [100.0], {})
+        >>> records[:8] == struct.pack("<Q", len(records) - 16), others
+        (True, [(0, 'ray/tune/h', [1, 2])])
+    """
+    if len(results) != len(times):
+        raise ValueError(f"got {len(results)} results but {len(times)} times")
+    out = []
+    others: list = []
+    for index, (result, t) in enumerate(zip(results, times)):
+        if not isinstance(result, dict):
+            raise TypeError(f"results[{index}] is a {type(result).__name__}, not a dict")
+        values: list = []
+        _tb_collect(result, "", values, others, index, 0, tags)
+        if not values:
+            continue
+        step = _tb_step(result)
+        summary = bytearray()
+        for prefix, value in values:
+            summary += prefix
+            summary += struct.pack("<f", value)
+        event = (b"\x09" + struct.pack("<d", float(t)) + b"\x10" + _varint(step)
+                 + b"\x2a" + _varint(len(summary)) + bytes(summary))
+        out.append(tfrecord(event))
+    return b"".join(out), others
+
+
+def _float32_range(value) -> float:
+    """``value`` as a double that packs as float32 the way a C cast rounds it:
+    magnitudes that round beyond float32's range become infinities (``struct``
+    would raise), as do ints beyond a double's."""
+    try:
+        x = float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    if math.isfinite(x) and abs(x) >= 3.4028235677973366e38:
+        return math.copysign(math.inf, x)
+    return x

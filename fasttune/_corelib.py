@@ -57,10 +57,14 @@ TrialTable = _impl.TrialTable
 EventSelector = _impl.EventSelector
 ResultBuffer = _impl.ResultBuffer
 Ingested = _impl.Ingested
+crc32c = _impl.crc32c
+tfrecord = _impl.tfrecord
+tb_scalar_events = _impl.tb_scalar_events
+TB_SKIPPED_KEYS = _impl.TB_SKIPPED_KEYS
 
 __all__ = [
     "IMPLEMENTATION", "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR", "STATUS_NAMES",
     "SNAPSHOT_VERSION", "EVENT_START", "EVENT_BATCH", "EVENT_ERROR", "MAX_WORKER_SLOT",
     "IllegalTransition", "CorruptSnapshot", "TrialTable", "EventSelector", "ResultBuffer",
-    "Ingested",
+    "Ingested", "crc32c", "tfrecord", "tb_scalar_events", "TB_SKIPPED_KEYS",
 ]

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from fasttune.error import TuneError
+
+__all__ = ["Callback", "CallbackList"]
+
 
 class Callback:
     """Override the hooks you need; fasttune calls only the hooks a callback overrides,
@@ -31,10 +35,19 @@ class Callback:
         pass
 
     def on_trial_save(self, iteration: int, trials: List[Any], trial: Any, **info: Any) -> None:
-        pass
+        """After a checkpoint of ``trial`` was recorded (just after :meth:`on_checkpoint`)."""
 
     def on_trial_result(self, iteration: int, trials: List[Any], trial: Any, result: Dict[str, Any], **info: Any) -> None:
-        pass
+        """One result, after the scheduler and searcher saw it (Ray Tune's hook)."""
+
+    def on_trial_result_batch(self, iteration: int, trials: List[Any], trial: Any, results: List[Dict[str, Any]],
+                              times: List[float], **info: Any) -> None:
+        """fasttune's batch hook: the results of one worker batch of ``trial``, in
+        order, once they are written to ``result.json`` -- each result dict as the
+        trial's files have it (a batch may hold results that came after the trial was
+        stopped: they are logged, and only this hook sees them).  ``times[i]`` is
+        when ``results[i]`` was reported, in seconds since the epoch.  One call per
+        batch instead of one per result: the cheap way to see every result."""
 
     def on_trial_complete(self, iteration: int, trials: List[Any], trial: Any, **info: Any) -> None:
         pass
@@ -51,6 +64,12 @@ class Callback:
     def on_experiment_end(self, trials: List[Any], **info: Any) -> None:
         pass
 
+    def _wants(self, hook: str) -> bool:
+        """Whether this callback needs ``hook`` called: by default, when it overrides
+        it.  (A subclass that forwards hooks to methods of its own, as
+        ``LoggerCallback`` does, answers for those methods.)"""
+        return overrides(self, Callback, hook)
+
     def get_state(self) -> Optional[Dict[str, Any]]:
         """State to keep in experiment snapshots (None: nothing); given back to
         :meth:`set_state` when the experiment is restored."""
@@ -61,6 +80,11 @@ class Callback:
 
 
 _HOOKS = [name for name in vars(Callback) if name == "setup" or name.startswith("on_")]
+
+
+def overrides(obj: Any, base: type, name: str) -> bool:
+    """Whether ``obj``'s class defines ``name`` other than ``base`` does."""
+    return getattr(type(obj), name) is not getattr(base, name)
 
 
 class CallbackList:
@@ -74,17 +98,24 @@ class CallbackList:
                     f"RunConfig(callbacks=...) takes fasttune.Callback instances, got "
                     f"{type(callback).__name__}; subclass tune.Callback."
                 )
-        self._by_hook = {
-            hook: [c for c in self._callbacks if getattr(type(c), hook) is not getattr(Callback, hook)]
-            for hook in _HOOKS
-        }
+        self._by_hook = {hook: [c for c in self._callbacks if c._wants(hook)] for hook in _HOOKS}
 
     def wants(self, hook: str) -> bool:
         return bool(self._by_hook[hook])
 
     def call(self, hook: str, **kwargs: Any) -> None:
-        for callback in self._by_hook[hook]:
-            getattr(callback, hook)(**kwargs)
+        callback = None
+        try:
+            for callback in self._by_hook[hook]:
+                getattr(callback, hook)(**kwargs)
+        except TuneError:
+            raise
+        except Exception as exc:
+            raise TuneError(
+                f"The callback {type(callback).__name__}.{hook} raised {type(exc).__name__}: {exc}. "
+                "The experiment stopped there (its state is saved); fix the callback, or leave it out of "
+                "RunConfig(callbacks=...), and continue with Tuner.restore()."
+            ) from exc
 
     def __len__(self) -> int:
         return len(self._callbacks)
@@ -94,10 +125,15 @@ class CallbackList:
         return [callback.get_state() for callback in self._callbacks]
 
     def set_state(self, states: List[Optional[Dict[str, Any]]]) -> None:
-        if len(states) != len(self._callbacks):
+        """Give each callback its saved state, by position.  Callbacks beyond the saved
+        list start afresh, and saved lists may be longer when the extra entries are
+        empty: default loggers (stateless, last) may differ between runs, e.g. when
+        tensorboardX was installed meanwhile."""
+        if any(state is not None for state in states[len(self._callbacks):]):
             raise ValueError(
                 f"The experiment was saved with {len(states)} callbacks and is restored with "
-                f"{len(self._callbacks)}; their saved states cannot be matched up."
+                f"{len(self._callbacks)}; their saved states cannot be matched up. Pass the "
+                "callbacks it ran with to RunConfig(callbacks=...)."
             )
         for callback, state in zip(self._callbacks, states):
             if state is not None:

@@ -3,8 +3,10 @@
 Follow a result: a worker's batch arrives as an EVENT_BATCH (ray_trial_executor) ->
 ``_on_results`` here -> the core's ``ResultBuffer.ingest`` fills the automatic fields
 and renders the JSON/CSV bytes -> ``TrialFiles.write`` appends them to the trial's
-``result.json`` and ``progress.csv``.  Policies (scheduler, searcher, stopper,
-callbacks) see each result only when they override the hook that would receive it.
+``result.json`` and (with a ``CSVLoggerCallback``) ``progress.csv`` -> callbacks that
+want it get the batch (``on_trial_result_batch``: loggers).  Policies (scheduler,
+searcher, stopper, callbacks) see each result only when they override the hook that
+would receive it.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from fasttune.execution import _experiment_state as _state
 from fasttune.execution._checkpoint_retention import select_checkpoints_to_keep
 from fasttune.execution.ray_trial_executor import EVENT_BATCH, EVENT_ERROR, EVENT_START, RayTrialExecutor
 from fasttune.experiment.trial import Trial
+from fasttune.logger.csv import CSVLoggerCallback
 from fasttune.logger._trial_files import (TrialFiles, config_to_json, prune_checkpoints_now,
                                          set_aside_unknown_trial_dirs)
 from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, TrialScheduler, overrides
@@ -144,7 +147,8 @@ class TrialRunner:
 
         self._table = core.TrialTable(mode)
         self._results = core.ResultBuffer(self._table, metric)
-        self._files = TrialFiles()
+        # progress.csv is the CSV logger's file; result.json is always written.
+        self._files = TrialFiles(write_csv=any(isinstance(c, CSVLoggerCallback) for c in callbacks or []))
         self._trials: List[Trial] = []
         self._by_id: Dict[str, Trial] = {}
         self._unassigned: Dict[str, Trial] = {}  # PENDING trials no worker holds yet
@@ -192,6 +196,7 @@ class TrialRunner:
         self._scheduler_sees_results = overrides(self._scheduler, TrialScheduler, "on_trial_result")
         self._searcher_sees_results = overrides(self._search_alg, SearchAlgorithm, "on_trial_result")
         self._callbacks_see_results = self._callbacks.wants("on_trial_result")
+        self._callbacks_see_batches = self._callbacks.wants("on_trial_result_batch")
 
     # ---- trials ------------------------------------------------------------------------
     def add_trial(self, trial: Trial, queue: bool = True) -> None:
@@ -570,19 +575,22 @@ class TrialRunner:
         self._callbacks.call(hook, iteration=self._iteration, trials=self._trials, trial=trial)
 
     def _on_results(self, trial: Trial, metrics: List[Dict[str, Any]], times_bytes: bytes, checkpoints: Dict[int, str]) -> None:
-        times = array("d")
-        times.frombytes(times_bytes)
-        ingested = self._results.ingest(trial._row, metrics, times.tolist(), checkpoints or None)
+        times_array = array("d")
+        times_array.frombytes(times_bytes)
+        times = times_array.tolist()
+        ingested = self._results.ingest(trial._row, metrics, times, checkpoints or None)
         results = ingested.results
         self.results_processed += len(results)
         trial.results_seen += len(results)
         if ingested.last is not None:
             trial.last_result = ingested.last
+        saved: Dict[int, Checkpoint] = {}  # by result index: callbacks hear of each after its result
         if checkpoints:
             logged_before = trial.results_seen - len(results)
             for index, name in sorted(checkpoints.items()):
                 if index < len(results):
-                    self._on_checkpoint(trial, name, results[index], logged_before + index + 1)
+                    saved[index] = self._on_checkpoint(trial, name, results[index], logged_before + index + 1,
+                                                       notify=False)
         # Late results of a trial the driver already ended are logged, not judged.
         judged = ingested.error is None and trial.status == Trial.RUNNING
         decision, decided_at = TrialScheduler.CONTINUE, -1
@@ -594,12 +602,19 @@ class TrialRunner:
                 verdict = self._judge(trial, result, decide=decision == TrialScheduler.CONTINUE)
                 if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
                     decision, decided_at = verdict, index
+                if index in saved:
+                    self._checkpoint_callbacks(trial, saved.pop(index))
+        for index in sorted(saved):
+            self._checkpoint_callbacks(trial, saved[index])
         json_bytes, csv_bytes = ingested.json_bytes, ingested.csv_bytes
         if decision == TrialScheduler.STOP and decided_at == len(results) - 1:
             # The result a scheduler or stopper ended the trial on says so on disk too
             # (at a decision point it is the batch's last; between them, it stays false).
             json_bytes, csv_bytes = _mark_last_done(json_bytes, csv_bytes, self._results.csv_header(trial._row))
         self._files.write(trial.path, json_bytes, csv_bytes)
+        if self._callbacks_see_batches and results:
+            self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
+                                 results=results, times=times[:len(results)])
         if ingested.error is not None:
             self._fatal = TuneError(ingested.error)
             self._stop_all()
@@ -635,8 +650,10 @@ class TrialRunner:
             self._stop_all()
         return decision
 
-    def _on_checkpoint(self, trial: Trial, name: str, result: Dict[str, Any], rows: int) -> None:
-        """Record a persisted checkpoint: saved with ``result``, after ``rows`` result lines."""
+    def _on_checkpoint(self, trial: Trial, name: str, result: Dict[str, Any], rows: int,
+                       notify: bool = True) -> Checkpoint:
+        """Record a persisted checkpoint: saved with ``result``, after ``rows`` result lines;
+        callbacks hear of it now, or (``notify=False``) when the caller says."""
         checkpoint = Checkpoint._written_by_worker(os.path.join(trial.path, name))
         try:
             index = int(name.rsplit("_", 1)[-1])
@@ -649,7 +666,14 @@ class TrialRunner:
         trial.checkpoint_results.append((checkpoint, dict(result)))
         self._checkpoint_rows[checkpoint.path] = rows
         self._retain_checkpoints(trial)
+        if notify:
+            self._checkpoint_callbacks(trial, checkpoint)
+        return checkpoint
+
+    def _checkpoint_callbacks(self, trial: Trial, checkpoint: Checkpoint) -> None:
+        # As Ray Tune: on_checkpoint, then on_trial_save, once the checkpoint is recorded.
         self._callbacks.call("on_checkpoint", iteration=self._iteration, trials=self._trials, trial=trial, checkpoint=checkpoint)
+        self._callbacks.call("on_trial_save", iteration=self._iteration, trials=self._trials, trial=trial)
 
     def _retain_checkpoints(self, trial: Trial) -> None:
         """Keep the best ``num_to_keep`` checkpoints and the latest; delete the rest."""

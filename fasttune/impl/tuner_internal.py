@@ -16,6 +16,7 @@ from fasttune.execution.trial_runner import TrialRunner
 from fasttune.experiment.experiment import Experiment
 from fasttune.progress_reporter import check_progress_reporter
 from fasttune.impl._tuner_spec import TUNER_FILE, load_tuner_spec, save_tuner_spec
+from fasttune.logger._defaults import with_default_loggers
 from fasttune.result import Result
 from fasttune.result_grid import ResultGrid
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
@@ -215,7 +216,7 @@ def run_experiment(
         trial_executor=executor,
         experiment_path=experiment.path,
         stopper=experiment.stopper,
-        callbacks=callbacks,
+        callbacks=with_default_loggers(callbacks),
         # The TrialTable tracks the scheduler's metric when TuneConfig names none, so
         # schedulers can read it as a numpy column.
         metric=metric or scheduler.metric,

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
-import threading
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from fasttune._jsonable import json_default
+from fasttune.logger._writer_thread import WriterThread
 
 # Trials with open result files; the least recently written are closed past this bound
 # so population-scale sweeps do not run out of file descriptors.
@@ -35,50 +34,21 @@ def config_to_json(config: Dict[str, Any]) -> str:
 
 
 class TrialFiles:
-    """Appends rendered result batches to each trial's files, on a writer thread."""
+    """Appends rendered result batches to each trial's files, on a writer thread.
 
-    def __init__(self) -> None:
+    ``progress.csv`` is written only with ``write_csv`` (a ``CSVLoggerCallback`` is
+    configured); ``result.json`` always, as restores and result readers need it.
+    """
+
+    def __init__(self, write_csv: bool = True) -> None:
         self._open: "OrderedDict[str, Tuple[Any, Any]]" = OrderedDict()
-        self._tasks: "queue.SimpleQueue[Optional[Tuple[Callable[..., Any], tuple]]]" = queue.SimpleQueue()
-        self._failure: Optional[BaseException] = None
-        self._thread: Optional[threading.Thread] = None
-
-    # ---- the writer thread ------------------------------------------------------------
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        if self._failure is not None:
-            self._raise_failure()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._drain, name="fasttune-files", daemon=True)
-            self._thread.start()
-        self._tasks.put((fn, args))
-
-    def _drain(self) -> None:
-        while True:
-            task = self._tasks.get()
-            if task is None:
-                return
-            fn, args = task
-            try:
-                fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - surfaced on the caller's next call
-                if self._failure is None:
-                    self._failure = exc
-
-    def _raise_failure(self) -> None:
-        failure = self._failure
-        raise OSError(
-            f"Writing trial result files failed ({type(failure).__name__}: {failure}); check "
-            "that the storage path is writable and has free space."
-        ) from failure
+        self._writer = WriterThread("trial result files")
+        self._submit = self._writer.submit
+        self._write_csv = write_csv
 
     def flush(self) -> None:
         """Return once every file operation handed over so far is done."""
-        if self._thread is not None:
-            done = threading.Event()
-            self._tasks.put((done.set, ()))
-            done.wait()
-        if self._failure is not None:
-            self._raise_failure()
+        self._writer.flush()
 
     # ---- operations, in the order they were asked for -------------------------------
     def init_trial(self, trial_dir: str, config: Dict[str, Any]) -> None:
@@ -104,17 +74,18 @@ class TrialFiles:
             self._open.move_to_end(trial_dir)
         if json_bytes:
             handles[0].write(json_bytes)
-        if csv_bytes:
+        if csv_bytes and handles[1] is not None:
             handles[1].write(csv_bytes)
 
     def _open_trial(self, trial_dir: str) -> Tuple[Any, Any]:
         while len(self._open) >= MAX_OPEN_TRIALS:
             _, (json_f, csv_f) = self._open.popitem(last=False)
             json_f.close()
-            csv_f.close()
+            if csv_f is not None:
+                csv_f.close()
         handles = (
             open(os.path.join(trial_dir, RESULT_FILE), "ab", buffering=0),
-            open(os.path.join(trial_dir, PROGRESS_FILE), "ab", buffering=0),
+            open(os.path.join(trial_dir, PROGRESS_FILE), "ab", buffering=0) if self._write_csv else None,
         )
         self._open[trial_dir] = handles
         return handles
@@ -126,17 +97,15 @@ class TrialFiles:
         handles = self._open.pop(trial_dir, None)
         if handles is not None:
             handles[0].close()
-            handles[1].close()
+            if handles[1] is not None:
+                handles[1].close()
 
     def close_all(self) -> None:
         """Flush, close every file and stop the writer thread."""
         self.flush()
         for trial_dir in list(self._open):
             self._close(trial_dir)
-        if self._thread is not None:
-            self._tasks.put(None)
-            self._thread.join()
-            self._thread = None
+        self._writer.close()
 
     def write_error(self, trial_dir: str, header: str, text: str) -> str:
         path = os.path.join(trial_dir, ERROR_FILE)
