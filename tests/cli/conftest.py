@@ -32,7 +32,7 @@ def pbt_experiment(ray_session, tmp_path_factory):
     pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=4,
                                   hyperparam_mutations={"lr": tune.uniform(0.001, 1.0)}, log_config=True)
     grid = fit(tune.with_resources(pbt_trainable, {"cpu": 0.5}), storage, name="pbt",
-               space={"lr": tune.grid_search([0.01, 0.1, 0.5, 1.0])},
+               space={"lr": tune.grid_search([0.01, 0.1, 0.5, 1.0]), "workers": os.path.join(storage, "workers")},
                tune_config=tune.TuneConfig(metric="q", mode="max", scheduler=pbt))
     assert os.path.getsize(os.path.join(grid.experiment_path, "pbt_global.txt")) > 0
     return grid.experiment_path
