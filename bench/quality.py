@@ -412,6 +412,17 @@ def _keys(report: Dict[str, Any]):
     return {tuple(k.split("/")) for k in report["results"]}
 
 
+def _save(report: Dict[str, Any], out_dir: str, stamp: str) -> str:
+    """Write the report as JSON and Markdown (timestamped and ``quality-latest``)."""
+    md = render_markdown(report)
+    for base in (f"quality-{stamp}", "quality-latest"):
+        with open(os.path.join(out_dir, base + ".json"), "w") as f:
+            json.dump(report, f)
+        with open(os.path.join(out_dir, base + ".md"), "w") as f:
+            f.write(md)
+    return md
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m bench.quality",
@@ -462,6 +473,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         },
         "results": {},
     }
+    os.makedirs(args.out_dir, exist_ok=True)
+    stamp = started.replace(":", "").replace("-", "")
     failed = False
     for a in algorithms:
         for x in problems:
@@ -492,17 +505,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             }
             print(f"[quality] {key}: final best median {_fmt(med)} [{_fmt(q1)} – {_fmt(q3)}] "
                   f"({sum(seconds):.0f} s for {args.seeds} seeds)", file=sys.stderr, flush=True)
+            _save(report, args.out_dir, stamp)  # an interrupted run keeps what it measured
     ray.shutdown()
     report["finished"] = _dt.datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
-    md = render_markdown(report)
+    md = _save(report, args.out_dir, stamp)
     print(md)
-    os.makedirs(args.out_dir, exist_ok=True)
-    stamp = started.replace(":", "").replace("-", "")
-    for base in (f"quality-{stamp}", "quality-latest"):
-        with open(os.path.join(args.out_dir, base + ".json"), "w") as f:
-            json.dump(report, f)
-        with open(os.path.join(args.out_dir, base + ".md"), "w") as f:
-            f.write(md)
     if not args.no_plots:
         from bench.plots import plot_report
 

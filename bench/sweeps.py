@@ -558,7 +558,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     snapshot_ray_sizes = _int_list(args.snapshot_ray_sizes, "1000" if args.quick else "1000,10000")
 
     started = _dt.datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
-    command = "python -m bench.sweeps " + " ".join(argv)
+    module = "bench" if os.path.basename(sys.argv[0]) == "__main__.py" else "bench.sweeps"
+    command = f"python -m {module} " + " ".join(argv)
     machine = machine_facts()
     print(f"[sweeps] {command}", file=sys.stderr)
 
