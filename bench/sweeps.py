@@ -516,7 +516,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="keep each run's storage_path (for inspection)")
     p.add_argument("--snapshot-sizes", default=None,
                    help="trial counts of the experiment-snapshot series for fasttune (suite "
-                        "throughput; default 1000,10000,100000, quick 1000; '' = none)")
+                        "throughput; default 1000,10000,100000, quick 1000,10000; '' = none)")
     p.add_argument("--snapshot-ray-sizes", default=None,
                    help="the same for Ray Tune (default 1000,10000, quick 1000; '' = none)")
     p.add_argument("--no-plots", action="store_true", help="JSON and Markdown only")
@@ -554,7 +554,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             sizes[(w, e)] = o.get(e, o.get("*", WORKLOADS[w].size_for(e, args.quick)))
     # The snapshot series belongs to the throughput suite (not to a --workloads list).
     with_snapshots = not args.workloads and args.suite == "throughput"
-    snapshot_sizes = _int_list(args.snapshot_sizes, "1000" if args.quick else "1000,10000,100000")
+    snapshot_sizes = _int_list(args.snapshot_sizes, "1000,10000" if args.quick else "1000,10000,100000")
     snapshot_ray_sizes = _int_list(args.snapshot_ray_sizes, "1000" if args.quick else "1000,10000")
 
     started = _dt.datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
