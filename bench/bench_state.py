@@ -465,7 +465,8 @@ def _ms(s: Dict[str, float]) -> str:
     return f"{s['median'] * 1e3:,.1f} ({s['min'] * 1e3:,.1f}–{s['max'] * 1e3:,.1f})"
 
 
-def _markdown(report: Dict[str, Any]) -> str:
+def render_markdown(report: Dict[str, Any]) -> str:
+    """The report as Markdown: per (engine, N, storage) medians (min–max) and the ratios."""
     m = report["machine"]
     lines = [
         f"- command: `{report['command']}`",
@@ -566,14 +567,41 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.profile:
         _profile(args.profile, "/dev/shm")
         return 0
+    report = measure(
+        sizes=[int(s) for s in args.sizes.split(",") if s],
+        ray_sizes=[int(s) for s in args.ray_sizes.split(",") if s],
+        roots=[r for r in args.roots.split(",") if r],
+        repeats=args.repeats, warm=args.warm, timeout=args.timeout,
+        command="python -m bench.bench_state" + ("" if not argv else " " + " ".join(argv)))
+    md = render_markdown(report)
+    print(md)
+    os.makedirs(args.out_dir, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for base in (f"state-{stamp}", "state-latest"):
+        with open(os.path.join(args.out_dir, base + ".json"), "w") as f:
+            json.dump(report, f, indent=1)
+        with open(os.path.join(args.out_dir, base + ".md"), "w") as f:
+            f.write(md)
+    return 1 if report["failed"] else 0
+
+
+def measure(sizes: List[int], ray_sizes: List[int], roots: List[str], repeats: int = 3,
+            warm: int = 3, timeout: float = 1800.0, command: str = "") -> Dict[str, Any]:
+    """Snapshot and restore cost at each trial count (fasttune at ``sizes``, Ray Tune at
+    ``ray_sizes``) and storage root, one fresh child process per (engine, N, root), the
+    engine that goes first alternating; the report's ``failed`` is True if a child failed
+    or a restore lost trials.  ``python -m bench.sweeps`` folds it into its report.
+
+    Example:
+        >>> report = measure([1000], [], ["/dev/shm"], repeats=1)   # doctest: +SKIP
+        >>> report["runs"][0]["summary"]["restore_ok"]              # doctest: +SKIP
+        True
+    """
     from bench.sweeps import _loadavg, machine_facts
 
-    sizes = [int(s) for s in args.sizes.split(",") if s]
-    ray_sizes = {int(s) for s in args.ray_sizes.split(",") if s}
-    roots = [r for r in args.roots.split(",") if r]
+    sizes, ray_sizes = list(sizes), set(ray_sizes)
     report: Dict[str, Any] = {
-        "command": "python -m bench.bench_state" + ("" if not argv else " " + " ".join(argv)),
-        "machine": machine_facts(), "repeats": args.repeats, "warm": args.warm, "runs": [],
+        "command": command, "machine": machine_facts(), "repeats": repeats, "warm": warm, "runs": [],
     }
     order = 0
     for n in sorted(set(sizes) | ray_sizes):
@@ -585,7 +613,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             order += 1
             for engine in engines:
                 print(f"[bench_state] {engine} N={n:,} root={root} ...", file=sys.stderr, flush=True)
-                rec = _run_child(engine, n, root, args.repeats, args.warm, args.timeout)
+                rec = _run_child(engine, n, root, repeats, warm, timeout)
                 _summarize(rec)
                 if "summary" in rec:
                     s = rec["summary"]
@@ -596,17 +624,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 report["runs"].append(rec)
     report["loadavg_end"] = _loadavg()
     report["ratios"] = _ratios(report["runs"])
-    md = _markdown(report)
-    print(md)
-    os.makedirs(args.out_dir, exist_ok=True)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for base in (f"state-{stamp}", "state-latest"):
-        with open(os.path.join(args.out_dir, base + ".json"), "w") as f:
-            json.dump(report, f, indent=1)
-        with open(os.path.join(args.out_dir, base + ".md"), "w") as f:
-            f.write(md)
-    bad = [r for r in report["runs"] if "error" in r or ("summary" in r and not r["summary"]["restore_ok"])]
-    return 1 if bad else 0
+    report["failed"] = any("error" in r or ("summary" in r and not r["summary"]["restore_ok"])
+                           for r in report["runs"])
+    return report
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Whole-sweep benchmark harness: fasttune vs Ray Tune, same workload, same run.
 
-    python -m bench.sweeps [--suite throughput] [--repeats 3]
+    python -m bench [--suite throughput] [--repeats 3]       (= python -m bench.sweeps)
                            [--engines fasttune,raytune]
                            [--workloads result_throughput,...] [--quick]
                            [--size WORKLOAD[.ENGINE]=N ...] [--timeout S]
@@ -338,9 +338,15 @@ def summarize(workloads, engines, runs, sizes, skipped) -> List[Dict[str, Any]]:
             "unit": wl.unit,
             "higher_is_better": wl.higher_is_better,
             "size_meaning": wl.size_meaning,
+            "series": wl.series,
+            "series_x": wl.series_x,
             "engines": {},
         }
         for eng in engines:
+            if sizes[(wname, eng)] is None:
+                row["engines"][eng] = {"size": None, "runs": 0, "ok": 0, "values": [], "median": None,
+                                       "min": None, "max": None, "not_run": wl.not_run_reason}
+                continue
             rs = [r for r in runs if r["workload"] == wname and r["engine"] == eng]
             vals = [r["value"] for r in rs if r.get("status") == "ok"]
             e: Dict[str, Any] = {
@@ -423,6 +429,9 @@ def render_markdown(report: Dict[str, Any]) -> str:
         cells = [row["workload"], row["unit"]]
         for e in engines:
             d = row["engines"][e]
+            if "not_run" in d:
+                cells += ["not run", "", "—", "0"]
+                continue
             if "skipped" in d:
                 cells += ["skipped", "", f"{d['size']:,}", "0"]
                 continue
@@ -440,6 +449,11 @@ def render_markdown(report: Dict[str, Any]) -> str:
         lines.append(f"- **{eng} skipped**: {why}")
     for row in report["summary"]:
         for e, d in row["engines"].items():
+            if "not_run" in d:
+                lines.append(f"- {row['workload']} / {e}: not run ({d['not_run']}; "
+                             f"`--size {row['workload']}.{e}=N` runs it)")
+    for row in report["summary"]:
+        for e, d in row["engines"].items():
             for p in d.get("problems", []):
                 if "skipped" not in d:
                     lines.append(f"- {row['workload']} / {e}: {p}")
@@ -449,6 +463,14 @@ def render_markdown(report: Dict[str, Any]) -> str:
         "per engine (rates are comparable, sizes are recorded). "
         "Speedup > 1 means fasttune is faster."
     )
+    snapshots = report.get("snapshots")
+    if snapshots:
+        from bench.bench_state import render_markdown as snapshot_markdown
+
+        lines += ["", "### Experiment snapshots and restore against trial count (bench.bench_state)", "",
+                  snapshot_markdown(snapshots).rstrip("\n")]
+    if report.get("plots"):
+        lines += ["", "Plots: " + ", ".join(f"`{os.path.basename(p)}`" for p in report["plots"])]
     return "\n".join(lines) + "\n"
 
 
@@ -492,6 +514,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out-dir", default=OUT_DIR)
     p.add_argument("--keep-storage", action="store_true",
                    help="keep each run's storage_path (for inspection)")
+    p.add_argument("--snapshot-sizes", default=None,
+                   help="trial counts of the experiment-snapshot series for fasttune (suite "
+                        "throughput; default 1000,10000,100000, quick 1000,10000; '' = none)")
+    p.add_argument("--snapshot-ray-sizes", default=None,
+                   help="the same for Ray Tune (default 1000,10000, quick 1000; '' = none)")
+    p.add_argument("--no-plots", action="store_true", help="JSON and Markdown only")
     p.add_argument("--storage-root", default=None,
                    help="directory under which each run's storage_path is made "
                         "(default: the system temp dir); e.g. /dev/shm to measure the "
@@ -512,18 +540,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
     overrides = _parse_sizes(args.size)
-    for w in overrides:
+    for w, per_engine in overrides.items():
         if w not in WORKLOADS:
             p.error(f"--size: unknown workload {w!r}")
+        for e in per_engine:
+            if e != "*" and e not in ENGINES:
+                p.error(f"--size {w}.{e}: unknown engine {e!r}; known: {', '.join(ENGINES)}")
 
     sizes = {}
     for w in workloads:
         for e in engines:
             o = overrides.get(w, {})
             sizes[(w, e)] = o.get(e, o.get("*", WORKLOADS[w].size_for(e, args.quick)))
+    # The snapshot series belongs to the throughput suite (not to a --workloads list).
+    with_snapshots = not args.workloads and args.suite == "throughput"
+    snapshot_sizes = _int_list(args.snapshot_sizes, "1000,10000" if args.quick else "1000,10000,100000")
+    snapshot_ray_sizes = _int_list(args.snapshot_ray_sizes, "1000" if args.quick else "1000,10000")
 
     started = _dt.datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
-    command = "python -m bench.sweeps " + " ".join(argv)
+    module = "bench" if os.path.basename(sys.argv[0]) == "__main__.py" else "bench.sweeps"
+    command = f"python -m {module} " + " ".join(argv)
     machine = machine_facts()
     print(f"[sweeps] {command}", file=sys.stderr)
 
@@ -546,6 +582,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         order = active if rep % 2 == 0 else active[::-1]
         for w in workloads:
             for e in order:
+                if sizes[(w, e)] is None:
+                    continue  # not run at this size (recorded in the summary)
                 spec = {"engine": e, "workload": w, "size": sizes[(w, e)],
                         "keep_storage": args.keep_storage,
                         "storage_root": args.storage_root}
@@ -563,7 +601,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(f"[sweeps] rep {rep + 1}/{args.repeats} {w} {e} "
                       f"size={sizes[(w, e)]:,}: {msg}", file=sys.stderr)
 
+    snapshots = None
+    if with_snapshots and (snapshot_sizes or snapshot_ray_sizes):
+        from bench.bench_state import measure
+
+        snapshots = measure(
+            sizes=snapshot_sizes if "fasttune" in active else [],
+            ray_sizes=snapshot_ray_sizes if "raytune" in active else [],
+            roots=[args.storage_root or tempfile.gettempdir()],
+            repeats=args.repeats, warm=3, timeout=args.timeout, command=command)
+
     report = {
+        "kind": "sweeps",
         "started": started,
         "finished": _dt.datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
         "command": command,
@@ -580,11 +629,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         "fs_probe_us_per_trial": [r.get("fs_probe_us_per_trial") for r in runs],
         "summary": summarize(workloads, engines, runs, sizes, skipped),
         "runs": runs,
+        "snapshots": snapshots,
     }
+    os.makedirs(args.out_dir, exist_ok=True)
+    if not args.no_plots:
+        report["plots"] = _plot(report, args.out_dir)
     md = render_markdown(report)
     print(md)
 
-    os.makedirs(args.out_dir, exist_ok=True)
     stamp = started.replace(":", "").replace("-", "")
     base = os.path.join(args.out_dir, f"sweeps-{stamp}")
     with open(base + ".json", "w") as f:
@@ -595,7 +647,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.copyfile(src, os.path.join(args.out_dir, dst))
     print(f"[sweeps] wrote {base}.json and {base}.md", file=sys.stderr)
     failed = any(r.get("status") not in ("ok", "skipped") for r in runs)
+    if snapshots and snapshots.get("failed"):
+        failed = True
     return 1 if failed else 0
+
+
+def _int_list(text: Optional[str], default: str) -> List[int]:
+    """'1000,10000' -> [1000, 10000]; None -> the default; '' -> []."""
+    text = default if text is None else text
+    try:
+        return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"expected a comma list of trial counts such as 1000,10000, got {text!r}")
+
+
+def _plot(report: Dict[str, Any], out_dir: str) -> List[str]:
+    """The report's PNG plots beside its JSON; none (with a note) without matplotlib."""
+    from bench.plots import plot_report
+
+    try:
+        return plot_report(report, out_dir)
+    except ImportError as e:
+        print(f"[sweeps] no plots: {e}", file=sys.stderr)
+        return []
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 # Names a ``tune`` module must provide for these workloads to run.
 REQUIRED_API = (
@@ -417,6 +417,18 @@ def pbt_population_5000(tune, size: int, storage_path: str) -> Dict[str, Any]:
     return _pbt(tune, size, 40, storage_path, "pbt_population_5000", cpu=1.0)
 
 
+def pbt_population_series(population: int) -> Callable[[Any, int, str], Dict[str, Any]]:
+    """The workload ``pbt_scaling_<population>``: PBT as in ``pbt_population_64`` over a
+    population of ``population`` trials (1 CPU each, two at a time), ``size`` iterations
+    each, a perturbation and a checkpoint every 4 iterations."""
+
+    def run(tune, size: int, storage_path: str) -> Dict[str, Any]:
+        return _pbt(tune, population, size, storage_path, f"pbt_scaling_{population}", cpu=1.0)
+
+    run.__name__ = f"pbt_scaling_{population}"
+    return run
+
+
 def asha_trials(tune, size: int, storage_path: str) -> Dict[str, Any]:
     """ASHA (max_t=100, grace_period=1, reduction_factor=4) over ``size`` trials of up to
     100 iterations each (1 CPU each), reuse_actors=True."""
@@ -492,14 +504,54 @@ class Workload:
     unit: str                # unit of Workload.value
     higher_is_better: bool
     value: Callable[[Dict[str, Any]], float]
-    sizes: Dict[str, int] = field(default_factory=dict)        # per engine
-    quick_sizes: Dict[str, int] = field(default_factory=dict)  # per engine
+    # Per engine; None: the engine does not run at this size by default (too slow to
+    # finish here), recorded as "not run" with ``not_run_reason``; ``--size`` enables it.
+    sizes: Dict[str, Optional[int]] = field(default_factory=dict)
+    quick_sizes: Dict[str, Optional[int]] = field(default_factory=dict)
     size_meaning: str = ""
     description: str = ""
+    not_run_reason: str = ""
+    # A point of a scaling curve: the series it belongs to and its x (e.g. the population).
+    series: Optional[str] = None
+    series_x: Optional[int] = None
 
-    def size_for(self, engine: str, quick: bool = False) -> int:
+    def size_for(self, engine: str, quick: bool = False) -> Optional[int]:
         table = self.quick_sizes if quick else self.sizes
         return table.get(engine, table["default"])
+
+
+# PBT population scaling: (population, fasttune iterations, Ray Tune iterations or None).
+# Iterations shrink as the population grows so each point costs a fasttune run ~25-60k
+# results; Ray Tune (~60 ms per 4-result segment here) runs the sizes it finishes in about
+# a minute per repeat.
+PBT_SCALING = (
+    (16, 1600, 160),
+    (64, 400, 40),
+    (256, 100, 12),
+    (1000, 40, None),
+    (5000, 12, None),
+)
+
+
+def _pbt_scaling_workloads():
+    for population, iterations, ray_iterations in PBT_SCALING:
+        yield Workload(
+            name=f"pbt_scaling_{population}",
+            run=pbt_population_series(population),
+            metric="results/s over the whole fit()",
+            unit="results/s",
+            higher_is_better=True,
+            value=_rate("results"),
+            sizes={"default": iterations, "raytune": ray_iterations},
+            quick_sizes={"default": 8, "raytune": 8 if population <= 64 else None},
+            size_meaning=f"iterations per trial (population {population:,}, two at a time)",
+            description=f"PBT, population {population:,} at 1 CPU each (time-shared), "
+                        "perturbation and checkpoint every 4 iterations.",
+            not_run_reason=f"Ray Tune needs ~0.4 s per trial and ~60 ms per 4 iterations "
+                           f"here: {population:,} trials would take over 10 minutes a repeat",
+            series="pbt_population",
+            series_x=population,
+        )
 
 
 def _rate(key):
@@ -652,6 +704,7 @@ WORKLOADS: Dict[str, Workload] = {
             description="OptunaSearch over a 2-D quadratic; the baseline is Optuna's own "
                         "study.optimize on the same objective in the same process.",
         ),
+        *_pbt_scaling_workloads(),
     )
 }
 
@@ -662,8 +715,14 @@ for _base in ("result_throughput", "trial_bookkeeping"):
     WORKLOADS[_variant.name] = _variant
 
 SUITES: Dict[str, tuple] = {
+    # The whole throughput suite (``python -m bench``); bench.sweeps adds the experiment
+    # snapshot series (bench.bench_state) to it.
     "throughput": ("result_throughput", "trial_bookkeeping", "trial_bookkeeping_reuse",
-                   "time_to_first_result"),
+                   "time_to_first_result", *(f"pbt_scaling_{p}" for p, _, _ in PBT_SCALING),
+                   "asha_trials"),
+    "basic": ("result_throughput", "trial_bookkeeping", "trial_bookkeeping_reuse",
+              "time_to_first_result"),
+    "pbt_scaling": tuple(f"pbt_scaling_{p}" for p, _, _ in PBT_SCALING),
     "checkpoints": ("class_checkpointing", "pause_resume_1mb"),
     "schedulers": ("pbt_population_64", "pbt_population_5000", "asha_trials"),
     "searchers": ("optuna_search",),
