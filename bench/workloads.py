@@ -522,10 +522,11 @@ class Workload:
 
 # PBT population scaling: (population, fasttune iterations, Ray Tune iterations or None).
 # Iterations shrink as the population grows so each point costs a fasttune run ~25-60k
-# results; Ray Tune (~60 ms per 4-result segment here) runs the sizes it finishes in about
-# a minute per repeat.
+# results; Ray Tune runs the sizes it finishes in a few minutes per repeat.  At population
+# 16 Ray Tune pauses and resumes a trial at nearly every segment (~0.8 s each here: 16 x
+# 160 iterations ran over 10 minutes), so it gets 24 iterations there.
 PBT_SCALING = (
-    (16, 1600, 160),
+    (16, 1600, 24),
     (64, 400, 40),
     (256, 100, 12),
     (1000, 40, None),

@@ -19,7 +19,7 @@ def test_ray_tune_is_not_run_at_the_populations_it_cannot_finish():
     big = WORKLOADS["pbt_scaling_5000"]
     assert big.size_for("raytune") is None and big.size_for("fasttune") == 12
     assert "Ray Tune" in big.not_run_reason
-    assert [WORKLOADS[f"pbt_scaling_{p}"].size_for("raytune") for p, _, _ in PBT_SCALING][:3] == [160, 40, 12]
+    assert [WORKLOADS[f"pbt_scaling_{p}"].size_for("raytune") for p, _, _ in PBT_SCALING][:3] == [24, 40, 12]
 
 
 def _run(engine, value):
