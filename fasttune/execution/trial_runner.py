@@ -144,6 +144,9 @@ class TrialRunner:
         self._max_concurrent = max_concurrent_trials
         self._checkpoint_period = os.environ.get("FASTTUNE_GLOBAL_CHECKPOINT_S") or checkpoint_period
         self._synchronous = synchronous or os.environ.get("FASTTUNE_SYNCHRONOUS") == "1"
+        # Synchronous mode and a stopper need a decision at every result; otherwise the
+        # scheduler's own decision points (and its yields at them) hold.
+        self._scheduler_points = not (self._synchronous or stopper is not None)
 
         self._table = core.TrialTable(mode)
         self._results = core.ResultBuffer(self._table, metric)
@@ -480,7 +483,7 @@ class TrialRunner:
         return self._search_alg.asks_ahead and not (self._never_queued and trial.trial_id in self._never_queued)
 
     def _decision_points(self, trial: Trial) -> Any:
-        if self._synchronous or self._stopper is not None:
+        if not self._scheduler_points:
             return DecisionPoints.every_result().to_wire()
         return self._scheduler.decision_points(trial).to_wire()
 
@@ -488,9 +491,7 @@ class TrialRunner:
         """Whether the trial's worker may pause it at its decision points for a queued
         trial without waiting for the answer (see ``pauses_for_waiting_trials``); only at
         the scheduler's own points, which a stopper or synchronous mode replace."""
-        if self._synchronous or self._stopper is not None:
-            return False
-        return bool(self._scheduler.pauses_for_waiting_trials(trial))
+        return self._scheduler_points and bool(self._scheduler.pauses_for_waiting_trials(trial))
 
     def _rewind(self, trial: Trial, iteration: int, time_total: float, rows: int) -> None:
         header = self._files.rewind(trial.path, rows)
