@@ -90,11 +90,11 @@ def get_env_creator(name: str) -> Callable[[Dict[str, Any]], Any]:
     return _global_registry.get(ENV_CREATOR, name)
 
 
-def _env_creators() -> Dict[str, Any]:
+def env_creators() -> Dict[str, Any]:
     return _global_registry.items(ENV_CREATOR)
 
 
-def _install_env_creators(creators: Optional[Dict[str, Any]]) -> None:
+def install_env_creators(creators: Optional[Dict[str, Any]]) -> None:
     # Runs in a worker: makes the driver's environments resolvable there.
     for key, value in (creators or {}).items():
         _global_registry.register(ENV_CREATOR, key, value)

@@ -39,7 +39,7 @@ def test_register_class_trainable():
 def test_register_and_get_env():
     fasttune.register_env("CartPoleish", make_env)
     assert registry.get_env_creator("CartPoleish")({"a": 1}) == ("env", {"a": 1})
-    assert registry._env_creators() == {"CartPoleish": make_env}
+    assert registry.env_creators() == {"CartPoleish": make_env}
     with pytest.raises(TuneError):
         registry.get_trainable_cls("CartPoleish")  # categories are separate
 
@@ -94,25 +94,25 @@ def test_unknown_category_refused(fresh_registry):
 def test_install_env_creators():
     registry.register_env("old", make_env)
     other = lambda cfg: cfg  # noqa: E731
-    registry._install_env_creators({"new": other, "old": other})
+    registry.install_env_creators({"new": other, "old": other})
     assert registry.get_env_creator("new") is other
     assert registry.get_env_creator("old") is other
-    registry._install_env_creators(None)
-    registry._install_env_creators({})
-    assert set(registry._env_creators()) == {"new", "old"}
+    registry.install_env_creators(None)
+    registry.install_env_creators({})
+    assert set(registry.env_creators()) == {"new", "old"}
 
 
 def test_install_env_creators_round_trip_from_driver_snapshot(monkeypatch):
     registry.register_env("e1", make_env)
-    snapshot = registry._env_creators()
+    snapshot = registry.env_creators()
     monkeypatch.setattr(registry, "_global_registry", registry._Registry())  # "the worker"
     with pytest.raises(TuneError):
         registry.get_env_creator("e1")
-    registry._install_env_creators(snapshot)
+    registry.install_env_creators(snapshot)
     assert registry.get_env_creator("e1") is make_env
 
 
 def test_items_is_a_copy(fresh_registry):
     registry.register_env("e", make_env)
-    registry._env_creators()["injected"] = make_env
+    registry.env_creators()["injected"] = make_env
     assert not fresh_registry.contains(registry.ENV_CREATOR, "injected")

@@ -1,34 +1,7 @@
 """The worker side of the batched protocol: a Ray actor that runs trials one after another.
 
-Protocol (all payloads msgpack).  The driver keeps exactly one ``poll(commands)`` call
-outstanding per busy worker.  ``commands`` is a list of ``[kind, ...]``:
-
-    ["trainable", name, cloudpickled_trainable, cloudpickled_env_creators, driver_sys_path]
-    ["start", spec]                 queue a trial; it starts when the previous one ends
-    ["continue" | "stop" | "pause", trial_id]   answer a trial blocked at a decision point,
-                                    or (stop/pause) end a running or queued trial
-    ["reset", trial_id, fields]     answer a decision point: go on as a new run segment
-                                    of the same trial with the spec updated by ``fields``
-                                    (new config, a checkpoint to clone; PBT's exploit)
-
-``poll`` returns as soon as there is something to say, as a list of events in order:
-
-    ["started", trial_id, start_time, pid, hostname, node_ip]
-    ["results", trial_id, [metrics, ...], times_as_float64_bytes, {index: checkpoint_dir_name}]
-    ["decide", trial_id, training_iteration, starved]   blocked until the driver answers
-                                    (``starved``: it would have yielded, but nothing was
-                                    queued: the driver should hand out trials further ahead)
-    ["yielded", trial_id, training_iteration]  at a decision point, paused without waiting
-                                    for the answer, for the trial queued next (the spec's
-                                    ``yield``: the scheduler pauses for waiting trials);
-                                    its "paused" event follows
-    ["done" | "stopped" | "paused", trial_id]
-    ["dropped", trial_id]                      a queued trial ended before it started
-    ["error", trial_id, traceback_text, cloudpickled_exception_or_None]
-    ["checkpoint", trial_id, checkpoint_dir_name]   a class trainable saved after its last
-                                    reported result (checkpoint_at_end, or before a pause)
-    ["cloned", trial_id, checkpoint_dir_name]   the spec's ``clone_from`` checkpoint (another
-                                    trial's) was copied into this trial's directory
+The commands it takes and the events it answers with are the records of
+``fasttune.execution._protocol`` (which also says how they travel).
 
 A reset ends the running segment without an end event and starts the new one at once in
 the same process: a class trainable's live instance is offered the new config through
@@ -63,6 +36,8 @@ import msgpack
 
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError, TuneStopTrial
+from fasttune.execution import _protocol as protocol
+from fasttune.schedulers.trial_scheduler import DecisionPoints
 from fasttune.trainable.function_trainable import wrap_function
 from fasttune.trainable.session import Session, TuneContext, set_session
 from fasttune.trainable.trainable import (
@@ -83,24 +58,10 @@ MAX_UNSENT_RESULTS = 8192
 # and "decide" of a short run segment instead of one round trip each.
 _LINGER_S = 0.005
 
-_CONTINUE, _STOP, _PAUSE, _RESET = "continue", "stop", "pause", "reset"
+_CONTINUE, _STOP, _PAUSE, _RESET = protocol.CONTINUE, protocol.STOP, protocol.PAUSE, "reset"
 
 
-def _encode_default(value: Any) -> Any:
-    # numpy is optional inside the encoder: only touched when a value is not native.
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is a core dependency
-        np = None
-    if np is not None:
-        if isinstance(value, np.generic):
-            return value.item()
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-    raise TypeError(type(value).__name__)
-
-
-_packb = msgpack.Packer(default=_encode_default, use_bin_type=True, autoreset=True).pack
+_packb = protocol.pack
 
 
 def _find_unencodable(value: Any, path: str = "") -> Optional[str]:
@@ -139,40 +100,6 @@ def pack_result(metrics: Dict[str, Any]) -> bytes:
         ) from exc
 
 
-class _DecisionSet:
-    """Membership test for the wire form of :class:`fasttune.schedulers.DecisionPoints`:
-    "never", "every_result", ``["at", iterations]``, ``["every", n]`` (the multiples of
-    ``n``) or ``["every", n, first, last]`` (``first + k*n`` up to ``last``; None: no end)."""
-
-    __slots__ = ("_kind", "_at", "_every", "_first", "_last")
-
-    def __init__(self, wire: Any) -> None:
-        self._kind, self._at, self._every, self._first, self._last = "every_result", frozenset(), 0, 0, None
-        if wire == "never":
-            self._kind = "never"
-        elif isinstance(wire, (list, tuple)) and len(wire) == 2 and wire[0] == "at":
-            self._kind, self._at = "at", frozenset(int(i) for i in wire[1])
-        elif isinstance(wire, (list, tuple)) and len(wire) in (2, 4) and wire[0] == "every":
-            self._kind, self._every = "every", max(1, int(wire[1]))
-            if len(wire) == 4:
-                self._kind, self._first = "every_from", int(wire[2])
-                self._last = None if wire[3] is None else int(wire[3])
-
-    def __contains__(self, iteration: int) -> bool:
-        kind = self._kind
-        if kind == "never":
-            return False
-        if kind == "every_result":
-            return True
-        if kind == "at":
-            return iteration in self._at
-        if kind == "every":
-            return iteration % self._every == 0
-        if iteration < self._first or (self._last is not None and iteration > self._last):
-            return False
-        return (iteration - self._first) % self._every == 0
-
-
 def _lookup(metrics: Dict[str, Any], key: str) -> Any:
     if key in metrics:
         return metrics[key]
@@ -199,7 +126,7 @@ class _Run:
         self.base_time: float = spec.get("time_total", 0.0)
         self.checkpoint_index: int = spec.get("ckpt_index", 0)
         self.stop: Dict[str, float] = spec.get("stop") or {}
-        self.decisions = _DecisionSet(spec.get("decide", "every_result"))
+        self.decisions = DecisionPoints(spec.get("decide", "every_result"))
         self.yields = bool(spec.get("yield"))
         self.start_time = 0.0
         self.last_time = 0.0
@@ -264,7 +191,7 @@ class TrialWorker:
     def poll(self, commands: bytes = b"") -> bytes:
         with self._cond:
             if commands:
-                self._apply(msgpack.unpackb(commands, raw=False, strict_map_key=False))
+                self._apply(protocol.decode_commands(commands))
                 self._cond.notify_all()  # a queued trial or an answered decision may go on
             self._poller_waiting = True
             while True:
@@ -287,8 +214,7 @@ class TrialWorker:
             self._seal_results()
             reply, self._out = self._out, []
             self._cond.notify_all()  # a trial blocked on backpressure may go on
-        header = msgpack.Packer().pack_array_header(len(reply))
-        return header + b"".join(reply)
+        return protocol.reply_bytes(reply)
 
     def release(self) -> bool:
         """Call ``cleanup()`` on a class trainable instance kept for reuse (the driver
@@ -304,7 +230,7 @@ class TrialWorker:
     def interrupt(self, commands: bytes) -> None:
         """Apply stop/pause at once, without waiting for the outstanding poll."""
         with self._cond:
-            self._apply(msgpack.unpackb(commands, raw=False, strict_map_key=False))
+            self._apply(protocol.decode_commands(commands))
             self._cond.notify_all()
 
     # ---- command handling (caller holds the condition) -----------------------------
@@ -312,35 +238,35 @@ class TrialWorker:
         import ray.cloudpickle as cloudpickle
 
         for command in commands:
-            kind = command[0]
-            if kind == "trainable":
-                from fasttune.registry import _install_env_creators
-
-                # Modules the driver imported from its own paths (a script's helpers, a
-                # test module) resolve here too when the worker sees the same files.
-                for entry in command[4]:
-                    if entry not in sys.path and os.path.isdir(entry):
-                        sys.path.append(entry)
-                try:
-                    self._trainables[command[1]] = cloudpickle.loads(command[2])
-                    if command[3]:
-                        _install_env_creators(cloudpickle.loads(command[3]))
-                except Exception:  # noqa: BLE001 - each trial of it fails, naming the cause
-                    self._trainables[command[1]] = _Unloadable(command[1], traceback.format_exc())
-                self._wrapped.pop(command[1], None)
-            elif kind == "start":
-                self._queue.append(command[1])
-            elif kind in (_CONTINUE, _STOP, _PAUSE):
-                self._decide(command[1], kind)
-            elif kind == _RESET:
+            if isinstance(command, protocol.StartTrial):
+                self._queue.append(command.spec)
+            elif isinstance(command, protocol.Answer):
+                self._decide(command.trial_id, command.how)
+            elif isinstance(command, protocol.ResetTrial):
                 run = self._run
-                if run is not None and run.trial_id == command[1] and run.awaiting:
-                    run.reset_fields = command[2]
+                if run is not None and run.trial_id == command.trial_id and run.awaiting:
+                    run.reset_fields = command.fields
                     run.decision = _RESET
                 # Otherwise the trial is no longer at the decision point (an interrupt
                 # ended it first): the end event already told the driver.
-            else:  # pragma: no cover - a driver/worker version mismatch
-                raise ValueError(f"unknown worker command {kind!r}")
+            else:
+                self._load_trainable(command, cloudpickle)
+
+    def _load_trainable(self, command: protocol.LoadTrainable, cloudpickle: Any) -> None:
+        from fasttune.registry import install_env_creators
+
+        # Modules the driver imported from its own paths (a script's helpers, a test
+        # module) resolve here too when the worker sees the same files.
+        for entry in command.sys_path:
+            if entry not in sys.path and os.path.isdir(entry):
+                sys.path.append(entry)
+        try:
+            self._trainables[command.name] = cloudpickle.loads(command.trainable_blob)
+            if command.envs_blob:
+                install_env_creators(cloudpickle.loads(command.envs_blob))
+        except Exception:  # noqa: BLE001 - each trial of it fails, naming the cause
+            self._trainables[command.name] = _Unloadable(command.name, traceback.format_exc())
+        self._wrapped.pop(command.name, None)
 
     def _decide(self, trial_id: str, decision: str) -> None:
         run = self._run
@@ -355,7 +281,7 @@ class TrialWorker:
         for spec in self._queue:
             if spec["trial_id"] == trial_id:
                 self._queue.remove(spec)
-                self._out.append(_packb(["dropped", trial_id]))
+                self._out.append(protocol.encode_event(protocol.Ended("dropped", trial_id)))
                 return
 
     def _thread_waits(self) -> bool:
@@ -398,22 +324,13 @@ class TrialWorker:
             for index in [i for i in run.checkpoints if i < base + n]:
                 checkpoints[index - base] = run.checkpoints.pop(index)
         run.taken = base + n
-        pack = msgpack.Packer(use_bin_type=True).pack
-        self._out.append(
-            msgpack.Packer().pack_array_header(5)
-            + pack("results")
-            + pack(run.trial_id)
-            + msgpack.Packer().pack_array_header(n)
-            + b"".join(packed)
-            + pack(times.tobytes())
-            + pack(checkpoints)
-        )
+        self._out.append(protocol.encode_results(run.trial_id, packed, times.tobytes(), checkpoints))
 
-    def _emit(self, event: List[Any]) -> None:
+    def _emit(self, event: Any) -> None:
         """An event after which the trial thread goes on by itself."""
         with self._cond:
             self._seal_results()
-            self._out.append(_packb(event))
+            self._out.append(protocol.encode_event(event))
             # A poll in a timed linger wakes by itself at its deadline or when the thread
             # waits; one waiting untimed (no linger, or lingered out) is woken.
             wake = self._poller_would_return()
@@ -437,16 +354,16 @@ class TrialWorker:
         spec = run.spec
         run.start_time = run.last_time = time.time()
         pid, hostname, node_ip = self._identity
-        self._emit(["started", run.trial_id, run.start_time, pid, hostname, node_ip])
+        self._emit(protocol.Started(run.trial_id, run.start_time, pid, hostname, node_ip))
         restore = spec.get("restore")
-        end: List[Any]
+        end: Any
         if spec.get("clone_from"):
             try:
                 restore = self._clone(run, spec["clone_from"])
             except Exception:  # noqa: BLE001 - reported as the trial's error
-                end = ["error", run.trial_id, traceback.format_exc(), None]
                 with self._cond:
-                    self._out.append(_packb(end))
+                    self._out.append(protocol.encode_event(
+                        protocol.Failed(run.trial_id, traceback.format_exc(), None)))
                     self._run = None
                     if self._queue:
                         self._linger()
@@ -492,18 +409,18 @@ class TrialWorker:
                     self._linger()
                     self._cond.notify_all()
                 return
-            end = ["paused" if how == _PAUSE else "stopped", run.trial_id]
+            end = protocol.Ended("paused" if how == _PAUSE else "stopped", run.trial_id)
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, none is lost
             try:
                 blob = cloudpickle.dumps(exc)
             except Exception:  # noqa: BLE001 - unpicklable exceptions still report their text
                 blob = None
-            end = ["error", run.trial_id, traceback.format_exc(), blob]
+            end = protocol.Failed(run.trial_id, traceback.format_exc(), blob)
         else:
-            end = ["done", run.trial_id]
+            end = protocol.Ended("done", run.trial_id)
         with self._cond:
             self._seal_results()
-            self._out.append(_packb(end))
+            self._out.append(protocol.encode_event(end))
             self._run = None
             if self._queue:
                 self._linger()  # the next trial starts at once
@@ -556,14 +473,14 @@ class TrialWorker:
         with self._cond:
             if self._queue:
                 self._seal_results()
-                self._out.append(_packb(["yielded", run.trial_id, iteration]))
+                self._out.append(protocol.encode_event(protocol.Yielded(run.trial_id, iteration)))
                 raise TuneStopTrial(_PAUSE)
         self._await_decision(run, iteration, starved=True)
 
     def _await_decision(self, run: _Run, iteration: int, starved: bool = False) -> None:
         with self._cond:
             self._seal_results()
-            self._out.append(_packb(["decide", run.trial_id, iteration, starved]))
+            self._out.append(protocol.encode_event(protocol.Decide(run.trial_id, iteration, starved)))
             run.awaiting = True
             self._cond.notify_all()
             while run.decision is None:
@@ -609,7 +526,7 @@ class TrialWorker:
                 current = run.base_iteration + run.count
                 if run.count and current != saved_at and (how == _PAUSE or (how == _STOP and at_end)):
                     # After the last reported result: the checkpoint has that result's state.
-                    self._emit(["checkpoint", run.trial_id, self._save_class(run, instance)])
+                    self._emit(protocol.CheckpointSaved(run.trial_id, self._save_class(run, instance)))
                 raise
         except TuneStopTrial as stop:
             if instance is not None:
@@ -678,7 +595,7 @@ class TrialWorker:
                 "(CheckpointConfig(num_to_keep=...)) or report one at every perturbation."
             )
         name = self._persist(run, Checkpoint(source))
-        self._emit(["cloned", run.trial_id, name])
+        self._emit(protocol.Cloned(run.trial_id, name))
         return os.path.join(run.spec.get("trial_dir") or os.getcwd(), name)
 
     def _persist(self, run: _Run, checkpoint: Checkpoint) -> str:

@@ -16,18 +16,14 @@ import time
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
-import msgpack
-
 from fasttune import _corelib as core
 from fasttune.error import TuneError
+from fasttune.execution import _protocol as protocol
 from fasttune.execution.placement_groups import PlacementGroupFactory
+from fasttune.execution.trial_executor import EVENT_BATCH, EVENT_ERROR, EVENT_START
 
 logger = logging.getLogger(__name__)
 
-# Event kinds handed to the runner (values of the core's EventSelector).
-EVENT_START = core.EVENT_START
-EVENT_BATCH = core.EVENT_BATCH
-EVENT_ERROR = core.EVENT_ERROR
 
 _MAX_DEPTH = 64
 _RESOURCE_REFRESH_S = 10.0
@@ -52,7 +48,7 @@ class _Worker:
         self.resources = resources
         self.future: Any = None
         self.assigned: Deque[Any] = deque()  # trials handed to it, the running one first
-        self.commands: List[Any] = []
+        self.commands: List[Any] = []  # protocol command records for its next poll
         self.trainables: set = set()
         self.depth = 2
         # Until its first reply the actor may still be starting: nothing is queued behind
@@ -62,7 +58,8 @@ class _Worker:
 
 
 class RayTrialExecutor:
-    """Starts, stops and feeds trials on a pool of Ray actors.
+    """Starts, stops and feeds trials on a pool of Ray actors: the
+    :class:`~fasttune.execution.trial_executor.TrialExecutor` the runner uses by default.
 
     Example:
         >>> from fasttune.execution import RayTrialExecutor
@@ -158,11 +155,11 @@ class RayTrialExecutor:
         name = spec["trainable"]
         if name not in worker.trainables:
             trainable_blob, envs_blob = self._blob(name)
-            worker.commands.append(["trainable", name, trainable_blob, envs_blob, self._sys_path])
+            worker.commands.append(protocol.LoadTrainable(name, trainable_blob, envs_blob, self._sys_path))
             worker.trainables.add(name)
         if "reuse_actors" not in spec:
             spec = dict(spec, reuse_actors=self._reuse_actors)
-        worker.commands.append(["start", spec])
+        worker.commands.append(protocol.StartTrial(spec))
         worker.assigned.append(trial)
         return worker.slot
 
@@ -227,9 +224,9 @@ class RayTrialExecutor:
         if name not in self._blobs:
             import ray.cloudpickle as cloudpickle
 
-            from fasttune.registry import _env_creators
+            from fasttune.registry import env_creators
 
-            envs = _env_creators()
+            envs = env_creators()
             self._blobs[name] = (
                 cloudpickle.dumps(self._trainables[name]),
                 cloudpickle.dumps(envs) if envs else b"",
@@ -240,7 +237,7 @@ class RayTrialExecutor:
         """Answer a trial blocked at a decision point ("continue", "stop" or "pause")."""
         worker = self._workers.get(slot)
         if worker is not None:
-            worker.commands.append([decision, trial_id])
+            worker.commands.append(protocol.Answer(decision, trial_id))
 
     def reset_trial(self, trial: Any, new_config: Dict[str, Any], new_experiment_tag: str,
                     fields: Optional[Dict[str, Any]] = None) -> bool:
@@ -256,7 +253,7 @@ class RayTrialExecutor:
             return False
         trial.config = new_config
         trial.experiment_tag = new_experiment_tag
-        worker.commands.append(["reset", trial.trial_id, dict(fields or {}, config=new_config)])
+        worker.commands.append(protocol.ResetTrial(trial.trial_id, dict(fields or {}, config=new_config)))
         return True
 
     def _holder(self, trial: Any) -> Optional[_Worker]:
@@ -269,34 +266,23 @@ class RayTrialExecutor:
         worker = self._holder(trial)
         if worker is None:
             return False
-        worker.actor.interrupt.remote(msgpack.packb([[how, trial.trial_id]], use_bin_type=True))
+        worker.actor.interrupt.remote(protocol.encode_commands([protocol.Answer(how, trial.trial_id)]))
         # The interrupt can reach the worker before the trial's start does (still queued
         # here, or in a poll the worker has not applied yet): the worker then ignores it
         # and would run the trial anyway.  The same command on the next poll comes after
         # the start; once the interrupt did act, the worker ignores the repeat.
-        worker.commands.append([how, trial.trial_id])
+        worker.commands.append(protocol.Answer(how, trial.trial_id))
         return True
 
     def stop_trial(self, trial: Any) -> bool:
         """End a running or queued trial now, without waiting for its next batch; its
         worker confirms with a ``stopped``/``dropped`` event.  False if no worker holds it."""
-        return self._interrupt(trial, "stop")
+        return self._interrupt(trial, protocol.STOP)
 
     def pause_trial(self, trial: Any) -> bool:
         """Ask the trial's worker to end it as PAUSED; it restarts later from its latest
         checkpoint.  False if no worker holds it."""
-        return self._interrupt(trial, "pause")
-
-    def continue_training(self, trial: Any) -> None:
-        """Let a trial blocked at a decision point go on."""
-        worker = self._holder(trial)
-        if worker is not None:
-            worker.commands.append(["continue", trial.trial_id])
-
-    def get_ready_trial(self) -> Optional[Any]:
-        """Always None: resources are granted per pooled worker, not per trial, so no trial
-        ever waits on a placement group becoming ready (Ray Tune's meaning of "ready")."""
-        return None
+        return self._interrupt(trial, protocol.PAUSE)
 
     def trial_ended(self, slot: int, trial: Any) -> None:
         """The worker reported ``trial`` over; return the worker to the pool if it is free."""
@@ -310,7 +296,8 @@ class RayTrialExecutor:
         if not worker.assigned:
             # Repeated stops/pauses (see _interrupt) of trials it no longer holds: sent,
             # they would make a poll that nothing answers.
-            worker.commands = [c for c in worker.commands if c[0] not in ("stop", "pause")]
+            worker.commands = [c for c in worker.commands
+                               if not (isinstance(c, protocol.Answer) and c.how in (protocol.STOP, protocol.PAUSE))]
             if self._reuse_actors:
                 self._idle.setdefault(worker.shape, []).append(slot)
             else:
@@ -332,17 +319,17 @@ class RayTrialExecutor:
             if worker.slot in self._replies:
                 continue
             if worker.future is None and (worker.assigned or worker.commands):
-                payload = msgpack.packb(worker.commands, use_bin_type=True) if worker.commands else b""
+                payload = protocol.encode_commands(worker.commands)
                 worker.commands = []
                 worker.future = worker.actor.poll.remote(payload)
                 self._by_future[worker.future] = worker.slot
 
-    def get_next_executor_event(self, live_trials: Any, next_trial_exists: bool,
+    def get_next_executor_event(self, next_trial_exists: bool,
                                 wake: Optional[threading.Event] = None,
                                 timeout: Optional[float] = None,
                                 wake_poll_s: Optional[float] = None) -> Optional[Tuple[int, int, Any]]:
         """The next event as ``(kind, slot, payload)``: a trial can start (kind EVENT_START),
-        a worker's batch arrived (EVENT_BATCH, payload the decoded events) or a worker
+        a worker's batch arrived (EVENT_BATCH, payload its ``_protocol`` event records) or a worker
         died (EVENT_ERROR, payload the exception).  A startable trial comes first; worker
         events are taken round robin so no worker starves.  Returns None when there is
         nothing to wait for.
@@ -396,7 +383,7 @@ class RayTrialExecutor:
                 self._selector.push(slot, EVENT_ERROR)
                 continue
             worker.replied = True
-            self._replies[slot] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+            self._replies[slot] = protocol.decode_events(raw)
             self._selector.push(slot, EVENT_BATCH)
 
     def _wait_or_wake(self, wake: threading.Event, timeout: Optional[float], poll_s: Optional[float] = None) -> None:

@@ -33,10 +33,26 @@ class DecisionPoints:
         True
     """
 
-    __slots__ = ("_wire",)
+    __slots__ = ("_wire", "_test")
 
     def __init__(self, wire: WireDecisionPoints) -> None:
         self._wire = wire
+        self._test: Any = None  # the membership test, made on first use
+
+    def __contains__(self, iteration: int) -> bool:
+        """Whether a trial that reported ``iteration`` waits for a decision there (the
+        worker asks this at every result, so the test is built once).
+
+        >>> points = DecisionPoints.every(4, start=6, until=14)
+        >>> [i for i in range(20) if i in points]
+        [6, 10, 14]
+        >>> 8 in DecisionPoints.every(4), 9 in DecisionPoints.every(4)
+        (True, False)
+        """
+        test = self._test
+        if test is None:
+            test = self._test = _membership(self._wire)
+        return test(iteration)
 
     @classmethod
     def never(cls) -> "DecisionPoints":
@@ -113,6 +129,23 @@ class DecisionPoints:
         return f"DecisionPoints({self._wire!r})"
 
 
+def _membership(wire: WireDecisionPoints) -> Any:
+    """A one-argument test for the iterations the wire form names."""
+    if wire == "never":
+        return lambda iteration: False
+    if wire == "every_result":
+        return lambda iteration: True
+    if wire[0] == "at":
+        return frozenset(int(i) for i in wire[1]).__contains__
+    n = max(1, int(wire[1]))
+    if len(wire) == 2:
+        return lambda iteration: iteration % n == 0
+    first, last = int(wire[2]), None if wire[3] is None else int(wire[3])
+    if last is None:
+        return lambda iteration: iteration >= first and (iteration - first) % n == 0
+    return lambda iteration: first <= iteration <= last and (iteration - first) % n == 0
+
+
 class TrialScheduler:
     """Base class of schedulers; the defaults run every trial to its end (FIFO)."""
 
@@ -123,7 +156,6 @@ class TrialScheduler:
 
     _metric: Optional[str] = None
     _mode: Optional[str] = None
-    _supports_buffered_results = True
 
     @property
     def metric(self) -> Optional[str]:

@@ -6,6 +6,7 @@ import os
 import pytest
 
 import fasttune as tune
+from fasttune.execution._protocol import Cloned, Ended
 from fasttune.schedulers import DecisionPoints, TrialScheduler
 from fasttune_testing import fit, lines
 
@@ -181,7 +182,8 @@ def test_a_donor_checkpoint_waiting_to_be_copied_outlives_its_own_trials_retenti
 
     def save(trial, name, iteration):
         os.makedirs(os.path.join(trial.path, name))
-        runner._on_checkpoint(trial, name, {"training_iteration": iteration}, iteration)
+        runner._checkpoints.record(trial, runner._states[trial.trial_id], name, {"training_iteration": iteration},
+                                   iteration)
 
     save(donor, "checkpoint_000000", 4)
     source = donor.checkpoint
@@ -192,11 +194,13 @@ def test_a_donor_checkpoint_waiting_to_be_copied_outlives_its_own_trials_retenti
     assert [os.path.basename(c.path) for c in donor.checkpoints] == ["checkpoint_000001"]
     assert os.path.isdir(source.path), "pinned until the bottom trial has copied it"
 
-    fields = runner._reset_fields(bottom, runner._reset_on_start.pop(bottom.trial_id))
+    state = runner._states[bottom.trial_id]
+    reset, state.reset_on_start = state.reset_on_start, None
+    fields = runner._resets.spec_fields(bottom, state, reset, runner._rewind, runner._decision_points)
     assert fields["clone_from"] == source.path and fields["iteration"] == 4
     assert bottom.config == {"role": "bottom", "inc": 7} and bottom.experiment_tag == "exploited"
     os.makedirs(os.path.join(bottom.path, "checkpoint_000000"))
-    runner._on_batch(0, [["cloned", bottom.trial_id, "checkpoint_000000"]])
+    runner._on_batch(0, [Cloned(bottom.trial_id, "checkpoint_000000")])
     runner._files.flush()
     assert not os.path.exists(source.path), "deleted once the copy is confirmed"
     assert bottom.checkpoint_results[-1][1] == {"training_iteration": 4}
@@ -218,7 +222,7 @@ def _runner_holding_one_trial(tmp_path, monkeypatch, *statuses):
     runner.add_trial(trial)
     for status in statuses:
         trial.set_status(status)
-    runner._slot_of[trial.trial_id] = 0
+    runner.table.set_worker_slot(trial._row, 0)
     return runner, trial, interrupts
 
 
@@ -232,7 +236,7 @@ def test_a_reset_that_arrives_after_the_trials_last_result_leaves_its_config_alo
     assert interrupts == [trial] and trial.status == Trial.PAUSED
     assert trial.config == {"inc": 1}
     # ...but it had already finished: it ends TERMINATED with the config it ran with.
-    runner._on_batch(0, [["done", trial.trial_id]])
+    runner._on_batch(0, [Ended("done", trial.trial_id)])
     assert trial.status == Trial.TERMINATED
     assert trial.config == {"inc": 1} and trial.experiment_tag == ""
     assert not runner._reset_on_start
@@ -247,7 +251,7 @@ def test_a_reset_of_a_paused_trial_queued_on_a_worker_takes_it_back_and_keeps_it
 
     runner.reset_trial(trial, {"inc": 1000}, "exploited")
     assert interrupts == [trial]
-    runner._on_batch(0, [["dropped", trial.trial_id]])
+    runner._on_batch(0, [Ended("dropped", trial.trial_id)])
     assert trial.status == Trial.PAUSED and not runner.is_trial_held(trial)
     assert trial.trial_id in runner._reset_on_start  # applied when it is chosen again
     runner._files.close_all()

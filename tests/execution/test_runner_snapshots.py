@@ -119,12 +119,12 @@ def test_auto_period_spaces_snapshots_by_twenty_times_their_cost(tmp_path, monke
     clock = [1000.0]
     monkeypatch.setattr(trial_runner_module.time, "monotonic", lambda: clock[0])
     assert runner.checkpoint() is not None
-    runner._snapshot_cost = 1.5  # as if that snapshot took 1.5 s: the next waits 30 s (5%)
+    runner._snapshots.cost = 1.5  # as if that snapshot took 1.5 s: the next waits 30 s (5%)
     clock[0] += 29.0
     assert runner.checkpoint() is None
     clock[0] += 1.5
     assert runner.checkpoint() is not None
-    runner._snapshot_cost = 0.001  # cheap snapshots still come at most every 2 s
+    runner._snapshots.cost = 0.001  # cheap snapshots still come at most every 2 s
     clock[0] += 1.0
     assert runner.checkpoint() is None
     clock[0] += 1.5

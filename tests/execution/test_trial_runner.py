@@ -7,7 +7,9 @@ import threading
 import pytest
 
 import fasttune as tune
-from fasttune.execution.trial_runner import TrialRunner, _EitherEvent
+from fasttune.execution._protocol import Yielded
+from fasttune.execution._wake import EitherEvent
+from fasttune.execution.trial_runner import TrialRunner
 from fasttune.schedulers import DecisionPoints, FIFOScheduler
 from fasttune_testing import fit, lines, report_with_step_checkpoint, restored_step
 
@@ -16,7 +18,7 @@ STEPS = 12
 
 def test_either_event_is_set_by_either_and_wakes_a_waiter():
     suggestion, request = threading.Event(), threading.Event()
-    wake = _EitherEvent(suggestion, request)
+    wake = EitherEvent(suggestion, request)
     assert not wake.is_set() and wake.wait(0) is False
 
     setter = threading.Thread(target=request.set)  # the one it does not block on
@@ -73,7 +75,7 @@ def yielded(monkeypatch):
     handle = TrialRunner._on_batch
 
     def recording(self, slot, events):
-        seen.extend((event[1], event[2]) for event in events if event[0] == "yielded")
+        seen.extend((event.trial_id, event.iteration) for event in events if isinstance(event, Yielded))
         return handle(self, slot, events)
 
     monkeypatch.setattr(TrialRunner, "_on_batch", recording)

@@ -25,9 +25,9 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from fasttune import _corelib as core
-from fasttune.execution._worker import _DecisionSet
+
 from fasttune.experiment import Trial
-from fasttune.schedulers import TrialScheduler
+from fasttune.schedulers import DecisionPoints, TrialScheduler
 
 Curve = Callable[[Dict[str, Any], int], float]
 
@@ -229,7 +229,7 @@ class SimulatedRunner:
         wire = self._points.get(trial.trial_id, "every_result")
         if wire == "every_result":
             return
-        if iteration not in _DecisionSet(wire):
+        if iteration not in DecisionPoints(wire):
             self.violations.append((trial.trial_id, iteration, decision, wire))
 
 

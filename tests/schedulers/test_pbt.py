@@ -14,7 +14,7 @@ import fasttune as tune
 from fasttune import _corelib as core
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
-from fasttune.execution._worker import _DecisionSet
+from fasttune.schedulers import DecisionPoints
 from fasttune.experiment.trial import Trial
 from fasttune.schedulers.pbt import (
     PopulationBasedTraining,
@@ -529,7 +529,7 @@ def test_decision_points_are_the_iterations_where_the_rule_fires(interval, burn_
     pbt, runner = Spy(perturbation_interval=interval, burn_in_period=burn_in), FakeRunner()
     kwargs = {"stopping_criterion": {"training_iteration": stop}} if stop else {}
     trial = runner.add(pbt, {"lr": 1}, **kwargs)
-    points = _DecisionSet(pbt.decision_points(trial).to_wire())
+    points = DecisionPoints(pbt.decision_points(trial).to_wire())
     for it in range(1, 41):
         report(pbt, runner, trial, it, 1.0)
     declared = [it for it in range(1, 41) if it in points]

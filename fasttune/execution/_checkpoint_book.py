@@ -1,0 +1,105 @@
+"""The runner's book of persisted checkpoints: which ones each trial keeps, how many
+result lines each one counts, which ones another trial is still copying, and deleting
+the rest.
+
+Workers persist checkpoints themselves (``checkpoint_NNNNNN`` in the trial directory)
+and only report the name; the book records it against the result it was saved with,
+applies ``CheckpointConfig`` retention, and deletes what is no longer kept.  A
+checkpoint another trial is copying (PBT's exploit) is *pinned*: its own trial's
+retention may drop it from the list, but its directory stays until the copy is
+confirmed.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List
+
+from fasttune.checkpoint import Checkpoint
+from fasttune.execution._checkpoint_retention import select_checkpoints_to_keep
+
+
+class CheckpointBook:
+    """Checkpoint bookkeeping for every trial of one runner; ``files`` deletes and
+    prunes checkpoint directories (off the event loop)."""
+
+    def __init__(self, files: Any) -> None:
+        self._files = files
+        # Result lines a trial had logged up to each kept checkpoint: a restart from it
+        # keeps exactly those (histories need not be monotonic in iteration).
+        self.rows: Dict[str, int] = {}
+        self._pins: Dict[str, int] = {}  # checkpoint path -> copies in flight
+        self._removal_deferred: set = set()  # pinned paths retention already dropped
+
+    def record(self, trial: Any, state: Any, name: str, result: Dict[str, Any], rows: int) -> Checkpoint:
+        """Record the checkpoint directory ``name`` that ``trial``'s worker persisted,
+        saved with ``result`` after ``rows`` result lines; apply retention."""
+        checkpoint = Checkpoint._written_by_worker(os.path.join(trial.path, name))
+        try:
+            index = int(name.rsplit("_", 1)[-1])
+        except ValueError:
+            index = len(trial.checkpoints)
+        state.next_checkpoint_index = max(state.next_checkpoint_index or 0, index + 1)
+        if trial.checkpoint is not None and trial.checkpoint.path == checkpoint.path:
+            # The same directory again (a restart rewrote it): it replaces the entry.
+            trial.checkpoint_results.pop()
+        trial.checkpoint_results.append((checkpoint, dict(result)))
+        self.rows[checkpoint.path] = rows
+        self._retain(trial)
+        return checkpoint
+
+    def _retain(self, trial: Any) -> None:
+        """Keep the best ``num_to_keep`` checkpoints and the latest; delete the rest."""
+        config = trial.checkpoint_config
+        kept = select_checkpoints_to_keep(
+            trial.checkpoint_results,
+            getattr(config, "num_to_keep", None),
+            getattr(config, "checkpoint_score_attribute", None),
+            getattr(config, "checkpoint_score_order", "max") or "max",
+        )
+        if len(kept) != len(trial.checkpoint_results):
+            kept_paths = {c.path for c, _ in kept}
+            for checkpoint, _ in trial.checkpoint_results:
+                if checkpoint.path not in kept_paths:
+                    self.rows.pop(checkpoint.path, None)
+                    self._remove(checkpoint.path)
+            trial.checkpoint_results = kept
+        trial.checkpoints = [c for c, _ in trial.checkpoint_results]
+
+    def forget_all(self, trial: Any) -> None:
+        """Delete every checkpoint of ``trial`` (it restarts from scratch)."""
+        for checkpoint in trial.checkpoints:
+            self.rows.pop(checkpoint.path, None)
+            self._files.remove_checkpoint(checkpoint.path)
+        trial.checkpoint_results, trial.checkpoints = [], []
+
+    def _remove(self, path: str) -> None:
+        if path in self._pins:
+            self._removal_deferred.add(path)  # another trial is still copying it
+        else:
+            self._files.remove_checkpoint(path)
+
+    # ---- pins: checkpoints another trial is copying ----------------------------------------
+    def pin(self, path: str) -> None:
+        self._pins[path] = self._pins.get(path, 0) + 1
+
+    def unpin(self, path: str) -> None:
+        """One copy of ``path`` is confirmed or abandoned; the last one lets retention's
+        deletion happen."""
+        if path not in self._pins:
+            return
+        self._pins[path] -= 1
+        if not self._pins[path]:
+            del self._pins[path]
+            if path in self._removal_deferred:
+                self._removal_deferred.discard(path)
+                self._files.remove_checkpoint(path)
+
+    def prune_unrecorded(self, trial: Any) -> None:
+        """Delete checkpoint directories of ``trial`` that the book does not list and no
+        copy needs (no worker writes to it again: saved but never reported, half-copied)."""
+        prefix = (trial.path or "") + os.sep
+        pinned = [os.path.basename(p) for p in self._pins if p.startswith(prefix)]
+        self._files.prune_checkpoints(trial.path, [os.path.basename(c.path) for c in trial.checkpoints] + pinned)
+
+    def kept_names(self, trial: Any) -> List[str]:
+        return [os.path.basename(c.path) for c in trial.checkpoints]

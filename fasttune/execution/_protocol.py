@@ -1,0 +1,209 @@
+"""The worker protocol: the commands the driver sends a ``TrialWorker`` and the events
+it answers with, as small typed records, and their msgpack wire form in one place.
+
+The driver keeps one ``poll(commands)`` call outstanding per busy worker; the commands
+queued for that worker ride on it (stop/pause also go at once through ``interrupt``).
+``poll`` returns as soon as there is something to say: a list of events, in order.  On
+the wire a record is a list, its kind first, then its fields in order::
+
+    >>> from fasttune.execution._protocol import Decide, decode_events, encode_event
+    >>> import msgpack
+    >>> wire = encode_event(Decide("t1", 4, False))
+    >>> msgpack.unpackb(wire)
+    ['decide', 't1', 4, False]
+    >>> decode_events(msgpack.packb([msgpack.unpackb(wire)]))
+    [Decide(trial_id='t1', iteration=4, starved=False)]
+
+Commands (driver -> worker):
+
+* ``LoadTrainable``: a trainable (and the registered env creators) the next trials use.
+* ``StartTrial``: queue a trial; it starts when the previous one ends.  ``spec`` is a dict
+  (see ``TrialRunner._trial_spec``).
+* ``Answer``: ``continue``, ``stop`` or ``pause`` a trial blocked at a decision point;
+  ``stop``/``pause`` also end a running or queued trial.
+* ``ResetTrial``: answer a decision point by going on as a new run segment of the same
+  trial, its spec updated by ``fields`` (a new config, a checkpoint to clone: PBT's exploit).
+
+Events (worker -> driver):
+
+* ``Started``: the trial began on this worker (process and node identity).
+* ``Results``: reported results, their report times and the checkpoints saved with them
+  (result index -> checkpoint directory name).
+* ``Decide``: the trial waits at a decision point until answered (``starved``: it would
+  have yielded, but nothing was queued behind it).
+* ``Yielded``: at a decision point, the worker paused the trial without waiting, for the
+  trial queued next (its ``Ended("paused")`` follows).
+* ``Ended``: ``done``, ``stopped``, ``paused``, or ``dropped`` (ended before it started).
+* ``Failed``: the trial raised; the traceback text and the pickled exception (or None).
+* ``CheckpointSaved``: a class trainable saved after its last reported result.
+* ``Cloned``: the spec's ``clone_from`` checkpoint (another trial's) was copied in.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, NamedTuple, Optional
+
+import msgpack
+
+# ---- commands --------------------------------------------------------------------------
+CONTINUE, STOP, PAUSE = "continue", "stop", "pause"
+
+
+class LoadTrainable(NamedTuple):
+    name: str
+    trainable_blob: bytes
+    envs_blob: bytes  # b"": no env creators
+    sys_path: List[str]  # the driver's, so modules it imports resolve in the worker too
+
+    kind = "trainable"
+
+
+class StartTrial(NamedTuple):
+    spec: Dict[str, Any]
+
+    kind = "start"
+
+
+class Answer(NamedTuple):
+    how: str  # CONTINUE, STOP or PAUSE: the wire kind itself
+    trial_id: str
+
+
+class ResetTrial(NamedTuple):
+    trial_id: str
+    fields: Dict[str, Any]
+
+    kind = "reset"
+
+
+# ---- events ----------------------------------------------------------------------------
+class Started(NamedTuple):
+    trial_id: str
+    start_time: float
+    pid: int
+    hostname: str
+    node_ip: str
+
+    kind = "started"
+
+
+class Results(NamedTuple):
+    trial_id: str
+    metrics: List[Dict[str, Any]]
+    times: bytes  # float64 report times, native byte order (array('d').tobytes())
+    checkpoints: Dict[int, str]  # result index -> checkpoint directory name
+
+    kind = "results"
+
+
+class Decide(NamedTuple):
+    trial_id: str
+    iteration: int
+    starved: bool
+
+    kind = "decide"
+
+
+class Yielded(NamedTuple):
+    trial_id: str
+    iteration: int
+
+    kind = "yielded"
+
+
+class Ended(NamedTuple):
+    how: str  # "done", "stopped", "paused" or "dropped": the wire kind itself
+    trial_id: str
+
+
+class Failed(NamedTuple):
+    trial_id: str
+    traceback_text: str
+    exception_blob: Optional[bytes]  # cloudpickled exception; None if it would not pickle
+
+    kind = "error"
+
+
+class CheckpointSaved(NamedTuple):
+    trial_id: str
+    name: str
+
+    kind = "checkpoint"
+
+
+class Cloned(NamedTuple):
+    trial_id: str
+    name: str
+
+    kind = "cloned"
+
+
+ENDED_KINDS = ("done", "stopped", "paused", "dropped")
+
+_EVENTS = {cls.kind: cls for cls in (Started, Results, Decide, Yielded, Failed, CheckpointSaved, Cloned)}
+_COMMANDS = {cls.kind: cls for cls in (LoadTrainable, StartTrial, ResetTrial)}
+
+
+def _encode_default(value: Any) -> Any:
+    # numpy scalars and arrays in results and configs; numpy is imported only when needed.
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value).__name__)
+
+
+#: Packs one value the way every protocol message is packed (numpy values as Python ones).
+pack = msgpack.Packer(default=_encode_default, use_bin_type=True, autoreset=True).pack
+
+
+def _wire(record: Any) -> list:
+    if isinstance(record, (Answer, Ended)):  # their kind is their first field
+        return list(record)
+    return [record.kind, *record]
+
+
+def _record(message: list, table: Dict[str, Any], what: str) -> Any:
+    kind = message[0]
+    if kind in ENDED_KINDS and what == "event":
+        return Ended(kind, message[1])
+    if kind in (CONTINUE, STOP, PAUSE) and what == "command":
+        return Answer(kind, message[1])
+    cls = table.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown worker {what} {kind!r} (a driver and worker of different fasttune versions?)")
+    return cls(*message[1:])
+
+
+# ---- encode / decode --------------------------------------------------------------------
+def encode_commands(commands: List[Any]) -> bytes:
+    """One ``poll``/``interrupt`` payload from command records (b"" for none)."""
+    return pack([_wire(c) for c in commands]) if commands else b""
+
+
+def decode_commands(payload: bytes) -> List[Any]:
+    return [_record(m, _COMMANDS, "command") for m in msgpack.unpackb(payload, raw=False, strict_map_key=False)]
+
+
+def encode_event(event: Any) -> bytes:
+    """One event, packed; a reply is ``reply_bytes`` of these."""
+    return pack(_wire(event))
+
+
+def encode_results(trial_id: str, packed_results: List[bytes], times: bytes, checkpoints: Dict[int, str]) -> bytes:
+    """A ``Results`` event from results packed one by one as they were reported (so
+    ``report()`` finds an unencodable value at once): no result is packed twice."""
+    return (msgpack.Packer().pack_array_header(5) + pack(Results.kind) + pack(trial_id)
+            + msgpack.Packer().pack_array_header(len(packed_results)) + b"".join(packed_results)
+            + pack(times) + pack(checkpoints))
+
+
+def reply_bytes(events: List[bytes]) -> bytes:
+    """A ``poll`` reply: the list of packed events."""
+    return msgpack.Packer().pack_array_header(len(events)) + b"".join(events)
+
+
+def decode_events(reply: bytes) -> List[Any]:
+    """The event records of a ``poll`` reply, in order."""
+    return [_record(m, _EVENTS, "event") for m in msgpack.unpackb(reply, raw=False, strict_map_key=False)]

@@ -1,0 +1,298 @@
+"""Experiment snapshots from the runner's side: when one is due, what goes into it, and
+how a restore turns the latest one back into trials.
+
+The file format (header, msgpack payload, trial records) lives in
+``fasttune.execution._experiment_state``; this module decides what to save.  A snapshot
+holds the TrialTable, one packed record per trial, and the saved state of the searcher,
+scheduler, stopper and callbacks.  Records of finished trials no longer change, so they
+are packed once and kept: a snapshot of 100,000 trials packs only the live ones.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from fasttune import _corelib as core
+from fasttune._serialization import unpickled_in
+from fasttune.error import TuneError
+from fasttune.execution import _experiment_state as _state
+from fasttune.execution._trial_state import TrialState
+from fasttune.experiment.trial import Trial
+from fasttune.logger._trial_files import config_to_json, prune_checkpoints_now, set_aside_unknown_trial_dirs
+from fasttune.schedulers.trial_scheduler import TrialScheduler, overrides
+from fasttune.search.search_algorithm import SearchAlgorithm
+
+logger = logging.getLogger(__name__)
+
+# Under checkpoint_period="auto" snapshots come at most this often (and further apart
+# when one costs more than 1/20 of this).
+_MIN_SNAPSHOT_PERIOD_S = 2.0
+
+
+class SnapshotWriter:
+    """Writes the snapshots of one experiment directory, keeping snapshot time under
+    ~5% of wall time with ``period="auto"`` (else every ``period`` seconds)."""
+
+    def __init__(self, experiment_path: str, period: Any) -> None:
+        self.experiment_path = experiment_path
+        self._period = period
+        self._last = 0.0
+        self.cost = 0.0  # seconds the last snapshot took
+        self.seq = 0
+        self.keysets = _state.KeySets()
+        # By row: the packed record of each finished trial (None: packed at each snapshot),
+        # its directory name, and which pickled objects a record holds.
+        self.records: List[Optional[bytes]] = []
+        self.dirnames: List[Optional[str]] = []
+        self.pickled_in_records: Dict[int, List[str]] = {}
+        self._unsaved_policies: set = set()  # kinds whose state could not be saved (warned once)
+
+    def add_row(self) -> None:
+        self.records.append(None)
+        self.dirnames.append(None)
+
+    def due(self) -> bool:
+        period = self._period
+        if period == "auto":
+            period = max(_MIN_SNAPSHOT_PERIOD_S, 20.0 * self.cost)
+        return time.monotonic() - self._last >= float(period)
+
+    def write(self, trials: List[Trial], states: Dict[str, TrialState], checkpoint_rows: Dict[str, int],
+              table: Any, fields: Dict[str, Any], started: float) -> str:
+        """One snapshot of ``trials`` (``fields``: the experiment's and the policies' part;
+        ``started``: when the caller began it, so its cost counts what it did first)."""
+        records, dirnames = self.records, self.dirnames
+        packed = []
+        for row, trial in enumerate(trials):
+            record = records[row]
+            if record is None:
+                state = states[trial.trial_id]
+                dirnames[row] = trial.storage_dirname
+                record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial))
+                if pickled:
+                    self.pickled_in_records[row] = pickled
+                else:
+                    self.pickled_in_records.pop(row, None)
+                if trial.is_finished() and table.get_worker_slot(row) < 0:
+                    # Kept for good: no worker holds it, so no event can change it again
+                    # (a restore only starts a new runner).
+                    records[row] = record
+            packed.append(record)
+        state = {
+            "format": _state.FORMAT_VERSION,
+            "timestamp": time.time(),
+            **fields,
+            "table": table.snapshot(),
+            "keysets": self.keysets.keys,
+            "dirnames": dirnames,  # beside the records too: a restore reads them all at once
+            # What a restore will unpickle from trial records, told before it decodes any.
+            "pickled_in_records": self.pickled_in_records,
+        }
+        if not self.seq:
+            # An earlier run under the same name left snapshots: this run's come after
+            # them (the newest is the one a restore reads; older ones are rotated out).
+            self.seq = _state.latest_seq(self.experiment_path)
+        self.seq += 1
+        path = _state.write_snapshot(self.experiment_path, state, packed, self.seq)
+        self._last = time.monotonic()
+        self.cost = self._last - started
+        return path
+
+    def policy_state(self, policy: Any, kind: str) -> Any:
+        """The policy's saved state for the snapshot; one that cannot be saved (it does
+        not pickle, say) leaves it out with one warning, and the sweep goes on."""
+        try:
+            return policy_state(policy, kind)
+        except Exception as exc:  # noqa: BLE001 - user and library objects fail in many ways
+            if kind not in self._unsaved_policies:
+                self._unsaved_policies.add(kind)
+                logger.warning(
+                    "The %s %s cannot save its state (%s: %s); experiment snapshots go on without it, so a "
+                    "restored experiment starts this %s afresh.", kind, type(policy).__name__,
+                    type(exc).__name__, exc, kind)
+            return None
+
+
+def policy_state(policy: Any, kind: str) -> Any:
+    """A searcher's ``save_to_dir`` files or a scheduler's ``save`` bytes (None: it keeps
+    no state), read back so they go into the one atomic snapshot."""
+    if kind == "scheduler":
+        if not overrides(policy, TrialScheduler, "save"):
+            return None
+        with tempfile.TemporaryDirectory(prefix="fasttune-state-") as tmp:
+            path = os.path.join(tmp, "scheduler.pkl")
+            policy.save(path)
+            with open(path, "rb") as f:
+                return f.read()
+    if not overrides(policy, SearchAlgorithm, "save_to_dir"):
+        return None
+    with tempfile.TemporaryDirectory(prefix="fasttune-state-") as tmp:
+        if policy.save_to_dir(tmp, "snapshot") is False:
+            return None
+        files = {}
+        for name in os.listdir(tmp):
+            with open(os.path.join(tmp, name), "rb") as f:
+                files[name] = f.read()
+        return files or None
+
+
+def restore_policy_state(policy: Any, kind: str, saved: Any) -> None:
+    with tempfile.TemporaryDirectory(prefix="fasttune-state-") as tmp:
+        try:
+            if kind == "scheduler":
+                path = os.path.join(tmp, "scheduler.pkl")
+                with open(path, "wb") as f:
+                    f.write(saved)
+                policy.restore(path)
+            else:
+                for name, data in saved.items():
+                    with open(os.path.join(tmp, name), "wb") as f:
+                        f.write(data)
+                policy.restore_from_dir(tmp)
+        except Exception as exc:
+            raise TuneError(
+                f"The {kind} {type(policy).__name__} could not take back its saved state "
+                f"({type(exc).__name__}: {exc}); restore with the same {kind} the experiment ran with."
+            ) from exc
+
+
+class RestoredExperiment:
+    """What :func:`restore` read back: the runner adopts these as they are."""
+
+    def __init__(self) -> None:
+        self.table: Any = None
+        self.trials: List[Trial] = []
+        self.states: Dict[str, TrialState] = {}
+        self.checkpoint_rows: Dict[str, int] = {}
+        self.unassigned: Dict[str, Trial] = {}  # PENDING trials, in row order
+        self.ended: List[Trial] = []  # unfinished trials the restore itself ended
+        self.elapsed_s = 0.0
+        self.iteration = 0
+        self.pickled: List[str] = []  # what was unpickled, for the caller to tell
+
+
+def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policies: Dict[str, Any],
+            remove_checkpoint: Callable[[str], None]) -> RestoredExperiment:
+    """Read the latest snapshot of ``writer.experiment_path`` back: trials as
+    ``resume_config`` says, the policies' saved state (``policies``: searcher, scheduler,
+    stopper, callbacks), and the writer's record caches."""
+    experiment_path = writer.experiment_path
+    loader = _state.Loader()
+    state, path = _state.load_latest(experiment_path, loader)
+    try:
+        table = core.TrialTable.from_snapshot(state["table"])
+    except ValueError as exc:
+        raise TuneError(f"The TrialTable in {path} cannot be read ({exc}); the experiment cannot be restored.") from exc
+    records = state["trials"]
+    if not len(table) == len(records) == len(state["dirnames"]):
+        raise TuneError(f"{path} is inconsistent: its table has {len(table)} rows for {len(records)} trials "
+                        f"and {len(state['dirnames'])} trial directories; the experiment cannot be restored.")
+    restored = RestoredExperiment()
+    restored.table = table
+    writer.keysets = _state.KeySets(state["keysets"])
+    writer.seq = _state.latest_seq(experiment_path)
+    if state.get("trial_ids"):
+        experiment.set_trial_id_state(*state["trial_ids"])
+    restored.elapsed_s = float(state.get("elapsed_s") or 0.0)
+    restored.iteration = int(state.get("iteration") or 0)
+    pickled = _restore_policies(state, policies)
+    writer.records = [None] * len(records)
+    writer.dirnames = list(state["dirnames"])
+    cache: Dict[Any, Any] = {}  # what the restored trials share (see _state.decode_trial)
+    for row, record in enumerate(records):
+        _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, remove_checkpoint)
+    folder = f"not-in-snapshot-{writer.seq:010d}"
+    moved = set_aside_unknown_trial_dirs(
+        experiment_path, [os.path.join(experiment_path, name) for name in writer.dirnames], folder)
+    if moved:
+        logger.warning(
+            "%d trial directories in %s are not in its latest snapshot (the interrupted run made them "
+            "after it); they are moved to %s, and the searcher makes those trials again.",
+            len(moved), experiment_path, os.path.join(experiment_path, folder))
+    writer.pickled_in_records = dict(state.get("pickled_in_records") or {})
+    in_records = collections.Counter(name for names in writer.pickled_in_records.values() for name in names)
+    restored.pickled = [f"{count} {name} object(s) in trial records" for name, count in sorted(in_records.items())] + pickled
+    counts = table.counts()
+    logger.info(
+        "Restored %d trials from %s: %d to run, %d paused, %d terminated, %d errored.",
+        len(records), path, counts[core.PENDING], counts[core.PAUSED], counts[core.TERMINATED], counts[core.ERROR])
+    return restored
+
+
+def _restore_policies(state: Dict[str, Any], policies: Dict[str, Any]) -> List[str]:
+    pickled = []
+    for kind in ("searcher", "scheduler"):
+        saved, policy = state.get(kind), policies[kind]
+        if not saved:
+            continue
+        blobs = saved.values() if isinstance(saved, dict) else [saved]
+        names = sorted({name for blob in blobs for name in unpickled_in(blob)})
+        restore_policy_state(policy, kind, saved)
+        if names:
+            pickled.append(f"in the {kind}'s state ({type(policy).__name__}): {', '.join(names)}")
+    if state.get("stopper") is not None and policies["stopper"] is not None:
+        policies["stopper"].set_state(state["stopper"])
+    if state.get("callbacks"):
+        policies["callbacks"].set_state(state["callbacks"])
+    return pickled
+
+
+def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: int, record: bytes, experiment: Any,
+                   resume_config: Any, loader: Any, cache: Dict[Any, Any],
+                   remove_checkpoint: Callable[[str], None]) -> None:
+    """Restore row ``row`` as ``resume_config`` says for its status."""
+    table = restored.table
+    status = core.STATUS_NAMES[table.get_status(row)]
+    if status == Trial.TERMINATED:
+        how = resume_config.finished
+    elif status == Trial.ERROR:
+        how = resume_config.errored
+    else:
+        how = resume_config.unfinished
+    skip, restart = type(how).SKIP, type(how).RESTART
+    args = (record, row, writer.dirnames[row], table, writer.keysets, writer.experiment_path, cache, loader)
+    kwargs = dict(trainable_name=experiment.trainable_name, stopping_criterion=experiment.stopping_criterion,
+                  max_failures=experiment.max_failures, checkpoint_config=experiment.checkpoint_config)
+    table.set_worker_slot(row, -1)  # no worker of the interrupted run holds it now
+    if how == skip and status in (Trial.TERMINATED, Trial.ERROR):
+        # It stays as it is: decoded when first used, and its record goes into the next
+        # snapshot unchanged.
+        trial = _state.lazy_trial(*args, **kwargs)
+        writer.records[row] = _state.as_bin(record)
+        restored.trials.append(trial)
+        restored.states[trial.trial_id] = TrialState()
+        return
+    trial, checkpoint_rows, next_index = _state.decode_trial(*args, **kwargs)
+    trial_state = restored.states[trial.trial_id] = TrialState()
+    restored.checkpoint_rows.update(checkpoint_rows)
+    trial_state.next_checkpoint_index = next_index
+    if how == skip:
+        trial.set_status(Trial.TERMINATED)
+        restored.ended.append(trial)
+    else:
+        if how == restart:
+            for checkpoint in trial.checkpoints:
+                restored.checkpoint_rows.pop(checkpoint.path, None)
+                remove_checkpoint(checkpoint.path)
+            trial.checkpoint_results, trial.checkpoints = [], []
+            table.set_iteration(row, 0)
+            table.set_time_total(row, 0.0)
+            trial.last_result = {}
+        trial.error = trial.error_msg = trial.error_file = None
+        if status != Trial.PAUSED or how == restart:
+            if status != Trial.PENDING:
+                trial.set_status(Trial.PENDING)
+            restored.unassigned[trial.trial_id] = trial
+        trial.end_time = None
+        # The interrupted run may have gone on with it after the snapshot: its files are
+        # rewound when it next starts (to the rows its checkpoint counts), and checkpoints
+        # the snapshot does not list go now, before any worker writes.
+        trial_state.rewind_on_start = True
+        prune_checkpoints_now(trial.path, [os.path.basename(c.path) for c in trial.checkpoints])
+        if trial.start_time is not None:
+            trial_state.config_json = config_to_json(trial.config)  # its params.json is written
+    restored.trials.append(trial)

@@ -1,0 +1,47 @@
+"""The runner's record of one trial: everything the event loop keeps about it beside
+the ``Trial`` itself and its row of the core's ``TrialTable`` (status, iteration, worker
+slot, metrics).  One record per trial, so nothing about a trial hides in a dict of its own.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+
+class PendingReset:
+    """A ``reset_trial`` not carried out yet: the trial goes on with ``config`` from the
+    checkpoint at ``source`` (None: its own state, no checkpoint)."""
+
+    __slots__ = ("config", "tag", "source", "result", "foreign")
+
+    def __init__(self, config: Dict[str, Any], tag: str, source: Optional[str], result: Dict[str, Any],
+                 foreign: bool) -> None:
+        self.config = config
+        self.tag = tag
+        self.source = source
+        self.result = result  # what was reported with that checkpoint
+        self.foreign = foreign  # another trial's checkpoint: copied in first (and pinned)
+
+
+class TrialState:
+    """What the runner keeps about one trial between events."""
+
+    __slots__ = ("config_json", "decision", "at_decision_point", "reset_at_decision", "reset_on_start",
+                 "cloning", "rewind_on_start", "queueable", "next_checkpoint_index")
+
+    def __init__(self, queueable: bool = True) -> None:
+        self.config_json: Optional[str] = None  # the config as result rows carry it; set at first start
+        # A STOP or PAUSE taken on results between decision points, answered at the next.
+        self.decision: Optional[str] = None
+        # Waiting at a decision point in the batch being handled: a reset applies in place.
+        self.at_decision_point = False
+        self.reset_at_decision: Optional[PendingReset] = None  # carried out when answering
+        self.reset_on_start: Optional[PendingReset] = None  # carried out when it next starts
+        self.cloning: Optional[PendingReset] = None  # its worker is copying another trial's checkpoint
+        self.rewind_on_start = False  # restored: its files are rewound when it next starts
+        self.queueable = queueable  # may wait in a busy worker's queue of next trials
+        self.next_checkpoint_index: Optional[int] = None  # None: as many as it has
+
+    def next_index(self, trial: Any) -> int:
+        """The number the trial's next checkpoint directory gets (unique after deletions)."""
+        index = self.next_checkpoint_index
+        return len(trial.checkpoints) if index is None else index
