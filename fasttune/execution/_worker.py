@@ -32,8 +32,6 @@ from array import array
 from collections import deque
 from typing import Any, Dict, List, Optional
 
-import msgpack
-
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError, TuneStopTrial
 from fasttune.execution import _protocol as protocol

@@ -1,17 +1,17 @@
-"""The event loop: one ``step()`` starts a trial or handles one worker event.
+"""The event loop: one ``step()`` starts a trial or handles one worker reply.
 
-Follow a result: a worker's reply arrives as EVENT_BATCH (the executor decodes it into
-the records of ``_protocol``) -> ``_on_batch`` dispatches each record to its handler ->
-``_on_results``: the core's ``ResultBuffer.ingest`` fills the automatic fields and renders
-the JSON/CSV bytes -> the scheduler, searcher, stopper and callbacks judge the results ->
-``TrialFiles.write`` appends the bytes to the trial's ``result.json`` (and, with a
-``CSVLoggerCallback``, ``progress.csv``) on the writer thread -> loggers get the batch
-(``on_trial_result_batch``).  Policies see each result only when they override the hook
-that would receive it.
+Follow a result: a worker's reply arrives from the executor as EVENT_BATCH, decoded into
+the records of ``_protocol`` -> ``_on_batch`` here hands each record to its handler in
+``_trial_events`` -> ``_on_results``: the core's ``ResultBuffer.ingest`` fills the
+automatic fields and renders the JSON/CSV bytes, the stopper, scheduler, searcher and
+callbacks judge the results, and ``TrialFiles.write`` appends the bytes to the trial's
+``result.json`` (and ``progress.csv``) on the writer thread.
 
-Beside this file: ``_trial_state`` (the record kept per trial), ``_checkpoint_book``
-(retention and pins), ``_resets`` (PBT's exploits in flight), ``_snapshots`` (saving and
-restoring the experiment), ``trial_executor`` (the contract with the executor).
+Beside this file: ``_runner_view`` (the queries schedulers and reporters make),
+``_trial_events`` (the event handlers), ``_trial_state`` (the record kept per trial),
+``_checkpoint_book`` (retention and pins), ``_resets`` (PBT's exploits in flight),
+``_snapshots`` (saving and restoring the experiment), ``trial_executor`` (the contract
+with the executor) and ``_protocol`` (the worker protocol).
 """
 from __future__ import annotations
 
@@ -19,11 +19,9 @@ import gc
 import logging
 import os
 import time
-from array import array
 from typing import Any, Dict, List, Optional
 
 from fasttune import _corelib as core
-from fasttune._flatten import flatten_dict
 from fasttune.callback import CallbackList
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
@@ -31,6 +29,8 @@ from fasttune.execution import _protocol as protocol
 from fasttune.execution import _snapshots
 from fasttune.execution._checkpoint_book import CheckpointBook
 from fasttune.execution._resets import ResetBook
+from fasttune.execution._runner_view import RunnerView
+from fasttune.execution._trial_events import TrialEventHandlers
 from fasttune.execution._trial_state import TrialState
 from fasttune.execution._wake import EitherEvent
 from fasttune.execution.ray_trial_executor import RayTrialExecutor
@@ -54,15 +54,7 @@ _MAX_WAKE_WAIT_S = 1.0
 _SERVER_WAKE_WAIT_S = 0.5
 _SERVER_POLL_S = 0.02
 
-_WORKER_DECISION = {
-    TrialScheduler.CONTINUE: protocol.CONTINUE,
-    TrialScheduler.NOOP: protocol.CONTINUE,
-    TrialScheduler.STOP: protocol.STOP,
-    TrialScheduler.PAUSE: protocol.PAUSE,
-}
-
-
-class TrialRunner:
+class TrialRunner(TrialEventHandlers, RunnerView):
     """Runs the trials of one experiment to completion (``ray.tune.execution.trial_runner``).
 
     ``server_port`` serves the experiment over HTTP from the first :meth:`step` on (a
@@ -97,13 +89,11 @@ class TrialRunner:
     ) -> None:
         from fasttune.search.basic_variant import BasicVariantGenerator
 
-        self._search_alg = search_alg or BasicVariantGenerator()
-        self._scheduler = scheduler or FIFOScheduler()
+        super().__init__(core.TrialTable(mode), metric, search_alg or BasicVariantGenerator(),
+                         scheduler or FIFOScheduler(), experiment_path)
         self.trial_executor: TrialExecutor = trial_executor or RayTrialExecutor()
-        self.experiment_path = experiment_path
         self._stopper = stopper
         self._callbacks = CallbackList(callbacks)
-        self._metric = metric
         self._fail_fast = fail_fast
         self._time_budget_s = time_budget_s
         self._max_concurrent = max_concurrent_trials
@@ -112,7 +102,6 @@ class TrialRunner:
         # scheduler's own decision points (and its yields at them) hold.
         self._scheduler_points = not (synchronous or stopper is not None)
 
-        self._table = core.TrialTable(mode)
         self._results = core.ResultBuffer(self._table, metric)
         # progress.csv is the CSV logger's file; result.json is always written.
         self._files = TrialFiles(write_csv=any(isinstance(c, CSVLoggerCallback) for c in callbacks or []))
@@ -120,22 +109,15 @@ class TrialRunner:
         self._resets = ResetBook(self._checkpoints, self._table)
         period = os.environ.get("FASTTUNE_GLOBAL_CHECKPOINT_S") or checkpoint_period
         self._snapshots = _snapshots.SnapshotWriter(experiment_path, period) if experiment_path else None
-        self._trials: List[Trial] = []  # by row of the table
-        self._by_id: Dict[str, Trial] = {}
-        self._states: Dict[str, TrialState] = {}
-        self._unassigned: Dict[str, Trial] = {}  # PENDING trials no worker holds, in order added
         self._iteration = 0
         self._start_time = time.monotonic()
-        self._stopping_all = False
         self._stopped_at: Optional[float] = None
         # Set while the search algorithm makes a trial in the background and the loop
         # should wake when it is ready (see _next_trial_to_start).
         self._awaiting: Any = None
         self._fatal: Optional[BaseException] = None
-        self._experiment: Any = None
         self.results_processed = 0
         self._server_address = None if server_port is None else (server_host, server_port)
-        self._server: Any = None  # the TuneServer, once the first step started it
 
         self._scheduler_sees_results = overrides(self._scheduler, TrialScheduler, "on_trial_result")
         self._searcher_sees_results = overrides(self._search_alg, SearchAlgorithm, "on_trial_result")
@@ -151,7 +133,7 @@ class TrialRunner:
             protocol.Ended: self._on_trial_end, protocol.Failed: self._on_trial_end,
         }
 
-    # ---- trials, and the view schedulers get -----------------------------------------------
+    # ---- trials ---------------------------------------------------------------------------
     def add_trial(self, trial: Trial, queue: bool = True) -> None:
         """Add a trial; it starts when the scheduler chooses it and resources allow.
 
@@ -170,77 +152,6 @@ class TrialRunner:
         self._trials.append(trial)
         self._by_id[trial.trial_id] = trial
         self._states[trial.trial_id] = state
-
-    def get_trials(self) -> List[Trial]:
-        return self._trials
-
-    def get_trial(self, trial_id: str) -> Optional[Trial]:
-        return self._by_id.get(trial_id)
-
-    def is_trial_held(self, trial: Trial) -> bool:
-        """Whether a worker holds ``trial`` (running it, or queued to run it next)."""
-        return self._table.get_worker_slot(trial._row) >= 0
-
-    def first_trial_with_status(self, status: str) -> Optional[Trial]:
-        """The first trial with ``status`` that no worker holds (PENDING: the earliest added)."""
-        if status == Trial.PENDING:
-            return next(iter(self._unassigned.values()), None)
-        for row in self._table.rows(getattr(core, status)):
-            if self._table.get_worker_slot(row) < 0:
-                return self._trials[row]
-        return None
-
-    @property
-    def is_stopping(self) -> bool:
-        """True once all trials are being stopped (time budget, fail_fast, a Stopper)."""
-        return self._stopping_all
-
-    def get_live_trials(self) -> List[Trial]:
-        rows: List[int] = []
-        for status in (core.PENDING, core.RUNNING, core.PAUSED):
-            rows.extend(self._table.rows(status))
-        return [self._trials[row] for row in sorted(rows)]
-
-    @property
-    def table(self) -> Any:
-        """The columnar TrialTable (numpy views via ``table.column(name)``); its
-        ``last_metric``/``best_metric`` columns hold :attr:`metric`, row ``trial._row``."""
-        return self._table
-
-    @property
-    def metric(self) -> Optional[str]:
-        """The result key the TrialTable's metric columns track (None: none)."""
-        return self._metric
-
-    @property
-    def experiment(self) -> Any:
-        """The Experiment the trials are made from (None before :meth:`setup_experiments`)."""
-        return self._experiment
-
-    @property
-    def server(self) -> Any:
-        """The :class:`fasttune.web_server.TuneServer` serving this runner (None: none, or
-        not started yet: it starts with the first :meth:`step`)."""
-        return self._server
-
-    @property
-    def scheduler_alg(self) -> TrialScheduler:
-        return self._scheduler
-
-    @property
-    def search_alg(self) -> SearchAlgorithm:
-        return self._search_alg
-
-    def is_finished(self) -> bool:
-        if self._fatal is not None:
-            return True
-        counts = self._table.counts()
-        live = counts[core.PENDING] + counts[core.RUNNING] + counts[core.PAUSED]
-        searching = not (self._search_alg.is_finished() or self._stopping_all)
-        # A suggestion still on its way when the experiment stops becomes a trial that
-        # ends at once, so the searcher hears of every trial it suggested.
-        suggesting = self._search_alg.pending_suggestion is not None
-        return live == 0 and not searching and not suggesting and not self._table.held_count()
 
     # ---- the loop ------------------------------------------------------------------------
     def setup_experiments(self, experiments: List[Any], total_num_samples: int) -> None:
@@ -457,240 +368,6 @@ class TrialRunner:
             for state in at_point:
                 state.at_decision_point = False
         self.trial_executor.adapt_depth(slot, self._whole_trials, self._starved)
-
-    def _on_started(self, slot: int, trial: Trial, event: protocol.Started) -> None:
-        self._started_here.add(trial.trial_id)
-        restored = trial.checkpoint is not None
-        if trial.status in (Trial.PENDING, Trial.PAUSED):
-            trial.set_status(Trial.RUNNING)
-        trial.start_time = trial.start_time or event.start_time
-        self._results.open_trial(
-            trial._row, trial.trial_id, self._states[trial.trial_id].config_json, trial.stopping_criterion or None,
-            start_time=event.start_time, hostname=event.hostname, node_ip=event.node_ip, pid=event.pid)
-        hook = "on_trial_restore" if restored else "on_trial_start"
-        self._callbacks.call(hook, iteration=self._iteration, trials=self._trials, trial=trial)
-
-    def _on_results(self, slot: int, trial: Trial, event: protocol.Results) -> None:
-        times_array = array("d")
-        times_array.frombytes(event.times)
-        times = times_array.tolist()
-        checkpoints = event.checkpoints
-        ingested = self._results.ingest(trial._row, event.metrics, times, checkpoints or None)
-        results = ingested.results
-        self.results_processed += len(results)
-        trial.results_seen += len(results)
-        if ingested.last is not None:
-            trial.last_result = ingested.last
-        saved: Dict[int, Checkpoint] = {}  # by result index: callbacks hear of each after its result
-        if checkpoints:
-            logged_before = trial.results_seen - len(results)
-            for index, name in sorted(checkpoints.items()):
-                if index < len(results):
-                    saved[index] = self._checkpoints.record(trial, self._states[trial.trial_id], name,
-                                                            results[index], logged_before + index + 1)
-        # Late results of a trial the driver already ended are logged, not judged.
-        judged = ingested.error is None and trial.status == Trial.RUNNING
-        decision, decided_at = TrialScheduler.CONTINUE, -1
-        if judged and (self._scheduler_sees_results or self._searcher_sees_results
-                       or self._callbacks_see_results or self._stopper is not None):
-            for index, result in enumerate(results):
-                # Once a decision ends the trial, later results of the batch (already
-                # reported) still reach searchers and callbacks.
-                verdict = self._judge(trial, result, decide=decision == TrialScheduler.CONTINUE)
-                if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
-                    decision, decided_at = verdict, index
-                if index in saved:
-                    self._checkpoint_callbacks(trial, saved.pop(index))
-        for index in sorted(saved):
-            self._checkpoint_callbacks(trial, saved[index])
-        if decision == TrialScheduler.STOP and decided_at == len(results) - 1:
-            # The result a scheduler or stopper ended the trial on says so on disk too
-            # (at a decision point it is the batch's last; between them, it stays false).
-            ingested.mark_last_done()
-        self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
-        if self._callbacks_see_batches and results:
-            self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
-                                 results=results, times=times[:len(results)])
-        if ingested.error is not None:
-            self._fatal = TuneError(ingested.error)
-            self._stop_all()
-            return
-        if not judged or ingested.stopped:
-            return  # at its stop criterion the worker ends the trial itself
-        if decision in (TrialScheduler.STOP, TrialScheduler.PAUSE):
-            # Answered at the trial's decision point when it is blocked there; the
-            # interrupt covers a decision taken between decision points.
-            state = self._states[trial.trial_id]
-            state.decision = decision
-            if state.at_decision_point:
-                return  # its Decide event follows in this batch: the answer carries it
-            if decision == TrialScheduler.STOP:
-                self.trial_executor.stop_trial(trial)
-            else:
-                self.trial_executor.pause_trial(trial)
-
-    def _judge(self, trial: Trial, result: Dict[str, Any], decide: bool = True) -> str:
-        flat = flatten_dict(result)
-        decision = TrialScheduler.CONTINUE
-        if decide:
-            if self._stopper is not None and self._stopper(trial.trial_id, result):
-                decision = TrialScheduler.STOP
-            elif self._scheduler_sees_results:
-                decision = self._scheduler.on_trial_result(self, trial, flat)
-            if decision == TrialScheduler.STOP:
-                result["done"] = True  # as Ray Tune passes it on: this is the trial's last
-        if decision != TrialScheduler.STOP and self._searcher_sees_results:
-            self._search_alg.on_trial_result(trial.trial_id, flat)
-        if self._callbacks_see_results:
-            self._callbacks.call("on_trial_result", iteration=self._iteration, trials=self._trials, trial=trial, result=result)
-        if self._stopper is not None and self._stopper.stop_all():
-            self._stop_all()
-        return decision
-
-    def _on_decide(self, slot: int, trial: Trial, event: protocol.Decide) -> None:
-        state = self._states[trial.trial_id]
-        self._starved += event.starved
-        state.at_decision_point = False  # answered now: a later reset pauses it
-        decision, state.decision = state.decision or TrialScheduler.CONTINUE, None
-        if trial.status != Trial.RUNNING:
-            decision = TrialScheduler.PAUSE if trial.status == Trial.PAUSED else TrialScheduler.STOP
-        reset, state.reset_at_decision = state.reset_at_decision, None
-        if reset is not None and decision in (TrialScheduler.CONTINUE, TrialScheduler.NOOP):
-            fields = self._resets.spec_fields(trial, state, reset, self._rewind, self._decision_points)
-            self.trial_executor.reset_trial(trial, trial.config, trial.experiment_tag, fields)
-            return
-        if reset is not None:
-            state.reset_on_start = reset  # applies when the trial resumes
-        self.trial_executor.send_decision(slot, trial.trial_id, _WORKER_DECISION[decision])
-
-    def _on_yielded(self, slot: int, trial: Trial, event: protocol.Yielded) -> None:
-        # Paused by its worker at this decision point for the trial queued behind it (its
-        # Ended("paused") follows): the decision taken on the results still holds.  PAUSE
-        # is what was expected; a reset waits for the resume; a CONTINUE resumes it later
-        # from this point's checkpoint.
-        state = self._states[trial.trial_id]
-        state.at_decision_point = False
-        decision, state.decision = state.decision or TrialScheduler.CONTINUE, None
-        if state.reset_at_decision is not None:
-            state.reset_on_start, state.reset_at_decision = state.reset_at_decision, None
-        if decision == TrialScheduler.STOP and trial.status == Trial.RUNNING:
-            self._complete(trial)  # its "paused" event then closes it
-
-    def _on_cloned(self, slot: int, trial: Trial, event: protocol.Cloned) -> None:
-        state = self._states[trial.trial_id]
-        reset, state.cloning = state.cloning, None
-        checkpoint = self._checkpoints.record(trial, state, event.name, reset.result if reset else trial.last_result,
-                                              trial.results_seen)
-        self._checkpoint_callbacks(trial, checkpoint)
-        self._resets.release(reset)
-
-    def _on_checkpoint_saved(self, slot: int, trial: Trial, event: protocol.CheckpointSaved) -> None:
-        # Saved after the trial's last reported result (at end, or before a pause).
-        checkpoint = self._checkpoints.record(trial, self._states[trial.trial_id], event.name, trial.last_result,
-                                              trial.results_seen)
-        self._checkpoint_callbacks(trial, checkpoint)
-
-    def _checkpoint_callbacks(self, trial: Trial, checkpoint: Checkpoint) -> None:
-        # As Ray Tune: on_checkpoint, then on_trial_save, once the checkpoint is recorded.
-        self._callbacks.call("on_checkpoint", iteration=self._iteration, trials=self._trials, trial=trial, checkpoint=checkpoint)
-        self._callbacks.call("on_trial_save", iteration=self._iteration, trials=self._trials, trial=trial)
-
-    def _on_trial_end(self, slot: int, trial: Trial, event: Any) -> None:
-        if trial.trial_id in self._started_here:
-            self._whole_trials += 1
-        self._release(trial)
-        self._states[trial.trial_id].decision = None
-        self.trial_executor.trial_ended(slot, trial)
-        if isinstance(event, protocol.Failed):
-            self._on_trial_failure(trial, event.traceback_text, event.exception_blob)
-            return
-        if event.how == "paused":
-            if trial.status == Trial.RUNNING:
-                trial.set_status(Trial.PAUSED)
-            elif trial.is_finished():
-                self._close_trial(trial)  # stopped while its pause was on the way
-            return
-        if event.how == "dropped" and trial.status in (Trial.PENDING, Trial.PAUSED):
-            # Handed back before it started: it waits to be chosen again.
-            if trial.status == Trial.PENDING:
-                self._unassigned[trial.trial_id] = trial
-            return
-        if trial.status in (Trial.RUNNING, Trial.PENDING, Trial.PAUSED):
-            self._complete(trial)
-        self._close_trial(trial)
-
-    def _complete(self, trial: Trial) -> None:
-        trial.set_status(Trial.TERMINATED)
-        trial.end_time = time.time()
-        result = dict(trial.last_result)
-        if result:  # a trial ended before its first result has none to mark
-            result["done"] = True
-            trial.last_result = result
-        self._scheduler.on_trial_complete(self, trial, result)
-        self._search_alg.on_trial_complete(trial.trial_id, result=result)
-        self._callbacks.call("on_trial_complete", iteration=self._iteration, trials=self._trials, trial=trial)
-
-    def _close_trial(self, trial: Trial) -> None:
-        self._resets.drop(self._states[trial.trial_id])
-        self._files.close(trial.path)
-        self._results.close_trial(trial._row)
-
-    def _on_trial_failure(self, trial: Trial, traceback_text: str, exc_blob: Optional[bytes]) -> None:
-        if trial.status == Trial.TERMINATED:
-            # The driver had already ended it (a stop it asked for may surface as an error).
-            self._close_trial(trial)
-            return
-        exc: Optional[BaseException] = None
-        if exc_blob:
-            try:
-                import ray.cloudpickle as cloudpickle
-
-                exc = cloudpickle.loads(exc_blob)
-            except Exception:  # noqa: BLE001 - the traceback text still tells the story
-                exc = None
-        failures = trial._record_failure()
-        header = f"Failure # {failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})"
-        trial.error_file = self._files.write_error(trial.path, header, traceback_text)
-        trial.error_msg = traceback_text
-        trial.error = exc if exc is not None else TuneError(f"Trial {trial} failed:\n{traceback_text}")
-        if self._fail_fast == "raise":
-            self._fatal = trial.error
-            trial.set_status(Trial.ERROR)
-            self._close_trial(trial)
-            self._stop_all()
-            return
-        if trial.status == Trial.RUNNING and trial.should_recover() and not self._stopping_all:
-            state = self._states[trial.trial_id]
-            if state.cloning is not None:  # the copy was not confirmed: redo it on restart
-                state.reset_on_start, state.cloning = state.cloning, None
-            trial.set_status(Trial.PENDING)
-            self._unassigned[trial.trial_id] = trial
-            self._results.close_trial(trial._row)
-            self._callbacks.call("on_trial_recover", iteration=self._iteration, trials=self._trials, trial=trial)
-            return
-        if trial.status != Trial.ERROR:
-            trial.set_status(Trial.ERROR)
-        trial.end_time = time.time()
-        self._close_trial(trial)
-        # No worker writes to this trial again: checkpoints its last worker saved but
-        # never reported (it died first), or half-copied ones, would lie there untracked.
-        self._checkpoints.prune_unrecorded(trial)
-        self._scheduler.on_trial_error(self, trial)
-        self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
-        self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
-        if self._fail_fast:
-            self._stop_all()
-
-    def _on_worker_death(self, slot: int, exc: BaseException) -> None:
-        for index, trial in enumerate(self.trial_executor.worker_died(slot)):
-            self._release(trial)
-            if trial.status == Trial.RUNNING and index == 0:
-                text = f"The worker process running trial {trial} died: {type(exc).__name__}: {exc}"
-                self._on_trial_failure(trial, text, None)
-            elif trial.status == Trial.PENDING:
-                self._unassigned[trial.trial_id] = trial
-            elif trial.status == Trial.TERMINATED:
-                self._close_trial(trial)
 
     # ---- control from schedulers and users ---------------------------------------------
     def stop_trial(self, trial: Trial, error: bool = False, exc: Optional[BaseException] = None) -> None:

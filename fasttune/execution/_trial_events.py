@@ -1,0 +1,270 @@
+"""How each worker event changes the experiment: the handlers the runner's dispatch
+(``TrialRunner._on_batch``) calls, one per record kind of ``_protocol``, and what a
+trial's end, failure or lost worker sets off.
+
+A result's path: ``_on_results`` hands the batch to the core's ``ResultBuffer.ingest``
+(automatic fields, stop criteria, the rendered JSON/CSV bytes), records the checkpoints
+that came with it, lets the stopper, scheduler, searcher and callbacks judge each result
+(``_judge``), and appends the bytes to the trial's files on the writer thread
+(``TrialFiles.write``: ``result.json``, ``progress.csv``).
+
+This is a part of :class:`~fasttune.execution.trial_runner.TrialRunner` (a mixin): the
+state it uses is created in ``TrialRunner.__init__`` and ``RunnerView.__init__``.
+"""
+from __future__ import annotations
+
+import time
+from array import array
+from typing import Any, Dict, Optional
+
+from fasttune._flatten import flatten_dict
+from fasttune.checkpoint import Checkpoint
+from fasttune.error import TuneError
+from fasttune.execution import _protocol as protocol
+from fasttune.experiment.trial import Trial
+from fasttune.schedulers.trial_scheduler import TrialScheduler
+
+_WORKER_DECISION = {
+    TrialScheduler.CONTINUE: protocol.CONTINUE,
+    TrialScheduler.NOOP: protocol.CONTINUE,
+    TrialScheduler.STOP: protocol.STOP,
+    TrialScheduler.PAUSE: protocol.PAUSE,
+}
+
+
+class TrialEventHandlers:
+    """The runner's handlers of worker events (see the module docstring)."""
+
+    def _on_started(self, slot: int, trial: Trial, event: protocol.Started) -> None:
+        self._started_here.add(trial.trial_id)
+        restored = trial.checkpoint is not None
+        if trial.status in (Trial.PENDING, Trial.PAUSED):
+            trial.set_status(Trial.RUNNING)
+        trial.start_time = trial.start_time or event.start_time
+        self._results.open_trial(
+            trial._row, trial.trial_id, self._states[trial.trial_id].config_json, trial.stopping_criterion or None,
+            start_time=event.start_time, hostname=event.hostname, node_ip=event.node_ip, pid=event.pid)
+        hook = "on_trial_restore" if restored else "on_trial_start"
+        self._callbacks.call(hook, iteration=self._iteration, trials=self._trials, trial=trial)
+
+    def _on_results(self, slot: int, trial: Trial, event: protocol.Results) -> None:
+        times_array = array("d")
+        times_array.frombytes(event.times)
+        times = times_array.tolist()
+        checkpoints = event.checkpoints
+        ingested = self._results.ingest(trial._row, event.metrics, times, checkpoints or None)
+        results = ingested.results
+        self.results_processed += len(results)
+        trial.results_seen += len(results)
+        if ingested.last is not None:
+            trial.last_result = ingested.last
+        saved: Dict[int, Checkpoint] = {}  # by result index: callbacks hear of each after its result
+        if checkpoints:
+            logged_before = trial.results_seen - len(results)
+            for index, name in sorted(checkpoints.items()):
+                if index < len(results):
+                    saved[index] = self._checkpoints.record(trial, self._states[trial.trial_id], name,
+                                                            results[index], logged_before + index + 1)
+        # Late results of a trial the driver already ended are logged, not judged.
+        judged = ingested.error is None and trial.status == Trial.RUNNING
+        decision, decided_at = TrialScheduler.CONTINUE, -1
+        if judged and (self._scheduler_sees_results or self._searcher_sees_results
+                       or self._callbacks_see_results or self._stopper is not None):
+            for index, result in enumerate(results):
+                # Once a decision ends the trial, later results of the batch (already
+                # reported) still reach searchers and callbacks.
+                verdict = self._judge(trial, result, decide=decision == TrialScheduler.CONTINUE)
+                if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
+                    decision, decided_at = verdict, index
+                if index in saved:
+                    self._checkpoint_callbacks(trial, saved.pop(index))
+        for index in sorted(saved):
+            self._checkpoint_callbacks(trial, saved[index])
+        if decision == TrialScheduler.STOP and decided_at == len(results) - 1:
+            # The result a scheduler or stopper ended the trial on says so on disk too
+            # (at a decision point it is the batch's last; between them, it stays false).
+            ingested.mark_last_done()
+        self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
+        if self._callbacks_see_batches and results:
+            self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
+                                 results=results, times=times[:len(results)])
+        if ingested.error is not None:
+            self._fatal = TuneError(ingested.error)
+            self._stop_all()
+            return
+        if not judged or ingested.stopped:
+            return  # at its stop criterion the worker ends the trial itself
+        if decision in (TrialScheduler.STOP, TrialScheduler.PAUSE):
+            # Answered at the trial's decision point when it is blocked there; the
+            # interrupt covers a decision taken between decision points.
+            state = self._states[trial.trial_id]
+            state.decision = decision
+            if state.at_decision_point:
+                return  # its Decide event follows in this batch: the answer carries it
+            if decision == TrialScheduler.STOP:
+                self.trial_executor.stop_trial(trial)
+            else:
+                self.trial_executor.pause_trial(trial)
+
+    def _judge(self, trial: Trial, result: Dict[str, Any], decide: bool = True) -> str:
+        flat = flatten_dict(result)
+        decision = TrialScheduler.CONTINUE
+        if decide:
+            if self._stopper is not None and self._stopper(trial.trial_id, result):
+                decision = TrialScheduler.STOP
+            elif self._scheduler_sees_results:
+                decision = self._scheduler.on_trial_result(self, trial, flat)
+            if decision == TrialScheduler.STOP:
+                result["done"] = True  # as Ray Tune passes it on: this is the trial's last
+        if decision != TrialScheduler.STOP and self._searcher_sees_results:
+            self._search_alg.on_trial_result(trial.trial_id, flat)
+        if self._callbacks_see_results:
+            self._callbacks.call("on_trial_result", iteration=self._iteration, trials=self._trials, trial=trial, result=result)
+        if self._stopper is not None and self._stopper.stop_all():
+            self._stop_all()
+        return decision
+
+    def _on_decide(self, slot: int, trial: Trial, event: protocol.Decide) -> None:
+        state = self._states[trial.trial_id]
+        self._starved += event.starved
+        state.at_decision_point = False  # answered now: a later reset pauses it
+        decision, state.decision = state.decision or TrialScheduler.CONTINUE, None
+        if trial.status != Trial.RUNNING:
+            decision = TrialScheduler.PAUSE if trial.status == Trial.PAUSED else TrialScheduler.STOP
+        reset, state.reset_at_decision = state.reset_at_decision, None
+        if reset is not None and decision in (TrialScheduler.CONTINUE, TrialScheduler.NOOP):
+            fields = self._resets.spec_fields(trial, state, reset, self._rewind, self._decision_points)
+            self.trial_executor.reset_trial(trial, trial.config, trial.experiment_tag, fields)
+            return
+        if reset is not None:
+            state.reset_on_start = reset  # applies when the trial resumes
+        self.trial_executor.send_decision(slot, trial.trial_id, _WORKER_DECISION[decision])
+
+    def _on_yielded(self, slot: int, trial: Trial, event: protocol.Yielded) -> None:
+        # Paused by its worker at this decision point for the trial queued behind it (its
+        # Ended("paused") follows): the decision taken on the results still holds.  PAUSE
+        # is what was expected; a reset waits for the resume; a CONTINUE resumes it later
+        # from this point's checkpoint.
+        state = self._states[trial.trial_id]
+        state.at_decision_point = False
+        decision, state.decision = state.decision or TrialScheduler.CONTINUE, None
+        if state.reset_at_decision is not None:
+            state.reset_on_start, state.reset_at_decision = state.reset_at_decision, None
+        if decision == TrialScheduler.STOP and trial.status == Trial.RUNNING:
+            self._complete(trial)  # its "paused" event then closes it
+
+    def _on_cloned(self, slot: int, trial: Trial, event: protocol.Cloned) -> None:
+        state = self._states[trial.trial_id]
+        reset, state.cloning = state.cloning, None
+        checkpoint = self._checkpoints.record(trial, state, event.name, reset.result if reset else trial.last_result,
+                                              trial.results_seen)
+        self._checkpoint_callbacks(trial, checkpoint)
+        self._resets.release(reset)
+
+    def _on_checkpoint_saved(self, slot: int, trial: Trial, event: protocol.CheckpointSaved) -> None:
+        # Saved after the trial's last reported result (at end, or before a pause).
+        checkpoint = self._checkpoints.record(trial, self._states[trial.trial_id], event.name, trial.last_result,
+                                              trial.results_seen)
+        self._checkpoint_callbacks(trial, checkpoint)
+
+    def _checkpoint_callbacks(self, trial: Trial, checkpoint: Checkpoint) -> None:
+        # As Ray Tune: on_checkpoint, then on_trial_save, once the checkpoint is recorded.
+        self._callbacks.call("on_checkpoint", iteration=self._iteration, trials=self._trials, trial=trial, checkpoint=checkpoint)
+        self._callbacks.call("on_trial_save", iteration=self._iteration, trials=self._trials, trial=trial)
+
+    def _on_trial_end(self, slot: int, trial: Trial, event: Any) -> None:
+        if trial.trial_id in self._started_here:
+            self._whole_trials += 1
+        self._release(trial)
+        self._states[trial.trial_id].decision = None
+        self.trial_executor.trial_ended(slot, trial)
+        if isinstance(event, protocol.Failed):
+            self._on_trial_failure(trial, event.traceback_text, event.exception_blob)
+            return
+        if event.how == "paused":
+            if trial.status == Trial.RUNNING:
+                trial.set_status(Trial.PAUSED)
+            elif trial.is_finished():
+                self._close_trial(trial)  # stopped while its pause was on the way
+            return
+        if event.how == "dropped" and trial.status in (Trial.PENDING, Trial.PAUSED):
+            # Handed back before it started: it waits to be chosen again.
+            if trial.status == Trial.PENDING:
+                self._unassigned[trial.trial_id] = trial
+            return
+        if trial.status in (Trial.RUNNING, Trial.PENDING, Trial.PAUSED):
+            self._complete(trial)
+        self._close_trial(trial)
+
+    def _complete(self, trial: Trial) -> None:
+        trial.set_status(Trial.TERMINATED)
+        trial.end_time = time.time()
+        result = dict(trial.last_result)
+        if result:  # a trial ended before its first result has none to mark
+            result["done"] = True
+            trial.last_result = result
+        self._scheduler.on_trial_complete(self, trial, result)
+        self._search_alg.on_trial_complete(trial.trial_id, result=result)
+        self._callbacks.call("on_trial_complete", iteration=self._iteration, trials=self._trials, trial=trial)
+
+    def _close_trial(self, trial: Trial) -> None:
+        self._resets.drop(self._states[trial.trial_id])
+        self._files.close(trial.path)
+        self._results.close_trial(trial._row)
+
+    def _on_trial_failure(self, trial: Trial, traceback_text: str, exc_blob: Optional[bytes]) -> None:
+        if trial.status == Trial.TERMINATED:
+            # The driver had already ended it (a stop it asked for may surface as an error).
+            self._close_trial(trial)
+            return
+        exc: Optional[BaseException] = None
+        if exc_blob:
+            try:
+                import ray.cloudpickle as cloudpickle
+
+                exc = cloudpickle.loads(exc_blob)
+            except Exception:  # noqa: BLE001 - the traceback text still tells the story
+                exc = None
+        failures = trial._record_failure()
+        header = f"Failure # {failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})"
+        trial.error_file = self._files.write_error(trial.path, header, traceback_text)
+        trial.error_msg = traceback_text
+        trial.error = exc if exc is not None else TuneError(f"Trial {trial} failed:\n{traceback_text}")
+        if self._fail_fast == "raise":
+            self._fatal = trial.error
+            trial.set_status(Trial.ERROR)
+            self._close_trial(trial)
+            self._stop_all()
+            return
+        if trial.status == Trial.RUNNING and trial.should_recover() and not self._stopping_all:
+            state = self._states[trial.trial_id]
+            if state.cloning is not None:  # the copy was not confirmed: redo it on restart
+                state.reset_on_start, state.cloning = state.cloning, None
+            trial.set_status(Trial.PENDING)
+            self._unassigned[trial.trial_id] = trial
+            self._results.close_trial(trial._row)
+            self._callbacks.call("on_trial_recover", iteration=self._iteration, trials=self._trials, trial=trial)
+            return
+        if trial.status != Trial.ERROR:
+            trial.set_status(Trial.ERROR)
+        trial.end_time = time.time()
+        self._close_trial(trial)
+        # No worker writes to this trial again: checkpoints its last worker saved but
+        # never reported (it died first), or half-copied ones, would lie there untracked.
+        self._checkpoints.prune_unrecorded(trial)
+        self._scheduler.on_trial_error(self, trial)
+        self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
+        self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
+        if self._fail_fast:
+            self._stop_all()
+
+    def _on_worker_death(self, slot: int, exc: BaseException) -> None:
+        for index, trial in enumerate(self.trial_executor.worker_died(slot)):
+            self._release(trial)
+            if trial.status == Trial.RUNNING and index == 0:
+                text = f"The worker process running trial {trial} died: {type(exc).__name__}: {exc}"
+                self._on_trial_failure(trial, text, None)
+            elif trial.status == Trial.PENDING:
+                self._unassigned[trial.trial_id] = trial
+            elif trial.status == Trial.TERMINATED:
+                self._close_trial(trial)
