@@ -42,6 +42,7 @@ cdef class TrialTable:
     # One bitmap per status over all rows: rows(status) is then sorted for free.
     cdef uint64_t* _members[5]
     cdef Py_ssize_t _counts[5]
+    cdef Py_ssize_t _held            # rows whose worker slot is not -1
 
     cdef int _grow(self) except -1
     cdef Py_ssize_t _check_row(self, Py_ssize_t row) except -1
@@ -66,6 +67,7 @@ cdef class Ingested:
     cdef public object csv_bytes
     cdef public object stopped
     cdef public object error
+    cdef Py_ssize_t _done_at[4]      # see Ingested.__cinit__
 
 
 cdef class _Segment:

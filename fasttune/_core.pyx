@@ -10,7 +10,9 @@ renders ``result.json`` / ``progress.csv`` bytes straight into C buffers, with i
 own shortest-round-trip float formatter (the same digits as ``float.__repr__``,
 several times faster than CPython's).
 
-It imports nothing from fasttune, so that it can be built and tested alone.
+It imports nothing from fasttune but ``fasttune._core_shared``, which defines what
+the two cores share (constants, exception classes, error messages, the snapshot
+format), so that it can be built and tested alone.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_Check, PyDict_CheckExact, PyDict_Contains, PyDict_Copy
@@ -33,6 +35,14 @@ import struct
 import time
 
 import numpy as np
+
+from fasttune._core_shared import (
+    COLUMNS, ERROR, EVENT_BATCH, EVENT_ERROR, EVENT_START, INT32_MAX, LEGAL_TRANSITIONS, MAX_DEPTH,
+    MAX_WORKER_SLOT, MODES, PAUSED, PENDING, RUNNING, SNAPSHOT_VERSION, STATUS_NAMES,
+    TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot, IllegalTransition, event_kind_error,
+    illegal_transition, iteration_error, parse_snapshot, selector_slot_error, snapshot_bytes,
+    status_error, unknown_column, worker_slot_error,
+)
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object o)
@@ -91,10 +101,10 @@ cdef extern from *:
 
 
 # --------------------------------------------------------------------------
-# Constants and errors (values identical to the twin's)
+# Constants: the Python-visible ones come from fasttune._core_shared (imported
+# above); these are their C-level twins for typed code, checked equal at import.
 
 cdef enum:
-    # C-level twins of the module constants below, for use in typed code.
     _PENDING = 0
     _RUNNING = 1
     _PAUSED = 2
@@ -110,72 +120,51 @@ cdef enum:
     _JSON_INLINE_DEPTH = 100  # deeper lists go to the json module, which detects cycles
     _N_AUTO_FIELDS = 13       # the automatic fields ResultBuffer adds to every result
 
-PENDING, RUNNING, PAUSED, TERMINATED, ERROR = _PENDING, _RUNNING, _PAUSED, _TERMINATED, _ERROR
-STATUS_NAMES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
-SNAPSHOT_VERSION = 1
-EVENT_START, EVENT_BATCH, EVENT_ERROR = _EVENT_START, _EVENT_BATCH, _EVENT_ERROR
-MAX_WORKER_SLOT = _MAX_WORKER_SLOT
 
-# Bit s of _LEGAL[old] is set when old -> s is allowed.
-cdef int* _LEGAL = [
-    (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4),  # PENDING -> RUNNING, PAUSED, TERMINATED, ERROR
-    (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4),  # RUNNING -> PENDING, PAUSED, TERMINATED, ERROR
-    (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4),  # PAUSED -> PENDING, RUNNING, TERMINATED, ERROR
-    (1 << 0),                                   # TERMINATED -> PENDING
-    (1 << 0) | (1 << 3),                        # ERROR -> PENDING, TERMINATED
-]
-_ALLOWED_TEXT = tuple(
-    ", ".join(sorted(STATUS_NAMES[s] for s in range(_N_STATUS) if _LEGAL[old] & (1 << s)))
-    for old in range(_N_STATUS)
-)
+def _c_constants():
+    """The C-level constants under their shared names; for the import check and tests."""
+    return {"PENDING": _PENDING, "RUNNING": _RUNNING, "PAUSED": _PAUSED,
+            "TERMINATED": _TERMINATED, "ERROR": _ERROR, "N_STATUS": _N_STATUS,
+            "EVENT_START": _EVENT_START, "EVENT_BATCH": _EVENT_BATCH,
+            "EVENT_ERROR": _EVENT_ERROR, "MAX_WORKER_SLOT": _MAX_WORKER_SLOT,
+            "INT32_MAX": _INT32_MAX, "MAX_DEPTH": _MAX_DEPTH}
 
 
-class IllegalTransition(ValueError):
-    """A trial was asked to move between two statuses that may not follow each other."""
+def _check_c_constants():
+    shared = {"PENDING": PENDING, "RUNNING": RUNNING, "PAUSED": PAUSED,
+              "TERMINATED": TERMINATED, "ERROR": ERROR, "N_STATUS": len(STATUS_NAMES),
+              "EVENT_START": EVENT_START, "EVENT_BATCH": EVENT_BATCH,
+              "EVENT_ERROR": EVENT_ERROR, "MAX_WORKER_SLOT": MAX_WORKER_SLOT,
+              "INT32_MAX": INT32_MAX, "MAX_DEPTH": MAX_DEPTH}
+    if _c_constants() != shared:
+        raise ImportError("fasttune._core was built against other constants than "
+                          "fasttune._core_shared holds; rebuild it")
 
 
-class CorruptSnapshot(ValueError):
-    """Bytes given to :meth:`TrialTable.from_snapshot` are not a usable snapshot."""
+_check_c_constants()
 
-
-def _status_error(status):
-    return ValueError(
-        f"unknown trial status {status!r}; expected one of "
-        + ", ".join(f"{i} ({name})" for i, name in enumerate(STATUS_NAMES))
-    )
+# Bit s of _LEGAL[old] is set when old -> s is allowed (LEGAL_TRANSITIONS as bitmasks).
+cdef int _LEGAL[_N_STATUS]
+for _old, _allowed in LEGAL_TRANSITIONS.items():
+    _LEGAL[_old] = sum(1 << _new for _new in _allowed)
 
 
 cdef inline int _check_status(Py_ssize_t status) except -1:
     if status < 0 or status >= _N_STATUS:
-        raise _status_error(status)
+        raise status_error(status)
     return 0
 
 
 cdef inline int64_t _check_iteration(Py_ssize_t iteration) except -1:
     if iteration < 0:
-        raise ValueError(f"iteration must be >= 0, got {iteration}")
+        raise iteration_error(iteration)
     return iteration
 
 
 # --------------------------------------------------------------------------
 # TrialTable
 
-_MODES = (None, "min", "max")  # index = mode code in snapshots
-_MAGIC = b"FTTT"
-_HEADER = struct.Struct("<4sHBBQ")  # magic, version, mode code, reserved (0), rows
-_COLUMNS = (
-    ("status", "<u1"),
-    ("iteration", "<i8"),
-    ("failures", "<i4"),
-    ("last_metric", "<f8"),
-    ("best_metric", "<f8"),
-    ("time_total_s", "<f8"),
-    ("worker_slot", "<i4"),
-)
-_DTYPES = {name: np.dtype(dtype).newbyteorder("=").type for name, dtype in _COLUMNS}
-_ROW_BYTES = sum(np.dtype(dtype).itemsize for _, dtype in _COLUMNS)
-_SNAPSHOT_LIMITS = (("status", 0, ERROR), ("iteration", 0, None),
-                    ("failures", 0, None), ("worker_slot", -1, None))
+_DTYPES = {name: np.dtype(dtype).newbyteorder("=").type for name, dtype in COLUMNS}
 
 
 cdef inline Py_ssize_t _words_for(Py_ssize_t bits) noexcept:
@@ -207,10 +196,10 @@ cdef class TrialTable:
     """
 
     def __cinit__(self, mode=None):
-        if mode not in _MODES:
+        if mode not in MODES:
             raise ValueError(f"mode must be 'min', 'max' or None, got {mode!r}")
         self._mode = mode
-        self._mode_code = _MODES.index(mode)
+        self._mode_code = MODES.index(mode)
 
     def __dealloc__(self):
         PyMem_Free(self._status)
@@ -299,10 +288,7 @@ cdef class TrialTable:
         if status == old:
             return old
         if not (_LEGAL[old] & (1 << status)):
-            raise IllegalTransition(
-                f"trial row {row} cannot go from {STATUS_NAMES[old]} to "
-                f"{STATUS_NAMES[status]}; from {STATUS_NAMES[old]} it may go to "
-                f"{_ALLOWED_TEXT[old]}")
+            raise illegal_transition(row, old, status)
         _bit_clear(self._members[old], row)
         _bit_set(self._members[status], row)
         self._counts[old] -= 1
@@ -372,8 +358,13 @@ cdef class TrialTable:
         """Records which worker runs the trial; ``-1`` means none."""
         self._check_row(row)
         if slot < -1 or slot > _INT32_MAX:
-            raise ValueError(f"worker slot must be -1 (none) or 0..{_INT32_MAX}, got {slot}")
+            raise worker_slot_error(slot)
+        self._held += (slot >= 0) - (self._worker_slot[row] >= 0)
         self._worker_slot[row] = <int32_t>slot
+
+    def held_count(self):
+        """How many rows have a worker slot (are held by a worker), in O(1)."""
+        return self._held
 
     def record_result(self, Py_ssize_t row, Py_ssize_t iteration, double time_total_s,
                       double metric):
@@ -400,8 +391,7 @@ cdef class TrialTable:
         elif name == "worker_slot":
             data, itemsize = <const char*>self._worker_slot, sizeof(int32_t)
         else:
-            raise KeyError(f"unknown column {name!r}; valid columns are "
-                           + ", ".join(n for n, _ in _COLUMNS))
+            raise unknown_column(name)
         # A copy, not a view: the next add() may move the C array.  numpy arrays
         # over bytes are read-only, which is what we want to hand out.
         return np.frombuffer(PyBytes_FromStringAndSize(data, self._n * itemsize),
@@ -413,54 +403,13 @@ cdef class TrialTable:
 
     def snapshot(self):
         """The whole table as compact bytes (same layout and bytes as the twin)."""
-        header = _HEADER.pack(_MAGIC, SNAPSHOT_VERSION, self._mode_code, 0, self._n)
-        return header + b"".join(self.column(name).astype(dtype).tobytes()
-                                 for name, dtype in _COLUMNS)
+        return snapshot_bytes(self._mode, self._n, self.column)
 
     @staticmethod
     def from_snapshot(data):
         """Rebuilds a table from :meth:`snapshot` bytes; raises CorruptSnapshot."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"from_snapshot needs bytes, got {type(data).__name__}")
-        data = bytes(data)
-        if data[:4] != _MAGIC[:len(data)]:
-            raise CorruptSnapshot(f"not a TrialTable snapshot: it starts with {data[:4]!r}, "
-                                  f"expected {_MAGIC!r}")
-        if len(data) < _HEADER.size:
-            raise CorruptSnapshot(f"TrialTable snapshot is truncated: {len(data)} bytes, "
-                                  f"shorter than its {_HEADER.size}-byte header")
-        _, version, mode_code, reserved, n = _HEADER.unpack_from(data)
-        if version > SNAPSHOT_VERSION:
-            raise CorruptSnapshot(
-                f"TrialTable snapshot format version {version} is newer than this "
-                f"fasttune supports ({SNAPSHOT_VERSION}); upgrade fasttune")
-        if version == 0:
-            raise CorruptSnapshot("TrialTable snapshot has invalid format version 0")
-        if mode_code >= len(_MODES):
-            raise CorruptSnapshot(f"TrialTable snapshot has unknown mode code {mode_code}")
-        if reserved != 0:
-            raise CorruptSnapshot(f"TrialTable snapshot has a nonzero reserved byte ({reserved})")
-        expected = _HEADER.size + n * _ROW_BYTES
-        if len(data) < expected:
-            raise CorruptSnapshot(f"TrialTable snapshot is truncated: its header says {n} rows, "
-                                  f"which need {expected} bytes, but it has {len(data)}")
-        if len(data) > expected:
-            raise CorruptSnapshot(f"TrialTable snapshot is {len(data)} bytes but its header "
-                                  f"says {n} rows, which need {expected} bytes")
-        columns, offset = {}, _HEADER.size
-        for name, dtype in _COLUMNS:
-            columns[name] = np.frombuffer(data, dtype=dtype, count=n, offset=offset)
-            offset += n * np.dtype(dtype).itemsize
-        for name, low, high in _SNAPSHOT_LIMITS:
-            col = columns[name]
-            bad = np.flatnonzero((col < low) | (col > high)) if high is not None \
-                else np.flatnonzero(col < low)
-            if bad.size:
-                row = int(bad[0])
-                raise CorruptSnapshot(f"TrialTable snapshot row {row} has an invalid "
-                                      f"{name} value {int(col[row])}")
-
-        cdef TrialTable table = TrialTable(_MODES[mode_code])
+        mode, n, columns = parse_snapshot(data)
+        cdef TrialTable table = TrialTable(mode)
         while table._capacity < n:
             table._grow()
         table._n = n
@@ -475,6 +424,7 @@ cdef class TrialTable:
         for row_ in range(n):
             _bit_set(table._members[table._status[row_]], row_)
             table._counts[table._status[row_]] += 1
+            table._held += table._worker_slot[row_] >= 0
         return table
 
 
@@ -490,11 +440,6 @@ cdef int _copy_column(char* target, col, dtype) except -1:
 
 # --------------------------------------------------------------------------
 # EventSelector
-
-def _event_kind_error(kind):
-    return ValueError(f"unknown event kind {kind!r}; expected EVENT_START (0), "
-                      f"EVENT_BATCH (1) or EVENT_ERROR (2)")
-
 
 cdef class EventSelector:
     """Fair choice among ready events; see the twin's docstring.
@@ -519,9 +464,9 @@ cdef class EventSelector:
             self._start_pending = True
             return
         if kind != _EVENT_BATCH and kind != _EVENT_ERROR:
-            raise _event_kind_error(kind)
+            raise event_kind_error(kind)
         if slot < 0 or slot > _MAX_WORKER_SLOT:
-            raise ValueError(f"worker slot must be in 0..{MAX_WORKER_SLOT}, got {slot}")
+            raise selector_slot_error(slot)
         cdef Py_ssize_t w = slot >> 6, new_words
         if w >= self._words:
             new_words = max(w + 1, 2 * self._words)
@@ -1061,7 +1006,7 @@ cdef int _json_value(_Buf* b, object v, int depth) except -1:
     if PyList_Check(v) or PyTuple_Check(v):
         return _json_sequence(b, v, depth)
     if PyDict_Check(v):
-        return _json_dict(b, v, depth, True, NULL, -1)
+        return _json_dict(b, v, depth, True, NULL, -1, NULL)
     return _json_str(b, str(v))
 
 
@@ -1080,14 +1025,15 @@ cdef int _json_sequence(_Buf* b, object seq, int depth) except -1:
 
 
 cdef int _json_dict(_Buf* b, dict d, int depth, bint close, Py_ssize_t* spans,
-                    Py_ssize_t limit) except -1:
+                    Py_ssize_t limit, Py_ssize_t* done_at) except -1:
     """Writes ``{"k": v, ...`` -- only the first ``limit`` items unless that is -1
     -- and, if ``close``, the final ``}``.
 
     With ``spans``, records for the i-th value that is an int or a finite float
     where its text is in ``b`` (offset ``spans[2i]``, length ``spans[2i+1]``,
     which stays -1 for other values): CSV writes those values the same way and
-    copies them instead of formatting every float twice.
+    copies them instead of formatting every float twice.  With ``done_at``,
+    records where the value of the key "done" starts and ends in ``b``.
     """
     cdef Py_ssize_t start = b.length, pos = 0, value_start, i = 0
     cdef PyObject* key
@@ -1110,6 +1056,10 @@ cdef int _json_dict(_Buf* b, dict d, int depth, bint close, Py_ssize_t* spans,
         _buf_write(b, b": ", 2)
         value_start = b.length
         _json_value(b, <object>value, depth + 1)
+        if done_at != NULL and (key == <PyObject*>K_DONE or <str>key == K_DONE):
+            done_at[0] = value_start
+            done_at[1] = b.length
+            done_at = NULL  # keys are unique: stop comparing
         if spans != NULL and (
                 PyLong_CheckExact(<object>value)
                 or (PyFloat_CheckExact(<object>value)
@@ -1144,11 +1094,13 @@ cdef inline int _json_int_at(_Buf* b, long long x, Py_ssize_t* spans, Py_ssize_t
     return 0
 
 
-cdef int _json_auto(_Buf* b, _Auto* auto, _Segment seg, bint done, Py_ssize_t* spans) except -1:
+cdef int _json_auto(_Buf* b, _Auto* auto, _Segment seg, bint done, Py_ssize_t* spans,
+                    Py_ssize_t* done_at) except -1:
     """Writes the automatic fields of a result whose user set none of them.
 
     The same bytes ``_json_dict`` would write for r's last thirteen entries,
-    straight from the C values they were made from.
+    straight from the C values they were made from; ``done_at`` receives where
+    the value of "done" starts and ends in ``b``.
     """
     cdef Py_ssize_t i = auto.n_user  # the position of "timestamp" in r
     if i:
@@ -1163,8 +1115,11 @@ cdef int _json_auto(_Buf* b, _Auto* auto, _Segment seg, bint done, Py_ssize_t* s
     _json_value(b, <object>auto.checkpoint, 1)
     if done:
         _buf_literal(b, ', "done": true')
+        done_at[0] = b.length - 4
     else:
         _buf_literal(b, ', "done": false')
+        done_at[0] = b.length - 5
+    done_at[1] = b.length
     _buf_literal(b, ', "training_iteration": ')
     _json_int_at(b, auto.training_iteration, spans, i + 3)
     _buf_write(b, PyBytes_AS_STRING(seg.json_trial_id), PyBytes_GET_SIZE(seg.json_trial_id))
@@ -1260,10 +1215,13 @@ cdef int _csv_field(_Buf* b, object v) except -1:
     return _csv_text(b, str(v))
 
 
-cdef int _csv_row(_Buf* b, tuple header, dict values, _Buf* js, Py_ssize_t* spans) except -1:
+cdef int _csv_row(_Buf* b, tuple header, dict values, _Buf* js, Py_ssize_t* spans,
+                  Py_ssize_t marked, Py_ssize_t* marked_at) except -1:
     """Writes one row: ``values``' entries in ``header`` order, empty where missing.
 
     ``spans`` (or NULL) are ``_json_dict``'s records for ``values``, in ``js``.
+    ``marked_at`` receives where field number ``marked`` (-1: none) starts and
+    ends in ``b``.
     """
     cdef Py_ssize_t i, n = PyTuple_GET_SIZE(header), before = b.length, pos = 0
     cdef PyObject* key
@@ -1271,7 +1229,11 @@ cdef int _csv_row(_Buf* b, tuple header, dict values, _Buf* js, Py_ssize_t* span
     cdef bint in_step = True
     for i in range(n):
         if i:
+            if i == marked + 1:
+                marked_at[1] = b.length
             _buf_write(b, b",", 1)
+        if i == marked:
+            marked_at[0] = b.length
         column = <str>PyTuple_GET_ITEM(header, i)
         # Results usually have the header's keys in the header's order: walk the
         # dict alongside the header, and look keys up only once that fails.
@@ -1289,11 +1251,13 @@ cdef int _csv_row(_Buf* b, tuple header, dict values, _Buf* js, Py_ssize_t* span
             _csv_field(b, <object>value)
     if n == 1 and b.length == before:
         _buf_write(b, b'""', 2)  # csv quotes a row's only field when it is empty
+    if marked == n - 1:
+        marked_at[1] = b.length
     return _buf_write(b, b"\r\n", 2)
 
 
 cdef int _csv_header_row(_Buf* b, tuple header) except -1:
-    return _csv_row(b, header, dict(zip(header, header)), NULL, NULL)
+    return _csv_row(b, header, dict(zip(header, header)), NULL, NULL, -1, NULL)
 
 
 # --------------------------------------------------------------------------
@@ -1335,6 +1299,11 @@ cdef double _metric_value(object v) except? -1.0:
 cdef class Ingested:
     """What :meth:`ResultBuffer.ingest` made of one batch; see the twin's docstring."""
 
+    def __cinit__(self):
+        # Where the last result's "done" value is: (start, end) in json_bytes, then
+        # in csv_bytes, as ResultBuffer._ingest recorded it while rendering.
+        self._done_at[0] = self._done_at[1] = self._done_at[2] = self._done_at[3] = -1
+
     def __init__(self):
         self.results = []
         self.json_bytes = b""
@@ -1346,6 +1315,19 @@ cdef class Ingested:
     def last(self):
         results = self.results
         return results[len(results) - 1] if results else None
+
+    def mark_last_done(self):
+        """Makes the last kept result say that it ends the trial; see the twin."""
+        results = self.results
+        if not results:
+            raise ValueError("mark_last_done: the batch kept no result")
+        results[len(results) - 1][K_DONE] = True
+        cdef Py_ssize_t* at = self._done_at
+        self.json_bytes = self.json_bytes[:at[0]] + b"true" + self.json_bytes[at[1]:]
+        at[1] = at[0] + 4
+        if at[2] >= 0:
+            self.csv_bytes = self.csv_bytes[:at[2]] + b"True" + self.csv_bytes[at[3]:]
+            at[3] = at[2] + 4
 
     def __repr__(self):
         return (f"Ingested(results={len(self.results)}, stopped={self.stopped}, "
@@ -1378,6 +1360,13 @@ cdef str _flatten_into(_Segment seg, dict flat, dict d, str prefix, int depth, s
         else:
             flat[prefix + key] = value
     return None
+
+
+cdef Py_ssize_t _done_column(tuple header) except -2:
+    """The index of "done" in a CSV header, or -1 (also for no header yet)."""
+    if header is None or K_DONE not in header:
+        return -1
+    return header.index(K_DONE)
 
 
 cdef class ResultBuffer:
@@ -1633,6 +1622,7 @@ cdef class ResultBuffer:
         cs.length = 0
         _buf_reserve(js, n * 512)
         cdef tuple header = self._csv_headers.get(row)
+        cdef Py_ssize_t done_column = _done_column(header)
         cdef bint has_checkpoints = bool(checkpoints)
         cdef Py_ssize_t i, k, n_keys
         cdef dict r, flat
@@ -1670,18 +1660,20 @@ cdef class ResultBuffer:
             for k in range(n_keys):
                 self._spans[2 * k + 1] = -1
             if auto.in_order and seg.json_identity is not None:
-                _json_dict(js, r, 0, False, self._spans, auto.n_user)
-                _json_auto(js, &auto, seg, stop, self._spans)
+                _json_dict(js, r, 0, False, self._spans, auto.n_user, NULL)
+                _json_auto(js, &auto, seg, stop, self._spans, out._done_at)
             else:
-                _json_dict(js, r, 0, False, self._spans, -1)
+                _json_dict(js, r, 0, False, self._spans, -1, out._done_at)
             _buf_write(js, b', "config": ', 12)
             _buf_write(js, PyBytes_AS_STRING(seg.config_json), PyBytes_GET_SIZE(seg.config_json))
             _buf_write(js, b"}\n", 2)
             if header is None:  # the row's first result ever decides its columns
                 header = tuple(flat)
                 self._csv_headers[row] = header
+                done_column = _done_column(header)
                 _csv_header_row(cs, header)
-            _csv_row(cs, header, flat, js, self._spans if flat is r else NULL)
+            _csv_row(cs, header, flat, js, self._spans if flat is r else NULL, done_column,
+                     out._done_at + 2)
 
             results.append(r)
             if stop:
@@ -1698,7 +1690,6 @@ cdef class ResultBuffer:
 # --------------------------------------------------------------------------
 # TensorBoard event records (the wire format is described in the twin)
 
-TB_SKIPPED_KEYS = frozenset({"config", "pid", "timestamp", "time_total_s", "training_iteration"})
 _TB_NUMPY_SCALARS = (np.float32, np.float64, np.int32, np.int64)
 _TB_TAG_PREFIX = "ray/tune/"
 cdef double _FLOAT32_OVERFLOW = 3.4028235677973366e38  # the smallest magnitude that rounds to inf

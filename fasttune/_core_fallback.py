@@ -4,10 +4,12 @@ This module and the compiled ``fasttune._core`` expose the same names and behave
 identically, down to exception types and messages and the exact bytes they
 produce; the differential tests in ``tests/core`` hold them to that.  Read this
 file to learn what the core does; read ``_core.pyx`` to learn how it does it fast.
+What the two share -- constants, exception classes, error messages, the snapshot
+format -- is defined once in :mod:`fasttune._core_shared` and imported by both.
 Import the core through :mod:`fasttune._corelib`, which picks the implementation
 (``FASTTUNE_PUREPYTHON=1`` selects this one).
 
-Three pieces live here:
+Four pieces live here:
 
 * :class:`TrialTable` -- columnar per-trial bookkeeping with enforced status
   transitions, O(1) counts per status, numpy column views and compact snapshots.
@@ -39,6 +41,14 @@ from typing import Optional
 
 import numpy as np
 
+from fasttune._core_shared import (
+    COLUMNS, ERROR, EVENT_BATCH, EVENT_ERROR, EVENT_START, INT32_MAX, LEGAL_TRANSITIONS,
+    MAX_DEPTH, MAX_WORKER_SLOT, MODES, PAUSED, PENDING, RUNNING, SNAPSHOT_VERSION,
+    STATUS_NAMES, TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot, IllegalTransition,
+    event_kind_error, illegal_transition, iteration_error, parse_snapshot,
+    selector_slot_error, snapshot_bytes, status_error, unknown_column, worker_slot_error,
+)
+
 __all__ = [
     "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR", "STATUS_NAMES",
     "SNAPSHOT_VERSION", "EVENT_START", "EVENT_BATCH", "EVENT_ERROR",
@@ -47,63 +57,7 @@ __all__ = [
     "crc32c", "tfrecord", "tb_scalar_events", "TB_SKIPPED_KEYS",
 ]
 
-PENDING, RUNNING, PAUSED, TERMINATED, ERROR = 0, 1, 2, 3, 4
-STATUS_NAMES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
-SNAPSHOT_VERSION = 1
-
-EVENT_START, EVENT_BATCH, EVENT_ERROR = 0, 1, 2
-#: Worker slots index small per-slot arrays in the compiled selector, so they
-#: are bounded; a million workers is far beyond any Ray cluster.
-MAX_WORKER_SLOT = (1 << 20) - 1
-
-_LEGAL_TRANSITIONS = {
-    PENDING: frozenset({RUNNING, PAUSED, TERMINATED, ERROR}),
-    RUNNING: frozenset({PENDING, PAUSED, TERMINATED, ERROR}),
-    PAUSED: frozenset({PENDING, RUNNING, TERMINATED, ERROR}),
-    TERMINATED: frozenset({PENDING}),
-    ERROR: frozenset({PENDING, TERMINATED}),
-}
-
-_INT32_MAX = (1 << 31) - 1
-_MODES = (None, "min", "max")  # index = mode code in snapshots
-
-# Snapshot layout: a 16-byte header, then each column's values for all rows,
-# little-endian, in this order.
-_MAGIC = b"FTTT"
-_HEADER = struct.Struct("<4sHBBQ")  # magic, version, mode code, reserved (0), rows
-_COLUMNS = (
-    ("status", "<u1"),
-    ("iteration", "<i8"),
-    ("failures", "<i4"),
-    ("last_metric", "<f8"),
-    ("best_metric", "<f8"),
-    ("time_total_s", "<f8"),
-    ("worker_slot", "<i4"),
-)
-_DTYPES = {name: np.dtype(dtype).newbyteorder("=").type for name, dtype in _COLUMNS}
-_ROW_BYTES = sum(np.dtype(dt).itemsize for _, dt in _COLUMNS)
-# Columns whose values the setters keep in range; a snapshot outside it is corrupt.
-_SNAPSHOT_LIMITS = (("status", 0, ERROR), ("iteration", 0, None),
-                    ("failures", 0, None), ("worker_slot", -1, None))
-
-# Results nested deeper than this are refused (a dict that contains itself would
-# otherwise recurse forever).
-_MAX_DEPTH = 100
-
-
-class IllegalTransition(ValueError):
-    """A trial was asked to move between two statuses that may not follow each other."""
-
-
-class CorruptSnapshot(ValueError):
-    """Bytes given to :meth:`TrialTable.from_snapshot` are not a usable snapshot."""
-
-
-def _status_error(status: object) -> ValueError:
-    return ValueError(
-        f"unknown trial status {status!r}; expected one of "
-        + ", ".join(f"{i} ({name})" for i, name in enumerate(STATUS_NAMES))
-    )
+_DTYPES = {name: np.dtype(dtype).newbyteorder("=").type for name, dtype in COLUMNS}
 
 
 class TrialTable:
@@ -131,7 +85,7 @@ class TrialTable:
     """
 
     def __init__(self, mode: Optional[str] = None) -> None:
-        if mode not in _MODES:
+        if mode not in MODES:
             raise ValueError(f"mode must be 'min', 'max' or None, got {mode!r}")
         self._mode = mode
         self._status = array.array("B")
@@ -142,6 +96,7 @@ class TrialTable:
         self._time_total = array.array("d")
         self._worker_slot = array.array("i")
         self._members: list[set[int]] = [set() for _ in STATUS_NAMES]
+        self._held = 0  # rows whose worker slot is not -1
 
     @property
     def mode(self) -> Optional[str]:
@@ -186,16 +141,12 @@ class TrialTable:
         row = self._row(row)
         status = operator.index(status)
         if not 0 <= status <= ERROR:
-            raise _status_error(status)
+            raise status_error(status)
         old = self._status[row]
         if status == old:
             return old
-        if status not in _LEGAL_TRANSITIONS[old]:
-            allowed = ", ".join(sorted(STATUS_NAMES[s] for s in _LEGAL_TRANSITIONS[old]))
-            raise IllegalTransition(
-                f"trial row {row} cannot go from {STATUS_NAMES[old]} to "
-                f"{STATUS_NAMES[status]}; from {STATUS_NAMES[old]} it may go to {allowed}"
-            )
+        if status not in LEGAL_TRANSITIONS[old]:
+            raise illegal_transition(row, old, status)
         self._members[old].remove(row)
         self._members[status].add(row)
         self._status[row] = status
@@ -204,7 +155,7 @@ class TrialTable:
     def count(self, status: int) -> int:
         status = operator.index(status)
         if not 0 <= status <= ERROR:
-            raise _status_error(status)
+            raise status_error(status)
         return len(self._members[status])
 
     def counts(self) -> tuple[int, int, int, int, int]:
@@ -215,7 +166,7 @@ class TrialTable:
         """The rows currently in ``status``, ascending."""
         status = operator.index(status)
         if not 0 <= status <= ERROR:
-            raise _status_error(status)
+            raise status_error(status)
         return sorted(self._members[status])
 
     def get_iteration(self, row: int) -> int:
@@ -254,9 +205,14 @@ class TrialTable:
         """Records which worker runs the trial; ``-1`` means none."""
         row = self._row(row)
         slot = operator.index(slot)
-        if not -1 <= slot <= _INT32_MAX:
-            raise ValueError(f"worker slot must be -1 (none) or 0..{_INT32_MAX}, got {slot}")
+        if not -1 <= slot <= INT32_MAX:
+            raise worker_slot_error(slot)
+        self._held += (slot >= 0) - (self._worker_slot[row] >= 0)
         self._worker_slot[row] = slot
+
+    def held_count(self) -> int:
+        """How many rows have a worker slot (are held by a worker), in O(1)."""
+        return self._held
 
     def record_result(self, row: int, iteration: int, time_total_s: float,
                       metric: float) -> None:
@@ -286,8 +242,7 @@ class TrialTable:
         """
         arrays = self._column_arrays()
         if name not in arrays:
-            raise KeyError(f"unknown column {name!r}; valid columns are "
-                           + ", ".join(n for n, _ in _COLUMNS))
+            raise unknown_column(name)
         out = np.array(arrays[name], dtype=_DTYPES[name])
         out.flags.writeable = False
         return out
@@ -304,9 +259,7 @@ class TrialTable:
 
     def snapshot(self) -> bytes:
         """The whole table as compact bytes; see :meth:`from_snapshot`."""
-        header = _HEADER.pack(_MAGIC, SNAPSHOT_VERSION, _MODES.index(self._mode), 0, len(self))
-        return header + b"".join(self.column(name).astype(dtype).tobytes()
-                                 for name, dtype in _COLUMNS)
+        return snapshot_bytes(self._mode, len(self), self.column)
 
     @staticmethod
     def from_snapshot(data: bytes) -> "TrialTable":
@@ -316,50 +269,13 @@ class TrialTable:
             CorruptSnapshot: the bytes are truncated, are not a snapshot, hold
                 impossible values, or come from a newer fasttune.
         """
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"from_snapshot needs bytes, got {type(data).__name__}")
-        data = bytes(data)
-        if data[:4] != _MAGIC[:len(data)]:
-            raise CorruptSnapshot(f"not a TrialTable snapshot: it starts with {data[:4]!r}, "
-                                  f"expected {_MAGIC!r}")
-        if len(data) < _HEADER.size:
-            raise CorruptSnapshot(f"TrialTable snapshot is truncated: {len(data)} bytes, "
-                                  f"shorter than its {_HEADER.size}-byte header")
-        _, version, mode_code, reserved, n = _HEADER.unpack_from(data)
-        if version > SNAPSHOT_VERSION:
-            raise CorruptSnapshot(
-                f"TrialTable snapshot format version {version} is newer than this "
-                f"fasttune supports ({SNAPSHOT_VERSION}); upgrade fasttune")
-        if version == 0:
-            raise CorruptSnapshot("TrialTable snapshot has invalid format version 0")
-        if mode_code >= len(_MODES):
-            raise CorruptSnapshot(f"TrialTable snapshot has unknown mode code {mode_code}")
-        if reserved != 0:
-            raise CorruptSnapshot(f"TrialTable snapshot has a nonzero reserved byte ({reserved})")
-        expected = _HEADER.size + n * _ROW_BYTES
-        if len(data) < expected:
-            raise CorruptSnapshot(f"TrialTable snapshot is truncated: its header says {n} rows, "
-                                  f"which need {expected} bytes, but it has {len(data)}")
-        if len(data) > expected:
-            raise CorruptSnapshot(f"TrialTable snapshot is {len(data)} bytes but its header "
-                                  f"says {n} rows, which need {expected} bytes")
-        columns, offset = {}, _HEADER.size
-        for name, dtype in _COLUMNS:
-            columns[name] = np.frombuffer(data, dtype=dtype, count=n, offset=offset)
-            offset += n * np.dtype(dtype).itemsize
-        for name, low, high in _SNAPSHOT_LIMITS:
-            col = columns[name]
-            bad = np.flatnonzero((col < low) | (col > high)) if high is not None \
-                else np.flatnonzero(col < low)
-            if bad.size:
-                row = int(bad[0])
-                raise CorruptSnapshot(f"TrialTable snapshot row {row} has an invalid "
-                                      f"{name} value {int(col[row])}")
-        table = TrialTable(_MODES[mode_code])
+        mode, _, columns = parse_snapshot(data)
+        table = TrialTable(mode)
         for name, target in table._column_arrays().items():
             target.frombytes(columns[name].astype(target.typecode).tobytes())
         for row, status in enumerate(table._status):
             table._members[status].add(row)
+        table._held = sum(slot >= 0 for slot in table._worker_slot)
         return table
 
 
@@ -370,13 +286,8 @@ def _table_from_snapshot(data: bytes) -> TrialTable:
 def _check_iteration(iteration: int) -> int:
     iteration = operator.index(iteration)
     if iteration < 0:
-        raise ValueError(f"iteration must be >= 0, got {iteration}")
+        raise iteration_error(iteration)
     return iteration
-
-
-def _event_kind_error(kind: object) -> ValueError:
-    return ValueError(f"unknown event kind {kind!r}; expected EVENT_START (0), "
-                      f"EVENT_BATCH (1) or EVENT_ERROR (2)")
 
 
 class EventSelector:
@@ -415,9 +326,9 @@ class EventSelector:
             self._start_pending = True
             return
         if kind not in (EVENT_BATCH, EVENT_ERROR):
-            raise _event_kind_error(kind)
+            raise event_kind_error(kind)
         if not 0 <= slot <= MAX_WORKER_SLOT:
-            raise ValueError(f"worker slot must be in 0..{MAX_WORKER_SLOT}, got {slot}")
+            raise selector_slot_error(slot)
         self._pending.setdefault(slot, set()).add(kind)
 
     def pop(self, next_trial_exists: bool) -> Optional[tuple[int, int]]:
@@ -458,7 +369,7 @@ class Ingested:
         last: the last kept result, or ``None``.
     """
 
-    __slots__ = ("results", "json_bytes", "csv_bytes", "stopped", "error")
+    __slots__ = ("results", "json_bytes", "csv_bytes", "stopped", "error", "_done_at")
 
     def __init__(self) -> None:
         self.results: list[dict] = []
@@ -466,10 +377,47 @@ class Ingested:
         self.csv_bytes = b""
         self.stopped = False
         self.error: Optional[str] = None
+        # Where the last result's "done" value was rendered: (start, end) in
+        # json_bytes, then in csv_bytes ((-1, -1) when the CSV has no "done" column).
+        self._done_at = (-1, -1, -1, -1)
 
     @property
     def last(self) -> Optional[dict]:
         return self.results[-1] if self.results else None
+
+    def mark_last_done(self) -> None:
+        """Makes the last kept result say that it ends the trial.
+
+        Its ``done`` becomes True in the dict and in the rendered bytes: its
+        ``result.json`` line and ``progress.csv`` row become exactly what
+        rendering it with ``done=True`` would have given (the CSV row changes
+        only if the file's header has a ``done`` column).  The runner calls this
+        when a scheduler or stopper ends the trial on the batch's last result.
+        The bytes are patched where :meth:`ResultBuffer.ingest` recorded that it
+        rendered the field, so no text is searched.
+
+        Example:
+            >>> t = TrialTable(); row = t.add(); buf = ResultBuffer(t, None)
+            >>> buf.open_trial(row, "t", "{}", None, start_time=0.0, hostname="h",
+            ...                node_ip="n", pid=1)
+            >>> out = buf.ingest(row, [{"x": 1}, {"x": 2}], [1.0, 2.0])
+            >>> out.mark_last_done()
+            >>> [r["done"] for r in out.results]
+            [False, True]
+            >>> [json.loads(line)["done"] for line in out.json_bytes.splitlines()]
+            [False, True]
+            >>> [line.split(b",")[3] for line in out.csv_bytes.splitlines()]
+            [b'done', b'False', b'True']
+        """
+        if not self.results:
+            raise ValueError("mark_last_done: the batch kept no result")
+        self.results[-1]["done"] = True
+        json_start, json_end, csv_start, csv_end = self._done_at
+        self.json_bytes = self.json_bytes[:json_start] + b"true" + self.json_bytes[json_end:]
+        if csv_start >= 0:
+            self.csv_bytes = self.csv_bytes[:csv_start] + b"True" + self.csv_bytes[csv_end:]
+            csv_end = csv_start + 4
+        self._done_at = (json_start, json_start + 4, csv_start, csv_end)
 
     def __repr__(self) -> str:
         return (f"Ingested(results={len(self.results)}, stopped={self.stopped}, "
@@ -688,6 +636,7 @@ class ResultBuffer:
                 if new_file:
                     writer.writeheader()
             writer.writerow(flat)
+            last_flat = flat
 
             out.results.append(r)
             if stop:
@@ -698,7 +647,19 @@ class ResultBuffer:
         # backslashreplace: a lone surrogate in a reported string must not lose the batch.
         out.csv_bytes = csv_text.getvalue().encode("utf-8", "backslashreplace")
         if out.results:
-            self._last[row] = out.results[-1]
+            last = self._last[row] = out.results[-1]
+            # The last line and row end the bytes: locate "done" in them by the
+            # length of what follows it (see mark_last_done).
+            line_start = len(out.json_bytes) - len("".join(json_lines[-3:]).encode("utf-8"))
+            json_end = line_start + len(line) - 1 - len(_after_json_value(last, "done"))
+            json_start = json_end - len(json.dumps(last["done"], default=str))
+            csv_start = csv_end = -1
+            if "done" in header:
+                values = [last_flat.get(key, "") for key in header]  # as DictWriter does
+                column = header.index("done")
+                csv_end = len(out.csv_bytes) - len(_csv_encode(_after_csv_field(values, column)))
+                csv_start = csv_end - len(_csv_encode(_csv_field(values, column)))
+            out._done_at = (json_start, json_end, csv_start, csv_end)
         return out
 
     def _complete(self, seg: _Segment, metric_dict: dict, t: float,
@@ -765,6 +726,39 @@ class ResultBuffer:
         return bool(r["done"])
 
 
+def _after_json_value(d: dict, key: str) -> str:
+    """What ``json.dumps(d, default=str)[:-1]`` writes after ``d[key]``'s value:
+    the items that follow it, which render alone as they do inside ``d``."""
+    keys = list(d)
+    after = keys[keys.index(key) + 1:]
+    if not after:
+        return ""
+    return ", " + json.dumps({k: d[k] for k in after}, default=str)[1:-1]
+
+
+def _csv_line(values: list) -> str:
+    text = io.StringIO()
+    csv.writer(text).writerow(values)
+    return text.getvalue()
+
+
+def _csv_field(values: list, column: int) -> str:
+    """How the csv module writes ``values[column]`` in the row ``values``."""
+    if len(values) == 1:
+        return _csv_line(values)[:-2]  # a row's only field is quoted when empty
+    return _csv_line([values[column], ""])[:-3]
+
+
+def _after_csv_field(values: list, column: int) -> str:
+    """What the csv module writes after field ``column`` of the row ``values``."""
+    rest = values[column + 1:]
+    return _csv_line([""] + rest) if rest else "\r\n"
+
+
+def _csv_encode(text: str) -> bytes:
+    return text.encode("utf-8", "backslashreplace")
+
+
 def _key_message(seg: _Segment, key: object) -> str:
     return (f"Trial {seg.trial_id} reported a result with the key {key!r}, which is not a "
             "string; result keys must be strings.")
@@ -772,8 +766,8 @@ def _key_message(seg: _Segment, key: object) -> str:
 
 def _flatten_into(seg: _Segment, flat: dict, d: dict, prefix: str, depth: int,
                   top_key: str) -> None:
-    if depth > _MAX_DEPTH:
-        raise _Refused(f"Trial {seg.trial_id} reported a result nested more than {_MAX_DEPTH} "
+    if depth > MAX_DEPTH:
+        raise _Refused(f"Trial {seg.trial_id} reported a result nested more than {MAX_DEPTH} "
                        f"levels deep under the key '{top_key}'.")
     for key, value in d.items():
         if not isinstance(key, str):
@@ -797,9 +791,6 @@ def _flatten_into(seg: _Segment, flat: dict, d: dict, prefix: str, depth: int,
 #   Summary: 1 value (repeated Value)
 #   Value:   1 tag (string)         2 simple_value (float)
 
-#: Result keys that are not logged as scalars (they are the step, or not useful), as
-#: Ray Tune's TBXLoggerCallback leaves them out.
-TB_SKIPPED_KEYS = frozenset({"config", "pid", "timestamp", "time_total_s", "training_iteration"})
 _TB_SCALAR_TYPES = (int, float, np.float32, np.float64, np.int32, np.int64)
 _TB_TAG_PREFIX = "ray/tune/"
 
@@ -867,8 +858,8 @@ def _tb_value_prefix(key: str) -> bytes:
 
 
 def _tb_collect(d: dict, prefix: str, values: list, others: list, index: int, depth: int, tags: dict) -> None:
-    if depth > _MAX_DEPTH:
-        raise ValueError(f"results[{index}] is nested more than {_MAX_DEPTH} levels deep")
+    if depth > MAX_DEPTH:
+        raise ValueError(f"results[{index}] is nested more than {MAX_DEPTH} levels deep")
     for key, value in d.items():
         if not isinstance(key, str):
             raise TypeError(f"results[{index}] has the key {key!r}; result keys must be strings")

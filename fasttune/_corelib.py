@@ -2,9 +2,10 @@
 
 ``fasttune._core`` (Cython) and ``fasttune._core_fallback`` (pure Python, the
 specification) have the same interface and behaviour; this module picks one and
-re-exports its names.  Set ``FASTTUNE_PUREPYTHON=1`` to force the pure-Python
-twin.  If the compiled module is missing, the twin is used with a
-``RuntimeWarning``, because everything still works, only slower.
+re-exports its names.  The constants and exception classes come from
+``fasttune._core_shared``, which both cores import.  Set ``FASTTUNE_PUREPYTHON=1``
+to force the pure-Python twin.  If the compiled module is missing, the twin is
+used with a ``RuntimeWarning``, because everything still works, only slower.
 
 Everything else in fasttune imports the core from here, never directly.
 
@@ -17,6 +18,13 @@ Example:
 """
 import os
 import warnings
+
+# Constants and exception classes are the same objects whichever core is picked.
+from fasttune._core_shared import (
+    ERROR, EVENT_BATCH, EVENT_ERROR, EVENT_START, MAX_WORKER_SLOT, PAUSED, PENDING, RUNNING,
+    SNAPSHOT_VERSION, STATUS_NAMES, TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot,
+    IllegalTransition,
+)
 
 if os.environ.get("FASTTUNE_PUREPYTHON", "") not in ("", "0"):
     from fasttune import _core_fallback as _impl
@@ -40,19 +48,6 @@ else:
 
         IMPLEMENTATION = "python"
 
-PENDING = _impl.PENDING
-RUNNING = _impl.RUNNING
-PAUSED = _impl.PAUSED
-TERMINATED = _impl.TERMINATED
-ERROR = _impl.ERROR
-STATUS_NAMES = _impl.STATUS_NAMES
-SNAPSHOT_VERSION = _impl.SNAPSHOT_VERSION
-EVENT_START = _impl.EVENT_START
-EVENT_BATCH = _impl.EVENT_BATCH
-EVENT_ERROR = _impl.EVENT_ERROR
-MAX_WORKER_SLOT = _impl.MAX_WORKER_SLOT
-IllegalTransition = _impl.IllegalTransition
-CorruptSnapshot = _impl.CorruptSnapshot
 TrialTable = _impl.TrialTable
 EventSelector = _impl.EventSelector
 ResultBuffer = _impl.ResultBuffer
@@ -60,7 +55,6 @@ Ingested = _impl.Ingested
 crc32c = _impl.crc32c
 tfrecord = _impl.tfrecord
 tb_scalar_events = _impl.tb_scalar_events
-TB_SKIPPED_KEYS = _impl.TB_SKIPPED_KEYS
 
 __all__ = [
     "IMPLEMENTATION", "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR", "STATUS_NAMES",

@@ -57,8 +57,10 @@ def table_state(t):
     columns = [canon(t.column(name)) for name in
                ("status", "iteration", "failures", "last_metric", "best_metric",
                 "time_total_s", "worker_slot")]
+    held = t.held_count()
+    assert held == int((t.column("worker_slot") >= 0).sum())
     return (len(t), t.mode, t.counts(), [t.count(s) for s in range(5)],
-            [t.rows(s) for s in range(5)], rows, columns, t.snapshot())
+            [t.rows(s) for s in range(5)], rows, columns, t.snapshot(), held)
 
 
 def same(objects, method, *args, **kwargs):
@@ -262,8 +264,15 @@ class ResultMachine(RuleBasedStateMachine):
             batch = batch + [["not", "a", "dict"]]
             ts = ts + [1.0]
         before = canon(batch)
-        same(self.buffers, "ingest", row, batch, ts, ckpts)
+        kept = []
+        outs = [outcome(lambda buf=buf: kept.append(buf.ingest(row, batch, ts, ckpts)) or kept[-1])
+                for buf in self.buffers]
+        assert outs[0] == outs[1], outs
         assert canon(batch) == before  # the user's dicts are never mutated
+        if len(kept) == 2 and data.draw(st.booleans()):
+            # As the runner does when a scheduler stops the trial on the batch's last result.
+            same(kept, "mark_last_done")
+            assert canon(kept[0]) == canon(kept[1])
 
     @rule(data=st.data(), batch=st.lists(metric_dicts, min_size=1, max_size=4))
     def ingest_without_checkpoints(self, data, batch):

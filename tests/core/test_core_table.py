@@ -174,6 +174,25 @@ def test_counters_and_setters(core):
         t.set_worker_slot(row, -2)
 
 
+def test_held_count_follows_worker_slots(core):
+    t = core.TrialTable()
+    rows = [t.add() for _ in range(4)]
+    assert t.held_count() == 0
+    t.set_worker_slot(rows[0], 0)
+    t.set_worker_slot(rows[2], 5)
+    assert t.held_count() == 2
+    t.set_worker_slot(rows[2], 6)  # moving to another worker: still held
+    assert t.held_count() == 2
+    t.set_worker_slot(rows[0], -1)
+    t.set_worker_slot(rows[1], -1)  # releasing a row that held none
+    assert t.held_count() == 1
+    with pytest.raises(ValueError):
+        t.set_worker_slot(rows[3], -2)
+    assert t.held_count() == 1
+    assert core.TrialTable.from_snapshot(t.snapshot()).held_count() == 1
+    assert pickle.loads(pickle.dumps(t)).held_count() == 1
+
+
 @pytest.mark.parametrize("mode, expected_best", [("min", 1.0), ("max", 5.0), (None, 2.0)])
 def test_best_metric_follows_mode_and_ignores_nan(core, mode, expected_best):
     t = core.TrialTable(mode)

@@ -1,0 +1,220 @@
+"""What the two event cores share: names, values, errors and the snapshot format.
+
+``fasttune._core`` (compiled) and ``fasttune._core_fallback`` (pure Python) must
+be indistinguishable, so everything they would otherwise each define -- the
+status and event constants, the exception classes, the legal status transitions,
+the error messages, and the layout and validation of a :class:`TrialTable`
+snapshot -- is defined once, here, and imported by both.  An exception raised by
+either core is therefore the same class whichever core is loaded.
+
+This module imports nothing from fasttune, so that the compiled core can be
+built and tested on its own.
+
+Example:
+    >>> STATUS_NAMES[RUNNING], sorted(STATUS_NAMES[s] for s in LEGAL_TRANSITIONS[TERMINATED])
+    ('RUNNING', ['PENDING'])
+    >>> data = snapshot_bytes("max", 2, lambda name: np.zeros(2))
+    >>> mode, rows, columns = parse_snapshot(data)
+    >>> mode, rows, columns["iteration"].tolist()
+    ('max', 2, [0, 0])
+"""
+from __future__ import annotations
+
+import struct
+from typing import Callable, Optional
+
+import numpy as np
+
+__all__ = [
+    "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR", "STATUS_NAMES",
+    "EVENT_START", "EVENT_BATCH", "EVENT_ERROR", "MAX_WORKER_SLOT", "INT32_MAX",
+    "MAX_DEPTH", "LEGAL_TRANSITIONS", "IllegalTransition", "CorruptSnapshot",
+    "status_error", "illegal_transition", "iteration_error", "worker_slot_error",
+    "event_kind_error", "selector_slot_error", "unknown_column",
+    "MODES", "SNAPSHOT_VERSION", "MAGIC", "HEADER", "COLUMNS", "ROW_BYTES",
+    "snapshot_bytes", "parse_snapshot", "TB_SKIPPED_KEYS",
+]
+
+# --------------------------------------------------------------------------
+# Trial statuses and the moves between them
+
+PENDING, RUNNING, PAUSED, TERMINATED, ERROR = 0, 1, 2, 3, 4
+STATUS_NAMES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
+
+#: For each status, the statuses a trial may move to from it.
+LEGAL_TRANSITIONS = {
+    PENDING: frozenset({RUNNING, PAUSED, TERMINATED, ERROR}),
+    RUNNING: frozenset({PENDING, PAUSED, TERMINATED, ERROR}),
+    PAUSED: frozenset({PENDING, RUNNING, TERMINATED, ERROR}),
+    TERMINATED: frozenset({PENDING}),
+    ERROR: frozenset({PENDING, TERMINATED}),
+}
+
+# --------------------------------------------------------------------------
+# Worker events and limits
+
+EVENT_START, EVENT_BATCH, EVENT_ERROR = 0, 1, 2
+#: Worker slots index small per-slot arrays in the compiled selector, so they
+#: are bounded; a million workers is far beyond any Ray cluster.
+MAX_WORKER_SLOT = (1 << 20) - 1
+#: The largest worker slot a TrialTable row can hold (an int32 column).
+INT32_MAX = (1 << 31) - 1
+#: Results nested deeper than this are refused (a dict that contains itself
+#: would otherwise recurse forever).
+MAX_DEPTH = 100
+
+#: Result keys that are not logged as TensorBoard scalars (they are the step, or
+#: not useful), as Ray Tune's TBXLoggerCallback leaves them out.
+TB_SKIPPED_KEYS = frozenset({"config", "pid", "timestamp", "time_total_s", "training_iteration"})
+
+# --------------------------------------------------------------------------
+# Errors: the classes, and the messages both cores raise them with
+
+
+class IllegalTransition(ValueError):
+    """A trial was asked to move between two statuses that may not follow each other."""
+
+
+class CorruptSnapshot(ValueError):
+    """Bytes given to :meth:`TrialTable.from_snapshot` are not a usable snapshot."""
+
+
+def status_error(status: object) -> ValueError:
+    """The error for a status that is none of the five.
+
+    >>> status_error(7)
+    ValueError('unknown trial status 7; expected one of 0 (PENDING), 1 (RUNNING), 2 (PAUSED), 3 (TERMINATED), 4 (ERROR)')
+    """
+    return ValueError(
+        f"unknown trial status {status!r}; expected one of "
+        + ", ".join(f"{i} ({name})" for i, name in enumerate(STATUS_NAMES))
+    )
+
+
+def illegal_transition(row: int, old: int, new: int) -> IllegalTransition:
+    """The error for moving ``row`` from ``old`` to ``new`` against :data:`LEGAL_TRANSITIONS`.
+
+    >>> str(illegal_transition(3, TERMINATED, RUNNING))
+    'trial row 3 cannot go from TERMINATED to RUNNING; from TERMINATED it may go to PENDING'
+    """
+    allowed = ", ".join(sorted(STATUS_NAMES[s] for s in LEGAL_TRANSITIONS[old]))
+    return IllegalTransition(
+        f"trial row {row} cannot go from {STATUS_NAMES[old]} to "
+        f"{STATUS_NAMES[new]}; from {STATUS_NAMES[old]} it may go to {allowed}")
+
+
+def iteration_error(iteration: int) -> ValueError:
+    return ValueError(f"iteration must be >= 0, got {iteration}")
+
+
+def worker_slot_error(slot: int) -> ValueError:
+    """The error for a TrialTable worker slot outside -1 (none) .. INT32_MAX."""
+    return ValueError(f"worker slot must be -1 (none) or 0..{INT32_MAX}, got {slot}")
+
+
+def event_kind_error(kind: object) -> ValueError:
+    return ValueError(f"unknown event kind {kind!r}; expected EVENT_START (0), "
+                      f"EVENT_BATCH (1) or EVENT_ERROR (2)")
+
+
+def selector_slot_error(slot: int) -> ValueError:
+    """The error for an EventSelector slot outside 0 .. MAX_WORKER_SLOT."""
+    return ValueError(f"worker slot must be in 0..{MAX_WORKER_SLOT}, got {slot}")
+
+
+def unknown_column(name: object) -> KeyError:
+    return KeyError(f"unknown column {name!r}; valid columns are "
+                    + ", ".join(n for n, _ in COLUMNS))
+
+
+# --------------------------------------------------------------------------
+# TrialTable snapshots
+#
+# A 16-byte header -- magic, format version, mode code, a reserved zero byte and
+# the row count -- then each column's values for all rows, little-endian, in the
+# order of COLUMNS.
+
+SNAPSHOT_VERSION = 1
+MODES = (None, "min", "max")  # index = mode code in snapshots
+MAGIC = b"FTTT"
+HEADER = struct.Struct("<4sHBBQ")  # magic, version, mode code, reserved (0), rows
+COLUMNS = (
+    ("status", "<u1"),
+    ("iteration", "<i8"),
+    ("failures", "<i4"),
+    ("last_metric", "<f8"),
+    ("best_metric", "<f8"),
+    ("time_total_s", "<f8"),
+    ("worker_slot", "<i4"),
+)
+#: Bytes per row over all columns.
+ROW_BYTES = sum(np.dtype(dtype).itemsize for _, dtype in COLUMNS)
+# Columns whose values the setters keep in range; a snapshot outside it is corrupt.
+_LIMITS = (("status", 0, ERROR), ("iteration", 0, None),
+           ("failures", 0, None), ("worker_slot", -1, None))
+
+
+def snapshot_bytes(mode: Optional[str], rows: int,
+                   column: Callable[[str], np.ndarray]) -> bytes:
+    """A snapshot of a table in ``mode`` with ``rows`` rows; ``column(name)`` gives
+    a column's values (any numeric dtype, converted here)."""
+    header = HEADER.pack(MAGIC, SNAPSHOT_VERSION, MODES.index(mode), 0, rows)
+    return header + b"".join(column(name).astype(dtype).tobytes() for name, dtype in COLUMNS)
+
+
+def parse_snapshot(data: object) -> tuple[Optional[str], int, dict[str, np.ndarray]]:
+    """Checks snapshot bytes; returns ``(mode, rows, columns)``.
+
+    ``columns`` maps each column name of :data:`COLUMNS` to a read-only
+    little-endian numpy array of its ``rows`` values.
+
+    Raises:
+        TypeError: ``data`` is not bytes-like.
+        CorruptSnapshot: the bytes are truncated, are not a snapshot, hold
+            impossible values, or come from a newer fasttune.
+
+    >>> parse_snapshot(b"FTTX")
+    Traceback (most recent call last):
+    ...
+    fasttune._core_shared.CorruptSnapshot: not a TrialTable snapshot: it starts with b'FTTX', expected b'FTTT'
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"from_snapshot needs bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if data[:4] != MAGIC[:len(data)]:
+        raise CorruptSnapshot(f"not a TrialTable snapshot: it starts with {data[:4]!r}, "
+                              f"expected {MAGIC!r}")
+    if len(data) < HEADER.size:
+        raise CorruptSnapshot(f"TrialTable snapshot is truncated: {len(data)} bytes, "
+                              f"shorter than its {HEADER.size}-byte header")
+    _, version, mode_code, reserved, n = HEADER.unpack_from(data)
+    if version > SNAPSHOT_VERSION:
+        raise CorruptSnapshot(
+            f"TrialTable snapshot format version {version} is newer than this "
+            f"fasttune supports ({SNAPSHOT_VERSION}); upgrade fasttune")
+    if version == 0:
+        raise CorruptSnapshot("TrialTable snapshot has invalid format version 0")
+    if mode_code >= len(MODES):
+        raise CorruptSnapshot(f"TrialTable snapshot has unknown mode code {mode_code}")
+    if reserved != 0:
+        raise CorruptSnapshot(f"TrialTable snapshot has a nonzero reserved byte ({reserved})")
+    expected = HEADER.size + n * ROW_BYTES
+    if len(data) < expected:
+        raise CorruptSnapshot(f"TrialTable snapshot is truncated: its header says {n} rows, "
+                              f"which need {expected} bytes, but it has {len(data)}")
+    if len(data) > expected:
+        raise CorruptSnapshot(f"TrialTable snapshot is {len(data)} bytes but its header "
+                              f"says {n} rows, which need {expected} bytes")
+    columns, offset = {}, HEADER.size
+    for name, dtype in COLUMNS:
+        columns[name] = np.frombuffer(data, dtype=dtype, count=n, offset=offset)
+        offset += n * np.dtype(dtype).itemsize
+    for name, low, high in _LIMITS:
+        col = columns[name]
+        bad = np.flatnonzero((col < low) | (col > high)) if high is not None \
+            else np.flatnonzero(col < low)
+        if bad.size:
+            row = int(bad[0])
+            raise CorruptSnapshot(f"TrialTable snapshot row {row} has an invalid "
+                                  f"{name} value {int(col[row])}")
+    return MODES[mode_code], n, columns
