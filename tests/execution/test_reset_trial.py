@@ -239,7 +239,7 @@ def test_a_reset_that_arrives_after_the_trials_last_result_leaves_its_config_alo
     runner._on_batch(0, [Ended("done", trial.trial_id)])
     assert trial.status == Trial.TERMINATED
     assert trial.config == {"inc": 1} and trial.experiment_tag == ""
-    assert not runner._reset_on_start
+    assert runner._states[trial.trial_id].reset_on_start is None
     runner._files.close_all()
 
 
@@ -253,7 +253,7 @@ def test_a_reset_of_a_paused_trial_queued_on_a_worker_takes_it_back_and_keeps_it
     assert interrupts == [trial]
     runner._on_batch(0, [Ended("dropped", trial.trial_id)])
     assert trial.status == Trial.PAUSED and not runner.is_trial_held(trial)
-    assert trial.trial_id in runner._reset_on_start  # applied when it is chosen again
+    assert runner._states[trial.trial_id].reset_on_start is not None  # applied when it is chosen again
     runner._files.close_all()
 
 
