@@ -17,8 +17,8 @@ the wire a record is a list, its kind first, then its fields in order::
 Commands (driver -> worker):
 
 * ``LoadTrainable``: a trainable (and the registered env creators) the next trials use.
-* ``StartTrial``: queue a trial; it starts when the previous one ends.  ``spec`` is a dict
-  (see ``TrialRunner._trial_spec``).
+* ``StartTrial``: queue a trial; it starts when the previous one ends.  ``spec`` is the
+  dict :func:`trial_spec` makes.
 * ``Answer``: ``continue``, ``stop`` or ``pause`` a trial blocked at a decision point;
   ``stop``/``pause`` also end a running or queued trial.
 * ``ResetTrial``: answer a decision point by going on as a new run segment of the same
@@ -40,6 +40,7 @@ Events (worker -> driver):
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import msgpack
@@ -58,7 +59,7 @@ class LoadTrainable(NamedTuple):
 
 
 class StartTrial(NamedTuple):
-    spec: Dict[str, Any]
+    spec: Dict[str, Any]  # made by trial_spec (a ResetTrial's fields update its keys)
 
     kind = "start"
 
@@ -174,6 +175,40 @@ def _record(message: list, table: Dict[str, Any], what: str) -> Any:
     if cls is None:
         raise ValueError(f"unknown worker {what} {kind!r} (a driver and worker of different fasttune versions?)")
     return cls(*message[1:])
+
+
+def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yields: bool, iteration: int,
+               time_total: float, ckpt_index: int, restore: Optional[str]) -> Dict[str, Any]:
+    """What a worker needs to run one segment of ``trial``: the ``StartTrial`` spec.
+
+    ``decide``: the wire form of the trial's ``DecisionPoints``; ``yields``: the worker may
+    pause it at those points for a queued trial without asking; ``iteration`` and
+    ``time_total``: where its counters continue from; ``ckpt_index``: the number of its
+    next checkpoint directory; ``restore``: the checkpoint to resume from (None: none).
+    A reset adds ``clone_from`` (another trial's checkpoint to copy in first), and the
+    executor adds ``reuse_actors``.
+    """
+    checkpoint_config = trial.checkpoint_config
+    return {
+        "trial_id": trial.trial_id,
+        "trainable": trial.trainable_name,
+        "config": trial.config,
+        "trial_dir": trial.path,
+        "trial_name": str(trial),
+        "experiment_name": os.path.basename(experiment_path or ""),
+        "storage_path": os.path.dirname(experiment_path or ""),
+        "stop": trial.stopping_criterion or None,  # checked in the worker, at each result
+        "decide": decide,
+        "yield": yields,
+        "iteration": iteration,
+        "time_total": time_total,
+        "ckpt_index": ckpt_index,
+        "restore": restore,
+        "resources": trial.resources,
+        # Class trainables: the worker calls save_checkpoint by this policy.
+        "checkpoint_frequency": int(getattr(checkpoint_config, "checkpoint_frequency", 0) or 0),
+        "checkpoint_at_end": bool(getattr(checkpoint_config, "checkpoint_at_end", False)),
+    }
 
 
 # ---- encode / decode --------------------------------------------------------------------

@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from fasttune import _corelib as core
 from fasttune._serialization import unpickled_in
@@ -31,6 +31,15 @@ logger = logging.getLogger(__name__)
 # Under checkpoint_period="auto" snapshots come at most this often (and further apart
 # when one costs more than 1/20 of this).
 _MIN_SNAPSHOT_PERIOD_S = 2.0
+
+
+class Policies(NamedTuple):
+    """The objects whose state a snapshot saves beside the trials."""
+
+    searcher: Any
+    scheduler: Any
+    stopper: Any  # None: no stopper
+    callbacks: Any  # a CallbackList
 
 
 class SnapshotWriter:
@@ -55,16 +64,21 @@ class SnapshotWriter:
         self.records.append(None)
         self.dirnames.append(None)
 
-    def due(self) -> bool:
+    def due(self, pending_suggestion: Any = None) -> bool:
+        """Whether the period has passed; not while the searcher is making a suggestion
+        (saving it would wait for that: the next step saves)."""
         period = self._period
         if period == "auto":
             period = max(_MIN_SNAPSHOT_PERIOD_S, 20.0 * self.cost)
-        return time.monotonic() - self._last >= float(period)
+        if time.monotonic() - self._last < float(period):
+            return False
+        return pending_suggestion is None or pending_suggestion.is_set()
 
     def write(self, trials: List[Trial], states: Dict[str, TrialState], checkpoint_rows: Dict[str, int],
-              table: Any, fields: Dict[str, Any], started: float) -> str:
-        """One snapshot of ``trials`` (``fields``: the experiment's and the policies' part;
-        ``started``: when the caller began it, so its cost counts what it did first)."""
+              table: Any, policies: Policies, *, experiment: Any, elapsed_s: float, iteration: int,
+              started: float) -> str:
+        """One snapshot of ``trials`` and ``policies`` (``started``: when the caller began
+        it, so its cost counts what the caller did first)."""
         records, dirnames = self.records, self.dirnames
         packed = []
         for row, trial in enumerate(trials):
@@ -85,12 +99,19 @@ class SnapshotWriter:
         state = {
             "format": _state.FORMAT_VERSION,
             "timestamp": time.time(),
-            **fields,
+            "trainable_name": experiment.trainable_name if experiment is not None else None,
+            "trial_ids": list(experiment.trial_id_state) if experiment is not None else None,
+            "elapsed_s": elapsed_s,
+            "iteration": iteration,
             "table": table.snapshot(),
             "keysets": self.keysets.keys,
             "dirnames": dirnames,  # beside the records too: a restore reads them all at once
             # What a restore will unpickle from trial records, told before it decodes any.
             "pickled_in_records": self.pickled_in_records,
+            "searcher": self._policy_state(policies.searcher, "searcher"),
+            "scheduler": self._policy_state(policies.scheduler, "scheduler"),
+            "stopper": policies.stopper.get_state() if policies.stopper is not None else None,
+            "callbacks": policies.callbacks.get_state(),
         }
         if not self.seq:
             # An earlier run under the same name left snapshots: this run's come after
@@ -102,7 +123,7 @@ class SnapshotWriter:
         self.cost = self._last - started
         return path
 
-    def policy_state(self, policy: Any, kind: str) -> Any:
+    def _policy_state(self, policy: Any, kind: str) -> Any:
         """The policy's saved state for the snapshot; one that cannot be saved (it does
         not pickle, say) leaves it out with one warning, and the sweep goes on."""
         try:
@@ -175,7 +196,7 @@ class RestoredExperiment:
         self.pickled: List[str] = []  # what was unpickled, for the caller to tell
 
 
-def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policies: Dict[str, Any],
+def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policies: Policies,
             remove_checkpoint: Callable[[str], None]) -> RestoredExperiment:
     """Read the latest snapshot of ``writer.experiment_path`` back: trials as
     ``resume_config`` says, the policies' saved state (``policies``: searcher, scheduler,
@@ -223,10 +244,10 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     return restored
 
 
-def _restore_policies(state: Dict[str, Any], policies: Dict[str, Any]) -> List[str]:
+def _restore_policies(state: Dict[str, Any], policies: Policies) -> List[str]:
     pickled = []
-    for kind in ("searcher", "scheduler"):
-        saved, policy = state.get(kind), policies[kind]
+    for kind, policy in (("searcher", policies.searcher), ("scheduler", policies.scheduler)):
+        saved = state.get(kind)
         if not saved:
             continue
         blobs = saved.values() if isinstance(saved, dict) else [saved]
@@ -234,10 +255,10 @@ def _restore_policies(state: Dict[str, Any], policies: Dict[str, Any]) -> List[s
         restore_policy_state(policy, kind, saved)
         if names:
             pickled.append(f"in the {kind}'s state ({type(policy).__name__}): {', '.join(names)}")
-    if state.get("stopper") is not None and policies["stopper"] is not None:
-        policies["stopper"].set_state(state["stopper"])
+    if state.get("stopper") is not None and policies.stopper is not None:
+        policies.stopper.set_state(state["stopper"])
     if state.get("callbacks"):
-        policies["callbacks"].set_state(state["callbacks"])
+        policies.callbacks.set_state(state["callbacks"])
     return pickled
 
 

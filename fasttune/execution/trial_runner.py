@@ -54,6 +54,7 @@ _MAX_WAKE_WAIT_S = 1.0
 _SERVER_WAKE_WAIT_S = 0.5
 _SERVER_POLL_S = 0.02
 
+
 class TrialRunner(TrialEventHandlers, RunnerView):
     """Runs the trials of one experiment to completion (``ray.tune.execution.trial_runner``).
 
@@ -109,6 +110,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._resets = ResetBook(self._checkpoints, self._table)
         period = os.environ.get("FASTTUNE_GLOBAL_CHECKPOINT_S") or checkpoint_period
         self._snapshots = _snapshots.SnapshotWriter(experiment_path, period) if experiment_path else None
+        self._policies = _snapshots.Policies(self._search_alg, self._scheduler, stopper, self._callbacks)
         self._iteration = 0
         self._start_time = time.monotonic()
         self._stopped_at: Optional[float] = None
@@ -304,26 +306,10 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             if state.rewind_on_start or trial.iteration != iteration or trial.results_seen != rows:
                 state.rewind_on_start = False
                 self._rewind(trial, iteration, time_total, rows)
-        spec = {
-            "trial_id": trial.trial_id,
-            "trainable": trial.trainable_name,
-            "config": trial.config,
-            "trial_dir": trial.path,
-            "trial_name": str(trial),
-            "experiment_name": os.path.basename(self.experiment_path or ""),
-            "storage_path": os.path.dirname(self.experiment_path or ""),
-            "stop": trial.stopping_criterion or None,
-            "decide": self._decision_points(trial),
-            "yield": self._scheduler_points and bool(self._scheduler.pauses_for_waiting_trials(trial)),
-            "iteration": iteration,
-            "time_total": time_total,
-            "ckpt_index": state.next_index(trial),
-            "restore": restore_path,
-            "resources": trial.resources,
-            # Class trainables: the worker calls save_checkpoint by this policy.
-            "checkpoint_frequency": int(getattr(trial.checkpoint_config, "checkpoint_frequency", 0) or 0),
-            "checkpoint_at_end": bool(getattr(trial.checkpoint_config, "checkpoint_at_end", False)),
-        }
+        spec = protocol.trial_spec(
+            trial, self.experiment_path, decide=self._decision_points(trial),
+            yields=self._scheduler_points and bool(self._scheduler.pauses_for_waiting_trials(trial)),
+            iteration=iteration, time_total=time_total, ckpt_index=state.next_index(trial), restore=restore_path)
         spec.update(fields)
         self._unassigned.pop(trial.trial_id, None)  # a PAUSED trial resuming was never in it
         self._table.set_worker_slot(trial._row, self.trial_executor.start_trial(trial, spec, self._may_queue(trial)))
@@ -439,26 +425,13 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         ``checkpoint_period="auto"`` keeps snapshot time under ~5% of wall time
         (``FASTTUNE_GLOBAL_CHECKPOINT_S`` overrides the period, in seconds)."""
         writer = self._snapshots
-        if writer is None:
+        if writer is None or not (force or writer.due(self._search_alg.pending_suggestion)):
             return None
-        if not force:
-            suggestion = self._search_alg.pending_suggestion
-            if not writer.due() or (suggestion is not None and not suggestion.is_set()):
-                return None  # (saving the searcher would wait for the suggestion: the next step saves)
         started = time.monotonic()
         self._files.flush()  # every result the snapshot counts is on disk first
-        experiment = self._experiment
-        fields = {
-            "trainable_name": experiment.trainable_name if experiment is not None else None,
-            "trial_ids": list(experiment.trial_id_state) if experiment is not None else None,
-            "elapsed_s": time.monotonic() - self._start_time,
-            "iteration": self._iteration,
-            "searcher": writer.policy_state(self._search_alg, "searcher"),
-            "scheduler": writer.policy_state(self._scheduler, "scheduler"),
-            "stopper": self._stopper.get_state() if self._stopper is not None else None,
-            "callbacks": self._callbacks.get_state(),
-        }
-        return writer.write(self._trials, self._states, self._checkpoints.rows, self._table, fields, started)
+        return writer.write(self._trials, self._states, self._checkpoints.rows, self._table, self._policies,
+                            experiment=self._experiment, elapsed_s=time.monotonic() - self._start_time,
+                            iteration=self._iteration, started=started)
 
     def resume(self, resume_unfinished: bool = True, resume_errored: bool = False, restart_errored: bool = False,
                resume_config: Any = None) -> List[str]:
@@ -480,12 +453,10 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             raise TuneError("TrialRunner.resume() needs the experiment: call setup_experiments() first.")
         if resume_config is None:
             resume_config = ResumeConfig.from_flags(resume_unfinished, resume_errored, restart_errored)
-        policies = {"searcher": self._search_alg, "scheduler": self._scheduler, "stopper": self._stopper,
-                    "callbacks": self._callbacks}
         gc_was_enabled = gc.isenabled()
         gc.disable()  # millions of small objects, none cyclic: the collector only costs here
         try:
-            restored = _snapshots.restore(self._snapshots, self._experiment, resume_config, policies,
+            restored = _snapshots.restore(self._snapshots, self._experiment, resume_config, self._policies,
                                           self._files.remove_checkpoint)
         finally:
             if gc_was_enabled:
