@@ -20,7 +20,8 @@ Commands (driver -> worker):
 * ``StartTrial``: queue a trial; it starts when the previous one ends.  ``spec`` is the
   dict :func:`trial_spec` makes.
 * ``Answer``: ``continue``, ``stop`` or ``pause`` a trial blocked at a decision point;
-  ``stop``/``pause`` also end a running or queued trial.
+  ``stop``/``pause`` also end a running or queued trial (``checkpoint=False``: a paused
+  class trainable saves no checkpoint, and resumes from its latest one).
 * ``ResetTrial``: answer a decision point by going on as a new run segment of the same
   trial, its spec updated by ``fields`` (a new config, a checkpoint to clone: PBT's exploit).
 
@@ -67,6 +68,7 @@ class StartTrial(NamedTuple):
 class Answer(NamedTuple):
     how: str  # CONTINUE, STOP or PAUSE: the wire kind itself
     trial_id: str
+    checkpoint: bool = True  # PAUSE: a class trainable saves a checkpoint first
 
 
 class ResetTrial(NamedTuple):
@@ -168,9 +170,9 @@ def _wire(record: Any) -> list:
 def _record(message: list, table: Dict[str, Any], what: str) -> Any:
     kind = message[0]
     if kind in ENDED_KINDS and what == "event":
-        return Ended(kind, message[1])
+        return Ended(*message)
     if kind in (CONTINUE, STOP, PAUSE) and what == "command":
-        return Answer(kind, message[1])
+        return Answer(*message)
     cls = table.get(kind)
     if cls is None:
         raise ValueError(f"unknown worker {what} {kind!r} (a driver and worker of different fasttune versions?)")

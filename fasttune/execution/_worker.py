@@ -133,6 +133,7 @@ class _Run:
         self.awaiting = False
         self.backpressured = False
         self.interrupt: Optional[str] = None
+        self.save_on_pause = True  # a class trainable saves a checkpoint when paused
 
     def stop_reached(self, metrics: Dict[str, Any], now: float) -> bool:
         if metrics.get("done"):
@@ -239,7 +240,7 @@ class TrialWorker:
             if isinstance(command, protocol.StartTrial):
                 self._queue.append(command.spec)
             elif isinstance(command, protocol.Answer):
-                self._decide(command.trial_id, command.how)
+                self._decide(command.trial_id, command.how, command.checkpoint)
             elif isinstance(command, protocol.ResetTrial):
                 run = self._run
                 if run is not None and run.trial_id == command.trial_id and run.awaiting:
@@ -266,9 +267,11 @@ class TrialWorker:
             self._trainables[command.name] = _Unloadable(command.name, traceback.format_exc())
         self._wrapped.pop(command.name, None)
 
-    def _decide(self, trial_id: str, decision: str) -> None:
+    def _decide(self, trial_id: str, decision: str, checkpoint: bool = True) -> None:
         run = self._run
         if run is not None and run.trial_id == trial_id:
+            if decision == _PAUSE and not checkpoint:
+                run.save_on_pause = False
             if run.awaiting:
                 run.decision = decision
             elif decision != _CONTINUE:
@@ -522,7 +525,8 @@ class TrialWorker:
             except TuneStopTrial as stop:
                 how = stop.args[0] if stop.args else _STOP
                 current = run.base_iteration + run.count
-                if run.count and current != saved_at and (how == _PAUSE or (how == _STOP and at_end)):
+                saves = (how == _PAUSE and run.save_on_pause) or (how == _STOP and at_end)
+                if run.count and current != saved_at and saves:
                     # After the last reported result: the checkpoint has that result's state.
                     self._emit(protocol.CheckpointSaved(run.trial_id, self._save_class(run, instance)))
                 raise

@@ -262,16 +262,17 @@ class RayTrialExecutor:
                 return worker
         return None
 
-    def _interrupt(self, trial: Any, how: str) -> bool:
+    def _interrupt(self, trial: Any, how: str, checkpoint: bool = True) -> bool:
         worker = self._holder(trial)
         if worker is None:
             return False
-        worker.actor.interrupt.remote(protocol.encode_commands([protocol.Answer(how, trial.trial_id)]))
+        command = protocol.Answer(how, trial.trial_id, checkpoint)
+        worker.actor.interrupt.remote(protocol.encode_commands([command]))
         # The interrupt can reach the worker before the trial's start does (still queued
         # here, or in a poll the worker has not applied yet): the worker then ignores it
         # and would run the trial anyway.  The same command on the next poll comes after
         # the start; once the interrupt did act, the worker ignores the repeat.
-        worker.commands.append(protocol.Answer(how, trial.trial_id))
+        worker.commands.append(command)
         return True
 
     def stop_trial(self, trial: Any) -> bool:
@@ -279,10 +280,11 @@ class RayTrialExecutor:
         worker confirms with a ``stopped``/``dropped`` event.  False if no worker holds it."""
         return self._interrupt(trial, protocol.STOP)
 
-    def pause_trial(self, trial: Any) -> bool:
+    def pause_trial(self, trial: Any, should_checkpoint: bool = True) -> bool:
         """Ask the trial's worker to end it as PAUSED; it restarts later from its latest
-        checkpoint.  False if no worker holds it."""
-        return self._interrupt(trial, protocol.PAUSE)
+        checkpoint (a class trainable saves one first unless ``should_checkpoint`` is
+        False).  False if no worker holds it."""
+        return self._interrupt(trial, protocol.PAUSE, should_checkpoint)
 
     def trial_ended(self, slot: int, trial: Any) -> None:
         """The worker reported ``trial`` over; return the worker to the pool if it is free."""

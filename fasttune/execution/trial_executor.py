@@ -56,8 +56,9 @@ class TrialExecutor(Protocol):
     def stop_trial(self, trial: Any) -> bool:
         """End a running or queued trial now; False if no worker holds it."""
 
-    def pause_trial(self, trial: Any) -> bool:
-        """End a running or queued trial as paused; False if no worker holds it."""
+    def pause_trial(self, trial: Any, should_checkpoint: bool = True) -> bool:
+        """End a running or queued trial as paused (``should_checkpoint``: a class
+        trainable saves a checkpoint first); False if no worker holds it."""
 
     def trial_ended(self, slot: int, trial: Any) -> None:
         """The worker in ``slot`` reported ``trial`` over: it no longer holds it."""

@@ -374,12 +374,12 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             self._close_trial(trial)
 
     def pause_trial(self, trial: Trial, should_checkpoint: bool = True) -> None:
-        """Release ``trial``'s worker; it resumes later from its latest checkpoint.
-        (``should_checkpoint`` is Ray Tune's; a class trainable saves when it pauses.)"""
+        """Release ``trial``'s worker; it resumes later from its latest checkpoint (a class
+        trainable saves one when paused, unless ``should_checkpoint`` is False)."""
         if trial.status not in (Trial.RUNNING, Trial.PENDING):
             return
         if self.is_trial_held(trial):
-            self.trial_executor.pause_trial(trial)
+            self.trial_executor.pause_trial(trial, should_checkpoint)
         self._unassigned.pop(trial.trial_id, None)
         trial.set_status(Trial.PAUSED)
 
@@ -411,7 +411,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         if at_point:
             return
         if trial.status == Trial.RUNNING:
-            self.pause_trial(trial, should_checkpoint=False)
+            self.pause_trial(trial)
         elif self.is_trial_held(trial):
             # Queued on a worker with its old spec (or just starting): handed back
             # ("dropped") or paused, then restarted with the reset.

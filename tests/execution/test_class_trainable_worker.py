@@ -175,6 +175,19 @@ def test_pause_at_a_decision_point_saves_then_ends_paused_and_resumes_from_files
     assert results[0]["loaded"] == "str" and [r["iteration_seen"] for r in results] == [3, 4]
 
 
+def test_a_pause_without_checkpoint_saves_nothing_and_ends_paused(tmp_path):
+    # TrialRunner.pause_trial(trial, should_checkpoint=False), as Ray Tune's: the trial
+    # resumes from its latest checkpoint, so the worker saves none when pausing it.
+    trial_dir = tmp_path / "trial"
+    worker = TrialWorker()
+    spec = _spec("t1", str(trial_dir), config={"inc": 10}, decide=["at", [3]])
+    events = _run_until(worker, _commands(_install(FileCounter), ["start", spec]),
+                        answer=lambda e: ["pause", e[1], False])
+    assert [r["total"] for r in _results(events)] == [10, 20, 30]
+    assert [e[0] for e in events][-2:] == ["decide", "paused"]
+    assert not trial_dir.exists() or not any(p.name.startswith("checkpoint_") for p in trial_dir.iterdir())
+
+
 def test_failing_save_checkpoint_is_a_clear_error_and_keeps_the_previous_checkpoint(tmp_path):
     trial_dir = tmp_path / "trial"
     worker = TrialWorker()

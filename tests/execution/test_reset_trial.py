@@ -216,7 +216,7 @@ def _runner_holding_one_trial(tmp_path, monkeypatch, *statuses):
     runner = TrialRunner(experiment_path=str(tmp_path))
     monkeypatch.setattr(runner.trial_executor, "check_feasible", lambda trial: None)
     interrupts = []
-    monkeypatch.setattr(runner.trial_executor, "pause_trial", interrupts.append)
+    monkeypatch.setattr(runner.trial_executor, "pause_trial", lambda trial, should_checkpoint=True: interrupts.append(trial))
     monkeypatch.setattr(runner.trial_executor, "trial_ended", lambda slot, trial: None)
     trial = Trial("t", config={"inc": 1}, experiment_path=str(tmp_path))
     runner.add_trial(trial)
