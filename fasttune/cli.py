@@ -3,8 +3,18 @@
 The commands live in :mod:`fasttune._cli`, one module each; this is the entry point.
 
 Example:
-    >>> main(["--version"])  # doctest: +SKIP
-    fasttune 0.1.0
+    >>> import json, os, tempfile
+    >>> exp = tempfile.mkdtemp()  # an experiment directory with one finished trial
+    >>> os.mkdir(os.path.join(exp, "trial_0"))
+    >>> with open(os.path.join(exp, "trial_0", "params.json"), "w") as f:
+    ...     json.dump({"lr": 0.1}, f)
+    >>> with open(os.path.join(exp, "trial_0", "result.json"), "w") as f:
+    ...     json.dump({"loss": 0.5, "training_iteration": 3, "done": True}, f)
+    >>> main(["ls", exp])
+    trial_id  status      training_iteration  config/lr
+    --------  ----------  ------------------  ---------
+    trial_0   TERMINATED                   3        0.1
+    0
 """
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def _import_pandas(feature: str) -> Any:
     return pandas
 
 
-def _read_json_lines(path: str) -> List[Dict[str, Any]]:
+def read_json_lines(path: str) -> List[Dict[str, Any]]:
     """Read a JSON-lines results file; a truncated (undecodable) last line is dropped.
 
     A bad line anywhere else means the file is corrupt, and raises ValueError.
@@ -212,7 +212,7 @@ class Result:
         rows: List[Dict[str, Any]] = []
         result_path = os.path.join(trial_dir, RESULT_FILE)
         if os.path.isfile(result_path):
-            rows = _read_json_lines(result_path)
+            rows = read_json_lines(result_path)
         metrics = rows[-1] if rows else None
 
         error = None

@@ -26,7 +26,7 @@ from fasttune.result import (
     RESULT_FILE,
     Result,
     _import_pandas,
-    _read_json_lines,
+    read_json_lines,
 )
 
 __all__ = ["ResultGrid"]
@@ -35,7 +35,8 @@ _MODES = ("min", "max")
 _SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
 
 
-def _numeric(value: Any) -> Optional[float]:
+def as_number(value: Any) -> Optional[float]:
+    """``value`` as a float when it is a real number (not a bool), else None."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
     return None
@@ -46,8 +47,8 @@ def _metric_value(row: Optional[Dict[str, Any]], metric: str) -> Optional[float]
     if not row:
         return None
     if metric in row:
-        return _numeric(row[metric])
-    return _numeric(flatten_dict(row).get(metric))
+        return as_number(row[metric])
+    return as_number(flatten_dict(row).get(metric))
 
 
 def _is_better(score: float, best: Optional[float], mode: str) -> bool:
@@ -198,7 +199,7 @@ class ResultGrid:
             result = self._results[index]
             path = os.path.join(result.path, RESULT_FILE)
             if os.path.isfile(path):
-                rows = _read_json_lines(path)
+                rows = read_json_lines(path)
             else:
                 rows = [result.metrics] if result.metrics else []
             self._history_cache[index] = rows

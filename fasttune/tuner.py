@@ -74,7 +74,12 @@ class Tuner:
         searcher and scheduler with cloudpickle: restore only directories you trust.
 
         Example:
+            >>> import tempfile
             >>> import fasttune as tune
+            >>> def train(config):
+            ...     tune.report({"loss": config["x"] ** 2})
+            >>> tune.Tuner.can_restore(tempfile.mkdtemp())  # an empty directory: nothing to continue
+            False
             >>> path = "~/fasttune_results/my_sweep"
             >>> if tune.Tuner.can_restore(path):  # doctest: +SKIP
             ...     results = tune.Tuner.restore(path, trainable=train).fit()

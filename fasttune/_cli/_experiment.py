@@ -27,8 +27,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from fasttune._flatten import flatten_dict
 from fasttune.error import TuneError
-from fasttune.result import ERROR_FILE, PARAMS_FILE, RESULT_FILE, _read_json_lines
-from fasttune.result_grid import _numeric as numeric  # a real number (not a bool) as float, else None
+from fasttune.result import ERROR_FILE, PARAMS_FILE, RESULT_FILE, read_json_lines
+from fasttune.result_grid import as_number as numeric  # a real number (not a bool) as float, else None
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def read_experiment(path: str) -> ExperimentData:
     for trial_dir in trial_dirs:
         known = snapshot.get(trial_dir)
         result_path = os.path.join(trial_dir, RESULT_FILE)
-        rows = _read_json_lines(result_path) if os.path.isfile(result_path) else []
+        rows = read_json_lines(result_path) if os.path.isfile(result_path) else []
         last = rows[-1] if rows else {}
         trial_id = last.get("trial_id") or (known.trial_id if known is not None else os.path.basename(trial_dir))
         config = last.get("config")

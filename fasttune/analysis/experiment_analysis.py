@@ -12,10 +12,20 @@ class ExperimentAnalysis:
     returns, or read from an experiment directory (finished or interrupted, no Ray needed).
 
     Example:
+        >>> import json, os, tempfile
         >>> import fasttune as tune
-        >>> analysis = tune.run(train, config={"x": tune.uniform(0, 1)}, metric="loss", mode="min")  # doctest: +SKIP
-        >>> analysis.best_config  # doctest: +SKIP
-        >>> tune.ExperimentAnalysis("~/fasttune_results/my_sweep", default_metric="loss", default_mode="min")  # doctest: +SKIP
+        >>> exp = tempfile.mkdtemp()  # an experiment directory, as tune.run leaves one
+        >>> for i, lr in enumerate([0.1, 0.01]):
+        ...     os.mkdir(os.path.join(exp, f"trial_{i}"))
+        ...     with open(os.path.join(exp, f"trial_{i}", "params.json"), "w") as f:
+        ...         json.dump({"lr": lr}, f)
+        ...     with open(os.path.join(exp, f"trial_{i}", "result.json"), "w") as f:
+        ...         json.dump({"loss": lr * 10, "done": True, "config": {"lr": lr}}, f)
+        >>> analysis = tune.ExperimentAnalysis(exp, default_metric="loss", default_mode="min")
+        >>> analysis.best_config
+        {'lr': 0.01}
+        >>> len(analysis.trials)
+        2
     """
 
     def __init__(self, trials: Union[List[Any], str, "os.PathLike[str]"], result_grid: Optional[ResultGrid] = None,

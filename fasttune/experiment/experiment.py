@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from fasttune._flatten import flatten_dict
 from fasttune.error import TuneError
-from fasttune.execution.placement_groups import PlacementGroupFactory, resource_dict_to_pg_factory
+from fasttune._resources import PlacementGroupFactory, resource_dict_to_pg_factory
 from fasttune.experiment.trial import Trial
 from fasttune.registry import _global_registry, TRAINABLE_CLASS, get_trainable_cls
 from fasttune.stopper import FunctionStopper, Stopper

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from fasttune import _corelib as core
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
-from fasttune.execution.placement_groups import PlacementGroupFactory, resource_dict_to_pg_factory
+from fasttune._resources import PlacementGroupFactory, resource_dict_to_pg_factory
 
 _STATUS_CODES = {name: code for code, name in enumerate(core.STATUS_NAMES)}
 _UNSAFE_PATH_CHARS = re.compile(r"[^\w\-=.,+]")

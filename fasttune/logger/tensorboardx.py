@@ -70,7 +70,7 @@ class TBXLoggerCallback(LoggerCallback):
     Example:
         >>> import fasttune as tune
         >>> from fasttune.logger import TBXLoggerCallback
-        >>> run_config = tune.RunConfig(callbacks=[TBXLoggerCallback()])  # doctest: +SKIP
+        >>> run_config = tune.RunConfig(callbacks=[TBXLoggerCallback()])
     """
 
     _SAVED_FILE_TEMPLATES = ["events.out.tfevents.*"]

@@ -10,43 +10,16 @@ Example:
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Hashable, Tuple
 
-import numpy as np
-
-_GRID_KEY = "grid_search"
+from fasttune.search._grid import GRID_KEY, check_grid_values
+from fasttune.search.sample import Domain, Function
 
 
 def where(path: Tuple[Hashable, ...], root: str = "param_space") -> str:
     """``("opt", "lr")`` -> ``param_space["opt"]["lr"]``, the way a user would index it."""
     return root + "".join(f"[{key!r}]" for key in path)
-
-
-def check_grid_values(values: Any, at: str = "") -> None:
-    """Raises if ``values`` cannot be the values of a grid search.
-
-    Args:
-        values: What was given as the grid-search values.
-        at: Where the grid search sits, prefixed to the message.
-    """
-    prefix = f"{at}: " if at else ""
-    if isinstance(values, (str, bytes, Mapping, set, frozenset)) or not (
-        isinstance(values, (Sequence, np.ndarray))
-    ):
-        raise TypeError(
-            f"{prefix}grid_search needs a list of values to try, e.g. grid_search([1, 2, 3]); "
-            f"got {type(values).__name__} {values!r}."
-        )
-    if len(values) == 0:
-        raise ValueError(
-            f"{prefix}grid_search needs at least one value; an empty grid would produce no trials."
-        )
-
-
-def is_grid_dict(value: Any) -> bool:
-    """Whether ``value`` is the ``{"grid_search": [...]}`` form ``grid_search()`` returns."""
-    return isinstance(value, dict) and len(value) == 1 and _GRID_KEY in value
 
 
 def validate_param_space(space: Any, name: str = "param_space") -> None:
@@ -66,22 +39,20 @@ def validate_param_space(space: Any, name: str = "param_space") -> None:
 
 
 def _check(value: Any, path: Tuple[Hashable, ...], name: str) -> None:
-    from fasttune.search.sample import Domain, Function
-
     if isinstance(value, Domain):
         if isinstance(value, Function) and not callable(value.func):
             raise TypeError(f"{where(path, name)}: sample_from needs a callable, got {value.func!r}.")
         return
-    if isinstance(value, dict) and _GRID_KEY in value:
+    if isinstance(value, dict) and GRID_KEY in value:
         if len(value) != 1:
-            others = sorted(str(k) for k in value if k != _GRID_KEY)
+            others = sorted(str(k) for k in value if k != GRID_KEY)
             raise ValueError(
                 f"{where(path, name)} mixes 'grid_search' with other keys {others}; a grid search "
                 "is a dict with the single key 'grid_search', as grid_search([...]) returns."
             )
-        check_grid_values(value[_GRID_KEY], where(path, name))
-        for index, item in enumerate(value[_GRID_KEY]):
-            _check(item, path + (_GRID_KEY, index), name)
+        check_grid_values(value[GRID_KEY], where(path, name))
+        for index, item in enumerate(value[GRID_KEY]):
+            _check(item, path + (GRID_KEY, index), name)
         return
     if isinstance(value, Mapping):
         for key, item in value.items():

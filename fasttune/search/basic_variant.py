@@ -31,16 +31,16 @@ from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple, Union
 
 from fasttune._serialization import Loader, pack_state
 from fasttune.search._validate import validate_param_space
-from fasttune.search.sample import RandomState, _as_rng, _Rng
+from fasttune.search._rng import RandomState, Rng, as_rng
 from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.search.variant_generator import (
     Path,
-    _copy,
-    _generate,
-    _preset_spec,
+    copy_spec,
     count_variants,
     flatten_resolved_vars,
     format_vars,
+    generate_in_place,
+    preset_spec,
 )
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class _ExperimentVariants:
         self.start_state: Any = None
         self.taken = 0
 
-    def next_variant(self, rng: _Rng) -> Optional[Variant]:
+    def next_variant(self, rng: Rng) -> Optional[Variant]:
         while True:
             if self.variants is not None:
                 variant = next(self.variants, None)
@@ -110,10 +110,10 @@ class _ExperimentVariants:
             self.samples_left -= 1
             self.open(origin, rng, None if rng.is_global else rng.get_state())
 
-    def open(self, origin: Optional[Dict], rng: _Rng, start_state: Any) -> None:
+    def open(self, origin: Optional[Dict], rng: Rng, start_state: Any) -> None:
         self.origin, self.start_state, self.taken = origin, start_state, 0
-        work = _copy(self.space) if origin is None else _preset_spec(self.space, origin, warn=False)
-        self.variants = _generate(work, self.constant_grid_search, rng)
+        work = copy_spec(self.space) if origin is None else preset_spec(self.space, origin, warn=False)
+        self.variants = generate_in_place(work, self.constant_grid_search, rng)
 
 
 class BasicVariantGenerator(SearchAlgorithm):
@@ -161,7 +161,7 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._points_to_evaluate = [copy.deepcopy(dict(p)) for p in points_to_evaluate or []]
         self.max_concurrent = max_concurrent
         self._constant_grid_search = bool(constant_grid_search)
-        self._rng = _as_rng(random_state)
+        self._rng = as_rng(random_state)
         self._experiments: List[_ExperimentVariants] = []
         self._position = 0
         self._next: Optional[Tuple[int, Dict[Path, Any], Dict]] = None
@@ -192,7 +192,7 @@ class BasicVariantGenerator(SearchAlgorithm):
             total = 0
             for point in points:
                 # Checks every point against the space now, and warns once.
-                total += count_variants(_preset_spec(space, point, warn=True))
+                total += count_variants(preset_spec(space, point, warn=True))
             total += count_variants(space, max(num_samples - len(points), 0))
             self._total_samples += total
             self._experiments.append(

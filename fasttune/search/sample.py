@@ -24,13 +24,13 @@ import inspect
 import math
 import numbers
 from copy import copy
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from fasttune.search._validate import check_grid_values
-
-RandomState = Union[None, int, np.random.Generator, np.random.RandomState]
+from fasttune.search._grid import check_grid_values, is_grid_dict
+from fasttune.search._rng import RandomState, Rng, as_rng
+from fasttune.search._spec_view import spec_view
 
 __all__ = [
     "Domain",
@@ -60,72 +60,6 @@ __all__ = [
     "sample_from",
     "grid_search",
 ]
-
-
-# ---------------------------------------------------------------------------
-# Random number source
-# ---------------------------------------------------------------------------
-
-
-class _Rng:
-    """One random source over numpy's two generator APIs.
-
-    ``None`` means numpy's global generator, so that ``np.random.seed(...)``
-    makes a sweep reproducible as it does in Ray Tune.
-    """
-
-    __slots__ = ("_gen",)
-
-    def __init__(self, source: Any = None) -> None:
-        if isinstance(source, _Rng):
-            self._gen = source._gen
-        elif source is None or isinstance(source, (np.random.Generator, np.random.RandomState)):
-            self._gen = source
-        elif isinstance(source, (numbers.Integral, np.integer)) and not isinstance(source, bool):
-            self._gen = np.random.default_rng(int(source))
-        else:
-            raise TypeError(
-                "random_state must be None, an int seed, a numpy.random.Generator or a "
-                f"numpy.random.RandomState; got {type(source).__name__} {source!r}."
-            )
-
-    @property
-    def is_global(self) -> bool:
-        return self._gen is None
-
-    @property
-    def _engine(self) -> Any:
-        return np.random.mtrand._rand if self._gen is None else self._gen
-
-    def uniform(self, low: float, high: float, size: int) -> np.ndarray:
-        return self._engine.uniform(low, high, size=size)
-
-    def normal(self, mean: float, sd: float, size: int) -> np.ndarray:
-        return self._engine.normal(mean, sd, size=size)
-
-    def integers(self, low: int, high: int, size: int) -> np.ndarray:
-        """Integers in ``[low, high)``."""
-        if isinstance(self._gen, np.random.Generator):
-            return self._gen.integers(low, high, size=size)
-        return self._engine.randint(low, high, size=size)
-
-    def indices(self, n: int, size: int) -> np.ndarray:
-        return self._engine.choice(n, size=size)
-
-    def get_state(self) -> Any:
-        if isinstance(self._gen, np.random.Generator):
-            return copy(self._gen.bit_generator.state)
-        return self._engine.get_state()
-
-    def set_state(self, state: Any) -> None:
-        if isinstance(self._gen, np.random.Generator):
-            self._gen.bit_generator.state = state
-        else:
-            self._engine.set_state(state)
-
-
-def _as_rng(random_state: Any) -> _Rng:
-    return random_state if isinstance(random_state, _Rng) else _Rng(random_state)
 
 
 # ---------------------------------------------------------------------------
@@ -207,7 +141,7 @@ class Sampler:
         size: int = 1,
         random_state: RandomState = None,
     ) -> Any:
-        return domain._sample_with(self, spec, size, _as_rng(random_state))
+        return domain._sample_with(self, spec, size, as_rng(random_state))
 
     def __str__(self) -> str:
         return type(self).__name__
@@ -333,13 +267,13 @@ class Domain:
             raise ValueError(f"size must be an int >= 1, got {size!r}.")
         return self.get_sampler().sample(self, spec, int(size), random_state)
 
-    def _sample_with(self, sampler: Sampler, spec: Any, size: int, rng: _Rng) -> Any:
+    def _sample_with(self, sampler: Sampler, spec: Any, size: int, rng: Rng) -> Any:
         values = self._draw(sampler, spec, size, rng)
         if size == 1:
             return self.cast(values[0])
         return [self.cast(v) for v in values]
 
-    def _draw(self, sampler: Sampler, spec: Any, size: int, rng: _Rng) -> Sequence[Any]:
+    def _draw(self, sampler: Sampler, spec: Any, size: int, rng: Rng) -> Sequence[Any]:
         raise TypeError(f"{type(self).__name__} cannot sample with {sampler}.")
 
     def is_grid(self) -> bool:
@@ -429,7 +363,7 @@ class Float(Domain):
         new.set_sampler(sampler, allow_override=True)
         return new
 
-    def _draw(self, sampler: Sampler, spec: Any, size: int, rng: _Rng) -> Sequence[Any]:
+    def _draw(self, sampler: Sampler, spec: Any, size: int, rng: Rng) -> Sequence[Any]:
         if isinstance(sampler, Quantized):
             q = float(sampler.q)
             low = round(self.lower / q) * q if math.isfinite(self.lower) else self.lower
@@ -445,7 +379,7 @@ class Float(Domain):
         return self._draw_continuous(sampler, size, rng, self.lower, self.upper)
 
     @staticmethod
-    def _draw_continuous(sampler: Sampler, size: int, rng: _Rng, low: float, high: float) -> np.ndarray:
+    def _draw_continuous(sampler: Sampler, size: int, rng: Rng, low: float, high: float) -> np.ndarray:
         if isinstance(sampler, LogUniform):
             log_base = math.log(sampler.base)
             exponents = rng.uniform(math.log(low) / log_base, math.log(high) / log_base, size)
@@ -528,7 +462,7 @@ class Integer(Domain):
         """Indices ``k`` with ``lower <= k * q <= upper``: the lowest and highest."""
         return -((-self.lower) // q), self.upper // q
 
-    def _draw(self, sampler: Sampler, spec: Any, size: int, rng: _Rng) -> Sequence[Any]:
+    def _draw(self, sampler: Sampler, spec: Any, size: int, rng: Rng) -> Sequence[Any]:
         if isinstance(sampler, Quantized):
             # Draw the index of a multiple of q, so every multiple in the
             # (inclusive) range is reachable and none is favoured by rounding.
@@ -538,7 +472,7 @@ class Integer(Domain):
         return self._draw_range(sampler, size, rng, self.lower, self.upper)
 
     @staticmethod
-    def _draw_range(sampler: Sampler, size: int, rng: _Rng, low: int, high: int) -> np.ndarray:
+    def _draw_range(sampler: Sampler, size: int, rng: Rng, low: int, high: int) -> np.ndarray:
         """Integers in ``[low, high)``."""
         if high <= low:
             raise ValueError(f"the integer range [{low}, {high}) is empty; upper is exclusive.")
@@ -604,7 +538,7 @@ class Categorical(Domain):
     def __getitem__(self, item: int) -> Any:
         return self.categories[item]
 
-    def _draw(self, sampler: Sampler, spec: Any, size: int, rng: _Rng) -> Sequence[Any]:
+    def _draw(self, sampler: Sampler, spec: Any, size: int, rng: Rng) -> Sequence[Any]:
         if not isinstance(sampler, Uniform):
             raise TypeError(f"Categorical cannot sample with {sampler}.")
         # Draw indices, not values: numpy would coerce mixed categories to one dtype.
@@ -678,13 +612,11 @@ class Function(Domain):
                 "(the spec); e.g. sample_from(lambda spec: spec.config.lr * 2)."
             ) from None
 
-    def _draw(self, sampler: Sampler, spec: Any, size: int, rng: _Rng) -> Sequence[Any]:
+    def _draw(self, sampler: Sampler, spec: Any, size: int, rng: Rng) -> Sequence[Any]:
         if not self.pass_config:
             return [self.func() for _ in range(size)]
         if spec is None or isinstance(spec, dict):
-            from fasttune.search.variant_generator import _spec_view
-
-            spec = _spec_view({} if spec is None else spec)
+            spec = spec_view({} if spec is None else spec, is_unresolved)
         return [self.func(spec) for _ in range(size)]
 
     def is_function(self) -> bool:
@@ -696,6 +628,19 @@ class Function(Domain):
     @property
     def domain_str(self) -> str:
         return f"{self.func}()"
+
+
+def is_unresolved(value: Any) -> bool:
+    """Whether ``value`` still has to be drawn: a domain, or a grid search not yet expanded.
+
+    A ``sample_from`` function that reads such a value waits until it is drawn.
+
+    Example:
+        >>> from fasttune.search.sample import is_unresolved, uniform
+        >>> is_unresolved(uniform(0, 1)), is_unresolved({"grid_search": [1, 2]}), is_unresolved(0.5)
+        (True, True, False)
+    """
+    return isinstance(value, Domain) or is_grid_dict(value)
 
 
 # ---------------------------------------------------------------------------

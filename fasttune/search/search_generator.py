@@ -48,7 +48,8 @@ from fasttune.error import TuneError
 from fasttune.search._background import BackgroundCall
 from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.search.searcher import Searcher
-from fasttune.search.variant_generator import _path_str, format_vars, parse_spec_vars, resolve_nested_dict
+from fasttune.search._paths import path_str
+from fasttune.search.variant_generator import format_vars, parse_spec_vars, resolve_nested_dict
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def _merge(base: Dict, update: Mapping) -> Dict:
 def _unresolved(config: Mapping) -> List[str]:
     """Dotted paths of the search-space domains and grid searches left in ``config``."""
     _, domains, grids = parse_spec_vars(config)
-    return [_path_str(path) for path, _ in domains + grids]
+    return [path_str(path) for path, _ in domains + grids]
 
 
 class SearchGenerator(SearchAlgorithm):

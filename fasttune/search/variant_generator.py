@@ -25,16 +25,17 @@ import math
 import re
 import types
 from collections.abc import Mapping
-from typing import Any, Dict, Hashable, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
 
-from fasttune.search._validate import check_grid_values, is_grid_dict
-from fasttune.search.sample import Categorical, Domain, Function, RandomState, _as_rng, _Rng, grid_search
+from fasttune.search._grid import GRID_KEY, check_grid_values, is_grid_dict
+from fasttune.search._paths import Path, path_str
+from fasttune.search._rng import RandomState, Rng, as_rng
+from fasttune.search._spec_view import ListView, RecursiveDependencyError, SpecView, spec_view
+from fasttune.search.sample import Categorical, Domain, Function, grid_search, is_unresolved
 
 logger = logging.getLogger(__name__)
-
-Path = Tuple[Hashable, ...]
 
 __all__ = [
     "RecursiveDependencyError",
@@ -49,27 +50,10 @@ __all__ = [
     "resolve_nested_dict",
 ]
 
-_GRID_KEY = "grid_search"
 # A sample_from that keeps returning fresh search-space values would otherwise
 # recurse forever; real specs settle in two or three rounds.
 _MAX_ROUNDS = 50
 _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_)
-
-
-class RecursiveDependencyError(Exception):
-    """A ``sample_from`` function read a value that is not resolved yet.
-
-    Attributes:
-        path: Where the unresolved value sits, e.g. ``("config", "lr")``.
-    """
-
-    def __init__(self, message: str, path: Path = ()) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-def _path_str(path: Path) -> str:
-    return "/".join(str(piece) for piece in path)
 
 
 def _path_key(path: Path) -> tuple:
@@ -91,7 +75,7 @@ class _TupleList(list):
     __slots__ = ("tuple_type",)
 
 
-def _copy(value: Any) -> Any:
+def copy_spec(value: Any) -> Any:
     """Copies containers recursively and other leaves deeply, sharing domains.
 
     Each variant must own its config (trials may mutate it), but copying the
@@ -99,30 +83,30 @@ def _copy(value: Any) -> Any:
     """
     if isinstance(value, _ATOMS) or isinstance(value, (Domain, types.FunctionType, types.BuiltinFunctionType, type)):
         return value
-    if isinstance(value, _SpecView):
-        return {key: _copy(item) for key, item in dict.items(value)}
-    if isinstance(value, _ListView):
-        return [_copy(item) for item in list.__iter__(value)]
+    if isinstance(value, SpecView):
+        return {key: copy_spec(item) for key, item in dict.items(value)}
+    if isinstance(value, ListView):
+        return [copy_spec(item) for item in list.__iter__(value)]
     if isinstance(value, dict):
         if type(value) is dict:
-            return {key: _copy(item) for key, item in value.items()}
+            return {key: copy_spec(item) for key, item in value.items()}
         new = copy.copy(value)
         for key in list(new):
-            new[key] = _copy(value[key])
+            new[key] = copy_spec(value[key])
         return new
     if isinstance(value, _TupleList):
-        new_tuple = _TupleList(_copy(item) for item in value)
+        new_tuple = _TupleList(copy_spec(item) for item in value)
         new_tuple.tuple_type = value.tuple_type
         return new_tuple
     if isinstance(value, tuple):
-        new_tuple = _TupleList(_copy(item) for item in value)
+        new_tuple = _TupleList(copy_spec(item) for item in value)
         new_tuple.tuple_type = type(value)
         return new_tuple
     if isinstance(value, list):
         if type(value) is list:
-            return [_copy(item) for item in value]
+            return [copy_spec(item) for item in value]
         new_list = copy.copy(value)
-        new_list[:] = [_copy(item) for item in value]
+        new_list[:] = [copy_spec(item) for item in value]
         return new_list
     return copy.deepcopy(value)
 
@@ -182,113 +166,6 @@ def assign_value(spec: Dict, path: Path, value: Any) -> None:
 
 
 # ---------------------------------------------------------------------------
-# What sample_from functions see
-# ---------------------------------------------------------------------------
-
-
-class _MissingKeyError(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def _guard(value: Any, path: Path) -> Any:
-    if isinstance(value, Domain) or is_grid_dict(value):
-        raise RecursiveDependencyError(f"'{_path_str(path)}' is not resolved yet", path)
-    if isinstance(value, dict):
-        return _SpecView(value, path, False)
-    if isinstance(value, (list, tuple)):
-        return _ListView(value, path)
-    return value
-
-
-class _SpecView(dict):
-    """A read-only view of the spec handed to ``sample_from`` functions.
-
-    Values can be read as items or attributes (``spec.config.lr``).  Reading a
-    value that is still a domain raises ``RecursiveDependencyError``, which the
-    resolver catches to retry the function once that value is drawn.  At the
-    top, ``spec.config`` is the spec itself when it has no ``"config"`` key,
-    and a missing key is looked up in ``spec["config"]``, so functions written
-    as ``lambda config: config["x"]`` work too.
-    """
-
-    __slots__ = ("_path", "_root")
-
-    def __init__(self, source: Mapping, path: Path, root: bool) -> None:
-        super().__init__(source)
-        self._path = path
-        self._root = root
-
-    def __getattribute__(self, name: str) -> Any:
-        # Keys win over dict methods, so a parameter called "values" or
-        # "items" reads as the parameter, as in Ray Tune.
-        if not name.startswith("_") and dict.__contains__(self, name):
-            return self._lookup(name, attribute=True)
-        return super().__getattribute__(name)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return self._lookup(name, attribute=True)
-
-    def __getitem__(self, key: Hashable) -> Any:
-        return self._lookup(key, attribute=False)
-
-    def get(self, key: Hashable, default: Any = None) -> Any:
-        try:
-            return self._lookup(key, attribute=False)
-        except _MissingKeyError:
-            return default
-
-    def items(self) -> List[Tuple[Hashable, Any]]:  # type: ignore[override]
-        return [(key, self._lookup(key, attribute=False)) for key in dict.keys(self)]
-
-    def values(self) -> List[Any]:  # type: ignore[override]
-        return [self._lookup(key, attribute=False) for key in dict.keys(self)]
-
-    def _lookup(self, key: Hashable, attribute: bool) -> Any:
-        if dict.__contains__(self, key):
-            return _guard(dict.__getitem__(self, key), self._path + (key,))
-        if self._root:
-            config = dict.get(self, "config")
-            if key == "config" and config is None:
-                return _SpecView(dict(dict.items(self)), (), False)
-            if isinstance(config, dict) and key in config:
-                return _guard(config[key], ("config", key))
-        where = _path_str(self._path + (key,))
-        available = ", ".join(repr(k) for k in dict.keys(self)) or "none"
-        message = f"sample_from read '{where}', which is not in the spec (keys here: {available})."
-        if attribute:
-            raise AttributeError(message)
-        raise _MissingKeyError(message)
-
-
-class _ListView(list):
-    """The list counterpart of ``_SpecView``."""
-
-    __slots__ = ("_path",)
-
-    def __init__(self, source: Sequence, path: Path) -> None:
-        super().__init__(source)
-        self._path = path
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            positions = range(*index.indices(len(self)))
-            return [_guard(list.__getitem__(self, i), self._path + (i,)) for i in positions]
-        position = index + len(self) if index < 0 else index
-        return _guard(list.__getitem__(self, index), self._path + (position,))
-
-    def __iter__(self) -> Iterator[Any]:
-        for i, item in enumerate(list.__iter__(self)):
-            yield _guard(item, self._path + (i,))
-
-
-def _spec_view(spec: Mapping) -> _SpecView:
-    return _SpecView(spec, (), True)
-
-
-# ---------------------------------------------------------------------------
 # Parsing
 # ---------------------------------------------------------------------------
 
@@ -321,8 +198,8 @@ def _walk(value: Any, path: Path, resolved: list, domains: list, grids: list) ->
         (grids if value.is_grid() else domains).append((path, value))
     elif isinstance(value, dict):
         if is_grid_dict(value):
-            check_grid_values(value[_GRID_KEY], _path_str(path))
-            grids.append((path, Categorical(value[_GRID_KEY]).grid()))
+            check_grid_values(value[GRID_KEY], path_str(path))
+            grids.append((path, Categorical(value[GRID_KEY]).grid()))
             return
         for key, item in value.items():
             _walk(item, path + (key,), resolved, domains, grids)
@@ -354,18 +231,18 @@ def count_variants(spec: Mapping, num_samples: int = 1) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _draw(domain: Domain, path: Path, root: Any, rng: _Rng) -> Any:
+def _draw(domain: Domain, path: Path, root: Any, rng: Rng) -> Any:
     if not isinstance(domain, Function):
         return domain.sample(random_state=rng)
     try:
-        return domain.func(_spec_view(root)) if domain.pass_config else domain.func()
+        return domain.func(spec_view(root, is_unresolved)) if domain.pass_config else domain.func()
     except RecursiveDependencyError:
         raise
     except Exception as exc:
-        raise ValueError(f"sample_from at '{_path_str(path)}' raised {type(exc).__name__}: {exc}") from exc
+        raise ValueError(f"sample_from at '{path_str(path)}' raised {type(exc).__name__}: {exc}") from exc
 
 
-def _resolve(spec: Any, domains: List[Tuple[Path, Domain]], rng: _Rng, settle: bool) -> List[Path]:
+def _resolve(spec: Any, domains: List[Tuple[Path, Domain]], rng: Rng, settle: bool) -> List[Path]:
     """Draws ``domains`` into ``spec`` in dependency order; returns the paths drawn.
 
     A ``sample_from`` that reads an unresolved value is retried after the
@@ -384,7 +261,7 @@ def _resolve(spec: Any, domains: List[Tuple[Path, Domain]], rng: _Rng, settle: b
             except RecursiveDependencyError as exc:
                 waiting.append((path, domain, exc.path))
                 continue
-            _assign(spec, path, _copy(value))
+            _assign(spec, path, copy_spec(value))
             drawn.append(path)
         if len(waiting) == len(pending):
             waiting_paths = {path for path, _, _ in waiting}
@@ -402,7 +279,7 @@ def _cycle_message(waiting: List[Tuple[Path, Domain, Path]]) -> str:
     while needs[chain[-1]] not in chain:
         chain.append(needs[chain[-1]])
     chain.append(needs[chain[-1]])
-    shown = " -> ".join(_path_str(path) for path in chain)
+    shown = " -> ".join(path_str(path) for path in chain)
     return (
         f"Cannot resolve the search space: sample_from values depend on each other in a cycle "
         f"({shown}). Make one of them a constant or a distribution that does not read the others."
@@ -415,16 +292,16 @@ def _grid_points(spec: Any, grids: List[Tuple[Path, Categorical]]) -> Iterator[A
         return
     sizes = [len(domain.categories) for _, domain in grids]
     for index in range(math.prod(sizes)):
-        point = _copy(spec)
+        point = copy_spec(spec)
         # The first grid variable (in path order) varies fastest, as in Ray Tune.
         rest = index
         for (path, domain), size in zip(grids, sizes):
             rest, position = divmod(rest, size)
-            _assign(point, path, _copy(domain.categories[position]))
+            _assign(point, path, copy_spec(domain.categories[position]))
         yield point
 
 
-def _expand(spec: Any, constant_grid_search: bool, rng: _Rng, rounds: int) -> Iterator[Tuple[List[Path], Any]]:
+def _expand(spec: Any, constant_grid_search: bool, rng: Rng, rounds: int) -> Iterator[Tuple[List[Path], Any]]:
     _, domains, grids = parse_spec_vars(spec)
     if not domains and not grids:
         yield [], spec
@@ -433,7 +310,7 @@ def _expand(spec: Any, constant_grid_search: bool, rng: _Rng, rounds: int) -> It
         raise ValueError(
             f"The search space did not settle after {_MAX_ROUNDS} rounds; a sample_from or "
             f"choice keeps producing new search-space values (still open: "
-            f"{', '.join(_path_str(p) for p, _ in domains + grids)})."
+            f"{', '.join(path_str(p) for p, _ in domains + grids)})."
         )
     constant: List[Path] = []
     pending = domains
@@ -449,7 +326,9 @@ def _expand(spec: Any, constant_grid_search: bool, rng: _Rng, rounds: int) -> It
             yield here + deeper, final
 
 
-def _generate(work: Any, constant_grid_search: bool, rng: _Rng) -> Iterator[Tuple[Dict[Path, Any], Any]]:
+def generate_in_place(work: Any, constant_grid_search: bool, rng: Rng) -> Iterator[Tuple[Dict[Path, Any], Any]]:
+    """``generate_variants`` over ``work`` itself: a working copy the caller owns
+    (from :func:`copy_spec` or :func:`preset_spec`), resolved without copying it again."""
     for paths, final in _expand(work, constant_grid_search, rng, 0):
         final = _finalize(final)
         yield {path: _get(final, path) for path in dict.fromkeys(paths)}, final
@@ -484,7 +363,7 @@ def generate_variants(
     """
     if not isinstance(spec, Mapping):
         raise TypeError(f"spec must be a dict, got {type(spec).__name__}.")
-    return _generate(_copy(spec), constant_grid_search, _as_rng(random_state))
+    return generate_in_place(copy_spec(spec), constant_grid_search, as_rng(random_state))
 
 
 # ---------------------------------------------------------------------------
@@ -492,13 +371,13 @@ def generate_variants(
 # ---------------------------------------------------------------------------
 
 
-def _preset_spec(spec: Mapping, point: Mapping, warn: bool = True) -> Any:
+def preset_spec(spec: Mapping, point: Mapping, warn: bool = True) -> Any:
     """A working copy of ``spec`` with ``point``'s values written over ``spec["config"]``."""
     if not isinstance(point, Mapping):
         raise TypeError(
             f"points_to_evaluate entries must be dicts of parameter values, got {type(point).__name__} {point!r}."
         )
-    work = _copy(spec)
+    work = copy_spec(spec)
     if isinstance(work.get("config"), dict):
         _merge_point(work["config"], point, ("config",), warn)
     else:
@@ -516,7 +395,7 @@ def _merge_point(target: Any, point: Any, path: Path, warn: bool) -> None:
             present = isinstance(key, int) and 0 <= key < len(target)
         if not present:
             raise ValueError(
-                f"points_to_evaluate sets '{_path_str(here)}', which is not in the param_space; "
+                f"points_to_evaluate sets '{path_str(here)}', which is not in the param_space; "
                 f"add it to the param_space or remove it from the point."
             )
         current = target[key]
@@ -528,7 +407,7 @@ def _merge_point(target: Any, point: Any, path: Path, warn: bool) -> None:
             continue
         if warn:
             _warn_if_outside(current, value, here)
-        target[key] = _copy(value)
+        target[key] = copy_spec(value)
 
 
 def _warn_if_outside(current: Any, value: Any, path: Path) -> None:
@@ -536,14 +415,14 @@ def _warn_if_outside(current: Any, value: Any, path: Path) -> None:
         if not current.is_valid(value):
             logger.warning(
                 "points_to_evaluate: %r for '%s' is outside its search space %s; it is used anyway.",
-                value, _path_str(path), current.domain_str,
+                value, path_str(path), current.domain_str,
             )
         return
     if is_grid_dict(current):
-        if not Categorical(current[_GRID_KEY]).is_valid(value):
+        if not Categorical(current[GRID_KEY]).is_valid(value):
             logger.warning(
                 "points_to_evaluate: %r for '%s' is not one of its grid values %s; it is used anyway.",
-                value, _path_str(path), current[_GRID_KEY],
+                value, path_str(path), current[GRID_KEY],
             )
         return
     try:
@@ -553,7 +432,7 @@ def _warn_if_outside(current: Any, value: Any, path: Path) -> None:
     if differs:
         logger.warning(
             "points_to_evaluate: %r for '%s' replaces the constant %r of the param_space.",
-            value, _path_str(path), current,
+            value, path_str(path), current,
         )
 
 
@@ -576,7 +455,7 @@ def get_preset_variants(
         >>> resolved["config"]["lr"]
         0.5
     """
-    return _generate(_preset_spec(spec, config), constant_grid_search, _as_rng(random_state))
+    return generate_in_place(preset_spec(spec, config), constant_grid_search, as_rng(random_state))
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""The random source behind every draw of a search space.
+
+``random_state`` arguments (``Domain.sample``, ``generate_variants``,
+``BasicVariantGenerator``) take ``None``, an int seed, a numpy ``Generator`` or
+a ``RandomState``; :func:`as_rng` turns any of them into one :class:`Rng`.
+
+Example:
+    >>> from fasttune.search._rng import as_rng
+    >>> rng = as_rng(0)
+    >>> as_rng(rng) is rng
+    True
+    >>> as_rng(None).is_global  # numpy's global generator, as in Ray Tune
+    True
+"""
+from __future__ import annotations
+
+import numbers
+from copy import copy
+from typing import Any, Union
+
+import numpy as np
+
+RandomState = Union[None, int, np.random.Generator, np.random.RandomState]
+
+__all__ = ["RandomState", "Rng", "as_rng"]
+
+
+class Rng:
+    """One random source over numpy's two generator APIs.
+
+    ``None`` means numpy's global generator, so that ``np.random.seed(...)``
+    makes a sweep reproducible as it does in Ray Tune.
+    """
+
+    __slots__ = ("_gen",)
+
+    def __init__(self, source: Any = None) -> None:
+        if isinstance(source, Rng):
+            self._gen = source._gen
+        elif source is None or isinstance(source, (np.random.Generator, np.random.RandomState)):
+            self._gen = source
+        elif isinstance(source, (numbers.Integral, np.integer)) and not isinstance(source, bool):
+            self._gen = np.random.default_rng(int(source))
+        else:
+            raise TypeError(
+                "random_state must be None, an int seed, a numpy.random.Generator or a "
+                f"numpy.random.RandomState; got {type(source).__name__} {source!r}."
+            )
+
+    @property
+    def is_global(self) -> bool:
+        return self._gen is None
+
+    @property
+    def _engine(self) -> Any:
+        return np.random.mtrand._rand if self._gen is None else self._gen
+
+    def uniform(self, low: float, high: float, size: int) -> np.ndarray:
+        return self._engine.uniform(low, high, size=size)
+
+    def normal(self, mean: float, sd: float, size: int) -> np.ndarray:
+        return self._engine.normal(mean, sd, size=size)
+
+    def integers(self, low: int, high: int, size: int) -> np.ndarray:
+        """Integers in ``[low, high)``."""
+        if isinstance(self._gen, np.random.Generator):
+            return self._gen.integers(low, high, size=size)
+        return self._engine.randint(low, high, size=size)
+
+    def indices(self, n: int, size: int) -> np.ndarray:
+        return self._engine.choice(n, size=size)
+
+    def get_state(self) -> Any:
+        if isinstance(self._gen, np.random.Generator):
+            return copy(self._gen.bit_generator.state)
+        return self._engine.get_state()
+
+    def set_state(self, state: Any) -> None:
+        if isinstance(self._gen, np.random.Generator):
+            self._gen.bit_generator.state = state
+        else:
+            self._engine.set_state(state)
+
+
+def as_rng(random_state: Any) -> Rng:
+    return random_state if isinstance(random_state, Rng) else Rng(random_state)
