@@ -20,7 +20,7 @@ import operator
 import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
-from fasttune._flatten import flatten_dict
+from fasttune._flatten import flatten_dict, lookup_flattened
 from fasttune.result import (
     PARAMS_FILE,
     RESULT_FILE,
@@ -43,11 +43,7 @@ def _numeric(value: Any) -> Optional[float]:
 
 def _metric_value(row: Optional[Dict[str, Any]], metric: str) -> Optional[float]:
     """Numeric value of ``metric`` in ``row``; nested keys may be joined with "/"."""
-    if not row:
-        return None
-    if metric in row:
-        return _numeric(row[metric])
-    return _numeric(flatten_dict(row).get(metric))
+    return _numeric(lookup_flattened(row, metric))
 
 
 def _is_better(score: float, best: Optional[float], mode: str) -> bool:
