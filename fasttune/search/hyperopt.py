@@ -57,9 +57,10 @@ _unsupported = functools.partial(unsupported_domain, "HyperOptSearch", "a native
 
 __all__ = ["HyperOptSearch"]
 
+
 def _import_hyperopt() -> Any:
     """The ``hyperopt`` module, or an ``ImportError`` that says how to install it."""
-    for submodule in ("hyperopt.pyll", "hyperopt.tpe"):  # used below, not imported by ``hyperopt``
+    for submodule in ("hyperopt.pyll", "hyperopt.tpe"):  # submodules used below
         import_optional(submodule, "hyperopt", "HyperOptSearch")
     return import_optional("hyperopt", "hyperopt", "HyperOptSearch")
 

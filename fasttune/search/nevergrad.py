@@ -63,6 +63,7 @@ _unsupported = functools.partial(unsupported_domain, "NevergradSearch", "a nativ
 
 __all__ = ["NevergradSearch"]
 
+
 def _import_nevergrad() -> Any:
     """The ``nevergrad`` module, or an ``ImportError`` that says how to install it."""
     return import_optional("nevergrad", "nevergrad", "NevergradSearch")
