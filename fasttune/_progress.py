@@ -25,7 +25,8 @@ from typing import Any, Callable, List, Optional
 import numpy as np
 
 from fasttune import _corelib as core
-from fasttune._progress_view import TrialColumns, lookup
+from fasttune._flatten import lookup_nested
+from fasttune._progress_view import TrialColumns
 from fasttune.progress_reporter import (
     CLIReporter,
     JupyterNotebookReporter,
@@ -164,8 +165,8 @@ class TrialResultLines:
             self._out(f"The trial {trial} errored with parameters={trial.config}. Error file: {trial.error_file}")
         elif self._verbose >= 3:
             self._out(f"Trial {trial} completed.")
-        elif self._metric is not None and lookup(trial.last_result, self._metric) is not None:
-            value = lookup(trial.last_result, self._metric)
+        elif self._metric is not None and lookup_nested(trial.last_result, self._metric) is not None:
+            value = lookup_nested(trial.last_result, self._metric)
             shown = f"{value:.6g}" if isinstance(value, (int, float)) else str(value)
             self._out(f"Trial {trial} reported {self._metric}={shown} with parameters={trial.config}. "
                       "This trial completed.")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, List
 
+from fasttune._optional import import_optional
 from fasttune._progress_view import duration, results_text
 from fasttune.progress_reporter import TuneReporterBase
 
@@ -31,13 +32,10 @@ _STATUS_STYLES = {"RUNNING": "green", "PENDING": "yellow", "PAUSED": "cyan", "TE
 
 
 def import_rich() -> Any:
-    try:
-        import rich
-    except ImportError as exc:
-        raise ImportError(
-            "The live progress view needs rich: `pip install rich` (or `pip install fasttune[rich]`); "
-            "without it fasttune prints plain status lines (tune.CLIReporter).") from exc
-    return rich
+    return import_optional(
+        "rich", "rich", "The live progress view",
+        advice="Without it fasttune prints plain status lines (tune.CLIReporter).",
+    )
 
 
 class LiveReporter(TuneReporterBase):

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from fasttune import _corelib as core
-from fasttune.schedulers._common import result_value as lookup  # "a/b" finds result["a"]["b"] too
+from fasttune._flatten import lookup_nested  # "a/b" finds result["a"]["b"] too
 
 ColumnSpec = Union[List[str], Dict[str, str]]
 
@@ -63,7 +63,7 @@ class TrialColumns:
         if metric is not None and metric == table_metric:
             values = table.column("last_metric")
         elif metric is not None:
-            values = np.fromiter((as_number(lookup(t.last_result, metric)) for t in trials), float, len(trials))
+            values = np.fromiter((as_number(lookup_nested(t.last_result, metric)) for t in trials), float, len(trials))
         else:
             values = np.full(len(table), np.nan)
         return cls(table.column("status"), table.column("iteration"), table.column("failures"), values,
@@ -79,7 +79,7 @@ class TrialColumns:
         if metric is None:
             values = np.full(n, np.nan)
         else:
-            values = np.fromiter((as_number(lookup(t.last_result, metric)) for t in trials), float, n)
+            values = np.fromiter((as_number(lookup_nested(t.last_result, metric)) for t in trials), float, n)
         counts = tuple(int(c) for c in np.bincount(status, minlength=len(core.STATUS_NAMES)))
         return cls(status, iteration, failures, values, counts)
 
@@ -268,7 +268,7 @@ def table_cells(view: ProgressView, metric_columns: ColumnSpec, parameter_column
     metrics = column_names(metric_columns)
     if view.metric and view.metric not in metrics:
         metrics = {view.metric: view.metric, **metrics}
-    metrics = {k: h for k, h in metrics.items() if any(lookup(t.last_result, k) is not None for t in view.rows)}
+    metrics = {k: h for k, h in metrics.items() if any(lookup_nested(t.last_result, k) is not None for t in view.rows)}
     if parameter_columns:
         params = column_names(parameter_columns)
     else:
@@ -280,9 +280,9 @@ def table_cells(view: ProgressView, metric_columns: ColumnSpec, parameter_column
         values = trial.evaluated_params if not parameter_columns else None
         row = [str(trial), status]
         for key in params:
-            value = values.get(key) if values is not None and key in values else lookup(trial.config, key)
+            value = values.get(key) if values is not None and key in values else lookup_nested(trial.config, key)
             row.append(format_cell(value, max_length))
-        row.extend(format_cell(lookup(trial.last_result, key), max_length) for key in metrics)
+        row.extend(format_cell(lookup_nested(trial.last_result, key), max_length) for key in metrics)
         cells.append(row)
     return headers, cells
 
@@ -293,7 +293,7 @@ def best_trial_line(view: ProgressView, parameter_columns: ColumnSpec) -> Option
     if trial is None:
         return None
     keys = list(column_names(parameter_columns)) if parameter_columns else list(trial.config)
-    params = {key: lookup(trial.config, key) for key in keys}
+    params = {key: lookup_nested(trial.config, key) for key in keys}
     return f"Current best trial: {trial.trial_id} with {view.metric}={view.best_value:.6g} and parameters={params}"
 
 

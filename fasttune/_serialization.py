@@ -18,11 +18,12 @@ Example:
 """
 from __future__ import annotations
 
-import os
 import pickle
 from typing import Any, Dict, List, Optional, Tuple
 
 import msgpack
+
+from fasttune._atomic import atomic_write
 
 _EXT_PICKLED = 1
 _EXT_TUPLE = 2
@@ -153,11 +154,11 @@ class Loader:
 
 
 def dump_file(path: str, value: Any) -> None:
-    """Write :func:`pack_state`-ed ``value`` to ``path`` atomically (temporary file, rename)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(pack_state(value))
-    os.replace(tmp, path)
+    """Write :func:`pack_state`-ed ``value`` to ``path`` atomically (temporary file, rename).
+
+    Not fsynced: the runner copies a policy's state file into the experiment snapshot,
+    which is the durable copy."""
+    atomic_write(path, pack_state(value), durable=False)
 
 
 def load_file(path: str) -> Any:

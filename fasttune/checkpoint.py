@@ -25,6 +25,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any, Dict, Iterator, Optional, Union
 
+from fasttune._atomic import atomic_write
+
 __all__ = ["Checkpoint", "METADATA_FILE"]
 
 #: Hidden file inside the checkpoint directory that holds its metadata.
@@ -259,16 +261,9 @@ class Checkpoint:
                 f"Checkpoint metadata must be JSON-serialisable (str keys; str, "
                 f"number, bool, None, list or dict values): {exc}."
             ) from None
-        meta_path = self._metadata_path()
-        fd, tmp = tempfile.mkstemp(prefix=".metadata.", suffix=".tmp", dir=self._path)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, meta_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        # Mode 0600 as the file has always had (it was made with mkstemp).  Not fsynced,
+        # as the checkpoint's other files are not.
+        atomic_write(self._metadata_path(), text, durable=False, mode=0o600)
 
     def update_metadata(self, metadata: Dict[str, Any]) -> None:
         """Merge ``metadata`` into the existing metadata (top-level keys).

@@ -22,6 +22,7 @@ import numbers
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
+from fasttune._optional import import_optional
 from fasttune._progress_view import (
     AUTO_RESULT_KEYS,
     DEFAULT_METRIC_COLUMNS,
@@ -403,13 +404,11 @@ class JupyterNotebookReporter(TuneReporterBase):
     def display(self, string: str) -> None:
         """Show ``string`` (HTML) in the cell: the first time as a new display, then by
         updating that display."""
-        try:
-            from IPython.display import HTML, clear_output, display
-        except ImportError as exc:
-            raise ImportError(
-                "JupyterNotebookReporter needs IPython; install it with `pip install ipython` "
-                "(or `pip install fasttune[jupyter]`), or use tune.CLIReporter outside notebooks."
-            ) from exc
+        ipython_display = import_optional(
+            "IPython.display", "jupyter", "JupyterNotebookReporter", package="ipython",
+            advice="Or use tune.CLIReporter outside notebooks.",
+        )
+        HTML, clear_output, display = ipython_display.HTML, ipython_display.clear_output, ipython_display.display
         if self._display_handle is None:
             if self._overwrite:
                 clear_output(wait=True)

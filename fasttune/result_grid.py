@@ -20,7 +20,7 @@ import operator
 import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
-from fasttune._flatten import flatten_dict
+from fasttune._flatten import flatten_dict, lookup_flattened
 from fasttune.result import (
     PARAMS_FILE,
     RESULT_FILE,
@@ -44,11 +44,7 @@ def as_number(value: Any) -> Optional[float]:
 
 def _metric_value(row: Optional[Dict[str, Any]], metric: str) -> Optional[float]:
     """Numeric value of ``metric`` in ``row``; nested keys may be joined with "/"."""
-    if not row:
-        return None
-    if metric in row:
-        return as_number(row[metric])
-    return as_number(flatten_dict(row).get(metric))
+    return as_number(lookup_flattened(row, metric))
 
 
 def _is_better(score: float, best: Optional[float], mode: str) -> bool:

@@ -59,6 +59,7 @@ from concurrent.futures import Future, TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from fasttune._atomic import atomic_write
 from fasttune._jsonable import json_default
 from fasttune.error import TuneError
 
@@ -495,19 +496,12 @@ class TuneServer:
 
 def _write_server_file(experiment_path: str, host: str, port: int, token: str) -> str:
     """Write the address and token to ``experiment_path/tune_server.json``: a new file
-    created with mode 0600 (never a chmod after writing), moved into place atomically."""
+    created with mode 0600 (never a chmod after writing), moved into place atomically.
+    Not fsynced: it only matters while this process serves."""
     os.makedirs(experiment_path, exist_ok=True)
     path = os.path.join(experiment_path, SERVER_FILE)
-    tmp = os.path.join(experiment_path, f".{SERVER_FILE}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"host": _client_host(host), "port": port, "token": token, "pid": os.getpid()}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    text = json.dumps({"host": _client_host(host), "port": port, "token": token, "pid": os.getpid()})
+    atomic_write(path, text, durable=False, mode=0o600)
     return path
 
 

@@ -25,7 +25,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from fasttune._flatten import flatten_dict
+from fasttune._flatten import flatten_dict, lookup_flattened
 from fasttune.error import TuneError
 from fasttune.result import ERROR_FILE, PARAMS_FILE, RESULT_FILE, read_json_lines
 from fasttune.result_grid import as_number as numeric  # a real number (not a bool) as float, else None
@@ -34,20 +34,6 @@ logger = logging.getLogger(__name__)
 
 POLICY_LOG = "pbt_global.txt"
 _TERMINAL = ("TERMINATED", "ERROR")
-
-
-def lookup(row: Dict[str, Any], key: str) -> Any:
-    """``row[key]``, where ``key`` may name a nested value as "a/b" (None if absent).
-
-    Example:
-        >>> lookup({"val": {"loss": 0.5}}, "val/loss"), lookup({"loss": 1}, "acc")
-        (0.5, None)
-    """
-    if key in row:
-        return row[key]
-    if "/" not in key:
-        return None
-    return flatten_dict(row).get(key)
 
 
 class TrialData:
@@ -77,8 +63,8 @@ class TrialData:
         xs: List[float] = []
         ys: List[float] = []
         for position, row in enumerate(self.rows):
-            y = numeric(lookup(row, metric))
-            at = float(position) if x is None else numeric(lookup(row, x))
+            y = numeric(lookup_flattened(row, metric))
+            at = float(position) if x is None else numeric(lookup_flattened(row, x))
             if y is not None and at is not None:
                 xs.append(at)
                 ys.append(y)
@@ -89,7 +75,7 @@ class TrialData:
         the first of equal values); None when it never reported a number."""
         best, best_number = None, None
         for row in self.rows:
-            value = lookup(row, metric)
+            value = lookup_flattened(row, metric)
             number = numeric(value)
             if number is None or math.isnan(number):
                 continue

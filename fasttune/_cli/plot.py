@@ -24,6 +24,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 from fasttune._cli._arguments import positive_int
 from fasttune._cli._experiment import POLICY_LOG, ExperimentData, TrialData, numeric, read_experiment
 from fasttune._flatten import flatten_dict
+from fasttune._optional import import_optional
 from fasttune.error import TuneError
 
 KINDS = ("all", "curves", "best", "lineage")
@@ -199,12 +200,12 @@ def _new_figure(**kwargs: Any) -> Any:
     """A matplotlib Figure on an Agg canvas, without pyplot (so no global backend switch
     and no display needed)."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise TuneError('fasttune plot needs matplotlib: pip install "fasttune[plot]"') from None
-    figure = Figure(**kwargs)
-    FigureCanvasAgg(figure)
+        backend_agg = import_optional("matplotlib.backends.backend_agg", "plot", "fasttune plot")
+        figure_module = import_optional("matplotlib.figure", "plot", "fasttune plot")
+    except ImportError as exc:
+        raise TuneError(str(exc)) from None  # the CLI reports a TuneError as a one-line error
+    figure = figure_module.Figure(**kwargs)
+    backend_agg.FigureCanvasAgg(figure)
     return figure
 
 

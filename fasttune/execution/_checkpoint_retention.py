@@ -19,19 +19,14 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple, TypeVar
 
+from fasttune._flatten import lookup_nested
+
 T = TypeVar("T")
 Entry = Tuple[T, Dict[str, Any]]
 
 
 def _score(metrics: Dict[str, Any], attr: str) -> Optional[float]:
-    value: Any = metrics
-    if attr in metrics:
-        value = metrics[attr]
-    else:  # "a/b" addresses nested results, as flattened result keys do
-        for part in attr.split("/"):
-            if not isinstance(value, dict) or part not in value:
-                return None
-            value = value[part]
+    value = lookup_nested(metrics, attr)  # "a/b" addresses nested results, as flattened result keys do
     try:
         score = float(value)
     except (TypeError, ValueError):

@@ -15,6 +15,7 @@ import shutil
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from fasttune._atomic import atomic_write
 from fasttune._jsonable import json_default
 from fasttune.logger._writer_thread import WriterThread
 
@@ -57,11 +58,10 @@ class TrialFiles:
     @staticmethod
     def _init_trial(trial_dir: str, config: Dict[str, Any]) -> None:
         os.makedirs(trial_dir, exist_ok=True)
-        # Renamed into place: a driver killed mid-write leaves no torn params.json.
-        path = os.path.join(trial_dir, PARAMS_FILE)
-        with open(path + ".tmp", "w") as f:
-            json.dump(config, f, indent=2, sort_keys=True, default=json_default)
-        os.replace(path + ".tmp", path)
+        # Renamed into place: a driver killed mid-write leaves no torn params.json.  Not
+        # fsynced, as result.json is not (a fsync per trial would cost more than the rest).
+        text = json.dumps(config, indent=2, sort_keys=True, default=json_default)
+        atomic_write(os.path.join(trial_dir, PARAMS_FILE), text, durable=False)
 
     def write(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
         self._submit(self._write, trial_dir, json_bytes, csv_bytes)
@@ -149,7 +149,8 @@ class TrialFiles:
                         break  # a torn last line: nothing after it was complete
                     kept.append(line)
             kept_rows = len(kept)
-            _atomic_write(result_path, b"".join(kept))
+            # Fsynced (a restart is rare): the rows a restore counts must be the rows on disk.
+            atomic_write(result_path, b"".join(kept), durable=True)
         progress_path = os.path.join(trial_dir, PROGRESS_FILE)
         if not os.path.exists(progress_path):
             return None
@@ -160,7 +161,7 @@ class TrialFiles:
         header = lines[0]
         body = [line for line in lines[1:] if line][:kept_rows]
         # A header-only file is kept: the core writes the header once per trial ever.
-        _atomic_write(progress_path, b"\r\n".join([header] + body) + b"\r\n")
+        atomic_write(progress_path, b"\r\n".join([header] + body) + b"\r\n", durable=True)
         import csv
 
         return next(csv.reader([header.decode()]))
@@ -180,15 +181,6 @@ def _prune_checkpoints(trial_dir: str, keep: frozenset) -> None:
     for name in names:
         if name.startswith("checkpoint_") and name not in keep:
             shutil.rmtree(os.path.join(trial_dir, name), ignore_errors=True)
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def set_aside_unknown_trial_dirs(experiment_path: str, known: Iterable[str], folder: str) -> List[str]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from fasttune import _corelib as core
 from fasttune._flatten import flatten_dict
+from fasttune._optional import missing_dependency
 from fasttune.logger._tb_records import file_version_record, hparams_records
 from fasttune.logger._writer_thread import WriterThread
 from fasttune.logger.logger import LoggerCallback
@@ -36,10 +37,9 @@ def tensorboardx_available() -> bool:
 
 def _require_tensorboardx() -> None:
     if not tensorboardx_available():
-        raise ImportError(
-            "TBXLoggerCallback writes TensorBoard files with tensorboardX, which is not installed: "
-            "run `pip install tensorboardX` (or `pip install 'fasttune[tensorboard]'`), or leave "
-            "TBXLoggerCallback out of RunConfig(callbacks=...)."
+        raise missing_dependency(
+            "TBXLoggerCallback (TensorBoard files)", "tensorboardX", "tensorboard",
+            advice="Or leave TBXLoggerCallback out of RunConfig(callbacks=...).",
         )
 
 

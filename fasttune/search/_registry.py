@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Dict, Optional, Tuple, Union
 
+from fasttune._optional import pip_install_hint
 from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.search.searcher import Searcher
 
@@ -45,8 +46,7 @@ def searcher_class(name: str) -> Any:
     except ModuleNotFoundError as exc:
         if extra is not None and exc.name is not None and exc.name.split(".")[0] == extra:
             raise ImportError(
-                f"Searcher {name!r} ({class_name}) needs the {extra!r} package: "
-                f'pip install "fasttune[{extra}]".'
+                f"Searcher {name!r} ({class_name}) needs the {extra!r} package: {pip_install_hint(extra)}."
             ) from exc
         raise  # some other dependency is missing: its own message says which
     return getattr(module, class_name)

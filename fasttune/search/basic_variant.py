@@ -25,10 +25,10 @@ import glob
 import logging
 import os
 import sys
-import uuid
 from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple, Union
 
+from fasttune._atomic import atomic_write
 from fasttune._serialization import Loader, pack_state
 from fasttune.search._validate import validate_param_space
 from fasttune.search._rng import RandomState, Rng, as_rng
@@ -327,11 +327,8 @@ class BasicVariantGenerator(SearchAlgorithm):
                 type(exc).__name__, exc, dirpath,
             )
             return False
-        file_name = self.CKPT_FILE_TMPL.format(session_str)
-        tmp_path = os.path.join(dirpath, f".{uuid.uuid4().hex}-tmp-{file_name}")
-        with open(tmp_path, "wb") as f:
-            f.write(data)
-        os.replace(tmp_path, os.path.join(dirpath, file_name))
+        # Not fsynced: the runner copies it into the (durable) experiment snapshot.
+        atomic_write(os.path.join(dirpath, self.CKPT_FILE_TMPL.format(session_str)), data, durable=False)
         return True
 
     def has_checkpoint(self, dirpath: str) -> bool:

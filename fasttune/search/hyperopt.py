@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from fasttune._optional import import_optional
 from fasttune.search._space_conversion import holds_domain, path_label, plain_python, unsupported_domain
 from fasttune.search.sample import (
     Categorical,
@@ -56,21 +57,12 @@ _unsupported = functools.partial(unsupported_domain, "HyperOptSearch", "a native
 
 __all__ = ["HyperOptSearch"]
 
-_INSTALL_HINT = 'pip install "fasttune[hyperopt]"'
-
 
 def _import_hyperopt() -> Any:
     """The ``hyperopt`` module, or an ``ImportError`` that says how to install it."""
-    try:
-        import hyperopt
-        import hyperopt.pyll  # noqa: F401  (submodules used below)
-        import hyperopt.tpe  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            f"HyperOptSearch needs the hyperopt package, which is not installed: {_INSTALL_HINT} "
-            "(or pip install hyperopt)."
-        ) from exc
-    return hyperopt
+    for submodule in ("hyperopt.pyll", "hyperopt.tpe"):  # submodules used below
+        import_optional(submodule, "hyperopt", "HyperOptSearch")
+    return import_optional("hyperopt", "hyperopt", "HyperOptSearch")
 
 
 def _identity(space: Any) -> Any:

@@ -39,6 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from fasttune._optional import import_optional
 from fasttune.search._space_conversion import holds_domain, path_label, plain_python, unsupported_domain
 from fasttune.search.sample import (
     Categorical,
@@ -62,19 +63,10 @@ _unsupported = functools.partial(unsupported_domain, "NevergradSearch", "a nativ
 
 __all__ = ["NevergradSearch"]
 
-_INSTALL_HINT = 'pip install "fasttune[nevergrad]"'
-
 
 def _import_nevergrad() -> Any:
     """The ``nevergrad`` module, or an ``ImportError`` that says how to install it."""
-    try:
-        import nevergrad
-    except ImportError as exc:
-        raise ImportError(
-            f"NevergradSearch needs the nevergrad package, which is not installed: {_INSTALL_HINT} "
-            "(or pip install nevergrad)."
-        ) from exc
-    return nevergrad
+    return import_optional("nevergrad", "nevergrad", "NevergradSearch")
 
 
 class _Round:

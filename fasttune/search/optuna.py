@@ -29,6 +29,7 @@ import pickle
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
+from fasttune._optional import import_optional
 from fasttune.search.sample import (
     Categorical,
     Domain,
@@ -60,14 +61,7 @@ DefineByRun = Callable[["optuna.trial.Trial"], Optional[Dict[str, Any]]]
 
 def _import_optuna() -> Any:
     """``optuna``, or an ImportError that says how to install it."""
-    try:
-        import optuna
-    except ImportError as exc:
-        raise ImportError(
-            'OptunaSearch needs the optional dependency optuna: pip install "fasttune[optuna]" '
-            '(or pip install "optuna>=3.0").'
-        ) from exc
-    return optuna
+    return import_optional("optuna", "optuna", "OptunaSearch")
 
 
 # ---------------------------------------------------------------------------

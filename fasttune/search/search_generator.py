@@ -38,10 +38,10 @@ import logging
 import os
 import sys
 import threading
-import uuid
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from fasttune._atomic import atomic_write
 from fasttune._flatten import flatten_dict
 from fasttune._serialization import Loader, pack_state
 from fasttune.error import TuneError
@@ -366,11 +366,8 @@ class SearchGenerator(SearchAlgorithm):
         *wrappers, base = self._chain()
         state = {"generator": generator, "wrappers": [(type(w).__name__, w.get_state()) for w in wrappers]}
         base.save_to_dir(dirpath, session_str)
-        file_name = self.CKPT_FILE_TMPL.format(session_str)
-        tmp_path = os.path.join(dirpath, f".{uuid.uuid4().hex}-tmp-{file_name}")
-        with open(tmp_path, "wb") as f:
-            f.write(pack_state(state))
-        os.replace(tmp_path, os.path.join(dirpath, file_name))
+        # Not fsynced: the runner copies it into the (durable) experiment snapshot.
+        atomic_write(os.path.join(dirpath, self.CKPT_FILE_TMPL.format(session_str)), pack_state(state), durable=False)
         return True
 
     def has_checkpoint(self, dirpath: str) -> bool:

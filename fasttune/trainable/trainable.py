@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from typing import Any, Dict, Optional, Union
 
+from fasttune._atomic import move_directory_into_place
 from fasttune.trainable.session import get_session
 
 #: Where the dict a ``save_checkpoint`` returned is kept inside the checkpoint directory.
@@ -192,5 +193,5 @@ def save_to_new_directory(trainable: Trainable, target: str) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(target, ignore_errors=True)
-    os.rename(tmp, target)
+    # Not fsynced, as a checkpoint the worker copies (execution/_worker.py) is not.
+    move_directory_into_place(tmp, target, durable=False)
