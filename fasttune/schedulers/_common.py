@@ -19,6 +19,20 @@ from fasttune._serialization import dump_file, load_file
 
 _MODES = ("min", "max")
 
+TRAINING_ITERATION = "training_iteration"
+
+
+def is_real_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (bools are not; numpy scalars are).
+
+    >>> [is_real_number(v) for v in (3, 2.5, True, "4", float("nan"))]
+    [True, True, False, False, True]
+    """
+    kind = type(value)
+    if kind is int or kind is float:  # every reported iteration: skip the ABC check
+        return True
+    return isinstance(value, numbers.Real) and kind is not bool
+
 
 def check_name(value: Any, name: str, owner: str, optional: bool = False) -> Optional[str]:
     """A non-empty string (or None when ``optional``)."""

@@ -16,12 +16,9 @@ from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
 from fasttune.execution._worker import _DecisionSet
 from fasttune.experiment.trial import Trial
-from fasttune.schedulers.pbt import (
-    PopulationBasedTraining,
-    PopulationBasedTrainingReplay,
-    _explore,
-    _load_policy,
-)
+from fasttune.schedulers._pbt_explore import explore
+from fasttune.schedulers._pbt_replay import load_policy
+from fasttune.schedulers.pbt import PopulationBasedTraining, PopulationBasedTrainingReplay
 from fasttune.schedulers.trial_scheduler import DecisionPoints, TrialScheduler
 
 CONTINUE, PAUSE = TrialScheduler.CONTINUE, TrialScheduler.PAUSE
@@ -359,7 +356,7 @@ def explore_many(config, mutations, p=0.0, factors=(1.2, 0.8), seeds=range(40)):
     for seed in seeds:
         random.seed(seed)
         np.random.seed(seed)
-        out.append(_explore(config, mutations, p, factors)[0])
+        out.append(explore(config, mutations, p, factors)[0])
     return out
 
 
@@ -381,7 +378,7 @@ def test_resample_probability_one_draws_from_the_domain():
     for seed in range(5):
         random.seed(seed)
         np.random.seed(seed)
-        new, ops = _explore({"lr": 0.5}, {"lr": tune.uniform(10.0, 20.0)}, 1.0, (1.2, 0.8))
+        new, ops = explore({"lr": 0.5}, {"lr": tune.uniform(10.0, 20.0)}, 1.0, (1.2, 0.8))
         random.seed(seed)
         np.random.seed(seed)
         random.random()  # the draw that decided to resample
@@ -400,7 +397,7 @@ def test_lists_move_to_a_neighbouring_value():
     assert {c["n"] for c in explore_many({"n": 2}, {"n": values})} == {1, 3}
     assert {c["n"] for c in explore_many({"n": 1}, {"n": values})} == {1, 2}  # left edge stays
     assert {c["n"] for c in explore_many({"n": 4}, {"n": tuple(values)})} == {3, 4}  # right edge
-    ops = {_explore({"n": 1}, {"n": [1]}, 0.0, (1.2,))[1]["n"] for _ in range(20)}
+    ops = {explore({"n": 1}, {"n": [1]}, 0.0, (1.2,))[1]["n"] for _ in range(20)}
     assert ops == {"shift left (noop)", "shift right (noop)"}
 
 
@@ -693,7 +690,7 @@ def test_policy_logs_record_each_exploit_and_the_lineage(tmp_path):
     assert read_lines(exp / f"pbt_policy_{a.trial_id}.txt") == [first]
     assert read_lines(exp / f"pbt_policy_{b.trial_id}.txt") == [first, second]
 
-    initial, changes = _load_policy(str(exp / f"pbt_policy_{b.trial_id}.txt"))
+    initial, changes = load_policy(str(exp / f"pbt_policy_{b.trial_id}.txt"))
     assert initial == {"lr": 0.4}
     assert changes == [(2, a_config), (6, b.config)]
 
@@ -773,7 +770,7 @@ def test_replay_of_a_recorded_run(tmp_path):
     target = trials[0]
     exploits = [r for r in runner.resets if r.trial is target]
     assert len(exploits) >= 2
-    initial, changes = _load_policy(str(exp / f"pbt_policy_{target.trial_id}.txt"))
+    initial, changes = load_policy(str(exp / f"pbt_policy_{target.trial_id}.txt"))
     # The donors never exploited, so the lineage is the donor's config, then the last clone.
     last = exploits[-1]
     donor = next(t for t in trials if t.checkpoint_results and any(c is last.checkpoint for c, _ in t.checkpoint_results))
