@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import random
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -35,7 +35,15 @@ from fasttune._serialization import dump_file, load_file
 from fasttune import _corelib as core
 from fasttune._jsonable import json_default
 from fasttune.error import TuneError
-from fasttune.schedulers._common import TRAINING_ITERATION, is_real_number
+from fasttune.schedulers._common import (
+    TRAINING_ITERATION,
+    check_function,
+    check_mode,
+    check_name,
+    check_number,
+    check_numbers,
+    is_real_number,
+)
 from fasttune.schedulers._pbt_explore import (
     Mutation,
     check_mutations,
@@ -160,50 +168,29 @@ class PopulationBasedTraining(FIFOScheduler):
         require_attrs: bool = True,
         synch: bool = False,
     ) -> None:
-        name = type(self).__name__
-        if not isinstance(time_attr, str) or not time_attr:
-            raise TypeError(f"{name}(time_attr=...) must be a result key such as 'training_iteration', got {time_attr!r}.")
-        if metric is not None and (not isinstance(metric, str) or not metric):
-            raise TypeError(f"{name}(metric=...) must be a result key string or None, got {metric!r}.")
-        if mode not in (None, "min", "max"):
-            raise ValueError(f"{name}(mode=...) must be 'min' or 'max' (or None to take TuneConfig's), got {mode!r}.")
-        if not is_real_number(perturbation_interval) or not perturbation_interval > 0 or math.isinf(perturbation_interval):
-            raise ValueError(
-                f"{name}(perturbation_interval=...) must be a positive number of time_attr "
-                f"units, e.g. 5; got {perturbation_interval!r}."
-            )
-        if not is_real_number(burn_in_period) or not burn_in_period >= 0 or math.isinf(burn_in_period):
-            raise ValueError(f"{name}(burn_in_period=...) must be a number >= 0, got {burn_in_period!r}.")
+        owner = type(self).__name__
+        check_name(time_attr, "time_attr", owner)
+        check_name(metric, "metric", owner, optional=True)
+        check_mode(mode, owner)
+        # PBT's numeric arguments raise ValueError for a non-number too, as they always have.
+        check_number(perturbation_interval, "perturbation_interval", owner, greater_than=0,
+                     hint="in time_attr units, e.g. 5", wrong_kind=ValueError)
+        check_number(burn_in_period, "burn_in_period", owner, at_least=0, wrong_kind=ValueError)
         if hyperparam_mutations is None:
             hyperparam_mutations = {}
         check_mutations(hyperparam_mutations)
-        if custom_explore_fn is not None and not callable(custom_explore_fn):
-            raise TypeError(
-                f"{name}(custom_explore_fn=...) must be a function config -> config, got "
-                f"{type(custom_explore_fn).__name__}."
-            )
+        check_function(custom_explore_fn, "custom_explore_fn", owner, "config -> config", optional=True)
         if not hyperparam_mutations and custom_explore_fn is None:
             raise ValueError(
-                f"{name} needs hyperparam_mutations or custom_explore_fn (or both) to explore; "
+                f"{owner} needs hyperparam_mutations or custom_explore_fn (or both) to explore; "
                 "e.g. hyperparam_mutations={'lr': tune.loguniform(1e-4, 1e-1)}."
             )
-        if not is_real_number(quantile_fraction) or not 0 <= quantile_fraction <= 0.5:
-            raise ValueError(
-                f"{name}(quantile_fraction=...) must be between 0 and 0.5 (the fraction of the "
-                f"population in each of the top and bottom quantiles), got {quantile_fraction!r}."
-            )
-        if not is_real_number(resample_probability) or not 0 <= resample_probability <= 1:
-            raise ValueError(f"{name}(resample_probability=...) must be between 0 and 1, got {resample_probability!r}.")
-        if (
-            isinstance(perturbation_factors, (str, bytes))
-            or not isinstance(perturbation_factors, Sequence)
-            or len(perturbation_factors) == 0
-            or not all(is_real_number(f) for f in perturbation_factors)
-        ):
-            raise TypeError(
-                f"{name}(perturbation_factors=...) must be a non-empty tuple of numbers such as "
-                f"(1.2, 0.8), got {perturbation_factors!r}."
-            )
+        check_number(quantile_fraction, "quantile_fraction", owner, at_least=0, at_most=0.5,
+                     hint="the fraction of the population in each of the top and bottom quantiles",
+                     wrong_kind=ValueError)
+        check_number(resample_probability, "resample_probability", owner, at_least=0, at_most=1,
+                     wrong_kind=ValueError)
+        perturbation_factors = check_numbers(perturbation_factors, "perturbation_factors", owner, "(1.2, 0.8)")
         super().__init__()
         self._time_attr = time_attr
         self._metric = metric
