@@ -240,7 +240,7 @@ class TrialRunner:
             rows.extend(self._table.rows(status))
         return [self._trials[row] for row in sorted(rows)]
 
-    def _first_trial_with_status(self, status: str) -> Optional[Trial]:
+    def first_trial_with_status(self, status: str) -> Optional[Trial]:
         if status == Trial.PENDING:
             return next(iter(self._unassigned.values()), None)
         for row in self._table.rows(getattr(core, status)):

@@ -15,9 +15,13 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Type
 
+from fasttune import _corelib as core
 from fasttune._serialization import dump_file, load_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fasttune.schedulers._controller import TuneControllerView
 
 _MODES = ("min", "max")
 
@@ -215,12 +219,11 @@ class TrialRequests:
     def ask(self) -> None:
         self.requested = True
 
-    def may_come(self, tune_controller: Any) -> bool:
+    def may_come(self, tune_controller: TuneControllerView) -> bool:
         """The search algorithm may add a trial: not finished and not declining."""
         if self.declined:
             return False
-        search_alg = getattr(tune_controller, "search_alg", None)
-        return search_alg is not None and not search_alg.is_finished()
+        return not tune_controller.search_alg.is_finished()
 
     def __getstate__(self) -> tuple:
         return (self.requested, self.declined)
@@ -229,13 +232,9 @@ class TrialRequests:
         self.requested, self.declined = state
 
 
-def anything_runs(tune_controller: Any) -> bool:
+def anything_runs(tune_controller: TuneControllerView) -> bool:
     """Whether some trial is RUNNING or handed to a worker (PENDING while unassigned
     PENDING trials were already offered): asking for a trial that does not come then
     cannot stall the runner."""
-    table = getattr(tune_controller, "table", None)
-    if table is None:
-        return True
-    from fasttune import _corelib as core
-
+    table = tune_controller.table
     return table.count(core.RUNNING) + table.count(core.PENDING) > 0

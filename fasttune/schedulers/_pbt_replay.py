@@ -23,6 +23,7 @@ from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, T
 if TYPE_CHECKING:  # pragma: no cover
     from fasttune.checkpoint import Checkpoint
     from fasttune.experiment.trial import Trial
+    from fasttune.schedulers._controller import TuneControllerView
 
 # PBT's logger: users configure the logging of PBT and its replay by one name.
 logger = logging.getLogger("fasttune.schedulers.pbt")
@@ -111,7 +112,7 @@ class PopulationBasedTrainingReplay(FIFOScheduler):
         self._num_perturbations = 0
         self._warned: set = set()
 
-    def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         if self._trial is not None and self._trial.trial_id != trial.trial_id:
             raise ValueError(
                 "More than one trial was added to a PopulationBasedTrainingReplay run; it replays "
@@ -132,7 +133,7 @@ class PopulationBasedTrainingReplay(FIFOScheduler):
             )
         trial.config = copy.deepcopy(self.config) if self.config is not None else {}
 
-    def on_trial_result(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> str:
+    def on_trial_result(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> str:
         step = result.get(TRAINING_ITERATION)
         if step is None or self._position >= len(self._policy):
             return TrialScheduler.CONTINUE

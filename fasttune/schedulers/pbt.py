@@ -58,6 +58,7 @@ from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, T
 if TYPE_CHECKING:  # pragma: no cover
     from fasttune.checkpoint import Checkpoint
     from fasttune.experiment.trial import Trial
+    from fasttune.schedulers._controller import TuneControllerView
 
 logger = logging.getLogger(__name__)
 
@@ -269,12 +270,11 @@ class PopulationBasedTraining(FIFOScheduler):
         idx = self._index.get(trial.trial_id)
         return self._register(trial) if idx is None else idx
 
-    def _status_codes(self, tune_controller: Any) -> np.ndarray:
+    def _status_codes(self, tune_controller: TuneControllerView) -> np.ndarray:
         """The TrialTable status code of every registered trial (numpy, by index)."""
         n = self._n
         rows = self._rows[:n]
-        table = getattr(tune_controller, "table", None)
-        if table is not None and n:
+        if n:
             if n > self._rows_known:
                 # Rows may have been attached after registration.
                 for i in np.flatnonzero(rows < 0):
@@ -283,13 +283,13 @@ class PopulationBasedTraining(FIFOScheduler):
                     self._rows_known = n
             if self._rows_known == n:
                 try:
-                    return np.asarray(table.column("status"))[rows]
-                except (IndexError, KeyError, AttributeError):
+                    return np.asarray(tune_controller.table.column("status"))[rows]
+                except (IndexError, KeyError):  # a row of another table (a restored trial)
                     pass
         codes = {name: code for code, name in enumerate(core.STATUS_NAMES)}
         return np.fromiter((codes[t.status] for t in self._trials), dtype=np.int64, count=n)
 
-    def _live_mask(self, tune_controller: Any) -> np.ndarray:
+    def _live_mask(self, tune_controller: TuneControllerView) -> np.ndarray:
         return self._status_codes(tune_controller) <= core.PAUSED  # PENDING, RUNNING, PAUSED
 
     # ---- hooks ---------------------------------------------------------------------------
@@ -301,7 +301,7 @@ class PopulationBasedTraining(FIFOScheduler):
                 "tune.TuneConfig(metric=..., mode=...)."
             )
 
-    def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         self._require_metric()
         idx = self._index.get(trial.trial_id)
         if idx is not None:  # added again (a restored experiment): follow the new object
@@ -335,7 +335,7 @@ class PopulationBasedTraining(FIFOScheduler):
                 return False
         return True
 
-    def on_trial_result(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> str:
+    def on_trial_result(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> str:
         self._require_metric()
         if not self._check_result(trial, result):
             return TrialScheduler.CONTINUE
@@ -376,15 +376,10 @@ class PopulationBasedTraining(FIFOScheduler):
         # through choose_trial_to_run.
         return TrialScheduler.CONTINUE
 
-    def _others_waiting(self, tune_controller: Any) -> bool:
+    def _others_waiting(self, tune_controller: TuneControllerView) -> bool:
         """Whether any trial is PENDING or PAUSED (then this one yields its resources)."""
-        table = getattr(tune_controller, "table", None)
-        if table is not None:
-            try:
-                return table.count(core.PENDING) + table.count(core.PAUSED) > 0
-            except AttributeError:
-                pass
-        return any(t.status in ("PENDING", "PAUSED") for t in tune_controller.get_trials())
+        table = tune_controller.table
+        return table.count(core.PENDING) + table.count(core.PAUSED) > 0
 
     def _save_trial_state(self, idx: int, trial: "Trial", time: float, result: Dict[str, Any]) -> float:
         value = result[self._metric]
@@ -403,7 +398,7 @@ class PopulationBasedTraining(FIFOScheduler):
     def _record(self, idx: int, trial: "Trial", time: float, score: float) -> None:
         """Called at every perturbation point (PB2 collects its data here)."""
 
-    def _perturb_all(self, tune_controller: Any, time: float) -> None:
+    def _perturb_all(self, tune_controller: TuneControllerView, time: float) -> None:
         """The synchronous perturbation: every trial at once."""
         n = self._n
         lower, upper = self._quantiles(tune_controller)
@@ -417,7 +412,7 @@ class PopulationBasedTraining(FIFOScheduler):
             float(self._train_time[:n].max()) if n else 0.0,
         )
 
-    def _maybe_release_sync(self, tune_controller: Any) -> None:
+    def _maybe_release_sync(self, tune_controller: TuneControllerView) -> None:
         """Synch mode: when a trial ends, the ones waiting for it may go on."""
         if not self._synch or not self._n or tune_controller.is_stopping:
             return
@@ -429,17 +424,17 @@ class PopulationBasedTraining(FIFOScheduler):
         if (self._train_time[:n][live] >= self._next_perturbation_sync).all():
             self._perturb_all(tune_controller, self._last_sync_time)
 
-    def on_trial_complete(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> None:
+    def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         self._maybe_release_sync(tune_controller)
 
-    def on_trial_error(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_error(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         self._maybe_release_sync(tune_controller)
 
-    def on_trial_remove(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_remove(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         self._maybe_release_sync(tune_controller)
 
     # ---- quantiles -------------------------------------------------------------------------
-    def _quantiles(self, tune_controller: Any) -> Tuple[np.ndarray, np.ndarray]:
+    def _quantiles(self, tune_controller: TuneControllerView) -> Tuple[np.ndarray, np.ndarray]:
         """Indices of the lower and upper quantile trials, each in ascending score order.
 
         Among live trials with a score; ties are broken by the order trials were added
@@ -479,7 +474,7 @@ class PopulationBasedTraining(FIFOScheduler):
                 return checkpoint, dict(saved_result)
         return checkpoint, dict(donor.last_result or {})
 
-    def _exploit(self, tune_controller: Any, idx: int, donor_idx: int) -> bool:
+    def _exploit(self, tune_controller: TuneControllerView, idx: int, donor_idx: int) -> bool:
         """Makes trial ``idx`` continue from ``donor_idx``'s checkpoint with an explored config."""
         trial, donor = self._trials[idx], self._trials[donor_idx]
         checkpoint, checkpoint_result = self._donor_checkpoint(donor)
@@ -494,8 +489,9 @@ class PopulationBasedTraining(FIFOScheduler):
                 type(self).__name__, trial, donor, self._perturbation_interval, self._time_attr,
             )
             return False
-        reset = getattr(tune_controller, "reset_trial", None)
-        if reset is None:
+        # The one check of a view member: a stand-in controller without reset_trial (not a
+        # whole TuneControllerView) gets a clear error before any state changes.
+        if getattr(tune_controller, "reset_trial", None) is None:
             raise TuneError(
                 f"{type(self).__name__} needs a trial runner with reset_trial(); "
                 f"{type(tune_controller).__name__} has none."
@@ -512,7 +508,8 @@ class PopulationBasedTraining(FIFOScheduler):
         if self._log_config:
             self._log_policy(tune_controller, trial, donor, state, checkpoint_result, new_config)
         new_tag = perturbed_tag(state.orig_tag, new_config, self._hyperparam_mutations)
-        reset(trial, new_config, new_tag, checkpoint=checkpoint, checkpoint_result=checkpoint_result)
+        tune_controller.reset_trial(
+            trial, new_config, new_tag, checkpoint=checkpoint, checkpoint_result=checkpoint_result)
         self._num_perturbations += 1
         self._perturb_time[idx] = self._perturb_time[donor_idx]
         self._train_time[idx] = self._train_time[donor_idx]
@@ -545,14 +542,14 @@ class PopulationBasedTraining(FIFOScheduler):
 
     def _log_policy(
         self,
-        tune_controller: Any,
+        tune_controller: TuneControllerView,
         trial: "Trial",
         donor: "Trial",
         state: _TrialState,
         checkpoint_result: Dict[str, Any],
         new_config: Dict[str, Any],
     ) -> None:
-        directory = getattr(tune_controller, "experiment_path", None) or trial.experiment_path
+        directory = tune_controller.experiment_path or trial.experiment_path
         if not directory:
             self._warn_once(
                 "no-log-dir",
@@ -589,7 +586,7 @@ class PopulationBasedTraining(FIFOScheduler):
         _write_atomic(os.path.join(directory, f"{prefix}_policy_{trial.trial_id}.txt"), history)
 
     # ---- which trial runs next ----------------------------------------------------------------
-    def choose_trial_to_run(self, tune_controller: Any) -> Optional["Trial"]:
+    def choose_trial_to_run(self, tune_controller: TuneControllerView) -> Optional["Trial"]:
         """The PENDING or PAUSED trial that has trained least (by ``time_attr`` at its last
         perturbation point), so that a population larger than the cluster is
         time-multiplexed fairly; in synch mode only trials short of the next
@@ -597,11 +594,9 @@ class PopulationBasedTraining(FIFOScheduler):
         n = self._n
         if not n:
             return super().choose_trial_to_run(tune_controller)
-        table = getattr(tune_controller, "table", None)
-        if table is not None and hasattr(table, "count"):
-            # O(1) answer for the common case: nothing is waiting to run.
-            if table.count(core.PENDING) + table.count(core.PAUSED) == 0:
-                return None
+        table = tune_controller.table
+        if table.count(core.PENDING) + table.count(core.PAUSED) == 0:
+            return None  # O(1) answer for the common case: nothing is waiting to run
         status = self._status_codes(tune_controller)
         candidates = np.flatnonzero((status == core.PENDING) | (status == core.PAUSED))
         if self._synch:

@@ -32,7 +32,7 @@ class Reset:
 
 
 class FakeRunner:
-    """The parts of TrialRunner a scheduler uses, plus a record of reset_trial calls."""
+    """The runner as schedulers see it (TuneControllerView), plus a record of reset_trial calls."""
 
     def __init__(self, experiment_path=None):
         self.table = core.TrialTable(None)
@@ -52,6 +52,7 @@ class FakeRunner:
         return trial
 
     is_stopping = False
+    search_alg = None  # PBT never asks the search algorithm for trials
 
     def is_trial_held(self, trial):
         return trial.trial_id in self._slot_of
@@ -59,10 +60,19 @@ class FakeRunner:
     def get_trials(self):
         return self.trials
 
+    def get_trial(self, trial_id):
+        return next((t for t in self.trials if t.trial_id == trial_id), None)
+
+    def stop_trial(self, trial):
+        trial.set_status(Trial.TERMINATED)
+
+    def pause_trial(self, trial):
+        trial.set_status(Trial.PAUSED)
+
     def get_live_trials(self):
         return [t for t in self.trials if not t.is_finished()]
 
-    def _first_trial_with_status(self, status):
+    def first_trial_with_status(self, status):
         for trial in self.trials:
             if trial.status == status and trial.trial_id not in self._slot_of:
                 return trial
