@@ -232,6 +232,12 @@ class TrialRequests:
         self.requested, self.declined = state
 
 
+def trials_waiting(tune_controller: TuneControllerView) -> bool:
+    """Whether any trial is PENDING or PAUSED: waiting for a worker (O(1), from the table)."""
+    table = tune_controller.table
+    return table.count(core.PENDING) + table.count(core.PAUSED) > 0
+
+
 def anything_runs(tune_controller: TuneControllerView) -> bool:
     """Whether some trial is RUNNING or handed to a worker (PENDING while unassigned
     PENDING trials were already offered): asking for a trial that does not come then

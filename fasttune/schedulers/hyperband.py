@@ -419,7 +419,9 @@ class HyperBandScheduler(TrialScheduler):
             band.append(bracket)
             return bracket
 
-    def _process(self, tune_controller: TuneControllerView, bracket: _Bracket, current: Optional[str], force: bool = False) -> str:
+    def _process(
+        self, tune_controller: TuneControllerView, bracket: _Bracket, current: Optional[str], force: bool = False
+    ) -> str:
         """Halve ``bracket`` as often as its trials allow; the decision for ``current``
         (the trial whose result is being judged, if any).  A bracket with room for more
         trials waits for them (unless ``force``): they start from its first milestone."""
@@ -473,7 +475,7 @@ class HyperBandScheduler(TrialScheduler):
             if trial is None or trial.is_finished():
                 gone.append(trial_id)
                 continue
-            if trial.status == "PAUSED" and not tune_controller.is_trial_held(trial):  # not handed to a worker yet
+            if trial.status == "PAUSED" and not tune_controller.is_trial_held(trial):  # not with a worker yet
                 chosen = trial
                 break
             # RUNNING: its pause is still on the way, or it was just resumed.

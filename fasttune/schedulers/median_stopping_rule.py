@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import numpy as np
 
-from fasttune import _corelib as core
 from fasttune.schedulers._common import (
     check_mode,
     check_name,
@@ -54,6 +53,7 @@ from fasttune.schedulers._common import (
     require_metric_and_mode,
     result_value,
     save_state,
+    trials_waiting,
 )
 from fasttune.schedulers.trial_scheduler import DecisionPoints, TrialScheduler
 
@@ -322,16 +322,10 @@ class MedianStoppingRule(TrialScheduler):
     def _insufficient_samples(self, tune_controller: TuneControllerView, trial_id: str, time: float) -> str:
         if time - self._last_pause.get(trial_id, -math.inf) <= self._min_time_slice:
             return TrialScheduler.CONTINUE
-        if not self._others_waiting(tune_controller):
+        if not trials_waiting(tune_controller):
             return TrialScheduler.CONTINUE
         self._last_pause[trial_id] = time
         return TrialScheduler.PAUSE
-
-    @staticmethod
-    def _others_waiting(tune_controller: TuneControllerView) -> bool:
-        """Whether any trial is PENDING or PAUSED (O(1) with the runner's TrialTable)."""
-        table = tune_controller.table
-        return table.count(core.PENDING) + table.count(core.PAUSED) > 0
 
 
 __all__ = ["MedianStoppingRule"]

@@ -43,6 +43,7 @@ from fasttune.schedulers._common import (
     check_number,
     check_numbers,
     is_real_number,
+    trials_waiting,
 )
 from fasttune.schedulers._pbt_explore import (
     Mutation,
@@ -358,7 +359,8 @@ class PopulationBasedTraining(FIFOScheduler):
         if not self._synch:
             self._perturb_time[idx] = time
             lower, upper = self._quantiles(tune_controller)
-            decision = TrialScheduler.PAUSE if self._others_waiting(tune_controller) else TrialScheduler.CONTINUE
+            # Yield the worker while another trial waits for one.
+            decision = TrialScheduler.PAUSE if trials_waiting(tune_controller) else TrialScheduler.CONTINUE
             if len(upper) and np.any(lower == idx):
                 self._exploit(tune_controller, idx, int(random.choice(list(upper))))
             return decision
@@ -375,11 +377,6 @@ class PopulationBasedTraining(FIFOScheduler):
         # (with its new config and checkpoint if it exploited); the paused ones resume
         # through choose_trial_to_run.
         return TrialScheduler.CONTINUE
-
-    def _others_waiting(self, tune_controller: TuneControllerView) -> bool:
-        """Whether any trial is PENDING or PAUSED (then this one yields its resources)."""
-        table = tune_controller.table
-        return table.count(core.PENDING) + table.count(core.PAUSED) > 0
 
     def _save_trial_state(self, idx: int, trial: "Trial", time: float, result: Dict[str, Any]) -> float:
         value = result[self._metric]
@@ -594,8 +591,7 @@ class PopulationBasedTraining(FIFOScheduler):
         n = self._n
         if not n:
             return super().choose_trial_to_run(tune_controller)
-        table = tune_controller.table
-        if table.count(core.PENDING) + table.count(core.PAUSED) == 0:
+        if not trials_waiting(tune_controller):
             return None  # O(1) answer for the common case: nothing is waiting to run
         status = self._status_codes(tune_controller)
         candidates = np.flatnonzero((status == core.PENDING) | (status == core.PAUSED))
