@@ -1,7 +1,9 @@
 """Argument checks, state persistence and trial requests shared by the built-in schedulers.
 
 Every check raises ``TypeError`` for a value of the wrong kind and ``ValueError`` for a
-value out of range, with a message that names the scheduler, the argument and the fix.
+value out of range, with a message that names the scheduler, the argument and the fix
+(one exception: PBT's numeric arguments raise ``ValueError`` for a non-number too, as they
+always have; see ``check_number(wrong_kind=...)``).
 
 Example:
     >>> from fasttune.schedulers._common import check_number
@@ -13,11 +15,29 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Type
 
+from fasttune import _corelib as core
 from fasttune._serialization import dump_file, load_file
 
+if TYPE_CHECKING:  # pragma: no cover
+    from fasttune.schedulers._controller import TuneControllerView
+
 _MODES = ("min", "max")
+
+TRAINING_ITERATION = "training_iteration"
+
+
+def is_real_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (bools are not; numpy scalars are).
+
+    >>> [is_real_number(v) for v in (3, 2.5, True, "4", float("nan"))]
+    [True, True, False, False, True]
+    """
+    kind = type(value)
+    if kind is int or kind is float:  # every reported iteration: skip the ABC check
+        return True
+    return isinstance(value, numbers.Real) and kind is not bool
 
 
 def check_name(value: Any, name: str, owner: str, optional: bool = False) -> Optional[str]:
@@ -32,7 +52,7 @@ def check_name(value: Any, name: str, owner: str, optional: bool = False) -> Opt
 
 def check_mode(mode: Any, owner: str) -> Optional[str]:
     if mode is not None and mode not in _MODES:
-        raise ValueError(f"{owner}(mode=...) must be 'min', 'max' or None, got {mode!r}.")
+        raise ValueError(f"{owner}(mode=...) must be 'min' or 'max' (or None to take TuneConfig's), got {mode!r}.")
     return mode
 
 
@@ -43,20 +63,64 @@ def check_number(
     *,
     greater_than: Optional[float] = None,
     at_least: Optional[float] = None,
+    at_most: Optional[float] = None,
     integer: bool = False,
+    hint: str = "",
+    wrong_kind: Type[Exception] = TypeError,
 ) -> Any:
-    """A real number (an int with ``integer``) within the given bound; returned as is."""
+    """A real number (an int with ``integer``) within the given bounds; returned as is.
+
+    ``hint`` (what the number means) goes into the messages; ``wrong_kind`` is the
+    exception for a value that is no number at all.
+
+    >>> check_number(0.6, "quantile_fraction", "PBT", at_least=0, at_most=0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: PBT(quantile_fraction=...) must be between 0 and 0.5, got 0.6.
+    """
     wanted = numbers.Integral if integer else numbers.Real
+    note = f" ({hint})" if hint else ""
     if isinstance(value, bool) or not isinstance(value, wanted):
         kind = "an integer" if integer else "a number"
-        raise TypeError(f"{owner}({name}=...) must be {kind}, got {type(value).__name__} {value!r}.")
+        raise wrong_kind(f"{owner}({name}=...) must be {kind}{note}, got {type(value).__name__} {value!r}.")
     if not integer and not math.isfinite(float(value)):
-        raise ValueError(f"{owner}({name}=...) must be finite, got {value!r}.")
+        raise ValueError(f"{owner}({name}=...) must be finite{note}, got {value!r}.")
     if greater_than is not None and not value > greater_than:
-        raise ValueError(f"{owner}({name}=...) must be greater than {greater_than}, got {value!r}.")
-    if at_least is not None and not value >= at_least:
-        raise ValueError(f"{owner}({name}=...) must be at least {at_least}, got {value!r}.")
+        raise ValueError(f"{owner}({name}=...) must be greater than {greater_than}{note}, got {value!r}.")
+    if at_least is not None and at_most is not None:
+        if not at_least <= value <= at_most:
+            raise ValueError(f"{owner}({name}=...) must be between {at_least} and {at_most}{note}, got {value!r}.")
+    elif at_least is not None and not value >= at_least:
+        raise ValueError(f"{owner}({name}=...) must be at least {at_least}{note}, got {value!r}.")
+    elif at_most is not None and not value <= at_most:
+        raise ValueError(f"{owner}({name}=...) must be at most {at_most}{note}, got {value!r}.")
     return value
+
+
+def check_numbers(value: Any, name: str, owner: str, example: str) -> Tuple[Any, ...]:
+    """A non-empty sequence of real numbers (not a string), as a tuple.
+
+    >>> check_numbers([1.2, 0.8], "perturbation_factors", "PBT", example="(1.2, 0.8)")
+    (1.2, 0.8)
+    """
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Sequence)
+        or len(value) == 0
+        or not all(is_real_number(v) for v in value)
+    ):
+        raise TypeError(
+            f"{owner}({name}=...) must be a non-empty tuple of numbers such as {example}, got {value!r}."
+        )
+    return tuple(value)
+
+
+def check_function(value: Any, name: str, owner: str, signature: str, optional: bool = False) -> Any:
+    """A callable (or None when ``optional``); ``signature`` says what it maps, e.g.
+    ``"config -> config"``."""
+    if (value is None and optional) or callable(value):
+        return value
+    raise TypeError(f"{owner}({name}=...) must be a function {signature}, got {type(value).__name__}.")
 
 
 def require_metric_and_mode(scheduler: Any) -> None:
@@ -155,12 +219,11 @@ class TrialRequests:
     def ask(self) -> None:
         self.requested = True
 
-    def may_come(self, tune_controller: Any) -> bool:
+    def may_come(self, tune_controller: TuneControllerView) -> bool:
         """The search algorithm may add a trial: not finished and not declining."""
         if self.declined:
             return False
-        search_alg = getattr(tune_controller, "search_alg", None)
-        return search_alg is not None and not search_alg.is_finished()
+        return not tune_controller.search_alg.is_finished()
 
     def __getstate__(self) -> tuple:
         return (self.requested, self.declined)
@@ -169,13 +232,15 @@ class TrialRequests:
         self.requested, self.declined = state
 
 
-def anything_runs(tune_controller: Any) -> bool:
+def trials_waiting(tune_controller: TuneControllerView) -> bool:
+    """Whether any trial is PENDING or PAUSED: waiting for a worker (O(1), from the table)."""
+    table = tune_controller.table
+    return table.count(core.PENDING) + table.count(core.PAUSED) > 0
+
+
+def anything_runs(tune_controller: TuneControllerView) -> bool:
     """Whether some trial is RUNNING or handed to a worker (PENDING while unassigned
     PENDING trials were already offered): asking for a trial that does not come then
     cannot stall the runner."""
-    table = getattr(tune_controller, "table", None)
-    if table is None:
-        return True
-    from fasttune import _corelib as core
-
+    table = tune_controller.table
     return table.count(core.RUNNING) + table.count(core.PENDING) > 0

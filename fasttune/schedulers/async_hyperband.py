@@ -48,6 +48,7 @@ from fasttune.schedulers.trial_scheduler import DecisionPoints, TrialScheduler
 
 if TYPE_CHECKING:  # pragma: no cover
     from fasttune.experiment.trial import Trial
+    from fasttune.schedulers._controller import TuneControllerView
 
 _STATE_VERSION = 1
 
@@ -250,11 +251,11 @@ class AsyncHyperBandScheduler(TrialScheduler):
             points.add(math.ceil(self._max_t))
         return DecisionPoints.at(points)
 
-    def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         require_metric_and_mode(self)
         self._assign(trial.trial_id)
 
-    def on_trial_result(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> str:
+    def on_trial_result(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> str:
         if self._metric is None or self._mode is None:
             require_metric_and_mode(self)
         time = result.get(self._time_attr)
@@ -272,7 +273,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
             self._num_stopped += 1
         return action
 
-    def on_trial_complete(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> None:
+    def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         """A trial that ended on its own still records its last value at the rung it
         reached (so later trials are judged against it)."""
         time = result_value(result, self._time_attr)

@@ -62,6 +62,7 @@ from fasttune.schedulers.trial_scheduler import DecisionPoints, TrialScheduler
 
 if TYPE_CHECKING:  # pragma: no cover
     from fasttune.experiment.trial import Trial
+    from fasttune.schedulers._controller import TuneControllerView
 
 _STATE_VERSION = 1
 _WORST = float("-inf")
@@ -207,8 +208,6 @@ class HyperBandScheduler(TrialScheduler):
         [(3, 9, [9]), (5, 3, [3, 9]), (9, 1, [1, 3, 9])]
     """
 
-    _supports_buffered_results = True
-
     def __init__(
         self,
         time_attr: str = "training_iteration",
@@ -277,7 +276,7 @@ class HyperBandScheduler(TrialScheduler):
             return DecisionPoints.every_result()
         return DecisionPoints.at(bracket.milestones())
 
-    def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         require_metric_and_mode(self)
         self._trials[trial.trial_id] = trial
         self._requests.trial_added()
@@ -288,7 +287,7 @@ class HyperBandScheduler(TrialScheduler):
         self._current.add(trial.trial_id)
         self._bracket_of[trial.trial_id] = self._current
 
-    def on_trial_result(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> str:
+    def on_trial_result(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> str:
         if self._metric is None or self._mode is None:
             require_metric_and_mode(self)
         trial_id = trial.trial_id
@@ -320,21 +319,21 @@ class HyperBandScheduler(TrialScheduler):
             return TrialScheduler.STOP
         return self._process(tune_controller, bracket, trial_id)
 
-    def on_trial_complete(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> None:
+    def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         self._drop(tune_controller, trial)
 
-    def on_trial_error(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_error(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         self._drop(tune_controller, trial)
 
-    def on_trial_remove(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_remove(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         self._drop(tune_controller, trial)
 
-    def choose_trial_to_run(self, tune_controller: Any) -> Optional["Trial"]:
+    def choose_trial_to_run(self, tune_controller: TuneControllerView) -> Optional["Trial"]:
         """A PENDING trial first.  Then, while the newest bracket still has room and the
         search algorithm may add trials, None, so that the runner adds one (fasttune
         creates trials lazily; Ray Tune fills brackets by creating trials ahead).  Else
         a PAUSED trial its bracket kept, oldest first."""
-        pending = tune_controller._first_trial_with_status("PENDING")
+        pending = tune_controller.first_trial_with_status("PENDING")
         if pending is not None:
             return pending
         bracket = self._current
@@ -418,7 +417,9 @@ class HyperBandScheduler(TrialScheduler):
             band.append(bracket)
             return bracket
 
-    def _process(self, tune_controller: Any, bracket: _Bracket, current: Optional[str], force: bool = False) -> str:
+    def _process(
+        self, tune_controller: TuneControllerView, bracket: _Bracket, current: Optional[str], force: bool = False
+    ) -> str:
         """Halve ``bracket`` as often as its trials allow; the decision for ``current``
         (the trial whose result is being judged, if any).  A bracket with room for more
         trials waits for them (unless ``force``): they start from its first milestone."""
@@ -452,7 +453,7 @@ class HyperBandScheduler(TrialScheduler):
                     self._stop(tune_controller, trial_id)
         return action
 
-    def _drop(self, tune_controller: Any, trial: "Trial") -> None:
+    def _drop(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         """``trial`` ended: leave its bracket, which may now be ready to halve."""
         self._resumable.pop(trial.trial_id, None)
         bracket = self._bracket_of.get(trial.trial_id)
@@ -461,11 +462,10 @@ class HyperBandScheduler(TrialScheduler):
         if bracket.live and (bracket.halves > 0 or bracket.stop_last_trials):
             self._process(tune_controller, bracket, None)
 
-    def _next_resumable(self, tune_controller: Any) -> Optional["Trial"]:
+    def _next_resumable(self, tune_controller: TuneControllerView) -> Optional["Trial"]:
         """The oldest kept trial that is PAUSED and not yet handed to a worker."""
         if not self._resumable:
             return None
-        is_held = getattr(tune_controller, "is_trial_held", None)  # handed to a worker already
         gone = []
         chosen = None
         for trial_id in self._resumable:
@@ -473,7 +473,7 @@ class HyperBandScheduler(TrialScheduler):
             if trial is None or trial.is_finished():
                 gone.append(trial_id)
                 continue
-            if trial.status == "PAUSED" and not (is_held is not None and is_held(trial)):
+            if trial.status == "PAUSED" and not tune_controller.is_trial_held(trial):  # not with a worker yet
                 chosen = trial
                 break
             # RUNNING: its pause is still on the way, or it was just resumed.
@@ -481,16 +481,15 @@ class HyperBandScheduler(TrialScheduler):
             del self._resumable[trial_id]
         return chosen
 
-    def _stop(self, tune_controller: Any, trial_id: str) -> None:
+    def _stop(self, tune_controller: TuneControllerView, trial_id: str) -> None:
         trial = self._trial(tune_controller, trial_id)
         if trial is not None and not trial.is_finished():
             tune_controller.stop_trial(trial)
 
-    def _trial(self, tune_controller: Any, trial_id: str) -> Optional["Trial"]:
+    def _trial(self, tune_controller: TuneControllerView, trial_id: str) -> Optional["Trial"]:
         trial = self._trials.get(trial_id)
         if trial is None:
-            getter = getattr(tune_controller, "get_trial", None)
-            trial = getter(trial_id) if getter is not None else None
+            trial = tune_controller.get_trial(trial_id)
             if trial is None:  # rebuild the index once (after a restore)
                 self._trials.update({t.trial_id: t for t in tune_controller.get_trials()})
                 trial = self._trials.get(trial_id)

@@ -53,11 +53,13 @@ from fasttune.schedulers._common import (
     require_metric_and_mode,
     result_value,
     save_state,
+    trials_waiting,
 )
 from fasttune.schedulers.trial_scheduler import DecisionPoints, TrialScheduler
 
 if TYPE_CHECKING:  # pragma: no cover
     from fasttune.experiment.trial import Trial
+    from fasttune.schedulers._controller import TuneControllerView
 
 _STATE_VERSION = 1
 
@@ -210,27 +212,27 @@ class MedianStoppingRule(TrialScheduler):
         """Every result: the verdict depends on the other trials' progress."""
         return DecisionPoints.every_result()
 
-    def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         require_metric_and_mode(self)
         self._requests.trial_added()
 
-    def choose_trial_to_run(self, tune_controller: Any) -> Optional["Trial"]:
+    def choose_trial_to_run(self, tune_controller: TuneControllerView) -> Optional["Trial"]:
         """PENDING trials first, then new trials while the search algorithm gives them,
         then PAUSED ones: a trial that yielded for lack of samples makes room for new
         trials (as with Ray Tune's eager trial creation), and paused trials resume when
         no new trial comes."""
-        pending = tune_controller._first_trial_with_status("PENDING")
+        pending = tune_controller.first_trial_with_status("PENDING")
         if pending is not None:
             return pending
         self._requests.observe()
-        paused = tune_controller._first_trial_with_status("PAUSED")
+        paused = tune_controller.first_trial_with_status("PAUSED")
         if paused is None or (self._requests.may_come(tune_controller) and anything_runs(tune_controller)):
             if paused is not None:
                 self._requests.ask()
             return None
         return paused
 
-    def on_trial_result(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> str:
+    def on_trial_result(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> str:
         if self._metric is None or self._mode is None:
             require_metric_and_mode(self)
         time = result.get(self._time_attr)
@@ -255,7 +257,7 @@ class MedianStoppingRule(TrialScheduler):
             return TrialScheduler.STOP if self._hard_stop else TrialScheduler.PAUSE
         return TrialScheduler.CONTINUE
 
-    def on_trial_complete(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> None:
+    def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         """Count the final result unless it was already seen (it usually was)."""
         time = result_value(result, self._time_attr)
         raw = result_value(result, self._metric) if self._metric is not None else None
@@ -317,23 +319,13 @@ class MedianStoppingRule(TrialScheduler):
             histories.best[index] = oriented
         return index
 
-    def _insufficient_samples(self, tune_controller: Any, trial_id: str, time: float) -> str:
+    def _insufficient_samples(self, tune_controller: TuneControllerView, trial_id: str, time: float) -> str:
         if time - self._last_pause.get(trial_id, -math.inf) <= self._min_time_slice:
             return TrialScheduler.CONTINUE
-        if not self._others_waiting(tune_controller):
+        if not trials_waiting(tune_controller):
             return TrialScheduler.CONTINUE
         self._last_pause[trial_id] = time
         return TrialScheduler.PAUSE
-
-    @staticmethod
-    def _others_waiting(tune_controller: Any) -> bool:
-        """Whether any trial is PENDING or PAUSED (O(1) with the runner's TrialTable)."""
-        table = getattr(tune_controller, "table", None)
-        if table is not None:
-            from fasttune import _corelib as core
-
-            return table.count(core.PENDING) + table.count(core.PAUSED) > 0
-        return any(t.status in ("PENDING", "PAUSED") for t in tune_controller.get_trials())
 
 
 __all__ = ["MedianStoppingRule"]

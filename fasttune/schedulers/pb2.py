@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Se
 import numpy as np
 
 from fasttune.schedulers._pb2_utils import RewardChangeModel, import_sklearn
-from fasttune.schedulers.pbt import PopulationBasedTraining, _is_real
+from fasttune.schedulers._common import is_real_number
+from fasttune.schedulers.pbt import PopulationBasedTraining
 from fasttune.search.sample import Float
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,7 +54,7 @@ def _flatten_bounds(bounds: Any, prefix: Path = ()) -> List[Tuple[Path, float, f
                 f"hyperparam_bounds[{name!r}] must be a list or tuple [min, max], got {value!r}."
             )
         low, high = value
-        if not (_is_real(low) and _is_real(high)) or not (math.isfinite(low) and math.isfinite(high)):
+        if not (is_real_number(low) and is_real_number(high)) or not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError(f"hyperparam_bounds[{name!r}] must hold two finite numbers [min, max], got {value!r}.")
         if low > high:
             raise ValueError(f"hyperparam_bounds[{name!r}] = {value!r} has min > max; write it as [{high}, {low}].")
@@ -169,7 +170,7 @@ class PB2(PopulationBasedTraining):
     # ---- data ------------------------------------------------------------------------
     def _values(self, config: Mapping) -> Optional[np.ndarray]:
         values = [_get(config, path) for path in self._paths]
-        if not all(_is_real(v) for v in values):
+        if not all(is_real_number(v) for v in values):
             return None
         return np.array(values, dtype=float)
 
@@ -197,9 +198,9 @@ class PB2(PopulationBasedTraining):
         donor_idx = self._index[donor.trial_id]
         time = checkpoint_result.get(self._time_attr)
         value = checkpoint_result.get(self._metric)
-        if not _is_real(time):
+        if not is_real_number(time):
             time = self._train_time[donor_idx]
-        score = float(self._metric_op) * float(value) if _is_real(value) else self._score[donor_idx]
+        score = float(self._metric_op) * float(value) if is_real_number(value) else self._score[donor_idx]
         return float(time), float(score)
 
     def _fitted_model(self) -> RewardChangeModel:

@@ -1,4 +1,4 @@
-"""Population Based Training (``ray.tune.schedulers.PopulationBasedTraining``) and its replay.
+"""Population Based Training (``ray.tune.schedulers.PopulationBasedTraining``).
 
 PBT trains a population of trials side by side.  Every ``perturbation_interval`` (of
 ``time_attr``) a trial reaches a *perturbation point*; if its score is in the bottom
@@ -15,18 +15,19 @@ Randomness: exploit/explore decisions draw from Python's :mod:`random` module an
 resampling a search-space domain (``tune.uniform`` ...) draws from numpy's global
 generator, as in Ray Tune: seed both (``random.seed(s); numpy.random.seed(s)``) for a
 reproducible schedule.
+
+How a config is mutated lives in :mod:`fasttune.schedulers._pbt_explore`; the replay of
+one trial's schedule, :class:`PopulationBasedTrainingReplay`, in
+:mod:`fasttune.schedulers._pbt_replay`.  Both classes are imported from here.
 """
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
-import numbers
 import os
 import random
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -34,192 +35,38 @@ from fasttune._serialization import dump_file, load_file
 from fasttune import _corelib as core
 from fasttune._jsonable import json_default
 from fasttune.error import TuneError
+from fasttune.schedulers._common import (
+    TRAINING_ITERATION,
+    check_function,
+    check_mode,
+    check_name,
+    check_number,
+    check_numbers,
+    is_real_number,
+    trials_waiting,
+)
+from fasttune.schedulers._pbt_explore import (
+    Mutation,
+    check_mutations,
+    explore,
+    explore_summary,
+    fill_missing,
+    perturbed_tag,
+)
+from fasttune.schedulers._pbt_replay import PopulationBasedTrainingReplay
 from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, TrialScheduler
-from fasttune.search.sample import Domain, Function
 
 if TYPE_CHECKING:  # pragma: no cover
     from fasttune.checkpoint import Checkpoint
     from fasttune.experiment.trial import Trial
+    from fasttune.schedulers._controller import TuneControllerView
 
 logger = logging.getLogger(__name__)
 
-TRAINING_ITERATION = "training_iteration"
 # An explicit list of decision points is used up to this many entries; beyond it,
 # ``DecisionPoints.every`` (a superset) is declared instead.
 _MAX_LISTED_POINTS = 10_000
 _STATE_FORMAT = 1
-
-Mutation = Union[Dict[str, Any], List[Any], Tuple[Any, ...], Callable[[], Any], Domain]
-
-
-# ---------------------------------------------------------------------------------------
-# Helpers shared with PB2 and the replay
-# ---------------------------------------------------------------------------------------
-def _is_real(value: Any) -> bool:
-    kind = type(value)
-    if kind is int or kind is float:  # every reported iteration: skip the ABC check
-        return True
-    return isinstance(value, numbers.Real) and kind is not bool
-
-
-def _check_mutations(mutations: Any, where: str = "hyperparam_mutations") -> None:
-    if not isinstance(mutations, Mapping):
-        raise TypeError(
-            f"{where} must be a dict of hyperparameter name -> mutation, e.g. "
-            f"{{'lr': tune.loguniform(1e-4, 1e-1)}}; got {type(mutations).__name__}."
-        )
-    for key, value in mutations.items():
-        if not isinstance(key, str):
-            raise TypeError(f"{where} keys must be config key strings, got {key!r}.")
-        name = f"{where}[{key!r}]"
-        if isinstance(value, Mapping):
-            if not value:
-                raise ValueError(f"{name} is an empty dict; give the nested mutations or remove the key.")
-            _check_mutations(value, name)
-        elif isinstance(value, (list, tuple)):
-            if len(value) == 0:
-                raise ValueError(f"{name} is an empty list; give the values to choose from, e.g. [16, 32, 64].")
-        elif isinstance(value, Function):
-            raise ValueError(
-                f"{name} is a tune.sample_from(...) domain, which PBT cannot perturb. Use a "
-                "search-space primitive (tune.uniform, tune.loguniform, tune.choice, ...), a "
-                "list of values, or a plain function of no arguments such as "
-                "lambda: random.uniform(0, 1)."
-            )
-        elif isinstance(value, Domain) or callable(value):
-            continue
-        else:
-            raise TypeError(
-                f"{name} must be a list/tuple of values, a dict of nested mutations, a "
-                "search-space domain (tune.uniform(...), ...) or a function of no arguments; "
-                f"got {type(value).__name__} {value!r}."
-            )
-
-
-def _draw(distribution: Any) -> Any:
-    """A fresh value from a mutation: a domain, a list, or a function."""
-    if isinstance(distribution, Domain):
-        return distribution.sample(None)
-    if isinstance(distribution, (list, tuple)):
-        return random.choice(distribution)
-    return distribution()
-
-
-def _fill_config(config: Dict[str, Any], mutations: Mapping, filled: Dict[str, Any], prefix: str = "") -> None:
-    """Draws the mutated hyperparameters that ``config`` lacks (recursively)."""
-    for key, distribution in mutations.items():
-        path = f"{prefix}{key}"
-        if isinstance(distribution, Mapping):
-            sub = config.get(key)
-            if sub is None:
-                sub = config[key] = {}
-            elif not isinstance(sub, dict):
-                raise ValueError(
-                    f"hyperparam_mutations has nested mutations under {path!r}, but the trial's "
-                    f"config holds {sub!r} there; make config[{key!r}] a dict or flatten the mutations."
-                )
-            _fill_config(sub, distribution, filled, path + "/")
-        elif key not in config:
-            config[key] = _draw(distribution)
-            filled[path] = config[key]
-
-
-def _index_of(values: Sequence[Any], value: Any) -> int:
-    """The index of ``value`` in ``values`` (-1: absent); never raises on odd types."""
-    for i, candidate in enumerate(values):
-        try:
-            if candidate is value or bool(candidate == value):
-                return i
-        except (TypeError, ValueError):
-            continue
-    return -1
-
-
-def _explore(
-    config: Dict[str, Any],
-    mutations: Mapping,
-    resample_probability: float,
-    perturbation_factors: Sequence[float],
-) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """A mutated copy of ``config`` and what was done to each mutated key.
-
-    Lists move to a neighbouring index (or are resampled with ``resample_probability``,
-    or when the current value is not in the list); domains and functions are resampled
-    with ``resample_probability``, otherwise the value is multiplied by one of the
-    ``perturbation_factors`` (int values stay ints, truncated as in Ray Tune).  A value
-    that is not a number (e.g. a string drawn by ``tune.choice``) cannot be scaled and is
-    resampled instead.
-    """
-    new_config = copy.deepcopy(config)
-    operations: Dict[str, Any] = {}
-    for key, distribution in mutations.items():
-        if isinstance(distribution, Mapping):
-            sub = config.get(key)
-            if not isinstance(sub, dict):
-                sub = {}
-            new_sub, sub_ops = _explore(sub, distribution, resample_probability, perturbation_factors)
-            new_config[key] = new_sub
-            operations[key] = sub_ops
-            continue
-        if key not in config:
-            new_config[key] = _draw(distribution)
-            operations[key] = "resample"
-            continue
-        value = config[key]
-        if isinstance(distribution, (list, tuple)):
-            position = _index_of(distribution, value)
-            if random.random() < resample_probability or position < 0:
-                new_config[key] = random.choice(distribution)
-                operations[key] = "resample"
-            else:
-                shift = random.choice((-1, 1))
-                new_position = min(max(position + shift, 0), len(distribution) - 1)
-                new_config[key] = distribution[new_position]
-                operations[key] = f"shift {'left' if shift < 0 else 'right'}" + (
-                    " (noop)" if new_position == position else "")
-        else:
-            if random.random() < resample_probability or not _is_real(value):
-                new_value = _draw(distribution)
-                operations[key] = "resample"
-            else:
-                factor = random.choice(perturbation_factors)
-                new_value = value * factor
-                operations[key] = f"* {factor}"
-            if isinstance(value, numbers.Integral) and not isinstance(value, bool) and _is_real(new_value):
-                new_value = int(new_value)
-            new_config[key] = new_value
-    return new_config, operations
-
-
-def _mutated_leaves(config: Mapping, mutations: Mapping, path: Tuple[str, ...] = ()) -> Dict[Tuple[str, ...], Any]:
-    leaves: Dict[Tuple[str, ...], Any] = {}
-    for key, distribution in mutations.items():
-        if key not in config:
-            continue
-        if isinstance(distribution, Mapping) and isinstance(config[key], Mapping):
-            leaves.update(_mutated_leaves(config[key], distribution, path + (key,)))
-        else:
-            leaves[path + (key,)] = config[key]
-    return leaves
-
-
-def _experiment_tag(orig_tag: str, config: Mapping, mutations: Mapping) -> str:
-    """``<orig tag>@perturbed[name=value,...]`` over the mutated hyperparameters."""
-    from fasttune.search.variant_generator import format_vars
-
-    resolved = {("config",) + path: value for path, value in _mutated_leaves(config, mutations).items()}
-    return f"{orig_tag}@perturbed[{format_vars(resolved)}]"
-
-
-def _summarize(old: Mapping, new: Mapping, operations: Mapping, indent: str = "") -> str:
-    lines = []
-    for key, op in operations.items():
-        if isinstance(op, Mapping):
-            lines.append(f"{indent}{key} :")
-            lines.append(_summarize(old.get(key) or {}, new.get(key) or {}, op, indent + "    "))
-        else:
-            lines.append(f"{indent}{key} : {old.get(key)!r} --- ({op}) --> {new.get(key)!r}")
-    return "\n".join(line for line in lines if line)
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -323,50 +170,29 @@ class PopulationBasedTraining(FIFOScheduler):
         require_attrs: bool = True,
         synch: bool = False,
     ) -> None:
-        name = type(self).__name__
-        if not isinstance(time_attr, str) or not time_attr:
-            raise TypeError(f"{name}(time_attr=...) must be a result key such as 'training_iteration', got {time_attr!r}.")
-        if metric is not None and (not isinstance(metric, str) or not metric):
-            raise TypeError(f"{name}(metric=...) must be a result key string or None, got {metric!r}.")
-        if mode not in (None, "min", "max"):
-            raise ValueError(f"{name}(mode=...) must be 'min' or 'max' (or None to take TuneConfig's), got {mode!r}.")
-        if not _is_real(perturbation_interval) or not perturbation_interval > 0 or math.isinf(perturbation_interval):
-            raise ValueError(
-                f"{name}(perturbation_interval=...) must be a positive number of time_attr "
-                f"units, e.g. 5; got {perturbation_interval!r}."
-            )
-        if not _is_real(burn_in_period) or not burn_in_period >= 0 or math.isinf(burn_in_period):
-            raise ValueError(f"{name}(burn_in_period=...) must be a number >= 0, got {burn_in_period!r}.")
+        owner = type(self).__name__
+        check_name(time_attr, "time_attr", owner)
+        check_name(metric, "metric", owner, optional=True)
+        check_mode(mode, owner)
+        # PBT's numeric arguments raise ValueError for a non-number too, as they always have.
+        check_number(perturbation_interval, "perturbation_interval", owner, greater_than=0,
+                     hint="in time_attr units, e.g. 5", wrong_kind=ValueError)
+        check_number(burn_in_period, "burn_in_period", owner, at_least=0, wrong_kind=ValueError)
         if hyperparam_mutations is None:
             hyperparam_mutations = {}
-        _check_mutations(hyperparam_mutations)
-        if custom_explore_fn is not None and not callable(custom_explore_fn):
-            raise TypeError(
-                f"{name}(custom_explore_fn=...) must be a function config -> config, got "
-                f"{type(custom_explore_fn).__name__}."
-            )
+        check_mutations(hyperparam_mutations)
+        check_function(custom_explore_fn, "custom_explore_fn", owner, "config -> config", optional=True)
         if not hyperparam_mutations and custom_explore_fn is None:
             raise ValueError(
-                f"{name} needs hyperparam_mutations or custom_explore_fn (or both) to explore; "
+                f"{owner} needs hyperparam_mutations or custom_explore_fn (or both) to explore; "
                 "e.g. hyperparam_mutations={'lr': tune.loguniform(1e-4, 1e-1)}."
             )
-        if not _is_real(quantile_fraction) or not 0 <= quantile_fraction <= 0.5:
-            raise ValueError(
-                f"{name}(quantile_fraction=...) must be between 0 and 0.5 (the fraction of the "
-                f"population in each of the top and bottom quantiles), got {quantile_fraction!r}."
-            )
-        if not _is_real(resample_probability) or not 0 <= resample_probability <= 1:
-            raise ValueError(f"{name}(resample_probability=...) must be between 0 and 1, got {resample_probability!r}.")
-        if (
-            isinstance(perturbation_factors, (str, bytes))
-            or not isinstance(perturbation_factors, Sequence)
-            or len(perturbation_factors) == 0
-            or not all(_is_real(f) for f in perturbation_factors)
-        ):
-            raise TypeError(
-                f"{name}(perturbation_factors=...) must be a non-empty tuple of numbers such as "
-                f"(1.2, 0.8), got {perturbation_factors!r}."
-            )
+        check_number(quantile_fraction, "quantile_fraction", owner, at_least=0, at_most=0.5,
+                     hint="the fraction of the population in each of the top and bottom quantiles",
+                     wrong_kind=ValueError)
+        check_number(resample_probability, "resample_probability", owner, at_least=0, at_most=1,
+                     wrong_kind=ValueError)
+        perturbation_factors = check_numbers(perturbation_factors, "perturbation_factors", owner, "(1.2, 0.8)")
         super().__init__()
         self._time_attr = time_attr
         self._metric = metric
@@ -445,12 +271,11 @@ class PopulationBasedTraining(FIFOScheduler):
         idx = self._index.get(trial.trial_id)
         return self._register(trial) if idx is None else idx
 
-    def _status_codes(self, tune_controller: Any) -> np.ndarray:
+    def _status_codes(self, tune_controller: TuneControllerView) -> np.ndarray:
         """The TrialTable status code of every registered trial (numpy, by index)."""
         n = self._n
         rows = self._rows[:n]
-        table = getattr(tune_controller, "table", None)
-        if table is not None and n:
+        if n:
             if n > self._rows_known:
                 # Rows may have been attached after registration.
                 for i in np.flatnonzero(rows < 0):
@@ -459,13 +284,13 @@ class PopulationBasedTraining(FIFOScheduler):
                     self._rows_known = n
             if self._rows_known == n:
                 try:
-                    return np.asarray(table.column("status"))[rows]
-                except (IndexError, KeyError, AttributeError):
+                    return np.asarray(tune_controller.table.column("status"))[rows]
+                except (IndexError, KeyError):  # a row of another table (a restored trial)
                     pass
         codes = {name: code for code, name in enumerate(core.STATUS_NAMES)}
         return np.fromiter((codes[t.status] for t in self._trials), dtype=np.int64, count=n)
 
-    def _live_mask(self, tune_controller: Any) -> np.ndarray:
+    def _live_mask(self, tune_controller: TuneControllerView) -> np.ndarray:
         return self._status_codes(tune_controller) <= core.PAUSED  # PENDING, RUNNING, PAUSED
 
     # ---- hooks ---------------------------------------------------------------------------
@@ -477,7 +302,7 @@ class PopulationBasedTraining(FIFOScheduler):
                 "tune.TuneConfig(metric=..., mode=...)."
             )
 
-    def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         self._require_metric()
         idx = self._index.get(trial.trial_id)
         if idx is not None:  # added again (a restored experiment): follow the new object
@@ -493,7 +318,7 @@ class PopulationBasedTraining(FIFOScheduler):
         self._register(trial)
 
     def _fill_missing(self, config: Dict[str, Any], filled: Dict[str, Any]) -> None:
-        _fill_config(config, self._hyperparam_mutations, filled)
+        fill_missing(config, self._hyperparam_mutations, filled)
 
     def _check_result(self, trial: "Trial", result: Dict[str, Any]) -> bool:
         for kind, key in (("time_attr", self._time_attr), ("metric", self._metric)):
@@ -511,12 +336,12 @@ class PopulationBasedTraining(FIFOScheduler):
                 return False
         return True
 
-    def on_trial_result(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> str:
+    def on_trial_result(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> str:
         self._require_metric()
         if not self._check_result(trial, result):
             return TrialScheduler.CONTINUE
         time = result[self._time_attr]
-        if not _is_real(time):
+        if not is_real_number(time):
             raise TuneError(
                 f"{type(self).__name__}: time_attr {self._time_attr!r} of trial {trial} must be a "
                 f"number, got {time!r}."
@@ -534,7 +359,8 @@ class PopulationBasedTraining(FIFOScheduler):
         if not self._synch:
             self._perturb_time[idx] = time
             lower, upper = self._quantiles(tune_controller)
-            decision = TrialScheduler.PAUSE if self._others_waiting(tune_controller) else TrialScheduler.CONTINUE
+            # Yield the worker while another trial waits for one.
+            decision = TrialScheduler.PAUSE if trials_waiting(tune_controller) else TrialScheduler.CONTINUE
             if len(upper) and np.any(lower == idx):
                 self._exploit(tune_controller, idx, int(random.choice(list(upper))))
             return decision
@@ -552,19 +378,9 @@ class PopulationBasedTraining(FIFOScheduler):
         # through choose_trial_to_run.
         return TrialScheduler.CONTINUE
 
-    def _others_waiting(self, tune_controller: Any) -> bool:
-        """Whether any trial is PENDING or PAUSED (then this one yields its resources)."""
-        table = getattr(tune_controller, "table", None)
-        if table is not None:
-            try:
-                return table.count(core.PENDING) + table.count(core.PAUSED) > 0
-            except AttributeError:
-                pass
-        return any(t.status in ("PENDING", "PAUSED") for t in tune_controller.get_trials())
-
     def _save_trial_state(self, idx: int, trial: "Trial", time: float, result: Dict[str, Any]) -> float:
         value = result[self._metric]
-        if not _is_real(value) and not isinstance(value, np.number):
+        if not is_real_number(value) and not isinstance(value, np.number):
             raise TuneError(
                 f"{type(self).__name__}: metric {self._metric!r} of trial {trial} must be a number, "
                 f"got {value!r}."
@@ -579,7 +395,7 @@ class PopulationBasedTraining(FIFOScheduler):
     def _record(self, idx: int, trial: "Trial", time: float, score: float) -> None:
         """Called at every perturbation point (PB2 collects its data here)."""
 
-    def _perturb_all(self, tune_controller: Any, time: float) -> None:
+    def _perturb_all(self, tune_controller: TuneControllerView, time: float) -> None:
         """The synchronous perturbation: every trial at once."""
         n = self._n
         lower, upper = self._quantiles(tune_controller)
@@ -593,7 +409,7 @@ class PopulationBasedTraining(FIFOScheduler):
             float(self._train_time[:n].max()) if n else 0.0,
         )
 
-    def _maybe_release_sync(self, tune_controller: Any) -> None:
+    def _maybe_release_sync(self, tune_controller: TuneControllerView) -> None:
         """Synch mode: when a trial ends, the ones waiting for it may go on."""
         if not self._synch or not self._n or tune_controller.is_stopping:
             return
@@ -605,17 +421,17 @@ class PopulationBasedTraining(FIFOScheduler):
         if (self._train_time[:n][live] >= self._next_perturbation_sync).all():
             self._perturb_all(tune_controller, self._last_sync_time)
 
-    def on_trial_complete(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> None:
+    def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         self._maybe_release_sync(tune_controller)
 
-    def on_trial_error(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_error(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         self._maybe_release_sync(tune_controller)
 
-    def on_trial_remove(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_remove(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         self._maybe_release_sync(tune_controller)
 
     # ---- quantiles -------------------------------------------------------------------------
-    def _quantiles(self, tune_controller: Any) -> Tuple[np.ndarray, np.ndarray]:
+    def _quantiles(self, tune_controller: TuneControllerView) -> Tuple[np.ndarray, np.ndarray]:
         """Indices of the lower and upper quantile trials, each in ascending score order.
 
         Among live trials with a score; ties are broken by the order trials were added
@@ -655,7 +471,7 @@ class PopulationBasedTraining(FIFOScheduler):
                 return checkpoint, dict(saved_result)
         return checkpoint, dict(donor.last_result or {})
 
-    def _exploit(self, tune_controller: Any, idx: int, donor_idx: int) -> bool:
+    def _exploit(self, tune_controller: TuneControllerView, idx: int, donor_idx: int) -> bool:
         """Makes trial ``idx`` continue from ``donor_idx``'s checkpoint with an explored config."""
         trial, donor = self._trials[idx], self._trials[donor_idx]
         checkpoint, checkpoint_result = self._donor_checkpoint(donor)
@@ -670,8 +486,9 @@ class PopulationBasedTraining(FIFOScheduler):
                 type(self).__name__, trial, donor, self._perturbation_interval, self._time_attr,
             )
             return False
-        reset = getattr(tune_controller, "reset_trial", None)
-        if reset is None:
+        # The one check of a view member: a stand-in controller without reset_trial (not a
+        # whole TuneControllerView) gets a clear error before any state changes.
+        if getattr(tune_controller, "reset_trial", None) is None:
             raise TuneError(
                 f"{type(self).__name__} needs a trial runner with reset_trial(); "
                 f"{type(tune_controller).__name__} has none."
@@ -683,17 +500,18 @@ class PopulationBasedTraining(FIFOScheduler):
             type(self).__name__, donor.trial_id, self._score[donor_idx], trial.trial_id, self._score[idx],
         )
         if logger.isEnabledFor(logging.INFO):
-            summary = _summarize(donor.config, new_config, operations) or "No hyperparameters mutated."
+            summary = explore_summary(donor.config, new_config, operations) or "No hyperparameters mutated."
             logger.info("[%s] [Explore] New config of trial %s:\n%s", type(self).__name__, trial.trial_id, summary)
         if self._log_config:
             self._log_policy(tune_controller, trial, donor, state, checkpoint_result, new_config)
-        new_tag = _experiment_tag(state.orig_tag, new_config, self._hyperparam_mutations)
-        reset(trial, new_config, new_tag, checkpoint=checkpoint, checkpoint_result=checkpoint_result)
+        new_tag = perturbed_tag(state.orig_tag, new_config, self._hyperparam_mutations)
+        tune_controller.reset_trial(
+            trial, new_config, new_tag, checkpoint=checkpoint, checkpoint_result=checkpoint_result)
         self._num_perturbations += 1
         self._perturb_time[idx] = self._perturb_time[donor_idx]
         self._train_time[idx] = self._train_time[donor_idx]
         iteration = checkpoint_result.get(TRAINING_ITERATION)
-        state.resume_iteration = int(iteration) if _is_real(iteration) else None
+        state.resume_iteration = int(iteration) if is_real_number(iteration) else None
         self._after_exploit(idx, donor_idx, new_config, checkpoint_result)
         return True
 
@@ -714,21 +532,21 @@ class PopulationBasedTraining(FIFOScheduler):
     def _explore_config(
         self, trial: "Trial", donor: "Trial", checkpoint_result: Dict[str, Any]
     ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-        return _explore(donor.config, self._hyperparam_mutations, self._resample_probability, self._perturbation_factors)
+        return explore(donor.config, self._hyperparam_mutations, self._resample_probability, self._perturbation_factors)
 
     def _after_exploit(self, idx: int, donor_idx: int, new_config: Dict[str, Any], checkpoint_result: Dict[str, Any]) -> None:
         """Called after trial ``idx`` was reset to a clone of ``donor_idx`` (PB2 uses it)."""
 
     def _log_policy(
         self,
-        tune_controller: Any,
+        tune_controller: TuneControllerView,
         trial: "Trial",
         donor: "Trial",
         state: _TrialState,
         checkpoint_result: Dict[str, Any],
         new_config: Dict[str, Any],
     ) -> None:
-        directory = getattr(tune_controller, "experiment_path", None) or trial.experiment_path
+        directory = tune_controller.experiment_path or trial.experiment_path
         if not directory:
             self._warn_once(
                 "no-log-dir",
@@ -765,7 +583,7 @@ class PopulationBasedTraining(FIFOScheduler):
         _write_atomic(os.path.join(directory, f"{prefix}_policy_{trial.trial_id}.txt"), history)
 
     # ---- which trial runs next ----------------------------------------------------------------
-    def choose_trial_to_run(self, tune_controller: Any) -> Optional["Trial"]:
+    def choose_trial_to_run(self, tune_controller: TuneControllerView) -> Optional["Trial"]:
         """The PENDING or PAUSED trial that has trained least (by ``time_attr`` at its last
         perturbation point), so that a population larger than the cluster is
         time-multiplexed fairly; in synch mode only trials short of the next
@@ -773,11 +591,8 @@ class PopulationBasedTraining(FIFOScheduler):
         n = self._n
         if not n:
             return super().choose_trial_to_run(tune_controller)
-        table = getattr(tune_controller, "table", None)
-        if table is not None and hasattr(table, "count"):
-            # O(1) answer for the common case: nothing is waiting to run.
-            if table.count(core.PENDING) + table.count(core.PAUSED) == 0:
-                return None
+        if not trials_waiting(tune_controller):
+            return None  # O(1) answer for the common case: nothing is waiting to run
         status = self._status_codes(tune_controller)
         candidates = np.flatnonzero((status == core.PENDING) | (status == core.PAUSED))
         if self._synch:
@@ -824,7 +639,7 @@ class PopulationBasedTraining(FIFOScheduler):
             1,
         )
         horizon = (getattr(trial, "stopping_criterion", None) or {}).get(TRAINING_ITERATION)
-        if _is_real(horizon) and not math.isinf(horizon):
+        if is_real_number(horizon) and not math.isinf(horizon):
             end = int(math.floor(horizon))
             # After an exploit the trial follows its donor's clock: the population's grid.
             grid_start = anchor + max(0, -(-(first - anchor) // step)) * step
@@ -939,183 +754,6 @@ def _stable_largest(values: np.ndarray, k: int) -> np.ndarray:
 
 def _by_score(indices: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return indices[np.lexsort((indices, scores[indices]))]
-
-
-# ---------------------------------------------------------------------------------------
-# Replay
-# ---------------------------------------------------------------------------------------
-def _load_policy(policy_file: str) -> Tuple[Optional[Dict[str, Any]], List[Tuple[int, Dict[str, Any]]]]:
-    """The initial config and the ``(iteration, new config)`` changes of a policy file."""
-    rows = []
-    with open(policy_file, "rt") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise ValueError(
-                    f"Could not read PBT policy file {policy_file}: line {number} is not JSON. Pass "
-                    "a pbt_policy_<trial_id>.txt written by PopulationBasedTraining(log_config=True)."
-                ) from None
-            if not isinstance(row, list) or len(row) != 6:
-                raise ValueError(
-                    f"PBT policy file {policy_file}, line {number}: expected [target trial, clone "
-                    "trial, target iteration, clone iteration, old config, new config], got "
-                    f"{line.strip()[:200]!r}."
-                )
-            rows.append(row)
-    # Walk back from the last exploit along the chain of clones: each earlier line must
-    # be the exploit that produced the trial cloned by the line after it.
-    changes: List[Tuple[int, Dict[str, Any]]] = []
-    expected_target: Optional[str] = None
-    initial_config: Optional[Dict[str, Any]] = None
-    for target, clone, _target_step, clone_step, old_config, new_config in reversed(rows):
-        if expected_target is not None and target != expected_target:
-            break  # earlier lines describe a history this trial's clone overwrote
-        expected_target = clone
-        initial_config = old_config
-        changes.append((int(clone_step), new_config))
-    changes.reverse()
-    return initial_config, changes
-
-
-class PopulationBasedTrainingReplay(FIFOScheduler):
-    """Replays the hyperparameter schedule one PBT trial followed, on a single trial.
-
-    PBT's result is a *schedule* of configs (say a large learning rate early, a smaller
-    one later).  Given the ``pbt_policy_<trial_id>.txt`` file a
-    :class:`PopulationBasedTraining` run wrote (``log_config=True``, the default), this
-    scheduler starts one trial with the initial config of that trial's lineage and
-    changes its config at the recorded iterations, in place through
-    ``tune_controller.reset_trial``.  Nothing of another trial is restored: when the trial
-    saved a checkpoint at that very iteration it is passed along (it holds the trial's
-    current state, so a function trainable, which restarts on a reset, resumes there);
-    otherwise no checkpoint is passed.
-
-    Args:
-        policy_file: Path to a ``pbt_policy_<trial_id>.txt`` file (``~`` is expanded).
-
-    Example:
-        >>> from fasttune.schedulers.pbt import PopulationBasedTrainingReplay
-        >>> replay = PopulationBasedTrainingReplay(  # doctest: +SKIP
-        ...     "~/ray_results/pbt_test/pbt_policy_abc12_00001.txt")
-        >>> tuner = tune.Tuner(train, tune_config=tune.TuneConfig(scheduler=replay),  # doctest: +SKIP
-        ...                    run_config=tune.RunConfig(stop={"training_iteration": 100}))
-    """
-
-    def __init__(self, policy_file: Union[str, "os.PathLike[str]"]) -> None:
-        if not isinstance(policy_file, (str, os.PathLike)):
-            raise TypeError(f"policy_file must be a path to a pbt_policy_<trial_id>.txt file, got {policy_file!r}.")
-        path = os.path.expanduser(os.fspath(policy_file))
-        if not os.path.isfile(path):
-            raise ValueError(
-                f"Policy file not found: {path}. Pass a pbt_policy_<trial_id>.txt from the "
-                "experiment directory of a PopulationBasedTraining(log_config=True) run."
-            )
-        super().__init__()
-        self.policy_file = path
-        initial_config, self._policy = _load_policy(path)
-        self.experiment_tag = f"replay_{os.path.basename(path)}"
-        self.config: Optional[Dict[str, Any]] = initial_config
-        self._trial: Optional["Trial"] = None
-        self._position = 0  # changes applied so far
-        self._current_step = 0
-        self._num_perturbations = 0
-        self._warned: set = set()
-
-    def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
-        if self._trial is not None and self._trial.trial_id != trial.trial_id:
-            raise ValueError(
-                "More than one trial was added to a PopulationBasedTrainingReplay run; it replays "
-                "one schedule on one trial. Set TuneConfig(num_samples=1) and no grid search."
-            )
-        self._trial = trial
-        if trial.config and self._policy:
-            logger.warning(
-                "The trial's config was replaced by the initial config of the replayed policy "
-                "(%s); the param_space given to the Tuner is not used.", self.policy_file,
-            )
-        elif trial.config and not self._policy:
-            self.config = trial.config  # no changes recorded: train with the given config
-        elif not trial.config and not self._policy:
-            raise ValueError(
-                f"The policy file {self.policy_file} records no config change and the trial has "
-                "no config. Pass a param_space to the Tuner, or do not use PBT replay for this run."
-            )
-        trial.config = copy.deepcopy(self.config) if self.config is not None else {}
-
-    def on_trial_result(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> str:
-        step = result.get(TRAINING_ITERATION)
-        if step is None or self._position >= len(self._policy):
-            return TrialScheduler.CONTINUE
-        self._current_step = step
-        due = self._position
-        while due < len(self._policy) and step >= self._policy[due][0]:
-            due += 1
-        if due == self._position:
-            return TrialScheduler.CONTINUE
-        new_config = copy.deepcopy(self._policy[due - 1][1])
-        logger.info("PBT replay at iteration %s: the config becomes %s.", step, new_config)
-        new_tag = _experiment_tag(self.experiment_tag, new_config, new_config)
-        checkpoint, checkpoint_result = self._own_checkpoint_at(trial, step)
-        tune_controller.reset_trial(
-            trial, new_config, new_tag, checkpoint=checkpoint, checkpoint_result=checkpoint_result)
-        self._num_perturbations += due - self._position
-        self._position = due
-        return TrialScheduler.CONTINUE
-
-    def _own_checkpoint_at(self, trial: "Trial", step: Any) -> Tuple[Optional["Checkpoint"], Optional[Dict[str, Any]]]:
-        """The trial's own checkpoint of iteration ``step``, if it saved one then.
-
-        Continuing from it changes no state (it is where the trial is), but lets a
-        function trainable, which restarts on a reset, resume there instead of from
-        scratch.  Without one, the config changes in place and a function trainable
-        restarts from its beginning (with a one-time warning).
-        """
-        for saved, saved_result in reversed(getattr(trial, "checkpoint_results", None) or []):
-            if saved_result.get(TRAINING_ITERATION) == step:
-                return saved, dict(saved_result)
-            break
-        if "no-own-checkpoint" not in self._warned:
-            self._warned.add("no-own-checkpoint")
-            logger.warning(
-                "PBT replay: trial %s has no checkpoint of iteration %s, where its config "
-                "changes; the config changes in place (a function trainable restarts from its "
-                "beginning). Report a checkpoint every iteration to replay exactly.", trial, step,
-            )
-        return None, None
-
-    def decision_points(self, trial: "Trial") -> DecisionPoints:
-        """The iterations at which a recorded config change is due."""
-        remaining = self._policy[self._position:]
-        if not remaining:
-            return DecisionPoints.never()
-        current = int(trial.iteration)
-        return DecisionPoints.at({max(int(step), current + 1) for step, _ in remaining})
-
-    def debug_string(self) -> str:
-        return f"PopulationBasedTraining replay: step {self._current_step}, perturb {self._num_perturbations}"
-
-    def save(self, checkpoint_path: str) -> None:
-        state = {
-            "format": _STATE_FORMAT,
-            "scheduler": type(self).__name__,
-            "position": self._position,
-            "current_step": self._current_step,
-            "num_perturbations": self._num_perturbations,
-            "config": self.config,
-        }
-        dump_file(checkpoint_path, state)
-
-    def restore(self, checkpoint_path: str) -> None:
-        state = load_file(checkpoint_path)
-        if not isinstance(state, dict) or state.get("scheduler") != type(self).__name__:
-            raise TuneError(f"{checkpoint_path} is not a {type(self).__name__} state file written by save().")
-        self._position = state["position"]
-        self._current_step = state["current_step"]
-        self._num_perturbations = state["num_perturbations"]
-        self.config = state["config"]
 
 
 __all__ = ["PopulationBasedTraining", "PopulationBasedTrainingReplay"]

@@ -1,6 +1,8 @@
 """The scheduler interface: decides, per result, whether a trial goes on.
 
-A scheduler also says *when* it needs to decide (:meth:`TrialScheduler.decision_points`).
+Every hook gets the runner as ``tune_controller``, seen through
+:class:`TuneControllerView` (what a scheduler may ask of it).  A scheduler also says
+*when* it needs to decide (:meth:`TrialScheduler.decision_points`).
 Between those iterations a trial reports without waiting for the driver; at them, the
 trial blocks until the scheduler's decision arrives.  A scheduler that does not say gets
 a decision at every result, which is exactly Ray Tune's behaviour.
@@ -8,6 +10,8 @@ a decision at every result, which is exactly Ray Tune's behaviour.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Union
+
+from fasttune.schedulers._controller import TuneControllerView
 
 if TYPE_CHECKING:  # pragma: no cover
     from fasttune.experiment.trial import Trial
@@ -197,25 +201,25 @@ class TrialScheduler:
         """
         return False
 
-    def on_trial_add(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         pass
 
-    def on_trial_error(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_error(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         pass
 
-    def on_trial_result(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> str:
+    def on_trial_result(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> str:
         return TrialScheduler.CONTINUE
 
-    def on_trial_complete(self, tune_controller: Any, trial: "Trial", result: Dict[str, Any]) -> None:
+    def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         pass
 
-    def on_trial_remove(self, tune_controller: Any, trial: "Trial") -> None:
+    def on_trial_remove(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         pass
 
-    def choose_trial_to_run(self, tune_controller: Any) -> Optional["Trial"]:
+    def choose_trial_to_run(self, tune_controller: TuneControllerView) -> Optional["Trial"]:
         """A PENDING trial to start next (the earliest added), or a PAUSED one."""
         for status in ("PENDING", "PAUSED"):
-            trial = tune_controller._first_trial_with_status(status)
+            trial = tune_controller.first_trial_with_status(status)
             if trial is not None:
                 return trial
         return None
@@ -245,4 +249,4 @@ def overrides(obj: Any, base: type, method: str) -> bool:
     return getattr(type(obj), method, None) is not getattr(base, method, None)
 
 
-__all__: Sequence[str] = ["TrialScheduler", "FIFOScheduler", "DecisionPoints"]
+__all__: Sequence[str] = ["TrialScheduler", "FIFOScheduler", "DecisionPoints", "TuneControllerView"]

@@ -1,9 +1,10 @@
 """A simulated ``tune_controller`` for driving schedulers without Ray.
 
-It holds a real ``TrialTable`` and real ``Trial`` objects, and offers the part of the
-``TrialRunner`` interface schedulers use (``table``, ``metric``, ``get_trials``,
-``get_trial``, ``_first_trial_with_status``, ``is_trial_held``, ``search_alg``,
-``stop_trial``, ``pause_trial``).  Trials are
+It holds a real ``TrialTable`` and real ``Trial`` objects, and implements the view of
+the runner schedulers get (:class:`fasttune.schedulers.trial_scheduler.TuneControllerView`:
+``table``, ``metric``, ``search_alg``, ``is_stopping``, ``experiment_path``,
+``get_trials``, ``get_trial``, ``first_trial_with_status``, ``is_trial_held``,
+``stop_trial``, ``pause_trial``, ``reset_trial``).  Trials are
 deterministic curves ``curve(config, iteration) -> metric`` on a virtual clock
 (``dt(config)`` seconds per iteration); every iteration is checkpointed, so a paused
 trial resumes where it paused.
@@ -25,7 +26,6 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from fasttune import _corelib as core
-
 from fasttune.experiment import Trial
 from fasttune.schedulers import DecisionPoints, TrialScheduler
 
@@ -66,6 +66,9 @@ class SimulatedRunner:
         self.violations: List[tuple] = []
         self.starts: List[str] = []
         self.held: set = set()  # trials a test declares handed to a worker, not started yet
+        self.resets: List[tuple] = []  # (trial id, new config, new tag) of reset_trial calls
+        self.is_stopping = False
+        self.experiment_path: Optional[str] = None  # no files
         self._points: Dict[str, Any] = {}
         self._ending: Dict[str, str] = {}
         self.ticks = 0
@@ -91,8 +94,8 @@ class SimulatedRunner:
     def get_live_trials(self) -> List[Trial]:
         return [t for t in self.trials if not t.is_finished()]
 
-    def _first_trial_with_status(self, status: str) -> Optional[Trial]:
-        rows = self._table.rows(getattr(core, status))
+    def first_trial_with_status(self, status: str) -> Optional[Trial]:
+        rows = [row for row in self._table.rows(getattr(core, status)) if not self.is_trial_held(self.trials[row])]
         return self.trials[min(rows)] if rows else None
 
     def stop_trial(self, trial: Trial) -> None:
@@ -103,6 +106,13 @@ class SimulatedRunner:
         self.pause_calls.append(trial.trial_id)
         if trial.status in (Trial.RUNNING, Trial.PENDING):
             trial.set_status(Trial.PAUSED)
+
+    def reset_trial(self, trial: Trial, new_config: Dict[str, Any], new_experiment_tag: str,
+                    checkpoint: Any = None, checkpoint_result: Optional[Dict[str, Any]] = None) -> None:
+        """The config and tag change at once (the runner's change when the trial goes on)."""
+        self.resets.append((trial.trial_id, new_config, new_experiment_tag))
+        trial.config = new_config
+        trial.experiment_tag = new_experiment_tag
 
     # ---- building and driving ----------------------------------------------------------
     def add_trial(self, config: Optional[Dict[str, Any]] = None, trial_id: Optional[str] = None) -> Trial:

@@ -15,7 +15,12 @@ from fasttune.schedulers.pb2 import PB2  # noqa: E402
 
 
 class FakeRunner:
-    """The parts of TrialRunner PB2 uses; reset_trial calls are recorded and applied."""
+    """The runner as schedulers see it (TuneControllerView); reset_trial calls are recorded
+    and applied."""
+
+    is_stopping = False
+    metric = None
+    search_alg = None  # PB2 never asks the search algorithm for trials
 
     def __init__(self, experiment_path=None):
         self.table = core.TrialTable(None)
@@ -34,6 +39,21 @@ class FakeRunner:
 
     def get_trials(self):
         return self.trials
+
+    def get_trial(self, trial_id):
+        return next((t for t in self.trials if t.trial_id == trial_id), None)
+
+    def first_trial_with_status(self, status):
+        return next((t for t in self.trials if t.status == status), None)
+
+    def is_trial_held(self, trial):
+        return False
+
+    def stop_trial(self, trial):
+        trial.set_status(Trial.TERMINATED)
+
+    def pause_trial(self, trial):
+        trial.set_status(Trial.PAUSED)
 
     def reset_trial(self, trial, new_config, new_experiment_tag, checkpoint=None, checkpoint_result=None):
         self.resets.append((trial, dict(trial.config), new_config, checkpoint_result))

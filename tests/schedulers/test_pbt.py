@@ -14,14 +14,10 @@ import fasttune as tune
 from fasttune import _corelib as core
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
-from fasttune.schedulers import DecisionPoints
 from fasttune.experiment.trial import Trial
-from fasttune.schedulers.pbt import (
-    PopulationBasedTraining,
-    PopulationBasedTrainingReplay,
-    _explore,
-    _load_policy,
-)
+from fasttune.schedulers._pbt_explore import explore
+from fasttune.schedulers._pbt_replay import load_policy
+from fasttune.schedulers.pbt import PopulationBasedTraining, PopulationBasedTrainingReplay
 from fasttune.schedulers.trial_scheduler import DecisionPoints, TrialScheduler
 
 CONTINUE, PAUSE = TrialScheduler.CONTINUE, TrialScheduler.PAUSE
@@ -35,7 +31,7 @@ class Reset:
 
 
 class FakeRunner:
-    """The parts of TrialRunner a scheduler uses, plus a record of reset_trial calls."""
+    """The runner as schedulers see it (TuneControllerView), plus a record of reset_trial calls."""
 
     def __init__(self, experiment_path=None):
         self.table = core.TrialTable(None)
@@ -55,6 +51,7 @@ class FakeRunner:
         return trial
 
     is_stopping = False
+    search_alg = None  # PBT never asks the search algorithm for trials
 
     def is_trial_held(self, trial):
         return trial.trial_id in self._slot_of
@@ -62,10 +59,19 @@ class FakeRunner:
     def get_trials(self):
         return self.trials
 
+    def get_trial(self, trial_id):
+        return next((t for t in self.trials if t.trial_id == trial_id), None)
+
+    def stop_trial(self, trial):
+        trial.set_status(Trial.TERMINATED)
+
+    def pause_trial(self, trial):
+        trial.set_status(Trial.PAUSED)
+
     def get_live_trials(self):
         return [t for t in self.trials if not t.is_finished()]
 
-    def _first_trial_with_status(self, status):
+    def first_trial_with_status(self, status):
         for trial in self.trials:
             if trial.status == status and trial.trial_id not in self._slot_of:
                 return trial
@@ -359,7 +365,7 @@ def explore_many(config, mutations, p=0.0, factors=(1.2, 0.8), seeds=range(40)):
     for seed in seeds:
         random.seed(seed)
         np.random.seed(seed)
-        out.append(_explore(config, mutations, p, factors)[0])
+        out.append(explore(config, mutations, p, factors)[0])
     return out
 
 
@@ -381,7 +387,7 @@ def test_resample_probability_one_draws_from_the_domain():
     for seed in range(5):
         random.seed(seed)
         np.random.seed(seed)
-        new, ops = _explore({"lr": 0.5}, {"lr": tune.uniform(10.0, 20.0)}, 1.0, (1.2, 0.8))
+        new, ops = explore({"lr": 0.5}, {"lr": tune.uniform(10.0, 20.0)}, 1.0, (1.2, 0.8))
         random.seed(seed)
         np.random.seed(seed)
         random.random()  # the draw that decided to resample
@@ -400,7 +406,7 @@ def test_lists_move_to_a_neighbouring_value():
     assert {c["n"] for c in explore_many({"n": 2}, {"n": values})} == {1, 3}
     assert {c["n"] for c in explore_many({"n": 1}, {"n": values})} == {1, 2}  # left edge stays
     assert {c["n"] for c in explore_many({"n": 4}, {"n": tuple(values)})} == {3, 4}  # right edge
-    ops = {_explore({"n": 1}, {"n": [1]}, 0.0, (1.2,))[1]["n"] for _ in range(20)}
+    ops = {explore({"n": 1}, {"n": [1]}, 0.0, (1.2,))[1]["n"] for _ in range(20)}
     assert ops == {"shift left (noop)", "shift right (noop)"}
 
 
@@ -693,7 +699,7 @@ def test_policy_logs_record_each_exploit_and_the_lineage(tmp_path):
     assert read_lines(exp / f"pbt_policy_{a.trial_id}.txt") == [first]
     assert read_lines(exp / f"pbt_policy_{b.trial_id}.txt") == [first, second]
 
-    initial, changes = _load_policy(str(exp / f"pbt_policy_{b.trial_id}.txt"))
+    initial, changes = load_policy(str(exp / f"pbt_policy_{b.trial_id}.txt"))
     assert initial == {"lr": 0.4}
     assert changes == [(2, a_config), (6, b.config)]
 
@@ -773,7 +779,7 @@ def test_replay_of_a_recorded_run(tmp_path):
     target = trials[0]
     exploits = [r for r in runner.resets if r.trial is target]
     assert len(exploits) >= 2
-    initial, changes = _load_policy(str(exp / f"pbt_policy_{target.trial_id}.txt"))
+    initial, changes = load_policy(str(exp / f"pbt_policy_{target.trial_id}.txt"))
     # The donors never exploited, so the lineage is the donor's config, then the last clone.
     last = exploits[-1]
     donor = next(t for t in trials if t.checkpoint_results and any(c is last.checkpoint for c, _ in t.checkpoint_results))
