@@ -22,15 +22,18 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 __all__ = ["atomic_write", "fsync_directory", "move_directory_into_place"]
 
 
 def atomic_write(
-    path: str, data: Union[bytes, bytearray, memoryview, str], *, durable: bool, mode: Optional[int] = None
+    path: str, data: Union[bytes, bytearray, memoryview, str, Sequence[bytes]], *, durable: bool,
+    mode: Optional[int] = None,
 ) -> None:
-    """Replace ``path`` with ``data`` (``str`` is written as UTF-8).
+    """Replace ``path`` with ``data`` (``str`` is written as UTF-8; a list or tuple of
+    byte strings is written one after another, so a header and a large payload need
+    not be joined first).
 
     The bytes go to a new temporary file beside ``path`` (same directory, so the
     rename stays on one file system), which is then renamed over ``path``.  With
@@ -43,12 +46,14 @@ def atomic_write(
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
+    chunks = data if isinstance(data, (list, tuple)) else (data,)
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())

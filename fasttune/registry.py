@@ -72,6 +72,25 @@ def register_trainable(name: str, trainable: Any, warn: bool = True) -> None:
     _global_registry.register(TRAINABLE_CLASS, name, trainable)
 
 
+def register_under_free_name(name: str, trainable: Any) -> str:
+    """Register ``trainable`` under ``name``, or ``name_2``, ``name_3``, ... when another
+    trainable holds it (two functions may share a name); returns the name it has.
+
+    Example:
+        >>> def train(config): pass
+        >>> register_under_free_name("free_name_example", train)
+        'free_name_example'
+        >>> register_under_free_name("free_name_example", lambda config: None)
+        'free_name_example_2'
+    """
+    base, suffix = name, 1
+    while _global_registry.contains(TRAINABLE_CLASS, name) and get_trainable_cls(name) is not trainable:
+        suffix += 1
+        name = f"{base}_{suffix}"
+    _global_registry.register(TRAINABLE_CLASS, name, trainable)
+    return name
+
+
 def register_env(name: str, env_creator: Callable[[Dict[str, Any]], Any]) -> None:
     """Register an environment creator ``env_creator(env_config) -> env`` under ``name``."""
     if not isinstance(name, str) or not name:

@@ -32,7 +32,7 @@ CHECKPOINT_DIR_NAME_KEY = "checkpoint_dir_name"
 _CHECKPOINT_DIR_RE = re.compile(r"^checkpoint_(\d+)$")
 
 
-def _import_pandas(feature: str) -> Any:
+def import_pandas(feature: str) -> Any:
     """Import pandas for ``feature`` or raise an ImportError saying how to get it."""
     try:
         import pandas  # noqa: PLC0415  (optional dependency, imported lazily)
@@ -162,7 +162,7 @@ class Result:
             csv_path = os.path.join(self.path, PROGRESS_FILE)
             if not os.path.isfile(csv_path) or os.path.getsize(csv_path) == 0:
                 return None
-            pd = _import_pandas("Result.metrics_dataframe")
+            pd = import_pandas("Result.metrics_dataframe")
             self._metrics_dataframe = pd.read_csv(csv_path)
         return self._metrics_dataframe
 

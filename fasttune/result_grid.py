@@ -25,7 +25,7 @@ from fasttune.result import (
     PARAMS_FILE,
     RESULT_FILE,
     Result,
-    _import_pandas,
+    import_pandas,
     read_json_lines,
 )
 
@@ -334,7 +334,7 @@ class ResultGrid:
                 "filter_metric='loss', filter_mode='min'), or neither."
             )
         self._check_mode(filter_mode, "get_dataframe filter_mode")
-        pd = _import_pandas("ResultGrid.get_dataframe")
+        pd = import_pandas("ResultGrid.get_dataframe")
 
         rows = []
         for i, result in enumerate(self._results):

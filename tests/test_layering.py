@@ -40,16 +40,7 @@ CORE_SHARED = "fasttune._core_shared"
 
 # Private names still imported across modules, by files being rewritten elsewhere
 # (issue 14): (importing files, glob; from module; name, glob).  Keep it short.
-PRIVATE_IMPORTS_ALLOWED: List[Tuple[str, str, str]] = [
-    ("fasttune/execution/*.py", "*", "*"),
-    ("fasttune/schedulers/*.py", "*", "*"),
-    ("*", "fasttune.registry", "_global_registry"),
-    ("*", "fasttune.registry", "_env_creators"),
-    ("*", "fasttune.registry", "_install_env_creators"),
-    ("fasttune/search/optuna.py", "fasttune.search.sample", "_decimals"),
-    ("fasttune/search/nevergrad.py", "fasttune.search.sample", "_decimals"),
-    ("fasttune/result_grid.py", "fasttune.result", "_import_pandas"),
-]
+PRIVATE_IMPORTS_ALLOWED: List[Tuple[str, str, str]] = []
 
 
 @dataclass(frozen=True)

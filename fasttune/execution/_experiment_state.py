@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import msgpack
 
+from fasttune._atomic import atomic_write
 from fasttune._serialization import Loader, pack, pack_noting_pickles
 from fasttune.error import TuneError
 
@@ -59,30 +60,10 @@ class NewerExperimentState(TuneError):
 
 
 # ---- files ------------------------------------------------------------------------------
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - some file systems refuse to open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_file(path: str, payload: bytes) -> None:
-    """Write ``payload`` behind the snapshot header: temporary file, fsync, rename."""
+    """Write ``payload`` behind the snapshot header, atomically and durably."""
     header = _HEADER.pack(_MAGIC, FORMAT_VERSION, 0, len(payload), zlib.crc32(payload))
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(header)
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path) or ".")
+    atomic_write(path, (header, payload), durable=True)
 
 
 def read_file(path: str) -> bytes:

@@ -32,6 +32,8 @@ from array import array
 from collections import deque
 from typing import Any, Dict, List, Optional
 
+from fasttune._atomic import move_directory_into_place
+from fasttune._flatten import lookup_nested
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError, TuneStopTrial
 from fasttune.execution import _protocol as protocol
@@ -40,7 +42,7 @@ from fasttune.trainable.function_trainable import wrap_function
 from fasttune.trainable.session import Session, TuneContext, set_session
 from fasttune.trainable.trainable import (
     Trainable,
-    _check_step_result,
+    check_step_result,
     is_trainable_class,
     load_checkpoint_payload,
     save_to_new_directory,
@@ -98,17 +100,6 @@ def pack_result(metrics: Dict[str, Any]) -> bytes:
         ) from exc
 
 
-def _lookup(metrics: Dict[str, Any], key: str) -> Any:
-    if key in metrics:
-        return metrics[key]
-    value: Any = metrics
-    for part in key.split("/"):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 class _Run:
     """One trial running in this worker: its buffer and its stop rules."""
 
@@ -139,7 +130,7 @@ class _Run:
         if metrics.get("done"):
             return True
         for key, threshold in self.stop.items():
-            value = _lookup(metrics, key)
+            value = lookup_nested(metrics, key)
             if value is None:
                 value = self._automatic(key, now)
             try:
@@ -511,7 +502,7 @@ class TrialWorker:
                 while True:
                     if run.interrupt is not None:
                         raise TuneStopTrial(run.interrupt)
-                    result = _check_step_result(instance, instance.step())
+                    result = check_step_result(instance, instance.step())
                     iteration = run.base_iteration + run.count + 1
                     instance._iteration = iteration
                     wanted = (
@@ -616,11 +607,8 @@ class TrialWorker:
             except FileExistsError:  # left by a worker that died mid-copy
                 shutil.rmtree(tmp, ignore_errors=True)
                 _copy_tree(source, tmp)
-            try:
-                os.rename(tmp, target)
-            except OSError:  # a restart rewrites a checkpoint it had saved before
-                shutil.rmtree(target, ignore_errors=True)
-                os.rename(tmp, target)
+            # A restart may rewrite a checkpoint it had saved before: it is replaced.
+            move_directory_into_place(tmp, target, durable=False)
         return name
 
 

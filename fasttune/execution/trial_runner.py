@@ -63,11 +63,14 @@ class TrialRunner(TrialEventHandlers, RunnerView):
     0 takes any free port): clients list, add and stop trials.  Schedulers see the
     runner through :class:`fasttune.schedulers.TuneControllerView`'s members.
 
-    Example:
-        >>> from fasttune.execution import TrialRunner  # doctest: +SKIP
-        >>> runner = TrialRunner(search_alg=searcher, experiment_path="/tmp/exp")  # doctest: +SKIP
-        >>> while not runner.is_finished():  # doctest: +SKIP
-        ...     runner.step()
+    How ``fit()`` drives it (``impl/tuner_internal.py``; it needs Ray, so it is shown here,
+    not run)::
+
+        runner = TrialRunner(search_alg=searcher, experiment_path="/tmp/exp")
+        runner.setup_experiments([experiment], total_num_samples)
+        while not runner.is_finished():
+            runner.step()
+        runner.cleanup()
     """
 
     def __init__(

@@ -10,7 +10,7 @@ from fasttune._flatten import flatten_dict
 from fasttune.error import TuneError
 from fasttune._resources import PlacementGroupFactory, resource_dict_to_pg_factory
 from fasttune.experiment.trial import Trial
-from fasttune.registry import _global_registry, TRAINABLE_CLASS, get_trainable_cls
+from fasttune.registry import get_trainable_cls, register_under_free_name
 from fasttune.stopper import FunctionStopper, Stopper
 
 DEFAULT_STORAGE_PATH = "~/fasttune_results"
@@ -28,13 +28,7 @@ def resolve_trainable(run: Any) -> Tuple[str, Any]:
     name = getattr(run, "__name__", None) or type(run).__name__
     if name == "<lambda>":
         name = "lambda"
-    # Two different functions may share a name; each keeps its own registry entry.
-    base, suffix = name, 1
-    while _global_registry.contains(TRAINABLE_CLASS, name) and get_trainable_cls(name) is not run:
-        suffix += 1
-        name = f"{base}_{suffix}"
-    _global_registry.register(TRAINABLE_CLASS, name, run)
-    return name, run
+    return register_under_free_name(name, run), run
 
 
 def _split_stop(stop: Any) -> Tuple[Dict[str, float], Optional[Stopper]]:

@@ -18,6 +18,7 @@ import os
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Type
 
 from fasttune import _corelib as core
+from fasttune._flatten import lookup_nested
 from fasttune._serialization import dump_file, load_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -171,16 +172,7 @@ def load_state(path: str, owner: str) -> Dict[str, Any]:
 
 def result_value(result: Optional[Dict[str, Any]], key: str) -> Any:
     """``result[key]``, where ``key`` may name a nested value as ``"a/b"``; None if absent."""
-    if not result:
-        return None
-    if key in result:
-        return result[key]
-    value: Any = result
-    for part in key.split("/"):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
+    return lookup_nested(result, key)
 
 
 class TrialRequests:

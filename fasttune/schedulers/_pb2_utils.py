@@ -15,7 +15,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-INSTALL_HINT = 'pip install "fasttune[pb2]"'
+from fasttune._optional import import_optional
 
 # GP-UCB exploration weight: kappa = sqrt(c1 * log(c2 * n)), floored so that it stays
 # positive for small n.
@@ -24,16 +24,10 @@ _C1, _C2, _MIN_BETA = 0.2, 0.4, 0.1
 
 def import_sklearn() -> Tuple[Any, Any, Any, Any, Any]:
     """scikit-learn's GP regressor, its kernels and scipy's minimize, or a clear ImportError."""
-    try:
-        from scipy.optimize import minimize
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
-    except ImportError as exc:
-        raise ImportError(
-            f"PB2 needs scikit-learn, which is not installed ({exc}). Install it with "
-            f"{INSTALL_HINT} (or pip install scikit-learn)."
-        ) from exc
-    return GaussianProcessRegressor, RBF, ConstantKernel, WhiteKernel, minimize
+    gp = import_optional("sklearn.gaussian_process", "pb2", "PB2", package="scikit-learn")
+    kernels = import_optional("sklearn.gaussian_process.kernels", "pb2", "PB2", package="scikit-learn")
+    optimize = import_optional("scipy.optimize", "pb2", "PB2", package="scikit-learn")
+    return gp.GaussianProcessRegressor, kernels.RBF, kernels.ConstantKernel, kernels.WhiteKernel, optimize.minimize
 
 
 def _generator(random_state: Any) -> Any:

@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from fasttune._serialization import dump_file, load_file
 from fasttune import _corelib as core
+from fasttune._atomic import atomic_write
+from fasttune._serialization import dump_file, load_file
 from fasttune._jsonable import json_default
 from fasttune.error import TuneError
 from fasttune.schedulers._common import (
@@ -67,13 +68,6 @@ logger = logging.getLogger(__name__)
 # ``DecisionPoints.every`` (a superset) is declared instead.
 _MAX_LISTED_POINTS = 10_000
 _STATE_FORMAT = 1
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 class _TrialState:
@@ -580,7 +574,7 @@ class PopulationBasedTraining(FIFOScheduler):
                     history = f.read()
         history += line
         cache[trial.trial_id] = history
-        _write_atomic(os.path.join(directory, f"{prefix}_policy_{trial.trial_id}.txt"), history)
+        atomic_write(os.path.join(directory, f"{prefix}_policy_{trial.trial_id}.txt"), history, durable=False)
 
     # ---- which trial runs next ----------------------------------------------------------------
     def choose_trial_to_run(self, tune_controller: TuneControllerView) -> Optional["Trial"]:

@@ -51,7 +51,7 @@ from fasttune.search.sample import (
     Normal,
     Quantized,
     Uniform,
-    _decimals,
+    decimal_places,
 )
 from fasttune.search.searcher import Searcher
 from fasttune.search.variant_generator import is_grid_dict
@@ -74,7 +74,7 @@ class _Round:
 
     def __init__(self, q: float, lower: float, upper: float, as_int: bool) -> None:
         self.q, self.lower, self.upper, self.as_int = q, lower, upper, as_int
-        self.decimals = None if as_int else _decimals(q)
+        self.decimals = None if as_int else decimal_places(q)
 
     def __call__(self, value: Any) -> Any:
         rounded = round(float(value) / self.q) * self.q

@@ -39,7 +39,7 @@ from fasttune.search.sample import (
     LogUniform,
     Quantized,
     Uniform,
-    _decimals,
+    decimal_places,
 )
 from fasttune.search._space_conversion import holds_domain, path_label
 from fasttune.search.searcher import Searcher
@@ -96,7 +96,7 @@ class _Param:
         self.domain = domain
         self.kind = kind
         self.q = q
-        self.decimals = _decimals(q) if kind != "plain" and not is_int else None
+        self.decimals = decimal_places(q) if kind != "plain" and not is_int else None
         self.is_int = is_int
 
     def __getstate__(self) -> Dict[str, Any]:

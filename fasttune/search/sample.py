@@ -112,7 +112,7 @@ def _short_repr(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _decimals(q: float) -> Optional[int]:
+def decimal_places(q: float) -> Optional[int]:
     """How many decimals ``q`` is written with, to print quantized floats cleanly."""
     exponent = decimal.Decimal(repr(float(q))).as_tuple().exponent
     return -exponent if isinstance(exponent, int) and exponent < 0 else None
@@ -370,7 +370,7 @@ class Float(Domain):
             high = round(self.upper / q) * q if math.isfinite(self.upper) else self.upper
             raw = self._draw_continuous(sampler.get_sampler(), size, rng, low, high)
             values = np.round(raw / q) * q
-            decimals = _decimals(q)
+            decimals = decimal_places(q)
             if decimals is not None:
                 # 3 * 0.1 is 0.30000000000000004; users wrote q=0.1 and expect 0.3.
                 values = np.round(values, decimals)

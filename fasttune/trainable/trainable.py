@@ -124,7 +124,7 @@ class Trainable:
     # ---- direct use (outside a sweep) ------------------------------------------------------
     def train(self) -> Dict[str, Any]:
         """Run one ``step()`` and return its result with ``training_iteration`` and ``done``."""
-        result = _check_step_result(self, self.step())
+        result = check_step_result(self, self.step())
         self._iteration += 1
         result = dict(result)
         result.setdefault("done", False)
@@ -150,7 +150,7 @@ def is_trainable_class(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, Trainable)
 
 
-def _check_step_result(trainable: Trainable, result: Any) -> Dict[str, Any]:
+def check_step_result(trainable: Trainable, result: Any) -> Dict[str, Any]:
     if not isinstance(result, dict):
         raise TypeError(
             f"{type(trainable).__name__}.step() must return a dict of metrics, got "
