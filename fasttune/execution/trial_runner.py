@@ -607,12 +607,11 @@ class TrialRunner:
                     self._checkpoint_callbacks(trial, saved.pop(index))
         for index in sorted(saved):
             self._checkpoint_callbacks(trial, saved[index])
-        json_bytes, csv_bytes = ingested.json_bytes, ingested.csv_bytes
         if decision == TrialScheduler.STOP and decided_at == len(results) - 1:
             # The result a scheduler or stopper ended the trial on says so on disk too
             # (at a decision point it is the batch's last; between them, it stays false).
-            json_bytes, csv_bytes = _mark_last_done(json_bytes, csv_bytes, self._results.csv_header(trial._row))
-        self._files.write(trial.path, json_bytes, csv_bytes)
+            ingested.mark_last_done()
+        self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
         if self._callbacks_see_batches and results:
             self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
                                  results=results, times=times[:len(results)])
@@ -1188,30 +1187,6 @@ class TrialRunner:
         self._search_alg.close(timeout=_SUGGEST_GRACE_S)
         self.trial_executor.cleanup()
         self._files.close_all()
-
-
-def _mark_last_done(json_bytes: bytes, csv_bytes: bytes, csv_header: Optional[List[str]]) -> tuple:
-    """The batch's rendered lines with the last result's ``done`` set to true."""
-    import csv
-    import io
-
-    head, _, last = json_bytes.rstrip(b"\n").rpartition(b"\n")
-    # The automatic fields follow the user's metrics in a fixed order, so the first
-    # match in the line is the result's own ``done`` field.
-    last = last.replace(b'"done": false, "training_iteration": ', b'"done": true, "training_iteration": ', 1)
-    json_bytes = (head + b"\n" if head else b"") + last + b"\n"
-    if csv_bytes and csv_header and "done" in csv_header:
-        lines = csv_bytes.split(b"\r\n")
-        while lines and not lines[-1]:
-            lines.pop()
-        row = next(csv.reader([lines[-1].decode("utf-8")]))
-        if len(row) == len(csv_header):
-            row[csv_header.index("done")] = "True"
-            out = io.StringIO()
-            csv.writer(out, lineterminator="\r\n").writerow(row)
-            lines[-1] = out.getvalue().encode("utf-8").rstrip(b"\r\n")
-            csv_bytes = b"\r\n".join(lines) + b"\r\n"
-    return json_bytes, csv_bytes
 
 
 def _policy_state(policy: Any, kind: str) -> Any:
