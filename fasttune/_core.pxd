@@ -90,7 +90,7 @@ cdef class ResultBuffer:
     cdef TrialTable _table
     cdef object _metric
     cdef dict _segments
-    cdef dict _csv_headers
+    cdef dict _csv_headers           # row -> (header, index of "done" in it or -1)
     cdef dict _last
     cdef bint _date_valid
     cdef int64_t _date_second

@@ -1362,11 +1362,10 @@ cdef str _flatten_into(_Segment seg, dict flat, dict d, str prefix, int depth, s
     return None
 
 
-cdef Py_ssize_t _done_column(tuple header) except -2:
-    """The index of "done" in a CSV header, or -1 (also for no header yet)."""
-    if header is None or K_DONE not in header:
-        return -1
-    return header.index(K_DONE)
+cdef tuple _csv_columns(tuple header):
+    """What ResultBuffer keeps of a row's CSV header: the header and where its
+    "done" column is (-1: none), found once instead of at every batch."""
+    return (header, header.index(K_DONE) if K_DONE in header else -1)
 
 
 cdef class ResultBuffer:
@@ -1457,7 +1456,8 @@ cdef class ResultBuffer:
     def csv_header(self, Py_ssize_t row):
         """The row's ``progress.csv`` columns, or ``None`` before its first result."""
         self._table._check_row(row)
-        header = self._csv_headers.get(row)
+        columns = self._csv_headers.get(row)
+        header = None if columns is None else columns[0]
         return None if header is None else list(header)
 
     def set_csv_header(self, Py_ssize_t row, keys):
@@ -1469,7 +1469,7 @@ cdef class ResultBuffer:
         for key in keys:
             if not isinstance(key, str):
                 raise TypeError(f"CSV header keys must be strings, got {key!r}")
-        self._csv_headers[row] = keys
+        self._csv_headers[row] = _csv_columns(keys)
 
     cdef str _date(self, double t):
         if not -1e18 < t < 1e18:  # beyond int64: Python's integers (and errors) decide
@@ -1621,8 +1621,12 @@ cdef class ResultBuffer:
         js.length = 0
         cs.length = 0
         _buf_reserve(js, n * 512)
-        cdef tuple header = self._csv_headers.get(row)
-        cdef Py_ssize_t done_column = _done_column(header)
+        cdef tuple columns = self._csv_headers.get(row)
+        cdef tuple header = None
+        cdef Py_ssize_t done_column = -1
+        if columns is not None:
+            header = <tuple>PyTuple_GET_ITEM(columns, 0)
+            done_column = <object>PyTuple_GET_ITEM(columns, 1)
         cdef bint has_checkpoints = bool(checkpoints)
         cdef Py_ssize_t i, k, n_keys
         cdef dict r, flat
@@ -1669,8 +1673,8 @@ cdef class ResultBuffer:
             _buf_write(js, b"}\n", 2)
             if header is None:  # the row's first result ever decides its columns
                 header = tuple(flat)
-                self._csv_headers[row] = header
-                done_column = _done_column(header)
+                columns = self._csv_headers[row] = _csv_columns(header)
+                done_column = <object>PyTuple_GET_ITEM(columns, 1)
                 _csv_header_row(cs, header)
             _csv_row(cs, header, flat, js, self._spans if flat is r else NULL, done_column,
                      out._done_at + 2)

@@ -648,17 +648,18 @@ class ResultBuffer:
         out.csv_bytes = csv_text.getvalue().encode("utf-8", "backslashreplace")
         if out.results:
             last = self._last[row] = out.results[-1]
-            # The last line and row end the bytes: locate "done" in them by the
-            # length of what follows it (see mark_last_done).
-            line_start = len(out.json_bytes) - len("".join(json_lines[-3:]).encode("utf-8"))
-            json_end = line_start + len(line) - 1 - len(_after_json_value(last, "done"))
-            json_start = json_end - len(json.dumps(last["done"], default=str))
+            # For mark_last_done: the last line and row end the bytes, so "done" is
+            # found in them by the length of what was rendered after it.
+            config_tail = len("".join(json_lines[-2:]).encode("utf-8"))  # the config and "}\n"
+            json_end = len(out.json_bytes) - config_tail - len(', "config": ') \
+                - len(_json_after(last, "done"))
+            json_start = json_end - len(_json_value(last["done"]))
             csv_start = csv_end = -1
             if "done" in header:
                 values = [last_flat.get(key, "") for key in header]  # as DictWriter does
                 column = header.index("done")
-                csv_end = len(out.csv_bytes) - len(_csv_encode(_after_csv_field(values, column)))
-                csv_start = csv_end - len(_csv_encode(_csv_field(values, column)))
+                csv_end = len(out.csv_bytes) - len(_csv_after(values, column))
+                csv_start = csv_end - len(_csv_field(values, column))
             out._done_at = (json_start, json_end, csv_start, csv_end)
         return out
 
@@ -726,37 +727,47 @@ class ResultBuffer:
         return bool(r["done"])
 
 
-def _after_json_value(d: dict, key: str) -> str:
+_JSON = json.JSONEncoder(default=str)  # json.dumps(value, default=str), made once
+
+
+def _json_value(value: object) -> str:
+    """``value`` as ``json.dumps(value, default=str)`` writes it."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    return _JSON.encode(value)
+
+
+def _json_after(d: dict, key: str) -> str:
     """What ``json.dumps(d, default=str)[:-1]`` writes after ``d[key]``'s value:
     the items that follow it, which render alone as they do inside ``d``."""
     keys = list(d)
     after = keys[keys.index(key) + 1:]
     if not after:
         return ""
-    return ", " + json.dumps({k: d[k] for k in after}, default=str)[1:-1]
+    return ", " + _JSON.encode({k: d[k] for k in after})[1:-1]
 
 
-def _csv_line(values: list) -> str:
+def _csv_line(values: list) -> bytes:
+    """``values`` as the bytes of one progress.csv row."""
     text = io.StringIO()
     csv.writer(text).writerow(values)
-    return text.getvalue()
+    return text.getvalue().encode("utf-8", "backslashreplace")
 
 
-def _csv_field(values: list, column: int) -> str:
+def _csv_field(values: list, column: int) -> bytes:
     """How the csv module writes ``values[column]`` in the row ``values``."""
+    value = values[column]
+    if value is True or value is False:
+        return b"True" if value else b"False"
     if len(values) == 1:
         return _csv_line(values)[:-2]  # a row's only field is quoted when empty
-    return _csv_line([values[column], ""])[:-3]
+    return _csv_line([value, ""])[:-3]
 
 
-def _after_csv_field(values: list, column: int) -> str:
+def _csv_after(values: list, column: int) -> bytes:
     """What the csv module writes after field ``column`` of the row ``values``."""
     rest = values[column + 1:]
-    return _csv_line([""] + rest) if rest else "\r\n"
-
-
-def _csv_encode(text: str) -> bytes:
-    return text.encode("utf-8", "backslashreplace")
+    return _csv_line([""] + rest) if rest else b"\r\n"
 
 
 def _key_message(seg: _Segment, key: object) -> str:
