@@ -192,7 +192,7 @@ def _fasttune_build(n: int, storage_path: str, name: str):
         last = _result(p, it, tid, _ckpt_name(it) if it in p["ckpts"] else None, done)
         for c in p["ckpts"]:
             r = last if c == it else _result(p, c, tid, _ckpt_name(c), False)
-            runner._on_checkpoint(trial, _ckpt_name(c), r, c)
+            runner._checkpoints.record(trial, runner._states[tid], _ckpt_name(c), r, c)
         trial.last_result = last
         trial.results_seen = it
         table.record_result(row, it, last["time_total_s"], last["loss"])

@@ -12,7 +12,7 @@ confirmed.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 from fasttune.checkpoint import Checkpoint
 from fasttune.execution._checkpoint_retention import select_checkpoints_to_keep
@@ -100,6 +100,3 @@ class CheckpointBook:
         prefix = (trial.path or "") + os.sep
         pinned = [os.path.basename(p) for p in self._pins if p.startswith(prefix)]
         self._files.prune_checkpoints(trial.path, [os.path.basename(c.path) for c in trial.checkpoints] + pinned)
-
-    def kept_names(self, trial: Any) -> List[str]:
-        return [os.path.basename(c.path) for c in trial.checkpoints]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from fasttune import _corelib as core
+from fasttune.error import TuneError
 from fasttune.execution._trial_state import TrialState
 from fasttune.experiment.trial import Trial
 
@@ -100,3 +101,19 @@ class RunnerView:
         # ends at once, so the searcher hears of every trial it suggested.
         suggesting = self._search_alg.pending_suggestion is not None
         return live == 0 and not searching and not suggesting and not self._table.held_count()
+
+    def _stall_error(self) -> TuneError:
+        """Why nothing can run although the experiment is not finished (no worker holds a
+        trial and none can start)."""
+        pending = next(iter(self._unassigned.values()), None)
+        if pending is not None:
+            return TuneError(
+                f"{len(self._unassigned)} trial(s) are PENDING but none can start: trial {pending} "
+                f"requests {pending.resources} and no worker is busy that could free "
+                "resources. Check the cluster's resources (ray.cluster_resources()) and the "
+                "trial's resource request.")
+        if self._table.count(core.PAUSED):
+            return TuneError("Trials are PAUSED and the scheduler chose none to resume; a scheduler must "
+                             "eventually resume or stop paused trials.")
+        return TuneError("The searcher returned no trial although it is not finished and no trial is "
+                         "running; a searcher must suggest a config, or FINISHED, when nothing is running.")

@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 from fasttune import _corelib as core
 from fasttune._serialization import unpickled_in
@@ -188,7 +188,6 @@ class RestoredExperiment:
         self.table: Any = None
         self.trials: List[Trial] = []
         self.states: Dict[str, TrialState] = {}
-        self.checkpoint_rows: Dict[str, int] = {}
         self.unassigned: Dict[str, Trial] = {}  # PENDING trials, in row order
         self.ended: List[Trial] = []  # unfinished trials the restore itself ended
         self.elapsed_s = 0.0
@@ -197,10 +196,10 @@ class RestoredExperiment:
 
 
 def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policies: Policies,
-            remove_checkpoint: Callable[[str], None]) -> RestoredExperiment:
+            checkpoints: Any) -> RestoredExperiment:
     """Read the latest snapshot of ``writer.experiment_path`` back: trials as
-    ``resume_config`` says, the policies' saved state (``policies``: searcher, scheduler,
-    stopper, callbacks), and the writer's record caches."""
+    ``resume_config`` says, the policies' saved state, the writer's record caches, and
+    what ``checkpoints`` (the runner's CheckpointBook) knows of each kept checkpoint."""
     experiment_path = writer.experiment_path
     loader = _state.Loader()
     state, path = _state.load_latest(experiment_path, loader)
@@ -225,7 +224,7 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     writer.dirnames = list(state["dirnames"])
     cache: Dict[Any, Any] = {}  # what the restored trials share (see _state.decode_trial)
     for row, record in enumerate(records):
-        _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, remove_checkpoint)
+        _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints)
     folder = f"not-in-snapshot-{writer.seq:010d}"
     moved = set_aside_unknown_trial_dirs(
         experiment_path, [os.path.join(experiment_path, name) for name in writer.dirnames], folder)
@@ -263,8 +262,7 @@ def _restore_policies(state: Dict[str, Any], policies: Policies) -> List[str]:
 
 
 def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: int, record: bytes, experiment: Any,
-                   resume_config: Any, loader: Any, cache: Dict[Any, Any],
-                   remove_checkpoint: Callable[[str], None]) -> None:
+                   resume_config: Any, loader: Any, cache: Dict[Any, Any], checkpoints: Any) -> None:
     """Restore row ``row`` as ``resume_config`` says for its status."""
     table = restored.table
     status = core.STATUS_NAMES[table.get_status(row)]
@@ -289,17 +287,14 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         return
     trial, checkpoint_rows, next_index = _state.decode_trial(*args, **kwargs)
     trial_state = restored.states[trial.trial_id] = TrialState()
-    restored.checkpoint_rows.update(checkpoint_rows)
+    checkpoints.rows.update(checkpoint_rows)
     trial_state.next_checkpoint_index = next_index
     if how == skip:
         trial.set_status(Trial.TERMINATED)
         restored.ended.append(trial)
     else:
         if how == restart:
-            for checkpoint in trial.checkpoints:
-                restored.checkpoint_rows.pop(checkpoint.path, None)
-                remove_checkpoint(checkpoint.path)
-            trial.checkpoint_results, trial.checkpoints = [], []
+            checkpoints.forget_all(trial)
             table.set_iteration(row, 0)
             table.set_time_total(row, 0.0)
             trial.last_result = {}

@@ -32,7 +32,7 @@ from fasttune.execution._resets import ResetBook
 from fasttune.execution._runner_view import RunnerView
 from fasttune.execution._trial_events import TrialEventHandlers
 from fasttune.execution._trial_state import TrialState
-from fasttune.execution._wake import EitherEvent
+from fasttune.execution._wake import wake_sources
 from fasttune.execution.ray_trial_executor import RayTrialExecutor
 from fasttune.execution.trial_executor import EVENT_BATCH, EVENT_ERROR, EVENT_START, TrialExecutor
 from fasttune.experiment.trial import Trial
@@ -47,12 +47,6 @@ logger = logging.getLogger(__name__)
 # How long a suggestion still being made when the experiment stops is waited for
 # before it is abandoned (its thread cannot be stopped; it ends when suggest returns).
 _SUGGEST_GRACE_S = 10.0
-# The longest a step waits for a background suggestion before the loop looks again.
-_MAX_WAKE_WAIT_S = 1.0
-# The longest a step waits for workers or a TuneServer request (so the time budget and
-# Ctrl-C are seen as without a server), and how often it looks for a (rare) request.
-_SERVER_WAKE_WAIT_S = 0.5
-_SERVER_POLL_S = 0.02
 
 
 class TrialRunner(TrialEventHandlers, RunnerView):
@@ -182,16 +176,11 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             logger.info("Time budget of %.1fs reached; stopping all trials.", self._time_budget_s)
             self._stop_all()
         next_trial = self._next_trial_to_start()
-        wake, timeout, poll = self._awaiting, None, None  # the searcher's suggestion is ready
-        if wake is not None:
-            timeout = self._wake_timeout()
-        if self._server is not None:  # or a TuneServer request came
-            if wake is None:
-                wake, timeout, poll = self._server.wake, _SERVER_WAKE_WAIT_S, _SERVER_POLL_S
-            else:
-                wake = EitherEvent(wake, self._server.wake)
-        event = self.trial_executor.get_next_executor_event(
-            next_trial is not None, wake=wake, timeout=timeout, wake_poll_s=poll)
+        # The wait also ends when the searcher's suggestion is ready or a TuneServer request came.
+        deadline = self._stopped_at + _SUGGEST_GRACE_S if self._stopped_at is not None else (
+            None if self._time_budget_s is None else self._start_time + self._time_budget_s)
+        wake = wake_sources(self._awaiting, self._server.wake if self._server is not None else None, deadline)
+        event = self.trial_executor.get_next_executor_event(next_trial is not None, **wake)
         if event is not None:
             kind, slot, payload = event
             if kind == EVENT_START:
@@ -204,26 +193,12 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         if (event is None and not served and next_trial is None and self._awaiting is None
                 and not self._table.held_count()
                 and not self.is_finished()):
-            self._explain_stall()
+            raise self._stall_error()
         self._iteration += 1
         self.checkpoint()
         self._callbacks.call("on_step_end", iteration=self._iteration, trials=self._trials)
         if self._fatal is not None:
             raise self._fatal
-
-    def _explain_stall(self) -> None:
-        pending = next(iter(self._unassigned.values()), None)
-        if pending is not None:
-            raise TuneError(
-                f"{len(self._unassigned)} trial(s) are PENDING but none can start: trial {pending} "
-                f"requests {pending.resources} and no worker is busy that could free "
-                "resources. Check the cluster's resources (ray.cluster_resources()) and the "
-                "trial's resource request.")
-        if self._table.count(core.PAUSED):
-            raise TuneError("Trials are PAUSED and the scheduler chose none to resume; a scheduler must "
-                            "eventually resume or stop paused trials.")
-        raise TuneError("The searcher returned no trial although it is not finished and no trial is "
-                        "running; a searcher must suggest a config, or FINISHED, when nothing is running.")
 
     def flush_files(self) -> None:
         """Return once every result so far is written to the trial files (they are
@@ -240,18 +215,6 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._stopping_all = True
         for trial in self.get_live_trials():
             self.stop_trial(trial)
-
-    def _wake_timeout(self) -> float:
-        """How long a step may wait for a background suggestion before the loop looks
-        again: until the time budget or the stop grace runs out, and at most a second
-        (so Ctrl-C and callbacks are never held up by a searcher that hangs)."""
-        now = time.monotonic()
-        limit = _MAX_WAKE_WAIT_S
-        if self._stopped_at is not None:
-            limit = min(limit, self._stopped_at + _SUGGEST_GRACE_S - now)
-        elif self._time_budget_s is not None:
-            limit = min(limit, self._start_time + self._time_budget_s - now)
-        return max(0.0, limit)
 
     def _next_trial_to_start(self) -> Optional[Trial]:
         self._awaiting = None
@@ -460,14 +423,13 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         gc.disable()  # millions of small objects, none cyclic: the collector only costs here
         try:
             restored = _snapshots.restore(self._snapshots, self._experiment, resume_config, self._policies,
-                                          self._files.remove_checkpoint)
+                                          self._checkpoints)
         finally:
             if gc_was_enabled:
                 gc.enable()
         self._table = restored.table
         self._results = core.ResultBuffer(self._table, self._metric)
         self._resets = ResetBook(self._checkpoints, self._table)
-        self._checkpoints.rows.update(restored.checkpoint_rows)
         self._start_time = time.monotonic() - restored.elapsed_s
         self._iteration = restored.iteration
         for trial in restored.trials:
