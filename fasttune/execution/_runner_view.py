@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 
 from fasttune import _corelib as core
 from fasttune.error import TuneError
-from fasttune.execution._trial_state import TrialState
+from fasttune.execution._trial_state import TrialStates
 from fasttune.experiment.trial import Trial
 
 
@@ -25,7 +25,7 @@ class RunnerView:
         self.experiment_path = experiment_path
         self._trials: List[Trial] = []  # by row of the table
         self._by_id: Dict[str, Trial] = {}
-        self._states: Dict[str, TrialState] = {}  # the runner's record of each trial
+        self._states = TrialStates()  # the runner's record of each trial
         self._unassigned: Dict[str, Trial] = {}  # PENDING trials no worker holds, in order added
         self._stopping_all = False
         self._experiment: Any = None

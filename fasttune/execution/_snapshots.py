@@ -16,6 +16,8 @@ import tempfile
 import time
 from typing import Any, Dict, List, NamedTuple, Optional
 
+import numpy as np
+
 from fasttune import _corelib as core
 from fasttune._serialization import unpickled_in
 from fasttune.error import TuneError
@@ -186,8 +188,9 @@ class RestoredExperiment:
 
     def __init__(self) -> None:
         self.table: Any = None
-        self.trials: List[Trial] = []
-        self.states: Dict[str, TrialState] = {}
+        self.trials: List[Trial] = []  # by row
+        self.by_id: Dict[str, Trial] = {}
+        self.states: Dict[str, TrialState] = {}  # of the trials that may still change
         self.unassigned: Dict[str, Trial] = {}  # PENDING trials, in row order
         self.ended: List[Trial] = []  # unfinished trials the restore itself ended
         self.elapsed_s = 0.0
@@ -222,6 +225,8 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     pickled = _restore_policies(state, policies)
     writer.records = [None] * len(records)
     writer.dirnames = list(state["dirnames"])
+    for row in np.flatnonzero(table.column("worker_slot") >= 0).tolist():
+        table.set_worker_slot(row, -1)  # no worker of the interrupted run holds a trial now
     cache: Dict[Any, Any] = {}  # what the restored trials share (see _state.decode_trial)
     for row, record in enumerate(records):
         _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints)
@@ -276,14 +281,13 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
     args = (record, row, writer.dirnames[row], table, writer.keysets, writer.experiment_path, cache, loader)
     kwargs = dict(trainable_name=experiment.trainable_name, stopping_criterion=experiment.stopping_criterion,
                   max_failures=experiment.max_failures, checkpoint_config=experiment.checkpoint_config)
-    table.set_worker_slot(row, -1)  # no worker of the interrupted run holds it now
     if how == skip and status in (Trial.TERMINATED, Trial.ERROR):
         # It stays as it is: decoded when first used, and its record goes into the next
         # snapshot unchanged.
         trial = _state.lazy_trial(*args, **kwargs)
         writer.records[row] = _state.as_bin(record)
         restored.trials.append(trial)
-        restored.states[trial.trial_id] = TrialState()
+        restored.by_id[trial.trial_id] = trial
         return
     trial, checkpoint_rows, next_index = _state.decode_trial(*args, **kwargs)
     trial_state = restored.states[trial.trial_id] = TrialState()
@@ -312,3 +316,4 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         if trial.start_time is not None:
             trial_state.config_json = config_to_json(trial.config)  # its params.json is written
     restored.trials.append(trial)
+    restored.by_id[trial.trial_id] = trial

@@ -45,3 +45,12 @@ class TrialState:
         """The number the trial's next checkpoint directory gets (unique after deletions)."""
         index = self.next_checkpoint_index
         return len(trial.checkpoints) if index is None else index
+
+
+class TrialStates(dict):
+    """The records of all trials by trial id; a trial restored finished, which nothing
+    changes again, gets its record only if something asks for it."""
+
+    def __missing__(self, trial_id: str) -> TrialState:
+        state = self[trial_id] = TrialState()
+        return state

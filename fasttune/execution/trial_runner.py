@@ -422,18 +422,22 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         gc_was_enabled = gc.isenabled()
         gc.disable()  # millions of small objects, none cyclic: the collector only costs here
         try:
-            restored = _snapshots.restore(self._snapshots, self._experiment, resume_config, self._policies,
-                                          self._checkpoints)
+            return self._adopt(_snapshots.restore(self._snapshots, self._experiment, resume_config, self._policies,
+                                                  self._checkpoints))
         finally:
             if gc_was_enabled:
                 gc.enable()
+
+    def _adopt(self, restored: Any) -> List[str]:
+        """Go on from what a restore read back; returns what it unpickled."""
         self._table = restored.table
         self._results = core.ResultBuffer(self._table, self._metric)
         self._resets = ResetBook(self._checkpoints, self._table)
         self._start_time = time.monotonic() - restored.elapsed_s
         self._iteration = restored.iteration
-        for trial in restored.trials:
-            self._remember(trial, restored.states[trial.trial_id])
+        self._trials.extend(restored.trials)
+        self._by_id.update(restored.by_id)
+        self._states.update(restored.states)
         self._unassigned.update(restored.unassigned)
         if overrides(self._scheduler, TrialScheduler, "on_trial_add"):
             for trial in self._trials:
