@@ -140,17 +140,14 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         idle worker or room for a new one), for a trial someone asked to run now."""
         self.trial_executor.check_feasible(trial)
         trial._attach(self._table, self._table.add())
-        self._remember(trial, TrialState(queueable=queue))
+        self._trials.append(trial)
+        self._by_id[trial.trial_id] = trial
+        self._states[trial.trial_id] = TrialState(queueable=queue)
         if self._snapshots is not None:
             self._snapshots.add_row()
         if trial.status == Trial.PENDING:
             self._unassigned[trial.trial_id] = trial
         self._scheduler.on_trial_add(self, trial)
-
-    def _remember(self, trial: Trial, state: TrialState) -> None:
-        self._trials.append(trial)
-        self._by_id[trial.trial_id] = trial
-        self._states[trial.trial_id] = state
 
     # ---- the loop ------------------------------------------------------------------------
     def setup_experiments(self, experiments: List[Any], total_num_samples: int) -> None:
