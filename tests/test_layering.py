@@ -32,6 +32,8 @@ FORBIDDEN: List[Tuple[str, Tuple[str, ...], str]] = [
     ("fasttune.schedulers", ("ray", "fasttune.execution"), "schedulers decide from results alone"),
     ("fasttune.search", ("ray", "fasttune.execution"), "searchers suggest configs, they run nothing"),
     ("fasttune.stopper", ("ray", "fasttune.execution"), "stoppers decide from results alone"),
+    ("fasttune.execution._worker", ("fasttune.schedulers", "fasttune.search"),
+     "the worker runs trials; decisions reach it as data (DecisionPoints' wire form)"),
 ]
 
 # The compiled core and its pure-Python twin share this module and nothing else of fasttune.

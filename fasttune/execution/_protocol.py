@@ -42,6 +42,7 @@ Events (worker -> driver):
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import msgpack
@@ -157,8 +158,19 @@ def _encode_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-#: Packs one value the way every protocol message is packed (numpy values as Python ones).
-pack = msgpack.Packer(default=_encode_default, use_bin_type=True, autoreset=True).pack
+_packers = threading.local()
+
+
+def pack(value: Any) -> bytes:
+    """One value packed the way every protocol message is (numpy values as Python ones).
+
+    A packer per thread: a worker's trial thread packs results while its poll threads
+    pack replies, and a packer shared between them would interleave their bytes (the
+    numpy conversion calls back into Python, where the thread can switch)."""
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(default=_encode_default, use_bin_type=True, autoreset=True)
+    return packer.pack(value)
 
 
 def _wire(record: Any) -> list:

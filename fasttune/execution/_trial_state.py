@@ -1,6 +1,6 @@
-"""The runner's record of one trial: everything the event loop keeps about it beside
-the ``Trial`` itself and its row of the core's ``TrialTable`` (status, iteration, worker
-slot, metrics).  One record per trial, so nothing about a trial hides in a dict of its own.
+"""The runner's record of one trial: what the event loop keeps about it beside the
+``Trial`` itself and its row of the core's ``TrialTable`` (status, iteration, worker
+slot, metrics), in one record rather than in dicts keyed by trial.
 """
 from __future__ import annotations
 

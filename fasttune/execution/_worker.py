@@ -37,7 +37,7 @@ from fasttune._flatten import lookup_nested
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError, TuneStopTrial
 from fasttune.execution import _protocol as protocol
-from fasttune.schedulers.trial_scheduler import DecisionPoints
+from fasttune._decision_points import DecisionPoints
 from fasttune.trainable.function_trainable import wrap_function
 from fasttune.trainable.session import Session, TuneContext, set_session
 from fasttune.trainable.trainable import (
@@ -58,10 +58,7 @@ MAX_UNSENT_RESULTS = 8192
 # and "decide" of a short run segment instead of one round trip each.
 _LINGER_S = 0.005
 
-_CONTINUE, _STOP, _PAUSE, _RESET = protocol.CONTINUE, protocol.STOP, protocol.PAUSE, "reset"
-
-
-_packb = protocol.pack
+_CONTINUE, _STOP, _PAUSE, _RESET = protocol.CONTINUE, protocol.STOP, protocol.PAUSE, protocol.ResetTrial.kind
 
 
 def _find_unencodable(value: Any, path: str = "") -> Optional[str]:
@@ -78,7 +75,7 @@ def _find_unencodable(value: Any, path: str = "") -> Optional[str]:
                 return found
         return None
     try:
-        _packb(value)
+        protocol.pack(value)
     except (TypeError, OverflowError, ValueError):
         return path or "<result>"
     return None
@@ -87,7 +84,7 @@ def _find_unencodable(value: Any, path: str = "") -> Optional[str]:
 def pack_result(metrics: Dict[str, Any]) -> bytes:
     """Encode one reported result; a value msgpack cannot carry is named in the error."""
     try:
-        return _packb(metrics)
+        return protocol.pack(metrics)
     except (TypeError, OverflowError, ValueError) as exc:
         key = _find_unencodable(metrics) or "?"
         bad = metrics

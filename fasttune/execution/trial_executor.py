@@ -1,7 +1,8 @@
 """The contract between the runner and whatever carries its decisions out.
 
-:class:`TrialExecutor` is what :class:`~fasttune.execution.trial_runner.TrialRunner`
-calls, and all it calls: :class:`~fasttune.execution.ray_trial_executor.RayTrialExecutor`
+:class:`TrialExecutor` is all that :class:`~fasttune.execution.trial_runner.TrialRunner`
+(and ``TunerInternal``, which registers the trainable) calls of an executor:
+:class:`~fasttune.execution.ray_trial_executor.RayTrialExecutor`
 implements it on a pool of Ray actors; a second executor (e.g. one that runs trials in
 simulated time, in-process) implements the same methods.  Trials are handed to
 *workers*, named by an integer *slot*; a worker may hold several trials (the running

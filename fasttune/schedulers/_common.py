@@ -18,7 +18,6 @@ import os
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Type
 
 from fasttune import _corelib as core
-from fasttune._flatten import lookup_nested
 from fasttune._serialization import dump_file, load_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -168,11 +167,6 @@ def load_state(path: str, owner: str) -> Dict[str, Any]:
             "from a file its own class saved."
         )
     return state
-
-
-def result_value(result: Optional[Dict[str, Any]], key: str) -> Any:
-    """``result[key]``, where ``key`` may name a nested value as ``"a/b"``; None if absent."""
-    return lookup_nested(result, key)
 
 
 class TrialRequests:

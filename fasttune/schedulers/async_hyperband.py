@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 
+from fasttune._flatten import lookup_nested
 from fasttune.schedulers._common import (
     check_mode,
     check_name,
@@ -41,7 +42,6 @@ from fasttune.schedulers._common import (
     load_state,
     metric_value,
     require_metric_and_mode,
-    result_value,
     save_state,
 )
 from fasttune.schedulers.trial_scheduler import DecisionPoints, TrialScheduler
@@ -276,8 +276,8 @@ class AsyncHyperBandScheduler(TrialScheduler):
     def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         """A trial that ended on its own still records its last value at the rung it
         reached (so later trials are judged against it)."""
-        time = result_value(result, self._time_attr)
-        raw = result_value(result, self._metric) if self._metric is not None else None
+        time = lookup_nested(result, self._time_attr)
+        raw = lookup_nested(result, self._metric) if self._metric is not None else None
         if time is None or raw is None or self._mode is None:
             return
         value = metric_value(raw, self._metric, type(self).__name__, trial)

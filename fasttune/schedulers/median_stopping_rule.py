@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import numpy as np
 
+from fasttune._flatten import lookup_nested
 from fasttune.schedulers._common import (
     check_mode,
     check_name,
@@ -51,7 +52,6 @@ from fasttune.schedulers._common import (
     TrialRequests,
     anything_runs,
     require_metric_and_mode,
-    result_value,
     save_state,
     trials_waiting,
 )
@@ -259,8 +259,8 @@ class MedianStoppingRule(TrialScheduler):
 
     def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         """Count the final result unless it was already seen (it usually was)."""
-        time = result_value(result, self._time_attr)
-        raw = result_value(result, self._metric) if self._metric is not None else None
+        time = lookup_nested(result, self._time_attr)
+        raw = lookup_nested(result, self._metric) if self._metric is not None else None
         if time is None or raw is None or self._mode is None or trial.trial_id in self._stopped:
             return
         index = self._index.get(trial.trial_id)

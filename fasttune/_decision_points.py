@@ -1,0 +1,146 @@
+"""When a trial must wait for its scheduler: :class:`DecisionPoints`, a small value class.
+
+Schedulers declare them (``TrialScheduler.decision_points``); the runner sends their wire
+form in a trial's spec; the worker tests each reported iteration against them.  This
+module imports nothing from fasttune, so both sides can use it.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, List, Optional, Union
+
+WireDecisionPoints = Union[str, List[Any]]
+
+
+class DecisionPoints:
+    """When a trial must wait for its scheduler: never, at every result, at given
+    iterations, or every ``n`` iterations (optionally from ``start`` up to ``until``).
+
+    Two DecisionPoints are equal when they name the same iterations, whatever their form:
+    ``every(4, start=6, until=18)`` equals ``at([6, 10, 14, 18])``, and is what goes to the
+    worker instead of the list (four numbers, however long the run).
+
+    Example:
+        >>> from fasttune.schedulers import DecisionPoints
+        >>> DecisionPoints.at([1, 3, 9]).to_wire()
+        ['at', [1, 3, 9]]
+        >>> DecisionPoints.every(4, start=6, until=19).to_wire()
+        ['every', 4, 6, 18]
+        >>> DecisionPoints.every(4, start=6, until=18) == DecisionPoints.at([6, 10, 14, 18])
+        True
+    """
+
+    __slots__ = ("_wire", "_test")
+
+    def __init__(self, wire: WireDecisionPoints) -> None:
+        self._wire = wire
+        self._test: Any = None  # the membership test, made on first use
+
+    def __contains__(self, iteration: int) -> bool:
+        """Whether a trial that reported ``iteration`` waits for a decision there (the
+        worker asks this at every result, so the test is built once).
+
+        >>> points = DecisionPoints.every(4, start=6, until=14)
+        >>> [i for i in range(20) if i in points]
+        [6, 10, 14]
+        >>> 8 in DecisionPoints.every(4), 9 in DecisionPoints.every(4)
+        (True, False)
+        """
+        test = self._test
+        if test is None:
+            test = self._test = _membership(self._wire)
+        return test(iteration)
+
+    @classmethod
+    def never(cls) -> "DecisionPoints":
+        return cls("never")
+
+    @classmethod
+    def every_result(cls) -> "DecisionPoints":
+        return cls("every_result")
+
+    @classmethod
+    def at(cls, iterations: Iterable[int]) -> "DecisionPoints":
+        return cls(["at", sorted({int(i) for i in iterations})])
+
+    @classmethod
+    def every(cls, n: int, start: Optional[int] = None, until: Optional[int] = None) -> "DecisionPoints":
+        """Iterations ``start, start + n, start + 2n, ...`` (``start`` defaults to ``n``:
+        the multiples of ``n``), up to and including ``until`` when given.
+
+        On the wire: ``["every", n]`` for the multiples of ``n``, else
+        ``["every", n, start, last]`` (``last`` the final iteration named, or None).
+        """
+        if int(n) < 1:
+            raise ValueError(f"DecisionPoints.every(n) needs n >= 1, got {n}.")
+        n = int(n)
+        if start is not None and int(start) < 1:
+            raise ValueError(f"DecisionPoints.every(start=...) needs start >= 1, got {start}.")
+        first = n if start is None else int(start)
+        if until is None:
+            if first == n:
+                return cls(["every", n])
+            return cls(["every", n, first, None])
+        last = first + (int(until) - first) // n * n
+        if last < first:
+            return cls.at([])
+        return cls(["every", n, first, last])
+
+    def to_wire(self) -> WireDecisionPoints:
+        return self._wire
+
+    def _form(self) -> tuple:
+        """("at", iterations) for a finite set, ("every", n, first) for an endless one."""
+        wire = self._wire
+        if wire == "never":
+            return ("at", ())
+        if wire == "every_result":
+            return ("every", 1, 1)
+        if wire[0] == "at":
+            return ("at", tuple(wire[1]))
+        n = wire[1]
+        first = wire[2] if len(wire) > 2 else n
+        last = wire[3] if len(wire) > 2 else None
+        if last is None:
+            return ("every", n, first)
+        if last == first:
+            return ("at", (first,))
+        return ("range", first, last, n)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DecisionPoints):
+            return False
+        a, b = self._form(), other._form()
+        if a[0] == "range":
+            a, b = b, a
+        if b[0] == "range":
+            first, last, n = b[1:]
+            if a[0] == "range":
+                return a[1:] == b[1:]
+            if a[0] != "at" or len(a[1]) != (last - first) // n + 1:
+                return False
+            return a[1] == tuple(range(first, last + 1, n))
+        return a == b
+
+    def __repr__(self) -> str:
+        return f"DecisionPoints({self._wire!r})"
+
+
+def _membership(wire: WireDecisionPoints) -> Any:
+    """A one-argument test for the iterations the wire form names (a form it does not
+    know means every result, the safe reading)."""
+    if wire == "never":
+        return lambda iteration: False
+    if isinstance(wire, (list, tuple)) and len(wire) == 2 and wire[0] == "at":
+        return frozenset(int(i) for i in wire[1]).__contains__
+    if isinstance(wire, (list, tuple)) and len(wire) in (2, 4) and wire[0] == "every":
+        n = max(1, int(wire[1]))
+        if len(wire) == 2:
+            return lambda iteration: iteration % n == 0
+        first, last = int(wire[2]), None if wire[3] is None else int(wire[3])
+        if last is None:
+            return lambda iteration: iteration >= first and (iteration - first) % n == 0
+        return lambda iteration: first <= iteration <= last and (iteration - first) % n == 0
+    return lambda iteration: True
+
+
+__all__ = ["DecisionPoints", "WireDecisionPoints"]
