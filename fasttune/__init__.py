@@ -34,6 +34,7 @@ from fasttune.search.sample import (
     uniform,
 )
 from fasttune.stopper import Stopper
+from fasttune.syncer import SyncConfig
 from fasttune.trainable.session import TuneContext, get_checkpoint, get_context, report
 from fasttune.trainable.trainable import Trainable
 from fasttune.tune import run, run_experiments, with_parameters, with_resources
@@ -52,6 +53,7 @@ __all__ = [
     "RunConfig",
     "CheckpointConfig",
     "FailureConfig",
+    "SyncConfig",
     "Result",
     "ResultGrid",
     "report",

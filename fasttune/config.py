@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
+from fasttune.syncer import SyncConfig
+
 __all__ = ["RunConfig", "CheckpointConfig", "FailureConfig", "DEFAULT_STORAGE_PATH"]
 
 #: Where results go when neither ``RunConfig.storage_path`` nor the
@@ -174,6 +176,8 @@ class RunConfig:
         progress_reporter: A ``tune.ProgressReporter`` (e.g. ``tune.CLIReporter``)
             for the live progress; ``None``: chosen for the terminal, notebook
             or log the sweep runs in.
+        sync_config: ``tune.SyncConfig``; ``None`` means ``SyncConfig()``.  It
+            changes nothing while ``storage_path`` is local (see ``fasttune.syncer``).
 
     Example:
         >>> import os
@@ -195,6 +199,7 @@ class RunConfig:
     checkpoint_config: Optional[CheckpointConfig] = None
     log_to_file: Union[bool, str, Tuple[str, str]] = False
     progress_reporter: Optional[Any] = None
+    sync_config: Optional[SyncConfig] = None
 
     def __post_init__(self) -> None:
         if self.name is not None:
@@ -247,6 +252,14 @@ class RunConfig:
                 f"RunConfig.checkpoint_config must be a CheckpointConfig, got "
                 f"{type(self.checkpoint_config).__name__}; e.g. "
                 f"checkpoint_config=CheckpointConfig(num_to_keep=2)."
+            )
+
+        if self.sync_config is None:
+            self.sync_config = SyncConfig()
+        elif not isinstance(self.sync_config, SyncConfig):
+            raise TypeError(
+                f"RunConfig.sync_config must be a tune.SyncConfig, got "
+                f"{type(self.sync_config).__name__}; e.g. sync_config=tune.SyncConfig(sync_period=60)."
             )
 
         self.log_to_file = self._validate_log_to_file(self.log_to_file)

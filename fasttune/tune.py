@@ -8,6 +8,7 @@ from fasttune.analysis.experiment_analysis import ExperimentAnalysis
 from fasttune.error import TuneError
 from fasttune.execution.placement_groups import PlacementGroupFactory, resource_dict_to_pg_factory
 from fasttune.experiment.experiment import Experiment, convert_to_experiment_list
+from fasttune.syncer import SyncConfig
 
 
 def run(
@@ -25,6 +26,7 @@ def run(
     search_alg: Any = None,
     scheduler: Any = None,
     checkpoint_config: Any = None,
+    sync_config: Any = None,
     verbose: Optional[int] = None,
     progress_reporter: Any = None,
     fail_fast: Any = False,
@@ -57,11 +59,16 @@ def run(
 
     ``server_port`` serves the experiment over HTTP on 127.0.0.1 while it runs (0: any
     free port); a :class:`fasttune.web_server.TuneClient` lists, adds and stops trials.
+
+    ``sync_config`` (a ``tune.SyncConfig``) is accepted as in Ray Tune; with a local
+    ``storage_path`` there is nothing to sync (``fasttune.syncer``).
     """
     from fasttune.impl.tuner_internal import run_experiment
 
     if _unsupported:
         raise TypeError(f"tune.run() got arguments fasttune does not support: {sorted(_unsupported)}.")
+    if sync_config is not None and not isinstance(sync_config, SyncConfig):
+        raise TypeError(f"tune.run(sync_config=...) needs a tune.SyncConfig, got {type(sync_config).__name__}.")
     if isinstance(run_or_experiment, Experiment):
         experiment = run_or_experiment
     else:

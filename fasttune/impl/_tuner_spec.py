@@ -18,11 +18,13 @@ from fasttune import config as _config
 from fasttune.error import TuneError
 from fasttune.execution import _experiment_state as _state
 from fasttune.execution._experiment_state import TUNER_FILE
+from fasttune.syncer import SyncConfig
 
 logger = logging.getLogger(__name__)
 
 _FORMAT = 1
-_NESTED = {"CheckpointConfig": _config.CheckpointConfig, "FailureConfig": _config.FailureConfig}
+_NESTED = {"CheckpointConfig": _config.CheckpointConfig, "FailureConfig": _config.FailureConfig,
+           "SyncConfig": SyncConfig}
 
 
 class SavedTuner(NamedTuple):
