@@ -1,0 +1,151 @@
+"""A real multi-node Ray cluster on one machine, for tests of what only a cluster shows.
+
+Each node is a ``ray start --block`` process tree:
+
+* the head has no CPUs, so trials run on worker nodes only;
+* every node gets its own temporary directory (socket paths differ, and the head's
+  ``ray_current_cluster`` file stays out of ``/tmp/ray``, where a later ``ray.init()``
+  would try to join the dead cluster);
+* a worker node runs in its own mount and PID namespaces
+  (``unshare -m --pid --fork``) with a private tmpfs over each directory named in
+  ``private``: a file the driver keeps there does not exist for that node, as on a
+  machine of its own;
+* ``kill_node`` SIGKILLs the namespace's first process, and the kernel then kills every
+  process of the node, raylet and workers together, as when a machine dies (killing
+  the process group alone leaves Ray's worker processes running).
+
+Nodes listen on 127.0.0.1 only.  ``RAY_AUTH_MODE=disabled``: Ray 2.60's token
+authentication rejects nodes started with another HOME.  The test machines run as
+root; a machine that cannot make the namespaces fails with a message that says so.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Dict, List
+
+_NODE_ID = re.compile(r"Setting node ID node_id=([0-9a-f]+)")
+_START_TIMEOUT_S = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    """A head node plus worker nodes started with :meth:`add_node`; a context manager
+    that kills every node it started on exit."""
+
+    def __init__(self) -> None:
+        # Short: a node's socket paths live under it, and AF_UNIX paths stop at 107 bytes.
+        self.root = tempfile.mkdtemp(prefix="ftc-", dir="/tmp")
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = dict(os.environ, RAY_AUTH_MODE="disabled")
+        self._nodes: Dict[str, subprocess.Popen] = {}
+
+    def __enter__(self) -> "LocalCluster":
+        self._start("head", ["--head", f"--port={self.port}", "--num-cpus=0", "--include-dashboard=false"])
+        self._connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def _start(self, name: str, args: List[str], private: List[str] = ()) -> None:
+        tmp = os.path.join(self.root, name)
+        os.makedirs(tmp)
+        command = ["ray", "start", "--block", "--node-ip-address=127.0.0.1", "--object-store-memory=100000000",
+                   "--disable-usage-stats", f"--temp-dir={tmp}/ray", *args]
+        if private or name != "head":
+            mounts = " && ".join(f"mount -t tmpfs none {shlex.quote(path)}" for path in private)
+            shell = (mounts + " && " if mounts else "") + "exec " + shlex.join(command)
+            command = ["unshare", "--mount", "--pid", "--fork", "sh", "-c", shell]
+        with open(os.path.join(tmp, "log"), "wb") as log:
+            self._nodes[name] = subprocess.Popen(command, env=dict(self.env, TMPDIR=tmp), stdout=log,
+                                                 stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _connect(self) -> None:
+        import ray
+
+        # Until the head's GCS port takes connections (ray.init itself would wait 30 s and
+        # more on each try); a head that exited says why.
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while True:
+            self._check_running("head")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the head node did not start within {_START_TIMEOUT_S:.0f} s; "
+                                       f"see {self.root}/head/log") from None
+                time.sleep(0.1)  # polling for a server to come up, not synchronising with it
+        ray.init(address=self.address, log_to_driver=False)
+
+    def add_node(self, name: str, num_cpus: int, private: List[str] = ()) -> str:
+        """Start a worker node and wait until it is alive; returns its node id.  Nodes
+        join one at a time: nodes on one IP that register together race."""
+        import ray
+
+        alive = sum(1 for n in ray.nodes() if n["Alive"])
+        self._start(name, [f"--address={self.address}", f"--num-cpus={num_cpus}"], private)
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while sum(1 for n in ray.nodes() if n["Alive"]) <= alive:
+            self._check_running(name)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"node {name} did not join within {_START_TIMEOUT_S:.0f} s; "
+                                   f"see {self.root}/{name}/log")
+            time.sleep(0.1)
+        return self.node_id(name)
+
+    def _check_running(self, name: str) -> None:
+        process = self._nodes[name]
+        if process.poll() is not None:
+            with open(os.path.join(self.root, name, "log"), errors="replace") as f:
+                log = f.read()[-2000:]
+            hint = (" (unshare needs root, or user namespaces, to give a node its own mount and PID "
+                    "namespaces)" if "unshare" in log or "mount" in log else "")
+            raise RuntimeError(f"node {name} exited with status {process.returncode}{hint}:\n{log}")
+
+    def node_id(self, name: str) -> str:
+        """The Ray node id of node ``name`` (from its raylet's log)."""
+        for path in glob.glob(os.path.join(self.root, name, "ray", "session_*", "logs", "raylet.out")):
+            with open(path, errors="replace") as f:
+                match = _NODE_ID.search(f.read())
+            if match:
+                return match.group(1)
+        raise RuntimeError(f"node {name} has not logged its node id yet")
+
+    def name_of(self, node_id: str) -> str:
+        return next(name for name in self._nodes if name != "head" and self.node_id(name) == node_id)
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILL the node's namespace: its raylet and all its workers die at once."""
+        process = self._nodes[name]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def shutdown(self) -> None:
+        try:
+            import ray
+
+            ray.shutdown()
+        finally:
+            for process in self._nodes.values():
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+            shutil.rmtree(self.root, ignore_errors=True)
