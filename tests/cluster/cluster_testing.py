@@ -30,10 +30,34 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 _NODE_ID = re.compile(r"Setting node ID node_id=([0-9a-f]+)")
 _START_TIMEOUT_S = 60.0
+
+
+def short_tempdir() -> str:
+    return tempfile.mkdtemp(prefix="ftc-", dir="/tmp")
+
+
+def kill_leftovers(root: str) -> int:
+    """SIGKILL the process group of every process whose command line names ``root``
+    (the nodes of a cluster whose driver died before it could stop them); returns how
+    many groups."""
+    groups = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if root.encode() in f.read():
+                    groups.add(os.getpgid(int(pid)))
+        except (OSError, ProcessLookupError):
+            continue  # gone meanwhile
+    for group in groups - {os.getpgrp()}:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(groups)
 
 
 def _free_port() -> int:
@@ -46,12 +70,15 @@ class LocalCluster:
     """A head node plus worker nodes started with :meth:`add_node`; a context manager
     that kills every node it started on exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Optional[str] = None) -> None:
         # Short: a node's socket paths live under it, and AF_UNIX paths stop at 107 bytes.
-        self.root = tempfile.mkdtemp(prefix="ftc-", dir="/tmp")
+        self.root = root or short_tempdir()
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.env = dict(os.environ, RAY_AUTH_MODE="disabled")
+        # This process (a test's driver) joins the cluster too: after another Ray session
+        # on this machine, token authentication would otherwise be on for it alone.
+        os.environ["RAY_AUTH_MODE"] = "disabled"
+        self.env = dict(os.environ)
         self._nodes: Dict[str, subprocess.Popen] = {}
 
     def __enter__(self) -> "LocalCluster":

@@ -41,11 +41,11 @@ class KillNodeOf(tune.Callback):
             self.cluster.kill_node(self.cluster.name_of(result["node"]))
 
 
-def main(root):
+def main(root, nodes_root):
     storage, shared = os.path.join(root, "storage"), os.path.join(root, "shared")
     os.makedirs(storage)
     os.makedirs(shared)
-    with LocalCluster() as cluster:
+    with LocalCluster(nodes_root) as cluster:
         # The driver's storage is not there for the worker nodes (a disk of their own).
         nodes = [cluster.add_node(f"worker{n}", num_cpus=2, private=[storage]) for n in range(2)]
         killer = KillNodeOf(cluster, shared)
@@ -69,4 +69,4 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])
