@@ -5,6 +5,7 @@ error naming it."""
 import json
 import os
 import pickle
+import urllib.request
 
 import pytest
 
@@ -192,6 +193,22 @@ def test_a_missing_experiment_is_file_not_found_as_for_a_local_path(s3_bucket, s
     assert uri in str(info.value)
     assert main(["ls", uri]) == 1
     assert f"{uri} does not exist" in capsys.readouterr().err
+
+
+def test_wrong_credentials_are_one_clear_error(uri, s3_endpoint):
+    def require_auth(count):
+        # text/plain: a form content type would make the server parse the body away.
+        request = urllib.request.Request(f"http://{s3_endpoint}/moto-api/reset-auth", data=count, method="POST",
+                                         headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(request, timeout=10).read()
+
+    require_auth(b"0")  # from now on moto checks keys, and 'testing' is none it knows
+    try:
+        with pytest.raises(TuneError, match="credentials") as info:
+            tune.ResultGrid.from_path(uri)
+        assert uri in str(info.value)
+    finally:
+        require_auth(b"inf")
 
 
 def test_a_bad_scheme_is_one_clear_error():
