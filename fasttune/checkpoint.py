@@ -25,9 +25,10 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any, Dict, Iterator, Optional, Union
 
+from fasttune import _storage as storage
 from fasttune._atomic import atomic_write
 
-__all__ = ["Checkpoint", "METADATA_FILE"]
+__all__ = ["Checkpoint", "METADATA_FILE", "checkpoint_in_storage"]
 
 #: Hidden file inside the checkpoint directory that holds its metadata.
 METADATA_FILE = ".metadata.json"
@@ -36,19 +37,25 @@ PathType = Union[str, "os.PathLike[str]"]
 
 
 class Checkpoint:
-    """A checkpoint stored as a local directory.
+    """A checkpoint: a local directory, or a directory in storage.
 
     The checkpoint never copies on construction: it refers to the directory
     it was given. Two checkpoints are equal when they refer to the same
     (absolute) path. Metadata is a JSON-serialisable dict kept in a hidden
     ``.metadata.json`` file inside the directory.
 
+    A checkpoint in storage (``path`` a URI such as ``s3://bucket/exp/trial/checkpoint_000003``,
+    or a path on the ``pyarrow.fs`` ``filesystem`` given) is downloaded when it is opened
+    (:meth:`as_directory`, :meth:`to_directory`, :meth:`get_metadata`), once per node.
+
     Args:
-        path: An existing directory.
+        path: An existing directory, or a location in storage.
+        filesystem: The ``pyarrow.fs.FileSystem`` that ``path`` is on (None: a local
+            directory, or the filesystem the URI names).
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
-        NotADirectoryError: ``path`` is a file, not a directory.
+        FileNotFoundError: the local ``path`` does not exist.
+        NotADirectoryError: the local ``path`` is a file, not a directory.
 
     Example:
         >>> import tempfile
@@ -59,14 +66,19 @@ class Checkpoint:
         True
     """
 
-    __slots__ = ("_path",)
+    __slots__ = ("_path", "_storage")
 
-    def __init__(self, path: PathType) -> None:
+    def __init__(self, path: PathType, filesystem: Any = None) -> None:
+        self._storage: Optional[storage.Location] = None
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(
                 f"Checkpoint(path) needs a directory path (str or path-like), got "
                 f"{type(path).__name__} {path!r}."
             )
+        location = storage.resolve(path, filesystem)
+        if location is not None:
+            self._path, self._storage = location.uri, location
+            return
         path = os.path.abspath(os.path.expanduser(os.fsdecode(os.fspath(path))))
         if not os.path.exists(path):
             raise FileNotFoundError(
@@ -85,6 +97,7 @@ class Checkpoint:
         """A checkpoint known to be at ``absolute_path`` (a restore makes many)."""
         checkpoint = cls.__new__(cls)
         checkpoint._path = absolute_path
+        checkpoint._storage = None
         return checkpoint
 
     @classmethod
@@ -93,6 +106,7 @@ class Checkpoint:
         driver records thousands of these per second)."""
         checkpoint = cls.__new__(cls)
         checkpoint._path = path if os.path.isabs(path) else os.path.abspath(path)
+        checkpoint._storage = None
         return checkpoint
 
     # -- construction -----------------------------------------------------------
@@ -141,7 +155,21 @@ class Checkpoint:
 
     @property
     def path(self) -> str:
-        """Absolute path of the checkpoint directory."""
+        """Absolute path of the checkpoint directory; for a checkpoint in storage, its URI
+        (or its path on :attr:`filesystem`)."""
+        return self._path
+
+    @property
+    def filesystem(self) -> Any:
+        """The ``pyarrow.fs.FileSystem`` of a checkpoint in storage; None for a local one."""
+        return self._storage.filesystem if self._storage is not None else None
+
+    def _local_directory(self) -> str:
+        """A local directory with the checkpoint's files: its own, or this node's copy of
+        the one in storage."""
+        if self._storage is not None:
+            return storage.local_checkpoint(self._storage)
+        self._check_exists()
         return self._path
 
     def __fspath__(self) -> str:
@@ -173,20 +201,20 @@ class Checkpoint:
             >>> os.listdir(out)
             ['w.bin']
         """
-        self._check_exists()
+        source = self._local_directory()
         if path is None:
             target = tempfile.mkdtemp(prefix="fasttune_checkpoint_")
         else:
             target = os.path.abspath(os.path.expanduser(os.fsdecode(os.fspath(path))))
-        if os.path.realpath(target) == os.path.realpath(self._path):
+        if os.path.realpath(target) == os.path.realpath(source):
             return target
-        real_src = os.path.realpath(self._path) + os.sep
+        real_src = os.path.realpath(source) + os.sep
         if os.path.realpath(target).startswith(real_src):
             raise ValueError(
                 f"Cannot copy checkpoint {self._path!r} into {target!r}, which lies "
                 f"inside it; choose a directory outside the checkpoint."
             )
-        shutil.copytree(self._path, target, dirs_exist_ok=True)
+        shutil.copytree(source, target, dirs_exist_ok=True)
         return target
 
     @contextlib.contextmanager
@@ -194,7 +222,8 @@ class Checkpoint:
         """Context manager yielding a local directory with the checkpoint's files.
 
         For a local checkpoint this is the checkpoint's own directory (no copy),
-        so treat it as read-only.
+        so treat it as read-only. A checkpoint in storage is downloaded into this
+        node's cache the first time, and that copy is reused afterwards.
 
         Example:
             >>> import tempfile
@@ -203,8 +232,7 @@ class Checkpoint:
             ...     p == d
             True
         """
-        self._check_exists()
-        yield self._path
+        yield self._local_directory()
 
     # -- metadata -----------------------------------------------------------------
 
@@ -219,8 +247,7 @@ class Checkpoint:
             >>> Checkpoint(tempfile.mkdtemp()).get_metadata()
             {}
         """
-        self._check_exists()
-        meta_path = self._metadata_path()
+        meta_path = os.path.join(self._local_directory(), METADATA_FILE)
         if not os.path.exists(meta_path):
             return {}
         with open(meta_path, "r", encoding="utf-8") as f:
@@ -253,7 +280,8 @@ class Checkpoint:
                 f"Checkpoint metadata must be a dict, got {type(metadata).__name__} "
                 f"{metadata!r}."
             )
-        self._check_exists()
+        if self._storage is None:
+            self._check_exists()
         try:
             text = json.dumps(dict(metadata), allow_nan=True)
         except (TypeError, ValueError) as exc:
@@ -261,6 +289,12 @@ class Checkpoint:
                 f"Checkpoint metadata must be JSON-serialisable (str keys; str, "
                 f"number, bool, None, list or dict values): {exc}."
             ) from None
+        if self._storage is not None:
+            location = self._storage.join(METADATA_FILE)
+            with location.filesystem.open_output_stream(location.path) as f:
+                f.write(text.encode("utf-8"))
+            storage.forget_local_checkpoint(self._storage)  # this node's copy is stale now
+            return
         # Mode 0600 as the file has always had (it was made with mkstemp).  Not fsynced,
         # as the checkpoint's other files are not.
         atomic_write(self._metadata_path(), text, durable=False, mode=0o600)
@@ -293,15 +327,40 @@ class Checkpoint:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Checkpoint):
             return NotImplemented
-        return self._path == other._path
+        return self._path == other._path and self._storage == other._storage
 
     def __hash__(self) -> int:
         return hash(("Checkpoint", self._path))
 
-    def __getstate__(self) -> Dict[str, str]:
+    def __getstate__(self) -> Dict[str, Any]:
+        if self._storage is not None:
+            return {"path": self._path, "storage": self._storage}
         return {"path": self._path}
 
-    def __setstate__(self, state: Dict[str, str]) -> None:
+    def __setstate__(self, state: Dict[str, Any]) -> None:
         # Unpickling does not re-check the directory: results may be loaded
         # on a machine where the files have not been synced yet.
         self._path = state["path"]
+        self._storage = state.get("storage")
+
+
+def checkpoint_in_storage(checkpoint: Checkpoint, local_root: str, location: "storage.Location") -> Checkpoint:
+    """The checkpoint in storage that ``checkpoint``, in ``local_root`` (the local copy of
+    the directory at ``location``), stands for; ``checkpoint`` itself when it lies elsewhere.
+
+    Example:
+        >>> import os, tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> os.makedirs(os.path.join(root, "t0", "checkpoint_000001"))
+        >>> local = Checkpoint(os.path.join(root, "t0", "checkpoint_000001"))
+        >>> at = storage.Location(None, "bucket/exp", "s3://bucket/exp?scheme=http")
+        >>> checkpoint_in_storage(local, root, at).path
+        's3://bucket/exp/t0/checkpoint_000001?scheme=http'
+    """
+    relative = os.path.relpath(checkpoint.path, local_root)
+    if relative.startswith(os.pardir) or os.path.isabs(relative) or checkpoint.filesystem is not None:
+        return checkpoint
+    stored = Checkpoint.__new__(Checkpoint)
+    stored._storage = location.join(*relative.split(os.sep))
+    stored._path = stored._storage.uri
+    return stored

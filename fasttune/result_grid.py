@@ -20,7 +20,9 @@ import operator
 import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
+from fasttune import _storage as storage
 from fasttune._flatten import flatten_dict, lookup_flattened
+from fasttune.checkpoint import checkpoint_in_storage
 from fasttune.result import (
     PARAMS_FILE,
     RESULT_FILE,
@@ -29,7 +31,7 @@ from fasttune.result import (
     read_json_lines,
 )
 
-__all__ = ["ResultGrid"]
+__all__ = ["ResultGrid", "point_into_storage"]
 
 _MODES = ("min", "max")
 _SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
@@ -56,6 +58,17 @@ def _is_better(score: float, best: Optional[float], mode: str) -> bool:
     if math.isnan(best):
         return True
     return score > best if mode == "max" else score < best
+
+
+def point_into_storage(result: Result, local_root: str, location: "storage.Location") -> Result:
+    """``result``, read from ``local_root`` (the local copy of the experiment at
+    ``location``), with its checkpoints pointing into storage; its ``path`` stays the
+    local copy, where its result files are."""
+    if result.checkpoint is not None:
+        result.checkpoint = checkpoint_in_storage(result.checkpoint, local_root, location)
+    result.best_checkpoints = [(checkpoint_in_storage(c, local_root, location), metrics)
+                               for c, metrics in result.best_checkpoints]
+    return result
 
 
 class ResultGrid:
@@ -114,12 +127,20 @@ class ResultGrid:
         experiment_path: Union[str, "os.PathLike[str]"],
         default_metric: Optional[str] = None,
         default_mode: Optional[str] = None,
+        storage_filesystem: Any = None,
     ) -> "ResultGrid":
-        """Build a grid from an experiment directory on disk.
+        """Build a grid from an experiment directory on disk or in storage.
 
         Every direct subdirectory holding a ``params.json`` is a trial; its
         Result comes from :meth:`Result.from_path`. Trials are ordered by
         directory name.
+
+        ``experiment_path`` may be a URI that ``pyarrow.fs`` understands
+        (``s3://bucket/prefix/exp?endpoint_override=...``, ``gs://...``), or a path on
+        ``storage_filesystem`` (a ``pyarrow.fs.FileSystem``); needs
+        ``pip install "fasttune[storage]"``. The experiment's files, less its
+        checkpoints, are then copied into a local cache (each Result's ``path``), and
+        the checkpoints point into storage: they are downloaded when opened.
 
         Example:
             >>> import json, os, tempfile
@@ -131,6 +152,12 @@ class ResultGrid:
             >>> len(grid), grid[0].config
             (1, {'lr': 0.1})
         """
+        location = storage.resolve(experiment_path, storage_filesystem)
+        if location is not None:
+            local = storage.local_copy(location)
+            grid = cls.from_path(local, default_metric, default_mode)
+            return cls([point_into_storage(r, local, location) for r in grid], location.uri,
+                       default_metric=default_metric, default_mode=default_mode)
         exp = os.path.abspath(os.path.expanduser(os.fsdecode(os.fspath(experiment_path))))
         if not os.path.isdir(exp):
             raise FileNotFoundError(
@@ -169,7 +196,8 @@ class ResultGrid:
 
     @property
     def experiment_path(self) -> str:
-        """The experiment directory."""
+        """The experiment directory (for a grid read from storage: its URI, or its path on
+        the filesystem given)."""
         return self._experiment_path
 
     @property

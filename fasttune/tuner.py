@@ -89,9 +89,23 @@ class Tuner:
             restore_path=path, resume_config=resume_config, trainable=trainable, param_space=param_space))
 
     @classmethod
-    def can_restore(cls, path: "str | os.PathLike[str]") -> bool:
+    def can_restore(cls, path: "str | os.PathLike[str]", storage_filesystem: Any = None) -> bool:
         """Whether ``path`` holds an experiment that :meth:`restore` can continue (its
-        settings and at least one snapshot); reads only the directory listing."""
+        settings and at least one snapshot); reads only the directory listing.
+
+        ``path`` may be in storage: a URI that ``pyarrow.fs`` understands
+        (``s3://bucket/prefix/exp``), or a path on ``storage_filesystem``.
+        """
+        from fasttune import _storage as storage
+
+        location = storage.resolve(path, storage_filesystem)
+        if location is not None:
+            import fnmatch
+
+            from fasttune.execution._experiment_state import SNAPSHOT_GLOB, TUNER_FILE
+
+            names = storage.list_names(location)
+            return TUNER_FILE in names and bool(fnmatch.filter(names, SNAPSHOT_GLOB))
         from fasttune.impl._tuner_spec import can_restore
 
         return can_restore(os.path.abspath(os.path.expanduser(os.fspath(path))))

@@ -25,6 +25,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from fasttune import _storage as storage
 from fasttune._flatten import flatten_dict, lookup_flattened
 from fasttune.error import TuneError
 from fasttune.result import ERROR_FILE, PARAMS_FILE, RESULT_FILE, read_json_lines
@@ -182,16 +183,24 @@ def _is_trial_dir(path: str) -> bool:
     return os.path.isfile(os.path.join(path, PARAMS_FILE)) or os.path.isfile(os.path.join(path, RESULT_FILE))
 
 
-def read_experiment(path: str) -> ExperimentData:
+def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData:
     """Read the experiment at ``path`` (``<storage_path>/<name>``), or the single trial
-    when ``path`` is a trial directory.
+    when ``path`` is a trial directory.  In storage (a URI, or a path on
+    ``storage_filesystem``) it reads a local copy of the files, less the checkpoints.
 
     Raises:
         TuneError: ``path`` does not exist, or is neither an experiment nor a trial
-            directory.
+            directory, or storage cannot be read.
     """
     from fasttune.execution._experiment_state import has_snapshot
 
+    location = storage.resolve(path, storage_filesystem)
+    if location is not None:
+        try:
+            path = storage.local_copy(location)
+        except FileNotFoundError:
+            raise TuneError(f"{location.uri} does not exist; pass an experiment directory (<storage_path>/<name>) "
+                            "or one trial's directory (check the bucket and the prefix).") from None
     given = os.path.abspath(os.path.expanduser(path))
     if not os.path.exists(given):
         raise TuneError(f"{path} does not exist; pass an experiment directory (<storage_path>/<name>) "

@@ -68,7 +68,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "ls", help="list the trials of an experiment (table, CSV or JSON)", description=_HELP, epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", metavar="PATH", help="experiment directory, or one trial's directory")
+    parser.add_argument("path", metavar="PATH", help="experiment directory, or one trial's directory; local, or a URI such as s3://bucket/prefix/name (pip install \"fasttune[storage]\")")
     parser.add_argument("--columns", metavar="A,B,...",
                         help="comma-separated columns to show, in this order (e.g. trial_id,config/lr,loss)")
     parser.add_argument("--sort", metavar="COL", help="sort the rows by this column (missing values last)")

@@ -63,7 +63,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "plot", help="plot learning curves, best-so-far and PBT lineage into a PNG", description=_HELP,
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", metavar="PATH", help="experiment directory, or one trial's directory")
+    parser.add_argument("path", metavar="PATH", help="experiment directory, or one trial's directory; local, or a URI such as s3://bucket/prefix/name (pip install \"fasttune[storage]\")")
     parser.add_argument("-o", "--output", metavar="FILE.png", required=True, help="the image to write")
     parser.add_argument("--metric", help="metric to plot (default: the Tuner's metric)")
     parser.add_argument("--mode", choices=("min", "max"), help="whether lower or higher is better (default: the Tuner's mode)")

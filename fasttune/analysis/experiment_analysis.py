@@ -4,12 +4,16 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional, Union
 
-from fasttune.result_grid import ResultGrid
+from fasttune import _storage as storage
+from fasttune.checkpoint import checkpoint_in_storage
+from fasttune.result_grid import ResultGrid, point_into_storage
 
 
 class ExperimentAnalysis:
     """The trials of an experiment and the best of them: what the legacy ``tune.run``
-    returns, or read from an experiment directory (finished or interrupted, no Ray needed).
+    returns, or read from an experiment directory (finished or interrupted, no Ray needed),
+    local or in storage (a URI, or a path on ``storage_filesystem``: see
+    :meth:`ResultGrid.from_path <fasttune.ResultGrid.from_path>`).
 
     Example:
         >>> import json, os, tempfile
@@ -29,12 +33,22 @@ class ExperimentAnalysis:
     """
 
     def __init__(self, trials: Union[List[Any], str, "os.PathLike[str]"], result_grid: Optional[ResultGrid] = None,
-                 default_metric: Optional[str] = None, default_mode: Optional[str] = None) -> None:
+                 default_metric: Optional[str] = None, default_mode: Optional[str] = None,
+                 storage_filesystem: Any = None) -> None:
         if isinstance(trials, (str, os.PathLike)):
             from fasttune.execution._experiment_state import has_snapshot, read_trials
 
-            path = os.path.abspath(os.path.expanduser(os.fspath(trials)))
-            result_grid = ResultGrid.from_path(path, default_metric, default_mode)
+            # In storage (a URI, or a path on storage_filesystem): read a local copy, and
+            # point its checkpoints back into storage.
+            location = storage.resolve(trials, storage_filesystem)
+            if location is not None:
+                path = storage.local_copy(location)
+                result_grid = ResultGrid.from_path(path, default_metric, default_mode)
+                result_grid = ResultGrid([point_into_storage(r, path, location) for r in result_grid],
+                                         location.uri, default_metric, default_mode)
+            else:
+                path = os.path.abspath(os.path.expanduser(os.fspath(trials)))
+                result_grid = ResultGrid.from_path(path, default_metric, default_mode)
             # The snapshot knows statuses, errors and checkpoints; trials it does not
             # hold yet (an interrupted run made them after it) are what their files tell.
             trials = read_trials(path) if has_snapshot(path) else []
@@ -45,6 +59,10 @@ class ExperimentAnalysis:
                 on_disk = by_path.pop(trial.path, None)
                 if on_disk is not None and on_disk.metrics:
                     trial.last_result = on_disk.metrics
+                if location is not None:
+                    trial.checkpoints = [checkpoint_in_storage(c, path, location) for c in trial.checkpoints]
+                    trial.checkpoint_results = [(checkpoint_in_storage(c, path, location), m)
+                                                for c, m in trial.checkpoint_results]
             trials += [_FileTrial(r) for r in by_path.values()]
         elif result_grid is None:
             raise TypeError("ExperimentAnalysis takes an experiment directory, or trials and their ResultGrid.")

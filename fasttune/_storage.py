@@ -1,0 +1,280 @@
+"""Where an experiment lives: a local directory, or a location in storage (S3, GCS, any
+``pyarrow.fs`` filesystem) that the readers copy from.
+
+A local path stays a plain path: nothing here imports pyarrow for it, so the readers keep
+their fast path.  A URI that ``pyarrow.fs.FileSystem.from_uri`` understands
+(``s3://bucket/prefix?endpoint_override=host:port&scheme=http``, ``gs://...``,
+``file:///...``), or a path together with an explicit ``pyarrow.fs.FileSystem``, is a
+:class:`Location`.  The readers download an experiment's metadata (everything except its
+``checkpoint_*`` directories) into a local cache with :func:`local_copy` and read that
+with the local readers; a checkpoint is downloaded only when it is opened
+(:func:`local_checkpoint`), once per node.
+
+Example:
+    >>> is_uri("/tmp/results/exp"), is_uri("s3://bucket/exp")
+    (False, True)
+    >>> resolve("/tmp/results/exp") is None  # a local path: no Location, no pyarrow
+    True
+    >>> join_uri("s3://bucket/exp?scheme=http", "trial_0", "checkpoint_000001")
+    's3://bucket/exp/trial_0/checkpoint_000001?scheme=http'
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import shutil
+import tempfile
+from typing import Any, List, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from fasttune._atomic import move_directory_into_place
+from fasttune._optional import import_optional
+from fasttune.error import TuneError
+
+__all__ = [
+    "Location", "is_uri", "resolve", "join_uri", "local_copy", "local_checkpoint", "list_names",
+    "download_directory", "forget_local_checkpoint", "cache_root",
+]
+
+# A checkpoint directory: its files stay in storage until a checkpoint is opened.
+_CHECKPOINT_DIR = re.compile(r"^checkpoint_")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(path: Any) -> bool:
+    """Whether ``path`` is a URI (``scheme://...``) rather than a local path."""
+    return isinstance(path, str) and bool(_URI.match(path))
+
+
+def join_uri(uri: str, *parts: str) -> str:
+    """``uri`` with ``parts`` appended to its path; its query options are kept."""
+    split = urlsplit(uri)
+    path = "/".join([split.path.rstrip("/"), *parts])
+    return urlunsplit((split.scheme, split.netloc, path, split.query, split.fragment))
+
+
+class Location:
+    """A directory in storage: the ``pyarrow.fs`` filesystem, the path on it, and how the
+    user named it (the URI, or the path on an explicit filesystem), for messages and for
+    the paths of what lies below."""
+
+    __slots__ = ("filesystem", "path", "uri")
+
+    def __init__(self, filesystem: Any, path: str, uri: str) -> None:
+        self.filesystem = filesystem
+        self.path = path.rstrip("/") or path
+        self.uri = uri
+
+    def join(self, *parts: str) -> "Location":
+        """The location of ``parts`` below this one."""
+        uri = join_uri(self.uri, *parts) if is_uri(self.uri) else posixpath.join(self.uri, *parts)
+        return Location(self.filesystem, posixpath.join(self.path, *parts), uri)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Location) and (self.uri, self.path) == (other.uri, other.path)
+
+    def __hash__(self) -> int:
+        return hash((self.uri, self.path))
+
+    def __getstate__(self) -> dict:
+        return {"filesystem": self.filesystem, "path": self.path, "uri": self.uri}
+
+    def __setstate__(self, state: dict) -> None:
+        for name in self.__slots__:
+            setattr(self, name, state[name])
+
+    def __repr__(self) -> str:
+        return f"Location({self.uri!r})"
+
+
+def _pyarrow_fs(purpose: str) -> Any:
+    return import_optional("pyarrow.fs", "storage", purpose, package="pyarrow")
+
+
+def resolve(path: Any, storage_filesystem: Any = None) -> Optional[Location]:
+    """The :class:`Location` that ``path`` names, or None for a local path (given without a
+    filesystem), which the caller reads as it always has.
+
+    Raises:
+        TuneError: the URI is not one pyarrow understands, or ``storage_filesystem`` is
+            not a ``pyarrow.fs.FileSystem``.
+    """
+    if storage_filesystem is None and not is_uri(path):
+        return None
+    fs = _pyarrow_fs(f"Reading {path!r}")
+    text = os.fsdecode(os.fspath(path))
+    if storage_filesystem is not None:
+        if not isinstance(storage_filesystem, fs.FileSystem):
+            raise TuneError(
+                f"storage_filesystem must be a pyarrow.fs.FileSystem (wrap an fsspec one with "
+                f"pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(...))), got "
+                f"{type(storage_filesystem).__name__}.")
+        if is_uri(text):
+            raise TuneError(
+                f"{text} is a URI, and storage_filesystem was given too: pass the path on that "
+                f"filesystem (bucket/prefix), or the URI alone.")
+        return Location(storage_filesystem, text, text)
+    try:
+        filesystem, fs_path = fs.FileSystem.from_uri(text)
+    except (ValueError, OSError, TypeError) as exc:
+        raise TuneError(
+            f"{text} is not a storage location pyarrow.fs understands ({exc}). Pass a local path, "
+            f"or a URI such as s3://bucket/prefix (with ?endpoint_override=host:port&scheme=http "
+            f"for an S3-compatible server), gs://bucket/prefix or file:///absolute/path.") from None
+    return Location(filesystem, fs_path, text)
+
+
+def _unreachable(location: Location, exc: BaseException) -> TuneError:
+    return TuneError(
+        f"Cannot read {location.uri}: {exc}. Check that the bucket exists, that the credentials "
+        f"(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the URI's access_key and secret_key) "
+        f"may read it, and the endpoint (endpoint_override, scheme) and region.")
+
+
+def _info(location: Location) -> Any:
+    try:
+        return location.filesystem.get_file_info(location.path)
+    except OSError as exc:
+        raise _unreachable(location, exc) from None
+
+
+def _is_directory(location: Location) -> bool:
+    """Whether ``location`` is a directory (False when nothing is there)."""
+    fs = _pyarrow_fs(f"Reading {location.uri}")
+    return _info(location).type == fs.FileType.Directory
+
+
+def list_names(location: Location) -> List[str]:
+    """The names directly in the directory ``location`` ([] when it does not exist)."""
+    fs = _pyarrow_fs(f"Reading {location.uri}")
+    if not _is_directory(location):
+        return []
+    try:
+        infos = location.filesystem.get_file_info(fs.FileSelector(location.path, allow_not_found=True))
+    except OSError as exc:
+        raise _unreachable(location, exc) from None
+    return [posixpath.basename(info.path) for info in infos]
+
+
+def cache_root() -> str:
+    """Where this node keeps its copies of what lies in storage (``FASTTUNE_STORAGE_CACHE``,
+    else a directory in the temporary directory)."""
+    return os.environ.get("FASTTUNE_STORAGE_CACHE") or os.path.join(
+        tempfile.gettempdir(), f"fasttune-storage-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
+
+
+def _cache_dir(kind: str, location: Location) -> str:
+    import hashlib  # here, not at the top: ``import fasttune`` stays fast
+
+    key = hashlib.sha256(f"{location.uri}\0{location.path}".encode()).hexdigest()[:24]
+    return os.path.join(cache_root(), kind, key)
+
+
+def _download_files(location: Location, files: List[str], target: str) -> None:
+    """Download the files ``files`` (paths relative to ``location``) into ``target``."""
+    try:
+        for relative in files:
+            destination = os.path.join(target, *relative.split("/"))
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
+            with location.filesystem.open_input_stream(posixpath.join(location.path, relative)) as src, \
+                    open(destination, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    except OSError as exc:
+        raise _unreachable(location, exc) from None
+
+
+def _walk(location: Location) -> List[Any]:
+    fs = _pyarrow_fs(f"Reading {location.uri}")
+    try:
+        return location.filesystem.get_file_info(fs.FileSelector(location.path, recursive=True))
+    except OSError as exc:
+        raise _unreachable(location, exc) from None
+
+
+def _fresh_dir(final: str) -> str:
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    return tempfile.mkdtemp(prefix=".incoming-", dir=os.path.dirname(final))
+
+
+def local_copy(location: Location) -> str:
+    """A local copy of the experiment (or trial) directory at ``location`` without its
+    checkpoints' files, refreshed from storage on each call; returns its path.
+
+    Each ``checkpoint_*`` directory is copied as an empty directory, so that the readers
+    see which checkpoints exist (they point them back into storage).
+
+    Raises:
+        FileNotFoundError: nothing is at ``location``.
+        TuneError: storage cannot be read (missing bucket, credentials, endpoint).
+    """
+    fs = _pyarrow_fs(f"Reading {location.uri}")
+    if not _is_directory(location):
+        bucket = location.path.split("/")[0]
+        if bucket and bucket != location.path and _info(Location(location.filesystem, bucket, bucket)).type == \
+                fs.FileType.NotFound:
+            raise TuneError(
+                f"Cannot read {location.uri}: its bucket (or top directory) {bucket!r} does not exist. "
+                f"Check the bucket's name, the endpoint (endpoint_override, scheme) and the region.")
+        raise FileNotFoundError(
+            f"Experiment directory {location.uri} does not exist; pass <storage_path>/<experiment name> "
+            f"of a finished or interrupted run (check the bucket and the prefix).")
+    files: List[str] = []
+    checkpoint_dirs = set()
+    for info in _walk(location):
+        relative = posixpath.relpath(info.path, location.path)
+        parts = relative.split("/")
+        inside = next((i for i, part in enumerate(parts) if _CHECKPOINT_DIR.match(part)), None)
+        if inside is not None:
+            checkpoint_dirs.add("/".join(parts[:inside + 1]))
+        elif info.type == fs.FileType.File:
+            files.append(relative)
+    final = _cache_dir("experiments", location)
+    incoming = _fresh_dir(final)
+    try:
+        _download_files(location, files, incoming)
+        for relative in checkpoint_dirs:
+            os.makedirs(os.path.join(incoming, *relative.split("/")), exist_ok=True)
+        # Re-reading refreshes: the new copy replaces the old one whole.
+        move_directory_into_place(incoming, final, durable=False)
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    return final
+
+
+def download_directory(location: Location, target: str) -> None:
+    """Download every file below ``location`` into the local directory ``target``."""
+    fs = _pyarrow_fs(f"Reading {location.uri}")
+    files = [posixpath.relpath(info.path, location.path) for info in _walk(location)
+             if info.type == fs.FileType.File]
+    os.makedirs(target, exist_ok=True)
+    _download_files(location, files, target)
+
+
+def local_checkpoint(location: Location) -> str:
+    """A local directory with the files of the checkpoint at ``location``: downloaded on the
+    first call on this node, then reused (a checkpoint's files never change).
+
+    Raises:
+        FileNotFoundError: no checkpoint is at ``location``.
+    """
+    final = _cache_dir("checkpoints", location)
+    if os.path.isdir(final):
+        return final
+    if not _is_directory(location):
+        raise FileNotFoundError(
+            f"Checkpoint {location.uri} does not exist in storage; it may have been deleted "
+            f"(e.g. by CheckpointConfig.num_to_keep).")
+    incoming = _fresh_dir(final)
+    try:
+        download_directory(location, incoming)
+        if not os.path.isdir(final):  # another reader on this node may have finished first
+            move_directory_into_place(incoming, final, durable=False)
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    return final
+
+
+def forget_local_checkpoint(location: Location) -> None:
+    """Drop this node's copy of the checkpoint at ``location`` (its files changed)."""
+    shutil.rmtree(_cache_dir("checkpoints", location), ignore_errors=True)
