@@ -149,6 +149,17 @@ def _default_storage_path() -> str:
 StopType = Union[Dict[str, Any], Callable[[str, Dict[str, Any]], bool], Any]
 
 
+def _sub_config(field: str, value: Any, cls: type, kind: str, example: str) -> Any:
+    """``value`` of ``RunConfig.<field>``: ``cls()`` for None, else it must be a ``cls``."""
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        raise TypeError(
+            f"RunConfig.{field} must be a {kind}, got {type(value).__name__}; e.g. {field}={example}."
+        )
+    return value
+
+
 @dataclass
 class RunConfig:
     """Where and how a sweep runs: name, storage, stopping, callbacks, logging.
@@ -237,30 +248,12 @@ class RunConfig:
                     f"from 0 (silent) to 3 (most detail)."
                 )
 
-        if self.failure_config is None:
-            self.failure_config = FailureConfig()
-        elif not isinstance(self.failure_config, FailureConfig):
-            raise TypeError(
-                f"RunConfig.failure_config must be a FailureConfig, got "
-                f"{type(self.failure_config).__name__}; e.g. "
-                f"failure_config=FailureConfig(max_failures=2)."
-            )
-        if self.checkpoint_config is None:
-            self.checkpoint_config = CheckpointConfig()
-        elif not isinstance(self.checkpoint_config, CheckpointConfig):
-            raise TypeError(
-                f"RunConfig.checkpoint_config must be a CheckpointConfig, got "
-                f"{type(self.checkpoint_config).__name__}; e.g. "
-                f"checkpoint_config=CheckpointConfig(num_to_keep=2)."
-            )
-
-        if self.sync_config is None:
-            self.sync_config = SyncConfig()
-        elif not isinstance(self.sync_config, SyncConfig):
-            raise TypeError(
-                f"RunConfig.sync_config must be a tune.SyncConfig, got "
-                f"{type(self.sync_config).__name__}; e.g. sync_config=tune.SyncConfig(sync_period=60)."
-            )
+        self.failure_config = _sub_config("failure_config", self.failure_config, FailureConfig,
+                                          "FailureConfig", "FailureConfig(max_failures=2)")
+        self.checkpoint_config = _sub_config("checkpoint_config", self.checkpoint_config, CheckpointConfig,
+                                             "CheckpointConfig", "CheckpointConfig(num_to_keep=2)")
+        self.sync_config = _sub_config("sync_config", self.sync_config, SyncConfig,
+                                       "tune.SyncConfig", "tune.SyncConfig(sync_period=60)")
 
         self.log_to_file = self._validate_log_to_file(self.log_to_file)
         if self.progress_reporter is not None:
