@@ -33,8 +33,9 @@ from fasttune._optional import import_optional
 from fasttune.error import TuneError
 
 __all__ = [
-    "Location", "is_uri", "resolve", "join_uri", "local_copy", "local_checkpoint", "list_names",
-    "download_directory", "forget_local_checkpoint", "cache_root",
+    "Location", "ExperimentStorage", "is_uri", "resolve", "join_uri", "local_copy", "local_checkpoint",
+    "list_names", "download_directory", "upload_directory", "copy_directory", "delete_directory",
+    "forget_local_checkpoint", "cache_root", "staging_path", "node_scratch", "refresh_local_copy", "parent_uri",
 ]
 
 # A checkpoint directory: its files stay in storage until a checkpoint is opened.
@@ -51,6 +52,18 @@ def join_uri(uri: str, *parts: str) -> str:
     """``uri`` with ``parts`` appended to its path; its query options are kept."""
     split = urlsplit(uri)
     path = "/".join([split.path.rstrip("/"), *parts])
+    return urlunsplit((split.scheme, split.netloc, path, split.query, split.fragment))
+
+
+def parent_uri(uri: str) -> str:
+    """``uri`` less the last part of its path; its query options are kept.
+
+    Example:
+        >>> parent_uri("s3://bucket/runs/exp?scheme=http")
+        's3://bucket/runs?scheme=http'
+    """
+    split = urlsplit(uri)
+    path = posixpath.dirname(split.path.rstrip("/"))
     return urlunsplit((split.scheme, split.netloc, path, split.query, split.fragment))
 
 
@@ -128,7 +141,7 @@ def resolve(path: Any, storage_filesystem: Any = None) -> Optional[Location]:
 def _unreachable(location: Location, exc: BaseException) -> TuneError:
     return TuneError(
         f"Cannot read {location.uri}: {exc}. Check that the bucket exists, that the credentials "
-        f"(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the URI's access_key and secret_key) "
+        f"(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or those of the storage_filesystem given) "
         f"may read it, and the endpoint (endpoint_override, scheme) and region.")
 
 
@@ -208,6 +221,14 @@ def local_copy(location: Location) -> str:
         FileNotFoundError: nothing is at ``location``.
         TuneError: storage cannot be read (missing bucket, credentials, endpoint).
     """
+    final = _cache_dir("experiments", location)
+    refresh_local_copy(location, final)
+    return final
+
+
+def refresh_local_copy(location: Location, final: str) -> None:
+    """Make the local directory ``final`` a copy of the directory at ``location``, less the
+    files of its checkpoints (see :func:`local_copy`); what was in ``final`` is replaced."""
     fs = _pyarrow_fs(f"Reading {location.uri}")
     if not _is_directory(location):
         bucket = location.path.split("/")[0]
@@ -229,7 +250,6 @@ def local_copy(location: Location) -> str:
             checkpoint_dirs.add("/".join(parts[:inside + 1]))
         elif info.type == fs.FileType.File:
             files.append(relative)
-    final = _cache_dir("experiments", location)
     incoming = _fresh_dir(final)
     try:
         _download_files(location, files, incoming)
@@ -239,7 +259,6 @@ def local_copy(location: Location) -> str:
         move_directory_into_place(incoming, final, durable=False)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
-    return final
 
 
 def download_directory(location: Location, target: str) -> None:
@@ -278,3 +297,124 @@ def local_checkpoint(location: Location) -> str:
 def forget_local_checkpoint(location: Location) -> None:
     """Drop this node's copy of the checkpoint at ``location`` (its files changed)."""
     shutil.rmtree(_cache_dir("checkpoints", location), ignore_errors=True)
+
+
+# ---- writing ----------------------------------------------------------------------------
+def _unwritable(location: Location, exc: BaseException) -> TuneError:
+    return TuneError(
+        f"Cannot write to {location.uri}: {exc}. Check that the bucket exists, that the credentials "
+        f"(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or those of the storage_filesystem given) "
+        f"may write to it, and the endpoint (endpoint_override, scheme) and region.")
+
+
+def upload_directory(source: str, location: Location) -> None:
+    """Upload the local directory ``source`` to ``location``, replacing what was there
+    (a restart may write a checkpoint again under the same name)."""
+    fs = _pyarrow_fs(f"Writing {location.uri}")
+    try:
+        location.filesystem.delete_dir_contents(location.path, missing_dir_ok=True)
+        # pyarrow's own parallel copy; empty directories are kept as directory markers.
+        fs.copy_files(source, location.path, source_filesystem=fs.LocalFileSystem(),
+                      destination_filesystem=location.filesystem)
+        if not os.listdir(source):
+            location.filesystem.create_dir(location.path)  # an empty checkpoint still exists
+    except OSError as exc:
+        raise _unwritable(location, exc) from None
+
+
+def copy_directory(source: Location, target: Location) -> None:
+    """Copy every file below ``source`` to ``target`` inside storage (a server-side copy
+    where the filesystem offers one, as S3 does), replacing what was at ``target``.
+
+    Raises:
+        FileNotFoundError: nothing is at ``source``.
+    """
+    fs = _pyarrow_fs(f"Writing {target.uri}")
+    if not _is_directory(source):
+        raise FileNotFoundError(f"{source.uri} does not exist in storage.")
+    try:
+        target.filesystem.delete_dir_contents(target.path, missing_dir_ok=True)
+        target.filesystem.create_dir(target.path)
+        for info in _walk(source):
+            relative = posixpath.relpath(info.path, source.path)
+            destination = posixpath.join(target.path, relative)
+            if info.type == fs.FileType.Directory:
+                target.filesystem.create_dir(destination)
+            elif info.type == fs.FileType.File:
+                target.filesystem.copy_file(info.path, destination)
+    except OSError as exc:
+        raise _unwritable(target, exc) from None
+
+
+def delete_directory(location: Location) -> None:
+    """Delete the directory ``location`` and everything below it (nothing there: no-op)."""
+    try:
+        location.filesystem.delete_dir_contents(location.path, missing_dir_ok=True)
+        location.filesystem.delete_dir(location.path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if _info(location).type != _pyarrow_fs("").FileType.NotFound:
+            raise _unwritable(location, exc) from None
+
+
+def node_scratch(location: Location) -> str:
+    """This node's scratch directory for the trials of the experiment at ``location``
+    (their working directories; apart from the driver's staging copy)."""
+    return _cache_dir("scratch", location)
+
+
+def staging_path(location: Location) -> str:
+    """This node's local directory for the experiment at ``location``: the driver writes
+    the experiment's files here first and uploads them (see :class:`ExperimentStorage`)."""
+    return os.path.join(_cache_dir("staging", location), posixpath.basename(location.path))
+
+
+class ExperimentStorage:
+    """An experiment kept in storage: its :class:`Location` and the driver's local staging
+    copy (``staging``), whose layout is the same.  A path below ``staging`` names the file
+    or directory in storage at the same relative place.
+
+    Picklable, so workers get it too: they write checkpoints straight to storage.
+
+    Example:
+        >>> at = Location(None, "bucket/exp", "s3://bucket/exp?scheme=http")
+        >>> kept = ExperimentStorage(at, "/tmp/staging/exp")
+        >>> kept.location_of("/tmp/staging/exp/trial_0/checkpoint_000002").uri
+        's3://bucket/exp/trial_0/checkpoint_000002?scheme=http'
+        >>> kept.relative("/tmp/staging/exp/trial_0")
+        'trial_0'
+    """
+
+    __slots__ = ("location", "staging")
+
+    def __init__(self, location: Location, staging: str) -> None:
+        self.location = location
+        self.staging = staging
+
+    def relative(self, local_path: str) -> str:
+        """``local_path`` (below ``staging``) relative to it, with ``/`` separators.
+
+        Raises:
+            ValueError: ``local_path`` is not below ``staging``.
+        """
+        relative = os.path.relpath(local_path, self.staging)
+        if relative == os.curdir:
+            return ""
+        if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+            raise ValueError(f"{local_path} is not in the experiment's staging directory {self.staging}.")
+        return relative.replace(os.sep, "/")
+
+    def location_of(self, local_path: str) -> Location:
+        """Where the file or directory ``local_path`` (below ``staging``) lies in storage."""
+        relative = self.relative(local_path)
+        return self.location.join(*relative.split("/")) if relative else self.location
+
+    def __getstate__(self) -> dict:
+        return {"location": self.location, "staging": self.staging}
+
+    def __setstate__(self, state: dict) -> None:
+        self.location, self.staging = state["location"], state["staging"]
+
+    def __repr__(self) -> str:
+        return f"ExperimentStorage({self.location.uri!r}, staging={self.staging!r})"

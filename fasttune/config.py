@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
+from fasttune._storage import is_uri
+from fasttune._storage import resolve as resolve_location
 from fasttune.syncer import SyncConfig
 
 __all__ = ["RunConfig", "CheckpointConfig", "FailureConfig", "DEFAULT_STORAGE_PATH"]
@@ -169,7 +171,12 @@ class RunConfig:
             ``None`` lets the Tuner generate one.
         storage_path: Root directory for results. Defaults to
             ``$FASTTUNE_STORAGE_PATH`` if set, else ``~/fasttune_results``.
-            Always stored expanded and absolute.
+            A local path is stored expanded and absolute.  A URI that
+            ``pyarrow.fs`` understands (``s3://bucket/prefix``, with
+            ``?endpoint_override=host:port&scheme=http`` for an S3-compatible
+            server, ``gs://...``, ``file:///...``) keeps the experiment in storage:
+            the driver uploads its files from a local staging copy and each worker
+            uploads the checkpoints it makes (``pip install fasttune[storage]``).
         stop: Stopping criterion, one of: a dict ``{metric: threshold}`` (stop
             once ``result[metric] >= threshold``), a ``callable(trial_id,
             result) -> bool``, or a Stopper-like object (callable with a
@@ -189,6 +196,9 @@ class RunConfig:
             or log the sweep runs in.
         sync_config: ``tune.SyncConfig``; ``None`` means ``SyncConfig()``.  It
             changes nothing while ``storage_path`` is local (see ``fasttune.syncer``).
+        storage_filesystem: A ``pyarrow.fs.FileSystem`` that ``storage_path``
+            (then ``bucket/prefix``, not a URI) is a path on; an fsspec filesystem
+            works wrapped in ``pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))``.
 
     Example:
         >>> import os
@@ -211,6 +221,7 @@ class RunConfig:
     log_to_file: Union[bool, str, Tuple[str, str]] = False
     progress_reporter: Optional[Any] = None
     sync_config: Optional[SyncConfig] = None
+    storage_filesystem: Optional[Any] = None
 
     def __post_init__(self) -> None:
         if self.name is not None:
@@ -228,7 +239,7 @@ class RunConfig:
                     f"separators (put parent directories in storage_path instead)."
                 )
 
-        self.storage_path = self._resolve_storage_path(self.storage_path)
+        self.storage_path = self._resolve_storage_path(self.storage_path, self.storage_filesystem)
         self.stop = self._validate_stop(self.stop)
 
         if self.callbacks is not None:
@@ -262,8 +273,12 @@ class RunConfig:
             check_progress_reporter(self.progress_reporter, "RunConfig.progress_reporter")
 
     @staticmethod
-    def _resolve_storage_path(path: Any) -> str:
+    def _resolve_storage_path(path: Any, filesystem: Any = None) -> str:
         if path is None:
+            if filesystem is not None:
+                raise ValueError(
+                    "RunConfig.storage_filesystem needs a storage_path: the path on that filesystem "
+                    "(bucket/prefix) under which experiments go.")
             path = _default_storage_path()
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(
@@ -273,17 +288,15 @@ class RunConfig:
         path = os.fspath(path)
         if not isinstance(path, str):
             path = os.fsdecode(path)
-        if "://" in path:
-            raise ValueError(
-                f"RunConfig.storage_path={path!r} looks like a remote URI; fasttune "
-                f"stores results on a local (or mounted) filesystem, so give a local "
-                f"directory path."
-            )
         if not path:
             raise ValueError(
                 "RunConfig.storage_path is an empty string; give a directory path or "
                 "None for the default."
             )
+        if filesystem is not None or is_uri(path):
+            # In storage: kept as given; pyarrow checks it now, storage itself when fit() starts.
+            resolve_location(path, filesystem)
+            return path
         return os.path.abspath(os.path.expanduser(path))
 
     @staticmethod

@@ -23,6 +23,7 @@ def run(
     resources_per_trial: Any = None,
     num_samples: int = 1,
     storage_path: Optional[str] = None,
+    storage_filesystem: Any = None,
     search_alg: Any = None,
     scheduler: Any = None,
     checkpoint_config: Any = None,
@@ -60,9 +61,11 @@ def run(
     ``server_port`` serves the experiment over HTTP on 127.0.0.1 while it runs (0: any
     free port); a :class:`fasttune.web_server.TuneClient` lists, adds and stops trials.
 
-    ``sync_config`` (a ``tune.SyncConfig``) is accepted as in Ray Tune; with a local
-    ``storage_path`` there is nothing to sync (``fasttune.syncer``).
+    ``storage_path`` may be in storage (a URI such as ``s3://bucket/prefix``, or a path on
+    ``storage_filesystem``); ``sync_config`` (a ``tune.SyncConfig``) says how often the
+    driver uploads there.  With a local ``storage_path`` there is nothing to sync.
     """
+    from fasttune.execution._storage_sync import prepare_staging
     from fasttune.impl.tuner_internal import run_experiment
 
     if _unsupported:
@@ -71,6 +74,8 @@ def run(
         raise TypeError(f"tune.run(sync_config=...) needs a tune.SyncConfig, got {type(sync_config).__name__}.")
     if isinstance(run_or_experiment, Experiment):
         experiment = run_or_experiment
+        if experiment.sync_config is None:
+            experiment.sync_config = sync_config
     else:
         experiment = Experiment(
             name,
@@ -80,11 +85,16 @@ def run(
             resources_per_trial=resources_per_trial,
             num_samples=num_samples,
             storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
+            sync_config=sync_config,
             checkpoint_config=checkpoint_config,
             trial_name_creator=trial_name_creator,
             trial_dirname_creator=trial_dirname_creator,
             max_failures=max_failures,
         )
+    if experiment.storage is not None:
+        # In storage: the staging copy is started afresh, or brought up to date to resume.
+        prepare_staging(experiment.storage, resume=resume not in (False, None))
     resume_config = _resume_config(resume, experiment.path)
     grid, trials = run_experiment(
         experiment,

@@ -60,6 +60,7 @@ class Tuner:
         resume_errored: bool = False,
         restart_errored: bool = False,
         param_space: Optional[Dict[str, Any]] = None,
+        storage_filesystem: Any = None,
         _resume_config: Optional[ResumeConfig] = None,
     ) -> "Tuner":
         """A Tuner that continues the experiment in ``path`` (``<storage_path>/<name>``)
@@ -72,6 +73,10 @@ class Tuner:
         trainable the experiment ran; ``param_space`` may be given again for values that
         do not pickle.  The directory may have moved since.  Restoring loads the
         searcher and scheduler with cloudpickle: restore only directories you trust.
+
+        ``path`` may be in storage (``s3://bucket/prefix/exp``, or a path on
+        ``storage_filesystem``): nothing local is needed, and the restored run keeps
+        the experiment there.
 
         Example:
             >>> import tempfile
@@ -86,7 +91,8 @@ class Tuner:
         """
         resume_config = _resume_config or ResumeConfig.from_flags(resume_unfinished, resume_errored, restart_errored)
         return cls(_tuner_internal=TunerInternal(
-            restore_path=path, resume_config=resume_config, trainable=trainable, param_space=param_space))
+            restore_path=path, resume_config=resume_config, trainable=trainable, param_space=param_space,
+            storage_filesystem=storage_filesystem))
 
     @classmethod
     def can_restore(cls, path: "str | os.PathLike[str]", storage_filesystem: Any = None) -> bool:

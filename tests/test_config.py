@@ -4,6 +4,7 @@ import pathlib
 import pytest
 
 from fasttune.config import CheckpointConfig, FailureConfig, RunConfig
+from fasttune.error import TuneError
 
 
 # -- CheckpointConfig ------------------------------------------------------------------
@@ -114,8 +115,14 @@ def test_run_config_storage_expanduser_and_abspath(monkeypatch, tmp_path):
 
 
 def test_run_config_storage_rejects_bad_values():
-    with pytest.raises(ValueError, match="remote URI"):
-        RunConfig(storage_path="s3://bucket/x")
+    with pytest.raises(TuneError, match="not a storage location pyarrow.fs understands"):
+        RunConfig(storage_path="nosuchscheme://bucket/x")
+    with pytest.raises(TuneError, match="must be a pyarrow.fs.FileSystem"):
+        RunConfig(storage_path="bucket/x", storage_filesystem=object())
+    with pytest.raises(ValueError, match="needs a storage_path"):
+        from pyarrow import fs
+
+        RunConfig(storage_filesystem=fs.LocalFileSystem())
     with pytest.raises(TypeError, match="storage_path must be None, a str"):
         RunConfig(storage_path=5)
 

@@ -89,6 +89,16 @@ def read_file(path: str) -> bytes:
     return payload
 
 
+def is_snapshot_name(name: str) -> bool:
+    """Whether the file name ``name`` is a snapshot's."""
+    return _NAME.fullmatch(name) is not None
+
+
+def snapshot_seq(name: str) -> int:
+    """The sequence number in the snapshot file name ``name``."""
+    return int(_NAME.fullmatch(name).group(1))
+
+
 def snapshot_paths(experiment_path: str) -> List[str]:
     """The experiment's snapshot files, newest first."""
     found = []

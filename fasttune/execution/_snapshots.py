@@ -24,7 +24,7 @@ from fasttune.error import TuneError
 from fasttune.execution import _experiment_state as _state
 from fasttune.execution._trial_state import TrialState
 from fasttune.experiment.trial import Trial
-from fasttune.logger._trial_files import config_to_json, prune_checkpoints_now, set_aside_unknown_trial_dirs
+from fasttune.logger._trial_files import config_to_json, set_aside_unknown_trial_dirs
 from fasttune.schedulers.trial_scheduler import TrialScheduler, overrides
 from fasttune.search.search_algorithm import SearchAlgorithm
 
@@ -199,10 +199,11 @@ class RestoredExperiment:
 
 
 def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policies: Policies,
-            checkpoints: Any) -> RestoredExperiment:
+            checkpoints: Any, files: Any) -> RestoredExperiment:
     """Read the latest snapshot of ``writer.experiment_path`` back: trials as
     ``resume_config`` says, the policies' saved state, the writer's record caches, and
-    what ``checkpoints`` (the runner's CheckpointBook) knows of each kept checkpoint."""
+    what ``checkpoints`` (the runner's CheckpointBook) knows of each kept checkpoint;
+    ``files`` (the runner's TrialFiles) prunes checkpoints the snapshot does not list."""
     experiment_path = writer.experiment_path
     loader = _state.Loader()
     state, path = _state.load_latest(experiment_path, loader)
@@ -229,7 +230,7 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
         table.set_worker_slot(row, -1)  # no worker of the interrupted run holds a trial now
     cache: Dict[Any, Any] = {}  # what the restored trials share (see _state.decode_trial)
     for row, record in enumerate(records):
-        _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints)
+        _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints, files)
     folder = f"not-in-snapshot-{writer.seq:010d}"
     moved = set_aside_unknown_trial_dirs(
         experiment_path, [os.path.join(experiment_path, name) for name in writer.dirnames], folder)
@@ -267,7 +268,7 @@ def _restore_policies(state: Dict[str, Any], policies: Policies) -> List[str]:
 
 
 def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: int, record: bytes, experiment: Any,
-                   resume_config: Any, loader: Any, cache: Dict[Any, Any], checkpoints: Any) -> None:
+                   resume_config: Any, loader: Any, cache: Dict[Any, Any], checkpoints: Any, files: Any) -> None:
     """Restore row ``row`` as ``resume_config`` says for its status."""
     table = restored.table
     status = core.STATUS_NAMES[table.get_status(row)]
@@ -312,7 +313,7 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         # rewound when it next starts (to the rows its checkpoint counts), and checkpoints
         # the snapshot does not list go now, before any worker writes.
         trial_state.rewind_on_start = True
-        prune_checkpoints_now(trial.path, [os.path.basename(c.path) for c in trial.checkpoints])
+        files.prune_checkpoints(trial.path, [os.path.basename(c.path) for c in trial.checkpoints], now=True)
         if trial.start_time is not None:
             trial_state.config_json = config_to_json(trial.config)  # its params.json is written
     restored.trials.append(trial)

@@ -21,9 +21,7 @@ one producer (the trial thread) appends, consumers take a prefix under the condi
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import stat
 import sys
 import threading
 import time
@@ -32,11 +30,11 @@ from array import array
 from collections import deque
 from typing import Any, Dict, List, Optional
 
-from fasttune._atomic import move_directory_into_place
 from fasttune._flatten import lookup_nested
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError, TuneStopTrial
 from fasttune.execution import _protocol as protocol
+from fasttune.execution._worker_checkpoints import for_experiment as checkpoint_places
 from fasttune._decision_points import DecisionPoints
 from fasttune.trainable.function_trainable import wrap_function
 from fasttune.trainable.session import Session, TuneContext, set_session
@@ -44,8 +42,6 @@ from fasttune.trainable.trainable import (
     Trainable,
     check_step_result,
     is_trainable_class,
-    load_checkpoint_payload,
-    save_to_new_directory,
 )
 
 # A trial that reports faster than the driver drains blocks here; the bound keeps a
@@ -157,7 +153,9 @@ class _Run:
 class TrialWorker:
     """Runs trials handed to it by the driver; see the module docstring for the protocol."""
 
-    def __init__(self) -> None:
+    def __init__(self, storage: Any = None) -> None:
+        # Where checkpoints go: the trial directory, or the experiment's storage.
+        self._places = checkpoint_places(storage)
         self._cond = threading.Condition()
         self._queue: deque = deque()
         self._out: List[bytes] = []
@@ -359,21 +357,22 @@ class TrialWorker:
                     self._cond.notify_all()
                 return
             spec = run.spec = dict(spec, restore=restore, clone_from=None)
+        places = self._places
+        trial_dir = places.trial_dir(spec["trial_dir"]) if spec.get("trial_dir") else None
         context = TuneContext(
             trial_id=run.trial_id,
             trial_name=spec.get("trial_name"),
-            trial_dir=spec.get("trial_dir"),
+            trial_dir=trial_dir,
             experiment_name=spec.get("experiment_name"),
             trial_resources=spec.get("resources") or {},
-            storage_path=spec.get("storage_path"),
+            storage_path=places.storage_path or spec.get("storage_path"),
         )
         session = Session(
             context,
             lambda metrics, checkpoint: self._report(run, metrics, checkpoint),
-            _restore_checkpoint(restore) if restore else None,
+            self._places.checkpoint(restore) if restore else None,
         )
         try:
-            trial_dir = spec.get("trial_dir")
             if trial_dir and not os.path.isdir(trial_dir):  # one stat when it exists
                 os.makedirs(trial_dir, exist_ok=True)
             trainable = self._trainables[spec["trainable"]]
@@ -407,6 +406,8 @@ class TrialWorker:
             end = protocol.Failed(run.trial_id, traceback.format_exc(), blob)
         else:
             end = protocol.Ended("done", run.trial_id)
+        if trial_dir:
+            places.segment_ended(spec["trial_dir"], restore)
         with self._cond:
             self._seal_results()
             self._out.append(protocol.encode_event(end))
@@ -492,7 +493,7 @@ class TrialWorker:
             instance._iteration = run.base_iteration
             restore = spec.get("restore")
             if restore:
-                instance.load_checkpoint(load_checkpoint_payload(restore))
+                self._places.load(instance, restore)
             saved_at = run.base_iteration if restore else -1
             save = lambda r: self._save_class(r, instance)  # noqa: E731
             try:
@@ -563,9 +564,8 @@ class TrialWorker:
 
     def _save_class(self, run: _Run, instance: Trainable) -> str:
         name = f"checkpoint_{run.checkpoint_index:06d}"
-        trial_dir = run.spec.get("trial_dir") or os.getcwd()
         try:
-            save_to_new_directory(instance, os.path.join(trial_dir, name))
+            self._places.save(instance, run.spec.get("trial_dir") or os.getcwd(), name)
         except Exception as exc:
             raise TuneError(
                 f"{type(instance).__name__}.save_checkpoint() raised {type(exc).__name__}: {exc} "
@@ -578,34 +578,24 @@ class TrialWorker:
     def _clone(self, run: _Run, source: str) -> str:
         """Copy another trial's checkpoint into this trial's next checkpoint directory
         (the source may be deleted by its own trial's retention later)."""
-        if not os.path.isdir(source):
+        trial_dir = run.spec.get("trial_dir") or os.getcwd()
+        name = f"checkpoint_{run.checkpoint_index:06d}"
+        try:
+            self._places.clone(source, trial_dir, name)
+        except FileNotFoundError:
             raise TuneError(
                 f"Trial {run.trial_id} was to continue from checkpoint {source} (PBT's exploit "
                 "or reset_trial), but that directory does not exist. Keep more checkpoints "
                 "(CheckpointConfig(num_to_keep=...)) or report one at every perturbation."
-            )
-        name = self._persist(run, Checkpoint(source))
+            ) from None
+        run.checkpoint_index += 1
         self._emit(protocol.Cloned(run.trial_id, name))
-        return os.path.join(run.spec.get("trial_dir") or os.getcwd(), name)
+        return os.path.join(trial_dir, name)
 
     def _persist(self, run: _Run, checkpoint: Checkpoint) -> str:
         name = f"checkpoint_{run.checkpoint_index:06d}"
         run.checkpoint_index += 1
-        trial_dir = run.spec.get("trial_dir") or os.getcwd()
-        target = os.path.join(trial_dir, name)
-        source = os.path.abspath(checkpoint.path)
-        if source != os.path.abspath(target):
-            # Copied, never moved: the user may reuse or read the directory after report()
-            # (as with Ray Tune, which copies it to storage).  Into a temporary name first,
-            # so a checkpoint directory is always whole.
-            tmp = target + ".tmp"
-            try:
-                _copy_tree(source, tmp)
-            except FileExistsError:  # left by a worker that died mid-copy
-                shutil.rmtree(tmp, ignore_errors=True)
-                _copy_tree(source, tmp)
-            # A restart may rewrite a checkpoint it had saved before: it is replaced.
-            move_directory_into_place(tmp, target, durable=False)
+        self._places.persist(checkpoint, run.spec.get("trial_dir") or os.getcwd(), name)
         return name
 
 
@@ -626,63 +616,6 @@ class _Unloadable:
             "clash with another module there (such as a test's conftest). Define the trainable "
             "in the script, or make its module importable on every node."
         )
-
-
-def _copy_tree(source: str, target: str) -> None:
-    """Copy ``source`` to the new directory ``target``: file contents and permission bits,
-    following symbolic links (what ``shutil.copytree`` copies, less timestamps and extended
-    attributes, which Ray Tune's copy to storage does not keep either), at a fraction of
-    its per-file cost."""
-    os.mkdir(target)
-    with os.scandir(source) as entries:
-        for entry in entries:
-            destination = os.path.join(target, entry.name)
-            if entry.is_dir():
-                _copy_tree(entry.path, destination)
-            else:
-                _copy_file(entry.path, destination)
-
-
-def _copy_file(source: str, target: str) -> None:
-    """Contents and permission bits of ``source`` into the new file ``target``, through
-    two descriptors (no name lookups beyond the two opens, unlike copyfile + copymode)."""
-    fd_in = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        info = os.fstat(fd_in)
-        fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            offset = 0
-            try:
-                while offset < info.st_size:
-                    sent = os.sendfile(fd_out, fd_in, offset, info.st_size - offset)
-                    if sent == 0:
-                        break
-                    offset += sent
-            except OSError:  # no sendfile between these two: copied through memory below
-                pass
-            # What sendfile did not copy: all of it without sendfile, bytes the file grew
-            # by, or a file whose size reads 0 (as /proc's do).
-            os.lseek(fd_in, offset, os.SEEK_SET)
-            while True:
-                chunk = os.read(fd_in, 1 << 20)
-                if not chunk:
-                    break
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd_out, view):]
-            os.fchmod(fd_out, stat.S_IMODE(info.st_mode))
-        finally:
-            os.close(fd_out)
-    finally:
-        os.close(fd_in)
-
-
-def _restore_checkpoint(path: str) -> Checkpoint:
-    """The checkpoint a trial resumes from: one ``stat`` for the driver's absolute path of
-    a directory that exists, else ``Checkpoint``'s own checks and errors."""
-    if os.path.isabs(path) and os.path.normpath(path) == path and os.path.isdir(path):
-        return Checkpoint._at(path)
-    return Checkpoint(path)
 
 
 def _cleanup_quietly(instance: Trainable) -> None:

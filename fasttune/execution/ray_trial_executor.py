@@ -66,8 +66,9 @@ class RayTrialExecutor:
         >>> executor = RayTrialExecutor(reuse_actors=True)
     """
 
-    def __init__(self, reuse_actors: bool = True, prefetch: bool = True) -> None:
+    def __init__(self, reuse_actors: bool = True, prefetch: bool = True, storage: Any = None) -> None:
         self._reuse_actors = reuse_actors
+        self._storage = storage  # an ExperimentStorage: workers upload checkpoints there
         self._prefetch = prefetch
         self._workers: Dict[int, _Worker] = {}
         self._idle: Dict[Tuple[Any, ...], List[int]] = {}
@@ -210,7 +211,7 @@ class RayTrialExecutor:
                 placement_group_bundle_index=0 if head else -1,
                 placement_group_capture_child_tasks=True,
             )
-        actor = self._remote_cls.options(**options).remote()
+        actor = self._remote_cls.options(**options).remote(self._storage)
         slot = self._next_slot
         self._next_slot += 1
         request = pgf.required_resources

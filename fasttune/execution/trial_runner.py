@@ -84,6 +84,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         synchronous: bool = False,
         server_port: Optional[int] = None,
         server_host: str = "127.0.0.1",
+        storage_sync: Any = None,
     ) -> None:
         from fasttune.search.basic_variant import BasicVariantGenerator
 
@@ -102,7 +103,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
 
         self._results = core.ResultBuffer(self._table, metric)
         # progress.csv is the CSV logger's file; result.json is always written.
-        self._files = TrialFiles(write_csv=any(isinstance(c, CSVLoggerCallback) for c in callbacks or []))
+        self._files = TrialFiles(write_csv=any(isinstance(c, CSVLoggerCallback) for c in callbacks or []),
+                                 storage_sync=storage_sync)
+        self._storage_sync = storage_sync  # the experiment is kept in storage: uploads after snapshots
         self._checkpoints = CheckpointBook(self._files)
         self._resets = ResetBook(self._checkpoints, self._table)
         period = os.environ.get("FASTTUNE_GLOBAL_CHECKPOINT_S") or checkpoint_period
@@ -392,9 +395,12 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             return None
         started = time.monotonic()
         self._files.flush()  # every result the snapshot counts is on disk first
-        return writer.write(self._trials, self._states, self._checkpoints.rows, self._table, self._policies,
+        path = writer.write(self._trials, self._states, self._checkpoints.rows, self._table, self._policies,
                             experiment=self._experiment, elapsed_s=time.monotonic() - self._start_time,
                             iteration=self._iteration, started=started)
+        if self._storage_sync is not None:
+            self._storage_sync.snapshot_written(path)
+        return path
 
     def resume(self, resume_unfinished: bool = True, resume_errored: bool = False, restart_errored: bool = False,
                resume_config: Any = None) -> List[str]:
@@ -420,7 +426,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         gc.disable()  # millions of small objects, none cyclic: the collector only costs here
         try:
             return self._adopt(_snapshots.restore(self._snapshots, self._experiment, resume_config, self._policies,
-                                                  self._checkpoints))
+                                                  self._checkpoints, self._files))
         finally:
             if gc_was_enabled:
                 gc.enable()

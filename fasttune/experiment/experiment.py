@@ -6,6 +6,7 @@ import os
 import secrets
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from fasttune import _storage
 from fasttune._flatten import flatten_dict
 from fasttune.error import TuneError
 from fasttune._resources import PlacementGroupFactory, resource_dict_to_pg_factory
@@ -76,6 +77,8 @@ class Experiment:
         resources_per_trial: Any = None,
         num_samples: int = 1,
         storage_path: Optional[str] = None,
+        storage_filesystem: Any = None,
+        sync_config: Any = None,
         checkpoint_config: Any = None,
         trial_name_creator: Optional[Callable[[Trial], str]] = None,
         trial_dirname_creator: Optional[Callable[[Trial], str]] = None,
@@ -94,8 +97,19 @@ class Experiment:
         self.stopping_criterion, self.stopper = _split_stop(stop)
         self.time_budget_s = time_budget_s
         self.name = name or f"{self.trainable_name}_{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}"
-        self.storage_path = os.path.abspath(os.path.expanduser(storage_path or os.environ.get("FASTTUNE_STORAGE_PATH", DEFAULT_STORAGE_PATH)))
-        self.path = os.path.join(self.storage_path, self.name)
+        storage_path = storage_path or os.environ.get("FASTTUNE_STORAGE_PATH", DEFAULT_STORAGE_PATH)
+        location = _storage.resolve(storage_path, storage_filesystem)
+        #: Where the experiment is kept when that is storage (S3, ...); None: a local directory.
+        self.storage: Optional[_storage.ExperimentStorage] = None
+        if location is None:
+            self.storage_path = os.path.abspath(os.path.expanduser(storage_path))
+            self.path = os.path.join(self.storage_path, self.name)
+        else:
+            at = location.join(self.name)
+            self.storage = _storage.ExperimentStorage(at, _storage.staging_path(at))
+            self.storage_path = os.fspath(storage_path)
+            self.path = self.storage.staging  # the driver writes here, and uploads
+        self.sync_config = sync_config
         resources = resources_per_trial
         if resources is None:
             resources = getattr(self.trainable, "_resources", None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any, Dict, List, NamedTuple
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import msgpack
 
@@ -38,6 +38,8 @@ class SavedTuner(NamedTuple):
 def _settings(prefix: str, obj: Any) -> Dict[str, Any]:
     out = {}
     for field in dataclasses.fields(obj):
+        if field.name == "storage_filesystem":
+            continue  # it holds credentials; Tuner.restore takes it again
         value = getattr(obj, field.name)
         if type(value).__name__ in _NESTED and dataclasses.is_dataclass(value):
             value = {"__config__": type(value).__name__, **dataclasses.asdict(value)}
@@ -67,16 +69,18 @@ def save_tuner_spec(experiment_path: str, trainable_name: str, param_space: Dict
     return True
 
 
-def load_tuner_spec(experiment_path: str) -> SavedTuner:
-    """Read ``tuner.msgpack`` back (no Ray needed)."""
+def load_tuner_spec(experiment_path: str, shown_as: Optional[str] = None) -> SavedTuner:
+    """Read ``tuner.msgpack`` back (no Ray needed); ``shown_as`` names the experiment in
+    messages (its URI, when ``experiment_path`` is the local copy of one in storage)."""
     path = os.path.join(experiment_path, TUNER_FILE)
+    shown = shown_as or experiment_path
     if not os.path.isdir(experiment_path):
         raise TuneError(
-            f"Cannot restore {experiment_path}: no such directory. Pass the experiment directory, "
+            f"Cannot restore {shown}: no such directory. Pass the experiment directory, "
             "<storage_path>/<experiment name>.")
     if not os.path.isfile(path):
         raise TuneError(
-            f"{experiment_path} is not a restorable fasttune experiment: it has no {TUNER_FILE}. Pass the "
+            f"{shown} is not a restorable fasttune experiment: it has no {TUNER_FILE}. Pass the "
             "directory <storage_path>/<experiment name> that Tuner.fit() wrote (Tuner.can_restore(path) "
             "checks a path first).")
     doc = msgpack.unpackb(_state.read_file(path), raw=False)

@@ -3,22 +3,25 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import signal
 import threading
 from typing import Any, Dict, List, Optional
 
+from fasttune import _storage as storage
 from fasttune._progress import ProgressDriver
 from fasttune.config import RunConfig
 from fasttune.error import TuneError
 from fasttune.execution.ray_trial_executor import RayTrialExecutor
 from fasttune.execution._checkpoint_retention import rank_checkpoints
+from fasttune.execution._storage_sync import StorageSync, prepare_staging
 from fasttune.execution.trial_runner import TrialRunner
 from fasttune.experiment.experiment import Experiment
 from fasttune.progress_reporter import check_progress_reporter
 from fasttune.impl._tuner_spec import TUNER_FILE, load_tuner_spec, save_tuner_spec
 from fasttune.logger._defaults import with_default_loggers
 from fasttune.result import Result
-from fasttune.result_grid import ResultGrid
+from fasttune.result_grid import ResultGrid, point_into_storage
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from fasttune.search.basic_variant import BasicVariantGenerator
 from fasttune.search.search_algorithm import SearchAlgorithm
@@ -47,6 +50,7 @@ class TunerInternal:
         param_space: Optional[Dict[str, Any]] = None,
         tune_config: Optional[TuneConfig] = None,
         run_config: Optional[RunConfig] = None,
+        storage_filesystem: Any = None,
     ) -> None:
         if trainable is None:
             raise TypeError("Tuner needs a trainable: a function taking the config dict, or a registered name.")
@@ -61,19 +65,31 @@ class TunerInternal:
             )
         self._resume_config: Optional[ResumeConfig] = None
         self._restored_as_code: List[str] = []
+        kept = None
         if restore_path is not None:
             if resume_config is not None and not isinstance(resume_config, ResumeConfig):
                 raise TypeError(f"resume_config must be a tune.ResumeConfig, got {type(resume_config).__name__}.")
-            restore_path = os.path.abspath(os.path.expanduser(os.fspath(restore_path)))
-            saved = load_tuner_spec(restore_path)
+            location = storage.resolve(restore_path, storage_filesystem)
+            if location is None:
+                restore_path = os.path.abspath(os.path.expanduser(os.fspath(restore_path)))
+                saved = load_tuner_spec(restore_path)
+                name, parent = os.path.basename(restore_path), os.path.dirname(restore_path)
+            else:
+                # In storage: its settings are read from the staging copy, brought up to date.
+                kept = storage.ExperimentStorage(location, storage.staging_path(location))
+                prepare_staging(kept, resume=True)
+                saved = load_tuner_spec(kept.staging, shown_as=location.uri)
+                name = posixpath.basename(location.path)
+                parent = (posixpath.dirname(location.path) if storage_filesystem is not None
+                          else storage.parent_uri(location.uri))
             self._restored_as_code = saved.unpickled
             if param_space is None:
                 param_space = saved.param_space
             else:  # as Ray Tune: the same space, re-given for what does not pickle
                 self._restored_as_code = [n for n in self._restored_as_code if not n.startswith("param_space")]
             tune_config = TuneConfig(**saved.tune_config)
-            run_config = RunConfig(**dict(saved.run_config, name=os.path.basename(restore_path),
-                                          storage_path=os.path.dirname(restore_path)))
+            run_config = RunConfig(**dict(saved.run_config, name=name, storage_path=parent,
+                                          storage_filesystem=storage_filesystem))
             self._resume_config = resume_config or ResumeConfig()
         self.trainable = trainable
         self.param_space = param_space or {}
@@ -81,6 +97,9 @@ class TunerInternal:
         self.run_config = run_config or RunConfig()
         self._validate_space()
         self._experiment = self._make_experiment()
+        if kept is not None and self._experiment.storage is not None and \
+                self._experiment.storage.staging != kept.staging:
+            prepare_staging(self._experiment.storage, resume=True)  # named differently: its own copy
 
     def _validate_space(self) -> None:
         from fasttune.search._validate import validate_param_space
@@ -96,6 +115,8 @@ class TunerInternal:
             config=self.param_space,
             num_samples=tc.num_samples,
             storage_path=rc.storage_path,
+            storage_filesystem=rc.storage_filesystem,
+            sync_config=rc.sync_config,
             checkpoint_config=rc.checkpoint_config,
             trial_name_creator=tc.trial_name_creator,
             trial_dirname_creator=tc.trial_dirname_creator,
@@ -108,6 +129,8 @@ class TunerInternal:
 
     def fit(self) -> ResultGrid:
         if self._resume_config is None:
+            if self._experiment.storage is not None:
+                prepare_staging(self._experiment.storage, resume=False)
             save_tuner_spec(self._experiment.path, self._experiment.trainable_name, self.param_space,
                             self.tune_config, self.run_config)
         return run_experiment(
@@ -207,8 +230,14 @@ def run_experiment(
         )
     searcher.add_configurations([experiment])
 
+    sync = None
+    if experiment.storage is not None:
+        sync = StorageSync(experiment.storage, experiment.sync_config)
+        os.makedirs(experiment.path, exist_ok=True)
+        sync.check_writable()  # what is staged (the Tuner's settings) goes up before any trial starts
     ensure_ray()
-    executor = RayTrialExecutor(reuse_actors=True if reuse_actors is None else bool(reuse_actors))
+    executor = RayTrialExecutor(reuse_actors=True if reuse_actors is None else bool(reuse_actors),
+                                storage=experiment.storage)
     executor.register_trainable(experiment.trainable_name, experiment.trainable)
     runner = TrialRunner(
         search_alg=searcher,
@@ -225,6 +254,7 @@ def run_experiment(
         time_budget_s=time_budget_s,
         max_concurrent_trials=max_concurrent_trials,
         server_port=server_port,
+        storage_sync=sync,
     )
     os.makedirs(experiment.path, exist_ok=True)
     runner.setup_experiments([experiment], getattr(searcher, "total_samples", 0))
@@ -244,10 +274,12 @@ def run_experiment(
                 progress.step()
     except BaseException:
         progress.close()  # a live display ends before the error is shown
+        _finish_quietly(runner, sync)
         raise
-    finally:
-        runner.cleanup()
-        runner.checkpoint(force=True)
+    runner.cleanup()
+    runner.checkpoint(force=True)
+    if sync is not None:
+        sync.finish()
     if interrupted.presses:
         logger.warning(
             "The experiment was interrupted (Ctrl-C); its state is saved. Continue it with "
@@ -265,8 +297,24 @@ def run_experiment(
         )
         for t in runner.get_trials()
     ]
-    grid = ResultGrid(results, experiment.path, default_metric=metric, default_mode=mode)
+    experiment_path = experiment.path
+    if experiment.storage is not None:
+        # As ResultGrid.from_path(uri) reads them: files from the local copy, checkpoints in storage.
+        results = [point_into_storage(r, experiment.path, experiment.storage.location) for r in results]
+        experiment_path = experiment.storage.location.uri
+    grid = ResultGrid(results, experiment_path, default_metric=metric, default_mode=mode)
     return (grid, runner.get_trials()) if return_trials else grid
+
+
+def _finish_quietly(runner: TrialRunner, sync: Optional[StorageSync]) -> None:
+    """Wind down after the loop raised: save and upload what can be, without hiding that error."""
+    try:
+        runner.cleanup()
+        runner.checkpoint(force=True)
+        if sync is not None:
+            sync.finish()
+    except Exception:  # noqa: BLE001 - the loop's own error is the one raised
+        logger.exception("Saving the experiment's state after the error below failed too.")
 
 
 def _best_checkpoints(trial: Any) -> list:

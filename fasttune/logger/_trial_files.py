@@ -41,7 +41,9 @@ class TrialFiles:
     configured); ``result.json`` always, as restores and result readers need it.
     """
 
-    def __init__(self, write_csv: bool = True) -> None:
+    def __init__(self, write_csv: bool = True, storage_sync: Any = None) -> None:
+        # With the experiment kept in storage, checkpoints live there (workers upload them).
+        self._storage_sync = storage_sync
         self._open: "OrderedDict[str, Tuple[Any, Any]]" = OrderedDict()
         self._writer = WriterThread("trial result files")
         self._submit = self._writer.submit
@@ -119,14 +121,23 @@ class TrialFiles:
             f.write(text)
 
     def remove_checkpoint(self, path: str) -> None:
-        """Delete a checkpoint directory that retention dropped (in order with the rest)."""
-        self._submit(shutil.rmtree, path, True)
+        """Delete a checkpoint directory that retention dropped (in order with the rest; in
+        storage, once a snapshot that no longer names it is there)."""
+        if self._storage_sync is not None:
+            self._storage_sync.delete_checkpoint_later(path)
+        else:
+            self._submit(shutil.rmtree, path, True)
 
-    def prune_checkpoints(self, trial_dir: str, keep: Iterable[str]) -> None:
+    def prune_checkpoints(self, trial_dir: str, keep: Iterable[str], now: bool = False) -> None:
         """Delete the trial's ``checkpoint_*`` directories not named in ``keep``: ones a
         worker wrote but never reported before it died, and half-copied ``.tmp`` ones.
-        Only for a trial that no worker will write to again."""
-        self._submit(_prune_checkpoints, trial_dir, frozenset(keep))
+        Only for a trial that no worker will write to again; ``now``: on the caller's
+        thread (for a trial no worker holds, before one is given it)."""
+        prune = _prune_checkpoints if self._storage_sync is None else self._storage_sync.prune_checkpoints
+        if now:
+            prune(trial_dir, frozenset(keep))
+        else:
+            self._submit(prune, trial_dir, frozenset(keep))
 
     def rewind(self, trial_dir: str, rows: int) -> Optional[list]:
         """Keep only the trial's first ``rows`` results (those logged up to the checkpoint
@@ -165,12 +176,6 @@ class TrialFiles:
         import csv
 
         return next(csv.reader([header.decode()]))
-
-
-def prune_checkpoints_now(trial_dir: str, keep: Iterable[str]) -> None:
-    """:meth:`TrialFiles.prune_checkpoints`, done at once on the caller's thread (for a
-    trial no worker holds, before one is given it)."""
-    _prune_checkpoints(trial_dir, frozenset(keep))
 
 
 def _prune_checkpoints(trial_dir: str, keep: frozenset) -> None:

@@ -7,7 +7,7 @@ import pytest
 import ray.cloudpickle as cloudpickle
 
 import fasttune as tune
-from fasttune.execution import _worker
+from fasttune.execution import _worker, _worker_checkpoints
 from fasttune.execution._worker import TrialWorker
 from fasttune_testing import commands as _commands, install, results as _results, run_until as _run_until, spec
 
@@ -447,14 +447,14 @@ def test_copy_tree_keeps_contents_permissions_and_follows_links(tmp_path):
     os.chmod(source / "sub" / "run.sh", 0o751)
     os.symlink(source / "big.bin", source / "link")
     target = tmp_path / "dst"
-    _worker._copy_tree(str(source), str(target))
+    _worker_checkpoints._copy_tree(str(source), str(target))
     assert (target / "big.bin").read_bytes() == payload and (target / "link").read_bytes() == payload
     assert not os.path.islink(target / "link")
     assert (target / "empty").read_bytes() == b""
     assert (target / "sub" / "run.sh").read_text() == "echo hi"
     assert os.stat(target / "sub" / "run.sh").st_mode & 0o7777 == 0o751
     with pytest.raises(FileExistsError):
-        _worker._copy_tree(str(source), str(target))  # never merges into an existing copy
+        _worker_checkpoints._copy_tree(str(source), str(target))  # never merges into an existing copy
 
 
 def test_a_trainable_the_worker_cannot_unpickle_fails_its_trials_with_the_reason(tmp_path):

@@ -1,0 +1,232 @@
+"""The driver's side of an experiment kept in storage (S3, GCS, any ``pyarrow.fs``
+filesystem): its files go to a local staging copy first and are uploaded in batches.
+
+The driver writes the experiment exactly as it would locally, into
+``ExperimentStorage.staging``.  :class:`StorageSync` uploads what changed there every
+``SyncConfig.sync_period`` seconds on a thread of its own, and once more at the end:
+
+* trial files (``params.json``, ``result.json``, ``progress.csv``, ``error.txt``) and
+  ``tuner.msgpack`` first, whole, when their size or modification time changed: S3 has no
+  append, and a finished trial's files are never sent again;
+* then the newest snapshot, under its own new name (snapshots are numbered), so a reader
+  never sees a torn one; once it is there, older ones go, all but the one before it;
+* then the checkpoint deletions retention decided before that snapshot was written: a
+  checkpoint stays in storage while an uploaded snapshot may still name it.
+
+Checkpoints themselves never pass through here: each worker uploads its own.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from fasttune import _storage as storage
+from fasttune.error import TuneError
+from fasttune.execution import _experiment_state as _state
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT_PREFIX = "checkpoint_"
+
+
+class StorageSync:
+    """Uploads the staging copy of one experiment to its storage (see the module docstring)."""
+
+    def __init__(self, kept: storage.ExperimentStorage, sync_config: Any = None) -> None:
+        self.storage = kept
+        self._period = float(getattr(sync_config, "sync_period", 300))
+        self._timeout = float(getattr(sync_config, "sync_timeout", 1800))
+        self._lock = threading.Lock()
+        self._uploaded: Dict[str, Tuple[int, int]] = {}  # relative path -> (size, mtime_ns) sent
+        self._snapshots_sent: List[str] = []  # the snapshots in storage, oldest first
+        self._decisions = 0  # checkpoint deletions decided so far
+        self._deletions: List[Tuple[int, str]] = []  # (decision number, local checkpoint path)
+        self._snapshot: Optional[Tuple[str, int]] = None  # newest snapshot, deletions decided before it
+        self._thread: Optional[threading.Thread] = None
+        self._last = time.monotonic()
+        self._warned: Optional[str] = None
+        self.syncs = 0  # completed syncs, for tests and the bench
+        self.seconds = 0.0  # time spent in them
+
+    # ---- what the runner tells ------------------------------------------------------------
+    def delete_checkpoint_later(self, local_path: str) -> None:
+        """Delete the checkpoint ``local_path`` names in storage once a snapshot written
+        after now is uploaded (the snapshot there may still name it until then)."""
+        with self._lock:
+            self._decisions += 1
+            self._deletions.append((self._decisions, local_path))
+
+    def snapshot_written(self, path: str) -> None:
+        """The runner wrote the snapshot ``path``; start a sync if one is due."""
+        with self._lock:
+            self._snapshot = (path, self._decisions)
+        if time.monotonic() - self._last >= self._period and not self._busy():
+            self._last = time.monotonic()
+            self._thread = threading.Thread(target=self._sync_in_background, name="fasttune-storage-sync",
+                                            daemon=True)
+            self._thread.start()
+
+    def prune_checkpoints(self, local_trial_dir: str, keep: Iterable[str]) -> None:
+        """Delete the trial's checkpoints in storage that are not in ``keep`` and not already
+        waiting for deletion (ones a worker uploaded but never reported)."""
+        keep = set(keep)
+        with self._lock:
+            keep.update(os.path.basename(path) for _, path in self._deletions
+                        if os.path.dirname(path) == local_trial_dir)
+        trial = self.storage.location_of(local_trial_dir)
+        try:
+            for name in storage.list_names(trial):
+                if name.startswith(_CHECKPOINT_PREFIX) and name not in keep:
+                    storage.delete_directory(trial.join(name))
+        except (OSError, TuneError) as exc:  # what is left over only takes space
+            logger.warning("Could not delete unreported checkpoints of %s (%s); they stay there, unused.",
+                           trial.uri, exc)
+
+    # ---- syncing ---------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Upload what is staged now (the experiment's settings), before any trial starts.
+
+        Raises:
+            TuneError: storage cannot be written, naming the URI and what to check.
+        """
+        try:
+            self.sync()
+        except TuneError:
+            raise
+        except OSError as exc:
+            raise storage._unwritable(self.storage.location, exc) from None
+
+    def finish(self) -> None:
+        """The last sync, after the last snapshot: everything staged reaches storage.
+
+        Raises:
+            TuneError: it failed or took longer than ``sync_timeout``; the experiment is
+                whole in the staging directory, which the message names.
+        """
+        running = self._thread
+        if running is not None:
+            running.join(self._timeout)
+        failure: List[BaseException] = []
+
+        def last_sync() -> None:
+            try:
+                self.sync()
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller below
+                failure.append(exc)
+
+        final = threading.Thread(target=last_sync, name="fasttune-storage-sync", daemon=True)
+        final.start()
+        final.join(self._timeout)
+        if final.is_alive() or failure:
+            why = (f"it took longer than SyncConfig(sync_timeout={self._timeout:g})" if final.is_alive()
+                   else f"{type(failure[0]).__name__}: {failure[0]}")
+            raise TuneError(
+                f"The experiment's last upload to {self.storage.location.uri} failed ({why}). Every result "
+                f"is in the local staging directory {self.storage.staging}; Tuner.restore("
+                f"{self.storage.location.uri!r}, ...) from this machine uploads it and goes on.")
+
+    def _busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _sync_in_background(self) -> None:
+        try:
+            self.sync()
+        except Exception as exc:  # noqa: BLE001 - retried at the next period; finish() raises
+            message = f"{type(exc).__name__}: {exc}"
+            if message != self._warned:
+                self._warned = message
+                logger.warning("Uploading the experiment to %s failed (%s); it is retried in %gs, and its files "
+                               "are kept in %s meanwhile.", self.storage.location.uri, message, self._period,
+                               self.storage.staging)
+
+    def sync(self) -> None:
+        """Upload what changed in the staging copy, then the newest snapshot, then carry
+        out the checkpoint deletions that snapshot allows (on the caller's thread)."""
+        started = time.monotonic()
+        with self._lock:
+            snapshot = self._snapshot
+        staging = self.storage.staging
+        # Trial files after the snapshot was chosen: each is at least as new as the
+        # snapshot that counts its rows.
+        for relative, stat in _staged_files(staging):
+            if self._uploaded.get(relative) != stat:
+                self._upload(relative)
+                self._uploaded[relative] = stat
+        if snapshot is not None and self._upload_snapshot(snapshot[0]):
+            with self._lock:
+                due = [path for number, path in self._deletions if number <= snapshot[1]]
+                self._deletions = [(number, path) for number, path in self._deletions if number > snapshot[1]]
+            for path in due:
+                storage.delete_directory(self.storage.location_of(path))
+        self.syncs += 1
+        self.seconds += time.monotonic() - started
+
+    def _upload(self, relative: str) -> None:
+        source = os.path.join(self.storage.staging, *relative.split("/"))
+        target = self.storage.location.join(*relative.split("/"))
+        with open(source, "rb") as src, target.filesystem.open_output_stream(target.path) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+    def _upload_snapshot(self, path: str) -> bool:
+        """Upload the snapshot ``path`` as a new object, then drop the ones uploaded before
+        it but the last; False when it was rotated out meanwhile (a newer one goes at the
+        next sync)."""
+        name = os.path.basename(path)
+        if name in self._snapshots_sent:
+            return True
+        try:
+            self._upload(name)
+        except FileNotFoundError:
+            return False
+        self._snapshots_sent.append(name)
+        while len(self._snapshots_sent) > _state.KEEP:
+            target = self.storage.location.join(self._snapshots_sent.pop(0))
+            target.filesystem.delete_file(target.path)
+        return True
+
+
+def _staged_files(staging: str) -> List[Tuple[str, Tuple[int, int]]]:
+    """``(relative path, (size, mtime_ns))`` of each file to sync below ``staging``: all but
+    snapshots (sent on their own), checkpoint directories (workers send those) and
+    temporary files of atomic writes."""
+    found: List[Tuple[str, Tuple[int, int]]] = []
+    for directory, subdirs, files in os.walk(staging):
+        subdirs[:] = [d for d in subdirs if not d.startswith(_CHECKPOINT_PREFIX)]
+        relative_dir = os.path.relpath(directory, staging)
+        prefix = "" if relative_dir == os.curdir else relative_dir.replace(os.sep, "/") + "/"
+        for name in files:
+            if name.startswith(".") or (not prefix and _state.is_snapshot_name(name)):
+                continue
+            try:
+                info = os.stat(os.path.join(directory, name))
+            except FileNotFoundError:
+                continue
+            found.append((prefix + name, (info.st_size, info.st_mtime_ns)))
+    return found
+
+
+def prepare_staging(kept: storage.ExperimentStorage, resume: bool) -> None:
+    """Make the staging copy ready for a run: empty for a fresh one; for a resume, the
+    experiment as storage has it, unless the staging copy already holds a snapshot at
+    least as new (this machine's driver was interrupted before its last upload).
+
+    Raises:
+        TuneError: storage cannot be read.
+    """
+    if not resume:
+        shutil.rmtree(kept.staging, ignore_errors=True)
+        return
+    stored = [name for name in storage.list_names(kept.location) if _state.is_snapshot_name(name)]
+    newest_stored = max((int(_state.snapshot_seq(name)) for name in stored), default=0)
+    if os.path.isdir(kept.staging) and _state.latest_seq(kept.staging) >= newest_stored:
+        return
+    if not stored and not storage.list_names(kept.location):
+        return  # nothing anywhere: the caller says what it expected
+    storage.refresh_local_copy(kept.location, kept.staging)
+
+
+__all__ = ["StorageSync", "prepare_staging"]
