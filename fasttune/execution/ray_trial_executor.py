@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 _MAX_DEPTH = 64
 _RESOURCE_REFRESH_S = 10.0
+# A request that does not fit the cluster as last seen looks again this often: a node
+# that joined gets work within about this long.
+_RESOURCE_RECHECK_S = 1.0
 _WAIT_S = 0.5  # longest wait for a worker event before the loop looks around
 # Slices of ray.wait while a background suggestion may wake the loop (see _wait_or_wake).
 _WAKE_POLL_MIN_S = 0.001
@@ -96,8 +99,28 @@ class RayTrialExecutor:
         return self._total
 
     def _fits(self, request: Dict[str, float]) -> bool:
-        total = self._cluster_total()
+        if self._fits_in(request, self._cluster_total()):
+            return True
+        if time.monotonic() - self._total_at < _RESOURCE_RECHECK_S:
+            return False
+        self._total_at = 0.0  # a node may have joined since
+        return self._fits_in(request, self._cluster_total())
+
+    def _fits_in(self, request: Dict[str, float], total: Dict[str, float]) -> bool:
         return all(self._committed.get(k, 0.0) + v <= total.get(k, 0.0) + 1e-9 for k, v in request.items())
+
+    def await_resources(self, trial: Any) -> Optional[str]:
+        """Nothing runs and ``trial`` cannot start: when its request fitted this cluster
+        before (nodes have left), wait up to a moment for nodes to join and return why it
+        waits (for the caller to tell once); None when it never fitted."""
+        if trial.placement_group_factory.shape_key() not in self._feasible_shapes:
+            return None
+        threading.Event().wait(_RESOURCE_RECHECK_S)  # Ray has no event for a node joining
+        self._total_at = 0.0
+        total = self._cluster_total()
+        return (f"Trial {trial} requests {trial.placement_group_factory.required_resources}, and the Ray "
+                f"cluster now has { {k: total.get(k, 0.0) for k in trial.placement_group_factory.required_resources} } "
+                "in all (nodes have left); PENDING trials wait until nodes with those resources join.")
 
     def check_feasible(self, trial: Any) -> None:
         """A trial that can never fit the cluster is an error, not a silent hang."""
@@ -434,6 +457,7 @@ class RayTrialExecutor:
         worker = self._workers.pop(slot, None)
         if worker is None:
             return []
+        self._total_at = 0.0  # its node may be gone: the cluster's resources are looked at again
         self._selector.discard(slot)
         self._release(worker)
         idle = self._idle.get(worker.shape)

@@ -74,6 +74,10 @@ class TrialExecutor(Protocol):
         """The next ``(kind, slot, payload)``, or None when there is nothing to wait for
         (or ``wake`` was set, or ``timeout`` passed)."""
 
+    def await_resources(self, trial: Any) -> Optional[str]:
+        """Nothing runs and ``trial`` cannot start: wait a moment when the cluster may fit it
+        again (it did before nodes left) and say why; None when it never could."""
+
     def worker_died(self, slot: int) -> List[Any]:
         """Forget the dead worker in ``slot``; returns the trials it held, running one first."""
 

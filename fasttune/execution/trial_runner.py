@@ -106,6 +106,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._files = TrialFiles(write_csv=any(isinstance(c, CSVLoggerCallback) for c in callbacks or []),
                                  storage_sync=storage_sync)
         self._storage_sync = storage_sync  # the experiment is kept in storage: uploads after snapshots
+        self._told_waiting = False  # PENDING trials wait for nodes to come back: said once
         self._checkpoints = CheckpointBook(self._files)
         self._resets = ResetBook(self._checkpoints, self._table)
         period = os.environ.get("FASTTUNE_GLOBAL_CHECKPOINT_S") or checkpoint_period
@@ -193,7 +194,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         if (event is None and not served and next_trial is None and self._awaiting is None
                 and not self._table.held_count()
                 and not self.is_finished()):
-            raise self._stall_error()
+            self._await_resources_or_raise()
         self._iteration += 1
         self.checkpoint()
         self._callbacks.call("on_step_end", iteration=self._iteration, trials=self._trials)
@@ -382,6 +383,17 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             # Queued on a worker with its old spec (or just starting): handed back
             # ("dropped") or paused, then restarted with the reset.
             self.trial_executor.pause_trial(trial)
+
+    def _await_resources_or_raise(self) -> None:
+        """Nothing runs and nothing can start: wait for nodes to come back if the pending
+        trials fitted the cluster before (telling why once), else raise why it is stuck."""
+        pending = next(iter(self._unassigned.values()), None)
+        why = self.trial_executor.await_resources(pending) if pending is not None else None
+        if why is None:
+            raise self._stall_error()
+        if not self._told_waiting:
+            self._told_waiting = True
+            logger.warning(why)
 
     # ---- snapshots and restore -----------------------------------------------------------
     def checkpoint(self, force: bool = False) -> Optional[str]:
