@@ -25,7 +25,7 @@ import posixpath
 import re
 import shutil
 import tempfile
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from fasttune._atomic import move_directory_into_place
@@ -34,8 +34,8 @@ from fasttune.error import TuneError
 
 __all__ = [
     "Location", "ExperimentStorage", "is_uri", "resolve", "join_uri", "local_copy", "local_checkpoint",
-    "list_names", "download_directory", "upload_directory", "copy_directory", "delete_directory",
-    "forget_local_checkpoint", "cache_root", "staging_path", "node_scratch", "refresh_local_copy", "parent_uri",
+    "list_names", "download_directory", "upload_directory", "upload_file", "copy_directory", "delete_directory",
+    "forget_local_checkpoint", "cache_root", "in_parallel", "staging_path", "node_scratch", "refresh_local_copy", "parent_uri",
 ]
 
 # A checkpoint directory: its files stay in storage until a checkpoint is opened.
@@ -184,15 +184,36 @@ def _cache_dir(kind: str, location: Location) -> str:
     return os.path.join(cache_root(), kind, key)
 
 
+# Requests in flight at once for many small files: each costs a round trip, and pyarrow
+# releases the GIL while it waits.
+_PARALLEL_REQUESTS = 16
+
+
+def in_parallel(function: Callable[[Any], Any], items: List[Any]) -> None:
+    """``function(item)`` for each item, up to :data:`_PARALLEL_REQUESTS` at once; the first
+    exception is raised once all are done."""
+    if len(items) <= 1:
+        for item in items:
+            function(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(_PARALLEL_REQUESTS, len(items))) as pool:
+        for future in [pool.submit(function, item) for item in items]:
+            future.result()
+
+
 def _download_files(location: Location, files: List[str], target: str) -> None:
     """Download the files ``files`` (paths relative to ``location``) into ``target``."""
+    def download(relative: str) -> None:
+        destination = os.path.join(target, *relative.split("/"))
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        with location.filesystem.open_input_stream(posixpath.join(location.path, relative)) as src, \
+                open(destination, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
     try:
-        for relative in files:
-            destination = os.path.join(target, *relative.split("/"))
-            os.makedirs(os.path.dirname(destination), exist_ok=True)
-            with location.filesystem.open_input_stream(posixpath.join(location.path, relative)) as src, \
-                    open(destination, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+        in_parallel(download, files)
     except OSError as exc:
         raise _unreachable(location, exc) from None
 
@@ -322,6 +343,17 @@ def upload_directory(source: str, location: Location) -> None:
         raise _unwritable(location, exc) from None
 
 
+def upload_file(source: str, location: Location) -> None:
+    """Upload the local file ``source`` to ``location`` (one new object, replacing any)."""
+    try:
+        with open(source, "rb") as src, location.filesystem.open_output_stream(location.path) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and not os.path.exists(source):
+            raise
+        raise _unwritable(location, exc) from None
+
+
 def copy_directory(source: Location, target: Location) -> None:
     """Copy every file below ``source`` to ``target`` inside storage (a server-side copy
     where the filesystem offers one, as S3 does), replacing what was at ``target``.
@@ -386,11 +418,15 @@ class ExperimentStorage:
         'trial_0'
     """
 
-    __slots__ = ("location", "staging")
+    __slots__ = ("location", "staging", "sync_artifacts", "sync_artifacts_on_checkpoint")
 
-    def __init__(self, location: Location, staging: str) -> None:
+    def __init__(self, location: Location, staging: str, sync_artifacts: bool = False,
+                 sync_artifacts_on_checkpoint: bool = True) -> None:
         self.location = location
         self.staging = staging
+        # SyncConfig's: workers also upload the other files a trial writes in its directory.
+        self.sync_artifacts = sync_artifacts
+        self.sync_artifacts_on_checkpoint = sync_artifacts_on_checkpoint
 
     def relative(self, local_path: str) -> str:
         """``local_path`` (below ``staging``) relative to it, with ``/`` separators.
@@ -411,10 +447,11 @@ class ExperimentStorage:
         return self.location.join(*relative.split("/")) if relative else self.location
 
     def __getstate__(self) -> dict:
-        return {"location": self.location, "staging": self.staging}
+        return {name: getattr(self, name) for name in self.__slots__}
 
     def __setstate__(self, state: dict) -> None:
-        self.location, self.staging = state["location"], state["staging"]
+        for name in self.__slots__:
+            setattr(self, name, state[name])
 
     def __repr__(self) -> str:
         return f"ExperimentStorage({self.location.uri!r}, staging={self.staging!r})"

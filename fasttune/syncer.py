@@ -3,8 +3,11 @@
 
 With a local (or mounted) ``storage_path`` there is nothing to sync: the driver and the
 workers write the experiment directory in place, so a ``SyncConfig`` is accepted and
-kept with the experiment (``tuner.msgpack``) but changes nothing.  It is what a sweep
-with storage on S3 or another ``pyarrow.fs`` filesystem (issue 15) will honour.
+kept with the experiment (``tuner.msgpack``) but changes nothing.  With storage on S3 or
+another ``pyarrow.fs`` filesystem, the driver uploads its staging copy of the result
+files and snapshots every ``sync_period`` seconds and when the sweep ends
+(``fasttune.execution._storage_sync``); checkpoints are uploaded by the workers as they
+are reported, whatever the period.
 """
 from __future__ import annotations
 

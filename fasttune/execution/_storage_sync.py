@@ -152,24 +152,27 @@ class StorageSync:
         staging = self.storage.staging
         # Trial files after the snapshot was chosen: each is at least as new as the
         # snapshot that counts its rows.
-        for relative, stat in _staged_files(staging):
-            if self._uploaded.get(relative) != stat:
-                self._upload(relative)
-                self._uploaded[relative] = stat
+        changed = [(relative, stat) for relative, stat in _staged_files(staging)
+                   if self._uploaded.get(relative) != stat]
+        storage.in_parallel(self._upload_noting, changed)
         if snapshot is not None and self._upload_snapshot(snapshot[0]):
             with self._lock:
-                due = [path for number, path in self._deletions if number <= snapshot[1]]
-                self._deletions = [(number, path) for number, path in self._deletions if number > snapshot[1]]
-            for path in due:
-                storage.delete_directory(self.storage.location_of(path))
+                due = [item for item in self._deletions if item[0] <= snapshot[1]]
+            storage.in_parallel(lambda item: storage.delete_directory(self.storage.location_of(item[1])), due)
+            with self._lock:  # only now: a deletion that failed is tried again at the next sync
+                done = set(due)
+                self._deletions = [item for item in self._deletions if item not in done]
         self.syncs += 1
         self.seconds += time.monotonic() - started
 
+    def _upload_noting(self, item: Tuple[str, Tuple[int, int]]) -> None:
+        relative, stat = item
+        self._upload(relative)
+        self._uploaded[relative] = stat  # a dict item assignment: one at a time under the GIL
+
     def _upload(self, relative: str) -> None:
-        source = os.path.join(self.storage.staging, *relative.split("/"))
-        target = self.storage.location.join(*relative.split("/"))
-        with open(source, "rb") as src, target.filesystem.open_output_stream(target.path) as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        parts = relative.split("/")
+        storage.upload_file(os.path.join(self.storage.staging, *parts), self.storage.location.join(*parts))
 
     def _upload_snapshot(self, path: str) -> bool:
         """Upload the snapshot ``path`` as a new object, then drop the ones uploaded before

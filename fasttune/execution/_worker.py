@@ -407,7 +407,10 @@ class TrialWorker:
         else:
             end = protocol.Ended("done", run.trial_id)
         if trial_dir:
-            places.segment_ended(spec["trial_dir"], restore)
+            try:
+                places.segment_ended(spec["trial_dir"], restore)
+            except Exception:  # noqa: BLE001 - the trial's outcome stands; its leftovers only cost space
+                traceback.print_exc()
         with self._cond:
             self._seal_results()
             self._out.append(protocol.encode_event(end))

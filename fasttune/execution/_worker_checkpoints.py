@@ -13,12 +13,16 @@ import os
 import shutil
 import stat
 import tempfile
-from typing import Optional
+from typing import Dict, Optional
 
 from fasttune import _storage as storage
 from fasttune._atomic import move_directory_into_place
 from fasttune.checkpoint import Checkpoint, checkpoint_in_storage
 from fasttune.trainable.trainable import Trainable, load_checkpoint_payload, save_to_new_directory
+
+
+# Files the driver writes into a trial's directory: never uploaded as a trial's artifacts.
+_DRIVER_FILES = frozenset({"params.json", "params.pkl", "result.json", "progress.csv", "error.txt"})
 
 
 def for_experiment(kept: Optional[storage.ExperimentStorage]) -> "LocalCheckpoints":
@@ -95,6 +99,7 @@ class StoredCheckpoints(LocalCheckpoints):
     def __init__(self, kept: storage.ExperimentStorage) -> None:
         self._kept = kept
         self._scratch = storage.node_scratch(kept.location)
+        self._artifacts_sent: Dict[str, Dict[str, tuple]] = {}  # trial dir -> file -> (size, mtime) uploaded
         location = kept.location
         self.storage_path = (storage.parent_uri(location.uri) if storage.is_uri(location.uri)
                              else os.path.dirname(location.path))
@@ -108,6 +113,33 @@ class StoredCheckpoints(LocalCheckpoints):
             storage.copy_directory(checkpoint._storage, target)
         else:
             storage.upload_directory(checkpoint.path, target)
+        if self._kept.sync_artifacts and self._kept.sync_artifacts_on_checkpoint:
+            self._upload_artifacts(trial_dir)
+
+    def _upload_artifacts(self, trial_dir: str) -> None:
+        """Upload the files the trial wrote in its directory on this node that changed since
+        the last upload (``SyncConfig(sync_artifacts=True)``); the driver's own files and
+        checkpoints are left alone."""
+        local = self.trial_dir(trial_dir)
+        sent = self._artifacts_sent.setdefault(trial_dir, {})
+        changed = []
+        for directory, subdirs, files in os.walk(local):
+            subdirs[:] = [d for d in subdirs if not d.startswith((".", "checkpoint_"))]
+            for name in files:
+                if directory == local and name in _DRIVER_FILES:
+                    continue
+                path = os.path.join(directory, name)
+                info = os.stat(path)
+                if sent.get(path) != (info.st_size, info.st_mtime_ns):
+                    changed.append((path, (info.st_size, info.st_mtime_ns)))
+        target = self._kept.location_of(trial_dir)
+
+        def upload(item: tuple) -> None:
+            path, stat_key = item
+            storage.upload_file(path, target.join(*os.path.relpath(path, local).split(os.sep)))
+            sent[path] = stat_key
+
+        storage.in_parallel(upload, changed)
 
     def save(self, instance: Trainable, trial_dir: str, name: str) -> None:
         local = self.trial_dir(trial_dir)
@@ -130,6 +162,9 @@ class StoredCheckpoints(LocalCheckpoints):
             instance.load_checkpoint(load_checkpoint_payload(local))
 
     def segment_ended(self, trial_dir: str, restored_from: Optional[str]) -> None:
+        if self._kept.sync_artifacts:
+            self._upload_artifacts(trial_dir)
+        self._artifacts_sent.pop(trial_dir, None)
         shutil.rmtree(self.trial_dir(trial_dir), ignore_errors=True)
         if restored_from:  # this node's copy of it, if the trainable opened it
             storage.forget_local_checkpoint(self._kept.location_of(restored_from))

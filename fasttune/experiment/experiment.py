@@ -106,7 +106,9 @@ class Experiment:
             self.path = os.path.join(self.storage_path, self.name)
         else:
             at = location.join(self.name)
-            self.storage = _storage.ExperimentStorage(at, _storage.staging_path(at))
+            self.storage = _storage.ExperimentStorage(
+                at, _storage.staging_path(at), sync_artifacts=bool(getattr(sync_config, "sync_artifacts", False)),
+                sync_artifacts_on_checkpoint=bool(getattr(sync_config, "sync_artifacts_on_checkpoint", True)))
             self.storage_path = os.fspath(storage_path)
             self.path = self.storage.staging  # the driver writes here, and uploads
         self.sync_config = sync_config

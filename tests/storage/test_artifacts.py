@@ -1,0 +1,76 @@
+"""``SyncConfig(sync_artifacts=True)``: the files a trial writes in its own directory
+(``tune.get_context().get_trial_dir()``) reach the experiment's storage, uploaded by the
+worker; without it they stay off storage.  Either way the trial's directory on the node
+is scratch, gone when the trial ends."""
+import os
+import uuid
+
+import pytest
+import ray
+
+import fasttune as tune
+from fasttune import _storage as storage
+
+
+@ray.remote(num_cpus=0)
+def _files_in_node_scratch(location):
+    """The files left in the scratch directory of the experiment at ``location`` on the
+    node of Ray's workers (their cache root is their own environment's)."""
+    root = storage.node_scratch(location)
+    return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files]
+
+
+def _assert_nothing_left_on_the_node(s3_filesystem, stored):
+    location = storage.resolve(stored, s3_filesystem)
+    assert ray.get(_files_in_node_scratch.remote(location)) == []
+
+
+def _train(config):
+    trial_dir = tune.get_context().get_trial_dir()
+    for i in range(3):
+        with open(os.path.join(trial_dir, "notes.txt"), "a") as f:
+            f.write(f"{config['x']}:{i}\n")
+        os.makedirs(os.path.join(trial_dir, "plots"), exist_ok=True)
+        with open(os.path.join(trial_dir, "plots", f"{i}.txt"), "w") as f:
+            f.write(str(i))
+        tune.report({"i": i})
+
+
+def _sweep(s3_filesystem, bucket, name, sync_config):
+    return tune.Tuner(
+        _train, param_space={"x": tune.grid_search([1, 2])},
+        run_config=tune.RunConfig(name=name, storage_path=f"{bucket}/artifacts", storage_filesystem=s3_filesystem,
+                                  verbose=0, sync_config=sync_config),
+    ).fit()
+
+
+@pytest.mark.parametrize("on_checkpoint", [True, False])
+def test_sync_artifacts_uploads_what_a_trial_writes_in_its_directory(ray_session, s3_filesystem, s3_bucket,
+                                                                     on_checkpoint):
+    name = f"synced-{on_checkpoint}-{uuid.uuid4().hex[:8]}"  # a scratch directory no earlier run used
+    grid = _sweep(s3_filesystem, s3_bucket, name,
+                  tune.SyncConfig(sync_artifacts=True, sync_artifacts_on_checkpoint=on_checkpoint))
+    assert grid.num_errors == 0
+    for result in grid:
+        x = result.config["x"]
+        stored = f"{s3_bucket}/artifacts/{name}/{os.path.basename(result.path)}"
+        with s3_filesystem.open_input_stream(f"{stored}/notes.txt") as f:
+            assert f.read().decode() == "".join(f"{x}:{i}\n" for i in range(3))
+        for i in range(3):
+            with s3_filesystem.open_input_stream(f"{stored}/plots/{i}.txt") as f:
+                assert f.read() == str(i).encode()
+        with s3_filesystem.open_input_stream(f"{stored}/result.json") as f:
+            assert len(f.read().splitlines()) == 3  # the driver's file, not replaced by the worker
+    _assert_nothing_left_on_the_node(s3_filesystem, f"{s3_bucket}/artifacts/{name}")
+
+
+def test_without_sync_artifacts_a_trials_own_files_stay_off_storage(ray_session, s3_filesystem, s3_bucket):
+    name = f"unsynced-{uuid.uuid4().hex[:8]}"
+    grid = _sweep(s3_filesystem, s3_bucket, name, None)
+    assert grid.num_errors == 0
+    from pyarrow import fs
+
+    stored = s3_filesystem.get_file_info(fs.FileSelector(f"{s3_bucket}/artifacts/{name}", recursive=True))
+    names = {os.path.basename(info.path) for info in stored if info.type == fs.FileType.File}
+    assert "result.json" in names and "notes.txt" not in names
+    _assert_nothing_left_on_the_node(s3_filesystem, f"{s3_bucket}/artifacts/{name}")
