@@ -214,6 +214,9 @@ class RayTrialExecutor:
             "num_cpus": head.get("CPU", 0.0),
             "num_gpus": head.get("GPU", 0.0),  # Ray sets CUDA_VISIBLE_DEVICES to these GPUs
             "max_concurrency": 4,
+            # Workers go to the least loaded nodes, so a sweep uses the whole cluster (and each
+            # node's uploads) rather than filling one node first.
+            "scheduling_strategy": "SPREAD",
         }
         if custom:
             options["resources"] = custom

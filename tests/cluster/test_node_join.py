@@ -52,3 +52,10 @@ def test_trials_of_a_lost_node_wait_pending_for_a_new_one(tmp_path):
         assert trial["nodes"] == [report["replacement"]], f"trial x={x}: its first run's rows were rewound"
     waiting = [m for m in report["warnings"] if "wait until nodes with those resources join" in m]
     assert len(waiting) == 1 and "{'CPU': 0.0}" in waiting[0], report["warnings"]
+
+
+def test_workers_spread_over_the_nodes(tmp_path):
+    """Two trials on two idle nodes with 4 CPUs each run one on each (Ray's default policy packs
+    them onto one node while it is under half busy)."""
+    report = _run_driver("spread_driver.py", tmp_path)
+    assert sorted(report["ran_on"].values()) == sorted(report["nodes"])
