@@ -1,5 +1,6 @@
 """Driver for test_node_join.py's spread test (a process of its own): two worker nodes
-with 4 CPUs each, two trials at once (Ray's default would pack both onto one).  Prints one JSON line: the node of each trial."""
+with 4 CPUs each, two trials at once (Ray's default would pack both onto one).  Prints
+one JSON line: the node of each trial."""
 import glob
 import json
 import os
