@@ -35,7 +35,7 @@ from fasttune.error import TuneError
 __all__ = [
     "Location", "ExperimentStorage", "is_uri", "resolve", "join_uri", "local_copy", "local_checkpoint",
     "list_names", "download_directory", "upload_directory", "upload_file", "copy_directory", "delete_directory",
-    "forget_local_checkpoint", "cache_root", "in_parallel", "staging_path", "node_scratch", "refresh_local_copy", "parent_uri",
+    "forget_local_checkpoint", "cache_root", "in_parallel", "unwritable", "staging_path", "node_scratch", "refresh_local_copy", "parent_uri",
 ]
 
 # A checkpoint directory: its files stay in storage until a checkpoint is opened.
@@ -321,7 +321,7 @@ def forget_local_checkpoint(location: Location) -> None:
 
 
 # ---- writing ----------------------------------------------------------------------------
-def _unwritable(location: Location, exc: BaseException) -> TuneError:
+def unwritable(location: Location, exc: BaseException) -> TuneError:
     return TuneError(
         f"Cannot write to {location.uri}: {exc}. Check that the bucket exists, that the credentials "
         f"(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or those of the storage_filesystem given) "
@@ -340,7 +340,7 @@ def upload_directory(source: str, location: Location) -> None:
         if not os.listdir(source):
             location.filesystem.create_dir(location.path)  # an empty checkpoint still exists
     except OSError as exc:
-        raise _unwritable(location, exc) from None
+        raise unwritable(location, exc) from None
 
 
 def upload_file(source: str, location: Location) -> None:
@@ -351,7 +351,7 @@ def upload_file(source: str, location: Location) -> None:
     except OSError as exc:
         if isinstance(exc, FileNotFoundError) and not os.path.exists(source):
             raise
-        raise _unwritable(location, exc) from None
+        raise unwritable(location, exc) from None
 
 
 def copy_directory(source: Location, target: Location) -> None:
@@ -375,7 +375,7 @@ def copy_directory(source: Location, target: Location) -> None:
             elif info.type == fs.FileType.File:
                 target.filesystem.copy_file(info.path, destination)
     except OSError as exc:
-        raise _unwritable(target, exc) from None
+        raise unwritable(target, exc) from None
 
 
 def delete_directory(location: Location) -> None:
@@ -387,7 +387,7 @@ def delete_directory(location: Location) -> None:
         pass
     except OSError as exc:
         if _info(location).type != _pyarrow_fs("").FileType.NotFound:
-            raise _unwritable(location, exc) from None
+            raise unwritable(location, exc) from None
 
 
 def node_scratch(location: Location) -> str:

@@ -136,6 +136,12 @@ class Experiment:
         }
 
     @property
+    def location(self) -> str:
+        """Where the experiment is, as users name it: its directory, or its URI in storage
+        (its path on ``storage_filesystem`` when one was given)."""
+        return self.path if self.storage is None else self.storage.location.uri
+
+    @property
     def dir_name(self) -> str:
         return self.name
 

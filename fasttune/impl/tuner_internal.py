@@ -125,7 +125,7 @@ class TunerInternal:
 
     @property
     def experiment_path(self) -> str:
-        return self._experiment.path
+        return self._experiment.location
 
     def fit(self) -> ResultGrid:
         if self._resume_config is None:
@@ -263,7 +263,7 @@ def run_experiment(
         if unpickled:
             # Unpickling runs code: say exactly what came back that way.
             logger.warning("Restoring %s loaded with (cloud)pickle: %s. Restore only directories you trust.",
-                           experiment.path, "; ".join(unpickled))
+                           experiment.location, "; ".join(unpickled))
     progress = ProgressDriver(runner, reporter=progress_reporter, verbose=verbose, metric=metric, mode=mode,
                               total_samples=getattr(searcher, "total_samples", 0))
     interrupted = _InterruptFlag()
@@ -283,7 +283,7 @@ def run_experiment(
     if interrupted.presses:
         logger.warning(
             "The experiment was interrupted (Ctrl-C); its state is saved. Continue it with "
-            "Tuner.restore(%r, trainable=...).fit().", experiment.path)
+            "Tuner.restore(%r, trainable=...).fit().", experiment.location)
     runner.end_experiment_callbacks()
     progress.finish()
     results = [
@@ -297,12 +297,10 @@ def run_experiment(
         )
         for t in runner.get_trials()
     ]
-    experiment_path = experiment.path
     if experiment.storage is not None:
         # As ResultGrid.from_path(uri) reads them: files from the local copy, checkpoints in storage.
         results = [point_into_storage(r, experiment.path, experiment.storage.location) for r in results]
-        experiment_path = experiment.storage.location.uri
-    grid = ResultGrid(results, experiment_path, default_metric=metric, default_mode=mode)
+    grid = ResultGrid(results, experiment.location, default_metric=metric, default_mode=mode)
     return (grid, runner.get_trials()) if return_trials else grid
 
 
