@@ -110,9 +110,7 @@ class StorageSync:
             TuneError: it failed or took longer than ``sync_timeout``; the experiment is
                 whole in the staging directory, which the message names.
         """
-        running = self._thread
-        if running is not None:
-            running.join(self._timeout)
+        self.wait(self._timeout)
         failure: List[BaseException] = []
 
         def last_sync() -> None:
@@ -131,6 +129,12 @@ class StorageSync:
                 f"The experiment's last upload to {self.storage.location.uri} failed ({why}). Every result "
                 f"is in the local staging directory {self.storage.staging}; Tuner.restore("
                 f"{self.storage.location.uri!r}, ...) from this machine uploads it and goes on.")
+
+    def wait(self, timeout: Optional[float] = None) -> None:
+        """Return once the sync running on its thread (if any) is over, or after ``timeout``."""
+        running = self._thread
+        if running is not None:
+            running.join(timeout)
 
     def _busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -1,0 +1,221 @@
+"""StorageSync, the driver's uploads of an experiment's staging copy, on a real pyarrow
+filesystem (a local directory behind ``pyarrow.fs.PyFileSystem``) that records every
+write and can be told to fail: what is uploaded, in which order, when checkpoints are
+deleted, and what a failing upload does."""
+import logging
+import os
+import threading
+
+import pytest
+from pyarrow import fs
+
+from fasttune import _storage as storage
+from fasttune.error import TuneError
+from fasttune.execution import _experiment_state as state
+from fasttune.execution._storage_sync import StorageSync, prepare_staging
+from fasttune.syncer import SyncConfig
+
+
+class RecordingHandler(fs.FileSystemHandler):
+    """A local directory as a pyarrow filesystem that records the files written and the
+    directories deleted, and fails writes of paths containing any of ``fail``."""
+
+    def __init__(self, root):
+        self.local = fs.SubTreeFileSystem(str(root), fs.LocalFileSystem())
+        self.written, self.deleted, self.fail = [], [], set()
+        self.lock = threading.Lock()
+
+    def open_output_stream(self, path, metadata):
+        if any(part in path for part in self.fail):
+            raise OSError(f"injected failure writing {path}")
+        with self.lock:
+            self.written.append(path)
+        self.local.create_dir(os.path.dirname(path) or "/", recursive=True)
+        return self.local.open_output_stream(path)
+
+    def delete_dir_contents(self, path, missing_dir_ok=False):
+        with self.lock:
+            self.deleted.append(path)
+        self.local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_dir(self, path):
+        self.local.delete_dir(path)
+
+    # The rest: the local directory's own.
+    def get_type_name(self):
+        return "recording"
+
+    def normalize_path(self, path):
+        return path
+
+    def get_file_info(self, paths):
+        return self.local.get_file_info(paths)
+
+    def get_file_info_selector(self, selector):
+        return self.local.get_file_info(selector)
+
+    def create_dir(self, path, recursive):
+        self.local.create_dir(path, recursive=recursive)
+
+    def delete_root_dir_contents(self):
+        self.local.delete_dir_contents("/", accept_root_dir=True)
+
+    def delete_file(self, path):
+        self.local.delete_file(path)
+
+    def move(self, src, dest):
+        self.local.move(src, dest)
+
+    def copy_file(self, src, dest):
+        self.local.copy_file(src, dest)
+
+    def open_input_stream(self, path):
+        return self.local.open_input_stream(path)
+
+    def open_input_file(self, path):
+        return self.local.open_input_file(path)
+
+    def open_append_stream(self, path, metadata):
+        return self.local.open_append_stream(path)
+
+
+@pytest.fixture
+def kept(tmp_path):
+    """An experiment kept at ``exp`` on a recording filesystem, staged in ``staging/exp``."""
+    (tmp_path / "bucket").mkdir()
+    handler = RecordingHandler(tmp_path / "bucket")
+    location = storage.Location(fs.PyFileSystem(handler), "exp", "exp")
+    staged = storage.ExperimentStorage(location, str(tmp_path / "staging" / "exp"))
+    os.makedirs(staged.staging)
+    return staged, handler, tmp_path / "bucket" / "exp"
+
+
+def _write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(data)
+
+
+def _snapshot(staging, seq):
+    return state.write_snapshot(staging, {"n": seq}, [], seq)
+
+
+def test_uploads_changed_files_then_the_snapshot_and_leaves_checkpoints_to_workers(kept):
+    staged, handler, stored = kept
+    trial = os.path.join(staged.staging, "trial_0")
+    _write(os.path.join(trial, "result.json"), '{"i": 0}\n')
+    _write(os.path.join(trial, "params.json"), "{}")
+    _write(os.path.join(trial, "checkpoint_000000", "model.bin"), "weights")  # a worker's, not the driver's
+    _write(os.path.join(trial, ".result.json.1234.tmp"), "half")  # an atomic write in progress
+    sync = StorageSync(staged, SyncConfig(sync_period=3600))
+    sync.snapshot_written(_snapshot(staged.staging, 1))
+    sync.sync()
+    assert handler.written[-1] == "exp/experiment_state-0000000001.msgpack"  # after every file it counts
+    assert sorted(handler.written[:-1]) == ["exp/trial_0/params.json", "exp/trial_0/result.json"]
+    assert (stored / "trial_0" / "result.json").read_text() == '{"i": 0}\n'
+
+    handler.written.clear()
+    with open(os.path.join(trial, "result.json"), "a") as f:
+        f.write('{"i": 1}\n')
+    sync.snapshot_written(_snapshot(staged.staging, 2))
+    sync.sync()
+    # Only what changed; the unchanged params.json is not sent again.
+    assert handler.written == ["exp/trial_0/result.json", "exp/experiment_state-0000000002.msgpack"]
+    assert (stored / "trial_0" / "result.json").read_text() == '{"i": 0}\n{"i": 1}\n'
+
+    handler.written.clear()
+    sync.sync()
+    assert handler.written == []
+
+
+def test_storage_keeps_the_newest_snapshot_and_the_one_before(kept):
+    staged, handler, stored = kept
+    sync = StorageSync(staged, SyncConfig(sync_period=3600))
+    for seq in (1, 2, 3, 4):
+        sync.snapshot_written(_snapshot(staged.staging, seq))
+        if seq != 2:  # snapshot 2 was written and rotated out between two syncs: never sent
+            sync.sync()
+    names = sorted(p.name for p in stored.iterdir() if state.is_snapshot_name(p.name))
+    assert names == ["experiment_state-0000000003.msgpack", "experiment_state-0000000004.msgpack"]
+    assert "exp/experiment_state-0000000002.msgpack" not in handler.written
+
+
+def test_a_dropped_checkpoint_stays_until_a_snapshot_that_no_longer_names_it_is_stored(kept):
+    staged, handler, stored = kept
+    for index in (0, 1):
+        _write(str(stored / "trial_0" / f"checkpoint_00000{index}" / "model.bin"), "weights")
+    sync = StorageSync(staged, SyncConfig(sync_period=3600))
+    sync.snapshot_written(_snapshot(staged.staging, 1))  # names checkpoint_000000
+    sync.delete_checkpoint_later(os.path.join(staged.staging, "trial_0", "checkpoint_000000"))
+    sync.sync()  # the snapshot in storage still names it
+    assert (stored / "trial_0" / "checkpoint_000000").is_dir()
+    sync.snapshot_written(_snapshot(staged.staging, 2))  # written after retention dropped it
+    sync.sync()
+    assert not (stored / "trial_0" / "checkpoint_000000").exists()
+    assert (stored / "trial_0" / "checkpoint_000001" / "model.bin").read_text() == "weights"
+
+
+def test_prune_deletes_unreported_checkpoints_but_not_those_waiting_for_deletion(kept):
+    staged, handler, stored = kept
+    for index in (0, 1, 2, 3):
+        _write(str(stored / "trial_0" / f"checkpoint_00000{index}" / "model.bin"), "weights")
+    sync = StorageSync(staged, SyncConfig(sync_period=3600))
+    trial = os.path.join(staged.staging, "trial_0")
+    sync.delete_checkpoint_later(os.path.join(trial, "checkpoint_000000"))  # a stored snapshot may name it
+    sync.prune_checkpoints(trial, ["checkpoint_000001"])
+    assert sorted(p.name for p in (stored / "trial_0").iterdir()) == ["checkpoint_000000", "checkpoint_000001"]
+
+
+def test_a_failed_background_sync_is_retried_and_the_last_one_uploads_everything(kept, caplog):
+    staged, handler, stored = kept
+    _write(os.path.join(staged.staging, "trial_0", "result.json"), '{"i": 0}\n')
+    sync = StorageSync(staged, SyncConfig(sync_period=0))
+    handler.fail.add("result.json")
+    with caplog.at_level(logging.WARNING, logger="fasttune.execution._storage_sync"):
+        sync.snapshot_written(_snapshot(staged.staging, 1))  # due at once: a sync on its thread
+        sync.wait()
+    assert "injected failure writing exp/trial_0/result.json" in caplog.text
+    assert staged.staging in caplog.text  # where the files are meanwhile
+    assert not (stored / "experiment_state-0000000001.msgpack").exists()  # never before its rows
+    handler.fail.clear()
+    sync.finish()
+    assert (stored / "trial_0" / "result.json").read_text() == '{"i": 0}\n'
+    assert (stored / "experiment_state-0000000001.msgpack").exists()
+
+
+def test_a_last_sync_that_fails_raises_naming_the_staging_copy(kept):
+    staged, handler, stored = kept
+    _write(os.path.join(staged.staging, "trial_0", "result.json"), '{"i": 0}\n')
+    sync = StorageSync(staged, SyncConfig(sync_period=3600))
+    handler.fail.add("result.json")
+    with pytest.raises(TuneError, match="last upload to exp failed") as error:
+        sync.finish()
+    assert staged.staging in str(error.value) and "injected failure" in str(error.value)
+
+
+def test_storage_that_cannot_be_written_is_one_clear_error(kept):
+    staged, handler, stored = kept
+    _write(os.path.join(staged.staging, "tuner.msgpack"), "settings")
+    handler.fail.add("tuner.msgpack")
+    with pytest.raises(TuneError, match=r"Cannot write to exp/tuner.msgpack: injected failure.*Check that the bucket exists"):
+        StorageSync(staged).check_writable()
+
+
+def test_prepare_staging_takes_storage_unless_the_local_copy_is_as_new(kept):
+    staged, handler, stored = kept
+    _snapshot(str(stored), 3)
+    _write(str(stored / "tuner.msgpack"), "from storage")
+    _write(str(stored / "trial_0" / "checkpoint_000000" / "model.bin"), "weights")
+    _snapshot(staged.staging, 2)
+    _write(os.path.join(staged.staging, "tuner.msgpack"), "older, local")
+    prepare_staging(staged, resume=True)  # storage's snapshot 3 is newer
+    assert open(os.path.join(staged.staging, "tuner.msgpack")).read() == "from storage"
+    assert os.listdir(os.path.join(staged.staging, "trial_0", "checkpoint_000000")) == []  # files stay in storage
+
+    _snapshot(staged.staging, 4)
+    _write(os.path.join(staged.staging, "tuner.msgpack"), "newer, local")  # this driver got further
+    prepare_staging(staged, resume=True)
+    assert open(os.path.join(staged.staging, "tuner.msgpack")).read() == "newer, local"
+
+    prepare_staging(staged, resume=False)  # a fresh run starts from nothing
+    assert not os.path.exists(staged.staging)
