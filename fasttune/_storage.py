@@ -307,15 +307,30 @@ def _unwritable(location: Location, exc: BaseException) -> TuneError:
         f"may write to it, and the endpoint (endpoint_override, scheme) and region.")
 
 
+def _make_parents(location: Location) -> None:
+    """Make the directory ``location`` and those above it: needed on a filesystem with real
+    directories (a local or mounted one, fsspec's, HDFS), which refuses to write a file
+    whose directory is missing; object stores (S3, GCS) never get here, so they are spared
+    the requests (and the directory markers) this costs."""
+    location.filesystem.create_dir(location.path, recursive=True)
+
+
 def upload_directory(source: str, location: Location) -> None:
     """Upload the local directory ``source`` to ``location``, replacing what was there
     (a restart may write a checkpoint again under the same name)."""
     fs = _pyarrow_fs(f"Writing {location.uri}")
     try:
         location.filesystem.delete_dir_contents(location.path, missing_dir_ok=True)
-        # pyarrow's own parallel copy; empty directories are kept as directory markers.
-        fs.copy_files(source, location.path, source_filesystem=fs.LocalFileSystem(),
-                      destination_filesystem=location.filesystem)
+
+        def copy() -> None:  # pyarrow's own parallel copy; empty directories are kept as directory markers
+            fs.copy_files(source, location.path, source_filesystem=fs.LocalFileSystem(),
+                          destination_filesystem=location.filesystem)
+
+        try:
+            copy()
+        except FileNotFoundError:
+            _make_parents(location)
+            copy()
         if not os.listdir(source):
             location.filesystem.create_dir(location.path)  # an empty checkpoint still exists
     except OSError as exc:
@@ -334,7 +349,10 @@ def copy_directory(source: Location, target: Location) -> None:
         raise FileNotFoundError(f"{source.uri} does not exist in storage.")
     try:
         target.filesystem.delete_dir_contents(target.path, missing_dir_ok=True)
-        target.filesystem.create_dir(target.path)
+        try:
+            target.filesystem.create_dir(target.path)
+        except FileNotFoundError:
+            _make_parents(target)
         for info in _walk(source):
             relative = posixpath.relpath(info.path, source.path)
             destination = posixpath.join(target.path, relative)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import shutil
 import threading
 import time
@@ -168,7 +169,7 @@ class StorageSync:
     def _upload(self, relative: str) -> None:
         source = os.path.join(self.storage.staging, *relative.split("/"))
         target = self.storage.location.join(*relative.split("/"))
-        with open(source, "rb") as src, target.filesystem.open_output_stream(target.path) as dst:
+        with open(source, "rb") as src, _output_stream(target) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
 
     def _upload_snapshot(self, path: str) -> bool:
@@ -187,6 +188,17 @@ class StorageSync:
             target = self.storage.location.join(self._snapshots_sent.pop(0))
             target.filesystem.delete_file(target.path)
         return True
+
+
+def _output_stream(target: storage.Location) -> Any:
+    """A new file at ``target``, its parent directories made first where the filesystem
+    has real ones (a local or mounted one, fsspec's, HDFS) and they are missing; on object
+    stores (S3, GCS) the first try succeeds, with no extra request."""
+    try:
+        return target.filesystem.open_output_stream(target.path)
+    except FileNotFoundError:
+        target.filesystem.create_dir(posixpath.dirname(target.path), recursive=True)
+        return target.filesystem.open_output_stream(target.path)
 
 
 def _staged_files(staging: str) -> List[Tuple[str, Tuple[int, int]]]:

@@ -1,0 +1,337 @@
+"""Sweeps whose storage_path is in storage (a real S3 API: moto's server), on one machine:
+what lands in the bucket, what is left locally, checkpoints in storage for function and
+class trainables and for PBT's exploits, a restore from a driver that has nothing local,
+``fasttune ls`` of the URI, clear errors before any trial when storage cannot be written,
+and an upload that fails mid-sweep."""
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+
+import pytest
+from pyarrow import fs as pyarrow_fs
+
+import fasttune as tune
+from fasttune import _storage as storage
+from fasttune.cli import main
+from fasttune.error import TuneError
+from fasttune.schedulers import PopulationBasedTraining
+from fasttune_testing import report_with_step_checkpoint, restored_step
+
+from faulty_s3 import FaultyS3Proxy
+
+pytestmark = pytest.mark.ray
+
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ITERATIONS = 6  # a checkpoint at 2, 4 and 6: checkpoint_000000..2
+X_VALUES = [1, 2, 3]
+SNAPSHOT = re.compile(r"^experiment_state-\d+\.msgpack$")
+TRIAL_FILES = {"params.json", "result.json", "progress.csv"}
+
+
+# ---- trainables -----------------------------------------------------------------------
+def train(config):
+    """Reports ``score = x * step`` for steps 1..ITERATIONS, with a checkpoint holding the
+    step every other step; resumes after its checkpoint's step."""
+    for step in range(restored_step() + 1, ITERATIONS + 1):
+        metrics = {"score": config["x"] * step, "step": step}
+        if step % 2 == 0:
+            report_with_step_checkpoint(metrics, step)
+        else:
+            tune.report(metrics)
+
+
+def train_unless_marker_says_stop(config):
+    """``train``, after leaving a marker file: proof that a trial started."""
+    with open(config["marker"], "a") as f:
+        f.write("started\n")
+    train(config)
+
+
+class Accumulator(tune.Trainable):
+    """A class trainable adding ``x`` to its total each step; checkpoints hold the total."""
+
+    def setup(self, config):
+        self.total = 0
+
+    def step(self):
+        self.total += self.config["x"]
+        return {"total": self.total, "done": self.iteration + 1 >= 4}
+
+    def save_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "total"), "w") as f:
+            f.write(str(self.total))
+
+    def load_checkpoint(self, checkpoint):
+        with open(os.path.join(checkpoint, "total")) as f:
+            self.total = int(f.read())
+
+
+# ---- helpers ----------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """This process's storage cache (the driver's staging copy, its downloaded
+    checkpoints): empty at each test's start, so a test sees exactly what a sweep left."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
+def prefix(s3_bucket):
+    """A prefix in the bucket no other test writes under."""
+    return f"{s3_bucket}/sweeps-{uuid.uuid4().hex[:8]}"
+
+
+def s3_uri(path, endpoint):
+    return f"s3://{path}?endpoint_override={endpoint}&scheme=http"
+
+
+def stored_tree(filesystem, path):
+    """``{relative path: bytes}`` of every file below ``path`` on ``filesystem``."""
+    tree = {}
+    for info in filesystem.get_file_info(pyarrow_fs.FileSelector(path, recursive=True, allow_not_found=True)):
+        if info.type == pyarrow_fs.FileType.File:
+            with filesystem.open_input_stream(info.path) as f:
+                tree[info.path[len(path) + 1:]] = f.read()
+    return tree
+
+
+def rows(data):
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def files_in(directory):
+    """Relative paths of the files below ``directory`` ([] when it does not exist)."""
+    return sorted(os.path.relpath(os.path.join(d, name), directory)
+                  for d, _, names in os.walk(directory) for name in names)
+
+
+def worker_scratch_files(location):
+    """The files left in the scratch directory Ray's workers use for the experiment at
+    ``location``; asked of a Ray worker, since its cache root is the one Ray's processes
+    inherited, not this test's."""
+    import ray
+
+    def files_below_scratch(at):  # self-contained: workers cannot import this test module
+        import os as worker_os
+
+        from fasttune import _storage as worker_storage
+
+        scratch = worker_storage.node_scratch(at)
+        return sorted(worker_os.path.relpath(worker_os.path.join(d, name), scratch)
+                      for d, _, names in worker_os.walk(scratch) for name in names)
+
+    return ray.get(ray.remote(num_cpus=0)(files_below_scratch).remote(location))
+
+
+def run_sweep(storage_path, trainable=train, space=None, **run_kwargs):
+    run_kwargs.setdefault("checkpoint_config", tune.CheckpointConfig(num_to_keep=2))
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space if space is not None else {"x": tune.grid_search(X_VALUES)},
+        tune_config=run_kwargs.pop("tune_config", tune.TuneConfig(metric="score", mode="max")),
+        run_config=tune.RunConfig(name="exp", storage_path=storage_path, verbose=0, **run_kwargs))
+    return tuner.fit()
+
+
+def assert_sweep_in_storage(grid, filesystem, path, cache):
+    """What the sweep of ``train`` over X_VALUES with num_to_keep=2 leaves: in storage
+    at ``path`` on ``filesystem``, in the results, and on this machine."""
+    tree = stored_tree(filesystem, path)
+    top = {name for name in tree if "/" not in name}
+    snapshots = {name for name in top if SNAPSHOT.match(name)}
+    assert top == {"tuner.msgpack"} | snapshots and len(snapshots) in (1, 2), sorted(top)
+    # The newest snapshot in storage is the driver's newest: the final state went up.
+    staging = os.path.dirname(grid[0].path)
+    assert max(snapshots) == max(n for n in os.listdir(staging) if SNAPSHOT.match(n))
+    assert tree[max(snapshots)] == open(os.path.join(staging, max(snapshots)), "rb").read()
+
+    assert len(grid) == len(X_VALUES) and grid.num_errors == 0
+    trial_dirs = {os.path.basename(r.path): r for r in grid}
+    assert {name.split("/")[0] for name in tree if "/" in name} == set(trial_dirs)
+    for name, result in trial_dirs.items():
+        x = result.config["x"]
+        files = {rel[len(name) + 1:] for rel in tree if rel.startswith(name + "/")}
+        # Exactly the two newest checkpoints (steps 4 and 6); the first one was deleted.
+        assert {f for f in files if f.startswith("checkpoint_")} == {
+            "checkpoint_000001/step", "checkpoint_000002/step"}, sorted(files)
+        assert TRIAL_FILES <= files and all(f in TRIAL_FILES or f.startswith(("checkpoint_", "events.out.tfevents"))
+                                            for f in files), sorted(files)
+        assert tree[f"{name}/checkpoint_000001/step"] == b"4" and tree[f"{name}/checkpoint_000002/step"] == b"6"
+        assert json.loads(tree[f"{name}/params.json"]) == {"x": x}
+        history = rows(tree[f"{name}/result.json"])
+        assert [r["training_iteration"] for r in history] == list(range(1, ITERATIONS + 1))
+        assert [r["score"] for r in history] == [x * step for step in range(1, ITERATIONS + 1)]
+        csv_lines = tree[f"{name}/progress.csv"].decode().splitlines()
+        assert len(csv_lines) == ITERATIONS + 1  # a header and one row per iteration
+        # The staging copy the driver wrote is what went up.
+        for file in TRIAL_FILES:
+            assert tree[f"{name}/{file}"] == open(os.path.join(result.path, file), "rb").read()
+
+        # The result's checkpoints point into storage and open there.
+        assert result.checkpoint.filesystem is not None
+        assert [c.path for c, _ in result.best_checkpoints] == [
+            grid_child(grid, name, "checkpoint_000001"), grid_child(grid, name, "checkpoint_000002")]
+        assert result.checkpoint.path == grid_child(grid, name, "checkpoint_000002")
+        with result.checkpoint.as_directory() as local:
+            assert files_in(local) == ["step"] and open(os.path.join(local, "step")).read() == "6"
+    # On this machine: the driver's staging copy and the checkpoints opened just now;
+    # nothing in the workers' scratch directories.
+    assert sorted(os.listdir(cache)) == ["checkpoints", "staging"]
+    assert worker_scratch_files(storage.resolve(grid.experiment_path, grid_filesystem(grid))) == []
+
+
+def grid_filesystem(grid):
+    """The filesystem a grid's checkpoints are on when it was given explicitly (None for a URI)."""
+    return None if storage.is_uri(grid.experiment_path) else grid[0].checkpoint.filesystem
+
+
+def grid_child(grid, *parts):
+    """The name in storage of ``parts`` below the grid's experiment."""
+    path = grid.experiment_path
+    return storage.join_uri(path, *parts) if storage.is_uri(path) else "/".join([path, *parts])
+
+
+# ---- 1, 2: a sweep in storage, named three ways ------------------------------------------
+def test_a_sweep_to_an_s3_uri_lands_there_whole(ray_session, prefix, s3_endpoint, s3_filesystem, private_cache):
+    grid = run_sweep(s3_uri(prefix, s3_endpoint))
+    assert grid.experiment_path == s3_uri(f"{prefix}/exp", s3_endpoint)
+    assert_sweep_in_storage(grid, s3_filesystem, f"{prefix}/exp", private_cache)
+    # Read back by its URI, the experiment is the same.
+    again = tune.ResultGrid.from_path(grid.experiment_path)
+    assert sorted((r.config["x"], r.metrics["score"], r.checkpoint.path) for r in again) == \
+        sorted((r.config["x"], r.metrics["score"], r.checkpoint.path) for r in grid)
+
+
+def test_a_sweep_on_an_explicit_s3_filesystem(ray_session, prefix, s3_filesystem, private_cache):
+    grid = run_sweep(prefix, storage_filesystem=s3_filesystem)
+    assert grid.experiment_path == f"{prefix}/exp"
+    assert grid[0].checkpoint.filesystem is s3_filesystem
+    assert_sweep_in_storage(grid, s3_filesystem, f"{prefix}/exp", private_cache)
+
+
+@pytest.mark.parametrize("named_as", ["fsspec", "file-uri"])
+def test_a_sweep_on_a_filesystem_with_real_directories(ray_session, tmp_path, private_cache, named_as):
+    """An fsspec filesystem wrapped for pyarrow, and a file:// URI: unlike S3, a file's
+    directory must exist before it is written."""
+    root = str(tmp_path / "storage")
+    os.makedirs(root)
+    if named_as == "fsspec":
+        import fsspec  # noqa: PLC0415 - not needed by the other tests
+
+        filesystem = pyarrow_fs.PyFileSystem(pyarrow_fs.FSSpecHandler(fsspec.filesystem("file")))
+        grid = run_sweep(root, storage_filesystem=filesystem)
+        assert grid.experiment_path == f"{root}/exp"
+    else:
+        filesystem = pyarrow_fs.LocalFileSystem()
+        grid = run_sweep(f"file://{root}")
+        assert grid.experiment_path == f"file://{root}/exp"
+    assert_sweep_in_storage(grid, filesystem, f"{root}/exp", private_cache)
+
+
+# ---- 3: a class trainable ------------------------------------------------------------------
+def test_a_class_trainable_checkpoints_into_storage(ray_session, prefix, s3_endpoint, s3_filesystem, private_cache):
+    grid = run_sweep(s3_uri(prefix, s3_endpoint), trainable=Accumulator, space={"x": tune.grid_search([1, 10])},
+                     tune_config=tune.TuneConfig(metric="total", mode="max"),
+                     checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=2, num_to_keep=1))
+    assert grid.num_errors == 0 and len(grid) == 2
+    tree = stored_tree(s3_filesystem, f"{prefix}/exp")
+    for result in grid:
+        name, x = os.path.basename(result.path), result.config["x"]
+        # Checkpoints at iterations 2 and 4; num_to_keep=1 left the second only.
+        assert {f[len(name) + 1:] for f in tree if f.startswith(f"{name}/checkpoint_")} == {
+            "checkpoint_000001/total"}
+        assert tree[f"{name}/checkpoint_000001/total"] == str(4 * x).encode()
+        history = rows(tree[f"{name}/result.json"])
+        assert [(r["training_iteration"], r["total"]) for r in history] == [(i, i * x) for i in range(1, 5)]
+        assert result.checkpoint.path == grid_child(grid, name, "checkpoint_000001")
+        with result.checkpoint.as_directory() as local:
+            assert open(os.path.join(local, "total")).read() == str(4 * x)
+    assert worker_scratch_files(storage.resolve(grid.experiment_path)) == []
+
+
+# ---- 6: fasttune ls of the URI ---------------------------------------------------------------
+def test_fasttune_ls_lists_the_trials_of_a_finished_sweep(ray_session, prefix, s3_endpoint, capsys):
+    grid = run_sweep(s3_uri(prefix, s3_endpoint))
+    capsys.readouterr()
+    assert main(["ls", grid.experiment_path, "--format", "json", "--sort", "config/x"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(row["config/x"], row["status"], row["training_iteration"], row["score"]) for row in listed] == [
+        (x, "TERMINATED", ITERATIONS, x * ITERATIONS) for x in X_VALUES]
+    assert sorted(row["trial_id"] for row in listed) == sorted(r.metrics["trial_id"] for r in grid)
+
+
+# ---- 9: checkpoint metadata in storage, and re-reading refreshes ------------------------------
+def test_metadata_set_on_a_checkpoint_in_storage(ray_session, prefix, s3_endpoint, s3_filesystem):
+    grid = run_sweep(s3_uri(prefix, s3_endpoint), space={"x": 1})
+    checkpoint = grid[0].checkpoint
+    assert checkpoint.get_metadata() == {}  # downloads it into this process's cache
+    checkpoint.set_metadata({"note": "best so far", "step": 6})
+    assert checkpoint.get_metadata() == {"note": "best so far", "step": 6}  # not the stale copy
+    name = os.path.basename(grid[0].path)
+    stored = stored_tree(s3_filesystem, f"{prefix}/exp/{name}/checkpoint_000002")
+    assert json.loads(stored[".metadata.json"]) == {"note": "best so far", "step": 6}
+    # Another reader of the experiment sees it too.
+    reread = tune.ResultGrid.from_path(grid.experiment_path)
+    assert reread[0].checkpoint.get_metadata() == {"note": "best so far", "step": 6}
+    checkpoint.update_metadata({"step": 7})
+    assert tune.Checkpoint(checkpoint.path).get_metadata() == {"note": "best so far", "step": 7}
+
+
+def test_reading_an_experiment_again_sees_what_changed_in_storage(ray_session, prefix, s3_endpoint,
+                                                                   s3_filesystem):
+    grid = run_sweep(s3_uri(prefix, s3_endpoint), space={"x": tune.grid_search([1, 2])})
+    first = tune.ResultGrid.from_path(grid.experiment_path)
+    assert sorted(r.metrics["score"] for r in first) == [6, 12]
+    # Storage changes under the reader: a trial's last result is rewritten, one trial's
+    # directory goes away.
+    by_x = {r.config["x"]: os.path.basename(r.path) for r in grid}
+    result_json = f"{prefix}/exp/{by_x[1]}/result.json"
+    history = rows(stored_tree(s3_filesystem, f"{prefix}/exp/{by_x[1]}")["result.json"])
+    history[-1]["score"] = 600
+    with s3_filesystem.open_output_stream(result_json) as f:
+        f.write("".join(json.dumps(r) + "\n" for r in history).encode())
+    second = tune.ResultGrid.from_path(grid.experiment_path)
+    assert sorted(r.metrics["score"] for r in second) == [12, 600]
+    assert second.get_dataframe().set_index("config/x")["score"].to_dict() == {1: 600, 2: 12}
+
+
+# ---- 7: storage that cannot be written: one error before any trial ----------------------------
+def test_a_bad_uri_scheme_is_refused_before_any_trial(ray_session, tmp_path):
+    marker = tmp_path / "started"
+    with pytest.raises(TuneError, match=r"nosuch://bucket/runs is not a storage location") as info:
+        run_sweep("nosuch://bucket/runs", trainable=train_unless_marker_says_stop,
+                  space={"x": 1, "marker": str(marker)})
+    assert "s3://bucket/prefix" in str(info.value)
+    assert not marker.exists()
+
+
+def test_a_missing_bucket_is_one_error_naming_the_uri_before_any_trial(ray_session, s3_endpoint, tmp_path):
+    marker = tmp_path / "started"
+    storage_path = s3_uri("no-such-bucket/runs", s3_endpoint)
+    with pytest.raises(TuneError) as info:
+        run_sweep(storage_path, trainable=train_unless_marker_says_stop, space={"x": 1, "marker": str(marker)})
+    message = str(info.value)
+    assert message.startswith(f"Cannot write to {s3_uri('no-such-bucket/runs/exp', s3_endpoint)}: ")
+    assert "bucket" in message and "credentials" in message
+    assert not marker.exists()
+
+
+def test_wrong_credentials_are_one_error_naming_the_uri_before_any_trial(ray_session, prefix, s3_endpoint,
+                                                                         tmp_path, require_s3_keys):
+    marker = tmp_path / "started"
+    storage_path = s3_uri(prefix, s3_endpoint)
+    with require_s3_keys():
+        with pytest.raises(TuneError) as info:
+            run_sweep(storage_path, trainable=train_unless_marker_says_stop, space={"x": 1, "marker": str(marker)})
+    message = str(info.value)
+    assert message.startswith(f"Cannot write to {s3_uri(prefix + '/exp', s3_endpoint)}: ")
+    assert "AWS_ACCESS_KEY_ID" in message
+    assert not marker.exists()
