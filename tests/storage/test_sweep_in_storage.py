@@ -39,8 +39,9 @@ TRIAL_FILES = {"params.json", "result.json", "progress.csv"}
 def train(config):
     """Reports ``score = x * step`` for steps 1..ITERATIONS, with a checkpoint holding the
     step every other step; resumes after its checkpoint's step."""
-    for step in range(restored_step() + 1, ITERATIONS + 1):
-        metrics = {"score": config["x"] * step, "step": step}
+    start = restored_step()
+    for step in range(start + 1, ITERATIONS + 1):
+        metrics = {"score": config["x"] * step, "step": step, "restored_from": start}
         if step % 2 == 0:
             report_with_step_checkpoint(metrics, step)
         else:
@@ -335,3 +336,77 @@ def test_wrong_credentials_are_one_error_naming_the_uri_before_any_trial(ray_ses
     assert message.startswith(f"Cannot write to {s3_uri(prefix + '/exp', s3_endpoint)}: ")
     assert "AWS_ACCESS_KEY_ID" in message
     assert not marker.exists()
+
+
+# ---- 8: an upload that fails mid-sweep ---------------------------------------------------------
+class TrialsAtTheEnd(tune.Callback):
+    """Keeps the trials as the experiment ended, for their failure counts."""
+
+    def __init__(self):
+        self.trials = []
+
+    def on_experiment_end(self, trials, **info):
+        self.trials = list(trials)
+
+
+def test_a_refused_checkpoint_upload_restarts_the_trial_from_its_checkpoint_in_storage(
+        ray_session, prefix, faulty_s3, s3_filesystem):
+    # The third checkpoint (step 6) of the trial with x=3: its one file's upload is refused once.
+    faulty_s3.fail("_x=3/checkpoint_000002/", times=1)
+    ended = TrialsAtTheEnd()
+    grid = run_sweep(s3_uri(prefix, faulty_s3.address), failure_config=tune.FailureConfig(max_failures=1),
+                     callbacks=[ended])
+    assert grid.num_errors == 0
+    failed = next(os.path.basename(r.path) for r in grid if r.config["x"] == 3)
+    # One request refused: the upload of the checkpoint's file (pyarrow starts it with a
+    # POST, CreateMultipartUpload).
+    assert [path for _, path in faulty_s3.refused()] == [f"/{prefix}/exp/{failed}/checkpoint_000002/step"]
+    assert {t.config["x"]: t.num_failures for t in ended.trials} == {1: 0, 2: 0, 3: 1}
+    tree = stored_tree(s3_filesystem, f"{prefix}/exp")
+    for result in grid:
+        name, x = os.path.basename(result.path), result.config["x"]
+        history = rows(tree[f"{name}/result.json"])
+        assert [r["training_iteration"] for r in history] == list(range(1, ITERATIONS + 1))
+        assert [r["score"] for r in history] == [x * step for step in range(1, ITERATIONS + 1)]
+        # x=3 went on from its checkpoint at step 4, in storage: steps 5 and 6 ran again.
+        restarted = [4, 4] if x == 3 else [0, 0]
+        assert [r["restored_from"] for r in history] == [0, 0, 0, 0] + restarted
+        assert {f[len(name) + 1:] for f in tree if f.startswith(f"{name}/checkpoint_")} == {
+            "checkpoint_000001/step", "checkpoint_000002/step"}
+        assert tree[f"{name}/checkpoint_000002/step"] == b"6"
+        if x == 3:  # the failure it recovered from is on record, as for a local experiment
+            errors = tree[f"{name}/error.txt"].decode()
+            assert errors.count("Failure #") == 1
+            assert f"Cannot write to {s3_uri(f'{prefix}/exp/{name}/checkpoint_000002', faulty_s3.address)}" in errors
+        else:
+            assert f"{name}/error.txt" not in tree
+
+
+def test_a_refused_checkpoint_upload_without_retries_errors_that_trial_only(ray_session, prefix, faulty_s3,
+                                                                             s3_filesystem):
+    faulty_s3.fail("_x=3/checkpoint_000002/", times=1)
+    grid = run_sweep(s3_uri(prefix, faulty_s3.address), failure_config=tune.FailureConfig(max_failures=0))
+    assert grid.num_errors == 1
+    failed = next(os.path.basename(r.path) for r in grid if r.config["x"] == 3)
+    assert [path for _, path in faulty_s3.refused()] == [f"/{prefix}/exp/{failed}/checkpoint_000002/step"]
+    tree = stored_tree(s3_filesystem, f"{prefix}/exp")
+    for result in grid:
+        name, x = os.path.basename(result.path), result.config["x"]
+        history = rows(tree[f"{name}/result.json"])
+        checkpoints = {f[len(name) + 1:] for f in tree if f.startswith(f"{name}/checkpoint_")}
+        if x != 3:
+            assert result.error is None
+            assert [r["training_iteration"] for r in history] == list(range(1, ITERATIONS + 1))
+            assert checkpoints == {"checkpoint_000001/step", "checkpoint_000002/step"}
+            continue
+        failed_upload = s3_uri(f"{prefix}/exp/{name}/checkpoint_000002", faulty_s3.address)
+        assert f"Cannot write to {failed_upload}" in str(result.error)
+        assert "Access Denied (refused by the test proxy)" in str(result.error)
+        assert f"Cannot write to {failed_upload}" in tree[f"{name}/error.txt"].decode()
+        # Everything reported before the failed one stays: steps 1..5, the checkpoints at 2 and 4.
+        assert [r["training_iteration"] for r in history] == [1, 2, 3, 4, 5]
+        assert [r["score"] for r in history] == [3, 6, 9, 12, 15]
+        assert checkpoints == {"checkpoint_000000/step", "checkpoint_000001/step"}
+        assert result.checkpoint.path == storage.join_uri(grid.experiment_path, name, "checkpoint_000001")
+        with result.checkpoint.as_directory() as local:
+            assert open(os.path.join(local, "step")).read() == "4"
