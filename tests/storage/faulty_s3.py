@@ -19,7 +19,7 @@ Example (a checkpoint upload of one trial refused once)::
 import http.client
 import http.server
 import threading
-from typing import List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
@@ -28,6 +28,15 @@ ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDe
 
 # Hop-by-hop headers: they describe one connection, not the request (RFC 9110, 7.6.1).
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"}
+
+
+class Request(NamedTuple):
+    """One request the proxy received."""
+
+    method: str
+    path: str  # URL-decoded, without the query
+    headers: Dict[str, str]  # names in lower case
+    refused: bool
 
 
 class _Rule:
@@ -52,8 +61,8 @@ class FaultyS3Proxy:
         self._upstream = (host, int(port))
         self._lock = threading.Lock()
         self._rules: List[_Rule] = []
-        #: (method, URL-decoded path, refused) of every request, in arrival order.
-        self.requests: List[Tuple[str, str, bool]] = []
+        #: Every request, in arrival order.
+        self.requests: List[Request] = []
         proxy = self
 
         class Handler(_ForwardingHandler):
@@ -74,15 +83,15 @@ class FaultyS3Proxy:
     def refused(self) -> List[Tuple[str, str]]:
         """(method, path) of each request refused so far."""
         with self._lock:
-            return [(method, path) for method, path, refused in self.requests if refused]
+            return [(r.method, r.path) for r in self.requests if r.refused]
 
-    def _decide(self, method: str, path: str) -> bool:
+    def _decide(self, method: str, path: str, headers: Dict[str, str]) -> bool:
         """Record the request; True when a rule refuses it (and count it against that rule)."""
         with self._lock:
             rule: Optional[_Rule] = next((r for r in self._rules if r.matches(method, path)), None)
             if rule is not None:
                 rule.left -= 1
-            self.requests.append((method, path, rule is not None))
+            self.requests.append(Request(method, path, headers, rule is not None))
             return rule is not None
 
     def close(self) -> None:
@@ -113,7 +122,7 @@ class _ForwardingHandler(http.server.BaseHTTPRequestHandler):
     def _handle(self) -> None:
         body = self._read_body()
         path = unquote(urlsplit(self.path).path)
-        if self.owner._decide(self.command, path):
+        if self.owner._decide(self.command, path, {name.lower(): value for name, value in self.headers.items()}):
             self._answer(403, [("Content-Type", "application/xml"), ("Content-Length", str(len(ACCESS_DENIED)))],
                          ACCESS_DENIED)
             return
@@ -168,4 +177,4 @@ class _ForwardingHandler(http.server.BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
 
-__all__ = ["FaultyS3Proxy", "ACCESS_DENIED"]
+__all__ = ["FaultyS3Proxy", "Request", "ACCESS_DENIED"]

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import uuid
+from urllib.parse import unquote
 
 import pytest
 from pyarrow import fs as pyarrow_fs
@@ -22,7 +23,7 @@ from fasttune import _storage as storage
 from fasttune.cli import main
 from fasttune.error import TuneError
 from fasttune.schedulers import PopulationBasedTraining
-from fasttune_testing import report_with_step_checkpoint, restored_step
+from fasttune_testing import report_with_json_checkpoint, report_with_step_checkpoint, restored_json, restored_step
 
 from faulty_s3 import FaultyS3Proxy
 
@@ -410,3 +411,227 @@ def test_a_refused_checkpoint_upload_without_retries_errors_that_trial_only(ray_
         assert result.checkpoint.path == storage.join_uri(grid.experiment_path, name, "checkpoint_000001")
         with result.checkpoint.as_directory() as local:
             assert open(os.path.join(local, "step")).read() == "4"
+
+
+# ---- 4: PBT: exploits copy checkpoints inside storage ------------------------------------------
+PBT_STEPS = 5  # perturbation points at 2 and 4
+
+
+def climb(config):
+    """Adds ``lr`` to its value each step, with a checkpoint of (value, step) every step;
+    each result says what it resumed from."""
+    restored = restored_json({"value": 0, "step": 0})
+    value = restored["value"]
+    for step in range(restored["step"] + 1, PBT_STEPS + 1):
+        value += config["lr"]
+        report_with_json_checkpoint({"value": value, "lr": config["lr"], "restored": restored},
+                                    {"value": value, "step": step})
+
+
+def halve_lr(config):
+    """PBT's explore: the donor's lr halved, so the clone stays behind the donor."""
+    return dict(config, lr=config["lr"] / 2)
+
+
+def test_pbt_exploits_copy_the_donors_checkpoint_inside_storage(ray_session, prefix, faulty_s3, s3_filesystem):
+    random.seed(7)
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2, quantile_fraction=0.5,
+                                  custom_explore_fn=halve_lr, synch=True)
+    # Through the proxy, refusing nothing: it records how each object got there.
+    grid = run_sweep(s3_uri(prefix, faulty_s3.address), trainable=climb, space={"lr": tune.grid_search([1, 10])},
+                     tune_config=tune.TuneConfig(metric="value", mode="max", scheduler=pbt),
+                     checkpoint_config=tune.CheckpointConfig())
+    assert grid.num_errors == 0
+    by_lr = {r.metrics["trial_id"]: r for r in grid}
+    donor = next(r for r in grid if r.config["lr"] == 10)
+    clone = next(r for r in grid if r is not donor)
+    assert set(by_lr) == {donor.metrics["trial_id"], clone.metrics["trial_id"]}
+    tree = stored_tree(s3_filesystem, f"{prefix}/exp")
+    donor_dir, clone_dir = os.path.basename(donor.path), os.path.basename(clone.path)
+
+    # The donor (ahead at every perturbation point) ran undisturbed.
+    donor_rows = rows(tree[f"{donor_dir}/result.json"])
+    assert [(r["training_iteration"], r["value"], r["lr"]) for r in donor_rows] == [
+        (i, 10 * i, 10) for i in range(1, PBT_STEPS + 1)]
+    # Synchronous PBT pauses whichever trial reaches a perturbation point first (that
+    # order is the machine's) and resumes it from its own checkpoint there: the donor only
+    # ever resumed from its own state.
+    assert all(r["restored"]["value"] == 10 * r["restored"]["step"] < r["value"] for r in donor_rows)
+    # The clone, behind at 2 and at 4, continued each time from the donor's state at that
+    # point, with the donor's lr halved; each iteration is in its history once.
+    clone_rows = rows(tree[f"{clone_dir}/result.json"])
+    assert [(r["training_iteration"], r["value"], r["lr"], r["restored"]) for r in clone_rows] == [
+        (1, 1, 1, {"value": 0, "step": 0}),
+        (2, 2, 1, {"value": 0, "step": 0}),
+        (3, 25, 5, {"value": 20, "step": 2}),
+        (4, 30, 5, {"value": 20, "step": 2}),
+        (5, 45, 5, {"value": 40, "step": 4}),
+    ]
+    assert clone.config["lr"] == 5 and clone.metrics["value"] == 45
+
+    # In storage: each trial's own checkpoints, and in the clone's directory a copy of
+    # the donor's checkpoints at 2 and 4, made by the S3 server (a copy request naming
+    # the donor's object), not uploaded from a node.
+    def checkpoint_states(trial_dir):
+        return {rel[len(trial_dir) + 1:].split("/")[0]: json.loads(data) for rel, data in tree.items()
+                if rel.startswith(f"{trial_dir}/checkpoint_")}
+
+    donor_checkpoints = checkpoint_states(donor_dir)
+    assert sorted(donor_checkpoints.values(), key=lambda s: s["step"]) == [
+        {"value": 10 * i, "step": i} for i in range(1, PBT_STEPS + 1)]
+    clone_checkpoints = checkpoint_states(clone_dir)
+    copied = {name: state for name, state in clone_checkpoints.items() if state in donor_checkpoints.values()}
+    assert sorted(copied.values(), key=lambda s: s["step"]) == [{"value": 20, "step": 2}, {"value": 40, "step": 4}]
+    assert sorted(v["value"] for n, v in clone_checkpoints.items() if n not in copied) == [1, 2, 25, 30, 45]
+    donor_name_of = {state["step"]: name for name, state in donor_checkpoints.items()}
+    for name, state in copied.items():
+        target = f"/{prefix}/exp/{clone_dir}/{name}/state.json"
+        writes = [r for r in faulty_s3.requests if r.path == target and r.method in ("PUT", "POST")]
+        assert [unquote(r.headers.get("x-amz-copy-source", "").split("?")[0]) for r in writes] == [
+            f"{prefix}/exp/{donor_dir}/{donor_name_of[state['step']]}/state.json"], writes
+    # The exploits are in PBT's log, in storage too.
+    exploits = [json.loads(line) for line in tree["pbt_global.txt"].decode().splitlines()]
+    assert [(e[0], e[1], e[2], e[3], e[5]["lr"]) for e in exploits] == [
+        (clone.metrics["trial_id"], donor.metrics["trial_id"], 2, 2, 5),
+        (clone.metrics["trial_id"], donor.metrics["trial_id"], 4, 4, 5)]
+    assert worker_scratch_files(storage.resolve(grid.experiment_path)) == []
+
+
+# ---- 5: Tuner.restore from the URI, in a new driver with nothing local --------------------------
+RUNNING_AT_INTERRUPT = 2  # trials started before the interruption (one per CPU of the session)
+
+
+def train_interrupted_once(config):
+    """``train``; in the first run (while ``<control>/driver_pid`` exists) each trial
+    stops after reporting step 3 and waits to be ended."""
+    start = restored_step()
+    for step in range(start + 1, ITERATIONS + 1):
+        metrics = {"score": config["x"] * step, "step": step, "restored_from": start}
+        if step % 2 == 0:
+            report_with_step_checkpoint(metrics, step)
+        else:
+            tune.report(metrics)
+        if step == 3 and os.path.exists(os.path.join(config["control"], "driver_pid")):
+            threading.Event().wait()  # nothing more from this run; the driver ends the worker
+
+
+class InterruptWhenTwoAtStepThree(tune.Callback):
+    """The first run's Ctrl-C: once the driver has the step-3 results of the two trials
+    that run at once (one per CPU of the session), so it ends with those two at step 3
+    (checkpoint at 2) and the third not started.  Inert in the restored run."""
+
+    def __init__(self, control):
+        self.control = control
+        self.at_step_three = set()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result["training_iteration"] == 3 and os.path.exists(os.path.join(self.control, "driver_pid")):
+            self.at_step_three.add(trial.trial_id)
+            if len(self.at_step_three) == RUNNING_AT_INTERRUPT:
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+def drive_first_run(address, uri, control):
+    """A driver: the sweep until a trial interrupts it, syncing at every snapshot."""
+    import ray
+
+    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    with open(os.path.join(control, "driver_pid"), "w") as f:
+        f.write(str(os.getpid()))
+    tune.Tuner(
+        train_interrupted_once,
+        param_space={"x": tune.grid_search(X_VALUES), "control": control},
+        tune_config=tune.TuneConfig(metric="score", mode="max"),
+        run_config=tune.RunConfig(name="exp", storage_path=uri, verbose=0,
+                                  callbacks=[InterruptWhenTwoAtStepThree(control)],
+                                  sync_config=tune.SyncConfig(sync_period=0),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+    ).fit()
+    os.remove(os.path.join(control, "driver_pid"))  # the restored run goes through
+
+
+def drive_restore(address, uri, control):
+    """A driver on a machine with nothing local: restores the experiment from ``uri``."""
+    import ray
+
+    assert not os.path.exists(os.environ["FASTTUNE_STORAGE_CACHE"])
+    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    print("CAN_RESTORE", tune.Tuner.can_restore(uri))
+    grid = tune.Tuner.restore(uri, trainable=train_interrupted_once).fit()
+    print("RESULTS", json.dumps(sorted([r.config["x"], r.metrics["training_iteration"], r.error is None,
+                                        r.checkpoint.path] for r in grid)))
+
+
+def run_driver(phase, ray_session, uri, control, env):
+    address = ray_session.get_runtime_context().gcs_address
+    env = dict(env, PYTHONPATH=os.pathsep.join([TESTS_DIR, os.path.dirname(__file__),
+                                                os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, __file__, phase, json.dumps([address, uri, control])], env=env,
+                          capture_output=True, text=True, timeout=240)
+
+
+def wait_until_other_jobs_have_no_live_actors(ray_session, timeout_s=60.0):
+    """Ray ends a finished driver's workers shortly after it exits; the restored run
+    needs their CPUs (a condition on Ray's state, polled)."""
+    import time
+
+    from ray._private import state as ray_state  # ray.util.state needs the dashboard, which is off
+
+    job = ray_session.get_runtime_context().get_job_id()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = [a for a in ray_state.actors().values() if a.get("State") != "DEAD" and a.get("JobID") != job]
+        if not alive:
+            return
+        assert time.monotonic() < deadline, f"the first driver's workers are still alive: {alive}"
+        time.sleep(0.05)
+
+
+def test_restore_from_the_uri_in_a_new_driver_with_nothing_local(ray_session, prefix, s3_endpoint, s3_filesystem,
+                                                                  tmp_path, capsys):
+    uri = s3_uri(prefix, s3_endpoint)
+    control = tmp_path / "control"
+    control.mkdir()
+    first = run_driver("first", ray_session, uri, str(control),
+                       dict(os.environ, FASTTUNE_STORAGE_CACHE=str(tmp_path / "first-machine")))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "interrupted (Ctrl-C); its state is saved" in first.stderr
+    wait_until_other_jobs_have_no_live_actors(ray_session)
+
+    experiment = storage.join_uri(uri, "exp")
+    assert tune.Tuner.can_restore(experiment)
+    capsys.readouterr()
+    assert main(["ls", experiment, "--format", "json", "--sort", "config/x"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    # Its state in storage: the two trials that ran stopped at step 3, the third never started.
+    assert [(row["config/x"], row["status"], row.get("training_iteration")) for row in before] == [
+        (1, "RUNNING", 3), (2, "RUNNING", 3), (3, "PENDING", None)]
+
+    # A new machine: its own HOME and storage cache, nothing of the first run on disk.
+    home = tmp_path / "fresh-home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), FASTTUNE_STORAGE_CACHE=str(tmp_path / "fresh-machine"))
+    if env.get("RAY_AUTH_MODE") == "token" and not (env.get("RAY_AUTH_TOKEN") or env.get("RAY_AUTH_TOKEN_PATH")):
+        # The cluster's token, as its user would bring it along.
+        env["RAY_AUTH_TOKEN_PATH"] = os.path.expanduser("~/.ray/auth_token")
+    restored = run_driver("restore", ray_session, experiment, str(control), env)
+    assert restored.returncode == 0, restored.stderr[-3000:]
+    assert "CAN_RESTORE True" in restored.stdout
+    results = json.loads(restored.stdout.split("RESULTS ", 1)[1])
+    tree = stored_tree(s3_filesystem, f"{prefix}/exp")
+    names = {json.loads(tree[rel])["x"]: rel.split("/")[0] for rel in tree if rel.endswith("/params.json")}
+    assert results == [[x, ITERATIONS, True, storage.join_uri(experiment, names[x], "checkpoint_000002")]
+                       for x in X_VALUES]
+    for x, name in names.items():
+        history = rows(tree[f"{name}/result.json"])
+        assert [r["training_iteration"] for r in history] == list(range(1, ITERATIONS + 1))
+        assert [r["score"] for r in history] == [x * step for step in range(1, ITERATIONS + 1)]
+        # The two that were interrupted went on from their checkpoint at step 2, in storage.
+        resumed_at = 2 if x in (1, 2) else 0
+        assert [r["restored_from"] for r in history] == [0, 0] + [resumed_at] * 4
+        assert {rel[len(name) + 1:] for rel in tree if rel.startswith(f"{name}/checkpoint_")} == {
+            "checkpoint_000001/step", "checkpoint_000002/step"}
+
+
+if __name__ == "__main__":  # a driver of the restore test, in a process of its own
+    {"first": drive_first_run, "restore": drive_restore}[sys.argv[1]](*json.loads(sys.argv[2]))
