@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import uuid
 from urllib.parse import unquote
@@ -25,7 +24,6 @@ from fasttune.error import TuneError
 from fasttune.schedulers import PopulationBasedTraining
 from fasttune_testing import report_with_json_checkpoint, report_with_step_checkpoint, restored_json, restored_step
 
-from faulty_s3 import FaultyS3Proxy
 
 pytestmark = pytest.mark.ray
 
@@ -39,9 +37,13 @@ TRIAL_FILES = {"params.json", "result.json", "progress.csv"}
 # ---- trainables -----------------------------------------------------------------------
 def train(config):
     """Reports ``score = x * step`` for steps 1..ITERATIONS, with a checkpoint holding the
-    step every other step; resumes after its checkpoint's step."""
+    step every other step; resumes after its checkpoint's step.  Writes a file into its
+    trial directory on the worker too (the node's scratch space: not synced, as
+    SyncConfig(sync_artifacts=False) is the default, and removed when the trial ends)."""
     start = restored_step()
     for step in range(start + 1, ITERATIONS + 1):
+        with open(os.path.join(tune.get_context().get_trial_dir(), "artifact.txt"), "a") as f:
+            f.write(f"{step}\n")
         metrics = {"score": config["x"] * step, "step": step, "restored_from": start}
         if step % 2 == 0:
             report_with_step_checkpoint(metrics, step)
@@ -149,11 +151,13 @@ def assert_sweep_in_storage(grid, filesystem, path, cache):
     tree = stored_tree(filesystem, path)
     top = {name for name in tree if "/" not in name}
     snapshots = {name for name in top if SNAPSHOT.match(name)}
-    assert top == {"tuner.msgpack"} | snapshots and len(snapshots) in (1, 2), sorted(top)
-    # The newest snapshot in storage is the driver's newest: the final state went up.
+    # One snapshot: the default sync period (300 s) is longer than the sweep, so only the
+    # last sync, at the end, sent one, and it is the driver's newest.
+    (snapshot,) = snapshots
+    assert top == {"tuner.msgpack", snapshot}, sorted(top)
     staging = os.path.dirname(grid[0].path)
-    assert max(snapshots) == max(n for n in os.listdir(staging) if SNAPSHOT.match(n))
-    assert tree[max(snapshots)] == open(os.path.join(staging, max(snapshots)), "rb").read()
+    assert snapshot == max(n for n in os.listdir(staging) if SNAPSHOT.match(n))
+    assert tree[snapshot] == open(os.path.join(staging, snapshot), "rb").read()
 
     assert len(grid) == len(X_VALUES) and grid.num_errors == 0
     trial_dirs = {os.path.basename(r.path): r for r in grid}
@@ -164,8 +168,9 @@ def assert_sweep_in_storage(grid, filesystem, path, cache):
         # Exactly the two newest checkpoints (steps 4 and 6); the first one was deleted.
         assert {f for f in files if f.startswith("checkpoint_")} == {
             "checkpoint_000001/step", "checkpoint_000002/step"}, sorted(files)
-        assert TRIAL_FILES <= files and all(f in TRIAL_FILES or f.startswith(("checkpoint_", "events.out.tfevents"))
-                                            for f in files), sorted(files)
+        # The trial's files (TensorBoard's too), no artifacts of the worker's.
+        (events,) = [f for f in files if f.startswith("events.out.tfevents")]
+        assert {f for f in files if not f.startswith("checkpoint_")} == TRIAL_FILES | {events}, sorted(files)
         assert tree[f"{name}/checkpoint_000001/step"] == b"4" and tree[f"{name}/checkpoint_000002/step"] == b"6"
         assert json.loads(tree[f"{name}/params.json"]) == {"x": x}
         history = rows(tree[f"{name}/result.json"])
@@ -201,8 +206,9 @@ def grid_child(grid, *parts):
     return storage.join_uri(path, *parts) if storage.is_uri(path) else "/".join([path, *parts])
 
 
-# ---- 1, 2: a sweep in storage, named three ways ------------------------------------------
-def test_a_sweep_to_an_s3_uri_lands_there_whole(ray_session, prefix, s3_endpoint, s3_filesystem, private_cache):
+# ---- 1, 2, 6: a sweep in storage, named four ways; fasttune ls of the URI ----------------
+def test_a_sweep_to_an_s3_uri_lands_there_whole(ray_session, prefix, s3_endpoint, s3_filesystem, private_cache,
+                                                capsys):
     grid = run_sweep(s3_uri(prefix, s3_endpoint))
     assert grid.experiment_path == s3_uri(f"{prefix}/exp", s3_endpoint)
     assert_sweep_in_storage(grid, s3_filesystem, f"{prefix}/exp", private_cache)
@@ -210,6 +216,13 @@ def test_a_sweep_to_an_s3_uri_lands_there_whole(ray_session, prefix, s3_endpoint
     again = tune.ResultGrid.from_path(grid.experiment_path)
     assert sorted((r.config["x"], r.metrics["score"], r.checkpoint.path) for r in again) == \
         sorted((r.config["x"], r.metrics["score"], r.checkpoint.path) for r in grid)
+    # 6: fasttune ls lists its trials.
+    capsys.readouterr()
+    assert main(["ls", grid.experiment_path, "--format", "json", "--sort", "config/x"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(row["config/x"], row["status"], row["training_iteration"], row["score"]) for row in listed] == [
+        (x, "TERMINATED", ITERATIONS, x * ITERATIONS) for x in X_VALUES]
+    assert sorted(row["trial_id"] for row in listed) == sorted(r.metrics["trial_id"] for r in grid)
 
 
 def test_a_sweep_on_an_explicit_s3_filesystem(ray_session, prefix, s3_filesystem, private_cache):
@@ -259,46 +272,30 @@ def test_a_class_trainable_checkpoints_into_storage(ray_session, prefix, s3_endp
     assert worker_scratch_files(storage.resolve(grid.experiment_path)) == []
 
 
-# ---- 6: fasttune ls of the URI ---------------------------------------------------------------
-def test_fasttune_ls_lists_the_trials_of_a_finished_sweep(ray_session, prefix, s3_endpoint, capsys):
-    grid = run_sweep(s3_uri(prefix, s3_endpoint))
-    capsys.readouterr()
-    assert main(["ls", grid.experiment_path, "--format", "json", "--sort", "config/x"]) == 0
-    listed = json.loads(capsys.readouterr().out)
-    assert [(row["config/x"], row["status"], row["training_iteration"], row["score"]) for row in listed] == [
-        (x, "TERMINATED", ITERATIONS, x * ITERATIONS) for x in X_VALUES]
-    assert sorted(row["trial_id"] for row in listed) == sorted(r.metrics["trial_id"] for r in grid)
-
-
 # ---- 9: checkpoint metadata in storage, and re-reading refreshes ------------------------------
-def test_metadata_set_on_a_checkpoint_in_storage(ray_session, prefix, s3_endpoint, s3_filesystem):
-    grid = run_sweep(s3_uri(prefix, s3_endpoint), space={"x": 1})
-    checkpoint = grid[0].checkpoint
+def test_readers_see_what_changes_in_storage(ray_session, prefix, s3_endpoint, s3_filesystem):
+    """Checkpoint.set_metadata on a checkpoint in storage, and a result rewritten there:
+    the next read sees each (this process's cached copies are refreshed)."""
+    grid = run_sweep(s3_uri(prefix, s3_endpoint), space={"x": tune.grid_search([1, 2])})
+    by_x = {r.config["x"]: r for r in grid}
+    checkpoint = by_x[1].checkpoint
     assert checkpoint.get_metadata() == {}  # downloads it into this process's cache
     checkpoint.set_metadata({"note": "best so far", "step": 6})
     assert checkpoint.get_metadata() == {"note": "best so far", "step": 6}  # not the stale copy
-    name = os.path.basename(grid[0].path)
+    name = os.path.basename(by_x[1].path)
     stored = stored_tree(s3_filesystem, f"{prefix}/exp/{name}/checkpoint_000002")
-    assert json.loads(stored[".metadata.json"]) == {"note": "best so far", "step": 6}
-    # Another reader of the experiment sees it too.
-    reread = tune.ResultGrid.from_path(grid.experiment_path)
-    assert reread[0].checkpoint.get_metadata() == {"note": "best so far", "step": 6}
+    assert stored == {"step": b"6", ".metadata.json": json.dumps({"note": "best so far", "step": 6}).encode()}
     checkpoint.update_metadata({"step": 7})
     assert tune.Checkpoint(checkpoint.path).get_metadata() == {"note": "best so far", "step": 7}
 
-
-def test_reading_an_experiment_again_sees_what_changed_in_storage(ray_session, prefix, s3_endpoint,
-                                                                   s3_filesystem):
-    grid = run_sweep(s3_uri(prefix, s3_endpoint), space={"x": tune.grid_search([1, 2])})
     first = tune.ResultGrid.from_path(grid.experiment_path)
     assert sorted(r.metrics["score"] for r in first) == [6, 12]
-    # Storage changes under the reader: a trial's last result is rewritten, one trial's
-    # directory goes away.
-    by_x = {r.config["x"]: os.path.basename(r.path) for r in grid}
-    result_json = f"{prefix}/exp/{by_x[1]}/result.json"
-    history = rows(stored_tree(s3_filesystem, f"{prefix}/exp/{by_x[1]}")["result.json"])
+    assert next(r for r in first if r.config["x"] == 1).checkpoint.get_metadata() == {"note": "best so far",
+                                                                                       "step": 7}
+    # Storage changes under the reader: a trial's last result is rewritten.
+    history = rows(stored_tree(s3_filesystem, f"{prefix}/exp/{name}")["result.json"])
     history[-1]["score"] = 600
-    with s3_filesystem.open_output_stream(result_json) as f:
+    with s3_filesystem.open_output_stream(f"{prefix}/exp/{name}/result.json") as f:
         f.write("".join(json.dumps(r) + "\n" for r in history).encode())
     second = tune.ResultGrid.from_path(grid.experiment_path)
     assert sorted(r.metrics["score"] for r in second) == [12, 600]
