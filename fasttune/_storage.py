@@ -328,30 +328,55 @@ def unwritable(location: Location, exc: BaseException) -> TuneError:
         f"may write to it, and the endpoint (endpoint_override, scheme) and region.")
 
 
+def _make_parents(location: Location) -> None:
+    """Make the directory ``location`` and those above it: needed on a filesystem with real
+    directories (a local or mounted one, fsspec's, HDFS), which refuses to write a file
+    whose directory is missing; object stores (S3, GCS) never get here, so they are spared
+    the requests (and the directory markers) this costs."""
+    location.filesystem.create_dir(location.path, recursive=True)
+
+
 def upload_directory(source: str, location: Location) -> None:
     """Upload the local directory ``source`` to ``location``, replacing what was there
     (a restart may write a checkpoint again under the same name)."""
     fs = _pyarrow_fs(f"Writing {location.uri}")
     try:
         location.filesystem.delete_dir_contents(location.path, missing_dir_ok=True)
-        # pyarrow's own parallel copy; empty directories are kept as directory markers.
-        fs.copy_files(source, location.path, source_filesystem=fs.LocalFileSystem(),
-                      destination_filesystem=location.filesystem)
+
+        def copy() -> None:  # pyarrow's own parallel copy; empty directories are kept as directory markers
+            fs.copy_files(source, location.path, source_filesystem=fs.LocalFileSystem(),
+                          destination_filesystem=location.filesystem)
+
+        try:
+            copy()
+        except FileNotFoundError:
+            _make_parents(location)
+            copy()
         if not os.listdir(source):
             location.filesystem.create_dir(location.path)  # an empty checkpoint still exists
     except OSError as exc:
         raise unwritable(location, exc) from None
 
 
-def upload_file(source: str, location: Location) -> None:
-    """Upload the local file ``source`` to ``location`` (one new object, replacing any)."""
+def _output_stream(location: Location) -> Any:
+    """A new file at ``location``, its parent directories made first where the filesystem
+    has real ones and they are missing; on object stores (S3, GCS) the first try succeeds,
+    with no extra request."""
     try:
-        with open(source, "rb") as src, location.filesystem.open_output_stream(location.path) as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-    except OSError as exc:
-        if isinstance(exc, FileNotFoundError) and not os.path.exists(source):
-            raise
-        raise unwritable(location, exc) from None
+        return location.filesystem.open_output_stream(location.path)
+    except FileNotFoundError:
+        location.filesystem.create_dir(posixpath.dirname(location.path), recursive=True)
+        return location.filesystem.open_output_stream(location.path)
+
+
+def upload_file(source: str, location: Location) -> None:
+    """Upload the local file ``source`` to ``location`` (one new object, replacing any).
+
+    Raises:
+        OSError: as pyarrow raised it (the caller names what it was writing).
+    """
+    with open(source, "rb") as src, _output_stream(location) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def copy_directory(source: Location, target: Location) -> None:
@@ -366,7 +391,10 @@ def copy_directory(source: Location, target: Location) -> None:
         raise FileNotFoundError(f"{source.uri} does not exist in storage.")
     try:
         target.filesystem.delete_dir_contents(target.path, missing_dir_ok=True)
-        target.filesystem.create_dir(target.path)
+        try:
+            target.filesystem.create_dir(target.path)
+        except FileNotFoundError:
+            _make_parents(target)
         for info in _walk(source):
             relative = posixpath.relpath(info.path, source.path)
             destination = posixpath.join(target.path, relative)

@@ -247,17 +247,28 @@ class Checkpoint:
             >>> Checkpoint(tempfile.mkdtemp()).get_metadata()
             {}
         """
-        meta_path = os.path.join(self._local_directory(), METADATA_FILE)
-        if not os.path.exists(meta_path):
-            return {}
-        with open(meta_path, "r", encoding="utf-8") as f:
+        if self._storage is not None:
+            # Read from storage itself: another process may have set it since this node's copy.
+            location = self._storage.join(METADATA_FILE)
+            meta_path = location.uri
             try:
-                data = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"Checkpoint metadata file {meta_path!r} is not valid JSON ({exc}); "
-                    f"fix or delete it, then call set_metadata() again."
-                ) from None
+                with location.filesystem.open_input_stream(location.path) as f:
+                    text = f.read().decode("utf-8")
+            except FileNotFoundError:
+                return {}
+        else:
+            meta_path = os.path.join(self._local_directory(), METADATA_FILE)
+            if not os.path.exists(meta_path):
+                return {}
+            with open(meta_path, "r", encoding="utf-8") as f:
+                text = f.read()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"Checkpoint metadata file {meta_path!r} is not valid JSON ({exc}); "
+                f"fix or delete it, then call set_metadata() again."
+            ) from None
         if not isinstance(data, dict):
             raise ValueError(
                 f"Checkpoint metadata file {meta_path!r} holds a "

@@ -94,10 +94,10 @@ class StorageSync:
             TuneError: storage cannot be written, naming the URI and what to check.
         """
         try:
+            self.sync()
             # Snapshots an earlier run (this experiment, restored) left go as this run's are added.
             stored = [name for name in storage.list_names(self.storage.location) if _state.is_snapshot_name(name)]
             self._snapshots_sent = sorted(stored, key=_state.snapshot_seq)
-            self.sync()
         except TuneError:
             raise
         except OSError as exc:

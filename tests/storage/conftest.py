@@ -8,6 +8,15 @@ import time
 
 import pytest
 
+# The credentials of the S3 server, set when pytest imports this file: before any test
+# starts Ray, whose worker processes inherit the environment of the process that called
+# ray.init() and read these when a sweep's storage is an s3:// URI (pyarrow's URIs carry
+# no keys, and the session's Ray may start before the s3_endpoint fixture does).
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                  "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                  "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+os.environ.update(S3_CREDENTIALS)
+
 
 def _free_port():
     with socket.socket() as s:
@@ -30,9 +39,7 @@ def s3_endpoint(tmp_path_factory):
     # The server logs every request: to a file, as a pipe nobody reads would fill and stall it.
     log = open(tmp_path_factory.mktemp("moto") / "server.log", "w+b")
     with pytest.MonkeyPatch.context() as env:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                            "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        for name, value in S3_CREDENTIALS.items():
             env.setenv(name, value)
         server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                   stdout=log, stderr=log, start_new_session=True)
@@ -72,3 +79,37 @@ def s3_bucket(s3_filesystem):
     """The name of a bucket on the moto server."""
     s3_filesystem.create_dir("fasttune-results")
     return "fasttune-results"
+
+
+@pytest.fixture
+def require_s3_keys(s3_endpoint):
+    """A context manager: while it is open, the S3 server checks access keys, and knows
+    none (so ``testing`` is refused, as wrong credentials are)."""
+    import contextlib
+    import urllib.request
+
+    def reset_auth(count):
+        # text/plain: a form content type would make the server parse the body away.
+        request = urllib.request.Request(f"http://{s3_endpoint}/moto-api/reset-auth", data=count, method="POST",
+                                         headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(request, timeout=10).read()
+
+    @contextlib.contextmanager
+    def checking_keys():
+        reset_auth(b"0")
+        try:
+            yield
+        finally:
+            reset_auth(b"inf")
+
+    return checking_keys
+
+
+@pytest.fixture
+def faulty_s3(s3_endpoint):
+    """A :class:`faulty_s3.FaultyS3Proxy` in front of the S3 server."""
+    from faulty_s3 import FaultyS3Proxy
+
+    proxy = FaultyS3Proxy(s3_endpoint)
+    yield proxy
+    proxy.close()

@@ -197,7 +197,7 @@ def test_storage_that_cannot_be_written_is_one_clear_error(kept):
     staged, handler, stored = kept
     _write(os.path.join(staged.staging, "tuner.msgpack"), "settings")
     handler.fail.add("tuner.msgpack")
-    with pytest.raises(TuneError, match=r"Cannot write to exp/tuner.msgpack: injected failure.*Check that the bucket exists"):
+    with pytest.raises(TuneError, match=r"Cannot write to exp: injected failure.*Check that the bucket exists"):
         StorageSync(staged).check_writable()
 
 
