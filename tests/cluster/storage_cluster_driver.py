@@ -1,0 +1,182 @@
+"""Driver for test_storage_on_cluster.py: sweeps whose experiment lives in S3 (moto's
+server), run on a real cluster of a head and two worker nodes with two CPUs each.
+
+A process of its own (it joins a cluster, not the test run's local Ray):
+
+    storage_cluster_driver.py MODE SHARED NODES_ROOT URI
+
+``SHARED`` is a directory every node sees (the trainables' hold markers, and the files
+this driver leaves for the test); ``NODES_ROOT`` the cluster's short root; ``URI`` the
+storage path.  ``FASTTUNE_STORAGE_CACHE`` (this node's staging and cache root) comes in
+the environment: every worker node gets a private tmpfs over it, so no node sees the
+driver's staging copy or another node's files.  Modes:
+
+* ``sweep``: four trials to the end; prints what each worker node still holds below
+  its cache root afterwards.
+* ``node-death``: four trials; once all four hold after iteration ``HOLD_AT``, the node
+  of trial x=0 is SIGKILLed (the trials there restart on the other node).
+* ``interrupt``: four trials hold after iteration ``HOLD_AT`` until the file
+  ``SHARED/resume`` exists; once storage holds a snapshot that counts each trial's
+  checkpoint of iteration ``HOLD_AT - 1``, the driver writes ``SHARED/stored`` and
+  waits there for the test to SIGKILL it.
+* ``restore``: ``Tuner.restore(URI/interrupted)`` on a fresh cluster.
+
+Each mode but ``interrupt`` prints one JSON line at the end.
+"""
+import json
+import os
+import sys
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import ray  # noqa: E402
+
+import fasttune as tune  # noqa: E402
+from cluster_testing import LocalCluster, listing_on_node  # noqa: E402
+
+ITERATIONS = 12
+CHECKPOINT_EVERY = 3  # a checkpoint after iterations 2, 5, 8, 11
+HOLD_AT = 6  # node-death / interrupt: the iteration after which every trial holds
+TRIALS = 4
+
+
+def train(config):
+    """Reports iterations ``0..ITERATIONS-1`` from where its checkpoint left off; every
+    row says which node made it and which checkpoint iteration this run resumed from.
+    Checkpoints are made in the trial directory this node gives the trial (its scratch
+    space below the cache root), and left there: removing them is fasttune's job."""
+    node = ray.get_runtime_context().get_node_id()
+    trial_dir = tune.get_context().get_trial_dir()
+    start, restored_from = 0, None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            with open(os.path.join(directory, "state.json")) as f:
+                restored_from = json.load(f)["i"]
+        start = restored_from + 1
+    hold = config.get("hold")
+    for i in range(start, ITERATIONS):
+        metrics = {"i": i, "node": node, "trial_dir": trial_dir, "restored_from": restored_from}
+        if (i + 1) % CHECKPOINT_EVERY == 0:
+            made = os.path.join(trial_dir, f"made_{i}")
+            os.makedirs(made, exist_ok=True)
+            with open(os.path.join(made, "state.json"), "w") as f:
+                json.dump({"i": i, "x": config["x"]}, f)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(made))
+        else:
+            tune.report(metrics)
+        if hold and i == HOLD_AT:
+            while not os.path.exists(hold):  # the driver (or the test) lets it go on
+                time.sleep(0.05)
+
+
+class KillNodeWhenAllHold(tune.Callback):
+    """Once every trial reported iteration HOLD_AT (and holds), SIGKILLs the node of trial
+    x=0, then lets the trials go on; counts each trial's recoveries."""
+
+    def __init__(self, cluster, release):
+        self.cluster, self.release = cluster, release
+        self.holding, self.killed, self.recoveries = {}, None, {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.killed is None and result["i"] == HOLD_AT:
+            self.holding[trial.config["x"]] = result["node"]
+            if len(self.holding) == TRIALS:
+                self.killed = self.holding[0]
+                self.cluster.kill_node(self.cluster.name_of(self.killed))
+                # After the kill: no trial of the dead node may get past its checkpoint
+                # of iteration HOLD_AT - 1 before it dies.
+                open(self.release, "w").close()
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        x = trial.config["x"]
+        self.recoveries[x] = self.recoveries.get(x, 0) + 1
+
+
+class SignalWhenStored(tune.Callback):
+    """Once every trial reported iteration HOLD_AT, waits (on a thread of its own) until
+    the experiment as storage has it counts each trial's checkpoint of iteration
+    HOLD_AT - 1, then writes the file ``stored``.  Does nothing in a restored run (the
+    file ``resume`` exists then)."""
+
+    def __init__(self, experiment_uri, stored, resume):
+        self.experiment_uri, self.stored, self.resume = experiment_uri, stored, resume
+        self.holding = set()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if os.path.exists(self.resume) or result["i"] != HOLD_AT:
+            return
+        self.holding.add(trial.trial_id)
+        if len(self.holding) == TRIALS:
+            threading.Thread(target=self._signal_once_stored, daemon=True).start()
+
+    def _signal_once_stored(self):
+        wanted = f"checkpoint_{(HOLD_AT + 1) // CHECKPOINT_EVERY - 1:06d}"
+        while True:
+            grid = tune.ResultGrid.from_path(self.experiment_uri)
+            names = [r.checkpoint.path.split("?")[0].rstrip("/").rsplit("/", 1)[-1] if r.checkpoint else None
+                     for r in grid]
+            if names == [wanted] * TRIALS:
+                open(self.stored, "w").close()
+                return
+            time.sleep(0.1)  # polling storage for the driver's next upload
+
+
+def below(uri, name):
+    """The URI of ``name`` inside the directory ``uri`` (its query options kept)."""
+    split = urlsplit(uri)
+    return urlunsplit(split._replace(path=split.path.rstrip("/") + "/" + name))
+
+
+def start_cluster(nodes_root, cache):
+    os.makedirs(cache, exist_ok=True)  # the mount point of each worker node's private tmpfs
+    cluster = LocalCluster(nodes_root).__enter__()
+    nodes = [cluster.add_node(f"worker{n}", num_cpus=2, private=[cache]) for n in range(2)]
+    return cluster, nodes
+
+
+def main(mode, shared, nodes_root, uri):
+    cache = os.environ["FASTTUNE_STORAGE_CACHE"]
+    cluster, nodes = start_cluster(nodes_root, cache)
+    try:
+        out = {"nodes": nodes}
+        space = {"x": tune.grid_search(list(range(TRIALS)))}
+        if mode == "sweep":
+            grid = tune.Tuner(train, param_space=space, run_config=tune.RunConfig(
+                name="sweep", storage_path=uri, verbose=0,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2))).fit()
+            out["leftovers"] = {node: listing_on_node(node, cache) for node in nodes}
+        elif mode == "node-death":
+            killer = KillNodeWhenAllHold(cluster, os.path.join(shared, "release"))
+            space["hold"] = killer.release
+            grid = tune.Tuner(train, param_space=space, run_config=tune.RunConfig(
+                name="node_death", storage_path=uri, verbose=0, callbacks=[killer],
+                failure_config=tune.FailureConfig(max_failures=2))).fit()
+            out.update(killed=killer.killed, recoveries=killer.recoveries)
+        elif mode == "interrupt":
+            resume = os.path.join(shared, "resume")
+            with open(os.path.join(shared, "first_nodes.json"), "w") as f:
+                json.dump(nodes, f)
+            space["hold"] = resume
+            signal = SignalWhenStored(below(uri, "interrupted"), os.path.join(shared, "stored"), resume)
+            tune.Tuner(train, param_space=space, run_config=tune.RunConfig(
+                name="interrupted", storage_path=uri, verbose=0, callbacks=[signal],
+                sync_config=tune.SyncConfig(sync_period=0))).fit()
+            raise AssertionError("the interrupted sweep was to be killed before it ended")
+        elif mode == "restore":
+            assert tune.Tuner.can_restore(uri)
+            grid = tune.Tuner.restore(uri, trainable=train).fit()
+        else:
+            raise ValueError(mode)
+        out.update(errors=grid.num_errors, experiment_path=grid.experiment_path,
+                   checkpoints={str(r.config["x"]): r.checkpoint.path if r.checkpoint else None for r in grid})
+        print(json.dumps(out))
+    finally:
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])

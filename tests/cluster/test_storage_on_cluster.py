@@ -1,0 +1,130 @@
+"""Sweeps whose experiment lives in S3 (moto's server) on a real three-node Ray cluster on
+this machine (tests/cluster/cluster_testing.py): a head without CPUs and two worker
+nodes with two CPUs each, each worker node with a private tmpfs over the driver's cache
+root (``FASTTUNE_STORAGE_CACHE``: its staging copy, caches and scratch space), so nothing
+works through a local path the nodes would share on one machine but not on a real
+cluster (issue 15).  Each test runs its driver in a process of its own
+(storage_cluster_driver.py) and reads what storage holds afterwards itself."""
+import json
+import os
+import posixpath
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import s3_server
+from cluster_testing import kill_leftovers, short_tempdir
+from storage_cluster_driver import CHECKPOINT_EVERY, HOLD_AT, ITERATIONS, TRIALS
+
+pyarrow_fs = pytest.importorskip("pyarrow.fs", reason="the storage tests need pyarrow (the test extra)")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DRIVER_TIMEOUT_S = 240
+
+
+def driver_command(mode, shared, nodes_root, uri):
+    return [sys.executable, os.path.join(HERE, "storage_cluster_driver.py"), mode, str(shared), nodes_root, uri]
+
+
+def driver_env(cache, **extra):
+    # The AWS credentials come from the cluster_s3 fixture, through os.environ.
+    return dict(os.environ, RAY_AUTH_MODE="disabled", FASTTUNE_STORAGE_CACHE=cache, **extra)
+
+
+def run_driver(mode, shared, nodes_root, uri, env):
+    """Run the driver to its end; returns the JSON line it printed last."""
+    try:
+        driver = subprocess.run(driver_command(mode, shared, nodes_root, uri), capture_output=True, text=True,
+                                timeout=DRIVER_TIMEOUT_S, env=env)
+    except subprocess.TimeoutExpired as exc:  # say where it stood
+        raise AssertionError(f"the driver ran over {DRIVER_TIMEOUT_S} s:\n{(exc.stdout or b'')[-2000:]!r}\n"
+                             f"{(exc.stderr or b'')[-4000:]!r}") from None
+    finally:
+        kill_leftovers(nodes_root)  # nodes a failed driver left running
+    assert driver.returncode == 0, driver.stdout[-3000:] + driver.stderr[-5000:]
+    return json.loads(driver.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def nodes_root():
+    root = short_tempdir()
+    yield root
+    kill_leftovers(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def bucket(cluster_s3, request):
+    """A bucket of this test's own."""
+    name = request.node.name.replace("_", "-")[5:60].strip("-")
+    s3_server.filesystem(cluster_s3).create_dir(name)
+    return name
+
+
+def read_text(fs, path):
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def names_in(fs, path):
+    return {posixpath.basename(info.path) for info in fs.get_file_info(pyarrow_fs.FileSelector(path))}
+
+
+def stored_trials(fs, experiment):
+    """What storage holds of each trial of the experiment at ``experiment`` (a path on
+    ``fs``), keyed by the trial's config x: the names in its directory, its result rows,
+    and the state in each of its checkpoints."""
+    trials = {}
+    for info in fs.get_file_info(pyarrow_fs.FileSelector(experiment)):
+        if info.type != pyarrow_fs.FileType.Directory:
+            continue
+        rows = [json.loads(line) for line in read_text(fs, f"{info.path}/result.json").splitlines()]
+        names = names_in(fs, info.path)
+        checkpoints = {name: json.loads(read_text(fs, f"{info.path}/{name}/state.json"))
+                       for name in names if name.startswith("checkpoint_")}
+        trials[rows[0]["config"]["x"]] = {"names": names, "rows": rows, "checkpoints": checkpoints}
+    return trials
+
+
+def test_a_sweep_on_two_nodes_lands_in_s3_and_leaves_nothing_on_the_nodes(cluster_s3, bucket, nodes_root, tmp_path):
+    fs = s3_server.filesystem(cluster_s3)
+    cache = os.path.join(nodes_root, "cache")
+    report = run_driver("sweep", tmp_path, nodes_root, s3_server.uri(cluster_s3, f"{bucket}/runs"), driver_env(cache))
+
+    assert report["errors"] == 0
+    assert report["experiment_path"] == s3_server.uri(cluster_s3, f"{bucket}/runs/sweep")
+    trials = stored_trials(fs, f"{bucket}/runs/sweep")
+    assert sorted(trials) == list(range(TRIALS))
+    kept = {f"checkpoint_{n:06d}": n * CHECKPOINT_EVERY + CHECKPOINT_EVERY - 1
+            for n in range(ITERATIONS // CHECKPOINT_EVERY - 2, ITERATIONS // CHECKPOINT_EVERY)}
+    for x, trial in trials.items():
+        assert [row["i"] for row in trial["rows"]] == list(range(ITERATIONS)), f"trial x={x}"
+        assert {row["restored_from"] for row in trial["rows"]} == {None}
+        # num_to_keep=2: the last two of the four checkpoints, each with what was saved.
+        assert trial["checkpoints"] == {name: {"i": i, "x": x} for name, i in kept.items()}, f"trial x={x}"
+        events = {name for name in trial["names"] if name.startswith("events.out.tfevents.")}
+        assert len(events) == 1  # TensorBoard's file: its name holds the time and the host
+        assert trial["names"] - events == {"params.json", "result.json", "progress.csv", *kept}
+        # The trial's scratch directory lay below the node's cache root (its private tmpfs).
+        assert all(row["trial_dir"].startswith(cache + os.sep) for row in trial["rows"])
+        # Result.checkpoint points into storage.
+        assert report["checkpoints"][str(x)].startswith(f"s3://{bucket}/runs/sweep/")
+    # Four trials at once on 2 + 2 CPUs: both worker nodes ran trials.
+    assert {row["node"] for trial in trials.values() for row in trial["rows"]} == set(report["nodes"])
+    for node, listing in report["leftovers"].items():
+        assert_nothing_left(node, listing)
+
+
+def assert_nothing_left(node, listing):
+    """Nothing is left below the node's cache root: no checkpoint, no scratch file, no
+    trial directory.  Only the experiment's scratch directory itself may stay, empty: the
+    trials of the experiment share it, and a worker ending one trial cannot tell whether
+    another one on its node is about to make its directory there."""
+    assert listing["node"] == node and listing["exists"]
+    assert listing["files"] == [], f"node {node} kept {listing['files']}"
+    assert [d for d in listing["dirs"] if d != "scratch" and posixpath.dirname(d) != "scratch"] == [], \
+        f"node {node} kept {listing['dirs']}"
