@@ -155,7 +155,9 @@ def main(mode, shared, nodes_root, uri):
             grid = tune.Tuner(train, param_space=space, run_config=tune.RunConfig(
                 name="node_death", storage_path=uri, verbose=0, callbacks=[killer],
                 failure_config=tune.FailureConfig(max_failures=2))).fit()
-            out.update(killed=killer.killed, recoveries=killer.recoveries)
+            survivor = next(node for node in nodes if node != killer.killed)
+            out.update(killed=killer.killed, recoveries=killer.recoveries,
+                       leftovers={survivor: listing_on_node(survivor, cache)})
         elif mode == "interrupt":
             resume = os.path.join(shared, "resume")
             with open(os.path.join(shared, "first_nodes.json"), "w") as f:

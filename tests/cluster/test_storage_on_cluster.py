@@ -121,10 +121,63 @@ def test_a_sweep_on_two_nodes_lands_in_s3_and_leaves_nothing_on_the_nodes(cluste
 
 def assert_nothing_left(node, listing):
     """Nothing is left below the node's cache root: no checkpoint, no scratch file, no
-    trial directory.  Only the experiment's scratch directory itself may stay, empty: the
-    trials of the experiment share it, and a worker ending one trial cannot tell whether
-    another one on its node is about to make its directory there."""
+    trial directory.  Only empty directories that many trials share may stay: the cache's
+    own ones (``checkpoints``, ``scratch``) and the experiment's scratch directory; a
+    worker ending one trial cannot tell whether another one on its node is about to use
+    them."""
     assert listing["node"] == node and listing["exists"]
     assert listing["files"] == [], f"node {node} kept {listing['files']}"
-    assert [d for d in listing["dirs"] if d != "scratch" and posixpath.dirname(d) != "scratch"] == [], \
-        f"node {node} kept {listing['dirs']}"
+    shared = [d for d in listing["dirs"] if "/" not in d or posixpath.dirname(d) == "scratch"]
+    assert listing["dirs"] == shared, f"node {node} kept {listing['dirs']}"
+    assert set(d for d in shared if "/" not in d) <= {"checkpoints", "scratch"}
+
+
+def test_a_killed_nodes_trials_resume_from_their_checkpoints_in_s3_on_the_other_node(cluster_s3, bucket, nodes_root,
+                                                                                      tmp_path):
+    fs = s3_server.filesystem(cluster_s3)
+    cache = os.path.join(nodes_root, "cache")
+    report = run_driver("node-death", tmp_path, nodes_root, s3_server.uri(cluster_s3, f"{bucket}/runs"),
+                        driver_env(cache))
+
+    assert report["errors"] == 0
+    killed = report["killed"]
+    assert killed in report["nodes"]
+    survivor = next(node for node in report["nodes"] if node != killed)
+    trials = stored_trials(fs, f"{bucket}/runs/node_death")
+    assert sorted(trials) == list(range(TRIALS))
+    # Every trial held after iteration HOLD_AT when the node died: the last checkpoint
+    # of each (made on its node and uploaded from there) is the one of iteration
+    # HOLD_AT - 1.
+    last_checkpoint = (HOLD_AT + 1) // CHECKPOINT_EVERY * CHECKPOINT_EVERY - 1
+    every_checkpoint = {f"checkpoint_{n:06d}": n * CHECKPOINT_EVERY + CHECKPOINT_EVERY - 1
+                        for n in range(ITERATIONS // CHECKPOINT_EVERY)}
+    on_killed = {x for x, trial in trials.items() if trial["rows"][0]["node"] == killed}
+    assert len(on_killed) == 2 and 0 in on_killed  # four trials at once on 2 + 2 CPUs
+    for x, trial in trials.items():
+        rows = trial["rows"]
+        assert [row["i"] for row in rows] == list(range(ITERATIONS)), f"trial x={x}"
+        assert trial["checkpoints"] == {name: {"i": i, "x": x} for name, i in every_checkpoint.items()}
+        if x in on_killed:
+            # The rows after its last checkpoint were rewound; it went on from that
+            # checkpoint, downloaded from storage on the node that remained.
+            first_run = [(row["node"], row["restored_from"]) for row in rows[:last_checkpoint + 1]]
+            restarted = [(row["node"], row["restored_from"]) for row in rows[last_checkpoint + 1:]]
+            assert first_run == [(killed, None)] * (last_checkpoint + 1), f"trial x={x}"
+            assert restarted == [(survivor, last_checkpoint)] * (ITERATIONS - last_checkpoint - 1), f"trial x={x}"
+            assert report["recoveries"][str(x)] == 1
+            assert "error.txt" in trial["names"]
+            assert "died" in read_text(fs, f"{bucket}/runs/node_death/{trial_dirname(fs, bucket, x)}/error.txt")
+        else:
+            assert [(row["node"], row["restored_from"]) for row in rows] == [(survivor, None)] * ITERATIONS
+            assert str(x) not in report["recoveries"] and "error.txt" not in trial["names"]
+    # The checkpoints the restarted trials downloaded are gone from the surviving node too.
+    assert list(report["leftovers"]) == [survivor]
+    assert_nothing_left(survivor, report["leftovers"][survivor])
+
+
+def trial_dirname(fs, bucket, x):
+    for info in fs.get_file_info(pyarrow_fs.FileSelector(f"{bucket}/runs/node_death")):
+        if info.type == pyarrow_fs.FileType.Directory and \
+                json.loads(read_text(fs, f"{info.path}/params.json"))["x"] == x:
+            return posixpath.basename(info.path)
+    raise AssertionError(f"no trial with x={x}")
