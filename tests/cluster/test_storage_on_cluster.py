@@ -18,6 +18,7 @@ import pytest
 
 import s3_server
 from cluster_testing import kill_leftovers, short_tempdir
+import pbt_cluster_driver as pbt
 from storage_cluster_driver import CHECKPOINT_EVERY, HOLD_AT, ITERATIONS, TRIALS
 
 pyarrow_fs = pytest.importorskip("pyarrow.fs", reason="the storage tests need pyarrow (the test extra)")
@@ -36,10 +37,14 @@ def driver_env(cache, **extra):
 
 
 def run_driver(mode, shared, nodes_root, uri, env):
-    """Run the driver to its end; returns the JSON line it printed last."""
+    """Run storage_cluster_driver.py to its end; returns the JSON line it printed last."""
+    return run_driver_command(driver_command(mode, shared, nodes_root, uri), nodes_root, env)
+
+
+def run_driver_command(command, nodes_root, env):
+    """Run a driver to its end; returns the JSON line it printed last."""
     try:
-        driver = subprocess.run(driver_command(mode, shared, nodes_root, uri), capture_output=True, text=True,
-                                timeout=DRIVER_TIMEOUT_S, env=env)
+        driver = subprocess.run(command, capture_output=True, text=True, timeout=DRIVER_TIMEOUT_S, env=env)
     except subprocess.TimeoutExpired as exc:  # say where it stood
         raise AssertionError(f"the driver ran over {DRIVER_TIMEOUT_S} s:\n{(exc.stdout or b'')[-2000:]!r}\n"
                              f"{(exc.stderr or b'')[-4000:]!r}") from None
@@ -74,10 +79,10 @@ def names_in(fs, path):
     return {posixpath.basename(info.path) for info in fs.get_file_info(pyarrow_fs.FileSelector(path))}
 
 
-def stored_trials(fs, experiment):
+def stored_trials(fs, experiment, key=lambda rows: rows[0]["config"]["x"]):
     """What storage holds of each trial of the experiment at ``experiment`` (a path on
-    ``fs``), keyed by the trial's config x: the names in its directory, its result rows,
-    and the state in each of its checkpoints."""
+    ``fs``), keyed by ``key(rows)`` (the trial's config x): the names in its directory,
+    its result rows, and the state in each of its checkpoints."""
     trials = {}
     for info in fs.get_file_info(pyarrow_fs.FileSelector(experiment)):
         if info.type != pyarrow_fs.FileType.Directory:
@@ -86,7 +91,7 @@ def stored_trials(fs, experiment):
         names = names_in(fs, info.path)
         checkpoints = {name: json.loads(read_text(fs, f"{info.path}/{name}/state.json"))
                        for name in names if name.startswith("checkpoint_")}
-        trials[rows[0]["config"]["x"]] = {"names": names, "rows": rows, "checkpoints": checkpoints}
+        trials[key(rows)] = {"names": names, "rows": rows, "checkpoints": checkpoints}
     return trials
 
 
@@ -181,3 +186,47 @@ def trial_dirname(fs, bucket, x):
                 json.loads(read_text(fs, f"{info.path}/params.json"))["x"] == x:
             return posixpath.basename(info.path)
     raise AssertionError(f"no trial with x={x}")
+
+
+def test_pbt_exploits_clone_checkpoints_in_s3_between_trials_on_different_nodes(cluster_s3, bucket, nodes_root,
+                                                                                 tmp_path):
+    fs = s3_server.filesystem(cluster_s3)
+    cache = os.path.join(nodes_root, "cache")
+    command = [sys.executable, os.path.join(HERE, "pbt_cluster_driver.py"), str(tmp_path), nodes_root,
+               s3_server.uri(cluster_s3, f"{bucket}/runs")]
+    report = run_driver_command(command, nodes_root, driver_env(cache))
+
+    assert report["errors"] == 0
+    fast, slow = report["nodes"]
+    trials = stored_trials(fs, f"{bucket}/runs/pbt", key=lambda rows: rows[0]["trial_id"])
+    assert len(trials) == len(pbt.RATES)
+    first_rate = {trial_id: trial["rows"][0]["config"]["rate"] for trial_id, trial in trials.items()}
+    first_node = {trial_id: trial["rows"][0]["node"] for trial_id, trial in trials.items()}
+    assert sorted(first_rate.values()) == pbt.RATES
+    assert sorted(first_node.values()) == sorted([fast, fast, slow, slow])
+    saved = [row["saved"] for trial in trials.values() for row in trial["rows"] if "saved" in row]
+    exploits = []
+    for trial_id, trial in trials.items():
+        rows = trial["rows"]
+        # Exact histories: each iteration once; after an exploit the trial goes on from
+        # its donor's checkpoint, on its donor's clock.
+        assert [row["i"] for row in rows] == list(range(pbt.ITERATIONS)), trial_id
+        assert [row["training_iteration"] for row in rows] == list(range(1, pbt.ITERATIONS + 1)), trial_id
+        for row in rows:
+            if row["restored"] is not None:
+                exploits.append((trial_id, row))
+                # It restored what the donor's checkpoint held: what the donor saved, as
+                # storage has it in the donor's directory and (copied) in its own.
+                restored = row["restored"]
+                assert restored in saved
+                assert restored in trials[restored["trial"]]["checkpoints"].values()
+                assert restored in trial["checkpoints"].values()
+                assert row["i"] == restored["i"] + 1 == pbt.PERTURBATION_INTERVAL
+    # The slow node's lowest trial cloned the fast node's best one: a checkpoint made
+    # and uploaded on the other node.
+    top = max((t for t in trials if first_node[t] == fast), key=first_rate.get)
+    low = min((t for t in trials if first_node[t] == slow), key=first_rate.get)
+    assert [(row["node"], row["restored"]["node"], row["restored"]["trial"])
+            for trial_id, row in exploits if trial_id == low] == [(slow, fast, top)]
+    for node, listing in report["leftovers"].items():
+        assert_nothing_left(node, listing)
