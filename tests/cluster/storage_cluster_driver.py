@@ -16,10 +16,13 @@ driver's staging copy or another node's files.  Modes:
 * ``node-death``: four trials; once all four hold after iteration ``HOLD_AT``, the node
   of trial x=0 is SIGKILLed (the trials there restart on the other node).
 * ``interrupt``: four trials hold after iteration ``HOLD_AT`` until the file
-  ``SHARED/resume`` exists; once storage holds a snapshot that counts each trial's
-  checkpoint of iteration ``HOLD_AT - 1``, the driver writes ``SHARED/stored`` and
-  waits there for the test to SIGKILL it.
-* ``restore``: ``Tuner.restore(URI/interrupted)`` on a fresh cluster.
+  ``SHARED/resume`` exists, while a fifth one (the ticker, x=TICKER, on the worker node's
+  third CPU) keeps reporting: the driver's loop waits for events, and writes and uploads
+  snapshots only while some come.  Once storage holds a snapshot written after all four
+  held (it counts each one's checkpoint of iteration ``HOLD_AT - 1``), the driver writes
+  ``SHARED/stored`` and goes on until the test SIGKILLs it.
+* ``restore``: ``Tuner.restore(URI)`` (``URI`` is the interrupted experiment's) on a
+  fresh cluster of the same shape.
 
 Each mode but ``interrupt`` prints one JSON line at the end.
 """
@@ -41,6 +44,7 @@ ITERATIONS = 12
 CHECKPOINT_EVERY = 3  # a checkpoint after iterations 2, 5, 8, 11
 HOLD_AT = 6  # node-death / interrupt: the iteration after which every trial holds
 TRIALS = 4
+TICKER = TRIALS  # interrupt / restore: the x of a fifth trial that keeps reporting while the others hold
 
 
 def train(config):
@@ -58,6 +62,9 @@ def train(config):
                 restored_from = json.load(f)["i"]
         start = restored_from + 1
     hold = config.get("hold")
+    if config["x"] == TICKER:
+        tick(hold, node, trial_dir)
+        return
     for i in range(start, ITERATIONS):
         metrics = {"i": i, "node": node, "trial_dir": trial_dir, "restored_from": restored_from}
         if (i + 1) % CHECKPOINT_EVERY == 0:
@@ -71,6 +78,19 @@ def train(config):
         if hold and i == HOLD_AT:
             while not os.path.exists(hold):  # the driver (or the test) lets it go on
                 time.sleep(0.05)
+
+
+def tick(resume, node, trial_dir):
+    """The ticker of ``interrupt``: reports until the file ``resume`` exists, so that the
+    driver's loop keeps going (and writing snapshots) while the other trials hold; no
+    checkpoints, so a restored run starts it afresh and it reports once."""
+    i = 0
+    while True:
+        tune.report({"i": i, "node": node, "trial_dir": trial_dir, "restored_from": None})
+        if os.path.exists(resume):
+            return
+        i += 1
+        time.sleep(0.1)
 
 
 class KillNodeWhenAllHold(tune.Callback):
@@ -97,32 +117,41 @@ class KillNodeWhenAllHold(tune.Callback):
 
 
 class SignalWhenStored(tune.Callback):
-    """Once every trial reported iteration HOLD_AT, waits (on a thread of its own) until
-    the experiment as storage has it counts each trial's checkpoint of iteration
-    HOLD_AT - 1, then writes the file ``stored``.  Does nothing in a restored run (the
-    file ``resume`` exists then)."""
+    """Once every trial but the ticker reported iteration HOLD_AT, waits (on a thread of
+    its own) until storage holds an experiment snapshot written after that, which counts
+    those results and so each trial's checkpoint of iteration HOLD_AT - 1; then writes
+    the file ``stored``.  Does nothing in a restored run (the file ``resume`` exists then)."""
 
     def __init__(self, experiment_uri, stored, resume):
         self.experiment_uri, self.stored, self.resume = experiment_uri, stored, resume
         self.holding = set()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if os.path.exists(self.resume) or result["i"] != HOLD_AT:
+        if os.path.exists(self.resume) or trial.config["x"] == TICKER or result["i"] != HOLD_AT:
             return
         self.holding.add(trial.trial_id)
         if len(self.holding) == TRIALS:
-            threading.Thread(target=self._signal_once_stored, daemon=True).start()
+            # The newest snapshot in the driver's staging copy now: the next one counts
+            # these results.
+            written = newest_snapshot(os.listdir(trial.experiment_path))
+            threading.Thread(target=self._signal_once_stored, args=(written,), daemon=True).start()
 
-    def _signal_once_stored(self):
-        wanted = f"checkpoint_{(HOLD_AT + 1) // CHECKPOINT_EVERY - 1:06d}"
+    def _signal_once_stored(self, written):
+        from pyarrow import fs
+
+        filesystem, path = fs.FileSystem.from_uri(self.experiment_uri)
         while True:
-            grid = tune.ResultGrid.from_path(self.experiment_uri)
-            names = [r.checkpoint.path.split("?")[0].rstrip("/").rsplit("/", 1)[-1] if r.checkpoint else None
-                     for r in grid]
-            if names == [wanted] * TRIALS:
+            names = [info.base_name for info in filesystem.get_file_info(fs.FileSelector(path))]
+            if newest_snapshot(names) > written:
                 open(self.stored, "w").close()
                 return
-            time.sleep(0.1)  # polling storage for the driver's next upload
+            time.sleep(0.05)  # polling storage for the driver's next upload
+
+
+def newest_snapshot(names):
+    """The newest experiment snapshot among ``names`` ('' if none): their numbers are
+    zero-padded, so the newest sorts last."""
+    return max((name for name in names if name.startswith("experiment_state-")), default="")
 
 
 def below(uri, name):
@@ -131,19 +160,20 @@ def below(uri, name):
     return urlunsplit(split._replace(path=split.path.rstrip("/") + "/" + name))
 
 
-def start_cluster(nodes_root, cache):
+def start_cluster(nodes_root, cache, cpus=(2, 2)):
     os.makedirs(cache, exist_ok=True)  # the mount point of each worker node's private tmpfs
     cluster = LocalCluster(nodes_root).__enter__()
-    nodes = [cluster.add_node(f"worker{n}", num_cpus=2, private=[cache]) for n in range(2)]
+    nodes = [cluster.add_node(f"worker{n}", num_cpus=count, private=[cache]) for n, count in enumerate(cpus)]
     return cluster, nodes
 
 
 def main(mode, shared, nodes_root, uri):
     cache = os.environ["FASTTUNE_STORAGE_CACHE"]
-    cluster, nodes = start_cluster(nodes_root, cache)
+    # interrupt / restore: one more CPU, for the ticker.
+    cluster, nodes = start_cluster(nodes_root, cache, cpus=(3, 2) if mode in ("interrupt", "restore") else (2, 2))
     try:
         out = {"nodes": nodes}
-        space = {"x": tune.grid_search(list(range(TRIALS)))}
+        space = {"x": tune.grid_search(list(range(TRIALS + (mode == "interrupt"))))}
         if mode == "sweep":
             grid = tune.Tuner(train, param_space=space, run_config=tune.RunConfig(
                 name="sweep", storage_path=uri, verbose=0,

@@ -19,7 +19,7 @@ import pytest
 import s3_server
 from cluster_testing import kill_leftovers, short_tempdir
 import pbt_cluster_driver as pbt
-from storage_cluster_driver import CHECKPOINT_EVERY, HOLD_AT, ITERATIONS, TRIALS
+from storage_cluster_driver import CHECKPOINT_EVERY, HOLD_AT, ITERATIONS, TICKER, TRIALS
 
 pyarrow_fs = pytest.importorskip("pyarrow.fs", reason="the storage tests need pyarrow (the test extra)")
 
@@ -230,3 +230,74 @@ def test_pbt_exploits_clone_checkpoints_in_s3_between_trials_on_different_nodes(
             for trial_id, row in exploits if trial_id == low] == [(slow, fast, top)]
     for node, listing in report["leftovers"].items():
         assert_nothing_left(node, listing)
+
+
+def wait_for_file(path, process, timeout_s=DRIVER_TIMEOUT_S):
+    """Wait until ``process`` writes ``path``; fail if it exits first or takes too long."""
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(path):
+        assert process.poll() is None, f"the driver exited with {process.returncode} before writing {path}"
+        assert time.monotonic() < deadline, f"the driver did not write {path} within {timeout_s} s"
+        time.sleep(0.05)  # polling for the file the driver writes
+
+
+def test_restore_from_s3_in_a_fresh_driver_process_goes_on_from_the_interrupted_sweep(cluster_s3, bucket, nodes_root,
+                                                                                       tmp_path):
+    fs = s3_server.filesystem(cluster_s3)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    # The first driver: its own cluster, staging copy and cache.  It is SIGKILLed once
+    # storage holds a snapshot that counts every trial's checkpoint of iteration
+    # HOLD_AT - 1 (the trials hold after iteration HOLD_AT until the file resume exists).
+    first_root = short_tempdir()
+    try:
+        with open(tmp_path / "first.log", "w") as log:
+            first = subprocess.Popen(
+                driver_command("interrupt", shared, first_root, s3_server.uri(cluster_s3, f"{bucket}/runs")),
+                env=driver_env(os.path.join(first_root, "cache")), stdout=log, stderr=subprocess.STDOUT)
+            try:
+                wait_for_file(str(shared / "stored"), first)
+            except AssertionError:
+                first.kill()
+                first.wait()
+                raise AssertionError(open(tmp_path / "first.log").read()[-5000:]) from None
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+    finally:
+        kill_leftovers(first_root)  # its nodes: the machine it ran on is gone
+        shutil.rmtree(first_root, ignore_errors=True)
+    with open(shared / "first_nodes.json") as f:
+        first_nodes = json.load(f)
+    (shared / "resume").touch()
+
+    # The second driver: a fresh HOME and cache on a fresh cluster; nothing local.
+    home = tmp_path / "home"
+    home.mkdir()
+    experiment_uri = s3_server.uri(cluster_s3, f"{bucket}/runs/interrupted")
+    report = run_driver("restore", shared, nodes_root, experiment_uri,
+                        driver_env(os.path.join(nodes_root, "cache"), HOME=str(home)))
+
+    assert report["errors"] == 0
+    assert report["experiment_path"] == experiment_uri
+    second_nodes = report["nodes"]
+    assert not set(first_nodes) & set(second_nodes)
+    trials = stored_trials(fs, f"{bucket}/runs/interrupted")
+    assert sorted(trials) == list(range(TRIALS)) + [TICKER]
+    cluster_of = {**{node: "first" for node in first_nodes}, **{node: "second" for node in second_nodes}}
+    # The ticker made no checkpoint: the restored run started it afresh (its rows from
+    # the first driver were rewound), and it reported once.
+    ticker = trials.pop(TICKER)
+    assert [(row["i"], cluster_of.get(row["node"])) for row in ticker["rows"]] == [(0, "second")]
+    assert ticker["checkpoints"] == {}
+    last_checkpoint = (HOLD_AT + 1) // CHECKPOINT_EVERY * CHECKPOINT_EVERY - 1
+    every_checkpoint = {f"checkpoint_{n:06d}": n * CHECKPOINT_EVERY + CHECKPOINT_EVERY - 1
+                        for n in range(ITERATIONS // CHECKPOINT_EVERY)}
+    for x, trial in trials.items():
+        rows = trial["rows"]
+        assert [row["i"] for row in rows] == list(range(ITERATIONS)), f"trial x={x}"
+        # Up to its last checkpoint from the first driver's cluster; the rows after it
+        # were rewound and made again from that checkpoint on the second cluster.
+        assert [(cluster_of.get(row["node"]), row["restored_from"]) for row in rows] == \
+            [("first", None)] * (last_checkpoint + 1) + \
+            [("second", last_checkpoint)] * (ITERATIONS - last_checkpoint - 1), f"trial x={x}"
+        assert trial["checkpoints"] == {name: {"i": i, "x": x} for name, i in every_checkpoint.items()}
