@@ -1,5 +1,6 @@
 """Driver for test_storage_on_cluster.py: sweeps whose experiment lives in S3 (moto's
-server), run on a real cluster of a head and two worker nodes with two CPUs each.
+server), run on a real cluster of a head and two worker nodes with two CPUs each (three
+on the first one in ``interrupt`` and ``restore``).
 
 A process of its own (it joins a cluster, not the test run's local Ray):
 
@@ -16,8 +17,8 @@ driver's staging copy or another node's files.  Modes:
 * ``node-death``: four trials; once all four hold after iteration ``HOLD_AT``, the node
   of trial x=0 is SIGKILLed (the trials there restart on the other node).
 * ``interrupt``: four trials hold after iteration ``HOLD_AT`` until the file
-  ``SHARED/resume`` exists, while a fifth one (the ticker, x=TICKER, on the worker node's
-  third CPU) keeps reporting: the driver's loop waits for events, and writes and uploads
+  ``SHARED/resume`` exists, while a fifth one (the ticker, x=TICKER, on the first worker
+  node's third CPU) keeps reporting: the driver's loop waits for events, and writes and uploads
   snapshots only while some come.  Once storage holds a snapshot written after all four
   held (it counts each one's checkpoint of iteration ``HOLD_AT - 1``), the driver writes
   ``SHARED/stored`` and goes on until the test SIGKILLs it.

@@ -1,10 +1,11 @@
 """Sweeps whose experiment lives in S3 (moto's server) on a real three-node Ray cluster on
 this machine (tests/cluster/cluster_testing.py): a head without CPUs and two worker
-nodes with two CPUs each, each worker node with a private tmpfs over the driver's cache
-root (``FASTTUNE_STORAGE_CACHE``: its staging copy, caches and scratch space), so nothing
-works through a local path the nodes would share on one machine but not on a real
-cluster (issue 15).  Each test runs its driver in a process of its own
-(storage_cluster_driver.py) and reads what storage holds afterwards itself."""
+nodes with two CPUs each (three on one in the restore test), each worker node with a
+private tmpfs over the driver's cache root (``FASTTUNE_STORAGE_CACHE``: its staging
+copy, caches and scratch space), so nothing works through a local path the nodes would
+share on one machine but not on a real cluster (issue 15).  Each test runs its driver in
+a process of its own (storage_cluster_driver.py, pbt_cluster_driver.py) and reads what
+storage holds afterwards itself."""
 import json
 import os
 import posixpath
@@ -15,13 +16,12 @@ import sys
 import time
 
 import pytest
+from pyarrow import fs as pyarrow_fs  # the test extra: a missing pyarrow fails, never skips
 
+import pbt_cluster_driver as pbt
 import s3_server
 from cluster_testing import kill_leftovers, short_tempdir
-import pbt_cluster_driver as pbt
 from storage_cluster_driver import CHECKPOINT_EVERY, HOLD_AT, ITERATIONS, TICKER, TRIALS
-
-pyarrow_fs = pytest.importorskip("pyarrow.fs", reason="the storage tests need pyarrow (the test extra)")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DRIVER_TIMEOUT_S = 240
