@@ -60,6 +60,27 @@ def kill_leftovers(root: str) -> int:
     return len(groups)
 
 
+def listing_on_node(node_id: str, directory: str) -> Dict[str, object]:
+    """What lies below ``directory`` as the node ``node_id`` sees it (through its private
+    tmpfs, where it has one), read by a Ray task pinned to that node:
+    ``{"exists": bool, "files": [...], "dirs": [...]}``, paths relative to ``directory``."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    def walk(path: str) -> Dict[str, object]:
+        files, dirs = [], []
+        for parent, subdirs, names in os.walk(path):
+            relative = os.path.relpath(parent, path)
+            dirs.extend(os.path.normpath(os.path.join(relative, d)) for d in subdirs)
+            files.extend(os.path.normpath(os.path.join(relative, n)) for n in names)
+        return {"exists": os.path.isdir(path), "files": sorted(files), "dirs": sorted(dirs),
+                "node": ray.get_runtime_context().get_node_id()}
+
+    strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
+    return ray.get(walk.options(scheduling_strategy=strategy).remote(directory), timeout=_START_TIMEOUT_S)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
