@@ -140,15 +140,25 @@ class StorageSync:
         return self._thread is not None and self._thread.is_alive()
 
     def _sync_in_background(self) -> None:
-        try:
-            self.sync()
-        except Exception as exc:  # noqa: BLE001 - retried at the next period; finish() raises
-            message = f"{type(exc).__name__}: {exc}"
-            if message != self._warned:
-                self._warned = message
-                logger.warning("Uploading the experiment to %s failed (%s); it is retried in %gs, and its files "
-                               "are kept in %s meanwhile.", self.storage.location.uri, message, self._period,
-                               self.storage.staging)
+        while True:
+            with self._lock:
+                before = self._snapshot
+            try:
+                self.sync()
+            except Exception as exc:  # noqa: BLE001 - retried at the next period; finish() raises
+                message = f"{type(exc).__name__}: {exc}"
+                if message != self._warned:
+                    self._warned = message
+                    logger.warning("Uploading the experiment to %s failed (%s); it is retried in %gs, and its "
+                                   "files are kept in %s meanwhile.", self.storage.location.uri, message,
+                                   self._period, self.storage.staging)
+                return
+            with self._lock:
+                # A snapshot written while this sync ran goes now if its period is up (a
+                # quiet loop may write none for a while).
+                if self._snapshot == before or time.monotonic() - self._last < self._period:
+                    return
+            self._last = time.monotonic()
 
     def sync(self) -> None:
         """Upload what changed in the staging copy, then the newest snapshot, then carry

@@ -24,10 +24,15 @@ class RecordingHandler(fs.FileSystemHandler):
         self.local = fs.SubTreeFileSystem(str(root), fs.LocalFileSystem())
         self.written, self.deleted, self.fail = [], [], set()
         self.lock = threading.Lock()
+        # A write of a path containing ``gate`` waits for ``opened``, having set ``entered``.
+        self.gate, self.entered, self.opened = None, threading.Event(), threading.Event()
 
     def open_output_stream(self, path, metadata):
         if any(part in path for part in self.fail):
             raise OSError(f"injected failure writing {path}")
+        if self.gate is not None and self.gate in path:
+            self.entered.set()
+            self.opened.wait()
         with self.lock:
             self.written.append(path)
         self.local.create_dir(os.path.dirname(path) or "/", recursive=True)
@@ -181,6 +186,20 @@ def test_a_failed_background_sync_is_retried_and_the_last_one_uploads_everything
     sync.finish()
     assert (stored / "trial_0" / "result.json").read_text() == '{"i": 0}\n'
     assert (stored / "experiment_state-0000000001.msgpack").exists()
+
+
+def test_a_snapshot_written_during_a_sync_goes_up_when_it_ends(kept):
+    staged, handler, stored = kept
+    _write(os.path.join(staged.staging, "trial_0", "result.json"), '{"i": 0}\n')
+    sync = StorageSync(staged, SyncConfig(sync_period=0))
+    handler.gate = "result.json"
+    sync.snapshot_written(_snapshot(staged.staging, 1))  # a sync starts, and waits in its upload
+    handler.entered.wait()
+    sync.snapshot_written(_snapshot(staged.staging, 2))  # while it runs: no second sync starts
+    handler.opened.set()
+    sync.wait()  # no further snapshot is written, yet the second one is in storage
+    names = sorted(p.name for p in stored.iterdir() if state.is_snapshot_name(p.name))
+    assert names == ["experiment_state-0000000001.msgpack", "experiment_state-0000000002.msgpack"]
 
 
 def test_a_last_sync_that_fails_raises_naming_the_staging_copy(kept):
