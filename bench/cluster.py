@@ -129,18 +129,18 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in (
     Workload("throughput", "results/s", "2 trials (1 CPU each) reporting N small results each in a tight loop "
              "(bench.workloads.result_throughput); default loggers on",
              ("fasttune_s3", "fasttune_local", "raytune_s3"),
-             {"default": 100_000, "raytune_s3": 5_000}, {"default": 200}, "results per trial (2 trials)",
+             {"default": 20_000, "raytune_s3": 1_000}, {"default": 200}, "results per trial (2 trials)",
              ratios=_THROUGHPUT_RATIOS),
     Workload("pbt64", "results/s", "PBT, population 64 (1 CPU each), perturbation and checkpoint every 4 "
              "iterations, checkpoints written in a node-local scratch directory",
              ("fasttune_s3", "fasttune_local", "raytune_s3"),
-             {"default": 400, "raytune_s3": 40}, {"default": 8}, "iterations per trial (population 64)",
+             {"default": 40, "raytune_s3": 12}, {"default": 8}, "iterations per trial (population 64)",
              ratios=_THROUGHPUT_RATIOS),
     Workload("checkpoints", "MB/s", f"{CHECKPOINT_TRIALS} trials, a 10 MB checkpoint every {CHECKPOINT_EVERY} "
              "iterations, iterations as fast as they go (durable_trainable scaled down); checkpoint MB per "
              "second of fit(); pyarrow_loop: the same bytes uploaded by one process on a worker node",
              ("fasttune_s3", "pyarrow_loop", "raytune_s3"),
-             {"default": 20}, {"default": 5}, f"iterations per trial ({CHECKPOINT_TRIALS} trials)",
+             {"default": 10, "raytune_s3": 5}, {"default": 5}, f"iterations per trial ({CHECKPOINT_TRIALS} trials)",
              ratios=(("fasttune S3 / plain pyarrow loop (share of the bandwidth limit)", "fasttune_s3",
                       "pyarrow_loop", None),
                      ("Ray Tune S3 / plain pyarrow loop", "raytune_s3", "pyarrow_loop", None),
