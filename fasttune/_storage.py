@@ -129,13 +129,24 @@ def resolve(path: Any, storage_filesystem: Any = None) -> Optional[Location]:
                 f"filesystem (bucket/prefix), or the URI alone.")
         return Location(storage_filesystem, text, text)
     try:
-        filesystem, fs_path = fs.FileSystem.from_uri(text)
+        filesystem, fs_path = fs.FileSystem.from_uri(_with_fast_small_writes(text))
     except (ValueError, OSError, TypeError) as exc:
         raise TuneError(
             f"{text} is not a storage location pyarrow.fs understands ({exc}). Pass a local path, "
             f"or a URI such as s3://bucket/prefix (with ?endpoint_override=host:port&scheme=http "
             f"for an S3-compatible server), gs://bucket/prefix or file:///absolute/path.") from None
     return Location(filesystem, fs_path, text)
+
+
+def _with_fast_small_writes(uri: str) -> str:
+    """``uri``, for S3 with ``allow_delayed_open=true`` unless it says otherwise: pyarrow then
+    writes a small file with one PUT instead of a three-request multipart upload (checks,
+    such as a missing bucket, come when the file is closed instead of opened)."""
+    split = urlsplit(uri)
+    if split.scheme != "s3" or "allow_delayed_open=" in split.query:
+        return uri
+    query = "&".join(part for part in (split.query, "allow_delayed_open=true") if part)
+    return urlunsplit((split.scheme, split.netloc, split.path, query, split.fragment))
 
 
 def _unreachable(location: Location, exc: BaseException) -> TuneError:
@@ -282,11 +293,32 @@ def refresh_local_copy(location: Location, final: str) -> None:
         shutil.rmtree(incoming, ignore_errors=True)
 
 
-def download_directory(location: Location, target: str) -> None:
-    """Download every file below ``location`` into the local directory ``target``."""
+def _files_below(location: Location) -> List[str]:
+    """The paths of the files below the directory ``location``, relative to it; one
+    listing request (two when it holds no file).
+
+    Raises:
+        FileNotFoundError: nothing is at ``location``.
+    """
     fs = _pyarrow_fs(f"Reading {location.uri}")
-    files = [posixpath.relpath(info.path, location.path) for info in _walk(location)
-             if info.type == fs.FileType.File]
+    try:
+        infos = location.filesystem.get_file_info(fs.FileSelector(location.path, recursive=True))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{location.uri} does not exist in storage.") from None
+    except OSError as exc:
+        raise _unreachable(location, exc) from None
+    if not infos and not _is_directory(location):
+        raise FileNotFoundError(f"{location.uri} does not exist in storage.")
+    return [posixpath.relpath(info.path, location.path) for info in infos if info.type == fs.FileType.File]
+
+
+def download_directory(location: Location, target: str) -> None:
+    """Download every file below ``location`` into the local directory ``target``.
+
+    Raises:
+        FileNotFoundError: nothing is at ``location``.
+    """
+    files = _files_below(location)
     os.makedirs(target, exist_ok=True)
     _download_files(location, files, target)
 
@@ -301,13 +333,14 @@ def local_checkpoint(location: Location) -> str:
     final = _cache_dir("checkpoints", location)
     if os.path.isdir(final):
         return final
-    if not _is_directory(location):
-        raise FileNotFoundError(
-            f"Checkpoint {location.uri} does not exist in storage; it may have been deleted "
-            f"(e.g. by CheckpointConfig.num_to_keep).")
     incoming = _fresh_dir(final)
     try:
-        download_directory(location, incoming)
+        try:
+            download_directory(location, incoming)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"Checkpoint {location.uri} does not exist in storage; it may have been deleted "
+                f"(e.g. by CheckpointConfig.num_to_keep).") from None
         if not os.path.isdir(final):  # another reader on this node may have finished first
             move_directory_into_place(incoming, final, durable=False)
     finally:
@@ -328,32 +361,18 @@ def unwritable(location: Location, exc: BaseException) -> TuneError:
         f"may write to it, and the endpoint (endpoint_override, scheme) and region.")
 
 
-def _make_parents(location: Location) -> None:
-    """Make the directory ``location`` and those above it: needed on a filesystem with real
-    directories (a local or mounted one, fsspec's, HDFS), which refuses to write a file
-    whose directory is missing; object stores (S3, GCS) never get here, so they are spared
-    the requests (and the directory markers) this costs."""
-    location.filesystem.create_dir(location.path, recursive=True)
-
-
 def upload_directory(source: str, location: Location) -> None:
-    """Upload the local directory ``source`` to ``location``, replacing what was there
-    (a restart may write a checkpoint again under the same name)."""
-    fs = _pyarrow_fs(f"Writing {location.uri}")
+    """Upload the local directory ``source`` to ``location``, one new object per file.
+
+    What was at ``location`` is not cleared first (a request per checkpoint): the runner
+    deletes a trial's unreported checkpoints before a restart can write one again.
+    """
+    files = [os.path.join(directory, name) for directory, _, names in os.walk(source) for name in names]
     try:
-        location.filesystem.delete_dir_contents(location.path, missing_dir_ok=True)
-
-        def copy() -> None:  # pyarrow's own parallel copy; empty directories are kept as directory markers
-            fs.copy_files(source, location.path, source_filesystem=fs.LocalFileSystem(),
-                          destination_filesystem=location.filesystem)
-
-        try:
-            copy()
-        except FileNotFoundError:
-            _make_parents(location)
-            copy()
-        if not os.listdir(source):
-            location.filesystem.create_dir(location.path)  # an empty checkpoint still exists
+        if not files:
+            location.filesystem.create_dir(location.path, recursive=True)  # an empty checkpoint still exists
+        in_parallel(lambda path: upload_file(path, location.join(*os.path.relpath(path, source).split(os.sep))),
+                    files)
     except OSError as exc:
         raise unwritable(location, exc) from None
 
@@ -381,27 +400,26 @@ def upload_file(source: str, location: Location) -> None:
 
 def copy_directory(source: Location, target: Location) -> None:
     """Copy every file below ``source`` to ``target`` inside storage (a server-side copy
-    where the filesystem offers one, as S3 does), replacing what was at ``target``.
+    where the filesystem offers one, as S3 does); like :func:`upload_directory`, what was
+    at ``target`` is not cleared first.
 
     Raises:
         FileNotFoundError: nothing is at ``source``.
     """
-    fs = _pyarrow_fs(f"Writing {target.uri}")
-    if not _is_directory(source):
-        raise FileNotFoundError(f"{source.uri} does not exist in storage.")
-    try:
-        target.filesystem.delete_dir_contents(target.path, missing_dir_ok=True)
+    files = _files_below(source)
+
+    def copy(relative: str) -> None:
+        origin, destination = posixpath.join(source.path, relative), posixpath.join(target.path, relative)
         try:
-            target.filesystem.create_dir(target.path)
-        except FileNotFoundError:
-            _make_parents(target)
-        for info in _walk(source):
-            relative = posixpath.relpath(info.path, source.path)
-            destination = posixpath.join(target.path, relative)
-            if info.type == fs.FileType.Directory:
-                target.filesystem.create_dir(destination)
-            elif info.type == fs.FileType.File:
-                target.filesystem.copy_file(info.path, destination)
+            target.filesystem.copy_file(origin, destination)
+        except FileNotFoundError:  # a filesystem with real directories: make them, once
+            target.filesystem.create_dir(posixpath.dirname(destination), recursive=True)
+            target.filesystem.copy_file(origin, destination)
+
+    try:
+        if not files:
+            target.filesystem.create_dir(target.path, recursive=True)  # an empty checkpoint still exists
+        in_parallel(copy, files)
     except OSError as exc:
         raise unwritable(target, exc) from None
 

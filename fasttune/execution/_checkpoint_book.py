@@ -94,9 +94,11 @@ class CheckpointBook:
                 self._removal_deferred.discard(path)
                 self._files.remove_checkpoint(path)
 
-    def prune_unrecorded(self, trial: Any) -> None:
+    def prune_unrecorded(self, trial: Any, now: bool = False) -> None:
         """Delete checkpoint directories of ``trial`` that the book does not list and no
-        copy needs (no worker writes to it again: saved but never reported, half-copied)."""
+        copy needs (saved but never reported, half-copied), while no worker writes to it:
+        once it ended, or (``now``, on the caller's thread) before it restarts."""
         prefix = (trial.path or "") + os.sep
         pinned = [os.path.basename(p) for p in self._pins if p.startswith(prefix)]
-        self._files.prune_checkpoints(trial.path, [os.path.basename(c.path) for c in trial.checkpoints] + pinned)
+        self._files.prune_checkpoints(trial.path, [os.path.basename(c.path) for c in trial.checkpoints] + pinned,
+                                      now=now)

@@ -240,6 +240,7 @@ class TrialEventHandlers:
             state = self._states[trial.trial_id]
             if state.cloning is not None:  # the copy was not confirmed: redo it on restart
                 state.reset_on_start, state.cloning = state.cloning, None
+            state.prune_on_start = True
             trial.set_status(Trial.PENDING)
             self._unassigned[trial.trial_id] = trial
             self._results.close_trial(trial._row)

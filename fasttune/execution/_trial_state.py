@@ -26,7 +26,7 @@ class TrialState:
     """What the runner keeps about one trial between events."""
 
     __slots__ = ("config_json", "decision", "at_decision_point", "reset_at_decision", "reset_on_start",
-                 "cloning", "rewind_on_start", "queueable", "next_checkpoint_index")
+                 "cloning", "rewind_on_start", "prune_on_start", "queueable", "next_checkpoint_index")
 
     def __init__(self, queueable: bool = True) -> None:
         self.config_json: Optional[str] = None  # the config as result rows carry it; set at first start
@@ -38,6 +38,9 @@ class TrialState:
         self.reset_on_start: Optional[PendingReset] = None  # carried out when it next starts
         self.cloning: Optional[PendingReset] = None  # its worker is copying another trial's checkpoint
         self.rewind_on_start = False  # restored: its files are rewound when it next starts
+        # Failed and to be retried: checkpoints its dead run saved but never reported go before
+        # the next run writes under those names (workers upload without clearing first).
+        self.prune_on_start = False
         self.queueable = queueable  # may wait in a busy worker's queue of next trials
         self.next_checkpoint_index: Optional[int] = None  # None: as many as it has
 

@@ -255,6 +255,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
 
     def _start_trial(self, trial: Trial) -> None:
         state = self._states[trial.trial_id]
+        if state.prune_on_start:
+            state.prune_on_start = False
+            self._checkpoints.prune_unrecorded(trial, now=True)
         if state.config_json is None:
             state.config_json = config_to_json(trial.config)
             self._files.init_trial(trial.path, trial.config)
