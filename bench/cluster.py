@@ -53,7 +53,6 @@ import datetime as _dt
 import glob
 import importlib
 import json
-import math
 import os
 import random
 import shutil
@@ -67,6 +66,9 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
+
+from bench.sweeps import format_number
+from bench.workloads import pbt_trainable
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLUSTER_TESTING = os.path.join(REPO_ROOT, "tests", "cluster")
@@ -244,30 +246,6 @@ def fit_and_count(tune, trainable, *, name, storage_path, param_space, tune_conf
     out = {"construct_s": t1 - t0, "fit_s": t2 - t1, "fit_driver_cpu_s": time.process_time() - cpu}
     out.update(count_results(grid))
     return out
-
-
-def pbt_trainable(tune):
-    """The PBT trainable of bench.workloads: checkpoints (a small JSON file) every 4
-    iterations, written in ``config["scratch"]``, a directory each node has of its own."""
-
-    def trainable(config):
-        score, start = 0.0, 0
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:
-            with checkpoint.as_directory() as d:
-                with open(os.path.join(d, "state.json")) as f:
-                    score, start = json.load(f)
-        for step in range(start + 1, config["n"] + 1):
-            score += config["lr"] * (1.0 - score)
-            if step % 4 == 0:
-                with tempfile.TemporaryDirectory(dir=config["scratch"]) as d:
-                    with open(os.path.join(d, "state.json"), "w") as f:
-                        json.dump([score, step], f)
-                    tune.report({"score": score}, checkpoint=tune.Checkpoint.from_directory(d))
-            else:
-                tune.report({"score": score})
-
-    return trainable
 
 
 def run_pbt64(tune, size: int, storage_path: str, scratch: str) -> Dict[str, Any]:
@@ -781,16 +759,6 @@ def _snapshot_details(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return details
 
 
-def _fmt(x: Optional[float]) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if abs(x) >= 10:
-        return f"{x:.1f}"
-    return f"{x:.3g}"
-
-
 def render_markdown(report: Dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
@@ -811,8 +779,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
     ]
     for row in report["summary"]:
         for side, d in row["sides"].items():
-            lines.append(f"| {row['workload']} | {row['unit']} | {side} | {_fmt(d['median'])} | "
-                         f"{_fmt(d['min'])}–{_fmt(d['max'])} | {d['size']:,} | {d['ok']}/{d['runs']} |")
+            lines.append(f"| {row['workload']} | {row['unit']} | {side} | {format_number(d['median'])} | "
+                         f"{format_number(d['min'])}–{format_number(d['max'])} | {d['size']:,} | {d['ok']}/{d['runs']} |")
     lines += ["", "| workload | ratio of medians | value | target |", "|---|---|---|---|"]
     for row in report["summary"]:
         for ratio in row["ratios"]:
@@ -826,7 +794,7 @@ def render_markdown(report: Dict[str, Any]) -> str:
             lines += ["", f"Experiment snapshot upload at {size:,} trials (StorageSync to moto S3; medians over "
                       "runs of each run's median):", "", "| figure | median | min–max |", "|---|---|---|"]
             for d in row["snapshot_details"]:
-                lines.append(f"| {d['label']} | {_fmt(d['median'])} | {_fmt(d['min'])}–{_fmt(d['max'])} |")
+                lines.append(f"| {d['label']} | {format_number(d['median'])} | {format_number(d['min'])}–{format_number(d['max'])} |")
     problems = [f"- {row['workload']} / {side}: {p}" for row in report["summary"]
                 for side, d in row["sides"].items() for p in d["problems"]]
     if problems:
@@ -900,7 +868,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 record = run_one(spec, args.timeout, args.out_dir)
                 record["repeat"] = repeat
                 runs.append(record)
-                shown = (f"{WORKLOADS[w].unit} {_fmt(record.get('value'))} (fit {record.get('fit_s', 0):.2f}s)"
+                shown = (f"{WORKLOADS[w].unit} {format_number(record.get('value'))} (fit {record.get('fit_s', 0):.2f}s)"
                          if record.get("status") == "ok" else f"{record.get('status')}: {record.get('reason', '')}")
                 print(f"[cluster] rep {repeat + 1}/{args.repeats} {w} {side} size={sizes[(w, side)]:,}: {shown}",
                       file=sys.stderr)

@@ -389,7 +389,8 @@ def _probe_range(values: List[Optional[float]]) -> str:
     return f"{xs[0]:.0f}–{statistics.median(xs):.0f}–{xs[-1]:.0f}"
 
 
-def _fmt(x: Optional[float]) -> str:
+def format_number(x: Optional[float]) -> str:
+    """``x`` for a table: thousands separated, three significant digits below 10, — for none."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
     if abs(x) >= 1000:
@@ -436,8 +437,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
                 cells += ["skipped", "", f"{d['size']:,}", "0"]
                 continue
             cells += [
-                _fmt(d["median"]),
-                f"{_fmt(d['min'])}–{_fmt(d['max'])}",
+                format_number(d["median"]),
+                f"{format_number(d['min'])}–{format_number(d['max'])}",
                 f"{d['size']:,}",
                 f"{d['ok']}/{d['runs']}",
             ]
@@ -594,7 +595,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 runs.append(r)
                 if r.get("status") == "skipped":
                     skipped.setdefault(e, r.get("reason"))
-                msg = (f"{WORKLOADS[w].unit} {_fmt(r.get('value'))} "
+                msg = (f"{WORKLOADS[w].unit} {format_number(r.get('value'))} "
                        f"(fit {r.get('fit_s', float('nan')):.2f}s)"
                        if r.get("status") == "ok"
                        else f"{r.get('status')}: {r.get('reason', '')}")

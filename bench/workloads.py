@@ -352,7 +352,7 @@ class _DriverUsage:
         return False
 
 
-def _pbt_trainable(tune):
+def pbt_trainable(tune):
     import tempfile
 
     def trainable(config):
@@ -387,7 +387,7 @@ def _pbt(tune, population: int, iterations: int, storage_path: str, name: str, c
     with _DriverUsage() as usage:
         out = _fit(
             tune,
-            tune.with_resources(_pbt_trainable(tune), {"cpu": cpu}),
+            tune.with_resources(pbt_trainable(tune), {"cpu": cpu}),
             name=name,
             storage_path=storage_path,
             param_space={"lr": tune.uniform(0.001, 0.1), "n": iterations, "scratch": scratch},

@@ -1,4 +1,5 @@
-"""A real S3 API for the cluster tests: moto's standalone server on a free loopback port.
+"""A real S3 API for the storage and cluster tests: moto's standalone server on a free
+loopback port.
 
 Every node of a :class:`cluster_testing.LocalCluster` shares the machine's network (the
 worker nodes get mount and PID namespaces of their own, not a network one), so they all
