@@ -234,6 +234,10 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     folder = f"not-in-snapshot-{writer.seq:010d}"
     moved = set_aside_unknown_trial_dirs(
         experiment_path, [os.path.join(experiment_path, name) for name in writer.dirnames], folder)
+    for name in moved:
+        # In storage the directory stays where it was: its checkpoints go, so that a trial made
+        # again under that name never mixes its files with theirs (locally: nothing left there).
+        files.prune_checkpoints(os.path.join(experiment_path, name), [], now=True)
     if moved:
         logger.warning(
             "%d trial directories in %s are not in its latest snapshot (the interrupted run made them "

@@ -42,10 +42,17 @@ class StorageSync:
         self._timeout = float(getattr(sync_config, "sync_timeout", 1800))
         self._lock = threading.Lock()
         self._uploaded: Dict[str, Tuple[int, int]] = {}  # relative path -> (size, mtime_ns) sent
-        self._snapshots_sent: List[str] = []  # the snapshots in storage, oldest first
+        # The snapshots in storage, oldest first, each with the deletions decided before it
+        # was written (0 for one an earlier run left).
+        self._snapshots_sent: List[Tuple[str, int]] = []
+        self._sync_lock = threading.Lock()  # one sync at a time
+        #: The newest snapshot number in storage when the run started (a fresh run's go after it).
+        self.newest_stored_seq = 0
         self._decisions = 0  # checkpoint deletions decided so far
         self._deletions: List[Tuple[int, str]] = []  # (decision number, local checkpoint path)
-        self._snapshot: Optional[Tuple[str, int]] = None  # newest snapshot, deletions decided before it
+        # The newest snapshot: a hard link to it (its file may be rotated out locally before
+        # it is uploaded), its name, and the deletions decided before it was written.
+        self._snapshot: Optional[Tuple[str, str, int]] = None
         self._thread: Optional[threading.Thread] = None
         self._last = time.monotonic()
         self._warned: Optional[str] = None
@@ -62,8 +69,13 @@ class StorageSync:
 
     def snapshot_written(self, path: str) -> None:
         """The runner wrote the snapshot ``path``; start a sync if one is due."""
+        name = os.path.basename(path)
+        link = os.path.join(os.path.dirname(path), f".upload-{name}")
+        os.link(path, link)
         with self._lock:
-            self._snapshot = (path, self._decisions)
+            previous, self._snapshot = self._snapshot, (link, name, self._decisions)
+        if previous is not None:
+            _remove_quietly(previous[0])  # a sync reading it keeps its open file
         if time.monotonic() - self._last >= self._period and not self._busy():
             self._last = time.monotonic()
             self._thread = threading.Thread(target=self._sync_in_background, name="fasttune-storage-sync",
@@ -95,9 +107,11 @@ class StorageSync:
         """
         try:
             self.sync()
-            # Snapshots an earlier run (this experiment, restored) left go as this run's are added.
+            # Snapshots an earlier run left (this experiment restored, or a fresh run under
+            # its name) go as this run's are added; this run's are numbered after them.
             stored = [name for name in storage.list_names(self.storage.location) if _state.is_snapshot_name(name)]
-            self._snapshots_sent = sorted(stored, key=_state.snapshot_seq)
+            self._snapshots_sent = [(name, 0) for name in sorted(stored, key=_state.snapshot_seq)]
+            self.newest_stored_seq = max((_state.snapshot_seq(name) for name in stored), default=0)
         except TuneError:
             raise
         except OSError as exc:
@@ -111,17 +125,25 @@ class StorageSync:
                 whole in the staging directory, which the message names.
         """
         self.wait(self._timeout)
+        if self._busy():
+            raise TuneError(
+                f"Uploading the experiment to {self.storage.location.uri} took longer than "
+                f"SyncConfig(sync_timeout={self._timeout:g}). Every result is in the local staging directory "
+                f"{self.storage.staging}; Tuner.restore({self.storage.location.uri!r}, ...) from this machine "
+                "uploads it and goes on.")
         failure: List[BaseException] = []
 
         def last_sync() -> None:
             try:
-                self.sync()
+                self.sync(final=True)
             except BaseException as exc:  # noqa: BLE001 - reported to the caller below
                 failure.append(exc)
 
         final = threading.Thread(target=last_sync, name="fasttune-storage-sync", daemon=True)
         final.start()
         final.join(self._timeout)
+        if not final.is_alive() and not failure and self._snapshot is not None:
+            _remove_quietly(self._snapshot[0])  # the link the last snapshot was uploaded from
         if final.is_alive() or failure:
             why = (f"it took longer than SyncConfig(sync_timeout={self._timeout:g})" if final.is_alive()
                    else f"{type(failure[0]).__name__}: {failure[0]}")
@@ -160,27 +182,33 @@ class StorageSync:
                     return
             self._last = time.monotonic()
 
-    def sync(self) -> None:
+    def sync(self, final: bool = False) -> None:
         """Upload what changed in the staging copy, then the newest snapshot, then carry
-        out the checkpoint deletions that snapshot allows (on the caller's thread)."""
-        started = time.monotonic()
-        with self._lock:
-            snapshot = self._snapshot
-        staging = self.storage.staging
-        # Trial files after the snapshot was chosen: each is at least as new as the
-        # snapshot that counts its rows.
-        changed = [(relative, stat) for relative, stat in _staged_files(staging)
-                   if self._uploaded.get(relative) != stat]
-        storage.in_parallel(self._upload_noting, changed)
-        if snapshot is not None and self._upload_snapshot(snapshot[0]):
+        out the checkpoint deletions the snapshots in storage allow (on the caller's
+        thread); ``final``: the sweep's last sync."""
+        with self._sync_lock:
+            started = time.monotonic()
             with self._lock:
-                due = [item for item in self._deletions if item[0] <= snapshot[1]]
-            storage.in_parallel(lambda item: storage.delete_directory(self.storage.location_of(item[1])), due)
-            with self._lock:  # only now: a deletion that failed is tried again at the next sync
-                done = set(due)
-                self._deletions = [item for item in self._deletions if item not in done]
-        self.syncs += 1
-        self.seconds += time.monotonic() - started
+                snapshot = self._snapshot
+            staging = self.storage.staging
+            # Trial files after the snapshot was chosen: each is at least as new as the
+            # snapshot that counts its rows.
+            changed = [(relative, stat) for relative, stat in _staged_files(staging)
+                       if self._uploaded.get(relative) != stat]
+            storage.in_parallel(self._upload_noting, changed)
+            if snapshot is not None and self._upload_snapshot(*snapshot):
+                # During the run, neither snapshot kept in storage names what was dropped before
+                # both were written; the last sync leaves retention's outcome (the snapshot
+                # before the last one is then only a fallback for a damaged last one).
+                allowed = snapshot[2] if final else min(mark for _, mark in self._snapshots_sent)
+                with self._lock:
+                    due = [item for item in self._deletions if item[0] <= allowed]
+                storage.in_parallel(lambda item: storage.delete_directory(self.storage.location_of(item[1])), due)
+                with self._lock:  # only now: a deletion that failed is tried again at the next sync
+                    done = set(due)
+                    self._deletions = [item for item in self._deletions if item not in done]
+            self.syncs += 1
+            self.seconds += time.monotonic() - started
 
     def _upload_noting(self, item: Tuple[str, Tuple[int, int]]) -> None:
         relative, stat = item
@@ -191,22 +219,30 @@ class StorageSync:
         parts = relative.split("/")
         storage.upload_file(os.path.join(self.storage.staging, *parts), self.storage.location.join(*parts))
 
-    def _upload_snapshot(self, path: str) -> bool:
-        """Upload the snapshot ``path`` as a new object, then drop the ones uploaded before
-        it but the last; False when it was rotated out meanwhile (a newer one goes at the
-        next sync)."""
-        name = os.path.basename(path)
-        if name in self._snapshots_sent:
+    def _upload_snapshot(self, link: str, name: str, mark: int) -> bool:
+        """Upload the snapshot ``name`` (from its hard link ``link``) as a new object, then
+        drop the ones uploaded before it but the last; False when a newer one replaced it
+        before it could be read (that one goes next)."""
+        if any(sent == name for sent, _ in self._snapshots_sent):
             return True
         try:
-            self._upload(name)
+            storage.upload_file(link, self.storage.location.join(name))
         except FileNotFoundError:
+            if os.path.exists(link):
+                raise
             return False
-        self._snapshots_sent.append(name)
+        self._snapshots_sent.append((name, mark))
         while len(self._snapshots_sent) > _state.KEEP:
-            target = self.storage.location.join(self._snapshots_sent.pop(0))
+            target = self.storage.location.join(self._snapshots_sent.pop(0)[0])
             target.filesystem.delete_file(target.path)
         return True
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def _staged_files(staging: str) -> List[Tuple[str, Tuple[int, int]]]:

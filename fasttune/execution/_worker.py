@@ -390,6 +390,8 @@ class TrialWorker:
             how = stop.args[0] if stop.args else _STOP
             if how == _RESET:
                 # The same trial goes on at once as a new segment: no end event.
+                if restore:
+                    places.restored(restore)
                 with self._cond:
                     self._seal_results()
                     self._queue.appendleft(dict(spec, **(run.reset_fields or {})))

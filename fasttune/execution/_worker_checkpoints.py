@@ -89,6 +89,9 @@ class LocalCheckpoints:
     def segment_ended(self, trial_dir: str, restored_from: Optional[str]) -> None:
         """A run segment of the trial ended (the local directory stays: it is the trial's)."""
 
+    def restored(self, restored_from: str) -> None:
+        """The trial no longer needs the checkpoint it resumed from on this node."""
+
 
 class StoredCheckpoints(LocalCheckpoints):
     """Checkpoints in the experiment's storage: uploaded from this node before ``report()``
@@ -129,14 +132,22 @@ class StoredCheckpoints(LocalCheckpoints):
                 if directory == local and name in _DRIVER_FILES:
                     continue
                 path = os.path.join(directory, name)
-                info = os.stat(path)
+                try:
+                    info = os.stat(path)
+                except FileNotFoundError:  # the trial removed it meanwhile
+                    continue
                 if sent.get(path) != (info.st_size, info.st_mtime_ns):
                     changed.append((path, (info.st_size, info.st_mtime_ns)))
         target = self._kept.location_of(trial_dir)
 
         def upload(item: tuple) -> None:
             path, stat_key = item
-            storage.upload_file(path, target.join(*os.path.relpath(path, local).split(os.sep)))
+            try:
+                storage.upload_file(path, target.join(*os.path.relpath(path, local).split(os.sep)))
+            except FileNotFoundError:
+                if os.path.exists(path):
+                    raise
+                return  # the trial removed it meanwhile
             sent[path] = stat_key
 
         storage.in_parallel(upload, changed)
@@ -166,8 +177,11 @@ class StoredCheckpoints(LocalCheckpoints):
             self._upload_artifacts(trial_dir)
         self._artifacts_sent.pop(trial_dir, None)
         shutil.rmtree(self.trial_dir(trial_dir), ignore_errors=True)
-        if restored_from:  # this node's copy of it, if the trainable opened it
-            storage.forget_local_checkpoint(self._kept.location_of(restored_from))
+        if restored_from:
+            self.restored(restored_from)
+
+    def restored(self, restored_from: str) -> None:
+        storage.forget_local_checkpoint(self._kept.location_of(restored_from))  # if the trainable opened it
 
 
 def _copy_tree(source: str, target: str) -> None:

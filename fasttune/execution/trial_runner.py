@@ -111,6 +111,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._resets = ResetBook(self._checkpoints, self._table)
         period = os.environ.get("FASTTUNE_GLOBAL_CHECKPOINT_S") or checkpoint_period
         self._snapshots = _snapshots.SnapshotWriter(experiment_path, period) if experiment_path else None
+        if storage_sync is not None and self._snapshots is not None:
+            # Numbered after those storage holds (an earlier run's), as after local ones.
+            self._snapshots.seq = storage_sync.newest_stored_seq
         self._policies = _snapshots.Policies(self._search_alg, self._scheduler, stopper, self._callbacks)
         self._iteration = 0
         self._start_time = time.monotonic()

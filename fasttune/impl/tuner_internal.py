@@ -278,13 +278,13 @@ def run_experiment(
         raise
     runner.cleanup()
     runner.checkpoint(force=True)
-    if sync is not None:
-        sync.finish()
     if interrupted.presses:
         logger.warning(
             "The experiment was interrupted (Ctrl-C); its state is saved. Continue it with "
             "Tuner.restore(%r, trainable=...).fit().", experiment.location)
     runner.end_experiment_callbacks()
+    if sync is not None:
+        sync.finish()  # after the callbacks: what loggers write at the end goes up too
     progress.finish()
     results = [
         Result(

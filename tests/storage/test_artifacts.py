@@ -10,6 +10,7 @@ import ray
 
 import fasttune as tune
 from fasttune import _storage as storage
+from fasttune.execution._experiment_state import is_snapshot_name, snapshot_paths
 
 
 @ray.remote(num_cpus=0)
@@ -36,12 +37,21 @@ def _train(config):
         tune.report({"i": i})
 
 
-def _sweep(s3_filesystem, bucket, name, sync_config):
+def _sweep(s3_filesystem, bucket, name, sync_config, callbacks=None):
     return tune.Tuner(
         _train, param_space={"x": tune.grid_search([1, 2])},
         run_config=tune.RunConfig(name=name, storage_path=f"{bucket}/artifacts", storage_filesystem=s3_filesystem,
-                                  verbose=0, sync_config=sync_config),
+                                  verbose=0, sync_config=sync_config, callbacks=callbacks),
     ).fit()
+
+
+class WritesASummaryAtTheEnd(tune.Callback):
+    """Writes a file into each trial's directory when the experiment ends, as loggers do."""
+
+    def on_experiment_end(self, trials, **info):
+        for trial in trials:
+            with open(os.path.join(trial.path, "summary.txt"), "w") as f:
+                f.write(f"{trial.config['x']}: {trial.last_result['i']}")
 
 
 @pytest.mark.parametrize("on_checkpoint", [True, False])
@@ -74,3 +84,29 @@ def test_without_sync_artifacts_a_trials_own_files_stay_off_storage(ray_session,
     names = {os.path.basename(info.path) for info in stored if info.type == fs.FileType.File}
     assert "result.json" in names and "notes.txt" not in names
     _assert_nothing_left_on_the_node(s3_filesystem, f"{s3_bucket}/artifacts/{name}")
+
+
+def test_after_fit_storage_holds_every_file_of_the_staging_copy_as_it_ended(ray_session, s3_filesystem, s3_bucket):
+    """What loggers write at the very end (TensorBoard's last records, on_experiment_end)
+    is uploaded too: each file of the driver's copy is in storage, byte for byte."""
+    name = f"whole-{uuid.uuid4().hex[:8]}"
+    grid = _sweep(s3_filesystem, s3_bucket, name, None, callbacks=[WritesASummaryAtTheEnd()])
+    staging = os.path.dirname(grid[0].path)
+    newest_snapshot = os.path.basename(snapshot_paths(staging)[0])  # older local ones need not be there
+    compared = 0
+    for directory, subdirs, files in os.walk(staging):
+        subdirs[:] = [d for d in subdirs if not d.startswith("checkpoint_")]
+        for file_name in files:
+            if file_name.startswith(".") or (is_snapshot_name(file_name) and file_name != newest_snapshot):
+                continue
+            path = os.path.join(directory, file_name)
+            relative = os.path.relpath(path, staging).replace(os.sep, "/")
+            with open(path, "rb") as local, \
+                    s3_filesystem.open_input_stream(f"{s3_bucket}/artifacts/{name}/{relative}") as stored:
+                assert stored.read() == local.read(), relative
+            compared += 1
+    assert compared >= 2 * 3 + 2  # per trial params, result and the summary; tuner.msgpack and a snapshot
+    for result in grid:
+        summary = f"{s3_bucket}/artifacts/{name}/{os.path.basename(result.path)}/summary.txt"
+        with s3_filesystem.open_input_stream(summary) as f:
+            assert f.read().decode() == f"{result.config['x']}: 2"

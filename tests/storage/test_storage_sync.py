@@ -145,7 +145,7 @@ def test_storage_keeps_the_newest_snapshot_and_the_one_before(kept):
     assert "exp/experiment_state-0000000002.msgpack" not in handler.written
 
 
-def test_a_dropped_checkpoint_stays_until_a_snapshot_that_no_longer_names_it_is_stored(kept):
+def test_a_dropped_checkpoint_stays_until_no_snapshot_in_storage_names_it(kept):
     staged, handler, stored = kept
     for index in (0, 1):
         _write(str(stored / "trial_0" / f"checkpoint_00000{index}" / "model.bin"), "weights")
@@ -156,8 +156,23 @@ def test_a_dropped_checkpoint_stays_until_a_snapshot_that_no_longer_names_it_is_
     assert (stored / "trial_0" / "checkpoint_000000").is_dir()
     sync.snapshot_written(_snapshot(staged.staging, 2))  # written after retention dropped it
     sync.sync()
+    assert (stored / "trial_0" / "checkpoint_000000").is_dir()  # the snapshot kept before it names it
+    sync.snapshot_written(_snapshot(staged.staging, 3))
+    sync.sync()  # now neither snapshot in storage names it
     assert not (stored / "trial_0" / "checkpoint_000000").exists()
     assert (stored / "trial_0" / "checkpoint_000001" / "model.bin").read_text() == "weights"
+
+
+def test_the_last_sync_leaves_retentions_outcome_in_storage(kept):
+    staged, handler, stored = kept
+    _write(str(stored / "trial_0" / "checkpoint_000000" / "model.bin"), "weights")
+    sync = StorageSync(staged, SyncConfig(sync_period=3600))
+    sync.snapshot_written(_snapshot(staged.staging, 1))
+    sync.sync()
+    sync.delete_checkpoint_later(os.path.join(staged.staging, "trial_0", "checkpoint_000000"))
+    sync.snapshot_written(_snapshot(staged.staging, 2))
+    sync.finish()  # the final snapshot no longer names it: it goes, as num_to_keep says
+    assert not (stored / "trial_0" / "checkpoint_000000").exists()
 
 
 def test_prune_deletes_unreported_checkpoints_but_not_those_waiting_for_deletion(kept):
@@ -199,7 +214,38 @@ def test_a_snapshot_written_during_a_sync_goes_up_when_it_ends(kept):
     handler.opened.set()
     sync.wait()  # no further snapshot is written, yet the second one is in storage
     names = sorted(p.name for p in stored.iterdir() if state.is_snapshot_name(p.name))
-    assert names == ["experiment_state-0000000001.msgpack", "experiment_state-0000000002.msgpack"]
+    # The first was superseded before that sync got to it: the newer one went instead.
+    assert names == ["experiment_state-0000000002.msgpack"]
+    assert (stored / "trial_0" / "result.json").read_text() == '{"i": 0}\n'
+
+
+def test_a_snapshot_rotated_out_locally_before_its_upload_still_goes_up(kept):
+    staged, handler, stored = kept
+    sync = StorageSync(staged, SyncConfig(sync_period=3600))
+    first = _snapshot(staged.staging, 1)
+    with open(first, "rb") as f:
+        written = f.read()
+    sync.snapshot_written(first)
+    for seq in (2, 3):  # written by a runner that does not tell (KEEP=2 rotates 1 out locally)
+        _snapshot(staged.staging, seq)
+    assert not os.path.exists(first)
+    sync.sync()
+    assert (stored / "experiment_state-0000000001.msgpack").read_bytes() == written
+    sync.finish()
+    assert [p for p in os.listdir(staged.staging) if p.startswith(".upload-")] == []
+
+
+def test_a_fresh_run_numbers_its_snapshots_after_those_in_storage(kept):
+    staged, handler, stored = kept
+    for seq in (56, 57):  # an earlier run under this name
+        _snapshot(str(stored), seq)
+    sync = StorageSync(staged, SyncConfig(sync_period=3600))
+    sync.check_writable()
+    assert sync.newest_stored_seq == 57
+    sync.snapshot_written(_snapshot(staged.staging, 58))
+    sync.sync()
+    names = sorted(p.name for p in stored.iterdir() if state.is_snapshot_name(p.name))
+    assert names == ["experiment_state-0000000057.msgpack", "experiment_state-0000000058.msgpack"]
 
 
 def test_a_last_sync_that_fails_raises_naming_the_staging_copy(kept):
