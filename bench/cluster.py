@@ -67,7 +67,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from bench.sweeps import format_number
+from bench.sweeps import cpu_busy_fraction, format_number
 from bench.workloads import pbt_trainable
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -627,29 +627,13 @@ def _kill_processes_naming(root: str) -> None:
     kill_leftovers(root)
 
 
-def _cpu_busy(window_s: float = 0.5) -> Optional[float]:
-    def sample():
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-        return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)
-
-    try:
-        idle0, total0 = sample()
-        time.sleep(window_s)
-        idle1, total1 = sample()
-    except OSError:
-        return None
-    total = total1 - total0
-    return 1.0 - (idle1 - idle0) / total if total > 0 else 0.0
-
-
 def settle(max_s: float = 30.0, busy_below: float = 0.3) -> float:
     """Wait (at most ``max_s``) until the CPUs are nearly idle after a run's teardown;
     the machine is shared, so the bar is lower than bench.sweeps' and the wait shorter."""
     t0 = time.perf_counter()
     os.sync()
     while time.perf_counter() - t0 < max_s:
-        busy = _cpu_busy()
+        busy = cpu_busy_fraction()
         if busy is None or busy < busy_below:
             break
     return round(time.perf_counter() - t0, 2)

@@ -230,7 +230,7 @@ def _fs_probe_us(root: Optional[str], trials: int = 300) -> float:
     return round(elapsed / trials * 1e6, 1)
 
 
-def _cpu_busy_fraction(window_s: float = 0.5) -> Optional[float]:
+def cpu_busy_fraction(window_s: float = 0.5) -> Optional[float]:
     def sample():
         with open("/proc/stat") as f:
             fields = [int(x) for x in f.readline().split()[1:]]
@@ -254,7 +254,7 @@ def _settle(max_s: float = 60.0, busy_below: float = 0.15) -> float:
     t0 = time.perf_counter()
     os.sync()
     while time.perf_counter() - t0 < max_s:
-        busy = _cpu_busy_fraction()
+        busy = cpu_busy_fraction()
         if busy is None or busy < busy_below:
             break
     return round(time.perf_counter() - t0, 2)

@@ -85,5 +85,23 @@ def drive(address, tmp, storage, seed, interrupt_after, sig):
     print("STATUSES " + json.dumps(sorted(r.metrics["trial_id"] for r in grid if r.metrics)))
 
 
+def wait_until_other_jobs_have_no_live_actors(ray_session, timeout_s=60.0):
+    """Ray ends a dead driver's workers shortly after it notices; until then they may
+    still run trials handed to them ahead, so the restore waits for that (a condition
+    on Ray's state, polled)."""
+    import time
+
+    from ray._private import state as ray_state
+
+    job = ray_session.get_runtime_context().get_job_id()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = [a for a in ray_state.actors().values() if a.get("State") != "DEAD" and a.get("JobID") != job]
+        if not alive:
+            return
+        assert time.monotonic() < deadline, f"the interrupted driver's workers are still alive: {alive}"
+        time.sleep(0.05)
+
+
 if __name__ == "__main__":
     drive(*json.loads(sys.argv[1]))

@@ -16,7 +16,7 @@ from fasttune.search import BasicVariantGenerator
 
 import restore_testing
 from fasttune_testing import report_with_step_checkpoint, restored_step
-from restore_testing import ITERATIONS, NUM_SAMPLES, counting_trainable
+from restore_testing import ITERATIONS, NUM_SAMPLES, counting_trainable, wait_until_other_jobs_have_no_live_actors
 
 pytestmark = pytest.mark.ray
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -34,28 +34,10 @@ def _interrupted_run(ray_session, tmp_path, seed, interrupt_after, sig, period="
     args = json.dumps([address, tmp, storage, seed, interrupt_after, sig])
     proc = subprocess.run([sys.executable, os.path.join(TESTS_DIR, "restore_testing.py"), args], env=env,
                           capture_output=True, text=True, timeout=240, start_new_session=True)
-    _wait_until_other_jobs_have_no_live_actors(ray_session)
+    wait_until_other_jobs_have_no_live_actors(ray_session)
     with open(os.path.join(tmp, "phase"), "w") as f:
         f.write("restore")
     return tmp, os.path.join(storage, "interrupted"), proc
-
-
-def _wait_until_other_jobs_have_no_live_actors(ray_session, timeout_s=60.0):
-    """Ray ends a dead driver's workers shortly after it notices; until then they may
-    still run trials handed to them ahead, so the restore waits for that (a condition
-    on Ray's state, polled)."""
-    import time
-
-    from ray._private import state as ray_state
-
-    job = ray_session.get_runtime_context().get_job_id()
-    deadline = time.monotonic() + timeout_s
-    while True:
-        alive = [a for a in ray_state.actors().values() if a.get("State") != "DEAD" and a.get("JobID") != job]
-        if not alive:
-            return
-        assert time.monotonic() < deadline, f"the interrupted driver's workers are still alive: {alive}"
-        time.sleep(0.05)
 
 
 def _expected_configs(tmp, seed):

@@ -23,6 +23,7 @@ from fasttune.cli import main
 from fasttune.error import TuneError
 from fasttune.schedulers import PopulationBasedTraining
 from fasttune_testing import report_with_json_checkpoint, report_with_step_checkpoint, restored_json, restored_step
+from restore_testing import wait_until_other_jobs_have_no_live_actors
 
 
 pytestmark = pytest.mark.ray
@@ -565,23 +566,6 @@ def run_driver(phase, ray_session, uri, control, env):
                                                 os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, __file__, phase, json.dumps([address, uri, control])], env=env,
                           capture_output=True, text=True, timeout=240)
-
-
-def wait_until_other_jobs_have_no_live_actors(ray_session, timeout_s=60.0):
-    """Ray ends a finished driver's workers shortly after it exits; the restored run
-    needs their CPUs (a condition on Ray's state, polled)."""
-    import time
-
-    from ray._private import state as ray_state  # ray.util.state needs the dashboard, which is off
-
-    job = ray_session.get_runtime_context().get_job_id()
-    deadline = time.monotonic() + timeout_s
-    while True:
-        alive = [a for a in ray_state.actors().values() if a.get("State") != "DEAD" and a.get("JobID") != job]
-        if not alive:
-            return
-        assert time.monotonic() < deadline, f"the first driver's workers are still alive: {alive}"
-        time.sleep(0.05)
 
 
 def test_restore_from_the_uri_in_a_new_driver_with_nothing_local(ray_session, prefix, s3_endpoint, s3_filesystem,
