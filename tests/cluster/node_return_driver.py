@@ -22,11 +22,13 @@ ITERATIONS = 3
 
 
 def train(config):
-    killed = os.path.join(config["shared"], "killed")
+    # The first run waits at iteration 1 until its node is killed (the driver marks that
+    # first); the run that restarts afterwards finds the mark and goes on.
+    first_run = not os.path.exists(os.path.join(config["shared"], "killed"))
     for i in range(ITERATIONS):
         tune.report({"i": i, "node": ray.get_runtime_context().get_node_id()})
-        while i == 1 and not os.path.exists(killed):  # polled: waits here until its node is killed
-            time.sleep(0.05)
+        while i == 1 and first_run:
+            time.sleep(1)
 
 
 class KillTheNodeThenAddOne(tune.Callback):
