@@ -10,8 +10,9 @@ The driver writes the experiment exactly as it would locally, into
   append, and a finished trial's files are never sent again;
 * then the newest snapshot, under its own new name (snapshots are numbered), so a reader
   never sees a torn one; once it is there, older ones go, all but the one before it;
-* then the checkpoint deletions retention decided before that snapshot was written: a
-  checkpoint stays in storage while an uploaded snapshot may still name it.
+* then the checkpoint deletions retention decided before both snapshots kept in storage
+  were written: a checkpoint stays there while a snapshot there may still name it (the
+  last sync, once its snapshot is up, carries out all of retention's deletions).
 
 Checkpoints themselves never pass through here: each worker uploads its own.
 """
@@ -71,7 +72,11 @@ class StorageSync:
         """The runner wrote the snapshot ``path``; start a sync if one is due."""
         name = os.path.basename(path)
         link = os.path.join(os.path.dirname(path), f".upload-{name}")
-        os.link(path, link)
+        _remove_quietly(link)  # left by a driver killed before it could upload that one
+        try:
+            os.link(path, link)
+        except OSError:  # a filesystem without hard links: a copy does as well
+            shutil.copyfile(path, link)
         with self._lock:
             previous, self._snapshot = self._snapshot, (link, name, self._decisions)
         if previous is not None:
