@@ -40,6 +40,21 @@ def short_tempdir() -> str:
     return tempfile.mkdtemp(prefix="ftc-", dir="/tmp")
 
 
+def _processes_naming(text: str) -> List[int]:
+    """The live processes whose command line contains ``text``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    with open(f"/proc/{pid}/stat", "rb") as f:
+                        if f.read().rsplit(b")", 1)[-1].split()[0] != b"Z":  # a zombie has ended
+                            found.append(int(pid))
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
 def kill_leftovers(root: str) -> int:
     """SIGKILL the process group of every process whose command line names ``root``
     (the nodes of a cluster whose driver died before it could stop them); returns how
@@ -179,10 +194,19 @@ class LocalCluster:
         return next(name for name in self._nodes if name != "head" and self.node_id(name) == node_id)
 
     def kill_node(self, name: str) -> None:
-        """SIGKILL the node's namespace: its raylet and all its workers die at once."""
+        """SIGKILL the node's namespace: its raylet and all its workers die at once.  Returns
+        once none of its processes is left (the kernel ends the namespace's other processes
+        after its first one, not at the same instant), so nothing the node runs can act
+        after this returns."""
         process = self._nodes[name]
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        marker = os.path.join(self.root, name) + os.sep  # in each of its processes' command lines
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while _processes_naming(marker):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"processes of node {name} outlived its SIGKILL: {_processes_naming(marker)}")
+            time.sleep(0.01)  # polled: the kernel is reaping them
 
     def shutdown(self) -> None:
         try:
