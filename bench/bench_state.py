@@ -147,7 +147,7 @@ ERROR_MSG = ("Traceback (most recent call last):\n  File \"train.py\", line 42, 
 # fasttune
 # --------------------------------------------------------------------------
 
-class _StubExecutor:
+class StubExecutor:
     """The few executor methods a TrialRunner calls outside ``step()``."""
 
     def check_feasible(self, trial):
@@ -165,7 +165,7 @@ def _fasttune_runner(experiment):
     from fasttune.search.basic_variant import BasicVariantGenerator
 
     searcher = BasicVariantGenerator()
-    runner = TrialRunner(search_alg=searcher, trial_executor=_StubExecutor(),
+    runner = TrialRunner(search_alg=searcher, trial_executor=StubExecutor(),
                          experiment_path=experiment.path, metric="loss", mode="min")
     return runner, searcher
 

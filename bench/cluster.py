@@ -67,8 +67,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from bench.sweeps import cpu_busy_fraction, format_number
-from bench.workloads import pbt_trainable
+from bench.sweeps import cpu_busy_fraction, format_number, write_report
+from bench.bench_state import StubExecutor
+from bench.workloads import fit_and_count, pbt_trainable
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLUSTER_TESTING = os.path.join(REPO_ROOT, "tests", "cluster")
@@ -232,22 +233,6 @@ def count_checkpoints(endpoint: str, prefix: str) -> Dict[str, int]:
 # Workloads (child side), each written once against a ``tune`` module
 # --------------------------------------------------------------------------
 
-def fit_and_count(tune, trainable, *, name, storage_path, param_space, tune_config, **run_config) -> Dict[str, Any]:
-    """Build a Tuner (untimed), time ``fit()`` and count what it produced (untimed)."""
-    from bench.workloads import count_results
-
-    config = tune.RunConfig(name=name, storage_path=storage_path, verbose=0, **run_config)
-    t0 = time.perf_counter()
-    tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=config)
-    t1 = time.perf_counter()
-    cpu = time.process_time()
-    grid = tuner.fit()
-    t2 = time.perf_counter()
-    out = {"construct_s": t1 - t0, "fit_s": t2 - t1, "fit_driver_cpu_s": time.process_time() - cpu}
-    out.update(count_results(grid))
-    return out
-
-
 def run_pbt64(tune, size: int, storage_path: str, scratch: str) -> Dict[str, Any]:
     schedulers = importlib.import_module(tune.__name__ + ".schedulers")
     pbt = schedulers.PopulationBasedTraining(
@@ -381,20 +366,6 @@ def snapshot_trainable(config):
             tune.report({"loss": config["x"] / step})
 
 
-class _NoExecutor:
-    """The executor methods a TrialRunner calls outside its loop: this runner only restores
-    the experiment and writes snapshots."""
-
-    def check_feasible(self, trial):
-        return None
-
-    def has_resources_for_trial(self, trial, asks_ahead=0):
-        return False
-
-    def cleanup(self):
-        return None
-
-
 def _append_result(trial_dir: str) -> None:
     """A new row in the trial's result files, as a result arriving does."""
     for name in ("result.json", "progress.csv"):
@@ -444,7 +415,7 @@ def run_snapshots(size: int, storage_root: str, endpoint: str, repeats: int = 3)
                        tune.SyncConfig(sync_period=10 ** 9))
     out["sync_period_s"] = sync_period = float(tune.SyncConfig().sync_period)
     searcher = BasicVariantGenerator()
-    runner = TrialRunner(search_alg=searcher, trial_executor=_NoExecutor(), experiment_path=experiment_dir,
+    runner = TrialRunner(search_alg=searcher, trial_executor=StubExecutor(), experiment_path=experiment_dir,
                          metric="loss", mode="min", storage_sync=sync)
     searcher.add_configurations([experiment])
     runner.setup_experiments([experiment], size)
@@ -873,14 +844,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     markdown = render_markdown(report)
     print(markdown)
-    stamp = started.replace(":", "").replace("-", "")
-    base = os.path.join(args.out_dir, f"cluster-{stamp}")
-    with open(base + ".json", "w") as f:
-        json.dump(report, f, indent=2, default=str)
-    with open(base + ".md", "w") as f:
-        f.write(markdown)
-    for suffix in (".json", ".md"):
-        shutil.copyfile(base + suffix, os.path.join(args.out_dir, "cluster-latest" + suffix))
+    base = write_report(args.out_dir, "cluster-", started, report, markdown)
     print(f"[cluster] wrote {base}.json and {base}.md", file=sys.stderr)
     return 1 if any(r.get("status") != "ok" for r in runs) else 0
 

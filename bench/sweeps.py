@@ -389,6 +389,21 @@ def _probe_range(values: List[Optional[float]]) -> str:
     return f"{xs[0]:.0f}–{statistics.median(xs):.0f}–{xs[-1]:.0f}"
 
 
+def write_report(out_dir: str, prefix: str, started: str, report: Dict[str, Any], markdown: str,
+                 latest: Optional[str] = None) -> str:
+    """Write ``report`` as ``<prefix><stamp>.json`` and ``.md`` in ``out_dir``, copied to
+    ``<latest>.json``/``.md`` (``<prefix>latest`` by default); returns the path less suffix."""
+    stamp = started.replace(":", "").replace("-", "")
+    base = os.path.join(out_dir, f"{prefix}{stamp}")
+    with open(base + ".json", "w") as f:
+        json.dump(report, f, indent=2, default=str)
+    with open(base + ".md", "w") as f:
+        f.write(markdown)
+    for suffix in (".json", ".md"):
+        shutil.copyfile(base + suffix, os.path.join(out_dir, (latest or prefix + "latest") + suffix))
+    return base
+
+
 def format_number(x: Optional[float]) -> str:
     """``x`` for a table: thousands separated, three significant digits below 10, — for none."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -638,14 +653,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     md = render_markdown(report)
     print(md)
 
-    stamp = started.replace(":", "").replace("-", "")
-    base = os.path.join(args.out_dir, f"sweeps-{stamp}")
-    with open(base + ".json", "w") as f:
-        json.dump(report, f, indent=2, default=str)
-    with open(base + ".md", "w") as f:
-        f.write(md)
-    for src, dst in ((base + ".json", "latest.json"), (base + ".md", "latest.md")):
-        shutil.copyfile(src, os.path.join(args.out_dir, dst))
+    base = write_report(args.out_dir, "sweeps-", started, report, md, latest="latest")
     print(f"[sweeps] wrote {base}.json and {base}.md", file=sys.stderr)
     failed = any(r.get("status") not in ("ok", "skipped") for r in runs)
     if snapshots and snapshots.get("failed"):

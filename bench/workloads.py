@@ -107,7 +107,8 @@ def count_results(grid) -> Dict[str, Any]:
     }
 
 
-def _fit(tune, trainable, *, name, storage_path, param_space, tune_config, **run_config):
+def fit_and_count(tune, trainable, *, name, storage_path, param_space, tune_config, **run_config):
+    """Build a Tuner (untimed), time ``fit()`` and count what it produced (untimed)."""
     run_config = tune.RunConfig(name=name, storage_path=storage_path, verbose=0, **run_config)
     t0 = time.perf_counter()
     tuner = tune.Tuner(
@@ -153,7 +154,7 @@ def result_throughput(tune, size: int, storage_path: str) -> Dict[str, Any]:
         for i in range(config["n"]):
             report({"score": i * x, "i": i})
 
-    out = _fit(
+    out = fit_and_count(
         tune,
         tune.with_resources(trainable, {"cpu": 1}),
         name="result_throughput",
@@ -187,7 +188,7 @@ def _bookkeeping(tune, size: int, storage_path: str, name: str, **tune_config: A
     def trainable(config):
         tune.report({"score": config["x"]})
 
-    out = _fit(
+    out = fit_and_count(
         tune,
         tune.with_resources(trainable, {"cpu": 1}),
         name=name,
@@ -217,7 +218,7 @@ def time_to_first_result(tune, size: int, storage_path: str) -> Dict[str, Any]:
     def trainable(config):
         tune.report({"score": config["x"]})
 
-    out = _fit(
+    out = fit_and_count(
         tune,
         tune.with_resources(trainable, {"cpu": 1}),
         name="time_to_first_result",
@@ -261,7 +262,7 @@ def class_checkpointing(tune, size: int, storage_path: str) -> Dict[str, Any]:
             with open(os.path.join(checkpoint_dir, "value")) as f:
                 self.value = float(f.read())
 
-    out = _fit(
+    out = fit_and_count(
         tune,
         tune.with_resources(Walker, {"cpu": 1}),
         name="class_checkpointing",
@@ -310,7 +311,7 @@ def pause_resume_1mb(tune, size: int, storage_path: str) -> Dict[str, Any]:
             assert len(self.state) == 1 << 20
 
     iterations = 2 * size + 1
-    out = _fit(
+    out = fit_and_count(
         tune,
         tune.with_resources(Stateful, {"cpu": 1}),
         name="pause_resume_1mb",
@@ -385,7 +386,7 @@ def _pbt(tune, population: int, iterations: int, storage_path: str, name: str, c
     scratch = os.path.join(storage_path, "scratch")
     os.makedirs(scratch, exist_ok=True)
     with _DriverUsage() as usage:
-        out = _fit(
+        out = fit_and_count(
             tune,
             tune.with_resources(pbt_trainable(tune), {"cpu": cpu}),
             name=name,
@@ -439,7 +440,7 @@ def asha_trials(tune, size: int, storage_path: str) -> Dict[str, Any]:
             tune.report({"score": config["x"] * (1.0 - 1.0 / (step + 1))})
 
     with _DriverUsage() as usage:
-        out = _fit(
+        out = fit_and_count(
             tune,
             tune.with_resources(trainable, {"cpu": 1}),
             name="asha_trials",
@@ -477,7 +478,7 @@ def optuna_search(tune, size: int, storage_path: str) -> Dict[str, Any]:
         tune.report({"loss": (config["x"] - 1.0) ** 2 + (config["y"] + 2.0) ** 2})
 
     search = importlib.import_module(tune.__name__ + ".search.optuna")
-    out = _fit(
+    out = fit_and_count(
         tune,
         tune.with_resources(trainable, {"cpu": 1}),
         name="optuna_search",
