@@ -6,7 +6,9 @@ numpy scalars and numeric numpy arrays are msgpack (tuples, sets and arrays thro
 extension types);
 any other object (a search-space domain, a random generator, a library's study object)
 is cloudpickled in place.  A :class:`Loader` records the type of each object it
-unpickles, so a restore can say exactly what it loaded as code.
+unpickles, so a restore can say exactly what it loaded as code; a :class:`DataOnlyLoader`
+never unpickles (each pickled object stays a :class:`PickledObject`, unloaded): readers
+use it, since unpickling a file runs whatever code its author put there.
 
 Example:
     >>> import datetime
@@ -15,10 +17,13 @@ Example:
     {'when': datetime.date(2026, 1, 2), 'shape': (2, 3)}
     >>> loader.unpickled
     ['date']
+    >>> DataOnlyLoader().unpack(pack({"when": datetime.date(2026, 1, 2)}))
+    {'when': <pickled object, not loaded (... bytes; refers to datetime.date)>}
 """
 from __future__ import annotations
 
 import pickle
+import pickletools
 from typing import Any, Dict, List, Optional, Tuple
 
 import msgpack
@@ -33,6 +38,14 @@ _EXT_SET = 5
 _EXT_FROZENSET = 6
 _STATE_MARK = "fasttune-state-1"
 _PICKLE_PROTOCOL_MARK = 0x80  # the first byte of a pickle (protocol 2 and later)
+# How deep extension entries (tuples, sets, arrays) may lie inside one another.  Each
+# level is a nested msgpack call with tens of kB of C stack: a crafted file nesting a few
+# hundred would crash the interpreter; what pack() writes nests a handful.
+MAX_NESTING = 32
+
+
+class CorruptData(ValueError):
+    """Bytes that :func:`pack` cannot have written (damaged, or crafted)."""
 
 
 def _pickle_module() -> Any:
@@ -104,53 +117,152 @@ def pack_state(value: Any) -> bytes:
                          use_bin_type=True)
 
 
+class PickledObject:
+    """What a :class:`DataOnlyLoader` leaves in place of a pickled object: its bytes,
+    never unpickled.  Its repr names the globals (classes, functions) the pickle refers
+    to, read from its opcodes without running any of them.
+
+    Example:
+        >>> import os
+        >>> class Crafted:  # what an attacker might plant in a snapshot
+        ...     def __reduce__(self):
+        ...         return (os.system, ("echo pwned",))
+        >>> placeholder = DataOnlyLoader().unpack(pack([Crafted()]))[0]
+        >>> placeholder.refers_to()[0] in ("posix.system", "nt.system")
+        True
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def refers_to(self, limit: int = 5) -> List[str]:
+        """The first ``limit`` distinct ``module.name`` globals the pickle would load."""
+        found: Dict[str, None] = {}
+        recent: List[Optional[str]] = []  # the strings the last opcodes pushed (None: not a string)
+        memo: Dict[int, Optional[str]] = {}
+        try:
+            for opcode, arg, _ in pickletools.genops(self.data):
+                name = opcode.name
+                if name == "GLOBAL":  # protocols 0-3: "module name"
+                    found[str(arg).replace(" ", ".")] = None
+                elif name == "STACK_GLOBAL" and len(recent) == 2 and None not in recent:
+                    found[f"{recent[0]}.{recent[1]}"] = None
+                if len(found) >= limit:
+                    break
+                if name in ("PROTO", "FRAME"):
+                    continue
+                if name == "MEMOIZE":
+                    memo[len(memo)] = recent[-1] if recent else None
+                elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                    memo[arg] = recent[-1] if recent else None
+                else:
+                    if name in ("GET", "BINGET", "LONG_BINGET"):
+                        pushed = memo.get(arg)
+                    else:
+                        pushed = arg if "UNICODE" in name and isinstance(arg, str) else None
+                    recent = (recent + [pushed])[-2:]
+        except Exception:  # noqa: BLE001 - damaged bytes: name what was found before them
+            pass
+        return list(found)
+
+    def __repr__(self) -> str:
+        names = self.refers_to()
+        what = f"; refers to {', '.join(names)}" if names else ""
+        return f"<pickled object, not loaded ({len(self.data)} bytes{what})>"
+
+
 class Loader:
-    """Unpacks what :func:`pack` wrote and remembers the objects it unpickled."""
+    """Unpacks what :func:`pack` wrote and remembers the objects it unpickled.
+
+    Extension entries nested deeper than :data:`MAX_NESTING`, and extension entries
+    whose contents :func:`pack` cannot have written, raise :class:`CorruptData`.
+    """
 
     def __init__(self) -> None:
         self.unpickled: List[str] = []
-        self._objects: List[Any] = []
+        self._objects: Any = []
+        self._depth = 0
+        self.source: Optional[str] = None  # the file being read, for messages (its reader sets it)
+
+    def unpickle(self, data: bytes) -> Any:
+        """The object pickled in ``data``, loaded (this runs code the pickle names)."""
+        obj = _pickle_module().loads(data)
+        self.unpickled.append(type(obj).__name__)
+        return obj
 
     def _ext_hook(self, code: int, data: bytes) -> Any:
-        if code == _EXT_TUPLE:
-            return tuple(self.unpack(data))
-        if code == _EXT_SET:
-            return set(self.unpack(data))
-        if code == _EXT_FROZENSET:
-            return frozenset(self.unpack(data))
-        if code == _EXT_NDARRAY:
-            import numpy as np
-
-            dtype, shape, raw = self.unpack(data)
-            return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
-        if code == _EXT_OBJECT:
-            return self._objects[msgpack.unpackb(data)]
         if code == _EXT_PICKLED:
-            obj = _pickle_module().loads(data)
-            self.unpickled.append(type(obj).__name__)
-            return obj
+            return self.unpickle(data)
+        try:
+            if code == _EXT_TUPLE:
+                return tuple(self.unpack(data))
+            if code == _EXT_SET:
+                return set(self.unpack(data))
+            if code == _EXT_FROZENSET:
+                return frozenset(self.unpack(data))
+            if code == _EXT_NDARRAY:
+                import numpy as np
+
+                dtype, shape, raw = self.unpack(data)
+                return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
+            if code == _EXT_OBJECT:
+                index = msgpack.unpackb(data)
+                # A DataOnlyLoader keeps the objects' one shared pickle unloaded.
+                return self._objects if isinstance(self._objects, PickledObject) else self._objects[index]
+        except CorruptData:
+            raise
+        except (TypeError, ValueError, IndexError, KeyError, msgpack.UnpackException) as exc:
+            raise CorruptData(f"extension entry {code} holds what fasttune cannot have written ({exc})") from None
         return msgpack.ExtType(code, data)
 
     def unpack(self, data: bytes) -> Any:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=self._ext_hook)
+        """What :func:`pack` wrote."""
+        if self._depth >= MAX_NESTING:
+            raise CorruptData(f"extension entries (tuples, sets, arrays) nest more than {MAX_NESTING} deep")
+        self._depth += 1
+        try:
+            return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=self._ext_hook)
+        finally:
+            self._depth -= 1
 
     def loads(self, data: bytes) -> Any:
         """What :func:`pack_state` wrote, or a whole pickle (what fasttune wrote before it
         used msgpack)."""
         if data[:1] == bytes([_PICKLE_PROTOCOL_MARK]):
-            obj = pickle.loads(data)
-            self.unpickled.append(f"{type(obj).__name__} (a whole pickle)")
+            obj = self.unpickle(data)
+            if self.unpickled:
+                self.unpickled[-1] += " (a whole pickle)"
             return obj
         outer = msgpack.unpackb(data, raw=False)
         if not (isinstance(outer, list) and len(outer) == 3 and outer[0] == _STATE_MARK):
             raise ValueError("not a state written by fasttune (neither pack_state's format nor a pickle)")
         _, packed, objects = outer
-        previous, self._objects = self._objects, _pickle_module().loads(objects) if objects else []
-        self.unpickled.extend(type(obj).__name__ for obj in self._objects)
+        loaded = self.unpickle(objects) if objects else []
+        if isinstance(loaded, list) and self.unpickled:
+            # The objects share one pickle: name each, not the list holding them.
+            self.unpickled[-1:] = [type(obj).__name__ for obj in loaded]
+        previous, self._objects = self._objects, loaded
         try:
             return self.unpack(packed)
         finally:
             self._objects = previous
+
+
+class DataOnlyLoader(Loader):
+    """A :class:`Loader` that never unpickles: each pickled object is left a
+    :class:`PickledObject`.  What reads an experiment without restoring it uses this
+    one, so a crafted file cannot run code when it is only read.
+
+    Example:
+        >>> import random
+        >>> loader = DataOnlyLoader()
+        >>> out = loader.loads(pack_state({"rng": random.Random(0), "step": (1, 2)}))
+        >>> out["step"], isinstance(out["rng"], PickledObject), loader.unpickled
+        ((1, 2), True, [])
+    """
+
+    def unpickle(self, data: bytes) -> PickledObject:
+        return PickledObject(data)
 
 
 def dump_file(path: str, value: Any) -> None:

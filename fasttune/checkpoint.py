@@ -262,9 +262,11 @@ class Checkpoint:
                 return {}
             with open(meta_path, "r", encoding="utf-8") as f:
                 text = f.read()
+        from fasttune.result import parse_json  # result imports this module
+
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            data = parse_json(text)
+        except ValueError as exc:
             raise ValueError(
                 f"Checkpoint metadata file {meta_path!r} is not valid JSON ({exc}); "
                 f"fix or delete it, then call set_metadata() again."

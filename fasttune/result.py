@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -24,12 +25,20 @@ from fasttune.error import TuneError
 
 __all__ = ["Result"]
 
+logger = logging.getLogger(__name__)
+
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.csv"
 ERROR_FILE = "error.txt"
 CHECKPOINT_DIR_NAME_KEY = "checkpoint_dir_name"
 _CHECKPOINT_DIR_RE = re.compile(r"^checkpoint_(\d+)$")
+# How deep the JSON fasttune reads may nest (dicts and lists); results nest at most
+# MAX_DEPTH (100) dicts deep.  Deeper values are refused as bad JSON: the readers walk
+# them recursively, and a crafted file nesting thousands would end in a RecursionError.
+MAX_JSON_NESTING = 256
+ON_BAD_LINE = ("raise", "warn")
+_warned_bad_lines: set = set()  # (path, line): a grid re-reads a history; it warns once
 
 
 def import_pandas(feature: str) -> Any:
@@ -43,28 +52,117 @@ def import_pandas(feature: str) -> Any:
     return pandas
 
 
-def read_json_lines(path: str) -> List[Dict[str, Any]]:
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether dicts and lists in ``value`` nest more than ``limit`` deep (found without
+    recursion, so any depth is safe to ask about).
+
+    Example:
+        >>> nested_deeper_than({"a": [{"b": 1}]}, 3), nested_deeper_than({"a": [{"b": 1}]}, 2)
+        (False, True)
+    """
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def parse_json(text: Union[str, bytes]) -> Any:
+    """``json.loads(text)``, refusing values nested more than :data:`MAX_JSON_NESTING`
+    deep with a ValueError, as it refuses any other bad JSON.
+
+    Example:
+        >>> parse_json('{"a": [1, 2]}')
+        {'a': [1, 2]}
+        >>> parse_json("[" * 300 + "]" * 300)
+        Traceback (most recent call last):
+        ...
+        ValueError: nested more than 256 levels deep
+    """
+    too_deep = ValueError(f"nested more than {MAX_JSON_NESTING} levels deep")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise too_deep from None
+    # Only a text with that many brackets can nest that deep: most rows need no walk.
+    brackets = text.count("{") + text.count("[") if isinstance(text, str) else text.count(b"{") + text.count(b"[")
+    if brackets > MAX_JSON_NESTING and nested_deeper_than(value, MAX_JSON_NESTING):
+        raise too_deep
+    return value
+
+
+def read_json_lines(path: str, on_bad_line: str = "raise") -> List[Dict[str, Any]]:
     """Read a JSON-lines results file; a truncated (undecodable) last line is dropped.
 
-    A bad line anywhere else means the file is corrupt, and raises ValueError.
+    A bad line anywhere else (not a JSON object, or nested more than
+    :data:`MAX_JSON_NESTING` deep) means the file is corrupt: ``on_bad_line="raise"``
+    raises a ValueError naming the file and line; ``"warn"`` logs that as a warning
+    (once per file and line) and returns the rows before the bad line: what is after it
+    is not trusted, as a restore keeps only the rows before it.
+
+    Example:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/result.json"
+        >>> with open(path, "w") as f:
+        ...     _ = f.write('{"i": 1}\\n{"i": \\n{"i": 3}\\n')
+        >>> read_json_lines(path, on_bad_line="warn")
+        [{'i': 1}]
     """
+    if on_bad_line not in ON_BAD_LINE:
+        raise ValueError(f"on_bad_line={on_bad_line!r} is not one of {list(ON_BAD_LINE)}.")
     with open(path, "r", encoding="utf-8", errors="replace") as f:
         lines = [(n, line) for n, line in enumerate(f, start=1) if line.strip()]
     rows: List[Dict[str, Any]] = []
     for i, (lineno, line) in enumerate(lines):
+        problem = "is not a JSON object"
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = parse_json(line)
+        except ValueError as exc:
             row = None
+            if not isinstance(exc, json.JSONDecodeError):
+                problem = f"is {exc}"
         if not isinstance(row, dict):
-            if i == len(lines) - 1:
+            if i == len(lines) - 1 and problem == "is not a JSON object":
                 break  # the writer was interrupted mid-line: ignore the fragment
-            raise ValueError(
-                f"{path}, line {lineno}, is not a JSON object; the results file is "
-                f"corrupt before its last line. Fix or remove that line."
-            )
+            message = (f"{path}, line {lineno}, {problem}; the results file is corrupt before its last line. "
+                       f"Fix or remove that line.")
+            if on_bad_line == "raise":
+                raise ValueError(message)
+            if (path, lineno) not in _warned_bad_lines:
+                _warned_bad_lines.add((path, lineno))
+                logger.warning("%s Read: the %d results before it; the %d lines from it on are left out.",
+                               message, len(rows), len(lines) - i)
+            break
         rows.append(row)
     return rows
+
+
+def read_params(path: str, on_bad_line: str = "raise") -> Optional[Dict[str, Any]]:
+    """The config in the ``params.json`` at ``path``, or None when there is none.  A file
+    that is not a JSON object (or nests too deep) raises a ValueError naming it, or with
+    ``on_bad_line="warn"`` (as for :func:`read_json_lines`) logs that and returns None."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    try:
+        config = parse_json(text)
+    except ValueError as exc:
+        config, problem = None, f"is not valid JSON ({exc})"
+    else:
+        problem = None if isinstance(config, dict) else f"holds a JSON {type(config).__name__}"
+    if problem is not None:
+        message = f"{path} {problem}; it should hold the trial's config as one JSON object."
+        if on_bad_line == "raise":
+            raise ValueError(message) from None
+        logger.warning("%s The trial is read without it.", message)
+        return None
+    return config
 
 
 def _checkpoint_dirs(trial_dir: str) -> List[Tuple[int, str]]:
@@ -171,11 +269,14 @@ class Result:
         self._metrics_dataframe = value
 
     @classmethod
-    def from_path(cls, path: Union[str, "os.PathLike[str]"]) -> "Result":
+    def from_path(cls, path: Union[str, "os.PathLike[str]"], on_bad_line: str = "raise") -> "Result":
         """Rebuild a trial's Result from its directory alone.
 
         Reads ``params.json`` (config), the last complete line of
-        ``result.json`` (metrics; a truncated last line is ignored),
+        ``result.json`` (metrics; a truncated last line is ignored; a bad line before
+        it raises a ValueError naming the file and line, or with ``on_bad_line="warn"``
+        is logged, and the metrics are the last result before it; a bad
+        ``params.json`` likewise raises, or is logged and leaves the config unknown),
         ``error.txt`` (becomes a :class:`~fasttune.error.TuneError`) and the
         ``checkpoint_NNNNNN`` directories (the highest number is the latest
         checkpoint; all of them form ``best_checkpoints``, each paired with the
@@ -197,22 +298,12 @@ class Result:
                 f"one trial (the one holding params.json and result.json)."
             )
 
-        config = None
-        params_path = os.path.join(trial_dir, PARAMS_FILE)
-        if os.path.isfile(params_path):
-            with open(params_path, "r", encoding="utf-8") as f:
-                try:
-                    config = json.load(f)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(
-                        f"{params_path} is not valid JSON ({exc}); it should hold the "
-                        f"trial's config as one JSON object."
-                    ) from None
+        config = read_params(os.path.join(trial_dir, PARAMS_FILE), on_bad_line)
 
         rows: List[Dict[str, Any]] = []
         result_path = os.path.join(trial_dir, RESULT_FILE)
         if os.path.isfile(result_path):
-            rows = read_json_lines(result_path)
+            rows = read_json_lines(result_path, on_bad_line)
         metrics = rows[-1] if rows else None
 
         error = None

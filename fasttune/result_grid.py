@@ -133,7 +133,13 @@ class ResultGrid:
 
         Every direct subdirectory holding a ``params.json`` is a trial; its
         Result comes from :meth:`Result.from_path`. Trials are ordered by
-        directory name.
+        directory name. Nothing is unpickled: only the trials' JSON files are read.
+
+        One trial's damaged files do not hide the others: a bad line in the middle of
+        its ``result.json`` is logged as a warning naming the file and line, and that
+        trial shows the results before the line (its metrics are the last of them, as
+        a restore would keep them); a bad ``params.json`` is logged, and its config is
+        then the one in its results, if any.
 
         ``experiment_path`` may be a URI that ``pyarrow.fs`` understands
         (``s3://bucket/prefix/exp?endpoint_override=...``, ``gs://...``), or a path on
@@ -168,7 +174,7 @@ class ResultGrid:
         for name in sorted(os.listdir(exp)):
             trial_dir = os.path.join(exp, name)
             if os.path.isfile(os.path.join(trial_dir, PARAMS_FILE)):
-                results.append(Result.from_path(trial_dir))
+                results.append(Result.from_path(trial_dir, on_bad_line="warn"))
         return cls(results, exp, default_metric=default_metric, default_mode=default_mode)
 
     # -- container --------------------------------------------------------------------
@@ -223,7 +229,7 @@ class ResultGrid:
             result = self._results[index]
             path = os.path.join(result.path, RESULT_FILE)
             if os.path.isfile(path):
-                rows = read_json_lines(path)
+                rows = read_json_lines(path, on_bad_line="warn")
             else:
                 rows = [result.metrics] if result.metrics else []
             self._history_cache[index] = rows

@@ -178,16 +178,18 @@ def test_nan_in_history_poisons_avg_but_not_all(tmp_path):
     assert best_name(grid, metric="loss", mode="min", scope="all") == "a"
 
 
-def test_history_read_only_when_scope_needs_it(tmp_path):
+def test_history_read_only_when_scope_needs_it(tmp_path, caplog):
     exp = tmp_path / "exp"
     for name, v in (("a", 1.0), ("b", 2.0)):
         write_trial(exp, name, {"name": name}, losses([v]))
     grid = ResultGrid.from_path(exp)
-    # Corrupt result.json *after* loading: "last" must not reread it, "avg" must.
-    (exp / "a" / "result.json").write_text('{"loss": 1.0}\nbroken\n{"loss": 1.0}\n')
+    # Corrupt result.json *after* loading: "last" must not reread it, "avg" must (and
+    # reads the rows before the bad line, with a warning naming it).
+    (exp / "a" / "result.json").write_text('{"loss": 5.0}\nbroken\n{"loss": 0.0}\n')
     assert best_name(grid, metric="loss", mode="min") == "a"
-    with pytest.raises(ValueError, match="line 2"):
-        grid.get_best_result("loss", "min", scope="avg")
+    assert caplog.text == ""
+    assert best_name(grid, metric="loss", mode="min", scope="avg") == "b"
+    assert f"{exp / 'a' / 'result.json'}, line 2, is not a JSON object" in caplog.text
 
 
 def test_history_falls_back_to_last_metrics_without_result_json():

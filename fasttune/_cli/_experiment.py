@@ -3,7 +3,10 @@ every result each reported, read from the files alone (no Ray, and no unpickling
 
 The experiment may still be running: the newest snapshot gives each trial's status, a
 trial directory made after it is read from its files, and a half-written last line of
-``result.json`` is skipped.
+``result.json`` is skipped.  Damage stays with the trial it is in: a bad line in the
+middle of a trial's ``result.json`` (or a bad ``params.json``) is logged as a warning
+naming the file and line, and that trial shows the results before the line.  Objects the
+snapshot holds as pickles are shown as placeholders, never unpickled.
 
 Example:
     >>> import json, os, tempfile
@@ -19,7 +22,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -28,7 +30,15 @@ from typing import Any, Dict, List, Optional, Tuple
 from fasttune import _storage as storage
 from fasttune._flatten import flatten_dict, lookup_flattened
 from fasttune.error import TuneError
-from fasttune.result import ERROR_FILE, PARAMS_FILE, RESULT_FILE, read_json_lines
+from fasttune.result import (
+    ERROR_FILE,
+    MAX_JSON_NESTING,
+    PARAMS_FILE,
+    RESULT_FILE,
+    nested_deeper_than,
+    read_json_lines,
+    read_params,
+)
 from fasttune.result_grid import as_number as numeric  # a real number (not a bool) as float, else None
 
 logger = logging.getLogger(__name__)
@@ -149,11 +159,18 @@ def _snapshot_trials(experiment_path: str) -> Dict[str, Any]:
     if not has_snapshot(experiment_path):
         return {}
     try:
-        return {os.path.abspath(t.path): t for t in read_trials(experiment_path)}
+        trials = {os.path.abspath(t.path): t for t in read_trials(experiment_path)}
     except Exception as exc:  # noqa: BLE001 - a damaged snapshot must not hide the result files
         logger.warning("The experiment state of %s cannot be read (%s); trial statuses are guessed "
                        "from their files.", experiment_path, exc)
         return {}
+    for trial_dir, trial in trials.items():
+        # The table flattens configs recursively: one nested beyond what any reader takes is left out.
+        if nested_deeper_than(trial.config, MAX_JSON_NESTING):
+            logger.warning("The config of trial %s in the experiment state of %s is nested more than %d levels "
+                           "deep; it is not shown.", trial_dir, experiment_path, MAX_JSON_NESTING)
+            trial.config = {}
+    return trials
 
 
 def _status(snapshot_status: Optional[str], trial_dir: str, rows: List[Dict[str, Any]]) -> str:
@@ -170,13 +187,11 @@ def _status(snapshot_status: Optional[str], trial_dir: str, rows: List[Dict[str,
 
 
 def _read_params(trial_dir: str) -> Dict[str, Any]:
-    path = os.path.join(trial_dir, PARAMS_FILE)
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            value = json.load(f)
-    except (OSError, ValueError):
+        return read_params(os.path.join(trial_dir, PARAMS_FILE), on_bad_line="warn") or {}
+    except OSError as exc:
+        logger.warning("%s cannot be read (%s); the trial is shown without its config.", exc.filename, exc)
         return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _is_trial_dir(path: str) -> bool:
@@ -225,7 +240,7 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
     for trial_dir in trial_dirs:
         known = snapshot.get(trial_dir)
         result_path = os.path.join(trial_dir, RESULT_FILE)
-        rows = read_json_lines(result_path) if os.path.isfile(result_path) else []
+        rows = read_json_lines(result_path, on_bad_line="warn") if os.path.isfile(result_path) else []
         last = rows[-1] if rows else {}
         trial_id = last.get("trial_id") or (known.trial_id if known is not None else os.path.basename(trial_dir))
         config = last.get("config")

@@ -26,6 +26,7 @@ from fasttune._cli._experiment import POLICY_LOG, ExperimentData, TrialData, num
 from fasttune._flatten import flatten_dict
 from fasttune._optional import import_optional
 from fasttune.error import TuneError
+from fasttune.result import parse_json
 
 KINDS = ("all", "curves", "best", "lineage")
 X_AXES = ("training_iteration", "time_total_s")
@@ -149,9 +150,9 @@ def read_policy_log(experiment_path: str) -> List[list]:
     with open(os.path.join(experiment_path, POLICY_LOG), "r", encoding="utf-8") as f:
         for line in f:
             try:
-                row = json.loads(line)
+                row = parse_json(line)
             except ValueError:
-                continue  # a line the scheduler is still writing
+                continue  # a line the scheduler is still writing (or one nested too deep to be its)
             if isinstance(row, list) and len(row) == 6 and isinstance(row[4], dict) and isinstance(row[5], dict):
                 rows.append(row)
     return rows

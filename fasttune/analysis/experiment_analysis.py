@@ -1,12 +1,16 @@
 """``ExperimentAnalysis``: what the legacy ``tune.run`` returns."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Dict, List, Optional, Union
 
 from fasttune import _storage as storage
 from fasttune.checkpoint import checkpoint_in_storage
+from fasttune.error import TuneError
 from fasttune.result_grid import ResultGrid, point_into_storage
+
+logger = logging.getLogger(__name__)
 
 
 class ExperimentAnalysis:
@@ -14,6 +18,13 @@ class ExperimentAnalysis:
     returns, or read from an experiment directory (finished or interrupted, no Ray needed),
     local or in storage (a URI, or a path on ``storage_filesystem``: see
     :meth:`ResultGrid.from_path <fasttune.ResultGrid.from_path>`).
+
+    Reading a directory never unpickles: a config value the snapshot holds as a pickle
+    is a placeholder here (only ``Tuner.restore`` loads such objects).  Damage stays
+    with what it is in: a trial's bad result line is handled as in
+    :meth:`ResultGrid.from_path <fasttune.ResultGrid.from_path>` (a warning; the rows
+    before it), and an unreadable snapshot is logged, the trials then being what their
+    files tell.
 
     Example:
         >>> import json, os, tempfile
@@ -36,7 +47,7 @@ class ExperimentAnalysis:
                  default_metric: Optional[str] = None, default_mode: Optional[str] = None,
                  storage_filesystem: Any = None) -> None:
         if isinstance(trials, (str, os.PathLike)):
-            from fasttune.execution._experiment_state import has_snapshot, read_trials
+            from fasttune.execution._experiment_state import has_snapshot
 
             # In storage (a URI, or a path on storage_filesystem): read a local copy, and
             # point its checkpoints back into storage.
@@ -51,7 +62,7 @@ class ExperimentAnalysis:
                 result_grid = ResultGrid.from_path(path, default_metric, default_mode)
             # The snapshot knows statuses, errors and checkpoints; trials it does not
             # hold yet (an interrupted run made them after it) are what their files tell.
-            trials = read_trials(path) if has_snapshot(path) else []
+            trials = _snapshot_trials(path) if has_snapshot(path) else []
             by_path = {r.path: r for r in result_grid}
             for trial in trials:
                 # The files may be ahead of the snapshot (results reported after it):
@@ -117,6 +128,18 @@ class ExperimentAnalysis:
     @property
     def results_df(self) -> Any:
         return self._grid.get_dataframe()
+
+
+def _snapshot_trials(path: str) -> List[Any]:
+    """The trials of the latest snapshot; none (with a warning) when it cannot be read."""
+    from fasttune.execution._experiment_state import read_trials
+
+    try:
+        return read_trials(path)
+    except TuneError as exc:
+        logger.warning("The experiment state of %s cannot be read (%s); its trials are read from their "
+                       "files alone.", path, exc)
+        return []
 
 
 class _FileTrial:

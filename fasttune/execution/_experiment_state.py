@@ -11,17 +11,22 @@ atomically (temporary file, fsync, rename, fsync of the directory); the newest
 :data:`KEEP` are kept.
 
 Data is stored as msgpack through :mod:`fasttune._serialization`: values msgpack cannot
-carry (a class in a config, a searcher object) are cloudpickled in place, and its
-``Loader`` records the type of each object it unpickles, so a restore can say what it
-loaded as code.
+carry (a class in a config, a searcher object) are cloudpickled in place.  Reading never
+unpickles unless the caller asks: :func:`load_latest` and :func:`read_trials` use a
+``DataOnlyLoader`` (each pickled object stays a ``PickledObject`` placeholder), and only
+a restore passes a ``Loader``, which unpickles and records the type of each object it
+loaded, so the restore can say what it loaded as code.
 
 Example:
-    >>> import tempfile
+    >>> import datetime, tempfile
     >>> d = tempfile.mkdtemp()
-    >>> path = write_snapshot(d, {"format": 1}, [as_bin(pack(("a", 1)))], seq=1)
+    >>> path = write_snapshot(d, {"format": 1, "when": datetime.date(2026, 1, 2)},
+    ...                       [as_bin(pack(("a", 1)))], seq=1)
     >>> state, found = load_latest(d)
-    >>> Loader().unpack(state["trials"][0]), found == path
+    >>> DataOnlyLoader().unpack(state["trials"][0]), found == path
     (('a', 1), True)
+    >>> state["when"]  # read, not unpickled
+    <pickled object, not loaded (... bytes; refers to datetime.date)>
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import msgpack
 
 from fasttune._atomic import atomic_write
-from fasttune._serialization import Loader, pack, pack_noting_pickles
+from fasttune._serialization import DataOnlyLoader, Loader, pack, pack_noting_pickles
 from fasttune.error import TuneError
 
 logger = logging.getLogger(__name__)
@@ -52,7 +57,7 @@ _NAME = re.compile(r"experiment_state-(\d+)\.msgpack$")
 
 
 class CorruptExperimentState(TuneError):
-    """A snapshot file is truncated, damaged or not a fasttune snapshot."""
+    """A snapshot file is truncated, damaged, crafted or not a fasttune snapshot."""
 
 
 class NewerExperimentState(TuneError):
@@ -146,16 +151,18 @@ def _map_header(n: int) -> bytes:
 
 
 def load_latest(experiment_path: str, loader: Optional[Loader] = None) -> Tuple[Dict[str, Any], str]:
-    """The newest readable snapshot and its path.
+    """The newest readable snapshot and its path, decoded by ``loader``: by default a
+    ``DataOnlyLoader``, which never unpickles (a restore passes a ``Loader``).
 
-    A truncated or damaged newest snapshot falls back to the one before, with a warning.
+    A truncated, damaged or crafted newest snapshot falls back to the one before, with a
+    warning.  ``loader.source`` is set to the snapshot read, for later messages.
 
     Raises:
-        TuneError: ``experiment_path`` holds no snapshot (it is not an experiment), or
-            none of its snapshots can be read.
+        TuneError: ``experiment_path`` holds no snapshot (it is not an experiment).
+        CorruptExperimentState: none of its snapshots can be read.
         NewerExperimentState: the newest snapshot comes from a newer fasttune.
     """
-    loader = loader or Loader()
+    loader = loader if loader is not None else DataOnlyLoader()
     paths = snapshot_paths(experiment_path)
     if not paths:
         raise TuneError(
@@ -177,8 +184,9 @@ def load_latest(experiment_path: str, loader: Optional[Loader] = None) -> Tuple[
             continue
         if problems:
             logger.warning("Restoring %s from the older snapshot %s.", experiment_path, path)
+        loader.source = path
         return state, path
-    raise TuneError(
+    raise CorruptExperimentState(
         f"None of the experiment snapshots in {experiment_path} can be read ({'; '.join(problems)}); "
         "the experiment cannot be restored. ResultGrid.from_path(path) still reads the trials' result files.")
 
@@ -285,8 +293,12 @@ def decode_trial(record: bytes, row: int, dirname: str, table: Any, keysets: Key
     from fasttune.execution.placement_groups import PlacementGroupFactory
     from fasttune.experiment.trial import Trial
 
-    (trial_id, config, tag, custom_name, resources, evaluated, results_seen, last,
-     checkpoints, next_index, error_msg, start_time, end_time) = loader.unpack(record)
+    try:
+        (trial_id, config, tag, custom_name, resources, evaluated, results_seen, last,
+         checkpoints, next_index, error_msg, start_time, end_time) = loader.unpack(record)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise CorruptExperimentState(
+            f"{loader.source or experiment_path}: the record of trial {dirname} cannot be read ({exc}).") from None
     previous = cache.get(_LAST_RESOURCES)
     if previous is not None and previous[0] == resources:
         pgf = previous[1]
@@ -351,14 +363,37 @@ def _record_trial_id(record: bytes, loader: Loader) -> str:
 
 
 def read_trials(experiment_path: str) -> List[Any]:
-    """The trials of the experiment's latest snapshot, as Trial objects (no Ray needed)."""
+    """The trials of the experiment's latest snapshot, as Trial objects (no Ray needed).
+
+    Nothing is unpickled: an object a trial's config holds as a pickle is a
+    ``PickledObject`` placeholder here (``Tuner.restore`` loads it).
+
+    Raises:
+        CorruptExperimentState: the snapshot read is not consistent, or a trial's record
+            in it cannot be read (the message names the file).
+    """
     from fasttune import _corelib as core
 
-    loader = Loader()
-    state, _ = load_latest(experiment_path, loader)
-    table = core.TrialTable.from_snapshot(state["table"])
-    keysets = KeySets(state["keysets"])
+    loader = DataOnlyLoader()
+    state, path = load_latest(experiment_path, loader)
+    try:
+        table = core.TrialTable.from_snapshot(state["table"])
+        keysets = KeySets(state["keysets"])
+        records, dirnames = list(state["trials"]), list(state["dirnames"])
+        trainable_name = state.get("trainable_name")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptExperimentState(f"{path} is not a consistent experiment snapshot ({exc}).") from None
+    if not len(table) == len(records) == len(dirnames):
+        raise CorruptExperimentState(f"{path} is inconsistent: its table has {len(table)} rows for {len(records)} "
+                                     f"trials and {len(dirnames)} trial directories.")
     cache: Dict[Any, Any] = {}
-    return [decode_trial(record, row, dirname, table, keysets, experiment_path, cache, loader,
-                         state.get("trainable_name"))[0]
-            for row, (record, dirname) in enumerate(zip(state["trials"], state["dirnames"]))]
+    trials = []
+    for row, (record, dirname) in enumerate(zip(records, dirnames)):
+        try:
+            trials.append(decode_trial(record, row, dirname, table, keysets, experiment_path, cache, loader,
+                                       trainable_name)[0])
+        except CorruptExperimentState:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise CorruptExperimentState(f"{path}: the record of trial {dirname!r} cannot be read ({exc}).") from None
+    return trials

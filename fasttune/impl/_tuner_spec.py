@@ -15,6 +15,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 import msgpack
 
 from fasttune import config as _config
+from fasttune._serialization import CorruptData
 from fasttune.error import TuneError
 from fasttune.execution import _experiment_state as _state
 from fasttune.execution._experiment_state import TUNER_FILE
@@ -83,23 +84,37 @@ def load_tuner_spec(experiment_path: str, shown_as: Optional[str] = None) -> Sav
             f"{shown} is not a restorable fasttune experiment: it has no {TUNER_FILE}. Pass the "
             "directory <storage_path>/<experiment name> that Tuner.fit() wrote (Tuner.can_restore(path) "
             "checks a path first).")
-    doc = msgpack.unpackb(_state.read_file(path), raw=False)
-    if doc.get("format", 0) > _FORMAT:
+    try:
+        doc = msgpack.unpackb(_state.read_file(path), raw=False)
+        fields = dict(doc["fields"])
+        trainable_name = str(doc["trainable_name"])
+        newer = doc.get("format", 0) > _FORMAT
+    except (ValueError, KeyError, TypeError, AttributeError, msgpack.UnpackException) as exc:
+        raise _state.CorruptExperimentState(
+            f"{path} is damaged or not a fasttune Tuner file ({type(exc).__name__}: {exc}); the experiment "
+            "cannot be restored. ResultGrid.from_path(path) still reads the trials' result files.") from None
+    if newer:
         raise _state.NewerExperimentState(
             f"{path} was written by a newer fasttune (tuner format {doc.get('format')}; this version reads up "
             f"to {_FORMAT}). Upgrade fasttune to restore this experiment.")
     values: Dict[str, Any] = {}
     unpickled: List[str] = []
-    for name, packed in doc["fields"].items():
-        loader = _state.Loader()
-        value = loader.unpack(packed)
+    for name, packed in fields.items():
+        loader = _state.Loader()  # a restore unpickles what must be code (documented: Tuner.restore)
+        try:
+            if not isinstance(packed, bytes):
+                raise CorruptData(f"a {type(packed).__name__}, not packed bytes")
+            value = loader.unpack(packed)
+        except (CorruptData, msgpack.UnpackException) as exc:
+            raise _state.CorruptExperimentState(
+                f"{path}: the setting {name} cannot be read ({exc}); the experiment cannot be restored.") from None
         if isinstance(value, dict) and value.get("__config__") in _NESTED:
             cls = _NESTED[value.pop("__config__")]
             value = cls(**value)
         if loader.unpickled:
             unpickled.append(f"{name} ({', '.join(sorted(set(loader.unpickled)))})")
         values[name] = value
-    return SavedTuner(doc["trainable_name"], values.get("param_space") or {}, _section(values, "tune_config"),
+    return SavedTuner(trainable_name, values.get("param_space") or {}, _section(values, "tune_config"),
                       _section(values, "run_config"), unpickled)
 
 
