@@ -262,11 +262,9 @@ class Checkpoint:
                 return {}
             with open(meta_path, "r", encoding="utf-8") as f:
                 text = f.read()
-        from fasttune.result import parse_json  # result imports this module
-
         try:
-            data = parse_json(text)
-        except ValueError as exc:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
             raise ValueError(
                 f"Checkpoint metadata file {meta_path!r} is not valid JSON ({exc}); "
                 f"fix or delete it, then call set_metadata() again."

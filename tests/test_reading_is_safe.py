@@ -18,7 +18,7 @@ import msgpack
 import pytest
 
 import fasttune as tune
-from fasttune._serialization import Loader, pack
+from fasttune._serialization import DataOnlyLoader, Loader, PickledObject, pack
 from fasttune.execution._experiment_state import (
     TUNER_FILE,
     CorruptExperimentState,
@@ -240,3 +240,17 @@ def test_one_bad_result_line_fails_only_that_trial_and_names_file_and_line(copy,
     assert iterations == {bad: 1, good[0]: 3, good[1]: 3}
     warned = stderr if reader == "ls" else caplog.text
     assert warned.count(f"{result_path}, line 2, is not a JSON object") == 1
+
+
+def test_deeply_nested_checkpoint_metadata_is_a_clear_error(tmp_path):
+    (tmp_path / ".metadata.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="metadata.json' is not valid JSON"):
+        tune.Checkpoint(str(tmp_path)).get_metadata()
+
+
+def test_a_placeholder_names_what_it_can_of_damaged_pickle_bytes():
+    data = pack([Planted("/nowhere")])
+    placeholder = DataOnlyLoader().unpack(data)[0]
+    assert placeholder.refers_to() == ["os.makedirs"]
+    torn = PickledObject(placeholder.data[:-12])  # cut before the pickle's end: names what precedes
+    assert torn.refers_to() == ["os.makedirs"] and repr(torn).startswith(f"<pickled object, not loaded ({len(torn.data)} bytes")
