@@ -152,7 +152,7 @@ def read_policy_log(experiment_path: str) -> List[list]:
             try:
                 row = parse_json(line)
             except ValueError:
-                continue  # a line the scheduler is still writing (or one nested too deep to be its)
+                continue  # a line the scheduler is still writing, or one nested deeper than any it writes
             if isinstance(row, list) and len(row) == 6 and isinstance(row[4], dict) and isinstance(row[5], dict):
                 rows.append(row)
     return rows
