@@ -9,13 +9,13 @@ path is :mod:`fasttune.schedulers.pbt`.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from fasttune._serialization import dump_file, load_file
 from fasttune.error import TuneError
+from fasttune.result import parse_json
 from fasttune.schedulers._common import TRAINING_ITERATION
 from fasttune.schedulers._pbt_explore import perturbed_tag
 from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, TrialScheduler
@@ -40,10 +40,10 @@ def load_policy(policy_file: str) -> Tuple[Optional[Dict[str, Any]], List[Tuple[
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
+                row = parse_json(line)
+            except ValueError as exc:  # not JSON, or nested too deep to parse safely
                 raise ValueError(
-                    f"Could not read PBT policy file {policy_file}: line {number} is not JSON. Pass "
+                    f"Could not read PBT policy file {policy_file}: line {number} is not JSON ({exc}). Pass "
                     "a pbt_policy_<trial_id>.txt written by PopulationBasedTraining(log_config=True)."
                 ) from None
             if not isinstance(row, list) or len(row) != 6:

@@ -803,6 +803,10 @@ def test_replay_errors(tmp_path):
     bad.write_text("not json\n")
     with pytest.raises(ValueError, match="line 1 is not JSON"):
         PopulationBasedTrainingReplay(str(bad))
+    deep = tmp_path / "deep.txt"  # json.loads would overflow Python's recursion limit
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ValueError, match="line 1 is not JSON.*nested more than"):
+        PopulationBasedTrainingReplay(str(deep))
     short = tmp_path / "short.txt"
     short.write_text("[1, 2]\n")
     with pytest.raises(ValueError, match="expected"):
