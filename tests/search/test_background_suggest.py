@@ -153,7 +153,6 @@ def test_background_suggests_make_the_same_sequence_as_synchronous_ones(make):
     # completing while the next suggest runs) gives the same configs either way.
     def searcher():
         if make == "optuna":
-            pytest.importorskip("optuna")
             from fasttune.search.optuna import OptunaSearch
 
             return OptunaSearch(metric="loss", mode="min", seed=7)

@@ -4,8 +4,7 @@ import math
 import sys
 
 import pytest
-
-optuna = pytest.importorskip("optuna")
+import optuna  # the test extra installs it: a missing one fails, never skips
 
 import fasttune as tune  # noqa: E402
 from fasttune.search import (  # noqa: E402
