@@ -231,10 +231,12 @@ def test_save_restore_continues_the_same_sequence(tmp_path):
 # ---- end to end on Ray ---------------------------------------------------------------------------
 def test_nevergrad_finds_the_optimum_region_of_a_quadratic(ray_session, storage):
     np.random.seed(0)
-    # The engine runs trials concurrently: tell the optimizer it has several workers.
-    searcher = NevergradSearch(ng.optimizers.OnePlusOne, optimizer_kwargs={"num_workers": 4})
+    # One trial at a time: each ask follows every earlier tell, so the seeded run is the
+    # same every time (with several at once, which results an ask followed is timing).
+    searcher = NevergradSearch(ng.optimizers.OnePlusOne)
     grid = fit(quadratic, storage, {"x": uniform(-5, 5), "y": uniform(-5, 5), "tag": "q"},
-               tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=40))
+               tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min", num_samples=40,
+                                           max_concurrent_trials=1))
     assert len(grid) == 40 and not grid.errors
     best = grid.get_best_result()
     assert best.metrics["loss"] < 1.0

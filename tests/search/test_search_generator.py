@@ -190,9 +190,10 @@ SPACE = {"x": uniform(-5, 5), "y": uniform(-5, 5), "scale": 1.0}
 
 
 def test_a_searcher_finds_the_optimum_region_of_a_quadratic(ray_session, storage):
+    # One trial at a time: the seeded search sees results in one order, the same every run.
     searcher = LocalSearch(seed=0)
     grid = fit(quadratic, storage, SPACE, tune_config=tune.TuneConfig(
-        search_alg=searcher, metric="loss", mode="min", num_samples=40))
+        search_alg=searcher, metric="loss", mode="min", num_samples=40, max_concurrent_trials=1))
     assert len(grid) == 40 and not grid.errors
     best = grid.get_best_result()
     assert best.metrics["loss"] < 0.5
