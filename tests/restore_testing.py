@@ -4,7 +4,8 @@
 trainable counts every report in a shared file and, at the ``interrupt_after``-th one,
 sends ``signal`` to the driver (SIGKILL to its whole process group, or SIGINT), then
 waits for its worker to be ended: the interruption lands wherever the driver happens to
-be.  Every start of a trainable is logged with the phase (``first`` or ``restore``, read
+be.  ``SIGINT2`` (Ctrl-C pressed twice) is pressed by the driver itself, from a callback
+once ``interrupt_after`` results have come: both presses land inside the sweep's loop.  Every start of a trainable is logged with the phase (``first`` or ``restore``, read
 from a marker file) and the iteration it resumed from.
 """
 import json
@@ -46,7 +47,7 @@ def _count_and_maybe_interrupt(config):
         reports = os.lseek(fd, 0, os.SEEK_CUR)  # each report gets its own count
     finally:
         os.close(fd)
-    if reports == config["interrupt_after"] or (config["signal"] == "SIGINT2" and reports == config["interrupt_after"] + 5):
+    if reports == config["interrupt_after"] and config["signal"] in ("SIGKILL", "SIGINT"):
         if config["signal"] == "SIGKILL":
             os.killpg(config["driver_pgid"], signal.SIGKILL)
             threading.Event().wait()  # nothing more from this run; Ray ends the worker
@@ -66,13 +67,35 @@ def param_space(tmp, interrupt_after, sig="SIGKILL", driver_pgid=0):
     }
 
 
+class PressCtrlCTwice(tune.Callback):
+    """Ctrl-C twice in a row at the end of the driver's first loop step by which ``after``
+    results have come.  A signal a process sends itself runs its Python handler before
+    ``os.kill`` returns, so the first press has been handled when the second comes.  Only
+    in the driver that made it: a restore brings the callback back, in the test's process."""
+
+    def __init__(self, after):
+        self.after = after
+        self.pressed = False
+        self.driver_pid = os.getpid()
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.pressed or os.getpid() != self.driver_pid or sum(t.results_seen for t in trials) < self.after:
+            return
+        self.pressed = True
+        os.kill(os.getpid(), signal.SIGINT)
+        print("FIRST PRESS HANDLED", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+        print("SECOND PRESS DID NOT INTERRUPT", file=sys.stderr, flush=True)
+
+
 def make_tuner(tmp, storage, seed, interrupt_after, sig, driver_pgid=0):
+    callbacks = [PressCtrlCTwice(interrupt_after)] if sig == "SIGINT2" else []
     return tune.Tuner(
         counting_trainable,
         param_space=param_space(tmp, interrupt_after, sig, driver_pgid),
         tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=NUM_SAMPLES,
                                     search_alg=BasicVariantGenerator(random_state=seed)),
-        run_config=tune.RunConfig(name="interrupted", storage_path=storage, verbose=0),
+        run_config=tune.RunConfig(name="interrupted", storage_path=storage, verbose=0, callbacks=callbacks),
     )
 
 

@@ -7,6 +7,7 @@ import sys
 import types
 
 import pytest
+import rich.console as rich_console  # the test extra installs rich: a missing one fails, never skips
 
 import fasttune as tune
 from fasttune import _corelib as core
@@ -15,8 +16,6 @@ from fasttune._progress_live import LiveReporter
 from fasttune.experiment.trial import Trial
 from fasttune.progress_reporter import CLIReporter, JupyterNotebookReporter, ProgressReporter
 from fasttune.schedulers import FIFOScheduler
-
-rich_console = pytest.importorskip("rich.console")
 
 _CODES = {name: i for i, name in enumerate(core.STATUS_NAMES)}
 

@@ -32,11 +32,34 @@ logger = logging.getLogger(__name__)
 
 def ensure_ray() -> None:
     """Use the Ray the user connected to (a cluster via ``ray.init(address=...)``), or
-    start a local one on this machine."""
+    else the one ``ray.init()`` picks: the cluster named by ``RAY_ADDRESS`` or by the
+    last ``ray start`` on this machine, if any, or a new local one.  Joining a cluster
+    this process did not start is said once, with its address: it may be someone
+    else's, or one left behind."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, ignore_reinit_error=True, log_to_driver=True)
+    if ray.is_initialized():
+        return
+    joining = _cluster_ray_init_would_join()
+    ray.init(include_dashboard=False, ignore_reinit_error=True, log_to_driver=True)
+    if joining:
+        logger.warning(
+            "fasttune joined the running Ray cluster at %s (named by RAY_ADDRESS or by the last "
+            "`ray start` on this machine) instead of starting a Ray of its own; call "
+            "ray.init(address=\"local\") before fit() for a local one.", ray.get_runtime_context().gcs_address)
+
+
+def _cluster_ray_init_would_join() -> Optional[str]:
+    """The address of the existing cluster ``ray.init()`` would connect to, or None when
+    it would start a local Ray (Ray's own rule, asked of Ray)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # a Ray that moved it: no message, Ray's behaviour is unchanged
+        return None
+    try:
+        return canonicalize_bootstrap_address(None)
+    except Exception:  # noqa: BLE001 - ray.init() reports a bad address itself, better
+        return None
 
 
 class TunerInternal:

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn")
+import sklearn  # noqa: F401,E402 - the test extra installs it: a missing one fails, never skips
 
 from fasttune import _corelib as core  # noqa: E402
 from fasttune.checkpoint import Checkpoint  # noqa: E402

@@ -14,7 +14,7 @@ from fasttune.execution import trial_runner
 from fasttune.search import SearchGenerator, uniform
 from fasttune.search.searcher import Searcher
 from fasttune_testing import fit
-from searcher_testing import FakeExperiment, ListSearcher, LocalSearch, run_suggestions
+from searcher_testing import FakeExperiment, ListSearcher, LocalSearch, RunnerClock, run_suggestions
 
 GUARD_S = 60  # only reached when the feature is broken
 
@@ -153,7 +153,6 @@ def test_background_suggests_make_the_same_sequence_as_synchronous_ones(make):
     # completing while the next suggest runs) gives the same configs either way.
     def searcher():
         if make == "optuna":
-            pytest.importorskip("optuna")
             from fasttune.search.optuna import OptunaSearch
 
             return OptunaSearch(metric="loss", mode="min", seed=7)
@@ -304,29 +303,41 @@ def runs_until_stopped(config):
         step += 1
 
 
-class ReleaseWhenAllStopped(tune.Callback):
-    """Releases the blocked suggest once every trial is TERMINATED, which for trials that
-    never end on their own means the time budget stopped them."""
+class BudgetRunsOutDuringTheSuggest(tune.Callback):
+    """Moves the runner's clock past the time budget once the blocked suggest has begun;
+    with ``then_grace_s``, past the stop's grace period once every trial has stopped.
+    With ``release``, releases the suggest once every trial has stopped instead."""
 
-    def __init__(self, searcher):
-        self.searcher = searcher
-        self.released_after_stop = False
+    def __init__(self, searcher, clock, budget_s, then_grace_s=None, release=False):
+        self.searcher, self.clock, self.budget_s = searcher, clock, budget_s
+        self.then_grace_s, self.release = then_grace_s, release
+        self.budget_spent = self.released_after_stop = self.grace_spent = False
 
     def on_step_end(self, iteration, trials, **info):
-        if (self.searcher.entered.is_set() and not self.searcher.release.is_set()
-                and len(trials) == 2 and all(t.status == "TERMINATED" for t in trials)):
-            self.released_after_stop = True
-            self.searcher.release.set()
+        if not self.budget_spent and self.searcher.entered.is_set():
+            self.budget_spent = True
+            self.clock.now += self.budget_s
+            return
+        all_stopped = len(trials) == 2 and all(t.status == "TERMINATED" for t in trials)
+        if self.budget_spent and all_stopped and not self.searcher.release.is_set():
+            if self.release:
+                self.released_after_stop = True
+                self.searcher.release.set()
+            elif self.then_grace_s is not None and not self.grace_spent:
+                self.grace_spent = True
+                self.clock.now += self.then_grace_s
 
 
-def test_a_time_budget_reached_during_a_suggest_ends_fit_and_the_late_suggestion_ends_too(ray_session, storage):
+def test_a_time_budget_reached_during_a_suggest_ends_fit_and_the_late_suggestion_ends_too(ray_session, storage,
+                                                                                           monkeypatch):
     searcher = GatedSearcher([{"i": i} for i in range(10)], block_at=2)
-    release = ReleaseWhenAllStopped(searcher)
+    clock = RunnerClock(monkeypatch)
+    budget = BudgetRunsOutDuringTheSuggest(searcher, clock, 60.0, release=True)
     grid = fit(tune.with_resources(runs_until_stopped, {"cpu": 1}), storage, {"i": 0},
                tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min",
-                                           num_samples=-1, time_budget_s=1.0),
-               callbacks=[release])
-    assert release.released_after_stop and searcher.released_in_time
+                                           num_samples=-1, time_budget_s=60.0),
+               callbacks=[budget])
+    assert budget.released_after_stop and searcher.released_in_time
     # The suggestion answered after the stop is a trial that ended at once, and the
     # searcher heard every trial it suggested end.
     assert len(grid) == 3 and grid.num_terminated == 3 and grid.num_errors == 0
@@ -336,14 +347,16 @@ def test_a_time_budget_reached_during_a_suggest_ends_fit_and_the_late_suggestion
 
 
 def test_a_suggest_that_never_returns_is_abandoned_after_the_budget(ray_session, storage, monkeypatch, caplog):
-    monkeypatch.setattr(trial_runner, "_SUGGEST_GRACE_S", 0.2)
     searcher = GatedSearcher([{"i": i} for i in range(10)], block_at=2)
+    clock = RunnerClock(monkeypatch)
+    budget = BudgetRunsOutDuringTheSuggest(searcher, clock, 60.0, then_grace_s=trial_runner._SUGGEST_GRACE_S)
     try:
         with caplog.at_level(logging.WARNING):
             grid = fit(tune.with_resources(runs_until_stopped, {"cpu": 1}), storage, {"i": 0},
                        tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min",
-                                                   num_samples=-1, time_budget_s=1.0))
+                                                   num_samples=-1, time_budget_s=60.0), callbacks=[budget])
         assert searcher.entered.is_set() and not searcher.release.is_set()  # fit returned while blocked
+        assert budget.grace_spent
         assert len(grid) == 2 and grid.num_terminated == 2
         assert "abandoned" in caplog.text
     finally:

@@ -4,8 +4,7 @@ import math
 import sys
 
 import pytest
-
-optuna = pytest.importorskip("optuna")
+import optuna  # the test extra installs it: a missing one fails, never skips
 
 import fasttune as tune  # noqa: E402
 from fasttune.search import (  # noqa: E402
@@ -433,14 +432,14 @@ SPACE = {"x": uniform(-5, 5), "y": uniform(-5, 5), "scale": 1.0}
 
 
 def test_optuna_finds_the_optimum_region_of_a_quadratic(ray_session, storage):
-    # At most 4 trials at a time, so that TPE learns from most of the 40 results (with the
-    # engine's full concurrency, most trials start before any result is back).
+    # One trial at a time: each suggestion sees every earlier result, so the seeded run is
+    # the same every time (with several at once, which results TPE saw is timing).
     searcher = OptunaSearch(seed=0)
     grid = fit(quadratic, storage, SPACE, tune_config=tune.TuneConfig(
-        search_alg=searcher, metric="loss", mode="min", num_samples=40, max_concurrent_trials=4))
+        search_alg=searcher, metric="loss", mode="min", num_samples=40, max_concurrent_trials=1))
     assert len(grid) == 40 and not grid.errors
     best = grid.get_best_result()
-    assert best.metrics["loss"] < 1.0  # random search reaches this in ~70% of 40-sample runs; TPE in far more
+    assert best.metrics["loss"] < 1.0
     assert abs(best.config["x"] - 1.0) < 1.0 and abs(best.config["y"] + 2.0) < 1.0
     assert all(r.config["scale"] == 1.0 for r in grid)  # the constant reached every trial
 

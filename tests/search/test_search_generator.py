@@ -12,7 +12,7 @@ from fasttune.search import (
     uniform,
 )
 from fasttune_testing import fit
-from searcher_testing import FakeExperiment, ListSearcher, LocalSearch, quadratic
+from searcher_testing import FakeExperiment, ListSearcher, LocalSearch, RunnerClock, quadratic
 
 
 def _generator(searcher, config=None, num_samples=1):
@@ -190,9 +190,10 @@ SPACE = {"x": uniform(-5, 5), "y": uniform(-5, 5), "scale": 1.0}
 
 
 def test_a_searcher_finds_the_optimum_region_of_a_quadratic(ray_session, storage):
+    # One trial at a time: the seeded search sees results in one order, the same every run.
     searcher = LocalSearch(seed=0)
     grid = fit(quadratic, storage, SPACE, tune_config=tune.TuneConfig(
-        search_alg=searcher, metric="loss", mode="min", num_samples=40))
+        search_alg=searcher, metric="loss", mode="min", num_samples=40, max_concurrent_trials=1))
     assert len(grid) == 40 and not grid.errors
     best = grid.get_best_result()
     assert best.metrics["loss"] < 0.5
@@ -250,12 +251,25 @@ class Endless(ListSearcher):
         return {"i": len(self.suggest_ids)}
 
 
-def test_num_samples_minus_one_with_a_time_budget_ends_and_completes_every_trial(storage):
+class BudgetRunsOutAfter(tune.Callback):
+    """Moves the runner's clock past the time budget once ``completed`` trials have ended."""
+
+    def __init__(self, clock, budget_s, completed):
+        self.clock, self.budget_s, self.completed, self.spent = clock, budget_s, completed, False
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if not self.spent and sum(t.status == "TERMINATED" for t in trials) >= self.completed:
+            self.spent = True
+            self.clock.now += self.budget_s
+
+
+def test_num_samples_minus_one_with_a_time_budget_ends_and_completes_every_trial(storage, monkeypatch):
     searcher = Endless()
+    budget = BudgetRunsOutAfter(RunnerClock(monkeypatch), 60.0, completed=3)
     grid = fit(tune.with_resources(reports_once, {"cpu": 1}), storage, {"i": 0},
                tune_config=tune.TuneConfig(search_alg=searcher, metric="loss", mode="min",
-                                           num_samples=-1, time_budget_s=1.0))
-    assert len(grid) >= 1 and grid.num_errors == 0 and grid.num_terminated == len(grid)
+                                           num_samples=-1, time_budget_s=60.0), callbacks=[budget])
+    assert budget.spent and len(grid) >= 3 and grid.num_errors == 0 and grid.num_terminated == len(grid)
     # Every suggestion became a trial, and the searcher heard every one of them end
     # (one still pending at the budget ends without a result).
     assert sorted(r.config["i"] for r in grid) == list(range(1, len(searcher.suggest_ids) + 1))
