@@ -57,10 +57,12 @@ from __future__ import annotations
 
 import hmac
 import io
+import itertools
 import json
 import logging
 import math
 import os
+import re
 import secrets
 import select
 import socket
@@ -419,17 +421,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise _RequestError(411, "POST /trials needs a JSON body with a Content-Length.")
         raw = self._read_body()
-        too_deep = _RequestError(400, f"The body is JSON nested more than {MAX_BODY_DEPTH} levels deep; no "
-                                      "request needs that many.")
+        # Counted before parsing: the parser recurses once per level.
+        if _json_nesting_depth(raw) > MAX_BODY_DEPTH:
+            raise _RequestError(400, f"The body is JSON nested more than {MAX_BODY_DEPTH} levels deep; no "
+                                     "request needs that many.")
         try:
-            body = json.loads(raw.decode("utf-8"))
+            return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise _RequestError(400, f"The body is not valid JSON ({exc}).") from exc
-        except RecursionError:
-            raise too_deep from None
-        if _nested_deeper_than(body, MAX_BODY_DEPTH):
-            raise too_deep
-        return body
 
     def _respond(self, status: int, body: bytes, headers: Optional[Dict[str, str]] = None) -> None:
         if not hasattr(self, "requestline"):  # the deadline passed before the request line came
@@ -451,23 +450,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def _nested_deeper_than(value: Any, limit: int) -> bool:
-    """Whether JSON ``value`` has containers nested more than ``limit`` levels deep
-    (walked without recursion).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_ALL_BUT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
-    >>> _nested_deeper_than({"a": [1, {"b": 2}]}, 3), _nested_deeper_than({"a": [1, {"b": 2}]}, 2)
-    (False, True)
+
+def _json_nesting_depth(raw: bytes) -> int:
+    """How deep the arrays and objects of JSON text ``raw`` (UTF-8) nest, counted
+    without parsing it (the brackets outside strings): a 1 MiB body takes ~0.1 s.
+
+    >>> _json_nesting_depth(b'{"a": [1, {"b": "]]\\\\"[["}]}'), _json_nesting_depth(b'"x"')
+    (3, 0)
     """
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        pending.extend((child, depth + 1) for child in children)
-    return False
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _ALL_BUT_BRACKETS)
+    return max(itertools.accumulate(1 if c in b"[{" else -1 for c in brackets), default=0)
 
 
 class _HTTPServer(ThreadingHTTPServer):
