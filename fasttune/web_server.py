@@ -498,11 +498,12 @@ class _HTTPServer(ThreadingHTTPServer):
             return self._deadlines[connection]
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
-        thread = threading.Thread(target=self._serve_connection, args=(request, client_address),
-                                  name=f"fasttune-tune-server-{self.server_address[1]}-connection", daemon=True)
         with self._connections_lock:
             admitted = len(self._deadlines) < self.max_connections
             if admitted:
+                thread = threading.Thread(target=self._serve_connection, args=(request, client_address),
+                                          name=f"fasttune-tune-server-{self.server_address[1]}-connection",
+                                          daemon=True)
                 self._deadlines[request] = self.clock() + self.request_deadline_s
                 self._connection_threads[request] = thread
         if not admitted:

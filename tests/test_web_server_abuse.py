@@ -61,6 +61,7 @@ def plain_server(tmp_path):
 
 
 def wait_until(predicate, what):
+    """Poll the server's state until ``predicate`` holds (bounded; a bound reached fails)."""
     give_up = time.monotonic() + _BOUND_S
     while time.monotonic() < give_up:
         if predicate():
@@ -75,8 +76,7 @@ def connection_threads(server):
 
 
 def connect(server):
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=_BOUND_S)
-    return sock
+    return socket.create_connection(("127.0.0.1", server.port), timeout=_BOUND_S)
 
 
 def read_answer(sock):
