@@ -24,11 +24,22 @@ A trial info is ``{"id", "name", "trainable_name", "status", "config", "result" 
 last result or null), "path", "error" (the error text or null)}``.  The HTTP thread
 never touches the runner: each request becomes a command that the event loop carries
 out in its next step (it is woken for it) and answers, the trial files holding every
-result the answer reports; a bad request is refused before it gets that far.  Status codes: 401 no or wrong token, 400 bad JSON or fields, 404
-unknown trial or path, 405 wrong method, 409 the experiment is stopping, 411 no
-Content-Length, 413 a body over 1 MiB (refused from its Content-Length, never read),
-503 the experiment ended (or its loop did not answer in time; the command was then not
-carried out).
+result the answer reports; a bad request is refused before it gets that far.
+
+Status codes: 401 no or wrong token, 400 bad JSON or fields (or JSON nested over 100
+levels), 404 unknown trial or path, 405 wrong method, 408 the request did not arrive in
+time, 409 the experiment is stopping, 411 no Content-Length, 413 a body over 1 MiB
+(refused from its Content-Length, never read), 503 the experiment ended (or its loop did
+not answer in time; the command was then not carried out) or too many connections.
+Every error answer, the HTTP library's own (a malformed request line, an unknown
+method, a header too long) included, is a JSON ``{"error": ...}``.
+
+Limits, so that no client can grow the server or hold it: each connection carries one
+request, which must arrive whole within ``request_deadline_s`` (10 s) of the connection
+being accepted, however slowly its bytes come (else 408 and the connection is closed);
+at most ``max_connections`` (32) are served at once, and one more is answered 503 at
+once and closed, by the thread that accepts connections, without reading its request
+and without a thread of its own.
 
 Example:
     >>> import fasttune as tune
@@ -45,12 +56,18 @@ Example:
 from __future__ import annotations
 
 import hmac
+import io
+import itertools
 import json
 import logging
+import math
 import os
+import re
 import secrets
+import select
 import socket
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -69,7 +86,15 @@ logger = logging.getLogger(__name__)
 
 SERVER_FILE = "tune_server.json"  # address and token, in the experiment directory
 MAX_BODY_BYTES = 1 << 20
-_SOCKET_TIMEOUT_S = 10.0  # a client that stops sending mid-request is dropped
+MAX_BODY_DEPTH = 100  # nesting levels of a JSON body: no real config comes near; deeper hits recursion limits later
+_SOCKET_TIMEOUT_S = 10.0  # writing an answer to a client that does not read it
+# Waits for a request's bytes re-read the server's clock this often: a clock given to
+# the server (a test's) need not move with real time.
+_DEADLINE_POLL_S = 0.5
+# After an answer, what the client still sends is read and dropped for this long before
+# the socket closes: closing with unread data resets the connection, and the client
+# could lose the answer.
+_LINGER_S = 2.0
 _MAX_NAME_CHARS = 100
 
 # A command carried out on the event loop: runner -> (HTTP status, JSON body bytes).
@@ -215,12 +240,77 @@ def _search_space_in(config: Dict[str, Any], prefix: str = "") -> Optional[str]:
     return None
 
 
+class _DeadlinePassed(Exception):
+    """A request did not arrive whole by its connection's deadline."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads a connection's socket until a deadline on the server's clock.
+
+    Data that has already arrived is always taken; a read that would wait past the
+    deadline raises :class:`_DeadlinePassed` instead.  A per-read timeout would not do:
+    a client sending a byte now and then would keep every read short.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self._sock = sock
+        self.deadline = deadline
+        self._clock = clock
+        self._poll = select.poll()  # not select.select: a process with Ray has fds past FD_SETSIZE
+        self._poll.register(sock, select.POLLIN)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            remaining = self.deadline - self._clock()
+            wait_s = min(max(remaining, 0.0), _DEADLINE_POLL_S)
+            if self._poll.poll(math.ceil(wait_s * 1000)):
+                return self._sock.recv_into(buffer)
+            if remaining <= 0:
+                raise _DeadlinePassed()
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: "_HTTPServer"
-    timeout = _SOCKET_TIMEOUT_S
-    # Errors the stdlib answers itself (a malformed request line) are JSON too.
-    error_content_type = "application/json"
-    error_message_format = '{"error": "%(message)s: %(explain)s"}'
+    timeout = _SOCKET_TIMEOUT_S  # bounds writing an answer; reading is bounded by the deadline
+
+    def setup(self) -> None:
+        super().setup()
+        # Reads go through the connection's deadline (the stdlib's buffered file is
+        # closed first: it holds a reference that would keep the socket open).
+        self.rfile.close()
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self.server.deadline_of(self.connection),
+                                                       self.server.clock))
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except _DeadlinePassed:
+            self.log_message("request not received within %.1fs", self.server.request_deadline_s)
+            self._respond(408, _json_bytes({"error": f"The request did not arrive whole within "
+                                                     f"{self.server.request_deadline_s:g}s of connecting; send it "
+                                                     "at once after connecting."}))
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.send_error(400, "HTTP/0.9 requests are not accepted; send an HTTP/1.0 or HTTP/1.1 request line")
+            return False
+        return True
+
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """The stdlib's own refusals (a malformed request line, an unknown method, a
+        header too long) answer in JSON like every other error."""
+        short, long = self.responses.get(code, ("Error", ""))
+        text = message or f"{short}: {long}"
+        if explain:
+            text = f"{text}: {explain}"
+        self.log_error("code %d, message %s", code, text)
+        self._respond(code, _json_bytes({"error": text}))
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._handle("GET")
@@ -252,6 +342,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._respond(exc.status, _json_bytes({"error": exc.message}), exc.headers)
         except (ConnectionError, socket.timeout):
             self.close_connection = True  # the client went away
+        except _DeadlinePassed:
+            raise  # answered 408 by handle_one_request
         except Exception as exc:  # noqa: BLE001 - a request never takes the server down
             logger.exception("TuneServer failed to answer %s %s.", method, self.path)
             self._respond(500, _json_bytes({"error": f"The server failed: {type(exc).__name__}: {exc}"}))
@@ -321,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
         if 0 < length <= MAX_BODY_BYTES:
             try:
                 self.rfile.read(length)
-            except (ConnectionError, socket.timeout):
+            except (ConnectionError, socket.timeout, _DeadlinePassed):
                 self.close_connection = True
 
     def _json_body(self) -> Any:
@@ -329,42 +421,187 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise _RequestError(411, "POST /trials needs a JSON body with a Content-Length.")
         raw = self._read_body()
+        # Counted before parsing: the parser recurses once per level.
+        if _json_nesting_depth(raw) > MAX_BODY_DEPTH:
+            raise _RequestError(400, f"The body is JSON nested more than {MAX_BODY_DEPTH} levels deep; no "
+                                     "request needs that many.")
         try:
             return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise _RequestError(400, f"The body is not valid JSON ({exc}).") from exc
 
     def _respond(self, status: int, body: bytes, headers: Optional[Dict[str, str]] = None) -> None:
+        if not hasattr(self, "requestline"):  # the deadline passed before the request line came
+            self.requestline = self.command = ""
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            # Not parsed (yet), or HTTP/0.9, which has no status line: answer in HTTP/1.0.
+            self.request_version = "HTTP/1.0"
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
+            self.send_header("Connection", "close")  # one request per connection (see _HTTPServer)
             self.end_headers()
-            self.wfile.write(body)
+            if getattr(self, "command", None) != "HEAD":
+                self.wfile.write(body)
         except (ConnectionError, socket.timeout):
             self.close_connection = True
 
 
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_ALL_BUT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _json_nesting_depth(raw: bytes) -> int:
+    """How deep the arrays and objects of JSON text ``raw`` (UTF-8) nest, counted
+    without parsing it (the brackets outside strings): a 1 MiB body takes ~0.1 s.
+
+    >>> _json_nesting_depth(b'{"a": [1, {"b": "]]\\\\"[["}]}'), _json_nesting_depth(b'"x"')
+    (3, 0)
+    """
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _ALL_BUT_BRACKETS)
+    return max(itertools.accumulate(1 if c in b"[{" else -1 for c in brackets), default=0)
+
+
 class _HTTPServer(ThreadingHTTPServer):
+    """One thread per connection, at most ``max_connections`` at once; one more is
+    answered 503 on the accepting thread and closed.
+
+    The handler speaks HTTP/1.0 (``protocol_version``) and closes after each answer, so
+    a connection carries one request, and its deadline runs from the accept.
+    """
+
     daemon_threads = True  # a handler waiting on the loop never keeps the process alive
+    block_on_close = False  # TuneServer.shutdown ends the connections itself, within a bound
+    request_queue_size = 128  # a burst of connections waits to be answered or refused, not for SYN retries
     tune: "TuneServer"
+
+    def __init__(self, address: Tuple[str, int], max_connections: int, request_deadline_s: float,
+                 clock: Callable[[], float]) -> None:
+        self.max_connections = max_connections
+        self.request_deadline_s = request_deadline_s
+        self.clock = clock
+        self._deadlines: Dict[socket.socket, float] = {}  # of the connections being served
+        self._connection_threads: Dict[socket.socket, threading.Thread] = {}
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    @property
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self._deadlines)
+
+    def deadline_of(self, connection: socket.socket) -> float:
+        with self._connections_lock:
+            return self._deadlines[connection]
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        with self._connections_lock:
+            admitted = len(self._deadlines) < self.max_connections
+            if admitted:
+                thread = threading.Thread(target=self._serve_connection, args=(request, client_address),
+                                          name=f"fasttune-tune-server-{self.server_address[1]}-connection",
+                                          daemon=True)
+                self._deadlines[request] = self.clock() + self.request_deadline_s
+                self._connection_threads[request] = thread
+        if not admitted:
+            _refuse_connection(request, self.max_connections)
+            return
+        thread.start()
+
+    def _serve_connection(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - one connection never takes the server down
+            self.handle_error(request, client_address)
+        finally:
+            _close_lingering(request)
+            with self._connections_lock:
+                del self._deadlines[request]
+                del self._connection_threads[request]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.exception("TuneServer failed to serve a connection from %s.", client_address)
+
+    def end_connections(self, timeout_s: float) -> None:
+        """Stop reading every open connection (a handler waiting for a request sees the
+        client's end; one writing its answer still can) and wait, within ``timeout_s``,
+        for their threads."""
+        with self._connections_lock:
+            connections = list(self._connection_threads.items())
+        for sock, _ in connections:
+            try:
+                sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass  # already closed by its thread
+        give_up = time.monotonic() + timeout_s
+        for _, thread in connections:
+            thread.join(max(0.0, give_up - time.monotonic()))
 
 
 class _HTTPServer6(_HTTPServer):
     address_family = socket.AF_INET6
 
 
+def _refuse_connection(sock: socket.socket, limit: int) -> None:
+    """Answer 503 on a connection over the limit and close it, never waiting on it (it
+    runs on the thread that accepts connections).  What its client already sent is read
+    and dropped first, so that the close does not reset the connection."""
+    body = _json_bytes({"error": f"The TuneServer already serves {limit} connections, its limit; try again "
+                                 "when one has ended."})
+    answer = (f"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n").encode("ascii") + body
+    try:
+        sock.setblocking(False)
+        try:
+            while sock.recv(1 << 16):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        sock.send(answer)  # a few hundred bytes: a fresh socket's send buffer takes them whole
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the client is gone already
+    finally:
+        sock.close()
+
+
+def _close_lingering(sock: socket.socket) -> None:
+    """Close a served connection: send the end of the answer, then read and drop what
+    the client still sends until it closes too (at most _LINGER_S), so that unread data
+    does not turn the close into a reset that could lose the answer."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        give_up = time.monotonic() + _LINGER_S
+        while True:
+            left_s = give_up - time.monotonic()
+            if left_s <= 0 or not poller.poll(int(left_s * 1000)) or not sock.recv(1 << 16):
+                break
+    except OSError:
+        pass  # the client is gone already
+    finally:
+        sock.close()
+
+
 class TuneServer:
     """Serves one experiment's trials over HTTP (``ray.tune.web_server.TuneServer``).
 
     Started by ``TrialRunner(server_port=...)``; ``port=0`` takes any free port (see
-    :attr:`port`).  The token goes to ``<experiment_path>/tune_server.json``, created
-    with mode 0600, together with the address; :meth:`shutdown` closes the port and
-    removes the file.  The event loop calls :meth:`serve_pending` in every step and
-    waits on :attr:`wake` (set when a request is queued), so a request is answered as
-    soon as the loop is free, not at its next poll.
+    :attr:`port`).  The token goes to ``<runner.experiment_path>/tune_server.json``
+    (only to :attr:`token` when the runner has no path), created with mode 0600,
+    together with the address; :meth:`shutdown` closes the port, ends the open
+    connections and removes the file.  The event loop calls :meth:`serve_pending` in
+    every step and waits on :attr:`wake` (set when a request is queued), so a request is
+    answered as soon as the loop is free, not at its next poll.
+
+    ``request_timeout_s`` bounds the wait for the event loop to take a request;
+    ``request_deadline_s`` the time a client has, from connecting, to send its request
+    whole, measured on ``clock``; ``max_connections`` how many connections are served
+    at once (one more is answered 503 and closed, with no thread of its own).
 
     Example:
         >>> import tempfile
@@ -388,11 +625,16 @@ class TuneServer:
     DEFAULT_PORT = 4321
 
     def __init__(self, runner: Any, port: Optional[int] = None, host: str = "127.0.0.1",
-                 token: Optional[str] = None, request_timeout_s: float = 30.0) -> None:
+                 token: Optional[str] = None, request_timeout_s: float = 30.0, *, max_connections: int = 32,
+                 request_deadline_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
             raise ValueError(f"server_port must be a port number (0 for any free port), got {port!r}.")
         if request_timeout_s <= 0:
             raise ValueError(f"request_timeout_s must be positive, got {request_timeout_s!r}.")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+            raise ValueError(f"max_connections must be a positive int, got {max_connections!r}.")
+        if request_deadline_s <= 0:
+            raise ValueError(f"request_deadline_s must be positive, got {request_deadline_s!r}.")
         self._runner = runner
         self.token = token or secrets.token_urlsafe(32)
         self.request_timeout_s = request_timeout_s
@@ -403,7 +645,7 @@ class TuneServer:
         server_class = _HTTPServer6 if ":" in host else _HTTPServer
         port = self.DEFAULT_PORT if port is None else port
         try:
-            self._httpd = server_class((host, port), _Handler)
+            self._httpd = server_class((host, port), max_connections, request_deadline_s, clock)
         except OSError as exc:
             raise TuneError(f"The TuneServer cannot listen on {host}:{port} ({exc}); choose another "
                             "server_port (0 takes any free port).") from exc
@@ -411,10 +653,9 @@ class TuneServer:
         self.host = host
         self.port: int = self._httpd.server_address[1]
         self.server_file: Optional[str] = None
-        path = getattr(runner, "experiment_path", None)
         try:
-            if path:
-                self.server_file = _write_server_file(path, self.host, self.port, self.token)
+            if runner.experiment_path:
+                self.server_file = _write_server_file(runner.experiment_path, self.host, self.port, self.token)
         except OSError:
             self._httpd.server_close()
             raise
@@ -424,6 +665,11 @@ class TuneServer:
         self._thread.start()
         logger.info("TuneServer listening on http://%s:%d (token in %s).", _url_host(host), self.port,
                     self.server_file or "TuneServer.token")
+
+    @property
+    def open_connections(self) -> int:
+        """How many connections are being served now (at most ``max_connections``)."""
+        return self._httpd.open_connections
 
     @property
     def address(self) -> str:
@@ -487,6 +733,7 @@ class TuneServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=_SOCKET_TIMEOUT_S)
+        self._httpd.end_connections(timeout_s=_SOCKET_TIMEOUT_S)
         if self.server_file is not None:
             try:
                 os.unlink(self.server_file)
