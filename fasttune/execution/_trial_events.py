@@ -212,24 +212,37 @@ class TrialEventHandlers:
         self._files.close(trial.path)
         self._results.close_trial(trial._row)
 
-    def _on_trial_failure(self, trial: Trial, traceback_text: str, exc_blob: Optional[bytes]) -> None:
+    def _on_config_not_carried(self, trial: Trial, error: BaseException) -> None:
+        """A new trial whose config cannot be sent to a worker ends as ERROR at once; it
+        keeps its config with that value replaced by a placeholder (snapshots pack it)."""
+        trial.config = protocol.carried_copy(trial.config)
+        trial.evaluated_params = protocol.carried_copy(trial.evaluated_params)
+        self._files.init_trial(trial.path, trial.config)
+        text = f"Trial {trial} was not started: {error}"
+        failure = TuneError(text)
+        failure.__cause__ = error
+        self._on_trial_failure(trial, text, None, failure)
+
+    def _on_trial_failure(self, trial: Trial, traceback_text: str, exc_blob: Optional[bytes],
+                          error: Optional[BaseException] = None) -> None:
+        """``trial`` failed: ``exc_blob`` is what it raised, pickled (or None); ``error``
+        the exception to record when the driver made it."""
         if trial.status == Trial.TERMINATED:
             # The driver had already ended it (a stop it asked for may surface as an error).
             self._close_trial(trial)
             return
-        exc: Optional[BaseException] = None
         if exc_blob:
             try:
                 import ray.cloudpickle as cloudpickle
 
-                exc = cloudpickle.loads(exc_blob)
+                error = cloudpickle.loads(exc_blob)
             except Exception:  # noqa: BLE001 - the traceback text still tells the story
-                exc = None
+                error = None
         failures = trial._record_failure()
         header = f"Failure # {failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})"
         trial.error_file = self._files.write_error(trial.path, header, traceback_text)
         trial.error_msg = traceback_text
-        trial.error = exc if exc is not None else TuneError(f"Trial {trial} failed:\n{traceback_text}")
+        trial.error = error if error is not None else TuneError(f"Trial {trial} failed:\n{traceback_text}")
         if self._fail_fast == "raise":
             self._fatal = trial.error
             trial.set_status(Trial.ERROR)
