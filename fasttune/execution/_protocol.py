@@ -346,6 +346,38 @@ def reply_bytes(events: List[bytes]) -> bytes:
     return msgpack.Packer().pack_array_header(len(events)) + b"".join(events)
 
 
+class MalformedReply(TuneError):
+    """A worker's ``poll`` reply that is not a list of well-formed events."""
+
+
 def decode_events(reply: bytes) -> List[Any]:
-    """The event records of a ``poll`` reply, in order."""
-    return [_record(m, _EVENTS, "event") for m in msgpack.unpackb(reply, raw=False, strict_map_key=False)]
+    """The event records of a ``poll`` reply, in order; :class:`MalformedReply` when the
+    reply is not what a worker of this version sends.
+
+    Example:
+        >>> decode_events(pack([["started", "t1", 0.0, 1, "host", "127.0.0.1"], ["bogus", "t1"]]))
+        Traceback (most recent call last):
+        ...
+        fasttune.execution._protocol.MalformedReply: ValueError: unknown worker event 'bogus' ...
+    """
+    try:
+        events = [_record(m, _EVENTS, "event") for m in msgpack.unpackb(reply, raw=False, strict_map_key=False)]
+        for event in events:
+            _check_event(event)
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, the reply is unreadable
+        raise MalformedReply(f"{type(exc).__name__}: {exc}") from exc
+    return events
+
+
+def _check_event(event: Any) -> None:
+    # What the driver's handlers take on trust: a string trial id, and a Results event's
+    # fields in the shapes they index and count.
+    if not isinstance(event.trial_id, str):
+        raise TypeError(f"a {type(event).__name__} event names the trial {event.trial_id!r}, not a string id")
+    if isinstance(event, Results):
+        metrics, times, checkpoints = event.metrics, event.times, event.checkpoints
+        if not (isinstance(metrics, list) and all(type(m) is dict for m in metrics) and isinstance(times, bytes)
+                and len(times) == 8 * len(metrics) and isinstance(checkpoints, dict)
+                and all(type(i) is int and isinstance(name, str) for i, name in checkpoints.items())):
+            raise TypeError(f"the results event of trial {event.trial_id!r} does not have the form "
+                            "[metric dicts], float64 times (one per dict), {index: checkpoint name}")

@@ -141,3 +141,143 @@ def test_the_server_refuses_a_config_no_worker_can_be_sent_and_carries_a_huge_in
     by_id = {t.trial_id: t for t in outcome["analysis"].trials}
     assert sorted(t.status for t in by_id.values()) == ["TERMINATED", "TERMINATED"]
     assert [r["x"] for r in lines(os.path.join(by_id[added["id"]].path, "result.json"))] == [str(2 ** 64)]
+
+
+# ---- results: keys must be strings; a reply the driver cannot read --------------------------
+def reports_a_bad_key(config):
+    bad = {"tuple": {(1, 2): 0.5}, "int": {"a": {1: 2.0}}, "bytes_in_list": {"l": [{b"k": 1}]}}
+    tune.report(bad.get(config["kind"], {"score": 1.0}))
+
+
+def test_a_result_key_that_is_not_a_string_fails_its_trial_naming_key_and_trial(storage):
+    grid = fit(reports_a_bad_key, storage, {"kind": tune.grid_search(["tuple", "int", "bytes_in_list", "ok"])})
+    by_kind = {r.config["kind"]: r for r in grid}
+    assert by_kind["ok"].error is None and by_kind["ok"].metrics["score"] == 1.0
+    expected = {"tuple": "the key (1, 2) (a tuple)", "int": "the key 1 (a int)", "bytes_in_list": "the key b'k' (a bytes)"}
+    where = {"tuple": "in metrics;", "int": "in metrics['a'];", "bytes_in_list": "in metrics['l'][0];"}
+    for kind, what in expected.items():
+        result = by_kind[kind]
+        trial_name = os.path.basename(result.path).split("_kind=")[0].rsplit("_", 1)[0]
+        message = str(result.error)
+        assert isinstance(result.error, TypeError) and what in message and where[kind] in message
+        assert message.startswith(f"Trial {trial_name} reported a result with the key")
+        assert not os.path.exists(os.path.join(result.path, "result.json"))  # nothing was kept of it
+
+
+def _worker_and_run():
+    """The TrialWorker running this trial and its record of the run, through the report
+    sink of the trial's session: a test's way past what ``report()`` checks."""
+    from fasttune.trainable.session import get_session
+
+    found = {type(cell.cell_contents).__name__: cell.cell_contents for cell in get_session()._sink.__closure__}
+    return found["TrialWorker"], found["_Run"]
+
+
+def sends_what_report_refuses(config):
+    """``malformed``: a result with a tuple key goes out as if reported; ``unknown``: an
+    event of a kind no driver knows.  Then it waits, until the driver ends its worker."""
+    import msgpack
+
+    if config["kind"] == "ok":
+        tune.report({"score": 1.0})
+        return
+    worker, run = _worker_and_run()
+    with worker._cond:
+        if config["kind"] == "malformed":
+            run.packed.append(msgpack.packb({(1, 2): 0.5}))
+            run.times.append(time.time())
+        else:
+            worker._out.append(msgpack.packb(["bogus", run.trial_id]))
+        worker._cond.notify_all()
+    threading.Event().wait(_DEADLINE_S)
+
+
+def test_a_reply_the_driver_cannot_read_fails_only_the_trial_of_that_worker(storage):
+    space = {"kind": tune.grid_search(["malformed", "ok", "unknown", "ok"])}
+    grid = fit(sends_what_report_refuses, storage, space)
+    results = sorted(grid, key=lambda r: os.path.basename(r.path))
+    assert [r.config["kind"] for r in results] == ["malformed", "ok", "unknown", "ok"]
+    for result in results[1::2]:
+        assert result.error is None and result.metrics["score"] == 1.0
+    malformed, unknown = results[0], results[2]
+    for result, why in ((malformed, "unhashable type: 'list'"), (unknown, "unknown worker event 'bogus'")):
+        assert isinstance(result.error, tune.TuneError)
+        assert "sent a reply the driver cannot read, so it was ended" in str(result.error) and why in str(result.error)
+        with open(os.path.join(result.path, "error.txt")) as f:
+            assert why in f.read()
+
+
+# ---- what a trial raises that is not an Exception -------------------------------------------
+class NotAnException(BaseException):
+    pass
+
+
+def raises_a_base_exception(config):
+    import sys
+
+    kind = config["kind"]
+    if kind == "exit":
+        sys.exit(0)
+    if kind == "interrupt":
+        raise KeyboardInterrupt()
+    if kind == "generator_exit":
+        raise GeneratorExit()
+    if kind == "subclass":
+        raise NotAnException("own")
+    tune.report({"score": 1.0})
+
+
+def test_a_trial_raising_a_base_exception_fails_only_that_trial(storage):
+    kinds = ["exit", "interrupt", "generator_exit", "subclass", "ok"]
+    grid = fit(raises_a_base_exception, storage, {"kind": tune.grid_search(kinds)})
+    by_kind = {r.config["kind"]: r for r in grid}
+    assert by_kind["ok"].error is None and by_kind["ok"].metrics["score"] == 1.0
+    raised = {"exit": "SystemExit(0)", "interrupt": "KeyboardInterrupt()", "generator_exit": "GeneratorExit()",
+              "subclass": "NotAnException('own')"}
+    for kind, what in raised.items():
+        error = by_kind[kind].error
+        assert isinstance(error, tune.TuneError) and f"raised {what}, which is not an Exception" in str(error)
+        assert type(error.__cause__).__name__ == what.split("(")[0]
+
+
+_RAISING_DRIVER = """
+import json, sys
+
+import ray
+
+import fasttune as tune
+
+
+def trainable(config):
+    if config["kind"] == "exit":
+        sys.exit(0)
+    raise KeyboardInterrupt()
+
+
+address, storage, kind = json.loads(sys.argv[1])
+ray.init(address=address, log_to_driver=False, configure_logging=False)
+tune.Tuner(trainable, param_space={"kind": kind},
+           run_config=tune.RunConfig(name=kind, storage_path=storage, verbose=0,
+                                     failure_config=tune.FailureConfig(fail_fast="raise"))).fit()
+print("fit returned")
+"""
+
+
+@pytest.mark.parametrize("kind, raised", [("exit", "SystemExit(0)"), ("interrupt", "KeyboardInterrupt()")])
+def test_with_fail_fast_raise_the_driver_fails_with_a_tune_error_saying_what_the_trial_raised(
+        ray_session, storage, tmp_path, kind, raised):
+    import subprocess
+    import sys
+
+    from restore_testing import wait_until_other_jobs_have_no_live_actors
+
+    script = tmp_path / "driver.py"
+    script.write_text(_RAISING_DRIVER)
+    args = json.dumps([ray_session.get_runtime_context().gcs_address, storage, kind])
+    proc = subprocess.run([sys.executable, str(script), args], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=_DEADLINE_S, start_new_session=True)
+    wait_until_other_jobs_have_no_live_actors(ray_session)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
+    assert "fasttune.error.TuneError: Trial trainable_" in proc.stderr, proc.stderr[-3000:]
+    assert f"raised {raised}, which is not an Exception" in proc.stderr
+    assert "fit returned" not in proc.stdout
