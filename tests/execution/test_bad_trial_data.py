@@ -16,6 +16,7 @@ import time
 import pytest
 
 import fasttune as tune
+from fasttune.schedulers import DecisionPoints, TrialScheduler
 from fasttune.search import Searcher
 from fasttune.web_server import SERVER_FILE, TuneClient
 from fasttune_testing import fit, lines
@@ -86,6 +87,39 @@ def test_a_config_msgpack_cannot_carry_reaches_the_trainable_and_one_nothing_can
     with open(os.path.join(bad.path, "params.json")) as f:
         assert json.load(f) == bad.config
     assert not os.path.exists(os.path.join(bad.path, "result.json"))
+
+
+
+def reports_the_day(config):
+    for _ in range(4):
+        day = config["day"]
+        tune.report({"day": day.isoformat() if isinstance(day, datetime.date) else day})
+
+
+class ResetToADateAtTwo(TrialScheduler):
+    """At iteration 2, the trial goes on with ``day`` a date (what msgpack cannot carry)."""
+
+    def __init__(self, then):
+        self.then = then
+
+    def decision_points(self, trial):
+        return DecisionPoints.at([2])
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if result["training_iteration"] == 2:
+            tune_controller.reset_trial(trial, {"day": datetime.date(2026, 3, 4)}, "dated")
+            return self.then
+        return self.CONTINUE
+
+
+@pytest.mark.parametrize("then", [TrialScheduler.CONTINUE, TrialScheduler.PAUSE], ids=["in_place", "on_resume"])
+def test_a_reset_config_msgpack_cannot_carry_reaches_the_trainable(storage, then):
+    grid = fit(reports_the_day, storage, {"day": "none"}, tune_config=tune.TuneConfig(scheduler=ResetToADateAtTwo(then)))
+    (result,) = grid
+    assert result.error is None and result.config == {"day": datetime.date(2026, 3, 4)}
+    days = [r["day"] for r in lines(os.path.join(result.path, "result.json"))]
+    # The function starts over with the new config after the reset: 4 more reports.
+    assert days == ["none"] * 2 + ["2026-03-04"] * 4
 
 
 # ---- through the TuneServer ---------------------------------------------------------------
