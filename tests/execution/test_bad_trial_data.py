@@ -241,6 +241,41 @@ def test_a_reply_the_driver_cannot_read_fails_only_the_trial_of_that_worker(stor
             assert why in f.read()
 
 
+
+def test_the_other_replies_of_the_poll_that_brought_a_malformed_one_are_handled(tmp_path):
+    import ray
+
+    from fasttune.execution import _protocol as protocol
+    from fasttune.execution.ray_trial_executor import RayTrialExecutor
+    from fasttune.execution.trial_executor import EVENT_BATCH, EVENT_ERROR
+    from fasttune.experiment import Trial
+
+    executor = RayTrialExecutor(reuse_actors=False, prefetch=False)
+    executor.register_trainable("sender", sends_what_report_refuses)
+    trials = {kind: Trial("sender", config={"kind": kind}, experiment_path=str(tmp_path)) for kind in ("malformed", "ok")}
+    slots = {}
+    try:
+        for kind, trial in trials.items():
+            spec = protocol.trial_spec(trial, str(tmp_path), decide="never", yields=False, iteration=0, time_total=0.0,
+                                       ckpt_index=0, restore=None)
+            slots[kind] = executor.start_trial(trial, spec)
+        executor._dispatch()  # sends both polls, without looking for replies
+        # Both first replies are in before the executor looks: one poll collects the two.
+        polls = list(executor._by_future)
+        assert len(polls) == 2 and len(ray.wait(polls, num_returns=2, timeout=_DEADLINE_S)[0]) == 2
+        events = [executor.get_next_executor_event(False) for _ in range(2)]
+        by_slot = {slot: (kind, payload) for kind, slot, payload in events}
+        kind, error = by_slot[slots["malformed"]]
+        assert kind == EVENT_ERROR and isinstance(error, protocol.MalformedReply)
+        assert "unhashable type: 'list'" in str(error)
+        kind, records = by_slot[slots["ok"]]
+        assert kind == EVENT_BATCH and isinstance(records[0], protocol.Started)
+        assert records[0].trial_id == trials["ok"].trial_id
+        assert executor.worker_died(slots["malformed"]) == [trials["malformed"]]
+    finally:
+        executor.cleanup()
+
+
 # ---- what a trial raises that is not an Exception -------------------------------------------
 class NotAnException(BaseException):
     pass
