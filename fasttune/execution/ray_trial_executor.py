@@ -280,7 +280,8 @@ class RayTrialExecutor:
             return False
         trial.config = new_config
         trial.experiment_tag = new_experiment_tag
-        worker.commands.append(protocol.ResetTrial(trial.trial_id, dict(fields or {}, config=protocol.wire_config(new_config))))
+        fields = dict(fields or {}, config=protocol.wire_config(new_config))
+        worker.commands.append(protocol.ResetTrial(trial.trial_id, fields))
         return True
 
     def _holder(self, trial: Any) -> Optional[_Worker]:

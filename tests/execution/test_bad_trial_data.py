@@ -2,8 +2,8 @@
 sent, a result with a non-string key, a malformed worker reply, and a trial that raises
 something that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``).
 
-The sweeps are real (Ray workers, trial files); a searcher hands out the configs in a
-fixed order, so which trial gets which value is known.
+The sweeps are real (Ray workers, trial files); a searcher or a grid hands out the
+configs in a fixed order, so which trial gets which value is known.
 """
 import datetime
 import fractions
@@ -48,7 +48,6 @@ class InOrder(Searcher):
     def __init__(self):
         super().__init__()
         self.suggested = 0
-        self.errored = []
 
     def suggest(self, trial_id):
         values = _values()
@@ -58,8 +57,7 @@ class InOrder(Searcher):
         return {"i": self.suggested - 1, "v": values[self.suggested - 1]}
 
     def on_trial_complete(self, trial_id, result=None, error=False):
-        if error:
-            self.errored.append(trial_id)
+        pass
 
 
 def uses_the_value(config):
@@ -114,7 +112,8 @@ class ResetToADateAtTwo(TrialScheduler):
 
 @pytest.mark.parametrize("then", [TrialScheduler.CONTINUE, TrialScheduler.PAUSE], ids=["in_place", "on_resume"])
 def test_a_reset_config_msgpack_cannot_carry_reaches_the_trainable(storage, then):
-    grid = fit(reports_the_day, storage, {"day": "none"}, tune_config=tune.TuneConfig(scheduler=ResetToADateAtTwo(then)))
+    grid = fit(reports_the_day, storage, {"day": "none"},
+               tune_config=tune.TuneConfig(scheduler=ResetToADateAtTwo(then)))
     (result,) = grid
     assert result.error is None and result.config == {"day": datetime.date(2026, 3, 4)}
     days = [r["day"] for r in lines(os.path.join(result.path, "result.json"))]
@@ -187,7 +186,8 @@ def test_a_result_key_that_is_not_a_string_fails_its_trial_naming_key_and_trial(
     grid = fit(reports_a_bad_key, storage, {"kind": tune.grid_search(["tuple", "int", "bytes_in_list", "ok"])})
     by_kind = {r.config["kind"]: r for r in grid}
     assert by_kind["ok"].error is None and by_kind["ok"].metrics["score"] == 1.0
-    expected = {"tuple": "the key (1, 2) (a tuple)", "int": "the key 1 (a int)", "bytes_in_list": "the key b'k' (a bytes)"}
+    expected = {"tuple": "the key (1, 2) (a tuple)", "int": "the key 1 (a int)",
+                "bytes_in_list": "the key b'k' (a bytes)"}
     where = {"tuple": "in metrics;", "int": "in metrics['a'];", "bytes_in_list": "in metrics['l'][0];"}
     for kind, what in expected.items():
         result = by_kind[kind]
@@ -252,7 +252,8 @@ def test_the_other_replies_of_the_poll_that_brought_a_malformed_one_are_handled(
 
     executor = RayTrialExecutor(reuse_actors=False, prefetch=False)
     executor.register_trainable("sender", sends_what_report_refuses)
-    trials = {kind: Trial("sender", config={"kind": kind}, experiment_path=str(tmp_path)) for kind in ("malformed", "ok")}
+    trials = {kind: Trial("sender", config={"kind": kind}, experiment_path=str(tmp_path))
+              for kind in ("malformed", "ok")}
     slots = {}
     try:
         for kind, trial in trials.items():
