@@ -181,6 +181,10 @@ def _add_trial(name: Optional[str], config: Dict[str, Any], run: Optional[str]) 
                 400, f"spec['run'] is {run!r} but this experiment runs {experiment.trainable_name!r}; a trial "
                      "added to a running experiment uses its trainable (leave 'run' out).")
         try:
+            from fasttune.execution._protocol import wire_config
+
+            # Refused here, not added as an ERROR trial: a config no worker can be sent.
+            wire_config(config)
             # A normal trial of the experiment: its trainable, resources, stop criteria,
             # checkpoint config and storage, and the next id of its counter.
             trial = experiment.trial_factory(config, experiment_tag=name or "added")

@@ -18,7 +18,9 @@ Commands (driver -> worker):
 
 * ``LoadTrainable``: a trainable (and the registered env creators) the next trials use.
 * ``StartTrial``: queue a trial; it starts when the previous one ends.  ``spec`` is the
-  dict :func:`trial_spec` makes.
+  dict :func:`trial_spec` makes.  Its config travels as msgpack when msgpack can carry
+  it, else as ``fasttune._serialization`` packs it (the objects in it cloudpickled): see
+  :func:`wire_config`.
 * ``Answer``: ``continue``, ``stop`` or ``pause`` a trial blocked at a decision point;
   ``stop``/``pause`` also end a running or queued trial (``checkpoint=False``: a paused
   class trainable saves no checkpoint, and resumes from its latest one).
@@ -46,6 +48,9 @@ import threading
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import msgpack
+
+from fasttune._serialization import Loader, pack as pack_with_objects
+from fasttune.error import TuneError
 
 # ---- commands --------------------------------------------------------------------------
 CONTINUE, STOP, PAUSE = "continue", "stop", "pause"
@@ -179,6 +184,93 @@ def _wire(record: Any) -> list:
     return [record.kind, *record]
 
 
+# ---- configs ----------------------------------------------------------------------------
+_EXT_CONFIG = 1  # a config msgpack alone cannot carry, packed with its objects cloudpickled
+
+
+class ConfigNotCarried(TuneError):
+    """A trial's config holds a value that cannot be sent to a worker, neither as msgpack
+    nor cloudpickled (a lock, an open file, a generator): ``key`` names where it is."""
+
+    def __init__(self, key: str, value: Any, reason: BaseException) -> None:
+        super().__init__(
+            f"config{key} is a {type(value).__name__} that cannot be sent to the trial's worker, "
+            f"neither as msgpack nor cloudpickled ({type(reason).__name__}: {reason}). "
+            "Put data in the config (numbers, strings, lists, dicts, picklable objects) and "
+            "create such objects inside the trainable.")
+        self.key = key
+
+
+def wire_config(config: Any) -> Any:
+    """``config`` as a ``StartTrial`` or ``ResetTrial`` carries it: itself when msgpack
+    carries it, else an extension holding it packed with its objects cloudpickled (a
+    function, a class, a date, an int of 2**64 or more reach the trainable as they are).
+    Raises :class:`ConfigNotCarried`, naming the key, when nothing can carry it.
+
+    Example:
+        >>> import datetime
+        >>> wire_config({"lr": 0.1}) == {"lr": 0.1}
+        True
+        >>> wire = encode_commands([StartTrial({"config": wire_config({"day": datetime.date(2026, 1, 2)})})])
+        >>> decode_commands(wire)[0].spec["config"]
+        {'day': datetime.date(2026, 1, 2)}
+    """
+    try:
+        pack(config)
+        return config
+    except (TypeError, OverflowError, ValueError):
+        pass
+    try:
+        return msgpack.ExtType(_EXT_CONFIG, pack_with_objects(config))
+    except Exception as exc:  # noqa: BLE001 - cloudpickle raises many kinds; the key is found below
+        found = uncarried_values(config)
+        key, value = found[0] if found else ("", config)
+        raise ConfigNotCarried(key, value, exc) from exc
+
+
+def uncarried_values(config: Any, key: str = "") -> List[Any]:
+    """``(key, value)`` of each value in ``config`` that cannot be carried to a worker.
+
+    Example:
+        >>> import threading
+        >>> [key for key, _ in uncarried_values({"a": [1, threading.Lock()], "b": 2})]
+        ["['a'][1]"]
+    """
+    if isinstance(config, dict):
+        return [found for k, v in config.items()
+                for found in uncarried_values(k, f"{key} key {k!r}") or uncarried_values(v, f"{key}[{k!r}]")]
+    if isinstance(config, (list, tuple)):
+        return [found for i, v in enumerate(config) for found in uncarried_values(v, f"{key}[{i}]")]
+    try:
+        pack_with_objects(config)
+    except Exception:  # noqa: BLE001 - whatever cloudpickle raises, the value stays here
+        return [(key, config)]
+    return []
+
+
+def carried_copy(config: Any) -> Any:
+    """``config`` with each value :func:`uncarried_values` finds replaced by a string that
+    names its type: what a trial whose config cannot be sent keeps (and snapshots).
+
+    Example:
+        >>> import threading
+        >>> carried_copy({"a": (1, threading.Lock())})
+        {'a': (1, '<lock: cannot be sent>')}
+    """
+    if isinstance(config, dict):
+        return {carried_copy(k): carried_copy(v) for k, v in config.items()}
+    if isinstance(config, (list, tuple)):
+        copied = [carried_copy(v) for v in config]
+        return copied if isinstance(config, list) else tuple(copied)
+    return f"<{type(config).__name__}: cannot be sent>" if uncarried_values(config) else config
+
+
+def _command_ext(code: int, data: bytes) -> Any:
+    if code == _EXT_CONFIG:
+        return Loader().unpack(data)
+    return msgpack.ExtType(code, data)
+
+
 def _record(message: list, table: Dict[str, Any], what: str) -> Any:
     kind = message[0]
     if kind in ENDED_KINDS and what == "event":
@@ -206,7 +298,7 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
     return {
         "trial_id": trial.trial_id,
         "trainable": trial.trainable_name,
-        "config": trial.config,
+        "config": wire_config(trial.config),
         "trial_dir": trial.path,
         "trial_name": str(trial),
         "experiment_name": os.path.basename(experiment_path or ""),
@@ -232,7 +324,8 @@ def encode_commands(commands: List[Any]) -> bytes:
 
 
 def decode_commands(payload: bytes) -> List[Any]:
-    return [_record(m, _COMMANDS, "command") for m in msgpack.unpackb(payload, raw=False, strict_map_key=False)]
+    return [_record(m, _COMMANDS, "command")
+            for m in msgpack.unpackb(payload, raw=False, strict_map_key=False, ext_hook=_command_ext)]
 
 
 def encode_event(event: Any) -> bytes:
@@ -253,6 +346,38 @@ def reply_bytes(events: List[bytes]) -> bytes:
     return msgpack.Packer().pack_array_header(len(events)) + b"".join(events)
 
 
+class MalformedReply(TuneError):
+    """A worker's ``poll`` reply that is not a list of well-formed events."""
+
+
 def decode_events(reply: bytes) -> List[Any]:
-    """The event records of a ``poll`` reply, in order."""
-    return [_record(m, _EVENTS, "event") for m in msgpack.unpackb(reply, raw=False, strict_map_key=False)]
+    """The event records of a ``poll`` reply, in order; :class:`MalformedReply` when the
+    reply is not what a worker of this version sends.
+
+    Example:
+        >>> decode_events(pack([["started", "t1", 0.0, 1, "host", "127.0.0.1"], ["bogus", "t1"]]))
+        Traceback (most recent call last):
+        ...
+        fasttune.execution._protocol.MalformedReply: ValueError: unknown worker event 'bogus' ...
+    """
+    try:
+        events = [_record(m, _EVENTS, "event") for m in msgpack.unpackb(reply, raw=False, strict_map_key=False)]
+        for event in events:
+            _check_event(event)
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, the reply is unreadable
+        raise MalformedReply(f"{type(exc).__name__}: {exc}") from exc
+    return events
+
+
+def _check_event(event: Any) -> None:
+    # What the driver's handlers take on trust: a string trial id, and a Results event's
+    # fields in the shapes they index and count.
+    if not isinstance(event.trial_id, str):
+        raise TypeError(f"a {type(event).__name__} event names the trial {event.trial_id!r}, not a string id")
+    if isinstance(event, Results):
+        metrics, times, checkpoints = event.metrics, event.times, event.checkpoints
+        if not (isinstance(metrics, list) and all(type(m) is dict for m in metrics) and isinstance(times, bytes)
+                and len(times) == 8 * len(metrics) and isinstance(checkpoints, dict)
+                and all(type(i) is int and isinstance(name, str) for i, name in checkpoints.items())):
+            raise TypeError(f"the results event of trial {event.trial_id!r} does not have the form "
+                            "[metric dicts], float64 times (one per dict), {index: checkpoint name}")

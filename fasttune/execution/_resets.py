@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional
 
+from fasttune.execution._protocol import wire_config
 from fasttune.execution._trial_state import PendingReset, TrialState
 from fasttune.logger._trial_files import config_to_json
 
@@ -23,7 +24,9 @@ class ResetBook:
 
     def make(self, trial: Any, new_config: Dict[str, Any], new_experiment_tag: str, checkpoint: Any,
              checkpoint_result: Optional[Dict[str, Any]]) -> PendingReset:
-        """The reset ``reset_trial`` asks for; another trial's checkpoint is pinned now."""
+        """The reset ``reset_trial`` asks for; another trial's checkpoint is pinned now.
+        A config no worker can be sent is refused here (ConfigNotCarried names the key)."""
+        wire_config(new_config)
         source = checkpoint.path if checkpoint is not None else None
         own = {c.path for c in trial.checkpoints}
         foreign = source is not None and source not in own
@@ -64,7 +67,7 @@ class ResetBook:
         state.config_json = config_to_json(reset.config)
         iteration = int(reset.result.get("training_iteration", trial.iteration))
         time_total = float(reset.result.get("time_total_s", table.get_time_total(row)))
-        fields: Dict[str, Any] = {"config": reset.config, "iteration": iteration, "time_total": time_total,
+        fields: Dict[str, Any] = {"config": wire_config(reset.config), "iteration": iteration, "time_total": time_total,
                                   "restore": None, "clone_from": None}
         if reset.source is None:
             iteration, time_total = trial.iteration, table.get_time_total(row)

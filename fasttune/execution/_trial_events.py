@@ -212,24 +212,44 @@ class TrialEventHandlers:
         self._files.close(trial.path)
         self._results.close_trial(trial._row)
 
-    def _on_trial_failure(self, trial: Trial, traceback_text: str, exc_blob: Optional[bytes]) -> None:
+    def _on_config_not_carried(self, trial: Trial, error: BaseException) -> None:
+        """A new trial whose config cannot be sent to a worker ends as ERROR at once; it
+        keeps its config with that value replaced by a placeholder (snapshots pack it)."""
+        trial.config = protocol.carried_copy(trial.config)
+        trial.evaluated_params = protocol.carried_copy(trial.evaluated_params)
+        self._files.init_trial(trial.path, trial.config)
+        text = f"Trial {trial} was not started: {error}"
+        failure = TuneError(text)
+        failure.__cause__ = error
+        self._on_trial_failure(trial, text, None, failure)
+
+    def _on_trial_failure(self, trial: Trial, traceback_text: str, exc_blob: Optional[bytes],
+                          error: Optional[BaseException] = None) -> None:
+        """``trial`` failed: ``exc_blob`` is what it raised, pickled (or None); ``error``
+        the exception to record when the driver made it."""
         if trial.status == Trial.TERMINATED:
             # The driver had already ended it (a stop it asked for may surface as an error).
             self._close_trial(trial)
             return
-        exc: Optional[BaseException] = None
         if exc_blob:
             try:
                 import ray.cloudpickle as cloudpickle
 
-                exc = cloudpickle.loads(exc_blob)
+                error = cloudpickle.loads(exc_blob)
             except Exception:  # noqa: BLE001 - the traceback text still tells the story
-                exc = None
+                error = None
+        if error is not None and not isinstance(error, Exception):
+            # SystemExit, KeyboardInterrupt...: raised again in the driver (fail_fast="raise")
+            # it would end the driver as if it were its own (exit status 0, a Ctrl-C).
+            wrapped = TuneError(f"Trial {trial} raised {error!r}, which is not an "
+                                f"Exception; it ended the trial:\n{traceback_text}")
+            wrapped.__cause__ = error
+            error = wrapped
         failures = trial._record_failure()
         header = f"Failure # {failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})"
         trial.error_file = self._files.write_error(trial.path, header, traceback_text)
         trial.error_msg = traceback_text
-        trial.error = exc if exc is not None else TuneError(f"Trial {trial} failed:\n{traceback_text}")
+        trial.error = error if error is not None else TuneError(f"Trial {trial} failed:\n{traceback_text}")
         if self._fail_fast == "raise":
             self._fatal = trial.error
             trial.set_status(Trial.ERROR)
@@ -260,10 +280,19 @@ class TrialEventHandlers:
             self._stop_all()
 
     def _on_worker_death(self, slot: int, exc: BaseException) -> None:
+        """A worker died, or sent a reply the driver cannot read (``MalformedReply``; the
+        executor ended it): its running trial fails, the ones queued behind it wait for
+        another worker.  After a malformed reply the first trial fails even when its start
+        was in that reply (else it would start, and send the same, again and again)."""
+        malformed = isinstance(exc, protocol.MalformedReply)
         for index, trial in enumerate(self.trial_executor.worker_died(slot)):
             self._release(trial)
-            if trial.status == Trial.RUNNING and index == 0:
-                text = f"The worker process running trial {trial} died: {type(exc).__name__}: {exc}"
+            if index == 0 and (trial.status == Trial.RUNNING or (malformed and not trial.is_finished())):
+                if malformed:
+                    text = (f"The worker running trial {trial} sent a reply the driver cannot read, so it "
+                            f"was ended: {exc}")
+                else:
+                    text = f"The worker process running trial {trial} died: {type(exc).__name__}: {exc}"
                 self._on_trial_failure(trial, text, None)
             elif trial.status == Trial.PENDING:
                 self._unassigned[trial.trial_id] = trial

@@ -28,8 +28,9 @@ import time
 import traceback
 from array import array
 from collections import deque
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from fasttune._core_shared import MAX_DEPTH
 from fasttune._flatten import lookup_nested
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError, TuneStopTrial
@@ -77,8 +78,59 @@ def _find_unencodable(value: Any, path: str = "") -> Optional[str]:
     return None
 
 
-def pack_result(metrics: Dict[str, Any]) -> bytes:
-    """Encode one reported result; a value msgpack cannot carry is named in the error."""
+_PLAIN_VALUES = frozenset({float, int, str, bool, type(None)})  # no keys inside: skipped at once
+_TOO_DEEP = object()  # _key_problem's answer for nesting deeper than the driver keeps
+
+
+def _key_problem(value: Any, depth: int = 0) -> Optional[Tuple[List[Any], Any]]:
+    """Where a result cannot be kept (the keys and indices down to it, innermost first)
+    and why: a dict key, in dicts and lists at any depth, that is not a string (that key),
+    or nesting deeper than the driver keeps (``_TOO_DEEP``).  None when there is no
+    problem (the common case: the path is only built on the way back from one)."""
+    if depth > MAX_DEPTH:
+        return [], _TOO_DEEP
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return [], key
+            if type(item) not in _PLAIN_VALUES:
+                found = _key_problem(item, depth + 1)
+                if found is not None:
+                    found[0].append(key)
+                    return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            if type(item) not in _PLAIN_VALUES:
+                found = _key_problem(item, depth + 1)
+                if found is not None:
+                    found[0].append(index)
+                    return found
+    return None
+
+
+def _flat_and_plain(metrics: Dict[str, Any], str: type = str, plain: frozenset = _PLAIN_VALUES,
+                    type: type = type) -> bool:  # noqa: A002 - bound as locals: this runs per report
+    """Whether ``metrics`` has only string keys and plain values (most results): then
+    :func:`_key_problem` need not look further."""
+    for key, item in metrics.items():
+        if type(key) is not str or type(item) not in plain:
+            return False
+    return True
+
+
+def pack_result(metrics: Dict[str, Any], trial_name: str = "") -> bytes:
+    """Encode one reported result; a key that is not a string or a value msgpack cannot
+    carry is named in the error (with ``trial_name``)."""
+    problem = None if _flat_and_plain(metrics) else _key_problem(metrics)
+    if problem is not None:
+        path, key = problem
+        where = "metrics" + "".join(f"[{part!r}]" for part in reversed(path[-8:]))  # the outer keys say where
+        if key is _TOO_DEEP:
+            raise TypeError(f"Trial {trial_name or '?'} reported a result nested more than {MAX_DEPTH} levels "
+                            f"deep, at {where}.")
+        raise TypeError(f"Trial {trial_name or '?'} reported a result with the key {key!r} (a "
+                        f"{type(key).__name__}) in {where}; result keys must be strings, in nested dicts too: "
+                        "convert it first, e.g. str(key).")
     try:
         return protocol.pack(metrics)
     except (TypeError, OverflowError, ValueError) as exc:
@@ -87,9 +139,9 @@ def pack_result(metrics: Dict[str, Any]) -> bytes:
         for part in key.split("/"):
             bad = bad.get(part, bad) if isinstance(bad, dict) else bad
         raise TypeError(
-            f"tune.report(): the value of {key!r} ({type(bad).__name__}) cannot be sent to "
-            "the driver. Report numbers, strings, booleans, None, lists, dicts or numpy "
-            "values; convert it first, e.g. float(x) or str(x)."
+            f"tune.report(): the value of {key!r} ({type(bad).__name__}) reported by trial "
+            f"{trial_name or '?'} cannot be sent to the driver. Report numbers, strings, booleans, "
+            "None, lists, dicts or numpy values; convert it first, e.g. float(x) or str(x)."
         ) from exc
 
 
@@ -427,7 +479,7 @@ class TrialWorker:
         done (a class trainable's step), so it counts even when an interrupt is pending."""
         if run.interrupt is not None and not step_done:
             raise TuneStopTrial(run.interrupt)
-        packed = pack_result(metrics)
+        packed = pack_result(metrics, run.spec.get("trial_name") or run.trial_id)
         now = time.time()
         if checkpoint is not None:
             run.checkpoints[run.count] = (

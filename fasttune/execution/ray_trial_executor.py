@@ -280,7 +280,8 @@ class RayTrialExecutor:
             return False
         trial.config = new_config
         trial.experiment_tag = new_experiment_tag
-        worker.commands.append(protocol.ResetTrial(trial.trial_id, dict(fields or {}, config=new_config)))
+        fields = dict(fields or {}, config=protocol.wire_config(new_config))
+        worker.commands.append(protocol.ResetTrial(trial.trial_id, fields))
         return True
 
     def _holder(self, trial: Any) -> Optional[_Worker]:
@@ -412,7 +413,20 @@ class RayTrialExecutor:
                 self._selector.push(slot, EVENT_ERROR)
                 continue
             worker.replied = True
-            self._replies[slot] = protocol.decode_events(raw)
+            try:
+                events = protocol.decode_events(raw)
+                known = {trial.trial_id for trial in worker.assigned}
+                strange = sorted({event.trial_id for event in events} - known)
+                if strange:
+                    raise protocol.MalformedReply(f"it names trials it was not given: {strange}")
+            except protocol.MalformedReply as exc:
+                # Only this worker's trials fail (as if it died; it is ended): the other
+                # replies of this poll are handled as usual.
+                self._replies[slot] = exc
+                self._selector.push(slot, EVENT_ERROR)
+                self._end_actor(worker)
+                continue
+            self._replies[slot] = events
             self._selector.push(slot, EVENT_BATCH)
 
     def _wait_or_wake(self, wake: threading.Event, timeout: Optional[float], poll_s: Optional[float] = None) -> None:
@@ -481,12 +495,16 @@ class RayTrialExecutor:
                 pass
 
     def _kill(self, worker: _Worker) -> None:
-        import ray
-
         self._workers.pop(worker.slot, None)
         if worker.future is not None:
             self._by_future.pop(worker.future, None)
         self._release(worker)
+        self._end_actor(worker)
+
+    @staticmethod
+    def _end_actor(worker: _Worker) -> None:
+        import ray
+
         try:
             ray.kill(worker.actor)
         except Exception:  # noqa: BLE001 - already dead

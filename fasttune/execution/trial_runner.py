@@ -144,17 +144,25 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         """Add a trial; it starts when the scheduler chooses it and resources allow.
 
         ``queue=False``: it is never queued behind a busy worker's trial (it waits for an
-        idle worker or room for a new one), for a trial someone asked to run now."""
+        idle worker or room for a new one), for a trial someone asked to run now.  A trial
+        whose config cannot be sent to a worker is added as ERROR, naming the key."""
         self.trial_executor.check_feasible(trial)
+        try:
+            protocol.wire_config(trial.config)
+            not_carried = None
+        except protocol.ConfigNotCarried as exc:
+            not_carried = exc
         trial._attach(self._table, self._table.add())
         self._trials.append(trial)
         self._by_id[trial.trial_id] = trial
         self._states[trial.trial_id] = TrialState(queueable=queue)
         if self._snapshots is not None:
             self._snapshots.add_row()
-        if trial.status == Trial.PENDING:
+        if trial.status == Trial.PENDING and not_carried is None:
             self._unassigned[trial.trial_id] = trial
         self._scheduler.on_trial_add(self, trial)
+        if not_carried is not None:
+            self._on_config_not_carried(trial, not_carried)
 
     # ---- the loop ------------------------------------------------------------------------
     def setup_experiments(self, experiments: List[Any], total_num_samples: int) -> None:

@@ -1,5 +1,6 @@
 """The worker protocol's records and their wire form (execution/_protocol.py)."""
 import threading
+from array import array
 
 import msgpack
 import numpy as np
@@ -30,11 +31,12 @@ def test_two_threads_packing_at_once_each_get_their_own_bytes():
     thread = threading.Thread(target=trial_thread)
     thread.start()
     assert _SlowScalar.started.wait(60)  # the trial thread is inside its pack now
-    reply = protocol.reply_bytes([protocol.encode_results("t1", [protocol.pack({"x": 1})], b"", {})])
+    one_time = array("d", [1.5]).tobytes()  # one report time per result, as a worker sends
+    reply = protocol.reply_bytes([protocol.encode_results("t1", [protocol.pack({"x": 1})], one_time, {})])
     _SlowScalar.resume.set()
     thread.join(60)
     assert msgpack.unpackb(out["result"]) == {"loss": 0.25, "step": 3}
-    assert protocol.decode_events(reply) == [protocol.Results("t1", [{"x": 1}], b"", {})]
+    assert protocol.decode_events(reply) == [protocol.Results("t1", [{"x": 1}], one_time, {})]
 
 
 def test_every_record_travels_as_its_list_and_back():
