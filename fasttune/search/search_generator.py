@@ -32,7 +32,6 @@ Example:
 """
 from __future__ import annotations
 
-import copy
 import glob
 import logging
 import os
@@ -49,7 +48,7 @@ from fasttune.search._background import BackgroundCall
 from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.search.searcher import Searcher
 from fasttune.search._paths import path_str
-from fasttune.search.variant_generator import format_vars, parse_spec_vars, resolve_nested_dict
+from fasttune.search.variant_generator import copy_value, format_vars, parse_spec_vars, resolve_nested_dict
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def _merge(base: Dict, update: Mapping) -> Dict:
         if isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
             base[key] = _merge(dict(base[key]), value)
         else:
-            base[key] = copy.deepcopy(value)
+            base[key] = copy_value(value)
     return base
 
 
@@ -279,7 +278,7 @@ class SearchGenerator(SearchAlgorithm):
                 f"{type(self.searcher).__name__}.suggest() must return a config dict, None or "
                 f"Searcher.FINISHED, got {type(suggestion).__name__} {suggestion!r}."
             )
-        config = _merge(copy.deepcopy(dict(self._experiment.spec.get("config") or {})), suggestion)
+        config = _merge(dict(copy_value(dict(self._experiment.spec.get("config") or {}))), suggestion)
         unresolved = _unresolved(config)
         if unresolved:
             raise TuneError(

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "RecursiveDependencyError",
     "assign_value",
+    "copy_value",
     "count_variants",
     "flatten_resolved_vars",
     "format_vars",
@@ -108,7 +109,27 @@ def copy_spec(value: Any) -> Any:
         new_list = copy.copy(value)
         new_list[:] = [copy_spec(item) for item in value]
         return new_list
-    return copy.deepcopy(value)
+    return copy_value(value)
+
+
+def copy_value(value: Any) -> Any:
+    """A deep copy of the config value ``value``, or ``value`` itself when it cannot be
+    copied (a lock, a live handle): the runner then fails only the trial whose config holds
+    it, naming the key, should no worker be able to receive it either.
+
+    Example:
+        >>> import threading
+        >>> lock = threading.Lock()
+        >>> copy_value(lock) is lock
+        True
+        >>> original = {"a": [1]}
+        >>> copy_value(original) == original and copy_value(original)["a"] is not original["a"]
+        True
+    """
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # noqa: BLE001 - user objects' __deepcopy__/__reduce__ fail in many ways
+        return value
 
 
 def _finalize(value: Any) -> Any:

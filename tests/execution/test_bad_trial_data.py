@@ -88,6 +88,44 @@ def test_a_config_msgpack_cannot_carry_reaches_the_trainable_and_one_nothing_can
 
 
 
+class SuggestsALockSecond(Searcher):
+    """Suggests ``{"i": 0, "v": 1}``, then ``{"i": 1, "v": <a lock>}``, then ``{"i": 2, "v": 3}``."""
+
+    def __init__(self):
+        super().__init__()
+        self.suggested = 0
+
+    def suggest(self, trial_id):
+        if self.suggested == 3:
+            return Searcher.FINISHED
+        self.suggested += 1
+        return {"i": self.suggested - 1, "v": threading.Lock() if self.suggested == 2 else self.suggested}
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        pass
+
+
+def reports_its_value(config):
+    tune.report({"v": config["v"]})
+
+
+@pytest.mark.parametrize("source", ["searcher", "sample_from"])
+def test_a_config_value_that_can_be_neither_copied_nor_sent_fails_only_its_trial(storage, source):
+    """A lock can be neither deep-copied (the config's copy per trial) nor pickled: the
+    trial holding it fails naming the key; the sweep goes on."""
+    if source == "searcher":
+        grid = fit(reports_its_value, storage, tune_config=tune.TuneConfig(search_alg=SuggestsALockSecond(), num_samples=3))
+    else:
+        space = {"i": tune.grid_search([0, 1, 2]),
+                 "v": tune.sample_from(lambda spec: threading.Lock() if spec.config.i == 1 else spec.config.i + 1)}
+        grid = fit(reports_its_value, storage, space=space)
+    by_i = {r.config["i"]: r for r in grid}
+    assert sorted(by_i) == [0, 1, 2]
+    assert [by_i[0].metrics["v"], by_i[2].metrics["v"]] == [1, 3]
+    assert by_i[0].error is None and by_i[2].error is None
+    assert isinstance(by_i[1].error, tune.TuneError) and "config['v'] is a lock" in str(by_i[1].error)
+
+
 def reports_the_day(config):
     for _ in range(4):
         day = config["day"]
