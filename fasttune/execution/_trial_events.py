@@ -68,23 +68,28 @@ class TrialEventHandlers:
         # Late results of a trial the driver already ended are logged, not judged.
         judged = ingested.error is None and trial.status == Trial.RUNNING
         decision, decided_at = TrialScheduler.CONTINUE, -1
-        if judged and (self._scheduler_sees_results or self._searcher_sees_results
-                       or self._callbacks_see_results or self._stopper is not None):
-            for index, result in enumerate(results):
-                # Once a decision ends the trial, later results of the batch (already
-                # reported) still reach searchers and callbacks.
-                verdict = self._judge(trial, result, decide=decision == TrialScheduler.CONTINUE)
-                if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
-                    decision, decided_at = verdict, index
-                if index in saved:
-                    self._checkpoint_callbacks(trial, saved.pop(index))
-        for index in sorted(saved):
-            self._checkpoint_callbacks(trial, saved[index])
-        if decision == TrialScheduler.STOP and decided_at == len(results) - 1:
-            # The result a scheduler or stopper ended the trial on says so on disk too
-            # (at a decision point it is the batch's last; between them, it stays false).
-            ingested.mark_last_done()
-        self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
+        try:
+            if judged and (self._scheduler_sees_results or self._searcher_sees_results
+                           or self._callbacks_see_results or self._stopper is not None):
+                for index, result in enumerate(results):
+                    # Once a decision ends the trial, later results of the batch (already
+                    # reported) still reach searchers and callbacks.
+                    verdict = self._judge(trial, result, decide=decision == TrialScheduler.CONTINUE)
+                    if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
+                        decision, decided_at = verdict, index
+                    if index in saved:
+                        self._checkpoint_callbacks(trial, saved.pop(index))
+            for index in sorted(saved):
+                self._checkpoint_callbacks(trial, saved[index])
+        finally:
+            # The batch is counted (results_seen, its checkpoints) above: it reaches the
+            # trial's files even when a scheduler, searcher or callback raised (a Ctrl-C
+            # included), or the final snapshot would count results no file holds.
+            if decision == TrialScheduler.STOP and decided_at == len(results) - 1:
+                # The result a scheduler or stopper ended the trial on says so on disk too
+                # (at a decision point it is the batch's last; between them, it stays false).
+                ingested.mark_last_done()
+            self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
         if self._callbacks_see_batches and results:
             self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
                                  results=results, times=times[:len(results)])
