@@ -419,7 +419,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             self._count_only_written_results()
         # Durable before the snapshot names them: params.json, results, and the checkpoints
         # workers persisted (all in the experiment directory), in one file-system sync.
-        sync_filesystem(writer.experiment_path)
+        if os.path.isdir(writer.experiment_path):  # else nothing is written there yet
+            sync_filesystem(writer.experiment_path)
         path = writer.write(self._trials, self._states, self._checkpoints.rows, self._table, self._policies,
                             experiment=self._experiment, elapsed_s=time.monotonic() - self._start_time,
                             iteration=self._iteration, started=started)
