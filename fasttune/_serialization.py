@@ -266,11 +266,9 @@ class DataOnlyLoader(Loader):
 
 
 def dump_file(path: str, value: Any) -> None:
-    """Write :func:`pack_state`-ed ``value`` to ``path`` atomically (temporary file, rename).
-
-    Not fsynced: the runner copies a policy's state file into the experiment snapshot,
-    which is the durable copy."""
-    atomic_write(path, pack_state(value), durable=False)
+    """Write :func:`pack_state`-ed ``value`` to ``path`` atomically and durably (temporary
+    file, fsync, rename, fsync of the directory): a scheduler's or searcher's state file."""
+    atomic_write(path, pack_state(value), durable=True)
 
 
 def load_file(path: str) -> Any:

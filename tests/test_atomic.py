@@ -152,4 +152,15 @@ def test_not_durable_move_never_fsyncs(tmp_path, fsyncs):
 
 
 def test_exports():
-    assert set(_atomic.__all__) == {"atomic_write", "fsync_directory", "move_directory_into_place"}
+    assert set(_atomic.__all__) == {"atomic_write", "fsync_directory", "move_directory_into_place", "sync_filesystem"}
+
+
+def test_sync_filesystem_syncs_the_file_system_of_the_path_and_names_a_missing_one(tmp_path):
+    """Whether the bytes reached the disk is unobservable without a power loss; what is
+    observable: the call succeeds on a real file system and a path that does not exist
+    is an error naming it."""
+    (tmp_path / "f").write_bytes(b"x")
+    _atomic.sync_filesystem(str(tmp_path))
+    _atomic.sync_filesystem(str(tmp_path / "f"))
+    with pytest.raises(FileNotFoundError, match="missing"):
+        _atomic.sync_filesystem(str(tmp_path / "missing"))

@@ -65,6 +65,17 @@ class CheckpointBook:
             trial.checkpoint_results = kept
         trial.checkpoints = [c for c, _ in trial.checkpoint_results]
 
+    def forget_after(self, trial: Any, rows: int) -> None:
+        """Forget ``trial``'s checkpoints saved after its first ``rows`` result lines (those
+        lines were lost): it resumes from the latest one within them.  Their directories
+        stay until a restore prunes what the snapshot does not list."""
+        kept = [(c, r) for c, r in trial.checkpoint_results if self.rows.get(c.path, 0) <= rows]
+        for checkpoint, _ in trial.checkpoint_results:
+            if self.rows.get(checkpoint.path, 0) > rows:
+                self.rows.pop(checkpoint.path, None)
+        trial.checkpoint_results = kept
+        trial.checkpoints = [c for c, _ in kept]
+
     def forget_all(self, trial: Any) -> None:
         """Delete every checkpoint of ``trial`` (it restarts from scratch)."""
         for checkpoint in trial.checkpoints:

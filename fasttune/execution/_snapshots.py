@@ -24,7 +24,7 @@ from fasttune.error import TuneError
 from fasttune.execution import _experiment_state as _state
 from fasttune.execution._trial_state import TrialState
 from fasttune.experiment.trial import Trial
-from fasttune.logger._trial_files import config_to_json, set_aside_unknown_trial_dirs
+from fasttune.logger._trial_files import PARAMS_FILE, config_to_json, set_aside_unknown_trial_dirs
 from fasttune.schedulers.trial_scheduler import TrialScheduler, overrides
 from fasttune.search.search_algorithm import SearchAlgorithm
 
@@ -65,6 +65,11 @@ class SnapshotWriter:
     def add_row(self) -> None:
         self.records.append(None)
         self.dirnames.append(None)
+
+    def forget_record(self, row: int) -> None:
+        """Pack row ``row``'s record again at the next snapshot (its trial changed after
+        it had ended)."""
+        self.records[row] = None
 
     def due(self, pending_suggestion: Any = None) -> bool:
         """Whether the period has passed; not while the searcher is making a suggestion
@@ -318,7 +323,7 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         # the snapshot does not list go now, before any worker writes.
         trial_state.rewind_on_start = True
         files.prune_checkpoints(trial.path, [os.path.basename(c.path) for c in trial.checkpoints], now=True)
-        if trial.start_time is not None:
+        if trial.start_time is not None and os.path.exists(os.path.join(trial.path, PARAMS_FILE)):
             trial_state.config_json = config_to_json(trial.config)  # its params.json is written
     restored.trials.append(trial)
     restored.by_id[trial.trial_id] = trial

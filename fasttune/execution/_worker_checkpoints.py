@@ -46,19 +46,25 @@ class LocalCheckpoints:
         user may reuse or read the directory afterwards (Ray Tune copies it to storage too)."""
         target = os.path.join(trial_dir, name)
         tmp = target + ".tmp"  # a checkpoint directory is always whole
-        if checkpoint.filesystem is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-            storage.download_directory(checkpoint._storage, tmp)
-        else:
-            source = os.path.abspath(checkpoint.path)
-            if source == os.path.abspath(target):
-                return
-            try:
-                _copy_tree(source, tmp)
-            except FileExistsError:  # left by a worker that died mid-copy
+        try:
+            if checkpoint.filesystem is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-                _copy_tree(source, tmp)
-        # A restart may rewrite a checkpoint it had saved before: it is replaced.
+                storage.download_directory(checkpoint._storage, tmp)
+            else:
+                source = os.path.abspath(checkpoint.path)
+                if source == os.path.abspath(target):
+                    return
+                try:
+                    _copy_tree(source, tmp)
+                except FileExistsError:  # left by a worker that died mid-copy
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    _copy_tree(source, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a failed copy (a full disk) leaves nothing behind
+            raise
+        # A restart may rewrite a checkpoint it had saved before: it is replaced.  Not
+        # fsynced here: the driver syncs the experiment's file system before a snapshot
+        # names the checkpoint (one sync for all of them).
         move_directory_into_place(tmp, target, durable=False)
 
     def save(self, instance: Trainable, trial_dir: str, name: str) -> None:

@@ -22,6 +22,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from fasttune import _corelib as core
+from fasttune._atomic import sync_filesystem
 from fasttune.callback import CallbackList
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
@@ -207,6 +208,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
                 and not self.is_finished()):
             self._await_resources_or_raise()
         self._iteration += 1
+        self._files.check()  # a failed result write stops the sweep (then cleanup's snapshot)
         self.checkpoint()
         self._callbacks.call("on_step_end", iteration=self._iteration, trials=self._trials)
         if self._fatal is not None:
@@ -421,12 +423,35 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             return None
         started = time.monotonic()
         self._files.flush()  # every result the snapshot counts is on disk first
+        if self._files.unwritten_trial_dirs:
+            self._count_only_written_results()
+        # Durable before the snapshot names them: params.json, results, and the checkpoints
+        # workers persisted (all in the experiment directory), in one file-system sync.
+        if os.path.isdir(writer.experiment_path):  # else nothing is written there yet
+            sync_filesystem(writer.experiment_path)
         path = writer.write(self._trials, self._states, self._checkpoints.rows, self._table, self._policies,
                             experiment=self._experiment, elapsed_s=time.monotonic() - self._start_time,
                             iteration=self._iteration, started=started)
         if self._storage_sync is not None:
             self._storage_sync.snapshot_written(path)
         return path
+
+    def _count_only_written_results(self) -> None:
+        """After a failed result write: each trial that lost results is cut back to the
+        whole rows on disk, forgets checkpoints saved after them, and (if it had ended)
+        becomes PENDING, so that a restore continues it from its latest kept checkpoint and
+        every result ends up in its files exactly once."""
+        unwritten = self._files.unwritten_trial_dirs
+        for row, trial in enumerate(self._trials):
+            if trial.path not in unwritten:
+                continue
+            rows = self._files.keep_whole_rows(trial.path)
+            self._checkpoints.forget_after(trial, rows)
+            trial.results_seen = rows
+            if trial.status == Trial.TERMINATED:
+                trial.set_status(Trial.PENDING)
+            self._snapshots.forget_record(row)
+        unwritten.clear()
 
     def resume(self, resume_unfinished: bool = True, resume_errored: bool = False, restart_errored: bool = False,
                resume_config: Any = None) -> List[str]:
@@ -493,4 +518,13 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         # No searcher thread outlives fit(), also when the loop ended with an error.
         self._search_alg.close(timeout=_SUGGEST_GRACE_S)
         self.trial_executor.cleanup()
-        self._files.close_all()
+        try:
+            self._files.close_all()
+        except OSError:
+            # A result write failed, told here for the first time: the final snapshot
+            # (counting only what is on disk) still comes first.
+            try:
+                self.checkpoint(force=True)
+            except Exception:  # noqa: BLE001 - the write failure is the error raised
+                logger.exception("Saving the experiment's state after a failed result write failed too.")
+            raise

@@ -1,11 +1,17 @@
 """The per-trial files: ``params.json``, ``result.json``, ``progress.csv``, ``error.txt``.
 
 The event core renders each batch of results into ready bytes; this module only appends
-them, one unbuffered write per file per batch.  The file system calls run in order on one
-writer thread: creating three files per trial costs more than everything else the driver
-does for a short trial, and the thread overlaps it with the event loop.  ``flush()`` waits
-until everything handed over is in the OS page cache (where it survives the driver being
-killed); the runner flushes before each experiment snapshot and at the end.
+them, one unbuffered write per file per batch, whole or not at all.  The file system
+calls run in order on one writer thread: creating three files per trial costs more than
+everything else the driver does for a short trial, and the thread overlaps it with the
+event loop.  ``flush()`` waits until everything handed over is in the OS page cache (where
+it survives the driver being killed); the runner flushes before each experiment snapshot
+and at the end, and makes the file system durable before writing the snapshot.
+
+When a result write fails (the disk is full, the file reached its size limit), the file is
+cut back to its last whole batch and no later result is written for any trial, so no
+history gets a hole; the runner learns which trials lost results
+(:attr:`TrialFiles.unwritten_trial_dirs`) and its final snapshot counts only what is on disk.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from fasttune._atomic import atomic_write
 from fasttune._jsonable import json_default
+from fasttune.logger._append import append_whole
 from fasttune.logger._writer_thread import WriterThread
 
 # Trials with open result files; the least recently written are closed past this bound
@@ -48,10 +55,21 @@ class TrialFiles:
         self._writer = WriterThread("trial result files")
         self._submit = self._writer.submit
         self._write_csv = write_csv
+        # Once a result write failed, no later one is made; the trials they were for.
+        self._results_failed = False
+        self.unwritten_trial_dirs: set = set()
 
     def flush(self) -> None:
-        """Return once every file operation handed over so far is done."""
+        """Return once every file operation handed over so far is done.
+
+        Raises:
+            OSError: an operation failed (raised once; see :meth:`check`).
+        """
         self._writer.flush()
+
+    def check(self) -> None:
+        """Raise the failure of an operation done so far, the first time it is seen."""
+        self._writer.check()
 
     # ---- operations, in the order they were asked for -------------------------------
     def init_trial(self, trial_dir: str, config: Dict[str, Any]) -> None:
@@ -60,8 +78,9 @@ class TrialFiles:
     @staticmethod
     def _init_trial(trial_dir: str, config: Dict[str, Any]) -> None:
         os.makedirs(trial_dir, exist_ok=True)
-        # Renamed into place: a driver killed mid-write leaves no torn params.json.  Not
-        # fsynced, as result.json is not (a fsync per trial would cost more than the rest).
+        # Renamed into place: a driver killed mid-write leaves no torn params.json.  Durable
+        # with the rest before the next snapshot (a fsync per trial would cost more than
+        # everything else done for it).
         text = json.dumps(config, indent=2, sort_keys=True, default=json_default)
         atomic_write(os.path.join(trial_dir, PARAMS_FILE), text, durable=False)
 
@@ -69,15 +88,28 @@ class TrialFiles:
         self._submit(self._write, trial_dir, json_bytes, csv_bytes)
 
     def _write(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
-        handles = self._open.get(trial_dir)
-        if handles is None:
-            handles = self._open_trial(trial_dir)
-        else:
-            self._open.move_to_end(trial_dir)
-        if json_bytes:
-            handles[0].write(json_bytes)
-        if csv_bytes and handles[1] is not None:
-            handles[1].write(csv_bytes)
+        if self._results_failed:
+            self.unwritten_trial_dirs.add(trial_dir)
+            return
+        try:
+            handles = self._open.get(trial_dir)
+            if handles is None:
+                handles = self._open_trial(trial_dir)
+            else:
+                self._open.move_to_end(trial_dir)
+            if json_bytes:
+                append_whole(handles[0], json_bytes, os.path.join(trial_dir, RESULT_FILE))
+            if csv_bytes and handles[1] is not None:
+                try:
+                    append_whole(handles[1], csv_bytes, os.path.join(trial_dir, PROGRESS_FILE))
+                except OSError:
+                    if json_bytes:  # the two files keep the same rows
+                        handles[0].truncate(handles[0].tell() - len(json_bytes))
+                    raise
+        except BaseException:
+            self._results_failed = True
+            self.unwritten_trial_dirs.add(trial_dir)
+            raise
 
     def _open_trial(self, trial_dir: str) -> Tuple[Any, Any]:
         while len(self._open) >= MAX_OPEN_TRIALS:
@@ -103,11 +135,13 @@ class TrialFiles:
                 handles[1].close()
 
     def close_all(self) -> None:
-        """Flush, close every file and stop the writer thread."""
-        self.flush()
-        for trial_dir in list(self._open):
-            self._close(trial_dir)
-        self._writer.close()
+        """Flush, close every file and stop the writer thread (also when the flush raises)."""
+        try:
+            self.flush()
+        finally:
+            for trial_dir in list(self._open):
+                self._close(trial_dir)
+            self._writer.close()
 
     def write_error(self, trial_dir: str, header: str, text: str) -> str:
         path = os.path.join(trial_dir, ERROR_FILE)
@@ -144,38 +178,71 @@ class TrialFiles:
         a restart resumes from), so each reported result stays in the files exactly once.
         By position, not by iteration: after PBT's exploit a history may repeat or skip
         iterations.  Returns the kept progress.csv header, or None when there is none."""
+        return self._cut(trial_dir, rows)[1]
+
+    def keep_whole_rows(self, trial_dir: str) -> int:
+        """Cut the trial's files back to the results both hold whole (a torn last line,
+        or rows one file has and the other lost, go); returns how many are kept."""
+        return self._cut(trial_dir, None)[0]
+
+    def _cut(self, trial_dir: str, rows: Optional[int]) -> Tuple[int, Optional[list]]:
+        """Cut result.json and progress.csv to their first ``rows`` whole results (None:
+        all whole ones), in place: cutting needs no free space, and is fsynced (a restart
+        is rare) so that the rows a restore counts are the rows on disk."""
         self.flush()
         self._close(trial_dir)
         result_path = os.path.join(trial_dir, RESULT_FILE)
-        kept_rows = 0
+        json_ends = [0]  # byte offset after each whole line
         if os.path.exists(result_path):
-            kept = []
             with open(result_path, "rb") as f:
                 for line in f:
-                    if len(kept) == rows:
-                        break
+                    if len(json_ends) - 1 == rows or not line.endswith(b"\n"):
+                        break  # enough, or a torn last line: nothing after it was complete
                     try:
                         json.loads(line)
                     except ValueError:
-                        break  # a torn last line: nothing after it was complete
-                    kept.append(line)
-            kept_rows = len(kept)
-            # Fsynced (a restart is rare): the rows a restore counts must be the rows on disk.
-            atomic_write(result_path, b"".join(kept), durable=True)
+                        break
+                    json_ends.append(json_ends[-1] + len(line))
+        kept = len(json_ends) - 1
+        header, csv_ends = None, None
         progress_path = os.path.join(trial_dir, PROGRESS_FILE)
-        if not os.path.exists(progress_path):
-            return None
-        with open(progress_path, "rb") as f:
-            lines = f.read().split(b"\r\n")
-        if not lines or not lines[0]:
-            return None
-        header = lines[0]
-        body = [line for line in lines[1:] if line][:kept_rows]
-        # A header-only file is kept: the core writes the header once per trial ever.
-        atomic_write(progress_path, b"\r\n".join([header] + body) + b"\r\n", durable=True)
+        if os.path.exists(progress_path):
+            with open(progress_path, "rb") as f:
+                lines = f.read().split(b"\r\n")
+            if len(lines) > 1 and lines[0]:
+                header = lines[0]
+                # A header-only file is kept: the core writes the header once per trial ever.
+                csv_ends = [len(header) + 2]
+                for line in lines[1:-1]:  # the last piece follows the last \r\n: torn or empty
+                    if len(csv_ends) - 1 == kept:
+                        break
+                    if line:
+                        csv_ends.append(csv_ends[-1] + len(line) + 2)
+                    else:
+                        csv_ends[-1] += 2
+                if self._write_csv:  # both files are written: they keep the same rows
+                    kept = min(kept, len(csv_ends) - 1)
+        _truncate_durably(result_path, json_ends[kept])
+        if csv_ends is not None:
+            _truncate_durably(progress_path, csv_ends[min(kept, len(csv_ends) - 1)])
+        if header is None:
+            return kept, None
         import csv
 
-        return next(csv.reader([header.decode()]))
+        return kept, next(csv.reader([header.decode()]))
+
+
+def _truncate_durably(path: str, size: int) -> None:
+    """Cut the file at ``path`` to ``size`` bytes, fsynced; a file already that size (or
+    missing) is left alone."""
+    try:
+        with open(path, "r+b") as f:
+            if os.fstat(f.fileno()).st_size == size:
+                return
+            f.truncate(size)
+            os.fsync(f.fileno())
+    except FileNotFoundError:
+        pass
 
 
 def _prune_checkpoints(trial_dir: str, keep: frozenset) -> None:

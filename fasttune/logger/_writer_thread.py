@@ -6,16 +6,23 @@ and the thread overlaps it with the event loop.
 """
 from __future__ import annotations
 
+import errno
 import queue
 import threading
 from typing import Any, Callable, Optional, Tuple
 
 
+# Write errors that mean the storage is full, not broken: freeing space and restoring
+# the experiment continues it.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
 class WriterThread:
     """Runs submitted calls in order on one daemon thread, started on first use.
 
-    A call that raises is kept, and surfaces (as an ``OSError`` naming ``what``) on
-    the next :meth:`submit` or :meth:`flush`; later calls still run.
+    A call that raises is kept, and surfaces once (as an ``OSError`` naming ``what``
+    and the file) on the next :meth:`check` or :meth:`flush`; later calls still run, and
+    :attr:`failure` keeps it for whoever winds down after it.
 
     Example:
         >>> lines = []
@@ -30,13 +37,12 @@ class WriterThread:
         self._what = what
         self._thread_name = thread_name
         self._tasks: "queue.SimpleQueue[Optional[Tuple[Callable[..., Any], tuple]]]" = queue.SimpleQueue()
-        self._failure: Optional[BaseException] = None
+        self.failure: Optional[BaseException] = None  # the first call that raised
+        self._reported = False
         self._thread: Optional[threading.Thread] = None
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the thread after everything submitted before."""
-        if self._failure is not None:
-            self._raise_failure()
         if self._thread is None:
             self._thread = threading.Thread(target=self._drain, name=self._thread_name, daemon=True)
             self._thread.start()
@@ -50,30 +56,40 @@ class WriterThread:
             fn, args = task
             try:
                 fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - surfaced on the caller's next call
-                if self._failure is None:
-                    self._failure = exc
+            except BaseException as exc:  # noqa: BLE001 - surfaced on the caller's next check
+                if self.failure is None:
+                    self.failure = exc
 
-    def _raise_failure(self) -> None:
-        failure = self._failure
-        raise OSError(
-            f"Writing {self._what} failed ({type(failure).__name__}: {failure}); check "
-            "that the storage path is writable and has free space."
-        ) from failure
+    def check(self) -> None:
+        """Raise a failure of a call that ran so far, the first time it is seen (cheap:
+        waits for nothing)."""
+        if self.failure is not None and not self._reported:
+            self._reported = True
+            failure = self.failure
+            if isinstance(failure, OSError) and failure.errno in _NO_ROOM:
+                advice = ("the storage is full or the file reached its size limit: free space (or raise the "
+                          "limit) and continue the experiment with Tuner.restore(); what was written is kept.")
+            else:
+                advice = "check that the storage path is writable and has free space."
+            error = OSError(f"Writing {self._what} failed ({type(failure).__name__}: {failure}); {advice}")
+            error.errno = getattr(failure, "errno", None)
+            raise error from failure
 
     def flush(self) -> None:
-        """Return once every call submitted so far is done."""
+        """Return once every call submitted so far is done (raising as :meth:`check`)."""
         if self._thread is not None:
             done = threading.Event()
             self._tasks.put((done.set, ()))
             done.wait()
-        if self._failure is not None:
-            self._raise_failure()
+        self.check()
 
     def close(self) -> None:
-        """Flush, then stop the thread (a later :meth:`submit` starts a new one)."""
-        self.flush()
-        if self._thread is not None:
-            self._tasks.put(None)
-            self._thread.join()
-            self._thread = None
+        """Flush, then stop the thread (a later :meth:`submit` starts a new one); the
+        thread stops also when the flush raises."""
+        try:
+            self.flush()
+        finally:
+            if self._thread is not None:
+                self._tasks.put(None)
+                self._thread.join()
+                self._thread = None

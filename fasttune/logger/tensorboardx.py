@@ -16,6 +16,7 @@ import numpy as np
 from fasttune import _corelib as core
 from fasttune._flatten import flatten_dict
 from fasttune._optional import missing_dependency
+from fasttune.logger._append import append_whole
 from fasttune.logger._tb_records import file_version_record, hparams_records
 from fasttune.logger._writer_thread import WriterThread
 from fasttune.logger.logger import LoggerCallback
@@ -108,6 +109,7 @@ class TBXLoggerCallback(LoggerCallback):
 
     def log_trial_result_batch(self, iteration: int, trial: Any, results: List[Dict[str, Any]],
                                times: List[float]) -> None:
+        self._writer.check()  # a failed write stops the sweep (told once)
         events = self._trials.get(trial.trial_id)
         if events is None:
             self.log_trial_start(trial)
@@ -206,7 +208,7 @@ class _EventFiles:
             handle = self._open[path] = open(path, "ab", buffering=0)
         else:
             self._open.move_to_end(path)
-        handle.write(data)
+        append_whole(handle, data, path)  # a torn record would end TensorBoard's reading of the file
 
     def close(self, path: str) -> None:
         handle = self._open.pop(path, None)

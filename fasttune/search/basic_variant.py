@@ -327,8 +327,7 @@ class BasicVariantGenerator(SearchAlgorithm):
                 type(exc).__name__, exc, dirpath,
             )
             return False
-        # Not fsynced: the runner copies it into the (durable) experiment snapshot.
-        atomic_write(os.path.join(dirpath, self.CKPT_FILE_TMPL.format(session_str)), data, durable=False)
+        atomic_write(os.path.join(dirpath, self.CKPT_FILE_TMPL.format(session_str)), data, durable=True)
         return True
 
     def has_checkpoint(self, dirpath: str) -> bool:

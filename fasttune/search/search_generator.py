@@ -365,8 +365,7 @@ class SearchGenerator(SearchAlgorithm):
         *wrappers, base = self._chain()
         state = {"generator": generator, "wrappers": [(type(w).__name__, w.get_state()) for w in wrappers]}
         base.save_to_dir(dirpath, session_str)
-        # Not fsynced: the runner copies it into the (durable) experiment snapshot.
-        atomic_write(os.path.join(dirpath, self.CKPT_FILE_TMPL.format(session_str)), pack_state(state), durable=False)
+        atomic_write(os.path.join(dirpath, self.CKPT_FILE_TMPL.format(session_str)), pack_state(state), durable=True)
         return True
 
     def has_checkpoint(self, dirpath: str) -> bool:

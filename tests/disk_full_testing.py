@@ -1,0 +1,52 @@
+"""A sweep whose driver runs out of room for its result files, for the disk-full tests.
+
+``drive()`` runs in a driver process of its own connected to the tests' Ray session.  It
+lowers its own ``RLIMIT_FSIZE`` (after ``ray.init``, so Ray's processes keep theirs):
+each trial's ``result.json`` pads every line with ``config["pad"]`` so that it outgrows
+the limit after ``FULL_AFTER_ROWS`` results, while the experiment snapshot stays under it.
+Python ignores SIGXFSZ, so the write that crosses the limit is short and the next one
+fails with EFBIG, as on a full disk.  The trainable is the restore tests' counting one.
+"""
+import json
+import os
+import resource
+import sys
+
+import fasttune as tune
+from fasttune.search import BasicVariantGenerator
+
+import restore_testing
+from restore_testing import counting_trainable
+
+NUM_SAMPLES = 3
+# The pad makes a result line ~LINE_BYTES long: the limit falls inside row FULL_AFTER_ROWS + 1.
+LINE_BYTES = 2500
+FULL_AFTER_ROWS = 14
+
+
+def make_tuner(tmp, storage, seed, pad=LINE_BYTES - 600):
+    space = dict(restore_testing.param_space(tmp, interrupt_after=-1), pad="p" * pad)
+    return tune.Tuner(
+        counting_trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=NUM_SAMPLES,
+                                    search_alg=BasicVariantGenerator(random_state=seed)),
+        run_config=tune.RunConfig(name="full", storage_path=storage, verbose=0),
+    )
+
+
+def drive(address, tmp, storage, seed, limit_bytes):
+    """The driver process: run the sweep under the file-size limit; print what fit() raised."""
+    import ray
+
+    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    try:
+        make_tuner(tmp, storage, seed).fit()
+    except OSError as exc:
+        print("FIT RAISED " + json.dumps({"type": type(exc).__name__, "message": str(exc)}))
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    drive(*json.loads(sys.argv[1]))
