@@ -277,11 +277,33 @@ def load_file(path: str) -> Any:
         return Loader().loads(f.read())
 
 
+class _PickleNames(DataOnlyLoader):
+    """A :class:`DataOnlyLoader` noting what each pickle it leaves unloaded refers to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: Dict[str, None] = {}
+
+    def unpickle(self, data: bytes) -> PickledObject:
+        placeholder = super().unpickle(data)
+        self.names.update(dict.fromkeys(placeholder.refers_to(limit=20)))
+        return placeholder
+
+
 def unpickled_in(data: bytes) -> List[str]:
-    """The types of the objects a :class:`Loader` unpickles from ``data`` (which it loads)."""
-    loader = Loader()
+    """The classes and functions a :class:`Loader` would load to unpack ``data``, read from
+    its pickles' opcodes without running them (the owner's restore then loads it once).
+
+    Example:
+        >>> import random
+        >>> unpickled_in(pack_state({"rng": random.Random(0), "step": 3}))
+        ['random.Random']
+        >>> unpickled_in(pack_state({"step": 3}))
+        []
+    """
+    loader = _PickleNames()
     try:
         loader.loads(data)
     except Exception:  # noqa: BLE001 - not ours to judge here; the owner's restore reports it
         return ["unreadable data"]
-    return loader.unpickled
+    return list(loader.names)

@@ -1,5 +1,6 @@
 """fasttune._serialization: data as msgpack, objects cloudpickled and named."""
 import datetime
+import os
 import pickle
 import random
 
@@ -46,6 +47,23 @@ def test_bytes_that_are_no_state_are_an_error():
     with pytest.raises(ValueError, match="not a state written by fasttune"):
         Loader().loads(pack({"just": "data"}))
     assert unpickled_in(b"\x00garbage") == ["unreadable data"]
+
+
+class MakesAFile:
+    """Unpickling it creates ``path``: proof that code ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_unpickled_in_names_what_a_state_would_load_without_loading_it(tmp_path):
+    marker = str(tmp_path / "ran")
+    names = unpickled_in(pack_state({"step": 3, "object": MakesAFile(marker)}))
+    assert names == ["io.open"]
+    assert not os.path.exists(marker)
 
 
 def test_plain_data_and_tuples_need_no_pickle():
