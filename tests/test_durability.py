@@ -65,6 +65,24 @@ def test_a_wrapped_searchers_state_file_is_fsynced(tmp_path, fsynced):
     assert fsynced[-2:] == [saved, str(tmp_path)]
 
 
+def test_a_searchers_own_save_to_dir_fsyncs_the_directory_after_its_rename(tmp_path, fsynced):
+    from fasttune.search.searcher import Searcher
+
+    class Fixed(Searcher):
+        def suggest(self, trial_id):
+            return {"x": 1}
+
+        def get_state(self):
+            return {"n": 1}
+
+    Fixed(metric="m", mode="max").save_to_dir(str(tmp_path), "s")
+    saved = str(tmp_path / Fixed.CKPT_FILE_TMPL.format("s"))
+    assert os.path.exists(saved)
+    # The state file is fsynced under its temporary name; the rename is durable once the
+    # directory is fsynced after it.
+    assert fsynced[-1] == str(tmp_path) and fsynced.count(str(tmp_path)) == 2
+
+
 def test_scheduler_state_file_is_fsynced_with_its_directory(tmp_path, fsynced):
     path = str(tmp_path / "scheduler.pkl")
     PopulationBasedTraining(metric="m", mode="max", hyperparam_mutations={"x": [1, 2]}).save(path)

@@ -29,6 +29,7 @@ import uuid
 import warnings
 from typing import Any, Dict, List, Optional, Union
 
+from fasttune._atomic import fsync_directory
 from fasttune._serialization import dump_file, load_file
 
 logger = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ class Searcher:
             return
         if os.path.exists(tmp_path):
             os.replace(tmp_path, os.path.join(checkpoint_dir, file_name))
+            fsync_directory(checkpoint_dir)  # the rename itself is durable before a snapshot counts on it
 
     def restore_from_dir(self, checkpoint_dir: str) -> None:
         """Restores the newest state ``save_to_dir`` wrote into ``checkpoint_dir``."""
