@@ -200,7 +200,7 @@ class TrialFiles:
                         break  # enough, or a torn last line: nothing after it was complete
                     try:
                         json.loads(line)
-                    except ValueError:
+                    except (ValueError, RecursionError):  # RecursionError: nested too deep to be ours
                         break
                     json_ends.append(json_ends[-1] + len(line))
         kept = len(json_ends) - 1

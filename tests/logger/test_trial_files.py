@@ -45,6 +45,22 @@ def test_rewind_keeps_each_iteration_up_to_the_checkpoint_once(tmp_path):
         assert f.read().splitlines() == ["training_iteration,v", "1,1.5", "2,3.0", "3,4.5", "4,6.0"]
 
 
+def test_rewind_stops_at_a_line_nested_too_deep_to_parse(tmp_path):
+    """A damaged row that json.loads cannot parse without overflowing the stack ends what
+    a restart keeps, as any other bad row does (no RecursionError out of the restore)."""
+    files = TrialFiles()
+    trial_dir = str(tmp_path / "t")
+    files.init_trial(trial_dir, {})
+    files.write(trial_dir, _row(1) + _row(2), b"training_iteration,v\r\n1,1.5\r\n2,3.0\r\n")
+    files.flush()
+    with open(os.path.join(trial_dir, "result.json"), "ab") as f:
+        f.write(b"[" * 100_000 + b"]" * 100_000 + b"\n" + _row(4))
+    files.rewind(trial_dir, 4)
+    files.close_all()
+    with open(os.path.join(trial_dir, "result.json")) as f:
+        assert [json.loads(line)["training_iteration"] for line in f] == [1, 2]
+
+
 def test_a_failed_write_surfaces_with_a_clear_error(tmp_path):
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("x")
