@@ -125,11 +125,11 @@ class InProcessExecutor:
         return None
 
 
-def run_in_process(trainable: Any, path: str, config: Dict[str, Any], num_samples: int = 1,
-                   metric: Optional[str] = None, mode: Optional[str] = None) -> TrialRunner:
-    """Run ``trainable`` over ``config`` (a search space) into the experiment directory
-    ``path`` with the default result files, as ``fit()`` would, without Ray; returns the
-    finished runner (its trials hold what the driver kept)."""
+def in_process_runner(trainable: Any, path: str, config: Dict[str, Any], num_samples: int = 1,
+                      metric: Optional[str] = None, mode: Optional[str] = None) -> TrialRunner:
+    """A runner of ``trainable`` over ``config`` (a search space) into the experiment
+    directory ``path``, with the default result files, as ``fit()`` sets one up, on an
+    :class:`InProcessExecutor`."""
     experiment = Experiment(os.path.basename(path), trainable, config=config, num_samples=num_samples,
                             storage_path=os.path.dirname(path))
     searcher = BasicVariantGenerator(random_state=0)
@@ -141,6 +141,12 @@ def run_in_process(trainable: Any, path: str, config: Dict[str, Any], num_sample
                          callbacks=[CSVLoggerCallback(), JsonLoggerCallback()], metric=metric, mode=mode)
     os.makedirs(experiment.path, exist_ok=True)
     runner.setup_experiments([experiment], num_samples)
+    return runner
+
+
+def run_to_end(runner: TrialRunner) -> TrialRunner:
+    """Step ``runner`` until its trials are finished, and end the experiment as ``fit()``
+    does (the final snapshot, the loggers' end)."""
     try:
         while not runner.is_finished():
             runner.step()
@@ -149,6 +155,27 @@ def run_in_process(trainable: Any, path: str, config: Dict[str, Any], num_sample
         runner.checkpoint(force=True)
         runner.end_experiment_callbacks()
     return runner
+
+
+def run_in_process(trainable: Any, path: str, config: Dict[str, Any], num_samples: int = 1,
+                   metric: Optional[str] = None, mode: Optional[str] = None) -> TrialRunner:
+    """Run ``trainable`` over ``config`` to the end without Ray (see
+    :func:`in_process_runner`); returns the finished runner."""
+    return run_to_end(in_process_runner(trainable, path, config, num_samples, metric, mode))
+
+
+def same(a: Any, b: Any) -> bool:
+    """Deep equality that also requires equal types (a tuple is not a list) and takes
+    NaN as equal to NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a == b or (a != a and b != b)
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 # ---- what a reported value becomes on disk ---------------------------------------------------
