@@ -2,8 +2,8 @@
 
 Experiment snapshots, the Tuner's saved settings and the searchers' and schedulers' saved
 states all go through :func:`pack`: dicts, lists, strings, numbers, bytes, tuples, sets,
-numpy scalars and numeric numpy arrays are msgpack (tuples, sets and arrays through
-extension types);
+numeric numpy scalars and arrays are msgpack (tuples, sets and numpy values through
+extension types, so each comes back as the type it was);
 any other object (a search-space domain, a random generator, a library's study object)
 is cloudpickled in place.  A :class:`Loader` records the type of each object it
 unpickles, so a restore can say exactly what it loaded as code; a :class:`DataOnlyLoader`
@@ -36,6 +36,7 @@ _EXT_NDARRAY = 3
 _EXT_OBJECT = 4  # an index into the objects pickled beside the data (pack_state)
 _EXT_SET = 5
 _EXT_FROZENSET = 6
+_EXT_NUMPY_SCALAR = 7
 _STATE_MARK = "fasttune-state-1"
 _PICKLE_PROTOCOL_MARK = 0x80  # the first byte of a pickle (protocol 2 and later)
 # How deep extension entries (tuples, sets, arrays) may lie inside one another.  Each
@@ -76,13 +77,13 @@ class _Default:
         if type(obj) in (set, frozenset):
             return msgpack.ExtType(_EXT_SET if type(obj) is set else _EXT_FROZENSET, self._packb(list(obj)))
         ndim = getattr(obj, "ndim", None)
-        if ndim == 0 and hasattr(obj, "item"):  # a numpy scalar
-            return obj.item()
         dtype = getattr(obj, "dtype", None)
         if ndim is not None and dtype is not None and hasattr(obj, "tobytes") and not dtype.hasobject:
             import numpy as np
 
-            array = np.ascontiguousarray(obj)
+            if isinstance(obj, np.generic):  # a numpy scalar stays one (np.float32 is no float)
+                return msgpack.ExtType(_EXT_NUMPY_SCALAR, self._packb([dtype.str, obj.tobytes()]))
+            array = np.asarray(obj, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
             return msgpack.ExtType(_EXT_NDARRAY, self._packb([array.dtype.str, list(array.shape), array.tobytes()]))
         if self.objects is not None:
             index = self._index.get(id(obj))
@@ -205,6 +206,14 @@ class Loader:
 
                 dtype, shape, raw = self.unpack(data)
                 return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
+            if code == _EXT_NUMPY_SCALAR:
+                import numpy as np
+
+                dtype, raw = self.unpack(data)
+                dtype = np.dtype(dtype)
+                if len(raw) != dtype.itemsize:
+                    raise ValueError(f"{len(raw)} bytes for a {dtype} scalar")
+                return np.frombuffer(raw, dtype=dtype)[0]
             if code == _EXT_OBJECT:
                 index = msgpack.unpackb(data)
                 # A DataOnlyLoader keeps the objects' one shared pickle unloaded.

@@ -16,11 +16,27 @@ def test_numpy_arrays_and_scalars_are_data_not_pickles():
     loader = Loader()
     out = loader.unpack(pack(value))
     assert out["w"].dtype == np.float32 and out["w"].shape == (2, 3) and (out["w"] == value["w"]).all()
-    assert out["n"] == 4 and type(out["n"]) is int and list(out["ids"]) == [1, 2]
+    # A numpy scalar keeps its type (a trainable's config gets what it was given), as
+    # does a 0-d array.
+    assert out["n"] == 4 and type(out["n"]) is np.int64 and list(out["ids"]) == [1, 2]
+    scalars = [np.float32(1.5), np.bool_(True), np.str_("hi"), np.datetime64("2026-01-02"), np.array(5)]
+    assert [(type(x), x.shape if isinstance(x, np.ndarray) else x) for x in loader.unpack(pack(scalars))] == \
+        [(type(x), x.shape if isinstance(x, np.ndarray) else x) for x in scalars]
     assert out["live"] == {"t1", "t2"} and out["done"] == frozenset({3}) and type(out["done"]) is frozenset
     assert loader.unpickled == []
     out["w"][0, 0] = 99.0  # a writable copy, not a view of the bytes read
     assert unpickled_in(pack_state(value)) == []
+
+
+@pytest.mark.parametrize("dtype, raw", [("<f8", b"\x00" * 3), ("|O", b"\x00" * 8), ("not a dtype", b"")])
+def test_a_numpy_scalar_entry_fasttune_cannot_have_written_is_corrupt_data(dtype, raw):
+    import msgpack
+
+    from fasttune._serialization import CorruptData
+
+    crafted = msgpack.packb([msgpack.ExtType(7, msgpack.packb([dtype, raw], use_bin_type=True))], use_bin_type=True)
+    with pytest.raises(CorruptData, match="extension entry 7"):
+        Loader().unpack(crafted)
 
 
 def test_a_state_keeps_references_its_objects_share():

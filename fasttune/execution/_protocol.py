@@ -204,8 +204,8 @@ class ConfigNotCarried(TuneError):
 def wire_config(config: Any) -> Any:
     """``config`` as a ``StartTrial`` or ``ResetTrial`` carries it: itself when msgpack
     carries it, else an extension holding it packed with its objects cloudpickled (a
-    function, a class, a date, a tuple, an int of 2**64 or more reach the trainable as
-    they are).
+    function, a class, a date, a tuple, a numpy value, an int of 2**64 or more reach the
+    trainable as they are).
     Raises :class:`ConfigNotCarried`, naming the key, when nothing can carry it.
 
     Example:
@@ -220,9 +220,10 @@ def wire_config(config: Any) -> Any:
         {'shape': (2, 3)}
     """
     try:
-        # strict_types: a tuple (or a dict or list subclass) is not sent as a plain array
-        # or map, so it reaches the trainable as the type it is, as it does under Ray Tune.
-        msgpack.packb(config, default=_encode_default, use_bin_type=True, strict_types=True)
+        # strict_types and no default: a tuple, a numpy value, a dict or list subclass is
+        # not sent as a plain number, array or map, so it reaches the trainable as the type
+        # it is, as it does under Ray Tune.
+        msgpack.packb(config, use_bin_type=True, strict_types=True)
         return config
     except (TypeError, OverflowError, ValueError):
         pass
