@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from fasttune._optional import import_optional
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
 
@@ -43,13 +44,7 @@ _warned_bad_lines: set = set()  # (path, line): a grid re-reads a history; it wa
 
 def import_pandas(feature: str) -> Any:
     """Import pandas for ``feature`` or raise an ImportError saying how to get it."""
-    try:
-        import pandas  # noqa: PLC0415  (optional dependency, imported lazily)
-    except ImportError:
-        raise ImportError(
-            f"{feature} requires pandas: pip install 'fasttune[pandas]'"
-        ) from None
-    return pandas
+    return import_optional("pandas", "pandas", feature)
 
 
 def nested_deeper_than(value: Any, limit: int) -> bool:

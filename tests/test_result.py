@@ -111,7 +111,7 @@ def test_metrics_dataframe_without_pandas(tmp_path, monkeypatch):
     write_trial(tmp_path / "t", {}, [{"loss": 1.0}])
     monkeypatch.setitem(sys.modules, "pandas", None)
     r = Result(None, None, None, tmp_path / "t")
-    with pytest.raises(ImportError, match=r"requires pandas: pip install 'fasttune\[pandas\]'"):
+    with pytest.raises(ImportError, match=r'metrics_dataframe needs pandas: pip install "fasttune\[pandas\]"'):
         r.metrics_dataframe
 
 

@@ -327,5 +327,5 @@ def test_dataframe_filter_args_together(grid):
 
 def test_dataframe_without_pandas(grid, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
-    with pytest.raises(ImportError, match=r"get_dataframe requires pandas: pip install 'fasttune\[pandas\]'"):
+    with pytest.raises(ImportError, match=r'get_dataframe needs pandas: pip install "fasttune\[pandas\]"'):
         grid.get_dataframe()
