@@ -77,7 +77,7 @@ def trial_configs(draw):
 
 # No shrinking here or below: a failing example leaves its sweep's worker behind, and
 # shrinking one took minutes (the examples print unshrunk, reproducibly).
-@settings(FUZZ, max_examples=40, deadline=10_000, phases=[Phase.explicit, Phase.generate])
+@settings(FUZZ, max_examples=150, deadline=10_000, phases=[Phase.explicit, Phase.generate])
 @given(config=trial_configs())
 def test_config_reaches_its_trial_as_given_or_fails_that_trial_naming_the_key(config):
     RECEIVED.clear()
@@ -132,7 +132,7 @@ def _post(server, body_bytes):
         connection.close()
 
 
-@settings(FUZZ, max_examples=40, deadline=10_000, phases=[Phase.explicit, Phase.generate])
+@settings(FUZZ, max_examples=100, deadline=10_000, phases=[Phase.explicit, Phase.generate])
 @given(body=bodies)
 def test_server_adds_a_trial_with_the_config_sent_or_refuses_the_request_with_json(body):
     RECEIVED.clear()

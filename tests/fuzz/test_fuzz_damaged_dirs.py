@@ -120,7 +120,7 @@ def _clear_or_none(read):
         return None
 
 
-@settings(FUZZ, max_examples=60, deadline=20_000, phases=[Phase.explicit, Phase.generate])
+@settings(FUZZ, max_examples=120, deadline=20_000, phases=[Phase.explicit, Phase.generate])
 @given(mutation=mutations())
 def test_readers_of_a_damaged_directory_answer_clearly_and_keep_the_other_trials(experiment, mutation):
     with tempfile.TemporaryDirectory() as root:

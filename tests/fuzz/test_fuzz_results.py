@@ -117,7 +117,7 @@ def check_stored(reported, error, stored):
         assert len(list(csv.DictReader(f))) == 2
 
 
-@settings(FUZZ, max_examples=60, deadline=10_000)
+@settings(FUZZ, max_examples=200, deadline=10_000)
 @given(reported=fuzzed_results())
 def test_reported_result_is_stored_as_reported_or_fails_its_trial_naming_the_key(reported):
     with tempfile.TemporaryDirectory() as root:
