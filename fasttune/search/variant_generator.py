@@ -113,23 +113,31 @@ def copy_spec(value: Any) -> Any:
 
 
 def copy_value(value: Any) -> Any:
-    """A deep copy of the config value ``value``, or ``value`` itself when it cannot be
-    copied (a lock, a live handle): the runner then fails only the trial whose config holds
-    it, naming the key, should no worker be able to receive it either.
+    """A deep copy of the config value ``value``; what cannot be copied (a lock, a live
+    handle) is kept as it is, and only it: the dicts and lists around it are still copied,
+    so one trial changing its config does not change another's.  The runner then fails
+    only the trial whose config holds such a value, naming the key, should no worker be
+    able to receive it either.
 
     Example:
         >>> import threading
         >>> lock = threading.Lock()
         >>> copy_value(lock) is lock
         True
-        >>> original = {"a": [1]}
-        >>> copy_value(original) == original and copy_value(original)["a"] is not original["a"]
-        True
+        >>> original = {"a": [1], "lock": lock}
+        >>> copied = copy_value(original)
+        >>> copied == original, copied["a"] is original["a"], copied["lock"] is lock
+        (True, False, True)
     """
     try:
         return copy.deepcopy(value)
     except Exception:  # noqa: BLE001 - user objects' __deepcopy__/__reduce__ fail in many ways
-        return value
+        pass
+    if type(value) is dict:
+        return {key: copy_value(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(copy_value(item) for item in value)
+    return value
 
 
 def _finalize(value: Any) -> Any:
