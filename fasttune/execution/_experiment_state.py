@@ -381,7 +381,7 @@ def read_trials(experiment_path: str) -> List[Any]:
         keysets = KeySets(state["keysets"])
         records, dirnames = list(state["trials"]), list(state["dirnames"])
         trainable_name = state.get("trainable_name")
-    except (KeyError, TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - damaged bytes fail in many ways; all mean the same here
         raise CorruptExperimentState(f"{path} is not a consistent experiment snapshot ({exc}).") from None
     if not len(table) == len(records) == len(dirnames):
         raise CorruptExperimentState(f"{path} is inconsistent: its table has {len(table)} rows for {len(records)} "
@@ -394,6 +394,6 @@ def read_trials(experiment_path: str) -> List[Any]:
                                        trainable_name)[0])
         except CorruptExperimentState:
             raise
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except Exception as exc:  # noqa: BLE001 - as above: a damaged record, whatever decoding it raised
             raise CorruptExperimentState(f"{path}: the record of trial {dirname!r} cannot be read ({exc}).") from None
     return trials
