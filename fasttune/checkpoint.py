@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterator, Optional, Union
 
 from fasttune import _storage as storage
 from fasttune._atomic import atomic_write
+from fasttune._json_nesting import parse_json
 
 __all__ = ["Checkpoint", "METADATA_FILE", "checkpoint_in_storage"]
 
@@ -263,8 +264,8 @@ class Checkpoint:
             with open(meta_path, "r", encoding="utf-8") as f:
                 text = f.read()
         try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
+            data = parse_json(text)
+        except ValueError as exc:
             raise ValueError(
                 f"Checkpoint metadata file {meta_path!r} is not valid JSON ({exc}); "
                 f"fix or delete it, then call set_metadata() again."

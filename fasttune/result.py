@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from fasttune._json_nesting import MAX_JSON_NESTING, nested_deeper_than, parse_json  # noqa: F401 - re-exported
 from fasttune._optional import import_optional
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
@@ -34,10 +35,6 @@ PROGRESS_FILE = "progress.csv"
 ERROR_FILE = "error.txt"
 CHECKPOINT_DIR_NAME_KEY = "checkpoint_dir_name"
 _CHECKPOINT_DIR_RE = re.compile(r"^checkpoint_(\d+)$")
-# How deep the JSON fasttune reads may nest (dicts and lists); results nest at most
-# MAX_DEPTH (100) dicts deep.  Deeper values are refused as bad JSON: the readers walk
-# them recursively, and a crafted file nesting thousands would end in a RecursionError.
-MAX_JSON_NESTING = 256
 ON_BAD_LINE = ("raise", "warn")
 _warned_bad_lines: set = set()  # (path, line): a grid re-reads a history; it warns once
 
@@ -45,50 +42,6 @@ _warned_bad_lines: set = set()  # (path, line): a grid re-reads a history; it wa
 def import_pandas(feature: str) -> Any:
     """Import pandas for ``feature`` or raise an ImportError saying how to get it."""
     return import_optional("pandas", "pandas", feature)
-
-
-def nested_deeper_than(value: Any, limit: int) -> bool:
-    """Whether dicts and lists in ``value`` nest more than ``limit`` deep (found without
-    recursion, so any depth is safe to ask about).
-
-    Example:
-        >>> nested_deeper_than({"a": [{"b": 1}]}, 3), nested_deeper_than({"a": [{"b": 1}]}, 2)
-        (False, True)
-    """
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
-
-
-def parse_json(text: Union[str, bytes]) -> Any:
-    """``json.loads(text)``, refusing values nested more than :data:`MAX_JSON_NESTING`
-    deep with a ValueError, as it refuses any other bad JSON.
-
-    Example:
-        >>> parse_json('{"a": [1, 2]}')
-        {'a': [1, 2]}
-        >>> parse_json("[" * 300 + "]" * 300)
-        Traceback (most recent call last):
-        ...
-        ValueError: nested more than 256 levels deep
-    """
-    too_deep = ValueError(f"nested more than {MAX_JSON_NESTING} levels deep")
-    try:
-        value = json.loads(text)
-    except RecursionError:
-        raise too_deep from None
-    # Only a text with that many brackets can nest that deep: most rows need no walk.
-    brackets = text.count("{") + text.count("[") if isinstance(text, str) else text.count(b"{") + text.count(b"[")
-    if brackets > MAX_JSON_NESTING and nested_deeper_than(value, MAX_JSON_NESTING):
-        raise too_deep
-    return value
 
 
 def read_json_lines(path: str, on_bad_line: str = "raise") -> List[Dict[str, Any]]:

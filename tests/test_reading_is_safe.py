@@ -254,3 +254,52 @@ def test_a_placeholder_names_what_it_can_of_damaged_pickle_bytes():
     assert placeholder.refers_to() == ["os.makedirs"]
     torn = PickledObject(placeholder.data[:-12])  # cut before the pickle's end: names what precedes
     assert torn.refers_to() == ["os.makedirs"] and repr(torn).startswith(f"<pickled object, not loaded ({len(torn.data)} bytes")
+
+
+# Run with the recursion limit raised past the nesting: a parser that recursed through
+# it would overflow the C stack (exit 139) instead of raising RecursionError.
+DEEP_JSON_UNDER_A_HIGH_RECURSION_LIMIT = r"""
+import json, logging, os, sys
+sys.setrecursionlimit(10**6)
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+import fasttune as tune
+from fasttune.logger._trial_files import TrialFiles
+from fasttune.result import parse_json, read_json_lines
+
+directory = sys.argv[1]
+deep = "[" * 500_000 + "]" * 500_000
+try:
+    parse_json(deep)
+except ValueError as exc:
+    print("parse_json:", exc)
+result_path = os.path.join(directory, "trial", "result.json")
+os.makedirs(os.path.dirname(result_path))
+with open(result_path, "w") as f:
+    f.write('{"i": 1}\n' + deep + '\n{"i": 3}\n')
+print("read_json_lines:", read_json_lines(result_path, on_bad_line="warn"))
+with open(os.path.join(directory, ".metadata.json"), "w") as f:
+    f.write(deep)
+try:
+    tune.Checkpoint(directory).get_metadata()
+except ValueError as exc:
+    print("get_metadata:", exc)
+print("keep_whole_rows:", TrialFiles(write_csv=False).keep_whole_rows(os.path.dirname(result_path)))
+"""
+
+
+def test_deep_json_is_refused_before_parsing_whatever_the_recursion_limit(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    ran = subprocess.run([sys.executable, "-c", DEEP_JSON_UNDER_A_HIGH_RECURSION_LIMIT, str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert ran.returncode == 0, (ran.returncode, ran.stderr[-2000:])
+    result_path = tmp_path / "trial" / "result.json"
+    assert ran.stdout.splitlines() == [
+        "parse_json: nested more than 256 levels deep",
+        "read_json_lines: [{'i': 1}]",
+        f"get_metadata: Checkpoint metadata file '{tmp_path / '.metadata.json'}' is not valid JSON (nested more than "
+        "256 levels deep); fix or delete it, then call set_metadata() again.",
+        "keep_whole_rows: 1",
+    ]
+    assert ran.stderr.splitlines() == [
+        f"WARNING {result_path}, line 2, is nested more than 256 levels deep; the results file is corrupt before its "
+        "last line. Fix or remove that line. Read: the 1 results before it; the 2 lines from it on are left out."]

@@ -9,12 +9,16 @@ clock the test moves; the test learns what the server did by polling its state
 import json
 import logging
 import socket
+import struct
 import threading
 import time
 
 import pytest
 
-from fasttune.web_server import MAX_BODY_DEPTH, TuneClient, TuneClientError, TuneServer
+from fasttune._json_nesting import nesting_depth
+from fasttune.web_server import MAX_BODY_BYTES, MAX_BODY_DEPTH, TuneClient, TuneClientError, TuneServer
+
+from runaway_testing import stopped_after
 
 _BOUND_S = 60.0  # how long a poll or a read may take before the test fails
 
@@ -222,6 +226,55 @@ def test_a_deeply_nested_body_is_a_400_not_a_server_failure(plain_server, tmp_pa
     status, _, body = post(json.dumps(nested(MAX_BODY_DEPTH)).encode())
     loop.join(_BOUND_S)
     assert status == 409 and "no experiment" in body["error"]
+
+
+def test_a_body_of_escaped_quotes_is_answered_at_once(plain_server):
+    # A quote, then escaped quotes to the end (1 MiB): a nesting scan quadratic on that
+    # held the GIL for ~50 minutes, with the driver's event loop waiting.
+    body = b'["' + b'\\"' * (MAX_BODY_BYTES // 2 - 1)
+    assert len(body) == MAX_BODY_BYTES
+    with stopped_after(20, "the nesting scan of the body"):  # here, where a runaway can be stopped
+        assert nesting_depth(body) == 1
+    request = (b"POST /trials HTTP/1.0\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n"
+               % (plain_server.token.encode(), len(body)))
+    status, _, answer = ask(plain_server, request + body)
+    assert status == 400 and answer["error"].startswith("The body is not valid JSON (Unterminated string")
+
+
+def test_a_connection_whose_thread_cannot_start_gives_its_place_back(tmp_path, monkeypatch, caplog):
+    server = TuneServer(Runner(str(tmp_path)), port=0, max_connections=1)
+    start_thread = threading.Thread.start
+    refused = []
+
+    def start_unless_first_connection(thread):
+        if thread.name.endswith("-connection") and not refused:
+            refused.append(thread)
+            raise RuntimeError("can't start new thread")  # as the OS refusing one more thread
+        start_thread(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_unless_first_connection)
+    try:
+        with connect(server) as sock:
+            assert sock.recv(1) == b""  # closed, once its place was given back
+        assert refused and server.open_connections == 0
+        # The one place is free: the next connection is served, not refused 503.
+        status, _, body = ask(server, b"GET /trials HTTP/1.0\r\n\r\n")
+        assert status == 401 and "Authorization" in body["error"]
+    finally:
+        server.shutdown()
+    assert "can't start new thread" in caplog.text  # reported, as a server fault
+
+
+def test_a_client_resetting_mid_request_line_is_not_an_error(server, caplog):
+    caplog.set_level(logging.DEBUG, logger="fasttune.web_server")
+    sock = connect(server)
+    wait_until(lambda: server.open_connections == 1, "the connection to be accepted")
+    sock.sendall(b"GET /tri")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # with SO_LINGER 0: a reset, as a port scanner leaves
+    wait_until(lambda: server.open_connections == 0, "the connection to be let go")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+    assert "ended the connection early" in caplog.text
 
 
 def test_limits_are_checked():

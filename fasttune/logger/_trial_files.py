@@ -22,6 +22,7 @@ from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from fasttune._atomic import atomic_write
+from fasttune._json_nesting import parse_json
 from fasttune._jsonable import json_default
 from fasttune.logger._append import append_whole
 from fasttune.logger._writer_thread import WriterThread
@@ -199,8 +200,8 @@ class TrialFiles:
                     if len(json_ends) - 1 == rows or not line.endswith(b"\n"):
                         break  # enough, or a torn last line: nothing after it was complete
                     try:
-                        json.loads(line)
-                    except (ValueError, RecursionError):  # RecursionError: nested too deep to be ours
+                        parse_json(line)
+                    except ValueError:  # not whole, or nested deeper than the readers take
                         break
                     json_ends.append(json_ends[-1] + len(line))
         kept = len(json_ends) - 1
