@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterator, Optional, Union
 
 from fasttune import _storage as storage
 from fasttune._atomic import atomic_write
-from fasttune._json_nesting import parse_json
+from fasttune._json_nesting import MAX_JSON_NESTING, nested_deeper_than, parse_json
 
 __all__ = ["Checkpoint", "METADATA_FILE", "checkpoint_in_storage"]
 
@@ -294,9 +294,11 @@ class Checkpoint:
             )
         if self._storage is None:
             self._check_exists()
+        if nested_deeper_than(dict(metadata), MAX_JSON_NESTING):  # get_metadata would refuse to read it
+            raise ValueError(f"Checkpoint metadata may nest at most {MAX_JSON_NESTING} levels deep.")
         try:
             text = json.dumps(dict(metadata), allow_nan=True)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise TypeError(
                 f"Checkpoint metadata must be JSON-serialisable (str keys; str, "
                 f"number, bool, None, list or dict values): {exc}."

@@ -184,3 +184,18 @@ def test_pickle_round_trip(ckpt_dir):
     c = Checkpoint(ckpt_dir)
     back = pickle.loads(pickle.dumps(c))
     assert back == c and back.path == c.path
+
+
+def test_metadata_nested_deeper_than_readers_accept_is_refused_when_set(tmp_path):
+    checkpoint = Checkpoint.from_directory(str(tmp_path))
+    deepest = value = {}
+    for _ in range(255):  # 256 dicts in all: the most get_metadata reads
+        value["x"] = {}
+        value = value["x"]
+    checkpoint.set_metadata(deepest)
+    assert checkpoint.get_metadata() == deepest
+    value["x"] = {}
+    with pytest.raises(ValueError, match="at most 256 levels deep"):
+        checkpoint.set_metadata(deepest)
+    value.pop("x")
+    assert checkpoint.get_metadata() == deepest  # the refused write changed nothing
