@@ -3,12 +3,15 @@
 Importable from every test module because pytest puts ``tests/`` (the root conftest's
 folder) on ``sys.path``.
 """
+import contextlib
 import json
 import os
+import random
 import signal
 from array import array
 
 import msgpack
+import numpy as np
 import ray.cloudpickle as cloudpickle
 
 import fasttune as tune
@@ -63,21 +66,19 @@ def results(events, trial_id=None):
 
 
 # ---- whole sweeps ------------------------------------------------------------------------
-def wait_for_workers(directory, count):
-    """Called first thing in a trainable: returns once ``count`` worker processes of the
-    sweep have called it (each marks ``directory`` with its pid).  A worker whose process
-    starts seconds after the others would find a fast population far ahead, and a
-    scheduler that compares trials (PBT) would judge them at very different points."""
-    import time
-
-    os.makedirs(directory, exist_ok=True)
-    open(os.path.join(directory, str(os.getpid())), "w").close()
-    deadline = time.monotonic() + 120
-    while len(os.listdir(directory)) < count:
-        # A population that never gathers would make the test judge something else: fail.
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(os.listdir(directory))} of {count} workers started within 120 s")
-        time.sleep(0.01)  # polling other processes' marks, a barrier without shared state
+@contextlib.contextmanager
+def seeded_generators(seed):
+    """Seeds Python's and numpy's global generators, which PBT and the search-space domains
+    draw from, for the ``with`` block; puts back their states afterwards, for the tests
+    that run next."""
+    saved = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
 
 
 def lines(path):

@@ -4,7 +4,7 @@ import json
 import os
 
 import fasttune as tune
-from fasttune_testing import report_with_json_checkpoint, restored_json, wait_for_workers
+from fasttune_testing import report_with_json_checkpoint, restored_json
 
 PLAIN_X = [1, 2, 3, 10]
 FAILING_X = 3
@@ -24,7 +24,6 @@ def plain_trainable(config):
 
 
 def pbt_trainable(config):
-    wait_for_workers(config["workers"], 4)  # the population starts together
     q, start = restored_json([0.0, 0])
     for step in range(start + 1, PBT_STEPS + 1):
         q += config["lr"]

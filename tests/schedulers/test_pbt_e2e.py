@@ -12,15 +12,13 @@ schedule and scores are a function of its seed, which
 import json
 import math
 import os
-import random
 import tempfile
 
-import numpy as np
 import pytest
 
 import fasttune as tune
 from fasttune.schedulers.pbt import PopulationBasedTraining
-from fasttune_testing import fit, lines
+from fasttune_testing import fit, lines, seeded_generators
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -96,30 +94,15 @@ class ToyClass(tune.Trainable):
         return True
 
 
-@pytest.fixture
-def seed_generators():
-    """Seeds the generators PBT draws from (see fasttune.schedulers.pbt); puts back their
-    states afterwards, for the tests that run next."""
-    saved = random.getstate(), np.random.get_state()
-
-    def seed(value):
-        random.seed(value)
-        np.random.seed(value)
-
-    yield seed
-    random.setstate(saved[0])
-    np.random.set_state(saved[1])
-
-
-def _pbt_sweep(storage, name, trainable, synch, cpu, seed_generators):
+def _pbt_sweep(storage, name, trainable, synch, cpu):
     pbt = PopulationBasedTraining(
         time_attr="training_iteration", perturbation_interval=4, synch=synch,
         hyperparam_mutations={"lr": tune.loguniform(*LR_BOUNDS)})
-    seed_generators(SEED)
-    return fit(tune.with_resources(trainable, {"cpu": cpu}), storage, space={"lr": tune.grid_search(LRS)},
-               name=name, tune_config=tune.TuneConfig(scheduler=pbt, metric="q", mode="max"),
-               checkpoint_config=tune.CheckpointConfig(
-                   checkpoint_frequency=4 if trainable is ToyClass else 0, num_to_keep=2))
+    with seeded_generators(SEED):
+        return fit(tune.with_resources(trainable, {"cpu": cpu}), storage, space={"lr": tune.grid_search(LRS)},
+                   name=name, tune_config=tune.TuneConfig(scheduler=pbt, metric="q", mode="max"),
+                   checkpoint_config=tune.CheckpointConfig(
+                       checkpoint_frequency=4 if trainable is ToyClass else 0, num_to_keep=2))
 
 
 def _exploits(grid):
@@ -168,18 +151,18 @@ def _check_solves_the_toy(grid):
 
 
 @pytest.mark.parametrize("trainable", [toy, ToyClass], ids=["function", "class"])
-def test_async_pbt_solves_the_moving_optimum_that_fixed_configs_cannot(storage, trainable, seed_generators):
-    grid = _pbt_sweep(storage, "pbt", trainable, False, ONE_AT_A_TIME, seed_generators)
+def test_async_pbt_solves_the_moving_optimum_that_fixed_configs_cannot(storage, trainable):
+    grid = _pbt_sweep(storage, "pbt", trainable, False, ONE_AT_A_TIME)
     _check_sweep(grid, workers=1)
     _check_solves_the_toy(grid)
 
 
-def test_synch_pbt_schedules_the_same_exploits_whatever_runs_at_once(storage, seed_generators):
-    together = _pbt_sweep(storage, "together", toy, True, FOUR_AT_ONCE, seed_generators)
+def test_synch_pbt_schedules_the_same_exploits_whatever_runs_at_once(storage):
+    together = _pbt_sweep(storage, "together", toy, True, FOUR_AT_ONCE)
     _check_sweep(together, workers=4)
     _check_solves_the_toy(together)
     # Four trials at once reach the synchronisation points in whatever order the workers
     # run; one at a time, in a fixed order.  With one seed, both decide alike.
-    alone = _pbt_sweep(storage, "alone", toy, True, ONE_AT_A_TIME, seed_generators)
+    alone = _pbt_sweep(storage, "alone", toy, True, ONE_AT_A_TIME)
     assert _exploits(alone) == _exploits(together)
     assert [r.metrics["q"] for r in alone] == [r.metrics["q"] for r in together]
