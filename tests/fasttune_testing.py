@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import time
 from array import array
 
 import msgpack
@@ -79,6 +80,23 @@ def seeded_generators(seed):
     finally:
         random.setstate(saved[0])
         np.random.set_state(saved[1])
+
+
+class RunnerClock:
+    """The TrialRunner's clock (its ``time`` module), frozen: the time budget and the stop's
+    grace period run out only when the test moves it, so nothing depends on how fast the
+    machine starts trials.  It starts at the real clock's time: the loop's waits, which
+    keep the real clock and last at most a second while a suggestion is pending, then
+    neither spin nor outlast the steps the test needs."""
+
+    def __init__(self, monkeypatch):
+        from fasttune.execution import trial_runner
+
+        self.now = time.monotonic()
+        monkeypatch.setattr(trial_runner, "time", self)
+
+    def monotonic(self):
+        return self.now
 
 
 def lines(path):
