@@ -148,7 +148,7 @@ def test_bad_configs_fail_before_running(storage):
         tune.TuneConfig(metric="loss", mode="minimize")
     with pytest.raises(TypeError, match="param_space"):
         tune.Tuner(quadratic, param_space=[1, 2])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lower must be <= upper"):
         tune.uniform(5, 1)
     with pytest.raises(tune.TuneError, match="no_such_trainable"):
         tune.Tuner("no_such_trainable").fit()
