@@ -35,14 +35,11 @@ def pbt_trainable(config):
 
 def read_rows(trial_dir):
     """Every complete line of a trial's result.json, read here independently of fasttune."""
-    rows = []
     with open(os.path.join(trial_dir, "result.json")) as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                pass  # a torn last line
-    return rows
+        text = f.read()
+    # Only the last line may be torn (a run still writing it): it has no newline yet.
+    complete = text[:text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines()]
 
 
 def trial_dirs(experiment_path):
