@@ -3,12 +3,16 @@
 Importable from every test module because pytest puts ``tests/`` (the root conftest's
 folder) on ``sys.path``.
 """
+import contextlib
 import json
 import os
+import random
 import signal
+import time
 from array import array
 
 import msgpack
+import numpy as np
 import ray.cloudpickle as cloudpickle
 
 import fasttune as tune
@@ -63,21 +67,36 @@ def results(events, trial_id=None):
 
 
 # ---- whole sweeps ------------------------------------------------------------------------
-def wait_for_workers(directory, count):
-    """Called first thing in a trainable: returns once ``count`` worker processes of the
-    sweep have called it (each marks ``directory`` with its pid).  A worker whose process
-    starts seconds after the others would find a fast population far ahead, and a
-    scheduler that compares trials (PBT) would judge them at very different points."""
-    import time
+@contextlib.contextmanager
+def seeded_generators(seed):
+    """Seeds Python's and numpy's global generators, which PBT and the search-space domains
+    draw from, for the ``with`` block; puts back their states afterwards, for the tests
+    that run next."""
+    saved = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
 
-    os.makedirs(directory, exist_ok=True)
-    open(os.path.join(directory, str(os.getpid())), "w").close()
-    deadline = time.monotonic() + 120
-    while len(os.listdir(directory)) < count:
-        # A population that never gathers would make the test judge something else: fail.
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(os.listdir(directory))} of {count} workers started within 120 s")
-        time.sleep(0.01)  # polling other processes' marks, a barrier without shared state
+
+class RunnerClock:
+    """The TrialRunner's clock (its ``time`` module), frozen: the time budget and the stop's
+    grace period run out only when the test moves it, so nothing depends on how fast the
+    machine starts trials.  It starts at the real clock's time: the loop's waits, which
+    keep the real clock and last at most a second while a suggestion is pending, then
+    neither spin nor outlast the steps the test needs."""
+
+    def __init__(self, monkeypatch):
+        from fasttune.execution import trial_runner
+
+        self.now = time.monotonic()
+        monkeypatch.setattr(trial_runner, "time", self)
+
+    def monotonic(self):
+        return self.now
 
 
 def lines(path):

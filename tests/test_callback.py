@@ -72,7 +72,7 @@ def test_non_callback_raises_type_error(bad):
 
 
 def test_unknown_hook_is_an_error():
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="on_nothing"):
         CallbackList([]).wants("on_nothing")
 
 

@@ -174,7 +174,7 @@ def test_dict_round_trip_through_msgpack(ckpt_dir):
 def test_from_dict_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError, match="'path'"):
         Checkpoint.from_dict({"dir": str(tmp_path)})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expects a dict like"):
         Checkpoint.from_dict(str(tmp_path))
     with pytest.raises(FileNotFoundError):
         Checkpoint.from_dict({"path": str(tmp_path / "gone")})

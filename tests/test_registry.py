@@ -40,7 +40,7 @@ def test_register_and_get_env():
     fasttune.register_env("CartPoleish", make_env)
     assert registry.get_env_creator("CartPoleish")({"a": 1}) == ("env", {"a": 1})
     assert registry.env_creators() == {"CartPoleish": make_env}
-    with pytest.raises(TuneError):
+    with pytest.raises(TuneError, match="Unknown trainable 'CartPoleish'"):
         registry.get_trainable_cls("CartPoleish")  # categories are separate
 
 
@@ -106,7 +106,7 @@ def test_install_env_creators_round_trip_from_driver_snapshot(monkeypatch):
     registry.register_env("e1", make_env)
     snapshot = registry.env_creators()
     monkeypatch.setattr(registry, "_global_registry", registry._Registry())  # "the worker"
-    with pytest.raises(TuneError):
+    with pytest.raises(TuneError, match="Unknown environment 'e1'"):
         registry.get_env_creator("e1")
     registry.install_env_creators(snapshot)
     assert registry.get_env_creator("e1") is make_env

@@ -116,7 +116,7 @@ def test_timeout_stopper_rejects_non_positive(bad):
         TimeoutStopper(bad)
 
 
-@pytest.mark.parametrize("bad", ["soon", None, object()])
-def test_timeout_stopper_rejects_non_durations(bad):
-    with pytest.raises((TypeError, ValueError)):
+@pytest.mark.parametrize("bad, error", [("soon", ValueError), (None, TypeError), (object(), TypeError)])
+def test_timeout_stopper_rejects_non_durations(bad, error):
+    with pytest.raises(error):
         TimeoutStopper(bad)

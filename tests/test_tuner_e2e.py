@@ -12,6 +12,7 @@ import fasttune as tune
 from fasttune_testing import (
     KillAtIterationOnce,
     PauseOnceAtThree,
+    RunnerClock,
     assert_history_of_a_kill_at_five,
     fit as _fit,
     lines as _lines,
@@ -147,7 +148,7 @@ def test_bad_configs_fail_before_running(storage):
         tune.TuneConfig(metric="loss", mode="minimize")
     with pytest.raises(TypeError, match="param_space"):
         tune.Tuner(quadratic, param_space=[1, 2])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lower must be <= upper"):
         tune.uniform(5, 1)
     with pytest.raises(tune.TuneError, match="no_such_trainable"):
         tune.Tuner("no_such_trainable").fit()
@@ -193,7 +194,8 @@ def test_fail_fast_stops_the_sweep_and_raise_reraises(storage):
                 failure_config=tune.FailureConfig(fail_fast=True))
     assert grid.num_errors == 1
     assert all(r.error is None for r in grid if r.config["fail"] is False)
-    assert len(grid) < 7  # nothing was started after the failure
+    # Nothing ran after the failure: the failing trial, first, is the only one that reported.
+    assert [r.config["fail"] for r in grid if r.metrics] == [True]
     with pytest.raises(RuntimeError, match="on purpose"):
         _fit(flaky, storage, space, name="raise", tune_config=tune.TuneConfig(max_concurrent_trials=1),
              failure_config=tune.FailureConfig(fail_fast="raise"))
@@ -342,15 +344,33 @@ def test_callbacks_see_every_result_in_order(storage):
         assert [e[2] for e in mine if e[0] == "result"] == list(range(1, 21))
 
 
-def test_time_budget_ends_endless_trials(storage):
-    # Without the budget this sweep never ends (pytest-timeout would fail it).  On a
-    # loaded machine the trial may be stopped before its first result, so the number of
-    # results is not asserted; what was reported is all on disk.
-    grid = _fit(endless, storage, {"k": tune.grid_search([1, 2])}, tune_config=tune.TuneConfig(time_budget_s=2))
+class BudgetRunsOutAfterResults(tune.Callback):
+    """Moves the runner's frozen clock past the time budget once every trial reported
+    ``results`` results."""
+
+    def __init__(self, clock, budget_s, trials, results):
+        self.clock, self.budget_s, self.trials, self.results = clock, budget_s, trials, results
+        self.seen, self.spent = {}, False
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.seen[trial.trial_id] = result["training_iteration"]
+        if not self.spent and len(self.seen) == self.trials and min(self.seen.values()) >= self.results:
+            self.spent = True
+            self.clock.now += self.budget_s
+
+
+def test_time_budget_ends_endless_trials(storage, monkeypatch):
+    # Without the budget this sweep never ends (pytest-timeout would fail it).  The
+    # runner's clock is frozen (RunnerClock) and the budget runs out when both trials
+    # have reported 5 results, whatever the machine's speed.
+    budget = BudgetRunsOutAfterResults(RunnerClock(monkeypatch), 60.0, trials=2, results=5)
+    grid = _fit(endless, storage, {"k": tune.grid_search([1, 2])},
+                tune_config=tune.TuneConfig(time_budget_s=60.0), callbacks=[budget])
     assert grid.num_errors == 0 and grid.num_terminated == 2
     for result in grid:
-        rows = _lines(os.path.join(result.path, "result.json")) if result.metrics else []
-        assert len(rows) == (result.metrics or {}).get("training_iteration", 0)
+        rows = _lines(os.path.join(result.path, "result.json"))
+        assert len(rows) == result.metrics["training_iteration"] >= 5
+        assert [row["training_iteration"] for row in rows] == list(range(1, len(rows) + 1))
 
 
 def one_result(config):

@@ -117,10 +117,13 @@ def test_pbt_plot_has_all_three_panels(pbt_experiment, tmp_path):
     assert [ax.get_title().split(":")[0] for ax in figure.axes] == ["q", "best q so far (max) over wall time",
                                                                      "PBT lineage"]
     # An exploit restarts a trial at its donor's iteration: the curve breaks there instead
-    # of drawing a line back.
+    # of drawing a line back (the seeded sweep's top two include such a trial).
+    runs_per_trial = defaultdict(int)
     for ax_line in figure.axes[0].get_lines():
         xs = list(ax_line.get_xdata())
         assert xs == sorted(set(xs))
+        runs_per_trial[ax_line.get_gid()] += 1
+    assert max(runs_per_trial.values()) > 1
     by_trial = histories(pbt_experiment)
     for series in data.curves:
         assert series.y == [r["q"] for r in by_trial[series.label]]

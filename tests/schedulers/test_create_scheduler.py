@@ -30,7 +30,7 @@ def test_keyword_arguments_reach_the_constructor():
     scheduler = create_scheduler("asha", metric="loss", mode="min", max_t=27, grace_period=3, reduction_factor=3)
     assert (scheduler.metric, scheduler.mode) == ("loss", "min")
     assert scheduler.rung_milestones() == [[3, 9, 27]]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'grace_period'"):
         create_scheduler("hyperband", grace_period=3)  # HyperBand has no grace period
     assert fasttune.create_scheduler is create_scheduler and "create_scheduler" in fasttune.__all__
 

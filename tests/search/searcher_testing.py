@@ -1,6 +1,5 @@
 """Small Searchers and a fake Experiment shared by the searcher tests (not a test module)."""
 import random
-import time
 
 import fasttune as tune
 from fasttune.search.sample import Float
@@ -131,20 +130,3 @@ def run_suggestions(search, n, objective=lambda c: 0.0):
         configs.append(config)
         search.on_trial_complete(f"t{i}", {"loss": objective(config)})
     return configs
-
-
-class RunnerClock:
-    """The TrialRunner's clock (its ``time`` module), frozen: the time budget and the stop's
-    grace period run out only when the test moves it, so nothing depends on how fast the
-    machine starts trials.  It starts at the real clock's time: the loop's waits, which
-    keep the real clock and last at most a second while a suggestion is pending, then
-    neither spin nor outlast the steps the test needs."""
-
-    def __init__(self, monkeypatch):
-        from fasttune.execution import trial_runner
-
-        self.now = time.monotonic()
-        monkeypatch.setattr(trial_runner, "time", self)
-
-    def monotonic(self):
-        return self.now

@@ -13,8 +13,8 @@ import fasttune as tune
 from fasttune.execution import trial_runner
 from fasttune.search import SearchGenerator, uniform
 from fasttune.search.searcher import Searcher
-from fasttune_testing import fit
-from searcher_testing import FakeExperiment, ListSearcher, LocalSearch, RunnerClock, run_suggestions
+from fasttune_testing import RunnerClock, fit
+from searcher_testing import FakeExperiment, ListSearcher, LocalSearch, run_suggestions
 
 GUARD_S = 60  # only reached when the feature is broken
 

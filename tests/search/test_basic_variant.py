@@ -293,7 +293,7 @@ def test_a_cycle_fails_when_the_experiment_is_added():
 
 
 def test_search_algorithm_is_abstract_and_takes_metric_once():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="abstract"):
         SearchAlgorithm()
     search = BasicVariantGenerator()
     assert search.metric is None and search.mode is None

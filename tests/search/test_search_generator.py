@@ -11,8 +11,8 @@ from fasttune.search import (
     SearchGenerator,
     uniform,
 )
-from fasttune_testing import fit
-from searcher_testing import FakeExperiment, ListSearcher, LocalSearch, RunnerClock, quadratic
+from fasttune_testing import RunnerClock, fit
+from searcher_testing import FakeExperiment, ListSearcher, LocalSearch, quadratic
 
 
 def _generator(searcher, config=None, num_samples=1):

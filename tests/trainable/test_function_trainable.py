@@ -112,7 +112,7 @@ def test_session_cleared_after_trainable_raises():
         wrap_function(train)({}).run(Session(TuneContext(), sink))
     assert sink.reports == [({"x": 1}, None)]
     assert get_session() is None
-    with pytest.raises(TuneError):
+    with pytest.raises(TuneError, match="called outside a fasttune trial"):
         tune.report({"x": 2})
 
 
@@ -211,7 +211,7 @@ def test_with_parameters_makes_two_arg_function_wrappable(no_ray):
     def train(config, data):
         return config["k"] + data
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must take exactly one required argument"):
         wrap_function(train)
     cls = wrap_function(tune.with_parameters(train, data=10))
     assert cls.__name__ == "train"
@@ -231,7 +231,7 @@ def test_with_parameters_uses_object_store_when_ray_is_up(monkeypatch):
 
 
 def test_with_parameters_rejects_non_callable():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="with_parameters needs a function, got int"):
         tune.with_parameters(42, data=1)
 
 
