@@ -11,6 +11,12 @@ everything else the driver does for a short trial: they become durable together,
 :func:`sync_filesystem`, which the runner calls before every snapshot, so a snapshot
 never names a file whose bytes could still be lost.
 
+Inside :func:`scratch_writes` durable writes skip their fsyncs: for scratch files that
+are read back at once and then deleted, such as the searcher's and scheduler's state
+that the runner copies into each snapshot (the snapshot itself is written durably,
+outside it).  It holds for the current thread (or asyncio task) only, so a writer
+thread's durable writes keep theirs; a user's own ``save()`` call outside it fsyncs.
+
 Example:
     >>> import os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "state.json")
@@ -23,14 +29,41 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import functools
 import os
 import secrets
 import shutil
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
-__all__ = ["atomic_write", "fsync_directory", "move_directory_into_place", "sync_filesystem"]
+__all__ = ["atomic_write", "fsync_directory", "move_directory_into_place", "sync_filesystem", "scratch_writes"]
+
+# True inside scratch_writes(): the files written are read back and deleted at once.
+_SCRATCH = contextvars.ContextVar("fasttune_scratch_writes", default=False)
+
+
+@contextlib.contextmanager
+def scratch_writes() -> Iterator[None]:
+    """Within it, :func:`atomic_write`, :func:`fsync_directory` and
+    :func:`move_directory_into_place` make no fsync, whatever durability the caller asks
+    for: what is written is scratch, read back at once and deleted (see the module
+    docstring).  For the current thread or asyncio task only.
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "state.bin")
+        >>> with scratch_writes():
+        ...     atomic_write(path, b"state", durable=True)  # renamed into place, not fsynced
+        >>> open(path, "rb").read()
+        b'state'
+    """
+    token = _SCRATCH.set(True)
+    try:
+        yield
+    finally:
+        _SCRATCH.reset(token)
 
 
 def atomic_write(
@@ -53,6 +86,7 @@ def atomic_write(
     if isinstance(data, str):
         data = data.encode("utf-8")
     chunks = data if isinstance(data, (list, tuple)) else (data,)
+    durable = durable and not _SCRATCH.get()
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
@@ -117,8 +151,10 @@ def fsync_directory(path: str) -> None:
     """Make the entries of directory ``path`` (a rename into it) durable.
 
     Best effort: some file systems refuse to open or fsync a directory, and then
-    there is nothing more to do.
+    there is nothing more to do.  Nothing is done inside :func:`scratch_writes`.
     """
+    if _SCRATCH.get():
+        return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # pragma: no cover - file-system dependent
@@ -151,6 +187,7 @@ def move_directory_into_place(source: str, target: str, *, durable: bool) -> Non
         >>> os.listdir(parent), open(os.path.join(parent, "ckpt", "weights")).read()
         (['ckpt'], 'new')
     """
+    durable = durable and not _SCRATCH.get()
     if durable:
         _fsync_tree(source)
     try:

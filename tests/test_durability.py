@@ -89,6 +89,34 @@ def test_scheduler_state_file_is_fsynced_with_its_directory(tmp_path, fsynced):
     assert fsynced == [path, str(tmp_path)]
 
 
+def test_the_state_a_snapshot_copies_is_written_without_fsyncs_and_a_direct_save_still_fsyncs(tmp_path, fsynced):
+    """The searcher's and scheduler's state a snapshot reads back from a scratch directory
+    is made durable by the snapshot itself: its scratch files need no fsync."""
+    from fasttune.execution._snapshots import policy_state
+    from fasttune.search.search_generator import SearchGenerator
+    from fasttune.search.searcher import Searcher
+
+    class Fixed(Searcher):
+        def suggest(self, trial_id):
+            return {"x": 1}
+
+        def get_state(self):
+            return {"n": 1}
+
+    generator = BasicVariantGenerator(random_state=1)
+    generator.set_search_properties("m", "max", {"x": tune.uniform(0, 1)})
+    wrapped = SearchGenerator(ConcurrencyLimiter(Fixed(metric="m", mode="max"), max_concurrent=1))
+    scheduler = PopulationBasedTraining(metric="m", mode="max", hyperparam_mutations={"x": [1, 2]})
+
+    saved = [policy_state(generator, "searcher"), policy_state(wrapped, "searcher"),
+             policy_state(scheduler, "scheduler")]
+
+    assert all(saved) and fsynced == []
+    scheduler.save(str(tmp_path / "scheduler.pkl"))  # the user's own call, outside a snapshot
+    generator.save_to_dir(str(tmp_path), "s")
+    assert fsynced.count(str(tmp_path)) == 2 and str(tmp_path / "scheduler.pkl") in fsynced
+
+
 def test_a_failed_checkpoint_copy_leaves_no_temporary_directory(tmp_path):
     source = tmp_path / "source"
     source.mkdir()

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 import numpy as np
 
 from fasttune import _corelib as core
+from fasttune._atomic import scratch_writes
 from fasttune._serialization import unpickled_in
 from fasttune.error import TuneError
 from fasttune.execution import _experiment_state as _state
@@ -147,7 +148,13 @@ class SnapshotWriter:
 
 def policy_state(policy: Any, kind: str) -> Any:
     """A searcher's ``save_to_dir`` files or a scheduler's ``save`` bytes (None: it keeps
-    no state), read back so they go into the one atomic snapshot."""
+    no state), read back so they go into the one atomic snapshot.  The files are scratch
+    (the snapshot is what is made durable): written without fsyncs."""
+    with scratch_writes():
+        return _saved_bytes(policy, kind)
+
+
+def _saved_bytes(policy: Any, kind: str) -> Any:
     if kind == "scheduler":
         if not overrides(policy, TrialScheduler, "save"):
             return None

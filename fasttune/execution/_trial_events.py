@@ -250,11 +250,7 @@ class TrialEventHandlers:
                                 f"Exception; it ended the trial:\n{traceback_text}")
             wrapped.__cause__ = error
             error = wrapped
-        failures = trial._record_failure()
-        header = f"Failure # {failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})"
-        trial.error_file = self._files.write_error(trial.path, header, traceback_text)
-        trial.error_msg = traceback_text
-        trial.error = error if error is not None else TuneError(f"Trial {trial} failed:\n{traceback_text}")
+        self._record_error(trial, traceback_text, error)
         if self._fail_fast == "raise":
             self._fatal = trial.error
             trial.set_status(Trial.ERROR)
@@ -283,6 +279,14 @@ class TrialEventHandlers:
         self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
         if self._fail_fast:
             self._stop_all()
+
+    def _record_error(self, trial: Trial, traceback_text: str, error: Optional[BaseException]) -> None:
+        """Count a failure of ``trial``, write it to its ``error.txt`` and keep it on the trial."""
+        failures = trial._record_failure()
+        header = f"Failure # {failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})"
+        trial.error_file = self._files.write_error(trial.path, header, traceback_text)
+        trial.error_msg = traceback_text
+        trial.error = error if error is not None else TuneError(f"Trial {trial} failed:\n{traceback_text}")
 
     def _on_worker_death(self, slot: int, exc: BaseException) -> None:
         """A worker died, or sent a reply the driver cannot read (``MalformedReply``; the

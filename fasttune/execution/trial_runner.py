@@ -388,7 +388,11 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         if not isinstance(new_config, dict):
             raise TypeError(f"reset_trial needs the new config as a dict, got {type(new_config).__name__}.")
         state = self._states[trial.trial_id]
-        reset = self._resets.make(trial, new_config, new_experiment_tag, checkpoint, checkpoint_result)
+        try:
+            reset = self._resets.make(trial, new_config, new_experiment_tag, checkpoint, checkpoint_result)
+        except protocol.ConfigNotCarried as exc:
+            self._on_reset_not_carried(trial, exc)
+            return
         at_point = state.at_decision_point and trial.status == Trial.RUNNING
         self._resets.hold(state, reset, at_decision_point=at_point)
         if at_point:
@@ -399,6 +403,21 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             # Queued on a worker with its old spec (or just starting): handed back
             # ("dropped") or paused, then restarted with the reset.
             self.trial_executor.pause_trial(trial)
+
+    def _on_reset_not_carried(self, trial: Trial, error: BaseException) -> None:
+        """``reset_trial`` gave ``trial`` a config no worker can be sent: that trial ends
+        as ERROR with the config it ran with (its worker stops it), as a new trial with
+        such a config does; the sweep goes on (unless ``fail_fast``)."""
+        text = f"Trial {trial} could not be reset: {error}"
+        failure = TuneError(text)
+        failure.__cause__ = error
+        self._record_error(trial, text, failure)
+        trial.end_time = time.time()
+        self.stop_trial(trial, error=True, exc=failure)
+        if self._fail_fast == "raise":
+            self._fatal = failure
+        if self._fail_fast:
+            self._stop_all()
 
     def _await_resources_or_raise(self) -> None:
         """Nothing runs and nothing can start: wait for nodes to come back if the pending

@@ -299,7 +299,15 @@ def run_experiment(
         progress.close()  # a live display ends before the error is shown
         _finish_quietly(runner, sync)
         raise
-    runner.cleanup()
+    try:
+        runner.cleanup()
+    except BaseException:
+        # A result write failed at the very end, seen only as the files closed: cleanup
+        # saved the final snapshot before raising it.  The experiment still ends as it
+        # would (callbacks, the upload) before fit() raises it.
+        progress.close()
+        _end_quietly(runner, sync)
+        raise
     runner.checkpoint(force=True)
     if interrupted.presses:
         logger.warning(
@@ -331,11 +339,36 @@ def _finish_quietly(runner: TrialRunner, sync: Optional[StorageSync]) -> None:
     """Wind down after the loop raised: save and upload what can be, without hiding that error."""
     try:
         runner.cleanup()
-        runner.checkpoint(force=True)
-        if sync is not None:
-            sync.finish()
     except Exception:  # noqa: BLE001 - the loop's own error is the one raised
-        logger.exception("Saving the experiment's state after the error below failed too.")
+        # A result write failure seen only now comes after cleanup saved the snapshot:
+        # what failed was ending the trials, and the upload below still runs.
+        logger.exception("Ending the trials after the error below failed too.")
+    else:
+        try:
+            runner.checkpoint(force=True)
+        except Exception:  # noqa: BLE001 - the loop's own error is the one raised
+            logger.exception("Saving the experiment's state after the error below failed too.")
+    _upload_quietly(sync)
+
+
+def _end_quietly(runner: TrialRunner, sync: Optional[StorageSync]) -> None:
+    """End the experiment after cleanup raised (its final snapshot saved): the
+    end-of-experiment callbacks, then the upload, without hiding that error."""
+    try:
+        runner.end_experiment_callbacks()
+    except Exception:  # noqa: BLE001 - cleanup's error is the one raised
+        logger.exception("The end-of-experiment callbacks failed after the error below.")
+    _upload_quietly(sync)
+
+
+def _upload_quietly(sync: Optional[StorageSync]) -> None:
+    """The last upload to storage, after an error that is raised; its own failure is logged."""
+    if sync is None:
+        return
+    try:
+        sync.finish()
+    except Exception:  # noqa: BLE001 - the error being raised is the one the caller raises
+        logger.exception("Uploading the experiment to storage after the error below failed too.")
 
 
 def _best_checkpoints(trial: Any) -> list:
