@@ -9,6 +9,7 @@ and ``fit()`` use.  Run as a script:
 """
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster"))
 
@@ -24,6 +25,13 @@ def address_file_of(root: str) -> str:
 
 def hold(root: str) -> None:
     with LocalCluster(root) as cluster:
+        # `ray start --block` writes its address file after the head takes connections
+        # (seen late on a loaded machine): the cluster is announced once ray.init() would find it.
+        deadline = time.monotonic() + 120
+        while not (os.path.exists(address_file_of(root)) and os.path.getsize(address_file_of(root)) > 0):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the head node wrote no {address_file_of(root)} within 120 s")
+            time.sleep(0.1)  # polling for a file to appear, not synchronising with a thread
         print(cluster.address, flush=True)
         sys.stdin.read()  # until the test closes it
 
