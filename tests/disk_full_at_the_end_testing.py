@@ -35,10 +35,6 @@ class RecordExperimentEnd(tune.Callback):
             f.write(" ".join(t.status for t in trials))
 
 
-def never_stop(trial_id, result):
-    return False
-
-
 def make_tuner(tmp, storage):
     space = dict(restore_testing.param_space(tmp, interrupt_after=-1),
                  pad="p" * (disk_full_testing.LINE_BYTES - 600))
@@ -47,7 +43,7 @@ def make_tuner(tmp, storage):
         param_space=space,
         tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=1,
                                     search_alg=BasicVariantGenerator(random_state=5)),
-        run_config=tune.RunConfig(name="full", storage_path=storage, verbose=0, stop=never_stop,
+        run_config=tune.RunConfig(name="full", storage_path=storage, verbose=0, stop=disk_full_testing.never_stop,
                                   callbacks=[RecordExperimentEnd(os.path.join(tmp, "ended"))]),
     )
 
