@@ -234,3 +234,37 @@ def test_killed_class_trial_restarts_from_its_latest_checkpoint_with_a_full_hist
     assert _checkpoint_dirs(result.path) == ["checkpoint_000010", "checkpoint_000011"]
     assert open(os.path.join(result.checkpoint.path, "step")).read() == "12"
     assert [m["training_iteration"] for _, m in result.best_checkpoints] == [11, 12]
+
+
+class DoneAtThree(tune.Trainable):
+    def setup(self, config):
+        self.steps = 0
+
+    def step(self):
+        self.steps += 1
+        return {"score": self.steps, "done": self.steps == 3}
+
+
+class Records(tune.schedulers.FIFOScheduler):
+    """Notes the iterations it was asked to decide on, and the result each trial completed with."""
+
+    def __init__(self):
+        super().__init__()
+        self.decided, self.completed = [], []
+
+    def on_trial_result(self, tune_controller, trial, result):
+        self.decided.append(result["training_iteration"])
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        self.completed.append(result["training_iteration"])
+
+
+def test_the_result_a_trainable_marks_done_ends_the_trial_without_a_scheduler_decision(tmp_path):
+    """As Ray Tune: a done result ends the trial; the scheduler is not asked to decide on it
+    (a PBT exploit decided there would be logged but never run), it hears on_trial_complete."""
+    scheduler = Records()
+    grid = tune.Tuner(DoneAtThree, tune_config=tune.TuneConfig(scheduler=scheduler),
+                      run_config=tune.RunConfig(name="done", storage_path=str(tmp_path), verbose=0)).fit()
+    assert grid[0].metrics["training_iteration"] == 3 and grid[0].error is None
+    assert scheduler.decided == [1, 2] and scheduler.completed == [3]

@@ -117,11 +117,17 @@ class TrialEventHandlers:
         if decide:
             if self._stopper is not None and self._stopper(trial.trial_id, result):
                 decision = TrialScheduler.STOP
+            elif result.get("done"):
+                # As Ray Tune: the trial's last result ends it; the scheduler hears of it
+                # in on_trial_complete, and never decides on it (an exploit there never runs).
+                decision = TrialScheduler.STOP
             elif self._scheduler_sees_results:
                 decision = self._scheduler.on_trial_result(self, trial, flat)
             if decision == TrialScheduler.STOP:
                 result["done"] = True  # as Ray Tune passes it on: this is the trial's last
-        if decision != TrialScheduler.STOP and self._searcher_sees_results:
+        # A trial the scheduler ended while judging this result (e.g. a reset it could not
+        # carry out) is complete for the searcher already.
+        if decision != TrialScheduler.STOP and self._searcher_sees_results and not trial.is_finished():
             self._search_alg.on_trial_result(trial.trial_id, flat)
         if self._callbacks_see_results:
             self._callbacks.call("on_trial_result", iteration=self._iteration, trials=self._trials, trial=trial, result=result)

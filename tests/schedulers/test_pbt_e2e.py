@@ -131,11 +131,10 @@ def _check_sweep(grid, workers):
         # Explore (never a resample here): the donor's lr times one of the factors.
         assert new["lr"] in (old["lr"] * 1.2, old["lr"] * 0.8)
         assert {k: v for k, v in new.items() if k != "lr"} == {k: v for k, v in old.items() if k != "lr"}
-        # The clone went on from the donor's checkpoint with the new lr, unless the trial had
-        # ended: the runner also shows PBT a trial's done result (Ray Tune does not), and an
-        # exploit decided there does not run.
-        ended = any(row["training_iteration"] == at and row.get("done") for row in rows[target])
-        if from_ < STEPS and not ended:
+        # No exploit is decided on a trial's done result (PBT is not asked to decide on it),
+        # so the clone went on from the donor's checkpoint with the new lr.
+        assert not any(row["training_iteration"] == at and row.get("done") for row in rows[target])
+        if from_ < STEPS:
             assert any(row["training_iteration"] == from_ + 1 and row["lr"] == new["lr"] for row in rows[target])
     policy_logs = [n for n in os.listdir(os.path.dirname(grid[0].path)) if n.startswith("pbt_policy_")]
     assert len(policy_logs) == len({target for target, *_ in exploits})
