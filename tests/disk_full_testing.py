@@ -24,6 +24,14 @@ LINE_BYTES = 2500
 FULL_AFTER_ROWS = 14
 
 
+def whole_rows(path):
+    """The iterations of the result file's lines; every line must be whole JSON."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert not data or data.endswith(b"\n"), f"{path} ends in a torn line"
+    return [json.loads(line)["training_iteration"] for line in data.splitlines()]
+
+
 def never_stop(trial_id, result):
     """A stopper: the driver then judges each result as it comes, so each arrives in a
     batch of its own and a file fills at a row, not inside a batch of many (after a

@@ -198,3 +198,15 @@ def report_with_json_checkpoint(metrics, state):
         with open(os.path.join(d, "state.json"), "w") as f:
             json.dump(state, f)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def wait_until(predicate, what, deadline_s=120.0):
+    """Poll ``predicate`` until it returns something truthy, and return that (bounded by
+    ``deadline_s``): for a state another process or thread reaches, not a pause."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"Timed out waiting for {what}.")

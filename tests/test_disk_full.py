@@ -19,14 +19,6 @@ from restore_testing import ITERATIONS, CHECKPOINT_EVERY, counting_trainable, wa
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _whole_rows(path):
-    """The iterations of the result file's lines; every line must be whole JSON."""
-    with open(path, "rb") as f:
-        data = f.read()
-    assert not data or data.endswith(b"\n"), f"{path} ends in a torn line"
-    return [json.loads(line)["training_iteration"] for line in data.splitlines()]
-
-
 @pytest.mark.ray
 def test_a_full_result_file_stops_the_sweep_once_and_restore_continues_exactly_once(ray_session, tmp_path):
     tmp, storage = str(tmp_path / "work"), str(tmp_path / "results")
@@ -62,7 +54,7 @@ def test_a_full_result_file_stops_the_sweep_once_and_restore_continues_exactly_o
     resumable = 0
     for trial in before.values():
         result_file = os.path.join(trial.path, "result.json")
-        rows = _whole_rows(result_file) if os.path.exists(result_file) else []
+        rows = disk_full_testing.whole_rows(result_file) if os.path.exists(result_file) else []
         assert rows == list(range(1, len(rows) + 1)), result_file
         assert len(rows) <= disk_full_testing.FULL_AFTER_ROWS
         assert trial.status != "TERMINATED"  # none can have all its rows on disk
@@ -75,7 +67,8 @@ def test_a_full_result_file_stops_the_sweep_once_and_restore_continues_exactly_o
 
     assert len(grid) == disk_full_testing.NUM_SAMPLES and grid.num_errors == 0
     for result in grid:
-        assert _whole_rows(os.path.join(result.path, "result.json")) == list(range(1, ITERATIONS + 1)), result.path
+        rows = disk_full_testing.whole_rows(os.path.join(result.path, "result.json"))
+        assert rows == list(range(1, ITERATIONS + 1)), result.path
     with open(os.path.join(tmp, "starts.log")) as f:
         restarted = {trial_id: int(start) for phase, trial_id, start in (line.split() for line in f)
                      if phase == "restore"}

@@ -16,13 +16,6 @@ from restore_testing import ITERATIONS, wait_until_other_jobs_have_no_live_actor
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _whole_rows(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    assert not data or data.endswith(b"\n"), f"{path} ends in a torn line"
-    return [json.loads(line)["training_iteration"] for line in data.splitlines()]
-
-
 @pytest.mark.ray
 def test_a_full_disk_seen_first_at_the_end_still_saves_ends_and_uploads_the_experiment(ray_session, tmp_path):
     import disk_full_testing
@@ -61,8 +54,8 @@ def test_a_full_disk_seen_first_at_the_end_still_saves_ends_and_uploads_the_expe
     with open(os.path.join(local, newest), "rb") as a, open(os.path.join(in_storage, newest), "rb") as b:
         assert a.read() == b.read()
     (trial,) = state.read_trials(in_storage)
-    rows = _whole_rows(os.path.join(local, os.path.basename(trial.path), "result.json"))
+    rows = disk_full_testing.whole_rows(os.path.join(local, os.path.basename(trial.path), "result.json"))
     # Every batch is one result; how many fit depends a little on the paths in the config.
     assert rows == list(range(1, len(rows) + 1)) and 0 < len(rows) < ITERATIONS
     assert trial.results_seen == len(rows) and trial.status == "PENDING"
-    assert _whole_rows(os.path.join(in_storage, os.path.basename(trial.path), "result.json")) == rows
+    assert disk_full_testing.whole_rows(os.path.join(in_storage, os.path.basename(trial.path), "result.json")) == rows

@@ -17,6 +17,7 @@ import pytest
 import fasttune as tune
 from fasttune.error import TuneError
 from fasttune.web_server import SERVER_FILE, TuneClient, TuneClientError, TuneServer
+from fasttune_testing import wait_until
 
 pytestmark = pytest.mark.ray
 
@@ -39,17 +40,6 @@ def gated(config):
         if i == 0 and config.get("hold"):
             while not os.path.exists(config["hold"]):
                 time.sleep(0.01)
-
-
-def wait_until(predicate, what):
-    """Poll ``predicate`` until it returns something truthy (bounded by _DEADLINE_S)."""
-    deadline = time.monotonic() + _DEADLINE_S
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"Timed out waiting for {what}.")
 
 
 def release(path):

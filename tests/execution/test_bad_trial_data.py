@@ -19,7 +19,7 @@ import fasttune as tune
 from fasttune.schedulers import DecisionPoints, TrialScheduler
 from fasttune.search import Searcher
 from fasttune.web_server import SERVER_FILE, TuneClient
-from fasttune_testing import fit, lines
+from fasttune_testing import fit, lines, wait_until
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -167,16 +167,6 @@ def held_open(config):
         time.sleep(0.01)
 
 
-def _wait_until(predicate, what):
-    deadline = time.monotonic() + _DEADLINE_S
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"Timed out waiting for {what}.")
-
-
 def test_the_server_refuses_a_config_no_worker_can_be_sent_and_carries_a_huge_int(storage, tmp_path):
     hold = str(tmp_path / "hold")
     outcome = {}
@@ -191,9 +181,9 @@ def test_the_server_refuses_a_config_no_worker_can_be_sent_and_carries_a_huge_in
     thread = threading.Thread(target=sweep, daemon=True)
     thread.start()
     path = os.path.join(storage, "srv")
-    _wait_until(lambda: os.path.exists(os.path.join(path, SERVER_FILE)) or not thread.is_alive(), "the server")
+    wait_until(lambda: os.path.exists(os.path.join(path, SERVER_FILE)) or not thread.is_alive(), "the server")
     client = TuneClient(experiment_path=path)
-    _wait_until(lambda: [t for t in client.get_all_trials()["trials"] if t["result"]], "the first result")
+    wait_until(lambda: [t for t in client.get_all_trials()["trials"] if t["result"]], "the first result")
 
     # A lone surrogate is valid JSON but no UTF-8 string: msgpack cannot carry it.
     conn = http.client.HTTPConnection(client.tune_address, client.port_forward, timeout=30)
