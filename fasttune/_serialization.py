@@ -216,8 +216,7 @@ class Loader:
                 return np.frombuffer(raw, dtype=dtype)[0]
             if code == _EXT_OBJECT:
                 index = msgpack.unpackb(data)
-                # A DataOnlyLoader keeps the objects' one shared pickle unloaded.
-                return self._objects if isinstance(self._objects, PickledObject) else self._objects[index]
+                return self._object_at(index)
         except CorruptData:
             raise
         except (TypeError, ValueError, IndexError, KeyError, msgpack.UnpackException) as exc:
@@ -233,6 +232,10 @@ class Loader:
             return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=self._ext_hook)
         finally:
             self._depth -= 1
+
+    def _object_at(self, index: int) -> Any:
+        """The object :func:`pack_state` referred to by ``index`` (pickled beside the data)."""
+        return self._objects[index]
 
     def loads(self, data: bytes) -> Any:
         """What :func:`pack_state` wrote, or a whole pickle (what fasttune wrote before it
@@ -272,6 +275,9 @@ class DataOnlyLoader(Loader):
 
     def unpickle(self, data: bytes) -> PickledObject:
         return PickledObject(data)
+
+    def _object_at(self, index: int) -> Any:
+        return self._objects  # the objects' one shared pickle, left unloaded
 
 
 def dump_file(path: str, value: Any) -> None:
