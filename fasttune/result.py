@@ -82,6 +82,8 @@ def read_json_lines(path: str, on_bad_line: str = "raise") -> List[Dict[str, Any
             if on_bad_line == "raise":
                 raise ValueError(message)
             if (path, lineno) not in _warned_bad_lines:
+                if len(_warned_bad_lines) >= 10_000:  # a long-lived process reading many damaged files
+                    _warned_bad_lines.clear()
                 _warned_bad_lines.add((path, lineno))
                 logger.warning("%s Read: the %d results before it; the %d lines from it on are left out.",
                                message, len(rows), len(lines) - i)
