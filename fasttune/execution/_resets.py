@@ -45,6 +45,19 @@ class ResetBook:
         state.reset_at_decision = reset if at_decision_point else None
         state.reset_on_start = None if at_decision_point else reset
 
+    def redo_unconfirmed_copy(self, state: TrialState) -> None:
+        """The trial's run segment ended (failed, or was handed back or paused by a late
+        interrupt) before its worker confirmed copying another trial's checkpoint: the
+        reset is carried out again when the trial next starts, or it would go on with the
+        new config from its own checkpoint.  A newer reset held meanwhile replaces it."""
+        reset, state.cloning = state.cloning, None
+        if reset is None:
+            return
+        if state.reset_on_start is None:
+            state.reset_on_start = reset
+        else:
+            self.release(reset)
+
     def release(self, reset: Optional[PendingReset]) -> None:
         """``reset`` is done with (carried out and confirmed, or dropped): unpin its source."""
         if reset is not None and reset.foreign:

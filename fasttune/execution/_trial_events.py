@@ -192,6 +192,9 @@ class TrialEventHandlers:
         if isinstance(event, protocol.Failed):
             self._on_trial_failure(trial, event.traceback_text, event.exception_blob)
             return
+        if event.how in ("paused", "dropped") and not trial.is_finished():
+            # A late pause can take back a start that was to copy a donor's checkpoint.
+            self._resets.redo_unconfirmed_copy(self._states[trial.trial_id])
         if event.how == "paused":
             if trial.status == Trial.RUNNING:
                 trial.set_status(Trial.PAUSED)
@@ -265,8 +268,7 @@ class TrialEventHandlers:
             return
         if trial.status == Trial.RUNNING and trial.should_recover() and not self._stopping_all:
             state = self._states[trial.trial_id]
-            if state.cloning is not None:  # the copy was not confirmed: redo it on restart
-                state.reset_on_start, state.cloning = state.cloning, None
+            self._resets.redo_unconfirmed_copy(state)
             state.prune_on_start = True
             trial.set_status(Trial.PENDING)
             self._unassigned[trial.trial_id] = trial

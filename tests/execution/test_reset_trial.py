@@ -257,6 +257,45 @@ def test_a_reset_of_a_paused_trial_queued_on_a_worker_takes_it_back_and_keeps_it
     runner._files.close_all()
 
 
+def test_a_start_that_was_to_copy_the_donor_checkpoint_and_is_taken_back_copies_it_when_restarted(
+        tmp_path, monkeypatch):
+    # Synchronous PBT: a trial told to pause at its decision point is reset before its
+    # worker says it paused, so reset_trial pauses it once more; that late interrupt can
+    # reach the worker after the trial was started again there, and take that start back
+    # ("dropped") before the donor's checkpoint was copied.  The restart must still copy it:
+    # going on with the new config from the trial's own checkpoint is another schedule.
+    from fasttune.execution import TrialRunner
+    from fasttune.experiment import Trial
+
+    runner = TrialRunner(experiment_path=str(tmp_path))
+    monkeypatch.setattr(runner.trial_executor, "check_feasible", lambda trial: None)
+    starts = []
+    monkeypatch.setattr(runner.trial_executor, "start_trial", lambda trial, spec, queue=True: starts.append(spec) or 0)
+    donor = Trial("t", config={"role": "top"}, experiment_path=str(tmp_path))
+    bottom = Trial("t", config={"role": "bottom"}, experiment_path=str(tmp_path))
+    for trial in (donor, bottom):
+        runner.add_trial(trial)
+        trial.set_status(Trial.RUNNING)
+    bottom.set_status(Trial.PAUSED)
+    os.makedirs(os.path.join(donor.path, "checkpoint_000000"))
+    runner._checkpoints.record(donor, runner._states[donor.trial_id], "checkpoint_000000",
+                               {"training_iteration": 4}, 4)
+    source = donor.checkpoint
+    runner.reset_trial(bottom, {"role": "bottom", "inc": 7}, "exploited",
+                       checkpoint=source, checkpoint_result={"training_iteration": 4})
+
+    runner._start_trial(bottom)
+    runner._on_batch(0, [Ended("dropped", bottom.trial_id)])
+    assert bottom.status == Trial.PAUSED and not runner.is_trial_held(bottom)
+    runner._start_trial(bottom)
+
+    assert [(spec.get("clone_from"), spec["iteration"], spec["config"]) for spec in starts] == [
+        (source.path, 4, {"role": "bottom", "inc": 7})] * 2
+    runner._files.flush()
+    assert os.path.isdir(source.path), "pinned until the restarted trial has copied it"
+    runner._files.close_all()
+
+
 class KillAtSecondSeven(tune.Callback):
     """SIGKILLs the bottom trial's worker the second time it reports iteration 7 (the
     first 7 is from before its exploit)."""
