@@ -44,3 +44,14 @@ def test_missing_dependency_and_hint():
     assert isinstance(error, ImportError)
     assert str(error) == 'Plotting needs matplotlib: pip install "fasttune[plot]" (or pip install matplotlib).'
     assert pip_install_hint("optuna") == 'pip install "fasttune[optuna]"'
+
+
+def test_a_sweep_needs_only_ray_msgpack_and_numpy_installed():
+    """Cython builds the core and pytest-benchmark serves the test and bench extras: the
+    installed package asks for neither at run time."""
+    import re
+    from importlib.metadata import requires
+
+    runtime = sorted(re.split(r"[<>=!~ ;\[]", requirement, maxsplit=1)[0].lower()
+                     for requirement in requires("fasttune") if "extra ==" not in requirement)
+    assert runtime == ["msgpack", "numpy", "ray"]
