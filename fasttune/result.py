@@ -131,7 +131,8 @@ class Result:
 
     Args:
         metrics: The last reported result dict (usually with a ``"config"``
-            key), or ``None`` if the trial reported nothing.
+            key); empty if the trial reported nothing (``fit()`` and
+            ``from_path`` give ``{}`` then, as Ray Tune does).
         checkpoint: The latest checkpoint, or ``None``.
         error: The exception that ended the trial, or ``None`` on success.
         path: The trial's directory.
@@ -254,7 +255,7 @@ class Result:
         result_path = os.path.join(trial_dir, RESULT_FILE)
         if os.path.isfile(result_path):
             rows = read_json_lines(result_path, on_bad_line)
-        metrics = rows[-1] if rows else None
+        metrics = rows[-1] if rows else {}  # as Ray Tune: scripts index metrics without checking
 
         error = None
         error_path = os.path.join(trial_dir, ERROR_FILE)

@@ -165,7 +165,7 @@ def test_from_path_ignores_truncated_last_line(tmp_path):
 def test_from_path_only_a_truncated_line(tmp_path):
     trial = write_trial(tmp_path / "t", {"lr": 1}, [], tail='{"lo')
     r = Result.from_path(trial)
-    assert r.metrics is None and r.config == {"lr": 1}
+    assert r.metrics == {} and r.config == {"lr": 1}
 
 
 def test_from_path_corrupt_middle_line_raises(tmp_path):
@@ -182,7 +182,8 @@ def test_from_path_failed_before_reporting(tmp_path):
     (trial / "params.json").write_text('{"lr": 0.5}')
     (trial / "error.txt").write_text("OOM")
     r = Result.from_path(trial)
-    assert r.metrics is None and r.config == {"lr": 0.5}
+    # As Ray Tune: a trial without results has empty metrics, so r.metrics.get(...) works.
+    assert r.metrics == {} and r.config == {"lr": 0.5}
     assert isinstance(r.error, TuneError) and str(r.error) == "OOM"
     assert r.metrics_dataframe is None
 

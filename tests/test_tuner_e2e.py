@@ -657,3 +657,17 @@ def test_the_result_a_scheduler_stops_a_trial_on_is_marked_done_everywhere(stora
     assert [(r["training_iteration"], r["done"]) for r in rows] == [(1, False), (2, False), (3, True)]
     with open(os.path.join(result.path, "progress.csv"), newline="") as f:
         assert [row["done"] for row in csv.DictReader(f)] == ["False", "False", "True"]
+
+
+def fails_before_reporting(config):
+    raise ValueError("no result from me")
+
+
+def test_a_trial_without_results_has_empty_metrics_in_fit_and_from_path(tmp_path):
+    """As Ray Tune: scripts index ``result.metrics`` without checking that the trial reported."""
+    grid = tune.Tuner(fails_before_reporting, run_config=tune.RunConfig(
+        name="none", storage_path=str(tmp_path), verbose=0)).fit()
+    read = tune.ResultGrid.from_path(os.path.join(str(tmp_path), "none"))
+    for result in (grid[0], read[0]):
+        assert result.metrics == {} and result.metrics.get("loss") is None
+    assert isinstance(grid[0].error, ValueError) and isinstance(read[0].error, tune.TuneError)

@@ -319,7 +319,7 @@ def run_experiment(
     progress.finish()
     results = [
         Result(
-            metrics=dict(t.last_result, config=t.config) if t.last_result else None,
+            metrics=dict(t.last_result, config=t.config) if t.last_result else {},  # as Ray Tune
             checkpoint=t.checkpoint,
             best_checkpoints=_best_checkpoints(t),
             error=t.error if t.status == "ERROR" else None,
