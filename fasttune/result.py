@@ -142,6 +142,8 @@ class Result:
         best_checkpoints: ``(checkpoint, metrics)`` pairs of the checkpoints
             kept for this trial.
         _config: The trial's config, used when ``metrics`` has no ``"config"``.
+        _status: The trial's status when the sweep ended (``fit()`` knows it; a
+            result read from files does not: None).
 
     Example:
         >>> r = Result(None, None, None, "/tmp/t", _config={"x": 1})
@@ -164,6 +166,7 @@ class Result:
         metrics_dataframe: Optional[Any] = None,
         best_checkpoints: Optional[List[Tuple[Checkpoint, Dict[str, Any]]]] = None,
         _config: Optional[Dict[str, Any]] = None,
+        _status: Optional[str] = None,
     ) -> None:
         if metrics is not None and not isinstance(metrics, Mapping):
             raise TypeError(
@@ -192,6 +195,7 @@ class Result:
         self.best_checkpoints = list(best_checkpoints) if best_checkpoints else []
         self._metrics_dataframe = metrics_dataframe
         self._config = _config
+        self._status = _status
 
     @property
     def config(self) -> Optional[Dict[str, Any]]:

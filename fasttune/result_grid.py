@@ -218,8 +218,11 @@ class ResultGrid:
 
     @property
     def num_terminated(self) -> int:
-        """How many trials ended without an error."""
-        return sum(1 for r in self._results if r.error is None)
+        """How many trials finished (TERMINATED, so without an error), as Ray Tune counts
+        them: a sweep stopped early (Ctrl-C) leaves its RUNNING and PENDING trials out.
+        For results read from files, whose status is not known, those without an error."""
+        return sum(1 for r in self._results
+                   if (r._status == "TERMINATED" if r._status is not None else r.error is None))
 
     # -- analysis ----------------------------------------------------------------------
 

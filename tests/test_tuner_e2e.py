@@ -671,3 +671,28 @@ def test_a_trial_without_results_has_empty_metrics_in_fit_and_from_path(tmp_path
     for result in (grid[0], read[0]):
         assert result.metrics == {} and result.metrics.get("loss") is None
     assert isinstance(grid[0].error, ValueError) and isinstance(read[0].error, tune.TuneError)
+
+
+class CtrlCAtFirstResult(tune.Callback):
+    """Presses Ctrl-C once, in the driver, when the first result arrives."""
+
+    def __init__(self):
+        self.pressed = False
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not self.pressed:
+            self.pressed = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def reports_forever(config):
+    while True:
+        tune.report({"x": config["x"]})
+
+
+def test_num_terminated_after_a_ctrl_c_leaves_out_the_trials_that_had_not_finished(tmp_path):
+    """As Ray Tune: TERMINATED trials only; the interrupted sweep's trials were RUNNING or PENDING."""
+    grid = tune.Tuner(reports_forever, param_space={"x": tune.grid_search([1, 2, 3])},
+                      run_config=tune.RunConfig(name="ctrl_c", storage_path=str(tmp_path), verbose=0,
+                                                callbacks=[CtrlCAtFirstResult()])).fit()
+    assert len(grid) == 3 and grid.num_errors == 0 and grid.num_terminated == 0

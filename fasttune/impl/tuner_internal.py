@@ -325,6 +325,7 @@ def run_experiment(
             error=t.error if t.status == "ERROR" else None,
             path=t.path,
             _config=t.config,
+            _status=t.status,
         )
         for t in runner.get_trials()
     ]
