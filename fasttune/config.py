@@ -184,7 +184,8 @@ class RunConfig:
         callbacks: List of callback objects.
         verbose: Console verbosity as in Ray Tune: 0 silent, 1 status updates,
             2 also a line per finished trial, 3 also detailed results;
-            ``None`` is Ray Tune's default, 3.
+            ``None`` is Ray Tune's default, 3. A bool counts as its int
+            (``False``: 0), and Ray Tune's ``Verbosity`` values are ints.
         failure_config: ``FailureConfig``; ``None`` means ``FailureConfig()``.
         checkpoint_config: ``CheckpointConfig``; ``None`` means
             ``CheckpointConfig()``.
@@ -251,6 +252,8 @@ class RunConfig:
                 )
             self.callbacks = list(self.callbacks)
 
+        if isinstance(self.verbose, bool):
+            self.verbose = int(self.verbose)  # Ray Tune takes a bool as the int it is: False silent, True 1
         if self.verbose is not None:
             verbose = self.verbose
             if not _is_int(verbose) or not 0 <= verbose <= 3:

@@ -178,6 +178,18 @@ def test_verbose_valid(verbose):
     assert RunConfig(verbose=verbose).verbose == verbose
 
 
+def test_verbose_as_ray_tune_takes_it_a_bool_or_a_verbosity_enum():
+    import enum
+
+    class Verbosity(enum.IntEnum):  # Ray Tune's ray.tune.utils.log.Verbosity, by value
+        V0_MINIMAL = 0
+        V3_TRIAL_DETAILS = 3
+
+    assert RunConfig(verbose=False).verbose == 0 and type(RunConfig(verbose=False).verbose) is int
+    assert RunConfig(verbose=True).verbose == 1
+    assert RunConfig(verbose=Verbosity.V3_TRIAL_DETAILS).verbose == 3
+
+
 @pytest.mark.parametrize("verbose", [-1, 4, "2", 1.0])
 def test_verbose_invalid(verbose):
     with pytest.raises(ValueError, match=r"verbose=.*0 \(silent\) to 3"):
