@@ -18,8 +18,19 @@ from fasttune.execution import trial_runner
 from fasttune.execution._worker_checkpoints import LocalCheckpoints
 from fasttune.schedulers import PopulationBasedTraining
 from fasttune.search import BasicVariantGenerator, ConcurrencyLimiter
+from fasttune.search.searcher import Searcher
 
 from fasttune_testing import report_with_step_checkpoint, restored_step
+
+
+class Fixed(Searcher):
+    """A searcher with a state of its own to save."""
+
+    def suggest(self, trial_id):
+        return {"x": 1}
+
+    def get_state(self):
+        return {"n": 1}
 
 
 @pytest.fixture
@@ -49,15 +60,6 @@ def test_searcher_state_files_are_fsynced_with_their_directory(tmp_path, fsynced
 
 def test_a_wrapped_searchers_state_file_is_fsynced(tmp_path, fsynced):
     from fasttune.search.search_generator import SearchGenerator
-    from fasttune.search.searcher import Searcher
-
-    class Fixed(Searcher):
-        def suggest(self, trial_id):
-            return {"x": 1}
-
-        def get_state(self):
-            return {"n": 1}
-
     generator = SearchGenerator(ConcurrencyLimiter(Fixed(metric="m", mode="max"), max_concurrent=1))
     generator.save_to_dir(str(tmp_path), "s")
     saved = str(tmp_path / generator.CKPT_FILE_TMPL.format("s"))
@@ -66,15 +68,6 @@ def test_a_wrapped_searchers_state_file_is_fsynced(tmp_path, fsynced):
 
 
 def test_a_searchers_own_save_to_dir_fsyncs_the_directory_after_its_rename(tmp_path, fsynced):
-    from fasttune.search.searcher import Searcher
-
-    class Fixed(Searcher):
-        def suggest(self, trial_id):
-            return {"x": 1}
-
-        def get_state(self):
-            return {"n": 1}
-
     Fixed(metric="m", mode="max").save_to_dir(str(tmp_path), "s")
     saved = str(tmp_path / Fixed.CKPT_FILE_TMPL.format("s"))
     assert os.path.exists(saved)
@@ -94,15 +87,6 @@ def test_the_state_a_snapshot_copies_is_written_without_fsyncs_and_a_direct_save
     is made durable by the snapshot itself: its scratch files need no fsync."""
     from fasttune.execution._snapshots import policy_state
     from fasttune.search.search_generator import SearchGenerator
-    from fasttune.search.searcher import Searcher
-
-    class Fixed(Searcher):
-        def suggest(self, trial_id):
-            return {"x": 1}
-
-        def get_state(self):
-            return {"n": 1}
-
     generator = BasicVariantGenerator(random_state=1)
     generator.set_search_properties("m", "max", {"x": tune.uniform(0, 1)})
     wrapped = SearchGenerator(ConcurrencyLimiter(Fixed(metric="m", mode="max"), max_concurrent=1))
