@@ -1,12 +1,13 @@
 """What the experiment loop calls to show progress: the reporter and per-trial lines.
 
-``verbose`` as in Ray Tune: 0 silent; 1 status updates (the reporter); 2 also a line per
-trial that completes or errors; 3 also the trial table in every update and each trial's
-detailed results (when it ends, and every 5 s while it reports).  ``None`` is Ray
+``verbose`` as in Ray Tune: 0 silent; 1 status updates (the reporter) and, once, the
+traceback of each trial that errors; 2 also a line per trial that completes; 3 also the
+trial table in every update and each trial's detailed results (when it ends, and every
+5 s while it reports).  ``None`` is Ray
 Tune's default, 3.
 
-Every loop step costs the reporter's ``should_report`` (time-based, O(1)) and, at
-``verbose >= 2``, one ``counts()`` of the TrialTable: per-trial lines come from
+Every loop step costs the reporter's ``should_report`` (time-based, O(1)) and one
+``counts()`` of the TrialTable: per-trial lines come from
 comparing the table's status and iteration columns, a few times a second at most,
 never from a per-result hook.
 
@@ -105,8 +106,9 @@ def _pretty(result: dict, indent: str = "  ") -> List[str]:
 
 
 class TrialResultLines:
-    """Per-trial lines: at verbose 2 one line per trial that completes or errors; at
-    verbose 3 the trial's detailed last result then, and every 5 s while it reports."""
+    """Per-trial lines: from verbose 1 an errored trial's traceback; at verbose 2 also one
+    line per trial that completes; at verbose 3 the trial's detailed last result then, and
+    every 5 s while it reports."""
 
     def __init__(self, runner: Any, verbose: int, metric: Optional[str], out: Callable[[str], None] = print) -> None:
         self._runner = runner
@@ -162,7 +164,12 @@ class TrialResultLines:
 
     def _ended_line(self, trial: Any, error: bool) -> None:
         if error:
-            self._out(f"The trial {trial} errored with parameters={trial.config}. Error file: {trial.error_file}")
+            # The traceback once, as Ray Tune logs it when a trial fails; error.txt keeps it too.
+            traceback_text = (trial.error_msg or "").rstrip()
+            self._out(f"The trial {trial} errored with parameters={trial.config}. Error file: {trial.error_file}"
+                      + (f"\n{traceback_text}" if traceback_text else ""))
+        elif self._verbose < 2:
+            return
         elif self._verbose >= 3:
             self._out(f"Trial {trial} completed.")
         elif self._metric is not None and lookup_nested(trial.last_result, self._metric) is not None:
@@ -185,7 +192,7 @@ class ProgressDriver:
         self._runner = runner
         self._verbose = DEFAULT_VERBOSE if verbose is None else int(verbose)
         self._reporter: Optional[ProgressReporter] = None
-        self._lines: Optional[TrialResultLines] = None
+        self._lines: Optional[TrialResultLines] = None  # from verbose 1: errored trials' tracebacks
         if self._verbose < 1:
             return
         if reporter is None:
@@ -194,8 +201,7 @@ class ProgressDriver:
         if isinstance(reporter, TuneReporterBase):
             reporter._attach(RunnerColumns(runner), self._verbose)
         self._reporter = reporter
-        if self._verbose >= 2:
-            self._lines = TrialResultLines(runner, self._verbose, metric or runner.metric)
+        self._lines = TrialResultLines(runner, self._verbose, metric or runner.metric)
 
     @property
     def reporter(self) -> Optional[ProgressReporter]:

@@ -223,6 +223,10 @@ def test_each_verbose_level_on_a_real_sweep(storage, capsys, verbose):
              "This trial completed." for n in completed]
     detailed = [f"Result for {n}:" for n in completed]
     tables = len(re.findall(r"\| Trial name +\| status", out))
+    # From verbose 1 the failed trial's traceback, once (Ray Tune logs it when the trial fails).
+    assert out.count("Traceback (most recent call last)") == 1
+    assert out.count("ValueError: x=3 fails on purpose") == 1
+    assert f"The trial {errored} errored with parameters={{'x': 3}}. Error file: " in out
     if verbose == 1:
         assert "This trial completed" not in out and "Result for" not in out
         assert tables == 0  # status only: no trial table, not even at the end
