@@ -57,6 +57,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--num-samples", type=int, default=8, help="random samples per grid point (default 8)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs per trial (default 20)")
     parser.add_argument("--seed", type=int, default=2024, help="seed of the random search (default 2024)")
+    # A demo shows the live view and the summary; 3 (Ray Tune's default) prints every trial's results.
+    parser.add_argument("--verbose", type=int, choices=[0, 1, 2, 3], default=1,
+                        help="0 silent, 1 live status (default), 2 also a line per trial, 3 also every result")
     parser.set_defaults(func=run)
     return parser
 
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             num_samples=args.num_samples,
             search_alg=BasicVariantGenerator(random_state=args.seed),
         ),
-        run_config=tune.RunConfig(name="demo", storage_path=args.storage_path),
+        run_config=tune.RunConfig(name="demo", storage_path=args.storage_path, verbose=args.verbose),
     )
     results = tuner.fit()
     best = results.get_best_result()

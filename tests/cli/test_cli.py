@@ -64,6 +64,8 @@ def test_demo_runs_a_sweep_that_ls_lists(ray_session, tmp_path, capsys):
     assert main(["demo", "--storage-path", str(storage), "--num-samples", "1", "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert "Best val_loss:" in out and f"fasttune ls {storage / 'demo'}" in out
+    # The demo shows status and the summary, not every trial's results (verbose 1).
+    assert "== Status ==" in out and "Result for" not in out and "This trial completed" not in out
     assert main(["ls", str(storage / "demo"), "--format", "json", "--sort", "best:val_loss"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 3 and {r["status"] for r in rows} == {"TERMINATED"}
