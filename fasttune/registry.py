@@ -10,20 +10,23 @@ import threading
 from typing import Any, Callable, Dict, Optional
 
 from fasttune.error import TuneError
+from fasttune.trainable.function_trainable import FunctionTrainable
 
 TRAINABLE_CLASS = "trainable_class"
 ENV_CREATOR = "env_creator"
-_CATEGORIES = (TRAINABLE_CLASS, ENV_CREATOR)
+# Ray Tune's categories less RLlib's (models, preprocessors, inputs...: nothing in fasttune
+# reads them) and its pickling check (fasttune's registry keeps values as they are).
+KNOWN_CATEGORIES = [TRAINABLE_CLASS, ENV_CREATOR]
 
 
 class _Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: Dict[str, Dict[str, Any]] = {c: {} for c in _CATEGORIES}
+        self._items: Dict[str, Dict[str, Any]] = {c: {} for c in KNOWN_CATEGORIES}
 
     def register(self, category: str, key: str, value: Any) -> None:
-        if category not in _CATEGORIES:
-            raise TuneError(f"Unknown registry category {category!r}; use one of {_CATEGORIES}.")
+        if category not in KNOWN_CATEGORIES:
+            raise TuneError(f"Unknown registry category {category!r}; use one of {KNOWN_CATEGORIES}.")
         with self._lock:
             self._items[category][key] = value
 
@@ -103,6 +106,38 @@ def register_env(name: str, env_creator: Callable[[Dict[str, Any]], Any]) -> Non
 def get_trainable_cls(name: str) -> Any:
     """The trainable registered under ``name``; a clear TuneError when there is none."""
     return _global_registry.get(TRAINABLE_CLASS, name)
+
+
+def validate_trainable(trainable_name: str) -> None:
+    """Raise a TuneError naming ``trainable_name`` when no trainable is registered under it
+    (RLlib's algorithm names count only once registered: fasttune does not register them).
+
+    Example:
+        >>> validate_trainable("no_such_trainable")
+        Traceback (most recent call last):
+        ...
+        fasttune.error.TuneError: Unknown trainable 'no_such_trainable': ...
+    """
+    get_trainable_cls(trainable_name)
+
+
+def is_function_trainable(trainable: Any) -> bool:
+    """Whether ``trainable`` (a registered name, a function, a callable or a class) runs as a
+    function trainable: any callable that is not a class, or a class made by ``wrap_function``.
+    A name that is not registered raises a TuneError.
+
+    Example:
+        >>> import fasttune as tune
+        >>> def train(config):
+        ...     pass
+        >>> is_function_trainable(train), is_function_trainable(tune.Trainable)
+        (True, False)
+    """
+    if isinstance(trainable, str):
+        trainable = get_trainable_cls(trainable)
+    if isinstance(trainable, type):
+        return issubclass(trainable, FunctionTrainable)
+    return callable(trainable)
 
 
 def get_env_creator(name: str) -> Callable[[Dict[str, Any]], Any]:

@@ -29,11 +29,74 @@ __all__ = ["Result"]
 
 logger = logging.getLogger(__name__)
 
-PARAMS_FILE = "params.json"
-RESULT_FILE = "result.json"
-PROGRESS_FILE = "progress.csv"
-ERROR_FILE = "error.txt"
+# ---- Ray Tune's result keys and file names (``ray.tune.result``), with Ray Tune's values --------
+# Scripts import these to name metrics (``stop={TRAINING_ITERATION: 10}``); the engine fills
+# the keys marked "auto" in every result (AUTO_RESULT_KEYS: timesteps and episodes only where
+# docs/compatibility.md says).
+
+# Keys a trainable may report.
+DONE = "done"  # the trial is finished (auto: False until then)
+SHOULD_CHECKPOINT = "should_checkpoint"  # a class trainable saves a checkpoint after this result
+DEFAULT_METRIC = "_metric"  # the metric's name where a script names none
+EPISODE_REWARD_MEAN = "episode_reward_mean"
+MEAN_LOSS = "mean_loss"
+MEAN_ACCURACY = "mean_accuracy"
+EPISODES_THIS_ITER = "episodes_this_iter"
+EPISODES_TOTAL = "episodes_total"
+TIMESTEPS_THIS_ITER = "timesteps_this_iter"
+TIMESTEPS_TOTAL = "timesteps_total"
+
+# Keys the engine fills in.
+TRAINING_ITERATION = "training_iteration"
+TIME_TOTAL_S = "time_total_s"
+TIME_THIS_ITER_S = "time_this_iter_s"
+TIMESTAMP = "timestamp"
+TRIAL_ID = "trial_id"
+EXPERIMENT_TAG = "experiment_tag"
+HOSTNAME = "hostname"
+NODE_IP = "node_ip"
+PID = "pid"
 CHECKPOINT_DIR_NAME_KEY = "checkpoint_dir_name"
+CONFIG_PREFIX = "config"  # the result's config; "config/<name>" columns in dataframes
+
+DEFAULT_EXPERIMENT_INFO_KEYS = ("trainable_name", EXPERIMENT_TAG, TRIAL_ID)
+DEFAULT_RESULT_KEYS = (TRAINING_ITERATION, TIME_TOTAL_S, MEAN_ACCURACY, MEAN_LOSS)
+# Known before the first result completes.
+DEBUG_METRICS = (TRIAL_ID, "experiment_id", "date", TIMESTAMP, PID, HOSTNAME, NODE_IP, CONFIG_PREFIX)
+# Every key the engine may fill in (TIME_TOTAL_S twice, as in Ray Tune's tuple).
+AUTO_RESULT_KEYS = (
+    TRAINING_ITERATION, TIME_TOTAL_S, EPISODES_TOTAL, TIMESTEPS_TOTAL, NODE_IP, HOSTNAME, PID,
+    TIME_TOTAL_S, TIME_THIS_ITER_S, TIMESTAMP, "date", "time_since_restore", "timesteps_since_restore",
+    "iterations_since_restore", CONFIG_PREFIX, CHECKPOINT_DIR_NAME_KEY,
+)
+
+# Ray Tune's in-band markers (config and result keys its own engine passes to trainables);
+# fasttune's engine passes these things out of band and never sets them.
+RESULT_DUPLICATE = "__duplicate__"
+TRIAL_INFO = "__trial_info__"
+STDOUT_FILE = "__stdout_file__"
+STDERR_FILE = "__stderr_file__"
+
+DEFAULT_EXPERIMENT_NAME = "default"
+
+# Files in a trial's directory.  fasttune writes the first four; it never writes the pickles
+# (the config is in params.json, the error in error.txt and the experiment snapshot) nor
+# Ray Tune's long-unused status files for automlboard.
+EXPR_PARAM_FILE = "params.json"
+EXPR_RESULT_FILE = "result.json"
+EXPR_PROGRESS_FILE = "progress.csv"
+EXPR_ERROR_FILE = "error.txt"
+EXPR_PARAM_PICKLE_FILE = "params.pkl"
+EXPR_ERROR_PICKLE_FILE = "error.pkl"
+EXPR_META_FILE = "trial_status.json"
+JOB_META_FILE = "job_status.json"
+
+# fasttune's own names for the files it writes.
+PARAMS_FILE = EXPR_PARAM_FILE
+RESULT_FILE = EXPR_RESULT_FILE
+PROGRESS_FILE = EXPR_PROGRESS_FILE
+ERROR_FILE = EXPR_ERROR_FILE
+# ---- end of Ray Tune's result keys ------------------------------------------------------------
 _CHECKPOINT_DIR_RE = re.compile(r"^checkpoint_(\d+)$")
 ON_BAD_LINE = ("raise", "warn")
 _warned_bad_lines: set = set()  # (path, line): a grid re-reads a history; it warns once

@@ -18,6 +18,33 @@ from fasttune.error import TuneError
 from fasttune._resources import PlacementGroupFactory, resource_dict_to_pg_factory
 
 _STATUS_CODES = {name: code for code, name in enumerate(core.STATUS_NAMES)}
+
+
+class ExportFormat:
+    """The formats a trainable may export a model in (Ray Tune's names, for
+    ``Trainable.export_model`` implementations).
+
+    Example:
+        >>> formats = [" Model", "onnx"]
+        >>> ExportFormat.validate(formats)
+        >>> formats
+        ['model', 'onnx']
+    """
+
+    CHECKPOINT = "checkpoint"
+    MODEL = "model"
+    ONNX = "onnx"
+    H5 = "h5"
+
+    @staticmethod
+    def validate(formats: List[str]) -> None:
+        """Normalise each format in ``formats`` in place (stripped, lower case); an unknown one
+        raises a TuneError naming it and the known ones."""
+        known = (ExportFormat.CHECKPOINT, ExportFormat.MODEL, ExportFormat.ONNX, ExportFormat.H5)
+        for i, given in enumerate(formats):
+            formats[i] = given.strip().lower()
+            if formats[i] not in known:
+                raise TuneError(f"Unsupported export format {given!r}; use one of {list(known)}.")
 _UNSAFE_PATH_CHARS = re.compile(r"[^\w\-=.,+]")
 
 

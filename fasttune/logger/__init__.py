@@ -7,7 +7,7 @@ Example:
 """
 from fasttune.logger.csv import CSVLoggerCallback
 from fasttune.logger.json import JsonLoggerCallback
-from fasttune.logger.logger import LoggerCallback
+from fasttune.logger.logger import LoggerCallback, pretty_print
 from fasttune.logger.tensorboardx import TBXLoggerCallback
 
-__all__ = ["LoggerCallback", "JsonLoggerCallback", "CSVLoggerCallback", "TBXLoggerCallback"]
+__all__ = ["LoggerCallback", "pretty_print", "JsonLoggerCallback", "CSVLoggerCallback", "TBXLoggerCallback"]

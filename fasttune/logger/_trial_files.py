@@ -26,15 +26,12 @@ from fasttune._json_nesting import parse_json
 from fasttune._jsonable import json_default
 from fasttune.logger._append import append_whole
 from fasttune.logger._writer_thread import WriterThread
+from fasttune.result import ERROR_FILE, PARAMS_FILE, PROGRESS_FILE, RESULT_FILE  # noqa: F401 - re-exported
 
 # Trials with open result files; the least recently written are closed past this bound
 # so population-scale sweeps do not run out of file descriptors.
 MAX_OPEN_TRIALS = 512
 
-RESULT_FILE = "result.json"
-PROGRESS_FILE = "progress.csv"
-PARAMS_FILE = "params.json"
-ERROR_FILE = "error.txt"
 
 
 def config_to_json(config: Dict[str, Any]) -> str:

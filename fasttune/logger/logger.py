@@ -1,11 +1,18 @@
-"""``LoggerCallback``: the base of callbacks that log what trials report (``ray.tune.logger``)."""
+"""``LoggerCallback``: the base of callbacks that log what trials report, and ``pretty_print``
+for a result on a console (``ray.tune.logger``)."""
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import functools
+import json
+from typing import Any, Dict, Iterable, List, Optional
 
+from fasttune._jsonable import json_default
 from fasttune.callback import Callback, overrides
 
-__all__ = ["LoggerCallback"]
+__all__ = ["LoggerCallback", "pretty_print"]
+
+_FLOW_STYLE_AFTER = 3  # a list longer than this prints on one line, as in Ray Tune
+_NOT_PRINTED = ("config", "hist_stats")  # long, and not what a console reader wants
 
 
 class LoggerCallback(Callback):
@@ -91,3 +98,40 @@ _FORWARDED = {
     "on_trial_complete": ("log_trial_end",),
     "on_trial_error": ("log_trial_end",),
 }
+
+
+def pretty_print(result: Dict[str, Any], exclude: Optional[Iterable[str]] = None) -> str:
+    """``result`` as YAML text, as Ray Tune prints it: keys sorted, nested dicts indented, a
+    list of more than three items on one line.  ``config``, ``hist_stats``, the top-level keys
+    whose value is None and those in ``exclude`` are left out; numpy values print as numbers.
+
+    Example:
+        >>> result = {"loss": 0.25, "training_iteration": 3, "config": {"lr": 0.1},
+        ...           "info": {"steps": [1, 2], "lrs": [1, 2, 3, 4]}, "grad_norm": None}
+        >>> print(pretty_print(result), end="")
+        info:
+          lrs: [1, 2, 3, 4]
+          steps:
+          - 1
+          - 2
+        loss: 0.25
+        training_iteration: 3
+    """
+    import yaml  # PyYAML comes with ray; imported on first use to keep ``import fasttune`` fast
+
+    excluded = set(exclude or ())
+    shown = {key: value for key, value in result.items()
+             if value is not None and key not in _NOT_PRINTED and key not in excluded}
+    plain = json.loads(json.dumps(shown, default=json_default))  # numpy and other objects as JSON has them
+    return yaml.dump(plain, Dumper=_yaml_dumper(yaml), default_flow_style=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _yaml_dumper(yaml: Any) -> Any:
+    class ResultDumper(yaml.SafeDumper):
+        def represent_sequence(self, tag, sequence, flow_style=None):
+            if len(sequence) > _FLOW_STYLE_AFTER:
+                flow_style = True
+            return super().represent_sequence(tag, sequence, flow_style=flow_style)
+
+    return ResultDumper

@@ -34,6 +34,22 @@ from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.search.search_generator import SearchGenerator
 from fasttune.search.searcher import Searcher
 
+# Message templates for searchers (Ray Tune's names and ``str.format`` fields), for a
+# searcher's own errors: ``UNDEFINED_METRIC_MODE.format(cls=..., metric=..., mode=...)``.
+UNRESOLVED_SEARCH_SPACE = (
+    "{cls} got a `{par}` holding search-space domains (tune.uniform, tune.choice, ...), which it "
+    "cannot convert. Give {cls} a space in its own format, or pass the domains as the "
+    "`param_space` of tune.Tuner() and {cls} converts them."
+)
+UNDEFINED_SEARCH_SPACE = (
+    "{cls} was asked for a configuration but has no search space. Pass `{space}` to {cls}, "
+    "or a `param_space` to tune.Tuner()."
+)
+UNDEFINED_METRIC_MODE = (
+    "{cls} was asked for a configuration but its metric ({metric}) or mode ({mode}) is not "
+    "set. Pass them to {cls}, or to tune.TuneConfig()."
+)
+
 __all__ = [
     "BasicVariantGenerator",
     "SearchAlgorithm",
@@ -60,4 +76,7 @@ __all__ = [
     "randn",
     "sample_from",
     "uniform",
+    "UNRESOLVED_SEARCH_SPACE",
+    "UNDEFINED_SEARCH_SPACE",
+    "UNDEFINED_METRIC_MODE",
 ]

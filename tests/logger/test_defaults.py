@@ -87,3 +87,29 @@ def test_a_users_csv_logger_alone_writes_progress_csv_without_tbx(ray_session, s
     monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     names, events = _files(fit(_two_results, storage, name="csv_only", callbacks=[CSVLoggerCallback()]))
     assert {"result.json", "progress.csv"} <= names and not events
+
+
+def test_ray_tune_callbacks_env_var_adds_one_of_each_named_class_after_the_users(monkeypatch):
+    monkeypatch.setenv("RAY_TUNE_CALLBACKS", " fasttune.Callback, ,fasttune.logger.CSVLoggerCallback")
+    mine = tune.Callback()
+    callbacks = with_default_loggers([mine])
+    assert callbacks[0] is mine
+    assert _types(callbacks[1:]) == [tune.Callback, CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback]
+
+
+def test_ray_tune_callbacks_env_var_counts_when_default_loggers_are_disabled(monkeypatch):
+    monkeypatch.setenv("RAY_TUNE_CALLBACKS", "fasttune.logger.JsonLoggerCallback")
+    monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    assert _types(with_default_loggers(None)) == [JsonLoggerCallback]
+
+
+@pytest.mark.parametrize("path, problem", [
+    ("NoDots", "cannot be imported"),
+    ("fasttune.NoSuchCallback", "cannot be imported"),
+    ("no_such_module_xyz.Callback", "cannot be imported"),
+    ("fasttune.Trainable", "is not a subclass of fasttune.Callback"),
+])
+def test_ray_tune_callbacks_env_var_names_a_path_that_is_not_a_callback_class(monkeypatch, path, problem):
+    monkeypatch.setenv("RAY_TUNE_CALLBACKS", path)
+    with pytest.raises(ValueError, match=f"RAY_TUNE_CALLBACKS names '{path}', which {problem}"):
+        with_default_loggers(None)

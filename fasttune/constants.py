@@ -1,0 +1,32 @@
+"""Environment variables fasttune reads (``ray.tune.constants``).
+
+``TUNE_ENV_VARS`` names every variable that changes what fasttune does.  It holds the two
+Ray Tune variables fasttune honours, under Ray Tune's names, and fasttune's own; Ray Tune's
+other variables tune Ray Tune's engine, which fasttune replaces, so they have no effect.
+
+* ``RAY_TUNE_CALLBACKS``: comma-separated ``module.Class`` paths of callbacks that every
+  experiment adds, each made with no arguments.
+* ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``: no default CSV, JSON and TensorBoard loggers.
+* ``FASTTUNE_STORAGE_PATH``: where experiments go when ``RunConfig`` names no storage path.
+* ``FASTTUNE_STORAGE_CACHE``: the local cache of a remote (``s3://``...) storage path.
+* ``FASTTUNE_GLOBAL_CHECKPOINT_S``: seconds between experiment snapshots.
+* ``FASTTUNE_SYNCHRONOUS=1``: trials run one step at a time in order (reproducible runs).
+* ``FASTTUNE_PUREPYTHON=1``: the pure-Python core instead of the compiled one.
+
+Example:
+    >>> from fasttune.constants import RAY_TUNE_CALLBACKS_ENV_VAR, TUNE_ENV_VARS
+    >>> RAY_TUNE_CALLBACKS_ENV_VAR in TUNE_ENV_VARS
+    True
+"""
+
+RAY_TUNE_CALLBACKS_ENV_VAR = "RAY_TUNE_CALLBACKS"
+
+TUNE_ENV_VARS = {
+    RAY_TUNE_CALLBACKS_ENV_VAR,
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
+    "FASTTUNE_STORAGE_PATH",
+    "FASTTUNE_STORAGE_CACHE",
+    "FASTTUNE_GLOBAL_CHECKPOINT_S",
+    "FASTTUNE_SYNCHRONOUS",
+    "FASTTUNE_PUREPYTHON",
+}
