@@ -4,9 +4,9 @@
 Not imported by ``import fasttune``."""
 from fasttune.utils.util import (
     UtilMonitor,
-    _detect_config_single,
     date_str,
     deep_update,
+    detect_config_single,
     diagnose_serialization,
     flatten_dict,
     merge_dicts,
@@ -15,6 +15,9 @@ from fasttune.utils.util import (
     wait_for_gpu,
     warn_if_slow,
 )
+
+# Ray Tune exports it under this private name.
+_detect_config_single = detect_config_single
 
 __all__ = [
     "deep_update",

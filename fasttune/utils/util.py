@@ -293,7 +293,7 @@ def diagnose_serialization(trainable: Callable) -> Union[bool, Set[str]]:
     return failed
 
 
-def _detect_config_single(func: Callable) -> bool:
+def detect_config_single(func: Callable) -> bool:
     """Whether ``func({})`` binds (one ``config`` argument)."""
     try:
         inspect.signature(func).bind({})
