@@ -43,6 +43,7 @@ from fasttune.trainable.trainable import (
     Trainable,
     check_step_result,
     is_trainable_class,
+    node_ip_address,
 )
 
 # A trial that reports faster than the driver drains blocks here; the bound keeps a
@@ -217,7 +218,7 @@ class TrialWorker:
         self._trainables: Dict[str, Any] = {}
         self._wrapped: Dict[str, Any] = {}
         self._held: Optional[tuple] = None  # (trainable name, live Trainable) kept for reuse
-        self._identity = (os.getpid(), socket.gethostname(), _node_ip())
+        self._identity = (os.getpid(), socket.gethostname(), node_ip_address())
         self._thread = threading.Thread(target=self._trial_loop, name="fasttune-trial", daemon=True)
         self._thread.start()
 
@@ -690,13 +691,3 @@ def _no_report_in_class(cls: type) -> Any:
         )
 
     return sink
-
-
-def _node_ip() -> str:
-    try:
-        import ray.util
-
-        return ray.util.get_node_ip_address()
-    except Exception:  # noqa: BLE001 - outside Ray (tests of the worker alone)
-        return "127.0.0.1"
-

@@ -2,5 +2,6 @@
 from fasttune.trainable.function_trainable import FunctionTrainable, wrap_function
 from fasttune.trainable.session import TuneContext, get_checkpoint, get_context, report
 from fasttune.trainable.trainable import Trainable
+from fasttune.trainable.util import with_parameters
 
-__all__ = ["Trainable", "FunctionTrainable", "wrap_function", "TuneContext", "get_checkpoint", "get_context", "report"]
+__all__ = ["Trainable", "FunctionTrainable", "with_parameters", "wrap_function", "TuneContext", "get_checkpoint", "get_context", "report"]
