@@ -1,12 +1,13 @@
 """Environment variables fasttune reads (``ray.tune.constants``).
 
-``TUNE_ENV_VARS`` names every variable that changes what fasttune does.  It holds the two
+``TUNE_ENV_VARS`` names every variable that changes what fasttune does.  It holds the three
 Ray Tune variables fasttune honours, under Ray Tune's names, and fasttune's own; Ray Tune's
 other variables tune Ray Tune's engine, which fasttune replaces, so they have no effect.
 
 * ``RAY_TUNE_CALLBACKS``: comma-separated ``module.Class`` paths of callbacks that every
   experiment adds, each made with no arguments.
 * ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``: no default CSV, JSON and TensorBoard loggers.
+* ``TUNE_WARN_THRESHOLD_S``: seconds after which ``fasttune.utils.warn_if_slow`` warns.
 * ``FASTTUNE_STORAGE_PATH``: where experiments go when ``RunConfig`` names no storage path.
 * ``FASTTUNE_STORAGE_CACHE``: the local cache of a remote (``s3://``...) storage path.
 * ``FASTTUNE_GLOBAL_CHECKPOINT_S``: seconds between experiment snapshots.
@@ -24,6 +25,7 @@ RAY_TUNE_CALLBACKS_ENV_VAR = "RAY_TUNE_CALLBACKS"
 TUNE_ENV_VARS = {
     RAY_TUNE_CALLBACKS_ENV_VAR,
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
+    "TUNE_WARN_THRESHOLD_S",
     "FASTTUNE_STORAGE_PATH",
     "FASTTUNE_STORAGE_CACHE",
     "FASTTUNE_GLOBAL_CHECKPOINT_S",
