@@ -270,3 +270,173 @@ def test_num_samples_times_grid_expands_in_the_same_order(engines, tmp_path):
     for run in (ray_run, ft_run):
         assert all(0 <= t.config["r"] < 1 for t in run.trials)
         assert all(re.fullmatch(r"\d+_a=\d,b=[xy],r=0\.\d{4}", t.experiment_tag) for t in run.trials)
+
+
+# -- ResultGrid -----------------------------------------------------------------------------------
+
+# Per trial, its score at iterations 1..12: each scope and mode ranks them differently.
+HISTORIES = {
+    "rising": list(range(12)),                   # last 11, avg 5.5, last-5-avg 9, last-10-avg 6.5
+    "early_peak": [20] + [1] * 11,               # best ever 20, last 1
+    "flat": [7] * 12,                            # avg 7
+    "plateau": [0, 0] + [10] * 5 + [6] * 5,      # last-10-avg 8
+    "dip": [8] * 5 + [-5] + [8] * 6,             # lowest ever -5
+}
+SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
+
+
+def grid_script(tune, run_config):
+    histories = dict(HISTORIES)
+
+    def trainable(config):
+        for i in range(12):
+            if config["t"] == "silent":
+                tune.report({"other": i})  # never reports the score
+            else:
+                tune.report({"score": histories[config["t"]][i], "nested": {"half": histories[config["t"]][i] / 2}})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"t": tune.grid_search(list(HISTORIES) + ["silent"])},
+        # No TuneConfig metric: Ray Tune would fail the trial that never reports it.
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+@pytest.fixture(scope="module")
+def grid_runs(engines, tmp_path_factory):
+    return run_on_both(engines, grid_script, tmp_path_factory.mktemp("grid"))
+
+
+def _best_picks(run):
+    return {(metric, scope, mode): run.trials[run.index_of(run.grid.get_best_result(metric, mode, scope))].config["t"]
+            for metric in ("score", "nested/half") for scope in SCOPES for mode in ("max", "min")}
+
+
+def test_get_best_result_picks_the_same_trial_for_every_scope_and_mode(grid_runs):
+    ray_run, ft_run = grid_runs
+    ray_picks = _best_picks(ray_run)
+    # The scenario tells the scopes apart.
+    assert {ray_picks[("score", scope, "max")] for scope in SCOPES} == {"rising", "flat", "plateau", "early_peak"}
+    assert _best_picks(ft_run) == ray_picks
+
+
+def _rows(frame, columns):
+    return sorted(tuple(row) for row in frame[list(columns)].itertuples(index=False))
+
+
+# Column order is not compared: Ray Tune moves flattened nested keys ("nested/half") after the
+# others, fasttune keeps them where the result had them; frames are read by column name.
+def test_get_dataframe_has_the_same_columns_and_rows(grid_runs):
+    ray_run, ft_run = grid_runs
+    ray_frame, ft_frame = ray_run.grid.get_dataframe(), ft_run.grid.get_dataframe()
+    # fasttune's frame has one more column, "path" (the same as "logdir"), documented in its
+    # get_dataframe and held by tests/test_result_grid.py.
+    assert set(ft_frame.columns) - {"path"} == set(ray_frame.columns)
+    assert list(ft_frame["path"]) == list(ft_frame["logdir"])
+    columns = ("config/t", "training_iteration", "score", "nested/half", "other")
+    assert _rows(ft_frame.fillna(-1), columns) == _rows(ray_frame.fillna(-1), columns)
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_get_dataframe_filtered_picks_the_same_row_per_trial(grid_runs, mode):
+    ray_run, ft_run = grid_runs
+    ray_frame = ray_run.grid.get_dataframe(filter_metric="score", filter_mode=mode)
+    ft_frame = ft_run.grid.get_dataframe(filter_metric="score", filter_mode=mode)
+    # Ray Tune's frame also has the "silent" trial, and so its "other" column: see the next test.
+    assert set(ft_frame.columns) - {"path"} == set(ray_frame.columns) - {"other"}
+    reported = ray_frame[ray_frame["config/t"] != "silent"]
+    columns = ("config/t", "training_iteration", "score", "nested/half")
+    assert _rows(ft_frame, columns) == _rows(reported, columns)
+    assert len(reported) == len(HISTORIES)
+
+
+@pytest.mark.xfail(strict=True, reason="fasttune's get_dataframe(filter_metric=...) leaves out a trial that never "
+                                       "reported the metric (tests/test_result_grid.py holds that); Ray Tune gives its "
+                                       "last result")
+def test_get_dataframe_filtered_keeps_a_trial_without_the_metric(grid_runs):
+    ray_run, ft_run = grid_runs
+    ray_frame = ray_run.grid.get_dataframe(filter_metric="score", filter_mode="max")
+    ft_frame = ft_run.grid.get_dataframe(filter_metric="score", filter_mode="max")
+    assert list(ray_frame[ray_frame["config/t"] == "silent"]["training_iteration"]) == [12]
+    assert sorted(ft_frame["config/t"]) == sorted(ray_frame["config/t"])
+
+
+# -- checkpoint retention -------------------------------------------------------------------------
+
+def checkpoint_script(num_to_keep, attribute, order):
+    def script(tune, run_config):
+        import os
+        import tempfile
+
+        def trainable(config):
+            for i in range(1, 7):
+                with tempfile.TemporaryDirectory() as d:
+                    with open(os.path.join(d, "it"), "w") as f:
+                        f.write(str(i))
+                    score = [3, 9, 1, 7, 5, 2][i - 1] * config["sign"]
+                    tune.report({"score": score}, checkpoint=tune.Checkpoint.from_directory(d))
+
+        return tune.Tuner(
+            trainable,
+            param_space={"sign": tune.grid_search([1, -1])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+            run_config=tune.RunConfig(
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=num_to_keep, checkpoint_score_attribute=attribute,
+                                                        checkpoint_score_order=order),
+                **run_config),
+        ).fit()
+
+    return script
+
+
+def _iteration_of(checkpoint):
+    import os
+
+    with checkpoint.as_directory() as d, open(os.path.join(d, "it")) as f:
+        return int(f.read())
+
+
+def _kept(run):
+    """Per trial: the iterations whose checkpoints are still on disk, and the latest checkpoint's."""
+    import os
+
+    out = {}
+    for result in run.grid:
+        on_disk = sorted(int(open(os.path.join(result.path, name, "it")).read())
+                         for name in os.listdir(result.path) if name.startswith("checkpoint_"))
+        out[result.config["sign"]] = (on_disk, _iteration_of(result.checkpoint))
+    return out
+
+
+def _best_checkpoints(run):
+    return {result.config["sign"]: [_iteration_of(c) for c, _ in result.best_checkpoints] for result in run.grid}
+
+
+RETENTION = [(2, "score", "max"), (2, "score", "min"), (1, None, "max"), (None, "score", "max")]
+BEST_FIRST = pytest.mark.xfail(
+    strict=True, reason="fasttune's Result.best_checkpoints lists every kept checkpoint best first "
+                        "(tests/test_tuner_e2e.py holds that); Ray Tune's lists the num_to_keep best, worst first, "
+                        "so the latest is there only when it is among them")
+
+
+@pytest.fixture(scope="module", params=RETENTION, ids=lambda p: "-".join(map(str, p)))
+def retention_runs(request, engines, tmp_path_factory):
+    return request.param, run_on_both(engines, checkpoint_script(*request.param), tmp_path_factory.mktemp("retention"))
+
+
+def test_checkpoint_config_keeps_the_same_checkpoints(retention_runs):
+    (num_to_keep, _, _), (ray_run, ft_run) = retention_runs
+    kept = _kept(ray_run)
+    # Every trial checkpointed 6 times: num_to_keep deleted some.
+    assert all((len(on_disk) < 6) == (num_to_keep is not None) for on_disk, _ in kept.values())
+    assert _kept(ft_run) == kept
+
+
+@pytest.mark.parametrize("retention_runs", [
+    pytest.param(p, id="-".join(map(str, p)), marks=[BEST_FIRST] if p[1] is not None else [])
+    for p in RETENTION], indirect=True)
+def test_best_checkpoints_are_the_same_in_the_same_order(retention_runs):
+    _, (ray_run, ft_run) = retention_runs
+    assert _best_checkpoints(ft_run) == _best_checkpoints(ray_run)
