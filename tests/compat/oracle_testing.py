@@ -31,7 +31,7 @@ TRIAL_ID = re.compile(r"^[0-9a-f]{5}_(\d{5})$")
 def import_engine(name: str) -> Any:
     """``ray.tune`` or ``fasttune``, with the subpackages the scripts use imported."""
     module = importlib.import_module(name)
-    for sub in ("schedulers", "search"):
+    for sub in ("schedulers", "search", "error"):
         importlib.import_module(f"{name}.{sub}")
     return module
 

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from oracle_testing import ENGINES, TRIAL_ID, import_engine, run_on_both
+from oracle_testing import ENGINES, TRIAL_ID, import_engine, run_on_both, run_script
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -240,6 +240,34 @@ def test_a_stop_dict_with_a_bool_threshold_stops_the_same_trials(engines, tmp_pa
     assert [len(t.iterations) for t in ray_run.trials] == [2, 3, 4, 5]
     assert ft_run.trials == ray_run.trials
     assert ft_run.results == ray_run.results
+
+
+# -- the metric TuneConfig names ------------------------------------------------------------------
+
+def missing_metric_script(tune, run_config):
+    def trainable(config):
+        tune.report({"other": 1})
+        tune.report({"other": 2, "score": 1})
+
+    return tune.Tuner(
+        trainable, param_space={"a": 1},
+        tune_config=tune.TuneConfig(metric="score", mode="max"),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def test_a_result_without_the_tune_config_metric_fails_the_run(engines, tmp_path):
+    for name in ENGINES:
+        with pytest.raises(engines[name].error.TuneError, match="score"):
+            run_script(engines[name], missing_metric_script, str(tmp_path / name))
+
+
+@pytest.mark.xfail(strict=True, reason="fasttune does not read TUNE_DISABLE_STRICT_METRIC_CHECKING")
+def test_strict_metric_checking_can_be_turned_off(engines, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    ray_run, ft_run = run_on_both(engines, missing_metric_script, tmp_path)
+    assert ray_run.trials[0].iterations == (1, 2)
+    assert ft_run.trials == ray_run.trials
 
 
 # -- search-space expansion -----------------------------------------------------------------------
