@@ -2,9 +2,13 @@
 module it is given as ``tune``, and both runs must take the same decisions and reach the same outcome.
 
 Ray Tune is the reference.  Each script is deterministic: its trainables depend only on their
-config and iteration, trials run one at a time (``max_concurrent_trials=1``) where order matters,
-and random search-space values are not compared.  ``reuse_actors=True`` only spares Ray Tune an
-actor start per trial (about a second each here); it changes no decision.
+config and iteration, trials run one at a time (``max_concurrent_trials=1``, or for HyperBand a
+trial that takes every CPU) where order matters, and random search-space values are not compared.
+``reuse_actors=True`` only spares Ray Tune an actor start per trial (seconds each on a small
+machine); it changes no decision.
+
+Where the engines differ on purpose, the test says what is compared instead and why.  A difference
+that a fasttune test holds today (so it cannot change here) is a strict xfail that names it.
 """
 import re
 
@@ -278,7 +282,7 @@ def expansion_script(tune, run_config):
 
     return tune.Tuner(
         trainable,
-        param_space={"a": tune.grid_search([1, 2, 3]), "b": tune.grid_search(["x", "y"]),
+        param_space={"a": tune.grid_search([1, 2]), "b": tune.grid_search(["x", "y"]),
                      "r": tune.uniform(0, 1)},
         tune_config=tune.TuneConfig(num_samples=2, max_concurrent_trials=1, reuse_actors=True,
                                     search_alg=tune.search.BasicVariantGenerator(random_state=1234)),
@@ -293,7 +297,7 @@ def _grid_part(run):
 
 def test_num_samples_times_grid_expands_in_the_same_order(engines, tmp_path):
     ray_run, ft_run = run_on_both(engines, expansion_script, tmp_path)
-    assert len(ray_run.trials) == 12
+    assert len(ray_run.trials) == 8
     assert _grid_part(ft_run) == _grid_part(ray_run)
     for run in (ray_run, ft_run):
         assert all(0 <= t.config["r"] < 1 for t in run.trials)
@@ -419,11 +423,16 @@ def checkpoint_script(num_to_keep, attribute, order):
     return script
 
 
-def _iteration_of(checkpoint):
+def _read_iteration(directory):
     import os
 
-    with checkpoint.as_directory() as d, open(os.path.join(d, "it")) as f:
+    with open(os.path.join(directory, "it")) as f:
         return int(f.read())
+
+
+def _iteration_of(checkpoint):
+    with checkpoint.as_directory() as d:
+        return _read_iteration(d)
 
 
 def _kept(run):
@@ -432,7 +441,7 @@ def _kept(run):
 
     out = {}
     for result in run.grid:
-        on_disk = sorted(int(open(os.path.join(result.path, name, "it")).read())
+        on_disk = sorted(_read_iteration(os.path.join(result.path, name))
                          for name in os.listdir(result.path) if name.startswith("checkpoint_"))
         out[result.config["sign"]] = (on_disk, _iteration_of(result.checkpoint))
     return out
