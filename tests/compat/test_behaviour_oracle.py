@@ -1,0 +1,479 @@
+"""The behaviour oracle: each script below runs on Ray Tune and on fasttune, unchanged but for the
+module it is given as ``tune``, and both runs must take the same decisions and reach the same outcome.
+
+Ray Tune is the reference.  Each script is deterministic: its trainables depend only on their
+config and iteration, trials run one at a time (``max_concurrent_trials=1``, or for HyperBand a
+trial that takes every CPU) where order matters, and random search-space values are not compared.
+``reuse_actors=True`` only spares Ray Tune an actor start per trial (seconds each on a small
+machine); it changes no decision.
+
+Where the engines differ on purpose, the test says what is compared instead and why.  A difference
+that a fasttune test holds today (so it cannot change here) is a strict xfail that names it.
+"""
+import re
+
+import pytest
+
+from oracle_testing import ENGINES, TRIAL_ID, import_engine, run_on_both, run_script
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def engines(ray_session):
+    return {name: import_engine(name) for name in ENGINES}
+
+
+def score_curve(a, i):
+    """A deterministic score whose ranking between trials changes over iterations."""
+    return (a * 37) % 11 + i * ((a * 13) % 5) / 2.0
+
+
+# -- schedulers -----------------------------------------------------------------------------------
+
+def asha_script(tune, run_config):
+    def trainable(config):
+        for i in range(1, 10):
+            tune.report({"score": score_curve(config["a"], i)})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search(list(range(8)))},
+        tune_config=tune.TuneConfig(
+            metric="score", mode="max", max_concurrent_trials=1, reuse_actors=True,
+            scheduler=tune.schedulers.ASHAScheduler(grace_period=1, reduction_factor=2, max_t=8)),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def test_asha_stops_the_same_trials_at_the_same_rungs(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, asha_script, tmp_path)
+    # The scenario exercises the rule: some trials stop at a rung, some run to max_t.
+    lengths = {len(t.iterations) for t in ray_run.trials}
+    assert min(lengths) < 8 and max(lengths) == 8
+    assert ft_run.trials == ray_run.trials
+    assert ft_run.results == ray_run.results
+
+
+# -- trial naming ---------------------------------------------------------------------------------
+
+def naming_script(tune, run_config):
+    # Named for this test alone: see test_a_new_function_under_a_used_name_keeps_the_name.
+    def named_trainable(config):
+        tune.report({"score": config["a"]})
+
+    return tune.Tuner(
+        named_trainable,
+        param_space={"a": tune.grid_search([1, 2]), "b": tune.grid_search([0.5])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def test_trial_names_and_directories_have_ray_tunes_shape(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, naming_script, tmp_path)
+    assert [t.experiment_tag for t in ray_run.trials] == ["0_a=1,b=0.5000", "1_a=2,b=0.5000"]
+    assert [t.experiment_tag for t in ft_run.trials] == [t.experiment_tag for t in ray_run.trials]
+    for run in (ray_run, ft_run):
+        for index, (names, trial) in enumerate(zip(run.names, run.trials)):
+            # "<5 random hex digits>_<creation index>": only the index is comparable.
+            match = TRIAL_ID.match(names["trial_id"])
+            assert match and int(match.group(1)) == index
+            assert names["trainable_name"] == "named_trainable"
+            assert names["str"] == f"named_trainable_{names['trial_id']}"
+    # The directory is "<str(trial)>_<experiment_tag>"; Ray Tune appends the trial's creation time,
+    # fasttune does not (its trial ids are unique within the experiment already).
+    for names, trial in zip(ray_run.names, ray_run.trials):
+        assert re.fullmatch(re.escape(f"{names['str']}_{trial.experiment_tag}") + r"_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d",
+                            names["dirname"])
+    for names, trial in zip(ft_run.names, ft_run.trials):
+        assert names["dirname"] == f"{names['str']}_{trial.experiment_tag}"
+
+
+def reused_name_script(tune, run_config):
+    def trainable_under_one_name(config):
+        tune.report({"score": config["a"]})
+
+    return tune.Tuner(trainable_under_one_name, param_space={"a": 1},
+                      run_config=tune.RunConfig(**run_config)).fit()
+
+
+@pytest.mark.xfail(strict=True, reason="fasttune registers a second function under a used name as name_2 "
+                                       "(registry.register_under_free_name); Ray Tune re-registers the name")
+def test_a_new_function_under_a_used_name_keeps_the_name(engines, tmp_path):
+    # Each run of the script defines a new function, as a notebook cell run twice does.
+    run_on_both(engines, reused_name_script, tmp_path / "first")
+    ray_run, ft_run = run_on_both(engines, reused_name_script, tmp_path / "second")
+    assert ray_run.names[0]["trainable_name"] == "trainable_under_one_name"
+    assert ft_run.names[0]["trainable_name"] == ray_run.names[0]["trainable_name"]
+
+
+def median_script(tune, run_config):
+    def trainable(config):
+        for i in range(1, 9):
+            tune.report({"score": score_curve(config["a"], i)})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search(list(range(7)))},
+        tune_config=tune.TuneConfig(
+            metric="score", mode="max", max_concurrent_trials=1, reuse_actors=True,
+            scheduler=tune.schedulers.MedianStoppingRule(time_attr="training_iteration", grace_period=2,
+                                                         min_samples_required=2)),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def test_median_stopping_stops_the_same_trials_at_the_same_iterations(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, median_script, tmp_path)
+    lengths = {len(t.iterations) for t in ray_run.trials}
+    assert min(lengths) < 8 and max(lengths) == 8
+    assert ft_run.trials == ray_run.trials
+    assert ft_run.results == ray_run.results
+
+
+def hyperband_script(tune, run_config):
+    # HyperBand pauses trials; a paused trial resumes from its checkpoint.
+    import os
+    import tempfile
+
+    def trainable(config):
+        start = 0
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d, open(os.path.join(d, "it")) as f:
+                start = int(f.read())
+        for i in range(start + 1, 10):
+            with tempfile.TemporaryDirectory() as d:
+                with open(os.path.join(d, "it"), "w") as f:
+                    f.write(str(i))
+                tune.report({"score": score_curve(config["a"], i)}, checkpoint=tune.Checkpoint.from_directory(d))
+
+    # One trial at a time, by resources rather than max_concurrent_trials: HyperBand fills its
+    # brackets with trials that exist, and max_concurrent_trials would create one at a time.
+    import ray
+
+    whole_machine = {"cpu": ray.cluster_resources()["CPU"]}
+    return tune.Tuner(
+        tune.with_resources(trainable, whole_machine),
+        param_space={"a": tune.grid_search(list(range(9)))},
+        tune_config=tune.TuneConfig(
+            metric="score", mode="max", reuse_actors=True,
+            scheduler=tune.schedulers.HyperBandScheduler(max_t=9, reduction_factor=3)),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def test_hyperband_pauses_resumes_and_stops_the_same_trials(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, hyperband_script, tmp_path)
+    # The scenario exercises the rule: some trials are paused and resumed, some stop early.
+    assert any(len(stretches) > 1 for stretches in ray_run.segments())
+    assert min(len(t.iterations) for t in ray_run.trials) < 9
+    assert ft_run.trials == ray_run.trials
+    # Each trial is paused, resumed and stopped at the same iterations.  Which trial runs next
+    # is the engines' own (fasttune creates trials as a bracket needs them, Ray Tune creates
+    # them all ahead and picks the least complete bracket), so the interleaving differs.
+    assert ft_run.segments() == ray_run.segments()
+
+
+# -- stop dicts -----------------------------------------------------------------------------------
+
+def stop_dict_script(tune, run_config):
+    def trainable(config):
+        for i in range(1, 9):
+            if config["a"] == 3 and i == 3:
+                raise ValueError("a=3 fails at its third iteration")
+            tune.report({"score": score_curve(config["a"], i)})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search(list(range(5)))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(stop={"score": 9, "training_iteration": 6}, **run_config),
+    ).fit()
+
+
+def test_a_numeric_stop_dict_stops_the_same_trials(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, stop_dict_script, tmp_path)
+    assert [len(t.iterations) for t in ray_run.trials] != [6] * 5
+    assert [t.status for t in ray_run.trials].count("ERROR") == 1
+    assert ft_run.trials == ray_run.trials
+    assert ft_run.results == ray_run.results
+
+
+def nested_stop_script(tune, run_config):
+    def trainable(config):
+        for i in range(1, 9):
+            tune.report({"val": {"score": score_curve(config["a"], i)}})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search(list(range(4)))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(stop={"val/score": 9}, **run_config),
+    ).fit()
+
+
+def test_a_stop_dict_with_a_nested_key_stops_the_same_trials(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, nested_stop_script, tmp_path)
+    assert {len(t.iterations) for t in ray_run.trials} != {8}
+    assert ft_run.trials == ray_run.trials
+    assert ft_run.results == ray_run.results
+
+
+def bool_stop_script(key):
+    def script(tune, run_config):
+        def trainable(config):
+            for i in range(1, 9):
+                tune.report({"score": score_curve(config["a"], i), key: i >= config["a"] + 2})
+
+        return tune.Tuner(
+            trainable,
+            param_space={"a": tune.grid_search(list(range(4)))},
+            tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+            run_config=tune.RunConfig(stop={key: True}, **run_config),
+        ).fit()
+
+    return script
+
+
+@pytest.mark.xfail(strict=True, reason="stop dicts with bool thresholds: another branch")
+@pytest.mark.parametrize("key", ["converged", "done"])
+def test_a_stop_dict_with_a_bool_threshold_stops_the_same_trials(engines, tmp_path, key):
+    ray_run, ft_run = run_on_both(engines, bool_stop_script(key), tmp_path)
+    assert [len(t.iterations) for t in ray_run.trials] == [2, 3, 4, 5]
+    assert ft_run.trials == ray_run.trials
+    assert ft_run.results == ray_run.results
+
+
+# -- the metric TuneConfig names ------------------------------------------------------------------
+
+def missing_metric_script(tune, run_config):
+    def trainable(config):
+        tune.report({"other": 1})
+        tune.report({"other": 2, "score": 1})
+
+    return tune.Tuner(
+        trainable, param_space={"a": 1},
+        tune_config=tune.TuneConfig(metric="score", mode="max"),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def test_a_result_without_the_tune_config_metric_fails_the_run(engines, tmp_path):
+    for name in ENGINES:
+        with pytest.raises(engines[name].error.TuneError, match="score"):
+            run_script(engines[name], missing_metric_script, str(tmp_path / name))
+
+
+@pytest.mark.xfail(strict=True, reason="fasttune does not read TUNE_DISABLE_STRICT_METRIC_CHECKING")
+def test_strict_metric_checking_can_be_turned_off(engines, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    ray_run, ft_run = run_on_both(engines, missing_metric_script, tmp_path)
+    assert ray_run.trials[0].iterations == (1, 2)
+    assert ft_run.trials == ray_run.trials
+
+
+# -- search-space expansion -----------------------------------------------------------------------
+
+def expansion_script(tune, run_config):
+    def trainable(config):
+        tune.report({"score": config["a"]})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search([1, 2]), "b": tune.grid_search(["x", "y"]),
+                     "r": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(num_samples=2, max_concurrent_trials=1, reuse_actors=True,
+                                    search_alg=tune.search.BasicVariantGenerator(random_state=1234)),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def _grid_part(run):
+    return [({k: v for k, v in t.config.items() if k != "r"},
+             re.sub(r",r=[^,]*$", "", t.experiment_tag)) for t in run.trials]
+
+
+def test_num_samples_times_grid_expands_in_the_same_order(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, expansion_script, tmp_path)
+    assert len(ray_run.trials) == 8
+    assert _grid_part(ft_run) == _grid_part(ray_run)
+    for run in (ray_run, ft_run):
+        assert all(0 <= t.config["r"] < 1 for t in run.trials)
+        assert all(re.fullmatch(r"\d+_a=\d,b=[xy],r=0\.\d{4}", t.experiment_tag) for t in run.trials)
+
+
+# -- ResultGrid -----------------------------------------------------------------------------------
+
+# Per trial, its score at iterations 1..12: each scope and mode ranks them differently.
+HISTORIES = {
+    "rising": list(range(12)),                   # last 11, avg 5.5, last-5-avg 9, last-10-avg 6.5
+    "early_peak": [20] + [1] * 11,               # best ever 20, last 1
+    "flat": [7] * 12,                            # avg 7
+    "plateau": [0, 0] + [10] * 5 + [6] * 5,      # last-10-avg 8
+    "dip": [8] * 5 + [-5] + [8] * 6,             # lowest ever -5
+}
+SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
+
+
+def grid_script(tune, run_config):
+    histories = dict(HISTORIES)
+
+    def trainable(config):
+        for i in range(12):
+            if config["t"] == "silent":
+                tune.report({"other": i})  # never reports the score
+            else:
+                tune.report({"score": histories[config["t"]][i], "nested": {"half": histories[config["t"]][i] / 2}})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"t": tune.grid_search(list(HISTORIES) + ["silent"])},
+        # No TuneConfig metric: Ray Tune would fail the trial that never reports it.
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+@pytest.fixture(scope="module")
+def grid_runs(engines, tmp_path_factory):
+    return run_on_both(engines, grid_script, tmp_path_factory.mktemp("grid"))
+
+
+def _best_picks(run):
+    return {(metric, scope, mode): run.trials[run.index_of(run.grid.get_best_result(metric, mode, scope))].config["t"]
+            for metric in ("score", "nested/half") for scope in SCOPES for mode in ("max", "min")}
+
+
+def test_get_best_result_picks_the_same_trial_for_every_scope_and_mode(grid_runs):
+    ray_run, ft_run = grid_runs
+    ray_picks = _best_picks(ray_run)
+    # The scenario tells the scopes apart.
+    assert {ray_picks[("score", scope, "max")] for scope in SCOPES} == {"rising", "flat", "plateau", "early_peak"}
+    assert _best_picks(ft_run) == ray_picks
+
+
+def _rows(frame, columns):
+    return sorted(tuple(row) for row in frame[list(columns)].itertuples(index=False))
+
+
+# Column order is not compared: Ray Tune moves flattened nested keys ("nested/half") after the
+# others, fasttune keeps them where the result had them; frames are read by column name.
+def test_get_dataframe_has_the_same_columns_and_rows(grid_runs):
+    ray_run, ft_run = grid_runs
+    ray_frame, ft_frame = ray_run.grid.get_dataframe(), ft_run.grid.get_dataframe()
+    # fasttune's frame has one more column, "path" (the same as "logdir"), documented in its
+    # get_dataframe and held by tests/test_result_grid.py.
+    assert set(ft_frame.columns) - {"path"} == set(ray_frame.columns)
+    assert list(ft_frame["path"]) == list(ft_frame["logdir"])
+    columns = ("config/t", "training_iteration", "score", "nested/half", "other")
+    assert _rows(ft_frame.fillna(-1), columns) == _rows(ray_frame.fillna(-1), columns)
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_get_dataframe_filtered_picks_the_same_row_per_trial(grid_runs, mode):
+    ray_run, ft_run = grid_runs
+    ray_frame = ray_run.grid.get_dataframe(filter_metric="score", filter_mode=mode)
+    ft_frame = ft_run.grid.get_dataframe(filter_metric="score", filter_mode=mode)
+    # Ray Tune's frame also has the "silent" trial, and so its "other" column: see the next test.
+    assert set(ft_frame.columns) - {"path"} == set(ray_frame.columns) - {"other"}
+    reported = ray_frame[ray_frame["config/t"] != "silent"]
+    columns = ("config/t", "training_iteration", "score", "nested/half")
+    assert _rows(ft_frame, columns) == _rows(reported, columns)
+    assert len(reported) == len(HISTORIES)
+
+
+@pytest.mark.xfail(strict=True, reason="fasttune's get_dataframe(filter_metric=...) leaves out a trial that never "
+                                       "reported the metric (tests/test_result_grid.py holds that); Ray Tune gives its "
+                                       "last result")
+def test_get_dataframe_filtered_keeps_a_trial_without_the_metric(grid_runs):
+    ray_run, ft_run = grid_runs
+    ray_frame = ray_run.grid.get_dataframe(filter_metric="score", filter_mode="max")
+    ft_frame = ft_run.grid.get_dataframe(filter_metric="score", filter_mode="max")
+    assert list(ray_frame[ray_frame["config/t"] == "silent"]["training_iteration"]) == [12]
+    assert sorted(ft_frame["config/t"]) == sorted(ray_frame["config/t"])
+
+
+# -- checkpoint retention -------------------------------------------------------------------------
+
+def checkpoint_script(num_to_keep, attribute, order):
+    def script(tune, run_config):
+        import os
+        import tempfile
+
+        def trainable(config):
+            for i in range(1, 7):
+                with tempfile.TemporaryDirectory() as d:
+                    with open(os.path.join(d, "it"), "w") as f:
+                        f.write(str(i))
+                    score = [3, 9, 1, 7, 5, 2][i - 1] * config["sign"]
+                    tune.report({"score": score}, checkpoint=tune.Checkpoint.from_directory(d))
+
+        return tune.Tuner(
+            trainable,
+            param_space={"sign": tune.grid_search([1, -1])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+            run_config=tune.RunConfig(
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=num_to_keep, checkpoint_score_attribute=attribute,
+                                                        checkpoint_score_order=order),
+                **run_config),
+        ).fit()
+
+    return script
+
+
+def _read_iteration(directory):
+    import os
+
+    with open(os.path.join(directory, "it")) as f:
+        return int(f.read())
+
+
+def _iteration_of(checkpoint):
+    with checkpoint.as_directory() as d:
+        return _read_iteration(d)
+
+
+def _kept(run):
+    """Per trial: the iterations whose checkpoints are still on disk, and the latest checkpoint's."""
+    import os
+
+    out = {}
+    for result in run.grid:
+        on_disk = sorted(_read_iteration(os.path.join(result.path, name))
+                         for name in os.listdir(result.path) if name.startswith("checkpoint_"))
+        out[result.config["sign"]] = (on_disk, _iteration_of(result.checkpoint))
+    return out
+
+
+def _best_checkpoints(run):
+    return {result.config["sign"]: [_iteration_of(c) for c, _ in result.best_checkpoints] for result in run.grid}
+
+
+RETENTION = [(2, "score", "max"), (2, "score", "min"), (1, None, "max"), (None, "score", "max")]
+BEST_FIRST = pytest.mark.xfail(
+    strict=True, reason="fasttune's Result.best_checkpoints lists every kept checkpoint best first "
+                        "(tests/test_tuner_e2e.py holds that); Ray Tune's lists the num_to_keep best, worst first, "
+                        "so the latest is there only when it is among them")
+
+
+@pytest.fixture(scope="module", params=RETENTION, ids=lambda p: "-".join(map(str, p)))
+def retention_runs(request, engines, tmp_path_factory):
+    return request.param, run_on_both(engines, checkpoint_script(*request.param), tmp_path_factory.mktemp("retention"))
+
+
+def test_checkpoint_config_keeps_the_same_checkpoints(retention_runs):
+    (num_to_keep, _, _), (ray_run, ft_run) = retention_runs
+    kept = _kept(ray_run)
+    # Every trial checkpointed 6 times: num_to_keep deleted some.
+    assert all((len(on_disk) < 6) == (num_to_keep is not None) for on_disk, _ in kept.values())
+    assert _kept(ft_run) == kept
+
+
+@pytest.mark.parametrize("retention_runs", [
+    pytest.param(p, id="-".join(map(str, p)), marks=[BEST_FIRST] if p[1] is not None else [])
+    for p in RETENTION], indirect=True)
+def test_best_checkpoints_are_the_same_in_the_same_order(retention_runs):
+    _, (ray_run, ft_run) = retention_runs
+    assert _best_checkpoints(ft_run) == _best_checkpoints(ray_run)
