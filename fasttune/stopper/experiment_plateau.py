@@ -13,8 +13,8 @@ from fasttune.stopper.stopper import Stopper
 
 class ExperimentPlateauStopper(Stopper):
     """Stops the experiment when the ``top`` best values of ``metric`` reported so far (by any
-    trial) have a population standard deviation of at most ``std``, for more than
-    ``patience`` results in a row.
+    trial) have had a population standard deviation of at most ``std`` for ``patience``
+    results in a row.
 
     Every result joins the pool of the ``top`` best (``mode="min"``: smallest); the pool has
     plateaued once it is full and its spread is at most ``std``.  A result that leaves it
