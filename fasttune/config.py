@@ -318,11 +318,15 @@ class RunConfig:
             # A plain function (trial_id, result) -> bool, or a Stopper-like object
             # (callable with a stop_all() method): both are accepted as they are.
             return stop
+        from fasttune.stopper import Stopper
+
+        if isinstance(stop, list) and all(isinstance(item, Stopper) for item in stop):
+            return stop  # combined as Ray Tune does: any of them stops
         raise TypeError(
             f"RunConfig.stop got {type(stop).__name__} {stop!r}; it accepts three "
             f"forms: a dict {{metric: threshold}}, a function "
             f"(trial_id, result) -> bool, or a Stopper object (callable with a "
-            f"stop_all() method)."
+            f"stop_all() method), or a list of Stoppers."
         )
 
     @staticmethod

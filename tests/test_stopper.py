@@ -4,7 +4,7 @@ import types
 
 import pytest
 
-from fasttune import stopper as stopper_mod
+from fasttune.stopper import timeout as timeout_module
 from fasttune.stopper import (
     CombinedStopper,
     FunctionStopper,
@@ -26,7 +26,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = FakeClock()
-    monkeypatch.setattr(stopper_mod, "time", types.SimpleNamespace(monotonic=fake.monotonic))
+    monkeypatch.setattr(timeout_module, "time", types.SimpleNamespace(monotonic=fake.monotonic))
     return fake
 
 

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import datetime
+import numbers
 import os
 import secrets
 from typing import Any, Callable, Dict, Optional, Tuple
+
+import numpy as np
 
 from fasttune import _storage
 from fasttune._flatten import flatten_dict
@@ -12,7 +15,7 @@ from fasttune.error import TuneError
 from fasttune._resources import PlacementGroupFactory, resource_dict_to_pg_factory
 from fasttune.experiment.trial import Trial
 from fasttune.registry import get_trainable_cls, register_under_free_name
-from fasttune.stopper import FunctionStopper, Stopper
+from fasttune.stopper import CombinedStopper, FunctionStopper, Stopper
 
 DEFAULT_STORAGE_PATH = "~/fasttune_results"
 
@@ -32,25 +35,47 @@ def resolve_trainable(run: Any) -> Tuple[str, Any]:
     return register_under_free_name(name, run), run
 
 
-def _split_stop(stop: Any) -> Tuple[Dict[str, float], Optional[Stopper]]:
+def _is_threshold(value: Any) -> bool:
+    """A number or a bool (Python's or numpy's): what a result value is compared with by ``>=``."""
+    return isinstance(value, (numbers.Real, bool, np.bool_))
+
+
+def _split_stop(stop: Any) -> Tuple[Dict[str, Any], Optional[Stopper]]:
+    """``stop`` as Ray Tune takes it: the stopping criterion (a dict of flattened result keys
+    to thresholds, reached once ``result[key] >= threshold``; a bool threshold too:
+    ``{"done": True}``) and the stopper (a Stopper, a list of them, or a function).
+
+    Example:
+        >>> _split_stop({"info": {"converged": True}, "training_iteration": 10})
+        ({'info/converged': True, 'training_iteration': 10}, None)
+    """
     if stop is None:
         return {}, None
     if isinstance(stop, dict):
         flat = flatten_dict(stop)
         for key, value in flat.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not _is_threshold(value):
                 raise TypeError(
-                    f"Stop criterion {key!r} must be a number threshold, got {value!r}; e.g. "
-                    "stop={'training_iteration': 10}."
+                    f"Stop criterion {key!r} must be a number or a bool threshold (the trial stops once "
+                    f"result[{key!r}] >= it), got {value!r}; e.g. stop={{'training_iteration': 10}}."
                 )
-        return dict(flat), None
+        # numpy scalars as the Python values they hold: the criterion travels to the workers
+        return {key: value.item() if isinstance(value, np.generic) else value for key, value in flat.items()}, None
+    if isinstance(stop, list):
+        not_stoppers = [type(item).__name__ for item in stop if not isinstance(item, Stopper)]
+        if not_stoppers:
+            raise TypeError(
+                f"A list passed as stop must hold only tune.Stopper objects (they are combined: any of "
+                f"them stops), got {', '.join(not_stoppers)}."
+            )
+        return {}, CombinedStopper(*stop)
     if isinstance(stop, Stopper):
         return {}, stop
-    if callable(stop):
+    if FunctionStopper.is_valid_function(stop):
         return {}, FunctionStopper(stop)
     raise TypeError(
-        f"stop must be a dict of thresholds, a function (trial_id, result) -> bool, or a "
-        f"tune.Stopper, got {type(stop).__name__}."
+        f"stop must be a dict of thresholds, a function (trial_id, result) -> bool, a tune.Stopper "
+        f"or a list of them, got {type(stop).__name__}."
     )
 
 

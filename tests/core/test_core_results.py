@@ -324,3 +324,14 @@ def test_float_formatter_matches_repr():
     values += [rng.random() * 10 ** rng.randint(-20, 20) for _ in range(50_000)]
     mismatches = [x for x in values if compiled._float_repr(x) != repr(x)]
     assert mismatches == []
+
+
+@pytest.mark.parametrize("value, threshold, stops", [
+    (True, True, True), (False, True, False), (np.True_, True, True), (1, True, True),
+    (0.5, True, False), (True, 1, True), (False, 0, True), (True, 1.5, False),
+])
+def test_bool_stop_thresholds_compare_as_ray_tune_does(core, value, threshold, stops):
+    # Ray Tune stops once result[key] >= threshold, bools being the ints they are.
+    _, buf = make(core, metric=None, stop={"flag": threshold})
+    out = buf.ingest(0, [{"flag": value}], [1001.0])
+    assert out.error is None and out.stopped is stops

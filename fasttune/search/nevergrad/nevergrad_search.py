@@ -350,6 +350,25 @@ class NevergradSearch(Searcher):
         if space is not None:
             self._build(space)
 
+    @staticmethod
+    def convert_search_space(spec: Dict) -> Any:
+        """``spec`` as a Nevergrad parametrization (an ``ng.p.Dict``), as Ray Tune's
+        ``convert_search_space``; it is a ``space`` for ``NevergradSearch`` or an optimizer.
+
+        Unlike Ray Tune's (a flat ``ng.p.Dict`` keyed ``"a/b"``), it nests as ``spec`` does and
+        keeps its constants, so that its values are configs as they are; quantized domains
+        lose their quantization, as in Ray Tune.
+
+        Example:
+            >>> from fasttune.search import uniform
+            >>> from fasttune.search.nevergrad import NevergradSearch
+            >>> parametrization = NevergradSearch.convert_search_space({"opt": {"lr": uniform(0, 1)}, "epochs": 3})
+            >>> sorted(parametrization.value), parametrization.value["epochs"]
+            (['epochs', 'opt'], 3)
+        """
+        ng = _import_nevergrad()
+        return _param(ng, _convert(ng, (), spec))
+
     # -- setup ---------------------------------------------------------------------------
     def _build(self, space: Any) -> None:
         ng = self._ng

@@ -233,6 +233,26 @@ class HyperOptSearch(Searcher):
             self._set_space(space)
 
     # -- setup ---------------------------------------------------------------------------
+    @staticmethod
+    def convert_search_space(spec: Dict, prefix: str = "") -> Dict:
+        """``spec`` as a HyperOpt space: its domains as ``hp.*`` expressions labelled by their
+        ``"a/b"`` path (under ``prefix`` when given), constants kept; ``{}`` when there is no
+        domain, as Ray Tune's ``convert_search_space``.
+
+        Example:
+            >>> from fasttune.search import uniform
+            >>> from fasttune.search.hyperopt import HyperOptSearch
+            >>> space = HyperOptSearch.convert_search_space({"opt": {"lr": uniform(0, 1)}, "epochs": 3})
+            >>> sorted(space["opt"]), space["epochs"]
+            (['lr'], 3)
+            >>> HyperOptSearch.convert_search_space({"epochs": 3})
+            {}
+        """
+        hpo = _import_hyperopt()
+        if not holds_domain(spec):
+            return {}
+        return _convert(hpo, (prefix,) if prefix else (), spec)
+
     def _algo(self) -> Any:
         kwargs = {}
         if self._n_initial_points is not None:

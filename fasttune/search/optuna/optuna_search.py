@@ -198,7 +198,10 @@ def _convert_space(ot: Any, space: Mapping) -> Tuple[List[_Param], Set[Path]]:
             if isinstance(value, Domain):
                 params.append(_convert_domain(ot, name, path, value))
             else:
-                params.append(_Param(name, path, value))
+                # An Optuna distribution named "a/b" (convert_search_space's names) sets
+                # config["a"]["b"], as in Ray Tune.
+                nested = tuple(part for key in path for part in (key.split(_DELIMITER) if isinstance(key, str) else (key,)))
+                params.append(_Param(name, nested, value))
         elif isinstance(value, Mapping):
             if is_grid_dict(value):
                 raise _unsupported(
@@ -227,6 +230,18 @@ def _convert_space(ot: Any, space: Mapping) -> Tuple[List[_Param], Set[Path]]:
             )
         names[param.name] = param.path
     return params, constants
+
+
+def _standalone_distribution(ot: Any, param: _Param) -> Any:
+    """``param``'s distribution, as one whose values are config values without decoding."""
+    if param.kind != "index":
+        return param.distribution
+    # Optuna searches the multiple k of q there: outside OptunaSearch, drop the quantization.
+    logger.warning("Optuna has no log distribution with a step: %r loses its quantization.", param.name)
+    domain = param.domain
+    if param.is_int:
+        return ot.distributions.IntDistribution(domain.lower, domain.upper, log=True)
+    return ot.distributions.FloatDistribution(domain.lower, domain.upper, log=True)
 
 
 def _flatten(value: Mapping, prefix: Path = ()) -> Dict[Path, Any]:
@@ -275,6 +290,9 @@ class OptunaSearch(Searcher):
             enqueued in the study.
         sampler: An ``optuna.samplers.BaseSampler``; default ``TPESampler(seed=seed)``,
             which handles single- and multi-objective studies.
+        study_name: The study's name (default ``"optuna"``).
+        storage: An ``optuna.storages.BaseStorage`` to keep the study in (default: in
+            memory); a study of that name already there is continued.
         seed: Seed of the default sampler (ignored, with a warning, when
             ``sampler`` is given).
         evaluated_rewards: The metric values of ``points_to_evaluate``
@@ -303,6 +321,8 @@ class OptunaSearch(Searcher):
         mode: Optional[Union[str, List[str]]] = None,
         points_to_evaluate: Optional[List[Dict]] = None,
         sampler: Optional["optuna.samplers.BaseSampler"] = None,
+        study_name: Optional[str] = None,
+        storage: Optional["optuna.storages.BaseStorage"] = None,
         seed: Optional[int] = None,
         evaluated_rewards: Optional[List[Any]] = None,
     ) -> None:
@@ -311,6 +331,11 @@ class OptunaSearch(Searcher):
         if sampler is not None and not isinstance(sampler, ot.samplers.BaseSampler):
             raise TypeError(
                 f"sampler must be an optuna.samplers.BaseSampler instance, got {type(sampler).__name__}."
+            )
+        if storage is not None and not isinstance(storage, ot.storages.BaseStorage):
+            raise TypeError(
+                f"storage must be an optuna.storages.BaseStorage instance (e.g. optuna.storages.RDBStorage("
+                f"'sqlite:///optuna.db')), got {type(storage).__name__}."
             )
         if sampler is not None and seed is not None:
             logger.warning("OptunaSearch got both a sampler and a seed; the seed is ignored: seed the sampler itself.")
@@ -326,6 +351,9 @@ class OptunaSearch(Searcher):
                     f"{len(evaluated_rewards)} rewards for {len(points_to_evaluate or [])} points."
                 )
         self._sampler = sampler
+        # As Ray Tune: one fixed name, so that a study in a given storage is found again.
+        self._study_name = study_name or "optuna"
+        self._storage = storage
         self._seed = seed
         self._points_to_evaluate: List[Dict] = [dict(p) for p in points_to_evaluate or []]
         self._evaluated_rewards: Optional[List[Any]] = list(evaluated_rewards) if evaluated_rewards else None
@@ -345,6 +373,26 @@ class OptunaSearch(Searcher):
             self._set_space(ot, space)
             if self._mode is not None:
                 self._setup_study()
+
+    @staticmethod
+    def convert_search_space(spec: Dict) -> Dict[str, Any]:
+        """The Optuna distributions of ``spec``'s domains, by their ``"a/b"`` names (constants
+        left out; ``{}`` when there is no domain), as Ray Tune's ``convert_search_space``.
+
+        The result is a ``space`` for ``OptunaSearch`` (or Optuna's own ``suggest_*``).
+        Optuna has no log distribution with a step, so ``qloguniform``/``qlograndint`` lose
+        their quantization here, as in Ray Tune (``OptunaSearch`` given the fasttune domains
+        keeps it).
+
+        Example:
+            >>> from fasttune.search import randint, uniform
+            >>> from fasttune.search.optuna import OptunaSearch
+            >>> OptunaSearch.convert_search_space({"net": {"layers": randint(1, 4)}, "lr": uniform(0, 1), "seed": 3})
+            {'net/layers': IntDistribution(high=3, log=False, low=1, step=1), 'lr': FloatDistribution(high=1.0, log=False, low=0.0, step=None)}
+        """
+        ot = _import_optuna()
+        params, _ = _convert_space(ot, spec)
+        return {param.name: _standalone_distribution(ot, param) for param in params}
 
     # -- setup --------------------------------------------------------------------
     def _set_space(self, ot: Any, space: Union[Mapping, DefineByRun]) -> None:
@@ -388,7 +436,8 @@ class OptunaSearch(Searcher):
             self._metric = DEFAULT_METRIC
         directions = self._directions()
         sampler = self._sampler if self._sampler is not None else ot.samplers.TPESampler(seed=self._seed)
-        self._study = ot.create_study(sampler=sampler, pruner=ot.pruners.NopPruner(), **directions)
+        self._study = ot.create_study(sampler=sampler, pruner=ot.pruners.NopPruner(), study_name=self._study_name,
+                                      storage=self._storage, load_if_exists=True, **directions)
         if not self._points_to_evaluate:
             return
         if self._evaluated_rewards is not None:
