@@ -237,7 +237,6 @@ def bool_stop_script(key):
     return script
 
 
-@pytest.mark.xfail(strict=True, reason="stop dicts with bool thresholds: another branch")
 @pytest.mark.parametrize("key", ["converged", "done"])
 def test_a_stop_dict_with_a_bool_threshold_stops_the_same_trials(engines, tmp_path, key):
     ray_run, ft_run = run_on_both(engines, bool_stop_script(key), tmp_path)
