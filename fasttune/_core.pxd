@@ -89,6 +89,7 @@ cdef class _Segment:
 cdef class ResultBuffer:
     cdef TrialTable _table
     cdef object _metric
+    cdef bint _require_metric        # False: a result without the metric records NaN
     cdef dict _segments
     cdef dict _csv_headers           # row -> (header, index of "done" in it or -1)
     cdef dict _last

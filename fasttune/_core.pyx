@@ -1376,7 +1376,7 @@ cdef class ResultBuffer:
     writing the JSON line and CSV row -- runs on C types and C buffers.
     """
 
-    def __init__(self, table, metric):
+    def __init__(self, table, metric, *, require_metric=True):
         if not isinstance(table, TrialTable):
             raise TypeError("ResultBuffer needs a TrialTable from the same implementation, "
                             f"got {type(table).__name__}")
@@ -1384,6 +1384,7 @@ cdef class ResultBuffer:
             raise TypeError(f"metric must be a string or None, got {type(metric).__name__}")
         self._table = table
         self._metric = metric
+        self._require_metric = bool(require_metric)
         self._segments = {}
         self._csv_headers = {}
         self._last = {}
@@ -1547,7 +1548,8 @@ cdef class ResultBuffer:
             if refused is not None:
                 return refused
 
-        if self._metric is not None and PyDict_GetItemWithError(flat, self._metric) == NULL:
+        if (self._require_metric and self._metric is not None
+                and PyDict_GetItemWithError(flat, self._metric) == NULL):
             metric = self._metric
             return (
                 f"Trial {seg.trial_id} reported a result without the metric '{metric}' set in "
@@ -1652,7 +1654,8 @@ cdef class ResultBuffer:
             metric = math.nan
             if self._metric is not None:
                 metric_value = PyDict_GetItemWithError(flat, self._metric)
-                metric = _metric_value(<object>metric_value)
+                if metric_value != NULL:  # absent only when the metric is not required
+                    metric = _metric_value(<object>metric_value)
             table._record(row, seg.base_iteration + seg.done_in_segment + 1,
                           seg.base_time + (t[i] - seg.start_time), metric)
             seg.done_in_segment += 1

@@ -482,7 +482,7 @@ class ResultBuffer:
         {'lr': 0.1}
     """
 
-    def __init__(self, table: TrialTable, metric: Optional[str]) -> None:
+    def __init__(self, table: TrialTable, metric: Optional[str], *, require_metric: bool = True) -> None:
         if not isinstance(table, TrialTable):
             raise TypeError("ResultBuffer needs a TrialTable from the same implementation, "
                             f"got {type(table).__name__}")
@@ -490,6 +490,7 @@ class ResultBuffer:
             raise TypeError(f"metric must be a string or None, got {type(metric).__name__}")
         self._table = table
         self._metric = metric
+        self._require_metric = bool(require_metric)  # False: a result without the metric records NaN
         self._segments: dict[int, _Segment] = {}
         self._csv_headers: dict[int, tuple[str, ...]] = {}
         self._last: dict[int, dict] = {}
@@ -620,7 +621,7 @@ class ResultBuffer:
                     flat["done"] = True
             self._table.record_result(
                 row, r["training_iteration"], r["time_total_s"],
-                _metric_value(flat[self._metric]) if self._metric is not None else math.nan)
+                _metric_value(flat.get(self._metric)) if self._metric is not None else math.nan)
             seg.done_in_segment += 1
             seg.prev_time = t
 
@@ -700,7 +701,7 @@ class ResultBuffer:
 
     def _check_metric(self, seg: _Segment, flat: dict) -> None:
         metric = self._metric
-        if metric is not None and metric not in flat:
+        if self._require_metric and metric is not None and metric not in flat:
             raise _Refused(
                 f"Trial {seg.trial_id} reported a result without the metric '{metric}' set in "
                 f"TuneConfig(metric=...). The result has the keys {sorted(flat)}. Report the "

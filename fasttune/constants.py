@@ -1,12 +1,14 @@
 """Environment variables fasttune reads (``ray.tune.constants``).
 
-``TUNE_ENV_VARS`` names every variable that changes what fasttune does.  It holds the three
+``TUNE_ENV_VARS`` names every variable that changes what fasttune does.  It holds the four
 Ray Tune variables fasttune honours, under Ray Tune's names, and fasttune's own; Ray Tune's
 other variables tune Ray Tune's engine, which fasttune replaces, so they have no effect.
 
 * ``RAY_TUNE_CALLBACKS``: comma-separated ``module.Class`` paths of callbacks that every
   experiment adds, each made with no arguments.
 * ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``: no default CSV, JSON and TensorBoard loggers.
+* ``TUNE_DISABLE_STRICT_METRIC_CHECKING=1``: a result without ``TuneConfig(metric=...)``'s
+  metric is taken (its metric is NaN) instead of failing the trial.
 * ``TUNE_WARN_THRESHOLD_S``: seconds after which ``fasttune.utils.warn_if_slow`` warns.
 * ``FASTTUNE_STORAGE_PATH``: where experiments go when ``RunConfig`` names no storage path.
 * ``FASTTUNE_STORAGE_CACHE``: the local cache of a remote (``s3://``...) storage path.
@@ -20,11 +22,15 @@ Example:
     True
 """
 
+import os
+
 RAY_TUNE_CALLBACKS_ENV_VAR = "RAY_TUNE_CALLBACKS"
+DISABLE_STRICT_METRIC_CHECKING_ENV_VAR = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
 
 TUNE_ENV_VARS = {
     RAY_TUNE_CALLBACKS_ENV_VAR,
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
+    DISABLE_STRICT_METRIC_CHECKING_ENV_VAR,
     "TUNE_WARN_THRESHOLD_S",
     "FASTTUNE_STORAGE_PATH",
     "FASTTUNE_STORAGE_CACHE",
@@ -32,3 +38,8 @@ TUNE_ENV_VARS = {
     "FASTTUNE_SYNCHRONOUS",
     "FASTTUNE_PUREPYTHON",
 }
+
+
+def strict_metric_checking() -> bool:
+    """Whether a result must carry the experiment's metric (unless the variable is 1, as in Ray Tune)."""
+    return os.environ.get(DISABLE_STRICT_METRIC_CHECKING_ENV_VAR, "0").strip() != "1"

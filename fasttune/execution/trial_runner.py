@@ -25,6 +25,7 @@ from fasttune import _corelib as core
 from fasttune._atomic import sync_filesystem
 from fasttune.callback import CallbackList
 from fasttune.checkpoint import Checkpoint
+from fasttune.constants import strict_metric_checking
 from fasttune.error import TuneError
 from fasttune.execution import _protocol as protocol
 from fasttune.execution import _snapshots
@@ -102,7 +103,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         # scheduler's own decision points (and its yields at them) hold.
         self._scheduler_points = not (synchronous or stopper is not None)
 
-        self._results = core.ResultBuffer(self._table, metric)
+        self._results = core.ResultBuffer(self._table, metric, require_metric=strict_metric_checking())
         # progress.csv is the CSV logger's file; result.json is always written.
         self._files = TrialFiles(write_csv=any(isinstance(c, CSVLoggerCallback) for c in callbacks or []),
                                  storage_sync=storage_sync)
@@ -504,7 +505,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
     def _adopt(self, restored: Any) -> List[str]:
         """Go on from what a restore read back; returns what it unpickled."""
         self._table = restored.table
-        self._results = core.ResultBuffer(self._table, self._metric)
+        self._results = core.ResultBuffer(self._table, self._metric, require_metric=strict_metric_checking())
         self._resets = ResetBook(self._checkpoints, self._table)
         self._start_time = time.monotonic() - restored.elapsed_s
         self._iteration = restored.iteration

@@ -265,7 +265,6 @@ def test_a_result_without_the_tune_config_metric_fails_the_run(engines, tmp_path
             run_script(engines[name], missing_metric_script, str(tmp_path / name))
 
 
-@pytest.mark.xfail(strict=True, reason="fasttune does not read TUNE_DISABLE_STRICT_METRIC_CHECKING")
 def test_strict_metric_checking_can_be_turned_off(engines, tmp_path, monkeypatch):
     monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     ray_run, ft_run = run_on_both(engines, missing_metric_script, tmp_path)

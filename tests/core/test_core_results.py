@@ -206,6 +206,18 @@ def test_missing_metric_keeps_earlier_results_only(core):
     assert buf.ingest(0, [{"loss": 0.5}], [1003.0]).results[0]["training_iteration"] == 2
 
 
+def test_a_missing_metric_records_nan_when_the_metric_is_not_required(core):
+    # TUNE_DISABLE_STRICT_METRIC_CHECKING=1: the result is taken, its metric is NaN, the best stays.
+    table = core.TrialTable("min")
+    table.add()
+    buf = core.ResultBuffer(table, "loss", require_metric=False)
+    buf.open_trial(0, "t_00000", CONFIG, None, start_time=1000.0, hostname="host", node_ip="10.0.0.1", pid=42)
+    out = buf.ingest(0, [{"loss": 1.0}, {"acc": 1.0}], [1001.0, 1002.0])
+    assert out.error is None and len(out.results) == 2
+    assert table.get_iteration(0) == 2
+    assert math.isnan(table.get_last_metric(0)) and table.get_best_metric(0) == 1.0
+
+
 def test_nested_metric_is_found_by_its_flat_name(core):
     table, buf = make(core, metric="val/loss")
     out = buf.ingest(0, [{"val": {"loss": 0.25}}], [1001.0])
