@@ -33,6 +33,7 @@ from fasttune.progress_reporter import (
     JupyterNotebookReporter,
     ProgressReporter,
     TuneReporterBase,
+    in_notebook,
 )
 
 #: Ray Tune's default verbosity (status, brief and detailed trial results).
@@ -57,15 +58,6 @@ class RunnerColumns:
         runner = self._runner
         return TrialColumns.from_table(runner.table, runner.get_trials(), runner.metric, metric,
                                        runner.results_processed)
-
-
-def in_notebook() -> bool:
-    """Whether this process is a Jupyter (IPython kernel) session."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython() if hasattr(ipython, "get_ipython") else None
-    return shell is not None and (type(shell).__name__ == "ZMQInteractiveShell" or hasattr(shell, "kernel"))
 
 
 def _rich_installed() -> bool:

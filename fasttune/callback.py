@@ -120,6 +120,9 @@ class CallbackList:
     def __len__(self) -> int:
         return len(self._callbacks)
 
+    def __getitem__(self, index: int) -> Callback:
+        return self._callbacks[index]
+
     def get_state(self) -> List[Optional[Dict[str, Any]]]:
         """Each callback's :meth:`Callback.get_state`, in order."""
         return [callback.get_state() for callback in self._callbacks]
@@ -138,3 +141,19 @@ class CallbackList:
         for callback, state in zip(self._callbacks, states):
             if state is not None:
                 callback.set_state(state)
+
+
+def _hook_caller(hook: str) -> Any:
+    def call_hook(self: CallbackList, **info: Any) -> None:
+        self.call(hook, **info)
+
+    call_hook.__name__ = hook
+    call_hook.__qualname__ = f"CallbackList.{hook}"
+    call_hook.__doc__ = f"Calls ``{hook}`` on each callback that overrides it, in order."
+    return call_hook
+
+
+# A CallbackList is a Callback-shaped composite, as in Ray Tune: list.on_trial_result(...)
+# calls each callback's hook.
+for _hook in _HOOKS:
+    setattr(CallbackList, _hook, _hook_caller(_hook))

@@ -19,6 +19,7 @@ import datetime
 import html
 import math
 import numbers
+import sys
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -39,6 +40,19 @@ from fasttune._progress_view import (
 from fasttune._text_table import text_table
 
 __all__ = ["ProgressReporter", "TuneReporterBase", "CLIReporter", "JupyterNotebookReporter"]
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter (IPython kernel) session."""
+    ipython = sys.modules.get("IPython")  # a kernel has imported it; looking costs no import
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython() if hasattr(ipython, "get_ipython") else None
+    return shell is not None and (type(shell).__name__ == "ZMQInteractiveShell" or hasattr(shell, "kernel"))
+
+
+#: Whether this module was imported in a Jupyter notebook, as Ray Tune's constant
+#: (fasttune's default reporter asks :func:`in_notebook` again when a run starts).
+IS_NOTEBOOK = in_notebook()
 
 #: The metric name Ray Tune uses when only a mode is given.
 DEFAULT_METRIC = "_metric"
@@ -380,7 +394,7 @@ class JupyterNotebookReporter(TuneReporterBase):
 
     Args:
         overwrite: Clear the cell's output before the first report.
-        **kwargs: The arguments of :class:`TuneReporterBase`.
+        The other arguments are :class:`TuneReporterBase`'s (as :class:`CLIReporter`).
 
     Needs IPython (``pip install ipython``; notebooks have it).
 
@@ -388,8 +402,31 @@ class JupyterNotebookReporter(TuneReporterBase):
         >>> reporter = JupyterNotebookReporter(overwrite=False, metric_columns=["loss"])
     """
 
-    def __init__(self, *, overwrite: bool = True, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        overwrite: bool = True,
+        metric_columns: Optional[ColumnSpec] = None,
+        parameter_columns: Optional[ColumnSpec] = None,
+        total_samples: Optional[int] = None,
+        max_progress_rows: int = 20,
+        max_error_rows: int = 20,
+        max_column_length: int = 20,
+        max_report_frequency: float = 5,
+        infer_limit: int = 3,
+        print_intermediate_tables: Optional[bool] = None,
+        metric: Optional[str] = None,
+        mode: Optional[str] = None,
+        sort_by_metric: bool = False,
+    ) -> None:
+        # Spelled out, not **kwargs, so that the signature shows what CLIReporter takes.
+        super().__init__(
+            metric_columns=metric_columns, parameter_columns=parameter_columns, total_samples=total_samples,
+            max_progress_rows=max_progress_rows, max_error_rows=max_error_rows, max_column_length=max_column_length,
+            max_report_frequency=max_report_frequency, infer_limit=infer_limit,
+            print_intermediate_tables=print_intermediate_tables, metric=metric, mode=mode,
+            sort_by_metric=sort_by_metric,
+        )
         self._overwrite = bool(overwrite)
         self._display_handle: Any = None
 

@@ -276,3 +276,25 @@ def test_set_state_matches_by_position_and_lets_stateless_extras_differ():
     CallbackList([Stateful()]).set_state([{"n": 3}, None, None])  # default loggers gone: fine
     with pytest.raises(ValueError, match="cannot be matched up"):
         CallbackList([Callback()]).set_state([None, {"n": 4}])
+
+
+def test_the_list_has_each_hook_and_calls_the_callbacks_that_override_it():
+    log = []
+    callbacks = CallbackList([OnResult("a", log), OnComplete("b", log), OnResult("c", log)])
+    callbacks.on_trial_result(iteration=3, trials=["t"], trial="t", result={"loss": 1.0})
+    callbacks.on_trial_complete(iteration=4, trials=["t"], trial="t")
+    callbacks.on_step_begin(iteration=5, trials=["t"])  # nobody overrides it: nothing happens
+    assert log == [("a", "on_trial_result", 3, "t", {"loss": 1.0}, {}),
+                   ("c", "on_trial_result", 3, "t", {"loss": 1.0}, {}),
+                   ("b", "on_trial_complete", "t")]
+    assert all(callable(getattr(CallbackList, hook)) for hook in _HOOKS)
+    assert callbacks[1].name == "b"
+
+
+def test_a_hook_called_on_the_list_that_raises_names_the_callback():
+    class Broken(Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            raise KeyError("missing")
+
+    with pytest.raises(TuneError, match=r"Broken.on_trial_start raised KeyError"):
+        CallbackList([Broken()]).on_trial_start(iteration=0, trials=[], trial="t")

@@ -411,3 +411,38 @@ def test_a_driver_at_verbose_zero_builds_no_reporter():
     driver.step()
     driver.finish()
     assert driver.reporter is None
+
+
+def test_the_notebook_reporter_takes_every_argument_cli_reporter_takes_by_name():
+    import inspect
+
+    cli = inspect.signature(CLIReporter.__init__).parameters
+    notebook = dict(inspect.signature(JupyterNotebookReporter.__init__).parameters)
+    assert notebook.pop("overwrite").default is True
+    assert list(notebook) == list(cli) and all(notebook[n].default == cli[n].default for n in cli)
+    reporter = JupyterNotebookReporter(metric="loss", mode="min", max_progress_rows=7, sort_by_metric=True,
+                                       parameter_columns=["lr"], total_samples=12)
+    assert (reporter._metric, reporter._mode, reporter._max_progress_rows) == ("loss", "min", 7)
+    assert reporter._sort_by_metric and reporter._parameter_columns == ["lr"] and reporter._total_samples == 12
+    with pytest.raises(ValueError, match="max_report_frequency"):
+        JupyterNotebookReporter(max_report_frequency=-1)
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_is_notebook_says_whether_the_module_was_imported_in_a_kernel(kernel):
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys, types
+        class ZMQInteractiveShell:
+            pass
+        if {kernel}:
+            fake = types.ModuleType("IPython")
+            fake.get_ipython = lambda: ZMQInteractiveShell()
+            sys.modules["IPython"] = fake
+        from fasttune.progress_reporter import IS_NOTEBOOK
+        print(IS_NOTEBOOK)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(kernel)

@@ -166,7 +166,7 @@ def _saved_bytes(policy: Any, kind: str) -> Any:
     if not overrides(policy, SearchAlgorithm, "save_to_dir"):
         return None
     with tempfile.TemporaryDirectory(prefix="fasttune-state-") as tmp:
-        if policy.save_to_dir(tmp, "snapshot") is False:
+        if policy.save_to_dir(tmp, session_str="snapshot") is False:  # a keyword, as Ray Tune passes it
             return None
         files = {}
         for name in os.listdir(tmp):

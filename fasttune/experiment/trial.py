@@ -10,7 +10,7 @@ import os
 import re
 import secrets
 import itertools
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from fasttune import _corelib as core
 from fasttune.checkpoint import Checkpoint
@@ -48,6 +48,32 @@ class ExportFormat:
 _UNSAFE_PATH_CHARS = re.compile(r"[^\w\-=.,+]")
 
 
+class CheckpointResult(NamedTuple):
+    """A checkpoint and the metrics reported with it (Ray Tune's ``_TrainingResult``)."""
+
+    checkpoint: Checkpoint
+    metrics: Dict[str, Any]
+
+
+class _TrialField:
+    """A per-trial attribute declared on the class, as Ray Tune declares it (a property
+    there), so that ``Trial.last_result`` exists for introspection.  Being a non-data
+    descriptor, the value in the instance's ``__dict__`` wins: reads and writes cost what
+    a plain attribute costs."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, instance: Any, owner: Optional[type] = None) -> Any:
+        if instance is None:
+            return self
+        # Not in the instance's __dict__: a lazily restored trial, which __getattr__ decodes.
+        raise AttributeError(self._name)
+
+
 class Trial:
     """One trial of an experiment (``ray.tune.experiment.Trial``).
 
@@ -66,6 +92,10 @@ class Trial:
 
     _id_prefix = secrets.token_hex(3)[:5]
     _id_counter = itertools.count()
+
+    last_result = _TrialField("The trial's latest result ({} before its first one).")
+    error_file = _TrialField("The path of the trial's ``error.txt`` once it has failed, else None.")
+    experiment_dir_name = _TrialField("The name of the experiment's directory.")
 
     def __init__(
         self,
@@ -185,9 +215,91 @@ class Trial:
     logdir = path
 
     @property
+    def local_experiment_path(self) -> Optional[str]:
+        """The experiment's directory on this machine (the staging copy when the
+        experiment is kept in remote storage)."""
+        return self.experiment_path
+
+    local_dir = local_experiment_path  # Ray Tune's older name
+
+    @property
     def checkpoint(self) -> Optional[Checkpoint]:
         """The latest persisted checkpoint, which a restart resumes from."""
         return self.checkpoints[-1] if self.checkpoints else None
+
+    def has_checkpoint(self) -> bool:
+        return bool(self.checkpoints)
+
+    @property
+    def latest_checkpoint_result(self) -> Optional[CheckpointResult]:
+        """The latest checkpoint with the metrics reported with it, or None."""
+        return CheckpointResult(*self.checkpoint_results[-1]) if self.checkpoint_results else None
+
+    @property
+    def checkpoint_freq(self) -> int:
+        return getattr(self.checkpoint_config, "checkpoint_frequency", 0)
+
+    @property
+    def checkpoint_at_end(self) -> Optional[bool]:
+        return getattr(self.checkpoint_config, "checkpoint_at_end", None)
+
+    # ---- what the trial reported ------------------------------------------------------
+    @property
+    def has_reported_at_least_once(self) -> bool:
+        return bool(self.last_result)
+
+    @property
+    def node_ip(self) -> Optional[str]:
+        """The IP address of the node that sent the latest result (None before one)."""
+        return self.last_result.get("node_ip")
+
+    def get_ray_actor_ip(self) -> Optional[str]:
+        """Ray Tune's name for :attr:`node_ip`: fasttune's trials share pooled workers, so
+        the address comes from the latest result rather than from a trial's own actor."""
+        return self.node_ip
+
+    def get_error(self) -> Optional[str]:
+        """The text of the trial's ``error.txt`` (every failure, in order), or None when
+        it has not failed.
+
+        Example:
+            >>> from fasttune.experiment import Trial
+            >>> print(Trial("train").get_error())
+            None
+        """
+        if not self.error_file:
+            return None
+        try:
+            with open(self.error_file, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def get_pickled_error(self) -> Optional[BaseException]:
+        """The exception of the trial's latest failure, or None.  fasttune keeps it with
+        the trial (after a restore, a ``TuneError`` with its traceback) instead of in an
+        ``error.pkl`` file."""
+        return self.error
+
+    def get_trainable_cls(self) -> Any:
+        """The trainable registered under this trial's ``trainable_name``."""
+        from fasttune.registry import get_trainable_cls
+
+        return get_trainable_cls(self.trainable_name)
+
+    # ---- what a scheduler changes ------------------------------------------------------
+    def set_config(self, config: Dict[str, Any]) -> None:
+        """Replace the trial's config (as PBT-style schedulers do before the trial runs
+        again): the trial's next start runs with it."""
+        if not isinstance(config, dict):
+            raise TypeError(f"set_config needs a dict, got {type(config).__name__}.")
+        self.config = config
+
+    def set_experiment_tag(self, experiment_tag: str) -> None:
+        """Replace the tag shown beside the trial's name (a directory already made keeps its name)."""
+        if not isinstance(experiment_tag, str):
+            raise TypeError(f"set_experiment_tag needs a str, got {type(experiment_tag).__name__}.")
+        self.experiment_tag = experiment_tag
 
     # ---- state kept in the TrialTable row -----------------------------------------
     def _attach(self, table: Any, row: int) -> None:

@@ -68,12 +68,12 @@ class TunerInternal:
     def __init__(
         self,
         restore_path: Optional[str] = None,
+        storage_filesystem: Any = None,
         resume_config: Any = None,
         trainable: Any = None,
         param_space: Optional[Dict[str, Any]] = None,
         tune_config: Optional[TuneConfig] = None,
         run_config: Optional[RunConfig] = None,
-        storage_filesystem: Any = None,
     ) -> None:
         if trainable is None:
             raise TypeError("Tuner needs a trainable: a function taking the config dict, or a registered name.")
@@ -114,10 +114,11 @@ class TunerInternal:
             run_config = RunConfig(**dict(saved.run_config, name=name, storage_path=parent,
                                           storage_filesystem=storage_filesystem))
             self._resume_config = resume_config or ResumeConfig()
-        self.trainable = trainable
-        self.param_space = param_space or {}
+        self._trainable = trainable
+        self._param_space = param_space or {}
         self.tune_config = tune_config or TuneConfig()
         self.run_config = run_config or RunConfig()
+        self._results: Optional[ResultGrid] = None
         self._validate_space()
         self._experiment = self._make_experiment()
         if kept is not None and self._experiment.storage is not None and \
@@ -150,13 +151,42 @@ class TunerInternal:
     def experiment_path(self) -> str:
         return self._experiment.location
 
+    # Read-only: the experiment is built from them when the TunerInternal is made.
+    @property
+    def trainable(self) -> Any:
+        return self._trainable
+
+    @property
+    def param_space(self) -> Dict[str, Any]:
+        return self._param_space
+
+    def get_run_config(self) -> RunConfig:
+        return self.run_config
+
+    def get_results(self) -> ResultGrid:
+        """The results of :meth:`fit`; for a restored experiment not run again, its
+        results so far, read from its directory.
+
+        Raises:
+            RuntimeError: a new experiment that has not been run.
+        """
+        if self._results is not None:
+            return self._results
+        if self._resume_config is None:
+            raise RuntimeError("The experiment has not been run yet, so it has no results; call Tuner.fit() first.")
+        storage_filesystem = self.run_config.storage_filesystem
+        kept = self._experiment.storage
+        where = kept.location.path if storage_filesystem is not None and kept is not None else self._experiment.location
+        return ResultGrid.from_path(where, default_metric=self.tune_config.metric, default_mode=self.tune_config.mode,
+                                    storage_filesystem=storage_filesystem)
+
     def fit(self) -> ResultGrid:
         if self._resume_config is None:
             if self._experiment.storage is not None:
                 prepare_staging(self._experiment.storage, resume=False)
             save_tuner_spec(self._experiment.path, self._experiment.trainable_name, self.param_space,
                             self.tune_config, self.run_config)
-        return run_experiment(
+        self._results = run_experiment(
             self._experiment,
             resume_config=self._resume_config,
             restored_as_code=[f"{name} from {TUNER_FILE}" for name in self._restored_as_code],
@@ -172,6 +202,7 @@ class TunerInternal:
             progress_reporter=self.run_config.progress_reporter,
             fail_fast=self.run_config.failure_config.fail_fast,
         )
+        return self._results
 
 
 def _searcher_for(experiment: Experiment, search_alg: Any, max_concurrent: Optional[int]) -> SearchAlgorithm:

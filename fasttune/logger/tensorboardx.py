@@ -28,7 +28,10 @@ logger = logging.getLogger(__name__)
 # Trials with an open event file; the least recently written are closed past this
 # bound (and reopened to append), so population-scale sweeps keep few descriptors.
 MAX_OPEN_FILES = 512
-_SCALAR_TYPES = (int, float, np.float32, np.float64, np.int32, np.int64)
+#: The value types logged as scalars, as Ray Tune's (the compiled core checks the same
+#: types for the per-result scalars).
+VALID_SUMMARY_TYPES = [int, float, np.float32, np.float64, np.int32, np.int64]
+_SCALAR_TYPES = tuple(VALID_SUMMARY_TYPES)
 
 
 def tensorboardx_available() -> bool:

@@ -267,6 +267,12 @@ class HyperBandScheduler(TrialScheduler):
     def num_stopped(self) -> int:
         return self._num_stopped
 
+    def state(self) -> Dict[str, int]:
+        """How many brackets were made, over every band, and how many trials were stopped
+        (the counts Ray Tune's ``state()`` gives)."""
+        brackets = sum(1 for band in self._bands for b in band if b is not None)
+        return {"num_brackets": brackets, "num_stopped": self._num_stopped}
+
     # ---- the scheduler interface -------------------------------------------------------
     def decision_points(self, trial: "Trial") -> DecisionPoints:
         """The milestones of ``trial``'s bracket with ``time_attr="training_iteration"``;
@@ -357,7 +363,7 @@ class HyperBandScheduler(TrialScheduler):
 
     def debug_string(self) -> str:
         active = [b for band in self._bands for b in band if b is not None and b.live]
-        total = sum(1 for band in self._bands for b in band if b is not None)
+        total = self.state()["num_brackets"]
         brackets = "; ".join(b.describe() for b in active) or "no live brackets"
         return f"Using HyperBand: num_stopped={self._num_stopped} total_brackets={total}; {brackets}"
 

@@ -653,6 +653,21 @@ class PopulationBasedTraining(FIFOScheduler):
         return not self._synch and self._time_attr == TRAINING_ITERATION and self._require_attrs
 
     # ---- reporting and persistence -------------------------------------------------------------
+    def last_scores(self, trials: List["Trial"]) -> List[float]:
+        """The score (``metric`` times +1 for "max", -1 for "min") each of ``trials`` had at
+        its last perturbation point, leaving out finished trials and those without one."""
+        scores = []
+        for trial in trials:
+            score = self._score[self._index[trial.trial_id]]
+            if not math.isnan(score) and not trial.is_finished():
+                scores.append(float(score))
+        return scores
+
+    def reset_stats(self) -> None:
+        """Zeroes the counts :meth:`debug_string` shows."""
+        self._num_perturbations = 0
+        self._num_skipped = 0
+
     def debug_string(self) -> str:
         return (
             f"{type(self).__name__}: {self._num_perturbations} perturbs, "

@@ -35,8 +35,8 @@ class RecursiveDependencyError(Exception):
         path: Where the unresolved value sits, e.g. ``("config", "lr")``.
     """
 
-    def __init__(self, message: str, path: Path = ()) -> None:
-        super().__init__(message)
+    def __init__(self, msg: str, path: Path = ()) -> None:
+        super().__init__(msg)
         self.path = path
 
 

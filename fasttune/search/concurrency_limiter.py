@@ -129,6 +129,19 @@ class ConcurrencyLimiter(Searcher):
             self.live_trials.discard(done_id)
         self.num_unfinished_live_trials = 0
 
+    def on_pause(self, trial_id: str) -> None:
+        """Passes a scheduler's pause of ``trial_id`` on to the wrapped searcher, when it
+        listens for pauses (as BOHB's does); a paused trial keeps its place in the limit."""
+        hook = getattr(self.searcher, "on_pause", None)
+        if hook is not None:
+            hook(trial_id)
+
+    def on_unpause(self, trial_id: str) -> None:
+        """Passes the trial's resumption on to the wrapped searcher, like :meth:`on_pause`."""
+        hook = getattr(self.searcher, "on_unpause", None)
+        if hook is not None:
+            hook(trial_id)
+
     def add_evaluated_point(
         self,
         parameters: Dict,

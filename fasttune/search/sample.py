@@ -24,7 +24,7 @@ import inspect
 import math
 import numbers
 from copy import copy
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -137,11 +137,11 @@ class Sampler:
     def sample(
         self,
         domain: "Domain",
-        spec: Optional[Dict] = None,
+        config: Optional[Union[List[Dict], Dict]] = None,
         size: int = 1,
         random_state: RandomState = None,
     ) -> Any:
-        return domain._sample_with(self, spec, size, as_rng(random_state))
+        return domain._sample_with(self, config, size, as_rng(random_state))
 
     def __str__(self) -> str:
         return type(self).__name__
@@ -189,7 +189,8 @@ class Normal(Sampler):
 class Grid(Sampler):
     """Marks a ``Categorical`` as grid-search values: expanded, never sampled."""
 
-    def sample(self, domain: "Domain", spec: Optional[Dict] = None, size: int = 1, random_state: RandomState = None) -> Any:
+    def sample(self, domain: "Domain", config: Optional[Union[List[Dict], Dict]] = None, size: int = 1,
+               random_state: RandomState = None) -> Any:
         raise RuntimeError(
             "Grid-search values are expanded by the variant generator and cannot be "
             "sampled; use choice(...) to draw one value at random."
@@ -253,19 +254,20 @@ class Domain:
     def get_sampler(self) -> Sampler:
         return self.sampler if self.sampler is not None else self.default_sampler_cls()
 
-    def sample(self, spec: Optional[Dict] = None, size: int = 1, random_state: RandomState = None) -> Any:
+    def sample(self, config: Optional[Union[List[Dict], Dict]] = None, size: int = 1,
+               random_state: RandomState = None) -> Any:
         """Draws one value, or a list of ``size`` values when ``size > 1``.
 
         Args:
-            spec: The (partially resolved) spec handed to ``sample_from``
-                functions; other domains ignore it.
+            config: The (partially resolved) config handed to ``sample_from``
+                functions (Ray Tune's name); other domains ignore it.
             size: How many values to draw.
             random_state: An int seed, a numpy ``Generator`` or ``RandomState``;
                 ``None`` uses numpy's global generator.
         """
         if isinstance(size, bool) or not isinstance(size, (numbers.Integral, np.integer)) or size < 1:
             raise ValueError(f"size must be an int >= 1, got {size!r}.")
-        return self.get_sampler().sample(self, spec, int(size), random_state)
+        return self.get_sampler().sample(self, config, int(size), random_state)
 
     def _sample_with(self, sampler: Sampler, spec: Any, size: int, rng: Rng) -> Any:
         values = self._draw(sampler, spec, size, rng)
@@ -615,9 +617,19 @@ class Function(Domain):
     def _draw(self, sampler: Sampler, spec: Any, size: int, rng: Rng) -> Sequence[Any]:
         if not self.pass_config:
             return [self.func() for _ in range(size)]
-        if spec is None or isinstance(spec, dict):
-            spec = spec_view({} if spec is None else spec, is_unresolved)
+        if isinstance(spec, list):
+            # One config per value drawn, as Ray Tune's sample(config=[...], size=n) takes.
+            if len(spec) != size:
+                raise ValueError(f"sample() got {len(spec)} configs for size={size}; give one config per value.")
+            return [self.func(self._as_spec(one)) for one in spec]
+        spec = self._as_spec(spec)
         return [self.func(spec) for _ in range(size)]
+
+    @staticmethod
+    def _as_spec(spec: Any) -> Any:
+        if spec is None or isinstance(spec, dict):
+            return spec_view({} if spec is None else spec, is_unresolved)
+        return spec
 
     def is_function(self) -> bool:
         return True

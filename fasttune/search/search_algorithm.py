@@ -116,8 +116,9 @@ class SearchAlgorithm(abc.ABC):
         """Whether ``dirpath`` holds a state this algorithm can restore."""
         return False
 
-    def save_to_dir(self, dirpath: str, session_str: str = "default") -> bool:
-        """Saves the algorithm's state under ``dirpath``; returns whether it did."""
+    def save_to_dir(self, dirpath: str, **kwargs: Any) -> bool:
+        """Saves the algorithm's state under ``dirpath``; returns whether it did.  The
+        runner passes ``session_str`` as a keyword, which subclasses may name or not."""
         return False
 
     def restore_from_dir(self, dirpath: str) -> None:

@@ -118,3 +118,9 @@ def test_a_logger_the_user_passed_pickles_with_the_tuner_and_the_copy_writes_its
         each.log_trial_end(trial)
         each.on_experiment_end(trials=[trial])
     assert sorted(e.step for e in _accumulator(trial.path).Scalars("ray/tune/loss")) == [1, 2]
+
+
+def test_valid_summary_types_are_ray_tunes():
+    from fasttune.logger.tensorboardx import VALID_SUMMARY_TYPES
+
+    assert VALID_SUMMARY_TYPES == [int, float, np.float32, np.float64, np.int32, np.int64]

@@ -285,3 +285,15 @@ def test_bad_arguments_are_clear_errors(kwargs, error, words):
     with pytest.raises(error) as info:
         HyperBandScheduler(**kwargs)
     assert words in str(info.value) and "HyperBandScheduler" in str(info.value)
+
+
+def test_state_counts_the_brackets_over_all_bands():
+    scheduler = make(max_t=9, reduction_factor=3)
+    sim = SimulatedRunner(scheduler, metric="score", mode="max")
+    for _ in range(10):
+        sim.add_trial({})
+    # The counts Ray Tune 2.60's HyperBandScheduler.state() gives for the same additions.
+    assert scheduler.state() == {"num_brackets": 3, "num_stopped": 0}
+    for _ in range(8):
+        sim.add_trial({})
+    assert scheduler.state() == {"num_brackets": 4, "num_stopped": 0}

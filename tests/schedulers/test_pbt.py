@@ -885,3 +885,25 @@ def test_synch_ending_trial_without_waiters_perturbs_nothing(tmp_path):
     trials[2].set_status(Trial.TERMINATED)
     pbt.on_trial_complete(runner, trials[2], {})
     assert runner.resets == [] and pbt._next_perturbation_sync == 2
+
+
+@pytest.mark.parametrize("mode, sign", [("max", 1.0), ("min", -1.0)])
+def test_last_scores_are_the_scores_at_the_last_perturbation_point_of_unfinished_trials(tmp_path, mode, sign):
+    pbt, runner = make_pbt(mode=mode), FakeRunner()
+    trials = [runner.add(pbt, {"lr": 0.5}) for _ in range(4)]
+    for trial, score in zip(trials[:3], (10, 20, 30)):
+        report(pbt, runner, trial, 2, score)
+    report(pbt, runner, trials[0], 3, 99)  # not a perturbation point: the recorded score stays
+    trials[2].set_status(Trial.TERMINATED)
+    # trials[3] has not reached a perturbation point; trials[2] finished.
+    assert pbt.last_scores(trials) == [sign * 10, sign * 20]
+
+
+def test_reset_stats_zeroes_the_counts_debug_string_shows(tmp_path):
+    random.seed(0)
+    pbt, runner = make_pbt(resample_probability=0.0), FakeRunner()
+    trials = four_trials(pbt, runner, tmp_path)
+    report(pbt, runner, trials[0], 4, 11)
+    assert pbt.debug_string().startswith("PopulationBasedTraining: 1 perturbs")
+    pbt.reset_stats()
+    assert pbt.debug_string().startswith("PopulationBasedTraining: 0 perturbs, 0 exploits skipped")

@@ -157,3 +157,30 @@ def test_max_concurrent_trials_limits_a_searcher(ray_session, storage):
     grid = fit(light, storage, {}, callbacks=[order], tune_config=tune.TuneConfig(
         search_alg=inner, metric="loss", mode="min", num_samples=6, max_concurrent_trials=1))
     assert len(grid) == 6 and order.max_live() == 1 and inner.max_live == 1
+
+
+class PauseListener(ListSearcher):
+    def __init__(self, configs):
+        super().__init__(configs)
+        self.heard = []
+
+    def on_pause(self, trial_id):
+        self.heard.append(("pause", trial_id))
+
+    def on_unpause(self, trial_id):
+        self.heard.append(("unpause", trial_id))
+
+
+def test_pause_and_unpause_reach_a_searcher_that_listens_and_keep_the_limit():
+    inner = PauseListener([{"x": i} for i in range(3)])
+    limiter = ConcurrencyLimiter(inner, max_concurrent=1)
+    assert limiter.suggest("a") == {"x": 0}
+    limiter.on_pause("a")
+    assert limiter.suggest("b") is None  # a paused trial still holds its place
+    limiter.on_unpause("a")
+    assert inner.heard == [("pause", "a"), ("unpause", "a")]
+    quiet = ConcurrencyLimiter(ListSearcher([{"x": 0}]), max_concurrent=1)
+    quiet.suggest("a")
+    quiet.on_pause("a")  # a searcher without the hooks is left alone
+    quiet.on_unpause("a")
+    assert quiet.live_trials == {"a"}

@@ -1,6 +1,7 @@
 """OptunaSearch: space conversion, ask/tell bookkeeping, warm starts, checkpoints, and a sweep on Ray."""
 import builtins
 import math
+import pickle
 import sys
 
 import pytest
@@ -454,3 +455,36 @@ def test_every_trial_of_a_concurrent_sweep_is_told_to_the_study(ray_session, sto
     assert math.isclose(searcher.study.best_value, grid.get_best_result().metrics["loss"])
     told = sorted((t.params["x"], t.params["y"]) for t in completed)
     assert told == sorted((r.config["x"], r.config["y"]) for r in grid)
+
+
+# ---- a study kept in a database ---------------------------------------------------------
+def _tell_three(searcher, start):
+    for i in range(start, start + 3):
+        config = searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", {"loss": (config["x"] - 1.0) ** 2})
+
+
+def test_a_study_in_a_database_is_persisted_and_continued_by_name(tmp_path):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    first = _searcher({"x": uniform(-5.0, 5.0)}, study_name="sweep", storage=url)
+    _tell_three(first, 0)
+    kept = optuna.load_study(study_name="sweep", storage=url)
+    assert [t.state for t in kept.trials] == [TrialState.COMPLETE] * 3
+    assert [t.value for t in kept.trials] == [t.value for t in first.study.trials]
+    # A second searcher with the same name and storage continues that study.
+    second = _searcher({"x": uniform(-5.0, 5.0)}, study_name="sweep", storage=optuna.storages.RDBStorage(url))
+    assert len(second.study.trials) == 3
+    _tell_three(second, 3)
+    assert len(optuna.load_study(study_name="sweep", storage=url).trials) == 6
+    # Its state pickles with the storage, as checkpoints need.
+    restored = _searcher({"x": uniform(-5.0, 5.0)})
+    restored.set_state(pickle.loads(pickle.dumps(second.get_state())))
+    assert len(restored.study.trials) == 6 and restored.study.study_name == "sweep"
+
+
+def test_the_default_study_name_is_ray_tunes_and_bad_storage_is_a_clear_error():
+    assert _searcher({"x": uniform(0.0, 1.0)}).study.study_name == "optuna"
+    with pytest.raises(TypeError, match=r"storage must be an optuna.storages.BaseStorage or a database URL.*dict"):
+        OptunaSearch({"x": uniform(0.0, 1.0)}, storage={"url": "sqlite://"})
+    with pytest.raises(TypeError, match="study_name must be a str, got int"):
+        OptunaSearch({"x": uniform(0.0, 1.0)}, study_name=3)

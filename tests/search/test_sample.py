@@ -316,3 +316,17 @@ def test_function_domain_reads_the_spec_or_nothing():
     assert Function(lambda: 7).sample() == 7
     assert sample_from(lambda: 5).sample(size=3) == [5, 5, 5]
     assert not math.isnan(sample_from(np.random.rand).sample())
+
+
+def test_sample_takes_ray_tunes_config_keyword():
+    # Ray Tune's signature is sample(config=None, size=1, random_state=None), on domains and samplers.
+    assert Function(lambda spec: spec.config.x * 2).sample(config={"config": {"x": 4}}) == 8
+    domain = uniform(0.0, 1.0)
+    assert domain.sample(config=None, random_state=3) == domain.get_sampler().sample(domain, config={}, random_state=3)
+
+
+def test_function_domain_takes_one_config_per_value():
+    doubled = Function(lambda spec: spec.config.x * 2)
+    assert doubled.sample(config=[{"config": {"x": 1}}, {"config": {"x": 5}}], size=2) == [2, 10]
+    with pytest.raises(ValueError, match="got 1 configs for size=2"):
+        doubled.sample(config=[{"config": {"x": 1}}], size=2)

@@ -275,3 +275,34 @@ def test_num_samples_minus_one_with_a_time_budget_ends_and_completes_every_trial
     assert sorted(r.config["i"] for r in grid) == list(range(1, len(searcher.suggest_ids) + 1))
     assert sorted(trial_id for trial_id, _, _ in searcher.completed) == sorted(searcher.suggest_ids)
     assert not searcher.live
+
+
+class RayStyleAlgorithm(tune.search.SearchAlgorithm):
+    """A search algorithm written against Ray Tune's base: save_to_dir takes **kwargs."""
+
+    def add_configurations(self, experiments):
+        pass
+
+    def next_trial(self):
+        return None
+
+    def save_to_dir(self, dirpath, **kwargs):
+        with open(f"{dirpath}/state-{kwargs['session_str']}", "w") as f:
+            f.write("saved")
+        return True
+
+
+def test_save_to_dir_takes_keywords_as_ray_tunes_base_does(tmp_path):
+    from fasttune.execution._snapshots import policy_state
+    from fasttune.search.search_algorithm import SearchAlgorithm
+
+    assert SearchAlgorithm.save_to_dir(RayStyleAlgorithm(), str(tmp_path), session_str="s") is False
+    # The runner's snapshot passes session_str by keyword, so such a subclass is saved.
+    assert policy_state(RayStyleAlgorithm(), "searcher") == {"state-snapshot": b"saved"}
+
+
+def test_recursive_dependency_error_takes_ray_tunes_msg():
+    from fasttune.search.variant_generator import RecursiveDependencyError
+
+    error = RecursiveDependencyError(msg="'config/a' is not resolved yet")
+    assert str(error) == "'config/a' is not resolved yet" and error.path == ()

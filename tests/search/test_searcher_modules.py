@@ -86,23 +86,3 @@ def test_nevergrad_convert_search_space_is_a_space_for_nevergrad_search():
     config = searcher.suggest("t1")
     assert sorted(config) == ["epochs", "layers", "opt"] and config["epochs"] == 3
     assert 1e-4 <= config["opt"]["lr"] <= 1e-1 and 1 <= config["layers"] <= 8
-
-
-def test_optuna_search_keeps_its_study_in_the_given_storage_under_its_name(tmp_path):
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    searcher = OptunaSearch({"x": ft_search.uniform(0, 1)}, metric="loss", mode="min", study_name="sweep",
-                            storage=optuna.storages.RDBStorage(url), seed=0)
-    config = searcher.suggest("t1")
-    searcher.on_trial_complete("t1", {"loss": config["x"] ** 2})
-    study = optuna.load_study(study_name="sweep", storage=url)
-    assert [trial.value for trial in study.trials] == [config["x"] ** 2]
-    # a searcher on the same storage and name continues that study
-    again = OptunaSearch({"x": ft_search.uniform(0, 1)}, metric="loss", mode="min", study_name="sweep",
-                         storage=optuna.storages.RDBStorage(url), seed=0)
-    assert len(again.study.trials) == 1
-    assert OptunaSearch({"x": ft_search.uniform(0, 1)}, metric="loss", mode="min").study.study_name == "optuna"
-
-
-def test_optuna_search_refuses_a_storage_that_is_not_one():
-    with pytest.raises(TypeError, match="storage must be an optuna.storages.BaseStorage instance .* got str"):
-        OptunaSearch(storage="sqlite:///optuna.db")

@@ -290,9 +290,11 @@ class OptunaSearch(Searcher):
             enqueued in the study.
         sampler: An ``optuna.samplers.BaseSampler``; default ``TPESampler(seed=seed)``,
             which handles single- and multi-objective studies.
-        study_name: The study's name (default ``"optuna"``).
-        storage: An ``optuna.storages.BaseStorage`` to keep the study in (default: in
-            memory); a study of that name already there is continued.
+        study_name: The name of the Optuna study (default ``"optuna"``, as Ray Tune's).
+        storage: Where the study is kept: an ``optuna.storages.BaseStorage`` or a
+            database URL such as ``"sqlite:///optuna.db"``; default in memory.  A study
+            of that name already in the storage is continued (its trials inform the
+            sampler), and every trial told is persisted there.
         seed: Seed of the default sampler (ignored, with a warning, when
             ``sampler`` is given).
         evaluated_rewards: The metric values of ``points_to_evaluate``
@@ -322,20 +324,22 @@ class OptunaSearch(Searcher):
         points_to_evaluate: Optional[List[Dict]] = None,
         sampler: Optional["optuna.samplers.BaseSampler"] = None,
         study_name: Optional[str] = None,
-        storage: Optional["optuna.storages.BaseStorage"] = None,
+        storage: Optional[Union["optuna.storages.BaseStorage", str]] = None,
         seed: Optional[int] = None,
         evaluated_rewards: Optional[List[Any]] = None,
     ) -> None:
         ot = _import_optuna()
         super().__init__(metric=metric, mode=mode)
+        if storage is not None and not isinstance(storage, (str, ot.storages.BaseStorage)):
+            raise TypeError("storage must be an optuna.storages.BaseStorage or a database URL such as "
+                            f"'sqlite:///optuna.db', got {type(storage).__name__}.")
+        if study_name is not None and not isinstance(study_name, str):
+            raise TypeError(f"study_name must be a str, got {type(study_name).__name__}.")
+        self._storage = storage
+        self._study_name = study_name or "optuna"  # Ray Tune's fixed name when none is given
         if sampler is not None and not isinstance(sampler, ot.samplers.BaseSampler):
             raise TypeError(
                 f"sampler must be an optuna.samplers.BaseSampler instance, got {type(sampler).__name__}."
-            )
-        if storage is not None and not isinstance(storage, ot.storages.BaseStorage):
-            raise TypeError(
-                f"storage must be an optuna.storages.BaseStorage instance (e.g. optuna.storages.RDBStorage("
-                f"'sqlite:///optuna.db')), got {type(storage).__name__}."
             )
         if sampler is not None and seed is not None:
             logger.warning("OptunaSearch got both a sampler and a seed; the seed is ignored: seed the sampler itself.")
@@ -351,9 +355,6 @@ class OptunaSearch(Searcher):
                     f"{len(evaluated_rewards)} rewards for {len(points_to_evaluate or [])} points."
                 )
         self._sampler = sampler
-        # As Ray Tune: one fixed name, so that a study in a given storage is found again.
-        self._study_name = study_name or "optuna"
-        self._storage = storage
         self._seed = seed
         self._points_to_evaluate: List[Dict] = [dict(p) for p in points_to_evaluate or []]
         self._evaluated_rewards: Optional[List[Any]] = list(evaluated_rewards) if evaluated_rewards else None
@@ -436,8 +437,8 @@ class OptunaSearch(Searcher):
             self._metric = DEFAULT_METRIC
         directions = self._directions()
         sampler = self._sampler if self._sampler is not None else ot.samplers.TPESampler(seed=self._seed)
-        self._study = ot.create_study(sampler=sampler, pruner=ot.pruners.NopPruner(), study_name=self._study_name,
-                                      storage=self._storage, load_if_exists=True, **directions)
+        self._study = ot.create_study(sampler=sampler, pruner=ot.pruners.NopPruner(), storage=self._storage,
+                                      study_name=self._study_name, load_if_exists=True, **directions)
         if not self._points_to_evaluate:
             return
         if self._evaluated_rewards is not None:
