@@ -14,7 +14,6 @@ from typing import Any, Callable, Dict, Optional
 
 from fasttune.execution._protocol import wire_config
 from fasttune.execution._trial_state import PendingReset, TrialState
-from fasttune.logger._trial_files import config_to_json
 
 
 class ResetBook:
@@ -77,7 +76,7 @@ class ResetBook:
         table, row = self._table, trial._row
         trial.config = reset.config
         trial.experiment_tag = reset.tag
-        state.config_json = config_to_json(reset.config)
+        state.take_config(reset.config)
         iteration = int(reset.result.get("training_iteration", trial.iteration))
         time_total = float(reset.result.get("time_total_s", table.get_time_total(row)))
         fields: Dict[str, Any] = {"config": wire_config(reset.config), "iteration": iteration, "time_total": time_total,

@@ -25,7 +25,7 @@ from fasttune.error import TuneError
 from fasttune.execution import _experiment_state as _state
 from fasttune.execution._trial_state import TrialState
 from fasttune.experiment.trial import Trial
-from fasttune.logger._trial_files import PARAMS_FILE, config_to_json, set_aside_unknown_trial_dirs
+from fasttune.logger._trial_files import PARAMS_FILE, set_aside_unknown_trial_dirs
 from fasttune.schedulers.trial_scheduler import TrialScheduler, overrides
 from fasttune.search.search_algorithm import SearchAlgorithm
 
@@ -331,6 +331,6 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         trial_state.rewind_on_start = True
         files.prune_checkpoints(trial.path, [os.path.basename(c.path) for c in trial.checkpoints], now=True)
         if trial.start_time is not None and os.path.exists(os.path.join(trial.path, PARAMS_FILE)):
-            trial_state.config_json = config_to_json(trial.config)  # its params.json is written
+            trial_state.take_config(trial.config)  # its params.json is written
     restored.trials.append(trial)
     restored.by_id[trial.trial_id] = trial

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from fasttune.logger._trial_files import config_to_json
+
 
 class PendingReset:
     """A ``reset_trial`` not carried out yet: the trial goes on with ``config`` from the
@@ -25,11 +27,12 @@ class PendingReset:
 class TrialState:
     """What the runner keeps about one trial between events."""
 
-    __slots__ = ("config_json", "decision", "at_decision_point", "reset_at_decision", "reset_on_start",
+    __slots__ = ("config_json", "config_source", "decision", "at_decision_point", "reset_at_decision", "reset_on_start",
                  "cloning", "rewind_on_start", "prune_on_start", "queueable", "next_checkpoint_index")
 
     def __init__(self, queueable: bool = True) -> None:
         self.config_json: Optional[str] = None  # the config as result rows carry it; set at first start
+        self.config_source: Optional[Dict[str, Any]] = None  # the config object config_json renders
         # A STOP or PAUSE taken on results between decision points, answered at the next.
         self.decision: Optional[str] = None
         # Waiting at a decision point in the batch being handled: a reset applies in place.
@@ -43,6 +46,15 @@ class TrialState:
         self.prune_on_start = False
         self.queueable = queueable  # may wait in a busy worker's queue of next trials
         self.next_checkpoint_index: Optional[int] = None  # None: as many as it has
+
+    def take_config(self, config: Dict[str, Any]) -> bool:
+        """Render ``config`` for the trial's result rows unless it is the object rendered
+        last (a scheduler's ``trial.set_config`` or a reset gives a new one); whether it was."""
+        if config is self.config_source:
+            return False
+        self.config_json = config_to_json(config)
+        self.config_source = config
+        return True
 
     def next_index(self, trial: Any) -> int:
         """The number the trial's next checkpoint directory gets (unique after deletions)."""

@@ -38,7 +38,7 @@ from fasttune.execution._wake import wake_sources
 from fasttune.execution.ray_trial_executor import RayTrialExecutor
 from fasttune.execution.trial_executor import EVENT_BATCH, EVENT_ERROR, EVENT_START, TrialExecutor
 from fasttune.experiment.trial import Trial
-from fasttune.logger._trial_files import TrialFiles, config_to_json
+from fasttune.logger._trial_files import TrialFiles
 from fasttune.logger.csv import CSVLoggerCallback
 from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, TrialScheduler, overrides
 from fasttune.search.search_algorithm import SearchAlgorithm
@@ -272,8 +272,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         if state.prune_on_start:
             state.prune_on_start = False
             self._checkpoints.prune_unrecorded(trial, now=True)
-        if state.config_json is None:
-            state.config_json = config_to_json(trial.config)
+        if state.config_source is None and state.take_config(trial.config):  # its first start
             self._files.init_trial(trial.path, trial.config)
         reset, state.reset_on_start = state.reset_on_start, None
         if reset is not None:
@@ -290,6 +289,10 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             if state.rewind_on_start or trial.iteration != iteration or trial.results_seen != rows:
                 state.rewind_on_start = False
                 self._rewind(trial, iteration, time_total, rows)
+        if state.take_config(trial.config):
+            # A scheduler gave the paused trial a new config (``trial.set_config``): its
+            # results and params.json carry the one it runs with now.
+            self._files.init_trial(trial.path, trial.config)
         spec = protocol.trial_spec(
             trial, self.experiment_path, decide=self._decision_points(trial),
             yields=self._scheduler_points and bool(self._scheduler.pauses_for_waiting_trials(trial)),
