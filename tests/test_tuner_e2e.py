@@ -483,15 +483,16 @@ def _on_disk(path):
 @pytest.mark.parametrize(
     "keep, attr, order, scores, expected_disk, expected_best",
     [
-        # best two by max, and the latest (worst) kept as the restart point
-        (2, "score", "max", [0.3, 0.9, 0.1, 0.95, 0.2], [1, 3, 4], [3, 1, 4]),
-        (2, "score", "min", [0.3, 0.9, 0.1, 0.95, 0.2], [2, 4], [2, 4]),
+        # best two by max, and the latest (worst) kept as the restart point; best_checkpoints
+        # lists the best two, worst first, as Ray Tune does (the latest is not among them)
+        (2, "score", "max", [0.3, 0.9, 0.1, 0.95, 0.2], [1, 3, 4], [1, 3]),
+        (2, "score", "min", [0.3, 0.9, 0.1, 0.95, 0.2], [2, 4], [4, 2]),
         # no attribute: the most recent two, oldest first
         (2, None, "max", [0.3, 0.9, 0.1, 0.95, 0.2], [3, 4], [3, 4]),
         # a result without the attribute ranks worst
-        (2, "score", "max", [0.5, None, 0.4, 0.1], [0, 2, 3], [0, 2, 3]),
-        # None keeps all, listed best first
-        (None, "score", "max", [0.2, 0.1, 0.3], [0, 1, 2], [2, 0, 1]),
+        (2, "score", "max", [0.5, None, 0.4, 0.1], [0, 2, 3], [2, 0]),
+        # None keeps all, listed worst first
+        (None, "score", "max", [0.2, 0.1, 0.3], [0, 1, 2], [1, 0, 2]),
     ],
 )
 def test_checkpoint_retention_keeps_the_best_and_the_latest(storage, keep, attr, order, scores, expected_disk, expected_best):

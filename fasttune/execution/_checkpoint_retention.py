@@ -53,6 +53,23 @@ def rank_checkpoints(entries: Sequence[Entry], attr: Optional[str] = None, order
     return [entries[i] for i in ranked]
 
 
+def best_checkpoints(entries: Sequence[Entry], num_to_keep: Optional[int], attr: Optional[str] = None,
+                     order: str = "max") -> List[Entry]:
+    """``Result.best_checkpoints`` as Ray Tune lists them: the ``num_to_keep`` best, worst
+    first (so ``[-1]`` is the best), the latest among them only if it ranks there; without
+    ``attr``, the most recent ``num_to_keep`` in the order they were taken.
+
+    Example:
+        >>> entries = [("c1", {"acc": 0.9}), ("c2", {"acc": 0.5}), ("c3", {"acc": 0.1})]
+        >>> [c for c, _ in best_checkpoints(entries, 2, "acc", "max")]
+        ['c2', 'c1']
+    """
+    ranked = rank_checkpoints(entries, attr, order)
+    if attr is not None:
+        ranked.reverse()
+    return ranked if num_to_keep is None else ranked[len(ranked) - min(num_to_keep, len(ranked)):]
+
+
 def select_checkpoints_to_keep(
     entries: Sequence[Entry],
     num_to_keep: Optional[int],

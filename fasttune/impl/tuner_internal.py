@@ -13,7 +13,7 @@ from fasttune._progress import ProgressDriver
 from fasttune.config import RunConfig
 from fasttune.error import TuneError
 from fasttune.execution.ray_trial_executor import RayTrialExecutor
-from fasttune.execution._checkpoint_retention import rank_checkpoints
+from fasttune.execution._checkpoint_retention import best_checkpoints
 from fasttune.execution._storage_sync import StorageSync, prepare_staging
 from fasttune.execution.trial_runner import TrialRunner
 from fasttune.experiment.experiment import Experiment
@@ -404,10 +404,11 @@ def _upload_quietly(sync: Optional[StorageSync]) -> None:
 
 
 def _best_checkpoints(trial: Any) -> list:
-    """The kept (checkpoint, metrics) pairs: best first by the score attribute, else oldest first."""
+    """The (checkpoint, metrics) pairs of Ray Tune's ``Result.best_checkpoints``."""
     config = trial.checkpoint_config
-    return rank_checkpoints(
+    return best_checkpoints(
         trial.checkpoint_results,
+        getattr(config, "num_to_keep", None),
         getattr(config, "checkpoint_score_attribute", None),
         getattr(config, "checkpoint_score_order", "max") or "max",
     )

@@ -450,10 +450,6 @@ def _best_checkpoints(run):
 
 
 RETENTION = [(2, "score", "max"), (2, "score", "min"), (1, None, "max"), (None, "score", "max")]
-BEST_FIRST = pytest.mark.xfail(
-    strict=True, reason="fasttune's Result.best_checkpoints lists every kept checkpoint best first "
-                        "(tests/test_tuner_e2e.py holds that); Ray Tune's lists the num_to_keep best, worst first, "
-                        "so the latest is there only when it is among them")
 
 
 @pytest.fixture(scope="module", params=RETENTION, ids=lambda p: "-".join(map(str, p)))
@@ -469,9 +465,6 @@ def test_checkpoint_config_keeps_the_same_checkpoints(retention_runs):
     assert _kept(ft_run) == kept
 
 
-@pytest.mark.parametrize("retention_runs", [
-    pytest.param(p, id="-".join(map(str, p)), marks=[BEST_FIRST] if p[1] is not None else [])
-    for p in RETENTION], indirect=True)
 def test_best_checkpoints_are_the_same_in_the_same_order(retention_runs):
     _, (ray_run, ft_run) = retention_runs
     assert _best_checkpoints(ft_run) == _best_checkpoints(ray_run)
