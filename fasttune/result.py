@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from fasttune._json_nesting import MAX_JSON_NESTING, nested_deeper_than, parse_json  # noqa: F401 - re-exported
 from fasttune._optional import import_optional
-from fasttune.checkpoint import Checkpoint
+from fasttune.checkpoint import Checkpoint, checkpoint_in_storage
 from fasttune.error import TuneError
 
 __all__ = ["Result"]
@@ -229,8 +229,6 @@ class Result:
         """The ``pyarrow.fs`` filesystem :attr:`path` is on: always the local one, as a
         result read from storage is a local copy of its files (its checkpoints point into
         storage themselves).  Needs pyarrow."""
-        from fasttune.result_grid import local_filesystem
-
         return local_filesystem("Result.filesystem")
 
     def get_best_checkpoint(self, metric: str, mode: str) -> Optional[Checkpoint]:
@@ -295,8 +293,6 @@ class Result:
 
         location = storage.resolve(path, storage_filesystem)
         if location is not None:
-            from fasttune.result_grid import point_into_storage
-
             local = storage.local_copy(location)
             return point_into_storage(cls.from_path(local, on_bad_line=on_bad_line), local, location)
         trial_dir = os.path.abspath(os.fsdecode(os.fspath(path)))
@@ -350,3 +346,19 @@ class Result:
         if self.error is not None:
             parts.append(f"error={self.error!r}")
         return "Result(\n  " + ",\n  ".join(parts) + "\n)"
+
+
+def local_filesystem(purpose: str) -> Any:
+    """``pyarrow.fs.LocalFileSystem()``, or an ImportError saying how to get pyarrow."""
+    return import_optional("pyarrow.fs", "storage", purpose, package="pyarrow").LocalFileSystem()
+
+
+def point_into_storage(result: Result, local_root: str, location: Any) -> Result:
+    """``result``, read from ``local_root`` (the local copy of the experiment at
+    ``location``), with its checkpoints pointing into storage; its ``path`` stays the
+    local copy, where its result files are."""
+    if result.checkpoint is not None:
+        result.checkpoint = checkpoint_in_storage(result.checkpoint, local_root, location)
+    result.best_checkpoints = [(checkpoint_in_storage(c, local_root, location), metrics)
+                               for c, metrics in result.best_checkpoints]
+    return result

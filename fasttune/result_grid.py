@@ -22,13 +22,13 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from fasttune import _storage as storage
 from fasttune._flatten import flatten_dict, lookup_flattened
-from fasttune._optional import import_optional
-from fasttune.checkpoint import checkpoint_in_storage
-from fasttune.result import (
+from fasttune.result import (  # noqa: F401 - point_into_storage is re-exported
     PARAMS_FILE,
     RESULT_FILE,
     Result,
     import_pandas,
+    local_filesystem,
+    point_into_storage,
     read_json_lines,
 )
 
@@ -59,22 +59,6 @@ def _is_better(score: float, best: Optional[float], mode: str) -> bool:
     if math.isnan(best):
         return True
     return score > best if mode == "max" else score < best
-
-
-def local_filesystem(purpose: str) -> Any:
-    """``pyarrow.fs.LocalFileSystem()``, or an ImportError saying how to get pyarrow."""
-    return import_optional("pyarrow.fs", "storage", purpose, package="pyarrow").LocalFileSystem()
-
-
-def point_into_storage(result: Result, local_root: str, location: "storage.Location") -> Result:
-    """``result``, read from ``local_root`` (the local copy of the experiment at
-    ``location``), with its checkpoints pointing into storage; its ``path`` stays the
-    local copy, where its result files are."""
-    if result.checkpoint is not None:
-        result.checkpoint = checkpoint_in_storage(result.checkpoint, local_root, location)
-    result.best_checkpoints = [(checkpoint_in_storage(c, local_root, location), metrics)
-                               for c, metrics in result.best_checkpoints]
-    return result
 
 
 class ResultGrid:
@@ -109,12 +93,10 @@ class ResultGrid:
         default_metric: Optional[str] = None,
         default_mode: Optional[str] = None,
     ) -> None:
-        from fasttune.analysis.experiment_analysis import ExperimentAnalysis
-
         filesystem = None
-        if isinstance(experiment_analysis, ExperimentAnalysis):
-            # As Ray Tune: the grid of an analysis, with its path and its default metric and mode.
-            grid = experiment_analysis._grid
+        grid = getattr(experiment_analysis, "result_grid", None)
+        if isinstance(grid, ResultGrid):
+            # As Ray Tune: the grid of an ExperimentAnalysis, with its path and its default metric and mode.
             results, filesystem = list(grid), grid._filesystem
             experiment_path = experiment_path if experiment_path is not None else experiment_analysis.experiment_path
             default_metric = default_metric or experiment_analysis.default_metric

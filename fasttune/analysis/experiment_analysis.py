@@ -119,6 +119,11 @@ class ExperimentAnalysis:
     def experiment_path(self) -> str:
         return self._grid.experiment_path
 
+    @property
+    def result_grid(self) -> ResultGrid:
+        """The experiment's results as a :class:`~fasttune.ResultGrid` (what ``ResultGrid(analysis)`` holds)."""
+        return self._grid
+
     # -- the best trial --------------------------------------------------------------
 
     def _validate_mode(self, mode: Optional[str]) -> str:
