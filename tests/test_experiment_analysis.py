@@ -141,3 +141,10 @@ def test_result_grid_of_an_analysis(returned):
     grid = tune.ResultGrid(returned)
     assert len(grid) == 3 and grid.experiment_path == returned.experiment_path
     assert grid.get_best_result().config == {"losses": LOSSES[2]}  # the analysis's metric and mode
+
+
+def test_dataframe_rows_by_metric_and_mode(analysis):
+    assert sorted(analysis.dataframe("loss", "min")["loss"]) == [1.0, 2.0, 3.0]  # each trial's lowest
+    assert sorted(analysis.dataframe("loss")["loss"]) == [2.0, 4.0, 7.0]  # no mode: each trial's last
+    with pytest.raises(ValueError, match="needs the metric"):
+        analysis.dataframe(mode="min")

@@ -284,6 +284,12 @@ class ExperimentAnalysis:
         return self._trial_dataframes
 
     def dataframe(self, metric: Optional[str] = None, mode: Optional[str] = None) -> Any:
+        """One row per trial: its result with the best ``metric`` by ``mode`` over its whole
+        history, or without a mode (as in Ray Tune) its last result."""
+        if mode is not None and metric is None:
+            raise ValueError(f"ExperimentAnalysis.dataframe(mode={mode!r}) needs the metric to rank by as well.")
+        if mode is None:
+            return self._grid.get_dataframe()
         return self._grid.get_dataframe(filter_metric=metric, filter_mode=mode)
 
     @property
