@@ -136,3 +136,11 @@ def test_run_experiments_takes_ray_tunes_positions(ray_session, storage):
     trials = tune.run_experiments(experiment, None, 0, None, None, None, False, True, False, None)
     assert sorted(t.last_result["loss"] for t in trials) == [1.0, 2.0]
     assert all(t.status == "TERMINATED" for t in trials)
+
+
+def test_run_experiments_reads_spec_dicts_as_from_json(ray_session, storage):
+    trials = tune.run_experiments({"from_dict": {"run": train, "storage_path": storage, "env": "unused",
+                                                 "config": {"losses": [3.0]}}}, verbose=0)
+    assert [t.config for t in trials] == [{"losses": [3.0], "env": "unused"}]
+    with pytest.raises(tune.TuneError, match="spec of experiment 'bad' is not valid.*checkpoint_freq"):
+        tune.run_experiments({"bad": {"run": train, "checkpoint_freq": 2}})

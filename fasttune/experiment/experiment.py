@@ -356,16 +356,9 @@ def convert_to_experiment_list(experiments: Any) -> list:
     if isinstance(experiments, Experiment):
         return [experiments]
     if isinstance(experiments, dict):
-        return [Experiment(name, **_legacy_spec(spec)) for name, spec in experiments.items()]
+        return [Experiment.from_json(name, spec) for name, spec in experiments.items()]
     if isinstance(experiments, (list, tuple)) and all(isinstance(e, Experiment) for e in experiments):
         return list(experiments)
     raise TuneError(
         "run_experiments takes an Experiment, a list of them, or a dict of name to spec dict."
     )
-
-
-def _legacy_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
-    spec = dict(spec)
-    if "run" not in spec:
-        raise TuneError(f"An experiment spec needs a 'run' entry (the trainable); got keys {sorted(spec)}.")
-    return spec
