@@ -40,24 +40,56 @@ class PlacementGroupFactory:
             clean.append({str(k): float(v) for k, v in bundle.items() if v})
         if strategy not in _STRATEGIES:
             raise ValueError(f"Unknown placement strategy {strategy!r}; use one of {_STRATEGIES}.")
-        self.bundles = clean
-        self.strategy = strategy
+        self._bundles = clean
+        self._strategy = strategy
+
+    @property
+    def bundles(self) -> List[Dict[str, float]]:
+        """A copy of the bundles, zero amounts left out; an empty head bundle (the trial's
+        worker asks for nothing) stays first, where Ray Tune leaves it out."""
+        return [dict(bundle) for bundle in self._bundles]
+
+    @property
+    def strategy(self) -> str:
+        """How the bundles are placed: ``"PACK"``, ``"SPREAD"``, ``"STRICT_PACK"`` or ``"STRICT_SPREAD"``."""
+        return self._strategy
+
+    @property
+    def head_bundle_is_empty(self) -> bool:
+        """Whether the trial's own worker asks for nothing (only the other bundles need resources)."""
+        return not self._bundles[0]
+
+    @property
+    def head_cpus(self) -> float:
+        """The CPUs of the trial's own worker (the head bundle).
+
+        Example:
+            >>> PlacementGroupFactory([{"CPU": 2, "GPU": 1}, {"CPU": 4}]).head_cpus
+            2.0
+        """
+        return self._bundles[0].get("CPU", 0.0)
+
+    def to_placement_group(self) -> Any:
+        """A Ray placement group reserving these bundles (needs a running Ray)."""
+        from ray.util.placement_group import placement_group
+
+        return placement_group([bundle for bundle in self._bundles if bundle], strategy=self._strategy)
 
     @property
     def head_bundle(self) -> Dict[str, float]:
-        return dict(self.bundles[0])
+        return dict(self._bundles[0])
 
     @property
     def required_resources(self) -> Dict[str, float]:
         total: Dict[str, float] = {}
-        for bundle in self.bundles:
+        for bundle in self._bundles:
             for name, amount in bundle.items():
                 total[name] = total.get(name, 0.0) + amount
         return total
 
     def shape_key(self) -> Tuple[Any, ...]:
         """Workers are pooled by this key: trials with equal requests share workers."""
-        return (self.strategy, tuple(tuple(sorted(b.items())) for b in self.bundles))
+        return (self._strategy, tuple(tuple(sorted(b.items())) for b in self._bundles))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PlacementGroupFactory) and self.shape_key() == other.shape_key()
@@ -66,13 +98,13 @@ class PlacementGroupFactory:
         return hash(self.shape_key())
 
     def __repr__(self) -> str:
-        return f"PlacementGroupFactory({self.bundles!r}, strategy={self.strategy!r})"
+        return f"PlacementGroupFactory({self._bundles!r}, strategy={self._strategy!r})"
 
 
 _ALIASES = {"cpu": "CPU", "gpu": "GPU", "memory": "memory", "object_store_memory": "object_store_memory"}
 
 
-def resource_dict_to_pg_factory(spec: Optional[Dict[str, Any]]) -> PlacementGroupFactory:
+def resource_dict_to_pg_factory(spec: Optional[Dict[str, Any]] = None) -> PlacementGroupFactory:
     """``{"cpu": 2, "gpu": 1, "custom": 1}`` (Ray's ``resources_per_trial``) as a factory."""
     if spec is None:
         return PlacementGroupFactory([{"CPU": 1}])

@@ -200,6 +200,8 @@ class RunConfig:
         storage_filesystem: A ``pyarrow.fs.FileSystem`` that ``storage_path``
             (then ``bucket/prefix``, not a URI) is a path on; an fsspec filesystem
             works wrapped in ``pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))``.
+        local_dir: Deprecated, as in Ray Tune: giving it raises ``DeprecationWarning``
+            (an exception here, as there) pointing to ``storage_path``.
 
     Example:
         >>> import os
@@ -212,19 +214,28 @@ class RunConfig:
         ValueError: RunConfig.verbose=5 is not valid; use None or an int from 0 (silent) to 3 (most detail).
     """
 
+    # Ray Tune's field order: a RunConfig built positionally means the same on both.
     name: Optional[str] = None
     storage_path: Optional[Union[str, "os.PathLike[str]"]] = None
-    stop: Optional[StopType] = None
-    callbacks: Optional[List[Any]] = None
-    verbose: Optional[int] = None
+    storage_filesystem: Optional[Any] = None
     failure_config: Optional[FailureConfig] = None
     checkpoint_config: Optional[CheckpointConfig] = None
-    log_to_file: Union[bool, str, Tuple[str, str]] = False
-    progress_reporter: Optional[Any] = None
     sync_config: Optional[SyncConfig] = None
-    storage_filesystem: Optional[Any] = None
+    verbose: Optional[int] = None
+    stop: Optional[StopType] = None
+    callbacks: Optional[List[Any]] = None
+    progress_reporter: Optional[Any] = None
+    log_to_file: Union[bool, str, Tuple[str, str]] = False
+    # Deprecated in Ray Tune, which refuses it: kept so that the refusal says what to use.
+    local_dir: Optional[str] = None
 
     def __post_init__(self) -> None:
+        if self.local_dir is not None:
+            raise DeprecationWarning(
+                f"RunConfig(local_dir={self.local_dir!r}) is no longer supported (Ray Tune deprecated it "
+                f"too): set RunConfig(storage_path=...) instead, the directory under which each "
+                f"experiment's results go."
+            )
         if self.name is not None:
             if not isinstance(self.name, str):
                 raise TypeError(

@@ -103,9 +103,9 @@ def register_env(name: str, env_creator: Callable[[Dict[str, Any]], Any]) -> Non
     _global_registry.register(ENV_CREATOR, name, env_creator)
 
 
-def get_trainable_cls(name: str) -> Any:
-    """The trainable registered under ``name``; a clear TuneError when there is none."""
-    return _global_registry.get(TRAINABLE_CLASS, name)
+def get_trainable_cls(trainable_name: str) -> Any:
+    """The trainable registered under ``trainable_name``; a clear TuneError when there is none."""
+    return _global_registry.get(TRAINABLE_CLASS, trainable_name)
 
 
 def validate_trainable(trainable_name: str) -> None:

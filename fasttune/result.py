@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from fasttune._json_nesting import MAX_JSON_NESTING, nested_deeper_than, parse_json  # noqa: F401 - re-exported
 from fasttune._optional import import_optional
-from fasttune.checkpoint import Checkpoint
+from fasttune.checkpoint import Checkpoint, checkpoint_in_storage
 from fasttune.error import TuneError
 
 __all__ = ["Result"]
@@ -218,7 +218,8 @@ class Result:
     checkpoint: Optional[Checkpoint]
     error: Optional[BaseException]
     path: str
-    best_checkpoints: List[Tuple[Checkpoint, Dict[str, Any]]]
+    #: ``(checkpoint, metrics)`` for each kept checkpoint, oldest first (a list on every instance).
+    best_checkpoints: List[Tuple[Checkpoint, Dict[str, Any]]] = None  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -286,8 +287,46 @@ class Result:
     def metrics_dataframe(self, value: Optional[Any]) -> None:
         self._metrics_dataframe = value
 
+    @property
+    def filesystem(self) -> Any:
+        """The ``pyarrow.fs`` filesystem :attr:`path` is on: always the local one, as a
+        result read from storage is a local copy of its files (its checkpoints point into
+        storage themselves).  Needs pyarrow."""
+        return local_filesystem("Result.filesystem")
+
+    def get_best_checkpoint(self, metric: str, mode: str) -> Optional[Checkpoint]:
+        """The kept checkpoint whose metrics rank best by ``metric`` (nested keys joined
+        with "/") and ``mode``; checkpoints reported without that metric are left out.
+
+        Raises:
+            RuntimeError: the trial kept no checkpoint, or none has a value of ``metric``.
+            ValueError: ``mode`` is neither ``"min"`` nor ``"max"``.
+
+        Example:
+            >>> import tempfile
+            >>> a, b = Checkpoint(tempfile.mkdtemp()), Checkpoint(tempfile.mkdtemp())
+            >>> r = Result({}, b, None, "/t", best_checkpoints=[(a, {"acc": 0.9}), (b, {"acc": 0.7})])
+            >>> r.get_best_checkpoint("acc", "max") == a, r.get_best_checkpoint("acc", "min") == b
+            (True, True)
+        """
+        from fasttune._flatten import lookup_flattened
+
+        if not self.best_checkpoints:
+            raise RuntimeError(f"The trial in {self.path} kept no checkpoint.")
+        if mode not in ("max", "min"):
+            raise ValueError(f"Result.get_best_checkpoint mode={mode!r} is not valid; use 'max' or 'min'.")
+        scored = [(checkpoint, value) for checkpoint, metrics in self.best_checkpoints
+                  for value in [lookup_flattened(metrics, metric)] if value is not None]
+        if not scored:
+            raise RuntimeError(
+                f"No checkpoint of the trial in {self.path} was reported with the metric {metric!r}; its "
+                f"checkpoints' metrics have {sorted(set().union(*(m for _, m in self.best_checkpoints)))}.")
+        choose = max if mode == "max" else min
+        return choose(scored, key=lambda pair: pair[1])[0]
+
     @classmethod
-    def from_path(cls, path: Union[str, "os.PathLike[str]"], on_bad_line: str = "raise") -> "Result":
+    def from_path(cls, path: Union[str, "os.PathLike[str]"], storage_filesystem: Any = None,
+                  on_bad_line: str = "raise") -> "Result":
         """Rebuild a trial's Result from its directory alone.
 
         Reads ``params.json`` (config), the last complete line of
@@ -308,7 +347,17 @@ class Result:
             >>> r = Result.from_path(d)
             >>> r.metrics["loss"], r.config, r.error
             (1.0, {'lr': 0.1}, None)
+
+        ``path`` may be in storage: a URI that ``pyarrow.fs`` understands, or a path on
+        ``storage_filesystem``; the trial's files, less its checkpoints, are then read from
+        a local copy (the Result's ``path``), and its checkpoints point into storage.
         """
+        from fasttune import _storage as storage
+
+        location = storage.resolve(path, storage_filesystem)
+        if location is not None:
+            local = storage.local_copy(location)
+            return point_into_storage(cls.from_path(local, on_bad_line=on_bad_line), local, location)
         trial_dir = os.path.abspath(os.fsdecode(os.fspath(path)))
         if not os.path.isdir(trial_dir):
             raise FileNotFoundError(
@@ -360,3 +409,19 @@ class Result:
         if self.error is not None:
             parts.append(f"error={self.error!r}")
         return "Result(\n  " + ",\n  ".join(parts) + "\n)"
+
+
+def local_filesystem(purpose: str) -> Any:
+    """``pyarrow.fs.LocalFileSystem()``, or an ImportError saying how to get pyarrow."""
+    return import_optional("pyarrow.fs", "storage", purpose, package="pyarrow").LocalFileSystem()
+
+
+def point_into_storage(result: Result, local_root: str, location: Any) -> Result:
+    """``result``, read from ``local_root`` (the local copy of the experiment at
+    ``location``), with its checkpoints pointing into storage; its ``path`` stays the
+    local copy, where its result files are."""
+    if result.checkpoint is not None:
+        result.checkpoint = checkpoint_in_storage(result.checkpoint, local_root, location)
+    result.best_checkpoints = [(checkpoint_in_storage(c, local_root, location), metrics)
+                               for c, metrics in result.best_checkpoints]
+    return result

@@ -22,16 +22,17 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from fasttune import _storage as storage
 from fasttune._flatten import flatten_dict, lookup_flattened
-from fasttune.checkpoint import checkpoint_in_storage
-from fasttune.result import (
+from fasttune.result import (  # noqa: F401 - point_into_storage is re-exported
     PARAMS_FILE,
     RESULT_FILE,
     Result,
     import_pandas,
+    local_filesystem,
+    point_into_storage,
     read_json_lines,
 )
 
-__all__ = ["ResultGrid", "point_into_storage"]
+__all__ = ["ResultGrid", "point_into_storage", "local_filesystem"]
 
 _MODES = ("min", "max")
 _SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
@@ -60,23 +61,14 @@ def _is_better(score: float, best: Optional[float], mode: str) -> bool:
     return score > best if mode == "max" else score < best
 
 
-def point_into_storage(result: Result, local_root: str, location: "storage.Location") -> Result:
-    """``result``, read from ``local_root`` (the local copy of the experiment at
-    ``location``), with its checkpoints pointing into storage; its ``path`` stays the
-    local copy, where its result files are."""
-    if result.checkpoint is not None:
-        result.checkpoint = checkpoint_in_storage(result.checkpoint, local_root, location)
-    result.best_checkpoints = [(checkpoint_in_storage(c, local_root, location), metrics)
-                               for c, metrics in result.best_checkpoints]
-    return result
-
-
 class ResultGrid:
     """The results of a sweep: one :class:`~fasttune.result.Result` per trial.
 
     Args:
-        results: The trials' results, in trial order.
-        experiment_path: The experiment directory.
+        experiment_analysis: The trials' results, in trial order; or, as in Ray Tune, an
+            :class:`~fasttune.ExperimentAnalysis`, whose results, path and default
+            metric and mode the grid then has.
+        experiment_path: The experiment directory (needed with a list of results).
         default_metric: Metric used by :meth:`get_best_result` when none is
             passed (normally ``TuneConfig.metric``).
         default_mode: Mode used likewise (normally ``TuneConfig.mode``).
@@ -96,12 +88,24 @@ class ResultGrid:
 
     def __init__(
         self,
-        results: Sequence[Result],
-        experiment_path: Union[str, "os.PathLike[str]"],
+        experiment_analysis: Union[Sequence[Result], Any],
+        experiment_path: Optional[Union[str, "os.PathLike[str]"]] = None,
         default_metric: Optional[str] = None,
         default_mode: Optional[str] = None,
     ) -> None:
-        results = list(results)
+        filesystem = None
+        grid = getattr(experiment_analysis, "result_grid", None)
+        if isinstance(grid, ResultGrid):
+            # As Ray Tune: the grid of an ExperimentAnalysis, with its path and its default metric and mode.
+            results, filesystem = list(grid), grid._filesystem
+            experiment_path = experiment_path if experiment_path is not None else experiment_analysis.experiment_path
+            default_metric = default_metric or experiment_analysis.default_metric
+            default_mode = default_mode or experiment_analysis.default_mode
+        else:
+            results = list(experiment_analysis)
+            if experiment_path is None:
+                raise TypeError("ResultGrid(results, experiment_path) needs the experiment's path with its results "
+                                "(or give an ExperimentAnalysis, which knows it).")
         for i, r in enumerate(results):
             if not isinstance(r, Result):
                 raise TypeError(
@@ -117,6 +121,7 @@ class ResultGrid:
         self._experiment_path = os.fsdecode(os.fspath(experiment_path))
         self._default_metric = default_metric
         self._default_mode = default_mode
+        self._filesystem = filesystem  # the storage filesystem experiment_path is on; None: local
         self._history_cache: Dict[int, List[Dict[str, Any]]] = {}
 
     # -- construction ---------------------------------------------------------------
@@ -161,9 +166,7 @@ class ResultGrid:
         location = storage.resolve(experiment_path, storage_filesystem)
         if location is not None:
             local = storage.local_copy(location)
-            grid = cls.from_path(local, default_metric, default_mode)
-            return cls([point_into_storage(r, local, location) for r in grid], location.uri,
-                       default_metric=default_metric, default_mode=default_mode)
+            return cls.from_local_copy(local, location, default_metric, default_mode)
         exp = os.path.abspath(os.path.expanduser(os.fsdecode(os.fspath(experiment_path))))
         if not os.path.isdir(exp):
             raise FileNotFoundError(
@@ -176,6 +179,17 @@ class ResultGrid:
             if os.path.isfile(os.path.join(trial_dir, PARAMS_FILE)):
                 results.append(Result.from_path(trial_dir, on_bad_line="warn"))
         return cls(results, exp, default_metric=default_metric, default_mode=default_mode)
+
+    @classmethod
+    def from_local_copy(cls, local: str, location: "storage.Location", default_metric: Optional[str] = None,
+                        default_mode: Optional[str] = None) -> "ResultGrid":
+        """The grid of the experiment at ``location`` in storage, read from ``local``, its
+        local copy: each Result's path is in the copy, its checkpoints point into storage."""
+        grid = cls.from_path(local, default_metric, default_mode)
+        grid = cls([point_into_storage(r, local, location) for r in grid], location.uri,
+                   default_metric=default_metric, default_mode=default_mode)
+        grid._filesystem = location.filesystem
+        return grid
 
     # -- container --------------------------------------------------------------------
 
@@ -205,6 +219,14 @@ class ResultGrid:
         """The experiment directory (for a grid read from storage: its URI, or its path on
         the filesystem given)."""
         return self._experiment_path
+
+    @property
+    def filesystem(self) -> Any:
+        """The ``pyarrow.fs`` filesystem :attr:`experiment_path` is on (the storage's for a
+        grid read from storage, else the local one).  Needs pyarrow."""
+        if self._filesystem is None and storage.is_uri(self._experiment_path):
+            self._filesystem = storage.resolve(self._experiment_path).filesystem
+        return self._filesystem if self._filesystem is not None else local_filesystem("ResultGrid.filesystem")
 
     @property
     def errors(self) -> List[BaseException]:

@@ -20,6 +20,18 @@ __all__ = ["TuneConfig", "ResumeConfig"]
 
 _MODES = ("min", "max")
 
+# Ray Tune's default for a deprecated parameter: any other value means the caller gave it.
+DEPRECATED_VALUE = "DEPRECATED"
+
+
+def refuse_chdir_to_trial_dir(value: Any, where: str) -> None:
+    """Raise ``DeprecationWarning`` (an exception, as Ray Tune raises it) when ``chdir_to_trial_dir`` was given."""
+    if value != DEPRECATED_VALUE:
+        raise DeprecationWarning(
+            f"{where}(chdir_to_trial_dir={value!r}) is no longer supported (Ray Tune deprecated it too). "
+            f"fasttune runs trials in the working directory they were started from; write a trial's files "
+            f"under tune.get_context().get_trial_dir() instead.")
+
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -30,9 +42,9 @@ class TuneConfig:
     """Tuning-specific settings for a ``Tuner``.
 
     Args:
+        mode: ``"min"`` or ``"max"``. Requires ``metric``.
         metric: Name of the reported metric to optimise. May be left ``None``
             when the scheduler or search algorithm carries its own metric.
-        mode: ``"min"`` or ``"max"``. Requires ``metric``.
         search_alg: A search algorithm; ``None`` means random/grid variants.
         scheduler: A trial scheduler; ``None`` means FIFO.
         num_samples: How many times to sample the search space (grid-search
@@ -49,6 +61,8 @@ class TuneConfig:
         trial_name_creator: ``callable(trial) -> str`` naming each trial.
         trial_dirname_creator: ``callable(trial) -> str`` naming each trial's
             directory.
+        chdir_to_trial_dir: Deprecated, as in Ray Tune: giving it raises
+            ``DeprecationWarning``.
 
     Example:
         >>> import datetime
@@ -60,8 +74,9 @@ class TuneConfig:
         ValueError: TuneConfig(mode='max') was given without a metric; pass metric='<name>' as well, e.g. TuneConfig(metric='score', mode='max').
     """
 
-    metric: Optional[str] = None
+    # Ray Tune's field order (mode before metric): a TuneConfig built positionally means the same on both.
     mode: Optional[str] = None
+    metric: Optional[str] = None
     search_alg: Optional[Any] = None
     scheduler: Optional[Any] = None
     num_samples: int = 1
@@ -70,8 +85,10 @@ class TuneConfig:
     reuse_actors: Optional[bool] = None
     trial_name_creator: Optional[Callable[[Any], str]] = None
     trial_dirname_creator: Optional[Callable[[Any], str]] = None
+    chdir_to_trial_dir: Any = DEPRECATED_VALUE
 
     def __post_init__(self) -> None:
+        refuse_chdir_to_trial_dir(self.chdir_to_trial_dir, "TuneConfig")
         if self.metric is not None and not isinstance(self.metric, str):
             raise TypeError(
                 f"TuneConfig.metric must be a str naming a reported metric, got "

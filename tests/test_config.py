@@ -213,3 +213,19 @@ def test_log_to_file_forms():
     for bad in (1, "", ("only-one",)):
         with pytest.raises(ValueError, match="log_to_file"):
             RunConfig(log_to_file=bad)
+
+
+def test_run_config_fields_are_in_ray_tunes_order(tmp_path):
+    failure, checkpoint = FailureConfig(max_failures=1), CheckpointConfig(num_to_keep=2)
+    # name, storage_path, storage_filesystem, failure_config, checkpoint_config, sync_config,
+    # verbose, stop, callbacks, progress_reporter, log_to_file
+    rc = RunConfig("n", str(tmp_path), None, failure, checkpoint, None, 1, {"loss": 0.1}, [], None, True)
+    assert (rc.name, rc.storage_path, rc.storage_filesystem) == ("n", str(tmp_path), None)
+    assert rc.failure_config is failure and rc.checkpoint_config is checkpoint
+    assert (rc.verbose, rc.stop, rc.callbacks, rc.log_to_file) == (1, {"loss": 0.1}, [], True)
+
+
+def test_run_config_local_dir_is_refused_pointing_to_storage_path():
+    assert RunConfig().local_dir is None
+    with pytest.raises(DeprecationWarning, match=r"RunConfig\(local_dir='/tmp/r'\).*RunConfig\(storage_path=\.\.\.\)"):
+        RunConfig(local_dir="/tmp/r")

@@ -116,3 +116,11 @@ def test_items_is_a_copy(fresh_registry):
     registry.register_env("e", make_env)
     registry.env_creators()["injected"] = make_env
     assert not fresh_registry.contains(registry.ENV_CREATOR, "injected")
+
+
+def test_get_trainable_cls_takes_ray_tunes_parameter_name():
+    def my_trainable_for_the_name(config):
+        pass
+
+    fasttune.register_trainable("by_keyword", my_trainable_for_the_name)
+    assert registry.get_trainable_cls(trainable_name="by_keyword") is my_trainable_for_the_name

@@ -205,3 +205,43 @@ def test_repr(tmp_path):
     assert "'loss': 0.5" in text and "'/e/t0'" in text and "Checkpoint(" in text
     assert "secret_lr" not in text and "error=" not in text
     assert "error=TuneError('bad')" in repr(Result(None, None, TuneError("bad"), "/e/t1"))
+
+
+def _trial_with_checkpoints(tmp_path):
+    return write_trial(
+        tmp_path / "trial_0",
+        {"lr": 0.01},
+        [
+            {"loss": 3.0, "val": {"acc": 0.5}, "checkpoint_dir_name": "checkpoint_000000"},
+            {"loss": 1.0, "val": {"acc": 0.9}, "checkpoint_dir_name": "checkpoint_000001"},
+            {"loss": 2.0, "checkpoint_dir_name": "checkpoint_000002"},
+        ],
+        checkpoints=("checkpoint_000000", "checkpoint_000001", "checkpoint_000002"),
+    )
+
+
+def test_get_best_checkpoint_ranks_the_kept_checkpoints(tmp_path):
+    r = Result.from_path(_trial_with_checkpoints(tmp_path))
+    name = lambda checkpoint: os.path.basename(checkpoint.path)  # noqa: E731
+    assert name(r.get_best_checkpoint("loss", "min")) == "checkpoint_000001"
+    assert name(r.get_best_checkpoint("loss", "max")) == "checkpoint_000000"
+    # Nested metrics by their "/" name; the checkpoint reported without it is left out.
+    assert name(r.get_best_checkpoint("val/acc", "min")) == "checkpoint_000000"
+    with pytest.raises(RuntimeError, match="'nope'"):
+        r.get_best_checkpoint("nope", "max")
+    with pytest.raises(ValueError, match="mode='best'"):
+        r.get_best_checkpoint("loss", "best")
+    with pytest.raises(RuntimeError, match="kept no checkpoint"):
+        Result({}, None, None, str(tmp_path)).get_best_checkpoint("loss", "min")
+
+
+def test_from_path_on_a_storage_filesystem(tmp_path, monkeypatch):
+    fs = pytest.importorskip("pyarrow.fs", reason="storage needs pyarrow (the test extra)")
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path / "cache"))
+    trial = _trial_with_checkpoints(tmp_path)
+    filesystem = fs.LocalFileSystem()
+    r = Result.from_path(str(trial), storage_filesystem=filesystem)
+    assert r.metrics["loss"] == 2.0 and r.config == {"lr": 0.01}
+    assert r.path.startswith(str(tmp_path / "cache"))  # a local copy of its files
+    assert r.checkpoint.path == str(trial / "checkpoint_000002") and r.checkpoint.filesystem is filesystem
+    assert isinstance(r.filesystem, fs.LocalFileSystem)

@@ -329,3 +329,19 @@ def test_dataframe_without_pandas(grid, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r'get_dataframe needs pandas: pip install "fasttune\[pandas\]"'):
         grid.get_dataframe()
+
+
+def test_filesystem_is_the_one_the_experiment_is_on(tmp_path, monkeypatch):
+    fs = pytest.importorskip("pyarrow.fs", reason="storage needs pyarrow (the test extra)")
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path / "cache"))
+    exp = tmp_path / "exp"
+    write_trial(exp, "a", {"name": "a"}, losses([1.0]))
+    assert isinstance(ResultGrid.from_path(exp).filesystem, fs.LocalFileSystem)
+    filesystem = fs.SubTreeFileSystem(str(tmp_path), fs.LocalFileSystem())
+    grid = ResultGrid.from_path("exp", storage_filesystem=filesystem)
+    assert grid.filesystem is filesystem and grid.experiment_path == "exp" and len(grid) == 1
+
+
+def test_a_list_of_results_needs_the_experiment_path():
+    with pytest.raises(TypeError, match="needs the experiment's path"):
+        ResultGrid([Result({"loss": 1.0}, None, None, "/e/a")])

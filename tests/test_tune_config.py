@@ -130,3 +130,14 @@ def test_search_alg_and_scheduler_are_stored():
     searcher, scheduler = object(), object()
     cfg = TuneConfig(search_alg=searcher, scheduler=scheduler)
     assert cfg.search_alg is searcher and cfg.scheduler is scheduler
+
+
+def test_mode_comes_before_metric_as_in_ray_tune():
+    cfg = TuneConfig("max", "score")
+    assert (cfg.mode, cfg.metric) == ("max", "score")
+
+
+def test_chdir_to_trial_dir_is_refused_as_in_ray_tune():
+    assert TuneConfig().chdir_to_trial_dir == "DEPRECATED"
+    with pytest.raises(DeprecationWarning, match=r"TuneConfig\(chdir_to_trial_dir=True\).*get_trial_dir"):
+        TuneConfig(chdir_to_trial_dir=True)

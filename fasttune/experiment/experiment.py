@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import numbers
 import os
 import secrets
@@ -107,10 +108,20 @@ class Experiment:
         checkpoint_config: Any = None,
         trial_name_creator: Optional[Callable[[Trial], str]] = None,
         trial_dirname_creator: Optional[Callable[[Trial], str]] = None,
-        max_failures: int = 0,
         log_to_file: bool = False,
+        max_failures: int = 0,
+        local_dir: Optional[str] = None,
         **_ignored: Any,
     ) -> None:
+        if local_dir is not None:
+            raise DeprecationWarning(
+                f"Experiment(local_dir={local_dir!r}) is no longer supported (Ray Tune deprecated it too): set "
+                f"storage_path=... instead, the directory under which the experiment's results go.")
+        refuse_unsupported(_ignored, "Experiment")
+        if isinstance(checkpoint_config, dict):
+            from fasttune.config import CheckpointConfig  # as Ray Tune: a dict is the config's fields
+
+            checkpoint_config = CheckpointConfig(**checkpoint_config)
         self.trainable_name, self.trainable = resolve_trainable(run)
         if config is not None and not isinstance(config, dict):
             raise TypeError(
@@ -119,7 +130,7 @@ class Experiment:
             )
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or (num_samples < 1 and num_samples != -1):
             raise ValueError(f"num_samples must be an int >= 1 (or -1 for unlimited), got {num_samples!r}.")
-        self.stopping_criterion, self.stopper = _split_stop(stop)
+        self.stopping_criterion, self._stopper = _split_stop(stop)
         self.time_budget_s = time_budget_s
         self.name = name or f"{self.trainable_name}_{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}"
         storage_path = storage_path or os.environ.get("FASTTUNE_STORAGE_PATH", DEFAULT_STORAGE_PATH)
@@ -128,20 +139,20 @@ class Experiment:
         self.storage: Optional[_storage.ExperimentStorage] = None
         if location is None:
             self.storage_path = os.path.abspath(os.path.expanduser(storage_path))
-            self.path = os.path.join(self.storage_path, self.name)
+            self._local_path = os.path.join(self.storage_path, self.name)
         else:
             at = location.join(self.name)
             self.storage = _storage.ExperimentStorage(
                 at, _storage.staging_path(at), sync_artifacts=bool(getattr(sync_config, "sync_artifacts", False)),
                 sync_artifacts_on_checkpoint=bool(getattr(sync_config, "sync_artifacts_on_checkpoint", True)))
             self.storage_path = os.fspath(storage_path)
-            self.path = self.storage.staging  # the driver writes here, and uploads
+            self._local_path = self.storage.staging  # the driver writes here, and uploads
         self.sync_config = sync_config
         resources = resources_per_trial
         if resources is None:
             resources = getattr(self.trainable, "_resources", None)
         self._resources = resources
-        self.checkpoint_config = checkpoint_config
+        self._checkpoint_config = checkpoint_config
         _check_checkpoint_policy(self.trainable, checkpoint_config)
         self.max_failures = max_failures
         self.trial_name_creator = trial_name_creator
@@ -156,9 +167,125 @@ class Experiment:
             "config": config or {},
             "num_samples": num_samples,
             "stop": stop,
+            "time_budget_s": time_budget_s,
             "storage_path": self.storage_path,
             "max_failures": max_failures,
         }
+
+    #: The keys of :attr:`spec` that callbacks, searchers and schedulers may be shown.
+    PUBLIC_KEYS = {"stop", "num_samples", "time_budget_s"}
+
+    @classmethod
+    def from_json(cls, name: str, spec: Dict[str, Any]) -> "Experiment":
+        """The experiment ``name`` described by a spec dict (``{"run": trainable, "config":
+        {...}, "num_samples": 4, ...}``: ``run`` and the keyword arguments of this class).
+
+        Example:
+            >>> import fasttune as tune
+            >>> def train(config):
+            ...     pass
+            >>> tune.Experiment.from_json("demo", {"run": train, "num_samples": 2}).spec["num_samples"]
+            2
+        """
+        if not isinstance(spec, dict) or "run" not in spec:
+            raise TuneError(f"The spec of experiment {name!r} needs a 'run' entry (the trainable); got "
+                            f"{sorted(spec) if isinstance(spec, dict) else type(spec).__name__}.")
+        spec = dict(spec)
+        if "env" in spec:  # as Ray Tune: an RLlib-style top-level env belongs to the config
+            spec["config"] = dict(spec.get("config") or {}, env=spec.pop("env"))
+        if isinstance(spec.get("sync_config"), dict):
+            from fasttune.syncer import SyncConfig
+
+            spec["sync_config"] = SyncConfig(**spec["sync_config"])
+        run = spec.pop("run")
+        try:
+            return cls(name, run, **spec)
+        except TypeError as exc:
+            raise TuneError(f"The spec of experiment {name!r} is not valid: {exc}") from None
+
+    @classmethod
+    def get_trainable_name(cls, run_object: Any) -> str:
+        """The name a trainable is known by: a str is that name; a class or function, its
+        ``_name`` or ``__name__`` (``"lambda"`` for a lambda); a ``functools.partial``, its
+        function's.
+
+        Example:
+            >>> import fasttune as tune
+            >>> tune.Experiment.get_trainable_name(lambda config: None)
+            'lambda'
+        """
+        from fasttune.search.sample import Domain
+
+        if isinstance(run_object, (str, Domain)):
+            return run_object
+        if not callable(run_object):
+            raise TuneError(f"The trainable must be a name (str), a function or a class, got "
+                            f"{type(run_object).__name__}.")
+        if hasattr(run_object, "_name"):
+            return run_object._name
+        name = getattr(run_object, "__name__", None)
+        if name is None and isinstance(run_object, functools.partial):
+            name = getattr(run_object.func, "__name__", None)
+        if name == "<lambda>":
+            return "lambda"
+        if name is None or name.startswith("<"):
+            return "DEFAULT"
+        return name
+
+    @classmethod
+    def register_if_needed(cls, run_object: Any) -> str:
+        """The name under which ``run_object`` is registered, registering it first unless
+        it is a name already (a free name: another trainable's is not taken over)."""
+        if isinstance(run_object, str):
+            return run_object
+        return register_under_free_name(cls.get_trainable_name(run_object), run_object)
+
+    @property
+    def stopper(self) -> Optional[Stopper]:
+        """The stopper the experiment's ``stop`` (a function or a Stopper) makes; None for a dict."""
+        return self._stopper
+
+    @property
+    def checkpoint_config(self) -> Any:
+        return self._checkpoint_config
+
+    @property
+    def local_path(self) -> str:
+        """The local directory the driver writes the experiment to (for an experiment in
+        storage, the staging copy it uploads from)."""
+        return self._local_path
+
+    @property
+    def remote_path(self) -> Optional[str]:
+        """Where the experiment is in storage (its URI, or its path on ``storage_filesystem``);
+        None for a local experiment."""
+        return None if self.storage is None else self.storage.location.uri
+
+    @property
+    def path(self) -> str:
+        """The experiment's local directory (:attr:`local_path`).  Ray Tune's ``path`` is the
+        storage location for an experiment in storage: that is :attr:`remote_path` here."""
+        return self._local_path
+
+    @property
+    def local_dir(self) -> str:
+        raise DeprecationWarning("Experiment.local_dir is no longer supported (Ray Tune deprecated it too): "
+                                 "use Experiment.local_path.")
+
+    @property
+    def checkpoint_dir(self) -> str:
+        raise DeprecationWarning("Experiment.checkpoint_dir is no longer supported (Ray Tune deprecated it too): "
+                                 "use Experiment.local_path.")
+
+    @property
+    def run_identifier(self) -> str:
+        """The name the trainable is registered under."""
+        return self.trainable_name
+
+    @property
+    def public_spec(self) -> Dict[str, Any]:
+        """The entries of :attr:`spec` named in :attr:`PUBLIC_KEYS`."""
+        return {key: value for key, value in self.spec.items() if key in self.PUBLIC_KEYS}
 
     @property
     def location(self) -> str:
@@ -217,6 +344,18 @@ class Experiment:
         )
 
 
+def refuse_unsupported(given: Dict[str, Any], where: str) -> None:
+    """A clear error for the Ray Tune arguments fasttune does not provide (see docs/compatibility.md)."""
+    unsupported = {"restore": "start trials from one checkpoint: pass its path in the config and load it in "
+                              "the trainable",
+                   "export_formats": "export models at the end: save them from the trainable"}
+    named = [name for name in unsupported if given.get(name) not in (None, [], ())]
+    if named:
+        raise TypeError(f"{where}({named[0]}=...) is not supported by fasttune; to " + unsupported[named[0]] + ".")
+    if set(given) - set(unsupported):
+        raise TypeError(f"{where}() got arguments fasttune does not support: {sorted(set(given) - set(unsupported))}.")
+
+
 def _check_checkpoint_policy(trainable: Any, checkpoint_config: Any) -> None:
     """Periodic and at-end checkpoints are taken by calling a class trainable's
     ``save_checkpoint``; a function has nothing to call, so asking for them is an error."""
@@ -242,16 +381,9 @@ def convert_to_experiment_list(experiments: Any) -> list:
     if isinstance(experiments, Experiment):
         return [experiments]
     if isinstance(experiments, dict):
-        return [Experiment(name, **_legacy_spec(spec)) for name, spec in experiments.items()]
+        return [Experiment.from_json(name, spec) for name, spec in experiments.items()]
     if isinstance(experiments, (list, tuple)) and all(isinstance(e, Experiment) for e in experiments):
         return list(experiments)
     raise TuneError(
         "run_experiments takes an Experiment, a list of them, or a dict of name to spec dict."
     )
-
-
-def _legacy_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
-    spec = dict(spec)
-    if "run" not in spec:
-        raise TuneError(f"An experiment spec needs a 'run' entry (the trainable); got keys {sorted(spec)}.")
-    return spec

@@ -364,7 +364,7 @@ def generate_in_place(work: Any, constant_grid_search: bool, rng: Rng) -> Iterat
 
 
 def generate_variants(
-    spec: Mapping,
+    unresolved_spec: Mapping,
     constant_grid_search: bool = False,
     random_state: RandomState = None,
 ) -> Iterator[Tuple[Dict[Path, Any], Dict]]:
@@ -372,12 +372,12 @@ def generate_variants(
 
     ``resolved_vars`` maps the path of every drawn or grid value (e.g.
     ``("config", "lr")``) to its value; ``resolved_spec`` is a fresh copy of
-    ``spec`` with every domain replaced by its value.  ``sample_from``
+    ``unresolved_spec`` with every domain replaced by its value.  ``sample_from``
     functions receive the spec being resolved: for a Tune experiment spec
     (``{"config": {...}}``) they read ``spec.config.name``.
 
     Args:
-        spec: The spec; it is copied, never modified.
+        unresolved_spec: The spec; it is copied, never modified.
         constant_grid_search: Draw the random values once and reuse them for
             every grid point, instead of drawing them per grid point.
         random_state: An int seed, numpy ``Generator`` or ``RandomState``;
@@ -390,9 +390,9 @@ def generate_variants(
         >>> [spec["config"]["a"] for _, spec in variants]
         [1, 2]
     """
-    if not isinstance(spec, Mapping):
-        raise TypeError(f"spec must be a dict, got {type(spec).__name__}.")
-    return generate_in_place(copy_spec(spec), constant_grid_search, as_rng(random_state))
+    if not isinstance(unresolved_spec, Mapping):
+        raise TypeError(f"generate_variants: unresolved_spec must be a dict, got {type(unresolved_spec).__name__}.")
+    return generate_in_place(copy_spec(unresolved_spec), constant_grid_search, as_rng(random_state))
 
 
 # ---------------------------------------------------------------------------

@@ -62,6 +62,18 @@ class TuneContext:
     def get_world_size(self) -> int:
         return 1
 
+    # A Tune trial is one worker process on one node: Ray Train's distributed ranks and
+    # sizes are those of a group of one.
+    def get_node_rank(self) -> int:
+        return 0
+
+    def get_local_world_size(self) -> int:
+        return 1
+
+    def get_metadata(self) -> Dict[str, Any]:
+        """Ray Train's ``Trainer(metadata=...)``; a Tune trial has none, so an empty dict."""
+        return {}
+
 
 class Session:
     """Connects one running trial to whatever collects its results."""

@@ -102,3 +102,25 @@ def test_resource_dict_bad_type_raises_type_error(spec):
 def test_nan_resource_amount_rejected():
     with pytest.raises(ValueError):
         resource_dict_to_pg_factory({"cpu": float("nan")})
+
+
+def test_ray_tunes_members():
+    pgf = PlacementGroupFactory([{"CPU": 2, "GPU": 1}, {"CPU": 4}], strategy="SPREAD")
+    assert pgf.head_cpus == 2.0 and not pgf.head_bundle_is_empty and pgf.strategy == "SPREAD"
+    copy = pgf.bundles
+    copy[0]["CPU"] = 99
+    assert pgf.bundles == [{"CPU": 2.0, "GPU": 1.0}, {"CPU": 4.0}]  # a copy, as in Ray Tune
+    empty_head = PlacementGroupFactory([{}, {"CPU": 2}])
+    assert empty_head.head_bundle_is_empty and empty_head.head_cpus == 0.0
+    assert resource_dict_to_pg_factory().bundles == [{"CPU": 1.0}]
+
+
+def test_to_placement_group_reserves_the_bundles(ray_session):
+    from ray.util.placement_group import remove_placement_group
+
+    group = PlacementGroupFactory([{}, {"CPU": 1}], strategy="PACK").to_placement_group()
+    try:
+        assert group.wait(60)
+        assert group.bundle_specs == [{"CPU": 1.0}]
+    finally:
+        remove_placement_group(group)

@@ -314,3 +314,8 @@ def test_generate_variants_rejects_a_malformed_grid_with_its_path():
         list(generate_variants({"config": {"opt": {"lr": {"grid_search": 3}}}}))
     with pytest.raises(TypeError, match="spec must be a dict"):
         generate_variants([1])
+
+
+def test_generate_variants_takes_ray_tunes_parameter_name():
+    variants = generate_variants(unresolved_spec={"config": {"a": grid_search([1, 2])}})
+    assert [spec["config"]["a"] for _, spec in variants] == [1, 2]

@@ -276,3 +276,8 @@ def test_with_parameters_around_with_resources(no_ray):
     wrapped = tune.with_parameters(tune.with_resources(train, {"cpu": 2}), data="d")
     assert wrapped._resources == {"cpu": 2}
     assert wrapped({}) == "d"
+
+
+def test_tune_context_gives_a_one_worker_groups_ranks_and_no_metadata():
+    context = TuneContext(trial_id="t")
+    assert (context.get_node_rank(), context.get_local_world_size(), context.get_metadata()) == (0, 1, {})
