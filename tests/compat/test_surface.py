@@ -39,7 +39,6 @@ def test_every_difference_is_listed(all_differences, entries):
         f"  {d.key}: {d.what}" for d in unlisted)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 in progress: rows still marked todo")
 def test_every_entry_has_a_status_and_a_reason(entries):
     bad = [e for e in entries.values() if e.status not in STATUSES or not e.reason or e.reason.lower() == "todo"]
     assert not bad, "entries need a status (one of " + ", ".join(STATUSES) + ") and a one-line reason:\n" + "\n".join(
