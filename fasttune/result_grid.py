@@ -376,8 +376,8 @@ class ResultGrid:
 
         Without filters each row is the trial's last result; with
         ``filter_metric`` and ``filter_mode`` it is the trial's best result
-        for that metric over its whole history (trials that never reported
-        the metric are left out). Nested values are flattened with "/"
+        for that metric over its whole history (a trial that never reported
+        the metric gives its last result; one without results is left out). Nested values are flattened with "/"
         (``config/lr``); the columns ``logdir`` and ``path`` hold the trial
         directory. Requires pandas.
 
@@ -403,9 +403,10 @@ class ResultGrid:
                     value = _metric_value(row, filter_metric)
                     if value is not None and _is_better(value, best_value, filter_mode):
                         best_row, best_value = row, value
-                if best_row is None:
-                    continue
-                source: Dict[str, Any] = best_row
+                if best_row is None and not result.metrics:
+                    continue  # no results at all
+                # Never reported the metric: its last result, as Ray Tune gives it.
+                source: Dict[str, Any] = best_row if best_row is not None else result.metrics
             else:
                 source = result.metrics or {}
             flat = dict(flatten_dict(source))  # a copy: the row gets more keys below

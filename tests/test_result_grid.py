@@ -295,12 +295,14 @@ def test_dataframe_filtered_best_row_per_trial(tmp_path):
     write_trial(exp, "c", {"lr": 0.3}, [{"acc": 1.0}])  # never reported loss
     grid = ResultGrid.from_path(exp)
     df_min = grid.get_dataframe(filter_metric="loss", filter_mode="min")
-    assert list(df_min["loss"]) == [1.0, 0.5]
-    assert list(df_min["training_iteration"]) == [2, 1]
-    assert list(df_min["config/lr"]) == [0.1, 0.2]
+    # c never reported loss: its last result, as Ray Tune gives it (NaN in the loss column).
+    assert list(df_min["loss"])[:2] == [1.0, 0.5] and math.isnan(df_min["loss"].iloc[2])
+    assert list(df_min["training_iteration"]) == [2, 1, 1]
+    assert list(df_min["config/lr"]) == [0.1, 0.2, 0.3]
+    assert df_min["acc"].iloc[2] == 1.0
     df_max = grid.get_dataframe(filter_metric="loss", filter_mode="max")
-    assert list(df_max["loss"]) == [3.0, 4.0]
-    assert list(df_max["training_iteration"]) == [1, 3]
+    assert list(df_max["loss"])[:2] == [3.0, 4.0]
+    assert list(df_max["training_iteration"]) == [1, 3, 1]
 
 
 def test_dataframe_config_fallback_and_failed_trial():
