@@ -94,7 +94,8 @@ def test_best_and_last_checkpoints(analysis):
     # No trial given: the best by training_iteration (all ran 4: the first of them).
     assert step_of(analysis.get_last_checkpoint()) == 4
     assert analysis.get_best_checkpoint(first, "not_reported", "min") is None
-    # The best trial's latest checkpoint (see ExperimentAnalysis.best_checkpoint).
+    # The best trial's best checkpoint by the run's metric and mode, as in Ray Tune: the best
+    # trial ([6, 6, 6, 2]) checkpointed losses 6 (step 2) and 2 (step 4).
     assert step_of(analysis.best_checkpoint) == 4
 
 

@@ -213,14 +213,14 @@ class ExperimentAnalysis:
 
     @property
     def best_checkpoint(self) -> Optional[Any]:
-        """The latest checkpoint of the best trial (by the run's metric and mode).
-
-        Ray Tune gives that trial's checkpoint whose result ranks best by the metric
-        instead: ``get_best_checkpoint(analysis.best_trial)`` is that one here.
-        """
+        """The best trial's checkpoint whose result ranks best by the run's metric and
+        mode (as Ray Tune's; ``best_trial.checkpoint`` is its latest)."""
         self._require_defaults("best_checkpoint", "get_best_checkpoint(trial, metric, mode)")
         trial = self.best_trial
-        return trial.checkpoint if trial is not None else None
+        if trial is None:
+            raise ValueError(f"No best trial found for the metric {self.default_metric!r} "
+                             f"(mode {self.default_mode!r}): check that the trials report it.")
+        return self.get_best_checkpoint(trial, self.default_metric, self.default_mode)
 
     # -- checkpoints -----------------------------------------------------------------
 
