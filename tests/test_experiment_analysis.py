@@ -70,6 +70,13 @@ def test_scope_all_ranks_each_trials_best_value(analysis):
     assert analysis.get_best_config("loss", "max") == {"losses": LOSSES[0]}  # last: 7
 
 
+def test_results_df_is_every_last_result_indexed_by_trial_id(analysis):
+    frame = analysis.results_df
+    assert sorted(frame.index) == sorted(t.trial_id for t in analysis.trials)
+    for trial in analysis.trials:
+        assert frame.loc[trial.trial_id, "loss"] == trial.config["losses"][-1]
+
+
 def test_trial_dataframes_hold_every_result_by_trial_id(analysis):
     frames = analysis.trial_dataframes
     assert sorted(frames) == sorted(t.trial_id for t in analysis.trials)

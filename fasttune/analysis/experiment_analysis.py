@@ -294,7 +294,9 @@ class ExperimentAnalysis:
 
     @property
     def results_df(self) -> Any:
-        return self._grid.get_dataframe()
+        """Every trial's last result, one row per trial, indexed by ``trial_id`` (as Ray Tune's)."""
+        frame = self._grid.get_dataframe()
+        return frame.set_index("trial_id") if "trial_id" in frame.columns else frame
 
 
 def _snapshot_trials(path: str) -> List[Any]:
