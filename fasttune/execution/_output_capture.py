@@ -154,6 +154,7 @@ class StoredTrialOutput(TrialOutput):
                         if name is not None and not os.path.isabs(name)]
         for local, location in self._stored:
             _download_if_stored(location, local)
+        self._scratch_dir = scratch_dir
         super().__init__(scratch_dir, stdout_name, stderr_name)
 
     def close(self) -> None:
@@ -161,6 +162,11 @@ class StoredTrialOutput(TrialOutput):
         for local, location in self._stored:
             if os.path.exists(local):
                 storage.upload_file(local, location)
+                os.remove(local)  # scratch: storage has it (a kept instance's cleanup reopens it later)
+        try:
+            os.rmdir(self._scratch_dir)  # only when nothing else is in it; else its segment's end removes it
+        except OSError:
+            pass
 
 
 def _download_if_stored(location: storage.Location, local: str) -> None:

@@ -14,6 +14,9 @@ A class trainable (``fasttune.Trainable``) runs through the same report path: ea
 ``reuse_actors`` the live instance is kept for the worker's next trial of the same
 trainable and reused through ``reset_config`` when that returns True.
 
+With the spec's ``log_to_file``, what the process prints while a trial runs is copied
+into that trial's files (``_output_capture``).
+
 ``report()`` packs each result at once (so a non-encodable value fails in the user's
 call, naming the key) and appends it to the running trial's buffer without a lock:
 one producer (the trial thread) appends, consumers take a prefix under the condition.
