@@ -189,9 +189,13 @@ class RunConfig:
         failure_config: ``FailureConfig``; ``None`` means ``FailureConfig()``.
         checkpoint_config: ``CheckpointConfig``; ``None`` means
             ``CheckpointConfig()``.
-        log_to_file: ``False``; ``True`` to capture each trial's stdout and
-            stderr into its directory; a file name for both; or a
-            ``(stdout_file, stderr_file)`` pair.
+        log_to_file: ``False``; ``True`` to copy what each trial prints to
+            stdout and stderr into the files ``stdout`` and ``stderr`` of its
+            directory; a file name for both; or a ``(stdout_file,
+            stderr_file)`` pair.  Relative names are in the trial's directory,
+            an absolute path is used as it is; the files are appended to (a
+            restarted trial adds to them), and the output still shows where
+            worker output shows.
         progress_reporter: A ``tune.ProgressReporter`` (e.g. ``tune.CLIReporter``)
             for the live progress; ``None``: chosen for the terminal, notebook
             or log the sweep runs in.

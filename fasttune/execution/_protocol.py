@@ -291,13 +291,16 @@ def _record(message: list, table: Dict[str, Any], what: str) -> Any:
 
 
 def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yields: bool, iteration: int,
-               time_total: float, ckpt_index: int, restore: Optional[str]) -> Dict[str, Any]:
+               time_total: float, ckpt_index: int, restore: Optional[str],
+               log_to_file: Any = (None, None)) -> Dict[str, Any]:
     """What a worker needs to run one segment of ``trial``: the ``StartTrial`` spec.
 
     ``decide``: the wire form of the trial's ``DecisionPoints``; ``yields``: the worker may
     pause it at those points for a queued trial without asking; ``iteration`` and
     ``time_total``: where its counters continue from; ``ckpt_index``: the number of its
-    next checkpoint directory; ``restore``: the checkpoint to resume from (None: none).
+    next checkpoint directory; ``restore``: the checkpoint to resume from (None: none);
+    ``log_to_file``: the experiment's ``(stdout file, stderr file)`` names (None: that
+    stream is not captured), which the spec carries only when one is set.
     A reset adds ``clone_from`` (another trial's checkpoint to copy in first), and the
     executor adds ``reuse_actors``.
     """
@@ -321,6 +324,7 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
         # Class trainables: the worker calls save_checkpoint by this policy.
         "checkpoint_frequency": int(getattr(checkpoint_config, "checkpoint_frequency", 0) or 0),
         "checkpoint_at_end": bool(getattr(checkpoint_config, "checkpoint_at_end", False)),
+        "log_to_file": list(log_to_file) if any(log_to_file) else None,
     }
 
 

@@ -14,6 +14,9 @@ A class trainable (``fasttune.Trainable``) runs through the same report path: ea
 ``reuse_actors`` the live instance is kept for the worker's next trial of the same
 trainable and reused through ``reset_config`` when that returns True.
 
+With the spec's ``log_to_file``, what the process prints while a trial runs is copied
+into that trial's files (``_output_capture``).
+
 ``report()`` packs each result at once (so a non-encodable value fails in the user's
 call, naming the key) and appends it to the running trial's buffer without a lock:
 one producer (the trial thread) appends, consumers take a prefix under the condition.
@@ -35,6 +38,7 @@ from fasttune._flatten import lookup_nested
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError, TuneStopTrial
 from fasttune.execution import _protocol as protocol
+from fasttune.execution._output_capture import TrialOutput, open_trial_output
 from fasttune.execution._worker_checkpoints import for_experiment as checkpoint_places
 from fasttune._decision_points import DecisionPoints
 from fasttune.trainable.function_trainable import wrap_function
@@ -171,6 +175,7 @@ class _Run:
         self.backpressured = False
         self.interrupt: Optional[str] = None
         self.save_on_pause = True  # a class trainable saves a checkpoint when paused
+        self.log_files: Optional[List[Optional[str]]] = None  # [stdout, stderr] names: log_to_file
 
     def stop_reached(self, metrics: Dict[str, Any], now: float) -> bool:
         if metrics.get("done"):
@@ -217,7 +222,10 @@ class TrialWorker:
         self._linger_until: Optional[float] = None
         self._trainables: Dict[str, Any] = {}
         self._wrapped: Dict[str, Any] = {}
-        self._held: Optional[tuple] = None  # (trainable name, live Trainable) kept for reuse
+        # (trainable name, live Trainable, its trial's output files or None) kept for reuse
+        self._held: Optional[tuple] = None
+        self._output: Optional[TrialOutput] = None  # the running trial's, with log_to_file
+        self._storage = storage
         self._identity = (os.getpid(), socket.gethostname(), node_ip_address())
         self._thread = threading.Thread(target=self._trial_loop, name="fasttune-trial", daemon=True)
         self._thread.start()
@@ -262,7 +270,7 @@ class TrialWorker:
                 return False
             held, self._held = self._held, None
         if held is not None:
-            _cleanup_quietly(held[1])
+            self._cleanup_held(held)
         return True
 
     def interrupt(self, commands: bytes) -> None:
@@ -425,9 +433,12 @@ class TrialWorker:
             lambda metrics, checkpoint: self._report(run, metrics, checkpoint),
             self._places.checkpoint(restore) if restore else None,
         )
+        run.log_files = spec.get("log_to_file")
         try:
             if trial_dir and not os.path.isdir(trial_dir):  # one stat when it exists
                 os.makedirs(trial_dir, exist_ok=True)
+            if run.log_files:
+                self._output = self._open_output(run)
             trainable = self._trainables[spec["trainable"]]
             if isinstance(trainable, _Unloadable):
                 raise trainable.error()
@@ -443,6 +454,7 @@ class TrialWorker:
             how = stop.args[0] if stop.args else _STOP
             if how == _RESET:
                 # The same trial goes on at once as a new segment: no end event.
+                self._close_output()
                 if restore:
                     places.restored(restore)
                 with self._cond:
@@ -461,6 +473,7 @@ class TrialWorker:
             end = protocol.Failed(run.trial_id, traceback.format_exc(), blob)
         else:
             end = protocol.Ended("done", run.trial_id)
+        self._close_output()  # before the end event: the driver may read the files once it has it
         if trial_dir:
             try:
                 places.segment_ended(spec["trial_dir"], restore)
@@ -473,6 +486,44 @@ class TrialWorker:
             if self._queue:
                 self._linger()  # the next trial starts at once
             self._cond.notify_all()
+
+    def _open_output(self, run: _Run) -> TrialOutput:
+        """Start copying what the process prints into the trial's log files."""
+        spec = run.spec
+        output = open_trial_output(self._storage, spec.get("trial_dir"), self._places.trial_dir(spec["trial_dir"])
+                                   if spec.get("trial_dir") else os.getcwd(), *run.log_files)
+        output.start()
+        return output
+
+    def _close_output(self) -> None:
+        output, self._output = self._output, None
+        if output is not None:
+            try:
+                output.close()
+            except Exception:  # noqa: BLE001 - the trial's outcome stands; only its log copy is short
+                traceback.print_exc()
+
+    def _cleanup_held(self, held: tuple) -> None:
+        """``cleanup()`` a kept instance; with log_to_file, what it prints goes to the files
+        of the trial it ran (not to those of the trial running now)."""
+        instance, owner = held[1], held[2]
+        if owner is None or not owner.log_files:
+            _cleanup_quietly(instance)
+            return
+        running, self._output = self._output, None
+        if running is not None:
+            running.stop()
+        try:
+            self._output = self._open_output(owner)
+        except Exception:  # noqa: BLE001 - its files cannot be opened again: the cleanup still runs
+            traceback.print_exc()
+        try:
+            _cleanup_quietly(instance)
+        finally:
+            self._close_output()
+            self._output = running
+            if running is not None:
+                running.start()
 
     def _report(self, run: _Run, metrics: Dict[str, Any], checkpoint: Any, step_done: bool = False) -> None:
         """One result: ``checkpoint`` is a Checkpoint to copy in, or a callable that saves
@@ -581,7 +632,7 @@ class TrialWorker:
             if instance is not None:
                 if reuse or (stop.args and stop.args[0] == _RESET):
                     # A reset offers the live instance the new config (reset_config).
-                    self._held = (name, instance)
+                    self._held = (name, instance, run)
                 else:
                     _cleanup_quietly(instance)
             raise
@@ -590,7 +641,7 @@ class TrialWorker:
                 _cleanup_quietly(instance)  # its state may be broken: never reused
             raise
         else:  # pragma: no cover - the loop above only ends by raising
-            self._held = (name, instance)
+            self._held = (name, instance, run)
         finally:
             set_session(None)
 
@@ -598,7 +649,7 @@ class TrialWorker:
         config = dict(spec.get("config") or {})
         held, self._held = self._held, None
         if held is not None:
-            held_name, instance = held
+            held_name, instance = held[0], held[1]
             if held_name == name:
                 before = (instance._trial_id, instance._trial_name, instance._logdir,
                           instance._iteration, instance.config)
@@ -612,13 +663,13 @@ class TrialWorker:
                 # Declined: the old instance is cleaned up as what it was.
                 (instance._trial_id, instance._trial_name, instance._logdir,
                  instance._iteration, instance.config) = before
-            _cleanup_quietly(instance)
+            self._cleanup_held(held)
         return cls(config)
 
     def _discard_held(self) -> None:
         held, self._held = self._held, None
         if held is not None:
-            _cleanup_quietly(held[1])
+            self._cleanup_held(held)
 
     def _save_class(self, run: _Run, instance: Trainable) -> str:
         name = f"checkpoint_{run.checkpoint_index:06d}"

@@ -296,7 +296,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         spec = protocol.trial_spec(
             trial, self.experiment_path, decide=self._decision_points(trial),
             yields=self._scheduler_points and bool(self._scheduler.pauses_for_waiting_trials(trial)),
-            iteration=iteration, time_total=time_total, ckpt_index=state.next_index(trial), restore=restore_path)
+            iteration=iteration, time_total=time_total, ckpt_index=state.next_index(trial), restore=restore_path,
+            log_to_file=(self._experiment and self._experiment.spec.get("log_to_file")) or (None, None))
         spec.update(fields)
         self._unassigned.pop(trial.trial_id, None)  # a PAUSED trial resuming was never in it
         self._table.set_worker_slot(trial._row, self.trial_executor.start_trial(trial, spec, self._may_queue(trial)))

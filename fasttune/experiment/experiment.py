@@ -80,6 +80,28 @@ def _split_stop(stop: Any) -> Tuple[Dict[str, Any], Optional[Stopper]]:
     )
 
 
+def log_file_names(log_to_file: Any) -> Tuple[Optional[str], Optional[str]]:
+    """``RunConfig(log_to_file=...)`` as the names of the files a trial's stdout and
+    stderr go to (None: not captured), as Ray Tune reads it: ``True`` is ``stdout`` and
+    ``stderr``; a string names one file for both; a pair names each.  A relative name is
+    inside the trial's directory.
+
+    Example:
+        >>> log_file_names(True), log_file_names("out.log"), log_file_names(False)
+        (('stdout', 'stderr'), ('out.log', 'out.log'), (None, None))
+    """
+    from fasttune.config import RunConfig  # one rule for what is valid, with its message
+
+    value = RunConfig._validate_log_to_file(log_to_file)
+    if value is False:
+        return None, None
+    if value is True:
+        return "stdout", "stderr"
+    if isinstance(value, str):
+        return value, value
+    return value[0], value[1]
+
+
 class Experiment:
     """The legacy description of one experiment (``ray.tune.Experiment``).
 
@@ -108,7 +130,7 @@ class Experiment:
         checkpoint_config: Any = None,
         trial_name_creator: Optional[Callable[[Trial], str]] = None,
         trial_dirname_creator: Optional[Callable[[Trial], str]] = None,
-        log_to_file: bool = False,
+        log_to_file: Any = False,
         max_failures: int = 0,
         local_dir: Optional[str] = None,
         **_ignored: Any,
@@ -170,6 +192,9 @@ class Experiment:
             "time_budget_s": time_budget_s,
             "storage_path": self.storage_path,
             "max_failures": max_failures,
+            # (stdout file, stderr file) names, as in Ray Tune's spec; each trial's start
+            # command carries them to its worker.
+            "log_to_file": log_file_names(log_to_file),
         }
 
     #: The keys of :attr:`spec` that callbacks, searchers and schedulers may be shown.

@@ -145,6 +145,7 @@ class TunerInternal:
             trial_name_creator=tc.trial_name_creator,
             trial_dirname_creator=tc.trial_dirname_creator,
             max_failures=rc.failure_config.max_failures,
+            log_to_file=rc.log_to_file,
         )
 
     @property
