@@ -14,10 +14,14 @@ The driver writes the experiment exactly as it would locally, into
   were written: a checkpoint stays there while a snapshot there may still name it (the
   last sync, once its snapshot is up, carries out all of retention's deletions).
 
-Checkpoints themselves never pass through here: each worker uploads its own.
+Checkpoints themselves never pass through here: each worker uploads its own.  After a
+resume downloads the experiment, the files as downloaded are noted as storage's
+(``IN_STORAGE``): they are not sent back, so what workers wrote to storage since (their
+``stdout``/``stderr``, synced artifacts) is not overwritten by the older copy.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -26,12 +30,15 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from fasttune import _storage as storage
+from fasttune._atomic import atomic_write
 from fasttune.error import TuneError
 from fasttune.execution import _experiment_state as _state
 
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT_PREFIX = "checkpoint_"
+#: In the staging copy: the files a resume downloaded, with their (size, mtime_ns) then.
+IN_STORAGE = ".in_storage.json"
 
 
 class StorageSync:
@@ -42,7 +49,8 @@ class StorageSync:
         self._period = float(getattr(sync_config, "sync_period", 300))
         self._timeout = float(getattr(sync_config, "sync_timeout", 1800))
         self._lock = threading.Lock()
-        self._uploaded: Dict[str, Tuple[int, int]] = {}  # relative path -> (size, mtime_ns) sent
+        # relative path -> (size, mtime_ns) that storage has: sent, or downloaded by a resume.
+        self._uploaded: Dict[str, Tuple[int, int]] = _read_in_storage(kept.staging)
         # The snapshots in storage, oldest first, each with the deletions decided before it
         # was written (0 for one an earlier run left).
         self._snapshots_sent: List[Tuple[str, int]] = []
@@ -288,6 +296,16 @@ def prepare_staging(kept: storage.ExperimentStorage, resume: bool) -> None:
     if not stored and not storage.list_names(kept.location):
         return  # nothing anywhere: the caller says what it expected
     storage.refresh_local_copy(kept.location, kept.staging)
+    atomic_write(os.path.join(kept.staging, IN_STORAGE), json.dumps(dict(_staged_files(kept.staging))), durable=False)
+
+
+def _read_in_storage(staging: str) -> Dict[str, Tuple[int, int]]:
+    """What a resume downloaded into ``staging`` (none when it downloaded nothing)."""
+    try:
+        with open(os.path.join(staging, IN_STORAGE)) as f:
+            return {relative: (int(stat[0]), int(stat[1])) for relative, stat in json.load(f).items()}
+    except (FileNotFoundError, ValueError, TypeError, IndexError, AttributeError):
+        return {}  # a damaged note only costs uploading those files again
 
 
 __all__ = ["StorageSync", "prepare_staging"]

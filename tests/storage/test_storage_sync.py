@@ -284,3 +284,23 @@ def test_prepare_staging_takes_storage_unless_the_local_copy_is_as_new(kept):
 
     prepare_staging(staged, resume=False)  # a fresh run starts from nothing
     assert not os.path.exists(staged.staging)
+
+
+def test_after_a_resume_downloads_the_experiment_only_what_changed_since_goes_back_up(kept):
+    staged, handler, stored = kept
+    _snapshot(str(stored), 3)
+    _write(str(stored / "trial_0" / "result.json"), '{"i": 0}\n')
+    _write(str(stored / "trial_0" / "stdout"), "line 1\n")
+    prepare_staging(staged, resume=True)
+    # A worker appends to the trial's output in storage after the download...
+    _write(str(stored / "trial_0" / "stdout"), "line 1\nline 2\n")
+    handler.written.clear()
+    sync = StorageSync(staged, SyncConfig(sync_period=3600))
+    sync.sync()
+    # ...and the driver's older copy does not go back over it: nothing changed locally.
+    assert handler.written == []
+    assert (stored / "trial_0" / "stdout").read_text() == "line 1\nline 2\n"
+    with open(os.path.join(staged.staging, "trial_0", "result.json"), "a") as f:
+        f.write('{"i": 1}\n')
+    sync.sync()
+    assert handler.written == ["exp/trial_0/result.json"]
