@@ -74,9 +74,8 @@ class ResetBook:
         """The spec fields of the run segment that carries ``reset`` out.  The trial takes
         the new config now: until then it ran (and may have ended) with the old one."""
         table, row = self._table, trial._row
-        trial.config = reset.config
+        trial.config = reset.config  # the runner renders it for results and params.json
         trial.experiment_tag = reset.tag
-        state.take_config(reset.config)
         iteration = int(reset.result.get("training_iteration", trial.iteration))
         time_total = float(reset.result.get("time_total_s", table.get_time_total(row)))
         fields: Dict[str, Any] = {"config": wire_config(reset.config), "iteration": iteration, "time_total": time_total,

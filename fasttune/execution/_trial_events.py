@@ -145,6 +145,7 @@ class TrialEventHandlers:
         reset, state.reset_at_decision = state.reset_at_decision, None
         if reset is not None and decision in (TrialScheduler.CONTINUE, TrialScheduler.NOOP):
             fields = self._resets.spec_fields(trial, state, reset, self._rewind, self._decision_points)
+            self._take_config(trial, state)
             self.trial_executor.reset_trial(trial, trial.config, trial.experiment_tag, fields)
             return
         if reset is not None:

@@ -267,13 +267,19 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             self.stop_trial(trial)
         self._awaiting = self._search_alg.pending_suggestion
 
+    def _take_config(self, trial: Trial, state: TrialState) -> None:
+        """When the trial's config is new (first start, a PBT reset, ``trial.set_config``),
+        its result rows and its params.json carry it from now on, as in Ray Tune."""
+        if state.take_config(trial.config):
+            self._files.init_trial(trial.path, trial.config)
+
     def _start_trial(self, trial: Trial) -> None:
         state = self._states[trial.trial_id]
         if state.prune_on_start:
             state.prune_on_start = False
             self._checkpoints.prune_unrecorded(trial, now=True)
-        if state.config_source is None and state.take_config(trial.config):  # its first start
-            self._files.init_trial(trial.path, trial.config)
+        if state.config_source is None:  # its first start
+            self._take_config(trial, state)
         reset, state.reset_on_start = state.reset_on_start, None
         if reset is not None:
             fields = self._resets.spec_fields(trial, state, reset, self._rewind, self._decision_points)
@@ -289,10 +295,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             if state.rewind_on_start or trial.iteration != iteration or trial.results_seen != rows:
                 state.rewind_on_start = False
                 self._rewind(trial, iteration, time_total, rows)
-        if state.take_config(trial.config):
-            # A scheduler gave the paused trial a new config (``trial.set_config``): its
-            # results and params.json carry the one it runs with now.
-            self._files.init_trial(trial.path, trial.config)
+        self._take_config(trial, state)  # a reset, or a scheduler's trial.set_config, changed it
         spec = protocol.trial_spec(
             trial, self.experiment_path, decide=self._decision_points(trial),
             yields=self._scheduler_points and bool(self._scheduler.pauses_for_waiting_trials(trial)),
