@@ -132,7 +132,8 @@ def run(
         search_alg=search_alg,
         scheduler=scheduler,
         max_concurrent_trials=max_concurrent_trials,
-        time_budget_s=time_budget_s,
+        # An Experiment's own budget (tune.run(Experiment(...)), run_experiments' specs) counts too.
+        time_budget_s=time_budget_s if time_budget_s is not None else experiment.time_budget_s,
         reuse_actors=reuse_actors,
         callbacks=callbacks,
         verbose=verbose,

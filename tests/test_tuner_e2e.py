@@ -373,6 +373,17 @@ def test_time_budget_ends_endless_trials(storage, monkeypatch):
         assert [row["training_iteration"] for row in rows] == list(range(1, len(rows) + 1))
 
 
+def test_an_experiments_own_time_budget_ends_its_trials(storage, monkeypatch):
+    # tune.run(Experiment(..., time_budget_s=...)) and run_experiments' spec dicts carry the
+    # budget on the experiment, as Ray Tune's do (it was stored and never used).
+    budget = BudgetRunsOutAfterResults(RunnerClock(monkeypatch), 60.0, trials=2, results=3)
+    experiment = tune.Experiment("budgeted", endless, config={"k": tune.grid_search([1, 2])}, storage_path=storage,
+                                 time_budget_s=60.0)
+    analysis = tune.run(experiment, callbacks=[budget], verbose=0)
+    assert sorted(t.status for t in analysis.trials) == ["TERMINATED", "TERMINATED"]
+    assert all(t.last_result["training_iteration"] >= 3 for t in analysis.trials)
+
+
 def one_result(config):
     tune.report({"v": config["v"]})
 
