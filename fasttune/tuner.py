@@ -45,14 +45,11 @@ class Tuner:
             tune_config=tune_config,
             run_config=run_config,
         )
-        self._results: Optional[ResultGrid] = None
-        self._restored = _tuner_internal is not None
 
     def fit(self) -> ResultGrid:
         """Run the sweep to completion; trial failures are in the ResultGrid, not raised
         (unless ``FailureConfig(fail_fast="raise")``)."""
-        self._results = self._local_tuner.fit()
-        return self._results
+        return self._local_tuner.fit()
 
     def get_results(self) -> ResultGrid:
         """The results of the sweep: those :meth:`fit` returned, or, for a Tuner from
@@ -62,14 +59,7 @@ class Tuner:
         Raises:
             RuntimeError: the Tuner was neither fitted nor restored.
         """
-        if self._results is not None:
-            return self._results
-        if not self._restored:
-            raise RuntimeError("Tuner.get_results() has no results yet: call Tuner.fit() first (or "
-                               "Tuner.restore(path, trainable) to read an experiment that ran before).")
-        tuner = self._local_tuner
-        return ResultGrid.from_path(tuner.experiment_path, tuner.tune_config.metric, tuner.tune_config.mode,
-                                    tuner.run_config.storage_filesystem)
+        return self._local_tuner.get_results()
 
     @classmethod
     def restore(
