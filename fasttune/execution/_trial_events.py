@@ -294,10 +294,12 @@ class TrialEventHandlers:
         failures = trial._record_failure()
         header = f"Failure # {failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})"
         trial.error_file = self._files.write_error(trial.path, header, traceback_text)
-        if self._callbacks.wants("on_trial_error") or self._callbacks.wants("on_trial_recover"):
-            self._files.flush()  # on disk before those callbacks read it (trial.get_error()), as in Ray Tune
         trial.error_msg = traceback_text
         trial.error = error if error is not None else TuneError(f"Trial {trial} failed:\n{traceback_text}")
+        if self._callbacks.wants("on_trial_error") or self._callbacks.wants("on_trial_recover"):
+            # On disk before those callbacks read it (trial.get_error()), as in Ray Tune; a
+            # write failure is reported where the loop checks for one, not in the middle of this.
+            self._files.wait()
 
     def _on_worker_death(self, slot: int, exc: BaseException) -> None:
         """A worker died, or sent a reply the driver cannot read (``MalformedReply``; the

@@ -65,6 +65,11 @@ class TrialFiles:
         """
         self._writer.flush()
 
+    def wait(self) -> None:
+        """Return once every file operation handed over so far is done; a failure is
+        raised by the next :meth:`check` or :meth:`flush`."""
+        self._writer.wait()
+
     def check(self) -> None:
         """Raise the failure of an operation done so far, the first time it is seen."""
         self._writer.check()

@@ -75,12 +75,16 @@ class WriterThread:
             error.errno = getattr(failure, "errno", None)
             raise error from failure
 
-    def flush(self) -> None:
-        """Return once every call submitted so far is done (raising as :meth:`check`)."""
+    def wait(self) -> None:
+        """Return once every call submitted so far is done (a failure waits for :meth:`check`)."""
         if self._thread is not None:
             done = threading.Event()
             self._tasks.put((done.set, ()))
             done.wait()
+
+    def flush(self) -> None:
+        """Return once every call submitted so far is done (raising as :meth:`check`)."""
+        self.wait()
         self.check()
 
     def close(self) -> None:
