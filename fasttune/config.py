@@ -178,9 +178,9 @@ class RunConfig:
             the driver uploads its files from a local staging copy and each worker
             uploads the checkpoints it makes (``pip install fasttune[storage]``).
         stop: Stopping criterion, one of: a dict ``{metric: threshold}`` (stop
-            once ``result[metric] >= threshold``), a ``callable(trial_id,
-            result) -> bool``, or a Stopper-like object (callable with a
-            ``stop_all()`` method).
+            once ``result[metric] >= threshold``; nested dicts name nested keys), a
+            ``callable(trial_id, result) -> bool``, a :class:`fasttune.Stopper`, or
+            a list of Stoppers (any of them stops).
         callbacks: List of callback objects.
         verbose: Console verbosity as in Ray Tune: 0 silent, 1 status updates,
             2 also a line per finished trial, 3 also detailed results;
@@ -330,18 +330,17 @@ class RunConfig:
                 )
             return dict(stop)
         if callable(stop):
-            # A plain function (trial_id, result) -> bool, or a Stopper-like object
-            # (callable with a stop_all() method): both are accepted as they are.
+            # A Stopper or a function (trial_id, result) -> bool.  As in Ray Tune, a callable
+            # with a stop_all() that is no Stopper is refused when the experiment is built.
             return stop
         from fasttune.stopper import Stopper
 
         if isinstance(stop, list) and all(isinstance(item, Stopper) for item in stop):
             return stop  # combined as Ray Tune does: any of them stops
         raise TypeError(
-            f"RunConfig.stop got {type(stop).__name__} {stop!r}; it accepts three "
-            f"forms: a dict {{metric: threshold}}, a function "
-            f"(trial_id, result) -> bool, or a Stopper object (callable with a "
-            f"stop_all() method), or a list of Stoppers."
+            f"RunConfig.stop got {type(stop).__name__} {stop!r}; it accepts a dict "
+            f"{{metric: threshold}}, a function (trial_id, result) -> bool, a "
+            f"fasttune.Stopper (with its stop_all() method), or a list of Stoppers."
         )
 
     @staticmethod
