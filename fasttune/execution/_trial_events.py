@@ -56,6 +56,9 @@ class TrialEventHandlers:
         results = ingested.results
         self.results_processed += len(results)
         trial.results_seen += len(results)
+        config = trial.config
+        for result in results:  # as Ray Tune's results carry it (result.json has it once already)
+            result["config"] = config
         if ingested.last is not None:
             trial.last_result = ingested.last
         saved: Dict[int, Checkpoint] = {}  # by result index: callbacks hear of each after its result

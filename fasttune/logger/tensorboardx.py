@@ -177,8 +177,9 @@ class TBXLoggerCallback(LoggerCallback):
         if removed:
             logger.info("Trial %s: hyperparameters %s are not logged to TensorBoard (not a number, string, "
                         "bool or list).", trial_name, removed)
-        metrics = [f"ray/tune/{key}" for key, value in flatten_dict(last_result).items()
-                   if key not in core.TB_SKIPPED_KEYS and isinstance(value, _SCALAR_TYPES) and not np.isnan(value)]
+        logged = {key: value for key, value in last_result.items() if key not in core.TB_SKIPPED_KEYS}
+        metrics = [f"ray/tune/{key}" for key, value in flatten_dict(logged).items()
+                   if isinstance(value, _SCALAR_TYPES) and not np.isnan(value)]
         self._files.append(path, hparams_records(hparams, metrics, time.time()))
 
 
