@@ -77,7 +77,8 @@ def run(
     the lowest first), ``checkpoint_freq`` and ``checkpoint_at_end`` are Ray Tune's older
     names for ``checkpoint_config``'s fields: they still set them, with a
     ``DeprecationWarning``.  ``local_dir`` and ``chdir_to_trial_dir`` are refused, as Ray
-    Tune refuses them (``DeprecationWarning`` raised).
+    Tune refuses them (``DeprecationWarning`` raised): set ``storage_path`` and the
+    ``RAY_CHDIR_TO_TRIAL_DIR`` environment variable instead.
 
     ``server_port`` serves the experiment over HTTP on 127.0.0.1 while it runs (0: any
     free port); a :class:`fasttune.web_server.TuneClient` lists, adds and stops trials.

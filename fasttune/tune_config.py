@@ -16,6 +16,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
+from fasttune.constants import RAY_CHDIR_TO_TRIAL_DIR
+
 __all__ = ["TuneConfig", "ResumeConfig"]
 
 _MODES = ("min", "max")
@@ -28,9 +30,10 @@ def refuse_chdir_to_trial_dir(value: Any, where: str) -> None:
     """Raise ``DeprecationWarning`` (an exception, as Ray Tune raises it) when ``chdir_to_trial_dir`` was given."""
     if value != DEPRECATED_VALUE:
         raise DeprecationWarning(
-            f"{where}(chdir_to_trial_dir={value!r}) is no longer supported (Ray Tune deprecated it too). "
-            f"fasttune runs trials in the working directory they were started from; write a trial's files "
-            f"under tune.get_context().get_trial_dir() instead.")
+            f"{where}(chdir_to_trial_dir={value!r}) is no longer supported (Ray Tune deprecated it too): "
+            f"use the {RAY_CHDIR_TO_TRIAL_DIR} environment variable instead. Each trial runs in its own "
+            f"directory, tune.get_context().get_trial_dir(); set {RAY_CHDIR_TO_TRIAL_DIR}=0 to run trials in "
+            f"the working directory of their worker process instead.")
 
 
 def _is_int(value: Any) -> bool:
@@ -62,7 +65,8 @@ class TuneConfig:
         trial_dirname_creator: ``callable(trial) -> str`` naming each trial's
             directory.
         chdir_to_trial_dir: Deprecated, as in Ray Tune: giving it raises
-            ``DeprecationWarning``.
+            ``DeprecationWarning``; set the ``RAY_CHDIR_TO_TRIAL_DIR`` environment
+            variable instead (0: trials do not run in their trial directory).
 
     Example:
         >>> import datetime

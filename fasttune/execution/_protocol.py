@@ -50,6 +50,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 import msgpack
 
 from fasttune._serialization import Loader, pack as pack_with_objects
+from fasttune.constants import RAY_CHDIR_TO_TRIAL_DIR
 from fasttune.error import TuneError
 
 # ---- commands --------------------------------------------------------------------------
@@ -301,11 +302,14 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
     next checkpoint directory; ``restore``: the checkpoint to resume from (None: none);
     ``log_to_file``: the experiment's ``(stdout file, stderr file)`` names (None: that
     stream is not captured), which the spec carries only when one is set.
+    ``chdir_to_trial_dir``: the driver's ``RAY_CHDIR_TO_TRIAL_DIR``, only when it is set
+    (the worker reads its own otherwise): a driver's variable reaches workers of a pool
+    started before it was set, as Ray Tune passes it to each trial's actor.
     A reset adds ``clone_from`` (another trial's checkpoint to copy in first), and the
     executor adds ``reuse_actors``.
     """
     checkpoint_config = trial.checkpoint_config
-    return {
+    spec = {
         "trial_id": trial.trial_id,
         "trainable": trial.trainable_name,
         "config": wire_config(trial.config),
@@ -326,6 +330,10 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
         "checkpoint_at_end": bool(getattr(checkpoint_config, "checkpoint_at_end", False)),
         "log_to_file": list(log_to_file) if any(log_to_file) else None,
     }
+    chdir_setting = os.environ.get(RAY_CHDIR_TO_TRIAL_DIR)
+    if chdir_setting is not None:
+        spec["chdir_to_trial_dir"] = chdir_setting
+    return spec
 
 
 # ---- encode / decode --------------------------------------------------------------------

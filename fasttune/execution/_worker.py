@@ -15,7 +15,9 @@ A class trainable (``fasttune.Trainable``) runs through the same report path: ea
 trainable and reused through ``reset_config`` when that returns True.
 
 With the spec's ``log_to_file``, what the process prints while a trial runs is copied
-into that trial's files (``_output_capture``).
+into that trial's files (``_output_capture``).  While a trial's code runs, the process's
+working directory is the trial's directory (``_working_dir``), the one ``get_trial_dir()``
+names; the worker goes back to its own when the segment ends.
 
 ``report()`` packs each result at once (so a non-encodable value fails in the user's
 call, naming the key) and appends it to the running trial's buffer without a lock:
@@ -36,9 +38,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from fasttune._core_shared import MAX_DEPTH
 from fasttune._flatten import lookup_nested
 from fasttune.checkpoint import Checkpoint
+from fasttune.constants import RAY_CHDIR_TO_TRIAL_DIR
 from fasttune.error import TuneError, TuneStopTrial
 from fasttune.execution import _protocol as protocol
 from fasttune.execution._output_capture import TrialOutput, open_trial_output
+from fasttune.execution._working_dir import enter_trial_dir, leave_trial_dir
 from fasttune.execution._worker_checkpoints import for_experiment as checkpoint_places
 from fasttune._decision_points import DecisionPoints
 from fasttune.trainable.function_trainable import wrap_function
@@ -225,6 +229,7 @@ class TrialWorker:
         # (trainable name, live Trainable, its trial's output files or None) kept for reuse
         self._held: Optional[tuple] = None
         self._output: Optional[TrialOutput] = None  # the running trial's, with log_to_file
+        self._cwd_back: Optional[str] = None  # where the process goes back to when the running trial ends
         self._storage = storage
         self._identity = (os.getpid(), socket.gethostname(), node_ip_address())
         self._thread = threading.Thread(target=self._trial_loop, name="fasttune-trial", daemon=True)
@@ -435,8 +440,10 @@ class TrialWorker:
         )
         run.log_files = spec.get("log_to_file")
         try:
-            if trial_dir and not os.path.isdir(trial_dir):  # one stat when it exists
-                os.makedirs(trial_dir, exist_ok=True)
+            if trial_dir:
+                if not os.path.isdir(trial_dir):  # one stat when it exists
+                    os.makedirs(trial_dir, exist_ok=True)
+                self._cwd_back = _enter_trial_dir(spec, trial_dir)
             if run.log_files:
                 self._output = self._open_output(run)
             trainable = self._trainables[spec["trainable"]]
@@ -454,7 +461,7 @@ class TrialWorker:
             how = stop.args[0] if stop.args else _STOP
             if how == _RESET:
                 # The same trial goes on at once as a new segment: no end event.
-                self._close_output()
+                self._leave_trial()
                 if restore:
                     places.restored(restore)
                 with self._cond:
@@ -473,8 +480,8 @@ class TrialWorker:
             end = protocol.Failed(run.trial_id, traceback.format_exc(), blob)
         else:
             end = protocol.Ended("done", run.trial_id)
-        self._close_output()  # before the end event: the driver may read the files once it has it
-        if trial_dir:
+        self._leave_trial()  # before the end event: the driver may read the files once it has it
+        if trial_dir:  # after leaving it: in storage, the segment's end removes the node's copy
             try:
                 places.segment_ended(spec["trial_dir"], restore)
             except Exception:  # noqa: BLE001 - the trial's outcome stands; its leftovers only cost space
@@ -495,6 +502,13 @@ class TrialWorker:
         output.start()
         return output
 
+    def _leave_trial(self) -> None:
+        """The running trial's code is done: the process goes back to its working
+        directory, and the trial's output files are closed."""
+        back, self._cwd_back = self._cwd_back, None
+        leave_trial_dir(back)
+        self._close_output()
+
     def _close_output(self) -> None:
         output, self._output = self._output, None
         if output is not None:
@@ -504,26 +518,41 @@ class TrialWorker:
                 traceback.print_exc()
 
     def _cleanup_held(self, held: tuple) -> None:
-        """``cleanup()`` a kept instance; with log_to_file, what it prints goes to the files
-        of the trial it ran (not to those of the trial running now)."""
+        """``cleanup()`` a kept instance in the directory of the trial it ran (not that of
+        the trial running now); with log_to_file, what it prints goes to that trial's files."""
         instance, owner = held[1], held[2]
-        if owner is None or not owner.log_files:
+        owner_dir = owner.spec.get("trial_dir") if owner is not None else None
+        if owner_dir is None and (owner is None or not owner.log_files):
             _cleanup_quietly(instance)
             return
         running, self._output = self._output, None
         if running is not None:
             running.stop()
+        back = None
         try:
-            self._output = self._open_output(owner)
-        except Exception:  # noqa: BLE001 - its files cannot be opened again: the cleanup still runs
+            if owner_dir:
+                local = self._places.trial_dir(owner_dir)
+                if not os.path.isdir(local):  # in storage: the node's copy went when its segment ended
+                    os.makedirs(local, exist_ok=True)
+                back = _enter_trial_dir(owner.spec, local)
+            if owner.log_files:
+                self._output = self._open_output(owner)
+        except Exception:  # noqa: BLE001 - its directory or files cannot be opened again: the cleanup still runs
             traceback.print_exc()
         try:
             _cleanup_quietly(instance)
         finally:
+            leave_trial_dir(back)
             self._close_output()
             self._output = running
             if running is not None:
                 running.start()
+            run = self._run
+            if owner_dir and (run is None or run.spec.get("trial_dir") != owner_dir):  # not the running one's
+                try:
+                    self._places.segment_ended(owner_dir, None)  # in storage: what cleanup wrote is sent
+                except Exception:  # noqa: BLE001 - only its leftovers cost space
+                    traceback.print_exc()
 
     def _report(self, run: _Run, metrics: Dict[str, Any], checkpoint: Any, step_done: bool = False) -> None:
         """One result: ``checkpoint`` is a Checkpoint to copy in, or a callable that saves
@@ -725,6 +754,12 @@ class _Unloadable:
             "clash with another module there (such as a test's conftest). Define the trainable "
             "in the script, or make its module importable on every node."
         )
+
+
+def _enter_trial_dir(spec: Dict[str, Any], local_dir: str) -> Optional[str]:
+    """Move into the trial's directory on this node unless ``RAY_CHDIR_TO_TRIAL_DIR`` (the
+    driver's, carried in the spec, else this process's) is 0; where to go back to."""
+    return enter_trial_dir(local_dir, spec.get("chdir_to_trial_dir", os.environ.get(RAY_CHDIR_TO_TRIAL_DIR)))
 
 
 def _cleanup_quietly(instance: Trainable) -> None:
