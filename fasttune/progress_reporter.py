@@ -38,6 +38,7 @@ from fasttune._progress_view import (
     table_cells,
 )
 from fasttune._text_table import text_table
+from fasttune.result import DEFAULT_METRIC  # noqa: F401 - Ray Tune has it here too
 
 __all__ = ["ProgressReporter", "TuneReporterBase", "CLIReporter", "JupyterNotebookReporter"]
 
@@ -53,9 +54,6 @@ def in_notebook() -> bool:
 #: Whether this module was imported in a Jupyter notebook, as Ray Tune's constant
 #: (fasttune's default reporter asks :func:`in_notebook` again when a run starts).
 IS_NOTEBOOK = in_notebook()
-
-#: The metric name Ray Tune uses when only a mode is given.
-DEFAULT_METRIC = "_metric"
 
 
 class ProgressReporter:

@@ -10,7 +10,7 @@ from fasttune import _storage as storage
 from fasttune._flatten import flatten_dict, lookup_flattened
 from fasttune.checkpoint import checkpoint_in_storage
 from fasttune.error import TuneError
-from fasttune.progress_reporter import DEFAULT_METRIC
+from fasttune.result import DEFAULT_METRIC
 from fasttune.result import RESULT_FILE, import_pandas, read_json_lines
 from fasttune.result_grid import ResultGrid, as_number
 

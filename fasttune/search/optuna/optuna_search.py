@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from fasttune._optional import import_optional
+from fasttune.result import DEFAULT_METRIC
 from fasttune.search.sample import (
     Categorical,
     Domain,
@@ -52,7 +53,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["OptunaSearch"]
 
-DEFAULT_METRIC = "_metric"
 _DELIMITER = "/"  # as path_label joins nested keys
 
 Path = Tuple[Any, ...]

@@ -1,13 +1,9 @@
-"""fasttune.examples: ``pbt_function`` reports what Ray Tune's does, and Ray Tune's own
-``pb2_example`` script, with its imports changed, runs on it."""
+"""fasttune.examples: ``pbt_function`` reports what Ray Tune's does (Ray Tune's ``pb2_example``
+imports it; test_ray_tune_examples.py runs that script)."""
 import json
 import os
 import random
-import re
-import runpy
-import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,26 +11,14 @@ import pytest
 import fasttune as tune
 from fasttune.examples import pbt_function as example
 from fasttune.trainable.session import Session, TuneContext, set_session
+from ray_examples_testing import example_source
 
-
-
-def ray_examples() -> Path:
-    import importlib.util
-
-    return Path(importlib.util.find_spec("ray.tune").origin).parent / "examples"
-
-
-def on_fasttune(source: str) -> str:
-    """A Ray Tune script's source with its imports changed to fasttune's (what a user migrating does)."""
-    source = source.replace("from ray import tune\n", "import fasttune as tune\n")
-    return re.sub(r"\bfrom ray\.tune(\.[\w.]+)? import", lambda m: f"from fasttune{m.group(1) or ''} import", source)
 
 
 def ray_pbt_function_on_fasttune():
     """Ray Tune's own ``pbt_function``, run through fasttune's session."""
     module = types.ModuleType("ray_pbt_function_on_fasttune")
-    exec(compile(on_fasttune((ray_examples() / "pbt_function.py").read_text()), module.__name__, "exec"),
-         module.__dict__)
+    exec(compile(example_source("pbt_function"), module.__name__, "exec"), module.__dict__)
     return module.pbt_function
 
 
@@ -91,34 +75,9 @@ def test_pbt_function_is_done_past_an_accuracy_of_200(tmp_path):
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_ray_tunes_pb2_example_runs_on_fasttune(tmp_path, monkeypatch, capsys):
-    script = on_fasttune((ray_examples() / "pb2_example.py").read_text())
-    assert "from fasttune.examples.pbt_function import pbt_function" in script
-    # Shortened: 4 trials of 6 iterations, PB2 perturbing every 2.
-    for ray_line, short in [('"training_iteration": 30', '"training_iteration": 6'), ("num_samples=8", "num_samples=4"),
-                            ("perturbation_interval = 5", "perturbation_interval = 2")]:
-        assert ray_line in script
-        script = script.replace(ray_line, short)
-    (tmp_path / "pb2_example.py").write_text(script)
-    # Run as its own __main__, results under ~/fasttune_results: a home of the test's own.
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setattr(sys, "argv", ["pb2_example.py"])
-    runpy.run_path(str(tmp_path / "pb2_example.py"), run_name="__main__")
-    assert "Best hyperparameters found were: " in capsys.readouterr().out
-    experiment = tmp_path / "fasttune_results" / "pbt_test"
-    trials = sorted(path for path in experiment.iterdir() if (path / "result.json").exists())
-    assert len(trials) == 4
-    for trial in trials:
-        rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
-        # (an exploiting trial goes on from its donor's checkpoint: iterations may step back)
-        assert rows[-1]["training_iteration"] == 6
-        assert all(1 <= row["training_iteration"] <= 6 for row in rows)
-        assert 0.0001 <= rows[-1]["cur_lr"] <= 0.02
-
-
-@pytest.mark.usefixtures("ray_session")
 def test_run_tune_pbt_smoke_test(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))  # results under ~/fasttune_results: a home of the test's own
+    monkeypatch.delenv("FASTTUNE_STORAGE_PATH", raising=False)
     results = example.run_tune_pbt(smoke_test=True)
     assert len(results) == 8 and results.num_errors == 0
     assert all(1 <= result.metrics["training_iteration"] <= 10 for result in results)
