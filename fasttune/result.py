@@ -202,8 +202,8 @@ class Result:
         metrics_dataframe: Every reported result as a pandas DataFrame. When
             not given it is read lazily from ``<path>/progress.csv`` (needs
             pandas); ``None`` when that file does not exist.
-        best_checkpoints: ``(checkpoint, metrics)`` pairs of the checkpoints
-            kept for this trial.
+        best_checkpoints: ``(checkpoint, metrics)`` pairs of the best checkpoints
+            kept for this trial, worst first (as Ray Tune lists them).
         _config: The trial's config, used when ``metrics`` has no ``"config"``.
         _status: The trial's status when the sweep ended (``fit()`` knows it; a
             result read from files does not: None).
@@ -218,7 +218,8 @@ class Result:
     checkpoint: Optional[Checkpoint]
     error: Optional[BaseException]
     path: str
-    #: ``(checkpoint, metrics)`` for each kept checkpoint, oldest first (a list on every instance).
+    #: ``(checkpoint, metrics)`` of the best kept checkpoints, worst first, as Ray Tune lists them
+    #: (a list on every instance; declared here so that ``Result.best_checkpoints`` exists).
     best_checkpoints: List[Tuple[Checkpoint, Dict[str, Any]]] = None  # type: ignore[assignment]
 
     def __init__(

@@ -133,13 +133,13 @@ class Experiment:
         log_to_file: Any = False,
         max_failures: int = 0,
         local_dir: Optional[str] = None,
-        **_ignored: Any,
+        **unsupported: Any,
     ) -> None:
         if local_dir is not None:
             raise DeprecationWarning(
                 f"Experiment(local_dir={local_dir!r}) is no longer supported (Ray Tune deprecated it too): set "
                 f"storage_path=... instead, the directory under which the experiment's results go.")
-        refuse_unsupported(_ignored, "Experiment")
+        refuse_unsupported(unsupported, "Experiment")
         if isinstance(checkpoint_config, dict):
             from fasttune.config import CheckpointConfig  # as Ray Tune: a dict is the config's fields
 
@@ -371,14 +371,14 @@ class Experiment:
 
 def refuse_unsupported(given: Dict[str, Any], where: str) -> None:
     """A clear error for the Ray Tune arguments fasttune does not provide (see docs/compatibility.md)."""
-    unsupported = {"restore": "start trials from one checkpoint: pass its path in the config and load it in "
-                              "the trainable",
-                   "export_formats": "export models at the end: save them from the trainable"}
-    named = [name for name in unsupported if given.get(name) not in (None, [], ())]
+    advice = {"restore": "start trials from one checkpoint: pass its path in the config and load it in "
+                         "the trainable",
+              "export_formats": "export models at the end: save them from the trainable"}
+    named = [name for name in advice if given.get(name) not in (None, [], ())]
     if named:
-        raise TypeError(f"{where}({named[0]}=...) is not supported by fasttune; to " + unsupported[named[0]] + ".")
-    if set(given) - set(unsupported):
-        raise TypeError(f"{where}() got arguments fasttune does not support: {sorted(set(given) - set(unsupported))}.")
+        raise TypeError(f"{where}({named[0]}=...) is not supported by fasttune; to " + advice[named[0]] + ".")
+    if set(given) - set(advice):
+        raise TypeError(f"{where}() got arguments fasttune does not support: {sorted(set(given) - set(advice))}.")
 
 
 def _check_checkpoint_policy(trainable: Any, checkpoint_config: Any) -> None:

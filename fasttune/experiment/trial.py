@@ -45,6 +45,8 @@ class ExportFormat:
             formats[i] = given.strip().lower()
             if formats[i] not in known:
                 raise TuneError(f"Unsupported export format {given!r}; use one of {list(known)}.")
+
+
 _UNSAFE_PATH_CHARS = re.compile(r"[^\w\-=.,+]")
 
 

@@ -56,7 +56,7 @@ class FunctionTrainable(Trainable):
 
     def __init__(self, config: Optional[Dict[str, Any]] = None, storage: Any = None,
                  logger_creator: Any = None) -> None:
-        # The worker builds one per trial: no copy of the config, no directory, no thread.
+        # The worker builds one per trial: a shallow copy of the config, no directory, no thread.
         self._init_bookkeeping(config, storage)
         self._local_run: Optional[_LocalRun] = None
         self._resume_from: Optional[Checkpoint] = None
