@@ -10,6 +10,31 @@ from fasttune._resources import PlacementGroupFactory, resource_dict_to_pg_facto
 __all__ = ["with_parameters", "with_resources"]
 
 
+class _BoundParameters:
+    """Values bound to a trainable: put in Ray's object store once when Ray is running (not
+    pickled with the trainable for every worker), else kept as they are."""
+
+    def __init__(self, kwargs: Dict[str, Any]) -> None:
+        self._refs: Dict[str, Any] = {}
+        try:
+            import ray
+
+            if ray.is_initialized():
+                self._refs = {key: ray.put(value) for key, value in kwargs.items()}
+        except ImportError:  # pragma: no cover - ray is a core dependency
+            pass
+        self._values = {key: value for key, value in kwargs.items() if key not in self._refs}
+
+    def resolve(self) -> Dict[str, Any]:
+        """The keyword arguments to call the trainable with (fetched from the store)."""
+        bound = dict(self._values)
+        if self._refs:
+            import ray
+
+            bound.update(zip(self._refs, ray.get(list(self._refs.values()))))
+        return bound
+
+
 def with_parameters(trainable: Callable[..., Any], **kwargs: Any) -> Callable[[Dict[str, Any]], Any]:
     """Bind extra arguments (e.g. a dataset) to a trainable: ``trainable(config, **kwargs)``.
 
@@ -26,24 +51,11 @@ def with_parameters(trainable: Callable[..., Any], **kwargs: Any) -> Callable[[D
         raise TypeError(f"with_parameters needs a function, got {type(trainable).__name__}.")
     if isinstance(trainable, type):
         return _class_with_parameters(trainable, kwargs)
-    refs: Dict[str, Any] = {}
-    try:
-        import ray
-
-        if ray.is_initialized():
-            refs = {key: ray.put(value) for key, value in kwargs.items()}
-    except ImportError:  # pragma: no cover - ray is a core dependency
-        pass
-    values = {key: value for key, value in kwargs.items() if key not in refs}
+    parameters = _BoundParameters(kwargs)
 
     @functools.wraps(trainable)
     def inner(config: Dict[str, Any]) -> Any:
-        bound = dict(values)
-        if refs:
-            import ray
-
-            bound.update(zip(refs, ray.get(list(refs.values()))))
-        return trainable(config, **bound)
+        return trainable(config, **parameters.resolve())
 
     del inner.__wrapped__  # keep the one-argument signature visible to wrap_function
     if hasattr(trainable, "_resources"):
@@ -81,22 +93,10 @@ def with_resources(trainable: Any, resources: Any) -> Any:
 
 def _class_with_parameters(cls: type, kwargs: Dict[str, Any]) -> type:
     """A subclass of the class trainable ``cls`` whose ``setup`` gets ``kwargs`` too."""
-    refs: Dict[str, Any] = {}
-    try:
-        import ray
-
-        if ray.is_initialized():
-            refs = {key: ray.put(value) for key, value in kwargs.items()}
-    except ImportError:  # pragma: no cover - ray is a core dependency
-        pass
-    values = {key: value for key, value in kwargs.items() if key not in refs}
+    parameters = _BoundParameters(kwargs)
 
     def setup(self: Any, config: Dict[str, Any], **extra: Any) -> Any:
-        bound = dict(values)
-        if refs:
-            import ray
-
-            bound.update(zip(refs, ray.get(list(refs.values()))))
+        bound = parameters.resolve()
         bound.update(extra)
         return cls.setup(self, config, **bound)
 
