@@ -214,3 +214,9 @@ def test_bayesopt_finds_the_optimum_of_a_quadratic(ray_session, storage):
     # bayes_opt's own 20 suggestions for seed 0 (reference_sequence) hold this best point
     assert (best.config["x"], best.config["y"]) == (0.983110750089016, -1.9734491564991972)
     assert best.metrics["loss"] == pytest.approx(0.0009901940531597954)
+
+    # The experiment's trials seed a new search (Ray Tune's `analysis`): all 20 are registered.
+    warm = BayesOptSearch(SPACE, metric="loss", mode="min", analysis=tune.ExperimentAnalysis(grid.experiment_path))
+    assert sorted(warm.optimizer.space.target) == sorted(-r.metrics["loss"] for r in grid)
+    for params, target in zip(warm.optimizer.space.params, warm.optimizer.space.target):
+        assert target == pytest.approx(-loss({"x": params[0], "y": params[1]}))  # each value with its config

@@ -369,8 +369,10 @@ class BayesOptSearch(Searcher):
     def register_analysis(self, analysis: "ExperimentAnalysis") -> None:
         """Registers the trials of an earlier experiment (each trial's best result) with the optimiser."""
         rows = analysis.dataframe(metric=self._metric, mode=self._mode)
-        for (_, row), config in zip(rows.iterrows(), analysis.get_all_configs().values()):
-            flat = _flatten(config)
+        configs = analysis.get_all_configs()
+        for _, row in rows.iterrows():
+            # Matched by trial id: the frame leaves out trials without results.
+            flat = _flatten(configs.get(row.get("trial_id"), {}))
             if all(name in flat for name in self._space) and self._metric in row:
                 self._register_result(flat, row)
 
