@@ -4,8 +4,8 @@
     python -m bench.quality --seeds 3 --algorithms random,tpe --problems branin
 
 Searchers (``random`` = BasicVariantGenerator, ``tpe`` = OptunaSearch, ``hyperopt`` =
-HyperOptSearch, ``nevergrad`` = NevergradSearch with NGOpt; each where its package is
-installed, otherwise recorded as skipped) run on Branin, Hartmann-6 and Rosenbrock-4,
+HyperOptSearch, ``nevergrad`` = NevergradSearch with NGOpt, ``bayesopt`` = BayesOptSearch
+with Ray Tune's defaults; each where its package is installed, otherwise recorded as skipped) run on Branin, Hartmann-6 and Rosenbrock-4,
 one result per trial; their budget axis is *trials completed*.  Schedulers (``fifo``,
 ``asha``, ``hyperband``, ``median`` = MedianStoppingRule, ``pbt``, ``pb2``) run random
 configs (seeded BasicVariantGenerator) on the iterative versions of the same functions
@@ -70,7 +70,7 @@ TOY_POPULATION = 8
 TOY_PERTURBATION_INTERVAL = 4
 TOY_BUDGET = TOY_POPULATION * PBT_TOY.steps
 
-SEARCHERS = ("random", "tpe", "hyperopt", "nevergrad")
+SEARCHERS = ("random", "tpe", "hyperopt", "nevergrad", "bayesopt")
 SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2")
 
 
@@ -211,6 +211,10 @@ def make_searcher(name: str, problem: Problem, seed: int, budget: int):
         return HyperOptSearch(random_state_seed=seed)
     if name == "nevergrad":
         return _nevergrad(problem, seed, budget)
+    if name == "bayesopt":
+        from fasttune.search.bayesopt import BayesOptSearch
+
+        return BayesOptSearch(random_state=seed)
     raise ValueError(f"unknown searcher {name!r}; known: {', '.join(SEARCHERS)}")
 
 

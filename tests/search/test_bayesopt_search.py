@@ -220,3 +220,13 @@ def test_bayesopt_finds_the_optimum_of_a_quadratic(ray_session, storage):
     assert sorted(warm.optimizer.space.target) == sorted(-r.metrics["loss"] for r in grid)
     for params, target in zip(warm.optimizer.space.params, warm.optimizer.space.target):
         assert target == pytest.approx(-loss({"x": params[0], "y": params[1]}))  # each value with its config
+
+
+def test_the_quality_suite_runs_bayesopt_reproducibly(ray_session):
+    from bench.quality import SEARCHERS, run_one
+
+    assert "bayesopt" in SEARCHERS
+    first = run_one("bayesopt", "branin", seed=3, budget=14)
+    assert first == run_one("bayesopt", "branin", seed=3, budget=14)  # exact floats
+    assert len(first) == 14
+    assert run_one("bayesopt", "branin", seed=4, budget=14) != first
