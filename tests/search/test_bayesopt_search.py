@@ -99,6 +99,9 @@ def test_nested_spaces_native_bounds_and_tuner_constants():
     assert (from_tuner.metric, from_tuner.mode) == ("loss", "min")
     only_mode = BayesOptSearch(SPACE, mode="max")
     assert only_mode.metric == "_metric"
+    own_space = BayesOptSearch(SPACE)  # a space of its own: metric and mode still come from the Tuner
+    assert not own_space.set_search_properties("loss", "min", {})
+    assert (own_space.metric, own_space.mode) == ("loss", "min")
 
 
 # ---- bad input --------------------------------------------------------------------------------

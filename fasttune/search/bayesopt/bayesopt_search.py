@@ -266,11 +266,18 @@ class BayesOptSearch(Searcher):
                 raise TypeError(f"{where}: {name!r} must be a number, got {value!r}.")
 
     def set_search_properties(self, metric: Optional[str], mode: Optional[str], config: Dict, **spec: Any) -> bool:
-        """Takes the Tuner's param space, metric and mode, unless the searcher has a space already."""
-        if self.optimizer is not None:
-            return False
+        """Takes the Tuner's param space, metric and mode.  A searcher with a space of its own
+        keeps it and returns ``False``; it still takes the metric and mode it lacks (Ray Tune's
+        leaves them unset)."""
         if mode is not None and mode not in ("min", "max"):
             raise ValueError(f"BayesOptSearch takes mode 'min' or 'max', got {mode!r}.")
+        if self.optimizer is not None:
+            self._mode = self._mode or mode
+            if self._metric in (None, DEFAULT_METRIC) and metric:
+                self._metric = metric
+            elif self._metric is None and self._mode:
+                self._metric = DEFAULT_METRIC
+            return False
         space = self.convert_search_space(config or {})
         if not space:
             raise ValueError("BayesOptSearch has no search space: pass space=... or put uniform/loguniform "
