@@ -122,6 +122,8 @@ def test_unsupported_domains_are_a_value_error_naming_the_key(space, key):
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="'w'.*low <= high"):
         BayesOptSearch({"w": (3, 1)}, metric="loss", mode="min")
+    with pytest.raises(ValueError, match="'epochs'.*pair"):  # constants belong in the param_space
+        BayesOptSearch({"x": uniform(0, 1), "epochs": 3}, metric="loss", mode="min")
     with pytest.raises(ValueError, match="patience"):
         BayesOptSearch(SPACE, patience=0)
     with pytest.raises(ValueError, match="mode"):

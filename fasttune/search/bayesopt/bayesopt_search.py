@@ -12,6 +12,15 @@ drawn at random and their results are held back until all of them are in (so the
 Gaussian process does not fit to one early point); after that every result is
 registered at once and each suggestion maximises the acquisition function.
 
+Where Ray Tune 2.60's searcher differs, it is where Ray Tune's fails or depends on timing:
+while the random phase waits for its results, ``suggest`` returns ``None`` without
+drawing (Ray Tune draws a config and drops it); a config run twice
+(``skip_duplicate=False``) keeps its first value (bayes_opt refuses a point twice, and
+Ray Tune's raises); points are matched to the space by name (nested or ``"a/b"``), and
+an ``analysis`` by trial id; a searcher with a space of its own takes the metric and
+mode it lacks from ``TuneConfig``; ``randn`` and constants in ``space`` are refused
+with an error naming the key (Ray Tune hands them to bayes_opt, which fails).
+
 Example:
     >>> from fasttune.search import uniform
     >>> from fasttune.search.bayesopt import BayesOptSearch
