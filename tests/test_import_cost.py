@@ -10,10 +10,11 @@ import sys
 
 # Heavy or optional: none of these may load with the package.
 NOT_AT_IMPORT = ("ray", "pandas", "pyarrow", "optuna", "hyperopt", "nevergrad", "sklearn", "scipy", "torch",
-                 "matplotlib", "rich", "tensorboardX", "IPython", "yaml", "requests", "moto", "pytest")
+                 "matplotlib", "rich", "tensorboardX", "IPython", "yaml", "requests", "moto", "pytest", "bayes_opt",
+                 "xgboost", "lightgbm")
 # fasttune's own modules that load only when a script asks for them.
 LAZY = ("fasttune.utils", "fasttune.examples", "fasttune.integration", "fasttune.search.optuna",
-        "fasttune.search.hyperopt", "fasttune.search.nevergrad", "fasttune.schedulers.pb2", "fasttune.web_server",
+        "fasttune.search.hyperopt", "fasttune.search.nevergrad", "fasttune.search.bayesopt", "fasttune.schedulers.pb2", "fasttune.web_server",
         "fasttune.cli")
 
 

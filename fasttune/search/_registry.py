@@ -7,7 +7,7 @@ Example:
     >>> create_searcher("nope")
     Traceback (most recent call last):
     ...
-    ValueError: Unknown searcher 'nope'; valid names: variant_generator, random, optuna, hyperopt, nevergrad.
+    ValueError: Unknown searcher 'nope'; valid names: variant_generator, random, optuna, hyperopt, nevergrad, bayesopt.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ _SEARCHERS: Dict[str, Tuple[str, str, Optional[str]]] = {
     "optuna": ("fasttune.search.optuna", "OptunaSearch", "optuna"),
     "hyperopt": ("fasttune.search.hyperopt", "HyperOptSearch", "hyperopt"),
     "nevergrad": ("fasttune.search.nevergrad", "NevergradSearch", "nevergrad"),
+    "bayesopt": ("fasttune.search.bayesopt", "BayesOptSearch", "bayesopt"),
 }
 
 SEARCHER_NAMES = tuple(_SEARCHERS)
@@ -56,8 +57,9 @@ def create_searcher(search_alg: str, **kwargs: Any) -> Union[Searcher, SearchAlg
     """Creates a searcher from its name, as in Ray Tune; ``kwargs`` go to its constructor.
 
     Names: ``"variant_generator"`` and ``"random"`` (``BasicVariantGenerator``),
-    ``"optuna"`` (``OptunaSearch``), ``"hyperopt"`` (``HyperOptSearch``) and
-    ``"nevergrad"`` (``NevergradSearch``); the last three need their optional extra, and
+    ``"optuna"`` (``OptunaSearch``), ``"hyperopt"`` (``HyperOptSearch``),
+    ``"nevergrad"`` (``NevergradSearch``) and ``"bayesopt"`` (``BayesOptSearch``); the last
+    four need their optional extra, and
     an ``ImportError`` names it when it is missing.  Unknown names raise ``ValueError``
     listing the valid ones.
     """

@@ -19,9 +19,10 @@ def test_exported_at_the_top_level():
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(ValueError, match="Unknown searcher 'bayesopt'; valid names: variant_generator, "
-                                         "random, optuna, hyperopt, nevergrad"):
-        create_searcher("bayesopt")
+    # (it named "bayesopt", unknown until BayesOptSearch came with issue 18)
+    with pytest.raises(ValueError, match="Unknown searcher 'bohb'; valid names: variant_generator, "
+                                         "random, optuna, hyperopt, nevergrad, bayesopt"):
+        create_searcher("bohb")
     with pytest.raises(TypeError, match="searcher name"):
         create_searcher(BasicVariantGenerator)
 
@@ -33,6 +34,10 @@ def test_library_searchers_by_name(name, cls):
     library = importlib.import_module(name)  # the test extra installs all three
     kwargs = {"optimizer": library.optimizers.OnePlusOne} if name == "nevergrad" else {}
     assert type(create_searcher(name, metric="loss", mode="min", **kwargs)).__name__ == cls
+
+
+def test_bayesopt_by_name():
+    assert type(create_searcher("bayesopt", metric="loss", mode="min")).__name__ == "BayesOptSearch"
 
 
 def test_constructor_errors_are_the_searchers_own():
