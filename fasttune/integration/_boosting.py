@@ -53,7 +53,9 @@ class BoostingReportCallback:
         if not isinstance(filename, str) or not filename:
             raise ValueError(f"filename must be a non-empty file name, got {filename!r}")
         if results_postprocessing_fn is not None and not callable(results_postprocessing_fn):
-            raise TypeError(f"results_postprocessing_fn must be callable, got {type(results_postprocessing_fn).__name__}")
+            raise TypeError(
+                f"results_postprocessing_fn must be callable, got {type(results_postprocessing_fn).__name__}"
+            )
         self._metrics = metrics
         self._filename = filename
         self._frequency = frequency
@@ -117,6 +119,7 @@ class RemovedReportCallback:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         raise DeprecationWarning(
-            f"`TuneReportCallback` is deprecated (as in Ray Tune). Use `{cls.__module__}.TuneReportCheckpointCallback`; "
+            f"`TuneReportCallback` is deprecated (as in Ray Tune). "
+            f"Use `{cls.__module__}.TuneReportCheckpointCallback`; "
             "with frequency=0 and checkpoint_at_end=False it only reports."
         )

@@ -67,10 +67,15 @@ class TuneReportCheckpointCallback(BoostingReportCallback, _xgboost.callback.Tra
 
         return cls._load_model(checkpoint, filename, load)
 
+    @staticmethod
+    def _latest_metrics(evals_log: Dict[str, Dict[str, list]]) -> Dict[str, Dict[str, Any]]:
+        """``{data name: {metric: value}}`` of the last round from XGBoost's history of every
+        round (with ``xgboost.cv`` a value is a ``(mean, std)`` pair)."""
+        return {data: {metric: values[-1] for metric, values in metrics.items()} for data, metrics in evals_log.items()}
+
     def after_iteration(self, model: Any, epoch: int, evals_log: Dict[str, Dict[str, list]]) -> bool:
         # ``epoch`` counts this train call's rounds from 0, also when it continues a model.
-        self._latest = {data: {metric: values[-1] for metric, values in metrics.items()}
-                        for data, metrics in evals_log.items()}
+        self._latest = self._latest_metrics(evals_log)
         metrics = self._metrics_to_report(self._latest)
         if self._checkpoint_due(epoch):
             self._last_checkpoint_iteration = epoch

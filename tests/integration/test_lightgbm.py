@@ -155,3 +155,29 @@ def test_bad_arguments_and_the_removed_callback_say_what_is_wrong(tmp_path):
     # Outside a trial, a metric LightGBM did not evaluate is named before anything is reported.
     with pytest.raises(KeyError, match="'eval-auc' was not evaluated"):
         train({}, 1, [TuneReportCheckpointCallback(metrics="eval-auc")])
+
+
+class KeepEnvironments:
+    """A LightGBM callback that keeps the environment of every round."""
+
+    def __init__(self):
+        self.environments = []
+
+    def __call__(self, env):
+        self.environments.append(env)
+
+
+def test_cross_validation_metrics_are_named_as_ray_tune_names_them():
+    from ray.tune.integration.lightgbm import TuneReportCheckpointCallback as RayTuneCallback
+
+    x_train, y_train, _, _ = dataset()
+    kept = KeepEnvironments()
+    lightgbm.cv(params(), lightgbm.Dataset(x_train, label=y_train), num_boost_round=3, nfold=3, seed=0,
+                callbacks=[kept])
+    ours = TuneReportCheckpointCallback(results_postprocessing_fn=postprocessing("mean"))
+    theirs = RayTuneCallback(results_postprocessing_fn=postprocessing("mean"))
+    for env in kept.environments:
+        reported = ours._metrics_to_report(ours._latest_metrics(env))
+        assert reported == theirs._get_report_dict(theirs._get_eval_result(env))
+    assert set(reported) == {"valid-binary_logloss-mean", "valid-binary_logloss-stdv", "valid-binary_error-mean",
+                             "valid-binary_error-stdv", "mean"}

@@ -1,6 +1,7 @@
 """fasttune.integration.xgboost on real XGBoost boosting runs in real sweeps: it reports what
 Ray Tune's callback reports (names, values, checkpoint rounds), its checkpoints hold the booster,
 ASHA stops boosting runs at its rungs, and a restored trial continues boosting."""
+import collections
 import os
 import subprocess
 import sys
@@ -169,3 +170,30 @@ def test_import_fasttune_integration_loads_no_framework():
                           env=dict(os.environ))
     assert done.stdout.strip() == "[]"
 
+
+
+class KeepEvaluations(xgboost.callback.TrainingCallback):
+    """An XGBoost callback that keeps a copy of the evaluation log of every round."""
+
+    def __init__(self):
+        super().__init__()
+        self.logs = []
+
+    def after_iteration(self, model, epoch, evals_log):
+        self.logs.append({data: {metric: list(values) for metric, values in metrics.items()}
+                          for data, metrics in evals_log.items()})
+        return False
+
+
+def test_cross_validation_metrics_are_named_as_ray_tune_names_them():
+    from ray.tune.integration.xgboost import TuneReportCheckpointCallback as RayTuneCallback
+
+    kept = KeepEvaluations()
+    xgboost.cv(params(), matrices()[0], num_boost_round=3, nfold=3, seed=0, callbacks=[kept])
+    ours = TuneReportCheckpointCallback(metrics={"loss": "test-logloss", "error": "test-error"})
+    theirs = RayTuneCallback(metrics={"loss": "test-logloss", "error": "test-error"})
+    for log in kept.logs:
+        reported = ours._metrics_to_report(ours._latest_metrics(log))
+        assert reported == theirs._get_report_dict(collections.OrderedDict(log))
+    # Each value is the (mean, std) over the folds, as XGBoost keeps it.
+    assert set(reported) == {"loss", "error"} and len(reported["loss"]) == 2
