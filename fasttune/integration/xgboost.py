@@ -87,7 +87,8 @@ class TuneReportCheckpointCallback(BoostingReportCallback, _xgboost.callback.Tra
     def after_training(self, model: Any) -> Any:
         if not self._checkpoint_at_end:
             return model
-        # As Ray Tune's: the booster's rounds, so a continued model always gets its end checkpoint.
+        # As Ray Tune's: this call's round against the booster's rounds, so when the call continues
+        # a model, the last round may be checkpointed twice (by frequency and here).
         if self._last_checkpoint_iteration == model.num_boosted_rounds() - 1:
             return model
         self._report(self._metrics_to_report(self._latest) if self._latest else {}, model)
