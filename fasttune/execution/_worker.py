@@ -679,20 +679,9 @@ class TrialWorker:
         held, self._held = self._held, None
         if held is not None:
             held_name, instance = held[0], held[1]
-            if held_name == name:
-                before = (instance._trial_id, instance._trial_name, instance._logdir,
-                          instance._iteration, instance.config)
-                instance._trial_id = context.trial_id or instance._trial_id
-                instance._trial_name = context.trial_name or instance._trial_name
-                instance._logdir = context.trial_dir or instance._logdir
-                instance._iteration = 0
-                instance.config = config
-                if instance.reset_config(config) is True:
-                    return instance
-                # Declined: the old instance is cleaned up as what it was.
-                (instance._trial_id, instance._trial_name, instance._logdir,
-                 instance._iteration, instance.config) = before
-            self._cleanup_held(held)
+            if held_name == name and instance._take_trial(context, config):
+                return instance
+            self._cleanup_held(held)  # declined, or another trainable: cleaned up as what it was
         return cls(config)
 
     def _discard_held(self) -> None:

@@ -134,13 +134,30 @@ class Trainable:
         self.config: Dict[str, Any] = dict(config or {})
         self._storage = storage
         session = get_session()
-        context = session.context if session is not None else None
+        self._take_identity(session.context if session is not None else None)
+        self._local_ip: Optional[str] = None
+        self._reset_counters()
+
+    def _take_identity(self, context: Any) -> None:
+        """The trial this instance runs, from its context (``None``: used on its own)."""
         self._trial_id = getattr(context, "trial_id", None) or "default"
         self._trial_name = getattr(context, "trial_name", None) or "default"
         self._logdir: Optional[str] = getattr(context, "trial_dir", None)  # made on first use
         self._resources: Dict[str, float] = dict(getattr(context, "trial_resources", None) or {})
-        self._local_ip: Optional[str] = None
-        self._reset_counters()
+
+    def _take_trial(self, context: Any, config: Dict[str, Any]) -> bool:
+        """Run the next trial (``context``, ``config``) in this instance, as the worker reuses
+        instances: True when ``reset_config`` accepts it (the counters start again); when it
+        declines, the instance is left as it was, to be cleaned up as its old trial."""
+        before = (self._trial_id, self._trial_name, self._logdir, self._resources, self._iteration, self.config)
+        self._take_identity(context)
+        self._iteration = 0
+        self.config = config
+        if self.reset_config(config) is True:
+            self._reset_counters()
+            return True
+        (self._trial_id, self._trial_name, self._logdir, self._resources, self._iteration, self.config) = before
+        return False
 
     def _reset_counters(self) -> None:
         self._iteration = 0
