@@ -37,6 +37,7 @@ Example:
 """
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -62,6 +63,16 @@ class _RowValue:
 
     def __call__(self, spec: Any) -> Any:
         return self.values[spec.config[self.row_key]].item()
+
+
+class _OneValue:
+    """``itemgetter`` of one column that still gives a tuple (the key of a one-column table)."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+
+    def __call__(self, config: Mapping[str, Any]) -> tuple:
+        return (config[self.column],)
 
 
 class TabularBlackbox(Blackbox):
@@ -150,6 +161,8 @@ class TabularBlackbox(Blackbox):
         self.elapsed: np.ndarray = curves.elapsed
         self.step_seconds: np.ndarray = curves.step_seconds()
         self._row_of = curves.row_of
+        # The config's values in column order, read in C: the key of _row_of.
+        self._values_of = itemgetter(*self.config_columns) if len(self.config_columns) > 1 else _OneValue(self.config_columns[0])
         self._nearest = NearestConfig(curves.configs, log_scale) if match == "nearest" else None
         space = self._nearest_space() if match == "nearest" else self._row_space()
         super().__init__(space, fidelity_name, curves.fidelities, list(curves.metrics))
@@ -205,7 +218,7 @@ class TabularBlackbox(Blackbox):
 
     def _key(self, config: Mapping[str, Any]) -> tuple:
         try:
-            return tuple([config[column] for column in self.config_columns])
+            return self._values_of(config)
         except KeyError as exc:
             raise ValueError(
                 f"config {dict(config)!r} has no value for the configuration column {exc.args[0]!r} "

@@ -87,20 +87,21 @@ def test_reference_table_is_the_issue_formula(reference):
 
 
 def test_reference_table_matches_the_formula_in_plain_python(reference):
-    # numpy's vectorised pow/exp may differ from the C library in the last bit, hence the tolerance.
+    # The same draws, the formula in Python floats: numpy's vectorised pow/exp may differ
+    # from the C library's in the last bit, hence the tolerance.
+    rng = np.random.default_rng(0)
+    draws = [rng.uniform(-4, -1, 2000), rng.integers(16, 513, 2000), rng.uniform(0, 0.5, 2000), rng.normal(0, 1, (2000, 27))]
     for row, epoch in POINTS:
-        config = reference.config_of_row(row)
-        lr, width, dropout = config["lr"], config["width"], config["dropout"]
+        lr, width, dropout = 10 ** float(draws[0][row]), int(draws[1][row]), float(draws[2][row])
         x, wn = math.log10(lr) + 2.5, (math.log2(width) - 4) / 5
         a = 0.05 + 0.1 * x**2 + 0.4 * (dropout - 0.15) ** 2 + 0.1 * (1 - wn) ** 2
         b = 0.5 + 0.5 * wn + 0.2 * dropout
         c = 0.2 + 0.6 / (1 + math.exp(-2 * (math.log10(lr) + 3)))
-        (loss,), seconds = reference.evaluate(config, epoch)[0].values(), reference.evaluate(config, epoch)[1]
-        noise = issue_formula(2000, 0)[3][row, epoch - 1] - (a + b * epoch ** (-c))
-        assert abs(noise) < 0.005 * 6  # the noise term: 0.005 * a standard normal
-        assert loss == pytest.approx(a + b * epoch ** (-c) + noise, rel=1e-12)
-        assert seconds == pytest.approx(1 + 9 * wn, rel=1e-15)
-        assert 0 < 1e-4 <= lr <= 1e-1 and 16 <= width <= 512 and 0 <= dropout <= 0.5
+        loss = a + b * epoch ** (-c) + 0.005 * float(draws[3][row, epoch - 1])
+        config = reference.config_of_row(row)
+        assert (config["lr"], config["width"], config["dropout"]) == (pytest.approx(lr, rel=1e-14), width, dropout)
+        metrics, seconds = reference.evaluate(config, epoch)
+        assert metrics["loss"] == pytest.approx(loss, rel=1e-12) and seconds == pytest.approx(1 + 9 * wn, rel=1e-14)
 
 
 def test_reference_elapsed_time_is_the_running_sum_of_the_epochs(reference):
@@ -144,6 +145,9 @@ def test_exact_lookup_reads_the_row_whatever_the_row_order_of_the_frame():
     assert blackbox.evaluate({"lr": 0.1, "opt": "sgd", "row": 0}, 3) == ({"loss": 0.6, "acc": 0.4}, 2.0)
     metrics, step_seconds = blackbox.curve({"lr": 0.01, "opt": "adam"})
     assert metrics["loss"].tolist() == [0.8, 0.5, 0.3] and step_seconds.tolist() == [2.5, 2.5, 2.5]
+    one_column = TabularBlackbox(small_frame().query("opt == 'sgd'"), config_columns=["lr"], fidelity_column="epoch",
+                                 metric_columns=["loss"], elapsed_column="time")
+    assert pickle.loads(pickle.dumps(one_column)).evaluate({"lr": 0.1}, 2) == ({"loss": 0.7}, 2.0)
 
 
 def test_exact_lookup_of_an_unknown_config_names_it():
