@@ -10,7 +10,9 @@ How a search space meets the table is chosen with ``match``:
   ``row_key: randint(0, n_configs)`` and, for each configuration column, a
   ``sample_from`` that reads that row's value, so a trial's config carries the row number
   and the column values.  A configuration that is not a row of the table is an error.
-  The config columns decide the lookup; the row number is how the space draws.
+  The config columns decide the lookup; the row number is how the space draws.  Random
+  search (``BasicVariantGenerator``) and ``points_to_evaluate`` take such a space; model-based
+  searchers (Optuna, HyperOpt, ...) do not take ``sample_from``: give them ``"nearest"``.
 * ``"nearest"``: the space has a domain per column over the table's range (``uniform``
   or ``loguniform`` for floats, ``randint``/``lograndint`` for integers, ``choice`` for
   categoricals), so any searcher can propose anything; a configuration is replayed as its
