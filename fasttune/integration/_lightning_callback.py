@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Union
 
 try:  # the unified package that users have now; its Trainer takes only its own callbacks
     from lightning.pytorch import Callback

@@ -2,7 +2,6 @@
 reports what Keras logged (Keras's own History and batch logs of the same run), checkpoints on
 the chosen events at the chosen frequency, a restored trial goes on from its saved epoch as one
 uninterrupted training, and a metric Keras did not log fails the trial with its name."""
-import json
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported (tf.keras needs TensorFlow)
@@ -14,6 +13,8 @@ import pytest  # noqa: E402
 import fasttune as tune  # noqa: E402
 from fasttune.integration.keras import TuneReportCallback, TuneReportCheckpointCallback  # noqa: E402
 from fasttune_testing import fit, lines  # noqa: E402
+
+from framework_testing import save_oracle, sweep_variants  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -58,11 +59,12 @@ VARIANTS = [
     {"metrics": {"loss": "val_loss", "train_mae": "mae"}, "frequency": 0},
     # reports each epoch, checkpoints on every 4th training batch (with that batch's logs)
     {"metrics": ["loss"], "frequency": 4, "checkpoint_on": "train_batch_end"},
+    # a metric Keras does not log: the trial fails at the first epoch's end, naming it
+    {"metrics": {"accuracy": "val_acc"}, "frequency": 1},
 ]
 
 
-def train_beside_keras_logs(config):
-    variant = VARIANTS[config["variant"]]
+def train_beside_keras_logs(variant, oracle_path):
     callback = TuneReportCheckpointCallback(
         metrics=variant["metrics"], frequency=variant["frequency"],
         checkpoint_on=variant.get("checkpoint_on", "epoch_end"))
@@ -70,38 +72,29 @@ def train_beside_keras_logs(config):
     model = new_model()
     history = train(model, [kept, callback])
     x_valid = data()[2]
-    with open(config["oracle"], "w") as f:
-        json.dump({"history": history.history, "batches": kept.logs,
-                   "predictions": model.predict(x_valid, verbose=0).tolist()}, f)
+    save_oracle(oracle_path, {"history": history.history, "batches": kept.logs,
+                              "predictions": model.predict(x_valid, verbose=0).tolist()})
 
 
-def test_reports_what_keras_logged_and_checkpoints_at_the_frequency(storage, tmp_path):
-    oracles = [str(tmp_path / f"oracle{i}.json") for i in range(len(VARIANTS))]
-    grid = fit(lambda config: train_beside_keras_logs({**config, "oracle": oracles[config["variant"]]}),
-               storage, {"variant": tune.grid_search(list(range(len(VARIANTS))))},
-               tune_config=tune.TuneConfig(max_concurrent_trials=1))
-    assert grid.num_errors == 0
-    by_variant = {result.config["variant"]: result for result in grid}
-    oracle = []
-    for path in oracles:
-        with open(path) as f:
-            oracle.append(json.load(f))
-
-    every = lines(os.path.join(by_variant[0].path, "result.json"))
-    history = oracle[0]["history"]
+def test_reports_what_keras_logged_and_checkpoints_at_the_frequency_and_names_a_metric_not_logged(storage, tmp_path):
+    swept = sweep_variants(train_beside_keras_logs, VARIANTS, storage, tmp_path)
+    (every_result, every, every_oracle), (_, renamed, renamed_oracle), (batch_result, batch_rows, batch_oracle) = swept[:3]
+    assert [result.error is None for result, _, _ in swept] == [True, True, True, False]
+    failed, failed_rows, _ = swept[3]
+    assert "'val_acc' was not evaluated" in str(failed.error) and failed_rows == []
+    assert "'val_loss'" in str(failed.error)  # what Keras did log
+    history = every_oracle["history"]
     assert set(history) == {"loss", "mae", "val_loss", "val_mae"}
     assert [{name: row[name] for name in history} for row in every] == [
         {name: values[epoch] for name, values in history.items()} for epoch in range(EPOCHS)]
     assert [row["checkpoint_dir_name"] is not None for row in every] == [False, True, False, True]
 
-    renamed = lines(os.path.join(by_variant[1].path, "result.json"))
-    history = oracle[1]["history"]
+    history = renamed_oracle["history"]
     assert [(row["loss"], row["train_mae"]) for row in renamed] == list(zip(history["val_loss"], history["mae"]))
     assert "val_loss" not in renamed[0] and not any(row["checkpoint_dir_name"] for row in renamed)
 
     # Epoch rows and, on training batches 4, 8 and 12, rows of that batch's logs with a checkpoint.
-    batch_rows = lines(os.path.join(by_variant[2].path, "result.json"))
-    history, batches = oracle[2]["history"], oracle[2]["batches"]
+    history, batches = batch_oracle["history"], batch_oracle["batches"]
     assert len(batches) == EPOCHS * BATCHES_PER_EPOCH
     expected = []
     for epoch in range(EPOCHS):
@@ -112,13 +105,13 @@ def test_reports_what_keras_logged_and_checkpoints_at_the_frequency(storage, tmp
     assert [(row["loss"], row["checkpoint_dir_name"] is not None) for row in batch_rows] == expected
 
     # The last checkpoint holds the trained model and the epochs it had finished.
-    checkpoint = by_variant[0].checkpoint
+    checkpoint = every_result.checkpoint
     assert sorted(os.listdir(checkpoint.path)) == [".metadata.json", "model.keras"]
     assert TuneReportCheckpointCallback.get_initial_epoch(checkpoint) == EPOCHS
     model = TuneReportCheckpointCallback.get_model(checkpoint)
-    np.testing.assert_array_equal(model.predict(data()[2], verbose=0), np.array(oracle[0]["predictions"]))
+    np.testing.assert_array_equal(model.predict(data()[2], verbose=0), np.array(every_oracle["predictions"]))
     # A checkpoint after batch 12 (the last of epoch 4, before its end) has finished 3 epochs.
-    assert TuneReportCheckpointCallback.get_initial_epoch(by_variant[2].checkpoint) == EPOCHS - 1
+    assert TuneReportCheckpointCallback.get_initial_epoch(batch_result.checkpoint) == EPOCHS - 1
 
 
 def fails_after_two_epochs_then_resumes(config):
@@ -148,17 +141,6 @@ def test_a_restored_trial_goes_on_from_its_saved_epoch(storage):
         [(0, None, False)] + [(None, uninterrupted[e], e + 1 in checkpointed_epochs) for e in range(2)]
         + [(2, None, False)] + [(None, uninterrupted[e], e + 1 in checkpointed_epochs) for e in range(2, 4)])
     assert TuneReportCheckpointCallback.get_initial_epoch(result.checkpoint) == EPOCHS
-
-
-def reports_a_metric_keras_did_not_log(config):
-    train(new_model(), [TuneReportCheckpointCallback(metrics={"accuracy": "val_acc"})], epochs=1)
-
-
-def test_a_metric_keras_did_not_log_fails_the_trial_with_its_name(storage):
-    grid = fit(reports_a_metric_keras_did_not_log, storage)
-    (result,) = list(grid)
-    assert "'val_acc' was not evaluated" in str(result.error)
-    assert "'val_loss'" in str(result.error)  # what Keras did log
 
 
 def test_bad_arguments_and_the_removed_callback_say_what_is_wrong(tmp_path):

@@ -3,7 +3,6 @@ reports what the module logged (``trainer.callback_metrics`` as Lightning holds 
 run), never the sanity check, checkpoints every ``frequency``-th validation with
 ``trainer.save_checkpoint``, a trial restored with ``fit(ckpt_path=...)`` goes on from the saved
 epoch as one uninterrupted training, and a metric never logged fails the trial with its name."""
-import json
 import os
 import warnings
 
@@ -14,6 +13,8 @@ import torch
 import fasttune as tune
 from fasttune.integration.pytorch_lightning import TuneReportCallback, TuneReportCheckpointCallback
 from fasttune_testing import fit, lines
+
+from framework_testing import save_oracle, sweep_variants
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -78,44 +79,37 @@ VARIANTS = [
     {"metrics": None, "frequency": 2},
     # renamed, no checkpoints
     {"metrics": {"loss": "val_loss"}, "save_checkpoints": False},
+    # a metric the module never logs: the trial fails at the first validation, naming it
+    {"metrics": {"accuracy": "val_acc"}},
 ]
 
 
-def train_beside_lightning_metrics(config):
-    variant = VARIANTS[config["variant"]]
+def train_beside_lightning_metrics(variant, oracle_path):
     kept = KeepValidationMetrics()
     train([kept, TuneReportCheckpointCallback(**variant)])
-    with open(config["oracle"], "w") as f:
-        json.dump(kept.metrics, f)
+    save_oracle(oracle_path, kept.metrics)
 
 
-def test_reports_what_lightning_logged_and_checkpoints_at_the_frequency(storage, tmp_path):
-    oracles = [str(tmp_path / f"oracle{i}.json") for i in range(len(VARIANTS))]
-    grid = fit(lambda config: train_beside_lightning_metrics({**config, "oracle": oracles[config["variant"]]}),
-               storage, {"variant": tune.grid_search(list(range(len(VARIANTS))))},
-               tune_config=tune.TuneConfig(max_concurrent_trials=1))
-    assert grid.num_errors == 0
-    by_variant = {result.config["variant"]: result for result in grid}
-    oracle = []
-    for path in oracles:
-        with open(path) as f:
-            oracle.append(json.load(f))
+def test_reports_what_lightning_logged_and_checkpoints_at_the_frequency_and_names_a_metric_not_logged(storage, tmp_path):
+    swept = sweep_variants(train_beside_lightning_metrics, VARIANTS, storage, tmp_path)
+    (every_result, every, every_oracle), (_, renamed, renamed_oracle), (failed, failed_rows, _) = swept
+    assert [result.error is None for result, _, _ in swept] == [True, True, False]
+    assert "'val_acc' was not evaluated" in str(failed.error) and failed_rows == []
+    assert "'val_loss'" in str(failed.error)  # what the module did log
 
     # One row per validation, not one for the sanity check; the epoch's train_loss is logged
     # after its validation, so the first validation has only val_loss.
-    every = lines(os.path.join(by_variant[0].path, "result.json"))
-    assert len(oracle[0]) == EPOCHS and set(oracle[0][0]) == {"val_loss"}
-    assert set(oracle[0][1]) == {"val_loss", "train_loss"}
-    assert [{name: row[name] for name in logged} for row, logged in zip(every, oracle[0])] == oracle[0]
+    assert len(every_oracle) == EPOCHS and set(every_oracle[0]) == {"val_loss"}
+    assert set(every_oracle[1]) == {"val_loss", "train_loss"}
+    assert [{name: row[name] for name in logged} for row, logged in zip(every, every_oracle)] == every_oracle
     assert len(every) == EPOCHS and "train_loss" not in every[0]
     assert [row["checkpoint_dir_name"] is not None for row in every] == [False, True, False, True]
 
-    renamed = lines(os.path.join(by_variant[1].path, "result.json"))
-    assert [row["loss"] for row in renamed] == [logged["val_loss"] for logged in oracle[1]]
+    assert [row["loss"] for row in renamed] == [logged["val_loss"] for logged in renamed_oracle]
     assert "val_loss" not in renamed[0] and not any(row["checkpoint_dir_name"] for row in renamed)
 
     # The checkpoint is Lightning's own file, of the last epoch.
-    checkpoint = by_variant[0].checkpoint
+    checkpoint = every_result.checkpoint
     assert os.listdir(checkpoint.path) == ["checkpoint"]
     saved = torch.load(os.path.join(checkpoint.path, "checkpoint"), weights_only=False)
     assert saved["epoch"] == EPOCHS - 1
@@ -145,17 +139,6 @@ def test_a_restored_trial_goes_on_from_its_saved_epoch(storage):
     assert [(row.get("resumed"), row.get("val_loss"), row["checkpoint_dir_name"] is not None) for row in rows] == (
         [(None, uninterrupted[0], False), (None, uninterrupted[1], True), (True, None, False),
          (None, uninterrupted[2], False), (None, uninterrupted[3], True)])
-
-
-def reports_a_metric_never_logged(config):
-    train([TuneReportCheckpointCallback(metrics={"accuracy": "val_acc"})], max_epochs=1)
-
-
-def test_a_metric_never_logged_fails_the_trial_with_its_name(storage):
-    grid = fit(reports_a_metric_never_logged, storage)
-    (result,) = list(grid)
-    assert "'val_acc' was not evaluated" in str(result.error)
-    assert "'val_loss'" in str(result.error)  # what the module did log
 
 
 def test_bad_arguments_and_the_deprecated_callback():
