@@ -85,6 +85,7 @@ class TuneReportCheckpointCallback(TuneCallback):
         self._save_checkpoints = save_checkpoints
         self._frequency = frequency
         self._events_seen = 0
+        self._saving = False  # on="save_checkpoint" would otherwise save from inside its own save
 
     def state_dict(self) -> Dict[str, Any]:
         return {"events_seen": self._events_seen}
@@ -93,7 +94,7 @@ class TuneReportCheckpointCallback(TuneCallback):
         self._events_seen = state_dict["events_seen"]
 
     def _handle(self, trainer: Any) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or self._saving:
             return
         available = {name: as_number(value) for name, value in trainer.callback_metrics.items()}
         metrics = choose_metrics(self._metrics, available, " in trainer.callback_metrics")
@@ -101,7 +102,11 @@ class TuneReportCheckpointCallback(TuneCallback):
             return
         self._events_seen += 1
         if self._save_checkpoints and checkpoint_due(self._frequency, self._events_seen):
-            report(metrics, lambda directory: trainer.save_checkpoint(os.path.join(directory, self._filename)))
+            self._saving = True
+            try:
+                report(metrics, lambda directory: trainer.save_checkpoint(os.path.join(directory, self._filename)))
+            finally:
+                self._saving = False
         else:
             report(metrics)
 
@@ -113,6 +118,7 @@ class TuneReportCallback(TuneReportCheckpointCallback):
     __module__ = PUBLIC_MODULE
 
     def __init__(self, metrics: MetricsArg = None, on: Union[str, List[str]] = "validation_end") -> None:
+        # A UserWarning, as Ray Tune's: a DeprecationWarning would be hidden in scripts.
         warnings.warn(f"{PUBLIC_MODULE}.TuneReportCallback is deprecated (as in Ray Tune); use "
-                      f"TuneReportCheckpointCallback(save_checkpoints=False)", DeprecationWarning, stacklevel=2)
+                      f"TuneReportCheckpointCallback(save_checkpoints=False)", stacklevel=2)
         super().__init__(metrics=metrics, save_checkpoints=False, on=on)

@@ -148,6 +148,6 @@ def test_bad_arguments_and_the_deprecated_callback():
         TuneReportCheckpointCallback(frequency=-1)
     with pytest.raises(TypeError, match="metrics must be None"):
         TuneReportCheckpointCallback(metrics=3)
-    with pytest.warns(DeprecationWarning, match="TuneReportCallback is deprecated"):
+    with pytest.warns(UserWarning, match="TuneReportCallback is deprecated"):
         callback = TuneReportCallback(metrics="val_loss")
     assert isinstance(callback, pl.Callback) and not callback._save_checkpoints
