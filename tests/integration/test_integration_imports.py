@@ -23,3 +23,28 @@ def test_without_the_framework_the_import_says_what_to_install(framework):
                           env=dict(os.environ))
     assert done.stdout.strip() == (f"fasttune.integration.{framework} needs {framework}: "
                                    f'pip install "fasttune[{framework}]" (or pip install {framework}).')
+
+
+@pytest.mark.parametrize("module, framework", [("keras", "keras"), ("pytorch_lightning", "lightning")])
+def test_the_keras_and_lightning_modules_load_their_framework_on_first_use(module, framework):
+    code = (f"import sys, fasttune.integration.{module} as module\n"
+            f"print({framework!r} in sys.modules, 'torch' in sys.modules)\n"
+            f"module.TuneReportCheckpointCallback\n"
+            f"print({framework!r} in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "KERAS_BACKEND": "torch"})
+    assert done.stdout.split() == ["False", "False", "True"]
+
+
+@pytest.mark.parametrize("module, frameworks, extra", [
+    ("keras", ["keras"], "keras"), ("pytorch_lightning", ["lightning", "pytorch_lightning"], "lightning")])
+def test_without_keras_or_lightning_using_a_class_says_what_to_install(module, frameworks, extra):
+    # The module imports; its class is the ImportError.
+    code = (f"import sys\nfor name in {frameworks!r}: sys.modules[name] = None\n"
+            f"import fasttune.integration.{module} as module\n"
+            f"try:\n    module.TuneReportCheckpointCallback\nexcept ImportError as exc:\n    print(exc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=dict(os.environ))
+    assert done.stdout.strip().startswith(
+        f"fasttune.integration.{module}.TuneReportCheckpointCallback needs {extra}: "
+        f'pip install "fasttune[{extra}]" (or pip install {extra}).')
