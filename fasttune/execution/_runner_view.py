@@ -61,6 +61,10 @@ class RunnerView:
             rows.extend(self._table.rows(status))
         return [self._trials[row] for row in sorted(rows)]
 
+    def cluster_resources(self) -> Dict[str, float]:
+        """The cluster's resources in all, free or not (what the executor sees)."""
+        return self.trial_executor.cluster_resources()
+
     @property
     def table(self) -> Any:
         """The columnar TrialTable (numpy views via ``table.column(name)``); its
