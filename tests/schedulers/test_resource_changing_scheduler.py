@@ -252,6 +252,9 @@ def test_a_function_trial_grows_to_the_free_cpus_and_carries_its_checkpoint(stor
     # 1 CPU for its first step, paused there and resumed on a 2-CPU worker: the counter goes on.
     assert [(row["step"], row["cpus"]) for row in rows] == [(1, 1.0), (2, 2.0), (3, 2.0), (4, 2.0)]
     assert [row["training_iteration"] for row in rows] == [1, 2, 3, 4]
+    # The experiment's snapshot holds the new resources (a restore runs the trial with them).
+    restored = tune.ExperimentAnalysis(os.path.dirname(grid[0].path)).trials
+    assert [t.placement_group_factory for t in restored] == [PlacementGroupFactory([{"CPU": 2}])]
 
 
 class CountingClass(tune.Trainable):
