@@ -418,7 +418,8 @@ class ResourceChangingScheduler(TrialScheduler):
     def pauses_for_waiting_trials(self, trial: "Trial") -> bool:
         return self._base_scheduler.pauses_for_waiting_trials(trial)
 
-    def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
+    # Keywords (none from fasttune's runner) go on to the wrapped scheduler, as in Ray Tune.
+    def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial", **kwargs: Any) -> None:
         resources = trial.placement_group_factory
         if self._base_trial_resources is None:
             self._base_trial_resources = resources
@@ -426,11 +427,11 @@ class ResourceChangingScheduler(TrialScheduler):
             raise RuntimeError(
                 f"ResourceChangingScheduler needs every trial to start with the same resources: the first "
                 f"trial had {self._base_trial_resources}, trial {trial} has {resources}.")
-        self._base_scheduler.on_trial_add(tune_controller, trial)
+        self._base_scheduler.on_trial_add(tune_controller, trial, **kwargs)
 
-    def on_trial_error(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
+    def on_trial_error(self, tune_controller: TuneControllerView, trial: "Trial", **kwargs: Any) -> None:
         self._trials_to_reallocate.pop(trial.trial_id, None)
-        self._base_scheduler.on_trial_error(tune_controller, trial)
+        self._base_scheduler.on_trial_error(tune_controller, trial, **kwargs)
 
     def on_trial_result(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> str:
         decision = self._base_scheduler.on_trial_result(tune_controller, trial, result)
@@ -442,15 +443,16 @@ class ResourceChangingScheduler(TrialScheduler):
                 return TrialScheduler.PAUSE
         return decision
 
-    def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
+    def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any],
+                          **kwargs: Any) -> None:
         self._trials_to_reallocate.pop(trial.trial_id, None)
-        self._base_scheduler.on_trial_complete(tune_controller, trial, result)
+        self._base_scheduler.on_trial_complete(tune_controller, trial, result, **kwargs)
 
-    def on_trial_remove(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
+    def on_trial_remove(self, tune_controller: TuneControllerView, trial: "Trial", **kwargs: Any) -> None:
         self._trials_to_reallocate.pop(trial.trial_id, None)
-        self._base_scheduler.on_trial_remove(tune_controller, trial)
+        self._base_scheduler.on_trial_remove(tune_controller, trial, **kwargs)
 
-    def choose_trial_to_run(self, tune_controller: TuneControllerView) -> Optional["Trial"]:
+    def choose_trial_to_run(self, tune_controller: TuneControllerView, **kwargs: Any) -> Optional["Trial"]:
         for trial_id, new_resources in list(self._trials_to_reallocate.items()):
             trial = tune_controller.get_trial(trial_id)
             if trial is None or trial.is_finished():
@@ -458,7 +460,7 @@ class ResourceChangingScheduler(TrialScheduler):
             elif trial.status != "RUNNING" and not tune_controller.is_trial_held(trial):
                 del self._trials_to_reallocate[trial_id]
                 self.set_trial_resources(trial, new_resources)
-        return self._base_scheduler.choose_trial_to_run(tune_controller)
+        return self._base_scheduler.choose_trial_to_run(tune_controller, **kwargs)
 
     def set_trial_resources(self, trial: "Trial", new_resources: Any) -> bool:
         """Give ``trial`` (not running) ``new_resources``; True when there were any."""
