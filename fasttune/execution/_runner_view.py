@@ -117,6 +117,14 @@ class RunnerView:
                 "resources. Check the cluster's resources (ray.cluster_resources()) and the "
                 "trial's resource request.")
         if self._table.count(core.PAUSED):
+            paused = self.first_trial_with_status(Trial.PAUSED)
+            if paused is not None:
+                # Its resources may have changed while it was paused (ResourceChangingScheduler)
+                # to more than the cluster has: say so rather than blame the scheduler.
+                try:
+                    self.trial_executor.check_feasible(paused)
+                except TuneError as exc:
+                    return exc
             return TuneError("Trials are PAUSED and the scheduler chose none to resume; a scheduler must "
                              "eventually resume or stop paused trials.")
         return TuneError("The searcher returned no trial although it is not finished and no trial is "

@@ -413,7 +413,8 @@ class ResourceChangingScheduler(TrialScheduler):
         if allocate is None:
             return points
         asked = getattr(allocate, "decision_points", None)
-        return _union(points, asked(trial) if callable(asked) else DecisionPoints.every_result())
+        wanted = asked(trial) if callable(asked) else None
+        return _union(points, wanted if isinstance(wanted, DecisionPoints) else DecisionPoints.every_result())
 
     def pauses_for_waiting_trials(self, trial: "Trial") -> bool:
         return self._base_scheduler.pauses_for_waiting_trials(trial)

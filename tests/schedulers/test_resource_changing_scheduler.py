@@ -12,6 +12,7 @@ from ray.tune.schedulers import resource_changing_scheduler as ray_rcs
 
 import fasttune as tune
 from fasttune import PlacementGroupFactory
+from fasttune.error import TuneError
 from fasttune.experiment.trial import Trial
 from fasttune.schedulers import (ASHAScheduler, DecisionPoints, FIFOScheduler, ResourceChangingScheduler,
                                  TrialScheduler, create_scheduler)
@@ -209,7 +210,9 @@ def test_decision_points_are_the_base_schedulers_and_the_allocation_functions():
         DecisionPoints.at(sorted(set(rungs.to_wire()[1]) | {2, 4}))
     assert ResourceChangingScheduler(FIFOScheduler(), Fixed(None, DecisionPoints.at([5]))).decision_points(trial) == \
         DecisionPoints.at([5])
-    # A plain function declares none: every result, as Ray Tune calls it.
+    # A plain function (or one whose decision_points names none) asks for every result, as Ray Tune calls it.
+    assert ResourceChangingScheduler(FIFOScheduler(), Fixed(None)).decision_points(trial) == \
+        DecisionPoints.every_result()
     assert ResourceChangingScheduler(FIFOScheduler(), lambda *a: None).decision_points(trial) == \
         DecisionPoints.every_result()
 
@@ -296,3 +299,10 @@ def test_the_wrapped_ashas_stops_still_apply(storage):
     # Worse than the first at ASHA's first rung: stopped there, so never resized.
     assert seen[0.1] == [(1, 1.0)]
     assert asha.num_stopped == 2
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_new_resources_the_cluster_cannot_hold_are_an_error_naming_them(storage):
+    scheduler = ResourceChangingScheduler(resources_allocation_function=Fixed({"cpu": 3}))
+    with pytest.raises(TuneError, match=r"requests \{'CPU': 3.0\}.*can never start"):
+        fit(counting_trainable, storage, {"steps": 3}, name="too-big", tune_config=tune.TuneConfig(scheduler=scheduler))
