@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from fasttune._decision_points import DecisionPoints
 from fasttune._resources import PlacementGroupFactory, resource_dict_to_pg_factory
+from fasttune.schedulers._common import load_state, save_state
 from fasttune.schedulers._controller import TuneControllerView
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
@@ -500,12 +500,12 @@ class ResourceChangingScheduler(TrialScheduler):
         return f"(ResourceChangingScheduler) {self._base_scheduler.debug_string()}"
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+        """Save the whole state, the wrapped scheduler and the allocation function included
+        (cloudpickled, so a lambda allocation function saves too)."""
+        save_state(checkpoint_path, {"scheduler": type(self).__name__, "state": dict(self.__dict__)})
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+        self.__dict__.update(load_state(checkpoint_path, type(self).__name__)["state"])
 
 
 __all__ = ["ResourceChangingScheduler", "DistributeResources", "DistributeResourcesToTopJob"]

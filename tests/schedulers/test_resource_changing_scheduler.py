@@ -226,12 +226,20 @@ def test_create_scheduler_and_the_base_schedulers_metric():
 
 def test_its_state_survives_save_and_restore(tmp_path):
     scheduler = ResourceChangingScheduler(resources_allocation_function=DistributeResources(increase_by_times=2))
-    scheduler.on_trial_add(None, Trial("f", placement_group_factory=PlacementGroupFactory([{"CPU": 2}])))
+    trial = Trial("f", placement_group_factory=PlacementGroupFactory([{"CPU": 2}]))
+    scheduler.on_trial_add(None, trial)
+    scheduler._trials_to_reallocate[trial.trial_id] = PlacementGroupFactory([{"CPU": 4}])
     scheduler.save(str(tmp_path / "s.pkl"))
     restored = ResourceChangingScheduler()
     restored.restore(str(tmp_path / "s.pkl"))
     assert restored.base_trial_resources == PlacementGroupFactory([{"CPU": 2}])
     assert restored._resources_allocation_function.increase_by_times == 2
+    assert restored._trials_to_reallocate == {trial.trial_id: PlacementGroupFactory([{"CPU": 4}])}
+    # A lambda allocation function saves too.
+    with_lambda = ResourceChangingScheduler(resources_allocation_function=lambda *args: {"cpu": 2})
+    with_lambda.save(str(tmp_path / "l.pkl"))
+    restored.restore(str(tmp_path / "l.pkl"))
+    assert restored._resources_allocation_function(None, None, None, None) == {"cpu": 2}
 
 
 # ---- sweeps on Ray (the session has 2 CPUs and 2 GPUs) ------------------------------------------
