@@ -248,7 +248,8 @@ def counting_trainable(config):
     step = restored_step()
     while step < config["steps"]:
         step += 1
-        cpus = tune.get_context().get_trial_resources().get("CPU")
+        # Read as a script written for Ray Tune reads it (there: a PlacementGroupFactory).
+        cpus = tune.get_context().get_trial_resources().required_resources.get("CPU")
         report_with_step_checkpoint({"step": step, "cpus": cpus, "score": config.get("q", 0) * step}, step)
 
 
