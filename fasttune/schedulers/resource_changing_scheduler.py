@@ -13,8 +13,9 @@ evenly over the live trials; :class:`DistributeResourcesToTopJob` gives what is 
 the best trial.
 
 Decision points: those of the wrapped scheduler together with those the allocation
-function asks for (its ``decision_points(trial)`` when it has one; else every result,
-as Ray Tune calls it at each result).
+function asks for (its ``decision_points(trial)`` when it has one, and it is then asked
+only there; else every result, as Ray Tune asks it at each result), so a change always
+pauses the trial at a decision point, at the checkpoint of that result.
 
 Differences from Ray Tune, deliberate: it works with pooled workers
 (``reuse_actors=True``, fasttune's default) instead of refusing them: the trial's old
@@ -412,9 +413,13 @@ class ResourceChangingScheduler(TrialScheduler):
         allocate = self._resources_allocation_function
         if allocate is None:
             return points
-        asked = getattr(allocate, "decision_points", None)
+        return _union(points, self._allocation_points(trial))
+
+    def _allocation_points(self, trial: "Trial") -> DecisionPoints:
+        """Where the allocation function is asked (its ``decision_points``, else every result)."""
+        asked = getattr(self._resources_allocation_function, "decision_points", None)
         wanted = asked(trial) if callable(asked) else None
-        return _union(points, wanted if isinstance(wanted, DecisionPoints) else DecisionPoints.every_result())
+        return wanted if isinstance(wanted, DecisionPoints) else DecisionPoints.every_result()
 
     def pauses_for_waiting_trials(self, trial: "Trial") -> bool:
         return self._base_scheduler.pauses_for_waiting_trials(trial)
@@ -477,8 +482,8 @@ class ResourceChangingScheduler(TrialScheduler):
         """The allocation function's answer for ``trial`` when it changes its resources,
         else None."""
         allocate = self._resources_allocation_function
-        if allocate is None:
-            return None
+        if allocate is None or result.get("training_iteration") not in self._allocation_points(trial):
+            return None  # a change between its decision points would pause the trial anywhere
         # An allocation function with its own metric/mode takes the scheduler's when unset.
         if hasattr(allocate, "metric") and not allocate.metric:
             allocate.metric = self._base_scheduler.metric or self._metric

@@ -198,6 +198,16 @@ def test_a_change_pauses_the_trial_and_applies_when_it_no_longer_runs():
     scheduler.on_trial_add(controller, trial)
 
 
+def test_an_allocation_function_with_decision_points_is_asked_only_there():
+    fixed = Fixed({"cpu": 2}, DecisionPoints.at([2]))
+    scheduler = ResourceChangingScheduler(resources_allocation_function=fixed)
+    trial = Trial("f")
+    scheduler.on_trial_add(None, trial)
+    decisions = [scheduler.on_trial_result(None, trial, {"training_iteration": i}) for i in (1, 2, 3)]
+    assert decisions == [TrialScheduler.CONTINUE, TrialScheduler.PAUSE, TrialScheduler.CONTINUE]
+    assert fixed.calls == 1
+
+
 def test_decision_points_are_the_base_schedulers_and_the_allocation_functions():
     trial = Trial("f")
     asha = ASHAScheduler(metric="m", mode="max", max_t=9, grace_period=1, reduction_factor=3)
