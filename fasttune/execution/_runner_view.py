@@ -61,6 +61,10 @@ class RunnerView:
             rows.extend(self._table.rows(status))
         return [self._trials[row] for row in sorted(rows)]
 
+    def cluster_resources(self) -> Dict[str, float]:
+        """The cluster's resources in all, free or not (what the executor sees)."""
+        return self.trial_executor.cluster_resources()
+
     @property
     def table(self) -> Any:
         """The columnar TrialTable (numpy views via ``table.column(name)``); its
@@ -113,6 +117,14 @@ class RunnerView:
                 "resources. Check the cluster's resources (ray.cluster_resources()) and the "
                 "trial's resource request.")
         if self._table.count(core.PAUSED):
+            paused = self.first_trial_with_status(Trial.PAUSED)
+            if paused is not None:
+                # Its resources may have changed while it was paused (ResourceChangingScheduler)
+                # to more than the cluster has: say so rather than blame the scheduler.
+                try:
+                    self.trial_executor.check_feasible(paused)
+                except TuneError as exc:
+                    return exc
             return TuneError("Trials are PAUSED and the scheduler chose none to resume; a scheduler must "
                              "eventually resume or stop paused trials.")
         return TuneError("The searcher returned no trial although it is not finished and no trial is "

@@ -106,8 +106,41 @@ class RayTrialExecutor:
         self._total_at = 0.0  # a node may have joined since
         return self._fits_in(request, self._cluster_total())
 
-    def _fits_in(self, request: Dict[str, float], total: Dict[str, float]) -> bool:
-        return all(self._committed.get(k, 0.0) + v <= total.get(k, 0.0) + 1e-9 for k, v in request.items())
+    def _fits_in(self, request: Dict[str, float], total: Dict[str, float], freed: Optional[Dict[str, float]] = None
+                 ) -> bool:
+        freed = freed or {}
+        return all(self._committed.get(k, 0.0) - freed.get(k, 0.0) + v <= total.get(k, 0.0) + 1e-9
+                   for k, v in request.items())
+
+    def cluster_resources(self) -> Dict[str, float]:
+        """The Ray cluster's resources in all (free or not), e.g. ``{"CPU": 8.0, "GPU": 2.0}``."""
+        return dict(self._cluster_total())
+
+    def _idle_of_other_shapes(self, shape: Tuple[Any, ...]) -> List[_Worker]:
+        return [self._workers[slot] for key, slots in self._idle.items() if key != shape for slot in slots]
+
+    def _fits_letting_idle_go(self, pgf: PlacementGroupFactory) -> bool:
+        """Whether ``pgf``'s request fits once the idle workers of other shapes are let go
+        (a trial whose resources changed needs a worker of its new shape; the pool's idle
+        workers of its old one hold what it needs)."""
+        request = pgf.required_resources
+        if self._fits(request):
+            return True
+        freed: Dict[str, float] = {}
+        for worker in self._idle_of_other_shapes(pgf.shape_key()):
+            for key, value in worker.resources.items():
+                freed[key] = freed.get(key, 0.0) + value
+        return bool(freed) and self._fits_in(request, self._cluster_total(), freed)
+
+    def _let_idle_go_for(self, pgf: PlacementGroupFactory) -> None:
+        """Let idle workers of other shapes go, oldest first, until ``pgf`` fits."""
+        request = pgf.required_resources
+        for worker in sorted(self._idle_of_other_shapes(pgf.shape_key()), key=lambda w: w.slot):
+            if self._fits(request):
+                return
+            self._idle[worker.shape].remove(worker.slot)
+            self._release_instances([worker])
+            self._kill(worker)
 
     def await_resources(self, trial: Any) -> Optional[str]:
         """Nothing runs and ``trial`` cannot start: when its request fitted this cluster
@@ -155,7 +188,7 @@ class RayTrialExecutor:
         a new one, or (``queue``) a place in a busy worker's queue of next trials."""
         pgf: PlacementGroupFactory = trial.placement_group_factory
         shape = pgf.shape_key()
-        if self._idle.get(shape) or self._fits(pgf.required_resources):
+        if self._idle.get(shape) or self._fits_letting_idle_go(pgf):
             return True
         return self._prefetch and queue and self._queue_behind(shape) is not None
 
@@ -195,10 +228,11 @@ class RayTrialExecutor:
             return self._workers[idle.pop()]
         # A new worker while resources allow (trials run side by side, as many as fit);
         # only then a place behind a busy one.
-        if self._prefetch and queue and not self._fits(pgf.required_resources):
+        if self._prefetch and queue and not self._fits_letting_idle_go(pgf):
             busy = self._queue_behind(shape)
             if busy is not None:
                 return busy
+        self._let_idle_go_for(pgf)
         return self._create_worker(pgf)
 
     def _create_worker(self, pgf: PlacementGroupFactory) -> _Worker:
@@ -510,12 +544,15 @@ class RayTrialExecutor:
         except Exception:  # noqa: BLE001 - already dead
             pass
 
-    def _release_instances(self) -> None:
-        """Let idle workers call ``cleanup()`` on class trainable instances they kept for
-        reuse, before they are killed (bounded: a hung cleanup does not hang the sweep)."""
+    def _release_instances(self, workers: Optional[List[_Worker]] = None) -> None:
+        """Let idle workers (``workers``, else all) call ``cleanup()`` on class trainable
+        instances they kept for reuse, before they are killed (bounded: a hung cleanup does
+        not hang the sweep)."""
         import ray
 
-        refs = [w.actor.release.remote() for w in self._workers.values() if not w.assigned]
+        if workers is None:
+            workers = list(self._workers.values())
+        refs = [w.actor.release.remote() for w in workers if not w.assigned]
         if refs:
             try:
                 ray.wait(refs, num_returns=len(refs), timeout=30)

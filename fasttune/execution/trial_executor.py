@@ -74,6 +74,9 @@ class TrialExecutor(Protocol):
         """The next ``(kind, slot, payload)``, or None when there is nothing to wait for
         (or ``wake`` was set, or ``timeout`` passed)."""
 
+    def cluster_resources(self) -> Dict[str, float]:
+        """The cluster's resources in all, free or not (e.g. ``{"CPU": 8.0, "GPU": 2.0}``)."""
+
     def await_resources(self, trial: Any) -> Optional[str]:
         """Nothing runs and ``trial`` cannot start: wait a moment when the cluster may fit it
         again (it did before nodes left) and say why; None when it never could."""

@@ -18,6 +18,7 @@ _LAZY = {
     "PopulationBasedTraining": "fasttune.schedulers.pbt",
     "PopulationBasedTrainingReplay": "fasttune.schedulers.pbt",
     "PB2": "fasttune.schedulers.pb2",
+    "ResourceChangingScheduler": "fasttune.schedulers.resource_changing_scheduler",
 }
 
 

@@ -44,6 +44,12 @@ class TuneControllerView(Protocol):
     def get_trial(self, trial_id: str) -> Optional["Trial"]:
         """The trial with this id (None: no such trial)."""
 
+    def get_live_trials(self) -> List["Trial"]:
+        """The PENDING, RUNNING and PAUSED trials, in the order they were added."""
+
+    def cluster_resources(self) -> Dict[str, float]:
+        """The cluster's resources in all, free or not (e.g. ``{"CPU": 8.0, "GPU": 2.0}``)."""
+
     def first_trial_with_status(self, status: str) -> Optional["Trial"]:
         """The first trial with ``status`` that no worker holds; for PENDING the earliest added."""
 

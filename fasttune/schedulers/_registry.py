@@ -23,6 +23,7 @@ _SCHEDULERS: Dict[str, Tuple[str, str]] = {
     "pbt": ("fasttune.schedulers.pbt", "PopulationBasedTraining"),
     "pbt_replay": ("fasttune.schedulers.pbt", "PopulationBasedTrainingReplay"),
     "pb2": ("fasttune.schedulers.pb2", "PB2"),
+    "resource_changing": ("fasttune.schedulers.resource_changing_scheduler", "ResourceChangingScheduler"),
 }
 
 SCHEDULER_NAMES = tuple(_SCHEDULERS)
@@ -57,7 +58,7 @@ def scheduler_class(name: str) -> Callable[..., TrialScheduler]:
 def create_scheduler(scheduler: str, **kwargs: Any) -> TrialScheduler:
     """Create a scheduler from its name, as in Ray Tune: ``"fifo"``, ``"async_hyperband"``
     (or ``"asha"``), ``"median_stopping_rule"``, ``"hyperband"``, ``"pbt"``,
-    ``"pbt_replay"``, ``"pb2"``; ``kwargs`` go to its constructor.
+    ``"pbt_replay"``, ``"pb2"``, ``"resource_changing"``; ``kwargs`` go to its constructor.
     """
     return scheduler_class(scheduler)(**kwargs)
 

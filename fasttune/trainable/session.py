@@ -9,12 +9,40 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
 
 _local = threading.local()
+
+
+class _TrialResources(dict):
+    """A trial's resources, ``{"CPU": 2.0, ...}``, that also answers what Ray Tune's
+    ``get_trial_resources()`` (a PlacementGroupFactory) is asked for: scripts written for
+    Ray Tune read ``required_resources`` or ``head_cpus`` (one bundle: the totals).
+
+    Example:
+        >>> resources = _TrialResources({"CPU": 2.0})
+        >>> resources == {"CPU": 2.0}, resources.required_resources, resources.head_cpus
+        (True, {'CPU': 2.0}, 2.0)
+    """
+
+    @property
+    def required_resources(self) -> Dict[str, float]:
+        return dict(self)
+
+    @property
+    def bundles(self) -> List[Dict[str, float]]:
+        return [dict(self)]
+
+    @property
+    def head_bundle(self) -> Dict[str, float]:
+        return dict(self)
+
+    @property
+    def head_cpus(self) -> float:
+        return self.get("CPU", 0.0)
 
 
 @dataclass
@@ -48,7 +76,8 @@ class TuneContext:
         return self.experiment_name
 
     def get_trial_resources(self) -> Dict[str, float]:
-        return dict(self.trial_resources)
+        """The resources the trial runs with now (they change under a ResourceChangingScheduler)."""
+        return _TrialResources(self.trial_resources)
 
     def get_storage_path(self) -> Optional[str]:
         return self.storage_path

@@ -3,7 +3,8 @@
 It holds a real ``TrialTable`` and real ``Trial`` objects, and implements the view of
 the runner schedulers get (:class:`fasttune.schedulers.trial_scheduler.TuneControllerView`:
 ``table``, ``metric``, ``search_alg``, ``is_stopping``, ``experiment_path``,
-``get_trials``, ``get_trial``, ``first_trial_with_status``, ``is_trial_held``,
+``get_trials``, ``get_trial``, ``get_live_trials``, ``cluster_resources``,
+``first_trial_with_status``, ``is_trial_held``,
 ``stop_trial``, ``pause_trial``, ``reset_trial``).  Trials are
 deterministic curves ``curve(config, iteration) -> metric`` on a virtual clock
 (``dt(config)`` seconds per iteration); every iteration is checkpointed, so a paused
@@ -93,6 +94,10 @@ class SimulatedRunner:
 
     def get_live_trials(self) -> List[Trial]:
         return [t for t in self.trials if not t.is_finished()]
+
+    def cluster_resources(self) -> Dict[str, float]:
+        # One CPU per trial that may run at once: what the simulated cluster holds.
+        return {"CPU": float(self.max_concurrent)}
 
     def first_trial_with_status(self, status: str) -> Optional[Trial]:
         rows = [row for row in self._table.rows(getattr(core, status)) if not self.is_trial_held(self.trials[row])]

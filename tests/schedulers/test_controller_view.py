@@ -14,7 +14,7 @@ from simulated_runner import SimulatedRunner
 
 PROPERTIES = ["table", "metric", "search_alg", "is_stopping", "experiment_path"]
 METHODS = [
-    "get_trials", "get_trial", "first_trial_with_status", "is_trial_held",
+    "get_trials", "get_trial", "get_live_trials", "cluster_resources", "first_trial_with_status", "is_trial_held",
     "stop_trial", "pause_trial", "reset_trial",
 ]
 
