@@ -13,8 +13,8 @@ is silenced for the clients this searcher makes itself.
 
 The search space is a fasttune space (nested keys become ``"a/b"`` parameter names):
 ``uniform``/``loguniform`` become float ranges, ``randint``/``lograndint`` int ranges
-(upper bound exclusive, as in fasttune), ``choice`` a choice parameter; a quantization is
-dropped with a warning, as Ray Tune does.  Or it is Ax's own parameter list
+(``randint``'s upper bound exclusive, ``qrandint``'s inclusive, as in fasttune), ``choice`` a
+choice parameter; a quantization is dropped with a warning, as Ray Tune does.  Or it is Ax's own parameter list
 (``[{"name": "x", "type": "range", "bounds": [0.0, 1.0]}, ...]``, with ``"fixed"``
 parameters too).  ``randn``, ``sample_from``, grid searches and lists holding domains are
 refused with an error naming the key.  Constants of the Tuner's ``param_space`` are not
@@ -36,7 +36,8 @@ marked failed in Ax (Ray Tune completes an errored trial with its last result an
 one without a result running, which can block Ax's parallelism limit); a result lacking
 the metric is an error naming it; a finished generation strategy makes ``suggest`` return
 ``Searcher.FINISHED`` (Ray Tune's raises); ``points_to_evaluate`` are checked against the
-parameters and may be nested.
+parameters and may be nested; a ``qrandint`` keeps its top value (Ray Tune's conversion
+drops it).
 
 Example:
     >>> from fasttune.search import randint, uniform
@@ -121,7 +122,8 @@ def _choice_values(name: str, domain: Categorical) -> List[Any]:
 def _parameter(name: str, domain: Domain) -> Dict[str, Any]:
     """Ax's parameter dict for one fasttune domain (the dicts Ray Tune's conversion makes)."""
     sampler = domain.get_sampler()
-    if isinstance(sampler, Quantized):
+    quantized = isinstance(sampler, Quantized)
+    if quantized:
         logger.warning("AxSearch does not support quantization; %r is searched without it.", name)
         sampler = sampler.get_sampler()
     if isinstance(domain, Categorical) and isinstance(sampler, Uniform):
@@ -130,7 +132,9 @@ def _parameter(name: str, domain: Domain) -> Dict[str, Any]:
         if isinstance(domain, Float):
             bounds, value_type = [domain.lower, domain.upper], "float"
         else:
-            bounds, value_type = [domain.lower, domain.upper - 1], "int"  # Ax's int bounds are inclusive
+            # Ax's int bounds are inclusive; a quantized fasttune integer includes its upper
+            # bound already (Ray Tune subtracts one there too, losing qrandint's top value).
+            bounds, value_type = [domain.lower, domain.upper if quantized else domain.upper - 1], "int"
         return {"name": name, "type": "range", "bounds": bounds, "value_type": value_type,
                 "log_scale": isinstance(sampler, LogUniform)}
     raise _unsupported(name, domain, "Ax searches bounded ranges and choices only")
