@@ -306,3 +306,17 @@ def test_ax_sweeps_a_quadratic_on_ray(ray_session, storage):
     assert configs == sorted(expected, key=json.dumps)
     best = grid.get_best_result()
     assert best.metrics["loss"] == min(loss(c) for c in expected)
+
+
+def test_none_while_ax_waits_for_results_and_finished_when_its_strategy_is_done():
+    waits = GenerationStrategy(nodes=[
+        GenerationStep(generator=Generators.SOBOL, num_trials=2, min_trials_observed=2),
+        GenerationStep(generator=Generators.BOTORCH_MODULAR, num_trials=-1)])
+    search = AxSearch(SPACE, metric="loss", mode="min", generation_strategy=waits, verbose_logging=False)
+    search.suggest("a"), search.suggest("b")
+    assert search.suggest("c") is None and search.suggest("c") is None  # Ax needs two results first
+    assert len(search._ax.experiment.trials) == 2
+    done = GenerationStrategy(nodes=[GenerationStep(generator=Generators.SOBOL, num_trials=2)])
+    search = AxSearch(SPACE, metric="loss", mode="min", generation_strategy=done, verbose_logging=False)
+    run_suggestions(search, 2, loss)
+    assert search.suggest("c") is Searcher.FINISHED

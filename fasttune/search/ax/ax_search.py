@@ -51,13 +51,14 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import numbers
 import warnings
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 from fasttune._optional import import_optional
 from fasttune.result import DEFAULT_METRIC
@@ -82,14 +83,12 @@ def _import_ax_client() -> Any:
     return import_optional("ax.service.ax_client", "ax", "AxSearch", package="ax-platform")
 
 
-def _axclient(build: str, *args: Any, **kwargs: Any) -> Any:
-    """``AxClient(*args, **kwargs)`` (``build="__init__"``) or ``AxClient.<build>(...)``,
-    without AxClient's own deprecation warning (Ax 1.x): the docstring above says why."""
-    ax_client_class = _import_ax_client().AxClient
+@contextlib.contextmanager
+def _without_axclient_deprecation() -> Iterator[None]:
+    """Hides AxClient's own deprecation warning (Ax 1.x): the module docstring says why."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The `AxClient` class is deprecated", category=DeprecationWarning)
-        return ax_client_class(*args, **kwargs) if build == "__init__" else getattr(ax_client_class, build)(
-            *args, **kwargs)
+        yield
 
 
 def _has_experiment(client: Any) -> bool:
@@ -273,7 +272,8 @@ class AxSearch(Searcher):
         if self._metric is None and self._mode:
             self._metric = DEFAULT_METRIC  # only a mode: the anonymous metric, as Ray Tune
         if self._ax is None:
-            self._ax = _axclient("__init__", **self._ax_kwargs)
+            with _without_axclient_deprecation():
+                self._ax = _import_ax_client().AxClient(**self._ax_kwargs)
         if not _has_experiment(self._ax):
             objective = _import_ax_client().ObjectiveProperties(minimize=self._mode != "max")
             self._ax.create_experiment(
@@ -424,7 +424,9 @@ class AxSearch(Searcher):
             self._ax = None
             self._ax_kwargs["random_seed"] = state["random_seed"]
             return
-        self._ax = _axclient("from_json_snapshot", dict(state["ax_client"]), random_seed=state["random_seed"], **kwargs)
+        with _without_axclient_deprecation():
+            self._ax = _import_ax_client().AxClient.from_json_snapshot(
+                dict(state["ax_client"]), random_seed=state["random_seed"], **kwargs)
         self._parameters = list(self._ax.experiment.parameters)
 
     def save(self, checkpoint_path: str) -> None:
