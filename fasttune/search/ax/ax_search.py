@@ -9,14 +9,16 @@ Ray Tune's ``ax_client`` argument is an ``AxClient`` and its ``**ax_kwargs`` are
 ``enforce_sequential_optimization``, ``verbose_logging``, ...).  In ax-platform 1.x
 ``AxClient`` works but is deprecated in favour of ``ax.api.Client`` and announced to be
 removed in Ax 1.4.0, so the extra pins ``ax-platform>=1.0,<1.4``; the deprecation warning
-is silenced for the clients this searcher makes itself.
+is silenced for the clients this searcher makes itself.  (Ray Tune 2.60's own AxSearch
+fails on ax-platform 1.3: it reads ``objective.metric``, which Ax 1.3 replaced by
+``objective.metric_names``; this searcher reads either.)
 
 The search space is a fasttune space (nested keys become ``"a/b"`` parameter names):
 ``uniform``/``loguniform`` become float ranges, ``randint``/``lograndint`` int ranges
-(``randint``'s upper bound exclusive, ``qrandint``'s inclusive, as in fasttune), ``choice`` a
-choice parameter; a quantization is dropped with a warning, as Ray Tune does.  Or it is Ax's own parameter list
-(``[{"name": "x", "type": "range", "bounds": [0.0, 1.0]}, ...]``, with ``"fixed"``
-parameters too).  ``randn``, ``sample_from``, grid searches and lists holding domains are
+(``randint``'s upper bound exclusive, ``qrandint``'s inclusive, as in fasttune), ``choice``
+a choice parameter; a quantization is dropped with a warning, as Ray Tune does.  Or it is
+Ax's own parameter list (``[{"name": "x", "type": "range", "bounds": [0.0, 1.0]}, ...]``,
+with ``"fixed"`` parameters too).  ``randn``, ``sample_from``, grid searches and lists holding domains are
 refused with an error naming the key.  Constants of the Tuner's ``param_space`` are not
 sent to Ax (Ray Tune sends them as fixed parameters): the engine keeps them in every
 config.
