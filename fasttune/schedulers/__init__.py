@@ -18,6 +18,7 @@ _LAZY = {
     "PopulationBasedTraining": "fasttune.schedulers.pbt",
     "PopulationBasedTrainingReplay": "fasttune.schedulers.pbt",
     "PB2": "fasttune.schedulers.pb2",
+    "HyperBandForBOHB": "fasttune.schedulers.hb_bohb",
 }
 
 
@@ -36,6 +37,7 @@ __all__ = [
     "AsyncHyperBandScheduler",
     "ASHAScheduler",
     "HyperBandScheduler",
+    "HyperBandForBOHB",
     "MedianStoppingRule",
     "create_scheduler",
 ]
