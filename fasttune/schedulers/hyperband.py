@@ -343,7 +343,7 @@ class HyperBandScheduler(TrialScheduler):
             return pending
         bracket = self._current
         if bracket is not None and bracket.halves > 0 and bracket.live and not bracket.filled():
-            self._requests.observe()
+            self._requests.observe(tune_controller)
             waiting = bracket.at_milestone()
             if not self._requests.may_come(tune_controller):
                 if waiting:

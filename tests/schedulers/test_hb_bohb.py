@@ -137,3 +137,22 @@ def test_metric_and_mode_are_required_and_the_registry_names_it():
     assert type(scheduler) is HyperBandForBOHB and isinstance(scheduler, HyperBandScheduler)
     assert (scheduler.metric, scheduler.mode) == ("loss", "min")
     assert scheduler.debug_string().startswith("Using HyperBandForBOHB:")
+
+
+def test_a_trial_being_suggested_in_the_background_is_no_decline():
+    # A Searcher suggests on a background thread: the runner's first poll answers None while
+    # the trial is being made.  HyperBand must not take that for a decline (and halve a
+    # bracket that is still filling): test_bohb_search's sweep on Ray fills its brackets so.
+    import threading
+
+    from fasttune.schedulers._common import TrialRequests, anything_runs
+
+    sim = SimulatedRunner(make(), metric="score", mode="max")
+    requests = TrialRequests()
+    requests.ask()
+    sim.search_alg.pending_suggestion = threading.Event()
+    requests.observe(sim)
+    assert not requests.declined and anything_runs(sim)
+    sim.search_alg.pending_suggestion = None
+    requests.observe(sim)
+    assert requests.declined and not anything_runs(sim)
