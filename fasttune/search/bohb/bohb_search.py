@@ -347,10 +347,15 @@ class TuneBOHB(Searcher):
             if self._metric not in result:
                 raise RuntimeError(f"TuneBOHB expected the metric {self._metric!r} in the trial's result, which "
                                    f"has {sorted(result)}; report it from the trainable.")
-            value = result[self._metric]
-            loss = float(value) if self._mode == "min" else -float(value)  # BOHB minimises
             with self._numpy_generator():
-                self.bohber.new_result(_Job(loss, info["budget"], self.trial_to_params[trial_id]))
+                self.bohber.new_result(self.to_wrapper(trial_id, result))
+
+    def to_wrapper(self, trial_id: str, result: Dict) -> _Job:
+        """The record of ``trial_id``'s ``result`` that hpbandster's ``new_result`` reads: the
+        loss (the metric, negated for ``mode="max"``: BOHB minimises), the budget and the config."""
+        value = float(result[self._metric])
+        return _Job(value if self._mode == "min" else -value, result["hyperband_info"]["budget"],
+                    self.trial_to_params[trial_id])
 
     def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
         self.trial_to_params.pop(trial_id, None)
