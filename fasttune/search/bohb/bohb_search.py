@@ -38,15 +38,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
 import numbers
-import pickle
 import warnings
 from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Set
 
 from fasttune._optional import import_optional
 from fasttune.result import DEFAULT_METRIC
+from fasttune.search._searcher_args import check_metric_and_mode, check_points_to_evaluate, take_metric_and_mode
 from fasttune.search._space_conversion import holds_domain, plain_python, unsupported_domain
 from fasttune.search.bayesopt.bayesopt_search import _flatten, _unflatten
 from fasttune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Normal, Quantized, Uniform
@@ -158,21 +157,14 @@ class TuneBOHB(Searcher):
         max_concurrent: int = 0,
     ) -> None:
         _import_bohb_generator()
-        if mode is not None and mode not in ("min", "max"):
-            raise ValueError(f"TuneBOHB takes mode 'min' or 'max', got {mode!r}.")
-        if metric is not None and not isinstance(metric, str):
-            raise TypeError(f"TuneBOHB optimises one metric (a str), got {metric!r}.")
+        check_metric_and_mode("TuneBOHB", metric, mode)
         if bohb_config is not None and not isinstance(bohb_config, Mapping):
             raise TypeError(f"TuneBOHB's bohb_config must be a dict of BOHB's arguments, got {bohb_config!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"TuneBOHB's seed must be an int or None, got {seed!r}.")
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, numbers.Integral):
             raise TypeError(f"TuneBOHB's max_concurrent must be an int, got {max_concurrent!r}.")
-        if points_to_evaluate is not None and (
-            not isinstance(points_to_evaluate, (list, tuple))
-            or not all(isinstance(p, Mapping) for p in points_to_evaluate)
-        ):
-            raise TypeError(f"points_to_evaluate must be a list of config dicts, got {points_to_evaluate!r}.")
+        check_points_to_evaluate(points_to_evaluate)
         super().__init__(metric=metric, mode=mode)
         self._bohb_config = dict(bohb_config or {})
         self._seed = None if seed is None else int(seed)
@@ -272,14 +264,9 @@ class TuneBOHB(Searcher):
     def set_search_properties(self, metric: Optional[str], mode: Optional[str], config: Dict, **spec: Any) -> bool:
         """Takes the Tuner's param space, metric and mode.  A searcher with a space of its own
         keeps it and returns ``False``; it still takes the metric and mode it lacks."""
-        if mode is not None and mode not in ("min", "max"):
-            raise ValueError(f"TuneBOHB takes mode 'min' or 'max', got {mode!r}.")
+        check_metric_and_mode("TuneBOHB", metric, mode)
         if self.bohber is not None:
-            self._mode = self._mode or mode
-            if self._metric in (None, DEFAULT_METRIC) and metric:
-                self._metric = metric
-            elif self._metric is None and self._mode:
-                self._metric = DEFAULT_METRIC
+            take_metric_and_mode(self, metric, mode)
             return False
         self._space = self._as_configspace(config or {}, "param_space")
         if metric:
@@ -373,18 +360,9 @@ class TuneBOHB(Searcher):
 
     # -- checkpointing -------------------------------------------------------------------
     def get_state(self) -> Dict[str, Any]:
-        """Everything needed to continue the same sequence of suggestions."""
+        """Everything needed to continue the same sequence of suggestions (the config
+        generator's models included); ``save`` writes it."""
         return dict(self.__dict__)
 
     def set_state(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
-
-    def save(self, checkpoint_path: str) -> None:
-        """Writes the searcher's state (the config generator's models included) to ``checkpoint_path``."""
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Reads back what ``save`` wrote."""
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
