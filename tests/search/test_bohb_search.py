@@ -319,3 +319,13 @@ def test_bohb_sweep_on_ray_follows_brackets_and_the_generators_suggestions(ray_s
             generator.new_result(job)
     assert len(model_based) == 17 and any(model_based)  # the model picks once budget 1 has 3+ results
     assert model_based[:3] == [False] * 3
+
+
+def test_the_quality_suite_runs_bohb_reproducibly(ray_session):
+    from bench.quality import SCHEDULERS, run_one
+
+    assert "bohb" in SCHEDULERS  # BOHB is a scheduler with its searcher: budgets are iterations
+    first = run_one("bohb", "branin", seed=3, budget=81)
+    assert first == run_one("bohb", "branin", seed=3, budget=81)  # exact floats
+    assert len(first) == 81
+    assert run_one("bohb", "branin", seed=4, budget=81) != first
