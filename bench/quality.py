@@ -8,7 +8,8 @@ HyperOptSearch, ``nevergrad`` = NevergradSearch with NGOpt, ``bayesopt`` = Bayes
 with Ray Tune's defaults; each where its package is installed, otherwise recorded as skipped) run on Branin, Hartmann-6 and Rosenbrock-4,
 one result per trial; their budget axis is *trials completed*.  Schedulers (``fifo``,
 ``asha``, ``hyperband``, ``median`` = MedianStoppingRule, ``pbt``, ``pb2``) run random
-configs (seeded BasicVariantGenerator) on the iterative versions of the same functions
+configs (seeded BasicVariantGenerator; ``bohb``, HyperBandForBOHB, runs TuneBOHB's instead)
+on the iterative versions of the same functions
 (see :mod:`bench.problems`) and on the PBT toy problem; their budget axis is
 *training iterations consumed* by all trials together, and a run ends when the budget
 is spent (a :class:`~fasttune.Stopper` counts the results).
@@ -71,7 +72,7 @@ TOY_PERTURBATION_INTERVAL = 4
 TOY_BUDGET = TOY_POPULATION * PBT_TOY.steps
 
 SEARCHERS = ("random", "tpe", "hyperopt", "nevergrad", "bayesopt")
-SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2")
+SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2", "bohb")
 
 
 # --------------------------------------------------------------------------
@@ -218,6 +219,13 @@ def make_searcher(name: str, problem: Problem, seed: int, budget: int):
     raise ValueError(f"unknown searcher {name!r}; known: {', '.join(SEARCHERS)}")
 
 
+def _bohb_searcher(seed: int):
+    """BOHB's half that suggests configs, seeded (``bohb`` runs it with HyperBandForBOHB)."""
+    from fasttune.search.bohb import TuneBOHB
+
+    return TuneBOHB(seed=seed)
+
+
 def make_scheduler(name: str, bounds: Dict[str, tuple], max_t: int, interval: int,
                    log_scale: bool = False):
     """The scheduler ``name`` over the parameters ``bounds`` (name -> (low, high)), every
@@ -243,6 +251,8 @@ def make_scheduler(name: str, bounds: Dict[str, tuple], max_t: int, interval: in
 
         return PB2(time_attr=clock, perturbation_interval=interval,
                    hyperparam_bounds={n: [lo, hi] for n, (lo, hi) in bounds.items()})
+    if name == "bohb":
+        return schedulers.HyperBandForBOHB(time_attr=clock, max_t=max_t, reduction_factor=3)
     raise ValueError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}")
 
 
@@ -293,7 +303,8 @@ def _plan(algorithm: str, problem_name: str, seed: int, budget: Optional[int]) -
     fixed = algorithm in ("fifo", "pbt", "pb2")
     num_samples = max(1, budget // max_t) if fixed else budget
     return _Plan(trainable, space, metric, mode, budget, num_samples,
-                 search_alg=BasicVariantGenerator(random_state=seed),
+                 search_alg=(_bohb_searcher(seed) if algorithm == "bohb"
+                             else BasicVariantGenerator(random_state=seed)),
                  scheduler=make_scheduler(algorithm, bounds, max_t, interval, log_scale),
                  stopper=ResultBudget(budget),
                  checkpoint_frequency=interval if algorithm in ("pbt", "pb2") else 0)

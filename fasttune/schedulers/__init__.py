@@ -18,6 +18,7 @@ _LAZY = {
     "PopulationBasedTraining": "fasttune.schedulers.pbt",
     "PopulationBasedTrainingReplay": "fasttune.schedulers.pbt",
     "PB2": "fasttune.schedulers.pb2",
+    "HyperBandForBOHB": "fasttune.schedulers.hb_bohb",
     "ResourceChangingScheduler": "fasttune.schedulers.resource_changing_scheduler",
 }
 
@@ -37,6 +38,7 @@ __all__ = [
     "AsyncHyperBandScheduler",
     "ASHAScheduler",
     "HyperBandScheduler",
+    "HyperBandForBOHB",
     "MedianStoppingRule",
     "create_scheduler",
 ]

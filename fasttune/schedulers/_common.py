@@ -197,7 +197,9 @@ class TrialRequests:
     def trial_added(self) -> None:
         self.requested = self.declined = False
 
-    def observe(self) -> None:
+    def observe(self, tune_controller: Optional[TuneControllerView] = None) -> None:
+        if self.requested and tune_controller is not None and suggestion_pending(tune_controller):
+            return  # the trial asked for is still being suggested (in the background)
         if self.requested:
             self.declined = True
         self.requested = False
@@ -224,9 +226,15 @@ def trials_waiting(tune_controller: TuneControllerView) -> bool:
     return table.count(core.PENDING) + table.count(core.PAUSED) > 0
 
 
+def suggestion_pending(tune_controller: TuneControllerView) -> bool:
+    """Whether the search algorithm is making a trial in the background (the runner wakes
+    when it is ready)."""
+    return getattr(tune_controller.search_alg, "pending_suggestion", None) is not None
+
+
 def anything_runs(tune_controller: TuneControllerView) -> bool:
     """Whether some trial is RUNNING or handed to a worker (PENDING while unassigned
-    PENDING trials were already offered): asking for a trial that does not come then
-    cannot stall the runner."""
+    PENDING trials were already offered), or a trial is being suggested: asking for a
+    trial that does not come then cannot stall the runner."""
     table = tune_controller.table
-    return table.count(core.RUNNING) + table.count(core.PENDING) > 0
+    return table.count(core.RUNNING) + table.count(core.PENDING) > 0 or suggestion_pending(tune_controller)

@@ -20,6 +20,7 @@ _SCHEDULERS: Dict[str, Tuple[str, str]] = {
     "asha": ("fasttune.schedulers.async_hyperband", "AsyncHyperBandScheduler"),
     "median_stopping_rule": ("fasttune.schedulers.median_stopping_rule", "MedianStoppingRule"),
     "hyperband": ("fasttune.schedulers.hyperband", "HyperBandScheduler"),
+    "hb_bohb": ("fasttune.schedulers.hb_bohb", "HyperBandForBOHB"),
     "pbt": ("fasttune.schedulers.pbt", "PopulationBasedTraining"),
     "pbt_replay": ("fasttune.schedulers.pbt", "PopulationBasedTrainingReplay"),
     "pb2": ("fasttune.schedulers.pb2", "PB2"),
@@ -57,7 +58,7 @@ def scheduler_class(name: str) -> Callable[..., TrialScheduler]:
 
 def create_scheduler(scheduler: str, **kwargs: Any) -> TrialScheduler:
     """Create a scheduler from its name, as in Ray Tune: ``"fifo"``, ``"async_hyperband"``
-    (or ``"asha"``), ``"median_stopping_rule"``, ``"hyperband"``, ``"pbt"``,
+    (or ``"asha"``), ``"median_stopping_rule"``, ``"hyperband"``, ``"hb_bohb"``, ``"pbt"``,
     ``"pbt_replay"``, ``"pb2"``, ``"resource_changing"``; ``kwargs`` go to its constructor.
     """
     return scheduler_class(scheduler)(**kwargs)

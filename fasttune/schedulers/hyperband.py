@@ -321,8 +321,7 @@ class HyperBandScheduler(TrialScheduler):
         if bracket.keeps_going(trial_id):
             return TrialScheduler.CONTINUE
         if bracket.halves == 0:  # its last milestone, with stop_last_trials
-            bracket.remove(trial_id)
-            return TrialScheduler.STOP
+            return self._at_last_milestone(tune_controller, bracket, trial_id)
         return self._process(tune_controller, bracket, trial_id)
 
     def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
@@ -344,7 +343,7 @@ class HyperBandScheduler(TrialScheduler):
             return pending
         bracket = self._current
         if bracket is not None and bracket.halves > 0 and bracket.live and not bracket.filled():
-            self._requests.observe()
+            self._requests.observe(tune_controller)
             waiting = bracket.at_milestone()
             if not self._requests.may_come(tune_controller):
                 if waiting:
@@ -413,7 +412,7 @@ class HyperBandScheduler(TrialScheduler):
             if len(band) >= self._s_max_1:
                 band = []
                 self._bands.append(band)
-            s = len(band)
+            s = self._bracket_s(len(band))
             r0 = bracket_budget(s, self._max_t, self._eta)
             if r0 <= 0:
                 band.append(None)  # too small a budget for this bracket (as Ray Tune)
@@ -422,6 +421,15 @@ class HyperBandScheduler(TrialScheduler):
                                self._stop_last_trials)
             band.append(bracket)
             return bracket
+
+    def _bracket_s(self, position: int) -> int:
+        """The ``s`` of a band's ``position``-th bracket: smallest ``s`` (fewest trials) first."""
+        return position
+
+    def _at_last_milestone(self, tune_controller: TuneControllerView, bracket: _Bracket, trial_id: str) -> str:
+        """The decision for a trial at its bracket's last milestone: it is done."""
+        bracket.remove(trial_id)
+        return TrialScheduler.STOP
 
     def _process(
         self, tune_controller: TuneControllerView, bracket: _Bracket, current: Optional[str], force: bool = False

@@ -7,7 +7,7 @@ Example:
     >>> create_searcher("nope")
     Traceback (most recent call last):
     ...
-    ValueError: Unknown searcher 'nope'; valid names: variant_generator, random, optuna, hyperopt, nevergrad, bayesopt, ax.
+    ValueError: Unknown searcher 'nope'; valid names: variant_generator, random, optuna, hyperopt, nevergrad, bayesopt, ax, bohb.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ _SEARCHERS: Dict[str, Tuple[str, str, Optional[str]]] = {
     "nevergrad": ("fasttune.search.nevergrad", "NevergradSearch", "nevergrad"),
     "bayesopt": ("fasttune.search.bayesopt", "BayesOptSearch", "bayesopt"),
     "ax": ("fasttune.search.ax", "AxSearch", "ax"),
+    "bohb": ("fasttune.search.bohb", "TuneBOHB", "bohb"),
 }
 
 SEARCHER_NAMES = tuple(_SEARCHERS)
@@ -59,8 +60,8 @@ def create_searcher(search_alg: str, **kwargs: Any) -> Union[Searcher, SearchAlg
 
     Names: ``"variant_generator"`` and ``"random"`` (``BasicVariantGenerator``),
     ``"optuna"`` (``OptunaSearch``), ``"hyperopt"`` (``HyperOptSearch``),
-    ``"nevergrad"`` (``NevergradSearch``), ``"bayesopt"`` (``BayesOptSearch``) and ``"ax"``
-    (``AxSearch``); the last five need their optional extra, and
+    ``"nevergrad"`` (``NevergradSearch``), ``"bayesopt"`` (``BayesOptSearch``), ``"ax"``
+    (``AxSearch``) and ``"bohb"`` (``TuneBOHB``); the last six need their optional extra, and
     an ``ImportError`` names it when it is missing.  Unknown names raise ``ValueError``
     listing the valid ones.
     """

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from fasttune._optional import import_optional
 from fasttune.result import DEFAULT_METRIC
+from fasttune.search._searcher_args import check_metric_and_mode, check_points_to_evaluate, take_metric_and_mode
 from fasttune.search._space_conversion import holds_domain, path_label, plain_python
 from fasttune.search.sample import Domain, Float, Normal, Quantized, Uniform
 from fasttune.search.searcher import Searcher
@@ -199,10 +200,7 @@ class BayesOptSearch(Searcher):
         repeat_float_precision: int = 5,
     ) -> None:
         byo = _import_bayes_opt()
-        if mode is not None and mode not in ("min", "max"):
-            raise ValueError(f"BayesOptSearch takes mode 'min' or 'max', got {mode!r}.")
-        if metric is not None and not isinstance(metric, str):
-            raise TypeError(f"BayesOptSearch optimises one metric (a str), got {metric!r}.")
+        check_metric_and_mode("BayesOptSearch", metric, mode)
         super().__init__(metric=metric, mode=mode)
         for name, value, least in (("patience", patience, 1), ("random_search_steps", random_search_steps, 0),
                                    ("repeat_float_precision", repeat_float_precision, 0)):
@@ -210,11 +208,7 @@ class BayesOptSearch(Searcher):
                 raise TypeError(f"{name} must be an int, got {value!r}.")
             if value < least:
                 raise ValueError(f"{name} must be >= {least}, got {value!r}.")
-        if points_to_evaluate is not None and (
-            not isinstance(points_to_evaluate, (list, tuple))
-            or not all(isinstance(p, Mapping) for p in points_to_evaluate)
-        ):
-            raise TypeError(f"points_to_evaluate must be a list of config dicts, got {points_to_evaluate!r}.")
+        check_points_to_evaluate(points_to_evaluate)
         if utility_kwargs is None:
             utility_kwargs = {"kind": "ucb", "kappa": 2.576, "xi": 0.0}  # Ray Tune's (bayes_opt's) defaults
         self._patience = int(patience)
@@ -278,14 +272,9 @@ class BayesOptSearch(Searcher):
         """Takes the Tuner's param space, metric and mode.  A searcher with a space of its own
         keeps it and returns ``False``; it still takes the metric and mode it lacks (Ray Tune's
         leaves them unset)."""
-        if mode is not None and mode not in ("min", "max"):
-            raise ValueError(f"BayesOptSearch takes mode 'min' or 'max', got {mode!r}.")
+        check_metric_and_mode("BayesOptSearch", metric, mode)
         if self.optimizer is not None:
-            self._mode = self._mode or mode
-            if self._metric in (None, DEFAULT_METRIC) and metric:
-                self._metric = metric
-            elif self._metric is None and self._mode:
-                self._metric = DEFAULT_METRIC
+            take_metric_and_mode(self, metric, mode)
             return False
         space = self.convert_search_space(config or {})
         if not space:
