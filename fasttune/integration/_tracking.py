@@ -3,6 +3,7 @@ experiment-tracking service (Aim, Comet) per trial: opened when the trial starts
 when it ends, and every run still open closed when the experiment ends."""
 from __future__ import annotations
 
+import time
 from typing import Any, Dict, List
 
 from fasttune.logger.logger import LoggerCallback
@@ -29,6 +30,10 @@ class TrackingLoggerCallback(LoggerCallback):
             self.log_trial_start(trial)
             run = self._runs[trial]
         return run
+
+    def log_trial_result(self, iteration: int, trial: Any, result: Dict[str, Any]) -> None:
+        # Results arrive in batches (``log_trial_result_batch``); this is for a direct call.
+        self.log_trial_result_batch(iteration, trial, [result], [time.time()])
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         run = self._runs.pop(trial, None)

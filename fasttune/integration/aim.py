@@ -52,6 +52,12 @@ class AimLoggerCallback(TrackingLoggerCallback):
     directory name).  ``metrics``: the (flattened) result fields to track (default: all).
     ``aim_run_kwargs`` go to ``aim.Run`` (``system_tracking_interval``,
     ``capture_terminal_logs``, ...).
+
+    Example:
+        >>> import fasttune as tune
+        >>> from fasttune.integration.aim import AimLoggerCallback
+        >>> callback = AimLoggerCallback(repo="aim-runs", experiment_name="sweep", metrics=["loss"])
+        >>> run_config = tune.RunConfig(callbacks=[callback])
     """
 
     VALID_HPARAMS = (str, bool, int, float, list, type(None))

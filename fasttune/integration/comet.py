@@ -59,6 +59,12 @@ class CometLoggerCallback(TrackingLoggerCallback):
     the experiment's constructor (``project_name``, ``workspace``, ``api_key``,
     ``offline_directory``, ...); Comet's ``auto_output_logging``, ``log_git_metadata``,
     ``log_git_patch``, ``log_env_cpu`` and ``log_env_gpu`` are off unless set.
+
+    Example:
+        >>> import fasttune as tune
+        >>> from fasttune.integration.comet import CometLoggerCallback
+        >>> callback = CometLoggerCallback(online=False, tags=["sweep"], offline_directory="comet-runs")
+        >>> run_config = tune.RunConfig(callbacks=[callback])
     """
 
     # Comet's automatic logging that slows a sweep down: off unless asked for.

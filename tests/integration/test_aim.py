@@ -118,3 +118,12 @@ def test_without_aim_the_callback_says_what_to_install():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env=dict(os.environ))
     assert done.stdout.strip() == 'AimLoggerCallback needs aim: pip install "fasttune[aim]" (or pip install aim).'
+
+
+def test_importing_the_callback_does_not_import_aim():
+    code = ("import sys, fasttune.integration.aim, fasttune.logger.aim\n"
+            "assert fasttune.logger.aim.AimLoggerCallback is fasttune.integration.aim.AimLoggerCallback\n"
+            "print('aim' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=dict(os.environ))
+    assert done.stdout.strip() == "False"

@@ -153,3 +153,12 @@ def test_without_comet_the_callback_says_what_to_install():
                           env=dict(os.environ))
     assert done.stdout.strip() == ('CometLoggerCallback needs comet_ml: pip install "fasttune[comet]" '
                                    "(or pip install comet_ml).")
+
+
+def test_importing_the_callback_does_not_import_comet():
+    code = ("import sys, fasttune.integration.comet, fasttune.logger.comet\n"
+            "assert fasttune.logger.comet.CometLoggerCallback is fasttune.integration.comet.CometLoggerCallback\n"
+            "print('comet_ml' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=dict(os.environ))
+    assert done.stdout.strip() == "False"
