@@ -15,9 +15,10 @@ epoch and context.  The run is closed when the trial ends, failed or not.  Needs
     tuner = tune.Tuner(train, param_space={"lr": tune.loguniform(1e-4, 1e-1)},
                        run_config=tune.RunConfig(callbacks=[AimLoggerCallback(repo="/tmp/aim")]))
 
-Aim writes every value of every step to its store (about a dozen RocksDB writes per metric
-and step): a few hundred microseconds per result, which bounds a sweep to a few thousand
-results a second while this logger is on.  ``metrics=[...]`` tracks only those.
+Aim writes every value of every step to its store (several RocksDB writes per metric and
+step): some hundred microseconds per metric and result, on the callback's own thread (not
+the driver's event loop), which bounds a sweep to some hundred results a second while this
+logger is on.  ``metrics=[...]`` tracks only those.
 """
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ class AimLoggerCallback(TrackingLoggerCallback):
     VALID_HPARAMS = (str, bool, int, float, list, type(None))
     VALID_NP_HPARAMS = (np.bool_, np.float32, np.float64, np.int32, np.int64)
 
+    _service = "Aim"
+
     def __init__(self, repo: Optional[Any] = None, experiment_name: Optional[str] = None,
                  metrics: Optional[List[str]] = None, **aim_run_kwargs: Any) -> None:
         super().__init__()
@@ -103,7 +106,7 @@ class AimLoggerCallback(TrackingLoggerCallback):
         self._without_ip.discard(trial)
         run.close()
 
-    def log_trial_start(self, trial: Any) -> None:
+    def _start_run(self, trial: Any) -> None:
         previous = self._runs.pop(trial, None)
         if previous is not None:  # a trial started again from scratch gets a new run
             self._close_run(trial, previous, failed=False)
@@ -127,9 +130,7 @@ class AimLoggerCallback(TrackingLoggerCallback):
             logger.info("AimLoggerCallback leaves out these hyperparameters, which Aim cannot store: %s", removed)
         return kept
 
-    def log_trial_result_batch(self, iteration: int, trial: Any, results: List[Dict[str, Any]],
-                               times: List[float]) -> None:
-        run = self._run_of(trial)
+    def _log_batch(self, trial: Any, run: Any, results: List[Dict[str, Any]]) -> None:
         if trial in self._without_ip and results[0].get("node_ip"):
             run["trial_ip"] = results[0]["node_ip"]
             self._without_ip.discard(trial)

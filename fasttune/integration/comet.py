@@ -20,8 +20,8 @@ or ``api_key=...``)::
                            tags=["sweep"], project_name="my-project")]))
 
 Comet turns every metric of every result into one message: tens of microseconds per
-metric, on the driver, which bounds a sweep to some thousands of results a second while
-this logger is on.
+metric (on the callback's own thread, not the driver's event loop), which bounds a sweep to
+some thousands of results a second while this logger is on.
 """
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ class CometLoggerCallback(TrackingLoggerCallback):
     _other_results = ["trial_id", "experiment_id", "experiment_tag"]
     _episode_results = ["hist_stats/episode_reward", "hist_stats/episode_lengths"]
 
+    _service = "Comet"
+
     def __init__(self, online: bool = True, tags: Optional[List[str]] = None, save_checkpoints: bool = False,
                  **experiment_kwargs: Any) -> None:
         super().__init__()
@@ -94,6 +96,11 @@ class CometLoggerCallback(TrackingLoggerCallback):
         self._to_system = frozenset(self._system_results)
         self._to_other = frozenset(self._other_results)
         self._to_episodes = frozenset(self._episode_results)
+
+    _NOT_PICKLED = TrackingLoggerCallback._NOT_PICKLED + ("_logged", "_kinds")
+
+    def _start_afresh(self) -> None:
+        super()._start_afresh()
         # Per trial, what was logged last of the fields that rarely change (config, system
         # info, "other"): logged again only when they change, not with every result.
         self._logged: Dict[Any, Dict[str, Any]] = {}
@@ -115,7 +122,7 @@ class CometLoggerCallback(TrackingLoggerCallback):
         self._kinds.pop(trial, None)
         run.end()
 
-    def log_trial_start(self, trial: Any) -> None:
+    def _start_run(self, trial: Any) -> None:
         experiment = self._runs.get(trial)
         if experiment is None:  # a trial started again keeps its experiment
             experiment = self._runs[trial] = self._open_run(trial)
@@ -139,9 +146,7 @@ class CometLoggerCallback(TrackingLoggerCallback):
             return "episode"
         return "metric"
 
-    def log_trial_result_batch(self, iteration: int, trial: Any, results: List[Dict[str, Any]],
-                               times: List[float]) -> None:
-        experiment = self._run_of(trial)
+    def _log_batch(self, trial: Any, experiment: Any, results: List[Dict[str, Any]]) -> None:
         logged = self._logged.setdefault(trial, {})
         kinds = self._kinds.setdefault(trial, {})
         log_metrics = experiment.log_metrics
@@ -175,7 +180,11 @@ class CometLoggerCallback(TrackingLoggerCallback):
         # This hook, not ``log_trial_save``: it names the checkpoint saved, where
         # ``trial.checkpoint`` is already the latest of a batch that saved several.
         if self.save_checkpoints:
-            self._log_artifact(self._run_of(trial), self._checkpoint_artifact(trial, checkpoint))
+            # The artifact is made here, while the checkpoint's files are surely there.
+            self._submit(self._log_checkpoint, trial, self._checkpoint_artifact(trial, checkpoint))
+
+    def _log_checkpoint(self, trial: Any, artifact: Any) -> None:
+        self._log_artifact(self._run_of(trial), artifact)
 
     def _checkpoint_artifact(self, trial: Any, checkpoint: Any) -> Any:
         """``checkpoint`` as a Comet model artifact: its files under their paths in the

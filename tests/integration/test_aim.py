@@ -127,3 +127,13 @@ def test_importing_the_callback_does_not_import_aim():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env=dict(os.environ))
     assert done.stdout.strip() == "False"
+
+
+def test_the_callback_pickles_with_its_settings_for_tuner_restore():
+    import ray.cloudpickle as cloudpickle
+
+    callback = AimLoggerCallback(repo="runs", experiment_name="sweep", metrics=["loss"], capture_terminal_logs=False)
+    copy = cloudpickle.loads(cloudpickle.dumps(callback))
+    assert (copy._repo_path, copy._experiment_name, copy._metrics, copy._aim_run_kwargs) == (
+        "runs", "sweep", frozenset({"loss"}), {"capture_terminal_logs": False})
+    assert copy._runs == {}

@@ -50,7 +50,7 @@ def metrics(messages):
     return out
 
 
-def three_steps(config):
+def comet_steps(config):
     for i in range(1, 4):
         result = {"loss": config["x"] * i, "nested": {"a": 0.5 * i}, "should_checkpoint": False}
         if config["x"] == 2:
@@ -62,7 +62,7 @@ def three_steps(config):
 
 def test_one_offline_experiment_per_trial_with_what_ray_tune_logs(tmp_path):
     offline = str(tmp_path / "comet")
-    results = fit(three_steps, str(tmp_path / "storage"), space={"x": tune.grid_search([1, 2, 3]), "opt": {"m": 7}},
+    results = fit(comet_steps, str(tmp_path / "storage"), space={"x": tune.grid_search([1, 2, 3]), "opt": {"m": 7}},
                   callbacks=[CometLoggerCallback(online=False, tags=["sweep", "t2"], offline_directory=offline,
                                                  project_name="proj", **QUIET)])
     experiments = archives(offline)  # an archive is written when its experiment ends
@@ -74,7 +74,7 @@ def test_one_offline_experiment_per_trial_with_what_ray_tune_logs(tmp_path):
         assert experiment["project_name"] == "proj"
         assert sorted(experiment["tags"]) == ["sweep", "t2"]
         others = {p["key"]: p["value"] for p in of_type(messages, "log_other")}
-        assert others == {"offline_experiment": True, "Name": f"three_steps_{trial_id}", "Created from": "Ray",
+        assert others == {"offline_experiment": True, "Name": f"comet_steps_{trial_id}", "Created from": "Ray",
                           "hasNestedParams": True, "trial_id": trial_id}
         parameters = [(p["param"]["paramName"], p["param"]["paramValue"], p["param"]["step"])
                       for p in of_type(messages, "parameter_msg") if p["param"]["source"] == "manual"]
@@ -100,7 +100,7 @@ def test_one_offline_experiment_per_trial_with_what_ray_tune_logs(tmp_path):
         assert len(curves) == (3 if x == 2 else 0)
 
 
-def save_three(config):
+def comet_checkpoints(config):
     for i in range(1, 4):
         directory = os.path.join(os.getcwd(), f"ckpt_{i}")
         os.makedirs(os.path.join(directory, "sub"), exist_ok=True)
@@ -129,8 +129,8 @@ class KeepsArtifacts(CometLoggerCallback):
 def test_each_checkpoint_becomes_a_model_artifact_with_its_files(tmp_path):
     # ``disabled``: a real online Experiment that sends nothing.
     callback = KeepsArtifacts(save_checkpoints=True, disabled=True, **QUIET)
-    results = fit(save_three, str(tmp_path / "storage"), space={"x": 1}, callbacks=[callback])
-    name = f"save_three_{results[0].metrics['trial_id']}"
+    results = fit(comet_checkpoints, str(tmp_path / "storage"), space={"x": 1}, callbacks=[callback])
+    name = f"comet_checkpoints_{results[0].metrics['trial_id']}"
     assert callback.kept == [(name, f"checkpoint_{name}", "model", [("meta.json", str(i)), ("sub/weights.txt", str(i))])
                              for i in (1, 2, 3)]
 
@@ -162,3 +162,13 @@ def test_importing_the_callback_does_not_import_comet():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env=dict(os.environ))
     assert done.stdout.strip() == "False"
+
+
+def test_the_callback_pickles_with_its_settings_for_tuner_restore():
+    import ray.cloudpickle as cloudpickle
+
+    callback = CometLoggerCallback(online=False, tags=["a"], project_name="proj")
+    copy = cloudpickle.loads(cloudpickle.dumps(callback))
+    assert (copy.online, copy.tags, copy.save_checkpoints, copy.experiment_kwargs) == (
+        False, ["a"], False, callback.experiment_kwargs)
+    assert copy.experiment_kwargs["project_name"] == "proj" and copy.experiment_kwargs["log_git_patch"] is False
