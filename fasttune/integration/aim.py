@@ -80,6 +80,11 @@ class AimLoggerCallback(TrackingLoggerCallback):
         self._experiment_name = experiment_name
         self._metrics = frozenset(metrics) if metrics is not None else None
         self._aim_run_kwargs = aim_run_kwargs
+
+    _NOT_PICKLED = TrackingLoggerCallback._NOT_PICKLED + ("_without_ip",)
+
+    def _start_afresh(self) -> None:
+        super()._start_afresh()
         # Runs whose trial had not reported yet when they opened: a fasttune trial learns its
         # node's address from its first result (its workers are pooled), so the run gets
         # ``trial_ip`` then.
