@@ -3,8 +3,6 @@ per trial with its hyperparameters and trial fields, Ray Tune's metric names at 
 (with the reported epoch and context), only the chosen metrics when asked, and a closed run for a
 trial that failed."""
 import os
-import subprocess
-import sys
 
 import aim
 import numpy as np
@@ -14,6 +12,7 @@ from aim.sdk.index_manager import RepoIndexManager
 import fasttune as tune
 from fasttune.integration.aim import AimLoggerCallback
 from fasttune_testing import fit
+from tracking_testing import imports_library, missing_library_message
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -112,21 +111,15 @@ def test_bad_arguments_say_what_is_wrong():
 
 
 def test_without_aim_the_callback_says_what_to_install():
-    code = ("import sys; sys.modules['aim'] = None\n"
-            "from fasttune.integration.aim import AimLoggerCallback\n"
-            "try:\n    AimLoggerCallback()\nexcept ImportError as exc:\n    print(exc)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env=dict(os.environ))
-    assert done.stdout.strip() == 'AimLoggerCallback needs aim: pip install "fasttune[aim]" (or pip install aim).'
+    assert missing_library_message('aim', 'fasttune.integration.aim', 'AimLoggerCallback') == (
+        'AimLoggerCallback needs aim: pip install "fasttune[aim]" (or pip install aim).')
 
 
 def test_importing_the_callback_does_not_import_aim():
-    code = ("import sys, fasttune.integration.aim, fasttune.logger.aim\n"
-            "assert fasttune.logger.aim.AimLoggerCallback is fasttune.integration.aim.AimLoggerCallback\n"
-            "print('aim' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env=dict(os.environ))
-    assert done.stdout.strip() == "False"
+    assert not imports_library('aim', 'fasttune.integration.aim', 'fasttune.logger.aim')
+    from fasttune.logger.aim import AimLoggerCallback as at_ray_tunes_path
+
+    assert at_ray_tunes_path is AimLoggerCallback
 
 
 def test_the_callback_pickles_with_its_settings_for_tuner_restore():

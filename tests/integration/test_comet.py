@@ -6,8 +6,6 @@ network: the checkpoint test keeps the artifacts the callback would upload."""
 import glob
 import json
 import os
-import subprocess
-import sys
 import zipfile
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 import fasttune as tune
 from fasttune.integration.comet import CometLoggerCallback
 from fasttune_testing import fit
+from tracking_testing import imports_library, missing_library_message
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -146,22 +145,15 @@ def test_bad_tags_say_what_is_wrong():
 
 
 def test_without_comet_the_callback_says_what_to_install():
-    code = ("import sys; sys.modules['comet_ml'] = None\n"
-            "from fasttune.integration.comet import CometLoggerCallback\n"
-            "try:\n    CometLoggerCallback()\nexcept ImportError as exc:\n    print(exc)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env=dict(os.environ))
-    assert done.stdout.strip() == ('CometLoggerCallback needs comet_ml: pip install "fasttune[comet]" '
-                                   "(or pip install comet_ml).")
+    assert missing_library_message('comet_ml', 'fasttune.integration.comet', 'CometLoggerCallback') == (
+        'CometLoggerCallback needs comet_ml: pip install "fasttune[comet]" (or pip install comet_ml).')
 
 
 def test_importing_the_callback_does_not_import_comet():
-    code = ("import sys, fasttune.integration.comet, fasttune.logger.comet\n"
-            "assert fasttune.logger.comet.CometLoggerCallback is fasttune.integration.comet.CometLoggerCallback\n"
-            "print('comet_ml' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env=dict(os.environ))
-    assert done.stdout.strip() == "False"
+    assert not imports_library('comet_ml', 'fasttune.integration.comet', 'fasttune.logger.comet')
+    from fasttune.logger.comet import CometLoggerCallback as at_ray_tunes_path
+
+    assert at_ray_tunes_path is CometLoggerCallback
 
 
 def test_the_callback_pickles_with_its_settings_for_tuner_restore():
