@@ -7,7 +7,7 @@ Example:
     >>> create_searcher("nope")
     Traceback (most recent call last):
     ...
-    ValueError: Unknown searcher 'nope'; valid names: variant_generator, random, optuna, hyperopt, nevergrad, bayesopt, zoopt.
+    ValueError: Unknown searcher 'nope'; valid names: variant_generator, random, optuna, hyperopt, nevergrad, bayesopt, zoopt, hebo.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ _SEARCHERS: Dict[str, Tuple[str, str, Optional[str]]] = {
     "nevergrad": ("fasttune.search.nevergrad", "NevergradSearch", "nevergrad"),
     "bayesopt": ("fasttune.search.bayesopt", "BayesOptSearch", "bayesopt"),
     "zoopt": ("fasttune.search.zoopt", "ZOOptSearch", "zoopt"),
+    "hebo": ("fasttune.search.hebo", "HEBOSearch", "hebo"),
 }
 
 SEARCHER_NAMES = tuple(_SEARCHERS)
@@ -59,8 +60,8 @@ def create_searcher(search_alg: str, **kwargs: Any) -> Union[Searcher, SearchAlg
 
     Names: ``"variant_generator"`` and ``"random"`` (``BasicVariantGenerator``),
     ``"optuna"`` (``OptunaSearch``), ``"hyperopt"`` (``HyperOptSearch``),
-    ``"nevergrad"`` (``NevergradSearch``), ``"bayesopt"`` (``BayesOptSearch``) and ``"zoopt"``
-    (``ZOOptSearch``); the last five need their optional extra, and
+    ``"nevergrad"`` (``NevergradSearch``), ``"bayesopt"`` (``BayesOptSearch``), ``"zoopt"``
+    (``ZOOptSearch``) and ``"hebo"`` (``HEBOSearch``); the last six need their optional extra, and
     an ``ImportError`` names it when it is missing.  Unknown names raise ``ValueError``
     listing the valid ones.
     """
