@@ -10,8 +10,6 @@ these tests in a venv that adds HEBO, without its numpy pin, to the suite's envi
     /work/venv-hebo/bin/pip install --no-deps "HEBO==0.3.6" "pymoo==0.6.0" disjoint-set catboost GPy paramz
     PYTHONPATH=$PWD /work/venv-hebo/bin/python -m pytest -p no:cacheprovider tests_hebo
 """
-import os
-import subprocess
 import sys
 
 import numpy as np

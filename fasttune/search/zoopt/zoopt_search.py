@@ -54,6 +54,7 @@ from fasttune._optional import import_optional
 from fasttune._serialization import _pickle_module
 from fasttune.result import DEFAULT_METRIC
 from fasttune.search._space_conversion import holds_domain, plain_python
+from fasttune.search._tuner_properties import take_missing_metric_and_mode
 from fasttune.search.bayesopt.bayesopt_search import _flatten, _unflatten
 from fasttune.search.sample import Categorical, Domain, Float, Integer, Quantized, Uniform
 from fasttune.search.searcher import Searcher
@@ -368,11 +369,7 @@ class ZOOptSearch(Searcher):
         if mode is not None and mode not in ("min", "max"):
             raise ValueError(f"ZOOptSearch takes mode 'min' or 'max', got {mode!r}.")
         if self.optimizer is not None:
-            self._mode = self._mode or mode
-            if self._metric in (None, DEFAULT_METRIC) and metric:
-                self._metric = metric
-            elif self._metric is None and self._mode:
-                self._metric = DEFAULT_METRIC
+            take_missing_metric_and_mode(self, metric, mode)
             return False
         flat = _flatten(config or {})
         dimensions = _to_dimensions({k: v for k, v in flat.items() if holds_domain(v)}, "search space")
