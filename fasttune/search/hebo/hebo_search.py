@@ -37,7 +37,6 @@ from typing import Any, Dict, Iterator, List, Optional
 import numpy as np
 
 from fasttune._optional import import_optional
-from fasttune._serialization import _pickle_module
 from fasttune.result import DEFAULT_METRIC
 from fasttune.search._space_conversion import holds_domain, plain_python
 from fasttune.search._tuner_properties import take_missing_metric_and_mode
@@ -361,18 +360,9 @@ class HEBOSearch(Searcher):
 
     # -- checkpointing -------------------------------------------------------------------
     def get_state(self) -> Dict[str, Any]:
-        """Everything needed to continue the same sequence of suggestions."""
+        """Everything needed to continue the same sequence of suggestions (``save`` writes it,
+        the library's objects cloudpickled)."""
         return dict(self.__dict__)
 
     def set_state(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
-
-    def save(self, checkpoint_path: str) -> None:
-        """Writes the searcher's state (optimiser and generators included) to ``checkpoint_path``."""
-        with open(checkpoint_path, "wb") as f:
-            _pickle_module().dump(self.get_state(), f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Reads back what ``save`` wrote."""
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(_pickle_module().load(f))
