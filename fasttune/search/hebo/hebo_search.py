@@ -38,9 +38,8 @@ import numpy as np
 
 from fasttune._optional import import_optional
 from fasttune.result import DEFAULT_METRIC
-from fasttune.search._space_conversion import holds_domain, plain_python
+from fasttune.search._space_conversion import flat_space, holds_domain, nested_config, plain_python
 from fasttune.search._tuner_properties import take_missing_metric_and_mode
-from fasttune.search.bayesopt.bayesopt_search import _flatten, _unflatten
 from fasttune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized, Uniform
 from fasttune.search.searcher import Searcher
 from fasttune.search.variant_generator import is_grid_dict
@@ -161,7 +160,7 @@ class HEBOSearch(Searcher):
         self._hebo_config = kwargs
         self._random_state_seed = random_state_seed
         self._max_concurrent = int(max_concurrent)
-        self._points_to_evaluate = [_flatten(p) for p in points_to_evaluate or []]
+        self._points_to_evaluate = [flat_space(p) for p in points_to_evaluate or []]
         self._evaluated_rewards = list(evaluated_rewards) if evaluated_rewards is not None else None
         self._initial_points: List[Dict[str, Any]] = []
         self._quanta: Dict[str, float] = {}  # name -> the step of a quantized float
@@ -191,14 +190,14 @@ class HEBOSearch(Searcher):
     def convert_search_space(spec: Dict, prefix: str = "") -> Any:
         """HEBO's ``DesignSpace`` for ``spec``'s domains (constants left out), by their
         ``"a/b"`` names (``prefix`` goes before each), as Ray Tune's ``convert_search_space``."""
-        flat = _flatten(spec)
+        flat = flat_space(spec)
         searched = {f"{prefix}{k}": v for k, v in flat.items() if holds_domain(v)}
         return HEBOSearch._convert(searched, "search space")
 
     @staticmethod
     def _convert_params(space: Mapping, what: str) -> List[Dict[str, Any]]:
         params = []
-        for name, value in _flatten(space).items():
+        for name, value in flat_space(space).items():
             if isinstance(value, Mapping) and is_grid_dict(value):
                 raise ValueError(f"HEBOSearch cannot convert the grid search at {name!r}: a grid search is "
                                  "expanded by the variant generator, not sampled; use choice([...]).")
@@ -238,7 +237,7 @@ class HEBOSearch(Searcher):
             self._initial_points = list(self._points_to_evaluate)
 
     def _set_quanta(self, spec: Mapping) -> None:
-        self._quanta = {name: q for name, value in _flatten(spec).items()
+        self._quanta = {name: q for name, value in flat_space(spec).items()
                         if isinstance(value, Domain) and (q := _quantum(value)) is not None}
 
     @contextlib.contextmanager
@@ -269,7 +268,7 @@ class HEBOSearch(Searcher):
         if self._opt is not None:
             take_missing_metric_and_mode(self, metric, mode)
             return False
-        flat = _flatten(config or {})
+        flat = flat_space(config or {})
         searched = {k: v for k, v in flat.items() if holds_domain(v)}
         if not searched:
             raise ValueError("HEBOSearch has no search space: pass space=... or put domains in the Tuner's "
@@ -312,7 +311,7 @@ class HEBOSearch(Searcher):
         self._live_trial_mapping[trial_id] = params
         if len(self._live_trial_mapping) >= self._max_concurrent:
             self._batch_filled = True
-        return _unflatten({name: self._rounded(name, value) for name, value in params.items()})
+        return nested_config({name: self._rounded(name, value) for name, value in params.items()})
 
     def _rounded(self, name: str, value: Any) -> Any:
         q = self._quanta.get(name)
@@ -352,7 +351,7 @@ class HEBOSearch(Searcher):
         if error or pruned:
             logger.warning("HEBOSearch takes only points that were evaluated without error or pruning.")
             return
-        flat = _flatten(parameters)
+        flat = flat_space(parameters)
         missing = sorted(set(self._space.para_names) - set(flat))
         if missing:
             raise ValueError(f"add_evaluated_point: the parameters lack {missing}.")

@@ -52,9 +52,8 @@ import numpy as np
 
 from fasttune._optional import import_optional
 from fasttune.result import DEFAULT_METRIC
-from fasttune.search._space_conversion import holds_domain, plain_python
+from fasttune.search._space_conversion import flat_space, holds_domain, nested_config, plain_python
 from fasttune.search._tuner_properties import take_missing_metric_and_mode
-from fasttune.search.bayesopt.bayesopt_search import _flatten, _unflatten
 from fasttune.search.sample import Categorical, Domain, Float, Integer, Quantized, Uniform
 from fasttune.search.searcher import Searcher
 from fasttune.search.variant_generator import is_grid_dict
@@ -178,7 +177,7 @@ def _to_dimensions(space: Mapping, what: str) -> Dict[str, _Dimension]:
     if not isinstance(space, Mapping):
         raise TypeError(f"ZOOptSearch's {what} must be a dict, got {type(space).__name__}.")
     dimensions: Dict[str, _Dimension] = {}
-    for name, value in _flatten(space).items():
+    for name, value in flat_space(space).items():
         if isinstance(value, Mapping) and is_grid_dict(value):
             raise ValueError(f"ZOOptSearch cannot convert the grid search at {name!r}: a grid search is expanded "
                              "by the variant generator, not sampled; use choice([...]).")
@@ -270,7 +269,7 @@ class ZOOptSearch(Searcher):
         self._budget = int(budget)
         self.parallel_num = int(parallel_num)
         self.kwargs = kwargs
-        self._points_to_evaluate = [_flatten(p) for p in points_to_evaluate or []]
+        self._points_to_evaluate = [flat_space(p) for p in points_to_evaluate or []]
         # The searcher's own numpy generator state (None: numpy's global generator is used).
         self._rng_state: Any = np.random.RandomState(int(seed)).get_state() if seed is not None else None
         self._float_precisions: List[Any] = []  # zoopt keeps its space's roundings in a global
@@ -300,7 +299,7 @@ class ZOOptSearch(Searcher):
             ...                                   "act": choice(["relu", "tanh"]), "epochs": 3})
             {'opt/lr': (1, [0.0, 1.0], 1e-12), 'n': (0, [1, 4], True), 'act': (2, ['relu', 'tanh'])}
         """
-        flat = _flatten(spec)
+        flat = flat_space(spec)
         searched = {k: v for k, v in flat.items() if holds_domain(v)}
         converted: Dict[str, Tuple] = {}
         for name, dimension in _to_dimensions(searched, "search space").items():
@@ -370,7 +369,7 @@ class ZOOptSearch(Searcher):
         if self.optimizer is not None:
             take_missing_metric_and_mode(self, metric, mode)
             return False
-        flat = _flatten(config or {})
+        flat = flat_space(config or {})
         dimensions = _to_dimensions({k: v for k, v in flat.items() if holds_domain(v)}, "search space")
         if not dimensions:
             raise ValueError("ZOOptSearch has no search space: pass dim_dict=... or put domains in the Tuner's "
@@ -427,7 +426,7 @@ class ZOOptSearch(Searcher):
         self._num_suggested += 1
         self._live_solutions[trial_id] = solution
         values = solution.get_x()
-        return _unflatten({name: dimension.decode(value)
+        return nested_config({name: dimension.decode(value)
                            for (name, dimension), value in zip(self._dimensions.items(), values)})
 
     def _draw_initial_sample(self) -> List[Any]:
