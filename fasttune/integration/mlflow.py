@@ -6,8 +6,8 @@ The callback lays a sweep out as Ray Tune does: one run per trial in one experim
 of each result (flattened with ``/``) as a metric at step ``timesteps_total`` or else
 ``training_iteration``, the trial's directory as artifacts with ``save_artifact=True``, and the
 status FINISHED or FAILED when the trial ends.  Runs are flat: neither Ray Tune nor fasttune makes
-parent or child runs.  Results reach MLflow in batches (``log_batch``) from a thread of the
-callback's own, so the sweep does not wait for the tracking store.
+parent or child runs.  Results reach MLflow in batches (``log_batch``) from a process of the
+callback's own, so the event loop does not wait for the tracking store (the end of the sweep does).
 
 Example:
     >>> import fasttune as tune
@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional
 
 from fasttune._flatten import flatten_dict
 from fasttune._optional import import_optional
-from fasttune.integration._tracking import TrackingThread
+from fasttune.integration._tracking import TrackingProcess
 from fasttune.logger.logger import LoggerCallback
 from fasttune.result import TIMESTEPS_TOTAL, TRAINING_ITERATION
 from fasttune.trainable.session import get_session
@@ -38,6 +38,7 @@ __all__ = ["MLflowLoggerCallback", "setup_mlflow"]
 logger = logging.getLogger(__name__)
 
 _TOKEN_ENV = "MLFLOW_TRACKING_TOKEN"
+_FINISH_TIMEOUT = 1800  # seconds the end of a sweep waits for MLflow to take what is left
 
 
 class _NoopModule:
@@ -98,20 +99,66 @@ def _metrics(results: List[Dict[str, Any]], times: List[float]) -> List[Any]:
     return metrics
 
 
+class MLflowRuns:
+    """The MLflow runs of a sweep's trials, in the callback's tracking process: one message per
+    trial event (``start``, ``results``, ``end``), each in a call of MLflow's client."""
+
+    def __init__(self, tracking_uri: Optional[str], registry_uri: Optional[str], experiment_id: str,
+                 tags: Dict[str, Any], save_artifact: bool, log_params_on_trial_end: bool) -> None:
+        self.client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+        self.experiment_id = experiment_id
+        self.tags = {key: str(value) for key, value in tags.items()}
+        self.save_artifact = save_artifact
+        self.log_params_on_trial_end = log_params_on_trial_end
+        self.runs: Dict[str, str] = {}  # trial id -> run id
+
+    def _run_id(self, trial_id: str, name: str) -> str:
+        """The trial's run, created on its first event (a trial resumed with the experiment
+        gets a new run, as in Ray Tune)."""
+        run_id = self.runs.get(trial_id)
+        if run_id is None:
+            tags = {**self.tags, "trial_name": name}
+            run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
+            self.runs[trial_id] = run_id
+        return run_id
+
+    def start(self, trial_id: str, name: str, config: Dict[str, Any]) -> None:
+        run_id = self._run_id(trial_id, name)
+        if not self.log_params_on_trial_end:
+            self.client.log_batch(run_id, params=_params(config))
+
+    def results(self, trial_id: str, name: str, results: List[Dict[str, Any]], times: List[float]) -> None:
+        self.client.log_batch(self._run_id(trial_id, name), metrics=_metrics(results, times))
+
+    def end(self, trial_id: str, name: str, config: Dict[str, Any], trial_dir: Optional[str], failed: bool) -> None:
+        run_id = self._run_id(trial_id, name)
+        if self.save_artifact and trial_dir and os.path.isdir(trial_dir):
+            self.client.log_artifacts(run_id, trial_dir)
+        if self.log_params_on_trial_end:
+            self.client.log_batch(run_id, params=_params(config))
+        status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
+        self.client.set_terminated(run_id, status=status)
+        del self.runs[trial_id]
+
+    def close(self) -> None:
+        """Runs still open (their trials did not end) stay RUNNING, as in Ray Tune."""
+
+
 class MLflowLoggerCallback(LoggerCallback):
     """Logs each trial as an MLflow run: params, metrics per step, artifacts, status.
 
     ``tracking_uri``/``registry_uri``: where the runs go (MLflow's default when None; MLflow 3
     wants a database such as ``"sqlite:///mlflow.db"`` or a server, not a directory).
     ``experiment_name``: the experiment that holds the runs, created when missing (None:
-    ``$MLFLOW_EXPERIMENT_NAME``, else MLflow's default experiment through ``$MLFLOW_EXPERIMENT_ID``).
+    ``$MLFLOW_EXPERIMENT_NAME``, else the experiment ``$MLFLOW_EXPERIMENT_ID`` names).
     ``tags``: set on every run, beside ``trial_name``.  ``tracking_token``: put in
     ``$MLFLOW_TRACKING_TOKEN`` for a server that wants one.  ``save_artifact``: upload the
     trial's directory when it ends.  ``log_params_on_trial_end``: log the config at the end
     instead of at the start.
 
     The callback runs on the driver: a trial cannot call ``mlflow.log_*`` into its run (use
-    :func:`setup_mlflow` inside the trial for that).
+    :func:`setup_mlflow` inside the trial for that).  MLflow's client runs in a process of the
+    callback's own; at the end of the sweep the callback waits for it to write everything.
     """
 
     def __init__(self, tracking_uri: Optional[str] = None, *, registry_uri: Optional[str] = None,
@@ -129,67 +176,32 @@ class MLflowLoggerCallback(LoggerCallback):
         self.should_save_artifact = save_artifact
         self.log_params_on_trial_end = log_params_on_trial_end
         self.experiment_id: Optional[str] = None
-        self._client: Any = None
-        self._thread: Optional[TrackingThread] = None
-        self._trial_runs: Dict[Any, str] = {}  # trial -> run id; written on the thread only
+        self._process: Optional[TrackingProcess] = None
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
         if self.tracking_token:
             os.environ[_TOKEN_ENV] = self.tracking_token
-        self._client = mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
-        self.experiment_id = _experiment_id(self._client, None, self.experiment_name, None, create=True)
+        client = mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+        self.experiment_id = _experiment_id(client, None, self.experiment_name, None, create=True)
         if self.tags is None:
             self.tags = {}
-        self._thread = TrackingThread("MLflow tracking")
+        runs = (self.tracking_uri or mlflow.get_tracking_uri(), self.registry_uri, self.experiment_id, self.tags,
+                self.should_save_artifact, self.log_params_on_trial_end)
+        self._process = TrackingProcess("MLflow tracking", (__name__, "MLflowRuns", runs), _FINISH_TIMEOUT)
 
-    # ---- on the driver: hand each event to the thread, in order -------------------------
     def log_trial_start(self, trial: Any) -> None:
-        self._submit(self._start_run, trial, str(trial), dict(trial.config))
+        self._process.send("start", trial.trial_id, str(trial), dict(trial.config))
 
     def log_trial_result_batch(self, iteration: int, trial: Any, results: List[Dict[str, Any]],
                                times: List[float]) -> None:
-        self._submit(self._log_results, trial, str(trial), results, times)
+        self._process.send("results", trial.trial_id, str(trial), results, times)
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
-        self._submit(self._end_run, trial, str(trial), dict(trial.config), trial.local_path, failed)
+        self._process.send("end", trial.trial_id, str(trial), dict(trial.config), trial.local_path, failed)
 
     def on_experiment_end(self, trials: List[Any], **info: Any) -> None:
-        if self._thread is not None:
-            self._thread.close()
-
-    def _submit(self, fn: Any, *args: Any) -> None:
-        self._thread.check()
-        self._thread.submit(fn, *args)
-
-    # ---- on the thread ------------------------------------------------------------------
-    def _run_id(self, trial: Any, name: str) -> str:
-        """The trial's run, created on its first event (a trial resumed with the experiment
-        gets a new run, as in Ray Tune)."""
-        run_id = self._trial_runs.get(trial)
-        if run_id is None:
-            tags = {**{key: str(value) for key, value in self.tags.items()}, "trial_name": name}
-            run_id = self._client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
-            self._trial_runs[trial] = run_id
-        return run_id
-
-    def _start_run(self, trial: Any, name: str, config: Dict[str, Any]) -> None:
-        run_id = self._run_id(trial, name)
-        if not self.log_params_on_trial_end:
-            self._client.log_batch(run_id, params=_params(config))
-
-    def _log_results(self, trial: Any, name: str, results: List[Dict[str, Any]], times: List[float]) -> None:
-        self._client.log_batch(self._run_id(trial, name), metrics=_metrics(results, times))
-
-    def _end_run(self, trial: Any, name: str, config: Dict[str, Any], trial_dir: Optional[str],
-                 failed: bool) -> None:
-        run_id = self._run_id(trial, name)
-        if self.should_save_artifact and trial_dir and os.path.isdir(trial_dir):
-            self._client.log_artifacts(run_id, trial_dir)
-        if self.log_params_on_trial_end:
-            self._client.log_batch(run_id, params=_params(config))
-        status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
-        self._client.set_terminated(run_id, status=status)
-        del self._trial_runs[trial]
+        if self._process is not None:
+            self._process.finish()
 
 
 # The run setup_mlflow started in this process, and the trial it was for: a pooled worker runs

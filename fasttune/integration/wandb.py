@@ -10,7 +10,8 @@ and with ``upload_checkpoints`` each checkpoint as a ``model`` artifact.  The ru
 each trial's directory (``<trial dir>/wandb``) unless ``dir`` or ``$WANDB_DIR`` says otherwise.
 
 W&B costs about 0.3 ms of Python per logged row, so the callback runs it in a process of its own
-(one for the sweep, holding every trial's run) and only hands it each batch of results.
+(one for the sweep, holding every trial's run) and only hands it each batch of results; at the
+end of the sweep it waits (at most ``upload_timeout`` seconds) for that process to finish.
 
 Example:
     >>> import fasttune as tune
@@ -21,17 +22,12 @@ Example:
 from __future__ import annotations
 
 import os
-import pickle
-import subprocess
-import sys
 import warnings
 from typing import Any, Dict, List, Optional
 
-import fasttune
 from fasttune._optional import import_optional
-from fasttune.error import TuneError
-from fasttune.integration._tracking import TrackingThread
-from fasttune.integration._wandb_process import clean_log, load_hook, run_process_run_info_hook
+from fasttune.integration._tracking import TrackingProcess
+from fasttune.integration._wandb_runs import clean_log, load_hook, run_process_run_info_hook
 from fasttune.logger.logger import LoggerCallback
 from fasttune.trainable.session import get_session
 
@@ -157,8 +153,7 @@ class WandbLoggerCallback(LoggerCallback):
         self.video_kwargs = video_kwargs or {}
         self.image_kwargs = image_kwargs or {}
         self.kwargs = kwargs
-        self._process: Optional[subprocess.Popen] = None
-        self._thread: Optional[TrackingThread] = None
+        self._process: Optional[TrackingProcess] = None
         self._started: set = set()  # ids of the trials whose run is open
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
@@ -169,7 +164,7 @@ class WandbLoggerCallback(LoggerCallback):
             raise ValueError(f"WandbLoggerCallback needs a project: pass project=... or set ${WANDB_PROJECT_ENV_VAR}.")
         if not self.group and os.environ.get(WANDB_GROUP_ENV_VAR):
             self.group = os.environ[WANDB_GROUP_ENV_VAR]
-        self._thread = TrackingThread("W&B logging")
+        self._process = TrackingProcess("W&B logging", ("fasttune.integration._wandb_runs", "WandbRuns", ()), self._upload_timeout)
 
     # ---- on the driver ------------------------------------------------------------------
     def log_trial_start(self, trial: Any) -> None:
@@ -186,63 +181,24 @@ class WandbLoggerCallback(LoggerCallback):
             init_kwargs["dir"] = trial.local_path
         init_kwargs.update(self.kwargs)
         init_kwargs["reinit"] = "create_new"  # the process holds every running trial's run
-        self._send("start", trial.trial_id, init_kwargs, exclude, trial.local_path)
+        self._process.send("start", trial.trial_id, init_kwargs, exclude, trial.local_path)
 
     def log_trial_result_batch(self, iteration: int, trial: Any, results: List[Dict[str, Any]],
                                times: List[float]) -> None:
         if trial.trial_id not in self._started:
             self.log_trial_start(trial)
-        self._send("results", trial.trial_id, results)
+        self._process.send("results", trial.trial_id, results)
 
     def log_trial_save(self, trial: Any) -> None:
         checkpoint = trial.checkpoint
         if self.upload_checkpoints and checkpoint is not None and os.path.isdir(checkpoint.path):
-            self._send("checkpoint", trial.trial_id, str(trial), checkpoint.path)
+            self._process.send("checkpoint", trial.trial_id, str(trial), checkpoint.path)
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         if trial.trial_id in self._started:
             self._started.discard(trial.trial_id)
-            self._send("end", trial.trial_id, failed)
+            self._process.send("end", trial.trial_id, failed)
 
     def on_experiment_end(self, trials: List[Any], **info: Any) -> None:
-        if self._thread is None:
-            return
-        self._thread.check()
-        self._thread.close()
-        if self._process is None:
-            return
-        process, self._process = self._process, None
-        failures = self._finish(process)
-        if failures:
-            raise TuneError(f"W&B logging failed for {len(failures)} call(s); the first: {failures[0]}")
-
-    # ---- the logging process ------------------------------------------------------------
-    def _send(self, *message: Any) -> None:
-        self._thread.check()
-        self._thread.submit(self._write, message)
-
-    def _write(self, message: tuple) -> None:
-        # On the thread: pickling a batch and the pipe's waits stay off the event loop.
-        if self._process is None:
-            self._process = self._start_process()
-        self._process.stdin.write(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-        self._process.stdin.flush()
-
-    def _start_process(self) -> subprocess.Popen:
-        env = dict(os.environ)
-        # The child imports this fasttune, wherever the driver found it.
-        source_root = os.path.dirname(os.path.dirname(os.path.abspath(fasttune.__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
-        return subprocess.Popen([sys.executable, "-m", "fasttune.integration._wandb_process"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-
-    def _finish(self, process: subprocess.Popen) -> List[str]:
-        try:
-            replies, _ = process.communicate(pickle.dumps(("close",)), timeout=self._upload_timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            return [f"W&B did not finish within upload_timeout={self._upload_timeout} s; the process was stopped."]
-        if not replies:
-            return [f"the W&B logging process ended with exit code {process.returncode} and no answer."]
-        return pickle.loads(replies)
+        if self._process is not None:
+            self._process.finish()

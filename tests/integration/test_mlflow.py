@@ -40,7 +40,7 @@ def history(client, run, key):
                                                                  key=lambda metric: metric.step)]
 
 
-def three_steps(config):
+def mlflow_three_steps(config):
     for i in range(1, 4):
         tune.report({"loss": config["lr"] * i, "nested": {"acc": i / 10}, "note": "text", "flag": i == 3})
 
@@ -50,7 +50,7 @@ def test_each_trial_is_a_run_with_its_params_metrics_per_step_artifacts_and_stat
     client.create_experiment("sweep", artifact_location=str(tmp_path / "artifacts"))
     callback = MLflowLoggerCallback(tracking_uri, experiment_name="sweep", tags={"owner": "tests"},
                                     save_artifact=True)
-    grid = fit(three_steps, storage, {"lr": tune.grid_search([0.5, 2.0]), "model": {"depth": 3}},
+    grid = fit(mlflow_three_steps, storage, {"lr": tune.grid_search([0.5, 2.0]), "model": {"depth": 3}},
                callbacks=[callback])
     assert grid.num_errors == 0
 
@@ -73,10 +73,10 @@ def test_each_trial_is_a_run_with_its_params_metrics_per_step_artifacts_and_stat
 
 def _trial_name(result):
     # The trial's name, as str(trial) gives it: "<trainable>_<trial id>".
-    return f"three_steps_{result.metrics['trial_id']}"
+    return f"mlflow_three_steps_{result.metrics['trial_id']}"
 
 
-def fails_at_two(config):
+def mlflow_fails_at_two(config):
     tune.report({"loss": 1.0})
     tune.report({"loss": 0.5})
     raise RuntimeError("fails on purpose")
@@ -84,7 +84,7 @@ def fails_at_two(config):
 
 def test_a_failing_trial_is_a_failed_run_with_what_it_reported(storage, tracking_uri):
     callback = MLflowLoggerCallback(tracking_uri, experiment_name="failing", log_params_on_trial_end=True)
-    grid = fit(fails_at_two, storage, {"seed": 7}, callbacks=[callback])
+    grid = fit(mlflow_fails_at_two, storage, {"seed": 7}, callbacks=[callback])
     assert grid.num_errors == 1
     client = MlflowClient(tracking_uri=tracking_uri)
     (run,) = runs_by_name(client, "failing").values()
@@ -102,12 +102,21 @@ def test_bad_tags_are_refused():
 def test_a_failing_store_call_surfaces_as_a_tune_error(tracking_uri):
     callback = MLflowLoggerCallback(tracking_uri, experiment_name="broken")
     callback.setup()
-    callback._thread.submit(callback._client.set_terminated, "no-such-run")
-    with pytest.raises(TuneError, match="MLflow tracking failed"):
+    MlflowClient(tracking_uri=tracking_uri).delete_experiment(callback.experiment_id)  # no new run in it
+    callback.log_trial_result_batch(0, _Unstarted(), [{"training_iteration": 1}], [0.0])
+    with pytest.raises(TuneError, match=r"MLflow tracking failed 1 time\(s\); the first: results\('gone'"):
         callback.on_experiment_end([])
 
 
-def logs_inside(config):
+class _Unstarted:
+    # What the callback reads of a trial.
+    trial_id = "gone"
+
+    def __str__(self):
+        return "gone"
+
+
+def mlflow_logs_inside(config):
     mlflow = setup_mlflow(config, tracking_uri=config["uri"], experiment_name="inside",
                           create_experiment_if_not_exists=True, run_name=f"run_{config['x']}",
                           tags={"where": "trial"})
@@ -118,7 +127,7 @@ def logs_inside(config):
 
 
 def test_setup_mlflow_starts_a_run_for_the_trial_with_its_config(storage, tracking_uri):
-    grid = fit(logs_inside, storage, {"x": tune.grid_search([1, 2]), "uri": tracking_uri},
+    grid = fit(mlflow_logs_inside, storage, {"x": tune.grid_search([1, 2]), "uri": tracking_uri},
                tune_config=tune.TuneConfig(max_concurrent_trials=1))
     assert grid.num_errors == 0
     client = MlflowClient(tracking_uri=tracking_uri)

@@ -26,7 +26,7 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
 
 
-def three_steps(config):
+def wandb_three_steps(config):
     for i in range(1, 4):
         checkpoint = None
         if i == 2:
@@ -41,14 +41,14 @@ def three_steps(config):
 
 def test_each_trial_is_a_run_with_its_config_and_one_row_per_result(storage):
     callback = WandbLoggerCallback(project="sweeps", excludes=["secret"], upload_checkpoints=True)
-    grid = fit(three_steps, storage, {"lr": tune.grid_search([0.5, 2.0]), "model": {"depth": 3}},
+    grid = fit(wandb_three_steps, storage, {"lr": tune.grid_search([0.5, 2.0]), "model": {"depth": 3}},
                name="wandb_exp", callbacks=[callback])
     assert grid.num_errors == 0
     for result in grid:
         trial_id = result.metrics["trial_id"]
         (run,) = offline_runs(result.path).values()  # in the trial's directory, as Ray Tune puts them
         lr = result.config["lr"]
-        assert run.run.run_id == trial_id and run.run.display_name == f"three_steps_{trial_id}"
+        assert run.run.run_id == trial_id and run.run.display_name == f"wandb_three_steps_{trial_id}"
         assert run.run.project == "sweeps" and run.run.run_group == "wandb_exp"
         assert run.config["lr"] == lr and run.config["model"] == {"depth": 3}
         assert run.config["trial_id"] == trial_id and run.config["trial_log_path"] == result.path
@@ -59,10 +59,10 @@ def test_each_trial_is_a_run_with_its_config_and_one_row_per_result(storage):
         logged = set().union(*run.rows)
         assert not logged & {"note", "secret", "vector", "done", "trial_id", "hostname", "pid", "config/lr"}
         assert run.exit_code == 0
-        assert [(a.name, a.type) for a in run.artifacts] == [(f"checkpoint_three_steps_{trial_id}", "model")]
+        assert [(a.name, a.type) for a in run.artifacts] == [(f"checkpoint_wandb_three_steps_{trial_id}", "model")]
 
 
-def fails_at_two(config):
+def wandb_fails_at_two(config):
     tune.report({"loss": 1.0})
     tune.report({"loss": 0.5})
     raise RuntimeError("fails on purpose")
@@ -70,7 +70,7 @@ def fails_at_two(config):
 
 def test_a_failing_trial_finishes_its_run_with_exit_code_1_and_log_config_logs_the_config(storage):
     callback = WandbLoggerCallback(project="sweeps", group="mine", log_config=True)
-    grid = fit(fails_at_two, storage, {"seed": 7}, callbacks=[callback])
+    grid = fit(wandb_fails_at_two, storage, {"seed": 7}, callbacks=[callback])
     assert grid.num_errors == 1
     (result,) = grid
     (run,) = offline_runs(result.path).values()
@@ -98,7 +98,7 @@ def test_online_without_a_key_says_how_to_give_one(monkeypatch, tmp_path):
         WandbLoggerCallback(project="p").setup()
 
 
-def logs_inside(config):
+def wandb_logs_inside(config):
     # Ray's workers started before the test set $WANDB_MODE: the trial says offline itself.
     run = setup_wandb(config, project="inside", dir=config["dir"], mode="offline")
     for step in range(1, 3):
@@ -110,7 +110,7 @@ def logs_inside(config):
 def test_setup_wandb_starts_a_run_for_the_trial_with_its_config(storage, tmp_path):
     folder = str(tmp_path / "inside")
     os.makedirs(folder)
-    grid = fit(logs_inside, storage, {"x": tune.grid_search([1, 2]), "dir": folder}, name="inside_exp",
+    grid = fit(wandb_logs_inside, storage, {"x": tune.grid_search([1, 2]), "dir": folder}, name="inside_exp",
                tune_config=tune.TuneConfig(max_concurrent_trials=1))
     assert grid.num_errors == 0
     runs = offline_runs(folder)
@@ -118,7 +118,7 @@ def test_setup_wandb_starts_a_run_for_the_trial_with_its_config(storage, tmp_pat
     for result in grid:
         run = runs[result.metrics["trial_id"]]
         x = result.config["x"]
-        assert run.run.display_name == f"logs_inside_{result.metrics['trial_id']}"
+        assert run.run.display_name == f"wandb_logs_inside_{result.metrics['trial_id']}"
         assert run.run.run_group == "inside_exp" and run.run.project == "inside"
         assert run.config["x"] == x and run.config["dir"] == folder
         assert [(row["_step"], row["inner"]) for row in run.rows] == [(1, x), (2, 2 * x)]

@@ -1,15 +1,10 @@
-"""The process in which ``WandbLoggerCallback`` runs W&B: one for the whole sweep, holding one W&B
-run per trial (``wandb.init(reinit="create_new")``), fed by the driver through its stdin.
+"""What ``WandbLoggerCallback``'s tracking process does with W&B (``WandbRuns``): one W&B run per
+running trial, all in that one process (``wandb.init(reinit="create_new")``; Ray Tune uses an
+actor per trial instead), and the cleaning of results and configs for W&B, as Ray Tune does it.
 
-W&B spends about 0.3 ms of Python per ``run.log``; in the driver's process that would take the
-event loop's time, so the driver only pickles each batch into a pipe (Ray Tune uses an actor per
-trial for the same reason).  Run as ``python -m fasttune.integration._wandb_process``: a fresh
-interpreter, so a user's script without a ``__main__`` guard is not run again.
-
-Messages (pickled tuples): ``("start", trial_id, init_kwargs, exclude, trial_dir)``,
-``("results", trial_id, results)``, ``("checkpoint", trial_id, name, path)``,
-``("end", trial_id, failed)``, ``("close",)``.  On ``close`` (or end of input) every open run
-finishes and the process writes the pickled list of failures to its stdout.
+Messages from the driver: ``start(trial_id, init_kwargs, exclude, trial_dir)``,
+``results(trial_id, results)``, ``checkpoint(trial_id, name, path)``, ``end(trial_id, failed)``,
+``close()`` (finishes the runs still open).
 """
 from __future__ import annotations
 
@@ -18,7 +13,6 @@ import logging
 import numbers
 import os
 import pickle
-import sys
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
@@ -113,11 +107,15 @@ def split_result(result: Dict[str, Any], exclude: Iterable[str], wandb: Any) -> 
     return history, config_update
 
 
-class _Runs:
-    def __init__(self, wandb: Any) -> None:
+class WandbRuns:
+    """The W&B runs of a sweep's trials, in the tracking process."""
+
+    def __init__(self) -> None:
+        os.environ.setdefault("WANDB_START_METHOD", "thread")
+        import wandb
+
         self.wandb = wandb
         self.runs: Dict[str, Tuple[Any, List[str], Dict[str, Any]]] = {}  # trial id -> run, exclude, config sent
-        self.failures: List[str] = []
 
     def start(self, trial_id: str, init_kwargs: Dict[str, Any], exclude: List[str], trial_dir: Optional[str]) -> None:
         if trial_id in self.runs:
@@ -151,32 +149,3 @@ class _Runs:
     def close(self) -> None:
         for trial_id in list(self.runs):
             self.end(trial_id, False)
-
-
-def serve(messages: Any, replies: Any) -> None:
-    import wandb
-
-    runs = _Runs(wandb)
-    while True:
-        try:
-            message = pickle.load(messages)
-        except EOFError:
-            message = ("close",)
-        kind, args = message[0], message[1:]
-        try:
-            if kind == "close":
-                runs.close()
-                break
-            getattr(runs, kind)(*args)
-        except Exception as exc:  # noqa: BLE001 - kept for the driver; the other trials go on
-            runs.failures.append(f"{kind} of trial {args[0] if args else ''}: {type(exc).__name__}: {exc}")
-    pickle.dump(runs.failures, replies)
-    replies.flush()
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("WANDB_START_METHOD", "thread")
-    # The replies keep the pipe that was stdout; what W&B prints goes to stderr instead.
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    serve(sys.stdin.buffer, replies)
