@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-from types import ModuleType
 from typing import Any, Dict, List, Optional
 
 from fasttune._flatten import flatten_dict
@@ -78,8 +77,14 @@ def _experiment_id(client: Any, experiment_id: Optional[str], experiment_name: O
                      "create_experiment_if_not_exists=True.")
 
 
-def _params(config: Dict[str, Any]) -> List[Any]:
-    return [Param(key, str(value)) for key, value in flatten_dict(config).items()]
+def _param_values(config: Dict[str, Any]) -> Dict[str, str]:
+    """The config as MLflow params: flattened with ``/``, every value as text (so any config
+    can be sent to the tracking process, whatever its values are)."""
+    return {key: str(value) for key, value in flatten_dict(config).items()}
+
+
+def _params(values: Dict[str, str]) -> List[Any]:
+    return [Param(key, value) for key, value in values.items()]
 
 
 def _metrics(results: List[Dict[str, Any]], times: List[float]) -> List[Any]:
@@ -104,10 +109,10 @@ class MLflowRuns:
     trial event (``start``, ``results``, ``end``), each in a call of MLflow's client."""
 
     def __init__(self, tracking_uri: Optional[str], registry_uri: Optional[str], experiment_id: str,
-                 tags: Dict[str, Any], save_artifact: bool, log_params_on_trial_end: bool) -> None:
+                 tags: Dict[str, str], save_artifact: bool, log_params_on_trial_end: bool) -> None:
         self.client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         self.experiment_id = experiment_id
-        self.tags = {key: str(value) for key, value in tags.items()}
+        self.tags = tags
         self.save_artifact = save_artifact
         self.log_params_on_trial_end = log_params_on_trial_end
         self.runs: Dict[str, str] = {}  # trial id -> run id
@@ -122,20 +127,20 @@ class MLflowRuns:
             self.runs[trial_id] = run_id
         return run_id
 
-    def start(self, trial_id: str, name: str, config: Dict[str, Any]) -> None:
+    def start(self, trial_id: str, name: str, params: Dict[str, str]) -> None:
         run_id = self._run_id(trial_id, name)
         if not self.log_params_on_trial_end:
-            self.client.log_batch(run_id, params=_params(config))
+            self.client.log_batch(run_id, params=_params(params))
 
     def results(self, trial_id: str, name: str, results: List[Dict[str, Any]], times: List[float]) -> None:
         self.client.log_batch(self._run_id(trial_id, name), metrics=_metrics(results, times))
 
-    def end(self, trial_id: str, name: str, config: Dict[str, Any], trial_dir: Optional[str], failed: bool) -> None:
+    def end(self, trial_id: str, name: str, params: Dict[str, str], trial_dir: Optional[str], failed: bool) -> None:
         run_id = self._run_id(trial_id, name)
         if self.save_artifact and trial_dir and os.path.isdir(trial_dir):
             self.client.log_artifacts(run_id, trial_dir)
         if self.log_params_on_trial_end:
-            self.client.log_batch(run_id, params=_params(config))
+            self.client.log_batch(run_id, params=_params(params))
         status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
         self.client.set_terminated(run_id, status=status)
         del self.runs[trial_id]
@@ -185,19 +190,21 @@ class MLflowLoggerCallback(LoggerCallback):
         self.experiment_id = _experiment_id(client, None, self.experiment_name, None, create=True)
         if self.tags is None:
             self.tags = {}
-        runs = (self.tracking_uri or mlflow.get_tracking_uri(), self.registry_uri, self.experiment_id, self.tags,
+        tags = {key: str(value) for key, value in self.tags.items()}
+        runs = (self.tracking_uri or mlflow.get_tracking_uri(), self.registry_uri, self.experiment_id, tags,
                 self.should_save_artifact, self.log_params_on_trial_end)
         self._process = TrackingProcess("MLflow tracking", (__name__, "MLflowRuns", runs), _FINISH_TIMEOUT)
 
     def log_trial_start(self, trial: Any) -> None:
-        self._process.send("start", trial.trial_id, str(trial), dict(trial.config))
+        self._process.send("start", trial.trial_id, str(trial), _param_values(trial.config))
 
     def log_trial_result_batch(self, iteration: int, trial: Any, results: List[Dict[str, Any]],
                                times: List[float]) -> None:
         self._process.send("results", trial.trial_id, str(trial), results, times)
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
-        self._process.send("end", trial.trial_id, str(trial), dict(trial.config), trial.local_path, failed)
+        self._process.send("end", trial.trial_id, str(trial), _param_values(trial.config), trial.local_path,
+                           failed)
 
     def on_experiment_end(self, trials: List[Any], **info: Any) -> None:
         if self._process is not None:
@@ -258,7 +265,7 @@ def setup_mlflow(config: Optional[Dict[str, Any]] = None, tracking_uri: Optional
         active = mlflow.start_run(run_name=run_name or experiment_name, experiment_id=chosen, tags=tags)
     _open_run.update(trial_id=trial_id, run_id=active.info.run_id)
     if config:
-        client.log_batch(active.info.run_id, params=_params(config))
+        client.log_batch(active.info.run_id, params=_params(_param_values(config)))
     return mlflow
 
 
