@@ -92,14 +92,15 @@ def _matches(key: str, names: Iterable[str]) -> bool:
     return any(key == name or key.startswith(name + "/") for name in names)
 
 
-def split_result(result: Dict[str, Any], exclude: Iterable[str], wandb: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def split_result(result: Dict[str, Any], exclude: Iterable[str], to_config: Iterable[str],
+                 wandb: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """The values of ``result`` to log as history and those to put in the run's config."""
     config_update = dict(result.get("config") or {})
     history: Dict[str, Any] = {}
     for key, value in flatten_dict(result).items():
         if _matches(key, exclude):
             continue
-        if _matches(key, AUTO_CONFIG_KEYS):
+        if _matches(key, to_config):
             config_update[key] = value
         elif _is_loggable(value, wandb):
             history[key] = value
@@ -110,11 +111,13 @@ def split_result(result: Dict[str, Any], exclude: Iterable[str], wandb: Any) -> 
 class WandbRuns:
     """The W&B runs of a sweep's trials, in the tracking process."""
 
-    def __init__(self) -> None:
+    def __init__(self, to_config: List[str], video_kwargs: Dict[str, Any], image_kwargs: Dict[str, Any]) -> None:
         os.environ.setdefault("WANDB_START_METHOD", "thread")
         import wandb
 
         self.wandb = wandb
+        self.to_config = to_config
+        self.media_kwargs = {"video_kwargs": video_kwargs, "image_kwargs": image_kwargs}
         self.runs: Dict[str, Tuple[Any, List[str], Dict[str, Any]]] = {}  # trial id -> run, exclude, config sent
 
     def start(self, trial_id: str, init_kwargs: Dict[str, Any], exclude: List[str], trial_dir: Optional[str]) -> None:
@@ -129,7 +132,8 @@ class WandbRuns:
     def results(self, trial_id: str, results: List[Dict[str, Any]]) -> None:
         run, exclude, config_sent = self.runs[trial_id]
         for result in results:
-            history, config_update = split_result(clean_log(result, self.wandb), exclude, self.wandb)
+            cleaned = clean_log(result, self.wandb, **self.media_kwargs)
+            history, config_update = split_result(cleaned, exclude, self.to_config, self.wandb)
             changed = {key: value for key, value in config_update.items() if config_sent.get(key, config_sent) != value}
             if changed:
                 run.config.update(changed, allow_val_change=True)

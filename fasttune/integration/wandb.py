@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 
 from fasttune._optional import import_optional
 from fasttune.integration._tracking import TrackingProcess
-from fasttune.integration._wandb_runs import clean_log, load_hook, run_process_run_info_hook
+from fasttune.integration._wandb_runs import AUTO_CONFIG_KEYS, clean_log, load_hook, run_process_run_info_hook
 from fasttune.logger.logger import LoggerCallback
 from fasttune.trainable.session import get_session
 
@@ -129,7 +129,7 @@ class WandbLoggerCallback(LoggerCallback):
     """
 
     _exclude_results = ["done", "should_checkpoint"]
-    AUTO_CONFIG_KEYS = ["trial_id", "experiment_tag", "node_ip", "experiment_id", "hostname", "pid", "date"]
+    AUTO_CONFIG_KEYS = list(AUTO_CONFIG_KEYS)  # result keys put in the run's config, not its history
 
     def __init__(self, project: Optional[str] = None, group: Optional[str] = None, api_key_file: Optional[str] = None,
                  api_key: Optional[str] = None, excludes: Optional[List[str]] = None, log_config: bool = False,
@@ -164,7 +164,9 @@ class WandbLoggerCallback(LoggerCallback):
             raise ValueError(f"WandbLoggerCallback needs a project: pass project=... or set ${WANDB_PROJECT_ENV_VAR}.")
         if not self.group and os.environ.get(WANDB_GROUP_ENV_VAR):
             self.group = os.environ[WANDB_GROUP_ENV_VAR]
-        self._process = TrackingProcess("W&B logging", ("fasttune.integration._wandb_runs", "WandbRuns", ()), self._upload_timeout)
+        runs = (list(self.AUTO_CONFIG_KEYS), self.video_kwargs, self.image_kwargs)
+        self._process = TrackingProcess("W&B logging", ("fasttune.integration._wandb_runs", "WandbRuns", runs),
+                                        self._upload_timeout)
 
     # ---- on the driver ------------------------------------------------------------------
     def log_trial_start(self, trial: Any) -> None:
