@@ -7,7 +7,8 @@ driver they would still hold its GIL; in a process of their own they use another
 loop goes on.  The driver side (:class:`TrackingProcess`) pickles each message on a thread of
 its own into the process's stdin; the process (``python -m fasttune.integration._tracking``, a
 fresh interpreter, so a user's script without a ``__main__`` guard is not run again) builds the
-handler the first message names and calls ``handler.<kind>(*args)`` for each message after it.
+handler the first frame names and calls ``handler.<kind>(*args)`` for each message of the frames
+after it (a frame is the list of messages the thread took at once).
 At the end it calls ``handler.close()`` and writes the pickled list of failures to its stdout.
 """
 from __future__ import annotations
@@ -36,11 +37,18 @@ class TrackingProcess:
         self._finish_timeout = finish_timeout
         self._thread = WriterThread(service, thread_name=f"fasttune-{service.split()[0].lower()}")
         self._process: Optional[subprocess.Popen] = None
+        # Messages not yet taken by the thread, and whether a write of them is due: the thread
+        # takes all of them at once, so a fast sweep costs one pickling and one write per wake-up.
+        self._pending: List[tuple] = []
+        self._write_due = False
 
     def send(self, *message: Any) -> None:
         """Hand ``message`` (``kind, *args``) over; it is pickled and written on the thread."""
         self._raise_thread_failure()
-        self._thread.submit(self._write, message)
+        self._pending.append(message)  # before the flag is read: a write taking it is due either way
+        if not self._write_due:
+            self._write_due = True
+            self._thread.submit(self._write)
 
     def finish(self) -> None:
         """Wait (at most the finish timeout) for the process to handle everything sent, and
@@ -52,7 +60,7 @@ class TrackingProcess:
         if process is None:
             return
         try:
-            replies, _ = process.communicate(pickle.dumps(("close",)), timeout=self._finish_timeout)
+            replies, _ = process.communicate(pickle.dumps([("close",)]), timeout=self._finish_timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -63,11 +71,15 @@ class TrackingProcess:
         if failures:
             raise TuneError(f"{self._service} failed {len(failures)} time(s); the first: {failures[0]}")
 
-    def _write(self, message: tuple) -> None:
+    def _write(self) -> None:
+        self._write_due = False  # before taking the messages: one sent after this gets a write of its own
+        messages, self._pending = self._pending, []
+        if not messages:
+            return
         if self._process is None:
             self._process = self._start()
             self._process.stdin.write(pickle.dumps(self._handler, protocol=pickle.HIGHEST_PROTOCOL))
-        self._process.stdin.write(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        self._process.stdin.write(pickle.dumps(messages, protocol=pickle.HIGHEST_PROTOCOL))
         self._process.stdin.flush()
 
     @staticmethod
@@ -91,18 +103,20 @@ def serve(messages: Any, replies: Any) -> None:
     module, name, args = pickle.load(messages)
     handler = getattr(importlib.import_module(module), name)(*args)
     failures: List[str] = []
-    while True:
+    closed = False
+    while not closed:
         try:
-            message = pickle.load(messages)
+            frame = pickle.load(messages)
         except EOFError:  # the driver is gone: finish what is open
-            message = ("close",)
-        kind, args = message[0], message[1:]
-        try:
-            getattr(handler, kind)(*args)
-        except Exception as exc:  # noqa: BLE001 - kept for the driver; the other trials go on
-            failures.append(f"{kind}{tuple(args[:1])}: {type(exc).__name__}: {exc}")
-        if kind == "close":
-            break
+            frame = [("close",)]
+        for kind, *args in frame:
+            try:
+                getattr(handler, kind)(*args)
+            except Exception as exc:  # noqa: BLE001 - kept for the driver; the other trials go on
+                failures.append(f"{kind}{tuple(args[:1])}: {type(exc).__name__}: {exc}")
+            closed = kind == "close"
+            if closed:
+                break
     pickle.dump(failures, replies)
     replies.flush()
 
