@@ -5,7 +5,7 @@
 
 Searchers (``random`` = BasicVariantGenerator, ``tpe`` = OptunaSearch, ``hyperopt`` =
 HyperOptSearch, ``nevergrad`` = NevergradSearch with NGOpt, ``bayesopt`` = BayesOptSearch
-with Ray Tune's defaults; each where its package is installed, otherwise recorded as skipped) run on Branin, Hartmann-6 and Rosenbrock-4,
+with Ray Tune's defaults, ``zoopt`` = ZOOptSearch (ASRacos) with the run's budget; each where its package is installed, otherwise recorded as skipped) run on Branin, Hartmann-6 and Rosenbrock-4,
 one result per trial; their budget axis is *trials completed*.  Schedulers (``fifo``,
 ``asha``, ``hyperband``, ``median`` = MedianStoppingRule, ``pbt``, ``pb2``) run random
 configs (seeded BasicVariantGenerator; ``bohb``, HyperBandForBOHB, runs TuneBOHB's instead)
@@ -71,7 +71,7 @@ TOY_POPULATION = 8
 TOY_PERTURBATION_INTERVAL = 4
 TOY_BUDGET = TOY_POPULATION * PBT_TOY.steps
 
-SEARCHERS = ("random", "tpe", "hyperopt", "nevergrad", "bayesopt")
+SEARCHERS = ("random", "tpe", "hyperopt", "nevergrad", "bayesopt", "zoopt")
 SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2", "bohb")
 
 
@@ -216,6 +216,10 @@ def make_searcher(name: str, problem: Problem, seed: int, budget: int):
         from fasttune.search.bayesopt import BayesOptSearch
 
         return BayesOptSearch(random_state=seed)
+    if name == "zoopt":
+        from fasttune.search.zoopt import ZOOptSearch
+
+        return ZOOptSearch(budget=budget, seed=seed)
     raise ValueError(f"unknown searcher {name!r}; known: {', '.join(SEARCHERS)}")
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict
 
-from fasttune.schedulers.hyperband import HyperBandScheduler, _Bracket
+from fasttune.schedulers.hyperband import HyperBandScheduler
 from fasttune.schedulers.trial_scheduler import TrialScheduler
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,7 +70,7 @@ class HyperBandForBOHB(HyperBandScheduler):
     def _bracket_s(self, position: int) -> int:
         return self._s_max_1 - 1 - position  # largest bracket first
 
-    def _at_last_milestone(self, tune_controller: "TuneControllerView", bracket: _Bracket, trial_id: str) -> str:
+    def _at_last_milestone(self, tune_controller: "TuneControllerView", bracket: Any, trial_id: str) -> str:
         if bracket.at_milestone():
             return self._process(tune_controller, bracket, trial_id)  # stops them all
         return TrialScheduler.PAUSE

@@ -7,7 +7,7 @@ Example:
     >>> create_searcher("nope")
     Traceback (most recent call last):
     ...
-    ValueError: Unknown searcher 'nope'; valid names: variant_generator, random, optuna, hyperopt, nevergrad, bayesopt, ax, bohb.
+    ValueError: Unknown searcher 'nope'; valid names: variant_generator, random, optuna, hyperopt, nevergrad, bayesopt, ax, bohb, zoopt, hebo.
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ _SEARCHERS: Dict[str, Tuple[str, str, Optional[str]]] = {
     "bayesopt": ("fasttune.search.bayesopt", "BayesOptSearch", "bayesopt"),
     "ax": ("fasttune.search.ax", "AxSearch", "ax"),
     "bohb": ("fasttune.search.bohb", "TuneBOHB", "bohb"),
+    "zoopt": ("fasttune.search.zoopt", "ZOOptSearch", "zoopt"),
+    "hebo": ("fasttune.search.hebo", "HEBOSearch", "hebo"),
 }
 
 SEARCHER_NAMES = tuple(_SEARCHERS)
@@ -61,7 +63,8 @@ def create_searcher(search_alg: str, **kwargs: Any) -> Union[Searcher, SearchAlg
     Names: ``"variant_generator"`` and ``"random"`` (``BasicVariantGenerator``),
     ``"optuna"`` (``OptunaSearch``), ``"hyperopt"`` (``HyperOptSearch``),
     ``"nevergrad"`` (``NevergradSearch``), ``"bayesopt"`` (``BayesOptSearch``), ``"ax"``
-    (``AxSearch``) and ``"bohb"`` (``TuneBOHB``); the last six need their optional extra, and
+    (``AxSearch``), ``"bohb"`` (``TuneBOHB``), ``"zoopt"`` (``ZOOptSearch``) and ``"hebo"``
+    (``HEBOSearch``); the last eight need their optional extra, and
     an ``ImportError`` names it when it is missing.  Unknown names raise ``ValueError``
     listing the valid ones.
     """

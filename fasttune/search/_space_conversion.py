@@ -1,14 +1,47 @@
-"""Helpers the library searchers (Optuna, HyperOpt, Nevergrad) share when they convert a
-fasttune search space into their library's own."""
+"""Helpers the library searchers (Optuna, HyperOpt, Nevergrad, BayesOpt, Ax, BOHB, ZOOpt,
+HEBO) share when they convert a fasttune search space into their library's own."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
 from fasttune.search.sample import Domain
 from fasttune.search.variant_generator import is_grid_dict
+
+
+def flat_space(value: Mapping, prefix: Tuple = ()) -> Dict[str, Any]:
+    """A nested space or config as ``{"a/b": value}`` (a grid search stays one value).
+
+    Example:
+        >>> flat_space({"a": {"b": 1}, "c": 2})
+        {'a/b': 1, 'c': 2}
+    """
+    flat: Dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, Mapping) and not is_grid_dict(item):
+            flat.update(flat_space(item, prefix + (key,)))
+        else:
+            flat[path_label(prefix + (key,))] = item
+    return flat
+
+
+def nested_config(flat: Mapping[str, Any]) -> Dict[str, Any]:
+    """``{"a/b": value}`` as a nested config: the inverse of :func:`flat_space`.
+
+    Example:
+        >>> nested_config({"a/b": 1, "c": 2})
+        {'a': {'b': 1}, 'c': 2}
+    """
+    config: Dict[str, Any] = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split("/")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return config
 
 
 def path_label(path: Tuple) -> str:

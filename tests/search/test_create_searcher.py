@@ -21,7 +21,7 @@ def test_exported_at_the_top_level():
 def test_unknown_names_list_the_valid_ones():
     # (it named "bayesopt", then "bohb", unknown until their searchers came with issue 18)
     with pytest.raises(ValueError, match="Unknown searcher 'no_such_searcher'; valid names: variant_generator, "
-                                         "random, optuna, hyperopt, nevergrad, bayesopt, ax, bohb"):
+                                         "random, optuna, hyperopt, nevergrad, bayesopt, ax, bohb, zoopt, hebo"):
         create_searcher("no_such_searcher")
     with pytest.raises(TypeError, match="searcher name"):
         create_searcher(BasicVariantGenerator)

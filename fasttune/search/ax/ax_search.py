@@ -64,8 +64,7 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 
 from fasttune._optional import import_optional
 from fasttune.result import DEFAULT_METRIC
-from fasttune.search._space_conversion import holds_domain, plain_python
-from fasttune.search.bayesopt.bayesopt_search import _flatten, _unflatten
+from fasttune.search._space_conversion import flat_space, holds_domain, nested_config, plain_python
 from fasttune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized, Uniform
 from fasttune.search.searcher import Searcher
 from fasttune.search.variant_generator import is_grid_dict
@@ -217,7 +216,7 @@ class AxSearch(Searcher):
         self._ax_kwargs = dict(ax_kwargs)
         self._parameter_constraints = list(parameter_constraints) if parameter_constraints else None
         self._outcome_constraints = list(outcome_constraints) if outcome_constraints else None
-        self._points_to_evaluate: List[Dict[str, Any]] = [_flatten(p) for p in points_to_evaluate or []]
+        self._points_to_evaluate: List[Dict[str, Any]] = [flat_space(p) for p in points_to_evaluate or []]
         self._live_trial_mapping: Dict[str, int] = {}  # trial_id -> Ax trial index
         self._parameters: List[str] = []
         self._space: Optional[List[Dict[str, Any]]] = None
@@ -258,7 +257,7 @@ class AxSearch(Searcher):
         if not isinstance(spec, Mapping):
             raise TypeError(f"AxSearch's search space must be a dict, got {type(spec).__name__}.")
         parameters = []
-        for name, value in _flatten(spec).items():
+        for name, value in flat_space(spec).items():
             if isinstance(value, Mapping) and is_grid_dict(value):
                 raise ValueError(f"AxSearch cannot convert the grid search at {name!r}: Ax samples its own points; "
                                  "use choice(...) instead.")
@@ -363,7 +362,7 @@ class AxSearch(Searcher):
             except OptimizationComplete:
                 return Searcher.FINISHED
         self._live_trial_mapping[trial_id] = trial_index
-        return _unflatten(plain_python(dict(parameters)))
+        return nested_config(plain_python(dict(parameters)))
 
     def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
         """Completes the trial's Ax trial with its metric (and outcome-constraint metrics).

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from fasttune._optional import import_optional
 from fasttune.result import DEFAULT_METRIC
 from fasttune.search._searcher_args import check_metric_and_mode, check_points_to_evaluate, take_metric_and_mode
-from fasttune.search._space_conversion import holds_domain, path_label, plain_python
+from fasttune.search._space_conversion import flat_space, holds_domain, nested_config, path_label, plain_python
 from fasttune.search.sample import Domain, Float, Normal, Quantized, Uniform
 from fasttune.search.searcher import Searcher
 from fasttune.search.variant_generator import is_grid_dict
@@ -63,29 +63,6 @@ Bounds = Dict[str, Tuple[float, float]]
 def _import_bayes_opt() -> Any:
     """``bayes_opt``, or an ImportError that says how to install it."""
     return import_optional("bayes_opt", "bayesopt", "BayesOptSearch", package="bayesian-optimization")
-
-
-def _flatten(value: Mapping, prefix: Tuple = ()) -> Dict[str, Any]:
-    """A nested config as ``{"a/b": value}``."""
-    flat: Dict[str, Any] = {}
-    for key, item in value.items():
-        if isinstance(item, Mapping) and not is_grid_dict(item):
-            flat.update(_flatten(item, prefix + (key,)))
-        else:
-            flat[path_label(prefix + (key,))] = item
-    return flat
-
-
-def _unflatten(flat: Mapping[str, Any]) -> Dict[str, Any]:
-    """``{"a/b": value}`` as a nested config."""
-    config: Dict[str, Any] = {}
-    for name, value in flat.items():
-        *parents, leaf = name.split("/")
-        node = config
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return config
 
 
 def _config_key(flat_config: Mapping[str, Any], precision: int) -> str:
@@ -132,7 +109,7 @@ def _to_bounds(space: Mapping, what: str) -> Bounds:
     if not isinstance(space, Mapping):
         raise TypeError(f"BayesOptSearch's {what} must be a dict, got {type(space).__name__}.")
     bounds: Bounds = {}
-    for name, value in _flatten(space).items():
+    for name, value in flat_space(space).items():
         if isinstance(value, Mapping) and is_grid_dict(value):
             raise ValueError(
                 f"BayesOptSearch cannot convert the grid search at {name!r}: Bayesian optimisation "
@@ -219,7 +196,7 @@ class BayesOptSearch(Searcher):
         self._random_state = random_state
         self._analysis = analysis
         self.utility = byo.UtilityFunction(**utility_kwargs)
-        self._points_to_evaluate: List[Dict[str, Any]] = [_flatten(p) for p in points_to_evaluate or []]
+        self._points_to_evaluate: List[Dict[str, Any]] = [flat_space(p) for p in points_to_evaluate or []]
         self._config_counter: Dict[str, int] = defaultdict(int)
         self._live_trial_mapping: Dict[str, Dict[str, float]] = {}  # trial_id -> flat config
         self._buffered_trial_results: List[Tuple[Dict[str, float], Dict]] = []
@@ -243,7 +220,7 @@ class BayesOptSearch(Searcher):
             >>> BayesOptSearch.convert_search_space({"opt": {"lr": uniform(0, 1)}, "epochs": 3})
             {'opt/lr': (0.0, 1.0)}
         """
-        flat = _flatten(spec)
+        flat = flat_space(spec)
         bounds = _to_bounds({k: v for k, v in flat.items() if holds_domain(v)}, "search space")
         if join:
             flat.update(bounds)
@@ -335,7 +312,7 @@ class BayesOptSearch(Searcher):
         if in_random_phase:
             self._total_random_search_trials += 1
         self._live_trial_mapping[trial_id] = config
-        return _unflatten(config)
+        return nested_config(config)
 
     def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
         """Registers the trial's metric with the optimiser (held back during the random phase);
@@ -377,7 +354,7 @@ class BayesOptSearch(Searcher):
         configs = analysis.get_all_configs()
         for _, row in rows.iterrows():
             # Matched by trial id: the frame leaves out trials without results.
-            flat = _flatten(configs.get(row.get("trial_id"), {}))
+            flat = flat_space(configs.get(row.get("trial_id"), {}))
             if all(name in flat for name in self._space) and self._metric in row:
                 self._register_result(flat, row)
 

@@ -46,8 +46,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set
 from fasttune._optional import import_optional
 from fasttune.result import DEFAULT_METRIC
 from fasttune.search._searcher_args import check_metric_and_mode, check_points_to_evaluate, take_metric_and_mode
-from fasttune.search._space_conversion import holds_domain, plain_python, unsupported_domain
-from fasttune.search.bayesopt.bayesopt_search import _flatten, _unflatten
+from fasttune.search._space_conversion import flat_space, holds_domain, nested_config, plain_python, unsupported_domain
 from fasttune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Normal, Quantized, Uniform
 from fasttune.search.searcher import Searcher
 from fasttune.search.variant_generator import is_grid_dict
@@ -169,7 +168,7 @@ class TuneBOHB(Searcher):
         self._bohb_config = dict(bohb_config or {})
         self._seed = None if seed is None else int(seed)
         self._max_concurrent = int(max_concurrent)
-        self._points_to_evaluate: List[Dict[str, Any]] = [_flatten(p) for p in points_to_evaluate or []]
+        self._points_to_evaluate: List[Dict[str, Any]] = [flat_space(p) for p in points_to_evaluate or []]
         self.trial_to_params: Dict[str, Dict[str, Any]] = {}  # trial id -> BOHB's flat config
         self.running: Set[str] = set()
         self.paused: Set[str] = set()
@@ -198,7 +197,7 @@ class TuneBOHB(Searcher):
         if not isinstance(spec, Mapping):
             raise TypeError(f"TuneBOHB's search space must be a dict, got {type(spec).__name__}.")
         space = cs.ConfigurationSpace()
-        for name, value in _flatten(spec).items():
+        for name, value in flat_space(spec).items():
             if isinstance(value, Mapping) and is_grid_dict(value):
                 raise ValueError(
                     f"TuneBOHB cannot convert the grid search at {name!r}: BOHB samples its configs; "
@@ -221,7 +220,7 @@ class TuneBOHB(Searcher):
         if not len(converted):
             raise ValueError(f"TuneBOHB's {what} has no domains to search.")
         # Hand back choice()'s own values (ConfigSpace gives numpy scalars for them).
-        self._categories = {name: list(value.categories) for name, value in _flatten(space).items()
+        self._categories = {name: list(value.categories) for name, value in flat_space(space).items()
                             if isinstance(value, Categorical)}
         return converted
 
@@ -300,7 +299,7 @@ class TuneBOHB(Searcher):
             config = plain_python(dict(config))
         self.trial_to_params[trial_id] = copy.deepcopy(config)
         self.running.add(trial_id)
-        return _unflatten({name: self._own_value(name, value) for name, value in config.items()})
+        return nested_config({name: self._own_value(name, value) for name, value in config.items()})
 
     def _own_value(self, name: str, value: Any) -> Any:
         categories = self._categories.get(name)
