@@ -11,7 +11,7 @@ Example:
     >>> blackbox = reference_asha_table()
     >>> simulation = Simulation(blackbox, num_workers=4)
     >>> simulation
-    Simulation(TabularBlackbox(2000 configs x 27 epoch, metrics ['loss'], match='exact'), num_workers=4)
+    Simulation(TabularBlackbox(epoch=1..27, metrics=['loss'], configs=2000, match='exact'), num_workers=4)
 """
 from __future__ import annotations
 
