@@ -170,6 +170,40 @@ def run_syne(blackbox: Any, points: List[Dict[str, Any]], n_workers: int, seed: 
     }
 
 
+def run_fasttune(blackbox: TabularBlackbox, points: List[Dict[str, Any]], n_workers: int, seed: int,
+                 storage: str) -> Dict[str, Any]:
+    """The same reference run on fasttune's simulated executor (the default loggers off, as
+    Syne Tune's simulator keeps its results in memory): wall time and what it decided."""
+    import fasttune as tune
+    from fasttune.schedulers import ASHAScheduler
+    from fasttune.search import BasicVariantGenerator
+    from fasttune.simulation import Simulation
+
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    row_points = [dict(point, row=blackbox.row(point)) for point in points]
+    tuner = tune.Tuner(
+        Simulation(blackbox, num_workers=n_workers), param_space=blackbox.search_space,
+        tune_config=tune.TuneConfig(
+            metric="loss", mode="min", num_samples=len(points),
+            scheduler=ASHAScheduler(time_attr="epoch", max_t=27, grace_period=1, reduction_factor=3),
+            search_alg=BasicVariantGenerator(points_to_evaluate=row_points, random_state=seed)),
+        run_config=tune.RunConfig(storage_path=storage, name=f"fasttune-{n_workers}-{time.monotonic_ns()}", verbose=0))
+    start, start_cpu = time.perf_counter(), time.process_time()
+    grid = tuner.fit()
+    wall_s, cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
+    last_epoch = [int(result.metrics["epoch"]) for result in grid]
+    return {
+        "workers": n_workers,
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+        "results": sum(result.metrics["training_iteration"] for result in grid),
+        "trials": len(grid),
+        "best_loss": float(grid.get_dataframe(filter_metric="loss", filter_mode="min")["loss"].min()),
+        "trials_to_max_t": sum(epoch >= 27 for epoch in last_epoch),
+        "last_epoch_per_trial": last_epoch,
+    }
+
+
 def main(argv: List[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=1000)
@@ -220,6 +254,22 @@ def main(argv: List[str]) -> None:
             report["runs"].append(summary)
             shown = {key: value for key, value in summary.items() if key != "last_epoch_per_trial"}
             print(json.dumps(shown), flush=True)
+            ours_runs = [run_fasttune(ours, points, n_workers, args.seed, scratch) for _ in range(args.repeats)]
+            ours_wall = statistics.median(run["wall_s"] for run in ours_runs)
+            same_epochs = sum(a == b for a, b in zip(ours_runs[0]["last_epoch_per_trial"], summary["last_epoch_per_trial"]))
+            fasttune_summary = {
+                "engine": "fasttune", "workers": n_workers,
+                "wall_s_each": [round(run["wall_s"], 3) for run in ours_runs], "wall_s_median": ours_wall,
+                "cpu_s_median": statistics.median(run["cpu_s"] for run in ours_runs),
+                "results_per_s": ours_runs[0]["results"] / ours_wall,
+                "results_per_s_vs_syne": (ours_runs[0]["results"] / ours_wall) / summary["results_per_s"],
+                "same_decisions_every_repeat": all(
+                    run["last_epoch_per_trial"] == ours_runs[0]["last_epoch_per_trial"] for run in ours_runs),
+                "trials_stopped_at_the_same_epoch_as_syne": same_epochs,
+                **{key: ours_runs[0][key] for key in ("results", "trials", "best_loss", "trials_to_max_t")},
+            }
+            report["runs"].append(fasttune_summary)
+            print(json.dumps(fasttune_summary), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))

@@ -216,7 +216,7 @@ class TrialEventHandlers:
 
     def _complete(self, trial: Trial) -> None:
         trial.set_status(Trial.TERMINATED)
-        trial.end_time = time.time()
+        trial.end_time = self._clock.time()
         result = dict(trial.last_result)
         if result:  # a trial ended before its first result has none to mark
             result["done"] = True
@@ -281,7 +281,7 @@ class TrialEventHandlers:
             return
         if trial.status != Trial.ERROR:
             trial.set_status(Trial.ERROR)
-        trial.end_time = time.time()
+        trial.end_time = self._clock.time()
         self._close_trial(trial)
         # No worker writes to this trial again: checkpoints its last worker saved but
         # never reported (it died first), or half-copied ones, would lie there untracked.

@@ -36,11 +36,11 @@ from collections import deque
 from typing import Any, Dict, List, Optional, Tuple
 
 from fasttune._core_shared import MAX_DEPTH
-from fasttune._flatten import lookup_nested
 from fasttune.checkpoint import Checkpoint
 from fasttune.constants import RAY_CHDIR_TO_TRIAL_DIR
 from fasttune.error import TuneError, TuneStopTrial
 from fasttune.execution import _protocol as protocol
+from fasttune.execution._stop_criteria import StopCriteria
 from fasttune.execution._output_capture import TrialOutput, open_trial_output
 from fasttune.execution._working_dir import enter_trial_dir, leave_trial_dir
 from fasttune.execution._worker_checkpoints import for_experiment as checkpoint_places
@@ -168,7 +168,7 @@ class _Run:
         self.base_iteration: int = spec.get("iteration", 0)
         self.base_time: float = spec.get("time_total", 0.0)
         self.checkpoint_index: int = spec.get("ckpt_index", 0)
-        self.stop: Dict[str, float] = spec.get("stop") or {}
+        self.stop = StopCriteria(spec.get("stop"))
         self.decisions = DecisionPoints(spec.get("decide", "every_result"))
         self.yields = bool(spec.get("yield"))
         self.start_time = 0.0
@@ -182,34 +182,10 @@ class _Run:
         self.log_files: Optional[List[Optional[str]]] = None  # [stdout, stderr] names: log_to_file
 
     def stop_reached(self, metrics: Dict[str, Any], now: float) -> bool:
-        if metrics.get("done"):
-            return True
-        for key, threshold in self.stop.items():
-            value = lookup_nested(metrics, key)
-            if value is None:
-                value = self._automatic(key, now)
-            try:
-                if value is not None and value >= threshold:
-                    return True
-            except TypeError:
-                continue  # the driver reports the ill-typed criterion
-        return False
-
-    def _automatic(self, key: str, now: float) -> Any:
-        # Only what a stop rule may name; the driver fills the full set of fields.
-        if key == "training_iteration":
-            return self.base_iteration + self.count
-        if key == "iterations_since_restore":
-            return self.count
-        if key == "time_total_s":
-            return self.base_time + (now - self.start_time)
-        if key == "time_since_restore":
-            return now - self.start_time
-        if key == "timestamp":
-            return int(now)
-        if key == "time_this_iter_s":
-            return now - self.last_time
-        return None
+        return self.stop.reached(
+            metrics, iteration=self.base_iteration + self.count, since_restore=self.count,
+            time_total=self.base_time + (now - self.start_time), time_since_restore=now - self.start_time,
+            now=now, time_this_iter=now - self.last_time)
 
 
 class TrialWorker:

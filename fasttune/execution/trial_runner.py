@@ -93,6 +93,10 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         super().__init__(core.TrialTable(mode), metric, search_alg or BasicVariantGenerator(),
                          scheduler or FIFOScheduler(), experiment_path)
         self.trial_executor: TrialExecutor = trial_executor or RayTrialExecutor()
+        # The experiment's clock is the executor's (a simulated executor's counts simulated
+        # seconds); a deterministic executor needs the searcher asked on the loop's thread.
+        self._clock: Any = getattr(self.trial_executor, "clock", time)
+        self._search_inline = bool(getattr(self.trial_executor, "deterministic", False))
         self._stopper = stopper
         self._callbacks = CallbackList(callbacks)
         self._fail_fast = fail_fast
@@ -118,7 +122,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             self._snapshots.seq = storage_sync.newest_stored_seq
         self._policies = _snapshots.Policies(self._search_alg, self._scheduler, stopper, self._callbacks)
         self._iteration = 0
-        self._start_time = time.monotonic()
+        self._start_time = self._clock.monotonic()
         self._stopped_at: Optional[float] = None
         # Set while the search algorithm makes a trial in the background and the loop
         # should wake when it is ready (see _next_trial_to_start).
@@ -186,7 +190,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             self._server = TuneServer(self, port=port, host=host)
         self._callbacks.call("on_step_begin", iteration=self._iteration, trials=self._trials)
         if not self._stopping_all and self._time_budget_s is not None \
-                and time.monotonic() - self._start_time >= self._time_budget_s:
+                and self._clock.monotonic() - self._start_time >= self._time_budget_s:
             logger.info("Time budget of %.1fs reached; stopping all trials.", self._time_budget_s)
             self._stop_all()
         next_trial = self._next_trial_to_start()
@@ -241,8 +245,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         trial = self._scheduler.choose_trial_to_run(self)
         if trial is None and not self._search_alg.is_finished():
             # Never waits: a searcher that makes its trials in the background answers
-            # None until its suggestion is ready, and the step wakes for it.
-            new_trial = self._search_alg.poll_trial()
+            # None until its suggestion is ready, and the step wakes for it.  Under a
+            # deterministic executor it is asked here, so its time never changes the run.
+            new_trial = self._search_alg.next_trial() if self._search_inline else self._search_alg.poll_trial()
             if new_trial is not None:
                 self.add_trial(new_trial)
                 trial = self._scheduler.choose_trial_to_run(self)
@@ -420,7 +425,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         failure = TuneError(text)
         failure.__cause__ = error
         self._record_error(trial, text, failure)
-        trial.end_time = time.time()
+        trial.end_time = self._clock.time()
         self.stop_trial(trial, error=True, exc=failure)
         if self._fail_fast == "raise":
             self._fatal = failure
@@ -457,7 +462,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         if os.path.isdir(writer.experiment_path):  # else nothing is written there yet
             sync_filesystem(writer.experiment_path)
         path = writer.write(self._trials, self._states, self._checkpoints.rows, self._table, self._policies,
-                            experiment=self._experiment, elapsed_s=time.monotonic() - self._start_time,
+                            experiment=self._experiment, elapsed_s=self._clock.monotonic() - self._start_time,
                             iteration=self._iteration, started=started)
         if self._storage_sync is not None:
             self._storage_sync.snapshot_written(path)
@@ -514,7 +519,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._table = restored.table
         self._results = core.ResultBuffer(self._table, self._metric, require_metric=strict_metric_checking())
         self._resets = ResetBook(self._checkpoints, self._table)
-        self._start_time = time.monotonic() - restored.elapsed_s
+        self._start_time = self._clock.monotonic() - restored.elapsed_s
         self._iteration = restored.iteration
         self._trials.extend(restored.trials)
         self._by_id.update(restored.by_id)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import posixpath
 import signal
 import threading
@@ -239,6 +240,13 @@ def _searcher_for(experiment: Experiment, search_alg: Any, max_concurrent: Optio
     )
 
 
+def _simulation_of(trainable: Any) -> Any:
+    """The ``fasttune.simulation.Simulation`` the trainable is, or None (the module is
+    looked at only when a script loaded it)."""
+    module = sys.modules.get("fasttune.simulation._simulation")
+    return trainable if module is not None and isinstance(trainable, module.Simulation) else None
+
+
 def run_experiment(
     experiment: Experiment,
     *,
@@ -290,9 +298,14 @@ def run_experiment(
         sync = StorageSync(experiment.storage, experiment.sync_config)
         os.makedirs(experiment.path, exist_ok=True)
         sync.check_writable()  # what is staged (the Tuner's settings) goes up before any trial starts
-    ensure_ray()
-    executor = RayTrialExecutor(reuse_actors=True if reuse_actors is None else bool(reuse_actors),
-                                storage=experiment.storage)
+    simulation = _simulation_of(experiment.trainable)
+    if simulation is not None:
+        # Simulated time, in this process: no Ray.
+        executor = simulation.executor(time_budget_s)
+    else:
+        ensure_ray()
+        executor = RayTrialExecutor(reuse_actors=True if reuse_actors is None else bool(reuse_actors),
+                                    storage=experiment.storage)
     executor.register_trainable(experiment.trainable_name, experiment.trainable)
     runner = TrialRunner(
         search_alg=searcher,

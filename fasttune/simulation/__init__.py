@@ -6,6 +6,9 @@ and the time each step would have taken instead of training anything.
   ``metric_names``, ``evaluate(config, fidelity)``, ``curve(config)``).
 * :class:`TabularBlackbox`: recorded curves from a DataFrame, CSV or Parquet file.
 * :class:`FunctionBlackbox`: a function ``f(config, fidelity) -> (metrics, seconds)``.
+* :class:`Simulation`: hand it to the ``Tuner`` as the trainable and ``fit()`` runs the
+  sweep in simulated time on a :class:`SimulatedExecutor` (virtual workers, in-process).
+* :func:`blackbox_trainable`: the same problem as a function trainable for a real run.
 * Built-in synthetic problems: :func:`learning_curve_table`, :func:`reference_asha_table`,
   :func:`reference_trial_order`, :func:`branin_blackbox`.
 
@@ -19,19 +22,26 @@ Example:
     ((27,), (27,))
 """
 from fasttune.simulation._blackbox import Blackbox
+from fasttune.simulation._executor import SimulatedClock, SimulatedExecutor
 from fasttune.simulation._function import FunctionBlackbox
+from fasttune.simulation._real_trainable import blackbox_trainable
 from fasttune.simulation._synthetic import (
     branin_blackbox,
     learning_curve_table,
     reference_asha_table,
     reference_trial_order,
 )
+from fasttune.simulation._simulation import Simulation
 from fasttune.simulation._tabular import TabularBlackbox
 
 __all__ = [
     "Blackbox",
     "FunctionBlackbox",
+    "SimulatedClock",
+    "SimulatedExecutor",
+    "Simulation",
     "TabularBlackbox",
+    "blackbox_trainable",
     "branin_blackbox",
     "learning_curve_table",
     "reference_asha_table",

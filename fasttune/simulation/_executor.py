@@ -1,0 +1,358 @@
+"""``SimulatedExecutor``: the runner's executor for blackbox trials in simulated time.
+
+It implements the executor boundary (:class:`~fasttune.execution.trial_executor.TrialExecutor`)
+in-process: a trial is a blackbox's learning curve, replayed one fidelity per result, and
+each step takes the simulated seconds the blackbox says.  ``num_workers`` virtual workers
+run trials side by side.  Every worker's next reply is an event at a simulated time; the
+runner takes them earliest first (ties in the order they were scheduled), and the clock
+jumps to each.  Nothing the tuner computes moves the clock (only ``decision_overhead_s``
+per decision, when set), and the runner asks its searcher on the loop's thread
+(``deterministic``), so two runs with the same seeds are identical.
+
+A worker replies at a trial's next decision point, stop criterion or end, with every
+result since its last reply, as the real worker does: results between decision points
+reach the runner as one batch at the time of the batch's last one, so the scheduler's
+decisions are taken in simulated-time order.
+
+Checkpoints hold no files: a checkpoint of a simulated trial is the fidelity it reached,
+kept here by its path, so pausing, resuming and PBT's exploit (``clone_from``) go on from
+the right fidelity.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+import threading
+import traceback
+from array import array
+from typing import Any, Dict, List, Optional, Tuple
+
+from fasttune._decision_points import DecisionPoints
+from fasttune.execution import _protocol as protocol
+from fasttune.execution._stop_criteria import StopCriteria
+from fasttune.execution.trial_executor import EVENT_BATCH, EVENT_START
+from fasttune.simulation._blackbox import Blackbox
+
+__all__ = ["SimulatedClock", "SimulatedExecutor"]
+
+# Where a checkpoint is taken: at the trial's decision points (what PBT and a pause need).
+CHECKPOINT_AT_DECISIONS = "decision_points"
+
+
+class SimulatedClock:
+    """The experiment's clock in a simulation: ``time()`` and ``monotonic()`` (the two the
+    runner reads) both answer the simulated now, which only :meth:`advance_to` moves.
+
+    Example:
+        >>> clock = SimulatedClock(start=100.0)
+        >>> clock.advance_to(102.5)
+        >>> clock.time(), clock.monotonic()
+        (102.5, 102.5)
+    """
+
+    __slots__ = ("now",)
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = float(start)
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance_to(self, when: float) -> None:
+        if when > self.now:
+            self.now = when
+
+
+class _Segment:
+    """One run segment of a trial on a virtual worker: where its curve stands, the records
+    of its next reply, and when that reply is due."""
+
+    __slots__ = ("trial_id", "spec", "slot", "metrics", "step_seconds", "fidelities", "position", "count",
+                 "base_iteration", "base_time", "start_time", "last_time", "decisions", "stop", "ckpt_index",
+                 "records", "due", "seq", "awaiting", "ended")
+
+    def __init__(self, slot: int, spec: Dict[str, Any]) -> None:
+        self.slot = slot
+        self.trial_id: str = spec["trial_id"]
+        self.spec = spec
+        self.metrics: Dict[str, Any] = {}
+        self.step_seconds: Any = None
+        self.fidelities: List[Any] = []
+        self.position = 0  # fidelities done
+        self.count = 0  # results reported in this segment
+        self.base_iteration: int = spec.get("iteration", 0)
+        self.base_time: float = spec.get("time_total", 0.0)
+        self.start_time = self.last_time = 0.0
+        self.decisions = DecisionPoints(spec.get("decide", "every_result"))
+        self.stop = StopCriteria(spec.get("stop"))
+        self.ckpt_index: int = spec.get("ckpt_index", 0)
+        self.records: List[Any] = []  # of the next reply
+        self.due = 0.0  # when the next reply is due
+        self.seq = -1  # its entry in the event heap (older entries are stale)
+        self.awaiting = False  # at a decision point, waiting for the runner's answer
+        self.ended = False
+
+
+class SimulatedExecutor:
+    """Runs blackbox trials on ``num_workers`` virtual workers in simulated time.
+
+    Args:
+        blackbox: the problem every trial runs (a :class:`~fasttune.simulation.Blackbox`).
+        num_workers: how many trials run at once.
+        decision_overhead_s: simulated seconds a trial waits for each decision (0: none).
+        start_time: the clock's value when the experiment starts (``timestamp`` and
+            ``date`` of results derive from it; fixed, so runs are identical).
+        time_budget_s: the experiment's budget in simulated seconds: no result past it is
+            produced (the runner then stops every trial).
+        checkpoint_at: ``"decision_points"`` (a checkpoint with each result at a decision
+            point), ``None`` (none), or ``n`` (every ``n``-th fidelity).
+    """
+
+    #: The runner reads the experiment's time from here ...
+    clock: SimulatedClock
+    #: ... and asks its searcher on the loop's thread, so the run is reproducible.
+    deterministic = True
+
+    def __init__(self, blackbox: Blackbox, num_workers: int = 1, *, decision_overhead_s: float = 0.0,
+                 start_time: float = 0.0, time_budget_s: Optional[float] = None,
+                 checkpoint_at: Any = CHECKPOINT_AT_DECISIONS) -> None:
+        if not isinstance(blackbox, Blackbox):
+            raise TypeError(f"SimulatedExecutor needs a fasttune.simulation.Blackbox, got {type(blackbox).__name__}.")
+        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
+            raise ValueError(f"num_workers must be a positive int, got {num_workers!r}.")
+        if decision_overhead_s < 0:
+            raise ValueError(f"decision_overhead_s must be >= 0, got {decision_overhead_s!r}.")
+        if not (checkpoint_at in (None, CHECKPOINT_AT_DECISIONS)
+                or (isinstance(checkpoint_at, int) and not isinstance(checkpoint_at, bool) and checkpoint_at > 0)):
+            raise ValueError(f"checkpoint_at must be {CHECKPOINT_AT_DECISIONS!r}, None or a positive int, "
+                             f"got {checkpoint_at!r}.")
+        self.blackbox = blackbox
+        self.num_workers = num_workers
+        self.decision_overhead_s = float(decision_overhead_s)
+        self.checkpoint_at = checkpoint_at
+        self.clock = SimulatedClock(start_time)
+        self._deadline = None if time_budget_s is None else self.clock.now + float(time_budget_s)
+        self._free = list(range(num_workers))  # a heap: the lowest free slot is taken first
+        self._segments: Dict[int, _Segment] = {}  # by slot
+        self._by_trial: Dict[str, _Segment] = {}
+        self._events: List[Tuple[float, int, int]] = []  # (due, seq, slot)
+        self._seq = 0
+        self._checkpoint_positions: Dict[str, int] = {}  # checkpoint path -> fidelities done
+        self._fidelity_values = [v.item() if hasattr(v, "item") else v for v in blackbox.fidelities]
+        self.results_produced = 0
+
+    # ---- what the runner asks -------------------------------------------------------
+    def register_trainable(self, name: str, trainable: Any) -> None:
+        """Nothing to load: every trial runs the blackbox."""
+
+    def check_feasible(self, trial: Any) -> None:
+        """Any trial fits a virtual worker."""
+
+    def has_resources_for_trial(self, trial: Any, queue: bool = True) -> bool:
+        return bool(self._free)
+
+    def cluster_resources(self) -> Dict[str, float]:
+        return {"CPU": float(self.num_workers)}
+
+    def start_trial(self, trial: Any, spec: Dict[str, Any], queue: bool = True) -> int:
+        slot = heapq.heappop(self._free)
+        segment = _Segment(slot, spec)
+        self._segments[slot] = segment
+        self._by_trial[segment.trial_id] = segment
+        self._begin(segment, trial.config, self.clock.now)
+        return slot
+
+    def send_decision(self, slot: int, trial_id: str, decision: str) -> None:
+        segment = self._segments.get(slot)
+        if segment is None or segment.trial_id != trial_id or not segment.awaiting:
+            return  # answered already (an interrupt ended it)
+        segment.awaiting = False
+        if decision == protocol.CONTINUE:
+            self._advance(segment, self.clock.now + self.decision_overhead_s)
+        else:
+            self._end(segment, "stopped" if decision == protocol.STOP else "paused", self.clock.now)
+
+    def reset_trial(self, trial: Any, new_config: Dict[str, Any], new_experiment_tag: str,
+                    fields: Optional[Dict[str, Any]] = None) -> bool:
+        segment = self._by_trial.get(trial.trial_id)
+        if segment is None or not segment.awaiting:
+            return False
+        slot = segment.slot
+        fresh = _Segment(slot, dict(segment.spec, **(fields or {})))
+        self._segments[slot] = fresh
+        self._by_trial[fresh.trial_id] = fresh
+        self._begin(fresh, new_config, self.clock.now + self.decision_overhead_s)
+        return True
+
+    def stop_trial(self, trial: Any) -> bool:
+        return self._interrupt(trial, "stopped")
+
+    def pause_trial(self, trial: Any, should_checkpoint: bool = True) -> bool:
+        return self._interrupt(trial, "paused")
+
+    def trial_ended(self, slot: int, trial: Any) -> None:
+        segment = self._segments.get(slot)
+        if segment is not None and segment.trial_id == trial.trial_id and segment.ended:
+            del self._segments[slot]
+            if self._by_trial.get(trial.trial_id) is segment:
+                del self._by_trial[trial.trial_id]
+            heapq.heappush(self._free, slot)
+
+    def adapt_depth(self, slot: int, whole_trials_in_reply: int, starved: int = 0) -> None:
+        """Virtual workers hold one trial at a time: nothing to adapt."""
+
+    def get_next_executor_event(self, next_trial_exists: bool, wake: Optional[threading.Event] = None,
+                                timeout: Optional[float] = None,
+                                wake_poll_s: Optional[float] = None) -> Optional[Tuple[int, int, Any]]:
+        if next_trial_exists and self._free:
+            return EVENT_START, -1, None
+        events = self._events
+        while events:
+            due, seq, slot = events[0]
+            segment = self._segments.get(slot)
+            if segment is None or segment.seq != seq:
+                heapq.heappop(events)  # superseded by an interrupt, or its trial is gone
+                continue
+            if self._deadline is not None and due > self._deadline:
+                # Nothing happens after the budget: the runner sees it spent and stops all.
+                self.clock.advance_to(self._deadline)
+                return None
+            heapq.heappop(events)
+            self.clock.advance_to(due)
+            records, segment.records, segment.seq = segment.records, [], -1
+            return EVENT_BATCH, slot, records
+        return None
+
+    def await_resources(self, trial: Any) -> Optional[str]:
+        return None
+
+    def worker_died(self, slot: int) -> List[Any]:
+        return []  # virtual workers do not die
+
+    def cleanup(self) -> None:
+        self._segments.clear()
+        self._by_trial.clear()
+        self._events.clear()
+        self._free = list(range(self.num_workers))
+
+    # ---- running a segment ------------------------------------------------------------
+    def _begin(self, segment: _Segment, config: Dict[str, Any], now: float) -> None:
+        """A segment starts at ``now``: it takes its curve, resumes from its checkpoint
+        (another trial's, for PBT's exploit) and runs to its next reply."""
+        segment.start_time = segment.last_time = now
+        segment.records.append(protocol.Started(segment.trial_id, now, 0, "simulated", "127.0.0.1"))
+        spec = segment.spec
+        try:
+            metrics, step_seconds = self.blackbox.curve(config)
+        except Exception:  # noqa: BLE001 - a config the blackbox cannot answer fails its trial only
+            segment.records.append(protocol.Failed(segment.trial_id, traceback.format_exc(), None))
+            self._reply(segment, now, ended=True)
+            return
+        segment.metrics = {name: values.tolist() for name, values in metrics.items()}
+        segment.step_seconds = step_seconds.tolist()
+        restore = spec.get("restore")
+        source = spec.get("clone_from")
+        if source:
+            name = self._checkpoint_name(segment)
+            self._checkpoint_positions[self._path(segment, name)] = self._checkpoint_positions.get(source, 0)
+            segment.records.append(protocol.Cloned(segment.trial_id, name))
+            restore = self._path(segment, name)
+        segment.position = self._checkpoint_positions.get(restore, 0) if restore else 0
+        self._advance(segment, now)
+
+    def _advance(self, segment: _Segment, now: float) -> None:
+        """Run ``segment`` from ``now`` to its next decision point, stop criterion or end,
+        and schedule that reply."""
+        metrics_by_name, step_seconds, fidelity_name = segment.metrics, segment.step_seconds, self.blackbox.fidelity_name
+        results: List[Dict[str, Any]] = []
+        times = array("d")
+        checkpoints: Dict[int, str] = {}
+        checkpoint_at = self.checkpoint_at
+        end: Any = None
+        t = now
+        last = len(step_seconds)
+        while segment.position < last:
+            i = segment.position
+            t += step_seconds[i]
+            segment.position += 1
+            segment.count += 1
+            result = {name: values[i] for name, values in metrics_by_name.items()}
+            result[fidelity_name] = self._fidelity_values[i]
+            iteration = segment.base_iteration + segment.count
+            at_decision = iteration in segment.decisions
+            if (at_decision and checkpoint_at == CHECKPOINT_AT_DECISIONS) or (
+                    isinstance(checkpoint_at, int) and segment.position % checkpoint_at == 0):
+                name = self._checkpoint_name(segment)
+                self._checkpoint_positions[self._path(segment, name)] = segment.position
+                checkpoints[len(results)] = name
+            results.append(result)
+            times.append(t)
+            if segment.stop and segment.stop.reached(
+                    result, iteration=iteration, since_restore=segment.count,
+                    time_total=segment.base_time + (t - segment.start_time), time_since_restore=t - segment.start_time,
+                    now=t, time_this_iter=t - segment.last_time):
+                end = protocol.Ended("stopped", segment.trial_id)
+                break
+            segment.last_time = t
+            if at_decision:
+                end = protocol.Decide(segment.trial_id, iteration, False)
+                break
+        else:
+            end = protocol.Ended("done", segment.trial_id)
+        if results:
+            self.results_produced += len(results)
+            segment.records.append(protocol.Results(segment.trial_id, results, times.tobytes(), checkpoints))
+        segment.records.append(end)
+        segment.awaiting = isinstance(end, protocol.Decide)
+        self._reply(segment, t, ended=isinstance(end, protocol.Ended))
+
+    def _interrupt(self, trial: Any, how: str) -> bool:
+        """End ``trial``'s segment now: the results it reported by now stay, later ones
+        never happen (the real worker's interrupt takes effect at its next report)."""
+        segment = self._by_trial.get(trial.trial_id)
+        if segment is None:
+            return False
+        if segment.ended and segment.seq == -1:
+            return True  # its end is delivered; the runner releases it in this step
+        now = self.clock.now
+        kept: List[Any] = []
+        for record in segment.records:
+            if isinstance(record, protocol.Results):
+                times = array("d")
+                times.frombytes(record.times)
+                keep = sum(1 for t in times if t <= now)
+                if keep:
+                    checkpoints = {i: name for i, name in record.checkpoints.items() if i < keep}
+                    kept.append(protocol.Results(record.trial_id, record.metrics[:keep], times[:keep].tobytes(),
+                                                 checkpoints))
+                self.results_produced -= len(times) - keep
+            elif isinstance(record, (protocol.Started, protocol.Cloned)):
+                kept.append(record)
+            # a Decide or Ended not reached by now is replaced by this end
+        segment.records = kept
+        segment.awaiting = False
+        self._end(segment, how, now)
+        return True
+
+    def _end(self, segment: _Segment, how: str, now: float) -> None:
+        segment.records.append(protocol.Ended(how, segment.trial_id))
+        self._reply(segment, now, ended=True)
+
+    def _reply(self, segment: _Segment, due: float, ended: bool) -> None:
+        segment.ended = ended
+        segment.due = due
+        segment.seq = self._seq
+        self._seq += 1
+        heapq.heappush(self._events, (due, segment.seq, segment.slot))
+
+    def _checkpoint_name(self, segment: _Segment) -> str:
+        name = f"checkpoint_{segment.ckpt_index:06d}"
+        segment.ckpt_index += 1
+        return name
+
+    @staticmethod
+    def _path(segment: _Segment, name: str) -> str:
+        return os.path.join(segment.spec.get("trial_dir") or "", name)

@@ -1,0 +1,59 @@
+"""``Simulation``: what a user hands the ``Tuner`` to run a sweep in simulated time.
+
+Passed as the trainable, it makes ``fit()`` run every trial on a
+:class:`~fasttune.simulation.SimulatedExecutor` instead of Ray: the same ``TuneConfig``
+(schedulers, searchers, ``num_samples``, ``time_budget_s``), ``RunConfig`` (``stop``,
+``name``, ``storage_path``) and ``ResultGrid``, with time counted in the blackbox's seconds.
+
+Example:
+    >>> import fasttune as tune
+    >>> from fasttune.simulation import Simulation, reference_asha_table
+    >>> blackbox = reference_asha_table()
+    >>> simulation = Simulation(blackbox, num_workers=4)
+    >>> simulation
+    Simulation(TabularBlackbox(epoch=1..27, metrics=['loss'], configs=2000, match='exact'), num_workers=4)
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from fasttune.simulation._blackbox import Blackbox
+from fasttune.simulation._executor import CHECKPOINT_AT_DECISIONS, SimulatedExecutor
+
+__all__ = ["Simulation"]
+
+
+class Simulation:
+    """Runs a Tuner's trials on ``blackbox`` in simulated time, ``num_workers`` at once.
+
+    Args:
+        blackbox: the problem (its ``search_space`` is the natural ``param_space``).
+        num_workers: virtual workers: how many trials run side by side.
+        decision_overhead_s: simulated seconds each scheduler decision costs a trial.
+        start_time: the simulated clock's start (seconds since the epoch), fixed so two
+            runs are identical to the bit.
+        checkpoint_at: where a trial checkpoints (its fidelity): ``"decision_points"``,
+            ``None`` or every ``n`` fidelities.
+    """
+
+    def __init__(self, blackbox: Blackbox, num_workers: int = 1, *, decision_overhead_s: float = 0.0,
+                 start_time: float = 0.0, checkpoint_at: Any = CHECKPOINT_AT_DECISIONS) -> None:
+        self.blackbox = blackbox
+        self.num_workers = num_workers
+        self._settings: Dict[str, Any] = dict(num_workers=num_workers, decision_overhead_s=decision_overhead_s,
+                                              start_time=start_time, checkpoint_at=checkpoint_at)
+        self.executor()  # bad settings fail here, not in fit()
+        self.__name__ = "simulation"  # the trainable's name in trial names and the registry
+
+    def executor(self, time_budget_s: Optional[float] = None) -> SimulatedExecutor:
+        """A fresh executor for one ``fit()`` (``time_budget_s``: TuneConfig's)."""
+        return SimulatedExecutor(self.blackbox, time_budget_s=time_budget_s, **self._settings)
+
+    def __call__(self, config: Dict[str, Any]) -> None:
+        raise TypeError(
+            "A Simulation runs only as a Tuner's trainable, where fit() runs it in simulated time; "
+            "it cannot run as a function on a Ray worker.")
+
+    def __repr__(self) -> str:
+        return f"Simulation({self.blackbox!r}, num_workers={self.num_workers})"
+
