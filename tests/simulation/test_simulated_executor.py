@@ -245,3 +245,34 @@ def test_the_real_executor_and_the_simulator_make_the_same_decisions(table, tmp_
     assert decisions(real) == decisions(simulated)
     assert {len(rows) for rows in decisions(real)} == ({1, 3, 9} if scheduler == "asha" else {4})
     assert real.get_best_result().config == simulated.get_best_result().config
+
+
+def test_each_decision_costs_the_overhead_set_and_nothing_else(table, tmp_path):
+    """ASHA over training_iteration decides at iterations 1 and 3 only (its rungs are its
+    decision points): a trial that runs all 9 epochs waited twice."""
+    points = reference_trial_order(table, n_trials=12, seed=0)
+
+    def sweep(overhead, name):
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3)
+        config = tune.TuneConfig(metric="loss", mode="min", num_samples=12, scheduler=scheduler,
+                                 search_alg=BasicVariantGenerator(points_to_evaluate=points))
+        return fit(Simulation(table, num_workers=1, decision_overhead_s=overhead), str(tmp_path), name=name,
+                   space=table.search_space, tune_config=config)
+
+    plain, slow = histories(sweep(0.0, "plain")), histories(sweep(2.5, "slow"))
+    assert [len(rows) for rows in plain.values()] == [len(rows) for rows in slow.values()]
+    for number, rows in slow.items():
+        decisions_before = [sum(1 for point in (1, 3) if point < row["epoch"]) for row in rows]
+        assert [row["time_total_s"] for row in rows] == pytest.approx(
+            [row["time_total_s"] + 2.5 * waited for row, waited in zip(plain[number], decisions_before)], abs=1e-9)
+
+
+def test_checkpoints_every_n_fidelities_name_the_epoch_they_hold(table, tmp_path):
+    config = tune.TuneConfig(metric="loss", mode="min", num_samples=2,
+                             search_alg=BasicVariantGenerator(points_to_evaluate=reference_trial_order(table, 2, seed=0)))
+    grid = fit(Simulation(table, num_workers=2, checkpoint_at=4), str(tmp_path), name="every4",
+               space=table.search_space, tune_config=config)
+    for rows in histories(grid).values():
+        assert [row["epoch"] for row in rows if row["checkpoint_dir_name"]] == [4, 8]
+        assert [row["checkpoint_dir_name"] for row in rows if row["checkpoint_dir_name"]] == [
+            "checkpoint_000000", "checkpoint_000001"]
