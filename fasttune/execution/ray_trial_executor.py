@@ -133,13 +133,27 @@ class RayTrialExecutor:
         return bool(freed) and self._fits_in(request, self._cluster_total(), freed)
 
     def _let_idle_go_for(self, pgf: PlacementGroupFactory) -> None:
-        """Let idle workers of other shapes go, oldest first, until ``pgf`` fits."""
+        """Let idle workers of other shapes go, oldest first, until ``pgf`` fits: only those
+        that hold a resource the request still lacks."""
         request = pgf.required_resources
+        total = self._cluster_total()
+        freed: Dict[str, float] = {}
+        leaving: List[_Worker] = []
         for worker in sorted(self._idle_of_other_shapes(pgf.shape_key()), key=lambda w: w.slot):
-            if self._fits(request):
-                return
+            if self._fits_in(request, total, freed):
+                break
+            lacking = {key for key, value in request.items()
+                       if self._committed.get(key, 0.0) - freed.get(key, 0.0) + value > total.get(key, 0.0) + 1e-9}
+            if not any(worker.resources.get(key, 0.0) > 0 for key in lacking):
+                continue
+            for key, value in worker.resources.items():
+                freed[key] = freed.get(key, 0.0) + value
+            leaving.append(worker)
+        for worker in leaving:
             self._idle[worker.shape].remove(worker.slot)
-            self._release_instances([worker])
+        if leaving:
+            self._release_instances(leaving)  # one wait for all their kept instances' cleanup
+        for worker in leaving:
             self._kill(worker)
 
     def await_resources(self, trial: Any) -> Optional[str]:

@@ -224,7 +224,7 @@ class MedianStoppingRule(TrialScheduler):
         pending = tune_controller.first_trial_with_status("PENDING")
         if pending is not None:
             return pending
-        self._requests.observe()
+        self._requests.observe(tune_controller)
         paused = tune_controller.first_trial_with_status("PAUSED")
         if paused is None or (self._requests.may_come(tune_controller) and anything_runs(tune_controller)):
             if paused is not None:

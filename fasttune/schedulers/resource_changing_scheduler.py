@@ -389,6 +389,10 @@ class ResourceChangingScheduler(TrialScheduler):
         # trial id -> its new resources, applied once the trial no longer runs
         self._trials_to_reallocate: Dict[str, PlacementGroupFactory] = {}
         self._reallocated_trial_ids: Set[str] = set()
+        # Trials this wrapper paused to change their resources, in order: it resumes them
+        # itself, as the wrapped scheduler had said CONTINUE and may never resume a trial it
+        # did not pause (HyperBand resumes only the trials it kept at a halving).
+        self._paused_to_resize: Dict[str, bool] = {}  # trial id -> chosen to resume yet
 
     @property
     def metric(self) -> Optional[str]:
@@ -436,7 +440,7 @@ class ResourceChangingScheduler(TrialScheduler):
         self._base_scheduler.on_trial_add(tune_controller, trial, **kwargs)
 
     def on_trial_error(self, tune_controller: TuneControllerView, trial: "Trial", **kwargs: Any) -> None:
-        self._trials_to_reallocate.pop(trial.trial_id, None)
+        self._forget(trial.trial_id)
         self._base_scheduler.on_trial_error(tune_controller, trial, **kwargs)
 
     def on_trial_result(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> str:
@@ -446,16 +450,21 @@ class ResourceChangingScheduler(TrialScheduler):
             if new_resources is not None:
                 # Paused at this result (its checkpoint): it restarts with them.
                 self._trials_to_reallocate[trial.trial_id] = new_resources
+                self._paused_to_resize[trial.trial_id] = False
                 return TrialScheduler.PAUSE
         return decision
 
+    def _forget(self, trial_id: str) -> None:
+        self._trials_to_reallocate.pop(trial_id, None)
+        self._paused_to_resize.pop(trial_id, None)
+
     def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any],
                           **kwargs: Any) -> None:
-        self._trials_to_reallocate.pop(trial.trial_id, None)
+        self._forget(trial.trial_id)
         self._base_scheduler.on_trial_complete(tune_controller, trial, result, **kwargs)
 
     def on_trial_remove(self, tune_controller: TuneControllerView, trial: "Trial", **kwargs: Any) -> None:
-        self._trials_to_reallocate.pop(trial.trial_id, None)
+        self._forget(trial.trial_id)
         self._base_scheduler.on_trial_remove(tune_controller, trial, **kwargs)
 
     def choose_trial_to_run(self, tune_controller: TuneControllerView, **kwargs: Any) -> Optional["Trial"]:
@@ -466,6 +475,14 @@ class ResourceChangingScheduler(TrialScheduler):
             elif trial.status != "RUNNING" and not tune_controller.is_trial_held(trial):
                 del self._trials_to_reallocate[trial_id]
                 self.set_trial_resources(trial, new_resources)
+        for trial_id, chosen in list(self._paused_to_resize.items()):
+            trial = tune_controller.get_trial(trial_id)
+            if trial is None or trial.is_finished() or (chosen and trial.status != "PAUSED"):
+                del self._paused_to_resize[trial_id]  # ended, or resumed
+            elif trial.status == "PAUSED" and trial_id not in self._trials_to_reallocate \
+                    and not tune_controller.is_trial_held(trial):
+                self._paused_to_resize[trial_id] = True
+                return trial  # it goes on with its new resources, first
         return self._base_scheduler.choose_trial_to_run(tune_controller, **kwargs)
 
     def set_trial_resources(self, trial: "Trial", new_resources: Any) -> bool:

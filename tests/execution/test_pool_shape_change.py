@@ -55,3 +55,20 @@ def test_an_idle_worker_of_the_old_shape_is_let_go_for_the_new_one():
         assert list(executor._workers) == [worker.slot] and executor._idle[worker.shape] == [worker.slot]
     finally:
         executor.cleanup()
+
+
+def test_only_idle_workers_holding_what_the_request_lacks_are_let_go():
+    executor = RayTrialExecutor(reuse_actors=True)
+    try:
+        cpu_only = _idle_worker(executor, _trial("c", {"CPU": 1}))  # the oldest
+        gpus = _idle_worker(executor, _trial("g", {"CPU": 0.5, "GPU": 2}))
+        # CPUs fit beside both (1 + 0.5 + 0.5 <= 2), a GPU does not (2 + 1 > 2): only the
+        # GPU worker is let go, though the CPU one is older.
+        wants_gpu = _trial("w", {"CPU": 0.5, "GPU": 1})
+        assert executor.has_resources_for_trial(wants_gpu)
+        worker = executor._worker_for(wants_gpu)
+        assert sorted(executor._workers) == sorted([cpu_only.slot, worker.slot])  # the CPU worker stays
+        assert gpus.slot not in executor._workers
+        assert _committed_is_the_workers_sum(executor)
+    finally:
+        executor.cleanup()

@@ -255,3 +255,21 @@ def test_bad_arguments_are_clear_errors(kwargs, error, words):
     with pytest.raises(error) as info:
         MedianStoppingRule(**kwargs)
     assert words in str(info.value) and "MedianStoppingRule" in str(info.value)
+
+
+def test_a_trial_still_being_suggested_in_the_background_is_no_decline():
+    """With a PAUSED trial and a new one being suggested on a background thread, the rule
+    waits for the new trial instead of taking the unanswered request for a decline and
+    resuming the paused one (which would make the order depend on how long suggest takes)."""
+    import threading
+
+    sim = SimulatedRunner(MedianStoppingRule(metric="score", mode="max", grace_period=1), configs=[{"next": 1}],
+                          metric="score", mode="max")  # the searcher is not finished
+    trial = sim.add_trial({})
+    sim.start(trial)
+    sim.pause_trial(trial)
+    sim.search_alg.pending_suggestion = threading.Event()  # a suggest is running
+    assert sim.scheduler.choose_trial_to_run(sim) is None  # asks for a new trial
+    assert sim.scheduler.choose_trial_to_run(sim) is None  # still being made: not a decline
+    sim.search_alg.pending_suggestion = None  # the searcher answered "nothing": the paused one resumes
+    assert sim.scheduler.choose_trial_to_run(sim) is trial

@@ -14,7 +14,8 @@ import fasttune as tune
 from fasttune import PlacementGroupFactory
 from fasttune.error import TuneError
 from fasttune.experiment.trial import Trial
-from fasttune.schedulers import (ASHAScheduler, DecisionPoints, FIFOScheduler, ResourceChangingScheduler,
+from fasttune.schedulers import (ASHAScheduler, DecisionPoints, FIFOScheduler, HyperBandScheduler,
+                                 ResourceChangingScheduler,
                                  TrialScheduler, create_scheduler)
 from fasttune.schedulers.resource_changing_scheduler import DistributeResources, DistributeResourcesToTopJob
 from fasttune_testing import fit, lines, report_with_step_checkpoint, restored_step
@@ -325,3 +326,37 @@ def test_new_resources_the_cluster_cannot_hold_are_an_error_naming_them(storage)
     scheduler = ResourceChangingScheduler(resources_allocation_function=Fixed({"cpu": 3}))
     with pytest.raises(TuneError, match=r"requests \{'CPU': 3.0\}.*can never start"):
         fit(counting_trainable, storage, {"steps": 3}, name="too-big", tune_config=tune.TuneConfig(scheduler=scheduler))
+
+
+def test_around_hyperband_the_wrapper_resumes_the_trials_it_paused(tmp_path):
+    """HyperBand resumes only the trials it kept at a halving: a trial this wrapper paused to
+    resize (HyperBand had said CONTINUE) is resumed by the wrapper, so the sweep ends with
+    HyperBand's own decisions.  Run in simulated time (no Ray): the same seeded sweep with
+    and without the wrapper."""
+    from fasttune.search import BasicVariantGenerator
+    from fasttune.simulation import Simulation, branin_blackbox
+
+    blackbox = branin_blackbox(27)
+    resized = []
+
+    def two_cpus_from_iteration_3(tune_controller, trial, result, scheduler):
+        if result["training_iteration"] >= 3 and trial.placement_group_factory.required_resources != {"CPU": 2.0}:
+            resized.append(trial.trial_id)
+            return {"CPU": 2}
+        return None
+
+    def final_iterations(scheduler, name):
+        grid = tune.Tuner(
+            Simulation(blackbox, num_workers=4), param_space=blackbox.search_space,
+            tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=20, scheduler=scheduler,
+                                        search_alg=BasicVariantGenerator(random_state=1)),
+            run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=0)).fit()
+        assert not grid.errors
+        return [result.metrics["training_iteration"] for result in grid]
+
+    alone = final_iterations(HyperBandScheduler(max_t=27, reduction_factor=3), "alone")
+    wrapped = final_iterations(ResourceChangingScheduler(
+        base_scheduler=HyperBandScheduler(max_t=27, reduction_factor=3),
+        resources_allocation_function=two_cpus_from_iteration_3), "wrapped")
+    assert wrapped == alone
+    assert sorted(set(alone)) == [3, 9, 27] and resized

@@ -276,3 +276,51 @@ def test_checkpoints_every_n_fidelities_name_the_epoch_they_hold(table, tmp_path
         assert [row["epoch"] for row in rows if row["checkpoint_dir_name"]] == [4, 8]
         assert [row["checkpoint_dir_name"] for row in rows if row["checkpoint_dir_name"]] == [
             "checkpoint_000000", "checkpoint_000001"]
+
+
+# ---- the executor driven directly ---------------------------------------------------------------
+def _kinds(records):
+    return [type(r).__name__ + (f":{r.how}" if hasattr(r, "how") else "") for r in records]
+
+
+def _answer_or_fail(config, epoch):
+    if config["x"] > 0:
+        raise ValueError("no curve there")
+    return {"loss": config["x"] * epoch}, 1.0
+
+
+def test_an_interrupt_keeps_a_failure_or_an_end_that_happened_by_then():
+    from types import SimpleNamespace
+
+    blackbox = FunctionBlackbox(_answer_or_fail, {"x": uniform(-1, 1)}, range(1, 5), ["loss"])
+    executor = SimulatedExecutor(blackbox, num_workers=2)
+    failing = SimpleNamespace(trial_id="failing", config={"x": 0.5})
+    executor.start_trial(failing, {"trial_id": "failing", "decide": "never"})
+    assert executor.stop_trial(failing)  # stop_all before the runner took the failure
+    assert _kinds(executor.get_next_executor_event(False)[2]) == ["Started", "Failed"]
+
+    executor = SimulatedExecutor(blackbox, num_workers=2)
+    first, second = SimpleNamespace(trial_id="a", config={"x": -0.5}), SimpleNamespace(trial_id="b", config={"x": -0.2})
+    executor.start_trial(first, {"trial_id": "a", "decide": "never"})
+    executor.start_trial(second, {"trial_id": "b", "decide": "never"})
+    assert _kinds(executor.get_next_executor_event(False)[2]) == ["Started", "Results", "Ended:done"]
+    assert executor.clock.now == 4.0
+    assert executor.stop_trial(second)  # it finished at the same simulated second
+    slot, records = executor.get_next_executor_event(False)[1:]
+    assert slot == 1 and _kinds(records) == ["Started", "Results", "Ended:done"] and len(records[1].metrics) == 4
+
+
+def test_an_interrupt_mid_segment_keeps_the_results_reported_by_then():
+    from types import SimpleNamespace
+
+    blackbox = FunctionBlackbox(lambda config, epoch: ({"loss": 1.0 / epoch}, 2.0), {"x": uniform(0, 1)},
+                                range(1, 7), ["loss"])
+    executor = SimulatedExecutor(blackbox, num_workers=2)
+    slow, fast = SimpleNamespace(trial_id="slow", config={"x": 0}), SimpleNamespace(trial_id="fast", config={"x": 0})
+    executor.start_trial(slow, {"trial_id": "slow", "decide": "never"})
+    executor.start_trial(fast, {"trial_id": "fast", "decide": "never", "stop": {"training_iteration": 2}})
+    assert executor.get_next_executor_event(False)[1] == 1 and executor.clock.now == 4.0  # "fast" stopped at 2
+    assert executor.pause_trial(slow)
+    records = executor.get_next_executor_event(False)[2]
+    assert _kinds(records) == ["Started", "Results", "Ended:paused"]
+    assert [r["loss"] for r in records[1].metrics] == [1.0, 0.5]  # epochs 1 and 2 ended by t=4; 3 never happened
