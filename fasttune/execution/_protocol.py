@@ -325,6 +325,8 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
         "ckpt_index": ckpt_index,
         "restore": restore,
         "resources": trial.resources,
+        # Several bundles travel as they are (a placement group's head and the rest); one is the totals.
+        "bundles": _bundles_if_several(trial),
         # Class trainables: the worker calls save_checkpoint by this policy.
         "checkpoint_frequency": int(getattr(checkpoint_config, "checkpoint_frequency", 0) or 0),
         "checkpoint_at_end": bool(getattr(checkpoint_config, "checkpoint_at_end", False)),
@@ -334,6 +336,12 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
     if chdir_setting is not None:
         spec["chdir_to_trial_dir"] = chdir_setting
     return spec
+
+
+def _bundles_if_several(trial: Any) -> Optional[List[Dict[str, float]]]:
+    factory = getattr(trial, "placement_group_factory", None)
+    bundles = getattr(factory, "bundles", None) or []
+    return [dict(bundle) for bundle in bundles] if len(bundles) > 1 else None
 
 
 # ---- encode / decode --------------------------------------------------------------------

@@ -407,6 +407,7 @@ class TrialWorker:
             trial_dir=trial_dir,
             experiment_name=spec.get("experiment_name"),
             trial_resources=spec.get("resources") or {},
+            trial_bundles=spec.get("bundles"),
             storage_path=places.storage_path or spec.get("storage_path"),
         )
         session = Session(

@@ -18,15 +18,21 @@ _local = threading.local()
 
 
 class _TrialResources(dict):
-    """A trial's resources, ``{"CPU": 2.0, ...}``, that also answers what Ray Tune's
-    ``get_trial_resources()`` (a PlacementGroupFactory) is asked for: scripts written for
-    Ray Tune read ``required_resources`` or ``head_cpus`` (one bundle: the totals).
+    """A trial's resources, ``{"CPU": 2.0, ...}`` (the totals), that also answers what Ray
+    Tune's ``get_trial_resources()`` (a PlacementGroupFactory) is asked for: scripts written
+    for Ray Tune read ``required_resources``, ``bundles``, ``head_bundle`` or ``head_cpus``.
 
     Example:
-        >>> resources = _TrialResources({"CPU": 2.0})
-        >>> resources == {"CPU": 2.0}, resources.required_resources, resources.head_cpus
-        (True, {'CPU': 2.0}, 2.0)
+        >>> resources = _TrialResources({"CPU": 3.0}, [{"CPU": 1.0}, {"CPU": 2.0}])
+        >>> resources == {"CPU": 3.0}, resources.required_resources, resources.head_cpus
+        (True, {'CPU': 3.0}, 1.0)
+        >>> resources.bundles
+        [{'CPU': 1.0}, {'CPU': 2.0}]
     """
+
+    def __init__(self, totals: Dict[str, float], bundles: Optional[List[Dict[str, float]]] = None) -> None:
+        super().__init__(totals)
+        self._bundles = [dict(b) for b in bundles] if bundles else [dict(totals)]
 
     @property
     def required_resources(self) -> Dict[str, float]:
@@ -34,15 +40,15 @@ class _TrialResources(dict):
 
     @property
     def bundles(self) -> List[Dict[str, float]]:
-        return [dict(self)]
+        return [dict(b) for b in self._bundles]
 
     @property
     def head_bundle(self) -> Dict[str, float]:
-        return dict(self)
+        return dict(self._bundles[0])
 
     @property
     def head_cpus(self) -> float:
-        return self.get("CPU", 0.0)
+        return self._bundles[0].get("CPU", 0.0)
 
 
 @dataclass
@@ -62,6 +68,7 @@ class TuneContext:
     experiment_name: Optional[str] = None
     trial_resources: Dict[str, float] = field(default_factory=dict)
     storage_path: Optional[str] = None
+    trial_bundles: Optional[List[Dict[str, float]]] = None  # when the trial has several bundles
 
     def get_trial_id(self) -> Optional[str]:
         return self.trial_id
@@ -77,7 +84,7 @@ class TuneContext:
 
     def get_trial_resources(self) -> Dict[str, float]:
         """The resources the trial runs with now (they change under a ResourceChangingScheduler)."""
-        return _TrialResources(self.trial_resources)
+        return _TrialResources(self.trial_resources, self.trial_bundles)
 
     def get_storage_path(self) -> Optional[str]:
         return self.storage_path

@@ -143,7 +143,9 @@ class Trainable:
         self._trial_id = getattr(context, "trial_id", None) or "default"
         self._trial_name = getattr(context, "trial_name", None) or "default"
         self._logdir: Optional[str] = getattr(context, "trial_dir", None)  # made on first use
-        self._resources: Dict[str, float] = dict(getattr(context, "trial_resources", None) or {})
+        resources = getattr(context, "get_trial_resources", None)
+        # The totals (a dict) that also know the trial's bundles (TuneContext's answer).
+        self._resources: Dict[str, float] = resources() if resources is not None else {}
 
     def _take_trial(self, context: Any, config: Dict[str, Any]) -> bool:
         """Run the next trial (``context``, ``config``) in this instance, as the worker reuses
@@ -244,13 +246,13 @@ class Trainable:
 
     @property
     def trial_resources(self) -> Any:
-        """The trial's resources as a PlacementGroupFactory (one bundle), or None
-        outside a sweep."""
+        """The trial's resources as a PlacementGroupFactory (its bundles), or None outside
+        a sweep."""
         if not self._resources:
             return None
         from fasttune._resources import PlacementGroupFactory
 
-        return PlacementGroupFactory([self._resources])
+        return PlacementGroupFactory(getattr(self._resources, "bundles", None) or [dict(self._resources)])
 
     def get_config(self) -> Dict[str, Any]:
         return self.config

@@ -115,3 +115,22 @@ def test_as_many_trials_run_at_once_as_the_resources_fit(storage, tmp_path):
     assert grid.num_errors == 0
     assert [r.metrics["started_together"] for r in grid] == [4, 4, 4, 4]
     assert len({r.metrics["pid"] for r in grid}) == 4
+
+
+def reports_its_resources(config):
+    resources = tune.get_context().get_trial_resources()
+    tune.report({"totals": dict(resources), "bundles": resources.bundles, "head_cpus": resources.head_cpus})
+
+
+class ReportsItsResources(tune.Trainable):
+    def step(self):
+        return {"bundles": self.trial_resources.bundles, "done": True}
+
+
+def test_a_trial_sees_its_bundles_as_ray_tune_shows_them(storage):
+    pgf = PlacementGroupFactory([{"CPU": 1}, {"CPU": 1}])
+    [result] = fit(tune.with_resources(reports_its_resources, pgf), storage, name="function")
+    assert result.metrics["totals"] == {"CPU": 2.0}
+    assert result.metrics["bundles"] == [{"CPU": 1.0}, {"CPU": 1.0}] and result.metrics["head_cpus"] == 1.0
+    [result] = fit(tune.with_resources(ReportsItsResources, pgf), storage, name="class")
+    assert result.metrics["bundles"] == [{"CPU": 1.0}, {"CPU": 1.0}]
