@@ -93,8 +93,8 @@ class TrackingLoggerCallback(LoggerCallback):
         raise NotImplementedError
 
     def _send(self, *message: Any) -> None:
-        if self._process is None:  # the first message of a fit(): a process of its own
-            self._process = TrackingProcess(self._service, self._handler(), _FINISH_TIMEOUT)
+        if self._process is None:  # hooks called without setup(): the process starts now
+            self.setup()
         self._process.send(*message)
 
     def _ensure_started(self, trial: Any) -> None:
@@ -103,6 +103,12 @@ class TrackingLoggerCallback(LoggerCallback):
             self.log_trial_start(trial)
 
     # ---- the hooks -----------------------------------------------------------------------
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        # Started with the sweep: the process imports the tracking library (a second or two)
+        # while the trials start, not after their first results.
+        self._process = TrackingProcess(self._service, self._handler(), _FINISH_TIMEOUT)
+        self._process.start()
+
     def log_trial_start(self, trial: Any) -> None:
         self._runs[trial.trial_id] = trial
         self._send("start", trial.trial_id, *self._start_args(trial))
