@@ -103,7 +103,8 @@ class TrackingLoggerCallback(LoggerCallback):
             self.log_trial_start(trial)
 
     # ---- the hooks -----------------------------------------------------------------------
-    def setup(self, *args: Any, **kwargs: Any) -> None:
+    def setup(self, stop: Any = None, num_samples: Optional[int] = None, total_num_samples: Optional[int] = None,
+              **info: Any) -> None:
         # Started with the sweep: the process imports the tracking library (a second or two)
         # while the trials start, not after their first results.
         self._process = TrackingProcess(self._service, self._handler(), _FINISH_TIMEOUT)

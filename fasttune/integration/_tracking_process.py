@@ -1,4 +1,4 @@
-"""The process in which an experiment-tracking callback (MLflow, Weights & Biases) talks to its
+"""The process in which an experiment-tracking callback (MLflow, Weights & Biases, Aim, Comet) talks to its
 service, so that a batch of results costs the driver's event loop one hand-over.
 
 The tracking libraries spend far longer per result than the engine does (an ORM row per metric
