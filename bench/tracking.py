@@ -1,4 +1,4 @@
-"""``python -m bench.tracking [--results N] [--repeats R] [--trackers mlflow,wandb]``: what the
+"""``python -m bench.tracking [--results N] [--repeats R] [--trackers mlflow,wandb,aim,comet]``: what the
 experiment-tracking callbacks cost a fast sweep.
 
 The sweep is ``result_throughput``'s (``bench/workloads.py``): two trials, each reporting N small
@@ -8,7 +8,9 @@ report gives medians of the sweep's loop time (until the last trial ended: what 
 costs the event loop), of the whole ``fit()`` (which adds the callback's wait at the end for its
 store to take everything), of the driver's CPU seconds, and their ratios to the run without a
 callback.  Each tracker writes to a local store in a temporary directory
-(MLflow: SQLite; W&B: offline mode), so no network is involved.
+(MLflow: SQLite; W&B: offline mode; Aim: a repository in the experiment's directory, its
+default; Comet: offline experiments), so no network is involved.  Aim and Comet take far
+longer per result than MLflow and W&B: ``--results 5000`` keeps their runs short.
 
 ``TRACKERS`` is the list of callbacks measured: ``(name, make)`` where ``make(folder)`` returns
 the callback, writing under ``folder``.  Add an entry to measure another tracker.
@@ -41,6 +43,19 @@ def _wandb(folder: str) -> Any:
     return WandbLoggerCallback(project="bench", mode="offline", dir=folder)
 
 
+def _aim(folder: str) -> Any:
+    from fasttune.integration.aim import AimLoggerCallback
+
+    return AimLoggerCallback()
+
+
+def _comet(folder: str) -> Any:
+    from fasttune.integration.comet import CometLoggerCallback
+
+    return CometLoggerCallback(online=False, offline_directory=os.path.join(folder, "comet"),
+                               display_summary_level=0)
+
+
 def _noop_hook(folder: str) -> Any:
     from fasttune.logger import LoggerCallback
 
@@ -58,6 +73,8 @@ TRACKERS: List[Tuple[str, Optional[Callable[[str], Any]]]] = [
     ("batch-hook", _noop_hook),
     ("mlflow", _mlflow),
     ("wandb", _wandb),
+    ("aim", _aim),
+    ("comet", _comet),
 ]
 
 

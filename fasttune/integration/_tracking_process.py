@@ -1,4 +1,4 @@
-"""The process in which an experiment-tracking callback (MLflow, Weights & Biases) talks to its
+"""The process in which an experiment-tracking callback (MLflow, Weights & Biases, Aim, Comet) talks to its
 service, so that a batch of results costs the driver's event loop one hand-over.
 
 The tracking libraries spend far longer per result than the engine does (an ORM row per metric
@@ -42,6 +42,11 @@ class TrackingProcess:
         self._pending: List[tuple] = []
         self._write_due = False
 
+    def start(self) -> None:
+        """Start the process now (on the thread), so that it imports the tracking library and
+        builds its handler while the sweep starts, not when the first message comes."""
+        self._thread.submit(self._open)
+
     def send(self, *message: Any) -> None:
         """Hand ``message`` (``kind, *args``) over; it is pickled and written on the thread."""
         self._raise_thread_failure()
@@ -76,11 +81,15 @@ class TrackingProcess:
         messages, self._pending = self._pending, []
         if not messages:
             return
+        self._open()
+        self._process.stdin.write(pickle.dumps(messages, protocol=pickle.HIGHEST_PROTOCOL))
+        self._process.stdin.flush()
+
+    def _open(self) -> None:
         if self._process is None:
             self._process = self._start()
             self._process.stdin.write(pickle.dumps(self._handler, protocol=pickle.HIGHEST_PROTOCOL))
-        self._process.stdin.write(pickle.dumps(messages, protocol=pickle.HIGHEST_PROTOCOL))
-        self._process.stdin.flush()
+            self._process.stdin.flush()
 
     @staticmethod
     def _start() -> subprocess.Popen:

@@ -10,6 +10,7 @@ import pytest
 from aim.sdk.index_manager import RepoIndexManager
 
 import fasttune as tune
+from fasttune.error import TuneError
 from fasttune.integration.aim import AimLoggerCallback
 from fasttune_testing import fit
 from tracking_testing import imports_library, missing_library_message
@@ -99,6 +100,28 @@ def test_chosen_metrics_epoch_context_default_repo_and_a_failed_trial(tmp_path):
         steps = [100, 200] if fail else [100, 200, 300]  # timesteps_total, when reported, is the step
         assert list(tracked) == [("ray/tune/loss", context)]
         assert tracked["ray/tune/loss", context] == (steps, [9.0, 8.0, 7.0][:len(steps)], [0, 1, 2][:len(steps)])
+
+
+class _Trial:
+    # What the callback reads of a trial.
+    trial_id = "t1"
+    path = "/nowhere"
+    evaluated_params = {"x": 1}
+    experiment_dir_name = "exp"
+
+    def get_ray_actor_ip(self):
+        return None
+
+
+def test_a_failure_in_the_tracking_process_is_raised_when_the_experiment_ends(tmp_path):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    callback = AimLoggerCallback(repo=str(not_a_directory), **QUIET_RUNS)
+    callback.setup()
+    callback.log_trial_start(_Trial())
+    with pytest.raises(TuneError, match=r"Aim logging failed 1 time\(s\); the first: start\('t1',\): FileExistsError"):
+        callback.on_experiment_end([])
+    assert callback._runs == {} and callback._process is None  # a later fit() starts afresh
 
 
 def test_bad_arguments_say_what_is_wrong():

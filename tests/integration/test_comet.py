@@ -113,28 +113,35 @@ def comet_checkpoints(config):
 
 
 class KeepsArtifacts(CometLoggerCallback):
-    """Keeps, instead of uploading, each artifact: ``(experiment name, artifact name, type,
-    [(logical path, file content)])``."""
+    """Keeps, instead of uploading, each artifact: its tracking process's handler is
+    ``tracking_testing.KeepsCometArtifacts``, which writes them to ``kept_path``."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, kept_path, **kwargs):
         super().__init__(**kwargs)
-        self.kept = []
+        self.kept_path = kept_path
 
-    def _log_artifact(self, experiment, artifact):
-        files = []
-        for asset in artifact.assets:
-            with open(asset.local_path_or_data) as f:
-                files.append((asset.logical_path, f.read()))
-        self.kept.append((experiment.get_name(), artifact.name, artifact.artifact_type, files))
+    def _handler(self):
+        _, _, args = super()._handler()
+        return "tracking_testing", "KeepsCometArtifacts", (*args, self.kept_path)
+
+    def kept(self):
+        """``[(experiment name, artifact name, type, [(logical path, file content)])]``."""
+        with open(self.kept_path) as f:
+            kept = [json.loads(line) for line in f]
+        return [(name, artifact, kind, [tuple(file) for file in files]) for name, artifact, kind, files in kept]
 
 
-def test_each_checkpoint_becomes_a_model_artifact_with_its_files(tmp_path):
+def test_each_checkpoint_becomes_a_model_artifact_with_its_files(tmp_path, monkeypatch):
+    # The tracking process imports the handler from this directory.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [os.path.dirname(__file__),
+                                                                   os.environ.get("PYTHONPATH")])))
     # ``disabled``: a real online Experiment that sends nothing.
-    callback = KeepsArtifacts(save_checkpoints=True, disabled=True, **QUIET)
+    callback = KeepsArtifacts(str(tmp_path / "kept.jsonl"), save_checkpoints=True, disabled=True, **QUIET)
     results = fit(comet_checkpoints, str(tmp_path / "storage"), space={"x": 1}, callbacks=[callback])
     name = f"comet_checkpoints_{results[0].metrics['trial_id']}"
-    assert callback.kept == [(name, f"checkpoint_{name}", "model", [("meta.json", str(i)), ("sub/weights.txt", str(i))])
-                             for i in (1, 2, 3)]
+    assert callback.kept() == [(name, f"checkpoint_{name}", "model", [("meta.json", str(i)),
+                                                                      ("sub/weights.txt", str(i))])
+                               for i in (1, 2, 3)]
 
 
 def test_checkpoints_need_an_online_experiment():
