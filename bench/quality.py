@@ -18,7 +18,9 @@ Reproducible bit for bit: the x axis is a budget, never wall time; every loss is
 function of config and iteration; every source of randomness is seeded (the searcher's
 own seed, BasicVariantGenerator's ``random_state``, and ``random`` / ``numpy.random``
 for PBT and PB2); and one trial runs at a time, so results reach the driver, and the
-schedulers' and searchers' decisions are made, in the same order on every run.
+schedulers' and searchers' decisions are made, in the same order on every run.  The
+exception is ``bohb``: TuneBOHB is asked for the next trial while trials run (HyperBand's
+brackets fill ahead), so what it has heard by then, and its curve, depend on timing.
 Searchers run with ``TuneConfig(max_concurrent_trials=1)``: a searcher is asked for its
 next trial only after the last one completed and was told.  Scheduler trials each ask
 for all of the cluster's CPUs instead, so the next trial waits PENDING while one runs:

@@ -326,11 +326,17 @@ def test_bohb_sweep_on_ray_follows_brackets_and_the_generators_suggestions(ray_s
     assert model_based[:3] == [False] * 3
 
 
-def test_the_quality_suite_runs_bohb_reproducibly(ray_session):
+def test_the_quality_suite_runs_bohb(ray_session):
+    """BOHB is a scheduler with its searcher (budgets are iterations).  Unlike the other
+    entries its curve is not reproducible to the bit on Ray: TuneBOHB is asked for the next
+    trial while trials run, so what it has heard by then depends on timing (a CI run showed
+    two seed-3 curves part at iteration 28).  What holds: a whole best-so-far curve of
+    Branin values over the budget."""
+    from bench.problems import BRANIN
     from bench.quality import SCHEDULERS, run_one
 
-    assert "bohb" in SCHEDULERS  # BOHB is a scheduler with its searcher: budgets are iterations
-    first = run_one("bohb", "branin", seed=3, budget=81)
-    assert first == run_one("bohb", "branin", seed=3, budget=81)  # exact floats
-    assert len(first) == 81
-    assert run_one("bohb", "branin", seed=4, budget=81) != first
+    assert "bohb" in SCHEDULERS
+    curve = run_one("bohb", "branin", seed=3, budget=81)
+    assert len(curve) == 81
+    assert all(later <= earlier for earlier, later in zip(curve, curve[1:]))
+    assert curve[-1] >= BRANIN.optimum - 1e-9 and curve[-1] < curve[0]
