@@ -37,7 +37,15 @@ def check_points_to_evaluate(points_to_evaluate: Any) -> None:
 
 def take_metric_and_mode(searcher: Any, metric: Optional[str], mode: Optional[str]) -> None:
     """A searcher that keeps its own space takes ``TuneConfig``'s metric and mode where it has
-    none (Ray Tune's leave them unset); a mode alone means the anonymous metric."""
+    none (Ray Tune's leave them unset); a mode alone means the anonymous metric.
+
+    Example:
+        >>> from fasttune.search.searcher import Searcher
+        >>> searcher = Searcher(mode="max")
+        >>> take_metric_and_mode(searcher, "loss", "min")
+        >>> searcher.metric, searcher.mode
+        ('loss', 'max')
+    """
     searcher._mode = searcher._mode or mode
     if searcher._metric in (None, DEFAULT_METRIC) and metric:
         searcher._metric = metric

@@ -39,7 +39,7 @@ import numpy as np
 from fasttune._optional import import_optional
 from fasttune.result import DEFAULT_METRIC
 from fasttune.search._space_conversion import flat_space, holds_domain, nested_config, plain_python
-from fasttune.search._tuner_properties import take_missing_metric_and_mode
+from fasttune.search._searcher_args import take_metric_and_mode
 from fasttune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized, Uniform
 from fasttune.search.searcher import Searcher
 from fasttune.search.variant_generator import is_grid_dict
@@ -266,7 +266,7 @@ class HEBOSearch(Searcher):
         if mode is not None and mode not in ("min", "max"):
             raise ValueError(f"HEBOSearch takes mode 'min' or 'max', got {mode!r}.")
         if self._opt is not None:
-            take_missing_metric_and_mode(self, metric, mode)
+            take_metric_and_mode(self, metric, mode)
             return False
         flat = flat_space(config or {})
         searched = {k: v for k, v in flat.items() if holds_domain(v)}
