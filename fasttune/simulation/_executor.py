@@ -141,8 +141,7 @@ class SimulatedExecutor:
         self._events: List[Tuple[float, int, int]] = []  # (due, seq, slot)
         self._seq = 0
         self._checkpoint_positions: Dict[str, int] = {}  # checkpoint path -> fidelities done
-        self._fidelity_values = [v.item() if hasattr(v, "item") else v for v in blackbox.fidelities]
-        self.results_produced = 0
+        self._fidelity_values = blackbox.fidelities.tolist()  # plain Python values, for the results
 
     # ---- what the runner asks -------------------------------------------------------
     def register_trainable(self, name: str, trainable: Any) -> None:
@@ -303,7 +302,6 @@ class SimulatedExecutor:
         else:
             end = protocol.Ended("done", segment.trial_id)
         if results:
-            self.results_produced += len(results)
             segment.records.append(protocol.Results(segment.trial_id, results, times.tobytes(), checkpoints))
         segment.records.append(end)
         segment.awaiting = isinstance(end, protocol.Decide)
@@ -328,7 +326,6 @@ class SimulatedExecutor:
                     checkpoints = {i: name for i, name in record.checkpoints.items() if i < keep}
                     kept.append(protocol.Results(record.trial_id, record.metrics[:keep], times[:keep].tobytes(),
                                                  checkpoints))
-                self.results_produced -= len(times) - keep
             elif isinstance(record, (protocol.Started, protocol.Cloned)):
                 kept.append(record)
             # a Decide or Ended not reached by now is replaced by this end

@@ -35,7 +35,7 @@ def blackbox_trainable(blackbox: Blackbox, time_scale: float = 0.0, checkpoint: 
     if time_scale < 0:
         raise ValueError(f"time_scale must be >= 0, got {time_scale!r}.")
     fidelity_name = blackbox.fidelity_name
-    fidelity_values = [v.item() if hasattr(v, "item") else v for v in blackbox.fidelities]
+    fidelity_values = blackbox.fidelities.tolist()
 
     def train(config: Dict[str, Any]) -> None:
         from fasttune import Checkpoint, get_checkpoint, report
