@@ -30,7 +30,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 _NODE_ID = re.compile(r"Setting node ID node_id=([0-9a-f]+)")
 _START_TIMEOUT_S = 60.0
@@ -40,19 +40,53 @@ def short_tempdir() -> str:
     return tempfile.mkdtemp(prefix="ftc-", dir="/tmp")
 
 
-def _processes_naming(text: str) -> List[int]:
-    """The live processes whose command line contains ``text``."""
-    found = []
+def _stat_fields(path: str) -> List[bytes]:
+    """The fields of a /proc stat file after the command name (field 3, the state, first)."""
+    with open(path, "rb") as f:
+        return f.read().rsplit(b")", 1)[-1].split()
+
+
+def _process_identity(pid: int) -> Optional[Tuple[int, bytes]]:
+    """``(pid, start time)``: a pid the kernel hands out again names another process."""
+    try:
+        return pid, _stat_fields(f"/proc/{pid}/stat")[19]
+    except OSError:
+        return None
+
+
+def _namespace_init(unshare_pid: int) -> Tuple[int, bytes]:
+    """The first process of the PID namespace ``unshare --fork`` (``unshare_pid``) made:
+    its only child."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    with open(f"/proc/{pid}/stat", "rb") as f:
-                        if f.read().rsplit(b")", 1)[-1].split()[0] != b"Z":  # a zombie has ended
-                            found.append(int(pid))
+            if int(_stat_fields(f"/proc/{pid}/stat")[1]) == unshare_pid:
+                identity = _process_identity(int(pid))
+                if identity:
+                    return identity
         except OSError:
             continue  # gone meanwhile
-    return found
+    raise RuntimeError(f"unshare (pid {unshare_pid}) has no child: its node is not running")
+
+
+def _still_running(identity: Tuple[int, bytes]) -> bool:
+    """Whether some thread of the process has yet to end.  Its first thread alone says
+    too little: it turns zombie, and its command line reads empty, while the others are
+    still being killed, and a namespace's first process kills and waits for the rest of
+    the namespace in its last thread's exit."""
+    pid, started = identity
+    if _process_identity(pid) != identity:
+        return False  # reaped (and maybe its pid reused)
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in threads:
+        try:
+            if _stat_fields(f"/proc/{pid}/task/{tid}/stat")[0] not in (b"Z", b"X"):
+                return True
+        except OSError:
+            continue  # this thread is gone
+    return False
 
 
 def kill_leftovers(root: str) -> int:
@@ -195,18 +229,18 @@ class LocalCluster:
 
     def kill_node(self, name: str) -> None:
         """SIGKILL the node's namespace: its raylet and all its workers die at once.  Returns
-        once none of its processes is left (the kernel ends the namespace's other processes
-        after its first one, not at the same instant), so nothing the node runs can act
-        after this returns."""
+        once every process of the node has ended (the kernel kills the namespace's other
+        processes as its first one exits, and that exit waits for them), so nothing the
+        node runs can act after this returns."""
         process = self._nodes[name]
+        init = _namespace_init(process.pid)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        marker = os.path.join(self.root, name) + os.sep  # in each of its processes' command lines
         deadline = time.monotonic() + _START_TIMEOUT_S
-        while _processes_naming(marker):
+        while _still_running(init):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"processes of node {name} outlived its SIGKILL: {_processes_naming(marker)}")
-            time.sleep(0.01)  # polled: the kernel is reaping them
+                raise RuntimeError(f"node {name} (pid {init[0]}) outlived its SIGKILL")
+            time.sleep(0.01)  # polled: the kernel is ending the namespace's processes
 
     def shutdown(self) -> None:
         try:
