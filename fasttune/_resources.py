@@ -89,7 +89,10 @@ class PlacementGroupFactory:
 
     def shape_key(self) -> Tuple[Any, ...]:
         """Workers are pooled by this key: trials with equal requests share workers."""
-        return (self._strategy, tuple(tuple(sorted(b.items())) for b in self._bundles))
+        key = self.__dict__.get("_shape_key")  # asked for every trial; an unpickled one computes it anew
+        if key is None:
+            key = self._shape_key = (self._strategy, tuple(tuple(sorted(b.items())) for b in self._bundles))
+        return key
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PlacementGroupFactory) and self.shape_key() == other.shape_key()

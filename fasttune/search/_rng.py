@@ -68,7 +68,10 @@ class Rng:
         return self._engine.randint(low, high, size=size)
 
     def indices(self, n: int, size: int) -> np.ndarray:
-        return self._engine.choice(n, size=size)
+        # The draws choice(n, size) makes (it calls these), without its argument handling.
+        if isinstance(self._gen, np.random.Generator):
+            return self._gen.integers(0, n, size=size)
+        return self._engine.randint(0, n, size=size)
 
     def get_state(self) -> Any:
         if isinstance(self._gen, np.random.Generator):

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import re
@@ -57,6 +58,7 @@ _MAX_ROUNDS = 50
 _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_)
 
 
+@functools.lru_cache(maxsize=4096)  # a sweep's trials share their few paths
 def _path_key(path: Path) -> tuple:
     """Sort key for paths that may mix str keys and int list indices."""
     return tuple(
@@ -492,11 +494,16 @@ def get_preset_variants(
 # ---------------------------------------------------------------------------
 
 
+_NOT_PORTABLE = re.compile(r"[^a-zA-Z0-9_-]+")
+
+
 def _clean_value(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{value:.4f}"
+    if type(value) is int:
+        return str(value)  # digits and a sign only
     # Tags become directory names: keep them portable.
-    return re.sub(r"[^a-zA-Z0-9_-]+", "_", str(value)).strip("_")
+    return _NOT_PORTABLE.sub("_", str(value)).strip("_")
 
 
 def format_vars(resolved_vars: Mapping[Path, Any]) -> str:
