@@ -6,14 +6,17 @@ module imports nothing from fasttune, so both sides can use it.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Optional, Union
+import bisect
+import numbers
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Union
 
 WireDecisionPoints = Union[str, List[Any]]
 
 
 class DecisionPoints:
     """When a trial must wait for its scheduler: never, at every result, at given
-    iterations, or every ``n`` iterations (optionally from ``start`` up to ``until``).
+    iterations, every ``n`` iterations (optionally from ``start`` up to ``until``), or where
+    another result attribute reaches given values (:meth:`reaching`).
 
     Two DecisionPoints are equal when they name the same iterations, whatever their form:
     ``every(4, start=6, until=18)`` equals ``at([6, 10, 14, 18])``, and is what goes to the
@@ -37,7 +40,8 @@ class DecisionPoints:
 
     def __contains__(self, iteration: int) -> bool:
         """Whether a trial that reported ``iteration`` waits for a decision there (the
-        worker asks this at every result, so the test is built once).
+        worker asks this at every result, so the test is built once).  Points on another
+        attribute (:meth:`reaching`) need the result: :meth:`watch` tests them.
 
         >>> points = DecisionPoints.every(4, start=6, until=14)
         >>> [i for i in range(20) if i in points]
@@ -85,6 +89,36 @@ class DecisionPoints:
             return cls.at([])
         return cls(["every", n, first, last])
 
+    @classmethod
+    def reaching(cls, attr: str, values: Iterable[float], needs: Iterable[str] = ()) -> "DecisionPoints":
+        """The results at which ``attr`` (``time_total_s``, or a reported one such as
+        ``epoch``; it must not decrease) first reaches each of ``values``: what a scheduler
+        with ``time_attr=attr`` acts on.  A result that skips several values waits once for
+        each, at it and the next ones.  A result without ``attr`` or one of ``needs`` (the
+        metric the scheduler judges by) always waits, and reaches nothing.
+
+        Example:
+            >>> points = DecisionPoints.reaching("epoch", [1, 3, 9])
+            >>> watch = points.watch()
+            >>> [epoch for epoch in range(1, 12) if watch(epoch, {"epoch": epoch}, 0.0)]
+            [1, 3, 9]
+            >>> watch = points.watch()  # a trial whose epochs jump
+            >>> [epoch for epoch in (2, 10, 11, 12, 13) if watch(0, {"epoch": epoch}, 0.0)]
+            [2, 10, 11]
+        """
+        return cls(["reach", str(attr), sorted({float(v) for v in values}), sorted(set(needs))])
+
+    def watch(self) -> Callable[[int, Mapping[str, Any], float], bool]:
+        """A test for one run segment of a trial: ``watch(iteration, metrics, time_total)``
+        says whether the result the trial just reported (its ``iteration``, the metrics it
+        reported, its ``time_total_s``) waits for a decision.  Points on an attribute keep
+        what the segment has reached; the others test the iteration alone."""
+        wire = self._wire
+        if isinstance(wire, (list, tuple)) and len(wire) == 4 and wire[0] == "reach":
+            return _reach_watch(str(wire[1]), [float(v) for v in wire[2]], [str(k) for k in wire[3]])
+        test = _membership(wire)
+        return lambda iteration, metrics, time_total: test(iteration)
+
     def to_wire(self) -> WireDecisionPoints:
         return self._wire
 
@@ -97,6 +131,8 @@ class DecisionPoints:
             return ("every", 1, 1)
         if wire[0] == "at":
             return ("at", tuple(wire[1]))
+        if wire[0] == "reach":
+            return ("reach", wire[1], tuple(wire[2]), tuple(wire[3]))
         n = wire[1]
         first = wire[2] if len(wire) > 2 else n
         last = wire[3] if len(wire) > 2 else None
@@ -123,6 +159,44 @@ class DecisionPoints:
 
     def __repr__(self) -> str:
         return f"DecisionPoints({self._wire!r})"
+
+
+def _reach_watch(attr: str, values: List[float], needs: List[str]) -> Callable[[int, Mapping[str, Any], float], bool]:
+    """The stateful test of a ``reaching`` form for one run segment: it has passed the
+    first ``passed`` values (a new segment starts at none, so its first result past a
+    value waits once more: the scheduler has judged it there already and goes on)."""
+    passed = 0
+
+    def watch(iteration: int, metrics: Mapping[str, Any], time_total: float) -> bool:
+        nonlocal passed
+        if attr == "training_iteration":
+            value: Any = iteration
+        elif attr == "time_total_s":
+            value = time_total
+        else:
+            value = _lookup(metrics, attr)
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or value != value:
+            return True  # nothing to compare: the scheduler decides whether this result counts
+        if any(_lookup(metrics, key) is None for key in needs):
+            return True
+        if bisect.bisect_right(values, value) > passed:
+            passed += 1
+            return True
+        return False
+
+    return watch
+
+
+def _lookup(metrics: Mapping[str, Any], key: str) -> Any:
+    """``metrics[key]``, else the nested value ``"a/b"`` names (None when absent)."""
+    if key in metrics:
+        return metrics[key]
+    found: Any = metrics
+    for part in key.split("/"):
+        if not isinstance(found, Mapping) or part not in found:
+            return None
+        found = found[part]
+    return found
 
 
 def _membership(wire: WireDecisionPoints) -> Any:

@@ -169,7 +169,8 @@ class _Run:
         self.base_time: float = spec.get("time_total", 0.0)
         self.checkpoint_index: int = spec.get("ckpt_index", 0)
         self.stop = StopCriteria(spec.get("stop"))
-        self.decisions = DecisionPoints(spec.get("decide", "every_result"))
+        # Whether a result waits for the scheduler (points on an attribute keep state).
+        self.at_decision_point = DecisionPoints(spec.get("decide", "every_result")).watch()
         self.yields = bool(spec.get("yield"))
         self.start_time = 0.0
         self.last_time = 0.0
@@ -553,7 +554,7 @@ class TrialWorker:
         if step_done and run.interrupt is not None:
             raise TuneStopTrial(run.interrupt)
         iteration = run.base_iteration + run.count
-        if iteration in run.decisions:
+        if run.at_decision_point(iteration, metrics, run.base_time + (now - run.start_time)):
             # A class trainable saves a checkpoint when it pauses; a function trainable
             # can resume from here only with the checkpoint it just reported.
             if run.yields and (checkpoint is not None or step_done):

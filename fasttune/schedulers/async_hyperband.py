@@ -241,15 +241,15 @@ class AsyncHyperBandScheduler(TrialScheduler):
 
     # ---- the scheduler interface -------------------------------------------------------
     def decision_points(self, trial: "Trial") -> DecisionPoints:
-        """Rung milestones and ``max_t`` with ``time_attr="training_iteration"``; every
-        result otherwise."""
-        if self._time_attr != "training_iteration":
-            return DecisionPoints.every_result()
+        """Rung milestones and ``max_t``: those iterations with
+        ``time_attr="training_iteration"``, else the results where ``time_attr`` reaches them."""
         bracket = self._brackets[self._assign(trial.trial_id)]
-        points = {math.ceil(rung.milestone) for rung in bracket.rungs}
+        points = {rung.milestone for rung in bracket.rungs}
         if self._stop_last_trials:
-            points.add(math.ceil(self._max_t))
-        return DecisionPoints.at(points)
+            points.add(self._max_t)
+        if self._time_attr == "training_iteration":
+            return DecisionPoints.at({math.ceil(point) for point in points})
+        return DecisionPoints.reaching(self._time_attr, points, needs=[self._metric] if self._metric else [])
 
     def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         require_metric_and_mode(self)

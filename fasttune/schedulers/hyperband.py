@@ -275,12 +275,15 @@ class HyperBandScheduler(TrialScheduler):
 
     # ---- the scheduler interface -------------------------------------------------------
     def decision_points(self, trial: "Trial") -> DecisionPoints:
-        """The milestones of ``trial``'s bracket with ``time_attr="training_iteration"``;
-        every result otherwise (or for a trial this scheduler was not told about)."""
+        """The milestones of ``trial``'s bracket: those iterations with
+        ``time_attr="training_iteration"``, else the results where ``time_attr`` reaches
+        them; every result for a trial this scheduler was not told about."""
         bracket = self._bracket_of.get(trial.trial_id)
-        if self._time_attr != "training_iteration" or bracket is None:
+        if bracket is None:
             return DecisionPoints.every_result()
-        return DecisionPoints.at(bracket.milestones())
+        if self._time_attr == "training_iteration":
+            return DecisionPoints.at(bracket.milestones())
+        return DecisionPoints.reaching(self._time_attr, bracket.milestones(), needs=[self._metric] if self._metric else [])
 
     def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         require_metric_and_mode(self)

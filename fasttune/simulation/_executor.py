@@ -71,7 +71,7 @@ class _Segment:
     of its next reply, and when that reply is due."""
 
     __slots__ = ("trial_id", "spec", "slot", "metrics", "step_seconds", "fidelities", "position", "count",
-                 "base_iteration", "base_time", "start_time", "last_time", "decisions", "stop", "ckpt_index",
+                 "base_iteration", "base_time", "start_time", "last_time", "at_decision_point", "stop", "ckpt_index",
                  "records", "due", "seq", "awaiting", "ended")
 
     def __init__(self, slot: int, spec: Dict[str, Any]) -> None:
@@ -86,7 +86,7 @@ class _Segment:
         self.base_iteration: int = spec.get("iteration", 0)
         self.base_time: float = spec.get("time_total", 0.0)
         self.start_time = self.last_time = 0.0
-        self.decisions = DecisionPoints(spec.get("decide", "every_result"))
+        self.at_decision_point = DecisionPoints(spec.get("decide", "every_result")).watch()
         self.stop = StopCriteria(spec.get("stop"))
         self.ckpt_index: int = spec.get("ckpt_index", 0)
         self.records: List[Any] = []  # of the next reply
@@ -281,7 +281,7 @@ class SimulatedExecutor:
             result = {name: values[i] for name, values in metrics_by_name.items()}
             result[fidelity_name] = self._fidelity_values[i]
             iteration = segment.base_iteration + segment.count
-            at_decision = iteration in segment.decisions
+            at_decision = segment.at_decision_point(iteration, result, segment.base_time + (t - segment.start_time))
             if (at_decision and checkpoint_at == CHECKPOINT_AT_DECISIONS) or (
                     isinstance(checkpoint_at, int) and segment.position % checkpoint_at == 0):
                 name = self._checkpoint_name(segment)

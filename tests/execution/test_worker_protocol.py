@@ -125,6 +125,53 @@ def test_the_decision_set_of_a_progression_is_its_list(n, first, last):
         assert points == DecisionPoints.at(expected)
 
 
+def test_points_on_a_reported_attribute_block_where_it_first_reaches_each_value():
+    """ASHA with ``time_attr="epoch"``: the trial waits at the results whose epoch reaches a
+    rung (once per rung passed, also when epochs jump), and at a result without the metric
+    the scheduler judges by (it reaches nothing there); the others go on unasked."""
+    epochs = [1, 2, 3, 4, 8, 20, 21, 22, 23]
+    seen = []
+
+    def fn(config):
+        for number, epoch in enumerate(epochs):
+            metrics = {"epoch": np.int64(epoch), "n": number}
+            if number != 1:
+                metrics["loss"] = 1.0 / epoch
+            tune.report(metrics)
+
+    def answer(event):
+        seen.append(event[2])
+        return ["continue", event[1]]
+
+    spec = _spec("t1", decide=["reach", "epoch", [1.0, 3.0, 9.0, 27.0], ["loss"]])
+    events = _run_until(TrialWorker(), _commands(_install(fn), ["start", spec]), answer=answer)
+    # Iterations (1-based) of the results that waited: epoch 1; the one without loss;
+    # epoch 3; epoch 20 passes 9 (and 27 is still ahead); 21, 22 ... pass nothing more.
+    assert seen == [1, 2, 3, 6]
+    assert [r["n"] for r in _results(events)] == list(range(len(epochs)))
+    assert events[-1] == ["done", "t1"]
+
+
+def test_points_on_an_attribute_wait_once_per_value_a_jump_passes():
+    from fasttune.schedulers import DecisionPoints
+
+    points = DecisionPoints.reaching("time_total_s", [5, 15, 45])
+    assert points == DecisionPoints(points.to_wire()) and points != DecisionPoints.at([5, 15, 45])
+    watch = points.watch()
+    waited = [total for total in (1.0, 4.9, 50.0, 51.0, 52.0, 53.0, 60.0) if watch(0, {}, total)]
+    assert waited == [50.0, 51.0, 52.0]  # three values passed at once: judged one per result
+    # A new segment (a resume) starts at none passed: its first result waits once more.
+    assert DecisionPoints(points.to_wire()).watch()(0, {}, 20.0)
+    # Iteration forms keep their test; an attribute form read as iterations means every one.
+    assert [i for i in range(1, 8) if DecisionPoints.at([2, 5]).watch()(i, {}, 0.0)] == [2, 5]
+    assert all(i in points for i in range(1, 5))
+    # training_iteration, and a nested reported value, are read as the scheduler reads them.
+    by_iteration = DecisionPoints.reaching("training_iteration", [2]).watch()
+    assert [i for i in range(1, 5) if by_iteration(i, {}, 0.0)] == [2]
+    nested = DecisionPoints.reaching("progress/epoch", [2]).watch()
+    assert [e for e in range(1, 5) if nested(0, {"progress": {"epoch": e}}, 0.0)] == [2]
+
+
 def test_every_result_decisions_give_one_result_per_round_trip():
     def fn(config):
         for i in range(5):

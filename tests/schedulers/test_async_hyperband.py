@@ -146,7 +146,9 @@ def test_decision_points_are_the_bracket_rungs_and_max_t():
     assert len(seen) == 2
     # Fractional milestones are decided at the first whole iteration past them.
     assert make(max_t=10, reduction_factor=2.5).decision_points(trials[0]).to_wire() == ["at", [1, 3, 7, 10]]
-    assert make(time_attr="time_total_s").decision_points(trials[0]) == DecisionPoints.every_result()
+    # Another time_attr: the results where it reaches the rungs (the metric must be there).
+    assert make(time_attr="time_total_s", max_t=20, grace_period=2, reduction_factor=3).decision_points(
+        trials[0]) == DecisionPoints.reaching("time_total_s", [2, 6, 18, 20], needs=["score"])
 
 
 def test_brackets_are_drawn_with_softmax_weights_from_numpy_random():

@@ -252,11 +252,12 @@ def test_save_and_restore_continue_with_identical_decisions(tmp_path):
     assert resumed.stop_calls == reference.stop_calls and resumed.stop_calls
 
 
-def test_time_attr_other_than_iterations_decides_at_every_result_and_must_be_reported():
+def test_time_attr_other_than_iterations_decides_where_it_reaches_the_milestones_and_must_be_reported():
     scheduler = make(time_attr="time_total_s", max_t=9, reduction_factor=3)
     sim = SimulatedRunner(scheduler, metric="score", mode="max")
     trial = sim.add_trial({})
-    assert scheduler.decision_points(trial) == DecisionPoints.every_result()
+    # Its bracket's one milestone is max_t (the same trial's at() with training_iteration).
+    assert scheduler.decision_points(trial) == DecisionPoints.reaching("time_total_s", [9], needs=["score"])
     sim.start(trial)
     with pytest.raises(ValueError, match="without 'steps'"):
         make(time_attr="steps").on_trial_result(sim, trial, {"score": 1.0})
