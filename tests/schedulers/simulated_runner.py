@@ -133,7 +133,9 @@ class SimulatedRunner:
     def start(self, trial: Trial) -> None:
         assert trial.status in (Trial.PENDING, Trial.PAUSED), (trial, trial.status)
         self.starts.append(trial.trial_id)
-        self._points[trial.trial_id] = self.scheduler.decision_points(trial).to_wire()
+        wire = self.scheduler.decision_points(trial).to_wire()
+        # As a worker reads the spec: one watch per run segment, fed every result.
+        self._points[trial.trial_id] = (wire, DecisionPoints(wire).watch())
         resume = self.checkpoint.get(trial.trial_id, 0)
         self._table.set_iteration(trial._row, resume)
         trial.set_status(Trial.RUNNING)
@@ -158,9 +160,12 @@ class SimulatedRunner:
                                   float(value) if numeric else float("nan"))
         self.history[trial.trial_id].append(iteration)
         trial.last_result = result
+        wire, watch = self._points.get(trial.trial_id, ("every_result", None))
+        at_point = watch is None or watch(iteration, result, result["time_total_s"])
         decision = self.scheduler.on_trial_result(self, trial, result)
         self.decisions.append((trial.trial_id, iteration, decision))
-        self._check_point(trial, iteration, decision)
+        if decision not in (TrialScheduler.CONTINUE, TrialScheduler.NOOP) and not at_point:
+            self.violations.append((trial.trial_id, iteration, decision, wire))
         return decision
 
     def complete(self, trial: Trial) -> None:
@@ -237,15 +242,6 @@ class SimulatedRunner:
         result = self.result(trial, trial.iteration, None) if not trial.last_result else dict(trial.last_result)
         result["done"] = True
         self.scheduler.on_trial_complete(self, trial, result)
-
-    def _check_point(self, trial: Trial, iteration: int, decision: str) -> None:
-        if decision in (TrialScheduler.CONTINUE, TrialScheduler.NOOP):
-            return
-        wire = self._points.get(trial.trial_id, "every_result")
-        if wire == "every_result":
-            return
-        if iteration not in DecisionPoints(wire):
-            self.violations.append((trial.trial_id, iteration, decision, wire))
 
 
 class _Queue:

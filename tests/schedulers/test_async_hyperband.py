@@ -113,8 +113,11 @@ def test_stop_last_trials_false_lets_trials_run_past_max_t():
     assert sim.feed(b, 9, 1.0) == STOP  # the rung at max_t still judges
 
 
-def test_every_trial_ends_by_max_t_at_a_rung_or_max_t():
-    scheduler = make(max_t=27, grace_period=1, reduction_factor=3)
+@pytest.mark.parametrize("time_attr", ["training_iteration", "time_total_s"])
+def test_every_trial_ends_by_max_t_at_a_rung_or_max_t(time_attr):
+    # One second an iteration: the same rungs either way, decided at the same results
+    # (time_total_s through points on the attribute; violations would show a miss).
+    scheduler = make(max_t=27, grace_period=1, reduction_factor=3, time_attr=time_attr)
     qualities = [0.3, 0.9, 0.1, 0.5, 0.7, 0.2, 0.8, 0.4, 0.6, 1.0, 0.05, 0.95] * 2
     sim = SimulatedRunner(
         scheduler, curve=lambda config, it: config["q"] * math.log1p(it) + 0.01 * math.sin(it * config["q"] * 7),

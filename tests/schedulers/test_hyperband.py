@@ -75,9 +75,11 @@ def expected_finals():
     return finals
 
 
+@pytest.mark.parametrize("time_attr", ["training_iteration", "time_total_s"])
 @pytest.mark.parametrize("max_concurrent", [1, 2, 5])
-def test_a_band_ends_as_computed_by_hand_and_kept_trials_resume_where_they_paused(max_concurrent):
-    scheduler = make(max_t=9, reduction_factor=3)
+def test_a_band_ends_as_computed_by_hand_and_kept_trials_resume_where_they_paused(max_concurrent, time_attr):
+    # One second an iteration: time_total_s gives the same band, through points on the attribute.
+    scheduler = make(max_t=9, reduction_factor=3, time_attr=time_attr)
     sim = SimulatedRunner(scheduler, curve=lambda config, it: config["q"] + 0.001 * it,
                           configs=[{"i": i, "q": q} for i, q in enumerate(QUALITY)],
                           metric="score", mode="max", max_concurrent=max_concurrent, max_iterations=100).run()
