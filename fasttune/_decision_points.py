@@ -108,6 +108,21 @@ class DecisionPoints:
         """
         return cls(["reach", str(attr), sorted({float(v) for v in values}), sorted(set(needs))])
 
+    @classmethod
+    def reaching_every(cls, attr: str, interval: float, *, start: float = 0.0, since: float = 0.0,
+                       needs: Iterable[str] = ()) -> "DecisionPoints":
+        """The results at which ``attr`` is at least ``start`` and has grown by ``interval``
+        since the last of them (the first: since ``since``), with the scheduler's own
+        arithmetic (``value - last >= interval``): PBT's perturbation points on
+        ``time_total_s``.  A result without ``attr`` or one of ``needs`` always waits.
+
+        Example:
+            >>> watch = DecisionPoints.reaching_every("time_total_s", 10.0, start=15.0).watch()
+            >>> [t for t in (4.0, 12.0, 16.0, 20.0, 26.5, 30.0, 37.0) if watch(0, {}, t)]
+            [16.0, 26.5, 37.0]
+        """
+        return cls(["reach_every", str(attr), float(interval), float(start), float(since), sorted(set(needs))])
+
     def watch(self) -> Callable[[int, Mapping[str, Any], float], bool]:
         """A test for one run segment of a trial: ``watch(iteration, metrics, time_total)``
         says whether the result the trial just reported (its ``iteration``, the metrics it
@@ -116,6 +131,9 @@ class DecisionPoints:
         wire = self._wire
         if isinstance(wire, (list, tuple)) and len(wire) == 4 and wire[0] == "reach":
             return _reach_watch(str(wire[1]), [float(v) for v in wire[2]], [str(k) for k in wire[3]])
+        if isinstance(wire, (list, tuple)) and len(wire) == 6 and wire[0] == "reach_every":
+            return _reach_every_watch(str(wire[1]), float(wire[2]), float(wire[3]), float(wire[4]),
+                                      [str(k) for k in wire[5]])
         test = _membership(wire)
         return lambda iteration, metrics, time_total: test(iteration)
 
@@ -133,6 +151,8 @@ class DecisionPoints:
             return ("at", tuple(wire[1]))
         if wire[0] == "reach":
             return ("reach", wire[1], tuple(wire[2]), tuple(wire[3]))
+        if wire[0] == "reach_every":
+            return ("reach_every", *wire[1:5], tuple(wire[5]))
         n = wire[1]
         first = wire[2] if len(wire) > 2 else n
         last = wire[3] if len(wire) > 2 else None
@@ -161,6 +181,24 @@ class DecisionPoints:
         return f"DecisionPoints({self._wire!r})"
 
 
+def _attribute(attr: str, iteration: int, metrics: Mapping[str, Any], time_total: float,
+               needs: List[str]) -> Optional[float]:
+    """The result's ``attr`` as a scheduler reads it; None when it is missing, not a
+    number, or one of ``needs`` is missing (the result must wait: the scheduler decides
+    whether it counts)."""
+    if attr == "training_iteration":
+        value: Any = iteration
+    elif attr == "time_total_s":
+        value = time_total
+    else:
+        value = _lookup(metrics, attr)
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or value != value:
+        return None
+    if any(_lookup(metrics, key) is None for key in needs):
+        return None
+    return value
+
+
 def _reach_watch(attr: str, values: List[float], needs: List[str]) -> Callable[[int, Mapping[str, Any], float], bool]:
     """The stateful test of a ``reaching`` form for one run segment: it has passed the
     first ``passed`` values (a new segment starts at none, so its first result past a
@@ -169,20 +207,31 @@ def _reach_watch(attr: str, values: List[float], needs: List[str]) -> Callable[[
 
     def watch(iteration: int, metrics: Mapping[str, Any], time_total: float) -> bool:
         nonlocal passed
-        if attr == "training_iteration":
-            value: Any = iteration
-        elif attr == "time_total_s":
-            value = time_total
-        else:
-            value = _lookup(metrics, attr)
-        if not isinstance(value, numbers.Real) or isinstance(value, bool) or value != value:
-            return True  # nothing to compare: the scheduler decides whether this result counts
-        if any(_lookup(metrics, key) is None for key in needs):
+        value = _attribute(attr, iteration, metrics, time_total, needs)
+        if value is None:
             return True
         if bisect.bisect_right(values, value) > passed:
             passed += 1
             return True
         return False
+
+    return watch
+
+
+def _reach_every_watch(attr: str, interval: float, start: float, since: float,
+                       needs: List[str]) -> Callable[[int, Mapping[str, Any], float], bool]:
+    """The stateful test of a ``reaching_every`` form for one run segment."""
+    last = since
+
+    def watch(iteration: int, metrics: Mapping[str, Any], time_total: float) -> bool:
+        nonlocal last
+        value = _attribute(attr, iteration, metrics, time_total, needs)
+        if value is None:
+            return True
+        if value < start or value - last < interval:
+            return False
+        last = value
+        return True
 
     return watch
 

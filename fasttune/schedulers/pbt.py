@@ -614,11 +614,21 @@ class PopulationBasedTraining(FIFOScheduler):
         the donor checkpoint's iteration right after an exploit) with
         ``t >= burn_in_period`` and ``t - last_perturbation >= perturbation_interval``;
         then every ``ceil(perturbation_interval)`` iterations.  The population's grid is
-        included too, since an exploit moves the trial onto its donor's clock.  Any other
-        time_attr (or results that may lack the metric) needs a decision at every result.
+        included too, since an exploit moves the trial onto its donor's clock.  With another
+        time_attr, asynchronous PBT waits where the perturbation rule fires
+        (``DecisionPoints.reaching_every``); synchronous PBT, and results that may lack the
+        metric, need a decision at every result.
         """
-        if self._time_attr != TRAINING_ITERATION or not self._require_attrs:
+        if not self._require_attrs:
             return DecisionPoints.every_result()
+        if self._time_attr != TRAINING_ITERATION:
+            if self._synch:
+                return DecisionPoints.every_result()
+            idx = self._index.get(trial.trial_id)
+            last = float(self._perturb_time[idx]) if idx is not None else 0.0
+            return DecisionPoints.reaching_every(self._time_attr, self._perturbation_interval,
+                                                 start=self._burn_in_period, since=last,
+                                                 needs=[self._metric] if self._metric else [])
         step = max(1, int(math.ceil(self._perturbation_interval)))
         anchor = max(step, int(math.ceil(self._burn_in_period)))  # the population's first point
         idx = self._index.get(trial.trial_id)
@@ -647,10 +657,9 @@ class PopulationBasedTraining(FIFOScheduler):
         return DecisionPoints.every(math.gcd(math.gcd(first, step), anchor))
 
     def pauses_for_waiting_trials(self, trial: "Trial") -> bool:
-        # Asynchronous PBT pauses a trial at every perturbation point while others wait;
-        # with another time_attr the decision points are every result, most not a
-        # perturbation point.
-        return not self._synch and self._time_attr == TRAINING_ITERATION and self._require_attrs
+        # Asynchronous PBT pauses a trial at every perturbation point while others wait
+        # (its decision points are those points, whatever its time_attr).
+        return not self._synch and self._require_attrs
 
     # ---- reporting and persistence -------------------------------------------------------------
     def last_scores(self, trials: List["Trial"]) -> List[float]:

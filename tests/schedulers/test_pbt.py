@@ -558,8 +558,44 @@ def test_decision_points_examples():
     assert pbt.decision_points(unbounded) == DecisionPoints.every(2)
     pbt, runner = Spy(perturbation_interval=5), FakeRunner()
     assert pbt.decision_points(runner.add(pbt, {"lr": 1})) == DecisionPoints.every(5)
-    other = make_pbt(time_attr="time_total_s")
-    assert other.decision_points(FakeRunner().add(other, {"lr": 1})) == DecisionPoints.every_result()
+    other = make_pbt(time_attr="time_total_s", burn_in_period=3)
+    assert other.decision_points(FakeRunner().add(other, {"lr": 1})) == DecisionPoints.reaching_every(
+        "time_total_s", 2.0, start=3.0, since=0.0, needs=["score"])
+    synch = make_pbt(time_attr="time_total_s", synch=True)
+    assert synch.decision_points(FakeRunner().add(synch, {"lr": 1})) == DecisionPoints.every_result()
+
+
+class SecondsSpy(Spy):
+    """PBT on time_total_s, recording where its rule fires."""
+
+    def __init__(self, **kwargs):
+        PopulationBasedTraining.__init__(self, time_attr="time_total_s", metric="score", mode="max",
+                                         hyperparam_mutations={"lr": [1, 2]}, log_config=False, **kwargs)
+        self.fired = []
+
+    def _record(self, idx, trial, time, score):
+        self.fired.append(time)
+
+
+@pytest.mark.parametrize("interval", [0.5, 2, 3.7])
+@pytest.mark.parametrize("burn_in", [0, 4.2])
+def test_decision_points_on_seconds_are_the_results_where_the_rule_fires(interval, burn_in):
+    """Irregular seconds per result: the worker's watch waits exactly at the results where
+    PBT's rule fires (the same float arithmetic), and at one without the metric."""
+    pbt, runner = SecondsSpy(perturbation_interval=interval, burn_in_period=burn_in), FakeRunner()
+    trial = runner.add(pbt, {"lr": 1})
+    watch = DecisionPoints(pbt.decision_points(trial).to_wire()).watch()
+    total, waited = 0.0, []
+    for it in range(1, 60):
+        total += [0.3, 1.1, 0.7, 2.9, 0.1][it % 5]
+        result = {"training_iteration": it, "time_total_s": total, "score": 1.0}
+        if watch(it, result, total):
+            waited.append(total)
+        runner.table.set_iteration(trial._row, it)
+        trial.last_result = result
+        pbt.on_trial_result(runner, trial, result)
+    assert waited == pbt.fired and len(waited) > 3
+    assert watch(60, {"time_total_s": total + 100.0}, total + 100.0)  # no score: it waits
 
 
 def test_decision_points_of_a_restarted_clone_follow_its_donor_clock(tmp_path):
