@@ -13,11 +13,12 @@ run's best-so-far loss against simulated time and against compute (all trials' s
 summed), and the median and interquartile range over seeds on a common grid.
 
 Algorithms (``ALGORITHMS``): ``random`` (BasicVariantGenerator, FIFO), ``asha``,
-``hyperband``, ``pbt``, ``pb2`` (a population of ``POPULATION`` resumed from checkpoints:
-a simulated checkpoint is the epoch reached), ``tpe`` (OptunaSearch with TPESampler) and
+``hyperband``, ``pbt``, ``pb2`` (a population of ``--population`` trials, 8 by default, resumed
+from checkpoints: a simulated checkpoint is the epoch reached; they end once the whole
+population reached the last epoch, often before the budget), ``tpe`` (OptunaSearch with TPESampler) and
 ``tpe_asha``.  Schedulers count ``training_iteration`` (one per epoch, and their rungs are
 the trials' decision points).  ``num_samples=-1``: searchers go on until the budget ends
-(PBT and PB2 train their population to the last epoch and may end earlier).
+(PBT and PB2 end with their population).
 
 Reproducible bit for bit: simulated time never depends on the machine, every searcher and
 scheduler is seeded (``random`` and ``numpy.random`` too, for PBT and PB2), and BLAS runs
@@ -76,9 +77,9 @@ def _bounds(space: Dict[str, Any]) -> Dict[str, List[float]]:
     return {name: [domain.lower, domain.upper] for name, domain in space.items()}
 
 
-def make_algorithm(name: str, space: Dict[str, Any], seed: int) -> Dict[str, Any]:
+def make_algorithm(name: str, space: Dict[str, Any], seed: int, population: int = POPULATION) -> Dict[str, Any]:
     """``TuneConfig`` arguments (search_alg, scheduler, num_samples) of algorithm ``name``,
-    seeded with ``seed``."""
+    seeded with ``seed`` (``population``: PBT's and PB2's number of trials)."""
     from fasttune import schedulers
     from fasttune.search import BasicVariantGenerator
 
@@ -100,12 +101,12 @@ def make_algorithm(name: str, space: Dict[str, Any], seed: int) -> Dict[str, Any
     elif name == "pbt":
         scheduler = schedulers.PopulationBasedTraining(time_attr=clock, perturbation_interval=PERTURBATION_INTERVAL,
                                                        hyperparam_mutations=dict(space))
-        num_samples = POPULATION
+        num_samples = population
     elif name == "pb2":
         from fasttune.schedulers.pb2 import PB2
 
         scheduler = PB2(time_attr=clock, perturbation_interval=PERTURBATION_INTERVAL, hyperparam_bounds=_bounds(space))
-        num_samples = POPULATION
+        num_samples = population
     elif name not in ("random", "tpe"):
         raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
     return {"search_alg": searcher, "scheduler": scheduler, "num_samples": num_samples}
@@ -121,7 +122,8 @@ def _one_blas_thread():
     return threadpool_limits(1)
 
 
-def run_one(algorithm: str, seed: int, budget: float, workers: int, blackbox: Any = None) -> Dict[str, Any]:
+def run_one(algorithm: str, seed: int, budget: float, workers: int, blackbox: Any = None,
+            population: int = POPULATION) -> Dict[str, Any]:
     """One seeded run of ``algorithm``: its anytime curves and counts, and ``wall_s``."""
     blackbox = blackbox if blackbox is not None else problem()
     random.seed(seed)  # PBT's and PB2's choices draw from random and numpy.random, as Ray Tune's do
@@ -133,7 +135,7 @@ def run_one(algorithm: str, seed: int, budget: float, workers: int, blackbox: An
             Simulation(blackbox, num_workers=workers),
             param_space=blackbox.search_space,
             tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, time_budget_s=budget,
-                                        **make_algorithm(algorithm, blackbox.search_space, seed)),
+                                        **make_algorithm(algorithm, blackbox.search_space, seed, population)),
             run_config=tune.RunConfig(name=f"{algorithm}-{seed}", storage_path=storage, callbacks=[recorder],
                                       verbose=0),
         ).fit()
@@ -155,21 +157,22 @@ def _aggregate(runs: Sequence[Dict[str, Any]], against: str, grid: np.ndarray) -
 
 
 def run_comparison(algorithms: Sequence[str], seeds: Sequence[int], budget: float, workers: int,
-                   progress: Any = None) -> Dict[str, Any]:
+                   progress: Any = None, population: int = POPULATION) -> Dict[str, Any]:
     """Every algorithm x seed, and per algorithm the median and quartiles over seeds on the
     common grids: simulated time 0..budget, compute 0..budget * workers."""
     for name in algorithms:
         if name not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
-    if budget <= 0 or workers < 1 or not seeds:
-        raise ValueError(f"need a positive budget, workers >= 1 and a seed (got {budget}, {workers}, {list(seeds)})")
+    if budget <= 0 or workers < 1 or population < 1 or not seeds:
+        raise ValueError(f"need a positive budget, workers >= 1, population >= 1 and a seed "
+                         f"(got {budget}, {workers}, {population}, {list(seeds)})")
     blackbox = problem()
     grids = {"time": np.linspace(0.0, budget, GRID_POINTS), "compute": np.linspace(0.0, budget * workers, GRID_POINTS)}
     results: Dict[str, Any] = {}
     for name in algorithms:
         runs = []
         for seed in seeds:
-            run = run_one(name, seed, budget, workers, blackbox)
+            run = run_one(name, seed, budget, workers, blackbox, population)
             if progress is not None:
                 print(f"{name:>10} seed {seed}: best {run['final']:.6f}, {run['trials']} trials, "
                       f"{run['results']} results, {run['wall_s']:.2f} s", file=progress, flush=True)
@@ -180,7 +183,7 @@ def run_comparison(algorithms: Sequence[str], seeds: Sequence[int], budget: floa
                          "time": _aggregate(runs, "time", grids["time"]),
                          "compute": _aggregate(runs, "compute", grids["compute"])}
     return {"kind": "simulate", "problem": repr(blackbox), "metric": METRIC, "mode": MODE, "budget_s": budget,
-            "workers": workers, "seeds": list(seeds), "algorithms": list(algorithms),
+            "workers": workers, "population": population, "seeds": list(seeds), "algorithms": list(algorithms),
             "grid": {against: grid.tolist() for against, grid in grids.items()}, "results": results,
             "fasttune": tune.__version__}
 
@@ -189,7 +192,7 @@ def render_markdown(report: Dict[str, Any]) -> str:
     """The summary table: per algorithm the median final best (and quartiles) over seeds,
     the median trials and results, and the median and largest wall time of a run."""
     lines = [f"Simulated: {report['problem']}; budget {report['budget_s']:g} simulated s, "
-             f"{report['workers']} workers, seeds {report['seeds']}.", "",
+             f"{report['workers']} workers, seeds {report['seeds']}, PBT/PB2 population {report['population']}.", "",
              "| algorithm | median best loss | IQR | trials (median) | results (median) | wall s per run (median / max) |",
              "|---|---|---|---|---|---|"]
     for name in report["algorithms"]:
@@ -224,6 +227,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--workers", type=int, default=4, help="virtual workers (default 4)")
     parser.add_argument("--algorithms", default=",".join(ALGORITHMS),
                         help=f"comma-separated, of {', '.join(ALGORITHMS)} (default all)")
+    parser.add_argument("--population", type=int, default=POPULATION,
+                        help=f"PBT's and PB2's trials (default {POPULATION}); they end once all reach the last epoch")
     parser.add_argument("--out", default=OUT_DIR, help="output directory (default bench/out/)")
     parser.add_argument("--no-plots", action="store_true", help="JSON and Markdown only")
     args = parser.parse_args(argv)
@@ -231,7 +236,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     try:
-        report = run_comparison(algorithms, list(range(args.seeds)), args.budget, args.workers, progress=sys.stderr)
+        report = run_comparison(algorithms, list(range(args.seeds)), args.budget, args.workers, progress=sys.stderr,
+                                population=args.population)
     except ValueError as e:
         parser.error(str(e))
     paths = write_report(report, args.out, plots=not args.no_plots)

@@ -15,7 +15,7 @@ def without_wall_times(report):
 
 
 def test_a_tiny_comparison_writes_its_report_and_is_the_same_to_the_bit_when_run_again(tmp_path, capsys):
-    args = ["--seeds", "2", "--budget", "150", "--workers", "2", "--algorithms", "random,asha,pbt"]
+    args = ["--seeds", "2", "--budget", "150", "--workers", "2", "--algorithms", "random,asha,pbt", "--population", "4"]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
     table = capsys.readouterr().out
     assert main(args + ["--out", str(tmp_path / "b"), "--no-plots"]) == 0
@@ -26,6 +26,8 @@ def test_a_tiny_comparison_writes_its_report_and_is_the_same_to_the_bit_when_run
 
     assert (first["kind"], first["algorithms"], first["seeds"], first["budget_s"], first["workers"]) == (
         "simulate", ["random", "asha", "pbt"], [0, 1], 150.0, 2)
+    assert first["population"] == 4  # PBT's trials: two workers start three of the four within 150 s
+    assert [run["trials"] for run in first["results"]["pbt"]["runs"]] == [3, 3]
     assert first["grid"]["time"][-1] == 150.0 and first["grid"]["compute"][-1] == 300.0
     for name, entry in first["results"].items():
         assert [run["seed"] for run in entry["runs"]] == [0, 1]
