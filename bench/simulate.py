@@ -27,8 +27,8 @@ one thread (PB2's Gaussian process), so two invocations write the same report ex
 
 Output under ``--out`` (default ``bench/out/``): ``simulate.json`` (every run's curves and
 the aggregates), ``simulate.md`` (the summary table) and ``simulate_time.png`` /
-``simulate_compute.png`` (median and IQR band of the best loss against simulated time /
-compute; ``python -m bench.plots bench/out/simulate.json`` re-draws them).
+``simulate_compute.png`` (median and IQR band of the regret, best loss so far minus the
+table's best, against simulated time / compute; ``python -m bench.plots bench/out/simulate.json`` re-draws them).
 
 Example (a tiny budget, two seeds):
     >>> report = run_comparison(["random", "asha"], seeds=[0, 1], budget=120.0, workers=2)
@@ -183,6 +183,7 @@ def run_comparison(algorithms: Sequence[str], seeds: Sequence[int], budget: floa
                          "time": _aggregate(runs, "time", grids["time"]),
                          "compute": _aggregate(runs, "compute", grids["compute"])}
     return {"kind": "simulate", "problem": repr(blackbox), "metric": METRIC, "mode": MODE, "budget_s": budget,
+            "optimum": float(blackbox.metric_table[METRIC].min()),  # the table's best loss, at any epoch
             "workers": workers, "population": population, "seeds": list(seeds), "algorithms": list(algorithms),
             "grid": {against: grid.tolist() for against, grid in grids.items()}, "results": results,
             "fasttune": tune.__version__}
@@ -191,7 +192,8 @@ def run_comparison(algorithms: Sequence[str], seeds: Sequence[int], budget: floa
 def render_markdown(report: Dict[str, Any]) -> str:
     """The summary table: per algorithm the median final best (and quartiles) over seeds,
     the median trials and results, and the median and largest wall time of a run."""
-    lines = [f"Simulated: {report['problem']}; budget {report['budget_s']:g} simulated s, "
+    lines = [f"Simulated: {report['problem']} (its best loss: {report['optimum']:.6f}); "
+             f"budget {report['budget_s']:g} simulated s, "
              f"{report['workers']} workers, seeds {report['seeds']}, PBT/PB2 population {report['population']}.", "",
              "| algorithm | median best loss | IQR | trials (median) | results (median) | wall s per run (median / max) |",
              "|---|---|---|---|---|---|"]

@@ -1,9 +1,11 @@
 """bench.simulate: algorithm comparisons in simulated time, with the same report on every
 run (apart from the real seconds each run took)."""
 import json
+import os
 
 import pytest
 
+from bench.plots import plot_report
 from bench.simulate import ALGORITHMS, GRID_POINTS, main, render_markdown, run_comparison
 
 
@@ -46,6 +48,9 @@ def test_a_tiny_comparison_writes_its_report_and_is_the_same_to_the_bit_when_run
     assert without_wall_times(first) == without_wall_times(second)
     assert first["results"]["random"]["runs"][0]["final"] != first["results"]["random"]["runs"][1]["final"]
     assert (tmp_path / "a" / "simulate.md").read_text() == table
+    assert 0 < first["optimum"] <= min(entry["final_median"] for entry in first["results"].values())
+    replotted = plot_report(first, str(tmp_path / "c"))  # what python -m bench.plots simulate.json does
+    assert sorted(os.path.basename(path) for path in replotted) == ["simulate_compute.png", "simulate_time.png"]
 
 
 def test_every_algorithm_is_known_and_an_unknown_one_is_named():
