@@ -32,6 +32,7 @@ ENGINE_STYLE = {"fasttune": {"color": "tab:blue", "marker": "o"},
                 "raytune": {"color": "tab:orange", "marker": "s"}}
 ENGINE_LABEL = {"fasttune": "fasttune", "raytune": "Ray Tune"}
 REGRET_FLOOR = 1e-9  # a regret at (or, by the rounding of the optimum, just under) zero
+SIMULATE_REGRET_FLOOR = 1e-4  # bench.simulate: where a run found the table's best loss (a regret of 0)
 
 
 def _pyplot():
@@ -52,6 +53,8 @@ def plot_report(report: Dict[str, Any], out_dir: str) -> List[str]:
     os.makedirs(out_dir, exist_ok=True)
     if report.get("kind") == "quality":
         return plot_quality(report, out_dir)
+    if report.get("kind") == "simulate":
+        return plot_simulate(report, out_dir)
     return plot_sweeps(report, out_dir)
 
 
@@ -191,6 +194,44 @@ def _plot_quality_family(report, algorithms, problems, axis, path, family) -> st
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+# --------------------------------------------------------------------------
+# Simulated-time comparisons (bench.simulate)
+# --------------------------------------------------------------------------
+def plot_simulate(report: Dict[str, Any], out_dir: str) -> List[str]:
+    """Regret (best loss so far minus the problem's best), median and interquartile band
+    over seeds, one line per algorithm, on a log axis floored at ``SIMULATE_REGRET_FLOOR``:
+    against simulated time (``simulate_time.png``) and against compute (``simulate_compute.png``)."""
+    import numpy as np
+
+    plt = _pyplot()
+    paths = []
+    labels = {"time": "simulated time (s)", "compute": "compute spent: all trials' simulated seconds"}
+    for against, xlabel in labels.items():
+        grid = np.asarray(report["grid"][against], dtype=float)
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        colors = plt.get_cmap("tab10")
+        for i, algorithm in enumerate(report["algorithms"]):
+            band = report["results"][algorithm][against]
+            q25, q50, q75 = (np.maximum(np.array([np.nan if v is None else v for v in band[key]], dtype=float)
+                                        - report["optimum"], SIMULATE_REGRET_FLOOR)
+                             for key in ("q25", "q50", "q75"))
+            ax.plot(grid, q50, color=colors(i), label=algorithm, linewidth=1.4, drawstyle="steps-post")
+            ax.fill_between(grid, q25, q75, color=colors(i), alpha=0.15, linewidth=0, step="post")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"regret: best {report['metric']} so far − {report['optimum']:.4f}")
+        ax.set_title(f"{len(report['seeds'])} seeds, {report['workers']} workers, budget {report['budget_s']:g} s",
+                     fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = os.path.join(out_dir, f"simulate_{against}.png")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -9,6 +9,9 @@ and the time each step would have taken instead of training anything.
 * :class:`Simulation`: hand it to the ``Tuner`` as the trainable and ``fit()`` runs the
   sweep in simulated time on a :class:`SimulatedExecutor` (virtual workers, in-process).
 * :func:`blackbox_trainable`: the same problem as a function trainable for a real run.
+* Anytime curves for benchmarks: :class:`AnytimeRecorder` (a callback),
+  :func:`anytime_curve` (best-so-far against simulated time or compute) and
+  :func:`aggregate_curves` (quantiles over seeds on a common grid).
 * Built-in synthetic problems: :func:`learning_curve_table`, :func:`reference_asha_table`,
   :func:`reference_trial_order`, :func:`branin_blackbox`.
 
@@ -21,6 +24,13 @@ Example:
     >>> metrics["loss"].shape, step_seconds.shape
     ((27,), (27,))
 """
+from fasttune.simulation._anytime import (
+    AggregateCurve,
+    AnytimeCurve,
+    AnytimeRecorder,
+    aggregate_curves,
+    anytime_curve,
+)
 from fasttune.simulation._blackbox import Blackbox
 from fasttune.simulation._executor import SimulatedClock, SimulatedExecutor
 from fasttune.simulation._function import FunctionBlackbox
@@ -35,12 +45,17 @@ from fasttune.simulation._simulation import Simulation
 from fasttune.simulation._tabular import TabularBlackbox
 
 __all__ = [
+    "AggregateCurve",
+    "AnytimeCurve",
+    "AnytimeRecorder",
     "Blackbox",
     "FunctionBlackbox",
     "SimulatedClock",
     "SimulatedExecutor",
     "Simulation",
     "TabularBlackbox",
+    "aggregate_curves",
+    "anytime_curve",
     "blackbox_trainable",
     "branin_blackbox",
     "learning_curve_table",
