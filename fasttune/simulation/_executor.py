@@ -109,16 +109,20 @@ class SimulatedExecutor:
             produced (the runner then stops every trial).
         checkpoint_at: ``"decision_points"`` (a checkpoint with each result at a decision
             point), ``None`` (none), or ``n`` (every ``n``-th fidelity).
+        write_results: whether the runner writes each trial's ``params.json``,
+            ``result.json`` (and ``progress.csv``); off by default, for speed.
     """
 
     #: The runner reads the experiment's time from here ...
     clock: SimulatedClock
     #: ... and asks its searcher on the loop's thread, so the run is reproducible.
     deterministic = True
+    #: Whether the runner writes the trials' result files (see ``write_results``).
+    writes_result_files: bool
 
     def __init__(self, blackbox: Blackbox, num_workers: int = 1, *, decision_overhead_s: float = 0.0,
                  start_time: float = 0.0, time_budget_s: Optional[float] = None,
-                 checkpoint_at: Any = CHECKPOINT_AT_DECISIONS) -> None:
+                 checkpoint_at: Any = CHECKPOINT_AT_DECISIONS, write_results: bool = False) -> None:
         if not isinstance(blackbox, Blackbox):
             raise TypeError(f"SimulatedExecutor needs a fasttune.simulation.Blackbox, got {type(blackbox).__name__}.")
         if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
@@ -133,6 +137,7 @@ class SimulatedExecutor:
         self.num_workers = num_workers
         self.decision_overhead_s = float(decision_overhead_s)
         self.checkpoint_at = checkpoint_at
+        self.writes_result_files = bool(write_results)
         self.clock = SimulatedClock(start_time)
         self._deadline = None if time_budget_s is None else self.clock.now + float(time_budget_s)
         self._free = list(range(num_workers))  # a heap: the lowest free slot is taken first

@@ -34,14 +34,23 @@ class Simulation:
             runs are identical to the bit.
         checkpoint_at: where a trial checkpoints (its fidelity): ``"decision_points"``,
             ``None`` or every ``n`` fidelities.
+        write_results: write each trial's files as a real run does (``params.json``,
+            ``result.json``, ``progress.csv`` and the other default loggers' files), so that
+            ``fasttune ls``/``plot``, ``ExperimentAnalysis`` and ``ResultGrid``'s whole-history
+            queries read them.  Off by default, for speed: the ``ResultGrid`` then holds each
+            trial's last result (its history queries, such as ``get_dataframe(filter_metric=...)``,
+            see only that), and the experiment directory holds only what restore needs.
     """
 
     def __init__(self, blackbox: Blackbox, num_workers: int = 1, *, decision_overhead_s: float = 0.0,
-                 start_time: float = 0.0, checkpoint_at: Any = CHECKPOINT_AT_DECISIONS) -> None:
+                 start_time: float = 0.0, checkpoint_at: Any = CHECKPOINT_AT_DECISIONS,
+                 write_results: bool = False) -> None:
         self.blackbox = blackbox
         self.num_workers = num_workers
+        self.write_results = bool(write_results)
         self._settings: Dict[str, Any] = dict(num_workers=num_workers, decision_overhead_s=decision_overhead_s,
-                                              start_time=start_time, checkpoint_at=checkpoint_at)
+                                              start_time=start_time, checkpoint_at=checkpoint_at,
+                                              write_results=self.write_results)
         self.executor()  # bad settings fail here, not in fit()
         self.__name__ = "simulation"  # the trainable's name in trial names and the registry
 
