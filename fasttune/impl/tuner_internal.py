@@ -300,8 +300,10 @@ def run_experiment(
         sync.check_writable()  # what is staged (the Tuner's settings) goes up before any trial starts
     simulation = _simulation_of(experiment.trainable)
     if simulation is not None:
-        # Simulated time, in this process: no Ray.
+        # Simulated time, in this process: no Ray.  The executor's state (its clock, the
+        # checkpoints' fidelities, what was running) goes into the snapshots first of all.
         executor = simulation.executor(time_budget_s)
+        callbacks = [simulation.state_callback(executor)] + list(callbacks or [])
     else:
         ensure_ray()
         executor = RayTrialExecutor(reuse_actors=True if reuse_actors is None else bool(reuse_actors),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from fasttune.callback import Callback
 from fasttune.simulation._blackbox import Blackbox
 from fasttune.simulation._executor import CHECKPOINT_AT_DECISIONS, SimulatedExecutor
 
@@ -58,6 +59,13 @@ class Simulation:
         """A fresh executor for one ``fit()`` (``time_budget_s``: TuneConfig's)."""
         return SimulatedExecutor(self.blackbox, time_budget_s=time_budget_s, **self._settings)
 
+    @staticmethod
+    def state_callback(executor: SimulatedExecutor) -> Callback:
+        """The callback that keeps ``executor``'s state in the experiment's snapshots, so
+        that ``Tuner.restore(path, trainable=Simulation(...))`` goes on exactly: the
+        runner saves and restores it with the callbacks' states."""
+        return _ExecutorState(executor)
+
     def __call__(self, config: Dict[str, Any]) -> None:
         raise TypeError(
             "A Simulation runs only as a Tuner's trainable, where fit() runs it in simulated time; "
@@ -66,3 +74,16 @@ class Simulation:
     def __repr__(self) -> str:
         return f"Simulation({self.blackbox!r}, num_workers={self.num_workers})"
 
+
+
+class _ExecutorState(Callback):
+    """A simulated executor's state in the experiment snapshot (it hears no event)."""
+
+    def __init__(self, executor: SimulatedExecutor) -> None:
+        self.executor = executor
+
+    def get_state(self) -> Dict[str, Any]:
+        return self.executor.get_state()
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        self.executor.set_state(state)
