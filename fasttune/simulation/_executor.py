@@ -102,7 +102,8 @@ class _Segment:
         self.seq = -1  # its entry in the event heap (older entries are stale)
         self.awaiting = False  # at a decision point, waiting for the runner's answer
         self.ended = False
-        # What the runner has heard of this segment: when its last result was, and how many.
+        # What the runner has heard of this segment: when its last result was, and how many
+        # results (as of the segment's latest advance).
         self.heard = 0.0
         self.delivered = 0
         self.interrupted = False  # ended by the runner's stop or pause: it knows the end already
@@ -194,6 +195,8 @@ class SimulatedExecutor:
         if segment is None or segment.trial_id != trial_id or not segment.awaiting:
             return  # answered already (an interrupt ended it)
         segment.awaiting = False
+        # The reply it answers reached the runner: all the segment's results so far did.
+        segment.heard, segment.delivered = segment.last_time, segment.count
         if decision == protocol.CONTINUE:
             self._advance(segment, self.clock.now + self.decision_overhead_s)
         else:
@@ -248,10 +251,6 @@ class SimulatedExecutor:
             self.clock.advance_to(due)
             self._in_flight.clear()  # the clock moved on: a trial restarted now starts afresh
             records, segment.records, segment.seq = segment.records, [], -1
-            for record in records:
-                if type(record) is protocol.Results:
-                    segment.delivered += len(record.metrics)
-                    segment.heard = _last_time(record)
             return EVENT_BATCH, slot, records
         return None
 
@@ -446,12 +445,6 @@ def _key(path: str) -> str:
     """A checkpoint's key: its trial directory's name and its own, so that the fidelities
     kept stay found when the experiment is restored from another place."""
     return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
-
-
-def _last_time(record: Any) -> float:
-    times = array("d")
-    times.frombytes(record.times)
-    return times[-1]
 
 
 _RECORD_TYPES = {cls.__name__: cls for cls in (protocol.Started, protocol.Results, protocol.Decide, protocol.Ended,
