@@ -262,8 +262,7 @@ class SimulatedExecutor:
 
     def cleanup(self) -> None:
         # The loop ended (an interrupt, an error): the final snapshot saves what was running.
-        self._left_running = [self._segment_state(segment) for segment in self._segments.values()
-                              if not segment.interrupted]
+        self._left_running.extend(self._running_states())
         self._segments.clear()
         self._by_trial.clear()
         self._events.clear()
@@ -395,10 +394,15 @@ class SimulatedExecutor:
         """What a restore needs to go on exactly (plain data, for the experiment snapshot):
         the clock, the budget's deadline, the checkpoints' fidelities, and each running
         segment's position and the reply it was about to send."""
-        running = self._left_running + [self._segment_state(segment) for segment in self._segments.values()
-                                        if not segment.interrupted]
         return {"now": self.clock.now, "deadline": self._deadline, "seq": self._seq,
-                "checkpoints": dict(self._checkpoint_positions), "running": running}
+                "checkpoints": dict(self._checkpoint_positions),
+                "running": self._left_running + self._running_states()}
+
+    def _running_states(self) -> List[Dict[str, Any]]:
+        """The segments with a reply on the way that the runner does not expect otherwise:
+        not those it stopped or paused itself (it ended their trials already)."""
+        return [self._segment_state(segment) for segment in self._segments.values()
+                if segment.seq >= 0 and not segment.interrupted]
 
     def set_state(self, state: Dict[str, Any]) -> None:
         """Take back :meth:`get_state`'s state (before the runner adopts its trials): the
