@@ -111,3 +111,47 @@ def test_paused_trials_resume_from_their_fidelity_after_a_restore(table, tmp_pat
     restored = interrupted_then_restored(table, tmp_path, "cut", hyperband, at)
     assert histories(restored) == histories(whole)
     assert max(len(rows) for rows, _ in histories(whole).values()) == 9
+
+
+def test_the_executor_state_is_plain_data_and_a_restored_executor_sends_the_same_next_replies():
+    """Driven directly: two trials on two virtual workers, saved after the first reply;
+    a fresh executor given that state (through the snapshot's msgpack, which pickles
+    nothing of it) sends the replies the first would have, at the same times."""
+    from types import SimpleNamespace
+
+    from fasttune._serialization import DataOnlyLoader, pack_noting_pickles
+    from fasttune.search import uniform
+    from fasttune.simulation import FunctionBlackbox, SimulatedExecutor
+
+    blackbox = FunctionBlackbox(lambda config, epoch: ({"loss": config["x"] / epoch}, 1.0 + config["x"]),
+                                {"x": uniform(0, 1)}, range(1, 7), ["loss"])
+    trials = [SimpleNamespace(trial_id=name, config={"x": x}) for name, x in (("a", 0.25), ("b", 0.5))]
+
+    def spec(trial):
+        return {"trial_id": trial.trial_id, "decide": ["every", 2], "trial_dir": f"/exp/{trial.trial_id}"}
+
+    def replies(executor, n):
+        out = []
+        for _ in range(n):
+            kind, slot, records = executor.get_next_executor_event(False)
+            out.append((executor.clock.now, [tuple(r) for r in records if type(r).__name__ != "Started"]))
+            for record in records:
+                if type(record).__name__ == "Decide":
+                    executor.send_decision(slot, record.trial_id, "continue")
+        return out
+
+    first = SimulatedExecutor(blackbox, num_workers=2)
+    for trial in trials:
+        first.start_trial(trial, spec(trial))
+    replies(first, 1)  # "a" reached epoch 2 at t=2.5 and goes on
+    data, pickled = pack_noting_pickles(first.get_state())
+    assert pickled == []
+    state = DataOnlyLoader().unpack(data)
+    expected = replies(first, 4)
+
+    restored = SimulatedExecutor(blackbox, num_workers=2)
+    restored.set_state(state)
+    assert restored.clock.now == 2.5
+    for trial in trials:  # the runner restarts them from where their last reply reached
+        restored.start_trial(trial, dict(spec(trial), iteration=2 if trial.trial_id == "a" else 0))
+    assert replies(restored, 4) == expected
