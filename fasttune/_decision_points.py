@@ -127,13 +127,14 @@ class DecisionPoints:
         """A test for one run segment of a trial: ``watch(iteration, metrics, time_total)``
         says whether the result the trial just reported (its ``iteration``, the metrics it
         reported, its ``time_total_s``) waits for a decision.  Points on an attribute keep
-        what the segment has reached; the others test the iteration alone."""
+        what the segment has reached in the test's ``state`` (a simulator's snapshot saves
+        it); the others test the iteration alone."""
         wire = self._wire
         if isinstance(wire, (list, tuple)) and len(wire) == 4 and wire[0] == "reach":
-            return _reach_watch(str(wire[1]), [float(v) for v in wire[2]], [str(k) for k in wire[3]])
+            return _ReachWatch(str(wire[1]), [float(v) for v in wire[2]], [str(k) for k in wire[3]])
         if isinstance(wire, (list, tuple)) and len(wire) == 6 and wire[0] == "reach_every":
-            return _reach_every_watch(str(wire[1]), float(wire[2]), float(wire[3]), float(wire[4]),
-                                      [str(k) for k in wire[5]])
+            return _ReachEveryWatch(str(wire[1]), float(wire[2]), float(wire[3]), float(wire[4]),
+                                    [str(k) for k in wire[5]])
         test = _membership(wire)
         return lambda iteration, metrics, time_total: test(iteration)
 
@@ -199,41 +200,43 @@ def _attribute(attr: str, iteration: int, metrics: Mapping[str, Any], time_total
     return value
 
 
-def _reach_watch(attr: str, values: List[float], needs: List[str]) -> Callable[[int, Mapping[str, Any], float], bool]:
-    """The stateful test of a ``reaching`` form for one run segment: it has passed the
-    first ``passed`` values (a new segment starts at none, so its first result past a
-    value waits once more: the scheduler has judged it there already and goes on)."""
-    passed = 0
+class _ReachWatch:
+    """The test of a ``reaching`` form for one run segment; ``state`` is how many values
+    it has passed (a new segment starts at none, so its first result past a value waits
+    once more: the scheduler has judged it there already and goes on)."""
 
-    def watch(iteration: int, metrics: Mapping[str, Any], time_total: float) -> bool:
-        nonlocal passed
-        value = _attribute(attr, iteration, metrics, time_total, needs)
+    __slots__ = ("attr", "values", "needs", "state")
+
+    def __init__(self, attr: str, values: List[float], needs: List[str]) -> None:
+        self.attr, self.values, self.needs, self.state = attr, values, needs, 0
+
+    def __call__(self, iteration: int, metrics: Mapping[str, Any], time_total: float) -> bool:
+        value = _attribute(self.attr, iteration, metrics, time_total, self.needs)
         if value is None:
             return True
-        if bisect.bisect_right(values, value) > passed:
-            passed += 1
+        if bisect.bisect_right(self.values, value) > self.state:
+            self.state += 1
             return True
         return False
 
-    return watch
 
+class _ReachEveryWatch:
+    """The test of a ``reaching_every`` form for one run segment; ``state`` is the value
+    at its last point."""
 
-def _reach_every_watch(attr: str, interval: float, start: float, since: float,
-                       needs: List[str]) -> Callable[[int, Mapping[str, Any], float], bool]:
-    """The stateful test of a ``reaching_every`` form for one run segment."""
-    last = since
+    __slots__ = ("attr", "interval", "start", "needs", "state")
 
-    def watch(iteration: int, metrics: Mapping[str, Any], time_total: float) -> bool:
-        nonlocal last
-        value = _attribute(attr, iteration, metrics, time_total, needs)
+    def __init__(self, attr: str, interval: float, start: float, since: float, needs: List[str]) -> None:
+        self.attr, self.interval, self.start, self.needs, self.state = attr, interval, start, needs, since
+
+    def __call__(self, iteration: int, metrics: Mapping[str, Any], time_total: float) -> bool:
+        value = _attribute(self.attr, iteration, metrics, time_total, self.needs)
         if value is None:
             return True
-        if value < start or value - last < interval:
+        if value < self.start or value - self.state < self.interval:
             return False
-        last = value
+        self.state = value
         return True
-
-    return watch
 
 
 def _lookup(metrics: Mapping[str, Any], key: str) -> Any:

@@ -110,7 +110,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._results = core.ResultBuffer(self._table, metric, require_metric=strict_metric_checking())
         # progress.csv is the CSV logger's file; result.json is always written.
         self._files = TrialFiles(write_csv=any(isinstance(c, CSVLoggerCallback) for c in callbacks or []),
-                                 storage_sync=storage_sync)
+                                 storage_sync=storage_sync,
+                                 write_results=getattr(self.trial_executor, "writes_result_files", True))
         self._storage_sync = storage_sync  # the experiment is kept in storage: uploads after snapshots
         self._told_waiting = False  # PENDING trials wait for nodes to come back: said once
         self._checkpoints = CheckpointBook(self._files)

@@ -20,7 +20,7 @@ from fasttune.execution.trial_runner import TrialRunner
 from fasttune.experiment.experiment import Experiment
 from fasttune.progress_reporter import check_progress_reporter
 from fasttune.impl._tuner_spec import TUNER_FILE, load_tuner_spec, save_tuner_spec
-from fasttune.logger._defaults import with_default_loggers
+from fasttune.logger._defaults import callbacks_from_env, with_default_loggers
 from fasttune.result import Result
 from fasttune.result_grid import ResultGrid, point_into_storage
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
@@ -300,20 +300,26 @@ def run_experiment(
         sync.check_writable()  # what is staged (the Tuner's settings) goes up before any trial starts
     simulation = _simulation_of(experiment.trainable)
     if simulation is not None:
-        # Simulated time, in this process: no Ray.
+        # Simulated time, in this process: no Ray.  The executor's state (its clock, the
+        # checkpoints' fidelities, what was running) goes into the snapshots first of all.
         executor = simulation.executor(time_budget_s)
+        callbacks = [simulation.state_callback(executor)] + list(callbacks or [])
     else:
         ensure_ray()
         executor = RayTrialExecutor(reuse_actors=True if reuse_actors is None else bool(reuse_actors),
                                     storage=experiment.storage)
     executor.register_trainable(experiment.trainable_name, experiment.trainable)
+    if simulation is None or simulation.write_results:
+        callbacks = with_default_loggers(callbacks)
+    else:  # a simulation writes no trial files unless asked: no default loggers either
+        callbacks = list(callbacks or []) + callbacks_from_env()
     runner = TrialRunner(
         search_alg=searcher,
         scheduler=scheduler,
         trial_executor=executor,
         experiment_path=experiment.path,
         stopper=experiment.stopper,
-        callbacks=with_default_loggers(callbacks),
+        callbacks=callbacks,
         # The TrialTable tracks the scheduler's metric when TuneConfig names none, so
         # schedulers can read it as a numpy column.
         metric=metric or scheduler.metric,

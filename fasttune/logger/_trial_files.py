@@ -43,16 +43,19 @@ class TrialFiles:
     """Appends rendered result batches to each trial's files, on a writer thread.
 
     ``progress.csv`` is written only with ``write_csv`` (a ``CSVLoggerCallback`` is
-    configured); ``result.json`` always, as restores and result readers need it.
+    configured); ``result.json`` always, as restores and result readers need it, unless
+    ``write_results=False`` (a simulated sweep's default): then no ``params.json``,
+    ``result.json`` or ``progress.csv`` at all, and no trial directory for them.
     """
 
-    def __init__(self, write_csv: bool = True, storage_sync: Any = None) -> None:
+    def __init__(self, write_csv: bool = True, storage_sync: Any = None, write_results: bool = True) -> None:
         # With the experiment kept in storage, checkpoints live there (workers upload them).
         self._storage_sync = storage_sync
         self._open: "OrderedDict[str, Tuple[Any, Any]]" = OrderedDict()
         self._writer = WriterThread("trial result files")
         self._submit = self._writer.submit
         self._write_csv = write_csv
+        self._write_results = write_results
         # Once a result write failed, no later one is made; the trials they were for.
         self._results_failed = False
         self.unwritten_trial_dirs: set = set()
@@ -76,7 +79,8 @@ class TrialFiles:
 
     # ---- operations, in the order they were asked for -------------------------------
     def init_trial(self, trial_dir: str, config: Dict[str, Any]) -> None:
-        self._submit(self._init_trial, trial_dir, config)
+        if self._write_results:
+            self._submit(self._init_trial, trial_dir, config)
 
     @staticmethod
     def _init_trial(trial_dir: str, config: Dict[str, Any]) -> None:
@@ -88,7 +92,8 @@ class TrialFiles:
         atomic_write(os.path.join(trial_dir, PARAMS_FILE), text, durable=False)
 
     def write(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
-        self._submit(self._write, trial_dir, json_bytes, csv_bytes)
+        if self._write_results:
+            self._submit(self._write, trial_dir, json_bytes, csv_bytes)
 
     def _write(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
         if self._results_failed:

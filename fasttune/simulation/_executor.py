@@ -17,6 +17,14 @@ decisions are taken in simulated-time order.
 Checkpoints hold no files: a checkpoint of a simulated trial is the fidelity it reached,
 kept here by its path, so pausing, resuming and PBT's exploit (``clone_from``) go on from
 the right fidelity.
+
+A restore goes on exactly: :meth:`SimulatedExecutor.get_state` (saved in the experiment's
+snapshots, see ``Simulation.state_callback``) holds the clock, the budget's deadline, the
+checkpoints' fidelities and each running segment with the reply it was about to send; the
+runner restarts those trials from the point their last reply reached, and each goes on
+with that reply at the simulated time it was due.  (Results a segment had produced past
+a stop or pause the runner asked for between decision points are not kept: the runner had
+ended that trial already.)
 """
 from __future__ import annotations
 
@@ -72,7 +80,7 @@ class _Segment:
 
     __slots__ = ("trial_id", "spec", "slot", "metrics", "step_seconds", "fidelities", "position", "count",
                  "base_iteration", "base_time", "start_time", "last_time", "at_decision_point", "stop", "ckpt_index",
-                 "records", "due", "seq", "awaiting", "ended")
+                 "records", "due", "seq", "awaiting", "ended", "heard", "delivered", "interrupted")
 
     def __init__(self, slot: int, spec: Dict[str, Any]) -> None:
         self.slot = slot
@@ -94,6 +102,11 @@ class _Segment:
         self.seq = -1  # its entry in the event heap (older entries are stale)
         self.awaiting = False  # at a decision point, waiting for the runner's answer
         self.ended = False
+        # What the runner has heard of this segment: when its last result was, and how many
+        # results (as of the segment's latest advance).
+        self.heard = 0.0
+        self.delivered = 0
+        self.interrupted = False  # ended by the runner's stop or pause: it knows the end already
 
 
 class SimulatedExecutor:
@@ -109,16 +122,20 @@ class SimulatedExecutor:
             produced (the runner then stops every trial).
         checkpoint_at: ``"decision_points"`` (a checkpoint with each result at a decision
             point), ``None`` (none), or ``n`` (every ``n``-th fidelity).
+        write_results: whether the runner writes each trial's ``params.json``,
+            ``result.json`` (and ``progress.csv``); off by default, for speed.
     """
 
     #: The runner reads the experiment's time from here ...
     clock: SimulatedClock
     #: ... and asks its searcher on the loop's thread, so the run is reproducible.
     deterministic = True
+    #: Whether the runner writes the trials' result files (see ``write_results``).
+    writes_result_files: bool
 
     def __init__(self, blackbox: Blackbox, num_workers: int = 1, *, decision_overhead_s: float = 0.0,
                  start_time: float = 0.0, time_budget_s: Optional[float] = None,
-                 checkpoint_at: Any = CHECKPOINT_AT_DECISIONS) -> None:
+                 checkpoint_at: Any = CHECKPOINT_AT_DECISIONS, write_results: bool = False) -> None:
         if not isinstance(blackbox, Blackbox):
             raise TypeError(f"SimulatedExecutor needs a fasttune.simulation.Blackbox, got {type(blackbox).__name__}.")
         if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
@@ -133,6 +150,7 @@ class SimulatedExecutor:
         self.num_workers = num_workers
         self.decision_overhead_s = float(decision_overhead_s)
         self.checkpoint_at = checkpoint_at
+        self.writes_result_files = bool(write_results)
         self.clock = SimulatedClock(start_time)
         self._deadline = None if time_budget_s is None else self.clock.now + float(time_budget_s)
         self._free = list(range(num_workers))  # a heap: the lowest free slot is taken first
@@ -140,7 +158,11 @@ class SimulatedExecutor:
         self._by_trial: Dict[str, _Segment] = {}
         self._events: List[Tuple[float, int, int]] = []  # (due, seq, slot)
         self._seq = 0
-        self._checkpoint_positions: Dict[str, int] = {}  # checkpoint path -> fidelities done
+        self._checkpoint_positions: Dict[str, int] = {}  # checkpoint key (see _key) -> fidelities done
+        # After a restore: the segments that were running when the experiment was saved, by
+        # trial id, taken up again when the runner restarts their trials (see set_state).
+        self._in_flight: Dict[str, Dict[str, Any]] = {}
+        self._left_running: List[Dict[str, Any]] = []  # what cleanup() found running
         self._fidelity_values = blackbox.fidelities.tolist()  # plain Python values, for the results
 
     # ---- what the runner asks -------------------------------------------------------
@@ -161,7 +183,11 @@ class SimulatedExecutor:
         segment = _Segment(slot, spec)
         self._segments[slot] = segment
         self._by_trial[segment.trial_id] = segment
-        self._begin(segment, trial.config, self.clock.now)
+        saved = self._in_flight.pop(segment.trial_id, None)
+        if saved is not None and spec.get("iteration", 0) == saved["iteration"]:
+            self._resume_in_flight(segment, trial.config, saved)
+        else:
+            self._begin(segment, trial.config, self.clock.now)
         return slot
 
     def send_decision(self, slot: int, trial_id: str, decision: str) -> None:
@@ -169,6 +195,8 @@ class SimulatedExecutor:
         if segment is None or segment.trial_id != trial_id or not segment.awaiting:
             return  # answered already (an interrupt ended it)
         segment.awaiting = False
+        # The reply it answers reached the runner: all the segment's results so far did.
+        segment.heard, segment.delivered = segment.last_time, segment.count
         if decision == protocol.CONTINUE:
             self._advance(segment, self.clock.now + self.decision_overhead_s)
         else:
@@ -221,6 +249,7 @@ class SimulatedExecutor:
                 return None
             heapq.heappop(events)
             self.clock.advance_to(due)
+            self._in_flight.clear()  # the clock moved on: a trial restarted now starts afresh
             records, segment.records, segment.seq = segment.records, [], -1
             return EVENT_BATCH, slot, records
         return None
@@ -232,6 +261,8 @@ class SimulatedExecutor:
         return []  # virtual workers do not die
 
     def cleanup(self) -> None:
+        # The loop ended (an interrupt, an error): the final snapshot saves what was running.
+        self._left_running.extend(self._running_states())
         self._segments.clear()
         self._by_trial.clear()
         self._events.clear()
@@ -241,7 +272,7 @@ class SimulatedExecutor:
     def _begin(self, segment: _Segment, config: Dict[str, Any], now: float) -> None:
         """A segment starts at ``now``: it takes its curve, resumes from its checkpoint
         (another trial's, for PBT's exploit) and runs to its next reply."""
-        segment.start_time = segment.last_time = now
+        segment.start_time = segment.last_time = segment.heard = now
         segment.records.append(protocol.Started(segment.trial_id, now, 0, "simulated", "127.0.0.1"))
         spec = segment.spec
         try:
@@ -256,10 +287,10 @@ class SimulatedExecutor:
         source = spec.get("clone_from")
         if source:
             name = self._checkpoint_name(segment)
-            self._checkpoint_positions[self._path(segment, name)] = self._checkpoint_positions.get(source, 0)
+            self._checkpoint_positions[self._key(segment, name)] = self._checkpoint_positions.get(_key(source), 0)
             segment.records.append(protocol.Cloned(segment.trial_id, name))
             restore = self._path(segment, name)
-        segment.position = self._checkpoint_positions.get(restore, 0) if restore else 0
+        segment.position = self._checkpoint_positions.get(_key(restore), 0) if restore else 0
         self._advance(segment, now)
 
     def _advance(self, segment: _Segment, now: float) -> None:
@@ -285,7 +316,7 @@ class SimulatedExecutor:
             if (at_decision and checkpoint_at == CHECKPOINT_AT_DECISIONS) or (
                     isinstance(checkpoint_at, int) and segment.position % checkpoint_at == 0):
                 name = self._checkpoint_name(segment)
-                self._checkpoint_positions[self._path(segment, name)] = segment.position
+                self._checkpoint_positions[self._key(segment, name)] = segment.position
                 checkpoints[len(results)] = name
             results.append(result)
             times.append(t)
@@ -331,6 +362,7 @@ class SimulatedExecutor:
             # a Decide or Ended not reached by now is replaced by this end
         segment.records = kept
         segment.awaiting = False
+        segment.interrupted = True
         self._end(segment, how, now)
         return True
 
@@ -353,3 +385,90 @@ class SimulatedExecutor:
     @staticmethod
     def _path(segment: _Segment, name: str) -> str:
         return os.path.join(segment.spec.get("trial_dir") or "", name)
+
+    def _key(self, segment: _Segment, name: str) -> str:
+        return _key(self._path(segment, name))
+
+    # ---- snapshots and restore ----------------------------------------------------------
+    def get_state(self) -> Dict[str, Any]:
+        """What a restore needs to go on exactly (plain data, for the experiment snapshot):
+        the clock, the budget's deadline, the checkpoints' fidelities, and each running
+        segment's position and the reply it was about to send."""
+        return {"now": self.clock.now, "deadline": self._deadline, "seq": self._seq,
+                "checkpoints": dict(self._checkpoint_positions),
+                "running": self._left_running + self._running_states()}
+
+    def _running_states(self) -> List[Dict[str, Any]]:
+        """The segments with a reply on the way that the runner does not expect otherwise:
+        not those it stopped or paused itself (it ended their trials already)."""
+        return [self._segment_state(segment) for segment in self._segments.values()
+                if segment.seq >= 0 and not segment.interrupted]
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        """Take back :meth:`get_state`'s state (before the runner adopts its trials): the
+        clock goes on from where it stopped, and a running trial the runner restarts from
+        the point its last reply reached goes on with the reply it was about to send, at
+        the simulated time it was due, as if never interrupted."""
+        self.clock.now = float(state["now"])
+        self._deadline = state["deadline"]
+        self._seq = int(state["seq"])
+        self._checkpoint_positions = dict(state["checkpoints"])
+        self._in_flight = {saved["trial_id"]: saved for saved in state["running"]}
+
+    @staticmethod
+    def _segment_state(segment: _Segment) -> Dict[str, Any]:
+        return {
+            "trial_id": segment.trial_id, "iteration": segment.base_iteration + segment.delivered,
+            "heard": segment.heard, "position": segment.position, "count": segment.count,
+            "base_iteration": segment.base_iteration, "base_time": segment.base_time,
+            "start_time": segment.start_time, "last_time": segment.last_time, "ckpt_index": segment.ckpt_index,
+            "due": segment.due, "seq": segment.seq, "awaiting": segment.awaiting, "ended": segment.ended,
+            # what its decision points have reached (points on an attribute keep some)
+            "watch": getattr(segment.at_decision_point, "state", None),
+            "records": [_record_state(record) for record in segment.records],
+        }
+
+    def _resume_in_flight(self, segment: _Segment, config: Dict[str, Any], saved: Dict[str, Any]) -> None:
+        """Put back a segment saved running: its curve, position and pending reply."""
+        metrics, step_seconds = self.blackbox.curve(config)
+        segment.metrics = {name: values.tolist() for name, values in metrics.items()}
+        segment.step_seconds = step_seconds.tolist()
+        for field in ("position", "count", "base_iteration", "base_time", "start_time", "last_time", "ckpt_index",
+                      "awaiting", "ended", "heard"):
+            setattr(segment, field, saved[field])
+        segment.delivered = saved["iteration"] - segment.base_iteration
+        if saved.get("watch") is not None:
+            segment.at_decision_point.state = saved["watch"]
+        records = [_record_from_state(record) for record in saved["records"]]
+        if not records or type(records[0]) is not protocol.Started:
+            # The runner starts the trial again: it hears it start where it last heard of it.
+            records.insert(0, protocol.Started(segment.trial_id, segment.heard, 0, "simulated", "127.0.0.1"))
+        segment.records = records
+        segment.due = saved["due"]
+        segment.seq = saved["seq"]
+        heapq.heappush(self._events, (segment.due, segment.seq, segment.slot))
+
+
+def _key(path: str) -> str:
+    """A checkpoint's key: its trial directory's name and its own, so that the fidelities
+    kept stay found when the experiment is restored from another place."""
+    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+
+
+_RECORD_TYPES = {cls.__name__: cls for cls in (protocol.Started, protocol.Results, protocol.Decide, protocol.Ended,
+                                               protocol.Failed, protocol.Cloned)}
+
+
+def _record_state(record: Any) -> List[Any]:
+    fields = list(record)
+    if type(record) is protocol.Results:  # int keys: as pairs, which any snapshot format keeps
+        fields[3] = sorted(record.checkpoints.items())
+    return [type(record).__name__, fields]
+
+
+def _record_from_state(saved: List[Any]) -> Any:
+    name, fields = saved
+    if name == "Results":
+        fields = list(fields)
+        fields[3] = {int(index): checkpoint for index, checkpoint in fields[3]}
+    return _RECORD_TYPES[name](*fields)

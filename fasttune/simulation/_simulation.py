@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from fasttune.callback import Callback
 from fasttune.simulation._blackbox import Blackbox
 from fasttune.simulation._executor import CHECKPOINT_AT_DECISIONS, SimulatedExecutor
 
@@ -34,20 +35,36 @@ class Simulation:
             runs are identical to the bit.
         checkpoint_at: where a trial checkpoints (its fidelity): ``"decision_points"``,
             ``None`` or every ``n`` fidelities.
+        write_results: write each trial's files as a real run does (``params.json``,
+            ``result.json``, ``progress.csv`` and the other default loggers' files), so that
+            ``fasttune ls``/``plot``, ``ExperimentAnalysis`` and ``ResultGrid``'s whole-history
+            queries read them.  Off by default, for speed: the ``ResultGrid`` then holds each
+            trial's last result (its history queries, such as ``get_dataframe(filter_metric=...)``,
+            see only that), and the experiment directory holds only what restore needs.
     """
 
     def __init__(self, blackbox: Blackbox, num_workers: int = 1, *, decision_overhead_s: float = 0.0,
-                 start_time: float = 0.0, checkpoint_at: Any = CHECKPOINT_AT_DECISIONS) -> None:
+                 start_time: float = 0.0, checkpoint_at: Any = CHECKPOINT_AT_DECISIONS,
+                 write_results: bool = False) -> None:
         self.blackbox = blackbox
         self.num_workers = num_workers
+        self.write_results = bool(write_results)
         self._settings: Dict[str, Any] = dict(num_workers=num_workers, decision_overhead_s=decision_overhead_s,
-                                              start_time=start_time, checkpoint_at=checkpoint_at)
+                                              start_time=start_time, checkpoint_at=checkpoint_at,
+                                              write_results=self.write_results)
         self.executor()  # bad settings fail here, not in fit()
         self.__name__ = "simulation"  # the trainable's name in trial names and the registry
 
     def executor(self, time_budget_s: Optional[float] = None) -> SimulatedExecutor:
         """A fresh executor for one ``fit()`` (``time_budget_s``: TuneConfig's)."""
         return SimulatedExecutor(self.blackbox, time_budget_s=time_budget_s, **self._settings)
+
+    @staticmethod
+    def state_callback(executor: SimulatedExecutor) -> Callback:
+        """The callback that keeps ``executor``'s state in the experiment's snapshots, so
+        that ``Tuner.restore(path, trainable=Simulation(...))`` goes on exactly: the
+        runner saves and restores it with the callbacks' states."""
+        return _ExecutorState(executor)
 
     def __call__(self, config: Dict[str, Any]) -> None:
         raise TypeError(
@@ -57,3 +74,16 @@ class Simulation:
     def __repr__(self) -> str:
         return f"Simulation({self.blackbox!r}, num_workers={self.num_workers})"
 
+
+
+class _ExecutorState(Callback):
+    """A simulated executor's state in the experiment snapshot (it hears no event)."""
+
+    def __init__(self, executor: SimulatedExecutor) -> None:
+        self.executor = executor
+
+    def get_state(self) -> Dict[str, Any]:
+        return self.executor.get_state()
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        self.executor.set_state(state)

@@ -94,7 +94,8 @@ def asha_recorder(tmp_path, table, seed, budget=None):
                              scheduler=ASHAScheduler(time_attr="training_iteration", max_t=9, grace_period=1,
                                                      reduction_factor=3),
                              search_alg=BasicVariantGenerator(random_state=seed))
-    grid = fit(Simulation(table, num_workers=4), str(tmp_path), name=f"seed{seed}", space=table.search_space,
+    grid = fit(Simulation(table, num_workers=4, write_results=True), str(tmp_path), name=f"seed{seed}",
+               space=table.search_space,
                tune_config=config, callbacks=[recorder])
     return recorder, grid
 

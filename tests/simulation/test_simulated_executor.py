@@ -35,12 +35,13 @@ def asha_sweep(table, storage, name, *, workers=4, seed=0, n=N_TRIALS, points_fr
     config = tune.TuneConfig(metric="loss", mode="min", num_samples=n, scheduler=asha(),
                              search_alg=BasicVariantGenerator(points_to_evaluate=points, random_state=seed),
                              **tune_kwargs)
-    return fit(Simulation(table, num_workers=workers), str(storage), space=table.search_space, name=name,
+    return fit(Simulation(table, num_workers=workers, write_results=True), str(storage), space=table.search_space, name=name,
                tune_config=config)
 
 
 def histories(grid):
-    """Every trial's results as written to its result.json, in the trials' order (a trial
+    """Every trial's results as written to its result.json (the sweeps here write them:
+    Simulation(write_results=True)), in the trials' order (a trial
     id's prefix is random per experiment, as in Ray Tune), less the config and the id."""
     out = {}
     for number, result in enumerate(grid):
@@ -134,8 +135,9 @@ def test_time_budget_counts_simulated_seconds_and_cuts_the_sweep_exactly_there(t
 
 
 def test_stop_criteria_see_simulated_fields(table, tmp_path):
-    config = tune.TuneConfig(metric="loss", mode="min", num_samples=5)
-    grid = fit(Simulation(table, num_workers=2), str(tmp_path), space=table.search_space, name="stop",
+    # Seeded: 5 of the table's 200 curves end before 20 s, and an unseeded draw met one now and then.
+    config = tune.TuneConfig(metric="loss", mode="min", num_samples=5, search_alg=BasicVariantGenerator(random_state=0))
+    grid = fit(Simulation(table, num_workers=2, write_results=True), str(tmp_path), space=table.search_space, name="stop",
                tune_config=config, stop={"time_total_s": 20.0})
     for rows in histories(grid).values():
         totals = [row["time_total_s"] for row in rows]
@@ -153,7 +155,7 @@ def test_pbt_exploits_continue_the_donors_fidelity_with_the_new_config(tmp_path)
                                   hyperparam_mutations={"lr": [0.001, 0.01, 0.1]}, quantile_fraction=0.25)
     config = tune.TuneConfig(metric="loss", mode="min", num_samples=4, scheduler=pbt,
                              search_alg=BasicVariantGenerator(random_state=0))
-    grid = fit(Simulation(blackbox, num_workers=4), str(tmp_path), space=blackbox.search_space, name="pbt",
+    grid = fit(Simulation(blackbox, num_workers=4, write_results=True), str(tmp_path), space=blackbox.search_space, name="pbt",
                tune_config=config)
     exploited = 0
     for result in grid:
@@ -183,7 +185,7 @@ def test_a_config_the_blackbox_cannot_answer_fails_that_trial_only(tmp_path):
     points = [{"x": 0.1}, {"x": 0.9}, {"x": 0.2}]
     config = tune.TuneConfig(metric="loss", mode="min", num_samples=3,
                              search_alg=BasicVariantGenerator(points_to_evaluate=points))
-    grid = fit(Simulation(blackbox, num_workers=1), str(tmp_path), space=blackbox.search_space, name="bad",
+    grid = fit(Simulation(blackbox, num_workers=1, write_results=True), str(tmp_path), space=blackbox.search_space, name="bad",
                tune_config=config)
     assert [r.config["x"] for r in grid if r.error is None] == [0.1, 0.2]
     [failed] = [r for r in grid if r.error is not None]
@@ -211,7 +213,7 @@ def test_a_tabular_blackbox_from_a_dataframe_runs_as_well(tmp_path):
     config = tune.TuneConfig(metric="loss", mode="min", num_samples=2,
                              search_alg=BasicVariantGenerator(points_to_evaluate=[blackbox.config_of_row(0),
                                                                                   blackbox.config_of_row(1)]))
-    grid = fit(Simulation(blackbox, num_workers=2), str(tmp_path), space=blackbox.search_space, name="df",
+    grid = fit(Simulation(blackbox, num_workers=2, write_results=True), str(tmp_path), space=blackbox.search_space, name="df",
                tune_config=config)
     rows = histories(grid)
     got = {r.config["width"]: [(row["loss"], row["time_total_s"]) for row in rows[number]]
@@ -236,7 +238,7 @@ def test_the_real_executor_and_the_simulator_make_the_same_decisions(table, tmp_
 
     real = fit(blackbox_trainable(table), str(tmp_path / "real"), space=table.search_space, name="real",
                tune_config=tune_config(), **run_kwargs)
-    simulated = fit(Simulation(table, num_workers=1), str(tmp_path / "sim"), space=table.search_space, name="sim",
+    simulated = fit(Simulation(table, num_workers=1, write_results=True), str(tmp_path / "sim"), space=table.search_space, name="sim",
                     tune_config=tune_config(), **run_kwargs)
 
     def decisions(grid):
@@ -256,7 +258,7 @@ def test_each_decision_costs_the_overhead_set_and_nothing_else(table, tmp_path):
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3)
         config = tune.TuneConfig(metric="loss", mode="min", num_samples=12, scheduler=scheduler,
                                  search_alg=BasicVariantGenerator(points_to_evaluate=points))
-        return fit(Simulation(table, num_workers=1, decision_overhead_s=overhead), str(tmp_path), name=name,
+        return fit(Simulation(table, num_workers=1, decision_overhead_s=overhead, write_results=True), str(tmp_path), name=name,
                    space=table.search_space, tune_config=config)
 
     plain, slow = histories(sweep(0.0, "plain")), histories(sweep(2.5, "slow"))
@@ -270,7 +272,7 @@ def test_each_decision_costs_the_overhead_set_and_nothing_else(table, tmp_path):
 def test_checkpoints_every_n_fidelities_name_the_epoch_they_hold(table, tmp_path):
     config = tune.TuneConfig(metric="loss", mode="min", num_samples=2,
                              search_alg=BasicVariantGenerator(points_to_evaluate=reference_trial_order(table, 2, seed=0)))
-    grid = fit(Simulation(table, num_workers=2, checkpoint_at=4), str(tmp_path), name="every4",
+    grid = fit(Simulation(table, num_workers=2, checkpoint_at=4, write_results=True), str(tmp_path), name="every4",
                space=table.search_space, tune_config=config)
     for rows in histories(grid).values():
         assert [row["epoch"] for row in rows if row["checkpoint_dir_name"]] == [4, 8]
