@@ -172,14 +172,15 @@ def run_syne(blackbox: Any, points: List[Dict[str, Any]], n_workers: int, seed: 
 
 def run_fasttune(blackbox: TabularBlackbox, points: List[Dict[str, Any]], n_workers: int, seed: int,
                  storage: str) -> Dict[str, Any]:
-    """The same reference run on fasttune's simulated executor (the default loggers off, as
-    Syne Tune's simulator keeps its results in memory): wall time and what it decided."""
+    """The same reference run on fasttune's simulated executor (no per-trial files, its
+    default, as Syne Tune's simulator keeps its results in memory; the best loss over every
+    result from an ``AnytimeRecorder``): wall time and what it decided."""
     import fasttune as tune
     from fasttune.schedulers import ASHAScheduler
     from fasttune.search import BasicVariantGenerator
-    from fasttune.simulation import Simulation
+    from fasttune.simulation import AnytimeRecorder, Simulation, anytime_curve
 
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    recorder = AnytimeRecorder("loss")
     row_points = [dict(point, row=blackbox.row(point)) for point in points]
     tuner = tune.Tuner(
         Simulation(blackbox, num_workers=n_workers), param_space=blackbox.search_space,
@@ -187,7 +188,8 @@ def run_fasttune(blackbox: TabularBlackbox, points: List[Dict[str, Any]], n_work
             metric="loss", mode="min", num_samples=len(points),
             scheduler=ASHAScheduler(time_attr="epoch", max_t=27, grace_period=1, reduction_factor=3),
             search_alg=BasicVariantGenerator(points_to_evaluate=row_points, random_state=seed)),
-        run_config=tune.RunConfig(storage_path=storage, name=f"fasttune-{n_workers}-{time.monotonic_ns()}", verbose=0))
+        run_config=tune.RunConfig(storage_path=storage, name=f"fasttune-{n_workers}-{time.monotonic_ns()}", verbose=0,
+                                  callbacks=[recorder]))
     start, start_cpu = time.perf_counter(), time.process_time()
     grid = tuner.fit()
     wall_s, cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
@@ -198,7 +200,7 @@ def run_fasttune(blackbox: TabularBlackbox, points: List[Dict[str, Any]], n_work
         "cpu_s": cpu_s,
         "results": sum(result.metrics["training_iteration"] for result in grid),
         "trials": len(grid),
-        "best_loss": float(grid.get_dataframe(filter_metric="loss", filter_mode="min")["loss"].min()),
+        "best_loss": float(anytime_curve(recorder, "loss").final),
         "trials_to_max_t": sum(epoch >= 27 for epoch in last_epoch),
         "last_epoch_per_trial": last_epoch,
     }
