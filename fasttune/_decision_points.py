@@ -1,14 +1,17 @@
 """When a trial must wait for its scheduler: :class:`DecisionPoints`, a small value class.
 
 Schedulers declare them (``TrialScheduler.decision_points``); the runner sends their wire
-form in a trial's spec; the worker tests each reported iteration against them.  This
-module imports nothing from fasttune, so both sides can use it.
+form in a trial's spec; the worker tests each result against them.  This
+module imports nothing from fasttune but the leaf helper ``_flatten`` (how a scheduler
+looks a nested result key up), so both sides can use it.
 """
 from __future__ import annotations
 
 import bisect
 import numbers
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Union
+
+from fasttune._flatten import lookup_nested
 
 WireDecisionPoints = Union[str, List[Any]]
 
@@ -192,10 +195,10 @@ def _attribute(attr: str, iteration: int, metrics: Mapping[str, Any], time_total
     elif attr == "time_total_s":
         value = time_total
     else:
-        value = _lookup(metrics, attr)
+        value = lookup_nested(metrics, attr)
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or value != value:
         return None
-    if any(_lookup(metrics, key) is None for key in needs):
+    if any(lookup_nested(metrics, key) is None for key in needs):
         return None
     return value
 
@@ -237,18 +240,6 @@ class _ReachEveryWatch:
             return False
         self.state = value
         return True
-
-
-def _lookup(metrics: Mapping[str, Any], key: str) -> Any:
-    """``metrics[key]``, else the nested value ``"a/b"`` names (None when absent)."""
-    if key in metrics:
-        return metrics[key]
-    found: Any = metrics
-    for part in key.split("/"):
-        if not isinstance(found, Mapping) or part not in found:
-            return None
-        found = found[part]
-    return found
 
 
 def _membership(wire: WireDecisionPoints) -> Any:
