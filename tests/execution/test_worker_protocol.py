@@ -152,6 +152,28 @@ def test_points_on_a_reported_attribute_block_where_it_first_reaches_each_value(
     assert events[-1] == ["done", "t1"]
 
 
+def test_points_every_interval_of_an_attribute_block_where_it_has_grown_by_it():
+    """PBT's perturbation rule on a reported attribute: wait once it is at least ``start``
+    and has grown by ``interval`` since the last wait (or since ``since``)."""
+    steps = [0.5, 1.0, 2.5, 2.9, 3.4, 5.0, 5.1, 7.6]
+
+    def fn(config):
+        for step in steps:
+            tune.report({"step": step, "score": step})
+
+    seen = []
+
+    def answer(event):
+        seen.append(event[2])
+        return ["continue", event[1]]
+
+    spec = _spec("t1", decide=["reach_every", "step", 2.0, 1.0, 0.0, ["score"]])
+    events = _run_until(TrialWorker(), _commands(_install(fn), ["start", spec]), answer=answer)
+    # 2.5 (grown 2.5 since 0), 5.0 (2.5 since 2.5), 7.6 (2.6 since 5.0)
+    assert seen == [3, 6, 8]
+    assert events[-1] == ["done", "t1"]
+
+
 def test_points_on_an_attribute_wait_once_per_value_a_jump_passes():
     from fasttune.schedulers import DecisionPoints
 
