@@ -179,6 +179,19 @@ def pack(value: Any) -> bytes:
     return packer.pack(value)
 
 
+def _pack_strictly(value: Any) -> bytes:
+    """``value`` packed with no conversion (a tuple, a numpy value, a dict or list subclass
+    raise TypeError); its packer per thread, as :func:`pack`'s."""
+    packer = getattr(_packers, "strict", None)
+    if packer is None:
+        packer = _packers.strict = msgpack.Packer(use_bin_type=True, strict_types=True, autoreset=True)
+    try:
+        return packer.pack(value)
+    except BaseException:
+        packer.reset()  # a failed pack leaves what it wrote so far in the buffer
+        raise
+
+
 def _wire(record: Any) -> list:
     if isinstance(record, (Answer, Ended)):  # their kind is their first field
         return list(record)
@@ -224,7 +237,7 @@ def wire_config(config: Any) -> Any:
         # strict_types and no default: a tuple, a numpy value, a dict or list subclass is
         # not sent as a plain number, array or map, so it reaches the trainable as the type
         # it is, as it does under Ray Tune.
-        msgpack.packb(config, use_bin_type=True, strict_types=True)
+        _pack_strictly(config)
         return config
     except (TypeError, OverflowError, ValueError):
         pass
