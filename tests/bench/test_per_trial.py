@@ -44,6 +44,12 @@ def test_a_loggers_share_is_its_median_less_the_median_without_loggers():
     assert summary["default"]["share_ms_per_trial"] == pytest.approx(0.45 - 0.25)
     assert "share_ms_per_trial" not in summary["none"] and set(summary) <= set(LOGGER_SETS)
     text = render({"started": "t", "git": "g", "command": "c", "repeats": 3, "storage_root": "/dev/shm",
-                   "loadavg_start": None, "breakdown": summary, "failures": []})
+                   "loadavg_start": None, "breakdown": summary, "failures": [],
+                   "memory": {"runs": [{"status": "ok", "trials": 1000, "peak_rss_mb": 300.0, "per_trial_b": 7000.0}],
+                              "growth_b_per_trial": 7200.0},
+                   "snapshot": {"runs": [{"n": 100000, "root": "/dev/shm", "summary": {
+                       "cold_s": {"median": 0.847, "n": 3}, "warm_s": {"median": 0.097, "n": 9}}}]}})
     assert "| csv | 0.310 | 0.248 | 0.341 | 0.060 | 1,000 | 5.00 |" in text
+    assert "Peak RSS growth per added finished trial: 7,200 bytes." in text
+    assert "snapshot at 100,000 trials (/dev/shm): cold 847 ms, warm 97 ms (medians of 3 and 9)." in text
     assert all(f"| {phase} |" in text for phase, _ in PHASES)
