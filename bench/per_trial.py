@@ -424,7 +424,8 @@ def render(report: Dict[str, Any]) -> str:
         for row in rates:
             f, r = row["fasttune"], row["raytune"]
             unit = "trials/s" if row["workload"] == "trial_bookkeeping_reuse" else "results/s"
-            lines.append(f"| {row['workload']} ({format_number(f['size'])} / {format_number(r['size'])} trials) | "
+            sizes = " / ".join("—" if n is None else f"{n:,}" for n in (f["size"], r["size"]))
+            lines.append(f"| {row['workload']} ({sizes} trials) | "
                          f"{format_number(f['median'])} {unit} | {format_number(r['median'])} {unit} | "
                          f"{format_number(row['ratio'])}x | {_ms(f['driver_cpu_ms_per_trial'])}, "
                          f"{_ms(r['driver_cpu_ms_per_trial'])} |")
