@@ -73,6 +73,7 @@ PHASES: List[Tuple[str, str]] = [
 ]
 LOGGER_PHASE = "logger: {}"  # a callback's hooks, by class name
 OTHER_MAIN = "main thread, other (Tuner loop, ResultGrid)"
+COUNTING = "the counters themselves (calibrated, taken out of the phases)"
 WRITER_THREADS = {"fasttune-files": "writer thread: trial files", "fasttune-tbx": "writer thread: TensorBoard"}
 OTHER_THREADS = "other threads (Ray)"
 LOGGER_SETS = ("default", "none", "json", "csv", "tbx")
@@ -82,13 +83,18 @@ _LOGGER_CLASSES = {"json": "JsonLoggerCallback", "csv": "CSVLoggerCallback", "tb
 class PhaseClock:
     """Main-thread CPU per phase: ``own`` excludes the wrapped calls made inside, ``inclusive``
     counts a phase's outermost calls whole (cProfile's cumulative time), ``calls`` counts those.
-    Calls on other threads pass through uncounted."""
+    Calls on other threads pass through uncounted.  The counting costs CPU too (``thread_time_ns``
+    is a system call: ~1 us on a quiet machine, several on a loaded one): :meth:`calibrate`
+    measures it and :meth:`corrected` takes it out of each phase."""
 
     def __init__(self) -> None:
         self.own: Dict[str, int] = defaultdict(int)
         self.inclusive: Dict[str, int] = defaultdict(int)
         self.calls: Dict[str, int] = defaultdict(int)
-        self._stack: List[List[int]] = []  # [start ns, ns of wrapped calls inside]
+        self.wrapped_calls: Dict[str, int] = defaultdict(int)  # every call, nested ones included
+        self.calls_inside: Dict[str, int] = defaultdict(int)  # wrapped calls made directly inside
+        self.inside_ns = self.outside_ns = 0.0
+        self._stack: List[List[Any]] = []  # [start ns, ns of wrapped calls inside, phase]
         self._active: Dict[str, int] = defaultdict(int)
         self._main = threading.main_thread().ident
 
@@ -97,7 +103,7 @@ class PhaseClock:
         def timed(*args: Any, **kwargs: Any) -> Any:
             if threading.get_ident() != self._main:
                 return fn(*args, **kwargs)
-            frame = [time.thread_time_ns(), 0]
+            frame = [time.thread_time_ns(), 0, phase]
             self._stack.append(frame)
             self._active[phase] += 1
             try:
@@ -107,13 +113,42 @@ class PhaseClock:
                 self._stack.pop()
                 self._active[phase] -= 1
                 self.own[phase] += spent - frame[1]
+                self.wrapped_calls[phase] += 1
                 if not self._active[phase]:  # outermost: poll_trial calling next_trial is one call
                     self.calls[phase] += 1
                     self.inclusive[phase] += spent
                 if self._stack:
                     self._stack[-1][1] += spent
+                    self.calls_inside[self._stack[-1][2]] += 1
 
         return timed
+
+    def calibrate(self, calls: int = 20_000) -> None:
+        """Measure the counting's own CPU per wrapped call: ``inside_ns`` lands in the wrapped
+        phase, ``outside_ns`` in its caller's."""
+        probe = PhaseClock()
+
+        def noop() -> None:
+            pass
+
+        wrapped = probe.wrap("probe", noop)
+        start = time.thread_time_ns()
+        for _ in range(calls):
+            noop()
+        plain = time.thread_time_ns() - start
+        start = time.thread_time_ns()
+        for _ in range(calls):
+            wrapped()
+        total = (time.thread_time_ns() - start - plain) / calls
+        self.inside_ns = probe.own["probe"] / calls
+        self.outside_ns = max(0.0, total - self.inside_ns)
+
+    def corrected(self) -> Tuple[Dict[str, float], float]:
+        """Each phase's own nanoseconds less the counting's cost in it (never below 0), and
+        the counting's whole cost."""
+        own = {phase: max(0.0, ns - self.wrapped_calls[phase] * self.inside_ns
+                          - self.calls_inside[phase] * self.outside_ns) for phase, ns in self.own.items()}
+        return own, sum(self.wrapped_calls.values()) * (self.inside_ns + self.outside_ns)
 
 
 def _thread_cpu_ns() -> Dict[int, Tuple[str, int]]:
@@ -221,9 +256,10 @@ def breakdown(clock: PhaseClock, window: Dict[str, Any], trials: int) -> Dict[st
     """Milliseconds of CPU per trial by row (every row >= 0 and the rows summing to the
     process's CPU over the window, barring clock rounding), with the counts behind them."""
     per_trial = 1e-6 / trials
-    rows = {phase: ns * per_trial for phase, ns in sorted(clock.own.items(), key=lambda kv: -kv[1])}
-    main = sum(clock.own.values())
-    rows[OTHER_MAIN] = (window["main_ns"] - main) * per_trial
+    own, counting_ns = clock.corrected()
+    rows = {phase: ns * per_trial for phase, ns in sorted(own.items(), key=lambda kv: -kv[1])}
+    rows[COUNTING] = counting_ns * per_trial
+    rows[OTHER_MAIN] = (window["main_ns"] - sum(own.values()) - counting_ns) * per_trial
     named = window["main_ns"]
     for thread_name, row in WRITER_THREADS.items():
         ns = window["threads_ns"].get(thread_name, 0)
@@ -233,7 +269,8 @@ def breakdown(clock: PhaseClock, window: Dict[str, Any], trials: int) -> Dict[st
     return {"ms_per_trial": rows, "process_ms_per_trial": window["process_ns"] * per_trial,
             "main_ms_per_trial": window["main_ns"] * per_trial,
             "inclusive_ms_per_trial": {p: ns * per_trial for p, ns in clock.inclusive.items()},
-            "calls_per_trial": {p: n / trials for p, n in clock.calls.items()}}
+            "calls_per_trial": {p: n / trials for p, n in clock.calls.items()},
+            "counting_ns_per_call": {"inside": clock.inside_ns, "outside": clock.outside_ns}}
 
 
 # cProfile's view of the same phases: (phase, [(file suffix, function)]), cumulative seconds summed.
@@ -299,6 +336,7 @@ def _child_main(spec: Dict[str, Any]) -> int:
             workloads.fit_and_count = fit_and_count
         clock, window = PhaseClock(), CpuWindow()
         if not spec.get("profile"):
+            clock.calibrate()
             instrument(clock, window)
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         if spec.get("profile"):
@@ -404,7 +442,7 @@ def render(report: Dict[str, Any]) -> str:
         shown = [s for s in ("default", "none") if s in b]
         rows = [p for p, _ in PHASES] + sorted({r for s in shown for r in b[s]["ms_per_trial"]
                                                  if r.startswith("logger: ")})
-        rows += [OTHER_MAIN, *WRITER_THREADS.values(), OTHER_THREADS]
+        rows += [COUNTING, OTHER_MAIN, *WRITER_THREADS.values(), OTHER_THREADS]
         profile = b.get("profile_ms_per_trial", {})
         lines += ["", "Where it goes (ms of CPU per trial; a phase's own time, less the phases it calls; "
                   "inclusive and cProfile's cumulative time beside):", "",

@@ -53,3 +53,20 @@ def test_a_loggers_share_is_its_median_less_the_median_without_loggers():
     assert "Peak RSS growth per added finished trial: 7,200 bytes." in text
     assert "snapshot at 100,000 trials (/dev/shm): cold 847 ms, warm 97 ms (medians of 3 and 9)." in text
     assert all(f"| {phase} |" in text for phase, _ in PHASES)
+
+
+def test_the_phase_clock_counts_own_time_and_calls_and_takes_its_own_cost_out():
+    from bench.per_trial import PhaseClock
+
+    clock = PhaseClock()
+    inner = clock.wrap("inner", lambda: sum(range(2000)))
+    outer = clock.wrap("outer", lambda: [inner(), inner()])
+    for _ in range(5):
+        outer()
+    assert dict(clock.calls) == {"inner": 10, "outer": 5} and dict(clock.calls_inside) == {"outer": 10}
+    assert clock.inclusive["outer"] >= clock.own["outer"] + clock.own["inner"]
+    clock.calibrate(calls=2000)
+    assert clock.inside_ns > 0 and clock.outside_ns >= 0
+    own, counting_ns = clock.corrected()
+    assert all(ns >= 0 for ns in own.values())
+    assert counting_ns == pytest.approx(15 * (clock.inside_ns + clock.outside_ns))
