@@ -17,7 +17,8 @@ Parts (``--parts``, default all of them):
     run's CPU per trial less ``none``'s.  The child wraps the runner's methods (bench code only:
     nothing in fasttune changes) to count the main thread's CPU (``time.thread_time_ns``) in each
     phase of :data:`PHASES`, each exclusive of the phases it calls; a default logger's hooks are
-    their own phase.  The window is the first ``TrialRunner.step()`` to ``Tuner.fit()``'s return;
+    their own phase.  The counting's own cost, timed on a wrapped no-op first, is taken out of
+    each phase and shown as its own row.  The window is the first ``TrialRunner.step()`` to ``Tuner.fit()``'s return;
     the process's CPU over it (all threads) is split into the main thread's phases, the rest of
     the main thread (``other``), the writer threads (their own CPU clocks) and the other threads
     (Ray's).  ``fit_cpu`` is the process CPU over the whole ``fit()``, as ``bench.sweeps``
