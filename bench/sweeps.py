@@ -157,13 +157,17 @@ def _loadavg() -> Optional[List[float]]:
         return None
 
 
-def _spawn(spec: Dict[str, Any], timeout: float) -> Dict[str, Any]:
+def _spawn(spec: Dict[str, Any], timeout: float, module: str = "bench.sweeps",
+           settle_max_s: float = 60.0) -> Dict[str, Any]:
+    """Run ``python -m <module> --_child <spec>`` in a fresh process group and return the
+    record it emitted (``_emit``), then kill what it left and wait for the CPUs to settle
+    (at most ``settle_max_s``)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO_ROOT + (
         os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
     )
     env.setdefault("PYTHONUNBUFFERED", "1")
-    cmd = [sys.executable, "-m", "bench.sweeps", "--_child", json.dumps(spec)]
+    cmd = [sys.executable, "-m", module, "--_child", json.dumps(spec)]
     t0 = time.perf_counter()
     load = _loadavg()
     proc = subprocess.Popen(
@@ -188,7 +192,7 @@ def _spawn(spec: Dict[str, Any], timeout: float) -> Dict[str, Any]:
         raise
     wall = time.perf_counter() - t0
     _kill_group(proc)  # Ray helpers a child left behind must not load the next run
-    quiet_s = _settle()
+    quiet_s = _settle(settle_max_s)
     rec = None
     for line in reversed(stdout.splitlines()):
         if line.startswith(MARKER):
