@@ -18,15 +18,72 @@ import sys
 import tempfile
 
 
+def _thread_cpu() -> dict:
+    """CPU seconds of each of this process's threads, by name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        out[(tid, name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def _name_writer_threads() -> None:
+    """Give each writer thread its name in /proc (Python 3.11 leaves it "python")."""
+    import ctypes
+
+    from fasttune.logger._writer_thread import WriterThread
+
+    libc = ctypes.CDLL(None)
+    drain = WriterThread._drain
+
+    def named_drain(self) -> None:
+        libc.prctl(15, self._thread_name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        drain(self)
+
+    WriterThread._drain = named_drain
+
+
 def _one_run(trials: int, storage_root: str) -> dict:
+    import threading
+    import time
+
     import fasttune as tune
     from bench.workloads import trial_bookkeeping
+
+    _name_writer_threads()
+    seen: dict = {}
+    stop = threading.Event()
+
+    def watch() -> None:  # threads that end before fit() returns are seen while they run
+        while not stop.wait(0.2):
+            seen.update(_thread_cpu())
+
 
     storage = tempfile.mkdtemp(dir=storage_root)
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    before = _thread_cpu()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     out = trial_bookkeeping(tune, trials, storage)
+    stop.set()
+    watcher.join()
+    seen.update(_thread_cpu())
+    by_name: dict = {}
+    for key, cpu in seen.items():
+        # Python's own threads all show as "python": the main one, and those fit() started
+        # (the writer threads, the searcher's).
+        name = "main" if key[0] == str(os.getpid()) else key[1] + ("" if key in before else " (new)")
+        by_name[name] = by_name.get(name, 0.0) + cpu - before.get(key, 0.0)
+    out["thread_cpu_s"] = by_name
     ray.shutdown()
     import shutil
 
@@ -59,7 +116,10 @@ def main() -> None:
             out = json.loads(line[len("RESULT "):])
             assert out["complete"], out
             cpu[case].append(out["fit_driver_cpu_s"] / args.trials * 1e3)
-            print(f"{case}: {cpu[case][-1]:.3f} ms/trial (fit {out['fit_s']:.2f} s)", file=sys.stderr)
+            threads = ", ".join(f"{name} {seconds / args.trials * 1e3:.3f}" for name, seconds in
+                                sorted(out["thread_cpu_s"].items(), key=lambda kv: -kv[1]) if seconds > 0.01)
+            print(f"{case}: {cpu[case][-1]:.3f} ms/trial (fit {out['fit_s']:.2f} s; by thread, ms/trial: {threads})",
+                  file=sys.stderr)
     with_loggers, without = statistics.median(cpu["defaults"]), statistics.median(cpu["disabled"])
     print(f"driver CPU per one-result trial ({args.trials} trials, median of {args.repeats}): "
           f"default loggers {with_loggers:.3f} ms, disabled {without:.3f} ms, "

@@ -53,12 +53,11 @@ class _Staged:
     """What one batch of writer calls has for a trial: its new config, its result bytes,
     whether its files close."""
 
-    __slots__ = ("config", "json", "csv", "close")
+    __slots__ = ("config", "results", "close")
 
     def __init__(self) -> None:
         self.config: Any = _NO_CONFIG
-        self.json: List[bytes] = []
-        self.csv: List[bytes] = []
+        self.results: List[Tuple[bytes, bytes]] = []  # (JSON lines, CSV rows) of each batch
         self.close = False
 
 
@@ -155,11 +154,7 @@ class TrialFiles:
         self._staged_for(trial_dir).config = config
 
     def _stage_results(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
-        staged = self._staged_for(trial_dir)
-        if json_bytes:
-            staged.json.append(json_bytes)
-        if csv_bytes:
-            staged.csv.append(csv_bytes)
+        self._staged_for(trial_dir).results.append((json_bytes, csv_bytes))
 
     def _stage_close(self, trial_dir: str) -> None:
         self._staged_for(trial_dir).close = True
@@ -178,8 +173,8 @@ class TrialFiles:
                 except BaseException as exc:  # noqa: BLE001 - raised below
                     failure = failure or exc
             try:
-                if each.json or each.csv:
-                    self._write(trial_dir, b"".join(each.json), b"".join(each.csv), each.close)
+                if each.results:
+                    self._write(trial_dir, each.results, each.close)
                 elif each.close:
                     self._close(trial_dir)
             except BaseException as exc:  # noqa: BLE001 - raised below
@@ -195,7 +190,9 @@ class TrialFiles:
         # everything else done for it).
         atomic_write(os.path.join(trial_dir, PARAMS_FILE), params_text(config), durable=False)
 
-    def _write(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes, close: bool = False) -> None:
+    def _write(self, trial_dir: str, batches: List[Tuple[bytes, bytes]], close: bool = False) -> None:
+        """Append the trial's result batches (JSON and CSV bytes each), in one write per
+        file when they fit; ``close``: close its files after."""
         if self._results_failed:
             self.unwritten_trial_dirs.add(trial_dir)
             if close:
@@ -205,15 +202,16 @@ class TrialFiles:
         try:
             if handles is None:
                 handles = self._open_trial(trial_dir)
-            if json_bytes:
-                append_whole(handles[0], json_bytes, os.path.join(trial_dir, RESULT_FILE))
-            if csv_bytes and handles[1] is not None:
+            if len(batches) == 1:
+                self._append(trial_dir, handles, *batches[0])
+            else:
                 try:
-                    append_whole(handles[1], csv_bytes, os.path.join(trial_dir, PROGRESS_FILE))
+                    self._append(trial_dir, handles, b"".join([b[0] for b in batches]),
+                                 b"".join([b[1] for b in batches]))
                 except OSError:
-                    if json_bytes:  # the two files keep the same rows
-                        handles[0].truncate(handles[0].tell() - len(json_bytes))
-                    raise
+                    # Not all fit (each write was cut back whole): keep the batches that do.
+                    for json_bytes, csv_bytes in batches:
+                        self._append(trial_dir, handles, json_bytes, csv_bytes)
         except BaseException:
             self._results_failed = True
             self.unwritten_trial_dirs.add(trial_dir)
@@ -224,6 +222,18 @@ class TrialFiles:
                     _close_handles(handles)
                 else:
                     self._open[trial_dir] = handles  # the most recently written last
+
+    def _append(self, trial_dir: str, handles: Tuple[Any, Any], json_bytes: bytes, csv_bytes: bytes) -> None:
+        """Append one batch's rows to both files, or to neither (raising)."""
+        if json_bytes:
+            append_whole(handles[0], json_bytes, os.path.join(trial_dir, RESULT_FILE))
+        if csv_bytes and handles[1] is not None:
+            try:
+                append_whole(handles[1], csv_bytes, os.path.join(trial_dir, PROGRESS_FILE))
+            except OSError:
+                if json_bytes:  # the two files keep the same rows
+                    handles[0].truncate(handles[0].tell() - len(json_bytes))
+                raise
 
     def _open_trial(self, trial_dir: str) -> Tuple[Any, Any]:
         while len(self._open) >= MAX_OPEN_TRIALS:

@@ -16,7 +16,7 @@ import numpy as np
 from fasttune import _corelib as core
 from fasttune._flatten import flatten_dict
 from fasttune._optional import missing_dependency
-from fasttune.logger._append import append_whole
+from fasttune.logger._append import append_records
 from fasttune.logger._tb_records import file_version_record, hparams_records
 from fasttune.logger._trial_files import WRITER_LINGER_S, make_directory
 from fasttune.logger._writer_thread import WriterThread
@@ -252,7 +252,7 @@ class _EventFiles:
                             self._open.popitem(last=False)[1].close()
                         handle = _open_for_append(path)
                     # A torn record would end TensorBoard's reading of the file.
-                    append_whole(handle, parts[0] if len(parts) == 1 else b"".join(parts), path)
+                    append_records(handle, parts, path)
             except BaseException as exc:  # noqa: BLE001 - raised below
                 failure = failure or exc
             finally:
