@@ -1,10 +1,12 @@
 """The per-trial files: ``params.json``, ``result.json``, ``progress.csv``, ``error.txt``.
 
 The event core renders each batch of results into ready bytes; this module only appends
-them, one unbuffered write per file per batch, whole or not at all.  The file system
-calls run in order on one writer thread: creating three files per trial costs more than
-everything else the driver does for a short trial, and the thread overlaps it with the
-event loop.  ``flush()`` waits until everything handed over is in the OS page cache (where
+them, whole or not at all.  The file system calls run in order on one writer thread:
+creating three files per trial costs more than everything else the driver does for a
+short trial, and the thread overlaps it with the event loop.  The thread takes its calls
+in batches, which stage each trial's config, result bytes and close; the batch's commit
+then writes each file once (a short trial's files are created with all their content and
+closed at once; a longer one's stay open for its next batches).  ``flush()`` waits until everything handed over is in the OS page cache (where
 it survives the driver being killed); the runner flushes before each experiment snapshot
 and at the end, and makes the file system durable before writing the snapshot.
 

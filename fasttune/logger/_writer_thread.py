@@ -61,26 +61,29 @@ class WriterThread:
 
     def _drain(self) -> None:
         tasks, hurry, commit = self._tasks, self._hurry, self._commit
+        uncommitted = False  # calls ran since the last commit
         while True:
             task = tasks.get()
             if self._linger_s and not hurry.is_set():
                 hurry.wait(self._linger_s)
             hurry.clear()  # a waiter's marker was queued before it set this: it is in this batch
             while True:
-                if task is None:
-                    if commit is not None:
-                        self._run(commit, ())
-                    return
-                fn, args = task
-                if fn is _done and commit is not None:
-                    self._run(commit, ())  # what was staged is written before the waiter goes on
-                self._run(fn, args)
+                if task is None or task[0] is _done:
+                    if uncommitted and commit is not None:
+                        self._run(commit, ())  # what was staged is written before the waiter goes on
+                    uncommitted = False
+                    if task is None:
+                        return
+                else:
+                    uncommitted = True
+                self._run(*task)
                 try:
                     task = tasks.get_nowait()
                 except queue.Empty:
                     break
-            if commit is not None:
+            if uncommitted and commit is not None:
                 self._run(commit, ())
+            uncommitted = False
 
     def _run(self, fn: Callable[..., Any], args: tuple) -> None:
         try:

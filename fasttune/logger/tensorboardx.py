@@ -68,7 +68,9 @@ class TBXLoggerCallback(LoggerCallback):
     header and hparams records are encoded here too, so tensorboardX itself (~0.3 s
     to import) is imported only for histograms, images and videos.  A trial
     keeps one event file across pauses and restarts within a run.  Events reach the
-    file when a batch is handled; TensorBoard reads them as they come.
+    file within about 10 ms of their batch (the writer gathers what comes meanwhile
+    into one write per file: a short trial's file is created with all its events and
+    closed at once); TensorBoard reads them as they come.
 
     Needs ``tensorboardX`` (``pip install tensorboardX``); it is a default logger
     when installed.
