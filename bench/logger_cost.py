@@ -3,7 +3,9 @@
 Runs ``N`` one-result trials (as ``trial_bookkeeping``) with the default loggers and with
 ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``, alternating, each run in a fresh process, and
 prints the median driver CPU per trial of each (all the driver's threads: the event loop
-and the writer threads) and their difference, the loggers' share::
+and the writer threads) and their difference, the loggers' share; each run's line splits
+its CPU by thread (``main``: the event loop; ``fasttune-files``: the result files' writer;
+``fasttune-tbx``: TensorBoard's)::
 
     PYTHONPATH=. python -m bench.logger_cost --trials 5000 --repeats 3 --storage-root /dev/shm
 """
