@@ -122,3 +122,13 @@ def test_records_that_do_not_fit_together_are_kept_whole_one_by_one(tmp_path):
     assert out == {"error": [errno.EFBIG, path], "size": 500}
     with open(path, "rb") as f:
         assert f.read() == b"".join(bytes([65 + i]) * 100 for i in range(5))
+
+
+def test_config_to_json_is_json_dumps_text():
+    import numpy as np
+
+    from fasttune.logger._trial_files import config_to_json
+
+    for config in ({"lr": 0.1, "nested": {"a": [1, 2.5]}, "s": "ü"}, {"nan": float("nan"), "np": np.float32(0.5)},
+                   {}, {"f": len}):
+        assert config_to_json(config) == json.dumps(config, default=json_default)
