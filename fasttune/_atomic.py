@@ -33,12 +33,19 @@ import contextlib
 import contextvars
 import ctypes
 import functools
+import itertools
 import os
 import secrets
 import shutil
 from typing import Any, Iterator, Optional, Sequence, Union
 
 __all__ = ["atomic_write", "fsync_directory", "move_directory_into_place", "sync_filesystem", "scratch_writes"]
+
+# Temporary names count from a random start, drawn again in a forked child.
+_tmp_start = [secrets.randbits(32)]
+_tmp_counter = itertools.count()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _tmp_start.__setitem__(0, secrets.randbits(32)))
 
 # True inside scratch_writes(): the files written are read back and deleted at once.
 _SCRATCH = contextvars.ContextVar("fasttune_scratch_writes", default=False)
@@ -88,15 +95,22 @@ def atomic_write(
     chunks = data if isinstance(data, (list, tuple)) else (data,)
     durable = durable and not _SCRATCH.get()
     directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    # Eight hex digits, unique among this process's writes (a counter from a random start
+    # made once per process) and unlikely to meet another's: one file per trial is written
+    # this way, so not a random call each.
+    tag = (_tmp_start[0] + next(_tmp_counter)) & 0xFFFFFFFF
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{tag:08x}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
     try:
-        with os.fdopen(fd, "wb") as f:
+        try:
             for chunk in chunks:
-                f.write(chunk)
+                view = memoryview(chunk)
+                while view:  # os.write may store less than it was given
+                    view = view[os.write(fd, view):]
             if durable:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:

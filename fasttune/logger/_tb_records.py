@@ -9,8 +9,9 @@ those of TensorBoard's ``event.proto``, ``summary.proto`` and the hparams plugin
 """
 from __future__ import annotations
 
+import functools
 import struct
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Tuple
 
 from fasttune import _corelib as core
 
@@ -20,7 +21,14 @@ _DATA_TYPE_STRING, _DATA_TYPE_BOOL, _DATA_TYPE_FLOAT64 = 1, 2, 3
 _STATUS_SUCCESS = 1
 
 
+# A trial's hparams are encoded when it ends: the one-byte varints (all tags and most
+# lengths) are looked up, and what depends only on the names and types is made once.
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
+
 def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _ONE_BYTE[n]
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -31,7 +39,8 @@ def _varint(n: int) -> bytes:
 
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field: a string, bytes or an embedded message."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    size = len(payload)
+    return b"".join((_ONE_BYTE[number << 3 | 2], _ONE_BYTE[size] if size < 0x80 else _varint(size), payload))
 
 
 def _varint_field(number: int, value: int) -> bytes:
@@ -66,7 +75,7 @@ def _plugin_summary(tag: str, content: bytes) -> bytes:
     return _field(1, value)
 
 
-def _hparam(name: str, value: Any) -> tuple:
+def _hparam(name: str, value: Any) -> Tuple[bytes, bytes]:
     """(HParamInfo, SessionStartInfo map entry or b"") for one hyperparameter."""
     if isinstance(value, str) or callable(value):
         text = value if isinstance(value, str) else getattr(value, "__name__", str(value))
@@ -76,9 +85,27 @@ def _hparam(name: str, value: Any) -> tuple:
     elif isinstance(value, (int, float)):
         data_type, as_value = _DATA_TYPE_FLOAT64, _double_field(2, float(value))
     else:  # a list: named, without a value (as tensorboardX does)
-        return _field(4, _field(1, name.encode())), b""
-    info = _field(1, name.encode()) + _varint_field(4, data_type)
-    return _field(4, info), _field(1, _field(1, name.encode()) + _field(2, as_value))
+        return _hparam_info(name, 0), b""
+    name_field = _field(1, name.encode())
+    return _hparam_info(name, data_type), _field(1, name_field + _field(2, as_value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _hparam_info(name: str, data_type: int) -> bytes:
+    """The HParamInfo field of a hyperparameter (``data_type`` 0: none given)."""
+    info = _field(1, name.encode())
+    if data_type:
+        info += _varint_field(4, data_type)
+    return _field(4, info)
+
+
+@functools.lru_cache(maxsize=256)
+def _experiment_summary(infos: Tuple[bytes, ...], metric_tags: Tuple[str, ...]) -> bytes:
+    metrics = b"".join(_field(5, _field(1, _field(2, tag.encode()))) for tag in metric_tags)
+    return _plugin_summary("_hparams_/experiment", _field(2, b"".join(infos) + metrics))
+
+
+_SESSION_END = _plugin_summary("_hparams_/session_end_info", _field(4, _varint_field(1, _STATUS_SUCCESS)))
 
 
 def hparams_records(hparams: Dict[str, Any], metric_tags: Iterable[str], wall_time: float) -> bytes:
@@ -99,11 +126,7 @@ def hparams_records(hparams: Dict[str, Any], metric_tags: Iterable[str], wall_ti
         info, entry = _hparam(name, value)
         infos.append(info)
         entries.append(entry)
-    metrics = b"".join(_field(5, _field(1, _field(2, tag.encode()))) for tag in metric_tags)
-    experiment = _field(2, b"".join(infos) + metrics)
-    session_start = _field(3, b"".join(entries))
-    session_end = _field(4, _varint_field(1, _STATUS_SUCCESS))
-    return b"".join(
-        event_record(wall_time, summary=_plugin_summary(tag, content))
-        for tag, content in (("_hparams_/experiment", experiment), ("_hparams_/session_start_info", session_start),
-                             ("_hparams_/session_end_info", session_end)))
+    session_start = _plugin_summary("_hparams_/session_start_info", _field(3, b"".join(entries)))
+    return b"".join((event_record(wall_time, summary=_experiment_summary(tuple(infos), tuple(metric_tags))),
+                     event_record(wall_time, summary=session_start),
+                     event_record(wall_time, summary=_SESSION_END)))

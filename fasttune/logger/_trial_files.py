@@ -1,10 +1,12 @@
 """The per-trial files: ``params.json``, ``result.json``, ``progress.csv``, ``error.txt``.
 
 The event core renders each batch of results into ready bytes; this module only appends
-them, one unbuffered write per file per batch, whole or not at all.  The file system
-calls run in order on one writer thread: creating three files per trial costs more than
-everything else the driver does for a short trial, and the thread overlaps it with the
-event loop.  ``flush()`` waits until everything handed over is in the OS page cache (where
+them, whole or not at all.  The file system calls run in order on one writer thread:
+creating three files per trial costs more than everything else the driver does for a
+short trial, and the thread overlaps it with the event loop.  The thread takes its calls
+in batches, which stage each trial's config, result bytes and close; the batch's commit
+then writes each file once (a short trial's files are created with all their content and
+closed at once; a longer one's stay open for its next batches).  ``flush()`` waits until everything handed over is in the OS page cache (where
 it survives the driver being killed); the runner flushes before each experiment snapshot
 and at the end, and makes the file system durable before writing the snapshot.
 
@@ -31,12 +33,73 @@ from fasttune.result import ERROR_FILE, PARAMS_FILE, PROGRESS_FILE, RESULT_FILE 
 # Trials with open result files; the least recently written are closed past this bound
 # so population-scale sweeps do not run out of file descriptors.
 MAX_OPEN_TRIALS = 512
+# How long the writer, once woken, lets calls gather before it runs them: a wake-up per
+# call costs the driver more CPU than the writes, and results reach the files this late.
+WRITER_LINGER_S = 0.01
 
+_NO_CONFIG = object()
+
+
+def make_directory(path: str) -> None:
+    """Create the directory ``path`` if it is not there (its parents too); one system call
+    when the parent exists, as a trial's does."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
+class _Staged:
+    """What one batch of writer calls has for a trial: its new config, its result bytes,
+    whether its files close."""
+
+    __slots__ = ("config", "results", "close")
+
+    def __init__(self) -> None:
+        self.config: Any = _NO_CONFIG
+        self.results: List[Tuple[bytes, bytes]] = []  # (JSON lines, CSV rows) of each batch
+        self.close = False
+
+
+def _close_handles(handles: Tuple[Any, Any]) -> None:
+    handles[0].close()
+    if handles[1] is not None:
+        handles[1].close()
+
+
+
+# json.dumps(config, default=...) makes an encoder per call, which costs more than the
+# encoding of a small config: one is made once (it keeps no state between calls).
+_CONFIG_ENCODER = json.JSONEncoder(default=json_default)
 
 
 def config_to_json(config: Dict[str, Any]) -> str:
-    """The config as the JSON text spliced into every result line of its trial."""
-    return json.dumps(config, default=json_default)
+    """The config as the JSON text spliced into every result line of its trial (what
+    ``json.dumps(config, default=json_default)`` gives)."""
+    return _CONFIG_ENCODER.encode(config)
+
+
+# Values json writes the same at any indent: a flat config of them is written without
+# json's pure-Python indenting encoder (three times slower than the whole of the rest).
+_FLAT_VALUE_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def params_text(config: Dict[str, Any]) -> str:
+    """``params.json``'s text: the config as JSON, indented by 2, keys sorted.
+
+    Example:
+        >>> print(params_text({"lr": 0.1, "act": "relu"}))
+        {
+          "act": "relu",
+          "lr": 0.1
+        }
+    """
+    if config and all(type(key) is str and type(value) in _FLAT_VALUE_TYPES for key, value in config.items()):
+        dumps = json.dumps
+        return "{\n" + ",\n".join([f"  {dumps(key)}: {dumps(config[key])}" for key in sorted(config)]) + "\n}"
+    return json.dumps(config, indent=2, sort_keys=True, default=json_default)
 
 
 class TrialFiles:
@@ -52,7 +115,9 @@ class TrialFiles:
         # With the experiment kept in storage, checkpoints live there (workers upload them).
         self._storage_sync = storage_sync
         self._open: "OrderedDict[str, Tuple[Any, Any]]" = OrderedDict()
-        self._writer = WriterThread("trial result files")
+        # What the writer's current batch has for each trial (the writer thread's own).
+        self._staged: Dict[str, _Staged] = {}
+        self._writer = WriterThread("trial result files", linger_s=WRITER_LINGER_S, commit=self._commit)
         self._submit = self._writer.submit
         self._write_csv = write_csv
         self._write_results = write_results
@@ -78,78 +143,136 @@ class TrialFiles:
         self._writer.check()
 
     # ---- operations, in the order they were asked for -------------------------------
+    # Parameters, results and closes are staged per trial on the writer thread and
+    # written when its batch ends (_commit): a short trial's files are each created once,
+    # with all their content, and closed at once.
     def init_trial(self, trial_dir: str, config: Dict[str, Any]) -> None:
         if self._write_results:
-            self._submit(self._init_trial, trial_dir, config)
-
-    @staticmethod
-    def _init_trial(trial_dir: str, config: Dict[str, Any]) -> None:
-        os.makedirs(trial_dir, exist_ok=True)
-        # Renamed into place: a driver killed mid-write leaves no torn params.json.  Durable
-        # with the rest before the next snapshot (a fsync per trial would cost more than
-        # everything else done for it).
-        text = json.dumps(config, indent=2, sort_keys=True, default=json_default)
-        atomic_write(os.path.join(trial_dir, PARAMS_FILE), text, durable=False)
+            self._submit(self._stage_params, trial_dir, config)
 
     def write(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
         if self._write_results:
-            self._submit(self._write, trial_dir, json_bytes, csv_bytes)
+            self._submit(self._stage_results, trial_dir, json_bytes, csv_bytes)
 
-    def _write(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
+    def close(self, trial_dir: str) -> None:
+        if self._write_results:
+            self._submit(self._stage_close, trial_dir)
+
+    def _staged_for(self, trial_dir: str) -> "_Staged":
+        staged = self._staged.get(trial_dir)
+        if staged is None:
+            staged = self._staged[trial_dir] = _Staged()
+        return staged
+
+    def _stage_params(self, trial_dir: str, config: Dict[str, Any]) -> None:
+        self._staged_for(trial_dir).config = config
+
+    def _stage_results(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
+        self._staged_for(trial_dir).results.append((json_bytes, csv_bytes))
+
+    def _stage_close(self, trial_dir: str) -> None:
+        self._staged_for(trial_dir).close = True
+
+    def _commit(self) -> None:
+        """Write what the batch staged, trial by trial (a failure stops no other trial's
+        writes; the first is raised at the end)."""
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, {}
+        failure: Optional[BaseException] = None
+        for trial_dir, each in staged.items():
+            if each.config is not _NO_CONFIG:
+                try:
+                    self._write_params(trial_dir, each.config)
+                except BaseException as exc:  # noqa: BLE001 - raised below
+                    failure = failure or exc
+            try:
+                if each.results:
+                    self._write(trial_dir, each.results, each.close)
+                elif each.close:
+                    self._close(trial_dir)
+            except BaseException as exc:  # noqa: BLE001 - raised below
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    @staticmethod
+    def _write_params(trial_dir: str, config: Dict[str, Any]) -> None:
+        make_directory(trial_dir)
+        # Renamed into place: a driver killed mid-write leaves no torn params.json.  Durable
+        # with the rest before the next snapshot (a fsync per trial would cost more than
+        # everything else done for it).
+        atomic_write(os.path.join(trial_dir, PARAMS_FILE), params_text(config), durable=False)
+
+    def _write(self, trial_dir: str, batches: List[Tuple[bytes, bytes]], close: bool = False) -> None:
+        """Append the trial's result batches (JSON and CSV bytes each), in one write per
+        file when they fit; ``close``: close its files after."""
         if self._results_failed:
             self.unwritten_trial_dirs.add(trial_dir)
+            if close:
+                self._close(trial_dir)
             return
+        handles = self._open.pop(trial_dir, None)
         try:
-            handles = self._open.get(trial_dir)
             if handles is None:
                 handles = self._open_trial(trial_dir)
+            if len(batches) == 1:
+                self._append(trial_dir, handles, *batches[0])
             else:
-                self._open.move_to_end(trial_dir)
-            if json_bytes:
-                append_whole(handles[0], json_bytes, os.path.join(trial_dir, RESULT_FILE))
-            if csv_bytes and handles[1] is not None:
                 try:
-                    append_whole(handles[1], csv_bytes, os.path.join(trial_dir, PROGRESS_FILE))
+                    self._append(trial_dir, handles, b"".join([b[0] for b in batches]),
+                                 b"".join([b[1] for b in batches]))
                 except OSError:
-                    if json_bytes:  # the two files keep the same rows
-                        handles[0].truncate(handles[0].tell() - len(json_bytes))
-                    raise
+                    # Not all fit (each write was cut back whole): keep the batches that do.
+                    for json_bytes, csv_bytes in batches:
+                        self._append(trial_dir, handles, json_bytes, csv_bytes)
         except BaseException:
             self._results_failed = True
             self.unwritten_trial_dirs.add(trial_dir)
             raise
+        finally:
+            if handles is not None:
+                if close:  # a short trial's files are closed as soon as they are written
+                    _close_handles(handles)
+                else:
+                    self._open[trial_dir] = handles  # the most recently written last
+
+    def _append(self, trial_dir: str, handles: Tuple[Any, Any], json_bytes: bytes, csv_bytes: bytes) -> None:
+        """Append one batch's rows to both files, or to neither (raising)."""
+        if json_bytes:
+            append_whole(handles[0], json_bytes, os.path.join(trial_dir, RESULT_FILE))
+        if csv_bytes and handles[1] is not None:
+            try:
+                append_whole(handles[1], csv_bytes, os.path.join(trial_dir, PROGRESS_FILE))
+            except OSError:
+                if json_bytes:  # the two files keep the same rows
+                    handles[0].truncate(handles[0].tell() - len(json_bytes))
+                raise
 
     def _open_trial(self, trial_dir: str) -> Tuple[Any, Any]:
         while len(self._open) >= MAX_OPEN_TRIALS:
-            _, (json_f, csv_f) = self._open.popitem(last=False)
+            _close_handles(self._open.popitem(last=False)[1])
+        json_f = open(os.path.join(trial_dir, RESULT_FILE), "ab", buffering=0)
+        try:
+            csv_f = open(os.path.join(trial_dir, PROGRESS_FILE), "ab", buffering=0) if self._write_csv else None
+        except BaseException:
             json_f.close()
-            if csv_f is not None:
-                csv_f.close()
-        handles = (
-            open(os.path.join(trial_dir, RESULT_FILE), "ab", buffering=0),
-            open(os.path.join(trial_dir, PROGRESS_FILE), "ab", buffering=0) if self._write_csv else None,
-        )
-        self._open[trial_dir] = handles
-        return handles
-
-    def close(self, trial_dir: str) -> None:
-        self._submit(self._close, trial_dir)
+            raise
+        return json_f, csv_f
 
     def _close(self, trial_dir: str) -> None:
         handles = self._open.pop(trial_dir, None)
         if handles is not None:
-            handles[0].close()
-            if handles[1] is not None:
-                handles[1].close()
+            _close_handles(handles)
 
     def close_all(self) -> None:
         """Flush, close every file and stop the writer thread (also when the flush raises)."""
         try:
             self.flush()
         finally:
+            self._writer.close()
             for trial_dir in list(self._open):
                 self._close(trial_dir)
-            self._writer.close()
 
     def write_error(self, trial_dir: str, header: str, text: str) -> str:
         path = os.path.join(trial_dir, ERROR_FILE)
@@ -158,7 +281,7 @@ class TrialFiles:
 
     @staticmethod
     def _write_error(trial_dir: str, path: str, text: str) -> None:
-        os.makedirs(trial_dir, exist_ok=True)
+        make_directory(trial_dir)
         with open(path, "a") as f:
             f.write(text)
 

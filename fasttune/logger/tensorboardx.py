@@ -16,8 +16,9 @@ import numpy as np
 from fasttune import _corelib as core
 from fasttune._flatten import flatten_dict
 from fasttune._optional import missing_dependency
-from fasttune.logger._append import append_whole
+from fasttune.logger._append import append_records
 from fasttune.logger._tb_records import file_version_record, hparams_records
+from fasttune.logger._trial_files import WRITER_LINGER_S, make_directory
 from fasttune.logger._writer_thread import WriterThread
 from fasttune.logger.logger import LoggerCallback
 
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 # Trials with an open event file; the least recently written are closed past this
 # bound (and reopened to append), so population-scale sweeps keep few descriptors.
 MAX_OPEN_FILES = 512
+MAX_CACHED_TAGS = 100_000
 #: The value types logged as scalars, as Ray Tune's (the compiled core checks the same
 #: types for the per-result scalars).
 VALID_SUMMARY_TYPES = [int, float, np.float32, np.float64, np.int32, np.int64]
@@ -66,7 +68,9 @@ class TBXLoggerCallback(LoggerCallback):
     header and hparams records are encoded here too, so tensorboardX itself (~0.3 s
     to import) is imported only for histograms, images and videos.  A trial
     keeps one event file across pauses and restarts within a run.  Events reach the
-    file when a batch is handled; TensorBoard reads them as they come.
+    file within about 10 ms of their batch (the writer gathers what comes meanwhile
+    into one write per file: a short trial's file is created with all its events and
+    closed at once); TensorBoard reads them as they come.
 
     Needs ``tensorboardX`` (``pip install tensorboardX``); it is a default logger
     when installed.
@@ -88,13 +92,16 @@ class TBXLoggerCallback(LoggerCallback):
         # Event files of ended trials: results that come after the end (a stop at the time
         # budget overtakes the results in flight) and restarts append there.
         self._ended: Dict[str, str] = {}
+        # Each numeric key's encoded tag (a function of the key alone), for every trial.
+        self._tags: Dict[str, Optional[bytes]] = {}
         self._files = _EventFiles()
-        self._writer = WriterThread("TensorBoard event files", thread_name="fasttune-tbx")
+        self._writer = WriterThread("TensorBoard event files", thread_name="fasttune-tbx", linger_s=WRITER_LINGER_S,
+                                    commit=self._files.commit)
 
     def __getstate__(self) -> Dict[str, Any]:
         # Saved with the Tuner (RunConfig(callbacks=...)): the open files and the
         # writer thread stay with this process; a restored copy opens its own.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_trials", "_ended", "_files", "_writer")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_trials", "_ended", "_tags", "_files", "_writer")}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         TBXLoggerCallback.__init__(self)
@@ -104,9 +111,10 @@ class TBXLoggerCallback(LoggerCallback):
         if trial.trial_id in self._trials or trial.path is None:
             return  # resumed within this run: its event file goes on
         path = self._ended.pop(trial.trial_id, None)
-        self._trials[trial.trial_id] = _TrialEvents(path or os.path.join(trial.path, _event_file_name()))
         if path is None:
-            self._writer.submit(self._files.create, self._trials[trial.trial_id].path)
+            path = f"{trial.path}{os.sep}{_event_file_name()}"
+            self._writer.submit(self._files.create, path, time.time())
+        self._trials[trial.trial_id] = _TrialEvents(path)
 
     log_trial_restore = log_trial_start
 
@@ -119,7 +127,9 @@ class TBXLoggerCallback(LoggerCallback):
             events = self._trials.get(trial.trial_id)
             if events is None or not results:
                 return
-        records, others = core.tb_scalar_events(results, times, events.tags)
+        if len(self._tags) > MAX_CACHED_TAGS:
+            self._tags.clear()  # results with ever new keys
+        records, others = core.tb_scalar_events(results, times, self._tags)
         events.last_result = results[-1]
         if records:
             self._writer.submit(self._files.append, events.path, records)
@@ -136,9 +146,10 @@ class TBXLoggerCallback(LoggerCallback):
             return
         self._ended[trial.trial_id] = events.path
         if trial.evaluated_params and events.last_result:
-            self._writer.submit(self._append_hparams, events.path, str(trial), trial.evaluated_params,
+            self._writer.submit(self._end_with_hparams, events.path, str(trial), trial.evaluated_params,
                                 events.last_result)
-        self._writer.submit(self._files.close, events.path)
+        else:
+            self._writer.submit(self._files.close, events.path)
 
     def on_experiment_end(self, trials: List[Any], **info: Any) -> None:
         self._trials.clear()
@@ -169,6 +180,13 @@ class TBXLoggerCallback(LoggerCallback):
         if records:
             self._files.append(path, b"".join(records))
 
+    def _end_with_hparams(self, path: str, trial_name: str, params: Dict[str, Any],
+                          last_result: Dict[str, Any]) -> None:
+        try:
+            self._append_hparams(path, trial_name, params, last_result)
+        finally:
+            self._files.close(path)
+
     def _append_hparams(self, path: str, trial_name: str, params: Dict[str, Any], last_result: Dict[str, Any]) -> None:
         flat_params = flatten_dict(params)
         hparams = {k: v for k, v in flat_params.items() if isinstance(v, self.VALID_HPARAMS)}
@@ -179,54 +197,99 @@ class TBXLoggerCallback(LoggerCallback):
                         "bool or list).", trial_name, removed)
         logged = {key: value for key, value in last_result.items() if key not in core.TB_SKIPPED_KEYS}
         metrics = [f"ray/tune/{key}" for key, value in flatten_dict(logged).items()
-                   if isinstance(value, _SCALAR_TYPES) and not np.isnan(value)]
+                   if isinstance(value, _SCALAR_TYPES) and value == value]  # NaN is not logged
         self._files.append(path, hparams_records(hparams, metrics, time.time()))
 
 
 class _TrialEvents:
-    """A trial's event file, its encoded-tag cache and its last result."""
+    """A trial's event file and its last result."""
 
-    __slots__ = ("path", "tags", "last_result")
+    __slots__ = ("path", "last_result")
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.tags: Dict[str, bytes] = {}
         self.last_result: Optional[Dict[str, Any]] = None
 
 
 class _EventFiles:
-    """Open event files by path, least recently written closed first (writer thread only)."""
+    """Event files by path (writer thread only): what a batch of calls appends is staged
+    and written at its end (:meth:`commit`), one write per file; the files stay open for
+    more, the least recently written closed first, until closed."""
 
     def __init__(self) -> None:
         self._open: "OrderedDict[str, Any]" = OrderedDict()
+        # path -> [the byte strings to append, whether the file closes after them]
+        self._staged: Dict[str, List[Any]] = {}
 
-    def create(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.append(path, file_version_record(time.time()))
+    def create(self, path: str, wall_time: float) -> None:
+        self.append(path, file_version_record(wall_time))
 
     def append(self, path: str, data: bytes) -> None:
-        handle = self._open.get(path)
-        if handle is None:
-            while len(self._open) >= MAX_OPEN_FILES:
-                self._open.popitem(last=False)[1].close()
-            handle = self._open[path] = open(path, "ab", buffering=0)
+        staged = self._staged.get(path)
+        if staged is None:
+            self._staged[path] = [[data], False]
         else:
-            self._open.move_to_end(path)
-        append_whole(handle, data, path)  # a torn record would end TensorBoard's reading of the file
+            staged[0].append(data)
 
     def close(self, path: str) -> None:
-        handle = self._open.pop(path, None)
-        if handle is not None:
-            handle.close()
+        staged = self._staged.get(path)
+        if staged is None:
+            self._staged[path] = [[], True]
+        else:
+            staged[1] = True
+
+    def commit(self) -> None:
+        """Write what was staged, file by file (a failure stops no other file's write; the
+        first is raised at the end)."""
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, {}
+        failure: Optional[BaseException] = None
+        for path, (parts, close) in staged.items():
+            handle = self._open.pop(path, None)
+            try:
+                if parts:
+                    if handle is None:
+                        while len(self._open) >= MAX_OPEN_FILES:
+                            self._open.popitem(last=False)[1].close()
+                        handle = _open_for_append(path)
+                    # A torn record would end TensorBoard's reading of the file.
+                    append_records(handle, parts, path)
+            except BaseException as exc:  # noqa: BLE001 - raised below
+                failure = failure or exc
+            finally:
+                if handle is not None:
+                    if close:
+                        handle.close()
+                    else:
+                        self._open[path] = handle
+        if failure is not None:
+            raise failure
 
     def close_all(self) -> None:
+        self.commit()
         while self._open:
             self._open.popitem()[1].close()
 
 
+def _open_for_append(path: str) -> Any:
+    try:
+        return open(path, "ab", buffering=0)
+    except FileNotFoundError:  # the trial's directory is not made yet (the result files' thread makes it)
+        make_directory(os.path.dirname(path))
+        return open(path, "ab", buffering=0)
+
+
 def _event_file_name() -> str:
-    # tensorboardX's naming; "tfevents" in the name is what TensorBoard looks for.
-    return f"events.out.tfevents.{int(time.time()):010d}.{_hostname()}"
+    # tensorboardX's naming; "tfevents" in the name is what TensorBoard looks for.  The
+    # name changes once a second: made once for each.
+    second = int(time.time())
+    if second != _last_name[0]:
+        _last_name[:] = [second, f"events.out.tfevents.{second:010d}.{_hostname()}"]
+    return _last_name[1]
+
+
+_last_name: List[Any] = [None, ""]
 
 
 @functools.lru_cache(maxsize=None)

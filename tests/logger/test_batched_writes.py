@@ -1,0 +1,134 @@
+"""The writers take their calls in batches: a short trial's files are each created once,
+with all their content, and closed at once; what does not fit on a full disk is kept
+batch by batch."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+from fasttune._jsonable import json_default
+from fasttune.logger import _trial_files
+from fasttune.logger._tb_records import file_version_record
+from fasttune.logger._trial_files import TrialFiles, params_text
+from fasttune.logger._writer_thread import WriterThread
+from fasttune.logger.tensorboardx import _EventFiles
+
+
+def _hold(writer):
+    """Keep ``writer``'s thread busy until the returned event is set, so that the calls
+    submitted meanwhile make one batch."""
+    release = threading.Event()
+    writer.submit(release.wait)
+    return release
+
+
+def test_calls_gathered_in_a_batch_are_committed_after_them_and_before_a_wait_returns():
+    events = []
+    writer = WriterThread("test files", linger_s=0.05, commit=lambda: events.append("commit"))
+    release = _hold(writer)
+    for i in range(5):
+        writer.submit(events.append, i)
+    release.set()
+    writer.wait()
+    assert events == [0, 1, 2, 3, 4, "commit"]
+    writer.submit(events.append, 5)
+    writer.flush()  # cuts the linger short, and commits first
+    assert events[-2:] == [5, "commit"]
+    writer.close()
+
+
+def test_a_short_trials_files_are_opened_once_with_all_their_content_and_closed(tmp_path, monkeypatch):
+    opened = []
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(os.path.basename(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(_trial_files, "open", counting_open, raising=False)
+    files = TrialFiles(write_csv=True)
+    trial_dir = str(tmp_path / "t")
+    release = _hold(files._writer)
+    files.init_trial(trial_dir, {"x": 0.5})
+    files.write(trial_dir, b'{"training_iteration": 1}\n', b"training_iteration\r\n1\r\n")
+    files.write(trial_dir, b'{"training_iteration": 2}\n', b"2\r\n")
+    files.close(trial_dir)
+    release.set()
+    files.flush()
+    assert sorted(opened) == ["progress.csv", "result.json"]
+    assert files._open == {}  # closed with the batch
+    assert (tmp_path / "t" / "result.json").read_bytes() == b'{"training_iteration": 1}\n{"training_iteration": 2}\n'
+    assert (tmp_path / "t" / "progress.csv").read_bytes() == b"training_iteration\r\n1\r\n2\r\n"
+    assert json.loads((tmp_path / "t" / "params.json").read_text()) == {"x": 0.5}
+    # A trial that goes on keeps its files open for its next batches.
+    files.write(trial_dir, b'{"training_iteration": 3}\n', b"3\r\n")
+    files.flush()
+    assert list(files._open) == [trial_dir]
+    files.close_all()
+    assert (tmp_path / "t" / "progress.csv").read_bytes().endswith(b"2\r\n3\r\n")
+
+
+def test_params_text_is_jsons_indented_sorted_text():
+    configs = [{"lr": 0.1, "act": "relu", "n": 3, "flag": True, "none": None},
+               {"nan": float("nan"), "inf": float("inf"), "neg": -float("inf"), "big": 10 ** 30},
+               {"üñí": "ç\"\\\n", "": ""}, {}, {"nested": {"b": 1, "a": [1, 2]}}, {1: "int key"}]
+    for config in configs:
+        assert params_text(config) == json.dumps(config, indent=2, sort_keys=True, default=json_default)
+
+
+def test_event_files_are_written_once_per_batch_and_make_the_trials_directory(tmp_path):
+    files = _EventFiles()
+    path = str(tmp_path / "trial" / "events.out.tfevents.1.host")
+    files.create(path, 1.0)  # the trial's directory is not there yet
+    files.append(path, b"first")
+    files.append(path, b"second")
+    files.commit()
+    files.append(path, b"third")
+    files.close(path)
+    files.commit()
+    with open(path, "rb") as f:
+        assert f.read() == file_version_record(1.0) + b"firstsecondthird"
+    assert files._open == {}
+
+
+_FILL_TO_THE_LIMIT = textwrap.dedent("""
+    import json, os, resource, sys
+    from fasttune.logger._append import append_records
+    path = sys.argv[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (550, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    records = [bytes([65 + i]) * 100 for i in range(10)]
+    with open(path, "ab", buffering=0) as f:
+        try:
+            append_records(f, records, path)
+            error = None
+        except OSError as exc:
+            error = [exc.errno, exc.filename]
+    print(json.dumps({"error": error, "size": os.path.getsize(path)}))
+""")
+
+
+def test_records_that_do_not_fit_together_are_kept_whole_one_by_one(tmp_path):
+    """Over RLIMIT_FSIZE (Python ignores SIGXFSZ: the write is short, then fails with
+    EFBIG, as on a full disk): the joined write is cut back, then the records that fit go
+    in whole."""
+    import errno
+
+    path = str(tmp_path / "events")
+    proc = subprocess.run([sys.executable, "-c", _FILL_TO_THE_LIMIT, path], capture_output=True, text=True,
+                          timeout=60, env=os.environ)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out == {"error": [errno.EFBIG, path], "size": 500}
+    with open(path, "rb") as f:
+        assert f.read() == b"".join(bytes([65 + i]) * 100 for i in range(5))
+
+
+def test_config_to_json_is_json_dumps_text():
+    import numpy as np
+
+    from fasttune.logger._trial_files import config_to_json
+
+    for config in ({"lr": 0.1, "nested": {"a": [1, 2.5]}, "s": "ü"}, {"nan": float("nan"), "np": np.float32(0.5)},
+                   {}, {"f": len}):
+        assert config_to_json(config) == json.dumps(config, default=json_default)
