@@ -36,6 +36,11 @@ logger = logging.getLogger(__name__)
 _MIN_SNAPSHOT_PERIOD_S = 2.0
 
 
+# The attributes a Trial has (a compact trial's record and source give them all back).
+_COMPACTABLE = frozenset(Trial("", trial_id="-").__dict__) | frozenset(_state.DECODED_FIELDS)
+_MAX_SOURCES = 8
+
+
 class Policies(NamedTuple):
     """The objects whose state a snapshot saves beside the trials."""
 
@@ -61,6 +66,9 @@ class SnapshotWriter:
         self.records: List[Optional[bytes]] = []
         self.dirnames: List[Optional[str]] = []
         self.pickled_in_records: Dict[int, List[str]] = {}
+        # What the compact finished trials decode their records with, one per set of
+        # experiment settings (a sweep has one; a runner of several experiments, a few).
+        self.sources: List[_state.RecordSource] = []
         self._unsaved_policies: set = set()  # kinds whose state could not be saved (warned once)
 
     def add_row(self) -> None:
@@ -103,6 +111,8 @@ class SnapshotWriter:
                     # Kept for good: no worker holds it, so no event can change it again
                     # (a restore only starts a new runner).
                     records[row] = record
+                    if not pickled:
+                        self._compact(trial, record)
             packed.append(record)
         state = {
             "format": _state.FORMAT_VERSION,
@@ -130,6 +140,28 @@ class SnapshotWriter:
         self._last = time.monotonic()
         self.cost = self._last - started
         return path
+
+    def _compact(self, trial: Trial, record: bytes) -> None:
+        """Let the finished ``trial`` keep only its identity and ``record`` (it decodes
+        the rest when asked): a sweep of 100,000 short trials keeps no config, result or
+        path objects of those that ended.  A trial whose objects a decode would not give
+        back as they are (an attribute set on it by hand; a checkpoint outside its
+        directory) stays whole."""
+        state = trial.__dict__
+        if not _COMPACTABLE.issuperset(state) or trial.experiment_path != self.experiment_path:
+            return
+        prefix = trial.path + os.sep
+        if any(checkpoint.path != prefix + os.path.basename(checkpoint.path) for checkpoint in trial.checkpoints):
+            return
+        for source in self.sources:
+            if source.holds_settings_of(trial):
+                break
+        else:
+            if len(self.sources) >= _MAX_SOURCES:
+                return
+            source = _state.RecordSource.like(trial, self.keysets, self.experiment_path)
+            self.sources.append(source)
+        trial._compact(record, source)
 
     def _policy_state(self, policy: Any, kind: str) -> Any:
         """The policy's saved state for the snapshot; one that cannot be saved (it does
@@ -237,6 +269,7 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     restored.iteration = int(state.get("iteration") or 0)
     pickled = _restore_policies(state, policies)
     writer.records = [None] * len(records)
+    writer.sources = []
     writer.dirnames = list(state["dirnames"])
     for row in np.flatnonzero(table.column("worker_slot") >= 0).tolist():
         table.set_worker_slot(row, -1)  # no worker of the interrupted run holds a trial now
@@ -301,8 +334,11 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
     if how == skip and status in (Trial.TERMINATED, Trial.ERROR):
         # It stays as it is: decoded when first used, and its record goes into the next
         # snapshot unchanged.
-        trial = _state.lazy_trial(*args, **kwargs)
-        writer.records[row] = _state.as_bin(record)
+        if not writer.sources:
+            writer.sources.append(_state.RecordSource.for_restore(cache, writer.keysets, writer.experiment_path,
+                                                                   loader, **kwargs))
+        record = writer.records[row] = _state.as_bin(record)
+        trial = _state.lazy_trial(record, row, writer.dirnames[row], table, writer.sources[0])
         restored.trials.append(trial)
         restored.by_id[trial.trial_id] = trial
         return
