@@ -1440,12 +1440,14 @@ cdef class ResultBuffer:
         self._segments[row] = seg
 
     def close_trial(self, Py_ssize_t row):
-        """Ends the row's segment.  Its CSV header state and last result stay."""
+        """Ends the row's segment.  Its CSV header state stays; its last result goes
+        (the trial holds it: a buffer kept for 100,000 finished trials would hold them all)."""
         self._table._check_row(row)
         self._segments.pop(row, None)
+        self._last.pop(row, None)
 
     def last_result(self, Py_ssize_t row):
-        """The last result kept for the row (in any segment), or ``None``."""
+        """The row's last result while its trial is open (until ``close_trial``), or ``None``."""
         self._table._check_row(row)
         return self._last.get(row)
 

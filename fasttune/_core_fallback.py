@@ -537,11 +537,14 @@ class ResultBuffer:
         self._segments[row] = seg
 
     def close_trial(self, row: int) -> None:
-        """Ends the row's segment.  Its CSV header state and last result stay."""
-        self._segments.pop(self._table._row(row), None)
+        """Ends the row's segment.  Its CSV header state stays; its last result goes
+        (the trial holds it: a buffer kept for 100,000 finished trials would hold them all)."""
+        row = self._table._row(row)
+        self._segments.pop(row, None)
+        self._last.pop(row, None)
 
     def last_result(self, row: int) -> Optional[dict]:
-        """The last result kept for the row (in any segment), or ``None``."""
+        """The row's last result while its trial is open (until ``close_trial``), or ``None``."""
         return self._last.get(self._table._row(row))
 
     def csv_header_written(self, row: int) -> bool:

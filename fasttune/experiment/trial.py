@@ -199,6 +199,17 @@ class Trial:
     def _is_compact(self) -> bool:
         return "_source" in self.__dict__
 
+    def _whole(self) -> "Trial":
+        """This trial, or for a compact one a decoded copy, which leaves this one compact:
+        for reading every finished trial once (the ResultGrid at the end of a sweep)
+        without making them all whole again."""
+        if "_source" not in self.__dict__:
+            return self
+        whole = Trial.__new__(Trial)
+        whole.__dict__ = dict(self.__dict__)
+        self.__dict__["_source"].expand(whole)
+        return whole
+
     def __getstate__(self) -> Dict[str, Any]:
         # A pickled or copied trial is whole: its record source stays with this runner.
         if "_source" in self.__dict__:

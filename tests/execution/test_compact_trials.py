@@ -145,3 +145,14 @@ def test_snapshots_after_compaction_hold_the_same_records_and_restore(tmp_path):
     trials = resumed.get_trials()
     assert all(t._is_compact() for t in trials)  # restored finished trials are compact too
     assert [_public(t) for t in trials] == before
+
+
+def test_a_whole_copy_of_a_compact_trial_leaves_it_compact(tmp_path):
+    runner = _runner(str(tmp_path / "exp"), num_samples=1)
+    trial = runner.get_trials()[0]
+    _finish(runner, trial, 0.25, checkpoint=True)
+    before = _public(trial)
+    runner.checkpoint(force=True)
+    whole = trial._whole()
+    assert trial._is_compact() and not whole._is_compact()
+    assert _public(whole) == before and whole._whole() is whole
