@@ -41,6 +41,13 @@ _COMPACTABLE = frozenset(Trial("", trial_id="-").__dict__) | frozenset(_state.DE
 _MAX_SOURCES = 8
 
 
+def _is_idle(state: TrialState) -> bool:
+    """Whether ``state`` holds nothing a fresh TrialState would not (but its rendered config)."""
+    return (state.decision is None and not state.at_decision_point and state.reset_at_decision is None and state.reset_on_start is None
+            and state.cloning is None and not state.rewind_on_start and not state.prune_on_start
+            and state.queueable and state.next_checkpoint_index is None)
+
+
 class Policies(NamedTuple):
     """The objects whose state a snapshot saves beside the trials."""
 
@@ -95,24 +102,12 @@ class SnapshotWriter:
               started: float) -> str:
         """One snapshot of ``trials`` and ``policies`` (``started``: when the caller began
         it, so its cost counts what the caller did first)."""
-        records, dirnames = self.records, self.dirnames
+        records = self.records
         packed = []
         for row, trial in enumerate(trials):
             record = records[row]
             if record is None:
-                state = states[trial.trial_id]
-                dirnames[row] = trial.storage_dirname
-                record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial))
-                if pickled:
-                    self.pickled_in_records[row] = pickled
-                else:
-                    self.pickled_in_records.pop(row, None)
-                if trial.is_finished() and table.get_worker_slot(row) < 0:
-                    # Kept for good: no worker holds it, so no event can change it again
-                    # (a restore only starts a new runner).
-                    records[row] = record
-                    if not pickled:
-                        self._compact(trial, record)
+                record = self._pack(row, trial, states, checkpoint_rows, table)
             packed.append(record)
         state = {
             "format": _state.FORMAT_VERSION,
@@ -123,7 +118,7 @@ class SnapshotWriter:
             "iteration": iteration,
             "table": table.snapshot(),
             "keysets": self.keysets.keys,
-            "dirnames": dirnames,  # beside the records too: a restore reads them all at once
+            "dirnames": self.dirnames,  # beside the records too: a restore reads them all at once
             # What a restore will unpickle from trial records, told before it decodes any.
             "pickled_in_records": self.pickled_in_records,
             "searcher": self._policy_state(policies.searcher, "searcher"),
@@ -140,6 +135,37 @@ class SnapshotWriter:
         self._last = time.monotonic()
         self.cost = self._last - started
         return path
+
+    def trial_finished(self, trial: Trial, states: Dict[str, TrialState], checkpoint_rows: Dict[str, int],
+                       table: Any) -> None:
+        """Pack the record of ``trial``, which has just ended, now rather than at the next
+        snapshot (which then only splices it in): the runner calls this as it closes a
+        finished trial, so no snapshot ever packs many records at once, and the trial is
+        compact from then on.  A trial a worker still holds is left to the next snapshot."""
+        row = trial._row
+        if self.records[row] is None:
+            self._pack(row, trial, states, checkpoint_rows, table)
+
+    def _pack(self, row: int, trial: Trial, states: Dict[str, TrialState], checkpoint_rows: Dict[str, int],
+              table: Any) -> bytes:
+        """Row ``row``'s record; kept for good (and the trial made compact) once it has ended."""
+        state = states[trial.trial_id]
+        self.dirnames[row] = trial.storage_dirname
+        record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial))
+        if pickled:
+            self.pickled_in_records[row] = pickled
+        else:
+            self.pickled_in_records.pop(row, None)
+        if trial.is_finished() and table.get_worker_slot(row) < 0:
+            # Kept for good: no worker holds it, so no event can change it again
+            # (a restore only starts a new runner).
+            self.records[row] = record
+            if _is_idle(state) and not trial.checkpoints:
+                # Made again, the same, if anything asks (as for a trial restored finished).
+                del states[trial.trial_id]
+            if not pickled:
+                self._compact(trial, record)
+        return record
 
     def _compact(self, trial: Trial, record: bytes) -> None:
         """Let the finished ``trial`` keep only its identity and ``record`` (it decodes

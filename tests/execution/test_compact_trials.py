@@ -8,6 +8,7 @@ import sys
 
 import fasttune as tune
 from fasttune.checkpoint import Checkpoint
+from fasttune.execution import _experiment_state as state
 from fasttune.execution.trial_runner import TrialRunner
 from fasttune.experiment.experiment import Experiment
 from fasttune.search import BasicVariantGenerator
@@ -156,3 +157,22 @@ def test_a_whole_copy_of_a_compact_trial_leaves_it_compact(tmp_path):
     whole = trial._whole()
     assert trial._is_compact() and not whole._is_compact()
     assert _public(whole) == before and whole._whole() is whole
+
+
+def test_a_trial_packed_as_it_finishes_is_compact_and_the_next_snapshot_splices_its_record(tmp_path, monkeypatch):
+    runner = _runner(str(tmp_path / "exp"), num_samples=2)
+    done, held = runner.get_trials()
+    for trial in (done, held):
+        _finish(runner, trial, 0.25)
+    runner.table.set_worker_slot(held._row, 0)  # a worker still holds it: left to the snapshot
+    for trial in (done, held):
+        runner._snapshots.trial_finished(trial, runner._states, runner._checkpoints.rows, runner.table)
+    assert done._is_compact() and not held._is_compact()
+    assert done.trial_id not in runner._states  # nothing in it a fresh record would not have
+    packed = []
+    original = state.trial_record
+    monkeypatch.setattr(state, "trial_record", lambda trial, *a: packed.append(trial.trial_id) or original(trial, *a))
+    runner.checkpoint(force=True)
+    assert packed == [held.trial_id]
+    assert [state.Loader().unpack(r)[0] for r in state.load_latest(str(tmp_path / "exp"))[0]["trials"]] == [
+        done.trial_id, held.trial_id]
