@@ -176,9 +176,11 @@ class SnapshotWriter:
         state = trial.__dict__
         if not _COMPACTABLE.issuperset(state) or trial.experiment_path != self.experiment_path:
             return
-        prefix = trial.path + os.sep
-        if any(checkpoint.path != prefix + os.path.basename(checkpoint.path) for checkpoint in trial.checkpoints):
-            return
+        checkpoints = trial.checkpoints
+        if checkpoints:
+            prefix = trial.path + os.sep
+            if any(checkpoint.path != prefix + os.path.basename(checkpoint.path) for checkpoint in checkpoints):
+                return
         for source in self.sources:
             if source.holds_settings_of(trial):
                 break
