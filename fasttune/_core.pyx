@@ -1387,6 +1387,7 @@ cdef class ResultBuffer:
         self._require_metric = bool(require_metric)
         self._segments = {}
         self._csv_headers = {}
+        self._shared_columns = {}
         self._last = {}
         self._date_valid = False
 
@@ -1678,7 +1679,11 @@ cdef class ResultBuffer:
             _buf_write(js, b"}\n", 2)
             if header is None:  # the row's first result ever decides its columns
                 header = tuple(flat)
-                columns = self._csv_headers[row] = _csv_columns(header)
+                # One tuple for all the rows with these columns (a sweep's trials share them).
+                columns = self._shared_columns.get(header)
+                if columns is None:
+                    columns = self._shared_columns[header] = _csv_columns(header)
+                self._csv_headers[row] = columns
                 done_column = <object>PyTuple_GET_ITEM(columns, 1)
                 _csv_header_row(cs, header)
             _csv_row(cs, header, flat, js, self._spans if flat is r else NULL, done_column,

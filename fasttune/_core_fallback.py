@@ -493,6 +493,7 @@ class ResultBuffer:
         self._require_metric = bool(require_metric)  # False: a result without the metric records NaN
         self._segments: dict[int, _Segment] = {}
         self._csv_headers: dict[int, tuple[str, ...]] = {}
+        self._shared_headers: dict[tuple[str, ...], tuple[str, ...]] = {}  # one per column set
         self._last: dict[int, dict] = {}
         self._date_second: Optional[int] = None
         self._date_text = ""
@@ -635,7 +636,9 @@ class ResultBuffer:
             if writer is None:
                 new_file = header is None
                 if new_file:  # the row's first result ever decides its columns
-                    header = self._csv_headers[row] = tuple(flat)
+                    # One tuple for all the rows with these columns (a sweep's trials share them).
+                    header = tuple(flat)
+                    header = self._csv_headers[row] = self._shared_headers.setdefault(header, header)
                 writer = csv.DictWriter(csv_text, fieldnames=header, extrasaction="ignore")
                 if new_file:
                     writer.writeheader()
