@@ -14,7 +14,9 @@ objects, then times only the snapshot and the restore:
 fasttune  a real ``TrialRunner`` (a stub executor: no Ray) fed by a real
           ``BasicVariantGenerator``; results and checkpoints are recorded as the runner
           records them (``TrialTable.record_result``, ``_on_checkpoint``).
-          cold    = the first ``runner.checkpoint(force=True)`` (every record packed)
+          cold    = the first ``runner.checkpoint(force=True)``: it packs the live trials'
+                    records (a finished trial's is packed as it finishes, in the build,
+                    as the runner's ``SnapshotWriter.trial_finished`` does)
           warm    = later ones (finished trials' records cached; the running trials get
                     a new result before each, untimed)
           restore = ``TrialRunner(...)`` + ``setup_experiments`` + ``resume()``
@@ -205,6 +207,9 @@ def _fasttune_build(n: int, storage_path: str, name: str):
             trial.error_msg = ERROR_MSG
             trial.end_time = p["start"] + it * p["per_iter"]
             searcher.on_trial_complete(tid, error=True)
+        if trial.is_finished():
+            # As the runner does when it closes a finished trial: its record is packed now.
+            runner._snapshots.trial_finished(trial, runner._states, runner._checkpoints.rows, table)
     assert len(runner.get_trials()) == n and table.counts()[core.PENDING] == _counts(n)["PENDING"]
     return experiment, runner
 

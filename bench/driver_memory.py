@@ -14,6 +14,8 @@ under ``--storage-root``). Figures per run:
   peak_rss_mb   the process's peak RSS (``ru_maxrss``), which ``fit()`` sets
   end_rss_mb    RSS right after ``fit()`` returns, the ResultGrid still alive
   per_trial_b   (peak - base) / N: what each trial costs the driver at its peak
+  loop_end_peak_mb  the peak when the sweep's loop has ended (a callback's
+                ``on_experiment_end``), before ``fit()`` builds the ResultGrid
 
 and, between consecutive sizes of one engine, the peak's growth per added trial.
 
@@ -78,6 +80,14 @@ def _child_main(spec: Dict[str, Any]) -> int:
 
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         record["base_rss_mb"] = _rss_mb()
+        callbacks = []
+
+        class LoopEnd(tune.Callback):
+            # The sweep's loop is over, the ResultGrid not built yet: what it adds shows apart.
+            def on_experiment_end(self, trials, **info):
+                record["loop_end_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+        callbacks.append(LoopEnd())
         if spec.get("trace"):
             import tracemalloc
 
@@ -87,12 +97,13 @@ def _child_main(spec: Dict[str, Any]) -> int:
                     record["top_lines"] = _top_lines(tracemalloc.take_snapshot(), 15)
 
             tracemalloc.start()
-            original = workloads.fit_and_count
+            callbacks.append(TraceAtEnd())
+        original = workloads.fit_and_count
 
-            def fit_and_count(tune_module, trainable, **kwargs):
-                return original(tune_module, trainable, callbacks=[TraceAtEnd()], **kwargs)
+        def fit_and_count(tune_module, trainable, **kwargs):
+            return original(tune_module, trainable, callbacks=callbacks, **kwargs)
 
-            workloads.fit_and_count = fit_and_count
+        workloads.fit_and_count = fit_and_count
         out = workloads.trial_bookkeeping_reuse(tune, spec["trials"], storage)
         record["end_rss_mb"] = _rss_mb()
         # ru_maxrss lags the last page faults slightly: never below the RSS just read.
@@ -135,6 +146,10 @@ def render(report: Dict[str, Any]) -> str:
         lines.append(f"| {r['engine']} | {r['trials']:,} | {r['base_rss_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['end_rss_mb']:.0f} | {format_number(r['per_trial_b'])} | {r['fit_s']:.1f} | yes |")
     ok = [r for r in report["runs"] if r.get("status") == "ok"]
+    for r in ok:
+        if r.get("loop_end_peak_mb") is not None:
+            lines.append(f"\n{r['engine']}, {r['trials']:,} trials: peak {r['loop_end_peak_mb']:.0f} MB when the loop "
+                         f"ended, {r['peak_rss_mb'] - r['loop_end_peak_mb']:.0f} MB more building the ResultGrid.")
     for smaller, larger in zip(ok, ok[1:]):
         if smaller["engine"] == larger["engine"] and larger["trials"] > smaller["trials"]:
             slope = (larger["peak_rss_mb"] - smaller["peak_rss_mb"]) * 2**20 / (larger["trials"] - smaller["trials"])

@@ -92,6 +92,7 @@ cdef class ResultBuffer:
     cdef bint _require_metric        # False: a result without the metric records NaN
     cdef dict _segments
     cdef dict _csv_headers           # row -> (header, index of "done" in it or -1)
+    cdef dict _shared_columns        # header -> its one (header, done index) for all rows
     cdef dict _last
     cdef bint _date_valid
     cdef int64_t _date_second

@@ -1387,6 +1387,7 @@ cdef class ResultBuffer:
         self._require_metric = bool(require_metric)
         self._segments = {}
         self._csv_headers = {}
+        self._shared_columns = {}
         self._last = {}
         self._date_valid = False
 
@@ -1440,12 +1441,14 @@ cdef class ResultBuffer:
         self._segments[row] = seg
 
     def close_trial(self, Py_ssize_t row):
-        """Ends the row's segment.  Its CSV header state and last result stay."""
+        """Ends the row's segment.  Its CSV header state stays; its last result goes
+        (the trial holds it: a buffer kept for 100,000 finished trials would hold them all)."""
         self._table._check_row(row)
         self._segments.pop(row, None)
+        self._last.pop(row, None)
 
     def last_result(self, Py_ssize_t row):
-        """The last result kept for the row (in any segment), or ``None``."""
+        """The row's last result while its trial is open (until ``close_trial``), or ``None``."""
         self._table._check_row(row)
         return self._last.get(row)
 
@@ -1676,7 +1679,11 @@ cdef class ResultBuffer:
             _buf_write(js, b"}\n", 2)
             if header is None:  # the row's first result ever decides its columns
                 header = tuple(flat)
-                columns = self._csv_headers[row] = _csv_columns(header)
+                # One tuple for all the rows with these columns (a sweep's trials share them).
+                columns = self._shared_columns.get(header)
+                if columns is None:
+                    columns = self._shared_columns[header] = _csv_columns(header)
+                self._csv_headers[row] = columns
                 done_column = <object>PyTuple_GET_ITEM(columns, 1)
                 _csv_header_row(cs, header)
             _csv_row(cs, header, flat, js, self._spans if flat is r else NULL, done_column,

@@ -493,6 +493,7 @@ class ResultBuffer:
         self._require_metric = bool(require_metric)  # False: a result without the metric records NaN
         self._segments: dict[int, _Segment] = {}
         self._csv_headers: dict[int, tuple[str, ...]] = {}
+        self._shared_headers: dict[tuple[str, ...], tuple[str, ...]] = {}  # one per column set
         self._last: dict[int, dict] = {}
         self._date_second: Optional[int] = None
         self._date_text = ""
@@ -537,11 +538,14 @@ class ResultBuffer:
         self._segments[row] = seg
 
     def close_trial(self, row: int) -> None:
-        """Ends the row's segment.  Its CSV header state and last result stay."""
-        self._segments.pop(self._table._row(row), None)
+        """Ends the row's segment.  Its CSV header state stays; its last result goes
+        (the trial holds it: a buffer kept for 100,000 finished trials would hold them all)."""
+        row = self._table._row(row)
+        self._segments.pop(row, None)
+        self._last.pop(row, None)
 
     def last_result(self, row: int) -> Optional[dict]:
-        """The last result kept for the row (in any segment), or ``None``."""
+        """The row's last result while its trial is open (until ``close_trial``), or ``None``."""
         return self._last.get(self._table._row(row))
 
     def csv_header_written(self, row: int) -> bool:
@@ -632,7 +636,9 @@ class ResultBuffer:
             if writer is None:
                 new_file = header is None
                 if new_file:  # the row's first result ever decides its columns
-                    header = self._csv_headers[row] = tuple(flat)
+                    # One tuple for all the rows with these columns (a sweep's trials share them).
+                    header = tuple(flat)
+                    header = self._csv_headers[row] = self._shared_headers.setdefault(header, header)
                 writer = csv.DictWriter(csv_text, fieldnames=header, extrasaction="ignore")
                 if new_file:
                     writer.writeheader()

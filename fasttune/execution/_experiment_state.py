@@ -262,7 +262,6 @@ def as_bin(data: bytes) -> bytes:
 
 
 _TEMPLATE = "trial template"  # the cache's entry for the Trial the others are made like
-_LAZY_BASE = "lazy trial state"  # ... and for the template's state less the decoded fields
 _LAST_RESOURCES = "last resources"  # ... and for the last (request, PlacementGroupFactory)
 
 # What decode_trial sets from the record; a lazily restored trial decodes them on first use.
@@ -330,29 +329,84 @@ def decode_trial(record: bytes, row: int, dirname: str, table: Any, keysets: Key
     return trial, rows, next_index
 
 
-def lazy_trial(record: bytes, row: int, dirname: str, table: Any, keysets: KeySets, experiment_path: str,
-               cache: Dict[Any, Any], loader: Loader, trainable_name: Optional[str] = None,
-               **trial_kwargs: Any) -> Any:
+def lazy_trial(record: bytes, row: int, dirname: str, table: Any, source: "RecordSource") -> Any:
     """Like :func:`decode_trial`'s trial, for one that stays finished: only its id is read
-    now; the rest of the record is decoded the first time any of it is used.  A restore of
-    100,000 finished trials then costs microseconds per trial."""
+    now; the rest of ``record`` (:func:`as_bin` bytes) is decoded the first time any of it
+    is used (see :class:`RecordSource`).  A restore of 100,000 finished trials then costs
+    microseconds and a few hundred bytes per trial."""
     from fasttune.experiment.trial import Trial
 
-    base = cache.get(_LAZY_BASE)
-    if base is None:
-        template = _template(cache, experiment_path, trainable_name, trial_kwargs)
-        base = cache[_LAZY_BASE] = {k: v for k, v in template.__dict__.items() if k not in DECODED_FIELDS}
-
-    def load(trial: Any) -> None:
-        full = decode_trial(record, row, dirname, table, keysets, experiment_path, cache, loader, trainable_name,
-                            **trial_kwargs)[0]
-        trial.__dict__.update({name: full.__dict__[name] for name in DECODED_FIELDS})
-
     trial = Trial.__new__(Trial)
-    state = base.copy()
-    state.update(trial_id=_record_trial_id(record, loader), _table=table, _row=row, _load_record=load)
-    trial.__dict__ = state
+    trial.__dict__ = {"trial_id": _record_trial_id(unbin(record), source.loader), "_table": table, "_row": row,
+                      "_dirname": dirname, "_record": record, "_source": source}
     return trial
+
+
+class RecordSource:
+    """What the compact trials of one experiment share: the settings every trial of it
+    has (answered without decoding), and what decodes a trial's packed record when
+    anything else of it is read (:meth:`expand`).
+
+    A finished trial is compact when its record is kept (the snapshot writer does that
+    once it has packed it, a restore for the finished trials it reads): its ``__dict__``
+    holds only its id, table row, directory name and record.
+    """
+
+    def __init__(self, template: Any, keysets: KeySets, experiment_path: str, loader: Loader) -> None:
+        # Read without decoding: the experiment's settings, less the per-trial fields (and
+        # the stopping criterion, a dict each trial has its own copy of once decoded).
+        self.shared = {k: v for k, v in template.__dict__.items()
+                       if k not in DECODED_FIELDS and k not in ("_table", "_row")}
+        self.shared["_path"] = None  # computed again when asked for
+        self.keysets = keysets
+        self.experiment_path = experiment_path
+        self.loader = loader
+        self.cache: Dict[Any, Any] = {_TEMPLATE: template}
+
+    @classmethod
+    def for_restore(cls, cache: Dict[Any, Any], keysets: KeySets, experiment_path: str, loader: Loader,
+                    trainable_name: Optional[str] = None, **trial_kwargs: Any) -> "RecordSource":
+        """The source of a restore's finished trials, sharing ``cache`` with its
+        :func:`decode_trial` calls (the template Trial with the experiment's settings)."""
+        source = cls(_template(cache, experiment_path, trainable_name, trial_kwargs), keysets, experiment_path, loader)
+        source.cache = cache
+        return source
+
+    @classmethod
+    def like(cls, trial: Any, keysets: KeySets, experiment_path: str) -> "RecordSource":
+        """A source for trials with ``trial``'s experiment settings."""
+        from fasttune.experiment.trial import Trial
+
+        template = Trial.__new__(Trial)
+        template.__dict__ = {k: v for k, v in trial.__dict__.items() if k not in DECODED_FIELDS}
+        # What decode_trial does not set from a record: a trial's error, when it has none.
+        template.__dict__.update(stopping_criterion=trial.stopping_criterion, error=None, error_msg=None,
+                                 error_file=None)
+        return cls(template, keysets, experiment_path, DataOnlyLoader())
+
+    def holds_settings_of(self, trial: Any) -> bool:
+        """Whether ``trial``'s experiment settings are the ones this source answers with."""
+        state, shared = trial.__dict__, self.shared
+        return all(state.get(k, shared) == v for k, v in shared.items() if k != "_path") and (
+            state.get("stopping_criterion") == self.cache[_TEMPLATE].stopping_criterion)
+
+    def expand(self, trial: Any) -> None:
+        """Make the compact ``trial`` whole: decode its record; what was set on the trial
+        since it became compact stays as it was set."""
+        state = trial.__dict__
+        record = state.pop("_record")
+        del state["_source"]
+        full = decode_trial(unbin(record), state["_row"], state["_dirname"], state["_table"], self.keysets,
+                            self.experiment_path, self.cache, self.loader)[0]
+        for name, value in full.__dict__.items():
+            state.setdefault(name, value)
+
+
+def unbin(data: bytes) -> bytes:
+    """The bytes :func:`as_bin` wrapped."""
+    kind = data[0]
+    start = 2 if kind == 0xC4 else 3 if kind == 0xC5 else 5
+    return data[start:]
 
 
 def _record_trial_id(record: bytes, loader: Loader) -> str:

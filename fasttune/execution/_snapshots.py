@@ -36,6 +36,18 @@ logger = logging.getLogger(__name__)
 _MIN_SNAPSHOT_PERIOD_S = 2.0
 
 
+# The attributes a Trial has (a compact trial's record and source give them all back).
+_COMPACTABLE = frozenset(Trial("", trial_id="-").__dict__) | frozenset(_state.DECODED_FIELDS)
+_MAX_SOURCES = 8
+
+
+def _is_idle(state: TrialState) -> bool:
+    """Whether ``state`` holds nothing a fresh TrialState would not (but its rendered config)."""
+    return (state.decision is None and not state.at_decision_point and state.reset_at_decision is None and state.reset_on_start is None
+            and state.cloning is None and not state.rewind_on_start and not state.prune_on_start
+            and state.queueable and state.next_checkpoint_index is None)
+
+
 class Policies(NamedTuple):
     """The objects whose state a snapshot saves beside the trials."""
 
@@ -61,6 +73,9 @@ class SnapshotWriter:
         self.records: List[Optional[bytes]] = []
         self.dirnames: List[Optional[str]] = []
         self.pickled_in_records: Dict[int, List[str]] = {}
+        # What the compact finished trials decode their records with, one per set of
+        # experiment settings (a sweep has one; a runner of several experiments, a few).
+        self.sources: List[_state.RecordSource] = []
         self._unsaved_policies: set = set()  # kinds whose state could not be saved (warned once)
 
     def add_row(self) -> None:
@@ -87,22 +102,12 @@ class SnapshotWriter:
               started: float) -> str:
         """One snapshot of ``trials`` and ``policies`` (``started``: when the caller began
         it, so its cost counts what the caller did first)."""
-        records, dirnames = self.records, self.dirnames
+        records = self.records
         packed = []
         for row, trial in enumerate(trials):
             record = records[row]
             if record is None:
-                state = states[trial.trial_id]
-                dirnames[row] = trial.storage_dirname
-                record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial))
-                if pickled:
-                    self.pickled_in_records[row] = pickled
-                else:
-                    self.pickled_in_records.pop(row, None)
-                if trial.is_finished() and table.get_worker_slot(row) < 0:
-                    # Kept for good: no worker holds it, so no event can change it again
-                    # (a restore only starts a new runner).
-                    records[row] = record
+                record = self._pack(row, trial, states, checkpoint_rows, table)
             packed.append(record)
         state = {
             "format": _state.FORMAT_VERSION,
@@ -113,7 +118,7 @@ class SnapshotWriter:
             "iteration": iteration,
             "table": table.snapshot(),
             "keysets": self.keysets.keys,
-            "dirnames": dirnames,  # beside the records too: a restore reads them all at once
+            "dirnames": self.dirnames,  # beside the records too: a restore reads them all at once
             # What a restore will unpickle from trial records, told before it decodes any.
             "pickled_in_records": self.pickled_in_records,
             "searcher": self._policy_state(policies.searcher, "searcher"),
@@ -130,6 +135,61 @@ class SnapshotWriter:
         self._last = time.monotonic()
         self.cost = self._last - started
         return path
+
+    def trial_finished(self, trial: Trial, states: Dict[str, TrialState], checkpoint_rows: Dict[str, int],
+                       table: Any) -> None:
+        """Pack the record of ``trial``, which has just ended, now rather than at the next
+        snapshot (which then only splices it in): the runner calls this as it closes a
+        finished trial, so no snapshot ever packs many records at once, and the trial is
+        compact from then on.  A trial a worker still holds is left to the next snapshot."""
+        row = trial._row
+        if self.records[row] is None:
+            self._pack(row, trial, states, checkpoint_rows, table)
+
+    def _pack(self, row: int, trial: Trial, states: Dict[str, TrialState], checkpoint_rows: Dict[str, int],
+              table: Any) -> bytes:
+        """Row ``row``'s record; kept for good (and the trial made compact) once it has ended."""
+        state = states[trial.trial_id]
+        self.dirnames[row] = trial.storage_dirname
+        record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial))
+        if pickled:
+            self.pickled_in_records[row] = pickled
+        else:
+            self.pickled_in_records.pop(row, None)
+        if trial.is_finished() and table.get_worker_slot(row) < 0:
+            # Kept for good: no worker holds it, so no event can change it again
+            # (a restore only starts a new runner).
+            self.records[row] = record
+            if _is_idle(state) and not trial.checkpoints:
+                # Made again, the same, if anything asks (as for a trial restored finished).
+                del states[trial.trial_id]
+            if not pickled:
+                self._compact(trial, record)
+        return record
+
+    def _compact(self, trial: Trial, record: bytes) -> None:
+        """Let the finished ``trial`` keep only its identity and ``record`` (it decodes
+        the rest when asked): a sweep of 100,000 short trials keeps no config, result or
+        path objects of those that ended.  A trial whose objects a decode would not give
+        back as they are (an attribute set on it by hand; a checkpoint outside its
+        directory) stays whole."""
+        state = trial.__dict__
+        if not _COMPACTABLE.issuperset(state) or trial.experiment_path != self.experiment_path:
+            return
+        checkpoints = trial.checkpoints
+        if checkpoints:
+            prefix = trial.path + os.sep
+            if any(checkpoint.path != prefix + os.path.basename(checkpoint.path) for checkpoint in checkpoints):
+                return
+        for source in self.sources:
+            if source.holds_settings_of(trial):
+                break
+        else:
+            if len(self.sources) >= _MAX_SOURCES:
+                return
+            source = _state.RecordSource.like(trial, self.keysets, self.experiment_path)
+            self.sources.append(source)
+        trial._compact(record, source)
 
     def _policy_state(self, policy: Any, kind: str) -> Any:
         """The policy's saved state for the snapshot; one that cannot be saved (it does
@@ -237,6 +297,7 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     restored.iteration = int(state.get("iteration") or 0)
     pickled = _restore_policies(state, policies)
     writer.records = [None] * len(records)
+    writer.sources = []
     writer.dirnames = list(state["dirnames"])
     for row in np.flatnonzero(table.column("worker_slot") >= 0).tolist():
         table.set_worker_slot(row, -1)  # no worker of the interrupted run holds a trial now
@@ -301,8 +362,11 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
     if how == skip and status in (Trial.TERMINATED, Trial.ERROR):
         # It stays as it is: decoded when first used, and its record goes into the next
         # snapshot unchanged.
-        trial = _state.lazy_trial(*args, **kwargs)
-        writer.records[row] = _state.as_bin(record)
+        if not writer.sources:
+            writer.sources.append(_state.RecordSource.for_restore(cache, writer.keysets, writer.experiment_path,
+                                                                   loader, **kwargs))
+        record = writer.records[row] = _state.as_bin(record)
+        trial = _state.lazy_trial(record, row, writer.dirnames[row], table, writer.sources[0])
         restored.trials.append(trial)
         restored.by_id[trial.trial_id] = trial
         return

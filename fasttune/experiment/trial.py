@@ -169,13 +169,52 @@ class Trial:
         return trial
 
     def __getattr__(self, name: str) -> Any:
-        # Reached only for attributes the instance does not have: a finished trial of a
-        # restored experiment decodes its snapshot record on first use.
-        load = self.__dict__.pop("_load_record", None)
-        if load is None:
+        # Reached only for attributes the instance does not have: a compact trial (a
+        # finished one, kept as its packed snapshot record) answers the experiment's
+        # settings from what its record source shares and decodes the rest on first use.
+        source = self.__dict__.get("_source")
+        if source is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        load(self)
+        shared = source.shared
+        if name in shared:
+            return shared[name]
+        source.expand(self)
         return getattr(self, name)
+
+    def _compact(self, record: bytes, source: Any) -> None:
+        """Keep only the trial's identity, its table row and ``record`` (its packed
+        snapshot record, which holds the rest): how a finished trial costs a few hundred
+        bytes instead of its config, result and path objects.  ``source`` (a
+        ``RecordSource``) holds the experiment's settings and decodes ``record`` the
+        first time anything else of the trial is read (the trial is whole again then).
+        A failed trial keeps its exception and error file as they are (its record has
+        only the text)."""
+        state = self.__dict__
+        compact = {"trial_id": state["trial_id"], "_table": state["_table"], "_row": state["_row"],
+                   "_dirname": state["_dirname"], "_record": record, "_source": source}
+        if state.get("error") is not None or state.get("error_msg"):
+            compact.update(error=state.get("error"), error_file=state.get("error_file"))
+        self.__dict__ = compact
+
+    def _is_compact(self) -> bool:
+        return "_source" in self.__dict__
+
+    def _whole(self) -> "Trial":
+        """This trial, or for a compact one a decoded copy, which leaves this one compact:
+        for reading every finished trial once (the ResultGrid at the end of a sweep)
+        without making them all whole again."""
+        if "_source" not in self.__dict__:
+            return self
+        whole = Trial.__new__(Trial)
+        whole.__dict__ = dict(self.__dict__)
+        self.__dict__["_source"].expand(whole)
+        return whole
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # A pickled or copied trial is whole: its record source stays with this runner.
+        if "_source" in self.__dict__:
+            self.__dict__["_source"].expand(self)
+        return self.__dict__
 
     # ---- identity and location -----------------------------------------------------
     @classmethod

@@ -378,7 +378,7 @@ def run_experiment(
             _config=t.config,
             _status=t.status,
         )
-        for t in runner.get_trials()
+        for t in (trial._whole() for trial in runner.get_trials())  # a finished trial stays compact
     ]
     if experiment.storage is not None:
         # As ResultGrid.from_path(uri) reads them: files from the local copy, checkpoints in storage.

@@ -17,3 +17,9 @@ def test_growth_per_added_trial_is_between_sizes_of_one_engine():
     assert "fasttune, 1,000 -> 11,000 trials: 1,049 bytes of peak RSS per added trial." in text
     assert "| raytune | 1,000 | — | — | — | — | — | timeout:  |" in text
     assert "raytune, 100 -> 1,000" not in text and "fasttune, 11,000 -> 100" not in text
+
+
+def test_the_peak_when_the_loop_ended_is_told_apart_from_the_result_grids():
+    run = dict(_run("fasttune", 1000, 140.0), loop_end_peak_mb=130.0)
+    text = render({"started": "now", "git": "abc", "runs": [run]})
+    assert "fasttune, 1,000 trials: peak 130 MB when the loop ended, 10 MB more building the ResultGrid." in text

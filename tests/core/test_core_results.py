@@ -347,3 +347,28 @@ def test_bool_stop_thresholds_compare_as_ray_tune_does(core, value, threshold, s
     _, buf = make(core, metric=None, stop={"flag": threshold})
     out = buf.ingest(0, [{"flag": value}], [1001.0])
     assert out.error is None and out.stopped is stops
+
+
+def test_closing_a_trial_lets_go_of_its_last_result_and_keeps_its_csv_header(core):
+    table, buf = make(core, metric=None)
+    last = buf.ingest(0, [{"x": 1}, {"x": 2}], [1001.0, 1003.0]).results[-1]
+    assert buf.last_result(0) is last
+    header = buf.csv_header(0)
+    buf.close_trial(0)
+    assert buf.last_result(0) is None and buf.csv_header(0) == header
+
+
+def test_rows_with_the_same_columns_share_one_csv_header(core):
+    table, buf = make(core, metric=None, rows=2)
+    buf.open_trial(1, "t_00001", CONFIG, None, start_time=1000.0, hostname="host", node_ip="127.0.0.1", pid=42)
+    buf.ingest(0, [{"x": 1}], [1001.0])
+    buf.ingest(1, [{"x": 2}], [1001.0])
+    assert buf.csv_header(0) == buf.csv_header(1)
+
+
+def test_the_python_twin_keeps_one_header_tuple_for_rows_with_the_same_columns():
+    table, buf = make(twin, metric=None, rows=2)
+    buf.open_trial(1, "t_00001", CONFIG, None, start_time=1000.0, hostname="host", node_ip="127.0.0.1", pid=42)
+    buf.ingest(0, [{"x": 1}], [1001.0])
+    buf.ingest(1, [{"x": 2}], [1001.0])
+    assert buf._csv_headers[0] is buf._csv_headers[1]
