@@ -229,6 +229,10 @@ class TrialEventHandlers:
         self._resets.drop(self._states[trial.trial_id])
         self._files.close(trial.path)
         self._results.close_trial(trial._row)
+        if self._snapshots is not None and trial.is_finished():
+            # Its snapshot record is packed now and the trial made compact: a finished
+            # trial keeps its record, not its Python objects (issue 20's memory per trial).
+            self._snapshots.trial_finished(trial, self._states, self._checkpoints.rows, self._table)
 
     def _on_config_not_carried(self, trial: Trial, error: BaseException) -> None:
         """A new trial whose config cannot be sent to a worker ends as ERROR at once; it

@@ -176,3 +176,35 @@ def test_a_trial_packed_as_it_finishes_is_compact_and_the_next_snapshot_splices_
     assert packed == [held.trial_id]
     assert [state.Loader().unpack(r)[0] for r in state.load_latest(str(tmp_path / "exp"))[0]["trials"]] == [
         done.trial_id, held.trial_id]
+
+
+def test_the_runner_makes_each_trial_compact_as_it_closes_it(tmp_path, monkeypatch):
+    """A simulated sweep (no Ray) with no snapshot between its first and its last: every
+    trial that ended in an earlier step is compact already, which only the runner's call
+    as it closes the trial does."""
+    from fasttune.simulation import Simulation, learning_curve_table
+
+    monkeypatch.setenv("FASTTUNE_GLOBAL_CHECKPOINT_S", "1000000")
+    table = learning_curve_table(40, seed=0, n_epochs=3)
+
+    class FinishedAreCompact(tune.Callback):
+        def __init__(self):
+            self.ended_before, self.seen, self.whole = set(), 0, []
+
+        def on_step_end(self, iteration, trials, **info):
+            for trial in trials:
+                if trial.trial_id in self.ended_before:
+                    self.seen += 1
+                    if not trial._is_compact():
+                        self.whole.append(trial.trial_id)
+            self.ended_before = {trial.trial_id for trial in trials if trial.status == "TERMINATED"}
+
+    watch = FinishedAreCompact()
+    grid = tune.Tuner(
+        Simulation(table, num_workers=2, checkpoint_at=None), param_space=table.search_space,
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=20,
+                                    search_alg=BasicVariantGenerator(random_state=0)),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="compact", verbose=0, callbacks=[watch])).fit()
+    assert len(grid) == 20 and not grid.errors
+    assert watch.seen > 20 and watch.whole == []
+    assert sorted(r.metrics["training_iteration"] for r in grid) == [3] * 20  # read whole at the end
