@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import math
 import re
@@ -58,7 +57,6 @@ _MAX_ROUNDS = 50
 _ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_)
 
 
-@functools.lru_cache(maxsize=4096)  # a sweep's trials share their few paths
 def _path_key(path: Path) -> tuple:
     """Sort key for paths that may mix str keys and int list indices."""
     return tuple(
