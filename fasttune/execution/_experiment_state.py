@@ -394,10 +394,11 @@ class RecordSource:
         """Make the compact ``trial`` whole: decode its record; what was set on the trial
         since it became compact stays as it was set."""
         state = trial.__dict__
-        record = state.pop("_record")
-        del state["_source"]
-        full = decode_trial(unbin(record), state["_row"], state["_dirname"], state["_table"], self.keysets,
-                            self.experiment_path, self.cache, self.loader)[0]
+        # Decoded before the record is let go: a record that fails to decode stays, and
+        # says so again on the next read, instead of leaving a trial with no attributes.
+        full = decode_trial(unbin(state["_record"]), state["_row"], state["_dirname"], state["_table"],
+                            self.keysets, self.experiment_path, self.cache, self.loader)[0]
+        del state["_record"], state["_source"]
         for name, value in full.__dict__.items():
             state.setdefault(name, value)
 
