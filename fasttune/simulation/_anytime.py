@@ -89,6 +89,20 @@ class AnytimeRecorder(Callback):
         for name, values in self._values.items():
             values.extend(_number(result.get(name, nan)) for result in results)
 
+    def get_state(self) -> Dict[str, Any]:
+        """The results recorded so far (plain bytes), kept in the experiment's snapshots:
+        a restored sweep's recorder goes on from them, so its curve covers the whole run."""
+        return {"metrics": list(self.metrics), "times": self._times.tobytes(),
+                "step_seconds": self._step_seconds.tobytes(),
+                "values": [self._values[name].tobytes() for name in self.metrics]}
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        if list(state["metrics"]) != self.metrics:
+            raise ValueError(f"this AnytimeRecorder keeps {self.metrics}, the restored one kept "
+                             f"{list(state['metrics'])}: pass one that keeps the same metrics")
+        self._times, self._step_seconds = array("d", state["times"]), array("d", state["step_seconds"])
+        self._values = {name: array("d", data) for name, data in zip(self.metrics, state["values"])}
+
     @property
     def num_results(self) -> int:
         """How many results were recorded."""

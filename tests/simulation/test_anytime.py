@@ -1,6 +1,7 @@
 """Anytime curves: best-so-far against simulated time and compute, from an AnytimeRecorder
 that ran in the sweep, and quantiles over seeds on a common grid."""
 import json
+import signal
 import os
 
 import numpy as np
@@ -208,3 +209,50 @@ def test_a_function_blackbox_with_a_constant_loss_has_one_improvement(tmp_path):
     curve = anytime_curve(recorder, "loss")
     assert recorder.num_results == 9
     assert (curve.x.tolist(), curve.best.tolist()) == ([0.5], [1.0])
+
+
+RESTORED = []
+
+
+class KeptRecorder(AnytimeRecorder):
+    """An AnytimeRecorder that presses Ctrl-C at its ``at``-th result (once: its count is in
+    its state) and lets the test find the copy a restored sweep unpickled."""
+
+    def __init__(self, metrics, at):
+        super().__init__(metrics)
+        self.at = at
+
+    def on_trial_result_batch(self, iteration, trials, trial, results, times, **info):
+        before = self.num_results
+        super().on_trial_result_batch(iteration, trials, trial, results, times, **info)
+        if before < self.at <= self.num_results:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def set_state(self, state):
+        super().set_state(state)
+        RESTORED.append(self)
+
+
+def test_a_restored_sweeps_recorder_goes_on_from_the_results_before_the_interrupt(tmp_path, table):
+    def sweep(name, recorder):
+        config = tune.TuneConfig(metric="loss", mode="min", num_samples=20,
+                                 scheduler=ASHAScheduler(time_attr="training_iteration", max_t=9, grace_period=1,
+                                                         reduction_factor=3),
+                                 search_alg=BasicVariantGenerator(random_state=0))
+        return fit(Simulation(table, num_workers=3), str(tmp_path), name=name, space=table.search_space,
+                   tune_config=config, callbacks=[recorder])
+
+    whole = AnytimeRecorder(["loss"])
+    sweep("whole", whole)
+    sweep("cut", KeptRecorder(["loss"], at=12))
+    RESTORED.clear()
+    tune.Tuner.restore(os.path.join(tmp_path, "cut"), trainable=Simulation(table, num_workers=3)).fit()
+    [restored] = RESTORED
+    assert restored.num_results == whole.num_results > 12
+    for mine, theirs in zip(restored.columns(), whole.columns()):
+        if isinstance(mine, dict):
+            assert mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in mine)
+        else:
+            assert np.array_equal(mine, theirs)
+    with pytest.raises(ValueError, match="keeps \\['epoch'\\]"):
+        AnytimeRecorder("epoch").set_state(whole.get_state())
