@@ -426,7 +426,11 @@ class ResourceChangingScheduler(TrialScheduler):
         return wanted if isinstance(wanted, DecisionPoints) else DecisionPoints.every_result()
 
     def pauses_for_waiting_trials(self, trial: "Trial") -> bool:
-        return self._base_scheduler.pauses_for_waiting_trials(trial)
+        # Only at the wrapped scheduler's own points: where the union adds others (the
+        # allocation function's, or every result), a yield there would pause trials the
+        # wrapped scheduler lets run.
+        base = self._base_scheduler
+        return base.pauses_for_waiting_trials(trial) and self.decision_points(trial) == base.decision_points(trial)
 
     # Keywords (none from fasttune's runner) go on to the wrapped scheduler, as in Ray Tune.
     def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial", **kwargs: Any) -> None:

@@ -228,6 +228,23 @@ def test_decision_points_are_the_base_schedulers_and_the_allocation_functions():
         DecisionPoints.every_result()
 
 
+def test_a_wrapped_pbt_yields_its_worker_only_where_its_own_points_are_all_the_points():
+    """PBT may pause a trial for a waiting one at its decision points; wrapped, only when the
+    union adds no point of the allocation function's (else every such point would yield)."""
+    from fasttune.schedulers import PopulationBasedTraining
+
+    def pbt():
+        return PopulationBasedTraining(time_attr="time_total_s", metric="m", mode="max", perturbation_interval=5,
+                                       hyperparam_mutations={"lr": [1, 2]})
+
+    trial = Trial("f")
+    assert pbt().pauses_for_waiting_trials(trial)
+    with pytest.warns(UserWarning, match="never change"):
+        unchanging = ResourceChangingScheduler(pbt(), None)
+    assert unchanging.pauses_for_waiting_trials(trial)
+    assert not ResourceChangingScheduler(pbt()).pauses_for_waiting_trials(trial)  # every result is a point
+
+
 def test_create_scheduler_and_the_base_schedulers_metric():
     scheduler = create_scheduler("resource_changing", base_scheduler=ASHAScheduler(metric="m", mode="min"))
     assert isinstance(scheduler, ResourceChangingScheduler)
