@@ -286,13 +286,17 @@ class TrialEventHandlers:
         if trial.status != Trial.ERROR:
             trial.set_status(Trial.ERROR)
         trial.end_time = self._clock.time()
-        self._close_trial(trial)
-        # No worker writes to this trial again: checkpoints its last worker saved but
-        # never reported (it died first), or half-copied ones, would lie there untracked.
-        self._checkpoints.prune_unrecorded(trial)
-        self._scheduler.on_trial_error(self, trial)
-        self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
-        self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
+        try:
+            # No worker writes to this trial again: checkpoints its last worker saved but
+            # never reported (it died first), or half-copied ones, would lie there untracked.
+            self._checkpoints.prune_unrecorded(trial)
+            self._scheduler.on_trial_error(self, trial)
+            self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
+            self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
+        finally:
+            # Closed (its record packed, the trial compact) once all that hear of the failure
+            # have: they may still change it.
+            self._close_trial(trial)
         if self._fail_fast:
             self._stop_all()
 

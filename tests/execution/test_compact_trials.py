@@ -208,3 +208,40 @@ def test_the_runner_makes_each_trial_compact_as_it_closes_it(tmp_path, monkeypat
     assert len(grid) == 20 and not grid.errors
     assert watch.seen > 20 and watch.whole == []
     assert sorted(r.metrics["training_iteration"] for r in grid) == [3] * 20  # read whole at the end
+
+
+def test_a_failed_trial_is_compact_once_everything_that_hears_of_the_failure_has(tmp_path, monkeypatch):
+    """ERROR trials too, after the scheduler, searcher and callbacks heard of the failure
+    (which may still change the trial): none of them sees it compact, and it is after."""
+    from fasttune.search import uniform
+    from fasttune.simulation import FunctionBlackbox, Simulation
+
+    monkeypatch.setenv("FASTTUNE_GLOBAL_CHECKPOINT_S", "1000000")
+
+    def answer(config, epoch):
+        if config["x"] > 0.5:
+            raise ValueError("no curve there")
+        return {"loss": config["x"] / epoch}, 1.0
+
+    blackbox = FunctionBlackbox(answer, {"x": uniform(0, 1)}, fidelities=[1, 2], metric_names=["loss"])
+
+    class Watch(tune.Callback):
+        def __init__(self):
+            self.compact_when_told, self.failed, self.whole_after = [], set(), []
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.compact_when_told.append(trial._is_compact())
+            self.failed.add(trial.trial_id)
+
+        def on_step_end(self, iteration, trials, **info):
+            self.whole_after += [t.trial_id for t in trials if t.trial_id in self.failed and not t._is_compact()]
+
+    watch = Watch()
+    grid = tune.Tuner(
+        Simulation(blackbox, num_workers=2, checkpoint_at=None), param_space=blackbox.search_space,
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=16,
+                                    search_alg=BasicVariantGenerator(random_state=0)),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="failed", verbose=0, callbacks=[watch])).fit()
+    assert len(grid.errors) == len(watch.failed) >= 4
+    assert watch.compact_when_told == [False] * len(watch.failed) and watch.whole_after == []
+    assert all("no curve there" in str(r.error) for r in grid if r.error is not None)
