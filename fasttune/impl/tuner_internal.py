@@ -240,6 +240,18 @@ def _searcher_for(experiment: Experiment, search_alg: Any, max_concurrent: Optio
     )
 
 
+def _refuse_file_loggers(callbacks: Any) -> None:
+    """A file logger given to a simulation that writes no trial files would write nothing
+    (or, for TensorBoard, files beside none): say how to get the files instead."""
+    from fasttune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    for callback in callbacks or []:
+        if isinstance(callback, (CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback)):
+            raise ValueError(
+                f"{type(callback).__name__} writes trial files, and this Simulation writes none: pass "
+                "Simulation(..., write_results=True) to have each trial's files, or leave the logger out.")
+
+
 def _simulation_of(trainable: Any) -> Any:
     """The ``fasttune.simulation.Simulation`` the trainable is, or None (the module is
     looked at only when a script loaded it)."""
@@ -312,6 +324,7 @@ def run_experiment(
     if simulation is None or simulation.write_results:
         callbacks = with_default_loggers(callbacks)
     else:  # a simulation writes no trial files unless asked: no default loggers either
+        _refuse_file_loggers(callbacks)
         callbacks = list(callbacks or []) + callbacks_from_env()
     runner = TrialRunner(
         search_alg=searcher,

@@ -68,3 +68,19 @@ def test_write_results_writes_the_files_of_a_real_run_which_ls_reads(table, tmp_
     listed = json.loads(capsys.readouterr().out)
     assert sorted(row["training_iteration"] for row in listed) == sorted(
         r.metrics["training_iteration"] for r in grid)
+
+
+@pytest.mark.parametrize("logger", ["JsonLoggerCallback", "CSVLoggerCallback", "TBXLoggerCallback"])
+def test_a_file_logger_given_to_a_simulation_without_files_is_refused_with_the_way_out(table, tmp_path, logger):
+    import fasttune.logger as loggers
+
+    def config():
+        return tune.TuneConfig(metric="loss", mode="min", num_samples=2,
+                               search_alg=BasicVariantGenerator(points_to_evaluate=reference_trial_order(table, 2)))
+
+    with pytest.raises(ValueError, match=r"writes trial files.*Simulation\(\.\.\., write_results=True\)"):
+        fit(Simulation(table), str(tmp_path), space=table.search_space, name="refused", tune_config=config(),
+            callbacks=[getattr(loggers, logger)()])
+    grid = fit(Simulation(table, write_results=True), str(tmp_path), space=table.search_space, name="kept",
+               tune_config=config(), callbacks=[getattr(loggers, logger)()])
+    assert len(grid) == 2 and all(os.path.isdir(result.path) for result in grid)
