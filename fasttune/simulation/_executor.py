@@ -441,8 +441,13 @@ class SimulatedExecutor:
             segment.at_decision_point.state = saved["watch"]
         records = [_record_from_state(record) for record in saved["records"]]
         if not records or type(records[0]) is not protocol.Started:
-            # The runner starts the trial again: it hears it start where it last heard of it.
+            # The runner starts the trial again: it hears it start where it last heard of it,
+            # and counts its time from there on the checkpoint's total.  The segment counts
+            # the same way from now on, so that its stop criteria and decision points see the
+            # driver's time_total_s to the bit (the sums differ in the last place otherwise).
             records.insert(0, protocol.Started(segment.trial_id, segment.heard, 0, "simulated", "127.0.0.1"))
+            segment.base_time = float(segment.spec.get("time_total", 0.0))
+            segment.start_time = segment.heard
         segment.records = records
         segment.due = saved["due"]
         segment.seq = saved["seq"]
