@@ -5,12 +5,14 @@ A table of 8 trials whose per-epoch times are designed so that every event of on
 from every event of the other worker's overlapping trial: trial 0 runs alone on one worker
 (its rungs at t=6 and t=27, its end at t=51) while the other worker runs trials 1-7 one
 after another, with a 12-second epoch around each of trial 0's rungs.  Played for real at
-``SECONDS_PER_UNIT`` real seconds per table second, the two workers' timelines can shift
-against each other by the actors' start-up skew (measured here: up to ~0.25 s under load)
-and the per-step overhead (a few ms a step); the order of events across workers changes
-only when that shift reaches the margin, 6 x 0.2 s = 1.2 s (0.1 s a table second failed
-once in a full run on a machine at load 16).  Within one worker the order
-is causal.  The test asserts the margin on the simulated run, so the design cannot rot.
+``SECONDS_PER_UNIT`` real seconds per table second, on one clock all trials share: each
+result is reported at ``t0 + (its trial's start in the simulated run + its elapsed table
+time) x SECONDS_PER_UNIT``, ``t0`` being when the last of the first trials was ready (a
+file barrier: both read the same file times).  So neither the actors' start-up skew nor
+the per-step and per-decision overhead accumulates between the two workers: what is left
+is each report's own latency (milliseconds) against a margin of 6 x 0.2 s = 1.2 s.  Within
+one worker the order is causal.  The test asserts the margin on the simulated run, so the
+design cannot rot.
 
 Trial 0's rung values matter: trial 4 reaches epoch 3 after trial 0 did and is stopped
 there because of it (without trial 0's value it would go on), so a run that got the
@@ -98,6 +100,35 @@ def cross_worker_margin(by_trial):
     return closest
 
 
+def on_the_table_clock(blackbox, starts, shared):
+    """A trainable that reports each epoch of its table row at the real time the table puts
+    it, on the clock all trials share (see the module docstring); ``starts``: each trial's
+    start in the simulated run, in table seconds."""
+    first = sorted(trial for trial, start in starts.items() if start == 0)
+
+    def train(config):
+        import os
+        import time
+
+        trial = config["trial"]
+        metrics, step_seconds = blackbox.curve(config)
+        if trial in first:
+            open(os.path.join(shared, f"ready_{trial}"), "w").close()
+        marks = [os.path.join(shared, f"ready_{t}") for t in first]
+        while not all(os.path.exists(mark) for mark in marks):
+            time.sleep(0.005)  # polling the barrier's files
+        t0 = max(os.stat(mark).st_mtime for mark in marks)
+        elapsed = 0.0
+        for i, epoch in enumerate(blackbox.fidelities.tolist()):
+            elapsed += float(step_seconds[i])
+            due = t0 + (starts[trial] + elapsed) * SECONDS_PER_UNIT
+            if due > time.time():
+                time.sleep(due - time.time())  # the workload: this epoch's table time
+            tune.report({"loss": float(metrics["loss"][i]), "epoch": epoch})
+
+    return train
+
+
 def test_asha_on_two_workers_decides_as_the_simulator_does(blackbox, tmp_path, ray_session):
     def asha():
         return ASHAScheduler(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3)
@@ -106,7 +137,8 @@ def test_asha_on_two_workers_decides_as_the_simulator_does(blackbox, tmp_path, r
     simulated = fit(Simulation(blackbox, num_workers=WORKERS), str(tmp_path / "sim"), space=blackbox.search_space,
                     name="sim", tune_config=tune_config(blackbox, asha()), callbacks=[events])
     assert cross_worker_margin(events.by_trial) >= MARGIN  # the design holds
-    real = fit(blackbox_trainable(blackbox, time_scale=SECONDS_PER_UNIT), str(tmp_path / "real"),
+    starts = {trial: times[0] for trial, times in events.by_trial.items()}
+    real = fit(on_the_table_clock(blackbox, starts, str(tmp_path)), str(tmp_path / "real"),
                space=blackbox.search_space, name="real", tune_config=tune_config(blackbox, asha()))
     assert decisions(real) == decisions(simulated)
     # What the simulator decided, so the comparison is not between two empty runs.
