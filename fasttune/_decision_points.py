@@ -98,7 +98,8 @@ class DecisionPoints:
         ``epoch``; it must not decrease) first reaches each of ``values``: what a scheduler
         with ``time_attr=attr`` acts on.  A result that skips several values waits once for
         each, at it and the next ones.  A result without ``attr`` or one of ``needs`` (the
-        metric the scheduler judges by) always waits, and reaches nothing.
+        metric the scheduler judges by; empty names are left out) always waits, and
+        reaches nothing.
 
         Example:
             >>> points = DecisionPoints.reaching("epoch", [1, 3, 9])
@@ -109,7 +110,7 @@ class DecisionPoints:
             >>> [epoch for epoch in (2, 10, 11, 12, 13) if watch(0, {"epoch": epoch}, 0.0)]
             [2, 10, 11]
         """
-        return cls(["reach", str(attr), sorted({float(v) for v in values}), sorted(set(needs))])
+        return cls(["reach", str(attr), sorted({float(v) for v in values}), _needed(needs)])
 
     @classmethod
     def reaching_every(cls, attr: str, interval: float, *, start: float = 0.0, since: float = 0.0,
@@ -124,7 +125,7 @@ class DecisionPoints:
             >>> [t for t in (4.0, 12.0, 16.0, 20.0, 26.5, 30.0, 37.0) if watch(0, {}, t)]
             [16.0, 26.5, 37.0]
         """
-        return cls(["reach_every", str(attr), float(interval), float(start), float(since), sorted(set(needs))])
+        return cls(["reach_every", str(attr), float(interval), float(start), float(since), _needed(needs)])
 
     def watch(self) -> Callable[[int, Mapping[str, Any], float], bool]:
         """A test for one run segment of a trial: ``watch(iteration, metrics, time_total)``
@@ -183,6 +184,11 @@ class DecisionPoints:
 
     def __repr__(self) -> str:
         return f"DecisionPoints({self._wire!r})"
+
+
+def _needed(needs: Iterable[Optional[str]]) -> List[str]:
+    """The result keys a form waits for, sorted; a scheduler without a metric yet names None."""
+    return sorted({str(key) for key in needs if key})
 
 
 def _attribute(attr: str, iteration: int, metrics: Mapping[str, Any], time_total: float,

@@ -182,10 +182,15 @@ class _Run:
         self.save_on_pause = True  # a class trainable saves a checkpoint when paused
         self.log_files: Optional[List[Optional[str]]] = None  # [stdout, stderr] names: log_to_file
 
+    def time_total(self, now: float) -> float:
+        """The trial's ``time_total_s`` at ``now``, with the driver core's arithmetic (its
+        stop criteria and decision points must see the value the driver records)."""
+        return self.base_time + (now - self.start_time)
+
     def stop_reached(self, metrics: Dict[str, Any], now: float) -> bool:
         return self.stop.reached(
             metrics, iteration=self.base_iteration + self.count, since_restore=self.count,
-            time_total=self.base_time + (now - self.start_time), time_since_restore=now - self.start_time,
+            time_total=self.time_total(now), time_since_restore=now - self.start_time,
             now=now, time_this_iter=now - self.last_time)
 
 
@@ -554,7 +559,7 @@ class TrialWorker:
         if step_done and run.interrupt is not None:
             raise TuneStopTrial(run.interrupt)
         iteration = run.base_iteration + run.count
-        if run.at_decision_point(iteration, metrics, run.base_time + (now - run.start_time)):
+        if run.at_decision_point(iteration, metrics, run.time_total(now)):
             # A class trainable saves a checkpoint when it pauses; a function trainable
             # can resume from here only with the checkpoint it just reported.
             if run.yields and (checkpoint is not None or step_done):

@@ -249,7 +249,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
             points.add(self._max_t)
         if self._time_attr == "training_iteration":
             return DecisionPoints.at({math.ceil(point) for point in points})
-        return DecisionPoints.reaching(self._time_attr, points, needs=[self._metric] if self._metric else [])
+        return DecisionPoints.reaching(self._time_attr, points, needs=[self._metric])
 
     def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         require_metric_and_mode(self)

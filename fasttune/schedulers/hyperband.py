@@ -283,7 +283,7 @@ class HyperBandScheduler(TrialScheduler):
             return DecisionPoints.every_result()
         if self._time_attr == "training_iteration":
             return DecisionPoints.at(bracket.milestones())
-        return DecisionPoints.reaching(self._time_attr, bracket.milestones(), needs=[self._metric] if self._metric else [])
+        return DecisionPoints.reaching(self._time_attr, bracket.milestones(), needs=[self._metric])
 
     def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         require_metric_and_mode(self)

@@ -628,7 +628,7 @@ class PopulationBasedTraining(FIFOScheduler):
             last = float(self._perturb_time[idx]) if idx is not None else 0.0
             return DecisionPoints.reaching_every(self._time_attr, self._perturbation_interval,
                                                  start=self._burn_in_period, since=last,
-                                                 needs=[self._metric] if self._metric else [])
+                                                 needs=[self._metric])
         step = max(1, int(math.ceil(self._perturbation_interval)))
         anchor = max(step, int(math.ceil(self._burn_in_period)))  # the population's first point
         idx = self._index.get(trial.trial_id)

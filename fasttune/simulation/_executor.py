@@ -312,7 +312,8 @@ class SimulatedExecutor:
             result = {name: values[i] for name, values in metrics_by_name.items()}
             result[fidelity_name] = self._fidelity_values[i]
             iteration = segment.base_iteration + segment.count
-            at_decision = segment.at_decision_point(iteration, result, segment.base_time + (t - segment.start_time))
+            time_total = segment.base_time + (t - segment.start_time)  # the driver's arithmetic
+            at_decision = segment.at_decision_point(iteration, result, time_total)
             if (at_decision and checkpoint_at == CHECKPOINT_AT_DECISIONS) or (
                     isinstance(checkpoint_at, int) and segment.position % checkpoint_at == 0):
                 name = self._checkpoint_name(segment)
@@ -322,7 +323,7 @@ class SimulatedExecutor:
             times.append(t)
             if segment.stop and segment.stop.reached(
                     result, iteration=iteration, since_restore=segment.count,
-                    time_total=segment.base_time + (t - segment.start_time), time_since_restore=t - segment.start_time,
+                    time_total=time_total, time_since_restore=t - segment.start_time,
                     now=t, time_this_iter=t - segment.last_time):
                 end = protocol.Ended("stopped", segment.trial_id)
                 break
