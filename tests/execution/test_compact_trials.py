@@ -180,11 +180,22 @@ def test_a_trial_packed_as_it_finishes_is_compact_and_the_next_snapshot_splices_
         done.trial_id, held.trial_id]
 
 
+def _simulated_sweep(blackbox, num_samples, tmp_path, name, callback):
+    """A random search of ``blackbox`` in simulated time (no Ray, no checkpoints)."""
+    from fasttune.simulation import Simulation
+
+    return tune.Tuner(
+        Simulation(blackbox, num_workers=2, checkpoint_at=None), param_space=blackbox.search_space,
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=num_samples,
+                                    search_alg=BasicVariantGenerator(random_state=0)),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=0, callbacks=[callback])).fit()
+
+
 def test_the_runner_makes_each_trial_compact_as_it_closes_it(tmp_path, monkeypatch):
     """A simulated sweep (no Ray) with no snapshot between its first and its last: every
     trial that ended in an earlier step is compact already, which only the runner's call
     as it closes the trial does."""
-    from fasttune.simulation import Simulation, learning_curve_table
+    from fasttune.simulation import learning_curve_table
 
     monkeypatch.setenv("FASTTUNE_GLOBAL_CHECKPOINT_S", "1000000")
     table = learning_curve_table(40, seed=0, n_epochs=3)
@@ -202,11 +213,7 @@ def test_the_runner_makes_each_trial_compact_as_it_closes_it(tmp_path, monkeypat
             self.ended_before = {trial.trial_id for trial in trials if trial.status == "TERMINATED"}
 
     watch = FinishedAreCompact()
-    grid = tune.Tuner(
-        Simulation(table, num_workers=2, checkpoint_at=None), param_space=table.search_space,
-        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=20,
-                                    search_alg=BasicVariantGenerator(random_state=0)),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), name="compact", verbose=0, callbacks=[watch])).fit()
+    grid = _simulated_sweep(table, 20, tmp_path, "compact", watch)
     assert len(grid) == 20 and not grid.errors
     assert watch.seen > 20 and watch.whole == []
     assert sorted(r.metrics["training_iteration"] for r in grid) == [3] * 20  # read whole at the end
@@ -216,7 +223,7 @@ def test_a_failed_trial_is_compact_once_everything_that_hears_of_the_failure_has
     """ERROR trials too, after the scheduler, searcher and callbacks heard of the failure
     (which may still change the trial): none of them sees it compact, and it is after."""
     from fasttune.search import uniform
-    from fasttune.simulation import FunctionBlackbox, Simulation
+    from fasttune.simulation import FunctionBlackbox
 
     monkeypatch.setenv("FASTTUNE_GLOBAL_CHECKPOINT_S", "1000000")
 
@@ -239,11 +246,7 @@ def test_a_failed_trial_is_compact_once_everything_that_hears_of_the_failure_has
             self.whole_after += [t.trial_id for t in trials if t.trial_id in self.failed and not t._is_compact()]
 
     watch = Watch()
-    grid = tune.Tuner(
-        Simulation(blackbox, num_workers=2, checkpoint_at=None), param_space=blackbox.search_space,
-        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=16,
-                                    search_alg=BasicVariantGenerator(random_state=0)),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), name="failed", verbose=0, callbacks=[watch])).fit()
+    grid = _simulated_sweep(blackbox, 16, tmp_path, "failed", watch)
     assert len(grid.errors) == len(watch.failed) >= 4
     assert watch.compact_when_told == [False] * len(watch.failed) and watch.whole_after == []
     assert all("no curve there" in str(r.error) for r in grid if r.error is not None)
