@@ -162,6 +162,10 @@ def _sub_config(field: str, value: Any, cls: type, kind: str, example: str) -> A
     return value
 
 
+#: ``RunConfig.results_store``'s values: Ray Tune's per-trial files, or one store for all.
+RESULTS_STORES = ("per_trial", "experiment")
+
+
 @dataclass
 class RunConfig:
     """Where and how a sweep runs: name, storage, stopping, callbacks, logging.
@@ -206,6 +210,16 @@ class RunConfig:
             works wrapped in ``pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))``.
         local_dir: Deprecated, as in Ray Tune: giving it raises ``DeprecationWarning``
             (an exception here, as there) pointing to ``storage_path``.
+        results_store: fasttune's own, keyword only.  ``"per_trial"`` (the default):
+            Ray Tune's layout, a directory per trial with ``params.json``,
+            ``result.json``, ``progress.csv`` and the TensorBoard file.
+            ``"experiment"``: for sweeps of very many small trials, all trials'
+            results go to a few append-only files, ``<experiment>/results/*.jsonl``
+            (``ResultGrid.from_path``, ``ExperimentAnalysis``, ``fasttune ls/plot``
+            and ``Tuner.restore`` read them), no default loggers are added, and a
+            trial's directory is made only when something goes into it (a
+            checkpoint, ``error.txt``, captured output): trials then run in their
+            worker's working directory, as with ``RAY_CHDIR_TO_TRIAL_DIR=0``.
 
     Example:
         >>> import os
@@ -232,6 +246,8 @@ class RunConfig:
     log_to_file: Union[bool, str, Tuple[str, str]] = False
     # Deprecated in Ray Tune, which refuses it: kept so that the refusal says what to use.
     local_dir: Optional[str] = None
+    # fasttune's: after Ray Tune's fields, so that positional RunConfigs mean the same.
+    results_store: str = "per_trial"
 
     def __post_init__(self) -> None:
         if self.local_dir is not None:
@@ -285,6 +301,9 @@ class RunConfig:
                                        "tune.SyncConfig", "tune.SyncConfig(sync_period=60)")
 
         self.log_to_file = self._validate_log_to_file(self.log_to_file)
+        if self.results_store not in RESULTS_STORES:
+            raise ValueError(f"RunConfig.results_store={self.results_store!r} is not valid; use one of "
+                             f"{list(RESULTS_STORES)}.")
         if self.progress_reporter is not None:
             from fasttune.progress_reporter import check_progress_reporter
 

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from fasttune._json_nesting import MAX_JSON_NESTING, nested_deeper_than, parse_json  # noqa: F401 - re-exported
 from fasttune._optional import import_optional
+from fasttune._results_store import stored_trial
 from fasttune.checkpoint import Checkpoint, checkpoint_in_storage
 from fasttune.error import TuneError
 
@@ -178,9 +179,23 @@ def read_params(path: str, on_bad_line: str = "raise") -> Optional[Dict[str, Any
     return config
 
 
+def trial_rows(trial_dir: str, on_bad_line: str = "raise") -> List[Dict[str, Any]]:
+    """Every result the trial in ``trial_dir`` reported: its ``result.json``, or for an
+    experiment with ``RunConfig(results_store="experiment")`` its rows in the store."""
+    path = os.path.join(trial_dir, RESULT_FILE)
+    if os.path.isfile(path):
+        return read_json_lines(path, on_bad_line)
+    stored = stored_trial(trial_dir)
+    return list(stored.rows) if stored is not None else []
+
+
 def _checkpoint_dirs(trial_dir: str) -> List[Tuple[int, str]]:
     found = []
-    for name in os.listdir(trial_dir):
+    try:
+        names = os.listdir(trial_dir)
+    except FileNotFoundError:  # a trial of an experiment-level store that made no directory
+        return []
+    for name in names:
         match = _CHECKPOINT_DIR_RE.match(name)
         if match and os.path.isdir(os.path.join(trial_dir, name)):
             found.append((int(match.group(1)), name))
@@ -279,7 +294,12 @@ class Result:
         if self._metrics_dataframe is None:
             csv_path = os.path.join(self.path, PROGRESS_FILE)
             if not os.path.isfile(csv_path) or os.path.getsize(csv_path) == 0:
-                return None
+                stored = stored_trial(self.path)  # an experiment-level store has no progress.csv
+                if stored is None or not stored.rows:
+                    return None
+                pd = import_pandas("Result.metrics_dataframe")
+                self._metrics_dataframe = pd.json_normalize(stored.rows, sep="/")
+                return self._metrics_dataframe
             pd = import_pandas("Result.metrics_dataframe")
             self._metrics_dataframe = pd.read_csv(csv_path)
         return self._metrics_dataframe
@@ -360,18 +380,24 @@ class Result:
             local = storage.local_copy(location)
             return point_into_storage(cls.from_path(local, on_bad_line=on_bad_line), local, location)
         trial_dir = os.path.abspath(os.fsdecode(os.fspath(path)))
+        params_path, result_path = os.path.join(trial_dir, PARAMS_FILE), os.path.join(trial_dir, RESULT_FILE)
+        if not (os.path.isfile(params_path) or os.path.isfile(result_path)):
+            stored = stored_trial(trial_dir)  # RunConfig(results_store="experiment")
+            if stored is not None:
+                return cls._from_rows(trial_dir, stored.config, stored.rows)
         if not os.path.isdir(trial_dir):
             raise FileNotFoundError(
                 f"Trial directory {trial_dir!r} does not exist; pass the directory of "
                 f"one trial (the one holding params.json and result.json)."
             )
+        config = read_params(params_path, on_bad_line)
+        rows = read_json_lines(result_path, on_bad_line) if os.path.isfile(result_path) else []
+        return cls._from_rows(trial_dir, config, rows)
 
-        config = read_params(os.path.join(trial_dir, PARAMS_FILE), on_bad_line)
-
-        rows: List[Dict[str, Any]] = []
-        result_path = os.path.join(trial_dir, RESULT_FILE)
-        if os.path.isfile(result_path):
-            rows = read_json_lines(result_path, on_bad_line)
+    @classmethod
+    def _from_rows(cls, trial_dir: str, config: Optional[Dict[str, Any]], rows: List[Dict[str, Any]]) -> "Result":
+        """The Result of the trial in ``trial_dir`` (which need not exist) with ``config``
+        and reported ``rows``: its error and checkpoints are read from the directory."""
         metrics = rows[-1] if rows else {}  # as Ray Tune: scripts index metrics without checking
 
         error = None

@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from fasttune import _storage as storage
 from fasttune._flatten import flatten_dict, lookup_flattened
+from fasttune._results_store import read_store_cached, stored_trial
 from fasttune.result import (  # noqa: F401 - point_into_storage is re-exported
     PARAMS_FILE,
     RESULT_FILE,
@@ -137,8 +138,9 @@ class ResultGrid:
         """Build a grid from an experiment directory on disk or in storage.
 
         Every direct subdirectory holding a ``params.json`` is a trial; its
-        Result comes from :meth:`Result.from_path`. Trials are ordered by
-        directory name. Nothing is unpickled: only the trials' JSON files are read.
+        Result comes from :meth:`Result.from_path`.  So is every trial of the
+        experiment's results store (``RunConfig(results_store="experiment")``),
+        whose directory may not exist.  Trials are ordered by directory name. Nothing is unpickled: only the trials' JSON files are read.
 
         One trial's damaged files do not hide the others: a bad line in the middle of
         its ``result.json`` is logged as a warning naming the file and line, and that
@@ -173,12 +175,23 @@ class ResultGrid:
                 f"Experiment directory {exp!r} does not exist; pass "
                 f"<storage_path>/<experiment name> of a finished or interrupted run."
             )
-        results = []
-        for name in sorted(os.listdir(exp)):
+        results = {}
+        for name in os.listdir(exp):
             trial_dir = os.path.join(exp, name)
             if os.path.isfile(os.path.join(trial_dir, PARAMS_FILE)):
-                results.append(Result.from_path(trial_dir, on_bad_line="warn"))
-        return cls(results, exp, default_metric=default_metric, default_mode=default_mode)
+                results[name] = Result.from_path(trial_dir, on_bad_line="warn")
+        # RunConfig(results_store="experiment"): the trials in the store (read once).
+        stored = read_store_cached(exp) or {}
+        for name, trial in stored.items():
+            if name not in results:
+                results[name] = Result._from_rows(os.path.join(exp, name), trial.config, trial.rows)
+        grid = cls([results[name] for name in sorted(results)], exp, default_metric=default_metric,
+                   default_mode=default_mode)
+        for index, result in enumerate(grid._results):
+            trial = stored.get(os.path.basename(result.path))
+            if trial is not None and not os.path.isfile(os.path.join(result.path, RESULT_FILE)):
+                grid._history_cache[index] = trial.rows
+        return grid
 
     @classmethod
     def from_local_copy(cls, local: str, location: "storage.Location", default_metric: Optional[str] = None,
@@ -253,7 +266,10 @@ class ResultGrid:
         if index not in self._history_cache:
             result = self._results[index]
             path = os.path.join(result.path, RESULT_FILE)
-            if os.path.isfile(path):
+            stored = None if os.path.isfile(path) else stored_trial(result.path)
+            if stored is not None:  # RunConfig(results_store="experiment")
+                rows = stored.rows
+            elif os.path.isfile(path):
                 rows = read_json_lines(path, on_bad_line="warn")
             else:
                 rows = [result.metrics] if result.metrics else []

@@ -3,7 +3,8 @@ every result each reported, read from the files alone (no Ray, and no unpickling
 
 The experiment may still be running: the newest snapshot gives each trial's status, a
 trial directory made after it is read from its files, and a half-written last line of
-``result.json`` is skipped.  Damage stays with the trial it is in: a bad line in the
+``result.json`` is skipped.  An experiment run with ``RunConfig(results_store="experiment")``
+is read from its store (``fasttune/_results_store.py``) the same way.  Damage stays with the trial it is in: a bad line in the
 middle of a trial's ``result.json`` (or a bad ``params.json``) is logged as a warning
 naming the file and line, and that trial shows the results before the line.  Objects the
 snapshot holds as pickles are shown as placeholders, never unpickled.
@@ -29,6 +30,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from fasttune import _storage as storage
 from fasttune._flatten import flatten_dict, lookup_flattened
+from fasttune._results_store import read_store_cached
 from fasttune.error import TuneError
 from fasttune.result import (
     ERROR_FILE,
@@ -231,6 +233,10 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
     trial_dirs = [os.path.join(experiment_path, n) for n in names if _is_trial_dir(os.path.join(experiment_path, n))]
     if only is not None:
         trial_dirs = [only]
+    # RunConfig(results_store="experiment"): trials in the store, whose directory may not exist.
+    stored = read_store_cached(experiment_path) or {}
+    if only is None:
+        trial_dirs = sorted(set(trial_dirs) | {os.path.join(experiment_path, name) for name in stored})
     if not trial_dirs and not has_snapshot(experiment_path):
         raise TuneError(
             f"{path} is not a fasttune experiment: it has no experiment_state-*.msgpack and no trial "
@@ -240,10 +246,16 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
     for trial_dir in trial_dirs:
         known = snapshot.get(trial_dir)
         result_path = os.path.join(trial_dir, RESULT_FILE)
-        rows = read_json_lines(result_path, on_bad_line="warn") if os.path.isfile(result_path) else []
+        in_store = stored.get(os.path.basename(trial_dir)) if not os.path.isfile(result_path) else None
+        if in_store is not None:
+            rows = in_store.rows
+        else:
+            rows = read_json_lines(result_path, on_bad_line="warn") if os.path.isfile(result_path) else []
         last = rows[-1] if rows else {}
         trial_id = last.get("trial_id") or (known.trial_id if known is not None else os.path.basename(trial_dir))
         config = last.get("config")
+        if not isinstance(config, dict) and in_store is not None and in_store.config is not None:
+            config = in_store.config
         if not isinstance(config, dict):
             config = known.config if known is not None else _read_params(trial_dir)
         status = _status(known.status if known is not None else None, trial_dir, rows)

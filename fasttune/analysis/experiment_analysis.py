@@ -11,7 +11,7 @@ from fasttune._flatten import flatten_dict, lookup_flattened
 from fasttune.checkpoint import checkpoint_in_storage
 from fasttune.error import TuneError
 from fasttune.result import DEFAULT_METRIC
-from fasttune.result import RESULT_FILE, import_pandas, read_json_lines
+from fasttune.result import import_pandas, trial_rows
 from fasttune.result_grid import ResultGrid, as_number
 
 logger = logging.getLogger(__name__)
@@ -272,13 +272,13 @@ class ExperimentAnalysis:
     @property
     def trial_dataframes(self) -> Dict[str, Any]:
         """Every result of each trial, by trial id: a DataFrame read from its ``result.json``
-        (nested values flattened with "/"); empty for a trial that reported nothing."""
+        (or the experiment's results store), nested values flattened with "/"; empty for a
+        trial that reported nothing."""
         if self._trial_dataframes is None:
             pd = import_pandas("ExperimentAnalysis.trial_dataframes")
             frames = {}
             for trial in self.trials:
-                path = os.path.join(trial.path, RESULT_FILE) if trial.path else None
-                rows = read_json_lines(path, on_bad_line="warn") if path and os.path.isfile(path) else []
+                rows = trial_rows(trial.path, on_bad_line="warn") if trial.path else []
                 frames[trial.trial_id] = pd.json_normalize(rows, sep="/") if rows else pd.DataFrame()
             self._trial_dataframes = frames
         return self._trial_dataframes

@@ -25,7 +25,7 @@ from fasttune.error import TuneError
 from fasttune.execution import _experiment_state as _state
 from fasttune.execution._trial_state import TrialState
 from fasttune.experiment.trial import Trial
-from fasttune.logger._trial_files import PARAMS_FILE, set_aside_unknown_trial_dirs
+from fasttune.logger._trial_files import set_aside_unknown_trial_dirs
 from fasttune.schedulers.trial_scheduler import TrialScheduler, overrides
 from fasttune.search.search_algorithm import SearchAlgorithm
 
@@ -99,7 +99,7 @@ class SnapshotWriter:
 
     def write(self, trials: List[Trial], states: Dict[str, TrialState], checkpoint_rows: Dict[str, int],
               table: Any, policies: Policies, *, experiment: Any, elapsed_s: float, iteration: int,
-              started: float) -> str:
+              started: float, results_position: Any = None) -> str:
         """One snapshot of ``trials`` and ``policies`` (``started``: when the caller began
         it, so its cost counts what the caller did first)."""
         records = self.records
@@ -125,6 +125,8 @@ class SnapshotWriter:
             "scheduler": self._policy_state(policies.scheduler, "scheduler"),
             "stopper": policies.stopper.get_state() if policies.stopper is not None else None,
             "callbacks": policies.callbacks.get_state(),
+            # Where the experiment-level results store ends (None: per-trial files).
+            "results_store": results_position,
         }
         if not self.seq:
             # An earlier run under the same name left snapshots: this run's come after
@@ -305,6 +307,7 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     for row, record in enumerate(records):
         _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints, files)
     folder = f"not-in-snapshot-{writer.seq:010d}"
+    files.restore_position(state.get("results_store"), folder)
     moved = set_aside_unknown_trial_dirs(
         experiment_path, [os.path.join(experiment_path, name) for name in writer.dirnames], folder)
     for name in moved:
@@ -394,7 +397,7 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         # the snapshot does not list go now, before any worker writes.
         trial_state.rewind_on_start = True
         files.prune_checkpoints(trial.path, [os.path.basename(c.path) for c in trial.checkpoints], now=True)
-        if trial.start_time is not None and os.path.exists(os.path.join(trial.path, PARAMS_FILE)):
+        if trial.start_time is not None and files.has_params(trial.path):
             trial_state.take_config(trial.config)  # its params.json is written
     restored.trials.append(trial)
     restored.by_id[trial.trial_id] = trial

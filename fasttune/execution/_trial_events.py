@@ -239,7 +239,7 @@ class TrialEventHandlers:
         keeps its config with that value replaced by a placeholder (snapshots pack it)."""
         trial.config = protocol.carried_copy(trial.config)
         trial.evaluated_params = protocol.carried_copy(trial.evaluated_params)
-        self._files.init_trial(trial.path, trial.config)
+        self._files.init_trial(trial.path, trial.config, trial.trial_id)
         text = f"Trial {trial} was not started: {error}"
         failure = TuneError(text)
         failure.__cause__ = error

@@ -423,7 +423,7 @@ class TrialWorker:
         )
         run.log_files = spec.get("log_to_file")
         try:
-            if trial_dir:
+            if trial_dir and not spec.get("trial_dir_on_demand"):
                 if not os.path.isdir(trial_dir):  # one stat when it exists
                     os.makedirs(trial_dir, exist_ok=True)
                 self._cwd_back = _enter_trial_dir(spec, trial_dir)
@@ -513,7 +513,7 @@ class TrialWorker:
             running.stop()
         back = None
         try:
-            if owner_dir:
+            if owner_dir and not owner.spec.get("trial_dir_on_demand"):
                 local = self._places.trial_dir(owner_dir)
                 if not os.path.isdir(local):  # in storage: the node's copy went when its segment ended
                     os.makedirs(local, exist_ok=True)

@@ -38,6 +38,7 @@ from fasttune.execution._wake import wake_sources
 from fasttune.execution.ray_trial_executor import RayTrialExecutor
 from fasttune.execution.trial_executor import EVENT_BATCH, EVENT_ERROR, EVENT_START, TrialExecutor
 from fasttune.experiment.trial import Trial
+from fasttune.logger._experiment_results import ExperimentResultFiles
 from fasttune.logger._trial_files import TrialFiles
 from fasttune.logger.csv import CSVLoggerCallback
 from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, TrialScheduler, overrides
@@ -87,6 +88,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         server_port: Optional[int] = None,
         server_host: str = "127.0.0.1",
         storage_sync: Any = None,
+        results_store: str = "per_trial",
     ) -> None:
         from fasttune.search.basic_variant import BasicVariantGenerator
 
@@ -108,10 +110,14 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._scheduler_points = not (synchronous or stopper is not None)
 
         self._results = core.ResultBuffer(self._table, metric, require_metric=strict_metric_checking())
-        # progress.csv is the CSV logger's file; result.json is always written.
-        self._files = TrialFiles(write_csv=any(isinstance(c, CSVLoggerCallback) for c in callbacks or []),
-                                 storage_sync=storage_sync,
-                                 write_results=getattr(self.trial_executor, "writes_result_files", True))
+        # progress.csv is the CSV logger's file; result.json is always written, unless the
+        # experiment keeps all trials' results in one store (RunConfig(results_store=...)).
+        if results_store == "experiment" and experiment_path:
+            self._files: TrialFiles = ExperimentResultFiles(experiment_path, storage_sync=storage_sync)
+        else:
+            self._files = TrialFiles(write_csv=any(isinstance(c, CSVLoggerCallback) for c in callbacks or []),
+                                     storage_sync=storage_sync,
+                                     write_results=getattr(self.trial_executor, "writes_result_files", True))
         self._storage_sync = storage_sync  # the experiment is kept in storage: uploads after snapshots
         self._told_waiting = False  # PENDING trials wait for nodes to come back: said once
         self._checkpoints = CheckpointBook(self._files)
@@ -277,7 +283,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         """When the trial's config is new (first start, a PBT reset, ``trial.set_config``),
         its result rows and its params.json carry it from now on, as in Ray Tune."""
         if state.take_config(trial.config):
-            self._files.init_trial(trial.path, trial.config)
+            self._files.init_trial(trial.path, trial.config, trial.trial_id)
 
     def _start_trial(self, trial: Trial) -> None:
         state = self._states[trial.trial_id]
@@ -308,6 +314,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             iteration=iteration, time_total=time_total, ckpt_index=state.next_index(trial), restore=restore_path,
             log_to_file=(self._experiment and self._experiment.spec.get("log_to_file")) or (None, None))
         spec.update(fields)
+        if not self._files.makes_trial_dirs:
+            spec["trial_dir_on_demand"] = True  # made by what needs it: a checkpoint, captured output
         self._unassigned.pop(trial.trial_id, None)  # a PAUSED trial resuming was never in it
         self._table.set_worker_slot(trial._row, self.trial_executor.start_trial(trial, spec, self._may_queue(trial)))
 
@@ -464,7 +472,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             sync_filesystem(writer.experiment_path)
         path = writer.write(self._trials, self._states, self._checkpoints.rows, self._table, self._policies,
                             experiment=self._experiment, elapsed_s=self._clock.monotonic() - self._start_time,
-                            iteration=self._iteration, started=started)
+                            iteration=self._iteration, started=started,
+                            results_position=self._files.position())
         if self._storage_sync is not None:
             self._storage_sync.snapshot_written(path)
         return path

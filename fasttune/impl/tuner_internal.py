@@ -203,6 +203,7 @@ class TunerInternal:
             verbose=self.run_config.verbose,
             progress_reporter=self.run_config.progress_reporter,
             fail_fast=self.run_config.failure_config.fail_fast,
+            results_store=self.run_config.results_store,
         )
         return self._results
 
@@ -240,16 +241,15 @@ def _searcher_for(experiment: Experiment, search_alg: Any, max_concurrent: Optio
     )
 
 
-def _refuse_file_loggers(callbacks: Any) -> None:
-    """A file logger given to a simulation that writes no trial files would write nothing
-    (or, for TensorBoard, files beside none): say how to get the files instead."""
+def _refuse_file_loggers(callbacks: Any, instead: str) -> None:
+    """A per-trial file logger in a sweep that writes no per-trial files would write
+    nothing (or, for TensorBoard, files beside none): say how to get the files instead."""
     from fasttune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 
     for callback in callbacks or []:
         if isinstance(callback, (CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback)):
-            raise ValueError(
-                f"{type(callback).__name__} writes trial files, and this Simulation writes none: pass "
-                "Simulation(..., write_results=True) to have each trial's files, or leave the logger out.")
+            raise ValueError(f"{type(callback).__name__} writes trial files, and {instead}, or leave the "
+                             "logger out.")
 
 
 def _simulation_of(trainable: Any) -> Any:
@@ -277,6 +277,7 @@ def run_experiment(
     resume_config: Optional[ResumeConfig] = None,
     restored_as_code: Optional[List[str]] = None,
     server_port: Optional[int] = None,
+    results_store: str = "per_trial",
 ) -> Any:
     """Run one experiment to completion on Ray and return its ResultGrid (and, with
     ``return_trials``, its trials too).  With ``resume_config`` the experiment continues
@@ -285,7 +286,8 @@ def run_experiment(
     The first Ctrl-C ends the loop: running trials stay unfinished in the snapshot (so
     ``Tuner.restore`` continues them) and the ResultGrid so far is returned; a second
     Ctrl-C raises KeyboardInterrupt at once.  ``server_port`` serves the experiment
-    over HTTP while it runs (see :mod:`fasttune.web_server`)."""
+    over HTTP while it runs (see :mod:`fasttune.web_server`).  ``results_store``: see
+    ``RunConfig.results_store``."""
     if mode is not None and mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
     if scheduler is not None and not isinstance(scheduler, TrialScheduler):
@@ -321,11 +323,17 @@ def run_experiment(
         executor = RayTrialExecutor(reuse_actors=True if reuse_actors is None else bool(reuse_actors),
                                     storage=experiment.storage)
     executor.register_trainable(experiment.trainable_name, experiment.trainable)
-    if simulation is None or simulation.write_results:
-        callbacks = with_default_loggers(callbacks)
-    else:  # a simulation writes no trial files unless asked: no default loggers either
-        _refuse_file_loggers(callbacks)
+    if simulation is not None and not simulation.write_results:
+        # A simulation writes no trial files unless asked: no default loggers either.
+        _refuse_file_loggers(callbacks, "this Simulation writes none: pass Simulation(..., write_results=True) "
+                                        "to have each trial's files")
         callbacks = list(callbacks or []) + callbacks_from_env()
+    elif results_store == "experiment":
+        _refuse_file_loggers(callbacks, "RunConfig(results_store='experiment') keeps all trials' results in one "
+                                        "store instead: leave results_store at 'per_trial' for per-trial files")
+        callbacks = list(callbacks or []) + callbacks_from_env()
+    else:
+        callbacks = with_default_loggers(callbacks)
     runner = TrialRunner(
         search_alg=searcher,
         scheduler=scheduler,
@@ -342,6 +350,7 @@ def run_experiment(
         max_concurrent_trials=max_concurrent_trials,
         server_port=server_port,
         storage_sync=sync,
+        results_store=results_store,
     )
     os.makedirs(experiment.path, exist_ok=True)
     runner.setup_experiments([experiment], getattr(searcher, "total_samples", 0))

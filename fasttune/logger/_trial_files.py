@@ -109,7 +109,11 @@ class TrialFiles:
     configured); ``result.json`` always, as restores and result readers need it, unless
     ``write_results=False`` (a simulated sweep's default): then no ``params.json``,
     ``result.json`` or ``progress.csv`` at all, and no trial directory for them.
+    ``logger/_experiment_results.py`` has the other layout, one store for all trials.
     """
+
+    #: Whether each trial gets its directory when it starts (workers run trials in it).
+    makes_trial_dirs = True
 
     def __init__(self, write_csv: bool = True, storage_sync: Any = None, write_results: bool = True) -> None:
         # With the experiment kept in storage, checkpoints live there (workers upload them).
@@ -124,6 +128,19 @@ class TrialFiles:
         # Once a result write failed, no later one is made; the trials they were for.
         self._results_failed = False
         self.unwritten_trial_dirs: set = set()
+
+    def has_params(self, trial_dir: str) -> bool:
+        """Whether the trial's config is on disk (a restored trial's is not written again)."""
+        return os.path.exists(os.path.join(trial_dir, PARAMS_FILE))
+
+    def position(self) -> Any:
+        """What a snapshot records of where the results end: nothing, for per-trial files
+        (each trial's rows are counted in its record)."""
+        return None
+
+    def restore_position(self, position: Any, aside: str) -> None:
+        """Go back to a snapshot's :meth:`position`: per-trial files are rewound trial by
+        trial instead."""
 
     def flush(self) -> None:
         """Return once every file operation handed over so far is done.
@@ -146,7 +163,7 @@ class TrialFiles:
     # Parameters, results and closes are staged per trial on the writer thread and
     # written when its batch ends (_commit): a short trial's files are each created once,
     # with all their content, and closed at once.
-    def init_trial(self, trial_dir: str, config: Dict[str, Any]) -> None:
+    def init_trial(self, trial_dir: str, config: Dict[str, Any], trial_id: Optional[str] = None) -> None:
         if self._write_results:
             self._submit(self._stage_params, trial_dir, config)
 
