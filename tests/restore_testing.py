@@ -88,23 +88,24 @@ class PressCtrlCTwice(tune.Callback):
         print("SECOND PRESS DID NOT INTERRUPT", file=sys.stderr, flush=True)
 
 
-def make_tuner(tmp, storage, seed, interrupt_after, sig, driver_pgid=0):
+def make_tuner(tmp, storage, seed, interrupt_after, sig, driver_pgid=0, results_store="per_trial"):
     callbacks = [PressCtrlCTwice(interrupt_after)] if sig == "SIGINT2" else []
     return tune.Tuner(
         counting_trainable,
         param_space=param_space(tmp, interrupt_after, sig, driver_pgid),
         tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=NUM_SAMPLES,
                                     search_alg=BasicVariantGenerator(random_state=seed)),
-        run_config=tune.RunConfig(name="interrupted", storage_path=storage, verbose=0, callbacks=callbacks),
+        run_config=tune.RunConfig(name="interrupted", storage_path=storage, verbose=0, callbacks=callbacks,
+                                  results_store=results_store),
     )
 
 
-def drive(address, tmp, storage, seed, interrupt_after, sig):
+def drive(address, tmp, storage, seed, interrupt_after, sig, results_store="per_trial"):
     """The driver process: run the sweep until it is interrupted; print the statuses."""
     import ray
 
     ray.init(address=address, log_to_driver=False, configure_logging=False)
-    grid = make_tuner(tmp, storage, seed, interrupt_after, sig, os.getpgid(0)).fit()
+    grid = make_tuner(tmp, storage, seed, interrupt_after, sig, os.getpgid(0), results_store).fit()
     print("STATUSES " + json.dumps(sorted(r.metrics["trial_id"] for r in grid if r.metrics)))
 
 

@@ -12,6 +12,7 @@ import pytest
 import fasttune as tune
 from fasttune.execution import _experiment_state as state
 from fasttune.experiment.experiment import Experiment
+from fasttune.result import trial_rows
 from fasttune.search import BasicVariantGenerator
 
 import restore_testing
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.ray
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _interrupted_run(ray_session, tmp_path, seed, interrupt_after, sig, period="0.05"):
+def _interrupted_run(ray_session, tmp_path, seed, interrupt_after, sig, period="0.05", results_store="per_trial"):
     """Run the sweep in a driver process of its own until the trainable interrupts it."""
     tmp, storage = str(tmp_path / "work"), str(tmp_path / "results")
     os.makedirs(tmp)
@@ -31,7 +32,7 @@ def _interrupted_run(ray_session, tmp_path, seed, interrupt_after, sig, period="
     env = dict(os.environ, FASTTUNE_GLOBAL_CHECKPOINT_S=period,
                PYTHONPATH=os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")]))
     address = ray_session.get_runtime_context().gcs_address
-    args = json.dumps([address, tmp, storage, seed, interrupt_after, sig])
+    args = json.dumps([address, tmp, storage, seed, interrupt_after, sig, results_store])
     proc = subprocess.run([sys.executable, os.path.join(TESTS_DIR, "restore_testing.py"), args], env=env,
                           capture_output=True, text=True, timeout=240, start_new_session=True)
     wait_until_other_jobs_have_no_live_actors(ray_session)
@@ -56,21 +57,24 @@ def _starts(tmp, phase):
 
 
 def _iterations(trial_dir):
-    with open(os.path.join(trial_dir, "result.json")) as f:
-        return [json.loads(line)["training_iteration"] for line in f]
+    """The iterations of the trial's results: its result.json, or its rows in the
+    experiment's results store."""
+    return [row["training_iteration"] for row in trial_rows(trial_dir)]
 
 
 def _snapshot_trials(path):
     return {t.trial_id: t for t in state.read_trials(path)}
 
 
-@pytest.mark.parametrize("seed,interrupt_after,period", [
-    (11, 7, "0.05"),    # early: few trials started, maybe no snapshot with results yet
-    (12, 61, "0"),      # a snapshot after every step of the loop
-    (13, 133, "0.05"),  # late: most trials finished
+@pytest.mark.parametrize("seed,interrupt_after,period,results_store", [
+    (11, 7, "0.05", "per_trial"),    # early: few trials started, maybe no snapshot with results yet
+    (12, 61, "0", "per_trial"),      # a snapshot after every step of the loop
+    (13, 133, "0.05", "per_trial"),  # late: most trials finished
+    (14, 97, "0.05", "experiment"),  # all trials' results in one store, cut back to the snapshot's end
 ])
-def test_restore_after_sigkill_of_the_driver(ray_session, tmp_path, seed, interrupt_after, period):
-    tmp, path, proc = _interrupted_run(ray_session, tmp_path, seed, interrupt_after, "SIGKILL", period)
+def test_restore_after_sigkill_of_the_driver(ray_session, tmp_path, seed, interrupt_after, period, results_store):
+    tmp, path, proc = _interrupted_run(ray_session, tmp_path, seed, interrupt_after, "SIGKILL", period,
+                                       results_store)
     assert proc.returncode == -9, proc.stderr[-3000:]
     assert tune.Tuner.can_restore(path)
     before = _snapshot_trials(path)
@@ -90,6 +94,9 @@ def test_restore_after_sigkill_of_the_driver(ray_session, tmp_path, seed, interr
             saved_at = trial.checkpoint_results[-1][1]["training_iteration"] if trial.checkpoints else 0
             assert restarted[trial_id] == saved_at
     assert len(restarted) == NUM_SAMPLES - sum(t.status == "TERMINATED" for t in before.values())
+    if results_store == "experiment":  # no trial kept its results in a file of its own
+        assert not [r.path for r in grid if os.path.exists(os.path.join(r.path, "result.json"))
+                    or os.path.exists(os.path.join(r.path, "params.json"))]
 
 
 def test_first_ctrl_c_saves_and_returns_and_restore_finishes(ray_session, tmp_path):

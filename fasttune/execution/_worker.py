@@ -415,6 +415,7 @@ class TrialWorker:
             trial_resources=spec.get("resources") or {},
             trial_bundles=spec.get("bundles"),
             storage_path=places.storage_path or spec.get("storage_path"),
+            trial_dir_on_demand=bool(spec.get("trial_dir_on_demand")),
         )
         session = Session(
             context,

@@ -46,6 +46,8 @@ class LocalCheckpoints:
         user may reuse or read the directory afterwards (Ray Tune copies it to storage too)."""
         target = os.path.join(trial_dir, name)
         tmp = target + ".tmp"  # a checkpoint directory is always whole
+        if not os.path.isdir(trial_dir):  # made on demand with RunConfig(results_store="experiment")
+            os.makedirs(trial_dir, exist_ok=True)
         try:
             if checkpoint.filesystem is not None:
                 shutil.rmtree(tmp, ignore_errors=True)

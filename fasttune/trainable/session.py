@@ -7,6 +7,7 @@ without waiting for the driver.
 """
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
@@ -69,6 +70,8 @@ class TuneContext:
     trial_resources: Dict[str, float] = field(default_factory=dict)
     storage_path: Optional[str] = None
     trial_bundles: Optional[List[Dict[str, float]]] = None  # when the trial has several bundles
+    # RunConfig(results_store="experiment") makes a trial's directory only when something needs it.
+    trial_dir_on_demand: bool = False
 
     def get_trial_id(self) -> Optional[str]:
         return self.trial_id
@@ -77,6 +80,8 @@ class TuneContext:
         return self.trial_name
 
     def get_trial_dir(self) -> Optional[str]:
+        if self.trial_dir_on_demand and self.trial_dir and not os.path.isdir(self.trial_dir):
+            os.makedirs(self.trial_dir, exist_ok=True)  # asked for: the trial will write there
         return self.trial_dir
 
     def get_experiment_name(self) -> Optional[str]:

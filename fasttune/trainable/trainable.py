@@ -142,7 +142,9 @@ class Trainable:
         """The trial this instance runs, from its context (``None``: used on its own)."""
         self._trial_id = getattr(context, "trial_id", None) or "default"
         self._trial_name = getattr(context, "trial_name", None) or "default"
-        self._logdir: Optional[str] = getattr(context, "trial_dir", None)  # made on first use
+        # Made on first use (by the worker, unless the trial's directory is made on demand).
+        self._logdir: Optional[str] = getattr(context, "trial_dir", None)
+        self._logdir_on_demand = bool(getattr(context, "trial_dir_on_demand", False))
         resources = getattr(context, "get_trial_resources", None)
         # The totals (a dict) that also know the trial's bundles (TuneContext's answer).
         self._resources: Dict[str, float] = resources() if resources is not None else {}
@@ -242,6 +244,8 @@ class Trainable:
         directory made on first use."""
         if self._logdir is None:
             self._logdir = tempfile.mkdtemp(prefix=f"{type(self).__name__}_")
+        elif self._logdir_on_demand and not os.path.isdir(self._logdir):
+            os.makedirs(self._logdir, exist_ok=True)  # RunConfig(results_store="experiment")
         return self._logdir
 
     @property

@@ -304,3 +304,30 @@ def test_after_a_resume_downloads_the_experiment_only_what_changed_since_goes_ba
         f.write('{"i": 1}\n')
     sync.sync()
     assert handler.written == ["exp/trial_0/result.json"]
+
+
+def test_a_restore_of_an_experiment_level_store_takes_what_the_snapshot_did_not_count_out_of_storage_too(kept):
+    from fasttune import _results_store as results_store
+    from fasttune.logger._experiment_results import ExperimentResultFiles
+
+    staged, handler, stored = kept
+    sync = StorageSync(staged, SyncConfig(sync_period=3600))
+    files = ExperimentResultFiles(staged.staging, storage_sync=sync)
+    trial = os.path.join(staged.staging, "t")
+    files.init_trial(trial, {}, trial_id="T")
+    files.write(trial, b'{"trial_id": "T", "i": 1}\n', b"")
+    files.flush()
+    position = files.position()
+    files.write(trial, b'{"trial_id": "T", "i": 2}\n', b"")
+    files.close_all()
+    # A later segment, as an earlier restore of this run would have begun.
+    _write(os.path.join(staged.staging, "results", "000002.jsonl"), '{"trial_id": "T", "i": 3}\n')
+    sync.sync()
+    assert sorted(os.listdir(stored / "results")) == ["000001.jsonl", "000002.jsonl"]
+
+    ExperimentResultFiles(staged.staging, storage_sync=sync).restore_position(position, "aside")
+    assert sorted(os.listdir(stored / "results")) == ["000001.jsonl"]  # the uncounted segment is gone there
+    sync.sync()  # the segment cut back goes up whole
+    assert (stored / "results" / "000001.jsonl").read_bytes() == open(
+        os.path.join(staged.staging, "results", "000001.jsonl"), "rb").read()
+    assert [r["i"] for r in results_store.read_store(str(stored))["t"].rows] == [1]

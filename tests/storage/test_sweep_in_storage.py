@@ -226,6 +226,42 @@ def test_a_sweep_to_an_s3_uri_lands_there_whole(ray_session, prefix, s3_endpoint
     assert sorted(row["trial_id"] for row in listed) == sorted(r.metrics["trial_id"] for r in grid)
 
 
+def test_a_sweep_with_an_experiment_level_store_keeps_it_in_storage_and_restores_from_there(
+        ray_session, prefix, s3_endpoint, s3_filesystem, private_cache, capsys):
+    uri = s3_uri(prefix, s3_endpoint)
+    grid = run_sweep(uri, results_store="experiment")
+    tree = stored_tree(s3_filesystem, f"{prefix}/exp")
+    # The store and the checkpoints went up; no trial has a file of results.
+    assert [n for n in tree if n.startswith("results/")] == ["results/000001.jsonl"]
+    assert not [n for n in tree if n.split("/")[-1] in TRIAL_FILES or "tfevents" in n]
+    for result in grid:
+        name = os.path.basename(result.path)
+        assert {n for n in tree if n.startswith(name + "/")} == {
+            f"{name}/checkpoint_000001/step", f"{name}/checkpoint_000002/step"}
+
+    def histories(results):
+        return {r.config["x"]: list(r.metrics_dataframe["score"]) for r in results}
+
+    expected = {x: [x * step for step in range(1, ITERATIONS + 1)] for x in X_VALUES}
+    assert histories(grid) == expected
+    again = tune.ResultGrid.from_path(grid.experiment_path)
+    assert histories(again) == expected
+    for result in again:  # its checkpoints open from storage
+        with result.checkpoint.as_directory() as local:
+            assert open(os.path.join(local, "step")).read() == "6"
+    capsys.readouterr()
+    assert main(["ls", grid.experiment_path, "--format", "json", "--sort", "config/x"]) == 0
+    assert [row["score"] for row in json.loads(capsys.readouterr().out)] == [x * ITERATIONS for x in X_VALUES]
+    # Restored on a machine with nothing of it (an empty cache), it runs nothing again.
+    import shutil
+
+    shutil.rmtree(private_cache)
+    restored = tune.Tuner.restore(grid.experiment_path, trainable=train).fit()
+    assert histories(restored) == expected
+    assert [n for n in stored_tree(s3_filesystem, f"{prefix}/exp") if n.startswith("results/")] == [
+        "results/000001.jsonl"]
+
+
 def test_a_sweep_on_an_explicit_s3_filesystem(ray_session, prefix, s3_filesystem, private_cache):
     grid = run_sweep(prefix, storage_filesystem=s3_filesystem)
     assert grid.experiment_path == f"{prefix}/exp"

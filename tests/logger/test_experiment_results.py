@@ -1,0 +1,209 @@
+"""The experiment-level results store (``RunConfig(results_store="experiment")``): its
+writer keeps every result once, in order, through restarts, segments, restores and a
+full disk; its reader keeps damage to the line it is on."""
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fasttune import _results_store as store
+from fasttune.logger._experiment_results import ExperimentResultFiles
+
+
+def _line(trial_id, i, **more):
+    return (json.dumps({"trial_id": trial_id, "i": i, **more}) + "\n").encode()
+
+
+def _one_trial_store(exp):
+    """A store's writer with the trial ``t`` (id ``T``) started; returns it and the trial's directory."""
+    files = ExperimentResultFiles(exp)
+    trial = os.path.join(exp, "t")
+    files.init_trial(trial, {}, trial_id="T")
+    return files, trial
+
+
+def _rows(exp):
+    return {name: [r["i"] for r in t.rows] for name, t in (store.read_store(exp) or {}).items()}
+
+
+def test_results_configs_and_restarts_of_interleaved_trials_read_back_per_trial(tmp_path):
+    exp = str(tmp_path)
+    files = ExperimentResultFiles(exp)
+    a, b = os.path.join(exp, "t_a"), os.path.join(exp, "t_b")
+    files.init_trial(a, {"lr": 0.1}, trial_id="A")
+    files.init_trial(b, {"lr": 0.2}, trial_id="B")
+    files.write(a, _line("A", 1) + _line("A", 2), b"")
+    files.write(b, _line("B", 1), b"")
+    files.flush()
+    files.write(a, _line("A", 3), b"")
+    assert files.rewind(a, 1) is None  # restarted from a checkpoint that counts one result
+    files.write(a, _line("A", 2) + _line("A", 3), b"")
+    files.init_trial(b, {"lr": 0.5}, trial_id="B")  # PBT's exploit: a new config from now on
+    files.write(b, _line("B", 2), b"")
+    files.close(a)
+    files.close_all()
+
+    stored = store.read_store(exp)
+    assert list(stored) == ["t_a", "t_b"]
+    assert [r["i"] for r in stored["t_a"].rows] == [1, 2, 3]
+    assert [r["i"] for r in stored["t_b"].rows] == [1, 2]
+    assert (stored["t_a"].trial_id, stored["t_a"].config) == ("A", {"lr": 0.1})
+    assert (stored["t_b"].trial_id, stored["t_b"].config) == ("B", {"lr": 0.5})
+    # One file for both trials, no trial directory.
+    assert sorted(os.listdir(exp)) == ["results"]
+    assert os.listdir(os.path.join(exp, "results")) == ["000001.jsonl"]
+
+
+def test_a_full_segment_is_closed_and_the_next_begun(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "SEGMENT_BYTES", 200)
+    exp = str(tmp_path)
+    files, trial = _one_trial_store(exp)
+    for i in range(1, 11):
+        files.write(trial, _line("T", i, pad="x" * 40), b"")
+        files.flush()  # a batch of its own each
+    files.close_all()
+    segments = store.segment_paths(exp)
+    assert len(segments) >= 3
+    assert all(os.path.getsize(path) < 200 + 100 for _, path in segments)
+    assert _rows(exp) == {"t": list(range(1, 11))}
+
+
+def test_a_restore_cuts_the_store_back_to_the_snapshot_and_sets_the_rest_aside(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "SEGMENT_BYTES", 150)
+    exp = str(tmp_path)
+    files, trial = _one_trial_store(exp)
+    files.write(trial, _line("T", 1), b"")
+    files.flush()
+    position = files.position()  # what a snapshot taken now records
+    for i in range(2, 8):
+        files.write(trial, _line("T", i, pad="y" * 60), b"")
+        files.flush()
+    files.close_all()
+    assert len(store.segment_paths(exp)) > 2 and _rows(exp) == {"t": list(range(1, 8))}
+
+    restored = ExperimentResultFiles(exp)
+    restored.restore_position(position, "not-in-snapshot-0000000002")
+    assert _rows(exp) == {"t": [1]}
+    aside = os.path.join(exp, "not-in-snapshot-0000000002")
+    assert _rows(aside) == {"T": list(range(2, 8))}  # kept, under the trial's id (its trial line is in the snapshot)
+    restored.write(trial, _line("T", 2), b"")
+    restored.close_all()
+    assert _rows(exp) == {"t": [1, 2]}
+    # The new rows went to a segment numbered after every earlier one, the set-aside ones too.
+    assert store.segment_paths(exp)[-1][0] > max(i for i, _ in store.segment_paths(aside))
+
+
+def test_a_restore_right_after_a_restore_keeps_everything_the_first_kept(tmp_path):
+    exp = str(tmp_path)
+    files, trial = _one_trial_store(exp)
+    files.write(trial, _line("T", 1), b"")
+    files.flush()
+    position = files.position()
+    files.close_all()
+    again = ExperimentResultFiles(exp)
+    again.restore_position(position, "aside-1")
+    second_position = again.position()  # a snapshot before anything new was written
+    again.close_all()
+    ExperimentResultFiles(exp).restore_position(second_position, "aside-2")
+    assert _rows(exp) == {"t": [1]}
+
+
+def test_the_reader_skips_a_damaged_line_and_keeps_the_rest(tmp_path, caplog):
+    exp = str(tmp_path)
+    os.mkdir(os.path.join(exp, store.STORE_DIR))
+    first = os.path.join(exp, store.STORE_DIR, store.segment_name(1))
+    with open(first, "wb") as f:
+        f.write(store.trial_record("t_a", "A", '{"x": 1}'))
+        f.write(_line("A", 1))
+        f.write(b'{"trial_id": "A", "i": \n')  # torn, then more was written after it
+        f.write(b'{"i": 5}\n')  # a result without its trial
+        f.write(b'["keep", "t_a", -1]\n')  # not a record the store writes
+        f.write(b"[" * 300 + b"]" * 300 + b"\n")  # nested too deep for any reader
+        f.write(_line("A", 2))
+        f.write(b'{"trial_id": "A", "i": 3')  # an older segment's torn end
+    with open(os.path.join(exp, store.STORE_DIR, store.segment_name(2)), "wb") as f:
+        f.write(_line("A", 4))
+        f.write(b'{"trial_id": "A", "i": 5')  # the newest segment's torn end: a write in progress
+    with caplog.at_level(logging.WARNING):
+        assert _rows(exp) == {"t_a": [1, 2, 4]}
+    warned = sorted(r.getMessage() for r in caplog.records)
+    assert [m.split(", ")[1] for m in warned] == ["line 3", "line 4", "line 5", "line 6", "line 8"]
+    assert all(m.startswith(first) for m in warned)
+    assert "is not valid JSON" in warned[0] and "without a trial_id" in warned[1]
+    assert "nested more than 256 levels deep" in warned[3] and "is cut short" in warned[4]
+
+
+def test_no_store_reads_as_none(tmp_path):
+    assert store.read_store(str(tmp_path)) is None and not store.has_store(str(tmp_path))
+
+
+FULL_DISK_SCRIPT = textwrap.dedent("""
+    import json, os, resource, sys
+    from fasttune import _results_store as store
+    from fasttune.logger._experiment_results import ExperimentResultFiles
+
+    exp = sys.argv[1]
+    files = ExperimentResultFiles(exp)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    written = {"t0": 0, "t1": 0}
+    error = None
+    for i in range(1, 40):
+        for name in written:
+            trial = os.path.join(exp, name)
+            if i == 1:
+                files.init_trial(trial, {"name": name}, trial_id=name.upper())
+            line = json.dumps({"trial_id": name.upper(), "i": i, "pad": "p" * 60}) + "\\n"
+            files.write(trial, line.encode(), b"")
+        try:
+            files.flush()
+        except OSError as exc:
+            error = str(exc)
+            break
+        for name in written:
+            written[name] = i
+    files.write(os.path.join(exp, "t0"), b'{"trial_id": "T0", "i": 99}\\n', b"")  # after the failure: not written
+    files.wait()
+    print(json.dumps({"error": error, "written": written, "unwritten": sorted(files.unwritten_trial_dirs),
+                      "kept": {name: files.keep_whole_rows(os.path.join(exp, name)) for name in written}}))
+""")
+
+
+def test_a_full_disk_leaves_whole_batches_and_names_the_trials_that_lost_results(tmp_path):
+    exp = str(tmp_path / "exp")
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK_SCRIPT, exp], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["error"].startswith("Writing trial result files failed")
+    assert "File too large" in out["error"] and "Tuner.restore()" in out["error"]
+    written = out["written"]["t0"]
+    assert written == out["written"]["t1"] and written >= 5  # each flushed batch held both trials' rows
+    assert out["unwritten"] == sorted(os.path.join(exp, n) for n in ("t0", "t1"))
+    assert out["kept"] == {"t0": written, "t1": written}
+    # Only whole batches are there: every line parses, and each trial has the same rows.
+    [(_, segment)] = store.segment_paths(exp)
+    with open(segment, "rb") as f:
+        assert f.read().endswith(b"\n")
+    assert _rows(exp) == {"t0": list(range(1, written + 1)), "t1": list(range(1, written + 1))}
+
+
+def test_a_trial_in_the_store_reads_as_a_result_by_its_directory(tmp_path):
+    from fasttune.result import Result, trial_rows
+
+    exp = str(tmp_path)
+    files = ExperimentResultFiles(exp)
+    trial = os.path.join(exp, "t_a")
+    files.init_trial(trial, {"lr": 0.1}, trial_id="A")
+    files.write(trial, _line("A", 1, loss=2.0) + _line("A", 2, loss=1.0), b"")
+    files.close_all()
+    result = Result.from_path(trial)  # its directory was never made
+    assert result.metrics["loss"] == 1.0 and result.config == {"lr": 0.1} and result.path == trial
+    assert result.checkpoint is None and result.error is None
+    assert list(result.metrics_dataframe["i"]) == [1, 2]
+    assert [r["i"] for r in trial_rows(trial)] == [1, 2]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Result.from_path(os.path.join(exp, "t_other"))
