@@ -39,25 +39,26 @@ def never_stop(trial_id, result):
     return False
 
 
-def make_tuner(tmp, storage, seed, pad=LINE_BYTES - 600):
+def make_tuner(tmp, storage, seed, pad=LINE_BYTES - 600, results_store="per_trial"):
     space = dict(restore_testing.param_space(tmp, interrupt_after=-1), pad="p" * pad)
     return tune.Tuner(
         counting_trainable,
         param_space=space,
         tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=NUM_SAMPLES,
                                     search_alg=BasicVariantGenerator(random_state=seed)),
-        run_config=tune.RunConfig(name="full", storage_path=storage, verbose=0, stop=never_stop),
+        run_config=tune.RunConfig(name="full", storage_path=storage, verbose=0, stop=never_stop,
+                                  results_store=results_store),
     )
 
 
-def drive(address, tmp, storage, seed, limit_bytes):
+def drive(address, tmp, storage, seed, limit_bytes, results_store="per_trial"):
     """The driver process: run the sweep under the file-size limit; print what fit() raised."""
     import ray
 
     ray.init(address=address, log_to_driver=False, configure_logging=False)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
     try:
-        make_tuner(tmp, storage, seed).fit()
+        make_tuner(tmp, storage, seed, results_store=results_store).fit()
     except OSError as exc:
         print("FIT RAISED " + json.dumps({"type": type(exc).__name__, "message": str(exc)}))
         sys.exit(3)

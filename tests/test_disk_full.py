@@ -12,6 +12,7 @@ import pytest
 import fasttune as tune
 from fasttune.execution import _experiment_state as state
 from fasttune.logger._trial_files import TrialFiles
+from fasttune.result import trial_rows
 
 import disk_full_testing
 from restore_testing import ITERATIONS, CHECKPOINT_EVERY, counting_trainable, wait_until_other_jobs_have_no_live_actors
@@ -19,18 +20,31 @@ from restore_testing import ITERATIONS, CHECKPOINT_EVERY, counting_trainable, wa
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+def _rows_on_disk(trial_dir, results_store):
+    """The iterations of the trial's whole rows: its result.json, or its rows in the store."""
+    if results_store == "per_trial":
+        result_file = os.path.join(trial_dir, "result.json")
+        return disk_full_testing.whole_rows(result_file) if os.path.exists(result_file) else []
+    return [row["training_iteration"] for row in trial_rows(trial_dir)]
+
+
 @pytest.mark.ray
-def test_a_full_result_file_stops_the_sweep_once_and_restore_continues_exactly_once(ray_session, tmp_path):
+@pytest.mark.parametrize("results_store", ["per_trial", "experiment"])
+def test_a_full_result_file_stops_the_sweep_once_and_restore_continues_exactly_once(ray_session, tmp_path,
+                                                                                    results_store):
     tmp, storage = str(tmp_path / "work"), str(tmp_path / "results")
     os.makedirs(tmp)
     with open(os.path.join(tmp, "phase"), "w") as f:
         f.write("first")
-    # Between FULL_AFTER_ROWS and one more line of ~LINE_BYTES (lines vary by a few bytes).
-    limit = int((disk_full_testing.FULL_AFTER_ROWS + 0.5) * disk_full_testing.LINE_BYTES)
+    # Between FULL_AFTER_ROWS and one more line of ~LINE_BYTES (lines vary by a few bytes).  The
+    # store holds all trials' rows in one file, and their config lines (each with the pad):
+    # room for a few more, so that some trial reports its first checkpoint.
+    extra_rows = 0 if results_store == "per_trial" else 3
+    limit = int((disk_full_testing.FULL_AFTER_ROWS + extra_rows + 0.5) * disk_full_testing.LINE_BYTES)
     # Snapshots only at the first step and at the end: what a restore resumes from is the final one.
     env = dict(os.environ, FASTTUNE_GLOBAL_CHECKPOINT_S="100000",
                PYTHONPATH=os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")]))
-    args = json.dumps([ray_session.get_runtime_context().gcs_address, tmp, storage, 7, limit])
+    args = json.dumps([ray_session.get_runtime_context().gcs_address, tmp, storage, 7, limit, results_store])
     proc = subprocess.run([sys.executable, os.path.join(TESTS_DIR, "disk_full_testing.py"), args], env=env,
                           capture_output=True, text=True, timeout=240, start_new_session=True)
     wait_until_other_jobs_have_no_live_actors(ray_session)
@@ -41,7 +55,13 @@ def test_a_full_result_file_stops_the_sweep_once_and_restore_continues_exactly_o
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     raised = json.loads(proc.stdout.split("FIT RAISED ", 1)[1].splitlines()[0])
     assert raised["message"].startswith("Writing trial result files failed"), raised
-    assert "File too large: '" + path in raised["message"] and "result.json'" in raised["message"], raised
+    if results_store == "per_trial":
+        assert "File too large: '" + path in raised["message"] and "result.json'" in raised["message"], raised
+    else:
+        segment = os.path.join(path, "results", "000001.jsonl")
+        assert "File too large: '" + segment + "'" in raised["message"], raised
+        with open(segment, "rb") as f:
+            assert f.read().endswith(b"\n")  # whole batches only
     assert "Tuner.restore()" in raised["message"]
     # Told once: nothing logs it (or a failure of the final snapshot) again.
     assert "Writing trial result files failed" not in proc.stderr, proc.stderr[-3000:]
@@ -53,9 +73,8 @@ def test_a_full_result_file_stops_the_sweep_once_and_restore_continues_exactly_o
     assert len(before) == disk_full_testing.NUM_SAMPLES
     resumable = 0
     for trial in before.values():
-        result_file = os.path.join(trial.path, "result.json")
-        rows = disk_full_testing.whole_rows(result_file) if os.path.exists(result_file) else []
-        assert rows == list(range(1, len(rows) + 1)), result_file
+        rows = _rows_on_disk(trial.path, results_store)
+        assert rows == list(range(1, len(rows) + 1)), trial.path
         assert len(rows) <= disk_full_testing.FULL_AFTER_ROWS
         assert trial.status != "TERMINATED"  # none can have all its rows on disk
         for _, saved_with in trial.checkpoint_results:
@@ -67,8 +86,7 @@ def test_a_full_result_file_stops_the_sweep_once_and_restore_continues_exactly_o
 
     assert len(grid) == disk_full_testing.NUM_SAMPLES and grid.num_errors == 0
     for result in grid:
-        rows = disk_full_testing.whole_rows(os.path.join(result.path, "result.json"))
-        assert rows == list(range(1, ITERATIONS + 1)), result.path
+        assert _rows_on_disk(result.path, results_store) == list(range(1, ITERATIONS + 1)), result.path
     with open(os.path.join(tmp, "starts.log")) as f:
         restarted = {trial_id: int(start) for phase, trial_id, start in (line.split() for line in f)
                      if phase == "restore"}
