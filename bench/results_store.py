@@ -252,10 +252,6 @@ def render(report: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _int_list(text: str) -> List[int]:
-    return [int(t) for t in text.split(",") if t.strip()]
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--_child", help=argparse.SUPPRESS)
@@ -270,6 +266,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args._child:
         return _child_main(json.loads(args._child))
+    from bench.per_trial import _int_list
     from bench.sweeps import _git_rev, _loadavg, _spawn, write_report
 
     trial_counts, repeats = _int_list(args.trials), _int_list(args.repeats)
