@@ -395,10 +395,14 @@ class Result:
         return cls._from_rows(trial_dir, config, rows)
 
     @classmethod
-    def _from_rows(cls, trial_dir: str, config: Optional[Dict[str, Any]], rows: List[Dict[str, Any]]) -> "Result":
-        """The Result of the trial in ``trial_dir`` (which need not exist) with ``config``
-        and reported ``rows``: its error and checkpoints are read from the directory."""
+    def _from_rows(cls, trial_dir: str, config: Optional[Dict[str, Any]], rows: List[Dict[str, Any]],
+                   directory_exists: bool = True) -> "Result":
+        """The Result of the trial in ``trial_dir`` with ``config`` and reported ``rows``:
+        its error and checkpoints are read from the directory, unless the caller knows
+        there is none (``directory_exists=False``: no system call)."""
         metrics = rows[-1] if rows else {}  # as Ray Tune: scripts index metrics without checking
+        if not directory_exists:
+            return cls(metrics=metrics, checkpoint=None, error=None, path=trial_dir, _config=config)
 
         error = None
         error_path = os.path.join(trial_dir, ERROR_FILE)

@@ -176,21 +176,23 @@ class ResultGrid:
                 f"<storage_path>/<experiment name> of a finished or interrupted run."
             )
         results = {}
-        for name in os.listdir(exp):
+        names = set(os.listdir(exp))
+        for name in names:
             trial_dir = os.path.join(exp, name)
             if os.path.isfile(os.path.join(trial_dir, PARAMS_FILE)):
                 results[name] = Result.from_path(trial_dir, on_bad_line="warn")
-        # RunConfig(results_store="experiment"): the trials in the store (read once).
+        # RunConfig(results_store="experiment"): the trials in the store (read once); most
+        # have no directory.
         stored = read_store_cached(exp) or {}
+        from_store = {}
         for name, trial in stored.items():
             if name not in results:
-                results[name] = Result._from_rows(os.path.join(exp, name), trial.config, trial.rows)
-        grid = cls([results[name] for name in sorted(results)], exp, default_metric=default_metric,
-                   default_mode=default_mode)
-        for index, result in enumerate(grid._results):
-            trial = stored.get(os.path.basename(result.path))
-            if trial is not None and not os.path.isfile(os.path.join(result.path, RESULT_FILE)):
-                grid._history_cache[index] = trial.rows
+                results[name] = Result._from_rows(os.path.join(exp, name), trial.config, trial.rows,
+                                                  directory_exists=name in names)
+                from_store[name] = trial.rows
+        order = sorted(results)
+        grid = cls([results[name] for name in order], exp, default_metric=default_metric, default_mode=default_mode)
+        grid._history_cache.update((index, from_store[name]) for index, name in enumerate(order) if name in from_store)
         return grid
 
     @classmethod

@@ -175,11 +175,12 @@ def _snapshot_trials(experiment_path: str) -> Dict[str, Any]:
     return trials
 
 
-def _status(snapshot_status: Optional[str], trial_dir: str, rows: List[Dict[str, Any]]) -> str:
-    """The snapshot's status, unless the files show the trial has moved on since."""
+def _status(snapshot_status: Optional[str], trial_dir: Optional[str], rows: List[Dict[str, Any]]) -> str:
+    """The snapshot's status, unless the files show the trial has moved on since
+    (``trial_dir`` None: the trial has no directory)."""
     if snapshot_status in _TERMINAL:
         return snapshot_status
-    if os.path.isfile(os.path.join(trial_dir, ERROR_FILE)):
+    if trial_dir is not None and os.path.isfile(os.path.join(trial_dir, ERROR_FILE)):
         return "ERROR"
     if rows and rows[-1].get("done") is True:
         return "TERMINATED"
@@ -230,6 +231,7 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
     if _is_trial_dir(given) and not has_snapshot(given):
         only, experiment_path = given, os.path.dirname(given)
     names = sorted(os.listdir(experiment_path))
+    existing = set(names) if only is None else {os.path.basename(only)}
     trial_dirs = [os.path.join(experiment_path, n) for n in names if _is_trial_dir(os.path.join(experiment_path, n))]
     if only is not None:
         trial_dirs = [only]
@@ -245,8 +247,10 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
     trials = []
     for trial_dir in trial_dirs:
         known = snapshot.get(trial_dir)
+        name = os.path.basename(trial_dir)
+        exists = name in existing  # most trials of a store have no directory: no system call for them
         result_path = os.path.join(trial_dir, RESULT_FILE)
-        in_store = stored.get(os.path.basename(trial_dir)) if not os.path.isfile(result_path) else None
+        in_store = stored.get(name) if not (exists and os.path.isfile(result_path)) else None
         if in_store is not None:
             rows = in_store.rows
         else:
@@ -258,7 +262,7 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
             config = in_store.config
         if not isinstance(config, dict):
             config = known.config if known is not None else _read_params(trial_dir)
-        status = _status(known.status if known is not None else None, trial_dir, rows)
+        status = _status(known.status if known is not None else None, trial_dir if exists else None, rows)
         trials.append(TrialData(str(trial_id), status, trial_dir, config, rows))
     if only is None:
         # Trials the snapshot holds that have no directory yet (not started).
