@@ -658,6 +658,10 @@ class PopulationBasedTraining(FIFOScheduler):
                 return DecisionPoints.at(points)
         return DecisionPoints.every(math.gcd(math.gcd(first, step), anchor))
 
+    @property
+    def resumes_from_checkpoints(self) -> bool:
+        return True  # exploits continue from the donor's checkpoint; paused trials resume
+
     def pauses_for_waiting_trials(self, trial: "Trial") -> bool:
         # Asynchronous PBT pauses a trial at every perturbation point while others wait
         # (its decision points are those points, whatever its time_attr).

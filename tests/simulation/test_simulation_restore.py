@@ -42,7 +42,10 @@ class CtrlCAtResult(tune.Callback):
 
 
 def simulation(table, decision_overhead_s=0.0):
-    return Simulation(table, num_workers=3, write_results=True, decision_overhead_s=decision_overhead_s)
+    # Trials checkpoint where they report to the scheduler (ASHA's default has none: a
+    # restore would start the running trials over, see test_checkpoint_default.py).
+    return Simulation(table, num_workers=3, write_results=True, decision_overhead_s=decision_overhead_s,
+                      checkpoint_at="decision_points")
 
 
 def tune_config(table, scheduler, **kwargs):
