@@ -5,7 +5,6 @@ ASHA), where checkpoints would only cost time.  A value the user gives always wi
 the results are the same either way."""
 import json
 import os
-import signal
 
 import pytest
 
@@ -23,6 +22,7 @@ from fasttune.schedulers import (
 from fasttune.schedulers.pb2 import PB2
 from fasttune.search import BasicVariantGenerator
 from fasttune.simulation import Simulation, learning_curve_table, reference_trial_order
+from ctrl_c_testing import CtrlCAtResult
 from fasttune_testing import fit
 
 N_TRIALS = 12
@@ -95,22 +95,6 @@ def test_without_checkpoints_the_results_are_those_with_checkpoints(table, tmp_p
     assert histories(default) == histories(with_checkpoints)
     assert all(result.checkpoint is None for result in default)
     assert sum(result.checkpoint is not None for result in with_checkpoints) == N_TRIALS
-
-
-class CtrlCAtResult(tune.Callback):
-    def __init__(self, at):
-        self.at, self.seen = at, 0
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.seen += 1
-        if self.seen == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    def get_state(self):
-        return {"seen": self.seen}
-
-    def set_state(self, state):
-        self.seen = state["seen"]
 
 
 def test_a_restored_sweep_without_checkpoints_starts_the_running_trials_over(table, tmp_path):

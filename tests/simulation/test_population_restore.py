@@ -3,12 +3,12 @@ after any result and restored, it ends as the sweep never interrupted: the same 
 the same exploits (donors, new configs), the same results at the same simulated times.
 
 PBT and PB2 draw from Python's ``random`` and numpy's global generator, as Ray Tune's
-do (seeded here before each sweep); their saved state holds both generators, and the
-trials that were running when the snapshot was taken restart first."""
+do (seeded here before each sweep, and seeded otherwise before the restore): their saved
+state holds both generators (and PB2's GP seed).  The snapshot keeps the exploits a trial
+has not taken yet, and the trials a worker held restart before any other."""
 import json
 import os
 import random
-import signal
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ from fasttune.schedulers import PopulationBasedTraining
 from fasttune.schedulers.pb2 import PB2
 from fasttune.search import BasicVariantGenerator
 from fasttune.simulation import Simulation, learning_curve_table, reference_trial_order
+from ctrl_c_testing import CtrlCAtResult
 from fasttune_testing import fit
 
 MAX_T = 9
@@ -28,30 +29,16 @@ def table():
     return learning_curve_table(60, seed=0, n_epochs=MAX_T, match="nearest")
 
 
-class CtrlCAtResult(tune.Callback):
-    """Presses Ctrl-C once, when the sweep's ``at``-th result arrives (its count is kept
-    in the snapshot, so the restored sweep does not press it again)."""
-
-    def __init__(self, at):
-        self.at = at
-        self.seen = 0
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.seen += 1
-        if self.seen == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    def get_state(self):
-        return {"seen": self.seen}
-
-    def set_state(self, state):
-        self.seen = state["seen"]
-
-
 def pbt():
     # Values from lists draw from `random`; a domain resampled draws from numpy's generator.
     return PopulationBasedTraining(
         time_attr="training_iteration", perturbation_interval=2, resample_probability=0.5,
+        hyperparam_mutations={"lr": tune.loguniform(1e-4, 1e-1), "dropout": [0.0, 0.1, 0.2, 0.3, 0.4]})
+
+
+def pbt_synch():
+    return PopulationBasedTraining(
+        time_attr="training_iteration", perturbation_interval=2, resample_probability=0.5, synch=True,
         hyperparam_mutations={"lr": tune.loguniform(1e-4, 1e-1), "dropout": [0.0, 0.1, 0.2, 0.3, 0.4]})
 
 
@@ -60,7 +47,7 @@ def pb2():
                hyperparam_bounds={"lr": [1e-4, 1e-1], "dropout": [0.0, 0.5]})
 
 
-SCHEDULERS = {"pbt": (pbt, 8), "pb2": (pb2, 6)}
+SCHEDULERS = {"pbt": (pbt, 8), "pbt_synch": (pbt_synch, 8), "pb2": (pb2, 6)}
 
 
 def run(table, tmp_path, name, kind, callbacks=()):
@@ -94,7 +81,10 @@ def outcome(grid, experiment_path):
     return trials, policy
 
 
-@pytest.mark.parametrize("kind, at", [("pbt", 5), ("pbt", 17), ("pbt", 31), ("pb2", 14), ("pb2", 31)])
+# Points where each part of the saved state matters: the random generators (all), a reset
+# not taken yet (pbt 5), a trial held by a worker while PAUSED (pbt 31), PB2's GP seed (pb2 31).
+@pytest.mark.parametrize("kind, at", [("pbt", 5), ("pbt", 17), ("pbt", 31), ("pbt_synch", 20), ("pb2", 14),
+                                      ("pb2", 31)])
 def test_a_population_sweep_interrupted_and_restored_ends_as_if_never_interrupted(table, tmp_path, kind, at):
     whole = run(table, tmp_path, f"whole_{kind}", kind)
     expected = outcome(whole, os.path.join(tmp_path, f"whole_{kind}"))
