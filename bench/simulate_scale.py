@@ -7,7 +7,7 @@ Each size runs in a fresh process (peak RSS only grows within one): issue 19's w
 a larger table, ``learning_curve_table(N)`` (N configurations x 27 epochs), the first N rows
 of ``default_rng(seed).permutation(N)`` as the trials in that order, asynchronous ASHA on
 the reported ``epoch`` (grace 1, reduction factor 3, max_t 27), 4 virtual workers, no trial
-files (the simulation's default).  Reported per size: wall and driver-thread CPU seconds of
+files and no checkpoints (the simulation's defaults; ASHA never resumes a trial).  Reported per size: wall and driver-thread CPU seconds of
 ``fit()``, results, results/s and trials/s (over the wall time), CPU per trial, and peak RSS
 growth per trial (the process's peak after ``fit()`` less before it, the table built
 first).  Output: a table on stdout and ``bench/out/simulate-scale-latest.json`` (``--out``).
