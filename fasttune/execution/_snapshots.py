@@ -23,7 +23,7 @@ from fasttune._atomic import scratch_writes
 from fasttune._serialization import unpickled_in
 from fasttune.error import TuneError
 from fasttune.execution import _experiment_state as _state
-from fasttune.execution._trial_state import TrialState
+from fasttune.execution._trial_state import PendingReset, TrialState
 from fasttune.experiment.trial import Trial
 from fasttune.logger._trial_files import set_aside_unknown_trial_dirs
 from fasttune.schedulers.trial_scheduler import TrialScheduler, overrides
@@ -104,10 +104,14 @@ class SnapshotWriter:
         it, so its cost counts what the caller did first)."""
         records = self.records
         packed = []
+        resets = {}
         for row, trial in enumerate(trials):
             record = records[row]
-            if record is None:
+            if record is None:  # a live trial (or one just ended)
                 record = self._pack(row, trial, states, checkpoint_rows, table)
+                reset = _pending_reset(trial, states.get(trial.trial_id), self.experiment_path)
+                if reset is not None:
+                    resets[trial.trial_id] = reset
             packed.append(record)
         state = {
             "format": _state.FORMAT_VERSION,
@@ -127,6 +131,7 @@ class SnapshotWriter:
             "callbacks": policies.callbacks.get_state(),
             # Where the experiment-level results store ends (None: per-trial files).
             "results_store": results_position,
+            "pending_resets": resets,
         }
         if not self.seq:
             # An earlier run under the same name left snapshots: this run's come after
@@ -267,6 +272,7 @@ class RestoredExperiment:
         self.states: Dict[str, TrialState] = {}  # of the trials that may still change
         self.unassigned: Dict[str, Trial] = {}  # PENDING trials, in row order
         self.ended: List[Trial] = []  # unfinished trials the restore itself ended
+        self.held: List[Trial] = []  # live trials a worker held at the snapshot, by row
         self.elapsed_s = 0.0
         self.iteration = 0
         self.pickled: List[str] = []  # what was unpickled, for the caller to tell
@@ -301,11 +307,15 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     writer.records = [None] * len(records)
     writer.sources = []
     writer.dirnames = list(state["dirnames"])
-    for row in np.flatnonzero(table.column("worker_slot") >= 0).tolist():
+    held = np.flatnonzero(table.column("worker_slot") >= 0).tolist()
+    for row in held:
         table.set_worker_slot(row, -1)  # no worker of the interrupted run holds a trial now
     cache: Dict[Any, Any] = {}  # what the restored trials share (see _state.decode_trial)
     for row, record in enumerate(records):
         _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints, files)
+    pausing = _restore_pending_resets(state.get("pending_resets") or {}, restored, checkpoints, experiment_path)
+    restored.held = [trial for trial in (restored.trials[row] for row in held)
+                     if not trial.is_finished() and trial.trial_id not in pausing]
     folder = f"not-in-snapshot-{writer.seq:010d}"
     files.restore_position(state.get("results_store"), folder)
     moved = set_aside_unknown_trial_dirs(
@@ -327,6 +337,46 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
         "Restored %d trials from %s: %d to run, %d paused, %d terminated, %d errored.",
         len(records), path, counts[core.PENDING], counts[core.PAUSED], counts[core.TERMINATED], counts[core.ERROR])
     return restored
+
+
+def _pending_reset(trial: Trial, state: Optional[TrialState], experiment_path: str) -> Optional[List[Any]]:
+    """The reset (PBT's exploit) ``trial`` has not taken yet, as plain data: the one to
+    carry out when it next starts (a copy not confirmed yet is redone), and whether the
+    trial is being paused for it (RUNNING with a reset to take when it starts: its pause
+    is on the way).  The checkpoint's path is kept relative to the experiment, which may
+    move."""
+    if state is None:
+        return None
+    reset = state.reset_on_start or state.reset_at_decision or state.cloning
+    if reset is None:
+        return None
+    source, relative = reset.source, False
+    if source is not None and source.startswith(experiment_path + os.sep):
+        source, relative = os.path.relpath(source, experiment_path), True
+    pausing = trial.status == Trial.RUNNING and state.reset_on_start is not None
+    return [reset.config, reset.tag, source, relative, reset.result, reset.foreign, pausing]
+
+
+def _restore_pending_resets(saved: Dict[str, List[Any]], restored: "RestoredExperiment", checkpoints: Any,
+                            experiment_path: str) -> List[str]:
+    """Give the live trials back the resets they had not taken: each is carried out when
+    its trial next starts, as it would have been without the interrupt.  A trial that was
+    being paused for its reset is PAUSED, as it was about to be: their ids are returned."""
+    paused = []
+    for trial_id, (config, tag, source, relative, result, foreign, pausing) in saved.items():
+        state = restored.states.get(trial_id)
+        trial = restored.by_id.get(trial_id)
+        if state is None or trial is None or trial.is_finished():
+            continue
+        if relative:
+            source = os.path.join(experiment_path, source)
+        if foreign:
+            checkpoints.pin(source)  # as reset_trial pinned it: it is copied when the trial starts
+        state.reset_on_start = PendingReset(config, tag, source, dict(result), foreign)
+        if pausing and restored.unassigned.pop(trial_id, None) is not None:
+            trial.set_status(Trial.PAUSED)
+            paused.append(trial_id)
+    return paused
 
 
 def _restore_policies(state: Dict[str, Any], policies: Policies) -> List[str]:

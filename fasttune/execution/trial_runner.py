@@ -135,6 +135,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         # should wake when it is ready (see _next_trial_to_start).
         self._awaiting: Any = None
         self._fatal: Optional[BaseException] = None
+        # After a restore: the trials a worker held at the snapshot, started again before
+        # the scheduler chooses any other (the run never interrupted had them running on).
+        self._restart_first: List[Trial] = []
         self.results_processed = 0
         self._server_address = None if server_port is None else (server_host, server_port)
 
@@ -249,7 +252,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             return None
         if self._max_concurrent and self._table.held_count() >= self._max_concurrent:
             return None
-        trial = self._scheduler.choose_trial_to_run(self)
+        trial = self._held_at_snapshot() if self._restart_first else None
+        if trial is None:
+            trial = self._scheduler.choose_trial_to_run(self)
         if trial is None and not self._search_alg.is_finished():
             # Never waits: a searcher that makes its trials in the background answers
             # None until its suggestion is ready, and the step wakes for it.  Under a
@@ -263,6 +268,17 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         if trial is None or not self.trial_executor.has_resources_for_trial(trial, self._may_queue(trial)):
             return None
         return trial
+
+    def _held_at_snapshot(self) -> Optional[Trial]:
+        """The first restored trial that a worker held at the snapshot and that waits to
+        start again (those started or ended meanwhile leave the list)."""
+        waiting = self._restart_first
+        while waiting:
+            trial = waiting[0]
+            if trial.status in (Trial.PENDING, Trial.PAUSED) and not self.is_trial_held(trial):
+                return trial
+            waiting.pop(0)
+        return None
 
     def _end_late_suggestion(self) -> None:
         """Once stopping, a suggestion still being made becomes a trial that ends at once
@@ -535,6 +551,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._by_id.update(restored.by_id)
         self._states.update(restored.states)
         self._unassigned.update(restored.unassigned)
+        self._restart_first = list(restored.held)
         if overrides(self._scheduler, TrialScheduler, "on_trial_add"):
             for trial in self._trials:
                 self._scheduler.on_trial_add(self, trial)

@@ -316,7 +316,7 @@ def run_experiment(
     if simulation is not None:
         # Simulated time, in this process: no Ray.  The executor's state (its clock, the
         # checkpoints' fidelities, what was running) goes into the snapshots first of all.
-        executor = simulation.executor(time_budget_s)
+        executor = simulation.executor(time_budget_s, scheduler)
         callbacks = [simulation.state_callback(executor)] + list(callbacks or [])
     else:
         ensure_ray()

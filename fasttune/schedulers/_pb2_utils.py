@@ -60,6 +60,9 @@ class RewardChangeModel:
         lower, upper: ``(d,)`` bounds of the hyperparameters.
         random_state: None (numpy's global generator), an int seed, or a numpy
             ``RandomState``/``Generator``; seeds the GP optimizer's restarts.
+        gp_seed: the GP optimizer's seed itself, instead of one drawn from
+            ``random_state``: a model fitted again on the same data with the ``gp_seed``
+            it had is the same model.
 
     Example:
         >>> import numpy as np
@@ -72,7 +75,8 @@ class RewardChangeModel:
         True
     """
 
-    def __init__(self, X: Any, y: Any, lower: Any, upper: Any, random_state: Any = None) -> None:
+    def __init__(self, X: Any, y: Any, lower: Any, upper: Any, random_state: Any = None, *,
+                 gp_seed: Optional[int] = None) -> None:
         GaussianProcessRegressor, RBF, ConstantKernel, WhiteKernel, self._minimize = import_sklearn()
         self._regressor_cls = GaussianProcessRegressor
         X = np.asarray(X, dtype=float)
@@ -95,9 +99,9 @@ class RewardChangeModel:
             * RBF(length_scale=np.ones(Xn.shape[1]), length_scale_bounds=(1e-2, 1e2))
             + WhiteKernel(noise_level=0.1, noise_level_bounds=(1e-6, 1.0))
         )
-        rng = _generator(random_state)
+        self.gp_seed = _seed(_generator(random_state)) if gp_seed is None else int(gp_seed)
         self.gp = GaussianProcessRegressor(
-            kernel=kernel, alpha=1e-8, normalize_y=False, n_restarts_optimizer=2, random_state=_seed(rng)
+            kernel=kernel, alpha=1e-8, normalize_y=False, n_restarts_optimizer=2, random_state=self.gp_seed
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning at hyperparameter bounds

@@ -240,6 +240,10 @@ class AsyncHyperBandScheduler(TrialScheduler):
         return self._num_stopped
 
     # ---- the scheduler interface -------------------------------------------------------
+    @property
+    def resumes_from_checkpoints(self) -> bool:
+        return False  # it only stops trials
+
     def decision_points(self, trial: "Trial") -> DecisionPoints:
         """Rung milestones and ``max_t``: those iterations with
         ``time_attr="training_iteration"``, else the results where ``time_attr`` reaches them."""

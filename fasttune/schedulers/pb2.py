@@ -101,7 +101,8 @@ class PB2(PopulationBasedTraining):
     Values are floats unless the donor's value is an int (then rounded, within bounds).
     A hyperparameter missing from a trial's initial config is drawn uniformly from its
     bounds.  Randomness comes from numpy's global generator (``numpy.random.seed``) and,
-    for the choice of donor, Python's :mod:`random`.
+    for the choice of donor, Python's :mod:`random`; the saved state holds both, and the
+    seed of the fitted GP, so a restored sweep goes on exactly.
 
     Args:
         time_attr, metric, mode, perturbation_interval, quantile_fraction, log_config,
@@ -163,6 +164,9 @@ class PB2(PopulationBasedTraining):
         self._data_version = 0
         self._model: Optional[RewardChangeModel] = None
         self._model_version = -1
+        # The GP seed of the model fitted on data version _model_version (drawn from numpy's
+        # global generator): after a restore the model is fitted again with it, drawing nothing.
+        self._model_seed: Optional[int] = None
         self._max_time = -math.inf
         self._last_exploration_time = -math.inf
         self._current: List[np.ndarray] = []  # values chosen in this round
@@ -207,8 +211,9 @@ class PB2(PopulationBasedTraining):
         if self._model is None or self._model_version != self._data_version:
             X = np.array([x for x, _ in self._points])
             y = np.array([y for _, y in self._points])
-            self._model = RewardChangeModel(X, y, self._lower, self._upper)
-            self._model_version = self._data_version
+            seed = self._model_seed if self._model_version == self._data_version else None
+            self._model = RewardChangeModel(X, y, self._lower, self._upper, gp_seed=seed)
+            self._model_version, self._model_seed = self._data_version, self._model.gp_seed
         return self._model
 
     # ---- explore -----------------------------------------------------------------------
@@ -255,13 +260,19 @@ class PB2(PopulationBasedTraining):
             "max_time": self._max_time,
             "last_exploration_time": self._last_exploration_time,
             "current": list(self._current),
+            "model_version": self._model_version,
+            "model_seed": self._model_seed,
         }
 
     def _set_extra_state(self, extra: Dict[str, Any]) -> None:
         self._points = collections.deque(extra["points"], maxlen=_MAX_DATA_POINTS)
         self._previous = dict(extra["previous"])
         self._data_version = extra["data_version"]
-        self._model, self._model_version = None, -1
+        # The model is fitted again when next needed: with the seed it had, if the data
+        # did not change since (states saved before the seed was kept: a fresh one).
+        self._model = None
+        self._model_version = extra.get("model_version", -1)
+        self._model_seed = extra.get("model_seed")
         self._max_time = extra["max_time"]
         self._last_exploration_time = extra["last_exploration_time"]
         self._current = list(extra["current"])

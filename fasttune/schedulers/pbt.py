@@ -14,7 +14,9 @@ points costs O(1), whatever the population size.
 Randomness: exploit/explore decisions draw from Python's :mod:`random` module and
 resampling a search-space domain (``tune.uniform`` ...) draws from numpy's global
 generator, as in Ray Tune: seed both (``random.seed(s); numpy.random.seed(s)``) for a
-reproducible schedule.
+reproducible schedule.  The scheduler's saved state holds both generators' states (the
+mutation functions a user passes draw from them too, so a generator of its own would not
+cover them): a restored sweep draws what the sweep never interrupted would have drawn.
 
 How a config is mutated lives in :mod:`fasttune.schedulers._pbt_explore`; the replay of
 one trial's schedule, :class:`PopulationBasedTrainingReplay`, in
@@ -656,6 +658,10 @@ class PopulationBasedTraining(FIFOScheduler):
                 return DecisionPoints.at(points)
         return DecisionPoints.every(math.gcd(math.gcd(first, step), anchor))
 
+    @property
+    def resumes_from_checkpoints(self) -> bool:
+        return True  # exploits continue from the donor's checkpoint; paused trials resume
+
     def pauses_for_waiting_trials(self, trial: "Trial") -> bool:
         # Asynchronous PBT pauses a trial at every perturbation point while others wait
         # (its decision points are those points, whatever its time_attr).
@@ -722,6 +728,7 @@ class PopulationBasedTraining(FIFOScheduler):
             "num_perturbations": self._num_perturbations,
             "num_skipped": self._num_skipped,
             "extra": self._extra_state(),
+            "global_random": _global_random_state(),
         }
         dump_file(checkpoint_path, state)
 
@@ -747,6 +754,24 @@ class PopulationBasedTraining(FIFOScheduler):
             else:
                 self._apply_saved(idx, saved)
         self._set_extra_state(state["extra"])
+        if state.get("global_random") is not None:  # (absent from states saved before it was kept)
+            _set_global_random_state(state["global_random"])
+
+
+def _global_random_state() -> Dict[str, Any]:
+    """The states of Python's :mod:`random` and of numpy's global generator, as plain data
+    (the scheduler's saved state is msgpack)."""
+    version, internal, gauss_next = random.getstate()
+    _, key, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    return {"random": [version, list(internal), gauss_next],
+            "numpy": [key.tolist(), int(pos), int(has_gauss), float(cached_gaussian)]}
+
+
+def _set_global_random_state(saved: Dict[str, Any]) -> None:
+    version, internal, gauss_next = saved["random"]
+    random.setstate((version, tuple(internal), gauss_next))
+    key, pos, has_gauss, cached_gaussian = saved["numpy"]
+    np.random.set_state(("MT19937", np.array(key, dtype=np.uint32), pos, has_gauss, cached_gaussian))
 
 
 _SMALL_POPULATION = 256

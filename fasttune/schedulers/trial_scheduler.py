@@ -68,6 +68,14 @@ class TrialScheduler:
         """
         return False
 
+    @property
+    def resumes_from_checkpoints(self) -> bool:
+        """Whether a trial may go on from a checkpoint under this scheduler: paused and
+        resumed later (HyperBand's milestones, time-sharing), or continuing from another
+        trial's (PBT's exploit).  An executor for which checkpoints are optional (a
+        simulation's) keeps them only then.  The default, True, is always safe."""
+        return True
+
     def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         pass
 
@@ -106,6 +114,10 @@ class FIFOScheduler(TrialScheduler):
 
     def decision_points(self, trial: "Trial") -> DecisionPoints:
         return DecisionPoints.never()
+
+    @property
+    def resumes_from_checkpoints(self) -> bool:
+        return False  # it never pauses a trial
 
     def debug_string(self) -> str:
         return "Using FIFO scheduling algorithm."

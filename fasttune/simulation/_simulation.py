@@ -21,6 +21,9 @@ from fasttune.callback import Callback
 from fasttune.simulation._blackbox import Blackbox
 from fasttune.simulation._executor import CHECKPOINT_AT_DECISIONS, SimulatedExecutor
 
+# checkpoint_at's default: decided by the sweep's scheduler (see Simulation).
+CHECKPOINT_AT_AUTO = "auto"
+
 __all__ = ["Simulation"]
 
 
@@ -34,7 +37,13 @@ class Simulation:
         start_time: the simulated clock's start (seconds since the epoch), fixed so two
             runs are identical to the bit.
         checkpoint_at: where a trial checkpoints (its fidelity): ``"decision_points"``,
-            ``None`` or every ``n`` fidelities.
+            ``None`` or every ``n`` fidelities.  The default, ``"auto"``, is
+            ``"decision_points"`` under a scheduler that may resume a trial from a checkpoint
+            (its ``resumes_from_checkpoints``: HyperBand, BOHB's, median stopping, PBT, PB2,
+            and schedulers of your own unless they say otherwise) and ``None`` under one that
+            never does (FIFO, ASHA), where checkpoints would only cost time.  (A restored
+            sweep without checkpoints starts the trials that were running over, as a real
+            one does.)
         write_results: write each trial's files as a real run does (``params.json``,
             ``result.json``, ``progress.csv`` and the other default loggers' files), so that
             ``fasttune ls``/``plot``, ``ExperimentAnalysis`` and ``ResultGrid``'s whole-history
@@ -44,7 +53,7 @@ class Simulation:
     """
 
     def __init__(self, blackbox: Blackbox, num_workers: int = 1, *, decision_overhead_s: float = 0.0,
-                 start_time: float = 0.0, checkpoint_at: Any = CHECKPOINT_AT_DECISIONS,
+                 start_time: float = 0.0, checkpoint_at: Any = CHECKPOINT_AT_AUTO,
                  write_results: bool = False) -> None:
         self.blackbox = blackbox
         self.num_workers = num_workers
@@ -55,9 +64,29 @@ class Simulation:
         self.executor()  # bad settings fail here, not in fit()
         self.__name__ = "simulation"  # the trainable's name in trial names and the registry
 
-    def executor(self, time_budget_s: Optional[float] = None) -> SimulatedExecutor:
-        """A fresh executor for one ``fit()`` (``time_budget_s``: TuneConfig's)."""
-        return SimulatedExecutor(self.blackbox, time_budget_s=time_budget_s, **self._settings)
+    def executor(self, time_budget_s: Optional[float] = None, scheduler: Any = None) -> SimulatedExecutor:
+        """A fresh executor for one ``fit()`` (``time_budget_s`` and ``scheduler``: TuneConfig's)."""
+        settings = dict(self._settings, checkpoint_at=self.checkpoint_at_under(scheduler))
+        return SimulatedExecutor(self.blackbox, time_budget_s=time_budget_s, **settings)
+
+    def checkpoint_at_under(self, scheduler: Any) -> Any:
+        """Where trials checkpoint under ``scheduler`` (None: not known yet): the
+        ``checkpoint_at`` given, or for ``"auto"`` what the scheduler needs.
+
+        Example:
+            >>> from fasttune.schedulers import ASHAScheduler, HyperBandScheduler
+            >>> from fasttune.simulation import reference_asha_table
+            >>> simulation = Simulation(reference_asha_table())
+            >>> simulation.checkpoint_at_under(ASHAScheduler()), simulation.checkpoint_at_under(HyperBandScheduler())
+            (None, 'decision_points')
+        """
+        checkpoint_at = self._settings["checkpoint_at"]
+        if checkpoint_at != CHECKPOINT_AT_AUTO:
+            return checkpoint_at
+        # A scheduler that does not say may pause trials: it gets checkpoints.
+        if scheduler is None or getattr(scheduler, "resumes_from_checkpoints", True):
+            return CHECKPOINT_AT_DECISIONS
+        return None
 
     @staticmethod
     def state_callback(executor: SimulatedExecutor) -> Callback:

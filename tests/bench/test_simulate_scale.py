@@ -22,3 +22,10 @@ def test_the_command_runs_each_size_in_a_process_of_its_own(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert [row["trials"] for row in report["sizes"]] == [30, 90]
     assert "| 90 |" in capsys.readouterr().out
+
+
+def test_checkpoints_at_the_rungs_change_no_result():
+    without = run_size(60, seed=0, workers=4)  # ASHA's default: none
+    with_checkpoints = run_size(60, seed=0, workers=4, checkpoint_at="decision_points")
+    assert (with_checkpoints["results"], with_checkpoints["best_last_loss"]) == (without["results"],
+                                                                                without["best_last_loss"])

@@ -239,14 +239,17 @@ def test_a_restored_sweeps_recorder_goes_on_from_the_results_before_the_interrup
                                  scheduler=ASHAScheduler(time_attr="training_iteration", max_t=9, grace_period=1,
                                                          reduction_factor=3),
                                  search_alg=BasicVariantGenerator(random_state=0))
-        return fit(Simulation(table, num_workers=3), str(tmp_path), name=name, space=table.search_space,
-                   tune_config=config, callbacks=[recorder])
+        # Checkpoints where trials report to ASHA, so the restore goes on exactly (ASHA's
+        # default has none: the running trials would start over).
+        return fit(Simulation(table, num_workers=3, checkpoint_at="decision_points"), str(tmp_path), name=name,
+                   space=table.search_space, tune_config=config, callbacks=[recorder])
 
     whole = AnytimeRecorder(["loss"])
     sweep("whole", whole)
     sweep("cut", KeptRecorder(["loss"], at=12))
     RESTORED.clear()
-    tune.Tuner.restore(os.path.join(tmp_path, "cut"), trainable=Simulation(table, num_workers=3)).fit()
+    tune.Tuner.restore(os.path.join(tmp_path, "cut"),
+                       trainable=Simulation(table, num_workers=3, checkpoint_at="decision_points")).fit()
     [restored] = RESTORED
     assert restored.num_results == whole.num_results > 12
     for mine, theirs in zip(restored.columns(), whole.columns()):

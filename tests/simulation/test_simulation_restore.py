@@ -3,7 +3,6 @@ result and restored, it ends with the results of the sweep never interrupted: th
 histories, at the same simulated times, the same decisions, the same budget's end."""
 import json
 import os
-import signal
 
 import pytest
 
@@ -11,6 +10,7 @@ import fasttune as tune
 from fasttune.schedulers import ASHAScheduler, HyperBandScheduler
 from fasttune.search import BasicVariantGenerator
 from fasttune.simulation import Simulation, learning_curve_table, reference_trial_order
+from ctrl_c_testing import CtrlCAtResult
 from fasttune_testing import fit
 
 N_TRIALS = 16
@@ -21,28 +21,11 @@ def table():
     return learning_curve_table(60, seed=0, n_epochs=9)
 
 
-class CtrlCAtResult(tune.Callback):
-    """Presses Ctrl-C once, when the sweep's ``at``-th result arrives (its count is kept
-    in the snapshot, so the restored sweep does not press it again)."""
-
-    def __init__(self, at):
-        self.at = at
-        self.seen = 0
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.seen += 1
-        if self.seen == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    def get_state(self):
-        return {"seen": self.seen}
-
-    def set_state(self, state):
-        self.seen = state["seen"]
-
-
 def simulation(table, decision_overhead_s=0.0):
-    return Simulation(table, num_workers=3, write_results=True, decision_overhead_s=decision_overhead_s)
+    # Trials checkpoint where they report to the scheduler (ASHA's default has none: a
+    # restore would start the running trials over, see test_checkpoint_default.py).
+    return Simulation(table, num_workers=3, write_results=True, decision_overhead_s=decision_overhead_s,
+                      checkpoint_at="decision_points")
 
 
 def tune_config(table, scheduler, **kwargs):
