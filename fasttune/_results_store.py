@@ -53,11 +53,35 @@ STORE_DIR = "results"
 #: uploaded whole, so the one being written stays small.
 SEGMENT_BYTES = 16 * 1024 * 1024
 _SEGMENT = re.compile(r"^(\d{6,})\.jsonl$")
+#: A restore moves what its snapshot did not count into a folder named so (with the snapshot's number).
+SET_ASIDE_PREFIX = "not-in-snapshot-"
 
 
 def segment_name(index: int) -> str:
     """The file name of segment ``index`` (1, 2, ...)."""
     return f"{index:06d}.jsonl"
+
+
+def segment_number(name: str) -> Optional[int]:
+    """The number of the segment file called ``name`` (None: not a segment's name)."""
+    match = _SEGMENT.match(name)
+    return int(match.group(1)) if match else None
+
+
+def trial_dirnames(path: str) -> List[str]:
+    """The directory names the trial lines of the segment file at ``path`` name (lines
+    that are not whole trial lines are passed over)."""
+    names = []
+    with open(path, "rb") as f:
+        for line in f:
+            if line.startswith(b'["trial", '):
+                try:
+                    value = parse_json(line)
+                except ValueError:
+                    continue
+                if isinstance(value, list) and len(value) == 4 and isinstance(value[1], str):
+                    names.append(value[1])
+    return names
 
 
 def segment_paths(experiment_path: str) -> List[Tuple[int, str]]:
@@ -68,7 +92,8 @@ def segment_paths(experiment_path: str) -> List[Tuple[int, str]]:
         names = os.listdir(directory)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    found = [(int(m.group(1)), os.path.join(directory, name)) for name in names for m in [_SEGMENT.match(name)] if m]
+    found = [(number, os.path.join(directory, name)) for name in names for number in [segment_number(name)]
+             if number is not None]
     return sorted(found)
 
 

@@ -79,6 +79,11 @@ class Location:
         self.path = path.rstrip("/") or path
         self.uri = uri
 
+    def parent(self) -> "Location":
+        """The location of the directory this one is in."""
+        uri = parent_uri(self.uri) if is_uri(self.uri) else posixpath.dirname(self.uri.rstrip("/"))
+        return Location(self.filesystem, posixpath.dirname(self.path), uri)
+
     def join(self, *parts: str) -> "Location":
         """The location of ``parts`` below this one."""
         uri = join_uri(self.uri, *parts) if is_uri(self.uri) else posixpath.join(self.uri, *parts)

@@ -218,8 +218,12 @@ class RunConfig:
             (``ResultGrid.from_path``, ``ExperimentAnalysis``, ``fasttune ls/plot``
             and ``Tuner.restore`` read them), no default loggers are added, and a
             trial's directory is made only when something goes into it (a
-            checkpoint, ``error.txt``, captured output): trials then run in their
-            worker's working directory, as with ``RAY_CHDIR_TO_TRIAL_DIR=0``.
+            checkpoint, ``error.txt``, captured output, or the trial asking for it
+            with ``tune.get_context().get_trial_dir()``): trials then run in their
+            worker's working directory, as with ``RAY_CHDIR_TO_TRIAL_DIR=0``, and a
+            ``LoggerCallback`` of your own that writes into ``trial.path`` makes the
+            directory itself.  ``tune.run(resume=...)`` and ``Tuner.restore`` go on
+            in the layout the experiment was run with.
 
     Example:
         >>> import os

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from fasttune._json_nesting import MAX_JSON_NESTING, nested_deeper_than, parse_json  # noqa: F401 - re-exported
 from fasttune._optional import import_optional
-from fasttune._results_store import stored_trial
+from fasttune._results_store import STORE_DIR, segment_number, stored_trial
 from fasttune.checkpoint import Checkpoint, checkpoint_in_storage
 from fasttune.error import TuneError
 
@@ -377,6 +378,14 @@ class Result:
 
         location = storage.resolve(path, storage_filesystem)
         if location is not None:
+            names = storage.list_names(location)
+            if PARAMS_FILE not in names and RESULT_FILE not in names:
+                experiment = location.parent()  # a trial of a results store: copy the experiment
+                if any(segment_number(name) for name in storage.list_names(experiment.join(STORE_DIR))):
+                    local_experiment = storage.local_copy(experiment)
+                    local = os.path.join(local_experiment, posixpath.basename(location.path))
+                    return point_into_storage(cls.from_path(local, on_bad_line=on_bad_line), local_experiment,
+                                              experiment)
             local = storage.local_copy(location)
             return point_into_storage(cls.from_path(local, on_bad_line=on_bad_line), local, location)
         trial_dir = os.path.abspath(os.fsdecode(os.fspath(path)))

@@ -344,6 +344,19 @@ def test_tune_run_resume_continues_an_interrupted_experiment(killed_experiment, 
         assert _iterations(trial.path) == list(range(1, ITERATIONS + 1))
 
 
+def test_tune_run_resume_of_a_store_experiment_goes_on_in_its_store(ray_session, tmp_path):
+    """tune.run has no results_store: resuming reads the layout from the experiment."""
+    tmp, path, proc = _interrupted_run(ray_session, tmp_path, 32, 90, "SIGKILL", results_store="experiment")
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    analysis = tune.run(counting_trainable, name=os.path.basename(path), storage_path=os.path.dirname(path),
+                        config=restore_testing.param_space(tmp, 0), num_samples=NUM_SAMPLES, metric="loss",
+                        mode="min", verbose=0, resume="AUTO")
+    assert len(analysis.trials) == NUM_SAMPLES
+    for trial in analysis.trials:
+        assert not os.path.exists(os.path.join(trial.path, "result.json"))
+        assert _iterations(trial.path) == list(range(1, ITERATIONS + 1))
+
+
 def test_tune_run_resume_true_without_an_experiment_names_the_fix(ray_session, tmp_path):
     with pytest.raises(tune.TuneError, match="found no experiment to resume.*resume='AUTO'"):
         tune.run(_n_trainable, name="none", storage_path=str(tmp_path), config={"n": 1}, resume=True, verbose=0)

@@ -25,6 +25,7 @@ from fasttune.error import TuneError
 from fasttune.execution import _experiment_state as _state
 from fasttune.execution._trial_state import PendingReset, TrialState
 from fasttune.experiment.trial import Trial
+from fasttune._results_store import SET_ASIDE_PREFIX
 from fasttune.logger._trial_files import set_aside_unknown_trial_dirs
 from fasttune.schedulers.trial_scheduler import TrialScheduler, overrides
 from fasttune.search.search_algorithm import SearchAlgorithm
@@ -316,10 +317,10 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     pausing = _restore_pending_resets(state.get("pending_resets") or {}, restored, checkpoints, experiment_path)
     restored.held = [trial for trial in (restored.trials[row] for row in held)
                      if not trial.is_finished() and trial.trial_id not in pausing]
-    folder = f"not-in-snapshot-{writer.seq:010d}"
-    files.restore_position(state.get("results_store"), folder)
+    folder = f"{SET_ASIDE_PREFIX}{writer.seq:010d}"
+    cut_off = files.restore_position(state.get("results_store"), folder)
     moved = set_aside_unknown_trial_dirs(
-        experiment_path, [os.path.join(experiment_path, name) for name in writer.dirnames], folder)
+        experiment_path, [os.path.join(experiment_path, name) for name in writer.dirnames], folder, also=cut_off)
     for name in moved:
         # In storage the directory stays where it was: its checkpoints go, so that a trial made
         # again under that name never mixes its files with theirs (locally: nothing left there).

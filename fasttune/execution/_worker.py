@@ -424,8 +424,8 @@ class TrialWorker:
         )
         run.log_files = spec.get("log_to_file")
         try:
-            if trial_dir and not spec.get("trial_dir_on_demand"):
-                if not os.path.isdir(trial_dir):  # one stat when it exists
+            if trial_dir:
+                if not spec.get("trial_dir_on_demand") and not os.path.isdir(trial_dir):  # one stat when it exists
                     os.makedirs(trial_dir, exist_ok=True)
                 self._cwd_back = _enter_trial_dir(spec, trial_dir)
             if run.log_files:
@@ -514,9 +514,10 @@ class TrialWorker:
             running.stop()
         back = None
         try:
-            if owner_dir and not owner.spec.get("trial_dir_on_demand"):
+            if owner_dir:
                 local = self._places.trial_dir(owner_dir)
-                if not os.path.isdir(local):  # in storage: the node's copy went when its segment ended
+                # In storage the node's copy went when its segment ended.
+                if not owner.spec.get("trial_dir_on_demand") and not os.path.isdir(local):
                     os.makedirs(local, exist_ok=True)
                 back = _enter_trial_dir(owner.spec, local)
             if owner.log_files:
@@ -731,7 +732,11 @@ class _Unloadable:
 
 def _enter_trial_dir(spec: Dict[str, Any], local_dir: str) -> Optional[str]:
     """Move into the trial's directory on this node unless ``RAY_CHDIR_TO_TRIAL_DIR`` (the
-    driver's, carried in the spec, else this process's) is 0; where to go back to."""
+    driver's, carried in the spec, else this process's) is 0, or the directory is made
+    only on demand (``RunConfig(results_store="experiment")``: trials stay where the worker
+    is, as with 0); where to go back to."""
+    if spec.get("trial_dir_on_demand"):
+        return enter_trial_dir(local_dir, "0")  # it sets TUNE_ORIG_WORKING_DIR all the same
     return enter_trial_dir(local_dir, spec.get("chdir_to_trial_dir", os.environ.get(RAY_CHDIR_TO_TRIAL_DIR)))
 
 

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from fasttune import _storage as storage
 from fasttune._progress import ProgressDriver
+from fasttune._results_store import has_store
 from fasttune.config import RunConfig
 from fasttune.error import TuneError
 from fasttune.execution.ray_trial_executor import RayTrialExecutor
@@ -323,15 +324,17 @@ def run_experiment(
         executor = RayTrialExecutor(reuse_actors=True if reuse_actors is None else bool(reuse_actors),
                                     storage=experiment.storage)
     executor.register_trainable(experiment.trainable_name, experiment.trainable)
+    if resume_config is not None and has_store(experiment.path):
+        results_store = "experiment"  # as it was run (tune.run(resume=...) does not say)
     if simulation is not None and not simulation.write_results:
         # A simulation writes no trial files unless asked: no default loggers either.
+        callbacks = list(callbacks or []) + callbacks_from_env()
         _refuse_file_loggers(callbacks, "this Simulation writes none: pass Simulation(..., write_results=True) "
                                         "to have each trial's files")
-        callbacks = list(callbacks or []) + callbacks_from_env()
     elif results_store == "experiment":
+        callbacks = list(callbacks or []) + callbacks_from_env()
         _refuse_file_loggers(callbacks, "RunConfig(results_store='experiment') keeps all trials' results in one "
                                         "store instead: leave results_store at 'per_trial' for per-trial files")
-        callbacks = list(callbacks or []) + callbacks_from_env()
     else:
         callbacks = with_default_loggers(callbacks)
     runner = TrialRunner(

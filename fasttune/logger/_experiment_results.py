@@ -27,6 +27,8 @@ import shutil
 from typing import Any, Dict, List, Optional
 
 from fasttune import _results_store as store
+from fasttune._storage import list_names
+from fasttune.error import TuneError
 from fasttune.logger._append import append_whole
 from fasttune.logger._trial_files import TrialFiles, config_to_json
 
@@ -46,9 +48,15 @@ class ExperimentResultFiles(TrialFiles):
         self._pending: List[bytes] = []
         self._pending_trials: List[str] = []
         self._segment: Any = None  # the open segment, once written to
-        self._index = 0  # the segment written last (0: none yet in this run)
-        self._size = 0  # its length
+        # The segment written last: none yet in this run, so the next one is numbered after
+        # every segment there is (in storage too: a fresh run's staging copy starts empty).
+        self._index = self._size = 0  # and its length
+        self._end_after_every_segment()
         self._row_counts: Optional[Dict[str, int]] = None  # after a failed write, read back once
+        # The writer's own: staged "keep" lines, and those a failed write lost (the rows they
+        # dropped are still in the store, so the counts after a failure must drop them too).
+        self._pending_keeps: List[tuple] = []
+        self._lost_keeps: List[tuple] = []
 
     # ---- the runner's calls ----------------------------------------------------------------
     def init_trial(self, trial_dir: str, config: Dict[str, Any], trial_id: Optional[str] = None) -> None:
@@ -74,7 +82,12 @@ class ExperimentResultFiles(TrialFiles):
         if self._row_counts is None:
             stored = store.read_store(os.path.dirname(self._directory)) or {}
             self._row_counts = {name: len(t.rows) for name, t in stored.items()}
-        return self._row_counts.get(os.path.basename(trial_dir), 0)
+        name = os.path.basename(trial_dir)
+        count = self._row_counts.get(name, 0)
+        for dirname, rows in self._lost_keeps:  # every result after a lost keep was lost too
+            if dirname == name:
+                count = min(count, rows)
+        return count
 
     def has_params(self, trial_dir: str) -> bool:
         # A restarted trial's config line is written again: a lost write cannot drop it.
@@ -84,37 +97,69 @@ class ExperimentResultFiles(TrialFiles):
         """Where the store ends (segment, length), for a snapshot: call after ``flush()``."""
         return [self._index, self._size]
 
-    def restore_position(self, position: Optional[List[int]], aside: str) -> None:
+    def restore_position(self, position: Optional[List[int]], aside: str) -> List[str]:
         """Cut the store back to ``position`` (what a snapshot counted), moving what came
         after it into the folder ``aside`` of the experiment; later writes begin a new
-        segment.  ``None``: the snapshot predates any store (nothing to keep)."""
+        segment.  ``None``: the snapshot predates any store (nothing to keep).  Returns the
+        directory names of the trials the part cut off names: the snapshot may not know
+        them, and their directories (an ``error.txt``, captured output) must not pass to the
+        trials made again under those names."""
         index, size = (int(position[0]), int(position[1])) if position else (0, 0)
         experiment_path = os.path.dirname(self._directory)
         set_aside = os.path.join(experiment_path, aside, store.STORE_DIR)
-        highest = 0
+        cut_off: List[str] = []
         for each, path in store.segment_paths(experiment_path):
-            highest = max(highest, each)
             if each < index:
                 continue
             length = os.path.getsize(path)
             if each == index and length <= size:
                 continue
             os.makedirs(set_aside, exist_ok=True)
+            kept_as = os.path.join(set_aside, os.path.basename(path))
             if each == index:
                 with open(path, "r+b") as f:
                     f.seek(size)
-                    with open(os.path.join(set_aside, os.path.basename(path)), "wb") as tail:
+                    with open(kept_as, "wb") as tail:
                         shutil.copyfileobj(f, tail)
                     f.truncate(size)
                     os.fsync(f.fileno())
             else:
-                os.replace(path, os.path.join(set_aside, os.path.basename(path)))
+                os.replace(path, kept_as)
                 self._forget_in_storage(path)
-        # Never a name used before (storage may still hold a file under it); until the next
-        # write, the store ends where the newest kept segment does.
-        self._index = highest
+            cut_off.extend(store.trial_dirnames(kept_as))
+        self._end_after_every_segment()
+        return cut_off
+
+    def _end_after_every_segment(self) -> None:
+        """Until the next write, the store ends where its newest segment here does (what a
+        snapshot taken before then records); that write begins a segment numbered after
+        every one there has been, set aside by a restore or in storage, so no name is used twice."""
+        highest = self._highest_segment_anywhere()
         newest = os.path.join(self._directory, store.segment_name(highest))
+        self._index = highest
         self._size = os.path.getsize(newest) if highest and os.path.exists(newest) else 0
+
+    def _highest_segment_anywhere(self) -> int:
+        """The highest segment number the experiment has used: here, set aside by a restore,
+        or in storage."""
+        experiment_path = os.path.dirname(self._directory)
+        numbers = [i for i, _ in store.segment_paths(experiment_path)]
+        try:
+            folders = [n for n in os.listdir(experiment_path) if n.startswith(store.SET_ASIDE_PREFIX)]
+        except FileNotFoundError:
+            folders = []
+        for folder in folders:
+            numbers.extend(i for i, _ in store.segment_paths(os.path.join(experiment_path, folder)))
+        if self._storage_sync is not None:
+            kept = self._storage_sync.storage
+            try:
+                names = list_names(kept.location.join(store.STORE_DIR))
+            except (OSError, TuneError) as exc:
+                logger.warning("Could not list the results store in %s (%s); this run's segments are numbered "
+                               "after the local ones only.", kept.location.uri, exc)
+                names = []
+            numbers.extend(store.segment_number(name) or 0 for name in names)
+        return max(numbers, default=0)
 
     def _forget_in_storage(self, local_path: str) -> None:
         if self._storage_sync is None:
@@ -144,16 +189,18 @@ class ExperimentResultFiles(TrialFiles):
 
     def _stage_keep(self, dirname: str, rows: int) -> None:
         self._pending.append(store.keep_record(dirname, rows))
+        self._pending_keeps.append((dirname, rows))
 
     def _commit(self) -> None:
         """One append of everything the batch staged (a full disk leaves none of it, and
         no later batch is written, so no trial's history gets a hole)."""
         if not self._pending:
             return
-        data, trials = b"".join(self._pending), self._pending_trials
-        self._pending, self._pending_trials = [], []
+        data, trials, keeps = b"".join(self._pending), self._pending_trials, self._pending_keeps
+        self._pending, self._pending_trials, self._pending_keeps = [], [], []
         if self._results_failed:
             self.unwritten_trial_dirs.update(trials)
+            self._lost_keeps.extend(keeps)
             return
         try:
             if self._segment is None:
@@ -162,6 +209,7 @@ class ExperimentResultFiles(TrialFiles):
         except BaseException:
             self._results_failed = True
             self.unwritten_trial_dirs.update(trials)
+            self._lost_keeps.extend(keeps)
             raise
         self._size += len(data)
         if self._size >= store.SEGMENT_BYTES:
@@ -169,8 +217,6 @@ class ExperimentResultFiles(TrialFiles):
             self._segment = None
 
     def _open_next_segment(self) -> None:
-        if self._index == 0:  # a fresh run after an earlier one under this name: after its segments
-            self._index = max((i for i, _ in store.segment_paths(os.path.dirname(self._directory))), default=0)
         os.makedirs(self._directory, exist_ok=True)
         path = os.path.join(self._directory, store.segment_name(self._index + 1))
         self._segment = open(path, "ab", buffering=0)

@@ -138,9 +138,10 @@ class TrialFiles:
         (each trial's rows are counted in its record)."""
         return None
 
-    def restore_position(self, position: Any, aside: str) -> None:
+    def restore_position(self, position: Any, aside: str) -> List[str]:
         """Go back to a snapshot's :meth:`position`: per-trial files are rewound trial by
-        trial instead."""
+        trial instead (no trial directory to name)."""
+        return []
 
     def flush(self) -> None:
         """Return once every file operation handed over so far is done.
@@ -403,22 +404,27 @@ def _prune_checkpoints(trial_dir: str, keep: frozenset) -> None:
             shutil.rmtree(os.path.join(trial_dir, name), ignore_errors=True)
 
 
-def set_aside_unknown_trial_dirs(experiment_path: str, known: Iterable[str], folder: str) -> List[str]:
+def set_aside_unknown_trial_dirs(experiment_path: str, known: Iterable[str], folder: str,
+                                 also: Iterable[str] = ()) -> List[str]:
     """Move trial directories the experiment does not know (not in ``known``) into
-    ``experiment_path/folder``; returns their names.
+    ``experiment_path/folder``; returns their names.  A directory is a trial's when it
+    holds a trial file or checkpoint, or when ``also`` names it (the results store's trials
+    cut off by the restore: theirs may hold only an ``error.txt`` or captured output).
 
     A driver killed after its last snapshot may have made trials that snapshot does not
     hold.  A restored run makes its new trials afresh (with the same ids, and with the
     same configs when the searcher is seeded), so those directories would mix an old
     run's results with the new one's; set aside, they keep what was reported."""
     known = set(known)  # absolute, as trial paths are
+    also = set(also)
     moved: List[str] = []
     for name in sorted(os.listdir(experiment_path)):
         path = os.path.join(experiment_path, name)
         if path in known or name == folder or not os.path.isdir(path):
             continue
         entries = os.listdir(path)
-        if not any(e in (PARAMS_FILE, RESULT_FILE, PROGRESS_FILE) or e.startswith("checkpoint_") for e in entries):
+        if name not in also and not any(
+                e in (PARAMS_FILE, RESULT_FILE, PROGRESS_FILE) or e.startswith("checkpoint_") for e in entries):
             continue  # not a trial directory
         os.makedirs(os.path.join(experiment_path, folder), exist_ok=True)
         os.replace(path, os.path.join(experiment_path, folder, name))

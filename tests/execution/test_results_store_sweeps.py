@@ -27,7 +27,8 @@ def trainable(config):
         if config["x"] == 1 and step == 5 and not os.path.exists(config["marker"]):
             open(config["marker"], "w").close()
             raise RuntimeError("x=1 fails once before step 5")
-        metrics = {"step": step, "loss": 10 * config["x"] + 1 / step, "cwd": os.getcwd()}
+        metrics = {"step": step, "loss": 10 * config["x"] + 1 / step, "cwd": os.getcwd(),
+                   "orig": os.environ.get("TUNE_ORIG_WORKING_DIR")}
         if config["x"] == 1 and step % 2 == 1:
             import tempfile
 
@@ -83,6 +84,7 @@ def test_each_result_is_in_the_store_once_and_only_trials_that_need_one_have_a_d
     assert "results" in entries and not any(e.startswith(("events", "params", "progress")) for e in entries)
     # Trials ran in their worker's directory, not in a trial directory.
     assert {row["cwd"] for t in stored.values() for row in t.rows}.isdisjoint(r.path for r in grid)
+    assert all(row["orig"] == row["cwd"] for t in stored.values() for row in t.rows)
 
 
 def test_fit_and_every_reader_show_the_same_histories(swept):

@@ -97,19 +97,31 @@ def test_a_restore_cuts_the_store_back_to_the_snapshot_and_sets_the_rest_aside(t
     assert store.segment_paths(exp)[-1][0] > max(i for i, _ in store.segment_paths(aside))
 
 
-def test_a_restore_right_after_a_restore_keeps_everything_the_first_kept(tmp_path):
+def test_a_second_restore_of_the_same_snapshot_cuts_what_the_restored_run_wrote_and_overwrites_nothing(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "SEGMENT_BYTES", 120)
     exp = str(tmp_path)
     files, trial = _one_trial_store(exp)
     files.write(trial, _line("T", 1), b"")
     files.flush()
     position = files.position()
+    for i in range(2, 6):  # after the first snapshot, over several segments
+        files.write(trial, _line("T", i, pad="a" * 60), b"")
+        files.flush()
     files.close_all()
-    again = ExperimentResultFiles(exp)
-    again.restore_position(position, "aside-1")
-    second_position = again.position()  # a snapshot before anything new was written
-    again.close_all()
-    ExperimentResultFiles(exp).restore_position(second_position, "aside-2")
+    restored = ExperimentResultFiles(exp)
+    aside = store.SET_ASIDE_PREFIX + "0000000002"  # both restores read the same snapshot
+    restored.restore_position(position, aside)
+    second_position = restored.position()  # the restored run's first snapshot, before it wrote anything
+    for i in (20, 30):  # what it wrote before it was interrupted too
+        restored.write(trial, _line("T", i, pad="b" * 60), b"")
+        restored.flush()
+    restored.close_all()
+
+    ExperimentResultFiles(exp).restore_position(second_position, aside)
     assert _rows(exp) == {"t": [1]}
+    # The restored run numbered its segments after the set-aside ones: nothing was written over.
+    assert _rows(os.path.join(exp, aside)) == {"T": [2, 3, 4, 5, 20, 30]}
 
 
 def test_the_reader_skips_a_damaged_line_and_keeps_the_rest(tmp_path, caplog):
@@ -207,3 +219,65 @@ def test_a_trial_in_the_store_reads_as_a_result_by_its_directory(tmp_path):
     assert [r["i"] for r in trial_rows(trial)] == [1, 2]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Result.from_path(os.path.join(exp, "t_other"))
+
+
+RESTART_ON_A_FULL_DISK_SCRIPT = textwrap.dedent("""
+    import json, os, resource, sys
+    from fasttune.logger._experiment_results import ExperimentResultFiles
+
+    exp = sys.argv[1]
+    files = ExperimentResultFiles(exp)
+    trial = os.path.join(exp, "t")
+    files.init_trial(trial, {}, trial_id="T")
+    line = lambda i: (json.dumps({"trial_id": "T", "i": i, "pad": "p" * 100}) + "\\n").encode()
+    for i in range(1, 6):
+        files.write(trial, line(i), b"")
+    files.flush()
+    [segment] = os.listdir(os.path.join(exp, "results"))
+    size = os.path.getsize(os.path.join(exp, "results", segment))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 50, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    files.rewind(trial, 3)  # restarted from a checkpoint that counts 3 results ...
+    files.write(trial, line(4) + line(5), b"")  # ... whose new results do not fit
+    try:
+        files.flush()
+    except OSError as exc:
+        error = str(exc)
+    print(json.dumps({"error": error, "kept": files.keep_whole_rows(trial)}))
+""")
+
+
+def test_a_restart_lost_to_a_full_disk_counts_only_the_rows_it_kept(tmp_path):
+    """The restart's keep line went with the batch that did not fit: the rows it dropped
+    are still in the store, but the trial keeps only the 3 its checkpoint counts (as the
+    per-trial layout, which cuts result.json at once)."""
+    exp = str(tmp_path / "exp")
+    proc = subprocess.run([sys.executable, "-c", RESTART_ON_A_FULL_DISK_SCRIPT, exp], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert "File too large" in out["error"] and out["kept"] == 3
+    assert _rows(exp) == {"t": [1, 2, 3, 4, 5]}  # the old run's 4 and 5, which the restored run reports again
+
+
+def test_a_restore_names_the_trials_it_cut_off_so_their_directories_are_set_aside(tmp_path):
+    from fasttune.logger._trial_files import set_aside_unknown_trial_dirs
+
+    exp = str(tmp_path)
+    files = ExperimentResultFiles(exp)
+    kept, lost = os.path.join(exp, "t_kept"), os.path.join(exp, "t_lost")
+    files.init_trial(kept, {}, trial_id="K")
+    files.write(kept, _line("K", 1), b"")
+    files.flush()
+    position = files.position()
+    files.init_trial(lost, {}, trial_id="L")  # made after the snapshot: the restore makes it again
+    files.write(lost, _line("L", 1), b"")
+    files.close_all()
+    os.makedirs(lost)
+    with open(os.path.join(lost, "error.txt"), "w") as f:
+        f.write("its first run failed")  # no trial file: only the store names it
+
+    cut_off = ExperimentResultFiles(exp).restore_position(position, "aside")
+    assert cut_off == ["t_lost"]
+    assert set_aside_unknown_trial_dirs(exp, [kept], "aside", also=cut_off) == ["t_lost"]
+    assert os.listdir(os.path.join(exp, "aside", "t_lost")) == ["error.txt"] and not os.path.exists(lost)
+    assert _rows(exp) == {"t_kept": [1]}

@@ -331,3 +331,18 @@ def test_a_restore_of_an_experiment_level_store_takes_what_the_snapshot_did_not_
     assert (stored / "results" / "000001.jsonl").read_bytes() == open(
         os.path.join(staged.staging, "results", "000001.jsonl"), "rb").read()
     assert [r["i"] for r in results_store.read_store(str(stored))["t"].rows] == [1]
+
+
+def test_a_fresh_run_under_the_name_of_one_in_storage_numbers_its_store_after_that_runs(kept):
+    """Its staging copy starts empty: the segments in storage must not be written over."""
+    from fasttune import _results_store as results_store
+    from fasttune.logger._experiment_results import ExperimentResultFiles
+
+    staged, handler, stored = kept
+    _write(str(stored / "results" / "000001.jsonl"), '["trial", "t_first", "F", {}]\n{"trial_id": "F", "i": 1}\n')
+    files = ExperimentResultFiles(staged.staging, storage_sync=StorageSync(staged, SyncConfig(sync_period=3600)))
+    trial = os.path.join(staged.staging, "t_second")
+    files.init_trial(trial, {}, trial_id="S")
+    files.write(trial, b'{"trial_id": "S", "i": 1}\n', b"")
+    files.close_all()
+    assert os.listdir(os.path.join(staged.staging, "results")) == ["000002.jsonl"]

@@ -249,6 +249,11 @@ def test_a_sweep_with_an_experiment_level_store_keeps_it_in_storage_and_restores
     for result in again:  # its checkpoints open from storage
         with result.checkpoint.as_directory() as local:
             assert open(os.path.join(local, "step")).read() == "6"
+    # One trial read by its URI: the store is in the experiment above it.
+    name = os.path.basename(grid[0].path)
+    one = tune.Result.from_path(storage.join_uri(grid.experiment_path, name))
+    assert one.metrics["score"] == grid[0].metrics["score"] and one.config == grid[0].config
+    assert one.checkpoint.path == grid_child(grid, name, "checkpoint_000002")
     capsys.readouterr()
     assert main(["ls", grid.experiment_path, "--format", "json", "--sort", "config/x"]) == 0
     assert [row["score"] for row in json.loads(capsys.readouterr().out)] == [x * ITERATIONS for x in X_VALUES]
