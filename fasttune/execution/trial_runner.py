@@ -310,6 +310,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             self._take_config(trial, state)
         reset, state.reset_on_start = state.reset_on_start, None
         if reset is not None:
+            if state.rewind_on_start:  # restored: what the killed run wrote after the snapshot goes
+                state.rewind_on_start = False
+                self._rewind(trial, trial.iteration, self._table.get_time_total(trial._row), trial.results_seen)
             fields = self._resets.spec_fields(trial, state, reset, self._rewind, self._decision_points)
             restore_path, iteration, time_total = fields["restore"], fields["iteration"], fields["time_total"]
         else:

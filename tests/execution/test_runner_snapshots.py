@@ -295,3 +295,36 @@ def test_a_policy_that_cannot_save_leaves_the_snapshot_going_with_one_warning(tm
     assert caplog.text.count("cannot save its state (ValueError: this one does not pickle)") == 1
     loaded, _ = state.load_latest(path)
     assert loaded["scheduler"] is None and len(loaded["trials"]) == 1
+
+
+def test_a_trial_with_a_pending_reset_the_killed_run_went_on_with_after_the_snapshot_is_cut_back(tmp_path):
+    """A PAUSED trial with PBT's exploit pending is in the snapshot with 2 results; the
+    killed run then resumed it and wrote a third.  The restored run carries the reset out
+    and keeps only the 2 the snapshot counts."""
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path)
+    runner.add_trial(runner.search_alg.next_trial())
+    trial = runner.get_trials()[0]
+    runner._start_trial(trial)  # its params.json
+    trial.set_status("RUNNING")
+    rows = ['{"loss": 0.5, "training_iteration": %d}\n' % i for i in (1, 2, 3)]
+    runner._files.flush()
+    with open(os.path.join(trial.path, "result.json"), "w") as f:
+        f.write(rows[0] + rows[1])
+    trial.results_seen = 2
+    runner.table.record_result(trial._row, 2, 1.0, 0.5)
+    runner._release(trial)
+    trial.set_status("PAUSED")
+    runner.reset_trial(trial, dict(trial.config, x=0.25), "exploited")
+    runner.checkpoint(force=True)
+    with open(os.path.join(trial.path, "result.json"), "a") as f:
+        f.write(rows[2])  # after the snapshot
+
+    resumed, _ = _runner(path)
+    resumed.resume()
+    again = resumed.get_trials()[0]
+    resumed._start_trial(again)
+    resumed._files.flush()
+    assert again.config["x"] == 0.25  # the reset was carried out
+    with open(os.path.join(trial.path, "result.json")) as f:
+        assert f.read() == rows[0] + rows[1]
