@@ -140,8 +140,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._callbacks_see_batches = self._callbacks.wants("on_trial_result_batch")
         # Several trials start in one step unless something counts steps (a callback's step
         # hooks) or the executor is deterministic (its events keep their one-per-step order).
-        self._starts_per_step = 1 if (self._search_inline or self._callbacks.wants("on_step_begin")
-                                      or self._callbacks.wants("on_step_end")) else _STARTS_PER_STEP
+        self._step_hooks = self._callbacks.wants("on_step_begin") or self._callbacks.wants("on_step_end")
+        self._starts_per_step = 1 if (self._search_inline or self._step_hooks) else _STARTS_PER_STEP
         # Tallies of the worker reply being handled, for the executor's hand-ahead depth.
         self._started_here: set = set()
         self._whole_trials = self._starved = 0
@@ -195,7 +195,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
 
             host, port = self._server_address
             self._server = TuneServer(self, port=port, host=host)
-        self._callbacks.call("on_step_begin", iteration=self._iteration, trials=self._trials)
+        if self._step_hooks:
+            self._callbacks.call("on_step_begin", iteration=self._iteration, trials=self._trials)
         if not self._stopping_all and self._time_budget_s is not None \
                 and self._clock.monotonic() - self._start_time >= self._time_budget_s:
             logger.info("Time budget of %.1fs reached; stopping all trials.", self._time_budget_s)
@@ -223,7 +224,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._iteration += 1
         self._files.check()  # a failed result write stops the sweep (then cleanup's snapshot)
         self.checkpoint()
-        self._callbacks.call("on_step_end", iteration=self._iteration, trials=self._trials)
+        if self._step_hooks:
+            self._callbacks.call("on_step_end", iteration=self._iteration, trials=self._trials)
         if self._fatal is not None:
             raise self._fatal
 
