@@ -401,23 +401,37 @@ def decode_events(reply: bytes) -> List[Any]:
         fasttune.execution._protocol.MalformedReply: ValueError: unknown worker event 'bogus' ...
     """
     try:
-        events = [_record(m, _EVENTS, "event") for m in msgpack.unpackb(reply, raw=False, strict_map_key=False)]
-        for event in events:
-            _check_event(event)
+        events = []
+        for message in msgpack.unpackb(reply, raw=False, strict_map_key=False):
+            # The common kinds straight to their record (a reply holds several per trial);
+            # anything else, malformed messages included, through _record.
+            kind = message[0] if type(message) is list and message else None
+            if kind == "results":
+                event = Results(*message[1:])
+                _check_results(event)
+            elif kind == "started":
+                event = Started(*message[1:])
+            elif kind == "done":
+                event = Ended(*message)
+            else:
+                event = _record(message, _EVENTS, "event")
+                if type(event) is Results:
+                    _check_results(event)
+            if type(event.trial_id) is not str:
+                raise TypeError(f"a {type(event).__name__} event names the trial {event.trial_id!r}, not a string id")
+            events.append(event)
     except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, the reply is unreadable
         raise MalformedReply(f"{type(exc).__name__}: {exc}") from exc
     return events
 
 
-def _check_event(event: Any) -> None:
-    # What the driver's handlers take on trust: a string trial id, and a Results event's
-    # fields in the shapes they index and count.
-    if not isinstance(event.trial_id, str):
-        raise TypeError(f"a {type(event).__name__} event names the trial {event.trial_id!r}, not a string id")
-    if isinstance(event, Results):
-        metrics, times, checkpoints = event.metrics, event.times, event.checkpoints
-        if not (isinstance(metrics, list) and all(type(m) is dict for m in metrics) and isinstance(times, bytes)
-                and len(times) == 8 * len(metrics) and isinstance(checkpoints, dict)
-                and all(type(i) is int and isinstance(name, str) for i, name in checkpoints.items())):
-            raise TypeError(f"the results event of trial {event.trial_id!r} does not have the form "
-                            "[metric dicts], float64 times (one per dict), {index: checkpoint name}")
+def _check_results(event: Results) -> None:
+    # What the driver's handlers take on trust (besides a string trial id, which
+    # decode_events checks for every event): a Results event's fields in the shapes they
+    # index and count.
+    metrics, times, checkpoints = event.metrics, event.times, event.checkpoints
+    if not (type(metrics) is list and type(times) is bytes and len(times) == 8 * len(metrics)
+            and type(checkpoints) is dict and all(type(m) is dict for m in metrics)
+            and (not checkpoints or all(type(i) is int and type(name) is str for i, name in checkpoints.items()))):
+        raise TypeError(f"the results event of trial {event.trial_id!r} does not have the form "
+                        "[metric dicts], float64 times (one per dict), {index: checkpoint name}")

@@ -17,7 +17,6 @@ import time
 from array import array
 from typing import Any, Dict, Optional
 
-from fasttune._flatten import flatten_dict
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
 from fasttune.execution import _protocol as protocol
@@ -115,7 +114,7 @@ class TrialEventHandlers:
                 self.trial_executor.pause_trial(trial)
 
     def _judge(self, trial: Trial, result: Dict[str, Any], decide: bool = True) -> str:
-        flat = flatten_dict(result)
+        flat = self._states[trial.trial_id].flatten_result(result)
         decision = TrialScheduler.CONTINUE
         if decide:
             if self._stopper is not None and self._stopper(trial.trial_id, result):

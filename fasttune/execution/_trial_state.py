@@ -4,9 +4,13 @@ slot, metrics), in one record rather than in dicts keyed by trial.
 """
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any, Dict, Optional
 
+from fasttune._flatten import flatten_dict
 from fasttune.logger._trial_files import config_to_json
+
+_STR_ONLY = {str}
 
 
 class PendingReset:
@@ -28,7 +32,8 @@ class TrialState:
     """What the runner keeps about one trial between events."""
 
     __slots__ = ("config_json", "config_source", "decision", "at_decision_point", "reset_at_decision", "reset_on_start",
-                 "cloning", "rewind_on_start", "prune_on_start", "queueable", "next_checkpoint_index")
+                 "cloning", "rewind_on_start", "prune_on_start", "queueable", "next_checkpoint_index",
+                 "flat_config_source", "flat_config")
 
     def __init__(self, queueable: bool = True) -> None:
         self.config_json: Optional[str] = None  # the config as result rows carry it; set at first start
@@ -46,6 +51,26 @@ class TrialState:
         self.prune_on_start = False
         self.queueable = queueable  # may wait in a busy worker's queue of next trials
         self.next_checkpoint_index: Optional[int] = None  # None: as many as it has
+        self.flat_config_source: Optional[Dict[str, Any]] = None  # the config flat_config flattens
+        self.flat_config: Dict[str, Any] = {}  # its "config/..." keys, as flatten_dict makes them
+
+    def flatten_result(self, result: Dict[str, Any]) -> Dict[str, Any]:
+        """``flatten_dict(result)`` (what schedulers and searchers judge), with the config's
+        part flattened once per config object: a result is its flat metrics plus the config
+        the runner put last, and flattening the config again at every result is most of
+        the cost."""
+        config = result.get("config")
+        if type(config) is not dict or not config or next(reversed(result)) != "config":
+            return flatten_dict(result)
+        flat = result.copy()
+        del flat["config"]
+        if any(map(isinstance, flat.values(), repeat(dict))) or set(map(type, flat)) != _STR_ONLY:
+            return flatten_dict(result)  # other nested values, or keys to make str: the general way
+        if config is not self.flat_config_source:
+            self.flat_config = flatten_dict(config, "/", "config")
+            self.flat_config_source = config
+        flat.update(self.flat_config)
+        return flat
 
     def take_config(self, config: Dict[str, Any]) -> bool:
         """Render ``config`` for the trial's result rows unless it is the object rendered

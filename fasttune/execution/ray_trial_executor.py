@@ -86,6 +86,10 @@ class RayTrialExecutor:
         self._trainables: Dict[str, Any] = {}
         self._remote_cls: Any = None
         self._feasible_shapes: set = set()
+        # _fits_letting_idle_go's answers by shape, valid while the pool's resources stay as
+        # they were (each change bumps _pool_epoch): asked twice per trial start otherwise.
+        self._pool_epoch = 0
+        self._fit_answers: Dict[Tuple[Any, ...], Tuple[int, bool]] = {}
         self._sys_path = [os.path.abspath(p or ".") for p in sys.path]
 
     # ---- resources -------------------------------------------------------------------
@@ -96,6 +100,7 @@ class RayTrialExecutor:
         if now - self._total_at > _RESOURCE_REFRESH_S or not self._total:
             self._total = {k: float(v) for k, v in ray.cluster_resources().items()}
             self._total_at = now
+            self._pool_epoch += 1
         return self._total
 
     def _fits(self, request: Dict[str, float]) -> bool:
@@ -123,14 +128,21 @@ class RayTrialExecutor:
         """Whether ``pgf``'s request fits once the idle workers of other shapes are let go
         (a trial whose resources changed needs a worker of its new shape; the pool's idle
         workers of its old one hold what it needs)."""
+        shape = pgf.shape_key()
+        known = self._fit_answers.get(shape)
+        if known is not None and known[0] == self._pool_epoch and (
+                time.monotonic() - self._total_at < (_RESOURCE_REFRESH_S if known[1] else _RESOURCE_RECHECK_S)):
+            return known[1]  # (until the cluster's resources are due to be looked at again)
         request = pgf.required_resources
-        if self._fits(request):
-            return True
-        freed: Dict[str, float] = {}
-        for worker in self._idle_of_other_shapes(pgf.shape_key()):
-            for key, value in worker.resources.items():
-                freed[key] = freed.get(key, 0.0) + value
-        return bool(freed) and self._fits_in(request, self._cluster_total(), freed)
+        fits = self._fits(request)
+        if not fits:
+            freed: Dict[str, float] = {}
+            for worker in self._idle_of_other_shapes(shape):
+                for key, value in worker.resources.items():
+                    freed[key] = freed.get(key, 0.0) + value
+            fits = bool(freed) and self._fits_in(request, self._cluster_total(), freed)
+        self._fit_answers[shape] = (self._pool_epoch, fits)
+        return fits
 
     def _let_idle_go_for(self, pgf: PlacementGroupFactory) -> None:
         """Let idle workers of other shapes go, oldest first, until ``pgf`` fits: only those
@@ -151,6 +163,7 @@ class RayTrialExecutor:
             leaving.append(worker)
         for worker in leaving:
             self._idle[worker.shape].remove(worker.slot)
+            self._pool_epoch += 1
         if leaving:
             self._release_instances(leaving)  # one wait for all their kept instances' cleanup
         for worker in leaving:
@@ -239,6 +252,7 @@ class RayTrialExecutor:
         shape = pgf.shape_key()
         idle = self._idle.get(shape)
         if idle:
+            self._pool_epoch += 1
             return self._workers[idle.pop()]
         # A new worker while resources allow (trials run side by side, as many as fit);
         # only then a place behind a busy one.
@@ -291,6 +305,7 @@ class RayTrialExecutor:
         request = pgf.required_resources
         for key, value in request.items():
             self._committed[key] = self._committed.get(key, 0.0) + value
+        self._pool_epoch += 1
         worker = _Worker(slot, actor, pgf.shape_key(), request, group)
         self._workers[slot] = worker
         return worker
@@ -378,6 +393,7 @@ class RayTrialExecutor:
                                if not (isinstance(c, protocol.Answer) and c.how in (protocol.STOP, protocol.PAUSE))]
             if self._reuse_actors:
                 self._idle.setdefault(worker.shape, []).append(slot)
+                self._pool_epoch += 1
             else:
                 self._kill(worker)
 
@@ -528,11 +544,13 @@ class RayTrialExecutor:
         idle = self._idle.get(worker.shape)
         if idle and slot in idle:
             idle.remove(slot)
+            self._pool_epoch += 1
         return list(worker.assigned)
 
     def _release(self, worker: _Worker) -> None:
         for key, value in worker.resources.items():
             self._committed[key] = self._committed.get(key, 0.0) - value
+        self._pool_epoch += 1
         if worker.placement_group is not None:
             from ray.util.placement_group import remove_placement_group
 
@@ -578,6 +596,7 @@ class RayTrialExecutor:
         for worker in list(self._workers.values()):
             self._kill(worker)
         self._idle.clear()
+        self._pool_epoch += 1
         self._by_future.clear()
         self._replies.clear()
 

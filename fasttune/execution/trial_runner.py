@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 # How long a suggestion still being made when the experiment stops is waited for
 # before it is abandoned (its thread cannot be stopped; it ends when suggest returns).
 _SUGGEST_GRACE_S = 10.0
+# Most trials one step starts when several can start at once (see _start_more).
+_STARTS_PER_STEP = 64
 
 
 class TrialRunner(TrialEventHandlers, RunnerView):
@@ -145,6 +147,10 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._searcher_sees_results = overrides(self._search_alg, SearchAlgorithm, "on_trial_result")
         self._callbacks_see_results = self._callbacks.wants("on_trial_result")
         self._callbacks_see_batches = self._callbacks.wants("on_trial_result_batch")
+        # Several trials start in one step unless something counts steps (a callback's step
+        # hooks) or the executor is deterministic (its events keep their one-per-step order).
+        self._step_hooks = self._callbacks.wants("on_step_begin") or self._callbacks.wants("on_step_end")
+        self._starts_per_step = 1 if (self._search_inline or self._step_hooks) else _STARTS_PER_STEP
         # Tallies of the worker reply being handled, for the executor's hand-ahead depth.
         self._started_here: set = set()
         self._whole_trials = self._starved = 0
@@ -198,7 +204,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
 
             host, port = self._server_address
             self._server = TuneServer(self, port=port, host=host)
-        self._callbacks.call("on_step_begin", iteration=self._iteration, trials=self._trials)
+        if self._step_hooks:
+            self._callbacks.call("on_step_begin", iteration=self._iteration, trials=self._trials)
         if not self._stopping_all and self._time_budget_s is not None \
                 and self._clock.monotonic() - self._start_time >= self._time_budget_s:
             logger.info("Time budget of %.1fs reached; stopping all trials.", self._time_budget_s)
@@ -213,6 +220,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             kind, slot, payload = event
             if kind == EVENT_START:
                 self._start_trial(next_trial)
+                self._start_more()
             elif kind == EVENT_BATCH:
                 self._on_batch(slot, payload)
             elif kind == EVENT_ERROR:
@@ -225,7 +233,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._iteration += 1
         self._files.check()  # a failed result write stops the sweep (then cleanup's snapshot)
         self.checkpoint()
-        self._callbacks.call("on_step_end", iteration=self._iteration, trials=self._trials)
+        if self._step_hooks:
+            self._callbacks.call("on_step_end", iteration=self._iteration, trials=self._trials)
         if self._fatal is not None:
             raise self._fatal
 
@@ -279,6 +288,18 @@ class TrialRunner(TrialEventHandlers, RunnerView):
                 return trial
             waiting.pop(0)
         return None
+
+    def _start_more(self) -> None:
+        """After a start, the trials that can start now start in the same step (up to
+        ``_starts_per_step``): a start comes before any worker event anyway, so the order
+        is the same, and a sweep of short trials does not pay a whole step per trial."""
+        for _ in range(self._starts_per_step - 1):
+            if self._fatal is not None:
+                return
+            trial = self._next_trial_to_start()
+            if trial is None:
+                return
+            self._start_trial(trial)
 
     def _end_late_suggestion(self) -> None:
         """Once stopping, a suggestion still being made becomes a trial that ends at once
