@@ -375,7 +375,7 @@ def decode_trial(record: bytes, row: int, dirname: str, table: Any, keysets: Key
     return trial, rows, next_index
 
 
-def lazy_trial(record: bytes, row: int, dirname: str, table: Any, source: "RecordSource") -> Any:
+def lazy_trial(record: bytes, row: int, dirname: str, source: "RecordSource") -> Any:
     """Like :func:`decode_trial`'s trial, for one that stays finished: only its id is read
     now; the rest of ``record`` (:func:`as_bin` bytes) is decoded the first time any of it
     is used (see :class:`RecordSource`).  A restore of 100,000 finished trials then costs
@@ -383,38 +383,40 @@ def lazy_trial(record: bytes, row: int, dirname: str, table: Any, source: "Recor
     from fasttune.experiment.trial import Trial
 
     trial = Trial.__new__(Trial)
-    trial.__dict__ = {"trial_id": _record_trial_id(unbin(record), source.loader), "_table": table, "_row": row,
+    trial.__dict__ = {"trial_id": _record_trial_id(unbin(record), source.loader), "_row": row,
                       "_dirname": dirname, "_record": record, "_source": source}
     return trial
 
 
 class RecordSource:
     """What the compact trials of one experiment share: the settings every trial of it
-    has (answered without decoding), and what decodes a trial's packed record when
-    anything else of it is read (:meth:`expand`).
+    has and the TrialTable holding their rows (answered without decoding), and what
+    decodes a trial's packed record when anything else of it is read (:meth:`expand`).
 
     A finished trial is compact when its record is kept (the snapshot writer does that
     once it has packed it, a restore for the finished trials it reads): its ``__dict__``
     holds only its id, table row, directory name and record.
     """
 
-    def __init__(self, template: Any, keysets: KeySets, experiment_path: str, loader: Loader) -> None:
+    def __init__(self, template: Any, keysets: KeySets, experiment_path: str, loader: Loader, table: Any) -> None:
         # Read without decoding: the experiment's settings, less the per-trial fields (and
         # the stopping criterion, a dict each trial has its own copy of once decoded).
         self.shared = {k: v for k, v in template.__dict__.items()
                        if k not in DECODED_FIELDS and k not in ("_table", "_row")}
         self.shared["_path"] = None  # computed again when asked for
+        self.shared["_table"] = table
         self.keysets = keysets
         self.experiment_path = experiment_path
         self.loader = loader
         self.cache: Dict[Any, Any] = {_TEMPLATE: template}
 
     @classmethod
-    def for_restore(cls, cache: Dict[Any, Any], keysets: KeySets, experiment_path: str, loader: Loader,
+    def for_restore(cls, cache: Dict[Any, Any], keysets: KeySets, experiment_path: str, loader: Loader, table: Any,
                     trainable_name: Optional[str] = None, **trial_kwargs: Any) -> "RecordSource":
-        """The source of a restore's finished trials, sharing ``cache`` with its
-        :func:`decode_trial` calls (the template Trial with the experiment's settings)."""
-        source = cls(_template(cache, experiment_path, trainable_name, trial_kwargs), keysets, experiment_path, loader)
+        """The source of a restore's finished trials (rows of ``table``), sharing ``cache``
+        with its :func:`decode_trial` calls (the template Trial with the experiment's settings)."""
+        source = cls(_template(cache, experiment_path, trainable_name, trial_kwargs), keysets, experiment_path, loader,
+                     table)
         source.cache = cache
         return source
 
@@ -428,7 +430,7 @@ class RecordSource:
         # What decode_trial does not set from a record: a trial's error, when it has none.
         template.__dict__.update(stopping_criterion=trial.stopping_criterion, error=None, error_msg=None,
                                  error_file=None)
-        return cls(template, keysets, experiment_path, DataOnlyLoader())
+        return cls(template, keysets, experiment_path, DataOnlyLoader(), trial._table)
 
     def holds_settings_of(self, trial: Any) -> bool:
         """Whether ``trial``'s experiment settings are the ones this source answers with."""
@@ -442,7 +444,7 @@ class RecordSource:
         state = trial.__dict__
         # Decoded before the record is let go: a record that fails to decode stays, and
         # says so again on the next read, instead of leaving a trial with no attributes.
-        full = decode_trial(unbin(state["_record"]), state["_row"], state["_dirname"], state["_table"],
+        full = decode_trial(unbin(state["_record"]), state["_row"], state["_dirname"], self.shared["_table"],
                             self.keysets, self.experiment_path, self.cache, self.loader)[0]
         del state["_record"], state["_source"]
         for name, value in full.__dict__.items():
