@@ -37,7 +37,7 @@ import itertools
 import os
 import secrets
 import shutil
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 __all__ = ["atomic_write", "fsync_directory", "move_directory_into_place", "sync_filesystem", "scratch_writes"]
 
@@ -74,12 +74,12 @@ def scratch_writes() -> Iterator[None]:
 
 
 def atomic_write(
-    path: str, data: Union[bytes, bytearray, memoryview, str, Sequence[bytes]], *, durable: bool,
+    path: str, data: Union[bytes, bytearray, memoryview, str, Iterable[bytes]], *, durable: bool,
     mode: Optional[int] = None,
 ) -> None:
-    """Replace ``path`` with ``data`` (``str`` is written as UTF-8; a list or tuple of
-    byte strings is written one after another, so a header and a large payload need
-    not be joined first).
+    """Replace ``path`` with ``data`` (``str`` is written as UTF-8; a list, tuple or other
+    iterable of byte strings is written one after another, so a header and a large
+    payload need not be joined first).
 
     The bytes go to a new temporary file beside ``path`` (same directory, so the
     rename stays on one file system), which is then renamed over ``path``.  With
@@ -92,7 +92,7 @@ def atomic_write(
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
-    chunks = data if isinstance(data, (list, tuple)) else (data,)
+    chunks = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
     durable = durable and not _SCRATCH.get()
     directory = os.path.dirname(path) or "."
     # Eight hex digits, unique among this process's writes (a counter from a random start

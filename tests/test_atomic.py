@@ -31,6 +31,12 @@ def test_writes_bytes_and_text(tmp_path, durable):
     assert os.listdir(tmp_path) == ["a.json"]
 
 
+def test_writes_the_parts_of_any_iterable_in_order(tmp_path):
+    path = str(tmp_path / "state")
+    atomic_write(path, (part for part in [b"head|", bytearray(b"middle|"), memoryview(b"tail")]), durable=False)
+    assert open(path, "rb").read() == b"head|middle|tail"
+
+
 def test_a_relative_path_is_written_in_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     atomic_write("rel.txt", "x", durable=True)

@@ -36,7 +36,7 @@ import os
 import re
 import struct
 import zlib
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import msgpack
 
@@ -65,10 +65,46 @@ class NewerExperimentState(TuneError):
 
 
 # ---- files ------------------------------------------------------------------------------
-def write_file(path: str, payload: bytes) -> None:
-    """Write ``payload`` behind the snapshot header, atomically and durably."""
-    header = _HEADER.pack(_MAGIC, FORMAT_VERSION, 0, len(payload), zlib.crc32(payload))
-    atomic_write(path, (header, payload), durable=True)
+def write_file(path: str, payload: Union[bytes, Iterable[bytes]]) -> None:
+    """Write ``payload`` behind the snapshot header, atomically and durably.  A payload
+    given in parts (an iterable that can be read twice: once for the checksum, once to
+    write) is never joined, so a large snapshot costs no second copy of itself."""
+    parts = (payload,) if isinstance(payload, (bytes, bytearray, memoryview)) else payload
+    length = crc = 0
+    for part in parts:
+        length += len(part)
+        crc = zlib.crc32(part, crc)
+    header = _HEADER.pack(_MAGIC, FORMAT_VERSION, 0, length, crc)
+    atomic_write(path, _Concatenated((header,), parts), durable=True)
+
+
+class _Concatenated:
+    """The byte strings of several iterables, one after another, each time it is read."""
+
+    def __init__(self, *parts: Iterable[bytes]) -> None:
+        self._parts = parts
+
+    def __iter__(self) -> Iterator[bytes]:
+        for part in self._parts:
+            yield from part
+
+
+class _Blocks:
+    """``pieces`` joined into blocks of :data:`_PIECES_PER_BLOCK` as they are read: a
+    hundred thousand trial records are written in a few dozen writes, and the most held
+    at once is one block (about a megabyte), not a copy of them all."""
+
+    def __init__(self, pieces: List[bytes]) -> None:
+        self._pieces = pieces
+
+    def __iter__(self) -> Iterator[bytes]:
+        pieces = self._pieces
+        for start in range(0, len(pieces), _PIECES_PER_BLOCK):
+            yield b"".join(pieces[start:start + _PIECES_PER_BLOCK])
+
+
+# Trial records are ~200-300 bytes: blocks of about a megabyte.
+_PIECES_PER_BLOCK = 4096
 
 
 def read_file(path: str) -> bytes:
@@ -132,12 +168,18 @@ def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[by
     """
     os.makedirs(experiment_path, exist_ok=True)
     path = os.path.join(experiment_path, f"experiment_state-{seq:010d}.msgpack")
-    body = pack(state)
-    # Re-head the packed map with one more entry, then append that entry: "trials".
-    entries = body[len(_map_header(len(state))):]
-    head = _map_header(len(state) + 1) + entries
-    payload = b"".join([head, pack("trials"), b"\xdd", struct.pack(">I", len(records))] + records)
-    write_file(path, payload)
+    # A msgpack map is its header and then each key and value packed: packed one entry
+    # at a time, with "trials" last (the records as they are, behind an array header),
+    # no part of the snapshot is ever copied into one whole.
+    head: List[bytes] = [_map_header(len(state) + 1)]
+    for key, value in state.items():
+        head.append(pack(key))
+        if type(value) is bytes:  # the TrialTable: a bin object, without a copy of it
+            head += [_bin_header(len(value)), value]
+        else:
+            head.append(pack(value))
+    head += [pack("trials"), b"\xdd" + struct.pack(">I", len(records))]
+    write_file(path, _Concatenated(head, _Blocks(records)))
     for old in snapshot_paths(experiment_path)[KEEP:]:
         try:
             os.remove(old)
@@ -253,12 +295,16 @@ def trial_record(trial: Any, keysets: KeySets, checkpoint_rows: Dict[str, int],
 
 def as_bin(data: bytes) -> bytes:
     """``data`` as one msgpack bin object."""
-    n = len(data)
+    return _bin_header(len(data)) + data
+
+
+def _bin_header(n: int) -> bytes:
+    """The header of a msgpack bin object of ``n`` bytes."""
     if n < 256:
-        return b"\xc4" + bytes([n]) + data
+        return b"\xc4" + bytes([n])
     if n < 65536:
-        return b"\xc5" + struct.pack(">H", n) + data
-    return b"\xc6" + struct.pack(">I", n) + data
+        return b"\xc5" + struct.pack(">H", n)
+    return b"\xc6" + struct.pack(">I", n)
 
 
 _TEMPLATE = "trial template"  # the cache's entry for the Trial the others are made like
@@ -329,7 +375,7 @@ def decode_trial(record: bytes, row: int, dirname: str, table: Any, keysets: Key
     return trial, rows, next_index
 
 
-def lazy_trial(record: bytes, row: int, dirname: str, table: Any, source: "RecordSource") -> Any:
+def lazy_trial(record: bytes, row: int, dirname: str, source: "RecordSource") -> Any:
     """Like :func:`decode_trial`'s trial, for one that stays finished: only its id is read
     now; the rest of ``record`` (:func:`as_bin` bytes) is decoded the first time any of it
     is used (see :class:`RecordSource`).  A restore of 100,000 finished trials then costs
@@ -337,38 +383,40 @@ def lazy_trial(record: bytes, row: int, dirname: str, table: Any, source: "Recor
     from fasttune.experiment.trial import Trial
 
     trial = Trial.__new__(Trial)
-    trial.__dict__ = {"trial_id": _record_trial_id(unbin(record), source.loader), "_table": table, "_row": row,
+    trial.__dict__ = {"trial_id": _record_trial_id(unbin(record), source.loader), "_row": row,
                       "_dirname": dirname, "_record": record, "_source": source}
     return trial
 
 
 class RecordSource:
     """What the compact trials of one experiment share: the settings every trial of it
-    has (answered without decoding), and what decodes a trial's packed record when
-    anything else of it is read (:meth:`expand`).
+    has and the TrialTable holding their rows (answered without decoding), and what
+    decodes a trial's packed record when anything else of it is read (:meth:`expand`).
 
     A finished trial is compact when its record is kept (the snapshot writer does that
     once it has packed it, a restore for the finished trials it reads): its ``__dict__``
     holds only its id, table row, directory name and record.
     """
 
-    def __init__(self, template: Any, keysets: KeySets, experiment_path: str, loader: Loader) -> None:
+    def __init__(self, template: Any, keysets: KeySets, experiment_path: str, loader: Loader, table: Any) -> None:
         # Read without decoding: the experiment's settings, less the per-trial fields (and
         # the stopping criterion, a dict each trial has its own copy of once decoded).
         self.shared = {k: v for k, v in template.__dict__.items()
                        if k not in DECODED_FIELDS and k not in ("_table", "_row")}
         self.shared["_path"] = None  # computed again when asked for
+        self.shared["_table"] = table
         self.keysets = keysets
         self.experiment_path = experiment_path
         self.loader = loader
         self.cache: Dict[Any, Any] = {_TEMPLATE: template}
 
     @classmethod
-    def for_restore(cls, cache: Dict[Any, Any], keysets: KeySets, experiment_path: str, loader: Loader,
+    def for_restore(cls, cache: Dict[Any, Any], keysets: KeySets, experiment_path: str, loader: Loader, table: Any,
                     trainable_name: Optional[str] = None, **trial_kwargs: Any) -> "RecordSource":
-        """The source of a restore's finished trials, sharing ``cache`` with its
-        :func:`decode_trial` calls (the template Trial with the experiment's settings)."""
-        source = cls(_template(cache, experiment_path, trainable_name, trial_kwargs), keysets, experiment_path, loader)
+        """The source of a restore's finished trials (rows of ``table``), sharing ``cache``
+        with its :func:`decode_trial` calls (the template Trial with the experiment's settings)."""
+        source = cls(_template(cache, experiment_path, trainable_name, trial_kwargs), keysets, experiment_path, loader,
+                     table)
         source.cache = cache
         return source
 
@@ -382,7 +430,7 @@ class RecordSource:
         # What decode_trial does not set from a record: a trial's error, when it has none.
         template.__dict__.update(stopping_criterion=trial.stopping_criterion, error=None, error_msg=None,
                                  error_file=None)
-        return cls(template, keysets, experiment_path, DataOnlyLoader())
+        return cls(template, keysets, experiment_path, DataOnlyLoader(), trial._table)
 
     def holds_settings_of(self, trial: Any) -> bool:
         """Whether ``trial``'s experiment settings are the ones this source answers with."""
@@ -396,7 +444,7 @@ class RecordSource:
         state = trial.__dict__
         # Decoded before the record is let go: a record that fails to decode stays, and
         # says so again on the next read, instead of leaving a trial with no attributes.
-        full = decode_trial(unbin(state["_record"]), state["_row"], state["_dirname"], state["_table"],
+        full = decode_trial(unbin(state["_record"]), state["_row"], state["_dirname"], self.shared["_table"],
                             self.keysets, self.experiment_path, self.cache, self.loader)[0]
         del state["_record"], state["_source"]
         for name, value in full.__dict__.items():

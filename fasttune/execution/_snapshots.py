@@ -418,9 +418,9 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         # snapshot unchanged.
         if not writer.sources:
             writer.sources.append(_state.RecordSource.for_restore(cache, writer.keysets, writer.experiment_path,
-                                                                   loader, **kwargs))
+                                                                   loader, table, **kwargs))
         record = writer.records[row] = _state.as_bin(record)
-        trial = _state.lazy_trial(record, row, writer.dirnames[row], table, writer.sources[0])
+        trial = _state.lazy_trial(record, row, writer.dirnames[row], writer.sources[0])
         restored.trials.append(trial)
         restored.by_id[trial.trial_id] = trial
         return

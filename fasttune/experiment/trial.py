@@ -185,13 +185,14 @@ class Trial:
         """Keep only the trial's identity, its table row and ``record`` (its packed
         snapshot record, which holds the rest): how a finished trial costs a few hundred
         bytes instead of its config, result and path objects.  ``source`` (a
-        ``RecordSource``) holds the experiment's settings and decodes ``record`` the
-        first time anything else of the trial is read (the trial is whole again then).
-        A failed trial keeps its exception and error file as they are (its record has
+        ``RecordSource``) holds the experiment's settings and the table (five entries
+        make the smallest dict Python has past four) and decodes ``record`` the first
+        time anything else of the trial is read (the trial is whole again then).  A
+        failed trial keeps its exception and error file as they are (its record has
         only the text)."""
         state = self.__dict__
-        compact = {"trial_id": state["trial_id"], "_table": state["_table"], "_row": state["_row"],
-                   "_dirname": state["_dirname"], "_record": record, "_source": source}
+        compact = {"trial_id": state["trial_id"], "_row": state["_row"], "_dirname": state["_dirname"],
+                   "_record": record, "_source": source}
         if state.get("error") is not None or state.get("error_msg"):
             compact.update(error=state.get("error"), error_file=state.get("error_file"))
         self.__dict__ = compact

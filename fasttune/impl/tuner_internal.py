@@ -1,6 +1,7 @@
 """What ``Tuner.fit()`` does: build the experiment, run the loop, collect the results."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -20,6 +21,7 @@ from fasttune.execution._storage_sync import StorageSync, prepare_staging
 from fasttune.execution.trial_runner import TrialRunner
 from fasttune.experiment.experiment import Experiment
 from fasttune.progress_reporter import check_progress_reporter
+from fasttune.impl._trial_results import TrialResults
 from fasttune.impl._tuner_spec import TUNER_FILE, load_tuner_spec, save_tuner_spec
 from fasttune.logger._defaults import callbacks_from_env, with_default_loggers
 from fasttune.result import Result
@@ -393,22 +395,12 @@ def run_experiment(
     if sync is not None:
         sync.finish()  # after the callbacks: what loggers write at the end goes up too
     progress.finish()
-    results = [
-        Result(
-            metrics=dict(t.last_result, config=t.config) if t.last_result else {},  # as Ray Tune
-            checkpoint=t.checkpoint,
-            best_checkpoints=_best_checkpoints(t),
-            error=t.error if t.status == "ERROR" else None,
-            path=t.path,
-            _config=t.config,
-            _status=t.status,
-        )
-        for t in (trial._whole() for trial in runner.get_trials())  # a finished trial stays compact
-    ]
-    if experiment.storage is not None:
-        # As ResultGrid.from_path(uri) reads them: files from the local copy, checkpoints in storage.
-        results = [point_into_storage(r, experiment.path, experiment.storage.location) for r in results]
-    grid = ResultGrid(results, experiment.location, default_metric=metric, default_mode=mode)
+    storage_location = experiment.storage.location if experiment.storage is not None else None
+    grid = ResultGrid([], experiment.location, default_metric=metric, default_mode=mode)
+    # Each Result is made from its trial when read: a finished trial stays compact, and the
+    # grid costs no Python objects per trial (see _trial_results).
+    grid._results = TrialResults(
+        list(runner.get_trials()), functools.partial(_result_of, path=experiment.path, storage=storage_location))
     return (grid, runner.get_trials()) if return_trials else grid
 
 
@@ -446,6 +438,23 @@ def _upload_quietly(sync: Optional[StorageSync]) -> None:
         sync.finish()
     except Exception:  # noqa: BLE001 - the error being raised is the one the caller raises
         logger.exception("Uploading the experiment to storage after the error below failed too.")
+
+
+def _result_of(trial: Any, path: str, storage: Optional[str]) -> Result:
+    """The Result of ``trial`` as the sweep left it (``storage``: the location of the
+    experiment's storage, whose checkpoints the Result then points into)."""
+    t = trial._whole()  # a decoded copy: a finished trial stays compact
+    result = Result(
+        metrics=dict(t.last_result, config=t.config) if t.last_result else {},  # as Ray Tune
+        checkpoint=t.checkpoint,
+        best_checkpoints=_best_checkpoints(t),
+        error=t.error if t.status == "ERROR" else None,
+        path=t.path,
+        _config=t.config,
+        _status=t.status,
+    )
+    # As ResultGrid.from_path(uri) reads them: files from the local copy, checkpoints in storage.
+    return point_into_storage(result, path, storage) if storage is not None else result
 
 
 def _best_checkpoints(trial: Any) -> list:

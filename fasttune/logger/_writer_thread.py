@@ -6,6 +6,9 @@ and the thread overlaps it with the event loop.  Waking a thread and handing the
 back and forth costs more CPU than a small write, so a writer may take its calls in
 batches (``linger_s``): woken by a call, it waits that long for more, runs all that
 came, then ``commit`` (where calls that only staged their bytes write each file once).
+A writer that falls behind (a loaded machine, slow storage) makes the caller wait once
+:data:`MAX_PENDING_CALLS` calls are queued: what is queued holds each trial's rows and
+paths, so an unbounded queue grows the driver by kilobytes a trial.
 """
 from __future__ import annotations
 
@@ -18,6 +21,10 @@ from typing import Any, Callable, Optional, Tuple
 # Write errors that mean the storage is full, not broken: freeing space and restoring
 # the experiment continues it.
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+# Calls queued past which a submit waits for the thread to catch up: a few megabytes of
+# rows and paths, and seconds of a writer's work.
+MAX_PENDING_CALLS = 10_000
 
 
 class WriterThread:
@@ -37,11 +44,12 @@ class WriterThread:
     """
 
     def __init__(self, what: str, thread_name: str = "fasttune-files", linger_s: float = 0.0,
-                 commit: Optional[Callable[[], Any]] = None) -> None:
+                 commit: Optional[Callable[[], Any]] = None, max_pending: int = MAX_PENDING_CALLS) -> None:
         """``linger_s``: once woken, wait this long for more calls before running them (a
         :meth:`wait`, :meth:`flush` or :meth:`close` cuts it short); ``commit``: called
         after each batch of calls, and before a :meth:`wait` returns (a failure in it is
-        kept as a call's)."""
+        kept as a call's); ``max_pending``: a submit that finds this many calls queued
+        first waits for them all to run."""
         self._what = what
         self._thread_name = thread_name
         self._tasks: "queue.SimpleQueue[Optional[Tuple[Callable[..., Any], tuple]]]" = queue.SimpleQueue()
@@ -51,12 +59,15 @@ class WriterThread:
         self._linger_s = linger_s
         self._commit = commit
         self._hurry = threading.Event()  # set by a caller waiting for the thread: no lingering
+        self._max_pending = max_pending
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the thread after everything submitted before."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._drain, name=self._thread_name, daemon=True)
             self._thread.start()
+        elif self._tasks.qsize() >= self._max_pending and threading.current_thread() is not self._thread:
+            self.wait()  # the writer is behind: let it catch up rather than queue without bound
         self._tasks.put((fn, args))
 
     def _drain(self) -> None:

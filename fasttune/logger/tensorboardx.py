@@ -89,8 +89,10 @@ class TBXLoggerCallback(LoggerCallback):
     def __init__(self) -> None:
         _require_tensorboardx()
         self._trials: Dict[str, _TrialEvents] = {}
-        # Event files of ended trials: results that come after the end (a stop at the time
-        # budget overtakes the results in flight) and restarts append there.
+        # The event file names of ended trials: results that come after the end (a stop at
+        # the time budget overtakes the results in flight) and restarts append there.  A
+        # name, not a path: names change once a second, so ended trials share a few
+        # strings, and a sweep of 100,000 trials keeps no path of each.
         self._ended: Dict[str, str] = {}
         # Each numeric key's encoded tag (a function of the key alone), for every trial.
         self._tags: Dict[str, Optional[bytes]] = {}
@@ -110,11 +112,14 @@ class TBXLoggerCallback(LoggerCallback):
     def log_trial_start(self, trial: Any) -> None:
         if trial.trial_id in self._trials or trial.path is None:
             return  # resumed within this run: its event file goes on
-        path = self._ended.pop(trial.trial_id, None)
-        if path is None:
-            path = f"{trial.path}{os.sep}{_event_file_name()}"
+        name = self._ended.pop(trial.trial_id, None)
+        if name is None:
+            name = _event_file_name()
+            path = f"{trial.path}{os.sep}{name}"
             self._writer.submit(self._files.create, path, time.time())
-        self._trials[trial.trial_id] = _TrialEvents(path)
+        else:
+            path = f"{trial.path}{os.sep}{name}"
+        self._trials[trial.trial_id] = _TrialEvents(path, name)
 
     log_trial_restore = log_trial_start
 
@@ -144,7 +149,7 @@ class TBXLoggerCallback(LoggerCallback):
         events = self._trials.pop(trial.trial_id, None)
         if events is None:
             return
-        self._ended[trial.trial_id] = events.path
+        self._ended[trial.trial_id] = events.name
         if trial.evaluated_params and events.last_result:
             self._writer.submit(self._end_with_hparams, events.path, str(trial), trial.evaluated_params,
                                 events.last_result)
@@ -202,12 +207,13 @@ class TBXLoggerCallback(LoggerCallback):
 
 
 class _TrialEvents:
-    """A trial's event file and its last result."""
+    """A trial's event file (its path and name) and its last result."""
 
-    __slots__ = ("path", "last_result")
+    __slots__ = ("path", "name", "last_result")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, name: str) -> None:
         self.path = path
+        self.name = name
         self.last_result: Optional[Dict[str, Any]] = None
 
 

@@ -98,6 +98,20 @@ def test_a_finished_trial_is_compact_after_a_snapshot_and_answers_every_public_a
     assert finished.stopping_criterion is not failed.stopping_criterion  # each its own, as before
 
 
+def test_a_compact_trial_reads_its_row_from_the_shared_table_and_holds_five_entries(tmp_path):
+    runner = _runner(str(tmp_path / "exp"), num_samples=2)
+    finished, other = runner.get_trials()
+    _finish(runner, finished, 0.25)
+    runner.checkpoint(force=True)
+    assert sorted(finished.__dict__) == ["_dirname", "_record", "_row", "_source", "trial_id"]
+    assert sys.getsizeof(finished.__dict__) == sys.getsizeof(dict.fromkeys("abcde"))  # not the next size up
+    assert (finished.status, finished.iteration, finished.num_failures) == ("TERMINATED", 2, 0)
+    assert finished._table is runner.table is other._table and finished._is_compact()  # not decoded
+    finished.set_status("PENDING")  # a change after the end goes to the table as before
+    assert runner.table.get_status(finished._row) == runner.table.get_status(other._row)
+    assert finished.status == "PENDING" and finished._is_compact()
+
+
 def test_what_is_set_on_a_compact_trial_stays_set_when_it_is_decoded(tmp_path):
     runner = _runner(str(tmp_path / "exp"), num_samples=1)
     trial = runner.get_trials()[0]

@@ -1,7 +1,9 @@
 """The snapshot file format: atomic files, rotation, fallback, refusal of newer formats."""
+import datetime
 import logging
 import os
 import struct
+import zlib
 
 import pytest
 
@@ -75,6 +77,30 @@ def test_spliced_records_read_back_as_one_array(tmp_path):
     loaded, _ = state.load_latest(str(tmp_path))
     assert loaded["trials"] == [[0, {"x": 0}], [1, {"x": 1}], [2, {"x": 2}]]
     assert all(loaded[f"k{i}"] == i for i in range(20))
+
+
+def _snapshot_joined_whole(state_doc, records):
+    """The snapshot bytes as the writer made them before it streamed: the state packed
+    whole, re-headed with one more entry, and everything joined into one payload."""
+    body = state.pack(state_doc)
+    entries = body[len(state._map_header(len(state_doc))):]
+    payload = b"".join([state._map_header(len(state_doc) + 1) + entries, state.pack("trials"), b"\xdd",
+                        struct.pack(">I", len(records))] + records)
+    header = state._HEADER.pack(state._MAGIC, state.FORMAT_VERSION, 0, len(payload), zlib.crc32(payload))
+    return header + payload
+
+
+@pytest.mark.parametrize("n_records", [0, 3, 2 * state._PIECES_PER_BLOCK + 5])
+@pytest.mark.parametrize("n_entries", [3, 15, 20])  # a fixmap that stays one, one that becomes a map16, a map16
+def test_the_streamed_snapshot_has_the_bytes_of_the_joined_one(tmp_path, n_records, n_entries):
+    doc = {f"k{i}": [i, {"x": i / 3}, "s" * i] for i in range(n_entries)}
+    doc["k1"] = bytes(range(256)) * 300  # the table: a bin32, written without a copy
+    doc["k2"] = datetime.date(2026, 1, 2)  # cloudpickled in place
+    records = [state.as_bin(state.pack([i, {"loss": i * 0.5}, "trial" * (i % 7)])) for i in range(n_records)]
+    path = state.write_snapshot(str(tmp_path), doc, records, 1)
+    assert open(path, "rb").read() == _snapshot_joined_whole(doc, records)
+    loaded, _ = state.load_latest(str(tmp_path))
+    assert len(loaded["trials"]) == n_records and loaded["k1"] == doc["k1"]
 
 
 def test_keysets_store_each_key_tuple_once():

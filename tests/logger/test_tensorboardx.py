@@ -86,6 +86,25 @@ def test_a_trial_keeps_one_event_file_across_a_restart_and_after_its_end(tmp_pat
     assert [e.wall_time for e in events][:2] == [100.0, 101.0]
 
 
+def test_an_ended_trial_goes_on_in_its_own_event_file_after_the_name_of_new_files_changed(tmp_path, monkeypatch):
+    from fasttune.logger import tensorboardx
+
+    logger = TBXLoggerCallback()
+    trial = _Trial(str(tmp_path / "trial"))
+    logger.log_trial_start(trial)
+    logger.log_trial_result_batch(1, trial, [{"loss": 1.0, "training_iteration": 1}], [100.0])
+    logger.log_trial_end(trial)
+    # A later second: files made from now on have another name; the ended trial keeps its own.
+    monkeypatch.setattr(tensorboardx, "_last_name", [None, ""])
+    monkeypatch.setattr(tensorboardx.time, "time", lambda: 4102444800.0)
+    logger.log_trial_restore(trial)
+    logger.log_trial_result_batch(2, trial, [{"loss": 0.5, "training_iteration": 2}], [101.0])
+    logger.on_experiment_end(trials=[trial])
+    files = glob.glob(str(tmp_path / "trial" / "events.out.tfevents.*"))
+    assert len(files) == 1 and ".4102444800." not in files[0]
+    assert [(e.step, e.value) for e in _accumulator(trial.path).Scalars("ray/tune/loss")] == [(1, 1.0), (2, 0.5)]
+
+
 def test_images_are_logged_and_values_tensorboard_cannot_take_are_skipped_with_a_warning(tmp_path, caplog):
     logger = TBXLoggerCallback()
     trial = _Trial(str(tmp_path / "trial"))

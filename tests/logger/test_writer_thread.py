@@ -1,4 +1,6 @@
 """WriterThread: calls run in order; a failure surfaces on the next call."""
+import threading
+
 import pytest
 
 from fasttune.logger._writer_thread import WriterThread
@@ -52,3 +54,40 @@ def test_a_full_disk_says_to_free_space_and_restore():
     assert info.value.errno == errno.ENOSPC
     writer.check()  # not again
     writer.close()
+
+
+def test_a_submit_waits_for_a_writer_that_is_behind_instead_of_queueing_without_bound():
+    writer = WriterThread("lines", max_pending=3)
+    gate, started, ran, returned = threading.Event(), threading.Event(), [], []
+    waiting = threading.Event()
+
+    def hold():
+        started.set()
+        gate.wait()
+
+    real_wait = writer.wait
+
+    def wait():
+        # Where the submit that found the queue full stands: the writer holds the first call.
+        returned.append(("wait", writer._tasks.qsize()))
+        waiting.set()
+        real_wait()
+
+    writer.wait = wait
+
+    def submitter():
+        writer.submit(hold)
+        started.wait()  # the writer runs it: what comes next stays queued
+        for i in range(6):
+            writer.submit(ran.append, i)
+            returned.append(i)
+
+    thread = threading.Thread(target=submitter)
+    thread.start()
+    waiting.wait()
+    assert returned == [0, 1, 2, ("wait", 3)] and ran == []  # the fourth call waits; nothing more queued
+    gate.set()
+    thread.join()
+    del writer.wait
+    writer.close()
+    assert ran == [0, 1, 2, 3, 4, 5] and returned[4:] == [3, 4, 5]
