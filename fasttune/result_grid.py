@@ -128,6 +128,15 @@ class ResultGrid:
     # -- construction ---------------------------------------------------------------
 
     @classmethod
+    def _of_sequence(cls, results: Sequence[Result], experiment_path: str, default_metric: Optional[str] = None,
+                     default_mode: Optional[str] = None) -> "ResultGrid":
+        """A grid over ``results`` as given (a sequence that makes its Results when read,
+        such as ``fit()``'s), not copied into a list."""
+        grid = cls([], experiment_path, default_metric=default_metric, default_mode=default_mode)
+        grid._results = results
+        return grid
+
+    @classmethod
     def from_path(
         cls,
         experiment_path: Union[str, "os.PathLike[str]"],

@@ -49,8 +49,7 @@ def test_an_index_out_of_range_is_an_index_error():
 
 def test_a_grid_of_them_pickles_and_copies_as_its_results():
     results, _ = _results(2)
-    grid = ResultGrid([], "/e")
-    grid._results = results
+    grid = ResultGrid._of_sequence(results, "/e")
     for again in (pickle.loads(pickle.dumps(grid)), copy.deepcopy(grid)):
         assert [(r.metrics, r.path, r.config) for r in again] == [({"x": 0}, "/e/t0", {"x": 0}),
                                                                    ({"x": 1}, "/e/t1", {"x": 1})]

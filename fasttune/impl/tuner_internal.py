@@ -396,11 +396,11 @@ def run_experiment(
         sync.finish()  # after the callbacks: what loggers write at the end goes up too
     progress.finish()
     storage_location = experiment.storage.location if experiment.storage is not None else None
-    grid = ResultGrid([], experiment.location, default_metric=metric, default_mode=mode)
-    # Each Result is made from its trial when read: a finished trial stays compact, and the
-    # grid costs no Python objects per trial (see _trial_results).
-    grid._results = TrialResults(
-        list(runner.get_trials()), functools.partial(_result_of, path=experiment.path, storage=storage_location))
+    # Each Result is made from its trial when first read: a finished trial stays compact, and
+    # the grid costs no Python objects per trial until a script reads it (see _trial_results).
+    results = TrialResults(list(runner.get_trials()),
+                           functools.partial(_result_of, path=experiment.path, storage=storage_location))
+    grid = ResultGrid._of_sequence(results, experiment.location, default_metric=metric, default_mode=mode)
     return (grid, runner.get_trials()) if return_trials else grid
 
 
