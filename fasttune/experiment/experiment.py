@@ -174,6 +174,7 @@ class Experiment:
         if resources is None:
             resources = getattr(self.trainable, "_resources", None)
         self._resources = resources
+        self._fixed_factory: Optional[PlacementGroupFactory] = None  # see resources_for
         self._checkpoint_config = checkpoint_config
         _check_checkpoint_policy(self.trainable, checkpoint_config)
         self.max_failures = max_failures
@@ -343,6 +344,12 @@ class Experiment:
             resources = self.trainable.default_resource_request(config)
         elif callable(resources) and not isinstance(resources, PlacementGroupFactory):
             resources = resources(config)
+        else:
+            # The same for every trial: one factory (it is never changed in place) for all.
+            factory = getattr(self, "_fixed_factory", None)  # an Experiment pickled before it had one
+            if factory is None:
+                factory = self._fixed_factory = resource_dict_to_pg_factory(resources)
+            return factory
         return resource_dict_to_pg_factory(resources)
 
     def trial_factory(

@@ -63,3 +63,14 @@ def test_refused_arguments():
     with pytest.raises(TypeError, match=r"does not support: \['unknown'\]"):
         tune.Experiment("unknown", train, unknown=1)
     assert tune.Experiment("fine", train, restore=None, export_formats=[]).name == "fine"
+
+
+def test_trials_of_fixed_resources_share_one_factory_and_per_config_requests_get_their_own(tmp_path):
+    fixed = tune.Experiment("fixed", train, resources_per_trial={"cpu": 2}, storage_path=str(tmp_path))
+    first, second = fixed.resources_for({"x": 1}), fixed.resources_for({"x": 2})
+    assert first is second and first.bundles == [{"CPU": 2.0}]
+    by_config = tune.Experiment("by_config", train, resources_per_trial=lambda config: {"cpu": config["x"]},
+                                storage_path=str(tmp_path))
+    assert [by_config.resources_for({"x": x}).bundles for x in (1, 3)] == [[{"CPU": 1.0}], [{"CPU": 3.0}]]
+    del fixed._fixed_factory  # an Experiment pickled before it kept one
+    assert fixed.resources_for({"x": 1}).bundles == [{"CPU": 2.0}]
