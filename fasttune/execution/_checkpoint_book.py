@@ -77,10 +77,11 @@ class CheckpointBook:
         trial.checkpoints = [c for c, _ in kept]
 
     def forget_all(self, trial: Any) -> None:
-        """Delete every checkpoint of ``trial`` (it restarts from scratch)."""
+        """Delete every checkpoint of ``trial`` (it restarts from scratch); one another
+        trial is copying goes once that copy is done."""
         for checkpoint in trial.checkpoints:
             self.rows.pop(checkpoint.path, None)
-            self._files.remove_checkpoint(checkpoint.path)
+            self._remove(checkpoint.path)
         trial.checkpoint_results, trial.checkpoints = [], []
 
     def _remove(self, path: str) -> None:
@@ -92,6 +93,13 @@ class CheckpointBook:
     # ---- pins: checkpoints another trial is copying ----------------------------------------
     def pin(self, path: str) -> None:
         self._pins[path] = self._pins.get(path, 0) + 1
+
+    def remove_once_copied(self, path: str) -> None:
+        """Delete the pinned ``path`` (no trial lists it) when its last copy is done."""
+        if path in self._pins:
+            self._removal_deferred.add(path)
+        else:
+            self._files.remove_checkpoint(path)
 
     def unpin(self, path: str) -> None:
         """One copy of ``path`` is confirmed or abandoned; the last one lets retention's

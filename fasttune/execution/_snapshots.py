@@ -274,6 +274,7 @@ class RestoredExperiment:
         self.unassigned: Dict[str, Trial] = {}  # PENDING trials, in row order
         self.ended: List[Trial] = []  # unfinished trials the restore itself ended
         self.held: List[Trial] = []  # live trials a worker held at the snapshot, by row
+        self.restarted: set = set()  # ids of the trials restored to start over
         self.elapsed_s = 0.0
         self.iteration = 0
         self.pickled: List[str] = []  # what was unpickled, for the caller to tell
@@ -312,9 +313,13 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     for row in held:
         table.set_worker_slot(row, -1)  # no worker of the interrupted run holds a trial now
     cache: Dict[Any, Any] = {}  # what the restored trials share (see _state.decode_trial)
+    pending_resets = state.get("pending_resets") or {}
+    # The checkpoints pending exploits copy are pinned first: restoring their donors (pruning
+    # what a donor does not list, or forgetting all of a restarted one's) must leave them.
+    copied = _pin_reset_sources(pending_resets, checkpoints, experiment_path)
     for row, record in enumerate(records):
         _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints, files)
-    pausing = _restore_pending_resets(state.get("pending_resets") or {}, restored, checkpoints, experiment_path)
+    pausing = _restore_pending_resets(pending_resets, restored, checkpoints, experiment_path, copied)
     restored.held = [trial for trial in (restored.trials[row] for row in held)
                      if not trial.is_finished() and trial.trial_id not in pausing]
     folder = f"{SET_ASIDE_PREFIX}{writer.seq:010d}"
@@ -358,21 +363,45 @@ def _pending_reset(trial: Trial, state: Optional[TrialState], experiment_path: s
     return [reset.config, reset.tag, source, relative, reset.result, reset.foreign, pausing]
 
 
+def _reset_source(saved_reset: List[Any], experiment_path: str) -> Optional[str]:
+    source, relative = saved_reset[2], saved_reset[3]
+    return os.path.join(experiment_path, source) if relative and source else source
+
+
+def _pin_reset_sources(saved: Dict[str, List[Any]], checkpoints: Any, experiment_path: str) -> Dict[str, str]:
+    """Pin each other trial's checkpoint a pending reset copies (as ``reset_trial`` pinned
+    it); returns them by the id of the trial that copies it."""
+    copied = {}
+    for trial_id, saved_reset in saved.items():
+        source = _reset_source(saved_reset, experiment_path)
+        if saved_reset[5] and source:  # foreign: another trial's
+            checkpoints.pin(source)
+            copied[trial_id] = source
+    return copied
+
+
 def _restore_pending_resets(saved: Dict[str, List[Any]], restored: "RestoredExperiment", checkpoints: Any,
-                            experiment_path: str) -> List[str]:
+                            experiment_path: str, copied: Dict[str, str]) -> List[str]:
     """Give the live trials back the resets they had not taken: each is carried out when
     its trial next starts, as it would have been without the interrupt.  A trial that was
-    being paused for its reset is PAUSED, as it was about to be: their ids are returned."""
+    being paused for its reset is PAUSED, as it was about to be: their ids are returned.
+    A trial restored to start over (or not live) drops its reset, and the pin of what it
+    would have copied; a copied checkpoint its donor no longer lists is deleted once copied."""
     paused = []
-    for trial_id, (config, tag, source, relative, result, foreign, pausing) in saved.items():
+    donors = {trial.path: trial for trial in restored.trials} if copied else {}
+    for trial_id, (config, tag, _, _, result, foreign, pausing) in saved.items():
+        source = _reset_source(saved[trial_id], experiment_path)
         state = restored.states.get(trial_id)
         trial = restored.by_id.get(trial_id)
-        if state is None or trial is None or trial.is_finished():
+        dropped = state is None or trial is None or trial.is_finished() or trial_id in restored.restarted
+        if trial_id in copied:
+            donor = donors.get(os.path.dirname(source))
+            if donor is None or source not in {c.path for c in donor.checkpoints}:
+                checkpoints.remove_once_copied(source)  # retention had dropped it: it goes after the copy
+            if dropped:
+                checkpoints.unpin(source)  # no copy will be made
+        if dropped:
             continue
-        if relative:
-            source = os.path.join(experiment_path, source)
-        if foreign:
-            checkpoints.pin(source)  # as reset_trial pinned it: it is copied when the trial starts
         state.reset_on_start = PendingReset(config, tag, source, dict(result), foreign)
         if pausing and restored.unassigned.pop(trial_id, None) is not None:
             trial.set_status(Trial.PAUSED)
@@ -433,6 +462,7 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         restored.ended.append(trial)
     else:
         if how == restart:
+            restored.restarted.add(trial.trial_id)
             checkpoints.forget_all(trial)
             table.set_iteration(row, 0)
             table.set_time_total(row, 0.0)
@@ -447,7 +477,7 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         # rewound when it next starts (to the rows its checkpoint counts), and checkpoints
         # the snapshot does not list go now, before any worker writes.
         trial_state.rewind_on_start = True
-        files.prune_checkpoints(trial.path, [os.path.basename(c.path) for c in trial.checkpoints], now=True)
+        checkpoints.prune_unrecorded(trial, now=True)  # not what a pending exploit copies (pinned)
         if trial.start_time is not None and files.has_params(trial.path):
             trial_state.take_config(trial.config)  # its params.json is written
     restored.trials.append(trial)

@@ -58,7 +58,8 @@ class TrialState:
         """``flatten_dict(result)`` (what schedulers and searchers judge), with the config's
         part flattened once per config object: a result is its flat metrics plus the config
         the runner put last, and flattening the config again at every result is most of
-        the cost."""
+        the cost.  A config is known by identity, as for result rows (``take_config``): it
+        changes by being replaced (``set_config``, a reset), never in place."""
         config = result.get("config")
         if type(config) is not dict or not config or next(reversed(result)) != "config":
             return flatten_dict(result)

@@ -242,7 +242,8 @@ class AsyncHyperBandScheduler(TrialScheduler):
     # ---- the scheduler interface -------------------------------------------------------
     @property
     def resumes_from_checkpoints(self) -> bool:
-        return False  # it only stops trials
+        # It only stops trials; a subclass may pause them.
+        return type(self) is not AsyncHyperBandScheduler
 
     def decision_points(self, trial: "Trial") -> DecisionPoints:
         """Rung milestones and ``max_t``: those iterations with

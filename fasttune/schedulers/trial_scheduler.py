@@ -117,7 +117,8 @@ class FIFOScheduler(TrialScheduler):
 
     @property
     def resumes_from_checkpoints(self) -> bool:
-        return False  # it never pauses a trial
+        # FIFO itself never pauses a trial; a subclass (PBT's replay, a user's) may.
+        return type(self) is not FIFOScheduler
 
     def debug_string(self) -> str:
         return "Using FIFO scheduling algorithm."

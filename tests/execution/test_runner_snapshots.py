@@ -328,3 +328,54 @@ def test_a_trial_with_a_pending_reset_the_killed_run_went_on_with_after_the_snap
     assert again.config["x"] == 0.25  # the reset was carried out
     with open(os.path.join(trial.path, "result.json")) as f:
         assert f.read() == rows[0] + rows[1]
+
+
+def _two_trials_with_an_exploit_pending(path):
+    """Trial B (PAUSED, two results) waits to copy donor A's checkpoint_000000, which A no
+    longer lists (retention dropped it; only B's pending copy keeps it); then a snapshot."""
+    runner, _ = _runner(path)
+    for _ in range(2):
+        runner.add_trial(runner.search_alg.next_trial())
+    donor, target = runner.get_trials()
+    source = os.path.join(donor.path, "checkpoint_000000")
+    os.makedirs(source)
+    for trial in (donor, target):
+        runner._start_trial(trial)
+        trial.set_status("RUNNING")
+        runner._release(trial)
+    target.set_status("PAUSED")
+    runner.reset_trial(target, dict(target.config, x=0.75), "exploited", checkpoint=tune.Checkpoint(source),
+                       checkpoint_result={"training_iteration": 1, "time_total_s": 1.0})
+    runner.checkpoint(force=True)
+    return source
+
+
+def test_a_restore_keeps_the_checkpoint_a_pending_exploit_copies_until_the_copy_is_done(tmp_path):
+    path = str(tmp_path / "exp")
+    source = _two_trials_with_an_exploit_pending(path)
+    resumed, _ = _runner(path)
+    resumed.resume()
+    resumed._files.flush()
+    assert os.path.isdir(source)  # the donor's restore pruned what it does not list, but not this
+    target = resumed.get_trials()[1]
+    resumed._start_trial(target)
+    assert resumed.trial_executor.started["clone_from"] == source and target.config["x"] == 0.75
+    resumed._checkpoints.unpin(source)  # the copy is confirmed
+    resumed._files.flush()
+    assert not os.path.exists(source)  # nothing lists it: it goes now
+
+
+def test_a_trial_restored_to_start_over_drops_its_pending_exploit(tmp_path):
+    from fasttune.tune_config import ResumeConfig
+
+    path = str(tmp_path / "exp")
+    source = _two_trials_with_an_exploit_pending(path)
+    resumed, _ = _runner(path)
+    resumed.resume(resume_config=ResumeConfig(unfinished=ResumeConfig.ResumeType.RESTART))
+    resumed._files.flush()
+    target = resumed.get_trials()[1]
+    resumed._start_trial(target)
+    started = resumed.trial_executor.started
+    assert started.get("clone_from") is None and started["restore"] is None and started["iteration"] == 0
+    assert target.config["x"] != 0.75
+    assert not os.path.exists(source)  # no copy will be made, and its donor does not list it

@@ -37,6 +37,14 @@ class OwnScheduler(TrialScheduler):
     """A user's scheduler that does not say whether it resumes trials."""
 
 
+class OwnFIFO(FIFOScheduler):
+    """A user's FIFO subclass: it may pause trials (it does not say)."""
+
+
+class OwnASHA(ASHAScheduler):
+    """A user's ASHA subclass: it may pause trials (it does not say)."""
+
+
 SCHEDULERS = {
     "fifo": (FIFOScheduler, None),
     "asha": (lambda: ASHAScheduler(time_attr="epoch", max_t=9, grace_period=1), None),
@@ -47,7 +55,21 @@ SCHEDULERS = {
     "pb2": (lambda: PB2(hyperparam_bounds={"lr": [0.001, 0.1]}), "decision_points"),
     "resource_changing": (ResourceChangingScheduler, "decision_points"),
     "own": (OwnScheduler, "decision_points"),
+    "own_fifo": (OwnFIFO, "decision_points"),
+    "own_asha": (lambda: OwnASHA(time_attr="epoch", max_t=9, grace_period=1), "decision_points"),
+    "pbt_replay": (lambda: _replay(), "decision_points"),  # it resets trials to their own checkpoints
 }
+
+
+def _replay():
+    import tempfile
+
+    from fasttune.schedulers import PopulationBasedTrainingReplay
+
+    policy = os.path.join(tempfile.mkdtemp(), "pbt_policy_t_0.txt")
+    with open(policy, "w") as f:
+        f.write(json.dumps(["t_0", "t_1", 2, 1, {"lr": 0.1}, {"lr": 0.01}]) + "\n")
+    return PopulationBasedTrainingReplay(policy)
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
