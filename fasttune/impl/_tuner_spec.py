@@ -105,12 +105,15 @@ def load_tuner_spec(experiment_path: str, shown_as: Optional[str] = None) -> Sav
             if not isinstance(packed, bytes):
                 raise CorruptData(f"a {type(packed).__name__}, not packed bytes")
             value = loader.unpack(packed)
-        except (CorruptData, msgpack.UnpackException) as exc:
+            if isinstance(value, dict) and value.get("__config__") in _NESTED:
+                cls = _NESTED[value.pop("__config__")]
+                value = cls(**value)
+        # ValueError: text that is not UTF-8 (UnicodeDecodeError); TypeError: a config's
+        # fields that are not its own.
+        except (CorruptData, msgpack.UnpackException, ValueError, TypeError) as exc:
             raise _state.CorruptExperimentState(
-                f"{path}: the setting {name} cannot be read ({exc}); the experiment cannot be restored.") from None
-        if isinstance(value, dict) and value.get("__config__") in _NESTED:
-            cls = _NESTED[value.pop("__config__")]
-            value = cls(**value)
+                f"{path}: the setting {name} cannot be read ({type(exc).__name__}: {exc}); the experiment cannot "
+                "be restored.") from None
         if loader.unpickled:
             unpickled.append(f"{name} ({', '.join(sorted(set(loader.unpickled)))})")
         values[name] = value
