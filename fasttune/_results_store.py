@@ -76,12 +76,20 @@ def trial_dirnames(path: str) -> List[str]:
         for line in f:
             if line.startswith(b'["trial", '):
                 try:
-                    value = parse_json(line)
+                    trial_line = _trial_line(parse_json(line))
                 except ValueError:
                     continue
-                if isinstance(value, list) and len(value) == 4 and isinstance(value[1], str):
-                    names.append(value[1])
+                if trial_line is not None:
+                    names.append(trial_line[0])
     return names
+
+
+def _trial_line(value: Any) -> Optional[Tuple[str, str, Dict[str, Any]]]:
+    """``(dirname, trial_id, config)`` of a parsed trial line, else None."""
+    if isinstance(value, list) and len(value) == 4 and value[0] == "trial" and isinstance(value[1], str) \
+            and isinstance(value[2], str) and isinstance(value[3], dict):
+        return value[1], value[2], value[3]
+    return None
 
 
 def segment_paths(experiment_path: str) -> List[Tuple[int, str]]:
@@ -173,9 +181,9 @@ def _take_line(line: bytes, path: str, lineno: int, trials: Dict[str, StoredTria
             trial = by_id[trial_id] = trials.setdefault(trial_id, StoredTrial(trial_id, trial_id))
         trial.rows.append(value)
         return
-    if isinstance(value, list) and len(value) == 4 and value[0] == "trial" and isinstance(value[1], str) \
-            and isinstance(value[2], str) and isinstance(value[3], dict):
-        _, dirname, trial_id, config = value
+    trial_line = _trial_line(value)
+    if trial_line is not None:
+        dirname, trial_id, config = trial_line
         trial = trials.get(dirname)
         if trial is None:
             trial = trials[dirname] = StoredTrial(dirname, trial_id)
