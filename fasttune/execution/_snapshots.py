@@ -289,6 +289,9 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     experiment_path = writer.experiment_path
     loader = _state.Loader()
     state, path = _state.load_latest(experiment_path, loader)
+    # Unpickled with the state itself (a pending exploit's config, a callback's state), before
+    # any trial record is decoded with the same loader.
+    in_state = collections.Counter(loader.unpickled)
     try:
         table = core.TrialTable.from_snapshot(state["table"])
     except ValueError as exc:
@@ -337,7 +340,8 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
             len(moved), experiment_path, os.path.join(experiment_path, folder))
     writer.pickled_in_records = dict(state.get("pickled_in_records") or {})
     in_records = collections.Counter(name for names in writer.pickled_in_records.values() for name in names)
-    restored.pickled = [f"{count} {name} object(s) in trial records" for name, count in sorted(in_records.items())] + pickled
+    restored.pickled = [f"{count} {name} object(s) in trial records" for name, count in sorted(in_records.items())] + [
+        f"{count} {name} object(s) in the snapshot's state" for name, count in sorted(in_state.items())] + pickled
     counts = table.counts()
     logger.info(
         "Restored %d trials from %s: %d to run, %d paused, %d terminated, %d errored.",

@@ -379,3 +379,22 @@ def test_a_trial_restored_to_start_over_drops_its_pending_exploit(tmp_path):
     assert started.get("clone_from") is None and started["restore"] is None and started["iteration"] == 0
     assert target.config["x"] != 0.75
     assert not os.path.exists(source)  # no copy will be made, and its donor does not list it
+
+
+def test_an_object_in_a_pending_exploits_config_is_named_among_what_the_restore_unpickled(tmp_path):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path)
+    runner.add_trial(runner.search_alg.next_trial())
+    trial = runner.get_trials()[0]
+    runner._start_trial(trial)
+    trial.set_status("RUNNING")
+    runner._release(trial)
+    trial.set_status("PAUSED")
+    runner.reset_trial(trial, dict(trial.config, when=datetime.date(2026, 12, 6)), "exploited")
+    runner.checkpoint(force=True)
+    resumed, _ = _runner(path)
+    unpickled = resumed.resume()
+    assert "1 date object(s) in the snapshot's state" in unpickled
+    again = resumed.get_trials()[0]
+    resumed._start_trial(again)
+    assert again.config["when"] == datetime.date(2026, 12, 6)
