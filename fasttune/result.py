@@ -180,14 +180,16 @@ def read_params(path: str, on_bad_line: str = "raise") -> Optional[Dict[str, Any
     return config
 
 
-def trial_rows(trial_dir: str, on_bad_line: str = "raise") -> List[Dict[str, Any]]:
+def trial_rows(trial_dir: str, on_bad_line: str = "raise",
+               missing: Optional[List[Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
     """Every result the trial in ``trial_dir`` reported: its ``result.json``, or for an
-    experiment with ``RunConfig(results_store="experiment")`` its rows in the store."""
+    experiment with ``RunConfig(results_store="experiment")`` its rows in the store;
+    ``missing`` (default: none) when it has neither."""
     path = os.path.join(trial_dir, RESULT_FILE)
     if os.path.isfile(path):
         return read_json_lines(path, on_bad_line)
     stored = stored_trial(trial_dir)
-    return list(stored.rows) if stored is not None else []
+    return list(stored.rows) if stored is not None else (missing if missing is not None else [])
 
 
 def _checkpoint_dirs(trial_dir: str) -> List[Tuple[int, str]]:
@@ -298,11 +300,10 @@ class Result:
                 stored = stored_trial(self.path)  # an experiment-level store has no progress.csv
                 if stored is None or not stored.rows:
                     return None
-                pd = import_pandas("Result.metrics_dataframe")
-                self._metrics_dataframe = pd.json_normalize(stored.rows, sep="/")
-                return self._metrics_dataframe
-            pd = import_pandas("Result.metrics_dataframe")
-            self._metrics_dataframe = pd.read_csv(csv_path)
+                self._metrics_dataframe = import_pandas("Result.metrics_dataframe").json_normalize(
+                    stored.rows, sep="/")
+            else:
+                self._metrics_dataframe = import_pandas("Result.metrics_dataframe").read_csv(csv_path)
         return self._metrics_dataframe
 
     @metrics_dataframe.setter

@@ -22,15 +22,14 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from fasttune import _storage as storage
 from fasttune._flatten import flatten_dict, lookup_flattened
-from fasttune._results_store import read_store_cached, stored_trial
+from fasttune._results_store import read_store_cached
 from fasttune.result import (  # noqa: F401 - point_into_storage is re-exported
     PARAMS_FILE,
-    RESULT_FILE,
     Result,
     import_pandas,
     local_filesystem,
     point_into_storage,
-    read_json_lines,
+    trial_rows,
 )
 
 __all__ = ["ResultGrid", "point_into_storage", "local_filesystem"]
@@ -273,18 +272,12 @@ class ResultGrid:
     # -- analysis ----------------------------------------------------------------------
 
     def _history(self, index: int) -> List[Dict[str, Any]]:
-        """Every result the trial reported, read from its ``result.json`` once."""
+        """Every result the trial reported, read from its ``result.json`` (or the results
+        store) once; its last result when it has neither."""
         if index not in self._history_cache:
             result = self._results[index]
-            path = os.path.join(result.path, RESULT_FILE)
-            stored = None if os.path.isfile(path) else stored_trial(result.path)
-            if stored is not None:  # RunConfig(results_store="experiment")
-                rows = stored.rows
-            elif os.path.isfile(path):
-                rows = read_json_lines(path, on_bad_line="warn")
-            else:
-                rows = [result.metrics] if result.metrics else []
-            self._history_cache[index] = rows
+            self._history_cache[index] = trial_rows(result.path, on_bad_line="warn",
+                                                    missing=[result.metrics] if result.metrics else [])
         return self._history_cache[index]
 
     def _score(self, index: int, metric: str, mode: str, scope: str) -> Optional[float]:

@@ -328,17 +328,19 @@ def run_experiment(
     executor.register_trainable(experiment.trainable_name, experiment.trainable)
     if resume_config is not None and has_store(experiment.path):
         results_store = "experiment"  # as it was run (tune.run(resume=...) does not say)
+    # Without per-trial files (a simulation unless asked, or one store for all trials) no
+    # default loggers are added, and a per-trial file logger is refused with why.
+    no_trial_files = None
     if simulation is not None and not simulation.write_results:
-        # A simulation writes no trial files unless asked: no default loggers either.
-        callbacks = list(callbacks or []) + callbacks_from_env()
-        _refuse_file_loggers(callbacks, "this Simulation writes none: pass Simulation(..., write_results=True) "
-                                        "to have each trial's files")
+        no_trial_files = "this Simulation writes none: pass Simulation(..., write_results=True) to have each trial's files"
     elif results_store == "experiment":
-        callbacks = list(callbacks or []) + callbacks_from_env()
-        _refuse_file_loggers(callbacks, "RunConfig(results_store='experiment') keeps all trials' results in one "
-                                        "store instead: leave results_store at 'per_trial' for per-trial files")
-    else:
+        no_trial_files = ("RunConfig(results_store='experiment') keeps all trials' results in one store instead: "
+                          "leave results_store at 'per_trial' for per-trial files")
+    if no_trial_files is None:
         callbacks = with_default_loggers(callbacks)
+    else:
+        callbacks = list(callbacks or []) + callbacks_from_env()
+        _refuse_file_loggers(callbacks, no_trial_files)
     runner = TrialRunner(
         search_alg=searcher,
         scheduler=scheduler,
