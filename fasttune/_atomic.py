@@ -39,7 +39,7 @@ import secrets
 import shutil
 from typing import Any, Iterable, Iterator, Optional, Union
 
-__all__ = ["atomic_write", "fsync_directory", "move_directory_into_place", "sync_filesystem", "scratch_writes"]
+__all__ = ["atomic_write", "temporary_path", "fsync_directory", "move_directory_into_place", "sync_filesystem", "scratch_writes"]
 
 # Temporary names count from a random start, drawn again in a forked child.
 _tmp_start = [secrets.randbits(32)]
@@ -73,6 +73,17 @@ def scratch_writes() -> Iterator[None]:
         _SCRATCH.reset(token)
 
 
+def temporary_path(path: str) -> str:
+    """Where a new version of ``path`` is written before it is renamed over it: beside it
+    (the rename stays on one file system), hidden, and named apart from other writes."""
+    # Eight hex digits, unique among this process's writes (a counter from a random start
+    # made once per process) and unlikely to meet another's: one file per trial is written
+    # this way, so not a random call each.
+    tag = (_tmp_start[0] + next(_tmp_counter)) & 0xFFFFFFFF
+    directory, name = os.path.split(path)
+    return os.path.join(directory or ".", f".{name}.{tag:08x}.tmp")
+
+
 def atomic_write(
     path: str, data: Union[bytes, bytearray, memoryview, str, Iterable[bytes]], *, durable: bool,
     mode: Optional[int] = None,
@@ -95,11 +106,7 @@ def atomic_write(
     chunks = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
     durable = durable and not _SCRATCH.get()
     directory = os.path.dirname(path) or "."
-    # Eight hex digits, unique among this process's writes (a counter from a random start
-    # made once per process) and unlikely to meet another's: one file per trial is written
-    # this way, so not a random call each.
-    tag = (_tmp_start[0] + next(_tmp_counter)) & 0xFFFFFFFF
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{tag:08x}.tmp")
+    tmp = temporary_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
     try:
         try:

@@ -1,6 +1,7 @@
 # cython: language_level=3
-"""Compiled event core of fasttune: TrialTable, EventSelector, ResultBuffer, and the
-TensorBoard event records of a batch of results (tb_scalar_events).
+"""Compiled event core of fasttune: TrialTable, EventSelector, ResultBuffer, the
+TensorBoard event records of a batch of results (tb_scalar_events), and the writer
+threads' batches of file system calls (write_file_batch).
 
 The behaviour -- every name, value, exception and output byte -- is specified by
 the pure-Python twin ``fasttune/_core_fallback.py`` (read its docstrings); the
@@ -27,19 +28,28 @@ from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_Check
 from libc.math cimport NAN, floor, isfinite, isnan
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.errno cimport EEXIST, EINTR, EIO, ENOENT, errno
+from libc.stdio cimport rename
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset, strlen
+from posix.fcntl cimport O_APPEND, O_CLOEXEC, O_CREAT, O_EXCL, O_WRONLY
+from posix.fcntl cimport open as posix_open
+from posix.stat cimport mkdir
+from posix.unistd cimport SEEK_CUR, close, ftruncate, lseek, unlink, write
 
 import json
 import math
+import os
 import struct
 import time
 
 import numpy as np
 
 from fasttune._core_shared import (
-    COLUMNS, ERROR, EVENT_BATCH, EVENT_ERROR, EVENT_START, INT32_MAX, LEGAL_TRANSITIONS, MAX_DEPTH,
+    COLUMNS, ERROR, EVENT_BATCH, EVENT_ERROR, EVENT_START, FILE_APPEND, FILE_MKDIR, FILE_REPLACE, INT32_MAX,
+    LEGAL_TRANSITIONS, MAX_DEPTH,
     MAX_WORKER_SLOT, MODES, PAUSED, PENDING, RUNNING, SNAPSHOT_VERSION, STATUS_NAMES,
-    TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot, IllegalTransition, event_kind_error,
+    TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot, IllegalTransition, check_file_ops, event_kind_error,
     illegal_transition, iteration_error, parse_snapshot, selector_slot_error, snapshot_bytes,
     status_error, unknown_column, worker_slot_error,
 )
@@ -1924,3 +1934,224 @@ def tb_scalar_events(list results, list times, dict tags):
     finally:
         PyMem_Free(out.data)
         PyMem_Free(summary.data)
+
+
+# --------------------------------------------------------------------------
+# File batches: a writer thread's commit makes its system calls here without the GIL,
+# so the event loop runs meanwhile (they are most of a short trial's file cost).
+
+cdef enum:  # FILE_MKDIR, FILE_REPLACE, FILE_APPEND
+    FILE_MKDIR_C = 0
+    FILE_REPLACE_C = 1
+    FILE_APPEND_C = 2
+
+if (FILE_MKDIR_C, FILE_REPLACE_C, FILE_APPEND_C) != (FILE_MKDIR, FILE_REPLACE, FILE_APPEND):
+    raise ImportError("fasttune._core was built against other file op codes than fasttune._core_shared holds; "
+                      "rebuild it")
+
+
+cdef struct _FileOp:
+    int kind
+    const char* path
+    const char* path2  # FILE_REPLACE: the temporary file; FILE_APPEND: the second file or NULL
+    const char* data
+    Py_ssize_t size
+    const char* data2
+    Py_ssize_t size2
+    int fd
+    int fd2
+    bint close
+    bint make_parent
+    int error  # errno of the failure, 0 when the op succeeded
+    bint error_names_second  # FILE_APPEND: the failure was the second file's
+
+
+cdef int _mkdirs(const char* path) noexcept nogil:
+    """mkdir, making missing parents; 0 or an errno (an existing directory is fine)."""
+    cdef Py_ssize_t n, i
+    cdef char* copy
+    cdef int code
+    if mkdir(path, 0o777) == 0 or errno == EEXIST:
+        return 0
+    if errno != ENOENT:
+        return errno
+    n = strlen(path)
+    copy = <char*>malloc(n + 1)
+    if copy == NULL:
+        return ENOENT
+    memcpy(copy, path, n + 1)
+    code = 0
+    for i in range(1, n + 1):
+        if copy[i] == b'/' or copy[i] == 0:
+            copy[i] = 0
+            if mkdir(copy, 0o777) != 0 and errno != EEXIST:
+                code = errno
+                break
+            if i < n:
+                copy[i] = b'/'
+    free(copy)
+    return code
+
+
+cdef int _write_all(int fd, const char* data, Py_ssize_t size) noexcept nogil:
+    """Write every byte; on failure cut back what this call wrote.  0 or an errno."""
+    cdef Py_ssize_t done = 0, written
+    cdef int code
+    while done < size:
+        written = write(fd, data + done, size - done)
+        if written > 0:
+            done += written
+            continue
+        if written < 0 and errno == EINTR:
+            continue
+        code = EIO if written == 0 else errno
+        if done:
+            ftruncate(fd, lseek(fd, 0, SEEK_CUR) - done)  # a failure leaves a torn tail readers skip
+        return code
+    return 0
+
+
+cdef int _open_append(const char* path, bint make_parent) noexcept nogil:
+    """A descriptor, or -errno."""
+    cdef int fd = posix_open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o666)
+    cdef int code
+    cdef char* parent
+    cdef Py_ssize_t n
+    if fd >= 0:
+        return fd
+    if errno != ENOENT or not make_parent:
+        return -errno
+    n = strlen(path)
+    while n > 0 and path[n - 1] != b'/':
+        n -= 1
+    if n <= 1:
+        return -ENOENT
+    parent = <char*>malloc(n)
+    if parent == NULL:
+        return -ENOENT
+    memcpy(parent, path, n - 1)
+    parent[n - 1] = 0
+    code = _mkdirs(parent)
+    free(parent)
+    if code:
+        return -code
+    fd = posix_open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o666)
+    return fd if fd >= 0 else -errno
+
+
+cdef int _replace(_FileOp* op) noexcept nogil:
+    cdef int fd = posix_open(op.path2, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+    cdef int code
+    if fd < 0:
+        return errno
+    code = _write_all(fd, op.data, op.size)
+    if close(fd) != 0 and code == 0:
+        code = errno
+    if code == 0 and rename(op.path2, op.path) != 0:
+        code = errno
+    if code:
+        unlink(op.path2)
+    return code
+
+
+cdef int _append_pair(_FileOp* op) noexcept nogil:
+    cdef int code = 0, fd
+    if op.fd < 0:
+        fd = _open_append(op.path, op.make_parent)
+        if fd < 0:
+            return -fd
+        op.fd = fd
+        if op.path2 != NULL:
+            fd = _open_append(op.path2, op.make_parent)
+            if fd < 0:
+                close(op.fd)
+                op.fd = -1
+                op.error_names_second = True
+                return -fd
+            op.fd2 = fd
+    if op.size:
+        code = _write_all(op.fd, op.data, op.size)
+    if code == 0 and op.size2 and op.path2 != NULL:
+        code = _write_all(op.fd2, op.data2, op.size2)
+        if code:
+            op.error_names_second = True
+            if op.size:  # both or neither
+                ftruncate(op.fd, lseek(op.fd, 0, SEEK_CUR) - op.size)
+    if op.close:
+        # A file system may report a failed write only when the file closes (NFS does).
+        if close(op.fd) != 0 and code == 0:
+            code = errno
+        if op.path2 != NULL and close(op.fd2) != 0 and code == 0:
+            code = errno
+            op.error_names_second = True
+        op.fd = op.fd2 = -1
+    return code
+
+
+cdef Py_ssize_t _run_file_ops(_FileOp* ops, Py_ssize_t n) noexcept nogil:
+    """Runs ops until one fails; how many ran (the failed one included)."""
+    cdef Py_ssize_t i
+    cdef _FileOp* op
+    for i in range(n):
+        op = &ops[i]
+        if op.kind == FILE_MKDIR_C:
+            op.error = _mkdirs(op.path)
+        elif op.kind == FILE_REPLACE_C:
+            op.error = _replace(op)
+        else:
+            op.error = _append_pair(op)
+        if op.error:
+            return i + 1
+    return n
+
+
+
+cdef const char* _bytes_at(list keep, object value) except? NULL:
+    """The C string of ``value`` (str: its file system encoding), kept alive by ``keep``."""
+    if value is None:
+        return NULL
+    if type(value) is str:
+        value = os.fsencode(value)
+    keep.append(value)
+    return PyBytes_AS_STRING(value)
+
+
+def write_file_batch(list ops):
+    check_file_ops(ops)
+    cdef Py_ssize_t n = len(ops), i, ran
+    cdef _FileOp* cops = <_FileOp*>PyMem_Malloc(max(n, 1) * sizeof(_FileOp))
+    cdef _FileOp* op
+    cdef list keep = []
+    if cops == NULL:
+        raise MemoryError()
+    try:
+        memset(cops, 0, max(n, 1) * sizeof(_FileOp))
+        for i in range(n):
+            item = <tuple>ops[i]
+            op = &cops[i]
+            op.kind = item[0]
+            op.path = _bytes_at(keep, item[1])
+            op.fd = op.fd2 = -1
+            if op.kind == FILE_REPLACE_C:
+                op.path2 = _bytes_at(keep, item[2])
+                op.data, op.size = _bytes_at(keep, item[3]), PyBytes_GET_SIZE(item[3])
+            elif op.kind == FILE_APPEND_C:
+                op.fd, op.fd2 = item[2], item[5]
+                op.data, op.size = _bytes_at(keep, item[3]), PyBytes_GET_SIZE(item[3])
+                op.path2 = _bytes_at(keep, item[4])
+                op.data2, op.size2 = _bytes_at(keep, item[6]), PyBytes_GET_SIZE(item[6])
+                op.close, op.make_parent = item[7], item[8]
+        with nogil:
+            ran = _run_file_ops(cops, n)
+        fds = []
+        for i in range(ran):
+            op = &cops[i]
+            fds.append((op.fd, op.fd2) if op.kind == FILE_APPEND_C else None)
+        failure = None
+        if ran and cops[ran - 1].error:
+            op = &cops[ran - 1]
+            path = ops[ran - 1][4] if op.kind == FILE_APPEND_C and op.error_names_second else ops[ran - 1][1]
+            failure = OSError(op.error, os.strerror(op.error), path)
+        return fds, failure
+    finally:
+        PyMem_Free(cops)

@@ -9,7 +9,7 @@ format -- is defined once in :mod:`fasttune._core_shared` and imported by both.
 Import the core through :mod:`fasttune._corelib`, which picks the implementation
 (``FASTTUNE_PUREPYTHON=1`` selects this one).
 
-Four pieces live here:
+Five pieces live here:
 
 * :class:`TrialTable` -- columnar per-trial bookkeeping with enforced status
   transitions, O(1) counts per status, numpy column views and compact snapshots.
@@ -18,6 +18,8 @@ Four pieces live here:
   result dicts plus the exact bytes for ``result.json`` and ``progress.csv``.
 * :func:`tb_scalar_events` -- a batch of results as TensorBoard event records
   (one ``Event`` per result holding all its scalars), framed by :func:`tfrecord`.
+* :func:`write_file_batch` -- a writer thread's batch of file system calls (the
+  compiled core makes them without holding the GIL, so the event loop runs meanwhile).
 
 Example:
     >>> t = TrialTable(mode="min")
@@ -34,7 +36,9 @@ import csv
 import io
 import json
 import math
+import errno
 import operator
+import os
 import struct
 import time
 from typing import Optional
@@ -42,9 +46,10 @@ from typing import Optional
 import numpy as np
 
 from fasttune._core_shared import (
-    COLUMNS, ERROR, EVENT_BATCH, EVENT_ERROR, EVENT_START, INT32_MAX, LEGAL_TRANSITIONS,
+    COLUMNS, ERROR, EVENT_BATCH, EVENT_ERROR, EVENT_START, FILE_APPEND, FILE_MKDIR, FILE_REPLACE,
+    INT32_MAX, LEGAL_TRANSITIONS,
     MAX_DEPTH, MAX_WORKER_SLOT, MODES, PAUSED, PENDING, RUNNING, SNAPSHOT_VERSION,
-    STATUS_NAMES, TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot, IllegalTransition,
+    STATUS_NAMES, TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot, IllegalTransition, check_file_ops,
     event_kind_error, illegal_transition, iteration_error, parse_snapshot,
     selector_slot_error, snapshot_bytes, status_error, unknown_column, worker_slot_error,
 )
@@ -55,6 +60,7 @@ __all__ = [
     "MAX_WORKER_SLOT", "IllegalTransition", "CorruptSnapshot",
     "TrialTable", "EventSelector", "ResultBuffer", "Ingested",
     "crc32c", "tfrecord", "tb_scalar_events", "TB_SKIPPED_KEYS",
+    "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "write_file_batch",
 ]
 
 _DTYPES = {name: np.dtype(dtype).newbyteorder("=").type for name, dtype in COLUMNS}
@@ -960,3 +966,176 @@ def _float32_range(value) -> float:
     if math.isfinite(x) and abs(x) >= 3.4028235677973366e38:
         return math.copysign(math.inf, x)
     return x
+
+
+# --------------------------------------------------------------------------
+# File batches: what a writer thread's commit asks of the file system
+
+
+def write_file_batch(ops: list) -> tuple:
+    """Runs the file operations ``ops`` in order, until one fails.
+
+    Returns ``(fds, failure)``: ``fds`` has an entry for each op that ran, the failed one
+    included: ``(fd, fd2)`` for an append (the descriptors it leaves open, -1 for none),
+    ``None`` for the others; ``failure`` is ``None``, or the ``OSError`` (naming the file)
+    of the last op that ran.  A failed op leaves nothing half done: a write is cut back
+    to where it began, a temporary file is removed.  The ops are tuples:
+
+    ``(FILE_MKDIR, path)``
+        Make the directory, and its parents when they are missing; one that is there is fine.
+    ``(FILE_REPLACE, path, tmp_path, data)``
+        Write ``data`` to the new file ``tmp_path``, then rename it over ``path``: a
+        reader finds the old file or the new one, never a part.
+    ``(FILE_APPEND, path, fd, data, path2, fd2, data2, close, make_parent)``
+        Append all of ``data`` to ``path`` through ``fd``, then ``data2`` to ``path2``
+        through ``fd2`` (``path2`` None: no second file, ``fd2`` -1).  The descriptors
+        are both open, or both -1: then the files are opened for appending (created when
+        missing; with ``make_parent``, their missing directory too), both or neither.
+        The files get both writes or neither: when the second fails, the first is cut
+        back.  ``close``: close both after, also when the append failed.
+
+    Example:
+        >>> import os, tempfile
+        >>> d = os.path.join(tempfile.mkdtemp(), "trial")
+        >>> fds, failure = write_file_batch([
+        ...     (FILE_MKDIR, d),
+        ...     (FILE_REPLACE, d + "/params.json", d + "/.params.json.tmp", b"{}"),
+        ...     (FILE_APPEND, d + "/result.json", -1, b"{}\\n", None, -1, b"", True, False)])
+        >>> fds, failure, sorted(os.listdir(d))
+        ([None, None, (-1, -1)], None, ['params.json', 'result.json'])
+    """
+    check_file_ops(ops)
+    fds: list = []
+    for op in ops:
+        kind = op[0]
+        try:
+            if kind == FILE_MKDIR:
+                fds.append(None)
+                _make_directory(op[1])
+            elif kind == FILE_REPLACE:
+                fds.append(None)
+                _replace(op[1], op[2], op[3])
+            else:
+                fds.append(None)
+                _append_pair(op, fds)
+        except OSError as exc:
+            return fds, exc
+    return fds, None
+
+
+def _os_error(code: int, path: str) -> OSError:
+    return OSError(code, os.strerror(code), path)
+
+
+def _make_directory(path: str) -> None:
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise _os_error(exc.errno, path) from None
+    except OSError as exc:
+        raise _os_error(exc.errno, path) from None
+
+
+def _write_all(fd: int, data: bytes, path: str) -> None:
+    """Write every byte of ``data``; on failure cut back what this call wrote."""
+    view = memoryview(data)
+    done = 0
+    try:
+        while done < len(view):
+            written = os.write(fd, view[done:])
+            if not written:
+                raise _os_error(errno.EIO, path)
+            done += written
+    except OSError as exc:
+        if done:
+            try:
+                os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR) - done)
+            except OSError:
+                pass  # the torn tail stays; readers stop at a line without its newline
+        raise _os_error(exc.errno, path) from None
+
+
+def _replace(path: str, tmp_path: str, data: bytes) -> None:
+    try:
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise _os_error(exc.errno, path) from None
+    code = 0
+    try:
+        _write_all(fd, data, path)
+    except OSError as exc:
+        code = exc.errno
+    try:
+        os.close(fd)
+    except OSError as exc:
+        code = code or exc.errno
+    if not code:
+        try:
+            os.rename(tmp_path, path)
+        except OSError as exc:
+            code = exc.errno
+    if code:
+        try:
+            os.unlink(tmp_path)
+        except OSError:
+            pass
+        raise _os_error(code, path)
+
+
+def _open_append(path: str, make_parent: bool) -> int:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT or not make_parent:
+            raise _os_error(exc.errno, path) from None
+    try:
+        _make_directory(os.path.dirname(path))
+        return os.open(path, flags, 0o666)
+    except OSError as exc:
+        raise _os_error(exc.errno, path) from None
+
+
+def _append_pair(op: tuple, fds: list) -> None:
+    _, path, fd, data, path2, fd2, data2, close, make_parent = op
+    fds[-1] = (fd, fd2)  # what is open if the op fails before it ends
+    if fd < 0:
+        fd = _open_append(path, make_parent)
+        if path2 is not None:
+            try:
+                fd2 = _open_append(path2, make_parent)
+            except OSError:
+                os.close(fd)
+                raise
+    failure = None
+    try:
+        if data:
+            _write_all(fd, data, path)
+        if data2 and path2 is not None:
+            try:
+                _write_all(fd2, data2, path2)
+            except OSError:
+                if data:  # both or neither
+                    try:
+                        os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR) - len(data))
+                    except OSError:
+                        pass
+                raise
+    except OSError as exc:
+        failure = exc
+    if close:
+        # A file system may report a failed write only when the file closes (NFS does).
+        for each, each_path in ((fd, path), (fd2, path2)) if path2 is not None else ((fd, path),):
+            try:
+                os.close(each)
+            except OSError as exc:
+                failure = failure or _os_error(exc.errno, each_path)
+        fd = fd2 = -1
+    fds[-1] = (fd, fd2)
+    if failure is not None:
+        raise failure

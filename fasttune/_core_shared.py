@@ -33,6 +33,7 @@ __all__ = [
     "event_kind_error", "selector_slot_error", "unknown_column",
     "MODES", "SNAPSHOT_VERSION", "MAGIC", "HEADER", "COLUMNS", "ROW_BYTES",
     "snapshot_bytes", "parse_snapshot", "TB_SKIPPED_KEYS",
+    "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "check_file_ops",
 ]
 
 # --------------------------------------------------------------------------
@@ -62,6 +63,9 @@ INT32_MAX = (1 << 31) - 1
 #: Results nested deeper than this are refused (a dict that contains itself
 #: would otherwise recurse forever).
 MAX_DEPTH = 100
+
+#: The operations of ``write_file_batch`` (each op tuple's first item).
+FILE_MKDIR, FILE_REPLACE, FILE_APPEND = 0, 1, 2
 
 #: Result keys that are not logged as TensorBoard scalars (they are the step, or
 #: not useful), as Ray Tune's TBXLoggerCallback leaves them out.
@@ -125,6 +129,38 @@ def selector_slot_error(slot: int) -> ValueError:
 def unknown_column(name: object) -> KeyError:
     return KeyError(f"unknown column {name!r}; valid columns are "
                     + ", ".join(n for n, _ in COLUMNS))
+
+
+def check_file_ops(ops: object) -> None:
+    """Refuse a ``write_file_batch`` batch that is not a list of well-formed ops (before
+    any of them runs): a TypeError or ValueError naming the first bad one."""
+    if type(ops) is not list:
+        raise TypeError(f"write_file_batch takes a list of op tuples, got {type(ops).__name__}")
+    for index, op in enumerate(ops):
+        kind = op[0] if type(op) is tuple and op else None
+        if kind == FILE_MKDIR and len(op) == 2:
+            paths, data, fds, flags = op[1:], (), (), ()
+        elif kind == FILE_REPLACE and len(op) == 4:
+            paths, data, fds, flags = op[1:3], op[3:], (), ()
+        elif kind == FILE_APPEND and len(op) == 9:
+            paths = (op[1],) if op[4] is None else (op[1], op[4])
+            data, fds, flags = (op[3], op[6]), (op[2], op[5]), op[7:]
+        else:
+            raise TypeError(f"file op {index} is not a FILE_MKDIR, FILE_REPLACE or FILE_APPEND tuple: {op!r}")
+        if not all(type(path) is str for path in paths) or not all(type(d) is bytes for d in data) \
+                or not all(type(fd) is int for fd in fds) or not all(type(flag) is bool for flag in flags):
+            raise TypeError(f"file op {index} has a field of the wrong type (paths str, data bytes, descriptors "
+                            f"int, flags bool): {op!r}")
+        for path in paths:
+            if not path or "\0" in path:
+                raise ValueError(f"file op {index} names an empty path or one with a NUL character: {path!r}")
+        if fds:
+            fd, fd2 = fds
+            to_open = fd == -1 and fd2 == -1
+            open_already = fd >= 0 and (fd2 >= 0 if op[4] is not None else fd2 == -1)
+            if not (to_open or open_already):
+                raise ValueError(f"file op {index}: its descriptors must be -1, -1 (to be opened) or open ones "
+                                 f"(the second -1 when there is no second file), got {fd}, {fd2}")
 
 
 # --------------------------------------------------------------------------

@@ -21,7 +21,8 @@ import warnings
 
 # Constants and exception classes are the same objects whichever core is picked.
 from fasttune._core_shared import (
-    ERROR, EVENT_BATCH, EVENT_ERROR, EVENT_START, MAX_WORKER_SLOT, PAUSED, PENDING, RUNNING,
+    ERROR, EVENT_BATCH, EVENT_ERROR, EVENT_START, FILE_APPEND, FILE_MKDIR, FILE_REPLACE, MAX_WORKER_SLOT,
+    PAUSED, PENDING, RUNNING,
     SNAPSHOT_VERSION, STATUS_NAMES, TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot,
     IllegalTransition,
 )
@@ -55,10 +56,12 @@ Ingested = _impl.Ingested
 crc32c = _impl.crc32c
 tfrecord = _impl.tfrecord
 tb_scalar_events = _impl.tb_scalar_events
+write_file_batch = _impl.write_file_batch
 
 __all__ = [
     "IMPLEMENTATION", "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR", "STATUS_NAMES",
     "SNAPSHOT_VERSION", "EVENT_START", "EVENT_BATCH", "EVENT_ERROR", "MAX_WORKER_SLOT",
     "IllegalTransition", "CorruptSnapshot", "TrialTable", "EventSelector", "ResultBuffer",
     "Ingested", "crc32c", "tfrecord", "tb_scalar_events", "TB_SKIPPED_KEYS",
+    "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "write_file_batch",
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-__all__ = ["append_whole", "append_records"]
+__all__ = ["append_whole"]
 
 
 def append_whole(handle: Any, data: bytes, path: str) -> None:
@@ -48,17 +48,3 @@ def append_whole(handle: Any, data: bytes, path: str) -> None:
             except OSError:
                 pass  # the torn tail stays; readers stop at a line without its newline
         raise OSError(exc.errno, exc.strerror, path) from exc
-
-
-def append_records(handle: Any, records: "list[bytes]", path: str) -> None:
-    """Append ``records`` (a list of byte strings) in one write when they fit, else as
-    many whole ones as fit, in order; raises as :func:`append_whole` for the first that
-    does not."""
-    if len(records) == 1:
-        append_whole(handle, records[0], path)
-        return
-    try:
-        append_whole(handle, b"".join(records), path)
-    except OSError:
-        for record in records:
-            append_whole(handle, record, path)

@@ -23,10 +23,10 @@ import shutil
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from fasttune._atomic import atomic_write
+from fasttune import _corelib as core
+from fasttune._atomic import temporary_path
 from fasttune._json_nesting import parse_json
 from fasttune._jsonable import json_default
-from fasttune.logger._append import append_whole
 from fasttune.logger._writer_thread import WriterThread
 from fasttune.result import ERROR_FILE, PARAMS_FILE, PROGRESS_FILE, RESULT_FILE  # noqa: F401 - re-exported
 
@@ -63,10 +63,11 @@ class _Staged:
         self.close = False
 
 
-def _close_handles(handles: Tuple[Any, Any]) -> None:
-    handles[0].close()
-    if handles[1] is not None:
-        handles[1].close()
+def _close_handles(fds: Tuple[int, int]) -> None:
+    """Close a trial's result.json and progress.csv descriptors (-1: none)."""
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
 
 
 
@@ -118,7 +119,7 @@ class TrialFiles:
     def __init__(self, write_csv: bool = True, storage_sync: Any = None, write_results: bool = True) -> None:
         # With the experiment kept in storage, checkpoints live there (workers upload them).
         self._storage_sync = storage_sync
-        self._open: "OrderedDict[str, Tuple[Any, Any]]" = OrderedDict()
+        self._open: "OrderedDict[str, Tuple[int, int]]" = OrderedDict()  # trial dir -> descriptors
         # What the writer's current batch has for each trial (the writer thread's own).
         self._staged: Dict[str, _Staged] = {}
         self._writer = WriterThread("trial result files", linger_s=WRITER_LINGER_S, commit=self._commit)
@@ -192,91 +193,116 @@ class TrialFiles:
         self._staged_for(trial_dir).close = True
 
     def _commit(self) -> None:
-        """Write what the batch staged, trial by trial (a failure stops no other trial's
-        writes; the first is raised at the end)."""
+        """Write what the batch staged, trial by trial, in one call of the core (its system
+        calls made without the GIL).  A failure stops no other trial's writes (after a
+        failed result write, only results are no longer written); the first is raised at
+        the end."""
         if not self._staged:
             return
         staged, self._staged = self._staged, {}
         failure: Optional[BaseException] = None
+        ops: List[tuple] = []
+        owners: List[str] = []  # the trial directory of each op
+        keep_open = self._make_room(staged)
         for trial_dir, each in staged.items():
             if each.config is not _NO_CONFIG:
                 try:
-                    self._write_params(trial_dir, each.config)
+                    # Renamed into place: a driver killed mid-write leaves no torn params.json.
+                    # Durable with the rest before the next snapshot (a fsync per trial would
+                    # cost more than everything else done for it).
+                    text = params_text(each.config).encode("utf-8")
                 except BaseException as exc:  # noqa: BLE001 - raised below
                     failure = failure or exc
-            try:
-                if each.results:
-                    self._write(trial_dir, each.results, each.close)
-                elif each.close:
-                    self._close(trial_dir)
-            except BaseException as exc:  # noqa: BLE001 - raised below
-                failure = failure or exc
+                else:
+                    params = os.path.join(trial_dir, PARAMS_FILE)
+                    ops += [(core.FILE_MKDIR, trial_dir), (core.FILE_REPLACE, params, temporary_path(params), text)]
+                    owners += [trial_dir, trial_dir]
+            if each.results or each.close:
+                fds = self._open.pop(trial_dir, (-1, -1))
+                close = each.close or trial_dir not in keep_open
+                if not each.results:
+                    if fds[0] >= 0:
+                        _close_handles(fds)
+                    continue
+                ops.append(self._append_op(trial_dir, fds, each.results, close))
+                owners.append(trial_dir)
+        if self._results_failed:  # an earlier batch's result write failed
+            ops, owners = self._after_failure(ops, owners)
+        while ops:
+            fds_after, error = core.write_file_batch(ops)
+            for op, owner, fds in zip(ops, owners, fds_after):
+                if op[0] == core.FILE_APPEND and fds[0] >= 0:
+                    self._open[owner] = fds  # the most recently written last
+            if error is None:
+                break
+            failure = failure or error
+            failed = len(fds_after) - 1
+            if ops[failed][0] == core.FILE_APPEND:
+                self._results_failed = True
+                self.unwritten_trial_dirs.add(owners[failed])
+                batches = staged[owners[failed]].results
+                if len(batches) > 1:
+                    self._append_what_fits(owners[failed], fds_after[failed], batches, ops[failed][7])
+            ops, owners = self._after_failure(ops[failed + 1:], owners[failed + 1:])
         if failure is not None:
             raise failure
 
-    @staticmethod
-    def _write_params(trial_dir: str, config: Dict[str, Any]) -> None:
-        make_directory(trial_dir)
-        # Renamed into place: a driver killed mid-write leaves no torn params.json.  Durable
-        # with the rest before the next snapshot (a fsync per trial would cost more than
-        # everything else done for it).
-        atomic_write(os.path.join(trial_dir, PARAMS_FILE), params_text(config), durable=False)
+    def _make_room(self, staged: Dict[str, "_Staged"]) -> set:
+        """Close the least recently written trials' files so that those this batch keeps
+        open fit :data:`MAX_OPEN_TRIALS`; returns the trials whose files stay open after it
+        (all it writes and does not close, or the latest of them)."""
+        writing = [trial_dir for trial_dir, each in staged.items() if each.results and not each.close]
+        keep = set(writing[-MAX_OPEN_TRIALS:])
+        others = len(self._open) - sum(1 for trial_dir in staged if trial_dir in self._open)
+        while others + len(keep) > MAX_OPEN_TRIALS:
+            trial_dir = next(trial_dir for trial_dir in self._open if trial_dir not in staged)
+            _close_handles(self._open.pop(trial_dir))
+            others -= 1
+        return keep
 
-    def _write(self, trial_dir: str, batches: List[Tuple[bytes, bytes]], close: bool = False) -> None:
-        """Append the trial's result batches (JSON and CSV bytes each), in one write per
-        file when they fit; ``close``: close its files after."""
-        if self._results_failed:
-            self.unwritten_trial_dirs.add(trial_dir)
-            if close:
-                self._close(trial_dir)
-            return
-        handles = self._open.pop(trial_dir, None)
-        try:
-            if handles is None:
-                handles = self._open_trial(trial_dir)
-            if len(batches) == 1:
-                self._append(trial_dir, handles, *batches[0])
-            else:
-                try:
-                    self._append(trial_dir, handles, b"".join([b[0] for b in batches]),
-                                 b"".join([b[1] for b in batches]))
-                except OSError:
-                    # Not all fit (each write was cut back whole): keep the batches that do.
-                    for json_bytes, csv_bytes in batches:
-                        self._append(trial_dir, handles, json_bytes, csv_bytes)
-        except BaseException:
-            self._results_failed = True
-            self.unwritten_trial_dirs.add(trial_dir)
-            raise
-        finally:
-            if handles is not None:
-                if close:  # a short trial's files are closed as soon as they are written
-                    _close_handles(handles)
+    def _append_op(self, trial_dir: str, fds: Tuple[int, int], batches: List[Tuple[bytes, bytes]],
+                   close: bool) -> tuple:
+        """The core's append of the trial's result batches (JSON and CSV bytes each) to
+        ``result.json`` (and ``progress.csv``), both or neither."""
+        if len(batches) == 1:
+            json_bytes, csv_bytes = batches[0]
+        else:
+            json_bytes, csv_bytes = b"".join([b[0] for b in batches]), b"".join([b[1] for b in batches])
+        progress = os.path.join(trial_dir, PROGRESS_FILE) if self._write_csv else None
+        return (core.FILE_APPEND, os.path.join(trial_dir, RESULT_FILE), fds[0], json_bytes,
+                progress, fds[1], csv_bytes if self._write_csv else b"", close, False)
+
+    def _append_what_fits(self, trial_dir: str, fds: Tuple[int, int], batches: List[Tuple[bytes, bytes]],
+                          close: bool) -> None:
+        """After the trial's batches failed to append together: append them one by one,
+        as many whole ones as fit."""
+        for batch in batches:
+            fds_after, error = core.write_file_batch([self._append_op(trial_dir, fds, [batch], False)])
+            fds = fds_after[0]
+            if error is not None:
+                break
+        if close:
+            _close_handles(fds)
+        elif fds[0] >= 0:
+            self._open[trial_dir] = fds
+
+    def _after_failure(self, ops: List[tuple], owners: List[str]) -> Tuple[List[tuple], List[str]]:
+        """What is left of a batch once a result write failed: the config writes; no later
+        result is written (no history gets a hole), and the files it would have closed are
+        closed."""
+        left_ops, left_owners = [], []
+        for op, owner in zip(ops, owners):
+            if op[0] != core.FILE_APPEND:
+                left_ops.append(op)
+                left_owners.append(owner)
+                continue
+            self.unwritten_trial_dirs.add(owner)
+            if op[2] >= 0:
+                if op[7]:
+                    _close_handles((op[2], op[5]))
                 else:
-                    self._open[trial_dir] = handles  # the most recently written last
-
-    def _append(self, trial_dir: str, handles: Tuple[Any, Any], json_bytes: bytes, csv_bytes: bytes) -> None:
-        """Append one batch's rows to both files, or to neither (raising)."""
-        if json_bytes:
-            append_whole(handles[0], json_bytes, os.path.join(trial_dir, RESULT_FILE))
-        if csv_bytes and handles[1] is not None:
-            try:
-                append_whole(handles[1], csv_bytes, os.path.join(trial_dir, PROGRESS_FILE))
-            except OSError:
-                if json_bytes:  # the two files keep the same rows
-                    handles[0].truncate(handles[0].tell() - len(json_bytes))
-                raise
-
-    def _open_trial(self, trial_dir: str) -> Tuple[Any, Any]:
-        while len(self._open) >= MAX_OPEN_TRIALS:
-            _close_handles(self._open.popitem(last=False)[1])
-        json_f = open(os.path.join(trial_dir, RESULT_FILE), "ab", buffering=0)
-        try:
-            csv_f = open(os.path.join(trial_dir, PROGRESS_FILE), "ab", buffering=0) if self._write_csv else None
-        except BaseException:
-            json_f.close()
-            raise
-        return json_f, csv_f
+                    self._open[owner] = (op[2], op[5])
+        return left_ops, left_owners
 
     def _close(self, trial_dir: str) -> None:
         handles = self._open.pop(trial_dir, None)

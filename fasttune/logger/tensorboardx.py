@@ -16,9 +16,8 @@ import numpy as np
 from fasttune import _corelib as core
 from fasttune._flatten import flatten_dict
 from fasttune._optional import missing_dependency
-from fasttune.logger._append import append_records
 from fasttune.logger._tb_records import file_version_record, hparams_records
-from fasttune.logger._trial_files import WRITER_LINGER_S, make_directory
+from fasttune.logger._trial_files import WRITER_LINGER_S
 from fasttune.logger._writer_thread import WriterThread
 from fasttune.logger.logger import LoggerCallback
 
@@ -219,11 +218,12 @@ class _TrialEvents:
 
 class _EventFiles:
     """Event files by path (writer thread only): what a batch of calls appends is staged
-    and written at its end (:meth:`commit`), one write per file; the files stay open for
-    more, the least recently written closed first, until closed."""
+    and written at its end (:meth:`commit`), one write per file, in one call of the core
+    (its system calls made without the GIL); the files stay open for more, the least
+    recently written closed first, until closed."""
 
     def __init__(self) -> None:
-        self._open: "OrderedDict[str, Any]" = OrderedDict()
+        self._open: "OrderedDict[str, int]" = OrderedDict()  # path -> descriptor
         # path -> [the byte strings to append, whether the file closes after them]
         self._staged: Dict[str, List[Any]] = {}
 
@@ -250,40 +250,54 @@ class _EventFiles:
         if not self._staged:
             return
         staged, self._staged = self._staged, {}
-        failure: Optional[BaseException] = None
+        writing = [path for path, (parts, close) in staged.items() if parts and not close]
+        keep_open = set(writing[-MAX_OPEN_FILES:])
+        others = len(self._open) - sum(1 for path in staged if path in self._open)
+        while others + len(keep_open) > MAX_OPEN_FILES:
+            os.close(self._open.pop(next(path for path in self._open if path not in staged)))
+            others -= 1
+        ops: List[tuple] = []
         for path, (parts, close) in staged.items():
-            handle = self._open.pop(path, None)
-            try:
-                if parts:
-                    if handle is None:
-                        while len(self._open) >= MAX_OPEN_FILES:
-                            self._open.popitem(last=False)[1].close()
-                        handle = _open_for_append(path)
-                    # A torn record would end TensorBoard's reading of the file.
-                    append_records(handle, parts, path)
-            except BaseException as exc:  # noqa: BLE001 - raised below
-                failure = failure or exc
-            finally:
-                if handle is not None:
-                    if close:
-                        handle.close()
-                    else:
-                        self._open[path] = handle
+            fd = self._open.pop(path, -1)
+            if parts:
+                # The trial's directory may not be made yet (the result files' thread makes it).
+                ops.append((core.FILE_APPEND, path, fd, b"".join(parts), None, -1, b"",
+                            close or path not in keep_open, True))
+            elif close and fd >= 0:
+                os.close(fd)
+        failure: Optional[BaseException] = None
+        while ops:
+            fds, error = core.write_file_batch(ops)
+            for op, (fd, _) in zip(ops, fds):
+                if fd >= 0:
+                    self._open[op[1]] = fd
+            if error is None:
+                break
+            failure = failure or error
+            failed = ops[len(fds) - 1]
+            parts = staged[failed[1]][0]
+            if len(parts) > 1:  # a torn record would end TensorBoard's reading: as many whole ones as fit
+                self._append_what_fits(failed[1], self._open.pop(failed[1], -1), parts, failed[7])
+            ops = ops[len(fds):]
         if failure is not None:
             raise failure
+
+    def _append_what_fits(self, path: str, fd: int, parts: List[bytes], close: bool) -> None:
+        for part in parts:
+            fds, error = core.write_file_batch([(core.FILE_APPEND, path, fd, part, None, -1, b"", False, True)])
+            fd = fds[0][0]
+            if error is not None:
+                break
+        if fd >= 0:
+            if close:
+                os.close(fd)
+            else:
+                self._open[path] = fd
 
     def close_all(self) -> None:
         self.commit()
         while self._open:
-            self._open.popitem()[1].close()
-
-
-def _open_for_append(path: str) -> Any:
-    try:
-        return open(path, "ab", buffering=0)
-    except FileNotFoundError:  # the trial's directory is not made yet (the result files' thread makes it)
-        make_directory(os.path.dirname(path))
-        return open(path, "ab", buffering=0)
+            os.close(self._open.popitem()[1])
 
 
 def _event_file_name() -> str:

@@ -7,7 +7,11 @@ import subprocess
 import sys
 import textwrap
 import threading
+from types import SimpleNamespace
 
+import pytest
+
+from fasttune import _corelib as core
 from fasttune._jsonable import json_default
 from fasttune.logger import _trial_files
 from fasttune.logger._tb_records import file_version_record
@@ -40,13 +44,17 @@ def test_calls_gathered_in_a_batch_are_committed_after_them_and_before_a_wait_re
 
 
 def test_a_short_trials_files_are_opened_once_with_all_their_content_and_closed(tmp_path, monkeypatch):
-    opened = []
+    opened = []  # the files the batches' appends open (a descriptor of -1 is opened)
 
-    def counting_open(path, *args, **kwargs):
-        opened.append(os.path.basename(path))
-        return open(path, *args, **kwargs)
+    def counting_batch(ops):
+        for op in ops:
+            if op[0] == core.FILE_APPEND and op[2] < 0:
+                opened.extend(os.path.basename(path) for path in (op[1], op[4]) if path is not None)
+        return core.write_file_batch(ops)
 
-    monkeypatch.setattr(_trial_files, "open", counting_open, raising=False)
+    counting_core = SimpleNamespace(**{name: getattr(core, name) for name in core.__all__})
+    counting_core.write_file_batch = counting_batch
+    monkeypatch.setattr(_trial_files, "core", counting_core)
     files = TrialFiles(write_csv=True)
     trial_dir = str(tmp_path / "t")
     release = _hold(files._writer)
@@ -94,34 +102,51 @@ def test_event_files_are_written_once_per_batch_and_make_the_trials_directory(tm
 
 _FILL_TO_THE_LIMIT = textwrap.dedent("""
     import json, os, resource, sys
-    from fasttune.logger._append import append_records
-    path = sys.argv[1]
+    from fasttune.logger._trial_files import TrialFiles
+    from fasttune.logger.tensorboardx import _EventFiles
+    root = sys.argv[1]
     resource.setrlimit(resource.RLIMIT_FSIZE, (550, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-    records = [bytes([65 + i]) * 100 for i in range(10)]
-    with open(path, "ab", buffering=0) as f:
-        try:
-            append_records(f, records, path)
-            error = None
-        except OSError as exc:
-            error = [exc.errno, exc.filename]
-    print(json.dumps({"error": error, "size": os.path.getsize(path)}))
+    out = {}
+    events = _EventFiles()
+    for i in range(10):
+        events.append(root + "/events", bytes([65 + i]) * 100)
+    try:
+        events.commit()
+    except OSError as exc:
+        out["events"] = [exc.errno, exc.filename]
+    events.close_all()
+    files = TrialFiles(write_csv=False)
+    files.init_trial(root + "/trial", {"x": 1})
+    for i in range(10):
+        files.write(root + "/trial", bytes([65 + i]) * 99 + b"\\n", b"")
+    files.close(root + "/trial")
+    try:
+        files.flush()
+    except OSError as exc:
+        out["results"] = [exc.errno, sorted(files.unwritten_trial_dirs)]
+    files.close_all()
+    print(json.dumps(out))
 """)
 
 
-def test_records_that_do_not_fit_together_are_kept_whole_one_by_one(tmp_path):
+@pytest.mark.parametrize("pure_python", ["0", "1"])
+def test_records_and_batches_that_do_not_fit_together_are_kept_whole_one_by_one(tmp_path, pure_python):
     """Over RLIMIT_FSIZE (Python ignores SIGXFSZ: the write is short, then fails with
-    EFBIG, as on a full disk): the joined write is cut back, then the records that fit go
-    in whole."""
+    EFBIG, as on a full disk): the joined write is cut back, then the event records (and
+    a trial's result batches) that fit go in whole.  With either core."""
     import errno
 
-    path = str(tmp_path / "events")
-    proc = subprocess.run([sys.executable, "-c", _FILL_TO_THE_LIMIT, path], capture_output=True, text=True,
-                          timeout=60, env=os.environ)
+    root = str(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", _FILL_TO_THE_LIMIT, root], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, FASTTUNE_PUREPYTHON=pure_python))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.splitlines()[-1])
-    assert out == {"error": [errno.EFBIG, path], "size": 500}
-    with open(path, "rb") as f:
+    assert out["events"] == [errno.EFBIG, root + "/events"]
+    assert out["results"][0] == errno.EFBIG and out["results"][1] == [root + "/trial"]
+    with open(root + "/events", "rb") as f:
         assert f.read() == b"".join(bytes([65 + i]) * 100 for i in range(5))
+    with open(root + "/trial/result.json", "rb") as f:
+        assert f.read() == b"".join(bytes([65 + i]) * 99 + b"\n" for i in range(5))
 
 
 def test_config_to_json_is_json_dumps_text():

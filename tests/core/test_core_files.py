@@ -1,0 +1,192 @@
+"""write_file_batch: the writer threads' file system calls, made by the compiled core
+without the GIL and by its twin, with the same files, descriptors and failures."""
+import errno
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import fasttune._core as compiled
+import fasttune._core_fallback as twin
+from fasttune._core_shared import FILE_APPEND, FILE_MKDIR, FILE_REPLACE
+
+IMPLEMENTATIONS = (compiled, twin)
+
+
+def _tree(root):
+    """Every file under ``root`` with its bytes, every directory as None."""
+    found = {}
+    for directory, dirs, files in os.walk(root):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(directory, name), root)] = None
+        for name in files:
+            with open(os.path.join(directory, name), "rb") as f:
+                found[os.path.relpath(os.path.join(directory, name), root)] = f.read()
+    return found
+
+
+def _open_fds(fds):
+    return [fd for pair in fds if pair is not None for fd in pair if fd >= 0]
+
+
+@pytest.mark.parametrize("core", IMPLEMENTATIONS)
+def test_a_trials_files_are_made_with_their_content_and_kept_open_or_closed(core, tmp_path):
+    trial = str(tmp_path / "exp" / "trial_0")  # its parent is missing too
+    fds, failure = core.write_file_batch([
+        (FILE_MKDIR, trial),
+        (FILE_MKDIR, trial),  # there already: fine
+        (FILE_REPLACE, trial + "/params.json", trial + "/.params.json.1.tmp", b'{"x": 1}'),
+        (FILE_APPEND, trial + "/result.json", -1, b"r1\n", trial + "/progress.csv", -1, b"h\r\n1\r\n", False, False),
+        (FILE_APPEND, str(tmp_path / "events"), -1, b"ev", None, -1, b"", True, False),
+    ])
+    assert failure is None
+    assert fds[:3] == [None, None, None] and fds[4] == (-1, -1)
+    json_fd, csv_fd = fds[3]
+    assert json_fd >= 0 and csv_fd >= 0
+    # The kept descriptors append the next batch; an empty part writes nothing.
+    fds, failure = core.write_file_batch([
+        (FILE_APPEND, trial + "/result.json", json_fd, b"r2\n", trial + "/progress.csv", csv_fd, b"", True, False),
+        (FILE_REPLACE, trial + "/params.json", trial + "/.params.json.2.tmp", b'{"x": 2}'),
+    ])
+    assert (fds, failure) == ([(-1, -1), None], None)
+    for fd in (json_fd, csv_fd):
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed
+    assert _tree(tmp_path) == {
+        "exp": None, "exp/trial_0": None, "events": b"ev",
+        "exp/trial_0/params.json": b'{"x": 2}',
+        "exp/trial_0/result.json": b"r1\nr2\n",
+        "exp/trial_0/progress.csv": b"h\r\n1\r\n",
+    }
+
+
+@pytest.mark.parametrize("core", IMPLEMENTATIONS)
+def test_a_failed_op_stops_the_batch_and_names_its_file(core, tmp_path):
+    missing = str(tmp_path / "missing" / "result.json")
+    fds, failure = core.write_file_batch([
+        (FILE_MKDIR, str(tmp_path / "a")),
+        (FILE_APPEND, missing, -1, b"x", None, -1, b"", False, False),
+        (FILE_MKDIR, str(tmp_path / "never")),
+    ])
+    assert fds == [None, (-1, -1)]
+    assert isinstance(failure, FileNotFoundError)
+    assert (failure.errno, failure.filename) == (errno.ENOENT, missing)
+    assert sorted(os.listdir(tmp_path)) == ["a"]
+    # make_parent makes the missing directory and goes on.
+    fds, failure = core.write_file_batch([(FILE_APPEND, missing, -1, b"x", None, -1, b"", True, True)])
+    assert (fds, failure) == ([(-1, -1)], None)
+    assert (tmp_path / "missing" / "result.json").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("core", IMPLEMENTATIONS)
+def test_opening_is_both_or_neither_and_a_failed_replace_leaves_no_temporary_file(core, tmp_path):
+    os.mkdir(tmp_path / "t")
+    (tmp_path / "t" / "blocked").mkdir()  # a directory where the second file should be
+    before = os.listdir("/proc/self/fd")
+    fds, failure = core.write_file_batch([
+        (FILE_APPEND, str(tmp_path / "t" / "result.json"), -1, b"x", str(tmp_path / "t" / "blocked"), -1, b"y",
+         False, False)])
+    assert fds == [(-1, -1)]
+    assert isinstance(failure, IsADirectoryError) and failure.filename == str(tmp_path / "t" / "blocked")
+    assert os.listdir("/proc/self/fd") == before  # the first file was closed again
+    assert (tmp_path / "t" / "result.json").read_bytes() == b""  # opened (created), nothing written
+
+    fds, failure = core.write_file_batch([
+        (FILE_REPLACE, str(tmp_path / "t" / "blocked"), str(tmp_path / "t" / ".tmp"), b"{}")])
+    assert isinstance(failure, IsADirectoryError) and failure.filename == str(tmp_path / "t" / "blocked")
+    assert sorted(os.listdir(tmp_path / "t")) == ["blocked", "result.json"]  # the temporary file went
+
+
+@pytest.mark.parametrize("core", IMPLEMENTATIONS)
+@pytest.mark.parametrize("op", [
+    [FILE_MKDIR, "a"], (9, "a"), (FILE_MKDIR,), (FILE_MKDIR, b"a"), (FILE_MKDIR, ""), (FILE_MKDIR, "a\0b"),
+    (FILE_REPLACE, "a", "b", "text"), (FILE_APPEND, "a", -1, b"", None, -1, b"", 1, False),
+    (FILE_APPEND, "a", 3, b"", "b", -1, b"", False, False), (FILE_APPEND, "a", -1, b"", None, 4, b"", False, False),
+])
+def test_malformed_ops_are_refused_before_any_runs(core, tmp_path, op):
+    with pytest.raises((TypeError, ValueError)) as compiled_error:
+        compiled.write_file_batch([(FILE_MKDIR, str(tmp_path / "first")), op])
+    with pytest.raises(type(compiled_error.value)) as twin_error:
+        twin.write_file_batch([(FILE_MKDIR, str(tmp_path / "first")), op])
+    assert str(compiled_error.value) == str(twin_error.value)
+    assert not (tmp_path / "first").exists()
+
+
+_OVER_THE_LIMIT = textwrap.dedent("""
+    import json, os, resource, sys
+    if sys.argv[2] == "twin":
+        import fasttune._core_fallback as core
+    else:
+        import fasttune._core as core
+    from fasttune._core_shared import FILE_APPEND, FILE_REPLACE
+    root = sys.argv[1]
+    # Python ignores SIGXFSZ: a write past the limit is short, then fails with EFBIG, as on a full disk.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (550, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    out = []
+    for ops in (
+        # 300 bytes fit, then 300 more do not: the first write is cut back to where it began.
+        [(FILE_APPEND, root + "/a", -1, b"A" * 300, None, -1, b"", True, False),
+         (FILE_APPEND, root + "/a", -1, b"B" * 300, None, -1, b"", True, False)],
+        # The second file's write fails: the first file's is cut back too (both or neither).
+        [(FILE_APPEND, root + "/b", -1, b"C" * 100, root + "/c", -1, b"D" * 600, True, False)],
+        # A replace that does not fit leaves the old file and no temporary one.
+        [(FILE_REPLACE, root + "/a", root + "/.a.tmp", b"E" * 600)],
+    ):
+        fds, failure = core.write_file_batch(ops)
+        out.append([len(fds), fds[-1], failure.errno, failure.filename])
+    sizes = {name: os.path.getsize(os.path.join(root, name)) for name in sorted(os.listdir(root))}
+    print(json.dumps({"out": out, "sizes": sizes}))
+""")
+
+
+@pytest.mark.parametrize("implementation", ["compiled", "twin"])
+def test_a_write_that_does_not_fit_is_cut_back_whole(tmp_path, implementation):
+    proc = subprocess.run([sys.executable, "-c", _OVER_THE_LIMIT, str(tmp_path), implementation],
+                          capture_output=True, text=True, timeout=60, env=os.environ)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    root = str(tmp_path)
+    assert result["out"] == [[2, [-1, -1], errno.EFBIG, root + "/a"],
+                             [1, [-1, -1], errno.EFBIG, root + "/c"],
+                             [1, None, errno.EFBIG, root + "/a"]]
+    assert result["sizes"] == {"a": 300, "b": 0, "c": 0}
+    assert (tmp_path / "a").read_bytes() == b"A" * 300
+
+
+_THROUGH_A_PIPE = textwrap.dedent("""
+    import os, sys, threading
+    import fasttune._core as core
+    from fasttune._core_shared import FILE_APPEND
+    fifo = sys.argv[1]
+    os.mkfifo(fifo)
+    data = bytes(range(256)) * 4096  # 1 MiB: sixteen pipe buffers
+    got = []
+
+    def read_all():
+        fd = os.open(fifo, os.O_RDONLY)
+        while True:
+            chunk = os.read(fd, 65536)  # back in Python between reads: it needs the GIL
+            if not chunk:
+                break
+            got.append(chunk)
+        os.close(fd)
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    fds, failure = core.write_file_batch([(FILE_APPEND, fifo, -1, data, None, -1, b"", True, False)])
+    reader.join()
+    print(failure is None and b"".join(got) == data)
+""")
+
+
+def test_the_compiled_core_makes_its_system_calls_without_the_gil(tmp_path):
+    """The batch writes 1 MiB into a pipe that a Python thread empties: while the batch
+    is in its write, that thread must run, so a core holding the GIL would never finish
+    (the subprocess's timeout would end it)."""
+    proc = subprocess.run([sys.executable, "-c", _THROUGH_A_PIPE, str(tmp_path / "fifo")],
+                          capture_output=True, text=True, timeout=60, env=os.environ)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["True"]
