@@ -37,7 +37,7 @@ from fasttune.search.sample import (
     Quantized,
     Uniform,
 )
-from fasttune.search.variant_generator import _ATOMS, _clean_value, _path_key
+from fasttune.search.variant_generator import _ATOMS, _clean_value, _path_key, flatten_resolved_vars
 
 __all__ = ["SamplingPlan"]
 
@@ -66,10 +66,7 @@ class SamplingPlan:
         # What format_vars and flatten_resolved_vars work out from the paths, worked out once.
         order = sorted(range(len(paths)), key=lambda index: _path_key(paths[index]))
         self._tag_order = [(index, _clean_value(paths[index][-1]) + "=") for index in order]
-        self._flat_keys = [
-            "/".join(str(piece) for piece in (path[1:] if path and path[0] == "config" else path))
-            for path in paths
-        ]
+        self._flat_keys = [next(iter(flatten_resolved_vars({path: None}))) for path in paths]
 
     @classmethod
     def compile(cls, spec: Dict) -> Optional["SamplingPlan"]:

@@ -136,6 +136,21 @@ def test_points_to_evaluate_come_first_and_the_plan_draws_the_rest(monkeypatch, 
     assert planned == general
 
 
+@pytest.mark.parametrize("seed", sorted(SEEDS))
+def test_experiments_with_and_without_a_plan_in_one_sweep(monkeypatch, seed):
+    def sweep(use_plan):
+        if seed == "global":
+            np.random.seed(4)
+        generator = _generator(monkeypatch, use_plan, SPACES["flat"], 3, seed)
+        generator.add_configurations(_Experiment({"g": grid_search([1, 2]), "x": uniform(0, 1)}, 2))
+        generator.add_configurations(_Experiment(SPACES["every_domain"], 3))
+        return _trials(generator)
+
+    planned = sweep(True)
+    assert len(planned) == 3 + 4 + 3
+    assert planned == sweep(False)
+
+
 def test_trials_own_their_config(monkeypatch):
     generator = _generator(monkeypatch, True, SPACES["nested_with_constants"], 2, "int")
     first, second = generator.next_trial().config, generator.next_trial().config
