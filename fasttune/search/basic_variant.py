@@ -32,6 +32,7 @@ from fasttune._atomic import atomic_write
 from fasttune._serialization import Loader, pack_state
 from fasttune.search._validate import validate_param_space
 from fasttune.search._rng import RandomState, Rng, as_rng
+from fasttune.search._sampling_plan import SamplingPlan
 from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.search.variant_generator import (
     Path,
@@ -63,7 +64,21 @@ class _ExperimentLike(Protocol):
     ) -> _TrialLike: ...
 
 
-Variant = Tuple[Dict[Path, Any], Dict]
+# (resolved_vars, spec, the plan that drew it or None): a plan also writes the tag faster.
+Variant = Tuple[Dict[Path, Any], Dict, Optional[SamplingPlan]]
+
+# Whether plain random-search samples use a SamplingPlan; tests turn it off to compare with the general path.
+_USE_SAMPLING_PLAN = True
+
+
+def _planned_variants(plan: SamplingPlan, rng: Rng) -> Iterator[Variant]:
+    # A generator, so that the draw happens on next() as with generate_in_place.
+    yield plan.draw(rng) + (plan,)
+
+
+def _general_variants(work: Any, constant_grid_search: bool, rng: Rng) -> Iterator[Variant]:
+    for resolved_vars, spec in generate_in_place(work, constant_grid_search, rng):
+        yield resolved_vars, spec, None
 
 
 class _ExperimentVariants:
@@ -88,6 +103,8 @@ class _ExperimentVariants:
         self.points = points
         self.samples_left = num_samples
         self.constant_grid_search = constant_grid_search
+        # Samples without a point to evaluate draw from this plan when the space allows one.
+        self.plan = SamplingPlan.compile(space) if _USE_SAMPLING_PLAN else None
         self.variants: Optional[Iterator[Variant]] = None
         self.origin: Optional[Dict] = None
         self.start_state: Any = None
@@ -112,8 +129,11 @@ class _ExperimentVariants:
 
     def open(self, origin: Optional[Dict], rng: Rng, start_state: Any) -> None:
         self.origin, self.start_state, self.taken = origin, start_state, 0
+        if origin is None and self.plan is not None:
+            self.variants = _planned_variants(self.plan, rng)
+            return
         work = copy_spec(self.space) if origin is None else preset_spec(self.space, origin, warn=False)
-        self.variants = generate_in_place(work, self.constant_grid_search, rng)
+        self.variants = _general_variants(work, self.constant_grid_search, rng)
 
 
 class BasicVariantGenerator(SearchAlgorithm):
@@ -164,7 +184,7 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._rng = as_rng(random_state)
         self._experiments: List[_ExperimentVariants] = []
         self._position = 0
-        self._next: Optional[Tuple[int, Dict[Path, Any], Dict]] = None
+        self._next: Optional[Tuple[int, Dict[Path, Any], Dict, Optional[SamplingPlan]]] = None
         self._counter = 0
         self._live_trials: set = set()
         self._total_samples = 0
@@ -208,7 +228,7 @@ class BasicVariantGenerator(SearchAlgorithm):
             raise ValueError(f"num_samples must be an int >= 0, or -1 for unlimited, got {value!r}.")
         return sys.maxsize if value == -1 else value
 
-    def _advance(self) -> Optional[Tuple[int, Dict[Path, Any], Dict]]:
+    def _advance(self) -> Optional[Tuple[int, Dict[Path, Any], Dict, Optional[SamplingPlan]]]:
         while self._position < len(self._experiments):
             variant = self._experiments[self._position].next_variant(self._rng)
             if variant is not None:
@@ -227,12 +247,16 @@ class BasicVariantGenerator(SearchAlgorithm):
             if self._next is None:
                 self.set_finished()
                 return None
-        index, resolved_vars, spec = self._next
+        index, resolved_vars, spec, plan = self._next
+        if plan is not None:
+            tag_vars, evaluated_params = plan.describe(resolved_vars)
+        else:
+            tag_vars, evaluated_params = format_vars(resolved_vars), flatten_resolved_vars(resolved_vars)
         tag = str(self._counter)
         if resolved_vars:
-            tag += "_" + format_vars(resolved_vars)
+            tag += "_" + tag_vars
         experiment = self._experiments[index].experiment
-        trial = experiment.trial_factory(spec["config"], tag, flatten_resolved_vars(resolved_vars), None)
+        trial = experiment.trial_factory(spec["config"], tag, evaluated_params, None)
         self._counter += 1
         self._live_trials.add(trial.trial_id)
         # Look one variant ahead so that is_finished() is true as soon as the

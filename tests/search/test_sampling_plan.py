@@ -1,0 +1,193 @@
+"""The sampling plan gives, trial by trial, exactly what the general variant path gives."""
+import pickle
+
+import numpy as np
+import pytest
+
+from fasttune.search import basic_variant
+from fasttune.search._sampling_plan import SamplingPlan
+from fasttune.search.basic_variant import BasicVariantGenerator
+from fasttune.search.sample import (
+    Categorical,
+    Float,
+    Integer,
+    choice,
+    grid_search,
+    lograndint,
+    loguniform,
+    qlograndint,
+    qloguniform,
+    qrandint,
+    qrandn,
+    quniform,
+    randint,
+    randn,
+    sample_from,
+    uniform,
+)
+
+
+class _Trial:
+    def __init__(self, config, tag, evaluated_params):
+        self.config, self.trial_id, self.evaluated_params = config, tag, evaluated_params
+
+
+class _Experiment:
+    name = "plan"
+
+    def __init__(self, space, num_samples):
+        self.spec = {"config": space, "num_samples": num_samples}
+
+    def trial_factory(self, config, experiment_tag, evaluated_params, trial_id):
+        return _Trial(config, experiment_tag, evaluated_params)
+
+
+SPACES = {
+    "flat": {"x": uniform(0, 1)},
+    "nested_with_constants": {
+        "lr": loguniform(1e-4, 1e-1),
+        "opt": {"name": choice(["adam", "sgd"]), "momentum": 0.9, "betas": [uniform(0.8, 0.99), 0.999]},
+        "layers": randint(1, 5),
+        "label": "run",
+        "nothing": None,
+        "empty": {},
+        "activation": abs,
+    },
+    "every_domain": {
+        "uniform": uniform(-2, 3),
+        "quniform": quniform(0, 1, 0.1),
+        "loguniform": loguniform(1e-5, 1, base=2),
+        "qloguniform": qloguniform(1, 1000, 1),
+        "randn": randn(1.0, 2.0),
+        "qrandn": qrandn(10.0, 5.0, 0.5),
+        "randint": randint(-3, 7),
+        "qrandint": qrandint(0, 10, 5),
+        "lograndint": lograndint(1, 100),
+        "qlograndint": qlograndint(2, 64, 2),
+        "default_float": Float(0, 1),
+        "integer": Integer(0, 4).uniform(),
+        "numpy_choice": choice([np.float32(0.5), np.int64(3), np.float64(2.25), "a b/c", None, True, np.bool_(False)]),
+        "int_keys": {0: choice([1, 2, 3]), "b": uniform(0, 1), 2: 7},
+        "deep": {"a": {"b": [randint(0, 9), {"c": Categorical([1.5, 2.5]).uniform()}]}},
+    },
+    "constants_only": {"a": 1, "b": [1, {"c": "d"}]},
+}
+
+SEEDS = {
+    "int": lambda: 0,
+    "generator": lambda: np.random.default_rng(1),
+    "random_state": lambda: np.random.RandomState(2),
+    "global": lambda: None,
+}
+
+
+def _typed(value):
+    """The value with the type of every part, so that 1 == 1.0 == np.float64(1) tell apart."""
+    if isinstance(value, dict):
+        return (dict, [(type(key), key, _typed(item)) for key, item in value.items()])
+    if isinstance(value, list):
+        return (list, [_typed(item) for item in value])
+    return (type(value), value)
+
+
+def _generator(monkeypatch, use_plan, space, num_samples, seed, points=None):
+    monkeypatch.setattr(basic_variant, "_USE_SAMPLING_PLAN", use_plan)
+    generator = BasicVariantGenerator(points_to_evaluate=points, random_state=SEEDS[seed]())
+    generator.add_configurations(_Experiment(space, num_samples))
+    assert (generator._experiments[0].plan is not None) == use_plan
+    return generator
+
+
+def _trials(generator, count=None):
+    out = []
+    while count is None or len(out) < count:
+        trial = generator.next_trial()
+        if trial is None:
+            break
+        out.append((trial.trial_id, _typed(trial.config), _typed(trial.evaluated_params)))
+    return out
+
+
+def _sweep(monkeypatch, use_plan, space, seed, num_samples=6, points=None):
+    if seed == "global":
+        np.random.seed(3)
+    trials = _trials(_generator(monkeypatch, use_plan, space, num_samples, seed, points))
+    # The same draws were made: the global generator is left at the same place.
+    after = np.random.random() if seed == "global" else None
+    return trials, after
+
+
+@pytest.mark.parametrize("seed", sorted(SEEDS))
+@pytest.mark.parametrize("space_name", sorted(SPACES))
+def test_plan_gives_the_trials_of_the_general_path(monkeypatch, space_name, seed):
+    planned = _sweep(monkeypatch, True, SPACES[space_name], seed)
+    general = _sweep(monkeypatch, False, SPACES[space_name], seed)
+    assert len(planned[0]) == 6
+    assert planned == general
+
+
+@pytest.mark.parametrize("seed", sorted(SEEDS))
+def test_points_to_evaluate_come_first_and_the_plan_draws_the_rest(monkeypatch, seed):
+    space = SPACES["nested_with_constants"]
+    points = [{"lr": 0.01}, {"opt": {"name": "sgd", "betas": [0.9, 0.99]}}]
+    planned = _sweep(monkeypatch, True, space, seed, num_samples=5, points=points)
+    general = _sweep(monkeypatch, False, space, seed, num_samples=5, points=points)
+    assert len(planned[0]) == 5
+    assert planned == general
+
+
+@pytest.mark.parametrize("seed", sorted(SEEDS))
+def test_experiments_with_and_without_a_plan_in_one_sweep(monkeypatch, seed):
+    def sweep(use_plan):
+        if seed == "global":
+            np.random.seed(4)
+        generator = _generator(monkeypatch, use_plan, SPACES["flat"], 3, seed)
+        generator.add_configurations(_Experiment({"g": grid_search([1, 2]), "x": uniform(0, 1)}, 2))
+        generator.add_configurations(_Experiment(SPACES["every_domain"], 3))
+        return _trials(generator)
+
+    planned = sweep(True)
+    assert len(planned) == 3 + 4 + 3
+    assert planned == sweep(False)
+
+
+def test_trials_own_their_config(monkeypatch):
+    generator = _generator(monkeypatch, True, SPACES["nested_with_constants"], 2, "int")
+    first, second = generator.next_trial().config, generator.next_trial().config
+    assert first["opt"] is not second["opt"] and first["opt"]["betas"] is not second["opt"]["betas"]
+    assert first["empty"] is not second["empty"]
+    first["opt"]["betas"].append(1)
+    assert second["opt"]["betas"][1:] == [0.999]
+
+
+@pytest.mark.parametrize("seed", ["int", "generator", "random_state"])
+@pytest.mark.parametrize("save_with_plan,restore_with_plan", [(True, True), (True, False), (False, True)])
+def test_restore_mid_sweep_continues_with_the_same_trials(monkeypatch, seed, save_with_plan, restore_with_plan):
+    space = SPACES["every_domain"]
+    points = [{"uniform": 0.5}]
+    expected = _trials(_generator(monkeypatch, False, space, 7, seed, points))
+
+    saved = _generator(monkeypatch, save_with_plan, space, 7, seed, points)
+    before = _trials(saved, 3)
+    state = pickle.loads(pickle.dumps(saved.get_state()))
+    restored = _generator(monkeypatch, restore_with_plan, space, 1, "int")
+    restored.set_state(state)
+    assert before + _trials(restored) == expected
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        {"x": grid_search([1, 2]), "y": uniform(0, 1)},
+        {"x": sample_from(lambda: 1)},
+        {"x": (uniform(0, 1), 2)},
+        {"x": choice([[1, 2], [3]])},
+        {"x": choice([uniform(0, 1), 2])},
+        {"x": {"grid_search": [1, 2]}},
+        {"x": Categorical([1, 2]).grid()},
+        {"x": type("Config", (dict,), {})(a=uniform(0, 1))},
+        {"x": {1, 2}},
+    ],
+)
+def test_spaces_the_plan_cannot_draw_take_the_general_path(space):
+    assert SamplingPlan.compile({"config": space}) is None
