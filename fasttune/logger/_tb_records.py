@@ -100,12 +100,15 @@ def _hparam_info(name: str, data_type: int) -> bytes:
 
 
 @functools.lru_cache(maxsize=256)
-def _experiment_summary(infos: Tuple[bytes, ...], metric_tags: Tuple[str, ...]) -> bytes:
+def _experiment_field(infos: Tuple[bytes, ...], metric_tags: Tuple[str, ...]) -> bytes:
+    """The Event's summary field of the hparams experiment summary (the same for every
+    trial with these hyperparameter names and metrics: made once)."""
     metrics = b"".join(_field(5, _field(1, _field(2, tag.encode()))) for tag in metric_tags)
-    return _plugin_summary("_hparams_/experiment", _field(2, b"".join(infos) + metrics))
+    return _field(5, _plugin_summary("_hparams_/experiment", _field(2, b"".join(infos) + metrics)))
 
 
-_SESSION_END = _plugin_summary("_hparams_/session_end_info", _field(4, _varint_field(1, _STATUS_SUCCESS)))
+_SESSION_END_FIELD = _field(5, _plugin_summary("_hparams_/session_end_info",
+                                                _field(4, _varint_field(1, _STATUS_SUCCESS))))
 
 
 def hparams_records(hparams: Dict[str, Any], metric_tags: Iterable[str], wall_time: float) -> bytes:
@@ -127,6 +130,7 @@ def hparams_records(hparams: Dict[str, Any], metric_tags: Iterable[str], wall_ti
         infos.append(info)
         entries.append(entry)
     session_start = _plugin_summary("_hparams_/session_start_info", _field(3, b"".join(entries)))
-    return b"".join((event_record(wall_time, summary=_experiment_summary(tuple(infos), tuple(metric_tags))),
-                     event_record(wall_time, summary=session_start),
-                     event_record(wall_time, summary=_SESSION_END)))
+    wall_time_field = _double_field(1, wall_time)  # each Event: its wall_time, then its summary
+    return b"".join((core.tfrecord(wall_time_field + _experiment_field(tuple(infos), tuple(metric_tags))),
+                     core.tfrecord(wall_time_field + _field(5, session_start)),
+                     core.tfrecord(wall_time_field + _SESSION_END_FIELD)))

@@ -195,8 +195,8 @@ class TBXLoggerCallback(LoggerCallback):
         flat_params = flatten_dict(params)
         hparams = {k: v for k, v in flat_params.items() if isinstance(v, self.VALID_HPARAMS)}
         hparams.update({k: v.tolist() for k, v in flat_params.items() if isinstance(v, self.VALID_NP_HPARAMS)})
-        removed = sorted(set(flat_params) - set(hparams))
-        if removed:
+        if len(hparams) < len(flat_params):
+            removed = sorted(set(flat_params) - set(hparams))
             logger.info("Trial %s: hyperparameters %s are not logged to TensorBoard (not a number, string, "
                         "bool or list).", trial_name, removed)
         logged = {key: value for key, value in last_result.items() if key not in core.TB_SKIPPED_KEYS}
