@@ -28,8 +28,10 @@ def counting_trainable(config):
     with open(config["marker"]) as f:
         phase = f.read().strip()
     trial_id = tune.get_context().get_trial_id()
+    import ray
+
     with open(config["starts"], "a") as f:
-        f.write(f"{phase} {trial_id} {start}\n")
+        f.write(f"{phase} {trial_id} {start} {ray.get_runtime_context().get_job_id()}\n")
     for iteration in range(start + 1, ITERATIONS + 1):
         metrics = {"loss": config["x"] / iteration}
         if iteration % CHECKPOINT_EVERY == 0:
@@ -53,6 +55,23 @@ def _count_and_maybe_interrupt(config):
             threading.Event().wait()  # nothing more from this run; Ray ends the worker
         else:
             os.kill(config["driver_pgid"], signal.SIGINT)
+
+
+def set_phase(tmp, phase):
+    """Write the phase marker whole: a straggling worker of a killed driver may read it
+    while it changes."""
+    path = os.path.join(tmp, "phase")
+    with open(path + ".new", "w") as f:
+        f.write(phase)
+    os.replace(path + ".new", path)
+
+
+def logged_starts(tmp, phase, job_id):
+    """``(trial id, iteration it resumed from)`` of each start logged in ``phase`` by a
+    worker of the Ray job ``job_id``."""
+    with open(os.path.join(tmp, "starts.log")) as f:
+        rows = [line.split() for line in f]
+    return [(trial_id, int(start)) for p, trial_id, start, job in rows if p == phase and job == job_id]
 
 
 def param_space(tmp, interrupt_after, sig="SIGKILL", driver_pgid=0):

@@ -15,6 +15,7 @@ from fasttune.logger._trial_files import TrialFiles
 from fasttune.result import trial_rows
 
 import disk_full_testing
+import restore_testing
 from restore_testing import ITERATIONS, CHECKPOINT_EVERY, counting_trainable, wait_until_other_jobs_have_no_live_actors
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -34,8 +35,7 @@ def test_a_full_result_file_stops_the_sweep_once_and_restore_continues_exactly_o
                                                                                     results_store):
     tmp, storage = str(tmp_path / "work"), str(tmp_path / "results")
     os.makedirs(tmp)
-    with open(os.path.join(tmp, "phase"), "w") as f:
-        f.write("first")
+    restore_testing.set_phase(tmp, "first")
     # Between FULL_AFTER_ROWS and one more line of ~LINE_BYTES (lines vary by a few bytes).  The
     # store holds all trials' rows in one file, and their config lines (each with the pad):
     # room for a few more, so that some trial reports its first checkpoint.
@@ -48,8 +48,7 @@ def test_a_full_result_file_stops_the_sweep_once_and_restore_continues_exactly_o
     proc = subprocess.run([sys.executable, os.path.join(TESTS_DIR, "disk_full_testing.py"), args], env=env,
                           capture_output=True, text=True, timeout=240, start_new_session=True)
     wait_until_other_jobs_have_no_live_actors(ray_session)
-    with open(os.path.join(tmp, "phase"), "w") as f:
-        f.write("restore")
+    restore_testing.set_phase(tmp, "restore")
     path = os.path.join(storage, "full")
 
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -87,9 +86,7 @@ def test_a_full_result_file_stops_the_sweep_once_and_restore_continues_exactly_o
     assert len(grid) == disk_full_testing.NUM_SAMPLES and grid.num_errors == 0
     for result in grid:
         assert _rows_on_disk(result.path, results_store) == list(range(1, ITERATIONS + 1)), result.path
-    with open(os.path.join(tmp, "starts.log")) as f:
-        restarted = {trial_id: int(start) for phase, trial_id, start in (line.split() for line in f)
-                     if phase == "restore"}
+    restarted = dict(restore_testing.logged_starts(tmp, "restore", ray_session.get_runtime_context().get_job_id()))
     for trial_id, trial in before.items():
         saved_at = trial.checkpoint_results[-1][1]["training_iteration"] if trial.checkpoints else 0
         assert restarted[trial_id] == saved_at

@@ -11,6 +11,7 @@ import pytest
 
 from fasttune.execution import _experiment_state as state
 
+import restore_testing
 from restore_testing import ITERATIONS, wait_until_other_jobs_have_no_live_actors
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -23,8 +24,7 @@ def test_a_full_disk_seen_first_at_the_end_still_saves_ends_and_uploads_the_expe
     tmp, storage = str(tmp_path / "work"), str(tmp_path / "storage")
     os.makedirs(tmp)
     os.makedirs(storage)
-    with open(os.path.join(tmp, "phase"), "w") as f:
-        f.write("first")
+    restore_testing.set_phase(tmp, "first")
     # Every row but the last fits (lines are ~LINE_BYTES long, one batch each).
     limit = int((ITERATIONS - 0.5) * disk_full_testing.LINE_BYTES)
     env = dict(os.environ, FASTTUNE_GLOBAL_CHECKPOINT_S="100000", FASTTUNE_STORAGE_CACHE=str(tmp_path / "cache"),

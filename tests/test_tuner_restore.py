@@ -27,8 +27,7 @@ def _interrupted_run(ray_session, tmp_path, seed, interrupt_after, sig, period="
     """Run the sweep in a driver process of its own until the trainable interrupts it."""
     tmp, storage = str(tmp_path / "work"), str(tmp_path / "results")
     os.makedirs(tmp)
-    with open(os.path.join(tmp, "phase"), "w") as f:
-        f.write("first")
+    restore_testing.set_phase(tmp, "first")
     env = dict(os.environ, FASTTUNE_GLOBAL_CHECKPOINT_S=period,
                PYTHONPATH=os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")]))
     address = ray_session.get_runtime_context().gcs_address
@@ -36,8 +35,7 @@ def _interrupted_run(ray_session, tmp_path, seed, interrupt_after, sig, period="
     proc = subprocess.run([sys.executable, os.path.join(TESTS_DIR, "restore_testing.py"), args], env=env,
                           capture_output=True, text=True, timeout=240, start_new_session=True)
     wait_until_other_jobs_have_no_live_actors(ray_session)
-    with open(os.path.join(tmp, "phase"), "w") as f:
-        f.write("restore")
+    restore_testing.set_phase(tmp, "restore")
     return tmp, os.path.join(storage, "interrupted"), proc
 
 
@@ -50,10 +48,9 @@ def _expected_configs(tmp, seed):
     return sorted(generator.next_trial().config["x"] for _ in range(NUM_SAMPLES))
 
 
-def _starts(tmp, phase):
-    with open(os.path.join(tmp, "starts.log")) as f:
-        rows = [line.split() for line in f]
-    return [(trial_id, int(start)) for p, trial_id, start in rows if p == phase]
+def _restarts(ray_session, tmp):
+    """The restore's starts: (trial id, iteration it resumed from), by this session's job."""
+    return restore_testing.logged_starts(tmp, "restore", ray_session.get_runtime_context().get_job_id())
 
 
 def _iterations(trial_dir):
@@ -86,7 +83,7 @@ def test_restore_after_sigkill_of_the_driver(ray_session, tmp_path, seed, interr
     for result in grid:
         assert _iterations(result.path) == list(range(1, ITERATIONS + 1)), result.path
         assert result.metrics["training_iteration"] == ITERATIONS
-    restarted = dict(_starts(tmp, "restore"))
+    restarted = dict(_restarts(ray_session, tmp))
     for trial_id, trial in before.items():
         if trial.status == "TERMINATED":
             assert trial_id not in restarted, f"{trial_id} had finished and ran again"
@@ -142,15 +139,15 @@ def _copy(killed_experiment, tmp_path):
     return tmp, moved
 
 
-def test_resume_unfinished_false_marks_them_terminated_and_runs_nothing(killed_experiment, tmp_path):
+def test_resume_unfinished_false_marks_them_terminated_and_runs_nothing(ray_session, killed_experiment, tmp_path):
     tmp, path = _copy(killed_experiment, tmp_path)
     before = _snapshot_trials(path)
     unfinished = {trial_id for trial_id, t in before.items() if t.status != "TERMINATED"}
     assert unfinished
-    starts_before = len(_starts(tmp, "restore"))
+    starts_before = len(_restarts(ray_session, tmp))
     tune.Tuner.restore(path, trainable=counting_trainable, resume_unfinished=False).fit()
     # The searcher still makes the trials it had not made yet; none of the snapshot's runs.
-    ran = {trial_id for trial_id, _ in _starts(tmp, "restore")[starts_before:]}
+    ran = {trial_id for trial_id, _ in _restarts(ray_session, tmp)[starts_before:]}
     assert not ran & set(before)
     after = _snapshot_trials(path)
     assert {t.status for t in after.values()} == {"TERMINATED"} and len(after) == NUM_SAMPLES
