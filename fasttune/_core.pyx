@@ -1964,6 +1964,7 @@ cdef struct _FileOp:
     bint make_parent
     int error  # errno of the failure, 0 when the op succeeded
     bint error_names_second  # FILE_APPEND: the failure was the second file's
+    bint whole  # FILE_APPEND: the failure was closing a file, after every byte went in
 
 
 cdef int _mkdirs(const char* path) noexcept nogil:
@@ -1993,6 +1994,25 @@ cdef int _mkdirs(const char* path) noexcept nogil:
     return code
 
 
+cdef int _open(const char* path, int flags) noexcept nogil:
+    """open(2), again when a signal interrupted it (as Python's os.open does)."""
+    cdef int fd
+    while True:
+        fd = posix_open(path, flags, 0o666)
+        if fd >= 0 or errno != EINTR:
+            return fd
+
+
+cdef void _cut_back(int fd, Py_ssize_t written) noexcept nogil:
+    """Cut the file back by the ``written`` bytes just appended (a failure leaves a torn
+    tail, which readers skip: it ends without a newline)."""
+    cdef int64_t end = lseek(fd, 0, SEEK_CUR)
+    if end < 0:
+        return
+    while ftruncate(fd, end - written) != 0 and errno == EINTR:
+        pass
+
+
 cdef int _write_all(int fd, const char* data, Py_ssize_t size) noexcept nogil:
     """Write every byte; on failure cut back what this call wrote.  0 or an errno."""
     cdef Py_ssize_t done = 0, written
@@ -2006,14 +2026,14 @@ cdef int _write_all(int fd, const char* data, Py_ssize_t size) noexcept nogil:
             continue
         code = EIO if written == 0 else errno
         if done:
-            ftruncate(fd, lseek(fd, 0, SEEK_CUR) - done)  # a failure leaves a torn tail readers skip
+            _cut_back(fd, done)
         return code
     return 0
 
 
 cdef int _open_append(const char* path, bint make_parent) noexcept nogil:
     """A descriptor, or -errno."""
-    cdef int fd = posix_open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o666)
+    cdef int fd = _open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC)
     cdef int code
     cdef char* parent
     cdef Py_ssize_t n
@@ -2035,12 +2055,12 @@ cdef int _open_append(const char* path, bint make_parent) noexcept nogil:
     free(parent)
     if code:
         return -code
-    fd = posix_open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o666)
+    fd = _open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC)
     return fd if fd >= 0 else -errno
 
 
 cdef int _replace(_FileOp* op) noexcept nogil:
-    cdef int fd = posix_open(op.path2, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+    cdef int fd = _open(op.path2, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC)
     cdef int code
     if fd < 0:
         return errno
@@ -2076,14 +2096,15 @@ cdef int _append_pair(_FileOp* op) noexcept nogil:
         if code:
             op.error_names_second = True
             if op.size:  # both or neither
-                ftruncate(op.fd, lseek(op.fd, 0, SEEK_CUR) - op.size)
+                _cut_back(op.fd, op.size)
     if op.close:
         # A file system may report a failed write only when the file closes (NFS does).
         if close(op.fd) != 0 and code == 0:
             code = errno
+            op.whole = True
         if op.path2 != NULL and close(op.fd2) != 0 and code == 0:
             code = errno
-            op.error_names_second = True
+            op.whole = op.error_names_second = True
         op.fd = op.fd2 = -1
     return code
 
@@ -2147,11 +2168,11 @@ def write_file_batch(list ops):
         for i in range(ran):
             op = &cops[i]
             fds.append((op.fd, op.fd2) if op.kind == FILE_APPEND_C else None)
-        failure = None
+        failure, whole = None, False
         if ran and cops[ran - 1].error:
             op = &cops[ran - 1]
             path = ops[ran - 1][4] if op.kind == FILE_APPEND_C and op.error_names_second else ops[ran - 1][1]
-            failure = OSError(op.error, os.strerror(op.error), path)
-        return fds, failure
+            failure, whole = OSError(op.error, os.strerror(op.error), path), bool(op.whole)
+        return fds, failure, whole
     finally:
         PyMem_Free(cops)

@@ -975,11 +975,14 @@ def _float32_range(value) -> float:
 def write_file_batch(ops: list) -> tuple:
     """Runs the file operations ``ops`` in order, until one fails.
 
-    Returns ``(fds, failure)``: ``fds`` has an entry for each op that ran, the failed one
-    included: ``(fd, fd2)`` for an append (the descriptors it leaves open, -1 for none),
-    ``None`` for the others; ``failure`` is ``None``, or the ``OSError`` (naming the file)
-    of the last op that ran.  A failed op leaves nothing half done: a write is cut back
-    to where it began, a temporary file is removed.  The ops are tuples:
+    Returns ``(fds, failure, whole)``: ``fds`` has an entry for each op that ran, the
+    failed one included: ``(fd, fd2)`` for an append (the descriptors it leaves open, -1
+    for none), ``None`` for the others; ``failure`` is ``None``, or the ``OSError``
+    (naming the file) of the last op that ran; ``whole`` says that op's bytes are all in
+    place all the same (only closing a file failed, as NFS reports a write it could not
+    make).  Otherwise a failed op leaves nothing half done: a write is cut back to where
+    it began, a temporary file is removed.  A malformed batch raises before any op runs.
+    The ops are tuples:
 
     ``(FILE_MKDIR, path)``
         Make the directory, and its parents when they are missing; one that is there is fine.
@@ -997,30 +1000,42 @@ def write_file_batch(ops: list) -> tuple:
     Example:
         >>> import os, tempfile
         >>> d = os.path.join(tempfile.mkdtemp(), "trial")
-        >>> fds, failure = write_file_batch([
+        >>> fds, failure, whole = write_file_batch([
         ...     (FILE_MKDIR, d),
         ...     (FILE_REPLACE, d + "/params.json", d + "/.params.json.tmp", b"{}"),
         ...     (FILE_APPEND, d + "/result.json", -1, b"{}\\n", None, -1, b"", True, False)])
-        >>> fds, failure, sorted(os.listdir(d))
-        ([None, None, (-1, -1)], None, ['params.json', 'result.json'])
+        >>> sorted(os.listdir(d))
+        ['params.json', 'result.json']
+        >>> fds, failure, whole = write_file_batch([
+        ...     (FILE_APPEND, d + "/result.json", -1, b"{}\\n", None, -1, b"", True, False)])
+        >>> fds, failure, whole, open(d + "/result.json").read().count("{}")
+        ([(-1, -1)], None, False, 2)
     """
     check_file_ops(ops)
     fds: list = []
     for op in ops:
         kind = op[0]
+        fds.append(None)
         try:
             if kind == FILE_MKDIR:
-                fds.append(None)
                 _make_directory(op[1])
             elif kind == FILE_REPLACE:
-                fds.append(None)
                 _replace(op[1], op[2], op[3])
             else:
-                fds.append(None)
                 _append_pair(op, fds)
+        except _ClosingFailed as exc:
+            return fds, exc.error, True
         except OSError as exc:
-            return fds, exc
-    return fds, None
+            return fds, exc, False
+    return fds, None, False
+
+
+class _ClosingFailed(Exception):
+    """An append whose bytes are in place, but one of its files failed to close."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def _os_error(code: int, path: str) -> OSError:
@@ -1110,7 +1125,10 @@ def _append_pair(op: tuple, fds: list) -> None:
             try:
                 fd2 = _open_append(path2, make_parent)
             except OSError:
-                os.close(fd)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # the open's failure is the one to tell
                 raise
     failure = None
     try:
@@ -1128,14 +1146,17 @@ def _append_pair(op: tuple, fds: list) -> None:
                 raise
     except OSError as exc:
         failure = exc
+    closing_failed = None
     if close:
         # A file system may report a failed write only when the file closes (NFS does).
         for each, each_path in ((fd, path), (fd2, path2)) if path2 is not None else ((fd, path),):
             try:
                 os.close(each)
             except OSError as exc:
-                failure = failure or _os_error(exc.errno, each_path)
+                closing_failed = closing_failed or _os_error(exc.errno, each_path)
         fd = fd2 = -1
     fds[-1] = (fd, fd2)
     if failure is not None:
         raise failure
+    if closing_failed is not None:
+        raise _ClosingFailed(closing_failed)

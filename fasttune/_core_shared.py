@@ -20,6 +20,7 @@ Example:
 """
 from __future__ import annotations
 
+import os
 import struct
 from typing import Callable, Optional
 
@@ -154,6 +155,7 @@ def check_file_ops(ops: object) -> None:
         for path in paths:
             if not path or "\0" in path:
                 raise ValueError(f"file op {index} names an empty path or one with a NUL character: {path!r}")
+            os.fsencode(path)  # a name the file system cannot take fails here, before any op runs
         if fds:
             fd, fd2 = fds
             to_open = fd == -1 and fd2 == -1

@@ -63,11 +63,20 @@ class _Staged:
         self.close = False
 
 
-def _close_handles(fds: Tuple[int, int]) -> None:
-    """Close a trial's result.json and progress.csv descriptors (-1: none)."""
+def _close_handles(fds: Tuple[int, int], failures: Optional[List[BaseException]] = None) -> None:
+    """Close a trial's result.json and progress.csv descriptors (-1: none); a failure to
+    close goes into ``failures`` (or is raised without it), once both are closed."""
+    failure = None
     for fd in fds:
         if fd >= 0:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError as exc:
+                failure = failure or exc
+    if failure is not None:
+        if failures is None:
+            raise failure
+        failures.append(failure)
 
 
 
@@ -193,17 +202,18 @@ class TrialFiles:
         self._staged_for(trial_dir).close = True
 
     def _commit(self) -> None:
-        """Write what the batch staged, trial by trial, in one call of the core (its system
-        calls made without the GIL).  A failure stops no other trial's writes (after a
-        failed result write, only results are no longer written); the first is raised at
-        the end."""
+        """Write what the batch staged, in one call of the core (its system calls made
+        without the GIL).  A failure stops no other trial's writes (after a failed result
+        write, only results are no longer written); the first is raised at the end."""
         if not self._staged:
             return
         staged, self._staged = self._staged, {}
-        failure: Optional[BaseException] = None
-        ops: List[tuple] = []
-        owners: List[str] = []  # the trial directory of each op
+        failures: List[BaseException] = []
         keep_open = self._make_room(staged)
+        # Appends through open files (and closes) go first, so the files they close are
+        # closed before new ones open: never many more open than MAX_OPEN_TRIALS.
+        first: List[Tuple[tuple, str]] = []
+        then: List[Tuple[tuple, str]] = []
         for trial_dir, each in staged.items():
             if each.config is not _NO_CONFIG:
                 try:
@@ -211,41 +221,52 @@ class TrialFiles:
                     # Durable with the rest before the next snapshot (a fsync per trial would
                     # cost more than everything else done for it).
                     text = params_text(each.config).encode("utf-8")
-                except BaseException as exc:  # noqa: BLE001 - raised below
-                    failure = failure or exc
+                except Exception as exc:  # noqa: BLE001 - raised below
+                    failures.append(exc)
                 else:
                     params = os.path.join(trial_dir, PARAMS_FILE)
-                    ops += [(core.FILE_MKDIR, trial_dir), (core.FILE_REPLACE, params, temporary_path(params), text)]
-                    owners += [trial_dir, trial_dir]
-            if each.results or each.close:
-                fds = self._open.pop(trial_dir, (-1, -1))
-                close = each.close or trial_dir not in keep_open
-                if not each.results:
-                    if fds[0] >= 0:
-                        _close_handles(fds)
-                    continue
-                ops.append(self._append_op(trial_dir, fds, each.results, close))
-                owners.append(trial_dir)
+                    then += [((core.FILE_MKDIR, trial_dir), trial_dir),
+                             ((core.FILE_REPLACE, params, temporary_path(params), text), trial_dir)]
+            if not each.results and not each.close:
+                continue
+            fds = self._open.pop(trial_dir, (-1, -1))
+            if not each.results:
+                _close_handles(fds, failures)
+                continue
+            op = self._append_op(trial_dir, fds, each.results, each.close or trial_dir not in keep_open)
+            (first if fds[0] >= 0 else then).append((op, trial_dir))
+        ops = [op for op, _ in first + then]
+        owners = [owner for _, owner in first + then]
         if self._results_failed:  # an earlier batch's result write failed
-            ops, owners = self._after_failure(ops, owners)
+            ops, owners = self._after_failure(ops, owners, failures)
         while ops:
-            fds_after, error = core.write_file_batch(ops)
+            try:
+                fds_after, error, whole = core.write_file_batch(ops)
+            except BaseException:
+                # Raised before any op ran (a malformed batch): the descriptors stay known.
+                for op, owner in zip(ops, owners):
+                    if op[0] == core.FILE_APPEND and op[2] >= 0:
+                        self._open[owner] = (op[2], op[5])
+                raise
             for op, owner, fds in zip(ops, owners, fds_after):
                 if op[0] == core.FILE_APPEND and fds[0] >= 0:
                     self._open[owner] = fds  # the most recently written last
             if error is None:
                 break
-            failure = failure or error
+            failures.append(error)
             failed = len(fds_after) - 1
-            if ops[failed][0] == core.FILE_APPEND:
+            failed_op, failed_owner = ops[failed], owners[failed]
+            ops, owners = ops[failed + 1:], owners[failed + 1:]
+            if failed_op[0] == core.FILE_APPEND and not whole:
+                # Cut back, not written: no later result is written, so no history gets a hole.
                 self._results_failed = True
-                self.unwritten_trial_dirs.add(owners[failed])
-                batches = staged[owners[failed]].results
+                self.unwritten_trial_dirs.add(failed_owner)
+                batches = staged[failed_owner].results
                 if len(batches) > 1:
-                    self._append_what_fits(owners[failed], fds_after[failed], batches, ops[failed][7])
-            ops, owners = self._after_failure(ops[failed + 1:], owners[failed + 1:])
-        if failure is not None:
-            raise failure
+                    self._append_what_fits(failed_owner, batches, failed_op[7], failures)
+                ops, owners = self._after_failure(ops, owners, failures)
+        if failures:
+            raise failures[0]
 
     def _make_room(self, staged: Dict[str, "_Staged"]) -> set:
         """Close the least recently written trials' files so that those this batch keeps
@@ -272,21 +293,23 @@ class TrialFiles:
         return (core.FILE_APPEND, os.path.join(trial_dir, RESULT_FILE), fds[0], json_bytes,
                 progress, fds[1], csv_bytes if self._write_csv else b"", close, False)
 
-    def _append_what_fits(self, trial_dir: str, fds: Tuple[int, int], batches: List[Tuple[bytes, bytes]],
-                          close: bool) -> None:
+    def _append_what_fits(self, trial_dir: str, batches: List[Tuple[bytes, bytes]], close: bool,
+                          failures: List[BaseException]) -> None:
         """After the trial's batches failed to append together: append them one by one,
         as many whole ones as fit."""
+        fds = self._open.pop(trial_dir, (-1, -1))
         for batch in batches:
-            fds_after, error = core.write_file_batch([self._append_op(trial_dir, fds, [batch], False)])
+            fds_after, error, _ = core.write_file_batch([self._append_op(trial_dir, fds, [batch], False)])
             fds = fds_after[0]
             if error is not None:
                 break
         if close:
-            _close_handles(fds)
+            _close_handles(fds, failures)
         elif fds[0] >= 0:
             self._open[trial_dir] = fds
 
-    def _after_failure(self, ops: List[tuple], owners: List[str]) -> Tuple[List[tuple], List[str]]:
+    def _after_failure(self, ops: List[tuple], owners: List[str],
+                       failures: List[BaseException]) -> Tuple[List[tuple], List[str]]:
         """What is left of a batch once a result write failed: the config writes; no later
         result is written (no history gets a hole), and the files it would have closed are
         closed."""
@@ -299,7 +322,7 @@ class TrialFiles:
             self.unwritten_trial_dirs.add(owner)
             if op[2] >= 0:
                 if op[7]:
-                    _close_handles((op[2], op[5]))
+                    _close_handles((op[2], op[5]), failures)
                 else:
                     self._open[owner] = (op[2], op[5])
         return left_ops, left_owners

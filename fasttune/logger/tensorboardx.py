@@ -250,54 +250,79 @@ class _EventFiles:
         if not self._staged:
             return
         staged, self._staged = self._staged, {}
+        failures: List[BaseException] = []
         writing = [path for path, (parts, close) in staged.items() if parts and not close]
         keep_open = set(writing[-MAX_OPEN_FILES:])
         others = len(self._open) - sum(1 for path in staged if path in self._open)
         while others + len(keep_open) > MAX_OPEN_FILES:
-            os.close(self._open.pop(next(path for path in self._open if path not in staged)))
+            _close_quietly(self._open.pop(next(path for path in self._open if path not in staged)), failures)
             others -= 1
-        ops: List[tuple] = []
+        # Appends through open files (and closes) go first, so the files they close are
+        # closed before new ones open.
+        first: List[tuple] = []
+        then: List[tuple] = []
         for path, (parts, close) in staged.items():
             fd = self._open.pop(path, -1)
             if parts:
                 # The trial's directory may not be made yet (the result files' thread makes it).
-                ops.append((core.FILE_APPEND, path, fd, b"".join(parts), None, -1, b"",
-                            close or path not in keep_open, True))
+                op = (core.FILE_APPEND, path, fd, b"".join(parts), None, -1, b"", close or path not in keep_open, True)
+                (first if fd >= 0 else then).append(op)
             elif close and fd >= 0:
-                os.close(fd)
-        failure: Optional[BaseException] = None
+                _close_quietly(fd, failures)
+        ops = first + then
         while ops:
-            fds, error = core.write_file_batch(ops)
+            try:
+                fds, error, whole = core.write_file_batch(ops)
+            except BaseException:
+                for op in ops:  # raised before any op ran (a malformed batch)
+                    if op[2] >= 0:
+                        self._open[op[1]] = op[2]
+                raise
             for op, (fd, _) in zip(ops, fds):
                 if fd >= 0:
                     self._open[op[1]] = fd
             if error is None:
                 break
-            failure = failure or error
+            failures.append(error)
             failed = ops[len(fds) - 1]
-            parts = staged[failed[1]][0]
-            if len(parts) > 1:  # a torn record would end TensorBoard's reading: as many whole ones as fit
-                self._append_what_fits(failed[1], self._open.pop(failed[1], -1), parts, failed[7])
             ops = ops[len(fds):]
-        if failure is not None:
-            raise failure
+            if not whole and len(staged[failed[1]][0]) > 1:
+                # A torn record would end TensorBoard's reading: as many whole ones as fit.
+                self._append_what_fits(failed[1], staged[failed[1]][0], failed[7], failures)
+        if failures:
+            raise failures[0]
 
-    def _append_what_fits(self, path: str, fd: int, parts: List[bytes], close: bool) -> None:
+    def _append_what_fits(self, path: str, parts: List[bytes], close: bool, failures: List[BaseException]) -> None:
+        fd = self._open.pop(path, -1)
         for part in parts:
-            fds, error = core.write_file_batch([(core.FILE_APPEND, path, fd, part, None, -1, b"", False, True)])
+            fds, error, _ = core.write_file_batch([(core.FILE_APPEND, path, fd, part, None, -1, b"", False, True)])
             fd = fds[0][0]
             if error is not None:
                 break
         if fd >= 0:
             if close:
-                os.close(fd)
+                _close_quietly(fd, failures)
             else:
                 self._open[path] = fd
 
     def close_all(self) -> None:
-        self.commit()
-        while self._open:
-            os.close(self._open.popitem()[1])
+        failures: List[BaseException] = []
+        try:
+            self.commit()
+        finally:
+            while self._open:
+                _close_quietly(self._open.popitem()[1], failures)
+        if failures:
+            raise failures[0]
+
+
+def _close_quietly(fd: int, failures: List[BaseException]) -> None:
+    """Close ``fd``; a failure (NFS reports a write it could not make here) goes into
+    ``failures``, so the other files still close."""
+    try:
+        os.close(fd)
+    except OSError as exc:
+        failures.append(exc)
 
 
 def _event_file_name() -> str:

@@ -35,7 +35,7 @@ def _open_fds(fds):
 @pytest.mark.parametrize("core", IMPLEMENTATIONS)
 def test_a_trials_files_are_made_with_their_content_and_kept_open_or_closed(core, tmp_path):
     trial = str(tmp_path / "exp" / "trial_0")  # its parent is missing too
-    fds, failure = core.write_file_batch([
+    fds, failure, whole = core.write_file_batch([
         (FILE_MKDIR, trial),
         (FILE_MKDIR, trial),  # there already: fine
         (FILE_REPLACE, trial + "/params.json", trial + "/.params.json.1.tmp", b'{"x": 1}'),
@@ -47,7 +47,7 @@ def test_a_trials_files_are_made_with_their_content_and_kept_open_or_closed(core
     json_fd, csv_fd = fds[3]
     assert json_fd >= 0 and csv_fd >= 0
     # The kept descriptors append the next batch; an empty part writes nothing.
-    fds, failure = core.write_file_batch([
+    fds, failure, whole = core.write_file_batch([
         (FILE_APPEND, trial + "/result.json", json_fd, b"r2\n", trial + "/progress.csv", csv_fd, b"", True, False),
         (FILE_REPLACE, trial + "/params.json", trial + "/.params.json.2.tmp", b'{"x": 2}'),
     ])
@@ -66,7 +66,7 @@ def test_a_trials_files_are_made_with_their_content_and_kept_open_or_closed(core
 @pytest.mark.parametrize("core", IMPLEMENTATIONS)
 def test_a_failed_op_stops_the_batch_and_names_its_file(core, tmp_path):
     missing = str(tmp_path / "missing" / "result.json")
-    fds, failure = core.write_file_batch([
+    fds, failure, whole = core.write_file_batch([
         (FILE_MKDIR, str(tmp_path / "a")),
         (FILE_APPEND, missing, -1, b"x", None, -1, b"", False, False),
         (FILE_MKDIR, str(tmp_path / "never")),
@@ -76,7 +76,7 @@ def test_a_failed_op_stops_the_batch_and_names_its_file(core, tmp_path):
     assert (failure.errno, failure.filename) == (errno.ENOENT, missing)
     assert sorted(os.listdir(tmp_path)) == ["a"]
     # make_parent makes the missing directory and goes on.
-    fds, failure = core.write_file_batch([(FILE_APPEND, missing, -1, b"x", None, -1, b"", True, True)])
+    fds, failure, whole = core.write_file_batch([(FILE_APPEND, missing, -1, b"x", None, -1, b"", True, True)])
     assert (fds, failure) == ([(-1, -1)], None)
     assert (tmp_path / "missing" / "result.json").read_bytes() == b"x"
 
@@ -86,7 +86,7 @@ def test_opening_is_both_or_neither_and_a_failed_replace_leaves_no_temporary_fil
     os.mkdir(tmp_path / "t")
     (tmp_path / "t" / "blocked").mkdir()  # a directory where the second file should be
     before = os.listdir("/proc/self/fd")
-    fds, failure = core.write_file_batch([
+    fds, failure, whole = core.write_file_batch([
         (FILE_APPEND, str(tmp_path / "t" / "result.json"), -1, b"x", str(tmp_path / "t" / "blocked"), -1, b"y",
          False, False)])
     assert fds == [(-1, -1)]
@@ -94,7 +94,7 @@ def test_opening_is_both_or_neither_and_a_failed_replace_leaves_no_temporary_fil
     assert os.listdir("/proc/self/fd") == before  # the first file was closed again
     assert (tmp_path / "t" / "result.json").read_bytes() == b""  # opened (created), nothing written
 
-    fds, failure = core.write_file_batch([
+    fds, failure, whole = core.write_file_batch([
         (FILE_REPLACE, str(tmp_path / "t" / "blocked"), str(tmp_path / "t" / ".tmp"), b"{}")])
     assert isinstance(failure, IsADirectoryError) and failure.filename == str(tmp_path / "t" / "blocked")
     assert sorted(os.listdir(tmp_path / "t")) == ["blocked", "result.json"]  # the temporary file went
@@ -135,8 +135,8 @@ _OVER_THE_LIMIT = textwrap.dedent("""
         # A replace that does not fit leaves the old file and no temporary one.
         [(FILE_REPLACE, root + "/a", root + "/.a.tmp", b"E" * 600)],
     ):
-        fds, failure = core.write_file_batch(ops)
-        out.append([len(fds), fds[-1], failure.errno, failure.filename])
+        fds, failure, whole = core.write_file_batch(ops)
+        out.append([len(fds), fds[-1], failure.errno, failure.filename, whole])
     sizes = {name: os.path.getsize(os.path.join(root, name)) for name in sorted(os.listdir(root))}
     print(json.dumps({"out": out, "sizes": sizes}))
 """)
@@ -149,9 +149,9 @@ def test_a_write_that_does_not_fit_is_cut_back_whole(tmp_path, implementation):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.splitlines()[-1])
     root = str(tmp_path)
-    assert result["out"] == [[2, [-1, -1], errno.EFBIG, root + "/a"],
-                             [1, [-1, -1], errno.EFBIG, root + "/c"],
-                             [1, None, errno.EFBIG, root + "/a"]]
+    assert result["out"] == [[2, [-1, -1], errno.EFBIG, root + "/a", False],
+                             [1, [-1, -1], errno.EFBIG, root + "/c", False],
+                             [1, None, errno.EFBIG, root + "/a", False]]
     assert result["sizes"] == {"a": 300, "b": 0, "c": 0}
     assert (tmp_path / "a").read_bytes() == b"A" * 300
 
@@ -176,7 +176,7 @@ _THROUGH_A_PIPE = textwrap.dedent("""
 
     reader = threading.Thread(target=read_all)
     reader.start()
-    fds, failure = core.write_file_batch([(FILE_APPEND, fifo, -1, data, None, -1, b"", True, False)])
+    fds, failure, whole = core.write_file_batch([(FILE_APPEND, fifo, -1, data, None, -1, b"", True, False)])
     reader.join()
     print(failure is None and b"".join(got) == data)
 """)
@@ -190,3 +190,32 @@ def test_the_compiled_core_makes_its_system_calls_without_the_gil(tmp_path):
                           capture_output=True, text=True, timeout=60, env=os.environ)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["True"]
+
+
+@pytest.mark.parametrize("core", IMPLEMENTATIONS)
+def test_a_name_the_file_system_cannot_take_is_refused_before_any_op_runs(core, tmp_path):
+    with pytest.raises(UnicodeEncodeError):
+        core.write_file_batch([(FILE_MKDIR, str(tmp_path / "first")), (FILE_MKDIR, str(tmp_path / "\ud800"))])
+    assert not (tmp_path / "first").exists()
+
+
+def test_a_failure_to_close_after_the_bytes_went_in_says_they_are_whole(tmp_path, monkeypatch):
+    """As NFS reports a write it could not make: the twin with close() failing after it
+    closed (the compiled core's close cannot be made to fail here)."""
+    real_close = os.close
+    failing = set()
+
+    def close(fd):
+        real_close(fd)
+        if fd in failing:
+            raise OSError(errno.EIO, "Input/output error")
+
+    fd = os.open(tmp_path / "r", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    failing.add(fd)
+    monkeypatch.setattr(os, "close", close)
+    fds, failure, whole = twin.write_file_batch([
+        (FILE_APPEND, str(tmp_path / "r"), fd, b"row\n", None, -1, b"", True, False),
+        (FILE_MKDIR, str(tmp_path / "after"))])
+    assert fds == [(-1, -1)] and whole
+    assert (failure.errno, failure.filename) == (errno.EIO, str(tmp_path / "r"))
+    assert (tmp_path / "r").read_bytes() == b"row\n" and not (tmp_path / "after").exists()

@@ -157,3 +157,74 @@ def test_config_to_json_is_json_dumps_text():
     for config in ({"lr": 0.1, "nested": {"a": [1, 2.5]}, "s": "ü"}, {"nan": float("nan"), "np": np.float32(0.5)},
                    {}, {"f": len}):
         assert config_to_json(config) == json.dumps(config, default=json_default)
+
+
+def test_a_params_failure_costs_no_trial_its_results(tmp_path):
+    """params.json cannot be replaced (a directory is in its place): that failure is
+    raised, and every trial's results are written all the same, now and later."""
+    files = TrialFiles(write_csv=True)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    os.makedirs(os.path.join(a, "params.json"))
+    release = _hold(files._writer)
+    files.init_trial(a, {"x": 1})
+    files.write(a, b'{"i": 1}\n', b"i\r\n1\r\n")
+    files.init_trial(b, {"x": 2})
+    files.write(b, b'{"i": 1}\n', b"i\r\n1\r\n")
+    release.set()
+    with pytest.raises(OSError) as raised:
+        files.flush()
+    assert "params.json" in str(raised.value.__cause__.filename)
+    files.write(b, b'{"i": 2}\n', b"2\r\n")
+    files.close_all()
+    assert files.unwritten_trial_dirs == set()
+    assert (tmp_path / "a" / "result.json").read_bytes() == b'{"i": 1}\n'
+    assert (tmp_path / "b" / "result.json").read_bytes() == b'{"i": 1}\n{"i": 2}\n'
+    assert json.loads((tmp_path / "b" / "params.json").read_text()) == {"x": 2}
+
+
+def test_a_batch_never_holds_many_more_files_open_than_the_bound(tmp_path, monkeypatch):
+    """Trials that close and trials that open in one batch: the closing ones' files close
+    before the new ones open (bound 4 trials, 2 files each, plus the pair being opened)."""
+    monkeypatch.setattr(_trial_files, "MAX_OPEN_TRIALS", 4)
+    files = TrialFiles(write_csv=True)
+    old = [str(tmp_path / f"old{i}") for i in range(4)]
+    new = [str(tmp_path / f"new{i}") for i in range(4)]
+    for trial_dir in old:
+        files.init_trial(trial_dir, {})
+        files.write(trial_dir, b'{"i": 1}\n', b"i\r\n1\r\n")
+    files.flush()
+    assert len(files._open) == 4
+    baseline = len(os.listdir("/proc/self/fd")) - 8  # less the old trials' files
+    peak = [0]
+    real_open = os.open
+
+    def counting_open(*args, **kwargs):
+        fd = real_open(*args, **kwargs)
+        peak[0] = max(peak[0], len(os.listdir("/proc/self/fd")) - baseline)
+        return fd
+
+    release = _hold(files._writer)
+    for trial_dir in new:  # staged first: they open files
+        files.init_trial(trial_dir, {})
+        files.write(trial_dir, b'{"i": 1}\n', b"i\r\n1\r\n")
+    for trial_dir in old:
+        files.write(trial_dir, b'{"i": 2}\n', b"2\r\n")
+        files.close(trial_dir)
+    monkeypatch.setattr(_trial_files, "core", _twin_core(monkeypatch, counting_open))
+    release.set()
+    files.flush()
+    assert sorted(files._open) == sorted(new)
+    # 4 trials x 2 files, and a listdir's own descriptor.
+    assert peak[0] <= 8 + 1
+    files.close_all()
+
+
+def _twin_core(monkeypatch, counting_open):
+    """The pure-Python core, whose os.open calls ``counting_open`` (the compiled one's
+    opens cannot be watched)."""
+    from fasttune import _core_fallback
+
+    monkeypatch.setattr(_core_fallback.os, "open", counting_open)
+    twin_core = SimpleNamespace(**{name: getattr(core, name) for name in core.__all__})
+    twin_core.write_file_batch = _core_fallback.write_file_batch
+    return twin_core
