@@ -191,15 +191,13 @@ def _overlay(entries: Entries, space: Dict, point: Mapping, path: Path, replaced
         if entry is None:
             raise _NotPlannable(path + (key,))  # the general path names the missing key
         kind, payload, opens = entry
-        if isinstance(value, Mapping):
-            if kind != _DICT:
-                raise _NotPlannable(path + (key,))
-            overlay[key], nested_opened = _overlay(payload, space[key], value, path + (key,), replaced)
-            opened += nested_opened
-        elif isinstance(value, _SHARED_LEAVES):
+        if isinstance(value, _SHARED_LEAVES):  # first: the Mapping check is slower
             overlay[key] = value
             opened += opens
             replaced.append((space, key, value, path + (key,)))
+        elif isinstance(value, Mapping) and kind == _DICT:
+            overlay[key], nested_opened = _overlay(payload, space[key], value, path + (key,), replaced)
+            opened += nested_opened
         else:
             raise _NotPlannable(path + (key,))
     return overlay, opened
