@@ -66,7 +66,7 @@ class _ExperimentLike(Protocol):
     ) -> _TrialLike: ...
 
 
-# (resolved_vars, spec, the plan that drew it or None): a plan also writes the tag faster.
+# (resolved_vars, spec, the plan whose describe() writes the tag faster, or None).
 Variant = Tuple[Dict[Path, Any], Dict, Optional[SamplingPlan]]
 
 # Whether random samples and points use a SamplingPlan; tests turn it off to compare with the general path.
