@@ -7,6 +7,12 @@ values, that work is the same every time: :meth:`SamplingPlan.compile` does
 it once, and :meth:`SamplingPlan.draw` only draws, in the same order and with
 the same domain code, so it gives exactly what the general path gives.
 
+A point to evaluate is drawn from the same plan (:meth:`SamplingPlan.point_overlay`,
+:meth:`SamplingPlan.draw`): its values replace entries of the plan, which may then be
+ones the plan cannot draw itself (a ``sample_from``, a grid search), and the rest is
+drawn as the general path draws it after ``preset_spec``.  Points the plan cannot
+reproduce exactly (lists, containers or domains as values) take the general path.
+
 Example:
     >>> from fasttune.search._rng import as_rng
     >>> from fasttune.search._sampling_plan import SamplingPlan
@@ -15,13 +21,19 @@ Example:
     >>> resolved_vars, spec = plan.draw(as_rng(0))
     >>> list(resolved_vars), spec["config"]["n"]
     ([('config', 'lr'), ('config', 'opt')], 3)
-    >>> SamplingPlan.compile({"config": {"y": sample_from(lambda spec: 1)}}) is None  # needs the general path
-    True
+    >>> plan = SamplingPlan.compile({"config": {"y": sample_from(lambda spec: 1), "z": uniform(0, 1)}})
+    >>> plan.complete  # draw() needs the general path for "y" ...
+    False
+    >>> overlay = plan.point_overlay({"y": 2})  # ... unless a point sets it
+    >>> resolved_vars, spec = plan.draw(as_rng(0), overlay)
+    >>> list(resolved_vars), spec["config"]["y"]
+    ([('config', 'z')], 2)
 """
 from __future__ import annotations
 
 import functools
 import types
+from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from fasttune.search._grid import is_grid_dict
@@ -37,7 +49,14 @@ from fasttune.search.sample import (
     Quantized,
     Uniform,
 )
-from fasttune.search.variant_generator import _ATOMS, _clean_value, _path_key, flatten_resolved_vars
+from fasttune.search.variant_generator import (
+    _ATOMS,
+    _clean_value,
+    _path_key,
+    _warn_if_outside,
+    copy_spec,
+    flatten_resolved_vars,
+)
 
 __all__ = ["SamplingPlan"]
 
@@ -45,24 +64,36 @@ __all__ = ["SamplingPlan"]
 _SHARED_LEAVES = _ATOMS + (types.FunctionType, types.BuiltinFunctionType, type)
 _DRAWN_SAMPLERS = (Uniform, LogUniform, Normal)
 
-# What an entry of a template node holds: a shared constant, a draw, a nested dict or list.
-_CONSTANT, _DRAW, _DICT, _LIST = range(4)
+# What an entry of a template node holds: a shared constant, a draw, a nested dict or
+# list, or a part only the general path can draw (which a point must replace).
+_CONSTANT, _DRAW, _DICT, _LIST, _OPEN = range(5)
 
-Entries = List[Tuple[Any, int, Any]]
+# A template node: key -> (kind, payload, how many _OPEN entries it holds at or below it).
+Entries = Dict[Any, Tuple[int, Any, int]]
 
 
 class _NotPlannable(Exception):
-    """The space needs the general path (grid search, sample_from, tuples, ...)."""
+    """The space or point needs the general path (grid search, sample_from, tuples, ...)."""
+
+
+class _Overlay(dict):
+    """A point's values for one template node: a value, or an _Overlay for a nested dict."""
+
+
+_NO_OVERLAY = _Overlay()
 
 
 class SamplingPlan:
     """The draws of one sample of a space, in the order the general path makes them."""
 
-    __slots__ = ("_entries", "_paths", "_tag_order", "_flat_keys")
+    __slots__ = ("_entries", "_paths", "_tag_order", "_flat_keys", "_space", "complete")
 
-    def __init__(self, entries: Entries, paths: List[Path]) -> None:
+    def __init__(self, entries: Entries, paths: List[Path], space: Dict) -> None:
         self._entries = entries
         self._paths = paths
+        self._space = space
+        # Whether draw() can make a sample without a point: nothing is left to the general path.
+        self.complete = all(opens == 0 for _, _, opens in entries.values())
         # What format_vars and flatten_resolved_vars work out from the paths, worked out once.
         order = sorted(range(len(paths)), key=lambda index: _path_key(paths[index]))
         self._tag_order = [(index, _clean_value(paths[index][-1]) + "=") for index in order]
@@ -70,45 +101,66 @@ class SamplingPlan:
 
     @classmethod
     def compile(cls, spec: Dict) -> Optional["SamplingPlan"]:
-        """The plan of ``spec``, or ``None`` when only the general path can draw it."""
+        """The plan of ``spec``, or ``None`` when ``spec`` is not a plain dict; parts only
+        the general path can draw are left open (see :attr:`complete`)."""
         if type(spec) is not dict or is_grid_dict(spec):
             return None
         paths: List[Path] = []
+        return cls(_compile_items(spec.items(), (), paths), paths, spec)
+
+    def point_overlay(self, point: Mapping, warn: bool = False) -> Optional[_Overlay]:
+        """What :meth:`draw` needs to draw ``point`` as ``preset_spec`` + the general path
+        would, or ``None`` when only they can; ``warn`` logs, as ``preset_spec(warn=True)``
+        does, the values outside their domain (only when it returns an overlay)."""
+        config = self._entries.get("config")
+        if config is None or config[0] != _DICT:
+            return None
+        replaced: List[Tuple[Dict, Any, Any, Path]] = []
         try:
-            entries = _compile_items(spec.items(), (), paths)
+            overlay, opened = _overlay(config[1], self._space["config"], point, ("config",), replaced)
         except _NotPlannable:
             return None
-        return cls(entries, paths)
+        if opened != config[2]:
+            return None  # the point leaves a sample_from, grid search, ... to draw
+        for space, key, value, path in replaced if warn else ():
+            # Compared with a working copy, as preset_spec does (a tuple shows as a list there).
+            _warn_if_outside(copy_spec(space[key]), value, path)
+        return _Overlay(config=overlay)
 
-    def draw(self, rng: Rng) -> Tuple[Dict[Path, Any], Dict]:
-        """``(resolved_vars, spec)`` of one new sample, as ``generate_in_place`` yields it."""
-        values: List[Any] = []
-        spec = _instantiate(self._entries, values, rng)
-        return dict(zip(self._paths, values)), spec
+    def draw(self, rng: Rng, overlay: _Overlay = _NO_OVERLAY) -> Tuple[Dict[Path, Any], Dict]:
+        """``(resolved_vars, spec)`` of one new sample, as ``generate_in_place`` yields it:
+        of a point when given its :meth:`point_overlay`, otherwise only if :attr:`complete`."""
+        resolved_vars: Dict[Path, Any] = {}
+        return resolved_vars, _instantiate(self._entries, resolved_vars, rng, overlay)
 
     def describe(self, resolved_vars: Dict[Path, Any]) -> Tuple[str, Dict[str, Any]]:
         """``(format_vars(resolved_vars), flatten_resolved_vars(resolved_vars))`` of a
-        ``resolved_vars`` that :meth:`draw` returned."""
+        ``resolved_vars`` that :meth:`draw` returned without an overlay."""
         values = list(resolved_vars.values())
         tag_vars = ",".join([name + _clean_value(values[index]) for index, name in self._tag_order])
         return tag_vars, dict(zip(self._flat_keys, values))
 
 
 def _compile_items(items: Any, path: Path, paths: List[Path]) -> Entries:
-    entries: Entries = []
+    entries: Entries = {}
     for key, value in items:
         here = path + (key,)
         if isinstance(value, Domain):
-            entries.append((key, _DRAW, _draw_function(value)))
-            paths.append(here)
+            try:
+                entries[key] = (_DRAW, (_draw_function(value), here), 0)
+                paths.append(here)
+            except _NotPlannable:
+                entries[key] = (_OPEN, value, 1)
         elif type(value) is dict and not is_grid_dict(value):
-            entries.append((key, _DICT, _compile_items(value.items(), here, paths)))
+            node = _compile_items(value.items(), here, paths)
+            entries[key] = (_DICT, node, sum(opens for _, _, opens in node.values()))
         elif type(value) is list:
-            entries.append((key, _LIST, _compile_items(enumerate(value), here, paths)))
+            node = _compile_items(enumerate(value), here, paths)
+            entries[key] = (_LIST, node, sum(opens for _, _, opens in node.values()))
         elif isinstance(value, _SHARED_LEAVES):
-            entries.append((key, _CONSTANT, value))
+            entries[key] = (_CONSTANT, value, 0)
         else:
-            raise _NotPlannable(here)
+            entries[key] = (_OPEN, value, 1)
     return entries
 
 
@@ -129,17 +181,46 @@ def _draw_function(domain: Domain) -> Callable[[Rng], Any]:
     return functools.partial(domain._sample_with, sampler, None, 1)
 
 
-def _instantiate(entries: Entries, values: List[Any], rng: Rng) -> Any:
+def _overlay(entries: Entries, space: Dict, point: Mapping, path: Path, replaced: list) -> Tuple[_Overlay, int]:
+    """``point`` merged as ``_merge_point`` merges it, and how many open entries it replaces;
+    raises _NotPlannable where the merge would copy a container or leave a domain to parse."""
+    overlay = _Overlay()
+    opened = 0
+    for key, value in point.items():
+        entry = entries.get(key)
+        if entry is None:
+            raise _NotPlannable(path + (key,))  # the general path names the missing key
+        kind, payload, opens = entry
+        if isinstance(value, _SHARED_LEAVES):  # first: the Mapping check is slower
+            overlay[key] = value
+            opened += opens
+            replaced.append((space, key, value, path + (key,)))
+        elif isinstance(value, Mapping) and kind == _DICT:
+            overlay[key], nested_opened = _overlay(payload, space[key], value, path + (key,), replaced)
+            opened += nested_opened
+        else:
+            raise _NotPlannable(path + (key,))
+    return overlay, opened
+
+
+def _instantiate(entries: Entries, resolved_vars: Dict[Path, Any], rng: Rng, overlay: _Overlay) -> Dict:
     built: Dict[Any, Any] = {}
-    for key, kind, payload in entries:
+    for key, (kind, payload, _) in entries.items():
+        nested = _NO_OVERLAY
+        if overlay and key in overlay:
+            given = overlay[key]
+            if type(given) is not _Overlay:
+                built[key] = given
+                continue
+            nested = given
         if kind == _CONSTANT:
             built[key] = payload
         elif kind == _DRAW:
-            value = payload(rng)
-            values.append(value)
+            draw, path = payload
+            value = resolved_vars[path] = draw(rng)
             built[key] = value
         elif kind == _DICT:
-            built[key] = _instantiate(payload, values, rng)
+            built[key] = _instantiate(payload, resolved_vars, rng, nested)
         else:
-            built[key] = list(_instantiate(payload, values, rng).values())
+            built[key] = list(_instantiate(payload, resolved_vars, rng, nested).values())
     return built

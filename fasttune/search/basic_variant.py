@@ -25,16 +25,18 @@ import glob
 import logging
 import os
 import sys
+from collections import deque
 from collections.abc import Mapping
-from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple, Union
+from typing import Any, Deque, Dict, Iterator, List, Optional, Protocol, Tuple, Union
 
 from fasttune._atomic import atomic_write
 from fasttune._serialization import Loader, pack_state
 from fasttune.search._validate import validate_param_space
 from fasttune.search._rng import RandomState, Rng, as_rng
-from fasttune.search._sampling_plan import SamplingPlan
+from fasttune.search._sampling_plan import SamplingPlan, _Overlay
 from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.search.variant_generator import (
+    _ATOMS,
     Path,
     copy_spec,
     count_variants,
@@ -64,16 +66,30 @@ class _ExperimentLike(Protocol):
     ) -> _TrialLike: ...
 
 
-# (resolved_vars, spec, the plan that drew it or None): a plan also writes the tag faster.
+# (resolved_vars, spec, the plan whose describe() writes the tag faster, or None).
 Variant = Tuple[Dict[Path, Any], Dict, Optional[SamplingPlan]]
 
-# Whether plain random-search samples use a SamplingPlan; tests turn it off to compare with the general path.
+# Whether random samples and points use a SamplingPlan; tests turn it off to compare with the general path.
 _USE_SAMPLING_PLAN = True
 
 
 def _planned_variants(plan: SamplingPlan, rng: Rng) -> Iterator[Variant]:
     # A generator, so that the draw happens on next() as with generate_in_place.
     yield plan.draw(rng) + (plan,)
+
+
+def _planned_point_variants(plan: SamplingPlan, overlay: _Overlay, rng: Rng) -> Iterator[Variant]:
+    # The plan's tags are for complete draws only; a point's few drawn values use format_vars.
+    yield plan.draw(rng, overlay) + (None,)
+
+
+def _own_point(point: Mapping) -> Dict:
+    """A copy of ``point`` that shares nothing mutable with it (a plain copy when it only
+    holds atoms: deepcopy would give the same)."""
+    owned = dict(point)
+    if all(isinstance(key, _ATOMS) and isinstance(value, _ATOMS) for key, value in owned.items()):
+        return owned
+    return copy.deepcopy(owned)
 
 
 def _general_variants(work: Any, constant_grid_search: bool, rng: Rng) -> Iterator[Variant]:
@@ -100,10 +116,11 @@ class _ExperimentVariants:
     ) -> None:
         self.experiment = experiment
         self.space = space
-        self.points = points
+        # Only read, never changed: the generator's own copies, shared by its experiments.
+        self.points: Deque[Dict] = deque(points)
         self.samples_left = num_samples
         self.constant_grid_search = constant_grid_search
-        # Samples without a point to evaluate draw from this plan when the space allows one.
+        # Samples and points draw from this plan when it can reproduce the general path's draw.
         self.plan = SamplingPlan.compile(space) if _USE_SAMPLING_PLAN else None
         self.variants: Optional[Iterator[Variant]] = None
         self.origin: Optional[Dict] = None
@@ -119,7 +136,7 @@ class _ExperimentVariants:
                     return variant
                 self.variants = None
             if self.points:
-                origin: Optional[Dict] = self.points.pop(0)
+                origin: Optional[Dict] = self.points.popleft()
             elif self.samples_left > 0:
                 origin = None
             else:
@@ -129,9 +146,14 @@ class _ExperimentVariants:
 
     def open(self, origin: Optional[Dict], rng: Rng, start_state: Any) -> None:
         self.origin, self.start_state, self.taken = origin, start_state, 0
-        if origin is None and self.plan is not None:
-            self.variants = _planned_variants(self.plan, rng)
-            return
+        if self.plan is not None:
+            if origin is None and self.plan.complete:
+                self.variants = _planned_variants(self.plan, rng)
+                return
+            overlay = None if origin is None else self.plan.point_overlay(origin)
+            if overlay is not None:
+                self.variants = _planned_point_variants(self.plan, overlay, rng)
+                return
         work = copy_spec(self.space) if origin is None else preset_spec(self.space, origin, warn=False)
         self.variants = _general_variants(work, self.constant_grid_search, rng)
 
@@ -178,7 +200,7 @@ class BasicVariantGenerator(SearchAlgorithm):
                     )
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 0:
             raise ValueError(f"max_concurrent must be an int >= 0 (0 means no limit), got {max_concurrent!r}.")
-        self._points_to_evaluate = [copy.deepcopy(dict(p)) for p in points_to_evaluate or []]
+        self._points_to_evaluate = [_own_point(p) for p in points_to_evaluate or []]
         self.max_concurrent = max_concurrent
         self._constant_grid_search = bool(constant_grid_search)
         self._rng = as_rng(random_state)
@@ -208,16 +230,19 @@ class BasicVariantGenerator(SearchAlgorithm):
             validate_param_space(config)
             num_samples = self._num_samples(spec.get("num_samples", 1))
             space = {"config": config}
-            points = [copy.deepcopy(p) for p in self._points_to_evaluate]
+            points = self._points_to_evaluate
+            item = _ExperimentVariants(experiment, space, points, num_samples, self._constant_grid_search)
             total = 0
             for point in points:
-                # Checks every point against the space now, and warns once.
-                total += count_variants(preset_spec(space, point, warn=True))
+                # Checks every point against the space now, and warns once; a point the
+                # plan draws sets every grid search (the plan leaves them to points).
+                if item.plan is not None and item.plan.point_overlay(point, warn=True) is not None:
+                    total += 1
+                else:
+                    total += count_variants(preset_spec(space, point, warn=True))
             total += count_variants(space, max(num_samples - len(points), 0))
             self._total_samples += total
-            self._experiments.append(
-                _ExperimentVariants(experiment, space, points, num_samples, self._constant_grid_search)
-            )
+            self._experiments.append(item)
         if self._next is None:
             self._next = self._advance()
             self._finished = self._next is None and self._finished
@@ -282,7 +307,7 @@ class BasicVariantGenerator(SearchAlgorithm):
                 {
                     "experiment": item.experiment,
                     "space": item.space,
-                    "points": item.points,
+                    "points": list(item.points),
                     "samples_left": item.samples_left,
                     "active": item.variants is not None,
                     "origin": item.origin,

@@ -190,4 +190,4 @@ def test_restore_mid_sweep_continues_with_the_same_trials(monkeypatch, seed, sav
     ],
 )
 def test_spaces_the_plan_cannot_draw_take_the_general_path(space):
-    assert SamplingPlan.compile({"config": space}) is None
+    assert not SamplingPlan.compile({"config": space}).complete

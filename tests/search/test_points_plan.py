@@ -1,0 +1,218 @@
+"""Points to evaluate drawn from the sampling plan give, trial by trial, exactly what
+``preset_spec`` + the general variant path give: configs with their types, tags,
+evaluated params, the draws of what a point leaves out, warnings, errors and restores."""
+import logging
+import pickle
+
+import numpy as np
+import pytest
+
+from fasttune.search import basic_variant
+from fasttune.search._sampling_plan import SamplingPlan
+from fasttune.search.basic_variant import BasicVariantGenerator
+from fasttune.search.sample import choice, grid_search, loguniform, randint, sample_from, uniform
+
+# A space the plan draws alone, and one where only points set what it cannot draw.
+PLAIN = {
+    "lr": loguniform(1e-4, 1e-1),
+    "opt": {"name": choice(["adam", "sgd"]), "momentum": 0.9, "betas": [uniform(0.8, 0.99), 0.999]},
+    "layers": randint(1, 5),
+    "label": "run",
+    "empty": {},
+}
+OPEN = {
+    "row": randint(0, 100),
+    "width": sample_from(lambda spec: spec.config.row * 2),
+    "act": grid_search(["relu", "tanh"]),
+    "drop": uniform(0, 0.5),
+}
+
+PLAN_POINTS = {
+    "full": (OPEN, [{"row": 3, "width": 7, "act": "relu", "drop": 0.1}, {"row": 4, "width": 9, "act": "x", "drop": 0.2}]),
+    "partial": (PLAIN, [{"lr": 0.01}, {"opt": {"name": "sgd"}}, {}, {"layers": 2, "opt": {"betas": 0.5}}]),
+    "open_set_rest_drawn": (OPEN, [{"width": 5, "act": "tanh"}, {"act": "relu", "width": 1, "row": 2}]),
+    "constants": (PLAIN, [{"label": "other", "opt": {"momentum": 0.5}}, {"opt": 3, "empty": None}]),
+    "nested": (PLAIN, [{"opt": {"name": "adam", "momentum": 0.1}}, {"opt": {}, "lr": 0.2}]),
+    "numpy": (PLAIN, [{"lr": np.float32(0.5), "layers": np.int64(3), "opt": {"name": np.str_("sgd"), "momentum": np.bool_(True)}}]),
+    "outside": (PLAIN, [{"lr": 5.0, "layers": 100, "label": "x", "opt": {"name": "rmsprop", "betas": 1}}]),
+    "function_value": (PLAIN, [{"label": abs}]),
+}
+GENERAL_POINTS = {
+    "list_element": (PLAIN, [{"opt": {"betas": [0.9, 0.99]}}]),
+    "dict_for_a_domain": (PLAIN, [{"lr": {"a": 1}}]),
+    "domain_value": (PLAIN, [{"lr": uniform(0, 1)}]),
+    "tuple_value": (PLAIN, [{"label": (1, 2)}]),
+    "list_value": (PLAIN, [{"label": [1, 2]}]),
+    "leaves_a_sample_from": (OPEN, [{"act": "relu"}]),
+    "leaves_a_grid": (OPEN, [{"width": 1}]),
+}
+
+SEEDS = {
+    "int": lambda: 0,
+    "generator": lambda: np.random.default_rng(1),
+    "random_state": lambda: np.random.RandomState(2),
+    "global": lambda: None,
+}
+
+
+class _Trial:
+    def __init__(self, config, tag, evaluated_params):
+        self.config, self.trial_id, self.evaluated_params = config, tag, evaluated_params
+
+
+class _Experiment:
+    name = "points"
+
+    def __init__(self, space, num_samples):
+        self.spec = {"config": space, "num_samples": num_samples}
+
+    def trial_factory(self, config, experiment_tag, evaluated_params, trial_id):
+        return _Trial(config, experiment_tag, evaluated_params)
+
+
+def _typed(value):
+    """The value with the type of every part, so that 1 == 1.0 == np.float64(1) tell apart."""
+    if isinstance(value, dict):
+        return (dict, [(type(key), key, _typed(item)) for key, item in value.items()])
+    if isinstance(value, (list, tuple)):
+        return (type(value), [_typed(item) for item in value])
+    return (type(value), value)
+
+
+def _generator(monkeypatch, use_plan, space, points, num_samples, seed="int"):
+    monkeypatch.setattr(basic_variant, "_USE_SAMPLING_PLAN", use_plan)
+    generator = BasicVariantGenerator(points_to_evaluate=points, random_state=SEEDS[seed]())
+    generator.add_configurations(_Experiment(space, num_samples))
+    return generator
+
+
+def _trials(generator, count=None):
+    out = []
+    while count is None or len(out) < count:
+        trial = generator.next_trial()
+        if trial is None:
+            break
+        out.append((trial.trial_id, _typed(trial.config), _typed(trial.evaluated_params)))
+    return out
+
+
+def _sweep(monkeypatch, use_plan, space, points, num_samples, seed, general_points=True):
+    if not general_points:
+        monkeypatch.setattr(basic_variant, "preset_spec", _never)
+    if seed == "global":
+        np.random.seed(3)
+    generator = _generator(monkeypatch, use_plan, space, points, num_samples, seed)
+    total = generator.total_samples
+    trials = _trials(generator)
+    # The same draws were made: the global generator is left at the same place.
+    return total, trials, np.random.random() if seed == "global" else None
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("a point the plan can draw took the general path")
+
+
+def _plan_draws(space, point):
+    return SamplingPlan.compile({"config": space}).point_overlay(point) is not None
+
+
+@pytest.mark.parametrize("seed", sorted(SEEDS))
+@pytest.mark.parametrize("case", sorted(PLAN_POINTS))
+def test_points_drawn_from_the_plan_give_the_trials_of_the_general_path(monkeypatch, case, seed):
+    space, points = PLAN_POINTS[case]
+    assert all(_plan_draws(space, point) for point in points)
+    # More samples than points: the rest are drawn after them, by the plan where it can.
+    planned = _sweep(monkeypatch, True, space, points, len(points) + 2, seed, general_points=False)
+    monkeypatch.undo()
+    general = _sweep(monkeypatch, False, space, points, len(points) + 2, seed)
+    assert len(planned[1]) == planned[0] >= len(points) + 2
+    assert planned == general
+
+
+@pytest.mark.parametrize("case", sorted(GENERAL_POINTS))
+def test_points_the_plan_cannot_reproduce_take_the_general_path(monkeypatch, case):
+    space, points = GENERAL_POINTS[case]
+    assert not any(_plan_draws(space, point) for point in points)
+    assert _sweep(monkeypatch, True, space, points, 3, "int") == _sweep(monkeypatch, False, space, points, 3, "int")
+
+
+def test_a_full_point_draws_nothing_and_tags_no_values(monkeypatch):
+    space, points = PLAN_POINTS["full"]
+    generator = _generator(monkeypatch, True, space, points, 2, "random_state")
+    before = generator._rng.get_state()[1].copy()
+    trial = generator.next_trial()
+    assert trial.trial_id == "0" and trial.evaluated_params == {}
+    assert trial.config == points[0] and type(trial.config["row"]) is int
+    # Only the look-ahead to the second point ran, and it draws nothing either.
+    assert np.array_equal(generator._rng.get_state()[1], before)
+
+
+@pytest.mark.parametrize("use_plan", [True, False])
+def test_points_outside_their_domain_warn_once_at_add_time(monkeypatch, caplog, use_plan):
+    space, points = PLAN_POINTS["outside"]
+    with caplog.at_level(logging.WARNING, logger="fasttune.search.variant_generator"):
+        generator = _generator(monkeypatch, use_plan, space, points * 2, 3)
+        added = [record.getMessage() for record in caplog.records]
+        _trials(generator)
+    assert [record.getMessage() for record in caplog.records] == added
+    assert len(added) == 2 * 5
+    assert "'config/lr' is outside its search space" in added[0]
+    assert "replaces the constant 'run'" in added[2]
+    assert "replaces the constant [Float(0.8, 0.99) sampler=Uniform, 0.999]" in added[4]
+
+
+@pytest.mark.parametrize(
+    "space,points",
+    [PLAN_POINTS["outside"], ({"shape": (1, 2), "x": uniform(0, 1)}, [{"shape": 3, "x": -1}, {"shape": [1, 2]}])],
+)
+def test_warnings_are_those_of_the_general_path(monkeypatch, caplog, space, points):
+    messages = []
+    for use_plan in (True, False):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="fasttune.search.variant_generator"):
+            _generator(monkeypatch, use_plan, space, points, 1)
+        messages.append([record.getMessage() for record in caplog.records])
+    assert messages[0] == messages[1] and messages[0]
+
+
+@pytest.mark.parametrize("use_plan", [True, False])
+def test_a_point_naming_a_key_not_in_the_space_is_refused_at_add_time(monkeypatch, use_plan):
+    with pytest.raises(ValueError, match="sets 'config/opt/nope', which is not in the param_space"):
+        _generator(monkeypatch, use_plan, PLAIN, [{"lr": 0.1}, {"opt": {"nope": 1}}], 2)
+
+
+def test_trials_share_no_containers_with_each_other_or_the_points(monkeypatch):
+    points = [{"opt": {"name": "sgd"}}, {"opt": {"name": "sgd"}, "lr": 0.1}]
+    kept = pickle.loads(pickle.dumps(points))
+    generator = _generator(monkeypatch, True, PLAIN, points, 3)
+    assert generator._points_to_evaluate[0] is not points[0]
+    assert generator._points_to_evaluate[0]["opt"] is not points[0]["opt"]
+    configs = [generator.next_trial().config for _ in range(3)]
+    for first, second in [(configs[0], configs[1]), (configs[1], configs[2])]:
+        assert first["opt"] is not second["opt"] and first["opt"]["betas"] is not second["opt"]["betas"]
+        assert first["empty"] is not second["empty"]
+    assert all(config["opt"] is not point["opt"] for config in configs[:2] for point in points)
+    configs[0]["opt"]["name"] = "changed"
+    configs[0]["opt"]["betas"].append(1)
+    assert points == kept and configs[1]["opt"] == {"name": "sgd", "momentum": 0.9, "betas": configs[1]["opt"]["betas"]}
+    assert len(configs[1]["opt"]["betas"]) == 2
+
+
+@pytest.mark.parametrize("seed", ["int", "generator", "random_state"])
+@pytest.mark.parametrize("save_with_plan,restore_with_plan", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("taken", [1, 3, 5])
+def test_restore_mid_points_continues_with_the_same_trials(monkeypatch, seed, save_with_plan, restore_with_plan, taken):
+    space = PLAIN
+    points = PLAN_POINTS["partial"][1] + GENERAL_POINTS["list_element"][1]
+    expected = _trials(_generator(monkeypatch, False, space, points, 8, seed))
+
+    saved = _generator(monkeypatch, save_with_plan, space, points, 8, seed)
+    before = _trials(saved, taken)
+    state = pickle.loads(pickle.dumps(saved.get_state()))
+    general_state = _generator(monkeypatch, False, space, points, 8, seed)
+    _trials(general_state, taken)
+    for field in ("origin", "taken", "points", "samples_left", "active"):
+        assert state["experiments"][0][field] == general_state.get_state()["experiments"][0][field]
+    restored = _generator(monkeypatch, restore_with_plan, space, [], 1, "int")
+    restored.set_state(state)
+    assert before + _trials(restored) == expected
