@@ -209,12 +209,22 @@ class TrialFiles:
             return
         staged, self._staged = self._staged, {}
         failures: List[BaseException] = []
-        keep_open = self._make_room(staged)
+        keep_open = self._make_room(staged, failures)
         # Appends through open files (and closes) go first, so the files they close are
         # closed before new ones open: never many more open than MAX_OPEN_TRIALS.
         first: List[Tuple[tuple, str]] = []
         then: List[Tuple[tuple, str]] = []
         for trial_dir, each in staged.items():
+            try:
+                os.fsencode(trial_dir)
+            except UnicodeEncodeError as exc:  # a name the file system cannot take: this trial's failure
+                failures.append(exc)
+                if each.results:
+                    self._results_failed = True
+                    self.unwritten_trial_dirs.add(trial_dir)
+                if each.close:
+                    _close_handles(self._open.pop(trial_dir, (-1, -1)), failures)
+                continue
             if each.config is not _NO_CONFIG:
                 try:
                     # Renamed into place: a driver killed mid-write leaves no torn params.json.
@@ -243,10 +253,9 @@ class TrialFiles:
             try:
                 fds_after, error, whole = core.write_file_batch(ops)
             except BaseException:
-                # Raised before any op ran (a malformed batch): the descriptors stay known.
-                for op, owner in zip(ops, owners):
-                    if op[0] == core.FILE_APPEND and op[2] >= 0:
-                        self._open[owner] = (op[2], op[5])
+                # Raised before any op ran: none of the batch's results is written.
+                self._results_failed = True
+                self._after_failure(ops, owners, failures)
                 raise
             for op, owner, fds in zip(ops, owners, fds_after):
                 if op[0] == core.FILE_APPEND and fds[0] >= 0:
@@ -257,27 +266,31 @@ class TrialFiles:
             failed = len(fds_after) - 1
             failed_op, failed_owner = ops[failed], owners[failed]
             ops, owners = ops[failed + 1:], owners[failed + 1:]
-            if failed_op[0] == core.FILE_APPEND and not whole:
-                # Cut back, not written: no later result is written, so no history gets a hole.
+            if failed_op[0] == core.FILE_APPEND:
+                # No later result is written, so no history gets a hole.  A file that failed
+                # to close after its bytes went in (``whole``) may have lost them all the same
+                # (NFS reports a lost write at close); one cut back keeps what fits whole.
                 self._results_failed = True
                 self.unwritten_trial_dirs.add(failed_owner)
                 batches = staged[failed_owner].results
-                if len(batches) > 1:
+                if len(batches) > 1 and not whole:
                     self._append_what_fits(failed_owner, batches, failed_op[7], failures)
                 ops, owners = self._after_failure(ops, owners, failures)
         if failures:
             raise failures[0]
 
-    def _make_room(self, staged: Dict[str, "_Staged"]) -> set:
+    def _make_room(self, staged: Dict[str, "_Staged"], failures: List[BaseException]) -> set:
         """Close the least recently written trials' files so that those this batch keeps
         open fit :data:`MAX_OPEN_TRIALS`; returns the trials whose files stay open after it
         (all it writes and does not close, or the latest of them)."""
         writing = [trial_dir for trial_dir, each in staged.items() if each.results and not each.close]
         keep = set(writing[-MAX_OPEN_TRIALS:])
-        others = len(self._open) - sum(1 for trial_dir in staged if trial_dir in self._open)
+        # Trials whose files this batch writes or closes: the rest stay as they are unless evicted.
+        touched = {trial_dir for trial_dir, each in staged.items() if each.results or each.close}
+        others = len(self._open) - sum(1 for trial_dir in touched if trial_dir in self._open)
         while others + len(keep) > MAX_OPEN_TRIALS:
-            trial_dir = next(trial_dir for trial_dir in self._open if trial_dir not in staged)
-            _close_handles(self._open.pop(trial_dir))
+            trial_dir = next(trial_dir for trial_dir in self._open if trial_dir not in touched)
+            _close_handles(self._open.pop(trial_dir), failures)
             others -= 1
         return keep
 
@@ -334,12 +347,15 @@ class TrialFiles:
 
     def close_all(self) -> None:
         """Flush, close every file and stop the writer thread (also when the flush raises)."""
+        failures: List[BaseException] = []
         try:
             self.flush()
         finally:
             self._writer.close()
-            for trial_dir in list(self._open):
-                self._close(trial_dir)
+            while self._open:
+                _close_handles(self._open.popitem()[1], failures)
+        if failures:
+            raise failures[0]
 
     def write_error(self, trial_dir: str, header: str, text: str) -> str:
         path = os.path.join(trial_dir, ERROR_FILE)

@@ -263,6 +263,13 @@ class _EventFiles:
         then: List[tuple] = []
         for path, (parts, close) in staged.items():
             fd = self._open.pop(path, -1)
+            try:
+                os.fsencode(path)
+            except UnicodeEncodeError as exc:  # a name the file system cannot take: this file's failure
+                failures.append(exc)
+                if fd >= 0:
+                    _close_quietly(fd, failures)
+                continue
             if parts:
                 # The trial's directory may not be made yet (the result files' thread makes it).
                 op = (core.FILE_APPEND, path, fd, b"".join(parts), None, -1, b"", close or path not in keep_open, True)
@@ -274,7 +281,7 @@ class _EventFiles:
             try:
                 fds, error, whole = core.write_file_batch(ops)
             except BaseException:
-                for op in ops:  # raised before any op ran (a malformed batch)
+                for op in ops:  # raised before any op ran: the files stay open, as they were
                     if op[2] >= 0:
                         self._open[op[1]] = op[2]
                 raise

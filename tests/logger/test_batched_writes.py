@@ -228,3 +228,20 @@ def _twin_core(monkeypatch, counting_open):
     twin_core = SimpleNamespace(**{name: getattr(core, name) for name in core.__all__})
     twin_core.write_file_batch = _core_fallback.write_file_batch
     return twin_core
+
+
+def test_a_trial_directory_the_file_system_cannot_name_costs_only_that_trial(tmp_path):
+    files = TrialFiles(write_csv=False)
+    a, bad = str(tmp_path / "a"), str(tmp_path / "b\ud800")
+    release = _hold(files._writer)
+    files.init_trial(a, {"x": 1})
+    files.write(a, b'{"i": 1}\n', b"")
+    files.init_trial(bad, {"x": 2})
+    release.set()
+    with pytest.raises(OSError) as raised:
+        files.flush()
+    assert isinstance(raised.value.__cause__, UnicodeEncodeError)
+    files.write(a, b'{"i": 2}\n', b"")
+    files.close_all()
+    assert files.unwritten_trial_dirs == set()
+    assert (tmp_path / "a" / "result.json").read_bytes() == b'{"i": 1}\n{"i": 2}\n'
