@@ -158,8 +158,8 @@ def test_not_durable_move_never_fsyncs(tmp_path, fsyncs):
 
 
 def test_exports():
-    assert set(_atomic.__all__) == {"atomic_write", "fsync_directory", "move_directory_into_place", "sync_filesystem",
-                                   "scratch_writes"}
+    assert set(_atomic.__all__) == {"atomic_write", "temporary_path", "fsync_directory", "move_directory_into_place",
+                                   "sync_filesystem", "scratch_writes"}
 
 
 def test_sync_filesystem_syncs_the_file_system_of_the_path_and_names_a_missing_one(tmp_path):

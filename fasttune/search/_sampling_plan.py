@@ -50,10 +50,10 @@ from fasttune.search.sample import (
     Uniform,
 )
 from fasttune.search.variant_generator import (
-    _ATOMS,
-    _clean_value,
-    _path_key,
-    _warn_if_outside,
+    ATOM_TYPES,
+    clean_value,
+    path_sort_key,
+    warn_if_outside,
     copy_spec,
     flatten_resolved_vars,
 )
@@ -61,7 +61,7 @@ from fasttune.search.variant_generator import (
 __all__ = ["SamplingPlan"]
 
 # Leaves that copy_spec shares between variants instead of copying them.
-_SHARED_LEAVES = _ATOMS + (types.FunctionType, types.BuiltinFunctionType, type)
+_SHARED_LEAVES = ATOM_TYPES + (types.FunctionType, types.BuiltinFunctionType, type)
 _DRAWN_SAMPLERS = (Uniform, LogUniform, Normal)
 
 # What an entry of a template node holds: a shared constant, a draw, a nested dict or
@@ -76,11 +76,11 @@ class _NotPlannable(Exception):
     """The space or point needs the general path (grid search, sample_from, tuples, ...)."""
 
 
-class _Overlay(dict):
-    """A point's values for one template node: a value, or an _Overlay for a nested dict."""
+class PointOverlay(dict):
+    """A point's values for one template node: a value, or an PointOverlay for a nested dict."""
 
 
-_NO_OVERLAY = _Overlay()
+_NO_OVERLAY = PointOverlay()
 
 
 class SamplingPlan:
@@ -95,8 +95,8 @@ class SamplingPlan:
         # Whether draw() can make a sample without a point: nothing is left to the general path.
         self.complete = all(opens == 0 for _, _, opens in entries.values())
         # What format_vars and flatten_resolved_vars work out from the paths, worked out once.
-        order = sorted(range(len(paths)), key=lambda index: _path_key(paths[index]))
-        self._tag_order = [(index, _clean_value(paths[index][-1]) + "=") for index in order]
+        order = sorted(range(len(paths)), key=lambda index: path_sort_key(paths[index]))
+        self._tag_order = [(index, clean_value(paths[index][-1]) + "=") for index in order]
         self._flat_keys = [next(iter(flatten_resolved_vars({path: None}))) for path in paths]
 
     @classmethod
@@ -108,7 +108,7 @@ class SamplingPlan:
         paths: List[Path] = []
         return cls(_compile_items(spec.items(), (), paths), paths, spec)
 
-    def point_overlay(self, point: Mapping, warn: bool = False) -> Optional[_Overlay]:
+    def point_overlay(self, point: Mapping, warn: bool = False) -> Optional[PointOverlay]:
         """What :meth:`draw` needs to draw ``point`` as ``preset_spec`` + the general path
         would, or ``None`` when only they can; ``warn`` logs, as ``preset_spec(warn=True)``
         does, the values outside their domain (only when it returns an overlay)."""
@@ -124,10 +124,10 @@ class SamplingPlan:
             return None  # the point leaves a sample_from, grid search, ... to draw
         for space, key, value, path in replaced if warn else ():
             # Compared with a working copy, as preset_spec does (a tuple shows as a list there).
-            _warn_if_outside(copy_spec(space[key]), value, path)
-        return _Overlay(config=overlay)
+            warn_if_outside(copy_spec(space[key]), value, path)
+        return PointOverlay(config=overlay)
 
-    def draw(self, rng: Rng, overlay: _Overlay = _NO_OVERLAY) -> Tuple[Dict[Path, Any], Dict]:
+    def draw(self, rng: Rng, overlay: PointOverlay = _NO_OVERLAY) -> Tuple[Dict[Path, Any], Dict]:
         """``(resolved_vars, spec)`` of one new sample, as ``generate_in_place`` yields it:
         of a point when given its :meth:`point_overlay`, otherwise only if :attr:`complete`."""
         resolved_vars: Dict[Path, Any] = {}
@@ -137,7 +137,7 @@ class SamplingPlan:
         """``(format_vars(resolved_vars), flatten_resolved_vars(resolved_vars))`` of a
         ``resolved_vars`` that :meth:`draw` returned without an overlay."""
         values = list(resolved_vars.values())
-        tag_vars = ",".join([name + _clean_value(values[index]) for index, name in self._tag_order])
+        tag_vars = ",".join([name + clean_value(values[index]) for index, name in self._tag_order])
         return tag_vars, dict(zip(self._flat_keys, values))
 
 
@@ -174,17 +174,17 @@ def _draw_function(domain: Domain) -> Callable[[Rng], Any]:
     if type(domain) in (Float, Integer):
         pass
     elif type(domain) is Categorical and type(sampler) is Uniform:
-        if not all(isinstance(category, _ATOMS) for category in domain.categories):
+        if not all(isinstance(category, ATOM_TYPES) for category in domain.categories):
             raise _NotPlannable(domain)
     else:
         raise _NotPlannable(domain)
     return functools.partial(domain._sample_with, sampler, None, 1)
 
 
-def _overlay(entries: Entries, space: Dict, point: Mapping, path: Path, replaced: list) -> Tuple[_Overlay, int]:
+def _overlay(entries: Entries, space: Dict, point: Mapping, path: Path, replaced: list) -> Tuple[PointOverlay, int]:
     """``point`` merged as ``_merge_point`` merges it, and how many open entries it replaces;
     raises _NotPlannable where the merge would copy a container or leave a domain to parse."""
-    overlay = _Overlay()
+    overlay = PointOverlay()
     opened = 0
     for key, value in point.items():
         entry = entries.get(key)
@@ -203,13 +203,13 @@ def _overlay(entries: Entries, space: Dict, point: Mapping, path: Path, replaced
     return overlay, opened
 
 
-def _instantiate(entries: Entries, resolved_vars: Dict[Path, Any], rng: Rng, overlay: _Overlay) -> Dict:
+def _instantiate(entries: Entries, resolved_vars: Dict[Path, Any], rng: Rng, overlay: PointOverlay) -> Dict:
     built: Dict[Any, Any] = {}
     for key, (kind, payload, _) in entries.items():
         nested = _NO_OVERLAY
         if overlay and key in overlay:
             given = overlay[key]
-            if type(given) is not _Overlay:
+            if type(given) is not PointOverlay:
                 built[key] = given
                 continue
             nested = given

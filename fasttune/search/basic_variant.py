@@ -33,10 +33,10 @@ from fasttune._atomic import atomic_write
 from fasttune._serialization import Loader, pack_state
 from fasttune.search._validate import validate_param_space
 from fasttune.search._rng import RandomState, Rng, as_rng
-from fasttune.search._sampling_plan import SamplingPlan, _Overlay
+from fasttune.search._sampling_plan import SamplingPlan, PointOverlay
 from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.search.variant_generator import (
-    _ATOMS,
+    ATOM_TYPES,
     Path,
     copy_spec,
     count_variants,
@@ -78,7 +78,7 @@ def _planned_variants(plan: SamplingPlan, rng: Rng) -> Iterator[Variant]:
     yield plan.draw(rng) + (plan,)
 
 
-def _planned_point_variants(plan: SamplingPlan, overlay: _Overlay, rng: Rng) -> Iterator[Variant]:
+def _planned_point_variants(plan: SamplingPlan, overlay: PointOverlay, rng: Rng) -> Iterator[Variant]:
     # The plan's tags are for complete draws only; a point's few drawn values use format_vars.
     yield plan.draw(rng, overlay) + (None,)
 
@@ -87,7 +87,7 @@ def _own_point(point: Mapping) -> Dict:
     """A copy of ``point`` that shares nothing mutable with it (a plain copy when it only
     holds atoms: deepcopy would give the same)."""
     owned = dict(point)
-    if all(isinstance(key, _ATOMS) and isinstance(value, _ATOMS) for key, value in owned.items()):
+    if all(isinstance(key, ATOM_TYPES) and isinstance(value, ATOM_TYPES) for key, value in owned.items()):
         return owned
     return copy.deepcopy(owned)
 

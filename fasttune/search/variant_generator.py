@@ -54,10 +54,10 @@ __all__ = [
 # A sample_from that keeps returning fresh search-space values would otherwise
 # recurse forever; real specs settle in two or three rounds.
 _MAX_ROUNDS = 50
-_ATOMS = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_)
+ATOM_TYPES = (int, float, complex, str, bytes, bool, type(None), np.number, np.bool_)
 
 
-def _path_key(path: Path) -> tuple:
+def path_sort_key(path: Path) -> tuple:
     """Sort key for paths that may mix str keys and int list indices."""
     return tuple(
         (0, piece, "") if isinstance(piece, (int, float)) and not isinstance(piece, bool) else (1, 0, str(piece))
@@ -82,7 +82,7 @@ def copy_spec(value: Any) -> Any:
     Each variant must own its config (trials may mutate it), but copying the
     domains or immutable leaves would only cost time.
     """
-    if isinstance(value, _ATOMS) or isinstance(value, (Domain, types.FunctionType, types.BuiltinFunctionType, type)):
+    if isinstance(value, ATOM_TYPES) or isinstance(value, (Domain, types.FunctionType, types.BuiltinFunctionType, type)):
         return value
     if isinstance(value, SpecView):
         return {key: copy_spec(item) for key, item in dict.items(value)}
@@ -218,7 +218,7 @@ def parse_spec_vars(spec: Mapping) -> Tuple[List[Tuple[Path, Any]], List[Tuple[P
     grids: List[Tuple[Path, Categorical]] = []
     for key, value in spec.items():
         _walk(value, (key,), resolved, domains, grids)
-    grids.sort(key=lambda item: _path_key(item[0]))
+    grids.sort(key=lambda item: path_sort_key(item[0]))
     return resolved, domains, grids
 
 
@@ -435,11 +435,11 @@ def _merge_point(target: Any, point: Any, path: Path, warn: bool) -> None:
             _merge_point(current, value, here, warn)
             continue
         if warn:
-            _warn_if_outside(current, value, here)
+            warn_if_outside(current, value, here)
         target[key] = copy_spec(value)
 
 
-def _warn_if_outside(current: Any, value: Any, path: Path) -> None:
+def warn_if_outside(current: Any, value: Any, path: Path) -> None:
     if isinstance(current, Domain):
         if not current.is_valid(value):
             logger.warning(
@@ -495,7 +495,7 @@ def get_preset_variants(
 _NOT_PORTABLE = re.compile(r"[^a-zA-Z0-9_-]+")
 
 
-def _clean_value(value: Any) -> str:
+def clean_value(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{value:.4f}"
     if type(value) is int:
@@ -514,8 +514,8 @@ def format_vars(resolved_vars: Mapping[Path, Any]) -> str:
         >>> format_vars({("config", "momentum"): 0.9, ("config", "lr"): 0.01})
         'lr=0.0100,momentum=0.9000'
     """
-    ordered = sorted(resolved_vars.items(), key=lambda item: _path_key(item[0]))
-    return ",".join(f"{_clean_value(path[-1])}={_clean_value(value)}" for path, value in ordered)
+    ordered = sorted(resolved_vars.items(), key=lambda item: path_sort_key(item[0]))
+    return ",".join(f"{clean_value(path[-1])}={clean_value(value)}" for path, value in ordered)
 
 
 def flatten_resolved_vars(resolved_vars: Mapping[Path, Any]) -> Dict[str, Any]:
