@@ -12,6 +12,8 @@ from fasttune.search._sampling_plan import SamplingPlan
 from fasttune.search.basic_variant import BasicVariantGenerator
 from fasttune.search.sample import choice, grid_search, loguniform, randint, sample_from, uniform
 
+from plan_testing import SEEDS, FakeExperiment, typed
+
 # A space the plan draws alone, and one where only points set what it cannot draw.
 PLAIN = {
     "lr": loguniform(1e-4, 1e-1),
@@ -47,42 +49,11 @@ GENERAL_POINTS = {
     "leaves_a_grid": (OPEN, [{"width": 1}]),
 }
 
-SEEDS = {
-    "int": lambda: 0,
-    "generator": lambda: np.random.default_rng(1),
-    "random_state": lambda: np.random.RandomState(2),
-    "global": lambda: None,
-}
-
-
-class _Trial:
-    def __init__(self, config, tag, evaluated_params):
-        self.config, self.trial_id, self.evaluated_params = config, tag, evaluated_params
-
-
-class _Experiment:
-    name = "points"
-
-    def __init__(self, space, num_samples):
-        self.spec = {"config": space, "num_samples": num_samples}
-
-    def trial_factory(self, config, experiment_tag, evaluated_params, trial_id):
-        return _Trial(config, experiment_tag, evaluated_params)
-
-
-def _typed(value):
-    """The value with the type of every part, so that 1 == 1.0 == np.float64(1) tell apart."""
-    if isinstance(value, dict):
-        return (dict, [(type(key), key, _typed(item)) for key, item in value.items()])
-    if isinstance(value, (list, tuple)):
-        return (type(value), [_typed(item) for item in value])
-    return (type(value), value)
-
 
 def _generator(monkeypatch, use_plan, space, points, num_samples, seed="int"):
     monkeypatch.setattr(basic_variant, "_USE_SAMPLING_PLAN", use_plan)
     generator = BasicVariantGenerator(points_to_evaluate=points, random_state=SEEDS[seed]())
-    generator.add_configurations(_Experiment(space, num_samples))
+    generator.add_configurations(FakeExperiment(space, num_samples))
     return generator
 
 
@@ -92,7 +63,7 @@ def _trials(generator, count=None):
         trial = generator.next_trial()
         if trial is None:
             break
-        out.append((trial.trial_id, _typed(trial.config), _typed(trial.evaluated_params)))
+        out.append((trial.trial_id, typed(trial.config), typed(trial.evaluated_params)))
     return out
 
 

@@ -26,20 +26,7 @@ from fasttune.search.sample import (
     uniform,
 )
 
-
-class _Trial:
-    def __init__(self, config, tag, evaluated_params):
-        self.config, self.trial_id, self.evaluated_params = config, tag, evaluated_params
-
-
-class _Experiment:
-    name = "plan"
-
-    def __init__(self, space, num_samples):
-        self.spec = {"config": space, "num_samples": num_samples}
-
-    def trial_factory(self, config, experiment_tag, evaluated_params, trial_id):
-        return _Trial(config, experiment_tag, evaluated_params)
+from plan_testing import SEEDS, FakeExperiment, typed
 
 
 SPACES = {
@@ -73,27 +60,11 @@ SPACES = {
     "constants_only": {"a": 1, "b": [1, {"c": "d"}]},
 }
 
-SEEDS = {
-    "int": lambda: 0,
-    "generator": lambda: np.random.default_rng(1),
-    "random_state": lambda: np.random.RandomState(2),
-    "global": lambda: None,
-}
-
-
-def _typed(value):
-    """The value with the type of every part, so that 1 == 1.0 == np.float64(1) tell apart."""
-    if isinstance(value, dict):
-        return (dict, [(type(key), key, _typed(item)) for key, item in value.items()])
-    if isinstance(value, list):
-        return (list, [_typed(item) for item in value])
-    return (type(value), value)
-
 
 def _generator(monkeypatch, use_plan, space, num_samples, seed, points=None):
     monkeypatch.setattr(basic_variant, "_USE_SAMPLING_PLAN", use_plan)
     generator = BasicVariantGenerator(points_to_evaluate=points, random_state=SEEDS[seed]())
-    generator.add_configurations(_Experiment(space, num_samples))
+    generator.add_configurations(FakeExperiment(space, num_samples))
     assert (generator._experiments[0].plan is not None) == use_plan
     return generator
 
@@ -104,7 +75,7 @@ def _trials(generator, count=None):
         trial = generator.next_trial()
         if trial is None:
             break
-        out.append((trial.trial_id, _typed(trial.config), _typed(trial.evaluated_params)))
+        out.append((trial.trial_id, typed(trial.config), typed(trial.evaluated_params)))
     return out
 
 
@@ -142,8 +113,8 @@ def test_experiments_with_and_without_a_plan_in_one_sweep(monkeypatch, seed):
         if seed == "global":
             np.random.seed(4)
         generator = _generator(monkeypatch, use_plan, SPACES["flat"], 3, seed)
-        generator.add_configurations(_Experiment({"g": grid_search([1, 2]), "x": uniform(0, 1)}, 2))
-        generator.add_configurations(_Experiment(SPACES["every_domain"], 3))
+        generator.add_configurations(FakeExperiment({"g": grid_search([1, 2]), "x": uniform(0, 1)}, 2))
+        generator.add_configurations(FakeExperiment(SPACES["every_domain"], 3))
         return _trials(generator)
 
     planned = sweep(True)
