@@ -63,9 +63,10 @@ class _Staged:
         self.close = False
 
 
-def _close_handles(fds: Tuple[int, int], failures: Optional[List[BaseException]] = None) -> None:
-    """Close a trial's result.json and progress.csv descriptors (-1: none); a failure to
-    close goes into ``failures`` (or is raised without it), once both are closed."""
+def close_descriptors(fds: Tuple[int, int], failures: Optional[List[BaseException]] = None) -> None:
+    """Close a pair of descriptors (-1: none), e.g. a trial's result.json and progress.csv;
+    a failure to close (NFS reports a write it could not make there) goes into
+    ``failures`` (or is raised without it), once both are closed."""
     failure = None
     for fd in fds:
         if fd >= 0:
@@ -77,6 +78,17 @@ def _close_handles(fds: Tuple[int, int], failures: Optional[List[BaseException]]
         if failures is None:
             raise failure
         failures.append(failure)
+
+
+def make_room(open_files: "OrderedDict[str, Tuple[int, int]]", touched: Iterable[str], opening: int, bound: int,
+              failures: List[BaseException]) -> None:
+    """Close the least recently written of ``open_files`` (name -> descriptors) that a batch
+    does not touch, until they and the ``opening`` ones the batch keeps open fit ``bound``."""
+    touched = set(touched)
+    others = len(open_files) - sum(1 for name in touched if name in open_files)
+    while others + opening > bound:
+        close_descriptors(open_files.pop(next(name for name in open_files if name not in touched)), failures)
+        others -= 1
 
 
 
@@ -223,7 +235,7 @@ class TrialFiles:
                     self._results_failed = True
                     self.unwritten_trial_dirs.add(trial_dir)
                 if each.close:
-                    _close_handles(self._open.pop(trial_dir, (-1, -1)), failures)
+                    close_descriptors(self._open.pop(trial_dir, (-1, -1)), failures)
                 continue
             if each.config is not _NO_CONFIG:
                 try:
@@ -241,7 +253,7 @@ class TrialFiles:
                 continue
             fds = self._open.pop(trial_dir, (-1, -1))
             if not each.results:
-                _close_handles(fds, failures)
+                close_descriptors(fds, failures)
                 continue
             op = self._append_op(trial_dir, fds, each.results, each.close or trial_dir not in keep_open)
             (first if fds[0] >= 0 else then).append((op, trial_dir))
@@ -285,13 +297,9 @@ class TrialFiles:
         (all it writes and does not close, or the latest of them)."""
         writing = [trial_dir for trial_dir, each in staged.items() if each.results and not each.close]
         keep = set(writing[-MAX_OPEN_TRIALS:])
-        # Trials whose files this batch writes or closes: the rest stay as they are unless evicted.
-        touched = {trial_dir for trial_dir, each in staged.items() if each.results or each.close}
-        others = len(self._open) - sum(1 for trial_dir in touched if trial_dir in self._open)
-        while others + len(keep) > MAX_OPEN_TRIALS:
-            trial_dir = next(trial_dir for trial_dir in self._open if trial_dir not in touched)
-            _close_handles(self._open.pop(trial_dir), failures)
-            others -= 1
+        # The trials whose files this batch writes or closes; the rest may be closed for room.
+        touched = [trial_dir for trial_dir, each in staged.items() if each.results or each.close]
+        make_room(self._open, touched, len(keep), MAX_OPEN_TRIALS, failures)
         return keep
 
     def _append_op(self, trial_dir: str, fds: Tuple[int, int], batches: List[Tuple[bytes, bytes]],
@@ -317,7 +325,7 @@ class TrialFiles:
             if error is not None:
                 break
         if close:
-            _close_handles(fds, failures)
+            close_descriptors(fds, failures)
         elif fds[0] >= 0:
             self._open[trial_dir] = fds
 
@@ -335,7 +343,7 @@ class TrialFiles:
             self.unwritten_trial_dirs.add(owner)
             if op[2] >= 0:
                 if op[7]:
-                    _close_handles((op[2], op[5]), failures)
+                    close_descriptors((op[2], op[5]), failures)
                 else:
                     self._open[owner] = (op[2], op[5])
         return left_ops, left_owners
@@ -343,7 +351,7 @@ class TrialFiles:
     def _close(self, trial_dir: str) -> None:
         handles = self._open.pop(trial_dir, None)
         if handles is not None:
-            _close_handles(handles)
+            close_descriptors(handles)
 
     def close_all(self) -> None:
         """Flush, close every file and stop the writer thread (also when the flush raises)."""
@@ -353,7 +361,7 @@ class TrialFiles:
         finally:
             self._writer.close()
             while self._open:
-                _close_handles(self._open.popitem()[1], failures)
+                close_descriptors(self._open.popitem()[1], failures)
         if failures:
             raise failures[0]
 

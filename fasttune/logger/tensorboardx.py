@@ -17,7 +17,7 @@ from fasttune import _corelib as core
 from fasttune._flatten import flatten_dict
 from fasttune._optional import missing_dependency
 from fasttune.logger._tb_records import file_version_record, hparams_records
-from fasttune.logger._trial_files import WRITER_LINGER_S
+from fasttune.logger._trial_files import WRITER_LINGER_S, close_descriptors, make_room
 from fasttune.logger._writer_thread import WriterThread
 from fasttune.logger.logger import LoggerCallback
 
@@ -223,7 +223,7 @@ class _EventFiles:
     recently written closed first, until closed."""
 
     def __init__(self) -> None:
-        self._open: "OrderedDict[str, int]" = OrderedDict()  # path -> descriptor
+        self._open: "OrderedDict[str, Tuple[int, int]]" = OrderedDict()  # path -> (descriptor, -1)
         # path -> [the byte strings to append, whether the file closes after them]
         self._staged: Dict[str, List[Any]] = {}
 
@@ -253,29 +253,25 @@ class _EventFiles:
         failures: List[BaseException] = []
         writing = [path for path, (parts, close) in staged.items() if parts and not close]
         keep_open = set(writing[-MAX_OPEN_FILES:])
-        others = len(self._open) - sum(1 for path in staged if path in self._open)
-        while others + len(keep_open) > MAX_OPEN_FILES:
-            _close_quietly(self._open.pop(next(path for path in self._open if path not in staged)), failures)
-            others -= 1
+        make_room(self._open, staged, len(keep_open), MAX_OPEN_FILES, failures)
         # Appends through open files (and closes) go first, so the files they close are
         # closed before new ones open.
         first: List[tuple] = []
         then: List[tuple] = []
         for path, (parts, close) in staged.items():
-            fd = self._open.pop(path, -1)
+            fds = self._open.pop(path, (-1, -1))
             try:
                 os.fsencode(path)
             except UnicodeEncodeError as exc:  # a name the file system cannot take: this file's failure
                 failures.append(exc)
-                if fd >= 0:
-                    _close_quietly(fd, failures)
+                close_descriptors(fds, failures)
                 continue
             if parts:
                 # The trial's directory may not be made yet (the result files' thread makes it).
-                op = (core.FILE_APPEND, path, fd, b"".join(parts), None, -1, b"", close or path not in keep_open, True)
-                (first if fd >= 0 else then).append(op)
-            elif close and fd >= 0:
-                _close_quietly(fd, failures)
+                op = (core.FILE_APPEND, path, fds[0], b"".join(parts), None, -1, b"", close or path not in keep_open, True)
+                (first if fds[0] >= 0 else then).append(op)
+            elif close:
+                close_descriptors(fds, failures)
         ops = first + then
         while ops:
             try:
@@ -283,11 +279,11 @@ class _EventFiles:
             except BaseException:
                 for op in ops:  # raised before any op ran: the files stay open, as they were
                     if op[2] >= 0:
-                        self._open[op[1]] = op[2]
+                        self._open[op[1]] = (op[2], -1)
                 raise
-            for op, (fd, _) in zip(ops, fds):
-                if fd >= 0:
-                    self._open[op[1]] = fd
+            for op, each in zip(ops, fds):
+                if each[0] >= 0:
+                    self._open[op[1]] = each
             if error is None:
                 break
             failures.append(error)
@@ -300,17 +296,16 @@ class _EventFiles:
             raise failures[0]
 
     def _append_what_fits(self, path: str, parts: List[bytes], close: bool, failures: List[BaseException]) -> None:
-        fd = self._open.pop(path, -1)
+        fds = self._open.pop(path, (-1, -1))
         for part in parts:
-            fds, error, _ = core.write_file_batch([(core.FILE_APPEND, path, fd, part, None, -1, b"", False, True)])
-            fd = fds[0][0]
+            after, error, _ = core.write_file_batch([(core.FILE_APPEND, path, fds[0], part, None, -1, b"", False, True)])
+            fds = after[0]
             if error is not None:
                 break
-        if fd >= 0:
-            if close:
-                _close_quietly(fd, failures)
-            else:
-                self._open[path] = fd
+        if close:
+            close_descriptors(fds, failures)
+        elif fds[0] >= 0:
+            self._open[path] = fds
 
     def close_all(self) -> None:
         failures: List[BaseException] = []
@@ -318,18 +313,9 @@ class _EventFiles:
             self.commit()
         finally:
             while self._open:
-                _close_quietly(self._open.popitem()[1], failures)
+                close_descriptors(self._open.popitem()[1], failures)
         if failures:
             raise failures[0]
-
-
-def _close_quietly(fd: int, failures: List[BaseException]) -> None:
-    """Close ``fd``; a failure (NFS reports a write it could not make here) goes into
-    ``failures``, so the other files still close."""
-    try:
-        os.close(fd)
-    except OSError as exc:
-        failures.append(exc)
 
 
 def _event_file_name() -> str:
