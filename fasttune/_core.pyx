@@ -28,7 +28,7 @@ from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_Check
 from libc.math cimport NAN, floor, isfinite, isnan
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.errno cimport EEXIST, EINTR, EIO, ENOENT, errno
+from libc.errno cimport EEXIST, EINTR, EIO, ENOENT, ENOMEM, errno
 from libc.stdio cimport rename
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset, strlen
@@ -1979,7 +1979,7 @@ cdef int _mkdirs(const char* path) noexcept nogil:
     n = strlen(path)
     copy = <char*>malloc(n + 1)
     if copy == NULL:
-        return ENOENT
+        return ENOMEM
     memcpy(copy, path, n + 1)
     code = 0
     for i in range(1, n + 1):
@@ -2048,7 +2048,7 @@ cdef int _open_append(const char* path, bint make_parent) noexcept nogil:
         return -ENOENT
     parent = <char*>malloc(n)
     if parent == NULL:
-        return -ENOENT
+        return -ENOMEM
     memcpy(parent, path, n - 1)
     parent[n - 1] = 0
     code = _mkdirs(parent)
