@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from fasttune import _results_store as store
 from fasttune._storage import list_names
@@ -43,19 +43,18 @@ class ExperimentResultFiles(TrialFiles):
     def __init__(self, experiment_path: str, storage_sync: Any = None) -> None:
         super().__init__(write_csv=False, storage_sync=storage_sync)
         self._directory = os.path.join(experiment_path, store.STORE_DIR)
-        # The writer thread's own: the bytes its batch staged, in call order, and the trials
-        # with results among them (told when they cannot be written).
-        self._pending: List[bytes] = []
-        self._pending_trials: List[str] = []
+        # The writer thread's own: what its batch staged, in call order: each line's bytes,
+        # and the trial directory for results (told when they cannot be written) or the
+        # ``(dirname, rows)`` of a keep line (a lost one still drops rows).
+        self._pending: List[Tuple[bytes, Optional[str], Optional[tuple]]] = []
         self._segment: Any = None  # the open segment, once written to
         # The segment written last: none yet in this run, so the next one is numbered after
         # every segment there is (in storage too: a fresh run's staging copy starts empty).
         self._index = self._size = 0  # and its length
         self._end_after_every_segment()
         self._row_counts: Optional[Dict[str, int]] = None  # after a failed write, read back once
-        # The writer's own: staged "keep" lines, and those a failed write lost (the rows they
-        # dropped are still in the store, so the counts after a failure must drop them too).
-        self._pending_keeps: List[tuple] = []
+        # The writer's own: keep lines a failed write lost (the rows they dropped are still in
+        # the store, so the counts after a failure must drop them too).
         self._lost_keeps: List[tuple] = []
 
     # ---- the runner's calls ----------------------------------------------------------------
@@ -181,40 +180,57 @@ class ExperimentResultFiles(TrialFiles):
 
     # ---- on the writer thread ----------------------------------------------------------------
     def _stage_trial(self, dirname: str, trial_id: str, config: Dict[str, Any]) -> None:
-        self._pending.append(store.trial_record(dirname, trial_id, config_to_json(config)))
+        self._pending.append((store.trial_record(dirname, trial_id, config_to_json(config)), None, None))
 
     def _stage_results(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
-        self._pending.append(json_bytes)
-        self._pending_trials.append(trial_dir)
+        self._pending.append((json_bytes, trial_dir, None))
 
     def _stage_keep(self, dirname: str, rows: int) -> None:
-        self._pending.append(store.keep_record(dirname, rows))
-        self._pending_keeps.append((dirname, rows))
+        self._pending.append((store.keep_record(dirname, rows), None, (dirname, rows)))
 
     def _commit(self) -> None:
-        """One append of everything the batch staged (a full disk leaves none of it, and
-        no later batch is written, so no trial's history gets a hole)."""
+        """One append of everything the batch staged.  When it does not fit, as many of
+        its staged pieces as fit go in whole, in order, and no later piece or batch is
+        written, so no trial's history gets a hole."""
         if not self._pending:
             return
-        data, trials, keeps = b"".join(self._pending), self._pending_trials, self._pending_keeps
-        self._pending, self._pending_trials, self._pending_keeps = [], [], []
+        pending, self._pending = self._pending, []
         if self._results_failed:
-            self.unwritten_trial_dirs.update(trials)
-            self._lost_keeps.extend(keeps)
+            self._lose(pending)
             return
+        written = 0
         try:
             if self._segment is None:
                 self._open_next_segment()
-            append_whole(self._segment, data, self._segment.name)
+            data = b"".join([piece for piece, _, _ in pending])
+            try:
+                append_whole(self._segment, data, self._segment.name)
+                written = len(pending)
+                self._size += len(data)
+            except OSError:
+                # Cut back whole: the pieces that fit go in one by one, the first that does
+                # not raises.
+                for piece, _, _ in pending:
+                    append_whole(self._segment, piece, self._segment.name)
+                    written += 1
+                    self._size += len(piece)
+                raise
         except BaseException:
             self._results_failed = True
-            self.unwritten_trial_dirs.update(trials)
-            self._lost_keeps.extend(keeps)
+            self._lose(pending[written:])
             raise
-        self._size += len(data)
         if self._size >= store.SEGMENT_BYTES:
             self._segment.close()
             self._segment = None
+
+    def _lose(self, pending: List[Tuple[bytes, Optional[str], Optional[tuple]]]) -> None:
+        """Staged pieces that will never be written: their trials lost results, their keep
+        lines still count."""
+        for _, trial_dir, keep in pending:
+            if trial_dir is not None:
+                self.unwritten_trial_dirs.add(trial_dir)
+            if keep is not None:
+                self._lost_keeps.append(keep)
 
     def _open_next_segment(self) -> None:
         os.makedirs(self._directory, exist_ok=True)

@@ -185,6 +185,8 @@ FULL_DISK_SCRIPT = textwrap.dedent("""
 
 
 def test_a_full_disk_leaves_whole_batches_and_names_the_trials_that_lost_results(tmp_path):
+    """Each flushed batch holds a row of both trials; the one that does not fit keeps, in
+    order, the rows that fit whole (here t0's), and nothing after them."""
     exp = str(tmp_path / "exp")
     proc = subprocess.run([sys.executable, "-c", FULL_DISK_SCRIPT, exp], capture_output=True, text=True,
                           timeout=60)
@@ -193,14 +195,16 @@ def test_a_full_disk_leaves_whole_batches_and_names_the_trials_that_lost_results
     assert out["error"].startswith("Writing trial result files failed")
     assert "File too large" in out["error"] and "Tuner.restore()" in out["error"]
     written = out["written"]["t0"]
-    assert written == out["written"]["t1"] and written >= 5  # each flushed batch held both trials' rows
+    assert written == out["written"]["t1"] and written >= 5  # the batches flushed whole
+    # t0's row of the last batch fit, t1's did not; t0 lost the row written after the failure.
     assert out["unwritten"] == sorted(os.path.join(exp, n) for n in ("t0", "t1"))
-    assert out["kept"] == {"t0": written, "t1": written}
-    # Only whole batches are there: every line parses, and each trial has the same rows.
+    assert out["kept"] == {"t0": written + 1, "t1": written}
+    # Only whole rows are there: every line parses, and no trial's history has a hole.
     [(_, segment)] = store.segment_paths(exp)
     with open(segment, "rb") as f:
-        assert f.read().endswith(b"\n")
-    assert _rows(exp) == {"t0": list(range(1, written + 1)), "t1": list(range(1, written + 1))}
+        data = f.read()
+    assert data.endswith(b"\n") and len(data) <= 2000
+    assert _rows(exp) == {"t0": list(range(1, written + 2)), "t1": list(range(1, written + 1))}
 
 
 def test_a_trial_in_the_store_reads_as_a_result_by_its_directory(tmp_path):
@@ -235,7 +239,7 @@ RESTART_ON_A_FULL_DISK_SCRIPT = textwrap.dedent("""
     files.flush()
     [segment] = os.listdir(os.path.join(exp, "results"))
     size = os.path.getsize(os.path.join(exp, "results", segment))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 50, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + int(sys.argv[2]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
     files.rewind(trial, 3)  # restarted from a checkpoint that counts 3 results ...
     files.write(trial, line(4) + line(5), b"")  # ... whose new results do not fit
     try:
@@ -246,17 +250,20 @@ RESTART_ON_A_FULL_DISK_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_a_restart_lost_to_a_full_disk_counts_only_the_rows_it_kept(tmp_path):
-    """The restart's keep line went with the batch that did not fit: the rows it dropped
-    are still in the store, but the trial keeps only the 3 its checkpoint counts (as the
-    per-trial layout, which cuts result.json at once)."""
+@pytest.mark.parametrize("room", [10, 50])
+def test_a_restart_lost_to_a_full_disk_counts_only_the_rows_it_kept(tmp_path, room):
+    """The restart's new rows do not fit; its keep line fits (room 50) or not (room 10).
+    Either way the trial keeps only the 3 rows its checkpoint counts, as the per-trial
+    layout, which cuts result.json at once: a lost keep line's rows are still in the store,
+    and the count drops them all the same."""
     exp = str(tmp_path / "exp")
-    proc = subprocess.run([sys.executable, "-c", RESTART_ON_A_FULL_DISK_SCRIPT, exp], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", RESTART_ON_A_FULL_DISK_SCRIPT, exp, str(room)],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert "File too large" in out["error"] and out["kept"] == 3
-    assert _rows(exp) == {"t": [1, 2, 3, 4, 5]}  # the old run's 4 and 5, which the restored run reports again
+    # The old run's 4 and 5 (which the restored run reports again) stay readable only without the keep line.
+    assert _rows(exp) == {"t": [1, 2, 3] if room == 50 else [1, 2, 3, 4, 5]}
 
 
 def test_a_restore_names_the_trials_it_cut_off_so_their_directories_are_set_aside(tmp_path):
