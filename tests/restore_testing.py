@@ -49,12 +49,32 @@ def _count_and_maybe_interrupt(config):
         reports = os.lseek(fd, 0, os.SEEK_CUR)  # each report gets its own count
     finally:
         os.close(fd)
-    if reports == config["interrupt_after"] and config["signal"] in ("SIGKILL", "SIGINT"):
-        if config["signal"] == "SIGKILL":
+    if reports == config["interrupt_after"] and config["signal"] in ("SIGKILL", "SIGKILL_AFTER_RESULTS", "SIGINT"):
+        if config["signal"] == "SIGKILL_AFTER_RESULTS":
+            _wait_for_a_snapshot_with_results(config["experiment"])
+        if config["signal"].startswith("SIGKILL"):
             os.killpg(config["driver_pgid"], signal.SIGKILL)
             threading.Event().wait()  # nothing more from this run; Ray ends the worker
         else:
             os.kill(config["driver_pgid"], signal.SIGINT)
+
+
+def _wait_for_a_snapshot_with_results(experiment, timeout_s=60.0):
+    """Until the driver's latest snapshot counts a result (workers run ahead of the
+    driver: at a count of reports it may have written none yet); a condition, polled."""
+    import time
+
+    from fasttune.execution import _experiment_state as state
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if any(trial.results_seen for trial in state.read_trials(experiment)):
+                return
+        except Exception:  # noqa: BLE001 - no snapshot yet
+            pass
+        assert time.monotonic() < deadline, f"no snapshot of {experiment} counted a result"
+        time.sleep(0.05)
 
 
 def set_phase(tmp, phase):
@@ -74,7 +94,7 @@ def logged_starts(tmp, phase, job_id):
     return [(trial_id, int(start)) for p, trial_id, start, job in rows if p == phase and job == job_id]
 
 
-def param_space(tmp, interrupt_after, sig="SIGKILL", driver_pgid=0):
+def param_space(tmp, interrupt_after, sig="SIGKILL", driver_pgid=0, experiment=""):
     return {
         "x": tune.uniform(0.0, 1.0),
         "marker": os.path.join(tmp, "phase"),
@@ -83,6 +103,7 @@ def param_space(tmp, interrupt_after, sig="SIGKILL", driver_pgid=0):
         "interrupt_after": interrupt_after,
         "signal": sig,
         "driver_pgid": driver_pgid,
+        "experiment": experiment,  # SIGKILL_AFTER_RESULTS: whose snapshot to wait for
     }
 
 
@@ -111,7 +132,7 @@ def make_tuner(tmp, storage, seed, interrupt_after, sig, driver_pgid=0, results_
     callbacks = [PressCtrlCTwice(interrupt_after)] if sig == "SIGINT2" else []
     return tune.Tuner(
         counting_trainable,
-        param_space=param_space(tmp, interrupt_after, sig, driver_pgid),
+        param_space=param_space(tmp, interrupt_after, sig, driver_pgid, os.path.join(storage, "interrupted")),
         tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=NUM_SAMPLES,
                                     search_alg=BasicVariantGenerator(random_state=seed)),
         run_config=tune.RunConfig(name="interrupted", storage_path=storage, verbose=0, callbacks=callbacks,

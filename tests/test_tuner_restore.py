@@ -125,9 +125,10 @@ def test_second_ctrl_c_exits_at_once_and_the_experiment_still_restores(ray_sessi
 
 @pytest.fixture(scope="module")
 def killed_experiment(ray_session, tmp_path_factory):
-    """An experiment killed midway, with finished and unfinished trials."""
+    """An experiment killed midway, with finished and unfinished trials, once its snapshot
+    counts results (the tests read them)."""
     tmp_path = tmp_path_factory.mktemp("killed")
-    tmp, path, proc = _interrupted_run(ray_session, tmp_path, 31, 90, "SIGKILL")
+    tmp, path, proc = _interrupted_run(ray_session, tmp_path, 31, 90, "SIGKILL_AFTER_RESULTS")
     assert proc.returncode == -9, proc.stderr[-3000:]
     return tmp, path
 
