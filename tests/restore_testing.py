@@ -67,13 +67,14 @@ def _wait_for_a_snapshot_with_results(experiment, timeout_s=60.0):
     from fasttune.execution import _experiment_state as state
 
     deadline = time.monotonic() + timeout_s
+    last_error = None
     while True:
         try:
             if any(trial.results_seen for trial in state.read_trials(experiment)):
                 return
-        except Exception:  # noqa: BLE001 - no snapshot yet
-            pass
-        assert time.monotonic() < deadline, f"no snapshot of {experiment} counted a result"
+        except Exception as exc:  # noqa: BLE001 - no snapshot yet, or one being replaced; told at the deadline
+            last_error = exc
+        assert time.monotonic() < deadline, f"no snapshot of {experiment} counted a result (last: {last_error!r})"
         time.sleep(0.05)
 
 

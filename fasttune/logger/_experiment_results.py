@@ -191,7 +191,8 @@ class ExperimentResultFiles(TrialFiles):
     def _commit(self) -> None:
         """One append of everything the batch staged.  When it does not fit, as many of
         its staged pieces as fit go in whole, in order, and no later piece or batch is
-        written, so no trial's history gets a hole."""
+        written, so no trial's history gets a hole.  The failure is raised even when every
+        piece then fit: the storage is at its limit."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
@@ -209,7 +210,10 @@ class ExperimentResultFiles(TrialFiles):
                 self._size += len(data)
             except OSError:
                 # Cut back whole: the pieces that fit go in one by one, the first that does
-                # not raises.
+                # not raises.  Not after a torn tail the cut could not remove: a piece
+                # would join it into one line.
+                if os.fstat(self._segment.fileno()).st_size != self._size:
+                    raise
                 for piece, _, _ in pending:
                     append_whole(self._segment, piece, self._segment.name)
                     written += 1

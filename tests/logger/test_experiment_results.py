@@ -288,3 +288,94 @@ def test_a_restore_names_the_trials_it_cut_off_so_their_directories_are_set_asid
     assert set_aside_unknown_trial_dirs(exp, [kept], "aside", also=cut_off) == ["t_lost"]
     assert os.listdir(os.path.join(exp, "aside", "t_lost")) == ["error.txt"] and not os.path.exists(lost)
     assert _rows(exp) == {"t_kept": [1]}
+
+
+ORDER_ON_A_FULL_DISK_SCRIPT = textwrap.dedent("""
+    import json, os, resource, sys
+    from fasttune.logger._experiment_results import ExperimentResultFiles
+
+    exp = sys.argv[1]
+    files = ExperimentResultFiles(exp)
+    trial = os.path.join(exp, "t")
+    files.init_trial(trial, {}, trial_id="T")
+    files.write(trial, b'{"trial_id": "T", "i": 1}\\n', b"")
+    files.flush()
+    [segment] = os.listdir(os.path.join(exp, "results"))
+    segment = os.path.join(exp, "results", segment)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(segment) + 100, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    files.write(trial, b'{"trial_id": "T", "i": 2, "pad": "' + b"p" * 200 + b'"}\\n', b"")  # does not fit ...
+    files.write(trial, b'{"trial_id": "T", "i": 3}\\n', b"")  # ... and this one would, after it
+    try:
+        files.flush()
+    except OSError as exc:
+        error = str(exc)
+    print(json.dumps({"error": error, "unwritten": sorted(files.unwritten_trial_dirs),
+                      "position": files.position(), "size": os.path.getsize(segment)}))
+""")
+
+
+def test_a_piece_that_does_not_fit_stops_the_pieces_after_it(tmp_path):
+    """Pieces go in whole and in order: one that would fit after one that did not is not
+    written (the trial's history would get a hole), and the snapshot position is the
+    segment's end."""
+    exp = str(tmp_path / "exp")
+    proc = subprocess.run([sys.executable, "-c", ORDER_ON_A_FULL_DISK_SCRIPT, exp], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert "File too large" in out["error"]
+    assert out["unwritten"] == [os.path.join(exp, "t")]
+    assert out["position"] == [1, out["size"]]
+    assert _rows(exp) == {"t": [1]}
+
+
+def test_nothing_is_written_after_a_torn_tail_the_cut_could_not_remove(tmp_path):
+    """A write that stored half, then failed, on a file system that also refuses the cut
+    back: the torn tail stays last (readers skip it); no piece is appended after it."""
+    import errno
+
+    exp = str(tmp_path)
+    files = ExperimentResultFiles(exp)
+    trial = os.path.join(exp, "t")
+    files.init_trial(trial, {}, trial_id="T")
+    files.write(trial, _line("T", 1), b"")
+    files.flush()
+    segment = files._segment
+
+    class HalfThenFull:
+        """The segment, failing once as a full disk does that cannot truncate either; then
+        room again (space freed meanwhile), so pieces would go in after the tail."""
+
+        def __init__(self, real):
+            self.real, self.name, self.failed = real, real.name, False
+
+        def write(self, data):
+            if self.failed:
+                return self.real.write(data)
+            if len(data) > 40:
+                return self.real.write(bytes(data[:len(data) // 2 - 3]))  # inside the first line
+            self.failed = True
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def tell(self):
+            return self.real.tell()
+
+        def fileno(self):
+            return self.real.fileno()
+
+        def truncate(self, size):
+            raise OSError(errno.EIO, "Input/output error")
+
+    files._segment = HalfThenFull(segment)
+    files.write(trial, _line("T", 2) + _line("T", 3), b"")
+    files.write(trial, b"{}\n", b"")  # small: it would fit, after the tail
+    with pytest.raises(OSError):
+        files.flush()
+    files._segment = segment
+    size = os.path.getsize(segment.name)
+    files.close_all()
+    assert files.unwritten_trial_dirs == {trial}
+    with open(segment.name, "rb") as f:
+        data = f.read()
+    assert len(data) == size and not data.endswith(b"\n")  # the torn tail is last
+    assert _rows(exp) == {"t": [1]}
