@@ -34,3 +34,15 @@ def typed(value):
     if isinstance(value, (list, tuple)):
         return (type(value), [typed(item) for item in value])
     return (type(value), value)
+
+
+def drawn_trials(generator, count=None):
+    """``(tag, typed config, typed evaluated params)`` of the generator's next trials (all
+    of them without ``count``)."""
+    out = []
+    while count is None or len(out) < count:
+        trial = generator.next_trial()
+        if trial is None:
+            break
+        out.append((trial.trial_id, typed(trial.config), typed(trial.evaluated_params)))
+    return out

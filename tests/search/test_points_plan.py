@@ -12,7 +12,7 @@ from fasttune.search._sampling_plan import SamplingPlan
 from fasttune.search.basic_variant import BasicVariantGenerator
 from fasttune.search.sample import choice, grid_search, loguniform, randint, sample_from, uniform
 
-from plan_testing import SEEDS, FakeExperiment, typed
+from plan_testing import SEEDS, FakeExperiment, drawn_trials, typed
 
 # A space the plan draws alone, and one where only points set what it cannot draw.
 PLAIN = {
@@ -57,16 +57,6 @@ def _generator(monkeypatch, use_plan, space, points, num_samples, seed="int"):
     return generator
 
 
-def _trials(generator, count=None):
-    out = []
-    while count is None or len(out) < count:
-        trial = generator.next_trial()
-        if trial is None:
-            break
-        out.append((trial.trial_id, typed(trial.config), typed(trial.evaluated_params)))
-    return out
-
-
 def _sweep(monkeypatch, use_plan, space, points, num_samples, seed, general_points=True):
     if not general_points:
         monkeypatch.setattr(basic_variant, "preset_spec", _never)
@@ -74,7 +64,7 @@ def _sweep(monkeypatch, use_plan, space, points, num_samples, seed, general_poin
         np.random.seed(3)
     generator = _generator(monkeypatch, use_plan, space, points, num_samples, seed)
     total = generator.total_samples
-    trials = _trials(generator)
+    trials = drawn_trials(generator)
     # The same draws were made: the global generator is left at the same place.
     return total, trials, np.random.random() if seed == "global" else None
 
@@ -124,7 +114,7 @@ def test_points_outside_their_domain_warn_once_at_add_time(monkeypatch, caplog, 
     with caplog.at_level(logging.WARNING, logger="fasttune.search.variant_generator"):
         generator = _generator(monkeypatch, use_plan, space, points * 2, 3)
         added = [record.getMessage() for record in caplog.records]
-        _trials(generator)
+        drawn_trials(generator)
     assert [record.getMessage() for record in caplog.records] == added
     assert len(added) == 2 * 5
     assert "'config/lr' is outside its search space" in added[0]
@@ -175,15 +165,15 @@ def test_trials_share_no_containers_with_each_other_or_the_points(monkeypatch):
 def test_restore_mid_points_continues_with_the_same_trials(monkeypatch, seed, save_with_plan, restore_with_plan, taken):
     space = PLAIN
     points = PLAN_POINTS["partial"][1] + GENERAL_POINTS["list_element"][1]
-    expected = _trials(_generator(monkeypatch, False, space, points, 8, seed))
+    expected = drawn_trials(_generator(monkeypatch, False, space, points, 8, seed))
 
     saved = _generator(monkeypatch, save_with_plan, space, points, 8, seed)
-    before = _trials(saved, taken)
+    before = drawn_trials(saved, taken)
     state = pickle.loads(pickle.dumps(saved.get_state()))
     general_state = _generator(monkeypatch, False, space, points, 8, seed)
-    _trials(general_state, taken)
+    drawn_trials(general_state, taken)
     for field in ("origin", "taken", "points", "samples_left", "active"):
         assert state["experiments"][0][field] == general_state.get_state()["experiments"][0][field]
     restored = _generator(monkeypatch, restore_with_plan, space, [], 1, "int")
     restored.set_state(state)
-    assert before + _trials(restored) == expected
+    assert before + drawn_trials(restored) == expected

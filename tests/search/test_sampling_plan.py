@@ -26,7 +26,7 @@ from fasttune.search.sample import (
     uniform,
 )
 
-from plan_testing import SEEDS, FakeExperiment, typed
+from plan_testing import SEEDS, FakeExperiment, drawn_trials, typed
 
 
 SPACES = {
@@ -69,20 +69,10 @@ def _generator(monkeypatch, use_plan, space, num_samples, seed, points=None):
     return generator
 
 
-def _trials(generator, count=None):
-    out = []
-    while count is None or len(out) < count:
-        trial = generator.next_trial()
-        if trial is None:
-            break
-        out.append((trial.trial_id, typed(trial.config), typed(trial.evaluated_params)))
-    return out
-
-
 def _sweep(monkeypatch, use_plan, space, seed, num_samples=6, points=None):
     if seed == "global":
         np.random.seed(3)
-    trials = _trials(_generator(monkeypatch, use_plan, space, num_samples, seed, points))
+    trials = drawn_trials(_generator(monkeypatch, use_plan, space, num_samples, seed, points))
     # The same draws were made: the global generator is left at the same place.
     after = np.random.random() if seed == "global" else None
     return trials, after
@@ -115,7 +105,7 @@ def test_experiments_with_and_without_a_plan_in_one_sweep(monkeypatch, seed):
         generator = _generator(monkeypatch, use_plan, SPACES["flat"], 3, seed)
         generator.add_configurations(FakeExperiment({"g": grid_search([1, 2]), "x": uniform(0, 1)}, 2))
         generator.add_configurations(FakeExperiment(SPACES["every_domain"], 3))
-        return _trials(generator)
+        return drawn_trials(generator)
 
     planned = sweep(True)
     assert len(planned) == 3 + 4 + 3
@@ -136,14 +126,14 @@ def test_trials_own_their_config(monkeypatch):
 def test_restore_mid_sweep_continues_with_the_same_trials(monkeypatch, seed, save_with_plan, restore_with_plan):
     space = SPACES["every_domain"]
     points = [{"uniform": 0.5}]
-    expected = _trials(_generator(monkeypatch, False, space, 7, seed, points))
+    expected = drawn_trials(_generator(monkeypatch, False, space, 7, seed, points))
 
     saved = _generator(monkeypatch, save_with_plan, space, 7, seed, points)
-    before = _trials(saved, 3)
+    before = drawn_trials(saved, 3)
     state = pickle.loads(pickle.dumps(saved.get_state()))
     restored = _generator(monkeypatch, restore_with_plan, space, 1, "int")
     restored.set_state(state)
-    assert before + _trials(restored) == expected
+    assert before + drawn_trials(restored) == expected
 
 
 @pytest.mark.parametrize(
