@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from fasttune import _corelib as core
 from fasttune._atomic import temporary_path
@@ -78,6 +78,24 @@ def close_descriptors(fds: Tuple[int, int], failures: Optional[List[BaseExceptio
         if failures is None:
             raise failure
         failures.append(failure)
+
+
+def append_what_fits(open_files: "OrderedDict[str, Tuple[int, int]]", name: str, pieces: List[Any],
+                     append_op: Callable[[Tuple[int, int], Any], tuple], close: bool,
+                     failures: List[BaseException]) -> None:
+    """After ``pieces`` failed to append to ``name``'s files together: append them one by
+    one (``append_op(descriptors, piece)`` makes each core op, leaving the files open), as
+    many whole ones as fit; then close the files (``close``) or keep them in ``open_files``."""
+    fds = open_files.pop(name, (-1, -1))
+    for piece in pieces:
+        fds_after, error, _ = core.write_file_batch([append_op(fds, piece)])
+        fds = fds_after[0]
+        if error is not None:
+            break
+    if close:
+        close_descriptors(fds, failures)
+    elif fds[0] >= 0:
+        open_files[name] = fds
 
 
 def make_room(open_files: "OrderedDict[str, Tuple[int, int]]", touched: Iterable[str], opening: int, bound: int,
@@ -316,18 +334,9 @@ class TrialFiles:
 
     def _append_what_fits(self, trial_dir: str, batches: List[Tuple[bytes, bytes]], close: bool,
                           failures: List[BaseException]) -> None:
-        """After the trial's batches failed to append together: append them one by one,
-        as many whole ones as fit."""
-        fds = self._open.pop(trial_dir, (-1, -1))
-        for batch in batches:
-            fds_after, error, _ = core.write_file_batch([self._append_op(trial_dir, fds, [batch], False)])
-            fds = fds_after[0]
-            if error is not None:
-                break
-        if close:
-            close_descriptors(fds, failures)
-        elif fds[0] >= 0:
-            self._open[trial_dir] = fds
+        """After the trial's batches failed to append together: as many whole ones as fit."""
+        append_what_fits(self._open, trial_dir, batches,
+                         lambda fds, batch: self._append_op(trial_dir, fds, [batch], False), close, failures)
 
     def _after_failure(self, ops: List[tuple], owners: List[str],
                        failures: List[BaseException]) -> Tuple[List[tuple], List[str]]:

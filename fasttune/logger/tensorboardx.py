@@ -17,7 +17,7 @@ from fasttune import _corelib as core
 from fasttune._flatten import flatten_dict
 from fasttune._optional import missing_dependency
 from fasttune.logger._tb_records import file_version_record, hparams_records
-from fasttune.logger._trial_files import WRITER_LINGER_S, close_descriptors, make_room
+from fasttune.logger._trial_files import WRITER_LINGER_S, append_what_fits, close_descriptors, make_room
 from fasttune.logger._writer_thread import WriterThread
 from fasttune.logger.logger import LoggerCallback
 
@@ -296,16 +296,9 @@ class _EventFiles:
             raise failures[0]
 
     def _append_what_fits(self, path: str, parts: List[bytes], close: bool, failures: List[BaseException]) -> None:
-        fds = self._open.pop(path, (-1, -1))
-        for part in parts:
-            after, error, _ = core.write_file_batch([(core.FILE_APPEND, path, fds[0], part, None, -1, b"", False, True)])
-            fds = after[0]
-            if error is not None:
-                break
-        if close:
-            close_descriptors(fds, failures)
-        elif fds[0] >= 0:
-            self._open[path] = fds
+        append_what_fits(self._open, path, parts,
+                         lambda fds, part: (core.FILE_APPEND, path, fds[0], part, None, -1, b"", False, True),
+                         close, failures)
 
     def close_all(self) -> None:
         failures: List[BaseException] = []
