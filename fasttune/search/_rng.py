@@ -55,23 +55,30 @@ class Rng:
     def _engine(self) -> Any:
         return np.random.mtrand._rand if self._gen is None else self._gen
 
+    # A draw of one value goes through numpy's scalar path: its array path lets go of the
+    # GIL for the draw, and getting it back from a busy writer thread can cost the event
+    # loop more than the whole search step.  Both paths draw the same numbers.
+
     def uniform(self, low: float, high: float, size: int) -> np.ndarray:
+        if size == 1:
+            return np.array([self._engine.uniform(low, high)])
         return self._engine.uniform(low, high, size=size)
 
     def normal(self, mean: float, sd: float, size: int) -> np.ndarray:
+        if size == 1:
+            return np.array([self._engine.normal(mean, sd)])
         return self._engine.normal(mean, sd, size=size)
 
     def integers(self, low: int, high: int, size: int) -> np.ndarray:
         """Integers in ``[low, high)``."""
-        if isinstance(self._gen, np.random.Generator):
-            return self._gen.integers(low, high, size=size)
-        return self._engine.randint(low, high, size=size)
+        draw = self._gen.integers if isinstance(self._gen, np.random.Generator) else self._engine.randint
+        if size == 1:
+            return np.array([draw(low, high)], dtype=np.int64)
+        return draw(low, high, size=size)
 
     def indices(self, n: int, size: int) -> np.ndarray:
         # The draws choice(n, size) makes (it calls these), without its argument handling.
-        if isinstance(self._gen, np.random.Generator):
-            return self._gen.integers(0, n, size=size)
-        return self._engine.randint(0, n, size=size)
+        return self.integers(0, n, size)
 
     def get_state(self) -> Any:
         if isinstance(self._gen, np.random.Generator):

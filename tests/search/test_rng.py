@@ -1,0 +1,66 @@
+"""One value drawn through ``Rng`` is the number numpy's array path draws, from every
+kind of source, and it is drawn through numpy's scalar path (which keeps the GIL)."""
+import numpy as np
+import pytest
+
+from fasttune.search._rng import Rng
+
+SOURCES = {
+    "seeded Generator": lambda seed: np.random.default_rng(seed),
+    "seeded RandomState": lambda seed: np.random.RandomState(seed),
+}
+
+DRAWS = {
+    "uniform": lambda rng, size: rng.uniform(-2.5, 7.25, size),
+    "normal": lambda rng, size: rng.normal(0.5, 3.0, size),
+    "integers": lambda rng, size: rng.integers(-3, 11, size),
+    "indices": lambda rng, size: rng.indices(7, size),
+}
+
+
+@pytest.mark.parametrize("draw", sorted(DRAWS))
+@pytest.mark.parametrize("source", sorted(SOURCES))
+def test_single_draws_are_the_array_paths_numbers(source, draw):
+    for seed in range(5):
+        singles, batch = Rng(SOURCES[source](seed)), Rng(SOURCES[source](seed))
+        got = [DRAWS[draw](singles, 1) for _ in range(40)]
+        want = DRAWS[draw](batch, 40)
+        assert all(value.shape == (1,) and value.dtype == want.dtype for value in got)
+        assert np.concatenate(got).tolist() == want.tolist()
+
+def test_single_draws_from_numpys_global_generator_follow_np_random_seed():
+    np.random.seed(123)
+    got = [Rng(None).uniform(0.0, 1.0, 1)[0] for _ in range(20)]
+    np.random.seed(123)
+    assert got == np.random.uniform(0.0, 1.0, size=20).tolist()
+
+
+class _RecordingRandomState(np.random.RandomState):
+    """A RandomState that notes the ``size`` of each draw asked of it."""
+
+    def __init__(self, seed):
+        super().__init__(seed)
+        self.sizes = []
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        self.sizes.append(size)
+        return super().uniform(low, high, size)
+
+    def normal(self, loc=0.0, scale=1.0, size=None):
+        self.sizes.append(size)
+        return super().normal(loc, scale, size)
+
+    def randint(self, low, high=None, size=None, dtype=int):
+        self.sizes.append(size)
+        return super().randint(low, high, size, dtype)
+
+
+def test_a_single_draw_takes_numpys_scalar_path():
+    # numpy's array path releases the GIL around the draw; the scalar path does not.
+    source = _RecordingRandomState(0)
+    rng = Rng(source)
+    for draw in DRAWS.values():
+        draw(rng, 1)
+    assert source.sizes == [None, None, None, None]
+    DRAWS["uniform"](rng, 3)
+    assert source.sizes[-1] == 3
