@@ -24,7 +24,10 @@ Parts (``--parts``, default all of them):
     (Ray's).  ``fit_cpu`` is the process CPU over the whole ``fit()``, as ``bench.sweeps``
     records it.  ``inodes`` counts the files and directories the sweep left.  With
     ``--profile`` one more ``default`` run goes under cProfile (no counters), for the
-    cumulative times of the same methods.
+    cumulative times of the same methods.  ``--warmup N`` first runs an unmeasured sweep of
+    ``N`` trials in the same process: Ray's one-time costs in a driver (about 0.2 s, mostly its
+    first actor's serialization set-up) then fall outside the window, which leaves the cost
+    each added trial brings.
 ``rates``
     ``trial_bookkeeping_reuse`` (fasttune ``--trials-rate``, Ray Tune ``--ray-trials``) and
     ``asha_trials`` (``--asha-trials`` / ``--ray-asha-trials``) through ``bench.sweeps``' child,
@@ -335,26 +338,32 @@ def _child_main(spec: Dict[str, Any]) -> int:
                 return original(tune_module, trainable, callbacks=[logger_class()], **kwargs)
 
             workloads.fit_and_count = fit_and_count
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        if spec.get("warmup"):
+            # Ray's one-time costs in a driver (its first actor's serialization set-up, the
+            # worker class's export) go to this sweep, not the measured one.
+            workloads.trial_bookkeeping_reuse(fasttune, int(spec["warmup"]), tempfile.mkdtemp(dir=storage))
+            rec["warmup_trials"] = int(spec["warmup"])
         clock, window = PhaseClock(), CpuWindow()
         if not spec.get("profile"):
             clock.calibrate()
             instrument(clock, window)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        measured = os.path.join(storage, "measured")
         if spec.get("profile"):
             import cProfile
 
             profile = cProfile.Profile(time.thread_time)  # CPU, as the counters: waits do not count
             profile.enable()
-            out = workloads.trial_bookkeeping_reuse(fasttune, trials, storage)
+            out = workloads.trial_bookkeeping_reuse(fasttune, trials, measured)
             profile.disable()
             rec["profile_ms_per_trial"] = profile_cumulative(profile, trials)
         else:
-            out = workloads.trial_bookkeeping_reuse(fasttune, trials, storage)
+            out = workloads.trial_bookkeeping_reuse(fasttune, trials, measured)
             rec.update(breakdown(clock, window.result, trials))
         rec.update(out)
         rec["fit_cpu_ms_per_trial"] = out["fit_driver_cpu_s"] * 1e3 / trials
         rec["trials_per_s"] = out["trials_ok"] / out["fit_s"]
-        rec["inodes_per_trial"] = count_inodes(storage) / trials
+        rec["inodes_per_trial"] = count_inodes(measured) / trials
         rec["status"] = "ok" if out["complete"] else "incomplete"
     except Exception as exc:
         rec.update(status="error", reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:])
@@ -501,6 +510,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--parts", default="breakdown,rates,memory,snapshot")
     parser.add_argument("--trials", type=int, default=10_000, help="trials of each breakdown run")
     parser.add_argument("--loggers", default=",".join(LOGGER_SETS))
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="trials of an unmeasured sweep first, in the same process (0: none)")
     parser.add_argument("--profile", action="store_true", help="one more default run under cProfile")
     parser.add_argument("--trials-rate", type=int, default=10_000)
     parser.add_argument("--ray-trials", type=int, default=1_000)
@@ -547,10 +558,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         for repeat in range(args.repeats):
             for name in (loggers if repeat % 2 == 0 else loggers[::-1]):
                 runs.append(spawn({"engine": "fasttune", "workload": f"per_trial[{name}]", "loggers": name,
-                                    "trials": args.trials}, "bench.per_trial"))
+                                    "trials": args.trials, "warmup": args.warmup}, "bench.per_trial"))
         if args.profile:
             runs.append(spawn({"engine": "fasttune", "workload": "per_trial[default, cProfile]", "loggers": "default",
-                               "trials": args.trials, "profile": True},
+                               "trials": args.trials, "profile": True, "warmup": args.warmup},
                               "bench.per_trial"))
         report["breakdown_runs"] = runs
         report["breakdown"] = summarize_breakdown(runs)
