@@ -18,8 +18,8 @@ LAZY = ("fasttune.utils", "fasttune.examples", "fasttune.integration", "fasttune
         "fasttune.cli")
 
 
-def _modules_after_import() -> set:
-    code = "import sys, json; import fasttune; print(json.dumps(sorted(sys.modules)))"
+def _modules_after_import(statement: str = "import fasttune") -> set:
+    code = f"import sys, json; {statement}; print(json.dumps(sorted(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env=dict(os.environ))
     return set(json.loads(done.stdout))
@@ -31,3 +31,37 @@ def test_import_fasttune_loads_no_ray_and_no_optional_library():
     assert not heavy, f"import fasttune loaded {heavy}"
     eager = sorted(name for name in loaded if any(name == lazy or name.startswith(lazy + ".") for lazy in LAZY))
     assert not eager, f"import fasttune loaded {eager}, which must wait until a script imports them"
+
+
+# The driver's side: a Ray worker, which imports the worker module only, loads none of it.
+DRIVER_ONLY = ("fasttune.tuner", "fasttune.impl", "fasttune.execution.trial_runner",
+               "fasttune.execution.ray_trial_executor", "fasttune.execution._snapshots", "fasttune.search",
+               "fasttune.schedulers", "fasttune.logger", "fasttune.result_grid", "fasttune.progress_reporter")
+
+
+def test_a_worker_loads_none_of_the_drivers_modules():
+    loaded = _modules_after_import("import fasttune.execution._worker")
+    driver = sorted(name for name in loaded if any(name == d or name.startswith(d + ".") for d in DRIVER_ONLY))
+    assert not driver, f"the worker module loaded {driver}"
+
+
+def test_the_package_names_load_on_first_use():
+    import fasttune
+
+    public = {name: getattr(fasttune, name) for name in fasttune.__all__}
+    assert public["Tuner"].__module__ == "fasttune.tuner"
+    assert public["report"].__module__ == "fasttune.trainable.session"
+    assert set(fasttune.__all__) <= set(dir(fasttune))
+    # Subpackages as attributes, as scripts written for ray.tune use them.
+    assert fasttune.schedulers.ASHAScheduler.__name__ == "AsyncHyperBandScheduler"
+    assert fasttune.search.BasicVariantGenerator.__name__ == "BasicVariantGenerator"
+    from fasttune.execution import TrialRunner
+
+    assert TrialRunner.__module__ == "fasttune.execution.trial_runner"
+    for missing in ("no_such_name", "no_such_module"):
+        try:
+            getattr(fasttune, missing)
+        except AttributeError as exc:
+            assert missing in str(exc)
+        else:
+            raise AssertionError(f"fasttune.{missing} did not raise AttributeError")
