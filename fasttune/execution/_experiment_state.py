@@ -336,13 +336,18 @@ def _packed_resources(pgf: Any) -> list:
 
 def as_bin(data: bytes) -> bytes:
     """``data`` as one msgpack bin object."""
-    return _bin_header(len(data)) + data
+    n = len(data)
+    return (_BIN8_HEADERS[n] if n < 256 else _bin_header(n)) + data
+
+
+# The headers of bin objects shorter than 256 bytes (most trial records), made once.
+_BIN8_HEADERS = [b"\xc4" + bytes([n]) for n in range(256)]
 
 
 def _bin_header(n: int) -> bytes:
     """The header of a msgpack bin object of ``n`` bytes."""
     if n < 256:
-        return b"\xc4" + bytes([n])
+        return _BIN8_HEADERS[n]
     if n < 65536:
         return b"\xc5" + struct.pack(">H", n)
     return b"\xc6" + struct.pack(">I", n)

@@ -228,7 +228,9 @@ class TrialEventHandlers:
         self._callbacks.call("on_trial_complete", iteration=self._iteration, trials=self._trials, trial=trial)
 
     def _close_trial(self, trial: Trial) -> None:
-        self._resets.drop(self._states[trial.trial_id])
+        state = self._states[trial.trial_id]
+        if state.reset_at_decision is not None or state.reset_on_start is not None or state.cloning is not None:
+            self._resets.drop(state)  # (a trial with no reset left, nearly every one, has nothing to drop)
         self._files.close(trial.path)
         self._results.close_trial(trial._row)
         if self._snapshots is not None and trial.is_finished():

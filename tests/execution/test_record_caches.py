@@ -149,3 +149,24 @@ def test_one_record_packer_packs_each_value_as_pack_noting_pickles_does():
     plain = ["b", {"x": 0.5}, None]
     assert packer.pack(plain) == pack_noting_pickles(plain) == (pack_noting_pickles(plain)[0], [])
     assert first[1] == ["date"]  # each record's list of pickled names is its own
+
+
+def test_closing_a_trial_drops_each_kind_of_reset_it_had_not_taken(tmp_path):
+    """_close_trial only asks the resets to drop what a trial holds: each kind of pending
+    reset still unpins the donor checkpoint it would have copied."""
+    from fasttune.execution._trial_state import PendingReset
+
+    runner = _runner(str(tmp_path / "exp"), num_samples=4)
+    kinds = ("reset_at_decision", "reset_on_start", "cloning")
+    pins = runner._checkpoints._pins
+    for kind, trial in zip(kinds, runner.get_trials()):
+        source = os.path.join(str(tmp_path / "exp"), f"donor_{kind}", "checkpoint_000000")
+        runner._checkpoints.pin(source)
+        setattr(runner._states[trial.trial_id], kind, PendingReset({"x": 0.5}, "tag", source, {}, True))
+    states = [runner._states[t.trial_id] for t in runner.get_trials()]
+    assert len(pins) == 3
+    for trial in runner.get_trials():  # the last holds no reset
+        trial.set_status("TERMINATED")
+        runner._close_trial(trial)
+    assert pins == {}
+    assert all(getattr(state, kind) is None for state in states for kind in kinds)
