@@ -41,7 +41,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 import msgpack
 
 from fasttune._atomic import atomic_write
-from fasttune._serialization import DataOnlyLoader, Loader, pack, pack_noting_pickles
+from fasttune._resources import PlacementGroupFactory
+from fasttune._serialization import DataOnlyLoader, Loader, _Default, pack, pack_noting_pickles
 from fasttune.error import TuneError
 
 logger = logging.getLogger(__name__)
@@ -272,36 +273,81 @@ RECORD_FIELDS = (
 )
 
 
+class RecordPacker:
+    """:func:`~fasttune._serialization.pack_noting_pickles` with one msgpack packer kept
+    for all the records of a snapshot writer (making one is most of what packing a short
+    record costs).  The same bytes; not for use by two threads at once.
+
+    Example:
+        >>> RecordPacker().pack([1, "a"]) == pack_noting_pickles([1, "a"])
+        True
+    """
+
+    def __init__(self) -> None:
+        self._default = _Default()
+        self._packer = msgpack.Packer(use_bin_type=True, strict_types=True, default=self._default)
+
+    def pack(self, value: Any) -> Tuple[bytes, List[str]]:
+        """``value`` packed, and the type names of the objects that had to be cloudpickled."""
+        self._default.pickled = pickled = []
+        return self._packer.pack(value), pickled  # (a failed pack leaves the packer empty)
+
+
 def trial_record(trial: Any, keysets: KeySets, checkpoint_rows: Dict[str, int],
-                 next_checkpoint_index: int) -> Tuple[bytes, List[str]]:
-    """One trial's record, packed, and the type names of the objects in it that had to be
-    cloudpickled.  A checkpoint saved with the trial's last result stores ``None`` for
-    its result instead of a second copy."""
+                 next_checkpoint_index: int, packer: Optional[RecordPacker] = None) -> Tuple[bytes, List[str]]:
+    """One trial's record, packed (by ``packer`` when given), and the type names of the
+    objects in it that had to be cloudpickled.  A checkpoint saved with the trial's last
+    result stores ``None`` for its result instead of a second copy."""
     last = trial.last_result
+    checkpoint_results = trial.checkpoint_results
     checkpoints = [
         [os.path.basename(checkpoint.path), checkpoint_rows.get(checkpoint.path, 0),
          None if result == last else keysets.encode(result)]
-        for checkpoint, result in trial.checkpoint_results
-    ]
-    pgf = trial.placement_group_factory
+        for checkpoint, result in checkpoint_results
+    ] if checkpoint_results else []
+    config = trial.config
     evaluated = trial.evaluated_params
-    packed, pickled = pack_noting_pickles([
-        trial.trial_id, trial.config, trial.experiment_tag, trial.custom_trial_name,
-        [pgf.bundles, pgf.strategy], None if evaluated == trial.config else evaluated, trial.results_seen,
-        keysets.encode(last), checkpoints, next_checkpoint_index, trial.error_msg, trial.start_time, trial.end_time,
+    packed, pickled = (pack_noting_pickles if packer is None else packer.pack)([
+        trial.trial_id, config, trial.experiment_tag, trial.custom_trial_name,
+        _packed_resources(trial.placement_group_factory), None if evaluated == config else evaluated,
+        trial.results_seen, keysets.encode(last), checkpoints, next_checkpoint_index, trial.error_msg,
+        trial.start_time, trial.end_time,
     ])
     return as_bin(packed), pickled
 
 
+# The last PlacementGroupFactory a record packed, and its [bundles, strategy]: the trials
+# of a sweep share one factory, and its ``bundles`` property copies each bundle.
+_last_resources: Tuple[Any, list] = (None, [])
+
+
+def _packed_resources(pgf: Any) -> list:
+    """``[pgf.bundles, pgf.strategy]``, made once per factory object (a
+    PlacementGroupFactory never changes in place; a subclass is asked each time)."""
+    global _last_resources
+    last = _last_resources
+    if last[0] is pgf:
+        return last[1]
+    packed = [pgf.bundles, pgf.strategy]
+    if type(pgf) is PlacementGroupFactory:
+        _last_resources = (pgf, packed)
+    return packed
+
+
 def as_bin(data: bytes) -> bytes:
     """``data`` as one msgpack bin object."""
-    return _bin_header(len(data)) + data
+    n = len(data)
+    return (_BIN8_HEADERS[n] if n < 256 else _bin_header(n)) + data
+
+
+# The headers of bin objects shorter than 256 bytes (most trial records), made once.
+_BIN8_HEADERS = [b"\xc4" + bytes([n]) for n in range(256)]
 
 
 def _bin_header(n: int) -> bytes:
     """The header of a msgpack bin object of ``n`` bytes."""
     if n < 256:
-        return b"\xc4" + bytes([n])
+        return _BIN8_HEADERS[n]
     if n < 65536:
         return b"\xc5" + struct.pack(">H", n)
     return b"\xc6" + struct.pack(">I", n)
@@ -405,6 +451,8 @@ class RecordSource:
                        if k not in DECODED_FIELDS and k not in ("_table", "_row")}
         self.shared["_path"] = None  # computed again when asked for
         self.shared["_table"] = table
+        # What holds_settings_of compares, made once (shared does not change after this).
+        self._settings = {k: v for k, v in self.shared.items() if k != "_path"}.items()
         self.keysets = keysets
         self.experiment_path = experiment_path
         self.loader = loader
@@ -434,8 +482,10 @@ class RecordSource:
 
     def holds_settings_of(self, trial: Any) -> bool:
         """Whether ``trial``'s experiment settings are the ones this source answers with."""
-        state, shared = trial.__dict__, self.shared
-        return all(state.get(k, shared) == v for k, v in shared.items() if k != "_path") and (
+        state = trial.__dict__
+        # Each setting is in the trial's attributes with an equal value (compared in C,
+        # identity first: the trials of a sweep hold the very same objects).
+        return self._settings <= state.items() and (
             state.get("stopping_criterion") == self.cache[_TEMPLATE].stopping_criterion)
 
     def expand(self, trial: Any) -> None:

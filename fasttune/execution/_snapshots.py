@@ -69,6 +69,7 @@ class SnapshotWriter:
         self.cost = 0.0  # seconds the last snapshot took
         self.seq = 0
         self.keysets = _state.KeySets()
+        self._packer = _state.RecordPacker()  # the event loop's: records are packed on it only
         # By row: the packed record of each finished trial (None: packed at each snapshot),
         # its directory name, and which pickled objects a record holds.
         self.records: List[Optional[bytes]] = []
@@ -159,7 +160,8 @@ class SnapshotWriter:
         """Row ``row``'s record; kept for good (and the trial made compact) once it has ended."""
         state = states[trial.trial_id]
         self.dirnames[row] = trial.storage_dirname
-        record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial))
+        record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial),
+                                              self._packer)
         if pickled:
             self.pickled_in_records[row] = pickled
         else:

@@ -47,14 +47,13 @@ class TrialEventHandlers:
         self._callbacks.call(hook, iteration=self._iteration, trials=self._trials, trial=trial)
 
     def _on_results(self, slot: int, trial: Trial, event: protocol.Results) -> None:
-        times_array = array("d")
-        times_array.frombytes(event.times)
-        times = times_array.tolist()
+        times = array("d", event.times).tolist()
         checkpoints = event.checkpoints
         ingested = self._results.ingest(trial._row, event.metrics, times, checkpoints or None)
         results = ingested.results
-        self.results_processed += len(results)
-        trial.results_seen += len(results)
+        count = len(results)
+        self.results_processed += count
+        trial.results_seen += count
         config = trial.config
         for result in results:  # as Ray Tune's results carry it (result.json has it once already)
             result["config"] = config
@@ -62,9 +61,9 @@ class TrialEventHandlers:
             trial.last_result = ingested.last
         saved: Dict[int, Checkpoint] = {}  # by result index: callbacks hear of each after its result
         if checkpoints:
-            logged_before = trial.results_seen - len(results)
+            logged_before = trial.results_seen - count
             for index, name in sorted(checkpoints.items()):
-                if index < len(results):
+                if index < count:
                     saved[index] = self._checkpoints.record(trial, self._states[trial.trial_id], name,
                                                             results[index], logged_before + index + 1)
         # Late results of a trial the driver already ended are logged, not judged.
@@ -81,20 +80,21 @@ class TrialEventHandlers:
                         decision, decided_at = verdict, index
                     if index in saved:
                         self._checkpoint_callbacks(trial, saved.pop(index))
-            for index in sorted(saved):
-                self._checkpoint_callbacks(trial, saved[index])
+            if saved:
+                for index in sorted(saved):
+                    self._checkpoint_callbacks(trial, saved[index])
         finally:
             # The batch is counted (results_seen, its checkpoints) above: it reaches the
             # trial's files even when a scheduler, searcher or callback raised (a Ctrl-C
             # included), or the final snapshot would count results no file holds.
-            if decision == TrialScheduler.STOP and decided_at == len(results) - 1:
+            if decision == TrialScheduler.STOP and decided_at == count - 1:
                 # The result a scheduler or stopper ended the trial on says so on disk too
                 # (at a decision point it is the batch's last; between them, it stays false).
                 ingested.mark_last_done()
             self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
         if self._callbacks_see_batches and results:
             self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
-                                 results=results, times=times[:len(results)])
+                                 results=results, times=times[:count])
         if ingested.error is not None:
             self._fatal = TuneError(ingested.error)
             self._stop_all()
@@ -187,28 +187,31 @@ class TrialEventHandlers:
         self._callbacks.call("on_trial_save", iteration=self._iteration, trials=self._trials, trial=trial)
 
     def _on_trial_end(self, slot: int, trial: Trial, event: Any) -> None:
-        if trial.trial_id in self._started_here:
+        trial_id = trial.trial_id
+        if trial_id in self._started_here:
             self._whole_trials += 1
         self._release(trial)
-        self._states[trial.trial_id].decision = None
+        self._states[trial_id].decision = None
         self.trial_executor.trial_ended(slot, trial)
         if isinstance(event, protocol.Failed):
             self._on_trial_failure(trial, event.traceback_text, event.exception_blob)
             return
-        if event.how in ("paused", "dropped") and not trial.is_finished():
-            # A late pause can take back a start that was to copy a donor's checkpoint.
-            self._resets.redo_unconfirmed_copy(self._states[trial.trial_id])
-        if event.how == "paused":
-            if trial.status == Trial.RUNNING:
-                trial.set_status(Trial.PAUSED)
-            elif trial.is_finished():
-                self._close_trial(trial)  # stopped while its pause was on the way
-            return
-        if event.how == "dropped" and trial.status in (Trial.PENDING, Trial.PAUSED):
-            # Handed back before it started: it waits to be chosen again.
-            if trial.status == Trial.PENDING:
-                self._unassigned[trial.trial_id] = trial
-            return
+        how = event.how
+        if how == "paused" or how == "dropped":  # (else "done" or "stopped": the trial is over)
+            if not trial.is_finished():
+                # A late pause can take back a start that was to copy a donor's checkpoint.
+                self._resets.redo_unconfirmed_copy(self._states[trial_id])
+            if how == "paused":
+                if trial.status == Trial.RUNNING:
+                    trial.set_status(Trial.PAUSED)
+                elif trial.is_finished():
+                    self._close_trial(trial)  # stopped while its pause was on the way
+                return
+            if trial.status in (Trial.PENDING, Trial.PAUSED):
+                # Handed back before it started: it waits to be chosen again.
+                if trial.status == Trial.PENDING:
+                    self._unassigned[trial_id] = trial
+                return
         if trial.status in (Trial.RUNNING, Trial.PENDING, Trial.PAUSED):
             self._complete(trial)
         self._close_trial(trial)
@@ -225,7 +228,9 @@ class TrialEventHandlers:
         self._callbacks.call("on_trial_complete", iteration=self._iteration, trials=self._trials, trial=trial)
 
     def _close_trial(self, trial: Trial) -> None:
-        self._resets.drop(self._states[trial.trial_id])
+        state = self._states[trial.trial_id]
+        if state.reset_at_decision is not None or state.reset_on_start is not None or state.cloning is not None:
+            self._resets.drop(state)  # (a trial with no reset left, nearly every one, has nothing to drop)
         self._files.close(trial.path)
         self._results.close_trial(trial._row)
         if self._snapshots is not None and trial.is_finished():
