@@ -42,7 +42,7 @@ import msgpack
 
 from fasttune._atomic import atomic_write
 from fasttune._resources import PlacementGroupFactory
-from fasttune._serialization import DataOnlyLoader, Loader, _Default, pack, pack_noting_pickles
+from fasttune._serialization import DataOnlyLoader, Loader, PickleNotingPacker, pack, pack_noting_pickles
 from fasttune.error import TuneError
 
 logger = logging.getLogger(__name__)
@@ -273,28 +273,8 @@ RECORD_FIELDS = (
 )
 
 
-class RecordPacker:
-    """:func:`~fasttune._serialization.pack_noting_pickles` with one msgpack packer kept
-    for all the records of a snapshot writer (making one is most of what packing a short
-    record costs).  The same bytes; not for use by two threads at once.
-
-    Example:
-        >>> RecordPacker().pack([1, "a"]) == pack_noting_pickles([1, "a"])
-        True
-    """
-
-    def __init__(self) -> None:
-        self._default = _Default()
-        self._packer = msgpack.Packer(use_bin_type=True, strict_types=True, default=self._default)
-
-    def pack(self, value: Any) -> Tuple[bytes, List[str]]:
-        """``value`` packed, and the type names of the objects that had to be cloudpickled."""
-        self._default.pickled = pickled = []
-        return self._packer.pack(value), pickled  # (a failed pack leaves the packer empty)
-
-
 def trial_record(trial: Any, keysets: KeySets, checkpoint_rows: Dict[str, int],
-                 next_checkpoint_index: int, packer: Optional[RecordPacker] = None) -> Tuple[bytes, List[str]]:
+                 next_checkpoint_index: int, packer: Optional[PickleNotingPacker] = None) -> Tuple[bytes, List[str]]:
     """One trial's record, packed (by ``packer`` when given), and the type names of the
     objects in it that had to be cloudpickled.  A checkpoint saved with the trial's last
     result stores ``None`` for its result instead of a second copy."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from fasttune import _corelib as core
 from fasttune._atomic import scratch_writes
-from fasttune._serialization import unpickled_in
+from fasttune._serialization import PickleNotingPacker, unpickled_in
 from fasttune.error import TuneError
 from fasttune.execution import _experiment_state as _state
 from fasttune.execution._trial_state import PendingReset, TrialState
@@ -69,7 +69,7 @@ class SnapshotWriter:
         self.cost = 0.0  # seconds the last snapshot took
         self.seq = 0
         self.keysets = _state.KeySets()
-        self._packer = _state.RecordPacker()  # the event loop's: records are packed on it only
+        self._packer = PickleNotingPacker()  # the event loop's: records are packed on it only
         # By row: the packed record of each finished trial (None: packed at each snapshot),
         # its directory name, and which pickled objects a record holds.
         self.records: List[Optional[bytes]] = []

@@ -7,7 +7,7 @@ import datetime
 import os
 
 import fasttune as tune
-from fasttune._serialization import DataOnlyLoader, pack_noting_pickles
+from fasttune._serialization import DataOnlyLoader, PickleNotingPacker, pack_noting_pickles
 from fasttune.execution import _experiment_state as state
 from fasttune.execution.placement_groups import PlacementGroupFactory
 from fasttune.execution.trial_runner import TrialRunner
@@ -136,7 +136,7 @@ class _Unpicklable:
 
 
 def test_one_record_packer_packs_each_value_as_pack_noting_pickles_does():
-    packer = state.RecordPacker()
+    packer = PickleNotingPacker()
     with_objects = ["a", {"when": datetime.date(2026, 1, 2), "pair": (1, 2), "set": {3}}]
     first = packer.pack(with_objects)
     assert first == pack_noting_pickles(with_objects) and first[1] == ["date"]
