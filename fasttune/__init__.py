@@ -8,8 +8,9 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any, List
+
+from fasttune._lazy import load_attribute
 
 __version__ = "0.1.0"
 
@@ -68,20 +69,10 @@ __all__ = list(_PUBLIC)
 
 
 def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(module), name)
+    value = load_attribute(__name__, _PUBLIC, name)
+    if name in _PUBLIC:
         globals()[name] = value  # later uses find it without this call
-        return value
-    if not name.startswith("__"):
-        # A subpackage used as an attribute (``tune.schedulers.ASHAScheduler``), as Ray Tune's
-        # package offers once it is imported.
-        try:
-            return importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return value
 
 
 def __dir__() -> List[str]:

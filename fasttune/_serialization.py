@@ -117,14 +117,28 @@ class PickleNotingPacker:
         True
     """
 
+    #: Bytes past which a pack is followed by a new packer: msgpack's keeps its buffer at
+    #: the largest size it packed, and one huge config would hold that memory for good.
+    KEEP_BUFFER_BYTES = 1 << 20
+
     def __init__(self) -> None:
         self._default = _Default()
-        self._packer = msgpack.Packer(use_bin_type=True, strict_types=True, default=self._default)
+        self._packer = self._new_packer()
+
+    def _new_packer(self) -> Any:
+        return msgpack.Packer(use_bin_type=True, strict_types=True, default=self._default)
 
     def pack(self, value: Any) -> Tuple[bytes, List[str]]:
         """``value`` packed, and the type names of the objects that had to be cloudpickled."""
         self._default.pickled = pickled = []
-        return self._packer.pack(value), pickled  # (a failed pack leaves the packer empty)
+        try:
+            data = self._packer.pack(value)  # (a failed pack leaves the packer empty)
+        except BaseException:
+            self._packer = self._new_packer()  # it may have grown before it failed
+            raise
+        if len(data) > self.KEEP_BUFFER_BYTES:
+            self._packer = self._new_packer()
+        return data, pickled
 
 
 def pack_state(value: Any) -> bytes:

@@ -65,3 +65,40 @@ def test_the_package_names_load_on_first_use():
             assert missing in str(exc)
         else:
             raise AssertionError(f"fasttune.{missing} did not raise AttributeError")
+
+
+def test_execution_submodules_are_attributes_and_odd_names_are_missing_attributes():
+    import fasttune
+    import fasttune.execution as execution
+
+    assert execution.placement_groups.PlacementGroupFactory is execution.PlacementGroupFactory
+    assert execution.trial_runner.TrialRunner is execution.TrialRunner
+    for odd in ("search.sample", "nope.deeper", ".", "", "__wrapped__"):
+        assert getattr(fasttune, odd, "missing") == "missing"
+        assert not hasattr(execution, odd)
+
+
+def test_threads_that_use_names_first_at_once_all_get_them():
+    # Each thread's first use imports a module of the same subpackage: with import_module
+    # alone, one thread held a child's import lock while waiting for the parent's, which
+    # the other held (ImportError or a deadlock error, in most runs).
+    code = """
+import threading, fasttune
+names = ["Trainable", "report", "get_checkpoint", "get_context", "TuneContext", "with_resources",
+         "Tuner", "ResultGrid", "ExperimentAnalysis", "uniform", "create_scheduler", "create_searcher"]
+barrier, failures = threading.Barrier(len(names)), []
+def use(name):
+    barrier.wait()
+    try:
+        getattr(fasttune, name)
+    except BaseException as exc:
+        failures.append(f"{name}: {exc!r}")
+threads = [threading.Thread(target=use, args=(name,)) for name in names]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+print(failures)
+"""
+    for _ in range(3):  # each run a fresh interpreter: the first use is what is tested
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env=dict(os.environ))
+        assert done.stdout.strip() == "[]", done.stdout + done.stderr

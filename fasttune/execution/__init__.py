@@ -4,8 +4,9 @@ Its names load on first use: a Ray worker imports ``fasttune.execution._worker``
 none of the driver's event loop."""
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any, List
+
+from fasttune._lazy import load_attribute
 
 _PUBLIC = {
     "PlacementGroupFactory": "fasttune.execution.placement_groups",
@@ -18,11 +19,9 @@ __all__ = list(_PUBLIC)
 
 
 def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
+    value = load_attribute(__name__, _PUBLIC, name)
+    if name in _PUBLIC:
+        globals()[name] = value  # later uses find it without this call
     return value
 
 

@@ -170,3 +170,20 @@ def test_closing_a_trial_drops_each_kind_of_reset_it_had_not_taken(tmp_path):
         runner._close_trial(trial)
     assert pins == {}
     assert all(getattr(state, kind) is None for state in states for kind in kinds)
+
+
+def test_the_record_packer_lets_go_of_the_memory_of_a_big_record():
+    import tracemalloc
+
+    packer = PickleNotingPacker()
+    tracemalloc.start()  # msgpack's buffer comes from PyMem, which it traces
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        packed, _ = packer.pack(["trial", b"x" * (8 << 20)])
+        assert len(packed) > 8 << 20
+        del packed
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1 << 20, f"the packer still holds {held} bytes after an 8 MiB record"
+    assert packer.pack(["b", {"x": 0.5}]) == pack_noting_pickles(["b", {"x": 0.5}])
