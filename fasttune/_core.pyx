@@ -2137,19 +2137,124 @@ cdef const char* _bytes_at(list keep, object value) except? NULL:
     return PyBytes_AS_STRING(value)
 
 
+cdef object _fs_path(object path):
+    """The file system bytes of ``path`` when ``check_file_ops`` takes it (a non-empty str
+    without NUL that the file system encoding takes), else None."""
+    if type(path) is not str or PyUnicode_GET_LENGTH(path) == 0 or "\0" in <str>path:
+        return None
+    if PyUnicode_IS_ASCII(path):  # the same bytes in any file system encoding Python runs with
+        return PyBytes_FromStringAndSize(<const char*>PyUnicode_DATA(path), PyUnicode_GET_LENGTH(path))
+    try:
+        return os.fsencode(path)
+    except UnicodeEncodeError:
+        return None
+
+
+cdef inline bint _fd_in_range(object fd) noexcept:
+    """Whether ``fd`` is an int (not a subclass) from -1 up to what a C int holds."""
+    cdef int overflow = 0
+    cdef long long value
+    if type(fd) is not int:
+        return False
+    value = PyLong_AsLongLongAndOverflow(fd, &overflow)
+    return overflow == 0 and -1 <= value <= 0x7FFFFFFF
+
+
+cdef bint _take_checked_op(object item, list keep, _FileOp* op) except -1:
+    """Fill ``op`` from ``item`` when it is an op that ``check_file_ops`` takes, in C (the
+    check in Python costs more than a short trial's system calls); False when it may
+    not be one (then the caller checks the whole batch there, which raises its errors)."""
+    cdef Py_ssize_t size
+    cdef object kind, path, path2, fd, fd2, flag, flag2
+    if type(item) is not tuple:
+        return False
+    size = PyTuple_GET_SIZE(item)
+    if size == 0:
+        return False
+    kind = <object>PyTuple_GET_ITEM(item, 0)
+    if type(kind) is not int:
+        return False
+    if kind == FILE_MKDIR_C and size == 2:
+        path = _fs_path(<object>PyTuple_GET_ITEM(item, 1))
+        if path is None:
+            return False
+        keep.append(path)
+        op.kind = FILE_MKDIR_C
+        op.path = PyBytes_AS_STRING(path)
+        op.fd = op.fd2 = -1
+        return True
+    if kind == FILE_REPLACE_C and size == 4:
+        data = <object>PyTuple_GET_ITEM(item, 3)
+        if type(data) is not bytes:
+            return False
+        path = _fs_path(<object>PyTuple_GET_ITEM(item, 1))
+        if path is None:
+            return False
+        path2 = _fs_path(<object>PyTuple_GET_ITEM(item, 2))
+        if path2 is None:
+            return False
+        keep.append(path)
+        keep.append(path2)
+        op.kind = FILE_REPLACE_C
+        op.path, op.path2 = PyBytes_AS_STRING(path), PyBytes_AS_STRING(path2)
+        op.data, op.size = PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
+        op.fd = op.fd2 = -1
+        return True
+    if kind == FILE_APPEND_C and size == 9:
+        data, data2 = <object>PyTuple_GET_ITEM(item, 3), <object>PyTuple_GET_ITEM(item, 6)
+        fd, fd2 = <object>PyTuple_GET_ITEM(item, 2), <object>PyTuple_GET_ITEM(item, 5)
+        flag, flag2 = <object>PyTuple_GET_ITEM(item, 7), <object>PyTuple_GET_ITEM(item, 8)
+        if type(data) is not bytes or type(data2) is not bytes or type(flag) is not bool \
+                or type(flag2) is not bool or not _fd_in_range(fd) or not _fd_in_range(fd2):
+            return False
+        path = _fs_path(<object>PyTuple_GET_ITEM(item, 1))
+        if path is None:
+            return False
+        op.fd, op.fd2 = fd, fd2
+        second = <object>PyTuple_GET_ITEM(item, 4)
+        if second is None:
+            path2 = None
+            if not (op.fd >= -1 and op.fd2 == -1):  # -1, -1 to open, or one open
+                return False
+        else:
+            path2 = _fs_path(second)
+            if path2 is None or not ((op.fd == -1 and op.fd2 == -1) or (op.fd >= 0 and op.fd2 >= 0)):
+                return False
+            keep.append(path2)
+        keep.append(path)
+        op.kind = FILE_APPEND_C
+        op.path = PyBytes_AS_STRING(path)
+        op.path2 = NULL if path2 is None else PyBytes_AS_STRING(path2)
+        op.data, op.size = PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
+        op.data2, op.size2 = PyBytes_AS_STRING(data2), PyBytes_GET_SIZE(data2)
+        op.close, op.make_parent = flag is True, flag2 is True
+        return True
+    return False
+
+
 def write_file_batch(list ops):
-    check_file_ops(ops)
     cdef Py_ssize_t n = len(ops), i, ran
     cdef _FileOp* cops = <_FileOp*>PyMem_Malloc(max(n, 1) * sizeof(_FileOp))
     cdef _FileOp* op
     cdef list keep = []
+    cdef bint checked = False
     if cops == NULL:
         raise MemoryError()
     try:
         memset(cops, 0, max(n, 1) * sizeof(_FileOp))
         for i in range(n):
-            item = <tuple>ops[i]
+            item = ops[i]
+            keep.append(item)  # its bytes stay alive while the ops run without the GIL
             op = &cops[i]
+            if _take_checked_op(item, keep, op):
+                continue
+            if not checked:
+                check_file_ops(ops)  # raises the error of the first malformed op
+                checked = True
+            # An op check_file_ops takes in a form the C check above does not (a bool kind,
+            # a descriptor past a C int): converted as Python converts it.
+            memset(op, 0, sizeof(_FileOp))
+            item = <tuple>item
             op.kind = item[0]
             op.path = _bytes_at(keep, item[1])
             op.fd = op.fd2 = -1
