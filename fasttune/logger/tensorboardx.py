@@ -238,6 +238,8 @@ def _flat_metric_tags(last_result: Dict[str, Any]) -> Optional[List[str]]:
         elif kind is int or kind is bool:
             if key not in skipped:
                 tags.append(f"ray/tune/{key}")
+        elif kind is str or value is None:  # a result's usual non-scalars (trial_id, date, ...)
+            continue
         elif isinstance(value, dict):
             if key not in skipped:
                 return None
