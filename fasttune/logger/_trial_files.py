@@ -116,6 +116,8 @@ def make_room(open_files: "OrderedDict[str, Tuple[int, int]]", touched: Iterable
               failures: List[BaseException]) -> None:
     """Close the least recently written of ``open_files`` (name -> descriptors) that a batch
     does not touch, until they and the ``opening`` ones the batch keeps open fit ``bound``."""
+    if len(open_files) + opening <= bound:
+        return  # they fit whichever of them the batch touches (a short trial's batch: always)
     touched = set(touched)
     others = len(open_files) - sum(1 for name in touched if name in open_files)
     while others + opening > bound:
@@ -370,7 +372,7 @@ class TrialFiles:
         writing = [trial_dir for trial_dir, each in staged.items() if each.results and not each.close]
         keep = set(writing[-MAX_OPEN_TRIALS:])
         # The trials whose files this batch writes or closes; the rest may be closed for room.
-        touched = [trial_dir for trial_dir, each in staged.items() if each.results or each.close]
+        touched = (trial_dir for trial_dir, each in staged.items() if each.results or each.close)
         make_room(self._open, touched, len(keep), MAX_OPEN_TRIALS, failures)
         return keep
 

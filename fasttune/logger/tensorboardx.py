@@ -304,7 +304,8 @@ class _EventFiles:
         for path, (parts, close) in staged.items():
             fds = self._open.pop(path, (-1, -1))
             try:
-                os.fsencode(path)
+                if not path.isascii():  # ASCII names always encode
+                    os.fsencode(path)
             except UnicodeEncodeError as exc:  # a name the file system cannot take: this file's failure
                 failures.append(exc)
                 close_descriptors(fds, failures)
