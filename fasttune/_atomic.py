@@ -79,7 +79,20 @@ def temporary_path(path: str) -> str:
     # Eight hex digits, unique among this process's writes (a counter from a random start
     # made once per process) and unlikely to meet another's: one file per trial is written
     # this way, so not a random call each.
-    tag = (_tmp_start[0] + next(_tmp_counter)) & 0xFFFFFFFF
+    return _temporary_name(path, (_tmp_start[0] + next(_tmp_counter)) & 0xFFFFFFFF)
+
+
+_POSIX_PATHS = os.path.sep == "/" and os.path.altsep is None
+
+
+def _temporary_name(path: str, tag: int) -> str:
+    """``path``'s temporary name with ``tag``: ``.<name>.<tag>.tmp`` in its directory."""
+    if _POSIX_PATHS:
+        # What os.path.split and join give, without them (a trial's params.json is written
+        # this way): a directory that ends in one "/" is kept as it is.
+        cut = path.rfind("/") + 1
+        if cut > 1 and path[cut - 2] != "/":
+            return f"{path[:cut]}.{path[cut:]}.{tag:08x}.tmp"
     directory, name = os.path.split(path)
     return os.path.join(directory or ".", f".{name}.{tag:08x}.tmp")
 

@@ -50,6 +50,7 @@ from fasttune._core_shared import (
     LEGAL_TRANSITIONS, MAX_DEPTH,
     MAX_WORKER_SLOT, MODES, PAUSED, PENDING, RUNNING, SNAPSHOT_VERSION, STATUS_NAMES,
     TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot, IllegalTransition, check_file_ops, event_kind_error,
+    tb_file_version_record_python, tb_hparams_records_python,
     illegal_transition, iteration_error, parse_snapshot, selector_slot_error, snapshot_bytes,
     status_error, unknown_column, worker_slot_error,
 )
@@ -1806,6 +1807,207 @@ def tfrecord(data):
         PyMem_Free(out.data)
 
 
+# The TensorBoard records that are not per-result scalars: _core_shared's
+# tb_hparams_records_python is their specification; here the same bytes are written in
+# C for plain values (a trial's end costs ~0.3 us instead of ~3 us), and any other input
+# (a callable, a subclass, a name or value that fails to encode) goes there.
+
+cdef inline Py_ssize_t _varint_size(uint64_t n) noexcept nogil:
+    cdef Py_ssize_t k = 1
+    while n >= 0x80:
+        n >>= 7
+        k += 1
+    return k
+
+
+cdef inline Py_ssize_t _field_size(Py_ssize_t payload) noexcept nogil:
+    """The bytes of a length-delimited field (one-byte key) with ``payload`` bytes."""
+    return 1 + _varint_size(payload) + payload
+
+
+cdef inline int _pb_head(_Buf* b, int number, Py_ssize_t size) except -1:
+    """A length-delimited field's key and length (its payload follows)."""
+    _buf_reserve(b, 11)
+    b.data[b.length] = <char>(number << 3 | 2)
+    b.length += 1 + _put_varint(b.data + b.length + 1, size)
+    return 0
+
+
+cdef inline int _pb_bytes(_Buf* b, int number, bytes data) except -1:
+    _pb_head(b, number, PyBytes_GET_SIZE(data))
+    return _buf_write(b, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+
+cdef inline int _pb_double(_Buf* b, int number, double x) except -1:
+    _buf_reserve(b, 9)
+    b.data[b.length] = <char>(number << 3 | 1)
+    memcpy(b.data + b.length + 1, &x, 8)  # little-endian, as x86 and ARM store it
+    b.length += 9
+    return 0
+
+
+cdef int _pb_plugin_summary_head(_Buf* b, bytes tag, Py_ssize_t content) except -1:
+    """An Event's summary field up to its hparams plugin content (``content`` bytes,
+    written next): Summary{value{tag, metadata{plugin_data{"hparams", content}}}}."""
+    cdef Py_ssize_t plugin_data = _field_size(7) + _field_size(content)
+    cdef Py_ssize_t metadata = _field_size(plugin_data)
+    cdef Py_ssize_t value = _field_size(PyBytes_GET_SIZE(tag)) + _field_size(metadata)
+    _pb_head(b, 5, _field_size(value))
+    _pb_head(b, 1, value)
+    _pb_bytes(b, 1, tag)
+    _pb_head(b, 9, metadata)
+    _pb_head(b, 1, plugin_data)
+    _buf_write(b, b"\x0a\x07hparams", 9)
+    return _pb_head(b, 2, content)
+
+
+cdef inline bytes _utf8(str text):
+    if PyUnicode_IS_ASCII(text):
+        return PyBytes_FromStringAndSize(<const char*>PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text))
+    return text.encode()
+
+
+cdef int _frame_event(_Buf* out, _Buf* event) except -1:
+    _frame_record(out, event.data, event.length)
+    event.length = 0
+    return 0
+
+
+cdef bytes _TB_EXPERIMENT_TAG = b"_hparams_/experiment"
+cdef bytes _TB_SESSION_START_TAG = b"_hparams_/session_start_info"
+cdef bytes _TB_SESSION_END_TAG = b"_hparams_/session_end_info"
+
+
+cdef object _tb_hparams_plain(dict hparams, object metric_tags, double wall_time):
+    """tb_hparams_records_python's bytes when every name and tag is a str and every value
+    a str, bool, int, float, list or None (not a subclass); else None."""
+    cdef list names = [], kinds = [], values = [], tags = []
+    cdef Py_ssize_t pos = 0, i, n, infos_size = 0, entries_size = 0, tags_size = 0, name_size, value_size, inner
+    cdef PyObject* pkey
+    cdef PyObject* pvalue
+    cdef int kind
+    cdef double x
+    cdef char small[2]
+    cdef _Buf out, event
+    while PyDict_Next(hparams, &pos, &pkey, &pvalue):
+        key, value = <object>pkey, <object>pvalue
+        if type(key) is not str:
+            return None
+        kind_type = type(value)
+        if value is None:
+            continue
+        if kind_type is str:
+            kind, value = 1, _utf8(value)  # the value's text is encoded before the name, as there
+        elif kind_type is bool:
+            kind = 2
+        elif kind_type is float or kind_type is int:
+            kind, value = 3, float(value)
+        elif kind_type is list:
+            kind = 0
+        else:
+            return None
+        name = _utf8(key)
+        names.append(name)
+        kinds.append(kind)
+        values.append(value)
+        name_size = _field_size(PyBytes_GET_SIZE(name))
+        infos_size += _field_size(name_size + (2 if kind else 0))
+        if kind == 1:
+            value_size = _field_size(PyBytes_GET_SIZE(value))
+        elif kind == 2:
+            value_size = 2
+        elif kind == 3:
+            value_size = 9
+        if kind:
+            entries_size += _field_size(name_size + _field_size(value_size))
+    for tag in metric_tags:
+        if type(tag) is not str:
+            return None
+        tag = _utf8(tag)
+        tags.append(tag)
+        tags_size += _field_size(_field_size(_field_size(PyBytes_GET_SIZE(tag))))
+    out.data, out.length, out.capacity = NULL, 0, 0
+    event.data, event.length, event.capacity = NULL, 0, 0
+    try:
+        # The experiment: each hyperparameter's HParamInfo, then each metric's MetricInfo.
+        _pb_double(&event, 1, wall_time)
+        _pb_plugin_summary_head(&event, _TB_EXPERIMENT_TAG, _field_size(infos_size + tags_size))
+        _pb_head(&event, 2, infos_size + tags_size)
+        n = len(names)
+        for i in range(n):
+            name, kind = names[i], kinds[i]
+            _pb_head(&event, 4, _field_size(PyBytes_GET_SIZE(name)) + (2 if kind else 0))
+            _pb_bytes(&event, 1, name)
+            if kind:  # its DataType: field 4, 1 (string), 2 (bool) or 3 (float64)
+                small[0], small[1] = 0x20, <char>kind
+                _buf_write(&event, small, 2)
+        for tag in tags:
+            inner = _field_size(PyBytes_GET_SIZE(tag))
+            _pb_head(&event, 5, _field_size(inner))
+            _pb_head(&event, 1, inner)
+            _pb_bytes(&event, 2, tag)
+        _frame_event(&out, &event)
+        # The session start: each valued hyperparameter's name and value.
+        _pb_double(&event, 1, wall_time)
+        _pb_plugin_summary_head(&event, _TB_SESSION_START_TAG, _field_size(entries_size))
+        _pb_head(&event, 3, entries_size)
+        for i in range(n):
+            name, kind, value = names[i], kinds[i], values[i]
+            if not kind:
+                continue
+            name_size = _field_size(PyBytes_GET_SIZE(name))
+            value_size = _field_size(PyBytes_GET_SIZE(value)) if kind == 1 else (2 if kind == 2 else 9)
+            _pb_head(&event, 1, name_size + _field_size(value_size))
+            _pb_bytes(&event, 1, name)
+            _pb_head(&event, 2, value_size)
+            if kind == 1:
+                _pb_bytes(&event, 3, value)
+            elif kind == 2:  # bool_value: field 4, a varint
+                small[0], small[1] = 0x20, 1 if value else 0
+                _buf_write(&event, small, 2)
+            else:
+                x = value
+                _pb_double(&event, 2, x)
+        _frame_event(&out, &event)
+        # The session end: status SUCCESS.
+        _pb_double(&event, 1, wall_time)
+        _pb_plugin_summary_head(&event, _TB_SESSION_END_TAG, 4)
+        _buf_write(&event, b"\x22\x02\x08\x01", 4)
+        _frame_event(&out, &event)
+        return PyBytes_FromStringAndSize(out.data, out.length)
+    finally:
+        PyMem_Free(out.data)
+        PyMem_Free(event.data)
+
+
+def tb_hparams_records(hparams, metric_tags, wall_time):
+    records = None
+    if type(hparams) is dict and type(wall_time) is float and (type(metric_tags) is list or type(metric_tags) is tuple):
+        try:
+            records = _tb_hparams_plain(hparams, metric_tags, wall_time)
+        except Exception:  # noqa: BLE001 - the specification below raises it as it does
+            records = None
+    if records is None:
+        records = tb_hparams_records_python(hparams, metric_tags, wall_time, tfrecord)
+    return records
+
+
+def tb_file_version_record(wall_time):
+    cdef _Buf out, event
+    if type(wall_time) is not float:
+        return tb_file_version_record_python(wall_time, tfrecord)
+    out.data, out.length, out.capacity = NULL, 0, 0
+    event.data, event.length, event.capacity = NULL, 0, 0
+    try:
+        _pb_double(&event, 1, wall_time)
+        _buf_write(&event, b"\x1a\x0dbrain.Event:2", 15)
+        _frame_event(&out, &event)
+        return PyBytes_FromStringAndSize(out.data, out.length)
+    finally:
+        PyMem_Free(out.data)
+        PyMem_Free(event.data)
+
+
 cdef bytes _tb_value_prefix(str key):
     tag = (_TB_TAG_PREFIX + key).encode("utf-8")
     cdef char head[24]
@@ -2137,19 +2339,124 @@ cdef const char* _bytes_at(list keep, object value) except? NULL:
     return PyBytes_AS_STRING(value)
 
 
+cdef object _fs_path(object path):
+    """The file system bytes of ``path`` when ``check_file_ops`` takes it (a non-empty str
+    without NUL that the file system encoding takes), else None."""
+    if type(path) is not str or PyUnicode_GET_LENGTH(path) == 0 or "\0" in <str>path:
+        return None
+    if PyUnicode_IS_ASCII(path):  # the same bytes in any file system encoding Python runs with
+        return PyBytes_FromStringAndSize(<const char*>PyUnicode_DATA(path), PyUnicode_GET_LENGTH(path))
+    try:
+        return os.fsencode(path)
+    except UnicodeEncodeError:
+        return None
+
+
+cdef inline bint _fd_in_range(object fd) noexcept:
+    """Whether ``fd`` is an int (not a subclass) from -1 up to what a C int holds."""
+    cdef int overflow = 0
+    cdef long long value
+    if type(fd) is not int:
+        return False
+    value = PyLong_AsLongLongAndOverflow(fd, &overflow)
+    return overflow == 0 and -1 <= value <= 0x7FFFFFFF
+
+
+cdef bint _take_checked_op(object item, list keep, _FileOp* op) except -1:
+    """Fill ``op`` from ``item`` when it is an op that ``check_file_ops`` takes, in C (the
+    check in Python costs more than a short trial's system calls); False when it may
+    not be one (then the caller checks the whole batch there, which raises its errors)."""
+    cdef Py_ssize_t size
+    cdef object kind, path, path2, fd, fd2, flag, flag2
+    if type(item) is not tuple:
+        return False
+    size = PyTuple_GET_SIZE(item)
+    if size == 0:
+        return False
+    kind = <object>PyTuple_GET_ITEM(item, 0)
+    if type(kind) is not int:
+        return False
+    if kind == FILE_MKDIR_C and size == 2:
+        path = _fs_path(<object>PyTuple_GET_ITEM(item, 1))
+        if path is None:
+            return False
+        keep.append(path)
+        op.kind = FILE_MKDIR_C
+        op.path = PyBytes_AS_STRING(path)
+        op.fd = op.fd2 = -1
+        return True
+    if kind == FILE_REPLACE_C and size == 4:
+        data = <object>PyTuple_GET_ITEM(item, 3)
+        if type(data) is not bytes:
+            return False
+        path = _fs_path(<object>PyTuple_GET_ITEM(item, 1))
+        if path is None:
+            return False
+        path2 = _fs_path(<object>PyTuple_GET_ITEM(item, 2))
+        if path2 is None:
+            return False
+        keep.append(path)
+        keep.append(path2)
+        op.kind = FILE_REPLACE_C
+        op.path, op.path2 = PyBytes_AS_STRING(path), PyBytes_AS_STRING(path2)
+        op.data, op.size = PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
+        op.fd = op.fd2 = -1
+        return True
+    if kind == FILE_APPEND_C and size == 9:
+        data, data2 = <object>PyTuple_GET_ITEM(item, 3), <object>PyTuple_GET_ITEM(item, 6)
+        fd, fd2 = <object>PyTuple_GET_ITEM(item, 2), <object>PyTuple_GET_ITEM(item, 5)
+        flag, flag2 = <object>PyTuple_GET_ITEM(item, 7), <object>PyTuple_GET_ITEM(item, 8)
+        if type(data) is not bytes or type(data2) is not bytes or type(flag) is not bool \
+                or type(flag2) is not bool or not _fd_in_range(fd) or not _fd_in_range(fd2):
+            return False
+        path = _fs_path(<object>PyTuple_GET_ITEM(item, 1))
+        if path is None:
+            return False
+        op.fd, op.fd2 = fd, fd2
+        second = <object>PyTuple_GET_ITEM(item, 4)
+        if second is None:
+            path2 = None
+            if not (op.fd >= -1 and op.fd2 == -1):  # -1, -1 to open, or one open
+                return False
+        else:
+            path2 = _fs_path(second)
+            if path2 is None or not ((op.fd == -1 and op.fd2 == -1) or (op.fd >= 0 and op.fd2 >= 0)):
+                return False
+            keep.append(path2)
+        keep.append(path)
+        op.kind = FILE_APPEND_C
+        op.path = PyBytes_AS_STRING(path)
+        op.path2 = NULL if path2 is None else PyBytes_AS_STRING(path2)
+        op.data, op.size = PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
+        op.data2, op.size2 = PyBytes_AS_STRING(data2), PyBytes_GET_SIZE(data2)
+        op.close, op.make_parent = flag is True, flag2 is True
+        return True
+    return False
+
+
 def write_file_batch(list ops):
-    check_file_ops(ops)
     cdef Py_ssize_t n = len(ops), i, ran
     cdef _FileOp* cops = <_FileOp*>PyMem_Malloc(max(n, 1) * sizeof(_FileOp))
     cdef _FileOp* op
     cdef list keep = []
+    cdef bint checked = False
     if cops == NULL:
         raise MemoryError()
     try:
         memset(cops, 0, max(n, 1) * sizeof(_FileOp))
         for i in range(n):
-            item = <tuple>ops[i]
+            item = ops[i]
+            keep.append(item)  # its bytes stay alive while the ops run without the GIL
             op = &cops[i]
+            if _take_checked_op(item, keep, op):
+                continue
+            if not checked:
+                check_file_ops(ops)  # raises the error of the first malformed op
+                checked = True
+            # An op check_file_ops takes in a form the C check above does not (a bool kind,
+            # a descriptor past a C int): converted as Python converts it.
+            memset(op, 0, sizeof(_FileOp))
+            item = <tuple>item
             op.kind = item[0]
             op.path = _bytes_at(keep, item[1])
             op.fd = op.fd2 = -1

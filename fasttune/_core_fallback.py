@@ -50,6 +50,7 @@ from fasttune._core_shared import (
     INT32_MAX, LEGAL_TRANSITIONS,
     MAX_DEPTH, MAX_WORKER_SLOT, MODES, PAUSED, PENDING, RUNNING, SNAPSHOT_VERSION,
     STATUS_NAMES, TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot, IllegalTransition, check_file_ops,
+    tb_file_version_record_python, tb_hparams_records_python,
     event_kind_error, illegal_transition, iteration_error, parse_snapshot,
     selector_slot_error, snapshot_bytes, status_error, unknown_column, worker_slot_error,
 )
@@ -59,7 +60,7 @@ __all__ = [
     "SNAPSHOT_VERSION", "EVENT_START", "EVENT_BATCH", "EVENT_ERROR",
     "MAX_WORKER_SLOT", "IllegalTransition", "CorruptSnapshot",
     "TrialTable", "EventSelector", "ResultBuffer", "Ingested",
-    "crc32c", "tfrecord", "tb_scalar_events", "TB_SKIPPED_KEYS",
+    "crc32c", "tfrecord", "tb_scalar_events", "tb_file_version_record", "tb_hparams_records", "TB_SKIPPED_KEYS",
     "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "write_file_batch",
 ]
 
@@ -953,6 +954,31 @@ def tb_scalar_events(results: list, times: list, tags: dict) -> tuple:
                  + b"\x2a" + _varint(len(summary)) + bytes(summary))
         out.append(tfrecord(event))
     return b"".join(out), others
+
+
+def tb_file_version_record(wall_time: float) -> bytes:
+    """The framed Event every event file starts with (``wall_time``, file_version
+    ``brain.Event:2``).
+
+    Example:
+        >>> record = tb_file_version_record(100.0)
+        >>> len(record), record[12:-4].endswith(b"brain.Event:2")
+        (40, True)
+    """
+    return tb_file_version_record_python(wall_time, tfrecord)
+
+
+def tb_hparams_records(hparams: dict, metric_tags, wall_time: float) -> bytes:
+    """The hparams plugin's experiment, session start and session end summaries of a
+    trial as framed Event records at ``wall_time``: ``hparams`` (name -> str, bool, int,
+    float, list or callable; None left out) and the scalar tags that are its metrics.
+
+    Example:
+        >>> records = tb_hparams_records({"lr": 0.1, "opt": "adam"}, ["ray/tune/loss"], 100.0)
+        >>> records.count(b"_hparams_/"), records.count(b"ray/tune/loss")
+        (3, 1)
+    """
+    return tb_hparams_records_python(hparams, metric_tags, wall_time, tfrecord)
 
 
 def _float32_range(value) -> float:

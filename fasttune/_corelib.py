@@ -56,12 +56,15 @@ Ingested = _impl.Ingested
 crc32c = _impl.crc32c
 tfrecord = _impl.tfrecord
 tb_scalar_events = _impl.tb_scalar_events
+tb_file_version_record = _impl.tb_file_version_record
+tb_hparams_records = _impl.tb_hparams_records
 write_file_batch = _impl.write_file_batch
 
 __all__ = [
     "IMPLEMENTATION", "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR", "STATUS_NAMES",
     "SNAPSHOT_VERSION", "EVENT_START", "EVENT_BATCH", "EVENT_ERROR", "MAX_WORKER_SLOT",
     "IllegalTransition", "CorruptSnapshot", "TrialTable", "EventSelector", "ResultBuffer",
-    "Ingested", "crc32c", "tfrecord", "tb_scalar_events", "TB_SKIPPED_KEYS",
+    "Ingested", "crc32c", "tfrecord", "tb_scalar_events", "tb_file_version_record", "tb_hparams_records",
+    "TB_SKIPPED_KEYS",
     "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "write_file_batch",
 ]

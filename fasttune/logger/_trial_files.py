@@ -30,6 +30,8 @@ from fasttune._jsonable import json_default
 from fasttune.logger._writer_thread import WriterThread
 from fasttune.result import ERROR_FILE, PARAMS_FILE, PROGRESS_FILE, RESULT_FILE  # noqa: F401 - re-exported
 
+_json_string = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str (C)
+
 # Trials with open result files; the least recently written are closed past this bound
 # so population-scale sweeps do not run out of file descriptors.
 MAX_OPEN_TRIALS = 512
@@ -38,6 +40,18 @@ MAX_OPEN_TRIALS = 512
 WRITER_LINGER_S = 0.01
 
 _NO_CONFIG = object()
+_NOT_OPEN = (-1, -1)
+
+
+def _in_directory(directory: str, name: str) -> str:
+    """``os.path.join(directory, name)`` for a file name (no separator in it), without
+    its checks: each trial's files are named this way."""
+    if _POSIX_PATHS and type(directory) is str and directory and directory[-1] != "/":
+        return f"{directory}/{name}"
+    return os.path.join(directory, name)
+
+
+_POSIX_PATHS = os.path.sep == "/" and os.path.altsep is None
 
 
 def make_directory(path: str) -> None:
@@ -102,6 +116,8 @@ def make_room(open_files: "OrderedDict[str, Tuple[int, int]]", touched: Iterable
               failures: List[BaseException]) -> None:
     """Close the least recently written of ``open_files`` (name -> descriptors) that a batch
     does not touch, until they and the ``opening`` ones the batch keeps open fit ``bound``."""
+    if len(open_files) + opening <= bound:
+        return  # they fit whichever of them the batch touches (a short trial's batch: always)
     touched = set(touched)
     others = len(open_files) - sum(1 for name in touched if name in open_files)
     while others + opening > bound:
@@ -124,6 +140,9 @@ def config_to_json(config: Dict[str, Any]) -> str:
 # Values json writes the same at any indent: a flat config of them is written without
 # json's pure-Python indenting encoder (three times slower than the whole of the rest).
 _FLAT_VALUE_TYPES = frozenset({str, int, float, bool, type(None)})
+# What json's C encoder writes for the constants and the floats that are not finite.
+_JSON_CONSTANTS = {True: "true", False: "false", None: "null"}
+_INFINITY = float("inf")
 
 
 def params_text(config: Dict[str, Any]) -> str:
@@ -136,9 +155,29 @@ def params_text(config: Dict[str, Any]) -> str:
           "lr": 0.1
         }
     """
-    if config and all(type(key) is str and type(value) in _FLAT_VALUE_TYPES for key, value in config.items()):
-        dumps = json.dumps
-        return "{\n" + ",\n".join([f"  {dumps(key)}: {dumps(config[key])}" for key in sorted(config)]) + "\n}"
+    for key, value in config.items():
+        if type(key) is not str or type(value) not in _FLAT_VALUE_TYPES:
+            break
+    else:
+        if config:
+            # Each value as json.dumps writes it (its C encoder's pieces, a call each).
+            lines = []
+            for key in sorted(config):
+                value = config[key]
+                kind = type(value)
+                if kind is float:
+                    if value - value == 0.0:  # finite
+                        text = float.__repr__(value)
+                    else:
+                        text = "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+                elif kind is str:
+                    text = _json_string(value)
+                elif kind is int:
+                    text = int.__repr__(value)
+                else:
+                    text = _JSON_CONSTANTS[value]
+                lines.append(f"  {_json_string(key)}: {text}")
+            return "{\n" + ",\n".join(lines) + "\n}"
     return json.dumps(config, indent=2, sort_keys=True, default=json_default)
 
 
@@ -222,14 +261,19 @@ class TrialFiles:
             staged = self._staged[trial_dir] = _Staged()
         return staged
 
+    # Each stages its call in the trial's _Staged (looked up here, not in _staged_for: a
+    # call each per trial on the writer thread).
     def _stage_params(self, trial_dir: str, config: Dict[str, Any]) -> None:
-        self._staged_for(trial_dir).config = config
+        staged = self._staged.get(trial_dir) or self._staged_for(trial_dir)
+        staged.config = config
 
     def _stage_results(self, trial_dir: str, json_bytes: bytes, csv_bytes: bytes) -> None:
-        self._staged_for(trial_dir).results.append((json_bytes, csv_bytes))
+        staged = self._staged.get(trial_dir) or self._staged_for(trial_dir)
+        staged.results.append((json_bytes, csv_bytes))
 
     def _stage_close(self, trial_dir: str) -> None:
-        self._staged_for(trial_dir).close = True
+        staged = self._staged.get(trial_dir) or self._staged_for(trial_dir)
+        staged.close = True
 
     def _commit(self) -> None:
         """Write what the batch staged, in one call of the core (its system calls made
@@ -242,19 +286,23 @@ class TrialFiles:
         keep_open = self._make_room(staged, failures)
         # Appends through open files (and closes) go first, so the files they close are
         # closed before new ones open: never many more open than MAX_OPEN_TRIALS.
-        first: List[Tuple[tuple, str]] = []
-        then: List[Tuple[tuple, str]] = []
+        ops: List[tuple] = []
+        owners: List[str] = []
+        then_ops: List[tuple] = []
+        then_owners: List[str] = []
+        open_files = self._open
         for trial_dir, each in staged.items():
-            try:
-                os.fsencode(trial_dir)
-            except UnicodeEncodeError as exc:  # a name the file system cannot take: this trial's failure
-                failures.append(exc)
-                if each.results:
-                    self._results_failed = True
-                    self.unwritten_trial_dirs.add(trial_dir)
-                if each.close:
-                    close_descriptors(self._open.pop(trial_dir, (-1, -1)), failures)
-                continue
+            if not trial_dir.isascii():  # ASCII names always encode
+                try:
+                    os.fsencode(trial_dir)
+                except UnicodeEncodeError as exc:  # a name the file system cannot take: this trial's failure
+                    failures.append(exc)
+                    if each.results:
+                        self._results_failed = True
+                        self.unwritten_trial_dirs.add(trial_dir)
+                    if each.close:
+                        close_descriptors(open_files.pop(trial_dir, (-1, -1)), failures)
+                    continue
             if each.config is not _NO_CONFIG:
                 try:
                     # Renamed into place: a driver killed mid-write leaves no torn params.json.
@@ -264,19 +312,27 @@ class TrialFiles:
                 except Exception as exc:  # noqa: BLE001 - raised below
                     failures.append(exc)
                 else:
-                    params = os.path.join(trial_dir, PARAMS_FILE)
-                    then += [((core.FILE_MKDIR, trial_dir), trial_dir),
-                             ((core.FILE_REPLACE, params, temporary_path(params), text), trial_dir)]
-            if not each.results and not each.close:
+                    params = _in_directory(trial_dir, PARAMS_FILE)
+                    then_ops.append((core.FILE_MKDIR, trial_dir))
+                    then_ops.append((core.FILE_REPLACE, params, temporary_path(params), text))
+                    then_owners.append(trial_dir)
+                    then_owners.append(trial_dir)
+            results = each.results
+            if not results and not each.close:
                 continue
-            fds = self._open.pop(trial_dir, (-1, -1))
-            if not each.results:
+            fds = open_files.pop(trial_dir, _NOT_OPEN)
+            if not results:
                 close_descriptors(fds, failures)
                 continue
-            op = self._append_op(trial_dir, fds, each.results, each.close or trial_dir not in keep_open)
-            (first if fds[0] >= 0 else then).append((op, trial_dir))
-        ops = [op for op, _ in first + then]
-        owners = [owner for _, owner in first + then]
+            op = self._append_op(trial_dir, fds, results, each.close or trial_dir not in keep_open)
+            if fds[0] >= 0:
+                ops.append(op)
+                owners.append(trial_dir)
+            else:
+                then_ops.append(op)
+                then_owners.append(trial_dir)
+        ops += then_ops
+        owners += then_owners
         if self._results_failed:  # an earlier batch's result write failed
             ops, owners = self._after_failure(ops, owners, failures)
         while ops:
@@ -287,9 +343,9 @@ class TrialFiles:
                 self._results_failed = True
                 self._after_failure(ops, owners, failures)
                 raise
-            for op, owner, fds in zip(ops, owners, fds_after):
-                if op[0] == core.FILE_APPEND and fds[0] >= 0:
-                    self._open[owner] = fds  # the most recently written last
+            for owner, fds in zip(owners, fds_after):
+                if fds is not None and fds[0] >= 0:  # an append's files left open
+                    open_files[owner] = fds  # the most recently written last
             if error is None:
                 break
             failures.append(error)
@@ -316,7 +372,7 @@ class TrialFiles:
         writing = [trial_dir for trial_dir, each in staged.items() if each.results and not each.close]
         keep = set(writing[-MAX_OPEN_TRIALS:])
         # The trials whose files this batch writes or closes; the rest may be closed for room.
-        touched = [trial_dir for trial_dir, each in staged.items() if each.results or each.close]
+        touched = (trial_dir for trial_dir, each in staged.items() if each.results or each.close)
         make_room(self._open, touched, len(keep), MAX_OPEN_TRIALS, failures)
         return keep
 
@@ -328,9 +384,11 @@ class TrialFiles:
             json_bytes, csv_bytes = batches[0]
         else:
             json_bytes, csv_bytes = b"".join([b[0] for b in batches]), b"".join([b[1] for b in batches])
-        progress = os.path.join(trial_dir, PROGRESS_FILE) if self._write_csv else None
-        return (core.FILE_APPEND, os.path.join(trial_dir, RESULT_FILE), fds[0], json_bytes,
-                progress, fds[1], csv_bytes if self._write_csv else b"", close, False)
+        if self._write_csv:
+            return (core.FILE_APPEND, _in_directory(trial_dir, RESULT_FILE), fds[0], json_bytes,
+                    _in_directory(trial_dir, PROGRESS_FILE), fds[1], csv_bytes, close, False)
+        return (core.FILE_APPEND, _in_directory(trial_dir, RESULT_FILE), fds[0], json_bytes, None, fds[1], b"", close,
+                False)
 
     def _append_what_fits(self, trial_dir: str, batches: List[Tuple[bytes, bytes]], close: bool,
                           failures: List[BaseException]) -> None:

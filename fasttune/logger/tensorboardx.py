@@ -192,17 +192,60 @@ class TBXLoggerCallback(LoggerCallback):
             self._files.close(path)
 
     def _append_hparams(self, path: str, trial_name: str, params: Dict[str, Any], last_result: Dict[str, Any]) -> None:
-        flat_params = flatten_dict(params)
-        hparams = {k: v for k, v in flat_params.items() if isinstance(v, self.VALID_HPARAMS)}
-        hparams.update({k: v.tolist() for k, v in flat_params.items() if isinstance(v, self.VALID_NP_HPARAMS)})
-        if len(hparams) < len(flat_params):
-            removed = sorted(set(flat_params) - set(hparams))
-            logger.info("Trial %s: hyperparameters %s are not logged to TensorBoard (not a number, string, "
-                        "bool or list).", trial_name, removed)
-        logged = {key: value for key, value in last_result.items() if key not in core.TB_SKIPPED_KEYS}
-        metrics = [f"ray/tune/{key}" for key, value in flatten_dict(logged).items()
-                   if isinstance(value, _SCALAR_TYPES) and value == value]  # NaN is not logged
+        hparams = self._plain_hparams(params)
+        if hparams is None:
+            flat_params = flatten_dict(params)
+            hparams = {k: v for k, v in flat_params.items() if isinstance(v, self.VALID_HPARAMS)}
+            hparams.update({k: v.tolist() for k, v in flat_params.items() if isinstance(v, self.VALID_NP_HPARAMS)})
+            if len(hparams) < len(flat_params):
+                removed = sorted(set(flat_params) - set(hparams))
+                logger.info("Trial %s: hyperparameters %s are not logged to TensorBoard (not a number, string, "
+                            "bool or list).", trial_name, removed)
+        metrics = _flat_metric_tags(last_result)
+        if metrics is None:
+            logged = {key: value for key, value in last_result.items() if key not in core.TB_SKIPPED_KEYS}
+            metrics = [f"ray/tune/{key}" for key, value in flatten_dict(logged).items()
+                       if isinstance(value, _SCALAR_TYPES) and value == value]  # NaN is not logged
         self._files.append(path, hparams_records(hparams, metrics, time.time()))
+
+    def _plain_hparams(self, params: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """``params`` itself when it is what flattening and filtering it would give (no
+        nested dict, every value of a type logged as it is); else None."""
+        if self.VALID_HPARAMS is not TBXLoggerCallback.VALID_HPARAMS:
+            return None  # a subclass logs other types
+        for value in params.values():
+            if type(value) not in _PLAIN_HPARAM_TYPES:
+                return None
+        return params
+
+
+# The types of hyperparameter value that VALID_HPARAMS takes as they are (not subclasses,
+# which isinstance takes too, nor dicts, which are flattened).
+_PLAIN_HPARAM_TYPES = frozenset({str, bool, int, float, list, type(None)})
+
+
+def _flat_metric_tags(last_result: Dict[str, Any]) -> Optional[List[str]]:
+    """The hparams metrics of a result without nested dicts: the tags of its scalars (NaN
+    and :data:`core.TB_SKIPPED_KEYS` left out); None for a result with a nested dict
+    (outside the skipped keys), which is flattened first."""
+    skipped = core.TB_SKIPPED_KEYS
+    tags = []
+    for key, value in last_result.items():
+        kind = type(value)
+        if kind is float:
+            if value == value and key not in skipped:
+                tags.append(f"ray/tune/{key}")
+        elif kind is int or kind is bool:
+            if key not in skipped:
+                tags.append(f"ray/tune/{key}")
+        elif kind is str or value is None:  # a result's usual non-scalars (trial_id, date, ...)
+            continue
+        elif isinstance(value, dict):
+            if key not in skipped:
+                return None
+        elif isinstance(value, _SCALAR_TYPES) and value == value and key not in skipped:
+            tags.append(f"ray/tune/{key}")
+    return tags
 
 
 class _TrialEvents:
@@ -261,7 +304,8 @@ class _EventFiles:
         for path, (parts, close) in staged.items():
             fds = self._open.pop(path, (-1, -1))
             try:
-                os.fsencode(path)
+                if not path.isascii():  # ASCII names always encode
+                    os.fsencode(path)
             except UnicodeEncodeError as exc:  # a name the file system cannot take: this file's failure
                 failures.append(exc)
                 close_descriptors(fds, failures)

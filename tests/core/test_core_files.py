@@ -218,3 +218,81 @@ def test_a_failure_to_close_after_the_bytes_went_in_says_they_are_whole(core, tm
     fds, failure, whole = core.write_file_batch([
         (FILE_APPEND, str(tmp_path / "r"), fd2, b"x", None, -1, b"", True, False)])
     assert (failure.errno, whole) == (errno.EBADF, False)
+
+
+def _seeded_batch(rng, root):
+    """1-4 ops under ``root``: most well formed (ASCII, non-ASCII and surrogate-escaped
+    names), the rest broken in one field the way a caller could break them."""
+    names = ["a", "b/c", "é", "\udcff", "d e"]
+    ops = []
+    for _ in range(rng.randint(1, 4)):
+        path = os.path.join(root, rng.choice(names))
+        kind = rng.choice([FILE_MKDIR, FILE_REPLACE, FILE_APPEND])
+        if kind == FILE_MKDIR:
+            op = [FILE_MKDIR, path]
+        elif kind == FILE_REPLACE:
+            op = [FILE_REPLACE, path + ".f", path + f".{rng.randint(0, 99)}.tmp", bytes(rng.randint(0, 5))]
+        else:
+            second = rng.choice([None, path + ".csv"])
+            op = [FILE_APPEND, path + ".json", -1, b"x" * rng.randint(0, 3), second, -1, b"y" * rng.randint(0, 3),
+                  rng.random() < 0.7, rng.random() < 0.8]
+        if rng.random() < 0.3:
+            spot = rng.randrange(len(op))
+            op[spot] = rng.choice(["", "a\0b", "\ud800", b"a", bytearray(b"a"), 1, -2, None, True, 9, "text",
+                                   1 << 70, 2.0])
+        if rng.random() < 0.05:
+            op = op[:-1]
+        ops.append(list(op) if rng.random() < 0.03 else tuple(op))
+    return ops
+
+
+def test_the_compiled_check_refuses_and_takes_the_ops_its_twin_does(tmp_path, monkeypatch):
+    """Seeded batches of well-formed and broken ops: the compiled core (which checks ops
+    in C) and its twin (which checks them in Python) raise the same error, or make the
+    same files with the same results."""
+    import random
+    import shutil
+
+    monkeypatch.chdir(tmp_path)  # a relative name ("text" in a path's place) lands here
+    rng = random.Random(20)
+    root = str(tmp_path / "root")
+    compared = 0
+    for _ in range(600):
+        ops = _seeded_batch(rng, root)
+        outcomes = []
+        for core in IMPLEMENTATIONS:
+            for name in os.listdir(tmp_path):
+                shutil.rmtree(tmp_path / name) if os.path.isdir(tmp_path / name) else os.remove(tmp_path / name)
+            os.mkdir(root)
+            try:
+                fds, failure, whole = core.write_file_batch(list(ops))
+            except Exception as exc:  # noqa: BLE001 - compared below
+                outcomes.append(("raised", type(exc), str(exc), _tree(tmp_path)))
+                continue
+            for fd in _open_fds(fds):
+                os.close(fd)
+            opened = [None if pair is None else tuple(fd >= 0 for fd in pair) for pair in fds]
+            outcomes.append(("ran", opened, failure and (type(failure), failure.errno, failure.filename), whole,
+                             _tree(tmp_path)))
+        assert outcomes[0] == outcomes[1], ops
+        compared += outcomes[0][0] == "raised"
+    assert 100 < compared < 500  # both kinds of batch were met
+
+
+def test_the_compiled_core_checks_well_formed_ops_without_the_python_check(tmp_path, monkeypatch):
+    """The shared Python check costs more than a short trial's system calls: the compiled
+    core calls it only for an op its C check does not take (to raise that op's error)."""
+    def python_check(ops):
+        raise AssertionError("the Python check ran")
+
+    monkeypatch.setattr(compiled, "check_file_ops", python_check)
+    trial = str(tmp_path / "trial_é")
+    fds, failure, whole = compiled.write_file_batch([
+        (FILE_MKDIR, trial),
+        (FILE_REPLACE, trial + "/params.json", trial + "/.params.json.0.tmp", b"{}"),
+        (FILE_APPEND, trial + "/result.json", -1, b"{}\n", trial + "/progress.csv", -1, b"a\r\n", True, False),
+        (FILE_APPEND, trial + "/events", -1, b"e", None, -1, b"", True, True)])
+    assert (failure, fds[2:]) == (None, [(-1, -1), (-1, -1)])
+    assert _tree(trial) == {"params.json": b"{}", "result.json": b"{}\n", "progress.csv": b"a\r\n", "events": b"e"}
+    with pytest.raises(AssertionError, match="the Python check ran"):
+        compiled.write_file_batch([(FILE_MKDIR, trial), (FILE_MKDIR, "")])
