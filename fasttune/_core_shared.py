@@ -37,6 +37,7 @@ __all__ = [
     "snapshot_bytes", "parse_snapshot", "TB_SKIPPED_KEYS",
     "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "check_file_ops",
     "tb_hparams_records_python", "tb_file_version_record_python",
+    "pb_bytes_field", "pb_varint_field", "pb_double_field",
 ]
 
 # --------------------------------------------------------------------------
@@ -194,66 +195,66 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _field(number: int, payload: bytes) -> bytes:
+def pb_bytes_field(number: int, payload: bytes) -> bytes:
     """A length-delimited field: a string, bytes or an embedded message."""
     size = len(payload)
     return b"".join((_ONE_BYTE[number << 3 | 2], _ONE_BYTE[size] if size < 0x80 else _varint(size), payload))
 
 
-def _varint_field(number: int, value: int) -> bytes:
+def pb_varint_field(number: int, value: int) -> bytes:
     return _varint(number << 3) + _varint(value)
 
 
-def _double_field(number: int, value: float) -> bytes:
+def pb_double_field(number: int, value: float) -> bytes:
     return _varint(number << 3 | 1) + struct.pack("<d", value)
 
 
 def tb_file_version_record_python(wall_time: float, frame: Callable[[bytes], bytes]) -> bytes:
     """The Event every event file starts with: its wall_time and file_version."""
-    return frame(_double_field(1, wall_time) + _field(3, b"brain.Event:2"))
+    return frame(pb_double_field(1, wall_time) + pb_bytes_field(3, b"brain.Event:2"))
 
 
 def _plugin_summary(tag: str, content: bytes) -> bytes:
     """A Summary with one Value: ``tag`` and hparams plugin data ``content``."""
-    plugin_data = _field(1, _HPARAMS_PLUGIN) + _field(2, content)
-    value = _field(1, tag.encode()) + _field(9, _field(1, plugin_data))  # metadata.plugin_data
-    return _field(1, value)
+    plugin_data = pb_bytes_field(1, _HPARAMS_PLUGIN) + pb_bytes_field(2, content)
+    value = pb_bytes_field(1, tag.encode()) + pb_bytes_field(9, pb_bytes_field(1, plugin_data))  # metadata.plugin_data
+    return pb_bytes_field(1, value)
 
 
 def _hparam(name: str, value: Any) -> Tuple[bytes, bytes]:
     """(HParamInfo, SessionStartInfo map entry or b"") for one hyperparameter."""
     if isinstance(value, str) or callable(value):
         text = value if isinstance(value, str) else getattr(value, "__name__", str(value))
-        data_type, as_value = _DATA_TYPE_STRING, _field(3, text.encode())
+        data_type, as_value = _DATA_TYPE_STRING, pb_bytes_field(3, text.encode())
     elif isinstance(value, bool):
-        data_type, as_value = _DATA_TYPE_BOOL, _varint_field(4, int(value))
+        data_type, as_value = _DATA_TYPE_BOOL, pb_varint_field(4, int(value))
     elif isinstance(value, (int, float)):
-        data_type, as_value = _DATA_TYPE_FLOAT64, _double_field(2, float(value))
+        data_type, as_value = _DATA_TYPE_FLOAT64, pb_double_field(2, float(value))
     else:  # a list: named, without a value (as tensorboardX does)
         return _hparam_info(name, 0), b""
-    name_field = _field(1, name.encode())
-    return _hparam_info(name, data_type), _field(1, name_field + _field(2, as_value))
+    name_field = pb_bytes_field(1, name.encode())
+    return _hparam_info(name, data_type), pb_bytes_field(1, name_field + pb_bytes_field(2, as_value))
 
 
 @functools.lru_cache(maxsize=4096)
 def _hparam_info(name: str, data_type: int) -> bytes:
     """The HParamInfo field of a hyperparameter (``data_type`` 0: none given)."""
-    info = _field(1, name.encode())
+    info = pb_bytes_field(1, name.encode())
     if data_type:
-        info += _varint_field(4, data_type)
-    return _field(4, info)
+        info += pb_varint_field(4, data_type)
+    return pb_bytes_field(4, info)
 
 
 @functools.lru_cache(maxsize=256)
 def _experiment_field(infos: Tuple[bytes, ...], metric_tags: Tuple[str, ...]) -> bytes:
     """The Event's summary field of the hparams experiment summary (the same for every
     trial with these hyperparameter names and metrics: made once)."""
-    metrics = b"".join(_field(5, _field(1, _field(2, tag.encode()))) for tag in metric_tags)
-    return _field(5, _plugin_summary("_hparams_/experiment", _field(2, b"".join(infos) + metrics)))
+    metrics = b"".join(pb_bytes_field(5, pb_bytes_field(1, pb_bytes_field(2, tag.encode()))) for tag in metric_tags)
+    return pb_bytes_field(5, _plugin_summary("_hparams_/experiment", pb_bytes_field(2, b"".join(infos) + metrics)))
 
 
-_SESSION_END_FIELD = _field(5, _plugin_summary("_hparams_/session_end_info",
-                                                _field(4, _varint_field(1, _STATUS_SUCCESS))))
+_SESSION_END_FIELD = pb_bytes_field(5, _plugin_summary("_hparams_/session_end_info",
+                                                pb_bytes_field(4, pb_varint_field(1, _STATUS_SUCCESS))))
 
 
 def tb_hparams_records_python(hparams: Dict[str, Any], metric_tags: Iterable[str], wall_time: float,
@@ -274,10 +275,10 @@ def tb_hparams_records_python(hparams: Dict[str, Any], metric_tags: Iterable[str
         info, entry = _hparam(name, value)
         infos.append(info)
         entries.append(entry)
-    session_start = _plugin_summary("_hparams_/session_start_info", _field(3, b"".join(entries)))
-    wall_time_field = _double_field(1, wall_time)  # each Event: its wall_time, then its summary
+    session_start = _plugin_summary("_hparams_/session_start_info", pb_bytes_field(3, b"".join(entries)))
+    wall_time_field = pb_double_field(1, wall_time)  # each Event: its wall_time, then its summary
     return b"".join((frame(wall_time_field + _experiment_field(tuple(infos), tuple(metric_tags))),
-                     frame(wall_time_field + _field(5, session_start)),
+                     frame(wall_time_field + pb_bytes_field(5, session_start)),
                      frame(wall_time_field + _SESSION_END_FIELD)))
 
 

@@ -4,13 +4,15 @@ Example:
     >>> import fasttune
     >>> load_attribute("fasttune", {"uniform": "fasttune.search.sample"}, "uniform").__name__
     'uniform'
+
+A package takes its hooks with ``__getattr__, __dir__ = module_hooks(globals(), _PUBLIC)``.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Any, Dict
+from typing import Any, Callable, Dict, List, Tuple
 
-__all__ = ["load_attribute"]
+__all__ = ["load_attribute", "module_hooks"]
 
 
 def _import(module: str) -> Any:
@@ -40,3 +42,21 @@ def load_attribute(package: str, public: Dict[str, str], name: str) -> Any:
             if exc.name != f"{package}.{name}":
                 raise  # a submodule that is there but needs what is missing
     raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+
+def module_hooks(namespace: Dict[str, Any], public: Dict[str, str]) -> Tuple[Callable[[str], Any], Callable[[], List[str]]]:
+    """The ``__getattr__`` and ``__dir__`` of the package whose globals are ``namespace``
+    and whose public names ``public`` maps to their modules; a public name, once loaded,
+    becomes a plain global (later uses do not come here)."""
+    package = namespace["__name__"]
+
+    def __getattr__(name: str) -> Any:
+        value = load_attribute(package, public, name)
+        if name in public:
+            namespace[name] = value
+        return value
+
+    def __dir__() -> List[str]:
+        return sorted(set(namespace) | set(public))
+
+    return __getattr__, __dir__

@@ -4,9 +4,9 @@ Its names load on first use: a Ray worker imports ``fasttune.execution._worker``
 none of the driver's event loop."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING
 
-from fasttune._lazy import load_attribute
+from fasttune._lazy import module_hooks
 
 _PUBLIC = {
     "PlacementGroupFactory": "fasttune.execution.placement_groups",
@@ -18,16 +18,7 @@ _PUBLIC = {
 __all__ = list(_PUBLIC)
 
 
-def __getattr__(name: str) -> Any:
-    value = load_attribute(__name__, _PUBLIC, name)
-    if name in _PUBLIC:
-        globals()[name] = value  # later uses find it without this call
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = module_hooks(globals(), _PUBLIC)
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from fasttune.execution.placement_groups import PlacementGroupFactory  # noqa: F401

@@ -13,18 +13,18 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable
 
 from fasttune import _corelib as core
-from fasttune._core_shared import _double_field, _field, _varint_field
+from fasttune._core_shared import pb_bytes_field, pb_double_field, pb_varint_field
 
 
 def event_record(wall_time: float, step: int = 0, summary: bytes = b"", file_version: str = "") -> bytes:
     """One framed Event record (wall_time, step, a serialized Summary or file_version)."""
-    event = _double_field(1, wall_time)
+    event = pb_double_field(1, wall_time)
     if step:
-        event += _varint_field(2, step)
+        event += pb_varint_field(2, step)
     if file_version:
-        event += _field(3, file_version.encode())
+        event += pb_bytes_field(3, file_version.encode())
     if summary:
-        event += _field(5, summary)
+        event += pb_bytes_field(5, summary)
     return core.tfrecord(event)
 
 

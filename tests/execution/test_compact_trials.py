@@ -13,13 +13,7 @@ from fasttune.execution.trial_runner import TrialRunner
 from fasttune.experiment.experiment import Experiment
 from fasttune.search import BasicVariantGenerator
 
-
-class StubExecutor:
-    def check_feasible(self, trial):
-        pass
-
-    def start_trial(self, trial, spec, asks_ahead):
-        return 0
+from runner_testing import StubExecutor
 
 
 def _train(config):
