@@ -2434,7 +2434,12 @@ cdef bint _take_checked_op(object item, list keep, _FileOp* op) except -1:
     return False
 
 
-def write_file_batch(list ops):
+def write_file_batch(ops_given):
+    if type(ops_given) is not list:
+        check_file_ops(ops_given)  # raises the twin's error for what is no list
+    # A copy: Python code that runs while the ops are checked (an __eq__ of an odd op
+    # kind) cannot swap an op already taken for one that is not checked.
+    cdef list ops = list(<list>ops_given)
     cdef Py_ssize_t n = len(ops), i, ran
     cdef _FileOp* cops = <_FileOp*>PyMem_Malloc(max(n, 1) * sizeof(_FileOp))
     cdef _FileOp* op

@@ -1037,6 +1037,8 @@ def write_file_batch(ops: list) -> tuple:
         >>> fds, failure, whole, open(d + "/result.json").read().count("{}")
         ([(-1, -1)], None, False, 2)
     """
+    if type(ops) is list:
+        ops = list(ops)  # a copy: code the check runs cannot swap an op after it was taken
     check_file_ops(ops)
     fds: list = []
     for op in ops:

@@ -115,6 +115,38 @@ def test_malformed_ops_are_refused_before_any_runs(core, tmp_path, op):
     assert not (tmp_path / "first").exists()
 
 
+@pytest.mark.parametrize("not_a_list", [None, (), "ops", {FILE_MKDIR: "a"}])
+def test_what_is_no_list_of_ops_is_refused_as_the_twin_refuses_it(not_a_list):
+    with pytest.raises(TypeError) as compiled_error:
+        compiled.write_file_batch(not_a_list)
+    with pytest.raises(TypeError) as twin_error:
+        twin.write_file_batch(not_a_list)
+    assert str(compiled_error.value) == str(twin_error.value)
+
+
+@pytest.mark.parametrize("core", IMPLEMENTATIONS)
+def test_an_op_swapped_while_the_ops_are_checked_is_not_run(core, tmp_path):
+    # An op kind with its own __eq__ runs Python code during the checks; what it puts in
+    # the caller's list after an op was taken must not run (unchecked, its data is no bytes).
+    ops = []
+    swapped_in = (FILE_REPLACE, str(tmp_path / "swapped"), str(tmp_path / ".swapped.tmp"), [0] * 1000)
+
+    class Zero(int):
+        def __eq__(self, other):
+            ops[1] = swapped_in
+            return int(self) == other
+
+        __hash__ = int.__hash__
+
+    # The first op's kind (a bool) is one the compiled core leaves to the Python check, so
+    # that check runs before the second op is taken.
+    ops += [(bool(FILE_MKDIR), str(tmp_path / "a")), (FILE_MKDIR, str(tmp_path / "b")),
+            (Zero(FILE_MKDIR), str(tmp_path / "c"))]
+    fds, failure, whole = core.write_file_batch(ops)
+    assert (fds, failure, whole) == ([None, None, None], None, False)
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "c"]
+
+
 _OVER_THE_LIMIT = textwrap.dedent("""
     import json, os, resource, sys
     if sys.argv[2] == "twin":
