@@ -8,12 +8,16 @@ from bench.per_trial import LOGGER_SETS, OTHER_MAIN, OTHER_THREADS, PHASES, WRIT
     summarize_breakdown
 
 
-def test_a_tiny_sweep_gives_a_breakdown_that_adds_up(tmp_path):
+@pytest.mark.parametrize("warmup", [0, 20])
+def test_a_tiny_sweep_gives_a_breakdown_that_adds_up(tmp_path, warmup):
     assert main(["--parts", "breakdown", "--trials", "30", "--repeats", "1", "--loggers", "default",
-                 "--settle-s", "0", "--storage-root", str(tmp_path), "--out-dir", str(tmp_path / "out")]) == 0
+                 "--warmup", str(warmup), "--settle-s", "0", "--storage-root", str(tmp_path),
+                 "--out-dir", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "per-trial-latest.json").read_text())
     (run,) = report["breakdown_runs"]
     assert run["status"] == "ok" and run["trials"] == 30
+    # A warm-up sweep runs first and counts nowhere (the calls below are the measured sweep's).
+    assert run.get("warmup_trials", 0) == warmup
     rows = run["ms_per_trial"]
     assert all(value >= 0 for value in rows.values()), rows
     # One Trial object, one start and one completion per trial; TensorBoard is a default logger.
@@ -25,7 +29,7 @@ def test_a_tiny_sweep_gives_a_breakdown_that_adds_up(tmp_path):
     assert main_phases <= run["main_ms_per_trial"] <= run["process_ms_per_trial"]
     assert sum(rows.values()) == pytest.approx(run["process_ms_per_trial"], rel=1e-9)
     # A directory and params.json, result.json, progress.csv and an event file per trial.
-    assert run["inodes_per_trial"] >= 5
+    assert 5 <= run["inodes_per_trial"] < 6
     assert "| dispatch |" in (tmp_path / "out" / "per-trial-latest.md").read_text()
 
 

@@ -1,0 +1,181 @@
+"""Where an ASHA sweep of tiny trials spends its time (issue 20's ASHA target).
+
+Each trial stops at its first rung and waits there for the scheduler's answer: one
+``poll`` round trip per decision.  This runs ``asha_trials`` (ASHA, grace period 1, 100
+iterations at most, 1 CPU a trial, ``reuse_actors=True``) in this process after an
+unmeasured warm-up sweep, with the executor's poll submission and collection wrapped
+(bench code only: nothing in fasttune changes), and reports:
+
+* polls per trial; how long a poll is in flight (submitted to collected by the driver)
+  and the driver's turnaround (collected to the worker's next poll), p10/p50/p90 in ms;
+* the CPU per trial of the driver process and of the pooled workers' processes;
+* what one Ray actor round trip costs by itself here: a trivial call on a threaded actor
+  (``max_concurrency=4``, as the pooled workers), driver CPU and actor CPU per call.
+
+::
+
+    python -m bench.decision_latency --trials 2000 --storage-root /dev/shm
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Dict, List
+
+
+def _quantiles_ms(values: List[float]) -> List[float]:
+    if len(values) < 2:
+        return [round(v * 1e3, 3) for v in values]
+    cuts = statistics.quantiles(values, n=10)
+    return [round(cuts[i] * 1e3, 3) for i in (0, 4, 8)]
+
+
+class PollClock:
+    """Wraps ``RayTrialExecutor._dispatch`` and ``_collect`` to time each worker's polls."""
+
+    def __init__(self) -> None:
+        self.in_flight: List[float] = []
+        self.turnaround: List[float] = []
+        self._submitted: Dict[int, float] = {}
+        self._collected: Dict[int, float] = {}
+
+    def install(self) -> None:
+        from fasttune.execution.ray_trial_executor import RayTrialExecutor
+
+        dispatch, collect, clock = RayTrialExecutor._dispatch, RayTrialExecutor._collect, self
+
+        def timed_dispatch(executor: Any) -> None:
+            idle = {w.slot for w in executor._workers.values() if w.future is None}
+            dispatch(executor)
+            now = time.perf_counter()
+            for worker in executor._workers.values():
+                if worker.slot in idle and worker.future is not None:
+                    clock._submitted[worker.slot] = now
+                    if worker.slot in clock._collected:
+                        clock.turnaround.append(now - clock._collected.pop(worker.slot))
+
+        def timed_collect(executor: Any, futures: List[Any], ready: List[Any]) -> None:
+            slots = [executor._by_future[f] for f in futures]
+            collect(executor, futures, ready)
+            now = time.perf_counter()
+            for future, slot in zip(futures, slots):
+                if future not in executor._by_future and slot in clock._submitted:
+                    clock.in_flight.append(now - clock._submitted.pop(slot))
+                    clock._collected[slot] = now
+
+        RayTrialExecutor._dispatch = timed_dispatch
+        RayTrialExecutor._collect = timed_collect
+
+    def clear(self) -> None:
+        self.in_flight.clear()
+        self.turnaround.clear()
+
+
+class WorkerCpu:
+    """The CPU seconds the pooled workers' processes (``ray::TrialWorker``) use while it runs."""
+
+    def __init__(self) -> None:
+        self._first: Dict[int, float] = {}
+        self._last: Dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            for process in psutil.process_iter(["cmdline"]):
+                try:
+                    if "TrialWorker" in " ".join(process.info["cmdline"] or []):
+                        times = process.cpu_times()
+                        self._first.setdefault(process.pid, times.user + times.system)
+                        self._last[process.pid] = times.user + times.system
+                except Exception:  # noqa: BLE001 - a process that ended meanwhile
+                    continue
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> "WorkerCpu":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self._last[pid] - self._first[pid] for pid in self._last)
+
+
+def ray_round_trip(calls: int) -> Dict[str, float]:
+    """Driver and actor CPU (µs) and wall time of one trivial call on a threaded actor."""
+    import psutil
+    import ray
+
+    @ray.remote(num_cpus=1, max_concurrency=4)
+    class Echo:
+        def pid(self) -> int:
+            return os.getpid()
+
+        def poll(self, payload: bytes = b"") -> bytes:
+            return payload
+
+    actor = Echo.remote()
+    process = psutil.Process(ray.get(actor.pid.remote()))
+    for _ in range(200):
+        ray.get(actor.poll.remote(b"x" * 64))
+    actor_cpu, driver_cpu, wall = sum(process.cpu_times()[:2]), time.process_time(), time.perf_counter()
+    for _ in range(calls):
+        ray.get(actor.poll.remote(b"x" * 64))
+    out = {"wall_us": (time.perf_counter() - wall) / calls * 1e6,
+           "driver_cpu_us": (time.process_time() - driver_cpu) / calls * 1e6,
+           "actor_cpu_us": (sum(process.cpu_times()[:2]) - actor_cpu) / calls * 1e6}
+    ray.kill(actor)
+    return out
+
+
+def measure(trials: int, warmup: int, storage_root: str, round_trips: int) -> Dict[str, Any]:
+    import ray
+
+    import fasttune
+    from bench import workloads
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    clock = PollClock()
+    clock.install()
+    workloads.asha_trials(fasttune, warmup, tempfile.mkdtemp(dir=storage_root))
+    clock.clear()
+    with WorkerCpu() as workers:
+        out = workloads.asha_trials(fasttune, trials, tempfile.mkdtemp(dir=storage_root))
+    return {
+        "trials": trials, "results": out["results"], "fit_s": out["fit_s"],
+        "results_per_s": out["results"] / out["fit_s"],
+        "polls_per_trial": len(clock.in_flight) / trials,
+        "in_flight_ms_p10_p50_p90": _quantiles_ms(clock.in_flight),
+        "turnaround_ms_p10_p50_p90": _quantiles_ms(clock.turnaround),
+        "driver_cpu_ms_per_trial": out["fit_driver_cpu_s"] / trials * 1e3,
+        "workers_cpu_ms_per_trial": workers.seconds / trials * 1e3,
+        "ray_round_trip": ray_round_trip(round_trips),
+    }
+
+
+def main(argv: Any = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--round-trips", type=int, default=2000)
+    parser.add_argument("--storage-root", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    args = parser.parse_args(argv)
+    report = measure(args.trials, args.warmup, args.storage_root or tempfile.gettempdir(), args.round_trips)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
