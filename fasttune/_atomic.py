@@ -39,7 +39,7 @@ import secrets
 import shutil
 from typing import Any, Iterable, Iterator, Optional, Union
 
-__all__ = ["atomic_write", "temporary_path", "fsync_directory", "move_directory_into_place", "sync_filesystem", "scratch_writes"]
+__all__ = ["POSIX_PATHS", "atomic_write", "temporary_path", "fsync_directory", "move_directory_into_place", "sync_filesystem", "scratch_writes"]
 
 # Temporary names count from a random start, drawn again in a forked child.
 _tmp_start = [secrets.randbits(32)]
@@ -82,12 +82,14 @@ def temporary_path(path: str) -> str:
     return _temporary_name(path, (_tmp_start[0] + next(_tmp_counter)) & 0xFFFFFFFF)
 
 
-_POSIX_PATHS = os.path.sep == "/" and os.path.altsep is None
+#: Paths are joined with one "/" and nothing else separates them: a file's path in a
+#: directory can be made without os.path's general code.
+POSIX_PATHS = os.path.sep == "/" and os.path.altsep is None
 
 
 def _temporary_name(path: str, tag: int) -> str:
     """``path``'s temporary name with ``tag``: ``.<name>.<tag>.tmp`` in its directory."""
-    if _POSIX_PATHS:
+    if POSIX_PATHS:
         # What os.path.split and join give, without them (a trial's params.json is written
         # this way): a directory that ends in one "/" is kept as it is.
         cut = path.rfind("/") + 1

@@ -158,7 +158,7 @@ def test_not_durable_move_never_fsyncs(tmp_path, fsyncs):
 
 
 def test_exports():
-    assert set(_atomic.__all__) == {"atomic_write", "temporary_path", "fsync_directory", "move_directory_into_place",
+    assert set(_atomic.__all__) == {"POSIX_PATHS", "atomic_write", "temporary_path", "fsync_directory", "move_directory_into_place",
                                    "sync_filesystem", "scratch_writes"}
 
 

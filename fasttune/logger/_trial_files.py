@@ -24,7 +24,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from fasttune import _corelib as core
-from fasttune._atomic import temporary_path
+from fasttune._atomic import POSIX_PATHS, temporary_path
 from fasttune._json_nesting import parse_json
 from fasttune._jsonable import json_default
 from fasttune.logger._writer_thread import WriterThread
@@ -46,12 +46,9 @@ _NOT_OPEN = (-1, -1)
 def _in_directory(directory: str, name: str) -> str:
     """``os.path.join(directory, name)`` for a file name (no separator in it), without
     its checks: each trial's files are named this way."""
-    if _POSIX_PATHS and type(directory) is str and directory and directory[-1] != "/":
+    if POSIX_PATHS and type(directory) is str and directory and directory[-1] != "/":
         return f"{directory}/{name}"
     return os.path.join(directory, name)
-
-
-_POSIX_PATHS = os.path.sep == "/" and os.path.altsep is None
 
 
 def make_directory(path: str) -> None:
@@ -142,7 +139,6 @@ def config_to_json(config: Dict[str, Any]) -> str:
 _FLAT_VALUE_TYPES = frozenset({str, int, float, bool, type(None)})
 # What json's C encoder writes for the constants and the floats that are not finite.
 _JSON_CONSTANTS = {True: "true", False: "false", None: "null"}
-_INFINITY = float("inf")
 
 
 def params_text(config: Dict[str, Any]) -> str:
