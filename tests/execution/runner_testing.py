@@ -1,4 +1,9 @@
 """What tests of a TrialRunner without Ray share."""
+import os
+
+from fasttune.execution.trial_runner import TrialRunner
+from fasttune.experiment.experiment import Experiment
+from fasttune.search import BasicVariantGenerator
 
 
 class StubExecutor:
@@ -13,3 +18,20 @@ class StubExecutor:
     def start_trial(self, trial, spec, asks_ahead):
         self.started = spec
         return 0
+
+
+def random_search_runner(path, trainable, space, num_samples, random_state, add=True):
+    """A runner of one experiment at ``path`` (trials stop at iteration 5, retried twice,
+    "loss" minimised) with ``num_samples`` trials drawn at random from ``space`` added
+    (none with ``add=False``, as for a restore)."""
+    experiment = Experiment(os.path.basename(path), trainable, config=space, num_samples=num_samples,
+                            storage_path=os.path.dirname(path), stop={"training_iteration": 5}, max_failures=2)
+    search_alg = BasicVariantGenerator(random_state=random_state)
+    search_alg.set_search_properties("loss", "min", experiment.spec["config"])
+    search_alg.add_configurations([experiment])
+    runner = TrialRunner(search_alg=search_alg, trial_executor=StubExecutor(), experiment_path=path,
+                         metric="loss", mode="min")
+    runner.setup_experiments([experiment], num_samples)
+    for _ in range(num_samples if add else 0):
+        runner.add_trial(search_alg.next_trial())
+    return runner

@@ -9,11 +9,9 @@ import sys
 import fasttune as tune
 from fasttune.checkpoint import Checkpoint
 from fasttune.execution import _experiment_state as state
-from fasttune.execution.trial_runner import TrialRunner
-from fasttune.experiment.experiment import Experiment
 from fasttune.search import BasicVariantGenerator
 
-from runner_testing import StubExecutor
+from runner_testing import random_search_runner
 
 
 def _train(config):
@@ -22,17 +20,7 @@ def _train(config):
 
 def _runner(path, num_samples=3, add=True, **constants):
     space = dict({"x": tune.uniform(0, 1), "tag": (1, 2)}, **constants)
-    experiment = Experiment(os.path.basename(path), _train, config=space, num_samples=num_samples,
-                            storage_path=os.path.dirname(path), stop={"training_iteration": 5}, max_failures=2)
-    search_alg = BasicVariantGenerator(random_state=3)
-    search_alg.set_search_properties("loss", "min", experiment.spec["config"])
-    search_alg.add_configurations([experiment])
-    runner = TrialRunner(search_alg=search_alg, trial_executor=StubExecutor(), experiment_path=path,
-                         metric="loss", mode="min")
-    runner.setup_experiments([experiment], num_samples)
-    for _ in range(num_samples if add else 0):
-        runner.add_trial(search_alg.next_trial())
-    return runner
+    return random_search_runner(path, _train, space, num_samples, random_state=3, add=add)
 
 
 def _finish(runner, trial, loss, status="TERMINATED", checkpoint=False):

@@ -10,11 +10,8 @@ import fasttune as tune
 from fasttune._serialization import DataOnlyLoader, PickleNotingPacker, pack_noting_pickles
 from fasttune.execution import _experiment_state as state
 from fasttune.execution.placement_groups import PlacementGroupFactory
-from fasttune.execution.trial_runner import TrialRunner
-from fasttune.experiment.experiment import Experiment
-from fasttune.search import BasicVariantGenerator
 
-from runner_testing import StubExecutor
+from runner_testing import random_search_runner
 
 
 def _train(config):
@@ -22,17 +19,7 @@ def _train(config):
 
 
 def _runner(path, num_samples):
-    experiment = Experiment(os.path.basename(path), _train, config={"x": tune.uniform(0, 1)}, num_samples=num_samples,
-                            storage_path=os.path.dirname(path), stop={"training_iteration": 5}, max_failures=2)
-    search_alg = BasicVariantGenerator(random_state=5)
-    search_alg.set_search_properties("loss", "min", experiment.spec["config"])
-    search_alg.add_configurations([experiment])
-    runner = TrialRunner(search_alg=search_alg, trial_executor=StubExecutor(), experiment_path=path,
-                         metric="loss", mode="min")
-    runner.setup_experiments([experiment], num_samples)
-    for _ in range(num_samples):
-        runner.add_trial(search_alg.next_trial())
-    return runner
+    return random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, num_samples, random_state=5)
 
 
 def _close(runner, trial, loss=0.25):
