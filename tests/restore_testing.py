@@ -153,7 +153,8 @@ def drive(address, tmp, storage, seed, interrupt_after, sig, results_store="per_
 def wait_until_other_jobs_have_no_live_actors(ray_session, timeout_s=60.0):
     """Ray ends a dead driver's workers shortly after it notices; until then they may
     still run trials handed to them ahead, so the restore waits for that (a condition
-    on Ray's state, polled)."""
+    on Ray's state and the processes', polled).  GCS marks an actor DEAD before its
+    process has exited, so both are waited for."""
     import time
 
     from ray._private import state as ray_state
@@ -161,11 +162,33 @@ def wait_until_other_jobs_have_no_live_actors(ray_session, timeout_s=60.0):
     job = ray_session.get_runtime_context().get_job_id()
     deadline = time.monotonic() + timeout_s
     while True:
-        alive = [a for a in ray_state.actors().values() if a.get("State") != "DEAD" and a.get("JobID") != job]
-        if not alive:
+        others = [a for a in ray_state.actors().values() if a.get("JobID") != job]
+        alive = [a for a in others if a.get("State") != "DEAD"]
+        running = [a for a in others if a.get("State") == "DEAD" and _worker_process_runs(a)]
+        if not alive and not running:
             return
-        assert time.monotonic() < deadline, f"the interrupted driver's workers are still alive: {alive}"
+        assert time.monotonic() < deadline, (
+            f"the interrupted driver's workers are still alive: {alive}, or their processes run: {running}")
         time.sleep(0.05)
+
+
+def _worker_process_runs(actor):
+    """Whether the process that ran ``actor`` (same machine) still runs: its pid exists, is
+    not a zombie, and started before the actor ended (pids are reused)."""
+    pid = actor.get("Pid") or 0
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            fields = stat_file.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat") as system_stat:
+            boot_s = next(int(line.split()[1]) for line in system_stat if line.startswith("btime "))
+    except (OSError, IndexError):
+        return False
+    state, start_ticks = fields[0], int(fields[19])
+    started_s = boot_s + start_ticks / os.sysconf("SC_CLK_TCK")
+    ended_s = (actor.get("EndTime") or 0) / 1000.0
+    # btime is whole seconds, so started_s may be up to a second early: a process that reused
+    # the pid within a second of the end counts as running (the wait then times out, loudly).
+    return state not in ("Z", "X") and (ended_s == 0 or started_s < ended_s)
 
 
 if __name__ == "__main__":
