@@ -379,16 +379,8 @@ class Result:
 
         location = storage.resolve(path, storage_filesystem)
         if location is not None:
-            names = storage.list_names(location)
-            if PARAMS_FILE not in names and RESULT_FILE not in names:
-                experiment = location.parent()  # a trial of a results store: copy the experiment
-                if any(segment_number(name) for name in storage.list_names(experiment.join(STORE_DIR))):
-                    local_experiment = storage.local_copy(experiment)
-                    local = os.path.join(local_experiment, posixpath.basename(location.path))
-                    return point_into_storage(cls.from_path(local, on_bad_line=on_bad_line), local_experiment,
-                                              experiment)
-            local = storage.local_copy(location)
-            return point_into_storage(cls.from_path(local, on_bad_line=on_bad_line), local, location)
+            local, local_root, root = local_copy_to_read(location)
+            return point_into_storage(cls.from_path(local, on_bad_line=on_bad_line), local_root, root)
         trial_dir = os.path.abspath(os.fsdecode(os.fspath(path)))
         params_path, result_path = os.path.join(trial_dir, PARAMS_FILE), os.path.join(trial_dir, RESULT_FILE)
         if not (os.path.isfile(params_path) or os.path.isfile(result_path)):
@@ -455,6 +447,47 @@ class Result:
 def local_filesystem(purpose: str) -> Any:
     """``pyarrow.fs.LocalFileSystem()``, or an ImportError saying how to get pyarrow."""
     return import_optional("pyarrow.fs", "storage", purpose, package="pyarrow").LocalFileSystem()
+
+
+def _has_store_in_storage(location: Any) -> bool:
+    from fasttune import _storage as storage
+
+    return any(segment_number(name) is not None for name in storage.list_names(location.join(STORE_DIR)))
+
+
+def local_copy_to_read(location: Any) -> Tuple[str, str, Any]:
+    """A local copy of the experiment or trial directory at ``location`` in storage (a
+    ``fasttune._storage.Location``), to read it from: ``(its local path, the copy's root,
+    the root's location)``.  A trial of an experiment's results store
+    (``RunConfig(results_store="experiment")``) has no result files of its own, so its
+    whole experiment is copied then: its rows are in the experiment's store.
+
+    Example:
+        >>> import os, tempfile
+        >>> from fasttune import _storage as storage
+        >>> exp = tempfile.mkdtemp()  # an experiment with a results store; one trial checkpointed
+        >>> os.makedirs(os.path.join(exp, "results"))
+        >>> open(os.path.join(exp, "results", "000001.jsonl"), "w").close()
+        >>> os.makedirs(os.path.join(exp, "t_0", "checkpoint_000000"))
+        >>> local, local_root, root = local_copy_to_read(storage.resolve("file://" + os.path.join(exp, "t_0")))
+        >>> sorted(os.listdir(local_root)), local == os.path.join(local_root, "t_0"), root.path == exp
+        (['results', 't_0'], True, True)
+
+    Raises:
+        FileNotFoundError: nothing is at ``location``.
+        TuneError: storage cannot be read.
+    """
+    from fasttune import _storage as storage
+
+    names = storage.list_names(location)
+    if PARAMS_FILE not in names and RESULT_FILE not in names \
+            and not (STORE_DIR in names and _has_store_in_storage(location)) \
+            and _has_store_in_storage(location.parent()):
+        experiment = location.parent()
+        local_experiment = storage.local_copy(experiment)
+        return os.path.join(local_experiment, posixpath.basename(location.path)), local_experiment, experiment
+    local = storage.local_copy(location)
+    return local, local, location
 
 
 def point_into_storage(result: Result, local_root: str, location: Any) -> Result:

@@ -30,13 +30,14 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from fasttune import _storage as storage
 from fasttune._flatten import flatten_dict, lookup_flattened
-from fasttune._results_store import read_store_cached
+from fasttune._results_store import STORE_DIR, has_store, read_store_cached, stored_trial
 from fasttune.error import TuneError
 from fasttune.result import (
     ERROR_FILE,
     MAX_JSON_NESTING,
     PARAMS_FILE,
     RESULT_FILE,
+    local_copy_to_read,
     nested_deeper_than,
     read_json_lines,
     read_params,
@@ -203,19 +204,21 @@ def _is_trial_dir(path: str) -> bool:
 
 def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData:
     """Read the experiment at ``path`` (``<storage_path>/<name>``), or the single trial
-    when ``path`` is a trial directory.  In storage (a URI, or a path on
+    when ``path`` is a trial directory (of an experiment with a results store too, whose
+    trials' rows are in the store: ``RunConfig(results_store="experiment")``).  In storage (a URI, or a path on
     ``storage_filesystem``) it reads a local copy of the files, less the checkpoints.
 
     Raises:
         TuneError: ``path`` does not exist, or is neither an experiment nor a trial
-            directory, or storage cannot be read.
+            directory (nor a trial its experiment's results store names), or storage
+            cannot be read.
     """
     from fasttune.execution._experiment_state import has_snapshot
 
     location = storage.resolve(path, storage_filesystem)
     if location is not None:
         try:
-            path = storage.local_copy(location)
+            path = local_copy_to_read(location)[0]
         except FileNotFoundError:
             raise TuneError(f"{location.uri} does not exist; pass an experiment directory (<storage_path>/<name>) "
                             "or one trial's directory (check the bucket and the prefix).") from None
@@ -228,7 +231,9 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
                         "or one trial's directory.")
     only: Optional[str] = None
     experiment_path = given
-    if _is_trial_dir(given) and not has_snapshot(given):
+    if not has_snapshot(given) and (_is_trial_dir(given) or (not has_store(given) and stored_trial(given) is not None)):
+        # One trial: its own files, or its rows in its experiment's store (the directory of
+        # a trial of RunConfig(results_store="experiment") holds only its checkpoints, error).
         only, experiment_path = given, os.path.dirname(given)
     names = sorted(os.listdir(experiment_path))
     existing = set(names) if only is None else {os.path.basename(only)}
@@ -240,6 +245,12 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
     if only is None:
         trial_dirs = sorted(set(trial_dirs) | {os.path.join(experiment_path, name) for name in stored})
     if not trial_dirs and not has_snapshot(experiment_path):
+        parent = os.path.dirname(given)
+        if has_store(parent):
+            raise TuneError(
+                f"{path} is in the experiment {parent}, but its results store ({os.path.join(parent, STORE_DIR)}) "
+                f"names no trial {os.path.basename(given)!r}: the store may be damaged (its bad lines are logged "
+                "as warnings). Pass the experiment directory, or the directory of one of its trials.")
         raise TuneError(
             f"{path} is not a fasttune experiment: it has no experiment_state-*.msgpack and no trial "
             "directories (with params.json or result.json). Pass <storage_path>/<experiment name>.")

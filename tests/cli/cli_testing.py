@@ -11,6 +11,8 @@ FAILING_X = 3
 PBT_STEPS = 16
 TORN_LINE = '{"loss": -100.0, "training_iteration": 6, "trial_id": "tor'
 NEW_TRIAL = "plain_new_99999_8_name=a,x=7"
+CHECKPOINTING_X = (1, 2)  # with RunConfig(results_store="experiment") these get a trial directory
+STORE_X = [1, 2, FAILING_X, 10]  # ... and so does the failing one; x=10 only reports
 
 
 def plain_trainable(config):
@@ -31,6 +33,19 @@ def pbt_trainable(config):
             report_with_json_checkpoint({"q": q}, [q, step])
         else:
             tune.report({"q": q})
+
+
+def checkpointing_trainable(config):
+    """Four results (a checkpoint with every other one when x is in CHECKPOINTING_X); x=FAILING_X
+    fails before its third."""
+    for i in range(4):
+        if config["x"] == FAILING_X and i == 2:
+            raise ValueError("this trial fails on purpose")
+        metrics = {"loss": config["x"] * (4 - i) + 0.25 * i, "acc": i / config["x"], "nested": {"a": i}}
+        if config["x"] in CHECKPOINTING_X and i % 2 == 1:
+            report_with_json_checkpoint(metrics, [i])
+        else:
+            tune.report(metrics)
 
 
 def read_rows(trial_dir):

@@ -1,5 +1,6 @@
 """Real small experiments for the command-line tests, made once per test run: a plain
-sweep (one trial fails), a PBT sweep with policy logs, and a copy of the plain one made
+sweep (one trial fails), one sweep with the results store and without (some trials
+checkpoint, one fails), a PBT sweep with policy logs, and a copy of the plain one made
 to look like a run still going (a torn last result line, a trial directory newer than
 the snapshot).  The trainables live in cli_testing: workers import them by module name,
 and "conftest" names the root conftest there."""
@@ -12,7 +13,7 @@ import pytest
 import fasttune as tune
 from fasttune.schedulers.pbt import PopulationBasedTraining
 
-from cli_testing import NEW_TRIAL, PLAIN_X, TORN_LINE, pbt_trainable, plain_trainable
+from cli_testing import NEW_TRIAL, PLAIN_X, STORE_X, TORN_LINE, checkpointing_trainable, pbt_trainable, plain_trainable
 from fasttune_testing import fit, seeded_generators
 
 
@@ -24,6 +25,20 @@ def plain_experiment(ray_session, tmp_path_factory):
                tune_config=tune.TuneConfig(metric="loss", mode="min"))
     assert grid.num_errors == 2
     return grid.experiment_path
+
+
+@pytest.fixture(scope="session")
+def store_and_per_trial_experiments(ray_session, tmp_path_factory):
+    """The same sweep twice: with RunConfig(results_store="experiment"), and with Ray Tune's
+    per-trial files; the experiment paths, in that order."""
+    storage = str(tmp_path_factory.mktemp("cli_store"))
+    paths = []
+    for name, results_store in [("in_store", "experiment"), ("in_files", "per_trial")]:
+        grid = fit(checkpointing_trainable, storage, name=name, space={"x": tune.grid_search(STORE_X)},
+                   tune_config=tune.TuneConfig(metric="loss", mode="min"), results_store=results_store)
+        assert grid.num_errors == 1
+        paths.append(grid.experiment_path)
+    return tuple(paths)
 
 
 @pytest.fixture(scope="session")

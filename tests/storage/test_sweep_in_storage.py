@@ -255,6 +255,12 @@ def test_a_sweep_with_an_experiment_level_store_keeps_it_in_storage_and_restores
     assert one.metrics["score"] == grid[0].metrics["score"] and one.config == grid[0].config
     assert one.checkpoint.path == grid_child(grid, name, "checkpoint_000002")
     capsys.readouterr()
+    # fasttune ls of that URI lists the trial from the store as well.
+    assert main(["ls", storage.join_uri(grid.experiment_path, name), "--format", "json",
+                 "--columns", "trial_id,status,training_iteration,score,config/x"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"trial_id": grid[0].metrics["trial_id"], "status": "TERMINATED", "training_iteration": ITERATIONS,
+         "score": grid[0].config["x"] * ITERATIONS, "config/x": grid[0].config["x"]}]
     assert main(["ls", grid.experiment_path, "--format", "json", "--sort", "config/x"]) == 0
     assert [row["score"] for row in json.loads(capsys.readouterr().out)] == [x * ITERATIONS for x in X_VALUES]
     # Restored on a machine with nothing of it (an empty cache), it runs nothing again.
