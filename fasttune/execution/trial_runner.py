@@ -280,11 +280,12 @@ class TrialRunner(TrialEventHandlers, RunnerView):
 
     def _held_at_snapshot(self) -> Optional[Trial]:
         """The first restored trial that a worker held at the snapshot and that waits to
-        start again (those started or ended meanwhile leave the list)."""
+        start again (those started or ended meanwhile leave the list).  A PAUSED one waits
+        for its scheduler to choose it: the scheduler paused it (the pause was on its way)."""
         waiting = self._restart_first
         while waiting:
             trial = waiting[0]
-            if trial.status in (Trial.PENDING, Trial.PAUSED) and not self.is_trial_held(trial):
+            if trial.status == Trial.PENDING and not self.is_trial_held(trial):
                 return trial
             waiting.pop(0)
         return None
