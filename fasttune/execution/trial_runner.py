@@ -280,12 +280,11 @@ class TrialRunner(TrialEventHandlers, RunnerView):
 
     def _held_at_snapshot(self) -> Optional[Trial]:
         """The first restored trial that a worker held at the snapshot and that waits to
-        start again (those started or ended meanwhile leave the list).  A PAUSED one waits
-        for its scheduler to choose it: the scheduler paused it (the pause was on its way)."""
+        start again (those started or ended meanwhile leave the list)."""
         waiting = self._restart_first
         while waiting:
             trial = waiting[0]
-            if trial.status == Trial.PENDING and not self.is_trial_held(trial):
+            if trial.status in (Trial.PENDING, Trial.PAUSED) and not self.is_trial_held(trial):
                 return trial
             waiting.pop(0)
         return None
@@ -576,10 +575,13 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._by_id.update(restored.by_id)
         self._states.update(restored.states)
         self._unassigned.update(restored.unassigned)
-        self._restart_first = list(restored.held)
+        held = [(trial, trial.status) for trial in restored.held]
         if overrides(self._scheduler, TrialScheduler, "on_trial_add"):
             for trial in self._trials:
                 self._scheduler.on_trial_add(self, trial)
+        # One its scheduler paused or stopped just now (that decision was on its way at the
+        # snapshot) is not restarted first: it waits for the scheduler, as it was to.
+        self._restart_first = [trial for trial, status in held if trial.status == status]
         for trial in restored.ended:
             self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
         return restored.pickled
