@@ -475,14 +475,15 @@ class HyperBandScheduler(TrialScheduler):
         """A restored trial that ran at the snapshot comes back PENDING, also when this
         scheduler had paused it at its milestone or stopped it and the decision was still
         on its way to the worker: it is paused (until its bracket decides) or stopped now,
-        as it was to be, rather than started to run past that point."""
-        if trial.status != "PENDING":
+        as it was to be, rather than started to run past that point.  One restored to start
+        over (nothing reported) runs to its milestone again."""
+        if trial.status != "PENDING" or not trial.last_result:
             return
         bracket = self._bracket_of[trial.trial_id]
         if trial.trial_id in bracket.live:
             if not bracket.keeps_going(trial.trial_id):
                 tune_controller.pause_trial(trial)
-        elif trial.last_result.get("done"):  # its last result ended it (an errored one restarted has none)
+        elif trial.last_result.get("done"):  # its last result ended it (not an errored one resumed)
             tune_controller.stop_trial(trial)
 
     def _drop(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
