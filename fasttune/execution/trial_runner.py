@@ -575,10 +575,13 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._by_id.update(restored.by_id)
         self._states.update(restored.states)
         self._unassigned.update(restored.unassigned)
-        self._restart_first = list(restored.held)
+        held = [(trial, trial.status) for trial in restored.held]
         if overrides(self._scheduler, TrialScheduler, "on_trial_add"):
             for trial in self._trials:
                 self._scheduler.on_trial_add(self, trial)
+        # One its scheduler paused or stopped just now (that decision was on its way at the
+        # snapshot) is not restarted first: it waits for the scheduler, as it was to.
+        self._restart_first = [trial for trial, status in held if trial.status == status]
         for trial in restored.ended:
             self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
         return restored.pickled

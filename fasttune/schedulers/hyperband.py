@@ -290,7 +290,8 @@ class HyperBandScheduler(TrialScheduler):
         self._trials[trial.trial_id] = trial
         self._requests.trial_added()
         if trial.trial_id in self._bracket_of:
-            return  # known from a restored state
+            self._take_back_decision(tune_controller, trial)  # known from a restored state
+            return
         if self._current is None or self._current.filled():
             self._current = self._new_bracket()
         self._current.add(trial.trial_id)
@@ -469,6 +470,21 @@ class HyperBandScheduler(TrialScheduler):
                 else:
                     self._stop(tune_controller, trial_id)
         return action
+
+    def _take_back_decision(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
+        """A restored trial that ran at the snapshot comes back PENDING, also when this
+        scheduler had paused it at its milestone or stopped it and the decision was still
+        on its way to the worker: it is paused (until its bracket decides) or stopped now,
+        as it was to be, rather than started to run past that point.  One restored to start
+        over (nothing reported) runs to its milestone again."""
+        if trial.status != "PENDING" or not trial.last_result:
+            return
+        bracket = self._bracket_of[trial.trial_id]
+        if trial.trial_id in bracket.live:
+            if not bracket.keeps_going(trial.trial_id):
+                tune_controller.pause_trial(trial)
+        elif trial.last_result.get("done"):  # its last result ended it (not an errored one resumed)
+            tune_controller.stop_trial(trial)
 
     def _drop(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         """``trial`` ended: leave its bracket, which may now be ready to halve."""

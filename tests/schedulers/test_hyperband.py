@@ -254,6 +254,34 @@ def test_save_and_restore_continue_with_identical_decisions(tmp_path):
     assert resumed.stop_calls == reference.stop_calls and resumed.stop_calls
 
 
+def test_a_restored_trial_whose_pause_or_stop_was_on_its_way_is_paused_or_stopped_again(tmp_path):
+    # At the snapshot such a trial was RUNNING (its worker had not ended it yet): the
+    # restore hands it over PENDING, and the runner tells the restored scheduler of it.
+    scheduler = make(max_t=9, reduction_factor=3)
+    sim = SimulatedRunner(scheduler, metric="score", mode="max")
+    done, running, _ = [sim.add_trial({}) for _ in range(3)]  # bracket s=0: milestone 9 = max_t
+    paused, going, redone, fresh, _ = [sim.add_trial({}) for _ in range(5)]  # bracket s=1: milestone 3
+    assert sim.feed(done, 9, 1.0) == STOP
+    assert sim.feed(running, 5, 1.0) == CONTINUE
+    assert sim.feed(paused, 3, 1.0) == PAUSE
+    assert sim.feed(going, 2, 1.0) == CONTINUE
+    assert sim.feed(redone, 3, 1.0) == PAUSE
+    path = str(tmp_path / "hb.pkl")
+    scheduler.save(path)
+    sim.scheduler = make(max_t=9, reduction_factor=3)
+    sim.scheduler.restore(path)
+    for trial in (done, running, paused, going, redone):
+        trial.set_status("PENDING")
+    done.last_result = dict(done.last_result, done=True)  # as the runner marks the result a STOP ended it on
+    redone.last_result = {}  # restored to start over (ResumeConfig restart)
+    for trial in sim.trials:
+        sim.scheduler.on_trial_add(sim, trial)
+    assert sim.stop_calls == [done.trial_id] and done.status == "TERMINATED"
+    assert sim.pause_calls == [paused.trial_id] and paused.status == "PAUSED"
+    assert [t.status for t in (running, going, redone, fresh)] == ["PENDING"] * 4
+    assert sim.scheduler.choose_trial_to_run(sim) is running
+
+
 def test_time_attr_other_than_iterations_decides_where_it_reaches_the_milestones_and_must_be_reported():
     scheduler = make(time_attr="time_total_s", max_t=9, reduction_factor=3)
     sim = SimulatedRunner(scheduler, metric="score", mode="max")
