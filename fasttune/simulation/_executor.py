@@ -321,7 +321,8 @@ class SimulatedExecutor:
                 return None
             heapq.heappop(events)
             self.clock.advance_to(due)
-            self._in_flight.clear()  # the clock moved on: a trial restarted now starts afresh
+            if self._in_flight:
+                self._in_flight.clear()  # the clock moved on: a trial restarted now starts afresh
             records, segment.records, segment.seq = segment.records, [], -1
             return EVENT_BATCH, slot, records
         return None
@@ -469,7 +470,10 @@ class SimulatedExecutor:
     def _decisions_under(self, wire: Any) -> _Decisions:
         """The shared :class:`_Decisions` of a spec's ``decide`` wire form."""
         key = _frozen(wire)
-        decisions = self._decisions.get(key)
+        try:
+            decisions = self._decisions.get(key)
+        except TypeError:  # a form nested deeper than today's: not kept
+            return _Decisions(wire, self._fidelity_name, self._fidelity_values)
         if decisions is None:
             if len(self._decisions) >= MAX_DECISION_FORMS:
                 self._decisions.clear()  # forms made per trial (PBT's) would pile up
@@ -564,8 +568,11 @@ def _watch_state(segment: _Segment) -> Any:
 
 
 def _frozen(wire: Any) -> Any:
-    """A hashable copy of a ``DecisionPoints`` wire form (its lists as tuples)."""
-    return tuple([_frozen(value) for value in wire]) if isinstance(wire, list) else wire
+    """A hashable copy of a ``DecisionPoints`` wire form: a string, or a list whose items
+    are values or lists of values (as tuples here)."""
+    if type(wire) is not list:
+        return wire
+    return tuple([tuple(value) if type(value) is list else value for value in wire])
 
 
 def _key(path: str) -> str:
