@@ -30,6 +30,12 @@ def hyperband_on_epoch():
     return HyperBandScheduler(time_attr="epoch", max_t=27, reduction_factor=3), {}, {}
 
 
+def hyperband_on_epoch_with_overhead():
+    # Each wait costs simulated time, so a resumed trial that waited at other results than
+    # before (its decision points start afresh at the checkpoint's epoch) would end later.
+    return HyperBandScheduler(time_attr="epoch", max_t=27, reduction_factor=3), {"decision_overhead_s": 0.5}, {}
+
+
 def asha_on_iteration_with_overhead_and_stop():
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=27, grace_period=1, reduction_factor=3)
     return scheduler, {"decision_overhead_s": 0.25, "checkpoint_at": 5}, {"stop": {"time_total_s": 40.0}}
@@ -40,6 +46,7 @@ def asha_on_iteration_with_overhead_and_stop():
 PINNED = {
     asha_on_epoch: (300, "a80ed2009316f90d84f85ab28afc66af8ba7504e99f76b3717e4b00d75f794ec", "0x1.d4bddf882a5eap+10"),
     hyperband_on_epoch: (81, "a2b802028b4db4ab7a28a0d2b0272087a3c1c9fdbd2d8d0a7117e768f3e402c4", "0x1.7295f94b1f83fp+10"),
+    hyperband_on_epoch_with_overhead: (81, "a2b802028b4db4ab7a28a0d2b0272087a3c1c9fdbd2d8d0a7117e768f3e402c4", "0x1.74d5f94b1f83fp+10"),
     asha_on_iteration_with_overhead_and_stop: (120, "f6ab3165857e7f3107b6bfd2866e3039bd58408b88ac80ceabead62d078ce427",
                                                "0x1.d577c892a35a7p+8"),
 }
