@@ -82,7 +82,7 @@ class _Segment:
 
     __slots__ = ("trial_id", "spec", "slot", "metrics", "step_seconds", "position", "count",
                  "base_iteration", "base_time", "start_time", "last_time", "decisions", "at_decision_point",
-                 "schedule", "stop", "ckpt_index", "records", "due", "seq", "awaiting", "ended", "heard", "delivered",
+                 "schedule", "stop", "ckpt_index", "checkpoint_key_prefix", "records", "due", "seq", "awaiting", "ended", "heard", "delivered",
                  "interrupted")
 
     def __init__(self, slot: int, spec: Dict[str, Any], decisions: "_Decisions") -> None:
@@ -104,6 +104,7 @@ class _Segment:
         stop = spec.get("stop")
         self.stop = StopCriteria(stop) if stop else None
         self.ckpt_index: int = spec.get("ckpt_index", 0)
+        self.checkpoint_key_prefix: Optional[str] = None  # see SimulatedExecutor._key
         self.records: List[Any] = []  # of the next reply
         self.due = 0.0  # when the next reply is due
         self.seq = -1  # its entry in the event heap (older entries are stale)
@@ -490,7 +491,12 @@ class SimulatedExecutor:
         return os.path.join(segment.spec.get("trial_dir") or "", name)
 
     def _key(self, segment: _Segment, name: str) -> str:
-        return _key(self._path(segment, name))
+        """``_key`` of the segment's checkpoint ``name`` (a name without "/"), with the
+        trial directory's part worked out once per segment: it does not depend on the name."""
+        prefix = segment.checkpoint_key_prefix
+        if prefix is None:
+            prefix = segment.checkpoint_key_prefix = _key(self._path(segment, "_"))[:-1]
+        return prefix + name
 
     # ---- snapshots and restore ----------------------------------------------------------
     def get_state(self) -> Dict[str, Any]:
