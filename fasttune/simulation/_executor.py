@@ -82,8 +82,8 @@ class _Segment:
 
     __slots__ = ("trial_id", "spec", "slot", "metrics", "step_seconds", "position", "count",
                  "base_iteration", "base_time", "start_time", "last_time", "decisions", "at_decision_point",
-                 "schedule", "stop", "ckpt_index", "checkpoint_key_prefix", "records", "due", "seq", "awaiting", "ended", "heard", "delivered",
-                 "interrupted")
+                 "schedule", "stop", "ckpt_index", "checkpoint_key_prefix", "records", "due", "seq", "awaiting",
+                 "ended", "heard", "delivered", "interrupted")
 
     def __init__(self, slot: int, spec: Dict[str, Any], decisions: "_Decisions") -> None:
         self.slot = slot
@@ -166,13 +166,14 @@ class _Decisions:
         return schedule
 
     def _work_out(self, start: int) -> _Schedule:
+        needs = self.needs or ()
         watch = self.points.watch()
         initial = getattr(watch, "state", None)
         n_fidelities = len(self.fidelity_values)
         answers, states = [False] * n_fidelities, [initial] * n_fidelities
         for position in range(start, n_fidelities):
             # What the watch reads of a result here: the fidelity, and that the needed metrics are there.
-            result = dict.fromkeys(self.needs or (), 0.0)
+            result = dict.fromkeys(needs, 0.0)
             result[self.fidelity_name] = self.fidelity_values[position]
             answers[position] = bool(watch(0, result, 0.0))
             states[position] = getattr(watch, "state", None)
