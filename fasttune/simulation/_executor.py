@@ -33,7 +33,7 @@ import os
 import threading
 import traceback
 from array import array
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from fasttune._decision_points import DecisionPoints
 from fasttune.execution import _protocol as protocol
@@ -45,6 +45,8 @@ __all__ = ["SimulatedClock", "SimulatedExecutor"]
 
 # Where a checkpoint is taken: at the trial's decision points (what PBT and a pause need).
 CHECKPOINT_AT_DECISIONS = "decision_points"
+# How many decision-point forms an executor keeps worked out (ASHA's brackets, HyperBand's, ... are few).
+MAX_DECISION_FORMS = 256
 
 
 class SimulatedClock:
@@ -78,25 +80,31 @@ class _Segment:
     """One run segment of a trial on a virtual worker: where its curve stands, the records
     of its next reply, and when that reply is due."""
 
-    __slots__ = ("trial_id", "spec", "slot", "metrics", "step_seconds", "fidelities", "position", "count",
-                 "base_iteration", "base_time", "start_time", "last_time", "at_decision_point", "stop", "ckpt_index",
-                 "records", "due", "seq", "awaiting", "ended", "heard", "delivered", "interrupted")
+    __slots__ = ("trial_id", "spec", "slot", "metrics", "step_seconds", "position", "count",
+                 "base_iteration", "base_time", "start_time", "last_time", "decisions", "at_decision_point",
+                 "schedule", "stop", "ckpt_index", "checkpoint_key_prefix", "records", "due", "seq", "awaiting",
+                 "ended", "heard", "delivered", "interrupted")
 
-    def __init__(self, slot: int, spec: Dict[str, Any]) -> None:
+    def __init__(self, slot: int, spec: Dict[str, Any], decisions: "_Decisions") -> None:
         self.slot = slot
         self.trial_id: str = spec["trial_id"]
         self.spec = spec
         self.metrics: Dict[str, Any] = {}
         self.step_seconds: Any = None
-        self.fidelities: List[Any] = []
         self.position = 0  # fidelities done
         self.count = 0  # results reported in this segment
         self.base_iteration: int = spec.get("iteration", 0)
         self.base_time: float = spec.get("time_total", 0.0)
         self.start_time = self.last_time = 0.0
-        self.at_decision_point = DecisionPoints(spec.get("decide", "every_result")).watch()
-        self.stop = StopCriteria(spec.get("stop"))
+        self.decisions = decisions
+        # Whether a result waits for a decision: the schedule's answer at its position where the
+        # segment has one (see _Decisions), else its watch's (made when the segment starts).
+        self.at_decision_point: Any = None
+        self.schedule: Optional[_Schedule] = None
+        stop = spec.get("stop")
+        self.stop = StopCriteria(stop) if stop else None
         self.ckpt_index: int = spec.get("ckpt_index", 0)
+        self.checkpoint_key_prefix: Optional[str] = None  # see SimulatedExecutor._key
         self.records: List[Any] = []  # of the next reply
         self.due = 0.0  # when the next reply is due
         self.seq = -1  # its entry in the event heap (older entries are stale)
@@ -107,6 +115,69 @@ class _Segment:
         self.heard = 0.0
         self.delivered = 0
         self.interrupted = False  # ended by the runner's stop or pause: it knows the end already
+
+
+class _Schedule(NamedTuple):
+    """When a segment that starts at one position of its curve waits for decisions:
+    ``answers[i]`` for its result at position ``i``, ``states[i]`` its watch's ``state``
+    after that result (positions before the start hold ``initial``, the state before any)."""
+
+    answers: List[bool]
+    states: List[Any]
+    initial: Any
+
+
+class _Decisions:
+    """The decision points of one wire form (``DecisionPoints.to_wire()``), shared by the
+    segments that run under it.
+
+    Where the form reaches values of the blackbox's fidelity (``DecisionPoints.reaching``
+    with the scheduler's ``time_attr`` the fidelity, as ASHA's on ``epoch``), a result's
+    answer depends on its fidelity alone once the metrics the form needs are there: every
+    segment that starts at the same position waits at the same positions.  The form's own
+    watch works those out once per starting position, and a result then costs a look-up."""
+
+    __slots__ = ("points", "needs", "fidelity_name", "fidelity_values", "by_start")
+
+    def __init__(self, wire: Any, fidelity_name: str, fidelity_values: List[Any]) -> None:
+        self.points = DecisionPoints(wire)
+        self.fidelity_name = fidelity_name
+        self.fidelity_values = fidelity_values
+        self.by_start: Dict[int, _Schedule] = {}
+        # (The watch reads these two automatic fields from its arguments, not from the result.)
+        on_fidelity = (isinstance(wire, (list, tuple)) and len(wire) == 4 and wire[0] == "reach"
+                       and wire[1] == fidelity_name and fidelity_name not in ("training_iteration", "time_total_s"))
+        self.needs: Optional[Tuple[str, ...]] = tuple(wire[3]) if on_fidelity else None
+
+    def schedule(self, start: int, metrics: Dict[str, List[Any]]) -> Optional[_Schedule]:
+        """The schedule of a segment that starts at position ``start`` of the curve
+        ``metrics`` (name -> values), or None where its watch must answer each result."""
+        needs = self.needs
+        if needs is None:
+            return None
+        for need in needs:
+            if need != self.fidelity_name:
+                values = metrics.get(need)
+                if values is None or None in values:
+                    return None  # a result without it waits, whatever its fidelity
+        schedule = self.by_start.get(start)
+        if schedule is None:
+            schedule = self.by_start[start] = self._work_out(start)
+        return schedule
+
+    def _work_out(self, start: int) -> _Schedule:
+        needs = self.needs or ()
+        watch = self.points.watch()
+        initial = getattr(watch, "state", None)
+        n_fidelities = len(self.fidelity_values)
+        answers, states = [False] * n_fidelities, [initial] * n_fidelities
+        for position in range(start, n_fidelities):
+            # What the watch reads of a result here: the fidelity, and that the needed metrics are there.
+            result = dict.fromkeys(needs, 0.0)
+            result[self.fidelity_name] = self.fidelity_values[position]
+            answers[position] = bool(watch(0, result, 0.0))
+            states[position] = getattr(watch, "state", None)
+        return _Schedule(answers, states, initial)
 
 
 class SimulatedExecutor:
@@ -164,6 +235,8 @@ class SimulatedExecutor:
         self._in_flight: Dict[str, Dict[str, Any]] = {}
         self._left_running: List[Dict[str, Any]] = []  # what cleanup() found running
         self._fidelity_values = blackbox.fidelities.tolist()  # plain Python values, for the results
+        self._fidelity_name = blackbox.fidelity_name
+        self._decisions: Dict[Any, _Decisions] = {}  # by the wire form's hashable copy (see _decisions_under)
 
     # ---- what the runner asks -------------------------------------------------------
     def register_trainable(self, name: str, trainable: Any) -> None:
@@ -180,7 +253,7 @@ class SimulatedExecutor:
 
     def start_trial(self, trial: Any, spec: Dict[str, Any], queue: bool = True) -> int:
         slot = heapq.heappop(self._free)
-        segment = _Segment(slot, spec)
+        segment = _Segment(slot, spec, self._decisions_under(spec.get("decide", "every_result")))
         self._segments[slot] = segment
         self._by_trial[segment.trial_id] = segment
         saved = self._in_flight.pop(segment.trial_id, None)
@@ -208,7 +281,8 @@ class SimulatedExecutor:
         if segment is None or not segment.awaiting:
             return False
         slot = segment.slot
-        fresh = _Segment(slot, dict(segment.spec, **(fields or {})))
+        spec = dict(segment.spec, **(fields or {}))
+        fresh = _Segment(slot, spec, self._decisions_under(spec.get("decide", "every_result")))
         self._segments[slot] = fresh
         self._by_trial[fresh.trial_id] = fresh
         self._begin(fresh, new_config, self.clock.now + self.decision_overhead_s)
@@ -249,7 +323,8 @@ class SimulatedExecutor:
                 return None
             heapq.heappop(events)
             self.clock.advance_to(due)
-            self._in_flight.clear()  # the clock moved on: a trial restarted now starts afresh
+            if self._in_flight:
+                self._in_flight.clear()  # the clock moved on: a trial restarted now starts afresh
             records, segment.records, segment.seq = segment.records, [], -1
             return EVENT_BATCH, slot, records
         return None
@@ -291,53 +366,69 @@ class SimulatedExecutor:
             segment.records.append(protocol.Cloned(segment.trial_id, name))
             restore = self._path(segment, name)
         segment.position = self._checkpoint_positions.get(_key(restore), 0) if restore else 0
+        segment.schedule = segment.decisions.schedule(segment.position, segment.metrics)
+        if segment.schedule is None:
+            segment.at_decision_point = segment.decisions.points.watch()
         self._advance(segment, now)
 
     def _advance(self, segment: _Segment, now: float) -> None:
         """Run ``segment`` from ``now`` to its next decision point, stop criterion or end,
         and schedule that reply."""
-        metrics_by_name, step_seconds, fidelity_name = segment.metrics, segment.step_seconds, self.blackbox.fidelity_name
+        # The loop runs on locals, written back once: it is the simulator's per-result cost.
+        metric_columns = list(segment.metrics.items())
+        single_metric, single_values = metric_columns[0] if len(metric_columns) == 1 else (None, None)
+        step_seconds, fidelity_name, fidelity_values = segment.step_seconds, self._fidelity_name, self._fidelity_values
+        schedule = segment.schedule
+        answers = schedule.answers if schedule is not None else None
+        watch, stop = segment.at_decision_point, segment.stop
+        checkpoint_at = self.checkpoint_at
+        checkpoint_at_decisions = checkpoint_at == CHECKPOINT_AT_DECISIONS
+        checkpoint_every = checkpoint_at if isinstance(checkpoint_at, int) else 0
+        base_iteration, base_time, start_time = segment.base_iteration, segment.base_time, segment.start_time
+        position, count, last_time = segment.position, segment.count, segment.last_time
         results: List[Dict[str, Any]] = []
         times = array("d")
         checkpoints: Dict[int, str] = {}
-        checkpoint_at = self.checkpoint_at
         end: Any = None
         t = now
         last = len(step_seconds)
-        while segment.position < last:
-            i = segment.position
+        while position < last:
+            i = position
             t += step_seconds[i]
-            segment.position += 1
-            segment.count += 1
-            result = {name: values[i] for name, values in metrics_by_name.items()}
-            result[fidelity_name] = self._fidelity_values[i]
-            iteration = segment.base_iteration + segment.count
-            time_total = segment.base_time + (t - segment.start_time)  # the driver's arithmetic
-            at_decision = segment.at_decision_point(iteration, result, time_total)
-            if (at_decision and checkpoint_at == CHECKPOINT_AT_DECISIONS) or (
-                    isinstance(checkpoint_at, int) and segment.position % checkpoint_at == 0):
+            position += 1
+            count += 1
+            if single_metric is not None:
+                result = {single_metric: single_values[i], fidelity_name: fidelity_values[i]}
+            else:
+                result = {name: values[i] for name, values in metric_columns}
+                result[fidelity_name] = fidelity_values[i]
+            iteration = base_iteration + count
+            time_total = base_time + (t - start_time)  # the driver's arithmetic
+            at_decision = answers[i] if answers is not None else watch(iteration, result, time_total)
+            if (at_decision and checkpoint_at_decisions) or (checkpoint_every and position % checkpoint_every == 0):
                 name = self._checkpoint_name(segment)
-                self._checkpoint_positions[self._key(segment, name)] = segment.position
+                self._checkpoint_positions[self._key(segment, name)] = position
                 checkpoints[len(results)] = name
             results.append(result)
             times.append(t)
-            if segment.stop and segment.stop.reached(
-                    result, iteration=iteration, since_restore=segment.count,
-                    time_total=time_total, time_since_restore=t - segment.start_time,
-                    now=t, time_this_iter=t - segment.last_time):
+            if stop is not None and stop.reached(
+                    result, iteration=iteration, since_restore=count,
+                    time_total=time_total, time_since_restore=t - start_time,
+                    now=t, time_this_iter=t - last_time):
                 end = protocol.Ended("stopped", segment.trial_id)
                 break
-            segment.last_time = t
+            last_time = t
             if at_decision:
                 end = protocol.Decide(segment.trial_id, iteration, False)
                 break
         else:
             end = protocol.Ended("done", segment.trial_id)
+        segment.position, segment.count, segment.last_time = position, count, last_time
         if results:
             segment.records.append(protocol.Results(segment.trial_id, results, times.tobytes(), checkpoints))
         segment.records.append(end)
-        segment.awaiting = isinstance(end, protocol.Decide)
-        self._reply(segment, t, ended=isinstance(end, protocol.Ended))
+        segment.awaiting = type(end) is protocol.Decide
+        self._reply(segment, t, ended=not segment.awaiting)
 
     def _interrupt(self, trial: Any, how: str) -> bool:
         """End ``trial``'s segment now: the results it reported by now stay, later ones
@@ -378,6 +469,19 @@ class SimulatedExecutor:
         self._seq += 1
         heapq.heappush(self._events, (due, segment.seq, segment.slot))
 
+    def _decisions_under(self, wire: Any) -> _Decisions:
+        """The shared :class:`_Decisions` of a spec's ``decide`` wire form."""
+        key = _frozen(wire)
+        try:
+            decisions = self._decisions.get(key)
+        except TypeError:  # a form nested deeper than today's: not kept
+            return _Decisions(wire, self._fidelity_name, self._fidelity_values)
+        if decisions is None:
+            if len(self._decisions) >= MAX_DECISION_FORMS:
+                self._decisions.clear()  # forms made per trial (PBT's) would pile up
+            decisions = self._decisions[key] = _Decisions(wire, self._fidelity_name, self._fidelity_values)
+        return decisions
+
     def _checkpoint_name(self, segment: _Segment) -> str:
         name = f"checkpoint_{segment.ckpt_index:06d}"
         segment.ckpt_index += 1
@@ -388,7 +492,12 @@ class SimulatedExecutor:
         return os.path.join(segment.spec.get("trial_dir") or "", name)
 
     def _key(self, segment: _Segment, name: str) -> str:
-        return _key(self._path(segment, name))
+        """``_key`` of the segment's checkpoint ``name`` (a name without "/"), with the
+        trial directory's part worked out once per segment: it does not depend on the name."""
+        prefix = segment.checkpoint_key_prefix
+        if prefix is None:
+            prefix = segment.checkpoint_key_prefix = _key(self._path(segment, "_"))[:-1]
+        return prefix + name
 
     # ---- snapshots and restore ----------------------------------------------------------
     def get_state(self) -> Dict[str, Any]:
@@ -425,7 +534,7 @@ class SimulatedExecutor:
             "start_time": segment.start_time, "last_time": segment.last_time, "ckpt_index": segment.ckpt_index,
             "due": segment.due, "seq": segment.seq, "awaiting": segment.awaiting, "ended": segment.ended,
             # what its decision points have reached (points on an attribute keep some)
-            "watch": getattr(segment.at_decision_point, "state", None),
+            "watch": _watch_state(segment),
             "records": [_record_state(record) for record in segment.records],
         }
 
@@ -438,6 +547,7 @@ class SimulatedExecutor:
                       "awaiting", "ended", "heard"):
             setattr(segment, field, saved[field])
         segment.delivered = saved["iteration"] - segment.base_iteration
+        segment.at_decision_point = segment.decisions.points.watch()  # it goes on from the state saved
         if saved.get("watch") is not None:
             segment.at_decision_point.state = saved["watch"]
         records = [_record_from_state(record) for record in saved["records"]]
@@ -453,6 +563,23 @@ class SimulatedExecutor:
         segment.due = saved["due"]
         segment.seq = saved["seq"]
         heapq.heappush(self._events, (segment.due, segment.seq, segment.slot))
+
+
+def _watch_state(segment: _Segment) -> Any:
+    """What the segment's decision points have reached (points on an attribute keep some),
+    as its watch holds it, or as its schedule says the watch would."""
+    schedule = segment.schedule
+    if schedule is None:
+        return getattr(segment.at_decision_point, "state", None)
+    return schedule.states[segment.position - 1] if segment.position else schedule.initial
+
+
+def _frozen(wire: Any) -> Any:
+    """A hashable copy of a ``DecisionPoints`` wire form: a string, or a list whose items
+    are values or lists of values (as tuples here)."""
+    if type(wire) is not list:
+        return wire
+    return tuple([tuple(value) if type(value) is list else value for value in wire])
 
 
 def _key(path: str) -> str:

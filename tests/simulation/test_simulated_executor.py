@@ -326,3 +326,51 @@ def test_an_interrupt_mid_segment_keeps_the_results_reported_by_then():
     records = executor.get_next_executor_event(False)[2]
     assert _kinds(records) == ["Started", "Results", "Ended:paused"]
     assert [r["loss"] for r in records[1].metrics] == [1.0, 0.5]  # epochs 1 and 2 ended by t=4; 3 never happened
+
+
+def _epochs_that_waited(executor, trial, spec):
+    """Drive one trial to its end, continuing at each decision: the epochs it waited at,
+    and its Results records."""
+    executor.start_trial(trial, spec)
+    waited, results = [], []
+    while True:
+        _, slot, records = executor.get_next_executor_event(False)
+        results.extend(record for record in records if type(record).__name__ == "Results")
+        if type(records[-1]).__name__ != "Decide":
+            executor.trial_ended(slot, trial)
+            return waited, results
+        waited.append(results[-1].metrics[-1]["epoch"])
+        executor.send_decision(slot, trial.trial_id, "continue")
+
+
+@pytest.mark.parametrize("needs", [["loss"], ["accuracy"]])
+def test_points_on_the_fidelity_wait_where_their_watch_says_from_any_start(needs):
+    """Points where the epoch reaches values (ASHA's and HyperBand's on ``epoch``), which the
+    executor works out once per starting epoch: a trial waits where a fresh watch of the
+    points would, from the first epoch and from a checkpoint's, and at every result when the
+    metric the points need is not in the curve."""
+    from types import SimpleNamespace
+
+    from fasttune.schedulers import DecisionPoints
+
+    blackbox = FunctionBlackbox(lambda config, epoch: ({"loss": config["x"] / epoch}, 1.0), {"x": uniform(0, 1)},
+                                range(1, 10), ["loss"])
+    points = DecisionPoints.reaching("epoch", [1, 3, 9], needs=needs)
+    executor = SimulatedExecutor(blackbox, num_workers=1, checkpoint_at=4)
+
+    def expected(first_epoch):
+        watch = points.watch()
+        return [epoch for epoch in range(first_epoch, 10) if watch(0, {"loss": 0.0, "epoch": epoch}, 0.0)]
+
+    first = SimpleNamespace(trial_id="a", config={"x": 0.5})
+    waited, results = _epochs_that_waited(executor, first, {"trial_id": "a", "decide": points.to_wire(),
+                                                            "trial_dir": "/exp/a"})
+    assert waited == expected(1) == ([1, 3, 9] if needs == ["loss"] else list(range(1, 10)))
+    [checkpoint] = [name for record in results for index, name in record.checkpoints.items()
+                    if record.metrics[index]["epoch"] == 4]
+    for trial_id in ("b", "c"):  # the second from the same epoch reuses the first's work
+        resumed = SimpleNamespace(trial_id=trial_id, config={"x": 0.25})
+        waited, _ = _epochs_that_waited(executor, resumed, {"trial_id": trial_id, "decide": points.to_wire(),
+                                                            "restore": f"/exp/a/{checkpoint}", "iteration": 4})
+        # (A segment's watch starts afresh: it waits once for each of 1 and 3, passed already.)
+        assert waited == expected(5) == ([5, 6, 9] if needs == ["loss"] else list(range(5, 10)))
