@@ -10,11 +10,17 @@ unmeasured warm-up sweep, with the executor's poll submission and collection wra
   and the driver's turnaround (collected to the worker's next poll), p10/p50/p90 in ms;
 * the CPU per trial of the driver process and of the pooled workers' processes;
 * what one Ray actor round trip costs by itself here: a trivial call on a threaded actor
-  (``max_concurrency=4``, as the pooled workers), driver CPU and actor CPU per call.
+  (``max_concurrency=4``, as the pooled workers), driver CPU and actor CPU per call;
+* with ``--bound``, what the same sweep would cost if no decision needed a round trip: the
+  same trials under FIFO, each stopping itself at ASHA's rungs (1, 4, 16, 64) unless its
+  ``x`` is in the top quarter of the uniform draw there (the cutoff ASHA converges to, known
+  in advance).  It is an upper bound on deciding in the worker, not a scheduler: its
+  results per trial are close to ASHA's, and its results/s and CPU per trial are reported
+  beside ASHA's, run in the same process.
 
 ::
 
-    python -m bench.decision_latency --trials 2000 --storage-root /dev/shm
+    python -m bench.decision_latency --trials 2000 --storage-root /dev/shm --bound
 """
 from __future__ import annotations
 
@@ -140,7 +146,33 @@ def ray_round_trip(calls: int) -> Dict[str, float]:
     return out
 
 
-def measure(trials: int, warmup: int, storage_root: str, round_trips: int) -> Dict[str, Any]:
+# Where asha_trials' ASHA (reduction factor 4) stops a trial of score ~ x * const, x ~ U(0, 1):
+# below the 3/4 quantile of what its rung recorded.  The cutoffs it converges to, as x.
+_RUNG_CUTOFFS = {1: 1 - 1 / 4, 4: 1 - 1 / 16, 16: 1 - 1 / 64, 64: 1 - 1 / 256}
+
+
+def rungs_decided_in_trial(tune: Any, trials: int, storage_root: str) -> Dict[str, Any]:
+    """asha_trials' sweep with no scheduler: each trial stops itself at the rungs (see the
+    module docstring); results/s, polls and driver CPU per trial."""
+    from bench.workloads import fit_and_count
+
+    def trainable(config: Dict[str, float]) -> None:
+        for step in range(1, 101):
+            tune.report({"score": config["x"] * (1.0 - 1.0 / (step + 1))})
+            cutoff = _RUNG_CUTOFFS.get(step)
+            if cutoff is not None and config["x"] < cutoff:
+                return
+
+    with tempfile.TemporaryDirectory(dir=storage_root) as storage_path:
+        out = fit_and_count(
+            tune, tune.with_resources(trainable, {"cpu": 1}), name="rungs_in_trial", storage_path=storage_path,
+            param_space={"x": tune.uniform(0.0, 1.0)},
+            tune_config=tune.TuneConfig(num_samples=trials, metric="score", mode="max", reuse_actors=True))
+    return {"results": out["results"], "results_per_s": out["results"] / out["fit_s"],
+            "driver_cpu_ms_per_trial": out["fit_driver_cpu_s"] / trials * 1e3}
+
+
+def measure(trials: int, warmup: int, storage_root: str, round_trips: int, bound: bool = False) -> Dict[str, Any]:
     import ray
 
     import fasttune
@@ -149,20 +181,29 @@ def measure(trials: int, warmup: int, storage_root: str, round_trips: int) -> Di
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     clock = PollClock()
     clock.install()
-    workloads.asha_trials(fasttune, warmup, tempfile.mkdtemp(dir=storage_root))
+    with tempfile.TemporaryDirectory(dir=storage_root) as storage_path:
+        workloads.asha_trials(fasttune, warmup, storage_path)
+    if bound:
+        rungs_decided_in_trial(fasttune, warmup, storage_root)
     clock.clear()
-    with WorkerCpu() as workers:
-        out = workloads.asha_trials(fasttune, trials, tempfile.mkdtemp(dir=storage_root))
-    return {
+    with WorkerCpu() as workers, tempfile.TemporaryDirectory(dir=storage_root) as storage_path:
+        out = workloads.asha_trials(fasttune, trials, storage_path)
+    polls = len(clock.in_flight)
+    report = {
         "trials": trials, "results": out["results"], "fit_s": out["fit_s"],
         "results_per_s": out["results"] / out["fit_s"],
-        "polls_per_trial": len(clock.in_flight) / trials,
+        "polls_per_trial": polls / trials,
         "in_flight_ms_p10_p50_p90": _quantiles_ms(clock.in_flight),
         "turnaround_ms_p10_p50_p90": _quantiles_ms(clock.turnaround),
         "driver_cpu_ms_per_trial": out["fit_driver_cpu_s"] / trials * 1e3,
         "workers_cpu_ms_per_trial": workers.seconds / trials * 1e3,
         "ray_round_trip": ray_round_trip(round_trips),
     }
+    if bound:
+        clock.clear()
+        report["rungs_decided_in_trial"] = rungs_decided_in_trial(fasttune, trials, storage_root)
+        report["rungs_decided_in_trial"]["polls_per_trial"] = len(clock.in_flight) / trials
+    return report
 
 
 def main(argv: Any = None) -> int:
@@ -171,8 +212,11 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--round-trips", type=int, default=2000)
     parser.add_argument("--storage-root", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    parser.add_argument("--bound", action="store_true",
+                        help="also run the sweep with rungs decided in the trial (see above)")
     args = parser.parse_args(argv)
-    report = measure(args.trials, args.warmup, args.storage_root or tempfile.gettempdir(), args.round_trips)
+    report = measure(args.trials, args.warmup, args.storage_root or tempfile.gettempdir(), args.round_trips,
+                     args.bound)
     print(json.dumps(report, indent=2))
     return 0
 
