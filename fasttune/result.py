@@ -455,12 +455,36 @@ def _has_store_in_storage(location: Any) -> bool:
     return any(segment_number(name) is not None for name in storage.list_names(location.join(STORE_DIR)))
 
 
+def may_be_store_trial(names: Any, parent_has_store: bool) -> bool:
+    """Whether a directory holding ``names`` (none when it does not exist) may be a trial
+    of its parent's results store (``RunConfig(results_store="experiment")``): it has no
+    result files, no snapshot and no store of its own (its rows are in the parent's store,
+    and a trial that never checkpointed or failed has no directory at all), and its parent
+    has a store.  Whether the store names it is up to the reader of the store.
+
+    Example:
+        >>> may_be_store_trial(["checkpoint_000000", "error.txt"], parent_has_store=True)
+        True
+        >>> may_be_store_trial(["params.json", "result.json"], parent_has_store=True)
+        False
+        >>> may_be_store_trial([], parent_has_store=False)
+        False
+    """
+    from fnmatch import fnmatch
+
+    from fasttune.execution._experiment_state import SNAPSHOT_GLOB
+
+    return parent_has_store and not any(
+        name in (PARAMS_FILE, RESULT_FILE, STORE_DIR) or fnmatch(name, SNAPSHOT_GLOB) for name in names)
+
+
 def local_copy_to_read(location: Any) -> Tuple[str, str, Any]:
     """A local copy of the experiment or trial directory at ``location`` in storage (a
     ``fasttune._storage.Location``), to read it from: ``(its local path, the copy's root,
     the root's location)``.  A trial of an experiment's results store
-    (``RunConfig(results_store="experiment")``) has no result files of its own, so its
-    whole experiment is copied then: its rows are in the experiment's store.
+    (``RunConfig(results_store="experiment")``) has no result files of its own, and maybe no
+    directory, so its whole experiment is copied then: its rows are in the experiment's
+    store (the local path need not exist).
 
     Example:
         >>> import os, tempfile
@@ -474,18 +498,18 @@ def local_copy_to_read(location: Any) -> Tuple[str, str, Any]:
         (['results', 't_0'], True, True)
 
     Raises:
-        FileNotFoundError: nothing is at ``location``.
+        FileNotFoundError: nothing is at ``location`` (nor is it a trial of its parent's store).
         TuneError: storage cannot be read.
     """
     from fasttune import _storage as storage
 
     names = storage.list_names(location)
-    if PARAMS_FILE not in names and RESULT_FILE not in names \
-            and not (STORE_DIR in names and _has_store_in_storage(location)) \
-            and _has_store_in_storage(location.parent()):
+    # A location at the top of a bucket has no parent to hold a store.
+    if posixpath.dirname(location.path.rstrip("/")) and may_be_store_trial(
+            names, parent_has_store=_has_store_in_storage(location.parent())):
         experiment = location.parent()
         local_experiment = storage.local_copy(experiment)
-        return os.path.join(local_experiment, posixpath.basename(location.path)), local_experiment, experiment
+        return os.path.join(local_experiment, posixpath.basename(location.path.rstrip("/"))), local_experiment, experiment
     local = storage.local_copy(location)
     return local, local, location
 

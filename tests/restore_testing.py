@@ -175,19 +175,20 @@ def wait_until_other_jobs_have_no_live_actors(ray_session, timeout_s=60.0):
 def _worker_process_runs(actor):
     """Whether the process that ran ``actor`` (same machine) still runs: its pid exists, is
     not a zombie, and started before the actor ended (pids are reused)."""
+    import time
+
     pid = actor.get("Pid") or 0
     try:
         with open(f"/proc/{pid}/stat") as stat_file:
             fields = stat_file.read().rsplit(")", 1)[1].split()
-        with open("/proc/stat") as system_stat:
-            boot_s = next(int(line.split()[1]) for line in system_stat if line.startswith("btime "))
-    except (OSError, IndexError):
+        with open("/proc/uptime") as uptime_file:
+            uptime_s = float(uptime_file.read().split()[0])
+    except (OSError, IndexError, ValueError):
         return False
     state, start_ticks = fields[0], int(fields[19])
-    started_s = boot_s + start_ticks / os.sysconf("SC_CLK_TCK")
+    # Its start in wall-clock seconds, to the clock tick (/proc/stat's btime is whole seconds).
+    started_s = time.time() - (uptime_s - start_ticks / os.sysconf("SC_CLK_TCK"))
     ended_s = (actor.get("EndTime") or 0) / 1000.0
-    # btime is whole seconds, so started_s may be up to a second early: a process that reused
-    # the pid within a second of the end counts as running (the wait then times out, loudly).
     return state not in ("Z", "X") and (ended_s == 0 or started_s < ended_s)
 
 

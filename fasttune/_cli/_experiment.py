@@ -38,6 +38,7 @@ from fasttune.result import (
     PARAMS_FILE,
     RESULT_FILE,
     local_copy_to_read,
+    may_be_store_trial,
     nested_deeper_than,
     read_json_lines,
     read_params,
@@ -216,27 +217,39 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
     from fasttune.execution._experiment_state import has_snapshot
 
     location = storage.resolve(path, storage_filesystem)
+    shown = path  # what errors name: the path or URI given, not a local copy of it
     if location is not None:
+        shown = location.uri
         try:
             path = local_copy_to_read(location)[0]
         except FileNotFoundError:
             raise TuneError(f"{location.uri} does not exist; pass an experiment directory (<storage_path>/<name>) "
                             "or one trial's directory (check the bucket and the prefix).") from None
     given = os.path.abspath(os.path.expanduser(path))
-    if not os.path.exists(given):
-        raise TuneError(f"{path} does not exist; pass an experiment directory (<storage_path>/<name>) "
-                        "or one trial's directory.")
-    if not os.path.isdir(given):
-        raise TuneError(f"{path} is a file; pass an experiment directory (<storage_path>/<name>) "
+    parent = os.path.dirname(given)
+    exists = os.path.exists(given)
+    if exists and not os.path.isdir(given):
+        raise TuneError(f"{shown} is a file; pass an experiment directory (<storage_path>/<name>) "
                         "or one trial's directory.")
     only: Optional[str] = None
     experiment_path = given
-    if not has_snapshot(given) and (_is_trial_dir(given) or (not has_store(given) and stored_trial(given) is not None)):
-        # One trial: its own files, or its rows in its experiment's store (the directory of
-        # a trial of RunConfig(results_store="experiment") holds only its checkpoints, error).
-        only, experiment_path = given, os.path.dirname(given)
+    # One trial: its own files, or its rows in its experiment's store (a trial of
+    # RunConfig(results_store="experiment") has a directory only for checkpoints, error.txt).
+    if exists and _is_trial_dir(given) and not has_snapshot(given):
+        only, experiment_path = given, parent
+    elif may_be_store_trial(os.listdir(given) if exists else [], parent_has_store=has_store(parent)):
+        if stored_trial(given) is None:
+            raise TuneError(
+                f"{shown} is in an experiment whose results store ({os.path.join(parent, STORE_DIR)}) "
+                f"names no trial {os.path.basename(given)!r}: the store may be damaged (its bad lines are logged as "
+                "warnings), or the name is wrong. Pass the experiment directory, or the directory of one of its "
+                "trials.")
+        only, experiment_path = given, parent
+    elif not exists:
+        raise TuneError(f"{shown} does not exist; pass an experiment directory (<storage_path>/<name>) "
+                        "or one trial's directory.")
     names = sorted(os.listdir(experiment_path))
-    existing = set(names) if only is None else {os.path.basename(only)}
+    existing = set(names) if only is None else {os.path.basename(only)} if os.path.isdir(only) else set()
     trial_dirs = [os.path.join(experiment_path, n) for n in names if _is_trial_dir(os.path.join(experiment_path, n))]
     if only is not None:
         trial_dirs = [only]
@@ -245,14 +258,8 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
     if only is None:
         trial_dirs = sorted(set(trial_dirs) | {os.path.join(experiment_path, name) for name in stored})
     if not trial_dirs and not has_snapshot(experiment_path):
-        parent = os.path.dirname(given)
-        if has_store(parent):
-            raise TuneError(
-                f"{path} is in the experiment {parent}, but its results store ({os.path.join(parent, STORE_DIR)}) "
-                f"names no trial {os.path.basename(given)!r}: the store may be damaged (its bad lines are logged "
-                "as warnings). Pass the experiment directory, or the directory of one of its trials.")
         raise TuneError(
-            f"{path} is not a fasttune experiment: it has no experiment_state-*.msgpack and no trial "
+            f"{shown} is not a fasttune experiment: it has no experiment_state-*.msgpack and no trial "
             "directories (with params.json or result.json). Pass <storage_path>/<experiment name>.")
     snapshot = _snapshot_trials(experiment_path)
     trials = []

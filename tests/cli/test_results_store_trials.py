@@ -149,3 +149,22 @@ def test_result_from_path_of_a_store_trials_directory_is_the_per_trial_runs(stor
         assert (from_store.error is None) == (from_files.error is None) == (x != FAILING_X)
         assert [os.path.basename(c.path) for c, _ in from_store.best_checkpoints] == \
             [os.path.basename(c.path) for c, _ in from_files.best_checkpoints]
+
+
+def test_ls_of_a_store_trial_that_has_no_directory_reads_it_from_the_store(store_and_per_trial_experiments,
+                                                                             tmp_path, capsys):
+    in_store, in_files = store_and_per_trial_experiments
+    named = {line[3]["x"]: (os.path.join(in_store, line[1]), line[2]) for line in store_lines(in_store)
+             if isinstance(line, list) and line[0] == "trial"}
+    trial_dir, trial_id = named[10]  # it only reported: the store made no directory for it
+    assert not os.path.exists(trial_dir)
+    listed = json.loads(ls(capsys, trial_dir, "--format", "json", "--columns", COLUMNS + ",trial_id,path"))
+    expected = json.loads(ls(capsys, file_trial_dirs(in_files)[10], "--format", "json", "--columns", COLUMNS))
+    assert [{k: v for k, v in row.items() if k not in ("trial_id", "path")} for row in listed] == expected
+    assert [(row["trial_id"], row["path"]) for row in listed] == [(trial_id, trial_dir)]
+    # A name the store does not hold, in that experiment: the store's error; elsewhere: "does not exist".
+    for missing, message in [(os.path.join(in_store, "no_such_trial"), "names no trial 'no_such_trial'"),
+                             (str(tmp_path / "nowhere"), "does not exist")]:
+        assert main(["ls", missing]) == 1
+        err = capsys.readouterr().err
+        assert missing in err and message in err

@@ -261,6 +261,11 @@ def test_a_sweep_with_an_experiment_level_store_keeps_it_in_storage_and_restores
     assert json.loads(capsys.readouterr().out) == [
         {"trial_id": grid[0].metrics["trial_id"], "status": "TERMINATED", "training_iteration": ITERATIONS,
          "score": grid[0].config["x"] * ITERATIONS, "config/x": grid[0].config["x"]}]
+    # A name the store does not hold: the error names the URI given, not this node's copy of it.
+    missing = storage.join_uri(grid.experiment_path, "no_such_trial")
+    assert main(["ls", missing]) == 1
+    err = capsys.readouterr().err
+    assert f"{missing} is in an experiment whose results store" in err and "names no trial 'no_such_trial'" in err
     assert main(["ls", grid.experiment_path, "--format", "json", "--sort", "config/x"]) == 0
     assert [row["score"] for row in json.loads(capsys.readouterr().out)] == [x * ITERATIONS for x in X_VALUES]
     # Restored on a machine with nothing of it (an empty cache), it runs nothing again.
