@@ -418,9 +418,11 @@ def _kept_root() -> str:
     return os.path.join(cache_root(), "checkpoints")
 
 
-def kept_checkpoints() -> List[KeptCheckpoint]:
-    """The checkpoints this node keeps (see :func:`keep_checkpoint`)."""
+def kept_checkpoints(trial: Optional[Location] = None) -> List[KeptCheckpoint]:
+    """The checkpoints this node keeps (see :func:`keep_checkpoint`): all of them, or those
+    of the trial directory ``trial``."""
     root = _kept_root()
+    trial_key = _key(trial) if trial is not None else None
     try:
         names = os.listdir(root)
     except FileNotFoundError:
@@ -428,7 +430,7 @@ def kept_checkpoints() -> List[KeptCheckpoint]:
     kept = []
     for name in names:
         match = _KEPT_NAME.match(name)
-        if match:
+        if match and trial_key in (None, match[1]):
             kept.append(KeptCheckpoint(os.path.join(root, name), match[1], match[2], match[3], int(match[4])))
     return kept
 
@@ -579,10 +581,8 @@ def keep_opened_checkpoint(location: Location, token: str) -> bool:
 def forget_kept_checkpoints(trial_location: Location) -> None:
     """Remove this node's kept copies of the checkpoints of the trial at ``trial_location``
     (it ended)."""
-    trial_key = _key(trial_location)
-    for kept in kept_checkpoints():
-        if kept.trial_key == trial_key:
-            _discard(kept.path)
+    for kept in kept_checkpoints(trial_location):
+        _discard(kept.path)
 
 
 # ---- writing ----------------------------------------------------------------------------
