@@ -231,3 +231,39 @@ def test_a_bound_of_zero_keeps_nothing(experiment, node_a, faulty_s3, tmp_path, 
     assert [method for method, _ in checkpoint_reads(faulty_s3.requests[start:])] == ["HEAD", "GET"]
     assert node_a.kept_tokens(trial_dir) == []
     assert not os.listdir(os.path.join(node_a.root, "checkpoints"))
+
+
+FULL_DISK_WORKER = """
+import os, resource, sys
+import fasttune as tune
+from fasttune import _storage as storage
+from fasttune.execution._worker_checkpoints import StoredCheckpoints
+
+uri, staging, user_dir = sys.argv[1:4]
+kept = storage.ExperimentStorage(storage.resolve(uri), staging)
+places = StoredCheckpoints(kept)
+# Files this process writes stop at 1000 bytes (EFBIG, as on a full disk): the upload only
+# reads the user's 5000-byte file, the node's copy of it cannot be written.
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+token = places.persist(tune.Checkpoint.from_directory(user_dir), os.path.join(staging, "trial_0"),
+                       "checkpoint_000000")
+print(token, len(storage.kept_checkpoints()), sorted(os.listdir(os.path.join(storage.cache_root(), "checkpoints"))))
+"""
+
+
+def test_a_full_disk_skips_the_nodes_copy_and_the_upload_stands(experiment, faulty_s3, s3_filesystem, tmp_path):
+    import subprocess
+    import sys
+
+    user_dir = tmp_path / "user"
+    user_dir.mkdir()
+    (user_dir / "step").write_text("7" * 5000)
+    env = dict(os.environ, FASTTUNE_STORAGE_CACHE=str(tmp_path / "node"),
+               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    done = subprocess.run([sys.executable, "-c", FULL_DISK_WORKER, experiment.location.uri, experiment.staging,
+                           str(user_dir)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    token, kept, left = done.stdout.split(maxsplit=2)
+    assert len(token) == 32 and kept == "0" and left.strip() == "[]"  # nothing kept, nothing half-made
+    with s3_filesystem.open_input_stream(f"{experiment.location.path}/trial_0/checkpoint_000000/step") as f:
+        assert f.read() == b"7" * 5000
