@@ -34,10 +34,10 @@ class CheckpointBook:
         self.uploads: Dict[str, Tuple[str, Optional[str]]] = {}
 
     def record(self, trial: Any, state: Any, name: str, result: Dict[str, Any], rows: int,
-               token: str = "", node_ip: Optional[str] = None) -> Checkpoint:
+               token: str = "", node: Optional[str] = None) -> Checkpoint:
         """Record the checkpoint directory ``name`` that ``trial``'s worker persisted,
         saved with ``result`` after ``rows`` result lines (uploaded under ``token`` from
-        ``node_ip``, in storage); apply retention."""
+        the Ray node ``node``, in storage); apply retention."""
         checkpoint = Checkpoint._written_by_worker(os.path.join(trial.path, name))
         try:
             index = int(name.rsplit("_", 1)[-1])
@@ -50,7 +50,7 @@ class CheckpointBook:
         trial.checkpoint_results.append((checkpoint, dict(result)))
         self.rows[checkpoint.path] = rows
         if token:
-            self.uploads[checkpoint.path] = (token, node_ip)
+            self.uploads[checkpoint.path] = (token, node)
         else:
             self.uploads.pop(checkpoint.path, None)  # a rewrite whose token is unknown: none holds
         self._retain(trial)
@@ -104,9 +104,9 @@ class CheckpointBook:
 
         Example:
             >>> book = CheckpointBook(files=None)
-            >>> book.uploads["/exp/t0/checkpoint_000001"] = ("a1", "10.0.0.2")
+            >>> book.uploads["/exp/t0/checkpoint_000001"] = ("a1", "node-2")
             >>> book.restore_fields("/exp/t0/checkpoint_000001"), book.restore_fields("/exp/t0/checkpoint_000000")
-            ({'restore_token': 'a1', 'restore_node': '10.0.0.2'}, {})
+            ({'restore_token': 'a1', 'restore_node': 'node-2'}, {})
         """
         upload = self.uploads.get(restore) if restore else None
         return {} if upload is None else {"restore_token": upload[0], "restore_node": upload[1]}

@@ -94,6 +94,7 @@ class Started(NamedTuple):
     pid: int
     hostname: str
     node_ip: str
+    node_id: str = ""  # its Ray node, for an experiment in storage (several nodes may share an IP)
 
     kind = "started"
 

@@ -36,7 +36,7 @@ class TrialEventHandlers:
 
     def _on_started(self, slot: int, trial: Trial, event: protocol.Started) -> None:
         self._started_here.add(trial.trial_id)
-        self._states[trial.trial_id].node_ip = event.node_ip
+        self._states[trial.trial_id].node = event.node_id or event.node_ip
         restored = trial.checkpoint is not None
         if trial.status in (Trial.PENDING, Trial.PAUSED):
             trial.set_status(Trial.RUNNING)
@@ -67,7 +67,7 @@ class TrialEventHandlers:
             for index, name in sorted(checkpoints.items()):
                 if index < count:
                     saved[index] = self._checkpoints.record(trial, state, name, results[index], logged_before + index + 1,
-                                                            tokens.get(index, ""), state.node_ip)
+                                                            tokens.get(index, ""), state.node)
         # Late results of a trial the driver already ended are logged, not judged.
         judged = ingested.error is None and trial.status == Trial.RUNNING
         decision, decided_at = TrialScheduler.CONTINUE, -1
@@ -173,7 +173,7 @@ class TrialEventHandlers:
         state = self._states[trial.trial_id]
         reset, state.cloning = state.cloning, None
         checkpoint = self._checkpoints.record(trial, state, event.name, reset.result if reset else trial.last_result,
-                                              trial.results_seen, event.token, state.node_ip)
+                                              trial.results_seen, event.token, state.node)
         self._checkpoint_callbacks(trial, checkpoint)
         self._resets.release(reset)
 
@@ -181,7 +181,7 @@ class TrialEventHandlers:
         # Saved after the trial's last reported result (at end, or before a pause).
         state = self._states[trial.trial_id]
         checkpoint = self._checkpoints.record(trial, state, event.name, trial.last_result, trial.results_seen,
-                                              event.token, state.node_ip)
+                                              event.token, state.node)
         self._checkpoint_callbacks(trial, checkpoint)
 
     def _checkpoint_callbacks(self, trial: Trial, checkpoint: Checkpoint) -> None:

@@ -214,7 +214,9 @@ class TrialWorker:
         self._output: Optional[TrialOutput] = None  # the running trial's, with log_to_file
         self._cwd_back: Optional[str] = None  # where the process goes back to when the running trial ends
         self._storage = storage
-        self._identity = (os.getpid(), socket.gethostname(), node_ip_address())
+        # Its Ray node (in storage only): the node whose cache keeps the checkpoints it uploads.
+        self._identity = (os.getpid(), socket.gethostname(), node_ip_address(),
+                          _ray_node_id() if storage is not None else "")
         self._thread = threading.Thread(target=self._trial_loop, name="fasttune-trial", daemon=True)
         self._thread.start()
 
@@ -392,8 +394,7 @@ class TrialWorker:
 
         spec = run.spec
         run.start_time = run.last_time = time.time()
-        pid, hostname, node_ip = self._identity
-        self._emit(protocol.Started(run.trial_id, run.start_time, pid, hostname, node_ip))
+        self._emit(protocol.Started(run.trial_id, run.start_time, *self._identity))
         restore = spec.get("restore")
         restore_token = spec.get("restore_token")
         end: Any
@@ -742,6 +743,16 @@ class _Unloadable:
             "clash with another module there (such as a test's conftest). Define the trainable "
             "in the script, or make its module importable on every node."
         )
+
+
+def _ray_node_id() -> str:
+    """This process's Ray node id ("" outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:  # noqa: BLE001 - no node to name: the driver goes by the IP
+        return ""
 
 
 def _enter_trial_dir(spec: Dict[str, Any], local_dir: str) -> Optional[str]:

@@ -14,10 +14,10 @@ def _train(config):
     tune.report({"loss": config["x"]})
 
 
-def _run_segment(runner, trial, node_ip, checkpoints, tokens):
-    """A run segment of ``trial`` on ``node_ip`` that reports one result per checkpoint."""
+def _run_segment(runner, trial, node, checkpoints, tokens):
+    """A run segment of ``trial`` on the Ray node ``node`` that reports one result per checkpoint."""
     runner._start_trial(trial)
-    runner._on_started(0, trial, protocol.Started(trial.trial_id, 1.0, 11, "host", node_ip))
+    runner._on_started(0, trial, protocol.Started(trial.trial_id, 1.0, 11, "host", "192.0.2.2", node))
     metrics = [{"loss": 0.5} for _ in checkpoints]
     runner._on_results(0, trial, protocol.Results(trial.trial_id, metrics, array("d", [2.0] * len(metrics)).tobytes(),
                                                   dict(enumerate(checkpoints)), tokens))
@@ -27,16 +27,16 @@ def test_a_resume_names_the_upload_it_needs_and_a_snapshot_keeps_it(tmp_path):
     path = str(tmp_path / "exp")
     runner = random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, 2, random_state=5)
     uploaded, older = runner.get_trials()
-    _run_segment(runner, uploaded, "10.0.0.7", ["checkpoint_000000", "checkpoint_000001"], {0: "a0", 1: "a1"})
-    _run_segment(runner, older, "10.0.0.8", ["checkpoint_000000"], {})  # as a local experiment's: no token
+    _run_segment(runner, uploaded, "node-7", ["checkpoint_000000", "checkpoint_000001"], {0: "a0", 1: "a1"})
+    _run_segment(runner, older, "node-8", ["checkpoint_000000"], {})  # as a local experiment's: no token
     newest = os.path.join(uploaded.path, "checkpoint_000001")
-    assert runner._checkpoints.uploads == {os.path.join(uploaded.path, "checkpoint_000000"): ("a0", "10.0.0.7"),
-                                           newest: ("a1", "10.0.0.7")}
+    assert runner._checkpoints.uploads == {os.path.join(uploaded.path, "checkpoint_000000"): ("a0", "node-7"),
+                                           newest: ("a1", "node-7")}
     for trial in (uploaded, older):
         trial.set_status("PAUSED")
     runner._start_trial(uploaded)
     assert (runner.trial_executor.started["restore"], runner.trial_executor.started["restore_token"],
-            runner.trial_executor.started["restore_node"]) == (newest, "a1", "10.0.0.7")
+            runner.trial_executor.started["restore_node"]) == (newest, "a1", "node-7")
     runner._start_trial(older)
     assert "restore_token" not in runner.trial_executor.started
     runner.checkpoint(force=True)

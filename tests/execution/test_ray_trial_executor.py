@@ -48,25 +48,25 @@ def _idle_executor(nodes):
     shape = PlacementGroupFactory([{"CPU": 1}]).shape_key()
     for slot, node in enumerate(nodes):
         worker = _Worker(slot, actor=None, shape=shape, resources={"CPU": 1.0})
-        worker.node_ip, worker.replied = node, True
+        worker.node, worker.replied = node, True
         executor._workers[slot] = worker
         executor._idle.setdefault(shape, []).append(slot)
     return executor
 
 
 def test_a_resume_goes_to_an_idle_worker_on_the_node_that_keeps_its_checkpoint():
-    executor = _idle_executor(["10.0.0.1", "10.0.0.2", "10.0.0.3"])
-    assert executor._worker_for(_trial("c"), node_ip="10.0.0.1") is executor._workers[0]
+    executor = _idle_executor(["node-1", "node-2", "node-3"])
+    assert executor._worker_for(_trial("c"), node="node-1") is executor._workers[0]
     # None idle on that node: another idle worker takes it at once (it downloads).
-    assert executor._worker_for(_trial("d"), node_ip="10.0.0.1") is executor._workers[2]
+    assert executor._worker_for(_trial("d"), node="node-1") is executor._workers[2]
     # No node named (a fresh start, a local experiment): the pool's usual pick.
     assert executor._worker_for(_trial("e")) is executor._workers[1]
 
 
 def test_a_queued_resume_prefers_the_node_that_keeps_its_checkpoint_among_equal_queues(full_executor):
     for slot, worker in full_executor._workers.items():
-        worker.replied, worker.node_ip = True, f"10.0.0.{slot + 1}"
-    assert full_executor._worker_for(_trial("c"), node_ip="10.0.0.2") is full_executor._workers[1]
+        worker.replied, worker.node = True, f"node-{slot + 1}"
+    assert full_executor._worker_for(_trial("c"), node="node-2") is full_executor._workers[1]
     # A shorter queue still comes first.
     full_executor._workers[1].assigned.append(_trial("c"))
-    assert full_executor._worker_for(_trial("d"), node_ip="10.0.0.2") is full_executor._workers[0]
+    assert full_executor._worker_for(_trial("d"), node="node-2") is full_executor._workers[0]
