@@ -122,7 +122,8 @@ class StoredCheckpoints(LocalCheckpoints):
         self._scratch = storage.node_scratch(kept.location)
         self._artifacts_sent: Dict[str, Dict[str, tuple]] = {}  # trial dir -> file -> (size, mtime) uploaded
         # Checkpoint path -> the token of the upload a running segment resumes from, while
-        # this node keeps no copy of it: what it downloads is kept once it is done.
+        # this node keeps no copy of it: what it downloads is kept once it is done, unless
+        # the trial uploads a newer checkpoint first (the one its next resume needs).
         self._downloading: Dict[str, str] = {}
         location = kept.location
         self.storage_path = (storage.parent_uri(location.uri) if storage.is_uri(location.uri)
@@ -143,10 +144,10 @@ class StoredCheckpoints(LocalCheckpoints):
             self._upload_artifacts(trial_dir)
         return token
 
-    @staticmethod
-    def _keep_copy(source: str, target: storage.Location, token: str) -> None:
+    def _keep_copy(self, source: str, target: storage.Location, token: str) -> None:
         """Keep a copy of the uploaded directory ``source`` on this node (the user may
         change or delete theirs once ``report()`` returns); a full disk only skips it."""
+        self._newer_than_download(target)
         made = storage.node_cache_scratch()
         if made is None:
             return
@@ -202,6 +203,7 @@ class StoredCheckpoints(LocalCheckpoints):
             target = self._kept.location_of(os.path.join(trial_dir, name))
             storage.upload_directory(os.path.join(scratch, name), target)
             # The directory saved into is this node's copy: moved, not copied.
+            self._newer_than_download(target)
             storage.keep_checkpoint(os.path.join(scratch, name), target, token)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -217,6 +219,14 @@ class StoredCheckpoints(LocalCheckpoints):
     def load(self, instance: Trainable, path: str) -> None:
         with self.checkpoint(path).as_directory() as local:
             instance.load_checkpoint(load_checkpoint_payload(local))
+
+    def _newer_than_download(self, uploaded: storage.Location) -> None:
+        """The trial uploaded ``uploaded``: the checkpoint its segment resumed from is no
+        longer the one to keep."""
+        if self._downloading:
+            trial = uploaded.parent()
+            for path in [p for p in self._downloading if self._kept.location_of(p).parent() == trial]:
+                del self._downloading[path]
 
     def resuming(self, restore: str, token: Optional[str]) -> None:
         # This node's copy of that very upload, if it keeps one; else the trainable's

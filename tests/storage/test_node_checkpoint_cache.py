@@ -169,6 +169,26 @@ def test_a_rewritten_checkpoint_is_read_from_storage_under_its_new_token(experim
     assert checkpoint_reads(faulty_s3.requests[start:]) == []
 
 
+def test_a_segment_that_downloaded_its_checkpoint_keeps_the_newer_one_it_uploaded(experiment, node_a, node_b,
+                                                                                   faulty_s3, tmp_path):
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    with node_b as places:
+        first = places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+    # The trial resumes on node A (a download), reports a newer checkpoint, then pauses.
+    with node_a as places:
+        places.resuming(os.path.join(trial_dir, "checkpoint_000000"), first)
+        with places.checkpoint(os.path.join(trial_dir, "checkpoint_000000")).as_directory() as directory:
+            assert open(os.path.join(directory, "step")).read() == "2"
+        newer = places.persist(user_checkpoint(tmp_path, 4), trial_dir, "checkpoint_000001")
+        places.segment_ended(trial_dir, os.path.join(trial_dir, "checkpoint_000000"))
+    # Node A keeps the newer one, which the trial's next resume needs: it reads nothing.
+    assert node_a.kept_tokens(trial_dir) == [newer]
+    start = len(faulty_s3.requests)
+    with node_a as places:
+        assert resume(places, os.path.join(trial_dir, "checkpoint_000001"), newer) == "4"
+    assert checkpoint_reads(faulty_s3.requests[start:]) == []
+
+
 def test_no_token_always_reads_storage(experiment, node_a, faulty_s3, tmp_path):
     # A checkpoint an older snapshot names carries no token: never taken from a node's copy.
     trial_dir = os.path.join(experiment.staging, "trial_0")
