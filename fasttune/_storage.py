@@ -39,6 +39,7 @@ __all__ = [
     "forget_local_checkpoint", "cache_root", "in_parallel", "unwritable", "staging_path", "node_scratch", "refresh_local_copy", "parent_uri",
     "NODE_CACHE_BYTES_ENV", "node_cache_bytes", "new_checkpoint_token", "node_cache_scratch", "keep_checkpoint",
     "keep_opened_checkpoint", "open_kept_checkpoint", "forget_kept_checkpoints", "kept_checkpoints",
+    "keep_copy_of_kept",
 ]
 
 # A checkpoint directory: its files stay in storage until a checkpoint is opened.
@@ -559,6 +560,25 @@ def open_kept_checkpoint(location: Location, token: Optional[str]) -> Optional[s
         if incoming is not None:
             shutil.rmtree(incoming, ignore_errors=True)
     return final
+
+
+def keep_copy_of_kept(source: Location, source_token: Optional[str], target: Location, token: str) -> bool:
+    """Keep this node's copy of the upload ``source_token`` of ``source`` (if it keeps one)
+    as its copy of ``target`` under ``token`` too (PBT's exploit copied it there inside
+    storage): hard links, so it costs no copy of the bytes.  False when none is kept."""
+    kept = _kept(source, source_token) if source_token else None
+    made = node_cache_scratch() if kept is not None else None
+    if made is None:
+        return False
+    copy = os.path.join(made, "files")
+    try:
+        shutil.copytree(kept, copy, copy_function=os.link)
+    except (shutil.Error, OSError):  # evicted meanwhile, or no room
+        shutil.rmtree(made, ignore_errors=True)
+        return False
+    kept_it = keep_checkpoint(copy, target, token)
+    shutil.rmtree(made, ignore_errors=True)
+    return kept_it
 
 
 def keep_opened_checkpoint(location: Location, token: str) -> bool:

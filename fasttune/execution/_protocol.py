@@ -325,7 +325,9 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
     (the worker reads its own otherwise): a driver's variable reaches workers of a pool
     started before it was set, as Ray Tune passes it to each trial's actor.
     A reset adds ``clone_from`` (another trial's checkpoint to copy in first), and the
-    executor adds ``reuse_actors``.
+    executor adds ``reuse_actors``.  In storage, ``restore_token`` / ``clone_token`` name the
+    upload of the checkpoint to resume from / to clone (a worker node keeps a copy of what
+    it uploaded), and ``restore_node`` the Ray node that keeps it (the executor's hint).
     """
     checkpoint_config = trial.checkpoint_config
     spec = {

@@ -706,7 +706,7 @@ class TrialWorker:
         trial_dir = run.spec.get("trial_dir") or os.getcwd()
         name = f"checkpoint_{run.checkpoint_index:06d}"
         try:
-            token = self._places.clone(source, trial_dir, name)
+            token = self._places.clone(source, trial_dir, name, run.spec.get("clone_token"))
         except FileNotFoundError:
             raise TuneError(
                 f"Trial {run.trial_id} was to continue from checkpoint {source} (PBT's exploit "

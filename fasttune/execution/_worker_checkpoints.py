@@ -77,9 +77,9 @@ class LocalCheckpoints:
         save_to_new_directory(instance, os.path.join(trial_dir, name))
         return None
 
-    def clone(self, source: str, trial_dir: str, name: str) -> Optional[str]:
-        """Copy another trial's checkpoint ``source`` into ``<trial_dir>/<name>``; returns
-        the copy's token, as :meth:`persist` does.
+    def clone(self, source: str, trial_dir: str, name: str, source_token: Optional[str] = None) -> Optional[str]:
+        """Copy another trial's checkpoint ``source`` (uploaded under ``source_token``) into
+        ``<trial_dir>/<name>``; returns the copy's token, as :meth:`persist` does.
 
         Raises:
             FileNotFoundError: ``source`` does not exist (any more).
@@ -209,9 +209,15 @@ class StoredCheckpoints(LocalCheckpoints):
             shutil.rmtree(scratch, ignore_errors=True)
         return token
 
-    def clone(self, source: str, trial_dir: str, name: str) -> Optional[str]:
-        storage.copy_directory(self._kept.location_of(source), self._kept.location_of(os.path.join(trial_dir, name)))
-        return storage.new_checkpoint_token()  # kept once a run segment opens it (see resuming)
+    def clone(self, source: str, trial_dir: str, name: str, source_token: Optional[str] = None) -> Optional[str]:
+        origin, target = self._kept.location_of(source), self._kept.location_of(os.path.join(trial_dir, name))
+        storage.copy_directory(origin, target)
+        token = storage.new_checkpoint_token()
+        # This node's copy of the donor's checkpoint, if it keeps one, is the clone's too;
+        # else the clone is kept once the segment resuming from it opens it (see resuming).
+        self._newer_than_download(target)
+        storage.keep_copy_of_kept(origin, source_token, target, token)
+        return token
 
     def checkpoint(self, path: str) -> Checkpoint:
         return checkpoint_in_storage(Checkpoint._at(path), self._kept.staging, self._kept.location)

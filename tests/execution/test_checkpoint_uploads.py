@@ -52,3 +52,9 @@ def test_a_resume_names_the_upload_it_needs_and_a_snapshot_keeps_it(tmp_path):
     resumed._start_trial(by_id[older.trial_id])
     assert resumed.trial_executor.started["restore"] == os.path.join(older.path, "checkpoint_000000")
     assert "restore_token" not in resumed.trial_executor.started
+    # PBT's exploit of the newest checkpoint: the clone names the donor's upload and node.
+    clone = by_id[older.trial_id]
+    reset = resumed._resets.make(clone, {"x": 0.5}, "exploited", by_id[uploaded.trial_id].checkpoint, None)
+    fields = resumed._resets.spec_fields(clone, resumed._states[clone.trial_id], reset, resumed._rewind,
+                                         resumed._decision_points)
+    assert (fields["clone_from"], fields["clone_token"], fields["restore_node"]) == (newest, "a1", "node-7")

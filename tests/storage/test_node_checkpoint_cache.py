@@ -189,6 +189,28 @@ def test_a_segment_that_downloaded_its_checkpoint_keeps_the_newer_one_it_uploade
     assert checkpoint_reads(faulty_s3.requests[start:]) == []
 
 
+def test_an_exploit_on_the_donors_node_resumes_from_its_copy_without_reading_storage(experiment, node_a,
+                                                                                      faulty_s3, tmp_path):
+    donor_dir, clone_dir = (os.path.join(experiment.staging, name) for name in ("trial_0", "trial_1"))
+    donor = os.path.join(donor_dir, "checkpoint_000001")
+    with node_a as places:
+        donor_token = places.persist(user_checkpoint(tmp_path, 4), donor_dir, "checkpoint_000001")
+        start = len(faulty_s3.requests)
+        # PBT's exploit: the donor's checkpoint copied inside storage into the clone's
+        # directory, then the clone resumes from it on the same node.
+        token = places.clone(donor, clone_dir, "checkpoint_000003", donor_token)
+        assert resume(places, os.path.join(clone_dir, "checkpoint_000003"), token) == "4"
+        copies = [r for r in faulty_s3.requests[start:] if r.method == "PUT"]
+        assert checkpoint_reads(faulty_s3.requests[start:]) == []
+        assert [r.headers.get("x-amz-copy-source", "").split("?")[0].endswith("trial_0/checkpoint_000001/step")
+                for r in copies] == [True]
+        # Without the donor's token (an older snapshot), the clone's resume downloads it.
+        token = places.clone(donor, clone_dir, "checkpoint_000004")
+        start = len(faulty_s3.requests)
+        assert resume(places, os.path.join(clone_dir, "checkpoint_000004"), token) == "4"
+    assert [method for method, _ in checkpoint_reads(faulty_s3.requests[start:])] == ["HEAD", "GET"]
+
+
 def test_no_token_always_reads_storage(experiment, node_a, faulty_s3, tmp_path):
     # A checkpoint an older snapshot names carries no token: never taken from a node's copy.
     trial_dir = os.path.join(experiment.staging, "trial_0")
