@@ -392,10 +392,12 @@ def node_cache_bytes() -> int:
     default 1 GiB; 0 keeps none).
 
     Example:
+        >>> saved = os.environ.pop(NODE_CACHE_BYTES_ENV, None)
+        >>> node_cache_bytes() == 1 << 30
+        True
         >>> os.environ[NODE_CACHE_BYTES_ENV] = "0"; node_cache_bytes()
         0
-        >>> del os.environ[NODE_CACHE_BYTES_ENV]; node_cache_bytes() == 1 << 30
-        True
+        >>> _ = os.environ.pop(NODE_CACHE_BYTES_ENV) if saved is None else os.environ.update({NODE_CACHE_BYTES_ENV: saved})
     """
     text = os.environ.get(NODE_CACHE_BYTES_ENV, "").strip()
     try:
@@ -472,6 +474,7 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
 
     Example:
         >>> import tempfile
+        >>> saved = os.environ.get("FASTTUNE_STORAGE_CACHE")
         >>> os.environ["FASTTUNE_STORAGE_CACHE"] = tempfile.mkdtemp()
         >>> at = Location(None, "bucket/exp/trial_0/checkpoint_000001", "s3://bucket/exp/trial_0/checkpoint_000001")
         >>> made = node_cache_scratch()
@@ -481,7 +484,7 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
         >>> copy = open_kept_checkpoint(at, "a1")
         >>> open(os.path.join(copy, "weights")).read(), open_kept_checkpoint(at, "b2") is None
         ('w1', True)
-        >>> del os.environ["FASTTUNE_STORAGE_CACHE"]
+        >>> _ = os.environ.pop("FASTTUNE_STORAGE_CACHE") if saved is None else os.environ.update(FASTTUNE_STORAGE_CACHE=saved)
     """
     bound = node_cache_bytes()
     try:
@@ -502,24 +505,36 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
     except OSError:  # a full disk, most likely: the copy is not kept
         shutil.rmtree(directory, ignore_errors=True)
         return False
+    try:
+        _bound_kept(trial_key, target, bound)
+    except OSError:  # the cache cannot be listed now: bounded at the next copy kept
+        pass
+    return True
+
+
+def _bound_kept(trial_key: str, newest: str, bound: int) -> None:
+    """Drop the copies of trial ``trial_key`` other than ``newest`` (its resume needs that
+    one), then the least recently used copies while all hold more than ``bound`` bytes."""
     kept = kept_checkpoints()
     for other in kept:
-        if other.trial_key == trial_key and other.path != target:
-            _discard(other.path)  # the trial resumes from its newest checkpoint
-    kept = [k for k in kept if k.trial_key != trial_key or k.path == target]
+        if other.trial_key == trial_key and other.path != newest:
+            _discard(other.path)
+    kept = [k for k in kept if k.trial_key != trial_key or k.path == newest]
     total = sum(k.size for k in kept)
-    if total > bound:
-        def last_used(entry: KeptCheckpoint) -> float:
-            try:
-                return os.stat(entry.path).st_mtime
-            except OSError:
-                return 0.0
-        for entry in sorted((k for k in kept if k.path != target), key=last_used):
-            if total <= bound:
-                break
-            _discard(entry.path)
-            total -= entry.size
-    return True
+    if total <= bound:
+        return
+
+    def last_used(entry: KeptCheckpoint) -> float:
+        try:
+            return os.stat(entry.path).st_mtime
+        except OSError:  # removed meanwhile by another worker of this node
+            return 0.0
+
+    for entry in sorted((k for k in kept if k.path != newest), key=last_used):
+        if total <= bound:
+            break
+        _discard(entry.path)
+        total -= entry.size
 
 
 def _kept(location: Location, token: str) -> Optional[str]:

@@ -237,7 +237,11 @@ class StoredCheckpoints(LocalCheckpoints):
     def resuming(self, restore: str, token: Optional[str]) -> None:
         # This node's copy of that very upload, if it keeps one; else the trainable's
         # first open downloads it, and that download is kept under the token afterwards.
-        if storage.open_kept_checkpoint(self._kept.location_of(restore), token) is None and token:
+        try:
+            kept = storage.open_kept_checkpoint(self._kept.location_of(restore), token)
+        except OSError:  # the node's cache cannot be read: the trainable downloads it
+            kept = None
+        if kept is None and token:
             self._downloading[restore] = token
         else:
             self._downloading.pop(restore, None)
