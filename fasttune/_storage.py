@@ -39,7 +39,7 @@ __all__ = [
     "forget_local_checkpoint", "cache_root", "in_parallel", "unwritable", "staging_path", "node_scratch", "refresh_local_copy", "parent_uri",
     "NODE_CACHE_BYTES_ENV", "node_cache_bytes", "new_checkpoint_token", "node_cache_scratch", "keep_checkpoint",
     "keep_opened_checkpoint", "open_kept_checkpoint", "forget_kept_checkpoints", "kept_checkpoints",
-    "keep_copy_of_kept",
+    "keep_copy_of_kept", "tree_bytes",
 ]
 
 # A checkpoint directory: its files stay in storage until a checkpoint is opened.
@@ -438,10 +438,11 @@ def kept_checkpoints(trial: Optional[Location] = None) -> List[KeptCheckpoint]:
     return kept
 
 
-def node_cache_scratch() -> Optional[str]:
-    """A new empty directory beside this node's kept checkpoints, to make a copy in for
-    :func:`keep_checkpoint`; None when none are kept (the bound is 0) or it cannot be made."""
-    if node_cache_bytes() <= 0:
+def node_cache_scratch(nbytes: int = 0) -> Optional[str]:
+    """A new empty directory beside this node's kept checkpoints, to make a copy of
+    ``nbytes`` in for :func:`keep_checkpoint`; None when it would not be kept (the bound
+    is 0, or below ``nbytes``) or it cannot be made."""
+    if nbytes > node_cache_bytes() or node_cache_bytes() <= 0:
         return None
     try:
         return _fresh_dir(os.path.join(_kept_root(), "entry"))
@@ -449,7 +450,8 @@ def node_cache_scratch() -> Optional[str]:
         return None
 
 
-def _tree_bytes(directory: str) -> int:
+def tree_bytes(directory: str) -> int:
+    """The bytes of the files below ``directory``."""
     return sum(os.lstat(os.path.join(parent, name)).st_size
                for parent, _, names in os.walk(directory) for name in names)
 
@@ -488,7 +490,7 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
     """
     bound = node_cache_bytes()
     try:
-        size = _tree_bytes(directory) if bound > 0 else 0
+        size = tree_bytes(directory) if bound > 0 else 0
         if bound <= 0 or size > bound:
             shutil.rmtree(directory, ignore_errors=True)
             return False

@@ -148,7 +148,10 @@ class StoredCheckpoints(LocalCheckpoints):
         """Keep a copy of the uploaded directory ``source`` on this node (the user may
         change or delete theirs once ``report()`` returns); a full disk only skips it."""
         self._newer_than_download(target)
-        made = storage.node_cache_scratch()
+        try:
+            made = storage.node_cache_scratch(storage.tree_bytes(source))  # None: not kept, not copied
+        except OSError:  # the user's directory changed meanwhile
+            made = None
         if made is None:
             return
         copy = os.path.join(made, "files")
