@@ -20,12 +20,13 @@ Example:
 """
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import re
 import shutil
 import tempfile
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, NamedTuple, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from fasttune._atomic import move_directory_into_place
@@ -36,6 +37,9 @@ __all__ = [
     "Location", "ExperimentStorage", "is_uri", "resolve", "join_uri", "local_copy", "local_checkpoint",
     "list_names", "download_directory", "upload_directory", "upload_file", "copy_directory", "delete_directory",
     "forget_local_checkpoint", "cache_root", "in_parallel", "unwritable", "staging_path", "node_scratch", "refresh_local_copy", "parent_uri",
+    "NODE_CACHE_BYTES_ENV", "node_cache_bytes", "new_checkpoint_token", "node_cache_scratch", "keep_checkpoint",
+    "keep_opened_checkpoint", "open_kept_checkpoint", "forget_kept_checkpoints", "kept_checkpoints",
+    "keep_copy_of_kept", "tree_bytes",
 ]
 
 # A checkpoint directory: its files stay in storage until a checkpoint is opened.
@@ -356,6 +360,266 @@ def local_checkpoint(location: Location) -> str:
 def forget_local_checkpoint(location: Location) -> None:
     """Drop this node's copy of the checkpoint at ``location`` (its files changed)."""
     shutil.rmtree(_cache_dir("checkpoints", location), ignore_errors=True)
+
+
+# ---- this node's copies of the checkpoints its workers uploaded -------------------------
+# A worker keeps the files of each checkpoint it uploads, so that the trial's next run
+# segment on this node resumes from them without a request to storage.  A checkpoint's
+# name can be written again (a retried trial rewrites the checkpoints it had not
+# reported), so each upload has a token the driver sends back with the checkpoint to
+# resume from; a kept copy is used only under its own token.  Each kept copy is a
+# directory ``<trial key>.<checkpoint key>.<token>.<bytes>`` in ``cache_root()/checkpoints``,
+# renamed into place whole: a name that is there is a whole copy of that upload.
+
+#: This node's bound on the bytes of kept checkpoints (0: none are kept).
+NODE_CACHE_BYTES_ENV = "FASTTUNE_NODE_CHECKPOINT_CACHE_BYTES"
+_NODE_CACHE_DEFAULT_BYTES = 1 << 30
+_KEPT_NAME = re.compile(r"^([0-9a-f]{24})\.([0-9a-f]{24})\.([0-9a-f]{1,64})\.(\d+)$")
+
+
+class KeptCheckpoint(NamedTuple):
+    """One checkpoint this node keeps: its directory, whose checkpoint, under which token."""
+
+    path: str
+    trial_key: str
+    checkpoint_key: str
+    token: str
+    size: int
+
+
+def node_cache_bytes() -> int:
+    """How many bytes of uploaded checkpoints this node keeps (``FASTTUNE_NODE_CHECKPOINT_CACHE_BYTES``,
+    default 1 GiB; 0 keeps none).
+
+    Example:
+        >>> saved = os.environ.pop(NODE_CACHE_BYTES_ENV, None)
+        >>> node_cache_bytes() == 1 << 30
+        True
+        >>> os.environ[NODE_CACHE_BYTES_ENV] = "0"; node_cache_bytes()
+        0
+        >>> _ = os.environ.pop(NODE_CACHE_BYTES_ENV) if saved is None else os.environ.update({NODE_CACHE_BYTES_ENV: saved})
+    """
+    text = os.environ.get(NODE_CACHE_BYTES_ENV, "").strip()
+    try:
+        return max(0, int(text)) if text else _NODE_CACHE_DEFAULT_BYTES
+    except ValueError:
+        return _NODE_CACHE_DEFAULT_BYTES
+
+
+def new_checkpoint_token() -> str:
+    """A token naming one upload of a checkpoint (unique: the content of that upload)."""
+    import uuid  # here, not at the top: ``import fasttune`` stays fast
+
+    return uuid.uuid4().hex
+
+
+def _key(location: Location) -> str:
+    return os.path.basename(_cache_dir("", location))
+
+
+def _kept_root() -> str:
+    return os.path.join(cache_root(), "checkpoints")
+
+
+def kept_checkpoints(trial: Optional[Location] = None) -> List[KeptCheckpoint]:
+    """The checkpoints this node keeps (see :func:`keep_checkpoint`): all of them, or those
+    of the trial directory ``trial``."""
+    root = _kept_root()
+    trial_key = _key(trial) if trial is not None else None
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    kept = []
+    for name in names:
+        match = _KEPT_NAME.match(name)
+        if match and trial_key in (None, match[1]):
+            kept.append(KeptCheckpoint(os.path.join(root, name), match[1], match[2], match[3], int(match[4])))
+    return kept
+
+
+def node_cache_scratch(nbytes: int = 0) -> Optional[str]:
+    """A new empty directory beside this node's kept checkpoints, to make a copy of
+    ``nbytes`` in for :func:`keep_checkpoint`; None when it would not be kept (the bound
+    is 0, or below ``nbytes``) or it cannot be made."""
+    if nbytes > node_cache_bytes() or node_cache_bytes() <= 0:
+        return None
+    try:
+        return _fresh_dir(os.path.join(_kept_root(), "entry"))
+    except OSError:
+        return None
+
+
+def tree_bytes(directory: str) -> int:
+    """The bytes of the files below ``directory``."""
+    return sum(os.lstat(os.path.join(parent, name)).st_size
+               for parent, _, names in os.walk(directory) for name in names)
+
+
+def _discard(path: str) -> None:
+    """Remove a kept copy: renamed first, so that no reader takes it for whole meanwhile."""
+    gone = os.path.join(os.path.dirname(path), f".gone-{new_checkpoint_token()}")
+    try:
+        os.rename(path, gone)
+    except OSError:
+        return  # another process removed it first
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
+    """Keep the finished local directory ``directory`` (moved, not copied) as this node's
+    copy of the checkpoint uploaded to ``location`` under ``token``.  It replaces the
+    trial's copy kept before (one per trial), and the least recently used copies go
+    while all of them hold more than :func:`node_cache_bytes`.  False, and ``directory``
+    removed, when it is not kept: none are (the bound is 0), it is larger than the bound,
+    or the disk is full (the upload is what counts, so that is no error).
+
+    Example:
+        >>> import tempfile
+        >>> saved = os.environ.get("FASTTUNE_STORAGE_CACHE")
+        >>> os.environ["FASTTUNE_STORAGE_CACHE"] = tempfile.mkdtemp()
+        >>> at = Location(None, "bucket/exp/trial_0/checkpoint_000001", "s3://bucket/exp/trial_0/checkpoint_000001")
+        >>> made = node_cache_scratch()
+        >>> _ = open(os.path.join(made, "weights"), "w").write("w1")
+        >>> keep_checkpoint(made, at, "a1")
+        True
+        >>> copy = open_kept_checkpoint(at, "a1")
+        >>> open(os.path.join(copy, "weights")).read(), open_kept_checkpoint(at, "b2") is None
+        ('w1', True)
+        >>> _ = os.environ.pop("FASTTUNE_STORAGE_CACHE") if saved is None else os.environ.update(FASTTUNE_STORAGE_CACHE=saved)
+    """
+    bound = node_cache_bytes()
+    try:
+        size = tree_bytes(directory) if bound > 0 else 0
+        if bound <= 0 or size > bound:
+            shutil.rmtree(directory, ignore_errors=True)
+            return False
+        trial_key = _key(location.parent())
+        name = f"{trial_key}.{_key(location)}.{token}.{size}"
+        target = os.path.join(_kept_root(), name)
+        os.makedirs(_kept_root(), exist_ok=True)
+        try:
+            os.rename(directory, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.move(directory, target)  # another filesystem (a cache root set apart)
+    except OSError:  # a full disk, most likely: the copy is not kept
+        shutil.rmtree(directory, ignore_errors=True)
+        return False
+    try:
+        _bound_kept(trial_key, target, bound)
+    except OSError:  # the cache cannot be listed now: bounded at the next copy kept
+        pass
+    return True
+
+
+def _bound_kept(trial_key: str, newest: str, bound: int) -> None:
+    """Drop the copies of trial ``trial_key`` other than ``newest`` (its resume needs that
+    one), then the least recently used copies while all hold more than ``bound`` bytes."""
+    kept = kept_checkpoints()
+    for other in kept:
+        if other.trial_key == trial_key and other.path != newest:
+            _discard(other.path)
+    kept = [k for k in kept if k.trial_key != trial_key or k.path == newest]
+    total = sum(k.size for k in kept)
+    if total <= bound:
+        return
+
+    def last_used(entry: KeptCheckpoint) -> float:
+        try:
+            return os.stat(entry.path).st_mtime
+        except OSError:  # removed meanwhile by another worker of this node
+            return 0.0
+
+    for entry in sorted((k for k in kept if k.path != newest), key=last_used):
+        if total <= bound:
+            break
+        _discard(entry.path)
+        total -= entry.size
+
+
+def _kept(location: Location, token: str) -> Optional[str]:
+    prefix = f"{_key(location.parent())}.{_key(location)}.{token}."
+    return next((k.path for k in kept_checkpoints() if os.path.basename(k.path).startswith(prefix)), None)
+
+
+def open_kept_checkpoint(location: Location, token: Optional[str]) -> Optional[str]:
+    """Make :func:`local_checkpoint` of ``location`` answer with this node's kept copy of
+    the upload ``token``, without a request to storage; returns that directory, or None
+    when this node keeps no copy of that upload (or ``token`` is None): then the first
+    open downloads the checkpoint, as whatever this node had under its name may be stale.
+
+    The directory is made of hard links to the kept copy (a copy where links cannot be
+    made), so it stays whole when the kept copy is evicted; :func:`forget_local_checkpoint`
+    removes it.
+    """
+    final = _cache_dir("checkpoints", location)
+    shutil.rmtree(final, ignore_errors=True)
+    kept = _kept(location, token) if token else None
+    if kept is None:
+        return None
+    incoming = None
+    try:
+        incoming = _fresh_dir(final)
+        try:
+            shutil.copytree(kept, incoming, copy_function=os.link, dirs_exist_ok=True)
+        except (shutil.Error, OSError):
+            if not os.path.isdir(kept):
+                return None  # evicted meanwhile
+            shutil.rmtree(incoming, ignore_errors=True)
+            shutil.copytree(kept, incoming)
+        os.utime(kept)  # recently used: evicted last
+        move_directory_into_place(incoming, final, durable=False)
+    except OSError:  # a full disk: the trainable downloads it
+        return None
+    finally:
+        if incoming is not None:
+            shutil.rmtree(incoming, ignore_errors=True)
+    return final
+
+
+def keep_copy_of_kept(source: Location, source_token: Optional[str], target: Location, token: str) -> bool:
+    """Keep this node's copy of the upload ``source_token`` of ``source`` (if it keeps one)
+    as its copy of ``target`` under ``token`` too (PBT's exploit copied it there inside
+    storage): hard links, so it costs no copy of the bytes.  False when none is kept."""
+    kept = _kept(source, source_token) if source_token else None
+    made = node_cache_scratch() if kept is not None else None
+    if made is None:
+        return False
+    copy = os.path.join(made, "files")
+    try:
+        shutil.copytree(kept, copy, copy_function=os.link)
+    except (shutil.Error, OSError):  # evicted meanwhile, or no room
+        shutil.rmtree(made, ignore_errors=True)
+        return False
+    kept_it = keep_checkpoint(copy, target, token)
+    shutil.rmtree(made, ignore_errors=True)
+    return kept_it
+
+
+def keep_opened_checkpoint(location: Location, token: str) -> bool:
+    """Keep this node's downloaded copy of the checkpoint at ``location`` (see
+    :func:`local_checkpoint`; the upload ``token`` is what storage held when it was
+    opened) as a kept copy, instead of removing it; False when it was not opened."""
+    final = _cache_dir("checkpoints", location)
+    if not os.path.isdir(final):
+        return False
+    try:
+        moved = _fresh_dir(os.path.join(_kept_root(), "entry"))
+        os.rmdir(moved)
+        os.rename(final, moved)
+    except OSError:
+        shutil.rmtree(final, ignore_errors=True)
+        return False
+    return keep_checkpoint(moved, location, token)
+
+
+def forget_kept_checkpoints(trial_location: Location) -> None:
+    """Remove this node's kept copies of the checkpoints of the trial at ``trial_location``
+    (it ended)."""
+    for kept in kept_checkpoints(trial_location):
+        _discard(kept.path)
 
 
 # ---- writing ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ confirmed.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 from fasttune.checkpoint import Checkpoint
 from fasttune.execution._checkpoint_retention import select_checkpoints_to_keep
@@ -29,10 +29,15 @@ class CheckpointBook:
         self.rows: Dict[str, int] = {}
         self._pins: Dict[str, int] = {}  # checkpoint path -> copies in flight
         self._removal_deferred: set = set()  # pinned paths retention already dropped
+        # In storage: checkpoint path -> (its upload's token, the node that uploaded it and
+        # keeps a copy); a resume sends the token, and prefers a worker on that node.
+        self.uploads: Dict[str, Tuple[str, Optional[str]]] = {}
 
-    def record(self, trial: Any, state: Any, name: str, result: Dict[str, Any], rows: int) -> Checkpoint:
+    def record(self, trial: Any, state: Any, name: str, result: Dict[str, Any], rows: int,
+               token: str = "", node: Optional[str] = None) -> Checkpoint:
         """Record the checkpoint directory ``name`` that ``trial``'s worker persisted,
-        saved with ``result`` after ``rows`` result lines; apply retention."""
+        saved with ``result`` after ``rows`` result lines (uploaded under ``token`` from
+        the Ray node ``node``, in storage); apply retention."""
         checkpoint = Checkpoint._written_by_worker(os.path.join(trial.path, name))
         try:
             index = int(name.rsplit("_", 1)[-1])
@@ -44,6 +49,10 @@ class CheckpointBook:
             trial.checkpoint_results.pop()
         trial.checkpoint_results.append((checkpoint, dict(result)))
         self.rows[checkpoint.path] = rows
+        if token:
+            self.uploads[checkpoint.path] = (token, node)
+        else:
+            self.uploads.pop(checkpoint.path, None)  # a rewrite whose token is unknown: none holds
         self._retain(trial)
         return checkpoint
 
@@ -61,6 +70,7 @@ class CheckpointBook:
             for checkpoint, _ in trial.checkpoint_results:
                 if checkpoint.path not in kept_paths:
                     self.rows.pop(checkpoint.path, None)
+                    self.uploads.pop(checkpoint.path, None)
                     self._remove(checkpoint.path)
             trial.checkpoint_results = kept
         trial.checkpoints = [c for c, _ in trial.checkpoint_results]
@@ -73,6 +83,7 @@ class CheckpointBook:
         for checkpoint, _ in trial.checkpoint_results:
             if self.rows.get(checkpoint.path, 0) > rows:
                 self.rows.pop(checkpoint.path, None)
+                self.uploads.pop(checkpoint.path, None)
         trial.checkpoint_results = kept
         trial.checkpoints = [c for c, _ in kept]
 
@@ -81,8 +92,24 @@ class CheckpointBook:
         trial is copying goes once that copy is done."""
         for checkpoint in trial.checkpoints:
             self.rows.pop(checkpoint.path, None)
+            self.uploads.pop(checkpoint.path, None)
             self._remove(checkpoint.path)
         trial.checkpoint_results, trial.checkpoints = [], []
+
+    def restore_fields(self, restore: Optional[str]) -> Dict[str, Any]:
+        """The spec fields that name the upload of the checkpoint ``restore`` a run segment
+        resumes from (``restore_token``; ``restore_node``, where a copy of it is kept), so
+        that a worker on that node resumes without downloading it; none when unknown (a
+        local experiment, an older snapshot): the worker downloads it.
+
+        Example:
+            >>> book = CheckpointBook(files=None)
+            >>> book.uploads["/exp/t0/checkpoint_000001"] = ("a1", "node-2")
+            >>> book.restore_fields("/exp/t0/checkpoint_000001"), book.restore_fields("/exp/t0/checkpoint_000000")
+            ({'restore_token': 'a1', 'restore_node': 'node-2'}, {})
+        """
+        upload = self.uploads.get(restore) if restore else None
+        return {} if upload is None else {"restore_token": upload[0], "restore_node": upload[1]}
 
     def _remove(self, path: str) -> None:
         if path in self._pins:

@@ -274,15 +274,18 @@ RECORD_FIELDS = (
 
 
 def trial_record(trial: Any, keysets: KeySets, checkpoint_rows: Dict[str, int],
-                 next_checkpoint_index: int, packer: Optional[PickleNotingPacker] = None) -> Tuple[bytes, List[str]]:
+                 next_checkpoint_index: int, packer: Optional[PickleNotingPacker] = None,
+                 uploads: Optional[Dict[str, Tuple[str, Optional[str]]]] = None) -> Tuple[bytes, List[str]]:
     """One trial's record, packed (by ``packer`` when given), and the type names of the
     objects in it that had to be cloudpickled.  A checkpoint saved with the trial's last
-    result stores ``None`` for its result instead of a second copy."""
+    result stores ``None`` for its result instead of a second copy; one in storage whose
+    upload ``uploads`` names (path -> token, node) stores them after it, so that a restored
+    experiment's first resume can use a node's kept copy too."""
     last = trial.last_result
     checkpoint_results = trial.checkpoint_results
     checkpoints = [
         [os.path.basename(checkpoint.path), checkpoint_rows.get(checkpoint.path, 0),
-         None if result == last else keysets.encode(result)]
+         None if result == last else keysets.encode(result), *(uploads or {}).get(checkpoint.path, ())]
         for checkpoint, result in checkpoint_results
     ] if checkpoint_results else []
     config = trial.config
@@ -355,10 +358,11 @@ def _template(cache: Dict[Any, Any], experiment_path: str, trainable_name: Optio
 
 def decode_trial(record: bytes, row: int, dirname: str, table: Any, keysets: KeySets, experiment_path: str,
                  cache: Dict[Any, Any], loader: Loader, trainable_name: Optional[str] = None,
+                 uploads: Optional[Dict[str, Tuple[str, Optional[str]]]] = None,
                  **trial_kwargs: Any) -> Tuple[Any, Dict[str, int], int]:
     """The :class:`~fasttune.experiment.trial.Trial` of the packed ``record`` (row ``row``
     of ``table``, directory ``dirname``), the result rows each of its checkpoints counts, and its next checkpoint
-    index.  ``cache`` holds what the trials of one restore share: a PlacementGroupFactory
+    index; the uploads its checkpoints name (see :func:`trial_record`) go into ``uploads``.  ``cache`` holds what the trials of one restore share: a PlacementGroupFactory
     per resource request, and a template Trial with the experiment-wide settings."""
     from fasttune.checkpoint import Checkpoint
     from fasttune.execution.placement_groups import PlacementGroupFactory
@@ -389,10 +393,12 @@ def decode_trial(record: bytes, row: int, dirname: str, table: Any, keysets: Key
     rows = {}
     prefix = trial.path + os.sep  # absolute: the experiment path is
     at = Checkpoint._at
-    for name, counted, result in checkpoints:
+    for name, counted, result, *upload in checkpoints:  # an older record names no upload
         checkpoint = at(prefix + name)
         trial.checkpoint_results.append((checkpoint, keysets.decode(result) if result else last_result))
         rows[checkpoint.path] = counted
+        if len(upload) == 2 and uploads is not None:
+            uploads[checkpoint.path] = (upload[0], upload[1])
     trial.checkpoints = [c for c, _ in trial.checkpoint_results]
     if error_msg:
         trial.error_msg = error_msg

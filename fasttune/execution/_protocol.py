@@ -31,7 +31,9 @@ Events (worker -> driver):
 
 * ``Started``: the trial began on this worker (process and node identity).
 * ``Results``: reported results, their report times and the checkpoints saved with them
-  (result index -> checkpoint directory name).
+  (result index -> checkpoint directory name), and for an experiment in storage each
+  checkpoint's upload token (result index -> token; a worker node keeps a copy of what it
+  uploaded, and the spec's ``restore_token`` says which upload a resume needs).
 * ``Decide``: the trial waits at a decision point until answered (``starved``: it would
   have yielded, but nothing was queued behind it).
 * ``Yielded``: at a decision point, the worker paused the trial without waiting, for the
@@ -92,6 +94,7 @@ class Started(NamedTuple):
     pid: int
     hostname: str
     node_ip: str
+    node_id: str = ""  # its Ray node, for an experiment in storage (several nodes may share an IP)
 
     kind = "started"
 
@@ -101,6 +104,7 @@ class Results(NamedTuple):
     metrics: List[Dict[str, Any]]
     times: bytes  # float64 report times, native byte order (array('d').tobytes())
     checkpoints: Dict[int, str]  # result index -> checkpoint directory name
+    tokens: Dict[int, str] = {}  # result index -> the checkpoint upload's token (in storage)
 
     kind = "results"
 
@@ -136,6 +140,7 @@ class Failed(NamedTuple):
 class CheckpointSaved(NamedTuple):
     trial_id: str
     name: str
+    token: str = ""  # its upload's token ("": a local checkpoint)
 
     kind = "checkpoint"
 
@@ -143,6 +148,7 @@ class CheckpointSaved(NamedTuple):
 class Cloned(NamedTuple):
     trial_id: str
     name: str
+    token: str = ""  # the copy's token ("": a local checkpoint)
 
     kind = "cloned"
 
@@ -319,7 +325,9 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
     (the worker reads its own otherwise): a driver's variable reaches workers of a pool
     started before it was set, as Ray Tune passes it to each trial's actor.
     A reset adds ``clone_from`` (another trial's checkpoint to copy in first), and the
-    executor adds ``reuse_actors``.
+    executor adds ``reuse_actors``.  In storage, ``restore_token`` / ``clone_token`` name the
+    upload of the checkpoint to resume from / to clone (a worker node keeps a copy of what
+    it uploaded), and ``restore_node`` the Ray node that keeps it (the executor's hint).
     """
     checkpoint_config = trial.checkpoint_config
     spec = {
@@ -373,12 +381,14 @@ def encode_event(event: Any) -> bytes:
     return pack(_wire(event))
 
 
-def encode_results(trial_id: str, packed_results: List[bytes], times: bytes, checkpoints: Dict[int, str]) -> bytes:
+def encode_results(trial_id: str, packed_results: List[bytes], times: bytes, checkpoints: Dict[int, str],
+                   tokens: Optional[Dict[int, str]] = None) -> bytes:
     """A ``Results`` event from results packed one by one as they were reported (so
-    ``report()`` finds an unencodable value at once): no result is packed twice."""
-    return (msgpack.Packer().pack_array_header(5) + pack(Results.kind) + pack(trial_id)
+    ``report()`` finds an unencodable value at once): no result is packed twice.
+    ``tokens`` (the checkpoints' upload tokens) travel only when there are some."""
+    return (msgpack.Packer().pack_array_header(6 if tokens else 5) + pack(Results.kind) + pack(trial_id)
             + msgpack.Packer().pack_array_header(len(packed_results)) + b"".join(packed_results)
-            + pack(times) + pack(checkpoints))
+            + pack(times) + pack(checkpoints) + (pack(tokens) if tokens else b""))
 
 
 def reply_bytes(events: List[bytes]) -> bytes:
@@ -429,9 +439,11 @@ def _check_results(event: Results) -> None:
     # What the driver's handlers take on trust (besides a string trial id, which
     # decode_events checks for every event): a Results event's fields in the shapes they
     # index and count.
-    metrics, times, checkpoints = event.metrics, event.times, event.checkpoints
+    metrics, times, checkpoints, tokens = event.metrics, event.times, event.checkpoints, event.tokens
     if not (type(metrics) is list and type(times) is bytes and len(times) == 8 * len(metrics)
             and type(checkpoints) is dict and all(type(m) is dict for m in metrics)
-            and (not checkpoints or all(type(i) is int and type(name) is str for i, name in checkpoints.items()))):
+            and (not checkpoints or all(type(i) is int and type(name) is str for i, name in checkpoints.items()))
+            and type(tokens) is dict
+            and (not tokens or all(type(i) is int and type(token) is str for i, token in tokens.items()))):
         raise TypeError(f"the results event of trial {event.trial_id!r} does not have the form "
-                        "[metric dicts], float64 times (one per dict), {index: checkpoint name}")
+                        "[metric dicts], float64 times (one per dict), {index: checkpoint name}[, {index: token}]")

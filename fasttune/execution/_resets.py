@@ -79,7 +79,8 @@ class ResetBook:
         iteration = int(reset.result.get("training_iteration", trial.iteration))
         time_total = float(reset.result.get("time_total_s", table.get_time_total(row)))
         fields: Dict[str, Any] = {"config": wire_config(reset.config), "iteration": iteration, "time_total": time_total,
-                                  "restore": None, "clone_from": None}
+                                  "restore": None, "clone_from": None, "restore_token": None,
+                                  "clone_token": None}
         if reset.source is None:
             iteration, time_total = trial.iteration, table.get_time_total(row)
             fields.update(iteration=iteration, time_total=time_total)
@@ -88,8 +89,12 @@ class ResetBook:
             state.next_checkpoint_index = index + 1
             state.cloning = reset
             fields.update(clone_from=reset.source, ckpt_index=index)
+            upload = self._checkpoints.uploads.get(reset.source)
+            if upload is not None:  # a copy of it kept on the donor's node: cloned there, no download
+                fields.update(clone_token=upload[0], restore_node=upload[1])
         else:
             fields["restore"] = reset.source
+            fields.update(self._checkpoints.restore_fields(reset.source))
             fields["ckpt_index"] = state.next_index(trial)
             rows = self._checkpoints.rows.get(reset.source, trial.results_seen)
             if trial.results_seen > rows:  # its own older checkpoint: the later history goes

@@ -79,6 +79,8 @@ class SnapshotWriter:
         # experiment settings (a sweep has one; a runner of several experiments, a few).
         self.sources: List[_state.RecordSource] = []
         self._unsaved_policies: set = set()  # kinds whose state could not be saved (warned once)
+        # The checkpoint book's uploads (path -> token, node), which records carry.
+        self.checkpoint_uploads: Dict[str, Any] = {}
 
     def add_row(self) -> None:
         self.records.append(None)
@@ -161,7 +163,7 @@ class SnapshotWriter:
         state = states[trial.trial_id]
         self.dirnames[row] = trial.storage_dirname
         record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial),
-                                              self._packer)
+                                              self._packer, self.checkpoint_uploads)
         if pickled:
             self.pickled_in_records[row] = pickled
         else:
@@ -459,7 +461,7 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         restored.trials.append(trial)
         restored.by_id[trial.trial_id] = trial
         return
-    trial, checkpoint_rows, next_index = _state.decode_trial(*args, **kwargs)
+    trial, checkpoint_rows, next_index = _state.decode_trial(*args, uploads=checkpoints.uploads, **kwargs)
     trial_state = restored.states[trial.trial_id] = TrialState()
     checkpoints.rows.update(checkpoint_rows)
     trial_state.next_checkpoint_index = next_index

@@ -36,6 +36,7 @@ class TrialEventHandlers:
 
     def _on_started(self, slot: int, trial: Trial, event: protocol.Started) -> None:
         self._started_here.add(trial.trial_id)
+        self._states[trial.trial_id].node = event.node_id or event.node_ip
         restored = trial.checkpoint is not None
         if trial.status in (Trial.PENDING, Trial.PAUSED):
             trial.set_status(Trial.RUNNING)
@@ -62,10 +63,11 @@ class TrialEventHandlers:
         saved: Dict[int, Checkpoint] = {}  # by result index: callbacks hear of each after its result
         if checkpoints:
             logged_before = trial.results_seen - count
+            state, tokens = self._states[trial.trial_id], event.tokens
             for index, name in sorted(checkpoints.items()):
                 if index < count:
-                    saved[index] = self._checkpoints.record(trial, self._states[trial.trial_id], name,
-                                                            results[index], logged_before + index + 1)
+                    saved[index] = self._checkpoints.record(trial, state, name, results[index], logged_before + index + 1,
+                                                            tokens.get(index, ""), state.node)
         # Late results of a trial the driver already ended are logged, not judged.
         judged = ingested.error is None and trial.status == Trial.RUNNING
         decision, decided_at = TrialScheduler.CONTINUE, -1
@@ -171,14 +173,15 @@ class TrialEventHandlers:
         state = self._states[trial.trial_id]
         reset, state.cloning = state.cloning, None
         checkpoint = self._checkpoints.record(trial, state, event.name, reset.result if reset else trial.last_result,
-                                              trial.results_seen)
+                                              trial.results_seen, event.token, state.node)
         self._checkpoint_callbacks(trial, checkpoint)
         self._resets.release(reset)
 
     def _on_checkpoint_saved(self, slot: int, trial: Trial, event: protocol.CheckpointSaved) -> None:
         # Saved after the trial's last reported result (at end, or before a pause).
-        checkpoint = self._checkpoints.record(trial, self._states[trial.trial_id], event.name, trial.last_result,
-                                              trial.results_seen)
+        state = self._states[trial.trial_id]
+        checkpoint = self._checkpoints.record(trial, state, event.name, trial.last_result, trial.results_seen,
+                                              event.token, state.node)
         self._checkpoint_callbacks(trial, checkpoint)
 
     def _checkpoint_callbacks(self, trial: Trial, checkpoint: Checkpoint) -> None:

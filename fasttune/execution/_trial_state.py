@@ -33,7 +33,7 @@ class TrialState:
 
     __slots__ = ("config_json", "config_source", "decision", "at_decision_point", "reset_at_decision", "reset_on_start",
                  "cloning", "rewind_on_start", "prune_on_start", "queueable", "next_checkpoint_index",
-                 "flat_config_source", "flat_config")
+                 "flat_config_source", "flat_config", "node")
 
     def __init__(self, queueable: bool = True) -> None:
         self.config_json: Optional[str] = None  # the config as result rows carry it; set at first start
@@ -50,6 +50,7 @@ class TrialState:
         # the next run writes under those names (workers upload without clearing first).
         self.prune_on_start = False
         self.queueable = queueable  # may wait in a busy worker's queue of next trials
+        self.node: Optional[str] = None  # the Ray node its latest run segment runs on
         self.next_checkpoint_index: Optional[int] = None  # None: as many as it has
         self.flat_config_source: Optional[Dict[str, Any]] = None  # the config flat_config flattens
         self.flat_config: Dict[str, Any] = {}  # its "config/..." keys, as flatten_dict makes them

@@ -163,6 +163,7 @@ class _Run:
         self.packed: List[bytes] = []
         self.times = array("d")
         self.checkpoints: Dict[int, str] = {}
+        self.tokens: Dict[str, str] = {}  # checkpoint name -> its upload's token (in storage), until sent
         self.taken = 0  # results handed to the driver so far in this run
         self.count = 0  # results reported in this run
         self.base_iteration: int = spec.get("iteration", 0)
@@ -213,7 +214,9 @@ class TrialWorker:
         self._output: Optional[TrialOutput] = None  # the running trial's, with log_to_file
         self._cwd_back: Optional[str] = None  # where the process goes back to when the running trial ends
         self._storage = storage
-        self._identity = (os.getpid(), socket.gethostname(), node_ip_address())
+        # Its Ray node (in storage only): the node whose cache keeps the checkpoints it uploads.
+        self._identity = (os.getpid(), socket.gethostname(), node_ip_address(),
+                          _ray_node_id() if storage is not None else "")
         self._thread = threading.Thread(target=self._trial_loop, name="fasttune-trial", daemon=True)
         self._thread.start()
 
@@ -355,11 +358,14 @@ class TrialWorker:
         del run.times[:n]
         base = run.taken
         checkpoints = {}
+        tokens = {}
         if run.checkpoints:
             for index in [i for i in run.checkpoints if i < base + n]:
-                checkpoints[index - base] = run.checkpoints.pop(index)
+                name = checkpoints[index - base] = run.checkpoints.pop(index)
+                if name in run.tokens:
+                    tokens[index - base] = run.tokens.pop(name)
         run.taken = base + n
-        self._out.append(protocol.encode_results(run.trial_id, packed, times.tobytes(), checkpoints))
+        self._out.append(protocol.encode_results(run.trial_id, packed, times.tobytes(), checkpoints, tokens))
 
     def _emit(self, event: Any) -> None:
         """An event after which the trial thread goes on by itself."""
@@ -388,13 +394,13 @@ class TrialWorker:
 
         spec = run.spec
         run.start_time = run.last_time = time.time()
-        pid, hostname, node_ip = self._identity
-        self._emit(protocol.Started(run.trial_id, run.start_time, pid, hostname, node_ip))
+        self._emit(protocol.Started(run.trial_id, run.start_time, *self._identity))
         restore = spec.get("restore")
+        restore_token = spec.get("restore_token")
         end: Any
         if spec.get("clone_from"):
             try:
-                restore = self._clone(run, spec["clone_from"])
+                restore, restore_token = self._clone(run, spec["clone_from"])
             except Exception:  # noqa: BLE001 - reported as the trial's error
                 with self._cond:
                     self._out.append(protocol.encode_event(
@@ -404,8 +410,10 @@ class TrialWorker:
                         self._linger()
                     self._cond.notify_all()
                 return
-            spec = run.spec = dict(spec, restore=restore, clone_from=None)
+            spec = run.spec = dict(spec, restore=restore, clone_from=None, restore_token=restore_token)
         places = self._places
+        if restore:
+            places.resuming(restore, restore_token)
         trial_dir = places.trial_dir(spec["trial_dir"]) if spec.get("trial_dir") else None
         context = TuneContext(
             trial_id=run.trial_id,
@@ -467,7 +475,8 @@ class TrialWorker:
         self._leave_trial()  # before the end event: the driver may read the files once it has it
         if trial_dir:  # after leaving it: in storage, the segment's end removes the node's copy
             try:
-                places.segment_ended(spec["trial_dir"], restore)
+                places.segment_ended(spec["trial_dir"], restore,
+                                     trial_ended=type(end) is protocol.Ended and end.how in ("done", "stopped"))
             except Exception:  # noqa: BLE001 - the trial's outcome stands; its leftovers only cost space
                 traceback.print_exc()
         with self._cond:
@@ -640,7 +649,8 @@ class TrialWorker:
                 saves = (how == _PAUSE and run.save_on_pause) or (how == _STOP and at_end)
                 if run.count and current != saved_at and saves:
                     # After the last reported result: the checkpoint has that result's state.
-                    self._emit(protocol.CheckpointSaved(run.trial_id, self._save_class(run, instance)))
+                    name = self._save_class(run, instance)
+                    self._emit(protocol.CheckpointSaved(run.trial_id, name, run.tokens.pop(name, "")))
                 raise
         except TuneStopTrial as stop:
             if instance is not None:
@@ -677,7 +687,7 @@ class TrialWorker:
     def _save_class(self, run: _Run, instance: Trainable) -> str:
         name = f"checkpoint_{run.checkpoint_index:06d}"
         try:
-            self._places.save(instance, run.spec.get("trial_dir") or os.getcwd(), name)
+            token = self._places.save(instance, run.spec.get("trial_dir") or os.getcwd(), name)
         except Exception as exc:
             raise TuneError(
                 f"{type(instance).__name__}.save_checkpoint() raised {type(exc).__name__}: {exc} "
@@ -685,15 +695,18 @@ class TrialWorker:
                 "for it and the trial's earlier checkpoints are kept; fix save_checkpoint."
             ) from exc
         run.checkpoint_index += 1
+        if token:
+            run.tokens[name] = token
         return name
 
-    def _clone(self, run: _Run, source: str) -> str:
+    def _clone(self, run: _Run, source: str) -> Tuple[str, Optional[str]]:
         """Copy another trial's checkpoint into this trial's next checkpoint directory
-        (the source may be deleted by its own trial's retention later)."""
+        (the source may be deleted by its own trial's retention later); its path, and the
+        copy's token."""
         trial_dir = run.spec.get("trial_dir") or os.getcwd()
         name = f"checkpoint_{run.checkpoint_index:06d}"
         try:
-            self._places.clone(source, trial_dir, name)
+            token = self._places.clone(source, trial_dir, name, run.spec.get("clone_token"))
         except FileNotFoundError:
             raise TuneError(
                 f"Trial {run.trial_id} was to continue from checkpoint {source} (PBT's exploit "
@@ -701,13 +714,15 @@ class TrialWorker:
                 "(CheckpointConfig(num_to_keep=...)) or report one at every perturbation."
             ) from None
         run.checkpoint_index += 1
-        self._emit(protocol.Cloned(run.trial_id, name))
-        return os.path.join(trial_dir, name)
+        self._emit(protocol.Cloned(run.trial_id, name, token or ""))
+        return os.path.join(trial_dir, name), token
 
     def _persist(self, run: _Run, checkpoint: Checkpoint) -> str:
         name = f"checkpoint_{run.checkpoint_index:06d}"
         run.checkpoint_index += 1
-        self._places.persist(checkpoint, run.spec.get("trial_dir") or os.getcwd(), name)
+        token = self._places.persist(checkpoint, run.spec.get("trial_dir") or os.getcwd(), name)
+        if token:
+            run.tokens[name] = token
         return name
 
 
@@ -728,6 +743,16 @@ class _Unloadable:
             "clash with another module there (such as a test's conftest). Define the trainable "
             "in the script, or make its module importable on every node."
         )
+
+
+def _ray_node_id() -> str:
+    """This process's Ray node id ("" outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:  # noqa: BLE001 - no node to name: the driver goes by the IP
+        return ""
 
 
 def _enter_trial_dir(spec: Dict[str, Any], local_dir: str) -> Optional[str]:

@@ -41,9 +41,10 @@ class LocalCheckpoints:
         """The directory this node gives the trial (``tune.get_context().get_trial_dir()``)."""
         return trial_dir
 
-    def persist(self, checkpoint: Checkpoint, trial_dir: str, name: str) -> None:
+    def persist(self, checkpoint: Checkpoint, trial_dir: str, name: str) -> Optional[str]:
         """Copy what ``report()`` was given into ``<trial_dir>/<name>``; never moved, as the
-        user may reuse or read the directory afterwards (Ray Tune copies it to storage too)."""
+        user may reuse or read the directory afterwards (Ray Tune copies it to storage too).
+        Returns the upload's token in storage (None here: a local checkpoint has none)."""
         target = os.path.join(trial_dir, name)
         tmp = target + ".tmp"  # a checkpoint directory is always whole
         if not os.path.isdir(trial_dir):  # made on demand with RunConfig(results_store="experiment")
@@ -68,20 +69,24 @@ class LocalCheckpoints:
         # fsynced here: the driver syncs the experiment's file system before a snapshot
         # names the checkpoint (one sync for all of them).
         move_directory_into_place(tmp, target, durable=False)
+        return None
 
-    def save(self, instance: Trainable, trial_dir: str, name: str) -> None:
-        """A class trainable's ``save_checkpoint`` into ``<trial_dir>/<name>``."""
+    def save(self, instance: Trainable, trial_dir: str, name: str) -> Optional[str]:
+        """A class trainable's ``save_checkpoint`` into ``<trial_dir>/<name>``; returns the
+        upload's token, as :meth:`persist` does."""
         save_to_new_directory(instance, os.path.join(trial_dir, name))
+        return None
 
-    def clone(self, source: str, trial_dir: str, name: str) -> None:
-        """Copy another trial's checkpoint ``source`` into ``<trial_dir>/<name>``.
+    def clone(self, source: str, trial_dir: str, name: str, source_token: Optional[str] = None) -> Optional[str]:
+        """Copy another trial's checkpoint ``source`` (uploaded under ``source_token``) into
+        ``<trial_dir>/<name>``; returns the copy's token, as :meth:`persist` does.
 
         Raises:
             FileNotFoundError: ``source`` does not exist (any more).
         """
         if not os.path.isdir(source):
             raise FileNotFoundError(source)
-        self.persist(Checkpoint._at(source), trial_dir, name)
+        return self.persist(Checkpoint._at(source), trial_dir, name)
 
     def checkpoint(self, path: str) -> Checkpoint:
         """The checkpoint at ``path`` a trial resumes from: one ``stat`` for the driver's
@@ -94,8 +99,13 @@ class LocalCheckpoints:
         """A class trainable's ``load_checkpoint`` from the checkpoint at ``path``."""
         instance.load_checkpoint(load_checkpoint_payload(path))
 
-    def segment_ended(self, trial_dir: str, restored_from: Optional[str]) -> None:
-        """A run segment of the trial ended (the local directory stays: it is the trial's)."""
+    def resuming(self, restore: str, token: Optional[str]) -> None:
+        """The trial is about to resume from the checkpoint at ``restore``, uploaded under
+        ``token`` (None: unknown)."""
+
+    def segment_ended(self, trial_dir: str, restored_from: Optional[str], trial_ended: bool = False) -> None:
+        """A run segment of the trial ended (the local directory stays: it is the trial's);
+        ``trial_ended``: the trial itself did (done or stopped), so it never resumes here."""
 
     def restored(self, restored_from: str) -> None:
         """The trial no longer needs the checkpoint it resumed from on this node."""
@@ -111,6 +121,10 @@ class StoredCheckpoints(LocalCheckpoints):
         self._kept = kept
         self._scratch = storage.node_scratch(kept.location)
         self._artifacts_sent: Dict[str, Dict[str, tuple]] = {}  # trial dir -> file -> (size, mtime) uploaded
+        # Checkpoint path -> the token of the upload a running segment resumes from, while
+        # this node keeps no copy of it: what it downloads is kept once it is done, unless
+        # the trial uploads a newer checkpoint first (the one its next resume needs).
+        self._downloading: Dict[str, str] = {}
         location = kept.location
         self.storage_path = (storage.parent_uri(location.uri) if storage.is_uri(location.uri)
                              else os.path.dirname(location.path))
@@ -118,14 +132,36 @@ class StoredCheckpoints(LocalCheckpoints):
     def trial_dir(self, trial_dir: str) -> str:
         return os.path.join(self._scratch, *self._kept.relative(trial_dir).split("/"))
 
-    def persist(self, checkpoint: Checkpoint, trial_dir: str, name: str) -> None:
+    def persist(self, checkpoint: Checkpoint, trial_dir: str, name: str) -> Optional[str]:
         target = self._kept.location_of(os.path.join(trial_dir, name))
+        token = storage.new_checkpoint_token()
         if checkpoint.filesystem is not None:
             storage.copy_directory(checkpoint._storage, target)
         else:
             storage.upload_directory(checkpoint.path, target)
+            self._keep_copy(checkpoint.path, target, token)
         if self._kept.sync_artifacts and self._kept.sync_artifacts_on_checkpoint:
             self._upload_artifacts(trial_dir)
+        return token
+
+    def _keep_copy(self, source: str, target: storage.Location, token: str) -> None:
+        """Keep a copy of the uploaded directory ``source`` on this node (the user may
+        change or delete theirs once ``report()`` returns); a full disk only skips it."""
+        self._newer_than_download(target)
+        try:
+            made = storage.node_cache_scratch(storage.tree_bytes(source))  # None: not kept, not copied
+        except OSError:  # the user's directory changed meanwhile
+            made = None
+        if made is None:
+            return
+        copy = os.path.join(made, "files")
+        try:
+            _copy_tree(source, copy)
+        except OSError:
+            shutil.rmtree(made, ignore_errors=True)
+            return
+        storage.keep_checkpoint(copy, target, token)
+        shutil.rmtree(made, ignore_errors=True)
 
     def _upload_artifacts(self, trial_dir: str) -> None:
         """Upload the files the trial wrote in its directory on this node that changed since
@@ -160,18 +196,31 @@ class StoredCheckpoints(LocalCheckpoints):
 
         storage.in_parallel(upload, changed)
 
-    def save(self, instance: Trainable, trial_dir: str, name: str) -> None:
+    def save(self, instance: Trainable, trial_dir: str, name: str) -> Optional[str]:
         local = self.trial_dir(trial_dir)
         os.makedirs(local, exist_ok=True)
         scratch = tempfile.mkdtemp(prefix=f".{name}-", dir=local)
+        token = storage.new_checkpoint_token()
         try:
             save_to_new_directory(instance, os.path.join(scratch, name))
-            storage.upload_directory(os.path.join(scratch, name), self._kept.location_of(os.path.join(trial_dir, name)))
+            target = self._kept.location_of(os.path.join(trial_dir, name))
+            storage.upload_directory(os.path.join(scratch, name), target)
+            # The directory saved into is this node's copy: moved, not copied.
+            self._newer_than_download(target)
+            storage.keep_checkpoint(os.path.join(scratch, name), target, token)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        return token
 
-    def clone(self, source: str, trial_dir: str, name: str) -> None:
-        storage.copy_directory(self._kept.location_of(source), self._kept.location_of(os.path.join(trial_dir, name)))
+    def clone(self, source: str, trial_dir: str, name: str, source_token: Optional[str] = None) -> Optional[str]:
+        origin, target = self._kept.location_of(source), self._kept.location_of(os.path.join(trial_dir, name))
+        storage.copy_directory(origin, target)
+        token = storage.new_checkpoint_token()
+        # This node's copy of the donor's checkpoint, if it keeps one, is the clone's too;
+        # else the clone is kept once the segment resuming from it opens it (see resuming).
+        self._newer_than_download(target)
+        storage.keep_copy_of_kept(origin, source_token, target, token)
+        return token
 
     def checkpoint(self, path: str) -> Checkpoint:
         return checkpoint_in_storage(Checkpoint._at(path), self._kept.staging, self._kept.location)
@@ -180,16 +229,41 @@ class StoredCheckpoints(LocalCheckpoints):
         with self.checkpoint(path).as_directory() as local:
             instance.load_checkpoint(load_checkpoint_payload(local))
 
-    def segment_ended(self, trial_dir: str, restored_from: Optional[str]) -> None:
+    def _newer_than_download(self, uploaded: storage.Location) -> None:
+        """The trial uploaded ``uploaded``: the checkpoint its segment resumed from is no
+        longer the one to keep."""
+        if self._downloading:
+            trial = uploaded.parent()
+            for path in [p for p in self._downloading if self._kept.location_of(p).parent() == trial]:
+                del self._downloading[path]
+
+    def resuming(self, restore: str, token: Optional[str]) -> None:
+        # This node's copy of that very upload, if it keeps one; else the trainable's
+        # first open downloads it, and that download is kept under the token afterwards.
+        try:
+            kept = storage.open_kept_checkpoint(self._kept.location_of(restore), token)
+        except OSError:  # the node's cache cannot be read: the trainable downloads it
+            kept = None
+        if kept is None and token:
+            self._downloading[restore] = token
+        else:
+            self._downloading.pop(restore, None)
+
+    def segment_ended(self, trial_dir: str, restored_from: Optional[str], trial_ended: bool = False) -> None:
         if self._kept.sync_artifacts:
             self._upload_artifacts(trial_dir)
         self._artifacts_sent.pop(trial_dir, None)
         shutil.rmtree(self.trial_dir(trial_dir), ignore_errors=True)
         if restored_from:
             self.restored(restored_from)
+        if trial_ended:
+            storage.forget_kept_checkpoints(self._kept.location_of(trial_dir))
 
     def restored(self, restored_from: str) -> None:
-        storage.forget_local_checkpoint(self._kept.location_of(restored_from))  # if the trainable opened it
+        location = self._kept.location_of(restored_from)
+        token = self._downloading.pop(restored_from, None)
+        if token is None or not storage.keep_opened_checkpoint(location, token):
+            storage.forget_local_checkpoint(location)  # if the trainable opened it
 
 
 def _copy_tree(source: str, target: str) -> None:

@@ -41,7 +41,7 @@ _WAKE_FINE_STEP_S = 0.0002
 
 class _Worker:
     __slots__ = ("slot", "actor", "shape", "resources", "future", "assigned", "commands",
-                 "trainables", "depth", "placement_group", "replied")
+                 "trainables", "depth", "placement_group", "replied", "node")
 
     def __init__(self, slot: int, actor: Any, shape: Tuple[Any, ...], resources: Dict[str, float],
                  placement_group: Any = None) -> None:
@@ -59,6 +59,7 @@ class _Worker:
         # it then, or a trial would wait there while other workers run (and a scheduler
         # that picks the least trained trial could not pick it).
         self.replied = False
+        self.node: Optional[str] = None  # its Ray node, once a trial started on it
 
 
 @functools.lru_cache(maxsize=None)
@@ -230,12 +231,15 @@ class RayTrialExecutor:
             return True
         return self._prefetch and queue and self._queue_behind(shape) is not None
 
-    def _queue_behind(self, shape: Tuple[Any, ...]) -> Optional[_Worker]:
-        """The running worker of ``shape`` with the shortest queue that has room."""
+    def _queue_behind(self, shape: Tuple[Any, ...], node: Optional[str] = None) -> Optional[_Worker]:
+        """The running worker of ``shape`` with the shortest queue that has room (of those,
+        one on the Ray node ``node`` if there is one)."""
         best = None
         for worker in self._workers.values():
             if (worker.shape == shape and worker.replied and 0 < len(worker.assigned) < worker.depth
-                    and (best is None or len(worker.assigned) < len(best.assigned))):
+                    and (best is None or len(worker.assigned) < len(best.assigned)
+                         or (node is not None and len(worker.assigned) == len(best.assigned)
+                             and worker.node == node != best.node))):
                 best = worker
         return best
 
@@ -246,7 +250,7 @@ class RayTrialExecutor:
     def start_trial(self, trial: Any, spec: Dict[str, Any], queue: bool = True) -> int:
         """Hand ``trial`` to a worker of its shape (``queue``: possibly behind the busy
         worker's current trial); returns the worker slot."""
-        worker = self._worker_for(trial, queue)
+        worker = self._worker_for(trial, queue, spec.get("restore_node"))
         name = spec["trainable"]
         if name not in worker.trainables:
             trainable_blob, envs_blob = self._blob(name)
@@ -258,17 +262,25 @@ class RayTrialExecutor:
         worker.assigned.append(trial)
         return worker.slot
 
-    def _worker_for(self, trial: Any, queue: bool = True) -> _Worker:
+    def _worker_for(self, trial: Any, queue: bool = True, node: Optional[str] = None) -> _Worker:
+        """The worker ``trial`` goes to: an idle one (on the Ray node ``node``, which keeps a copy of
+        the checkpoint it resumes from, if one is idle there), else a new one, else a place
+        behind a busy one."""
         pgf: PlacementGroupFactory = trial.placement_group_factory
         shape = pgf.shape_key()
         idle = self._idle.get(shape)
         if idle:
             self._pool_epoch += 1
+            if node is not None:
+                workers = self._workers
+                for index in range(len(idle) - 1, -1, -1):
+                    if workers[idle[index]].node == node:
+                        return workers[idle.pop(index)]
             return self._workers[idle.pop()]
         # A new worker while resources allow (trials run side by side, as many as fit);
         # only then a place behind a busy one.
         if self._prefetch and queue and not self._fits_letting_idle_go(pgf):
-            busy = self._queue_behind(shape)
+            busy = self._queue_behind(shape, node)
             if busy is not None:
                 return busy
         self._let_idle_go_for(pgf)
@@ -495,6 +507,10 @@ class RayTrialExecutor:
                 self._selector.push(slot, EVENT_ERROR)
                 self._end_actor(worker)
                 continue
+            for event in events if self._storage is not None else ():
+                if type(event) is protocol.Started:
+                    worker.node = event.node_id or event.node_ip
+                    break
             self._replies[slot] = events
             self._selector.push(slot, EVENT_BATCH)
 

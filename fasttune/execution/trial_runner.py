@@ -126,6 +126,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._resets = ResetBook(self._checkpoints, self._table)
         period = os.environ.get("FASTTUNE_GLOBAL_CHECKPOINT_S") or checkpoint_period
         self._snapshots = _snapshots.SnapshotWriter(experiment_path, period) if experiment_path else None
+        if self._snapshots is not None:
+            self._snapshots.checkpoint_uploads = self._checkpoints.uploads
         if storage_sync is not None and self._snapshots is not None:
             # Numbered after those storage holds (an earlier run's), as after local ones.
             self._snapshots.seq = storage_sync.newest_stored_seq
@@ -354,6 +356,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             iteration=iteration, time_total=time_total, ckpt_index=state.next_index(trial), restore=restore_path,
             log_to_file=(self._experiment and self._experiment.spec.get("log_to_file")) or (None, None))
         spec.update(fields)
+        spec.update(self._checkpoints.restore_fields(spec["restore"]))  # in storage: which upload, kept where
         if not self._files.makes_trial_dirs:
             spec["trial_dir_on_demand"] = True  # made by what needs it: a checkpoint, captured output
         self._unassigned.pop(trial.trial_id, None)  # a PAUSED trial resuming was never in it

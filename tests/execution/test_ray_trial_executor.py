@@ -40,3 +40,33 @@ def test_a_queued_trial_goes_behind_the_shortest_queue_with_room(full_executor):
     full_executor._workers[1].assigned.append(_trial("c"))
     # Both at depth 2 (one running, one queued): none has room, and nothing may queue.
     assert not full_executor.has_resources_for_trial(_trial("d"))
+
+
+def _idle_executor(nodes):
+    """An executor with an idle worker on each of ``nodes`` (slot i on nodes[i])."""
+    executor = RayTrialExecutor(reuse_actors=True, storage=object())
+    shape = PlacementGroupFactory([{"CPU": 1}]).shape_key()
+    for slot, node in enumerate(nodes):
+        worker = _Worker(slot, actor=None, shape=shape, resources={"CPU": 1.0})
+        worker.node, worker.replied = node, True
+        executor._workers[slot] = worker
+        executor._idle.setdefault(shape, []).append(slot)
+    return executor
+
+
+def test_a_resume_goes_to_an_idle_worker_on_the_node_that_keeps_its_checkpoint():
+    executor = _idle_executor(["node-1", "node-2", "node-3"])
+    assert executor._worker_for(_trial("c"), node="node-1") is executor._workers[0]
+    # None idle on that node: another idle worker takes it at once (it downloads).
+    assert executor._worker_for(_trial("d"), node="node-1") is executor._workers[2]
+    # No node named (a fresh start, a local experiment): the pool's usual pick.
+    assert executor._worker_for(_trial("e")) is executor._workers[1]
+
+
+def test_a_queued_resume_prefers_the_node_that_keeps_its_checkpoint_among_equal_queues(full_executor):
+    for slot, worker in full_executor._workers.items():
+        worker.replied, worker.node = True, f"node-{slot + 1}"
+    assert full_executor._worker_for(_trial("c"), node="node-2") is full_executor._workers[1]
+    # A shorter queue still comes first.
+    full_executor._workers[1].assigned.append(_trial("c"))
+    assert full_executor._worker_for(_trial("d"), node="node-2") is full_executor._workers[0]

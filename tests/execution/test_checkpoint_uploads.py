@@ -1,0 +1,60 @@
+"""The driver's record of where each checkpoint of an experiment in storage was uploaded
+(its token, and the node that keeps a copy of it): from the worker's events into the
+checkpoint book, into the StartTrial spec of a resume, and through a snapshot; without Ray."""
+import os
+from array import array
+
+import fasttune as tune
+from fasttune.execution import _protocol as protocol
+
+from runner_testing import random_search_runner
+
+
+def _train(config):
+    tune.report({"loss": config["x"]})
+
+
+def _run_segment(runner, trial, node, checkpoints, tokens):
+    """A run segment of ``trial`` on the Ray node ``node`` that reports one result per checkpoint."""
+    runner._start_trial(trial)
+    runner._on_started(0, trial, protocol.Started(trial.trial_id, 1.0, 11, "host", "192.0.2.2", node))
+    metrics = [{"loss": 0.5} for _ in checkpoints]
+    runner._on_results(0, trial, protocol.Results(trial.trial_id, metrics, array("d", [2.0] * len(metrics)).tobytes(),
+                                                  dict(enumerate(checkpoints)), tokens))
+
+
+def test_a_resume_names_the_upload_it_needs_and_a_snapshot_keeps_it(tmp_path):
+    path = str(tmp_path / "exp")
+    runner = random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, 2, random_state=5)
+    uploaded, older = runner.get_trials()
+    _run_segment(runner, uploaded, "node-7", ["checkpoint_000000", "checkpoint_000001"], {0: "a0", 1: "a1"})
+    _run_segment(runner, older, "node-8", ["checkpoint_000000"], {})  # as a local experiment's: no token
+    newest = os.path.join(uploaded.path, "checkpoint_000001")
+    assert runner._checkpoints.uploads == {os.path.join(uploaded.path, "checkpoint_000000"): ("a0", "node-7"),
+                                           newest: ("a1", "node-7")}
+    for trial in (uploaded, older):
+        trial.set_status("PAUSED")
+    runner._start_trial(uploaded)
+    assert (runner.trial_executor.started["restore"], runner.trial_executor.started["restore_token"],
+            runner.trial_executor.started["restore_node"]) == (newest, "a1", "node-7")
+    runner._start_trial(older)
+    assert "restore_token" not in runner.trial_executor.started
+    runner.checkpoint(force=True)
+
+    # A restored experiment's first resume names the same upload; a checkpoint without one
+    # (as all of an older snapshot's are) names none, and the worker downloads it.
+    resumed = random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, 2, random_state=5, add=False)
+    resumed.resume()
+    by_id = {t.trial_id: t for t in resumed.get_trials()}
+    assert resumed._checkpoints.uploads == runner._checkpoints.uploads
+    resumed._start_trial(by_id[uploaded.trial_id])
+    assert (resumed.trial_executor.started["restore"], resumed.trial_executor.started["restore_token"]) == (newest, "a1")
+    resumed._start_trial(by_id[older.trial_id])
+    assert resumed.trial_executor.started["restore"] == os.path.join(older.path, "checkpoint_000000")
+    assert "restore_token" not in resumed.trial_executor.started
+    # PBT's exploit of the newest checkpoint: the clone names the donor's upload and node.
+    clone = by_id[older.trial_id]
+    reset = resumed._resets.make(clone, {"x": 0.5}, "exploited", by_id[uploaded.trial_id].checkpoint, None)
+    fields = resumed._resets.spec_fields(clone, resumed._states[clone.trial_id], reset, resumed._rewind,
+                                         resumed._decision_points)
+    assert (fields["clone_from"], fields["clone_token"], fields["restore_node"]) == (newest, "a1", "node-7")

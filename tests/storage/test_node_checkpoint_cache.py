@@ -1,0 +1,311 @@
+"""A worker node keeps a copy of each checkpoint it uploads (``fasttune._storage``'s node
+cache), so that the trial's next run segment there resumes without a request to storage.
+
+Against moto's S3 server through the recording proxy (``faulty_s3``, refusing nothing), so
+that each test counts the requests a resume makes.  The sweep runs on Ray's workers; the
+other tests drive a worker's checkpoint places (``StoredCheckpoints``) in this process,
+each "node" a cache root of its own (``FASTTUNE_STORAGE_CACHE``).
+"""
+import json
+import os
+import uuid
+
+import pytest
+
+import fasttune as tune
+from fasttune import _storage as storage
+from fasttune.execution._worker_checkpoints import StoredCheckpoints
+from fasttune_testing import PauseOnceAtThree, report_with_step_checkpoint, restored_step
+
+ITERATIONS = 6
+
+
+def train(config):
+    """Reports steps 1..ITERATIONS with a checkpoint of the step at each even one; resumes
+    after its checkpoint's step."""
+    start = restored_step()
+    for step in range(start + 1, ITERATIONS + 1):
+        metrics = {"score": config["x"] * step, "restored_from": start}
+        if step % 2 == 0:
+            report_with_step_checkpoint(metrics, step)
+        else:
+            tune.report(metrics)
+
+
+def s3_uri(path, endpoint):
+    return f"s3://{path}?endpoint_override={endpoint}&scheme=http"
+
+
+@pytest.fixture
+def prefix(s3_bucket):
+    return f"{s3_bucket}/node-cache-{uuid.uuid4().hex[:8]}"
+
+
+def checkpoint_reads(requests):
+    """(method, path) of each request that read a checkpoint's object."""
+    return [(r.method, r.path) for r in requests if r.method in ("GET", "HEAD") and "/checkpoint_" in r.path]
+
+
+def kept_on_ray_node(trial_location):
+    """The tokens of the kept copies of the trial at ``trial_location`` on Ray's node (its
+    workers' cache root, not this test's)."""
+    import ray
+
+    def kept(at):
+        from fasttune import _storage as worker_storage
+
+        return [k.token for k in worker_storage.kept_checkpoints(at)]
+
+    return ray.get(ray.remote(num_cpus=0)(kept).remote(trial_location))
+
+
+def test_a_trial_that_pauses_resumes_from_its_nodes_copy_without_reading_storage(ray_session, prefix, faulty_s3,
+                                                                                  tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path / "driver-cache"))
+    tuner = tune.Tuner(
+        train, param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=PauseOnceAtThree()),
+        run_config=tune.RunConfig(name="exp", storage_path=s3_uri(prefix, faulty_s3.address), verbose=0))
+    grid = tuner.fit()
+    during_fit = list(faulty_s3.requests)
+    assert grid.num_errors == 0
+    for result in grid:
+        x = result.config["x"]
+        history = [json.loads(line) for line in open(os.path.join(result.path, "result.json"))]
+        # Paused at step 3, resumed from the checkpoint of step 2: what it restored is right.
+        assert [(r["training_iteration"], r["score"], r["restored_from"]) for r in history] == [
+            (1, x, 0), (2, 2 * x, 0), (3, 3 * x, 2), (4, 4 * x, 2), (5, 5 * x, 2), (6, 6 * x, 2)]
+    # Each resume used the copy its node kept when it uploaded that checkpoint: no request
+    # read a checkpoint (without the node's copy: a LIST, a HEAD and a GET per resume).
+    assert checkpoint_reads(during_fit) == []
+    assert len([r for r in during_fit if r.method == "PUT" and "/checkpoint_" in r.path]) == 2 * 3
+    # The trials ended: their nodes' copies are gone.
+    experiment = storage.resolve(grid.experiment_path)
+    for result in grid:
+        assert kept_on_ray_node(experiment.join(os.path.basename(result.path))) == []
+
+
+# ---- a worker's checkpoint places, in this process --------------------------------------
+@pytest.fixture
+def experiment(prefix, faulty_s3, tmp_path):
+    """An ExperimentStorage on the proxy, and its staging directory (the driver's names)."""
+    staging = str(tmp_path / "staging" / "exp")
+    return storage.ExperimentStorage(storage.resolve(s3_uri(f"{prefix}/exp", faulty_s3.address)), staging)
+
+
+class Node:
+    """A worker on a node of its own: its own cache root."""
+
+    def __init__(self, kept, root, monkeypatch):
+        self.root, self._monkeypatch = str(root), monkeypatch
+        self.places = StoredCheckpoints(kept)
+        self.kept = kept
+
+    def __enter__(self):
+        self._monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", self.root)
+        return self.places
+
+    def __exit__(self, *exc):
+        return False
+
+    def kept_tokens(self, trial_dir):
+        with self:
+            return [k.token for k in storage.kept_checkpoints(self.kept.location_of(trial_dir))]
+
+
+def user_checkpoint(tmp_path, step, size=1):
+    """A directory as a user reports it: ``step`` written ``size`` times."""
+    directory = tmp_path / f"user-{uuid.uuid4().hex[:6]}"
+    directory.mkdir()
+    (directory / "step").write_text(str(step) * size)
+    return tune.Checkpoint.from_directory(str(directory))
+
+
+def resume(places, path, token):
+    """What a resuming trainable reads from the checkpoint at ``path`` (``token``: the
+    upload the driver names), as a worker's run segment does."""
+    places.resuming(path, token)
+    with places.checkpoint(path).as_directory() as directory:
+        step = open(os.path.join(directory, "step")).read()
+    places.restored(path)
+    return step
+
+
+@pytest.fixture
+def node_a(experiment, tmp_path, monkeypatch):
+    return Node(experiment, tmp_path / "node-a", monkeypatch)
+
+
+@pytest.fixture
+def node_b(experiment, tmp_path, monkeypatch):
+    return Node(experiment, tmp_path / "node-b", monkeypatch)
+
+
+def test_a_rewritten_checkpoint_is_read_from_storage_under_its_new_token(experiment, node_a, node_b, faulty_s3,
+                                                                          tmp_path):
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    path = os.path.join(trial_dir, "checkpoint_000002")
+    # Node A uploads checkpoint_000002 (a segment whose report never reached the driver);
+    # the retry, on node B, writes checkpoint_000002 again with other content.
+    with node_a as places:
+        stale = places.persist(user_checkpoint(tmp_path, 4), trial_dir, "checkpoint_000002")
+    with node_b as places:
+        fresh = places.persist(user_checkpoint(tmp_path, 6), trial_dir, "checkpoint_000002")
+    assert stale != fresh and node_a.kept_tokens(trial_dir) == [stale] and node_b.kept_tokens(trial_dir) == [fresh]
+
+    # The driver resumes the trial on node A from the checkpoint it recorded (the retry's):
+    # node A's copy is of another upload, so it reads storage, and gets the new content.
+    start = len(faulty_s3.requests)
+    with node_a as places:
+        assert resume(places, path, fresh) == "6"
+    assert [method for method, _ in checkpoint_reads(faulty_s3.requests[start:])] == ["HEAD", "GET"]
+    # What it downloaded is node A's copy of that upload now: the next resume reads nothing.
+    assert node_a.kept_tokens(trial_dir) == [fresh]
+    start = len(faulty_s3.requests)
+    with node_a as places:
+        assert resume(places, path, fresh) == "6"
+    with node_b as places:
+        assert resume(places, path, fresh) == "6"
+    assert checkpoint_reads(faulty_s3.requests[start:]) == []
+
+
+def test_a_segment_that_downloaded_its_checkpoint_keeps_the_newer_one_it_uploaded(experiment, node_a, node_b,
+                                                                                   faulty_s3, tmp_path):
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    with node_b as places:
+        first = places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+    # The trial resumes on node A (a download), reports a newer checkpoint, then pauses.
+    with node_a as places:
+        places.resuming(os.path.join(trial_dir, "checkpoint_000000"), first)
+        with places.checkpoint(os.path.join(trial_dir, "checkpoint_000000")).as_directory() as directory:
+            assert open(os.path.join(directory, "step")).read() == "2"
+        newer = places.persist(user_checkpoint(tmp_path, 4), trial_dir, "checkpoint_000001")
+        places.segment_ended(trial_dir, os.path.join(trial_dir, "checkpoint_000000"))
+    # Node A keeps the newer one, which the trial's next resume needs: it reads nothing.
+    assert node_a.kept_tokens(trial_dir) == [newer]
+    start = len(faulty_s3.requests)
+    with node_a as places:
+        assert resume(places, os.path.join(trial_dir, "checkpoint_000001"), newer) == "4"
+    assert checkpoint_reads(faulty_s3.requests[start:]) == []
+
+
+def test_an_exploit_on_the_donors_node_resumes_from_its_copy_without_reading_storage(experiment, node_a,
+                                                                                      faulty_s3, tmp_path):
+    donor_dir, clone_dir = (os.path.join(experiment.staging, name) for name in ("trial_0", "trial_1"))
+    donor = os.path.join(donor_dir, "checkpoint_000001")
+    with node_a as places:
+        donor_token = places.persist(user_checkpoint(tmp_path, 4), donor_dir, "checkpoint_000001")
+        start = len(faulty_s3.requests)
+        # PBT's exploit: the donor's checkpoint copied inside storage into the clone's
+        # directory, then the clone resumes from it on the same node.
+        token = places.clone(donor, clone_dir, "checkpoint_000003", donor_token)
+        assert resume(places, os.path.join(clone_dir, "checkpoint_000003"), token) == "4"
+        copies = [r for r in faulty_s3.requests[start:] if r.method == "PUT"]
+        assert checkpoint_reads(faulty_s3.requests[start:]) == []
+        assert [r.headers.get("x-amz-copy-source", "").split("?")[0].endswith("trial_0/checkpoint_000001/step")
+                for r in copies] == [True]
+        # Without the donor's token (an older snapshot), the clone's resume downloads it.
+        token = places.clone(donor, clone_dir, "checkpoint_000004")
+        start = len(faulty_s3.requests)
+        assert resume(places, os.path.join(clone_dir, "checkpoint_000004"), token) == "4"
+    assert [method for method, _ in checkpoint_reads(faulty_s3.requests[start:])] == ["HEAD", "GET"]
+
+
+def test_no_token_always_reads_storage(experiment, node_a, faulty_s3, tmp_path):
+    # A checkpoint an older snapshot names carries no token: never taken from a node's copy.
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    with node_a as places:
+        places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+        start = len(faulty_s3.requests)
+        assert resume(places, os.path.join(trial_dir, "checkpoint_000000"), None) == "2"
+    assert [method for method, _ in checkpoint_reads(faulty_s3.requests[start:])] == ["HEAD", "GET"]
+
+
+def test_a_node_keeps_one_copy_per_trial_and_drops_it_when_the_trial_ends(experiment, node_a, faulty_s3, tmp_path):
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    other_dir = os.path.join(experiment.staging, "trial_1")
+    with node_a as places:
+        places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+        newest = places.persist(user_checkpoint(tmp_path, 4), trial_dir, "checkpoint_000001")
+        other = places.persist(user_checkpoint(tmp_path, 2), other_dir, "checkpoint_000000")
+    assert node_a.kept_tokens(trial_dir) == [newest] and node_a.kept_tokens(other_dir) == [other]
+    start = len(faulty_s3.requests)
+    with node_a as places:
+        assert resume(places, os.path.join(trial_dir, "checkpoint_000001"), newest) == "4"
+        # A segment that ends paused keeps it; the trial's end (done or stopped) drops it.
+        places.segment_ended(trial_dir, None)
+        assert node_a.kept_tokens(trial_dir) == [newest]
+        places.segment_ended(trial_dir, None, trial_ended=True)
+    assert checkpoint_reads(faulty_s3.requests[start:]) == []
+    assert node_a.kept_tokens(trial_dir) == [] and node_a.kept_tokens(other_dir) == [other]
+
+
+def test_the_least_recently_used_copies_go_beyond_the_byte_bound(experiment, node_a, faulty_s3, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv(storage.NODE_CACHE_BYTES_ENV, "300")  # three checkpoints of 100 bytes
+    trial_dirs = [os.path.join(experiment.staging, f"trial_{i}") for i in range(4)]
+    tokens = []
+    with node_a as places:
+        for i, trial_dir in enumerate(trial_dirs[:3]):
+            tokens.append(places.persist(user_checkpoint(tmp_path, i, size=100), trial_dir, "checkpoint_000000"))
+        # Last used in this order, long ago: trial_0, trial_2, trial_1.
+        for trial_dir, used_at in zip(trial_dirs, [1000, 3000, 2000]):
+            (kept,) = storage.kept_checkpoints(experiment.location_of(trial_dir))
+            os.utime(kept.path, (used_at, used_at))
+        # trial_0 resumes from its copy: the most recently used now.
+        start = len(faulty_s3.requests)
+        assert resume(places, os.path.join(trial_dirs[0], "checkpoint_000000"), tokens[0]) == "0" * 100
+        assert checkpoint_reads(faulty_s3.requests[start:]) == []
+        # A fourth copy would exceed the bound: the least recently used one (trial_2's) goes.
+        tokens.append(places.persist(user_checkpoint(tmp_path, 3, size=100), trial_dirs[3], "checkpoint_000000"))
+        # One larger than the bound is not kept, and evicts nothing.
+        places.persist(user_checkpoint(tmp_path, 9, size=301), trial_dirs[1], "checkpoint_000001")
+    assert [node_a.kept_tokens(d) for d in trial_dirs] == [[tokens[0]], [tokens[1]], [], [tokens[3]]]
+
+
+def test_a_bound_of_zero_keeps_nothing(experiment, node_a, faulty_s3, tmp_path, monkeypatch):
+    monkeypatch.setenv(storage.NODE_CACHE_BYTES_ENV, "0")
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    with node_a as places:
+        token = places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+        start = len(faulty_s3.requests)
+        assert resume(places, os.path.join(trial_dir, "checkpoint_000000"), token) == "2"
+    assert [method for method, _ in checkpoint_reads(faulty_s3.requests[start:])] == ["HEAD", "GET"]
+    assert node_a.kept_tokens(trial_dir) == []
+    assert not os.listdir(os.path.join(node_a.root, "checkpoints"))
+
+
+FULL_DISK_WORKER = """
+import os, resource, sys
+import fasttune as tune
+from fasttune import _storage as storage
+from fasttune.execution._worker_checkpoints import StoredCheckpoints
+
+uri, staging, user_dir = sys.argv[1:4]
+kept = storage.ExperimentStorage(storage.resolve(uri), staging)
+places = StoredCheckpoints(kept)
+# Files this process writes stop at 1000 bytes (EFBIG, as on a full disk): the upload only
+# reads the user's 5000-byte file, the node's copy of it cannot be written.
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+token = places.persist(tune.Checkpoint.from_directory(user_dir), os.path.join(staging, "trial_0"),
+                       "checkpoint_000000")
+print(token, len(storage.kept_checkpoints()), sorted(os.listdir(os.path.join(storage.cache_root(), "checkpoints"))))
+"""
+
+
+def test_a_full_disk_skips_the_nodes_copy_and_the_upload_stands(experiment, faulty_s3, s3_filesystem, tmp_path):
+    import subprocess
+    import sys
+
+    user_dir = tmp_path / "user"
+    user_dir.mkdir()
+    (user_dir / "step").write_text("7" * 5000)
+    env = dict(os.environ, FASTTUNE_STORAGE_CACHE=str(tmp_path / "node"),
+               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    done = subprocess.run([sys.executable, "-c", FULL_DISK_WORKER, experiment.location.uri, experiment.staging,
+                           str(user_dir)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    token, kept, left = done.stdout.split(maxsplit=2)
+    assert len(token) == 32 and kept == "0" and left.strip() == "[]"  # nothing kept, nothing half-made
+    with s3_filesystem.open_input_stream(f"{experiment.location.path}/trial_0/checkpoint_000000/step") as f:
+        assert f.read() == b"7" * 5000
