@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -101,12 +101,15 @@ class SnapshotWriter:
 
     def write(self, trials: List[Trial], states: Dict[str, TrialState], checkpoint_rows: Dict[str, int],
               table: Any, policies: Policies, *, experiment: Any, elapsed_s: float, iteration: int,
-              started: float, results_position: Any = None) -> str:
+              started: float, results_position: Any = None,
+              decisions: Optional[Dict[str, Tuple[str, Any]]] = None) -> str:
         """One snapshot of ``trials`` and ``policies`` (``started``: when the caller began
-        it, so its cost counts what the caller did first)."""
+        it, so its cost counts what the caller did first; ``decisions``: the STOP or PAUSE,
+        and the iteration it was decided at, of trials whose end the runner has not seen)."""
         records = self.records
         packed = []
         resets = {}
+        pending_decisions = {}
         for row, trial in enumerate(trials):
             record = records[row]
             if record is None:  # a live trial (or one just ended)
@@ -114,6 +117,9 @@ class SnapshotWriter:
                 reset = _pending_reset(trial, states.get(trial.trial_id), self.experiment_path)
                 if reset is not None:
                     resets[trial.trial_id] = reset
+                decision = decisions.get(trial.trial_id) if decisions else None
+                if decision is not None and trial.status == Trial.RUNNING:
+                    pending_decisions[trial.trial_id] = list(decision)
             packed.append(record)
         state = {
             "format": _state.FORMAT_VERSION,
@@ -134,6 +140,8 @@ class SnapshotWriter:
             # Where the experiment-level results store ends (None: per-trial files).
             "results_store": results_position,
             "pending_resets": resets,
+            # Saved RUNNING, these trials were to stop or pause: a restore carries that out.
+            "pending_decisions": pending_decisions,
         }
         if not self.seq:
             # An earlier run under the same name left snapshots: this run's come after
@@ -277,6 +285,9 @@ class RestoredExperiment:
         self.ended: List[Trial] = []  # unfinished trials the restore itself ended
         self.held: List[Trial] = []  # live trials a worker held at the snapshot, by row
         self.restarted: set = set()  # ids of the trials restored to start over
+        # STOP or PAUSE by trial id: restored PENDING, the runner stops or pauses them as the
+        # interrupted run was about to (that decision had not reached their worker).
+        self.decisions: Dict[str, str] = {}
         self.elapsed_s = 0.0
         self.iteration = 0
         self.pickled: List[str] = []  # what was unpickled, for the caller to tell
@@ -322,8 +333,10 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     # The checkpoints pending exploits copy are pinned first: restoring their donors (pruning
     # what a donor does not list, or forgetting all of a restarted one's) must leave them.
     copied = _pin_reset_sources(pending_resets, checkpoints, experiment_path)
+    decisions = state.get("pending_decisions") or {}  # (none in a snapshot of an older fasttune)
     for row, record in enumerate(records):
-        _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints, files)
+        _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints, files,
+                       decisions)
     pausing = _restore_pending_resets(pending_resets, restored, checkpoints, experiment_path, copied)
     restored.held = [trial for trial in (restored.trials[row] for row in held)
                      if not trial.is_finished() and trial.trial_id not in pausing]
@@ -434,8 +447,10 @@ def _restore_policies(state: Dict[str, Any], policies: Policies) -> List[str]:
 
 
 def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: int, record: bytes, experiment: Any,
-                   resume_config: Any, loader: Any, cache: Dict[Any, Any], checkpoints: Any, files: Any) -> None:
-    """Restore row ``row`` as ``resume_config`` says for its status."""
+                   resume_config: Any, loader: Any, cache: Dict[Any, Any], checkpoints: Any, files: Any,
+                   decisions: Dict[str, List[Any]]) -> None:
+    """Restore row ``row`` as ``resume_config`` says for its status.  A RUNNING trial whose
+    STOP was on its way is finished, as in Ray Tune (which ends it as it decides)."""
     table = restored.table
     status = core.STATUS_NAMES[table.get_status(row)]
     if status == Trial.TERMINATED:
@@ -460,6 +475,13 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         restored.by_id[trial.trial_id] = trial
         return
     trial, checkpoint_rows, next_index = _state.decode_trial(*args, **kwargs)
+    decision = decisions.get(trial.trial_id, (None,))[0] if status == Trial.RUNNING else None
+    if decision == TrialScheduler.STOP:
+        how = resume_config.finished
+    if decision is not None and how == (skip if decision == TrialScheduler.STOP else type(how).RESUME):
+        # Resumed to be stopped (its end heard, as the finished trials' was) or paused now.
+        restored.decisions[trial.trial_id] = decision
+        how = type(how).RESUME
     trial_state = restored.states[trial.trial_id] = TrialState()
     checkpoints.rows.update(checkpoint_rows)
     trial_state.next_checkpoint_index = next_index

@@ -36,6 +36,7 @@ class TrialEventHandlers:
 
     def _on_started(self, slot: int, trial: Trial, event: protocol.Started) -> None:
         self._started_here.add(trial.trial_id)
+        self._decisions_in_flight.pop(trial.trial_id, None)  # one of a run that failed before its end
         restored = trial.checkpoint is not None
         if trial.status in (Trial.PENDING, Trial.PAUSED):
             trial.set_status(Trial.RUNNING)
@@ -87,9 +88,10 @@ class TrialEventHandlers:
             # The batch is counted (results_seen, its checkpoints) above: it reaches the
             # trial's files even when a scheduler, searcher or callback raised (a Ctrl-C
             # included), or the final snapshot would count results no file holds.
-            if decision == TrialScheduler.STOP and decided_at == count - 1:
+            if count and results[-1].get("done") is True:
                 # The result a scheduler or stopper ended the trial on says so on disk too
-                # (at a decision point it is the batch's last; between them, it stays false).
+                # (at a decision point it is the batch's last; between them, it stays false),
+                # also when a callback raised after the decision (_judge marked it first).
                 ingested.mark_last_done()
             self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
         if self._callbacks_see_batches and results:
@@ -127,6 +129,10 @@ class TrialEventHandlers:
                 decision = self._scheduler.on_trial_result(self, trial, flat)
             if decision == TrialScheduler.STOP:
                 result["done"] = True  # as Ray Tune passes it on: this is the trial's last
+            if decision in (TrialScheduler.STOP, TrialScheduler.PAUSE) and trial.status == Trial.RUNNING:
+                # Kept until the trial's end is seen (a snapshot until then has it RUNNING),
+                # before a callback can raise: a restore carries it out, not the trial on.
+                self._decisions_in_flight.setdefault(trial.trial_id, (decision, result.get("training_iteration")))
         # A trial the scheduler ended while judging this result (e.g. a reset it could not
         # carry out) is complete for the searcher already.
         if decision != TrialScheduler.STOP and self._searcher_sees_results and not trial.is_finished():
@@ -192,6 +198,7 @@ class TrialEventHandlers:
             self._whole_trials += 1
         self._release(trial)
         self._states[trial_id].decision = None
+        self._decisions_in_flight.pop(trial_id, None)
         self.trial_executor.trial_ended(slot, trial)
         if isinstance(event, protocol.Failed):
             self._on_trial_failure(trial, event.traceback_text, event.exception_blob)
@@ -228,6 +235,7 @@ class TrialEventHandlers:
         self._callbacks.call("on_trial_complete", iteration=self._iteration, trials=self._trials, trial=trial)
 
     def _close_trial(self, trial: Trial) -> None:
+        self._decisions_in_flight.pop(trial.trial_id, None)
         state = self._states[trial.trial_id]
         if state.reset_at_decision is not None or state.reset_on_start is not None or state.cloning is not None:
             self._resets.drop(state)  # (a trial with no reset left, nearly every one, has nothing to drop)

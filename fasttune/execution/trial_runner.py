@@ -19,7 +19,7 @@ import gc
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from fasttune import _corelib as core
 from fasttune._atomic import sync_filesystem
@@ -140,6 +140,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         # After a restore: the trials a worker held at the snapshot, started again before
         # the scheduler chooses any other (the run never interrupted had them running on).
         self._restart_first: List[Trial] = []
+        # The STOP or PAUSE decided for a trial whose end the runner has not seen yet, with
+        # the iteration it was decided at, by trial id: snapshots save it (see _trial_events).
+        self._decisions_in_flight: Dict[str, Tuple[str, Any]] = {}
         self.results_processed = 0
         self._server_address = None if server_port is None else (server_host, server_port)
 
@@ -513,7 +516,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         path = writer.write(self._trials, self._states, self._checkpoints.rows, self._table, self._policies,
                             experiment=self._experiment, elapsed_s=self._clock.monotonic() - self._start_time,
                             iteration=self._iteration, started=started,
-                            results_position=self._files.position())
+                            results_position=self._files.position(), decisions=self._decisions_in_flight)
         if self._storage_sync is not None:
             self._storage_sync.snapshot_written(path)
         return path
@@ -581,10 +584,25 @@ class TrialRunner(TrialEventHandlers, RunnerView):
                 self._scheduler.on_trial_add(self, trial)
         # One its scheduler paused or stopped just now (that decision was on its way at the
         # snapshot) is not restarted first: it waits for the scheduler, as it was to.
+        self._carry_out_decisions(restored.decisions)
         self._restart_first = [trial for trial, status in held if trial.status == status]
         for trial in restored.ended:
             self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
         return restored.pickled
+
+    def _carry_out_decisions(self, decisions: Dict[str, str]) -> None:
+        """Restored trials whose STOP or PAUSE had not reached their worker at the snapshot
+        (they came back PENDING) stop or pause now, as they were to, rather than run on past
+        that point: a stopped one keeps the results the snapshot counted (a killed run's
+        later rows go) and its scheduler, searcher and callbacks hear it complete."""
+        for trial_id, decision in decisions.items():
+            trial = self._by_id[trial_id]
+            if decision == TrialScheduler.PAUSE:
+                self.pause_trial(trial)
+            elif not trial.is_finished():
+                self._states[trial_id].rewind_on_start = False
+                self._rewind(trial, trial.iteration, self._table.get_time_total(trial._row), trial.results_seen)
+                self.stop_trial(trial)
 
     def update_pending_trial_resources(self, resources: Any) -> None:
         """Give every PENDING trial new resources (e.g. after a restore on another
