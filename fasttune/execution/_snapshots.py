@@ -342,6 +342,11 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
                      if not trial.is_finished() and trial.trial_id not in pausing]
     folder = f"{SET_ASIDE_PREFIX}{writer.seq:010d}"
     cut_off = files.restore_position(state.get("results_store"), folder)
+    for trial_id, decision in restored.decisions.items():
+        if decision == TrialScheduler.STOP:
+            # It ends with the results the snapshot counted: the killed run's later rows go.
+            trial = restored.by_id[trial_id]
+            files.rewind(trial.path, trial.results_seen)
     moved = set_aside_unknown_trial_dirs(
         experiment_path, [os.path.join(experiment_path, name) for name in writer.dirnames], folder, also=cut_off)
     for name in moved:
@@ -412,7 +417,8 @@ def _restore_pending_resets(saved: Dict[str, List[Any]], restored: "RestoredExpe
         source = _reset_source(saved[trial_id], experiment_path)
         state = restored.states.get(trial_id)
         trial = restored.by_id.get(trial_id)
-        dropped = state is None or trial is None or trial.is_finished() or trial_id in restored.restarted
+        dropped = (state is None or trial is None or trial.is_finished() or trial_id in restored.restarted
+                   or restored.decisions.get(trial_id) == TrialScheduler.STOP)  # it is stopped on restore
         if trial_id in copied:
             donor = donors.get(os.path.dirname(source))
             if donor is None or source not in {c.path for c in donor.checkpoints}:

@@ -593,16 +593,12 @@ class TrialRunner(TrialEventHandlers, RunnerView):
     def _carry_out_decisions(self, decisions: Dict[str, str]) -> None:
         """Restored trials whose STOP or PAUSE had not reached their worker at the snapshot
         (they came back PENDING) stop or pause now, as they were to, rather than run on past
-        that point: a stopped one keeps the results the snapshot counted (a killed run's
-        later rows go) and its scheduler, searcher and callbacks hear it complete."""
+        that point: a stopped one's scheduler, searcher and callbacks hear it complete."""
         for trial_id, decision in decisions.items():
-            trial = self._by_id[trial_id]
             if decision == TrialScheduler.PAUSE:
-                self.pause_trial(trial)
-            elif not trial.is_finished():
-                self._states[trial_id].rewind_on_start = False
-                self._rewind(trial, trial.iteration, self._table.get_time_total(trial._row), trial.results_seen)
-                self.stop_trial(trial)
+                self.pause_trial(self._by_id[trial_id])
+            else:
+                self.stop_trial(self._by_id[trial_id])
 
     def update_pending_trial_resources(self, resources: Any) -> None:
         """Give every PENDING trial new resources (e.g. after a restore on another

@@ -220,6 +220,37 @@ def test_a_trial_the_stopper_stopped_stays_stopped_after_a_restore(storage, tmp_
     assert iterations(next(r for r in grid if r.config["q"] == q).path) == [1, 2, 3, 4]
 
 
+class StopAt(FIFOScheduler):
+    """Stops each trial at iteration ``at``; deciding at every result, or (``between``)
+    at none: the STOP then reaches the worker as an interrupt while it reports on."""
+
+    def __init__(self, at, between):
+        super().__init__()
+        self.at, self.between = at, between
+
+    def decision_points(self, trial):
+        return DecisionPoints.never() if self.between else DecisionPoints.every_result()
+
+    def on_trial_result(self, tune_controller, trial, result):
+        return TrialScheduler.STOP if result["training_iteration"] == self.at else TrialScheduler.CONTINUE
+
+
+@pytest.mark.parametrize("between", [False, True], ids=["at-a-decision-point", "between-decision-points"])
+def test_a_scheduler_stop_restored_keeps_the_results_the_snapshot_counted(storage, tmp_path, between):
+    path, trial_id, q, at = interrupted(storage, tmp_path, StopAt(4, between), lambda result: result.get("done"),
+                                        space={"q": 0.5, "length": 60})
+    assert at == 4
+    # Between decision points, results reported before the interrupt arrived are counted too.
+    counted = next(t for t in state.read_trials(path) if t.trial_id == trial_id).last_result["training_iteration"]
+    assert counted == 4 or between
+
+    grid = tune.Tuner.restore(path, trainable=checkpointed_trainable).fit()
+
+    assert grid.num_terminated == 1 and grid[0].metrics["training_iteration"] == counted
+    assert iterations(grid[0].path) == list(range(1, counted + 1))
+    assert read_log(str(tmp_path / "interrupted.log")) == [(q, it) for it in range(1, 5)]  # none after restore
+
+
 @pytest.mark.parametrize("how", ["restart", "skip"])
 def test_restore_options_for_unfinished_trials_leave_a_stopped_trial_finished(storage, tmp_path, how):
     # As Ray Tune has it (its trial ended as the scheduler decided): finished, not unfinished.
