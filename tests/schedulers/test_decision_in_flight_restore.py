@@ -220,7 +220,7 @@ def test_a_trial_the_stopper_stopped_stays_stopped_after_a_restore(storage, tmp_
     assert iterations(next(r for r in grid if r.config["q"] == q).path) == [1, 2, 3, 4]
 
 
-class StopAt(FIFOScheduler):
+class StopAtIteration(FIFOScheduler):
     """Stops each trial at iteration ``at``; deciding at every result, or (``between``)
     at none: the STOP then reaches the worker as an interrupt while it reports on."""
 
@@ -237,7 +237,7 @@ class StopAt(FIFOScheduler):
 
 @pytest.mark.parametrize("between", [False, True], ids=["at-a-decision-point", "between-decision-points"])
 def test_a_scheduler_stop_restored_keeps_the_results_the_snapshot_counted(storage, tmp_path, between):
-    path, trial_id, q, at = interrupted(storage, tmp_path, StopAt(4, between), lambda result: result.get("done"),
+    path, trial_id, q, at = interrupted(storage, tmp_path, StopAtIteration(4, between), lambda result: result.get("done"),
                                         space={"q": 0.5, "length": 60})
     assert at == 4
     # Between decision points, results reported before the interrupt arrived are counted too.
