@@ -417,8 +417,7 @@ def _restore_pending_resets(saved: Dict[str, List[Any]], restored: "RestoredExpe
         source = _reset_source(saved[trial_id], experiment_path)
         state = restored.states.get(trial_id)
         trial = restored.by_id.get(trial_id)
-        dropped = (state is None or trial is None or trial.is_finished() or trial_id in restored.restarted
-                   or restored.decisions.get(trial_id) == TrialScheduler.STOP)  # it is stopped on restore
+        dropped = state is None or trial is None or trial.is_finished() or trial_id in restored.restarted
         if trial_id in copied:
             donor = donors.get(os.path.dirname(source))
             if donor is None or source not in {c.path for c in donor.checkpoints}:
@@ -484,8 +483,11 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
     decision = decisions.get(trial.trial_id, (None,))[0] if status == Trial.RUNNING else None
     if decision == TrialScheduler.STOP:
         how = resume_config.finished
-    if decision is not None and how == (skip if decision == TrialScheduler.STOP else type(how).RESUME):
-        # Resumed to be stopped (its end heard, as the finished trials' was) or paused now.
+        carried_out = how == skip
+    else:
+        carried_out = decision is not None and how == type(how).RESUME
+    if carried_out:
+        # Resumed only to be stopped (its end heard, as the finished trials' was) or paused now.
         restored.decisions[trial.trial_id] = decision
         how = type(how).RESUME
     trial_state = restored.states[trial.trial_id] = TrialState()

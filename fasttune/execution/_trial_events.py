@@ -69,7 +69,7 @@ class TrialEventHandlers:
                                                             results[index], logged_before + index + 1)
         # Late results of a trial the driver already ended are logged, not judged.
         judged = ingested.error is None and trial.status == Trial.RUNNING
-        decision, decided_at = TrialScheduler.CONTINUE, -1
+        decision = TrialScheduler.CONTINUE
         try:
             if judged and (self._scheduler_sees_results or self._searcher_sees_results
                            or self._callbacks_see_results or self._stopper is not None):
@@ -78,7 +78,7 @@ class TrialEventHandlers:
                     # reported) still reach searchers and callbacks.
                     verdict = self._judge(trial, result, decide=decision == TrialScheduler.CONTINUE)
                     if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
-                        decision, decided_at = verdict, index
+                        decision = verdict
                     if index in saved:
                         self._checkpoint_callbacks(trial, saved.pop(index))
             if saved:
