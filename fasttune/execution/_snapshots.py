@@ -105,17 +105,23 @@ class SnapshotWriter:
               table: Any, policies: Policies, *, experiment: Any, elapsed_s: float, iteration: int,
               started: float, results_position: Any = None) -> str:
         """One snapshot of ``trials`` and ``policies`` (``started``: when the caller began
-        it, so its cost counts what the caller did first)."""
+        it, so its cost counts what the caller did first); a RUNNING trial's STOP or PAUSE
+        not carried out yet (``TrialState.decision_in_flight``) is saved with it."""
         records = self.records
         packed = []
         resets = {}
+        pending_decisions = {}
         for row, trial in enumerate(trials):
             record = records[row]
             if record is None:  # a live trial (or one just ended)
                 record = self._pack(row, trial, states, checkpoint_rows, table)
-                reset = _pending_reset(trial, states.get(trial.trial_id), self.experiment_path)
+                trial_state = states.get(trial.trial_id)
+                reset = _pending_reset(trial, trial_state, self.experiment_path)
                 if reset is not None:
                     resets[trial.trial_id] = reset
+                decision = trial_state.decision_in_flight if trial_state is not None else None
+                if decision is not None and trial.status == Trial.RUNNING:
+                    pending_decisions[trial.trial_id] = list(decision)
             packed.append(record)
         state = {
             "format": _state.FORMAT_VERSION,
@@ -136,6 +142,8 @@ class SnapshotWriter:
             # Where the experiment-level results store ends (None: per-trial files).
             "results_store": results_position,
             "pending_resets": resets,
+            # Saved RUNNING, these trials were to stop or pause: a restore carries that out.
+            "pending_decisions": pending_decisions,
         }
         if not self.seq:
             # An earlier run under the same name left snapshots: this run's come after
@@ -279,6 +287,9 @@ class RestoredExperiment:
         self.ended: List[Trial] = []  # unfinished trials the restore itself ended
         self.held: List[Trial] = []  # live trials a worker held at the snapshot, by row
         self.restarted: set = set()  # ids of the trials restored to start over
+        # STOP or PAUSE by trial id: restored PENDING, the runner stops or pauses them as the
+        # interrupted run was about to (that decision had not reached their worker).
+        self.decisions: Dict[str, str] = {}
         self.elapsed_s = 0.0
         self.iteration = 0
         self.pickled: List[str] = []  # what was unpickled, for the caller to tell
@@ -324,13 +335,20 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     # The checkpoints pending exploits copy are pinned first: restoring their donors (pruning
     # what a donor does not list, or forgetting all of a restarted one's) must leave them.
     copied = _pin_reset_sources(pending_resets, checkpoints, experiment_path)
+    decisions = state.get("pending_decisions") or {}  # (none in a snapshot of an older fasttune)
     for row, record in enumerate(records):
-        _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints, files)
+        _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints, files,
+                       decisions)
     pausing = _restore_pending_resets(pending_resets, restored, checkpoints, experiment_path, copied)
     restored.held = [trial for trial in (restored.trials[row] for row in held)
                      if not trial.is_finished() and trial.trial_id not in pausing]
     folder = f"{SET_ASIDE_PREFIX}{writer.seq:010d}"
     cut_off = files.restore_position(state.get("results_store"), folder)
+    for trial_id, decision in restored.decisions.items():
+        if decision == TrialScheduler.STOP:
+            # It ends with the results the snapshot counted: the killed run's later rows go.
+            trial = restored.by_id[trial_id]
+            files.rewind(trial.path, trial.results_seen)
     moved = set_aside_unknown_trial_dirs(
         experiment_path, [os.path.join(experiment_path, name) for name in writer.dirnames], folder, also=cut_off)
     for name in moved:
@@ -436,8 +454,10 @@ def _restore_policies(state: Dict[str, Any], policies: Policies) -> List[str]:
 
 
 def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: int, record: bytes, experiment: Any,
-                   resume_config: Any, loader: Any, cache: Dict[Any, Any], checkpoints: Any, files: Any) -> None:
-    """Restore row ``row`` as ``resume_config`` says for its status."""
+                   resume_config: Any, loader: Any, cache: Dict[Any, Any], checkpoints: Any, files: Any,
+                   decisions: Dict[str, List[Any]]) -> None:
+    """Restore row ``row`` as ``resume_config`` says for its status.  A RUNNING trial whose
+    STOP was on its way is finished, as in Ray Tune (which ends it as it decides)."""
     table = restored.table
     status = core.STATUS_NAMES[table.get_status(row)]
     if status == Trial.TERMINATED:
@@ -462,6 +482,16 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         restored.by_id[trial.trial_id] = trial
         return
     trial, checkpoint_rows, next_index = _state.decode_trial(*args, uploads=checkpoints.uploads, **kwargs)
+    decision = decisions.get(trial.trial_id, (None,))[0] if status == Trial.RUNNING else None
+    if decision == TrialScheduler.STOP:
+        how = resume_config.finished
+        carried_out = how == skip
+    else:
+        carried_out = decision is not None and how == type(how).RESUME
+    if carried_out:
+        # Resumed only to be stopped (its end heard, as the finished trials' was) or paused now.
+        restored.decisions[trial.trial_id] = decision
+        how = type(how).RESUME
     trial_state = restored.states[trial.trial_id] = TrialState()
     checkpoints.rows.update(checkpoint_rows)
     trial_state.next_checkpoint_index = next_index

@@ -37,6 +37,7 @@ class TrialEventHandlers:
     def _on_started(self, slot: int, trial: Trial, event: protocol.Started) -> None:
         self._started_here.add(trial.trial_id)
         self._states[trial.trial_id].node = event.node_id or event.node_ip
+        self._states[trial.trial_id].decision_in_flight = None  # one of a run that failed before its end
         restored = trial.checkpoint is not None
         if trial.status in (Trial.PENDING, Trial.PAUSED):
             trial.set_status(Trial.RUNNING)
@@ -70,7 +71,7 @@ class TrialEventHandlers:
                                                             tokens.get(index, ""), state.node)
         # Late results of a trial the driver already ended are logged, not judged.
         judged = ingested.error is None and trial.status == Trial.RUNNING
-        decision, decided_at = TrialScheduler.CONTINUE, -1
+        decision = TrialScheduler.CONTINUE
         try:
             if judged and (self._scheduler_sees_results or self._searcher_sees_results
                            or self._callbacks_see_results or self._stopper is not None):
@@ -79,7 +80,7 @@ class TrialEventHandlers:
                     # reported) still reach searchers and callbacks.
                     verdict = self._judge(trial, result, decide=decision == TrialScheduler.CONTINUE)
                     if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
-                        decision, decided_at = verdict, index
+                        decision = verdict
                     if index in saved:
                         self._checkpoint_callbacks(trial, saved.pop(index))
             if saved:
@@ -89,9 +90,10 @@ class TrialEventHandlers:
             # The batch is counted (results_seen, its checkpoints) above: it reaches the
             # trial's files even when a scheduler, searcher or callback raised (a Ctrl-C
             # included), or the final snapshot would count results no file holds.
-            if decision == TrialScheduler.STOP and decided_at == count - 1:
+            if count and results[-1].get("done") is True:
                 # The result a scheduler or stopper ended the trial on says so on disk too
-                # (at a decision point it is the batch's last; between them, it stays false).
+                # (at a decision point it is the batch's last; between them, it stays false),
+                # also when a callback raised after the decision (_judge marked it first).
                 ingested.mark_last_done()
             self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
         if self._callbacks_see_batches and results:
@@ -129,6 +131,12 @@ class TrialEventHandlers:
                 decision = self._scheduler.on_trial_result(self, trial, flat)
             if decision == TrialScheduler.STOP:
                 result["done"] = True  # as Ray Tune passes it on: this is the trial's last
+            if decision in (TrialScheduler.STOP, TrialScheduler.PAUSE) and trial.status == Trial.RUNNING:
+                # Kept until the trial's end is seen (a snapshot until then has it RUNNING),
+                # before a callback can raise: a restore carries it out, not the trial on.
+                state = self._states[trial.trial_id]
+                if state.decision_in_flight is None:  # the worker acts on the first
+                    state.decision_in_flight = (decision, result.get("training_iteration"))
         # A trial the scheduler ended while judging this result (e.g. a reset it could not
         # carry out) is complete for the searcher already.
         if decision != TrialScheduler.STOP and self._searcher_sees_results and not trial.is_finished():
@@ -194,7 +202,8 @@ class TrialEventHandlers:
         if trial_id in self._started_here:
             self._whole_trials += 1
         self._release(trial)
-        self._states[trial_id].decision = None
+        state = self._states[trial_id]
+        state.decision = state.decision_in_flight = None
         self.trial_executor.trial_ended(slot, trial)
         if isinstance(event, protocol.Failed):
             self._on_trial_failure(trial, event.traceback_text, event.exception_blob)
@@ -232,6 +241,7 @@ class TrialEventHandlers:
 
     def _close_trial(self, trial: Trial) -> None:
         state = self._states[trial.trial_id]
+        state.decision_in_flight = None
         if state.reset_at_decision is not None or state.reset_on_start is not None or state.cloning is not None:
             self._resets.drop(state)  # (a trial with no reset left, nearly every one, has nothing to drop)
         self._files.close(trial.path)

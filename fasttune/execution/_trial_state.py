@@ -5,7 +5,7 @@ slot, metrics), in one record rather than in dicts keyed by trial.
 from __future__ import annotations
 
 from itertools import repeat
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from fasttune._flatten import flatten_dict
 from fasttune.logger._trial_files import config_to_json
@@ -33,13 +33,16 @@ class TrialState:
 
     __slots__ = ("config_json", "config_source", "decision", "at_decision_point", "reset_at_decision", "reset_on_start",
                  "cloning", "rewind_on_start", "prune_on_start", "queueable", "next_checkpoint_index",
-                 "flat_config_source", "flat_config", "node")
+                 "flat_config_source", "flat_config", "decision_in_flight", "node")
 
     def __init__(self, queueable: bool = True) -> None:
         self.config_json: Optional[str] = None  # the config as result rows carry it; set at first start
         self.config_source: Optional[Dict[str, Any]] = None  # the config object config_json renders
         # A STOP or PAUSE taken on results between decision points, answered at the next.
         self.decision: Optional[str] = None
+        # A STOP or PAUSE (and the iteration it was taken at) whose end the runner has not
+        # seen yet: a snapshot keeps it, and a restore carries it out (see _snapshots).
+        self.decision_in_flight: Optional[Tuple[str, Any]] = None
         # Waiting at a decision point in the batch being handled: a reset applies in place.
         self.at_decision_point = False
         self.reset_at_decision: Optional[PendingReset] = None  # carried out when answering

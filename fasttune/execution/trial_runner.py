@@ -547,7 +547,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         stay ERROR unless ``resume_errored`` (continue from their checkpoint) or
         ``restart_errored`` (start over).  ``resume_config`` (a ``tune.ResumeConfig``)
         replaces the three flags.  The searcher, scheduler, stopper and callbacks take
-        their saved state back.  Call after :meth:`setup_experiments`, before the first
+        their saved state back.  A trial whose STOP or PAUSE had not reached its worker at
+        the snapshot is stopped (it counts as finished for ``resume_config``) or paused, as
+        it was to be.  Call after :meth:`setup_experiments`, before the first
         :meth:`step`.  Returns what was loaded with (cloud)pickle, for the caller to tell.
         """
         from fasttune.tune_config import ResumeConfig
@@ -582,12 +584,23 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         if overrides(self._scheduler, TrialScheduler, "on_trial_add"):
             for trial in self._trials:
                 self._scheduler.on_trial_add(self, trial)
+        self._carry_out_decisions(restored.decisions)
         # One its scheduler paused or stopped just now (that decision was on its way at the
         # snapshot) is not restarted first: it waits for the scheduler, as it was to.
         self._restart_first = [trial for trial, status in held if trial.status == status]
         for trial in restored.ended:
             self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
         return restored.pickled
+
+    def _carry_out_decisions(self, decisions: Dict[str, str]) -> None:
+        """Restored trials whose STOP or PAUSE had not reached their worker at the snapshot
+        (they came back PENDING) stop or pause now, as they were to, rather than run on past
+        that point: a stopped one's scheduler, searcher and callbacks hear it complete."""
+        for trial_id, decision in decisions.items():
+            if decision == TrialScheduler.PAUSE:
+                self.pause_trial(self._by_id[trial_id])
+            else:
+                self.stop_trial(self._by_id[trial_id])
 
     def update_pending_trial_resources(self, resources: Any) -> None:
         """Give every PENDING trial new resources (e.g. after a restore on another

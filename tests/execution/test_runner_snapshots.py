@@ -386,3 +386,82 @@ def test_an_object_in_a_pending_exploits_config_is_named_among_what_the_restore_
     again = resumed.get_trials()[0]
     resumed._start_trial(again)
     assert again.config["when"] == datetime.date(2026, 12, 6)
+
+
+class _Completions(tune.Callback):
+    def __init__(self):
+        self.completed = []
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.completed.append(trial.trial_id)
+
+
+def _two_trials_with_decisions_in_flight(path):
+    """Trials A and B RUNNING at the snapshot with two results each: A's STOP and B's
+    PAUSE, decided at iteration 2, had not reached their workers."""
+    runner, _ = _runner(path)
+    for _ in range(2):
+        runner.add_trial(runner.search_alg.next_trial())
+    for trial in runner.get_trials():
+        runner._start_trial(trial)
+        trial.set_status("RUNNING")
+        runner._files.flush()
+        with open(os.path.join(trial.path, "result.json"), "w") as f:
+            f.write('{"loss": 0.5, "training_iteration": 1}\n{"loss": 0.5, "training_iteration": 2}\n')
+        trial.last_result = {"loss": 0.5, "training_iteration": 2, "trial_id": trial.trial_id}
+        trial.results_seen = 2
+        runner.table.record_result(trial._row, 2, 1.0, 0.5)
+    stopped, paused = runner.get_trials()
+    runner._states[stopped.trial_id].decision_in_flight = ("STOP", 2)
+    runner._states[paused.trial_id].decision_in_flight = ("PAUSE", 2)
+    runner.checkpoint(force=True)
+    assert state.load_latest(path)[0]["pending_decisions"] == {stopped.trial_id: ["STOP", 2],
+                                                                paused.trial_id: ["PAUSE", 2]}
+    return stopped.trial_id, paused.trial_id
+
+
+@pytest.mark.parametrize("resume_config,statuses", [
+    ({}, ("TERMINATED", "PAUSED")),
+    ({"finished": "restart"}, ("PENDING", "PAUSED")),  # a stop on its way counts as finished
+    ({"finished": "resume"}, ("PENDING", "PAUSED")),
+    ({"unfinished": "restart"}, ("TERMINATED", "PENDING")),
+    ({"unfinished": "skip"}, ("TERMINATED", "TERMINATED")),
+])
+def test_a_restore_carries_out_the_stop_or_pause_that_had_not_reached_the_worker(tmp_path, resume_config, statuses):
+    from fasttune.tune_config import ResumeConfig
+
+    path = str(tmp_path / "exp")
+    stopped_id, paused_id = _two_trials_with_decisions_in_flight(path)
+    completions = _Completions()
+    resumed, _ = _runner(path, callbacks=[completions])
+    resumed.resume(resume_config=ResumeConfig(**resume_config))
+    stopped, paused = resumed.get_trials()
+    assert (stopped.status, paused.status) == statuses
+    if stopped.status == "TERMINATED":
+        assert stopped.last_result["done"] and stopped.last_result["training_iteration"] == 2
+    # The stop is heard as the interrupted run would have heard it (its callbacks' state is
+    # from before); other restored ends were heard before the snapshot.
+    assert completions.completed == ([stopped_id] if not resume_config or "unfinished" in resume_config else [])
+    assert resumed._restart_first == [t for t in (stopped, paused) if t.status == "PENDING"]
+    resumed.checkpoint(force=True)
+    assert {t.trial_id: t.status for t in state.read_trials(path)} == dict(zip((stopped_id, paused_id), statuses))
+
+
+def test_a_trial_stopped_on_restore_drops_its_pending_exploit(tmp_path):
+    path = str(tmp_path / "exp")
+    source = _two_trials_with_an_exploit_pending(path)
+    runner_state, found = state.load_latest(path, state.Loader())
+    target_id = next(iter(runner_state["pending_resets"]))
+    runner_state["pending_decisions"] = {target_id: ["STOP", 1]}
+    records = runner_state.pop("trials")
+    table = core.TrialTable.from_snapshot(runner_state["table"])
+    table.set_status(1, core.RUNNING)  # its pause for the exploit was still on its way, and then a STOP
+    runner_state["table"] = table.snapshot()
+    state.write_snapshot(path, runner_state, [state.as_bin(r) for r in records], state.snapshot_seq(os.path.basename(found)) + 1)
+
+    resumed, _ = _runner(path)
+    resumed.resume()
+    resumed._files.flush()
+    target = resumed.get_trials()[1]
+    assert target.status == "TERMINATED" and target.config["x"] != 0.75
+    assert not os.path.exists(source)  # no copy will be made, and its donor does not list it
