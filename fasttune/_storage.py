@@ -39,7 +39,7 @@ __all__ = [
     "forget_local_checkpoint", "cache_root", "in_parallel", "unwritable", "staging_path", "node_scratch", "refresh_local_copy", "parent_uri",
     "NODE_CACHE_BYTES_ENV", "node_cache_bytes", "new_checkpoint_token", "node_cache_scratch", "keep_checkpoint",
     "keep_opened_checkpoint", "open_kept_checkpoint", "forget_kept_checkpoints", "kept_checkpoints",
-    "keep_copy_of_kept", "tree_bytes",
+    "keep_copy_of_kept", "tree_bytes", "NODE_CACHE_ENTRIES_ENV", "node_cache_entries",
 ]
 
 # A checkpoint directory: its files stay in storage until a checkpoint is opened.
@@ -351,6 +351,9 @@ def local_checkpoint(location: Location) -> str:
                 f"Checkpoint {location.uri} does not exist in storage; it may have been deleted "
                 f"(e.g. by CheckpointConfig.num_to_keep).") from None
         if not os.path.isdir(final):  # another reader on this node may have finished first
+            # What was downloaded, before a trainable can change it: only an unchanged
+            # copy is kept for the node (see keep_opened_checkpoint).
+            _write_manifest(final, _manifest(incoming))
             move_directory_into_place(incoming, final, durable=False)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
@@ -359,7 +362,57 @@ def local_checkpoint(location: Location) -> str:
 
 def forget_local_checkpoint(location: Location) -> None:
     """Drop this node's copy of the checkpoint at ``location`` (its files changed)."""
-    shutil.rmtree(_cache_dir("checkpoints", location), ignore_errors=True)
+    final = _cache_dir("checkpoints", location)
+    shutil.rmtree(final, ignore_errors=True)
+    _remove_manifest(final)
+
+
+def _manifest(directory: str) -> List[List[Any]]:
+    """``[relative path, size, mtime_ns]`` of each file and directory below ``directory``
+    (a directory's size is -1), sorted: what changes when anything below it is written."""
+    entries = []
+    for parent, dirs, files in os.walk(directory):
+        for name in dirs:
+            entries.append([os.path.relpath(os.path.join(parent, name), directory), -1, 0])
+        for name in files:
+            info = os.lstat(os.path.join(parent, name))
+            entries.append([os.path.relpath(os.path.join(parent, name), directory), info.st_size, info.st_mtime_ns])
+    entries.sort()
+    return entries
+
+
+def _manifest_path(final: str) -> str:
+    return final + ".downloaded.json"
+
+
+def _write_manifest(final: str, entries: List[List[Any]]) -> None:
+    import json  # here, not at the top: ``import fasttune`` stays fast
+
+    path = _manifest_path(final)
+    tmp = f"{path}.{new_checkpoint_token()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(entries, f)
+    os.replace(tmp, path)
+
+
+def _remove_manifest(final: str) -> None:
+    try:
+        os.unlink(_manifest_path(final))
+    except FileNotFoundError:
+        pass
+
+
+def _unchanged_since_download(final: str) -> bool:
+    """Whether the downloaded directory ``final`` holds what its download wrote (False
+    when no record of the download is there)."""
+    import json  # here, not at the top: ``import fasttune`` stays fast
+
+    try:
+        with open(_manifest_path(final)) as f:
+            recorded = json.load(f)
+        return recorded == _manifest(final)
+    except (OSError, ValueError):
+        return False
 
 
 # ---- this node's copies of the checkpoints its workers uploaded -------------------------
@@ -374,6 +427,12 @@ def forget_local_checkpoint(location: Location) -> None:
 #: This node's bound on the bytes of kept checkpoints (0: none are kept).
 NODE_CACHE_BYTES_ENV = "FASTTUNE_NODE_CHECKPOINT_CACHE_BYTES"
 _NODE_CACHE_DEFAULT_BYTES = 1 << 30
+#: This node's bound on the number of kept checkpoints (0: none are kept).
+NODE_CACHE_ENTRIES_ENV = "FASTTUNE_NODE_CHECKPOINT_CACHE_ENTRIES"
+_NODE_CACHE_DEFAULT_ENTRIES = 2000
+# Scratch a process killed mid-copy leaves beside the kept copies: removed when this old.
+_STALE_SCRATCH_S = 3600.0
+_SCRATCH_PREFIXES = (".incoming-", ".gone-")
 _KEPT_NAME = re.compile(r"^([0-9a-f]{24})\.([0-9a-f]{24})\.([0-9a-f]{1,64})\.(\d+)$")
 
 
@@ -406,6 +465,25 @@ def node_cache_bytes() -> int:
         return _NODE_CACHE_DEFAULT_BYTES
 
 
+def node_cache_entries() -> int:
+    """How many uploaded checkpoints this node keeps at most (``FASTTUNE_NODE_CHECKPOINT_CACHE_ENTRIES``,
+    default 2000; 0 keeps none): each report with a checkpoint lists them.
+
+    Example:
+        >>> saved = os.environ.pop(NODE_CACHE_ENTRIES_ENV, None)
+        >>> node_cache_entries()
+        2000
+        >>> os.environ[NODE_CACHE_ENTRIES_ENV] = "10"; node_cache_entries()
+        10
+        >>> _ = os.environ.pop(NODE_CACHE_ENTRIES_ENV) if saved is None else os.environ.update({NODE_CACHE_ENTRIES_ENV: saved})
+    """
+    text = os.environ.get(NODE_CACHE_ENTRIES_ENV, "").strip()
+    try:
+        return max(0, int(text)) if text else _NODE_CACHE_DEFAULT_ENTRIES
+    except ValueError:
+        return _NODE_CACHE_DEFAULT_ENTRIES
+
+
 def new_checkpoint_token() -> str:
     """A token naming one upload of a checkpoint (unique: the content of that upload)."""
     import uuid  # here, not at the top: ``import fasttune`` stays fast
@@ -424,25 +502,22 @@ def _kept_root() -> str:
 def kept_checkpoints(trial: Optional[Location] = None) -> List[KeptCheckpoint]:
     """The checkpoints this node keeps (see :func:`keep_checkpoint`): all of them, or those
     of the trial directory ``trial``."""
-    root = _kept_root()
-    trial_key = _key(trial) if trial is not None else None
     try:
-        names = os.listdir(root)
+        kept, _ = _scan_kept_root()
     except FileNotFoundError:
         return []
-    kept = []
-    for name in names:
-        match = _KEPT_NAME.match(name)
-        if match and trial_key in (None, match[1]):
-            kept.append(KeptCheckpoint(os.path.join(root, name), match[1], match[2], match[3], int(match[4])))
-    return kept
+    if trial is None:
+        return kept
+    trial_key = _key(trial)
+    return [k for k in kept if k.trial_key == trial_key]
 
 
 def node_cache_scratch(nbytes: int = 0) -> Optional[str]:
     """A new empty directory beside this node's kept checkpoints, to make a copy of
     ``nbytes`` in for :func:`keep_checkpoint`; None when it would not be kept (the bound
     is 0, or below ``nbytes``) or it cannot be made."""
-    if nbytes > node_cache_bytes() or node_cache_bytes() <= 0:
+    bound = node_cache_bytes()
+    if nbytes > bound or bound <= 0 or node_cache_entries() <= 0:
         return None
     try:
         return _fresh_dir(os.path.join(_kept_root(), "entry"))
@@ -470,9 +545,15 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
     """Keep the finished local directory ``directory`` (moved, not copied) as this node's
     copy of the checkpoint uploaded to ``location`` under ``token``.  It replaces the
     trial's copy kept before (one per trial), and the least recently used copies go
-    while all of them hold more than :func:`node_cache_bytes`.  False, and ``directory``
-    removed, when it is not kept: none are (the bound is 0), it is larger than the bound,
-    or the disk is full (the upload is what counts, so that is no error).
+    while all of them hold more than :func:`node_cache_bytes`, or number more than
+    :func:`node_cache_entries` (then down to nine tenths of it, so that a full cache
+    is not sorted at each report).  False, and ``directory`` removed, when it is not
+    kept: none are (a bound is 0), it is larger than the bound, or the disk is full (the
+    upload is what counts, so that is no error).
+
+    Copies of trials that end while no worker runs them (stopped while paused, or ended
+    in error: the driver tells no worker) are not dropped at their end: the least
+    recently used go first, so these go as the bounds require.
 
     Example:
         >>> import tempfile
@@ -488,10 +569,10 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
         ('w1', True)
         >>> _ = os.environ.pop("FASTTUNE_STORAGE_CACHE") if saved is None else os.environ.update(FASTTUNE_STORAGE_CACHE=saved)
     """
-    bound = node_cache_bytes()
+    bound, max_entries = node_cache_bytes(), node_cache_entries()
     try:
         size = tree_bytes(directory) if bound > 0 else 0
-        if bound <= 0 or size > bound:
+        if bound <= 0 or max_entries <= 0 or size > bound:
             shutil.rmtree(directory, ignore_errors=True)
             return False
         trial_key = _key(location.parent())
@@ -503,28 +584,47 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            shutil.move(directory, target)  # another filesystem (a cache root set apart)
+            _move_across_filesystems(directory, target)  # a cache root set apart
+        # Used now: a copy of a download or of another kept copy carries older times.
+        os.utime(target)
     except OSError:  # a full disk, most likely: the copy is not kept
         shutil.rmtree(directory, ignore_errors=True)
         return False
     try:
-        _bound_kept(trial_key, target, bound)
+        _bound_kept(trial_key, target, bound, max_entries)
     except OSError:  # the cache cannot be listed now: bounded at the next copy kept
         pass
     return True
 
 
-def _bound_kept(trial_key: str, newest: str, bound: int) -> None:
+def _move_across_filesystems(directory: str, target: str) -> None:
+    """Move ``directory`` to ``target`` on another filesystem: copied into scratch beside
+    ``target`` first, then renamed, so that ``target`` never names a partial copy."""
+    scratch = _fresh_dir(target)
+    try:
+        moved = os.path.join(scratch, "files")
+        shutil.move(directory, moved)
+        os.rename(moved, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _bound_kept(trial_key: str, newest: str, bound: int, max_entries: int) -> None:
     """Drop the copies of trial ``trial_key`` other than ``newest`` (its resume needs that
-    one), then the least recently used copies while all hold more than ``bound`` bytes."""
-    kept = kept_checkpoints()
+    one), then the least recently used copies while all hold more than ``bound`` bytes or
+    number more than ``max_entries`` (then down to nine tenths of that number); and the
+    scratch of copies that a killed process left unfinished."""
+    kept, scratch = _scan_kept_root()
     for other in kept:
         if other.trial_key == trial_key and other.path != newest:
             _discard(other.path)
+    if scratch:
+        _remove_stale_scratch(scratch)
     kept = [k for k in kept if k.trial_key != trial_key or k.path == newest]
     total = sum(k.size for k in kept)
-    if total <= bound:
+    if total <= bound and len(kept) <= max_entries:
         return
+    count_goal = max_entries - max_entries // 10 if len(kept) > max_entries else max_entries
 
     def last_used(entry: KeptCheckpoint) -> float:
         try:
@@ -532,11 +632,44 @@ def _bound_kept(trial_key: str, newest: str, bound: int) -> None:
         except OSError:  # removed meanwhile by another worker of this node
             return 0.0
 
+    count = len(kept)
     for entry in sorted((k for k in kept if k.path != newest), key=last_used):
-        if total <= bound:
+        if total <= bound and count <= count_goal:
             break
         _discard(entry.path)
         total -= entry.size
+        count -= 1
+
+
+def _scan_kept_root() -> "tuple[List[KeptCheckpoint], List[str]]":
+    """The kept copies in this node's cache, and the paths of the scratch beside them."""
+    root = _kept_root()
+    kept, scratch = [], []
+    match = _KEPT_NAME.match
+    with os.scandir(root) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith(_SCRATCH_PREFIXES):
+                scratch.append(entry.path)
+                continue
+            found = match(name)
+            if found:
+                kept.append(KeptCheckpoint(entry.path, found[1], found[2], found[3], int(found[4])))
+    return kept, scratch
+
+
+def _remove_stale_scratch(paths: List[str]) -> None:
+    """Remove the scratch directories among ``paths`` untouched for an hour: a process
+    killed mid-copy left them (a live copy writes into its own, younger than that)."""
+    import time  # here, not at the top: ``import fasttune`` stays fast
+
+    old = time.time() - _STALE_SCRATCH_S
+    for path in paths:
+        try:
+            if os.lstat(path).st_mtime < old:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # removed meanwhile by its own process
+            pass
 
 
 def _kept(location: Location, token: str) -> Optional[str]:
@@ -550,12 +683,12 @@ def open_kept_checkpoint(location: Location, token: Optional[str]) -> Optional[s
     when this node keeps no copy of that upload (or ``token`` is None): then the first
     open downloads the checkpoint, as whatever this node had under its name may be stale.
 
-    The directory is made of hard links to the kept copy (a copy where links cannot be
-    made), so it stays whole when the kept copy is evicted; :func:`forget_local_checkpoint`
-    removes it.
+    The directory is a copy of the kept one, not links to it: the trainable may write
+    into the directory it restored from, and the kept copy must stay what storage holds;
+    :func:`forget_local_checkpoint` removes it.
     """
     final = _cache_dir("checkpoints", location)
-    shutil.rmtree(final, ignore_errors=True)
+    forget_local_checkpoint(location)
     kept = _kept(location, token) if token else None
     if kept is None:
         return None
@@ -563,12 +696,11 @@ def open_kept_checkpoint(location: Location, token: Optional[str]) -> Optional[s
     try:
         incoming = _fresh_dir(final)
         try:
-            shutil.copytree(kept, incoming, copy_function=os.link, dirs_exist_ok=True)
+            shutil.copytree(kept, incoming, dirs_exist_ok=True)
         except (shutil.Error, OSError):
             if not os.path.isdir(kept):
                 return None  # evicted meanwhile
-            shutil.rmtree(incoming, ignore_errors=True)
-            shutil.copytree(kept, incoming)
+            raise
         os.utime(kept)  # recently used: evicted last
         move_directory_into_place(incoming, final, durable=False)
     except OSError:  # a full disk: the trainable downloads it
@@ -582,7 +714,8 @@ def open_kept_checkpoint(location: Location, token: Optional[str]) -> Optional[s
 def keep_copy_of_kept(source: Location, source_token: Optional[str], target: Location, token: str) -> bool:
     """Keep this node's copy of the upload ``source_token`` of ``source`` (if it keeps one)
     as its copy of ``target`` under ``token`` too (PBT's exploit copied it there inside
-    storage): hard links, so it costs no copy of the bytes.  False when none is kept."""
+    storage): hard links, so it costs no copy of the bytes (a kept copy is never handed to
+    a trainable, see :func:`open_kept_checkpoint`).  False when none is kept."""
     kept = _kept(source, source_token) if source_token else None
     made = node_cache_scratch() if kept is not None else None
     if made is None:
@@ -601,10 +734,15 @@ def keep_copy_of_kept(source: Location, source_token: Optional[str], target: Loc
 def keep_opened_checkpoint(location: Location, token: str) -> bool:
     """Keep this node's downloaded copy of the checkpoint at ``location`` (see
     :func:`local_checkpoint`; the upload ``token`` is what storage held when it was
-    opened) as a kept copy, instead of removing it; False when it was not opened."""
+    opened) as a kept copy, instead of removing it; False, and the copy removed, when it
+    was not opened, or changed since its download (the trainable wrote into it)."""
     final = _cache_dir("checkpoints", location)
     if not os.path.isdir(final):
         return False
+    if not _unchanged_since_download(final):
+        forget_local_checkpoint(location)
+        return False
+    _remove_manifest(final)
     try:
         moved = _fresh_dir(os.path.join(_kept_root(), "entry"))
         os.rmdir(moved)

@@ -138,30 +138,35 @@ class StoredCheckpoints(LocalCheckpoints):
         if checkpoint.filesystem is not None:
             storage.copy_directory(checkpoint._storage, target)
         else:
-            storage.upload_directory(checkpoint.path, target)
-            self._keep_copy(checkpoint.path, target, token)
+            self._upload_and_keep(checkpoint.path, target, token)
         if self._kept.sync_artifacts and self._kept.sync_artifacts_on_checkpoint:
             self._upload_artifacts(trial_dir)
         return token
 
-    def _keep_copy(self, source: str, target: storage.Location, token: str) -> None:
-        """Keep a copy of the uploaded directory ``source`` on this node (the user may
-        change or delete theirs once ``report()`` returns); a full disk only skips it."""
+    def _upload_and_keep(self, source: str, target: storage.Location, token: str) -> None:
+        """Upload the user's directory ``source`` to ``target``, and keep a copy of it on
+        this node (the user may change or delete theirs once ``report()`` returns): the
+        copy is made first and uploaded, so that what is kept is what storage holds even
+        if the user writes meanwhile.  A full disk only skips the copy."""
         self._newer_than_download(target)
         try:
             made = storage.node_cache_scratch(storage.tree_bytes(source))  # None: not kept, not copied
         except OSError:  # the user's directory changed meanwhile
             made = None
-        if made is None:
-            return
-        copy = os.path.join(made, "files")
+        copy = os.path.join(made, "files") if made is not None else None
+        if made is not None:
+            try:
+                _copy_tree(source, copy)
+            except OSError:  # a full disk, most likely: uploaded from the user's directory
+                shutil.rmtree(made, ignore_errors=True)
+                made = copy = None
         try:
-            _copy_tree(source, copy)
-        except OSError:
-            shutil.rmtree(made, ignore_errors=True)
-            return
-        storage.keep_checkpoint(copy, target, token)
-        shutil.rmtree(made, ignore_errors=True)
+            storage.upload_directory(copy or source, target)
+            if copy is not None:
+                storage.keep_checkpoint(copy, target, token)
+        finally:
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
 
     def _upload_artifacts(self, trial_dir: str) -> None:
         """Upload the files the trial wrote in its directory on this node that changed since

@@ -309,3 +309,209 @@ def test_a_full_disk_skips_the_nodes_copy_and_the_upload_stands(experiment, faul
     assert len(token) == 32 and kept == "0" and left.strip() == "[]"  # nothing kept, nothing half-made
     with s3_filesystem.open_input_stream(f"{experiment.location.path}/trial_0/checkpoint_000000/step") as f:
         assert f.read() == b"7" * 5000
+
+
+# ---- a trainable that writes into the directory it restored from -----------------------
+def train_writing_into_its_restored_directory(config):
+    """Saves its step into the directory it restored from (a fresh one at first) at each
+    even step, and fails once, after such a save and before reporting it."""
+    checkpoint = tune.get_checkpoint()
+    state, work = 0, None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state, work = int(open(os.path.join(directory, "state")).read()), directory
+    start = state
+    for step in range(start + 1, ITERATIONS + 1):
+        metrics = {"step": step, "restored_from": start}
+        if step % 2:
+            tune.report(metrics)
+            continue
+        if work is None:
+            work = os.path.join(config["scratch"], f"work-{uuid.uuid4().hex[:8]}")
+            os.makedirs(work)
+        with open(os.path.join(work, "state"), "w") as f:  # rewrites the file in place, as torch.save does
+            f.write(str(step))
+        if start and not os.path.exists(config["failed_once"]):
+            open(config["failed_once"], "w").close()
+            raise RuntimeError("fails once after saving, before reporting")
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(work))
+
+
+def test_a_trainable_writing_into_its_restored_directory_resumes_as_without_the_nodes_copy(ray_session, tmp_path,
+                                                                                             monkeypatch):
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path / "driver-cache"))
+    store = tmp_path / "store"
+    store.mkdir()
+    config = {"scratch": str(tmp_path), "failed_once": str(tmp_path / "failed-once")}
+    grid = tune.Tuner(
+        train_writing_into_its_restored_directory, param_space=config,
+        tune_config=tune.TuneConfig(metric="step", mode="max", scheduler=PauseOnceAtThree()),
+        run_config=tune.RunConfig(name="exp", storage_path=f"file://{store}", verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=2))).fit()
+    assert grid.num_errors == 0 and os.path.exists(config["failed_once"])
+    (result,) = grid
+    history = [json.loads(line) for line in open(store / "exp" / os.path.basename(result.path) / "result.json")]
+    # Paused at step 3 and resumed from step 2's checkpoint, then failed after writing 4
+    # into that directory: the retry resumes from step 2's checkpoint as storage holds it
+    # (with the node's copy shared with the trainable's directory it read 4).
+    assert [(r["step"], r["restored_from"]) for r in history] == [(1, 0), (2, 0), (3, 2), (4, 2), (5, 2), (6, 2)]
+
+
+def write_into(places, path, token, text):
+    """A segment resuming from ``path`` (upload ``token``) that writes ``text`` into the
+    directory it restored from, then pauses; returns what it read."""
+    places.resuming(path, token)
+    with places.checkpoint(path).as_directory() as directory:
+        read = open(os.path.join(directory, "step")).read()
+        with open(os.path.join(directory, "step"), "w") as f:
+            f.write(text)
+    places.segment_ended(os.path.dirname(path), path)
+    return read
+
+
+def test_writing_into_a_directory_resumed_from_the_nodes_copy_leaves_the_copy_alone(experiment, node_a,
+                                                                                   faulty_s3, tmp_path):
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    path = os.path.join(trial_dir, "checkpoint_000000")
+    with node_a as places:
+        token = places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+        start = len(faulty_s3.requests)
+        assert write_into(places, path, token, "scribbled") == "2"
+        assert resume(places, path, token) == "2"
+    assert checkpoint_reads(faulty_s3.requests[start:]) == [] and node_a.kept_tokens(trial_dir) == [token]
+
+
+def test_a_download_the_trainable_wrote_into_is_not_kept(experiment, node_a, node_b, faulty_s3, tmp_path):
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    path = os.path.join(trial_dir, "checkpoint_000000")
+    with node_b as places:
+        token = places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+    with node_a as places:
+        assert write_into(places, path, token, "scribbled") == "2"  # downloaded, then written into
+    assert node_a.kept_tokens(trial_dir) == []
+    start = len(faulty_s3.requests)
+    with node_a as places:
+        assert resume(places, path, token) == "2"  # downloaded again, unchanged: kept this time
+    assert [method for method, _ in checkpoint_reads(faulty_s3.requests[start:])] == ["HEAD", "GET"]
+    assert node_a.kept_tokens(trial_dir) == [token]
+
+
+def test_a_download_without_its_record_is_not_kept(experiment, node_a, node_b, tmp_path):
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    path = os.path.join(trial_dir, "checkpoint_000000")
+    with node_b as places:
+        token = places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+    with node_a as places:
+        places.resuming(path, token)
+        with places.checkpoint(path).as_directory() as directory:
+            (record,) = [name for name in os.listdir(os.path.dirname(directory)) if name.endswith(".json")]
+            os.unlink(os.path.join(os.path.dirname(directory), record))
+        places.segment_ended(trial_dir, path)
+    assert node_a.kept_tokens(trial_dir) == []
+    assert [name for name in os.listdir(os.path.join(node_a.root, "checkpoints"))] == []
+
+
+def test_a_clone_writing_into_its_restored_directory_leaves_the_donors_copy_alone(experiment, node_a, faulty_s3,
+                                                                                  tmp_path):
+    donor_dir, clone_dir = (os.path.join(experiment.staging, name) for name in ("trial_0", "trial_1"))
+    donor = os.path.join(donor_dir, "checkpoint_000003")
+    with node_a as places:
+        donor_token = places.persist(user_checkpoint(tmp_path, 3), donor_dir, "checkpoint_000003")
+        token = places.clone(donor, clone_dir, "checkpoint_000004", donor_token)
+        start = len(faulty_s3.requests)
+        assert write_into(places, os.path.join(clone_dir, "checkpoint_000004"), token, "clone-trained") == "3"
+        assert resume(places, donor, donor_token) == "3"
+        assert resume(places, os.path.join(clone_dir, "checkpoint_000004"), token) == "3"
+    assert checkpoint_reads(faulty_s3.requests[start:]) == []
+
+
+def test_a_clones_copy_is_used_now_not_when_the_donors_was(experiment, node_a, tmp_path):
+    donor_dir, clone_dir = (os.path.join(experiment.staging, name) for name in ("trial_0", "trial_1"))
+    with node_a as places:
+        donor_token = places.persist(user_checkpoint(tmp_path, 3), donor_dir, "checkpoint_000003")
+        (donor_copy,) = storage.kept_checkpoints(experiment.location_of(donor_dir))
+        os.utime(donor_copy.path, (1000, 1000))
+        places.clone(os.path.join(donor_dir, "checkpoint_000003"), clone_dir, "checkpoint_000004", donor_token)
+        (clone_copy,) = storage.kept_checkpoints(experiment.location_of(clone_dir))
+    # Else the clone's copy would be the first the byte bound evicts.
+    assert os.stat(clone_copy.path).st_mtime > os.stat(donor_copy.path).st_mtime + 3600
+
+
+# ---- the node cache's own upkeep --------------------------------------------------------
+def test_what_the_node_keeps_is_what_was_uploaded_when_the_user_writes_meanwhile(experiment, node_a, s3_filesystem,
+                                                                                 tmp_path, monkeypatch):
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    user = user_checkpoint(tmp_path, 2)
+    upload = storage.upload_directory
+
+    def upload_then_user_writes(source, location):
+        upload(source, location)
+        with open(os.path.join(user.path, "step"), "w") as f:  # the user's next step, while report() runs
+            f.write("4")
+
+    monkeypatch.setattr(storage, "upload_directory", upload_then_user_writes)
+    with node_a as places:
+        token = places.persist(user, trial_dir, "checkpoint_000000")
+        (kept,) = storage.kept_checkpoints(experiment.location_of(trial_dir))
+    with s3_filesystem.open_input_stream(f"{experiment.location.path}/trial_0/checkpoint_000000/step") as f:
+        uploaded = f.read().decode()
+    assert kept.token == token and open(os.path.join(kept.path, "step")).read() == uploaded == "2"
+
+
+def test_scratch_a_killed_copy_left_is_removed_after_an_hour(experiment, node_a, tmp_path):
+    root = os.path.join(node_a.root, "checkpoints")
+    os.makedirs(root)
+    for name in (".incoming-old", ".gone-old", ".incoming-live"):
+        os.makedirs(os.path.join(root, name, "sub"))
+        open(os.path.join(root, name, "sub", "weights"), "w").close()
+    for name in (".incoming-old", ".gone-old"):
+        os.utime(os.path.join(root, name), (1000, 1000))
+    with node_a as places:
+        places.persist(user_checkpoint(tmp_path, 2), os.path.join(experiment.staging, "trial_0"), "checkpoint_000000")
+    assert sorted(name for name in os.listdir(root) if name.startswith(".")) == [".incoming-live"]
+
+
+def test_the_least_recently_used_copies_go_beyond_the_count_bound(experiment, node_a, tmp_path, monkeypatch):
+    monkeypatch.setenv(storage.NODE_CACHE_ENTRIES_ENV, "10")
+    trial_dirs = [os.path.join(experiment.staging, f"trial_{i}") for i in range(11)]
+    with node_a as places:
+        tokens = [places.persist(user_checkpoint(tmp_path, i), trial_dir, "checkpoint_000000")
+                  for i, trial_dir in enumerate(trial_dirs[:10])]
+        for i, trial_dir in enumerate(trial_dirs[:10]):  # last used: trial_9 first ... trial_0 last
+            (kept,) = storage.kept_checkpoints(experiment.location_of(trial_dir))
+            os.utime(kept.path, (10_000 - i, 10_000 - i))
+        tokens.append(places.persist(user_checkpoint(tmp_path, 10), trial_dirs[10], "checkpoint_000000"))
+    # Eleven copies: down to nine (nine tenths of the bound), the two least recently used gone.
+    assert [node_a.kept_tokens(d) for d in trial_dirs] == [[t] for t in tokens[:8]] + [[], [], [tokens[10]]]
+
+
+def test_a_copy_kept_across_filesystems_never_appears_partial(experiment, node_a, tmp_path, monkeypatch):
+    import errno
+    import re
+    import shutil
+
+    rename, move, moved_to, crossing = os.rename, shutil.move, [], []
+    kept_name = re.compile(r"^[0-9a-f]{24}\.[0-9a-f]{24}\.")
+
+    def rename_not_across(source, target, *args, **kwargs):
+        # The directory to keep lies on another filesystem than the kept copies.
+        if not crossing and kept_name.match(os.path.basename(target)):
+            crossing.append(source)
+        if crossing and source == crossing[0]:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return rename(source, target, *args, **kwargs)
+
+    def recording_move(source, target, *args, **kwargs):
+        moved_to.append(os.path.basename(target))
+        return move(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", rename_not_across)
+    monkeypatch.setattr(shutil, "move", recording_move)
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    with node_a as places:
+        token = places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+        (kept,) = storage.kept_checkpoints(experiment.location_of(trial_dir))
+    # Copied under a scratch name, then renamed: no reader sees a kept name half-copied.
+    assert crossing and moved_to and not any(kept_name.match(name) for name in moved_to)
+    assert kept.token == token and open(os.path.join(kept.path, "step")).read() == "2"
+    assert os.listdir(os.path.join(node_a.root, "checkpoints")) == [os.path.basename(kept.path)]
