@@ -47,7 +47,9 @@ from fasttune.error import TuneError
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: a checkpoint entry of a trial record may carry its upload (token, node) after its
+# result; a reader of format 1 would take those for damage.
+FORMAT_VERSION = 2
 KEEP = 2
 SNAPSHOT_GLOB = "experiment_state-*.msgpack"
 TUNER_FILE = "tuner.msgpack"

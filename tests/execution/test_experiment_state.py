@@ -113,3 +113,41 @@ def test_keysets_store_each_key_tuple_once():
     assert again.decode(b) == {"loss": 2.0, "training_iteration": 4}
     assert again.decode(c) == {"acc": 0.5}
     assert keysets.encode({}) is None and again.decode(None) == {}
+
+
+def test_a_reader_of_format_1_refuses_what_this_version_writes(tmp_path, monkeypatch):
+    # Checkpoint entries carry their upload's token and node now: a reader of format 1
+    # says the snapshot is newer instead of calling it damaged.
+    _write(tmp_path, 1)
+    monkeypatch.setattr(state, "FORMAT_VERSION", 1)
+    with pytest.raises(state.NewerExperimentState, match="state format 2; this version reads up to 1"):
+        state.load_latest(str(tmp_path))
+
+
+def _steps_with_checkpoints(config):
+    import fasttune as tune
+    from fasttune_testing import report_with_step_checkpoint, restored_step
+
+    for step in range(restored_step() + 1, 5):
+        report_with_step_checkpoint({"score": step}, step)
+
+
+def test_a_snapshot_of_format_1_still_restores_and_reads(ray_session, tmp_path):
+    import fasttune as tune
+
+    grid = tune.Tuner(_steps_with_checkpoints, param_space={"x": tune.grid_search([1, 2])},
+                      tune_config=tune.TuneConfig(metric="score", mode="max"),
+                      run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0)).fit()
+    experiment = str(tmp_path / "exp")
+    for name in os.listdir(experiment):  # as fasttune of format 1 wrote them: no upload in any record
+        if state.is_snapshot_name(name):
+            data = bytearray(open(os.path.join(experiment, name), "rb").read())
+            struct.pack_into("<H", data, 8, 1)
+            with open(os.path.join(experiment, name), "wb") as f:
+                f.write(bytes(data))
+    trials = state.read_trials(experiment)
+    assert sorted((t.status, os.path.basename(t.checkpoints[-1].path)) for t in trials) == [
+        ("TERMINATED", "checkpoint_000003")] * 2
+    restored = tune.Tuner.restore(experiment, _steps_with_checkpoints).fit()
+    assert restored.num_errors == 0
+    assert sorted(r.checkpoint.path for r in restored) == sorted(r.checkpoint.path for r in grid)
