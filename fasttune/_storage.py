@@ -465,11 +465,7 @@ def node_cache_bytes() -> int:
         0
         >>> _ = os.environ.pop(NODE_CACHE_BYTES_ENV) if saved is None else os.environ.update({NODE_CACHE_BYTES_ENV: saved})
     """
-    text = os.environ.get(NODE_CACHE_BYTES_ENV, "").strip()
-    try:
-        return max(0, int(text)) if text else _NODE_CACHE_DEFAULT_BYTES
-    except ValueError:
-        return _NODE_CACHE_DEFAULT_BYTES
+    return _count_from_env(NODE_CACHE_BYTES_ENV, _NODE_CACHE_DEFAULT_BYTES)
 
 
 def node_cache_entries() -> int:
@@ -484,11 +480,16 @@ def node_cache_entries() -> int:
         10
         >>> _ = os.environ.pop(NODE_CACHE_ENTRIES_ENV) if saved is None else os.environ.update({NODE_CACHE_ENTRIES_ENV: saved})
     """
-    text = os.environ.get(NODE_CACHE_ENTRIES_ENV, "").strip()
+    return _count_from_env(NODE_CACHE_ENTRIES_ENV, _NODE_CACHE_DEFAULT_ENTRIES)
+
+
+def _count_from_env(name: str, default: int) -> int:
+    """The count the environment variable ``name`` sets (negative: 0), else ``default``."""
+    text = os.environ.get(name, "").strip()
     try:
-        return max(0, int(text)) if text else _NODE_CACHE_DEFAULT_ENTRIES
+        return max(0, int(text)) if text else default
     except ValueError:
-        return _NODE_CACHE_DEFAULT_ENTRIES
+        return default
 
 
 def new_checkpoint_token() -> str:

@@ -148,7 +148,6 @@ class StoredCheckpoints(LocalCheckpoints):
         this node (the user may change or delete theirs once ``report()`` returns): the
         copy is made first and uploaded, so that what is kept is what storage holds even
         if the user writes meanwhile.  A full disk only skips the copy."""
-        self._newer_than_download(target)
         try:
             made = storage.node_cache_scratch(storage.tree_bytes(source))  # None: not kept, not copied
         except OSError:  # the user's directory changed meanwhile
@@ -162,6 +161,7 @@ class StoredCheckpoints(LocalCheckpoints):
                 made = copy = None
         try:
             storage.upload_directory(copy or source, target)
+            self._newer_than_download(target)
             if copy is not None:
                 storage.keep_checkpoint(copy, target, token)
         finally:
