@@ -108,28 +108,29 @@ def test_paused_trials_resume_from_their_fidelity_after_a_restore(table, tmp_pat
     assert max(len(rows) for rows, _ in histories(whole).values()) == 9
 
 
-def raised_then_restored(table, tmp_path, name, scheduler, at):
-    """The sweep with a callback raising at its ``at``-th result, then restored; the
-    callback and the histories of the restored sweep (None: it was not interrupted)."""
-    raising = RaiseAtResult(at)
+def raised_then_restored(table, tmp_path, name, scheduler, at, overhead=0.0):
+    """The histories of the sweep with a callback raising at its ``at``-th result, then
+    restored (None: it was not interrupted)."""
     try:
-        fit(simulation(table), str(tmp_path), name=name, space=table.search_space,
-            tune_config=tune_config(table, scheduler), callbacks=[raising])
+        fit(simulation(table, overhead), str(tmp_path), name=name, space=table.search_space,
+            tune_config=tune_config(table, scheduler), callbacks=[RaiseAtResult(at)])
     except tune.TuneError:
-        return raising, histories(tune.Tuner.restore(os.path.join(tmp_path, name), trainable=simulation(table)).fit())
-    return raising, None
+        return histories(tune.Tuner.restore(os.path.join(tmp_path, name), trainable=simulation(table, overhead)).fit())
+    return None
 
 
-@pytest.mark.parametrize("scheduler_factory", [hyperband, asha], ids=["hyperband", "asha"])
+@pytest.mark.parametrize("scheduler_factory, overhead", [(hyperband, 0.0), (asha, 0.0), (asha, 1.0)],
+                         ids=["hyperband", "asha", "asha-overhead"])
 def test_a_sweep_a_callback_interrupts_at_any_result_ends_restored_as_if_never_interrupted(table, tmp_path,
-                                                                                          scheduler_factory):
+                                                                                          scheduler_factory, overhead):
     """Every result in turn: a callback raising between two results of one worker reply
-    (the batch is still logged and counted) included."""
-    whole = histories(fit(simulation(table), str(tmp_path), name="whole", space=table.search_space,
+    (the batch is still logged and counted) included, and one raising before the runner
+    answered a decision point (with an overhead, the answer's simulated second counts)."""
+    whole = histories(fit(simulation(table, overhead), str(tmp_path), name="whole", space=table.search_space,
                           tune_config=tune_config(table, scheduler_factory())))
     total = sum(len(rows) for rows, _ in whole.values())
     for at in range(1, total):
-        _, restored = raised_then_restored(table, tmp_path, f"cut{at}", scheduler_factory(), at)
+        restored = raised_then_restored(table, tmp_path, f"cut{at}", scheduler_factory(), at, overhead)
         assert restored == whole, f"interrupted at result {at}"
         shutil.rmtree(os.path.join(tmp_path, f"cut{at}"))
 
