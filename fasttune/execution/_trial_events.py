@@ -5,7 +5,7 @@ trial's end, failure or lost worker sets off.
 A result's path: ``_on_results`` hands the batch to the core's ``ResultBuffer.ingest``
 (automatic fields, stop criteria, the rendered JSON/CSV bytes), records the checkpoints
 that came with it, lets the stopper, scheduler, searcher and callbacks judge each result
-(``_judge``), and appends the bytes to the trial's files on the writer thread
+(``_decide``, ``_tell_callbacks``), and appends the bytes to the trial's files on the writer thread
 (``TrialFiles.write``: ``result.json``, ``progress.csv``).
 
 This is a part of :class:`~fasttune.execution.trial_runner.TrialRunner` (a mixin): the
@@ -13,15 +13,18 @@ state it uses is created in ``TrialRunner.__init__`` and ``RunnerView.__init__``
 """
 from __future__ import annotations
 
+import logging
 import time
 from array import array
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
 from fasttune.execution import _protocol as protocol
 from fasttune.experiment.trial import Trial
 from fasttune.schedulers.trial_scheduler import TrialScheduler
+
+logger = logging.getLogger(__name__)
 
 _WORKER_DECISION = {
     TrialScheduler.CONTINUE: protocol.CONTINUE,
@@ -72,20 +75,34 @@ class TrialEventHandlers:
         # Late results of a trial the driver already ended are logged, not judged.
         judged = ingested.error is None and trial.status == Trial.RUNNING
         decision = TrialScheduler.CONTINUE
+        judging = judged and (self._scheduler_sees_results or self._searcher_sees_results
+                              or self._callbacks_see_results or self._stopper is not None)
+        decided = 0  # results of the batch the stopper, scheduler and searcher have judged
+        deciding = False
         try:
-            if judged and (self._scheduler_sees_results or self._searcher_sees_results
-                           or self._callbacks_see_results or self._stopper is not None):
+            if judging:
                 for index, result in enumerate(results):
                     # Once a decision ends the trial, later results of the batch (already
                     # reported) still reach searchers and callbacks.
-                    verdict = self._judge(trial, result, decide=decision == TrialScheduler.CONTINUE)
+                    deciding = True
+                    verdict = self._decide(trial, result, decide=decision == TrialScheduler.CONTINUE)
+                    deciding = False
+                    decided = index + 1
                     if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
                         decision = verdict
+                    self._tell_callbacks(trial, result)
                     if index in saved:
                         self._checkpoint_callbacks(trial, saved.pop(index))
             if saved:
                 for index in sorted(saved):
                     self._checkpoint_callbacks(trial, saved[index])
+        except BaseException as error:
+            # A callback (or a Ctrl-C) raised before the batch was judged to its end: the
+            # snapshot on the way out counts the whole batch and its checkpoints, so the
+            # policies judge the rest now (a policy that raised itself is not asked again).
+            if judging and decided < count and (not deciding or isinstance(error, KeyboardInterrupt)):
+                self._decide_rest(trial, results[decided:], decision)
+            raise
         finally:
             # The batch is counted (results_seen, its checkpoints) above: it reaches the
             # trial's files even when a scheduler, searcher or callback raised (a Ctrl-C
@@ -93,7 +110,7 @@ class TrialEventHandlers:
             if count and results[-1].get("done") is True:
                 # The result a scheduler or stopper ended the trial on says so on disk too
                 # (at a decision point it is the batch's last; between them, it stays false),
-                # also when a callback raised after the decision (_judge marked it first).
+                # also when a callback raised after the decision (_decide marked it first).
                 ingested.mark_last_done()
             self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
         if self._callbacks_see_batches and results:
@@ -117,7 +134,9 @@ class TrialEventHandlers:
             else:
                 self.trial_executor.pause_trial(trial)
 
-    def _judge(self, trial: Trial, result: Dict[str, Any], decide: bool = True) -> str:
+    def _decide(self, trial: Trial, result: Dict[str, Any], decide: bool = True) -> str:
+        """The stopper's and scheduler's decision on ``result`` (CONTINUE unless
+        ``decide``), which the searcher then hears of; callbacks do not hear of it here."""
         flat = self._states[trial.trial_id].flatten_result(result)
         decision = TrialScheduler.CONTINUE
         if decide:
@@ -141,11 +160,28 @@ class TrialEventHandlers:
         # carry out) is complete for the searcher already.
         if decision != TrialScheduler.STOP and self._searcher_sees_results and not trial.is_finished():
             self._search_alg.on_trial_result(trial.trial_id, flat)
-        if self._callbacks_see_results:
-            self._callbacks.call("on_trial_result", iteration=self._iteration, trials=self._trials, trial=trial, result=result)
         if self._stopper is not None and self._stopper.stop_all():
             self._stop_all()
         return decision
+
+    def _tell_callbacks(self, trial: Trial, result: Dict[str, Any]) -> None:
+        if self._callbacks_see_results:
+            self._callbacks.call("on_trial_result", iteration=self._iteration, trials=self._trials, trial=trial, result=result)
+
+    def _decide_rest(self, trial: Trial, results: List[Dict[str, Any]], decision: str) -> None:
+        """Let the stopper, scheduler and searcher judge ``results``, the rest of a batch
+        whose judging raised (``decision``: the batch's so far), as they would have: a
+        STOP or PAUSE they take is in flight (``TrialState.decision_in_flight``) and the
+        last result says ``done`` if it ends the trial, so that a restore goes on from the
+        batch's end exactly.  Callbacks do not hear of them; a policy raising here leaves
+        the rest unjudged (the error already on its way is the one raised)."""
+        try:
+            for result in results:
+                verdict = self._decide(trial, result, decide=decision == TrialScheduler.CONTINUE)
+                if decision == TrialScheduler.CONTINUE:
+                    decision = verdict
+        except Exception:  # noqa: BLE001 - the batch's own error is the one raised
+            logger.exception("Judging the rest of trial %s's results after the error below failed too.", trial)
 
     def _on_decide(self, slot: int, trial: Trial, event: protocol.Decide) -> None:
         state = self._states[trial.trial_id]

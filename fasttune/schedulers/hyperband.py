@@ -142,6 +142,13 @@ class _Bracket:
         if value is not None:
             entry[1] = _WORST if math.isnan(value) else value
 
+    def start_over(self, trial_id: str) -> None:
+        """The trial runs again from scratch: it has reached nothing and reported nothing."""
+        entry = self.live[trial_id]
+        if entry[0] >= self.milestone:
+            self.reached -= 1
+        entry[0], entry[1] = 0.0, _WORST
+
     def keeps_going(self, trial_id: str) -> bool:
         """Whether the trial may go on without waiting (Ray Tune's ``continue_trial``)."""
         if self.halves == 0 and not self.stop_last_trials:
@@ -476,10 +483,15 @@ class HyperBandScheduler(TrialScheduler):
         scheduler had paused it at its milestone or stopped it and the decision was still
         on its way to the worker: it is paused (until its bracket decides) or stopped now,
         as it was to be, rather than started to run past that point.  One restored to start
-        over (nothing reported) runs to its milestone again."""
-        if trial.status != "PENDING" or not trial.last_result:
+        over (nothing reported) runs to its milestone again, ranked as one that has not
+        reported yet: its bracket does not halve on what its earlier run reported."""
+        if trial.status != "PENDING":
             return
         bracket = self._bracket_of[trial.trial_id]
+        if not trial.last_result:
+            if trial.trial_id in bracket.live:
+                bracket.start_over(trial.trial_id)
+            return
         if trial.trial_id in bracket.live:
             if not bracket.keeps_going(trial.trial_id):
                 tune_controller.pause_trial(trial)

@@ -22,7 +22,8 @@ A restore goes on exactly: :meth:`SimulatedExecutor.get_state` (saved in the exp
 snapshots, see ``Simulation.state_callback``) holds the clock, the budget's deadline, the
 checkpoints' fidelities and each running segment with the reply it was about to send; the
 runner restarts those trials from the point their last reply reached, and each goes on
-with that reply at the simulated time it was due.  (Results a segment had produced past
+with that reply at the simulated time it was due; one whose reply the runner had but not
+yet answered (an error ended the loop first) goes on as if answered when it restarts.  (Results a segment had produced past
 a stop or pause the runner asked for between decision points are not kept: the runner had
 ended that trial already.)
 """
@@ -257,10 +258,13 @@ class SimulatedExecutor:
         self._segments[slot] = segment
         self._by_trial[segment.trial_id] = segment
         saved = self._in_flight.pop(segment.trial_id, None)
-        if saved is not None and spec.get("iteration", 0) == saved["iteration"]:
+        at_saved_point = saved is not None and spec.get("iteration", 0) == saved["iteration"]
+        unanswered = at_saved_point and saved["awaiting"] and saved["seq"] < 0
+        if at_saved_point and not (unanswered and "clone_from" in spec):
             self._resume_in_flight(segment, trial.config, saved)
         else:
-            self._begin(segment, trial.config, self.clock.now)
+            # A reset the runner answers that reply with starts after the decision, as reset_trial's.
+            self._begin(segment, trial.config, self.clock.now + (self.decision_overhead_s if unanswered else 0.0))
         return slot
 
     def send_decision(self, slot: int, trial_id: str, decision: str) -> None:
@@ -512,7 +516,7 @@ class SimulatedExecutor:
         """The segments with a reply on the way that the runner does not expect otherwise:
         not those it stopped or paused itself (it ended their trials already)."""
         return [self._segment_state(segment) for segment in self._segments.values()
-                if segment.seq >= 0 and not segment.interrupted]
+                if (segment.seq >= 0 or segment.awaiting) and not segment.interrupted]
 
     def set_state(self, state: Dict[str, Any]) -> None:
         """Take back :meth:`get_state`'s state (before the runner adopts its trials): the
@@ -527,9 +531,13 @@ class SimulatedExecutor:
 
     @staticmethod
     def _segment_state(segment: _Segment) -> Dict[str, Any]:
+        # Waiting for the answer to a reply the runner has (an error ended the loop before it
+        # answered): every result so far reached it, as when it answers.
+        unanswered = segment.awaiting and segment.seq < 0
+        delivered, heard = (segment.count, segment.last_time) if unanswered else (segment.delivered, segment.heard)
         return {
-            "trial_id": segment.trial_id, "iteration": segment.base_iteration + segment.delivered,
-            "heard": segment.heard, "position": segment.position, "count": segment.count,
+            "trial_id": segment.trial_id, "iteration": segment.base_iteration + delivered,
+            "heard": heard, "position": segment.position, "count": segment.count,
             "base_iteration": segment.base_iteration, "base_time": segment.base_time,
             "start_time": segment.start_time, "last_time": segment.last_time, "ckpt_index": segment.ckpt_index,
             "due": segment.due, "seq": segment.seq, "awaiting": segment.awaiting, "ended": segment.ended,
@@ -560,6 +568,11 @@ class SimulatedExecutor:
             segment.base_time = float(segment.spec.get("time_total", 0.0))
             segment.start_time = segment.heard
         segment.records = records
+        if segment.awaiting and saved["seq"] < 0:
+            # Its reply had reached the runner, which goes on with it now: as its answer.
+            segment.awaiting = False
+            self._advance(segment, self.clock.now + self.decision_overhead_s)
+            return
         segment.due = saved["due"]
         segment.seq = saved["seq"]
         heapq.heappush(self._events, (segment.due, segment.seq, segment.slot))

@@ -282,6 +282,34 @@ def test_a_restored_trial_whose_pause_or_stop_was_on_its_way_is_paused_or_stoppe
     assert sim.scheduler.choose_trial_to_run(sim) is running
 
 
+def test_a_trial_restored_to_start_over_has_reached_nothing_and_ranks_last_in_its_bracket(tmp_path):
+    # Restored with ResumeConfig(unfinished="restart"), the best trial of a bracket runs from
+    # scratch: its bracket waits for it to reach the milestone again rather than halving on
+    # what its earlier run reported (which would keep it and stop a trial that finished).
+    scheduler = make(max_t=9, reduction_factor=3)
+    sim = SimulatedRunner(scheduler, metric="score", mode="max")
+    for _ in range(3):
+        sim.add_trial({})  # bracket s=0
+    best, second, third, fourth, last = [sim.add_trial({}) for _ in range(5)]  # s=1: milestone 3, keeps 2
+    for trial, score in ((best, 5.0), (second, 4.0), (third, 3.0), (fourth, 2.0)):
+        assert sim.feed(trial, 3, score) == PAUSE
+    path = str(tmp_path / "hb.pkl")
+    scheduler.save(path)
+    sim.scheduler = make(max_t=9, reduction_factor=3)
+    sim.scheduler.restore(path)
+    for trial in (best, second, third, fourth):
+        trial.set_status("PAUSED")
+    best.set_status("PENDING")
+    best.last_result = {}
+    for trial in sim.trials:
+        sim.scheduler.on_trial_add(sim, trial)
+    assert sim.feed(last, 3, 1.0) == PAUSE  # the bracket waits for the restarted trial
+    assert sim.stop_calls == []
+    assert sim.feed(best, 1, 0.5) == CONTINUE
+    assert sim.feed(best, 3, 0.5) == STOP  # ranked on its new run: worst of the five
+    assert sim.stop_calls == [last.trial_id, fourth.trial_id]  # worst first
+
+
 def test_time_attr_other_than_iterations_decides_where_it_reaches_the_milestones_and_must_be_reported():
     scheduler = make(time_attr="time_total_s", max_t=9, reduction_factor=3)
     sim = SimulatedRunner(scheduler, metric="score", mode="max")

@@ -3,6 +3,7 @@ result and restored, it ends with the results of the sweep never interrupted: th
 histories, at the same simulated times, the same decisions, the same budget's end."""
 import json
 import os
+import shutil
 
 import pytest
 
@@ -10,7 +11,7 @@ import fasttune as tune
 from fasttune.schedulers import ASHAScheduler, HyperBandScheduler
 from fasttune.search import BasicVariantGenerator
 from fasttune.simulation import Simulation, learning_curve_table, reference_trial_order
-from ctrl_c_testing import CtrlCAtResult
+from ctrl_c_testing import CtrlCAtResult, RaiseAtResult
 from fasttune_testing import fit
 
 N_TRIALS = 16
@@ -105,6 +106,65 @@ def test_paused_trials_resume_from_their_fidelity_after_a_restore(table, tmp_pat
     restored = interrupted_then_restored(table, tmp_path, "cut", hyperband, at)
     assert histories(restored) == histories(whole)
     assert max(len(rows) for rows, _ in histories(whole).values()) == 9
+
+
+def raised_then_restored(table, tmp_path, name, scheduler, at, overhead=0.0):
+    """The histories of the sweep with a callback raising at its ``at``-th result, then
+    restored (None: it was not interrupted)."""
+    try:
+        fit(simulation(table, overhead), str(tmp_path), name=name, space=table.search_space,
+            tune_config=tune_config(table, scheduler), callbacks=[RaiseAtResult(at)])
+    except tune.TuneError:
+        return histories(tune.Tuner.restore(os.path.join(tmp_path, name), trainable=simulation(table, overhead)).fit())
+    return None
+
+
+@pytest.mark.parametrize("scheduler_factory, overhead", [(hyperband, 0.0), (asha, 0.0), (asha, 1.0)],
+                         ids=["hyperband", "asha", "asha-overhead"])
+def test_a_sweep_a_callback_interrupts_at_any_result_ends_restored_as_if_never_interrupted(table, tmp_path,
+                                                                                          scheduler_factory, overhead):
+    """Every result in turn: a callback raising between two results of one worker reply
+    (the batch is still logged and counted) included, and one raising before the runner
+    answered a decision point (with an overhead, the answer's simulated second counts)."""
+    whole = histories(fit(simulation(table, overhead), str(tmp_path), name="whole", space=table.search_space,
+                          tune_config=tune_config(table, scheduler_factory())))
+    total = sum(len(rows) for rows, _ in whole.values())
+    for at in range(1, total):
+        restored = raised_then_restored(table, tmp_path, f"cut{at}", scheduler_factory(), at, overhead)
+        assert restored == whole, f"interrupted at result {at}"
+        shutil.rmtree(os.path.join(tmp_path, f"cut{at}"))
+
+
+class HeardHyperBand(HyperBandScheduler):
+    """HyperBand that keeps the epochs it judged, by trial directory."""
+
+    def __init__(self):
+        super().__init__(time_attr="epoch", max_t=9, reduction_factor=3)
+        self.heard = {}
+
+    def on_trial_result(self, tune_controller, trial, result):
+        self.heard.setdefault(trial.path, []).append(result["epoch"])
+        return super().on_trial_result(tune_controller, trial, result)
+
+
+def test_the_results_after_the_one_a_callback_raised_on_are_judged_before_the_snapshot(table, tmp_path):
+    """The 10th result is the first of a reply of three (epochs 1 to 3, HyperBand's
+    milestone 3): the callback raising there leaves the other two logged and counted, so
+    HyperBand judges them too (and pauses the trial at its milestone, as it would have)."""
+    scheduler = HeardHyperBand()
+    raising = RaiseAtResult(10)
+    with pytest.raises(tune.TuneError):
+        fit(simulation(table), str(tmp_path), name="cut", space=table.search_space,
+            tune_config=tune_config(table, scheduler), callbacks=[raising])
+    path, epoch = raising.raised_on
+    with open(os.path.join(path, "result.json")) as f:
+        logged = [json.loads(line)["epoch"] for line in f]
+    assert epoch == 1 and logged == [1, 2, 3]  # it raised before the end of a batch
+    assert scheduler.heard[path] == logged
+    restored = tune.Tuner.restore(os.path.join(tmp_path, "cut"), trainable=simulation(table)).fit()
+    whole = fit(simulation(table), str(tmp_path), name="whole", space=table.search_space,
+                tune_config=tune_config(table, hyperband()))
+    assert histories(restored) == histories(whole)
 
 
 def test_the_executor_state_is_plain_data_and_a_restored_executor_sends_the_same_next_replies():
