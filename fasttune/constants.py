@@ -16,6 +16,8 @@ Tune's other variables tune Ray Tune's engine, which fasttune replaces, so they 
   directory before it first moves into a trial's directory, as Ray Tune sets it.
 * ``FASTTUNE_STORAGE_PATH``: where experiments go when ``RunConfig`` names no storage path.
 * ``FASTTUNE_STORAGE_CACHE``: the local cache of a remote (``s3://``...) storage path.
+* ``FASTTUNE_NODE_CHECKPOINT_CACHE_BYTES`` / ``FASTTUNE_NODE_CHECKPOINT_CACHE_ENTRIES``: how
+  much of the checkpoints a node uploaded it keeps for resumes there (0 bytes: none).
 * ``FASTTUNE_GLOBAL_CHECKPOINT_S``: seconds between experiment snapshots.
 * ``FASTTUNE_SYNCHRONOUS=1``: trials run one step at a time in order (reproducible runs).
 * ``FASTTUNE_PUREPYTHON=1``: the pure-Python core instead of the compiled one.
@@ -41,6 +43,8 @@ TUNE_ENV_VARS = {
     "TUNE_ORIG_WORKING_DIR",
     "FASTTUNE_STORAGE_PATH",
     "FASTTUNE_STORAGE_CACHE",
+    "FASTTUNE_NODE_CHECKPOINT_CACHE_BYTES",
+    "FASTTUNE_NODE_CHECKPOINT_CACHE_ENTRIES",
     "FASTTUNE_GLOBAL_CHECKPOINT_S",
     "FASTTUNE_SYNCHRONOUS",
     "FASTTUNE_PUREPYTHON",
