@@ -20,6 +20,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
@@ -352,8 +353,12 @@ def local_checkpoint(location: Location) -> str:
                 f"(e.g. by CheckpointConfig.num_to_keep).") from None
         if not os.path.isdir(final):  # another reader on this node may have finished first
             # What was downloaded, before a trainable can change it: only an unchanged
-            # copy is kept for the node (see keep_opened_checkpoint).
-            _write_manifest(final, _manifest(incoming, date_back=True))
+            # copy is kept for the node (see keep_opened_checkpoint); without the record
+            # (times that cannot be set, a full disk) it is not kept, and that is all.
+            try:
+                _write_manifest(final, _manifest(incoming, date_back=True))
+            except OSError:
+                _remove_manifest(final)
             move_directory_into_place(incoming, final, durable=False)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
@@ -368,8 +373,9 @@ def forget_local_checkpoint(location: Location) -> None:
 
 
 def _manifest(directory: str, date_back: bool = False) -> List[List[Any]]:
-    """``[relative path, size, mtime_ns]`` of each file and directory below ``directory``
-    (a directory's size is -1), sorted: what changes when anything below it is written.
+    """``[relative path, size, mtime_ns, inode, ctime_ns]`` of each file and directory below
+    ``directory`` (a directory's size is -1), sorted: what changes when anything below it is
+    written, renamed or given back its old times (no one can set a ctime).
     ``date_back``: the files' times are set a second back first, so that a write within
     the file system's clock tick of the download still changes them."""
     import time  # here, not at the top: ``import fasttune`` stays fast
@@ -383,7 +389,8 @@ def _manifest(directory: str, date_back: bool = False) -> List[List[Any]]:
             if date_back:
                 os.utime(os.path.join(parent, name), ns=(earlier, earlier))
             info = os.lstat(os.path.join(parent, name))
-            entries.append([os.path.relpath(os.path.join(parent, name), directory), info.st_size, info.st_mtime_ns])
+            entries.append([os.path.relpath(os.path.join(parent, name), directory), info.st_size, info.st_mtime_ns,
+                            info.st_ino, info.st_ctime_ns])
     entries.sort()
     return entries
 
@@ -397,9 +404,14 @@ def _write_manifest(final: str, entries: List[List[Any]]) -> None:
 
     path = _manifest_path(final)
     tmp = f"{path}.{new_checkpoint_token()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(entries, f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(entries, f)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _remove_manifest(final: str) -> None:
@@ -438,8 +450,6 @@ _NODE_CACHE_DEFAULT_BYTES = 1 << 30
 NODE_CACHE_ENTRIES_ENV = "FASTTUNE_NODE_CHECKPOINT_CACHE_ENTRIES"
 _NODE_CACHE_DEFAULT_ENTRIES = 2000
 # Scratch a process killed mid-copy leaves beside the kept copies: removed when this old.
-_STALE_SCRATCH_S = 3600.0
-_SCRATCH_PREFIXES = (".incoming-", ".gone-")
 _KEPT_NAME = re.compile(r"^([0-9a-f]{24})\.([0-9a-f]{24})\.([0-9a-f]{1,64})\.(\d+)$")
 
 
@@ -511,7 +521,7 @@ def kept_checkpoints(trial: Optional[Location] = None) -> List[KeptCheckpoint]:
     """The checkpoints this node keeps (see :func:`keep_checkpoint`): all of them, or those
     of the trial directory ``trial``."""
     try:
-        kept, _ = _scan_kept_root()
+        kept = _scan_kept_root()
     except FileNotFoundError:
         return []
     if trial is None:
@@ -593,11 +603,13 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
             if exc.errno != errno.EXDEV:
                 raise
             _move_across_filesystems(directory, target)  # a cache root set apart
-        # Used now: a copy of a download or of another kept copy carries older times.
-        os.utime(target)
     except OSError:  # a full disk, most likely: the copy is not kept
         shutil.rmtree(directory, ignore_errors=True)
         return False
+    try:
+        os.utime(target)  # used now: a copy of a download or of another kept copy carries older times
+    except OSError:  # (it is only evicted sooner)
+        pass
     try:
         _bound_kept(trial_key, target, bound, max_entries)
     except OSError:  # the cache cannot be listed now: bounded at the next copy kept
@@ -620,14 +632,13 @@ def _move_across_filesystems(directory: str, target: str) -> None:
 def _bound_kept(trial_key: str, newest: str, bound: int, max_entries: int) -> None:
     """Drop the copies of trial ``trial_key`` other than ``newest`` (its resume needs that
     one), then the least recently used copies while all hold more than ``bound`` bytes or
-    number more than ``max_entries`` (then down to nine tenths of that number); and the
-    scratch of copies that a killed process left unfinished."""
-    kept, scratch = _scan_kept_root()
+    number more than ``max_entries`` (then down to nine tenths of that number).  Scratch a
+    killed process left (``.incoming-*``, ``.gone-*``) is neither counted nor removed: no
+    age tells it from a slow copy that is still being made."""
+    kept = _scan_kept_root()
     for other in kept:
         if other.trial_key == trial_key and other.path != newest:
             _discard(other.path)
-    if scratch:
-        _remove_stale_scratch(scratch)
     kept = [k for k in kept if k.trial_key != trial_key or k.path == newest]
     total = sum(k.size for k in kept)
     if total <= bound and len(kept) <= max_entries:
@@ -649,35 +660,16 @@ def _bound_kept(trial_key: str, newest: str, bound: int, max_entries: int) -> No
         count -= 1
 
 
-def _scan_kept_root() -> "tuple[List[KeptCheckpoint], List[str]]":
-    """The kept copies in this node's cache, and the paths of the scratch beside them."""
-    root = _kept_root()
-    kept, scratch = [], []
+def _scan_kept_root() -> List[KeptCheckpoint]:
+    """The kept copies in this node's cache (one listing, no stat)."""
+    kept = []
     match = _KEPT_NAME.match
-    with os.scandir(root) as entries:
+    with os.scandir(_kept_root()) as entries:
         for entry in entries:
-            name = entry.name
-            if name.startswith(_SCRATCH_PREFIXES):
-                scratch.append(entry.path)
-                continue
-            found = match(name)
+            found = match(entry.name)
             if found:
                 kept.append(KeptCheckpoint(entry.path, found[1], found[2], found[3], int(found[4])))
-    return kept, scratch
-
-
-def _remove_stale_scratch(paths: List[str]) -> None:
-    """Remove the scratch directories among ``paths`` untouched for an hour: a process
-    killed mid-copy left them (a live copy writes into its own, younger than that)."""
-    import time  # here, not at the top: ``import fasttune`` stays fast
-
-    old = time.time() - _STALE_SCRATCH_S
-    for path in paths:
-        try:
-            if os.lstat(path).st_mtime < old:
-                shutil.rmtree(path, ignore_errors=True)
-        except OSError:  # removed meanwhile by its own process
-            pass
+    return kept
 
 
 def _kept(location: Location, token: str) -> Optional[str]:

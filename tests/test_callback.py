@@ -262,6 +262,37 @@ def test_a_callback_that_raises_stops_the_sweep_with_an_error_naming_it(ray_sess
     assert "fix the callback" in str(info.value)
 
 
+class EndHeard(Callback):
+    def __init__(self):
+        self.ended_with = None
+
+    def on_experiment_end(self, trials, **info):
+        self.ended_with = sorted(t.status for t in trials)
+
+
+def _reports_four_times(config):
+    for step in range(4):
+        tune.report({"loss": float(step)})
+
+
+def test_when_a_callback_raises_the_sweep_ends_as_in_ray_tune_before_fit_raises(ray_session, tmp_path):
+    """The end-of-experiment callbacks run (Ray Tune's cleanup calls them on an error too),
+    so a logger's files are whole and its thread gone by the time fit() raises: nothing
+    writes into the experiment afterwards."""
+    import threading
+
+    ended = EndHeard()
+    with pytest.raises(TuneError, match="RaisingCallback"):
+        tune.Tuner(_reports_four_times, param_space={"x": tune.grid_search([1, 2, 3])}, run_config=tune.RunConfig(
+            name="raising", storage_path=str(tmp_path), verbose=0, callbacks=[ended, RaisingCallback()])).fit()
+    assert ended.ended_with is not None and len(ended.ended_with) == 3
+    assert not [t.name for t in threading.enumerate() if t.name == "fasttune-tbx"]
+    experiment = tmp_path / "raising"
+    # The trials that started have their event file, its first record written (off the loop).
+    events = list(experiment.glob("*/events.out.tfevents.*"))
+    assert events and all(b"brain.Event:2" in p.read_bytes() for p in events)
+
+
 def test_set_state_matches_by_position_and_lets_stateless_extras_differ():
     class Stateful(Callback):
         def get_state(self):

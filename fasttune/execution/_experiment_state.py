@@ -47,9 +47,12 @@ from fasttune.error import TuneError
 
 logger = logging.getLogger(__name__)
 
-# 2: a checkpoint entry of a trial record may carry its upload (token, node) after its
-# result; a reader of format 1 would take those for damage.
+# The newest format this reader reads, and what a file is stamped with: 1 unless it needs
+# more, so that an earlier fasttune still reads what it can.  2: a checkpoint entry of a
+# trial record may carry its upload (token, node) after its result, which a reader of
+# format 1 would take for damage.
 FORMAT_VERSION = 2
+UPLOADS_FORMAT = 2
 KEEP = 2
 SNAPSHOT_GLOB = "experiment_state-*.msgpack"
 TUNER_FILE = "tuner.msgpack"
@@ -68,16 +71,17 @@ class NewerExperimentState(TuneError):
 
 
 # ---- files ------------------------------------------------------------------------------
-def write_file(path: str, payload: Union[bytes, Iterable[bytes]]) -> None:
-    """Write ``payload`` behind the snapshot header, atomically and durably.  A payload
-    given in parts (an iterable that can be read twice: once for the checksum, once to
-    write) is never joined, so a large snapshot costs no second copy of itself."""
+def write_file(path: str, payload: Union[bytes, Iterable[bytes]], version: int = 1) -> None:
+    """Write ``payload`` behind the snapshot header (stamped with format ``version``),
+    atomically and durably.  A payload given in parts (an iterable that can be read twice:
+    once for the checksum, once to write) is never joined, so a large snapshot costs no
+    second copy of itself."""
     parts = (payload,) if isinstance(payload, (bytes, bytearray, memoryview)) else payload
     length = crc = 0
     for part in parts:
         length += len(part)
         crc = zlib.crc32(part, crc)
-    header = _HEADER.pack(_MAGIC, FORMAT_VERSION, 0, length, crc)
+    header = _HEADER.pack(_MAGIC, version, 0, length, crc)
     atomic_write(path, _Concatenated((header,), parts), durable=True)
 
 
@@ -159,9 +163,11 @@ def latest_seq(experiment_path: str) -> int:
     return int(_NAME.search(paths[0]).group(1)) if paths else 0
 
 
-def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[bytes], seq: int) -> str:
-    """Write ``state`` plus ``state["trials"] = records`` as snapshot number ``seq``, and
-    drop all but the newest :data:`KEEP`.
+def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[bytes], seq: int,
+                   version: int = 1) -> str:
+    """Write ``state`` plus ``state["trials"] = records`` as snapshot number ``seq`` (format
+    ``version``: :data:`UPLOADS_FORMAT` when a record may carry uploads), and drop all but
+    the newest :data:`KEEP`.
 
     ``records`` are each trial's record as :func:`trial_record` made it (a msgpack bin
     holding the packed record): a finished trial's record does not change, so the runner
@@ -182,7 +188,7 @@ def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[by
         else:
             head.append(pack(value))
     head += [pack("trials"), b"\xdd" + struct.pack(">I", len(records))]
-    write_file(path, _Concatenated(head, _Blocks(records)))
+    write_file(path, _Concatenated(head, _Blocks(records)), version)
     for old in snapshot_paths(experiment_path)[KEEP:]:
         try:
             os.remove(old)

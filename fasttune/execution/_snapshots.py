@@ -81,6 +81,8 @@ class SnapshotWriter:
         self._unsaved_policies: set = set()  # kinds whose state could not be saved (warned once)
         # The checkpoint book's uploads (path -> token, node), which records carry.
         self.checkpoint_uploads: Dict[str, Any] = {}
+        # Once a record may carry an upload, every later snapshot has the format that says so.
+        self._format = 1
 
     def add_row(self) -> None:
         self.records.append(None)
@@ -124,7 +126,7 @@ class SnapshotWriter:
                     pending_decisions[trial.trial_id] = list(decision)
             packed.append(record)
         state = {
-            "format": _state.FORMAT_VERSION,
+            "format": self._format,
             "timestamp": time.time(),
             "trainable_name": experiment.trainable_name if experiment is not None else None,
             "trial_ids": list(experiment.trial_id_state) if experiment is not None else None,
@@ -150,7 +152,7 @@ class SnapshotWriter:
             # them (the newest is the one a restore reads; older ones are rotated out).
             self.seq = _state.latest_seq(self.experiment_path)
         self.seq += 1
-        path = _state.write_snapshot(self.experiment_path, state, packed, self.seq)
+        path = _state.write_snapshot(self.experiment_path, state, packed, self.seq, self._format)
         self._last = time.monotonic()
         self.cost = self._last - started
         return path
@@ -170,6 +172,8 @@ class SnapshotWriter:
         """Row ``row``'s record; kept for good (and the trial made compact) once it has ended."""
         state = states[trial.trial_id]
         self.dirnames[row] = trial.storage_dirname
+        if self.checkpoint_uploads:  # (the record may carry some)
+            self._format = _state.UPLOADS_FORMAT
         record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial),
                                               self._packer, self.checkpoint_uploads)
         if pickled:

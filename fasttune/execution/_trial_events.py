@@ -96,11 +96,13 @@ class TrialEventHandlers:
             if saved:
                 for index in sorted(saved):
                     self._checkpoint_callbacks(trial, saved[index])
-        except BaseException as error:
-            # A callback (or a Ctrl-C) raised before the batch was judged to its end: the
-            # snapshot on the way out counts the whole batch and its checkpoints, so the
-            # policies judge the rest now (a policy that raised itself is not asked again).
-            if judging and decided < count and (not deciding or isinstance(error, KeyboardInterrupt)):
+        except BaseException:
+            # A callback (or a Ctrl-C between policies) raised before the batch was judged to
+            # its end: the snapshot on the way out counts the whole batch and its checkpoints,
+            # so the policies judge the rest now.  Not when the error came while a policy
+            # judged a result (its own, or a Ctrl-C then): which of them heard it is unknown,
+            # and one that hears a result twice counts it twice.
+            if judging and decided < count and not deciding:
                 self._decide_rest(trial, results[decided:], decision)
             raise
         finally:
@@ -173,8 +175,10 @@ class TrialEventHandlers:
         whose judging raised (``decision``: the batch's so far), as they would have: a
         STOP or PAUSE they take is in flight (``TrialState.decision_in_flight``) and the
         last result says ``done`` if it ends the trial, so that a restore goes on from the
-        batch's end exactly.  Callbacks do not hear of them; a policy raising here leaves
-        the rest unjudged (the error already on its way is the one raised)."""
+        batch's end exactly.  Callbacks do not hear of the results (they may hear a trial
+        end a scheduler's decision brings about, e.g. HyperBand's halving); a policy or
+        callback raising here leaves the rest unjudged (the error already on its way is the
+        one raised, this one is logged)."""
         try:
             for result in results:
                 verdict = self._decide(trial, result, decide=decision == TrialScheduler.CONTINUE)

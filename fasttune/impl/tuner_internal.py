@@ -407,7 +407,9 @@ def run_experiment(
 
 
 def _finish_quietly(runner: TrialRunner, sync: Optional[StorageSync]) -> None:
-    """Wind down after the loop raised: save and upload what can be, without hiding that error."""
+    """Wind down after the loop raised: save what can be, end the callbacks (as Ray Tune
+    does: the loggers' files are whole and their threads gone when fit() raises), then
+    upload, without hiding that error."""
     try:
         runner.cleanup()
     except Exception:  # noqa: BLE001 - the loop's own error is the one raised
@@ -419,12 +421,12 @@ def _finish_quietly(runner: TrialRunner, sync: Optional[StorageSync]) -> None:
             runner.checkpoint(force=True)
         except Exception:  # noqa: BLE001 - the loop's own error is the one raised
             logger.exception("Saving the experiment's state after the error below failed too.")
-    _upload_quietly(sync)
+    _end_quietly(runner, sync)
 
 
 def _end_quietly(runner: TrialRunner, sync: Optional[StorageSync]) -> None:
-    """End the experiment after cleanup raised (its final snapshot saved): the
-    end-of-experiment callbacks, then the upload, without hiding that error."""
+    """End the experiment after an error (the loop's, or cleanup's once its final snapshot
+    is saved): the end-of-experiment callbacks, then the upload, without hiding that error."""
     try:
         runner.end_experiment_callbacks()
     except Exception:  # noqa: BLE001 - cleanup's error is the one raised

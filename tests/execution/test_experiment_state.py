@@ -86,7 +86,7 @@ def _snapshot_joined_whole(state_doc, records):
     entries = body[len(state._map_header(len(state_doc))):]
     payload = b"".join([state._map_header(len(state_doc) + 1) + entries, state.pack("trials"), b"\xdd",
                         struct.pack(">I", len(records))] + records)
-    header = state._HEADER.pack(state._MAGIC, state.FORMAT_VERSION, 0, len(payload), zlib.crc32(payload))
+    header = state._HEADER.pack(state._MAGIC, 1, 0, len(payload), zlib.crc32(payload))
     return header + payload
 
 
@@ -115,13 +115,17 @@ def test_keysets_store_each_key_tuple_once():
     assert keysets.encode({}) is None and again.decode(None) == {}
 
 
-def test_a_reader_of_format_1_refuses_what_this_version_writes(tmp_path, monkeypatch):
-    # Checkpoint entries carry their upload's token and node now: a reader of format 1
-    # says the snapshot is newer instead of calling it damaged.
-    _write(tmp_path, 1)
+def test_a_reader_of_format_1_refuses_a_snapshot_with_uploads_and_reads_the_others(tmp_path, monkeypatch):
+    # Checkpoint entries may carry their upload's token and node: such a snapshot says it is
+    # of format 2, and a reader of format 1 says it is newer instead of calling it damaged;
+    # a snapshot without them stays format 1, which that reader reads.
+    with_uploads, without = tmp_path / "with", tmp_path / "without"
+    state.write_snapshot(str(with_uploads), {"seq": 1}, [state.pack(["t", 1])], 1, state.UPLOADS_FORMAT)
+    _write(without, 1)
     monkeypatch.setattr(state, "FORMAT_VERSION", 1)
     with pytest.raises(state.NewerExperimentState, match="state format 2; this version reads up to 1"):
-        state.load_latest(str(tmp_path))
+        state.load_latest(str(with_uploads))
+    assert state.load_latest(str(without))[0]["seq"] == 1
 
 
 def _steps_with_checkpoints(config):
@@ -139,12 +143,11 @@ def test_a_snapshot_of_format_1_still_restores_and_reads(ray_session, tmp_path):
                       tune_config=tune.TuneConfig(metric="score", mode="max"),
                       run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0)).fit()
     experiment = str(tmp_path / "exp")
-    for name in os.listdir(experiment):  # as fasttune of format 1 wrote them: no upload in any record
-        if state.is_snapshot_name(name):
-            data = bytearray(open(os.path.join(experiment, name), "rb").read())
-            struct.pack_into("<H", data, 8, 1)
-            with open(os.path.join(experiment, name), "wb") as f:
-                f.write(bytes(data))
+    # No record of a local sweep carries an upload: its files are format 1, as an earlier
+    # fasttune wrote them (and reads them).
+    names = [name for name in os.listdir(experiment) if state.is_snapshot_name(name)] + [state.TUNER_FILE]
+    for name in names:
+        assert struct.unpack_from("<H", open(os.path.join(experiment, name), "rb").read(), 8) == (1,), name
     trials = state.read_trials(experiment)
     assert sorted((t.status, os.path.basename(t.checkpoints[-1].path)) for t in trials) == [
         ("TERMINATED", "checkpoint_000003")] * 2

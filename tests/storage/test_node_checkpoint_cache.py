@@ -8,6 +8,7 @@ each "node" a cache root of its own (``FASTTUNE_STORAGE_CACHE``).
 """
 import json
 import os
+import struct
 import uuid
 
 import pytest
@@ -355,6 +356,9 @@ def test_a_trainable_writing_into_its_restored_directory_resumes_as_without_the_
     # into that directory: the retry resumes from step 2's checkpoint as storage holds it
     # (with the node's copy shared with the trainable's directory it read 4).
     assert [(r["step"], r["restored_from"]) for r in history] == [(1, 0), (2, 0), (3, 2), (4, 2), (5, 2), (6, 2)]
+    # Its records carry uploads: the snapshot says so (format 2); one of a local sweep stays 1.
+    snapshot = sorted(name for name in os.listdir(store / "exp") if name.startswith("experiment_state-"))[-1]
+    assert struct.unpack_from("<H", open(store / "exp" / snapshot, "rb").read(), 8) == (2,)
 
 
 def write_into(places, path, token, text):
@@ -394,6 +398,30 @@ def test_a_download_the_trainable_wrote_into_is_not_kept(experiment, node_a, nod
         assert resume(places, path, token) == "2"  # downloaded again, unchanged: kept this time
     assert [method for method, _ in checkpoint_reads(faulty_s3.requests[start:])] == ["HEAD", "GET"]
     assert node_a.kept_tokens(trial_dir) == [token]
+
+
+def write_same_size_keeping_times(places, path, token, text):
+    """As write_into, but the new content has the old size and the file gets its old times
+    back (what copy2, tar -p or rsync -t do)."""
+    places.resuming(path, token)
+    with places.checkpoint(path).as_directory() as directory:
+        target = os.path.join(directory, "step")
+        before = os.stat(target)
+        with open(target, "w") as f:
+            f.write(text)
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert os.stat(target).st_size == before.st_size
+    places.segment_ended(os.path.dirname(path), path)
+
+
+def test_a_download_rewritten_at_its_size_and_times_is_not_kept(experiment, node_a, node_b, tmp_path):
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    path = os.path.join(trial_dir, "checkpoint_000000")
+    with node_b as places:
+        token = places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+    with node_a as places:
+        write_same_size_keeping_times(places, path, token, "9")
+    assert node_a.kept_tokens(trial_dir) == []
 
 
 def test_a_download_without_its_record_is_not_kept(experiment, node_a, node_b, tmp_path):
@@ -458,17 +486,19 @@ def test_what_the_node_keeps_is_what_was_uploaded_when_the_user_writes_meanwhile
     assert kept.token == token and open(os.path.join(kept.path, "step")).read() == uploaded == "2"
 
 
-def test_scratch_a_killed_copy_left_is_removed_after_an_hour(experiment, node_a, tmp_path):
+def test_scratch_beside_the_copies_is_neither_counted_nor_removed(experiment, node_a, tmp_path):
+    # However old, it may be a slow copy another worker is still making (a rename keeps a
+    # directory's time): only its own process removes it.
     root = os.path.join(node_a.root, "checkpoints")
     os.makedirs(root)
-    for name in (".incoming-old", ".gone-old", ".incoming-live"):
+    for name in (".incoming-old", ".gone-old"):
         os.makedirs(os.path.join(root, name, "sub"))
         open(os.path.join(root, name, "sub", "weights"), "w").close()
-    for name in (".incoming-old", ".gone-old"):
         os.utime(os.path.join(root, name), (1000, 1000))
     with node_a as places:
         places.persist(user_checkpoint(tmp_path, 2), os.path.join(experiment.staging, "trial_0"), "checkpoint_000000")
-    assert sorted(name for name in os.listdir(root) if name.startswith(".")) == [".incoming-live"]
+    assert sorted(name for name in os.listdir(root) if name.startswith(".")) == [".gone-old", ".incoming-old"]
+    assert len(storage.kept_checkpoints()) == 1
 
 
 def test_the_least_recently_used_copies_go_beyond_the_count_bound(experiment, node_a, tmp_path, monkeypatch):
