@@ -13,6 +13,7 @@ from fasttune.execution import _experiment_state as state
 from fasttune.schedulers import ASHAScheduler, DecisionPoints, FIFOScheduler, TrialScheduler
 from fasttune.tune_config import ResumeConfig
 from fasttune_testing import lines, report_with_step_checkpoint, restored_step
+from interrupt_testing import LogAndInterrupt, read_log
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -28,32 +29,6 @@ def checkpointed_trainable(config):
     """Reports ``score`` with a checkpoint at each iteration; resumes from its checkpoint."""
     for it in range(restored_step() + 1, config.get("length", 1000)):
         report_with_step_checkpoint({"score": score(config["q"], it)}, it)
-
-
-class LogAndInterrupt(tune.Callback):
-    """Logs each judged result as ``q iteration``, in order, and raises once: at the first
-    result that ``interrupts(result)`` picks (the runner has decided on it already)."""
-
-    def __init__(self, log, interrupts=None):
-        self.log, self.interrupts, self.raised = log, interrupts, False
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        with open(self.log, "a") as f:
-            f.write(f"{trial.config['q']} {result['training_iteration']}\n")
-        if self.interrupts is not None and not self.raised and self.interrupts(result):
-            self.raised = True
-            raise RuntimeError("interrupted right after a decision")
-
-    def get_state(self):
-        return {"raised": self.raised}  # the restored sweep is not interrupted again
-
-    def set_state(self, saved):
-        self.raised = saved["raised"]
-
-
-def read_log(path):
-    with open(path) as f:
-        return [(float(q), int(it)) for q, it in (line.split() for line in f)]
 
 
 def iterations(trial_dir):

@@ -9,6 +9,7 @@ import fasttune as tune
 from fasttune.execution import _experiment_state as state
 from fasttune.schedulers import HyperBandScheduler
 from fasttune_testing import lines
+from interrupt_testing import LogAndInterrupt, read_log
 
 from test_hyperband import QUALITY, expected_finals
 from test_schedulers_e2e import hb_function
@@ -23,30 +24,6 @@ BRACKETS = [(range(0, 3), [9]), (range(3, 8), [3, 9]), (range(8, 17), [1, 3, 9])
 def bracket_of(q):
     index = QUALITY.index(q)
     return next((members, milestones) for members, milestones in BRACKETS if index in members)
-
-
-class InterruptOnce(tune.Callback):
-    """Logs every judged result as ``q iteration``, in order, and raises once: at the
-    first result of a trial of bracket ``members`` at iteration ``at`` (the scheduler has
-    decided on that result already: HyperBand's PAUSE or STOP is on its way)."""
-
-    def __init__(self, log, members, at):
-        self.log, self.members, self.at = log, [QUALITY[i] for i in members], at
-        self.raised = False
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        q, it = trial.config["q"], result["training_iteration"]
-        with open(self.log, "a") as f:
-            f.write(f"{q} {it}\n")
-        if not self.raised and q in self.members and it == self.at:
-            self.raised = True
-            raise RuntimeError("interrupted at a milestone")
-
-    def get_state(self):
-        return {"raised": self.raised}  # the restored sweep is not interrupted again
-
-    def set_state(self, state):
-        self.raised = state["raised"]
 
 
 def early_reports(logged):
@@ -71,13 +48,17 @@ def early_reports(logged):
 ], ids=["paused-at-milestone", "stopped-at-max_t"])
 def test_a_restored_hyperband_sweep_decides_as_the_uninterrupted_one(storage, tmp_path, interrupt_in, at):
     log = str(tmp_path / "results.log")
-    interrupt = InterruptOnce(log, BRACKETS[interrupt_in][0], at)
+    members = [QUALITY[i] for i in BRACKETS[interrupt_in][0]]
+    # Raised at the first result of a trial of that bracket at iteration ``at``: HyperBand
+    # has decided on it already (its PAUSE or STOP is on its way).
+    interrupt = LogAndInterrupt(log, lambda result: result["config"]["q"] in members
+                                and result["training_iteration"] == at)
     tuner = tune.Tuner(
         hb_function, param_space={"q": tune.grid_search(QUALITY)},
         tune_config=tune.TuneConfig(metric="score", mode="max",
                                     scheduler=HyperBandScheduler(max_t=9, reduction_factor=3)),
         run_config=tune.RunConfig(name="hb", storage_path=storage, verbose=0, callbacks=[interrupt]))
-    with pytest.raises(tune.TuneError, match="interrupted at a milestone"):
+    with pytest.raises(tune.TuneError, match="interrupted right after a decision"):
         tuner.fit()
     path = os.path.join(storage, "hb")
     with open(log) as f:
@@ -95,8 +76,7 @@ def test_a_restored_hyperband_sweep_decides_as_the_uninterrupted_one(storage, tm
     for result in grid:
         rows = lines(os.path.join(result.path, "result.json"))
         assert [row["training_iteration"] for row in rows] == list(range(1, expected[result.config["q"]] + 1))
-    with open(log) as f:
-        logged = [(float(q), int(it)) for q, it in (line.split() for line in f)]
+    logged = read_log(log)
     assert early_reports(logged) == []
     # The trial whose decision was on its way reported each iteration once, none past its end.
     assert [it for q, it in logged if q == interrupted_q] == list(range(1, expected[interrupted_q] + 1))

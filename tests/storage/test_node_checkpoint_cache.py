@@ -361,6 +361,15 @@ def test_a_trainable_writing_into_its_restored_directory_resumes_as_without_the_
     assert struct.unpack_from("<H", open(store / "exp" / snapshot, "rb").read(), 8) == (2,)
 
 
+def uploaded_by(node, experiment, tmp_path):
+    """``(trial dir, checkpoint path, token)`` of trial_0's checkpoint 0 (step 2), uploaded by ``node``."""
+    trial_dir = os.path.join(experiment.staging, "trial_0")
+    path = os.path.join(trial_dir, "checkpoint_000000")
+    with node as places:
+        token = places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+    return trial_dir, path, token
+
+
 def write_into(places, path, token, text):
     """A segment resuming from ``path`` (upload ``token``) that writes ``text`` into the
     directory it restored from, then pauses; returns what it read."""
@@ -386,10 +395,7 @@ def test_writing_into_a_directory_resumed_from_the_nodes_copy_leaves_the_copy_al
 
 
 def test_a_download_the_trainable_wrote_into_is_not_kept(experiment, node_a, node_b, faulty_s3, tmp_path):
-    trial_dir = os.path.join(experiment.staging, "trial_0")
-    path = os.path.join(trial_dir, "checkpoint_000000")
-    with node_b as places:
-        token = places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+    trial_dir, path, token = uploaded_by(node_b, experiment, tmp_path)
     with node_a as places:
         assert write_into(places, path, token, "scribbled") == "2"  # downloaded, then written into
     assert node_a.kept_tokens(trial_dir) == []
@@ -415,20 +421,14 @@ def write_same_size_keeping_times(places, path, token, text):
 
 
 def test_a_download_rewritten_at_its_size_and_times_is_not_kept(experiment, node_a, node_b, tmp_path):
-    trial_dir = os.path.join(experiment.staging, "trial_0")
-    path = os.path.join(trial_dir, "checkpoint_000000")
-    with node_b as places:
-        token = places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+    trial_dir, path, token = uploaded_by(node_b, experiment, tmp_path)
     with node_a as places:
         write_same_size_keeping_times(places, path, token, "9")
     assert node_a.kept_tokens(trial_dir) == []
 
 
 def test_a_download_without_its_record_is_not_kept(experiment, node_a, node_b, tmp_path):
-    trial_dir = os.path.join(experiment.staging, "trial_0")
-    path = os.path.join(trial_dir, "checkpoint_000000")
-    with node_b as places:
-        token = places.persist(user_checkpoint(tmp_path, 2), trial_dir, "checkpoint_000000")
+    trial_dir, path, token = uploaded_by(node_b, experiment, tmp_path)
     with node_a as places:
         places.resuming(path, token)
         with places.checkpoint(path).as_directory() as directory:
