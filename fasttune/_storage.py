@@ -449,7 +449,6 @@ _NODE_CACHE_DEFAULT_BYTES = 1 << 30
 #: This node's bound on the number of kept checkpoints (0: none are kept).
 NODE_CACHE_ENTRIES_ENV = "FASTTUNE_NODE_CHECKPOINT_CACHE_ENTRIES"
 _NODE_CACHE_DEFAULT_ENTRIES = 2000
-# Scratch a process killed mid-copy leaves beside the kept copies: removed when this old.
 _KEPT_NAME = re.compile(r"^([0-9a-f]{24})\.([0-9a-f]{24})\.([0-9a-f]{1,64})\.(\d+)$")
 
 

@@ -1,9 +1,12 @@
 """Callbacks: hooks into the experiment loop (``ray.tune.callback``)."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, List, Optional
 
 from fasttune.error import TuneError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Callback", "CallbackList"]
 
@@ -116,6 +119,16 @@ class CallbackList:
                 "The experiment stopped there (its state is saved); fix the callback, or leave it out of "
                 "RunConfig(callbacks=...), and continue with Tuner.restore()."
             ) from exc
+
+    def call_each(self, hook: str, **kwargs: Any) -> None:
+        """Call ``hook`` on each callback that overrides it, each whatever the others do:
+        one that raises is logged, naming it, and the next is called (how an experiment
+        that already failed ends its callbacks, so that the loggers' files still close)."""
+        for callback in self._by_hook[hook]:
+            try:
+                getattr(callback, hook)(**kwargs)
+            except Exception:  # noqa: BLE001 - the experiment's own error is the one raised
+                logger.exception("The callback %s.%s failed after the error below.", type(callback).__name__, hook)
 
     def __len__(self) -> int:
         return len(self._callbacks)

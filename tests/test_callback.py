@@ -262,6 +262,11 @@ def test_a_callback_that_raises_stops_the_sweep_with_an_error_naming_it(ray_sess
     assert "fix the callback" in str(info.value)
 
 
+class RaisingAtTheEndToo(Callback):
+    def on_experiment_end(self, trials, **info):
+        raise RuntimeError("failed at the end as well")
+
+
 class EndHeard(Callback):
     def __init__(self):
         self.ended_with = None
@@ -284,7 +289,9 @@ def test_when_a_callback_raises_the_sweep_ends_as_in_ray_tune_before_fit_raises(
     ended = EndHeard()
     with pytest.raises(TuneError, match="RaisingCallback"):
         tune.Tuner(_reports_four_times, param_space={"x": tune.grid_search([1, 2, 3])}, run_config=tune.RunConfig(
-            name="raising", storage_path=str(tmp_path), verbose=0, callbacks=[ended, RaisingCallback()])).fit()
+            name="raising", storage_path=str(tmp_path), verbose=0,
+            callbacks=[RaisingAtTheEndToo(), ended, RaisingCallback()])).fit()
+    # The first callback's on_experiment_end raised too (logged): the others still ended.
     assert ended.ended_with is not None and len(ended.ended_with) == 3
     assert not [t.name for t in threading.enumerate() if t.name == "fasttune-tbx"]
     experiment = tmp_path / "raising"

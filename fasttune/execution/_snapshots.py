@@ -84,6 +84,10 @@ class SnapshotWriter:
         # Once a record may carry an upload, every later snapshot has the format that says so.
         self._format = 1
 
+    def records_may_carry_uploads(self) -> None:
+        """From now on, snapshots say a record may carry uploads (:data:`UPLOADS_FORMAT`)."""
+        self._format = _state.UPLOADS_FORMAT
+
     def add_row(self) -> None:
         self.records.append(None)
         self.dirnames.append(None)
@@ -173,7 +177,7 @@ class SnapshotWriter:
         state = states[trial.trial_id]
         self.dirnames[row] = trial.storage_dirname
         if self.checkpoint_uploads:  # (the record may carry some)
-            self._format = _state.UPLOADS_FORMAT
+            self.records_may_carry_uploads()
         record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial),
                                               self._packer, self.checkpoint_uploads)
         if pickled:
@@ -331,6 +335,9 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     writer.records = [None] * len(records)
     writer.sources = []
     writer.dirnames = list(state["dirnames"])
+    saved_format = state.get("format")
+    if isinstance(saved_format, int) and saved_format >= _state.UPLOADS_FORMAT:
+        writer.records_may_carry_uploads()  # the finished trials' records are written again as they are
     held = np.flatnonzero(table.column("worker_slot") >= 0).tolist()
     for row in held:
         table.set_worker_slot(row, -1)  # no worker of the interrupted run holds a trial now

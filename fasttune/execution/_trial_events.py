@@ -86,8 +86,8 @@ class TrialEventHandlers:
                     # reported) still reach searchers and callbacks.
                     deciding = True
                     verdict = self._decide(trial, result, decide=decision == TrialScheduler.CONTINUE)
-                    deciding = False
                     decided = index + 1
+                    deciding = False
                     if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
                         decision = verdict
                     self._tell_callbacks(trial, result)

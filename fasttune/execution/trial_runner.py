@@ -611,8 +611,13 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             trial.update_resources(resources)
             self.trial_executor.check_feasible(trial)
 
-    def end_experiment_callbacks(self) -> None:
-        self._callbacks.call("on_experiment_end", trials=self._trials)
+    def end_experiment_callbacks(self, after_error: bool = False) -> None:
+        """``on_experiment_end`` of every callback; ``after_error``: the experiment failed
+        already, so each is called whatever the others do (their failures are logged)."""
+        if after_error:
+            self._callbacks.call_each("on_experiment_end", trials=self._trials)
+        else:
+            self._callbacks.call("on_experiment_end", trials=self._trials)
 
     def cleanup(self) -> None:
         if self._server is not None:

@@ -375,9 +375,10 @@ def run_experiment(
             while not runner.is_finished() and not interrupted.presses:
                 runner.step()
                 progress.step()
-    except BaseException:
+    except BaseException as error:
         progress.close()  # a live display ends before the error is shown
-        _finish_quietly(runner, sync)
+        # A second Ctrl-C means now: the callbacks are not waited for (as in Ray Tune).
+        _finish_quietly(runner, sync, end_callbacks=isinstance(error, Exception))
         raise
     try:
         runner.cleanup()
@@ -406,10 +407,10 @@ def run_experiment(
     return (grid, runner.get_trials()) if return_trials else grid
 
 
-def _finish_quietly(runner: TrialRunner, sync: Optional[StorageSync]) -> None:
+def _finish_quietly(runner: TrialRunner, sync: Optional[StorageSync], end_callbacks: bool = True) -> None:
     """Wind down after the loop raised: save what can be, end the callbacks (as Ray Tune
-    does: the loggers' files are whole and their threads gone when fit() raises), then
-    upload, without hiding that error."""
+    does: the loggers' files are whole and their threads gone when fit() raises; not
+    with ``end_callbacks=False``), then upload, without hiding that error."""
     try:
         runner.cleanup()
     except Exception:  # noqa: BLE001 - the loop's own error is the one raised
@@ -421,16 +422,16 @@ def _finish_quietly(runner: TrialRunner, sync: Optional[StorageSync]) -> None:
             runner.checkpoint(force=True)
         except Exception:  # noqa: BLE001 - the loop's own error is the one raised
             logger.exception("Saving the experiment's state after the error below failed too.")
-    _end_quietly(runner, sync)
+    if end_callbacks:
+        _end_quietly(runner, sync)
+    else:
+        _upload_quietly(sync)
 
 
 def _end_quietly(runner: TrialRunner, sync: Optional[StorageSync]) -> None:
     """End the experiment after an error (the loop's, or cleanup's once its final snapshot
     is saved): the end-of-experiment callbacks, then the upload, without hiding that error."""
-    try:
-        runner.end_experiment_callbacks()
-    except Exception:  # noqa: BLE001 - cleanup's error is the one raised
-        logger.exception("The end-of-experiment callbacks failed after the error below.")
+    runner.end_experiment_callbacks(after_error=True)  # each one's failure is logged
     _upload_quietly(sync)
 
 

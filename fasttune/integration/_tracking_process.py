@@ -59,8 +59,10 @@ class TrackingProcess:
         """Wait (at most the finish timeout) for the process to handle everything sent, and
         raise a ``TuneError`` naming the first failure, if any."""
         self._thread.wait()
-        self._raise_thread_failure()
-        self._thread.close()
+        try:
+            self._raise_thread_failure()
+        finally:
+            self._thread.close()
         process, self._process = self._process, None
         if process is None:
             return

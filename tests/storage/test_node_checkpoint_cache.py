@@ -359,6 +359,10 @@ def test_a_trainable_writing_into_its_restored_directory_resumes_as_without_the_
     # Its records carry uploads: the snapshot says so (format 2); one of a local sweep stays 1.
     snapshot = sorted(name for name in os.listdir(store / "exp") if name.startswith("experiment_state-"))[-1]
     assert struct.unpack_from("<H", open(store / "exp" / snapshot, "rb").read(), 8) == (2,)
+    # Restored, its finished trials' records are written again as they are: still format 2.
+    tune.Tuner.restore(f"file://{store}/exp", trainable=train_writing_into_its_restored_directory).fit()
+    latest = sorted(name for name in os.listdir(store / "exp") if name.startswith("experiment_state-"))[-1]
+    assert latest != snapshot and struct.unpack_from("<H", open(store / "exp" / latest, "rb").read(), 8) == (2,)
 
 
 def uploaded_by(node, experiment, tmp_path):
