@@ -300,6 +300,20 @@ def test_when_a_callback_raises_the_sweep_ends_as_in_ray_tune_before_fit_raises(
     assert events and all(b"brain.Event:2" in p.read_bytes() for p in events)
 
 
+class CtrlCAgain(Callback):
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        raise KeyboardInterrupt  # as a second Ctrl-C lands
+
+
+def test_a_second_ctrl_c_does_not_wait_for_the_callbacks_and_the_sweep_stays_restorable(ray_session, tmp_path):
+    ended = EndHeard()
+    with pytest.raises(KeyboardInterrupt):
+        tune.Tuner(_reports_four_times, run_config=tune.RunConfig(
+            name="again", storage_path=str(tmp_path), verbose=0, callbacks=[ended, CtrlCAgain()])).fit()
+    assert ended.ended_with is None  # as in Ray Tune: its cleanup runs on an Exception only
+    assert tune.Tuner.can_restore(str(tmp_path / "again"))
+
+
 def test_set_state_matches_by_position_and_lets_stateless_extras_differ():
     class Stateful(Callback):
         def get_state(self):

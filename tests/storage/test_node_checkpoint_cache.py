@@ -431,6 +431,26 @@ def test_a_download_rewritten_at_its_size_and_times_is_not_kept(experiment, node
     assert node_a.kept_tokens(trial_dir) == []
 
 
+def test_a_download_whose_times_cannot_be_set_is_read_and_not_kept(experiment, node_a, node_b, tmp_path,
+                                                                    monkeypatch):
+    # A filesystem that refuses utime (some FUSE and network mounts): the record of the
+    # download cannot be made, so the copy is not kept; the resume itself goes on.
+    trial_dir, path, token = uploaded_by(node_b, experiment, tmp_path)
+
+    def refused(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    with node_a as places:
+        monkeypatch.setattr(storage.os, "utime", refused)
+        places.resuming(path, token)
+        with places.checkpoint(path).as_directory() as directory:
+            assert open(os.path.join(directory, "step")).read() == "2"
+        places.segment_ended(trial_dir, path)
+        monkeypatch.undo()
+    assert node_a.kept_tokens(trial_dir) == []
+    assert not [name for name in os.listdir(os.path.join(node_a.root, "checkpoints")) if name.endswith(".tmp")]
+
+
 def test_a_download_without_its_record_is_not_kept(experiment, node_a, node_b, tmp_path):
     trial_dir, path, token = uploaded_by(node_b, experiment, tmp_path)
     with node_a as places:
