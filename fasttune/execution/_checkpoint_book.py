@@ -69,8 +69,7 @@ class CheckpointBook:
             kept_paths = {c.path for c, _ in kept}
             for checkpoint, _ in trial.checkpoint_results:
                 if checkpoint.path not in kept_paths:
-                    self.rows.pop(checkpoint.path, None)
-                    self.uploads.pop(checkpoint.path, None)
+                    self._forget(checkpoint.path)
                     self._remove(checkpoint.path)
             trial.checkpoint_results = kept
         trial.checkpoints = [c for c, _ in trial.checkpoint_results]
@@ -82,8 +81,7 @@ class CheckpointBook:
         kept = [(c, r) for c, r in trial.checkpoint_results if self.rows.get(c.path, 0) <= rows]
         for checkpoint, _ in trial.checkpoint_results:
             if self.rows.get(checkpoint.path, 0) > rows:
-                self.rows.pop(checkpoint.path, None)
-                self.uploads.pop(checkpoint.path, None)
+                self._forget(checkpoint.path)
         trial.checkpoint_results = kept
         trial.checkpoints = [c for c, _ in kept]
 
@@ -91,8 +89,7 @@ class CheckpointBook:
         """Delete every checkpoint of ``trial`` (it restarts from scratch); one another
         trial is copying goes once that copy is done."""
         for checkpoint in trial.checkpoints:
-            self.rows.pop(checkpoint.path, None)
-            self.uploads.pop(checkpoint.path, None)
+            self._forget(checkpoint.path)
             self._remove(checkpoint.path)
         trial.checkpoint_results, trial.checkpoints = [], []
 
@@ -110,6 +107,11 @@ class CheckpointBook:
         """
         upload = self.uploads.get(restore) if restore else None
         return {} if upload is None else {"restore_token": upload[0], "restore_node": upload[1]}
+
+    def _forget(self, path: str) -> None:
+        """Drop what the book knows of the checkpoint at ``path`` (its rows, its upload)."""
+        self.rows.pop(path, None)
+        self.uploads.pop(path, None)
 
     def _remove(self, path: str) -> None:
         if path in self._pins:
