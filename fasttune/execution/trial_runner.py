@@ -208,10 +208,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             self._server = TuneServer(self, port=port, host=host)
         if self._step_hooks:
             self._callbacks.call("on_step_begin", iteration=self._iteration, trials=self._trials)
-        if not self._stopping_all and self._time_budget_s is not None \
-                and self._clock.monotonic() - self._start_time >= self._time_budget_s:
-            logger.info("Time budget of %.1fs reached; stopping all trials.", self._time_budget_s)
-            self._stop_all()
+        self._stop_all_if_budget_spent()
         next_trial = self._next_trial_to_start()
         # The wait also ends when the searcher's suggestion is ready or a TuneServer request came.
         deadline = self._stopped_at + _SUGGEST_GRACE_S if self._stopped_at is not None else (
@@ -256,6 +253,15 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         for trial in self.get_live_trials():
             self.stop_trial(trial)
 
+    def _stop_all_if_budget_spent(self) -> bool:
+        """Stop every trial once ``time_budget_s`` has run out on the experiment's clock (the
+        executor's: simulated seconds in a simulation); True once stopping."""
+        if not self._stopping_all and self._time_budget_s is not None \
+                and self._clock.monotonic() - self._start_time >= self._time_budget_s:
+            logger.info("Time budget of %.1fs reached; stopping all trials.", self._time_budget_s)
+            self._stop_all()
+        return self._stopping_all
+
     def _next_trial_to_start(self) -> Optional[Trial]:
         self._awaiting = None
         if self._stopping_all:
@@ -294,9 +300,11 @@ class TrialRunner(TrialEventHandlers, RunnerView):
     def _start_more(self) -> None:
         """After a start, the trials that can start now start in the same step (up to
         ``_starts_per_step``): a start comes before any worker event anyway, so the order
-        is the same, and a sweep of short trials does not pay a whole step per trial."""
+        is the same, and a sweep of short trials does not pay a whole step per trial.
+        Starts can take time (a worker made, a trial's files written): the budget is
+        checked before each, so none starts after it ran out."""
         for _ in range(self._starts_per_step - 1):
-            if self._fatal is not None:
+            if self._fatal is not None or self._stop_all_if_budget_spent():
                 return
             trial = self._next_trial_to_start()
             if trial is None:
