@@ -49,7 +49,8 @@ from fasttune._core_shared import (
     COLUMNS, ERROR, EVENT_BATCH, EVENT_ERROR, EVENT_START, FILE_APPEND, FILE_MKDIR, FILE_REPLACE, INT32_MAX,
     LEGAL_TRANSITIONS, MAX_DEPTH,
     MAX_WORKER_SLOT, MODES, PAUSED, PENDING, RUNNING, SNAPSHOT_VERSION, STATUS_NAMES,
-    TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot, IllegalTransition, check_file_ops, event_kind_error,
+    TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot, IllegalTransition, append_not_cut_back, check_file_ops,
+    event_kind_error,
     tb_file_version_record_python, tb_hparams_records_python,
     illegal_transition, iteration_error, parse_snapshot, selector_slot_error, snapshot_bytes,
     status_error, unknown_column, worker_slot_error,
@@ -2167,6 +2168,8 @@ cdef struct _FileOp:
     int error  # errno of the failure, 0 when the op succeeded
     bint error_names_second  # FILE_APPEND: the failure was the second file's
     bint whole  # FILE_APPEND: the failure was closing a file, after every byte went in
+    int cut_error  # FILE_APPEND: why the first file could not be cut back after a failure (0: it was)
+    int cut_error2  # the same for the second file
 
 
 cdef int _mkdirs(const char* path) noexcept nogil:
@@ -2205,20 +2208,23 @@ cdef int _open(const char* path, int flags) noexcept nogil:
             return fd
 
 
-cdef void _cut_back(int fd, Py_ssize_t written) noexcept nogil:
-    """Cut the file back by the ``written`` bytes just appended (a failure leaves a torn
-    tail, which readers skip: it ends without a newline)."""
+cdef int _cut_back(int fd, Py_ssize_t written) noexcept nogil:
+    """Cut the file back by the ``written`` bytes just appended; 0, or the errno of why
+    it could not be."""
     cdef int64_t end = lseek(fd, 0, SEEK_CUR)
     if end < 0:
-        return
-    while ftruncate(fd, end - written) != 0 and errno == EINTR:
-        pass
+        return errno
+    while ftruncate(fd, end - written) != 0:
+        if errno != EINTR:
+            return errno
+    return 0
 
 
-cdef int _write_all(int fd, const char* data, Py_ssize_t size) noexcept nogil:
-    """Write every byte; on failure cut back what this call wrote.  0 or an errno."""
+cdef int _write_all(int fd, const char* data, Py_ssize_t size, int* cut_error) noexcept nogil:
+    """Write every byte; on failure cut back what this call wrote (when that fails too,
+    its errno goes to ``cut_error``, unless NULL).  0 or an errno."""
     cdef Py_ssize_t done = 0, written
-    cdef int code
+    cdef int code, cut
     while done < size:
         written = write(fd, data + done, size - done)
         if written > 0:
@@ -2228,7 +2234,9 @@ cdef int _write_all(int fd, const char* data, Py_ssize_t size) noexcept nogil:
             continue
         code = EIO if written == 0 else errno
         if done:
-            _cut_back(fd, done)
+            cut = _cut_back(fd, done)
+            if cut_error != NULL:
+                cut_error[0] = cut
         return code
     return 0
 
@@ -2266,7 +2274,7 @@ cdef int _replace(_FileOp* op) noexcept nogil:
     cdef int code
     if fd < 0:
         return errno
-    code = _write_all(fd, op.data, op.size)
+    code = _write_all(fd, op.data, op.size, NULL)  # a failure removes the temporary file
     if close(fd) != 0 and code == 0:
         code = errno
     if code == 0 and rename(op.path2, op.path) != 0:
@@ -2292,13 +2300,13 @@ cdef int _append_pair(_FileOp* op) noexcept nogil:
                 return -fd
             op.fd2 = fd
     if op.size:
-        code = _write_all(op.fd, op.data, op.size)
+        code = _write_all(op.fd, op.data, op.size, &op.cut_error)
     if code == 0 and op.size2 and op.path2 != NULL:
-        code = _write_all(op.fd2, op.data2, op.size2)
+        code = _write_all(op.fd2, op.data2, op.size2, &op.cut_error2)
         if code:
             op.error_names_second = True
             if op.size:  # both or neither
-                _cut_back(op.fd, op.size)
+                op.cut_error = _cut_back(op.fd, op.size)
     if op.close:
         # A file system may report a failed write only when the file closes (NFS does).
         if close(op.fd) != 0 and code == 0:
@@ -2485,6 +2493,11 @@ def write_file_batch(ops_given):
             op = &cops[ran - 1]
             path = ops[ran - 1][4] if op.kind == FILE_APPEND_C and op.error_names_second else ops[ran - 1][1]
             failure, whole = OSError(op.error, os.strerror(op.error), path), bool(op.whole)
+            if op.cut_error or op.cut_error2:
+                uncut = [(ops[ran - 1][1], op.cut_error)] if op.cut_error else []
+                if op.cut_error2:
+                    uncut.append((ops[ran - 1][4], op.cut_error2))
+                failure = append_not_cut_back(op.error, path, uncut)
         return fds, failure, whole
     finally:
         PyMem_Free(cops)

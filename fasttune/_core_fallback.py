@@ -49,7 +49,8 @@ from fasttune._core_shared import (
     COLUMNS, ERROR, EVENT_BATCH, EVENT_ERROR, EVENT_START, FILE_APPEND, FILE_MKDIR, FILE_REPLACE,
     INT32_MAX, LEGAL_TRANSITIONS,
     MAX_DEPTH, MAX_WORKER_SLOT, MODES, PAUSED, PENDING, RUNNING, SNAPSHOT_VERSION,
-    STATUS_NAMES, TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot, IllegalTransition, check_file_ops,
+    STATUS_NAMES, TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot, IllegalTransition, append_not_cut_back,
+    check_file_ops,
     tb_file_version_record_python, tb_hparams_records_python,
     event_kind_error, illegal_transition, iteration_error, parse_snapshot,
     selector_slot_error, snapshot_bytes, status_error, unknown_column, worker_slot_error,
@@ -1007,7 +1008,9 @@ def write_file_batch(ops: list) -> tuple:
     (naming the file) of the last op that ran; ``whole`` says that op's bytes are all in
     place all the same (only closing a file failed, as NFS reports a write it could not
     make).  Otherwise a failed op leaves nothing half done: a write is cut back to where
-    it began, a temporary file is removed.  A malformed batch raises before any op runs.
+    it began, a temporary file is removed; an append whose file could not be cut back
+    fails with :class:`~fasttune._core_shared.AppendNotCutBack`, which names that file.
+    A malformed batch raises before any op runs.
     The ops are tuples:
 
     ``(FILE_MKDIR, path)``
@@ -1084,8 +1087,19 @@ def _make_directory(path: str) -> None:
         raise _os_error(exc.errno, path) from None
 
 
-def _write_all(fd: int, data: bytes, path: str) -> None:
-    """Write every byte of ``data``; on failure cut back what this call wrote."""
+def _cut_back(fd: int, written: int) -> int:
+    """Cut the file back by the ``written`` bytes just appended; 0, or the errno of why
+    it could not be."""
+    try:
+        os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR) - written)
+    except OSError as exc:
+        return exc.errno
+    return 0
+
+
+def _write_all(fd: int, data: bytes, path: str, uncut: Optional[list] = None) -> None:
+    """Write every byte of ``data``; on failure cut back what this call wrote (when that
+    fails too, ``(path, errno)`` goes into ``uncut``)."""
     view = memoryview(data)
     done = 0
     try:
@@ -1096,10 +1110,9 @@ def _write_all(fd: int, data: bytes, path: str) -> None:
             done += written
     except OSError as exc:
         if done:
-            try:
-                os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR) - done)
-            except OSError:
-                pass  # the torn tail stays; readers stop at a line without its newline
+            code = _cut_back(fd, done)
+            if code and uncut is not None:
+                uncut.append((path, code))
         raise _os_error(exc.errno, path) from None
 
 
@@ -1159,21 +1172,20 @@ def _append_pair(op: tuple, fds: list) -> None:
                     pass  # the open's failure is the one to tell
                 raise
     failure = None
+    uncut: list = []  # (path, errno) of each file a failed write could not cut back
     try:
         if data:
-            _write_all(fd, data, path)
+            _write_all(fd, data, path, uncut)
         if data2 and path2 is not None:
             try:
-                _write_all(fd2, data2, path2)
+                _write_all(fd2, data2, path2, uncut)
             except OSError:
-                if data:  # both or neither
-                    try:
-                        os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR) - len(data))
-                    except OSError:
-                        pass
+                code = _cut_back(fd, len(data)) if data else 0  # both or neither
+                if code:
+                    uncut.insert(0, (path, code))
                 raise
     except OSError as exc:
-        failure = exc
+        failure = append_not_cut_back(exc.errno, exc.filename, uncut) if uncut else exc
     closing_failed = None
     if close:
         # A file system may report a failed write only when the file closes (NFS does).

@@ -35,7 +35,7 @@ __all__ = [
     "event_kind_error", "selector_slot_error", "unknown_column",
     "MODES", "SNAPSHOT_VERSION", "MAGIC", "HEADER", "COLUMNS", "ROW_BYTES",
     "snapshot_bytes", "parse_snapshot", "TB_SKIPPED_KEYS",
-    "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "check_file_ops",
+    "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "check_file_ops", "AppendNotCutBack", "append_not_cut_back",
     "tb_hparams_records_python", "tb_file_version_record_python",
     "pb_bytes_field", "pb_varint_field", "pb_double_field",
 ]
@@ -85,6 +85,39 @@ class IllegalTransition(ValueError):
 
 class CorruptSnapshot(ValueError):
     """Bytes given to :meth:`TrialTable.from_snapshot` are not a usable snapshot."""
+
+
+class AppendNotCutBack(OSError):
+    """``write_file_batch``'s failure when an append failed and a file it had written to
+    could not be cut back to where the append began: each of ``uncut_paths`` keeps bytes
+    of the failed append (whole lines a reader takes), so it is not as it was before.
+    ``errno``, ``strerror`` and ``filename`` are the failed write's, as for any failure;
+    ``cut_back_errnos`` are why each cut-back failed.
+
+    >>> import errno
+    >>> failure = append_not_cut_back(errno.ENOSPC, "t/progress.csv", [("t/result.json", errno.ESPIPE)])
+    >>> failure.errno == errno.ENOSPC, failure.filename, failure.uncut_paths
+    (True, 't/progress.csv', ('t/result.json',))
+    >>> "'t/result.json' could not be cut back" in str(failure)
+    True
+    """
+
+    uncut_paths: Tuple[str, ...] = ()
+    cut_back_errnos: Tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        uncut = ", ".join(f"{path!r} could not be cut back ({os.strerror(code)})"
+                          for path, code in zip(self.uncut_paths, self.cut_back_errnos))
+        return f"{super().__str__()}; {uncut}: it keeps bytes of the failed append"
+
+
+def append_not_cut_back(code: int, path: str, uncut: List[Tuple[str, int]]) -> AppendNotCutBack:
+    """The failure (errno ``code`` writing ``path``) of an append that left bytes in the
+    ``uncut`` files: ``(path, errno of the failed cut-back)`` each, in the op's order."""
+    failure = AppendNotCutBack(code, os.strerror(code), path)
+    failure.uncut_paths = tuple(p for p, _ in uncut)
+    failure.cut_back_errnos = tuple(c for _, c in uncut)
+    return failure
 
 
 def status_error(status: object) -> ValueError:

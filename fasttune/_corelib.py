@@ -23,7 +23,7 @@ import warnings
 from fasttune._core_shared import (
     ERROR, EVENT_BATCH, EVENT_ERROR, EVENT_START, FILE_APPEND, FILE_MKDIR, FILE_REPLACE, MAX_WORKER_SLOT,
     PAUSED, PENDING, RUNNING,
-    SNAPSHOT_VERSION, STATUS_NAMES, TB_SKIPPED_KEYS, TERMINATED, CorruptSnapshot,
+    SNAPSHOT_VERSION, STATUS_NAMES, TB_SKIPPED_KEYS, TERMINATED, AppendNotCutBack, CorruptSnapshot,
     IllegalTransition,
 )
 
@@ -66,5 +66,5 @@ __all__ = [
     "IllegalTransition", "CorruptSnapshot", "TrialTable", "EventSelector", "ResultBuffer",
     "Ingested", "crc32c", "tfrecord", "tb_scalar_events", "tb_file_version_record", "tb_hparams_records",
     "TB_SKIPPED_KEYS",
-    "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "write_file_batch",
+    "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "write_file_batch", "AppendNotCutBack",
 ]

@@ -96,11 +96,15 @@ def append_what_fits(open_files: "OrderedDict[str, Tuple[int, int]]", name: str,
                      failures: List[BaseException]) -> None:
     """After ``pieces`` failed to append to ``name``'s files together: append them one by
     one (``append_op(descriptors, piece)`` makes each core op, leaving the files open), as
-    many whole ones as fit; then close the files (``close``) or keep them in ``open_files``."""
+    many whole ones as fit; then close the files (``close``) or keep them in ``open_files``.
+    A piece that could not be cut back goes first in ``failures``: the file is not as
+    it was, which is what its user must hear first."""
     fds = open_files.pop(name, (-1, -1))
     for piece in pieces:
         fds_after, error, _ = core.write_file_batch([append_op(fds, piece)])
         fds = fds_after[0]
+        if isinstance(error, core.AppendNotCutBack):
+            failures.insert(0, error)
         if error is not None:
             break
     if close:
@@ -351,11 +355,14 @@ class TrialFiles:
             if failed_op[0] == core.FILE_APPEND:
                 # No later result is written, so no history gets a hole.  A file that failed
                 # to close after its bytes went in (``whole``) may have lost them all the same
-                # (NFS reports a lost write at close); one cut back keeps what fits whole.
+                # (NFS reports a lost write at close); one cut back keeps what fits whole.  One
+                # that could not be cut back holds them already (appended again, they would
+                # repeat): the snapshot after the failure cuts the trial's files to the rows
+                # both hold whole (unwritten_trial_dirs), so a restore continues from there.
                 self._results_failed = True
                 self.unwritten_trial_dirs.add(failed_owner)
                 batches = staged[failed_owner].results
-                if len(batches) > 1 and not whole:
+                if len(batches) > 1 and not whole and not isinstance(error, core.AppendNotCutBack):
                     self._append_what_fits(failed_owner, batches, failed_op[7], failures)
                 ops, owners = self._after_failure(ops, owners, failures)
         if failures:

@@ -333,8 +333,9 @@ class _EventFiles:
             failures.append(error)
             failed = ops[len(fds) - 1]
             ops = ops[len(fds):]
-            if not whole and len(staged[failed[1]][0]) > 1:
-                # A torn record would end TensorBoard's reading: as many whole ones as fit.
+            if not whole and len(staged[failed[1]][0]) > 1 and not isinstance(error, core.AppendNotCutBack):
+                # A torn record would end TensorBoard's reading: as many whole ones as fit
+                # (after one that could not be cut back, none would be read).
                 self._append_what_fits(failed[1], staged[failed[1]][0], failed[7], failures)
         if failures:
             raise failures[0]

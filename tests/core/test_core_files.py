@@ -11,7 +11,7 @@ import pytest
 
 import fasttune._core as compiled
 import fasttune._core_fallback as twin
-from fasttune._core_shared import FILE_APPEND, FILE_MKDIR, FILE_REPLACE
+from fasttune._core_shared import FILE_APPEND, FILE_MKDIR, FILE_REPLACE, AppendNotCutBack
 
 IMPLEMENTATIONS = (compiled, twin)
 
@@ -250,6 +250,51 @@ def test_a_failure_to_close_after_the_bytes_went_in_says_they_are_whole(core, tm
     fds, failure, whole = core.write_file_batch([
         (FILE_APPEND, str(tmp_path / "r"), fd2, b"x", None, -1, b"", True, False)])
     assert (failure.errno, whole) == (errno.EBADF, False)
+
+
+@pytest.mark.parametrize("core", IMPLEMENTATIONS)
+def test_a_first_file_that_cannot_be_cut_back_after_the_second_write_failed_is_named(core, tmp_path):
+    """The first file is a pipe (no lseek, no ftruncate: the pipe keeps what was written to
+    it), the second /dev/full (every write fails with ENOSPC, as on a full disk)."""
+    read_end, write_end = os.pipe()
+    full = os.open("/dev/full", os.O_WRONLY)
+    first, second = str(tmp_path / "result.json"), str(tmp_path / "progress.csv")
+    try:
+        fds, failure, whole = core.write_file_batch([
+            (FILE_APPEND, first, write_end, b"r1\n", second, full, b"1\r\n", False, False),
+            (FILE_MKDIR, str(tmp_path / "after"))])
+        assert fds == [(write_end, full)] and not whole
+        assert isinstance(failure, AppendNotCutBack)
+        assert (failure.errno, failure.filename) == (errno.ENOSPC, second)
+        assert (failure.uncut_paths, failure.cut_back_errnos) == ((first,), (errno.ESPIPE,))
+        assert f"{first!r} could not be cut back" in str(failure)
+        assert os.read(read_end, 100) == b"r1\n"  # what the first file keeps of the failed append
+        assert not (tmp_path / "after").exists()
+    finally:
+        for fd in (read_end, write_end, full):
+            os.close(fd)
+
+
+@pytest.mark.parametrize("core", IMPLEMENTATIONS)
+def test_a_short_write_that_cannot_be_cut_back_is_named(core, tmp_path):
+    """A non-blocking pipe takes one buffer of the append, then refuses (EAGAIN): the part
+    written cannot be cut back from a pipe."""
+    import fcntl
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    capacity = fcntl.fcntl(write_end, 1032)  # F_GETPIPE_SZ
+    path = str(tmp_path / "events")
+    try:
+        fds, failure, whole = core.write_file_batch([(FILE_APPEND, path, write_end, b"x" * (capacity + 1), None, -1,
+                                                      b"", False, False)])
+        assert fds == [(write_end, -1)] and not whole
+        assert isinstance(failure, AppendNotCutBack)
+        assert (failure.errno, failure.filename) == (errno.EAGAIN, path)
+        assert (failure.uncut_paths, failure.cut_back_errnos) == ((path,), (errno.ESPIPE,))
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def _seeded_batch(rng, root):

@@ -245,3 +245,38 @@ def test_a_trial_directory_the_file_system_cannot_name_costs_only_that_trial(tmp
     files.close_all()
     assert files.unwritten_trial_dirs == set()
     assert (tmp_path / "a" / "result.json").read_bytes() == b'{"i": 1}\n{"i": 2}\n'
+
+
+@pytest.mark.parametrize("pure_python", [False, True])
+def test_a_result_file_that_cannot_be_cut_back_is_named_and_its_batches_are_not_appended_again(
+        tmp_path, monkeypatch, pure_python):
+    """result.json is a FIFO (which cannot be cut back: it keeps what went into it) and
+    progress.csv is /dev/full (ENOSPC, as on a full disk).  The failure names result.json,
+    the trial counts as having lost results (its snapshot cuts its files to the rows both
+    hold), and its two batches are not appended again one by one (they are in the FIFO)."""
+    import errno
+
+    from fasttune import _core_fallback
+
+    if pure_python:
+        monkeypatch.setattr(_trial_files.core, "write_file_batch", _core_fallback.write_file_batch)
+    trial_dir = tmp_path / "t"
+    trial_dir.mkdir()
+    os.mkfifo(trial_dir / "result.json")
+    os.symlink("/dev/full", trial_dir / "progress.csv")
+    reader = os.open(trial_dir / "result.json", os.O_RDONLY | os.O_NONBLOCK)  # the core's open does not block
+    files = TrialFiles(write_csv=True)
+    release = _hold(files._writer)
+    files.write(str(trial_dir), b'{"i": 1}\n', b"i\r\n1\r\n")
+    files.write(str(trial_dir), b'{"i": 2}\n', b"2\r\n")
+    release.set()
+    with pytest.raises(OSError) as raised:
+        files.flush()
+    files.close_all()
+    failure = raised.value.__cause__
+    assert isinstance(failure, core.AppendNotCutBack)
+    assert (failure.errno, failure.uncut_paths) == (errno.ENOSPC, (str(trial_dir / "result.json"),))
+    assert "could not be cut back" in str(raised.value) and "Tuner.restore()" in str(raised.value)
+    assert files.unwritten_trial_dirs == {str(trial_dir)}
+    assert os.read(reader, 1000) == b'{"i": 1}\n{"i": 2}\n'
+    os.close(reader)
