@@ -49,7 +49,7 @@ class TrackingProcess:
 
     def send(self, *message: Any) -> None:
         """Hand ``message`` (``kind, *args``) over; it is pickled and written on the thread."""
-        self._raise_thread_failure()
+        self._raise_thread_failure(self._thread.failure)
         self._pending.append(message)  # before the flag is read: a write taking it is due either way
         if not self._write_due:
             self._write_due = True
@@ -57,15 +57,24 @@ class TrackingProcess:
 
     def finish(self) -> None:
         """Wait (at most the finish timeout) for the process to handle everything sent, and
-        raise a ``TuneError`` naming the first failure, if any."""
+        raise a ``TuneError`` naming the first failure, if any.  The thread and the process
+        end also when the thread failed (the process closes with what it was sent)."""
         self._thread.wait()
+        thread_failure = self._thread.failure
         try:
-            self._raise_thread_failure()
-        finally:
             self._thread.close()
+        except OSError:
+            if thread_failure is None:
+                raise
+            # The thread's own failure, as the writer words it for files: raised below, naming the service.
         process, self._process = self._process, None
-        if process is None:
-            return
+        failures = self._close_process(process) if process is not None else []
+        self._raise_thread_failure(thread_failure)
+        if failures:
+            raise TuneError(f"{self._service} failed {len(failures)} time(s); the first: {failures[0]}")
+
+    def _close_process(self, process: subprocess.Popen) -> List[str]:
+        """Ask ``process`` to close and wait for it; the failures it answers."""
         try:
             replies, _ = process.communicate(pickle.dumps([("close",)]), timeout=self._finish_timeout)
         except subprocess.TimeoutExpired:
@@ -73,10 +82,8 @@ class TrackingProcess:
             process.wait()
             raise TuneError(f"{self._service} did not finish within {self._finish_timeout} s; it was stopped, and "
                             "what it had not written yet is lost.") from None
-        failures = pickle.loads(replies) if replies else [
+        return pickle.loads(replies) if replies else [
             f"the process ended with exit code {process.returncode} before answering"]
-        if failures:
-            raise TuneError(f"{self._service} failed {len(failures)} time(s); the first: {failures[0]}")
 
     def _write(self) -> None:
         self._write_due = False  # before taking the messages: one sent after this gets a write of its own
@@ -102,8 +109,7 @@ class TrackingProcess:
         return subprocess.Popen([sys.executable, "-m", "fasttune.integration._tracking_process"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
-    def _raise_thread_failure(self) -> None:
-        failure = self._thread.failure
+    def _raise_thread_failure(self, failure: Optional[BaseException]) -> None:
         if failure is not None:
             raise TuneError(f"{self._service} stopped taking results ({type(failure).__name__}: {failure}).") \
                 from failure

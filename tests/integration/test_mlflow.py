@@ -107,6 +107,26 @@ def test_a_failing_store_call_surfaces_as_a_tune_error(tracking_uri):
         callback.on_experiment_end([])
 
 
+def test_a_result_the_tracking_thread_cannot_send_ends_its_thread_and_process_with_a_tune_error(tracking_uri):
+    """The thread that pickles the messages for the tracking process fails on a result it
+    cannot pickle: the end of the experiment says so as a TuneError naming MLflow, and ends
+    the thread and the process all the same."""
+    import threading
+
+    import psutil
+
+    def tracking_processes():
+        return [p for p in psutil.Process().children() if "fasttune.integration._tracking_process" in p.cmdline()]
+
+    callback = MLflowLoggerCallback(tracking_uri, experiment_name="unpicklable")
+    callback.setup()
+    callback.log_trial_result_batch(0, _Unstarted(), [{"training_iteration": 1, "lock": threading.Lock()}], [0.0])
+    with pytest.raises(TuneError, match=r"MLflow tracking stopped taking results \(TypeError: cannot pickle"):
+        callback.on_experiment_end([])
+    assert [t for t in threading.enumerate() if t.name == "fasttune-mlflow"] == []
+    assert tracking_processes() == []
+
+
 class _Unstarted:
     # What the callback reads of a trial.
     trial_id = "gone"
