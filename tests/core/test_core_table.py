@@ -8,6 +8,7 @@ import pytest
 
 import fasttune._core as compiled
 import fasttune._core_fallback as twin
+import fasttune._core_shared as shared
 
 STATUSES = range(5)
 LEGAL = {
@@ -245,6 +246,33 @@ def test_snapshot_roundtrip_is_exact(core):
     assert table_state(restored) == table_state(t)
     assert restored.snapshot() == data
     assert restored.add() == 5  # a restored table keeps growing
+
+
+def _golden_little_endian_snapshot():
+    """The snapshot of a "max" table whose two rows are a RUNNING one (iteration 3, total
+    2.5 s, metric 0.75, one failure, worker 9) and a PENDING one, encoded by hand:
+    little-endian, whatever the CPU's byte order."""
+    nan = float("nan")
+    return (b"FTTT" + struct.pack("<HBBQ", 1, 2, 0, 2)
+            + struct.pack("<BB", 1, 0) + struct.pack("<qq", 3, 0) + struct.pack("<ii", 1, 0)
+            + struct.pack("<dd", 0.75, nan) + struct.pack("<dd", 0.75, nan) + struct.pack("<dd", 2.5, 0.0)
+            + struct.pack("<ii", 9, -1))
+
+
+def test_snapshot_bytes_are_little_endian_on_any_cpu(core):
+    table = core.TrialTable("max")
+    table.add()
+    table.add()
+    table.set_status(0, core.RUNNING)
+    table.record_result(0, 3, 2.5, 0.75)
+    table.increment_failures(0)
+    table.set_worker_slot(0, 9)
+    golden = _golden_little_endian_snapshot()
+    assert table.snapshot() == golden
+    assert core.TrialTable.from_snapshot(golden).snapshot() == golden
+    # Columns in big-endian order (as a big-endian CPU's own arrays are) give the same bytes.
+    columns = {name: table.column(name).astype(np.dtype(dtype).newbyteorder(">")) for name, dtype in shared.COLUMNS}
+    assert shared.snapshot_bytes("max", 2, columns.__getitem__) == golden
 
 
 def test_tables_pickle_and_copy_through_snapshots(core):
