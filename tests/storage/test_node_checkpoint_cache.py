@@ -567,19 +567,23 @@ def test_a_worker_starting_removes_what_killed_processes_left(experiment, node_a
     assert not os.path.exists(dead_scratch) and not os.path.exists(gone)
 
 
-def test_scratch_swept_before_its_process_locked_it_is_made_again(monkeypatch, tmp_path):
+@pytest.mark.parametrize("swept_after", ["mkdtemp", "open"])
+def test_scratch_swept_before_its_process_locked_it_is_made_again(monkeypatch, tmp_path, swept_after):
     import tempfile
 
     monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
-    make, swept = tempfile.mkdtemp, []
+    module = tempfile if swept_after == "mkdtemp" else os
+    call, swept = getattr(module, swept_after), []
 
-    def made_then_swept(*args, **kwargs):
-        path = make(*args, **kwargs)
-        if not swept:  # another worker's sweep comes between its making and its lock
-            swept.append(storage.remove_dead_scratch())
-        return path
+    def then_swept(*args, **kwargs):
+        made = call(*args, **kwargs)
+        if not swept and (swept_after == "mkdtemp" or ".incoming-" in args[0]):
+            swept.append(None)
+            # Another worker's sweep comes between the scratch's making and its lock.
+            swept[0] = storage.remove_dead_scratch()
+        return made
 
-    monkeypatch.setattr(tempfile, "mkdtemp", made_then_swept)
+    monkeypatch.setattr(module, swept_after, then_swept)
     with storage.node_cache_scratch() as made:
         assert swept == [1] and os.path.isdir(made)
         assert storage.remove_dead_scratch() == 0 and os.path.isdir(made)  # this one is locked
