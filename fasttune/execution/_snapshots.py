@@ -492,7 +492,8 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         restored.trials.append(trial)
         restored.by_id[trial.trial_id] = trial
         return
-    trial, checkpoint_rows, next_index = _state.decode_trial(*args, uploads=checkpoints.uploads, **kwargs)
+    uploads: Dict[str, Any] = {}
+    trial, checkpoint_rows, next_index = _state.decode_trial(*args, uploads=uploads, **kwargs)
     decision = decisions.get(trial.trial_id, (None,))[0] if status == Trial.RUNNING else None
     if decision == TrialScheduler.STOP:
         how = resume_config.finished
@@ -504,7 +505,7 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         restored.decisions[trial.trial_id] = decision
         how = type(how).RESUME
     trial_state = restored.states[trial.trial_id] = TrialState()
-    checkpoints.rows.update(checkpoint_rows)
+    checkpoints.add_restored(checkpoint_rows, uploads)
     trial_state.next_checkpoint_index = next_index
     if how == skip:
         trial.set_status(Trial.TERMINATED)

@@ -58,3 +58,36 @@ def test_a_resume_names_the_upload_it_needs_and_a_snapshot_keeps_it(tmp_path):
     fields = resumed._resets.spec_fields(clone, resumed._states[clone.trial_id], reset, resumed._rewind,
                                          resumed._decision_points)
     assert (fields["clone_from"], fields["clone_token"], fields["restore_node"]) == (newest, "a1", "node-7")
+
+
+def test_the_book_keeps_one_entry_per_checkpoint_with_its_rows_and_upload():
+    from fasttune.execution._checkpoint_book import CheckpointBook
+
+    class Files:
+        removed = []
+
+        def remove_checkpoint(self, path):
+            self.removed.append(path)
+
+    class Trial:
+        path, checkpoint_results, checkpoints, checkpoint_config = "/exp/t0", [], [], tune.CheckpointConfig(num_to_keep=2)
+
+        @property
+        def checkpoint(self):
+            return self.checkpoints[-1] if self.checkpoints else None
+
+    class State:
+        next_checkpoint_index = 0
+
+    book, trial = CheckpointBook(Files()), Trial()
+    for index, token in enumerate(["a0", "", "a2"]):  # the second one's upload is unknown
+        book.record(trial, State(), f"checkpoint_00000{index}", {"loss": index}, rows=index + 1, token=token,
+                    node="node-1")
+    kept = ["/exp/t0/checkpoint_000001", "/exp/t0/checkpoint_000002"]
+    assert Files.removed == ["/exp/t0/checkpoint_000000"]  # retention: rows and upload went with it
+    assert {path: (entry.rows, entry.upload) for path, entry in book.entries.items()} == {
+        kept[0]: (2, None), kept[1]: (3, ("a2", "node-1"))}
+    assert dict(book.rows) == {kept[0]: 2, kept[1]: 3} and dict(book.uploads) == {kept[1]: ("a2", "node-1")}
+    assert len(book.uploads) == 1 and book.uploads.get(kept[0]) is None and book.rows.get("/exp/t0/other", 0) == 0
+    book.forget_after(trial, 2)
+    assert list(book.entries) == [kept[0]] and not book.uploads and dict(book.rows) == {kept[0]: 2}
