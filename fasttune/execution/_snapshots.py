@@ -178,8 +178,12 @@ class SnapshotWriter:
         self.dirnames[row] = trial.storage_dirname
         if self.checkpoint_uploads:  # (the record may carry some)
             self.records_may_carry_uploads()
+        # A TERMINATED trial's uploads are left out: a node drops its copies when the trial
+        # ends on it, and only a restore that resumes finished trials could use one (it
+        # downloads instead).  PBT never clones a finished trial's checkpoint.
+        uploads = self.checkpoint_uploads if trial.status != Trial.TERMINATED else None
         record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial),
-                                              self._packer, self.checkpoint_uploads)
+                                              self._packer, uploads)
         if pickled:
             self.pickled_in_records[row] = pickled
         else:

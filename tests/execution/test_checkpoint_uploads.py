@@ -1,6 +1,7 @@
 """The driver's record of where each checkpoint of an experiment in storage was uploaded
 (its token, and the node that keeps a copy of it): from the worker's events into the
 checkpoint book, into the StartTrial spec of a resume, and through a snapshot; without Ray."""
+import glob
 import os
 from array import array
 
@@ -91,3 +92,25 @@ def test_the_book_keeps_one_entry_per_checkpoint_with_its_rows_and_upload():
     assert len(book.uploads) == 1 and book.uploads.get(kept[0]) is None and book.rows.get("/exp/t0/other", 0) == 0
     book.forget_after(trial, 2)
     assert list(book.entries) == [kept[0]] and not book.uploads and dict(book.rows) == {kept[0]: 2}
+
+
+def test_a_finished_trials_record_carries_no_upload(tmp_path):
+    # A node drops its copies when a trial ends there: a restore resuming finished trials
+    # downloads, and the ~90 bytes per checkpoint of a finished trial stay out of snapshots.
+    path = str(tmp_path / "exp")
+    runner = random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, 2, random_state=5)
+    runner.trial_executor.trial_ended = lambda slot, trial: None
+    finished, paused = runner.get_trials()
+    _run_segment(runner, finished, "node-7", ["checkpoint_000000"], {0: "f0"})
+    runner._on_trial_end(0, finished, protocol.Ended("done", finished.trial_id))
+    _run_segment(runner, paused, "node-8", ["checkpoint_000000"], {0: "p0"})
+    paused.set_status("PAUSED")
+    assert finished.status == "TERMINATED" and len(runner._checkpoints.uploads) == 2
+    runner.checkpoint(force=True)
+
+    resumed = random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, 2, random_state=5, add=False)
+    resumed.resume()
+    assert resumed._checkpoints.uploads == {os.path.join(paused.path, "checkpoint_000000"): ("p0", "node-8")}
+    with open(sorted(glob.glob(os.path.join(path, "experiment_state-*")))[-1], "rb") as f:
+        snapshot = f.read()
+    assert b"p0" in snapshot and b"f0" not in snapshot and b"node-7" not in snapshot
