@@ -581,7 +581,7 @@ def _make_locked_directory(parent: str) -> "tuple[str, Optional[int]]":
     """A new directory in ``parent`` and a descriptor holding its exclusive lock (None where
     the file system has no locks: such scratch is never swept)."""
     fcntl = _fcntl()
-    for attempt in range(_LOCKED_SCRATCH_TRIES):
+    for _ in range(_LOCKED_SCRATCH_TRIES):
         path = tempfile.mkdtemp(prefix=_SCRATCH_PREFIX, dir=parent)
         if fcntl is None:
             return path, None
