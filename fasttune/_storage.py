@@ -727,7 +727,8 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
     except OSError:  # (it is only evicted sooner)
         pass
     try:
-        _bound_kept(trial_key, target, bound, max_entries)
+        # (The caller's scratch, if the copy was made in one, is alive: no sweep tries it.)
+        _bound_kept(trial_key, target, bound, max_entries, os.path.basename(os.path.dirname(directory)))
     except OSError:  # the cache cannot be listed now: bounded at the next copy kept
         pass
     return True
@@ -742,16 +743,18 @@ def _move_across_filesystems(directory: str, target: str) -> None:
         os.rename(moved, target)
 
 
-def _bound_kept(trial_key: str, newest: str, bound: int, max_entries: int) -> None:
+def _bound_kept(trial_key: str, newest: str, bound: int, max_entries: int, own_scratch: str = "") -> None:
     """Drop the copies of trial ``trial_key`` other than ``newest`` (its resume needs that
     one), then the least recently used copies while all hold more than ``bound`` bytes or
     number more than ``max_entries`` (then down to nine tenths of that number); and the
     scratch killed processes left (:func:`remove_dead_scratch`), which the same listing
-    shows, so that it never outlives the next copy kept on this node."""
+    shows, so that it never outlives the next copy kept on this node (``own_scratch``, the
+    caller's, is left out)."""
     scratch: List[str] = []
     kept = _scan_kept_root(scratch)
-    if scratch:
-        remove_dead_scratch(scratch)
+    others = [name for name in scratch if name != own_scratch]
+    if others:
+        remove_dead_scratch(others)
     for other in kept:
         if other.trial_key == trial_key and other.path != newest:
             _discard(other.path)
