@@ -27,7 +27,7 @@ import posixpath
 import re
 import shutil
 import tempfile
-from typing import Any, Callable, List, NamedTuple, Optional
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from fasttune._atomic import move_directory_into_place
@@ -40,7 +40,7 @@ __all__ = [
     "forget_local_checkpoint", "cache_root", "in_parallel", "unwritable", "staging_path", "node_scratch", "refresh_local_copy", "parent_uri",
     "NODE_CACHE_BYTES_ENV", "node_cache_bytes", "new_checkpoint_token", "node_cache_scratch", "keep_checkpoint",
     "keep_opened_checkpoint", "open_kept_checkpoint", "forget_kept_checkpoints", "kept_checkpoints",
-    "keep_copy_of_kept", "tree_bytes", "NODE_CACHE_ENTRIES_ENV", "node_cache_entries",
+    "keep_copy_of_kept", "tree_bytes", "NODE_CACHE_ENTRIES_ENV", "node_cache_entries", "remove_dead_scratch",
 ]
 
 # A checkpoint directory: its files stay in storage until a checkpoint is opened.
@@ -343,8 +343,8 @@ def local_checkpoint(location: Location) -> str:
     final = _cache_dir("checkpoints", location)
     if os.path.isdir(final):
         return final
-    incoming = _fresh_dir(final)
-    try:
+    with _locked_scratch(os.path.dirname(final)) as scratch:
+        incoming = os.path.join(scratch, "files")
         try:
             download_directory(location, incoming)
         except FileNotFoundError:
@@ -360,8 +360,6 @@ def local_checkpoint(location: Location) -> str:
             except OSError:
                 _remove_manifest(final)
             move_directory_into_place(incoming, final, durable=False)
-    finally:
-        shutil.rmtree(incoming, ignore_errors=True)
     return final
 
 
@@ -529,17 +527,135 @@ def kept_checkpoints(trial: Optional[Location] = None) -> List[KeptCheckpoint]:
     return [k for k in kept if k.trial_key == trial_key]
 
 
-def node_cache_scratch(nbytes: int = 0) -> Optional[str]:
+@contextlib.contextmanager
+def node_cache_scratch(nbytes: int = 0) -> Iterator[Optional[str]]:
     """A new empty directory beside this node's kept checkpoints, to make a copy of
-    ``nbytes`` in for :func:`keep_checkpoint`; None when it would not be kept (the bound
-    is 0, or below ``nbytes``) or it cannot be made."""
+    ``nbytes`` in for :func:`keep_checkpoint` inside the ``with`` block (removed after
+    it); None when it would not be kept (the bound is 0, or below ``nbytes``) or it cannot
+    be made.
+
+    Example:
+        >>> saved = os.environ.get("FASTTUNE_STORAGE_CACHE")
+        >>> os.environ["FASTTUNE_STORAGE_CACHE"] = tempfile.mkdtemp()
+        >>> with node_cache_scratch() as made:
+        ...     os.listdir(made), os.path.basename(made).startswith(".incoming-")
+        ([], True)
+        >>> os.path.exists(made)
+        False
+        >>> _ = os.environ.pop("FASTTUNE_STORAGE_CACHE") if saved is None else os.environ.update(FASTTUNE_STORAGE_CACHE=saved)
+    """
     bound = node_cache_bytes()
-    if nbytes > bound or bound <= 0 or node_cache_entries() <= 0:
-        return None
+    with contextlib.ExitStack() as stack:
+        made = None
+        if 0 < bound and nbytes <= bound and node_cache_entries() > 0:
+            with contextlib.suppress(OSError):
+                made = stack.enter_context(_locked_scratch(_kept_root()))
+        yield made
+
+
+# Scratch in this node's cache (copies being made, copies being removed).  A process
+# killed meanwhile (SIGKILL, the OOM killer) leaves its scratch behind, and no age tells
+# that from a slow copy still being made; so each scratch directory is locked (flock) by
+# its process for its whole life, and a sweep removes only scratch whose lock it can
+# take: the kernel released it when that process died.
+_SCRATCH_PREFIX = ".incoming-"
+_GONE_PREFIX = ".gone-"
+_LOCKED_SCRATCH_TRIES = 8
+
+
+@contextlib.contextmanager
+def _locked_scratch(parent: str) -> Iterator[str]:
+    """A new empty scratch directory in ``parent``, locked while the block runs and
+    removed after it."""
+    os.makedirs(parent, exist_ok=True)
+    path, fd = _make_locked_directory(parent)
     try:
-        return _fresh_dir(os.path.join(_kept_root(), "entry"))
-    except OSError:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if fd is not None:
+            os.close(fd)  # the lock goes with it
+
+
+def _make_locked_directory(parent: str) -> "tuple[str, Optional[int]]":
+    """A new directory in ``parent`` and a descriptor holding its exclusive lock (None where
+    the file system has no locks: such scratch is never swept)."""
+    fcntl = _fcntl()
+    for _ in range(_LOCKED_SCRATCH_TRIES):
+        path = tempfile.mkdtemp(prefix=_SCRATCH_PREFIX, dir=parent)
+        if fcntl is None:
+            return path, None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:  # a sweep took it before it was locked: another name
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A sweep may have locked and removed it between its making and this lock.
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return path, fd
+        except (BlockingIOError, FileNotFoundError):  # a sweep holds it, or removed it
+            pass
+        except OSError:  # no locks on this file system (some network ones)
+            return path, fd
+        os.close(fd)
+    raise OSError(errno.EAGAIN, f"no scratch directory could be made and locked in {parent}")
+
+
+def _fcntl() -> Any:
+    try:
+        import fcntl  # here, not at the top: ``import fasttune`` stays fast (and Windows has none)
+    except ImportError:
         return None
+    return fcntl
+
+
+def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
+    """Remove the scratch that killed processes left in this node's cache: each scratch
+    directory whose lock can be taken (its process died), and what removals left half
+    done (``.gone-*``: whoever removes it, it goes); never one a live process holds.
+    ``names``: the scratch names in the cache, when the caller has listed it.  Returns
+    how many were removed.
+
+    Example:
+        >>> saved = os.environ.get("FASTTUNE_STORAGE_CACHE")
+        >>> os.environ["FASTTUNE_STORAGE_CACHE"] = tempfile.mkdtemp()
+        >>> os.makedirs(os.path.join(cache_root(), "checkpoints", ".incoming-left-by-a-dead-process"))
+        >>> with node_cache_scratch() as made:
+        ...     remove_dead_scratch(), os.path.isdir(made)
+        (1, True)
+        >>> _ = os.environ.pop("FASTTUNE_STORAGE_CACHE") if saved is None else os.environ.update(FASTTUNE_STORAGE_CACHE=saved)
+    """
+    fcntl, root = _fcntl(), _kept_root()
+    if names is None:
+        try:
+            names = [name for name in os.listdir(root) if name.startswith((_SCRATCH_PREFIX, _GONE_PREFIX))]
+        except OSError:  # no cache yet, or it cannot be listed now
+            return 0
+    removed = 0
+    for name in names:
+        path = os.path.join(root, name)
+        if name.startswith(_GONE_PREFIX):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+            continue
+        if fcntl is None:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:  # removed meanwhile by its process
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: a copy is being made there (or no locks here: left alone)
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)  # locked meanwhile, so that no process takes it up
+            removed += 1
+        finally:
+            os.close(fd)
+    return removed
 
 
 def tree_bytes(directory: str) -> int:
@@ -550,7 +666,7 @@ def tree_bytes(directory: str) -> int:
 
 def _discard(path: str) -> None:
     """Remove a kept copy: renamed first, so that no reader takes it for whole meanwhile."""
-    gone = os.path.join(os.path.dirname(path), f".gone-{new_checkpoint_token()}")
+    gone = os.path.join(os.path.dirname(path), f"{_GONE_PREFIX}{new_checkpoint_token()}")
     try:
         os.rename(path, gone)
     except OSError:
@@ -577,9 +693,10 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
         >>> saved = os.environ.get("FASTTUNE_STORAGE_CACHE")
         >>> os.environ["FASTTUNE_STORAGE_CACHE"] = tempfile.mkdtemp()
         >>> at = Location(None, "bucket/exp/trial_0/checkpoint_000001", "s3://bucket/exp/trial_0/checkpoint_000001")
-        >>> made = node_cache_scratch()
-        >>> _ = open(os.path.join(made, "weights"), "w").write("w1")
-        >>> keep_checkpoint(made, at, "a1")
+        >>> with node_cache_scratch() as made:
+        ...     os.mkdir(os.path.join(made, "files"))
+        ...     _ = open(os.path.join(made, "files", "weights"), "w").write("w1")
+        ...     keep_checkpoint(os.path.join(made, "files"), at, "a1")
         True
         >>> copy = open_kept_checkpoint(at, "a1")
         >>> open(os.path.join(copy, "weights")).read(), open_kept_checkpoint(at, "b2") is None
@@ -610,7 +727,8 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
     except OSError:  # (it is only evicted sooner)
         pass
     try:
-        _bound_kept(trial_key, target, bound, max_entries)
+        # (The caller's scratch, if the copy was made in one, is alive: no sweep tries it.)
+        _bound_kept(trial_key, target, bound, max_entries, os.path.basename(os.path.dirname(directory)))
     except OSError:  # the cache cannot be listed now: bounded at the next copy kept
         pass
     return True
@@ -619,22 +737,24 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
 def _move_across_filesystems(directory: str, target: str) -> None:
     """Move ``directory`` to ``target`` on another filesystem: copied into scratch beside
     ``target`` first, then renamed, so that ``target`` never names a partial copy."""
-    scratch = _fresh_dir(target)
-    try:
+    with _locked_scratch(os.path.dirname(target)) as scratch:
         moved = os.path.join(scratch, "files")
         shutil.move(directory, moved)
         os.rename(moved, target)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _bound_kept(trial_key: str, newest: str, bound: int, max_entries: int) -> None:
+def _bound_kept(trial_key: str, newest: str, bound: int, max_entries: int, own_scratch: str = "") -> None:
     """Drop the copies of trial ``trial_key`` other than ``newest`` (its resume needs that
     one), then the least recently used copies while all hold more than ``bound`` bytes or
-    number more than ``max_entries`` (then down to nine tenths of that number).  Scratch a
-    killed process left (``.incoming-*``, ``.gone-*``) is neither counted nor removed: no
-    age tells it from a slow copy that is still being made."""
-    kept = _scan_kept_root()
+    number more than ``max_entries`` (then down to nine tenths of that number); and the
+    scratch killed processes left (:func:`remove_dead_scratch`), which the same listing
+    shows, so that it never outlives the next copy kept on this node (``own_scratch``, the
+    caller's, is left out)."""
+    scratch: List[str] = []
+    kept = _scan_kept_root(scratch)
+    others = [name for name in scratch if name != own_scratch]
+    if others:
+        remove_dead_scratch(others)
     for other in kept:
         if other.trial_key == trial_key and other.path != newest:
             _discard(other.path)
@@ -659,8 +779,9 @@ def _bound_kept(trial_key: str, newest: str, bound: int, max_entries: int) -> No
         count -= 1
 
 
-def _scan_kept_root() -> List[KeptCheckpoint]:
-    """The kept copies in this node's cache (one listing, no stat)."""
+def _scan_kept_root(scratch: Optional[List[str]] = None) -> List[KeptCheckpoint]:
+    """The kept copies in this node's cache (one listing, no stat); the names of the
+    scratch there go into ``scratch`` when given."""
     kept = []
     match = _KEPT_NAME.match
     with os.scandir(_kept_root()) as entries:
@@ -668,6 +789,8 @@ def _scan_kept_root() -> List[KeptCheckpoint]:
             found = match(entry.name)
             if found:
                 kept.append(KeptCheckpoint(entry.path, found[1], found[2], found[3], int(found[4])))
+            elif scratch is not None and entry.name.startswith((_SCRATCH_PREFIX, _GONE_PREFIX)):
+                scratch.append(entry.name)
     return kept
 
 
@@ -691,22 +814,19 @@ def open_kept_checkpoint(location: Location, token: Optional[str]) -> Optional[s
     kept = _kept(location, token) if token else None
     if kept is None:
         return None
-    incoming = None
     try:
-        incoming = _fresh_dir(final)
-        try:
-            shutil.copytree(kept, incoming, dirs_exist_ok=True)
-        except (shutil.Error, OSError):
-            if not os.path.isdir(kept):
-                return None  # evicted meanwhile
-            raise
-        os.utime(kept)  # recently used: evicted last
-        move_directory_into_place(incoming, final, durable=False)
+        with _locked_scratch(os.path.dirname(final)) as scratch:
+            incoming = os.path.join(scratch, "files")
+            try:
+                shutil.copytree(kept, incoming)
+            except (shutil.Error, OSError):
+                if not os.path.isdir(kept):
+                    return None  # evicted meanwhile
+                raise
+            os.utime(kept)  # recently used: evicted last
+            move_directory_into_place(incoming, final, durable=False)
     except OSError:  # a full disk: the trainable downloads it
         return None
-    finally:
-        if incoming is not None:
-            shutil.rmtree(incoming, ignore_errors=True)
     return final
 
 
@@ -716,18 +836,17 @@ def keep_copy_of_kept(source: Location, source_token: Optional[str], target: Loc
     storage): hard links, so it costs no copy of the bytes (a kept copy is never handed to
     a trainable, see :func:`open_kept_checkpoint`).  False when none is kept."""
     kept = _kept(source, source_token) if source_token else None
-    made = node_cache_scratch() if kept is not None else None
-    if made is None:
+    if kept is None:
         return False
-    copy = os.path.join(made, "files")
-    try:
-        shutil.copytree(kept, copy, copy_function=os.link)
-    except (shutil.Error, OSError):  # evicted meanwhile, or no room
-        shutil.rmtree(made, ignore_errors=True)
-        return False
-    kept_it = keep_checkpoint(copy, target, token)
-    shutil.rmtree(made, ignore_errors=True)
-    return kept_it
+    with node_cache_scratch() as made:
+        if made is None:
+            return False
+        copy = os.path.join(made, "files")
+        try:
+            shutil.copytree(kept, copy, copy_function=os.link)
+        except (shutil.Error, OSError):  # evicted meanwhile, or no room
+            return False
+        return keep_checkpoint(copy, target, token)
 
 
 def keep_opened_checkpoint(location: Location, token: str) -> bool:
@@ -743,13 +862,13 @@ def keep_opened_checkpoint(location: Location, token: str) -> bool:
         return False
     _remove_manifest(final)
     try:
-        moved = _fresh_dir(os.path.join(_kept_root(), "entry"))
-        os.rmdir(moved)
-        os.rename(final, moved)
+        with _locked_scratch(_kept_root()) as scratch:
+            moved = os.path.join(scratch, "files")
+            os.rename(final, moved)
+            return keep_checkpoint(moved, location, token)
     except OSError:
         shutil.rmtree(final, ignore_errors=True)
         return False
-    return keep_checkpoint(moved, location, token)
 
 
 def forget_kept_checkpoints(trial_location: Location) -> None:

@@ -12,26 +12,42 @@ confirmed.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from fasttune.checkpoint import Checkpoint
 from fasttune.execution._checkpoint_retention import select_checkpoints_to_keep
 
 
+class CheckpointEntry:
+    """What the book knows of one kept checkpoint."""
+
+    __slots__ = ("rows", "upload")
+
+    def __init__(self, rows: int, upload: Optional[Tuple[str, Optional[str]]]) -> None:
+        # Result lines its trial had logged up to it: a restart from it keeps exactly
+        # those (histories need not be monotonic in iteration).
+        self.rows = rows
+        # In storage: (its upload's token, the node that uploaded it and keeps a copy); a
+        # resume sends the token, and prefers a worker on that node.  None: unknown.
+        self.upload = upload
+
+
 class CheckpointBook:
     """Checkpoint bookkeeping for every trial of one runner; ``files`` deletes and
-    prunes checkpoint directories (off the event loop)."""
+    prunes checkpoint directories (off the event loop).
+
+    ``entries`` holds one :class:`CheckpointEntry` per kept checkpoint path; ``rows``
+    (path -> result lines) and ``uploads`` (path -> (token, node), those known only) are
+    read-only views of it.
+    """
 
     def __init__(self, files: Any) -> None:
         self._files = files
-        # Result lines a trial had logged up to each kept checkpoint: a restart from it
-        # keeps exactly those (histories need not be monotonic in iteration).
-        self.rows: Dict[str, int] = {}
+        self.entries: Dict[str, CheckpointEntry] = {}
         self._pins: Dict[str, int] = {}  # checkpoint path -> copies in flight
         self._removal_deferred: set = set()  # pinned paths retention already dropped
-        # In storage: checkpoint path -> (its upload's token, the node that uploaded it and
-        # keeps a copy); a resume sends the token, and prefers a worker on that node.
-        self.uploads: Dict[str, Tuple[str, Optional[str]]] = {}
+        self.rows = _RowsView(self.entries)
+        self.uploads = _UploadsView(self.entries)
 
     def record(self, trial: Any, state: Any, name: str, result: Dict[str, Any], rows: int,
                token: str = "", node: Optional[str] = None) -> Checkpoint:
@@ -48,11 +64,8 @@ class CheckpointBook:
             # The same directory again (a restart rewrote it): it replaces the entry.
             trial.checkpoint_results.pop()
         trial.checkpoint_results.append((checkpoint, dict(result)))
-        self.rows[checkpoint.path] = rows
-        if token:
-            self.uploads[checkpoint.path] = (token, node)
-        else:
-            self.uploads.pop(checkpoint.path, None)  # a rewrite whose token is unknown: none holds
+        # A rewrite whose token is unknown: no node's copy holds it.
+        self._set(checkpoint.path, CheckpointEntry(rows, (token, node) if token else None))
         self._retain(trial)
         return checkpoint
 
@@ -101,17 +114,31 @@ class CheckpointBook:
 
         Example:
             >>> book = CheckpointBook(files=None)
-            >>> book.uploads["/exp/t0/checkpoint_000001"] = ("a1", "node-2")
+            >>> book.add_restored({"/exp/t0/checkpoint_000001": 4, "/exp/t0/checkpoint_000000": 2},
+            ...                   {"/exp/t0/checkpoint_000001": ("a1", "node-2")})
             >>> book.restore_fields("/exp/t0/checkpoint_000001"), book.restore_fields("/exp/t0/checkpoint_000000")
             ({'restore_token': 'a1', 'restore_node': 'node-2'}, {})
         """
         upload = self.uploads.get(restore) if restore else None
         return {} if upload is None else {"restore_token": upload[0], "restore_node": upload[1]}
 
+    def add_restored(self, rows: Dict[str, int], uploads: Dict[str, Tuple[str, Optional[str]]]) -> None:
+        """Record the checkpoints a restored trial keeps: the result lines each counts, and
+        the uploads known (path -> (token, node))."""
+        for path, counted in rows.items():
+            self._set(path, CheckpointEntry(counted, uploads.get(path)))
+
+    def _set(self, path: str, entry: CheckpointEntry) -> None:
+        self._forget(path)
+        self.entries[path] = entry
+        if entry.upload is not None:
+            self.uploads.count += 1
+
     def _forget(self, path: str) -> None:
         """Drop what the book knows of the checkpoint at ``path`` (its rows, its upload)."""
-        self.rows.pop(path, None)
-        self.uploads.pop(path, None)
+        entry = self.entries.pop(path, None)
+        if entry is not None and entry.upload is not None:
+            self.uploads.count -= 1
 
     def _remove(self, path: str) -> None:
         if path in self._pins:
@@ -150,3 +177,52 @@ class CheckpointBook:
         pinned = [os.path.basename(p) for p in self._pins if p.startswith(prefix)]
         self._files.prune_checkpoints(trial.path, [os.path.basename(c.path) for c in trial.checkpoints] + pinned,
                                       now=now)
+
+
+class _RowsView(Mapping):
+    """Checkpoint path -> the result lines it counts, read from the book's entries."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: Dict[str, CheckpointEntry]) -> None:
+        self._entries = entries
+
+    def __getitem__(self, path: str) -> int:
+        return self._entries[path].rows
+
+    def get(self, path: str, default: Any = None) -> Any:
+        entry = self._entries.get(path)
+        return default if entry is None else entry.rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class _UploadsView(Mapping):
+    """Checkpoint path -> (token, node) of the uploads known, read from the book's entries;
+    ``count`` of them kept by the book, so that its truth costs nothing."""
+
+    __slots__ = ("_entries", "count")
+
+    def __init__(self, entries: Dict[str, CheckpointEntry]) -> None:
+        self._entries = entries
+        self.count = 0
+
+    def __getitem__(self, path: str) -> Tuple[str, Optional[str]]:
+        upload = self._entries[path].upload
+        if upload is None:
+            raise KeyError(path)
+        return upload
+
+    def get(self, path: str, default: Any = None) -> Any:
+        entry = self._entries.get(path)
+        return default if entry is None or entry.upload is None else entry.upload
+
+    def __iter__(self) -> Iterator[str]:
+        return (path for path, entry in self._entries.items() if entry.upload is not None)
+
+    def __len__(self) -> int:
+        return self.count

@@ -178,8 +178,12 @@ class SnapshotWriter:
         self.dirnames[row] = trial.storage_dirname
         if self.checkpoint_uploads:  # (the record may carry some)
             self.records_may_carry_uploads()
+        # A TERMINATED trial's uploads are left out: a node drops its copies when the trial
+        # ends on it, and only a restore that resumes finished trials could use one (it
+        # downloads instead).  PBT never clones a finished trial's checkpoint.
+        uploads = self.checkpoint_uploads if trial.status != Trial.TERMINATED else None
         record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial),
-                                              self._packer, self.checkpoint_uploads)
+                                              self._packer, uploads)
         if pickled:
             self.pickled_in_records[row] = pickled
         else:
@@ -492,7 +496,8 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         restored.trials.append(trial)
         restored.by_id[trial.trial_id] = trial
         return
-    trial, checkpoint_rows, next_index = _state.decode_trial(*args, uploads=checkpoints.uploads, **kwargs)
+    uploads: Dict[str, Any] = {}
+    trial, checkpoint_rows, next_index = _state.decode_trial(*args, uploads=uploads, **kwargs)
     decision = decisions.get(trial.trial_id, (None,))[0] if status == Trial.RUNNING else None
     if decision == TrialScheduler.STOP:
         how = resume_config.finished
@@ -504,7 +509,7 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         restored.decisions[trial.trial_id] = decision
         how = type(how).RESUME
     trial_state = restored.states[trial.trial_id] = TrialState()
-    checkpoints.rows.update(checkpoint_rows)
+    checkpoints.add_restored(checkpoint_rows, uploads)
     trial_state.next_checkpoint_index = next_index
     if how == skip:
         trial.set_status(Trial.TERMINATED)

@@ -9,6 +9,7 @@ the worker agree on names while no node assumes another node's disk.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -120,6 +121,7 @@ class StoredCheckpoints(LocalCheckpoints):
     def __init__(self, kept: storage.ExperimentStorage) -> None:
         self._kept = kept
         self._scratch = storage.node_scratch(kept.location)
+        storage.remove_dead_scratch()  # at worker start, off the hot path: what killed workers left
         self._artifacts_sent: Dict[str, Dict[str, tuple]] = {}  # trial dir -> file -> (size, mtime) uploaded
         # Checkpoint path -> the token of the upload a running segment resumes from, while
         # this node keeps no copy of it: what it downloads is kept once it is done, unless
@@ -149,24 +151,22 @@ class StoredCheckpoints(LocalCheckpoints):
         copy is made first and uploaded, so that what is kept is what storage holds even
         if the user writes meanwhile.  A full disk only skips the copy."""
         try:
-            made = storage.node_cache_scratch(storage.tree_bytes(source))  # None: not kept, not copied
-        except OSError:  # the user's directory changed meanwhile
-            made = None
-        copy = os.path.join(made, "files") if made is not None else None
-        if made is not None:
-            try:
-                _copy_tree(source, copy)
-            except OSError:  # a full disk, most likely: uploaded from the user's directory
-                shutil.rmtree(made, ignore_errors=True)
-                made = copy = None
-        try:
+            nbytes = storage.tree_bytes(source)
+        except OSError:  # the user's directory changed meanwhile: not kept, not copied
+            nbytes = -1
+        with storage.node_cache_scratch(nbytes) if nbytes >= 0 else contextlib.nullcontext() as made:
+            copy = os.path.join(made, "files") if made is not None else None  # None: not kept, not copied
+            if copy is not None:
+                try:
+                    _copy_tree(source, copy)
+                except OSError:  # a full disk, most likely: uploaded from the user's directory
+                    shutil.rmtree(copy, ignore_errors=True)
+                    copy = None
+                    storage.remove_dead_scratch()  # what killed processes left may be what fills it
             storage.upload_directory(copy or source, target)
             self._newer_than_download(target)
             if copy is not None:
                 storage.keep_checkpoint(copy, target, token)
-        finally:
-            if made is not None:
-                shutil.rmtree(made, ignore_errors=True)
 
     def _upload_artifacts(self, trial_dir: str) -> None:
         """Upload the files the trial wrote in its directory on this node that changed since

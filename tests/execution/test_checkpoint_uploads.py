@@ -1,6 +1,7 @@
 """The driver's record of where each checkpoint of an experiment in storage was uploaded
 (its token, and the node that keeps a copy of it): from the worker's events into the
 checkpoint book, into the StartTrial spec of a resume, and through a snapshot; without Ray."""
+import glob
 import os
 from array import array
 
@@ -58,3 +59,58 @@ def test_a_resume_names_the_upload_it_needs_and_a_snapshot_keeps_it(tmp_path):
     fields = resumed._resets.spec_fields(clone, resumed._states[clone.trial_id], reset, resumed._rewind,
                                          resumed._decision_points)
     assert (fields["clone_from"], fields["clone_token"], fields["restore_node"]) == (newest, "a1", "node-7")
+
+
+def test_the_book_keeps_one_entry_per_checkpoint_with_its_rows_and_upload():
+    from fasttune.execution._checkpoint_book import CheckpointBook
+
+    class Files:
+        removed = []
+
+        def remove_checkpoint(self, path):
+            self.removed.append(path)
+
+    class Trial:
+        path, checkpoint_results, checkpoints, checkpoint_config = "/exp/t0", [], [], tune.CheckpointConfig(num_to_keep=2)
+
+        @property
+        def checkpoint(self):
+            return self.checkpoints[-1] if self.checkpoints else None
+
+    class State:
+        next_checkpoint_index = 0
+
+    book, trial = CheckpointBook(Files()), Trial()
+    for index, token in enumerate(["a0", "", "a2"]):  # the second one's upload is unknown
+        book.record(trial, State(), f"checkpoint_00000{index}", {"loss": index}, rows=index + 1, token=token,
+                    node="node-1")
+    kept = ["/exp/t0/checkpoint_000001", "/exp/t0/checkpoint_000002"]
+    assert Files.removed == ["/exp/t0/checkpoint_000000"]  # retention: rows and upload went with it
+    assert {path: (entry.rows, entry.upload) for path, entry in book.entries.items()} == {
+        kept[0]: (2, None), kept[1]: (3, ("a2", "node-1"))}
+    assert dict(book.rows) == {kept[0]: 2, kept[1]: 3} and dict(book.uploads) == {kept[1]: ("a2", "node-1")}
+    assert len(book.uploads) == 1 and book.uploads.get(kept[0]) is None and book.rows.get("/exp/t0/other", 0) == 0
+    book.forget_after(trial, 2)
+    assert list(book.entries) == [kept[0]] and not book.uploads and dict(book.rows) == {kept[0]: 2}
+
+
+def test_a_finished_trials_record_carries_no_upload(tmp_path):
+    # A node drops its copies when a trial ends there: a restore resuming finished trials
+    # downloads, and the ~90 bytes per checkpoint of a finished trial stay out of snapshots.
+    path = str(tmp_path / "exp")
+    runner = random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, 2, random_state=5)
+    runner.trial_executor.trial_ended = lambda slot, trial: None
+    finished, paused = runner.get_trials()
+    _run_segment(runner, finished, "node-7", ["checkpoint_000000"], {0: "f0"})
+    runner._on_trial_end(0, finished, protocol.Ended("done", finished.trial_id))
+    _run_segment(runner, paused, "node-8", ["checkpoint_000000"], {0: "p0"})
+    paused.set_status("PAUSED")
+    assert finished.status == "TERMINATED" and len(runner._checkpoints.uploads) == 2
+    runner.checkpoint(force=True)
+
+    resumed = random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, 2, random_state=5, add=False)
+    resumed.resume()
+    assert resumed._checkpoints.uploads == {os.path.join(paused.path, "checkpoint_000000"): ("p0", "node-8")}
+    with open(sorted(glob.glob(os.path.join(path, "experiment_state-*")))[-1], "rb") as f:
+        snapshot = f.read()
+    assert b"p0" in snapshot and b"f0" not in snapshot and b"node-7" not in snapshot

@@ -510,19 +510,83 @@ def test_what_the_node_keeps_is_what_was_uploaded_when_the_user_writes_meanwhile
     assert kept.token == token and open(os.path.join(kept.path, "step")).read() == uploaded == "2"
 
 
-def test_scratch_beside_the_copies_is_neither_counted_nor_removed(experiment, node_a, tmp_path):
-    # However old, it may be a slow copy another worker is still making (a rename keeps a
-    # directory's time): only its own process removes it.
-    root = os.path.join(node_a.root, "checkpoints")
-    os.makedirs(root)
-    for name in (".incoming-old", ".gone-old"):
-        os.makedirs(os.path.join(root, name, "sub"))
-        open(os.path.join(root, name, "sub", "weights"), "w").close()
-        os.utime(os.path.join(root, name), (1000, 1000))
+# A process that makes a copy in the node's scratch, tells its path on stdout, and holds it
+# until its stdin closes (or it is killed).
+_SCRATCH_HOLDER = """
+import os, sys
+from fasttune import _storage as storage
+with storage.node_cache_scratch() as made:
+    os.makedirs(os.path.join(made, "files"))
+    open(os.path.join(made, "files", "weights"), "w").write("half a copy")
+    print(made, flush=True)
+    sys.stdin.read()
+"""
+
+
+def scratch_holder(root):
+    """A child process holding a scratch directory in the cache at ``root``; returns it and
+    the directory (the child has locked it when it tells it)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, FASTTUNE_STORAGE_CACHE=str(root), PYTHONPATH=os.pathsep.join(sys.path))
+    child = subprocess.Popen([sys.executable, "-c", _SCRATCH_HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             env=env, text=True)
+    return child, child.stdout.readline().strip()
+
+
+def test_scratch_a_killed_process_left_goes_with_the_next_copy_and_a_live_ones_stays(experiment, node_a, tmp_path):
+    import signal
+
+    dead, dead_scratch = scratch_holder(node_a.root)
+    live, live_scratch = scratch_holder(node_a.root)
+    os.kill(dead.pid, signal.SIGKILL)
+    assert os.waitpid(dead.pid, 0)[0] == dead.pid
+    dead.stdout.close()
+    assert os.path.isfile(os.path.join(dead_scratch, "files", "weights"))  # the kill left it
     with node_a as places:
         places.persist(user_checkpoint(tmp_path, 2), os.path.join(experiment.staging, "trial_0"), "checkpoint_000000")
-    assert sorted(name for name in os.listdir(root) if name.startswith(".")) == [".gone-old", ".incoming-old"]
-    assert len(storage.kept_checkpoints()) == 1
+        assert len(storage.kept_checkpoints()) == 1
+    assert not os.path.exists(dead_scratch)
+    with open(os.path.join(live_scratch, "files", "weights")) as f:  # a slow copy still being made
+        assert f.read() == "half a copy"
+    live.stdin.close()  # it ends, and removes its own
+    assert live.wait() == 0 and not os.path.exists(live_scratch)
+    live.stdout.close()
+
+
+def test_a_worker_starting_removes_what_killed_processes_left(experiment, node_a, monkeypatch):
+    dead, dead_scratch = scratch_holder(node_a.root)
+    dead.kill()
+    dead.wait()
+    dead.stdout.close()
+    gone = os.path.join(node_a.root, "checkpoints", ".gone-" + uuid.uuid4().hex)  # a removal cut short
+    os.makedirs(os.path.join(gone, "sub"))
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", node_a.root)
+    StoredCheckpoints(experiment)
+    assert not os.path.exists(dead_scratch) and not os.path.exists(gone)
+
+
+@pytest.mark.parametrize("swept_after", ["mkdtemp", "open"])
+def test_scratch_swept_before_its_process_locked_it_is_made_again(monkeypatch, tmp_path, swept_after):
+    import tempfile
+
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
+    module = tempfile if swept_after == "mkdtemp" else os
+    call, swept = getattr(module, swept_after), []
+
+    def then_swept(*args, **kwargs):
+        made = call(*args, **kwargs)
+        if not swept and (swept_after == "mkdtemp" or ".incoming-" in args[0]):
+            swept.append(None)
+            # Another worker's sweep comes between the scratch's making and its lock.
+            swept[0] = storage.remove_dead_scratch()
+        return made
+
+    monkeypatch.setattr(module, swept_after, then_swept)
+    with storage.node_cache_scratch() as made:
+        assert swept == [1] and os.path.isdir(made)
+        assert storage.remove_dead_scratch() == 0 and os.path.isdir(made)  # this one is locked
 
 
 def test_the_least_recently_used_copies_go_beyond_the_count_bound(experiment, node_a, tmp_path, monkeypatch):
