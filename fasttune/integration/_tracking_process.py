@@ -85,7 +85,8 @@ class TrackingProcess:
             message = (f"{self._service} did not finish within {self._finish_timeout} s; it was stopped, and "
                        "what it had not written yet is lost.")
             if thread_failure is not None:
-                message += f" Before that it stopped taking results ({type(thread_failure).__name__}: {thread_failure})."
+                failure = f"{type(thread_failure).__name__}: {thread_failure}"
+                message += f" Before that it stopped taking results ({failure})."
             raise TuneError(message) from thread_failure
         return pickle.loads(replies) if replies else [
             f"the process ended with exit code {process.returncode} before answering"]
