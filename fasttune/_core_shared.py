@@ -100,12 +100,16 @@ class AppendNotCutBack(OSError):
     (True, 't/progress.csv', ('t/result.json',))
     >>> "'t/result.json' could not be cut back" in str(failure)
     True
+    >>> str(AppendNotCutBack(errno.ENOSPC, "No space left on device", "t/progress.csv"))
+    "[Errno 28] No space left on device: 't/progress.csv'"
     """
 
     uncut_paths: Tuple[str, ...] = ()
     cut_back_errnos: Tuple[int, ...] = ()
 
     def __str__(self) -> str:
+        if not self.uncut_paths:  # built without append_not_cut_back: nothing to name
+            return super().__str__()
         uncut = ", ".join(f"{path!r} could not be cut back ({os.strerror(code)})"
                           for path, code in zip(self.uncut_paths, self.cut_back_errnos))
         return f"{super().__str__()}; {uncut}: it keeps bytes of the failed append"

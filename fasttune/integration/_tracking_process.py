@@ -68,20 +68,26 @@ class TrackingProcess:
                 raise
             # The thread's own failure, as the writer words it for files: raised below, naming the service.
         process, self._process = self._process, None
-        failures = self._close_process(process) if process is not None else []
+        failures = self._close_process(process, thread_failure) if process is not None else []
         self._raise_thread_failure(thread_failure)
         if failures:
             raise TuneError(f"{self._service} failed {len(failures)} time(s); the first: {failures[0]}")
 
-    def _close_process(self, process: subprocess.Popen) -> List[str]:
-        """Ask ``process`` to close and wait for it; the failures it answers."""
+    def _close_process(self, process: subprocess.Popen, thread_failure: Optional[BaseException]) -> List[str]:
+        """Ask ``process`` to close and wait for it; the failures it answers.  Past the finish
+        timeout it is stopped, and the TuneError says so, and names ``thread_failure`` (the
+        thread's, if it failed first) as its cause."""
         try:
             replies, _ = process.communicate(pickle.dumps([("close",)]), timeout=self._finish_timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-            raise TuneError(f"{self._service} did not finish within {self._finish_timeout} s; it was stopped, and "
-                            "what it had not written yet is lost.") from None
+            message = (f"{self._service} did not finish within {self._finish_timeout} s; it was stopped, and "
+                       "what it had not written yet is lost.")
+            if thread_failure is not None:
+                failure = f"{type(thread_failure).__name__}: {thread_failure}"
+                message += f" Before that it stopped taking results ({failure})."
+            raise TuneError(message) from thread_failure
         return pickle.loads(replies) if replies else [
             f"the process ended with exit code {process.returncode} before answering"]
 

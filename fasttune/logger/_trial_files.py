@@ -91,20 +91,35 @@ def close_descriptors(fds: Tuple[int, int], failures: Optional[List[BaseExceptio
         failures.append(failure)
 
 
+def add_failure(failures: List[BaseException], error: BaseException) -> None:
+    """Add a batch write's ``error`` to ``failures`` (the first is the one raised): an
+    :class:`~fasttune._core_shared.AppendNotCutBack` goes first, since a file that is
+    not as it was is what the user must hear first; any other goes last.
+
+    >>> failures = [ValueError("a config")]
+    >>> add_failure(failures, core.AppendNotCutBack(28, "No space left on device", "t/result.json"))
+    >>> [type(each).__name__ for each in failures]
+    ['AppendNotCutBack', 'ValueError']
+    """
+    if isinstance(error, core.AppendNotCutBack):
+        failures.insert(0, error)
+    else:
+        failures.append(error)
+
+
 def append_what_fits(open_files: "OrderedDict[str, Tuple[int, int]]", name: str, pieces: List[Any],
                      append_op: Callable[[Tuple[int, int], Any], tuple], close: bool,
                      failures: List[BaseException]) -> None:
     """After ``pieces`` failed to append to ``name``'s files together: append them one by
     one (``append_op(descriptors, piece)`` makes each core op, leaving the files open), as
     many whole ones as fit; then close the files (``close``) or keep them in ``open_files``.
-    A piece that could not be cut back goes first in ``failures``: the file is not as
-    it was, which is what its user must hear first."""
+    A piece that could not be cut back goes first in ``failures`` (:func:`add_failure`)."""
     fds = open_files.pop(name, (-1, -1))
     for piece in pieces:
         fds_after, error, _ = core.write_file_batch([append_op(fds, piece)])
         fds = fds_after[0]
         if isinstance(error, core.AppendNotCutBack):
-            failures.insert(0, error)
+            add_failure(failures, error)
         if error is not None:
             break
     if close:
@@ -348,7 +363,7 @@ class TrialFiles:
                     open_files[owner] = fds  # the most recently written last
             if error is None:
                 break
-            failures.append(error)
+            add_failure(failures, error)
             failed = len(fds_after) - 1
             failed_op, failed_owner = ops[failed], owners[failed]
             ops, owners = ops[failed + 1:], owners[failed + 1:]

@@ -17,7 +17,8 @@ from fasttune import _corelib as core
 from fasttune._flatten import flatten_dict
 from fasttune._optional import missing_dependency
 from fasttune.logger._tb_records import file_version_record, hparams_records
-from fasttune.logger._trial_files import WRITER_LINGER_S, append_what_fits, close_descriptors, make_room
+from fasttune.logger._trial_files import (WRITER_LINGER_S, add_failure, append_what_fits, close_descriptors,
+                                          make_room)
 from fasttune.logger._writer_thread import WriterThread
 from fasttune.logger.logger import LoggerCallback
 
@@ -263,10 +264,13 @@ class _EventFiles:
     """Event files by path (writer thread only): what a batch of calls appends is staged
     and written at its end (:meth:`commit`), one write per file, in one call of the core
     (its system calls made without the GIL); the files stay open for more, the least
-    recently written closed first, until closed."""
+    recently written closed first, until closed.  A file that keeps a torn record (an
+    :class:`~fasttune._core_shared.AppendNotCutBack`) is closed and written no more:
+    TensorBoard stops reading a file at a torn record."""
 
     def __init__(self) -> None:
         self._open: "OrderedDict[str, Tuple[int, int]]" = OrderedDict()  # path -> (descriptor, -1)
+        self._torn: set = set()  # paths of files that keep a torn record
         # path -> [the byte strings to append, whether the file closes after them]
         self._staged: Dict[str, List[Any]] = {}
 
@@ -293,6 +297,8 @@ class _EventFiles:
         if not self._staged:
             return
         staged, self._staged = self._staged, {}
+        if self._torn:
+            staged = {path: each for path, each in staged.items() if path not in self._torn}
         failures: List[BaseException] = []
         writing = [path for path, (parts, close) in staged.items() if parts and not close]
         keep_open = set(writing[-MAX_OPEN_FILES:])
@@ -330,13 +336,18 @@ class _EventFiles:
                     self._open[op[1]] = each
             if error is None:
                 break
-            failures.append(error)
+            add_failure(failures, error)
             failed = ops[len(fds) - 1]
             ops = ops[len(fds):]
             if not whole and len(staged[failed[1]][0]) > 1 and not isinstance(error, core.AppendNotCutBack):
                 # A torn record would end TensorBoard's reading: as many whole ones as fit
                 # (after one that could not be cut back, none would be read).
                 self._append_what_fits(failed[1], staged[failed[1]][0], failed[7], failures)
+        for failure in failures:
+            if isinstance(failure, core.AppendNotCutBack):
+                self._torn.update(failure.uncut_paths)
+        for path in self._torn.intersection(self._open):
+            close_descriptors(self._open.pop(path), failures)
         if failures:
             raise failures[0]
 

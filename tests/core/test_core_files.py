@@ -297,6 +297,58 @@ def test_a_short_write_that_cannot_be_cut_back_is_named(core, tmp_path):
         os.close(write_end)
 
 
+
+def _over_full_pipe():
+    """A non-blocking pipe's two ends and a part too big for its buffer: a write takes one
+    buffer of it, then fails with EAGAIN, and a pipe cannot be cut back (ESPIPE)."""
+    import fcntl
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    return read_end, write_end, b"x" * (fcntl.fcntl(write_end, 1032) + 1)  # F_GETPIPE_SZ
+
+
+@pytest.mark.parametrize("core", IMPLEMENTATIONS)
+def test_a_second_file_that_cannot_be_cut_back_is_named_and_the_first_is_cut_back(core, tmp_path):
+    first = tmp_path / "result.json"
+    first.write_bytes(b"r0\n")
+    fd = os.open(first, os.O_WRONLY | os.O_APPEND)
+    read_end, write_end, too_big = _over_full_pipe()
+    second = str(tmp_path / "progress.csv")
+    try:
+        fds, failure, whole = core.write_file_batch([
+            (FILE_APPEND, str(first), fd, b"r1\n", second, write_end, too_big, False, False)])
+        assert fds == [(fd, write_end)] and not whole
+        assert isinstance(failure, AppendNotCutBack)
+        assert (failure.errno, failure.filename) == (errno.EAGAIN, second)
+        assert (failure.uncut_paths, failure.cut_back_errnos) == ((second,), (errno.ESPIPE,))
+        assert first.read_bytes() == b"r0\n"  # both or neither: the first file's part was cut back
+    finally:
+        for each in (fd, read_end, write_end):
+            os.close(each)
+
+
+@pytest.mark.parametrize("core", IMPLEMENTATIONS)
+def test_two_files_that_cannot_be_cut_back_are_both_named_in_the_ops_order(core, tmp_path):
+    """/dev/null takes the first part and cannot be truncated (EINVAL); the second file is
+    an over-full pipe."""
+    null = os.open("/dev/null", os.O_WRONLY)
+    read_end, write_end, too_big = _over_full_pipe()
+    first, second = str(tmp_path / "result.json"), str(tmp_path / "progress.csv")
+    try:
+        fds, failure, whole = core.write_file_batch([
+            (FILE_APPEND, first, null, b"r1\n", second, write_end, too_big, False, False)])
+        assert fds == [(null, write_end)] and not whole
+        assert isinstance(failure, AppendNotCutBack)
+        assert (failure.errno, failure.filename) == (errno.EAGAIN, second)
+        assert (failure.uncut_paths, failure.cut_back_errnos) == ((first, second), (errno.EINVAL, errno.ESPIPE))
+        assert f"{first!r} could not be cut back ({os.strerror(errno.EINVAL)})" in str(failure)
+        assert f"{second!r} could not be cut back ({os.strerror(errno.ESPIPE)})" in str(failure)
+    finally:
+        for each in (null, read_end, write_end):
+            os.close(each)
+
+
 def _seeded_batch(rng, root):
     """1-4 ops under ``root``: most well formed (ASCII, non-ASCII and surrogate-escaped
     names), the rest broken in one field the way a caller could break them."""

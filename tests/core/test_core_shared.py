@@ -120,3 +120,9 @@ def test_parse_snapshot_gives_mode_rows_and_columns():
     assert columns["worker_slot"].tolist() == [0, 7, -1]
     with pytest.raises(TypeError, match="from_snapshot needs bytes, got str"):
         shared.parse_snapshot("FTTT")
+
+
+def test_an_append_not_cut_back_built_without_its_helper_reads_as_an_os_error():
+    """Raised by hand (as a test or a caller may), it has no uncut file to name."""
+    failure = shared.AppendNotCutBack(28, os.strerror(28), "t/progress.csv")
+    assert str(failure) == str(OSError(28, os.strerror(28), "t/progress.csv"))

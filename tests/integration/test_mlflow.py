@@ -107,24 +107,25 @@ def test_a_failing_store_call_surfaces_as_a_tune_error(tracking_uri):
         callback.on_experiment_end([])
 
 
-def test_a_result_the_tracking_thread_cannot_send_ends_its_thread_and_process_with_a_tune_error(tracking_uri):
+def test_a_result_the_tracking_thread_cannot_send_ends_its_thread_and_process_with_a_tune_error(
+        tracking_uri, monkeypatch):
     """The thread that pickles the messages for the tracking process fails on a result it
     cannot pickle: the end of the experiment says so as a TuneError naming MLflow, and ends
-    the thread and the process all the same."""
+    the thread and the process all the same (the process, kept as it starts, has exited)."""
     import threading
 
-    import psutil
+    from fasttune.integration._tracking_process import TrackingProcess
 
-    def tracking_processes():
-        return [p for p in psutil.Process().children() if "fasttune.integration._tracking_process" in p.cmdline()]
-
+    started = []
+    start = TrackingProcess._start
+    monkeypatch.setattr(TrackingProcess, "_start", staticmethod(lambda: started.append(start()) or started[-1]))
     callback = MLflowLoggerCallback(tracking_uri, experiment_name="unpicklable")
     callback.setup()
     callback.log_trial_result_batch(0, _Unstarted(), [{"training_iteration": 1, "lock": threading.Lock()}], [0.0])
     with pytest.raises(TuneError, match=r"MLflow tracking stopped taking results \(TypeError: cannot pickle"):
         callback.on_experiment_end([])
     assert [t for t in threading.enumerate() if t.name == "fasttune-mlflow"] == []
-    assert tracking_processes() == []
+    assert len(started) == 1 and started[0].poll() is not None
 
 
 class _Unstarted:

@@ -280,3 +280,65 @@ def test_a_result_file_that_cannot_be_cut_back_is_named_and_its_batches_are_not_
     assert files.unwritten_trial_dirs == {str(trial_dir)}
     assert os.read(reader, 1000) == b'{"i": 1}\n{"i": 2}\n'
     os.close(reader)
+
+
+def test_a_result_file_not_cut_back_is_raised_before_another_trials_failure_in_the_batch(tmp_path):
+    """Another trial's config that cannot be written (keys JSON cannot sort) fails first in
+    the batch; the torn result file (as above) is still the failure raised."""
+    trial_dir = tmp_path / "t"
+    trial_dir.mkdir()
+    os.mkfifo(trial_dir / "result.json")
+    os.symlink("/dev/full", trial_dir / "progress.csv")
+    reader = os.open(trial_dir / "result.json", os.O_RDONLY | os.O_NONBLOCK)
+    files = TrialFiles(write_csv=True)
+    release = _hold(files._writer)
+    files.init_trial(str(tmp_path / "a"), {1: 1, "x": 2})
+    files.write(str(trial_dir), b'{"i": 1}\n', b"i\r\n1\r\n")
+    release.set()
+    with pytest.raises(OSError) as raised:
+        files.flush()
+    files.close_all()
+    os.close(reader)
+    assert isinstance(raised.value.__cause__, core.AppendNotCutBack)
+    assert raised.value.__cause__.uncut_paths == (str(trial_dir / "result.json"),)
+
+
+def _torn_event_file(files, path):
+    """Make ``files`` (an _EventFiles) tear a record in ``path``, a FIFO: its first commit
+    opens it; made non-blocking, the next append takes one pipe buffer of a bigger record,
+    then fails with EAGAIN, and a pipe cannot be cut back.  Returns the FIFO's read end and
+    the torn record."""
+    import fcntl
+
+    os.mkfifo(path)
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # the core's open does not block
+    files.append(path, b"whole")
+    files.commit()
+    descriptor = files._open[path][0]
+    os.set_blocking(descriptor, False)
+    return reader, b"t" * (fcntl.fcntl(descriptor, 1032) + 1)  # F_GETPIPE_SZ
+
+
+def test_an_event_file_not_cut_back_is_raised_first_and_written_no_more(tmp_path):
+    """Another file's failure (a name the file system cannot take) comes first in the
+    commit; the torn record is raised.  TensorBoard stops reading a file at a torn record,
+    so nothing more is appended to it (the file closes), while other files go on."""
+    files = _EventFiles()
+    torn, other = str(tmp_path / "torn"), str(tmp_path / "other")
+    reader, too_big = _torn_event_file(files, torn)
+    assert os.read(reader, 100) == b"whole"
+    files.append(str(tmp_path / "\ud800"), b"x")
+    files.append(torn, too_big)
+    with pytest.raises(core.AppendNotCutBack) as raised:
+        files.commit()
+    assert raised.value.uncut_paths == (torn,)
+    kept = len(os.read(reader, len(too_big)))
+    assert 0 < kept < len(too_big)  # the torn record
+    files.append(torn, b"later")
+    files.append(other, b"later")
+    files.close(torn)
+    files.commit()
+    files.close_all()
+    assert os.read(reader, 100) == b""  # closed, with nothing after the torn record
+    os.close(reader)
+    assert (tmp_path / "other").read_bytes() == b"later"
