@@ -1,7 +1,8 @@
 """Carries the runner's decisions out on Ray: a pool of TrialWorker actors.
 
 Workers are pooled per resource shape and reused across trials.  Each busy worker has
-exactly one ``poll`` call outstanding; the commands the runner queued for it (start a
+exactly one ``poll`` outstanding (over the driver's socket for a worker on its node, see
+``_channel``; else a Ray actor call); the commands the runner queued for it (start a
 trial, answer a decision) ride on the next poll, so a worker costs one round trip per
 *batch* of results, not per result.  A worker may be handed its next trials before the
 current one ends (``depth``), so short trials never leave it idle waiting for the driver.
@@ -113,7 +114,7 @@ class RayTrialExecutor:
         self._listener: Optional[channel.ChannelListener] = None
         self._sockets: Optional[selectors.BaseSelector] = None
         self._busy_channels = 0
-        self._driver_node = ""
+        self._driver_node: Optional[str] = ""  # None: no socket can be made here
 
     # ---- resources -------------------------------------------------------------------
     def _cluster_total(self) -> Dict[str, float]:
@@ -342,13 +343,18 @@ class RayTrialExecutor:
     def _offer_channel(self, worker: _Worker) -> None:
         """Ask the new worker to connect to the driver's socket (only one on the driver's
         node does); its polls move there once it has (see _dispatch)."""
-        if not channel.channel_wanted():
-            return
         if self._listener is None:
-            import ray
+            if self._driver_node is None or not channel.channel_wanted():
+                return
+            try:
+                import ray
 
-            self._driver_node = ray.get_runtime_context().get_node_id()
-            self._listener = channel.ChannelListener()
+                self._driver_node = ray.get_runtime_context().get_node_id()
+                self._listener = channel.ChannelListener()
+            except Exception as exc:  # noqa: BLE001 - polls stay on Ray, which always works
+                logger.debug("Workers' polls stay on Ray: %s", exc)
+                self._driver_node = None
+                return
             self._sockets = selectors.DefaultSelector()
             self._sockets.register(self._listener.socket, selectors.EVENT_READ, None)
         worker.actor.open_channel.remote(self._listener.path, self._listener.secret_for(worker.slot),
