@@ -6,7 +6,8 @@ iterations at most, 1 CPU a trial, ``reuse_actors=True``) in this process after 
 unmeasured warm-up sweep, with the executor's poll submission and collection wrapped
 (bench code only: nothing in fasttune changes), and reports:
 
-* polls per trial; how long a poll is in flight (submitted to collected by the driver)
+* polls per trial (on Ray or on the driver's socket, see ``fasttune/execution/_channel.py``;
+  ``FASTTUNE_WORKER_CHANNEL=ray`` keeps them all on Ray); how long a poll is in flight (submitted to collected by the driver)
   and the driver's turnaround (collected to the worker's next poll), p10/p50/p90 in ms;
 * the CPU per trial of the driver process and of the pooled workers' processes;
 * what one Ray actor round trip costs by itself here: a trivial call on a threaded actor
@@ -43,7 +44,8 @@ def _quantiles_ms(values: List[float]) -> List[float]:
 
 
 class PollClock:
-    """Wraps ``RayTrialExecutor._dispatch`` and ``_collect`` to time each worker's polls."""
+    """Wraps ``RayTrialExecutor._dispatch`` and ``_take_reply`` to time each worker's polls
+    (on Ray or on the driver's socket)."""
 
     def __init__(self) -> None:
         self.in_flight: List[float] = []
@@ -54,29 +56,30 @@ class PollClock:
     def install(self) -> None:
         from fasttune.execution.ray_trial_executor import RayTrialExecutor
 
-        dispatch, collect, clock = RayTrialExecutor._dispatch, RayTrialExecutor._collect, self
+        dispatch, take_reply, clock = RayTrialExecutor._dispatch, RayTrialExecutor._take_reply, self
+
+        def polling(worker: Any) -> bool:
+            return worker.future is not None or worker.channel_busy
 
         def timed_dispatch(executor: Any) -> None:
-            idle = {w.slot for w in executor._workers.values() if w.future is None}
+            idle = {w.slot for w in executor._workers.values() if not polling(w)}
             dispatch(executor)
             now = time.perf_counter()
             for worker in executor._workers.values():
-                if worker.slot in idle and worker.future is not None:
+                if worker.slot in idle and polling(worker):
                     clock._submitted[worker.slot] = now
                     if worker.slot in clock._collected:
                         clock.turnaround.append(now - clock._collected.pop(worker.slot))
 
-        def timed_collect(executor: Any, futures: List[Any], ready: List[Any]) -> None:
-            slots = [executor._by_future[f] for f in futures]
-            collect(executor, futures, ready)
+        def timed_take_reply(executor: Any, worker: Any, raw: bytes) -> None:
+            take_reply(executor, worker, raw)
             now = time.perf_counter()
-            for future, slot in zip(futures, slots):
-                if future not in executor._by_future and slot in clock._submitted:
-                    clock.in_flight.append(now - clock._submitted.pop(slot))
-                    clock._collected[slot] = now
+            if worker.slot in clock._submitted:
+                clock.in_flight.append(now - clock._submitted.pop(worker.slot))
+                clock._collected[worker.slot] = now
 
         RayTrialExecutor._dispatch = timed_dispatch
-        RayTrialExecutor._collect = timed_collect
+        RayTrialExecutor._take_reply = timed_take_reply
 
     def clear(self) -> None:
         self.in_flight.clear()
@@ -119,10 +122,14 @@ class WorkerCpu:
         return sum(self._last[pid] - self._first[pid] for pid in self._last)
 
 
-def ray_round_trip(calls: int) -> Dict[str, float]:
-    """Driver and actor CPU (µs) and wall time of one trivial call on a threaded actor."""
+def round_trips(calls: int) -> Dict[str, Dict[str, float]]:
+    """Driver and actor CPU (µs) and wall time of one trivial poll on a threaded actor
+    (``max_concurrency=4``, as the pooled workers): as a Ray actor call, and over the
+    driver's socket as ``fasttune.execution._channel`` carries a worker's polls."""
     import psutil
     import ray
+
+    from fasttune.execution import _channel as channel
 
     @ray.remote(num_cpus=1, max_concurrency=4)
     class Echo:
@@ -132,16 +139,35 @@ def ray_round_trip(calls: int) -> Dict[str, float]:
         def poll(self, payload: bytes = b"") -> bytes:
             return payload
 
+        def open_channel(self, path: str, secret: bytes) -> bool:
+            channel.serve(channel.connect(path, secret), self.poll)
+            return True
+
     actor = Echo.remote()
     process = psutil.Process(ray.get(actor.pid.remote()))
-    for _ in range(200):
+    listener = channel.ChannelListener()
+    ray.get(actor.open_channel.remote(listener.path, listener.secret_for(0)))
+    (_, sock), = listener.accept()
+
+    def on_ray() -> None:
         ray.get(actor.poll.remote(b"x" * 64))
-    actor_cpu, driver_cpu, wall = sum(process.cpu_times()[:2]), time.process_time(), time.perf_counter()
-    for _ in range(calls):
-        ray.get(actor.poll.remote(b"x" * 64))
-    out = {"wall_us": (time.perf_counter() - wall) / calls * 1e6,
-           "driver_cpu_us": (time.process_time() - driver_cpu) / calls * 1e6,
-           "actor_cpu_us": (sum(process.cpu_times()[:2]) - actor_cpu) / calls * 1e6}
+
+    def on_socket() -> None:
+        channel.send_frame(sock, b"x" * 64)
+        channel.read_frame(sock)
+
+    out = {}
+    for name, call in (("ray", on_ray), ("socket", on_socket)):
+        for _ in range(200):
+            call()
+        actor_cpu, driver_cpu, wall = sum(process.cpu_times()[:2]), time.process_time(), time.perf_counter()
+        for _ in range(calls):
+            call()
+        out[name] = {"wall_us": (time.perf_counter() - wall) / calls * 1e6,
+                     "driver_cpu_us": (time.process_time() - driver_cpu) / calls * 1e6,
+                     "actor_cpu_us": (sum(process.cpu_times()[:2]) - actor_cpu) / calls * 1e6}
+    sock.close()
+    listener.close()
     ray.kill(actor)
     return out
 
@@ -172,7 +198,7 @@ def rungs_decided_in_trial(tune: Any, trials: int, storage_root: str) -> Dict[st
             "driver_cpu_ms_per_trial": out["fit_driver_cpu_s"] / trials * 1e3}
 
 
-def measure(trials: int, warmup: int, storage_root: str, round_trips: int, bound: bool = False) -> Dict[str, Any]:
+def measure(trials: int, warmup: int, storage_root: str, calls: int, bound: bool = False) -> Dict[str, Any]:
     import ray
 
     import fasttune
@@ -197,7 +223,7 @@ def measure(trials: int, warmup: int, storage_root: str, round_trips: int, bound
         "turnaround_ms_p10_p50_p90": _quantiles_ms(clock.turnaround),
         "driver_cpu_ms_per_trial": out["fit_driver_cpu_s"] / trials * 1e3,
         "workers_cpu_ms_per_trial": workers.seconds / trials * 1e3,
-        "ray_round_trip": ray_round_trip(round_trips),
+        "round_trip": round_trips(calls),
     }
     if bound:
         clock.clear()

@@ -21,6 +21,8 @@ Tune's other variables tune Ray Tune's engine, which fasttune replaces, so they 
 * ``FASTTUNE_GLOBAL_CHECKPOINT_S``: seconds between experiment snapshots.
 * ``FASTTUNE_SYNCHRONOUS=1``: trials run one step at a time in order (reproducible runs).
 * ``FASTTUNE_PUREPYTHON=1``: the pure-Python core instead of the compiled one.
+* ``FASTTUNE_WORKER_CHANNEL=ray``: workers on the driver's node take the driver's polls as
+  Ray actor calls, like workers on other nodes, instead of over a Unix socket (the default).
 
 Example:
     >>> from fasttune.constants import RAY_TUNE_CALLBACKS_ENV_VAR, TUNE_ENV_VARS
@@ -33,6 +35,7 @@ import os
 RAY_TUNE_CALLBACKS_ENV_VAR = "RAY_TUNE_CALLBACKS"
 DISABLE_STRICT_METRIC_CHECKING_ENV_VAR = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
 RAY_CHDIR_TO_TRIAL_DIR = "RAY_CHDIR_TO_TRIAL_DIR"  # Ray Tune has it in ray.train.constants
+WORKER_CHANNEL_ENV_VAR = "FASTTUNE_WORKER_CHANNEL"
 
 TUNE_ENV_VARS = {
     RAY_TUNE_CALLBACKS_ENV_VAR,
@@ -48,6 +51,7 @@ TUNE_ENV_VARS = {
     "FASTTUNE_GLOBAL_CHECKPOINT_S",
     "FASTTUNE_SYNCHRONOUS",
     "FASTTUNE_PUREPYTHON",
+    WORKER_CHANNEL_ENV_VAR,
 }
 
 

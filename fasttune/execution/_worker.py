@@ -39,6 +39,7 @@ from fasttune._core_shared import MAX_DEPTH
 from fasttune.checkpoint import Checkpoint
 from fasttune.constants import RAY_CHDIR_TO_TRIAL_DIR
 from fasttune.error import TuneError, TuneStopTrial
+from fasttune.execution import _channel as channel
 from fasttune.execution import _protocol as protocol
 from fasttune.execution._stop_criteria import StopCriteria
 from fasttune.execution._output_capture import TrialOutput, open_trial_output
@@ -217,6 +218,7 @@ class TrialWorker:
         # Its Ray node (in storage only): the node whose cache keeps the checkpoints it uploads.
         self._identity = (os.getpid(), socket.gethostname(), node_ip_address(),
                           _ray_node_id() if storage is not None else "")
+        self._channel_failure: Optional[BaseException] = None  # what a poll on the socket raised
         self._thread = threading.Thread(target=self._trial_loop, name="fasttune-trial", daemon=True)
         self._thread.start()
 
@@ -224,7 +226,29 @@ class TrialWorker:
     def ping(self) -> int:
         return self._identity[0]
 
+    def open_channel(self, path: str, secret: bytes, driver_node: str) -> bool:
+        """Carry the driver's polls over its socket from now on (see ``_channel``), if this
+        worker runs on the driver's node and can reach it; False: polls stay on Ray."""
+        if not driver_node or _ray_node_id() != driver_node:
+            return False
+        try:
+            sock = channel.connect(path, secret)
+        except OSError:
+            return False  # e.g. a node in a mount namespace of its own
+        channel.serve(sock, self._poll_on_channel)
+        return True
+
+    def _poll_on_channel(self, commands: bytes) -> bytes:
+        try:
+            return self.poll(commands)
+        except BaseException as exc:
+            self._channel_failure = exc
+            raise
+
     def poll(self, commands: bytes = b"") -> bytes:
+        failure, self._channel_failure = self._channel_failure, None
+        if failure is not None:
+            raise failure  # the driver falls back to this call to hear why the socket closed
         with self._cond:
             if commands:
                 self._apply(protocol.decode_commands(commands))

@@ -1,7 +1,8 @@
 """Carries the runner's decisions out on Ray: a pool of TrialWorker actors.
 
 Workers are pooled per resource shape and reused across trials.  Each busy worker has
-exactly one ``poll`` call outstanding; the commands the runner queued for it (start a
+exactly one ``poll`` outstanding (over the driver's socket for a worker on its node, see
+``_channel``; else a Ray actor call); the commands the runner queued for it (start a
 trial, answer a decision) ride on the next poll, so a worker costs one round trip per
 *batch* of results, not per result.  A worker may be handed its next trials before the
 current one ends (``depth``), so short trials never leave it idle waiting for the driver.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import selectors
 import sys
 import threading
 import time
@@ -19,6 +21,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from fasttune import _corelib as core
 from fasttune.error import TuneError
+from fasttune.execution import _channel as channel
 from fasttune.execution import _protocol as protocol
 from fasttune.execution.placement_groups import PlacementGroupFactory
 from fasttune.execution.trial_executor import EVENT_BATCH, EVENT_ERROR, EVENT_START
@@ -37,11 +40,13 @@ _WAKE_POLL_MIN_S = 0.001
 _WAKE_POLL_MAX_S = 0.02
 _WAKE_FINE_S = 0.005  # before the slices: the Event is waited on in 0.2 ms steps
 _WAKE_FINE_STEP_S = 0.0002
+# While polls are in flight both on sockets and on Ray, Ray's are looked at this often at most.
+_MIXED_POLL_MAX_S = 0.005
 
 
 class _Worker:
     __slots__ = ("slot", "actor", "shape", "resources", "future", "assigned", "commands",
-                 "trainables", "depth", "placement_group", "replied", "node")
+                 "trainables", "depth", "placement_group", "replied", "node", "channel", "channel_busy")
 
     def __init__(self, slot: int, actor: Any, shape: Tuple[Any, ...], resources: Dict[str, float],
                  placement_group: Any = None) -> None:
@@ -50,7 +55,9 @@ class _Worker:
         self.placement_group = placement_group  # reserved bundles for the trainable's own tasks
         self.shape = shape
         self.resources = resources
-        self.future: Any = None
+        self.future: Any = None  # its poll in flight on Ray
+        self.channel: Any = None  # its socket to the driver, once connected (see _channel)
+        self.channel_busy = False  # a poll in flight on the socket
         self.assigned: Deque[Any] = deque()  # trials handed to it, the running one first
         self.commands: List[Any] = []  # protocol command records for its next poll
         self.trainables: set = set()
@@ -103,6 +110,11 @@ class RayTrialExecutor:
         self._pool_epoch = 0
         self._fit_answers: Dict[Tuple[Any, ...], Tuple[int, bool]] = {}
         self._sys_path = [os.path.abspath(p or ".") for p in sys.path]
+        # Polls of workers on the driver's node go over sockets (see _channel): made with the first worker.
+        self._listener: Optional[channel.ChannelListener] = None
+        self._sockets: Optional[selectors.BaseSelector] = None
+        self._busy_channels = 0
+        self._driver_node: Optional[str] = ""  # None: no socket can be made here
 
     # ---- resources -------------------------------------------------------------------
     def _cluster_total(self) -> Dict[str, float]:
@@ -325,7 +337,40 @@ class RayTrialExecutor:
         self._pool_epoch += 1
         worker = _Worker(slot, actor, pgf.shape_key(), request, group)
         self._workers[slot] = worker
+        self._offer_channel(worker)
         return worker
+
+    def _offer_channel(self, worker: _Worker) -> None:
+        """Ask the new worker to connect to the driver's socket (only one on the driver's
+        node does); its polls move there once it has (see _dispatch)."""
+        if self._listener is None:
+            if self._driver_node is None or not channel.channel_wanted():
+                return
+            try:
+                import ray
+
+                self._driver_node = ray.get_runtime_context().get_node_id()
+                self._listener = channel.ChannelListener()
+            except Exception as exc:  # noqa: BLE001 - polls stay on Ray, which always works
+                logger.debug("Workers' polls stay on Ray: %s", exc)
+                self._driver_node = None
+                return
+            self._sockets = selectors.DefaultSelector()
+            self._sockets.register(self._listener.socket, selectors.EVENT_READ, None)
+        worker.actor.open_channel.remote(self._listener.path, self._listener.secret_for(worker.slot),
+                                         self._driver_node)
+
+    def _drop_channel(self, worker: _Worker) -> None:
+        if self._listener is not None:
+            self._listener.forget(worker.slot)
+        if worker.channel is None:
+            return
+        self._sockets.unregister(worker.channel)
+        worker.channel.close()
+        worker.channel = None
+        if worker.channel_busy:
+            worker.channel_busy = False
+            self._busy_channels -= 1
 
     def _blob(self, name: str) -> Tuple[bytes, bytes]:
         if name not in self._blobs:
@@ -429,11 +474,22 @@ class RayTrialExecutor:
             # an answer that handling will produce: poll it only after that.
             if worker.slot in self._replies:
                 continue
-            if worker.future is None and (worker.assigned or worker.commands):
+            if worker.future is None and not worker.channel_busy and (worker.assigned or worker.commands):
                 payload = protocol.encode_commands(worker.commands)
                 worker.commands = []
-                worker.future = worker.actor.poll.remote(payload)
-                self._by_future[worker.future] = worker.slot
+                if worker.channel is not None:
+                    try:
+                        channel.send_frame(worker.channel, payload)
+                        worker.channel_busy = True
+                        self._busy_channels += 1
+                        continue
+                    except OSError:
+                        self._drop_channel(worker)  # gone: Ray's poll says why
+                self._poll_on_ray(worker, payload)
+
+    def _poll_on_ray(self, worker: _Worker, payload: bytes) -> None:
+        worker.future = worker.actor.poll.remote(payload)
+        self._by_future[worker.future] = worker.slot
 
     def get_next_executor_event(self, next_trial_exists: bool,
                                 wake: Optional[threading.Event] = None,
@@ -468,15 +524,80 @@ class RayTrialExecutor:
         return kind, slot, self._replies.pop(slot)
 
     def _wait(self) -> None:
+        # Bounded, so the loop sees a Ctrl-C and the time budget while trials are quiet.
+        self._await_replies(_WAIT_S)
+
+    def _await_replies(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` s for a poll's reply, on a socket or on Ray; takes every
+        reply ready by then.  True if one came."""
+        if self._sockets is not None and self._take_sockets(0):
+            self._take_ray(0)
+            return True
+        if not self._busy_channels:
+            return self._take_ray(timeout)
+        if not self._by_future:
+            return self._take_sockets(timeout)
+        # Both kinds in flight (a new worker's first polls, workers on other nodes): the
+        # sockets are waited on, Ray's polls looked at between the waits.
+        start = time.monotonic()
+        while True:
+            if self._take_ray(0):
+                self._take_sockets(0)
+                return True
+            elapsed = time.monotonic() - start
+            if elapsed >= timeout:
+                return False
+            if self._take_sockets(min(_MIXED_POLL_MAX_S, max(_WAKE_POLL_MIN_S, elapsed / 4), timeout - elapsed)):
+                self._take_ray(0)
+                return True
+            if not self._busy_channels:
+                return self._take_ray(max(0.0, timeout - (time.monotonic() - start)))
+
+    def _take_ray(self, timeout: float) -> bool:
+        """Takes the Ray replies ready within ``timeout`` s.  True if one came."""
         import ray
 
         if not self._by_future:
-            return
+            return False
         futures = list(self._by_future)
-        # Bounded, so the loop sees a Ctrl-C and the time budget while trials are quiet.
-        ready, _ = ray.wait(futures, num_returns=1, timeout=_WAIT_S)
+        ready, _ = ray.wait(futures, num_returns=1, timeout=timeout)
         if ready:
             self._collect(futures, ready)
+        return bool(ready)
+
+    def _take_sockets(self, timeout: float) -> bool:
+        """Takes the socket replies ready within ``timeout`` s, and the workers that
+        connected.  True if a reply came (or a socket closed: its poll moved to Ray)."""
+        came = False
+        for key, _ in self._sockets.select(timeout):
+            slot = key.data
+            if slot is None:
+                for slot, sock in self._listener.accept():
+                    worker = self._workers.get(slot)
+                    if worker is None or worker.channel is not None:
+                        sock.close()
+                        continue
+                    worker.channel = sock
+                    self._sockets.register(sock, selectors.EVENT_READ, slot)
+                continue
+            worker = self._workers[slot]
+            try:
+                raw = channel.read_frame(worker.channel)
+            except OSError:
+                raw = None
+            came = True
+            if raw is None or not worker.channel_busy:
+                # Closed (the worker died, or its poll raised): Ray's poll reports why, or
+                # carries on if the worker lives.
+                busy = worker.channel_busy
+                self._drop_channel(worker)
+                if busy:
+                    self._poll_on_ray(worker, b"")
+                continue
+            worker.channel_busy = False
+            self._busy_channels -= 1
+            self._take_reply(worker, raw)
+        return came
 
     def _collect(self, futures: List[Any], ready: List[Any]) -> None:
         """Takes the replies of ``ready`` and of all other ``futures`` ready by now."""
@@ -493,26 +614,32 @@ class RayTrialExecutor:
                 self._replies[slot] = exc
                 self._selector.push(slot, EVENT_ERROR)
                 continue
-            worker.replied = True
-            try:
-                events = protocol.decode_events(raw)
-                known = {trial.trial_id for trial in worker.assigned}
-                strange = sorted({event.trial_id for event in events} - known)
-                if strange:
-                    raise protocol.MalformedReply(f"it names trials it was not given: {strange}")
-            except protocol.MalformedReply as exc:
-                # Only this worker's trials fail (as if it died; it is ended): the other
-                # replies of this poll are handled as usual.
-                self._replies[slot] = exc
-                self._selector.push(slot, EVENT_ERROR)
-                self._end_actor(worker)
-                continue
-            for event in events if self._storage is not None else ():
-                if type(event) is protocol.Started:
-                    worker.node = event.node_id or event.node_ip
-                    break
-            self._replies[slot] = events
-            self._selector.push(slot, EVENT_BATCH)
+            self._take_reply(worker, raw)
+
+    def _take_reply(self, worker: _Worker, raw: bytes) -> None:
+        """A poll's reply bytes become the worker's batch event (or its error event)."""
+        slot = worker.slot
+        worker.replied = True
+        try:
+            events = protocol.decode_events(raw)
+            known = {trial.trial_id for trial in worker.assigned}
+            strange = sorted({event.trial_id for event in events} - known)
+            if strange:
+                raise protocol.MalformedReply(f"it names trials it was not given: {strange}")
+        except protocol.MalformedReply as exc:
+            # Only this worker's trials fail (as if it died; it is ended): the other
+            # replies of this poll are handled as usual.
+            self._replies[slot] = exc
+            self._selector.push(slot, EVENT_ERROR)
+            self._drop_channel(worker)
+            self._end_actor(worker)
+            return
+        for event in events if self._storage is not None else ():
+            if type(event) is protocol.Started:
+                worker.node = event.node_id or event.node_ip
+                break
+        self._replies[slot] = events
+        self._selector.push(slot, EVENT_BATCH)
 
     def _wait_or_wake(self, wake: threading.Event, timeout: Optional[float], poll_s: Optional[float] = None) -> None:
         """``_wait``, ending early once ``wake`` is set or ``timeout`` has passed.
@@ -520,27 +647,22 @@ class RayTrialExecutor:
         With no worker to wait for, this is a plain ``wake.wait``: the loop wakes the
         moment the suggestion is ready.  Otherwise Ray cannot be woken by a Python Event,
         so for the first 5 ms the workers are checked without blocking between 0.2 ms
-        waits on the Event (a fast suggest is picked up at once), then ``ray.wait`` runs
-        in slices of a quarter of the time waited so far, from 1 ms (Ray's timeout
-        resolution) up to 20 ms: a slow suggest costs at most ~50 wake-ups a second,
-        never a busy spin.  ``poll_s``: plain ``ray.wait`` slices of that length.
+        waits on the Event (a fast suggest is picked up at once), then the workers are
+        waited on in slices of a quarter of the time waited so far, from 1 ms (Ray's
+        timeout resolution) up to 20 ms: a slow suggest costs at most ~50 wake-ups a
+        second, never a busy spin.  ``poll_s``: plain slices of that length.
         """
-        import ray
-
-        if not self._by_future:
+        if not self._by_future and not self._busy_channels:
             wake.wait(timeout)
             return
         start = time.monotonic()
         deadline = None if timeout is None else start + timeout
-        futures = list(self._by_future)
         while not wake.is_set():
             now = time.monotonic()
             if poll_s is None and now - start < _WAKE_FINE_S:
                 # First few ms (a fast suggest, e.g. TPE's): look at the workers without
                 # blocking and wait on the Event itself, which wakes at once when set.
-                ready, _ = ray.wait(futures, num_returns=1, timeout=0)
-                if ready:
-                    self._collect(futures, ready)
+                if self._await_replies(0):
                     return
                 wake.wait(_WAKE_FINE_STEP_S)
                 continue
@@ -549,9 +671,7 @@ class RayTrialExecutor:
                 if now >= deadline:
                     return
                 step = min(step, deadline - now)
-            ready, _ = ray.wait(futures, num_returns=1, timeout=step)
-            if ready:
-                self._collect(futures, ready)
+            if self._await_replies(step):
                 return
 
     def worker_died(self, slot: int) -> List[Any]:
@@ -559,6 +679,7 @@ class RayTrialExecutor:
         worker = self._workers.pop(slot, None)
         if worker is None:
             return []
+        self._drop_channel(worker)
         self._total_at = 0.0  # its node may be gone: the cluster's resources are looked at again
         self._selector.discard(slot)
         self._release(worker)
@@ -585,6 +706,7 @@ class RayTrialExecutor:
         self._workers.pop(worker.slot, None)
         if worker.future is not None:
             self._by_future.pop(worker.future, None)
+        self._drop_channel(worker)
         self._release(worker)
         self._end_actor(worker)
 
@@ -620,6 +742,10 @@ class RayTrialExecutor:
         self._pool_epoch += 1
         self._by_future.clear()
         self._replies.clear()
+        if self._listener is not None:
+            self._sockets.close()
+            self._listener.close()
+            self._listener = self._sockets = None
 
 
 def placement_problem(pgf: PlacementGroupFactory, nodes: List[Dict[str, float]]) -> Optional[str]:

@@ -24,8 +24,9 @@ def test_a_tiny_asha_sweep_reports_its_polls_and_round_trips(tmp_path):
         assert 0 < p10 <= p50 <= p90, (key, report[key])
     # CPU is read at the clock tick (10 ms): a tiny run may see none of the workers'.
     assert report["driver_cpu_ms_per_trial"] > 0 and report["workers_cpu_ms_per_trial"] >= 0
-    round_trip = report["ray_round_trip"]
-    assert round_trip["wall_us"] > 0 and round_trip["driver_cpu_us"] >= 0 and round_trip["actor_cpu_us"] >= 0
+    for path in ("ray", "socket"):
+        round_trip = report["round_trip"][path]
+        assert round_trip["wall_us"] > 0 and round_trip["driver_cpu_us"] >= 0 and round_trip["actor_cpu_us"] >= 0
 
 
 def test_the_bound_decides_rungs_in_the_trial_without_a_poll_per_trial(tmp_path):
