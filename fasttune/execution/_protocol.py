@@ -45,9 +45,10 @@ Events (worker -> driver):
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import msgpack
 
@@ -330,14 +331,15 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
     it uploaded), and ``restore_node`` the Ray node that keeps it (the executor's hint).
     """
     checkpoint_config = trial.checkpoint_config
+    experiment_name, storage_path = _experiment_location(experiment_path)
     spec = {
         "trial_id": trial.trial_id,
         "trainable": trial.trainable_name,
         "config": wire_config(trial.config),
         "trial_dir": trial.path,
         "trial_name": str(trial),
-        "experiment_name": os.path.basename(experiment_path or ""),
-        "storage_path": os.path.dirname(experiment_path or ""),
+        "experiment_name": experiment_name,
+        "storage_path": storage_path,
         "stop": trial.stopping_criterion or None,  # checked in the worker, at each result
         "decide": decide,
         "yield": yields,
@@ -357,6 +359,12 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
     if chdir_setting is not None:
         spec["chdir_to_trial_dir"] = chdir_setting
     return spec
+
+
+@functools.lru_cache(maxsize=8)
+def _experiment_location(experiment_path: Optional[str]) -> Tuple[str, str]:
+    # (name, storage path) of the experiment: the same for every spec of a sweep.
+    return os.path.basename(experiment_path or ""), os.path.dirname(experiment_path or "")
 
 
 def _bundles_if_several(trial: Any) -> Optional[List[Dict[str, float]]]:

@@ -45,8 +45,12 @@ class RunnerView:
         """The first trial with ``status`` that no worker holds (PENDING: the earliest added)."""
         if status == Trial.PENDING:
             return next(iter(self._unassigned.values()), None)
-        for row in self._table.rows(getattr(core, status)):
-            if self._table.get_worker_slot(row) < 0:
+        table = self._table
+        code = getattr(core, status)
+        if not table.count(code):
+            return None  # (asked at every step, nearly always of a status no trial has)
+        for row in table.rows(code):
+            if table.get_worker_slot(row) < 0:
                 return self._trials[row]
         return None
 
@@ -98,13 +102,15 @@ class RunnerView:
     def is_finished(self) -> bool:
         if self._fatal is not None:
             return True
-        counts = self._table.counts()
-        live = counts[core.PENDING] + counts[core.RUNNING] + counts[core.PAUSED]
-        searching = not (self._search_alg.is_finished() or self._stopping_all)
+        if not (self._search_alg.is_finished() or self._stopping_all):
+            return False  # still searching (asked every step: the table is read only after)
         # A suggestion still on its way when the experiment stops becomes a trial that
         # ends at once, so the searcher hears of every trial it suggested.
-        suggesting = self._search_alg.pending_suggestion is not None
-        return live == 0 and not searching and not suggesting and not self._table.held_count()
+        if self._search_alg.pending_suggestion is not None:
+            return False
+        counts = self._table.counts()
+        live = counts[core.PENDING] + counts[core.RUNNING] + counts[core.PAUSED]
+        return live == 0 and not self._table.held_count()
 
     def _stall_error(self) -> TuneError:
         """Why nothing can run although the experiment is not finished (no worker holds a

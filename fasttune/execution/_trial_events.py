@@ -39,14 +39,15 @@ class TrialEventHandlers:
 
     def _on_started(self, slot: int, trial: Trial, event: protocol.Started) -> None:
         self._started_here.add(trial.trial_id)
-        self._states[trial.trial_id].node = event.node_id or event.node_ip
-        self._states[trial.trial_id].decision_in_flight = None  # one of a run that failed before its end
+        state = self._states[trial.trial_id]
+        state.node = event.node_id or event.node_ip
+        state.decision_in_flight = None  # one of a run that failed before its end
         restored = trial.checkpoint is not None
         if trial.status in (Trial.PENDING, Trial.PAUSED):
             trial.set_status(Trial.RUNNING)
         trial.start_time = trial.start_time or event.start_time
         self._results.open_trial(
-            trial._row, trial.trial_id, self._states[trial.trial_id].config_json, trial.stopping_criterion or None,
+            trial._row, trial.trial_id, state.config_json, trial.stopping_criterion or None,
             start_time=event.start_time, hostname=event.hostname, node_ip=event.node_ip, pid=event.pid)
         hook = "on_trial_restore" if restored else "on_trial_start"
         self._callbacks.call(hook, iteration=self._iteration, trials=self._trials, trial=trial)
@@ -292,7 +293,7 @@ class TrialEventHandlers:
         if how == "paused" or how == "dropped":  # (else "done" or "stopped": the trial is over)
             if not trial.is_finished():
                 # A late pause can take back a start that was to copy a donor's checkpoint.
-                self._resets.redo_unconfirmed_copy(self._states[trial_id])
+                self._resets.redo_unconfirmed_copy(state)
             if how == "paused":
                 if trial.status == Trial.RUNNING:
                     trial.set_status(Trial.PAUSED)

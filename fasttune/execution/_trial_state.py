@@ -11,6 +11,8 @@ from fasttune._flatten import flatten_dict
 from fasttune.logger._trial_files import config_to_json
 
 _STR_ONLY = {str}
+# The config JSON of result rows no file keeps (see TrialState.take_config).
+_UNRENDERED_CONFIG = "{}"
 
 
 class PendingReset:
@@ -77,12 +79,14 @@ class TrialState:
         flat.update(self.flat_config)
         return flat
 
-    def take_config(self, config: Dict[str, Any]) -> bool:
+    def take_config(self, config: Dict[str, Any], render: bool = True) -> bool:
         """Render ``config`` for the trial's result rows unless it is the object rendered
-        last (a scheduler's ``trial.set_config`` or a reset gives a new one); whether it was."""
+        last (a scheduler's ``trial.set_config`` or a reset gives a new one); whether it was.
+        ``render=False``: no file keeps the rows (a simulated sweep's default), so they
+        carry an empty config rather than one rendered for nothing."""
         if config is self.config_source:
             return False
-        self.config_json = config_to_json(config)
+        self.config_json = config_to_json(config) if render else _UNRENDERED_CONFIG
         self.config_source = config
         return True
 

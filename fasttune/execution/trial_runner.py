@@ -329,7 +329,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
     def _take_config(self, trial: Trial, state: TrialState) -> None:
         """When the trial's config is new (first start, a PBT reset, ``trial.set_config``),
         its result rows and its params.json carry it from now on, as in Ray Tune."""
-        if state.take_config(trial.config):
+        if state.take_config(trial.config, render=self._files.writes_results):
             self._files.init_trial(trial.path, trial.config, trial.trial_id)
 
     def _start_trial(self, trial: Trial) -> None:

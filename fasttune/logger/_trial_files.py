@@ -223,6 +223,12 @@ class TrialFiles:
         self._results_failed = False
         self.unwritten_trial_dirs: set = set()
 
+    @property
+    def writes_results(self) -> bool:
+        """Whether result rows reach files (False: ``write_results=False``, whose rows
+        nothing keeps, so the runner does not render configs for them)."""
+        return self._write_results
+
     def has_params(self, trial_dir: str) -> bool:
         """Whether the trial's config is on disk (a restored trial's is not written again)."""
         return os.path.exists(os.path.join(trial_dir, PARAMS_FILE))

@@ -118,6 +118,9 @@ class _ExperimentVariants:
         self.space = space
         # Only read, never changed: the generator's own copies, shared by its experiments.
         self.points: Deque[Dict] = deque(points)
+        # id(point) -> (point, its plan's overlay or None), as add_configurations's check found
+        # them: each point's overlay is worked out once, not again when it is drawn.
+        self.point_overlays: Dict[int, Tuple[Dict, Optional[PointOverlay]]] = {}
         self.samples_left = num_samples
         self.constant_grid_search = constant_grid_search
         # Samples and points draw from this plan when it can reproduce the general path's draw.
@@ -150,12 +153,18 @@ class _ExperimentVariants:
             if origin is None and self.plan.complete:
                 self.variants = _planned_variants(self.plan, rng)
                 return
-            overlay = None if origin is None else self.plan.point_overlay(origin)
+            overlay = None if origin is None else self._overlay_of(origin)
             if overlay is not None:
                 self.variants = _planned_point_variants(self.plan, overlay, rng)
                 return
         work = copy_spec(self.space) if origin is None else preset_spec(self.space, origin, warn=False)
         self.variants = _general_variants(work, self.constant_grid_search, rng)
+
+    def _overlay_of(self, point: Dict) -> Optional[PointOverlay]:
+        known = self.point_overlays.pop(id(point), None)
+        if known is not None and known[0] is point:
+            return known[1]
+        return self.plan.point_overlay(point)
 
 
 class BasicVariantGenerator(SearchAlgorithm):
@@ -236,7 +245,11 @@ class BasicVariantGenerator(SearchAlgorithm):
             for point in points:
                 # Checks every point against the space now, and warns once; a point the
                 # plan draws sets every grid search (the plan leaves them to points).
-                if item.plan is not None and item.plan.point_overlay(point, warn=True) is not None:
+                overlay = None
+                if item.plan is not None:
+                    overlay = item.plan.point_overlay(point, warn=True)
+                    item.point_overlays[id(point)] = (point, overlay)
+                if overlay is not None:
                     total += 1
                 else:
                     total += count_variants(preset_spec(space, point, warn=True))

@@ -177,3 +177,18 @@ def test_restore_mid_points_continues_with_the_same_trials(monkeypatch, seed, sa
     restored = _generator(monkeypatch, restore_with_plan, space, [], 1, "int")
     restored.set_state(state)
     assert before + drawn_trials(restored) == expected
+
+
+@pytest.mark.parametrize("case", ["partial", "full"])
+def test_each_points_overlay_is_worked_out_once(monkeypatch, case):
+    # add_configurations's check of a point keeps its overlay for the draw (a simulated sweep
+    # of 10,000 points paid the work twice); the trials are those of the general path.
+    space, points = PLAN_POINTS[case]
+    overlays = []
+    original = SamplingPlan.point_overlay
+    monkeypatch.setattr(SamplingPlan, "point_overlay",
+                        lambda plan, point, warn=False: overlays.append(point) or original(plan, point, warn))
+    planned = _sweep(monkeypatch, True, space, points, len(points) + 1, "int")
+    assert overlays == points
+    monkeypatch.undo()
+    assert planned == _sweep(monkeypatch, False, space, points, len(points) + 1, "int")

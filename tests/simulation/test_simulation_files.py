@@ -84,3 +84,20 @@ def test_a_file_logger_given_to_a_simulation_without_files_is_refused_with_the_w
     grid = fit(Simulation(table, write_results=True), str(tmp_path), space=table.search_space, name="kept",
                tune_config=config(), callbacks=[getattr(loggers, logger)()])
     assert len(grid) == 2 and all(os.path.isdir(result.path) for result in grid)
+
+
+def test_a_sweep_without_result_files_renders_no_config_for_its_rows(table, tmp_path, monkeypatch):
+    # Rendering a config for rows no file keeps is work for nothing; with files, each trial's is
+    # rendered once (and its result.json carries it).
+    from fasttune.execution import _trial_state
+
+    rendered = []
+    original = _trial_state.config_to_json
+    monkeypatch.setattr(_trial_state, "config_to_json", lambda config: rendered.append(config) or original(config))
+    sweep(table, tmp_path, "quiet")
+    assert rendered == []
+    grid = sweep(table, tmp_path, "written", write_results=True)
+    assert len(rendered) == N_TRIALS
+    for result in grid:
+        with open(os.path.join(result.path, "result.json")) as f:
+            assert all(json.loads(line)["config"] == result.config for line in f)
