@@ -538,7 +538,7 @@ def node_cache_scratch(nbytes: int = 0) -> Iterator[Optional[str]]:
         >>> saved = os.environ.get("FASTTUNE_STORAGE_CACHE")
         >>> os.environ["FASTTUNE_STORAGE_CACHE"] = tempfile.mkdtemp()
         >>> with node_cache_scratch() as made:
-        ...     os.listdir(made), os.path.basename(made).startswith(".incoming-")
+        ...     os.listdir(made), os.path.basename(made).startswith(".scratch-")
         ([], True)
         >>> os.path.exists(made)
         False
@@ -557,10 +557,14 @@ def node_cache_scratch(nbytes: int = 0) -> Iterator[Optional[str]]:
 # killed meanwhile (SIGKILL, the OOM killer) leaves its scratch behind, and no age tells
 # that from a slow copy still being made; so each scratch directory is locked (flock) by
 # its process for its whole life, and a sweep removes only scratch whose lock it can
-# take: the kernel released it when that process died.
-_SCRATCH_PREFIX = ".incoming-"
+# take: the kernel released it when that process died.  A child forked without exec
+# (DataLoader workers) shares the lock: a killed worker's scratch stays until they exit.
+# Only locked scratch carries _SCRATCH_PREFIX, and it gets that name once locked: scratch
+# that cannot be locked (a file system without locks) and that of fasttune versions
+# without the lock (".incoming-", in this same folder) are never swept while in use.
+_SCRATCH_PREFIX = ".scratch-"
+_UNLOCKED_PREFIX = ".unlocked-"
 _GONE_PREFIX = ".gone-"
-_LOCKED_SCRATCH_TRIES = 8
 
 
 @contextlib.contextmanager
@@ -578,28 +582,22 @@ def _locked_scratch(parent: str) -> Iterator[str]:
 
 
 def _make_locked_directory(parent: str) -> "tuple[str, Optional[int]]":
-    """A new directory in ``parent`` and a descriptor holding its exclusive lock (None where
-    the file system has no locks: such scratch is never swept)."""
+    """A new directory in ``parent`` and a descriptor holding its exclusive lock; None,
+    and a name no sweep takes, where the file system has no locks."""
     fcntl = _fcntl()
-    for _ in range(_LOCKED_SCRATCH_TRIES):
-        path = tempfile.mkdtemp(prefix=_SCRATCH_PREFIX, dir=parent)
-        if fcntl is None:
-            return path, None
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:  # a sweep took it before it was locked: another name
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # A sweep may have locked and removed it between its making and this lock.
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                return path, fd
-        except (BlockingIOError, FileNotFoundError):  # a sweep holds it, or removed it
-            pass
-        except OSError:  # no locks on this file system (some network ones)
-            return path, fd
+    # Made under a name no sweep takes, so that none can remove it before it is locked.
+    path = tempfile.mkdtemp(prefix=_UNLOCKED_PREFIX, dir=parent)
+    if fcntl is None:
+        return path, None
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        locked = os.path.join(parent, _SCRATCH_PREFIX + os.path.basename(path)[len(_UNLOCKED_PREFIX):])
+        os.rename(path, locked)
+    except OSError:  # no locks on this file system (some network ones): never swept
         os.close(fd)
-    raise OSError(errno.EAGAIN, f"no scratch directory could be made and locked in {parent}")
+        return path, None
+    return locked, fd
 
 
 def _fcntl() -> Any:
@@ -611,16 +609,18 @@ def _fcntl() -> Any:
 
 
 def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
-    """Remove the scratch that killed processes left in this node's cache: each scratch
-    directory whose lock can be taken (its process died), and what removals left half
-    done (``.gone-*``: whoever removes it, it goes); never one a live process holds.
+    """Remove the scratch that killed processes left in this node's cache: each locked
+    scratch directory (``.scratch-*``) whose lock can be taken (its process died), and
+    what removals left half done (``.gone-*``: whoever removes it, it goes); never one a
+    live process holds, nor scratch made without a lock (``.unlocked-*``, and older
+    fasttune's ``.incoming-*``), which no sweep can tell from a copy being made.
     ``names``: the scratch names in the cache, when the caller has listed it.  Returns
     how many were removed.
 
     Example:
         >>> saved = os.environ.get("FASTTUNE_STORAGE_CACHE")
         >>> os.environ["FASTTUNE_STORAGE_CACHE"] = tempfile.mkdtemp()
-        >>> os.makedirs(os.path.join(cache_root(), "checkpoints", ".incoming-left-by-a-dead-process"))
+        >>> os.makedirs(os.path.join(cache_root(), "checkpoints", ".scratch-left-by-a-dead-process"))
         >>> with node_cache_scratch() as made:
         ...     remove_dead_scratch(), os.path.isdir(made)
         (1, True)
@@ -891,7 +891,13 @@ def upload_directory(source: str, location: Location) -> None:
 
     What was at ``location`` is not cleared first (a request per checkpoint): the runner
     deletes a trial's unreported checkpoints before a restart can write one again.
+
+    Raises:
+        FileNotFoundError: ``source`` is no directory (removed while in use, most likely).
     """
+    if not os.path.isdir(source):  # os.walk of it finds nothing: it would upload an empty checkpoint
+        raise FileNotFoundError(errno.ENOENT, f"Cannot upload to {location.uri}: the local directory "
+                                f"{source} is gone (removed while it was in use)", source)
     files = [os.path.join(directory, name) for directory, _, names in os.walk(source) for name in names]
     try:
         if not files:

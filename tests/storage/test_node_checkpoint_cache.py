@@ -568,7 +568,7 @@ def test_a_worker_starting_removes_what_killed_processes_left(experiment, node_a
 
 
 @pytest.mark.parametrize("swept_after", ["mkdtemp", "open"])
-def test_scratch_swept_before_its_process_locked_it_is_made_again(monkeypatch, tmp_path, swept_after):
+def test_scratch_swept_before_its_process_locked_it_stays(monkeypatch, tmp_path, swept_after):
     import tempfile
 
     monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
@@ -577,16 +577,58 @@ def test_scratch_swept_before_its_process_locked_it_is_made_again(monkeypatch, t
 
     def then_swept(*args, **kwargs):
         made = call(*args, **kwargs)
-        if not swept and (swept_after == "mkdtemp" or ".incoming-" in args[0]):
-            swept.append(None)
+        if not swept and (swept_after == "mkdtemp" or os.path.basename(args[0]).startswith(".unlocked-")):
             # Another worker's sweep comes between the scratch's making and its lock.
-            swept[0] = storage.remove_dead_scratch()
+            swept.append((storage.remove_dead_scratch(), os.path.isdir(made if swept_after == "mkdtemp" else args[0])))
         return made
 
     monkeypatch.setattr(module, swept_after, then_swept)
     with storage.node_cache_scratch() as made:
-        assert swept == [1] and os.path.isdir(made)
+        assert swept == [(0, True)] and os.path.isdir(made)
+        assert os.path.basename(made).startswith(".scratch-")
         assert storage.remove_dead_scratch() == 0 and os.path.isdir(made)  # this one is locked
+
+
+def test_scratch_that_cannot_be_locked_is_never_swept(monkeypatch, tmp_path):
+    import errno
+    import fcntl
+
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
+    flock, refused = fcntl.flock, []
+
+    def no_lock_once(fd, operation):
+        if not refused:  # a network file system's lock service away for a moment
+            refused.append(fd)
+            raise OSError(errno.ENOLCK, "No locks available")
+        return flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", no_lock_once)
+    with storage.node_cache_scratch() as made:
+        os.makedirs(os.path.join(made, "files"))
+        # The next sweep's locks work: it must still tell this live copy from a dead one.
+        assert refused and storage.remove_dead_scratch() == 0 and os.path.isdir(os.path.join(made, "files"))
+    assert not os.path.exists(made)
+
+
+def test_a_sweep_leaves_the_scratch_of_fasttune_versions_without_locks(monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
+    kept_root = os.path.join(str(tmp_path), "checkpoints")
+    os.makedirs(kept_root)
+    older = tempfile.mkdtemp(prefix=".incoming-", dir=kept_root)  # an older worker's copy being made, unlocked
+    with storage.node_cache_scratch() as made:  # a sweep of this version's, whose locks work
+        assert storage.remove_dead_scratch() == 0 and os.path.isdir(older) and os.path.isdir(made)
+
+
+def test_uploading_a_directory_that_is_gone_raises_and_writes_nothing(tmp_path):
+    from pyarrow import fs
+
+    out = tmp_path / "storage"
+    at = storage.Location(fs.LocalFileSystem(), str(out / "checkpoint_000000"), f"file://{out}/checkpoint_000000")
+    with pytest.raises(FileNotFoundError, match="is gone"):
+        storage.upload_directory(str(tmp_path / "removed-meanwhile"), at)
+    assert not out.exists()  # no empty checkpoint stands for the lost one
 
 
 def test_the_least_recently_used_copies_go_beyond_the_count_bound(experiment, node_a, tmp_path, monkeypatch):
