@@ -356,13 +356,13 @@ def test_a_trainable_writing_into_its_restored_directory_resumes_as_without_the_
     # into that directory: the retry resumes from step 2's checkpoint as storage holds it
     # (with the node's copy shared with the trainable's directory it read 4).
     assert [(r["step"], r["restored_from"]) for r in history] == [(1, 0), (2, 0), (3, 2), (4, 2), (5, 2), (6, 2)]
-    # Its records carry uploads: the snapshot says so (format 2); one of a local sweep stays 1.
+    # Its trial ended, so its record carries no upload: the snapshot stays format 1, which
+    # earlier fasttune reads (test_checkpoint_uploads covers the records that carry some).
     snapshot = sorted(name for name in os.listdir(store / "exp") if name.startswith("experiment_state-"))[-1]
-    assert struct.unpack_from("<H", open(store / "exp" / snapshot, "rb").read(), 8) == (2,)
-    # Restored, its finished trials' records are written again as they are: still format 2.
+    assert struct.unpack_from("<H", open(store / "exp" / snapshot, "rb").read(), 8) == (1,)
     tune.Tuner.restore(f"file://{store}/exp", trainable=train_writing_into_its_restored_directory).fit()
     latest = sorted(name for name in os.listdir(store / "exp") if name.startswith("experiment_state-"))[-1]
-    assert latest != snapshot and struct.unpack_from("<H", open(store / "exp" / latest, "rb").read(), 8) == (2,)
+    assert latest != snapshot and struct.unpack_from("<H", open(store / "exp" / latest, "rb").read(), 8) == (1,)
 
 
 def uploaded_by(node, experiment, tmp_path):
@@ -577,9 +577,10 @@ def test_scratch_swept_before_its_process_locked_it_stays(monkeypatch, tmp_path,
 
     def then_swept(*args, **kwargs):
         made = call(*args, **kwargs)
-        if not swept and (swept_after == "mkdtemp" or os.path.basename(args[0]).startswith(".unlocked-")):
+        directory = made if swept_after == "mkdtemp" else os.path.dirname(args[0])
+        if not swept and os.path.basename(directory).startswith(".unlocked-"):
             # Another worker's sweep comes between the scratch's making and its lock.
-            swept.append((storage.remove_dead_scratch(), os.path.isdir(made if swept_after == "mkdtemp" else args[0])))
+            swept.append((storage.remove_dead_scratch(), os.path.isdir(directory)))
         return made
 
     monkeypatch.setattr(module, swept_after, then_swept)
@@ -608,6 +609,37 @@ def test_scratch_that_cannot_be_locked_is_never_swept(monkeypatch, tmp_path):
         # The next sweep's locks work: it must still tell this live copy from a dead one.
         assert refused and storage.remove_dead_scratch() == 0 and os.path.isdir(os.path.join(made, "files"))
     assert not os.path.exists(made)
+
+
+def test_a_sweep_locks_with_a_descriptor_open_for_writing(monkeypatch, tmp_path):
+    import errno
+    import fcntl
+
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
+    flock = fcntl.flock
+
+    def as_nfs4(fd, operation):  # NFSv4 refuses flock on a descriptor opened read-only
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return flock(fd, operation)
+
+    dead, dead_scratch = scratch_holder(tmp_path)
+    dead.kill()
+    dead.wait()
+    dead.stdout.close()
+    monkeypatch.setattr(fcntl, "flock", as_nfs4)
+    with storage.node_cache_scratch() as made:
+        assert storage.remove_dead_scratch() == 1 and not os.path.exists(dead_scratch) and os.path.isdir(made)
+
+
+def test_a_sweep_leaves_its_own_process_scratch_where_locks_would_not_stop_it(monkeypatch, tmp_path):
+    import fcntl
+
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
+    with storage.node_cache_scratch() as made:
+        # NFS emulates flock with POSIX locks: the process holding one takes it again.
+        monkeypatch.setattr(fcntl, "flock", lambda fd, operation: None)
+        assert storage.remove_dead_scratch() == 0 and os.path.isdir(made)
 
 
 def test_a_sweep_leaves_the_scratch_of_fasttune_versions_without_locks(monkeypatch, tmp_path):
