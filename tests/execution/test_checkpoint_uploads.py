@@ -139,3 +139,16 @@ def test_a_snapshot_stays_format_1_until_a_record_carries_an_upload(tmp_path, mo
     runner.checkpoint(force=True)
     with pytest.raises(state.NewerExperimentState):  # now a record carries one
         state.load_latest(path)
+
+    # Once format 2, it stays so: after that trial ends too, and in a restored experiment
+    # (its finished trials' records are written again as they were).
+    runner._on_trial_end(0, paused, protocol.Ended("done", paused.trial_id))
+    assert paused.status == "TERMINATED"
+    runner.checkpoint(force=True)
+    monkeypatch.setattr(state, "FORMAT_VERSION", 2)
+    assert state.load_latest(path)[0]["format"] == 2
+    resumed = random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, 2, random_state=5, add=False)
+    resumed.resume()
+    seq = state.latest_seq(path)
+    resumed.checkpoint(force=True)
+    assert state.latest_seq(path) > seq and state.load_latest(path)[0]["format"] == 2
