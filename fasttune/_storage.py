@@ -529,17 +529,17 @@ def kept_checkpoints(trial: Optional[Location] = None) -> List[KeptCheckpoint]:
 
 @contextlib.contextmanager
 def node_cache_scratch(nbytes: int = 0) -> Iterator[Optional[str]]:
-    """A new empty directory beside this node's kept checkpoints, to make a copy of
-    ``nbytes`` in for :func:`keep_checkpoint` inside the ``with`` block (removed after
-    it); None when it would not be kept (the bound is 0, or below ``nbytes``) or it cannot
-    be made.
+    """A new directory (empty but for its lock file) beside this node's kept checkpoints,
+    to make a copy of ``nbytes`` in for :func:`keep_checkpoint` inside the ``with`` block
+    (removed after it); None when it would not be kept (the bound is 0, or below
+    ``nbytes``) or it cannot be made.
 
     Example:
         >>> saved = os.environ.get("FASTTUNE_STORAGE_CACHE")
         >>> os.environ["FASTTUNE_STORAGE_CACHE"] = tempfile.mkdtemp()
         >>> with node_cache_scratch() as made:
-        ...     os.listdir(made), os.path.basename(made).startswith(".incoming-")
-        ([], True)
+        ...     os.listdir(made), os.path.basename(made).startswith(".scratch-")
+        (['.lock'], True)
         >>> os.path.exists(made)
         False
         >>> _ = os.environ.pop("FASTTUNE_STORAGE_CACHE") if saved is None else os.environ.update(FASTTUNE_STORAGE_CACHE=saved)
@@ -555,18 +555,28 @@ def node_cache_scratch(nbytes: int = 0) -> Iterator[Optional[str]]:
 
 # Scratch in this node's cache (copies being made, copies being removed).  A process
 # killed meanwhile (SIGKILL, the OOM killer) leaves its scratch behind, and no age tells
-# that from a slow copy still being made; so each scratch directory is locked (flock) by
-# its process for its whole life, and a sweep removes only scratch whose lock it can
-# take: the kernel released it when that process died.
-_SCRATCH_PREFIX = ".incoming-"
+# that from a slow copy still being made; so each scratch directory holds a lock file its
+# process locks (flock) for the directory's whole life, and a sweep removes only scratch
+# whose lock it can take: the kernel released it when that process died.  A file opened
+# read-write, not the directory: NFSv4 refuses flock on a read-only descriptor.  A child
+# forked without exec (DataLoader workers) shares the lock: a killed worker's scratch
+# stays until they exit.  Only locked scratch carries _SCRATCH_PREFIX, and it gets that
+# name once locked: scratch that cannot be locked (a file system without locks) and that
+# of fasttune versions without the lock (".incoming-", in this same folder) are never
+# swept while in use.
+_SCRATCH_PREFIX = ".scratch-"
+_UNLOCKED_PREFIX = ".unlocked-"
 _GONE_PREFIX = ".gone-"
-_LOCKED_SCRATCH_TRIES = 8
+_LOCK_FILE = ".lock"
+# This process's locked scratch: NFS emulates flock with POSIX locks, which never stop the
+# process holding them (and its closing any descriptor of the file releases them).
+_own_scratch: set = set()
 
 
 @contextlib.contextmanager
 def _locked_scratch(parent: str) -> Iterator[str]:
-    """A new empty scratch directory in ``parent``, locked while the block runs and
-    removed after it."""
+    """A new scratch directory in ``parent`` (empty but for its lock file), locked while
+    the block runs and removed after it."""
     os.makedirs(parent, exist_ok=True)
     path, fd = _make_locked_directory(parent)
     try:
@@ -575,31 +585,32 @@ def _locked_scratch(parent: str) -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
         if fd is not None:
             os.close(fd)  # the lock goes with it
+            _own_scratch.discard(os.path.basename(path))
 
 
 def _make_locked_directory(parent: str) -> "tuple[str, Optional[int]]":
-    """A new directory in ``parent`` and a descriptor holding its exclusive lock (None where
-    the file system has no locks: such scratch is never swept)."""
+    """A new directory in ``parent`` and a descriptor holding the exclusive lock of its
+    lock file; None, and a name no sweep takes, where the file system has no locks."""
     fcntl = _fcntl()
-    for _ in range(_LOCKED_SCRATCH_TRIES):
-        path = tempfile.mkdtemp(prefix=_SCRATCH_PREFIX, dir=parent)
-        if fcntl is None:
-            return path, None
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:  # a sweep took it before it was locked: another name
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # A sweep may have locked and removed it between its making and this lock.
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                return path, fd
-        except (BlockingIOError, FileNotFoundError):  # a sweep holds it, or removed it
-            pass
-        except OSError:  # no locks on this file system (some network ones)
-            return path, fd
+    # Made under a name no sweep takes, so that none can remove it before it is locked.
+    path = tempfile.mkdtemp(prefix=_UNLOCKED_PREFIX, dir=parent)
+    if fcntl is None:
+        return path, None
+    try:
+        fd = os.open(os.path.join(path, _LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError:  # a full disk, most likely: no scratch left behind
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    locked = os.path.join(parent, _SCRATCH_PREFIX + os.path.basename(path)[len(_UNLOCKED_PREFIX):])
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _own_scratch.add(os.path.basename(locked))
+        os.rename(path, locked)
+    except OSError:  # no locks on this file system (some network ones): never swept
+        _own_scratch.discard(os.path.basename(locked))
         os.close(fd)
-    raise OSError(errno.EAGAIN, f"no scratch directory could be made and locked in {parent}")
+        return path, None
+    return locked, fd
 
 
 def _fcntl() -> Any:
@@ -611,16 +622,18 @@ def _fcntl() -> Any:
 
 
 def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
-    """Remove the scratch that killed processes left in this node's cache: each scratch
-    directory whose lock can be taken (its process died), and what removals left half
-    done (``.gone-*``: whoever removes it, it goes); never one a live process holds.
+    """Remove the scratch that killed processes left in this node's cache: each locked
+    scratch directory (``.scratch-*``) whose lock can be taken (its process died), and
+    what removals left half done (``.gone-*``: whoever removes it, it goes); never one a
+    live process holds, nor scratch made without a lock (``.unlocked-*``, and older
+    fasttune's ``.incoming-*``), which no sweep can tell from a copy being made.
     ``names``: the scratch names in the cache, when the caller has listed it.  Returns
     how many were removed.
 
     Example:
         >>> saved = os.environ.get("FASTTUNE_STORAGE_CACHE")
         >>> os.environ["FASTTUNE_STORAGE_CACHE"] = tempfile.mkdtemp()
-        >>> os.makedirs(os.path.join(cache_root(), "checkpoints", ".incoming-left-by-a-dead-process"))
+        >>> os.makedirs(os.path.join(cache_root(), "checkpoints", ".scratch-left-by-a-dead-process"))
         >>> with node_cache_scratch() as made:
         ...     remove_dead_scratch(), os.path.isdir(made)
         (1, True)
@@ -639,14 +652,22 @@ def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
             continue
-        if fcntl is None:
+        if fcntl is None or name in _own_scratch:
             continue
+        lock_file = os.path.join(path, _LOCK_FILE)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:  # removed meanwhile by its process
+            fd = os.open(lock_file, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:  # its process is removing it, or a removal was cut short
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+            continue
+        except OSError:  # cannot be opened now: left for a later sweep
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(lock_file).st_ino != os.fstat(fd).st_ino:  # removed and made again meanwhile
+                raise FileNotFoundError(lock_file)
         except OSError:  # held: a copy is being made there (or no locks here: left alone)
             os.close(fd)
             continue
@@ -727,8 +748,7 @@ def keep_checkpoint(directory: str, location: Location, token: str) -> bool:
     except OSError:  # (it is only evicted sooner)
         pass
     try:
-        # (The caller's scratch, if the copy was made in one, is alive: no sweep tries it.)
-        _bound_kept(trial_key, target, bound, max_entries, os.path.basename(os.path.dirname(directory)))
+        _bound_kept(trial_key, target, bound, max_entries)
     except OSError:  # the cache cannot be listed now: bounded at the next copy kept
         pass
     return True
@@ -743,18 +763,17 @@ def _move_across_filesystems(directory: str, target: str) -> None:
         os.rename(moved, target)
 
 
-def _bound_kept(trial_key: str, newest: str, bound: int, max_entries: int, own_scratch: str = "") -> None:
+def _bound_kept(trial_key: str, newest: str, bound: int, max_entries: int) -> None:
     """Drop the copies of trial ``trial_key`` other than ``newest`` (its resume needs that
     one), then the least recently used copies while all hold more than ``bound`` bytes or
     number more than ``max_entries`` (then down to nine tenths of that number); and the
     scratch killed processes left (:func:`remove_dead_scratch`), which the same listing
-    shows, so that it never outlives the next copy kept on this node (``own_scratch``, the
-    caller's, is left out)."""
+    shows, so that it never outlives the next copy kept on this node (this process's own,
+    the caller's among them, is left alone)."""
     scratch: List[str] = []
     kept = _scan_kept_root(scratch)
-    others = [name for name in scratch if name != own_scratch]
-    if others:
-        remove_dead_scratch(others)
+    if scratch:
+        remove_dead_scratch(scratch)
     for other in kept:
         if other.trial_key == trial_key and other.path != newest:
             _discard(other.path)
@@ -891,7 +910,13 @@ def upload_directory(source: str, location: Location) -> None:
 
     What was at ``location`` is not cleared first (a request per checkpoint): the runner
     deletes a trial's unreported checkpoints before a restart can write one again.
+
+    Raises:
+        FileNotFoundError: ``source`` is no directory (removed while in use, most likely).
     """
+    if not os.path.isdir(source):  # os.walk of it finds nothing: it would upload an empty checkpoint
+        raise FileNotFoundError(errno.ENOENT, f"Cannot upload to {location.uri}: the local directory "
+                                f"{source} is gone (removed while it was in use)", source)
     files = [os.path.join(directory, name) for directory, _, names in os.walk(source) for name in names]
     try:
         if not files:

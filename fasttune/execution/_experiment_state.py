@@ -291,11 +291,16 @@ def trial_record(trial: Any, keysets: KeySets, checkpoint_rows: Dict[str, int],
     experiment's first resume can use a node's kept copy too."""
     last = trial.last_result
     checkpoint_results = trial.checkpoint_results
-    checkpoints = [
-        [os.path.basename(checkpoint.path), checkpoint_rows.get(checkpoint.path, 0),
-         None if result == last else keysets.encode(result), *(uploads or {}).get(checkpoint.path, ())]
-        for checkpoint, result in checkpoint_results
-    ] if checkpoint_results else []
+    if checkpoint_results:
+        # Looked up once per record: the book's views answer len() and get() in Python.
+        rows_of, upload_of, encode = checkpoint_rows.get, (uploads or {}).get, keysets.encode
+        checkpoints = [
+            [os.path.basename(checkpoint.path), rows_of(checkpoint.path, 0),
+             None if result == last else encode(result), *upload_of(checkpoint.path, ())]
+            for checkpoint, result in checkpoint_results
+        ]
+    else:
+        checkpoints = []
     config = trial.config
     evaluated = trial.evaluated_params
     packed, pickled = (pack_noting_pickles if packer is None else packer.pack)([

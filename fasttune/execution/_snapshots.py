@@ -176,12 +176,15 @@ class SnapshotWriter:
         """Row ``row``'s record; kept for good (and the trial made compact) once it has ended."""
         state = states[trial.trial_id]
         self.dirnames[row] = trial.storage_dirname
-        if self.checkpoint_uploads:  # (the record may carry some)
-            self.records_may_carry_uploads()
         # A TERMINATED trial's uploads are left out: a node drops its copies when the trial
         # ends on it, and only a restore that resumes finished trials could use one (it
         # downloads instead).  PBT never clones a finished trial's checkpoint.
         uploads = self.checkpoint_uploads if trial.status != Trial.TERMINATED else None
+        if uploads and self._format < _state.UPLOADS_FORMAT:
+            # Format 2 only once a record carries an upload: older versions refuse it.
+            upload_of = uploads.get
+            if any(upload_of(checkpoint.path) is not None for checkpoint, _ in trial.checkpoint_results):
+                self.records_may_carry_uploads()
         record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial),
                                               self._packer, uploads)
         if pickled:

@@ -5,6 +5,8 @@ import glob
 import os
 from array import array
 
+import pytest
+
 import fasttune as tune
 from fasttune.execution import _protocol as protocol
 
@@ -94,15 +96,22 @@ def test_the_book_keeps_one_entry_per_checkpoint_with_its_rows_and_upload():
     assert list(book.entries) == [kept[0]] and not book.uploads and dict(book.rows) == {kept[0]: 2}
 
 
+def _one_trial_finished_with_an_upload(path):
+    """A runner of two trials in ``path``: the first ran on node-7 (upload "f0") and ended;
+    returns it and both trials."""
+    runner = random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, 2, random_state=5)
+    runner.trial_executor.trial_ended = lambda slot, trial: None
+    finished, other = runner.get_trials()
+    _run_segment(runner, finished, "node-7", ["checkpoint_000000"], {0: "f0"})
+    runner._on_trial_end(0, finished, protocol.Ended("done", finished.trial_id))
+    return runner, finished, other
+
+
 def test_a_finished_trials_record_carries_no_upload(tmp_path):
     # A node drops its copies when a trial ends there: a restore resuming finished trials
     # downloads, and the ~90 bytes per checkpoint of a finished trial stay out of snapshots.
     path = str(tmp_path / "exp")
-    runner = random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, 2, random_state=5)
-    runner.trial_executor.trial_ended = lambda slot, trial: None
-    finished, paused = runner.get_trials()
-    _run_segment(runner, finished, "node-7", ["checkpoint_000000"], {0: "f0"})
-    runner._on_trial_end(0, finished, protocol.Ended("done", finished.trial_id))
+    runner, finished, paused = _one_trial_finished_with_an_upload(path)
     _run_segment(runner, paused, "node-8", ["checkpoint_000000"], {0: "p0"})
     paused.set_status("PAUSED")
     assert finished.status == "TERMINATED" and len(runner._checkpoints.uploads) == 2
@@ -114,3 +123,35 @@ def test_a_finished_trials_record_carries_no_upload(tmp_path):
     with open(sorted(glob.glob(os.path.join(path, "experiment_state-*")))[-1], "rb") as f:
         snapshot = f.read()
     assert b"p0" in snapshot and b"f0" not in snapshot and b"node-7" not in snapshot
+
+
+def test_a_snapshot_stays_format_1_until_a_record_carries_an_upload(tmp_path, monkeypatch):
+    # Only the records of trials that did not end carry uploads: one whose only uploads are
+    # a finished trial's has none, and a version that reads format 1 still reads it.
+    from fasttune.execution import _experiment_state as state
+
+    path = str(tmp_path / "exp")
+    runner, finished, paused = _one_trial_finished_with_an_upload(path)
+    assert finished.status == "TERMINATED" and runner._checkpoints.uploads
+    runner.checkpoint(force=True)
+    monkeypatch.setattr(state, "FORMAT_VERSION", 1)
+    assert state.load_latest(path)[0]["format"] == 1
+
+    _run_segment(runner, paused, "node-8", ["checkpoint_000000"], {0: "p0"})
+    paused.set_status("PAUSED")
+    runner.checkpoint(force=True)
+    with pytest.raises(state.NewerExperimentState):  # now a record carries one
+        state.load_latest(path)
+
+    # Once format 2, it stays so: after that trial ends too, and in a restored experiment
+    # (its finished trials' records are written again as they were).
+    runner._on_trial_end(0, paused, protocol.Ended("done", paused.trial_id))
+    assert paused.status == "TERMINATED"
+    runner.checkpoint(force=True)
+    monkeypatch.setattr(state, "FORMAT_VERSION", 2)
+    assert state.load_latest(path)[0]["format"] == 2
+    resumed = random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, 2, random_state=5, add=False)
+    resumed.resume()
+    seq = state.latest_seq(path)
+    resumed.checkpoint(force=True)
+    assert state.latest_seq(path) > seq and state.load_latest(path)[0]["format"] == 2

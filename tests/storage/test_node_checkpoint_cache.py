@@ -356,13 +356,13 @@ def test_a_trainable_writing_into_its_restored_directory_resumes_as_without_the_
     # into that directory: the retry resumes from step 2's checkpoint as storage holds it
     # (with the node's copy shared with the trainable's directory it read 4).
     assert [(r["step"], r["restored_from"]) for r in history] == [(1, 0), (2, 0), (3, 2), (4, 2), (5, 2), (6, 2)]
-    # Its records carry uploads: the snapshot says so (format 2); one of a local sweep stays 1.
+    # Its trial ended, so its record carries no upload: the snapshot stays format 1, which
+    # earlier fasttune reads (test_checkpoint_uploads covers the records that carry some).
     snapshot = sorted(name for name in os.listdir(store / "exp") if name.startswith("experiment_state-"))[-1]
-    assert struct.unpack_from("<H", open(store / "exp" / snapshot, "rb").read(), 8) == (2,)
-    # Restored, its finished trials' records are written again as they are: still format 2.
+    assert struct.unpack_from("<H", open(store / "exp" / snapshot, "rb").read(), 8) == (1,)
     tune.Tuner.restore(f"file://{store}/exp", trainable=train_writing_into_its_restored_directory).fit()
     latest = sorted(name for name in os.listdir(store / "exp") if name.startswith("experiment_state-"))[-1]
-    assert latest != snapshot and struct.unpack_from("<H", open(store / "exp" / latest, "rb").read(), 8) == (2,)
+    assert latest != snapshot and struct.unpack_from("<H", open(store / "exp" / latest, "rb").read(), 8) == (1,)
 
 
 def uploaded_by(node, experiment, tmp_path):
@@ -568,7 +568,7 @@ def test_a_worker_starting_removes_what_killed_processes_left(experiment, node_a
 
 
 @pytest.mark.parametrize("swept_after", ["mkdtemp", "open"])
-def test_scratch_swept_before_its_process_locked_it_is_made_again(monkeypatch, tmp_path, swept_after):
+def test_scratch_swept_before_its_process_locked_it_stays(monkeypatch, tmp_path, swept_after):
     import tempfile
 
     monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
@@ -577,16 +577,90 @@ def test_scratch_swept_before_its_process_locked_it_is_made_again(monkeypatch, t
 
     def then_swept(*args, **kwargs):
         made = call(*args, **kwargs)
-        if not swept and (swept_after == "mkdtemp" or ".incoming-" in args[0]):
-            swept.append(None)
+        directory = made if swept_after == "mkdtemp" else os.path.dirname(args[0])
+        if not swept and os.path.basename(directory).startswith(".unlocked-"):
             # Another worker's sweep comes between the scratch's making and its lock.
-            swept[0] = storage.remove_dead_scratch()
+            swept.append((storage.remove_dead_scratch(), os.path.isdir(directory)))
         return made
 
     monkeypatch.setattr(module, swept_after, then_swept)
     with storage.node_cache_scratch() as made:
-        assert swept == [1] and os.path.isdir(made)
+        assert swept == [(0, True)] and os.path.isdir(made)
+        assert os.path.basename(made).startswith(".scratch-")
         assert storage.remove_dead_scratch() == 0 and os.path.isdir(made)  # this one is locked
+
+
+def test_scratch_that_cannot_be_locked_is_never_swept(monkeypatch, tmp_path):
+    import errno
+    import fcntl
+
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
+    flock, refused = fcntl.flock, []
+
+    def no_lock_once(fd, operation):
+        if not refused:  # a network file system's lock service away for a moment
+            refused.append(fd)
+            raise OSError(errno.ENOLCK, "No locks available")
+        return flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", no_lock_once)
+    with storage.node_cache_scratch() as made:
+        os.makedirs(os.path.join(made, "files"))
+        # The next sweep's locks work: it must still tell this live copy from a dead one.
+        assert refused and storage.remove_dead_scratch() == 0 and os.path.isdir(os.path.join(made, "files"))
+    assert not os.path.exists(made)
+
+
+def test_a_sweep_locks_with_a_descriptor_open_for_writing(monkeypatch, tmp_path):
+    import errno
+    import fcntl
+
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
+    flock = fcntl.flock
+
+    def as_nfs4(fd, operation):  # NFSv4 refuses flock on a descriptor opened read-only
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return flock(fd, operation)
+
+    dead, dead_scratch = scratch_holder(tmp_path)
+    dead.kill()
+    dead.wait()
+    dead.stdout.close()
+    monkeypatch.setattr(fcntl, "flock", as_nfs4)
+    with storage.node_cache_scratch() as made:
+        assert storage.remove_dead_scratch() == 1 and not os.path.exists(dead_scratch) and os.path.isdir(made)
+
+
+def test_a_sweep_leaves_its_own_process_scratch_where_locks_would_not_stop_it(monkeypatch, tmp_path):
+    import fcntl
+
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
+    with storage.node_cache_scratch() as made:
+        # NFS emulates flock with POSIX locks: the process holding one takes it again.
+        monkeypatch.setattr(fcntl, "flock", lambda fd, operation: None)
+        assert storage.remove_dead_scratch() == 0 and os.path.isdir(made)
+
+
+def test_a_sweep_leaves_the_scratch_of_fasttune_versions_without_locks(monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
+    kept_root = os.path.join(str(tmp_path), "checkpoints")
+    os.makedirs(kept_root)
+    older = tempfile.mkdtemp(prefix=".incoming-", dir=kept_root)  # an older worker's copy being made, unlocked
+    with storage.node_cache_scratch() as made:  # a sweep of this version's, whose locks work
+        assert storage.remove_dead_scratch() == 0 and os.path.isdir(older) and os.path.isdir(made)
+
+
+def test_uploading_a_directory_that_is_gone_raises_and_writes_nothing(tmp_path):
+    from pyarrow import fs
+
+    out = tmp_path / "storage"
+    at = storage.Location(fs.LocalFileSystem(), str(out / "checkpoint_000000"), f"file://{out}/checkpoint_000000")
+    with pytest.raises(FileNotFoundError, match="is gone"):
+        storage.upload_directory(str(tmp_path / "removed-meanwhile"), at)
+    assert not out.exists()  # no empty checkpoint stands for the lost one
 
 
 def test_the_least_recently_used_copies_go_beyond_the_count_bound(experiment, node_a, tmp_path, monkeypatch):
