@@ -79,6 +79,7 @@ class TrialEventHandlers:
                               or self._callbacks_see_results or self._stopper is not None)
         decided = 0  # results of the batch the stopper, scheduler and searcher have judged
         deciding = False
+        judged_only = 0  # after an error inside a policy: how many results of the batch stay counted
         try:
             if judging:
                 for index, result in enumerate(results):
@@ -96,14 +97,23 @@ class TrialEventHandlers:
             if saved:
                 for index in sorted(saved):
                     self._checkpoint_callbacks(trial, saved[index])
-        except BaseException:
+        except BaseException as error:
             # A callback (or a Ctrl-C between policies) raised before the batch was judged to
             # its end: the snapshot on the way out counts the whole batch and its checkpoints,
             # so the policies judge the rest now.  Not when the error came while a policy
             # judged a result (its own, or a Ctrl-C then): which of them heard it is unknown,
-            # and one that hears a result twice counts it twice.
-            if judging and decided < count and not deciding:
-                self._decide_rest(trial, results[decided:], decision)
+            # and one that hears a result twice counts it twice; the results after it are
+            # then not counted (see _count_judged_only), so a restore reports them again.
+            if judging and decided < count:
+                if deciding:
+                    judged_only = decided + 1
+                else:
+                    self._decide_rest(trial, results[decided:], decision)
+                    # Counted and logged, the rest is never reported again, so the callbacks
+                    # hear it too; not after a second Ctrl-C, which asks to exit at once (as
+                    # in Ray Tune, no callback runs then).
+                    if isinstance(error, Exception):
+                        self._tell_rest(trial, results, decided, saved, times)
             raise
         finally:
             # The batch is counted (results_seen, its checkpoints) above: it reaches the
@@ -115,6 +125,8 @@ class TrialEventHandlers:
                 # also when a callback raised after the decision (_decide marked it first).
                 ingested.mark_last_done()
             self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
+            if 0 < judged_only < count:
+                self._count_judged_only(trial, results, judged_only)
         if self._callbacks_see_batches and results:
             self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
                                  results=results, times=times[:count])
@@ -175,10 +187,10 @@ class TrialEventHandlers:
         whose judging raised (``decision``: the batch's so far), as they would have: a
         STOP or PAUSE they take is in flight (``TrialState.decision_in_flight``) and the
         last result says ``done`` if it ends the trial, so that a restore goes on from the
-        batch's end exactly.  Callbacks do not hear of the results (they may hear a trial
-        end a scheduler's decision brings about, e.g. HyperBand's halving); a policy or
-        callback raising here leaves the rest unjudged (the error already on its way is the
-        one raised, this one is logged)."""
+        batch's end exactly.  Callbacks hear of the results afterwards (``_tell_rest``; they
+        may hear a trial end a scheduler's decision brings about first, e.g. HyperBand's
+        halving); a policy or callback raising here leaves the rest unjudged (the error
+        already on its way is the one raised, this one is logged)."""
         try:
             for result in results:
                 verdict = self._decide(trial, result, decide=decision == TrialScheduler.CONTINUE)
@@ -186,6 +198,34 @@ class TrialEventHandlers:
                     decision = verdict
         except Exception:  # noqa: BLE001 - the batch's own error is the one raised
             logger.exception("Judging the rest of trial %s's results after the error below failed too.", trial)
+
+    def _tell_rest(self, trial: Trial, results: List[Dict[str, Any]], told: int, saved: Dict[int, Checkpoint],
+                   times: List[float]) -> None:
+        """After a callback raised on ``results[told - 1]``: the callbacks hear that result's
+        checkpoint if they had not, then each later result and its checkpoint, in order,
+        then the batch (``on_trial_result_batch``); each callback whatever the others do
+        (failures are logged: the error already on its way is the one raised)."""
+        call, common = self._callbacks.call_each, dict(iteration=self._iteration, trials=self._trials, trial=trial)
+        for index in range(max(told - 1, 0), len(results)):
+            if index >= told:
+                call("on_trial_result", result=results[index], **common)
+            checkpoint = saved.pop(index, None)
+            if checkpoint is not None:
+                call("on_checkpoint", checkpoint=checkpoint, **common)
+                call("on_trial_save", **common)
+        call("on_trial_result_batch", results=results, times=times[:len(results)], **common)
+
+    def _count_judged_only(self, trial: Trial, results: List[Dict[str, Any]], kept: int) -> None:
+        """An error inside a policy (its own, or a Ctrl-C) stopped the judging of this batch
+        at ``results[kept - 1]``: the trial counts only its results up to that one (its
+        files, checkpoints, iteration and last result), so that a restore goes on from its
+        latest checkpoint within them and the policies judge the rest when it is reported
+        again, rather than going on past results no policy judged."""
+        last = results[kept - 1]
+        rows = trial.results_seen - (len(results) - kept)
+        self._checkpoints.forget_after(trial, rows)
+        self._rewind(trial, last.get("training_iteration", 0), last.get("time_total_s", 0.0), rows)
+        trial.last_result = last
 
     def _on_decide(self, slot: int, trial: Trial, event: protocol.Decide) -> None:
         state = self._states[trial.trial_id]
