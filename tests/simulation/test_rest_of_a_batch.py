@@ -17,7 +17,7 @@ import pytest
 import fasttune as tune
 from fasttune.schedulers import HyperBandScheduler
 from fasttune_testing import fit
-from test_simulation_restore import histories, hyperband, simulation, table, tune_config  # noqa: F401 (fixture)
+from test_simulation_restore import HeardHyperBand, histories, hyperband, simulation, table, tune_config  # noqa: F401
 
 AT = 10
 
@@ -46,18 +46,6 @@ class RaiseAt(tune.Callback):
         if self.seen == AT:
             self.raised_on = trial.path
             raise self.error
-
-
-class HeardHyperBand(HyperBandScheduler):
-    """HyperBand that keeps the epochs it judged, by trial directory."""
-
-    def __init__(self):
-        super().__init__(time_attr="epoch", max_t=9, reduction_factor=3)
-        self.heard = {}
-
-    def on_trial_result(self, tune_controller, trial, result):
-        self.heard.setdefault(trial.path, []).append(result["epoch"])
-        return super().on_trial_result(tune_controller, trial, result)
 
 
 def logged(path):
