@@ -65,6 +65,14 @@ def test_after_a_callbacks_error_the_callbacks_hear_the_rest_of_the_batch_in_ord
     assert heard.heard[path] == [1, 2, 3, "checkpoint"]
 
 
+@pytest.fixture
+def no_default_loggers(monkeypatch):
+    # A second Ctrl-C leaves the loggers' writer threads running (it waits for no callback):
+    # none here, so none outlives the test (test_callback counts them).
+    monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+@pytest.mark.usefixtures("no_default_loggers")
 def test_after_a_second_ctrl_c_in_a_callback_no_callback_hears_the_rest(table, tmp_path):
     heard, raising, scheduler = Heard(), RaiseAt(KeyboardInterrupt()), HeardHyperBand()
     with pytest.raises(KeyboardInterrupt):
@@ -92,6 +100,7 @@ class CtrlCInHyperBand(HyperBandScheduler):
         return super().on_trial_result(tune_controller, trial, result)
 
 
+@pytest.mark.usefixtures("no_default_loggers")
 def test_a_ctrl_c_inside_a_policy_leaves_the_rest_of_the_batch_to_be_judged_after_the_restore(table, tmp_path):
     scheduler = CtrlCInHyperBand(str(tmp_path / "pressed"))
     with pytest.raises(KeyboardInterrupt):
