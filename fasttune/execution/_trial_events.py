@@ -107,7 +107,10 @@ class TrialEventHandlers:
             # then not counted (see _count_judged_only), so a restore reports them again.
             if judging and decided < count:
                 if deciding:
-                    judged_only = decided + 1
+                    # Only while the trial goes on: once a STOP or PAUSE is taken (on this
+                    # result too), nothing would report the rest again.
+                    if trial.status == Trial.RUNNING and self._states[trial.trial_id].decision_in_flight is None:
+                        judged_only = decided + 1
                 else:
                     self._decide_rest(trial, results[decided:], decision)
                     # Counted and logged, the rest is never reported again, so the callbacks

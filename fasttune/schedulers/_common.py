@@ -123,6 +123,24 @@ def check_function(value: Any, name: str, owner: str, signature: str, optional: 
     raise TypeError(f"{owner}({name}=...) must be a function {signature}, got {type(value).__name__}.")
 
 
+def starts_over(trial: Any) -> bool:
+    """Whether ``trial``, heard of again in ``on_trial_add`` (the runner adds every trial of a
+    restored experiment again), runs from scratch: PENDING with no result to go on from, as
+    one ``Tuner.restore(..., restart_errored=True)`` (``ResumeConfig`` RESTART) starts over.
+    A scheduler then judges it again from its first result, as a trial added anew, and
+    forgets what its earlier run reported.
+
+    >>> from fasttune.experiment import Trial
+    >>> trial = Trial("f", config={})
+    >>> starts_over(trial), trial.status
+    (True, 'PENDING')
+    >>> trial.last_result = {"training_iteration": 3}
+    >>> starts_over(trial)
+    False
+    """
+    return trial.status == "PENDING" and not trial.last_result
+
+
 def require_metric_and_mode(scheduler: Any) -> None:
     """Raise when the scheduler cannot rank results: no metric or no mode yet."""
     metric, mode = scheduler.metric, scheduler.mode

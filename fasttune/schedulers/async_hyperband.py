@@ -43,6 +43,7 @@ from fasttune.schedulers._common import (
     metric_value,
     require_metric_and_mode,
     save_state,
+    starts_over,
 )
 from fasttune.schedulers.trial_scheduler import DecisionPoints, TrialScheduler
 
@@ -123,6 +124,12 @@ class _Rung:
         self.recorded[trial_id] = value
         if not math.isnan(value):
             bisect.insort(self.sorted, value)
+
+    def forget(self, trial_id: str) -> None:
+        """Drop the trial's value, if it has one here."""
+        value = self.recorded.pop(trial_id, None)
+        if value is not None and not math.isnan(value):
+            del self.sorted[bisect.bisect_left(self.sorted, value)]
 
 
 class _Bracket:
@@ -257,8 +264,15 @@ class AsyncHyperBandScheduler(TrialScheduler):
         return DecisionPoints.reaching(self._time_attr, points, needs=[self._metric])
 
     def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
+        """A trial added again that starts over (restored with ``restart_errored``) is
+        judged at every rung again: the values its earlier run recorded are forgotten, so
+        that its new ones are compared there as a new trial's are."""
         require_metric_and_mode(self)
-        self._assign(trial.trial_id)
+        known = trial.trial_id in self._bracket_of
+        index = self._assign(trial.trial_id)
+        if known and starts_over(trial):
+            for rung in self._brackets[index].rungs:
+                rung.forget(trial.trial_id)
 
     def on_trial_result(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> str:
         if self._metric is None or self._mode is None:

@@ -32,6 +32,10 @@ Differences from Ray Tune, deliberate and documented:
   until its bracket-mates get there and then stopped: the same final state, one pause
   and checkpoint fewer.
 
+A trial restored to start over (``Tuner.restore(..., restart_errored=True)``) is judged
+again from its first milestone: one that had left its bracket (it errored) goes back into
+it when the bracket has not halved since, else into the newest bracket as a new trial.
+
 Decision points: with ``time_attr="training_iteration"`` a trial waits for the driver only
 at its bracket's milestones, the only iterations at which the decision can be anything
 but CONTINUE; any other ``time_attr`` decides at every result.
@@ -53,6 +57,7 @@ from fasttune.schedulers._common import (
     check_number,
     load_state,
     metric_value,
+    starts_over,
     TrialRequests,
     anything_runs,
     require_metric_and_mode,
@@ -240,6 +245,8 @@ class HyperBandScheduler(TrialScheduler):
         self._current: Optional[_Bracket] = None
         self._bracket_of: Dict[str, _Bracket] = {}
         self._resumable: Dict[str, None] = {}  # kept trials to resume, oldest first
+        # Trials that ended while in their bracket: its halvings left then (see _start_again).
+        self._left_at: Dict[str, int] = {}
         self._num_stopped = 0
         self._requests = TrialRequests()
         self._trials: Dict[str, "Trial"] = {}  # not saved: trials are looked up by id
@@ -394,6 +401,7 @@ class HyperBandScheduler(TrialScheduler):
             "current": self._current,
             "bracket_of": self._bracket_of,
             "resumable": list(self._resumable),
+            "left_at": self._left_at,
             "num_stopped": self._num_stopped,
             "requests": self._requests,
         })
@@ -412,6 +420,7 @@ class HyperBandScheduler(TrialScheduler):
         self._current = state["current"]
         self._bracket_of = state["bracket_of"]
         self._resumable = dict.fromkeys(state["resumable"])
+        self._left_at = dict(state.get("left_at") or {})  # (not in a state saved before it was kept)
         self._num_stopped = state["num_stopped"]
         self._requests = state["requests"]
         self._trials = {}
@@ -484,13 +493,17 @@ class HyperBandScheduler(TrialScheduler):
         on its way to the worker: it is paused (until its bracket decides) or stopped now,
         as it was to be, rather than started to run past that point.  One restored to start
         over (nothing reported) runs to its milestone again, ranked as one that has not
-        reported yet: its bracket does not halve on what its earlier run reported."""
+        reported yet: its bracket does not halve on what its earlier run reported; one that
+        had left its bracket (an errored trial restarted) is judged again too (see
+        :meth:`_start_again`)."""
         if trial.status != "PENDING":
             return
         bracket = self._bracket_of[trial.trial_id]
-        if not trial.last_result:
+        if starts_over(trial):
             if trial.trial_id in bracket.live:
                 bracket.start_over(trial.trial_id)
+            else:
+                self._start_again(trial.trial_id, bracket)
             return
         if trial.trial_id in bracket.live:
             if not bracket.keeps_going(trial.trial_id):
@@ -498,12 +511,27 @@ class HyperBandScheduler(TrialScheduler):
         elif trial.last_result.get("done"):  # its last result ended it (not an errored one resumed)
             tune_controller.stop_trial(trial)
 
+    def _start_again(self, trial_id: str, left: _Bracket) -> None:
+        """A trial that had left bracket ``left`` (it ended, e.g. errored) runs again from
+        scratch: back in ``left`` when that bracket has not halved since (its bracket-mates
+        wait for it at the same milestone, as if it had never failed), else into the newest
+        bracket with room (or a new one) as a trial added anew, as Ray Tune adds a restarted
+        trial; either way it is judged at its bracket's milestones."""
+        if self._left_at.pop(trial_id, None) == left.halves:
+            left.live[trial_id] = [0.0, _WORST]
+            return
+        if self._current is None or self._current.filled():
+            self._current = self._new_bracket()
+        self._current.add(trial_id)
+        self._bracket_of[trial_id] = self._current
+
     def _drop(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         """``trial`` ended: leave its bracket, which may now be ready to halve."""
         self._resumable.pop(trial.trial_id, None)
         bracket = self._bracket_of.get(trial.trial_id)
         if bracket is None or not bracket.remove(trial.trial_id):
             return
+        self._left_at[trial.trial_id] = bracket.halves
         if bracket.live and (bracket.halves > 0 or bracket.stop_last_trials):
             self._process(tune_controller, bracket, None)
 

@@ -53,6 +53,7 @@ from fasttune.schedulers._common import (
     anything_runs,
     require_metric_and_mode,
     save_state,
+    starts_over,
     trials_waiting,
 )
 from fasttune.schedulers.trial_scheduler import DecisionPoints, TrialScheduler
@@ -95,6 +96,12 @@ class _Histories:
         """Forget the trial's results at ``time`` or later (it restarted from earlier)."""
         start, count = int(self.start[index]), int(self.count[index])
         self.count[index] = int(np.searchsorted(self.times[start:start + count], time, side="left"))
+
+    def forget(self, index: int) -> None:
+        """Forget all of the trial's results (it starts over)."""
+        self.count[index] = 0
+        self.last_time[index] = -np.inf
+        self.best[index] = np.nan
 
     def append(self, index: int, time: float, value: float) -> None:
         count = int(self.count[index])
@@ -213,8 +220,15 @@ class MedianStoppingRule(TrialScheduler):
         return DecisionPoints.every_result()
 
     def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
+        """A trial added again that starts over (restored with ``restart_errored``) is
+        judged again as a new trial: its earlier run's results and best are forgotten."""
         require_metric_and_mode(self)
         self._requests.trial_added()
+        index = self._index.get(trial.trial_id)
+        if index is not None and starts_over(trial):
+            self._histories.forget(index)
+            self._stopped.pop(trial.trial_id, None)
+            self._last_pause.pop(trial.trial_id, None)
 
     def choose_trial_to_run(self, tune_controller: TuneControllerView) -> Optional["Trial"]:
         """PENDING trials first, then new trials while the search algorithm gives them,

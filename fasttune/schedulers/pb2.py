@@ -197,6 +197,11 @@ class PB2(PopulationBasedTraining):
         self._previous[trial.trial_id] = (time, score, values)
         self._max_time = max(self._max_time, time)
 
+    def _start_over(self, idx: int, trial: "Trial") -> None:
+        super()._start_over(idx, trial)
+        # Its next perturbation point is not a change from where its earlier run stood.
+        self._previous.pop(trial.trial_id, None)
+
     def _start_point(self, donor: "Trial", checkpoint_result: Dict[str, Any]) -> Tuple[float, float]:
         """(time, score) the clone continues from: the donor's checkpoint."""
         donor_idx = self._index[donor.trial_id]

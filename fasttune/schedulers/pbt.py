@@ -46,6 +46,7 @@ from fasttune.schedulers._common import (
     check_number,
     check_numbers,
     is_real_number,
+    starts_over,
     trials_waiting,
 )
 from fasttune.schedulers._pbt_explore import (
@@ -306,12 +307,26 @@ class PopulationBasedTraining(FIFOScheduler):
             self._rows[idx] = getattr(trial, "_row", -1)
             if self._rows[idx] < 0:
                 self._rows_known = min(self._rows_known, idx)
-            return
-        filled: Dict[str, Any] = {}
-        self._fill_missing(trial.config, filled)
-        if filled:
-            trial.evaluated_params.update(filled)
-        self._register(trial)
+        else:
+            known = trial.trial_id in self._restored  # a restored experiment's, first heard of now
+            filled: Dict[str, Any] = {}
+            self._fill_missing(trial.config, filled)
+            if filled:
+                trial.evaluated_params.update(filled)
+            idx = self._register(trial)
+            if not known:
+                return
+        if starts_over(trial):
+            self._start_over(idx, trial)
+
+    def _start_over(self, idx: int, trial: "Trial") -> None:
+        """``trial`` runs again from scratch (restored with ``restart_errored``): it is
+        judged from its first perturbation point on, as a new trial, and its earlier run's
+        score no longer ranks it."""
+        state = self._states[idx]
+        state.last_result, state.resume_iteration = {}, None
+        self._score[idx] = np.nan
+        self._train_time[idx] = self._perturb_time[idx] = 0.0
 
     def _fill_missing(self, config: Dict[str, Any], filled: Dict[str, Any]) -> None:
         fill_missing(config, self._hyperparam_mutations, filled)

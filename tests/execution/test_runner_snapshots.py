@@ -135,8 +135,11 @@ def test_scheduler_state_travels_in_the_snapshot(tmp_path):
     a, b = runner.get_trials()
     for trial in (a, b):
         trial.set_status("RUNNING")
-    asha.on_trial_result(runner, a, {"training_iteration": 1, "loss": 0.2})
-    asha.on_trial_result(runner, b, {"training_iteration": 1, "loss": 0.9})
+    for trial, loss in ((a, 0.2), (b, 0.9)):
+        # As the runner does: the trial's last result is set before the scheduler judges it
+        # (a restored trial without one starts over, and ASHA forgets its values then).
+        trial.last_result = {"training_iteration": 1, "loss": loss}
+        asha.on_trial_result(runner, trial, trial.last_result)
     runner.checkpoint(force=True)
 
     fresh = ASHAScheduler(metric="loss", mode="min", max_t=9, grace_period=1, reduction_factor=3)
