@@ -140,7 +140,7 @@ def round_trips(calls: int) -> Dict[str, Dict[str, float]]:
             return payload
 
         def open_channel(self, path: str, secret: bytes) -> bool:
-            channel.serve(channel.connect(path, secret), self.poll)
+            channel.serve(channel.connect(path, secret), self.poll, lambda commands: None)
             return True
 
     actor = Echo.remote()
@@ -153,7 +153,7 @@ def round_trips(calls: int) -> Dict[str, Dict[str, float]]:
         ray.get(actor.poll.remote(b"x" * 64))
 
     def on_socket() -> None:
-        channel.send_frame(sock, b"x" * 64)
+        channel.send_frame(sock, channel.POLL + b"x" * 64)
         channel.read_frame(sock)
 
     out = {}

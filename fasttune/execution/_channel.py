@@ -4,12 +4,17 @@ A Ray actor call costs ~0.4 ms of CPU on each side; a poll that answers one deci
 (ASHA's first rung, a one-result trial's end) is mostly that cost.  A worker on the
 driver's node therefore carries its polls over a Unix socket instead: the same msgpack
 command and reply bytes as ``TrialWorker.poll``, framed by a 4-byte length, one poll in
-flight at a time.  Ray still creates, interrupts, releases and kills the actor, and still
-reports its death (a socket that closes sends the worker back to Ray's poll, which raises
-the actor's error).  Workers on other nodes keep Ray's calls.
+flight at a time.  Stops and pauses that cannot wait for the poll's reply (``interrupt``)
+travel on the same socket, so they keep their order with the polls around them.  Ray
+still creates, releases and kills the actor, and still reports its death (a socket that
+closes sends the worker back to Ray's poll, which raises the actor's error).  Workers on
+other nodes keep Ray's calls.
 
 The socket lives in a directory only the driver's user can enter, and a worker proves it
 is the one the driver created by sending first the secret it was handed through Ray.
+The driver never blocks on a worker: it reads only what has arrived (``FrameReader``),
+finishes a handshake only once the secret is all there, and gives up a send to a worker
+that takes nothing for ``SEND_TIMEOUT_S``.
 
 Example (both ends in one process):
     >>> listener = ChannelListener()
@@ -24,23 +29,59 @@ from __future__ import annotations
 
 import hmac
 import os
+import queue
 import secrets
+import select
+import selectors
 import shutil
 import socket
 import struct
 import tempfile
 import threading
+import time
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from fasttune.constants import WORKER_CHANNEL_ENV_VAR
 
 _HEADER = struct.Struct("<I")
-_HANDSHAKE_S = 2.0  # a connecting worker sends its secret at once; a silent peer is dropped
+_SECRET_BYTES = 32
+HANDSHAKE_S = 2.0  # a connecting worker sends its secret at once; a silent peer is dropped
+SEND_TIMEOUT_S = 10.0  # a worker that takes none of a frame this long is left to Ray
+POLL = b"P"  # a frame from the driver: a poll's commands
+INTERRUPT = b"I"  # a frame from the driver: commands to apply at once (stop, pause)
 
 
-def send_frame(sock: socket.socket, data: bytes) -> None:
-    """One length-prefixed frame, written whole."""
-    sock.sendall(_HEADER.pack(len(data)) + data)
+def send_frame(sock: socket.socket, data: bytes, timeout: Optional[float] = None) -> None:
+    """One length-prefixed frame, written whole.  With ``timeout``, raises ``TimeoutError``
+    when the peer takes nothing for that long (the frame may then be cut: drop the socket)."""
+    frame = _HEADER.pack(len(data)) + data
+    if timeout is None:
+        sock.sendall(frame)
+    else:
+        _send_within(sock, memoryview(frame), timeout)
+
+
+def send_small_frame(sock: socket.socket, data: bytes) -> bool:
+    """Sends a small frame (an interrupt) now or not at all: False when the socket's buffer
+    has no room for it (the stream is untouched).  Raises OSError if the socket failed."""
+    frame = _HEADER.pack(len(data)) + data
+    try:
+        sent = sock.send(frame, socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False
+    if sent < len(frame):  # a Unix socket queues a small frame whole; finish one cut anyway
+        _send_within(sock, memoryview(frame)[sent:], SEND_TIMEOUT_S)
+    return True
+
+
+def _send_within(sock: socket.socket, view: memoryview, timeout: float) -> None:
+    while view:
+        try:
+            view = view[sock.send(view, socket.MSG_DONTWAIT):]
+        except (BlockingIOError, InterruptedError):
+            if not select.select([], [sock], [], timeout)[1]:
+                raise TimeoutError(f"the peer took none of a frame for {timeout} s") from None
 
 
 def _read_exactly(sock: socket.socket, size: int) -> Optional[bytes]:
@@ -55,7 +96,8 @@ def _read_exactly(sock: socket.socket, size: int) -> Optional[bytes]:
 
 
 def read_frame(sock: socket.socket) -> Optional[bytes]:
-    """The next frame, or None once the peer closed (or died) before a whole one."""
+    """The next frame, blocking until it is whole; None once the peer closed (or died)
+    before a whole one.  (The worker's end reads so; the driver uses ``FrameReader``.)"""
     header = _read_exactly(sock, _HEADER.size)
     if header is None:
         return None
@@ -63,21 +105,86 @@ def read_frame(sock: socket.socket) -> Optional[bytes]:
     return _read_exactly(sock, size) if size else b""
 
 
-class ChannelListener:
-    """The driver's end: a listening Unix socket, and the secret each worker slot must send."""
+class FrameReader:
+    """Frames from a socket read without blocking: ``read`` takes what has arrived and
+    returns the frame it completes, if any.
+
+    Example:
+        >>> left, right = socket.socketpair()
+        >>> reader = FrameReader()
+        >>> left.sendall(_HEADER.pack(5) + b"he")
+        >>> reader.read(right) is None
+        True
+        >>> left.sendall(b"llo")
+        >>> reader.read(right)
+        b'hello'
+        >>> left.close(); right.close()
+    """
+
+    __slots__ = ("_buffer",)
 
     def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def read(self, sock: socket.socket) -> Optional[bytes]:
+        """The next whole frame, or None if it has not all arrived; raises ``EOFError``
+        once the peer closed (``OSError`` if the socket failed)."""
+        buffer = self._buffer
+        while True:
+            frame = self._frame()
+            if frame is not None:
+                return frame
+            try:
+                chunk = sock.recv(1 << 20, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return None
+            if not chunk:
+                raise EOFError("the peer closed the socket")
+            buffer += chunk
+
+    def _frame(self) -> Optional[bytes]:
+        buffer = self._buffer
+        if len(buffer) < _HEADER.size:
+            return None
+        end = _HEADER.size + _HEADER.unpack_from(buffer)[0]
+        if len(buffer) < end:
+            return None
+        frame = bytes(buffer[_HEADER.size:end])
+        del buffer[:end]
+        return frame
+
+
+class ChannelListener:
+    """The driver's end: a listening Unix socket, and the secret each worker slot must send.
+
+    With ``selector`` (a ``selectors`` selector), the listening socket and the connections
+    still in their handshake are registered there with ``data=None``: when one is ready,
+    call ``accept``.
+    """
+
+    def __init__(self, selector: Any = None) -> None:
         self._dir = tempfile.mkdtemp(prefix="fasttune-channel-")  # mode 0700
+        # Removed also when the driver exits without closing it (an error, a Ctrl-C).
+        self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, True)
+        self._selector = None
+        self._secrets: Dict[bytes, int] = {}
+        self._pending: Dict[socket.socket, Tuple[float, bytearray]] = {}  # in handshake: deadline, bytes so far
         self.path = os.path.join(self._dir, "s")
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.socket.bind(self.path)
-        self.socket.listen(64)
+        try:
+            self.socket.bind(self.path)  # e.g. "AF_UNIX path too long" under a long TMPDIR
+            self.socket.listen(64)
+        except OSError:
+            self.close()
+            raise
         self.socket.setblocking(False)
-        self._secrets: Dict[bytes, int] = {}
+        if selector is not None:
+            selector.register(self.socket, selectors.EVENT_READ, None)
+            self._selector = selector
 
     def secret_for(self, slot: int) -> bytes:
         """A new secret that identifies ``slot``'s worker when it connects."""
-        secret = secrets.token_bytes(32)
+        secret = secrets.token_bytes(_SECRET_BYTES)
         self._secrets[secret] = slot
         return secret
 
@@ -87,30 +194,49 @@ class ChannelListener:
                 del self._secrets[secret]
 
     def accept(self) -> List[Tuple[int, socket.socket]]:
-        """The workers that connected since the last call, as ``(slot, socket)``; a peer
-        that does not send a known secret is closed."""
-        accepted = []
+        """The workers whose handshake completed since the last call, as ``(slot, socket)``
+        (blocking sockets: read them with a ``FrameReader``).  Never waits: a connection
+        whose secret has not all arrived is looked at again on the next call, and closed
+        once ``HANDSHAKE_S`` passed; one that sends anything but a known secret is closed."""
         while True:
             try:
                 sock, _ = self.socket.accept()
             except (BlockingIOError, InterruptedError):
-                return accepted
-            sock.setblocking(True)
-            sock.settimeout(_HANDSHAKE_S)
+                break
+            self._pending[sock] = (time.monotonic() + HANDSHAKE_S, bytearray())
+            if self._selector is not None:
+                self._selector.register(sock, selectors.EVENT_READ, None)
+        accepted = []
+        now = time.monotonic()
+        for sock, (deadline, got) in list(self._pending.items()):
+            wanted = _HEADER.size + _SECRET_BYTES - len(got)
             try:
-                secret = read_frame(sock)
+                chunk = sock.recv(wanted, socket.MSG_DONTWAIT)
+                closed = not chunk
+            except (BlockingIOError, InterruptedError):
+                chunk, closed = b"", False
             except OSError:
-                secret = None
-            slot = self._slot_of(secret)
+                chunk, closed = b"", True
+            got += chunk
+            if len(got) < _HEADER.size + _SECRET_BYTES and not closed and now < deadline:
+                continue
+            self._end_handshake(sock)
+            slot = self._slot_of(bytes(got)) if not closed else None
             if slot is None:
                 sock.close()
-                continue
-            sock.settimeout(None)
-            accepted.append((slot, sock))
+            else:
+                accepted.append((slot, sock))
+        return accepted
 
-    def _slot_of(self, secret: Optional[bytes]) -> Optional[int]:
-        if secret is None:
+    def _end_handshake(self, sock: socket.socket) -> None:
+        del self._pending[sock]
+        if self._selector is not None:
+            self._selector.unregister(sock)
+
+    def _slot_of(self, handshake: bytes) -> Optional[int]:
+        if len(handshake) != _HEADER.size + _SECRET_BYTES or _HEADER.unpack_from(handshake)[0] != _SECRET_BYTES:
             return None
+        secret = handshake[_HEADER.size:]
         for known, slot in self._secrets.items():
             if hmac.compare_digest(known, secret):
                 del self._secrets[known]  # one connection a secret
@@ -118,10 +244,14 @@ class ChannelListener:
         return None
 
     def close(self) -> None:
-        try:
-            self.socket.close()
-        finally:
-            shutil.rmtree(self._dir, ignore_errors=True)
+        for sock in list(self._pending):
+            self._end_handshake(sock)
+            sock.close()
+        if self._selector is not None:
+            self._selector.unregister(self.socket)
+            self._selector = None
+        self.socket.close()
+        self._remove_dir()
 
 
 def connect(path: str, secret: bytes) -> socket.socket:
@@ -136,26 +266,61 @@ def connect(path: str, secret: bytes) -> socket.socket:
     return sock
 
 
-def serve(sock: socket.socket, poll: Callable[[bytes], bytes]) -> threading.Thread:
-    """Answers each command frame with ``poll(commands)``'s reply, on a thread of its own,
-    until the driver closes the socket (or ``poll`` raises: the socket closes, and the
-    driver's next poll, through Ray, is the one that hears why)."""
+def serve(sock: socket.socket, poll: Callable[[bytes], bytes], interrupt: Callable[[bytes], None]) -> threading.Thread:
+    """The worker's end, on two threads of its own until the driver closes the socket: one
+    reads the driver's frames (an interrupt is applied at once, a poll handed on), the
+    other answers each poll with ``poll(commands)``'s reply.  A ``poll`` that raises
+    closes the socket: the driver's next poll, through Ray, is the one that hears why."""
+    polls: "queue.SimpleQueue[Optional[bytes]]" = queue.SimpleQueue()
 
-    def run() -> None:
+    def answer() -> None:
+        while True:
+            commands = polls.get()
+            if commands is None:
+                return
+            try:
+                reply = poll(commands)
+            except BaseException:
+                _shut(sock)
+                return
+            try:
+                send_frame(sock, reply)
+            except OSError:
+                return  # the driver went away
+
+    def read() -> None:
         try:
             while True:
-                commands = read_frame(sock)
-                if commands is None:
+                frame = read_frame(sock)
+                if frame is None:
                     return
-                send_frame(sock, poll(commands))
+                kind, commands = frame[:1], frame[1:]
+                if kind == INTERRUPT:
+                    interrupt(commands)
+                else:
+                    polls.put(commands)
         except OSError:
-            return  # the driver went away
+            return
+        except BaseException:
+            _shut(sock)  # an interrupt that raised: told as a poll's failure would be
         finally:
+            # A poll still blocked in ``poll`` ends with its send failing: only when the
+            # driver dropped the socket of a worker it is ending, or is gone itself.
+            polls.put(None)
             sock.close()
 
-    thread = threading.Thread(target=run, name="fasttune-channel", daemon=True)
-    thread.start()
-    return thread
+    answerer = threading.Thread(target=answer, name="fasttune-channel-poll", daemon=True)
+    answerer.start()
+    reader = threading.Thread(target=read, name="fasttune-channel", daemon=True)
+    reader.start()
+    return reader
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def channel_wanted() -> bool:
@@ -163,4 +328,5 @@ def channel_wanted() -> bool:
     return os.environ.get(WORKER_CHANNEL_ENV_VAR, "socket").strip().lower() != "ray"
 
 
-__all__: List[Any] = ["ChannelListener", "channel_wanted", "connect", "read_frame", "send_frame", "serve"]
+__all__: List[Any] = ["ChannelListener", "FrameReader", "INTERRUPT", "POLL", "channel_wanted", "connect",
+                      "read_frame", "send_frame", "send_small_frame", "serve"]

@@ -235,12 +235,19 @@ class TrialWorker:
             sock = channel.connect(path, secret)
         except OSError:
             return False  # e.g. a node in a mount namespace of its own
-        channel.serve(sock, self._poll_on_channel)
+        channel.serve(sock, self._poll_on_channel, self._interrupt_on_channel)
         return True
 
     def _poll_on_channel(self, commands: bytes) -> bytes:
         try:
             return self.poll(commands)
+        except BaseException as exc:
+            self._channel_failure = exc
+            raise
+
+    def _interrupt_on_channel(self, commands: bytes) -> None:
+        try:
+            self.interrupt(commands)
         except BaseException as exc:
             self._channel_failure = exc
             raise

@@ -46,7 +46,7 @@ _MIXED_POLL_MAX_S = 0.005
 
 class _Worker:
     __slots__ = ("slot", "actor", "shape", "resources", "future", "assigned", "commands",
-                 "trainables", "depth", "placement_group", "replied", "node", "channel", "channel_busy")
+                 "trainables", "depth", "placement_group", "replied", "node", "channel", "channel_busy", "reader")
 
     def __init__(self, slot: int, actor: Any, shape: Tuple[Any, ...], resources: Dict[str, float],
                  placement_group: Any = None) -> None:
@@ -58,6 +58,7 @@ class _Worker:
         self.future: Any = None  # its poll in flight on Ray
         self.channel: Any = None  # its socket to the driver, once connected (see _channel)
         self.channel_busy = False  # a poll in flight on the socket
+        self.reader: Any = None  # the socket's FrameReader
         self.assigned: Deque[Any] = deque()  # trials handed to it, the running one first
         self.commands: List[Any] = []  # protocol command records for its next poll
         self.trainables: set = set()
@@ -350,27 +351,30 @@ class RayTrialExecutor:
                 import ray
 
                 self._driver_node = ray.get_runtime_context().get_node_id()
-                self._listener = channel.ChannelListener()
+                self._sockets = selectors.DefaultSelector()
+                self._listener = channel.ChannelListener(self._sockets)
             except Exception as exc:  # noqa: BLE001 - polls stay on Ray, which always works
                 logger.debug("Workers' polls stay on Ray: %s", exc)
                 self._driver_node = None
+                if self._sockets is not None:
+                    self._sockets.close()
+                    self._sockets = None
                 return
-            self._sockets = selectors.DefaultSelector()
-            self._sockets.register(self._listener.socket, selectors.EVENT_READ, None)
         worker.actor.open_channel.remote(self._listener.path, self._listener.secret_for(worker.slot),
                                          self._driver_node)
 
-    def _drop_channel(self, worker: _Worker) -> None:
+    def _drop_channel(self, worker: _Worker) -> bool:
+        """Closes the worker's socket; True if a poll was in flight on it."""
         if self._listener is not None:
             self._listener.forget(worker.slot)
         if worker.channel is None:
-            return
+            return False
         self._sockets.unregister(worker.channel)
         worker.channel.close()
-        worker.channel = None
-        if worker.channel_busy:
-            worker.channel_busy = False
-            self._busy_channels -= 1
+        worker.channel = worker.reader = None
+        busy, worker.channel_busy = worker.channel_busy, False
+        self._busy_channels -= busy
+        return busy
 
     def _blob(self, name: str) -> Tuple[bytes, bytes]:
         if name not in self._blobs:
@@ -420,13 +424,29 @@ class RayTrialExecutor:
         if worker is None:
             return False
         command = protocol.Answer(how, trial.trial_id, checkpoint)
-        worker.actor.interrupt.remote(protocol.encode_commands([command]))
+        payload = protocol.encode_commands([command])
+        # On the socket when there is one, so it keeps its order with the polls sent after it.
+        if not self._interrupt_on_channel(worker, payload):
+            worker.actor.interrupt.remote(payload)
         # The interrupt can reach the worker before the trial's start does (still queued
         # here, or in a poll the worker has not applied yet): the worker then ignores it
         # and would run the trial anyway.  The same command on the next poll comes after
         # the start; once the interrupt did act, the worker ignores the repeat.
         worker.commands.append(command)
         return True
+
+    def _interrupt_on_channel(self, worker: _Worker, payload: bytes) -> bool:
+        if worker.channel is None:
+            return False
+        try:
+            return channel.send_small_frame(worker.channel, channel.INTERRUPT + payload)
+        except OSError:
+            # The stream may hold part of a frame now: the worker cannot be told apart from
+            # a broken one, so it is ended (its poll, moved to Ray, reports that).
+            if self._drop_channel(worker):
+                self._end_actor(worker)
+                self._poll_on_ray(worker, b"")
+            return False
 
     def stop_trial(self, trial: Any) -> bool:
         """End a running or queued trial now, without waiting for its next batch; its
@@ -479,12 +499,14 @@ class RayTrialExecutor:
                 worker.commands = []
                 if worker.channel is not None:
                     try:
-                        channel.send_frame(worker.channel, payload)
+                        channel.send_frame(worker.channel, channel.POLL + payload, channel.SEND_TIMEOUT_S)
                         worker.channel_busy = True
                         self._busy_channels += 1
                         continue
                     except OSError:
-                        self._drop_channel(worker)  # gone: Ray's poll says why
+                        # Gone, or taking nothing: Ray's poll says why, or carries on.  (No
+                        # poll was in flight, and the worker drops a frame it got only part of.)
+                        self._drop_channel(worker)
                 self._poll_on_ray(worker, payload)
 
     def _poll_on_ray(self, worker: _Worker, payload: bytes) -> None:
@@ -577,22 +599,28 @@ class RayTrialExecutor:
                     if worker is None or worker.channel is not None:
                         sock.close()
                         continue
-                    worker.channel = sock
+                    worker.channel, worker.reader = sock, channel.FrameReader()
                     self._sockets.register(sock, selectors.EVENT_READ, slot)
                 continue
             worker = self._workers[slot]
             try:
-                raw = channel.read_frame(worker.channel)
-            except OSError:
-                raw = None
-            came = True
-            if raw is None or not worker.channel_busy:
-                # Closed (the worker died, or its poll raised): Ray's poll reports why, or
-                # carries on if the worker lives.
-                busy = worker.channel_busy
-                self._drop_channel(worker)
-                if busy:
+                raw = worker.reader.read(worker.channel)
+            except (EOFError, OSError):
+                # Closed: the worker died, or its poll raised.  Ray's poll reports why (or
+                # carries on, if the worker lives).
+                came = True
+                if self._drop_channel(worker):
                     self._poll_on_ray(worker, b"")
+                continue
+            if raw is None:
+                continue  # the rest of the frame is still on its way
+            came = True
+            if not worker.channel_busy:
+                # A reply to no poll: the worker is broken, as for a malformed reply.
+                self._replies[slot] = protocol.MalformedReply("it sent a reply to no poll")
+                self._selector.push(slot, EVENT_ERROR)
+                self._drop_channel(worker)
+                self._end_actor(worker)
                 continue
             worker.channel_busy = False
             self._busy_channels -= 1
@@ -680,6 +708,7 @@ class RayTrialExecutor:
         if worker is None:
             return []
         self._drop_channel(worker)
+        self._end_actor(worker)  # a worker whose poll raised still lives, and holds its resources
         self._total_at = 0.0  # its node may be gone: the cluster's resources are looked at again
         self._selector.discard(slot)
         self._release(worker)
@@ -735,17 +764,19 @@ class RayTrialExecutor:
                 pass
 
     def cleanup(self) -> None:
-        self._release_instances()
-        for worker in list(self._workers.values()):
-            self._kill(worker)
-        self._idle.clear()
-        self._pool_epoch += 1
-        self._by_future.clear()
-        self._replies.clear()
-        if self._listener is not None:
-            self._sockets.close()
-            self._listener.close()
-            self._listener = self._sockets = None
+        try:
+            self._release_instances()
+            for worker in list(self._workers.values()):
+                self._kill(worker)
+            self._idle.clear()
+            self._pool_epoch += 1
+            self._by_future.clear()
+            self._replies.clear()
+        finally:
+            if self._listener is not None:
+                self._listener.close()
+                self._sockets.close()
+                self._listener = self._sockets = None
 
 
 def placement_problem(pgf: PlacementGroupFactory, nodes: List[Dict[str, float]]) -> Optional[str]:

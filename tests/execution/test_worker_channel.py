@@ -12,6 +12,7 @@ import fasttune as tune
 from fasttune.execution import _channel as channel
 from fasttune.execution import _worker
 from fasttune.execution._worker import TrialWorker
+from fasttune.execution.ray_trial_executor import RayTrialExecutor
 from fasttune.schedulers import FIFOScheduler
 from fasttune.schedulers.trial_scheduler import DecisionPoints
 
@@ -75,21 +76,103 @@ def test_a_frame_cut_short_by_a_closing_peer_reads_as_closed():
     right.close()
 
 
-def test_serve_answers_each_frame_then_closes_when_poll_raises():
+def test_serve_answers_each_poll_applies_interrupts_at_once_and_closes_when_poll_raises():
     left, right = socket.socketpair()
+    interrupted, release, heard = [], threading.Event(), threading.Event()
+
+    def interrupt(commands):
+        interrupted.append(commands)
+        heard.set()
 
     def poll(commands):
         if commands == b"boom":
             raise ValueError("bad commands")
+        if commands == b"wait":
+            release.wait()  # a long poll, as when the worker has nothing to say yet
         return commands.upper()
 
-    thread = channel.serve(right, poll)
-    channel.send_frame(left, b"abc")
+    thread = channel.serve(right, poll, interrupt)
+    channel.send_frame(left, channel.POLL + b"abc")
     assert channel.read_frame(left) == b"ABC"
-    channel.send_frame(left, b"boom")
+    channel.send_frame(left, channel.POLL + b"wait")
+    channel.send_frame(left, channel.INTERRUPT + b"stop it")  # while the poll waits
+    channel.send_frame(left, channel.POLL + b"after")  # a second poll queues behind the first
+    assert heard.wait(30) and interrupted == [b"stop it"]
+    release.set()
+    assert channel.read_frame(left) == b"WAIT"
+    assert channel.read_frame(left) == b"AFTER"
+    channel.send_frame(left, channel.POLL + b"boom")
     assert channel.read_frame(left) is None
     thread.join()
     left.close()
+
+
+def test_a_frame_reader_returns_a_frame_only_once_it_is_whole_and_never_waits():
+    left, right = socket.socketpair()
+    reader = channel.FrameReader()
+    assert reader.read(right) is None  # nothing yet: returns at once
+    frame = b"x" * 300_000  # more than a socket buffer: arrives in pieces
+    writer = threading.Thread(target=channel.send_frame, args=(left, frame))
+    writer.start()
+    got = None
+    while got is None:
+        got = reader.read(right)
+    writer.join()
+    assert got == frame
+    left.close()
+    with pytest.raises(EOFError):
+        reader.read(right)
+    right.close()
+
+
+def test_an_interrupt_is_sent_whole_or_not_at_all():
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    while True:  # fill the socket's buffer: the peer reads nothing
+        try:
+            left.send(b"f" * 65536)
+        except BlockingIOError:
+            break
+    assert channel.send_small_frame(left, channel.INTERRUPT + b"stop") is False
+    left.close()
+    right.close()
+    a, b = socket.socketpair()
+    assert channel.send_small_frame(a, channel.INTERRUPT + b"stop") is True
+    assert channel.read_frame(b) == channel.INTERRUPT + b"stop"
+    a.close()
+    b.close()
+
+
+def test_a_peer_slow_with_its_secret_does_not_hold_the_driver_up(listener):
+    secret = listener.secret_for(4)
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    slow.connect(listener.path)
+    slow.sendall((32).to_bytes(4, "little") + secret[:10])
+    assert listener.accept() == []  # returns at once, the handshake still pending
+    slow.sendall(secret[10:])
+    [(slot, accepted)] = listener.accept()
+    assert slot == 4
+    accepted.close()
+    slow.close()
+
+
+def test_a_peer_that_announces_a_secret_of_another_size_is_turned_away(listener):
+    listener.secret_for(4)
+    liar = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    liar.connect(listener.path)
+    liar.sendall((1 << 30).to_bytes(4, "little") + b"y" * 32)
+    assert listener.accept() == []
+    assert liar.recv(1) == b""  # closed by the driver
+    liar.close()
+
+
+def test_a_listener_that_cannot_bind_leaves_no_directory(tmp_path, monkeypatch):
+    deep = tmp_path / ("d" * 120)  # too long a path for a Unix socket
+    deep.mkdir()
+    monkeypatch.setattr(channel.tempfile, "tempdir", str(deep))
+    with pytest.raises(OSError):
+        channel.ChannelListener()
+    assert os.listdir(deep) == []
 
 
 def test_a_worker_on_another_node_keeps_its_polls_on_ray(listener, monkeypatch):
@@ -109,7 +192,7 @@ def test_what_a_poll_on_the_socket_raised_is_raised_by_the_next_poll_on_ray(list
     worker = TrialWorker()
     assert worker.open_channel(listener.path, listener.secret_for(0), "node-a") is True
     [(_, sock)] = listener.accept()
-    channel.send_frame(sock, b"\xc1 not msgpack")
+    channel.send_frame(sock, channel.POLL + b"\xc1 not msgpack")
     assert channel.read_frame(sock) is None
     with pytest.raises(msgpack.FormatError):
         worker.poll(b"")
@@ -125,18 +208,32 @@ class _EveryResult(FIFOScheduler):
 
 
 def _counting_frames(monkeypatch):
-    counts = {"replies": 0, "closed": 0}
-    read_frame = channel.read_frame
+    """Counts the replies the driver read on sockets, the sockets it found closed, the polls
+    it sent back to Ray after a close, and the interrupts it sent on sockets."""
+    counts = {"replies": 0, "closed": 0, "moved_to_ray": 0, "interrupts": 0}
+    read, poll_on_ray, send_small = channel.FrameReader.read, RayTrialExecutor._poll_on_ray, channel.send_small_frame
 
-    def counted(sock):
+    def counted_read(reader, sock):
         try:
-            frame = read_frame(sock)
-        except OSError:  # reset: the dead worker had not read the driver's last frame
-            frame = None
-        counts["replies" if frame is not None else "closed"] += 1
+            frame = read(reader, sock)
+        except (EOFError, OSError):
+            counts["closed"] += 1
+            raise
+        counts["replies"] += frame is not None
         return frame
 
-    monkeypatch.setattr(channel, "read_frame", counted)
+    def counted_poll_on_ray(executor, worker, payload):
+        counts["moved_to_ray"] += payload == b""  # only the fallback after a close sends none
+        return poll_on_ray(executor, worker, payload)
+
+    def counted_send_small(sock, data):
+        sent = send_small(sock, data)
+        counts["interrupts"] += sent
+        return sent
+
+    monkeypatch.setattr(channel.FrameReader, "read", counted_read)
+    monkeypatch.setattr(RayTrialExecutor, "_poll_on_ray", counted_poll_on_ray)
+    monkeypatch.setattr(channel, "send_small_frame", counted_send_small)
     return counts
 
 
@@ -158,7 +255,7 @@ def test_a_sweep_runs_the_same_with_polls_on_the_socket_or_on_ray(ray_session, t
     if mode == "socket":
         assert counts["replies"] > 0  # 80 decisions: all but a new worker's first polls
     else:
-        assert counts == {"replies": 0, "closed": 0}
+        assert counts == {"replies": 0, "closed": 0, "moved_to_ray": 0, "interrupts": 0}
 
 
 def test_a_worker_killed_while_its_poll_is_on_the_socket_fails_its_trial_once(ray_session, tmp_path, monkeypatch):
@@ -180,6 +277,51 @@ def test_a_worker_killed_while_its_poll_is_on_the_socket_fails_its_trial_once(ra
                                   failure_config=tune.FailureConfig(max_failures=1))).fit()
     [result] = list(grid)
     assert marker.exists() and result.error is None and result.metrics["score"] == 10
-    # The death was seen as the socket closing; the retry started over (no checkpoint).
-    assert counts["closed"] >= 1, counts
+    # The death was seen as the socket closing while its poll was in flight there: the poll
+    # moved to Ray, which said the actor died; the retry started over (no checkpoint).
+    assert counts["closed"] >= 1 and counts["moved_to_ray"] == 1, counts
     assert list(result.metrics_dataframe["training_iteration"])[-10:] == list(range(1, 11))
+
+
+class _StopBetweenDecisionPoints(FIFOScheduler):
+    """Stops each trial at iteration 3 without a decision point there: the STOP reaches
+    the running worker as an interrupt."""
+
+    def decision_points(self, trial):
+        return DecisionPoints.never()
+
+    def on_trial_result(self, tune_controller, trial, result):
+        return self.STOP if result["training_iteration"] >= 3 else self.CONTINUE
+
+
+def _reports_until_stopped(config):
+    for i in range(1, 10_000_000):
+        tune.report({"score": i})
+
+
+def test_a_stop_between_decision_points_reaches_the_worker_on_its_socket(ray_session, tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTTUNE_WORKER_CHANNEL", "socket")
+    counts = _counting_frames(monkeypatch)
+    grid = tune.Tuner(
+        _reports_until_stopped, param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=_StopBetweenDecisionPoints()),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="interrupts", verbose=0)).fit()
+    assert grid.num_errors == 0 and grid.num_terminated == 2
+    assert all(result.metrics["training_iteration"] >= 3 for result in grid)
+    assert counts["interrupts"] >= 1, counts  # the first trial's worker is on its socket by then
+
+
+def test_workers_on_the_socket_and_on_ray_side_by_side(ray_session, tmp_path, monkeypatch):
+    # As on a cluster, where workers on other nodes keep Ray's calls: the loop waits on both.
+    monkeypatch.setenv("FASTTUNE_WORKER_CHANNEL", "socket")
+    counts = _counting_frames(monkeypatch)
+    offer = RayTrialExecutor._offer_channel
+    monkeypatch.setattr(RayTrialExecutor, "_offer_channel",
+                        lambda executor, worker: offer(executor, worker) if worker.slot % 2 == 0 else None)
+    grid = tune.Tuner(
+        _history_fn, param_space={"x": tune.grid_search([1, 2, 3, 4, 5, 6])},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=_EveryResult(), reuse_actors=False),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="mixed", verbose=0)).fit()
+    histories = sorted(list(result.metrics_dataframe["score"]) for result in grid)
+    assert histories == [[x * i for i in range(1, 21)] for x in (1, 2, 3, 4, 5, 6)]
+    assert counts["replies"] > 0
