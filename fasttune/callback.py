@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from fasttune.error import TuneError
 
@@ -102,6 +102,9 @@ class CallbackList:
                     f"{type(callback).__name__}; subclass tune.Callback."
                 )
         self._by_hook = {hook: [c for c in self._callbacks if c._wants(hook)] for hook in _HOOKS}
+        # The last failure of call(): (hook, position of the callback among that hook's, the
+        # error raised), so that finish() can call that hook on the callbacks after it.
+        self.failure: Optional[Tuple[str, int, TuneError]] = None
 
     def wants(self, hook: str) -> bool:
         return bool(self._by_hook[hook])
@@ -111,20 +114,54 @@ class CallbackList:
         try:
             for callback in self._by_hook[hook]:
                 getattr(callback, hook)(**kwargs)
-        except TuneError:
-            raise
         except Exception as exc:
-            raise TuneError(
+            error = exc if isinstance(exc, TuneError) else TuneError(
                 f"The callback {type(callback).__name__}.{hook} raised {type(exc).__name__}: {exc}. "
                 "The experiment stopped there (its state is saved); fix the callback, or leave it out of "
                 "RunConfig(callbacks=...), and continue with Tuner.restore()."
-            ) from exc
+            )
+            position = next(i for i, c in enumerate(self._by_hook[hook]) if c is callback)
+            self.failure = (hook, position, error)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def finish(self, error: BaseException, hook: str, **kwargs: Any) -> bool:
+        """If ``error`` is what :meth:`call` raised when a callback's ``hook`` failed, call
+        ``hook`` on the callbacks after that one, each whatever the others do (as
+        :meth:`call_each`), and return True; else call nothing and return False.
+
+        Example:
+            >>> class Fails(Callback):
+            ...     def on_trial_save(self, **info): raise ValueError("full disk")
+            >>> class Counts(Callback):
+            ...     saves = 0
+            ...     def on_trial_save(self, **info): self.saves += 1
+            >>> counts = Counts()
+            >>> callbacks = CallbackList([Fails(), counts])
+            >>> try:
+            ...     callbacks.call("on_trial_save", iteration=0, trials=[], trial=None)
+            ... except TuneError as raised:
+            ...     error = raised
+            >>> callbacks.finish(error, "on_trial_save", iteration=0, trials=[], trial=None), counts.saves
+            (True, 1)
+        """
+        if self.failure is None or self.failure[0] != hook or self.failure[2] is not error:
+            return False
+        position = self.failure[1]
+        self.failure = None
+        self._call_each(self._by_hook[hook][position + 1:], hook, kwargs)
+        return True
 
     def call_each(self, hook: str, **kwargs: Any) -> None:
         """Call ``hook`` on each callback that overrides it, each whatever the others do:
         one that raises is logged, naming it, and the next is called (how an experiment
         that already failed ends its callbacks, so that the loggers' files still close)."""
-        for callback in self._by_hook[hook]:
+        self._call_each(self._by_hook[hook], hook, kwargs)
+
+    @staticmethod
+    def _call_each(callbacks: List[Callback], hook: str, kwargs: Dict[str, Any]) -> None:
+        for callback in callbacks:
             try:
                 getattr(callback, hook)(**kwargs)
             except Exception:  # noqa: BLE001 - the experiment's own error is the one raised

@@ -50,10 +50,11 @@ class CheckpointBook:
         self.uploads = _UploadsView(self.entries)
 
     def record(self, trial: Any, state: Any, name: str, result: Dict[str, Any], rows: int,
-               token: str = "", node: Optional[str] = None) -> Checkpoint:
+               token: str = "", node: Optional[str] = None, retain: bool = True) -> Checkpoint:
         """Record the checkpoint directory ``name`` that ``trial``'s worker persisted,
         saved with ``result`` after ``rows`` result lines (uploaded under ``token`` from
-        the Ray node ``node``, in storage); apply retention."""
+        the Ray node ``node``, in storage); apply retention unless ``retain`` is false
+        (the caller calls :meth:`retain` later)."""
         checkpoint = Checkpoint._written_by_worker(os.path.join(trial.path, name))
         try:
             index = int(name.rsplit("_", 1)[-1])
@@ -66,11 +67,18 @@ class CheckpointBook:
         trial.checkpoint_results.append((checkpoint, dict(result)))
         # A rewrite whose token is unknown: no node's copy holds it.
         self._set(checkpoint.path, CheckpointEntry(rows, (token, node) if token else None))
-        self._retain(trial)
+        if retain:
+            self.retain(trial)
+        else:
+            trial.checkpoints = [c for c, _ in trial.checkpoint_results]
         return checkpoint
 
-    def _retain(self, trial: Any) -> None:
-        """Keep the best ``num_to_keep`` checkpoints and the latest; delete the rest."""
+    def retain(self, trial: Any) -> None:
+        """Apply ``trial``'s ``CheckpointConfig`` retention: keep the best ``num_to_keep``
+        checkpoints and the latest; delete the rest.  A reply's checkpoints are recorded
+        with retention deferred to here, once the reply's results are judged and any that
+        no policy judged are forgotten (``forget_after``): else the checkpoints of those
+        results could have evicted the one the trial then goes on from."""
         config = trial.checkpoint_config
         kept = select_checkpoints_to_keep(
             trial.checkpoint_results,

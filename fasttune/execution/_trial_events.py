@@ -63,16 +63,19 @@ class TrialEventHandlers:
         config = trial.config
         for result in results:  # as Ray Tune's results carry it (result.json has it once already)
             result["config"] = config
+        last_before = trial.last_result  # the batch's cut may drop all of it
         if ingested.last is not None:
             trial.last_result = ingested.last
         saved: Dict[int, Checkpoint] = {}  # by result index: callbacks hear of each after its result
+        saved_any = False  # retention applies once the batch is judged (and maybe cut)
         if checkpoints:
             logged_before = trial.results_seen - count
             state, tokens = self._states[trial.trial_id], event.tokens
             for index, name in sorted(checkpoints.items()):
                 if index < count:
+                    saved_any = True
                     saved[index] = self._checkpoints.record(trial, state, name, results[index], logged_before + index + 1,
-                                                            tokens.get(index, ""), state.node)
+                                                            tokens.get(index, ""), state.node, retain=False)
         # Late results of a trial the driver already ended are logged, not judged.
         judged = ingested.error is None and trial.status == Trial.RUNNING
         decision = TrialScheduler.CONTINUE
@@ -80,7 +83,7 @@ class TrialEventHandlers:
                               or self._callbacks_see_results or self._stopper is not None)
         decided = 0  # results of the batch the stopper, scheduler and searcher have judged
         deciding = False
-        judged_only = 0  # after an error inside a policy: how many results of the batch stay counted
+        judged_only: Optional[int] = None  # after an error inside a policy: how many results of the batch stay counted
         try:
             if judging:
                 for index, result in enumerate(results):
@@ -93,8 +96,10 @@ class TrialEventHandlers:
                     if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
                         decision = verdict
                     self._tell_callbacks(trial, result)
-                    if index in saved:
-                        self._checkpoint_callbacks(trial, saved.pop(index))
+                    checkpoint = saved.get(index)
+                    if checkpoint is not None:
+                        self._checkpoint_callbacks(trial, checkpoint)
+                        del saved[index]  # (kept while they run: _tell_rest finishes a hook that raised)
             if saved:
                 for index in sorted(saved):
                     self._checkpoint_callbacks(trial, saved[index])
@@ -103,21 +108,21 @@ class TrialEventHandlers:
             # its end: the snapshot on the way out counts the whole batch and its checkpoints,
             # so the policies judge the rest now.  Not when the error came while a policy
             # judged a result (its own, or a Ctrl-C then): which of them heard it is unknown,
-            # and one that hears a result twice counts it twice; the results after it are
-            # then not counted (see _count_judged_only), so a restore reports them again.
-            if judging and decided < count:
-                if deciding:
-                    # Only while the trial goes on: once a STOP or PAUSE is taken (on this
-                    # result too), nothing would report the rest again.
-                    if trial.status == Trial.RUNNING and self._states[trial.trial_id].decision_in_flight is None:
-                        judged_only = decided + 1
-                else:
+            # and one that hears a result twice counts it twice; it and the results after it
+            # are then not counted (see _count_judged_only), so a restore reports them again.
+            if judging and deciding:
+                # Only while the trial goes on: once a STOP or PAUSE is taken (on this
+                # result too), nothing would report the rest again.
+                if trial.status == Trial.RUNNING and self._states[trial.trial_id].decision_in_flight is None:
+                    judged_only = decided
+            elif judging:
+                if decided < count:
                     self._decide_rest(trial, results[decided:], decision)
-                    # Counted and logged, the rest is never reported again, so the callbacks
-                    # hear it too; not after a second Ctrl-C, which asks to exit at once (as
-                    # in Ray Tune, no callback runs then).
-                    if isinstance(error, Exception):
-                        self._tell_rest(trial, results, decided, saved, times)
+                # Counted and logged, the rest (and the hook that raised, on the last result
+                # too) is never reported again, so the callbacks hear it; not after a second
+                # Ctrl-C, which asks to exit at once (as in Ray Tune, no callback runs then).
+                if isinstance(error, Exception):
+                    self._tell_rest(trial, results, decided, saved, times, error)
             raise
         finally:
             # The batch is counted (results_seen, its checkpoints) above: it reaches the
@@ -129,8 +134,10 @@ class TrialEventHandlers:
                 # also when a callback raised after the decision (_decide marked it first).
                 ingested.mark_last_done()
             self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
-            if 0 < judged_only < count:
-                self._count_judged_only(trial, results, judged_only)
+            if judged_only is not None:
+                self._count_judged_only(trial, results, judged_only, last_before)
+            if saved_any:
+                self._checkpoints.retain(trial)
         if self._callbacks_see_batches and results:
             self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
                                  results=results, times=times[:count])
@@ -204,28 +211,41 @@ class TrialEventHandlers:
             logger.exception("Judging the rest of trial %s's results after the error below failed too.", trial)
 
     def _tell_rest(self, trial: Trial, results: List[Dict[str, Any]], told: int, saved: Dict[int, Checkpoint],
-                   times: List[float]) -> None:
-        """After a callback raised on ``results[told - 1]``: the callbacks hear that result's
-        checkpoint if they had not, then each later result and its checkpoint, in order,
-        then the batch (``on_trial_result_batch``); each callback whatever the others do
-        (failures are logged: the error already on its way is the one raised)."""
-        call, common = self._callbacks.call_each, dict(iteration=self._iteration, trials=self._trials, trial=trial)
+                   times: List[float], error: BaseException) -> None:
+        """After a callback raised ``error`` on ``results[told - 1]`` or its checkpoint: the
+        callbacks after it hear what it failed on (``CallbackList.finish``), all hear that
+        result's checkpoint (or ``on_trial_save``) if they had not, then each later result
+        and its checkpoint, in order, then the batch (``on_trial_result_batch``); each
+        callback whatever the others do (failures are logged: ``error`` is the one raised)."""
+        callbacks, common = self._callbacks, dict(iteration=self._iteration, trials=self._trials, trial=trial)
+        call = callbacks.call_each
         for index in range(max(told - 1, 0), len(results)):
+            checkpoint = saved.pop(index, None)
             if index >= told:
                 call("on_trial_result", result=results[index], **common)
-            checkpoint = saved.pop(index, None)
+            elif callbacks.finish(error, "on_checkpoint", checkpoint=checkpoint, **common):
+                call("on_trial_save", **common)
+                continue
+            elif callbacks.finish(error, "on_trial_save", **common):
+                continue
+            else:
+                callbacks.finish(error, "on_trial_result", result=results[index], **common)
             if checkpoint is not None:
                 call("on_checkpoint", checkpoint=checkpoint, **common)
                 call("on_trial_save", **common)
         call("on_trial_result_batch", results=results, times=times[:len(results)], **common)
 
-    def _count_judged_only(self, trial: Trial, results: List[Dict[str, Any]], kept: int) -> None:
+    def _count_judged_only(self, trial: Trial, results: List[Dict[str, Any]], kept: int,
+                           last_before: Dict[str, Any]) -> None:
         """An error inside a policy (its own, or a Ctrl-C) stopped the judging of this batch
-        at ``results[kept - 1]``: the trial counts only its results up to that one (its
-        files, checkpoints, iteration and last result), so that a restore goes on from its
-        latest checkpoint within them and the policies judge the rest when it is reported
-        again, rather than going on past results no policy judged."""
-        last = results[kept - 1]
+        at ``results[kept]``: the trial counts only its results before that one (its files,
+        checkpoints, iteration and last result; ``last_before``, its last result before the
+        batch, when none), so that a restore goes on from its latest checkpoint within them
+        and the policies judge the rest, the one being judged included, when it is reported
+        again, rather than going on past results no policy judged.  (Which policies heard
+        that one is unknown; a policy that had changed its state on it and then raised hears
+        it twice after the restore, which no cut can prevent.)"""
+        last = results[kept - 1] if kept else last_before
         rows = trial.results_seen - (len(results) - kept)
         self._checkpoints.forget_after(trial, rows)
         self._rewind(trial, last.get("training_iteration", 0), last.get("time_total_s", 0.0), rows)

@@ -494,8 +494,8 @@ class HyperBandScheduler(TrialScheduler):
         as it was to be, rather than started to run past that point.  One restored to start
         over (nothing reported) runs to its milestone again, ranked as one that has not
         reported yet: its bracket does not halve on what its earlier run reported; one that
-        had left its bracket (an errored trial restarted) is judged again too (see
-        :meth:`_start_again`)."""
+        had left its bracket (an errored trial restarted, or resumed from its checkpoint) is
+        judged again too (see :meth:`_start_again`), not run unjudged past ``max_t``."""
         if trial.status != "PENDING":
             return
         bracket = self._bracket_of[trial.trial_id]
@@ -505,25 +505,52 @@ class HyperBandScheduler(TrialScheduler):
             else:
                 self._start_again(trial.trial_id, bracket)
             return
-        if trial.trial_id in bracket.live:
-            if not bracket.keeps_going(trial.trial_id):
-                tune_controller.pause_trial(trial)
-        elif trial.last_result.get("done"):  # its last result ended it (not an errored one resumed)
-            tune_controller.stop_trial(trial)
+        if trial.trial_id not in bracket.live:
+            if trial.last_result.get("done"):  # its last result ended it
+                tune_controller.stop_trial(trial)
+                return
+            # An errored trial resumed from its checkpoint: judged again from where it is.
+            time, value = self._progress(trial)
+            bracket = self._start_again(trial.trial_id, bracket, time, value)
+            if bracket.halves == 0 and not bracket.keeps_going(trial.trial_id):
+                tune_controller.stop_trial(trial)  # at its bracket's last milestone: done
+                return
+        else:
+            time, value = self._progress(trial)
+            if bracket.live[trial.trial_id][0] != time:
+                # Its bracket heard of a result the runner then did not count (an error
+                # while this scheduler judged it): the trial reports it again.
+                bracket.update(trial.trial_id, time, value)
+        if not bracket.keeps_going(trial.trial_id):
+            tune_controller.pause_trial(trial)
 
-    def _start_again(self, trial_id: str, left: _Bracket) -> None:
-        """A trial that had left bracket ``left`` (it ended, e.g. errored) runs again from
-        scratch: back in ``left`` when that bracket has not halved since (its bracket-mates
-        wait for it at the same milestone, as if it had never failed), else into the newest
-        bracket with room (or a new one) as a trial added anew, as Ray Tune adds a restarted
-        trial; either way it is judged at its bracket's milestones."""
+    def _progress(self, trial: "Trial") -> Tuple[float, float]:
+        """``trial``'s time and signed value by its last result (``_WORST`` without one)."""
+        result = trial.last_result
+        raw = result.get(self._metric)
+        value = _WORST
+        if raw is not None:
+            value = metric_value(raw, self._metric, type(self).__name__, trial)
+            value = _WORST if math.isnan(value) else (value if self._mode == "max" else -value)
+        return float(result.get(self._time_attr) or 0.0), value
+
+    def _start_again(self, trial_id: str, left: _Bracket, time: float = 0.0, value: float = _WORST) -> _Bracket:
+        """A trial that had left bracket ``left`` (it ended, e.g. errored) runs again, from
+        scratch or (``time``, ``value``: its progress) from a checkpoint: back in ``left``
+        when that bracket has not halved since (its bracket-mates wait for it at the same
+        milestone, as if it had never failed), else into the newest bracket with room (or a
+        new one), as Ray Tune adds a restarted trial; either way it is judged at its
+        bracket's milestones, which returns."""
         if self._left_at.pop(trial_id, None) == left.halves:
             left.live[trial_id] = [0.0, _WORST]
-            return
+            left.update(trial_id, time, value)
+            return left
         if self._current is None or self._current.filled():
             self._current = self._new_bracket()
         self._current.add(trial_id)
+        self._current.update(trial_id, time, value)
         self._bracket_of[trial_id] = self._current
+        return self._current
 
     def _drop(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         """``trial`` ended: leave its bracket, which may now be ready to halve."""

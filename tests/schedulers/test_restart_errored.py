@@ -122,8 +122,8 @@ class InterruptAfterAnError(tune.Callback):
 QUALITY = [(i * 7) % 17 for i in range(17)]
 
 
-def simulated(tmp_path, name, scheduler, failing_q=None, callbacks=()):
-    simulation = Simulation(Linear(QUALITY, failing_q), num_workers=3, write_results=True)
+def simulated(tmp_path, name, scheduler, failing_q=None, callbacks=(), fails_at_start=1):
+    simulation = Simulation(Linear(QUALITY, failing_q, fails_at_start), num_workers=3, write_results=True)
     return fit(simulation, str(tmp_path), name=name, space={"q": tune.grid_search(QUALITY)}, callbacks=list(callbacks),
                tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=scheduler))
 
@@ -164,6 +164,30 @@ def test_hyperband_adds_a_restarted_trial_whose_bracket_went_on_to_a_bracket_ane
     grid = tune.Tuner.restore(str(tmp_path / "cut"), trainable=simulation, restart_errored=True).fit()
     assert grid.num_errors == 0
     assert simulated_finals(grid)[0] == 9
+
+
+@pytest.mark.parametrize("failing_q,final", [
+    (11, 9),  # kept at milestone 3 of bracket s=1: back in it (its last round), stopped at 9
+    (12, 9),  # paused at milestone 1 of bracket s=2, which halved on without it: a new bracket
+], ids=["its-bracket", "a-new-bracket"])
+def test_hyperband_judges_an_errored_trial_resumed_from_its_checkpoint_in_a_bracket(tmp_path, failing_q, final):
+    """A trial fails as it resumes after its first milestone (the sweep ends without it).
+    Resumed from its checkpoint (resume_errored), it is judged again from where it was:
+    back in its bracket when that bracket has not halved since, else in a new one; not run
+    unjudged to its end (epoch 12) past max_t."""
+    def scheduler():
+        return HyperBandScheduler(time_attr="epoch", max_t=9, reduction_factor=3)
+
+    whole = simulated_finals(simulated(tmp_path, "whole", scheduler()))
+    cut = simulated(tmp_path, "cut", scheduler(), failing_q=failing_q, fails_at_start=2)
+    assert cut.num_errors == 1
+    simulation = Simulation(Linear(QUALITY), num_workers=3, write_results=True)
+    grid = tune.Tuner.restore(str(tmp_path / "cut"), trainable=simulation, resume_errored=True).fit()
+    assert grid.num_errors == 0
+    finals = simulated_finals(grid)
+    assert finals[failing_q] == final
+    if failing_q == 11:
+        assert finals == whole
 
 
 @pytest.mark.usefixtures("ray_session")

@@ -4,8 +4,10 @@ one of them, the rest of that reply:
 * after a callback's error: the stopper, scheduler and searcher judge it and the callbacks
   hear it, in order (it is counted and logged, so it is never reported again);
 * after a second Ctrl-C in a callback: judged, but no callback runs (exit at once);
-* after an error inside a policy (a Ctrl-C there): not counted, so a restore reports it
-  again and the policies judge it then; the sweep ends as if never interrupted.
+* after an error inside a policy (a Ctrl-C there): not counted, from the result being
+  judged on, so a restore reports them again and the policies judge them then; the sweep
+  ends as if never interrupted.  The case no cut can mend: a policy that had finished its
+  state change on that result and then raised hears it twice after the restore.
 
 The 10th result of the sweep is the first of a reply of three (epochs 1 to 3, up to
 HyperBand's milestone 3; see test_simulation_restore)."""
@@ -15,7 +17,9 @@ import os
 import pytest
 
 import fasttune as tune
+from fasttune.execution import _experiment_state as state
 from fasttune.schedulers import HyperBandScheduler
+from fasttune.simulation import Simulation
 from fasttune_testing import fit
 from test_simulation_restore import HeardHyperBand, histories, hyperband, simulation, table, tune_config  # noqa: F401
 
@@ -53,16 +57,47 @@ def logged(path):
         return [json.loads(line)["epoch"] for line in f]
 
 
-def test_after_a_callbacks_error_the_callbacks_hear_the_rest_of_the_batch_in_order(table, tmp_path):
+@pytest.mark.parametrize("raising_first", [False, True])
+def test_after_a_callbacks_error_the_callbacks_hear_the_rest_of_the_batch_in_order(table, tmp_path, raising_first):
     heard, raising, scheduler = Heard(), RaiseAt(RuntimeError("a callback failed")), HeardHyperBand()
     with pytest.raises(tune.TuneError, match="a callback failed"):
         fit(simulation(table), str(tmp_path), name="cut", space=table.search_space,
-            tune_config=tune_config(table, scheduler), callbacks=[heard, raising])
+            tune_config=tune_config(table, scheduler), callbacks=[raising, heard] if raising_first else [heard, raising])
     path = raising.raised_on
     assert logged(path) == [1, 2, 3]  # it raised on the first result of the reply
     assert scheduler.heard[path] == [1, 2, 3]
-    # The result it raised on, then the two after it and the checkpoint saved with the last.
+    # The result it raised on (after it raised, when it came first), then the two after it
+    # and the checkpoint saved with the last.
     assert heard.heard[path] == [1, 2, 3, "checkpoint"]
+
+
+class HeardSaves(Heard):
+    """Keeps "save" for ``on_trial_save`` too."""
+
+    def on_trial_save(self, iteration, trials, trial, **info):
+        self.heard.setdefault(trial.path, []).append("save")
+
+
+class RaiseAtFirstCheckpoint(tune.Callback):
+    """Raises at the sweep's first checkpoint saved with a result at epoch 3 (a milestone:
+    it comes with the result, not after the trial's end)."""
+
+    def __init__(self):
+        self.raised_on = None
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        if self.raised_on is None and trial.last_result["epoch"] == 3:
+            self.raised_on = trial.path
+            raise RuntimeError("a callback failed")
+
+
+def test_after_a_callbacks_error_on_a_checkpoint_the_callbacks_after_it_hear_it_and_all_hear_it_saved(table, tmp_path):
+    heard, raising = HeardSaves(), RaiseAtFirstCheckpoint()
+    with pytest.raises(tune.TuneError, match="a callback failed"):
+        fit(simulation(table), str(tmp_path), name="cut", space=table.search_space,
+            tune_config=tune_config(table, hyperband()), callbacks=[raising, heard])
+    # The checkpoint came with the reply's last result.
+    assert heard.heard[raising.raised_on] == logged(raising.raised_on) + ["checkpoint", "save"]
 
 
 @pytest.fixture
@@ -84,29 +119,30 @@ def test_after_a_second_ctrl_c_in_a_callback_no_callback_hears_the_rest(table, t
 
 
 class CtrlCInHyperBand(HyperBandScheduler):
-    """HyperBand that raises KeyboardInterrupt as it judges the sweep's ``AT``-th result,
-    once (a marker file: the restore unpickles the scheduler as it was at the start)."""
+    """HyperBand that raises ``error`` as it judges the sweep's ``at``-th result, once (a
+    marker file: the restore unpickles the scheduler as it was at the start)."""
 
-    def __init__(self, marker):
+    def __init__(self, marker, at=AT, error=KeyboardInterrupt):
         super().__init__(time_attr="epoch", max_t=9, reduction_factor=3)
-        self.marker, self.seen, self.raised_on = marker, 0, None
+        self.marker, self.at, self.error, self.seen, self.raised_on = marker, at, error, 0, None
 
     def on_trial_result(self, tune_controller, trial, result):
         self.seen += 1
-        if self.seen == AT and not os.path.exists(self.marker):
+        if self.seen == self.at and not os.path.exists(self.marker):
             open(self.marker, "w").close()
             self.raised_on = trial.path
-            raise KeyboardInterrupt
+            raise self.error
         return super().on_trial_result(tune_controller, trial, result)
 
 
 @pytest.mark.usefixtures("no_default_loggers")
 def test_a_ctrl_c_inside_a_policy_leaves_the_rest_of_the_batch_to_be_judged_after_the_restore(table, tmp_path):
-    scheduler = CtrlCInHyperBand(str(tmp_path / "pressed"))
+    scheduler = CtrlCInHyperBand(str(tmp_path / "pressed"), at=AT + 1)
     with pytest.raises(KeyboardInterrupt):
         fit(simulation(table), str(tmp_path), name="cut", space=table.search_space,
             tune_config=tune_config(table, scheduler))
-    # Counted up to the result it was judging: epochs 2 and 3 (and the checkpoint at 3) go.
+    # Counted up to the result before the one it was judging (epoch 2): epochs 2 and 3
+    # (and the checkpoint at 3) go.
     assert logged(scheduler.raised_on) == [1]
     restored = tune.Tuner.restore(os.path.join(tmp_path, "cut"), trainable=simulation(table)).fit()
     whole = fit(simulation(table), str(tmp_path), name="whole", space=table.search_space,
@@ -121,3 +157,65 @@ def decided(grid):
     """By config: each result's (epoch, training_iteration, loss, done), and the trial's end."""
     return {row: ([(epoch, it, loss, done) for epoch, it, loss, _, _, _, done in rows], end)
             for row, (rows, end) in histories(grid).items()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(table, tmp_path_factory):
+    return decided(fit(simulation(table), str(tmp_path_factory.mktemp("whole")), name="whole",
+                       space=table.search_space, tune_config=tune_config(table, hyperband())))
+
+
+# Interrupt points (of the sweep's 74 results) where a restore went on past the result
+# being judged, so that no policy judged it (a checkpoint came with it, or a milestone),
+# or marked a trial's end at another result; each a result of another kind of reply.
+@pytest.mark.usefixtures("no_default_loggers")
+@pytest.mark.parametrize("at", [9, 12, 41, 44, 45, 46, 50, 54, 56, 62])
+def test_after_a_ctrl_c_inside_a_policy_the_restored_sweep_decides_as_the_uninterrupted_one(
+        table, tmp_path, uninterrupted, at):
+    scheduler = CtrlCInHyperBand(str(tmp_path / "pressed"), at=at)
+    with pytest.raises(KeyboardInterrupt):
+        fit(simulation(table), str(tmp_path), name="cut", space=table.search_space,
+            tune_config=tune_config(table, scheduler))
+    restored = tune.Tuner.restore(os.path.join(tmp_path, "cut"), trainable=simulation(table)).fit()
+    assert decided(restored) == uninterrupted
+
+
+def test_the_cut_keeps_a_checkpoint_that_the_cut_results_checkpoints_would_have_evicted(table, tmp_path):
+    # A checkpoint at each epoch, one kept: the reply of epochs 1 to 3 is cut at epoch 2 (a
+    # policy error); retention counted once the cut is made keeps epoch 1's checkpoint.
+    scheduler = CtrlCInHyperBand(str(tmp_path / "pressed"), at=AT + 1, error=RuntimeError("policy failed"))
+    with pytest.raises(RuntimeError, match="policy failed"):
+        fit(Simulation(table, num_workers=3, write_results=True, checkpoint_at=1), str(tmp_path), name="cut",
+            space=table.search_space, tune_config=tune_config(table, scheduler),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+    trial = next(t for t in state.read_trials(str(tmp_path / "cut")) if t.path == scheduler.raised_on)
+    assert logged(scheduler.raised_on) == [1]
+    assert [c.path for c in trial.checkpoints] == [os.path.join(scheduler.raised_on, "checkpoint_000000")]
+
+
+class CtrlCBeforeHalving(HyperBandScheduler):
+    """HyperBand that raises KeyboardInterrupt once a result brought a bracket to its
+    milestone, before it halves (once: a marker file)."""
+
+    def __init__(self, marker):
+        super().__init__(time_attr="epoch", max_t=9, reduction_factor=3)
+        self.marker = marker
+
+    def _process(self, tune_controller, bracket, current, force=False):
+        if bracket.at_milestone() and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            raise KeyboardInterrupt
+        return super()._process(tune_controller, bracket, current, force)
+
+
+@pytest.mark.usefixtures("no_default_loggers")
+def test_a_ctrl_c_between_a_brackets_update_and_its_halving_restores_to_the_uninterrupted_sweep(
+        table, tmp_path, uninterrupted):
+    # The snapshot's bracket has the result the runner did not count: the restored
+    # scheduler goes by the trial's counted results, so the trial runs to the milestone
+    # again (not paused there, with its bracket never halving: the restore stalled).
+    with pytest.raises(KeyboardInterrupt):
+        fit(simulation(table), str(tmp_path), name="cut", space=table.search_space,
+            tune_config=tune_config(table, CtrlCBeforeHalving(str(tmp_path / "pressed"))))
+    restored = tune.Tuner.restore(os.path.join(tmp_path, "cut"), trainable=simulation(table)).fit()
+    assert decided(restored) == uninterrupted
