@@ -140,7 +140,9 @@ def round_trips(calls: int) -> Dict[str, Dict[str, float]]:
             return payload
 
         def open_channel(self, path: str, secret: bytes) -> bool:
-            channel.serve(channel.connect(path, secret), self.poll, lambda commands: None)
+            taken: List[bytes] = []
+            channel.serve(channel.connect(path, secret), taken.append, lambda: taken.pop(),
+                          lambda commands: None, lambda exc: None)
             return True
 
     actor = Echo.remote()

@@ -76,11 +76,13 @@ def send_small_frame(sock: socket.socket, data: bytes) -> bool:
 
 
 def _send_within(sock: socket.socket, view: memoryview, timeout: float) -> None:
+    writable = select.poll()  # not select.select: a driver's descriptors go past 1024
+    writable.register(sock, select.POLLOUT)
     while view:
         try:
             view = view[sock.send(view, socket.MSG_DONTWAIT):]
         except (BlockingIOError, InterruptedError):
-            if not select.select([], [sock], [], timeout)[1]:
+            if not writable.poll(timeout * 1000):
                 raise TimeoutError(f"the peer took none of a frame for {timeout} s") from None
 
 
@@ -142,6 +144,11 @@ class FrameReader:
                 raise EOFError("the peer closed the socket")
             buffer += chunk
 
+    @property
+    def holds_more(self) -> bool:
+        """Bytes past the frames returned: more than one frame came at once."""
+        return bool(self._buffer)
+
     def _frame(self) -> Optional[bytes]:
         buffer = self._buffer
         if len(buffer) < _HEADER.size:
@@ -188,6 +195,11 @@ class ChannelListener:
         self._secrets[secret] = slot
         return secret
 
+    @property
+    def handshaking(self) -> bool:
+        """Whether a connection is still in its handshake (``accept`` expires it in time)."""
+        return bool(self._pending)
+
     def forget(self, slot: int) -> None:
         for secret, owner in list(self._secrets.items()):
             if owner == slot:
@@ -203,6 +215,7 @@ class ChannelListener:
                 sock, _ = self.socket.accept()
             except (BlockingIOError, InterruptedError):
                 break
+            sock.settimeout(None)  # blocking (MSG_DONTWAIT reads never wait), whatever the default timeout
             self._pending[sock] = (time.monotonic() + HANDSHAKE_S, bytearray())
             if self._selector is not None:
                 self._selector.register(sock, selectors.EVENT_READ, None)
@@ -257,6 +270,7 @@ class ChannelListener:
 def connect(path: str, secret: bytes) -> socket.socket:
     """The worker's end: connects and identifies itself (raises OSError if it cannot)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(None)  # blocking, whatever socket.setdefaulttimeout says
     try:
         sock.connect(path)
         send_frame(sock, secret)
@@ -266,27 +280,46 @@ def connect(path: str, secret: bytes) -> socket.socket:
     return sock
 
 
-def serve(sock: socket.socket, poll: Callable[[bytes], bytes], interrupt: Callable[[bytes], None]) -> threading.Thread:
-    """The worker's end, on two threads of its own until the driver closes the socket: one
-    reads the driver's frames (an interrupt is applied at once, a poll handed on), the
-    other answers each poll with ``poll(commands)``'s reply.  A ``poll`` that raises
-    closes the socket: the driver's next poll, through Ray, is the one that hears why."""
-    polls: "queue.SimpleQueue[Optional[bytes]]" = queue.SimpleQueue()
+def serve(sock: socket.socket, take_commands: Callable[[bytes], None], next_reply: Callable[[], bytes],
+          interrupt: Callable[[bytes], None], on_failure: Callable[[BaseException], None]) -> threading.Thread:
+    """The worker's end, on two threads of its own until the driver closes the socket.
+
+    One reads the driver's frames and applies each in order as it arrives: a poll's
+    commands (``take_commands``), or an interrupt's.  The other answers each poll with
+    ``next_reply()`` once there is something to say.  A callable that raises is handed to
+    ``on_failure`` and closes the socket: the driver's next poll, through Ray, hears why.
+    """
+    replies_due: "queue.SimpleQueue[bool]" = queue.SimpleQueue()
+    lock, ended = threading.Lock(), []
+
+    def end() -> None:
+        # The second thread to end closes the socket: a close would not wake the other
+        # from a recv or send, a shutdown does.
+        with lock:
+            ended.append(True)
+            last = len(ended) == 2
+        if last:
+            sock.close()
+
+    def fail(exc: BaseException) -> None:
+        on_failure(exc)
+        _shut(sock)
 
     def answer() -> None:
-        while True:
-            commands = polls.get()
-            if commands is None:
-                return
-            try:
-                reply = poll(commands)
-            except BaseException:
-                _shut(sock)
-                return
-            try:
-                send_frame(sock, reply)
-            except OSError:
-                return  # the driver went away
+        try:
+            while replies_due.get():
+                try:
+                    reply = next_reply()
+                    sock.sendall(_HEADER.pack(len(reply)))
+                    sock.sendall(reply)
+                except OSError:
+                    _shut(sock)  # the driver went away
+                    return
+                except BaseException as exc:  # noqa: BLE001 - told to the driver through Ray
+                    fail(exc)
+                    return
+        finally:
+            end()
 
     def read() -> None:
         try:
@@ -295,22 +328,22 @@ def serve(sock: socket.socket, poll: Callable[[bytes], bytes], interrupt: Callab
                 if frame is None:
                     return
                 kind, commands = frame[:1], frame[1:]
-                if kind == INTERRUPT:
-                    interrupt(commands)
-                else:
-                    polls.put(commands)
+                try:
+                    if kind == INTERRUPT:
+                        interrupt(commands)
+                    else:
+                        take_commands(commands)
+                        replies_due.put(True)
+                except BaseException as exc:  # noqa: BLE001 - told to the driver through Ray
+                    fail(exc)
+                    return
         except OSError:
             return
-        except BaseException:
-            _shut(sock)  # an interrupt that raised: told as a poll's failure would be
         finally:
-            # A poll still blocked in ``poll`` ends with its send failing: only when the
-            # driver dropped the socket of a worker it is ending, or is gone itself.
-            polls.put(None)
-            sock.close()
+            replies_due.put(False)
+            end()
 
-    answerer = threading.Thread(target=answer, name="fasttune-channel-poll", daemon=True)
-    answerer.start()
+    threading.Thread(target=answer, name="fasttune-channel-reply", daemon=True).start()
     reader = threading.Thread(target=read, name="fasttune-channel", daemon=True)
     reader.start()
     return reader

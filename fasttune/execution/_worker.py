@@ -235,32 +235,30 @@ class TrialWorker:
             sock = channel.connect(path, secret)
         except OSError:
             return False  # e.g. a node in a mount namespace of its own
-        channel.serve(sock, self._poll_on_channel, self._interrupt_on_channel)
+        channel.serve(sock, self._take_commands, self._next_reply, self.interrupt, self._channel_failed)
         return True
 
-    def _poll_on_channel(self, commands: bytes) -> bytes:
-        try:
-            return self.poll(commands)
-        except BaseException as exc:
-            self._channel_failure = exc
-            raise
-
-    def _interrupt_on_channel(self, commands: bytes) -> None:
-        try:
-            self.interrupt(commands)
-        except BaseException as exc:
-            self._channel_failure = exc
-            raise
+    def _channel_failed(self, exc: BaseException) -> None:
+        self._channel_failure = exc
 
     def poll(self, commands: bytes = b"") -> bytes:
         failure, self._channel_failure = self._channel_failure, None
         if failure is not None:
             raise failure  # the driver falls back to this call to hear why the socket closed
+        self._take_commands(commands)
+        return self._next_reply()
+
+    def _take_commands(self, commands: bytes) -> None:
+        """A poll's first half: apply its commands (on the socket, before the next frame is read)."""
         with self._cond:
             if commands:
                 self._apply(protocol.decode_commands(commands))
                 self._cond.notify_all()  # a queued trial or an answered decision may go on
             self._poller_waiting = True
+
+    def _next_reply(self) -> bytes:
+        """A poll's second half: wait for something to say, and say it."""
+        with self._cond:
             while True:
                 has_news = bool(self._out) or self._has_unsent()
                 if has_news and (self._linger_until is None or self._thread_waits()):

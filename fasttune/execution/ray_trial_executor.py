@@ -369,7 +369,8 @@ class RayTrialExecutor:
             self._listener.forget(worker.slot)
         if worker.channel is None:
             return False
-        self._sockets.unregister(worker.channel)
+        if self._sockets is not None:
+            self._sockets.unregister(worker.channel)
         worker.channel.close()
         worker.channel = worker.reader = None
         busy, worker.channel_busy = worker.channel_busy, False
@@ -440,12 +441,14 @@ class RayTrialExecutor:
             return False
         try:
             return channel.send_small_frame(worker.channel, channel.INTERRUPT + payload)
-        except OSError:
-            # The stream may hold part of a frame now: the worker cannot be told apart from
-            # a broken one, so it is ended (its poll, moved to Ray, reports that).
-            if self._drop_channel(worker):
+        except OSError as exc:
+            busy = self._drop_channel(worker)
+            if isinstance(exc, TimeoutError):
+                # Part of a frame went, the worker takes no more: it is ended (a poll it
+                # is still in would race the one sent to Ray), and Ray's poll says so.
                 self._end_actor(worker)
-                self._poll_on_ray(worker, b"")
+            if busy:
+                self._poll_on_ray(worker, b"")  # closed by the worker: Ray's poll says why
             return False
 
     def stop_trial(self, trial: Any) -> bool:
@@ -594,13 +597,7 @@ class RayTrialExecutor:
         for key, _ in self._sockets.select(timeout):
             slot = key.data
             if slot is None:
-                for slot, sock in self._listener.accept():
-                    worker = self._workers.get(slot)
-                    if worker is None or worker.channel is not None:
-                        sock.close()
-                        continue
-                    worker.channel, worker.reader = sock, channel.FrameReader()
-                    self._sockets.register(sock, selectors.EVENT_READ, slot)
+                self._accept_workers()
                 continue
             worker = self._workers[slot]
             try:
@@ -615,9 +612,9 @@ class RayTrialExecutor:
             if raw is None:
                 continue  # the rest of the frame is still on its way
             came = True
-            if not worker.channel_busy:
-                # A reply to no poll: the worker is broken, as for a malformed reply.
-                self._replies[slot] = protocol.MalformedReply("it sent a reply to no poll")
+            if not worker.channel_busy or worker.reader.holds_more:
+                # A reply to no poll, or two to one: the worker is broken, as for a malformed reply.
+                self._replies[slot] = protocol.MalformedReply("it replied to a poll it was not sent")
                 self._selector.push(slot, EVENT_ERROR)
                 self._drop_channel(worker)
                 self._end_actor(worker)
@@ -625,7 +622,18 @@ class RayTrialExecutor:
             worker.channel_busy = False
             self._busy_channels -= 1
             self._take_reply(worker, raw)
+        if self._listener.handshaking:
+            self._accept_workers()  # a silent peer's handshake expires
         return came
+
+    def _accept_workers(self) -> None:
+        for slot, sock in self._listener.accept():
+            worker = self._workers.get(slot)
+            if worker is None or worker.channel is not None:
+                sock.close()
+                continue
+            worker.channel, worker.reader = sock, channel.FrameReader()
+            self._sockets.register(sock, selectors.EVENT_READ, slot)
 
     def _collect(self, futures: List[Any], ready: List[Any]) -> None:
         """Takes the replies of ``ready`` and of all other ``futures`` ready by now."""
@@ -707,6 +715,8 @@ class RayTrialExecutor:
         worker = self._workers.pop(slot, None)
         if worker is None:
             return []
+        if worker.future is not None:
+            self._by_future.pop(worker.future, None)
         self._drop_channel(worker)
         self._end_actor(worker)  # a worker whose poll raised still lives, and holds its resources
         self._total_at = 0.0  # its node may be gone: the cluster's resources are looked at again
@@ -774,6 +784,8 @@ class RayTrialExecutor:
             self._replies.clear()
         finally:
             if self._listener is not None:
+                for worker in self._workers.values():
+                    self._drop_channel(worker)
                 self._listener.close()
                 self._sockets.close()
                 self._listener = self._sockets = None

@@ -9,8 +9,10 @@ import msgpack
 import pytest
 
 import fasttune as tune
+from fasttune_testing import commands, install, spec
 from fasttune.execution import _channel as channel
 from fasttune.execution import _worker
+from fasttune.execution import _protocol as protocol
 from fasttune.execution._worker import TrialWorker
 from fasttune.execution.ray_trial_executor import RayTrialExecutor
 from fasttune.schedulers import FIFOScheduler
@@ -76,33 +78,41 @@ def test_a_frame_cut_short_by_a_closing_peer_reads_as_closed():
     right.close()
 
 
-def test_serve_answers_each_poll_applies_interrupts_at_once_and_closes_when_poll_raises():
+def test_serve_applies_each_frame_in_order_answers_each_poll_and_closes_when_a_poll_fails():
     left, right = socket.socketpair()
-    interrupted, release, heard = [], threading.Event(), threading.Event()
+    applied, failures, release = [], [], threading.Event()
+    interrupted = threading.Event()
+
+    polls = []
+
+    def take_commands(commands):
+        applied.append(("poll", commands))
+        polls.append(commands)
+
+    def next_reply():
+        if polls[-1] == b"boom":
+            raise ValueError("bad reply")
+        if polls[-1] == b"wait":
+            release.wait()  # a long poll, as when the worker has nothing to say yet
+        return polls[-1].upper()
 
     def interrupt(commands):
-        interrupted.append(commands)
-        heard.set()
+        applied.append(("interrupt", commands))
+        interrupted.set()
 
-    def poll(commands):
-        if commands == b"boom":
-            raise ValueError("bad commands")
-        if commands == b"wait":
-            release.wait()  # a long poll, as when the worker has nothing to say yet
-        return commands.upper()
-
-    thread = channel.serve(right, poll, interrupt)
+    thread = channel.serve(right, take_commands, next_reply, interrupt, failures.append)
     channel.send_frame(left, channel.POLL + b"abc")
     assert channel.read_frame(left) == b"ABC"
     channel.send_frame(left, channel.POLL + b"wait")
-    channel.send_frame(left, channel.INTERRUPT + b"stop it")  # while the poll waits
-    channel.send_frame(left, channel.POLL + b"after")  # a second poll queues behind the first
-    assert heard.wait(30) and interrupted == [b"stop it"]
+    channel.send_frame(left, channel.INTERRUPT + b"stop it")  # while the poll waits for news
+    assert interrupted.wait(30)
+    # The poll's commands were applied before the interrupt that came after them.
+    assert applied == [("poll", b"abc"), ("poll", b"wait"), ("interrupt", b"stop it")]
     release.set()
     assert channel.read_frame(left) == b"WAIT"
-    assert channel.read_frame(left) == b"AFTER"
     channel.send_frame(left, channel.POLL + b"boom")
     assert channel.read_frame(left) is None
+    assert [type(f) for f in failures] == [ValueError]
     thread.join()
     left.close()
 
@@ -211,7 +221,7 @@ def _counting_frames(monkeypatch):
     """Counts the replies the driver read on sockets, the sockets it found closed, the polls
     it sent back to Ray after a close, and the interrupts it sent on sockets."""
     counts = {"replies": 0, "closed": 0, "moved_to_ray": 0, "interrupts": 0}
-    read, poll_on_ray, send_small = channel.FrameReader.read, RayTrialExecutor._poll_on_ray, channel.send_small_frame
+    read, drop, send_small = channel.FrameReader.read, RayTrialExecutor._drop_channel, channel.send_small_frame
 
     def counted_read(reader, sock):
         try:
@@ -222,9 +232,10 @@ def _counting_frames(monkeypatch):
         counts["replies"] += frame is not None
         return frame
 
-    def counted_poll_on_ray(executor, worker, payload):
-        counts["moved_to_ray"] += payload == b""  # only the fallback after a close sends none
-        return poll_on_ray(executor, worker, payload)
+    def counted_drop(executor, worker):
+        busy = drop(executor, worker)
+        counts["moved_to_ray"] += busy and worker.slot in executor._workers  # a live slot: its poll goes to Ray
+        return busy
 
     def counted_send_small(sock, data):
         sent = send_small(sock, data)
@@ -232,7 +243,7 @@ def _counting_frames(monkeypatch):
         return sent
 
     monkeypatch.setattr(channel.FrameReader, "read", counted_read)
-    monkeypatch.setattr(RayTrialExecutor, "_poll_on_ray", counted_poll_on_ray)
+    monkeypatch.setattr(RayTrialExecutor, "_drop_channel", counted_drop)
     monkeypatch.setattr(channel, "send_small_frame", counted_send_small)
     return counts
 
@@ -283,32 +294,43 @@ def test_a_worker_killed_while_its_poll_is_on_the_socket_fails_its_trial_once(ra
     assert list(result.metrics_dataframe["training_iteration"])[-10:] == list(range(1, 11))
 
 
-class _StopBetweenDecisionPoints(FIFOScheduler):
-    """Stops each trial at iteration 3 without a decision point there: the STOP reaches
-    the running worker as an interrupt."""
-
-    def decision_points(self, trial):
-        return DecisionPoints.never()
-
-    def on_trial_result(self, tune_controller, trial, result):
-        return self.STOP if result["training_iteration"] >= 3 else self.CONTINUE
+def _forever(config):
+    i = 0
+    while True:
+        i += 1
+        tune.report({"i": i})
 
 
-def _reports_until_stopped(config):
-    for i in range(1, 10_000_000):
-        tune.report({"score": i})
+def _poll_until_ended(sock, trial_id, polls=2000):
+    """Polls with no commands until ``trial_id`` ends; its end, or None after ``polls`` polls."""
+    for _ in range(polls):
+        reply = channel.read_frame(sock)
+        assert reply is not None, "the worker closed its socket"
+        for event in protocol.decode_events(reply):
+            if type(event) is protocol.Ended and event.trial_id == trial_id:
+                return event.how
+        channel.send_frame(sock, channel.POLL + b"")
+    return None
 
 
-def test_a_stop_between_decision_points_reaches_the_worker_on_its_socket(ray_session, tmp_path, monkeypatch):
-    monkeypatch.setenv("FASTTUNE_WORKER_CHANNEL", "socket")
-    counts = _counting_frames(monkeypatch)
-    grid = tune.Tuner(
-        _reports_until_stopped, param_space={"x": tune.grid_search([1, 2])},
-        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=_StopBetweenDecisionPoints()),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), name="interrupts", verbose=0)).fit()
-    assert grid.num_errors == 0 and grid.num_terminated == 2
-    assert all(result.metrics["training_iteration"] >= 3 for result in grid)
-    assert counts["interrupts"] >= 1, counts  # the first trial's worker is on its socket by then
+def test_a_stop_sent_right_after_the_start_on_the_socket_stops_that_run(listener, monkeypatch):
+    # The start rides on a poll, the stop follows as an interrupt: the worker applies them in
+    # the order sent, so the stop is never taken for a trial it does not know yet.  Only the
+    # interrupt stops it: the later polls carry no commands.
+    monkeypatch.setattr(_worker, "_ray_node_id", lambda: "node-a")
+    worker = TrialWorker()
+    assert worker.open_channel(listener.path, listener.secret_for(0), "node-a")
+    [(_, sock)] = listener.accept()
+    sock.settimeout(60)
+    channel.send_frame(sock, channel.POLL + commands(install(_forever, "fn")))
+    for run in range(20):
+        trial_id = f"t{run}"
+        channel.send_frame(sock, channel.POLL + commands(["start", spec(trial_id, "fn")]))
+        channel.send_frame(sock, channel.INTERRUPT + protocol.encode_commands([protocol.Answer(protocol.STOP, trial_id)]))
+        # Stopped once running, or dropped while still queued (the trial thread's timing);
+        # an interrupt taken for an unknown trial would leave it running: no end at all.
+        assert _poll_until_ended(sock, trial_id) in ("stopped", "dropped")
+    sock.close()
 
 
 def test_workers_on_the_socket_and_on_ray_side_by_side(ray_session, tmp_path, monkeypatch):
