@@ -247,6 +247,9 @@ class HyperBandScheduler(TrialScheduler):
         self._resumable: Dict[str, None] = {}  # kept trials to resume, oldest first
         # Trials that ended while in their bracket: its halvings left then (see _start_again).
         self._left_at: Dict[str, int] = {}
+        # Trials it stopped on their own result, until they end: the time of that result
+        # (a restore that cut it hears it again; see _take_back_decision).
+        self._dropped_on: Dict[str, float] = {}
         self._num_stopped = 0
         self._requests = TrialRequests()
         self._trials: Dict[str, "Trial"] = {}  # not saved: trials are looked up by id
@@ -320,7 +323,13 @@ class HyperBandScheduler(TrialScheduler):
             self.on_trial_add(tune_controller, trial)
             bracket = self._bracket_of[trial_id]
         elif trial_id not in bracket.live:
-            return TrialScheduler.CONTINUE  # already dropped from its bracket
+            # Dropped from its bracket; stopped again on the result it was dropped on, which
+            # a restore reports again when the runner did not count it.
+            dropped_on = self._dropped_on.get(trial_id)
+            time = result.get(self._time_attr)
+            if dropped_on is not None and time is not None and time >= dropped_on:
+                return TrialScheduler.STOP
+            return TrialScheduler.CONTINUE
         self._trials[trial_id] = trial
         self._resumable.pop(trial_id, None)  # reporting: it was resumed
         time = result.get(self._time_attr)
@@ -339,8 +348,12 @@ class HyperBandScheduler(TrialScheduler):
         if bracket.keeps_going(trial_id):
             return TrialScheduler.CONTINUE
         if bracket.halves == 0:  # its last milestone, with stop_last_trials
-            return self._at_last_milestone(tune_controller, bracket, trial_id)
-        return self._process(tune_controller, bracket, trial_id)
+            action = self._at_last_milestone(tune_controller, bracket, trial_id)
+        else:
+            action = self._process(tune_controller, bracket, trial_id)
+        if action == TrialScheduler.STOP:
+            self._dropped_on[trial_id] = time
+        return action
 
     def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         self._drop(tune_controller, trial)
@@ -402,6 +415,7 @@ class HyperBandScheduler(TrialScheduler):
             "bracket_of": self._bracket_of,
             "resumable": list(self._resumable),
             "left_at": self._left_at,
+            "dropped_on": self._dropped_on,
             "num_stopped": self._num_stopped,
             "requests": self._requests,
         })
@@ -420,7 +434,9 @@ class HyperBandScheduler(TrialScheduler):
         self._current = state["current"]
         self._bracket_of = state["bracket_of"]
         self._resumable = dict.fromkeys(state["resumable"])
-        self._left_at = dict(state.get("left_at") or {})  # (not in a state saved before it was kept)
+        # (Neither is in a state saved before it was kept.)
+        self._left_at = dict(state.get("left_at") or {})
+        self._dropped_on = dict(state.get("dropped_on") or {})
         self._num_stopped = state["num_stopped"]
         self._requests = state["requests"]
         self._trials = {}
@@ -491,37 +507,47 @@ class HyperBandScheduler(TrialScheduler):
         """A restored trial that ran at the snapshot comes back PENDING, also when this
         scheduler had paused it at its milestone or stopped it and the decision was still
         on its way to the worker: it is paused (until its bracket decides) or stopped now,
-        as it was to be, rather than started to run past that point.  One restored to start
-        over (nothing reported) runs to its milestone again, ranked as one that has not
-        reported yet: its bracket does not halve on what its earlier run reported; one that
-        had left its bracket (an errored trial restarted, or resumed from its checkpoint) is
-        judged again too (see :meth:`_start_again`), not run unjudged past ``max_t``."""
+        as it was to be, rather than started to run past that point; one stopped on a
+        result the runner then did not count (an error after the decision) runs to that
+        result again and is stopped there, as it was.  One restored to start over (nothing
+        reported) runs to its milestone again, ranked as one that has not reported yet: its
+        bracket does not halve on what its earlier run reported; one that had left its
+        bracket (an errored trial restarted, or resumed from its checkpoint) is judged again
+        too (see :meth:`_start_again`), not run unjudged past ``max_t``."""
         if trial.status != "PENDING":
             return
-        bracket = self._bracket_of[trial.trial_id]
+        trial_id = trial.trial_id
+        bracket = self._bracket_of[trial_id]
+        dropped_on = self._dropped_on.get(trial_id)
+        if dropped_on is not None:
+            result = trial.last_result
+            if result.get("done") or (result and self._progress(trial)[0] >= dropped_on):
+                tune_controller.stop_trial(trial)  # the result it was stopped on counted
+            return  # on_trial_result stops it on that result again
         if starts_over(trial):
-            if trial.trial_id in bracket.live:
-                bracket.start_over(trial.trial_id)
+            if trial_id in bracket.live:
+                bracket.start_over(trial_id)
             else:
-                self._start_again(trial.trial_id, bracket)
+                self._start_again(trial_id, bracket)
             return
-        if trial.trial_id not in bracket.live:
-            if trial.last_result.get("done"):  # its last result ended it
+        if trial_id not in bracket.live:
+            if trial.last_result.get("done") or trial_id not in self._left_at:
+                # Its last result ended it, or its bracket dropped it (the stop cut off).
                 tune_controller.stop_trial(trial)
                 return
             # An errored trial resumed from its checkpoint: judged again from where it is.
             time, value = self._progress(trial)
-            bracket = self._start_again(trial.trial_id, bracket, time, value)
-            if bracket.halves == 0 and not bracket.keeps_going(trial.trial_id):
+            bracket = self._start_again(trial_id, bracket, time, value)
+            if bracket.halves == 0 and not bracket.keeps_going(trial_id):
                 tune_controller.stop_trial(trial)  # at its bracket's last milestone: done
                 return
         else:
             time, value = self._progress(trial)
-            if bracket.live[trial.trial_id][0] != time:
+            if bracket.live[trial_id][0] != time:
                 # Its bracket heard of a result the runner then did not count (an error
                 # while this scheduler judged it): the trial reports it again.
-                bracket.update(trial.trial_id, time, value)
-        if not bracket.keeps_going(trial.trial_id):
+                bracket.update(trial_id, time, value)
+        if not bracket.keeps_going(trial_id):
             tune_controller.pause_trial(trial)
 
     def _progress(self, trial: "Trial") -> Tuple[float, float]:
@@ -555,6 +581,7 @@ class HyperBandScheduler(TrialScheduler):
     def _drop(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         """``trial`` ended: leave its bracket, which may now be ready to halve."""
         self._resumable.pop(trial.trial_id, None)
+        self._dropped_on.pop(trial.trial_id, None)
         bracket = self._bracket_of.get(trial.trial_id)
         if bracket is None or not bracket.remove(trial.trial_id):
             return

@@ -6,6 +6,7 @@ import os
 import pytest
 
 import fasttune as tune
+from fasttune._serialization import dump_file, load_file
 from fasttune.execution import _experiment_state as state
 from fasttune.schedulers import HyperBandScheduler
 from fasttune_testing import lines
@@ -80,3 +81,15 @@ def test_a_restored_hyperband_sweep_decides_as_the_uninterrupted_one(storage, tm
     assert early_reports(logged) == []
     # The trial whose decision was on its way reported each iteration once, none past its end.
     assert [it for q, it in logged if q == interrupted_q] == list(range(1, expected[interrupted_q] + 1))
+
+
+def test_a_state_saved_before_it_kept_trials_left_or_stopped_on_their_result_restores(tmp_path):
+    path = str(tmp_path / "hyperband.state")
+    HyperBandScheduler(metric="loss", mode="min").save(path)
+    older = load_file(path)
+    del older["left_at"], older["dropped_on"]
+    dump_file(path, older)
+    scheduler = HyperBandScheduler(metric="loss", mode="min")
+    scheduler.restore(path)
+    scheduler.save(path)
+    assert (load_file(path)["left_at"], load_file(path)["dropped_on"]) == ({}, {})
