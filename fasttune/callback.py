@@ -126,9 +126,16 @@ class CallbackList:
                 raise
             raise error from exc
 
-    def finish(self, error: BaseException, hook: str, **kwargs: Any) -> bool:
-        """If ``error`` is what :meth:`call` raised when a callback's ``hook`` failed, call
-        ``hook`` on the callbacks after that one, each whatever the others do (as
+    def take_failure(self, error: BaseException) -> Optional[Tuple[str, int, TuneError]]:
+        """The failure :meth:`call` recorded when it raised ``error`` (None if it raised
+        another since, or none), for :meth:`finish`; the one recorded is forgotten (and with
+        it its traceback), so a later failing call cannot replace what was taken."""
+        failure, self.failure = self.failure, None
+        return failure if failure is not None and failure[2] is error else None
+
+    def finish(self, failure: Optional[Tuple[str, int, TuneError]], hook: str, **kwargs: Any) -> bool:
+        """If ``failure`` (from :meth:`take_failure`) is of ``hook``, call ``hook`` on the
+        callbacks after the one that raised, each whatever the others do (as
         :meth:`call_each`), and return True; else call nothing and return False.
 
         Example:
@@ -142,15 +149,13 @@ class CallbackList:
             >>> try:
             ...     callbacks.call("on_trial_save", iteration=0, trials=[], trial=None)
             ... except TuneError as raised:
-            ...     error = raised
-            >>> callbacks.finish(error, "on_trial_save", iteration=0, trials=[], trial=None), counts.saves
+            ...     failure = callbacks.take_failure(raised)
+            >>> callbacks.finish(failure, "on_trial_save", iteration=0, trials=[], trial=None), counts.saves
             (True, 1)
         """
-        if self.failure is None or self.failure[0] != hook or self.failure[2] is not error:
+        if failure is None or failure[0] != hook:
             return False
-        position = self.failure[1]
-        self.failure = None
-        self._call_each(self._by_hook[hook][position + 1:], hook, kwargs)
+        self._call_each(self._by_hook[hook][failure[1] + 1:], hook, kwargs)
         return True
 
     def call_each(self, hook: str, **kwargs: Any) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from array import array
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
@@ -116,13 +116,19 @@ class TrialEventHandlers:
                 if trial.status == Trial.RUNNING and self._states[trial.trial_id].decision_in_flight is None:
                     judged_only = decided
             elif judging:
-                if decided < count:
-                    self._decide_rest(trial, results[decided:], decision)
-                # Counted and logged, the rest (and the hook that raised, on the last result
-                # too) is never reported again, so the callbacks hear it; not after a second
-                # Ctrl-C, which asks to exit at once (as in Ray Tune, no callback runs then).
-                if isinstance(error, Exception):
-                    self._tell_rest(trial, results, decided, saved, times, error)
+                # Taken first: a callback raising in _decide_rest (a trial HyperBand's halving
+                # stops ends there) would replace it.
+                failure = self._callbacks.take_failure(error)
+                try:
+                    if decided < count:
+                        self._decide_rest(trial, results[decided:], decision)
+                    # Counted and logged, the rest (and the hook that raised, on the last result
+                    # too) is never reported again, so the callbacks hear it; not after a second
+                    # Ctrl-C, which asks to exit at once (as in Ray Tune, no callback runs then).
+                    if isinstance(error, Exception):
+                        self._tell_rest(trial, results, decided, saved, times, failure)
+                finally:
+                    self._callbacks.take_failure(error)  # forgets one a callback left in _decide_rest
             raise
         finally:
             # The batch is counted (results_seen, its checkpoints) above: it reaches the
@@ -133,11 +139,17 @@ class TrialEventHandlers:
                 # (at a decision point it is the batch's last; between them, it stays false),
                 # also when a callback raised after the decision (_decide marked it first).
                 ingested.mark_last_done()
-            self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
-            if judged_only is not None:
-                self._count_judged_only(trial, results, judged_only, last_before)
-            if saved_any:
-                self._checkpoints.retain(trial)
+            try:
+                self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
+            finally:
+                # Also when the write raised (e.g. a Ctrl-C while waiting for the writer):
+                # the snapshot on the way out counts what these leave.
+                try:
+                    if judged_only is not None:
+                        self._count_judged_only(trial, results, judged_only, last_before)
+                finally:
+                    if saved_any:
+                        self._checkpoints.retain(trial)
         if self._callbacks_see_batches and results:
             self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
                                  results=results, times=times[:count])
@@ -211,25 +223,26 @@ class TrialEventHandlers:
             logger.exception("Judging the rest of trial %s's results after the error below failed too.", trial)
 
     def _tell_rest(self, trial: Trial, results: List[Dict[str, Any]], told: int, saved: Dict[int, Checkpoint],
-                   times: List[float], error: BaseException) -> None:
-        """After a callback raised ``error`` on ``results[told - 1]`` or its checkpoint: the
-        callbacks after it hear what it failed on (``CallbackList.finish``), all hear that
-        result's checkpoint (or ``on_trial_save``) if they had not, then each later result
-        and its checkpoint, in order, then the batch (``on_trial_result_batch``); each
-        callback whatever the others do (failures are logged: ``error`` is the one raised)."""
+                   times: List[float], failure: Optional[Tuple[str, int, TuneError]]) -> None:
+        """After a callback raised on ``results[told - 1]`` or its checkpoint (``failure``,
+        from ``CallbackList.take_failure``; None when it was no callback's): the callbacks
+        after it hear what it failed on (``CallbackList.finish``), all hear that result's
+        checkpoint (or ``on_trial_save``) if they had not, then each later result and its
+        checkpoint, in order, then the batch (``on_trial_result_batch``); each callback
+        whatever the others do (failures are logged: the first error is the one raised)."""
         callbacks, common = self._callbacks, dict(iteration=self._iteration, trials=self._trials, trial=trial)
         call = callbacks.call_each
         for index in range(max(told - 1, 0), len(results)):
             checkpoint = saved.pop(index, None)
             if index >= told:
                 call("on_trial_result", result=results[index], **common)
-            elif callbacks.finish(error, "on_checkpoint", checkpoint=checkpoint, **common):
+            elif callbacks.finish(failure, "on_checkpoint", checkpoint=checkpoint, **common):
                 call("on_trial_save", **common)
                 continue
-            elif callbacks.finish(error, "on_trial_save", **common):
+            elif callbacks.finish(failure, "on_trial_save", **common):
                 continue
             else:
-                callbacks.finish(error, "on_trial_result", result=results[index], **common)
+                callbacks.finish(failure, "on_trial_result", result=results[index], **common)
             if checkpoint is not None:
                 call("on_checkpoint", checkpoint=checkpoint, **common)
                 call("on_trial_save", **common)

@@ -5,9 +5,14 @@ one of them, the rest of that reply:
   hear it, in order (it is counted and logged, so it is never reported again);
 * after a second Ctrl-C in a callback: judged, but no callback runs (exit at once);
 * after an error inside a policy (a Ctrl-C there): not counted, from the result being
-  judged on, so a restore reports them again and the policies judge them then; the sweep
-  ends as if never interrupted.  The case no cut can mend: a policy that had finished its
-  state change on that result and then raised hears it twice after the restore.
+  judged on, so a restore reports them again and the policies judge them then.  With
+  HyperBand raising (or a Ctrl-C) at any one of this sweep's 74 results, before or after
+  it decided, the restored sweep has the uninterrupted one's results and decisions, but
+  at 9 of those points (34 to 40, 48, 49) one trial's last result differs in ``done``:
+  after the restore that trial is stopped while paused at that result, not on it.  The
+  case no cut can mend: a policy that had changed its state on that result and then
+  raised hears it twice after the restore (HyperBand remembers a trial it stopped on it
+  and stops it there again; another policy may decide otherwise).
 
 The 10th result of the sweep is the first of a reply of three (epochs 1 to 3, up to
 HyperBand's milestone 3; see test_simulation_restore)."""
@@ -18,6 +23,7 @@ import pytest
 
 import fasttune as tune
 from fasttune.execution import _experiment_state as state
+from fasttune.logger._trial_files import TrialFiles
 from fasttune.schedulers import HyperBandScheduler
 from fasttune.simulation import Simulation
 from fasttune_testing import fit
@@ -71,6 +77,38 @@ def test_after_a_callbacks_error_the_callbacks_hear_the_rest_of_the_batch_in_ord
     assert heard.heard[path] == [1, 2, 3, "checkpoint"]
 
 
+class RaiseAtAndThenAtEachEnd(tune.Callback):
+    """Raises at the sweep's ``at``-th result, and then at each trial's end."""
+
+    def __init__(self, at):
+        self.at, self.seen, self.raised_on = at, 0, None
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.seen += 1
+        if self.seen == self.at:
+            self.raised_on = trial.path
+            raise RuntimeError("a callback failed")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if self.raised_on is not None:
+            raise RuntimeError("it fails at each end too")
+
+
+# Results where the rest of the batch brings HyperBand's halving, which stops other
+# trials: the raising callback's on_trial_complete raises too, before the callbacks after
+# it hear the result it raised on (results of a reply of three at epochs 1 to 3).
+@pytest.mark.parametrize("at", [42, 43])
+def test_a_callback_raising_again_as_the_rest_of_the_batch_is_judged_leaves_the_others_hearing_it_all(
+        table, tmp_path, at):
+    heard, raising = Heard(), RaiseAtAndThenAtEachEnd(at)
+    with pytest.raises(tune.TuneError, match="a callback failed"):
+        fit(simulation(table), str(tmp_path), name="cut", space=table.search_space,
+            tune_config=tune_config(table, hyperband()), callbacks=[raising, heard])
+    path = raising.raised_on
+    assert logged(path) == [1, 2, 3]
+    assert [epoch for epoch in heard.heard[path] if epoch != "checkpoint"] == [1, 2, 3]
+
+
 class HeardSaves(Heard):
     """Keeps "save" for ``on_trial_save`` too."""
 
@@ -120,19 +158,29 @@ def test_after_a_second_ctrl_c_in_a_callback_no_callback_hears_the_rest(table, t
 
 class CtrlCInHyperBand(HyperBandScheduler):
     """HyperBand that raises ``error`` as it judges the sweep's ``at``-th result, once (a
-    marker file: the restore unpickles the scheduler as it was at the start)."""
+    marker file: the restore unpickles the scheduler as it was at the start): before it
+    decides, or with ``after_deciding`` once it has (its state changed, as a subclass
+    raising after ``super()``, or a Ctrl-C there)."""
 
-    def __init__(self, marker, at=AT, error=KeyboardInterrupt):
+    def __init__(self, marker, at=AT, error=KeyboardInterrupt, after_deciding=False):
         super().__init__(time_attr="epoch", max_t=9, reduction_factor=3)
         self.marker, self.at, self.error, self.seen, self.raised_on = marker, at, error, 0, None
+        self.after_deciding = after_deciding
 
     def on_trial_result(self, tune_controller, trial, result):
         self.seen += 1
-        if self.seen == self.at and not os.path.exists(self.marker):
-            open(self.marker, "w").close()
-            self.raised_on = trial.path
-            raise self.error
-        return super().on_trial_result(tune_controller, trial, result)
+        raising = self.seen == self.at and not os.path.exists(self.marker)
+        if raising and not self.after_deciding:
+            self._raise(trial)
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if raising:
+            self._raise(trial)
+        return decision
+
+    def _raise(self, trial):
+        open(self.marker, "w").close()
+        self.raised_on = trial.path
+        raise self.error
 
 
 @pytest.mark.usefixtures("no_default_loggers")
@@ -180,6 +228,22 @@ def test_after_a_ctrl_c_inside_a_policy_the_restored_sweep_decides_as_the_uninte
     assert decided(restored) == uninterrupted
 
 
+# Interrupt points where HyperBand had stopped the trial on the result it judged (at its
+# bracket's last milestone: 9, 21, 33, 62; dropped by the halving that result set off: 44,
+# 50) when it raised: the restore reports that result again and HyperBand stops the trial
+# on it again (it is no errored trial, to be judged anew in another bracket).
+@pytest.mark.usefixtures("no_default_loggers")
+@pytest.mark.parametrize("at", [9, 21, 33, 44, 50, 62])
+def test_after_a_ctrl_c_in_a_policy_after_it_decided_the_restored_sweep_decides_as_the_uninterrupted_one(
+        table, tmp_path, uninterrupted, at):
+    scheduler = CtrlCInHyperBand(str(tmp_path / "pressed"), at=at, after_deciding=True)
+    with pytest.raises(KeyboardInterrupt):
+        fit(simulation(table), str(tmp_path), name="cut", space=table.search_space,
+            tune_config=tune_config(table, scheduler))
+    restored = tune.Tuner.restore(os.path.join(tmp_path, "cut"), trainable=simulation(table)).fit()
+    assert decided(restored) == uninterrupted
+
+
 def test_the_cut_keeps_a_checkpoint_that_the_cut_results_checkpoints_would_have_evicted(table, tmp_path):
     # A checkpoint at each epoch, one kept: the reply of epochs 1 to 3 is cut at epoch 2 (a
     # policy error); retention counted once the cut is made keeps epoch 1's checkpoint.
@@ -190,6 +254,30 @@ def test_the_cut_keeps_a_checkpoint_that_the_cut_results_checkpoints_would_have_
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
     trial = next(t for t in state.read_trials(str(tmp_path / "cut")) if t.path == scheduler.raised_on)
     assert logged(scheduler.raised_on) == [1]
+    assert [c.path for c in trial.checkpoints] == [os.path.join(scheduler.raised_on, "checkpoint_000000")]
+
+
+def test_the_cut_and_retention_apply_also_when_writing_the_cut_batch_raises(table, tmp_path, monkeypatch):
+    # As above, and the write of that batch raises too (e.g. a Ctrl-C while waiting for
+    # the writer thread): the snapshot on the way out still counts epoch 1 only, and one
+    # checkpoint (the three of the reply would be kept, the last result epoch 3).
+    marker = tmp_path / "pressed"
+    write = TrialFiles.write
+
+    def failing_write(files, trial_dir, json_bytes, csv_bytes):
+        if marker.exists() and not (tmp_path / "write failed").exists():
+            (tmp_path / "write failed").touch()
+            raise OSError("disk full")
+        write(files, trial_dir, json_bytes, csv_bytes)
+
+    monkeypatch.setattr(TrialFiles, "write", failing_write)
+    scheduler = CtrlCInHyperBand(str(marker), at=AT + 1, error=RuntimeError("policy failed"))
+    with pytest.raises(OSError, match="disk full"):
+        fit(Simulation(table, num_workers=3, write_results=True, checkpoint_at=1), str(tmp_path), name="cut",
+            space=table.search_space, tune_config=tune_config(table, scheduler),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+    trial = next(t for t in state.read_trials(str(tmp_path / "cut")) if t.path == scheduler.raised_on)
+    assert trial.last_result["epoch"] == 1
     assert [c.path for c in trial.checkpoints] == [os.path.join(scheduler.raised_on, "checkpoint_000000")]
 
 
