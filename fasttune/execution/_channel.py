@@ -1,7 +1,7 @@
 """A direct socket between the driver and its pooled workers on the driver's own node.
 
 A Ray actor call costs ~0.4 ms of CPU on each side; a poll that answers one decision
-(ASHA's first rung, a one-result trial's end) is mostly that cost.  A worker on the
+(ASHA's first rung, PBT's perturbation point) is mostly that cost.  A worker on the
 driver's node therefore carries its polls over a Unix socket instead: the same msgpack
 command and reply bytes as ``TrialWorker.poll``, framed by a 4-byte length, one poll in
 flight at a time.  Stops and pauses that cannot wait for the poll's reply (``interrupt``)
