@@ -104,6 +104,10 @@ class TrialEventHandlers:
                 for index in sorted(saved):
                     self._checkpoint_callbacks(trial, saved[index])
         except BaseException as error:
+            # Taken first, for every error (it frees the traceback a callback's failure holds):
+            # a callback raising in _decide_rest (a trial HyperBand's halving stops ends there)
+            # would replace it.
+            failure = self._callbacks.take_failure(error)
             # A callback (or a Ctrl-C between policies) raised before the batch was judged to
             # its end: the snapshot on the way out counts the whole batch and its checkpoints,
             # so the policies judge the rest now.  Not when the error came while a policy
@@ -116,9 +120,6 @@ class TrialEventHandlers:
                 if trial.status == Trial.RUNNING and self._states[trial.trial_id].decision_in_flight is None:
                     judged_only = decided
             elif judging:
-                # Taken first: a callback raising in _decide_rest (a trial HyperBand's halving
-                # stops ends there) would replace it.
-                failure = self._callbacks.take_failure(error)
                 try:
                     if decided < count:
                         self._decide_rest(trial, results[decided:], decision)
