@@ -245,11 +245,13 @@ class HyperBandScheduler(TrialScheduler):
         self._current: Optional[_Bracket] = None
         self._bracket_of: Dict[str, _Bracket] = {}
         self._resumable: Dict[str, None] = {}  # kept trials to resume, oldest first
-        # Trials that ended while in their bracket: its halvings left then (see _start_again).
+        # Trials that errored while in their bracket: its halvings left then (see _start_again).
         self._left_at: Dict[str, int] = {}
         # Trials it stopped on their own result, until they end: the time of that result
         # (a restore that cut it hears it again; see _take_back_decision).
         self._dropped_on: Dict[str, float] = {}
+        # False after restoring a state saved before _left_at was kept (see _take_back_decision).
+        self._left_at_known = True
         self._num_stopped = 0
         self._requests = TrialRequests()
         self._trials: Dict[str, "Trial"] = {}  # not saved: trials are looked up by id
@@ -351,15 +353,13 @@ class HyperBandScheduler(TrialScheduler):
             action = self._at_last_milestone(tune_controller, bracket, trial_id)
         else:
             action = self._process(tune_controller, bracket, trial_id)
-        if action == TrialScheduler.STOP:
-            self._dropped_on[trial_id] = time
         return action
 
     def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         self._drop(tune_controller, trial)
 
     def on_trial_error(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
-        self._drop(tune_controller, trial)
+        self._drop(tune_controller, trial, errored=True)
 
     def on_trial_remove(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         self._drop(tune_controller, trial)
@@ -415,6 +415,7 @@ class HyperBandScheduler(TrialScheduler):
             "bracket_of": self._bracket_of,
             "resumable": list(self._resumable),
             "left_at": self._left_at,
+            "left_at_known": self._left_at_known,
             "dropped_on": self._dropped_on,
             "num_stopped": self._num_stopped,
             "requests": self._requests,
@@ -435,6 +436,7 @@ class HyperBandScheduler(TrialScheduler):
         self._bracket_of = state["bracket_of"]
         self._resumable = dict.fromkeys(state["resumable"])
         # (Neither is in a state saved before it was kept.)
+        self._left_at_known = state.get("left_at_known", "left_at" in state)
         self._left_at = dict(state.get("left_at") or {})
         self._dropped_on = dict(state.get("dropped_on") or {})
         self._num_stopped = state["num_stopped"]
@@ -464,6 +466,7 @@ class HyperBandScheduler(TrialScheduler):
 
     def _at_last_milestone(self, tune_controller: TuneControllerView, bracket: _Bracket, trial_id: str) -> str:
         """The decision for a trial at its bracket's last milestone: it is done."""
+        self._dropped_on[trial_id] = bracket.live[trial_id][0]
         bracket.remove(trial_id)
         return TrialScheduler.STOP
 
@@ -474,6 +477,10 @@ class HyperBandScheduler(TrialScheduler):
         (the trial whose result is being judged, if any).  A bracket with room for more
         trials waits for them (unless ``force``): they start from its first milestone."""
         action = TrialScheduler.PAUSE
+        # The bookkeeping is done before any trial is stopped: a callback raising while one
+        # ends must not leave the halving half-applied in a snapshot.
+        to_stop: List[str] = []
+        current_time = bracket.live[current][0] if current in bracket.live else None
         while bracket.halves > 0 and bracket.at_milestone():
             if not (force or bracket.filled()) and self._requests.may_come(tune_controller):
                 break
@@ -484,7 +491,7 @@ class HyperBandScheduler(TrialScheduler):
                 if trial_id == current:
                     action = TrialScheduler.STOP
                 else:
-                    self._stop(tune_controller, trial_id)
+                    to_stop.append(trial_id)
             for trial_id in kept:
                 if bracket.keeps_going(trial_id):
                     if trial_id == current:
@@ -500,8 +507,24 @@ class HyperBandScheduler(TrialScheduler):
                 if trial_id == current:
                     action = TrialScheduler.STOP
                 else:
-                    self._stop(tune_controller, trial_id)
+                    to_stop.append(trial_id)
+        if action == TrialScheduler.STOP:
+            self._dropped_on[current] = current_time
+        self._stop_each(tune_controller, to_stop)
         return action
+
+    def _stop_each(self, tune_controller: TuneControllerView, trial_ids: List[str]) -> None:
+        """Stop each of ``trial_ids``, also when stopping another raised (a callback's
+        ``on_trial_complete``); the first error is raised once all are stopped."""
+        first_error: Optional[BaseException] = None
+        for trial_id in trial_ids:
+            try:
+                self._stop(tune_controller, trial_id)
+            except BaseException as error:  # a Ctrl-C too: the halving is applied first
+                if first_error is None:
+                    first_error = error
+        if first_error is not None:
+            raise first_error
 
     def _take_back_decision(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         """A restored trial that ran at the snapshot comes back PENDING, also when this
@@ -531,8 +554,10 @@ class HyperBandScheduler(TrialScheduler):
                 self._start_again(trial_id, bracket)
             return
         if trial_id not in bracket.live:
-            if trial.last_result.get("done") or trial_id not in self._left_at:
-                # Its last result ended it, or its bracket dropped it (the stop cut off).
+            left_unknown = self._left_at_known and trial_id not in self._left_at
+            if trial.last_result.get("done") or left_unknown:
+                # Its last result ended it, or its bracket dropped it (the stop cut off); a
+                # state saved before _left_at was kept cannot tell: it is judged again.
                 tune_controller.stop_trial(trial)
                 return
             # An errored trial resumed from its checkpoint: judged again from where it is.
@@ -578,14 +603,16 @@ class HyperBandScheduler(TrialScheduler):
         self._bracket_of[trial_id] = self._current
         return self._current
 
-    def _drop(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
-        """``trial`` ended: leave its bracket, which may now be ready to halve."""
+    def _drop(self, tune_controller: TuneControllerView, trial: "Trial", errored: bool = False) -> None:
+        """``trial`` ended: leave its bracket, which may now be ready to halve; where it left
+        is kept for an errored trial only (the one that may run again)."""
         self._resumable.pop(trial.trial_id, None)
         self._dropped_on.pop(trial.trial_id, None)
         bracket = self._bracket_of.get(trial.trial_id)
         if bracket is None or not bracket.remove(trial.trial_id):
             return
-        self._left_at[trial.trial_id] = bracket.halves
+        if errored:
+            self._left_at[trial.trial_id] = bracket.halves
         if bracket.live and (bracket.halves > 0 or bracket.stop_last_trials):
             self._process(tune_controller, bracket, None)
 

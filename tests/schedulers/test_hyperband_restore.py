@@ -8,10 +8,12 @@ import pytest
 import fasttune as tune
 from fasttune._serialization import dump_file, load_file
 from fasttune.execution import _experiment_state as state
-from fasttune.schedulers import HyperBandScheduler
+from fasttune.schedulers import HyperBandScheduler, hyperband
+from fasttune.simulation import Simulation
 from fasttune_testing import lines
 from interrupt_testing import LogAndInterrupt, read_log
 
+import test_restart_errored as restart_errored
 from test_hyperband import QUALITY, expected_finals
 from test_schedulers_e2e import hb_function
 
@@ -83,13 +85,30 @@ def test_a_restored_hyperband_sweep_decides_as_the_uninterrupted_one(storage, tm
     assert [it for q, it in logged if q == interrupted_q] == list(range(1, expected[interrupted_q] + 1))
 
 
-def test_a_state_saved_before_it_kept_trials_left_or_stopped_on_their_result_restores(tmp_path):
+def older_state(state):
+    """``state`` as a fasttune that kept neither where trials left nor where it stopped them saved it."""
+    return {key: value for key, value in state.items() if key not in ("left_at", "left_at_known", "dropped_on")}
+
+
+@pytest.mark.parametrize("failing_q", [11, 12], ids=["its-bracket", "a-new-bracket"])
+def test_a_state_saved_before_it_kept_trials_left_or_stopped_on_their_result_restores(tmp_path, monkeypatch, failing_q):
     path = str(tmp_path / "hyperband.state")
     HyperBandScheduler(metric="loss", mode="min").save(path)
-    older = load_file(path)
-    del older["left_at"], older["dropped_on"]
-    dump_file(path, older)
+    dump_file(path, older_state(load_file(path)))
     scheduler = HyperBandScheduler(metric="loss", mode="min")
     scheduler.restore(path)
     scheduler.save(path)
     assert (load_file(path)["left_at"], load_file(path)["dropped_on"]) == ({}, {})
+
+    # A sweep whose errored trial (it fails as it resumes after its first milestone) is
+    # in such a state: resumed from its checkpoint, it is judged again, not stopped there.
+    save_state = hyperband.save_state
+    monkeypatch.setattr(hyperband, "save_state", lambda path, state: save_state(path, older_state(state)))
+    cut = restart_errored.simulated(tmp_path, "cut", HyperBandScheduler(time_attr="epoch", max_t=9, reduction_factor=3),
+                                    failing_q=failing_q, fails_at_start=2)
+    monkeypatch.undo()
+    assert cut.num_errors == 1
+    simulation = Simulation(restart_errored.Linear(restart_errored.QUALITY), num_workers=3, write_results=True)
+    grid = tune.Tuner.restore(str(tmp_path / "cut"), trainable=simulation, resume_errored=True).fit()
+    assert grid.num_errors == 0
+    assert restart_errored.simulated_finals(grid)[failing_q] == 9

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import fasttune as tune
+from fasttune._serialization import load_file
 from fasttune.execution import _experiment_state as state
 from fasttune.schedulers import (
     ASHAScheduler,
@@ -188,6 +189,17 @@ def test_hyperband_judges_an_errored_trial_resumed_from_its_checkpoint_in_a_brac
     assert finals[failing_q] == final
     if failing_q == 11:
         assert finals == whole
+
+
+def test_hyperband_keeps_where_only_errored_trials_left_their_brackets(tmp_path):
+    """The sweep's other trials end (stopped, or completed at epoch 12 in their brackets
+    before max_t) and never run again: the scheduler's state keeps no entry for them."""
+    scheduler = HyperBandScheduler(time_attr="epoch", max_t=27, reduction_factor=3)
+    simulated(tmp_path, "cut", scheduler, failing_q=16, fails_at_start=2)  # as it resumes after a milestone
+    errored = [trial.trial_id for trial in state.read_trials(str(tmp_path / "cut")) if trial.status == "ERROR"]
+    path = str(tmp_path / "hyperband.state")
+    scheduler.save(path)
+    assert len(errored) == 1 and list(load_file(path)["left_at"]) == errored
 
 
 @pytest.mark.usefixtures("ray_session")

@@ -307,3 +307,30 @@ def test_a_ctrl_c_between_a_brackets_update_and_its_halving_restores_to_the_unin
             tune_config=tune_config(table, CtrlCBeforeHalving(str(tmp_path / "pressed"))))
     restored = tune.Tuner.restore(os.path.join(tmp_path, "cut"), trainable=simulation(table)).fit()
     assert decided(restored) == uninterrupted
+
+
+class RaiseAtKthEnd(tune.Callback):
+    """Raises at the sweep's ``k``-th on_trial_complete, once (a marker file outlives the restore)."""
+
+    def __init__(self, marker, k):
+        self.marker, self.k, self.ended = marker, k, 0
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ended += 1
+        if self.ended == self.k and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            raise RuntimeError("on_trial_complete fails")
+
+
+# Trial ends (of the sweep's) that come while HyperBand's halving stops a dropped trial:
+# the halving is applied whole (trials kept, the judged trial's stop) before the callback's
+# error reaches the snapshot, so the restored sweep resumes the kept trials.
+@pytest.mark.usefixtures("no_default_loggers")
+@pytest.mark.parametrize("k", [4, 5, 7, 8])
+def test_a_callback_raising_as_a_halving_stops_a_trial_restores_to_the_uninterrupted_sweep(
+        table, tmp_path, uninterrupted, k):
+    with pytest.raises(tune.TuneError, match="on_trial_complete fails"):
+        fit(simulation(table), str(tmp_path), name="cut", space=table.search_space,
+            tune_config=tune_config(table, hyperband()), callbacks=[RaiseAtKthEnd(str(tmp_path / "raised"), k)])
+    restored = tune.Tuner.restore(os.path.join(tmp_path, "cut"), trainable=simulation(table)).fit()
+    assert decided(restored) == uninterrupted
