@@ -27,6 +27,7 @@ Example (both ends in one process):
 """
 from __future__ import annotations
 
+import fcntl
 import hmac
 import os
 import queue
@@ -45,6 +46,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from fasttune.constants import WORKER_CHANNEL_ENV_VAR
 
 _HEADER = struct.Struct("<I")
+_DIR_PREFIX = "fasttune-channel-"
 _SECRET_BYTES = 32
 HANDSHAKE_S = 2.0  # a connecting worker sends its secret at once; a silent peer is dropped
 SEND_TIMEOUT_S = 10.0  # a worker that takes none of a frame this long is left to Ray
@@ -170,9 +172,12 @@ class ChannelListener:
     """
 
     def __init__(self, selector: Any = None) -> None:
-        self._dir = tempfile.mkdtemp(prefix="fasttune-channel-")  # mode 0700
+        self._dir = tempfile.mkdtemp(prefix=_DIR_PREFIX)  # mode 0700
+        # Locked while this driver lives: a killed driver's directory is told from a live one's.
+        lock = _locked_file(os.path.join(self._dir, "lock"))
         # Removed also when the driver exits without closing it (an error, a Ctrl-C).
-        self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, True)
+        self._remove_dir = weakref.finalize(self, _remove_locked_dir, self._dir, lock)
+        remove_abandoned_dirs(os.path.dirname(self._dir))
         self._selector = None
         self._secrets: Dict[bytes, int] = {}
         self._pending: Dict[socket.socket, Tuple[float, bytearray]] = {}  # in handshake: deadline, bytes so far
@@ -265,6 +270,47 @@ class ChannelListener:
             self._selector = None
         self.socket.close()
         self._remove_dir()
+
+
+def _locked_file(path: str) -> int:
+    """A new file at ``path``, exclusively locked; it appears there already locked."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(tmp, path)
+    return fd
+
+
+def _remove_locked_dir(path: str, lock: int) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    os.close(lock)
+
+
+def remove_abandoned_dirs(root: str) -> List[str]:
+    """Removes the channel directories under ``root`` that a killed driver left (their lock
+    file is free), never a live driver's (locked) or one still being made (no lock file
+    yet); returns their paths.  Only this user's directories are looked at."""
+    removed = []
+    try:
+        names = [name for name in os.listdir(root) if name.startswith(_DIR_PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # its driver lives
+        _remove_locked_dir(path, fd)
+        removed.append(path)
+    return removed
 
 
 def connect(path: str, secret: bytes) -> socket.socket:
@@ -362,4 +408,4 @@ def channel_wanted() -> bool:
 
 
 __all__: List[Any] = ["ChannelListener", "FrameReader", "INTERRUPT", "POLL", "channel_wanted", "connect",
-                      "read_frame", "send_frame", "send_small_frame", "serve"]
+                      "read_frame", "remove_abandoned_dirs", "send_frame", "send_small_frame", "serve"]

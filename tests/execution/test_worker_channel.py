@@ -3,6 +3,8 @@ connect, frames, and a sweep whose polls travel on it, with a worker that dies m
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 
 import msgpack
@@ -347,3 +349,27 @@ def test_workers_on_the_socket_and_on_ray_side_by_side(ray_session, tmp_path, mo
     histories = sorted(list(result.metrics_dataframe["score"]) for result in grid)
     assert histories == [[x * i for i in range(1, 21)] for x in (1, 2, 3, 4, 5, 6)]
     assert counts["replies"] > 0
+
+
+def test_a_killed_drivers_channel_directory_goes_with_the_next_listener_and_a_live_ones_stays(tmp_path, monkeypatch):
+    monkeypatch.setattr(channel.tempfile, "tempdir", str(tmp_path))
+    live = channel.ChannelListener()
+    killed = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from fasttune.execution import _channel as c; "
+         f"c.tempfile.tempdir = {str(tmp_path)!r}; listener = c.ChannelListener(); "
+         "print(listener.path, flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    killed_dir = os.path.dirname(killed.stdout.readline().strip())
+    assert os.path.isdir(killed_dir)
+    assert channel.remove_abandoned_dirs(str(tmp_path)) == []  # both drivers live
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    killed.stdout.close()
+    killed.stdin.close()
+    second = channel.ChannelListener()  # sweeps as it is made
+    assert not os.path.exists(killed_dir)
+    assert os.path.exists(live.path) and os.path.exists(second.path)
+    live.close()
+    second.close()
+    assert os.listdir(tmp_path) == []  # closed listeners leave nothing either
