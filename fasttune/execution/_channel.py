@@ -57,11 +57,11 @@ INTERRUPT = b"I"  # a frame from the driver: commands to apply at once (stop, pa
 def send_frame(sock: socket.socket, data: bytes, timeout: Optional[float] = None) -> None:
     """One length-prefixed frame, written whole.  With ``timeout``, raises ``TimeoutError``
     when the peer takes nothing for that long (the frame may then be cut: drop the socket)."""
-    frame = _HEADER.pack(len(data)) + data
     if timeout is None:
-        sock.sendall(frame)
+        sock.sendall(_HEADER.pack(len(data)))  # apart: a large reply is not copied to join them
+        sock.sendall(data)
     else:
-        _send_within(sock, memoryview(frame), timeout)
+        _send_within(sock, memoryview(_HEADER.pack(len(data)) + data), timeout)
 
 
 def send_small_frame(sock: socket.socket, data: bytes) -> bool:
@@ -355,9 +355,7 @@ def serve(sock: socket.socket, take_commands: Callable[[bytes], None], next_repl
         try:
             while replies_due.get():
                 try:
-                    reply = next_reply()
-                    sock.sendall(_HEADER.pack(len(reply)))
-                    sock.sendall(reply)
+                    send_frame(sock, next_reply())
                 except OSError:
                     _shut(sock)  # the driver went away
                     return

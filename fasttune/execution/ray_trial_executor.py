@@ -614,10 +614,7 @@ class RayTrialExecutor:
             came = True
             if not worker.channel_busy or worker.reader.holds_more:
                 # A reply to no poll, or two to one: the worker is broken, as for a malformed reply.
-                self._replies[slot] = protocol.MalformedReply("it replied to a poll it was not sent")
-                self._selector.push(slot, EVENT_ERROR)
-                self._drop_channel(worker)
-                self._end_actor(worker)
+                self._fail_malformed(worker, protocol.MalformedReply("it replied to a poll it was not sent"))
                 continue
             worker.channel_busy = False
             self._busy_channels -= 1
@@ -663,12 +660,7 @@ class RayTrialExecutor:
             if strange:
                 raise protocol.MalformedReply(f"it names trials it was not given: {strange}")
         except protocol.MalformedReply as exc:
-            # Only this worker's trials fail (as if it died; it is ended): the other
-            # replies of this poll are handled as usual.
-            self._replies[slot] = exc
-            self._selector.push(slot, EVENT_ERROR)
-            self._drop_channel(worker)
-            self._end_actor(worker)
+            self._fail_malformed(worker, exc)
             return
         for event in events if self._storage is not None else ():
             if type(event) is protocol.Started:
@@ -676,6 +668,14 @@ class RayTrialExecutor:
                 break
         self._replies[slot] = events
         self._selector.push(slot, EVENT_BATCH)
+
+    def _fail_malformed(self, worker: _Worker, exc: protocol.MalformedReply) -> None:
+        # Only this worker's trials fail (as if it died; it is ended): the other replies of
+        # this poll are handled as usual.
+        self._replies[worker.slot] = exc
+        self._selector.push(worker.slot, EVENT_ERROR)
+        self._drop_channel(worker)
+        self._end_actor(worker)
 
     def _wait_or_wake(self, wake: threading.Event, timeout: Optional[float], poll_s: Optional[float] = None) -> None:
         """``_wait``, ending early once ``wake`` is set or ``timeout`` has passed.
