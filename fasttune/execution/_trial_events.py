@@ -274,7 +274,7 @@ class TrialEventHandlers:
             decision = TrialScheduler.PAUSE if trial.status == Trial.PAUSED else TrialScheduler.STOP
         reset, state.reset_at_decision = state.reset_at_decision, None
         if reset is not None and decision in (TrialScheduler.CONTINUE, TrialScheduler.NOOP):
-            fields = self._resets.spec_fields(trial, state, reset, self._rewind, self._decision_points)
+            fields = self._resets.spec_fields(trial, state, reset, self._rewind, self.decision_points_wire)
             self._take_config(trial, state)
             self.trial_executor.reset_trial(trial, trial.config, trial.experiment_tag, fields)
             return
@@ -314,6 +314,62 @@ class TrialEventHandlers:
         # As Ray Tune: on_checkpoint, then on_trial_save, once the checkpoint is recorded.
         self._callbacks.call("on_checkpoint", iteration=self._iteration, trials=self._trials, trial=trial, checkpoint=checkpoint)
         self._callbacks.call("on_trial_save", iteration=self._iteration, trials=self._trials, trial=trial)
+
+    # ---- trials on workers a caller drives itself (fasttune.simulation's direct loop) -------
+    # The same steps as the handlers above, for a loop that produces complete results itself
+    # and writes no trial files: the runner keeps the trials, policies and snapshots.
+    def hold_trial(self, trial: Trial, slot: int) -> None:
+        """``trial`` starts on the caller's worker ``slot`` (as :meth:`_start_trial` does)."""
+        self._unassigned.pop(trial.trial_id, None)
+        self._table.set_worker_slot(trial._row, slot)
+
+    def trial_started(self, trial: Trial, start_time: float) -> None:
+        """Its worker began ``trial`` at ``start_time`` (as :meth:`_on_started`)."""
+        if trial.status in (Trial.PENDING, Trial.PAUSED):
+            trial.set_status(Trial.RUNNING)
+        trial.start_time = trial.start_time or start_time
+        hook = "on_trial_restore" if trial.checkpoint is not None else "on_trial_start"
+        self._callbacks.call(hook, iteration=self._iteration, trials=self._trials, trial=trial)
+
+    def judge_results(self, trial: Trial, results: List[Dict[str, Any]], times: List[float],
+                      metric_values: List[float]) -> str:
+        """A batch of ``trial``'s results, complete as ``ResultBuffer.ingest`` makes them
+        (the config last; ``metric_values``: each one's value of the table's metric, nan
+        where it has none): counted, judged in order by the stopper, scheduler and searcher
+        (deciding until one ends the trial), heard by the callbacks (as :meth:`_on_results`);
+        the batch's decision."""
+        table, row = self._table, trial._row
+        for result, value in zip(results, metric_values):
+            table.record_result(row, result["training_iteration"], result["time_total_s"], value)
+        count = len(results)
+        self.results_processed += count
+        trial.results_seen += count
+        trial.last_result = results[-1]
+        decision = TrialScheduler.CONTINUE
+        if (self._scheduler_sees_results or self._searcher_sees_results or self._callbacks_see_results
+                or self._stopper is not None):
+            for result in results:
+                verdict = self._decide(trial, result, decide=decision == TrialScheduler.CONTINUE)
+                if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
+                    decision = verdict
+                self._tell_callbacks(trial, result)
+        if self._callbacks_see_batches:
+            self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
+                                 results=results, times=times)
+        return decision
+
+    def finish_trial(self, trial: Trial, traceback_text: Optional[str] = None) -> None:
+        """``trial``'s worker ended it: on its own or at a STOP, else (``traceback_text``)
+        with a failure (as :meth:`_on_trial_end`)."""
+        self._release(trial)
+        state = self._states[trial.trial_id]
+        state.decision = state.decision_in_flight = None
+        if traceback_text is not None:
+            self._on_trial_failure(trial, traceback_text, None)
+            return
+        if not trial.is_finished():
+            self._complete(trial)
+        self._close_trial(trial)
 
     def _on_trial_end(self, slot: int, trial: Trial, event: Any) -> None:
         trial_id = trial.trial_id

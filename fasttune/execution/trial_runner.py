@@ -136,7 +136,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._start_time = self._clock.monotonic()
         self._stopped_at: Optional[float] = None
         # Set while the search algorithm makes a trial in the background and the loop
-        # should wake when it is ready (see _next_trial_to_start).
+        # should wake when it is ready (see next_trial_to_start).
         self._awaiting: Any = None
         self._fatal: Optional[BaseException] = None
         # After a restore: the trials a worker held at the snapshot, started again before
@@ -209,7 +209,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         if self._step_hooks:
             self._callbacks.call("on_step_begin", iteration=self._iteration, trials=self._trials)
         self._stop_all_if_budget_spent()
-        next_trial = self._next_trial_to_start()
+        next_trial = self.next_trial_to_start()
         # The wait also ends when the searcher's suggestion is ready or a TuneServer request came.
         deadline = self._stopped_at + _SUGGEST_GRACE_S if self._stopped_at is not None else (
             None if self._time_budget_s is None else self._start_time + self._time_budget_s)
@@ -229,13 +229,21 @@ class TrialRunner(TrialEventHandlers, RunnerView):
                 and not self._table.held_count()
                 and not self.is_finished()):
             self._await_resources_or_raise()
-        self._iteration += 1
-        self._files.check()  # a failed result write stops the sweep (then cleanup's snapshot)
-        self.checkpoint()
+        self.end_step()
         if self._step_hooks:
             self._callbacks.call("on_step_end", iteration=self._iteration, trials=self._trials)
         if self._fatal is not None:
             raise self._fatal
+
+    def end_step(self, check: bool = True) -> None:
+        """What ends each step of the loop (:meth:`step`'s, or that of a loop which runs
+        trials itself, as ``fasttune.simulation``'s direct loop): the step is counted, and
+        unless ``check`` is False (a loop that checks every few steps) a failed result write
+        stops the sweep (then cleanup's snapshot) and a snapshot is written when due."""
+        self._iteration += 1
+        if check:
+            self._files.check()
+            self.checkpoint()
 
     def flush_files(self) -> None:
         """Return once every result so far is written to the trial files (they are
@@ -262,7 +270,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             self._stop_all()
         return self._stopping_all
 
-    def _next_trial_to_start(self) -> Optional[Trial]:
+    def next_trial_to_start(self) -> Optional[Trial]:
+        """The trial to start now, if a worker can take one: the scheduler's choice, else a
+        new one from the searcher (added here; it waits PENDING while no worker is free)."""
         self._awaiting = None
         if self._stopping_all:
             self._end_late_suggestion()
@@ -306,7 +316,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         for _ in range(self._starts_per_step - 1):
             if self._fatal is not None or self._stop_all_if_budget_spent():
                 return
-            trial = self._next_trial_to_start()
+            trial = self.next_trial_to_start()
             if trial is None:
                 return
             self._start_trial(trial)
@@ -344,7 +354,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             if state.rewind_on_start:  # restored: what the killed run wrote after the snapshot goes
                 state.rewind_on_start = False
                 self._rewind(trial, trial.iteration, self._table.get_time_total(trial._row), trial.results_seen)
-            fields = self._resets.spec_fields(trial, state, reset, self._rewind, self._decision_points)
+            fields = self._resets.spec_fields(trial, state, reset, self._rewind, self.decision_points_wire)
             restore_path, iteration, time_total = fields["restore"], fields["iteration"], fields["time_total"]
         else:
             fields = {}
@@ -359,7 +369,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
                 self._rewind(trial, iteration, time_total, rows)
         self._take_config(trial, state)  # a reset, or a scheduler's trial.set_config, changed it
         spec = protocol.trial_spec(
-            trial, self.experiment_path, decide=self._decision_points(trial),
+            trial, self.experiment_path, decide=self.decision_points_wire(trial),
             yields=self._scheduler_points and bool(self._scheduler.pauses_for_waiting_trials(trial)),
             iteration=iteration, time_total=time_total, ckpt_index=state.next_index(trial), restore=restore_path,
             log_to_file=(self._experiment and self._experiment.spec.get("log_to_file")) or (None, None))
@@ -374,7 +384,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         """Whether ``trial`` may wait in a busy worker's queue of next trials."""
         return self._search_alg.asks_ahead and self._states[trial.trial_id].queueable
 
-    def _decision_points(self, trial: Trial) -> Any:
+    def decision_points_wire(self, trial: Trial) -> Any:
+        """Where ``trial``'s worker waits for a decision (a ``DecisionPoints`` wire form)."""
         # Only the scheduler's own points let a worker pause a trial for a queued one
         # without asking (``pauses_for_waiting_trials``, the spec's "yield").
         if not self._scheduler_points:

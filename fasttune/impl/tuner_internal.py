@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 from fasttune import _storage as storage
 from fasttune._progress import ProgressDriver
 from fasttune._results_store import has_store
+from fasttune.callback import CallbackList
 from fasttune.config import RunConfig
 from fasttune.error import TuneError
 from fasttune.execution.ray_trial_executor import RayTrialExecutor
@@ -367,11 +368,19 @@ def run_experiment(
             # Unpickling runs code: say exactly what came back that way.
             logger.warning("Restoring %s loaded with (cloud)pickle: %s. Restore only directories you trust.",
                            experiment.location, "; ".join(unpickled))
+    # A simulated sweep whose trials only go on or stop runs on the simulation's direct loop
+    # (a restored one goes on on the runner's, from the state it saved).
+    direct = None if simulation is None or resume_config is not None else simulation.direct_loop(
+        runner, executor, metric or scheduler.metric, scheduler=scheduler, stopper=experiment.stopper,
+        stop=experiment.stopping_criterion, callbacks=CallbackList(callbacks), time_budget_s=time_budget_s,
+        fail_fast=fail_fast, server_port=server_port, results_store=results_store)
     progress = ProgressDriver(runner, reporter=progress_reporter, verbose=verbose, metric=metric, mode=mode,
                               total_samples=getattr(searcher, "total_samples", 0))
     interrupted = _InterruptFlag()
     try:
         with interrupted:
+            if direct is not None:
+                direct.run(progress, interrupted)
             while not runner.is_finished() and not interrupted.presses:
                 runner.step()
                 progress.step()

@@ -231,6 +231,8 @@ class AsyncHyperBandScheduler(TrialScheduler):
             for s in range(int(brackets))
         ]
         self._bracket_of: Dict[str, int] = {}
+        # Each bracket's decision points, made once (with the metric they need; it may be set later).
+        self._decision_points_of: Dict[int, Any] = {}
         self._num_stopped = 0
 
     # ---- introspection -----------------------------------------------------------------
@@ -255,13 +257,19 @@ class AsyncHyperBandScheduler(TrialScheduler):
     def decision_points(self, trial: "Trial") -> DecisionPoints:
         """Rung milestones and ``max_t``: those iterations with
         ``time_attr="training_iteration"``, else the results where ``time_attr`` reaches them."""
-        bracket = self._brackets[self._assign(trial.trial_id)]
-        points = {rung.milestone for rung in bracket.rungs}
+        index = self._assign(trial.trial_id)
+        made = self._decision_points_of.get(index)
+        if made is not None and made[0] == self._metric:
+            return made[1]
+        points = {rung.milestone for rung in self._brackets[index].rungs}
         if self._stop_last_trials:
             points.add(self._max_t)
         if self._time_attr == "training_iteration":
-            return DecisionPoints.at({math.ceil(point) for point in points})
-        return DecisionPoints.reaching(self._time_attr, points, needs=[self._metric])
+            decision_points = DecisionPoints.at({math.ceil(point) for point in points})
+        else:
+            decision_points = DecisionPoints.reaching(self._time_attr, points, needs=[self._metric])
+        self._decision_points_of[index] = (self._metric, decision_points)
+        return decision_points
 
     def on_trial_add(self, tune_controller: TuneControllerView, trial: "Trial") -> None:
         """A trial added again that starts over (restored with ``restart_errored``) is

@@ -34,7 +34,7 @@ import os
 import threading
 import traceback
 from array import array
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from fasttune._decision_points import DecisionPoints
 from fasttune.execution import _protocol as protocol
@@ -42,7 +42,7 @@ from fasttune.execution._stop_criteria import StopCriteria
 from fasttune.execution.trial_executor import EVENT_BATCH, EVENT_START
 from fasttune.simulation._blackbox import Blackbox
 
-__all__ = ["SimulatedClock", "SimulatedExecutor"]
+__all__ = ["DecisionForm", "SimulatedClock", "SimulatedExecutor", "record_state"]
 
 # Where a checkpoint is taken: at the trial's decision points (what PBT and a pause need).
 CHECKPOINT_AT_DECISIONS = "decision_points"
@@ -86,7 +86,7 @@ class _Segment:
                  "schedule", "stop", "ckpt_index", "checkpoint_key_prefix", "records", "due", "seq", "awaiting",
                  "ended", "heard", "delivered", "interrupted")
 
-    def __init__(self, slot: int, spec: Dict[str, Any], decisions: "_Decisions") -> None:
+    def __init__(self, slot: int, spec: Dict[str, Any], decisions: "DecisionForm") -> None:
         self.slot = slot
         self.trial_id: str = spec["trial_id"]
         self.spec = spec
@@ -99,7 +99,7 @@ class _Segment:
         self.start_time = self.last_time = 0.0
         self.decisions = decisions
         # Whether a result waits for a decision: the schedule's answer at its position where the
-        # segment has one (see _Decisions), else its watch's (made when the segment starts).
+        # segment has one (see DecisionForm), else its watch's (made when the segment starts).
         self.at_decision_point: Any = None
         self.schedule: Optional[_Schedule] = None
         stop = spec.get("stop")
@@ -128,7 +128,7 @@ class _Schedule(NamedTuple):
     initial: Any
 
 
-class _Decisions:
+class DecisionForm:
     """The decision points of one wire form (``DecisionPoints.to_wire()``), shared by the
     segments that run under it.
 
@@ -235,9 +235,13 @@ class SimulatedExecutor:
         # trial id, taken up again when the runner restarts their trials (see set_state).
         self._in_flight: Dict[str, Dict[str, Any]] = {}
         self._left_running: List[Dict[str, Any]] = []  # what cleanup() found running
+        # The states (as _segment_state's) of trials a loop runs on these workers itself (the direct loop's).
+        self.running_elsewhere: Optional[Callable[[], List[Dict[str, Any]]]] = None
         self._fidelity_values = blackbox.fidelities.tolist()  # plain Python values, for the results
         self._fidelity_name = blackbox.fidelity_name
-        self._decisions: Dict[Any, _Decisions] = {}  # by the wire form's hashable copy (see _decisions_under)
+        self._decisions: Dict[Any, DecisionForm] = {}  # by the wire form's hashable copy (see decisions_under)
+        # The last wire form asked for (kept alive here, so its identity names it) and its DecisionForm.
+        self._last_decisions: Optional[Tuple[Any, DecisionForm]] = None
 
     # ---- what the runner asks -------------------------------------------------------
     def register_trainable(self, name: str, trainable: Any) -> None:
@@ -247,14 +251,14 @@ class SimulatedExecutor:
         """Any trial fits a virtual worker."""
 
     def has_resources_for_trial(self, trial: Any, queue: bool = True) -> bool:
-        return bool(self._free)
+        return self.has_free_slot()
 
     def cluster_resources(self) -> Dict[str, float]:
         return {"CPU": float(self.num_workers)}
 
     def start_trial(self, trial: Any, spec: Dict[str, Any], queue: bool = True) -> int:
-        slot = heapq.heappop(self._free)
-        segment = _Segment(slot, spec, self._decisions_under(spec.get("decide", "every_result")))
+        slot = self.take_slot()
+        segment = _Segment(slot, spec, self.decisions_under(spec.get("decide", "every_result")))
         self._segments[slot] = segment
         self._by_trial[segment.trial_id] = segment
         saved = self._in_flight.pop(segment.trial_id, None)
@@ -286,7 +290,7 @@ class SimulatedExecutor:
             return False
         slot = segment.slot
         spec = dict(segment.spec, **(fields or {}))
-        fresh = _Segment(slot, spec, self._decisions_under(spec.get("decide", "every_result")))
+        fresh = _Segment(slot, spec, self.decisions_under(spec.get("decide", "every_result")))
         self._segments[slot] = fresh
         self._by_trial[fresh.trial_id] = fresh
         self._begin(fresh, new_config, self.clock.now + self.decision_overhead_s)
@@ -304,7 +308,24 @@ class SimulatedExecutor:
             del self._segments[slot]
             if self._by_trial.get(trial.trial_id) is segment:
                 del self._by_trial[trial.trial_id]
-            heapq.heappush(self._free, slot)
+            self.release_slot(slot)
+
+    def has_free_slot(self) -> bool:
+        return bool(self._free)
+
+    def take_slot(self) -> int:
+        """A free virtual worker for a trial that starts now: the lowest."""
+        return heapq.heappop(self._free)
+
+    def release_slot(self, slot: int) -> None:
+        """Virtual worker ``slot``'s trial has ended."""
+        heapq.heappush(self._free, slot)
+
+    def next_seq(self) -> int:
+        """The number of a reply scheduled now: replies due at the same time come in this order."""
+        seq = self._seq
+        self._seq = seq + 1
+        return seq
 
     def adapt_depth(self, slot: int, whole_trials_in_reply: int, starved: int = 0) -> None:
         """Virtual workers hold one trial at a time: nothing to adapt."""
@@ -342,6 +363,7 @@ class SimulatedExecutor:
     def cleanup(self) -> None:
         # The loop ended (an interrupt, an error): the final snapshot saves what was running.
         self._left_running.extend(self._running_states())
+        self.running_elsewhere = None
         self._segments.clear()
         self._by_trial.clear()
         self._events.clear()
@@ -469,21 +491,24 @@ class SimulatedExecutor:
     def _reply(self, segment: _Segment, due: float, ended: bool) -> None:
         segment.ended = ended
         segment.due = due
-        segment.seq = self._seq
-        self._seq += 1
+        segment.seq = self.next_seq()
         heapq.heappush(self._events, (due, segment.seq, segment.slot))
 
-    def _decisions_under(self, wire: Any) -> _Decisions:
-        """The shared :class:`_Decisions` of a spec's ``decide`` wire form."""
+    def decisions_under(self, wire: Any) -> DecisionForm:
+        """The shared :class:`DecisionForm` of a spec's ``decide`` wire form."""
+        last = self._last_decisions
+        if last is not None and last[0] is wire:
+            return last[1]  # the same form object (a scheduler's, made once) as the last trial's
         key = _frozen(wire)
         try:
             decisions = self._decisions.get(key)
         except TypeError:  # a form nested deeper than today's: not kept
-            return _Decisions(wire, self._fidelity_name, self._fidelity_values)
+            return DecisionForm(wire, self._fidelity_name, self._fidelity_values)
         if decisions is None:
             if len(self._decisions) >= MAX_DECISION_FORMS:
                 self._decisions.clear()  # forms made per trial (PBT's) would pile up
-            decisions = self._decisions[key] = _Decisions(wire, self._fidelity_name, self._fidelity_values)
+            decisions = self._decisions[key] = DecisionForm(wire, self._fidelity_name, self._fidelity_values)
+        self._last_decisions = (wire, decisions)
         return decisions
 
     def _checkpoint_name(self, segment: _Segment) -> str:
@@ -515,8 +540,9 @@ class SimulatedExecutor:
     def _running_states(self) -> List[Dict[str, Any]]:
         """The segments with a reply on the way that the runner does not expect otherwise:
         not those it stopped or paused itself (it ended their trials already)."""
-        return [self._segment_state(segment) for segment in self._segments.values()
-                if (segment.seq >= 0 or segment.awaiting) and not segment.interrupted]
+        states = [self._segment_state(segment) for segment in self._segments.values()
+                  if (segment.seq >= 0 or segment.awaiting) and not segment.interrupted]
+        return states + self.running_elsewhere() if self.running_elsewhere is not None else states
 
     def set_state(self, state: Dict[str, Any]) -> None:
         """Take back :meth:`get_state`'s state (before the runner adopts its trials): the
@@ -543,7 +569,7 @@ class SimulatedExecutor:
             "due": segment.due, "seq": segment.seq, "awaiting": segment.awaiting, "ended": segment.ended,
             # what its decision points have reached (points on an attribute keep some)
             "watch": _watch_state(segment),
-            "records": [_record_state(record) for record in segment.records],
+            "records": [record_state(record) for record in segment.records],
         }
 
     def _resume_in_flight(self, segment: _Segment, config: Dict[str, Any], saved: Dict[str, Any]) -> None:
@@ -605,7 +631,8 @@ _RECORD_TYPES = {cls.__name__: cls for cls in (protocol.Started, protocol.Result
                                                protocol.Failed, protocol.Cloned)}
 
 
-def _record_state(record: Any) -> List[Any]:
+def record_state(record: Any) -> List[Any]:
+    """A worker record of a segment's pending reply as plain data (for the snapshot)."""
     fields = list(record)
     if type(record) is protocol.Results:  # int keys: as pairs, which any snapshot format keeps
         fields[3] = sorted(record.checkpoints.items())

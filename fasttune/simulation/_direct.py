@@ -1,0 +1,338 @@
+"""The direct loop: a simulated sweep whose trials only go on or stop, run without the
+runner's per-event machinery.
+
+``TrialRunner.step()`` serves every executor and every scheduler: worker records, the
+core's ``ResultBuffer`` (which renders each result for files), decision points answered
+one message at a time.  Under FIFO or ASHA a simulated trial only continues or stops,
+writes no file and has no checkpoint, and much of that work does nothing.  This loop does
+what the :class:`~fasttune.simulation.SimulatedExecutor` and the runner's handlers would,
+in the same order, and hands the runner what its books need: trials come from
+``runner.next_trial_to_start()`` (the scheduler's choice or the searcher's next, added),
+complete results go to ``runner.judge_results()`` (the stopper, scheduler, searcher and
+callbacks), ends to ``runner.finish_trial()``; the runner keeps the trials, the table and
+the snapshots, and ``fit()`` returns the same ``ResultGrid``.  Every reply is an event at
+a simulated time, taken earliest first (ties in the order they were scheduled), as the
+executor's; a start comes before any event, as in a step.  A snapshot saves each running
+trial as the executor saves a segment (``running_states``), so a restore, which runs on
+the runner's loop, goes on from it as from the runner's own.
+
+``direct_loop_refusal`` says which sweeps qualify (``Simulation(engine=...)`` chooses);
+``tests/simulation/test_direct_loop.py`` runs each kind on both loops and compares what
+they save, return and tell callbacks.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+import os
+import time
+import traceback
+from array import array
+from typing import Any, Dict, List, Optional
+
+from fasttune.execution import _protocol as protocol
+from fasttune.schedulers.async_hyperband import AsyncHyperBandScheduler
+from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
+from fasttune.simulation._executor import SimulatedExecutor, record_state
+
+__all__ = ["DirectLoop", "direct_loop_refusal"]
+
+# The schedulers whose decisions are only CONTINUE and STOP, for the trial judged alone.
+_SCHEDULERS = (FIFOScheduler, AsyncHyperBandScheduler)
+# Callback hooks the direct loop calls as the runner does (a step's hooks it does not).
+_STEP_HOOKS = ("on_step_begin", "on_step_end")
+# Steps between two checks for a snapshot due (which comes at most every 2 s anyway).
+_STEPS_PER_CHECK = 64
+# What a result gets beside the blackbox's metrics and fidelity (ResultBuffer.ingest).
+_AUTOMATIC = frozenset((
+    "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
+    "time_total_s", "pid", "hostname", "node_ip", "time_since_restore", "iterations_since_restore", "config"))
+
+
+def direct_loop_refusal(executor: SimulatedExecutor, *, scheduler: Any, metric: Optional[str], stopper: Any,
+                        stop: Any, callbacks: Any, time_budget_s: Any, fail_fast: Any, server_port: Any,
+                        results_store: str) -> Optional[str]:
+    """Why a simulated sweep with these settings runs on the runner's loop rather than the
+    direct one (None: it can run on the direct loop).
+
+    Example:
+        >>> from fasttune.callback import CallbackList
+        >>> from fasttune.schedulers import ASHAScheduler, HyperBandScheduler
+        >>> from fasttune.simulation import SimulatedExecutor, reference_asha_table
+        >>> executor = SimulatedExecutor(reference_asha_table(), checkpoint_at=None)
+        >>> settings = dict(metric="loss", stopper=None, stop=None, callbacks=CallbackList(), time_budget_s=None,
+        ...                 fail_fast=False, server_port=None, results_store="per_trial")
+        >>> direct_loop_refusal(executor, scheduler=ASHAScheduler(), **settings) is None
+        True
+        >>> direct_loop_refusal(executor, scheduler=HyperBandScheduler(), **settings)
+        'its scheduler, HyperBandScheduler, may pause trials (the direct loop runs FIFOScheduler and AsyncHyperBandScheduler)'
+    """
+    blackbox = executor.blackbox
+    if type(scheduler) not in _SCHEDULERS:
+        names = " and ".join(cls.__name__ for cls in _SCHEDULERS)
+        return f"its scheduler, {type(scheduler).__name__}, may pause trials (the direct loop runs {names})"
+    if stopper is not None or stop:
+        return "it has stop criteria (RunConfig(stop=...))"
+    if time_budget_s is not None:
+        return "it has a time budget (TuneConfig(time_budget_s=...))"
+    if fail_fast:
+        return "it fails fast (RunConfig(failure_config=FailureConfig(fail_fast=...)))"
+    if server_port is not None:
+        return "it serves the experiment over HTTP (server_port)"
+    if executor.writes_result_files or results_store != "per_trial":
+        return "it writes results to files"
+    if executor.checkpoint_at is not None:
+        return f"its trials checkpoint (checkpoint_at={executor.checkpoint_at!r})"
+    if os.environ.get("FASTTUNE_SYNCHRONOUS") == "1":
+        return "FASTTUNE_SYNCHRONOUS=1 asks for a decision at every result"
+    step_hooks = [hook for hook in _STEP_HOOKS if callbacks.wants(hook)]
+    if step_hooks:
+        return f"a callback counts steps ({step_hooks[0]})"
+    reported = [*blackbox.metric_names, blackbox.fidelity_name]
+    clashing = [name for name in reported if name in _AUTOMATIC]
+    if clashing:
+        return f"the blackbox reports {clashing[0]!r}, a name the runner fills in itself"
+    if metric is not None and metric not in reported and metric not in _AUTOMATIC:
+        return f"the metric {metric!r} is not one the blackbox reports"
+    return None
+
+
+class _Run:
+    """A trial on a virtual worker: where it stands on its curve, and its next reply."""
+
+    __slots__ = ("trial", "trial_id", "config", "columns", "step_seconds", "schedule", "answers", "watch", "position",
+                 "start", "previous", "results", "times", "values", "end", "failure", "heard_start", "heard",
+                 "delivered", "due", "seq", "awaiting")
+
+    def __init__(self, trial: Any, start: float) -> None:
+        self.trial = trial
+        self.trial_id: str = trial.trial_id
+        self.config: Dict[str, Any] = trial.config
+        self.columns: List[Any] = []  # (metric name, values) in the blackbox's order
+        self.step_seconds: List[float] = []
+        self.schedule: Any = None  # the DecisionForm's schedule from its start, if it has one
+        self.answers: Optional[List[bool]] = None  # whether each position waits for a decision
+        self.watch: Any = None  # ... or what answers that result by result
+        self.position = 0  # fidelities done (= results reported: a trial here never resumes)
+        self.start = start
+        self.previous = start  # the time of its last result (for time_this_iter_s)
+        # Its next reply: the results, their times and table metric values, and how it ends.
+        self.results: List[Dict[str, Any]] = []
+        self.times: List[float] = []
+        self.values: List[float] = []
+        self.end = "done"  # "decide" (at a decision point), "done" (its curve's end) or "stop" (a STOP's)
+        self.failure: Optional[str] = None  # the traceback of a blackbox that failed
+        self.heard_start = False  # whether the runner has had its first reply
+        # What the runner has heard of it: when its last result was, and how many results.
+        self.heard = start
+        self.delivered = 0
+        self.due = start  # when its next reply is due, and that reply's number (-1: being handled)
+        self.seq = -1
+        self.awaiting = False  # its reply, at a decision point, is being handled
+
+
+class DirectLoop:
+    """Runs ``runner``'s simulated sweep to its end on ``executor``'s virtual workers and
+    clock (see the module docstring); :meth:`run` stands for the loop of
+    ``runner.step()`` calls."""
+
+    def __init__(self, runner: Any, executor: SimulatedExecutor, metric: Optional[str]) -> None:
+        self.runner = runner
+        self.executor = executor
+        self.metric = metric
+        self._runs: Dict[int, _Run] = {}  # by slot
+        self._events: List[Any] = []  # (due, seq, slot)
+        blackbox = executor.blackbox
+        self._fidelity_name = blackbox.fidelity_name
+        self._fidelity_values = blackbox.fidelities.tolist()
+        self._date_second: Optional[int] = None
+        self._date = ""
+        executor.running_elsewhere = self.running_states  # (for the snapshots, through its state)
+
+    def run(self, progress: Any, interrupted: Any) -> None:
+        """Step until the sweep is finished, or a Ctrl-C (``interrupted.presses``)."""
+        runner, events, executor = self.runner, self._events, self.executor
+        clock = executor.clock
+        steps = 0
+        waiting = None  # the trial that waits for a free worker: asked for again only once one is free
+        while not runner.is_finished() and not interrupted.presses:
+            # (With no worker free, the runner's answer is None and changes nothing once a
+            # trial waits: each step of its loop asks the scheduler and searcher in vain.)
+            trial = None
+            if executor.has_free_slot() or waiting is None or waiting.status != waiting.PENDING:
+                trial = runner.next_trial_to_start()
+                waiting = runner.first_trial_with_status("PENDING") if trial is None else None
+            if trial is not None:
+                self._start(trial)
+            elif events:
+                due, _, slot = heapq.heappop(events)
+                clock.advance_to(due)
+                self._reply(slot)
+            else:
+                return  # nothing runs and nothing starts: the runner's loop says why
+            runner.end_step(check=steps % _STEPS_PER_CHECK == 0)  # (the first step's too: its snapshot is the first)
+            steps += 1
+            progress.step()
+
+    # ---- a trial's segment, as SimulatedExecutor runs one ----------------------------------
+    def _start(self, trial: Any) -> None:
+        executor, runner = self.executor, self.runner
+        slot = executor.take_slot()
+        runner.hold_trial(trial, slot)
+        now = executor.clock.now
+        run = self._runs[slot] = _Run(trial, now)
+        decisions = executor.decisions_under(runner.decision_points_wire(trial))
+        try:
+            metrics, step_seconds = executor.blackbox.curve(run.config)
+        except Exception:  # noqa: BLE001 - a config the blackbox cannot answer fails its trial only
+            run.failure = traceback.format_exc()
+            self._schedule(slot, run, now)
+            return
+        columns = {name: values.tolist() for name, values in metrics.items()}
+        run.columns = list(columns.items())
+        run.step_seconds = step_seconds.tolist()
+        schedule = run.schedule = decisions.schedule(0, columns)
+        if schedule is not None:
+            run.answers = schedule.answers
+        else:
+            run.watch = decisions.points.watch()
+        self._advance(slot, run, now)
+
+    def _advance(self, slot: int, run: _Run, now: float) -> None:
+        """Run ``run`` from ``now`` to its next decision point or its end: the results it
+        reports (complete, as the runner's ResultBuffer makes them), and that reply's event."""
+        step_seconds, fidelity_name, fidelity_values = run.step_seconds, self._fidelity_name, self._fidelity_values
+        columns, answers, watch = run.columns, run.answers, run.watch
+        single = columns[0] if len(columns) == 1 else None
+        metric = self.metric
+        trial_id, config, start = run.trial_id, run.config, run.start
+        results, times, values = run.results, run.times, run.values
+        position, previous = run.position, run.previous
+        t = now
+        last = len(step_seconds)
+        end = "done"
+        while position < last:
+            i = position
+            t += step_seconds[i]
+            position += 1
+            if single is not None:
+                result = {single[0]: single[1][i], fidelity_name: fidelity_values[i]}
+            else:
+                result = {name: column[i] for name, column in columns}
+                result[fidelity_name] = fidelity_values[i]
+            since_start = t - start
+            at_decision = answers[i] if answers is not None else watch(position, dict(result), since_start)
+            second = math.floor(t)
+            if second != self._date_second:
+                self._date = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(second))
+                self._date_second = second
+            # The fields and their order are ResultBuffer.ingest's (the runner's, then its config).
+            result["timestamp"] = int(t)
+            result["checkpoint_dir_name"] = None
+            result["done"] = False
+            result["training_iteration"] = position
+            result["trial_id"] = trial_id
+            result["date"] = self._date
+            result["time_this_iter_s"] = t - previous
+            result["time_total_s"] = 0.0 + since_start
+            result["pid"] = 0
+            result["hostname"] = "simulated"
+            result["node_ip"] = "127.0.0.1"
+            result["time_since_restore"] = since_start
+            result["iterations_since_restore"] = position
+            result["config"] = config
+            results.append(result)
+            times.append(t)
+            values.append(_table_value(result.get(metric)) if metric is not None else math.nan)
+            previous = t
+            if at_decision:
+                end = "decide"
+                break
+        run.position, run.previous, run.end = position, previous, end
+        self._schedule(slot, run, t)
+
+    def _schedule(self, slot: int, run: _Run, due: float) -> None:
+        # (awaiting, as the executor's segment: at a decision point once this reply is out)
+        run.due, run.seq, run.awaiting = due, self.executor.next_seq(), run.end == "decide" and run.failure is None
+        heapq.heappush(self._events, (due, run.seq, slot))
+
+    def _reply(self, slot: int) -> None:
+        """The reply of the trial on ``slot`` reaches the runner (as ``TrialRunner._on_batch``)."""
+        run, runner = self._runs[slot], self.runner
+        run.seq = -1
+        trial = run.trial
+        if not run.heard_start:
+            run.heard_start = True
+            runner.trial_started(trial, run.start)
+        if run.failure is not None:
+            self._finish(slot, run, run.failure)
+            return
+        decision = TrialScheduler.CONTINUE
+        if run.results:
+            results, times, values = run.results, run.times, run.values
+            run.results, run.times, run.values = [], [], []
+            decision = runner.judge_results(trial, results, times, values)
+        if run.end != "decide":
+            self._finish(slot, run)
+            return
+        if trial.status != trial.RUNNING:
+            decision = TrialScheduler.STOP  # ended meanwhile (by the runner, never by these schedulers)
+        run.heard, run.delivered = run.previous, run.position  # (its answer says all of it reached the runner)
+        if decision in (TrialScheduler.CONTINUE, TrialScheduler.NOOP):
+            self._advance(slot, run, self.executor.clock.now + self.executor.decision_overhead_s)
+        elif decision == TrialScheduler.STOP:
+            run.end = "stop"
+            self._schedule(slot, run, self.executor.clock.now)  # (awaiting no more)
+        else:
+            raise RuntimeError(f"The direct loop got {decision!r} for trial {trial}; its scheduler was to "
+                               "stop or continue trials only (see direct_loop_refusal).")
+
+    # ---- snapshots -------------------------------------------------------------------------
+    def running_states(self) -> List[Dict[str, Any]]:
+        """Each running trial's state as ``SimulatedExecutor`` saves a segment's, so that a
+        restore (on the runner's loop) goes on with its pending reply as if never interrupted."""
+        return [self._state_of(run) for run in self._runs.values() if run.seq >= 0 or run.awaiting]
+
+    def _state_of(self, run: _Run) -> Dict[str, Any]:
+        records: List[Any] = []
+        if run.seq >= 0:  # its reply is on the way (else, being handled, it reached the runner)
+            if not run.heard_start:
+                records.append(protocol.Started(run.trial_id, run.start, 0, "simulated", "127.0.0.1"))
+            if run.failure is not None:
+                records.append(protocol.Failed(run.trial_id, run.failure, None))
+            else:
+                if run.results:
+                    reported = [name for name, _ in run.columns] + [self._fidelity_name]
+                    metrics = [{name: result[name] for name in reported} for result in run.results]
+                    records.append(protocol.Results(run.trial_id, metrics, array("d", run.times).tobytes(), {}))
+                if run.end == "decide":
+                    records.append(protocol.Decide(run.trial_id, run.position, False))
+                else:
+                    records.append(protocol.Ended("stopped" if run.end == "stop" else "done", run.trial_id))
+        unanswered = run.awaiting and run.seq < 0
+        delivered, heard = (run.position, run.previous) if unanswered else (run.delivered, run.heard)
+        if run.schedule is not None:
+            watch = run.schedule.states[run.position - 1] if run.position else run.schedule.initial
+        else:
+            watch = getattr(run.watch, "state", None)
+        return {"trial_id": run.trial_id, "iteration": delivered, "heard": heard, "position": run.position,
+                "count": run.position, "base_iteration": 0, "base_time": 0.0, "start_time": run.start,
+                "last_time": run.previous, "ckpt_index": 0, "due": run.due, "seq": run.seq, "awaiting": run.awaiting,
+                "ended": run.failure is not None or run.end != "decide", "watch": watch,
+                "records": [record_state(record) for record in records]}
+
+    def _finish(self, slot: int, run: _Run, failure: Optional[str] = None) -> None:
+        del self._runs[slot]
+        self.executor.release_slot(slot)
+        self.runner.finish_trial(run.trial, failure)
+
+
+def _table_value(value: Any) -> float:
+    """The table's metric value of a result's ``value``, as the core's ResultBuffer takes it
+    (a blackbox's curves hold plain Python numbers once converted)."""
+    if not isinstance(value, (int, float)):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return math.nan

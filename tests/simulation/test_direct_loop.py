@@ -1,0 +1,236 @@
+"""The simulation's direct loop runs a sweep as the runner's loop does: for every sweep it
+takes, the same ResultGrid, the same final snapshot (trials, table, the policies' and
+callbacks' states, the executor's clock) and the same callback calls, in the same order."""
+import numpy as np
+import pytest
+
+import fasttune as tune
+from fasttune.callback import CallbackList
+from fasttune.experiment import experiment as experiment_module
+from fasttune.execution._experiment_state import load_latest
+from fasttune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
+from fasttune.search import BasicVariantGenerator
+from fasttune.simulation import AnytimeRecorder, FunctionBlackbox, Simulation, learning_curve_table
+from fasttune.simulation import reference_trial_order
+from fasttune.simulation._direct import DirectLoop, direct_loop_refusal
+
+
+@pytest.fixture(scope="module")
+def table():
+    return learning_curve_table(300, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def same_trial_ids(monkeypatch):
+    """Each experiment draws its trial ids' prefix at random: both loops' sweeps get the same
+    one, so that what they save is alike to the byte (sets of trial ids included)."""
+    monkeypatch.setattr(experiment_module.secrets, "token_hex", lambda n: "5eed5eed"[:2 * n])
+
+
+class CallRecorder(tune.Callback):
+    """Every hook the direct loop calls, with what a callback can see of it."""
+
+    def __init__(self):
+        self.calls = []
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.calls.append(("start", iteration, trial.trial_id[-5:], len(trials)))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.calls.append(("result", iteration, trial.trial_id[-5:], result["training_iteration"], result["done"]))
+
+    def on_trial_result_batch(self, iteration, trials, trial, results, times, **info):
+        self.calls.append(("batch", iteration, trial.trial_id[-5:], len(results), list(times)))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.calls.append(("complete", iteration, trial.trial_id[-5:], trial.last_result["training_iteration"]))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.calls.append(("error", iteration, trial.trial_id[-5:]))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.calls.append(("recover", iteration, trial.trial_id[-5:]))
+
+
+def run(simulation, storage, *, scheduler, n_trials, seed=0, searcher=None, callbacks=(), space=None, max_failures=0,
+        **tune_kwargs):
+    np.random.seed(seed)  # ASHA draws its brackets from numpy's global state, as Ray Tune
+    searcher = searcher or BasicVariantGenerator(
+        points_to_evaluate=reference_trial_order(simulation.blackbox, n_trials=n_trials, seed=seed), random_state=seed)
+    tuner = tune.Tuner(simulation, param_space=space or simulation.blackbox.search_space,
+                       tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=n_trials,
+                                                   scheduler=scheduler, search_alg=searcher, **tune_kwargs),
+                       run_config=tune.RunConfig(storage_path=str(storage), name="sweep", verbose=0,
+                                                 callbacks=list(callbacks),
+                                                 failure_config=tune.FailureConfig(max_failures=max_failures)))
+    return tuner.fit()
+
+
+def both(tmp_path, simulation, make_policies, **kwargs):
+    """The sweep on each loop (the same Simulation object, so the trainable's name is the
+    same): what a user and a restore can see of each, with the run-specific names (the
+    trial-id prefix, the storage directory) made the same."""
+    seen = {}
+    for engine, storage in (("runner", tmp_path / "r"), ("direct", tmp_path / "d")):
+        simulation.engine = engine
+        recorder, anytime = CallRecorder(), AnytimeRecorder("loss")
+        scheduler, searcher = make_policies()
+        grid = run(simulation, storage, scheduler=scheduler, searcher=searcher, callbacks=[recorder, anytime], **kwargs)
+        state, _ = load_latest(str(storage / "sweep"))
+        frame = grid.get_dataframe().drop(columns=["logdir", "path"]).to_csv()
+        del state["timestamp"]  # (the wall clock's)
+        # (The searcher's state pickles the experiment, and so the Simulation with its engine.)
+        text = repr(state).replace(str(storage), "STORE").replace(f"\\x06{engine}", "ENGINE")
+        # An error's last line: what the blackbox raised (the frames above it are each loop's own).
+        errors = [str(result.error).strip().splitlines()[-1] if result.error else None for result in grid]
+        seen[engine] = dict(frame=frame, state=text, calls=recorder.calls, errors=errors,
+                            anytime=[column.tolist() for column in anytime.columns()[:2]])
+    simulation.engine = "auto"
+    return seen["runner"], seen["direct"]
+
+
+def asha(**kwargs):
+    return lambda: (ASHAScheduler(time_attr="epoch", max_t=27, grace_period=1, reduction_factor=3, **kwargs), None)
+
+
+SWEEPS = {
+    "asha_4_workers": (dict(num_workers=4), asha()),
+    "asha_1_worker": (dict(num_workers=1), asha()),
+    "asha_32_workers": (dict(num_workers=32), asha()),
+    "asha_decision_overhead": (dict(num_workers=3, decision_overhead_s=0.75), asha()),
+    "asha_3_brackets": (dict(num_workers=4), asha(brackets=3)),
+    "asha_last_trials_go_on": (dict(num_workers=4), asha(stop_last_trials=False)),
+    "asha_on_iterations": (dict(num_workers=4), lambda: (ASHAScheduler(max_t=27, grace_period=2, reduction_factor=2), None)),
+    "asha_on_simulated_seconds": (dict(num_workers=4), lambda: (
+        ASHAScheduler(time_attr="time_total_s", max_t=150.0, grace_period=10.0, reduction_factor=3), None)),
+    "fifo": (dict(num_workers=4), lambda: (FIFOScheduler(), None)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SWEEPS))
+def test_the_direct_loop_ends_a_sweep_as_the_runners_loop_does(tmp_path, table, name):
+    settings, make_policies = SWEEPS[name]
+    runner, direct = both(tmp_path, Simulation(table, **settings), make_policies, n_trials=120)
+    assert direct["frame"] == runner["frame"]
+    assert direct["state"] == runner["state"]
+    assert direct["calls"] == runner["calls"]
+    assert direct["anytime"] == runner["anytime"]
+    # A sweep that shows nothing would pass the above: this one ran every trial and decided.
+    assert sum(1 for call in runner["calls"] if call[0] == "complete") == 120
+    assert len({call[3] for call in runner["calls"] if call[0] == "complete"}) > 1 or name == "fifo"
+
+
+def test_a_learning_searcher_sees_the_same_results_in_the_same_order(tmp_path, table):
+    pytest.importorskip("optuna")  # in the test extra: never skipped in CI
+    from fasttune.search.optuna import OptunaSearch
+
+    space = {"row": tune.randint(0, table.n_configs)}
+    make = lambda: (ASHAScheduler(time_attr="epoch", max_t=27, grace_period=1, reduction_factor=3),  # noqa: E731
+                    OptunaSearch(seed=3))
+    simulation = Simulation(table, num_workers=4)
+    runner, direct = both(tmp_path, simulation, make, n_trials=40, space=space)
+    assert direct["frame"] == runner["frame"]
+    assert direct["calls"] == runner["calls"]
+
+
+def failing_blackbox():
+    """Configs with ``x`` over 0.8 cannot be evaluated; the others learn at a rate of ``x``."""
+    def evaluate(config, epoch):
+        if config["x"] > 0.8:
+            raise ValueError(f"no curve for x={config['x']}")
+        return {"loss": 1.0 / (1.0 + config["x"] * epoch)}, 1.0 + config["x"]
+
+    return FunctionBlackbox(evaluate, {"x": tune.uniform(0.0, 1.0)}, fidelities=list(range(1, 10)),
+                            metric_names=["loss"])
+
+
+@pytest.mark.parametrize("max_failures", [0, 1])
+def test_a_config_the_blackbox_cannot_answer_fails_its_trial_on_both_loops_alike(tmp_path, max_failures):
+    blackbox = failing_blackbox()
+    simulation = Simulation(blackbox, num_workers=3)
+    make = lambda: (ASHAScheduler(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3),  # noqa: E731
+                    BasicVariantGenerator(random_state=5))
+    runner, direct = both(tmp_path, simulation, make, n_trials=30, max_failures=max_failures)
+    assert sum(error is not None for error in runner["errors"]) > 0  # some x over 0.8 among the 30
+    assert direct["errors"] == runner["errors"]
+    assert direct["frame"] == runner["frame"]
+    assert direct["calls"] == runner["calls"]  # errors and recoveries included
+    kinds = {call[0] for call in runner["calls"]}
+    assert "error" in kinds and ("recover" in kinds) == (max_failures == 1)
+
+
+def test_engine_direct_names_why_a_sweep_does_not_qualify(tmp_path, table):
+    simulation = Simulation(table, num_workers=2, engine="direct")
+    with pytest.raises(ValueError, match="HyperBandScheduler, may pause trials"):
+        run(simulation, tmp_path, scheduler=HyperBandScheduler(max_t=27), n_trials=4)
+
+
+def test_engine_auto_runs_a_sweep_the_direct_loop_refuses_on_the_runners_loop(tmp_path, table, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the direct loop ran")
+
+    monkeypatch.setattr(DirectLoop, "run", refuse)
+    grid = run(Simulation(table, num_workers=2), tmp_path, scheduler=HyperBandScheduler(time_attr="epoch", max_t=27),
+               n_trials=6)
+    assert len(grid) == 6 and not grid.errors
+
+
+def test_a_bad_engine_is_named():
+    with pytest.raises(ValueError, match=r"Simulation\(engine='fast'\) is not one of 'auto', 'runner', 'direct'"):
+        Simulation(learning_curve_table(10, seed=0), engine="fast")
+
+
+@pytest.mark.parametrize("setting, why", [
+    (dict(stop={"loss": 0.1}), "stop criteria"),
+    (dict(time_budget_s=100.0), "time budget"),
+    (dict(fail_fast=True), "fails fast"),
+    (dict(server_port=0), "over HTTP"),
+    (dict(results_store="experiment"), "writes results to files"),
+    (dict(metric="accuracy"), "the metric 'accuracy' is not one the blackbox reports"),
+])
+def test_each_setting_the_direct_loop_does_not_take_is_named(table, setting, why):
+    from fasttune.simulation import SimulatedExecutor
+
+    settings = dict(scheduler=ASHAScheduler(), metric="loss", stopper=None, stop=None, callbacks=CallbackList(),
+                    time_budget_s=None, fail_fast=False, server_port=None, results_store="per_trial")
+    executor = SimulatedExecutor(table, checkpoint_at=None)
+    assert direct_loop_refusal(executor, **settings) is None
+    assert why in direct_loop_refusal(executor, **dict(settings, **setting))
+
+
+def test_a_callback_that_counts_steps_keeps_the_sweep_on_the_runners_loop(table):
+    from fasttune.simulation import SimulatedExecutor
+
+    class Steps(tune.Callback):
+        def on_step_end(self, iteration, trials, **info):
+            pass
+
+    why = direct_loop_refusal(SimulatedExecutor(table, checkpoint_at=None), scheduler=ASHAScheduler(), metric="loss",
+                              stopper=None, stop=None, callbacks=CallbackList([Steps()]), time_budget_s=None,
+                              fail_fast=False, server_port=None, results_store="per_trial")
+    assert why == "a callback counts steps (on_step_end)"
+
+
+@pytest.mark.parametrize("at", [1, 4, 17, 40, 90])
+def test_a_sweep_interrupted_on_the_direct_loop_is_saved_and_restored_as_on_the_runners(tmp_path, table, at):
+    from ctrl_c_testing import CtrlCAtResult
+
+    simulation = Simulation(table, num_workers=4, decision_overhead_s=0.25)
+    seen = {}
+    for engine in ("runner", "direct"):
+        simulation.engine = engine
+        storage = tmp_path / engine[0]
+        np.random.seed(0)
+        first = run(simulation, storage, scheduler=ASHAScheduler(time_attr="epoch", max_t=27, grace_period=1,
+                                                                   reduction_factor=3), n_trials=40,
+                    callbacks=[CtrlCAtResult(at)])
+        assert sum(result.metrics.get("done", False) is True for result in first) < 40  # it was interrupted
+        state, _ = load_latest(str(storage / "sweep"))
+        del state["timestamp"]
+        interrupted = repr(state).replace(str(storage), "STORE").replace(f"\\x06{engine}", "ENGINE")
+        restored = tune.Tuner.restore(str(storage / "sweep"), trainable=simulation).fit()
+        seen[engine] = (interrupted, restored.get_dataframe().drop(columns=["logdir", "path"]).to_csv())
+        assert len(restored) == 40 and all(result.metrics["done"] for result in restored)
+    simulation.engine = "auto"
+    assert seen["direct"][0] == seen["runner"][0]  # the snapshot: trials, table, the executor's running trials
+    assert seen["direct"][1] == seen["runner"][1]
