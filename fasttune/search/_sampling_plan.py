@@ -32,9 +32,12 @@ Example:
 from __future__ import annotations
 
 import functools
+import math
 import types
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
 
 from fasttune.search._grid import is_grid_dict
 from fasttune.search._paths import Path
@@ -178,7 +181,44 @@ def _draw_function(domain: Domain) -> Callable[[Rng], Any]:
             raise _NotPlannable(domain)
     else:
         raise _NotPlannable(domain)
-    return functools.partial(domain._sample_with, sampler, None, 1)
+    general = functools.partial(domain._sample_with, sampler, None, 1)
+    return _direct_draw(domain, sampler, general) or general
+
+
+def _direct_draw(domain: Domain, sampler: Any, general: Callable[[Rng], Any]) -> Optional[Callable[[Rng], Any]]:
+    """For the most common domains, a draw of one Python value straight from the generator,
+    with the very numbers and operations of ``general`` (the domain's own draw, which it
+    falls back on for bounds that one rejects); ``None`` for the others.  The domain's
+    attributes are read at each draw, as ``general`` reads them."""
+    kind = type(sampler)
+    if type(domain) is Float and kind is Uniform:
+        def draw_uniform(rng: Rng) -> Any:
+            low, high = domain.lower, domain.upper
+            if math.isfinite(low) and math.isfinite(high):
+                return rng.uniform_value(low, high)
+            return general(rng)
+        return draw_uniform
+    if type(domain) is Float and kind is LogUniform:
+        def draw_log_uniform(rng: Rng) -> Any:
+            low, high = domain.lower, domain.upper
+            log_base = math.log(sampler.base)
+            exponent = rng.uniform_value(math.log(low) / log_base, math.log(high) / log_base)
+            # np.power on a one-value array, as the domain's draw computes it; np.clip's bounds after.
+            return float(min(max(np.power(sampler.base, np.array([exponent]))[0], low), high))
+        return draw_log_uniform
+    if type(domain) is Float and kind is Normal:
+        return lambda rng: rng.normal_value(sampler.mean, sampler.sd)
+    if type(domain) is Integer and kind is Uniform:
+        def draw_integer(rng: Rng) -> Any:
+            low, high = domain.lower, domain.upper
+            return rng.integer_value(low, high) if high > low else general(rng)
+        return draw_integer
+    if type(domain) is Categorical and kind is Uniform:
+        def draw_category(rng: Rng) -> Any:
+            categories = domain.categories
+            return categories[rng.integer_value(0, len(categories))]
+        return draw_category
+    return None
 
 
 def _overlay(entries: Entries, space: Dict, point: Mapping, path: Path, replaced: list) -> Tuple[PointOverlay, int]:
