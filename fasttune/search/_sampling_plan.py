@@ -91,15 +91,16 @@ class SamplingPlan:
 
     __slots__ = ("_entries", "_paths", "_tag_order", "_flat_keys", "_space", "complete")
 
-    def __init__(self, entries: Entries, paths: List[Path], space: Dict) -> None:
+    def __init__(self, entries: Entries, paths: List[Path], space: Dict, formats: List[Callable[[Any], str]]) -> None:
         self._entries = entries
         self._paths = paths
         self._space = space
         # Whether draw() can make a sample without a point: nothing is left to the general path.
         self.complete = all(opens == 0 for _, _, opens in entries.values())
-        # What format_vars and flatten_resolved_vars work out from the paths, worked out once.
+        # What format_vars and flatten_resolved_vars work out from the paths, worked out once
+        # (formats: each path's clean_value, or what it does for the type that path's draw gives).
         order = sorted(range(len(paths)), key=lambda index: path_sort_key(paths[index]))
-        self._tag_order = [(index, clean_value(paths[index][-1]) + "=") for index in order]
+        self._tag_order = [(index, clean_value(paths[index][-1]) + "=", formats[index]) for index in order]
         self._flat_keys = [next(iter(flatten_resolved_vars({path: None}))) for path in paths]
 
     @classmethod
@@ -109,7 +110,8 @@ class SamplingPlan:
         if type(spec) is not dict or is_grid_dict(spec):
             return None
         paths: List[Path] = []
-        return cls(_compile_items(spec.items(), (), paths), paths, spec)
+        formats: List[Callable[[Any], str]] = []
+        return cls(_compile_items(spec.items(), (), paths, formats), paths, spec, formats)
 
     def point_overlay(self, point: Mapping, warn: bool = False) -> Optional[PointOverlay]:
         """What :meth:`draw` needs to draw ``point`` as ``preset_spec`` + the general path
@@ -140,11 +142,15 @@ class SamplingPlan:
         """``(format_vars(resolved_vars), flatten_resolved_vars(resolved_vars))`` of a
         ``resolved_vars`` that :meth:`draw` returned without an overlay."""
         values = list(resolved_vars.values())
-        tag_vars = ",".join([name + clean_value(values[index]) for index, name in self._tag_order])
+        tag_vars = ",".join([name + format_value(values[index]) for index, name, format_value in self._tag_order])
         return tag_vars, dict(zip(self._flat_keys, values))
 
 
-def _compile_items(items: Any, path: Path, paths: List[Path]) -> Entries:
+# clean_value of what each domain type's draw gives (its cast makes a Python float or int).
+_FORMATS = {Float: "{:.4f}".format, Integer: str}
+
+
+def _compile_items(items: Any, path: Path, paths: List[Path], formats: List[Callable[[Any], str]]) -> Entries:
     entries: Entries = {}
     for key, value in items:
         here = path + (key,)
@@ -152,13 +158,14 @@ def _compile_items(items: Any, path: Path, paths: List[Path]) -> Entries:
             try:
                 entries[key] = (_DRAW, (_draw_function(value), here), 0)
                 paths.append(here)
+                formats.append(_FORMATS.get(type(value), clean_value))
             except _NotPlannable:
                 entries[key] = (_OPEN, value, 1)
         elif type(value) is dict and not is_grid_dict(value):
-            node = _compile_items(value.items(), here, paths)
+            node = _compile_items(value.items(), here, paths, formats)
             entries[key] = (_DICT, node, sum(opens for _, _, opens in node.values()))
         elif type(value) is list:
-            node = _compile_items(enumerate(value), here, paths)
+            node = _compile_items(enumerate(value), here, paths, formats)
             entries[key] = (_LIST, node, sum(opens for _, _, opens in node.values()))
         elif isinstance(value, _SHARED_LEAVES):
             entries[key] = (_CONSTANT, value, 0)

@@ -161,7 +161,7 @@ def test_trials_share_no_containers_with_each_other_or_the_points(monkeypatch):
 
 @pytest.mark.parametrize("seed", ["int", "generator", "random_state"])
 @pytest.mark.parametrize("save_with_plan,restore_with_plan", [(True, True), (True, False), (False, True)])
-@pytest.mark.parametrize("taken", [1, 3, 5])
+@pytest.mark.parametrize("taken", range(9))  # every position: points, then samples
 def test_restore_mid_points_continues_with_the_same_trials(monkeypatch, seed, save_with_plan, restore_with_plan, taken):
     space = PLAIN
     points = PLAN_POINTS["partial"][1] + GENERAL_POINTS["list_element"][1]
