@@ -128,8 +128,10 @@ class SamplingPlan:
         if opened != config[2]:
             return None  # the point leaves a sample_from, grid search, ... to draw
         for space, key, value, path in replaced if warn else ():
-            # Compared with a working copy, as preset_spec does (a tuple shows as a list there).
-            warn_if_outside(copy_spec(space[key]), value, path)
+            # Compared with a working copy, as preset_spec does (a tuple shows as a list
+            # there); a domain, the usual entry, is its own copy.
+            current = space[key]
+            warn_if_outside(current if isinstance(current, Domain) else copy_spec(current), value, path)
         return PointOverlay(config=overlay)
 
     def draw(self, rng: Rng, overlay: PointOverlay = _NO_OVERLAY) -> Tuple[Dict[Path, Any], Dict]:
