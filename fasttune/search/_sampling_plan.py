@@ -82,6 +82,10 @@ class _NotPlannable(Exception):
 class PointOverlay(dict):
     """A point's values for one template node: a value, or an PointOverlay for a nested dict."""
 
+    #: Whether it gives a value for every entry of its node, in the node's order (nothing
+    #: to draw there: the node is a copy of it).
+    whole = False
+
 
 _NO_OVERLAY = PointOverlay()
 
@@ -249,10 +253,15 @@ def _overlay(entries: Entries, space: Dict, point: Mapping, path: Path, replaced
             opened += nested_opened
         else:
             raise _NotPlannable(path + (key,))
+    if len(overlay) == len(entries) and not any(type(value) is PointOverlay for value in overlay.values()):
+        overlay = PointOverlay([(key, overlay[key]) for key in entries])  # (the same keys: each was found there)
+        overlay.whole = True
     return overlay, opened
 
 
 def _instantiate(entries: Entries, resolved_vars: Dict[Path, Any], rng: Rng, overlay: PointOverlay) -> Dict:
+    if overlay.whole:
+        return dict(overlay)  # what the loop below gives when every entry is given
     built: Dict[Any, Any] = {}
     for key, (kind, payload, _) in entries.items():
         nested = _NO_OVERLAY
