@@ -176,10 +176,11 @@ class SnapshotWriter:
         """Row ``row``'s record; kept for good (and the trial made compact) once it has ended."""
         state = states[trial.trial_id]
         self.dirnames[row] = trial.storage_dirname
+        status = trial.status  # (read from the table: once)
         # A TERMINATED trial's uploads are left out: a node drops its copies when the trial
         # ends on it, and only a restore that resumes finished trials could use one (it
         # downloads instead).  PBT never clones a finished trial's checkpoint.
-        uploads = self.checkpoint_uploads if trial.status != Trial.TERMINATED else None
+        uploads = self.checkpoint_uploads if status != Trial.TERMINATED else None
         if uploads and self._format < _state.UPLOADS_FORMAT:
             # Format 2 only once a record carries an upload: older versions refuse it.
             upload_of = uploads.get
@@ -191,7 +192,7 @@ class SnapshotWriter:
             self.pickled_in_records[row] = pickled
         else:
             self.pickled_in_records.pop(row, None)
-        if trial.is_finished() and table.get_worker_slot(row) < 0:
+        if (status == Trial.TERMINATED or status == Trial.ERROR) and table.get_worker_slot(row) < 0:  # finished
             # Kept for good: no worker holds it, so no event can change it again
             # (a restore only starts a new runner).
             self.records[row] = record

@@ -49,6 +49,10 @@ class ExportFormat:
 
 _UNSAFE_PATH_CHARS = re.compile(r"[^\w\-=.,+]")
 
+# (experiment_path, its basename) of the last trial made: the trials of a sweep share one
+# path, so each new trial finds its experiment's directory name here.
+_last_experiment_dir: Tuple[Any, Optional[str]] = (None, None)
+
 
 class CheckpointResult(NamedTuple):
     """A checkpoint and the metrics reported with it (Ray Tune's ``_TrainingResult``)."""
@@ -119,9 +123,16 @@ class Trial:
         self.config: Dict[str, Any] = config if config is not None else {}
         self.trial_id = trial_id or self.generate_id()
         self.experiment_path = experiment_path
-        self.experiment_dir_name = experiment_dir_name or (
-            os.path.basename(experiment_path) if experiment_path else None
-        )
+        if experiment_dir_name:
+            self.experiment_dir_name = experiment_dir_name
+        elif experiment_path:
+            global _last_experiment_dir
+            last_path, self.experiment_dir_name = _last_experiment_dir
+            if last_path != experiment_path:
+                self.experiment_dir_name = os.path.basename(experiment_path)
+                _last_experiment_dir = (experiment_path, self.experiment_dir_name)
+        else:
+            self.experiment_dir_name = None
         self.evaluated_params = evaluated_params or {}
         self.experiment_tag = experiment_tag
         self.placement_group_factory = placement_group_factory or PlacementGroupFactory([{"CPU": 1}])

@@ -76,6 +76,24 @@ class Rng:
             return np.array([draw(low, high)], dtype=np.int64)
         return draw(low, high, size=size)
 
+    # One value as a Python number, without the array: what ``uniform(low, high, 1)[0]``
+    # (and ``normal``, ``integers``) cast to float or int gives, for a sampling plan's draws.
+
+    def uniform_value(self, low: float, high: float) -> float:
+        """``float(self.uniform(low, high, 1)[0])``, drawn the same way."""
+        return float(self._engine.uniform(low, high))
+
+    def normal_value(self, mean: float, sd: float) -> float:
+        """``float(self.normal(mean, sd, 1)[0])``, drawn the same way."""
+        return float(self._engine.normal(mean, sd))
+
+    def integer_value(self, low: int, high: int) -> int:
+        """``int(self.integers(low, high, 1)[0])``, drawn the same way."""
+        gen = self._gen
+        if isinstance(gen, np.random.Generator):
+            return int(gen.integers(low, high))
+        return int(self._engine.randint(low, high))
+
     def indices(self, n: int, size: int) -> np.ndarray:
         # The draws choice(n, size) makes (it calls these), without its argument handling.
         return self.integers(0, n, size)

@@ -32,9 +32,12 @@ Example:
 from __future__ import annotations
 
 import functools
+import math
 import types
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
 
 from fasttune.search._grid import is_grid_dict
 from fasttune.search._paths import Path
@@ -79,6 +82,10 @@ class _NotPlannable(Exception):
 class PointOverlay(dict):
     """A point's values for one template node: a value, or an PointOverlay for a nested dict."""
 
+    #: Whether it gives a value for every entry of its node, in the node's order (nothing
+    #: to draw there: the node is a copy of it).
+    whole = False
+
 
 _NO_OVERLAY = PointOverlay()
 
@@ -88,15 +95,16 @@ class SamplingPlan:
 
     __slots__ = ("_entries", "_paths", "_tag_order", "_flat_keys", "_space", "complete")
 
-    def __init__(self, entries: Entries, paths: List[Path], space: Dict) -> None:
+    def __init__(self, entries: Entries, paths: List[Path], space: Dict, formats: List[Callable[[Any], str]]) -> None:
         self._entries = entries
         self._paths = paths
         self._space = space
         # Whether draw() can make a sample without a point: nothing is left to the general path.
         self.complete = all(opens == 0 for _, _, opens in entries.values())
-        # What format_vars and flatten_resolved_vars work out from the paths, worked out once.
+        # What format_vars and flatten_resolved_vars work out from the paths, worked out once
+        # (formats: each path's clean_value, or what it does for the type that path's draw gives).
         order = sorted(range(len(paths)), key=lambda index: path_sort_key(paths[index]))
-        self._tag_order = [(index, clean_value(paths[index][-1]) + "=") for index in order]
+        self._tag_order = [(index, clean_value(paths[index][-1]) + "=", formats[index]) for index in order]
         self._flat_keys = [next(iter(flatten_resolved_vars({path: None}))) for path in paths]
 
     @classmethod
@@ -106,7 +114,8 @@ class SamplingPlan:
         if type(spec) is not dict or is_grid_dict(spec):
             return None
         paths: List[Path] = []
-        return cls(_compile_items(spec.items(), (), paths), paths, spec)
+        formats: List[Callable[[Any], str]] = []
+        return cls(_compile_items(spec.items(), (), paths, formats), paths, spec, formats)
 
     def point_overlay(self, point: Mapping, warn: bool = False) -> Optional[PointOverlay]:
         """What :meth:`draw` needs to draw ``point`` as ``preset_spec`` + the general path
@@ -123,8 +132,10 @@ class SamplingPlan:
         if opened != config[2]:
             return None  # the point leaves a sample_from, grid search, ... to draw
         for space, key, value, path in replaced if warn else ():
-            # Compared with a working copy, as preset_spec does (a tuple shows as a list there).
-            warn_if_outside(copy_spec(space[key]), value, path)
+            # Compared with a working copy, as preset_spec does (a tuple shows as a list
+            # there); a domain, the usual entry, is its own copy.
+            current = space[key]
+            warn_if_outside(current if isinstance(current, Domain) else copy_spec(current), value, path)
         return PointOverlay(config=overlay)
 
     def draw(self, rng: Rng, overlay: PointOverlay = _NO_OVERLAY) -> Tuple[Dict[Path, Any], Dict]:
@@ -137,11 +148,15 @@ class SamplingPlan:
         """``(format_vars(resolved_vars), flatten_resolved_vars(resolved_vars))`` of a
         ``resolved_vars`` that :meth:`draw` returned without an overlay."""
         values = list(resolved_vars.values())
-        tag_vars = ",".join([name + clean_value(values[index]) for index, name in self._tag_order])
+        tag_vars = ",".join([name + format_value(values[index]) for index, name, format_value in self._tag_order])
         return tag_vars, dict(zip(self._flat_keys, values))
 
 
-def _compile_items(items: Any, path: Path, paths: List[Path]) -> Entries:
+# clean_value of what each domain type's draw gives (its cast makes a Python float or int).
+_FORMATS = {Float: "{:.4f}".format, Integer: str}
+
+
+def _compile_items(items: Any, path: Path, paths: List[Path], formats: List[Callable[[Any], str]]) -> Entries:
     entries: Entries = {}
     for key, value in items:
         here = path + (key,)
@@ -149,13 +164,14 @@ def _compile_items(items: Any, path: Path, paths: List[Path]) -> Entries:
             try:
                 entries[key] = (_DRAW, (_draw_function(value), here), 0)
                 paths.append(here)
+                formats.append(_FORMATS.get(type(value), clean_value))
             except _NotPlannable:
                 entries[key] = (_OPEN, value, 1)
         elif type(value) is dict and not is_grid_dict(value):
-            node = _compile_items(value.items(), here, paths)
+            node = _compile_items(value.items(), here, paths, formats)
             entries[key] = (_DICT, node, sum(opens for _, _, opens in node.values()))
         elif type(value) is list:
-            node = _compile_items(enumerate(value), here, paths)
+            node = _compile_items(enumerate(value), here, paths, formats)
             entries[key] = (_LIST, node, sum(opens for _, _, opens in node.values()))
         elif isinstance(value, _SHARED_LEAVES):
             entries[key] = (_CONSTANT, value, 0)
@@ -178,7 +194,44 @@ def _draw_function(domain: Domain) -> Callable[[Rng], Any]:
             raise _NotPlannable(domain)
     else:
         raise _NotPlannable(domain)
-    return functools.partial(domain._sample_with, sampler, None, 1)
+    general = functools.partial(domain._sample_with, sampler, None, 1)
+    return _direct_draw(domain, sampler, general) or general
+
+
+def _direct_draw(domain: Domain, sampler: Any, general: Callable[[Rng], Any]) -> Optional[Callable[[Rng], Any]]:
+    """For the most common domains, a draw of one Python value straight from the generator,
+    with the very numbers and operations of ``general`` (the domain's own draw, which it
+    falls back on for bounds that one rejects); ``None`` for the others.  The domain's
+    attributes are read at each draw, as ``general`` reads them."""
+    kind = type(sampler)
+    if type(domain) is Float and kind is Uniform:
+        def draw_uniform(rng: Rng) -> Any:
+            low, high = domain.lower, domain.upper
+            if math.isfinite(low) and math.isfinite(high):
+                return rng.uniform_value(low, high)
+            return general(rng)
+        return draw_uniform
+    if type(domain) is Float and kind is LogUniform:
+        def draw_log_uniform(rng: Rng) -> Any:
+            low, high = domain.lower, domain.upper
+            log_base = math.log(sampler.base)
+            exponent = rng.uniform_value(math.log(low) / log_base, math.log(high) / log_base)
+            # np.power on a one-value array, as the domain's draw computes it; np.clip's bounds after.
+            return float(min(max(np.power(sampler.base, np.array([exponent]))[0], low), high))
+        return draw_log_uniform
+    if type(domain) is Float and kind is Normal:
+        return lambda rng: rng.normal_value(sampler.mean, sampler.sd)
+    if type(domain) is Integer and kind is Uniform:
+        def draw_integer(rng: Rng) -> Any:
+            low, high = domain.lower, domain.upper
+            return rng.integer_value(low, high) if high > low else general(rng)
+        return draw_integer
+    if type(domain) is Categorical and kind is Uniform:
+        def draw_category(rng: Rng) -> Any:
+            categories = domain.categories
+            return categories[rng.integer_value(0, len(categories))]
+        return draw_category
+    return None
 
 
 def _overlay(entries: Entries, space: Dict, point: Mapping, path: Path, replaced: list) -> Tuple[PointOverlay, int]:
@@ -200,10 +253,15 @@ def _overlay(entries: Entries, space: Dict, point: Mapping, path: Path, replaced
             opened += nested_opened
         else:
             raise _NotPlannable(path + (key,))
+    if len(overlay) == len(entries) and not any(type(value) is PointOverlay for value in overlay.values()):
+        overlay = PointOverlay([(key, overlay[key]) for key in entries])  # (the same keys: each was found there)
+        overlay.whole = True
     return overlay, opened
 
 
 def _instantiate(entries: Entries, resolved_vars: Dict[Path, Any], rng: Rng, overlay: PointOverlay) -> Dict:
+    if overlay.whole:
+        return dict(overlay)  # what the loop below gives when every entry is given
     built: Dict[Any, Any] = {}
     for key, (kind, payload, _) in entries.items():
         nested = _NO_OVERLAY

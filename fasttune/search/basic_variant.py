@@ -73,14 +73,16 @@ Variant = Tuple[Dict[Path, Any], Dict, Optional[SamplingPlan]]
 _USE_SAMPLING_PLAN = True
 
 
-def _planned_variants(plan: SamplingPlan, rng: Rng) -> Iterator[Variant]:
+# The overlay of a sample the plan draws whole (no point): PointOverlay() draws every entry.
+_WHOLE_SAMPLE = PointOverlay()
+
+# What a sample drawn at once leaves as its variants: nothing more (its one variant is taken).
+_DRAWN: Iterator[Variant] = iter(())
+
+
+def _planned_variants(item: "_ExperimentVariants", overlay: PointOverlay, rng: Rng) -> Iterator[Variant]:
     # A generator, so that the draw happens on next() as with generate_in_place.
-    yield plan.draw(rng) + (plan,)
-
-
-def _planned_point_variants(plan: SamplingPlan, overlay: PointOverlay, rng: Rng) -> Iterator[Variant]:
-    # The plan's tags are for complete draws only; a point's few drawn values use format_vars.
-    yield plan.draw(rng, overlay) + (None,)
+    yield item.planned_variant(overlay, rng)
 
 
 def _own_point(point: Mapping) -> Dict:
@@ -145,20 +147,38 @@ class _ExperimentVariants:
             else:
                 return None
             self.samples_left -= 1
-            self.open(origin, rng, None if rng.is_global else rng.get_state())
+            start_state = None if rng.is_global else rng.get_state()
+            overlay = self._plan_overlay(origin)
+            if overlay is not None:
+                # A sample the plan draws is one variant: drawn now, with no iterator made for it
+                # (the same state as after open() and one next(): a restore opens it).
+                self.origin, self.start_state, self.taken, self.variants = origin, start_state, 1, _DRAWN
+                return self.planned_variant(overlay, rng)
+            self.open(origin, rng, start_state)
 
     def open(self, origin: Optional[Dict], rng: Rng, start_state: Any) -> None:
         self.origin, self.start_state, self.taken = origin, start_state, 0
-        if self.plan is not None:
-            if origin is None and self.plan.complete:
-                self.variants = _planned_variants(self.plan, rng)
-                return
-            overlay = None if origin is None else self._overlay_of(origin)
-            if overlay is not None:
-                self.variants = _planned_point_variants(self.plan, overlay, rng)
-                return
+        overlay = self._plan_overlay(origin)
+        if overlay is not None:
+            self.variants = _planned_variants(self, overlay, rng)
+            return
         work = copy_spec(self.space) if origin is None else preset_spec(self.space, origin, warn=False)
         self.variants = _general_variants(work, self.constant_grid_search, rng)
+
+    def _plan_overlay(self, origin: Optional[Dict]) -> Optional[PointOverlay]:
+        """What the plan draws the sample of ``origin`` (a point, or ``None``) with; ``None``
+        when only the general path can draw it."""
+        if self.plan is None:
+            return None
+        if origin is None:
+            return _WHOLE_SAMPLE if self.plan.complete else None
+        return self._overlay_of(origin)
+
+    def planned_variant(self, overlay: PointOverlay, rng: Rng) -> Variant:
+        """The sample the plan draws with ``overlay`` (from :meth:`_plan_overlay`); the plan's
+        tags are for whole samples only (a point's few drawn values use format_vars)."""
+        plan = self.plan
+        return plan.draw(rng, overlay) + ((plan if overlay is _WHOLE_SAMPLE else None),)
 
     def _overlay_of(self, point: Dict) -> Optional[PointOverlay]:
         known = self.point_overlays.pop(id(point), None)
@@ -286,12 +306,14 @@ class BasicVariantGenerator(SearchAlgorithm):
                 self.set_finished()
                 return None
         index, resolved_vars, spec, plan = self._next
-        if plan is not None:
-            tag_vars, evaluated_params = plan.describe(resolved_vars)
-        else:
-            tag_vars, evaluated_params = format_vars(resolved_vars), flatten_resolved_vars(resolved_vars)
         tag = str(self._counter)
-        if resolved_vars:
+        if not resolved_vars:  # (a point that sets every value draws nothing to show)
+            evaluated_params: Dict[str, Any] = {}
+        else:
+            if plan is not None:
+                tag_vars, evaluated_params = plan.describe(resolved_vars)
+            else:
+                tag_vars, evaluated_params = format_vars(resolved_vars), flatten_resolved_vars(resolved_vars)
             tag += "_" + tag_vars
         experiment = self._experiments[index].experiment
         trial = experiment.trial_factory(spec["config"], tag, evaluated_params, None)

@@ -219,3 +219,19 @@ def test_should_checkpoint_disabled():
         trial, table, row = attached(checkpoint_config=config)
         table.set_iteration(row, 6)
         assert not trial.should_checkpoint()
+
+
+def test_experiment_dir_name_is_worked_out_once_per_experiment_path(monkeypatch):
+    from fasttune.experiment import trial as trial_module
+
+    names = []
+    basename = os.path.basename
+    monkeypatch.setattr(trial_module.os.path, "basename", lambda path: names.append(path) or basename(path))
+    made = [Trial("train", experiment_path=f"/runs/exp_{i // 50}") for i in range(100)]
+    assert [t.experiment_dir_name for t in made] == ["exp_0"] * 50 + ["exp_1"] * 50
+    assert names == ["/runs/exp_0", "/runs/exp_1"]
+    # Another path in between, a trailing separator, a name given, no path: each as os.path.basename says.
+    assert Trial("train", experiment_path="/runs/exp_0").experiment_dir_name == "exp_0"
+    assert Trial("train", experiment_path="/runs/exp_0/").experiment_dir_name == ""
+    assert Trial("train", experiment_path="/runs/exp_0", experiment_dir_name="named").experiment_dir_name == "named"
+    assert Trial("train", experiment_dir_name="").experiment_dir_name is None

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fasttune.search import basic_variant
+from fasttune.search._rng import as_rng
 from fasttune.search._sampling_plan import SamplingPlan
 from fasttune.search.basic_variant import BasicVariantGenerator
 from fasttune.search.sample import choice, grid_search, loguniform, randint, sample_from, uniform
@@ -31,6 +32,8 @@ OPEN = {
 
 PLAN_POINTS = {
     "full": (OPEN, [{"row": 3, "width": 7, "act": "relu", "drop": 0.1}, {"row": 4, "width": 9, "act": "x", "drop": 0.2}]),
+    "full_in_another_order": ({"a": {"x": uniform(0, 1), "y": 1}, "b": randint(0, 9), "c": {}},
+                              [{"c": {}, "b": 2, "a": {"y": 5, "x": 0.5}}, {"b": 3, "c": {}, "a": {"x": 0.1, "y": 1}}]),
     "partial": (PLAIN, [{"lr": 0.01}, {"opt": {"name": "sgd"}}, {}, {"layers": 2, "opt": {"betas": 0.5}}]),
     "open_set_rest_drawn": (OPEN, [{"width": 5, "act": "tanh"}, {"act": "relu", "width": 1, "row": 2}]),
     "constants": (PLAIN, [{"label": "other", "opt": {"momentum": 0.5}}, {"opt": 3, "empty": None}]),
@@ -108,6 +111,22 @@ def test_a_full_point_draws_nothing_and_tags_no_values(monkeypatch):
     assert np.array_equal(generator._rng.get_state()[1], before)
 
 
+def test_a_full_point_is_copied_in_the_spaces_order_without_a_look_at_each_entry():
+    space, points = PLAN_POINTS["full_in_another_order"]
+    plan = SamplingPlan.compile({"config": space})
+    overlay = plan.point_overlay(points[0])
+    # A node holding nested dicts is made entry by entry (each its own copy); those dicts are whole.
+    assert overlay["config"]["a"].whole and overlay["config"]["c"].whole and not overlay["config"].whole
+    flat_space, flat_points = PLAN_POINTS["full"]
+    assert SamplingPlan.compile({"config": flat_space}).point_overlay(flat_points[0])["config"].whole
+    resolved_vars, spec = plan.draw(as_rng(0), overlay)
+    assert resolved_vars == {} and spec == {"config": {"a": {"x": 0.5, "y": 5}, "b": 2, "c": {}}}
+    assert list(spec["config"]) == ["a", "b", "c"] and list(spec["config"]["a"]) == ["x", "y"]
+    assert spec["config"]["a"] is not overlay["config"]["a"] and spec["config"]["c"] is not points[0]["c"]
+    partial = plan.point_overlay({"b": 2, "a": {"x": 0.5}})
+    assert not partial["config"].whole and not partial["config"]["a"].whole
+
+
 @pytest.mark.parametrize("use_plan", [True, False])
 def test_points_outside_their_domain_warn_once_at_add_time(monkeypatch, caplog, use_plan):
     space, points = PLAN_POINTS["outside"]
@@ -161,7 +180,7 @@ def test_trials_share_no_containers_with_each_other_or_the_points(monkeypatch):
 
 @pytest.mark.parametrize("seed", ["int", "generator", "random_state"])
 @pytest.mark.parametrize("save_with_plan,restore_with_plan", [(True, True), (True, False), (False, True)])
-@pytest.mark.parametrize("taken", [1, 3, 5])
+@pytest.mark.parametrize("taken", range(9))  # every position: points, then samples
 def test_restore_mid_points_continues_with_the_same_trials(monkeypatch, seed, save_with_plan, restore_with_plan, taken):
     space = PLAIN
     points = PLAN_POINTS["partial"][1] + GENERAL_POINTS["list_element"][1]

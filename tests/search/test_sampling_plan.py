@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from fasttune.search import basic_variant
+from fasttune.search._rng import as_rng
 from fasttune.search._sampling_plan import SamplingPlan
 from fasttune.search.basic_variant import BasicVariantGenerator
 from fasttune.search.sample import (
@@ -152,3 +153,48 @@ def test_restore_mid_sweep_continues_with_the_same_trials(monkeypatch, seed, sav
 )
 def test_spaces_the_plan_cannot_draw_take_the_general_path(space):
     assert not SamplingPlan.compile({"config": space}).complete
+
+
+# Domains the plan draws straight from the generator, with bounds where the domain's own
+# draw clips (log-uniform), has one value (randint(4, 5)) or takes int bounds.
+DIRECT_SPACE = {
+    "uniform": uniform(0, 1),
+    "negative_uniform": uniform(-2.5, -0.5),
+    "loguniform": loguniform(1e-5, 1, base=2),
+    "loguniform_int_bounds": loguniform(1, 1000),
+    "narrow_loguniform": loguniform(0.1, 0.1000001),
+    "randn": randn(1.0, 2.0),
+    "randint": randint(-3, 7),
+    "one_value": randint(4, 5),
+    "choice": choice([np.float32(0.5), np.int64(3), "a", None, True]),
+    "default_float": Float(0, 1),
+    "default_integer": Integer(0, 4),
+}
+
+
+@pytest.mark.parametrize("seed", sorted(SEEDS))
+def test_direct_draws_give_the_values_of_the_domains_own_draw(monkeypatch, seed):
+    # Many samples, so that a value off by one ulp or of another type would show.
+    planned = _sweep(monkeypatch, True, DIRECT_SPACE, seed, num_samples=300)
+    assert len(planned[0]) == 300
+    assert planned == _sweep(monkeypatch, False, DIRECT_SPACE, seed, num_samples=300)
+
+
+def test_direct_draws_skip_the_domains_sampling_code(monkeypatch):
+    calls = []
+    for domain_class in (Float, Integer, Categorical):
+        own = domain_class._sample_with
+        monkeypatch.setattr(domain_class, "_sample_with",
+                            lambda self, *args, own=own: calls.append(self) or own(self, *args))
+    plan = SamplingPlan.compile({"config": DIRECT_SPACE})
+    resolved_vars, spec = plan.draw(as_rng(0))
+    assert len(resolved_vars) == len(DIRECT_SPACE) and calls == []
+    assert type(spec["config"]["randint"]) is int and type(spec["config"]["uniform"]) is float
+
+
+def test_direct_draws_fall_back_to_the_domains_error_for_bounds_it_rejects():
+    domain = uniform(0, 1)
+    plan = SamplingPlan.compile({"config": {"x": domain}})
+    domain.upper = float("inf")  # changed after the plan was made: read at each draw
+    with pytest.raises(ValueError, match="uniform sampling needs finite bounds"):
+        plan.draw(as_rng(0))
