@@ -172,10 +172,13 @@ class TrialEventHandlers:
             else:
                 self.trial_executor.pause_trial(trial)
 
-    def _decide(self, trial: Trial, result: Dict[str, Any], decide: bool = True) -> str:
+    def _decide(self, trial: Trial, result: Dict[str, Any], decide: bool = True,
+                flat: Optional[Dict[str, Any]] = None) -> str:
         """The stopper's and scheduler's decision on ``result`` (CONTINUE unless
-        ``decide``), which the searcher then hears of; callbacks do not hear of it here."""
-        flat = self._states[trial.trial_id].flatten_result(result)
+        ``decide``; ``flat``: it flattened, if the caller has it), which the searcher then
+        hears of; callbacks do not hear of it here."""
+        if flat is None:
+            flat = self._states[trial.trial_id].flatten_result(result)
         decision = TrialScheduler.CONTINUE
         if decide:
             if self._stopper is not None and self._stopper(trial.trial_id, result):
@@ -332,12 +335,12 @@ class TrialEventHandlers:
         self._callbacks.call(hook, iteration=self._iteration, trials=self._trials, trial=trial)
 
     def judge_results(self, trial: Trial, results: List[Dict[str, Any]], times: List[float],
-                      metric_values: List[float]) -> str:
+                      metric_values: List[float], flat_results: Optional[List[Dict[str, Any]]] = None) -> str:
         """A batch of ``trial``'s results, complete as ``ResultBuffer.ingest`` makes them
         (the config last; ``metric_values``: each one's value of the table's metric, nan
-        where it has none): counted, judged in order by the stopper, scheduler and searcher
-        (deciding until one ends the trial), heard by the callbacks (as :meth:`_on_results`);
-        the batch's decision."""
+        where it has none; ``flat_results``: each one flattened, where the caller made them):
+        counted, judged in order by the stopper, scheduler and searcher (deciding until one
+        ends the trial), heard by the callbacks (as :meth:`_on_results`); the batch's decision."""
         table, row = self._table, trial._row
         for result, value in zip(results, metric_values):
             table.record_result(row, result["training_iteration"], result["time_total_s"], value)
@@ -348,8 +351,9 @@ class TrialEventHandlers:
         decision = TrialScheduler.CONTINUE
         if (self._scheduler_sees_results or self._searcher_sees_results or self._callbacks_see_results
                 or self._stopper is not None):
-            for result in results:
-                verdict = self._decide(trial, result, decide=decision == TrialScheduler.CONTINUE)
+            for index, result in enumerate(results):
+                verdict = self._decide(trial, result, decide=decision == TrialScheduler.CONTINUE,
+                                       flat=flat_results[index] if flat_results is not None else None)
                 if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
                     decision = verdict
                 self._tell_callbacks(trial, result)

@@ -30,6 +30,7 @@ import traceback
 from array import array
 from typing import Any, Dict, List, Optional
 
+from fasttune._flatten import flatten_dict
 from fasttune.execution import _protocol as protocol
 from fasttune.schedulers.async_hyperband import AsyncHyperBandScheduler
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
@@ -43,6 +44,8 @@ _SCHEDULERS = (FIFOScheduler, AsyncHyperBandScheduler)
 _STEP_HOOKS = ("on_step_begin", "on_step_end")
 # Steps between two checks for a snapshot due (which comes at most every 2 s anyway).
 _STEPS_PER_CHECK = 64
+# numpy dtype kinds whose values are plain numbers once converted: bool, int, unsigned, float.
+_NUMBER_KINDS = "biuf"
 # What a result gets beside the blackbox's metrics and fidelity (ResultBuffer.ingest).
 _AUTOMATIC = frozenset((
     "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
@@ -101,7 +104,8 @@ class _Run:
     """A trial on a virtual worker: where it stands on its curve, and its next reply."""
 
     __slots__ = ("trial", "trial_id", "config", "columns", "step_seconds", "schedule", "answers", "watch", "position",
-                 "start", "previous", "results", "times", "values", "end", "failure", "heard_start", "heard",
+                 "start", "previous", "results", "times", "values", "flat_results", "flat_config", "end", "failure",
+                 "heard_start", "heard",
                  "delivered", "due", "seq", "awaiting")
 
     def __init__(self, trial: Any, start: float) -> None:
@@ -120,6 +124,8 @@ class _Run:
         self.results: List[Dict[str, Any]] = []
         self.times: List[float] = []
         self.values: List[float] = []
+        self.flat_results: List[Dict[str, Any]] = []  # ... and each one flattened, where flat_config is made
+        self.flat_config: Optional[Dict[str, Any]] = None  # the config's keys in a flat result
         self.end = "done"  # "decide" (at a decision point), "done" (its curve's end) or "stop" (a STOP's)
         self.failure: Optional[str] = None  # the traceback of a blackbox that failed
         self.heard_start = False  # whether the runner has had its first reply
@@ -145,6 +151,7 @@ class DirectLoop:
         blackbox = executor.blackbox
         self._fidelity_name = blackbox.fidelity_name
         self._fidelity_values = blackbox.fidelities.tolist()
+        self._plain_fidelities = blackbox.fidelities.dtype.kind in _NUMBER_KINDS
         self._date_second: Optional[int] = None
         self._date = ""
         executor.running_elsewhere = self.running_states  # (for the snapshots, through its state)
@@ -190,6 +197,12 @@ class DirectLoop:
             return
         columns = {name: values.tolist() for name, values in metrics.items()}
         run.columns = list(columns.items())
+        config = run.config
+        if type(config) is dict and config and self._plain_fidelities and all(
+                type(name) is str and values.dtype.kind in _NUMBER_KINDS for name, values in metrics.items()):
+            # Numbers under str keys, and the config: a result's flat form is itself plus the
+            # config's keys, as TrialState.flatten_result makes it (made here with each result).
+            run.flat_config = flatten_dict(config, "/", "config")
         run.step_seconds = step_seconds.tolist()
         schedule = run.schedule = decisions.schedule(0, columns)
         if schedule is not None:
@@ -206,7 +219,8 @@ class DirectLoop:
         single = columns[0] if len(columns) == 1 else None
         metric = self.metric
         trial_id, config, start = run.trial_id, run.config, run.start
-        results, times, values = run.results, run.times, run.values
+        results, times, values, flat_results = run.results, run.times, run.values, run.flat_results
+        flat_config = run.flat_config
         position, previous = run.position, run.previous
         t = now
         last = len(step_seconds)
@@ -240,6 +254,10 @@ class DirectLoop:
             result["node_ip"] = "127.0.0.1"
             result["time_since_restore"] = since_start
             result["iterations_since_restore"] = position
+            if flat_config is not None:
+                flat = result.copy()
+                flat.update(flat_config)
+                flat_results.append(flat)
             result["config"] = config
             results.append(result)
             times.append(t)
@@ -269,9 +287,10 @@ class DirectLoop:
             return
         decision = TrialScheduler.CONTINUE
         if run.results:
-            results, times, values = run.results, run.times, run.values
-            run.results, run.times, run.values = [], [], []
-            decision = runner.judge_results(trial, results, times, values)
+            results, times, values, flat_results = run.results, run.times, run.values, run.flat_results
+            run.results, run.times, run.values, run.flat_results = [], [], [], []
+            decision = runner.judge_results(trial, results, times, values,
+                                            flat_results if run.flat_config is not None else None)
         if run.end != "decide":
             self._finish(slot, run)
             return

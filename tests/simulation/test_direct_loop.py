@@ -9,7 +9,7 @@ from fasttune.callback import CallbackList
 from fasttune.experiment import experiment as experiment_module
 from fasttune.execution._experiment_state import load_latest
 from fasttune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
-from fasttune.search import BasicVariantGenerator
+from fasttune.search import BasicVariantGenerator, Searcher
 from fasttune.simulation import AnytimeRecorder, FunctionBlackbox, Simulation, learning_curve_table
 from fasttune.simulation import reference_trial_order
 from fasttune.simulation._direct import DirectLoop, direct_loop_refusal
@@ -131,6 +131,40 @@ def test_a_learning_searcher_sees_the_same_results_in_the_same_order(tmp_path, t
     runner, direct = both(tmp_path, simulation, make, n_trials=40, space=space)
     assert direct["frame"] == runner["frame"]
     assert direct["calls"] == runner["calls"]
+
+
+class RowsInTurn(Searcher):
+    """Suggests the given configs in turn and keeps what it hears: each (flat) result and end."""
+
+    def __init__(self, configs):
+        super().__init__()
+        self.configs, self.heard = list(configs), []
+
+    def suggest(self, trial_id):
+        return self.configs.pop(0) if self.configs else Searcher.FINISHED
+
+    def on_trial_result(self, trial_id, result):
+        self.heard.append(("result", trial_id[-5:], dict(result)))
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.heard.append(("complete", trial_id[-5:], dict(result or {}), error))
+
+
+def test_a_searcher_hears_the_same_flat_results_on_both_loops(tmp_path, table):
+    heard = {}
+    simulation = Simulation(table, num_workers=3)
+    for engine in ("runner", "direct"):
+        simulation.engine = engine
+        searcher = RowsInTurn(table.config_of_row(row) for row in range(0, 90, 3))
+        run(simulation, tmp_path / engine, scheduler=ASHAScheduler(time_attr="epoch", max_t=27, grace_period=1,
+                                                                    reduction_factor=3),
+            searcher=searcher, n_trials=30, space={"note": "rows in turn"})
+        heard[engine] = searcher.heard
+    assert heard["direct"] == heard["runner"]
+    flat = next(result for kind, _, result, *_ in heard["runner"] if kind == "result")
+    assert "config/row" in flat and "config" not in flat  # flattened, as schedulers and searchers see results
+    completes = [heard_ for heard_ in heard["runner"] if heard_[0] == "complete"]
+    assert len(completes) == 30 and not any(error for *_, error in completes)
 
 
 def failing_blackbox():
