@@ -105,8 +105,7 @@ class _Run:
 
     __slots__ = ("trial", "trial_id", "config", "columns", "step_seconds", "schedule", "answers", "watch", "position",
                  "start", "previous", "results", "times", "values", "flat_results", "flat_config", "end", "failure",
-                 "heard_start", "heard",
-                 "delivered", "due", "seq", "awaiting")
+                 "heard_start", "heard", "delivered", "due", "seq", "awaiting")
 
     def __init__(self, trial: Any, start: float) -> None:
         self.trial = trial
