@@ -70,3 +70,32 @@ def test_a_queued_resume_prefers_the_node_that_keeps_its_checkpoint_among_equal_
     # A shorter queue still comes first.
     full_executor._workers[1].assigned.append(_trial("c"))
     assert full_executor._worker_for(_trial("d"), node="node-2") is full_executor._workers[0]
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("looked at the pool again")
+
+
+def test_a_start_takes_the_place_the_resource_check_found_without_looking_again(full_executor, monkeypatch):
+    for worker in full_executor._workers.values():
+        worker.replied = True
+    trial = _trial("c")
+    assert full_executor.has_resources_for_trial(trial)
+    monkeypatch.setattr(full_executor, "_queue_behind", _refuse)
+    monkeypatch.setattr(full_executor, "_fits_letting_idle_go", _refuse)
+    assert full_executor._worker_for(trial) is full_executor._workers[0]
+
+
+def test_a_start_looks_again_when_the_pool_changed_since_the_resource_check(full_executor):
+    for worker in full_executor._workers.values():
+        worker.replied = True
+    trial = _trial("c")
+    assert full_executor.has_resources_for_trial(trial)  # behind worker 0
+    full_executor._workers[0].assigned.append(_trial("queued"))  # its queue is full now
+    assert full_executor._worker_for(trial) is full_executor._workers[1]
+    trial = _trial("d")
+    assert full_executor.has_resources_for_trial(trial)  # behind worker 1
+    full_executor.trial_ended(0, full_executor._workers[0].assigned[0])
+    full_executor.trial_ended(0, full_executor._workers[0].assigned[0])  # worker 0 is idle now
+    assert full_executor._worker_for(trial) is full_executor._workers[0]
+
