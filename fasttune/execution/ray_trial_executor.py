@@ -281,8 +281,9 @@ class RayTrialExecutor:
             trainable_blob, envs_blob = self._blob(name)
             worker.commands.append(protocol.LoadTrainable(name, trainable_blob, envs_blob, self._sys_path))
             worker.trainables.add(name)
-        if "reuse_actors" not in spec:
-            spec = dict(spec, reuse_actors=self._reuse_actors)
+        if not self._reuse_actors and "reuse_actors" not in spec:
+            # True is the worker's default: a pooled sweep's spec goes as it is, uncopied.
+            spec = dict(spec, reuse_actors=False)
         worker.commands.append(protocol.StartTrial(spec))
         worker.assigned.append(trial)
         return worker.slot

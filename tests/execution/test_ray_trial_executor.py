@@ -99,3 +99,17 @@ def test_a_start_looks_again_when_the_pool_changed_since_the_resource_check(full
     full_executor.trial_ended(0, full_executor._workers[0].assigned[0])  # worker 0 is idle now
     assert full_executor._worker_for(trial) is full_executor._workers[0]
 
+
+
+@pytest.mark.parametrize("reuse_actors", [True, False])
+def test_a_start_tells_the_worker_whether_actors_are_reused(reuse_actors):
+    # The worker keeps a class trainable's instance unless the spec says False; True, its
+    # default, is not sent (a pooled sweep's spec goes uncopied).
+    executor = _idle_executor(["node-1"])
+    executor._reuse_actors = reuse_actors
+    executor._workers[0].trainables.add("fn")
+    spec = {"trial_id": "c", "trainable": "fn"}
+    executor.start_trial(_trial("c"), spec)
+    [start] = executor._workers[0].commands
+    assert start.spec.get("reuse_actors", True) is reuse_actors
+    assert (start.spec is spec) is reuse_actors and spec == {"trial_id": "c", "trainable": "fn"}
