@@ -46,7 +46,8 @@ _MIXED_POLL_MAX_S = 0.005
 
 class _Worker:
     __slots__ = ("slot", "actor", "shape", "resources", "future", "assigned", "commands",
-                 "trainables", "depth", "placement_group", "replied", "node", "channel", "channel_busy", "reader")
+                 "trainables", "depth", "placement_group", "replied", "node", "channel", "channel_busy", "reader",
+                 "channel_offered")
 
     def __init__(self, slot: int, actor: Any, shape: Tuple[Any, ...], resources: Dict[str, float],
                  placement_group: Any = None) -> None:
@@ -59,6 +60,7 @@ class _Worker:
         self.channel: Any = None  # its socket to the driver, once connected (see _channel)
         self.channel_busy = False  # a poll in flight on the socket
         self.reader: Any = None  # the socket's FrameReader
+        self.channel_offered = False  # asked to connect to the socket (once: see _dispatch)
         self.assigned: Deque[Any] = deque()  # trials handed to it, the running one first
         self.commands: List[Any] = []  # protocol command records for its next poll
         self.trainables: set = set()
@@ -361,12 +363,12 @@ class RayTrialExecutor:
         self._pool_epoch += 1
         worker = _Worker(slot, actor, pgf.shape_key(), request, group)
         self._workers[slot] = worker
-        self._offer_channel(worker)
         return worker
 
     def _offer_channel(self, worker: _Worker) -> None:
-        """Ask the new worker to connect to the driver's socket (only one on the driver's
+        """Ask the worker to connect to the driver's socket (only one on the driver's
         node does); its polls move there once it has (see _dispatch)."""
+        worker.channel_offered = True
         if self._listener is None:
             if self._driver_node is None or not channel.channel_wanted():
                 return
@@ -533,6 +535,10 @@ class RayTrialExecutor:
                         # Gone, or taking nothing: Ray's poll says why, or carries on.  (No
                         # poll was in flight, and the worker drops a frame it got only part of.)
                         self._drop_channel(worker)
+                elif worker.replied and not worker.channel_offered:
+                    # Offered at its second poll, not at its start: a worker whose one short
+                    # trial ends within its first poll (reuse_actors=False) never needs it.
+                    self._offer_channel(worker)
                 self._poll_on_ray(worker, payload)
 
     def _poll_on_ray(self, worker: _Worker, payload: bytes) -> None:

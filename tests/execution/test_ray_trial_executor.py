@@ -113,3 +113,35 @@ def test_a_start_tells_the_worker_whether_actors_are_reused(reuse_actors):
     [start] = executor._workers[0].commands
     assert start.spec.get("reuse_actors", True) is reuse_actors
     assert (start.spec is spec) is reuse_actors and spec == {"trial_id": "c", "trainable": "fn"}
+
+
+def _recording_actor(calls):
+    return SimpleNamespace(poll=SimpleNamespace(remote=lambda payload: calls.append("poll") or object()),
+                           open_channel=SimpleNamespace(remote=lambda *args: calls.append("open_channel")))
+
+
+def test_a_worker_is_asked_onto_the_socket_at_its_second_poll_not_at_its_start(monkeypatch):
+    # A worker whose one short trial ends within its first poll (reuse_actors=False) never
+    # costs the driver the extra actor call.
+    from fasttune.execution import ray_trial_executor
+
+    calls = []
+    actor = _recording_actor(calls)
+    options = SimpleNamespace(remote=lambda storage: actor)
+    monkeypatch.setattr(ray_trial_executor, "_remote_worker_class",
+                        lambda: SimpleNamespace(options=lambda **kwargs: options))
+    executor = RayTrialExecutor(reuse_actors=False)
+    executor._listener = SimpleNamespace(path="/nowhere", secret_for=lambda slot: b"secret")
+    executor._driver_node = "node-a"
+    worker = executor._create_worker(PlacementGroupFactory([{"CPU": 1}]))
+    worker.assigned.append(_trial("a"))
+    executor._dispatch()
+    assert calls == ["poll"]
+    executor._by_future.clear()  # its reply came: the trial still runs
+    worker.future, worker.replied = None, True
+    executor._dispatch()
+    assert calls == ["poll", "open_channel", "poll"]
+    executor._by_future.clear()
+    worker.future = None
+    executor._dispatch()
+    assert calls == ["poll", "open_channel", "poll", "poll"]  # asked once
