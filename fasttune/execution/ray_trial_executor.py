@@ -46,7 +46,8 @@ _MIXED_POLL_MAX_S = 0.005
 
 class _Worker:
     __slots__ = ("slot", "actor", "shape", "resources", "future", "assigned", "commands",
-                 "trainables", "depth", "placement_group", "replied", "node", "channel", "channel_busy", "reader")
+                 "trainables", "depth", "placement_group", "replied", "node", "channel", "channel_busy", "reader",
+                 "channel_offered")
 
     def __init__(self, slot: int, actor: Any, shape: Tuple[Any, ...], resources: Dict[str, float],
                  placement_group: Any = None) -> None:
@@ -59,6 +60,7 @@ class _Worker:
         self.channel: Any = None  # its socket to the driver, once connected (see _channel)
         self.channel_busy = False  # a poll in flight on the socket
         self.reader: Any = None  # the socket's FrameReader
+        self.channel_offered = False  # asked to connect to the socket (once: see _dispatch)
         self.assigned: Deque[Any] = deque()  # trials handed to it, the running one first
         self.commands: List[Any] = []  # protocol command records for its next poll
         self.trainables: set = set()
@@ -110,6 +112,9 @@ class RayTrialExecutor:
         # they were (each change bumps _pool_epoch): asked twice per trial start otherwise.
         self._pool_epoch = 0
         self._fit_answers: Dict[Tuple[Any, ...], Tuple[int, bool]] = {}
+        # has_resources_for_trial's answer for start_trial to take, unless the pool changed between:
+        # (trial, _pool_epoch, queue, the busy worker to queue behind or None for a new worker).
+        self._placement: Optional[Tuple[Any, int, bool, Optional[_Worker]]] = None
         self._sys_path = [os.path.abspath(p or ".") for p in sys.path]
         # Polls of workers on the driver's node go over sockets (see _channel): made with the first worker.
         self._listener: Optional[channel.ChannelListener] = None
@@ -240,9 +245,18 @@ class RayTrialExecutor:
         a new one, or (``queue``) a place in a busy worker's queue of next trials."""
         pgf: PlacementGroupFactory = trial.placement_group_factory
         shape = pgf.shape_key()
-        if self._idle.get(shape) or self._fits_letting_idle_go(pgf):
+        if self._idle.get(shape):
             return True
-        return self._prefetch and queue and self._queue_behind(shape) is not None
+        if self._fits_letting_idle_go(pgf):
+            self._placement = (trial, self._pool_epoch, queue, None)
+            return True
+        if not (self._prefetch and queue):
+            return False
+        busy = self._queue_behind(shape)
+        if busy is None:
+            return False
+        self._placement = (trial, self._pool_epoch, queue, busy)
+        return True
 
     def _queue_behind(self, shape: Tuple[Any, ...], node: Optional[str] = None) -> Optional[_Worker]:
         """The running worker of ``shape`` with the shortest queue that has room (of those,
@@ -269,8 +283,9 @@ class RayTrialExecutor:
             trainable_blob, envs_blob = self._blob(name)
             worker.commands.append(protocol.LoadTrainable(name, trainable_blob, envs_blob, self._sys_path))
             worker.trainables.add(name)
-        if "reuse_actors" not in spec:
-            spec = dict(spec, reuse_actors=self._reuse_actors)
+        if not self._reuse_actors and "reuse_actors" not in spec:
+            # True is the worker's default: a pooled sweep's spec goes as it is, uncopied.
+            spec = dict(spec, reuse_actors=False)
         worker.commands.append(protocol.StartTrial(spec))
         worker.assigned.append(trial)
         return worker.slot
@@ -280,6 +295,16 @@ class RayTrialExecutor:
         the checkpoint it resumes from, if one is idle there), else a new one, else a place
         behind a busy one."""
         pgf: PlacementGroupFactory = trial.placement_group_factory
+        placement, self._placement = self._placement, None
+        if placement is not None and placement[0] is trial and placement[1] == self._pool_epoch \
+                and placement[2] == queue:
+            # has_resources_for_trial placed this trial just now and the pool is as it was then.
+            busy = placement[3]
+            if busy is None:
+                self._let_idle_go_for(pgf)
+                return self._create_worker(pgf)
+            if (node is None or busy.node == node) and 0 < len(busy.assigned) < busy.depth:
+                return busy
         shape = pgf.shape_key()
         idle = self._idle.get(shape)
         if idle:
@@ -338,12 +363,12 @@ class RayTrialExecutor:
         self._pool_epoch += 1
         worker = _Worker(slot, actor, pgf.shape_key(), request, group)
         self._workers[slot] = worker
-        self._offer_channel(worker)
         return worker
 
     def _offer_channel(self, worker: _Worker) -> None:
-        """Ask the new worker to connect to the driver's socket (only one on the driver's
+        """Ask the worker to connect to the driver's socket (only one on the driver's
         node does); its polls move there once it has (see _dispatch)."""
+        worker.channel_offered = True
         if self._listener is None:
             if self._driver_node is None or not channel.channel_wanted():
                 return
@@ -510,6 +535,10 @@ class RayTrialExecutor:
                         # Gone, or taking nothing: Ray's poll says why, or carries on.  (No
                         # poll was in flight, and the worker drops a frame it got only part of.)
                         self._drop_channel(worker)
+                elif worker.replied and not worker.channel_offered:
+                    # Offered at its second poll, not at its start: a worker whose one short
+                    # trial ends within its first poll (reuse_actors=False) never needs it.
+                    self._offer_channel(worker)
                 self._poll_on_ray(worker, payload)
 
     def _poll_on_ray(self, worker: _Worker, payload: bytes) -> None:

@@ -70,3 +70,78 @@ def test_a_queued_resume_prefers_the_node_that_keeps_its_checkpoint_among_equal_
     # A shorter queue still comes first.
     full_executor._workers[1].assigned.append(_trial("c"))
     assert full_executor._worker_for(_trial("d"), node="node-2") is full_executor._workers[0]
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("looked at the pool again")
+
+
+def test_a_start_takes_the_place_the_resource_check_found_without_looking_again(full_executor, monkeypatch):
+    for worker in full_executor._workers.values():
+        worker.replied = True
+    trial = _trial("c")
+    assert full_executor.has_resources_for_trial(trial)
+    monkeypatch.setattr(full_executor, "_queue_behind", _refuse)
+    monkeypatch.setattr(full_executor, "_fits_letting_idle_go", _refuse)
+    assert full_executor._worker_for(trial) is full_executor._workers[0]
+
+
+def test_a_start_looks_again_when_the_pool_changed_since_the_resource_check(full_executor):
+    for worker in full_executor._workers.values():
+        worker.replied = True
+    trial = _trial("c")
+    assert full_executor.has_resources_for_trial(trial)  # behind worker 0
+    full_executor._workers[0].assigned.append(_trial("queued"))  # its queue is full now
+    assert full_executor._worker_for(trial) is full_executor._workers[1]
+    trial = _trial("d")
+    assert full_executor.has_resources_for_trial(trial)  # behind worker 1
+    full_executor.trial_ended(0, full_executor._workers[0].assigned[0])
+    full_executor.trial_ended(0, full_executor._workers[0].assigned[0])  # worker 0 is idle now
+    assert full_executor._worker_for(trial) is full_executor._workers[0]
+
+
+
+@pytest.mark.parametrize("reuse_actors", [True, False])
+def test_a_start_tells_the_worker_whether_actors_are_reused(reuse_actors):
+    # The worker keeps a class trainable's instance unless the spec says False; True, its
+    # default, is not sent (a pooled sweep's spec goes uncopied).
+    executor = _idle_executor(["node-1"])
+    executor._reuse_actors = reuse_actors
+    executor._workers[0].trainables.add("fn")
+    spec = {"trial_id": "c", "trainable": "fn"}
+    executor.start_trial(_trial("c"), spec)
+    [start] = executor._workers[0].commands
+    assert start.spec.get("reuse_actors", True) is reuse_actors
+    assert (start.spec is spec) is reuse_actors and spec == {"trial_id": "c", "trainable": "fn"}
+
+
+def _recording_actor(calls):
+    return SimpleNamespace(poll=SimpleNamespace(remote=lambda payload: calls.append("poll") or object()),
+                           open_channel=SimpleNamespace(remote=lambda *args: calls.append("open_channel")))
+
+
+def test_a_worker_is_asked_onto_the_socket_at_its_second_poll_not_at_its_start(monkeypatch):
+    # A worker whose one short trial ends within its first poll (reuse_actors=False) never
+    # costs the driver the extra actor call.
+    from fasttune.execution import ray_trial_executor
+
+    calls = []
+    actor = _recording_actor(calls)
+    options = SimpleNamespace(remote=lambda storage: actor)
+    monkeypatch.setattr(ray_trial_executor, "_remote_worker_class",
+                        lambda: SimpleNamespace(options=lambda **kwargs: options))
+    executor = RayTrialExecutor(reuse_actors=False)
+    executor._listener = SimpleNamespace(path="/nowhere", secret_for=lambda slot: b"secret")
+    executor._driver_node = "node-a"
+    worker = executor._create_worker(PlacementGroupFactory([{"CPU": 1}]))
+    worker.assigned.append(_trial("a"))
+    executor._dispatch()
+    assert calls == ["poll"]
+    executor._by_future.clear()  # its reply came: the trial still runs
+    worker.future, worker.replied = None, True
+    executor._dispatch()
+    assert calls == ["poll", "open_channel", "poll"]
+    executor._by_future.clear()
+    worker.future = None
+    executor._dispatch()
+    assert calls == ["poll", "open_channel", "poll", "poll"]  # asked once
