@@ -3,13 +3,16 @@
 
     python -m bench.simulate_scale --sizes 1000,10000,100000 --repeats 1
     python -m bench.simulate_scale --sizes 10000 --repeats 5 --checkpoint-at decision_points
+    python -m bench.simulate_scale --sizes 10000 --repeats 5 --engine runner
 
 Each size runs in a fresh process (peak RSS only grows within one): issue 19's workload on
 a larger table, ``learning_curve_table(N)`` (N configurations x 27 epochs), the first N rows
 of ``default_rng(seed).permutation(N)`` as the trials in that order, asynchronous ASHA on
 the reported ``epoch`` (grace 1, reduction factor 3, max_t 27), 4 virtual workers, no trial
 files and no checkpoints (the simulation's defaults; ASHA never resumes a trial;
-``--checkpoint-at decision_points`` keeps one at each rung, for comparison).  Reported per size: wall and driver-thread CPU seconds of
+``--checkpoint-at decision_points`` keeps one at each rung, for comparison; the sweep then
+runs on the runner's loop, as it does with ``--engine runner``; by default it runs on the
+simulation's direct loop).  Reported per size: wall and driver-thread CPU seconds of
 ``fit()``, results, results/s and trials/s (over the wall time), CPU per trial, and peak RSS
 growth per trial (the process's peak after ``fit()`` less before it, the table built
 first).  Output: a table on stdout and ``bench/out/simulate-scale-latest.json`` (``--out``).
@@ -28,7 +31,7 @@ import time
 from typing import Any, Dict, List
 
 
-def run_size(n_trials: int, seed: int, workers: int, checkpoint_at: Any = "auto") -> Dict[str, Any]:
+def run_size(n_trials: int, seed: int, workers: int, checkpoint_at: Any = "auto", engine: str = "auto") -> Dict[str, Any]:
     """One sweep of ``n_trials`` in this process; what it cost."""
     import fasttune as tune
     from fasttune.schedulers import ASHAScheduler
@@ -40,7 +43,8 @@ def run_size(n_trials: int, seed: int, workers: int, checkpoint_at: Any = "auto"
     before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory() as storage:
         tuner = tune.Tuner(
-            Simulation(blackbox, num_workers=workers, checkpoint_at=checkpoint_at), param_space=blackbox.search_space,
+            Simulation(blackbox, num_workers=workers, checkpoint_at=checkpoint_at, engine=engine),
+            param_space=blackbox.search_space,
             tune_config=tune.TuneConfig(
                 metric="loss", mode="min", num_samples=n_trials,
                 scheduler=ASHAScheduler(time_attr="epoch", max_t=27, grace_period=1, reduction_factor=3),
@@ -85,12 +89,14 @@ def main(argv: List[str]) -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--checkpoint-at", default="auto", choices=["auto", "decision_points", "none"],
                         help="Simulation(checkpoint_at=...); none: no checkpoints")
+    parser.add_argument("--engine", default="auto", choices=["auto", "runner", "direct"],
+                        help="Simulation(engine=...): the direct loop where the sweep qualifies, or either loop")
     parser.add_argument("--out", default="bench/out/simulate-scale-latest.json")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)  # one size, in this process
     args = parser.parse_args(argv)
     checkpoint_at = None if args.checkpoint_at == "none" else args.checkpoint_at
     if args.child is not None:
-        print(json.dumps(run_size(args.child, args.seed, args.workers, checkpoint_at)))
+        print(json.dumps(run_size(args.child, args.seed, args.workers, checkpoint_at, args.engine)))
         return
     summaries = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -98,7 +104,7 @@ def main(argv: List[str]) -> None:
         for _ in range(args.repeats):
             child = subprocess.run([sys.executable, "-m", "bench.simulate_scale", "--child", str(size),
                                     "--seed", str(args.seed), "--workers", str(args.workers),
-                                    "--checkpoint-at", args.checkpoint_at],
+                                    "--checkpoint-at", args.checkpoint_at, "--engine", args.engine],
                                    capture_output=True, text=True, check=True)
             runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
         summaries.append(summarise(runs))
@@ -106,7 +112,7 @@ def main(argv: List[str]) -> None:
     print(table(summaries))
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"seed": args.seed, "workers": args.workers, "checkpoint_at": args.checkpoint_at,
+        json.dump({"seed": args.seed, "workers": args.workers, "checkpoint_at": args.checkpoint_at, "engine": args.engine,
                    "sizes": summaries}, f, indent=1)
 
 

@@ -78,6 +78,56 @@ class TrialEventHandlers:
                                                             tokens.get(index, ""), state.node, retain=False)
         # Late results of a trial the driver already ended are logged, not judged.
         judged = ingested.error is None and trial.status == Trial.RUNNING
+
+        def write_batch() -> None:
+            # The batch is counted (results_seen, its checkpoints) above: it reaches the
+            # trial's files even when a scheduler, searcher or callback raised (a Ctrl-C
+            # included), or the final snapshot would count results no file holds.
+            if count and results[-1].get("done") is True:
+                # The result a scheduler or stopper ended the trial on says so on disk too
+                # (at a decision point it is the batch's last; between them, it stays false),
+                # also when a callback raised after the decision (_decide marked it first).
+                ingested.mark_last_done()
+            self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
+
+        try:
+            decision = self._judge_batch(trial, results, times, judged, last_before, saved, write_batch)
+        finally:
+            # Also when the write raised (e.g. a Ctrl-C while waiting for the writer): the
+            # snapshot on the way out counts what it leaves.
+            if saved_any:
+                self._checkpoints.retain(trial)
+        if self._callbacks_see_batches and results:
+            self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
+                                 results=results, times=times[:count])
+        if ingested.error is not None:
+            self._fatal = TuneError(ingested.error)
+            self._stop_all()
+            return
+        if not judged or ingested.stopped:
+            return  # at its stop criterion the worker ends the trial itself
+        if decision in (TrialScheduler.STOP, TrialScheduler.PAUSE):
+            # Answered at the trial's decision point when it is blocked there; the
+            # interrupt covers a decision taken between decision points.
+            state = self._states[trial.trial_id]
+            state.decision = decision
+            if state.at_decision_point:
+                return  # its Decide event follows in this batch: the answer carries it
+            if decision == TrialScheduler.STOP:
+                self.trial_executor.stop_trial(trial)
+            else:
+                self.trial_executor.pause_trial(trial)
+
+    def _judge_batch(self, trial: Trial, results: List[Dict[str, Any]], times: List[float], judged: bool,
+                     last_before: Dict[str, Any], saved: Dict[int, Checkpoint], write: Any = None,
+                     flat_results: Optional[List[Dict[str, Any]]] = None) -> str:
+        """Let the stopper, scheduler and searcher judge a batch of ``trial``'s counted
+        ``results`` (``judged``: it may be; each is decided on until one ends the trial;
+        ``flat_results``: each flattened, where the caller made them), and the callbacks hear
+        each and the checkpoints saved with it (``saved``, by result index), in order; the
+        batch's decision.  ``write()`` (its files) comes after, also when one of them raised;
+        ``last_before``: the trial's last result before the batch, for a cut."""
+        count = len(results)
         decision = TrialScheduler.CONTINUE
         judging = judged and (self._scheduler_sees_results or self._searcher_sees_results
                               or self._callbacks_see_results or self._stopper is not None)
@@ -90,7 +140,8 @@ class TrialEventHandlers:
                     # Once a decision ends the trial, later results of the batch (already
                     # reported) still reach searchers and callbacks.
                     deciding = True
-                    verdict = self._decide(trial, result, decide=decision == TrialScheduler.CONTINUE)
+                    verdict = self._decide(trial, result, decide=decision == TrialScheduler.CONTINUE,
+                                           flat=flat_results[index] if flat_results is not None else None)
                     decided = index + 1
                     deciding = False
                     if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
@@ -132,45 +183,13 @@ class TrialEventHandlers:
                     self._callbacks.take_failure(error)  # forgets one a callback left in _decide_rest
             raise
         finally:
-            # The batch is counted (results_seen, its checkpoints) above: it reaches the
-            # trial's files even when a scheduler, searcher or callback raised (a Ctrl-C
-            # included), or the final snapshot would count results no file holds.
-            if count and results[-1].get("done") is True:
-                # The result a scheduler or stopper ended the trial on says so on disk too
-                # (at a decision point it is the batch's last; between them, it stays false),
-                # also when a callback raised after the decision (_decide marked it first).
-                ingested.mark_last_done()
             try:
-                self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
+                if write is not None:
+                    write()
             finally:
-                # Also when the write raised (e.g. a Ctrl-C while waiting for the writer):
-                # the snapshot on the way out counts what these leave.
-                try:
-                    if judged_only is not None:
-                        self._count_judged_only(trial, results, judged_only, last_before)
-                finally:
-                    if saved_any:
-                        self._checkpoints.retain(trial)
-        if self._callbacks_see_batches and results:
-            self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
-                                 results=results, times=times[:count])
-        if ingested.error is not None:
-            self._fatal = TuneError(ingested.error)
-            self._stop_all()
-            return
-        if not judged or ingested.stopped:
-            return  # at its stop criterion the worker ends the trial itself
-        if decision in (TrialScheduler.STOP, TrialScheduler.PAUSE):
-            # Answered at the trial's decision point when it is blocked there; the
-            # interrupt covers a decision taken between decision points.
-            state = self._states[trial.trial_id]
-            state.decision = decision
-            if state.at_decision_point:
-                return  # its Decide event follows in this batch: the answer carries it
-            if decision == TrialScheduler.STOP:
-                self.trial_executor.stop_trial(trial)
-            else:
-                self.trial_executor.pause_trial(trial)
+                if judged_only is not None:
+                    self._count_judged_only(trial, results, judged_only, last_before)
+        return decision
 
     def _decide(self, trial: Trial, result: Dict[str, Any], decide: bool = True,
                 flat: Optional[Dict[str, Any]] = None) -> str:
@@ -347,16 +366,9 @@ class TrialEventHandlers:
         count = len(results)
         self.results_processed += count
         trial.results_seen += count
-        trial.last_result = results[-1]
-        decision = TrialScheduler.CONTINUE
-        if (self._scheduler_sees_results or self._searcher_sees_results or self._callbacks_see_results
-                or self._stopper is not None):
-            for index, result in enumerate(results):
-                verdict = self._decide(trial, result, decide=decision == TrialScheduler.CONTINUE,
-                                       flat=flat_results[index] if flat_results is not None else None)
-                if decision == TrialScheduler.CONTINUE and verdict != TrialScheduler.CONTINUE:
-                    decision = verdict
-                self._tell_callbacks(trial, result)
+        last_before, trial.last_result = trial.last_result, results[-1]
+        decision = self._judge_batch(trial, results, times, trial.status == Trial.RUNNING, last_before, {},
+                                     flat_results=flat_results)
         if self._callbacks_see_batches:
             self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
                                  results=results, times=times)

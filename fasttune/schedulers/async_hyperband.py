@@ -28,7 +28,7 @@ Example:
 """
 from __future__ import annotations
 
-import bisect
+import heapq
 import math
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
@@ -90,55 +90,121 @@ def percentile_of_sorted(values: List[float], fraction: float) -> float:
         3.0
     """
     n = len(values)
-    virtual = (n - 1) * fraction  # numpy's linear virtual index
-    if virtual >= n - 1:
+    lo = _rank(n, fraction)
+    if lo == n - 1:
         return values[-1]
-    if virtual <= 0:
-        return values[0]
-    lo = math.floor(virtual)
-    gamma = virtual - lo
-    a, b = values[lo], values[lo + 1]
+    return _between(values[lo], values[lo + 1], (n - 1) * fraction - lo)
+
+
+def _rank(n: int, fraction: float) -> int:
+    """The index numpy's linear percentile at ``fraction`` of ``n`` sorted values starts
+    from (its virtual index, rounded down, within the values)."""
+    virtual = (n - 1) * fraction
+    if virtual >= n - 1:
+        return n - 1
+    return math.floor(virtual) if virtual > 0 else 0
+
+
+def _between(a: float, b: float, gamma: float) -> float:
+    """numpy's linear interpolation from ``a`` to ``b`` at ``gamma`` (symmetric, for accuracy)."""
+    if gamma <= 0:
+        return a
     diff = b - a
-    if gamma >= 0.5:  # numpy's lerp, symmetric for accuracy
+    if gamma >= 0.5:
         return b - diff * (1.0 - gamma)
     return a + diff * gamma
 
 
 class _Rung:
-    """Values recorded at one milestone: by trial id, and non-NaN ones kept sorted."""
+    """Values recorded at one milestone: by trial id, and the non-NaN ones split at the rank
+    the cutoff starts from (the lowest ``rank + 1`` in a max-heap, the rest in a min-heap), so
+    that a record and a cutoff cost O(log n) however many trials reached the rung."""
 
-    __slots__ = ("milestone", "recorded", "sorted")
+    __slots__ = ("milestone", "fraction", "recorded", "_low", "_high")
 
-    def __init__(self, milestone: Any) -> None:
+    def __init__(self, milestone: Any, fraction: float) -> None:
         self.milestone = milestone
+        self.fraction = fraction
         self.recorded: Dict[str, float] = {}
-        self.sorted: List[float] = []
+        self._low: List[float] = []  # negated, so that heapq's smallest is the largest of them
+        self._high: List[float] = []
 
-    def cutoff(self, fraction: float) -> Optional[float]:
-        """The value a trial must reach not to be stopped here (None: nothing to beat)."""
-        if not self.sorted:
+    def cutoff(self) -> Optional[float]:
+        """The value a trial must reach not to be stopped here (None: nothing to beat):
+        ``percentile_of_sorted`` of the values at ``fraction``."""
+        low, high = self._low, self._high
+        if not low:
             return None
-        return percentile_of_sorted(self.sorted, fraction)
+        n = len(low) + len(high)
+        if not high:  # (the rank is the last value's)
+            return -low[0]
+        return _between(-low[0], high[0], (n - 1) * self.fraction - (len(low) - 1))
 
     def record(self, trial_id: str, value: float) -> None:
         self.recorded[trial_id] = value
-        if not math.isnan(value):
-            bisect.insort(self.sorted, value)
+        if math.isnan(value):
+            return
+        low, high = self._low, self._high
+        if low and value <= -low[0]:
+            heapq.heappush(low, -value)
+        else:
+            heapq.heappush(high, value)
+        self._balance()
 
     def forget(self, trial_id: str) -> None:
-        """Drop the trial's value, if it has one here."""
+        """Drop the trial's value, if it has one here (rare: a trial that starts over)."""
         value = self.recorded.pop(trial_id, None)
-        if value is not None and not math.isnan(value):
-            del self.sorted[bisect.bisect_left(self.sorted, value)]
+        if value is None or math.isnan(value):
+            return
+        if self._low and value <= -self._low[0]:
+            self._low.remove(-value)
+            heapq.heapify(self._low)
+        else:
+            self._high.remove(value)
+            heapq.heapify(self._high)
+        self._balance()
+
+    def _balance(self) -> None:
+        """Move values between the heaps until the low one holds the lowest ``rank + 1``."""
+        low, high = self._low, self._high
+        n = len(low) + len(high)
+        wanted = _rank(n, self.fraction) + 1 if n else 0
+        while len(low) > wanted:
+            heapq.heappush(high, -heapq.heappop(low))
+        while len(low) < wanted:
+            heapq.heappush(low, -heapq.heappop(high))
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"milestone": self.milestone, "fraction": self.fraction, "recorded": self.recorded}
+
+    def __setstate__(self, state: Any) -> None:
+        # An older version pickled (None, its slots), with the values in one sorted list and
+        # no fraction: its bracket gives that (_Bracket.__setstate__), and records them again.
+        slots = state[1] if isinstance(state, tuple) else state
+        self.milestone, self.fraction = slots["milestone"], slots.get("fraction")
+        self.recorded, self._low, self._high = {}, [], []
+        for trial_id, value in slots["recorded"].items():
+            if self.fraction is None:
+                self.recorded[trial_id] = value  # (recorded again once the fraction is known)
+            else:
+                self.record(trial_id, value)
 
 
 class _Bracket:
     """One ASHA bracket: its rungs, highest milestone first."""
 
     def __init__(self, milestones: List[Any], fraction: float, stop_last_trials: bool) -> None:
-        self.rungs = [_Rung(m) for m in reversed(milestones)]
+        self.rungs = [_Rung(m, fraction) for m in reversed(milestones)]
         self.fraction = fraction
         self.stop_last_trials = stop_last_trials
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for rung in self.rungs:
+            if rung.fraction is None:  # an older version's rung (see _Rung.__setstate__)
+                recorded, rung.recorded, rung.fraction = rung.recorded, {}, self.fraction
+                for trial_id, value in recorded.items():
+                    rung.record(trial_id, value)
 
     def on_result(self, trial_id: str, time: float, value: float) -> str:
         for rung in self.rungs:
@@ -148,7 +214,7 @@ class _Bracket:
                 if not self.stop_last_trials:
                     break  # already judged at the highest rung it reached: go on
                 continue  # a lower rung it skipped (time jumped) may still judge it
-            cutoff = rung.cutoff(self.fraction)
+            cutoff = rung.cutoff()
             rung.record(trial_id, value)
             if cutoff is not None and value < cutoff:
                 return TrialScheduler.STOP
@@ -158,7 +224,7 @@ class _Bracket:
     def describe(self) -> str:
         parts = []
         for rung in self.rungs:
-            cutoff = rung.cutoff(self.fraction)
+            cutoff = rung.cutoff()
             shown = "None" if cutoff is None else f"{cutoff:.4g}"
             parts.append(f"Iter {rung.milestone}: {shown} ({len(rung.recorded)} recorded)")
         return "Bracket: " + " | ".join(parts) if parts else "Bracket: no rungs"
@@ -345,6 +411,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
         self._stop_last_trials = state["stop_last_trials"]
         self._fraction = ((1 - 1 / self._reduction_factor) * 100) / 100
         self._brackets = []
+        self._decision_points_of = {}
         for rungs in state["brackets"]:
             bracket = _Bracket([m for m, _ in reversed(rungs)], self._fraction, self._stop_last_trials)
             for rung, (_, recorded) in zip(bracket.rungs, rungs):
@@ -353,6 +420,10 @@ class AsyncHyperBandScheduler(TrialScheduler):
             self._brackets.append(bracket)
         self._bracket_of = dict(state["bracket_of"])
         self._num_stopped = state["num_stopped"]
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_decision_points_of", {})  # (pickled by a version that kept none)
 
     # ---- internals ---------------------------------------------------------------------
     def _assign(self, trial_id: str) -> int:

@@ -26,15 +26,16 @@ import heapq
 import math
 import os
 import time
-import traceback
 from array import array
 from typing import Any, Dict, List, Optional
+
+import numpy as np
 
 from fasttune._flatten import flatten_dict
 from fasttune.execution import _protocol as protocol
 from fasttune.schedulers.async_hyperband import AsyncHyperBandScheduler
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
-from fasttune.simulation._executor import SimulatedExecutor, record_state
+from fasttune.simulation._executor import SimulatedExecutor, curve_of, record_state
 
 __all__ = ["DirectLoop", "direct_loop_refusal"]
 
@@ -46,6 +47,8 @@ _STEP_HOOKS = ("on_step_begin", "on_step_end")
 _STEPS_PER_CHECK = 64
 # numpy dtype kinds whose values are plain numbers once converted: bool, int, unsigned, float.
 _NUMBER_KINDS = "biuf"
+# What the table takes as a metric value, as the core's ResultBuffer does (bool among them).
+_REAL_NUMBERS = (int, float, np.integer, np.floating, np.bool_)
 # What a result gets beside the blackbox's metrics and fidelity (ResultBuffer.ingest).
 _AUTOMATIC = frozenset((
     "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
@@ -188,12 +191,11 @@ class DirectLoop:
         now = executor.clock.now
         run = self._runs[slot] = _Run(trial, now)
         decisions = executor.decisions_under(runner.decision_points_wire(trial))
-        try:
-            metrics, step_seconds = executor.blackbox.curve(run.config)
-        except Exception:  # noqa: BLE001 - a config the blackbox cannot answer fails its trial only
-            run.failure = traceback.format_exc()
+        curve, run.failure = curve_of(executor.blackbox, run.config)
+        if run.failure is not None:
             self._schedule(slot, run, now)
             return
+        metrics, step_seconds = curve
         columns = {name: values.tolist() for name, values in metrics.items()}
         run.columns = list(columns.items())
         config = run.config
@@ -346,9 +348,8 @@ class DirectLoop:
 
 
 def _table_value(value: Any) -> float:
-    """The table's metric value of a result's ``value``, as the core's ResultBuffer takes it
-    (a blackbox's curves hold plain Python numbers once converted)."""
-    if not isinstance(value, (int, float)):
+    """The table's metric value of a result's ``value``, as the core's ResultBuffer takes it."""
+    if not isinstance(value, _REAL_NUMBERS):
         return math.nan
     try:
         return float(value)

@@ -42,7 +42,7 @@ from fasttune.execution._stop_criteria import StopCriteria
 from fasttune.execution.trial_executor import EVENT_BATCH, EVENT_START
 from fasttune.simulation._blackbox import Blackbox
 
-__all__ = ["DecisionForm", "SimulatedClock", "SimulatedExecutor", "record_state"]
+__all__ = ["DecisionForm", "SimulatedClock", "SimulatedExecutor", "curve_of", "record_state"]
 
 # Where a checkpoint is taken: at the trial's decision points (what PBT and a pause need).
 CHECKPOINT_AT_DECISIONS = "decision_points"
@@ -376,12 +376,12 @@ class SimulatedExecutor:
         segment.start_time = segment.last_time = segment.heard = now
         segment.records.append(protocol.Started(segment.trial_id, now, 0, "simulated", "127.0.0.1"))
         spec = segment.spec
-        try:
-            metrics, step_seconds = self.blackbox.curve(config)
-        except Exception:  # noqa: BLE001 - a config the blackbox cannot answer fails its trial only
-            segment.records.append(protocol.Failed(segment.trial_id, traceback.format_exc(), None))
+        curve, failure = curve_of(self.blackbox, config)
+        if failure is not None:
+            segment.records.append(protocol.Failed(segment.trial_id, failure, None))
             self._reply(segment, now, ended=True)
             return
+        metrics, step_seconds = curve
         segment.metrics = {name: values.tolist() for name, values in metrics.items()}
         segment.step_seconds = step_seconds.tolist()
         restore = spec.get("restore")
@@ -602,6 +602,15 @@ class SimulatedExecutor:
         segment.due = saved["due"]
         segment.seq = saved["seq"]
         heapq.heappush(self._events, (segment.due, segment.seq, segment.slot))
+
+
+def curve_of(blackbox: Blackbox, config: Dict[str, Any]) -> Tuple[Any, Optional[str]]:
+    """``(blackbox.curve(config), None)``, or ``(None, the traceback)`` for a config the
+    blackbox cannot answer, which fails that trial only."""
+    try:
+        return blackbox.curve(config), None
+    except Exception:  # noqa: BLE001 - the trial's error, with its traceback
+        return None, traceback.format_exc()
 
 
 def _watch_state(segment: _Segment) -> Any:

@@ -59,7 +59,7 @@ def test_a_resume_names_the_upload_it_needs_and_a_snapshot_keeps_it(tmp_path):
     clone = by_id[older.trial_id]
     reset = resumed._resets.make(clone, {"x": 0.5}, "exploited", by_id[uploaded.trial_id].checkpoint, None)
     fields = resumed._resets.spec_fields(clone, resumed._states[clone.trial_id], reset, resumed._rewind,
-                                         resumed._decision_points)
+                                         resumed.decision_points_wire)
     assert (fields["clone_from"], fields["clone_token"], fields["restore_node"]) == (newest, "a1", "node-7")
 
 

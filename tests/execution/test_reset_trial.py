@@ -196,7 +196,7 @@ def test_a_donor_checkpoint_waiting_to_be_copied_outlives_its_own_trials_retenti
 
     state = runner._states[bottom.trial_id]
     reset, state.reset_on_start = state.reset_on_start, None
-    fields = runner._resets.spec_fields(bottom, state, reset, runner._rewind, runner._decision_points)
+    fields = runner._resets.spec_fields(bottom, state, reset, runner._rewind, runner.decision_points_wire)
     assert fields["clone_from"] == source.path and fields["iteration"] == 4
     assert bottom.config == {"role": "bottom", "inc": 7} and bottom.experiment_tag == "exploited"
     os.makedirs(os.path.join(bottom.path, "checkpoint_000000"))

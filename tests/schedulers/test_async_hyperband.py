@@ -1,6 +1,7 @@
 """AsyncHyperBandScheduler (ASHA) driven by the simulated runner: hand-computed rungs and
 cutoffs, max_t, decision points, brackets, persistence and argument errors."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -239,3 +240,63 @@ def test_bad_arguments_are_clear_errors(kwargs, error, words):
     with pytest.raises(error) as info:
         AsyncHyperBandScheduler(**kwargs)
     assert words in str(info.value) and "AsyncHyperBandScheduler" in str(info.value)
+
+
+@pytest.mark.parametrize("rf", [2, 3, 4, 2.5, 1.5, 10, 1e20])
+def test_a_rungs_cutoff_is_numpys_percentile_of_its_values_through_records_and_forgets(rf):
+    """A rung keeps its values in two heaps split at the cutoff's rank; after each record or
+    forget (NaN values included) its cutoff is numpy's percentile of the values it holds."""
+    from fasttune.schedulers.async_hyperband import _Rung
+
+    fraction = ((1 - 1 / rf) * 100) / 100
+    rung, values = _Rung(1, fraction), {}
+    rng = np.random.default_rng(int(rf * 10))
+    for step in range(600):
+        if values and rng.random() < 0.25:
+            trial_id = sorted(values)[rng.integers(len(values))]
+            rung.forget(trial_id)
+            del values[trial_id]
+        else:
+            # few distinct values too, so that ties sit at the split
+            value = float("nan") if rng.random() < 0.05 else float(rng.integers(0, 20) if step % 2 else rng.normal())
+            rung.record(f"t{step}", value)
+            values[f"t{step}"] = value
+        present = sorted(v for v in values.values() if not math.isnan(v))
+        expected = np.nanpercentile(present, (1 - 1 / rf) * 100) if present else None
+        assert rung.cutoff() == expected
+
+
+def test_an_asha_pickled_by_the_version_before_the_heaps_loads_and_decides_as_it_did(tmp_path):
+    """tests/schedulers/asha_pickled_before_heaps.pkl: an ASHA scheduler (2 brackets, 40
+    trials fed) pickled by git ba42ce5, whose rungs kept one sorted list (and no decision
+    points made once). It loads, gives the cutoffs it had, and goes on as a fresh scheduler
+    that recorded the same values does."""
+    import pickle
+
+    with open(os.path.join(os.path.dirname(__file__), "asha_pickled_before_heaps.pkl"), "rb") as f:
+        old = pickle.load(f)
+    cutoffs = [[(rung.milestone, len(rung.recorded), rung.cutoff()) for rung in b.rungs] for b in old._brackets]
+    assert cutoffs == [[(9, 0, None), (3, 10, -0.5112747213686085), (1, 27, -0.4847875793034321)],
+                       [(9, 0, None), (3, 13, -0.32520436274739006)]]
+    again = make(time_attr="epoch", metric="loss", mode="min", max_t=9, grace_period=1, reduction_factor=3, brackets=2)
+    old.save(str(tmp_path / "state"))
+    again.restore(str(tmp_path / "state"))
+    sim, trials = runner_with(old, 6)
+    sim_again, trials_again = runner_with(again, 6)
+    for trial, trial_again in zip(trials, trials_again):
+        old._bracket_of[trial.trial_id] = again._bracket_of[trial_again.trial_id] = 0
+        assert old.decision_points(trial) == again.decision_points(trial_again)
+    losses = (0.1, 0.9, 0.4, 0.5, 0.2, 0.6)
+    decisions = [sim.feed(trial, 1, loss, epoch=1) for trial, loss in zip(trials, losses)]
+    assert decisions == [sim_again.feed(trial, 1, loss, epoch=1) for trial, loss in zip(trials_again, losses)]
+    assert STOP in decisions and CONTINUE in decisions
+
+
+def test_restore_forgets_the_decision_points_made_for_the_settings_it_replaces(tmp_path):
+    saved = make(time_attr="epoch", metric="loss", mode="min", max_t=9, grace_period=1, reduction_factor=3)
+    saved.save(str(tmp_path / "state"))
+    restored = make(metric="loss", mode="min", max_t=16, grace_period=2, reduction_factor=2)
+    sim, (trial,) = runner_with(restored, 1)
+    assert restored.decision_points(trial) == DecisionPoints.at({2, 4, 8, 16})
+    restored.restore(str(tmp_path / "state"))
+    assert restored.decision_points(trial) == DecisionPoints.reaching("epoch", {1, 3, 9}, needs=["loss"])

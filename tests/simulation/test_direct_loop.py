@@ -81,8 +81,7 @@ def both(tmp_path, simulation, make_policies, **kwargs):
         del state["timestamp"]  # (the wall clock's)
         # (The searcher's state pickles the experiment, and so the Simulation with its engine.)
         text = repr(state).replace(str(storage), "STORE").replace(f"\\x06{engine}", "ENGINE")
-        # An error's last line: what the blackbox raised (the frames above it are each loop's own).
-        errors = [str(result.error).strip().splitlines()[-1] if result.error else None for result in grid]
+        errors = [str(result.error) if result.error else None for result in grid]
         seen[engine] = dict(frame=frame, state=text, calls=recorder.calls, errors=errors,
                             anytime=[column.tolist() for column in anytime.columns()[:2]])
     simulation.engine = "auto"
@@ -186,8 +185,9 @@ def test_a_config_the_blackbox_cannot_answer_fails_its_trial_on_both_loops_alike
                     BasicVariantGenerator(random_state=5))
     runner, direct = both(tmp_path, simulation, make, n_trials=30, max_failures=max_failures)
     assert sum(error is not None for error in runner["errors"]) > 0  # some x over 0.8 among the 30
-    assert direct["errors"] == runner["errors"]
+    assert direct["errors"] == runner["errors"]  # the traceback too
     assert direct["frame"] == runner["frame"]
+    assert direct["state"] == runner["state"]
     assert direct["calls"] == runner["calls"]  # errors and recoveries included
     kinds = {call[0] for call in runner["calls"]}
     assert "error" in kinds and ("recover" in kinds) == (max_failures == 1)
@@ -268,3 +268,82 @@ def test_a_sweep_interrupted_on_the_direct_loop_is_saved_and_restored_as_on_the_
     simulation.engine = "auto"
     assert seen["direct"][0] == seen["runner"][0]  # the snapshot: trials, table, the executor's running trials
     assert seen["direct"][1] == seen["runner"][1]
+
+
+
+class ScalarBlackbox(FunctionBlackbox):
+    """A blackbox whose curves hold numpy scalars (an object column) and a second metric."""
+
+    def curve(self, config):
+        metrics, seconds = super().curve(config)
+        loss = np.empty(len(seconds), dtype=object)
+        loss[:] = [np.float32(value) for value in metrics["loss"]]
+        return {"loss": loss, "accuracy": 1.0 - metrics["loss"]}, seconds
+
+
+def test_numpy_scalars_and_two_metrics_are_recorded_as_on_the_runners_loop(tmp_path):
+    blackbox = ScalarBlackbox(lambda config, epoch: ({"loss": 1.0 / (1.0 + config["x"] * epoch), "accuracy": 0.0},
+                                                     1.0 + config["x"]),
+                              {"x": tune.uniform(0.1, 1.0)}, fidelities=list(range(1, 10)),
+                              metric_names=["loss", "accuracy"])
+    make = lambda: (ASHAScheduler(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3),  # noqa: E731
+                    BasicVariantGenerator(random_state=2))
+    runner, direct = both(tmp_path, Simulation(blackbox, num_workers=3), make, n_trials=20)
+    assert direct["state"] == runner["state"]  # the table's metric columns included
+    assert direct["frame"] == runner["frame"] and direct["calls"] == runner["calls"]
+    assert "float32" not in runner["frame"] and "accuracy" in runner["frame"]
+
+
+@pytest.mark.parametrize("at", [2, 5, 9, 30])
+def test_a_callback_raising_inside_a_batch_leaves_the_same_sweep_as_on_the_runners_loop(tmp_path, table, at):
+    """FIFO's trials report all 27 epochs in one batch: the callback raises inside one. The
+    callbacks after it hear the rest, the policies judge it, and the snapshot and the
+    restored sweep are the runner's."""
+    from ctrl_c_testing import RaiseAtResult
+
+    simulation = Simulation(table, num_workers=2)
+    seen = {}
+    for engine in ("runner", "direct"):
+        simulation.engine = engine
+        storage = tmp_path / engine[0]
+        recorder = CallRecorder()
+        with pytest.raises(tune.TuneError, match=f"a callback raised at result {at}"):
+            run(simulation, storage, scheduler=FIFOScheduler(), n_trials=6, callbacks=[RaiseAtResult(at), recorder])
+        state, _ = load_latest(str(storage / "sweep"))
+        del state["timestamp"]
+        restored = tune.Tuner.restore(str(storage / "sweep"), trainable=simulation).fit()
+        seen[engine] = (repr(state).replace(str(storage), "STORE").replace(f"\\x06{engine}", "ENGINE"),
+                        recorder.calls, restored.get_dataframe().drop(columns=["logdir", "path"]).to_csv())
+    simulation.engine = "auto"
+    assert seen["direct"][1] == seen["runner"][1]
+    assert seen["direct"][0] == seen["runner"][0]
+    assert seen["direct"][2] == seen["runner"][2]
+    assert any(call[0] == "batch" for call in seen["runner"][1])  # the batch the callback raised in, heard
+
+
+def test_a_scheduler_raising_on_a_result_leaves_the_same_sweep_as_on_the_runners_loop(tmp_path, table):
+    """ASHA raises while judging the sweep's 40th result: the trial counts only the results
+    judged before it, on both loops alike."""
+    seen = {}
+    simulation = Simulation(table, num_workers=3)
+    for engine in ("runner", "direct"):
+        simulation.engine = engine
+        storage = tmp_path / engine[0]
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=27, grace_period=1, reduction_factor=3)
+        judge, judged = scheduler.on_trial_result, []
+
+        def raising_at_40(tune_controller, trial, result, judge=judge, judged=judged):
+            judged.append(result["training_iteration"])
+            if len(judged) == 40:
+                raise RuntimeError("the scheduler raised")
+            return judge(tune_controller, trial, result)
+
+        scheduler.on_trial_result = raising_at_40  # (on the instance: still an ASHAScheduler)
+        with pytest.raises(Exception, match="the scheduler raised"):
+            run(simulation, storage, scheduler=scheduler, n_trials=20)
+        state, _ = load_latest(str(storage / "sweep"))
+        del state["timestamp"]
+        seen[engine] = (repr(state).replace(str(storage), "STORE").replace(f"\\x06{engine}", "ENGINE"), judged)
+    simulation.engine = "auto"
+    assert seen["direct"] == seen["runner"]
+    assert seen["runner"][1][-1] not in (1, 2, 4, 10)  # inside a batch (ASHA's start at epochs 1, 2, 4, 10)
