@@ -595,7 +595,7 @@ class RayTrialExecutor:
             return self._take_ray(timeout)
         if not self._by_future:
             return self._take_sockets(timeout)
-        # Both kinds in flight (a new worker's first polls, workers on other nodes): the
+        # Both kinds in flight (a new worker's first two polls, workers on other nodes): the
         # sockets are waited on, Ray's polls looked at between the waits.
         start = time.monotonic()
         while True:
