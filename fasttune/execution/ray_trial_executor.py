@@ -113,8 +113,9 @@ class RayTrialExecutor:
         self._pool_epoch = 0
         self._fit_answers: Dict[Tuple[Any, ...], Tuple[int, bool]] = {}
         # has_resources_for_trial's answer for start_trial to take, unless the pool changed between:
-        # (trial, _pool_epoch, queue, the busy worker to queue behind or None for a new worker).
-        self._placement: Optional[Tuple[Any, int, bool, Optional[_Worker]]] = None
+        # (trial, its shape then, _pool_epoch, queue, the busy worker to queue behind or None
+        # for a new worker): the shape, since a trial's resources may change before its start.
+        self._placement: Optional[Tuple[Any, Tuple[Any, ...], int, bool, Optional[_Worker]]] = None
         self._sys_path = [os.path.abspath(p or ".") for p in sys.path]
         # Polls of workers on the driver's node go over sockets (see _channel): made with the first worker.
         self._listener: Optional[channel.ChannelListener] = None
@@ -243,19 +244,21 @@ class RayTrialExecutor:
     def has_resources_for_trial(self, trial: Any, queue: bool = True) -> bool:
         """Whether ``trial`` can be handed to a worker now: an idle one, free resources for
         a new one, or (``queue``) a place in a busy worker's queue of next trials."""
+        # No earlier answer may outlive this one (an idle worker's or a refusal records none).
+        self._placement = None
         pgf: PlacementGroupFactory = trial.placement_group_factory
         shape = pgf.shape_key()
         if self._idle.get(shape):
             return True
         if self._fits_letting_idle_go(pgf):
-            self._placement = (trial, self._pool_epoch, queue, None)
+            self._placement = (trial, shape, self._pool_epoch, queue, None)
             return True
         if not (self._prefetch and queue):
             return False
         busy = self._queue_behind(shape)
         if busy is None:
             return False
-        self._placement = (trial, self._pool_epoch, queue, busy)
+        self._placement = (trial, shape, self._pool_epoch, queue, busy)
         return True
 
     def _queue_behind(self, shape: Tuple[Any, ...], node: Optional[str] = None) -> Optional[_Worker]:
@@ -295,17 +298,18 @@ class RayTrialExecutor:
         the checkpoint it resumes from, if one is idle there), else a new one, else a place
         behind a busy one."""
         pgf: PlacementGroupFactory = trial.placement_group_factory
+        shape = pgf.shape_key()
         placement, self._placement = self._placement, None
-        if placement is not None and placement[0] is trial and placement[1] == self._pool_epoch \
-                and placement[2] == queue:
-            # has_resources_for_trial placed this trial just now and the pool is as it was then.
-            busy = placement[3]
+        if placement is not None and placement[0] is trial and placement[1] == shape \
+                and placement[2] == self._pool_epoch and placement[3] == queue:
+            # has_resources_for_trial placed this trial, of this shape, just now and the pool
+            # is as it was then.
+            busy = placement[4]
             if busy is None:
                 self._let_idle_go_for(pgf)
                 return self._create_worker(pgf)
             if (node is None or busy.node == node) and 0 < len(busy.assigned) < busy.depth:
                 return busy
-        shape = pgf.shape_key()
         idle = self._idle.get(shape)
         if idle:
             self._pool_epoch += 1
@@ -591,7 +595,7 @@ class RayTrialExecutor:
             return self._take_ray(timeout)
         if not self._by_future:
             return self._take_sockets(timeout)
-        # Both kinds in flight (a new worker's first polls, workers on other nodes): the
+        # Both kinds in flight (a new worker's first two polls, workers on other nodes): the
         # sockets are waited on, Ray's polls looked at between the waits.
         start = time.monotonic()
         while True:

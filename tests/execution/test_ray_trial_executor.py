@@ -100,6 +100,62 @@ def test_a_start_looks_again_when_the_pool_changed_since_the_resource_check(full
     assert full_executor._worker_for(trial) is full_executor._workers[0]
 
 
+def test_a_start_looks_again_when_the_trials_resources_changed_since_the_resource_check(full_executor):
+    two_cpus = PlacementGroupFactory([{"CPU": 2}])
+    bigger = _Worker(2, actor=None, shape=two_cpus.shape_key(), resources={"CPU": 2.0})
+    bigger.assigned.append(SimpleNamespace(trial_id="big", placement_group_factory=two_cpus))
+    full_executor._workers[2] = bigger
+    for worker in full_executor._workers.values():
+        worker.replied = True
+    trial = _trial("c")
+    assert full_executor.has_resources_for_trial(trial)  # behind worker 0, of one CPU
+    trial.placement_group_factory = two_cpus  # as update_resources does
+    assert full_executor._worker_for(trial) is bigger
+
+
+def test_a_start_looks_again_when_it_asks_for_a_node_the_checked_place_is_not_on(full_executor):
+    for slot, worker in full_executor._workers.items():
+        worker.replied, worker.node = True, f"node-{slot + 1}"
+    trial = _trial("c")
+    assert full_executor.has_resources_for_trial(trial)  # behind worker 0 on node-1 (equal queues)
+    assert full_executor._worker_for(trial, node="node-2") is full_executor._workers[1]
+
+
+def test_a_start_that_may_not_queue_does_not_take_a_queued_place_found_for_one_that_may(
+        full_executor, monkeypatch):
+    for worker in full_executor._workers.values():
+        worker.replied = True
+    new_worker = object()
+    monkeypatch.setattr(full_executor, "_let_idle_go_for", lambda pgf: None)
+    monkeypatch.setattr(full_executor, "_create_worker", lambda pgf: new_worker)
+    trial = _trial("c")
+    assert full_executor.has_resources_for_trial(trial, queue=True)  # behind worker 0
+    assert full_executor._worker_for(trial, queue=False) is new_worker
+
+
+def _queue_one_behind_each(executor):
+    """Both workers replied, each running one trial with one queued, room for two more."""
+    for worker in executor._workers.values():
+        worker.replied, worker.depth = True, 4
+        worker.assigned.append(_trial("queued"))
+
+
+def test_a_start_of_another_trial_than_the_checked_one_looks_again(full_executor):
+    _queue_one_behind_each(full_executor)
+    assert full_executor.has_resources_for_trial(_trial("c"))  # behind worker 0 (equal queues)
+    # Worker 1's queue shortens (not idle, so the pool's epoch stays): the better place now.
+    full_executor.trial_ended(1, full_executor._workers[1].assigned[0])
+    assert full_executor._worker_for(_trial("d")) is full_executor._workers[1]
+
+
+def test_a_resource_check_that_answers_without_a_place_forgets_the_earlier_place(full_executor):
+    _queue_one_behind_each(full_executor)
+    trial = _trial("c")
+    assert full_executor.has_resources_for_trial(trial)  # behind worker 0 (equal queues)
+    full_executor.trial_ended(1, full_executor._workers[1].assigned[0])  # the pool's epoch stays
+    assert not full_executor.has_resources_for_trial(trial, queue=False)
+    assert full_executor._worker_for(trial) is full_executor._workers[1]
+
 
 @pytest.mark.parametrize("reuse_actors", [True, False])
 def test_a_start_tells_the_worker_whether_actors_are_reused(reuse_actors):

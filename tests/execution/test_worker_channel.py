@@ -340,8 +340,15 @@ def test_workers_on_the_socket_and_on_ray_side_by_side(ray_session, tmp_path, mo
     monkeypatch.setenv("FASTTUNE_WORKER_CHANNEL", "socket")
     counts = _counting_frames(monkeypatch)
     offer = RayTrialExecutor._offer_channel
-    monkeypatch.setattr(RayTrialExecutor, "_offer_channel",
-                        lambda executor, worker: offer(executor, worker) if worker.slot % 2 == 0 else None)
+
+    def offer_to_even_slots(executor, worker):
+        # Odd slots keep their polls on Ray; each worker is offered once, as in production.
+        if worker.slot % 2 == 0:
+            offer(executor, worker)
+        else:
+            worker.channel_offered = True
+
+    monkeypatch.setattr(RayTrialExecutor, "_offer_channel", offer_to_even_slots)
     grid = tune.Tuner(
         _history_fn, param_space={"x": tune.grid_search([1, 2, 3, 4, 5, 6])},
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=_EveryResult(), reuse_actors=False),
