@@ -91,14 +91,12 @@ def percentile_of_sorted(values: List[float], fraction: float) -> float:
     """
     n = len(values)
     lo = _rank(n, fraction)
-    if lo == n - 1:
-        return values[-1]
-    return _between(values[lo], values[lo + 1], (n - 1) * fraction - lo)
+    return _between(values[lo], values[min(lo + 1, n - 1)], (n - 1) * fraction - lo)
 
 
 def _rank(n: int, fraction: float) -> int:
-    """The index numpy's linear percentile at ``fraction`` of ``n`` sorted values starts
-    from (its virtual index, rounded down, within the values)."""
+    """The index numpy's linear percentile at ``fraction`` of ``n`` sorted values
+    interpolates from (its virtual index, rounded down, within the values), to the next."""
     virtual = (n - 1) * fraction
     if virtual >= n - 1:
         return n - 1
@@ -106,9 +104,8 @@ def _rank(n: int, fraction: float) -> int:
 
 
 def _between(a: float, b: float, gamma: float) -> float:
-    """numpy's linear interpolation from ``a`` to ``b`` at ``gamma`` (symmetric, for accuracy)."""
-    if gamma <= 0:
-        return a
+    """numpy's linear interpolation from ``a`` to ``b`` at ``gamma`` (symmetric, for accuracy;
+    NaN where an infinity is involved, as numpy's, also at ``gamma == 0`` and ``a is b``)."""
     diff = b - a
     if gamma >= 0.5:
         return b - diff * (1.0 - gamma)
@@ -136,9 +133,8 @@ class _Rung:
         if not low:
             return None
         n = len(low) + len(high)
-        if not high:  # (the rank is the last value's)
-            return -low[0]
-        return _between(-low[0], high[0], (n - 1) * self.fraction - (len(low) - 1))
+        a = -low[0]
+        return _between(a, high[0] if high else a, (n - 1) * self.fraction - (len(low) - 1))
 
     def record(self, trial_id: str, value: float) -> None:
         self.recorded[trial_id] = value
