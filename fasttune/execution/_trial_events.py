@@ -5,8 +5,10 @@ trial's end, failure or lost worker sets off.
 A result's path: ``_on_results`` hands the batch to the core's ``ResultBuffer.ingest``
 (automatic fields, stop criteria, the rendered JSON/CSV bytes), records the checkpoints
 that came with it, lets the stopper, scheduler, searcher and callbacks judge each result
-(``_decide``, ``_tell_callbacks``), and appends the bytes to the trial's files on the writer thread
-(``TrialFiles.write``: ``result.json``, ``progress.csv``).
+(``_judge_batch``: ``_decide``, ``_tell_callbacks``), and appends the bytes to the trial's files on
+the writer thread (``TrialFiles.write``: ``result.json``, ``progress.csv``).  ``judge_results`` and
+its neighbours do the same for a loop that makes complete results itself (the simulation's
+direct loop).
 
 This is a part of :class:`~fasttune.execution.trial_runner.TrialRunner` (a mixin): the
 state it uses is created in ``TrialRunner.__init__`` and ``RunnerView.__init__``.
