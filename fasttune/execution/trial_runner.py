@@ -208,7 +208,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             self._server = TuneServer(self, port=port, host=host)
         if self._step_hooks:
             self._callbacks.call("on_step_begin", iteration=self._iteration, trials=self._trials)
-        self._stop_all_if_budget_spent()
+        self.stop_all_if_budget_spent()
         next_trial = self.next_trial_to_start()
         # The wait also ends when the searcher's suggestion is ready or a TuneServer request came.
         deadline = self._stopped_at + _SUGGEST_GRACE_S if self._stopped_at is not None else (
@@ -261,7 +261,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         for trial in self.get_live_trials():
             self.stop_trial(trial)
 
-    def _stop_all_if_budget_spent(self) -> bool:
+    def stop_all_if_budget_spent(self) -> bool:
         """Stop every trial once ``time_budget_s`` has run out on the experiment's clock (the
         executor's: simulated seconds in a simulation); True once stopping."""
         if not self._stopping_all and self._time_budget_s is not None \
@@ -314,7 +314,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         Starts can take time (a worker made, a trial's files written): the budget is
         checked before each, so none starts after it ran out."""
         for _ in range(self._starts_per_step - 1):
-            if self._fatal is not None or self._stop_all_if_budget_spent():
+            if self._fatal is not None or self.stop_all_if_budget_spent():
                 return
             trial = self.next_trial_to_start()
             if trial is None:

@@ -372,8 +372,8 @@ def run_experiment(
     # (a restored one goes on on the runner's, from the state it saved).
     direct = None if simulation is None or resume_config is not None else simulation.direct_loop(
         runner, executor, metric or scheduler.metric, scheduler=scheduler, stopper=experiment.stopper,
-        stop=experiment.stopping_criterion, callbacks=CallbackList(callbacks), time_budget_s=time_budget_s,
-        fail_fast=fail_fast, server_port=server_port, results_store=results_store)
+        stop=experiment.stopping_criterion, callbacks=CallbackList(callbacks), fail_fast=fail_fast,
+        server_port=server_port, results_store=results_store)
     progress = ProgressDriver(runner, reporter=progress_reporter, verbose=verbose, metric=metric, mode=mode,
                               total_samples=getattr(searcher, "total_samples", 0))
     interrupted = _InterruptFlag()

@@ -14,7 +14,8 @@ the snapshots, and ``fit()`` returns the same ``ResultGrid``.  Every reply is an
 a simulated time, taken earliest first (ties in the order they were scheduled), as the
 executor's; a start comes before any event, as in a step.  A snapshot saves each running
 trial as the executor saves a segment (``running_states``), so a restore, which runs on
-the runner's loop, goes on from it as from the runner's own.
+the runner's loop, goes on from it as from the runner's own; the runner's stops (a spent
+time budget's) reach a running trial through the executor (``interrupt``), as a segment's.
 
 ``direct_loop_refusal`` says which sweeps qualify (``Simulation(engine=...)`` chooses);
 ``tests/simulation/test_direct_loop.py`` runs each kind on both loops and compares what
@@ -22,6 +23,7 @@ they save, return and tell callbacks.
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import os
@@ -56,8 +58,7 @@ _AUTOMATIC = frozenset((
 
 
 def direct_loop_refusal(executor: SimulatedExecutor, *, scheduler: Any, metric: Optional[str], stopper: Any,
-                        stop: Any, callbacks: Any, time_budget_s: Any, fail_fast: Any, server_port: Any,
-                        results_store: str) -> Optional[str]:
+                        stop: Any, callbacks: Any, fail_fast: Any, server_port: Any, results_store: str) -> Optional[str]:
     """Why a simulated sweep with these settings runs on the runner's loop rather than the
     direct one (None: it can run on the direct loop).
 
@@ -66,8 +67,8 @@ def direct_loop_refusal(executor: SimulatedExecutor, *, scheduler: Any, metric: 
         >>> from fasttune.schedulers import ASHAScheduler, HyperBandScheduler
         >>> from fasttune.simulation import SimulatedExecutor, reference_asha_table
         >>> executor = SimulatedExecutor(reference_asha_table(), checkpoint_at=None)
-        >>> settings = dict(metric="loss", stopper=None, stop=None, callbacks=CallbackList(), time_budget_s=None,
-        ...                 fail_fast=False, server_port=None, results_store="per_trial")
+        >>> settings = dict(metric="loss", stopper=None, stop=None, callbacks=CallbackList(), fail_fast=False,
+        ...                 server_port=None, results_store="per_trial")
         >>> direct_loop_refusal(executor, scheduler=ASHAScheduler(), **settings) is None
         True
         >>> direct_loop_refusal(executor, scheduler=HyperBandScheduler(), **settings)
@@ -79,8 +80,6 @@ def direct_loop_refusal(executor: SimulatedExecutor, *, scheduler: Any, metric: 
         return f"its scheduler, {type(scheduler).__name__}, may pause trials (the direct loop runs {names})"
     if stopper is not None or stop:
         return "it has stop criteria (RunConfig(stop=...))"
-    if time_budget_s is not None:
-        return "it has a time budget (TuneConfig(time_budget_s=...))"
     if fail_fast:
         return "it fails fast (RunConfig(failure_config=FailureConfig(fail_fast=...)))"
     if server_port is not None:
@@ -108,7 +107,7 @@ class _Run:
 
     __slots__ = ("trial", "trial_id", "config", "columns", "step_seconds", "schedule", "answers", "watch", "position",
                  "start", "previous", "results", "times", "values", "flat_results", "flat_config", "end", "failure",
-                 "heard_start", "heard", "delivered", "due", "seq", "awaiting")
+                 "heard_start", "heard", "delivered", "due", "seq", "awaiting", "interrupted")
 
     def __init__(self, trial: Any, start: float) -> None:
         self.trial = trial
@@ -137,6 +136,7 @@ class _Run:
         self.due = start  # when its next reply is due, and that reply's number (-1: being handled)
         self.seq = -1
         self.awaiting = False  # its reply, at a decision point, is being handled
+        self.interrupted = False  # ended by the runner's stop (its end is known there already)
 
 
 class DirectLoop:
@@ -149,6 +149,7 @@ class DirectLoop:
         self.executor = executor
         self.metric = metric
         self._runs: Dict[int, _Run] = {}  # by slot
+        self._slot_of: Dict[str, int] = {}  # a running trial's slot, by trial id
         self._events: List[Any] = []  # (due, seq, slot)
         blackbox = executor.blackbox
         self._fidelity_name = blackbox.fidelity_name
@@ -156,15 +157,17 @@ class DirectLoop:
         self._plain_fidelities = blackbox.fidelities.dtype.kind in _NUMBER_KINDS
         self._date_second: Optional[int] = None
         self._date = ""
-        executor.running_elsewhere = self.running_states  # (for the snapshots, through its state)
+        executor.loop_elsewhere = self  # (its snapshots save running_states; the runner's stops reach interrupt)
 
     def run(self, progress: Any, interrupted: Any) -> None:
         """Step until the sweep is finished, or a Ctrl-C (``interrupted.presses``)."""
-        runner, events, executor = self.runner, self._events, self.executor
-        clock = executor.clock
+        runner, events, executor, runs = self.runner, self._events, self.executor, self._runs
+        clock, deadline = executor.clock, executor.deadline
         steps = 0
         waiting = None  # the trial that waits for a free worker: asked for again only once one is free
         while not runner.is_finished() and not interrupted.presses:
+            if deadline is not None:
+                runner.stop_all_if_budget_spent()
             # (With no worker free, the runner's answer is None and changes nothing once a
             # trial waits: each step of its loop asks the scheduler and searcher in vain.)
             trial = None
@@ -173,12 +176,20 @@ class DirectLoop:
                 waiting = runner.first_trial_with_status("PENDING") if trial is None else None
             if trial is not None:
                 self._start(trial)
-            elif events:
-                due, _, slot = heapq.heappop(events)
-                clock.advance_to(due)
-                self._reply(slot)
             else:
-                return  # nothing runs and nothing starts: the runner's loop says why
+                while events:  # (replies an interrupt replaced are passed over, in the same step)
+                    run = runs.get(events[0][2])
+                    if run is not None and run.seq == events[0][1]:
+                        break
+                    heapq.heappop(events)
+                if not events:
+                    return  # nothing runs and nothing starts: the runner's loop says why
+                if deadline is not None and events[0][0] > deadline:
+                    clock.advance_to(deadline)  # nothing happens after the budget: the next step stops all
+                else:
+                    due, _, slot = heapq.heappop(events)
+                    clock.advance_to(due)
+                    self._reply(slot)
             runner.end_step(check=steps % _STEPS_PER_CHECK == 0)  # (the first step's too: its snapshot is the first)
             steps += 1
             progress.step()
@@ -188,6 +199,7 @@ class DirectLoop:
         executor, runner = self.executor, self.runner
         slot = executor.take_slot()
         runner.hold_trial(trial, slot)
+        self._slot_of[trial.trial_id] = slot
         now = executor.clock.now
         run = self._runs[slot] = _Run(trial, now)
         decisions = executor.decisions_under(runner.decision_points_wire(trial))
@@ -307,11 +319,31 @@ class DirectLoop:
             raise RuntimeError(f"The direct loop got {decision!r} for trial {trial}; its scheduler was to "
                                "stop or continue trials only (see direct_loop_refusal).")
 
+    def interrupt(self, trial: Any, how: str) -> bool:
+        """The runner stops ``trial`` now (``SimulatedExecutor._interrupt``'s part for a
+        trial this loop runs): the results it reported by now stay, later ones never happen,
+        and its reply ends it; False when it runs here no more."""
+        slot = self._slot_of.get(trial.trial_id)
+        if slot is None:
+            return False
+        run, now = self._runs[slot], self.executor.clock.now
+        if (run.failure is not None or run.end != "decide") and run.due <= now:
+            return True  # it ended (or failed) by now: that reply stands, as the real worker's would
+        if how != "stopped":
+            raise RuntimeError(f"The direct loop was asked to pause trial {trial}; it only stops trials.")
+        kept = bisect.bisect_right(run.times, now)
+        del run.results[kept:], run.times[kept:], run.values[kept:], run.flat_results[kept:]
+        run.end, run.interrupted = "stop", True
+        self._schedule(slot, run, now)
+        return True
+
     # ---- snapshots -------------------------------------------------------------------------
     def running_states(self) -> List[Dict[str, Any]]:
         """Each running trial's state as ``SimulatedExecutor`` saves a segment's, so that a
-        restore (on the runner's loop) goes on with its pending reply as if never interrupted."""
-        return [self._state_of(run) for run in self._runs.values() if run.seq >= 0 or run.awaiting]
+        restore (on the runner's loop) goes on with its pending reply as if never interrupted
+        (not one the runner stopped: it ended that trial already)."""
+        return [self._state_of(run) for run in self._runs.values()
+                if (run.seq >= 0 or run.awaiting) and not run.interrupted]
 
     def _state_of(self, run: _Run) -> Dict[str, Any]:
         records: List[Any] = []
@@ -342,7 +374,7 @@ class DirectLoop:
                 "records": [record_state(record) for record in records]}
 
     def _finish(self, slot: int, run: _Run, failure: Optional[str] = None) -> None:
-        del self._runs[slot]
+        del self._runs[slot], self._slot_of[run.trial_id]
         self.executor.release_slot(slot)
         self.runner.finish_trial(run.trial, failure)
 

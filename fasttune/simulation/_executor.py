@@ -34,7 +34,7 @@ import os
 import threading
 import traceback
 from array import array
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from fasttune._decision_points import DecisionPoints
 from fasttune.execution import _protocol as protocol
@@ -235,8 +235,9 @@ class SimulatedExecutor:
         # trial id, taken up again when the runner restarts their trials (see set_state).
         self._in_flight: Dict[str, Dict[str, Any]] = {}
         self._left_running: List[Dict[str, Any]] = []  # what cleanup() found running
-        # The states (as _segment_state's) of trials a loop runs on these workers itself (the direct loop's).
-        self.running_elsewhere: Optional[Callable[[], List[Dict[str, Any]]]] = None
+        # A loop that runs trials on these workers itself (the direct loop): it saves its running
+        # trials' states (running_states(), as _segment_state's) and takes their interrupts.
+        self.loop_elsewhere: Any = None
         self._fidelity_values = blackbox.fidelities.tolist()  # plain Python values, for the results
         self._fidelity_name = blackbox.fidelity_name
         self._decisions: Dict[Any, DecisionForm] = {}  # by the wire form's hashable copy (see decisions_under)
@@ -310,6 +311,11 @@ class SimulatedExecutor:
                 del self._by_trial[trial.trial_id]
             self.release_slot(slot)
 
+    @property
+    def deadline(self) -> Optional[float]:
+        """When the time budget runs out on the clock (None: no budget): no reply due after it is taken."""
+        return self._deadline
+
     def has_free_slot(self) -> bool:
         return bool(self._free)
 
@@ -363,7 +369,7 @@ class SimulatedExecutor:
     def cleanup(self) -> None:
         # The loop ended (an interrupt, an error): the final snapshot saves what was running.
         self._left_running.extend(self._running_states())
-        self.running_elsewhere = None
+        self.loop_elsewhere = None
         self._segments.clear()
         self._by_trial.clear()
         self._events.clear()
@@ -461,7 +467,7 @@ class SimulatedExecutor:
         never happen (the real worker's interrupt takes effect at its next report)."""
         segment = self._by_trial.get(trial.trial_id)
         if segment is None:
-            return False
+            return self.loop_elsewhere.interrupt(trial, how) if self.loop_elsewhere is not None else False
         now = self.clock.now
         if segment.ended and segment.due <= now:
             return True  # it ended (or failed) by now: that reply stands, as the real worker's would
@@ -542,7 +548,7 @@ class SimulatedExecutor:
         not those it stopped or paused itself (it ended their trials already)."""
         states = [self._segment_state(segment) for segment in self._segments.values()
                   if (segment.seq >= 0 or segment.awaiting) and not segment.interrupted]
-        return states + self.running_elsewhere() if self.running_elsewhere is not None else states
+        return states + self.loop_elsewhere.running_states() if self.loop_elsewhere is not None else states
 
     def set_state(self, state: Dict[str, Any]) -> None:
         """Take back :meth:`get_state`'s state (before the runner adopts its trials): the

@@ -43,7 +43,7 @@ class CallRecorder(tune.Callback):
         self.calls.append(("batch", iteration, trial.trial_id[-5:], len(results), list(times)))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.calls.append(("complete", iteration, trial.trial_id[-5:], trial.last_result["training_iteration"]))
+        self.calls.append(("complete", iteration, trial.trial_id[-5:], trial.last_result.get("training_iteration")))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.calls.append(("error", iteration, trial.trial_id[-5:]))
@@ -104,6 +104,14 @@ SWEEPS = {
         ASHAScheduler(time_attr="time_total_s", max_t=150.0, grace_period=10.0, reduction_factor=3), None)),
     "fifo": (dict(num_workers=4), lambda: (FIFOScheduler(), None)),
 }
+# The same sweeps under time budgets that end them at several points (in simulated seconds).
+BUDGETS = {
+    "asha_budget_early": ("asha_4_workers", 35.0),
+    "asha_budget_mid": ("asha_4_workers", 400.0),
+    "asha_budget_overhead": ("asha_decision_overhead", 333.3),
+    "asha_budget_1_worker": ("asha_1_worker", 700.0),
+    "fifo_budget": ("fifo", 500.0),
+}
 
 
 @pytest.mark.parametrize("name", sorted(SWEEPS))
@@ -117,6 +125,19 @@ def test_the_direct_loop_ends_a_sweep_as_the_runners_loop_does(tmp_path, table, 
     # A sweep that shows nothing would pass the above: this one ran every trial and decided.
     assert sum(1 for call in runner["calls"] if call[0] == "complete") == 120
     assert len({call[3] for call in runner["calls"] if call[0] == "complete"}) > 1 or name == "fifo"
+
+
+@pytest.mark.parametrize("name", sorted(BUDGETS))
+def test_a_time_budget_ends_a_sweep_on_the_direct_loop_as_on_the_runners(tmp_path, table, name):
+    sweep, budget = BUDGETS[name]
+    settings, make_policies = SWEEPS[sweep]
+    runner, direct = both(tmp_path, Simulation(table, **settings), make_policies, n_trials=120, time_budget_s=budget)
+    assert direct["frame"] == runner["frame"]
+    assert direct["state"] == runner["state"]
+    assert direct["calls"] == runner["calls"]
+    assert direct["anytime"] == runner["anytime"]
+    completes = sum(1 for call in runner["calls"] if call[0] == "complete")
+    assert 4 <= completes < 120  # the budget ended it, with trials begun and not
 
 
 def test_a_learning_searcher_sees_the_same_results_in_the_same_order(tmp_path, table):
@@ -216,7 +237,6 @@ def test_a_bad_engine_is_named():
 
 @pytest.mark.parametrize("setting, why", [
     (dict(stop={"loss": 0.1}), "stop criteria"),
-    (dict(time_budget_s=100.0), "time budget"),
     (dict(fail_fast=True), "fails fast"),
     (dict(server_port=0), "over HTTP"),
     (dict(results_store="experiment"), "writes results to files"),
@@ -226,7 +246,7 @@ def test_each_setting_the_direct_loop_does_not_take_is_named(table, setting, why
     from fasttune.simulation import SimulatedExecutor
 
     settings = dict(scheduler=ASHAScheduler(), metric="loss", stopper=None, stop=None, callbacks=CallbackList(),
-                    time_budget_s=None, fail_fast=False, server_port=None, results_store="per_trial")
+                    fail_fast=False, server_port=None, results_store="per_trial")
     executor = SimulatedExecutor(table, checkpoint_at=None)
     assert direct_loop_refusal(executor, **settings) is None
     assert why in direct_loop_refusal(executor, **dict(settings, **setting))
@@ -240,8 +260,8 @@ def test_a_callback_that_counts_steps_keeps_the_sweep_on_the_runners_loop(table)
             pass
 
     why = direct_loop_refusal(SimulatedExecutor(table, checkpoint_at=None), scheduler=ASHAScheduler(), metric="loss",
-                              stopper=None, stop=None, callbacks=CallbackList([Steps()]), time_budget_s=None,
-                              fail_fast=False, server_port=None, results_store="per_trial")
+                              stopper=None, stop=None, callbacks=CallbackList([Steps()]), fail_fast=False,
+                              server_port=None, results_store="per_trial")
     assert why == "a callback counts steps (on_step_end)"
 
 
