@@ -264,11 +264,17 @@ class TrialRunner(TrialEventHandlers, RunnerView):
     def stop_all_if_budget_spent(self) -> bool:
         """Stop every trial once ``time_budget_s`` has run out on the experiment's clock (the
         executor's: simulated seconds in a simulation); True once stopping."""
-        if not self._stopping_all and self._time_budget_s is not None \
-                and self._clock.monotonic() - self._start_time >= self._time_budget_s:
+        if not self._stopping_all and self._time_budget_s is not None and self._budget_spent():
             logger.info("Time budget of %.1fs reached; stopping all trials.", self._time_budget_s)
             self._stop_all()
         return self._stopping_all
+
+    def _budget_spent(self) -> bool:
+        now = self._clock.monotonic()
+        # An executor with a clock of its own moves it to its deadline and no further (a
+        # simulation's): reaching it is the budget's end, with no rounding of now - start.
+        deadline = getattr(self.trial_executor, "deadline", None)
+        return now >= deadline if deadline is not None else now - self._start_time >= self._time_budget_s
 
     def next_trial_to_start(self) -> Optional[Trial]:
         """The trial to start now, if a worker can take one: the scheduler's choice, else a

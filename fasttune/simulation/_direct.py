@@ -183,7 +183,10 @@ class DirectLoop:
                         break
                     heapq.heappop(events)
                 if not events:
-                    return  # nothing runs and nothing starts: the runner's loop says why
+                    if runner.is_finished():  # (the budget's stop ended the last trials: a step, as the runner's)
+                        runner.end_step(check=steps % _STEPS_PER_CHECK == 0)
+                        progress.step()
+                    return  # else nothing runs and nothing starts: the runner's loop says why
                 if deadline is not None and events[0][0] > deadline:
                     clock.advance_to(deadline)  # nothing happens after the budget: the next step stops all
                 else:

@@ -367,3 +367,32 @@ def test_a_scheduler_raising_on_a_result_leaves_the_same_sweep_as_on_the_runners
     simulation.engine = "auto"
     assert seen["direct"] == seen["runner"]
     assert seen["runner"][1][-1] not in (1, 2, 4, 10)  # inside a batch (ASHA's start at epochs 1, 2, 4, 10)
+
+
+
+def even_steps_blackbox():
+    """Every epoch takes 10 simulated seconds exactly, so budgets can end on a reply's time."""
+    return FunctionBlackbox(lambda config, epoch: ({"loss": 1.0 / (1.0 + config["x"] * epoch)}, 10.0),
+                            {"x": tune.uniform(0.1, 1.0)}, fidelities=list(range(1, 10)), metric_names=["loss"])
+
+
+@pytest.mark.parametrize("budget", [5.0, 30.0, 90.0, 90.5, 180.0])
+def test_a_budget_ending_on_a_replys_time_ends_both_loops_alike(tmp_path, budget):
+    """One worker, FIFO: a trial's reply is due at 90 s, the next one's at 180 s; a budget
+    ending right there stops the last trial in the step that counts last, on both loops."""
+    make = lambda: (FIFOScheduler(), BasicVariantGenerator(random_state=4))  # noqa: E731
+    runner, direct = both(tmp_path, Simulation(even_steps_blackbox(), num_workers=1), make, n_trials=5,
+                          time_budget_s=budget)
+    assert direct["state"] == runner["state"]  # the runner's iteration count included
+    assert direct["frame"] == runner["frame"] and direct["calls"] == runner["calls"]
+
+
+def test_a_budget_ends_on_a_clock_that_starts_at_an_epoch_time(tmp_path, table):
+    """With the clock at 1.7e9 s, (start + 333.3) - start rounds below 333.3: the budget ends
+    where the executor's clock stops, at start + budget, on both loops (it once never ended:
+    the sweep spun at the deadline)."""
+    runner, direct = both(tmp_path, Simulation(table, num_workers=4, start_time=1.7e9), asha(), n_trials=60,
+                          time_budget_s=333.3)
+    assert direct["state"] == runner["state"] and direct["frame"] == runner["frame"]
+    completes = [call for call in runner["calls"] if call[0] == "complete"]
+    assert 4 <= len(completes) < 60  # the budget ended it
