@@ -35,6 +35,7 @@ import numpy as np
 
 from fasttune._flatten import flatten_dict
 from fasttune.execution import _protocol as protocol
+from fasttune.execution._stop_criteria import StopCriteria
 from fasttune.schedulers.async_hyperband import AsyncHyperBandScheduler
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from fasttune.simulation._executor import SimulatedExecutor, curve_of, record_state
@@ -47,6 +48,9 @@ _SCHEDULERS = (FIFOScheduler, AsyncHyperBandScheduler)
 _STEP_HOOKS = ("on_step_begin", "on_step_end")
 # Steps between two checks for a snapshot due (which comes at most every 2 s anyway).
 _STEPS_PER_CHECK = 64
+# The automatic fields a stop criterion may name, which every result has as a number.
+_STOP_FIELDS = frozenset(("training_iteration", "iterations_since_restore", "time_total_s", "time_since_restore",
+                          "timestamp", "time_this_iter_s"))
 # numpy dtype kinds whose values are plain numbers once converted: bool, int, unsigned, float.
 _NUMBER_KINDS = "biuf"
 # What the table takes as a metric value, as the core's ResultBuffer does (bool among them).
@@ -78,8 +82,8 @@ def direct_loop_refusal(executor: SimulatedExecutor, *, scheduler: Any, metric: 
     if type(scheduler) not in _SCHEDULERS:
         names = " and ".join(cls.__name__ for cls in _SCHEDULERS)
         return f"its scheduler, {type(scheduler).__name__}, may pause trials (the direct loop runs {names})"
-    if stopper is not None or stop:
-        return "it has stop criteria (RunConfig(stop=...))"
+    if stopper is not None:
+        return "it has a stopper (RunConfig(stop=<a function or Stopper>))"
     if fail_fast:
         return "it fails fast (RunConfig(failure_config=FailureConfig(fail_fast=...)))"
     if server_port is not None:
@@ -99,6 +103,12 @@ def direct_loop_refusal(executor: SimulatedExecutor, *, scheduler: Any, metric: 
         return f"the blackbox reports {clashing[0]!r}, a name the runner fills in itself"
     if metric is not None and metric not in reported and metric not in _AUTOMATIC:
         return f"the metric {metric!r} is not one the blackbox reports"
+    for key, threshold in (stop or {}).items():
+        # (Then the worker's check and the driver's agree, and neither can fail.)
+        if key not in reported and key not in _STOP_FIELDS:
+            return f"its stop criterion {key!r} is not a value every result has"
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+            return f"its stop criterion {key!r} has a threshold that is not a number ({threshold!r})"
     return None
 
 
@@ -107,7 +117,7 @@ class _Run:
 
     __slots__ = ("trial", "trial_id", "config", "columns", "step_seconds", "schedule", "answers", "watch", "position",
                  "start", "previous", "results", "times", "values", "flat_results", "flat_config", "end", "failure",
-                 "heard_start", "heard", "delivered", "due", "seq", "awaiting", "interrupted")
+                 "heard_start", "heard", "delivered", "due", "seq", "awaiting", "interrupted", "stop")
 
     def __init__(self, trial: Any, start: float) -> None:
         self.trial = trial
@@ -127,7 +137,7 @@ class _Run:
         self.values: List[float] = []
         self.flat_results: List[Dict[str, Any]] = []  # ... and each one flattened, where flat_config is made
         self.flat_config: Optional[Dict[str, Any]] = None  # the config's keys in a flat result
-        self.end = "done"  # "decide" (at a decision point), "done" (its curve's end) or "stop" (a STOP's)
+        self.end = "done"  # "decide" (at a decision point), "done" (its curve's end) or "stop" (a STOP's, its stop dict's)
         self.failure: Optional[str] = None  # the traceback of a blackbox that failed
         self.heard_start = False  # whether the runner has had its first reply
         # What the runner has heard of it: when its last result was, and how many results.
@@ -137,6 +147,8 @@ class _Run:
         self.seq = -1
         self.awaiting = False  # its reply, at a decision point, is being handled
         self.interrupted = False  # ended by the runner's stop (its end is known there already)
+        stop = trial.stopping_criterion
+        self.stop = StopCriteria(stop) if stop else None  # RunConfig(stop={...}), checked as the worker does
 
 
 class DirectLoop:
@@ -231,7 +243,7 @@ class DirectLoop:
         """Run ``run`` from ``now`` to its next decision point or its end: the results it
         reports (complete, as the runner's ResultBuffer makes them), and that reply's event."""
         step_seconds, fidelity_name, fidelity_values = run.step_seconds, self._fidelity_name, self._fidelity_values
-        columns, answers, watch = run.columns, run.answers, run.watch
+        columns, answers, watch, stop = run.columns, run.answers, run.watch, run.stop
         single = columns[0] if len(columns) == 1 else None
         metric = self.metric
         trial_id, config, start = run.trial_id, run.config, run.start
@@ -252,6 +264,9 @@ class DirectLoop:
                 result[fidelity_name] = fidelity_values[i]
             since_start = t - start
             at_decision = answers[i] if answers is not None else watch(position, dict(result), since_start)
+            stopped = stop is not None and stop.reached(
+                result, iteration=position, since_restore=position, time_total=since_start,
+                time_since_restore=since_start, now=t, time_this_iter=t - previous)
             second = math.floor(t)
             if second != self._date_second:
                 self._date = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(second))
@@ -259,7 +274,7 @@ class DirectLoop:
             # The fields and their order are ResultBuffer.ingest's (the runner's, then its config).
             result["timestamp"] = int(t)
             result["checkpoint_dir_name"] = None
-            result["done"] = False
+            result["done"] = stopped  # (the driver's check of the stop dict marks the result it ends on)
             result["training_iteration"] = position
             result["trial_id"] = trial_id
             result["date"] = self._date
@@ -279,6 +294,9 @@ class DirectLoop:
             times.append(t)
             values.append(_table_value(result.get(metric)) if metric is not None else math.nan)
             previous = t
+            if stopped:
+                end = "stop"  # its reply ends it, on the result that reached its stop criterion
+                break
             if at_decision:
                 end = "decide"
                 break

@@ -58,8 +58,8 @@ class Simulation:
             sweep qualifies, else the runner's loop; ``"runner"`` the runner's loop always;
             ``"direct"`` the direct loop, or a ``ValueError`` at ``fit()`` saying why the
             sweep does not qualify.  The direct loop (``fasttune.simulation._direct``) runs
-            sweeps whose trials only go on or stop (FIFO, ASHA; no stop criteria,
-            checkpoints or files) at a lower cost per trial, with the same results,
+            sweeps whose trials only go on or stop (FIFO, ASHA; no Stopper, checkpoints
+            or files) at a lower cost per trial, with the same results,
             decisions and snapshots.  A restored sweep goes on on the runner's loop.
     """
 

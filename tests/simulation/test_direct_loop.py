@@ -53,7 +53,7 @@ class CallRecorder(tune.Callback):
 
 
 def run(simulation, storage, *, scheduler, n_trials, seed=0, searcher=None, callbacks=(), space=None, max_failures=0,
-        **tune_kwargs):
+        stop=None, **tune_kwargs):
     np.random.seed(seed)  # ASHA draws its brackets from numpy's global state, as Ray Tune
     searcher = searcher or BasicVariantGenerator(
         points_to_evaluate=reference_trial_order(simulation.blackbox, n_trials=n_trials, seed=seed), random_state=seed)
@@ -61,7 +61,7 @@ def run(simulation, storage, *, scheduler, n_trials, seed=0, searcher=None, call
                        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=n_trials,
                                                    scheduler=scheduler, search_alg=searcher, **tune_kwargs),
                        run_config=tune.RunConfig(storage_path=str(storage), name="sweep", verbose=0,
-                                                 callbacks=list(callbacks),
+                                                 callbacks=list(callbacks), stop=stop,
                                                  failure_config=tune.FailureConfig(max_failures=max_failures)))
     return tuner.fit()
 
@@ -77,12 +77,13 @@ def both(tmp_path, simulation, make_policies, **kwargs):
         scheduler, searcher = make_policies()
         grid = run(simulation, storage, scheduler=scheduler, searcher=searcher, callbacks=[recorder, anytime], **kwargs)
         state, _ = load_latest(str(storage / "sweep"))
-        frame = grid.get_dataframe().drop(columns=["logdir", "path"]).to_csv()
+        last_results = grid.get_dataframe().drop(columns=["logdir", "path"])
+        frame = last_results.to_csv()
         del state["timestamp"]  # (the wall clock's)
         # (The searcher's state pickles the experiment, and so the Simulation with its engine.)
         text = repr(state).replace(str(storage), "STORE").replace(f"\\x06{engine}", "ENGINE")
         errors = [str(result.error) if result.error else None for result in grid]
-        seen[engine] = dict(frame=frame, state=text, calls=recorder.calls, errors=errors,
+        seen[engine] = dict(frame=frame, last_results=last_results, state=text, calls=recorder.calls, errors=errors,
                             anytime=[column.tolist() for column in anytime.columns()[:2]])
     simulation.engine = "auto"
     return seen["runner"], seen["direct"]
@@ -125,6 +126,31 @@ def test_the_direct_loop_ends_a_sweep_as_the_runners_loop_does(tmp_path, table, 
     # A sweep that shows nothing would pass the above: this one ran every trial and decided.
     assert sum(1 for call in runner["calls"] if call[0] == "complete") == 120
     assert len({call[3] for call in runner["calls"] if call[0] == "complete"}) > 1 or name == "fifo"
+
+
+# ... and under stop criteria (RunConfig(stop={...})) on a metric, the fidelity and automatic fields.
+STOPS = {
+    "asha_stop_loss": ("asha_4_workers", {"loss": 0.9}),
+    "asha_stop_epoch": ("asha_decision_overhead", {"epoch": 5}),
+    "fifo_stop_iterations": ("fifo", {"training_iteration": 7}),
+    "fifo_stop_time": ("fifo", {"time_total_s": 120.0, "time_this_iter_s": 9.5}),
+    "asha_stop_timestamp": ("asha_1_worker", {"timestamp": 900}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STOPS))
+def test_stop_criteria_end_trials_on_the_direct_loop_as_on_the_runners(tmp_path, table, name):
+    sweep, stop = STOPS[name]
+    settings, make_policies = SWEEPS[sweep]
+    runner, direct = both(tmp_path, Simulation(table, **settings), make_policies, n_trials=60, stop=stop)
+    assert direct["frame"] == runner["frame"]
+    assert direct["state"] == runner["state"]
+    assert direct["calls"] == runner["calls"]
+    last = runner["last_results"]
+    reached = np.zeros(len(last), dtype=bool)
+    for key, threshold in stop.items():
+        reached |= (last[key] >= threshold).to_numpy()
+    assert reached.any()  # the criterion ended some trials
 
 
 @pytest.mark.parametrize("name", sorted(BUDGETS))
@@ -236,7 +262,9 @@ def test_a_bad_engine_is_named():
 
 
 @pytest.mark.parametrize("setting, why", [
-    (dict(stop={"loss": 0.1}), "stop criteria"),
+    (dict(stopper=object()), "it has a stopper"),
+    (dict(stop={"accuracy": 0.1}), "its stop criterion 'accuracy' is not a value every result has"),
+    (dict(stop={"loss": "0.1"}), "its stop criterion 'loss' has a threshold that is not a number ('0.1')"),
     (dict(fail_fast=True), "fails fast"),
     (dict(server_port=0), "over HTTP"),
     (dict(results_store="experiment"), "writes results to files"),
