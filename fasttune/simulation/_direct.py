@@ -38,7 +38,9 @@ from fasttune.execution import _protocol as protocol
 from fasttune.execution._stop_criteria import StopCriteria
 from fasttune.schedulers.async_hyperband import AsyncHyperBandScheduler
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
+from fasttune.simulation._blackbox import Blackbox
 from fasttune.simulation._executor import SimulatedExecutor, curve_of, record_state
+from fasttune.simulation._tabular import TabularBlackbox
 
 __all__ = ["DirectLoop", "direct_loop_refusal"]
 
@@ -107,6 +109,9 @@ def direct_loop_refusal(executor: SimulatedExecutor, *, scheduler: Any, metric: 
         # (Then the worker's check and the driver's agree, and neither can fail.)
         if key not in reported and key not in _STOP_FIELDS:
             return f"its stop criterion {key!r} is not a value every result has"
+        if key in blackbox.metric_names and not _reports_numbers(blackbox):
+            return (f"its stop criterion {key!r} is a metric of a blackbox whose own curve() may report values "
+                    "that are not numbers")
         if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
             return f"its stop criterion {key!r} has a threshold that is not a number ({threshold!r})"
     return None
@@ -293,10 +298,10 @@ class DirectLoop:
             results.append(result)
             times.append(t)
             values.append(_table_value(result.get(metric)) if metric is not None else math.nan)
-            previous = t
             if stopped:
                 end = "stop"  # its reply ends it, on the result that reached its stop criterion
                 break
+            previous = t  # (not for the result a stop ends on: as the executor's last_time)
             if at_decision:
                 end = "decide"
                 break
@@ -398,6 +403,15 @@ class DirectLoop:
         del self._runs[slot], self._slot_of[run.trial_id]
         self.executor.release_slot(slot)
         self.runner.finish_trial(run.trial, failure)
+
+
+def _reports_numbers(blackbox: Any) -> bool:
+    """Whether every metric value ``blackbox`` reports is a number: its curves are the base
+    class's (float arrays of ``evaluate``'s values) or a table's numeric columns."""
+    if type(blackbox).curve is Blackbox.curve:
+        return True
+    return type(blackbox).curve is TabularBlackbox.curve and all(
+        values.dtype.kind in _NUMBER_KINDS for values in blackbox.metric_table.values())
 
 
 def _table_value(value: Any) -> float:

@@ -293,8 +293,9 @@ def test_a_callback_that_counts_steps_keeps_the_sweep_on_the_runners_loop(table)
     assert why == "a callback counts steps (on_step_end)"
 
 
-@pytest.mark.parametrize("at", [1, 4, 17, 40, 90])
-def test_a_sweep_interrupted_on_the_direct_loop_is_saved_and_restored_as_on_the_runners(tmp_path, table, at):
+@pytest.mark.parametrize("at, stop", [(1, None), (4, None), (17, None), (40, None), (90, None),
+                                      (3, {"loss": 0.9}), (11, {"epoch": 3}), (25, {"time_this_iter_s": 6.0})])
+def test_a_sweep_interrupted_on_the_direct_loop_is_saved_and_restored_as_on_the_runners(tmp_path, table, at, stop):
     from ctrl_c_testing import CtrlCAtResult
 
     simulation = Simulation(table, num_workers=4, decision_overhead_s=0.25)
@@ -305,7 +306,7 @@ def test_a_sweep_interrupted_on_the_direct_loop_is_saved_and_restored_as_on_the_
         np.random.seed(0)
         first = run(simulation, storage, scheduler=ASHAScheduler(time_attr="epoch", max_t=27, grace_period=1,
                                                                    reduction_factor=3), n_trials=40,
-                    callbacks=[CtrlCAtResult(at)])
+                    callbacks=[CtrlCAtResult(at)], stop=stop)
         assert sum(result.metrics.get("done", False) is True for result in first) < 40  # it was interrupted
         state, _ = load_latest(str(storage / "sweep"))
         del state["timestamp"]
@@ -424,3 +425,21 @@ def test_a_budget_ends_on_a_clock_that_starts_at_an_epoch_time(tmp_path, table):
     assert direct["state"] == runner["state"] and direct["frame"] == runner["frame"]
     completes = [call for call in runner["calls"] if call[0] == "complete"]
     assert 4 <= len(completes) < 60  # the budget ended it
+
+
+
+def test_a_stop_criterion_on_a_metric_a_blackbox_of_its_own_reports_keeps_the_runners_loop(table):
+    """A blackbox whose own curve() may report anything (here numpy scalars in an object
+    column; None or text would make the driver's check fail where the worker's skips it)."""
+    from fasttune.simulation import SimulatedExecutor
+
+    scalars = ScalarBlackbox(lambda config, epoch: ({"loss": 0.5, "accuracy": 0.5}, 1.0), {"x": tune.uniform(0, 1)},
+                             fidelities=[1, 2], metric_names=["loss", "accuracy"])
+    settings = dict(scheduler=FIFOScheduler(), metric="loss", stopper=None, callbacks=CallbackList(),
+                    fail_fast=False, server_port=None, results_store="per_trial")
+    assert "whose own curve() may report values that are not numbers" in direct_loop_refusal(
+        SimulatedExecutor(scalars, checkpoint_at=None), stop={"loss": 0.1}, **settings)
+    assert direct_loop_refusal(SimulatedExecutor(scalars, checkpoint_at=None), stop={"epoch": 2}, **settings) is None
+    assert direct_loop_refusal(SimulatedExecutor(table, checkpoint_at=None), stop={"loss": 0.1}, **settings) is None
+    assert direct_loop_refusal(SimulatedExecutor(failing_blackbox(), checkpoint_at=None), stop={"loss": 0.1},
+                               **settings) is None
