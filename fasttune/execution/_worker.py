@@ -755,6 +755,36 @@ class TrialWorker:
         return name
 
 
+class TrialWorkerActor:
+    """The Ray actor class of the driver's pooled workers: a :class:`TrialWorker` behind
+    the few methods the driver calls.  Ray disassembles every method of an actor class it
+    exports, which for TrialWorker's cost the driver ~20 ms at each sweep's start.
+
+    Example:
+        >>> actor = TrialWorkerActor()
+        >>> actor.ping() == os.getpid(), actor.release()
+        (True, True)
+    """
+
+    def __init__(self, storage: Any = None) -> None:
+        self.worker = TrialWorker(storage)
+
+    def ping(self) -> int:
+        return self.worker.ping()
+
+    def open_channel(self, path: str, secret: bytes, driver_node: str) -> bool:
+        return self.worker.open_channel(path, secret, driver_node)
+
+    def poll(self, commands: bytes = b"") -> bytes:
+        return self.worker.poll(commands)
+
+    def release(self) -> bool:
+        return self.worker.release()
+
+    def interrupt(self, commands: bytes) -> None:
+        self.worker.interrupt(commands)
+
+
 class _Unloadable:
     """A trainable (or its registered env creators) this process could not unpickle:
     every trial of it fails with the reason, instead of the worker dying on each try."""

@@ -78,9 +78,9 @@ def _remote_worker_class() -> Any:
     per job, and each new one costs the driver ~10 ms (it disassembles every method)."""
     import ray
 
-    from fasttune.execution._worker import TrialWorker
+    from fasttune.execution._worker import TrialWorkerActor
 
-    return ray.remote(TrialWorker)
+    return ray.remote(TrialWorkerActor)
 
 
 class RayTrialExecutor:

@@ -536,3 +536,22 @@ def test_a_trainable_the_worker_cannot_unpickle_fails_its_trials_with_the_reason
     assert [e[1] for e in errors] == ["t1", "t2"]  # the worker lives on: each trial fails
     assert "could not load trainable 'fn'" in errors[0][2] and "nomodulex" in errors[0][2]
     assert "importable" in errors[0][2]
+
+
+def test_the_pooled_workers_actor_class_carries_a_trial_with_only_the_methods_the_driver_calls():
+    # Ray disassembles every method of an actor class it exports, on the driver at each
+    # sweep's start: the class the pool exports has only those the driver calls.
+    from fasttune.execution import ray_trial_executor
+
+    exported = ray_trial_executor._remote_worker_class().__ray_metadata__
+    assert sorted(name for name in exported.method_meta.methods if not name.startswith("__ray")) == [
+        "__init__", "interrupt", "open_channel", "ping", "poll", "release"]
+
+    def fn(config):
+        for i in range(3):
+            tune.report({"i": i})
+
+    actor = exported.modified_class()
+    events = _run_until(actor, _commands(_install(fn), ["start", _spec("t1")]))
+    assert [r["i"] for r in _results(events)] == [0, 1, 2] and events[-1] == ["done", "t1"]
+    assert actor.ping() == os.getpid() and actor.release()
