@@ -87,7 +87,7 @@ class PollClock:
 
 
 class WorkerCpu:
-    """The CPU seconds the pooled workers' processes (``ray::TrialWorker``) use while it runs."""
+    """The CPU seconds the pooled workers' processes (``ray::TrialWorkerActor``) use while it runs."""
 
     def __init__(self) -> None:
         self._first: Dict[int, float] = {}
