@@ -89,6 +89,16 @@ def both(tmp_path, simulation, make_policies, **kwargs):
     return seen["runner"], seen["direct"]
 
 
+def assert_alike(runner, direct, state=True):
+    """The two loops' sweeps (as ``both`` returns them) left the same grid, snapshot (unless
+    ``state`` is False), callback calls and anytime curve."""
+    assert direct["frame"] == runner["frame"]
+    if state:
+        assert direct["state"] == runner["state"]
+    assert direct["calls"] == runner["calls"]
+    assert direct["anytime"] == runner["anytime"]
+
+
 def asha(**kwargs):
     return lambda: (ASHAScheduler(time_attr="epoch", max_t=27, grace_period=1, reduction_factor=3, **kwargs), None)
 
@@ -119,10 +129,7 @@ BUDGETS = {
 def test_the_direct_loop_ends_a_sweep_as_the_runners_loop_does(tmp_path, table, name):
     settings, make_policies = SWEEPS[name]
     runner, direct = both(tmp_path, Simulation(table, **settings), make_policies, n_trials=120)
-    assert direct["frame"] == runner["frame"]
-    assert direct["state"] == runner["state"]
-    assert direct["calls"] == runner["calls"]
-    assert direct["anytime"] == runner["anytime"]
+    assert_alike(runner, direct)
     # A sweep that shows nothing would pass the above: this one ran every trial and decided.
     assert sum(1 for call in runner["calls"] if call[0] == "complete") == 120
     assert len({call[3] for call in runner["calls"] if call[0] == "complete"}) > 1 or name == "fifo"
@@ -143,9 +150,7 @@ def test_stop_criteria_end_trials_on_the_direct_loop_as_on_the_runners(tmp_path,
     sweep, stop = STOPS[name]
     settings, make_policies = SWEEPS[sweep]
     runner, direct = both(tmp_path, Simulation(table, **settings), make_policies, n_trials=60, stop=stop)
-    assert direct["frame"] == runner["frame"]
-    assert direct["state"] == runner["state"]
-    assert direct["calls"] == runner["calls"]
+    assert_alike(runner, direct)
     last = runner["last_results"]
     reached = np.zeros(len(last), dtype=bool)
     for key, threshold in stop.items():
@@ -158,10 +163,7 @@ def test_a_time_budget_ends_a_sweep_on_the_direct_loop_as_on_the_runners(tmp_pat
     sweep, budget = BUDGETS[name]
     settings, make_policies = SWEEPS[sweep]
     runner, direct = both(tmp_path, Simulation(table, **settings), make_policies, n_trials=120, time_budget_s=budget)
-    assert direct["frame"] == runner["frame"]
-    assert direct["state"] == runner["state"]
-    assert direct["calls"] == runner["calls"]
-    assert direct["anytime"] == runner["anytime"]
+    assert_alike(runner, direct)
     completes = sum(1 for call in runner["calls"] if call[0] == "complete")
     assert 4 <= completes < 120  # the budget ended it, with trials begun and not
 
@@ -175,8 +177,7 @@ def test_a_learning_searcher_sees_the_same_results_in_the_same_order(tmp_path, t
                     OptunaSearch(seed=3))
     simulation = Simulation(table, num_workers=4)
     runner, direct = both(tmp_path, simulation, make, n_trials=40, space=space)
-    assert direct["frame"] == runner["frame"]
-    assert direct["calls"] == runner["calls"]
+    assert_alike(runner, direct, state=False)  # (Optuna's state holds its own wall-clock times)
 
 
 class RowsInTurn(Searcher):
@@ -233,9 +234,7 @@ def test_a_config_the_blackbox_cannot_answer_fails_its_trial_on_both_loops_alike
     runner, direct = both(tmp_path, simulation, make, n_trials=30, max_failures=max_failures)
     assert sum(error is not None for error in runner["errors"]) > 0  # some x over 0.8 among the 30
     assert direct["errors"] == runner["errors"]  # the traceback too
-    assert direct["frame"] == runner["frame"]
-    assert direct["state"] == runner["state"]
-    assert direct["calls"] == runner["calls"]  # errors and recoveries included
+    assert_alike(runner, direct)  # errors and recoveries included
     kinds = {call[0] for call in runner["calls"]}
     assert "error" in kinds and ("recover" in kinds) == (max_failures == 1)
 
@@ -338,8 +337,7 @@ def test_numpy_scalars_and_two_metrics_are_recorded_as_on_the_runners_loop(tmp_p
     make = lambda: (ASHAScheduler(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3),  # noqa: E731
                     BasicVariantGenerator(random_state=2))
     runner, direct = both(tmp_path, Simulation(blackbox, num_workers=3), make, n_trials=20)
-    assert direct["state"] == runner["state"]  # the table's metric columns included
-    assert direct["frame"] == runner["frame"] and direct["calls"] == runner["calls"]
+    assert_alike(runner, direct)  # the table's metric columns included
     assert "float32" not in runner["frame"] and "accuracy" in runner["frame"]
 
 
@@ -412,8 +410,7 @@ def test_a_budget_ending_on_a_replys_time_ends_both_loops_alike(tmp_path, budget
     make = lambda: (FIFOScheduler(), BasicVariantGenerator(random_state=4))  # noqa: E731
     runner, direct = both(tmp_path, Simulation(even_steps_blackbox(), num_workers=1), make, n_trials=5,
                           time_budget_s=budget)
-    assert direct["state"] == runner["state"]  # the runner's iteration count included
-    assert direct["frame"] == runner["frame"] and direct["calls"] == runner["calls"]
+    assert_alike(runner, direct)  # the runner's iteration count included
 
 
 def test_a_budget_ends_on_a_clock_that_starts_at_an_epoch_time(tmp_path, table):
@@ -422,7 +419,7 @@ def test_a_budget_ends_on_a_clock_that_starts_at_an_epoch_time(tmp_path, table):
     the sweep spun at the deadline)."""
     runner, direct = both(tmp_path, Simulation(table, num_workers=4, start_time=1.7e9), asha(), n_trials=60,
                           time_budget_s=333.3)
-    assert direct["state"] == runner["state"] and direct["frame"] == runner["frame"]
+    assert_alike(runner, direct)
     completes = [call for call in runner["calls"] if call[0] == "complete"]
     assert 4 <= len(completes) < 60  # the budget ended it
 
