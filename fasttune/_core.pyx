@@ -384,6 +384,12 @@ cdef class TrialTable:
         self._check_row(row)
         self._record(row, _check_iteration(iteration), time_total_s, metric)
 
+    def forget_metrics(self, Py_ssize_t row):
+        """Sets the row's last and best metric back to nan; see the twin."""
+        self._check_row(row)
+        self._last_metric[row] = NAN
+        self._best_metric[row] = NAN
+
     def column(self, name):
         """A read-only numpy copy of one column's first ``len(self)`` values."""
         cdef const char* data

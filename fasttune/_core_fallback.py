@@ -242,6 +242,22 @@ class TrialTable:
                 or (self._mode == "max" and metric > best)):
             self._best_metric[row] = metric
 
+    def forget_metrics(self, row: int) -> None:
+        """Sets the row's last and best metric back to nan, as :meth:`add` made them: a
+        trial whose history was cut back records its kept results again.
+
+        Example:
+            >>> t = TrialTable(mode="min")
+            >>> row = t.add()
+            >>> t.record_result(row, 1, 1.0, 0.5)
+            >>> t.forget_metrics(row)
+            >>> t.get_last_metric(row), t.get_best_metric(row), t.get_iteration(row)
+            (nan, nan, 1)
+        """
+        row = self._row(row)
+        self._last_metric[row] = math.nan
+        self._best_metric[row] = math.nan
+
     def column(self, name: str) -> np.ndarray:
         """A read-only numpy copy of one column's first ``len(self)`` values.
 

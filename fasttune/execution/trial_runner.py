@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import time
 from typing import Any, Dict, List, Optional
 
 from fasttune import _corelib as core
+from fasttune._flatten import lookup_flattened
 from fasttune._atomic import sync_filesystem
 from fasttune.callback import CallbackList
 from fasttune.checkpoint import Checkpoint
@@ -41,6 +43,7 @@ from fasttune.experiment.trial import Trial
 from fasttune.logger._experiment_results import ExperimentResultFiles
 from fasttune.logger._trial_files import TrialFiles
 from fasttune.logger.csv import CSVLoggerCallback
+from fasttune.result import RESULT_FILE, read_json_lines
 from fasttune.schedulers.trial_scheduler import DecisionPoints, FIFOScheduler, TrialScheduler, overrides
 from fasttune.search.search_algorithm import SearchAlgorithm
 from fasttune.stopper import Stopper
@@ -359,7 +362,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         if reset is not None:
             if state.rewind_on_start:  # restored: what the killed run wrote after the snapshot goes
                 state.rewind_on_start = False
-                self._rewind(trial, trial.iteration, self._table.get_time_total(trial._row), trial.results_seen)
+                self._rewind(trial, trial.iteration, self._table.get_time_total(trial._row), trial.results_seen,
+                             trial.last_result)
             fields = self._resets.spec_fields(trial, state, reset, self._rewind, self.decision_points_wire)
             restore_path, iteration, time_total = fields["restore"], fields["iteration"], fields["time_total"]
         else:
@@ -372,7 +376,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             rows = self._checkpoints.rows.get(restore_path, 0) if restore else 0
             if state.rewind_on_start or trial.iteration != iteration or trial.results_seen != rows:
                 state.rewind_on_start = False
-                self._rewind(trial, iteration, time_total, rows)
+                self._rewind(trial, iteration, time_total, rows, saved_with)
+                trial.last_result = dict(saved_with)  # what a result.json row holds, not a dropped one
         self._take_config(trial, state)  # a reset, or a scheduler's trial.set_config, changed it
         spec = protocol.trial_spec(
             trial, self.experiment_path, decide=self.decision_points_wire(trial),
@@ -398,13 +403,34 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             return DecisionPoints.every_result().to_wire()
         return self._scheduler.decision_points(trial).to_wire()
 
-    def _rewind(self, trial: Trial, iteration: int, time_total: float, rows: int) -> None:
+    def _rewind(self, trial: Trial, iteration: int, time_total: float, rows: int,
+                last: Optional[Dict[str, Any]] = None) -> None:
+        """Cut ``trial``'s history back to its first ``rows`` results (``last``, when
+        known, is the last of them); its table row then counts only those."""
         header = self._files.rewind(trial.path, rows)
         trial.results_seen = rows
+        self._recount_metrics(trial, rows, last)
         self._table.set_iteration(trial._row, iteration)
         self._table.set_time_total(trial._row, time_total)
         if header is not None:
             self._results.set_csv_header(trial._row, header)
+
+    def _recount_metrics(self, trial: Trial, rows: int, last: Optional[Dict[str, Any]]) -> None:
+        """The row's last and best metric from the results the cut kept, so that no value
+        it dropped is shown or ranked.  They are read back from the trial's result.json
+        (the cut has just read it); without one (the experiment's results store) only
+        ``last`` is known, so the best is the last kept value."""
+        row = trial._row
+        self._table.forget_metrics(row)
+        if self._metric is None or rows == 0:
+            return
+        result_path = os.path.join(trial.path, RESULT_FILE)
+        if os.path.isfile(result_path):
+            kept = read_json_lines(result_path, on_bad_line="warn")[:rows]
+        else:
+            kept = [last] if last else []
+        for result in kept:
+            self._table.record_result(row, 0, 0.0, _metric_number(lookup_flattened(result, self._metric)))
 
     def _release(self, trial: Trial) -> None:
         """No worker holds ``trial`` any more."""
@@ -660,3 +686,14 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             except Exception:  # noqa: BLE001 - the write failure is the error raised
                 logger.exception("Saving the experiment's state after a failed result write failed too.")
             raise
+
+
+def _metric_number(value: Any) -> float:
+    """A result.json value as the table records a metric (the core's rule: a real
+    number, a bool included, as float; anything else as nan)."""
+    if not isinstance(value, (int, float)):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return math.nan

@@ -111,7 +111,11 @@ class TableMachine(RuleBasedStateMachine):
     def record_result(self, row, iteration, total, metric):
         same(self.tables, "record_result", row, iteration, total, metric)
 
-    @rule(name=st.sampled_from(["status", "best_metric", "worker_slot", "bogus"]),
+    @rule(row=table_rows)
+    def forget_metrics(self, row):
+        same(self.tables, "forget_metrics", row)
+
+    @rule(name=st.sampled_from(["status", "best_metric", "last_metric", "worker_slot", "bogus"]),
           status=st.integers(-1, 5))
     def queries(self, name, status):
         same(self.tables, "column", name)
