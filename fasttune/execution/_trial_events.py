@@ -286,7 +286,7 @@ class TrialEventHandlers:
         last = results[kept - 1] if kept else last_before
         rows = trial.results_seen - (len(results) - kept)
         self._checkpoints.forget_after(trial, rows)
-        self._rewind(trial, last.get("training_iteration", 0), last.get("time_total_s", 0.0), rows)
+        self._rewind(trial, last.get("training_iteration", 0), last.get("time_total_s", 0.0), rows, last)
         trial.last_result = last
 
     def _on_decide(self, slot: int, trial: Trial, event: protocol.Decide) -> None:
