@@ -153,9 +153,8 @@ class TrialEventHandlers:
                     if checkpoint is not None:
                         self._checkpoint_callbacks(trial, checkpoint)
                         del saved[index]  # (kept while they run: _tell_rest finishes a hook that raised)
-            if saved:
-                for index in sorted(saved):
-                    self._checkpoint_callbacks(trial, saved[index])
+            if saved:  # nothing judged the batch: the callbacks hear only its checkpoints
+                self._tell_checkpoints(trial, [saved[index] for index in sorted(saved)])
         except BaseException as error:
             # Taken first, for every error (it frees the traceback a callback's failure holds):
             # a callback raising in _decide_rest (a trial HyperBand's halving stops ends there)
@@ -324,7 +323,7 @@ class TrialEventHandlers:
         reset, state.cloning = state.cloning, None
         checkpoint = self._checkpoints.record(trial, state, event.name, reset.result if reset else trial.last_result,
                                               trial.results_seen, event.token, state.node)
-        self._checkpoint_callbacks(trial, checkpoint)
+        self._tell_checkpoints(trial, [checkpoint])
         self._resets.release(reset)
 
     def _on_checkpoint_saved(self, slot: int, trial: Trial, event: protocol.CheckpointSaved) -> None:
@@ -332,12 +331,34 @@ class TrialEventHandlers:
         state = self._states[trial.trial_id]
         checkpoint = self._checkpoints.record(trial, state, event.name, trial.last_result, trial.results_seen,
                                               event.token, state.node)
-        self._checkpoint_callbacks(trial, checkpoint)
+        self._tell_checkpoints(trial, [checkpoint])
 
     def _checkpoint_callbacks(self, trial: Trial, checkpoint: Checkpoint) -> None:
         # As Ray Tune: on_checkpoint, then on_trial_save, once the checkpoint is recorded.
         self._callbacks.call("on_checkpoint", iteration=self._iteration, trials=self._trials, trial=trial, checkpoint=checkpoint)
         self._callbacks.call("on_trial_save", iteration=self._iteration, trials=self._trials, trial=trial)
+
+    def _tell_checkpoints(self, trial: Trial, checkpoints: List[Checkpoint]) -> None:
+        """The callbacks hear each of ``checkpoints``, in order, outside the judging of a
+        batch (whose errors ``_tell_rest`` finishes): at a trial's end or pause, a clone,
+        or a batch nothing judges.  As there, after a callback raised, the callbacks after
+        it hear what it failed on, all hear that checkpoint's ``on_trial_save`` if they had
+        not, and each the checkpoints after it, each whatever the others do (failures are
+        logged); then the first error is raised."""
+        callbacks, common = self._callbacks, dict(iteration=self._iteration, trials=self._trials, trial=trial)
+        for position, checkpoint in enumerate(checkpoints):
+            try:
+                self._checkpoint_callbacks(trial, checkpoint)
+            except Exception as error:  # a second Ctrl-C (not an Exception) exits at once, as in _tell_rest
+                failure = callbacks.take_failure(error)
+                if callbacks.finish(failure, "on_checkpoint", checkpoint=checkpoint, **common):
+                    callbacks.call_each("on_trial_save", **common)
+                else:
+                    callbacks.finish(failure, "on_trial_save", **common)
+                for later in checkpoints[position + 1:]:
+                    callbacks.call_each("on_checkpoint", checkpoint=later, **common)
+                    callbacks.call_each("on_trial_save", **common)
+                raise
 
     # ---- trials on workers a caller drives itself (fasttune.simulation's direct loop) -------
     # The same steps as the handlers above, for a loop that produces complete results itself
