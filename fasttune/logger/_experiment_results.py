@@ -171,12 +171,23 @@ class ExperimentResultFiles(TrialFiles):
                            "storage may show its results until it is gone.", location.uri, exc)
 
     def close_all(self) -> None:
+        """As :meth:`TrialFiles.close_all`, then close the store's segment.  When both
+        fail, the write failure is the one raised and the segment's close is logged: a
+        close (which may report a lost write, as on NFS) must not hide why writing stopped."""
         try:
             super().close_all()
-        finally:
-            if self._segment is not None:
-                self._segment.close()
-                self._segment = None
+        except BaseException:
+            try:
+                self._close_segment()
+            except OSError:
+                logger.exception("Closing the results store's segment failed too, after the error raised.")
+            raise
+        self._close_segment()
+
+    def _close_segment(self) -> None:
+        segment, self._segment = self._segment, None
+        if segment is not None:
+            segment.close()
 
     # ---- on the writer thread ----------------------------------------------------------------
     def _stage_trial(self, dirname: str, trial_id: str, config: Dict[str, Any]) -> None:

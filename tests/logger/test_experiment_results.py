@@ -1,6 +1,7 @@
 """The experiment-level results store (``RunConfig(results_store="experiment")``): its
 writer keeps every result once, in order, through restarts, segments, restores and a
 full disk; its reader keeps damage to the line it is on."""
+import errno
 import json
 import logging
 import os
@@ -379,3 +380,60 @@ def test_nothing_is_written_after_a_torn_tail_the_cut_could_not_remove(tmp_path)
         data = f.read()
     assert len(data) == size and not data.endswith(b"\n")  # the torn tail is last
     assert _rows(exp) == {"t": [1]}
+
+
+class _CloseLosesAWrite:
+    """A segment whose close reports a lost write (as NFS may) once the file is closed."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def close(self):
+        self._handle.close()
+        raise OSError(errno.EIO, "the close lost a write", self._handle.name)
+
+
+def test_a_segment_failing_to_close_after_a_failed_write_leaves_the_write_failure_raised(tmp_path, monkeypatch,
+                                                                                         caplog):
+    import fasttune.logger._experiment_results as experiment_results
+
+    opened = ExperimentResultFiles._open_next_segment
+
+    def open_one_that_fails_to_close(self):
+        opened(self)
+        self._segment = _CloseLosesAWrite(self._segment)  # noqa: SLF001 - what the writer closes at the end
+
+    def full(handle, data, path):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(ExperimentResultFiles, "_open_next_segment", open_one_that_fails_to_close)
+    files, trial = _one_trial_store(str(tmp_path))
+    files.write(trial, _line("T", 1), b"")
+    files.wait()
+    monkeypatch.setattr(experiment_results, "append_whole", full)
+    files.write(trial, _line("T", 2), b"")
+
+    with caplog.at_level(logging.ERROR, logger=experiment_results.__name__):
+        with pytest.raises(OSError) as raised:
+            files.close_all()
+
+    assert raised.value.errno == errno.ENOSPC and "Writing" in str(raised.value)
+    assert "the close lost a write" in caplog.text  # logged, not lost
+    assert _rows(str(tmp_path)) == {"t": [1]}
+
+
+def test_a_segment_failing_to_close_alone_is_raised(tmp_path, monkeypatch):
+    opened = ExperimentResultFiles._open_next_segment
+
+    def open_one_that_fails_to_close(self):
+        opened(self)
+        self._segment = _CloseLosesAWrite(self._segment)  # noqa: SLF001
+
+    monkeypatch.setattr(ExperimentResultFiles, "_open_next_segment", open_one_that_fails_to_close)
+    files, trial = _one_trial_store(str(tmp_path))
+    files.write(trial, _line("T", 1), b"")
+    with pytest.raises(OSError, match="the close lost a write"):
+        files.close_all()
