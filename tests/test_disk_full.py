@@ -154,3 +154,33 @@ def test_keep_whole_rows_cuts_a_torn_tail_and_rows_only_one_file_has(tmp_path):
     assert (trial_dir / "result.json").read_text() == "".join(lines[:2])
     assert (trial_dir / "progress.csv").read_bytes() == b"training_iteration\r\n1\r\n2\r\n"
     files.close_all()
+
+
+class _RaisesOnTheFirstResult(tune.Callback):
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        raise ValueError("a callback failed")
+
+
+def _reports_twice(config):
+    tune.report({"loss": 1.0})
+    tune.report({"loss": 2.0})
+
+
+@pytest.mark.ray
+def test_a_write_failure_seen_while_the_loops_error_winds_down_is_logged_and_that_error_raised(
+        ray_session, tmp_path, monkeypatch, caplog):
+    """The callback's error leaves the loop first; the result write fails on the writer
+    thread and is seen only as the files close: fit() raises the callback's error (what
+    stopped the sweep), and the write failure is logged with it, not lost."""
+    import errno
+    import logging
+
+    def full(self, trial_dir, json_bytes, csv_bytes):
+        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(trial_dir, "result.json"))
+
+    monkeypatch.setattr(TrialFiles, "_stage_results", full)
+    with caplog.at_level(logging.ERROR):
+        with pytest.raises(tune.TuneError, match=r"_RaisesOnTheFirstResult\.on_trial_result raised ValueError"):
+            tune.Tuner(_reports_twice, run_config=tune.RunConfig(
+                name="both", storage_path=str(tmp_path), verbose=0, callbacks=[_RaisesOnTheFirstResult()])).fit()
+    assert "Writing trial result files failed (OSError: [Errno 28] No space left on device" in caplog.text
