@@ -671,11 +671,23 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             self._callbacks.call("on_experiment_end", trials=self._trials)
 
     def cleanup(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()  # first: no request is taken while the loop winds down
-        # No searcher thread outlives fit(), also when the loop ended with an error.
-        self._search_alg.close(timeout=_SUGGEST_GRACE_S)
-        self.trial_executor.cleanup()
+        try:
+            if self._server is not None:
+                self._server.shutdown()  # first: no request is taken while the loop winds down
+            # No searcher thread outlives fit(), also when the loop ended with an error.
+            self._search_alg.close(timeout=_SUGGEST_GRACE_S)
+            self.trial_executor.cleanup()
+        except Exception:  # (a second Ctrl-C exits at once)
+            # The files still close (what is staged reaches disk, the writer thread ends); a
+            # write failure seen then is logged, as the error that came first is the one raised.
+            try:
+                self._close_files()
+            except Exception:  # noqa: BLE001 - the error above is the one raised
+                logger.exception("Closing the result files after the error raised failed too.")
+            raise
+        self._close_files()
+
+    def _close_files(self) -> None:
         try:
             self._files.close_all()
         except OSError:

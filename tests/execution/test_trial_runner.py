@@ -12,6 +12,7 @@ from fasttune.execution._wake import EitherEvent
 from fasttune.execution.trial_runner import TrialRunner
 from fasttune.schedulers import DecisionPoints, FIFOScheduler
 from fasttune_testing import fit, lines, report_with_step_checkpoint, restored_step
+from runner_testing import StubExecutor, random_search_runner
 
 STEPS = 12
 
@@ -124,3 +125,36 @@ def test_the_decision_on_a_yielded_result_still_holds(storage, yielded, answer):
         else:  # a trial that yielded at 8 resumes from that checkpoint later
             assert _history(result) == [(i, i) for i in range(1, STEPS + 1)]
     assert {(q, 12) for q in QS} & set(scheduler.decided) == ({(q, 12) for q in QS} if answer == "CONTINUE" else set())
+
+
+class _CleanupFails(StubExecutor):
+    def cleanup(self):
+        raise RuntimeError("the workers could not be released")
+
+
+def _train(config):
+    tune.report({"loss": config["x"]})
+
+
+def test_the_files_close_when_the_executor_cleanup_raises_and_that_error_is_the_one_raised(
+        tmp_path, monkeypatch, caplog):
+    """Closing the files comes after the executor's cleanup: when that raises, they still
+    close (staged results reach disk), and a write failure seen as they do is logged."""
+    import logging
+
+    from fasttune.logger._trial_files import TrialFiles
+
+    closed = []
+
+    def close_all(files):
+        closed.append(files)
+        raise OSError(28, "Writing trial result files failed (no room)")
+
+    monkeypatch.setattr(TrialFiles, "close_all", close_all)
+    runner = random_search_runner(str(tmp_path / "exp"), _train, {"x": tune.uniform(0, 1)}, 1, random_state=3,
+                                  executor=_CleanupFails())
+    with caplog.at_level(logging.ERROR, logger="fasttune.execution.trial_runner"):
+        with pytest.raises(RuntimeError, match="the workers could not be released"):
+            runner.cleanup()
+    assert len(closed) == 1
+    assert "Writing trial result files failed (no room)" in caplog.text
