@@ -376,8 +376,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             rows = self._checkpoints.rows.get(restore_path, 0) if restore else 0
             if state.rewind_on_start or trial.iteration != iteration or trial.results_seen != rows:
                 state.rewind_on_start = False
+                if trial.results_seen > rows:  # its last result is one the cut keeps, not a dropped one
+                    trial.last_result = dict(saved_with)
                 self._rewind(trial, iteration, time_total, rows, saved_with)
-                trial.last_result = dict(saved_with)  # what a result.json row holds, not a dropped one
         self._take_config(trial, state)  # a reset, or a scheduler's trial.set_config, changed it
         spec = protocol.trial_spec(
             trial, self.experiment_path, decide=self.decision_points_wire(trial),
@@ -408,18 +409,20 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         """Cut ``trial``'s history back to its first ``rows`` results (``last``, when
         known, is the last of them); its table row then counts only those."""
         header = self._files.rewind(trial.path, rows)
+        if rows < trial.results_seen:  # (else the row already counts just these results)
+            self._recount_metrics(trial, rows, last)
         trial.results_seen = rows
-        self._recount_metrics(trial, rows, last)
         self._table.set_iteration(trial._row, iteration)
         self._table.set_time_total(trial._row, time_total)
         if header is not None:
             self._results.set_csv_header(trial._row, header)
 
     def _recount_metrics(self, trial: Trial, rows: int, last: Optional[Dict[str, Any]]) -> None:
-        """The row's last and best metric from the results the cut kept, so that no value
-        it dropped is shown or ranked.  They are read back from the trial's result.json
-        (the cut has just read it); without one (the experiment's results store) only
-        ``last`` is known, so the best is the last kept value."""
+        """The row's last and best metric from the ``rows`` results a cut kept, so that no
+        value it dropped is shown or ranked.  They are read back from the trial's
+        result.json (the cut has just read it); without one (the experiment's results
+        store, whose reading costs the whole store) only ``last`` is known, so the best is
+        the last kept value."""
         row = trial._row
         self._table.forget_metrics(row)
         if self._metric is None or rows == 0:

@@ -46,12 +46,14 @@ class _TableReader(CLIReporter):
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_the_table_forgets_the_metrics_of_results_a_restart_cut(storage, capsys):
+@pytest.mark.parametrize("results_store", ["per_trial", "experiment"])
+def test_the_table_forgets_the_metrics_of_results_a_restart_cut(storage, capsys, results_store):
     reporter = _TableReader(max_report_frequency=0)
     tuner = tune.Tuner(_crash_after_the_checkpoint,
                        tune_config=tune.TuneConfig(metric="loss", mode="min"),
                        run_config=tune.RunConfig(name="cut", storage_path=storage, progress_reporter=reporter,
-                                                 failure_config=tune.FailureConfig(max_failures=1)))
+                                                 failure_config=tune.FailureConfig(max_failures=1),
+                                                 results_store=results_store))
     grid = tuner.fit()
 
     kept = [row["loss"] for row in trial_rows(grid[0].path)]
