@@ -42,7 +42,7 @@ import msgpack
 
 from fasttune._atomic import atomic_write
 from fasttune._resources import PlacementGroupFactory
-from fasttune._serialization import DataOnlyLoader, Loader, PickleNotingPacker, pack, pack_noting_pickles
+from fasttune._serialization import DataOnlyLoader, Loader, PickleNotingPacker, bin_header, pack, pack_noting_pickles
 from fasttune.error import TuneError
 
 logger = logging.getLogger(__name__)
@@ -206,11 +206,11 @@ def _append_packed(parts: List[bytes], value: Any) -> None:
     objects, megabytes for a searcher that keeps its points) are never copied into a
     packer's buffer and out again."""
     if type(value) is bytes:
-        parts += [_bin_header(len(value)), value]
+        parts += [bin_header(len(value)), value]
     elif type(value) is dict and value and all(type(v) is bytes for v in value.values()):
         parts.append(_map_header(len(value)))
         for name, data in value.items():
-            parts += [pack(name), _bin_header(len(data)), data]
+            parts += [pack(name), bin_header(len(data)), data]
     else:
         parts.append(pack(value))
 
@@ -346,21 +346,9 @@ def _packed_resources(pgf: Any) -> list:
 
 def as_bin(data: bytes) -> bytes:
     """``data`` as one msgpack bin object."""
-    n = len(data)
-    return (_BIN8_HEADERS[n] if n < 256 else _bin_header(n)) + data
+    return bin_header(len(data)) + data
 
 
-# The headers of bin objects shorter than 256 bytes (most trial records), made once.
-_BIN8_HEADERS = [b"\xc4" + bytes([n]) for n in range(256)]
-
-
-def _bin_header(n: int) -> bytes:
-    """The header of a msgpack bin object of ``n`` bytes."""
-    if n < 256:
-        return _BIN8_HEADERS[n]
-    if n < 65536:
-        return b"\xc5" + struct.pack(">H", n)
-    return b"\xc6" + struct.pack(">I", n)
 
 
 _TEMPLATE = "trial template"  # the cache's entry for the Trial the others are made like
