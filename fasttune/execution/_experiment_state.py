@@ -349,8 +349,6 @@ def as_bin(data: bytes) -> bytes:
     return bin_header(len(data)) + data
 
 
-
-
 _TEMPLATE = "trial template"  # the cache's entry for the Trial the others are made like
 _LAST_RESOURCES = "last resources"  # ... and for the last (request, PlacementGroupFactory)
 
