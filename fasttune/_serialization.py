@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import pickle
 import pickletools
+import struct
 from typing import Any, Dict, List, Optional, Tuple
 
 import msgpack
@@ -148,8 +149,37 @@ def pack_state(value: Any) -> bytes:
     objects: List[Any] = []
     default = _Default(objects)
     data = default._packb(value)
-    return msgpack.packb([_STATE_MARK, data, _pickle_module().dumps(objects) if objects else None],
-                         use_bin_type=True)
+    # msgpack.packb([_STATE_MARK, data, pickle or None], use_bin_type=True), joined instead:
+    # the same bytes without packing the data and the pickle (megabytes, for a searcher
+    # that keeps its points) into a packer's buffer first and copying them out again.
+    parts = [_STATE_HEAD, bin_header(len(data)), data]
+    if objects:
+        pickled = _pickle_module().dumps(objects)
+        parts += [bin_header(len(pickled)), pickled]
+    else:
+        parts.append(_NIL)
+    return b"".join(parts)
+
+
+_STATE_HEAD = b"\x93" + msgpack.packb(_STATE_MARK)  # a 3-element array, then the mark
+_NIL = msgpack.packb(None)
+# The headers of bin objects shorter than 256 bytes, made once.
+_BIN8_HEADERS = [b"\xc4" + bytes([n]) for n in range(256)]
+
+
+def bin_header(n: int) -> bytes:
+    """The header of a msgpack bin object of ``n`` bytes (what ``use_bin_type=True``
+    packs a ``bytes`` value behind).
+
+    Example:
+        >>> bin_header(3) + b"abc" == msgpack.packb(b"abc", use_bin_type=True)
+        True
+    """
+    if n < 256:
+        return _BIN8_HEADERS[n]
+    if n < 65536:
+        return b"\xc5" + struct.pack(">H", n)
+    return b"\xc6" + struct.pack(">I", n)
 
 
 class PickledObject:

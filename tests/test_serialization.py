@@ -4,6 +4,7 @@ import os
 import pickle
 import random
 
+import msgpack
 import numpy as np
 import pytest
 
@@ -87,3 +88,17 @@ def test_plain_data_and_tuples_need_no_pickle():
     value = {"a": [1, 2.5, "x", None, True, {"b": b"raw"}], "shape": (2, (3, 4))}
     assert loader.unpack(pack(value)) == value
     assert loader.unpickled == []
+
+
+@pytest.mark.parametrize("size", [0, 200, 255, 256, 65535, 65536, 300_000])
+@pytest.mark.parametrize("with_objects", [False, True])
+def test_pack_state_writes_the_bytes_of_packing_its_three_parts_whole(size, with_objects):
+    # Joined without a packer's buffer: still exactly what msgpack makes of the array.
+    value = {"blob": b"b" * size, "points": [{"x": i} for i in range(size // 1000)]}
+    if with_objects:
+        value["when"] = datetime.date(2026, 1, 2)
+    packed = pack_state(value)
+    outer = msgpack.unpackb(packed, raw=False)
+    assert packed == msgpack.packb(outer, use_bin_type=True)
+    assert (outer[2] is not None) == with_objects
+    assert Loader().loads(packed)["blob"] == value["blob"]

@@ -42,7 +42,7 @@ import msgpack
 
 from fasttune._atomic import atomic_write
 from fasttune._resources import PlacementGroupFactory
-from fasttune._serialization import DataOnlyLoader, Loader, PickleNotingPacker, pack, pack_noting_pickles
+from fasttune._serialization import DataOnlyLoader, Loader, PickleNotingPacker, bin_header, pack, pack_noting_pickles
 from fasttune.error import TuneError
 
 logger = logging.getLogger(__name__)
@@ -183,10 +183,7 @@ def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[by
     head: List[bytes] = [_map_header(len(state) + 1)]
     for key, value in state.items():
         head.append(pack(key))
-        if type(value) is bytes:  # the TrialTable: a bin object, without a copy of it
-            head += [_bin_header(len(value)), value]
-        else:
-            head.append(pack(value))
+        _append_packed(head, value)
     head += [pack("trials"), b"\xdd" + struct.pack(">I", len(records))]
     write_file(path, _Concatenated(head, _Blocks(records)), version)
     for old in snapshot_paths(experiment_path)[KEEP:]:
@@ -198,7 +195,24 @@ def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[by
 
 
 def _map_header(n: int) -> bytes:
-    return bytes([0x80 | n]) if n < 16 else b"\xde" + struct.pack(">H", n)
+    if n < 16:
+        return bytes([0x80 | n])
+    return b"\xde" + struct.pack(">H", n) if n < 65536 else b"\xdf" + struct.pack(">I", n)
+
+
+def _append_packed(parts: List[bytes], value: Any) -> None:
+    """Append ``value`` packed to ``parts``, the bytes it holds as they are: the TrialTable
+    (a bin object) and the files of a searcher's saved state (a map of names to bin
+    objects, megabytes for a searcher that keeps its points) are never copied into a
+    packer's buffer and out again."""
+    if type(value) is bytes:
+        parts += [bin_header(len(value)), value]
+    elif type(value) is dict and value and all(type(v) is bytes for v in value.values()):
+        parts.append(_map_header(len(value)))
+        for name, data in value.items():
+            parts += [pack(name), bin_header(len(data)), data]
+    else:
+        parts.append(pack(value))
 
 
 def load_latest(experiment_path: str, loader: Optional[Loader] = None) -> Tuple[Dict[str, Any], str]:
@@ -332,21 +346,7 @@ def _packed_resources(pgf: Any) -> list:
 
 def as_bin(data: bytes) -> bytes:
     """``data`` as one msgpack bin object."""
-    n = len(data)
-    return (_BIN8_HEADERS[n] if n < 256 else _bin_header(n)) + data
-
-
-# The headers of bin objects shorter than 256 bytes (most trial records), made once.
-_BIN8_HEADERS = [b"\xc4" + bytes([n]) for n in range(256)]
-
-
-def _bin_header(n: int) -> bytes:
-    """The header of a msgpack bin object of ``n`` bytes."""
-    if n < 256:
-        return _BIN8_HEADERS[n]
-    if n < 65536:
-        return b"\xc5" + struct.pack(">H", n)
-    return b"\xc6" + struct.pack(">I", n)
+    return bin_header(len(data)) + data
 
 
 _TEMPLATE = "trial template"  # the cache's entry for the Trial the others are made like

@@ -96,6 +96,11 @@ def test_the_streamed_snapshot_has_the_bytes_of_the_joined_one(tmp_path, n_recor
     doc = {f"k{i}": [i, {"x": i / 3}, "s" * i] for i in range(n_entries)}
     doc["k1"] = bytes(range(256)) * 300  # the table: a bin32, written without a copy
     doc["k2"] = datetime.date(2026, 1, 2)  # cloudpickled in place
+    # A searcher's saved files (names to bytes), spliced in without a copy: bin8, bin16,
+    # bin32 and empty files; a map of 17 files (a map16); a map holding other values too.
+    doc["searcher"] = {"a.pkl": b"x" * 200, "b.pkl": b"y" * 70000, "c": b"", "d": b"z" * 300}
+    doc["many files"] = {f"f{i}": bytes([i]) * i for i in range(17)}
+    doc["mixed"] = {"a": b"x", "b": 3}
     records = [state.as_bin(state.pack([i, {"loss": i * 0.5}, "trial" * (i % 7)])) for i in range(n_records)]
     path = state.write_snapshot(str(tmp_path), doc, records, 1)
     assert open(path, "rb").read() == _snapshot_joined_whole(doc, records)
@@ -154,3 +159,18 @@ def test_a_snapshot_of_format_1_still_restores_and_reads(ray_session, tmp_path):
     restored = tune.Tuner.restore(experiment, _steps_with_checkpoints).fit()
     assert restored.num_errors == 0
     assert sorted(r.checkpoint.path for r in restored) == sorted(r.checkpoint.path for r in grid)
+
+
+def test_a_searchers_saved_files_go_into_the_snapshot_without_a_copy(tmp_path, monkeypatch):
+    files = {"searcher-state.pkl": b"s" * 100_000, "extra": b"e" * 10}
+    written = []
+    write_file = state.write_file
+
+    def keep_parts(path, payload, version=1):
+        written.extend(payload)
+        write_file(path, payload, version)
+
+    monkeypatch.setattr(state, "write_file", keep_parts)
+    state.write_snapshot(str(tmp_path), {"format": 1, "searcher": files}, [], 1)
+    assert any(part is files["searcher-state.pkl"] for part in written)  # the very bytes object
+    assert state.load_latest(str(tmp_path))[0]["searcher"] == files
