@@ -1314,6 +1314,11 @@ cdef double _metric_value(object v) except? -1.0:
     return math.nan
 
 
+def metric_number(value):
+    """The number the table records for a result's metric ``value``; see the twin."""
+    return _metric_value(value)
+
+
 cdef class Ingested:
     """What :meth:`ResultBuffer.ingest` made of one batch; see the twin's docstring."""
 

@@ -62,7 +62,7 @@ __all__ = [
     "MAX_WORKER_SLOT", "IllegalTransition", "CorruptSnapshot",
     "TrialTable", "EventSelector", "ResultBuffer", "Ingested",
     "crc32c", "tfrecord", "tb_scalar_events", "tb_file_version_record", "tb_hparams_records", "TB_SKIPPED_KEYS",
-    "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "write_file_batch",
+    "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "write_file_batch", "metric_number",
 ]
 
 _DTYPES = {name: np.dtype(dtype).newbyteorder("=").type for name, dtype in COLUMNS}
@@ -459,7 +459,15 @@ def _is_real_number(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating, np.bool_))
 
 
-def _metric_value(value: object) -> float:
+def metric_number(value: object) -> float:
+    """The number the table records for a result's metric ``value``: a real number (a
+    bool, a numpy scalar) as a float, anything else (None, a string, a list, an int too
+    large for a float) as nan.
+
+    Example:
+        >>> metric_number(3), metric_number(True), metric_number("0.5"), metric_number(10 ** 400)
+        (3.0, 1.0, nan, nan)
+    """
     if not _is_real_number(value):
         return math.nan
     try:
@@ -649,7 +657,7 @@ class ResultBuffer:
                     flat["done"] = True
             self._table.record_result(
                 row, r["training_iteration"], r["time_total_s"],
-                _metric_value(flat.get(self._metric)) if self._metric is not None else math.nan)
+                metric_number(flat.get(self._metric)) if self._metric is not None else math.nan)
             seg.done_in_segment += 1
             seg.prev_time = t
 

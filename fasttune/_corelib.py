@@ -59,6 +59,7 @@ tb_scalar_events = _impl.tb_scalar_events
 tb_file_version_record = _impl.tb_file_version_record
 tb_hparams_records = _impl.tb_hparams_records
 write_file_batch = _impl.write_file_batch
+metric_number = _impl.metric_number
 
 __all__ = [
     "IMPLEMENTATION", "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR", "STATUS_NAMES",
@@ -66,5 +67,5 @@ __all__ = [
     "IllegalTransition", "CorruptSnapshot", "TrialTable", "EventSelector", "ResultBuffer",
     "Ingested", "crc32c", "tfrecord", "tb_scalar_events", "tb_file_version_record", "tb_hparams_records",
     "TB_SKIPPED_KEYS",
-    "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "write_file_batch", "AppendNotCutBack",
+    "FILE_MKDIR", "FILE_REPLACE", "FILE_APPEND", "write_file_batch", "AppendNotCutBack", "metric_number",
 ]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import os
 import time
 from typing import Any, Dict, List, Optional
@@ -433,7 +432,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         else:
             kept = [last] if last else []
         for result in kept:
-            self._table.record_result(row, 0, 0.0, _metric_number(lookup_flattened(result, self._metric)))
+            self._table.record_result(row, 0, 0.0, core.metric_number(lookup_flattened(result, self._metric)))
 
     def _release(self, trial: Trial) -> None:
         """No worker holds ``trial`` any more."""
@@ -701,14 +700,3 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             except Exception:  # noqa: BLE001 - the write failure is the error raised
                 logger.exception("Saving the experiment's state after a failed result write failed too.")
             raise
-
-
-def _metric_number(value: Any) -> float:
-    """A result.json value as the table records a metric (the core's rule: a real
-    number, a bool included, as float; anything else as nan)."""
-    if not isinstance(value, (int, float)):
-        return math.nan
-    try:
-        return float(value)
-    except OverflowError:  # an int too large for a float
-        return math.nan
