@@ -5,6 +5,7 @@ import os
 import struct
 import zlib
 
+import msgpack
 import pytest
 
 from fasttune.error import TuneError
@@ -174,3 +175,17 @@ def test_a_searchers_saved_files_go_into_the_snapshot_without_a_copy(tmp_path, m
     state.write_snapshot(str(tmp_path), {"format": 1, "searcher": files}, [], 1)
     assert any(part is files["searcher-state.pkl"] for part in written)  # the very bytes object
     assert state.load_latest(str(tmp_path))[0]["searcher"] == files
+
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536])
+def test_the_hand_made_headers_are_msgpacks_at_each_size_boundary(n):
+    """A snapshot splices bytes behind headers it makes itself; at every size where msgpack
+    changes a header's form they must be msgpack's own (else the file holds other bytes)."""
+    from fasttune._serialization import bin_header
+
+    blob = msgpack.packb(b"\0" * n, use_bin_type=True)
+    assert bin_header(n) == blob[:len(blob) - n]
+    mapping = msgpack.packb({i: None for i in range(n)})
+    entries = b"".join(msgpack.packb(i) + msgpack.packb(None) for i in range(n))
+    assert state._map_header(n) == mapping[:len(mapping) - len(entries)]
