@@ -85,6 +85,9 @@ class PointOverlay(dict):
     #: Whether it gives a value for every entry of its node, in the node's order (nothing
     #: to draw there: the node is a copy of it).
     whole = False
+    #: Whether :meth:`SamplingPlan.draw` with it takes nothing from the random generator (a
+    #: point's overlay whose config is whole).
+    draws_nothing = False
 
 
 _NO_OVERLAY = PointOverlay()
@@ -136,7 +139,9 @@ class SamplingPlan:
             # there); a domain, the usual entry, is its own copy.
             current = space[key]
             warn_if_outside(current if isinstance(current, Domain) else copy_spec(current), value, path)
-        return PointOverlay(config=overlay)
+        point_overlay = PointOverlay(config=overlay)
+        point_overlay.draws_nothing = overlay.whole
+        return point_overlay
 
     def draw(self, rng: Rng, overlay: PointOverlay = _NO_OVERLAY) -> Tuple[Dict[Path, Any], Dict]:
         """``(resolved_vars, spec)`` of one new sample, as ``generate_in_place`` yields it:
