@@ -173,6 +173,8 @@ class DirectLoop:
         self._fidelity_name = blackbox.fidelity_name
         self._fidelity_values = blackbox.fidelities.tolist()
         self._plain_fidelities = blackbox.fidelities.dtype.kind in _NUMBER_KINDS
+        # A table's own curves are rows of its columns: whether they are numbers under str names is known here.
+        self._numeric_curves = type(blackbox).curve is TabularBlackbox.curve and _numbers_by_name(blackbox.metric_table)
         self._dates = ResultDateText()
         executor.loop_elsewhere = self  # (its snapshots save running_states; the runner's stops reach interrupt)
 
@@ -231,8 +233,8 @@ class DirectLoop:
         columns = {name: values.tolist() for name, values in metrics.items()}
         run.columns = list(columns.items())
         config = run.config
-        if type(config) is dict and config and self._plain_fidelities and all(
-                type(name) is str and values.dtype.kind in _NUMBER_KINDS for name, values in metrics.items()):
+        if type(config) is dict and config and self._plain_fidelities and (
+                self._numeric_curves or _numbers_by_name(metrics)):
             # Numbers under str keys, and the config: a result's flat form is itself plus the
             # config's keys, as TrialState.flatten_result makes it (made here with each result).
             run.flat_config = flatten_dict(config, "/", "config")
@@ -441,6 +443,11 @@ class ResultDateText:
             self._minute_start, self._prefix = start, time.strftime("%Y-%m-%d_%H-%M-", local)
             return self._prefix + _SECONDS_TEXT[local.tm_sec]
         return time.strftime("%Y-%m-%d_%H-%M-%S", local)
+
+
+def _numbers_by_name(metrics: Dict[Any, np.ndarray]) -> bool:
+    """Whether each of ``metrics`` (name -> values) holds plain numbers, under a str name."""
+    return all(type(name) is str and values.dtype.kind in _NUMBER_KINDS for name, values in metrics.items())
 
 
 def _reports_numbers(blackbox: Any) -> bool:
