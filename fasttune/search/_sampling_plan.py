@@ -65,6 +65,8 @@ __all__ = ["SamplingPlan"]
 
 # Leaves that copy_spec shares between variants instead of copying them.
 _SHARED_LEAVES = ATOM_TYPES + (types.FunctionType, types.BuiltinFunctionType, type)
+# The exact types of most of them in points: a set lookup answers for these.
+_PLAIN_LEAF_TYPES = frozenset((int, float, str, bool, type(None)))
 _DRAWN_SAMPLERS = (Uniform, LogUniform, Normal)
 
 # What an entry of a template node holds: a shared constant, a draw, a nested dict or
@@ -127,7 +129,7 @@ class SamplingPlan:
         config = self._entries.get("config")
         if config is None or config[0] != _DICT:
             return None
-        replaced: List[Tuple[Dict, Any, Any, Path]] = []
+        replaced: List[Tuple[Dict, Any, Any, Path]] = []  # (node, key, value, the node's path)
         try:
             overlay, opened = _overlay(config[1], self._space["config"], point, ("config",), replaced)
         except _NotPlannable:
@@ -138,7 +140,7 @@ class SamplingPlan:
             # Compared with a working copy, as preset_spec does (a tuple shows as a list
             # there); a domain, the usual entry, is its own copy.
             current = space[key]
-            warn_if_outside(current if isinstance(current, Domain) else copy_spec(current), value, path)
+            warn_if_outside(current if isinstance(current, Domain) else copy_spec(current), value, path + (key,))
         point_overlay = PointOverlay(config=overlay)
         point_overlay.draws_nothing = overlay.whole
         return point_overlay
@@ -244,22 +246,26 @@ def _overlay(entries: Entries, space: Dict, point: Mapping, path: Path, replaced
     raises _NotPlannable where the merge would copy a container or leave a domain to parse."""
     overlay = PointOverlay()
     opened = 0
+    nested = False  # whether a value is an overlay of its own
     for key, value in point.items():
         entry = entries.get(key)
         if entry is None:
             raise _NotPlannable(path + (key,))  # the general path names the missing key
         kind, payload, opens = entry
-        if isinstance(value, _SHARED_LEAVES):  # first: the Mapping check is slower
+        # First: the Mapping check is slower (and the type of most values, before isinstance's walk).
+        if type(value) in _PLAIN_LEAF_TYPES or isinstance(value, _SHARED_LEAVES):
             overlay[key] = value
             opened += opens
-            replaced.append((space, key, value, path + (key,)))
+            replaced.append((space, key, value, path))
         elif isinstance(value, Mapping) and kind == _DICT:
             overlay[key], nested_opened = _overlay(payload, space[key], value, path + (key,), replaced)
             opened += nested_opened
+            nested = True
         else:
             raise _NotPlannable(path + (key,))
-    if len(overlay) == len(entries) and not any(type(value) is PointOverlay for value in overlay.values()):
-        overlay = PointOverlay([(key, overlay[key]) for key in entries])  # (the same keys: each was found there)
+    if len(overlay) == len(entries) and not nested:
+        if list(overlay) != list(entries):  # (the same keys, each found there: in the node's order)
+            overlay = PointOverlay([(key, overlay[key]) for key in entries])
         overlay.whole = True
     return overlay, opened
 
