@@ -88,7 +88,7 @@ class PointOverlay(dict):
     #: to draw there: the node is a copy of it).
     whole = False
     #: Whether :meth:`SamplingPlan.draw` with it takes nothing from the random generator (a
-    #: point's overlay whose config is whole).
+    #: point's overlay whose config is whole, in a spec that is the config alone).
     draws_nothing = False
 
 
@@ -142,13 +142,15 @@ class SamplingPlan:
             current = space[key]
             warn_if_outside(current if isinstance(current, Domain) else copy_spec(current), value, path + (key,))
         point_overlay = PointOverlay(config=overlay)
-        point_overlay.draws_nothing = overlay.whole
+        point_overlay.draws_nothing = overlay.whole and len(self._entries) == 1  # (the spec is the config alone)
         return point_overlay
 
     def draw(self, rng: Rng, overlay: PointOverlay = _NO_OVERLAY) -> Tuple[Dict[Path, Any], Dict]:
         """``(resolved_vars, spec)`` of one new sample, as ``generate_in_place`` yields it:
         of a point when given its :meth:`point_overlay`, otherwise only if :attr:`complete`."""
         resolved_vars: Dict[Path, Any] = {}
+        if overlay.draws_nothing:
+            return resolved_vars, {"config": dict(overlay["config"])}  # (what _instantiate makes of it)
         return resolved_vars, _instantiate(self._entries, resolved_vars, rng, overlay)
 
     def describe(self, resolved_vars: Dict[Path, Any]) -> Tuple[str, Dict[str, Any]]:
