@@ -182,39 +182,43 @@ class DirectLoop:
         """Step until the sweep is finished, or a Ctrl-C (``interrupted.presses``)."""
         runner, events, executor, runs = self.runner, self._events, self.executor, self._runs
         clock, deadline = executor.clock, executor.deadline
+        # (Bound once: a few steps a trial, each calling most of them.)
+        is_finished, next_trial_to_start, end_step = runner.is_finished, runner.next_trial_to_start, runner.end_step
+        has_free_slot, advance_to, progress_step = executor.has_free_slot, clock.advance_to, progress.step
+        heappop, start, reply = heapq.heappop, self._start, self._reply
         steps = 0
         waiting = None  # the trial that waits for a free worker: asked for again only once one is free
-        while not runner.is_finished() and not interrupted.presses:
+        while not is_finished() and not interrupted.presses:
             if deadline is not None:
                 runner.stop_all_if_budget_spent()
             # (With no worker free, the runner's answer is None and changes nothing once a
             # trial waits: each step of its loop asks the scheduler and searcher in vain.)
             trial = None
-            if executor.has_free_slot() or waiting is None or waiting.status != waiting.PENDING:
-                trial = runner.next_trial_to_start()
+            if has_free_slot() or waiting is None or waiting.status != waiting.PENDING:
+                trial = next_trial_to_start()
                 waiting = runner.first_trial_with_status("PENDING") if trial is None else None
             if trial is not None:
-                self._start(trial)
+                start(trial)
             else:
                 while events:  # (replies an interrupt replaced are passed over, in the same step)
                     run = runs.get(events[0][2])
                     if run is not None and run.seq == events[0][1]:
                         break
-                    heapq.heappop(events)
+                    heappop(events)
                 if not events:
-                    if runner.is_finished():  # (the budget's stop ended the last trials: a step, as the runner's)
-                        runner.end_step(check=steps % _STEPS_PER_CHECK == 0)
-                        progress.step()
+                    if is_finished():  # (the budget's stop ended the last trials: a step, as the runner's)
+                        end_step(steps % _STEPS_PER_CHECK == 0)
+                        progress_step()
                     return  # else nothing runs and nothing starts: the runner's loop says why
                 if deadline is not None and events[0][0] > deadline:
-                    clock.advance_to(deadline)  # nothing happens after the budget: the next step stops all
+                    advance_to(deadline)  # nothing happens after the budget: the next step stops all
                 else:
-                    due, _, slot = heapq.heappop(events)
-                    clock.advance_to(due)
-                    self._reply(slot)
-            runner.end_step(check=steps % _STEPS_PER_CHECK == 0)  # (the first step's too: its snapshot is the first)
+                    due, _, slot = heappop(events)
+                    advance_to(due)
+                    reply(slot)
+            end_step(steps % _STEPS_PER_CHECK == 0)  # (check: the first step's too, its snapshot is the first)
             steps += 1
-            progress.step()
+            progress_step()
 
     # ---- a trial's segment, as SimulatedExecutor runs one ----------------------------------
     def _start(self, trial: Any) -> None:
