@@ -1,5 +1,6 @@
 """Trial: a view over a TrialTable row, its identity, paths and decisions."""
 import os
+import pathlib
 import re
 
 import pytest
@@ -127,6 +128,14 @@ def test_path():
     assert trial.experiment_dir_name == "exp"
     custom = Trial("train", experiment_path="/tmp/exp", trial_dirname_creator=lambda t: "d")
     assert custom.path == os.path.join("/tmp/exp", "d")
+
+
+@pytest.mark.parametrize("experiment_path", ["/tmp/exp/", "/", "relative", "relative//", "", pathlib.Path("/tmp/exp")])
+def test_a_trials_path_is_its_directory_joined_as_os_path_join_joins_it(experiment_path):
+    """(Joined without os.path.join's general checks where it can: the same path.)"""
+    for trial in (Trial("train", trial_id="t1", experiment_path=experiment_path),
+                  Trial("train", experiment_path=experiment_path, trial_dirname_creator=lambda t: "d")):
+        assert trial.path == os.path.join(experiment_path, trial.storage_dirname)
 
 
 def test_str_uses_trial_name_creator():
