@@ -237,8 +237,8 @@ class DirectLoop:
         columns = {name: values.tolist() for name, values in metrics.items()}
         run.columns = list(columns.items())
         config = run.config
-        if type(config) is dict and config and self._plain_fidelities and (
-                self._numeric_curves or _numbers_by_name(metrics)):
+        numbers = self._numeric_curves or _numbers_by_name(metrics)
+        if type(config) is dict and config and self._plain_fidelities and numbers:
             # Numbers under str keys, and the config: a result's flat form is itself plus the
             # config's keys, as TrialState.flatten_result makes it (made here with each result).
             run.flat_config = flatten_dict(config, "/", "config")
@@ -246,7 +246,7 @@ class DirectLoop:
         if metric in columns and metric != self._fidelity_name and metrics[metric].dtype.kind in _NUMBER_KINDS:
             run.metric_column = columns[metric]
         run.step_seconds = step_seconds.tolist()
-        schedule = run.schedule = decisions.schedule(0, columns)
+        schedule = run.schedule = decisions.schedule(0, columns, numbers)
         if schedule is not None:
             run.answers = schedule.answers
         else:
