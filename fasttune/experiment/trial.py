@@ -264,7 +264,9 @@ class Trial:
                 name = f"{self.trainable_name}_{self.trial_id}"
                 if self.experiment_tag:
                     name = f"{name}_{self.experiment_tag}"
-                name = _UNSAFE_PATH_CHARS.sub("_", name)[:130]
+                if not (name.isascii() and name.isidentifier()):  # (letters, digits and _ only: none to replace)
+                    name = _UNSAFE_PATH_CHARS.sub("_", name)
+                name = name[:130]
             self._dirname = name
         return self._dirname
 

@@ -92,6 +92,15 @@ def test_storage_dirname_default_is_sanitised():
     assert os.sep not in name and " " not in name
 
 
+@pytest.mark.parametrize("trainable, tag", [
+    ("train", "12"), ("Train_2", "x"), ("tr\u00e9n", "1"), ("e\u0301", "1"), ("train", "1 2"), ("_", "__")])
+def test_storage_dirname_replaces_what_is_no_word_character_however_it_is_found(trainable, tag):
+    """(An ASCII identifier is taken as it is, without the regular expression: the same name.)
+    A combining accent may continue an identifier but is no word character: it is replaced."""
+    trial = Trial(trainable, trial_id="abc_00001", experiment_tag=tag)
+    assert trial.storage_dirname == re.sub(r"[^\w\-=.,+]", "_", f"{trainable}_abc_00001_{tag}")[:130]
+
+
 def test_storage_dirname_long_tag_truncated_but_keeps_trial_id():
     a = Trial("train", trial_id="x_00001", experiment_tag="lr=" + "9" * 500)
     b = Trial("train", trial_id="x_00002", experiment_tag="lr=" + "9" * 500)
