@@ -95,6 +95,13 @@ class PointOverlay(dict):
 _NO_OVERLAY = PointOverlay()
 
 
+class _WholePointOverlay(PointOverlay):
+    """The overlay of a point that gives every value: draws nothing (a class of its own, so
+    that each of a sweep's 100,000s of points carries no attribute dict of its own)."""
+
+    draws_nothing = True
+
+
 class SamplingPlan:
     """The draws of one sample of a space, in the order the general path makes them."""
 
@@ -141,9 +148,8 @@ class SamplingPlan:
             # there); a domain, the usual entry, is its own copy.
             current = space[key]
             warn_if_outside(current if isinstance(current, Domain) else copy_spec(current), value, path + (key,))
-        point_overlay = PointOverlay(config=overlay)
-        point_overlay.draws_nothing = overlay.whole and len(self._entries) == 1  # (the spec is the config alone)
-        return point_overlay
+        whole_point = overlay.whole and len(self._entries) == 1  # (the spec is the config alone)
+        return (_WholePointOverlay if whole_point else PointOverlay)(config=overlay)
 
     def draw(self, rng: Rng, overlay: PointOverlay = _NO_OVERLAY) -> Tuple[Dict[Path, Any], Dict]:
         """``(resolved_vars, spec)`` of one new sample, as ``generate_in_place`` yields it:
