@@ -178,13 +178,14 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             not_carried = None
         except protocol.ConfigNotCarried as exc:
             not_carried = exc
+        pending = trial.status == Trial.PENDING  # (read before the table holds it: the same, and cheaper)
         trial._attach(self._table, self._table.add())
         self._trials.append(trial)
         self._by_id[trial.trial_id] = trial
         self._states[trial.trial_id] = TrialState(queueable=queue)
         if self._snapshots is not None:
             self._snapshots.add_row()
-        if trial.status == Trial.PENDING and not_carried is None:
+        if pending and not_carried is None:
             self._unassigned[trial.trial_id] = trial
         self._scheduler.on_trial_add(self, trial)
         if not_carried is not None:

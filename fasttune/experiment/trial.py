@@ -7,6 +7,7 @@ columns rather than 50,000 Python state machines.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import secrets
 import itertools
@@ -52,6 +53,18 @@ _UNSAFE_PATH_CHARS = re.compile(r"[^\w\-=.,+]")
 # (experiment_path, its basename) of the last trial made: the trials of a sweep share one
 # path, so each new trial finds its experiment's directory name here.
 _last_experiment_dir: Tuple[Any, Optional[str]] = (None, None)
+
+
+_POSIX_PATHS = os.path is posixpath
+
+
+def _join(directory: Any, name: str) -> str:
+    """``os.path.join(directory, name)`` for a ``name`` without a path separator (a trial's
+    directory name), as POSIX's join makes it without its general checks (a trial's path is
+    made once for each trial: 100,000s of them in a simulated sweep)."""
+    if _POSIX_PATHS and type(directory) is str and type(name) is str and not name.startswith("/"):
+        return directory + name if not directory or directory.endswith("/") else directory + "/" + name
+    return os.path.join(directory, name)
 
 
 class CheckpointResult(NamedTuple):
@@ -251,7 +264,9 @@ class Trial:
                 name = f"{self.trainable_name}_{self.trial_id}"
                 if self.experiment_tag:
                     name = f"{name}_{self.experiment_tag}"
-                name = _UNSAFE_PATH_CHARS.sub("_", name)[:130]
+                if not (name.isascii() and name.isidentifier()):  # (letters, digits and _ only: none to replace)
+                    name = _UNSAFE_PATH_CHARS.sub("_", name)
+                name = name[:130]
             self._dirname = name
         return self._dirname
 
@@ -261,7 +276,7 @@ class Trial:
             return None
         # Read on every batch of results: worth keeping instead of joining again.
         if self._path is None or self._path[0] != self.experiment_path:
-            self._path = (self.experiment_path, os.path.join(self.experiment_path, self.storage_dirname))
+            self._path = (self.experiment_path, _join(self.experiment_path, self.storage_dirname))
         return self._path[1]
 
     local_path = path

@@ -65,6 +65,8 @@ __all__ = ["SamplingPlan"]
 
 # Leaves that copy_spec shares between variants instead of copying them.
 _SHARED_LEAVES = ATOM_TYPES + (types.FunctionType, types.BuiltinFunctionType, type)
+# The exact types of most of them in points: a set lookup answers for these.
+_PLAIN_LEAF_TYPES = frozenset((int, float, str, bool, type(None)))
 _DRAWN_SAMPLERS = (Uniform, LogUniform, Normal)
 
 # What an entry of a template node holds: a shared constant, a draw, a nested dict or
@@ -85,9 +87,19 @@ class PointOverlay(dict):
     #: Whether it gives a value for every entry of its node, in the node's order (nothing
     #: to draw there: the node is a copy of it).
     whole = False
+    #: Whether :meth:`SamplingPlan.draw` with it takes nothing from the random generator (a
+    #: point's overlay whose config is whole, in a spec that is the config alone).
+    draws_nothing = False
 
 
 _NO_OVERLAY = PointOverlay()
+
+
+class _WholePointOverlay(PointOverlay):
+    """The overlay of a point that gives every value: draws nothing (a class of its own, so
+    that each of a sweep's 100,000s of points carries no attribute dict of its own)."""
+
+    draws_nothing = True
 
 
 class SamplingPlan:
@@ -124,7 +136,7 @@ class SamplingPlan:
         config = self._entries.get("config")
         if config is None or config[0] != _DICT:
             return None
-        replaced: List[Tuple[Dict, Any, Any, Path]] = []
+        replaced: List[Tuple[Dict, Any, Any, Path]] = []  # (node, key, value, the node's path)
         try:
             overlay, opened = _overlay(config[1], self._space["config"], point, ("config",), replaced)
         except _NotPlannable:
@@ -135,13 +147,16 @@ class SamplingPlan:
             # Compared with a working copy, as preset_spec does (a tuple shows as a list
             # there); a domain, the usual entry, is its own copy.
             current = space[key]
-            warn_if_outside(current if isinstance(current, Domain) else copy_spec(current), value, path)
-        return PointOverlay(config=overlay)
+            warn_if_outside(current if isinstance(current, Domain) else copy_spec(current), value, path + (key,))
+        whole_point = overlay.whole and len(self._entries) == 1  # (the spec is the config alone)
+        return (_WholePointOverlay if whole_point else PointOverlay)(config=overlay)
 
     def draw(self, rng: Rng, overlay: PointOverlay = _NO_OVERLAY) -> Tuple[Dict[Path, Any], Dict]:
         """``(resolved_vars, spec)`` of one new sample, as ``generate_in_place`` yields it:
         of a point when given its :meth:`point_overlay`, otherwise only if :attr:`complete`."""
         resolved_vars: Dict[Path, Any] = {}
+        if overlay.draws_nothing:
+            return resolved_vars, {"config": dict(overlay["config"])}  # (what _instantiate makes of it)
         return resolved_vars, _instantiate(self._entries, resolved_vars, rng, overlay)
 
     def describe(self, resolved_vars: Dict[Path, Any]) -> Tuple[str, Dict[str, Any]]:
@@ -239,22 +254,26 @@ def _overlay(entries: Entries, space: Dict, point: Mapping, path: Path, replaced
     raises _NotPlannable where the merge would copy a container or leave a domain to parse."""
     overlay = PointOverlay()
     opened = 0
+    nested = False  # whether a value is an overlay of its own
     for key, value in point.items():
         entry = entries.get(key)
         if entry is None:
             raise _NotPlannable(path + (key,))  # the general path names the missing key
         kind, payload, opens = entry
-        if isinstance(value, _SHARED_LEAVES):  # first: the Mapping check is slower
+        # First: the Mapping check is slower (and the type of most values, before isinstance's walk).
+        if type(value) in _PLAIN_LEAF_TYPES or isinstance(value, _SHARED_LEAVES):
             overlay[key] = value
             opened += opens
-            replaced.append((space, key, value, path + (key,)))
+            replaced.append((space, key, value, path))
         elif isinstance(value, Mapping) and kind == _DICT:
             overlay[key], nested_opened = _overlay(payload, space[key], value, path + (key,), replaced)
             opened += nested_opened
+            nested = True
         else:
             raise _NotPlannable(path + (key,))
-    if len(overlay) == len(entries) and not any(type(value) is PointOverlay for value in overlay.values()):
-        overlay = PointOverlay([(key, overlay[key]) for key in entries])  # (the same keys: each was found there)
+    if len(overlay) == len(entries) and not nested:
+        if list(overlay) != list(entries):  # (the same keys, each found there: in the node's order)
+            overlay = PointOverlay([(key, overlay[key]) for key in entries])
         overlay.whole = True
     return overlay, opened
 

@@ -130,6 +130,9 @@ class _ExperimentVariants:
         self.variants: Optional[Iterator[Variant]] = None
         self.origin: Optional[Dict] = None
         self.start_state: Any = None
+        # The current sample drew nothing: the generator is still at its start, and start_state
+        # is read from it when saved (a copy of the generator's state for each such point costs).
+        self.start_unmoved = False
         self.taken = 0
 
     def next_variant(self, rng: Rng) -> Optional[Variant]:
@@ -145,19 +148,28 @@ class _ExperimentVariants:
             elif self.samples_left > 0:
                 origin = None
             else:
+                self.start_state = self.saved_start_state(rng)  # (the generator moves on for others)
+                self.start_unmoved = False
                 return None
             self.samples_left -= 1
-            start_state = None if rng.is_global else rng.get_state()
             overlay = self._plan_overlay(origin)
             if overlay is not None:
                 # A sample the plan draws is one variant: drawn now, with no iterator made for it
                 # (the same state as after open() and one next(): a restore opens it).
+                unmoved = overlay.draws_nothing and not rng.is_global
+                start_state = None if rng.is_global or unmoved else rng.get_state()
                 self.origin, self.start_state, self.taken, self.variants = origin, start_state, 1, _DRAWN
+                self.start_unmoved = unmoved
                 return self.planned_variant(overlay, rng)
-            self.open(origin, rng, start_state)
+            self.open(origin, rng, None if rng.is_global else rng.get_state())
+
+    def saved_start_state(self, rng: Rng) -> Any:
+        """The generator's state at the start of the current sample, as a checkpoint keeps it
+        (``None`` for numpy's global generator); ``rng`` is the generator the samples draw from."""
+        return rng.get_state() if self.start_unmoved else self.start_state
 
     def open(self, origin: Optional[Dict], rng: Rng, start_state: Any) -> None:
-        self.origin, self.start_state, self.taken = origin, start_state, 0
+        self.origin, self.start_state, self.taken, self.start_unmoved = origin, start_state, 0, False
         overlay = self._plan_overlay(origin)
         if overlay is not None:
             self.variants = _planned_variants(self, overlay, rng)
@@ -346,7 +358,7 @@ class BasicVariantGenerator(SearchAlgorithm):
                     "samples_left": item.samples_left,
                     "active": item.variants is not None,
                     "origin": item.origin,
-                    "start_state": item.start_state,
+                    "start_state": item.saved_start_state(self._rng),
                     "taken": taken,
                 }
             )

@@ -68,6 +68,8 @@ __all__ = [
 
 
 def _is_real(value: Any) -> bool:
+    if type(value) is float or type(value) is int:  # (most values: no walk of the abstract classes)
+        return True
     return isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 

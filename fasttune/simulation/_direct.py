@@ -42,7 +42,7 @@ from fasttune.simulation._blackbox import Blackbox
 from fasttune.simulation._executor import SimulatedExecutor, curve_of, record_state
 from fasttune.simulation._tabular import TabularBlackbox
 
-__all__ = ["DirectLoop", "direct_loop_refusal"]
+__all__ = ["DirectLoop", "ResultDateText", "direct_loop_refusal"]
 
 # The schedulers whose decisions are only CONTINUE and STOP, for the trial judged alone.
 _SCHEDULERS = (FIFOScheduler, AsyncHyperBandScheduler)
@@ -122,13 +122,14 @@ class _Run:
 
     __slots__ = ("trial", "trial_id", "config", "columns", "step_seconds", "schedule", "answers", "watch", "position",
                  "start", "previous", "results", "times", "values", "flat_results", "flat_config", "end", "failure",
-                 "heard_start", "heard", "delivered", "due", "seq", "awaiting", "interrupted", "stop")
+                 "heard_start", "heard", "delivered", "due", "seq", "awaiting", "interrupted", "stop", "metric_column")
 
     def __init__(self, trial: Any, start: float) -> None:
         self.trial = trial
         self.trial_id: str = trial.trial_id
         self.config: Dict[str, Any] = trial.config
         self.columns: List[Any] = []  # (metric name, values) in the blackbox's order
+        self.metric_column: Optional[List[Any]] = None  # the experiment metric's values, where they are numbers
         self.step_seconds: List[float] = []
         self.schedule: Any = None  # the DecisionForm's schedule from its start, if it has one
         self.answers: Optional[List[bool]] = None  # whether each position waits for a decision
@@ -172,47 +173,52 @@ class DirectLoop:
         self._fidelity_name = blackbox.fidelity_name
         self._fidelity_values = blackbox.fidelities.tolist()
         self._plain_fidelities = blackbox.fidelities.dtype.kind in _NUMBER_KINDS
-        self._date_second: Optional[int] = None
-        self._date = ""
+        # A table's own curves are rows of its columns: whether they are numbers under str names is known here.
+        self._numeric_curves = type(blackbox).curve is TabularBlackbox.curve and _numbers_by_name(blackbox.metric_table)
+        self._dates = ResultDateText()
         executor.loop_elsewhere = self  # (its snapshots save running_states; the runner's stops reach interrupt)
 
     def run(self, progress: Any, interrupted: Any) -> None:
         """Step until the sweep is finished, or a Ctrl-C (``interrupted.presses``)."""
         runner, events, executor, runs = self.runner, self._events, self.executor, self._runs
         clock, deadline = executor.clock, executor.deadline
+        # (Bound once: a few steps a trial, each calling most of them.)
+        is_finished, next_trial_to_start, end_step = runner.is_finished, runner.next_trial_to_start, runner.end_step
+        has_free_slot, advance_to, progress_step = executor.has_free_slot, clock.advance_to, progress.step
+        heappop, start, reply = heapq.heappop, self._start, self._reply
         steps = 0
         waiting = None  # the trial that waits for a free worker: asked for again only once one is free
-        while not runner.is_finished() and not interrupted.presses:
+        while not is_finished() and not interrupted.presses:
             if deadline is not None:
                 runner.stop_all_if_budget_spent()
             # (With no worker free, the runner's answer is None and changes nothing once a
             # trial waits: each step of its loop asks the scheduler and searcher in vain.)
             trial = None
-            if executor.has_free_slot() or waiting is None or waiting.status != waiting.PENDING:
-                trial = runner.next_trial_to_start()
+            if has_free_slot() or waiting is None or waiting.status != waiting.PENDING:
+                trial = next_trial_to_start()
                 waiting = runner.first_trial_with_status("PENDING") if trial is None else None
             if trial is not None:
-                self._start(trial)
+                start(trial)
             else:
                 while events:  # (replies an interrupt replaced are passed over, in the same step)
                     run = runs.get(events[0][2])
                     if run is not None and run.seq == events[0][1]:
                         break
-                    heapq.heappop(events)
+                    heappop(events)
                 if not events:
-                    if runner.is_finished():  # (the budget's stop ended the last trials: a step, as the runner's)
-                        runner.end_step(check=steps % _STEPS_PER_CHECK == 0)
-                        progress.step()
+                    if is_finished():  # (the budget's stop ended the last trials: a step, as the runner's)
+                        end_step(steps % _STEPS_PER_CHECK == 0)
+                        progress_step()
                     return  # else nothing runs and nothing starts: the runner's loop says why
                 if deadline is not None and events[0][0] > deadline:
-                    clock.advance_to(deadline)  # nothing happens after the budget: the next step stops all
+                    advance_to(deadline)  # nothing happens after the budget: the next step stops all
                 else:
-                    due, _, slot = heapq.heappop(events)
-                    clock.advance_to(due)
-                    self._reply(slot)
-            runner.end_step(check=steps % _STEPS_PER_CHECK == 0)  # (the first step's too: its snapshot is the first)
+                    due, _, slot = heappop(events)
+                    advance_to(due)
+                    reply(slot)
+            end_step(steps % _STEPS_PER_CHECK == 0)  # (check: the first step's too, its snapshot is the first)
             steps += 1
-            progress.step()
+            progress_step()
 
     # ---- a trial's segment, as SimulatedExecutor runs one ----------------------------------
     def _start(self, trial: Any) -> None:
@@ -231,13 +237,16 @@ class DirectLoop:
         columns = {name: values.tolist() for name, values in metrics.items()}
         run.columns = list(columns.items())
         config = run.config
-        if type(config) is dict and config and self._plain_fidelities and all(
-                type(name) is str and values.dtype.kind in _NUMBER_KINDS for name, values in metrics.items()):
+        numbers = self._numeric_curves or _numbers_by_name(metrics)
+        if type(config) is dict and config and self._plain_fidelities and numbers:
             # Numbers under str keys, and the config: a result's flat form is itself plus the
             # config's keys, as TrialState.flatten_result makes it (made here with each result).
             run.flat_config = flatten_dict(config, "/", "config")
+        metric = self.metric
+        if metric in columns and metric != self._fidelity_name and metrics[metric].dtype.kind in _NUMBER_KINDS:
+            run.metric_column = columns[metric]
         run.step_seconds = step_seconds.tolist()
-        schedule = run.schedule = decisions.schedule(0, columns)
+        schedule = run.schedule = decisions.schedule(0, columns, numbers)
         if schedule is not None:
             run.answers = schedule.answers
         else:
@@ -249,55 +258,51 @@ class DirectLoop:
         reports (complete, as the runner's ResultBuffer makes them), and that reply's event."""
         step_seconds, fidelity_name, fidelity_values = run.step_seconds, self._fidelity_name, self._fidelity_values
         columns, answers, watch, stop = run.columns, run.answers, run.watch, run.stop
-        single = columns[0] if len(columns) == 1 else None
-        metric = self.metric
+        # One metric, decision points known ahead and no stop criterion: each result is made at once.
+        plain = len(columns) == 1 and answers is not None and stop is None
+        metric_name, metric_values = columns[0] if plain else (None, None)
+        metric, metric_column = self.metric, run.metric_column
         trial_id, config, start = run.trial_id, run.config, run.start
         results, times, values, flat_results = run.results, run.times, run.values, run.flat_results
-        flat_config = run.flat_config
+        flat_config, date_of = run.flat_config, self._dates.of
         position, previous = run.position, run.previous
         t = now
         last = len(step_seconds)
         end = "done"
+        stopped = False
         while position < last:
             i = position
             t += step_seconds[i]
             position += 1
-            if single is not None:
-                result = {single[0]: single[1][i], fidelity_name: fidelity_values[i]}
-            else:
-                result = {name: column[i] for name, column in columns}
-                result[fidelity_name] = fidelity_values[i]
             since_start = t - start
-            at_decision = answers[i] if answers is not None else watch(position, dict(result), since_start)
-            stopped = stop is not None and stop.reached(
-                result, iteration=position, since_restore=position, time_total=since_start,
-                time_since_restore=since_start, now=t, time_this_iter=t - previous)
-            second = math.floor(t)
-            if second != self._date_second:
-                self._date = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(second))
-                self._date_second = second
-            # The fields and their order are ResultBuffer.ingest's (the runner's, then its config).
-            result["timestamp"] = int(t)
-            result["checkpoint_dir_name"] = None
-            result["done"] = stopped  # (the driver's check of the stop dict marks the result it ends on)
-            result["training_iteration"] = position
-            result["trial_id"] = trial_id
-            result["date"] = self._date
-            result["time_this_iter_s"] = t - previous
-            result["time_total_s"] = 0.0 + since_start
-            result["pid"] = 0
-            result["hostname"] = "simulated"
-            result["node_ip"] = "127.0.0.1"
-            result["time_since_restore"] = since_start
-            result["iterations_since_restore"] = position
+            date = date_of(math.floor(t))
+            # The fields and their order are ResultBuffer.ingest's (the blackbox's, the runner's, then
+            # its config); "done" is the driver's check of the stop dict, on the result it ends on.
+            if plain:
+                at_decision = answers[i]
+                result = {metric_name: metric_values[i], fidelity_name: fidelity_values[i], "timestamp": int(t),
+                          "checkpoint_dir_name": None, "done": False, "training_iteration": position,
+                          "trial_id": trial_id, "date": date, "time_this_iter_s": t - previous,
+                          "time_total_s": 0.0 + since_start, "pid": 0, "hostname": "simulated",
+                          "node_ip": "127.0.0.1", "time_since_restore": since_start,
+                          "iterations_since_restore": position}  # (_complete's, without a call)
+            else:
+                reported = {name: column[i] for name, column in columns}
+                reported[fidelity_name] = fidelity_values[i]
+                at_decision = answers[i] if answers is not None else watch(position, dict(reported), since_start)
+                stopped = stop is not None and stop.reached(
+                    reported, iteration=position, since_restore=position, time_total=since_start,
+                    time_since_restore=since_start, now=t, time_this_iter=t - previous)
+                result = _complete(reported, t, stopped, position, trial_id, date, t - previous, since_start)
             if flat_config is not None:
-                flat = result.copy()
-                flat.update(flat_config)
-                flat_results.append(flat)
+                flat_results.append({**result, **flat_config})
             result["config"] = config
             results.append(result)
             times.append(t)
-            values.append(_table_value(result.get(metric)) if metric is not None else math.nan)
+            if metric_column is not None:
+                values.append(float(metric_column[i]))  # (what _table_value gives for a plain number)
+            else:
+                values.append(_table_value(result.get(metric)) if metric is not None else math.nan)
             if stopped:
                 end = "stop"  # its reply ends it, on the result that reached its stop criterion
                 break
@@ -405,6 +410,50 @@ class DirectLoop:
         self.runner.finish_trial(run.trial, failure)
 
 
+# Two digits of each second of a minute, as strftime's %S writes them.
+_SECONDS_TEXT = tuple(f"{second:02d}" for second in range(60))
+
+
+class ResultDateText:
+    """A result's ``date`` at a whole second, as the core's ResultBuffer writes it
+    (``time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(second))``), with each local minute's
+    text worked out once: a simulated result comes every few seconds, and within a minute
+    only the seconds change.
+
+    Example:
+        >>> import time
+        >>> dates = ResultDateText()
+        >>> all(dates.of(second) == time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(second))
+        ...     for second in range(1_700_000_000, 1_700_000_200, 7))
+        True
+    """
+
+    __slots__ = ("_minute_start", "_prefix")
+
+    def __init__(self) -> None:
+        self._minute_start: float = math.inf  # (no minute yet)
+        self._prefix = ""
+
+    def of(self, second: int) -> str:
+        offset = second - self._minute_start
+        if 0 <= offset < 60:
+            return self._prefix + _SECONDS_TEXT[offset]
+        local = time.localtime(second)
+        start = second - local.tm_sec
+        first, last = time.localtime(start), time.localtime(start + 59)
+        # (A minute that a change of UTC offset or a leap second cuts is written second by second.)
+        if local.tm_sec < 60 and first.tm_gmtoff == local.tm_gmtoff == last.tm_gmtoff and (
+                first.tm_sec, last.tm_sec, first.tm_min, last.tm_min) == (0, 59, local.tm_min, local.tm_min):
+            self._minute_start, self._prefix = start, time.strftime("%Y-%m-%d_%H-%M-", local)
+            return self._prefix + _SECONDS_TEXT[local.tm_sec]
+        return time.strftime("%Y-%m-%d_%H-%M-%S", local)
+
+
+def _numbers_by_name(metrics: Dict[Any, np.ndarray]) -> bool:
+    """Whether each of ``metrics`` (name -> values) holds plain numbers, under a str name."""
+    return all(type(name) is str and values.dtype.kind in _NUMBER_KINDS for name, values in metrics.items())
+
+
 def _reports_numbers(blackbox: Any) -> bool:
     """Whether every metric value ``blackbox`` reports is a number: its curves are the base
     class's (float arrays of ``evaluate``'s values) or a table's numeric columns."""
@@ -412,6 +461,16 @@ def _reports_numbers(blackbox: Any) -> bool:
         return True
     return type(blackbox).curve is TabularBlackbox.curve and all(
         values.dtype.kind in _NUMBER_KINDS for values in blackbox.metric_table.values())
+
+
+def _complete(reported: Dict[str, Any], t: float, stopped: bool, position: int, trial_id: str, date: str,
+              this_iter: float, since_start: float) -> Dict[str, Any]:
+    """The result of ``reported`` without its config, as ResultBuffer.ingest completes it (the
+    same as _advance's dict display for one metric, which saves a call)."""
+    return {**reported, "timestamp": int(t), "checkpoint_dir_name": None, "done": stopped,
+            "training_iteration": position, "trial_id": trial_id, "date": date, "time_this_iter_s": this_iter,
+            "time_total_s": 0.0 + since_start, "pid": 0, "hostname": "simulated", "node_ip": "127.0.0.1",
+            "time_since_restore": since_start, "iterations_since_restore": position}
 
 
 def _table_value(value: Any) -> float:

@@ -150,16 +150,17 @@ class DecisionForm:
                        and wire[1] == fidelity_name and fidelity_name not in ("training_iteration", "time_total_s"))
         self.needs: Optional[Tuple[str, ...]] = tuple(wire[3]) if on_fidelity else None
 
-    def schedule(self, start: int, metrics: Dict[str, List[Any]]) -> Optional[_Schedule]:
+    def schedule(self, start: int, metrics: Dict[str, List[Any]], numbers: bool = False) -> Optional[_Schedule]:
         """The schedule of a segment that starts at position ``start`` of the curve
-        ``metrics`` (name -> values), or None where its watch must answer each result."""
+        ``metrics`` (name -> values), or None where its watch must answer each result;
+        ``numbers``: every value is known to be a number (none is looked for)."""
         needs = self.needs
         if needs is None:
             return None
         for need in needs:
             if need != self.fidelity_name:
                 values = metrics.get(need)
-                if values is None or None in values:
+                if values is None or (not numbers and None in values):
                     return None  # a result without it waits, whatever its fidelity
         schedule = self.by_start.get(start)
         if schedule is None:

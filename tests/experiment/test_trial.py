@@ -1,5 +1,6 @@
 """Trial: a view over a TrialTable row, its identity, paths and decisions."""
 import os
+import pathlib
 import re
 
 import pytest
@@ -91,6 +92,15 @@ def test_storage_dirname_default_is_sanitised():
     assert os.sep not in name and " " not in name
 
 
+@pytest.mark.parametrize("trainable, tag", [
+    ("train", "12"), ("Train_2", "x"), ("tr\u00e9n", "1"), ("e\u0301", "1"), ("train", "1 2"), ("_", "__")])
+def test_storage_dirname_replaces_what_is_no_word_character_however_it_is_found(trainable, tag):
+    """(An ASCII identifier is taken as it is, without the regular expression: the same name.)
+    A combining accent may continue an identifier but is no word character: it is replaced."""
+    trial = Trial(trainable, trial_id="abc_00001", experiment_tag=tag)
+    assert trial.storage_dirname == re.sub(r"[^\w\-=.,+]", "_", f"{trainable}_abc_00001_{tag}")[:130]
+
+
 def test_storage_dirname_long_tag_truncated_but_keeps_trial_id():
     a = Trial("train", trial_id="x_00001", experiment_tag="lr=" + "9" * 500)
     b = Trial("train", trial_id="x_00002", experiment_tag="lr=" + "9" * 500)
@@ -127,6 +137,14 @@ def test_path():
     assert trial.experiment_dir_name == "exp"
     custom = Trial("train", experiment_path="/tmp/exp", trial_dirname_creator=lambda t: "d")
     assert custom.path == os.path.join("/tmp/exp", "d")
+
+
+@pytest.mark.parametrize("experiment_path", ["/tmp/exp/", "/", "relative", "relative//", "", pathlib.Path("/tmp/exp")])
+def test_a_trials_path_is_its_directory_joined_as_os_path_join_joins_it(experiment_path):
+    """(Joined without os.path.join's general checks where it can: the same path.)"""
+    for trial in (Trial("train", trial_id="t1", experiment_path=experiment_path),
+                  Trial("train", experiment_path=experiment_path, trial_dirname_creator=lambda t: "d")):
+        assert trial.path == os.path.join(experiment_path, trial.storage_dirname)
 
 
 def test_str_uses_trial_name_creator():

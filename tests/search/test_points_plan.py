@@ -211,3 +211,35 @@ def test_each_points_overlay_is_worked_out_once(monkeypatch, case):
     assert overlays == points
     monkeypatch.undo()
     assert planned == _sweep(monkeypatch, False, space, points, len(points) + 1, "int")
+
+
+def _two_experiments(monkeypatch, use_plan, points, seed):
+    monkeypatch.setattr(basic_variant, "_USE_SAMPLING_PLAN", use_plan)
+    generator = BasicVariantGenerator(points_to_evaluate=points, random_state=SEEDS[seed]())
+    generator.add_configurations([FakeExperiment(OPEN, len(points)), FakeExperiment(OPEN, len(points) + 2)])
+    return generator
+
+
+@pytest.mark.parametrize("seed", ["int", "generator", "random_state"])
+@pytest.mark.parametrize("taken", range(11))  # every position: the first experiment's points, the second's, its samples
+def test_a_point_that_draws_nothing_saves_the_state_the_general_path_saves(monkeypatch, seed, taken):
+    """A point that sets every value draws nothing, so the plan reads its start state from the
+    generator when it is saved rather than copying it at each such point: the saved state is
+    the general path's (which copies it), also for an experiment whose last point drew nothing
+    once the next experiment has drawn, and a restore goes on with the same trials."""
+    full, drawn = PLAN_POINTS["full"][1], PLAN_POINTS["open_set_rest_drawn"][1]
+    points = [full[0], drawn[0], full[1]]  # (the first experiment ends on a point that draws nothing)
+    expected = drawn_trials(_two_experiments(monkeypatch, False, points, seed))
+    assert len(expected) == 3 + 3 + 2 * 2  # (two samples of a grid of two)
+
+    saved, general = _two_experiments(monkeypatch, True, points, seed), _two_experiments(monkeypatch, False, points, seed)
+    before = drawn_trials(saved, taken)
+    assert drawn_trials(general, taken) == before
+    state, general_state = saved.get_state(), general.get_state()
+    for mine, theirs in zip(state["experiments"], general_state["experiments"]):
+        assert pickle.dumps(mine["start_state"]) == pickle.dumps(theirs["start_state"])
+        assert {key: mine[key] for key in ("origin", "taken", "samples_left", "active")} == {
+            key: theirs[key] for key in ("origin", "taken", "samples_left", "active")}
+    restored = _two_experiments(monkeypatch, True, [], "int")
+    restored.set_state(state)
+    assert before + drawn_trials(restored) == expected

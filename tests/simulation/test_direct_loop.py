@@ -1,6 +1,8 @@
 """The simulation's direct loop runs a sweep as the runner's loop does: for every sweep it
 takes, the same ResultGrid, the same final snapshot (trials, table, the policies' and
 callbacks' states, the executor's clock) and the same callback calls, in the same order."""
+import time
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from fasttune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from fasttune.search import BasicVariantGenerator, Searcher
 from fasttune.simulation import AnytimeRecorder, FunctionBlackbox, Simulation, learning_curve_table
 from fasttune.simulation import reference_trial_order
-from fasttune.simulation._direct import DirectLoop, direct_loop_refusal
+from fasttune.simulation._direct import DirectLoop, ResultDateText, direct_loop_refusal
 
 
 @pytest.fixture(scope="module")
@@ -440,3 +442,27 @@ def test_a_stop_criterion_on_a_metric_a_blackbox_of_its_own_reports_keeps_the_ru
     assert direct_loop_refusal(SimulatedExecutor(table, checkpoint_at=None), stop={"loss": 0.1}, **settings) is None
     assert direct_loop_refusal(SimulatedExecutor(failing_blackbox(), checkpoint_at=None), stop={"loss": 0.1},
                                **settings) is None
+
+
+@pytest.mark.parametrize("zone, around", [
+    ("UTC0", 1_700_000_000),
+    # A standard offset with seconds in it, and a whole hour from 2 a.m. on the last Sunday of March:
+    # minutes that do not start on a UTC minute, and a change that cuts one.
+    ("AST-0:19:32BST-1,M3.5.0/2,M10.5.0/3", 1_774_748_428),
+    ("AST-0:19:32BST-1,M3.5.0/2,M10.5.0/3", 1_792_893_600),  # ... and its end in October
+])
+def test_the_date_of_a_result_is_the_one_the_core_writes(monkeypatch, zone, around):
+    """The direct loop writes each local minute's text once: every second of two hours
+    around a change of UTC offset still reads as time.strftime writes it, asked in either
+    order (a trial's results run ahead of the clock)."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        seconds = range(around - 3600, around + 3600)
+        for order in (seconds, reversed(seconds)):
+            dates = ResultDateText()
+            for second in order:
+                assert dates.of(second) == time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(second)), second
+    finally:
+        monkeypatch.undo()
+        time.tzset()
