@@ -155,6 +155,8 @@ def require_metric_and_mode(scheduler: Any) -> None:
 
 def metric_value(value: Any, key: str, owner: str, trial: Any) -> float:
     """``value`` of result key ``key`` as a float; a clear error when it is not a number."""
+    if type(value) is float:  # (the usual case, without the ABC's isinstance)
+        return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
     try:

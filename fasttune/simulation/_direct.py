@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from fasttune._corelib import metric_number
 from fasttune._flatten import flatten_dict
 from fasttune.execution import _protocol as protocol
 from fasttune.execution._stop_criteria import StopCriteria
@@ -55,8 +56,6 @@ _STOP_FIELDS = frozenset(("training_iteration", "iterations_since_restore", "tim
                           "timestamp", "time_this_iter_s"))
 # numpy dtype kinds whose values are plain numbers once converted: bool, int, unsigned, float.
 _NUMBER_KINDS = "biuf"
-# What the table takes as a metric value, as the core's ResultBuffer does (bool among them).
-_REAL_NUMBERS = (int, float, np.integer, np.floating, np.bool_)
 # What a result gets beside the blackbox's metrics and fidelity (ResultBuffer.ingest).
 _AUTOMATIC = frozenset((
     "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
@@ -300,9 +299,9 @@ class DirectLoop:
             results.append(result)
             times.append(t)
             if metric_column is not None:
-                values.append(float(metric_column[i]))  # (what _table_value gives for a plain number)
+                values.append(float(metric_column[i]))  # (what core.metric_number gives for a plain number)
             else:
-                values.append(_table_value(result.get(metric)) if metric is not None else math.nan)
+                values.append(metric_number(result.get(metric)) if metric is not None else math.nan)
             if stopped:
                 end = "stop"  # its reply ends it, on the result that reached its stop criterion
                 break
@@ -471,13 +470,3 @@ def _complete(reported: Dict[str, Any], t: float, stopped: bool, position: int, 
             "training_iteration": position, "trial_id": trial_id, "date": date, "time_this_iter_s": this_iter,
             "time_total_s": 0.0 + since_start, "pid": 0, "hostname": "simulated", "node_ip": "127.0.0.1",
             "time_since_restore": since_start, "iterations_since_restore": position}
-
-
-def _table_value(value: Any) -> float:
-    """The table's metric value of a result's ``value``, as the core's ResultBuffer takes it."""
-    if not isinstance(value, _REAL_NUMBERS):
-        return math.nan
-    try:
-        return float(value)
-    except OverflowError:  # an int too large for a float
-        return math.nan
