@@ -78,6 +78,8 @@ _WHOLE_SAMPLE = PointOverlay()
 
 # What a sample drawn at once leaves as its variants: nothing more (its one variant is taken).
 _DRAWN: Iterator[Variant] = iter(())
+# get_state's form: 2 saves how many points are left, not the points (1 listed them).
+_STATE_VERSION = 2
 
 
 def _planned_variants(item: "_ExperimentVariants", overlay: PointOverlay, rng: Rng) -> Iterator[Variant]:
@@ -354,7 +356,7 @@ class BasicVariantGenerator(SearchAlgorithm):
                 {
                     "experiment": item.experiment,
                     "space": item.space,
-                    "points": list(item.points),
+                    **self._saved_points(item),
                     "samples_left": item.samples_left,
                     "active": item.variants is not None,
                     "origin": item.origin,
@@ -363,7 +365,7 @@ class BasicVariantGenerator(SearchAlgorithm):
                 }
             )
         return {
-            "version": 1,
+            "version": _STATE_VERSION,
             "experiments": experiments,
             "position": self._position,
             "counter": self._counter,
@@ -378,8 +380,21 @@ class BasicVariantGenerator(SearchAlgorithm):
             "mode": self._mode,
         }
 
+    def _saved_points(self, item: _ExperimentVariants) -> Dict[str, Any]:
+        # The points not run yet are the last ones of points_to_evaluate (taken from the
+        # front): their number is saved, not each of them again at every snapshot.
+        left, points = len(item.points), self._points_to_evaluate
+        if not left or (left <= len(points) and item.points[0] is points[len(points) - left]):
+            return {"points_left": left}
+        return {"points": list(item.points)}  # (not a tail of them: never made so, kept safe)
+
     def set_state(self, state: Dict[str, Any]) -> None:
         """Continues from a ``get_state()`` dict, with the same trials still to come."""
+        version = state.get("version", 1)
+        if version > _STATE_VERSION:
+            raise ValueError(
+                f"This BasicVariantGenerator state has version {version}; this fasttune reads up to "
+                f"{_STATE_VERSION}. Restore it with the fasttune version that saved it (or a newer one).")
         self._rng = state["rng"]
         self._position = state["position"]
         self._counter = state["counter"]
@@ -399,8 +414,8 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._experiments = []
         for saved, experiment in zip(state["experiments"], current):
             item = _ExperimentVariants(
-                experiment, saved["space"], saved["points"], saved["samples_left"], self._constant_grid_search
-            )
+                experiment, saved["space"], self._restored_points(saved), saved["samples_left"],
+                self._constant_grid_search)
             if saved["active"]:
                 if saved["start_state"] is not None:
                     self._rng.set_state(saved["start_state"])
@@ -410,6 +425,15 @@ class BasicVariantGenerator(SearchAlgorithm):
                 item.taken = saved["taken"]
             self._experiments.append(item)
         self._next = None if self._finished else self._advance()
+
+    def _restored_points(self, saved: Dict[str, Any]) -> List[Dict]:
+        points = self._points_to_evaluate
+        if "points_left" in saved:
+            left = saved["points_left"]
+            return points[len(points) - left:] if left else []
+        listed = saved["points"]  # (version 1 listed them: the same tail, as objects of their own)
+        tail = points[len(points) - len(listed):] if listed else []
+        return tail if tail == listed else listed
 
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> bool:
         """Writes the state to ``dirpath`` (msgpack; the experiments and random generator

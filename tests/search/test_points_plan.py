@@ -1,6 +1,7 @@
 """Points to evaluate drawn from the sampling plan give, trial by trial, exactly what
 ``preset_spec`` + the general variant path give: configs with their types, tags,
 evaluated params, the draws of what a point leaves out, warnings, errors and restores."""
+import copy
 import logging
 import pickle
 
@@ -191,11 +192,28 @@ def test_restore_mid_points_continues_with_the_same_trials(monkeypatch, seed, sa
     state = pickle.loads(pickle.dumps(saved.get_state()))
     general_state = _generator(monkeypatch, False, space, points, 8, seed)
     drawn_trials(general_state, taken)
-    for field in ("origin", "taken", "points", "samples_left", "active"):
+    for field in ("origin", "taken", "points_left", "samples_left", "active"):
         assert state["experiments"][0][field] == general_state.get_state()["experiments"][0][field]
+    assert "points" not in state["experiments"][0]  # (how many are left, not each again)
     restored = _generator(monkeypatch, restore_with_plan, space, [], 1, "int")
     restored.set_state(state)
     assert before + drawn_trials(restored) == expected
+
+    # A state saved by the version that listed the points left restores the same way.
+    left = state["experiments"][0].pop("points_left")
+    state["experiments"][0]["points"] = copy.deepcopy(points[len(points) - left:] if left else [])
+    state["version"] = 1
+    restored = _generator(monkeypatch, restore_with_plan, space, [], 1, "int")
+    restored.set_state(state)
+    assert before + drawn_trials(restored) == expected
+
+
+def test_a_state_from_a_newer_version_is_refused_with_what_to_do(monkeypatch):
+    saved = _generator(monkeypatch, True, PLAIN, PLAN_POINTS["partial"][1], 3, "int")
+    state = saved.get_state()
+    state["version"] += 1
+    with pytest.raises(ValueError, match="Restore it with the fasttune version that saved it"):
+        _generator(monkeypatch, True, PLAIN, [], 1, "int").set_state(state)
 
 
 @pytest.mark.parametrize("case", ["partial", "full"])
