@@ -60,9 +60,10 @@ class TrialEventHandlers:
     def _on_results(self, slot: int, trial: Trial, event: protocol.Results) -> None:
         times = array("d", event.times).tolist()
         checkpoints = event.checkpoints
-        row = trial._row
-        # The trial's history before the batch, which a cut inside it starts from.
-        before = KeptHistory(trial.last_result, (self._table.get_last_metric(row), self._table.get_best_metric(row)))
+        table, row = self._table, trial._row
+        # The trial's history before the batch, which a cut inside it goes back to (plain
+        # values: a NamedTuple made per batch costs more than the rest of this).
+        last_before, metrics_before = trial.last_result, (table.get_last_metric(row), table.get_best_metric(row))
         ingested = self._results.ingest(row, event.metrics, times, checkpoints or None)
         results = ingested.results
         count = len(results)
@@ -80,7 +81,7 @@ class TrialEventHandlers:
             state, tokens = self._states[trial.trial_id], event.tokens
             indices = [index for index in sorted(checkpoints) if index < count]
             # Each is saved with its result, the trial's own last then.
-            metrics = self._metrics_after(before.metrics, results, [index + 1 for index in indices])
+            metrics = self._metrics_after(metrics_before, results, [index + 1 for index in indices])
             for index, metrics_then in zip(indices, metrics):
                 saved_any = True
                 saved[index] = self._checkpoints.record(trial, state, checkpoints[index], results[index],
@@ -101,7 +102,8 @@ class TrialEventHandlers:
             self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
 
         try:
-            decision = self._judge_batch(trial, results, times, judged, before, saved, write_batch)
+            decision = self._judge_batch(trial, results, times, judged, last_before, metrics_before, saved,
+                                         write_batch)
         finally:
             # Also when the write raised (e.g. a Ctrl-C while waiting for the writer): the
             # snapshot on the way out counts what it leaves.
@@ -129,14 +131,16 @@ class TrialEventHandlers:
                 self.trial_executor.pause_trial(trial)
 
     def _judge_batch(self, trial: Trial, results: List[Dict[str, Any]], times: List[float], judged: bool,
-                     before: KeptHistory, saved: Dict[int, Checkpoint], write: Any = None,
+                     last_before: Dict[str, Any], metrics_before: Tuple[float, float],
+                     saved: Dict[int, Checkpoint], write: Any = None,
                      flat_results: Optional[List[Dict[str, Any]]] = None) -> str:
         """Let the stopper, scheduler and searcher judge a batch of ``trial``'s counted
         ``results`` (``judged``: it may be; each is decided on until one ends the trial;
         ``flat_results``: each flattened, where the caller made them), and the callbacks hear
         each and the checkpoints saved with it (``saved``, by result index), in order; the
         batch's decision.  ``write()`` (its files) comes after, also when one of them raised;
-        ``before``: the trial's history before the batch, for a cut."""
+        ``last_before``, ``metrics_before``: the trial's last result and table row's (last,
+        best) metric before the batch, for a cut."""
         count = len(results)
         decision = TrialScheduler.CONTINUE
         judging = judged and (self._scheduler_sees_results or self._searcher_sees_results
@@ -197,7 +201,7 @@ class TrialEventHandlers:
                     write()
             finally:
                 if judged_only is not None:
-                    self._count_judged_only(trial, results, judged_only, before)
+                    self._count_judged_only(trial, results, judged_only, last_before, metrics_before)
         return decision
 
     def _decide(self, trial: Trial, result: Dict[str, Any], decide: bool = True,
@@ -281,19 +285,20 @@ class TrialEventHandlers:
         call("on_trial_result_batch", results=results, times=times[:len(results)], **common)
 
     def _count_judged_only(self, trial: Trial, results: List[Dict[str, Any]], kept: int,
-                           before: KeptHistory) -> None:
+                           last_before: Dict[str, Any], metrics_before: Tuple[float, float]) -> None:
         """An error inside a policy (its own, or a Ctrl-C) stopped the judging of this batch
         at ``results[kept]``: the trial counts only its results before that one (its files,
-        checkpoints, iteration, last result and table metrics; ``before``: its history
-        before the batch), so that a restore goes on from its latest checkpoint within them
-        and the policies judge the rest, the one being judged included, when it is reported
-        again, rather than going on past results no policy judged.  (Which policies heard
-        that one is unknown; a policy that had changed its state on it and then raised hears
-        it twice after the restore, which no cut can prevent.)"""
-        last = results[kept - 1] if kept else before.last_result
+        checkpoints, iteration, last result and table metrics; ``last_before``,
+        ``metrics_before``: its last result and metrics before the batch), so that a
+        restore goes on from its latest checkpoint within them and the policies judge the
+        rest, the one being judged included, when it is reported again, rather than going
+        on past results no policy judged.  (Which policies heard that one is unknown; a
+        policy that had changed its state on it and then raised hears it twice after the
+        restore, which no cut can prevent.)"""
+        last = results[kept - 1] if kept else last_before
         rows = trial.results_seen - (len(results) - kept)
         self._checkpoints.forget_after(trial, rows)
-        metrics = self._metrics_after(before.metrics, results, [kept])[0]
+        metrics = self._metrics_after(metrics_before, results, [kept])[0]
         self._rewind(trial, last.get("training_iteration", 0), last.get("time_total_s", 0.0), rows,
                      KeptHistory(last, metrics))
 
@@ -431,15 +436,15 @@ class TrialEventHandlers:
         counted, judged in order by the stopper, scheduler and searcher (deciding until one
         ends the trial), heard by the callbacks (as :meth:`_on_results`); the batch's decision."""
         table, row = self._table, trial._row
-        before = KeptHistory(trial.last_result, (table.get_last_metric(row), table.get_best_metric(row)))
+        last_before, metrics_before = trial.last_result, (table.get_last_metric(row), table.get_best_metric(row))
         for result, value in zip(results, metric_values):
             table.record_result(row, result["training_iteration"], result["time_total_s"], value)
         count = len(results)
         self.results_processed += count
         trial.results_seen += count
         trial.last_result = results[-1]
-        decision = self._judge_batch(trial, results, times, trial.status == Trial.RUNNING, before, {},
-                                     flat_results=flat_results)
+        decision = self._judge_batch(trial, results, times, trial.status == Trial.RUNNING, last_before,
+                                     metrics_before, {}, flat_results=flat_results)
         if self._callbacks_see_batches:
             self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
                                  results=results, times=times)

@@ -379,7 +379,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             rows = self._checkpoints.rows.get(restore_path, 0) if restore else 0
             if state.rewind_on_start or trial.iteration != iteration or trial.results_seen != rows:
                 state.rewind_on_start = False
-                self._rewind(trial, iteration, time_total, rows, self._checkpoints.kept_history(restore_path, saved_with))
+                kept = self._checkpoints.kept_history(restore_path, saved_with)
+                self._rewind(trial, iteration, time_total, rows, kept)
         self._take_config(trial, state)  # a reset, or a scheduler's trial.set_config, changed it
         spec = protocol.trial_spec(
             trial, self.experiment_path, decide=self.decision_points_wire(trial),

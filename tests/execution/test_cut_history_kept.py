@@ -228,3 +228,36 @@ def test_a_cut_to_no_result_leaves_no_metric(tmp_path):
     assert trial.results_seen == 0 and trial.last_result == {}
     assert all(math.isnan(value) for value in _row_metrics(runner, trial))
     runner._files.close_all()
+
+
+def test_a_record_gives_back_each_checkpoints_upload_and_history_and_an_older_one_its_uploads(tmp_path):
+    from fasttune._serialization import DataOnlyLoader
+    from fasttune.checkpoint import Checkpoint
+    from fasttune.execution import _experiment_state as state
+
+    runner = _runner(tmp_path / "exp", "per_trial", "min", "loss")
+    trial = runner.get_trials()[0]
+    trial.last_result = {"loss": 4.0, "training_iteration": 4, "trial_id": trial.trial_id}
+    donors = {"loss": 1.0, "training_iteration": 2, "trial_id": "donor"}
+    saved_with = [{"loss": 3.0, "training_iteration": 1}, {"loss": 2.0, "training_iteration": 2}, donors,
+                  dict(trial.last_result)]
+    paths = [os.path.join(trial.path, f"checkpoint_{index:06d}") for index in range(4)]
+    trial.checkpoint_results = [(Checkpoint._at(path), result) for path, result in zip(paths, saved_with)]
+    rows = {path: index + 1 for index, path in enumerate(paths)}
+    uploads = {paths[1]: ("a1", "node-1"), paths[3]: ("a3", "node-3")}
+    histories = {paths[2]: ((2.5, 2.0), {"loss": 2.5, "training_iteration": 3}), paths[3]: ((4.0, 2.0), None)}
+
+    def decoded(histories_saved):
+        record, _ = state.trial_record(trial, runner._snapshots.keysets, rows, 4, uploads=uploads,
+                                       histories=histories_saved)
+        uploads_read, histories_read = {}, {}
+        back, rows_read, _ = state.decode_trial(
+            state.unbin(record), trial._row, trial.storage_dirname, runner.table, runner._snapshots.keysets,
+            str(tmp_path / "exp"), {}, DataOnlyLoader(), uploads=uploads_read, histories=histories_read)
+        assert rows_read == rows and [r for _, r in back.checkpoint_results] == saved_with
+        return uploads_read, histories_read
+
+    # Each layout: nothing after the result, an upload, a history, both.
+    assert decoded(histories) == (uploads, histories)
+    assert decoded({}) == (uploads, {})  # as an older writer saved it
+    runner._files.close_all()

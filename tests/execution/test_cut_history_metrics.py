@@ -121,7 +121,8 @@ class _ResetToItsFirstCheckpoint(FIFOScheduler):
     def on_trial_result(self, tune_controller, trial, result):
         if not self.done and result["training_iteration"] == 4:
             self.done = True
-            tune_controller.reset_trial(trial, dict(trial.config), trial.experiment_tag, checkpoint=trial.checkpoints[0])
+            tune_controller.reset_trial(trial, dict(trial.config), trial.experiment_tag,
+                                        checkpoint=trial.checkpoints[0])
         return self.CONTINUE
 
 
