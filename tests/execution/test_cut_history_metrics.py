@@ -42,13 +42,17 @@ def _crash_after_the_checkpoint(config):
     ``config["stop_file"]`` exists, it fails before reporting anything."""
     if restored_step() or os.path.exists(config.get("stop_file", "")):
         raise RuntimeError("fails before reporting")
-    metric = config.get("metric", "loss")
-    for step, value in enumerate(config.get("values", LOSSES), start=1):
+    _report_each(config.get("values", LOSSES), config.get("metric", "loss"))
+    raise RuntimeError("fails after the checkpoint")
+
+
+def _report_each(values, metric="loss"):
+    """Report each of ``values`` under ``metric``, with a checkpoint at CHECKPOINT_STEP."""
+    for step, value in enumerate(values, start=1):
         if step == CHECKPOINT_STEP:
             report_with_step_checkpoint(_reported(metric, value), step)
         else:
             tune.report(_reported(metric, value))
-    raise RuntimeError("fails after the checkpoint")
 
 
 class _TableReader(CLIReporter):
@@ -108,8 +112,8 @@ def test_a_restored_trial_restarted_from_scratch_shows_no_metric_before_it_repor
     assert "Current best trial" not in capsys.readouterr().out
 
 
-class _ResetToItsFirstCheckpoint(FIFOScheduler):
-    """At its iteration 4 (once), the trial goes on from its own checkpoint (iteration 2)."""
+class _ResetOnceAtFour(FIFOScheduler):
+    """At iteration 4 of the first trial ``resets`` says, ``reset`` sends it on (once)."""
 
     def __init__(self):
         super().__init__()
@@ -119,22 +123,26 @@ class _ResetToItsFirstCheckpoint(FIFOScheduler):
         return DecisionPoints.at([4])
 
     def on_trial_result(self, tune_controller, trial, result):
-        if not self.done and result["training_iteration"] == 4:
+        if not self.done and result["training_iteration"] == 4 and self.resets(trial):
             self.done = True
-            tune_controller.reset_trial(trial, dict(trial.config), trial.experiment_tag,
-                                        checkpoint=trial.checkpoints[0])
+            self.reset(tune_controller, trial)
         return self.CONTINUE
+
+    def resets(self, trial):
+        return True
+
+
+class _ResetToItsFirstCheckpoint(_ResetOnceAtFour):
+    """The trial goes on from its own checkpoint (iteration 2)."""
+
+    def reset(self, tune_controller, trial):
+        tune_controller.reset_trial(trial, dict(trial.config), trial.experiment_tag, checkpoint=trial.checkpoints[0])
 
 
 def _ends_when_restored(config):
     """Reports ``config["values"]`` with a checkpoint at CHECKPOINT_STEP; restored, it ends."""
-    if restored_step():
-        return
-    for step, loss in enumerate(config["values"], start=1):
-        if step == CHECKPOINT_STEP:
-            report_with_step_checkpoint({"loss": loss}, step)
-        else:
-            tune.report({"loss": loss})
+    if not restored_step():
+        _report_each(config["values"])
 
 
 @pytest.mark.usefixtures("ray_session")
@@ -152,25 +160,17 @@ def test_a_reset_to_the_trials_own_older_checkpoint_forgets_the_results_after_it
     assert (reporter.last_metric, reporter.best_metric) == ([3.0], [2.0])
 
 
-class _CloneTheTopTrial(FIFOScheduler):
-    """At the bottom trial's iteration 4 (once), it goes on from the top trial's checkpoint."""
+class _CloneTheTopTrial(_ResetOnceAtFour):
+    """The bottom trial goes on from the top trial's checkpoint."""
 
-    def __init__(self):
-        super().__init__()
-        self.done = False
+    def resets(self, trial):
+        return trial.config["role"] == "bottom"
 
-    def decision_points(self, trial):
-        return DecisionPoints.at([4])
-
-    def on_trial_result(self, tune_controller, trial, result):
-        if self.done or trial.config["role"] != "bottom" or result["training_iteration"] != 4:
-            return self.CONTINUE
-        self.done = True
+    def reset(self, tune_controller, trial):
         donor = next(t for t in tune_controller.get_trials() if t.config["role"] == "top")
         checkpoint, donor_result = donor.checkpoint_results[-1]
         tune_controller.reset_trial(trial, dict(trial.config), "exploited", checkpoint=checkpoint,
                                     checkpoint_result=donor_result)
-        return self.CONTINUE
 
 
 OWN_LOSSES = {"top": [1.0, 2.0, 3.0, 4.0], "bottom": [22.0, 21.0, 23.0, 24.0]}
@@ -185,11 +185,7 @@ def _fails_once_after_the_clone(config):
         open(config["marker"], "w").close()
         tune.report({"loss": 50.0})
         raise RuntimeError("fails after the clone")
-    for step, loss in enumerate(OWN_LOSSES[config["role"]], start=1):
-        if step == CHECKPOINT_STEP:
-            report_with_step_checkpoint({"loss": loss}, step)
-        else:
-            tune.report({"loss": loss})
+    _report_each(OWN_LOSSES[config["role"]])
 
 
 @pytest.mark.usefixtures("ray_session")
