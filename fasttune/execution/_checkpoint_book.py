@@ -11,25 +11,47 @@ confirmed.
 """
 from __future__ import annotations
 
+import math
 import os
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple
 
 from fasttune.checkpoint import Checkpoint
 from fasttune.execution._checkpoint_retention import select_checkpoints_to_keep
 
 
+class KeptHistory(NamedTuple):
+    """What a trial's own history up to one point leaves it with: its last result, and its
+    table row's last and best metric (``metrics``; None where unknown: a checkpoint of an
+    older snapshot).  A cut back to that point restores exactly these.
+
+    Example:
+        >>> KeptHistory({"loss": 4.0}, (4.0, 3.0)).metrics
+        (4.0, 3.0)
+    """
+
+    last_result: Dict[str, Any]
+    metrics: Optional[Tuple[float, float]] = None
+
+
 class CheckpointEntry:
     """What the book knows of one kept checkpoint."""
 
-    __slots__ = ("rows", "upload")
+    __slots__ = ("rows", "upload", "metrics", "own_last")
 
-    def __init__(self, rows: int, upload: Optional[Tuple[str, Optional[str]]]) -> None:
+    def __init__(self, rows: int, upload: Optional[Tuple[str, Optional[str]]],
+                 metrics: Optional[Tuple[float, float]] = None, own_last: Optional[Dict[str, Any]] = None) -> None:
         # Result lines its trial had logged up to it: a restart from it keeps exactly
         # those (histories need not be monotonic in iteration).
         self.rows = rows
         # In storage: (its upload's token, the node that uploaded it and keeps a copy); a
         # resume sends the token, and prefers a worker on that node.  None: unknown.
         self.upload = upload
+        # Its trial's table row's (last, best) metric over those rows; None: unknown (an
+        # older snapshot's checkpoint).
+        self.metrics = metrics
+        # Its trial's own last result then, where that is not the result the checkpoint was
+        # saved with (a clone: that one is the donor's); None: it is.
+        self.own_last = own_last
 
 
 class CheckpointBook:
@@ -37,8 +59,19 @@ class CheckpointBook:
     prunes checkpoint directories (off the event loop).
 
     ``entries`` holds one :class:`CheckpointEntry` per kept checkpoint path; ``rows``
-    (path -> result lines) and ``uploads`` (path -> (token, node), those known only) are
-    read-only views of it.
+    (path -> result lines), ``uploads`` (path -> (token, node), those known only) and
+    ``histories`` (path -> (metrics, own_last), those known only) are read-only views of it.
+
+    Example:
+        >>> class Trial:
+        ...     path, checkpoint, checkpoint_results = "/exp/t0", None, []
+        >>> class State:
+        ...     next_checkpoint_index = 0
+        >>> book, trial = CheckpointBook(files=None), Trial()
+        >>> _ = book.record(trial, State(), "checkpoint_000000", {"loss": 4.0}, 2, retain=False,
+        ...                 metrics=(4.0, 3.0))
+        >>> book.rows["/exp/t0/checkpoint_000000"], book.kept_history("/exp/t0/checkpoint_000000", {"loss": 4.0})
+        (2, KeptHistory(last_result={'loss': 4.0}, metrics=(4.0, 3.0)))
     """
 
     def __init__(self, files: Any) -> None:
@@ -48,13 +81,18 @@ class CheckpointBook:
         self._removal_deferred: set = set()  # pinned paths retention already dropped
         self.rows = _RowsView(self.entries)
         self.uploads = _UploadsView(self.entries)
+        self.histories = _HistoriesView(self.entries)
 
     def record(self, trial: Any, state: Any, name: str, result: Dict[str, Any], rows: int,
-               token: str = "", node: Optional[str] = None, retain: bool = True) -> Checkpoint:
+               token: str = "", node: Optional[str] = None, retain: bool = True,
+               metrics: Optional[Tuple[float, float]] = None, own_last: Optional[Dict[str, Any]] = None) -> Checkpoint:
         """Record the checkpoint directory ``name`` that ``trial``'s worker persisted,
         saved with ``result`` after ``rows`` result lines (uploaded under ``token`` from
         the Ray node ``node``, in storage); apply retention unless ``retain`` is false
-        (the caller calls :meth:`retain` later)."""
+        (the caller calls :meth:`retain` later).  ``metrics``: the trial's table row's
+        (last, best) metric over those rows; ``own_last``: the trial's own last result
+        then, where ``result`` is not it (another trial's, for a clone); a cut back to the
+        checkpoint restores both (:meth:`kept_history`)."""
         checkpoint = Checkpoint._written_by_worker(os.path.join(trial.path, name))
         try:
             index = int(name.rsplit("_", 1)[-1])
@@ -66,7 +104,8 @@ class CheckpointBook:
             trial.checkpoint_results.pop()
         trial.checkpoint_results.append((checkpoint, dict(result)))
         # A rewrite whose token is unknown: no node's copy holds it.
-        self._set(checkpoint.path, CheckpointEntry(rows, (token, node) if token else None))
+        self._set(checkpoint.path, CheckpointEntry(rows, (token, node) if token else None, metrics,
+                                                   None if own_last is None else dict(own_last)))
         if retain:
             self.retain(trial)
         else:
@@ -130,11 +169,26 @@ class CheckpointBook:
         upload = self.uploads.get(restore) if restore else None
         return {} if upload is None else {"restore_token": upload[0], "restore_node": upload[1]}
 
-    def add_restored(self, rows: Dict[str, int], uploads: Dict[str, Tuple[str, Optional[str]]]) -> None:
-        """Record the checkpoints a restored trial keeps: the result lines each counts, and
-        the uploads known (path -> (token, node))."""
+    def kept_history(self, path: Optional[str], result: Dict[str, Any]) -> KeptHistory:
+        """What a cut back to the checkpoint at ``path`` (saved with ``result``) leaves its
+        trial with; no checkpoint (``path`` None): an empty history."""
+        if path is None:
+            return KeptHistory({}, (math.nan, math.nan))
+        entry = self.entries.get(path)
+        if entry is None:
+            return KeptHistory(result)
+        return KeptHistory(result if entry.own_last is None else entry.own_last, entry.metrics)
+
+    def add_restored(self, rows: Dict[str, int], uploads: Dict[str, Tuple[str, Optional[str]]],
+                     histories: Optional[Dict[str, Tuple[Tuple[float, float], Optional[Dict[str, Any]]]]] = None,
+                     ) -> None:
+        """Record the checkpoints a restored trial keeps: the result lines each counts, the
+        uploads known (path -> (token, node)), and the histories known (path -> (metrics,
+        own_last), see :meth:`record`; an older snapshot has none)."""
+        histories = histories or {}
         for path, counted in rows.items():
-            self._set(path, CheckpointEntry(counted, uploads.get(path)))
+            metrics, own_last = histories.get(path, (None, None))
+            self._set(path, CheckpointEntry(counted, uploads.get(path), metrics, own_last))
 
     def _set(self, path: str, entry: CheckpointEntry) -> None:
         self._forget(path)
@@ -234,3 +288,17 @@ class _UploadsView(Mapping):
 
     def __len__(self) -> int:
         return self.count
+
+
+class _HistoriesView:
+    """Checkpoint path -> (metrics, own_last) of the entries whose history is known (see
+    :meth:`CheckpointBook.record`), read from the book's entries (what a snapshot saves)."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: Dict[str, CheckpointEntry]) -> None:
+        self._entries = entries
+
+    def get(self, path: str, default: Any = None) -> Any:
+        entry = self._entries.get(path)
+        return default if entry is None or entry.metrics is None else (entry.metrics, entry.own_last)

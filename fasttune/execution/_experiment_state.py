@@ -36,7 +36,7 @@ import os
 import re
 import struct
 import zlib
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import msgpack
 
@@ -297,22 +297,33 @@ RECORD_FIELDS = (
 
 def trial_record(trial: Any, keysets: KeySets, checkpoint_rows: Dict[str, int],
                  next_checkpoint_index: int, packer: Optional[PickleNotingPacker] = None,
-                 uploads: Optional[Dict[str, Tuple[str, Optional[str]]]] = None) -> Tuple[bytes, List[str]]:
+                 uploads: Optional[Dict[str, Tuple[str, Optional[str]]]] = None,
+                 histories: Optional[Mapping[str, Any]] = None) -> Tuple[bytes, List[str]]:
     """One trial's record, packed (by ``packer`` when given), and the type names of the
     objects in it that had to be cloudpickled.  A checkpoint saved with the trial's last
     result stores ``None`` for its result instead of a second copy; one in storage whose
     upload ``uploads`` names (path -> token, node) stores them after it, so that a restored
-    experiment's first resume can use a node's kept copy too."""
+    experiment's first resume can use a node's kept copy too.  One whose history
+    ``histories`` knows (path -> (metrics, own_last), see ``CheckpointBook.record``) ends
+    with ``[last metric, best metric]``, and the trial's own last result then where the
+    checkpoint's is not it, so that a restored trial's cut back to it is as exact."""
     last = trial.last_result
     checkpoint_results = trial.checkpoint_results
     if checkpoint_results:
         # Looked up once per record: the book's views answer len() and get() in Python.
         rows_of, upload_of, encode = checkpoint_rows.get, (uploads or {}).get, keysets.encode
-        checkpoints = [
-            [os.path.basename(checkpoint.path), rows_of(checkpoint.path, 0),
-             None if result == last else encode(result), *upload_of(checkpoint.path, ())]
-            for checkpoint, result in checkpoint_results
-        ]
+        history_of = (histories or {}).get
+        checkpoints = []
+        for checkpoint, result in checkpoint_results:
+            path = checkpoint.path
+            saved = [os.path.basename(path), rows_of(path, 0), None if result == last else encode(result),
+                     *upload_of(path, ())]
+            history = history_of(path)
+            if history is not None:
+                (last_metric, best_metric), own_last = history
+                saved.append([last_metric, best_metric] if own_last is None
+                             else [last_metric, best_metric, encode(own_last)])
+            checkpoints.append(saved)
     else:
         checkpoints = []
     config = trial.config
@@ -372,10 +383,13 @@ def _template(cache: Dict[Any, Any], experiment_path: str, trainable_name: Optio
 def decode_trial(record: bytes, row: int, dirname: str, table: Any, keysets: KeySets, experiment_path: str,
                  cache: Dict[Any, Any], loader: Loader, trainable_name: Optional[str] = None,
                  uploads: Optional[Dict[str, Tuple[str, Optional[str]]]] = None,
+                 histories: Optional[Dict[str, Tuple[Tuple[float, float], Optional[Dict[str, Any]]]]] = None,
                  **trial_kwargs: Any) -> Tuple[Any, Dict[str, int], int]:
     """The :class:`~fasttune.experiment.trial.Trial` of the packed ``record`` (row ``row``
     of ``table``, directory ``dirname``), the result rows each of its checkpoints counts, and its next checkpoint
-    index; the uploads its checkpoints name (see :func:`trial_record`) go into ``uploads``.  ``cache`` holds what the trials of one restore share: a PlacementGroupFactory
+    index; the uploads its checkpoints name (see :func:`trial_record`) go into ``uploads``,
+    their histories (path -> (metrics, own_last); none in an older record) into ``histories``.
+    ``cache`` holds what the trials of one restore share: a PlacementGroupFactory
     per resource request, and a template Trial with the experiment-wide settings."""
     from fasttune.checkpoint import Checkpoint
     from fasttune.execution.placement_groups import PlacementGroupFactory
@@ -406,12 +420,16 @@ def decode_trial(record: bytes, row: int, dirname: str, table: Any, keysets: Key
     rows = {}
     prefix = trial.path + os.sep  # absolute: the experiment path is
     at = Checkpoint._at
-    for name, counted, result, *upload in checkpoints:  # an older record names no upload
+    for name, counted, result, *rest in checkpoints:  # an older record names no upload, no history
         checkpoint = at(prefix + name)
         trial.checkpoint_results.append((checkpoint, keysets.decode(result) if result else last_result))
         rows[checkpoint.path] = counted
-        if len(upload) == 2 and uploads is not None:
-            uploads[checkpoint.path] = (upload[0], upload[1])
+        if len(rest) >= 2 and uploads is not None:  # [token, node] (then maybe the history)
+            uploads[checkpoint.path] = (rest[0], rest[1])
+        if len(rest) % 2 and histories is not None:  # the history ends it
+            history = rest[-1]
+            histories[checkpoint.path] = ((history[0], history[1]),
+                                          keysets.decode(history[2]) if len(history) > 2 else None)
     trial.checkpoints = [c for c, _ in trial.checkpoint_results]
     if error_msg:
         trial.error_msg = error_msg

@@ -69,7 +69,7 @@ class ResetBook:
         state.reset_at_decision = state.reset_on_start = state.cloning = None
 
     def spec_fields(self, trial: Any, state: TrialState, reset: PendingReset,
-                    rewind: Callable[[Any, int, float, int], None],
+                    rewind: Callable[[Any, int, float, int, Any], None],
                     decision_points: Callable[[Any], Any]) -> Dict[str, Any]:
         """The spec fields of the run segment that carries ``reset`` out.  The trial takes
         the new config now: until then it ran (and may have ended) with the old one."""
@@ -98,7 +98,7 @@ class ResetBook:
             fields["ckpt_index"] = state.next_index(trial)
             rows = self._checkpoints.rows.get(reset.source, trial.results_seen)
             if trial.results_seen > rows:  # its own older checkpoint: the later history goes
-                rewind(trial, iteration, time_total, rows)
+                rewind(trial, iteration, time_total, rows, self._checkpoints.kept_history(reset.source, reset.result))
         table.set_iteration(row, iteration)
         table.set_time_total(row, time_total)
         # Asked again: the new config and iteration may move the scheduler's points.

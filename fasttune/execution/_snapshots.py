@@ -79,8 +79,10 @@ class SnapshotWriter:
         # experiment settings (a sweep has one; a runner of several experiments, a few).
         self.sources: List[_state.RecordSource] = []
         self._unsaved_policies: set = set()  # kinds whose state could not be saved (warned once)
-        # The checkpoint book's uploads (path -> token, node), which records carry.
+        # The checkpoint book's uploads (path -> token, node) and histories (path -> (metrics,
+        # own_last)), which records carry.
         self.checkpoint_uploads: Dict[str, Any] = {}
+        self.checkpoint_histories: Any = {}
         # Once a record may carry an upload, every later snapshot has the format that says so.
         self._format = 1
 
@@ -187,7 +189,7 @@ class SnapshotWriter:
             if any(upload_of(checkpoint.path) is not None for checkpoint, _ in trial.checkpoint_results):
                 self.records_may_carry_uploads()
         record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial),
-                                              self._packer, uploads)
+                                              self._packer, uploads, self.checkpoint_histories)
         if pickled:
             self.pickled_in_records[row] = pickled
         else:
@@ -501,7 +503,8 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         restored.by_id[trial.trial_id] = trial
         return
     uploads: Dict[str, Any] = {}
-    trial, checkpoint_rows, next_index = _state.decode_trial(*args, uploads=uploads, **kwargs)
+    histories: Dict[str, Any] = {}
+    trial, checkpoint_rows, next_index = _state.decode_trial(*args, uploads=uploads, histories=histories, **kwargs)
     decision = decisions.get(trial.trial_id, (None,))[0] if status == Trial.RUNNING else None
     if decision == TrialScheduler.STOP:
         how = resume_config.finished
@@ -513,7 +516,7 @@ def _restore_trial(restored: RestoredExperiment, writer: SnapshotWriter, row: in
         restored.decisions[trial.trial_id] = decision
         how = type(how).RESUME
     trial_state = restored.states[trial.trial_id] = TrialState()
-    checkpoints.add_restored(checkpoint_rows, uploads)
+    checkpoints.add_restored(checkpoint_rows, uploads, histories)
     trial_state.next_checkpoint_index = next_index
     if how == skip:
         trial.set_status(Trial.TERMINATED)

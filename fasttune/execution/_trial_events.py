@@ -20,9 +20,12 @@ import time
 from array import array
 from typing import Any, Dict, List, Optional, Tuple
 
+from fasttune import _corelib as core
+from fasttune._flatten import lookup_flattened
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
 from fasttune.execution import _protocol as protocol
+from fasttune.execution._checkpoint_book import KeptHistory
 from fasttune.experiment.trial import Trial
 from fasttune.schedulers.trial_scheduler import TrialScheduler
 
@@ -57,7 +60,11 @@ class TrialEventHandlers:
     def _on_results(self, slot: int, trial: Trial, event: protocol.Results) -> None:
         times = array("d", event.times).tolist()
         checkpoints = event.checkpoints
-        ingested = self._results.ingest(trial._row, event.metrics, times, checkpoints or None)
+        table, row = self._table, trial._row
+        # The trial's history before the batch, which a cut inside it goes back to (plain
+        # values: a NamedTuple made per batch costs more than the rest of this).
+        last_before, metrics_before = trial.last_result, (table.get_last_metric(row), table.get_best_metric(row))
+        ingested = self._results.ingest(row, event.metrics, times, checkpoints or None)
         results = ingested.results
         count = len(results)
         self.results_processed += count
@@ -65,7 +72,6 @@ class TrialEventHandlers:
         config = trial.config
         for result in results:  # as Ray Tune's results carry it (result.json has it once already)
             result["config"] = config
-        last_before = trial.last_result  # the batch's cut may drop all of it
         if ingested.last is not None:
             trial.last_result = ingested.last
         saved: Dict[int, Checkpoint] = {}  # by result index: callbacks hear of each after its result
@@ -73,11 +79,14 @@ class TrialEventHandlers:
         if checkpoints:
             logged_before = trial.results_seen - count
             state, tokens = self._states[trial.trial_id], event.tokens
-            for index, name in sorted(checkpoints.items()):
-                if index < count:
-                    saved_any = True
-                    saved[index] = self._checkpoints.record(trial, state, name, results[index], logged_before + index + 1,
-                                                            tokens.get(index, ""), state.node, retain=False)
+            indices = [index for index in sorted(checkpoints) if index < count]
+            # Each is saved with its result, the trial's own last then.
+            metrics = self._metrics_after(metrics_before, results, [index + 1 for index in indices])
+            for index, metrics_then in zip(indices, metrics):
+                saved_any = True
+                saved[index] = self._checkpoints.record(trial, state, checkpoints[index], results[index],
+                                                        logged_before + index + 1, tokens.get(index, ""), state.node,
+                                                        retain=False, metrics=metrics_then)
         # Late results of a trial the driver already ended are logged, not judged.
         judged = ingested.error is None and trial.status == Trial.RUNNING
 
@@ -93,7 +102,8 @@ class TrialEventHandlers:
             self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
 
         try:
-            decision = self._judge_batch(trial, results, times, judged, last_before, saved, write_batch)
+            decision = self._judge_batch(trial, results, times, judged, last_before, metrics_before, saved,
+                                         write_batch)
         finally:
             # Also when the write raised (e.g. a Ctrl-C while waiting for the writer): the
             # snapshot on the way out counts what it leaves.
@@ -121,14 +131,16 @@ class TrialEventHandlers:
                 self.trial_executor.pause_trial(trial)
 
     def _judge_batch(self, trial: Trial, results: List[Dict[str, Any]], times: List[float], judged: bool,
-                     last_before: Dict[str, Any], saved: Dict[int, Checkpoint], write: Any = None,
+                     last_before: Dict[str, Any], metrics_before: Tuple[float, float],
+                     saved: Dict[int, Checkpoint], write: Any = None,
                      flat_results: Optional[List[Dict[str, Any]]] = None) -> str:
         """Let the stopper, scheduler and searcher judge a batch of ``trial``'s counted
         ``results`` (``judged``: it may be; each is decided on until one ends the trial;
         ``flat_results``: each flattened, where the caller made them), and the callbacks hear
         each and the checkpoints saved with it (``saved``, by result index), in order; the
         batch's decision.  ``write()`` (its files) comes after, also when one of them raised;
-        ``last_before``: the trial's last result before the batch, for a cut."""
+        ``last_before``, ``metrics_before``: the trial's last result and table row's (last,
+        best) metric before the batch, for a cut."""
         count = len(results)
         decision = TrialScheduler.CONTINUE
         judging = judged and (self._scheduler_sees_results or self._searcher_sees_results
@@ -189,7 +201,7 @@ class TrialEventHandlers:
                     write()
             finally:
                 if judged_only is not None:
-                    self._count_judged_only(trial, results, judged_only, last_before)
+                    self._count_judged_only(trial, results, judged_only, last_before, metrics_before)
         return decision
 
     def _decide(self, trial: Trial, result: Dict[str, Any], decide: bool = True,
@@ -273,20 +285,50 @@ class TrialEventHandlers:
         call("on_trial_result_batch", results=results, times=times[:len(results)], **common)
 
     def _count_judged_only(self, trial: Trial, results: List[Dict[str, Any]], kept: int,
-                           last_before: Dict[str, Any]) -> None:
+                           last_before: Dict[str, Any], metrics_before: Tuple[float, float]) -> None:
         """An error inside a policy (its own, or a Ctrl-C) stopped the judging of this batch
         at ``results[kept]``: the trial counts only its results before that one (its files,
-        checkpoints, iteration and last result; ``last_before``, its last result before the
-        batch, when none), so that a restore goes on from its latest checkpoint within them
-        and the policies judge the rest, the one being judged included, when it is reported
-        again, rather than going on past results no policy judged.  (Which policies heard
-        that one is unknown; a policy that had changed its state on it and then raised hears
-        it twice after the restore, which no cut can prevent.)"""
+        checkpoints, iteration, last result and table metrics; ``last_before``,
+        ``metrics_before``: its last result and metrics before the batch), so that a
+        restore goes on from its latest checkpoint within them and the policies judge the
+        rest, the one being judged included, when it is reported again, rather than going
+        on past results no policy judged.  (Which policies heard that one is unknown; a
+        policy that had changed its state on it and then raised hears it twice after the
+        restore, which no cut can prevent.)"""
         last = results[kept - 1] if kept else last_before
         rows = trial.results_seen - (len(results) - kept)
         self._checkpoints.forget_after(trial, rows)
-        self._rewind(trial, last.get("training_iteration", 0), last.get("time_total_s", 0.0), rows, last)
-        trial.last_result = last
+        metrics = self._metrics_after(metrics_before, results, [kept])[0]
+        self._rewind(trial, last.get("training_iteration", 0), last.get("time_total_s", 0.0), rows,
+                     KeptHistory(last, metrics))
+
+    def _metrics_after(self, before: Tuple[float, float], results: List[Dict[str, Any]],
+                       counts: List[int]) -> List[Tuple[float, float]]:
+        """The (last, best) metric a table row that held ``before`` holds once it has
+        recorded the first ``count`` of ``results``, for each of ``counts`` (ascending):
+        a scratch row of the core's table records them, by its rule."""
+        metric = self._metric
+        if metric is None:
+            return [before] * len(counts)  # (every value is nan)
+        scratch = self._metrics_scratch
+        self._put_metrics(scratch, 0, before)
+        record, number = scratch.record_result, core.metric_number
+        found, done = [], 0
+        for count in counts:
+            for result in results[done:count]:
+                record(0, 0, 0.0, number(lookup_flattened(result, metric)))
+            done = count
+            found.append((scratch.get_last_metric(0), scratch.get_best_metric(0)))
+        return found
+
+    @staticmethod
+    def _put_metrics(table: Any, row: int, metrics: Tuple[float, float]) -> None:
+        """Set ``row``'s (last, best) metric to ``metrics``: recorded as the best, then the
+        last (the table's rule keeps the best, which the last never beats)."""
+        last, best = metrics
+        table.forget_metrics(row)
+        table.record_result(row, 0, 0.0, best)
+        table.record_result(row, 0, 0.0, last)
 
     def _on_decide(self, slot: int, trial: Trial, event: protocol.Decide) -> None:
         state = self._states[trial.trial_id]
@@ -321,17 +363,27 @@ class TrialEventHandlers:
     def _on_cloned(self, slot: int, trial: Trial, event: protocol.Cloned) -> None:
         state = self._states[trial.trial_id]
         reset, state.cloning = state.cloning, None
-        checkpoint = self._checkpoints.record(trial, state, event.name, reset.result if reset else trial.last_result,
-                                              trial.results_seen, event.token, state.node)
-        self._tell_checkpoints(trial, [checkpoint])
-        self._resets.release(reset)
+        try:
+            # Saved with the donor's result; a cut back to it keeps the trial's own history.
+            checkpoint = self._checkpoints.record(
+                trial, state, event.name, reset.result if reset else trial.last_result, trial.results_seen,
+                event.token, state.node, metrics=self._row_metrics(trial),
+                own_last=trial.last_result if reset else None)
+            self._tell_checkpoints(trial, [checkpoint])
+        finally:  # the donor's checkpoint is unpinned also when a callback raised
+            self._resets.release(reset)
 
     def _on_checkpoint_saved(self, slot: int, trial: Trial, event: protocol.CheckpointSaved) -> None:
         # Saved after the trial's last reported result (at end, or before a pause).
         state = self._states[trial.trial_id]
         checkpoint = self._checkpoints.record(trial, state, event.name, trial.last_result, trial.results_seen,
-                                              event.token, state.node)
+                                              event.token, state.node, metrics=self._row_metrics(trial))
         self._tell_checkpoints(trial, [checkpoint])
+
+    def _row_metrics(self, trial: Trial) -> Tuple[float, float]:
+        """``trial``'s table row's (last, best) metric now."""
+        row = trial._row
+        return self._table.get_last_metric(row), self._table.get_best_metric(row)
 
     def _checkpoint_callbacks(self, trial: Trial, checkpoint: Checkpoint) -> None:
         # As Ray Tune: on_checkpoint, then on_trial_save, once the checkpoint is recorded.
@@ -384,14 +436,15 @@ class TrialEventHandlers:
         counted, judged in order by the stopper, scheduler and searcher (deciding until one
         ends the trial), heard by the callbacks (as :meth:`_on_results`); the batch's decision."""
         table, row = self._table, trial._row
+        last_before, metrics_before = trial.last_result, (table.get_last_metric(row), table.get_best_metric(row))
         for result, value in zip(results, metric_values):
             table.record_result(row, result["training_iteration"], result["time_total_s"], value)
         count = len(results)
         self.results_processed += count
         trial.results_seen += count
-        last_before, trial.last_result = trial.last_result, results[-1]
-        decision = self._judge_batch(trial, results, times, trial.status == Trial.RUNNING, last_before, {},
-                                     flat_results=flat_results)
+        trial.last_result = results[-1]
+        decision = self._judge_batch(trial, results, times, trial.status == Trial.RUNNING, last_before,
+                                     metrics_before, {}, flat_results=flat_results)
         if self._callbacks_see_batches:
             self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
                                  results=results, times=times)

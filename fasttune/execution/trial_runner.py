@@ -30,7 +30,7 @@ from fasttune.constants import strict_metric_checking
 from fasttune.error import TuneError
 from fasttune.execution import _protocol as protocol
 from fasttune.execution import _snapshots
-from fasttune.execution._checkpoint_book import CheckpointBook
+from fasttune.execution._checkpoint_book import CheckpointBook, KeptHistory
 from fasttune.execution._resets import ResetBook
 from fasttune.execution._runner_view import RunnerView
 from fasttune.execution._trial_events import TrialEventHandlers
@@ -125,11 +125,15 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._storage_sync = storage_sync  # the experiment is kept in storage: uploads after snapshots
         self._told_waiting = False  # PENDING trials wait for nodes to come back: said once
         self._checkpoints = CheckpointBook(self._files)
+        # One row that counts a trial's metrics up to a point inside a batch (_metrics_after).
+        self._metrics_scratch = core.TrialTable(mode)
+        self._metrics_scratch.add()
         self._resets = ResetBook(self._checkpoints, self._table)
         period = os.environ.get("FASTTUNE_GLOBAL_CHECKPOINT_S") or checkpoint_period
         self._snapshots = _snapshots.SnapshotWriter(experiment_path, period) if experiment_path else None
         if self._snapshots is not None:
             self._snapshots.checkpoint_uploads = self._checkpoints.uploads
+            self._snapshots.checkpoint_histories = self._checkpoints.histories
         if storage_sync is not None and self._snapshots is not None:
             # Numbered after those storage holds (an earlier run's), as after local ones.
             self._snapshots.seq = storage_sync.newest_stored_seq
@@ -363,7 +367,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             if state.rewind_on_start:  # restored: what the killed run wrote after the snapshot goes
                 state.rewind_on_start = False
                 self._rewind(trial, trial.iteration, self._table.get_time_total(trial._row), trial.results_seen,
-                             trial.last_result)
+                             KeptHistory(trial.last_result))
             fields = self._resets.spec_fields(trial, state, reset, self._rewind, self.decision_points_wire)
             restore_path, iteration, time_total = fields["restore"], fields["iteration"], fields["time_total"]
         else:
@@ -376,9 +380,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             rows = self._checkpoints.rows.get(restore_path, 0) if restore else 0
             if state.rewind_on_start or trial.iteration != iteration or trial.results_seen != rows:
                 state.rewind_on_start = False
-                if trial.results_seen > rows:  # its last result is one the cut keeps, not a dropped one
-                    trial.last_result = dict(saved_with)
-                self._rewind(trial, iteration, time_total, rows, saved_with)
+                kept = self._checkpoints.kept_history(restore_path, saved_with)
+                self._rewind(trial, iteration, time_total, rows, kept)
         self._take_config(trial, state)  # a reset, or a scheduler's trial.set_config, changed it
         spec = protocol.trial_spec(
             trial, self.experiment_path, decide=self.decision_points_wire(trial),
@@ -404,35 +407,39 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             return DecisionPoints.every_result().to_wire()
         return self._scheduler.decision_points(trial).to_wire()
 
-    def _rewind(self, trial: Trial, iteration: int, time_total: float, rows: int,
-                last: Optional[Dict[str, Any]] = None) -> None:
-        """Cut ``trial``'s history back to its first ``rows`` results (``last``, when
-        known, is the last of them); its table row then counts only those."""
+    def _rewind(self, trial: Trial, iteration: int, time_total: float, rows: int, kept: KeptHistory) -> None:
+        """Cut ``trial``'s history back to its first ``rows`` results, which leave it with
+        ``kept`` (its last result, its table row's last and best metric): no value it
+        dropped is shown, ranked or returned."""
         header = self._files.rewind(trial.path, rows)
-        if rows < trial.results_seen:  # (else the row already counts just these results)
-            self._recount_metrics(trial, rows, last)
+        if rows < trial.results_seen:  # (else the trial and its row already count just these results)
+            trial.last_result = dict(kept.last_result)
+            self._restore_metrics(trial, rows, kept)
         trial.results_seen = rows
         self._table.set_iteration(trial._row, iteration)
         self._table.set_time_total(trial._row, time_total)
         if header is not None:
             self._results.set_csv_header(trial._row, header)
 
-    def _recount_metrics(self, trial: Trial, rows: int, last: Optional[Dict[str, Any]]) -> None:
-        """The row's last and best metric from the ``rows`` results a cut kept, so that no
-        value it dropped is shown or ranked.  They are read back from the trial's
-        result.json (the cut has just read it); without one (the experiment's results
-        store, whose reading costs the whole store) only ``last`` is known, so the best is
-        the last kept value."""
+    def _restore_metrics(self, trial: Trial, rows: int, kept: KeptHistory) -> None:
+        """The row's last and best metric as ``kept`` says.  Where it does not know them (a
+        checkpoint of an older snapshot), they are counted again from the trial's
+        result.json's first ``rows`` results; without one (the experiment's results store,
+        whose reading costs the whole store) from ``kept.last_result`` alone, so the best
+        is the last kept value."""
         row = trial._row
+        if kept.metrics is not None:
+            self._put_metrics(self._table, row, kept.metrics)
+            return
         self._table.forget_metrics(row)
         if self._metric is None or rows == 0:
             return
         result_path = os.path.join(trial.path, RESULT_FILE)
         if os.path.isfile(result_path):
-            kept = read_json_lines(result_path, on_bad_line="warn")[:rows]
+            counted = read_json_lines(result_path, on_bad_line="warn")[:rows]
         else:
-            kept = [last] if last else []
-        for result in kept:
+            counted = [kept.last_result] if kept.last_result else []
+        for result in counted:
             self._table.record_result(row, 0, 0.0, core.metric_number(lookup_flattened(result, self._metric)))
 
     def _release(self, trial: Trial) -> None:
