@@ -182,7 +182,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             not_carried = None
         except protocol.ConfigNotCarried as exc:
             not_carried = exc
-        pending = trial.status == Trial.PENDING  # (read before the table holds it: the same, and cheaper)
+        pending = trial._status == Trial.PENDING  # (what _attach puts in its row: read before, it is cheaper)
         trial._attach(self._table, self._table.add())
         self._trials.append(trial)
         self._by_id[trial.trial_id] = trial

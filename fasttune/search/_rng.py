@@ -32,15 +32,17 @@ class Rng:
     makes a sweep reproducible as it does in Ray Tune.
     """
 
-    __slots__ = ("_gen",)
+    __slots__ = ("_gen", "_own")
 
     def __init__(self, source: Any = None) -> None:
+        self._own = False
         if isinstance(source, Rng):
-            self._gen = source._gen
+            self._gen, self._own = source._gen, source.is_own
         elif source is None or isinstance(source, (np.random.Generator, np.random.RandomState)):
             self._gen = source
         elif isinstance(source, (numbers.Integral, np.integer)) and not isinstance(source, bool):
             self._gen = np.random.default_rng(int(source))
+            self._own = True
         else:
             raise TypeError(
                 "random_state must be None, an int seed, a numpy.random.Generator or a "
@@ -50,6 +52,12 @@ class Rng:
     @property
     def is_global(self) -> bool:
         return self._gen is None
+
+    @property
+    def is_own(self) -> bool:
+        """Whether only this Rng draws from its generator (made from a seed): a generator
+        the user passed, or numpy's global one, may be drawn from elsewhere too."""
+        return getattr(self, "_own", False)  # (an Rng pickled before this slot: not known, so no)
 
     @property
     def _engine(self) -> Any:

@@ -95,6 +95,17 @@ class PointOverlay(dict):
 _NO_OVERLAY = PointOverlay()
 
 
+class _WholeNodeOverlay(PointOverlay):
+    """An overlay that gives every entry of its node (a class of its own rather than an
+    attribute set on each: each of 100,000s of points would carry an attribute dict)."""
+
+    whole = True
+
+
+# What a node's overlay can be (a nested one among a point's values).
+_NODE_OVERLAYS = (PointOverlay, _WholeNodeOverlay)
+
+
 class _WholePointOverlay(PointOverlay):
     """The overlay of a point that gives every value: draws nothing (a class of its own, so
     that each of a sweep's 100,000s of points carries no attribute dict of its own)."""
@@ -271,10 +282,8 @@ def _overlay(entries: Entries, space: Dict, point: Mapping, path: Path, replaced
             nested = True
         else:
             raise _NotPlannable(path + (key,))
-    if len(overlay) == len(entries) and not nested:
-        if list(overlay) != list(entries):  # (the same keys, each found there: in the node's order)
-            overlay = PointOverlay([(key, overlay[key]) for key in entries])
-        overlay.whole = True
+    if len(overlay) == len(entries) and not nested:  # (the same keys, each found there: in the node's order)
+        overlay = _WholeNodeOverlay([(key, overlay[key]) for key in entries])
     return overlay, opened
 
 
@@ -286,7 +295,7 @@ def _instantiate(entries: Entries, resolved_vars: Dict[Path, Any], rng: Rng, ove
         nested = _NO_OVERLAY
         if overlay and key in overlay:
             given = overlay[key]
-            if type(given) is not PointOverlay:
+            if type(given) not in _NODE_OVERLAYS:  # (a user's value, of whatever type)
                 built[key] = given
                 continue
             nested = given

@@ -158,7 +158,7 @@ class _ExperimentVariants:
             if overlay is not None:
                 # A sample the plan draws is one variant: drawn now, with no iterator made for it
                 # (the same state as after open() and one next(): a restore opens it).
-                unmoved = overlay.draws_nothing and not rng.is_global
+                unmoved = overlay.draws_nothing and rng.is_own  # (no one else moves it meanwhile)
                 start_state = None if rng.is_global or unmoved else rng.get_state()
                 self.origin, self.start_state, self.taken, self.variants = origin, start_state, 1, _DRAWN
                 self.start_unmoved = unmoved

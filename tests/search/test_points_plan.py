@@ -261,3 +261,24 @@ def test_a_point_that_draws_nothing_saves_the_state_the_general_path_saves(monke
     restored = _two_experiments(monkeypatch, True, [], "int")
     restored.set_state(state)
     assert before + drawn_trials(restored) == expected
+
+
+@pytest.mark.parametrize("seed", ["generator", "random_state"])
+def test_a_users_generator_drawn_from_elsewhere_restores_as_the_general_path_does(monkeypatch, seed):
+    """A generator the user passed may be drawn from between trials: the start state of a
+    point that draws nothing is then the one it had when the point was taken, not when
+    saved (as on the general path, which copies it at once)."""
+    space, points = PLAN_POINTS["full"]
+    restored_trials = []
+    for use_plan in (True, False):
+        shared = SEEDS[seed]()
+        monkeypatch.setattr(basic_variant, "_USE_SAMPLING_PLAN", use_plan)
+        generator = BasicVariantGenerator(points_to_evaluate=points, random_state=shared)
+        generator.add_configurations(FakeExperiment(space, 4))
+        drawn_trials(generator, 1)
+        shared.random()  # the user's own draw, between the trials and the snapshot
+        state = copy.deepcopy(generator.get_state())
+        restored = _generator(monkeypatch, use_plan, space, [], 1, "int")
+        restored.set_state(state)
+        restored_trials.append(drawn_trials(restored))
+    assert restored_trials[0] == restored_trials[1] and len(restored_trials[0]) == 5
