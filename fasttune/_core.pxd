@@ -67,6 +67,7 @@ cdef class Ingested:
     cdef public object csv_bytes
     cdef public object stopped
     cdef public object error
+    cdef public object metric_values
     cdef Py_ssize_t _done_at[4]      # see Ingested.__cinit__
 
 

@@ -1333,6 +1333,7 @@ cdef class Ingested:
         self.csv_bytes = b""
         self.stopped = False
         self.error = None
+        self.metric_values = []
 
     @property
     def last(self):
@@ -1663,6 +1664,7 @@ cdef class ResultBuffer:
         cdef double metric
         cdef _Auto auto
         cdef TrialTable table = self._table
+        cdef list metric_values = out.metric_values
         for i in range(n):
             metric_dict = <object>PyList_GET_ITEM(metrics, i)
             r = self._complete(seg, metric_dict, t[i],
@@ -1684,6 +1686,7 @@ cdef class ResultBuffer:
                     metric = _metric_value(<object>metric_value)
             table._record(row, seg.base_iteration + seg.done_in_segment + 1,
                           seg.base_time + (t[i] - seg.start_time), metric)
+            metric_values.append(metric)
             seg.done_in_segment += 1
             seg.prev_time = t[i]
 

@@ -390,10 +390,12 @@ class Ingested:
             batch started the file.
         stopped: a kept result met the trial's stop condition (it is the last one).
         error: why the batch could not be fully processed, or ``None``.
+        metric_values: what the table recorded as each kept result's metric (nan
+            where it has none, or no metric is set), oldest first.
         last: the last kept result, or ``None``.
     """
 
-    __slots__ = ("results", "json_bytes", "csv_bytes", "stopped", "error", "_done_at")
+    __slots__ = ("results", "json_bytes", "csv_bytes", "stopped", "error", "metric_values", "_done_at")
 
     def __init__(self) -> None:
         self.results: list[dict] = []
@@ -401,6 +403,7 @@ class Ingested:
         self.csv_bytes = b""
         self.stopped = False
         self.error: Optional[str] = None
+        self.metric_values: list[float] = []
         # Where the last result's "done" value was rendered: (start, end) in
         # json_bytes, then in csv_bytes ((-1, -1) when the CSV has no "done" column).
         self._done_at = (-1, -1, -1, -1)
@@ -655,9 +658,9 @@ class ResultBuffer:
                 r["done"] = True
                 if flat is not r:
                     flat["done"] = True
-            self._table.record_result(
-                row, r["training_iteration"], r["time_total_s"],
-                metric_number(flat.get(self._metric)) if self._metric is not None else math.nan)
+            metric = metric_number(flat.get(self._metric)) if self._metric is not None else math.nan
+            self._table.record_result(row, r["training_iteration"], r["time_total_s"], metric)
+            out.metric_values.append(metric)
             seg.done_in_segment += 1
             seg.prev_time = t
 

@@ -50,9 +50,11 @@ logger = logging.getLogger(__name__)
 # The newest format this reader reads, and what a file is stamped with: 1 unless it needs
 # more, so that an earlier fasttune still reads what it can.  2: a checkpoint entry of a
 # trial record may carry its upload (token, node) after its result, which a reader of
-# format 1 would take for damage.
-FORMAT_VERSION = 2
+# format 1 would take for damage.  3: it may also end with the trial's history at that
+# checkpoint (see trial_record), which readers of 1 and 2 would misread.
+FORMAT_VERSION = 3
 UPLOADS_FORMAT = 2
+HISTORIES_FORMAT = 3
 KEEP = 2
 SNAPSHOT_GLOB = "experiment_state-*.msgpack"
 TUNER_FILE = "tuner.msgpack"
@@ -166,7 +168,7 @@ def latest_seq(experiment_path: str) -> int:
 def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[bytes], seq: int,
                    version: int = 1) -> str:
     """Write ``state`` plus ``state["trials"] = records`` as snapshot number ``seq`` (format
-    ``version``: :data:`UPLOADS_FORMAT` when a record may carry uploads), and drop all but
+    ``version``: the newest format a record needs, as :data:`UPLOADS_FORMAT`), and drop all but
     the newest :data:`KEEP`.
 
     ``records`` are each trial's record as :func:`trial_record` made it (a msgpack bin

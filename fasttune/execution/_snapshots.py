@@ -83,12 +83,13 @@ class SnapshotWriter:
         # own_last)), which records carry.
         self.checkpoint_uploads: Dict[str, Any] = {}
         self.checkpoint_histories: Any = {}
-        # Once a record may carry an upload, every later snapshot has the format that says so.
+        # The newest format a record has needed (an upload, a checkpoint's history): every
+        # later snapshot has it, so that an older fasttune refuses what it would misread.
         self._format = 1
 
-    def records_may_carry_uploads(self) -> None:
-        """From now on, snapshots say a record may carry uploads (:data:`UPLOADS_FORMAT`)."""
-        self._format = _state.UPLOADS_FORMAT
+    def raise_format(self, version: int) -> None:
+        """From now on, snapshots have at least format ``version`` (see ``_state.FORMAT_VERSION``)."""
+        self._format = max(self._format, version)
 
     def add_row(self) -> None:
         self.records.append(None)
@@ -187,7 +188,11 @@ class SnapshotWriter:
             # Format 2 only once a record carries an upload: older versions refuse it.
             upload_of = uploads.get
             if any(upload_of(checkpoint.path) is not None for checkpoint, _ in trial.checkpoint_results):
-                self.records_may_carry_uploads()
+                self.raise_format(_state.UPLOADS_FORMAT)
+        if self._format < _state.HISTORIES_FORMAT and trial.checkpoints:
+            history_of = self.checkpoint_histories.get
+            if any(history_of(checkpoint.path) is not None for checkpoint, _ in trial.checkpoint_results):
+                self.raise_format(_state.HISTORIES_FORMAT)
         record, pickled = _state.trial_record(trial, self.keysets, checkpoint_rows, state.next_index(trial),
                                               self._packer, uploads, self.checkpoint_histories)
         if pickled:
@@ -346,8 +351,8 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     writer.sources = []
     writer.dirnames = list(state["dirnames"])
     saved_format = state.get("format")
-    if isinstance(saved_format, int) and saved_format >= _state.UPLOADS_FORMAT:
-        writer.records_may_carry_uploads()  # the finished trials' records are written again as they are
+    if isinstance(saved_format, int):
+        writer.raise_format(saved_format)  # the finished trials' records are written again as they are
     held = np.flatnonzero(table.column("worker_slot") >= 0).tolist()
     for row in held:
         table.set_worker_slot(row, -1)  # no worker of the interrupted run holds a trial now

@@ -20,8 +20,6 @@ import time
 from array import array
 from typing import Any, Dict, List, Optional, Tuple
 
-from fasttune import _corelib as core
-from fasttune._flatten import lookup_flattened
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
 from fasttune.execution import _protocol as protocol
@@ -81,7 +79,7 @@ class TrialEventHandlers:
             state, tokens = self._states[trial.trial_id], event.tokens
             indices = [index for index in sorted(checkpoints) if index < count]
             # Each is saved with its result, the trial's own last then.
-            metrics = self._metrics_after(metrics_before, results, [index + 1 for index in indices])
+            metrics = self._metrics_after(metrics_before, ingested.metric_values, [index + 1 for index in indices])
             for index, metrics_then in zip(indices, metrics):
                 saved_any = True
                 saved[index] = self._checkpoints.record(trial, state, checkpoints[index], results[index],
@@ -102,8 +100,8 @@ class TrialEventHandlers:
             self._files.write(trial.path, ingested.json_bytes, ingested.csv_bytes)
 
         try:
-            decision = self._judge_batch(trial, results, times, judged, last_before, metrics_before, saved,
-                                         write_batch)
+            decision = self._judge_batch(trial, results, times, judged, last_before, metrics_before,
+                                         ingested.metric_values, saved, write_batch)
         finally:
             # Also when the write raised (e.g. a Ctrl-C while waiting for the writer): the
             # snapshot on the way out counts what it leaves.
@@ -131,7 +129,7 @@ class TrialEventHandlers:
                 self.trial_executor.pause_trial(trial)
 
     def _judge_batch(self, trial: Trial, results: List[Dict[str, Any]], times: List[float], judged: bool,
-                     last_before: Dict[str, Any], metrics_before: Tuple[float, float],
+                     last_before: Dict[str, Any], metrics_before: Tuple[float, float], metric_values: List[float],
                      saved: Dict[int, Checkpoint], write: Any = None,
                      flat_results: Optional[List[Dict[str, Any]]] = None) -> str:
         """Let the stopper, scheduler and searcher judge a batch of ``trial``'s counted
@@ -140,7 +138,8 @@ class TrialEventHandlers:
         each and the checkpoints saved with it (``saved``, by result index), in order; the
         batch's decision.  ``write()`` (its files) comes after, also when one of them raised;
         ``last_before``, ``metrics_before``: the trial's last result and table row's (last,
-        best) metric before the batch, for a cut."""
+        best) metric before the batch, and ``metric_values`` what the row recorded of each
+        result, for a cut."""
         count = len(results)
         decision = TrialScheduler.CONTINUE
         judging = judged and (self._scheduler_sees_results or self._searcher_sees_results
@@ -201,7 +200,7 @@ class TrialEventHandlers:
                     write()
             finally:
                 if judged_only is not None:
-                    self._count_judged_only(trial, results, judged_only, last_before, metrics_before)
+                    self._count_judged_only(trial, results, judged_only, last_before, metrics_before, metric_values)
         return decision
 
     def _decide(self, trial: Trial, result: Dict[str, Any], decide: bool = True,
@@ -285,7 +284,8 @@ class TrialEventHandlers:
         call("on_trial_result_batch", results=results, times=times[:len(results)], **common)
 
     def _count_judged_only(self, trial: Trial, results: List[Dict[str, Any]], kept: int,
-                           last_before: Dict[str, Any], metrics_before: Tuple[float, float]) -> None:
+                           last_before: Dict[str, Any], metrics_before: Tuple[float, float],
+                           metric_values: List[float]) -> None:
         """An error inside a policy (its own, or a Ctrl-C) stopped the judging of this batch
         at ``results[kept]``: the trial counts only its results before that one (its files,
         checkpoints, iteration, last result and table metrics; ``last_before``,
@@ -298,25 +298,25 @@ class TrialEventHandlers:
         last = results[kept - 1] if kept else last_before
         rows = trial.results_seen - (len(results) - kept)
         self._checkpoints.forget_after(trial, rows)
-        metrics = self._metrics_after(metrics_before, results, [kept])[0]
+        metrics = self._metrics_after(metrics_before, metric_values, [kept])[0]
         self._rewind(trial, last.get("training_iteration", 0), last.get("time_total_s", 0.0), rows,
                      KeptHistory(last, metrics))
 
-    def _metrics_after(self, before: Tuple[float, float], results: List[Dict[str, Any]],
+    def _metrics_after(self, before: Tuple[float, float], metric_values: List[float],
                        counts: List[int]) -> List[Tuple[float, float]]:
         """The (last, best) metric a table row that held ``before`` holds once it has
-        recorded the first ``count`` of ``results``, for each of ``counts`` (ascending):
-        a scratch row of the core's table records them, by its rule."""
-        metric = self._metric
-        if metric is None:
+        recorded the first ``count`` of ``metric_values`` (what the row recorded of a
+        batch's results), for each of ``counts`` (ascending): a scratch row of the core's
+        table records them, by its rule."""
+        if self._metric is None:
             return [before] * len(counts)  # (every value is nan)
         scratch = self._metrics_scratch
         self._put_metrics(scratch, 0, before)
-        record, number = scratch.record_result, core.metric_number
+        record = scratch.record_result
         found, done = [], 0
         for count in counts:
-            for result in results[done:count]:
-                record(0, 0, 0.0, number(lookup_flattened(result, metric)))
+            for value in metric_values[done:count]:
+                record(0, 0, 0.0, value)
             done = count
             found.append((scratch.get_last_metric(0), scratch.get_best_metric(0)))
         return found
@@ -444,7 +444,7 @@ class TrialEventHandlers:
         trial.results_seen += count
         trial.last_result = results[-1]
         decision = self._judge_batch(trial, results, times, trial.status == Trial.RUNNING, last_before,
-                                     metrics_before, {}, flat_results=flat_results)
+                                     metrics_before, metric_values, {}, flat_results=flat_results)
         if self._callbacks_see_batches:
             self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
                                  results=results, times=times)

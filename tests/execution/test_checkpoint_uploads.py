@@ -96,10 +96,13 @@ def test_the_book_keeps_one_entry_per_checkpoint_with_its_rows_and_upload():
     assert list(book.entries) == [kept[0]] and not book.uploads and dict(book.rows) == {kept[0]: 2}
 
 
-def _one_trial_finished_with_an_upload(path):
+def _one_trial_finished_with_an_upload(path, histories=True):
     """A runner of two trials in ``path``: the first ran on node-7 (upload "f0") and ended;
-    returns it and both trials."""
+    returns it and both trials.  ``histories=False``: its records carry no checkpoint's
+    history (format 3), so that a test sees the uploads' own rule."""
     runner = random_search_runner(path, _train, {"x": tune.uniform(0, 1)}, 2, random_state=5)
+    if not histories:
+        runner._snapshots.checkpoint_histories = {}
     runner.trial_executor.trial_ended = lambda slot, trial: None
     finished, other = runner.get_trials()
     _run_segment(runner, finished, "node-7", ["checkpoint_000000"], {0: "f0"})
@@ -125,13 +128,14 @@ def test_a_finished_trials_record_carries_no_upload(tmp_path):
     assert b"p0" in snapshot and b"f0" not in snapshot and b"node-7" not in snapshot
 
 
-def test_a_snapshot_stays_format_1_until_a_record_carries_an_upload(tmp_path, monkeypatch):
+def test_a_snapshot_stays_below_format_2_until_a_record_carries_an_upload(tmp_path, monkeypatch):
     # Only the records of trials that did not end carry uploads: one whose only uploads are
-    # a finished trial's has none, and a version that reads format 1 still reads it.
+    # a finished trial's has none.  (Its checkpoint's history makes it format 3 all the
+    # same, unless the records carry none, as here: the uploads' rule alone.)
     from fasttune.execution import _experiment_state as state
 
     path = str(tmp_path / "exp")
-    runner, finished, paused = _one_trial_finished_with_an_upload(path)
+    runner, finished, paused = _one_trial_finished_with_an_upload(path, histories=False)
     assert finished.status == "TERMINATED" and runner._checkpoints.uploads
     runner.checkpoint(force=True)
     monkeypatch.setattr(state, "FORMAT_VERSION", 1)

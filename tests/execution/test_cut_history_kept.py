@@ -261,3 +261,58 @@ def test_a_record_gives_back_each_checkpoints_upload_and_history_and_an_older_on
     assert decoded(histories) == (uploads, histories)
     assert decoded({}) == (uploads, {})  # as an older writer saved it
     runner._files.close_all()
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_several_checkpoints_in_one_batch_each_keep_the_history_at_their_own_result(tmp_path, store):
+    runner = _runner(tmp_path / "exp", store, "min", "loss")
+    (trial,) = runner.get_trials()
+    _start(runner, trial)
+    _report(runner, trial, "loss", [3.0, 4.0, 1.0, 2.0], {0: "checkpoint_000000", 2: "checkpoint_000001"})
+    runner._release(trial)
+    trial.set_status(Trial.PAUSED)
+    runner.reset_trial(trial, {"x": 1}, "reset", checkpoint=trial.checkpoints[0])  # back to the first one
+    runner._start_trial(trial)
+    assert trial.results_seen == 1 and trial.last_result["loss"] == 3.0
+    assert _row_metrics(runner, trial) == (3.0, 3.0)
+
+
+@pytest.mark.parametrize("restored", [False, True], ids=["same_run", "restored"])
+@pytest.mark.parametrize("store", STORES)
+def test_a_checkpoint_saved_apart_from_a_result_keeps_the_history_of_then(tmp_path, store, restored):
+    """A checkpoint at the trial's end or at a pause (CheckpointSaved) keeps the row's
+    metrics as they stand then, as one saved with a result does."""
+    path = tmp_path / "exp"
+    runner = _runner(path, store, "min", "loss")
+    (trial,) = runner.get_trials()
+    _start(runner, trial)
+    _report(runner, trial, "loss", [3.0, 1.0, 2.0])
+    runner._on_checkpoint_saved(0, trial, protocol.CheckpointSaved(trial.trial_id, "checkpoint_000000"))
+    _report(runner, trial, "loss", [0.5])
+    _fail(runner, trial)
+    if restored:
+        runner.checkpoint(force=True)
+        runner._files.close_all()
+        runner = _resumed(path, store, "min", "loss")
+        (trial,) = runner.get_trials()
+    runner._start_trial(trial)
+    assert trial.results_seen == 3 and trial.last_result["loss"] == 2.0
+    assert _row_metrics(runner, trial) == (2.0, 1.0)
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_checkpoints_history_is_what_the_table_recorded_when_a_key_could_be_read_two_ways(tmp_path, store):
+    """A result holding the metric "a/b" both as a key of its own and nested: the history
+    a checkpoint keeps is what the table recorded (the core's flattened value), not
+    another reading of the result."""
+    runner = _runner(tmp_path / "exp", store, "min", "a/b")
+    (trial,) = runner.get_trials()
+    _start(runner, trial)
+    runner._on_results(0, trial, protocol.Results(trial.trial_id, [{"a/b": 9.0, "a": {"b": 1.0}}],
+                                                  array("d", [2.0]).tobytes(), {0: "checkpoint_000000"}))
+    recorded = _row_metrics(runner, trial)
+    runner._on_results(0, trial, protocol.Results(trial.trial_id, [{"a/b": 9.0, "a": {"b": 2.0}}],
+                                                  array("d", [3.0]).tobytes(), {}))
+    _fail(runner, trial)
+    runner._start_trial(trial)
+    assert trial.results_seen == 1 and _row_metrics(runner, trial) == recorded

@@ -15,6 +15,7 @@ import pytest
 
 import fasttune as tune
 from fasttune import _storage as storage
+from fasttune.execution._experiment_state import HISTORIES_FORMAT
 from fasttune.execution._worker_checkpoints import StoredCheckpoints
 from fasttune_testing import PauseOnceAtThree, report_with_step_checkpoint, restored_step
 
@@ -280,6 +281,7 @@ FULL_DISK_WORKER = """
 import os, resource, sys
 import fasttune as tune
 from fasttune import _storage as storage
+from fasttune.execution._experiment_state import HISTORIES_FORMAT
 from fasttune.execution._worker_checkpoints import StoredCheckpoints
 
 uri, staging, user_dir = sys.argv[1:4]
@@ -356,13 +358,14 @@ def test_a_trainable_writing_into_its_restored_directory_resumes_as_without_the_
     # into that directory: the retry resumes from step 2's checkpoint as storage holds it
     # (with the node's copy shared with the trainable's directory it read 4).
     assert [(r["step"], r["restored_from"]) for r in history] == [(1, 0), (2, 0), (3, 2), (4, 2), (5, 2), (6, 2)]
-    # Its trial ended, so its record carries no upload: the snapshot stays format 1, which
-    # earlier fasttune reads (test_checkpoint_uploads covers the records that carry some).
+    # The snapshot's format is the one its checkpoints' histories need (test_checkpoint_uploads
+    # covers that a finished trial's record carries no upload), also after a restore.
     snapshot = sorted(name for name in os.listdir(store / "exp") if name.startswith("experiment_state-"))[-1]
-    assert struct.unpack_from("<H", open(store / "exp" / snapshot, "rb").read(), 8) == (1,)
+    assert struct.unpack_from("<H", open(store / "exp" / snapshot, "rb").read(), 8) == (HISTORIES_FORMAT,)
     tune.Tuner.restore(f"file://{store}/exp", trainable=train_writing_into_its_restored_directory).fit()
     latest = sorted(name for name in os.listdir(store / "exp") if name.startswith("experiment_state-"))[-1]
-    assert latest != snapshot and struct.unpack_from("<H", open(store / "exp" / latest, "rb").read(), 8) == (1,)
+    assert latest != snapshot
+    assert struct.unpack_from("<H", open(store / "exp" / latest, "rb").read(), 8) == (HISTORIES_FORMAT,)
 
 
 def uploaded_by(node, experiment, tmp_path):
