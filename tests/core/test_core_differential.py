@@ -39,7 +39,7 @@ def canon(x):
         return ("table", table_state(x))
     if isinstance(x, (compiled.Ingested, twin.Ingested)):
         return ("ingested", canon(x.results), x.json_bytes, x.csv_bytes, x.stopped,
-                canon(x.error), canon(x.last))
+                canon(x.error), canon(x.last), canon(x.metric_values))
     return (type(x).__name__, repr(x))
 
 
