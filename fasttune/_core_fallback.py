@@ -471,6 +471,8 @@ def metric_number(value: object) -> float:
         >>> metric_number(3), metric_number(True), metric_number("0.5"), metric_number(10 ** 400)
         (3.0, 1.0, nan, nan)
     """
+    if isinstance(value, float):
+        return float.__float__(value)  # (a subclass's own value, not its __float__: as the core reads it)
     if not _is_real_number(value):
         return math.nan
     try:

@@ -22,7 +22,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from fasttune import _corelib as core
-from fasttune._flatten import lookup_flattened
+from fasttune._flatten import flatten_dict
 from fasttune._atomic import sync_filesystem
 from fasttune.callback import CallbackList
 from fasttune.checkpoint import Checkpoint
@@ -439,8 +439,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             counted = read_json_lines(result_path, on_bad_line="warn")[:rows]
         else:
             counted = [kept.last_result] if kept.last_result else []
-        for result in counted:
-            self._table.record_result(row, 0, 0.0, core.metric_number(lookup_flattened(result, self._metric)))
+        for result in counted:  # (flattened without its config, as ResultBuffer.ingest reads a metric)
+            flat = flatten_dict({key: value for key, value in result.items() if key != "config"})
+            self._table.record_result(row, 0, 0.0, core.metric_number(flat.get(self._metric)))
 
     def _release(self, trial: Trial) -> None:
         """No worker holds ``trial`` any more."""

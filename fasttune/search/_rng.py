@@ -37,7 +37,7 @@ class Rng:
     def __init__(self, source: Any = None) -> None:
         self._own = False
         if isinstance(source, Rng):
-            self._gen, self._own = source._gen, source.is_own
+            self._gen = source._gen  # (two of them draw from it now: neither is its only one)
         elif source is None or isinstance(source, (np.random.Generator, np.random.RandomState)):
             self._gen = source
         elif isinstance(source, (numbers.Integral, np.integer)) and not isinstance(source, bool):

@@ -432,8 +432,9 @@ class BasicVariantGenerator(SearchAlgorithm):
             left = saved["points_left"]
             return points[len(points) - left:] if left else []
         listed = saved["points"]  # (version 1 listed them: the same tail, as objects of their own)
-        tail = points[len(points) - len(listed):] if listed else []
-        return tail if tail == listed else listed
+        if not listed or len(listed) > len(points):
+            return listed
+        return points[len(points) - len(listed):]  # (a tail by construction: never compared, values may not say)
 
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> bool:
         """Writes the state to ``dirpath`` (msgpack; the experiments and random generator

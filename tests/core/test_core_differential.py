@@ -378,9 +378,20 @@ def test_json_bytes_identical_for_a_long_mixed_history():
     assert outs[0][1][4] is True  # it stopped at iteration 900
 
 
+class _FloatSaysOther(float):
+    def __float__(self):
+        return 99.0
+
+
+class _IntSaysOther(int):
+    def __float__(self):
+        return 99.0
+
+
 @pytest.mark.parametrize("value", [
     0.25, -0.0, math.inf, math.nan, 3, -(2 ** 63), 10 ** 400, True, False, np.float32(0.5), np.int64(7),
     np.bool_(True), np.float16(1.5), None, "0.5", b"1", [1.0], {"a": 1.0}, 1 + 2j, np.array(1.0),
+    _FloatSaysOther(1.5), _IntSaysOther(2),
 ])
 def test_metric_number_is_the_same_in_both(value):
     """What the table records for a metric value (and what a cut trial's recount and the

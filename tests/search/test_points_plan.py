@@ -282,3 +282,35 @@ def test_a_users_generator_drawn_from_elsewhere_restores_as_the_general_path_doe
         restored.set_state(state)
         restored_trials.append(drawn_trials(restored))
     assert restored_trials[0] == restored_trials[1] and len(restored_trials[0]) == 5
+
+
+def test_a_version_1_state_whose_points_hold_arrays_restores(monkeypatch):
+    """Version 1 listed the points left; they are the tail of points_to_evaluate, taken as
+    such (never compared: an array's == says no plain yes or no)."""
+    space = {"a": uniform(0, 1)}
+    points = [{"a": np.array([0.1, 0.2])}, {"a": np.array([0.3, 0.4])}, {"a": np.array([0.5, 0.6])}]
+    expected = drawn_trials(_generator(monkeypatch, True, space, points, 4))
+    saved = _generator(monkeypatch, True, space, points, 4)
+    before = drawn_trials(saved, 1)
+    state = saved.get_state()
+    left = state["experiments"][0].pop("points_left")
+    state["experiments"][0]["points"] = copy.deepcopy(points[len(points) - left:])
+    state["version"] = 1
+    state = copy.deepcopy(state)  # (its points_to_evaluate, too, are objects of their own)
+    restored = _generator(monkeypatch, True, space, [], 1)
+    restored.set_state(state)
+    after = drawn_trials(restored)
+    assert len(before + after) == 4 and repr(before + after) == repr(expected)
+
+
+def test_a_seeded_searcher_copies_no_random_state_for_a_point_that_draws_nothing(monkeypatch):
+    """The generator made from a seed is the searcher's own: nothing else moves it, so a
+    whole point's start state is read from it when saved, not copied at each trial."""
+    space, points = PLAN_POINTS["full"]
+    points = points * 20
+    copies = []
+    real = basic_variant.Rng.get_state
+    monkeypatch.setattr(basic_variant.Rng, "get_state", lambda self: copies.append(1) or real(self))
+    generator = _generator(monkeypatch, True, space, points, len(points))
+    assert len(drawn_trials(generator)) == 40
+    assert len(copies) == 1  # (once, as the experiment runs out: the generator may go on for another)

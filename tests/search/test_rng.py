@@ -64,3 +64,12 @@ def test_a_single_draw_takes_numpys_scalar_path():
     assert source.sizes == [None, None, None, None]
     DRAWS["uniform"](rng, 3)
     assert source.sizes[-1] == 3
+
+
+def test_only_an_rng_made_from_a_seed_is_its_generators_only_drawer():
+    assert Rng(0).is_own
+    assert not Rng(np.random.default_rng(0)).is_own and not Rng(None).is_own
+    assert not Rng(Rng(0)).is_own  # (two of them draw from one generator)
+    older = Rng.__new__(Rng)  # as one unpickled from before the slot: its state has no _own
+    older._gen = np.random.default_rng(0)
+    assert not older.is_own and older.uniform_value(0, 1) == np.random.default_rng(0).uniform(0, 1)
