@@ -384,11 +384,11 @@ cdef class TrialTable:
         self._check_row(row)
         self._record(row, _check_iteration(iteration), time_total_s, metric)
 
-    def forget_metrics(self, Py_ssize_t row):
-        """Sets the row's last and best metric back to nan; see the twin."""
+    def set_metrics(self, Py_ssize_t row, double last, double best):
+        """Sets the row's last and best metric; see the twin."""
         self._check_row(row)
-        self._last_metric[row] = NAN
-        self._best_metric[row] = NAN
+        self._last_metric[row] = last
+        self._best_metric[row] = best
 
     def column(self, name):
         """A read-only numpy copy of one column's first ``len(self)`` values."""

@@ -242,21 +242,21 @@ class TrialTable:
                 or (self._mode == "max" and metric > best)):
             self._best_metric[row] = metric
 
-    def forget_metrics(self, row: int) -> None:
-        """Sets the row's last and best metric back to nan, as :meth:`add` made them: a
-        trial whose history was cut back records its kept results again.
+    def set_metrics(self, row: int, last: float, best: float) -> None:
+        """Sets the row's last and best metric (nan: none), as a trial whose history was
+        cut back had them at the point it goes back to; its other columns stay.
 
         Example:
             >>> t = TrialTable(mode="min")
             >>> row = t.add()
-            >>> t.record_result(row, 1, 1.0, 0.5)
-            >>> t.forget_metrics(row)
+            >>> t.record_result(row, 3, 1.0, 0.5)
+            >>> t.set_metrics(row, 4.0, 2.0)
             >>> t.get_last_metric(row), t.get_best_metric(row), t.get_iteration(row)
-            (nan, nan, 1)
+            (4.0, 2.0, 3)
         """
         row = self._row(row)
-        self._last_metric[row] = math.nan
-        self._best_metric[row] = math.nan
+        self._last_metric[row] = float(last)
+        self._best_metric[row] = float(best)
 
     def column(self, name: str) -> np.ndarray:
         """A read-only numpy copy of one column's first ``len(self)`` values.

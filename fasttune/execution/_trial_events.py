@@ -311,7 +311,7 @@ class TrialEventHandlers:
         if self._metric is None:
             return [before] * len(counts)  # (every value is nan)
         scratch = self._metrics_scratch
-        self._put_metrics(scratch, 0, before)
+        scratch.set_metrics(0, *before)
         record = scratch.record_result
         found, done = [], 0
         for count in counts:
@@ -320,15 +320,6 @@ class TrialEventHandlers:
             done = count
             found.append((scratch.get_last_metric(0), scratch.get_best_metric(0)))
         return found
-
-    @staticmethod
-    def _put_metrics(table: Any, row: int, metrics: Tuple[float, float]) -> None:
-        """Set ``row``'s (last, best) metric to ``metrics``: recorded as the best, then the
-        last (the table's rule keeps the best, which the last never beats)."""
-        last, best = metrics
-        table.forget_metrics(row)
-        table.record_result(row, 0, 0.0, best)
-        table.record_result(row, 0, 0.0, last)
 
     def _on_decide(self, slot: int, trial: Trial, event: protocol.Decide) -> None:
         state = self._states[trial.trial_id]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import time
 from typing import Any, Dict, List, Optional
@@ -429,9 +430,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         is the last kept value."""
         row = trial._row
         if kept.metrics is not None:
-            self._put_metrics(self._table, row, kept.metrics)
+            self._table.set_metrics(row, *kept.metrics)
             return
-        self._table.forget_metrics(row)
+        self._table.set_metrics(row, math.nan, math.nan)
         if self._metric is None or rows == 0:
             return
         result_path = os.path.join(trial.path, RESULT_FILE)

@@ -111,9 +111,9 @@ class TableMachine(RuleBasedStateMachine):
     def record_result(self, row, iteration, total, metric):
         same(self.tables, "record_result", row, iteration, total, metric)
 
-    @rule(row=table_rows)
-    def forget_metrics(self, row):
-        same(self.tables, "forget_metrics", row)
+    @rule(row=table_rows, last=floats, best=floats)
+    def set_metrics(self, row, last, best):
+        same(self.tables, "set_metrics", row, last, best)
 
     @rule(name=st.sampled_from(["status", "best_metric", "last_metric", "worker_slot", "bogus"]),
           status=st.integers(-1, 5))

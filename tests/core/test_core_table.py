@@ -1,5 +1,6 @@
 """Behaviour of TrialTable and EventSelector, checked on both implementations."""
 import copy
+import math
 import pickle
 import struct
 
@@ -205,19 +206,22 @@ def test_best_metric_follows_mode_and_ignores_nan(core, mode, expected_best):
     assert t.get_iteration(row) == 6 and t.get_time_total(row) == 5.0
 
 
-def test_forget_metrics_leaves_a_row_that_records_its_kept_results_again(core):
+def test_set_metrics_puts_a_row_back_to_the_metrics_of_a_point_in_its_history(core):
     t = core.TrialTable("min")
     other, row = t.add(), t.add()
     t.record_result(other, 1, 1.0, 0.5)
     for i, metric in enumerate([3.0, 1.0, 2.0]):
         t.record_result(row, i + 1, float(i), metric)
-    t.forget_metrics(row)
-    assert np.isnan(t.get_last_metric(row)) and np.isnan(t.get_best_metric(row))
-    assert t.get_iteration(row) == 3 and t.get_time_total(row) == 2.0  # only the metrics go
-    t.record_result(row, 1, 0.0, 3.0)
-    assert t.get_best_metric(row) == 3.0 and t.get_best_metric(other) == 0.5
+    t.set_metrics(row, 3.0, 3.0)  # back to its first result
+    assert (t.get_last_metric(row), t.get_best_metric(row)) == (3.0, 3.0)
+    assert t.get_iteration(row) == 3 and t.get_time_total(row) == 2.0  # only the metrics change
+    t.record_result(row, 2, 1.0, 4.0)  # its next results count from there, by the table's rule
+    assert (t.get_last_metric(row), t.get_best_metric(row)) == (4.0, 3.0) and t.get_best_metric(other) == 0.5
+    t.set_metrics(row, math.nan, math.nan)  # back to no result
+    t.record_result(row, 1, 0.0, 5.0)
+    assert t.get_best_metric(row) == 5.0
     with pytest.raises(IndexError):
-        t.forget_metrics(2)
+        t.set_metrics(2, 1.0, 1.0)
 
 
 def test_columns_are_read_only_typed_copies(core):
