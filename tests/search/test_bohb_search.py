@@ -224,6 +224,27 @@ def test_import_fasttune_loads_neither_library_nor_this_searcher():
 
 
 # ---- checkpoints ------------------------------------------------------------------------------
+def test_an_errored_trial_that_runs_again_is_registered_again_at_each_budget_once():
+    """After on_trial_complete(error=True) a restore may restart the trial or resume it from
+    its checkpoint: its later budgets reach the model; a budget it reported before its
+    error (a restart reports it again), or one reported again after a restore, is not
+    registered twice.  A trial that ended is not known again."""
+    search = TuneBOHB(SPACE, metric="loss", mode="min", seed=0)
+    search.suggest("a")
+    search.suggest("b")
+    search.on_trial_result("a", {"loss": 2.0, "hyperband_info": {"budget": 1, "paused": True}})
+    search.on_trial_complete("a", error=True)
+    search.on_trial_result("a", {"loss": 2.0, "hyperband_info": {"budget": 1, "paused": True}})  # restarted
+    search.on_trial_result("a", {"loss": 1.0, "hyperband_info": {"budget": 3, "paused": True}})
+    assert search.bohber.losses == {1: [2.0], 3: [1.0]}
+    assert "a" in search.paused and "a" in search.trial_to_params
+    search.on_trial_result("b", {"loss": 5.0, "hyperband_info": {"budget": 1}})
+    search.on_trial_result("b", {"loss": 5.0, "hyperband_info": {"budget": 1}})  # reported again after a restore
+    search.on_trial_complete("b")
+    search.on_trial_result("b", {"loss": 4.0, "hyperband_info": {"budget": 3}})
+    assert search.bohber.losses == {1: [2.0, 5.0], 3: [1.0]}
+
+
 def test_save_restore_mid_sweep_gives_the_same_next_suggestions(tmp_path):
     search = TuneBOHB(SPACE, metric="loss", mode="min", seed=7,
                       points_to_evaluate=[{"x": 0.0, "opt": {"lr": 0.01}, "n": 2, "act": "tanh"}] * 2)

@@ -170,6 +170,10 @@ class TuneBOHB(Searcher):
         self._max_concurrent = int(max_concurrent)
         self._points_to_evaluate: List[Dict[str, Any]] = [flat_space(p) for p in points_to_evaluate or []]
         self.trial_to_params: Dict[str, Dict[str, Any]] = {}  # trial id -> BOHB's flat config
+        # Trial id -> the budgets its results were registered at (each is registered once).
+        self._budgets_told: Dict[str, Set[Any]] = {}
+        # Trial id -> (config, budgets told) of a trial that errored: a restore may run it again.
+        self._errored: Dict[str, tuple] = {}
         self.running: Set[str] = set()
         self.paused: Set[str] = set()
         self._np_state: Optional[tuple] = None  # the seeded numpy generator's state
@@ -315,8 +319,13 @@ class TuneBOHB(Searcher):
     def on_trial_result(self, trial_id: str, result: Dict) -> None:
         """Registers a result tagged with a budget (``result["hyperband_info"]["budget"]``)
         with the model; a trial tagged ``paused`` stops counting as running until its next
-        result."""
+        result.  A trial that errored and runs again (a restore's ``restart_errored`` or
+        ``resume_errored``) is known again; a budget it registered before is not registered twice."""
         info = result.get("hyperband_info")
+        errored = self._kept("_errored")
+        if trial_id in errored and trial_id not in self.trial_to_params:
+            # Restarted or resumed after its error: its results count again, at budgets it has not reported.
+            self.trial_to_params[trial_id], self._kept("_budgets_told")[trial_id] = errored.pop(trial_id)
         if info is None:
             if not self._warned_untagged:
                 logger.warning("TuneBOHB got a result without 'hyperband_info': use it with the "
@@ -333,6 +342,10 @@ class TuneBOHB(Searcher):
             if self._metric not in result:
                 raise RuntimeError(f"TuneBOHB expected the metric {self._metric!r} in the trial's result, which "
                                    f"has {sorted(result)}; report it from the trainable.")
+            told = self._kept("_budgets_told").setdefault(trial_id, set())
+            if info["budget"] in told:
+                return  # reported again by a trial that runs again: the model has it
+            told.add(info["budget"])
             with self._numpy_generator():
                 self.bohber.new_result(self.to_wrapper(trial_id, result))
 
@@ -344,9 +357,16 @@ class TuneBOHB(Searcher):
                     self.trial_to_params[trial_id])
 
     def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
-        self.trial_to_params.pop(trial_id, None)
+        config = self.trial_to_params.pop(trial_id, None)
+        told = self._kept("_budgets_told").pop(trial_id, set())
+        if error and config is not None:
+            self._kept("_errored")[trial_id] = (config, told)
         self.running.discard(trial_id)
         self.paused.discard(trial_id)
+
+    def _kept(self, name: str) -> Dict[str, Any]:
+        """The dict ``name`` of this searcher's state (an empty one in a state saved before it was kept)."""
+        return self.__dict__.setdefault(name, {})
 
     # Ray Tune's HyperBandForBOHB calls these; fasttune's tags its results instead.
     def on_pause(self, trial_id: str) -> None:
