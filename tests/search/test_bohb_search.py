@@ -243,6 +243,11 @@ def test_an_errored_trial_that_runs_again_is_registered_again_at_each_budget_onc
     search.on_trial_complete("b")
     search.on_trial_result("b", {"loss": 4.0, "hyperband_info": {"budget": 3}})
     assert search.bohber.losses == {1: [2.0, 5.0], 3: [1.0]}
+    search.suggest("c")
+    search.on_trial_complete("c", error=True)
+    search.on_trial_complete("c")  # ran again and ended with no result: nothing of it is kept
+    search.on_trial_result("c", {"loss": 0.5, "hyperband_info": {"budget": 9}})
+    assert search.bohber.losses == {1: [2.0, 5.0], 3: [1.0]} and "c" not in search.trial_to_params
 
 
 def test_save_restore_mid_sweep_gives_the_same_next_suggestions(tmp_path):

@@ -320,7 +320,8 @@ class TuneBOHB(Searcher):
         """Registers a result tagged with a budget (``result["hyperband_info"]["budget"]``)
         with the model; a trial tagged ``paused`` stops counting as running until its next
         result.  A trial that errored and runs again (a restore's ``restart_errored`` or
-        ``resume_errored``) is known again; a budget it registered before is not registered twice."""
+        ``resume_errored``) is known again.  A budget a trial registered is not registered
+        again (a retry that reports it anew included): the model keeps its first value."""
         info = result.get("hyperband_info")
         errored = self._kept("_errored")
         if trial_id in errored and trial_id not in self.trial_to_params:
@@ -361,6 +362,8 @@ class TuneBOHB(Searcher):
         told = self._kept("_budgets_told").pop(trial_id, set())
         if error and config is not None:
             self._kept("_errored")[trial_id] = (config, told)
+        elif not error:
+            self._kept("_errored").pop(trial_id, None)  # (it ran again and ended: nothing to keep)
         self.running.discard(trial_id)
         self.paused.discard(trial_id)
 
