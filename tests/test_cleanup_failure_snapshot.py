@@ -53,6 +53,11 @@ def _failing_cleanup(monkeypatch):
     monkeypatch.setattr(RayTrialExecutor, "cleanup", cleanup)
 
 
+def _params(trial_dir):
+    with open(os.path.join(trial_dir, "params.json")) as f:
+        return json.load(f)
+
+
 def _sweep(tmp_path, callbacks):
     space = {"x": tune.grid_search(list(range(NUM_SAMPLES))), "starts": str(tmp_path / "starts.jsonl")}
     return tune.Tuner(_logging_trainable, param_space=space,
@@ -93,8 +98,8 @@ def test_loop_error_then_cleanup_error_still_writes_the_final_snapshot(ray_sessi
 
     path = str(tmp_path / "exp")
     finished = {t.config["x"] for t in state.read_trials(path) if t.status == "TERMINATED"}
-    on_disk = {json.loads(open(os.path.join(path, d, "params.json")).read())["x"]
-               for d in os.listdir(path) if os.path.isfile(os.path.join(path, d, "result.json"))
+    on_disk = {_params(os.path.join(path, d))["x"] for d in os.listdir(path)
+               if os.path.isfile(os.path.join(path, d, "result.json"))
                and len(lines(os.path.join(path, d, "result.json"))) == ITERATIONS}
     assert finished == on_disk == {0, 1, 2}
     assert all(t.results_seen == ITERATIONS for t in state.read_trials(path) if t.status == "TERMINATED")
