@@ -41,7 +41,7 @@ import operator
 import os
 import struct
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -203,8 +203,8 @@ class TrialTable:
         return self._time_total[self._row(row)]
 
     def set_time_total(self, row: int, time_total_s: float) -> None:
-        row = self._row(row)
-        self._time_total[row] = float(time_total_s)
+        row, time_total_s = operator.index(row), _as_double(time_total_s)
+        self._time_total[self._row(row)] = time_total_s
 
     def get_worker_slot(self, row: int) -> int:
         return self._worker_slot[self._row(row)]
@@ -228,9 +228,9 @@ class TrialTable:
 
         The best metric follows the table's mode and ignores nan.
         """
-        row = self._row(row)
-        iteration = _check_iteration(iteration)
-        time_total_s, metric = float(time_total_s), float(metric)
+        row, iteration = operator.index(row), operator.index(iteration)
+        time_total_s, metric = _as_double(time_total_s), _as_double(metric)
+        row, iteration = self._row(row), _check_iteration(iteration)
         self._iteration[row] = iteration
         self._time_total[row] = time_total_s
         self._last_metric[row] = metric
@@ -254,9 +254,11 @@ class TrialTable:
             >>> t.get_last_metric(row), t.get_best_metric(row), t.get_iteration(row)
             (4.0, 2.0, 3)
         """
+        # The core converts every argument before it checks the row's range.
+        row, last, best = operator.index(row), _as_double(last), _as_double(best)
         row = self._row(row)
-        self._last_metric[row] = float(last)
-        self._best_metric[row] = float(best)
+        self._last_metric[row] = last
+        self._best_metric[row] = best
 
     def column(self, name: str) -> np.ndarray:
         """A read-only numpy copy of one column's first ``len(self)`` values.
@@ -305,6 +307,15 @@ class TrialTable:
 
 def _table_from_snapshot(data: bytes) -> TrialTable:
     return TrialTable.from_snapshot(data)
+
+
+def _as_double(value: Any) -> float:
+    """``value`` converted as the compiled core converts its ``double`` arguments (CPython's
+    ``PyFloat_AsDouble``, which an ``array("d")`` item takes too): a real number, never a
+    numeric string or bytes as ``float()`` would parse them, with the core's TypeError."""
+    if type(value) is float:  # the usual case, kept cheap
+        return value
+    return array.array("d", (value,))[0]
 
 
 def _check_iteration(iteration: int) -> int:

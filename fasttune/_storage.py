@@ -27,6 +27,7 @@ import posixpath
 import re
 import shutil
 import tempfile
+import threading
 from typing import Any, Callable, Iterator, List, NamedTuple, Optional
 from urllib.parse import urlsplit, urlunsplit
 
@@ -561,16 +562,36 @@ def node_cache_scratch(nbytes: int = 0) -> Iterator[Optional[str]]:
 # read-write, not the directory: NFSv4 refuses flock on a read-only descriptor.  A child
 # forked without exec (DataLoader workers) shares the lock: a killed worker's scratch
 # stays until they exit.  Only locked scratch carries _SCRATCH_PREFIX, and it gets that
-# name once locked: scratch that cannot be locked (a file system without locks) and that
-# of fasttune versions without the lock (".incoming-", in this same folder) are never
-# swept while in use.
+# name once locked.  Before that, from before the directory exists until it is renamed,
+# its process holds the lock of a guard file beside it (".unlocked-X.lock" for the
+# directory ".unlocked-X"), so a sweep that takes a guard's lock knows the directory's
+# maker died, and removes both.  Scratch that cannot be locked (a file system without
+# locks: ".unlocked-X" without a guard) and that of fasttune versions without the lock
+# (".incoming-", in this same folder; ".unlocked-" without a guard) are never swept while
+# their process may live: only once made before this node booted, in a cache on a file
+# system no other node mounts (no process outlives a boot; another node's may).
 _SCRATCH_PREFIX = ".scratch-"
 _UNLOCKED_PREFIX = ".unlocked-"
+_INCOMING_PREFIX = ".incoming-"
+_GUARD_SUFFIX = ".lock"
 _GONE_PREFIX = ".gone-"
 _LOCK_FILE = ".lock"
-# This process's locked scratch: NFS emulates flock with POSIX locks, which never stop the
-# process holding them (and its closing any descriptor of the file releases them).
+# This process's locked scratch and guards: NFS emulates flock with POSIX locks, which never
+# stop the process holding them (and its closing any descriptor of the file releases them).
 _own_scratch: set = set()
+# A guard's making and marking as this process's, and a sweep's locking of a guard, are one
+# step each for this process's threads: a sweep never takes a guard this process is locking.
+_guards_lock = threading.Lock()
+_GUARD_TRIES = 8
+
+
+def _new_guards_lock() -> None:
+    global _guards_lock
+    _guards_lock = threading.Lock()  # a child forked while another thread held it
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_guards_lock)
 
 
 @contextlib.contextmanager
@@ -592,25 +613,72 @@ def _make_locked_directory(parent: str) -> "tuple[str, Optional[int]]":
     """A new directory in ``parent`` and a descriptor holding the exclusive lock of its
     lock file; None, and a name no sweep takes, where the file system has no locks."""
     fcntl = _fcntl()
-    # Made under a name no sweep takes, so that none can remove it before it is locked.
-    path = tempfile.mkdtemp(prefix=_UNLOCKED_PREFIX, dir=parent)
-    if fcntl is None:
-        return path, None
+    guard = _locked_guard(parent, fcntl) if fcntl is not None else None
+    if guard is None:
+        return tempfile.mkdtemp(prefix=_UNLOCKED_PREFIX, dir=parent), None
+    guard_path, guard_fd = guard
     try:
-        fd = os.open(os.path.join(path, _LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except OSError:  # a full disk, most likely: no scratch left behind
-        shutil.rmtree(path, ignore_errors=True)
-        raise
-    locked = os.path.join(parent, _SCRATCH_PREFIX + os.path.basename(path)[len(_UNLOCKED_PREFIX):])
+        # Made under the guard's name less its suffix, so that a sweep removes it only
+        # once the guard's lock is free: its maker died before locking it.
+        path = guard_path[:-len(_GUARD_SUFFIX)]
+        os.mkdir(path, 0o700)
+        try:
+            fd = os.open(os.path.join(path, _LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError:  # a full disk, most likely: no scratch left behind
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        locked = os.path.join(parent, _SCRATCH_PREFIX + os.path.basename(path)[len(_UNLOCKED_PREFIX):])
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _own_scratch.add(os.path.basename(locked))
+            os.rename(path, locked)
+        except OSError:  # no locks on this file system after all: never swept
+            _own_scratch.discard(os.path.basename(locked))
+            os.close(fd)
+            return path, None
+        return locked, fd
+    finally:
+        _release_guard(guard_path, guard_fd)
+
+
+def _locked_guard(parent: str, fcntl: Any) -> "Optional[tuple[str, int]]":
+    """A new guard file in ``parent`` (``.unlocked-X.lock``, with no ``.unlocked-X`` beside
+    it) and a descriptor holding its exclusive lock; None where the file system has no locks."""
+    for _ in range(_GUARD_TRIES):
+        with _guards_lock:
+            fd, path = tempfile.mkstemp(prefix=_UNLOCKED_PREFIX, suffix=_GUARD_SUFFIX, dir=parent)
+            _own_scratch.add(os.path.basename(path))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a sweep took it before this process: it removes it
+                pass
+            except OSError:  # no locks on this file system
+                _release_guard(path, fd)
+                return None
+            else:
+                if _names_file(path, fd):
+                    return path, fd
+            # Swept before it was locked: the sweep removed (or removes) it; another name.
+            _own_scratch.discard(os.path.basename(path))
+            os.close(fd)
+    return None  # a file system whose inodes do not compare (or sweeps without end): unguarded
+
+
+def _release_guard(path: str, fd: int) -> None:
+    """Remove a guard file this process made, then release its lock."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    os.close(fd)
+    _own_scratch.discard(os.path.basename(path))
+
+
+def _names_file(path: str, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not removed, nor made again)."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        _own_scratch.add(os.path.basename(locked))
-        os.rename(path, locked)
-    except OSError:  # no locks on this file system (some network ones): never swept
-        _own_scratch.discard(os.path.basename(locked))
-        os.close(fd)
-        return path, None
-    return locked, fd
+        named, opened = os.stat(path), os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    return (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev)
 
 
 def _fcntl() -> Any:
@@ -623,12 +691,14 @@ def _fcntl() -> Any:
 
 def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
     """Remove the scratch that killed processes left in this node's cache: each locked
-    scratch directory (``.scratch-*``) whose lock can be taken (its process died), and
-    what removals left half done (``.gone-*``: whoever removes it, it goes); never one a
-    live process holds, nor scratch made without a lock (``.unlocked-*``, and older
-    fasttune's ``.incoming-*``), which no sweep can tell from a copy being made.
-    ``names``: the scratch names in the cache, when the caller has listed it.  Returns
-    how many were removed.
+    scratch directory (``.scratch-*``) whose lock can be taken (its process died), each
+    guard file (``.unlocked-*.lock``) whose lock can be taken with the directory it guarded
+    (its process died before locking that), and what removals left half done (``.gone-*``:
+    whoever removes it, it goes); never one a live process holds.  Scratch made without a
+    lock (``.unlocked-*`` without a guard, and older fasttune's ``.incoming-*``), which no
+    age tells from a copy being made, goes only if it was made before this node booted, on
+    a file system no other node mounts.  ``names``: the scratch names in the cache, when
+    the caller has listed it.  Returns how many were removed.
 
     Example:
         >>> saved = os.environ.get("FASTTUNE_STORAGE_CACHE")
@@ -642,17 +712,29 @@ def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
     fcntl, root = _fcntl(), _kept_root()
     if names is None:
         try:
-            names = [name for name in os.listdir(root) if name.startswith((_SCRATCH_PREFIX, _GONE_PREFIX))]
+            names = [name for name in os.listdir(root) if _is_sweepable(name)]
         except OSError:  # no cache yet, or it cannot be listed now
             return 0
     removed = 0
     for name in names:
         path = os.path.join(root, name)
+        if not _is_sweepable(name):
+            continue
         if name.startswith(_GONE_PREFIX):
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
             continue
-        if fcntl is None or name in _own_scratch:
+        if fcntl is None:
+            continue
+        if name.startswith(_UNLOCKED_PREFIX) and name.endswith(_GUARD_SUFFIX):
+            removed += _remove_if_guard_free(path, fcntl)
+            continue
+        if name.startswith((_UNLOCKED_PREFIX, _INCOMING_PREFIX)):
+            if _made_before_boot(path):
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+            continue
+        if name in _own_scratch:
             continue
         lock_file = os.path.join(path, _LOCK_FILE)
         try:
@@ -666,7 +748,7 @@ def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if os.stat(lock_file).st_ino != os.fstat(fd).st_ino:  # removed and made again meanwhile
+            if not _names_file(lock_file, fd):  # removed and made again meanwhile
                 raise FileNotFoundError(lock_file)
         except OSError:  # held: a copy is being made there (or no locks here: left alone)
             os.close(fd)
@@ -677,6 +759,98 @@ def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
         finally:
             os.close(fd)
     return removed
+
+
+def _is_sweepable(name: str) -> bool:
+    """Whether a sweep looks at the entry ``name`` of the kept root (see :func:`remove_dead_scratch`)."""
+    return name.startswith((_SCRATCH_PREFIX, _GONE_PREFIX, _UNLOCKED_PREFIX, _INCOMING_PREFIX))
+
+
+def _made_before_boot(path: str) -> bool:
+    """Whether the directory ``path`` (scratch made without a lock) was made before this
+    node booted, on a file system only this node mounts: no process that made it lives.
+    A directory's ctime is set when it is made, and no process can set it back."""
+    boot = _boot_time()
+    if boot is None:
+        return False
+    try:
+        made = os.stat(path).st_ctime
+    except OSError:
+        return False
+    return made < boot and _filesystem_type(path) in _NODE_LOCAL_FILESYSTEMS
+
+
+# File systems no other node mounts at the same time (a network or cluster one may be).
+_NODE_LOCAL_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "overlay", "zfs",
+                                     "f2fs", "bcachefs"})
+
+
+def _boot_time() -> Optional[float]:
+    """When this node booted (seconds since the epoch), or None where that cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _filesystem_type(path: str, mountinfo: Optional[str] = None) -> Optional[str]:
+    """The type of the file system ``path`` is on (as ``/proc/self/mountinfo``, or the
+    ``mountinfo`` text given, says: the mount deepest above it), or None where unknown.
+
+    Example:
+        >>> _filesystem_type("/home/a/cache", "21 1 0:1 / / rw - ext4 /dev/sda1 rw\\n"
+        ...                  "30 21 0:40 / /home/a rw - nfs4 server:/a rw\\n")
+        'nfs4'
+    """
+    if mountinfo is None:
+        try:
+            with open("/proc/self/mountinfo") as f:
+                mountinfo = f.read()
+        except OSError:
+            return None
+    real = os.path.realpath(path)
+    found, found_type = "", None
+    for line in mountinfo.splitlines():
+        mount, _, filesystem = line.partition(" - ")
+        fields = mount.split(" ")
+        if len(fields) < 5 or not filesystem:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])  # "\040": a space
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(found):  # the deepest; of mounts on one point, the last
+            found, found_type = point, filesystem.split(" ")[0]
+    return found_type
+
+
+def _remove_if_guard_free(guard: str, fcntl: Any) -> int:
+    """Remove the guard file ``guard`` and the directory it guarded if its lock can be
+    taken (the process that made it died before it locked its directory); returns 1 if so."""
+    with _guards_lock:
+        if os.path.basename(guard) in _own_scratch:
+            return 0
+        try:
+            fd = os.open(guard, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:  # gone: its directory was locked meanwhile (or another sweep took it)
+            return 0
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not _names_file(guard, fd):
+                raise FileNotFoundError(guard)
+        except OSError:  # held: its directory is being made and locked now
+            os.close(fd)
+            return 0
+    try:
+        # Removed before the guard, so that a sweep cut short leaves the guard to the next.
+        shutil.rmtree(guard[:-len(_GUARD_SUFFIX)], ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(guard)
+    finally:
+        os.close(fd)
+    return 1
 
 
 def tree_bytes(directory: str) -> int:
@@ -808,7 +982,7 @@ def _scan_kept_root(scratch: Optional[List[str]] = None) -> List[KeptCheckpoint]
             found = match(entry.name)
             if found:
                 kept.append(KeptCheckpoint(entry.path, found[1], found[2], found[3], int(found[4])))
-            elif scratch is not None and entry.name.startswith((_SCRATCH_PREFIX, _GONE_PREFIX)):
+            elif scratch is not None and _is_sweepable(entry.name):
                 scratch.append(entry.name)
     return kept
 

@@ -392,10 +392,11 @@ def run_experiment(
     try:
         runner.cleanup()
     except BaseException:
-        # A result write failed at the very end, seen only as the files closed: cleanup
-        # saved the final snapshot before raising it.  The experiment still ends as it
-        # would (callbacks, the upload) before fit() raises it.
+        # Ending the trials failed (the executor's cleanup, or a result write seen only as
+        # the files closed): the experiment still ends as it would (final snapshot,
+        # callbacks, the upload) before fit() raises it.
         progress.close()
+        _save_final_snapshot_quietly(runner)
         _end_quietly(runner, sync)
         raise
     runner.checkpoint(force=True)
@@ -423,18 +424,23 @@ def _finish_quietly(runner: TrialRunner, sync: Optional[StorageSync], end_callba
     try:
         runner.cleanup()
     except Exception:  # noqa: BLE001 - the loop's own error is the one raised
-        # A result write failure seen only now comes after cleanup saved the snapshot:
-        # what failed was ending the trials, and the upload below still runs.
         logger.exception("Ending the trials after the error below failed too.")
-    else:
-        try:
-            runner.checkpoint(force=True)
-        except Exception:  # noqa: BLE001 - the loop's own error is the one raised
-            logger.exception("Saving the experiment's state after the error below failed too.")
+    _save_final_snapshot_quietly(runner)
     if end_callbacks:
         _end_quietly(runner, sync)
     else:
         _upload_quietly(sync)
+
+
+def _save_final_snapshot_quietly(runner: TrialRunner) -> None:
+    """The final snapshot, also when ending the trials failed (else a restore reruns what
+    finished since the last periodic one); its own failure is logged, as the error being
+    raised is another.  After a failed result write cleanup saved one already: this one is
+    the same state again, counting only what is on disk."""
+    try:
+        runner.checkpoint(force=True)
+    except Exception:  # noqa: BLE001 - the error being raised is the one the caller raises
+        logger.exception("Saving the experiment's state after the error below failed too.")
 
 
 def _end_quietly(runner: TrialRunner, sync: Optional[StorageSync]) -> None:

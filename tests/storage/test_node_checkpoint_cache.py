@@ -570,17 +570,15 @@ def test_a_worker_starting_removes_what_killed_processes_left(experiment, node_a
     assert not os.path.exists(dead_scratch) and not os.path.exists(gone)
 
 
-@pytest.mark.parametrize("swept_after", ["mkdtemp", "open"])
+@pytest.mark.parametrize("swept_after", ["mkdir", "open"])
 def test_scratch_swept_before_its_process_locked_it_stays(monkeypatch, tmp_path, swept_after):
-    import tempfile
-
     monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
-    module = tempfile if swept_after == "mkdtemp" else os
+    module = os
     call, swept = getattr(module, swept_after), []
 
     def then_swept(*args, **kwargs):
         made = call(*args, **kwargs)
-        directory = made if swept_after == "mkdtemp" else os.path.dirname(args[0])
+        directory = args[0] if swept_after == "mkdir" else os.path.dirname(args[0])
         if not swept and os.path.basename(directory).startswith(".unlocked-"):
             # Another worker's sweep comes between the scratch's making and its lock.
             swept.append((storage.remove_dead_scratch(), os.path.isdir(directory)))
