@@ -567,12 +567,9 @@ def node_cache_scratch(nbytes: int = 0) -> Iterator[Optional[str]]:
 # directory ".unlocked-X"), so a sweep that takes a guard's lock knows the directory's
 # maker died, and removes both.  Scratch that cannot be locked (a file system without
 # locks: ".unlocked-X" without a guard) and that of fasttune versions without the lock
-# (".incoming-", in this same folder; ".unlocked-" without a guard) are never swept while
-# their process may live: only once made before this node booted, in a cache on a file
-# system no other node mounts (no process outlives a boot; another node's may).
+# (".incoming-", in this same folder; ".unlocked-" without a guard) are never swept.
 _SCRATCH_PREFIX = ".scratch-"
 _UNLOCKED_PREFIX = ".unlocked-"
-_INCOMING_PREFIX = ".incoming-"
 _GUARD_SUFFIX = ".lock"
 _GONE_PREFIX = ".gone-"
 _LOCK_FILE = ".lock"
@@ -621,22 +618,32 @@ def _make_locked_directory(parent: str) -> "tuple[str, Optional[int]]":
         # Made under the guard's name less its suffix, so that a sweep removes it only
         # once the guard's lock is free: its maker died before locking it.
         path = guard_path[:-len(_GUARD_SUFFIX)]
+        locked = os.path.join(parent, _SCRATCH_PREFIX + os.path.basename(path)[len(_UNLOCKED_PREFIX):])
         os.mkdir(path, 0o700)
+        fd = None
         try:
             fd = os.open(os.path.join(path, _LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except OSError:  # a full disk, most likely: no scratch left behind
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _own_scratch.add(os.path.basename(locked))
+                os.rename(path, locked)
+            except OSError:  # no locks on this file system after all: never swept
+                _own_scratch.discard(os.path.basename(locked))
+                os.close(fd)
+                return path, None
+            return locked, fd
+        except BaseException:
+            # Failed or interrupted on the way (a full disk, a Ctrl-C): once its guard goes,
+            # no sweep would remove what is left, so nothing is.
             shutil.rmtree(path, ignore_errors=True)
-            raise
-        locked = os.path.join(parent, _SCRATCH_PREFIX + os.path.basename(path)[len(_UNLOCKED_PREFIX):])
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            _own_scratch.add(os.path.basename(locked))
-            os.rename(path, locked)
-        except OSError:  # no locks on this file system after all: never swept
+            shutil.rmtree(locked, ignore_errors=True)
             _own_scratch.discard(os.path.basename(locked))
-            os.close(fd)
-            return path, None
-        return locked, fd
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            raise
     finally:
         _release_guard(guard_path, guard_fd)
 
@@ -694,10 +701,9 @@ def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
     scratch directory (``.scratch-*``) whose lock can be taken (its process died), each
     guard file (``.unlocked-*.lock``) whose lock can be taken with the directory it guarded
     (its process died before locking that), and what removals left half done (``.gone-*``:
-    whoever removes it, it goes); never one a live process holds.  Scratch made without a
-    lock (``.unlocked-*`` without a guard, and older fasttune's ``.incoming-*``), which no
-    age tells from a copy being made, goes only if it was made before this node booted, on
-    a file system no other node mounts.  ``names``: the scratch names in the cache, when
+    whoever removes it, it goes); never one a live process holds, nor scratch made without
+    a lock (``.unlocked-*`` without a guard, and older fasttune's ``.incoming-*``), which no
+    sweep can tell from a copy being made.  ``names``: the scratch names in the cache, when
     the caller has listed it.  Returns how many were removed.
 
     Example:
@@ -726,13 +732,8 @@ def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
             continue
         if fcntl is None:
             continue
-        if name.startswith(_UNLOCKED_PREFIX) and name.endswith(_GUARD_SUFFIX):
+        if name.startswith(_UNLOCKED_PREFIX):
             removed += _remove_if_guard_free(path, fcntl)
-            continue
-        if name.startswith((_UNLOCKED_PREFIX, _INCOMING_PREFIX)):
-            if _made_before_boot(path):
-                shutil.rmtree(path, ignore_errors=True)
-                removed += 1
             continue
         if name in _own_scratch:
             continue
@@ -763,67 +764,8 @@ def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
 
 def _is_sweepable(name: str) -> bool:
     """Whether a sweep looks at the entry ``name`` of the kept root (see :func:`remove_dead_scratch`)."""
-    return name.startswith((_SCRATCH_PREFIX, _GONE_PREFIX, _UNLOCKED_PREFIX, _INCOMING_PREFIX))
-
-
-def _made_before_boot(path: str) -> bool:
-    """Whether the directory ``path`` (scratch made without a lock) was made before this
-    node booted, on a file system only this node mounts: no process that made it lives.
-    A directory's ctime is set when it is made, and no process can set it back."""
-    boot = _boot_time()
-    if boot is None:
-        return False
-    try:
-        made = os.stat(path).st_ctime
-    except OSError:
-        return False
-    return made < boot and _filesystem_type(path) in _NODE_LOCAL_FILESYSTEMS
-
-
-# File systems no other node mounts at the same time (a network or cluster one may be).
-_NODE_LOCAL_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "overlay", "zfs",
-                                     "f2fs", "bcachefs"})
-
-
-def _boot_time() -> Optional[float]:
-    """When this node booted (seconds since the epoch), or None where that cannot be read."""
-    try:
-        with open("/proc/stat") as f:
-            for line in f:
-                if line.startswith("btime "):
-                    return float(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _filesystem_type(path: str, mountinfo: Optional[str] = None) -> Optional[str]:
-    """The type of the file system ``path`` is on (as ``/proc/self/mountinfo``, or the
-    ``mountinfo`` text given, says: the mount deepest above it), or None where unknown.
-
-    Example:
-        >>> _filesystem_type("/home/a/cache", "21 1 0:1 / / rw - ext4 /dev/sda1 rw\\n"
-        ...                  "30 21 0:40 / /home/a rw - nfs4 server:/a rw\\n")
-        'nfs4'
-    """
-    if mountinfo is None:
-        try:
-            with open("/proc/self/mountinfo") as f:
-                mountinfo = f.read()
-        except OSError:
-            return None
-    real = os.path.realpath(path)
-    found, found_type = "", None
-    for line in mountinfo.splitlines():
-        mount, _, filesystem = line.partition(" - ")
-        fields = mount.split(" ")
-        if len(fields) < 5 or not filesystem:
-            continue
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])  # "\040": a space
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(found):  # the deepest; of mounts on one point, the last
-            found, found_type = point, filesystem.split(" ")[0]
-    return found_type
+    return name.startswith((_SCRATCH_PREFIX, _GONE_PREFIX)) or (
+        name.startswith(_UNLOCKED_PREFIX) and name.endswith(_GUARD_SUFFIX))
 
 
 def _remove_if_guard_free(guard: str, fcntl: Any) -> int:

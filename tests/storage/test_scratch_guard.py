@@ -93,42 +93,28 @@ def test_a_guard_swept_before_its_maker_locked_it_is_made_again(monkeypatch, tmp
     assert _kept_root_entries(tmp_path) == []
 
 
-def test_scratch_without_a_lock_goes_only_once_made_before_this_boot(monkeypatch, tmp_path):
+@pytest.mark.parametrize("interrupted_call", ["flock", "rename"])
+def test_a_maker_interrupted_after_making_its_directory_leaves_nothing(monkeypatch, tmp_path, interrupted_call):
+    # A Ctrl-C reaching a worker (same process group) between the directory's making and its
+    # locked name: its guard goes in the finally, so nothing may be left that no sweep removes.
+    import fcntl
+
     monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
-    kept_root = os.path.join(str(tmp_path), "checkpoints")
-    os.makedirs(kept_root)
-    older = tempfile.mkdtemp(prefix=".incoming-", dir=kept_root)  # an older fasttune's copy being made
-    with open(os.path.join(older, "weights"), "w") as f:
-        f.write("half a copy")
-    unlocked = tempfile.mkdtemp(prefix=".unlocked-", dir=kept_root)  # made where locks failed
-    # Made in this boot: their processes may be alive, writing there.
-    assert storage.remove_dead_scratch() == 0 and os.path.isdir(older) and os.path.isdir(unlocked)
-    # As after a reboot of this node: no process that made them lives.
-    made = max(os.stat(older).st_ctime, os.stat(unlocked).st_ctime)
-    monkeypatch.setattr(storage, "_boot_time", lambda: made + 1)
-    if storage._filesystem_type(kept_root) not in storage._NODE_LOCAL_FILESYSTEMS:
-        pytest.fail(f"the test's cache is not on a node-local file system: {storage._filesystem_type(kept_root)}")
-    assert storage.remove_dead_scratch() == 2 and _kept_root_entries(tmp_path) == []
+    module = fcntl if interrupted_call == "flock" else os
+    real = getattr(module, interrupted_call)
 
+    def interrupted(*args, **kwargs):
+        target = args[0]
+        if interrupted_call == "flock" and isinstance(target, int) and os.path.basename(
+                os.path.dirname(os.readlink(f"/proc/self/fd/{target}"))).startswith(".unlocked-"):
+            raise KeyboardInterrupt
+        if interrupted_call == "rename" and os.path.basename(str(target)).startswith(".unlocked-"):
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
 
-def test_scratch_without_a_lock_stays_on_a_file_system_other_nodes_mount(monkeypatch, tmp_path):
-    monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path))
-    kept_root = os.path.join(str(tmp_path), "checkpoints")
-    os.makedirs(kept_root)
-    older = tempfile.mkdtemp(prefix=".incoming-", dir=kept_root)
-    monkeypatch.setattr(storage, "_boot_time", lambda: os.stat(older).st_ctime + 1)
-    # Another node, booted long ago, may still be writing there.
-    monkeypatch.setattr(storage, "_filesystem_type", lambda path, mountinfo=None: "nfs4")
-    assert storage.remove_dead_scratch() == 0 and os.path.isdir(older)
-
-
-@pytest.mark.parametrize("path,expected", [
-    ("/home/a/cache", "nfs4"), ("/home/ab", "ext4"), ("/tmp/x", "tmpfs"), ("/mnt/my disk/c", "xfs"),
-])
-def test_the_file_system_of_a_path_is_that_of_the_deepest_mount_above_it(path, expected):
-    mountinfo = ("21 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
-                 "30 21 0:40 / /home/a rw,relatime - nfs4 server:/a rw\n"
-                 "31 21 0:41 / /tmp rw - ext4 /dev/sdb1 rw\n"
-                 "32 21 0:42 / /tmp rw - tmpfs tmpfs rw\n"  # mounted over the one before
-                 "33 21 8:17 / /mnt/my\\040disk rw - xfs /dev/sdc1 rw\n")
-    assert storage._filesystem_type(path, mountinfo) == expected
+    monkeypatch.setattr(module, interrupted_call, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with storage.node_cache_scratch():
+            pass
+    monkeypatch.setattr(module, interrupted_call, real)
+    assert _kept_root_entries(tmp_path) == []
