@@ -429,7 +429,9 @@ def decode_events(reply: bytes) -> List[Any]:
                 _check_results(event)
             elif kind == "started":
                 event = Started(*message[1:])
-            elif kind == "done":
+            elif kind == "decide":
+                event = Decide(*message[1:])
+            elif kind in ENDED_KINDS:
                 event = Ended(*message)
             else:
                 event = _record(message, _EVENTS, "event")

@@ -690,9 +690,10 @@ class RayTrialExecutor:
         try:
             events = protocol.decode_events(raw)
             known = {trial.trial_id for trial in worker.assigned}
-            strange = sorted({event.trial_id for event in events} - known)
-            if strange:
-                raise protocol.MalformedReply(f"it names trials it was not given: {strange}")
+            for event in events:
+                if event.trial_id not in known:
+                    strange = sorted({event.trial_id for event in events} - known)
+                    raise protocol.MalformedReply(f"it names trials it was not given: {strange}")
         except protocol.MalformedReply as exc:
             self._fail_malformed(worker, exc)
             return
