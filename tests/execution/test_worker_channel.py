@@ -3,6 +3,7 @@ connect, frames, and a sweep whose polls travel on it, with a worker that dies m
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -134,6 +135,28 @@ def test_a_frame_reader_returns_a_frame_only_once_it_is_whole_and_never_waits():
     left.close()
     with pytest.raises(EOFError):
         reader.read(right)
+    right.close()
+
+
+def test_a_frame_reader_splits_what_came_at_once_into_its_frames():
+    def header(size):  # a frame's length prefix
+        return struct.pack("<I", size)
+
+    left, right = socket.socketpair()
+    reader = channel.FrameReader()
+    left.sendall(header(3) + b"one")  # one whole frame: as nearly every reply comes
+    assert reader.read(right) == b"one" and not reader.holds_more
+    left.sendall(header(0))  # an empty frame is a frame
+    assert reader.read(right) == b"" and not reader.holds_more
+    left.sendall(header(3) + b"two" + header(5) + b"thr")  # a frame and a part
+    assert reader.read(right) == b"two" and reader.holds_more
+    assert reader.read(right) is None
+    left.sendall(b"ee" + header(4) + b"four")
+    assert reader.read(right) == b"three" and reader.holds_more
+    assert reader.read(right) == b"four" and not reader.holds_more
+    left.sendall(b"\x07\x00")  # less than a header
+    assert reader.read(right) is None and reader.holds_more
+    left.close()
     right.close()
 
 
