@@ -445,13 +445,16 @@ def decode_events(reply: bytes) -> List[Any]:
     return events
 
 
+_DICT_ONLY = frozenset([dict])
+
+
 def _check_results(event: Results) -> None:
     # What the driver's handlers take on trust (besides a string trial id, which
     # decode_events checks for every event): a Results event's fields in the shapes they
     # index and count.
     metrics, times, checkpoints, tokens = event.metrics, event.times, event.checkpoints, event.tokens
     if not (type(metrics) is list and type(times) is bytes and len(times) == 8 * len(metrics)
-            and type(checkpoints) is dict and all(type(m) is dict for m in metrics)
+            and type(checkpoints) is dict and _DICT_ONLY.issuperset(map(type, metrics))
             and (not checkpoints or all(type(i) is int and type(name) is str for i, name in checkpoints.items()))
             and type(tokens) is dict
             and (not tokens or all(type(i) is int and type(token) is str for i, token in tokens.items()))):
