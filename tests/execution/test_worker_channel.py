@@ -278,6 +278,38 @@ def _history_fn(config):
         tune.report({"score": config["x"] * i})
 
 
+def test_a_wait_for_replies_on_sockets_only_is_one_select(ray_session, tmp_path, monkeypatch):
+    # A look without waiting before the wait would be a second select in every round trip.
+    monkeypatch.setenv("FASTTUNE_WORKER_CHANNEL", "socket")
+    selects_per_wait = []  # for each wait with polls on sockets only: the selects it made
+    waiting = [False]
+    await_replies, take_sockets = RayTrialExecutor._await_replies, RayTrialExecutor._take_sockets
+
+    def counted_await(executor, timeout):
+        waiting[0] = timeout > 0 and bool(executor._busy_channels) and not executor._by_future
+        if waiting[0]:
+            selects_per_wait.append(0)
+        try:
+            return await_replies(executor, timeout)
+        finally:
+            waiting[0] = False
+
+    def counted_take(executor, timeout):
+        if waiting[0]:
+            selects_per_wait[-1] += 1
+        return take_sockets(executor, timeout)
+
+    monkeypatch.setattr(RayTrialExecutor, "_await_replies", counted_await)
+    monkeypatch.setattr(RayTrialExecutor, "_take_sockets", counted_take)
+    grid = tune.Tuner(
+        _history_fn, param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=_EveryResult()),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="selects", verbose=0)).fit()
+    assert sorted(list(result.metrics_dataframe["score"]) for result in grid) == [
+        [x * i for i in range(1, 21)] for x in (1, 2)]
+    assert len(selects_per_wait) >= 10 and set(selects_per_wait) == {1}
+
+
 @pytest.mark.parametrize("mode", ["socket", "ray"])
 def test_a_sweep_runs_the_same_with_polls_on_the_socket_or_on_ray(ray_session, tmp_path, monkeypatch, mode):
     monkeypatch.setenv("FASTTUNE_WORKER_CHANNEL", mode)
