@@ -78,12 +78,14 @@ def send_small_frame(sock: socket.socket, data: bytes) -> bool:
 
 
 def _send_within(sock: socket.socket, view: memoryview, timeout: float) -> None:
-    writable = select.poll()  # not select.select: a driver's descriptors go past 1024
-    writable.register(sock, select.POLLOUT)
+    writable = None  # made only when the socket's buffer is full (nearly never)
     while view:
         try:
             view = view[sock.send(view, socket.MSG_DONTWAIT):]
         except (BlockingIOError, InterruptedError):
+            if writable is None:
+                writable = select.poll()  # not select.select: a driver's descriptors go past 1024
+                writable.register(sock, select.POLLOUT)
             if not writable.poll(timeout * 1000):
                 raise TimeoutError(f"the peer took none of a frame for {timeout} s") from None
 
@@ -135,7 +137,7 @@ class FrameReader:
         once the peer closed (``OSError`` if the socket failed)."""
         buffer = self._buffer
         while True:
-            frame = self._frame()
+            frame = self._frame() if buffer else None
             if frame is not None:
                 return frame
             try:
@@ -144,6 +146,8 @@ class FrameReader:
                 return None
             if not chunk:
                 raise EOFError("the peer closed the socket")
+            if not buffer and len(chunk) >= _HEADER.size and _HEADER.unpack_from(chunk)[0] == len(chunk) - _HEADER.size:
+                return chunk[_HEADER.size:]  # one whole frame, as a reply nearly always comes: not buffered
             buffer += chunk
 
     @property

@@ -166,10 +166,11 @@ def latest_seq(experiment_path: str) -> int:
 
 
 def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[bytes], seq: int,
-                   version: int = 1) -> str:
+                   version: int = 1, rotate: bool = True) -> str:
     """Write ``state`` plus ``state["trials"] = records`` as snapshot number ``seq`` (format
-    ``version``: the newest format a record needs, as :data:`UPLOADS_FORMAT`), and drop all but
-    the newest :data:`KEEP`.
+    ``version``: the newest format a record needs, as :data:`UPLOADS_FORMAT`), and (``rotate``)
+    drop all but the newest :data:`KEEP`; a caller that knows which those are removes the
+    others itself (:func:`remove_snapshot`), without listing the directory.
 
     ``records`` are each trial's record as :func:`trial_record` made it (a msgpack bin
     holding the packed record): a finished trial's record does not change, so the runner
@@ -188,12 +189,17 @@ def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[by
         _append_packed(head, value)
     head += [pack("trials"), b"\xdd" + struct.pack(">I", len(records))]
     write_file(path, _Concatenated(head, _Blocks(records)), version)
-    for old in snapshot_paths(experiment_path)[KEEP:]:
-        try:
-            os.remove(old)
-        except FileNotFoundError:
-            pass
+    for old in snapshot_paths(experiment_path)[KEEP:] if rotate else ():
+        remove_snapshot(old)
     return path
+
+
+def remove_snapshot(path: str) -> None:
+    """Remove the snapshot file ``path`` (gone already: nothing to do)."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def _map_header(n: int) -> bytes:

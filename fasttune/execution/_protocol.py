@@ -52,6 +52,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import msgpack
 
+from fasttune._resources import PlacementGroupFactory
 from fasttune._serialization import Loader, pack as pack_with_objects
 from fasttune.constants import RAY_CHDIR_TO_TRIAL_DIR
 from fasttune.error import TuneError
@@ -332,6 +333,7 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
     """
     checkpoint_config = trial.checkpoint_config
     experiment_name, storage_path = _experiment_location(experiment_path)
+    resources, bundles = _spec_resources(trial)
     spec = {
         "trial_id": trial.trial_id,
         "trainable": trial.trainable_name,
@@ -347,9 +349,9 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
         "time_total": time_total,
         "ckpt_index": ckpt_index,
         "restore": restore,
-        "resources": trial.resources,
+        "resources": resources,
         # Several bundles travel as they are (a placement group's head and the rest); one is the totals.
-        "bundles": _bundles_if_several(trial),
+        "bundles": bundles,
         # Class trainables: the worker calls save_checkpoint by this policy.
         "checkpoint_frequency": int(getattr(checkpoint_config, "checkpoint_frequency", 0) or 0),
         "checkpoint_at_end": bool(getattr(checkpoint_config, "checkpoint_at_end", False)),
@@ -365,6 +367,25 @@ def trial_spec(trial: Any, experiment_path: Optional[str], *, decide: Any, yield
 def _experiment_location(experiment_path: Optional[str]) -> Tuple[str, str]:
     # (name, storage path) of the experiment: the same for every spec of a sweep.
     return os.path.basename(experiment_path or ""), os.path.dirname(experiment_path or "")
+
+
+# The last PlacementGroupFactory a spec was made for, and its spec fields (resources,
+# bundles): the trials of a sweep share one factory, whose properties build them anew.
+_last_spec_resources: Tuple[Any, Dict[str, float], Optional[List[Dict[str, float]]]] = (None, {}, None)
+
+
+def _spec_resources(trial: Any) -> Tuple[Dict[str, float], Optional[List[Dict[str, float]]]]:
+    """``(trial.resources, _bundles_if_several(trial))``, made once per factory object (a
+    PlacementGroupFactory never changes in place; a subclass is asked each time)."""
+    global _last_spec_resources
+    pgf = getattr(trial, "placement_group_factory", None)
+    last_pgf, resources, bundles = _last_spec_resources
+    if pgf is last_pgf and pgf is not None:
+        return resources, bundles
+    resources, bundles = trial.resources, _bundles_if_several(trial)
+    if type(pgf) is PlacementGroupFactory:
+        _last_spec_resources = (pgf, resources, bundles)
+    return resources, bundles
 
 
 def _bundles_if_several(trial: Any) -> Optional[List[Dict[str, float]]]:
@@ -429,7 +450,9 @@ def decode_events(reply: bytes) -> List[Any]:
                 _check_results(event)
             elif kind == "started":
                 event = Started(*message[1:])
-            elif kind == "done":
+            elif kind == "decide":
+                event = Decide(*message[1:])
+            elif kind in ENDED_KINDS:
                 event = Ended(*message)
             else:
                 event = _record(message, _EVENTS, "event")
@@ -443,13 +466,16 @@ def decode_events(reply: bytes) -> List[Any]:
     return events
 
 
+_DICT_ONLY = frozenset([dict])
+
+
 def _check_results(event: Results) -> None:
     # What the driver's handlers take on trust (besides a string trial id, which
     # decode_events checks for every event): a Results event's fields in the shapes they
     # index and count.
     metrics, times, checkpoints, tokens = event.metrics, event.times, event.checkpoints, event.tokens
     if not (type(metrics) is list and type(times) is bytes and len(times) == 8 * len(metrics)
-            and type(checkpoints) is dict and all(type(m) is dict for m in metrics)
+            and type(checkpoints) is dict and _DICT_ONLY.issuperset(map(type, metrics))
             and (not checkpoints or all(type(i) is int and type(name) is str for i, name in checkpoints.items()))
             and type(tokens) is dict
             and (not tokens or all(type(i) is int and type(token) is str for i, token in tokens.items()))):

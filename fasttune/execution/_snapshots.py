@@ -68,6 +68,9 @@ class SnapshotWriter:
         self._last = 0.0
         self.cost = 0.0  # seconds the last snapshot took
         self.seq = 0
+        # The experiment's snapshots, oldest first, once the first one this writer made has
+        # listed the directory (None until then): each later one drops the oldest itself.
+        self._own_snapshots: Optional[List[str]] = None
         self.keysets = _state.KeySets()
         self._packer = PickleNotingPacker()  # the event loop's: records are packed on it only
         # By row: the packed record of each finished trial (None: packed at each snapshot),
@@ -159,7 +162,15 @@ class SnapshotWriter:
             # them (the newest is the one a restore reads; older ones are rotated out).
             self.seq = _state.latest_seq(self.experiment_path)
         self.seq += 1
-        path = _state.write_snapshot(self.experiment_path, state, packed, self.seq, self._format)
+        own = self._own_snapshots
+        path = _state.write_snapshot(self.experiment_path, state, packed, self.seq, self._format, rotate=own is None)
+        if own is None:
+            # Listed once: from now on the only older snapshots are those this writer made.
+            own = self._own_snapshots = _state.snapshot_paths(self.experiment_path)[::-1]
+        else:
+            own.append(path)
+            while len(own) > _state.KEEP:
+                _state.remove_snapshot(own.pop(0))
         self._last = time.monotonic()
         self.cost = self._last - started
         return path

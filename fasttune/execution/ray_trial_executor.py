@@ -589,7 +589,9 @@ class RayTrialExecutor:
     def _await_replies(self, timeout: float) -> bool:
         """Waits up to ``timeout`` s for a poll's reply, on a socket or on Ray; takes every
         reply ready by then.  True if one came."""
-        if self._sockets is not None and self._take_sockets(0):
+        # (With polls on sockets only, the wait below takes the replies ready by now at once:
+        # a look without waiting first would be a second select per round trip.)
+        if self._sockets is not None and (self._by_future or not self._busy_channels) and self._take_sockets(0):
             self._take_ray(0)
             return True
         if not self._busy_channels:
@@ -690,9 +692,10 @@ class RayTrialExecutor:
         try:
             events = protocol.decode_events(raw)
             known = {trial.trial_id for trial in worker.assigned}
-            strange = sorted({event.trial_id for event in events} - known)
-            if strange:
-                raise protocol.MalformedReply(f"it names trials it was not given: {strange}")
+            for event in events:
+                if event.trial_id not in known:
+                    strange = sorted({event.trial_id for event in events} - known)
+                    raise protocol.MalformedReply(f"it names trials it was not given: {strange}")
         except protocol.MalformedReply as exc:
             self._fail_malformed(worker, exc)
             return

@@ -146,18 +146,50 @@ def make_room(open_files: "OrderedDict[str, Tuple[int, int]]", touched: Iterable
 # encoding of a small config: one is made once (it keeps no state between calls).
 _CONFIG_ENCODER = json.JSONEncoder(default=json_default)
 
-
-def config_to_json(config: Dict[str, Any]) -> str:
-    """The config as the JSON text spliced into every result line of its trial (what
-    ``json.dumps(config, default=json_default)`` gives)."""
-    return _CONFIG_ENCODER.encode(config)
-
-
 # Values json writes the same at any indent: a flat config of them is written without
-# json's pure-Python indenting encoder (three times slower than the whole of the rest).
+# json's encoder (its pure-Python indenting one is three times slower than the whole of the
+# rest, and even its C one is set up anew at each call).
 _FLAT_VALUE_TYPES = frozenset({str, int, float, bool, type(None)})
 # What json's C encoder writes for the constants and the floats that are not finite.
 _JSON_CONSTANTS = {True: "true", False: "false", None: "null"}
+
+
+def _flat_json_items(config: Dict[str, Any]) -> Optional[List[Tuple[str, str]]]:
+    """``config``'s ``(key, value)`` pairs as json.dumps writes each (its C encoder's
+    pieces, a call each), in the config's order; ``None`` unless every key is a str and
+    every value one of ``_FLAT_VALUE_TYPES``."""
+    items = []
+    for key, value in config.items():
+        kind = type(value)
+        if type(key) is not str or kind not in _FLAT_VALUE_TYPES:
+            return None
+        if kind is float:
+            if value - value == 0.0:  # finite
+                text = float.__repr__(value)
+            else:
+                text = "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+        elif kind is str:
+            text = _json_string(value)
+        elif kind is int:
+            text = int.__repr__(value)
+        else:
+            text = _JSON_CONSTANTS[value]
+        items.append((_json_string(key), text))
+    return items
+
+
+def config_to_json(config: Dict[str, Any]) -> str:
+    """The config as the JSON text spliced into every result line of its trial (what
+    ``json.dumps(config, default=json_default)`` gives).
+
+    Example:
+        >>> config_to_json({"lr": 0.1, "act": "relu", "deep": {"n": 2}})
+        '{"lr": 0.1, "act": "relu", "deep": {"n": 2}}'
+    """
+    items = _flat_json_items(config)
+    if items is None:
+        return _CONFIG_ENCODER.encode(config)
+    return "{" + ", ".join([f"{key}: {text}" for key, text in items]) + "}"
 
 
 def params_text(config: Dict[str, Any]) -> str:
@@ -170,30 +202,12 @@ def params_text(config: Dict[str, Any]) -> str:
           "lr": 0.1
         }
     """
-    for key, value in config.items():
-        if type(key) is not str or type(value) not in _FLAT_VALUE_TYPES:
-            break
-    else:
-        if config:
-            # Each value as json.dumps writes it (its C encoder's pieces, a call each).
-            lines = []
-            for key in sorted(config):
-                value = config[key]
-                kind = type(value)
-                if kind is float:
-                    if value - value == 0.0:  # finite
-                        text = float.__repr__(value)
-                    else:
-                        text = "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
-                elif kind is str:
-                    text = _json_string(value)
-                elif kind is int:
-                    text = int.__repr__(value)
-                else:
-                    text = _JSON_CONSTANTS[value]
-                lines.append(f"  {_json_string(key)}: {text}")
-            return "{\n" + ",\n".join(lines) + "\n}"
-    return json.dumps(config, indent=2, sort_keys=True, default=json_default)
+    items = _flat_json_items(config) if config else None
+    if items is None:
+        return json.dumps(config, indent=2, sort_keys=True, default=json_default)
+    # Sorted by the keys themselves (their JSON text can sort otherwise: "\u00e9" vs "f").
+    items = [item for _, item in sorted(zip(config, items), key=lambda pair: pair[0])]
+    return "{\n" + ",\n".join([f"  {key}: {text}" for key, text in items]) + "\n}"
 
 
 class TrialFiles:

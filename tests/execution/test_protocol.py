@@ -50,3 +50,42 @@ def test_every_record_travels_as_its_list_and_back():
     assert protocol.decode_commands(protocol.encode_commands(commands)) == commands
     # An answer sent without the checkpoint flag (as tests and older drivers do) keeps the default.
     assert protocol.decode_commands(msgpack.packb([["pause", "t"]])) == [protocol.Answer("pause", "t", True)]
+
+
+def _spec(trial):
+    return protocol.trial_spec(trial, "/tmp/exp", decide="never", yields=False, iteration=0, time_total=0.0,
+                               ckpt_index=0, restore=None)
+
+
+def test_a_spec_carries_its_trials_resources_and_bundles_each_factory_worked_out_once(monkeypatch):
+    from fasttune._resources import PlacementGroupFactory
+    from fasttune.experiment import Trial
+
+    class CountingFactory(PlacementGroupFactory):  # a subclass: asked at every spec
+        asked = 0
+
+        @property
+        def required_resources(self):
+            CountingFactory.asked += 1
+            return super().required_resources
+
+    asked = []
+    plain_resources = PlacementGroupFactory.required_resources
+    monkeypatch.setattr(PlacementGroupFactory, "required_resources",
+                        property(lambda self: asked.append(self) or plain_resources.fget(self)))
+    one = PlacementGroupFactory([{"CPU": 1}])
+    several = PlacementGroupFactory([{"CPU": 1}, {"CPU": 2, "GPU": 1}], strategy="SPREAD")
+    counting = CountingFactory([{"CPU": 3}])
+    for factory, resources, bundles in [(one, {"CPU": 1}, None),
+                                        (several, {"CPU": 3, "GPU": 1}, [{"CPU": 1}, {"CPU": 2, "GPU": 1}]),
+                                        (counting, {"CPU": 3}, None)]:
+        trials = [Trial("t", config={"x": 1}, placement_group_factory=factory) for _ in range(3)]
+        asked.clear()
+        CountingFactory.asked = 0
+        for trial in trials:
+            spec = _spec(trial)
+            assert (spec["resources"], spec["bundles"]) == (resources, bundles)
+        if factory is counting:
+            assert CountingFactory.asked == 3
+        else:
+            assert len(asked) == 1

@@ -202,6 +202,25 @@ def test_a_new_run_under_an_old_name_writes_the_newest_snapshot(tmp_path):
     assert found.endswith("experiment_state-0000000004.msgpack")
 
 
+def test_snapshots_rotate_to_the_newest_two_listing_the_directory_once_per_run(tmp_path, monkeypatch):
+    path = str(tmp_path / "exp")
+    old, _ = _runner(path)
+    for _ in range(3):
+        old.checkpoint(force=True)
+    listings = []
+    original = state.snapshot_paths
+    monkeypatch.setattr(state, "snapshot_paths", lambda where: listings.append(where) or original(where))
+    new, _ = _runner(path)
+    new.add_trial(new.search_alg.next_trial())
+    for _ in range(4):  # the old run's newest two go as this run's first ones take their place
+        new.checkpoint(force=True)
+    names = sorted(os.listdir(path))
+    assert [name for name in names if name.startswith("experiment_state-")] == [
+        "experiment_state-0000000006.msgpack", "experiment_state-0000000007.msgpack"]
+    # (one to find the old run's newest, one to rotate at the first snapshot, one to see what that left)
+    assert len(listings) == 3
+
+
 def test_trial_directories_the_snapshot_does_not_hold_are_set_aside_not_mixed_in(tmp_path):
     path = str(tmp_path / "exp")
     runner, _ = _runner(path)

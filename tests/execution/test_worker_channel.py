@@ -3,6 +3,7 @@ connect, frames, and a sweep whose polls travel on it, with a worker that dies m
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -137,6 +138,28 @@ def test_a_frame_reader_returns_a_frame_only_once_it_is_whole_and_never_waits():
     right.close()
 
 
+def test_a_frame_reader_splits_what_came_at_once_into_its_frames():
+    def header(size):  # a frame's length prefix
+        return struct.pack("<I", size)
+
+    left, right = socket.socketpair()
+    reader = channel.FrameReader()
+    left.sendall(header(3) + b"one")  # one whole frame: as nearly every reply comes
+    assert reader.read(right) == b"one" and not reader.holds_more
+    left.sendall(header(0))  # an empty frame is a frame
+    assert reader.read(right) == b"" and not reader.holds_more
+    left.sendall(header(3) + b"two" + header(5) + b"thr")  # a frame and a part
+    assert reader.read(right) == b"two" and reader.holds_more
+    assert reader.read(right) is None
+    left.sendall(b"ee" + header(4) + b"four")
+    assert reader.read(right) == b"three" and reader.holds_more
+    assert reader.read(right) == b"four" and not reader.holds_more
+    left.sendall(b"\x07\x00")  # less than a header
+    assert reader.read(right) is None and reader.holds_more
+    left.close()
+    right.close()
+
+
 def test_an_interrupt_is_sent_whole_or_not_at_all():
     left, right = socket.socketpair()
     left.setblocking(False)
@@ -253,6 +276,38 @@ def _counting_frames(monkeypatch):
 def _history_fn(config):
     for i in range(1, 21):
         tune.report({"score": config["x"] * i})
+
+
+def test_a_wait_for_replies_on_sockets_only_is_one_select(ray_session, tmp_path, monkeypatch):
+    # A look without waiting before the wait would be a second select in every round trip.
+    monkeypatch.setenv("FASTTUNE_WORKER_CHANNEL", "socket")
+    selects_per_wait = []  # for each wait with polls on sockets only: the selects it made
+    waiting = [False]
+    await_replies, take_sockets = RayTrialExecutor._await_replies, RayTrialExecutor._take_sockets
+
+    def counted_await(executor, timeout):
+        waiting[0] = timeout > 0 and bool(executor._busy_channels) and not executor._by_future
+        if waiting[0]:
+            selects_per_wait.append(0)
+        try:
+            return await_replies(executor, timeout)
+        finally:
+            waiting[0] = False
+
+    def counted_take(executor, timeout):
+        if waiting[0]:
+            selects_per_wait[-1] += 1
+        return take_sockets(executor, timeout)
+
+    monkeypatch.setattr(RayTrialExecutor, "_await_replies", counted_await)
+    monkeypatch.setattr(RayTrialExecutor, "_take_sockets", counted_take)
+    grid = tune.Tuner(
+        _history_fn, param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=_EveryResult()),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="selects", verbose=0)).fit()
+    assert sorted(list(result.metrics_dataframe["score"]) for result in grid) == [
+        [x * i for i in range(1, 21)] for x in (1, 2)]
+    assert len(selects_per_wait) >= 10 and set(selects_per_wait) == {1}
 
 
 @pytest.mark.parametrize("mode", ["socket", "ray"])

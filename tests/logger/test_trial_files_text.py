@@ -8,7 +8,7 @@ import random
 from fasttune import _atomic
 from fasttune._jsonable import json_default
 from fasttune.logger import _trial_files
-from fasttune.logger._trial_files import params_text
+from fasttune.logger._trial_files import config_to_json, params_text
 
 
 def _flat_value(rng):
@@ -20,32 +20,46 @@ def _flat_value(rng):
     ])()
 
 
-def test_params_text_is_jsons_indented_sorted_text_on_seeded_configs():
-    rng = random.Random(5)
-    for _ in range(5000):
+def _seeded_configs(seed, count):
+    rng = random.Random(seed)
+    for _ in range(count):
         config = {"".join(rng.choice('ab"é\n_\ud800') for _ in range(rng.randint(0, 4))): _flat_value(rng)
                   for _ in range(rng.randint(0, 6))}
         if rng.random() < 0.1:  # nested values, subclasses and non-str keys take json's own path
             config[rng.choice(["n", 3])] = rng.choice([{"a": [1, 2.5]}, [None], math.nan, json_default])
-        try:
-            expected = json.dumps(config, indent=2, sort_keys=True, default=json_default)
-        except Exception as exc:  # noqa: BLE001 - the same error is expected
-            expected = (type(exc), str(exc))
-        try:
-            got = params_text(config)
-        except Exception as exc:  # noqa: BLE001
-            got = (type(exc), str(exc))
-        assert got == expected, config
+        yield config
+
+
+def _outcome(function, *args, **kwargs):
+    try:
+        return function(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the same error is expected
+        return type(exc), str(exc)
+
+
+def test_params_text_is_jsons_indented_sorted_text_on_seeded_configs():
+    for config in _seeded_configs(5, 5000):
+        expected = _outcome(json.dumps, config, indent=2, sort_keys=True, default=json_default)
+        assert _outcome(params_text, config) == expected, config
+
+
+def test_config_to_json_is_jsons_text_on_seeded_configs():
+    for config in _seeded_configs(6, 5000):
+        assert _outcome(config_to_json, config) == _outcome(json.dumps, config, default=json_default), config
 
 
 def test_a_flat_config_is_written_without_jsons_encoder(monkeypatch):
-    """json's indenting encoder costs more than the rest of a trial's files' Python work."""
+    """json's encoders cost more than the rest of a trial's files' Python work (the
+    indenting one for params.json; the C one, set up at each call, for the result rows)."""
     def no_encoder(*args, **kwargs):
-        raise AssertionError("json.dumps ran")
+        raise AssertionError("json's encoder ran")
 
     monkeypatch.setattr(_trial_files.json, "dumps", no_encoder)
-    assert params_text({"x": 0.5, "act": "relu", "n": 3, "bn": False, "s": None, "inf": math.inf}) == (
+    monkeypatch.setattr(_trial_files, "_CONFIG_ENCODER", None)  # (its encode, if called, fails)
+    config = {"x": 0.5, "act": "relu", "n": 3, "bn": False, "s": None, "inf": math.inf}
+    assert params_text(config) == (
         '{\n  "act": "relu",\n  "bn": false,\n  "inf": Infinity,\n  "n": 3,\n  "s": null,\n  "x": 0.5\n}')
+    assert config_to_json(config) == '{"x": 0.5, "act": "relu", "n": 3, "bn": false, "s": null, "inf": Infinity}'
 
 
 def _seeded_paths(rng):
