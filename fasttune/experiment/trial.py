@@ -19,6 +19,8 @@ from fasttune.error import TuneError
 from fasttune._resources import PlacementGroupFactory, resource_dict_to_pg_factory
 
 _STATUS_CODES = {name: code for code, name in enumerate(core.STATUS_NAMES)}
+_STATUS_NAMES = core.STATUS_NAMES
+_FINISHED_CODES = (_STATUS_CODES["TERMINATED"], _STATUS_CODES["ERROR"])
 
 
 class ExportFormat:
@@ -49,6 +51,8 @@ class ExportFormat:
 
 
 _UNSAFE_PATH_CHARS = re.compile(r"[^\w\-=.,+]")
+# What _UNSAFE_PATH_CHARS.sub("_", ...) makes of each ASCII character, for bytes.translate.
+_SAFE_ASCII = bytes(code if re.fullmatch(r"[\w\-=.,+]", chr(code)) else ord("_") for code in range(256))
 
 # (experiment_path, its basename) of the last trial made: the trials of a sweep share one
 # path, so each new trial finds its experiment's directory name here.
@@ -261,10 +265,12 @@ class Trial:
                         "return a non-empty string without path separators."
                     )
             else:
-                name = f"{self.trainable_name}_{self.trial_id}"
-                if self.experiment_tag:
-                    name = f"{name}_{self.experiment_tag}"
-                if not (name.isascii() and name.isidentifier()):  # (letters, digits and _ only: none to replace)
+                tag = self.experiment_tag
+                name = f"{self.trainable_name}_{self.trial_id}_{tag}" if tag else f"{self.trainable_name}_{self.trial_id}"
+                if name.isascii():
+                    if not name.isidentifier():  # (letters, digits and _ only: none to replace)
+                        name = name.encode("ascii").translate(_SAFE_ASCII).decode("ascii")  # (the regex's, at a quarter of its cost)
+                else:
                     name = _UNSAFE_PATH_CHARS.sub("_", name)
                 name = name[:130]
             self._dirname = name
@@ -371,20 +377,23 @@ class Trial:
 
     # ---- state kept in the TrialTable row -----------------------------------------
     def _attach(self, table: Any, row: int) -> None:
-        """Move this trial's state into ``table`` row ``row`` (the runner calls this)."""
+        """Move this trial's state into ``table``'s new row ``row`` (PENDING, its counters
+        zero, as ``TrialTable.add`` makes it: the runner calls this as it adds the trial)."""
         status, iteration, failures = self._status, self._iteration, self._num_failures
         self._table, self._row = table, row
         if status != Trial.PENDING:
             table.set_status(row, _STATUS_CODES[status])
-        table.set_iteration(row, iteration)
+        if iteration:
+            table.set_iteration(row, iteration)
         for _ in range(failures):
             table.increment_failures(row)
 
     @property
     def status(self) -> str:
-        if self._table is None:
+        table = self._table
+        if table is None:
             return self._status
-        return core.STATUS_NAMES[self._table.get_status(self._row)]
+        return _STATUS_NAMES[table.get_status(self._row)]
 
     def set_status(self, status: str) -> None:
         if status not in _STATUS_CODES:
@@ -452,7 +461,10 @@ class Trial:
         self.placement_group_factory = resources
 
     def is_finished(self) -> bool:
-        return self.status in (Trial.TERMINATED, Trial.ERROR)
+        table = self._table
+        if table is None:
+            return self._status in (Trial.TERMINATED, Trial.ERROR)
+        return table.get_status(self._row) in _FINISHED_CODES  # (the row's code, not its name: asked a few times a trial)
 
     def __str__(self) -> str:
         return self._custom_name or f"{self.trainable_name}_{self.trial_id}"
