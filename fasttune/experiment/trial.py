@@ -93,7 +93,7 @@ class _TrialField:
     def __get__(self, instance: Any, owner: Optional[type] = None) -> Any:
         if instance is None:
             return self
-        # Not in the instance's __dict__: a lazily restored trial, which __getattr__ decodes.
+        # Not in the instance's __dict__: a compact trial, which _CompactTrial.__getattr__ decodes.
         raise AttributeError(self._name)
 
 
@@ -178,13 +178,22 @@ class Trial:
         # Last, so the creator may read any attribute of the trial.
         self._custom_name = trial_name_creator(self) if trial_name_creator else None
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Trial":
+        # A Trial made without __init__ (``Trial.__new__(Trial)``: a restore's lazily decoded
+        # trial, an unpickled or copied one) may hold only its packed record, so it is a
+        # _CompactTrial, whose __getattr__ decodes the rest; one made by __init__ is not:
+        # in CPython 3.11 a class with __getattr__ slows every attribute read (~200 a trial).
+        if cls is Trial and not args and not kwargs:
+            return object.__new__(_CompactTrial)
+        return object.__new__(cls)
+
     @classmethod
     def _like(cls, template: "Trial", trial_id: str, config: Dict[str, Any], evaluated_params: Dict[str, Any],
               experiment_tag: str, dirname: str, placement_group_factory: PlacementGroupFactory) -> "Trial":
         """A trial with ``template``'s experiment-wide settings and its own identity: how
         a restore makes 100,000 trials without running ``__init__`` for each.  The
         mutable per-trial state starts empty, as in ``__init__``."""
-        trial = cls.__new__(cls)
+        trial = object.__new__(cls)  # (whole: no CompactTrial, see __new__)
         state = template.__dict__.copy()
         state.update(
             trial_id=trial_id, config=config, evaluated_params=evaluated_params, experiment_tag=experiment_tag,
@@ -195,19 +204,6 @@ class Trial:
         )
         trial.__dict__ = state
         return trial
-
-    def __getattr__(self, name: str) -> Any:
-        # Reached only for attributes the instance does not have: a compact trial (a
-        # finished one, kept as its packed snapshot record) answers the experiment's
-        # settings from what its record source shares and decodes the rest on first use.
-        source = self.__dict__.get("_source")
-        if source is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        shared = source.shared
-        if name in shared:
-            return shared[name]
-        source.expand(self)
-        return getattr(self, name)
 
     def _compact(self, record: bytes, source: Any) -> None:
         """Keep only the trial's identity, its table row and ``record`` (its packed
@@ -223,6 +219,10 @@ class Trial:
                    "_record": record, "_source": source}
         if state.get("error") is not None or state.get("error_msg"):
             compact.update(error=state.get("error"), error_file=state.get("error_file"))
+        if type(self) is Trial:
+            self.__class__ = _CompactTrial  # (its __getattr__ decodes the record)
+        elif not isinstance(self, _CompactTrial):
+            return  # a subclass's trial stays whole: its class has no __getattr__ to decode it
         self.__dict__ = compact
 
     def _is_compact(self) -> bool:
@@ -234,7 +234,7 @@ class Trial:
         without making them all whole again."""
         if "_source" not in self.__dict__:
             return self
-        whole = Trial.__new__(Trial)
+        whole = object.__new__(Trial)  # (whole once expanded: no _CompactTrial)
         whole.__dict__ = dict(self.__dict__)
         self.__dict__["_source"].expand(whole)
         return whole
@@ -474,3 +474,20 @@ class Trial:
 
     def __lt__(self, other: "Trial") -> bool:
         return self.trial_id < other.trial_id
+
+
+class _CompactTrial(Trial):
+    """A trial that may be compact (a finished one kept as its packed snapshot record, see
+    ``Trial._compact``; a restore's lazily decoded one): what it does not hold, its
+    record source answers (the experiment's settings) or decodes on first use."""
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for attributes the instance does not have.
+        source = self.__dict__.get("_source")
+        if source is None:
+            raise AttributeError(f"'Trial' object has no attribute {name!r}")
+        shared = source.shared
+        if name in shared:
+            return shared[name]
+        source.expand(self)
+        return getattr(self, name)
