@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 
 from fasttune import _storage
+from fasttune._own_dict import OwnDictPickling
 from fasttune._flatten import flatten_dict
 from fasttune.error import TuneError
 from fasttune._resources import PlacementGroupFactory, resource_dict_to_pg_factory
@@ -102,7 +103,7 @@ def log_file_names(log_to_file: Any) -> Tuple[Optional[str], Optional[str]]:
     return value[0], value[1]
 
 
-class Experiment:
+class Experiment(OwnDictPickling):
     """The legacy description of one experiment (``ray.tune.Experiment``).
 
     Example:
@@ -322,17 +323,6 @@ class Experiment:
     @property
     def dir_name(self) -> str:
         return self.name
-
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__
-        self.__dict__ = dict(state)  # (reading __dict__ left it the slow kind: see __setstate__)
-        return state
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        # A dict of its own rather than the one reading self.__dict__ makes, whose attributes
-        # CPython 3.11 reads three times slower (unspecialised): each snapshot pickles the
-        # experiment (the searcher holds it), which then makes every trial.
-        self.__dict__ = dict(state)
 
     def new_trial_id(self) -> str:
         """The id of the next trial of this experiment."""

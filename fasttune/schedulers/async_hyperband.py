@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import numpy as np
 
 from fasttune._flatten import lookup_nested
+from fasttune._own_dict import OwnDictPickling
 from fasttune.schedulers._common import (
     check_mode,
     check_name,
@@ -110,15 +111,6 @@ def _between(a: float, b: float, gamma: float) -> float:
     if gamma >= 0.5:
         return b - diff * (1.0 - gamma)
     return a + diff * gamma
-
-
-def _state_of(obj: Any) -> Dict[str, Any]:
-    """``obj.__dict__`` for pickling, ``obj`` left with a copy of its own: in CPython 3.11 the
-    dict that reading ``__dict__`` makes (an unpickled object gets one too) is read about three
-    times slower (unspecialised), and the scheduler, which snapshots pickle, judges every result."""
-    state = obj.__dict__
-    obj.__dict__ = dict(state)
-    return state
 
 
 class _Rung:
@@ -200,7 +192,7 @@ class _Rung:
                 self.record(trial_id, value)
 
 
-class _Bracket:
+class _Bracket(OwnDictPickling):
     """One ASHA bracket: its rungs, highest milestone first."""
 
     def __init__(self, milestones: List[Any], fraction: float, stop_last_trials: bool) -> None:
@@ -208,11 +200,8 @@ class _Bracket:
         self.fraction = fraction
         self.stop_last_trials = stop_last_trials
 
-    def __getstate__(self) -> Dict[str, Any]:
-        return _state_of(self)
-
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__ = dict(state)  # (see _state_of)
+        super().__setstate__(state)
         for rung in self.rungs:
             if rung.fraction is None:  # an older version's rung (see _Rung.__setstate__)
                 recorded, rung.recorded, rung.fraction = rung.recorded, {}, self.fraction
@@ -243,7 +232,7 @@ class _Bracket:
         return "Bracket: " + " | ".join(parts) if parts else "Bracket: no rungs"
 
 
-class AsyncHyperBandScheduler(TrialScheduler):
+class AsyncHyperBandScheduler(TrialScheduler, OwnDictPickling):
     """Asynchronous successive halving: stop a trial at a rung when it is not in the top
     ``1 / reduction_factor`` of the trials that reached that rung before it.
 
@@ -442,11 +431,8 @@ class AsyncHyperBandScheduler(TrialScheduler):
         self._bracket_of = dict(state["bracket_of"])
         self._num_stopped = state["num_stopped"]
 
-    def __getstate__(self) -> Dict[str, Any]:
-        return _state_of(self)
-
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__ = dict(state)  # (see _state_of)
+        super().__setstate__(state)
         self.__dict__.setdefault("_decision_points_of", {})  # (pickled by a version that kept none)
 
     # ---- internals ---------------------------------------------------------------------

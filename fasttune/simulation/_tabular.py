@@ -44,6 +44,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from fasttune._own_dict import OwnDictPickling
 from fasttune.search.sample import choice, lograndint, loguniform, randint, sample_from, uniform
 from fasttune.simulation._blackbox import Blackbox
 from fasttune.simulation._curve_table import CurveTable, checked_curve_table, config_at
@@ -77,7 +78,7 @@ class _OneValue:
         return (config[self.column],)
 
 
-class TabularBlackbox(Blackbox):
+class TabularBlackbox(Blackbox, OwnDictPickling):
     """Learning curves from a table (a pandas DataFrame, or a ``.csv``/``.parquet`` file).
 
     Args:
@@ -168,16 +169,6 @@ class TabularBlackbox(Blackbox):
         self._nearest = NearestConfig(curves.configs, log_scale) if match == "nearest" else None
         space = self._nearest_space() if match == "nearest" else self._row_space()
         super().__init__(space, fidelity_name, curves.fidelities, list(curves.metrics))
-
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__
-        self.__dict__ = dict(state)  # (reading __dict__ left it the slow kind: see __setstate__)
-        return state
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        # A dict of its own rather than the one reading self.__dict__ makes, whose attributes
-        # CPython 3.11 reads about three times slower (unspecialised): every trial looks its row up.
-        self.__dict__ = dict(state)
 
     @property
     def n_configs(self) -> int:
