@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import numpy as np
 
 from fasttune._flatten import lookup_nested
+from fasttune._own_dict import OwnDictPickling
 from fasttune.schedulers._common import (
     check_mode,
     check_name,
@@ -145,7 +146,12 @@ class _Rung:
             heapq.heappush(low, -value)
         else:
             heapq.heappush(high, value)
-        self._balance()
+        # (_balance, inlined: one value more moves at most one between the heaps; a rung records every trial.)
+        wanted = _rank(len(low) + len(high), self.fraction) + 1
+        if len(low) > wanted:
+            heapq.heappush(high, -heapq.heappop(low))
+        elif len(low) < wanted:
+            heapq.heappush(low, -heapq.heappop(high))
 
     def forget(self, trial_id: str) -> None:
         """Drop the trial's value, if it has one here (rare: a trial that starts over)."""
@@ -186,7 +192,7 @@ class _Rung:
                 self.record(trial_id, value)
 
 
-class _Bracket:
+class _Bracket(OwnDictPickling):
     """One ASHA bracket: its rungs, highest milestone first."""
 
     def __init__(self, milestones: List[Any], fraction: float, stop_last_trials: bool) -> None:
@@ -195,7 +201,7 @@ class _Bracket:
         self.stop_last_trials = stop_last_trials
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        super().__setstate__(state)
         for rung in self.rungs:
             if rung.fraction is None:  # an older version's rung (see _Rung.__setstate__)
                 recorded, rung.recorded, rung.fraction = rung.recorded, {}, self.fraction
@@ -226,7 +232,7 @@ class _Bracket:
         return "Bracket: " + " | ".join(parts) if parts else "Bracket: no rungs"
 
 
-class AsyncHyperBandScheduler(TrialScheduler):
+class AsyncHyperBandScheduler(TrialScheduler, OwnDictPickling):
     """Asynchronous successive halving: stop a trial at a rung when it is not in the top
     ``1 / reduction_factor`` of the trials that reached that rung before it.
 
@@ -319,7 +325,9 @@ class AsyncHyperBandScheduler(TrialScheduler):
     def decision_points(self, trial: "Trial") -> DecisionPoints:
         """Rung milestones and ``max_t``: those iterations with
         ``time_attr="training_iteration"``, else the results where ``time_attr`` reaches them."""
-        index = self._assign(trial.trial_id)
+        index = self._bracket_of.get(trial.trial_id)
+        if index is None:
+            index = self._assign(trial.trial_id)
         made = self._decision_points_of.get(index)
         if made is not None and made[0] == self._metric:
             return made[1]
@@ -337,7 +345,8 @@ class AsyncHyperBandScheduler(TrialScheduler):
         """A trial added again that starts over (restored with ``restart_errored``) is
         judged at every rung again: the values its earlier run recorded are forgotten, so
         that its new ones are compared there as a new trial's are."""
-        require_metric_and_mode(self)
+        if self._metric is None or self._mode is None:
+            require_metric_and_mode(self)
         known = trial.trial_id in self._bracket_of
         index = self._assign(trial.trial_id)
         if known and starts_over(trial):
@@ -345,19 +354,22 @@ class AsyncHyperBandScheduler(TrialScheduler):
                 rung.forget(trial.trial_id)
 
     def on_trial_result(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> str:
-        if self._metric is None or self._mode is None:
+        metric, mode = self._metric, self._mode
+        if metric is None or mode is None:
             require_metric_and_mode(self)
         time = result.get(self._time_attr)
-        raw = result.get(self._metric)
+        raw = result.get(metric)
         if time is None or raw is None:
             return TrialScheduler.CONTINUE  # as Ray Tune: results without them are not judged
         if self._stop_last_trials and time >= self._max_t:
             self._num_stopped += 1
             return TrialScheduler.STOP
-        value = metric_value(raw, self._metric, type(self).__name__, trial)
-        sign = 1.0 if self._mode == "max" else -1.0
-        bracket = self._brackets[self._assign(trial.trial_id)]
-        action = bracket.on_result(trial.trial_id, time, sign * value)
+        value = raw if type(raw) is float else metric_value(raw, metric, type(self).__name__, trial)
+        sign = 1.0 if mode == "max" else -1.0
+        trial_id = trial.trial_id
+        index = self._bracket_of.get(trial_id)  # (assigned when the trial was added, nearly always)
+        bracket = self._brackets[self._assign(trial_id) if index is None else index]
+        action = bracket.on_result(trial_id, time, sign * value)
         if action == TrialScheduler.STOP:
             self._num_stopped += 1
         return action
@@ -369,9 +381,11 @@ class AsyncHyperBandScheduler(TrialScheduler):
         raw = lookup_nested(result, self._metric) if self._metric is not None else None
         if time is None or raw is None or self._mode is None:
             return
-        value = metric_value(raw, self._metric, type(self).__name__, trial)
+        value = raw if type(raw) is float else metric_value(raw, self._metric, type(self).__name__, trial)
         sign = 1.0 if self._mode == "max" else -1.0
-        self._brackets[self._assign(trial.trial_id)].on_result(trial.trial_id, time, sign * value)
+        trial_id = trial.trial_id
+        index = self._bracket_of.get(trial_id)
+        self._brackets[self._assign(trial_id) if index is None else index].on_result(trial_id, time, sign * value)
 
     def debug_string(self) -> str:
         brackets = " ; ".join(b.describe() for b in self._brackets)
@@ -418,7 +432,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
         self._num_stopped = state["num_stopped"]
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        super().__setstate__(state)
         self.__dict__.setdefault("_decision_points_of", {})  # (pickled by a version that kept none)
 
     # ---- internals ---------------------------------------------------------------------

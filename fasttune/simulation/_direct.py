@@ -54,6 +54,8 @@ _STEPS_PER_CHECK = 64
 # The automatic fields a stop criterion may name, which every result has as a number.
 _STOP_FIELDS = frozenset(("training_iteration", "iterations_since_restore", "time_total_s", "time_since_restore",
                           "timestamp", "time_this_iter_s"))
+# Sets of config keys whose flat names the loop keeps (see DirectLoop._flat_config).
+_KEY_SETS_KEPT = 64
 # numpy dtype kinds whose values are plain numbers once converted: bool, int, unsigned, float.
 _NUMBER_KINDS = "biuf"
 # What a result gets beside the blackbox's metrics and fidelity (ResultBuffer.ingest).
@@ -175,6 +177,7 @@ class DirectLoop:
         # A table's own curves are rows of its columns: whether they are numbers under str names is known here.
         self._numeric_curves = type(blackbox).curve is TabularBlackbox.curve and _numbers_by_name(blackbox.metric_table)
         self._dates = ResultDateText()
+        self._flat_config_names: Dict[tuple, tuple] = {}  # see _flat_config
         executor.loop_elsewhere = self  # (its snapshots save running_states; the runner's stops reach interrupt)
 
     def run(self, progress: Any, interrupted: Any) -> None:
@@ -240,7 +243,7 @@ class DirectLoop:
         if type(config) is dict and config and self._plain_fidelities and numbers:
             # Numbers under str keys, and the config: a result's flat form is itself plus the
             # config's keys, as TrialState.flatten_result makes it (made here with each result).
-            run.flat_config = flatten_dict(config, "/", "config")
+            run.flat_config = self._flat_config(config)
         metric = self.metric
         if metric in columns and metric != self._fidelity_name and metrics[metric].dtype.kind in _NUMBER_KINDS:
             run.metric_column = columns[metric]
@@ -251,6 +254,22 @@ class DirectLoop:
         else:
             run.watch = decisions.points.watch()
         self._advance(slot, run, now)
+
+    def _flat_config(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        """``flatten_dict(config, "/", "config")``, with the flat names of a config's keys
+        worked out once for each set of str keys (a sweep's configs nearly all share one)."""
+        keys = tuple(config)
+        names = self._flat_config_names.get(keys)
+        if names is None:
+            if not all(type(key) is str for key in keys):
+                return flatten_dict(config, "/", "config")
+            if len(self._flat_config_names) >= _KEY_SETS_KEPT:
+                self._flat_config_names.clear()
+            names = self._flat_config_names[keys] = tuple(["config/" + key for key in keys])
+        for value in config.values():
+            if isinstance(value, dict) and value:
+                return flatten_dict(config, "/", "config")  # (a nested dict's keys are flattened too)
+        return dict(zip(names, config.values()))
 
     def _advance(self, slot: int, run: _Run, now: float) -> None:
         """Run ``run`` from ``now`` to its next decision point or its end: the results it
@@ -411,13 +430,17 @@ class DirectLoop:
 
 # Two digits of each second of a minute, as strftime's %S writes them.
 _SECONDS_TEXT = tuple(f"{second:02d}" for second in range(60))
+# Local minutes whose text ResultDateText keeps (a day's).
+_MINUTES_KEPT = 1440
 
 
 class ResultDateText:
     """A result's ``date`` at a whole second, as the core's ResultBuffer writes it
     (``time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(second))``), with each local minute's
     text worked out once: a simulated result comes every few seconds, and within a minute
-    only the seconds change.
+    only the seconds change.  The minutes of the last day or so are kept, not just the
+    latest: a trial's results are made ahead of the clock, so the workers' results go back
+    and forth across minutes.
 
     Example:
         >>> import time
@@ -427,13 +450,21 @@ class ResultDateText:
         True
     """
 
-    __slots__ = ("_minute_start", "_prefix")
+    __slots__ = ("_prefix_of_minute", "_minute_start", "_prefix")
 
     def __init__(self) -> None:
+        # By ``second // 60``: the text of a local minute that is those 60 seconds (its
+        # zone's offset from UTC is whole minutes, and unchanged within it).
+        self._prefix_of_minute: Dict[int, str] = {}
+        # The last minute of a zone whose offset has seconds in it (its minutes are not UTC's).
         self._minute_start: float = math.inf  # (no minute yet)
         self._prefix = ""
 
     def of(self, second: int) -> str:
+        minute, second_of_minute = divmod(second, 60)
+        prefix = self._prefix_of_minute.get(minute)
+        if prefix is not None:
+            return prefix + _SECONDS_TEXT[second_of_minute]
         offset = second - self._minute_start
         if 0 <= offset < 60:
             return self._prefix + _SECONDS_TEXT[offset]
@@ -443,8 +474,14 @@ class ResultDateText:
         # (A minute that a change of UTC offset or a leap second cuts is written second by second.)
         if local.tm_sec < 60 and first.tm_gmtoff == local.tm_gmtoff == last.tm_gmtoff and (
                 first.tm_sec, last.tm_sec, first.tm_min, last.tm_min) == (0, 59, local.tm_min, local.tm_min):
-            self._minute_start, self._prefix = start, time.strftime("%Y-%m-%d_%H-%M-", local)
-            return self._prefix + _SECONDS_TEXT[local.tm_sec]
+            prefix = time.strftime("%Y-%m-%d_%H-%M-", local)
+            if start == minute * 60:
+                if len(self._prefix_of_minute) >= _MINUTES_KEPT:
+                    self._prefix_of_minute.clear()  # (a sweep's clock moves on: the old minutes are done)
+                self._prefix_of_minute[minute] = prefix
+            else:
+                self._minute_start, self._prefix = start, prefix
+            return prefix + _SECONDS_TEXT[local.tm_sec]
         return time.strftime("%Y-%m-%d_%H-%M-%S", local)
 
 

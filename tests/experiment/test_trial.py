@@ -45,6 +45,15 @@ def test_attach_moves_status_and_failures_into_the_table():
     assert trial.status == Trial.PAUSED and trial.num_failures == 2
 
 
+def test_is_finished_reads_the_table_row():
+    trial = Trial("train")
+    assert not trial.is_finished()
+    _, table, row = attached(trial)
+    for status, finished in ((core.RUNNING, False), (core.TERMINATED, True)):
+        table.set_status(row, status)
+        assert trial.is_finished() is finished
+
+
 def test_status_is_a_view_over_the_table_row():
     trial, table, row = attached()
     table.set_status(row, core.RUNNING)
@@ -99,6 +108,23 @@ def test_storage_dirname_replaces_what_is_no_word_character_however_it_is_found(
     A combining accent may continue an identifier but is no word character: it is replaced."""
     trial = Trial(trainable, trial_id="abc_00001", experiment_tag=tag)
     assert trial.storage_dirname == re.sub(r"[^\w\-=.,+]", "_", f"{trainable}_abc_00001_{tag}")[:130]
+
+
+def test_storage_dirname_of_any_ascii_tag_is_the_regular_expressions():
+    """(An ASCII name is made safe by a translation table: the same name, character by character.)"""
+    tag = "".join(map(chr, range(128)))
+    trial = Trial("train", trial_id="abc_00001", experiment_tag=tag)
+    assert trial.storage_dirname == re.sub(r"[^\w\-=.,+]", "_", f"train_abc_00001_{tag}")[:130]
+
+
+def test_a_trial_made_by_init_has_no_getattr_hook_and_one_made_without_it_decodes_lazily():
+    """A class with __getattr__ slows every attribute read (CPython 3.11): only a trial that
+    may be compact (made without __init__, as a restore's lazily decoded one) has one."""
+    assert not hasattr(type(Trial("train")), "__getattr__")
+    bare = Trial.__new__(Trial)
+    assert isinstance(bare, Trial) and hasattr(type(bare), "__getattr__")
+    with pytest.raises(AttributeError, match="'Trial' object has no attribute 'config'"):
+        bare.config
 
 
 def test_storage_dirname_long_tag_truncated_but_keeps_trial_id():

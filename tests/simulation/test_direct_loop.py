@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fasttune as tune
+from fasttune._flatten import flatten_dict
 from fasttune.callback import CallbackList
 from fasttune.experiment import experiment as experiment_module
 from fasttune.execution._experiment_state import load_latest
@@ -466,3 +467,35 @@ def test_the_date_of_a_result_is_the_one_the_core_writes(monkeypatch, zone, arou
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_the_date_of_each_minute_is_worked_out_once_however_the_workers_go(monkeypatch):
+    """Results are made ahead of the clock, so the workers' dates go back and forth across
+    minutes: each minute's text is still worked out once."""
+    monkeypatch.setenv("TZ", "UTC0")
+    time.tzset()
+    calls = []
+    localtime = time.localtime
+    monkeypatch.setattr(time, "localtime", lambda second: calls.append(second) or localtime(second))
+    try:
+        dates = ResultDateText()
+        seconds = [1_700_000_000 + 7 * k for k in range(100)]
+        for second in seconds + seconds[::-1] + seconds:
+            assert dates.of(second) == time.strftime("%Y-%m-%d_%H-%M-%S", localtime(second))
+        minutes = {second // 60 for second in seconds}
+        assert len(calls) == 3 * len(minutes)  # (the second, and the minute's first and last)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize("config", [
+    {"lr": 0.1, "width": 3}, {"a": {"b": 1}, "c": {}}, {1: 2, "a": 3}, {"a": {}}, {"b": 1, "a": 2}, {}])
+def test_a_configs_flat_keys_are_flatten_dicts(config):
+    """The direct loop makes a config's flat names once per set of keys: the flat config is
+    flatten_dict's, in its order, asked once or again, nested or not."""
+    loop = DirectLoop.__new__(DirectLoop)
+    loop._flat_config_names = {}
+    for _ in range(2):
+        flat = loop._flat_config(config)
+        assert list(flat.items()) == list(flatten_dict(config, "/", "config").items())
