@@ -176,7 +176,11 @@ class TrialRunner(TrialEventHandlers, RunnerView):
 
         ``queue=False``: it is never queued behind a busy worker's trial (it waits for an
         idle worker or room for a new one), for a trial someone asked to run now.  A trial
-        whose config cannot be sent to a worker is added as ERROR, naming the key."""
+        whose config cannot be sent to a worker is added as ERROR, naming the key; a trial
+        whose id the runner has already is refused (ValueError): it would get a second row."""
+        if trial.trial_id in self._by_id:
+            raise ValueError(f"trial {trial.trial_id} was added to this experiment already; "
+                             "a trial is added once (make a new Trial to run its config again)")
         self.trial_executor.check_feasible(trial)
         try:
             protocol.wire_config(trial.config)

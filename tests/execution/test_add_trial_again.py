@@ -1,9 +1,8 @@
 """TrialRunner.add_trial with a trial the runner already has (the same object again, or
-another object with the same trial id): add_trial has no case for it, so the trial gets a
-second TrialTable row and a second place in get_trials(), and its first row stays PENDING
-with no trial to end it: is_finished() is then never True once every trial ended, and the
-sweep's loop cannot end.  Pinned as a known bug (xfail, strict) until add_trial refuses it
-(a ValueError naming the trial is the suggested fix) or ignores it."""
+another object with the same trial id) refuses it with a ValueError naming the trial, and
+leaves the runner as it was: otherwise the trial would get a second TrialTable row, and its
+first row would stay PENDING with no trial to end it (is_finished() never True, the loop
+never ending)."""
 import copy
 import os
 
@@ -35,17 +34,13 @@ def test_a_runner_finishes_once_each_trial_added_once_ended(tmp_path):
     assert runner.is_finished()
 
 
-@pytest.mark.xfail(strict=True, reason="add_trial has no re-add case: a trial added again gets a second row "
-                                       "and an orphaned PENDING row keeps is_finished() False")
 @pytest.mark.parametrize("again", [_same_object, _same_trial_id], ids=["same object", "same trial id"])
 def test_adding_a_trial_again_leaves_the_runner_as_it_was(tmp_path, again):
     runner = random_search_runner(str(tmp_path / "exp"), _trainable, {"x": 1}, 2, 0)
     ids = [t.trial_id for t in runner.get_trials()]
     first = runner.get_trials()[0]
-    try:
+    with pytest.raises(ValueError, match=first.trial_id):
         runner.add_trial(again(first))
-    except ValueError as refused:  # refusing it is as good as ignoring it
-        assert first.trial_id in str(refused)
     assert [t.trial_id for t in runner.get_trials()] == ids
     assert runner.get_trials()[0] is first and first.status == Trial.PENDING
     assert runner._table.counts() == (2, 0, 0, 0, 0)
