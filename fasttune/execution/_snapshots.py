@@ -170,7 +170,8 @@ class SnapshotWriter:
         else:
             own.append(path)
             while len(own) > _state.KEEP:
-                _state.remove_snapshot(own.pop(0))
+                _state.remove_snapshot(own[0])  # (taken off the list once gone: a failed removal is tried again)
+                own.pop(0)
         self._last = time.monotonic()
         self.cost = self._last - started
         return path

@@ -26,6 +26,9 @@ RandomState = Union[None, int, np.random.Generator, np.random.RandomState]
 __all__ = ["RandomState", "Rng", "as_rng"]
 
 
+_PLAIN_REALS = (float, int)
+
+
 class Rng:
     """One random source over numpy's two generator APIs.
 
@@ -90,9 +93,14 @@ class Rng:
 
     def uniform_value(self, low: float, high: float) -> float:
         """``float(self.uniform(low, high, 1)[0])``, drawn the same way."""
-        low, high = float(low), float(high)
-        scale = high - low
-        if scale >= 0.0 and scale != math.inf:
+        if type(low) in _PLAIN_REALS and type(high) in _PLAIN_REALS:
+            low, high = float(low), float(high)
+            scale = high - low
+            # (-0.0 >= 0.0, yet Generator.uniform refuses a range whose sign bit is set.)
+            plain = (scale > 0.0 or (scale == 0.0 and math.copysign(1.0, scale) > 0.0)) and scale != math.inf
+        else:
+            plain = False  # numpy's own conversions and errors (a string bound is a TypeError)
+        if plain:
             # numpy's uniform is ``low + (high - low) * next_double``: the same double from
             # its plain [0, 1) draw, without the argument handling that, cold in the
             # middle of a sweep's event loop, costs ten times the draw.

@@ -105,6 +105,13 @@ def test_uniform_value_outside_the_plain_draw_is_numpys_own():
             Rng(source(0)).uniform_value(-1.5e308, 1.5e308)
     with pytest.raises(ValueError):
         Rng(np.random.default_rng(0)).uniform_value(5.0, 2.0)
+    # -0.0 - 0.0 is a zero whose sign bit is set: a Generator refuses that range too.
+    with pytest.raises(ValueError):
+        Rng(np.random.default_rng(0)).uniform_value(0.0, -0.0)
+    assert Rng(np.random.RandomState(1)).uniform_value(0.0, -0.0) == float(np.random.RandomState(1).uniform(0.0, -0.0))
+    for source in SOURCES.values():  # a bound numpy does not take as a number stays refused
+        with pytest.raises(TypeError):
+            Rng(source(0)).uniform_value("1.0", 2.0)
 
 
 def test_uniform_value_draws_without_numpys_uniform():
