@@ -221,6 +221,27 @@ def test_snapshots_rotate_to_the_newest_two_listing_the_directory_once_per_run(t
     assert len(listings) == 3
 
 
+def test_a_snapshot_whose_removal_failed_is_removed_at_the_next_rotation(tmp_path, monkeypatch):
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path)
+    for _ in range(2):
+        runner.checkpoint(force=True)
+    original, failures = state.remove_snapshot, []
+
+    def failing_once(where):
+        if not failures:
+            failures.append(where)
+            raise PermissionError(where)
+        original(where)
+
+    monkeypatch.setattr(state, "remove_snapshot", failing_once)
+    with pytest.raises(PermissionError):
+        runner.checkpoint(force=True)
+    runner.checkpoint(force=True)
+    names = [name for name in sorted(os.listdir(path)) if name.startswith("experiment_state-")]
+    assert failures and names == ["experiment_state-0000000003.msgpack", "experiment_state-0000000004.msgpack"]
+
+
 def test_trial_directories_the_snapshot_does_not_hold_are_set_aside_not_mixed_in(tmp_path):
     path = str(tmp_path / "exp")
     runner, _ = _runner(path)
