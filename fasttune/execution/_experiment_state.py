@@ -453,10 +453,8 @@ def lazy_trial(record: bytes, row: int, dirname: str, source: "RecordSource") ->
     microseconds and a few hundred bytes per trial."""
     from fasttune.experiment.trial import Trial
 
-    trial = Trial.__new__(Trial)
-    trial.__dict__ = {"trial_id": _record_trial_id(unbin(record), source.loader), "_row": row,
-                      "_dirname": dirname, "_record": record, "_source": source}
-    return trial
+    return Trial.lazily_decoded({"trial_id": _record_trial_id(unbin(record), source.loader), "_row": row,
+                                 "_dirname": dirname, "_record": record, "_source": source})
 
 
 class RecordSource:

@@ -11,7 +11,6 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 
 from fasttune import _storage
-from fasttune._own_dict import OwnDictPickling
 from fasttune._flatten import flatten_dict
 from fasttune.error import TuneError
 from fasttune._resources import PlacementGroupFactory, resource_dict_to_pg_factory
@@ -103,7 +102,7 @@ def log_file_names(log_to_file: Any) -> Tuple[Optional[str], Optional[str]]:
     return value[0], value[1]
 
 
-class Experiment(OwnDictPickling):
+class Experiment:
     """The legacy description of one experiment (``ray.tune.Experiment``).
 
     Example:
@@ -361,10 +360,7 @@ class Experiment(OwnDictPickling):
         trial_id: Optional[str] = None,
     ) -> Trial:
         """Make the Trial for one resolved config of this experiment (used by searchers)."""
-        # Trial(...) without Trial.__new__, whose check (made without __init__?) costs a
-        # call with all these arguments: one trial of each of 100,000s.
-        trial = object.__new__(Trial)
-        trial.__init__(
+        return Trial(
             self.trainable_name,
             config=config,
             trial_id=trial_id or self.new_trial_id(),
@@ -378,7 +374,6 @@ class Experiment(OwnDictPickling):
             trial_dirname_creator=self.trial_dirname_creator,
             checkpoint_config=self.checkpoint_config,
         )
-        return trial
 
 
 def refuse_unsupported(given: Dict[str, Any], where: str) -> None:

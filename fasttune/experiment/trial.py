@@ -94,7 +94,8 @@ class _TrialField:
         if instance is None:
             return self
         # Not in the instance's __dict__: a compact trial, which _CompactTrial.__getattr__ decodes.
-        raise AttributeError(self._name)
+        raise AttributeError(f"{type(instance).__name__!r} object has no attribute {self._name!r}",
+                             name=self._name, obj=instance)
 
 
 class Trial:
@@ -178,14 +179,15 @@ class Trial:
         # Last, so the creator may read any attribute of the trial.
         self._custom_name = trial_name_creator(self) if trial_name_creator else None
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Trial":
-        # A Trial made without __init__ (``Trial.__new__(Trial)``: a restore's lazily decoded
-        # trial, an unpickled or copied one) may hold only its packed record, so it is a
-        # _CompactTrial, whose __getattr__ decodes the rest; one made by __init__ is not:
-        # in CPython 3.11 a class with __getattr__ slows every attribute read (~200 a trial).
-        if cls is Trial and not args and not kwargs:
-            return object.__new__(_CompactTrial)
-        return object.__new__(cls)
+    @staticmethod
+    def lazily_decoded(state: Dict[str, Any]) -> "Trial":
+        """A trial whose ``__dict__`` is ``state``: its id, row, directory name, packed
+        record and record source (see ``Trial._compact``), the rest decoded on first use
+        (a restore's finished trial).  Only such trials have a ``__getattr__``: in CPython
+        3.11 one on the class slows every attribute read (~200 a simulated trial)."""
+        trial = object.__new__(_CompactTrial)
+        trial.__dict__ = state
+        return trial
 
     @classmethod
     def _like(cls, template: "Trial", trial_id: str, config: Dict[str, Any], evaluated_params: Dict[str, Any],
@@ -193,7 +195,7 @@ class Trial:
         """A trial with ``template``'s experiment-wide settings and its own identity: how
         a restore makes 100,000 trials without running ``__init__`` for each.  The
         mutable per-trial state starts empty, as in ``__init__``."""
-        trial = object.__new__(cls)  # (whole: no CompactTrial, see __new__)
+        trial = object.__new__(cls)
         state = template.__dict__.copy()
         state.update(
             trial_id=trial_id, config=config, evaluated_params=evaluated_params, experiment_tag=experiment_tag,
@@ -480,6 +482,11 @@ class _CompactTrial(Trial):
     """A trial that may be compact (a finished one kept as its packed snapshot record, see
     ``Trial._compact``; a restore's lazily decoded one): what it does not hold, its
     record source answers (the experiment's settings) or decodes on first use."""
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # Pickled and copied as the whole Trial it stands for (see __getstate__): the class
+        # is this module's detail, which a pickle must not name.
+        return object.__new__, (Trial,), self.__getstate__()
 
     def __getattr__(self, name: str) -> Any:
         # Reached only for attributes the instance does not have.

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import numpy as np
 
 from fasttune._flatten import lookup_nested
-from fasttune._own_dict import OwnDictPickling
 from fasttune.schedulers._common import (
     check_mode,
     check_name,
@@ -192,7 +191,7 @@ class _Rung:
                 self.record(trial_id, value)
 
 
-class _Bracket(OwnDictPickling):
+class _Bracket:
     """One ASHA bracket: its rungs, highest milestone first."""
 
     def __init__(self, milestones: List[Any], fraction: float, stop_last_trials: bool) -> None:
@@ -201,7 +200,7 @@ class _Bracket(OwnDictPickling):
         self.stop_last_trials = stop_last_trials
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        super().__setstate__(state)
+        self.__dict__.update(state)
         for rung in self.rungs:
             if rung.fraction is None:  # an older version's rung (see _Rung.__setstate__)
                 recorded, rung.recorded, rung.fraction = rung.recorded, {}, self.fraction
@@ -232,7 +231,7 @@ class _Bracket(OwnDictPickling):
         return "Bracket: " + " | ".join(parts) if parts else "Bracket: no rungs"
 
 
-class AsyncHyperBandScheduler(TrialScheduler, OwnDictPickling):
+class AsyncHyperBandScheduler(TrialScheduler):
     """Asynchronous successive halving: stop a trial at a rung when it is not in the top
     ``1 / reduction_factor`` of the trials that reached that rung before it.
 
@@ -432,7 +431,7 @@ class AsyncHyperBandScheduler(TrialScheduler, OwnDictPickling):
         self._num_stopped = state["num_stopped"]
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        super().__setstate__(state)
+        self.__dict__.update(state)
         self.__dict__.setdefault("_decision_points_of", {})  # (pickled by a version that kept none)
 
     # ---- internals ---------------------------------------------------------------------

@@ -259,10 +259,11 @@ class DirectLoop:
         """``flatten_dict(config, "/", "config")``, with the flat names of a config's keys
         worked out once for each set of str keys (a sweep's configs nearly all share one)."""
         keys = tuple(config)
+        # (Checked at each call: a str subclass's key, a str Enum's, equals a str key yet flattens otherwise.)
+        if not all(type(key) is str for key in keys):
+            return flatten_dict(config, "/", "config")
         names = self._flat_config_names.get(keys)
         if names is None:
-            if not all(type(key) is str for key in keys):
-                return flatten_dict(config, "/", "config")
             if len(self._flat_config_names) >= _KEY_SETS_KEPT:
                 self._flat_config_names.clear()
             names = self._flat_config_names[keys] = tuple(["config/" + key for key in keys])

@@ -44,7 +44,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fasttune._own_dict import OwnDictPickling
 from fasttune.search.sample import choice, lograndint, loguniform, randint, sample_from, uniform
 from fasttune.simulation._blackbox import Blackbox
 from fasttune.simulation._curve_table import CurveTable, checked_curve_table, config_at
@@ -78,7 +77,7 @@ class _OneValue:
         return (config[self.column],)
 
 
-class TabularBlackbox(Blackbox, OwnDictPickling):
+class TabularBlackbox(Blackbox):
     """Learning curves from a table (a pandas DataFrame, or a ``.csv``/``.parquet`` file).
 
     Args:

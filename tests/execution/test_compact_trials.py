@@ -114,6 +114,10 @@ def test_a_compact_trial_copies_and_pickles_whole(tmp_path):
     assert copy.copy(trial).config["tag"] == (1, 2)
     trial_dict = pickle.loads(pickle.dumps(trial)).__dict__
     assert "_source" not in trial_dict and trial_dict["last_result"]["loss"] == 0.25
+    # What the pickle names is Trial (the class that decodes compact ones is a private detail).
+    for made in (pickle.loads(pickle.dumps(trial)), copy.copy(trial), copy.deepcopy(trial)):
+        assert type(made) is tune.experiment.Trial and made.last_result["loss"] == 0.25
+    assert b"_CompactTrial" not in pickle.dumps(trial)
 
 
 def test_a_trial_whose_record_holds_pickled_objects_stays_whole(tmp_path):

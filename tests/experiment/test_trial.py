@@ -117,11 +117,15 @@ def test_storage_dirname_of_any_ascii_tag_is_the_regular_expressions():
     assert trial.storage_dirname == re.sub(r"[^\w\-=.,+]", "_", f"train_abc_00001_{tag}")[:130]
 
 
-def test_a_trial_made_by_init_has_no_getattr_hook_and_one_made_without_it_decodes_lazily():
+def test_a_trial_made_by_init_has_no_getattr_hook_and_a_lazily_decoded_one_has():
     """A class with __getattr__ slows every attribute read (CPython 3.11): only a trial that
-    may be compact (made without __init__, as a restore's lazily decoded one) has one."""
-    assert not hasattr(type(Trial("train")), "__getattr__")
-    bare = Trial.__new__(Trial)
+    may be compact (a restore's lazily decoded one) has one."""
+    trial = Trial("train")
+    assert not hasattr(type(trial), "__getattr__")
+    del trial.__dict__["last_result"]
+    with pytest.raises(AttributeError, match="'Trial' object has no attribute 'last_result'"):
+        trial.last_result
+    bare = Trial.lazily_decoded({"trial_id": "t_00001"})
     assert isinstance(bare, Trial) and hasattr(type(bare), "__getattr__")
     with pytest.raises(AttributeError, match="'Trial' object has no attribute 'config'"):
         bare.config

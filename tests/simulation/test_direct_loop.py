@@ -499,3 +499,16 @@ def test_a_configs_flat_keys_are_flatten_dicts(config):
     for _ in range(2):
         flat = loop._flat_config(config)
         assert list(flat.items()) == list(flatten_dict(config, "/", "config").items())
+
+
+def test_a_str_enum_key_equal_to_a_known_str_key_flattens_as_flatten_dict_does():
+    import enum
+
+    class Key(str, enum.Enum):
+        lr = "lr"
+
+    loop = DirectLoop.__new__(DirectLoop)
+    loop._flat_config_names = {}
+    loop._flat_config({"lr": 0.1})  # ("lr",) is known now, and Key.lr == "lr"
+    config = {Key.lr: 0.2}
+    assert list(loop._flat_config(config).items()) == list(flatten_dict(config, "/", "config").items())
