@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Deque, Dict, Iterator, List, Optional, Protocol, Tuple, Union
 
+import numpy as np
+
 from fasttune._atomic import atomic_write
 from fasttune._serialization import Loader, pack_state
 from fasttune.search._validate import validate_param_space
@@ -78,13 +80,23 @@ _WHOLE_SAMPLE = PointOverlay()
 
 # What a sample drawn at once leaves as its variants: nothing more (its one variant is taken).
 _DRAWN: Iterator[Variant] = iter(())
-# get_state's form: 2 saves how many points are left, not the points (1 listed them).
-_STATE_VERSION = 2
+# get_state's form: 2 saves how many points are left, not the points (1 listed them); in 3,
+# save_to_dir may write "packed_points" (the bytes of pack_state(points_to_evaluate), made
+# once) in place of points_to_evaluate.
+_STATE_VERSION = 3
+# The types of the values a point packs as data, never as a pickled object (a subclass,
+# complex or an enum, say, would be pickled); numpy's numbers are data too.
+_PLAIN_VALUE_TYPES = frozenset((int, float, str, bytes, bool, type(None)))
 
 
 def _planned_variants(item: "_ExperimentVariants", overlay: PointOverlay, rng: Rng) -> Iterator[Variant]:
     # A generator, so that the draw happens on next() as with generate_in_place.
     yield item.planned_variant(overlay, rng)
+
+
+def _is_plain(value: Any) -> bool:
+    """Whether ``value`` packs as data, with nothing in it that could change."""
+    return type(value) in _PLAIN_VALUE_TYPES or isinstance(value, (np.number, np.bool_))
 
 
 def _own_point(point: Mapping) -> Dict:
@@ -253,6 +265,8 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._counter = 0
         self._live_trials: set = set()
         self._total_samples = 0
+        # (points_to_evaluate, pack_state of it): what save_to_dir writes, packed once.
+        self._packed_points: Optional[Tuple[List[Dict], bytes]] = None
 
     @property
     def total_samples(self) -> int:
@@ -401,7 +415,10 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._live_trials = set(state["live_trials"])
         self._total_samples = state["total_samples"]
         self._finished = state["finished"]
-        self._points_to_evaluate = state["points_to_evaluate"]
+        if "packed_points" in state:
+            self._points_to_evaluate = Loader().loads(state["packed_points"])
+        else:
+            self._points_to_evaluate = state["points_to_evaluate"]
         self.max_concurrent = state["max_concurrent"]
         self._constant_grid_search = state["constant_grid_search"]
         self._metric, self._mode = state["metric"], state["mode"]
@@ -438,9 +455,29 @@ class BasicVariantGenerator(SearchAlgorithm):
 
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> bool:
         """Writes the state to ``dirpath`` (msgpack; the experiments and random generator
-        in it cloudpickled); returns ``False`` (and logs why) if it cannot be stored."""
+        in it cloudpickled); returns ``False`` (and logs why) if it cannot be stored.
+
+        Points to evaluate that hold plain values only are packed once and the bytes
+        reused at each save: a snapshot's cost does not grow with how many points the
+        sweep was given.
+
+        Example:
+            >>> import tempfile
+            >>> generator = BasicVariantGenerator(points_to_evaluate=[{"x": 1}], random_state=0)
+            >>> restored = BasicVariantGenerator()
+            >>> with tempfile.TemporaryDirectory() as directory:
+            ...     assert generator.save_to_dir(directory, session_str="s")
+            ...     restored.restore_from_dir(directory)
+            >>> restored.get_state()["points_to_evaluate"]
+            [{'x': 1}]
+        """
         try:
-            data = pack_state(self.get_state())
+            state = self.get_state()
+            packed_points = self._points_packed_once()
+            if packed_points is not None:
+                del state["points_to_evaluate"]
+                state["packed_points"] = packed_points
+            data = pack_state(state)
         except Exception as exc:  # pickling arbitrary user objects fails in many ways
             logger.warning(
                 "BasicVariantGenerator could not save its state (%s: %s); this sweep cannot be resumed "
@@ -450,6 +487,20 @@ class BasicVariantGenerator(SearchAlgorithm):
             return False
         atomic_write(os.path.join(dirpath, self.CKPT_FILE_TMPL.format(session_str)), data, durable=True)
         return True
+
+    def _points_packed_once(self) -> Optional[bytes]:
+        """``pack_state(points_to_evaluate)``, made once for the list; ``None`` (packed with
+        the state each time, as any other value) when there are none, or when a point holds
+        more than plain values (an object in it could change, and would be pickled)."""
+        points = self._points_to_evaluate
+        packed = self._packed_points
+        if packed is not None and packed[0] is points:
+            return packed[1]
+        if not points or not all(_is_plain(key) and _is_plain(value) for point in points for key, value in point.items()):
+            return None
+        # The list and its dicts are the generator's own and never changed once made.
+        self._packed_points = (points, pack_state(points))
+        return self._packed_points[1]
 
     def has_checkpoint(self, dirpath: str) -> bool:
         return bool(glob.glob(os.path.join(dirpath, self.CKPT_FILE_TMPL.format("*"))))
