@@ -27,12 +27,13 @@ import os
 import sys
 from collections import deque
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any, Deque, Dict, Iterator, List, Optional, Protocol, Tuple, Union
 
 import numpy as np
 
 from fasttune._atomic import atomic_write
-from fasttune._serialization import Loader, pack_state
+from fasttune._serialization import Loader, pack_noting_pickles, pack_state
 from fasttune.search._validate import validate_param_space
 from fasttune.search._rng import RandomState, Rng, as_rng
 from fasttune.search._sampling_plan import SamplingPlan, PointOverlay
@@ -81,8 +82,8 @@ _WHOLE_SAMPLE = PointOverlay()
 # What a sample drawn at once leaves as its variants: nothing more (its one variant is taken).
 _DRAWN: Iterator[Variant] = iter(())
 # get_state's form: 2 saves how many points are left, not the points (1 listed them); in 3,
-# save_to_dir may write "packed_points" (the bytes of pack_state(points_to_evaluate), made
-# once) in place of points_to_evaluate.
+# save_to_dir may write "packed_points" (the bytes of pack(points_to_evaluate), made once)
+# in place of points_to_evaluate.
 _STATE_VERSION = 3
 # The types of the values a point packs as data, never as a pickled object (a subclass,
 # complex or an enum, say, would be pickled); numpy's numbers are data too.
@@ -94,18 +95,23 @@ def _planned_variants(item: "_ExperimentVariants", overlay: PointOverlay, rng: R
     yield item.planned_variant(overlay, rng)
 
 
-def _is_plain(value: Any) -> bool:
-    """Whether ``value`` packs as data, with nothing in it that could change."""
-    return type(value) in _PLAIN_VALUE_TYPES or isinstance(value, (np.number, np.bool_))
+def _plain_values(points: List[Dict]) -> bool:
+    """Whether every value of ``points`` is data that cannot change (its type gathered in
+    C, once per sweep: a sweep may have 100,000 points)."""
+    found = set(map(type, chain.from_iterable(map(dict.values, points))))
+    return all(kind in _PLAIN_VALUE_TYPES or issubclass(kind, (np.number, np.bool_)) for kind in found)
 
 
-def _own_point(point: Mapping) -> Dict:
-    """A copy of ``point`` that shares nothing mutable with it (a plain copy when it only
-    holds atoms: deepcopy would give the same)."""
-    owned = dict(point)
-    if all(isinstance(key, ATOM_TYPES) and isinstance(value, ATOM_TYPES) for key, value in owned.items()):
-        return owned
-    return copy.deepcopy(owned)
+def _own_points(points: List[Mapping]) -> Tuple[List[Dict], bool]:
+    """Copies of ``points`` that share nothing mutable with them (a plain copy of a point
+    that only holds atoms: deepcopy would give the same), and whether all of them do."""
+    owned_points, atoms_only = [], True
+    for point in points:
+        owned = dict(point)
+        if not all(isinstance(key, ATOM_TYPES) and isinstance(value, ATOM_TYPES) for key, value in owned.items()):
+            owned, atoms_only = copy.deepcopy(owned), False
+        owned_points.append(owned)
+    return owned_points, atoms_only
 
 
 def _general_variants(work: Any, constant_grid_search: bool, rng: Rng) -> Iterator[Variant]:
@@ -255,7 +261,7 @@ class BasicVariantGenerator(SearchAlgorithm):
                     )
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 0:
             raise ValueError(f"max_concurrent must be an int >= 0 (0 means no limit), got {max_concurrent!r}.")
-        self._points_to_evaluate = [_own_point(p) for p in points_to_evaluate or []]
+        self._points_to_evaluate, atoms_only = _own_points(points_to_evaluate or [])
         self.max_concurrent = max_concurrent
         self._constant_grid_search = bool(constant_grid_search)
         self._rng = as_rng(random_state)
@@ -265,8 +271,10 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._counter = 0
         self._live_trials: set = set()
         self._total_samples = 0
-        # (points_to_evaluate, pack_state of it): what save_to_dir writes, packed once.
-        self._packed_points: Optional[Tuple[List[Dict], bytes]] = None
+        # (points_to_evaluate, pack of it or None): what save_to_dir writes, packed once.
+        self._packed_points: Optional[Tuple[List[Dict], Optional[bytes]]] = None
+        # (points_to_evaluate, whether its points hold atoms only), as made here.
+        self._atoms_only = (self._points_to_evaluate, atoms_only)
 
     @property
     def total_samples(self) -> int:
@@ -416,7 +424,7 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._total_samples = state["total_samples"]
         self._finished = state["finished"]
         if "packed_points" in state:
-            self._points_to_evaluate = Loader().loads(state["packed_points"])
+            self._points_to_evaluate = Loader().unpack(state["packed_points"])
         else:
             self._points_to_evaluate = state["points_to_evaluate"]
         self.max_concurrent = state["max_concurrent"]
@@ -489,18 +497,27 @@ class BasicVariantGenerator(SearchAlgorithm):
         return True
 
     def _points_packed_once(self) -> Optional[bytes]:
-        """``pack_state(points_to_evaluate)``, made once for the list; ``None`` (packed with
-        the state each time, as any other value) when there are none, or when a point holds
-        more than plain values (an object in it could change, and would be pickled)."""
+        """``pack(points_to_evaluate)``, made once for the list; ``None`` (packed with the
+        state each time, as any other value) when there are none, or when a point holds
+        more than plain data (an object in it could change, and would be pickled)."""
         points = self._points_to_evaluate
-        packed = self._packed_points
-        if packed is not None and packed[0] is points:
-            return packed[1]
-        if not points or not all(_is_plain(key) and _is_plain(value) for point in points for key, value in point.items()):
-            return None
-        # The list and its dicts are the generator's own and never changed once made.
-        self._packed_points = (points, pack_state(points))
-        return self._packed_points[1]
+        # (a generator pickled by an older fasttune has neither attribute)
+        packed = getattr(self, "_packed_points", None)
+        if packed is None or packed[0] is not points:
+            data = None
+            made = getattr(self, "_atoms_only", None)
+            if made is not None and made[0] is points:
+                atoms_only = made[1]
+            else:  # (points a restore gave)
+                atoms_only = set(map(type, points)) == {dict} and _plain_values(points)
+            if points and atoms_only:
+                # (an atom is data unless pickled: a subclass of int or str, complex, ...)
+                data, pickled = pack_noting_pickles(points)
+                if pickled:
+                    data = None
+            # The list and its dicts are the generator's own and never changed once made.
+            packed = self._packed_points = (points, data)
+        return packed[1]
 
     def has_checkpoint(self, dirpath: str) -> bool:
         return bool(glob.glob(os.path.join(dirpath, self.CKPT_FILE_TMPL.format("*"))))

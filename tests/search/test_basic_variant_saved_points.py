@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fasttune.search.basic_variant as basic_variant
-from fasttune._serialization import pack_state
+from fasttune._serialization import pack_noting_pickles, pack_state
 from fasttune.search.basic_variant import BasicVariantGenerator
 from fasttune.search.sample import grid_search, uniform
 
@@ -46,14 +46,17 @@ PLAIN_POINTS = [{"r": 0.1 * i, "g": 1 + i % 2} for i in range(4)]
 
 
 def _packed_values(monkeypatch):
-    """The values each pack_state call of basic_variant packs, in order."""
+    """The values basic_variant packs (pack_state, pack_noting_pickles), in order."""
     packed = []
 
-    def spy(value):
-        packed.append(value)
-        return pack_state(value)
+    def spying(pack):
+        def spy(value):
+            packed.append(value)
+            return pack(value)
+        return spy
 
-    monkeypatch.setattr(basic_variant, "pack_state", spy)
+    monkeypatch.setattr(basic_variant, "pack_state", spying(pack_state))
+    monkeypatch.setattr(basic_variant, "pack_noting_pickles", spying(pack_noting_pickles))
     return packed
 
 
@@ -126,3 +129,12 @@ def test_a_file_of_the_previous_version_is_still_read(tmp_path):
     restored.restore_from_dir(str(tmp_path))
     assert before == [tag for tag, _ in expected[:2]]
     assert _rest(restored) == expected[2:]
+
+
+def test_a_generator_pickled_before_points_were_packed_once_still_saves(tmp_path):
+    generator = _generator(PLAIN_POINTS)
+    del generator._packed_points, generator._atoms_only  # (as an older fasttune pickled it)
+    assert generator.save_to_dir(str(tmp_path), session_str="s") is not False
+    restored = BasicVariantGenerator()
+    restored.restore_from_dir(str(tmp_path))
+    assert _rest(restored) == _rest(_generator(PLAIN_POINTS))
