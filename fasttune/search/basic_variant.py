@@ -27,10 +27,13 @@ import os
 import sys
 from collections import deque
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any, Deque, Dict, Iterator, List, Optional, Protocol, Tuple, Union
 
+import numpy as np
+
 from fasttune._atomic import atomic_write
-from fasttune._serialization import Loader, pack_state
+from fasttune._serialization import Loader, pack_noting_pickles, pack_state
 from fasttune.search._validate import validate_param_space
 from fasttune.search._rng import RandomState, Rng, as_rng
 from fasttune.search._sampling_plan import SamplingPlan, PointOverlay
@@ -78,8 +81,13 @@ _WHOLE_SAMPLE = PointOverlay()
 
 # What a sample drawn at once leaves as its variants: nothing more (its one variant is taken).
 _DRAWN: Iterator[Variant] = iter(())
-# get_state's form: 2 saves how many points are left, not the points (1 listed them).
-_STATE_VERSION = 2
+# get_state's form: 2 saves how many points are left, not the points (1 listed them); in 3,
+# save_to_dir may write "packed_points" (the bytes of pack(points_to_evaluate), made once)
+# in place of points_to_evaluate.
+_STATE_VERSION = 3
+# The types of the values a point packs as data, never as a pickled object (a subclass,
+# complex or an enum, say, would be pickled); numpy's numbers are data too.
+_PLAIN_VALUE_TYPES = frozenset((int, float, str, bytes, bool, type(None)))
 
 
 def _planned_variants(item: "_ExperimentVariants", overlay: PointOverlay, rng: Rng) -> Iterator[Variant]:
@@ -87,13 +95,23 @@ def _planned_variants(item: "_ExperimentVariants", overlay: PointOverlay, rng: R
     yield item.planned_variant(overlay, rng)
 
 
-def _own_point(point: Mapping) -> Dict:
-    """A copy of ``point`` that shares nothing mutable with it (a plain copy when it only
-    holds atoms: deepcopy would give the same)."""
-    owned = dict(point)
-    if all(isinstance(key, ATOM_TYPES) and isinstance(value, ATOM_TYPES) for key, value in owned.items()):
-        return owned
-    return copy.deepcopy(owned)
+def _plain_values(points: List[Dict]) -> bool:
+    """Whether every value of ``points`` is data that cannot change (its type gathered in
+    C, once per sweep: a sweep may have 100,000 points)."""
+    found = set(map(type, chain.from_iterable(map(dict.values, points))))
+    return all(kind in _PLAIN_VALUE_TYPES or issubclass(kind, (np.number, np.bool_)) for kind in found)
+
+
+def _own_points(points: List[Mapping]) -> Tuple[List[Dict], bool]:
+    """Copies of ``points`` that share nothing mutable with them (a plain copy of a point
+    that only holds atoms: deepcopy would give the same), and whether all of them do."""
+    owned_points, atoms_only = [], True
+    for point in points:
+        owned = dict(point)
+        if not all(isinstance(key, ATOM_TYPES) and isinstance(value, ATOM_TYPES) for key, value in owned.items()):
+            owned, atoms_only = copy.deepcopy(owned), False
+        owned_points.append(owned)
+    return owned_points, atoms_only
 
 
 def _general_variants(work: Any, constant_grid_search: bool, rng: Rng) -> Iterator[Variant]:
@@ -243,7 +261,7 @@ class BasicVariantGenerator(SearchAlgorithm):
                     )
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 0:
             raise ValueError(f"max_concurrent must be an int >= 0 (0 means no limit), got {max_concurrent!r}.")
-        self._points_to_evaluate = [_own_point(p) for p in points_to_evaluate or []]
+        self._points_to_evaluate, atoms_only = _own_points(points_to_evaluate or [])
         self.max_concurrent = max_concurrent
         self._constant_grid_search = bool(constant_grid_search)
         self._rng = as_rng(random_state)
@@ -253,6 +271,10 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._counter = 0
         self._live_trials: set = set()
         self._total_samples = 0
+        # (points_to_evaluate, pack of it or None): what save_to_dir writes, packed once.
+        self._packed_points: Optional[Tuple[List[Dict], Optional[bytes]]] = None
+        # (points_to_evaluate, whether its points hold atoms only), as made here.
+        self._atoms_only = (self._points_to_evaluate, atoms_only)
 
     @property
     def total_samples(self) -> int:
@@ -401,7 +423,10 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._live_trials = set(state["live_trials"])
         self._total_samples = state["total_samples"]
         self._finished = state["finished"]
-        self._points_to_evaluate = state["points_to_evaluate"]
+        if "packed_points" in state:
+            self._points_to_evaluate = Loader().unpack(state["packed_points"])
+        else:
+            self._points_to_evaluate = state["points_to_evaluate"]
         self.max_concurrent = state["max_concurrent"]
         self._constant_grid_search = state["constant_grid_search"]
         self._metric, self._mode = state["metric"], state["mode"]
@@ -438,9 +463,29 @@ class BasicVariantGenerator(SearchAlgorithm):
 
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> bool:
         """Writes the state to ``dirpath`` (msgpack; the experiments and random generator
-        in it cloudpickled); returns ``False`` (and logs why) if it cannot be stored."""
+        in it cloudpickled); returns ``False`` (and logs why) if it cannot be stored.
+
+        Points to evaluate that hold plain values only are packed once and the bytes
+        reused at each save: a snapshot's cost does not grow with how many points the
+        sweep was given.
+
+        Example:
+            >>> import tempfile
+            >>> generator = BasicVariantGenerator(points_to_evaluate=[{"x": 1}], random_state=0)
+            >>> restored = BasicVariantGenerator()
+            >>> with tempfile.TemporaryDirectory() as directory:
+            ...     assert generator.save_to_dir(directory, session_str="s")
+            ...     restored.restore_from_dir(directory)
+            >>> restored.get_state()["points_to_evaluate"]
+            [{'x': 1}]
+        """
         try:
-            data = pack_state(self.get_state())
+            state = self.get_state()
+            packed_points = self._points_packed_once()
+            if packed_points is not None:
+                del state["points_to_evaluate"]
+                state["packed_points"] = packed_points
+            data = pack_state(state)
         except Exception as exc:  # pickling arbitrary user objects fails in many ways
             logger.warning(
                 "BasicVariantGenerator could not save its state (%s: %s); this sweep cannot be resumed "
@@ -450,6 +495,29 @@ class BasicVariantGenerator(SearchAlgorithm):
             return False
         atomic_write(os.path.join(dirpath, self.CKPT_FILE_TMPL.format(session_str)), data, durable=True)
         return True
+
+    def _points_packed_once(self) -> Optional[bytes]:
+        """``pack(points_to_evaluate)``, made once for the list; ``None`` (packed with the
+        state each time, as any other value) when there are none, or when a point holds
+        more than plain data (an object in it could change, and would be pickled)."""
+        points = self._points_to_evaluate
+        # (a generator pickled by an older fasttune has neither attribute)
+        packed = getattr(self, "_packed_points", None)
+        if packed is None or packed[0] is not points:
+            data = None
+            made = getattr(self, "_atoms_only", None)
+            if made is not None and made[0] is points:
+                atoms_only = made[1]
+            else:  # (points a restore gave)
+                atoms_only = set(map(type, points)) == {dict} and _plain_values(points)
+            if points and atoms_only:
+                # (an atom is data unless pickled: a subclass of int or str, complex, ...)
+                data, pickled = pack_noting_pickles(points)
+                if pickled:
+                    data = None
+            # The list and its dicts are the generator's own and never changed once made.
+            packed = self._packed_points = (points, data)
+        return packed[1]
 
     def has_checkpoint(self, dirpath: str) -> bool:
         return bool(glob.glob(os.path.join(dirpath, self.CKPT_FILE_TMPL.format("*"))))
