@@ -33,7 +33,7 @@ from typing import Any, Deque, Dict, Iterator, List, Optional, Protocol, Tuple, 
 import numpy as np
 
 from fasttune._atomic import atomic_write
-from fasttune._serialization import Loader, pack_noting_pickles, pack_state
+from fasttune._serialization import DataOnlyLoader, Loader, pack_noting_pickles, pack_state
 from fasttune.search._validate import validate_param_space
 from fasttune.search._rng import RandomState, Rng, as_rng
 from fasttune.search._sampling_plan import SamplingPlan, PointOverlay
@@ -81,13 +81,25 @@ _WHOLE_SAMPLE = PointOverlay()
 
 # What a sample drawn at once leaves as its variants: nothing more (its one variant is taken).
 _DRAWN: Iterator[Variant] = iter(())
-# get_state's form: 2 saves how many points are left, not the points (1 listed them); in 3,
-# save_to_dir may write "packed_points" (the bytes of pack(points_to_evaluate), made once)
-# in place of points_to_evaluate.
+# get_state's form: 2 saves how many points are left, not the points (1 listed them); 3 is
+# what save_to_dir writes when it puts "packed_points" (the bytes of pack(points_to_evaluate),
+# made once) in place of points_to_evaluate, and only then: other states stay readable by
+# the fasttune versions that read 2.
 _STATE_VERSION = 3
+_UNPACKED_POINTS_VERSION = 2
 # The types of the values a point packs as data, never as a pickled object (a subclass,
 # complex or an enum, say, would be pickled); numpy's numbers are data too.
 _PLAIN_VALUE_TYPES = frozenset((int, float, str, bytes, bool, type(None)))
+
+
+class _PlainDataLoader(DataOnlyLoader):
+    """Reads the points save_to_dir packed, which it packs only when they are plain data:
+    a pickled object there was not written by fasttune, and is neither loaded nor let by
+    unseen (what a restore loads is listed from the state, which holds these as bytes)."""
+
+    def unpickle(self, data: bytes) -> Any:
+        raise ValueError("the saved points to evaluate hold a pickled object, which fasttune never "
+                         "writes there: the searcher's state file was changed or damaged")
 
 
 def _planned_variants(item: "_ExperimentVariants", overlay: PointOverlay, rng: Rng) -> Iterator[Variant]:
@@ -387,7 +399,7 @@ class BasicVariantGenerator(SearchAlgorithm):
                 }
             )
         return {
-            "version": _STATE_VERSION,
+            "version": _UNPACKED_POINTS_VERSION,
             "experiments": experiments,
             "position": self._position,
             "counter": self._counter,
@@ -424,7 +436,7 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._total_samples = state["total_samples"]
         self._finished = state["finished"]
         if "packed_points" in state:
-            self._points_to_evaluate = Loader().unpack(state["packed_points"])
+            self._points_to_evaluate = _PlainDataLoader().unpack(state["packed_points"])
         else:
             self._points_to_evaluate = state["points_to_evaluate"]
         self.max_concurrent = state["max_concurrent"]
@@ -484,7 +496,7 @@ class BasicVariantGenerator(SearchAlgorithm):
             packed_points = self._points_packed_once()
             if packed_points is not None:
                 del state["points_to_evaluate"]
-                state["packed_points"] = packed_points
+                state["packed_points"], state["version"] = packed_points, _STATE_VERSION
             data = pack_state(state)
         except Exception as exc:  # pickling arbitrary user objects fails in many ways
             logger.warning(

@@ -138,3 +138,55 @@ def test_a_generator_pickled_before_points_were_packed_once_still_saves(tmp_path
     restored = BasicVariantGenerator()
     restored.restore_from_dir(str(tmp_path))
     assert _rest(restored) == _rest(_generator(PLAIN_POINTS))
+
+
+def _saved_state(path):
+    from fasttune._serialization import Loader
+
+    (name,) = [entry for entry in os.listdir(path) if entry.startswith("basic-variant-state")]
+    with open(os.path.join(path, name), "rb") as f:
+        return Loader().loads(f.read())
+
+
+def test_a_restore_replacing_the_points_saves_the_new_ones_not_the_bytes_kept_for_the_old(tmp_path):
+    for name in ("other", "first", "again"):
+        (tmp_path / name).mkdir()
+    many = [{"r": 0.01 * i, "g": 1} for i in range(50)]
+    other = _generator(many, num_samples=60)
+    other.next_trial()
+    assert other.save_to_dir(str(tmp_path / "other"), session_str="s") is not False
+    generator = _generator(PLAIN_POINTS)
+    assert generator.save_to_dir(str(tmp_path / "first"), session_str="s") is not False  # packs its 4 points
+    generator.restore_from_dir(str(tmp_path / "other"))
+    assert generator.save_to_dir(str(tmp_path / "again"), session_str="s") is not False
+    restored = BasicVariantGenerator()
+    restored.restore_from_dir(str(tmp_path / "again"))
+    assert restored.get_state()["points_to_evaluate"] == many
+
+
+def test_only_a_state_with_packed_points_says_version_3(tmp_path):
+    # Older fasttune reads version 2: a state without packed points stays readable by it.
+    (tmp_path / "none").mkdir()
+    (tmp_path / "plain").mkdir()
+    assert BasicVariantGenerator().save_to_dir(str(tmp_path / "none"), session_str="s") is not False
+    assert _saved_state(str(tmp_path / "none"))["version"] == 2
+    assert _generator(PLAIN_POINTS).save_to_dir(str(tmp_path / "plain"), session_str="s") is not False
+    saved = _saved_state(str(tmp_path / "plain"))
+    assert saved["version"] == 3 and "packed_points" in saved
+
+
+def test_a_pickled_object_in_the_packed_points_is_refused_not_loaded(tmp_path):
+    import datetime
+
+    from fasttune._serialization import pack
+
+    generator = _generator(PLAIN_POINTS)
+    assert generator.save_to_dir(str(tmp_path), session_str="s") is not False
+    path = str(tmp_path)
+    (name,) = [entry for entry in os.listdir(path) if entry.startswith("basic-variant-state")]
+    state = _saved_state(path)
+    state["packed_points"] = pack([{"g": 1, "r": datetime.date(2026, 1, 2)}])  # (crafted: a pickle inside)
+    with open(os.path.join(path, name), "wb") as f:
+        f.write(pack_state(state))
+    with pytest.raises(ValueError, match="pickled object"):
+        BasicVariantGenerator().restore_from_dir(path)

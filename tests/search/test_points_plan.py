@@ -211,7 +211,7 @@ def test_restore_mid_points_continues_with_the_same_trials(monkeypatch, seed, sa
 def test_a_state_from_a_newer_version_is_refused_with_what_to_do(monkeypatch):
     saved = _generator(monkeypatch, True, PLAIN, PLAN_POINTS["partial"][1], 3, "int")
     state = saved.get_state()
-    state["version"] += 1
+    state["version"] = basic_variant._STATE_VERSION + 1
     with pytest.raises(ValueError, match="Restore it with the fasttune version that saved it"):
         _generator(monkeypatch, True, PLAIN, [], 1, "int").set_state(state)
 
