@@ -43,7 +43,7 @@ from fasttune.execution import _channel as channel
 from fasttune.execution import _protocol as protocol
 from fasttune.execution._stop_criteria import StopCriteria
 from fasttune.execution._output_capture import TrialOutput, open_trial_output
-from fasttune.execution._working_dir import enter_trial_dir, leave_trial_dir
+from fasttune.execution._working_dir import enter_trial_dir, leave_trial_dir, make_trial_dir
 from fasttune.execution._worker_checkpoints import for_experiment as checkpoint_places
 from fasttune._decision_points import DecisionPoints
 from fasttune.trainable.function_trainable import wrap_function
@@ -462,8 +462,8 @@ class TrialWorker:
         run.log_files = spec.get("log_to_file")
         try:
             if trial_dir:
-                if not spec.get("trial_dir_on_demand") and not os.path.isdir(trial_dir):  # one stat when it exists
-                    os.makedirs(trial_dir, exist_ok=True)
+                if not spec.get("trial_dir_on_demand"):
+                    make_trial_dir(trial_dir)
                 self._cwd_back = _enter_trial_dir(spec, trial_dir)
             if run.log_files:
                 self._output = self._open_output(run)
@@ -555,8 +555,8 @@ class TrialWorker:
             if owner_dir:
                 local = self._places.trial_dir(owner_dir)
                 # In storage the node's copy went when its segment ended.
-                if not owner.spec.get("trial_dir_on_demand") and not os.path.isdir(local):
-                    os.makedirs(local, exist_ok=True)
+                if not owner.spec.get("trial_dir_on_demand"):
+                    make_trial_dir(local)
                 back = _enter_trial_dir(owner.spec, local)
             if owner.log_files:
                 self._output = self._open_output(owner)
