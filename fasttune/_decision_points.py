@@ -186,6 +186,29 @@ class DecisionPoints:
         return f"DecisionPoints({self._wire!r})"
 
 
+_last_stateless_watch: tuple = (None, None)  # (wire form, its test) of watch_wire's last call
+
+
+def watch_wire(wire: WireDecisionPoints) -> Callable[[int, Mapping[str, Any], float], bool]:
+    """``DecisionPoints(wire).watch()``, reusing the last test made for an equal wire form
+    when it keeps no state (it tests the iteration alone): a worker asks for one per run
+    segment, nearly always for the form it asked for last.
+
+    >>> watch_wire(["at", [1, 4]]) is watch_wire(["at", [1, 4]])
+    True
+    >>> watch_wire(["reach", "epoch", [1.0], []]) is watch_wire(["reach", "epoch", [1.0], []])
+    False
+    """
+    global _last_stateless_watch
+    last_wire, test = _last_stateless_watch
+    if test is not None and wire == last_wire:
+        return test
+    test = DecisionPoints(wire).watch()
+    if not isinstance(test, (_ReachWatch, _ReachEveryWatch)):
+        _last_stateless_watch = (wire, test)
+    return test
+
+
 def _needed(needs: Iterable[Optional[str]]) -> List[str]:
     """The result keys a form waits for, sorted; a scheduler without a metric yet names None."""
     return sorted({str(key) for key in needs if key})
@@ -266,4 +289,4 @@ def _membership(wire: WireDecisionPoints) -> Any:
     return lambda iteration: True
 
 
-__all__ = ["DecisionPoints", "WireDecisionPoints"]
+__all__ = ["DecisionPoints", "WireDecisionPoints", "watch_wire"]

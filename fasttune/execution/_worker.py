@@ -25,6 +25,7 @@ one producer (the trial thread) appends, consumers take a prefix under the condi
 """
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
@@ -43,9 +44,9 @@ from fasttune.execution import _channel as channel
 from fasttune.execution import _protocol as protocol
 from fasttune.execution._stop_criteria import StopCriteria
 from fasttune.execution._output_capture import TrialOutput, open_trial_output
-from fasttune.execution._working_dir import enter_trial_dir, leave_trial_dir
+from fasttune.execution._working_dir import enter_trial_dir, leave_trial_dir, make_trial_dir
 from fasttune.execution._worker_checkpoints import for_experiment as checkpoint_places
-from fasttune._decision_points import DecisionPoints
+from fasttune._decision_points import watch_wire
 from fasttune.trainable.function_trainable import wrap_function
 from fasttune.trainable.session import Session, TuneContext, set_session
 from fasttune.trainable.trainable import (
@@ -172,7 +173,7 @@ class _Run:
         self.checkpoint_index: int = spec.get("ckpt_index", 0)
         self.stop = StopCriteria(spec.get("stop"))
         # Whether a result waits for the scheduler (points on an attribute keep state).
-        self.at_decision_point = DecisionPoints(spec.get("decide", "every_result")).watch()
+        self.at_decision_point = watch_wire(spec.get("decide", "every_result"))
         self.yields = bool(spec.get("yield"))
         self.start_time = 0.0
         self.last_time = 0.0
@@ -278,7 +279,10 @@ class TrialWorker:
             self._linger_until = None
             self._seal_results()
             reply, self._out = self._out, []
-            self._cond.notify_all()  # a trial blocked on backpressure may go on
+            run = self._run
+            if run is not None and run.backpressured:
+                # Only that wait needs this reply; a trial at a decision point would wake for nothing.
+                self._cond.notify_all()
         return protocol.reply_bytes(reply)
 
     def release(self) -> bool:
@@ -456,14 +460,14 @@ class TrialWorker:
         )
         session = Session(
             context,
-            lambda metrics, checkpoint: self._report(run, metrics, checkpoint),
+            functools.partial(self._report, run),  # (metrics, checkpoint) -> _report(run, ...): no frame of its own
             self._places.checkpoint(restore) if restore else None,
         )
         run.log_files = spec.get("log_to_file")
         try:
             if trial_dir:
-                if not spec.get("trial_dir_on_demand") and not os.path.isdir(trial_dir):  # one stat when it exists
-                    os.makedirs(trial_dir, exist_ok=True)
+                if not spec.get("trial_dir_on_demand"):
+                    make_trial_dir(trial_dir)
                 self._cwd_back = _enter_trial_dir(spec, trial_dir)
             if run.log_files:
                 self._output = self._open_output(run)
@@ -555,8 +559,8 @@ class TrialWorker:
             if owner_dir:
                 local = self._places.trial_dir(owner_dir)
                 # In storage the node's copy went when its segment ended.
-                if not owner.spec.get("trial_dir_on_demand") and not os.path.isdir(local):
-                    os.makedirs(local, exist_ok=True)
+                if not owner.spec.get("trial_dir_on_demand"):
+                    make_trial_dir(local)
                 back = _enter_trial_dir(owner.spec, local)
             if owner.log_files:
                 self._output = self._open_output(owner)

@@ -52,6 +52,28 @@ def chdir_to_trial_dir(setting: Optional[str]) -> bool:
             "each trial in its own trial directory.") from None
 
 
+def make_trial_dir(directory: str) -> None:
+    """Make ``directory`` (and its missing parents) unless it is one already; a path there
+    that is no directory raises ``FileExistsError``, as ``os.makedirs`` does.
+
+    A new trial's directory costs one ``mkdir`` (its experiment directory exists), not the
+    stat, parent stat and mkdir of ``isdir`` and ``os.makedirs``.
+
+    >>> import os, tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> make_trial_dir(os.path.join(root, "a", "b")); make_trial_dir(os.path.join(root, "a", "b"))
+    >>> os.path.isdir(os.path.join(root, "a", "b"))
+    True
+    """
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        if not os.path.isdir(directory):
+            raise
+    except FileNotFoundError:  # a parent is missing
+        os.makedirs(directory, exist_ok=True)
+
+
 def enter_trial_dir(directory: str, setting: Optional[str]) -> Optional[str]:
     """Move the process into ``directory`` unless ``setting`` (``RAY_CHDIR_TO_TRIAL_DIR``'s
     value) says not to; the directory to go back to, or None when it did not move."""
@@ -73,4 +95,4 @@ def leave_trial_dir(back: Optional[str]) -> None:
         traceback.print_exc()
 
 
-__all__ = ["ORIG_WORKING_DIR_ENV_VAR", "chdir_to_trial_dir", "enter_trial_dir", "leave_trial_dir"]
+__all__ = ["ORIG_WORKING_DIR_ENV_VAR", "chdir_to_trial_dir", "enter_trial_dir", "leave_trial_dir", "make_trial_dir"]

@@ -157,3 +157,17 @@ def test_a_setting_that_is_not_an_integer_fails_the_trial_naming_the_variable(tm
     assert events[-1][0] == "error"
     assert "RAY_CHDIR_TO_TRIAL_DIR='no' is not an integer" in events[-1][2]
     assert chdir_to_trial_dir("2") is True
+
+
+def test_a_trial_directory_is_made_with_its_missing_parents_or_kept_and_a_file_there_fails_the_trial(
+        tmp_path, orig_working_dir_unset):
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "kept.txt").write_text("from an earlier segment")
+    for trial_dir in (tmp_path / "new", tmp_path / "missing" / "parents" / "trial", existing):
+        events = _run_one(_reports_cwd, str(trial_dir))
+        assert results(events) == [{"cwd": str(trial_dir)}]
+    assert (existing / "kept.txt").read_text() == "from an earlier segment"
+    (tmp_path / "a_file").write_text("")
+    events = _run_one(_reports_cwd, str(tmp_path / "a_file"))
+    assert events[-1][0] == "error" and "FileExistsError" in events[-1][2]

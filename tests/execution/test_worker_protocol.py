@@ -555,3 +555,55 @@ def test_the_pooled_workers_actor_class_carries_a_trial_with_only_the_methods_th
     events = _run_until(actor, _commands(_install(fn), ["start", _spec("t1")]))
     assert [r["i"] for r in _results(events)] == [0, 1, 2] and events[-1] == ["done", "t1"]
     assert actor.ping() == os.getpid() and actor.release()
+
+
+def test_each_trial_on_an_attribute_form_starts_with_no_value_passed():
+    """A worker reuses an iteration form's test from trial to trial; a test on an attribute
+    keeps what its segment passed, so every trial gets a fresh one."""
+    def fn(config):
+        for epoch in range(1, 6):
+            tune.report({"epoch": epoch})
+
+    worker, seen = TrialWorker(), []
+
+    def answer(event):
+        seen.append((event[1], event[2]))
+        return ["continue", event[1]]
+
+    wire = ["reach", "epoch", [1.0, 3.0], []]
+    _run_until(worker, _commands(_install(fn), ["start", _spec("a", decide=wire)]), answer=answer)
+    _run_until(worker, _commands(["start", _spec("b", decide=list(wire))]), answer=answer)
+    _run_until(worker, _commands(["start", _spec("c", decide=["at", [2]])]), answer=answer)
+    _run_until(worker, _commands(["start", _spec("d", decide=["at", [4]])]), answer=answer)
+    assert seen == [("a", 1), ("a", 3), ("b", 1), ("b", 3), ("c", 2), ("d", 4)]
+
+
+def test_a_reply_does_not_wake_a_trial_waiting_at_its_decision_point():
+    """The trial thread waits for the driver's answer; the poll's reply (its Decide) must
+    not wake it for nothing (each wake is a thread switch and a GIL handoff)."""
+    import threading
+
+    needless_wakes, workers = [], []
+
+    class CountingCondition(threading.Condition):
+        def notify_all(self):
+            # Another thread holds the lock while the trial waits at its decision point: a
+            # notify wakes it, and for nothing while no decision has come.
+            run = workers[0]._run if workers else None
+            if threading.current_thread().name != "fasttune-trial" and run is not None and run.awaiting \
+                    and run.decision is None:
+                needless_wakes.append(run.trial_id)
+            super().notify_all()
+
+    def fn(config):
+        tune.report({"i": 0})
+
+    worker = TrialWorker()
+    worker._cond.__class__ = CountingCondition  # the same lock and waiters, with notify_all counted
+    workers.append(worker)
+    stop = lambda event: ["stop", event[1]]  # noqa: E731
+    for n in range(3):
+        commands = [_install(fn)] if n == 0 else []
+        events = _run_until(worker, _commands(*commands, ["start", _spec(f"t{n}", decide=["at", [1]])]), answer=stop)
+        assert [e[0] for e in events if e[0] != "results"] == ["started", "decide", "stopped"]
+    assert needless_wakes == []
