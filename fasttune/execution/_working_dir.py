@@ -67,11 +67,13 @@ def make_trial_dir(directory: str) -> None:
     """
     try:
         os.mkdir(directory)
-    except FileExistsError:
-        if not os.path.isdir(directory):
-            raise
     except FileNotFoundError:  # a parent is missing
         os.makedirs(directory, exist_ok=True)
+    except OSError:
+        # Some file systems (NFS, FUSE, read-only mounts) answer EACCES or EROFS before EEXIST:
+        # an existing directory is fine whatever the error, as for os.makedirs.
+        if not os.path.isdir(directory):
+            raise
 
 
 def enter_trial_dir(directory: str, setting: Optional[str]) -> Optional[str]:

@@ -2,13 +2,14 @@
 trials never write over each other's files, even when one pooled worker runs them one after
 another; the worker goes back to its own directory when a segment ends.
 ``RAY_CHDIR_TO_TRIAL_DIR=0`` keeps the worker's directory, and ``TUNE_ORIG_WORKING_DIR`` names it."""
+import errno
 import os
 
 import pytest
 
 import fasttune as tune
 from fasttune.execution._worker import TrialWorker
-from fasttune.execution._working_dir import chdir_to_trial_dir
+from fasttune.execution._working_dir import chdir_to_trial_dir, make_trial_dir
 from fasttune_testing import commands, install, results, run_until, spec
 
 
@@ -171,3 +172,19 @@ def test_a_trial_directory_is_made_with_its_missing_parents_or_kept_and_a_file_t
     (tmp_path / "a_file").write_text("")
     events = _run_one(_reports_cwd, str(tmp_path / "a_file"))
     assert events[-1][0] == "error" and "FileExistsError" in events[-1][2]
+
+
+@pytest.mark.parametrize("error", [errno.EACCES, errno.EROFS])
+def test_an_existing_trial_directory_is_kept_where_mkdir_reports_another_error_first(tmp_path, monkeypatch, error):
+    # NFS, FUSE and read-only mounts may answer EACCES or EROFS for a directory that exists.
+    existing, missing = tmp_path / "trial", tmp_path / "new"
+    existing.mkdir()
+
+    def refusing_mkdir(path, *args, **kwargs):
+        raise OSError(error, os.strerror(error), str(path))
+
+    monkeypatch.setattr(os, "mkdir", refusing_mkdir)
+    make_trial_dir(str(existing))
+    with pytest.raises(OSError) as raised:
+        make_trial_dir(str(missing))
+    assert raised.value.errno == error
