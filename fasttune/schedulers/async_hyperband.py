@@ -145,12 +145,7 @@ class _Rung:
             heapq.heappush(low, -value)
         else:
             heapq.heappush(high, value)
-        # (_balance, inlined: one value more moves at most one between the heaps; a rung records every trial.)
-        wanted = _rank(len(low) + len(high), self.fraction) + 1
-        if len(low) > wanted:
-            heapq.heappush(high, -heapq.heappop(low))
-        elif len(low) < wanted:
-            heapq.heappush(low, -heapq.heappop(high))
+        self._balance()
 
     def forget(self, trial_id: str) -> None:
         """Drop the trial's value, if it has one here (rare: a trial that starts over)."""
@@ -324,9 +319,7 @@ class AsyncHyperBandScheduler(TrialScheduler):
     def decision_points(self, trial: "Trial") -> DecisionPoints:
         """Rung milestones and ``max_t``: those iterations with
         ``time_attr="training_iteration"``, else the results where ``time_attr`` reaches them."""
-        index = self._bracket_of.get(trial.trial_id)
-        if index is None:
-            index = self._assign(trial.trial_id)
+        index = self._assign(trial.trial_id)
         made = self._decision_points_of.get(index)
         if made is not None and made[0] == self._metric:
             return made[1]
@@ -363,12 +356,10 @@ class AsyncHyperBandScheduler(TrialScheduler):
         if self._stop_last_trials and time >= self._max_t:
             self._num_stopped += 1
             return TrialScheduler.STOP
-        value = raw if type(raw) is float else metric_value(raw, metric, type(self).__name__, trial)
+        value = metric_value(raw, metric, type(self).__name__, trial)
         sign = 1.0 if mode == "max" else -1.0
         trial_id = trial.trial_id
-        index = self._bracket_of.get(trial_id)  # (assigned when the trial was added, nearly always)
-        bracket = self._brackets[self._assign(trial_id) if index is None else index]
-        action = bracket.on_result(trial_id, time, sign * value)
+        action = self._brackets[self._assign(trial_id)].on_result(trial_id, time, sign * value)
         if action == TrialScheduler.STOP:
             self._num_stopped += 1
         return action
@@ -380,11 +371,9 @@ class AsyncHyperBandScheduler(TrialScheduler):
         raw = lookup_nested(result, self._metric) if self._metric is not None else None
         if time is None or raw is None or self._mode is None:
             return
-        value = raw if type(raw) is float else metric_value(raw, self._metric, type(self).__name__, trial)
+        value = metric_value(raw, self._metric, type(self).__name__, trial)
         sign = 1.0 if self._mode == "max" else -1.0
-        trial_id = trial.trial_id
-        index = self._bracket_of.get(trial_id)
-        self._brackets[self._assign(trial_id) if index is None else index].on_result(trial_id, time, sign * value)
+        self._brackets[self._assign(trial.trial_id)].on_result(trial.trial_id, time, sign * value)
 
     def debug_string(self) -> str:
         brackets = " ; ".join(b.describe() for b in self._brackets)
