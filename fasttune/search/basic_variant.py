@@ -27,10 +27,7 @@ import os
 import sys
 from collections import deque
 from collections.abc import Mapping
-from itertools import chain
 from typing import Any, Deque, Dict, Iterator, List, Optional, Protocol, Tuple, Union
-
-import numpy as np
 
 from fasttune._atomic import atomic_write
 from fasttune._serialization import DataOnlyLoader, Loader, pack_noting_pickles, pack_state
@@ -87,9 +84,6 @@ _DRAWN: Iterator[Variant] = iter(())
 # the fasttune versions that read 2.
 _STATE_VERSION = 3
 _UNPACKED_POINTS_VERSION = 2
-# The types of the values a point packs as data, never as a pickled object (a subclass,
-# complex or an enum, say, would be pickled); numpy's numbers are data too.
-_PLAIN_VALUE_TYPES = frozenset((int, float, str, bytes, bool, type(None)))
 
 
 class _PlainDataLoader(DataOnlyLoader):
@@ -107,11 +101,9 @@ def _planned_variants(item: "_ExperimentVariants", overlay: PointOverlay, rng: R
     yield item.planned_variant(overlay, rng)
 
 
-def _plain_values(points: List[Dict]) -> bool:
-    """Whether every value of ``points`` is data that cannot change (its type gathered in
-    C, once per sweep: a sweep may have 100,000 points)."""
-    found = set(map(type, chain.from_iterable(map(dict.values, points))))
-    return all(kind in _PLAIN_VALUE_TYPES or issubclass(kind, (np.number, np.bool_)) for kind in found)
+def _holds_atoms_only(point: Dict) -> bool:
+    """Whether ``point``'s keys and values are all atoms (nothing in it can change)."""
+    return all(isinstance(key, ATOM_TYPES) and isinstance(value, ATOM_TYPES) for key, value in point.items())
 
 
 def _own_points(points: List[Mapping]) -> Tuple[List[Dict], bool]:
@@ -120,7 +112,7 @@ def _own_points(points: List[Mapping]) -> Tuple[List[Dict], bool]:
     owned_points, atoms_only = [], True
     for point in points:
         owned = dict(point)
-        if not all(isinstance(key, ATOM_TYPES) and isinstance(value, ATOM_TYPES) for key, value in owned.items()):
+        if not _holds_atoms_only(owned):
             owned, atoms_only = copy.deepcopy(owned), False
         owned_points.append(owned)
     return owned_points, atoms_only
@@ -521,7 +513,7 @@ class BasicVariantGenerator(SearchAlgorithm):
             if made is not None and made[0] is points:
                 atoms_only = made[1]
             else:  # (points a restore gave)
-                atoms_only = set(map(type, points)) == {dict} and _plain_values(points)
+                atoms_only = all(type(point) is dict and _holds_atoms_only(point) for point in points)
             if points and atoms_only:
                 # (an atom is data unless pickled: a subclass of int or str, complex, ...)
                 data, pickled = pack_noting_pickles(points)
