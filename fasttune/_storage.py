@@ -733,7 +733,8 @@ def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
         if fcntl is None:
             continue
         if name.startswith(_UNLOCKED_PREFIX):
-            removed += _remove_if_guard_free(path, fcntl)
+            if name.endswith(_GUARD_SUFFIX):  # (a directory without a guard is never swept)
+                removed += _remove_if_guard_free(path, fcntl)
             continue
         if name in _own_scratch:
             continue
