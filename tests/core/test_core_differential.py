@@ -221,6 +221,13 @@ def test_integers_past_the_c_range_fail_alike_in_every_method():
                     # Only a bad type met first (an earlier argument) is not an overflow.
                     expected = "TypeError" if other == bad_type and position > 0 else "OverflowError"
                     assert result[:2] == ("raised", expected), (name, ints, result)
+    # Likewise a later argument of a bad type fails before a missing row is noticed.
+    tables = [impl.TrialTable() for impl in IMPLEMENTATIONS]
+    for name, *args in [("set_status", 9, "x"), ("set_iteration", 9, 1.5),
+                        ("set_worker_slot", 9, None), ("record_result", 9, "x", 1.0, 1.0),
+                        ("record_result", 9, 1, "x", 1.0), ("set_time_total", 9, "x"),
+                        ("set_metrics", 9, 1.0, "x")]:
+        assert same(tables, name, *args)[1] == "TypeError", (name, args)
     for huge in PAST_SSIZE:
         selectors = [impl.EventSelector() for impl in IMPLEMENTATIONS]
         assert same(selectors, "push", huge, compiled.EVENT_BATCH)[1] == "OverflowError"
