@@ -128,6 +128,19 @@ class TrialTable:
             raise IndexError(f"no trial row {row} (table has {len(self._status)} rows)")
         return row
 
+    def _row_and(self, row: int, value: int) -> "tuple[int, int]":
+        """``row`` (an existing row) and the integer argument after it, converted and
+        checked in the core's order: both converted, then the row checked."""
+        row = operator.index(row)
+        try:
+            value = operator.index(value)
+        except TypeError:
+            _fail_past_ssize(row)  # the core converts the row first
+            raise
+        if not 0 <= row < len(self._status):
+            self._row(row, value)  # raises the core's error
+        return row, value
+
     def add(self) -> int:
         """Appends a PENDING row with zeroed counters and nan metrics; returns its number."""
         row = len(self._status)
@@ -150,13 +163,7 @@ class TrialTable:
         Setting the current status again does nothing.  An illegal move raises
         :class:`IllegalTransition` and leaves the table unchanged.
         """
-        row = operator.index(row)
-        try:
-            status = operator.index(status)
-        except TypeError:
-            _fail_past_ssize(row)  # the core converts row first
-            raise
-        row = self._row(row, status)
+        row, status = self._row_and(row, status)
         if not 0 <= status <= ERROR:
             _fail_past_ssize(status)
             raise status_error(status)
@@ -193,13 +200,7 @@ class TrialTable:
         return self._iteration[self._row(row)]
 
     def set_iteration(self, row: int, iteration: int) -> None:
-        row = operator.index(row)
-        try:
-            iteration = operator.index(iteration)
-        except TypeError:
-            _fail_past_ssize(row)  # the core converts row first
-            raise
-        row = self._row(row, iteration)
+        row, iteration = self._row_and(row, iteration)
         self._iteration[row] = _check_iteration(iteration)
 
     def get_failures(self, row: int) -> int:
@@ -222,11 +223,7 @@ class TrialTable:
 
     def set_time_total(self, row: int, time_total_s: float) -> None:
         row = operator.index(row)
-        try:
-            time_total_s = _as_double(time_total_s)
-        except TypeError:
-            _fail_past_ssize(row)  # the core converts the row first
-            raise
+        time_total_s = _as_double_after(time_total_s, row)
         self._time_total[self._row(row)] = time_total_s
 
     def get_worker_slot(self, row: int) -> int:
@@ -234,13 +231,7 @@ class TrialTable:
 
     def set_worker_slot(self, row: int, slot: int) -> None:
         """Records which worker runs the trial; ``-1`` means none."""
-        row = operator.index(row)
-        try:
-            slot = operator.index(slot)
-        except TypeError:
-            _fail_past_ssize(row)  # the core converts row first
-            raise
-        row = self._row(row, slot)
+        row, slot = self._row_and(row, slot)
         if not -1 <= slot <= INT32_MAX:
             _fail_past_ssize(slot)
             raise worker_slot_error(slot)
@@ -294,11 +285,7 @@ class TrialTable:
         """
         # The core converts every argument before it checks the row's range.
         row = operator.index(row)
-        try:
-            last, best = _as_double(last), _as_double(best)
-        except TypeError:
-            _fail_past_ssize(row)  # the core converts the row first
-            raise
+        last, best = _as_double_after(last, row), _as_double_after(best, row)
         row = self._row(row)
         self._last_metric[row] = last
         self._best_metric[row] = best
@@ -359,6 +346,16 @@ def _as_double(value: Any) -> float:
     if type(value) is float:  # the usual case, kept cheap
         return value
     return array.array("d", (value,))[0]
+
+
+def _as_double_after(value: Any, *earlier: int) -> float:
+    """``_as_double(value)`` for an argument the core converts after the integer arguments
+    ``earlier``: one of those past the C ssize_t range is the error then."""
+    try:
+        return _as_double(value)
+    except TypeError:
+        _fail_past_ssize(*earlier)
+        raise
 
 
 # The C ssize_t range the compiled core converts its integer arguments into.
