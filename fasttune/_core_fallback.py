@@ -40,6 +40,7 @@ import errno
 import operator
 import os
 import struct
+import sys
 import time
 from typing import Any, Optional
 
@@ -118,11 +119,27 @@ class TrialTable:
         counts = ", ".join(f"{n}={c}" for n, c in zip(STATUS_NAMES, self.counts()))
         return f"TrialTable(mode={self._mode!r}, rows={len(self)}, {counts})"
 
-    def _row(self, row: int) -> int:
+    def _row(self, row: int, later: int = 0) -> int:
+        """``row`` as an index of an existing row; ``later`` is the method's next integer
+        argument, which the core has converted (and may have failed to) before this check."""
         row = operator.index(row)
         if not 0 <= row < len(self._status):
+            _fail_past_ssize(row, later)
             raise IndexError(f"no trial row {row} (table has {len(self._status)} rows)")
         return row
+
+    def _row_and(self, row: int, value: int) -> "tuple[int, int]":
+        """``row`` (an existing row) and the integer argument after it, converted and
+        checked in the core's order: both converted, then the row checked."""
+        row = operator.index(row)
+        try:
+            value = operator.index(value)
+        except TypeError:
+            _fail_past_ssize(row)  # the core converts the row first
+            raise
+        if not 0 <= row < len(self._status):
+            self._row(row, value)  # raises the core's error
+        return row, value
 
     def add(self) -> int:
         """Appends a PENDING row with zeroed counters and nan metrics; returns its number."""
@@ -146,9 +163,9 @@ class TrialTable:
         Setting the current status again does nothing.  An illegal move raises
         :class:`IllegalTransition` and leaves the table unchanged.
         """
-        row = self._row(row)
-        status = operator.index(status)
+        row, status = self._row_and(row, status)
         if not 0 <= status <= ERROR:
+            _fail_past_ssize(status)
             raise status_error(status)
         old = self._status[row]
         if status == old:
@@ -163,6 +180,7 @@ class TrialTable:
     def count(self, status: int) -> int:
         status = operator.index(status)
         if not 0 <= status <= ERROR:
+            _fail_past_ssize(status)
             raise status_error(status)
         return len(self._members[status])
 
@@ -174,6 +192,7 @@ class TrialTable:
         """The rows currently in ``status``, ascending."""
         status = operator.index(status)
         if not 0 <= status <= ERROR:
+            _fail_past_ssize(status)
             raise status_error(status)
         return sorted(self._members[status])
 
@@ -181,7 +200,7 @@ class TrialTable:
         return self._iteration[self._row(row)]
 
     def set_iteration(self, row: int, iteration: int) -> None:
-        row = self._row(row)
+        row, iteration = self._row_and(row, iteration)
         self._iteration[row] = _check_iteration(iteration)
 
     def get_failures(self, row: int) -> int:
@@ -203,7 +222,8 @@ class TrialTable:
         return self._time_total[self._row(row)]
 
     def set_time_total(self, row: int, time_total_s: float) -> None:
-        row, time_total_s = operator.index(row), _as_double(time_total_s)
+        row = operator.index(row)
+        time_total_s = _as_double_after(time_total_s, row)
         self._time_total[self._row(row)] = time_total_s
 
     def get_worker_slot(self, row: int) -> int:
@@ -211,9 +231,9 @@ class TrialTable:
 
     def set_worker_slot(self, row: int, slot: int) -> None:
         """Records which worker runs the trial; ``-1`` means none."""
-        row = self._row(row)
-        slot = operator.index(slot)
+        row, slot = self._row_and(row, slot)
         if not -1 <= slot <= INT32_MAX:
+            _fail_past_ssize(slot)
             raise worker_slot_error(slot)
         self._held += (slot >= 0) - (self._worker_slot[row] >= 0)
         self._worker_slot[row] = slot
@@ -228,9 +248,18 @@ class TrialTable:
 
         The best metric follows the table's mode and ignores nan.
         """
-        row, iteration = operator.index(row), operator.index(iteration)
-        time_total_s, metric = _as_double(time_total_s), _as_double(metric)
-        row, iteration = self._row(row), _check_iteration(iteration)
+        row = operator.index(row)
+        try:
+            iteration = operator.index(iteration)
+        except TypeError:
+            _fail_past_ssize(row)  # the core converts row first
+            raise
+        try:
+            time_total_s, metric = _as_double(time_total_s), _as_double(metric)
+        except TypeError:
+            _fail_past_ssize(row, iteration)  # the core converts those first
+            raise
+        row, iteration = self._row(row, iteration), _check_iteration(iteration)
         self._iteration[row] = iteration
         self._time_total[row] = time_total_s
         self._last_metric[row] = metric
@@ -255,7 +284,8 @@ class TrialTable:
             (4.0, 2.0, 3)
         """
         # The core converts every argument before it checks the row's range.
-        row, last, best = operator.index(row), _as_double(last), _as_double(best)
+        row = operator.index(row)
+        last, best = _as_double_after(last, row), _as_double_after(best, row)
         row = self._row(row)
         self._last_metric[row] = last
         self._best_metric[row] = best
@@ -318,9 +348,42 @@ def _as_double(value: Any) -> float:
     return array.array("d", (value,))[0]
 
 
+def _as_double_after(value: Any, *earlier: int) -> float:
+    """``_as_double(value)`` for an argument the core converts after the integer arguments
+    ``earlier``: one of those past the C ssize_t range is the error then."""
+    try:
+        return _as_double(value)
+    except TypeError:
+        _fail_past_ssize(*earlier)
+        raise
+
+
+# The C ssize_t range the compiled core converts its integer arguments into.
+_SSIZE_MIN, _SSIZE_MAX = -sys.maxsize - 1, sys.maxsize
+
+
+def _fail_past_ssize(*values: int) -> None:
+    """Raises the OverflowError the compiled core raises for the first of ``values`` (integer
+    arguments, in order) past the C ssize_t range, or returns.
+
+    The core converts every integer argument to ``Py_ssize_t`` before it checks any, so a
+    row (or status, slot, iteration) that does not fit is an OverflowError there, not an
+    IndexError or ValueError: a check before the conversion would cost every call.  Such a
+    value fails every check the twin makes, so the twin calls this only on its way to raising.
+
+    >>> _fail_past_ssize(3, 2 ** 63)
+    Traceback (most recent call last):
+    OverflowError: Python int too large to convert to C ssize_t
+    """
+    for value in values:
+        if not _SSIZE_MIN <= value <= _SSIZE_MAX:
+            raise OverflowError("Python int too large to convert to C ssize_t")
+
+
 def _check_iteration(iteration: int) -> int:
     iteration = operator.index(iteration)
-    if iteration < 0:
+    if not 0 <= iteration <= _SSIZE_MAX:
+        _fail_past_ssize(iteration)
         raise iteration_error(iteration)
     return iteration
 
@@ -356,13 +419,21 @@ class EventSelector:
 
         For ``EVENT_START`` the slot is ignored (pass -1).
         """
-        slot, kind = operator.index(slot), operator.index(kind)
+        slot = operator.index(slot)
+        try:
+            kind = operator.index(kind)
+        except TypeError:
+            _fail_past_ssize(slot)  # the core converts slot first
+            raise
         if kind == EVENT_START:
+            _fail_past_ssize(slot)
             self._start_pending = True
             return
         if kind not in (EVENT_BATCH, EVENT_ERROR):
+            _fail_past_ssize(slot, kind)
             raise event_kind_error(kind)
         if not 0 <= slot <= MAX_WORKER_SLOT:
+            _fail_past_ssize(slot)
             raise selector_slot_error(slot)
         self._pending.setdefault(slot, set()).add(kind)
 
@@ -388,7 +459,9 @@ class EventSelector:
 
     def discard(self, slot: int) -> None:
         """Drops every pending event of a worker slot (its worker is gone)."""
-        self._pending.pop(operator.index(slot), None)
+        slot = operator.index(slot)
+        if self._pending.pop(slot, None) is None:
+            _fail_past_ssize(slot)  # no pending slot is past the range
 
 
 class Ingested:

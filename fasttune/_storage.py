@@ -248,11 +248,6 @@ def _walk(location: Location) -> List[Any]:
         raise _unreachable(location, exc) from None
 
 
-def _fresh_dir(final: str) -> str:
-    os.makedirs(os.path.dirname(final), exist_ok=True)
-    return tempfile.mkdtemp(prefix=".incoming-", dir=os.path.dirname(final))
-
-
 def local_copy(location: Location) -> str:
     """A local copy of the experiment (or trial) directory at ``location`` without its
     checkpoints' files, refreshed from storage on each call; returns its path.
@@ -293,15 +288,19 @@ def refresh_local_copy(location: Location, final: str) -> None:
             checkpoint_dirs.add("/".join(parts[:inside + 1]))
         elif info.type == fs.FileType.File:
             files.append(relative)
-    incoming = _fresh_dir(final)
-    try:
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    # The copy is made in locked scratch beside it, which a reader killed meanwhile leaves
+    # behind: the next copy made in this folder removes that (never a live reader's).
+    _remove_dead_scratch_in(parent)
+    with _locked_scratch(parent) as scratch:
+        incoming = os.path.join(scratch, "files")
+        os.mkdir(incoming)
         _download_files(location, files, incoming)
         for relative in checkpoint_dirs:
             os.makedirs(os.path.join(incoming, *relative.split("/")), exist_ok=True)
         # Re-reading refreshes: the new copy replaces the old one whole.
         move_directory_into_place(incoming, final, durable=False)
-    finally:
-        shutil.rmtree(incoming, ignore_errors=True)
 
 
 def _files_below(location: Location) -> List[str]:
@@ -715,7 +714,13 @@ def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
         (1, True)
         >>> _ = os.environ.pop("FASTTUNE_STORAGE_CACHE") if saved is None else os.environ.update(FASTTUNE_STORAGE_CACHE=saved)
     """
-    fcntl, root = _fcntl(), _kept_root()
+    return _remove_dead_scratch_in(_kept_root(), names)
+
+
+def _remove_dead_scratch_in(root: str, names: Optional[List[str]] = None) -> int:
+    """:func:`remove_dead_scratch` in the folder ``root``: the kept root, or a folder that
+    :func:`refresh_local_copy` copies experiments into (``experiments``, a staging one)."""
+    fcntl = _fcntl()
     if names is None:
         try:
             names = [name for name in os.listdir(root) if _is_sweepable(name)]
@@ -764,7 +769,7 @@ def remove_dead_scratch(names: Optional[List[str]] = None) -> int:
 
 
 def _is_sweepable(name: str) -> bool:
-    """Whether a sweep looks at the entry ``name`` of the kept root (see :func:`remove_dead_scratch`)."""
+    """Whether a sweep looks at the entry ``name`` of the folder it sweeps (see :func:`remove_dead_scratch`)."""
     return name.startswith((_SCRATCH_PREFIX, _GONE_PREFIX)) or (
         name.startswith(_UNLOCKED_PREFIX) and name.endswith(_GUARD_SUFFIX))
 

@@ -48,7 +48,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import msgpack
 
@@ -452,12 +452,15 @@ def decode_events(reply: bytes) -> List[Any]:
                 event = Started(*message[1:])
             elif kind == "decide":
                 event = Decide(*message[1:])
+                _check_decision_point(event)
             elif kind in ENDED_KINDS:
                 event = Ended(*message)
             else:
                 event = _record(message, _EVENTS, "event")
                 if type(event) is Results:
                     _check_results(event)
+                elif type(event) is Yielded:
+                    _check_decision_point(event)
             if type(event.trial_id) is not str:
                 raise TypeError(f"a {type(event).__name__} event names the trial {event.trial_id!r}, not a string id")
             events.append(event)
@@ -467,6 +470,14 @@ def decode_events(reply: bytes) -> List[Any]:
 
 
 _DICT_ONLY = frozenset([dict])
+
+
+def _check_decision_point(event: Union[Decide, Yielded]) -> None:
+    # A decision point's iteration is an int (a bool is not), a Decide's starved a bool:
+    # the driver counts and compares them.
+    if type(event.iteration) is not int or (type(event) is Decide and type(event.starved) is not bool):
+        form = "[iteration (int), starved (bool)]" if type(event) is Decide else "[iteration (int)]"
+        raise TypeError(f"the {event.kind} event of trial {event.trial_id!r} does not have the form {form}")
 
 
 def _check_results(event: Results) -> None:

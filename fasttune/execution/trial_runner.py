@@ -703,12 +703,17 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             raise
         self._close_files()
 
+    # Whether closing the files saved (or tried to save) the final snapshot, after a failed
+    # result write: fit() then does not try the same state again (a second traceback).
+    final_snapshot_tried = False
+
     def _close_files(self) -> None:
         try:
             self._files.close_all()
         except OSError:
             # A result write failed, told here for the first time: the final snapshot
             # (counting only what is on disk) still comes first.
+            self.final_snapshot_tried = True
             try:
                 self.checkpoint(force=True)
             except Exception:  # noqa: BLE001 - the write failure is the error raised

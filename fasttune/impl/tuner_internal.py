@@ -435,8 +435,10 @@ def _finish_quietly(runner: TrialRunner, sync: Optional[StorageSync], end_callba
 def _save_final_snapshot_quietly(runner: TrialRunner) -> None:
     """The final snapshot, also when ending the trials failed (else a restore reruns what
     finished since the last periodic one); its own failure is logged, as the error being
-    raised is another.  After a failed result write cleanup saved one already: this one is
-    the same state again, counting only what is on disk."""
+    raised is another.  After a failed result write cleanup saved it already (or logged why
+    it could not): the same state is not saved, nor its failure told, a second time."""
+    if runner.final_snapshot_tried:
+        return
     try:
         runner.checkpoint(force=True)
     except Exception:  # noqa: BLE001 - the error being raised is the one the caller raises

@@ -73,7 +73,10 @@ def same(objects, method, *args, **kwargs):
 # --- TrialTable -------------------------------------------------------------
 
 floats = st.floats(allow_nan=True, allow_infinity=True)
-table_rows = st.integers(-2, 24)
+# Integers just past the C ssize_t range the core converts its integer arguments to.
+PAST_SSIZE = (2 ** 63, -2 ** 63 - 1, 2 ** 70)
+past_ssize = st.sampled_from(PAST_SSIZE)
+table_rows = st.integers(-2, 24) | past_ssize
 
 
 class TableMachine(RuleBasedStateMachine):
@@ -87,7 +90,7 @@ class TableMachine(RuleBasedStateMachine):
     def add(self):
         same(self.tables, "add")
 
-    @rule(row=table_rows, status=st.integers(-1, 5))
+    @rule(row=table_rows, status=st.integers(-1, 5) | past_ssize)
     def set_status(self, row, status):
         same(self.tables, "set_status", row, status)
 
@@ -95,7 +98,7 @@ class TableMachine(RuleBasedStateMachine):
     def increment_failures(self, row):
         same(self.tables, "increment_failures", row)
 
-    @rule(row=table_rows, iteration=st.integers(-2, 2 ** 40))
+    @rule(row=table_rows, iteration=st.integers(-2, 2 ** 40) | past_ssize)
     def set_iteration(self, row, iteration):
         same(self.tables, "set_iteration", row, iteration)
 
@@ -103,7 +106,7 @@ class TableMachine(RuleBasedStateMachine):
     def set_time_total(self, row, value):
         same(self.tables, "set_time_total", row, value)
 
-    @rule(row=table_rows, slot=st.integers(-3, 8) | st.just(2 ** 31))
+    @rule(row=table_rows, slot=st.integers(-3, 8) | st.just(2 ** 31) | past_ssize)
     def set_worker_slot(self, row, slot):
         same(self.tables, "set_worker_slot", row, slot)
 
@@ -116,7 +119,7 @@ class TableMachine(RuleBasedStateMachine):
         same(self.tables, "set_metrics", row, last, best)
 
     @rule(name=st.sampled_from(["status", "best_metric", "last_metric", "worker_slot", "bogus"]),
-          status=st.integers(-1, 5))
+          status=st.integers(-1, 5) | past_ssize)
     def queries(self, name, status):
         same(self.tables, "column", name)
         same(self.tables, "count", status)
@@ -161,7 +164,7 @@ TestTableDifferential.settings = SETTINGS
 # --- EventSelector ----------------------------------------------------------
 
 slots = st.integers(-2, 140) | st.sampled_from([compiled.MAX_WORKER_SLOT,
-                                                compiled.MAX_WORKER_SLOT + 1])
+                                                compiled.MAX_WORKER_SLOT + 1]) | past_ssize
 
 
 class SelectorMachine(RuleBasedStateMachine):
@@ -169,7 +172,7 @@ class SelectorMachine(RuleBasedStateMachine):
         super().__init__()
         self.selectors = [impl.EventSelector() for impl in IMPLEMENTATIONS]
 
-    @rule(slot=slots, kind=st.integers(-1, 3))
+    @rule(slot=slots, kind=st.integers(-1, 3) | past_ssize)
     def push(self, slot, kind):
         same(self.selectors, "push", slot, kind)
 
@@ -192,6 +195,44 @@ class SelectorMachine(RuleBasedStateMachine):
 
 TestSelectorDifferential = SelectorMachine.TestCase
 TestSelectorDifferential.settings = SETTINGS
+
+
+def test_integers_past_the_c_range_fail_alike_in_every_method():
+    """A row (or status, slot, iteration) past ssize_t fails the core's argument conversion
+    with OverflowError, before any range check and before any later argument is looked at;
+    the twin raises the same, so no method differs on it."""
+    calls = [("get_status", 1), ("get_iteration", 1), ("get_failures", 1),
+             ("increment_failures", 1), ("get_last_metric", 1), ("get_best_metric", 1),
+             ("get_time_total", 1), ("get_worker_slot", 1), ("set_status", 2),
+             ("set_iteration", 2), ("set_worker_slot", 2), ("set_time_total", 1, 1.0),
+             ("set_metrics", 1, 1.0, 1.0), ("record_result", 2, 1.0, 1.0), ("count", 1),
+             ("rows", 1)]
+    in_range, bad_type = 0, "x"
+    for name, n_ints, *doubles in calls:
+        for position in range(n_ints):
+            for huge in PAST_SSIZE:
+                for other in (in_range, 7, bad_type):
+                    ints = [other] * n_ints
+                    ints[position] = huge
+                    tables = [impl.TrialTable("min") for impl in IMPLEMENTATIONS]
+                    for table in tables:
+                        table.add()
+                    result = same(tables, name, *ints, *doubles)
+                    # Only a bad type met first (an earlier argument) is not an overflow.
+                    expected = "TypeError" if other == bad_type and position > 0 else "OverflowError"
+                    assert result[:2] == ("raised", expected), (name, ints, result)
+    # Likewise a later argument of a bad type fails before a missing row is noticed.
+    tables = [impl.TrialTable() for impl in IMPLEMENTATIONS]
+    for name, *args in [("set_status", 9, "x"), ("set_iteration", 9, 1.5),
+                        ("set_worker_slot", 9, None), ("record_result", 9, "x", 1.0, 1.0),
+                        ("record_result", 9, 1, "x", 1.0), ("set_time_total", 9, "x"),
+                        ("set_metrics", 9, 1.0, "x")]:
+        assert same(tables, name, *args)[1] == "TypeError", (name, args)
+    for huge in PAST_SSIZE:
+        selectors = [impl.EventSelector() for impl in IMPLEMENTATIONS]
+        assert same(selectors, "push", huge, compiled.EVENT_BATCH)[1] == "OverflowError"
+        assert same(selectors, "push", 1, huge)[1] == "OverflowError"
+        assert same(selectors, "discard", huge)[1] == "OverflowError"
 
 
 # --- ResultBuffer -----------------------------------------------------------

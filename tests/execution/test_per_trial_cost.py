@@ -134,6 +134,12 @@ def test_a_reply_decodes_to_the_records_it_was_made_from():
     (["done", 3], "not a string id"),
     ("started", "unknown worker event"),
     ([], "IndexError"),
+    (["decide", "t1", "2", False], "decide event of trial 't1' does not have the form"),  # iteration a str
+    (["decide", "t1", 2.0, False], "does not have the form"),  # iteration a float
+    (["decide", "t1", True, False], "does not have the form"),  # iteration a bool
+    (["decide", "t1", None, False], "does not have the form"),
+    (["decide", "t1", 2, "no"], "does not have the form"),  # starved not a bool
+    (["yielded", "t1", [2]], "yielded event of trial 't1' does not have the form"),
 ])
 def test_a_malformed_common_event_is_a_malformed_reply(message, says):
     with pytest.raises(protocol.MalformedReply, match=says):
