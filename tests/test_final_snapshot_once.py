@@ -96,3 +96,21 @@ def test_when_the_executor_cleanup_raises_fit_still_saves_the_final_snapshot(tmp
     with pytest.raises(RuntimeError, match="the workers could not be released"):
         _sweep(tmp_path)
     assert len(ended) == 1 and forced == [True]
+
+
+def test_a_ctrl_c_cutting_cleanups_snapshot_short_leaves_it_to_fit(tmp_path, monkeypatch):
+    closed, forced = [], []
+    _fail_closing_the_files(monkeypatch, closed)
+    original = TrialRunner.checkpoint
+
+    def checkpoint(runner, force=False):
+        if closed:
+            forced.append(force)
+            if len(forced) == 1:
+                raise KeyboardInterrupt  # during cleanup's snapshot
+        return original(runner, force)
+
+    monkeypatch.setattr(TrialRunner, "checkpoint", checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        _sweep(tmp_path)
+    assert len(closed) == 1 and forced == [True, True]  # fit() saved it after all

@@ -125,6 +125,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
                                      write_results=getattr(self.trial_executor, "writes_result_files", True))
         self._storage_sync = storage_sync  # the experiment is kept in storage: uploads after snapshots
         self._told_waiting = False  # PENDING trials wait for nodes to come back: said once
+        # Whether closing the files saved (or tried to save) the final snapshot, after a failed
+        # result write: fit() then does not try the same state again (a second traceback).
+        self.final_snapshot_tried = False
         self._checkpoints = CheckpointBook(self._files)
         # One row that counts a trial's metrics up to a point inside a batch (_metrics_after).
         self._metrics_scratch = core.TrialTable(mode)
@@ -703,19 +706,16 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             raise
         self._close_files()
 
-    # Whether closing the files saved (or tried to save) the final snapshot, after a failed
-    # result write: fit() then does not try the same state again (a second traceback).
-    final_snapshot_tried = False
-
     def _close_files(self) -> None:
         try:
             self._files.close_all()
         except OSError:
             # A result write failed, told here for the first time: the final snapshot
             # (counting only what is on disk) still comes first.
-            self.final_snapshot_tried = True
             try:
                 self.checkpoint(force=True)
             except Exception:  # noqa: BLE001 - the write failure is the error raised
                 logger.exception("Saving the experiment's state after a failed result write failed too.")
+            # (Not set when a Ctrl-C cut the snapshot short: fit() then tries it.)
+            self.final_snapshot_tried = True
             raise
