@@ -291,8 +291,10 @@ def refresh_local_copy(location: Location, final: str) -> None:
     parent = os.path.dirname(final)
     os.makedirs(parent, exist_ok=True)
     # The copy is made in locked scratch beside it, which a reader killed meanwhile leaves
-    # behind: the next copy made in this folder removes that (never a live reader's).
-    _remove_dead_scratch_in(parent)
+    # behind: the next copy made in this folder removes that (never a live reader's, nor
+    # the copy itself, whatever the experiment is named).
+    name = os.path.basename(final)
+    _remove_dead_scratch_in(parent, [entry for entry in os.listdir(parent) if entry != name])
     with _locked_scratch(parent) as scratch:
         incoming = os.path.join(scratch, "files")
         os.mkdir(incoming)

@@ -62,3 +62,20 @@ def test_a_copy_a_killed_reader_left_goes_with_the_next_and_a_live_ones_stays(st
     assert os.listdir(folder) == [os.path.basename(final)]
     assert sorted(os.listdir(os.path.join(final, "trial_0"))) == ["checkpoint_000001", "params.json"]
     assert os.listdir(os.path.join(final, "trial_0", "checkpoint_000001")) == []
+
+
+def test_the_sweep_before_a_copy_leaves_the_copy_itself_whatever_its_name(stored, tmp_path, monkeypatch):
+    # A staging copy is named after its experiment, which may look like scratch: a copy
+    # that then fails to download keeps the one it was to replace.
+    final = tmp_path / "staging" / ".scratch-exp"
+    (final / "trial_0").mkdir(parents=True)
+    (final / "trial_0" / "params.json").write_text("{}")
+
+    def unreachable(*args):
+        raise OSError("storage unreachable")
+
+    monkeypatch.setattr(storage, "_download_files", unreachable)
+    with pytest.raises(OSError, match="unreachable"):
+        storage.refresh_local_copy(storage.resolve(stored), str(final))
+    assert (final / "trial_0" / "params.json").read_text() == "{}"
+    assert os.listdir(tmp_path / "staging") == [".scratch-exp"]
