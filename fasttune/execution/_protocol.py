@@ -473,8 +473,8 @@ _DICT_ONLY = frozenset([dict])
 
 
 def _check_decision_point(event: Union[Decide, Yielded]) -> None:
-    # A decision point's iteration is an int (a bool is not), a Decide's starved a bool:
-    # the driver counts and compares them.
+    # A decision point's iteration is an int (a bool is not), a Decide's starved a bool
+    # (the driver counts starved decisions): what the worker sends, checked like the rest.
     if type(event.iteration) is not int or (type(event) is Decide and type(event.starved) is not bool):
         form = "[iteration (int), starved (bool)]" if type(event) is Decide else "[iteration (int)]"
         raise TypeError(f"the {event.kind} event of trial {event.trial_id!r} does not have the form {form}")

@@ -111,6 +111,8 @@ def _events():
         protocol.Started("t1", 1.0, 7, "host", "127.0.0.1"),
         protocol.Results("t1", [{"score": 1}, {"score": 2}], times, {1: "checkpoint_000000"}),
         protocol.Decide("t1", 2, False),
+        protocol.Decide("t2", 3, True),
+        protocol.Yielded("t1", 4),
         protocol.Ended("done", "t1"),
         protocol.Ended("paused", "t2"),
         protocol.Failed("t3", "Traceback", None),
