@@ -369,7 +369,8 @@ def _fail_past_ssize(*values: int) -> None:
     The core converts every integer argument to ``Py_ssize_t`` before it checks any, so a
     row (or status, slot, iteration) that does not fit is an OverflowError there, not an
     IndexError or ValueError: a check before the conversion would cost every call.  Such a
-    value fails every check the twin makes, so the twin calls this only on its way to raising.
+    value fails every check the twin makes, so the twin calls this on its way to raising (and
+    where a value is otherwise unchecked: a start event's slot, a slot with nothing pending).
 
     >>> _fail_past_ssize(3, 2 ** 63)
     Traceback (most recent call last):
