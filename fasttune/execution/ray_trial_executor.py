@@ -528,7 +528,7 @@ class RayTrialExecutor:
         worker = self._workers.get(slot)
         if worker is None or not self._prefetch:
             return
-        if starved or whole_trials_in_reply >= worker.depth - 1:
+        if (starved or whole_trials_in_reply >= worker.depth - 1) and worker.depth < _MAX_DEPTH:
             worker.depth = min(_MAX_DEPTH, worker.depth * 2)
             self._queues_epoch += 1
 
