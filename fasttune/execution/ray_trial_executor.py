@@ -117,12 +117,6 @@ class RayTrialExecutor:
         # (trial, its shape then, _pool_epoch, queue, the busy worker to queue behind or None
         # for a new worker): the shape, since a trial's resources may change before its start.
         self._placement: Optional[Tuple[Any, Tuple[Any, ...], int, bool, Optional[_Worker]]] = None
-        # Bumped at each change of what _queue_behind looks at but _pool_epoch does not
-        # count (a worker's trials, its depth, its first reply).  The runner asks
-        # has_resources_for_trial at every step, mostly with nothing changed since its last
-        # refusal: (shape, queue, _pool_epoch, _queues_epoch) of that refusal answers then.
-        self._queues_epoch = 0
-        self._refusal: Optional[Tuple[Tuple[Any, ...], bool, int, int]] = None
         self._sys_path = [os.path.abspath(p or ".") for p in sys.path]
         # Polls of workers on the driver's node go over sockets (see _channel): made with the first worker.
         self._listener: Optional[channel.ChannelListener] = None
@@ -255,17 +249,15 @@ class RayTrialExecutor:
         self._placement = None
         pgf: PlacementGroupFactory = trial.placement_group_factory
         shape = pgf.shape_key()
-        if self._refusal == (shape, queue, self._pool_epoch, self._queues_epoch) and (
-                time.monotonic() - self._total_at < _RESOURCE_RECHECK_S):
-            return False  # (as _fits_letting_idle_go's refusal, due to look at the cluster again after that)
         if self._idle.get(shape):
             return True
         if self._fits_letting_idle_go(pgf):
             self._placement = (trial, shape, self._pool_epoch, queue, None)
             return True
-        busy = self._queue_behind(shape) if self._prefetch and queue else None
+        if not (self._prefetch and queue):
+            return False
+        busy = self._queue_behind(shape)
         if busy is None:
-            self._refusal = (shape, queue, self._pool_epoch, self._queues_epoch)
             return False
         self._placement = (trial, shape, self._pool_epoch, queue, busy)
         return True
@@ -300,7 +292,6 @@ class RayTrialExecutor:
             spec = dict(spec, reuse_actors=False)
         worker.commands.append(protocol.StartTrial(spec))
         worker.assigned.append(trial)
-        self._queues_epoch += 1
         return worker.slot
 
     def _worker_for(self, trial: Any, queue: bool = True, node: Optional[str] = None) -> _Worker:
@@ -508,7 +499,6 @@ class RayTrialExecutor:
             return
         try:
             worker.assigned.remove(trial)
-            self._queues_epoch += 1
         except ValueError:
             pass
         if not worker.assigned:
@@ -528,9 +518,8 @@ class RayTrialExecutor:
         worker = self._workers.get(slot)
         if worker is None or not self._prefetch:
             return
-        if (starved or whole_trials_in_reply >= worker.depth - 1) and worker.depth < _MAX_DEPTH:
+        if starved or whole_trials_in_reply >= worker.depth - 1:
             worker.depth = min(_MAX_DEPTH, worker.depth * 2)
-            self._queues_epoch += 1
 
     def _dispatch(self) -> None:
         for worker in self._workers.values():
@@ -699,9 +688,7 @@ class RayTrialExecutor:
     def _take_reply(self, worker: _Worker, raw: bytes) -> None:
         """A poll's reply bytes become the worker's batch event (or its error event)."""
         slot = worker.slot
-        if not worker.replied:
-            worker.replied = True
-            self._queues_epoch += 1
+        worker.replied = True
         try:
             events = protocol.decode_events(raw)
             known = {trial.trial_id for trial in worker.assigned}

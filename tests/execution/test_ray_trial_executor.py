@@ -1,13 +1,11 @@
 """Where the executor puts a trial when the cluster is full, without Ray: workers are
 stand-ins, the cluster's capacity a patched answer."""
-import time
 from types import SimpleNamespace
 
 import pytest
 
 from fasttune import PlacementGroupFactory
-from fasttune.execution import _protocol as protocol
-from fasttune.execution.ray_trial_executor import _RESOURCE_RECHECK_S, RayTrialExecutor, _Worker
+from fasttune.execution.ray_trial_executor import RayTrialExecutor, _Worker
 
 
 def _trial(name):
@@ -203,91 +201,3 @@ def test_a_worker_is_asked_onto_the_socket_at_its_second_poll_not_at_its_start(m
     worker.future = None
     executor._dispatch()
     assert calls == ["poll", "open_channel", "poll", "poll"]  # asked once
-
-
-# ---- has_resources_for_trial's refusal, kept while nothing it looked at changes -----------
-# The runner asks at every step; each change below must be seen by the next ask.
-
-def _refusing_now(executor):
-    """Both workers replied and their queues are full (depth 2: one running, one queued);
-    the cluster was looked at just now (so a refusal may be kept), and it is refused."""
-    executor._total_at = time.monotonic()
-    for worker in executor._workers.values():
-        worker.replied = True
-        worker.assigned.append(_trial(f"queued-{worker.slot}"))
-    assert not executor.has_resources_for_trial(_trial("c"))
-
-
-def test_a_repeated_resource_check_with_nothing_changed_answers_without_looking_again(full_executor, monkeypatch):
-    _refusing_now(full_executor)
-    monkeypatch.setattr(full_executor, "_queue_behind", _refuse)
-    monkeypatch.setattr(full_executor, "_fits_letting_idle_go", _refuse)
-    assert not full_executor.has_resources_for_trial(_trial("d"))
-
-
-def _queued_trial_ends(executor):
-    worker = executor._workers[0]
-    executor.trial_ended(0, worker.assigned[1])
-
-
-def _worker_goes_idle(executor):
-    worker = executor._workers[0]
-    executor.trial_ended(0, worker.assigned[1])
-    executor.trial_ended(0, worker.assigned[0])
-
-
-def _depth_grows(executor):
-    executor.adapt_depth(0, whole_trials_in_reply=0, starved=1)
-
-
-def _cluster_looked_at_again(executor):
-    # The recheck interval passed and a node joined: a new worker fits.
-    executor._total_at -= _RESOURCE_RECHECK_S
-    executor._fits = lambda request: True
-
-
-@pytest.mark.parametrize("change", [_queued_trial_ends, _worker_goes_idle, _depth_grows, _cluster_looked_at_again],
-                         ids=lambda change: change.__name__.strip("_"))
-def test_a_resource_check_after_a_change_of_the_pool_sees_it(full_executor, change):
-    _refusing_now(full_executor)
-    change(full_executor)
-    assert full_executor.has_resources_for_trial(_trial("d"))
-
-
-def test_a_resource_check_after_a_workers_first_reply_sees_it(full_executor):
-    full_executor._total_at = time.monotonic()
-    assert not full_executor.has_resources_for_trial(_trial("c"))  # neither worker replied yet
-    full_executor._take_reply(full_executor._workers[1], protocol.reply_bytes([]))
-    assert full_executor.has_resources_for_trial(_trial("c"))
-    assert full_executor._worker_for(_trial("c")) is full_executor._workers[1]
-
-
-def test_a_resource_check_after_a_start_filled_the_last_place_refuses(full_executor):
-    full_executor._total_at = time.monotonic()
-    for worker in full_executor._workers.values():
-        worker.replied = True
-        worker.trainables.add("fn")
-    assert full_executor.has_resources_for_trial(_trial("c"))
-    full_executor.start_trial(_trial("c"), {"trial_id": "c", "trainable": "fn"})  # behind worker 0
-    assert full_executor.has_resources_for_trial(_trial("d"))  # behind worker 1
-    full_executor.start_trial(_trial("d"), {"trial_id": "d", "trainable": "fn"})
-    assert not full_executor.has_resources_for_trial(_trial("e"))
-    full_executor.trial_ended(1, _trial("never-held"))  # held by no worker: nothing changes
-    assert not full_executor.has_resources_for_trial(_trial("e"))
-
-
-def test_a_refusal_to_a_trial_that_may_not_queue_is_not_the_answer_to_one_that_may(full_executor):
-    full_executor._total_at = time.monotonic()
-    for worker in full_executor._workers.values():
-        worker.replied = True
-    assert not full_executor.has_resources_for_trial(_trial("c"), queue=False)  # no idle worker, no room
-    assert full_executor.has_resources_for_trial(_trial("c"), queue=True)  # behind worker 0
-
-
-def test_a_refusal_to_one_shape_is_not_the_answer_to_another(full_executor):
-    _refusing_now(full_executor)
-    two_cpus = PlacementGroupFactory([{"CPU": 2}])
-    bigger = _Worker(2, actor=None, shape=two_cpus.shape_key(), resources={"CPU": 2.0})
-    full_executor._workers[2] = bigger
-    full_executor._idle[bigger.shape] = [2]
-    assert full_executor.has_resources_for_trial(SimpleNamespace(trial_id="big", placement_group_factory=two_cpus))
