@@ -23,6 +23,7 @@ from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
 from fasttune.execution import _protocol as protocol
 from fasttune.execution._checkpoint_book import KeptHistory
+from fasttune.execution._trial_state import reads_as_flattened
 from fasttune.experiment.trial import Trial
 from fasttune.schedulers.trial_scheduler import TrialScheduler
 
@@ -209,7 +210,11 @@ class TrialEventHandlers:
         """The stopper's and scheduler's decision on ``result`` (CONTINUE unless
         ``decide``; ``flat``: it flattened, if the caller has it), which the searcher then
         hears of; callbacks do not hear of it here."""
-        if flat is None:
+        # A scheduler that reads only keys the result holds as its flattened copy would
+        # (ASHA's time and metric) judges the result itself: no copy is made for it.
+        as_is = (flat is None and decide and self._stopper is None and self._scheduler_sees_results
+                 and reads_as_flattened(result, self._scheduler.result_keys()))
+        if flat is None and not as_is:
             flat = self._states[trial.trial_id].flatten_result(result)
         decision = TrialScheduler.CONTINUE
         if decide:
@@ -220,7 +225,7 @@ class TrialEventHandlers:
                 # in on_trial_complete, and never decides on it (an exploit there never runs).
                 decision = TrialScheduler.STOP
             elif self._scheduler_sees_results:
-                decision = self._scheduler.on_trial_result(self, trial, flat)
+                decision = self._scheduler.on_trial_result(self, trial, result if as_is else flat)
             if decision == TrialScheduler.STOP:
                 result["done"] = True  # as Ray Tune passes it on: this is the trial's last
             if decision in (TrialScheduler.STOP, TrialScheduler.PAUSE) and trial.status == Trial.RUNNING:
@@ -232,6 +237,8 @@ class TrialEventHandlers:
         # A trial the scheduler ended while judging this result (e.g. a reset it could not
         # carry out) is complete for the searcher already.
         if decision != TrialScheduler.STOP and self._searcher_sees_results and not trial.is_finished():
+            if flat is None:
+                flat = self._states[trial.trial_id].flatten_result(result)
             self._search_alg.on_trial_result(trial.trial_id, flat)
         if self._stopper is not None and self._stopper.stop_all():
             self._stop_all()

@@ -21,6 +21,27 @@ _NEVER_DICT = frozenset((str, int, float, bool, type(None), list, tuple, bytes,
 _UNRENDERED_CONFIG = "{}"
 
 
+def reads_as_flattened(result: Dict[str, Any], keys: Optional[Tuple[Any, ...]]) -> bool:
+    """Whether ``result`` reads as its flattened form (``flatten_dict``) at each of ``keys``
+    (None: unknown keys): each a ``str`` without "/" whose value is no dict (or missing), in
+    a result whose keys are all ``str`` (flattening turns others into ``str``, which could
+    replace a value).
+
+    Example:
+        >>> result = {"score": 1.0, "training_iteration": 2, "config": {"x": 0.5}}
+        >>> reads_as_flattened(result, ("training_iteration", "score"))
+        True
+        >>> reads_as_flattened(result, ("config/x",)), reads_as_flattened({"score": {"a": 1}}, ("score",))
+        (False, False)
+    """
+    if keys is None or not _STR_ONLY.issuperset(map(type, result)):
+        return False
+    for key in keys:
+        if type(key) is not str or "/" in key or isinstance(result.get(key), dict):
+            return False
+    return True  # (a key it lacks, its flattened form lacks too)
+
+
 class PendingReset:
     """A ``reset_trial`` not carried out yet: the trial goes on with ``config`` from the
     checkpoint at ``source`` (None: its own state, no checkpoint)."""

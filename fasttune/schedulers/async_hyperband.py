@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -363,6 +363,13 @@ class AsyncHyperBandScheduler(TrialScheduler):
         if action == TrialScheduler.STOP:
             self._num_stopped += 1
         return action
+
+    def result_keys(self) -> Optional[Tuple[str, ...]]:
+        """The time attribute and the metric, which :meth:`on_trial_result` reads alone
+        (None when a subclass replaces it, or before the metric is set)."""
+        if self._metric is None or type(self).on_trial_result is not AsyncHyperBandScheduler.on_trial_result:
+            return None
+        return self._time_attr, self._metric
 
     def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         """A trial that ended on its own still records its last value at the rung it

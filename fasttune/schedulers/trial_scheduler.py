@@ -9,7 +9,7 @@ a decision at every result, which is exactly Ray Tune's behaviour.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from fasttune._decision_points import DecisionPoints
 from fasttune.schedulers._controller import TuneControllerView
@@ -84,6 +84,21 @@ class TrialScheduler:
 
     def on_trial_result(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> str:
         return TrialScheduler.CONTINUE
+
+    def result_keys(self) -> Optional[Tuple[str, ...]]:
+        """The keys of a result that :meth:`on_trial_result` reads (with ``result.get``),
+        when it reads no others; None (the default): it may read any.
+
+        Where each is a top-level key of the result that flattening leaves as it is, the
+        runner may hand the scheduler the result itself rather than its flattened copy
+        (which reads the same at those keys): flattening every result costs a sweep of
+        short trials more than judging it.
+
+        Example:
+            >>> TrialScheduler().result_keys() is None
+            True
+        """
+        return None
 
     def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         pass
