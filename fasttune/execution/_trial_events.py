@@ -211,8 +211,10 @@ class TrialEventHandlers:
         ``decide``; ``flat``: it flattened, if the caller has it), which the searcher then
         hears of; callbacks do not hear of it here."""
         # A scheduler that reads only keys the result holds as its flattened copy would
-        # (ASHA's time and metric) judges the result itself: no copy is made for it.
+        # (ASHA's time and metric) judges the result itself: no copy is made for it, unless
+        # the searcher needs one anyway.
         as_is = (flat is None and decide and self._stopper is None and self._scheduler_sees_results
+                 and not self._searcher_sees_results
                  and reads_as_flattened(result, self._scheduler.result_keys()))
         if flat is None and not as_is:
             flat = self._states[trial.trial_id].flatten_result(result)

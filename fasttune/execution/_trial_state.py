@@ -25,7 +25,7 @@ def reads_as_flattened(result: Dict[str, Any], keys: Optional[Tuple[Any, ...]]) 
     """Whether ``result`` reads as its flattened form (``flatten_dict``) at each of ``keys``
     (None: unknown keys): each a ``str`` without "/" whose value is no dict (or missing), in
     a result whose keys are all ``str`` (flattening turns others into ``str``, which could
-    replace a value).
+    replace a value) and none empty (an empty key's dict is flattened without a prefix).
 
     Example:
         >>> result = {"score": 1.0, "training_iteration": 2, "config": {"x": 0.5}}
@@ -33,8 +33,10 @@ def reads_as_flattened(result: Dict[str, Any], keys: Optional[Tuple[Any, ...]]) 
         True
         >>> reads_as_flattened(result, ("config/x",)), reads_as_flattened({"score": {"a": 1}}, ("score",))
         (False, False)
+        >>> reads_as_flattened({"score": 1.0, "": {"score": 9.0}}, ("score",))  # flattened, score is 9.0
+        False
     """
-    if keys is None or not _STR_ONLY.issuperset(map(type, result)):
+    if keys is None or "" in result or not _STR_ONLY.issuperset(map(type, result)):
         return False
     for key in keys:
         if type(key) is not str or "/" in key or isinstance(result.get(key), dict):

@@ -366,8 +366,9 @@ class AsyncHyperBandScheduler(TrialScheduler):
 
     def result_keys(self) -> Optional[Tuple[str, ...]]:
         """The time attribute and the metric, which :meth:`on_trial_result` reads alone
-        (None when a subclass replaces it, or before the metric is set)."""
-        if self._metric is None or type(self).on_trial_result is not AsyncHyperBandScheduler.on_trial_result:
+        (None when a subclass, a patch or the instance replaces it, or before the metric is set)."""
+        if (self._metric is None or type(self).on_trial_result is not _ASHA_ON_TRIAL_RESULT
+                or "on_trial_result" in vars(self)):
             return None
         return self._time_attr, self._metric
 
@@ -445,5 +446,8 @@ class AsyncHyperBandScheduler(TrialScheduler):
 
 
 ASHAScheduler = AsyncHyperBandScheduler
+
+# ASHA's own judge, as defined: what result_keys answers for (a patched class has another).
+_ASHA_ON_TRIAL_RESULT = AsyncHyperBandScheduler.on_trial_result
 
 __all__ = ["AsyncHyperBandScheduler", "ASHAScheduler", "rung_milestones", "percentile_of_sorted"]
