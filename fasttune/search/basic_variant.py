@@ -118,6 +118,14 @@ def _own_points(points: List[Mapping]) -> Tuple[List[Dict], bool]:
     return owned_points, atoms_only
 
 
+def _saved_experiment(experiment: _ExperimentLike) -> _ExperimentLike:
+    """``experiment`` as the generator's state keeps it: a ``fasttune.Experiment`` without
+    its trainable object (``Experiment.without_trainable_object``), which trials name and a
+    restore is given again; saved at each snapshot, a Simulation's table would be too."""
+    without_trainable = getattr(experiment, "without_trainable_object", None)
+    return experiment if without_trainable is None else without_trainable()
+
+
 def _general_variants(work: Any, constant_grid_search: bool, rng: Rng) -> Iterator[Variant]:
     for resolved_vars, spec in generate_in_place(work, constant_grid_search, rng):
         yield resolved_vars, spec, None
@@ -380,7 +388,7 @@ class BasicVariantGenerator(SearchAlgorithm):
                 taken -= 1  # the look-ahead variant is redrawn on restore
             experiments.append(
                 {
-                    "experiment": item.experiment,
+                    "experiment": _saved_experiment(item.experiment),
                     "space": item.space,
                     **self._saved_points(item),
                     "samples_left": item.samples_left,
