@@ -32,10 +32,12 @@ Example:
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+import operator
 import types
 from collections.abc import Mapping
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -147,18 +149,32 @@ class SamplingPlan:
         config = self._entries.get("config")
         if config is None or config[0] != _DICT:
             return None
-        replaced: List[Tuple[Dict, Any, Any, Path]] = []  # (node, key, value, the node's path)
-        try:
-            overlay, opened = _overlay(config[1], self._space["config"], point, ("config",), replaced)
-        except _NotPlannable:
-            return None
+        node, space = config[1], self._space["config"]
+        replaced: Iterable[Tuple[Dict, Any, Any, Path]] = []  # (node, key, value, the node's path)
+        if (type(point) is dict and len(point) == len(node) and all(map(operator.is_, point, node))
+                and _PLAIN_LEAF_TYPES.issuperset(map(type, point.values()))):
+            # The usual point (a sweep's 100,000s): a plain value for each entry of the config, under
+            # the very keys of the node, in its order.  _overlay makes the same of it, one entry at
+            # a time: the point's values under the node's keys, every entry of the node replaced.
+            overlay, opened = _WholeNodeOverlay(point), config[2]
+            if warn:
+                replaced = zip(itertools.repeat(space), point, point.values(), itertools.repeat(("config",)))
+        else:
+            try:
+                overlay, opened = _overlay(node, space, point, ("config",), replaced)
+            except _NotPlannable:
+                return None
         if opened != config[2]:
             return None  # the point leaves a sample_from, grid search, ... to draw
         for space, key, value, path in replaced if warn else ():
             # Compared with a working copy, as preset_spec does (a tuple shows as a list
-            # there); a domain, the usual entry, is its own copy.
+            # there); a domain, the usual entry, is its own copy (and says nothing when it
+            # holds the value: asked here first, without the path made for the message).
             current = space[key]
-            warn_if_outside(current if isinstance(current, Domain) else copy_spec(current), value, path + (key,))
+            if not isinstance(current, Domain):
+                warn_if_outside(copy_spec(current), value, path + (key,))
+            elif not current.is_valid(value):
+                warn_if_outside(current, value, path + (key,))
         whole_point = overlay.whole and len(self._entries) == 1  # (the spec is the config alone)
         return (_WholePointOverlay if whole_point else PointOverlay)(config=overlay)
 

@@ -118,6 +118,14 @@ def _own_points(points: List[Mapping]) -> Tuple[List[Dict], bool]:
     return owned_points, atoms_only
 
 
+def _saved_experiment(experiment: _ExperimentLike) -> _ExperimentLike:
+    """``experiment`` as the generator's state keeps it: a ``fasttune.Experiment`` without
+    its trainable object (``Experiment.without_trainable_object``), which trials name and a
+    restore is given again; saved at each snapshot, a Simulation's table would be too."""
+    without_trainable = getattr(experiment, "without_trainable_object", None)
+    return experiment if without_trainable is None else without_trainable()
+
+
 def _general_variants(work: Any, constant_grid_search: bool, rng: Rng) -> Iterator[Variant]:
     for resolved_vars, spec in generate_in_place(work, constant_grid_search, rng):
         yield resolved_vars, spec, None
@@ -161,8 +169,10 @@ class _ExperimentVariants:
 
     def next_variant(self, rng: Rng) -> Optional[Variant]:
         while True:
-            if self.variants is not None:
-                variant = next(self.variants, None)
+            variants = self.variants
+            if variants is not None:
+                # (A sample drawn at once has given its one variant: nothing to ask.)
+                variant = next(variants, None) if variants is not _DRAWN else None
                 if variant is not None:
                     self.taken += 1
                     return variant
@@ -176,7 +186,8 @@ class _ExperimentVariants:
                 self.start_unmoved = False
                 return None
             self.samples_left -= 1
-            overlay = self._plan_overlay(origin)
+            overlay = self._overlay_of(origin) if origin is not None and self.plan is not None else (
+                self._plan_overlay(origin))
             if overlay is not None:
                 # A sample the plan draws is one variant: drawn now, with no iterator made for it
                 # (the same state as after open() and one next(): a restore opens it).
@@ -184,7 +195,8 @@ class _ExperimentVariants:
                 start_state = None if rng.is_global or unmoved else rng.get_state()
                 self.origin, self.start_state, self.taken, self.variants = origin, start_state, 1, _DRAWN
                 self.start_unmoved = unmoved
-                return self.planned_variant(overlay, rng)
+                plan = self.plan  # (planned_variant's, without a call)
+                return plan.draw(rng, overlay) + ((plan if overlay is _WHOLE_SAMPLE else None),)
             self.open(origin, rng, None if rng.is_global else rng.get_state())
 
     def saved_start_state(self, rng: Rng) -> Any:
@@ -380,7 +392,7 @@ class BasicVariantGenerator(SearchAlgorithm):
                 taken -= 1  # the look-ahead variant is redrawn on restore
             experiments.append(
                 {
-                    "experiment": item.experiment,
+                    "experiment": _saved_experiment(item.experiment),
                     "space": item.space,
                     **self._saved_points(item),
                     "samples_left": item.samples_left,

@@ -31,6 +31,14 @@ OPEN = {
     "drop": uniform(0, 0.5),
 }
 
+FLAT = {
+    "row": randint(0, 10),
+    "lr": uniform(0, 1),
+    "label": "run",
+    "act": grid_search(["relu", "tanh"]),
+    "width": sample_from(lambda spec: spec.config.row * 2),
+}
+
 PLAN_POINTS = {
     "full": (OPEN, [{"row": 3, "width": 7, "act": "relu", "drop": 0.1}, {"row": 4, "width": 9, "act": "x", "drop": 0.2}]),
     "full_in_another_order": ({"a": {"x": uniform(0, 1), "y": 1}, "b": randint(0, 9), "c": {}},
@@ -42,6 +50,9 @@ PLAN_POINTS = {
     "numpy": (PLAIN, [{"lr": np.float32(0.5), "layers": np.int64(3), "opt": {"name": np.str_("sgd"), "momentum": np.bool_(True)}}]),
     "outside": (PLAIN, [{"lr": 5.0, "layers": 100, "label": "x", "opt": {"name": "rmsprop", "betas": 1}}]),
     "function_value": (PLAIN, [{"label": abs}]),
+    # Every value, plain, in the space's order (the fast path of point_overlay), some outside their domain.
+    "flat_full": (FLAT, [{"row": 3, "lr": 0.5, "label": "run", "act": "relu", "width": 2},
+                         {"row": 100, "lr": -1.0, "label": "other", "act": "sigmoid", "width": None}]),
 }
 GENERAL_POINTS = {
     "list_element": (PLAIN, [{"opt": {"betas": [0.9, 0.99]}}]),
@@ -144,7 +155,8 @@ def test_points_outside_their_domain_warn_once_at_add_time(monkeypatch, caplog, 
 
 @pytest.mark.parametrize(
     "space,points",
-    [PLAN_POINTS["outside"], ({"shape": (1, 2), "x": uniform(0, 1)}, [{"shape": 3, "x": -1}, {"shape": [1, 2]}])],
+    [PLAN_POINTS["outside"], PLAN_POINTS["flat_full"],
+     ({"shape": (1, 2), "x": uniform(0, 1)}, [{"shape": 3, "x": -1}, {"shape": [1, 2]}])],
 )
 def test_warnings_are_those_of_the_general_path(monkeypatch, caplog, space, points):
     messages = []
@@ -314,3 +326,36 @@ def test_a_seeded_searcher_copies_no_random_state_for_a_point_that_draws_nothing
     generator = _generator(monkeypatch, True, space, points, len(points))
     assert len(drawn_trials(generator)) == 40
     assert len(copies) == 1  # (once, as the experiment runs out: the generator may go on for another)
+
+
+class _Key(str):
+    """A str subclass: equal to a space's key, yet not that key."""
+
+
+@pytest.mark.parametrize("warn", [False, True])
+def test_a_point_of_every_value_overlays_as_entry_by_entry(caplog, warn):
+    from fasttune.search import _sampling_plan
+
+    plan = SamplingPlan.compile({"config": FLAT})
+    node = plan._entries["config"][1]
+    for point in PLAN_POINTS["flat_full"][1] + [{_Key(key): value for key, value in PLAN_POINTS["flat_full"][1][0].items()}]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="fasttune.search.variant_generator"):
+            overlay = plan.point_overlay(point, warn=warn)["config"]
+        messages = [record.getMessage() for record in caplog.records]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="fasttune.search.variant_generator"):
+            expected, _ = _sampling_plan._overlay(node, FLAT, point, ("config",), [])
+            if warn:
+                _generator_warnings_of(point)
+        assert type(overlay) is type(expected) and list(overlay.items()) == list(expected.items())
+        assert all(key is space_key for key, space_key in zip(overlay, FLAT))  # (the space's keys, not the point's)
+        assert messages == [record.getMessage() for record in caplog.records]
+        assert bool(messages) == (warn and point["row"] == 100)
+
+
+def _generator_warnings_of(point):
+    """The warnings the general path gives ``point`` (preset_spec's)."""
+    from fasttune.search.variant_generator import preset_spec
+
+    preset_spec({"config": FLAT}, point, warn=True)
