@@ -387,14 +387,19 @@ class Experiment:
         trial_id: Optional[str] = None,
     ) -> Trial:
         """Make the Trial for one resolved config of this experiment (used by searchers)."""
-        # Positional, in Trial's order (trainable_name, config, trial_id, experiment_path,
-        # evaluated_params, experiment_tag, placement_group_factory, stopping_criterion,
-        # max_failures, trial_name_creator, trial_dirname_creator, checkpoint_config): twelve
-        # keywords cost 40% of the call, once for each of a simulated sweep's 100,000s of trials.
         return Trial(
-            self.trainable_name, config, trial_id or self.new_trial_id(), self.path, evaluated_params,
-            experiment_tag, self.resources_for(config), self.stopping_criterion, self.max_failures,
-            self.trial_name_creator, self.trial_dirname_creator, self.checkpoint_config,
+            self.trainable_name,
+            config=config,
+            trial_id=trial_id or self.new_trial_id(),
+            experiment_path=self.path,
+            evaluated_params=evaluated_params,
+            experiment_tag=experiment_tag,
+            placement_group_factory=self.resources_for(config),
+            stopping_criterion=self.stopping_criterion,
+            max_failures=self.max_failures,
+            trial_name_creator=self.trial_name_creator,
+            trial_dirname_creator=self.trial_dirname_creator,
+            checkpoint_config=self.checkpoint_config,
         )
 
 
