@@ -74,3 +74,18 @@ def test_trials_of_fixed_resources_share_one_factory_and_per_config_requests_get
     assert [by_config.resources_for({"x": x}).bundles for x in (1, 3)] == [[{"CPU": 1.0}], [{"CPU": 3.0}]]
     del fixed._fixed_factory  # an Experiment pickled before it kept one
     assert fixed.resources_for({"x": 1}).bundles == [{"CPU": 2.0}]
+
+
+def test_trial_factory_gives_each_trial_every_setting_of_the_experiment(tmp_path):
+    checkpoint_config = tune.CheckpointConfig(num_to_keep=3)
+    experiment = tune.Experiment(
+        "settings", train, config={"x": 1}, stop={"score": 5}, resources_per_trial={"cpu": 2}, storage_path=str(tmp_path),
+        checkpoint_config=checkpoint_config, max_failures=4, trial_name_creator=lambda trial: f"named_{trial.trial_id}",
+        trial_dirname_creator=lambda trial: f"dir_{trial.trial_id}")
+    trial = experiment.trial_factory({"x": 7}, "0_x=7", {"x": 7})
+    assert (trial.trainable_name, trial.config, trial.experiment_path, trial.evaluated_params, trial.experiment_tag) == (
+        experiment.trainable_name, {"x": 7}, experiment.path, {"x": 7}, "0_x=7")
+    assert trial.trial_id.endswith("_00000") and trial.placement_group_factory.required_resources == {"CPU": 2}
+    assert (trial.stopping_criterion, trial.max_failures, trial.checkpoint_config) == ({"score": 5}, 4, checkpoint_config)
+    assert (str(trial), trial.storage_dirname) == (f"named_{trial.trial_id}", f"dir_{trial.trial_id}")
+    assert experiment.trial_factory({"x": 7}, trial_id="given").trial_id == "given"
