@@ -205,6 +205,15 @@ class TrialEventHandlers:
                     self._count_judged_only(trial, results, judged_only, last_before, metrics_before, metric_values)
         return decision
 
+    def keys_judged_alone(self) -> Optional[Tuple[str, ...]]:
+        """The result keys the scheduler reads (its ``result_keys``) where no other policy
+        reads a result's flattened form (no stopper, no searcher that hears results): at
+        those keys, a result that reads as its flattened copy is judged as it is; None
+        where the scheduler may read any key, or another policy needs the copy."""
+        if self._stopper is None and self._scheduler_sees_results and not self._searcher_sees_results:
+            return self._scheduler.result_keys()
+        return None
+
     def _decide(self, trial: Trial, result: Dict[str, Any], decide: bool = True,
                 flat: Optional[Dict[str, Any]] = None) -> str:
         """The stopper's and scheduler's decision on ``result`` (CONTINUE unless
@@ -213,9 +222,7 @@ class TrialEventHandlers:
         # A scheduler that reads only keys the result holds as its flattened copy would
         # (ASHA's time and metric) judges the result itself: no copy is made for it, unless
         # the searcher needs one anyway.
-        as_is = (flat is None and decide and self._stopper is None and self._scheduler_sees_results
-                 and not self._searcher_sees_results
-                 and reads_as_flattened(result, self._scheduler.result_keys()))
+        as_is = flat is None and decide and reads_as_flattened(result, self.keys_judged_alone())
         if flat is None and not as_is:
             flat = self._states[trial.trial_id].flatten_result(result)
         decision = TrialScheduler.CONTINUE
@@ -433,7 +440,8 @@ class TrialEventHandlers:
                       metric_values: List[float], flat_results: Optional[List[Dict[str, Any]]] = None) -> str:
         """A batch of ``trial``'s results, complete as ``ResultBuffer.ingest`` makes them
         (the config last; ``metric_values``: each one's value of the table's metric, nan
-        where it has none; ``flat_results``: each one flattened, where the caller made them):
+        where it has none; ``flat_results``: each one flattened, where the caller made them,
+        or the results themselves where each reads as flattened at :meth:`keys_judged_alone`):
         counted, judged in order by the stopper, scheduler and searcher (deciding until one
         ends the trial), heard by the callbacks (as :meth:`_on_results`); the batch's decision."""
         table, row = self._table, trial._row

@@ -21,6 +21,23 @@ _NEVER_DICT = frozenset((str, int, float, bool, type(None), list, tuple, bytes,
 _UNRENDERED_CONFIG = "{}"
 
 
+def stay_when_flattened(keys: Optional[Tuple[Any, ...]]) -> bool:
+    """Whether each of ``keys`` (None: unknown keys) names a top-level entry that
+    flattening leaves under the same key, where the entry holds no dict and no other key
+    flattens onto it: each a non-empty ``str`` without "/".
+
+    Example:
+        >>> stay_when_flattened(("training_iteration", "score")), stay_when_flattened(("config/x",))
+        (True, False)
+    """
+    if keys is None:
+        return False
+    for key in keys:
+        if type(key) is not str or not key or "/" in key:
+            return False
+    return True
+
+
 def reads_as_flattened(result: Dict[str, Any], keys: Optional[Tuple[Any, ...]]) -> bool:
     """Whether ``result`` reads as its flattened form (``flatten_dict``) at each of ``keys``
     (None: unknown keys): each a ``str`` without "/" whose value is no dict (or missing), in
@@ -36,10 +53,10 @@ def reads_as_flattened(result: Dict[str, Any], keys: Optional[Tuple[Any, ...]]) 
         >>> reads_as_flattened({"score": 1.0, "": {"score": 9.0}}, ("score",))  # flattened, score is 9.0
         False
     """
-    if keys is None or "" in result or not _STR_ONLY.issuperset(map(type, result)):
+    if not stay_when_flattened(keys) or "" in result or not _STR_ONLY.issuperset(map(type, result)):
         return False
     for key in keys:
-        if type(key) is not str or "/" in key or isinstance(result.get(key), dict):
+        if isinstance(result.get(key), dict):
             return False
     return True  # (a key it lacks, its flattened form lacks too)
 

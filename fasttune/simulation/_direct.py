@@ -37,6 +37,7 @@ from fasttune._corelib import metric_number
 from fasttune._flatten import flatten_dict
 from fasttune.execution import _protocol as protocol
 from fasttune.execution._stop_criteria import StopCriteria
+from fasttune.execution._trial_state import stay_when_flattened
 from fasttune.schedulers.async_hyperband import AsyncHyperBandScheduler
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from fasttune.simulation._blackbox import Blackbox
@@ -123,7 +124,8 @@ class _Run:
 
     __slots__ = ("trial", "trial_id", "config", "columns", "step_seconds", "schedule", "answers", "watch", "position",
                  "start", "previous", "results", "times", "values", "flat_results", "flat_config", "end", "failure",
-                 "heard_start", "heard", "delivered", "due", "seq", "awaiting", "interrupted", "stop", "metric_column")
+                 "heard_start", "heard", "delivered", "due", "seq", "awaiting", "interrupted", "stop", "metric_column",
+                 "judged_as_is")
 
     def __init__(self, trial: Any, start: float) -> None:
         self.trial = trial
@@ -144,6 +146,7 @@ class _Run:
         self.values: List[float] = []
         self.flat_results: List[Dict[str, Any]] = []  # ... and each one flattened, where flat_config is made
         self.flat_config: Optional[Dict[str, Any]] = None  # the config's keys in a flat result
+        self.judged_as_is = False  # its results read as their flat form where the runner reads them
         self.end = "done"  # "decide" (at a decision point), "done" (its curve's end) or "stop" (a STOP's, its stop dict's)
         self.failure: Optional[str] = None  # the traceback of a blackbox that failed
         self.heard_start = False  # whether the runner has had its first reply
@@ -174,6 +177,7 @@ class DirectLoop:
         self._fidelity_name = blackbox.fidelity_name
         self._fidelity_values = blackbox.fidelities.tolist()
         self._plain_fidelities = blackbox.fidelities.dtype.kind in _NUMBER_KINDS
+        self._str_fidelity = type(self._fidelity_name) is str
         # A table's own curves are rows of its columns: whether they are numbers under str names is known here.
         self._numeric_curves = type(blackbox).curve is TabularBlackbox.curve and _numbers_by_name(blackbox.metric_table)
         self._dates = ResultDateText()
@@ -242,8 +246,14 @@ class DirectLoop:
         numbers = self._numeric_curves or _numbers_by_name(metrics)
         if type(config) is dict and config and self._plain_fidelities and numbers:
             # Numbers under str keys, and the config: a result's flat form is itself plus the
-            # config's keys, as TrialState.flatten_result makes it (made here with each result).
-            run.flat_config = self._flat_config(config)
+            # config's keys, as TrialState.flatten_result makes it (made here with each result),
+            # unless only the scheduler reads it, at keys other than the config's: there each
+            # result reads as that flat form (as the runner would judge it, without checking).
+            keys = runner.keys_judged_alone()
+            if self._str_fidelity and stay_when_flattened(keys) and "config" not in keys:
+                run.judged_as_is = True
+            else:
+                run.flat_config = self._flat_config(config)
         metric = self.metric
         if metric in columns and metric != self._fidelity_name and metrics[metric].dtype.kind in _NUMBER_KINDS:
             run.metric_column = columns[metric]
@@ -352,8 +362,9 @@ class DirectLoop:
         if run.results:
             results, times, values, flat_results = run.results, run.times, run.values, run.flat_results
             run.results, run.times, run.values, run.flat_results = [], [], [], []
-            decision = runner.judge_results(trial, results, times, values,
-                                            flat_results if run.flat_config is not None else None)
+            if run.flat_config is None:
+                flat_results = results if run.judged_as_is else None
+            decision = runner.judge_results(trial, results, times, values, flat_results)
         if run.end != "decide":
             self._finish(slot, run)
             return

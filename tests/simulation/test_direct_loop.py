@@ -217,6 +217,23 @@ def test_a_searcher_hears_the_same_flat_results_on_both_loops(tmp_path, table):
     assert len(completes) == 30 and not any(error for *_, error in completes)
 
 
+@pytest.mark.parametrize("searcher_hears", [False, True])
+def test_the_direct_loop_makes_flat_results_only_for_a_policy_that_reads_them(tmp_path, table, monkeypatch,
+                                                                            searcher_hears):
+    # ASHA alone reads its time and metric, where each result reads as its flat form: no
+    # flat copy is made; a searcher that hears results gets them (as the test above).
+    flat_configs = []
+    flat_config = DirectLoop._flat_config
+    monkeypatch.setattr(DirectLoop, "_flat_config", lambda loop, config: flat_configs.append(config) or flat_config(
+        loop, config))
+    searcher = RowsInTurn(table.config_of_row(row) for row in range(30)) if searcher_hears else None
+    grid = run(Simulation(table, num_workers=3, engine="direct"), tmp_path, n_trials=30, searcher=searcher,
+               scheduler=ASHAScheduler(time_attr="epoch", max_t=27, grace_period=1, reduction_factor=3),
+               space={"note": "rows in turn"} if searcher_hears else None)
+    assert len(grid) == 30 and not grid.errors
+    assert len(flat_configs) == (30 if searcher_hears else 0)
+
+
 def failing_blackbox():
     """Configs with ``x`` over 0.8 cannot be evaluated; the others learn at a rate of ``x``."""
     def evaluate(config, epoch):
