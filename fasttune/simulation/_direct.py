@@ -462,9 +462,13 @@ class ResultDateText:
         True
     """
 
-    __slots__ = ("_prefix_of_minute", "_minute_start", "_prefix")
+    __slots__ = ("_prefix_of_minute", "_minute_start", "_prefix", "_zone")
 
     def __init__(self) -> None:
+        self._forget()
+
+    def _forget(self) -> None:
+        self._zone = time.tzname  # (time.tzset() makes a new one: the texts kept are another zone's)
         # By ``second // 60``: the text of a local minute that is those 60 seconds (its
         # zone's offset from UTC is whole minutes, and unchanged within it).
         self._prefix_of_minute: Dict[int, str] = {}
@@ -473,6 +477,8 @@ class ResultDateText:
         self._prefix = ""
 
     def of(self, second: int) -> str:
+        if time.tzname is not self._zone:
+            self._forget()
         minute, second_of_minute = divmod(second, 60)
         prefix = self._prefix_of_minute.get(minute)
         if prefix is not None:

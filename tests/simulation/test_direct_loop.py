@@ -486,6 +486,20 @@ def test_the_date_of_a_result_is_the_one_the_core_writes(monkeypatch, zone, arou
         time.tzset()
 
 
+def test_the_dates_follow_a_change_of_time_zone_in_the_middle_of_a_sweep(monkeypatch):
+    seconds = range(1_700_000_000, 1_700_000_600, 7)
+    try:
+        dates = ResultDateText()
+        for zone in ("UTC0", "JST-9", "UTC0"):
+            monkeypatch.setenv("TZ", zone)
+            time.tzset()
+            assert [dates.of(second) for second in seconds] == [
+                time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(second)) for second in seconds], zone
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_the_date_of_each_minute_is_worked_out_once_however_the_workers_go(monkeypatch):
     """Results are made ahead of the clock, so the workers' dates go back and forth across
     minutes: each minute's text is still worked out once."""
