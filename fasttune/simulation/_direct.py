@@ -182,6 +182,7 @@ class DirectLoop:
         self._numeric_curves = type(blackbox).curve is TabularBlackbox.curve and _numbers_by_name(blackbox.metric_table)
         self._dates = ResultDateText()
         self._flat_config_names: Dict[tuple, tuple] = {}  # see _flat_config
+        self._judged_as_is = False  # see run
         executor.loop_elsewhere = self  # (its snapshots save running_states; the runner's stops reach interrupt)
 
     def run(self, progress: Any, interrupted: Any) -> None:
@@ -192,6 +193,10 @@ class DirectLoop:
         is_finished, next_trial_to_start, end_step = runner.is_finished, runner.next_trial_to_start, runner.end_step
         has_free_slot, advance_to, progress_step = executor.has_free_slot, clock.advance_to, progress.step
         heappop, start, reply = heapq.heappop, self._start, self._reply
+        # Whether only the scheduler reads results, at keys a flat copy keeps as they are
+        # (not the config's): worked out once, the sweep's policies being set by now.
+        keys = runner.keys_judged_alone()
+        self._judged_as_is = self._str_fidelity and stay_when_flattened(keys) and "config" not in keys
         steps = 0
         waiting = None  # the trial that waits for a free worker: asked for again only once one is free
         while not is_finished() and not interrupted.presses:
@@ -249,8 +254,7 @@ class DirectLoop:
             # config's keys, as TrialState.flatten_result makes it (made here with each result),
             # unless only the scheduler reads it, at keys other than the config's: there each
             # result reads as that flat form (as the runner would judge it, without checking).
-            keys = runner.keys_judged_alone()
-            if self._str_fidelity and stay_when_flattened(keys) and "config" not in keys:
+            if self._judged_as_is:
                 run.judged_as_is = True
             else:
                 run.flat_config = self._flat_config(config)
