@@ -194,7 +194,8 @@ class DirectLoop:
         has_free_slot, advance_to, progress_step = executor.has_free_slot, clock.advance_to, progress.step
         heappop, start, reply = heapq.heappop, self._start, self._reply
         # Whether only the scheduler reads results, at keys a flat copy keeps as they are
-        # (not the config's): worked out once, the sweep's policies being set by now.
+        # (not the config's): worked out once, the sweep's policies being set by now (a
+        # judge patched onto the scheduler from inside the sweep still gets the results so).
         keys = runner.keys_judged_alone()
         self._judged_as_is = self._str_fidelity and stay_when_flattened(keys) and "config" not in keys
         steps = 0

@@ -11,6 +11,8 @@ from fasttune._flatten import flatten_dict
 from fasttune.callback import CallbackList
 from fasttune.experiment import experiment as experiment_module
 from fasttune.execution._experiment_state import load_latest
+from fasttune.execution import _trial_events as trial_events
+from fasttune.execution._trial_state import TrialState
 from fasttune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from fasttune.search import BasicVariantGenerator, Searcher
 from fasttune.simulation import AnytimeRecorder, FunctionBlackbox, Simulation, learning_curve_table
@@ -83,8 +85,7 @@ def both(tmp_path, simulation, make_policies, **kwargs):
         last_results = grid.get_dataframe().drop(columns=["logdir", "path"])
         frame = last_results.to_csv()
         del state["timestamp"]  # (the wall clock's)
-        # (The searcher's state pickles the experiment, and so the Simulation with its engine.)
-        text = repr(state).replace(str(storage), "STORE").replace(f"\\x06{engine}", "ENGINE")
+        text = repr(state).replace(str(storage), "STORE")
         errors = [str(result.error) if result.error else None for result in grid]
         seen[engine] = dict(frame=frame, last_results=last_results, state=text, calls=recorder.calls, errors=errors,
                             anytime=[column.tolist() for column in anytime.columns()[:2]])
@@ -222,16 +223,21 @@ def test_the_direct_loop_makes_flat_results_only_for_a_policy_that_reads_them(tm
                                                                             searcher_hears):
     # ASHA alone reads its time and metric, where each result reads as its flat form: no
     # flat copy is made; a searcher that hears results gets them (as the test above).
-    flat_configs = []
-    flat_config = DirectLoop._flat_config
+    flat_configs, flattened = [], []
+    flat_config, flatten_result = DirectLoop._flat_config, TrialState.flatten_result
     monkeypatch.setattr(DirectLoop, "_flat_config", lambda loop, config: flat_configs.append(config) or flat_config(
         loop, config))
+    monkeypatch.setattr(TrialState, "flatten_result", lambda state, result: flattened.append(result) or
+                        flatten_result(state, result))
+    checked, reads_as_flattened = [], trial_events.reads_as_flattened  # (the runner's check, made for each result)
+    monkeypatch.setattr(trial_events, "reads_as_flattened", lambda result, keys: checked.append(result) or
+                        reads_as_flattened(result, keys))
     searcher = RowsInTurn(table.config_of_row(row) for row in range(30)) if searcher_hears else None
     grid = run(Simulation(table, num_workers=3, engine="direct"), tmp_path, n_trials=30, searcher=searcher,
                scheduler=ASHAScheduler(time_attr="epoch", max_t=27, grace_period=1, reduction_factor=3),
                space={"note": "rows in turn"} if searcher_hears else None)
     assert len(grid) == 30 and not grid.errors
-    assert len(flat_configs) == (30 if searcher_hears else 0)
+    assert len(flat_configs) == (30 if searcher_hears else 0) and not flattened and not checked
 
 
 def failing_blackbox():
@@ -329,7 +335,7 @@ def test_a_sweep_interrupted_on_the_direct_loop_is_saved_and_restored_as_on_the_
         assert sum(result.metrics.get("done", False) is True for result in first) < 40  # it was interrupted
         state, _ = load_latest(str(storage / "sweep"))
         del state["timestamp"]
-        interrupted = repr(state).replace(str(storage), "STORE").replace(f"\\x06{engine}", "ENGINE")
+        interrupted = repr(state).replace(str(storage), "STORE")
         restored = tune.Tuner.restore(str(storage / "sweep"), trainable=simulation).fit()
         seen[engine] = (interrupted, restored.get_dataframe().drop(columns=["logdir", "path"]).to_csv())
         assert len(restored) == 40 and all(result.metrics["done"] for result in restored)
@@ -379,7 +385,7 @@ def test_a_callback_raising_inside_a_batch_leaves_the_same_sweep_as_on_the_runne
         state, _ = load_latest(str(storage / "sweep"))
         del state["timestamp"]
         restored = tune.Tuner.restore(str(storage / "sweep"), trainable=simulation).fit()
-        seen[engine] = (repr(state).replace(str(storage), "STORE").replace(f"\\x06{engine}", "ENGINE"),
+        seen[engine] = (repr(state).replace(str(storage), "STORE"),
                         recorder.calls, restored.get_dataframe().drop(columns=["logdir", "path"]).to_csv())
     simulation.engine = "auto"
     assert seen["direct"][1] == seen["runner"][1]
@@ -410,7 +416,7 @@ def test_a_scheduler_raising_on_a_result_leaves_the_same_sweep_as_on_the_runners
             run(simulation, storage, scheduler=scheduler, n_trials=20)
         state, _ = load_latest(str(storage / "sweep"))
         del state["timestamp"]
-        seen[engine] = (repr(state).replace(str(storage), "STORE").replace(f"\\x06{engine}", "ENGINE"), judged)
+        seen[engine] = (repr(state).replace(str(storage), "STORE"), judged)
     simulation.engine = "auto"
     assert seen["direct"] == seen["runner"]
     assert seen["runner"][1][-1] not in (1, 2, 4, 10)  # inside a batch (ASHA's start at epochs 1, 2, 4, 10)
