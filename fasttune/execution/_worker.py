@@ -254,8 +254,22 @@ class TrialWorker:
         with self._cond:
             if commands:
                 self._apply(protocol.decode_commands(commands))
+                if self._goes_on_by_itself():
+                    # The poll lingers from now, as it would from the thread's next event: it
+                    # waits timed at once instead of being woken again to start lingering.
+                    self._linger()
                 self._cond.notify_all()  # a queued trial or an answered decision may go on
             self._poller_waiting = True
+
+    def _goes_on_by_itself(self) -> bool:
+        """Whether the trial thread, as the commands just applied leave it, starts a trial
+        or ends one and starts the next without waiting for the driver (when it lingers)."""
+        run = self._run
+        if run is None:
+            return bool(self._queue)
+        decision = run.decision
+        return (run.awaiting and decision is not None and decision != _CONTINUE
+                and (decision == _RESET or bool(self._queue)))
 
     def _next_reply(self) -> bytes:
         """A poll's second half: wait for something to say, and say it."""
@@ -304,8 +318,6 @@ class TrialWorker:
 
     # ---- command handling (caller holds the condition) -----------------------------
     def _apply(self, commands: List[Any]) -> None:
-        import ray.cloudpickle as cloudpickle
-
         for command in commands:
             if isinstance(command, protocol.StartTrial):
                 self._queue.append(command.spec)
@@ -319,9 +331,11 @@ class TrialWorker:
                 # Otherwise the trial is no longer at the decision point (an interrupt
                 # ended it first): the end event already told the driver.
             else:
-                self._load_trainable(command, cloudpickle)
+                self._load_trainable(command)
 
-    def _load_trainable(self, command: protocol.LoadTrainable, cloudpickle: Any) -> None:
+    def _load_trainable(self, command: protocol.LoadTrainable) -> None:
+        import ray.cloudpickle as cloudpickle  # here, not in _apply: an import statement runs on every poll
+
         from fasttune.registry import install_env_creators
 
         # Modules the driver imported from its own paths (a script's helpers, a test
@@ -405,12 +419,16 @@ class TrialWorker:
         with self._cond:
             self._seal_results()
             self._out.append(protocol.encode_event(event))
-            # A poll in a timed linger wakes by itself at its deadline or when the thread
-            # waits; one waiting untimed (no linger, or lingered out) is woken.
-            wake = self._poller_would_return()
-            self._linger()
-            if wake:
-                self._cond.notify_all()
+            self._linger_on()
+
+    def _linger_on(self) -> None:
+        """The trial thread goes on by itself after an event (caller holds the condition):
+        a poll lingers.  One in a timed linger wakes by itself at its deadline or when the
+        thread waits; one waiting untimed (no linger, or lingered out) is woken."""
+        wake = self._poller_would_return()
+        self._linger()
+        if wake:
+            self._cond.notify_all()
 
     # ---- the trial thread ------------------------------------------------------------
     def _trial_loop(self) -> None:
@@ -423,8 +441,6 @@ class TrialWorker:
             self._run_trial(run)
 
     def _run_trial(self, run: _Run) -> None:
-        import ray.cloudpickle as cloudpickle
-
         spec = run.spec
         run.start_time = run.last_time = time.time()
         self._emit(protocol.Started(run.trial_id, run.start_time, *self._identity))
@@ -498,6 +514,8 @@ class TrialWorker:
                 return
             end = protocol.Ended("paused" if how == _PAUSE else "stopped", run.trial_id)
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, none is lost
+            import ray.cloudpickle as cloudpickle  # only here, not on every trial
+
             try:
                 blob = cloudpickle.dumps(exc)
             except Exception:  # noqa: BLE001 - unpicklable exceptions still report their text
@@ -516,9 +534,10 @@ class TrialWorker:
             self._seal_results()
             self._out.append(protocol.encode_event(end))
             self._run = None
-            if self._queue:
-                self._linger()  # the next trial starts at once
-            self._cond.notify_all()
+            if self._queue:  # the next trial starts at once
+                self._linger_on()
+            else:
+                self._cond.notify_all()
 
     def _open_output(self, run: _Run) -> TrialOutput:
         """Start copying what the process prints into the trial's log files."""
@@ -825,7 +844,9 @@ def _enter_trial_dir(spec: Dict[str, Any], local_dir: str) -> Optional[str]:
     is, as with 0); where to go back to."""
     if spec.get("trial_dir_on_demand"):
         return enter_trial_dir(local_dir, "0")  # it sets TUNE_ORIG_WORKING_DIR all the same
-    return enter_trial_dir(local_dir, spec.get("chdir_to_trial_dir", os.environ.get(RAY_CHDIR_TO_TRIAL_DIR)))
+    # Not spec.get(key, os.environ.get(...)): that reads the environment even when the spec has the key.
+    setting = spec["chdir_to_trial_dir"] if "chdir_to_trial_dir" in spec else os.environ.get(RAY_CHDIR_TO_TRIAL_DIR)
+    return enter_trial_dir(local_dir, setting)
 
 
 def _cleanup_quietly(instance: Trainable) -> None:

@@ -153,6 +153,25 @@ def test_the_drivers_setting_in_the_spec_wins_over_the_workers(tmp_path, monkeyp
     assert results(events) == [{"cwd": str(tmp_path / "trial")}]
 
 
+def test_the_drivers_setting_in_the_spec_spares_the_worker_its_environment_lookup(tmp_path, monkeypatch,
+                                                                                 orig_working_dir_unset):
+    """A setting in the spec is used as it is: the worker's RAY_CHDIR_TO_TRIAL_DIR is not
+    looked up for it (a lookup per trial was a share of a short trial's worker time)."""
+    looked_up = []
+
+    class WatchedEnviron(dict):
+        def get(self, key, default=None):
+            looked_up.append(key)
+            return super().get(key, default)
+
+    monkeypatch.setattr(os, "environ", WatchedEnviron(os.environ))
+    events = _run_one(_reports_cwd, str(tmp_path / "trial"), chdir_to_trial_dir="1")
+    assert results(events) == [{"cwd": str(tmp_path / "trial")}]
+    assert "RAY_CHDIR_TO_TRIAL_DIR" not in looked_up
+    events = _run_one(_reports_cwd, str(tmp_path / "other"))  # no setting in the spec: the worker's own
+    assert results(events) == [{"cwd": str(tmp_path / "other")}] and "RAY_CHDIR_TO_TRIAL_DIR" in looked_up
+
+
 def test_a_setting_that_is_not_an_integer_fails_the_trial_naming_the_variable(tmp_path, orig_working_dir_unset):
     events = _run_one(_reports_cwd, str(tmp_path / "trial"), chdir_to_trial_dir="no")
     assert events[-1][0] == "error"
