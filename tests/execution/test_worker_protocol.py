@@ -607,3 +607,38 @@ def test_a_reply_does_not_wake_a_trial_waiting_at_its_decision_point():
         events = _run_until(worker, _commands(*commands, ["start", _spec(f"t{n}", decide=["at", [1]])]), answer=stop)
         assert [e[0] for e in events if e[0] != "results"] == ["started", "decide", "stopped"]
     assert needless_wakes == []
+
+
+def test_a_poll_that_ends_one_trial_and_starts_the_next_is_woken_once(monkeypatch):
+    """Commands that stop the trial at its decision point and start the next one leave the
+    thread going on by itself: the poll lingers from then on, so the trial's end does not
+    wake it only for it to linger (one wake, at the next decision point, per such poll)."""
+    import threading
+
+    monkeypatch.setattr(_worker, "_LINGER_S", 60.0)  # a loaded machine cannot run the linger out
+    wakes, workers = [], []
+
+    class CountingCondition(threading.Condition):
+        def notify_all(self):
+            worker = workers[0] if workers else None
+            if threading.current_thread().name == "fasttune-trial" and worker is not None and worker._poller_waiting:
+                wakes.append(worker._run.trial_id if worker._run is not None else None)
+            super().notify_all()
+
+    def fn(config):
+        tune.report({"i": 0})
+
+    worker = TrialWorker()
+    worker._cond.__class__ = CountingCondition  # the same lock and waiters, with notify_all counted
+    workers.append(worker)
+    events = msgpack.unpackb(worker.poll(_commands(_install(fn), ["start", _spec("t0", decide=["at", [1]])])), raw=False)
+    while events[-1][0] != "decide":
+        events += msgpack.unpackb(worker.poll(b""), raw=False)
+    for n in range(1, 4):
+        del wakes[:]
+        reply = msgpack.unpackb(worker.poll(_commands(["stop", f"t{n - 1}"], ["start", _spec(f"t{n}", decide=["at", [1]])])),
+                                raw=False)
+        assert [e[0] for e in reply if e[0] != "results"] == ["stopped", "started", "decide"]
+        assert wakes == [f"t{n}"]  # its decision point only
+    reply = msgpack.unpackb(worker.poll(_commands(["stop", "t3"])), raw=False)
+    assert [e[0] for e in reply] == ["stopped"]
