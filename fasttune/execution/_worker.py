@@ -66,6 +66,10 @@ MAX_UNSENT_RESULTS = 8192
 # and "decide" of a short run segment instead of one round trip each.
 _LINGER_S = 0.005
 
+# A worker's own RAY_CHDIR_TO_TRIAL_DIR is looked up at each trial unless its environment is fixed.
+_LOOKED_UP_EACH_TRIAL = object()
+_NO_TIMES = array("d")  # copied by slicing: array("d") costs an audit event each time
+
 _CONTINUE, _STOP, _PAUSE, _RESET = protocol.CONTINUE, protocol.STOP, protocol.PAUSE, protocol.ResetTrial.kind
 
 
@@ -163,7 +167,7 @@ class _Run:
         self.trial_id: str = spec["trial_id"]
         self.spec = spec
         self.packed: List[bytes] = []
-        self.times = array("d")
+        self.times = _NO_TIMES[:]
         self.checkpoints: Dict[int, str] = {}
         self.tokens: Dict[str, str] = {}  # checkpoint name -> its upload's token (in storage), until sent
         self.taken = 0  # results handed to the driver so far in this run
@@ -198,9 +202,16 @@ class _Run:
 
 
 class TrialWorker:
-    """Runs trials handed to it by the driver; see the module docstring for the protocol."""
+    """Runs trials handed to it by the driver; see the module docstring for the protocol.
 
-    def __init__(self, storage: Any = None) -> None:
+    ``environment_fixed``: nothing changes this process's environment once it started (a
+    Ray actor's), so its ``RAY_CHDIR_TO_TRIAL_DIR`` is read once, not at each trial (a
+    worker made in-process, as in tests, reads it at each trial).
+    """
+
+    def __init__(self, storage: Any = None, environment_fixed: bool = False) -> None:
+        self._own_chdir_setting: Any = (os.environ.get(RAY_CHDIR_TO_TRIAL_DIR) if environment_fixed
+                                        else _LOOKED_UP_EACH_TRIAL)
         # Where checkpoints go: the trial directory, or the experiment's storage.
         self._places = checkpoint_places(storage)
         self._cond = threading.Condition()
@@ -484,7 +495,7 @@ class TrialWorker:
             if trial_dir:
                 if not spec.get("trial_dir_on_demand"):
                     make_trial_dir(trial_dir)
-                self._cwd_back = _enter_trial_dir(spec, trial_dir)
+                self._cwd_back = _enter_trial_dir(spec, trial_dir, self._own_chdir_setting)
             if run.log_files:
                 self._output = self._open_output(run)
             trainable = self._trainables[spec["trainable"]]
@@ -580,7 +591,7 @@ class TrialWorker:
                 # In storage the node's copy went when its segment ended.
                 if not owner.spec.get("trial_dir_on_demand"):
                     make_trial_dir(local)
-                back = _enter_trial_dir(owner.spec, local)
+                back = _enter_trial_dir(owner.spec, local, self._own_chdir_setting)
             if owner.log_files:
                 self._output = self._open_output(owner)
         except Exception:  # noqa: BLE001 - its directory or files cannot be opened again: the cleanup still runs
@@ -790,7 +801,7 @@ class TrialWorkerActor:
     """
 
     def __init__(self, storage: Any = None) -> None:
-        self.worker = TrialWorker(storage)
+        self.worker = TrialWorker(storage, environment_fixed=True)  # a Ray actor's process
 
     def ping(self) -> int:
         return self.worker.ping()
@@ -837,15 +848,20 @@ def _ray_node_id() -> str:
         return ""
 
 
-def _enter_trial_dir(spec: Dict[str, Any], local_dir: str) -> Optional[str]:
+def _enter_trial_dir(spec: Dict[str, Any], local_dir: str, own_setting: Any) -> Optional[str]:
     """Move into the trial's directory on this node unless ``RAY_CHDIR_TO_TRIAL_DIR`` (the
-    driver's, carried in the spec, else this process's) is 0, or the directory is made
-    only on demand (``RunConfig(results_store="experiment")``: trials stay where the worker
-    is, as with 0); where to go back to."""
+    driver's, carried in the spec, else this process's: ``own_setting``, or looked up now
+    if it is ``_LOOKED_UP_EACH_TRIAL``) is 0, or the directory is made only on demand
+    (``RunConfig(results_store="experiment")``: trials stay where the worker is, as with 0);
+    where to go back to."""
     if spec.get("trial_dir_on_demand"):
         return enter_trial_dir(local_dir, "0")  # it sets TUNE_ORIG_WORKING_DIR all the same
-    # Not spec.get(key, os.environ.get(...)): that reads the environment even when the spec has the key.
-    setting = spec["chdir_to_trial_dir"] if "chdir_to_trial_dir" in spec else os.environ.get(RAY_CHDIR_TO_TRIAL_DIR)
+    if "chdir_to_trial_dir" in spec:  # not spec.get(key, os.environ.get(...)), which looks it up all the same
+        setting = spec["chdir_to_trial_dir"]
+    elif own_setting is _LOOKED_UP_EACH_TRIAL:
+        setting = os.environ.get(RAY_CHDIR_TO_TRIAL_DIR)
+    else:
+        setting = own_setting
     return enter_trial_dir(local_dir, setting)
 
 
