@@ -578,29 +578,44 @@ def test_each_trial_on_an_attribute_form_starts_with_no_value_passed():
     assert seen == [("a", 1), ("a", 3), ("b", 1), ("b", 3), ("c", 2), ("d", 4)]
 
 
+def _worker_watching_wakes(watch):
+    """A TrialWorker whose condition calls ``watch(worker)`` at each notify_all (the same
+    lock and waiters): who wakes whom, and when."""
+    import threading
+
+    watched = []
+
+    class WatchedCondition(threading.Condition):
+        def notify_all(self):
+            if watched:
+                watch(watched[0])
+            super().notify_all()
+
+    worker = TrialWorker()
+    worker._cond.__class__ = WatchedCondition
+    watched.append(worker)
+    return worker
+
+
 def test_a_reply_does_not_wake_a_trial_waiting_at_its_decision_point():
     """The trial thread waits for the driver's answer; the poll's reply (its Decide) must
     not wake it for nothing (each wake is a thread switch and a GIL handoff)."""
     import threading
 
-    needless_wakes, workers = [], []
+    needless_wakes = []
 
-    class CountingCondition(threading.Condition):
-        def notify_all(self):
-            # Another thread holds the lock while the trial waits at its decision point: a
-            # notify wakes it, and for nothing while no decision has come.
-            run = workers[0]._run if workers else None
-            if threading.current_thread().name != "fasttune-trial" and run is not None and run.awaiting \
-                    and run.decision is None:
-                needless_wakes.append(run.trial_id)
-            super().notify_all()
+    def watch(worker):
+        # Another thread holds the lock while the trial waits at its decision point: a
+        # notify wakes it, and for nothing while no decision has come.
+        run = worker._run
+        if threading.current_thread().name != "fasttune-trial" and run is not None and run.awaiting \
+                and run.decision is None:
+            needless_wakes.append(run.trial_id)
 
     def fn(config):
         tune.report({"i": 0})
 
-    worker = TrialWorker()
-    worker._cond.__class__ = CountingCondition  # the same lock and waiters, with notify_all counted
-    workers.append(worker)
+    worker = _worker_watching_wakes(watch)
     stop = lambda event: ["stop", event[1]]  # noqa: E731
     for n in range(3):
         commands = [_install(fn)] if n == 0 else []
@@ -616,21 +631,16 @@ def test_a_poll_that_ends_one_trial_and_starts_the_next_is_woken_once(monkeypatc
     import threading
 
     monkeypatch.setattr(_worker, "_LINGER_S", 60.0)  # a loaded machine cannot run the linger out
-    wakes, workers = [], []
+    wakes = []
 
-    class CountingCondition(threading.Condition):
-        def notify_all(self):
-            worker = workers[0] if workers else None
-            if threading.current_thread().name == "fasttune-trial" and worker is not None and worker._poller_waiting:
-                wakes.append(worker._run.trial_id if worker._run is not None else None)
-            super().notify_all()
+    def watch(worker):  # the trial thread wakes the waiting poll
+        if threading.current_thread().name == "fasttune-trial" and worker._poller_waiting:
+            wakes.append(worker._run.trial_id if worker._run is not None else None)
 
     def fn(config):
         tune.report({"i": 0})
 
-    worker = TrialWorker()
-    worker._cond.__class__ = CountingCondition  # the same lock and waiters, with notify_all counted
-    workers.append(worker)
+    worker = _worker_watching_wakes(watch)
     events = msgpack.unpackb(worker.poll(_commands(_install(fn), ["start", _spec("t0", decide=["at", [1]])])), raw=False)
     while events[-1][0] != "decide":
         events += msgpack.unpackb(worker.poll(b""), raw=False)
