@@ -63,7 +63,9 @@ MAX_UNSENT_RESULTS = 8192
 # After an event the trial thread goes on from by itself (a trial started, or ended with
 # the next one queued), a poll waits up to this long for the thread to block at a
 # decision point or run out of work, so one reply carries "paused", "started", results
-# and "decide" of a short run segment instead of one round trip each.
+# and "decide" of a short run segment instead of one round trip each.  (A poll whose
+# commands set the thread going lingers from then on; the thread's first event starts
+# the linger anew, so a slow end or start still goes with what follows it.)
 _LINGER_S = 0.005
 
 # A worker's own RAY_CHDIR_TO_TRIAL_DIR is looked up at each trial unless its environment is fixed.
@@ -220,6 +222,7 @@ class TrialWorker:
         self._run: Optional[_Run] = None
         self._poller_waiting = False
         self._linger_until: Optional[float] = None
+        self._linger_ahead = False  # the linger was set by a poll's commands, ahead of the thread's event
         self._trainables: Dict[str, Any] = {}
         self._wrapped: Dict[str, Any] = {}
         # (trainable name, live Trainable, its trial's output files or None) kept for reuse
@@ -265,10 +268,11 @@ class TrialWorker:
         with self._cond:
             if commands:
                 self._apply(protocol.decode_commands(commands))
-                if self._goes_on_by_itself():
-                    # The poll lingers from now, as it would from the thread's next event: it
+                if self._linger_until is None and self._goes_on_by_itself():
+                    # The poll lingers from now, as it will from the thread's next event: it
                     # waits timed at once instead of being woken again to start lingering.
-                    self._linger()
+                    self._linger_until = time.monotonic() + _LINGER_S
+                    self._linger_ahead = True
                 self._cond.notify_all()  # a queued trial or an answered decision may go on
             self._poller_waiting = True
 
@@ -302,6 +306,7 @@ class TrialWorker:
                     self._cond.wait()  # lingered out with nothing to say: wait for news
             self._poller_waiting = False
             self._linger_until = None
+            self._linger_ahead = False
             self._seal_results()
             reply, self._out = self._out, []
             run = self._run
@@ -396,8 +401,9 @@ class TrialWorker:
         return until is None or time.monotonic() >= until
 
     def _linger(self) -> None:
-        if self._linger_until is None:
+        if self._linger_until is None or self._linger_ahead:  # from this event, as without one set ahead
             self._linger_until = time.monotonic() + _LINGER_S
+            self._linger_ahead = False
 
     def _has_unsent(self) -> bool:
         run = self._run

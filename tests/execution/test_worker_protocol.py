@@ -578,9 +578,9 @@ def test_each_trial_on_an_attribute_form_starts_with_no_value_passed():
     assert seen == [("a", 1), ("a", 3), ("b", 1), ("b", 3), ("c", 2), ("d", 4)]
 
 
-def _worker_watching_wakes(watch):
-    """A TrialWorker whose condition calls ``watch(worker)`` at each notify_all (the same
-    lock and waiters): who wakes whom, and when."""
+def _worker_watching_wakes(watch, watch_waits=None):
+    """A TrialWorker whose condition calls ``watch(worker)`` at each notify_all, and
+    ``watch_waits(worker)`` at each wait (the same lock and waiters): who wakes whom, when."""
     import threading
 
     watched = []
@@ -590,6 +590,11 @@ def _worker_watching_wakes(watch):
             if watched:
                 watch(watched[0])
             super().notify_all()
+
+        def wait(self, timeout=None):
+            if watched and watch_waits is not None:
+                watch_waits(watched[0])
+            return super().wait(timeout)
 
     worker = TrialWorker()
     worker._cond.__class__ = WatchedCondition
@@ -652,3 +657,43 @@ def test_a_poll_that_ends_one_trial_and_starts_the_next_is_woken_once(monkeypatc
         assert wakes == [f"t{n}"]  # its decision point only
     reply = msgpack.unpackb(worker.poll(_commands(["stop", "t3"])), raw=False)
     assert [e[0] for e in reply] == ["stopped"]
+
+
+def test_a_trial_end_slower_than_the_linger_still_goes_with_the_next_trials_start_and_decision(monkeypatch):
+    """A poll set lingering by its commands lingers anew from the thread's first event: a
+    trial whose end takes longer than the linger (a checkpoint's upload, say) still sends
+    its end with the next trial's start and decision, in one reply, as without it."""
+    import threading
+
+    now = [1000.0]
+    monkeypatch.setattr(_worker.time, "monotonic", lambda: now[0])  # the worker's clock moves only here
+    monkeypatch.setattr(_worker, "_LINGER_S", 5.0)
+    ended, poll_looked = [], threading.Event()  # the poll looked at the end before the next trial starts
+
+    def watch_waits(worker):
+        if threading.current_thread().name != "fasttune-trial" and ended:
+            poll_looked.set()  # it waits on after the end (it would have replied with the end alone)
+
+    def fn(config):
+        tune.report({"i": 0})
+
+    worker = _worker_watching_wakes(lambda worker: None, watch_waits)
+    leave, emit = worker._leave_trial, worker._emit
+
+    def slow_leave():  # the trial's end takes 10 s by the worker's clock
+        now[0] += 10.0
+        ended.append(True)
+        leave()
+
+    def emit_once_looked(event):
+        if type(event) is _worker.protocol.Started and event.trial_id == "t1":
+            assert poll_looked.wait(30)
+        emit(event)
+
+    worker._leave_trial, worker._emit = slow_leave, emit_once_looked
+    events = msgpack.unpackb(worker.poll(_commands(_install(fn), ["start", _spec("t0", decide=["at", [1]])])), raw=False)
+    while events[-1][0] != "decide":
+        events += msgpack.unpackb(worker.poll(b""), raw=False)
+    reply = msgpack.unpackb(worker.poll(_commands(["stop", "t0"], ["start", _spec("t1", decide=["at", [1]])])), raw=False)
+    poll_looked.set()  # a reply with the end alone came back: let the next trial go on
+    assert [e[0] for e in reply if e[0] != "results"] == ["stopped", "started", "decide"]
