@@ -52,6 +52,7 @@ HANDSHAKE_S = 2.0  # a connecting worker sends its secret at once; a silent peer
 SEND_TIMEOUT_S = 10.0  # a worker that takes none of a frame this long is left to Ray
 POLL = b"P"  # a frame from the driver: a poll's commands
 INTERRUPT = b"I"  # a frame from the driver: commands to apply at once (stop, pause)
+_READ_AHEAD = 1 << 16  # read_frame with a pending buffer takes up to this much a recv
 
 
 def send_frame(sock: socket.socket, data: bytes, timeout: Optional[float] = None) -> None:
@@ -101,14 +102,53 @@ def _read_exactly(sock: socket.socket, size: int) -> Optional[bytes]:
     return b"".join(chunks)
 
 
-def read_frame(sock: socket.socket) -> Optional[bytes]:
+def read_frame(sock: socket.socket, pending: Optional[bytearray] = None) -> Optional[bytes]:
     """The next frame, blocking until it is whole; None once the peer closed (or died)
-    before a whole one.  (The worker's end reads so; the driver uses ``FrameReader``.)"""
-    header = _read_exactly(sock, _HEADER.size)
-    if header is None:
-        return None
-    size, = _HEADER.unpack(header)
-    return _read_exactly(sock, size) if size else b""
+    before a whole one.  (The worker's end reads so; the driver uses ``FrameReader``.)
+
+    With ``pending`` (a bytearray kept from call to call for the socket), each read takes
+    what has arrived, up to ``_READ_AHEAD`` bytes: a frame that came whole costs one
+    ``recv``, not one for its header and one for the rest, and bytes past it wait in
+    ``pending`` for the next call.
+
+    Example:
+        >>> left, right = socket.socketpair()
+        >>> left.sendall(_HEADER.pack(2) + b"ab" + _HEADER.pack(1) + b"c")
+        >>> pending = bytearray()
+        >>> read_frame(right, pending), pending
+        (b'ab', bytearray(b'\\x01\\x00\\x00\\x00c'))
+        >>> read_frame(right, pending), pending
+        (b'c', bytearray(b''))
+        >>> left.close(); read_frame(right, pending) is None
+        True
+        >>> right.close()
+    """
+    if pending is None:
+        header = _read_exactly(sock, _HEADER.size)
+        if header is None:
+            return None
+        size, = _HEADER.unpack(header)
+        return _read_exactly(sock, size) if size else b""
+    while True:
+        if len(pending) >= _HEADER.size:
+            end = _HEADER.size + _HEADER.unpack_from(pending)[0]
+            if len(pending) >= end:
+                frame = bytes(pending[_HEADER.size:end])
+                del pending[:end]
+                return frame
+            if end - len(pending) > _READ_AHEAD:  # a large frame: its rest is read as it is
+                rest = _read_exactly(sock, end - len(pending))
+                if rest is None:
+                    return None
+                frame = bytes(pending[_HEADER.size:]) + rest
+                pending.clear()
+                return frame
+        chunk = sock.recv(_READ_AHEAD)
+        if not chunk:
+            return None
+        if not pending and len(chunk) >= _HEADER.size and _HEADER.unpack_from(chunk)[0] == len(chunk) - _HEADER.size:
+            return chunk[_HEADER.size:]  # one whole frame, as a poll nearly always comes: not buffered
+        pending += chunk
 
 
 class FrameReader:
@@ -370,9 +410,10 @@ def serve(sock: socket.socket, take_commands: Callable[[bytes], None], next_repl
             end()
 
     def read() -> None:
+        pending = bytearray()
         try:
             while True:
-                frame = read_frame(sock)
+                frame = read_frame(sock, pending)
                 if frame is None:
                     return
                 kind, commands = frame[:1], frame[1:]

@@ -63,8 +63,14 @@ MAX_UNSENT_RESULTS = 8192
 # After an event the trial thread goes on from by itself (a trial started, or ended with
 # the next one queued), a poll waits up to this long for the thread to block at a
 # decision point or run out of work, so one reply carries "paused", "started", results
-# and "decide" of a short run segment instead of one round trip each.
+# and "decide" of a short run segment instead of one round trip each.  (A poll whose
+# commands set the thread going lingers from then on; the thread's first event starts
+# the linger anew, so a slow end or start still goes with what follows it.)
 _LINGER_S = 0.005
+
+# A worker's own RAY_CHDIR_TO_TRIAL_DIR is looked up at each trial unless its environment is fixed.
+_LOOKED_UP_EACH_TRIAL = object()
+_NO_TIMES = array("d")  # copied by slicing: array("d") costs an audit event each time
 
 _CONTINUE, _STOP, _PAUSE, _RESET = protocol.CONTINUE, protocol.STOP, protocol.PAUSE, protocol.ResetTrial.kind
 
@@ -163,7 +169,7 @@ class _Run:
         self.trial_id: str = spec["trial_id"]
         self.spec = spec
         self.packed: List[bytes] = []
-        self.times = array("d")
+        self.times = _NO_TIMES[:]
         self.checkpoints: Dict[int, str] = {}
         self.tokens: Dict[str, str] = {}  # checkpoint name -> its upload's token (in storage), until sent
         self.taken = 0  # results handed to the driver so far in this run
@@ -198,9 +204,16 @@ class _Run:
 
 
 class TrialWorker:
-    """Runs trials handed to it by the driver; see the module docstring for the protocol."""
+    """Runs trials handed to it by the driver; see the module docstring for the protocol.
 
-    def __init__(self, storage: Any = None) -> None:
+    ``environment_fixed``: nothing changes this process's environment once it started (a
+    Ray actor's), so its ``RAY_CHDIR_TO_TRIAL_DIR`` is read once, not at each trial (a
+    worker made in-process, as in tests, reads it at each trial).
+    """
+
+    def __init__(self, storage: Any = None, environment_fixed: bool = False) -> None:
+        self._own_chdir_setting: Any = (os.environ.get(RAY_CHDIR_TO_TRIAL_DIR) if environment_fixed
+                                        else _LOOKED_UP_EACH_TRIAL)
         # Where checkpoints go: the trial directory, or the experiment's storage.
         self._places = checkpoint_places(storage)
         self._cond = threading.Condition()
@@ -209,6 +222,7 @@ class TrialWorker:
         self._run: Optional[_Run] = None
         self._poller_waiting = False
         self._linger_until: Optional[float] = None
+        self._linger_ahead = False  # the linger was set by a poll's commands, ahead of the thread's event
         self._trainables: Dict[str, Any] = {}
         self._wrapped: Dict[str, Any] = {}
         # (trainable name, live Trainable, its trial's output files or None) kept for reuse
@@ -254,8 +268,23 @@ class TrialWorker:
         with self._cond:
             if commands:
                 self._apply(protocol.decode_commands(commands))
+                if self._linger_until is None and self._goes_on_by_itself():
+                    # The poll lingers from now, as it will from the thread's next event: it
+                    # waits timed at once instead of being woken again to start lingering.
+                    self._linger_until = time.monotonic() + _LINGER_S
+                    self._linger_ahead = True
                 self._cond.notify_all()  # a queued trial or an answered decision may go on
             self._poller_waiting = True
+
+    def _goes_on_by_itself(self) -> bool:
+        """Whether the trial thread, as the commands just applied leave it, starts a trial
+        or ends one and starts the next without waiting for the driver (when it lingers)."""
+        run = self._run
+        if run is None:
+            return bool(self._queue)
+        decision = run.decision
+        return (run.awaiting and decision is not None and decision != _CONTINUE
+                and (decision == _RESET or bool(self._queue)))
 
     def _next_reply(self) -> bytes:
         """A poll's second half: wait for something to say, and say it."""
@@ -277,6 +306,7 @@ class TrialWorker:
                     self._cond.wait()  # lingered out with nothing to say: wait for news
             self._poller_waiting = False
             self._linger_until = None
+            self._linger_ahead = False
             self._seal_results()
             reply, self._out = self._out, []
             run = self._run
@@ -304,8 +334,6 @@ class TrialWorker:
 
     # ---- command handling (caller holds the condition) -----------------------------
     def _apply(self, commands: List[Any]) -> None:
-        import ray.cloudpickle as cloudpickle
-
         for command in commands:
             if isinstance(command, protocol.StartTrial):
                 self._queue.append(command.spec)
@@ -319,9 +347,11 @@ class TrialWorker:
                 # Otherwise the trial is no longer at the decision point (an interrupt
                 # ended it first): the end event already told the driver.
             else:
-                self._load_trainable(command, cloudpickle)
+                self._load_trainable(command)
 
-    def _load_trainable(self, command: protocol.LoadTrainable, cloudpickle: Any) -> None:
+    def _load_trainable(self, command: protocol.LoadTrainable) -> None:
+        import ray.cloudpickle as cloudpickle  # here, not in _apply: an import statement runs on every poll
+
         from fasttune.registry import install_env_creators
 
         # Modules the driver imported from its own paths (a script's helpers, a test
@@ -371,8 +401,9 @@ class TrialWorker:
         return until is None or time.monotonic() >= until
 
     def _linger(self) -> None:
-        if self._linger_until is None:
+        if self._linger_until is None or self._linger_ahead:  # from this event, as without one set ahead
             self._linger_until = time.monotonic() + _LINGER_S
+            self._linger_ahead = False
 
     def _has_unsent(self) -> bool:
         run = self._run
@@ -405,12 +436,16 @@ class TrialWorker:
         with self._cond:
             self._seal_results()
             self._out.append(protocol.encode_event(event))
-            # A poll in a timed linger wakes by itself at its deadline or when the thread
-            # waits; one waiting untimed (no linger, or lingered out) is woken.
-            wake = self._poller_would_return()
-            self._linger()
-            if wake:
-                self._cond.notify_all()
+            self._linger_on()
+
+    def _linger_on(self) -> None:
+        """The trial thread goes on by itself after an event (caller holds the condition):
+        a poll lingers.  One in a timed linger wakes by itself at its deadline or when the
+        thread waits; one waiting untimed (no linger, or lingered out) is woken."""
+        wake = self._poller_would_return()
+        self._linger()
+        if wake:
+            self._cond.notify_all()
 
     # ---- the trial thread ------------------------------------------------------------
     def _trial_loop(self) -> None:
@@ -423,8 +458,6 @@ class TrialWorker:
             self._run_trial(run)
 
     def _run_trial(self, run: _Run) -> None:
-        import ray.cloudpickle as cloudpickle
-
         spec = run.spec
         run.start_time = run.last_time = time.time()
         self._emit(protocol.Started(run.trial_id, run.start_time, *self._identity))
@@ -468,7 +501,7 @@ class TrialWorker:
             if trial_dir:
                 if not spec.get("trial_dir_on_demand"):
                     make_trial_dir(trial_dir)
-                self._cwd_back = _enter_trial_dir(spec, trial_dir)
+                self._cwd_back = _enter_trial_dir(spec, trial_dir, self._own_chdir_setting)
             if run.log_files:
                 self._output = self._open_output(run)
             trainable = self._trainables[spec["trainable"]]
@@ -498,6 +531,8 @@ class TrialWorker:
                 return
             end = protocol.Ended("paused" if how == _PAUSE else "stopped", run.trial_id)
         except BaseException as exc:  # noqa: BLE001 - every failure is reported, none is lost
+            import ray.cloudpickle as cloudpickle  # only here, not on every trial
+
             try:
                 blob = cloudpickle.dumps(exc)
             except Exception:  # noqa: BLE001 - unpicklable exceptions still report their text
@@ -516,9 +551,10 @@ class TrialWorker:
             self._seal_results()
             self._out.append(protocol.encode_event(end))
             self._run = None
-            if self._queue:
-                self._linger()  # the next trial starts at once
-            self._cond.notify_all()
+            if self._queue:  # the next trial starts at once
+                self._linger_on()
+            else:
+                self._cond.notify_all()
 
     def _open_output(self, run: _Run) -> TrialOutput:
         """Start copying what the process prints into the trial's log files."""
@@ -561,7 +597,7 @@ class TrialWorker:
                 # In storage the node's copy went when its segment ended.
                 if not owner.spec.get("trial_dir_on_demand"):
                     make_trial_dir(local)
-                back = _enter_trial_dir(owner.spec, local)
+                back = _enter_trial_dir(owner.spec, local, self._own_chdir_setting)
             if owner.log_files:
                 self._output = self._open_output(owner)
         except Exception:  # noqa: BLE001 - its directory or files cannot be opened again: the cleanup still runs
@@ -771,7 +807,7 @@ class TrialWorkerActor:
     """
 
     def __init__(self, storage: Any = None) -> None:
-        self.worker = TrialWorker(storage)
+        self.worker = TrialWorker(storage, environment_fixed=True)  # a Ray actor's process
 
     def ping(self) -> int:
         return self.worker.ping()
@@ -818,14 +854,21 @@ def _ray_node_id() -> str:
         return ""
 
 
-def _enter_trial_dir(spec: Dict[str, Any], local_dir: str) -> Optional[str]:
+def _enter_trial_dir(spec: Dict[str, Any], local_dir: str, own_setting: Any) -> Optional[str]:
     """Move into the trial's directory on this node unless ``RAY_CHDIR_TO_TRIAL_DIR`` (the
-    driver's, carried in the spec, else this process's) is 0, or the directory is made
-    only on demand (``RunConfig(results_store="experiment")``: trials stay where the worker
-    is, as with 0); where to go back to."""
+    driver's, carried in the spec, else this process's: ``own_setting``, or looked up now
+    if it is ``_LOOKED_UP_EACH_TRIAL``) is 0, or the directory is made only on demand
+    (``RunConfig(results_store="experiment")``: trials stay where the worker is, as with 0);
+    where to go back to."""
     if spec.get("trial_dir_on_demand"):
         return enter_trial_dir(local_dir, "0")  # it sets TUNE_ORIG_WORKING_DIR all the same
-    return enter_trial_dir(local_dir, spec.get("chdir_to_trial_dir", os.environ.get(RAY_CHDIR_TO_TRIAL_DIR)))
+    if "chdir_to_trial_dir" in spec:  # not spec.get(key, os.environ.get(...)), which looks it up all the same
+        setting = spec["chdir_to_trial_dir"]
+    elif own_setting is _LOOKED_UP_EACH_TRIAL:
+        setting = os.environ.get(RAY_CHDIR_TO_TRIAL_DIR)
+    else:
+        setting = own_setting
+    return enter_trial_dir(local_dir, setting)
 
 
 def _cleanup_quietly(instance: Trainable) -> None:

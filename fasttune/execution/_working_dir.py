@@ -80,7 +80,8 @@ def enter_trial_dir(directory: str, setting: Optional[str]) -> Optional[str]:
     """Move the process into ``directory`` unless ``setting`` (``RAY_CHDIR_TO_TRIAL_DIR``'s
     value) says not to; the directory to go back to, or None when it did not move."""
     here = os.getcwd()
-    os.environ.setdefault(ORIG_WORKING_DIR_ENV_VAR, here)
+    if ORIG_WORKING_DIR_ENV_VAR not in os.environ:  # one lookup: os.environ.setdefault makes two
+        os.environ[ORIG_WORKING_DIR_ENV_VAR] = here
     if not chdir_to_trial_dir(setting):
         return None
     os.chdir(directory)

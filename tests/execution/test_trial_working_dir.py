@@ -8,7 +8,7 @@ import os
 import pytest
 
 import fasttune as tune
-from fasttune.execution._worker import TrialWorker
+from fasttune.execution._worker import TrialWorker, TrialWorkerActor
 from fasttune.execution._working_dir import chdir_to_trial_dir, make_trial_dir
 from fasttune_testing import commands, install, results, run_until, spec
 
@@ -151,6 +151,41 @@ def test_the_drivers_setting_in_the_spec_wins_over_the_workers(tmp_path, monkeyp
     monkeypatch.setenv("RAY_CHDIR_TO_TRIAL_DIR", "0")
     events = _run_one(_reports_cwd, str(tmp_path / "trial"), chdir_to_trial_dir="1")
     assert results(events) == [{"cwd": str(tmp_path / "trial")}]
+
+
+def test_the_drivers_setting_in_the_spec_spares_the_worker_its_environment_lookup(tmp_path, monkeypatch,
+                                                                                 orig_working_dir_unset):
+    """A setting in the spec is used as it is: the worker's RAY_CHDIR_TO_TRIAL_DIR is not
+    looked up for it (a lookup per trial was a share of a short trial's worker time)."""
+    looked_up = []
+
+    class WatchedEnviron(dict):
+        def get(self, key, default=None):
+            looked_up.append(key)
+            return super().get(key, default)
+
+    monkeypatch.setattr(os, "environ", WatchedEnviron(os.environ))
+    events = _run_one(_reports_cwd, str(tmp_path / "trial"), chdir_to_trial_dir="1")
+    assert results(events) == [{"cwd": str(tmp_path / "trial")}]
+    assert "RAY_CHDIR_TO_TRIAL_DIR" not in looked_up
+    events = _run_one(_reports_cwd, str(tmp_path / "other"))  # no setting in the spec: the worker's own
+    assert results(events) == [{"cwd": str(tmp_path / "other")}] and "RAY_CHDIR_TO_TRIAL_DIR" in looked_up
+
+
+def test_a_pooled_worker_reads_its_own_setting_once_when_it_starts(tmp_path, monkeypatch, orig_working_dir_unset):
+    """A Ray actor's environment is fixed when its process starts, so the pooled worker
+    (TrialWorkerActor) reads its RAY_CHDIR_TO_TRIAL_DIR then, not at each trial; a worker
+    made in-process reads it at each trial (tests change it)."""
+    monkeypatch.setenv("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    monkeypatch.chdir(tmp_path)
+    pooled, in_process = TrialWorkerActor(), TrialWorker()
+    monkeypatch.delenv("RAY_CHDIR_TO_TRIAL_DIR")
+    first = commands(install(_reports_cwd, "fn"), ["start", spec("t1", "fn", str(tmp_path / "pooled"))])
+    assert results(run_until(pooled, first)) == [{"cwd": str(tmp_path)}]  # 0, as when it started
+    first = commands(install(_reports_cwd, "fn"), ["start", spec("t1", "fn", str(tmp_path / "in-process"))])
+    assert results(run_until(in_process, first)) == [{"cwd": str(tmp_path / "in-process")}]  # unset now
+    events = run_until(pooled, commands(["start", spec("t2", "fn", str(tmp_path / "told"), chdir_to_trial_dir="1")]))
+    assert results(events) == [{"cwd": str(tmp_path / "told")}]  # the driver's setting still wins
 
 
 def test_a_setting_that_is_not_an_integer_fails_the_trial_naming_the_variable(tmp_path, orig_working_dir_unset):

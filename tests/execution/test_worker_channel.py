@@ -73,6 +73,39 @@ def test_frames_arrive_whole_whatever_their_size():
     right.close()
 
 
+def test_frames_read_ahead_arrive_whole_and_in_order_however_the_bytes_are_cut():
+    """With a pending buffer each recv takes what has arrived: frames that came together,
+    a header cut in two, a frame larger than one read ahead, and a close mid-frame."""
+    big = bytes(range(256)) * ((channel._READ_AHEAD >> 8) + 3)  # past one read ahead
+    frames = [b"a", b"", b"bc" * 10, big, b"z"]
+    stream = b"".join(len(f).to_bytes(4, "little") + f for f in frames) + (9).to_bytes(4, "little") + b"cut"
+    cuts = [0, 9, 11, 30, 31, 4000, len(stream) - 5, len(stream)]  # two frames in one piece, a header in two
+
+    class ArrivingSocket:
+        """What each recv finds: the next piece, as much of it as is asked for."""
+
+        def __init__(self):
+            self.pieces = [stream[a:b] for a, b in zip(cuts, cuts[1:])]
+            self.asked = []
+
+        def recv(self, size):
+            self.asked.append(size)
+            if not self.pieces:
+                return b""  # closed
+            piece = self.pieces.pop(0)
+            if len(piece) > size:
+                self.pieces.insert(0, piece[size:])
+            return piece[:size]
+
+    sock, pending = ArrivingSocket(), bytearray()
+    assert [channel.read_frame(sock, pending) for _ in frames] == frames
+    assert channel.read_frame(sock, pending) is None  # closed mid-frame
+    assert channel._HEADER.size not in sock.asked  # no read of a header by itself
+    whole = ArrivingSocket()
+    whole.pieces = [len(b"poll").to_bytes(4, "little") + b"poll"]
+    assert channel.read_frame(whole, bytearray()) == b"poll" and len(whole.asked) == 1  # one recv a whole frame
+
+
 def test_a_frame_cut_short_by_a_closing_peer_reads_as_closed():
     left, right = socket.socketpair()
     left.sendall((100).to_bytes(4, "little") + b"only ten b")

@@ -578,32 +578,122 @@ def test_each_trial_on_an_attribute_form_starts_with_no_value_passed():
     assert seen == [("a", 1), ("a", 3), ("b", 1), ("b", 3), ("c", 2), ("d", 4)]
 
 
+def _worker_watching_wakes(watch, watch_waits=None):
+    """A TrialWorker whose condition calls ``watch(worker)`` at each notify_all, and
+    ``watch_waits(worker)`` at each wait (the same lock and waiters): who wakes whom, when."""
+    import threading
+
+    watched = []
+
+    class WatchedCondition(threading.Condition):
+        def notify_all(self):
+            if watched:
+                watch(watched[0])
+            super().notify_all()
+
+        def wait(self, timeout=None):
+            if watched and watch_waits is not None:
+                watch_waits(watched[0])
+            return super().wait(timeout)
+
+    worker = TrialWorker()
+    worker._cond.__class__ = WatchedCondition
+    watched.append(worker)
+    return worker
+
+
 def test_a_reply_does_not_wake_a_trial_waiting_at_its_decision_point():
     """The trial thread waits for the driver's answer; the poll's reply (its Decide) must
     not wake it for nothing (each wake is a thread switch and a GIL handoff)."""
     import threading
 
-    needless_wakes, workers = [], []
+    needless_wakes = []
 
-    class CountingCondition(threading.Condition):
-        def notify_all(self):
-            # Another thread holds the lock while the trial waits at its decision point: a
-            # notify wakes it, and for nothing while no decision has come.
-            run = workers[0]._run if workers else None
-            if threading.current_thread().name != "fasttune-trial" and run is not None and run.awaiting \
-                    and run.decision is None:
-                needless_wakes.append(run.trial_id)
-            super().notify_all()
+    def watch(worker):
+        # Another thread holds the lock while the trial waits at its decision point: a
+        # notify wakes it, and for nothing while no decision has come.
+        run = worker._run
+        if threading.current_thread().name != "fasttune-trial" and run is not None and run.awaiting \
+                and run.decision is None:
+            needless_wakes.append(run.trial_id)
 
     def fn(config):
         tune.report({"i": 0})
 
-    worker = TrialWorker()
-    worker._cond.__class__ = CountingCondition  # the same lock and waiters, with notify_all counted
-    workers.append(worker)
+    worker = _worker_watching_wakes(watch)
     stop = lambda event: ["stop", event[1]]  # noqa: E731
     for n in range(3):
         commands = [_install(fn)] if n == 0 else []
         events = _run_until(worker, _commands(*commands, ["start", _spec(f"t{n}", decide=["at", [1]])]), answer=stop)
         assert [e[0] for e in events if e[0] != "results"] == ["started", "decide", "stopped"]
     assert needless_wakes == []
+
+
+def test_a_poll_that_ends_one_trial_and_starts_the_next_is_woken_once(monkeypatch):
+    """Commands that stop the trial at its decision point and start the next one leave the
+    thread going on by itself: the poll lingers from then on, so the trial's end does not
+    wake it only for it to linger (one wake, at the next decision point, per such poll)."""
+    import threading
+
+    monkeypatch.setattr(_worker, "_LINGER_S", 60.0)  # a loaded machine cannot run the linger out
+    wakes = []
+
+    def watch(worker):  # the trial thread wakes the waiting poll
+        if threading.current_thread().name == "fasttune-trial" and worker._poller_waiting:
+            wakes.append(worker._run.trial_id if worker._run is not None else None)
+
+    def fn(config):
+        tune.report({"i": 0})
+
+    worker = _worker_watching_wakes(watch)
+    events = msgpack.unpackb(worker.poll(_commands(_install(fn), ["start", _spec("t0", decide=["at", [1]])])), raw=False)
+    while events[-1][0] != "decide":
+        events += msgpack.unpackb(worker.poll(b""), raw=False)
+    for n in range(1, 4):
+        del wakes[:]
+        reply = msgpack.unpackb(worker.poll(_commands(["stop", f"t{n - 1}"], ["start", _spec(f"t{n}", decide=["at", [1]])])),
+                                raw=False)
+        assert [e[0] for e in reply if e[0] != "results"] == ["stopped", "started", "decide"]
+        assert wakes == [f"t{n}"]  # its decision point only
+    reply = msgpack.unpackb(worker.poll(_commands(["stop", "t3"])), raw=False)
+    assert [e[0] for e in reply] == ["stopped"]
+
+
+def test_a_trial_end_slower_than_the_linger_still_goes_with_the_next_trials_start_and_decision(monkeypatch):
+    """A poll set lingering by its commands lingers anew from the thread's first event: a
+    trial whose end takes longer than the linger (a checkpoint's upload, say) still sends
+    its end with the next trial's start and decision, in one reply, as without it."""
+    import threading
+
+    now = [1000.0]
+    monkeypatch.setattr(_worker.time, "monotonic", lambda: now[0])  # the worker's clock moves only here
+    monkeypatch.setattr(_worker, "_LINGER_S", 5.0)
+    ended, poll_looked = [], threading.Event()  # the poll looked at the end before the next trial starts
+
+    def watch_waits(worker):
+        if threading.current_thread().name != "fasttune-trial" and ended:
+            poll_looked.set()  # it waits on after the end (it would have replied with the end alone)
+
+    def fn(config):
+        tune.report({"i": 0})
+
+    worker = _worker_watching_wakes(lambda worker: None, watch_waits)
+    leave, emit = worker._leave_trial, worker._emit
+
+    def slow_leave():  # the trial's end takes 10 s by the worker's clock
+        now[0] += 10.0
+        ended.append(True)
+        leave()
+
+    def emit_once_looked(event):
+        if type(event) is _worker.protocol.Started and event.trial_id == "t1":
+            assert poll_looked.wait(30)
+        emit(event)
+
+    worker._leave_trial, worker._emit = slow_leave, emit_once_looked
+    events = msgpack.unpackb(worker.poll(_commands(_install(fn), ["start", _spec("t0", decide=["at", [1]])])), raw=False)
+    while events[-1][0] != "decide":
+        events += msgpack.unpackb(worker.poll(b""), raw=False)
+    reply = msgpack.unpackb(worker.poll(_commands(["stop", "t0"], ["start", _spec("t1", decide=["at", [1]])])), raw=False)
+    poll_looked.set()  # a reply with the end alone came back: let the next trial go on
+    assert [e[0] for e in reply if e[0] != "results"] == ["stopped", "started", "decide"]
