@@ -250,8 +250,28 @@ def sends_what_report_refuses(config):
             run.times.append(time.time())
         else:
             worker._out.append(msgpack.packb(["bogus", run.trial_id]))
+        worker._linger_until = None  # the poll replies now, with what was sent since it began
         worker._cond.notify_all()
     threading.Event().wait(_DEADLINE_S)
+
+
+class LingeringSender:
+    """``sends_what_report_refuses``, loaded into its worker (unpickled, before a trial
+    starts) with polls that linger an hour: no poll replies before the trial's thread is
+    done or has sent its bad reply, however long the machine keeps the thread waiting."""
+
+    def __call__(self, config):
+        return sends_what_report_refuses(config)
+
+    def __reduce__(self):
+        return _lingering_sender, ()
+
+
+def _lingering_sender():
+    from fasttune.execution import _worker
+
+    _worker._LINGER_S = 3600.0  # (this worker's process only: it runs this trainable alone)
+    return LingeringSender()
 
 
 def test_a_reply_the_driver_cannot_read_fails_only_the_trial_of_that_worker(storage):
@@ -279,7 +299,7 @@ def test_the_other_replies_of_the_poll_that_brought_a_malformed_one_are_handled(
     from fasttune.experiment import Trial
 
     executor = RayTrialExecutor(reuse_actors=False, prefetch=False)
-    executor.register_trainable("sender", sends_what_report_refuses)
+    executor.register_trainable("sender", LingeringSender())
     trials = {kind: Trial("sender", config={"kind": kind}, experiment_path=str(tmp_path))
               for kind in ("malformed", "ok")}
     slots = {}
@@ -289,7 +309,8 @@ def test_the_other_replies_of_the_poll_that_brought_a_malformed_one_are_handled(
                                        ckpt_index=0, restore=None)
             slots[kind] = executor.start_trial(trial, spec)
         executor._dispatch()  # sends both polls, without looking for replies
-        # Both first replies are in before the executor looks: one poll collects the two.
+        # Both first replies are in before the executor looks: one poll collects the two
+        # (each holds its trial's start and what it sent: see LingeringSender).
         polls = list(executor._by_future)
         assert len(polls) == 2 and len(ray.wait(polls, num_returns=2, timeout=_DEADLINE_S)[0]) == 2
         events = [executor.get_next_executor_event(False) for _ in range(2)]
