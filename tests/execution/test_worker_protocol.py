@@ -1,5 +1,6 @@
 """The worker side of the batched protocol, driven in-process (no Ray needed)."""
 import os
+import time
 
 import msgpack
 import numpy as np
@@ -666,7 +667,16 @@ def test_a_trial_end_slower_than_the_linger_still_goes_with_the_next_trials_star
     import threading
 
     now = [1000.0]
-    monkeypatch.setattr(_worker.time, "monotonic", lambda: now[0])  # the worker's clock moves only here
+
+    class WorkerClock:  # the worker's clock moves only here (the process's own goes on)
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        @staticmethod
+        def monotonic():
+            return now[0]
+
+    monkeypatch.setattr(_worker, "time", WorkerClock())
     monkeypatch.setattr(_worker, "_LINGER_S", 5.0)
     ended, poll_looked = [], threading.Event()  # the poll looked at the end before the next trial starts
 
@@ -697,3 +707,5 @@ def test_a_trial_end_slower_than_the_linger_still_goes_with_the_next_trials_star
     reply = msgpack.unpackb(worker.poll(_commands(["stop", "t0"], ["start", _spec("t1", decide=["at", [1]])])), raw=False)
     poll_looked.set()  # a reply with the end alone came back: let the next trial go on
     assert [e[0] for e in reply if e[0] != "results"] == ["stopped", "started", "decide"]
+    reply = msgpack.unpackb(worker.poll(_commands(["stop", "t1"])), raw=False)
+    assert [e[0] for e in reply] == ["stopped"]  # (its thread waits for no decision after the test)
