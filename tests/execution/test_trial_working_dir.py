@@ -8,6 +8,7 @@ import os
 import pytest
 
 import fasttune as tune
+from fasttune.execution import _worker
 from fasttune.execution._worker import TrialWorker, TrialWorkerActor
 from fasttune.execution._working_dir import chdir_to_trial_dir, make_trial_dir
 from fasttune_testing import commands, install, results, run_until, spec
@@ -159,12 +160,21 @@ def test_the_drivers_setting_in_the_spec_spares_the_worker_its_environment_looku
     looked up for it (a lookup per trial was a share of a short trial's worker time)."""
     looked_up = []
 
-    class WatchedEnviron(dict):
+    class WatchedEnviron:  # the process's environment, its lookups by the worker module seen
         def get(self, key, default=None):
             looked_up.append(key)
-            return super().get(key, default)
+            return os.environ.get(key, default)
 
-    monkeypatch.setattr(os, "environ", WatchedEnviron(os.environ))
+        def __getattr__(self, name):
+            return getattr(os.environ, name)
+
+    class WorkerOs:  # the worker module's os (the process's own, for every other thread, stays)
+        environ = WatchedEnviron()
+
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+    monkeypatch.setattr(_worker, "os", WorkerOs())
     events = _run_one(_reports_cwd, str(tmp_path / "trial"), chdir_to_trial_dir="1")
     assert results(events) == [{"cwd": str(tmp_path / "trial")}]
     assert "RAY_CHDIR_TO_TRIAL_DIR" not in looked_up
