@@ -19,6 +19,7 @@ from fasttune.execution._trial_state import PendingReset
 from fasttune.execution.placement_groups import PlacementGroupFactory
 from fasttune.experiment.trial import Trial
 
+from fasttune_testing import StandIn
 from runner_testing import random_search_runner
 
 
@@ -125,20 +126,8 @@ def _sweep(path):
     return runner
 
 
-class SnapshotClock:
-    """The snapshot writer's clock (its ``time`` module): its timestamp is pinned; the
-    process's own clock, which other threads use meanwhile, goes on."""
-
-    def __getattr__(self, name):
-        return getattr(time, name)
-
-    @staticmethod
-    def time():
-        return 1.0e9
-
-
 def _snapshot(runner, monkeypatch):
-    monkeypatch.setattr(_snapshots, "time", SnapshotClock())  # the snapshot's timestamp
+    monkeypatch.setattr(_snapshots, "time", StandIn(time, time=lambda: 1.0e9))  # the snapshot's timestamp
     policies = Policies(_Searcher(), _Scheduler(), None, _Callbacks())
     path = runner._snapshots.write(runner.get_trials(), runner._states, runner._checkpoints.rows, runner.table,
                                    policies, experiment=None, elapsed_s=12.5, iteration=40, started=0.0)

@@ -16,6 +16,7 @@ from fasttune.experiment.experiment import Experiment
 from fasttune.schedulers import ASHAScheduler
 from fasttune.search import BasicVariantGenerator
 
+from fasttune_testing import StandIn
 from runner_testing import StubExecutor
 
 
@@ -107,16 +108,7 @@ def test_auto_period_spaces_snapshots_by_twenty_times_their_cost(tmp_path, monke
     runner, _ = _runner(path)
     monkeypatch.delenv("FASTTUNE_GLOBAL_CHECKPOINT_S", raising=False)
     clock = [1000.0]
-
-    class FrozenClock:  # the runner's and its snapshot writer's clock (the process's own goes on)
-        def __getattr__(self, name):
-            return getattr(time, name)
-
-        @staticmethod
-        def monotonic():
-            return clock[0]
-
-    frozen = FrozenClock()
+    frozen = StandIn(time, monotonic=lambda: clock[0])  # the runner's and its snapshot writer's clock
     monkeypatch.setattr(trial_runner_module, "time", frozen)
     monkeypatch.setattr(_snapshots, "time", frozen)
     assert runner.checkpoint() is not None

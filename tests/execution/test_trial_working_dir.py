@@ -11,7 +11,7 @@ import fasttune as tune
 from fasttune.execution import _worker
 from fasttune.execution._worker import TrialWorker, TrialWorkerActor
 from fasttune.execution._working_dir import chdir_to_trial_dir, make_trial_dir
-from fasttune_testing import commands, install, results, run_until, spec
+from fasttune_testing import StandIn, commands, install, results, run_until, spec
 
 
 @pytest.fixture
@@ -168,13 +168,7 @@ def test_the_drivers_setting_in_the_spec_spares_the_worker_its_environment_looku
         def __getattr__(self, name):
             return getattr(os.environ, name)
 
-    class WorkerOs:  # the worker module's os (the process's own, for every other thread, stays)
-        environ = WatchedEnviron()
-
-        def __getattr__(self, name):
-            return getattr(os, name)
-
-    monkeypatch.setattr(_worker, "os", WorkerOs())
+    monkeypatch.setattr(_worker, "os", StandIn(os, environ=WatchedEnviron()))  # the worker module's os only
     events = _run_one(_reports_cwd, str(tmp_path / "trial"), chdir_to_trial_dir="1")
     assert results(events) == [{"cwd": str(tmp_path / "trial")}]
     assert "RAY_CHDIR_TO_TRIAL_DIR" not in looked_up
