@@ -8,7 +8,7 @@ import os
 import pytest
 
 import fasttune as tune
-from fasttune.execution import _worker
+from fasttune.execution import _worker, _working_dir
 from fasttune.execution._worker import TrialWorker, TrialWorkerActor
 from fasttune.execution._working_dir import chdir_to_trial_dir, make_trial_dir
 from fasttune_testing import StandIn, commands, install, results, run_until, spec
@@ -222,7 +222,7 @@ def test_an_existing_trial_directory_is_kept_where_mkdir_reports_another_error_f
     def refusing_mkdir(path, *args, **kwargs):
         raise OSError(error, os.strerror(error), str(path))
 
-    monkeypatch.setattr(os, "mkdir", refusing_mkdir)
+    monkeypatch.setattr(_working_dir, "os", StandIn(os, mkdir=refusing_mkdir))  # not another thread's mkdir
     make_trial_dir(str(existing))
     with pytest.raises(OSError) as raised:
         make_trial_dir(str(missing))
