@@ -82,6 +82,26 @@ def seeded_generators(seed):
         np.random.set_state(saved[1])
 
 
+class StandIn:
+    """A module as one module under test sees it, for one test: the given attributes
+    replace the module's, the rest are its own.  Set it as that module's name for the
+    module (``monkeypatch.setattr(_snapshots, "time", StandIn(time, time=lambda: 1.0))``),
+    so the module itself, which other threads of the process use meanwhile, is left alone.
+
+    >>> import time
+    >>> clock = StandIn(time, monotonic=lambda: 5.0)
+    >>> clock.monotonic(), clock.sleep is time.sleep, time.monotonic() != 5.0
+    (5.0, True, True)
+    """
+
+    def __init__(self, module, **attributes):
+        self.__dict__.update(attributes)
+        self._module = module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+
 class RunnerClock:
     """The TrialRunner's clock (its ``time`` module), frozen: the time budget and the stop's
     grace period run out only when the test moves it, so nothing depends on how fast the

@@ -5,11 +5,12 @@ import pytest
 
 from fasttune import _atomic
 from fasttune._atomic import atomic_write, fsync_directory, move_directory_into_place
+from fasttune_testing import StandIn
 
 
 @pytest.fixture
 def fsyncs(monkeypatch):
-    """Counts os.fsync calls (and still makes them)."""
+    """Counts _atomic's os.fsync calls (and still makes them)."""
     calls = []
     real = os.fsync
 
@@ -17,7 +18,7 @@ def fsyncs(monkeypatch):
         calls.append(fd)
         return real(fd)
 
-    monkeypatch.setattr(os, "fsync", counting)
+    monkeypatch.setattr(_atomic, "os", StandIn(os, fsync=counting))  # _atomic's calls only
     return calls
 
 
@@ -78,7 +79,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(os, "replace", failing_replace)
+    monkeypatch.setattr(_atomic, "os", StandIn(os, replace=failing_replace))  # not another thread's replace
     with pytest.raises(OSError, match="disk full"):
         atomic_write(path, b"new", durable=durable)
     assert os.listdir(tmp_path) == ["state"]
@@ -89,7 +90,7 @@ def test_an_interrupted_write_leaves_no_temporary(tmp_path, monkeypatch):
     def interrupted(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(os, "fsync", interrupted)
+    monkeypatch.setattr(_atomic, "os", StandIn(os, fsync=interrupted))  # not another thread's fsync
     with pytest.raises(KeyboardInterrupt):
         atomic_write(str(tmp_path / "state"), b"new", durable=True)
     assert os.listdir(tmp_path) == []

@@ -12,6 +12,7 @@ import re
 import pytest
 
 import fasttune as tune
+from fasttune import _atomic
 from fasttune.checkpoint import Checkpoint
 from fasttune.execution import _experiment_state as experiment_state
 from fasttune.execution import trial_runner
@@ -20,7 +21,7 @@ from fasttune.schedulers import PopulationBasedTraining
 from fasttune.search import BasicVariantGenerator, ConcurrencyLimiter
 from fasttune.search.searcher import Searcher
 
-from fasttune_testing import report_with_step_checkpoint, restored_step
+from fasttune_testing import StandIn, report_with_step_checkpoint, restored_step
 
 
 class Fixed(Searcher):
@@ -35,7 +36,7 @@ class Fixed(Searcher):
 
 @pytest.fixture
 def fsynced(monkeypatch):
-    """The paths os.fsync was called on (files and directories), in order; a temporary
+    """The paths _atomic's os.fsync was called on (files and directories), in order; a temporary
     file an atomic write renames into place counts as the file it became."""
     paths = []
     real_fsync = os.fsync
@@ -47,7 +48,7 @@ def fsynced(monkeypatch):
         paths.append(os.path.join(directory, renamed.group(1)) if renamed else path)
         real_fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(_atomic, "os", StandIn(os, fsync=fsync))  # (every state file is written by _atomic)
     return paths
 
 

@@ -6,17 +6,20 @@ errored trial's record holds a pickled date: pickle protocol 5's bytes.)"""
 import datetime
 import hashlib
 import os
+import time
 
 import numpy as np
 
 from fasttune.checkpoint import Checkpoint
 from fasttune._serialization import pack_state
 from fasttune.execution import _experiment_state as state
+from fasttune.execution import _snapshots
 from fasttune.execution._snapshots import Policies
 from fasttune.execution._trial_state import PendingReset
 from fasttune.execution.placement_groups import PlacementGroupFactory
 from fasttune.experiment.trial import Trial
 
+from fasttune_testing import StandIn
 from runner_testing import random_search_runner
 
 
@@ -124,7 +127,7 @@ def _sweep(path):
 
 
 def _snapshot(runner, monkeypatch):
-    monkeypatch.setattr("time.time", lambda: 1.0e9)  # the snapshot's timestamp
+    monkeypatch.setattr(_snapshots, "time", StandIn(time, time=lambda: 1.0e9))  # the snapshot's timestamp
     policies = Policies(_Searcher(), _Scheduler(), None, _Callbacks())
     path = runner._snapshots.write(runner.get_trials(), runner._states, runner._checkpoints.rows, runner.table,
                                    policies, experiment=None, elapsed_s=12.5, iteration=40, started=0.0)

@@ -2,18 +2,21 @@
 what a resume makes of it."""
 import datetime
 import os
+import time
 
 import pytest
 
 import fasttune as tune
 from fasttune import _corelib as core
 from fasttune.execution import _experiment_state as state
+from fasttune.execution import _snapshots
 from fasttune.execution import trial_runner as trial_runner_module
 from fasttune.execution.trial_runner import TrialRunner
 from fasttune.experiment.experiment import Experiment
 from fasttune.schedulers import ASHAScheduler
 from fasttune.search import BasicVariantGenerator
 
+from fasttune_testing import StandIn
 from runner_testing import StubExecutor
 
 
@@ -105,7 +108,9 @@ def test_auto_period_spaces_snapshots_by_twenty_times_their_cost(tmp_path, monke
     runner, _ = _runner(path)
     monkeypatch.delenv("FASTTUNE_GLOBAL_CHECKPOINT_S", raising=False)
     clock = [1000.0]
-    monkeypatch.setattr(trial_runner_module.time, "monotonic", lambda: clock[0])
+    frozen = StandIn(time, monotonic=lambda: clock[0])  # the runner's and its snapshot writer's clock
+    monkeypatch.setattr(trial_runner_module, "time", frozen)
+    monkeypatch.setattr(_snapshots, "time", frozen)
     assert runner.checkpoint() is not None
     runner._snapshots.cost = 1.5  # as if that snapshot took 1.5 s: the next waits 30 s (5%)
     clock[0] += 29.0

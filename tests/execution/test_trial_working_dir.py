@@ -8,9 +8,10 @@ import os
 import pytest
 
 import fasttune as tune
+from fasttune.execution import _worker, _working_dir
 from fasttune.execution._worker import TrialWorker, TrialWorkerActor
 from fasttune.execution._working_dir import chdir_to_trial_dir, make_trial_dir
-from fasttune_testing import commands, install, results, run_until, spec
+from fasttune_testing import StandIn, commands, install, results, run_until, spec
 
 
 @pytest.fixture
@@ -159,12 +160,15 @@ def test_the_drivers_setting_in_the_spec_spares_the_worker_its_environment_looku
     looked up for it (a lookup per trial was a share of a short trial's worker time)."""
     looked_up = []
 
-    class WatchedEnviron(dict):
+    class WatchedEnviron:  # the process's environment, its lookups by the worker module seen
         def get(self, key, default=None):
             looked_up.append(key)
-            return super().get(key, default)
+            return os.environ.get(key, default)
 
-    monkeypatch.setattr(os, "environ", WatchedEnviron(os.environ))
+        def __getattr__(self, name):
+            return getattr(os.environ, name)
+
+    monkeypatch.setattr(_worker, "os", StandIn(os, environ=WatchedEnviron()))  # the worker module's os only
     events = _run_one(_reports_cwd, str(tmp_path / "trial"), chdir_to_trial_dir="1")
     assert results(events) == [{"cwd": str(tmp_path / "trial")}]
     assert "RAY_CHDIR_TO_TRIAL_DIR" not in looked_up
@@ -218,7 +222,7 @@ def test_an_existing_trial_directory_is_kept_where_mkdir_reports_another_error_f
     def refusing_mkdir(path, *args, **kwargs):
         raise OSError(error, os.strerror(error), str(path))
 
-    monkeypatch.setattr(os, "mkdir", refusing_mkdir)
+    monkeypatch.setattr(_working_dir, "os", StandIn(os, mkdir=refusing_mkdir))  # not another thread's mkdir
     make_trial_dir(str(existing))
     with pytest.raises(OSError) as raised:
         make_trial_dir(str(missing))

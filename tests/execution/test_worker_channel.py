@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 import fasttune as tune
-from fasttune_testing import commands, install, spec
+from fasttune_testing import commands, install, spec, wait_until
 from fasttune.execution import _channel as channel
 from fasttune.execution import _worker
 from fasttune.execution import _protocol as protocol
@@ -275,6 +275,25 @@ class _EveryResult(FIFOScheduler):
         return DecisionPoints.every_result()
 
 
+def _polls_on_the_socket_once_offered(monkeypatch):
+    """A worker offered the socket has connected, and the driver taken it, before the poll
+    that offered it is sent: its third and later polls go on the socket, however late the
+    machine runs its ``open_channel`` (else a slow one keeps a short trial's polls on Ray)."""
+    offer = RayTrialExecutor._offer_channel
+
+    def offer_and_take(executor, worker):
+        offer(executor, worker)
+
+        def taken():
+            executor._accept_workers()  # as the driver's next wait would
+            return worker.channel is not None
+
+        if executor._listener is not None:  # (none when the polls stay on Ray)
+            wait_until(taken, f"worker {worker.slot} to connect to the socket")
+
+    monkeypatch.setattr(RayTrialExecutor, "_offer_channel", offer_and_take)
+
+
 def _counting_frames(monkeypatch):
     """Counts the replies the driver read on sockets, the sockets it found closed, the polls
     it sent back to Ray after a close, and the interrupts it sent on sockets."""
@@ -314,6 +333,7 @@ def _history_fn(config):
 def test_a_wait_for_replies_on_sockets_only_is_one_select(ray_session, tmp_path, monkeypatch):
     # A look without waiting before the wait would be a second select in every round trip.
     monkeypatch.setenv("FASTTUNE_WORKER_CHANNEL", "socket")
+    _polls_on_the_socket_once_offered(monkeypatch)
     selects_per_wait = []  # for each wait with polls on sockets only: the selects it made
     waiting = [False]
     await_replies, take_sockets = RayTrialExecutor._await_replies, RayTrialExecutor._take_sockets
@@ -346,6 +366,7 @@ def test_a_wait_for_replies_on_sockets_only_is_one_select(ray_session, tmp_path,
 @pytest.mark.parametrize("mode", ["socket", "ray"])
 def test_a_sweep_runs_the_same_with_polls_on_the_socket_or_on_ray(ray_session, tmp_path, monkeypatch, mode):
     monkeypatch.setenv("FASTTUNE_WORKER_CHANNEL", mode)
+    _polls_on_the_socket_once_offered(monkeypatch)
     counts = _counting_frames(monkeypatch)
     grid = tune.Tuner(
         _history_fn, param_space={"x": tune.grid_search([1, 2, 3, 4])},
@@ -361,6 +382,7 @@ def test_a_sweep_runs_the_same_with_polls_on_the_socket_or_on_ray(ray_session, t
 
 def test_a_worker_killed_while_its_poll_is_on_the_socket_fails_its_trial_once(ray_session, tmp_path, monkeypatch):
     monkeypatch.setenv("FASTTUNE_WORKER_CHANNEL", "socket")
+    _polls_on_the_socket_once_offered(monkeypatch)
     counts = _counting_frames(monkeypatch)
     marker = tmp_path / "first-attempt-killed"
 
@@ -426,6 +448,7 @@ def test_a_stop_sent_right_after_the_start_on_the_socket_stops_that_run(listener
 def test_workers_on_the_socket_and_on_ray_side_by_side(ray_session, tmp_path, monkeypatch):
     # As on a cluster, where workers on other nodes keep Ray's calls: the loop waits on both.
     monkeypatch.setenv("FASTTUNE_WORKER_CHANNEL", "socket")
+    _polls_on_the_socket_once_offered(monkeypatch)
     counts = _counting_frames(monkeypatch)
     offer = RayTrialExecutor._offer_channel
 

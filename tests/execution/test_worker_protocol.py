@@ -236,6 +236,18 @@ def test_raising_trainable_reports_traceback_and_exception():
     assert isinstance(cloudpickle.loads(blob), ValueError)
 
 
+def _checkpoint_marks(events, trial_id=None):
+    """{index of the result among the trial's results: its checkpoint's name}, however its
+    results were cut into batches (a batch marks its checkpoints by the index in it)."""
+    marks, offset = {}, 0
+    for event in events:
+        if event[0] == "results" and (trial_id is None or event[1] == trial_id):
+            for index, name in event[4].items():
+                marks[offset + index] = name
+            offset += len(event[2])
+    return marks
+
+
 def test_checkpoint_is_persisted_before_report_returns(tmp_path):
     source = tmp_path / "user_ckpt"
     trial_dir = tmp_path / "trial"
@@ -254,14 +266,7 @@ def test_checkpoint_is_persisted_before_report_returns(tmp_path):
     spec = _spec("t1", trial_dir=str(trial_dir), config={"src": str(source)}, ckpt_index=3)
     events = _run_until(worker, _commands(_install(fn), ["start", spec]))
     assert events[-1] == ["done", "t1"]
-    marks = {}
-    offset = 0
-    for event in events:
-        if event[0] == "results":
-            for index, name in event[4].items():
-                marks[offset + index] = name
-            offset += len(event[2])
-    assert marks == {0: "checkpoint_000003"}
+    assert _checkpoint_marks(events) == {0: "checkpoint_000003"}
     assert (trial_dir / "checkpoint_000003" / "w.txt").read_text() == "weights-1"
     assert not source.exists()
 
@@ -478,8 +483,7 @@ def test_a_trial_yields_at_a_decision_point_to_the_trial_queued_behind_it(tmp_pa
     assert [r["step"] for r in _results(events, "b")] == list(range(1, 9))
     # The checkpoint of the yielded result was persisted before the trial ended.
     assert os.listdir(tmp_path / "a") == ["checkpoint_000000"]
-    checkpoints = [e[4] for e in events if e[0] == "results" and e[1] == "a" and e[4]]
-    assert checkpoints == [{3: "checkpoint_000000"}]
+    assert _checkpoint_marks(events, "a") == {3: "checkpoint_000000"}  # its 4th result's
 
 
 def test_no_yield_without_a_queued_trial_a_checkpoint_or_the_spec_flag(tmp_path):
@@ -636,7 +640,7 @@ def test_a_poll_that_ends_one_trial_and_starts_the_next_is_woken_once(monkeypatc
     wake it only for it to linger (one wake, at the next decision point, per such poll)."""
     import threading
 
-    monkeypatch.setattr(_worker, "_LINGER_S", 60.0)  # a loaded machine cannot run the linger out
+    monkeypatch.setattr(_worker, "_LINGER_S", 3600.0)  # a loaded machine cannot run the linger out
     wakes = []
 
     def watch(worker):  # the trial thread wakes the waiting poll

@@ -3,6 +3,7 @@ are, metric tags read off an unnested result) give what flattening and filtering
 import logging
 import math
 import random
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from fasttune import _corelib as core
 from fasttune._flatten import flatten_dict
 from fasttune.logger import tensorboardx
 from fasttune.logger._tb_records import hparams_records
+from fasttune_testing import StandIn
 
 pytest.importorskip("tensorboardX")
 
@@ -52,7 +54,7 @@ def _dict(rng, keys):
 def test_trial_end_records_are_those_of_the_flattened_params_and_result(monkeypatch):
     """Seeded params and last results, plain and not: the records appended at a trial's
     end equal those of the params and metrics flattened and filtered as before."""
-    monkeypatch.setattr(tensorboardx.time, "time", lambda: 1234.5)
+    monkeypatch.setattr(tensorboardx, "time", StandIn(time, time=lambda: 1234.5))  # the module's clock only
     rng = random.Random(11)
     callback = tensorboardx.TBXLoggerCallback()
     appended = []
@@ -69,7 +71,7 @@ def test_trial_end_records_are_those_of_the_flattened_params_and_result(monkeypa
 
 
 def test_a_subclass_that_logs_other_types_is_not_shortcut(monkeypatch):
-    monkeypatch.setattr(tensorboardx.time, "time", lambda: 1.0)
+    monkeypatch.setattr(tensorboardx, "time", StandIn(time, time=lambda: 1.0))  # the module's clock only
 
     class StringsOnly(tensorboardx.TBXLoggerCallback):
         VALID_HPARAMS = (str,)

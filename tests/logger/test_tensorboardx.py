@@ -2,11 +2,13 @@
 import glob
 import math
 import os
+import time
 
 import numpy as np
 import pytest
 
 from fasttune.logger import TBXLoggerCallback
+from fasttune_testing import StandIn
 from reporting import STEPS, reported, reporting_sweep
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
@@ -96,7 +98,7 @@ def test_an_ended_trial_goes_on_in_its_own_event_file_after_the_name_of_new_file
     logger.log_trial_end(trial)
     # A later second: files made from now on have another name; the ended trial keeps its own.
     monkeypatch.setattr(tensorboardx, "_last_name", [None, ""])
-    monkeypatch.setattr(tensorboardx.time, "time", lambda: 4102444800.0)
+    monkeypatch.setattr(tensorboardx, "time", StandIn(time, time=lambda: 4102444800.0))  # the module's clock only
     logger.log_trial_restore(trial)
     logger.log_trial_result_batch(2, trial, [{"loss": 0.5, "training_iteration": 2}], [101.0])
     logger.on_experiment_end(trials=[trial])
