@@ -10,7 +10,8 @@ import ray.cloudpickle as cloudpickle
 import fasttune as tune
 from fasttune.execution import _worker, _worker_checkpoints
 from fasttune.execution._worker import TrialWorker
-from fasttune_testing import commands as _commands, install, results as _results, run_until as _run_until, spec
+from fasttune_testing import StandIn, commands as _commands, install, results as _results, run_until as _run_until
+from fasttune_testing import spec
 
 
 def _install(fn, name="fn"):
@@ -671,16 +672,8 @@ def test_a_trial_end_slower_than_the_linger_still_goes_with_the_next_trials_star
     import threading
 
     now = [1000.0]
-
-    class WorkerClock:  # the worker's clock moves only here (the process's own goes on)
-        def __getattr__(self, name):
-            return getattr(time, name)
-
-        @staticmethod
-        def monotonic():
-            return now[0]
-
-    monkeypatch.setattr(_worker, "time", WorkerClock())
+    # The worker's clock moves only here (the process's own goes on).
+    monkeypatch.setattr(_worker, "time", StandIn(time, monotonic=lambda: now[0]))
     monkeypatch.setattr(_worker, "_LINGER_S", 5.0)
     ended, poll_looked = [], threading.Event()  # the poll looked at the end before the next trial starts
 
