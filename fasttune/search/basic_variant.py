@@ -169,10 +169,8 @@ class _ExperimentVariants:
 
     def next_variant(self, rng: Rng) -> Optional[Variant]:
         while True:
-            variants = self.variants
-            if variants is not None:
-                # (A sample drawn at once has given its one variant: nothing to ask.)
-                variant = next(variants, None) if variants is not _DRAWN else None
+            if self.variants is not None:
+                variant = next(self.variants, None)
                 if variant is not None:
                     self.taken += 1
                     return variant
@@ -186,8 +184,7 @@ class _ExperimentVariants:
                 self.start_unmoved = False
                 return None
             self.samples_left -= 1
-            overlay = self._overlay_of(origin) if origin is not None and self.plan is not None else (
-                self._plan_overlay(origin))
+            overlay = self._plan_overlay(origin)
             if overlay is not None:
                 # A sample the plan draws is one variant: drawn now, with no iterator made for it
                 # (the same state as after open() and one next(): a restore opens it).
@@ -195,8 +192,7 @@ class _ExperimentVariants:
                 start_state = None if rng.is_global or unmoved else rng.get_state()
                 self.origin, self.start_state, self.taken, self.variants = origin, start_state, 1, _DRAWN
                 self.start_unmoved = unmoved
-                plan = self.plan  # (planned_variant's, without a call)
-                return plan.draw(rng, overlay) + ((plan if overlay is _WHOLE_SAMPLE else None),)
+                return self.planned_variant(overlay, rng)
             self.open(origin, rng, None if rng.is_global else rng.get_state())
 
     def saved_start_state(self, rng: Rng) -> Any:
