@@ -40,9 +40,10 @@ def stay_when_flattened(keys: Optional[Tuple[Any, ...]]) -> bool:
 
 def reads_as_flattened(result: Dict[str, Any], keys: Optional[Tuple[Any, ...]]) -> bool:
     """Whether ``result`` reads as its flattened form (``flatten_dict``) at each of ``keys``
-    (None: unknown keys): each a ``str`` without "/" whose value is no dict (or missing), in
-    a result whose keys are all ``str`` (flattening turns others into ``str``, which could
-    replace a value) and none empty (an empty key's dict is flattened without a prefix).
+    (None: unknown keys): keys that :func:`stay_when_flattened`, whose values are no dicts
+    (or missing), in a result whose keys are all ``str`` (flattening turns others into
+    ``str``, which could replace a value) and none empty (an empty key's dict is flattened
+    without a prefix).
 
     Example:
         >>> result = {"score": 1.0, "training_iteration": 2, "config": {"x": 0.5}}
