@@ -687,7 +687,10 @@ def test_a_trial_end_slower_than_the_linger_still_goes_with_the_next_trials_star
     worker = _worker_watching_wakes(lambda worker: None, watch_waits)
     leave, emit = worker._leave_trial, worker._emit
 
+    lingers = []  # the poll's linger as each trial's end began (the worker's clock reaches it)
+
     def slow_leave():  # the trial's end takes 10 s by the worker's clock
+        lingers.append(worker._linger_until)
         now[0] += 10.0
         ended.append(True)
         leave()
@@ -704,5 +707,6 @@ def test_a_trial_end_slower_than_the_linger_still_goes_with_the_next_trials_star
     reply = msgpack.unpackb(worker.poll(_commands(["stop", "t0"], ["start", _spec("t1", decide=["at", [1]])])), raw=False)
     poll_looked.set()  # a reply with the end alone came back: let the next trial go on
     assert [e[0] for e in reply if e[0] != "results"] == ["stopped", "started", "decide"]
+    assert lingers == [1005.0]  # set ahead by the poll's commands, on the worker's clock
     reply = msgpack.unpackb(worker.poll(_commands(["stop", "t1"])), raw=False)
     assert [e[0] for e in reply] == ["stopped"]  # (its thread waits for no decision after the test)

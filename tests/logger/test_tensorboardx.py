@@ -99,6 +99,7 @@ def test_an_ended_trial_goes_on_in_its_own_event_file_after_the_name_of_new_file
     # A later second: files made from now on have another name; the ended trial keeps its own.
     monkeypatch.setattr(tensorboardx, "_last_name", [None, ""])
     monkeypatch.setattr(tensorboardx, "time", StandIn(time, time=lambda: 4102444800.0))  # the module's clock only
+    assert tensorboardx._event_file_name().startswith("events.out.tfevents.4102444800.")  # (it reaches the module)
     logger.log_trial_restore(trial)
     logger.log_trial_result_batch(2, trial, [{"loss": 0.5, "training_iteration": 2}], [101.0])
     logger.on_experiment_end(trials=[trial])
