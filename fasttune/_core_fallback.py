@@ -132,11 +132,7 @@ class TrialTable:
         """``row`` (an existing row) and the integer argument after it, converted and
         checked in the core's order: both converted, then the row checked."""
         row = operator.index(row)
-        try:
-            value = operator.index(value)
-        except TypeError:
-            _fail_past_ssize(row)  # the core converts the row first
-            raise
+        value = _index_after(value, row)
         if not 0 <= row < len(self._status):
             self._row(row, value)  # raises the core's error
         return row, value
@@ -249,16 +245,8 @@ class TrialTable:
         The best metric follows the table's mode and ignores nan.
         """
         row = operator.index(row)
-        try:
-            iteration = operator.index(iteration)
-        except TypeError:
-            _fail_past_ssize(row)  # the core converts row first
-            raise
-        try:
-            time_total_s, metric = _as_double(time_total_s), _as_double(metric)
-        except TypeError:
-            _fail_past_ssize(row, iteration)  # the core converts those first
-            raise
+        iteration = _index_after(iteration, row)
+        time_total_s, metric = _as_double_after(time_total_s, row, iteration), _as_double_after(metric, row, iteration)
         row, iteration = self._row(row, iteration), _check_iteration(iteration)
         self._iteration[row] = iteration
         self._time_total[row] = time_total_s
@@ -348,6 +336,16 @@ def _as_double(value: Any) -> float:
     return array.array("d", (value,))[0]
 
 
+def _index_after(value: Any, *earlier: int) -> int:
+    """``operator.index(value)`` for an argument the core converts after the integer
+    arguments ``earlier``: one of those past the C ssize_t range is the error then."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        _fail_past_ssize(*earlier)
+        raise
+
+
 def _as_double_after(value: Any, *earlier: int) -> float:
     """``_as_double(value)`` for an argument the core converts after the integer arguments
     ``earlier``: one of those past the C ssize_t range is the error then."""
@@ -421,11 +419,7 @@ class EventSelector:
         For ``EVENT_START`` the slot is ignored (pass -1).
         """
         slot = operator.index(slot)
-        try:
-            kind = operator.index(kind)
-        except TypeError:
-            _fail_past_ssize(slot)  # the core converts slot first
-            raise
+        kind = _index_after(kind, slot)
         if kind == EVENT_START:
             _fail_past_ssize(slot)
             self._start_pending = True
