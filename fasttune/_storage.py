@@ -28,7 +28,7 @@ import re
 import shutil
 import tempfile
 import threading
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from fasttune._atomic import move_directory_into_place
@@ -201,13 +201,10 @@ def cache_root() -> str:
 
 
 def _cache_dir(kind: str, location: Location) -> str:
-    return os.path.join(cache_root(), kind, _cache_key(location))
-
-
-def _cache_key(location: Location) -> str:
     import hashlib  # here, not at the top: ``import fasttune`` stays fast
 
-    return hashlib.sha256(f"{location.uri}\0{location.path}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{location.uri}\0{location.path}".encode()).hexdigest()[:24]
+    return os.path.join(cache_root(), kind, key)
 
 
 # Requests in flight at once for many small files: each costs a round trip, and pyarrow
@@ -254,20 +251,21 @@ def _walk(location: Location) -> List[Any]:
 
 def local_copy(location: Location) -> str:
     """The path of a new local copy of the experiment (or trial) directory at ``location``
-    (see :func:`hold_local_copy`: it stays until this process reads ``location`` again,
-    or exits).
+    (see :func:`hold_local_copy`), held until this process exits: for a short-lived
+    reader; one that keeps reading through objects, or reads often, holds a
+    :class:`LocalCopy` instead, which goes when they do.
 
     Raises:
         FileNotFoundError: nothing is at ``location``.
         TuneError: storage cannot be read (missing bucket, credentials, endpoint).
     """
-    return hold_local_copy(location).path
+    held = hold_local_copy(location)
+    _held_until_exit.append(held)
+    return held.path
 
 
-# The latest copy of each location this process read (by the location's cache key): kept
-# until the next read of it, so that a path taken from a reader that is gone at once
-# (``ResultGrid.from_path(uri).get_best_result().path``) stays readable meanwhile.
-_latest_copy: Dict[str, "LocalCopy"] = {}
+# The copies local_copy handed out: removed when this process exits.
+_held_until_exit: List["LocalCopy"] = []
 
 
 def hold_local_copy(location: Location) -> "LocalCopy":
@@ -282,10 +280,8 @@ def hold_local_copy(location: Location) -> "LocalCopy":
     changes or removes while it is held.  Readers of one experiment never share a copy
     (each read downloads anew), so a read that refreshes never touches the copy an earlier
     reader still reads lazily (a Result's ``progress.csv``).  The copy is removed when
-    the returned :class:`LocalCopy` is released, or once nothing refers to it and this
-    process has read ``location`` again (the latest copy of each location stays until
-    then), or when this process exits; a copy whose process died (its lock free) goes with
-    the next copy made on this node.
+    the returned :class:`LocalCopy` is released or collected, or this process exits;
+    a copy whose process died (its lock free) goes with the next copy made on this node.
     Where the file system has no locks the copy is never swept by another process (no
     sweep can tell it from one in use): its own process still removes it, and one a
     killed process left stays.
@@ -306,8 +302,7 @@ def hold_local_copy(location: Location) -> "LocalCopy":
     except BaseException:
         _remove_held_copy(scratch, fd, os.getpid())
         raise
-    held = _latest_copy[_cache_key(location)] = LocalCopy(copy, scratch, fd)
-    return held
+    return LocalCopy(copy, scratch, fd)
 
 
 #: The folder of ``cache_root()`` that holds the readers' copies (a name of its own: an older

@@ -1,8 +1,8 @@
 """Readers of one experiment in storage each read a copy of their own: a reader that
 refreshes (reads again), in this process or another, never changes or removes the copy an
-earlier reader still reads lazily; a copy goes once no reader holds it and its process has
-read the experiment again (or exited, or was killed: the next reader on the node sweeps
-it); and where the file system has no locks, no reader removes a copy another may hold."""
+earlier reader still reads lazily; a copy goes once no reader holds it (its reader let go
+of it, exited, or was killed: the next reader on the node sweeps it); and where the file
+system has no locks, no reader removes a copy another may hold."""
 import gc
 import json
 import os
@@ -155,11 +155,9 @@ def test_a_trial_read_alone_and_the_cli_reader_keep_their_copies(experiment, uri
     assert len(json.loads(capsys.readouterr().out)) == 1
     assert list(result.metrics_dataframe["training_iteration"]) == [1, 2]
     assert all(os.path.isfile(os.path.join(t.path, "params.json")) for t in data.trials)
-    latest_of_experiment = storage._latest_copy[storage._cache_key(storage.resolve(uri))].path  # ls's
-    kept = {_entry(copies, result.path), _entry(copies, latest_of_experiment)}  # each location's latest
     del result, data
     gc.collect()
-    assert sorted(os.listdir(copies)) == sorted(kept)  # read earlier, the CLI reader's copy went
+    assert os.listdir(copies) == []
 
 
 def test_a_copy_goes_once_no_reader_holds_it(uri, copies):
@@ -168,21 +166,19 @@ def test_a_copy_goes_once_no_reader_holds_it(uri, copies):
     mine = grid[0].path
     assert len(os.listdir(copies)) == 2 and os.path.isdir(other_path)
     result = grid[0]
-    newer = tune.ResultGrid.from_path(uri)  # read again: the first copy is no longer the latest
     del grid
     gc.collect()
     assert os.path.isfile(os.path.join(mine, "params.json"))  # a Result of the grid still holds it
     del result
     gc.collect()
     assert not os.path.exists(mine) and os.path.isdir(other_path)
-    # Reads over and over leave only the latest copy behind once their readers let go of them.
-    del newer
+    # Reads over and over leave no copy behind once their readers let go of them.
     for _ in range(3):
         assert len(tune.ResultGrid.from_path(uri)) == 2
     gc.collect()
-    assert len(os.listdir(copies)) == 2  # the other process's, and this one's latest
-    _stop(other, kill=False)  # it exits: it removes its own
     assert len(os.listdir(copies)) == 1
+    _stop(other, kill=False)  # it exits: it removes its own
+    assert os.listdir(copies) == []
     with storage.hold_local_copy(storage.resolve(uri)) as held:  # released at the block's end
         assert sorted(os.listdir(held.path)) == ["trial_0", "trial_1"]
         assert os.listdir(os.path.join(held.path, "trial_0", "checkpoint_000001")) == []
@@ -242,7 +238,6 @@ def test_without_locks_no_reader_removes_a_copy_another_may_hold(experiment, uri
     assert os.path.isfile(os.path.join(killed_path, "params.json"))  # never swept: it stays
     second_path = second[0].path
     del second
-    tune.ResultGrid.from_path(uri)  # (the latest copy stays until the next read)
     gc.collect()
     assert not os.path.exists(second_path)
     _stop(live, kill=False)
@@ -250,16 +245,6 @@ def test_without_locks_no_reader_removes_a_copy_another_may_hold(experiment, uri
     monkeypatch.setattr(storage, "_fcntl", real_fcntl)  # a reader whose locks work cannot tell it either
     with storage.hold_local_copy(storage.resolve(uri)):
         assert os.path.isfile(os.path.join(killed_path, "params.json"))
-
-
-def test_a_path_taken_from_a_reader_gone_at_once_stays_readable_until_the_next_read(uri, copies):
-    path = tune.ResultGrid.from_path(uri).get_best_result("loss", "min").path
-    gc.collect()
-    with open(os.path.join(path, "params.json")) as f:  # the grid and its Results are gone
-        assert json.load(f) == {"x": os.path.basename(path)}
-    assert len(tune.ResultGrid.from_path(uri)) == 2
-    gc.collect()
-    assert not os.path.exists(path)  # the process read the experiment again: the older copy went
 
 
 def test_a_read_that_fails_leaves_no_copy(uri, copies, monkeypatch):
