@@ -6,9 +6,9 @@ their fast path.  A URI that ``pyarrow.fs.FileSystem.from_uri`` understands
 (``s3://bucket/prefix?endpoint_override=host:port&scheme=http``, ``gs://...``,
 ``file:///...``), or a path together with an explicit ``pyarrow.fs.FileSystem``, is a
 :class:`Location`.  The readers download an experiment's metadata (everything except its
-``checkpoint_*`` directories) into a copy of their own in a local cache with
-:func:`hold_local_copy` and read that with the local readers; a checkpoint is downloaded
-only when it is opened (:func:`local_checkpoint`), once per node.
+``checkpoint_*`` directories) into a local cache with :func:`local_copy` and read that
+with the local readers; a checkpoint is downloaded only when it is opened
+(:func:`local_checkpoint`), once per node.
 
 Example:
     >>> is_uri("/tmp/results/exp"), is_uri("s3://bucket/exp")
@@ -42,7 +42,6 @@ __all__ = [
     "NODE_CACHE_BYTES_ENV", "node_cache_bytes", "new_checkpoint_token", "node_cache_scratch", "keep_checkpoint",
     "keep_opened_checkpoint", "open_kept_checkpoint", "forget_kept_checkpoints", "kept_checkpoints",
     "keep_copy_of_kept", "tree_bytes", "NODE_CACHE_ENTRIES_ENV", "node_cache_entries", "remove_dead_scratch",
-    "hold_local_copy", "LocalCopy",
 ]
 
 # A checkpoint directory: its files stay in storage until a checkpoint is opened.
@@ -250,160 +249,24 @@ def _walk(location: Location) -> List[Any]:
 
 
 def local_copy(location: Location) -> str:
-    """The path of a new local copy of the experiment (or trial) directory at ``location``
-    (see :func:`hold_local_copy`), held until this process exits: for a short-lived
-    reader; one that keeps reading through objects, or reads often, holds a
-    :class:`LocalCopy` instead, which goes when they do.
-
-    Raises:
-        FileNotFoundError: nothing is at ``location``.
-        TuneError: storage cannot be read (missing bucket, credentials, endpoint).
-    """
-    held = hold_local_copy(location)
-    _held_until_exit.append(held)
-    return held.path
-
-
-# The copies local_copy handed out: removed when this process exits.
-_held_until_exit: List["LocalCopy"] = []
-
-
-def hold_local_copy(location: Location) -> "LocalCopy":
-    """A new local copy of the experiment (or trial) directory at ``location`` without its
-    checkpoints' files, downloaded from storage on each call (re-reading refreshes).
+    """A local copy of the experiment (or trial) directory at ``location`` without its
+    checkpoints' files, refreshed from storage on each call; returns its path.
 
     Each ``checkpoint_*`` directory is copied as an empty directory, so that the readers
     see which checkpoints exist (they point them back into storage).
 
-    The copy is this reader's own: a locked scratch directory in
-    ``cache_root()/experiment-copies`` (:data:`_READER_COPIES`), which no other reader
-    changes or removes while it is held.  Readers of one experiment never share a copy
-    (each read downloads anew), so a read that refreshes never touches the copy an earlier
-    reader still reads lazily (a Result's ``progress.csv``).  The copy is removed when
-    the returned :class:`LocalCopy` is released or collected, or this process exits;
-    a copy whose process died (its lock free) goes with the next copy made on this node.
-    Where the file system has no locks the copy is never swept by another process (no
-    sweep can tell it from one in use): its own process still removes it, and one a
-    killed process left stays.
-
     Raises:
         FileNotFoundError: nothing is at ``location``.
         TuneError: storage cannot be read (missing bucket, credentials, endpoint).
     """
-    files, checkpoint_dirs = _stored_tree(location)
-    folder = os.path.join(cache_root(), _READER_COPIES)
-    _remove_dead_scratch_in(folder)  # the copies of killed readers (whole or being made)
-    os.makedirs(folder, exist_ok=True)
-    scratch, fd = _make_locked_directory(folder)
-    try:
-        copy = os.path.join(scratch, _copy_name(location))
-        os.mkdir(copy)
-        _download_tree(location, files, checkpoint_dirs, copy)
-    except BaseException:
-        _remove_held_copy(scratch, fd, os.getpid())
-        raise
-    return LocalCopy(copy, scratch, fd)
-
-
-#: The folder of ``cache_root()`` that holds the readers' copies (a name of its own: an older
-#: fasttune replaced ``experiments/<key>`` whole on each read).
-_READER_COPIES = "experiment-copies"
-
-
-def _copy_name(location: Location) -> str:
-    """The name of a copy of ``location`` in its scratch directory: the directory's own
-    (a trial read alone keeps its name), unless that could not be a plain name there."""
-    name = posixpath.basename(location.path.rstrip("/"))
-    return name if name not in ("", ".", "..", _LOCK_FILE) else "experiment"
-
-
-class LocalCopy:
-    """A reader's own local copy of a directory in storage (:func:`hold_local_copy`):
-    ``path`` stays whole, and what it was when downloaded, until :meth:`release` or until
-    nothing refers to this object (the readers that read lazily from the copy, as a
-    ResultGrid's Results do, keep a reference), or this process exits.
-
-    ``copy.copy`` and ``deepcopy`` give the same object; unpickled it is None (another
-    process does not hold this one's copy).  Only the process that made it removes the
-    copy: a forked child that lets go of it only closes its descriptor (the copy stays
-    locked while the child lives, and is removed when its maker lets go)."""
-
-    __slots__ = ("path", "_release", "__weakref__")
-
-    def __init__(self, path: str, scratch: str, fd: Optional[int]) -> None:
-        import weakref  # here, not at the top: ``import fasttune`` stays fast
-
-        self.path = path
-        self._release = weakref.finalize(self, _remove_held_copy, scratch, fd, os.getpid())
-
-    def release(self) -> None:
-        """Remove the copy now (its path must no longer be read)."""
-        self._release()
-
-    def __enter__(self) -> "LocalCopy":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
-
-    def __copy__(self) -> "LocalCopy":
-        return self
-
-    def __deepcopy__(self, memo: dict) -> "LocalCopy":
-        return self
-
-    def __reduce__(self) -> Any:
-        return (_not_held, ())  # another process cannot hold this one's copy
-
-    def __repr__(self) -> str:
-        return f"LocalCopy({self.path!r}{'' if self._release.alive else ', released'})"
-
-
-def _not_held() -> None:
-    return None
-
-
-def _remove_held_copy(scratch: str, fd: Optional[int], maker: int) -> None:
-    """Remove a reader's copy (its scratch directory ``scratch``, locked through ``fd``),
-    then release its lock; in a process forked from its maker, only close ``fd``."""
-    if os.getpid() != maker:
-        if fd is not None:
-            os.close(fd)
-        return
-    shutil.rmtree(scratch, ignore_errors=True)
-    if fd is not None:
-        os.close(fd)  # the lock goes with it
-        _own_scratch.discard(os.path.basename(scratch))
+    final = _cache_dir("experiments", location)
+    refresh_local_copy(location, final)
+    return final
 
 
 def refresh_local_copy(location: Location, final: str) -> None:
     """Make the local directory ``final`` a copy of the directory at ``location``, less the
-    files of its checkpoints (see :func:`hold_local_copy`); what was in ``final`` is
-    replaced whole.  For a directory its caller alone reads and writes (the driver's
-    staging copy): a reader that others may refresh behind it uses :func:`hold_local_copy`."""
-    files, checkpoint_dirs = _stored_tree(location)
-    parent = os.path.dirname(final)
-    os.makedirs(parent, exist_ok=True)
-    # The copy is made in locked scratch beside it, which a reader killed meanwhile leaves
-    # behind: the next copy made in this folder removes that (never a live reader's, nor
-    # the copy itself, whatever the experiment is named).
-    name = os.path.basename(final)
-    _remove_dead_scratch_in(parent, [entry for entry in os.listdir(parent) if entry != name])
-    with _locked_scratch(parent) as scratch:
-        incoming = os.path.join(scratch, "files")
-        os.mkdir(incoming)
-        _download_tree(location, files, checkpoint_dirs, incoming)
-        move_directory_into_place(incoming, final, durable=False)
-
-
-def _stored_tree(location: Location) -> "tuple[List[str], List[str]]":
-    """The files below the directory at ``location`` outside its checkpoints, and its
-    ``checkpoint_*`` directories (paths relative to it).
-
-    Raises:
-        FileNotFoundError: nothing is at ``location``.
-        TuneError: storage cannot be read, or its bucket does not exist.
-    """
+    files of its checkpoints (see :func:`local_copy`); what was in ``final`` is replaced."""
     fs = _pyarrow_fs(f"Reading {location.uri}")
     if not _is_directory(location):
         bucket = location.path.split("/")[0]
@@ -425,15 +288,21 @@ def _stored_tree(location: Location) -> "tuple[List[str], List[str]]":
             checkpoint_dirs.add("/".join(parts[:inside + 1]))
         elif info.type == fs.FileType.File:
             files.append(relative)
-    return files, sorted(checkpoint_dirs)
-
-
-def _download_tree(location: Location, files: List[str], checkpoint_dirs: List[str], target: str) -> None:
-    """Download ``files`` from ``location`` into the existing directory ``target``, and make
-    ``checkpoint_dirs`` there as empty directories."""
-    _download_files(location, files, target)
-    for relative in checkpoint_dirs:
-        os.makedirs(os.path.join(target, *relative.split("/")), exist_ok=True)
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    # The copy is made in locked scratch beside it, which a reader killed meanwhile leaves
+    # behind: the next copy made in this folder removes that (never a live reader's, nor
+    # the copy itself, whatever the experiment is named).
+    name = os.path.basename(final)
+    _remove_dead_scratch_in(parent, [entry for entry in os.listdir(parent) if entry != name])
+    with _locked_scratch(parent) as scratch:
+        incoming = os.path.join(scratch, "files")
+        os.mkdir(incoming)
+        _download_files(location, files, incoming)
+        for relative in checkpoint_dirs:
+            os.makedirs(os.path.join(incoming, *relative.split("/")), exist_ok=True)
+        # Re-reading refreshes: the new copy replaces the old one whole.
+        move_directory_into_place(incoming, final, durable=False)
 
 
 def _files_below(location: Location) -> List[str]:
@@ -686,8 +555,7 @@ def node_cache_scratch(nbytes: int = 0) -> Iterator[Optional[str]]:
         yield made
 
 
-# Scratch in this node's cache (copies being made, copies being removed, the copies readers
-# hold: see hold_local_copy).  A process
+# Scratch in this node's cache (copies being made, copies being removed).  A process
 # killed meanwhile (SIGKILL, the OOM killer) leaves its scratch behind, and no age tells
 # that from a slow copy still being made; so each scratch directory holds a lock file its
 # process locks (flock) for the directory's whole life, and a sweep removes only scratch

@@ -379,8 +379,8 @@ class Result:
 
         location = storage.resolve(path, storage_filesystem)
         if location is not None:
-            local, held, root = local_copy_to_read(location)
-            return point_into_storage(cls.from_path(local, on_bad_line=on_bad_line), held.path, root, held=held)
+            local, local_root, root = local_copy_to_read(location)
+            return point_into_storage(cls.from_path(local, on_bad_line=on_bad_line), local_root, root)
         trial_dir = os.path.abspath(os.fsdecode(os.fspath(path)))
         params_path, result_path = os.path.join(trial_dir, PARAMS_FILE), os.path.join(trial_dir, RESULT_FILE)
         if not (os.path.isfile(params_path) or os.path.isfile(result_path)):
@@ -478,11 +478,10 @@ def may_be_store_trial(names: Any, parent_has_store: bool) -> bool:
         name in (PARAMS_FILE, RESULT_FILE, STORE_DIR) or fnmatch(name, SNAPSHOT_GLOB) for name in names)
 
 
-def local_copy_to_read(location: Any) -> Tuple[str, Any, Any]:
+def local_copy_to_read(location: Any) -> Tuple[str, str, Any]:
     """A local copy of the experiment or trial directory at ``location`` in storage (a
-    ``fasttune._storage.Location``), to read it from: ``(its local path, the copy's root
-    (a ``fasttune._storage.LocalCopy``: its path stays whole while it is held), the root's
-    location)``.  A trial of an experiment's results store
+    ``fasttune._storage.Location``), to read it from: ``(its local path, the copy's root,
+    the root's location)``.  A trial of an experiment's results store
     (``RunConfig(results_store="experiment")``) has no result files of its own, and maybe no
     directory, so its whole experiment is copied then: its rows are in the experiment's
     store (the local path need not exist).
@@ -494,8 +493,8 @@ def local_copy_to_read(location: Any) -> Tuple[str, Any, Any]:
         >>> os.makedirs(os.path.join(exp, "results"))
         >>> open(os.path.join(exp, "results", "000001.jsonl"), "w").close()
         >>> os.makedirs(os.path.join(exp, "t_0", "checkpoint_000000"))
-        >>> local, held, root = local_copy_to_read(storage.resolve("file://" + os.path.join(exp, "t_0")))
-        >>> sorted(os.listdir(held.path)), local == os.path.join(held.path, "t_0"), root.path == exp
+        >>> local, local_root, root = local_copy_to_read(storage.resolve("file://" + os.path.join(exp, "t_0")))
+        >>> sorted(os.listdir(local_root)), local == os.path.join(local_root, "t_0"), root.path == exp
         (['results', 't_0'], True, True)
 
     Raises:
@@ -509,20 +508,16 @@ def local_copy_to_read(location: Any) -> Tuple[str, Any, Any]:
     if posixpath.dirname(location.path.rstrip("/")) and may_be_store_trial(
             names, parent_has_store=_has_store_in_storage(location.parent())):
         experiment = location.parent()
-        held = storage.hold_local_copy(experiment)
-        return os.path.join(held.path, posixpath.basename(location.path.rstrip("/"))), held, experiment
-    held = storage.hold_local_copy(location)
-    return held.path, held, location
+        local_experiment = storage.local_copy(experiment)
+        return os.path.join(local_experiment, posixpath.basename(location.path.rstrip("/"))), local_experiment, experiment
+    local = storage.local_copy(location)
+    return local, local, location
 
 
-def point_into_storage(result: Result, local_root: str, location: Any, held: Any = None) -> Result:
+def point_into_storage(result: Result, local_root: str, location: Any) -> Result:
     """``result``, read from ``local_root`` (the local copy of the experiment at
     ``location``), with its checkpoints pointing into storage; its ``path`` stays the
-    local copy, where its result files are.  ``held``: the reader's
-    ``fasttune._storage.LocalCopy`` of ``local_root``, which ``result`` then holds (it
-    reads ``progress.csv`` there lazily)."""
-    if held is not None:
-        result._local_copy = held
+    local copy, where its result files are."""
     if result.checkpoint is not None:
         result.checkpoint = checkpoint_in_storage(result.checkpoint, local_root, location)
     result.best_checkpoints = [(checkpoint_in_storage(c, local_root, location), metrics)

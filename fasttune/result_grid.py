@@ -175,7 +175,8 @@ class ResultGrid:
         """
         location = storage.resolve(experiment_path, storage_filesystem)
         if location is not None:
-            return cls.from_local_copy(storage.hold_local_copy(location), location, default_metric, default_mode)
+            local = storage.local_copy(location)
+            return cls.from_local_copy(local, location, default_metric, default_mode)
         exp = os.path.abspath(os.path.expanduser(os.fsdecode(os.fspath(experiment_path))))
         if not os.path.isdir(exp):
             raise FileNotFoundError(
@@ -203,17 +204,14 @@ class ResultGrid:
         return grid
 
     @classmethod
-    def from_local_copy(cls, local: "storage.LocalCopy", location: "storage.Location",
-                        default_metric: Optional[str] = None, default_mode: Optional[str] = None) -> "ResultGrid":
-        """The grid of the experiment at ``location`` in storage, read from ``local``, this
-        reader's local copy: each Result's path is in the copy, its checkpoints point into
-        storage.  The grid and each Result hold the copy (they read it lazily), so it stays
-        whole while any of them lives, whoever else reads the experiment meanwhile."""
-        grid = cls.from_path(local.path, default_metric, default_mode)
-        grid = cls([point_into_storage(r, local.path, location, held=local) for r in grid], location.uri,
+    def from_local_copy(cls, local: str, location: "storage.Location", default_metric: Optional[str] = None,
+                        default_mode: Optional[str] = None) -> "ResultGrid":
+        """The grid of the experiment at ``location`` in storage, read from ``local``, its
+        local copy: each Result's path is in the copy, its checkpoints point into storage."""
+        grid = cls.from_path(local, default_metric, default_mode)
+        grid = cls([point_into_storage(r, local, location) for r in grid], location.uri,
                    default_metric=default_metric, default_mode=default_mode)
         grid._filesystem = location.filesystem
-        grid._local_copy = local
         return grid
 
     # -- container --------------------------------------------------------------------

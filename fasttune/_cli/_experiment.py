@@ -107,8 +107,6 @@ class ExperimentData:
         self.trials = trials
         self.metric = metric
         self.mode = mode
-        #: The reader's ``fasttune._storage.LocalCopy`` that ``path`` is in, for an experiment in storage.
-        self.local_copy: Any = None
 
     def resolve_metric(self, metric: Optional[str], mode: Optional[str]) -> Tuple[str, str]:
         """The metric and mode to rank by: the ones given, else the Tuner's.
@@ -220,11 +218,10 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
 
     location = storage.resolve(path, storage_filesystem)
     shown = path  # what errors name: the path or URI given, not a local copy of it
-    held = None  # this reader's copy of what is in storage: the ExperimentData holds it (plot reads it later)
     if location is not None:
         shown = location.uri
         try:
-            path, held, _ = local_copy_to_read(location)
+            path = local_copy_to_read(location)[0]
         except FileNotFoundError:
             raise TuneError(f"{location.uri} does not exist; pass an experiment directory (<storage_path>/<name>) "
                             "or one trial's directory (check the bucket and the prefix).") from None
@@ -292,6 +289,4 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
             if trial_dir not in listed:
                 trials.append(TrialData(known.trial_id, known.status, trial_dir, known.config))
     metric, mode = _tuner_metric_mode(experiment_path)
-    experiment = ExperimentData(experiment_path, trials, metric, mode)
-    experiment.local_copy = held
-    return experiment
+    return ExperimentData(experiment_path, trials, metric, mode)

@@ -91,9 +91,8 @@ class ExperimentAnalysis:
         # point its checkpoints back into storage.
         location = storage.resolve(text, storage_filesystem)
         if location is not None:
-            held = storage.hold_local_copy(location)  # the grid holds it: whole while the analysis reads it
-            local = held.path
-            result_grid = ResultGrid.from_local_copy(held, location, default_metric, default_mode)
+            local = storage.local_copy(location)
+            result_grid = ResultGrid.from_local_copy(local, location, default_metric, default_mode)
         else:
             local = os.path.abspath(os.path.expanduser(text))
             result_grid = ResultGrid.from_path(local, default_metric, default_mode)

@@ -1,6 +1,6 @@
-"""A local copy of an experiment in storage is made in locked scratch: what a reader
-killed while copying left (SIGKILL) goes with the next copy made there, and what a live
-reader is copying stays (see also test_reader_copies.py)."""
+"""A local copy of an experiment in storage is made in locked scratch beside it: what a
+reader killed while copying left (SIGKILL) goes with the next copy made there, and what a
+live reader is copying stays."""
 import os
 import signal
 import subprocess
@@ -40,7 +40,7 @@ def stored(tmp_path):
 def test_a_copy_a_killed_reader_left_goes_with_the_next_and_a_live_ones_stays(stored, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(cache))
-    folder = os.path.join(str(cache), "experiment-copies")
+    folder = os.path.join(str(cache), "experiments")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     reader = subprocess.Popen([sys.executable, "-c", _STALLED_READER, stored], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, env=env, text=True)
@@ -50,24 +50,18 @@ def test_a_copy_a_killed_reader_left_goes_with_the_next_and_a_live_ones_stays(st
         (being_made,) = os.listdir(folder)
         assert copying.startswith(os.path.join(folder, being_made) + os.sep)
         # Alive, it is copying: a copy made meanwhile leaves its scratch alone.
-        with storage.hold_local_copy(storage.resolve(stored)) as held:
-            assert sorted(os.listdir(folder)) == sorted([being_made, _entry(folder, held.path)])
+        final = storage.local_copy(storage.resolve(stored))
+        assert sorted(os.listdir(folder)) == sorted([being_made, os.path.basename(final)])
         os.kill(reader.pid, signal.SIGKILL)
         assert reader.wait() == -signal.SIGKILL
     finally:
         reader.stdin.close()
         reader.stdout.close()
     assert os.path.isfile(copying)  # the kill left it
-    final = storage.local_copy(storage.resolve(stored))  # held until this process exits
-    assert os.listdir(folder) == [_entry(folder, final)]
-    assert os.path.basename(final) == "exp"
+    final = storage.local_copy(storage.resolve(stored))
+    assert os.listdir(folder) == [os.path.basename(final)]
     assert sorted(os.listdir(os.path.join(final, "trial_0"))) == ["checkpoint_000001", "params.json"]
     assert os.listdir(os.path.join(final, "trial_0", "checkpoint_000001")) == []
-
-
-def _entry(folder, path):
-    """The entry of ``folder`` that ``path`` is in."""
-    return os.path.relpath(path, folder).split(os.sep)[0]
 
 
 def test_the_sweep_before_a_copy_leaves_the_copy_itself_whatever_its_name(stored, tmp_path, monkeypatch):
