@@ -255,18 +255,102 @@ def local_copy(location: Location) -> str:
     Each ``checkpoint_*`` directory is copied as an empty directory, so that the readers
     see which checkpoints exist (they point them back into storage).
 
+    The path stays the same from one call to the next (on this node, for every process):
+    a symbolic link that a refresh points at the new copy in one step, so a reader that
+    opens files through it (lazily, as a Result reads its ``progress.csv``) always finds
+    a whole copy, the newest, whoever refreshes it meanwhile.  The copy before the newest
+    is kept too (a reader may be half-way through resolving a path into it); older ones
+    are removed.
+
     Raises:
         FileNotFoundError: nothing is at ``location``.
         TuneError: storage cannot be read (missing bucket, credentials, endpoint).
     """
     final = _cache_dir("experiments", location)
-    refresh_local_copy(location, final)
+    _download_copy(location, final, _publish_version)
     return final
+
+
+# A version of a reader's copy: ``<key>.v-<token>``, beside the link ``<key>`` that names the newest.
+_VERSION_MARK = ".v-"
+# The lock file ``<key>.publish``: refreshes of one key switch its link and remove its old versions one at a time.
+_PUBLISH_SUFFIX = ".publish"
+# A new link before it replaces ``<key>``: ``<key>.link-<token>`` (one a killed refresh left is removed by the next).
+_LINK_MARK = ".link-"
+
+
+def _publish_version(incoming: str, final: str) -> None:
+    """Make the finished copy ``incoming`` the newest version of the reader's copy ``final``
+    (see :func:`local_copy`): renamed beside it, ``final`` (a link) switched to it by one
+    rename, and versions older than the one it replaced removed."""
+    parent, key = os.path.split(final)
+    token = os.urandom(6).hex()
+    version, link = key + _VERSION_MARK + token, os.path.join(parent, key + _LINK_MARK + token)
+    with _publishing(os.path.join(parent, key + _PUBLISH_SUFFIX)):
+        os.rename(incoming, os.path.join(parent, version))
+        try:
+            replaced = os.readlink(final)
+        except OSError:  # none yet, or a directory an older fasttune made
+            replaced = None
+        os.symlink(version, link)  # (relative: the cache may be moved or mounted elsewhere)
+        try:
+            os.replace(link, final)
+        except IsADirectoryError:
+            # The one-time switch from an older fasttune's copy (a directory): that can
+            # only be moved aside first, so for a moment there is no copy at ``final``.
+            _remove_tree(final, parent)
+            os.replace(link, final)
+        kept = {version, replaced}
+        for name in os.listdir(parent):
+            if name.startswith((key + _VERSION_MARK, key + _LINK_MARK)) and name not in kept:
+                _remove_tree(os.path.join(parent, name), parent)
+
+
+@contextlib.contextmanager
+def _publishing(lock_path: str) -> Iterator[None]:
+    """Hold the exclusive lock of ``lock_path`` (made if missing) while the block runs;
+    where the file system has no locks, run it unlocked (two refreshes switching the link
+    at the same moment may then remove the version the other just made: the reader that
+    made it reads again)."""
+    fcntl = _fcntl()
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if fcntl is not None else None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # no locks on this file system after all
+                pass
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # the lock goes with it
+
+
+def _remove_tree(path: str, parent: str) -> None:
+    """Remove ``path`` (a directory or a link) by first renaming it to a ``.gone-`` name in
+    ``parent``, so that a removal cut short is finished by the next sweep."""
+    gone = os.path.join(parent, _GONE_PREFIX + os.urandom(6).hex())
+    try:
+        os.rename(path, gone)
+    except FileNotFoundError:
+        return
+    if os.path.islink(gone):
+        os.remove(gone)
+    else:
+        shutil.rmtree(gone, ignore_errors=True)
 
 
 def refresh_local_copy(location: Location, final: str) -> None:
     """Make the local directory ``final`` a copy of the directory at ``location``, less the
-    files of its checkpoints (see :func:`local_copy`); what was in ``final`` is replaced."""
+    files of its checkpoints (see :func:`local_copy`); what was in ``final`` is replaced,
+    whole: for a directory its caller alone reads and writes (the driver's staging copy;
+    readers use :func:`local_copy`, which others may refresh meanwhile)."""
+    _download_copy(location, final, lambda incoming, target: move_directory_into_place(incoming, target, durable=False))
+
+
+def _download_copy(location: Location, final: str, put_in_place: Callable[[str, str], None]) -> None:
+    """Download the directory at ``location``, less its checkpoints' files, into scratch
+    beside ``final``, then hand it to ``put_in_place(incoming, final)``."""
     fs = _pyarrow_fs(f"Reading {location.uri}")
     if not _is_directory(location):
         bucket = location.path.split("/")[0]
@@ -301,8 +385,7 @@ def refresh_local_copy(location: Location, final: str) -> None:
         _download_files(location, files, incoming)
         for relative in checkpoint_dirs:
             os.makedirs(os.path.join(incoming, *relative.split("/")), exist_ok=True)
-        # Re-reading refreshes: the new copy replaces the old one whole.
-        move_directory_into_place(incoming, final, durable=False)
+        put_in_place(incoming, final)  # (re-reading refreshes: the new copy replaces the old one)
 
 
 def _files_below(location: Location) -> List[str]:

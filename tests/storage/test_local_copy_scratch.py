@@ -37,6 +37,12 @@ def stored(tmp_path):
     return f"file://{experiment}"
 
 
+def _copy_entries(final):
+    """The entries of a reader's copy in its folder: the link, the lock of its refreshes, its newest version."""
+    key = os.path.basename(final)
+    return [key, key + ".publish", os.readlink(final)]
+
+
 def test_a_copy_a_killed_reader_left_goes_with_the_next_and_a_live_ones_stays(stored, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(cache))
@@ -51,7 +57,7 @@ def test_a_copy_a_killed_reader_left_goes_with_the_next_and_a_live_ones_stays(st
         assert copying.startswith(os.path.join(folder, being_made) + os.sep)
         # Alive, it is copying: a copy made meanwhile leaves its scratch alone.
         final = storage.local_copy(storage.resolve(stored))
-        assert sorted(os.listdir(folder)) == sorted([being_made, os.path.basename(final)])
+        assert sorted(os.listdir(folder)) == sorted([being_made, *_copy_entries(final)])
         os.kill(reader.pid, signal.SIGKILL)
         assert reader.wait() == -signal.SIGKILL
     finally:
@@ -59,7 +65,9 @@ def test_a_copy_a_killed_reader_left_goes_with_the_next_and_a_live_ones_stays(st
         reader.stdout.close()
     assert os.path.isfile(copying)  # the kill left it
     final = storage.local_copy(storage.resolve(stored))
-    assert os.listdir(folder) == [os.path.basename(final)]
+    previous = _copy_entries(final)[2]
+    final = storage.local_copy(storage.resolve(stored))
+    assert sorted(os.listdir(folder)) == sorted([*_copy_entries(final), previous])  # (and the one before)
     assert sorted(os.listdir(os.path.join(final, "trial_0"))) == ["checkpoint_000001", "params.json"]
     assert os.listdir(os.path.join(final, "trial_0", "checkpoint_000001")) == []
 
