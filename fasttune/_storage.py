@@ -28,6 +28,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from typing import Any, Callable, Iterator, List, NamedTuple, Optional
 from urllib.parse import urlsplit, urlunsplit
 
@@ -260,84 +261,135 @@ def local_copy(location: Location) -> str:
     opens files through it (lazily, as a Result reads its ``progress.csv``) always finds
     a whole copy, the newest, whoever refreshes it meanwhile.  The copy before the newest
     is kept too (a reader may be half-way through resolving a path into it); older ones
-    are removed.
+    are removed (where the file system has no locks, only once ten minutes old).
 
     Raises:
         FileNotFoundError: nothing is at ``location``.
         TuneError: storage cannot be read (missing bucket, credentials, endpoint).
     """
-    final = _cache_dir("experiments", location)
+    final = _cache_dir(_READER_COPIES, location)
     _download_copy(location, final, _publish_version)
     return final
 
 
+# The folder of the readers' copies: a name of its own, as an older fasttune replaces a copy in
+# its ``experiments`` folder by renaming a directory onto it, which a link would make fail.
+_READER_COPIES = "experiment-copies"
 # A version of a reader's copy: ``<key>.v-<token>``, beside the link ``<key>`` that names the newest.
 _VERSION_MARK = ".v-"
 # The lock file ``<key>.publish``: refreshes of one key switch its link and remove its old versions one at a time.
 _PUBLISH_SUFFIX = ".publish"
 # A new link before it replaces ``<key>``: ``<key>.link-<token>`` (one a killed refresh left is removed by the next).
 _LINK_MARK = ".link-"
+# Without locks, a refresh leaves the versions made this recently, whichever: another
+# process's refresh may have made one and not yet switched the link to it.
+_UNLOCKED_KEEP_S = 600.0
 
 
 def _publish_version(incoming: str, final: str) -> None:
     """Make the finished copy ``incoming`` the newest version of the reader's copy ``final``
     (see :func:`local_copy`): renamed beside it, ``final`` (a link) switched to it by one
-    rename, and versions older than the one it replaced removed."""
+    rename, and versions older than the one it replaced removed (after the lock is let go:
+    other refreshes do not wait for that)."""
     parent, key = os.path.split(final)
     token = os.urandom(6).hex()
-    version, link = key + _VERSION_MARK + token, os.path.join(parent, key + _LINK_MARK + token)
-    with _publishing(os.path.join(parent, key + _PUBLISH_SUFFIX)):
-        os.rename(incoming, os.path.join(parent, version))
+    version = os.path.join(parent, key + _VERSION_MARK + token)
+    gone: List[str] = []
+    with _publishing(os.path.join(parent, key + _PUBLISH_SUFFIX)) as locked:
+        os.utime(incoming)  # (its age, for an unlocked refresh's pruning: from now)
+        os.rename(incoming, version)
         try:
             replaced = os.readlink(final)
-        except OSError:  # none yet, or a directory an older fasttune made
+        except OSError:  # none yet, or a directory (see _switch_link)
             replaced = None
-        os.symlink(version, link)  # (relative: the cache may be moved or mounted elsewhere)
-        try:
-            os.replace(link, final)
-        except IsADirectoryError:
-            # The one-time switch from an older fasttune's copy (a directory): that can
-            # only be moved aside first, so for a moment there is no copy at ``final``.
-            _remove_tree(final, parent)
-            os.replace(link, final)
-        kept = {version, replaced}
+        _switch_link(os.path.basename(version), final, key + _LINK_MARK + token)
+        kept = {os.path.basename(version), replaced}
+        young = time.time() - _UNLOCKED_KEEP_S
         for name in os.listdir(parent):
-            if name.startswith((key + _VERSION_MARK, key + _LINK_MARK)) and name not in kept:
-                _remove_tree(os.path.join(parent, name), parent)
+            if not name.startswith((key + _VERSION_MARK, key + _LINK_MARK)) or name in kept:
+                continue
+            path = os.path.join(parent, name)
+            if not locked and _modified_since(path, young):
+                continue
+            gone.append(_gone_name(path, parent))
+    for path in gone:
+        _remove_gone(path)
+
+
+def _switch_link(version: str, final: str, link_name: str) -> None:
+    """Point the link ``final`` at its sibling ``version`` in one rename; where the file
+    system has no links, the version is moved to ``final`` instead (as a directory, whole,
+    but replaced the way refresh_local_copy replaces it)."""
+    parent = os.path.dirname(final)
+    link = os.path.join(parent, link_name)
+    try:
+        os.symlink(version, link)  # (relative: the cache may be moved or mounted elsewhere)
+    except (OSError, NotImplementedError):
+        if os.path.islink(final):
+            os.remove(final)
+        move_directory_into_place(os.path.join(parent, version), final, durable=False)
+        return
+    try:
+        os.replace(link, final)
+    except IsADirectoryError:
+        # ``final`` is a directory (made where links once failed): that can only be moved
+        # aside first, so for a moment there is no copy at ``final``.
+        _remove_gone(_gone_name(final, parent))
+        os.replace(link, final)
+
+
+def _modified_since(path: str, moment: float) -> bool:
+    try:
+        return os.lstat(path).st_mtime >= moment
+    except FileNotFoundError:
+        return False
+
+
+# Refreshes of this process, one at a time (as its threads' locks of one file may not
+# exclude each other: NFS emulates flock with POSIX locks, which never stop their process).
+_publish_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _publishing(lock_path: str) -> Iterator[None]:
-    """Hold the exclusive lock of ``lock_path`` (made if missing) while the block runs;
-    where the file system has no locks, run it unlocked (two refreshes switching the link
-    at the same moment may then remove the version the other just made: the reader that
-    made it reads again)."""
+def _publishing(lock_path: str) -> Iterator[bool]:
+    """Hold this process's refresh lock and the exclusive lock of ``lock_path`` (made if
+    missing) while the block runs; it gets whether other processes are locked out (False
+    where the file system has no locks: see _UNLOCKED_KEEP_S)."""
     fcntl = _fcntl()
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if fcntl is not None else None
-    try:
-        if fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError:  # no locks on this file system after all
-                pass
-        yield
-    finally:
-        if fd is not None:
-            os.close(fd)  # the lock goes with it
+    with _publish_lock:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if fcntl is not None else None
+        try:
+            locked = False
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    locked = True
+                except OSError:  # no locks on this file system after all
+                    pass
+            yield locked
+        finally:
+            if fd is not None:
+                os.close(fd)  # the lock goes with it
 
 
-def _remove_tree(path: str, parent: str) -> None:
-    """Remove ``path`` (a directory or a link) by first renaming it to a ``.gone-`` name in
-    ``parent``, so that a removal cut short is finished by the next sweep."""
+def _gone_name(path: str, parent: str) -> Optional[str]:
+    """Rename ``path`` (a directory or a link) to a ``.gone-`` name in ``parent``, which the
+    next sweep removes if this process does not (see _remove_gone); None if it is gone."""
     gone = os.path.join(parent, _GONE_PREFIX + os.urandom(6).hex())
     try:
         os.rename(path, gone)
     except FileNotFoundError:
+        return None
+    return gone
+
+
+def _remove_gone(path: Optional[str]) -> None:
+    if path is None:
         return
-    if os.path.islink(gone):
-        os.remove(gone)
+    if os.path.islink(path):
+        os.remove(path)
     else:
-        shutil.rmtree(gone, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def refresh_local_copy(location: Location, final: str) -> None:
@@ -667,8 +719,9 @@ _GUARD_TRIES = 8
 
 
 def _new_guards_lock() -> None:
-    global _guards_lock
+    global _guards_lock, _publish_lock
     _guards_lock = threading.Lock()  # a child forked while another thread held it
+    _publish_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -817,7 +870,10 @@ def _remove_dead_scratch_in(root: str, names: Optional[List[str]] = None) -> int
         if not _is_sweepable(name):
             continue
         if name.startswith(_GONE_PREFIX):
-            shutil.rmtree(path, ignore_errors=True)
+            try:
+                _remove_gone(path)
+            except FileNotFoundError:  # (another sweep's)
+                pass
             removed += 1
             continue
         if fcntl is None:

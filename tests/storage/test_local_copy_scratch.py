@@ -46,7 +46,7 @@ def _copy_entries(final):
 def test_a_copy_a_killed_reader_left_goes_with_the_next_and_a_live_ones_stays(stored, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(cache))
-    folder = os.path.join(str(cache), "experiments")
+    folder = os.path.join(str(cache), "experiment-copies")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     reader = subprocess.Popen([sys.executable, "-c", _STALLED_READER, stored], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, env=env, text=True)

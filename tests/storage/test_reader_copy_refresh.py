@@ -1,7 +1,7 @@
 """The readers' local copy of an experiment in storage (``_storage.local_copy``) keeps one
 path, a link that each refresh switches to a new whole copy in one step: a reader that
 opens files through it, while another reader refreshes it, always finds a whole copy; the
-copy before the newest stays, older ones go."""
+copy before the newest stays, older ones go (without locks, only once old)."""
 import json
 import os
 import shutil
@@ -44,7 +44,7 @@ def uri(experiment):
 def folder(tmp_path, monkeypatch):
     """Where this node keeps the readers' copies (empty at the start)."""
     monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path / "cache"))
-    return str(tmp_path / "cache" / "experiments")
+    return str(tmp_path / "cache" / "experiment-copies")
 
 
 def _steps_in(copy):
@@ -103,9 +103,18 @@ def test_the_path_stays_and_only_the_newest_copy_and_the_one_before_are_kept(exp
     assert sorted(os.listdir(folder)) == sorted([key, key + ".publish", *versions[-2:]])
 
 
-def test_a_copy_an_older_fasttune_made_is_replaced_by_the_link(uri, folder):
-    final = storage._cache_dir("experiments", storage.resolve(uri))
-    os.makedirs(os.path.join(final, "trial_9"))  # an older fasttune's copy: a directory, stale
+def test_where_links_fail_the_copy_is_a_directory_replaced_whole_and_later_a_link(uri, folder, monkeypatch):
+    def no_links(*args):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(storage, "os", StandIn(os, symlink=no_links))
+    final = storage.local_copy(storage.resolve(uri))
+    final_again = storage.local_copy(storage.resolve(uri))
+    assert final_again == final and not os.path.islink(final) and _steps_in(final) == {"trial_0": 2, "trial_1": 2}
+    key = os.path.basename(final)
+    assert sorted(os.listdir(folder)) == [key, key + ".publish"]  # (no version left behind)
+    os.makedirs(os.path.join(final, "trial_9"))  # stale: the next copy replaces it whole
+    monkeypatch.setattr(storage, "os", os)
     assert storage.local_copy(storage.resolve(uri)) == final
     assert os.path.islink(final) and _steps_in(final) == {"trial_0": 2, "trial_1": 2}
     key = os.path.basename(final)
@@ -123,12 +132,46 @@ def test_what_a_killed_refresh_left_goes_with_the_next(uri, folder):
     assert sorted(os.listdir(folder)) == sorted([key, key + ".publish", os.readlink(final), previous])
 
 
-def test_without_locks_a_refresh_still_switches_and_prunes(experiment, uri, folder, monkeypatch):
-    monkeypatch.setattr(storage, "_fcntl", lambda: None)
+def test_a_refresh_switches_the_link_under_the_lock_of_its_key(uri, folder, monkeypatch):
+    import fcntl
+
     final = storage.local_copy(storage.resolve(uri))
-    for steps in (3, 4):
-        _write_trial(experiment / "trial_1", steps)
-        assert storage.local_copy(storage.resolve(uri)) == final
-    assert _steps_in(final) == {"trial_0": 2, "trial_1": 4}
-    assert len([name for name in os.listdir(folder) if ".v-" in name]) == 2
-    assert not os.path.exists(os.path.join(folder, os.path.basename(final) + ".publish"))
+    probes = []
+
+    def replace(source, target):
+        # Half-way through the refresh: neither this process's other threads nor another
+        # process can take the key's lock now.
+        with open(final + ".publish") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                probes.append("free")
+            except BlockingIOError:
+                probes.append("held")
+        probes.append(storage._publish_lock.locked())
+        os.replace(source, target)
+
+    monkeypatch.setattr(storage, "os", StandIn(os, replace=replace))
+    assert storage.local_copy(storage.resolve(uri)) == final
+    assert probes == ["held", True]
+
+
+def test_without_locks_a_refresh_leaves_recent_versions_another_may_switch_to(uri, folder, monkeypatch):
+    final = storage.local_copy(storage.resolve(uri))
+    key = os.path.basename(final)
+    recent, old = key + ".v-recent", key + ".v-old"  # another process's, made just now / long ago
+    for name in (recent, old):
+        shutil.copytree(final, os.path.join(folder, name))
+    an_hour_ago = os.lstat(os.path.join(folder, old)).st_mtime - 3600
+    os.utime(os.path.join(folder, old), (an_hour_ago, an_hour_ago))
+    monkeypatch.setattr(storage, "_fcntl", lambda: None)
+    previous = os.readlink(final)
+    assert storage.local_copy(storage.resolve(uri)) == final
+    assert sorted(os.listdir(folder)) == sorted([key, key + ".publish", os.readlink(final), previous, recent])
+
+
+def test_a_removal_cut_short_is_finished_by_the_next_sweep(uri, folder):
+    final = storage.local_copy(storage.resolve(uri))
+    os.symlink(os.readlink(final), os.path.join(folder, ".gone-link"))  # renamed, not removed yet
+    shutil.copytree(final, os.path.join(folder, ".gone-copy"))
+    storage.local_copy(storage.resolve(uri))
+    assert not any(name.startswith(".gone-") for name in os.listdir(folder))
