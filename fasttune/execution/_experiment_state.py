@@ -51,17 +51,22 @@ logger = logging.getLogger(__name__)
 # more, so that an earlier fasttune still reads what it can.  2: a checkpoint entry of a
 # trial record may carry its upload (token, node) after its result, which a reader of
 # format 1 would take for damage.  3: it may also end with the trial's history at that
-# checkpoint (see trial_record), which readers of 1 and 2 would misread.
-FORMAT_VERSION = 3
+# checkpoint (see trial_record), which readers of 1 and 2 would misread.  4: finished
+# trials' records may be in record segments (see write_segment) instead of the snapshot.
+FORMAT_VERSION = 4
 UPLOADS_FORMAT = 2
 HISTORIES_FORMAT = 3
+SEGMENTS_FORMAT = 4
 KEEP = 2
 SNAPSHOT_GLOB = "experiment_state-*.msgpack"
+SEGMENT_GLOB = "experiment_records-*.msgpack"
 TUNER_FILE = "tuner.msgpack"
 
 _MAGIC = b"FTSTATE\x00"
 _HEADER = struct.Struct("<8sHHQI")
 _NAME = re.compile(r"experiment_state-(\d+)\.msgpack$")
+_SEGMENT_NAME = re.compile(r"experiment_records-(\d+)\.msgpack")
+NIL = b"\xc0"  # a packed None: the place of a record (or a directory name) that is in a segment
 
 
 class CorruptExperimentState(TuneError):
@@ -118,6 +123,11 @@ _PIECES_PER_BLOCK = 4096
 
 def read_file(path: str) -> bytes:
     """The payload of a file :func:`write_file` wrote, checked against its header."""
+    return _read_checked(path)[0]
+
+
+def _read_checked(path: str) -> Tuple[bytes, int]:
+    """:func:`read_file`'s payload, and its checksum."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < _HEADER.size:
@@ -136,7 +146,7 @@ def read_file(path: str) -> bytes:
             f"{path} is truncated or damaged: its header says {length} bytes of state, it holds {len(payload)}.")
     if zlib.crc32(payload) != crc:
         raise CorruptExperimentState(f"{path} is damaged: its checksum does not match its contents.")
-    return payload
+    return payload, crc
 
 
 def is_snapshot_name(name: str) -> bool:
@@ -170,7 +180,9 @@ def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[by
     """Write ``state`` plus ``state["trials"] = records`` as snapshot number ``seq`` (format
     ``version``: the newest format a record needs, as :data:`UPLOADS_FORMAT`), and (``rotate``)
     drop all but the newest :data:`KEEP`; a caller that knows which those are removes the
-    others itself (:func:`remove_snapshot`), without listing the directory.
+    others itself (:func:`remove_snapshot`), without listing the directory.  A record may be
+    :data:`NIL` (as its ``state["dirnames"]`` entry is None) where it is in one of the
+    segments ``state["segments"]`` lists (see :func:`write_segment`).
 
     ``records`` are each trial's record as :func:`trial_record` made it (a msgpack bin
     holding the packed record): a finished trial's record does not change, so the runner
@@ -192,6 +204,86 @@ def write_snapshot(experiment_path: str, state: Dict[str, Any], records: List[by
     for old in snapshot_paths(experiment_path)[KEEP:] if rotate else ():
         remove_snapshot(old)
     return path
+
+
+def write_segment(experiment_path: str, seq: int, rows: List[int], dirnames: List[str],
+                  records: List[bytes]) -> List[Any]:
+    """Write the records of finished trials (their ``rows``, directory names and packed
+    ``records``) as the record segment file of snapshot ``seq``, and return its entry for
+    the ``"segments"`` of the snapshots that use it: ``[file name, number of records,
+    checksum]``.  A finished trial's record never changes, so a sweep of many trials writes
+    each once in a segment, and each snapshot only names the segments (format
+    :data:`SEGMENTS_FORMAT`) instead of holding every record again.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> entry = write_segment(d, 1, [0], ["t_0"], [as_bin(pack(("a", 1)))])
+        >>> path = write_snapshot(d, {"format": 4, "dirnames": [None], "segments": [entry]}, [NIL], seq=1, version=4)
+        >>> state, _ = load_latest(d)
+        >>> DataOnlyLoader().unpack(state["trials"][0]), state["dirnames"]
+        (('a', 1), ['t_0'])
+    """
+    os.makedirs(experiment_path, exist_ok=True)
+    name = f"experiment_records-{seq:010d}.msgpack"
+    head = [b"\x93", pack(rows), pack(dirnames), b"\xdd" + struct.pack(">I", len(records))]
+    parts = _Concatenated(head, _Blocks(records))
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    write_file(os.path.join(experiment_path, name), parts, SEGMENTS_FORMAT)
+    return [name, len(rows), crc]
+
+
+def segment_paths(experiment_path: str) -> List[str]:
+    """The record segment files in the experiment directory."""
+    return glob.glob(os.path.join(glob.escape(experiment_path), SEGMENT_GLOB))
+
+
+def _fill_from_segments(experiment_path: str, state: Dict[str, Any], loader: Loader) -> None:
+    """Put the records and directory names of the segments ``state["segments"]`` names in
+    the places ``state["trials"]`` keeps for them (nil): a later segment's record of a row
+    replaces an earlier one's, and one the snapshot holds itself (a trial that changed
+    again once in a segment) stays.
+
+    Raises:
+        CorruptExperimentState: a segment is missing, damaged, not the one the snapshot
+            names, or does not fill exactly the places kept for it.
+    """
+    entries, records, dirnames = state["segments"], state.get("trials"), state.get("dirnames")
+    if not (isinstance(entries, list) and isinstance(records, list) and isinstance(dirnames, list)
+            and len(records) == len(dirnames)):
+        raise CorruptExperimentState("its segments, records and directory names do not fit together")
+    open_places = bytearray(record is None for record in records)
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                and _SEGMENT_NAME.fullmatch(entry[0]) and isinstance(entry[1], int) and isinstance(entry[2], int)):
+            raise CorruptExperimentState(f"it names a record segment as {entry!r}")
+        name, count, crc = entry  # (a plain name: never a path out of the experiment directory)
+        try:
+            payload, found_crc = _read_checked(os.path.join(experiment_path, name))
+        except FileNotFoundError:
+            raise CorruptExperimentState(f"its record segment {name} is missing") from None
+        except OSError as exc:
+            raise CorruptExperimentState(f"its record segment {name} cannot be read ({exc})") from None
+        if found_crc != crc:
+            raise CorruptExperimentState(f"its record segment {name} is not the one it was written with")
+        try:
+            rows, names, segment_records = loader.unpack(payload)
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise CorruptExperimentState(f"its record segment {name} cannot be read ({exc})") from None
+        if not (isinstance(rows, list) and isinstance(names, list) and isinstance(segment_records, list)
+                and len(rows) == len(names) == len(segment_records) == count):
+            raise CorruptExperimentState(f"its record segment {name} does not hold {count} records")
+        for row, dirname, record in zip(rows, names, segment_records):
+            if not (type(row) is int and 0 <= row < len(records) and isinstance(dirname, str)
+                    and isinstance(record, bytes)):
+                raise CorruptExperimentState(f"its record segment {name} holds a record that is not one")
+            if open_places[row]:
+                records[row], dirnames[row] = record, dirname
+    missing = [row for row, record in enumerate(records) if record is None]
+    if missing:
+        raise CorruptExperimentState(f"{len(missing)} trials' records are in no segment it names (row {missing[0]})")
 
 
 def remove_snapshot(path: str) -> None:
@@ -246,6 +338,8 @@ def load_latest(experiment_path: str, loader: Optional[Loader] = None) -> Tuple[
     for path in paths:
         try:
             state = loader.unpack(read_file(path))
+            if isinstance(state, dict) and state.get("segments") is not None:
+                _fill_from_segments(experiment_path, state, loader)
         except NewerExperimentState:
             raise
         except (CorruptExperimentState, ValueError, msgpack.UnpackException) as exc:

@@ -5,7 +5,10 @@ The file format (header, msgpack payload, trial records) lives in
 ``fasttune.execution._experiment_state``; this module decides what to save.  A snapshot
 holds the TrialTable, one packed record per trial, and the saved state of the searcher,
 scheduler, stopper and callbacks.  Records of finished trials no longer change, so they
-are packed once and kept: a snapshot of 100,000 trials packs only the live ones.
+are packed once and kept: a snapshot of 100,000 trials packs only the live ones.  Once
+enough of them have piled up, they go into a record segment file, written once, which
+every later snapshot names instead of holding them again (``_state.write_segment``): the
+snapshot stays the size of what changes (issue 15's uploads; a sweep of a million trials).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -35,6 +38,13 @@ logger = logging.getLogger(__name__)
 # Under checkpoint_period="auto" snapshots come at most this often (and further apart
 # when one costs more than 1/20 of this).
 _MIN_SNAPSHOT_PERIOD_S = 2.0
+# Finished trials' records go into a new segment once at least this many wait (and an
+# eighth of those in segments already: their number grows with the log of the trials');
+# a smaller experiment's snapshots hold every record, readable by older fasttune versions.
+SEGMENT_MIN_RECORDS = 2000
+_SEGMENT_GROWTH = 8
+# Past this many segments, the next one holds all their records (a restore reads a few files).
+_MAX_SEGMENTS = 16
 
 
 # The attributes a Trial has (a compact trial's record and source give them all back).
@@ -89,6 +99,18 @@ class SnapshotWriter:
         # The newest format a record has needed (an upload, a checkpoint's history): every
         # later snapshot has it, so that an older fasttune refuses what it would misread.
         self._format = 1
+        # Record segments: by row, whether its kept record is in one (1), the rows whose
+        # kept record is not yet, the entries the next snapshot names, how many records
+        # they hold, and segment files no longer named (with the first snapshot that does
+        # not name them), removed once no kept snapshot may.
+        self.in_segment = bytearray()
+        self._unsegmented: List[int] = []
+        self._segments: List[List[Any]] = []
+        self._segmented_count = 0
+        self._retired: List[Tuple[str, int]] = []
+        #: Who removes retired segment files instead (``StorageSync.retire_file``: storage may
+        #: hold older snapshots that name them).
+        self.hand_retired: Optional[Callable[[str, int], None]] = None
 
     def raise_format(self, version: int) -> None:
         """From now on, snapshots have at least format ``version`` (see ``_state.FORMAT_VERSION``)."""
@@ -97,11 +119,13 @@ class SnapshotWriter:
     def add_row(self) -> None:
         self.records.append(None)
         self.dirnames.append(None)
+        self.in_segment.append(0)
 
     def forget_record(self, row: int) -> None:
         """Pack row ``row``'s record again at the next snapshot (its trial changed after
-        it had ended)."""
+        it had ended): the snapshot holds it again (its segment's record is out of date)."""
         self.records[row] = None
+        self.in_segment[row] = 0
 
     def due(self, pending_suggestion: Any = None) -> bool:
         """Whether the period has passed; not while the searcher is making a suggestion
@@ -119,11 +143,14 @@ class SnapshotWriter:
         """One snapshot of ``trials`` and ``policies`` (``started``: when the caller began
         it, so its cost counts what the caller did first); a RUNNING trial's STOP or PAUSE
         not carried out yet (``TrialState.decision_in_flight``) is saved with it."""
-        records = self.records
+        records, in_segment = self.records, self.in_segment
         packed = []
         resets = {}
         pending_decisions = {}
         for row, trial in enumerate(trials):
+            if in_segment[row]:
+                packed.append(_state.NIL)
+                continue
             record = records[row]
             if record is None:  # a live trial (or one just ended)
                 record = self._pack(row, trial, states, checkpoint_rows, table)
@@ -135,8 +162,24 @@ class SnapshotWriter:
                 if decision is not None and trial.status == Trial.RUNNING:
                     pending_decisions[trial.trial_id] = list(decision)
             packed.append(record)
+        if not self.seq:
+            # An earlier run under the same name left snapshots: this run's come after
+            # them (the newest is the one a restore reads; older ones are rotated out).
+            self.seq = _state.latest_seq(self.experiment_path)
+        self.seq += 1
+        first = self._own_snapshots is None
+        self._cut_segment(packed)
+        if first:
+            # Segments an earlier run left (or one killed before its snapshot named it): this
+            # run's snapshots name none of them.
+            named = {entry[0] for entry in self._segments}
+            self._retired += [(os.path.basename(path), self.seq) for path in _state.segment_paths(self.experiment_path)
+                              if os.path.basename(path) not in named]
+        dirnames = self.dirnames
+        if self._segments:
+            dirnames = [None if segmented else name for segmented, name in zip(in_segment, dirnames)]
         state = {
-            "format": self._format,
+            "format": max(self._format, _state.SEGMENTS_FORMAT) if self._segments else self._format,
             "timestamp": time.time(),
             "trainable_name": experiment.trainable_name if experiment is not None else None,
             "trial_ids": list(experiment.trial_id_state) if experiment is not None else None,
@@ -144,7 +187,7 @@ class SnapshotWriter:
             "iteration": iteration,
             "table": table.snapshot(),
             "keysets": self.keysets.keys,
-            "dirnames": self.dirnames,  # beside the records too: a restore reads them all at once
+            "dirnames": dirnames,  # beside the records too: a restore reads them all at once
             # What a restore will unpickle from trial records, told before it decodes any.
             "pickled_in_records": self.pickled_in_records,
             "searcher": self._policy_state(policies.searcher, "searcher"),
@@ -157,13 +200,10 @@ class SnapshotWriter:
             # Saved RUNNING, these trials were to stop or pause: a restore carries that out.
             "pending_decisions": pending_decisions,
         }
-        if not self.seq:
-            # An earlier run under the same name left snapshots: this run's come after
-            # them (the newest is the one a restore reads; older ones are rotated out).
-            self.seq = _state.latest_seq(self.experiment_path)
-        self.seq += 1
+        if self._segments:
+            state["segments"] = list(self._segments)  # (where the nil records and directory names are)
         own = self._own_snapshots
-        path = _state.write_snapshot(self.experiment_path, state, packed, self.seq, self._format, rotate=own is None)
+        path = _state.write_snapshot(self.experiment_path, state, packed, self.seq, state["format"], rotate=own is None)
         if own is None:
             # Listed once: from now on the only older snapshots are those this writer made.
             own = self._own_snapshots = _state.snapshot_paths(self.experiment_path)[::-1]
@@ -172,9 +212,49 @@ class SnapshotWriter:
             while len(own) > _state.KEEP:
                 _state.remove_snapshot(own[0])  # (taken off the list once gone: a failed removal is tried again)
                 own.pop(0)
+        if self._retired:
+            self._remove_retired(min(_state.snapshot_seq(os.path.basename(kept)) for kept in own))
         self._last = time.monotonic()
         self.cost = self._last - started
         return path
+
+    def _cut_segment(self, packed: List[bytes]) -> None:
+        """Write the kept records not in a segment yet as a new one, if enough wait (see
+        SEGMENT_MIN_RECORDS), and leave their places in ``packed`` nil; past _MAX_SEGMENTS,
+        the new one holds the records of all the others too, which are retired."""
+        records, in_segment = self.records, self.in_segment
+        rows = [row for row in dict.fromkeys(self._unsegmented) if records[row] is not None and not in_segment[row]]
+        self._unsegmented = rows
+        if len(rows) < max(SEGMENT_MIN_RECORDS, self._segmented_count // _SEGMENT_GROWTH):
+            return
+        merging = len(self._segments) >= _MAX_SEGMENTS
+        if merging:
+            rows = sorted(rows + [row for row, segmented in enumerate(in_segment) if segmented])
+        entry = _state.write_segment(self.experiment_path, self.seq, rows, [self.dirnames[row] for row in rows],
+                                     [records[row] for row in rows])
+        if merging:
+            self._retired += [(name, self.seq) for name, _, _ in self._segments]
+            self._segments, self._segmented_count = [], 0
+        self._segments.append(entry)
+        self._segmented_count += len(rows)
+        nil = _state.NIL
+        for row in rows:
+            in_segment[row] = 1
+            packed[row] = nil
+        self._unsegmented = []
+
+    def _remove_retired(self, oldest_kept_seq: int) -> None:
+        """Remove the retired segment files no kept snapshot names (each snapshot from the
+        one that retired it on names none of them); with storage, hand them to its sync."""
+        due = [item for item in self._retired if item[1] <= oldest_kept_seq]
+        if not due:
+            return
+        self._retired = [item for item in self._retired if item[1] > oldest_kept_seq]
+        for name, retired_at in due:
+            if self.hand_retired is not None:
+                self.hand_retired(name, retired_at)
+            else:
+                _state.remove_snapshot(os.path.join(self.experiment_path, name))
 
     def trial_finished(self, trial: Trial, states: Dict[str, TrialState], checkpoint_rows: Dict[str, int],
                        table: Any) -> None:
@@ -215,6 +295,7 @@ class SnapshotWriter:
             # Kept for good: no worker holds it, so no event can change it again
             # (a restore only starts a new runner).
             self.records[row] = record
+            self._unsegmented.append(row)
             if _is_idle(state) and not trial.checkpoints:
                 # Made again, the same, if anything asks (as for a trial restored finished).
                 del states[trial.trial_id]
@@ -377,6 +458,9 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     for row, record in enumerate(records):
         _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints, files,
                        decisions)
+    # The kept records go into this run's own segments (the earlier run's are retired).
+    writer.in_segment = bytearray(len(records))
+    writer._unsegmented = [row for row, record in enumerate(writer.records) if record is not None]
     pausing = _restore_pending_resets(pending_resets, restored, checkpoints, experiment_path, copied)
     restored.held = [trial for trial in (restored.trials[row] for row in held)
                      if not trial.is_finished() and trial.trial_id not in pausing]

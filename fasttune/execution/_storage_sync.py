@@ -59,6 +59,8 @@ class StorageSync:
         self.newest_stored_seq = 0
         self._decisions = 0  # checkpoint deletions decided so far
         self._deletions: List[Tuple[int, str]] = []  # (decision number, local checkpoint path)
+        # Files no snapshot from a number on names (record segments): (that number, name).
+        self._retired: List[Tuple[int, str]] = []
         # The newest snapshot: a hard link to it (its file may be rotated out locally before
         # it is uploaded), its name, and the deletions decided before it was written.
         self._snapshot: Optional[Tuple[str, str, int]] = None
@@ -75,6 +77,13 @@ class StorageSync:
         with self._lock:
             self._decisions += 1
             self._deletions.append((self._decisions, local_path))
+
+    def retire_file(self, name: str, retired_at: int) -> None:
+        """No snapshot from number ``retired_at`` on names the experiment file ``name`` (a
+        record segment): remove it, here and in storage, once every snapshot storage keeps
+        is one of those (until then a reader of storage may still need it)."""
+        with self._lock:
+            self._retired.append((retired_at, name))
 
     def snapshot_written(self, path: str) -> None:
         """The runner wrote the snapshot ``path``; start a sync if one is due."""
@@ -220,8 +229,26 @@ class StorageSync:
                 with self._lock:  # only now: a deletion that failed is tried again at the next sync
                     done = set(due)
                     self._deletions = [item for item in self._deletions if item not in done]
+                self._remove_retired(min(_state.snapshot_seq(name) for name, _ in self._snapshots_sent))
             self.syncs += 1
             self.seconds += time.monotonic() - started
+
+    def _remove_retired(self, oldest_stored_seq: int) -> None:
+        """Remove the retired files that neither storage's snapshots nor the staging copy's
+        (which are newer) name any more, in storage and here."""
+        with self._lock:
+            due = [item for item in self._retired if item[0] <= oldest_stored_seq]
+        for item in due:
+            name = item[1]
+            target = self.storage.location.join(name)
+            try:
+                target.filesystem.delete_file(target.path)
+            except FileNotFoundError:
+                pass  # (never uploaded: retired before a sync)
+            _remove_quietly(os.path.join(self.storage.staging, name))
+            self._uploaded.pop(name, None)
+            with self._lock:  # only now: a removal that failed is tried again at the next sync
+                self._retired.remove(item)
 
     def _upload_noting(self, item: Tuple[str, Tuple[int, int]]) -> None:
         relative, stat = item

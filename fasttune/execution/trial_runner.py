@@ -138,6 +138,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         if self._snapshots is not None:
             self._snapshots.checkpoint_uploads = self._checkpoints.uploads
             self._snapshots.checkpoint_histories = self._checkpoints.histories
+            if storage_sync is not None:
+                self._snapshots.hand_retired = storage_sync.retire_file
         if storage_sync is not None and self._snapshots is not None:
             # Numbered after those storage holds (an earlier run's), as after local ones.
             self._snapshots.seq = storage_sync.newest_stored_seq
