@@ -1,0 +1,278 @@
+"""Snapshot format 4: finished trials' records go once into record segment files, which
+later snapshots name instead of holding them again.  What a reader gets back is what a
+snapshot holding every record gives, byte for byte; a segment that is missing, damaged,
+replaced or named as a path makes its snapshot unreadable (the one before is read); and
+the segment files on disk are exactly those the kept snapshots name."""
+import logging
+import os
+import signal
+import struct
+
+import pytest
+
+import fasttune as tune
+from fasttune._serialization import DataOnlyLoader, pack
+from fasttune.execution import _experiment_state as state
+from fasttune.execution import _snapshots
+from fasttune.experiment import experiment as experiment_module
+from fasttune.schedulers import ASHAScheduler
+from fasttune.search import BasicVariantGenerator
+from fasttune.simulation import Simulation, learning_curve_table, reference_trial_order
+from fasttune_testing import fit
+
+N_TRIALS = 150
+
+
+@pytest.fixture(scope="module")
+def table():
+    return learning_curve_table(N_TRIALS, seed=0, n_epochs=9)
+
+
+@pytest.fixture(autouse=True)
+def same_trial_ids(monkeypatch):
+    """Each experiment draws its trial ids' prefix at random: every sweep here gets the same."""
+    monkeypatch.setattr(experiment_module.secrets, "token_hex", lambda n: "5eed5eed"[:2 * n])
+
+
+@pytest.fixture
+def snapshot_often(monkeypatch):
+    monkeypatch.setenv("FASTTUNE_GLOBAL_CHECKPOINT_S", "0")  # a snapshot at each of the loop's checks
+
+
+@pytest.fixture
+def small_segments(monkeypatch, snapshot_often):
+    """Segments of a few records, merged past two: a small sweep makes and retires several."""
+    written = Written()
+    write_segment = state.write_segment
+
+    def noting(experiment_path, seq, rows, dirnames, records):
+        entry = write_segment(experiment_path, seq, rows, dirnames, records)
+        written.append(entry[0])
+        return entry
+
+    monkeypatch.setattr(_snapshots, "SEGMENT_MIN_RECORDS", 5)
+    monkeypatch.setattr(_snapshots, "_MAX_SEGMENTS", 2)
+    monkeypatch.setattr(_snapshots._state, "write_segment", noting)
+    write = _snapshots.SnapshotWriter.write
+
+    def write_then_check(writer, *args, **kwargs):
+        # After each snapshot (and the removals it allows), every kept snapshot can still be read.
+        path = write(writer, *args, **kwargs)
+        missing = named_by_kept_snapshots(writer.experiment_path) - segment_files(writer.experiment_path)
+        written.checks.append(sorted(missing))
+        return path
+
+    monkeypatch.setattr(_snapshots.SnapshotWriter, "write", write_then_check)
+    return written
+
+
+class Written(list):
+    """The names of the segments written, and what each snapshot's check found missing."""
+
+    def __init__(self):
+        super().__init__()
+        self.checks = []
+
+    def assert_every_kept_snapshot_readable_throughout(self):
+        assert len(self.checks) > 3 and not any(self.checks)
+
+
+class CtrlCAtResult(tune.Callback):
+    """Presses Ctrl-C at the sweep's ``at``-th result (its count is in the snapshot: once)."""
+
+    def __init__(self, at):
+        self.at, self.seen = at, 0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.seen += 1
+        if self.seen == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def get_state(self):
+        return {"seen": self.seen}
+
+    def set_state(self, saved):
+        self.seen = saved["seen"]
+
+
+def sweep(table, storage, name, **run_kwargs):
+    points = reference_trial_order(table, N_TRIALS, seed=0)
+    return fit(Simulation(table, num_workers=3), storage, name=name, space=table.search_space,
+               tune_config=tune.TuneConfig(
+                   metric="loss", mode="min", num_samples=N_TRIALS,
+                   scheduler=ASHAScheduler(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3),
+                   search_alg=BasicVariantGenerator(points_to_evaluate=points)), **run_kwargs)
+
+
+def raw(path):
+    """A snapshot file's state as written (its segments' places still nil)."""
+    return DataOnlyLoader().unpack(state.read_file(path))
+
+
+def without_trainable_name(loaded):
+    """The trial directories' names of a loaded snapshot, without the trainable's name they start with."""
+    prefix = loaded["trainable_name"] + "_"
+    assert all(name.startswith(prefix) for name in loaded["dirnames"])
+    return [name[len(prefix):] for name in loaded["dirnames"]]
+
+
+def format_of(path):
+    return struct.unpack_from("<H", open(path, "rb").read(), 8)[0]
+
+
+def named_by_kept_snapshots(experiment):
+    return {entry[0] for path in state.snapshot_paths(experiment) for entry in raw(path).get("segments") or []}
+
+
+def segment_files(experiment):
+    return {os.path.basename(path) for path in state.segment_paths(experiment)}
+
+
+def test_segments_hold_the_finished_records_once_and_give_back_what_a_whole_snapshot_holds(
+        table, tmp_path, small_segments, monkeypatch):
+    with_segments = os.path.join(tmp_path, "segments")
+    grid = sweep(table, str(tmp_path), "segments")
+    monkeypatch.setattr(_snapshots, "SEGMENT_MIN_RECORDS", 10 ** 9)
+    whole = os.path.join(tmp_path, "whole")
+    sweep(table, str(tmp_path), "whole")
+    newest = state.snapshot_paths(with_segments)[0]
+    assert format_of(newest) == state.SEGMENTS_FORMAT and raw(newest)["segments"]
+    assert "segments" not in raw(state.snapshot_paths(whole)[0])  # (below the threshold: as before)
+    assert format_of(state.snapshot_paths(whole)[0]) < state.SEGMENTS_FORMAT
+    # Read back, the records and directory names are those of the whole snapshot, byte for byte.
+    ours, theirs = state.load_latest(with_segments)[0], state.load_latest(whole)[0]
+    assert ours["trials"] == theirs["trials"]
+    assert without_trainable_name(ours) == without_trainable_name(theirs)  # (the second sweep's is "simulation_2")
+    assert len(ours["trials"]) == N_TRIALS and None not in ours["trials"]
+    finished_bytes = sum(len(record) for record in theirs["trials"])
+    assert os.path.getsize(newest) < os.path.getsize(state.snapshot_paths(whole)[0]) - finished_bytes // 2
+    assert sorted(trial.last_result["loss"] for trial in state.read_trials(with_segments)) == sorted(
+        r.metrics["loss"] for r in grid)
+    # Several segments were merged away, and the files left are exactly those the kept snapshots name.
+    assert len(small_segments) > len(segment_files(with_segments)) >= 1
+    assert segment_files(with_segments) == named_by_kept_snapshots(with_segments)
+    small_segments.assert_every_kept_snapshot_readable_throughout()
+
+
+def test_a_sweep_restored_from_segments_ends_as_if_never_interrupted_and_retires_the_earlier_runs(
+        table, tmp_path, small_segments, monkeypatch):
+    whole = sweep(table, str(tmp_path), "whole")
+    cut = os.path.join(tmp_path, "cut")
+    sweep(table, str(tmp_path), "cut", callbacks=[CtrlCAtResult(200)])
+    assert sum(trial.status == "TERMINATED" for trial in state.read_trials(cut)) < N_TRIALS  # it was cut short
+    earlier = named_by_kept_snapshots(cut)
+    assert earlier and state.load_latest(cut)[0]["trials"].count(None) == 0
+    restored = tune.Tuner.restore(cut, trainable=Simulation(table, num_workers=3)).fit()
+    assert sorted((r.config["row"], r.metrics["training_iteration"], r.metrics["loss"]) for r in restored) == sorted(
+        (r.config["row"], r.metrics["training_iteration"], r.metrics["loss"]) for r in whole)
+    assert segment_files(cut) == named_by_kept_snapshots(cut)
+    assert not earlier & segment_files(cut)  # the interrupted run's went once no kept snapshot named them
+    small_segments.assert_every_kept_snapshot_readable_throughout()
+
+
+# ---- damaged and crafted segments ----------------------------------------------------------
+def record(value):
+    return state.as_bin(pack(value))
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    """Snapshot 1 holds its two records itself; snapshot 2 has them in a segment."""
+    path = str(tmp_path)
+    records = [record(("a", 1)), record(("b", 2))]
+    state.write_snapshot(path, {"format": 1, "dirnames": ["t_0", "t_1"]}, records, seq=1)
+    entry = state.write_segment(path, 2, [0, 1], ["t_0", "t_1"], records)
+    state.write_snapshot(path, {"format": 4, "dirnames": [None, None], "segments": [entry]}, [state.NIL] * 2,
+                         seq=2, version=4)
+    return path
+
+
+def test_a_snapshot_reads_its_records_from_its_segment(experiment):
+    loaded, path = state.load_latest(experiment)
+    assert path.endswith("experiment_state-0000000002.msgpack")
+    assert [DataOnlyLoader().unpack(r) for r in loaded["trials"]] == [("a", 1), ("b", 2)]
+    assert loaded["dirnames"] == ["t_0", "t_1"]
+
+
+def damage(path):
+    with open(path, "r+b") as f:
+        f.seek(-3, os.SEEK_END)
+        byte = f.read(1)
+        f.seek(-3, os.SEEK_END)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def replace_segment(path):
+    """Another valid segment under the same name (say, one an interrupted run wrote)."""
+    directory, name = os.path.split(path)
+    state.write_segment(directory, int(name.split("-")[1].split(".")[0]), [0, 1], ["t_0", "t_1"],
+                        [record(("x", 9)), record(("y", 9))])
+
+
+@pytest.mark.parametrize("change, why", [
+    (damage, "checksum"),
+    (os.remove, "missing"),
+    (replace_segment, "not the one it was written with"),
+])
+def test_a_snapshot_whose_segment_is_damaged_missing_or_replaced_falls_back_to_the_one_before(
+        experiment, change, why, caplog):
+    change(os.path.join(experiment, "experiment_records-0000000002.msgpack"))
+    with caplog.at_level(logging.WARNING):
+        loaded, path = state.load_latest(experiment)
+    assert path.endswith("experiment_state-0000000001.msgpack")
+    assert [DataOnlyLoader().unpack(r) for r in loaded["trials"]] == [("a", 1), ("b", 2)]
+    assert why in caplog.text and "experiment_records-0000000002.msgpack" in caplog.text
+    os.remove(path)
+    with pytest.raises(state.CorruptExperimentState, match=why):
+        state.load_latest(experiment)
+
+
+def rewrite_newest(experiment, change):
+    """Snapshot 2 written again as ``change(its state, its records)`` makes it."""
+    loaded = raw(os.path.join(experiment, "experiment_state-0000000002.msgpack"))
+    records = [state.NIL if r is None else state.as_bin(r) for r in loaded.pop("trials")]
+    change(loaded, records)
+    state.write_snapshot(experiment, loaded, records, seq=2, version=4)
+
+
+@pytest.mark.parametrize("name", ["../experiment_records-0000000002.msgpack", "/etc/passwd",
+                                  "experiment_records-0000000002.msgpack/..", "tuner.msgpack", 7])
+def test_a_segment_named_as_anything_but_a_segment_file_of_the_experiment_is_never_opened(experiment, name, tmp_path):
+    (tmp_path.parent / "experiment_records-0000000002.msgpack").write_bytes(
+        open(os.path.join(experiment, "experiment_records-0000000002.msgpack"), "rb").read())
+    rewrite_newest(experiment, lambda loaded, records: loaded["segments"][0].__setitem__(0, name))
+    os.remove(os.path.join(experiment, "experiment_state-0000000001.msgpack"))
+    with pytest.raises(state.CorruptExperimentState, match="names a record segment as"):
+        state.load_latest(experiment)
+
+
+def segment_holding(experiment, rows, dirnames, records):
+    """Snapshot 2's segment written again with these contents (its entry updated to match)."""
+    entry = state.write_segment(experiment, 2, rows, dirnames, records)
+    rewrite_newest(experiment, lambda loaded, _: loaded.__setitem__("segments", [entry]))
+
+
+@pytest.mark.parametrize("rows, dirnames, records, why", [
+    ([0, 2], ["t_0", "t_1"], [record(1), record(2)], "a record that is not one"),  # row 2: no such trial
+    ([0, -1], ["t_0", "t_1"], [record(1), record(2)], "a record that is not one"),
+    ([0, 1], ["t_0", 5], [record(1), record(2)], "a record that is not one"),
+    ([0, 0], ["t_0", "t_0"], [record(1), record(2)], "in no segment"),  # row 1 left without a record
+])
+def test_a_segment_that_does_not_fill_its_places_exactly_makes_its_snapshot_unreadable(
+        experiment, rows, dirnames, records, why):
+    segment_holding(experiment, rows, dirnames, records)
+    os.remove(os.path.join(experiment, "experiment_state-0000000001.msgpack"))
+    with pytest.raises(state.CorruptExperimentState, match=why):
+        state.load_latest(experiment)
+
+
+def test_a_record_the_snapshot_holds_itself_stays_over_its_segments(experiment):
+    # A trial that changed after its record went into a segment (a failed result write
+    # reopened it): the snapshot holds its new record, which the segment's does not replace.
+    def reopened(loaded, records):
+        records[1] = record(("b", 3))
+        loaded["dirnames"][1] = "t_1"
+
+    rewrite_newest(experiment, reopened)
+    loaded, _ = state.load_latest(experiment)
+    assert [DataOnlyLoader().unpack(r) for r in loaded["trials"]] == [("a", 1), ("b", 3)]
