@@ -78,11 +78,11 @@ class NewerExperimentState(TuneError):
 
 
 # ---- files ------------------------------------------------------------------------------
-def write_file(path: str, payload: Union[bytes, Iterable[bytes]], version: int = 1) -> None:
+def write_file(path: str, payload: Union[bytes, Iterable[bytes]], version: int = 1) -> int:
     """Write ``payload`` behind the snapshot header (stamped with format ``version``),
-    atomically and durably.  A payload given in parts (an iterable that can be read twice:
-    once for the checksum, once to write) is never joined, so a large snapshot costs no
-    second copy of itself."""
+    atomically and durably; returns its checksum.  A payload given in parts (an iterable
+    that can be read twice: once for the checksum, once to write) is never joined, so a
+    large snapshot costs no second copy of itself."""
     parts = (payload,) if isinstance(payload, (bytes, bytearray, memoryview)) else payload
     length = crc = 0
     for part in parts:
@@ -90,6 +90,7 @@ def write_file(path: str, payload: Union[bytes, Iterable[bytes]], version: int =
         crc = zlib.crc32(part, crc)
     header = _HEADER.pack(_MAGIC, version, 0, length, crc)
     atomic_write(path, _Concatenated((header,), parts), durable=True)
+    return crc
 
 
 class _Concatenated:
@@ -227,11 +228,7 @@ def write_segment(experiment_path: str, seq: int, rows: List[int], dirnames: Lis
     os.makedirs(experiment_path, exist_ok=True)
     name = f"experiment_records-{seq:010d}.msgpack"
     head = [b"\x93", pack(rows), pack(dirnames), b"\xdd" + struct.pack(">I", len(records))]
-    parts = _Concatenated(head, _Blocks(records))
-    crc = 0
-    for part in parts:
-        crc = zlib.crc32(part, crc)
-    write_file(os.path.join(experiment_path, name), parts, SEGMENTS_FORMAT)
+    crc = write_file(os.path.join(experiment_path, name), _Concatenated(head, _Blocks(records)), SEGMENTS_FORMAT)
     return [name, len(rows), crc]
 
 
