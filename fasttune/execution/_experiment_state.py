@@ -66,6 +66,9 @@ _MAGIC = b"FTSTATE\x00"
 _HEADER = struct.Struct("<8sHHQI")
 _NAME = re.compile(r"experiment_state-(\d+)\.msgpack$")
 _SEGMENT_NAME = re.compile(r"experiment_records-(\d+)\.msgpack")
+# The most segments a snapshot may name (a writer names at most 17): a crafted list cannot
+# make a reader read files without end.
+_MAX_NAMED_SEGMENTS = 1024
 NIL = b"\xc0"  # a packed None: the place of a record (or a directory name) that is in a segment
 
 
@@ -155,6 +158,11 @@ def is_snapshot_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
 
 
+def is_segment_name(name: str) -> bool:
+    """Whether the file name ``name`` is a record segment's."""
+    return _SEGMENT_NAME.fullmatch(name) is not None
+
+
 def snapshot_seq(name: str) -> int:
     """The sequence number in the snapshot file name ``name``."""
     return int(_NAME.fullmatch(name).group(1))
@@ -237,11 +245,12 @@ def segment_paths(experiment_path: str) -> List[str]:
     return glob.glob(os.path.join(glob.escape(experiment_path), SEGMENT_GLOB))
 
 
-def _fill_from_segments(experiment_path: str, state: Dict[str, Any], loader: Loader) -> None:
+def _fill_from_segments(experiment_path: str, state: Dict[str, Any]) -> None:
     """Put the records and directory names of the segments ``state["segments"]`` names in
     the places ``state["trials"]`` keeps for them (nil): a later segment's record of a row
     replaces an earlier one's, and one the snapshot holds itself (a trial that changed
-    again once in a segment) stays.
+    again once in a segment) stays.  ``state["segment_rows"]`` (in memory only) then flags
+    the rows whose record came from a segment, for a restore to keep using them.
 
     Raises:
         CorruptExperimentState: a segment is missing, damaged, not the one the snapshot
@@ -249,8 +258,10 @@ def _fill_from_segments(experiment_path: str, state: Dict[str, Any], loader: Loa
     """
     entries, records, dirnames = state["segments"], state.get("trials"), state.get("dirnames")
     if not (isinstance(entries, list) and isinstance(records, list) and isinstance(dirnames, list)
-            and len(records) == len(dirnames)):
+            and len(records) == len(dirnames) and len(entries) <= _MAX_NAMED_SEGMENTS):
         raise CorruptExperimentState("its segments, records and directory names do not fit together")
+    if len({entry[0] if isinstance(entry, list) and entry else None for entry in entries}) != len(entries):
+        raise CorruptExperimentState("it names a record segment twice")
     open_places = bytearray(record is None for record in records)
     for entry in entries:
         if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
@@ -266,7 +277,8 @@ def _fill_from_segments(experiment_path: str, state: Dict[str, Any], loader: Loa
         if found_crc != crc:
             raise CorruptExperimentState(f"its record segment {name} is not the one it was written with")
         try:
-            rows, names, segment_records = loader.unpack(payload)
+            # (Plain msgpack: a segment holds no extension entries, so nothing in one is unpickled.)
+            rows, names, segment_records = msgpack.unpackb(payload, raw=False, ext_hook=_no_extensions)
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise CorruptExperimentState(f"its record segment {name} cannot be read ({exc})") from None
         if not (isinstance(rows, list) and isinstance(names, list) and isinstance(segment_records, list)
@@ -281,6 +293,11 @@ def _fill_from_segments(experiment_path: str, state: Dict[str, Any], loader: Loa
     missing = [row for row, record in enumerate(records) if record is None]
     if missing:
         raise CorruptExperimentState(f"{len(missing)} trials' records are in no segment it names (row {missing[0]})")
+    state["segment_rows"] = open_places
+
+
+def _no_extensions(code: int, data: bytes) -> Any:
+    raise ValueError(f"a record segment holds an extension entry (type {code})")
 
 
 def remove_snapshot(path: str) -> None:
@@ -325,22 +342,45 @@ def load_latest(experiment_path: str, loader: Optional[Loader] = None) -> Tuple[
         NewerExperimentState: the newest snapshot comes from a newer fasttune.
     """
     loader = loader if loader is not None else DataOnlyLoader()
-    paths = snapshot_paths(experiment_path)
-    if not paths:
-        raise TuneError(
-            f"{experiment_path} is not a fasttune experiment directory: it has no "
-            f"{SNAPSHOT_GLOB} file. Pass the directory <storage_path>/<experiment name> that a "
-            "Tuner wrote (Tuner.can_restore(path) checks a path first).")
+    for _ in range(_LISTINGS):
+        paths = snapshot_paths(experiment_path)
+        if not paths:
+            raise TuneError(
+                f"{experiment_path} is not a fasttune experiment directory: it has no "
+                f"{SNAPSHOT_GLOB} file. Pass the directory <storage_path>/<experiment name> that a "
+                "Tuner wrote (Tuner.can_restore(path) checks a path first).")
+        try:
+            return _load_newest_readable(experiment_path, paths, loader)
+        except _Vanished:
+            continue  # a running sweep rotated them out meanwhile: its newer ones are there
+    return _load_newest_readable(experiment_path, snapshot_paths(experiment_path), loader, retried=True)
+
+
+# Listings of the snapshots load_latest reads through before one whose files all stay.
+_LISTINGS = 3
+
+
+class _Vanished(Exception):
+    """A snapshot or segment listed a moment ago is gone (rotated out by a running sweep)."""
+
+
+def _load_newest_readable(experiment_path: str, paths: List[str], loader: Loader,
+                          retried: bool = False) -> Tuple[Dict[str, Any], str]:
     problems = []
+    vanished = False
     for path in paths:
         try:
             state = loader.unpack(read_file(path))
             if isinstance(state, dict) and state.get("segments") is not None:
-                _fill_from_segments(experiment_path, state, loader)
+                _fill_from_segments(experiment_path, state)
         except NewerExperimentState:
             raise
-        except (CorruptExperimentState, ValueError, msgpack.UnpackException) as exc:
+        except (FileNotFoundError, CorruptExperimentState, ValueError, msgpack.UnpackException) as exc:
             problems.append(f"{os.path.basename(path)}: {exc}")
+            if not os.path.exists(path):
+                # Rotated out while read (its segments go after it): not damage.
+                vanished = True
+                continue
             logger.warning("Experiment state %s cannot be read (%s); trying the previous snapshot.", path, exc)
             continue
         if not isinstance(state, dict) or "trials" not in state:
@@ -350,6 +390,8 @@ def load_latest(experiment_path: str, loader: Optional[Loader] = None) -> Tuple[
             logger.warning("Restoring %s from the older snapshot %s.", experiment_path, path)
         loader.source = path
         return state, path
+    if vanished and not retried:
+        raise _Vanished()
     raise CorruptExperimentState(
         f"None of the experiment snapshots in {experiment_path} can be read ({'; '.join(problems)}); "
         "the experiment cannot be restored. ResultGrid.from_path(path) still reads the trials' result files.")

@@ -232,11 +232,12 @@ class SnapshotWriter:
             rows = sorted(rows + [row for row, segmented in enumerate(in_segment) if segmented])
         entry = _state.write_segment(self.experiment_path, self.seq, rows, [self.dirnames[row] for row in rows],
                                      [records[row] for row in rows])
+        # (Taken on together, so that a Ctrl-C here never leaves a flagged row in no segment named.)
         if merging:
-            self._retired += [(name, self.seq) for name, _, _ in self._segments]
-            self._segments, self._segmented_count = [], 0
-        self._segments.append(entry)
-        self._segmented_count += len(rows)
+            self._segments, self._segmented_count, self._retired = [entry], len(rows), self._retired + [
+                (name, self.seq) for name, _, _ in self._segments]
+        else:
+            self._segments, self._segmented_count = self._segments + [entry], self._segmented_count + len(rows)
         nil = _state.NIL
         for row in rows:
             in_segment[row] = 1
@@ -458,9 +459,7 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     for row, record in enumerate(records):
         _restore_trial(restored, writer, row, record, experiment, resume_config, loader, cache, checkpoints, files,
                        decisions)
-    # The kept records go into this run's own segments (the earlier run's are retired).
-    writer.in_segment = bytearray(len(records))
-    writer._unsegmented = [row for row, record in enumerate(writer.records) if record is not None]
+    _keep_segments(writer, state)
     pausing = _restore_pending_resets(pending_resets, restored, checkpoints, experiment_path, copied)
     restored.held = [trial for trial in (restored.trials[row] for row in held)
                      if not trial.is_finished() and trial.trial_id not in pausing]
@@ -491,6 +490,22 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
         "Restored %d trials from %s: %d to run, %d paused, %d terminated, %d errored.",
         len(records), path, counts[core.PENDING], counts[core.PAUSED], counts[core.TERMINATED], counts[core.ERROR])
     return restored
+
+
+def _keep_segments(writer: SnapshotWriter, state: Dict[str, Any]) -> None:
+    """Let the restored run's snapshots name the segments of the one it restored, for each
+    record it kept as it was there (one the restore changed is held by the snapshot again);
+    the records not in a segment go into this run's own."""
+    segment_rows = state.get("segment_rows")
+    writer.in_segment = bytearray(len(writer.records))
+    if segment_rows:
+        writer._segments = [list(entry) for entry in state["segments"]]
+        for row, record in enumerate(writer.records):
+            if segment_rows[row] and record is not None:
+                writer.in_segment[row] = 1
+        writer._segmented_count = sum(writer.in_segment)
+    writer._unsegmented = [row for row, record in enumerate(writer.records)
+                           if record is not None and not writer.in_segment[row]]
 
 
 def _pending_reset(trial: Trial, state: Optional[TrialState], experiment_path: str) -> Optional[List[Any]]:

@@ -131,9 +131,15 @@ class StorageSync:
             self.sync()
             # Snapshots an earlier run left (this experiment restored, or a fresh run under
             # its name) go as this run's are added; this run's are numbered after them.
-            stored = [name for name in storage.list_names(self.storage.location) if _state.is_snapshot_name(name)]
+            names = storage.list_names(self.storage.location)
+            stored = [name for name in names if _state.is_snapshot_name(name)]
             self._snapshots_sent = [(name, 0) for name in sorted(stored, key=_state.snapshot_seq)]
             self.newest_stored_seq = max((_state.snapshot_seq(name) for name in stored), default=0)
+            # An earlier run's record segments the staging copy does not hold (a fresh run under
+            # its name): no snapshot of this run names them.
+            for name in names:
+                if _state.is_segment_name(name) and name not in self._uploaded:
+                    self.retire_file(name, self.newest_stored_seq + 1)
         except TuneError:
             raise
         except OSError as exc:
@@ -245,6 +251,10 @@ class StorageSync:
                 target.filesystem.delete_file(target.path)
             except FileNotFoundError:
                 pass  # (never uploaded: retired before a sync)
+            except OSError as exc:  # what is left over only takes space: tried again at the next sync
+                logger.warning("Could not delete %s, which no snapshot names any more (%s); trying again later.",
+                               target.uri, exc)
+                continue
             _remove_quietly(os.path.join(self.storage.staging, name))
             self._uploaded.pop(name, None)
             with self._lock:  # only now: a removal that failed is tried again at the next sync

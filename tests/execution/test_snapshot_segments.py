@@ -60,6 +60,7 @@ def small_segments(monkeypatch, snapshot_often):
         path = write(writer, *args, **kwargs)
         missing = named_by_kept_snapshots(writer.experiment_path) - segment_files(writer.experiment_path)
         written.checks.append(sorted(missing))
+        written.named.append({entry[0] for entry in raw(path).get("segments") or []})
         return path
 
     monkeypatch.setattr(_snapshots.SnapshotWriter, "write", write_then_check)
@@ -72,6 +73,7 @@ class Written(list):
     def __init__(self):
         super().__init__()
         self.checks = []
+        self.named = []  # by snapshot written: the segments it names
 
     def assert_every_kept_snapshot_readable_throughout(self):
         assert len(self.checks) > 3 and not any(self.checks)
@@ -154,20 +156,49 @@ def test_segments_hold_the_finished_records_once_and_give_back_what_a_whole_snap
     small_segments.assert_every_kept_snapshot_readable_throughout()
 
 
-def test_a_sweep_restored_from_segments_ends_as_if_never_interrupted_and_retires_the_earlier_runs(
+def test_a_sweep_restored_from_segments_ends_as_if_never_interrupted_and_keeps_naming_them(
         table, tmp_path, small_segments, monkeypatch):
+    monkeypatch.setattr(_snapshots, "_MAX_SEGMENTS", 100)  # (no merge: the restored run's snapshots keep them)
     whole = sweep(table, str(tmp_path), "whole")
     cut = os.path.join(tmp_path, "cut")
     sweep(table, str(tmp_path), "cut", callbacks=[CtrlCAtResult(200)])
     assert sum(trial.status == "TERMINATED" for trial in state.read_trials(cut)) < N_TRIALS  # it was cut short
-    earlier = named_by_kept_snapshots(cut)
-    assert earlier and state.load_latest(cut)[0]["trials"].count(None) == 0
+    latest = {entry[0] for entry in raw(state.snapshot_paths(cut)[0])["segments"]}
+    orphan = "experiment_records-0000009999.msgpack"  # as a driver killed before its snapshot leaves one
+    state.write_segment(cut, 9999, [0], ["x"], [record(("x", 1))])
+    before = len(small_segments.named)
     restored = tune.Tuner.restore(cut, trainable=Simulation(table, num_workers=3)).fit()
     assert sorted((r.config["row"], r.metrics["training_iteration"], r.metrics["loss"]) for r in restored) == sorted(
         (r.config["row"], r.metrics["training_iteration"], r.metrics["loss"]) for r in whole)
-    assert segment_files(cut) == named_by_kept_snapshots(cut)
-    assert not earlier & segment_files(cut)  # the interrupted run's went once no kept snapshot named them
+    after = small_segments.named[before:]
+    assert len(after) >= 3 and all(latest <= named for named in after)  # named again, not written again
+    assert segment_files(cut) == named_by_kept_snapshots(cut) and orphan not in segment_files(cut)
     small_segments.assert_every_kept_snapshot_readable_throughout()
+
+
+def test_a_record_that_changed_after_it_went_into_a_segment_reads_back_changed(tmp_path, monkeypatch):
+    from test_runner_snapshots import _finish, _runner
+
+    monkeypatch.setattr(_snapshots, "SEGMENT_MIN_RECORDS", 1)
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path, num_samples=3)
+    for _ in range(3):
+        runner.add_trial(runner.search_alg.next_trial())
+    for trial, loss in zip(runner.get_trials(), (0.1, 0.2, 0.3)):
+        _finish(runner, trial, loss)
+    runner.checkpoint(force=True)
+    assert raw(state.snapshot_paths(path)[0])["trials"] == [None, None, None]  # all three in a segment
+    # A failed result write reopens a finished trial (TrialRunner._count_only_written_results).
+    reopened = runner.get_trials()[1]
+    reopened.last_result = dict(reopened.last_result, loss=0.9)
+    reopened.set_status("PENDING")
+    runner._snapshots.forget_record(1)
+    runner.checkpoint(force=True)
+    newest = raw(state.snapshot_paths(path)[0])
+    assert newest["trials"][1] is not None and newest["segments"]  # held by the snapshot, beside the segment
+    trials = state.read_trials(path)
+    assert [(t.status, t.last_result["loss"]) for t in trials] == [
+        ("TERMINATED", 0.1), ("PENDING", 0.9), ("TERMINATED", 0.3)]
 
 
 # ---- damaged and crafted segments ----------------------------------------------------------
@@ -276,3 +307,34 @@ def test_a_record_the_snapshot_holds_itself_stays_over_its_segments(experiment):
     rewrite_newest(experiment, reopened)
     loaded, _ = state.load_latest(experiment)
     assert [DataOnlyLoader().unpack(r) for r in loaded["trials"]] == [("a", 1), ("b", 3)]
+
+
+def test_a_segment_named_twice_or_holding_an_extension_entry_makes_its_snapshot_unreadable(experiment):
+    import msgpack
+
+    os.remove(os.path.join(experiment, "experiment_state-0000000001.msgpack"))
+    rewrite_newest(experiment, lambda loaded, _: loaded["segments"].append(list(loaded["segments"][0])))
+    with pytest.raises(state.CorruptExperimentState, match="names a record segment twice"):
+        state.load_latest(experiment)
+    # A pickle where a row number goes: refused before anything in it is loaded.
+    pickled = msgpack.ExtType(1, b"\x80\x04\x95")
+    crc = state.write_file(os.path.join(experiment, "experiment_records-0000000003.msgpack"),
+                           msgpack.packb([[0, pickled], ["t_0", "t_1"], [record(1), record(2)]], use_bin_type=True), 4)
+    rewrite_newest(experiment, lambda loaded, _: loaded.__setitem__(
+        "segments", [["experiment_records-0000000003.msgpack", 2, crc]]))
+    with pytest.raises(state.CorruptExperimentState, match="extension entry"):
+        state.load_latest(experiment, state.Loader())
+
+
+def test_a_snapshot_rotated_out_while_listed_is_no_damage_the_reader_lists_again(experiment, caplog, monkeypatch):
+    # A running sweep wrote snapshot 3 and removed snapshot 2 after the reader listed them.
+    listings = [[os.path.join(experiment, "experiment_state-0000000002.msgpack")]]
+    newest = os.path.join(experiment, "experiment_state-0000000002.msgpack")
+    os.rename(newest, os.path.join(experiment, "experiment_state-0000000003.msgpack"))
+    os.remove(os.path.join(experiment, "experiment_state-0000000001.msgpack"))
+    real_listing = state.snapshot_paths
+    monkeypatch.setattr(state, "snapshot_paths", lambda path: listings.pop() if listings else real_listing(path))
+    with caplog.at_level(logging.WARNING):
+        loaded, path = state.load_latest(experiment)
+    assert path.endswith("experiment_state-0000000003.msgpack") and len(loaded["trials"]) == 2
+    assert "cannot be read" not in caplog.text
