@@ -304,3 +304,22 @@ def test_a_merged_away_segment_stays_in_storage_while_a_snapshot_there_names_it(
     assert len(watch.stored_segments_seen - segments_of(stored)) >= MAX_SEGMENTS
     from_storage = tune.ResultGrid.from_path(s3_uri(f"{prefix}/exp", s3_endpoint))
     assert by_config(from_storage, done=False) == by_config(grid, done=False)
+
+
+def test_a_fresh_run_under_the_name_of_one_in_storage_removes_that_run_s_segments(table, tmp_path, prefix,
+                                                                                  s3_endpoint, s3_filesystem,
+                                                                                  monkeypatch):
+    """As in a local directory, where the new run's first snapshot retires the segment
+    files it finds: in storage the staging copy starts empty, and the earlier run's
+    segments are in storage only."""
+    watch = UploadWatch(monkeypatch, s3_filesystem, f"{prefix}/exp", str(tmp_path / "scratch"))
+    run(table, s3_uri(prefix, s3_endpoint), "exp")
+    earlier = segments_of(experiment_files(s3_filesystem, f"{prefix}/exp"))
+    assert earlier
+
+    grid = run(table, s3_uri(prefix, s3_endpoint), "exp")  # not a restore: a sweep of its own
+    assert watch.problems == []
+    assert len(grid) == N_TRIALS
+    stored = assert_storage_holds_what_its_snapshots_name(s3_filesystem, f"{prefix}/exp", watch.staging,
+                                                          str(tmp_path))
+    assert not earlier & segments_of(stored)
