@@ -159,6 +159,12 @@ def snapshot_seq(name: str) -> int:
     return int(_NAME.fullmatch(name).group(1))
 
 
+def segment_seq(name: str) -> Optional[int]:
+    """The number in the record segment file name ``name`` (None: not a segment's name)."""
+    found = _SEGMENT_NAME.fullmatch(name)
+    return int(found.group(1)) if found else None
+
+
 def snapshot_paths(experiment_path: str) -> List[str]:
     """The experiment's snapshot files, newest first."""
     found = []

@@ -131,9 +131,18 @@ class StorageSync:
             self.sync()
             # Snapshots an earlier run left (this experiment restored, or a fresh run under
             # its name) go as this run's are added; this run's are numbered after them.
-            stored = [name for name in storage.list_names(self.storage.location) if _state.is_snapshot_name(name)]
+            names = storage.list_names(self.storage.location)
+            stored = [name for name in names if _state.is_snapshot_name(name)]
             self._snapshots_sent = [(name, 0) for name in sorted(stored, key=_state.snapshot_seq)]
             self.newest_stored_seq = max((_state.snapshot_seq(name) for name in stored), default=0)
+            # The record segments of those snapshots: this run's snapshots name none of them
+            # (a fresh run's staging copy does not even hold them, so its writer never retires
+            # them), so they go once storage keeps only this run's snapshots.  (A later one is
+            # left: this run may write a segment of that number.)
+            for name in names:
+                seq = _state.segment_seq(name)
+                if seq is not None and seq <= self.newest_stored_seq:
+                    self._retired.append((self.newest_stored_seq + 1, name))
         except TuneError:
             raise
         except OSError as exc:
