@@ -158,14 +158,15 @@ def is_snapshot_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
 
 
-def is_segment_name(name: str) -> bool:
-    """Whether the file name ``name`` is a record segment's."""
-    return _SEGMENT_NAME.fullmatch(name) is not None
-
-
 def snapshot_seq(name: str) -> int:
     """The sequence number in the snapshot file name ``name``."""
     return int(_NAME.fullmatch(name).group(1))
+
+
+def segment_seq(name: str) -> Optional[int]:
+    """The number in the record segment file name ``name`` (None: not a segment's name)."""
+    found = _SEGMENT_NAME.fullmatch(name)
+    return int(found.group(1)) if found else None
 
 
 def snapshot_paths(experiment_path: str) -> List[str]:

@@ -135,10 +135,14 @@ class StorageSync:
             stored = [name for name in names if _state.is_snapshot_name(name)]
             self._snapshots_sent = [(name, 0) for name in sorted(stored, key=_state.snapshot_seq)]
             self.newest_stored_seq = max((_state.snapshot_seq(name) for name in stored), default=0)
-            # An earlier run's record segments the staging copy does not hold (a fresh run under
-            # its name): no snapshot of this run names them.
+            # A fresh run under a stored name: its staging copy holds none of the earlier run's
+            # record segments, and no snapshot of this run names them, so they go once storage
+            # keeps only this run's snapshots.  (A restored run downloaded them, names those it
+            # restored from, and retires the rest itself; a later-numbered one is left: this run
+            # may write a segment of that number.)
             for name in names:
-                if _state.is_segment_name(name) and name not in self._uploaded:
+                seq = _state.segment_seq(name)
+                if seq is not None and seq <= self.newest_stored_seq and name not in self._uploaded:
                     self.retire_file(name, self.newest_stored_seq + 1)
         except TuneError:
             raise
