@@ -343,7 +343,7 @@ def load_latest(experiment_path: str, loader: Optional[Loader] = None) -> Tuple[
         NewerExperimentState: the newest snapshot comes from a newer fasttune.
     """
     loader = loader if loader is not None else DataOnlyLoader()
-    for _ in range(_LISTINGS):
+    for listing in range(1, _LISTINGS + 1):
         paths = snapshot_paths(experiment_path)
         if not paths:
             raise TuneError(
@@ -351,10 +351,10 @@ def load_latest(experiment_path: str, loader: Optional[Loader] = None) -> Tuple[
                 f"{SNAPSHOT_GLOB} file. Pass the directory <storage_path>/<experiment name> that a "
                 "Tuner wrote (Tuner.can_restore(path) checks a path first).")
         try:
-            return _load_newest_readable(experiment_path, paths, loader)
+            return _load_newest_readable(experiment_path, paths, loader, last_listing=listing == _LISTINGS)
         except _Vanished:
             continue  # a running sweep rotated them out meanwhile: its newer ones are there
-    return _load_newest_readable(experiment_path, snapshot_paths(experiment_path), loader, retried=True)
+    raise AssertionError("unreachable: the last listing raises no _Vanished")
 
 
 # Listings of the snapshots load_latest reads through before one whose files all stay.
@@ -366,7 +366,7 @@ class _Vanished(Exception):
 
 
 def _load_newest_readable(experiment_path: str, paths: List[str], loader: Loader,
-                          retried: bool = False) -> Tuple[Dict[str, Any], str]:
+                          last_listing: bool) -> Tuple[Dict[str, Any], str]:
     problems = []
     vanished = False
     for path in paths:
@@ -391,7 +391,7 @@ def _load_newest_readable(experiment_path: str, paths: List[str], loader: Loader
             logger.warning("Restoring %s from the older snapshot %s.", experiment_path, path)
         loader.source = path
         return state, path
-    if vanished and not retried:
+    if vanished and not last_listing:
         raise _Vanished()
     raise CorruptExperimentState(
         f"None of the experiment snapshots in {experiment_path} can be read ({'; '.join(problems)}); "

@@ -137,9 +137,11 @@ class StorageSync:
             self.newest_stored_seq = max((_state.snapshot_seq(name) for name in stored), default=0)
             # A fresh run under a stored name: its staging copy holds none of the earlier run's
             # record segments, and no snapshot of this run names them, so they go once storage
-            # keeps only this run's snapshots.  (A restored run downloaded them, names those it
-            # restored from, and retires the rest itself; a later-numbered one is left: this run
-            # may write a segment of that number.)
+            # keeps only this run's snapshots.  (A restored run's staging copy holds them, so
+            # they are in _uploaded: downloaded by prepare_staging, or, where the staging copy
+            # was newer, uploaded by the sync above; it names those it restored from and
+            # retires the rest itself.  A later-numbered one is left: this run may write a
+            # segment of that number.)
             for name in names:
                 seq = _state.segment_seq(name)
                 if seq is not None and seq <= self.newest_stored_seq and name not in self._uploaded:

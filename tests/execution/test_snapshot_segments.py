@@ -5,7 +5,6 @@ replaced or named as a path makes its snapshot unreadable (the one before is rea
 the segment files on disk are exactly those the kept snapshots name."""
 import logging
 import os
-import signal
 import struct
 
 import pytest
@@ -18,6 +17,7 @@ from fasttune.experiment import experiment as experiment_module
 from fasttune.schedulers import ASHAScheduler
 from fasttune.search import BasicVariantGenerator
 from fasttune.simulation import Simulation, learning_curve_table, reference_trial_order
+from ctrl_c_testing import CtrlCAtResult
 from fasttune_testing import fit
 
 N_TRIALS = 150
@@ -48,6 +48,7 @@ def small_segments(monkeypatch, snapshot_often):
     def noting(experiment_path, seq, rows, dirnames, records):
         entry = write_segment(experiment_path, seq, rows, dirnames, records)
         written.append(entry[0])
+        written.rows_of[(experiment_path, entry[0])] = set(rows)
         return entry
 
     monkeypatch.setattr(_snapshots, "SEGMENT_MIN_RECORDS", 5)
@@ -60,7 +61,9 @@ def small_segments(monkeypatch, snapshot_often):
         path = write(writer, *args, **kwargs)
         missing = named_by_kept_snapshots(writer.experiment_path) - segment_files(writer.experiment_path)
         written.checks.append(sorted(missing))
-        written.named.append({entry[0] for entry in raw(path).get("segments") or []})
+        saved = raw(path)
+        written.named.append({entry[0] for entry in saved.get("segments") or []})
+        written.nil_rows.append({row for row, record in enumerate(saved["trials"]) if record is None})
         return path
 
     monkeypatch.setattr(_snapshots.SnapshotWriter, "write", write_then_check)
@@ -73,28 +76,12 @@ class Written(list):
     def __init__(self):
         super().__init__()
         self.checks = []
-        self.named = []  # by snapshot written: the segments it names
+        self.named = []  # by snapshot written: the segments it names, and the rows it holds nil for
+        self.nil_rows = []
+        self.rows_of = {}  # (experiment directory, segment name) -> the rows it holds
 
     def assert_every_kept_snapshot_readable_throughout(self):
         assert len(self.checks) > 3 and not any(self.checks)
-
-
-class CtrlCAtResult(tune.Callback):
-    """Presses Ctrl-C at the sweep's ``at``-th result (its count is in the snapshot: once)."""
-
-    def __init__(self, at):
-        self.at, self.seen = at, 0
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.seen += 1
-        if self.seen == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    def get_state(self):
-        return {"seen": self.seen}
-
-    def set_state(self, saved):
-        self.seen = saved["seen"]
 
 
 def sweep(table, storage, name, **run_kwargs):
@@ -166,12 +153,15 @@ def test_a_sweep_restored_from_segments_ends_as_if_never_interrupted_and_keeps_n
     latest = {entry[0] for entry in raw(state.snapshot_paths(cut)[0])["segments"]}
     orphan = "experiment_records-0000009999.msgpack"  # as a driver killed before its snapshot leaves one
     state.write_segment(cut, 9999, [0], ["x"], [record(("x", 1))])
-    before = len(small_segments.named)
+    before, segments_before = len(small_segments.named), len(small_segments)
     restored = tune.Tuner.restore(cut, trainable=Simulation(table, num_workers=3)).fit()
     assert sorted((r.config["row"], r.metrics["training_iteration"], r.metrics["loss"]) for r in restored) == sorted(
         (r.config["row"], r.metrics["training_iteration"], r.metrics["loss"]) for r in whole)
     after = small_segments.named[before:]
     assert len(after) >= 3 and all(latest <= named for named in after)  # named again, not written again
+    adopted = set().union(*(small_segments.rows_of[(cut, name)] for name in latest))
+    assert adopted and adopted <= small_segments.nil_rows[before]  # the first snapshot holds none of them
+    assert not any(small_segments.rows_of[(cut, name)] & adopted for name in small_segments[segments_before:])
     assert segment_files(cut) == named_by_kept_snapshots(cut) and orphan not in segment_files(cut)
     small_segments.assert_every_kept_snapshot_readable_throughout()
 
@@ -338,3 +328,28 @@ def test_a_snapshot_rotated_out_while_listed_is_no_damage_the_reader_lists_again
         loaded, path = state.load_latest(experiment)
     assert path.endswith("experiment_state-0000000003.msgpack") and len(loaded["trials"]) == 2
     assert "cannot be read" not in caplog.text
+
+
+def test_an_errored_trial_restarted_by_a_restore_is_saved_anew_not_read_from_its_segment(tmp_path, monkeypatch):
+    from test_runner_snapshots import _finish, _runner
+
+    monkeypatch.setattr(_snapshots, "SEGMENT_MIN_RECORDS", 1)
+    path = str(tmp_path / "exp")
+    runner, _ = _runner(path, num_samples=3)
+    for _ in range(3):
+        runner.add_trial(runner.search_alg.next_trial())
+    first, failed, third = runner.get_trials()
+    _finish(runner, first, 0.1)
+    _finish(runner, third, 0.3)
+    failed.set_status("RUNNING")
+    failed.set_status("ERROR")
+    runner.checkpoint(force=True)
+    assert raw(state.snapshot_paths(path)[0])["trials"] == [None, None, None]  # all three in a segment
+    resumed, _ = _runner(path, num_samples=3)
+    resumed.resume(restart_errored=True)
+    restarted = resumed.get_trials()[1]
+    assert restarted.status == "PENDING"
+    _finish(resumed, restarted, 0.7)  # it ran again, and ended
+    resumed.checkpoint(force=True)
+    assert [(t.status, t.last_result["loss"]) for t in state.read_trials(path)] == [
+        ("TERMINATED", 0.1), ("TERMINATED", 0.7), ("TERMINATED", 0.3)]

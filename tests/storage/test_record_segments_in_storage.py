@@ -12,7 +12,6 @@ and ``Tuner.restore`` of the URI from a driver with nothing local reads every tr
 goes on, and retires the first run's segments."""
 import json
 import os
-import signal
 import uuid
 
 import pytest
@@ -25,6 +24,7 @@ from fasttune.execution import _snapshots
 from fasttune.execution._storage_sync import StorageSync
 from fasttune.search import BasicVariantGenerator
 from fasttune.simulation import Simulation, learning_curve_table, reference_trial_order
+from ctrl_c_testing import CtrlCAtResult
 
 N_TRIALS = 40
 N_EPOCHS = 3
@@ -168,25 +168,6 @@ class UploadWatch:
             if where == "storage":
                 self.stored_segments_seen |= segments_of(files)
         self.kept_for_storage |= named["storage"] - named["staging"]
-
-
-class CtrlCAtResult(tune.Callback):
-    """Presses Ctrl-C once, at the sweep's ``at``-th result (the count is in the snapshot,
-    so a restored sweep does not press it again)."""
-
-    def __init__(self, at):
-        self.at, self.seen = at, 0
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.seen += 1
-        if self.seen == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    def get_state(self):
-        return {"seen": self.seen}
-
-    def set_state(self, state):
-        self.seen = state["seen"]
 
 
 def tune_config(table):
