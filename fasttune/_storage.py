@@ -374,11 +374,12 @@ def _publishing(lock_path: str) -> Iterator[bool]:
 
 def _gone_name(path: str, parent: str) -> Optional[str]:
     """Rename ``path`` (a directory or a link) to a ``.gone-`` name in ``parent``, which the
-    next sweep removes if this process does not (see _remove_gone); None if it is gone."""
-    gone = os.path.join(parent, _GONE_PREFIX + os.urandom(6).hex())
+    next sweep removes if this process does not (see _remove_gone); None if it could not be
+    (another process removed it first)."""
+    gone = os.path.join(parent, f"{_GONE_PREFIX}{new_checkpoint_token()}")
     try:
         os.rename(path, gone)
-    except FileNotFoundError:
+    except OSError:
         return None
     return gone
 
@@ -950,12 +951,7 @@ def tree_bytes(directory: str) -> int:
 
 def _discard(path: str) -> None:
     """Remove a kept copy: renamed first, so that no reader takes it for whole meanwhile."""
-    gone = os.path.join(os.path.dirname(path), f"{_GONE_PREFIX}{new_checkpoint_token()}")
-    try:
-        os.rename(path, gone)
-    except OSError:
-        return  # another process removed it first
-    shutil.rmtree(gone, ignore_errors=True)
+    _remove_gone(_gone_name(path, os.path.dirname(path)))
 
 
 def keep_checkpoint(directory: str, location: Location, token: str) -> bool:

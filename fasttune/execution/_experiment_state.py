@@ -302,7 +302,7 @@ def _no_extensions(code: int, data: bytes) -> Any:
 
 
 def remove_snapshot(path: str) -> None:
-    """Remove the snapshot file ``path`` (gone already: nothing to do)."""
+    """Remove the snapshot (or record segment) file ``path`` (gone already: nothing to do)."""
     try:
         os.remove(path)
     except FileNotFoundError:
