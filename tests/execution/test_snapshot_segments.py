@@ -166,14 +166,23 @@ def test_a_sweep_restored_from_segments_ends_as_if_never_interrupted_and_keeps_n
     small_segments.assert_every_kept_snapshot_readable_throughout()
 
 
-def test_a_record_that_changed_after_it_went_into_a_segment_reads_back_changed(tmp_path, monkeypatch):
-    from test_runner_snapshots import _finish, _runner
+@pytest.fixture
+def three_trials(tmp_path, monkeypatch):
+    """A runner (no Ray) of three trials, whose kept records go into a segment at each snapshot."""
+    from test_runner_snapshots import _runner
 
     monkeypatch.setattr(_snapshots, "SEGMENT_MIN_RECORDS", 1)
     path = str(tmp_path / "exp")
     runner, _ = _runner(path, num_samples=3)
     for _ in range(3):
         runner.add_trial(runner.search_alg.next_trial())
+    return path, runner
+
+
+def test_a_record_that_changed_after_it_went_into_a_segment_reads_back_changed(three_trials):
+    from test_runner_snapshots import _finish
+
+    path, runner = three_trials
     for trial, loss in zip(runner.get_trials(), (0.1, 0.2, 0.3)):
         _finish(runner, trial, loss)
     runner.checkpoint(force=True)
@@ -330,14 +339,10 @@ def test_a_snapshot_rotated_out_while_listed_is_no_damage_the_reader_lists_again
     assert "cannot be read" not in caplog.text
 
 
-def test_an_errored_trial_restarted_by_a_restore_is_saved_anew_not_read_from_its_segment(tmp_path, monkeypatch):
+def test_an_errored_trial_restarted_by_a_restore_is_saved_anew_not_read_from_its_segment(three_trials):
     from test_runner_snapshots import _finish, _runner
 
-    monkeypatch.setattr(_snapshots, "SEGMENT_MIN_RECORDS", 1)
-    path = str(tmp_path / "exp")
-    runner, _ = _runner(path, num_samples=3)
-    for _ in range(3):
-        runner.add_trial(runner.search_alg.next_trial())
+    path, runner = three_trials
     first, failed, third = runner.get_trials()
     _finish(runner, first, 0.1)
     _finish(runner, third, 0.3)
