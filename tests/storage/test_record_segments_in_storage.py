@@ -25,6 +25,7 @@ from fasttune.execution._storage_sync import StorageSync
 from fasttune.search import BasicVariantGenerator
 from fasttune.simulation import Simulation, learning_curve_table, reference_trial_order
 from ctrl_c_testing import CtrlCAtResult
+from s3_server import uri
 
 N_TRIALS = 40
 N_EPOCHS = 3
@@ -50,10 +51,6 @@ def small_segments(tmp_path, monkeypatch):
 @pytest.fixture
 def prefix(s3_bucket):
     return f"{s3_bucket}/segments-{uuid.uuid4().hex[:8]}"
-
-
-def s3_uri(path, endpoint):
-    return f"s3://{path}?endpoint_override={endpoint}&scheme=http"
 
 
 def experiment_files(filesystem, path):
@@ -211,7 +208,7 @@ def assert_storage_holds_what_its_snapshots_name(filesystem, path, staging, scra
 def test_a_sweep_in_storage_uploads_its_segments_and_removes_the_merged_ones(table, tmp_path, prefix, s3_endpoint,
                                                                               s3_filesystem, monkeypatch):
     watch = UploadWatch(monkeypatch, s3_filesystem, f"{prefix}/exp", str(tmp_path / "scratch"))
-    grid = run(table, s3_uri(prefix, s3_endpoint), "exp")
+    grid = run(table, uri(s3_endpoint, prefix), "exp")
     assert watch.problems == []
     assert watch.syncs > N_TRIALS  # (a sync after every snapshot)
 
@@ -230,7 +227,7 @@ def test_a_sweep_in_storage_uploads_its_segments_and_removes_the_merged_ones(tab
     assert sum(map(len, held)) * 5 < sum(len(record) for record in loaded["trials"])
     assert sum(name is not None for name in raw["dirnames"]) == len(held)
 
-    from_storage = tune.ResultGrid.from_path(s3_uri(f"{prefix}/exp", s3_endpoint))
+    from_storage = tune.ResultGrid.from_path(uri(s3_endpoint, f"{prefix}/exp"))
     assert len(from_storage) == N_TRIALS
     assert by_config(from_storage, done=False) == by_config(grid, done=False)
 
@@ -239,7 +236,7 @@ def test_a_restore_from_storage_reads_the_segments_back_and_retires_them(table, 
                                                                          s3_filesystem, monkeypatch):
     whole = by_config(run(table, str(tmp_path / "local"), "whole"))
     watch = UploadWatch(monkeypatch, s3_filesystem, f"{prefix}/cut", str(tmp_path / "scratch"))
-    first = run(table, s3_uri(prefix, s3_endpoint), "cut", callbacks=[CtrlCAtResult(N_TRIALS * N_EPOCHS // 2)])
+    first = run(table, uri(s3_endpoint, prefix), "cut", callbacks=[CtrlCAtResult(N_TRIALS * N_EPOCHS // 2)])
     finished_first = {config: metrics for config, metrics in by_config(first).items() if metrics[3] is True}
     assert SEGMENT_MIN_RECORDS * MAX_SEGMENTS < len(finished_first) < N_TRIALS
     first_stored = experiment_files(s3_filesystem, f"{prefix}/cut")
@@ -253,7 +250,7 @@ def test_a_restore_from_storage_reads_the_segments_back_and_retires_them(table, 
     # Another machine: nothing local, the experiment comes from storage.
     monkeypatch.setenv("FASTTUNE_STORAGE_CACHE", str(tmp_path / "other-machine"))
     syncs_before = watch.syncs
-    restored = tune.Tuner.restore(s3_uri(f"{prefix}/cut", s3_endpoint),
+    restored = tune.Tuner.restore(uri(s3_endpoint, f"{prefix}/cut"),
                                   trainable=Simulation(table, num_workers=3, write_results=True, engine="runner"))
     grid = restored.fit()
     assert watch.problems == []
@@ -272,7 +269,7 @@ def test_a_merged_away_segment_stays_in_storage_while_a_snapshot_there_names_it(
     """Uploads only at every third snapshot: storage's older snapshot is older than the
     staging copy's, and still names segments merged away since."""
     watch = UploadWatch(monkeypatch, s3_filesystem, f"{prefix}/exp", str(tmp_path / "scratch"), every=3)
-    grid = run(table, s3_uri(prefix, s3_endpoint), "exp")
+    grid = run(table, uri(s3_endpoint, prefix), "exp")
     assert watch.problems == []
     assert watch.written > N_TRIALS and watch.syncs < watch.written
     assert watch.kept_for_storage  # (else this test could not see a removal come too early)
@@ -283,7 +280,7 @@ def test_a_merged_away_segment_stays_in_storage_while_a_snapshot_there_names_it(
         named |= named_segments(stored[snapshot], str(tmp_path))
     assert named <= segments_of(stored)
     assert len(watch.stored_segments_seen - segments_of(stored)) >= MAX_SEGMENTS
-    from_storage = tune.ResultGrid.from_path(s3_uri(f"{prefix}/exp", s3_endpoint))
+    from_storage = tune.ResultGrid.from_path(uri(s3_endpoint, f"{prefix}/exp"))
     assert by_config(from_storage, done=False) == by_config(grid, done=False)
 
 
@@ -294,11 +291,11 @@ def test_a_fresh_run_under_the_name_of_one_in_storage_removes_that_run_s_segment
     files it finds: in storage the staging copy starts empty, and the earlier run's
     segments are in storage only."""
     watch = UploadWatch(monkeypatch, s3_filesystem, f"{prefix}/exp", str(tmp_path / "scratch"))
-    run(table, s3_uri(prefix, s3_endpoint), "exp")
+    run(table, uri(s3_endpoint, prefix), "exp")
     earlier = segments_of(experiment_files(s3_filesystem, f"{prefix}/exp"))
     assert earlier
 
-    grid = run(table, s3_uri(prefix, s3_endpoint), "exp")  # not a restore: a sweep of its own
+    grid = run(table, uri(s3_endpoint, prefix), "exp")  # not a restore: a sweep of its own
     assert watch.problems == []
     assert len(grid) == N_TRIALS
     stored = assert_storage_holds_what_its_snapshots_name(s3_filesystem, f"{prefix}/exp", watch.staging,
