@@ -645,6 +645,26 @@ class RecordSource:
         return self._settings <= state.items() and (
             state.get("stopping_criterion") == self.cache[_TEMPLATE].stopping_criterion)
 
+    def result_parts(self, trial: Any) -> Optional[Tuple[Dict[str, Any], Dict[str, Any], Optional[str]]]:
+        """The config, last result and path of the compact ``trial``, decoded without making
+        a whole Trial of it (and without setting anything on it): all that the Result of a
+        trial needs that has no checkpoint, no error and nothing set on it since it became
+        compact (None for any other, which :meth:`expand` then decodes).  Reading the
+        results of a 100,000-trial sweep this way costs a fraction of decoding each trial."""
+        state = trial.__dict__
+        if len(state) != len(_COMPACT_FIELDS) or "_record" not in state:
+            return None  # (an error kept beside the record, or an attribute set since)
+        try:
+            fields = self.loader.unpack(unbin(state["_record"]))
+        except (ValueError, TypeError, msgpack.UnpackException):
+            return None  # (expand says what is wrong with it, as for any read of the trial)
+        if len(fields) != len(RECORD_FIELDS) or fields[8] or fields[10]:
+            return None  # checkpoints or an error
+        experiment_path = self.shared.get("experiment_path")
+        # (The path a decoded trial has: Trial._like's.)
+        path = None if experiment_path is None else experiment_path + os.sep + state["_dirname"]
+        return fields[1], self.keysets.decode(fields[7]), path
+
     def expand(self, trial: Any) -> None:
         """Make the compact ``trial`` whole: decode its record; what was set on the trial
         since it became compact stays as it was set."""
@@ -656,6 +676,10 @@ class RecordSource:
         del state["_record"], state["_source"]
         for name, value in full.__dict__.items():
             state.setdefault(name, value)
+
+
+# What a compact trial's ``__dict__`` holds (``Trial._compact``), when it has no error.
+_COMPACT_FIELDS = ("trial_id", "_row", "_dirname", "_record", "_source")
 
 
 def unbin(data: bytes) -> bytes:
