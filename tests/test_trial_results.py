@@ -93,6 +93,11 @@ def test_fit_grid_results_of_compact_trials_are_what_their_decoded_trials_give(t
     assert [dict(trial.__dict__) for trial in trials] == states  # read, not changed
     assert tuner_internal._result_of(trials[0], str(tmp_path), None).path == trials[0]._whole().path
 
+    # What is set on a compact trial since wins over its record, as when it is decoded.
+    trials[2].last_result = {"loss": -1.0, "training_iteration": 3}
+    assert tuner_internal._result_of(trials[2], str(tmp_path), None).metrics == {
+        "loss": -1.0, "training_iteration": 3, "config": {"x": 2}}
+
 
 def test_a_restored_failed_trial_keeps_its_error_in_the_grid(tmp_path):
     """A restore's finished trials are read lazily from their records (their error only in
