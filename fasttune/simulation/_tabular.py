@@ -93,6 +93,10 @@ class TabularBlackbox(Blackbox):
         row_key: the key of the row number in an exact-match space's configs.
     """
 
+    # Each row's key of _row_of, by row number (set up by _set_up; a blackbox pickled
+    # before it had one looks every row up in _row_of).
+    _key_of_row: List[Optional[tuple]] = []
+
     def __init__(
         self,
         table: Any,
@@ -163,6 +167,11 @@ class TabularBlackbox(Blackbox):
         self.elapsed: np.ndarray = curves.elapsed
         self.step_seconds: np.ndarray = curves.step_seconds()
         self._row_of = curves.row_of
+        # An exact-match config names its row under row_key: its values need only be
+        # compared with that row's key, not looked up (a dict probe of one key per row).
+        self._key_of_row = [None] * len(curves.row_of)
+        for key, row in curves.row_of.items():
+            self._key_of_row[row] = key
         # The config's values in column order, read in C: the key of _row_of.
         self._values_of = itemgetter(*self.config_columns) if len(self.config_columns) > 1 else _OneValue(self.config_columns[0])
         self._nearest = NearestConfig(curves.configs, log_scale) if match == "nearest" else None
@@ -186,7 +195,11 @@ class TabularBlackbox(Blackbox):
             key = self._key(config)
             row = self._row_of.get(key)  # (a table configuration needs no search)
             return self._nearest.nearest_row(config) if row is None else row
-        row = self._row_of.get(self._key(config))
+        key = self._key(config)
+        row = config.get(self.row_key) if type(config) is dict else None
+        if type(row) is int and 0 <= row < len(self._key_of_row) and self._key_of_row[row] == key:
+            return row  # (the row _row_of gives: its keys are unique)
+        row = self._row_of.get(key)
         if row is None:
             shown = {column: config[column] for column in self.config_columns}
             raise ValueError(
