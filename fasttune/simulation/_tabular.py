@@ -185,6 +185,10 @@ class TabularBlackbox(Blackbox):
     def config_of_row(self, row: int) -> Dict[str, Any]:
         """Configuration ``row`` of the table, as a config dict (with the row number
         under ``row_key`` when ``match="exact"``, as the space's configs have it)."""
+        if self.match == "exact" and self._key_of_row:
+            # The values of the row's key, equal to config_at's: a sweep of these configs holds
+            # one copy of them, and row() finds them in the key as they are (not compared as numbers).
+            return {self.row_key: int(row), **dict(zip(self.config_columns, self._key_of_row[row]))}
         config = config_at(self.configs, row)
         return {self.row_key: int(row), **config} if self.match == "exact" else config
 
