@@ -519,7 +519,8 @@ class TrialEventHandlers:
         state.decision_in_flight = None
         if state.reset_at_decision is not None or state.reset_on_start is not None or state.cloning is not None:
             self._resets.drop(state)  # (a trial with no reset left, nearly every one, has nothing to drop)
-        self._files.close(trial.path)
+        if self._files.writes_results:  # (else closing is nothing: its path is not made for it)
+            self._files.close(trial.path)
         self._results.close_trial(trial._row)
         if self._snapshots is not None and trial.is_finished():
             # Its snapshot record is packed now and the trial made compact: a finished

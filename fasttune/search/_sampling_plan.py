@@ -145,7 +145,9 @@ class SamplingPlan:
     def point_overlay(self, point: Mapping, warn: bool = False) -> Optional[PointOverlay]:
         """What :meth:`draw` needs to draw ``point`` as ``preset_spec`` + the general path
         would, or ``None`` when only they can; ``warn`` logs, as ``preset_spec(warn=True)``
-        does, the values outside their domain (only when it returns an overlay)."""
+        does, the values outside their domain (only when it returns an overlay).  The overlay
+        may hold ``point`` itself (it is read, not changed): ``point`` must stay as it is while
+        the overlay is used (the generator's points do: they are its own copies)."""
         config = self._entries.get("config")
         if config is None or config[0] != _DICT:
             return None
@@ -156,7 +158,7 @@ class SamplingPlan:
             # The usual point (a sweep's 100,000s): a plain value for each entry of the config, under
             # the very keys of the node, in its order.  _overlay makes the same of it, one entry at
             # a time: the point's values under the node's keys, every entry of the node replaced.
-            overlay, opened = _WholeNodeOverlay(point), config[2]
+            overlay, opened = point, config[2]  # (made a _WholeNodeOverlay below, where it is not shared)
             if warn:
                 replaced = zip(itertools.repeat(space), point, point.values(), itertools.repeat(("config",)))
         else:
@@ -175,6 +177,12 @@ class SamplingPlan:
                 warn_if_outside(copy_spec(current), value, path + (key,))
             elif not current.is_valid(value):
                 warn_if_outside(current, value, path + (key,))
+        if overlay is point:
+            if len(self._entries) == 1:
+                # The spec is the config alone: the point is the sample's config, which draw()
+                # copies, so it is shared here, not copied (100,000s of points: one dict each less).
+                return _WholePointOverlay(config=point)
+            overlay = _WholeNodeOverlay(point)
         whole_point = overlay.whole and len(self._entries) == 1  # (the spec is the config alone)
         return (_WholePointOverlay if whole_point else PointOverlay)(config=overlay)
 

@@ -93,6 +93,10 @@ class TabularBlackbox(Blackbox):
         row_key: the key of the row number in an exact-match space's configs.
     """
 
+    # Each row's key of _row_of, by row number (set up by _set_up; a blackbox pickled
+    # before it had one looks every row up in _row_of).
+    _key_of_row: List[Optional[tuple]] = []
+
     def __init__(
         self,
         table: Any,
@@ -163,6 +167,11 @@ class TabularBlackbox(Blackbox):
         self.elapsed: np.ndarray = curves.elapsed
         self.step_seconds: np.ndarray = curves.step_seconds()
         self._row_of = curves.row_of
+        # An exact-match config names its row under row_key: its values need only be
+        # compared with that row's key, not looked up (a dict probe of one key per row).
+        self._key_of_row = [None] * len(curves.row_of)
+        for key, row in curves.row_of.items():
+            self._key_of_row[row] = key
         # The config's values in column order, read in C: the key of _row_of.
         self._values_of = itemgetter(*self.config_columns) if len(self.config_columns) > 1 else _OneValue(self.config_columns[0])
         self._nearest = NearestConfig(curves.configs, log_scale) if match == "nearest" else None
@@ -176,6 +185,10 @@ class TabularBlackbox(Blackbox):
     def config_of_row(self, row: int) -> Dict[str, Any]:
         """Configuration ``row`` of the table, as a config dict (with the row number
         under ``row_key`` when ``match="exact"``, as the space's configs have it)."""
+        if self.match == "exact" and self._key_of_row:
+            # The values of the row's key, equal to config_at's: a sweep of these configs holds
+            # one copy of them, and row() finds them in the key as they are (not compared as numbers).
+            return {self.row_key: int(row), **dict(zip(self.config_columns, self._key_of_row[row]))}
         config = config_at(self.configs, row)
         return {self.row_key: int(row), **config} if self.match == "exact" else config
 
@@ -186,7 +199,11 @@ class TabularBlackbox(Blackbox):
             key = self._key(config)
             row = self._row_of.get(key)  # (a table configuration needs no search)
             return self._nearest.nearest_row(config) if row is None else row
-        row = self._row_of.get(self._key(config))
+        key = self._key(config)
+        row = config.get(self.row_key) if type(config) is dict else None
+        if type(row) is int and 0 <= row < len(self._key_of_row) and self._key_of_row[row] == key:
+            return row  # (the row _row_of gives: its keys are unique)
+        row = self._row_of.get(key)
         if row is None:
             shown = {column: config[column] for column in self.config_columns}
             raise ValueError(

@@ -130,7 +130,14 @@ def test_a_full_point_is_copied_in_the_spaces_order_without_a_look_at_each_entry
     # A node holding nested dicts is made entry by entry (each its own copy); those dicts are whole.
     assert overlay["config"]["a"].whole and overlay["config"]["c"].whole and not overlay["config"].whole
     flat_space, flat_points = PLAN_POINTS["full"]
-    assert SamplingPlan.compile({"config": flat_space}).point_overlay(flat_points[0])["config"].whole
+    flat_plan = SamplingPlan.compile({"config": flat_space})
+    flat_overlay = flat_plan.point_overlay(flat_points[0])
+    # A whole point of a spec that is the config alone: the point itself, each draw a copy of it.
+    assert flat_overlay.draws_nothing and flat_overlay["config"] is flat_points[0]
+    flat_spec = flat_plan.draw(as_rng(0), flat_overlay)[1]
+    assert flat_spec == {"config": flat_points[0]} and flat_spec["config"] is not flat_points[0]
+    # In a spec with more than the config, the point's config is a copy, whole.
+    assert SamplingPlan.compile({"config": flat_space, "n": 1}).point_overlay(flat_points[0])["config"].whole
     resolved_vars, spec = plan.draw(as_rng(0), overlay)
     assert resolved_vars == {} and spec == {"config": {"a": {"x": 0.5, "y": 5}, "b": 2, "c": {}}}
     assert list(spec["config"]) == ["a", "b", "c"] and list(spec["config"]["a"]) == ["x", "y"]
@@ -348,7 +355,9 @@ def test_a_point_of_every_value_overlays_as_entry_by_entry(caplog, warn):
             expected, _ = _sampling_plan._overlay(node, FLAT, point, ("config",), [])
             if warn:
                 _generator_warnings_of(point)
-        assert type(overlay) is type(expected) and list(overlay.items()) == list(expected.items())
+        # A point under the space's very keys is its own overlay (shared: the spec is the config alone).
+        assert type(overlay) is type(expected) or (overlay is point and expected.whole)
+        assert list(overlay.items()) == list(expected.items())
         assert all(key is space_key for key, space_key in zip(overlay, FLAT))  # (the space's keys, not the point's)
         assert messages == [record.getMessage() for record in caplog.records]
         assert bool(messages) == (warn and point["row"] == 100)

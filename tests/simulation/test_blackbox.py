@@ -150,6 +150,23 @@ def test_exact_lookup_reads_the_row_whatever_the_row_order_of_the_frame():
     assert pickle.loads(pickle.dumps(one_column)).evaluate({"lr": 0.1}, 2) == ({"loss": 0.7}, 2.0)
 
 
+def test_exact_lookup_goes_by_the_values_whatever_the_row_key_says():
+    # The row key is a shortcut only: a config whose values are another row's, or none, is that row.
+    blackbox = small_blackbox()
+    for row in range(blackbox.n_configs):
+        config = blackbox.config_of_row(row)
+        assert blackbox.row(config) == row
+        assert [(key, type(value)) for key, value in config.items()] == [("row", int), ("lr", float), ("opt", str)]
+        for wrong in (1 - row, -1, 2, True, str(row), None, float(row)):
+            assert blackbox.row({**config, "row": wrong}) == row
+    with pytest.raises(ValueError, match="is not a configuration of the table"):
+        blackbox.row({"row": 0, "lr": 0.1, "opt": "adam"})
+    old = pickle.loads(pickle.dumps(blackbox))
+    del old.__dict__["_key_of_row"]  # (as a blackbox pickled before it had one)
+    assert [old.row(blackbox.config_of_row(row)) for row in range(2)] == [0, 1]
+    assert [old.config_of_row(row) for row in range(2)] == [blackbox.config_of_row(row) for row in range(2)]
+
+
 def test_exact_lookup_of_an_unknown_config_names_it():
     with pytest.raises(ValueError, match=r"config \{'lr': 0.1, 'opt': 'adam'\} is not a configuration of the table"):
         small_blackbox().evaluate({"lr": 0.1, "opt": "adam"}, 1)
