@@ -51,7 +51,9 @@ By default: trial_id, status, training_iteration, time_total_s, the Tuner's metr
 and best:<metric>, and every config/ column; default columns empty in every row are
 left out. Status comes from the newest experiment snapshot; a trial made after it
 shows what its files say (RUNNING, TERMINATED when its last result is done, ERROR
-when it has an error.txt).
+when it has an error.txt). A trial without result files (a simulated sweep writes
+none) shows the last result the snapshot keeps, its only one (so best:<metric> is
+its last value).
 """
 
 _EPILOG = """\

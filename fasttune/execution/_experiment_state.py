@@ -30,13 +30,15 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import glob
 import logging
 import os
 import re
 import struct
 import zlib
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import msgpack
 
@@ -707,3 +709,84 @@ def read_trials(experiment_path: str) -> List[Any]:
         except Exception as exc:  # noqa: BLE001 - as above: a damaged record, whatever decoding it raised
             raise CorruptExperimentState(f"{path}: the record of trial {dirname!r} cannot be read ({exc}).") from None
     return trials
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block: decoding 100,000 records makes
+    millions of small objects, none cyclic, and the collector's passes over them were
+    about 40% of a reader's time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class TrialSummary(NamedTuple):
+    """What a reader shows of a trial from its snapshot record alone: no Trial is built,
+    and nothing is unpickled (a pickled value is a ``PickledObject`` placeholder)."""
+
+    trial_id: str
+    status: str
+    config: Dict[str, Any]
+    last_result: Dict[str, Any]  # {} when it reported nothing
+    error: Optional[str]  # the message of ``Trial.error`` for a failed trial, else None
+
+
+def read_trial_summaries(experiment_path: str,
+                         wanted: Optional[Callable[[str], bool]] = None) -> Dict[str, TrialSummary]:
+    """The trials of the latest snapshot by directory name, as :class:`TrialSummary`: for
+    readers of a trial that has no result files (a simulated sweep writes none), whose last
+    result the snapshot keeps.  Only the records of the directory names ``wanted`` accepts
+    (default: all) are decoded, each data-only into its fields: at 100,000 trials a
+    fraction of :func:`read_trials`' cost.
+
+    Raises:
+        TuneError: ``experiment_path`` holds no snapshot.
+        CorruptExperimentState: no snapshot can be read, or the one read is not consistent
+            (the message names the file).
+    """
+    from fasttune import _corelib as core
+
+    loader = DataOnlyLoader()
+    state, path = load_latest(experiment_path, loader)
+    try:
+        table = core.TrialTable.from_snapshot(state["table"])
+        keysets = KeySets(state["keysets"])
+        records, dirnames = state["trials"], state["dirnames"]
+        trainable_name = state.get("trainable_name") or ""
+        consistent = len(table) == len(records) == len(dirnames)
+    except Exception as exc:  # noqa: BLE001 - damaged bytes fail in many ways; all mean the same here
+        raise CorruptExperimentState(f"{path} is not a consistent experiment snapshot ({exc}).") from None
+    if not consistent:
+        raise CorruptExperimentState(f"{path} is inconsistent: its table has {len(table)} rows for {len(records)} "
+                                     f"trials and {len(dirnames)} trial directories.")
+    with collector_paused():
+        return _summaries(path, table, keysets, records, dirnames, trainable_name, loader, wanted)
+
+
+def _summaries(path: str, table: Any, keysets: KeySets, records: List[bytes], dirnames: List[str],
+               trainable_name: str, loader: Loader,
+               wanted: Optional[Callable[[str], bool]]) -> Dict[str, TrialSummary]:
+    from fasttune import _corelib as core
+
+    status_names = core.STATUS_NAMES
+    summaries = {}
+    for row, (record, dirname) in enumerate(zip(records, dirnames)):
+        if wanted is not None and not wanted(dirname):
+            continue
+        try:
+            fields = loader.unpack(record)
+            trial_id, config, custom_name, last, error_msg = (fields[0], fields[1], fields[3], fields[7], fields[10])
+            last_result = keysets.decode(last)
+            status = status_names[table.get_status(row)]
+        except Exception as exc:  # noqa: BLE001 - a damaged record, whatever decoding it raised
+            raise CorruptExperimentState(f"{path}: the record of trial {dirname!r} cannot be read ({exc}).") from None
+        # Trial.error's message, as decode_trial makes it (the trial's str is its name).
+        error = f"Trial {custom_name or f'{trainable_name}_{trial_id}'} failed:\n{error_msg}" if error_msg else None
+        summaries[dirname] = TrialSummary(str(trial_id), status, config if isinstance(config, dict) else {},
+                                          last_result, error)
+    return summaries
