@@ -226,7 +226,7 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
-        return json.dumps(value)
+        return json.dumps(value, default=str)
     return str(value)
 
 
@@ -240,7 +240,8 @@ def table_cell(value: Any) -> str:
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
     """The rows as ``fmt`` (table, csv or json) text."""
     if fmt == "json":
-        return json.dumps([dict(zip(columns, row)) for row in rows], indent=2) + "\n"
+        # A value JSON has no type for (a snapshot's placeholder for a pickled object) as its text.
+        return json.dumps([dict(zip(columns, row)) for row in rows], indent=2, default=str) + "\n"
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

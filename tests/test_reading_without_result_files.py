@@ -1,0 +1,245 @@
+"""Reading back a sweep whose trials have no result files (a simulated sweep writes none):
+each reader gives such a trial the last result its newest snapshot record keeps.
+
+``ResultGrid.from_path`` (and ``Tuner.restore(...).get_results()``, a URI's local copy),
+``ExperimentAnalysis`` and ``fasttune ls`` agree with what ``fit()`` returned; result files,
+then the experiment's results store, win over the snapshot; nothing is unpickled, and a
+damaged snapshot still leaves the result files read.  No Ray: every sweep is simulated.
+"""
+import json
+import logging
+import os
+import shutil
+
+import msgpack
+import pytest
+
+import fasttune as tune
+from fasttune import _corelib as core
+from fasttune._serialization import pack
+from fasttune.cli import main
+from fasttune.execution._experiment_state import read_file, snapshot_paths, write_file
+from fasttune.schedulers import ASHAScheduler
+from fasttune.search import BasicVariantGenerator
+from fasttune.simulation import Simulation, learning_curve_table, reference_trial_order
+
+N_TRIALS = 12
+CONFIG_FIELD, LAST_RESULT_FIELD, ERROR_FIELD = 1, 7, 10  # a trial record's fields (RECORD_FIELDS)
+SENTINEL_LOSS = 999.0  # a last result no trial of these sweeps reports
+
+
+class Planted:
+    """What an attacker leaves in a file: unpickling it makes the directory ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker, 0o777, True))
+
+
+@pytest.fixture(scope="module")
+def table():
+    return learning_curve_table(60, seed=0, n_epochs=9)
+
+
+def sweep(table, storage, name, **run_kwargs):
+    simulation_kwargs = {key: run_kwargs.pop(key) for key in ("write_results",) if key in run_kwargs}
+    tuner = tune.Tuner(
+        Simulation(table, num_workers=3, **simulation_kwargs), param_space=table.search_space,
+        tune_config=tune.TuneConfig(
+            metric="loss", mode="min", num_samples=N_TRIALS,
+            scheduler=ASHAScheduler(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3),
+            search_alg=BasicVariantGenerator(points_to_evaluate=reference_trial_order(table, N_TRIALS, seed=0),
+                                             random_state=0)),
+        run_config=tune.RunConfig(storage_path=str(storage), name=name, verbose=0, **run_kwargs))
+    return tuner.fit()
+
+
+@pytest.fixture(scope="module")
+def quiet(table, tmp_path_factory):
+    """A simulated sweep with no file per trial: (fit's grid, its experiment directory)."""
+    grid = sweep(table, tmp_path_factory.mktemp("quiet"), "quiet")
+    assert not any(os.path.exists(result.path) for result in grid)
+    return grid, grid.experiment_path
+
+
+@pytest.fixture(scope="module")
+def written(table, tmp_path_factory):
+    """The same sweep, writing each trial's result files."""
+    grid = sweep(table, tmp_path_factory.mktemp("written"), "written", write_results=True)
+    return grid, grid.experiment_path
+
+
+def copy_of(experiment, tmp_path):
+    path = str(tmp_path / os.path.basename(experiment))
+    shutil.copytree(experiment, path)
+    return path
+
+
+def edit_records(experiment, change):
+    """Let ``change(row, record, table, keysets)`` edit each trial record that holds a last
+    result in every snapshot (decoded without an extension hook: pickles stay as they
+    are), and write the snapshots back."""
+    for path in snapshot_paths(experiment):
+        state = msgpack.unpackb(read_file(path), raw=False, strict_map_key=False)
+        table = core.TrialTable.from_snapshot(state["table"])
+        for row, packed in enumerate(state["trials"]):
+            record = msgpack.unpackb(packed, raw=False, strict_map_key=False)
+            if record[LAST_RESULT_FIELD] is None:
+                continue  # not started in an older snapshot
+            change(row, record, table, state["keysets"])
+            state["trials"][row] = msgpack.packb(record, use_bin_type=True)
+        state["table"] = table.snapshot()
+        write_file(path, msgpack.packb(state, use_bin_type=True))
+
+
+def set_last_loss(value):
+    def change(row, record, table, keysets):
+        keyset, values = record[LAST_RESULT_FIELD]
+        values[keysets[keyset].index("loss")] = value
+    return change
+
+
+def by_name(results):
+    return {os.path.basename(result.path): result for result in results}
+
+
+def assert_same_results(read, fitted):
+    """``read`` (a grid read from the directory) holds exactly ``fitted``'s trials, by directory name."""
+    read, fitted = by_name(read), by_name(fitted)
+    assert sorted(read) == sorted(fitted) and len(read) == N_TRIALS
+    for name, result in fitted.items():
+        assert read[name].metrics == result.metrics and read[name].metrics["loss"] < SENTINEL_LOSS
+        assert read[name].config == result.config and read[name].error is None
+
+
+def test_from_path_gives_each_trial_the_last_result_fit_returned(quiet):
+    grid, experiment = quiet
+    read = tune.ResultGrid.from_path(experiment)
+    # The same trials, with the same paths, configs and last results, in directory-name order.
+    assert [os.path.basename(r.path) for r in read] == sorted(os.path.basename(r.path) for r in grid)
+    fitted = {result.path: result for result in grid}
+    for result in read:
+        assert result.metrics == fitted[result.path].metrics and result.config == fitted[result.path].config
+        assert result.error is None and result.metrics_dataframe is None  # no history kept, as in fit()'s
+    assert read.num_terminated == grid.num_terminated == N_TRIALS
+    assert read.get_best_result("loss", "min").path == grid.get_best_result().path
+    # The whole-history scopes see the one result kept.
+    assert read.get_best_result("loss", "min", scope="all").path == grid.get_best_result().path
+    restored = tune.Tuner.restore(experiment, trainable=Simulation(learning_curve_table(60, seed=0, n_epochs=9)))
+    restored_grid = restored.get_results()
+    assert restored_grid.get_best_result().path == grid.get_best_result().path  # the Tuner's metric and mode
+    assert_same_results(restored_grid, grid)
+    # A URI: the grid of the local copy, which holds the snapshot too.
+    assert_same_results(tune.ResultGrid.from_path("file://" + experiment), grid)
+
+
+def test_analysis_ls_and_plot_give_each_trial_its_last_result_as_its_one_row(quiet, capsys, tmp_path):
+    grid, experiment = quiet
+    analysis = tune.ExperimentAnalysis(experiment, default_metric="loss", default_mode="min")
+    assert analysis.best_config == grid.get_best_result().config
+    frame = analysis.dataframe()
+    assert sorted(frame["loss"]) == sorted(r.metrics["loss"] for r in grid) and len(frame) == N_TRIALS
+    assert [len(f) for f in analysis.trial_dataframes.values()] == [1] * N_TRIALS
+    assert main(["ls", experiment, "--format", "json"]) == 0
+    listed = {row["trial_id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert {trial_id: (row["loss"], row["best:loss"], row["status"]) for trial_id, row in listed.items()} == {
+        r.metrics["trial_id"]: (r.metrics["loss"], r.metrics["loss"], "TERMINATED") for r in grid}
+    image = tmp_path / "curves.png"
+    assert main(["plot", experiment, "-o", str(image)]) == 0
+    assert image.read_bytes().startswith(b"\x89PNG")
+
+
+def test_result_files_win_over_the_snapshot(written, tmp_path):
+    grid, experiment = written
+    path = copy_of(experiment, tmp_path)
+    edit_records(path, set_last_loss(SENTINEL_LOSS))
+    assert_same_results(tune.ResultGrid.from_path(path), grid)
+
+
+def test_the_results_store_wins_over_the_snapshot(table, tmp_path):
+    grid = sweep(table, tmp_path, "stored", results_store="experiment", write_results=True)
+    assert os.path.isdir(os.path.join(grid.experiment_path, "results"))
+    edit_records(grid.experiment_path, set_last_loss(SENTINEL_LOSS))
+    assert_same_results(tune.ResultGrid.from_path(grid.experiment_path), grid)
+
+
+def test_a_trial_whose_files_hold_no_result_gets_the_snapshots_last_result(written, tmp_path, capsys):
+    grid, experiment = written
+    path = copy_of(experiment, tmp_path)
+    emptied = sorted(by_name(grid))[3]
+    for name in ("result.json", "progress.csv"):
+        os.remove(os.path.join(path, emptied, name))
+    with open(os.path.join(path, emptied, "params.json")) as f:
+        params = json.load(f)
+    read = by_name(tune.ResultGrid.from_path(path))
+    fitted = by_name(grid)[emptied]
+    assert read[emptied].metrics == fitted.metrics and read[emptied].config == params == fitted.config
+    assert read[emptied].metrics_dataframe is None
+    assert main(["ls", path, "--format", "json", "--columns", "path,loss"]) == 0
+    listed = {os.path.basename(row["path"]): row["loss"] for row in json.loads(capsys.readouterr().out)}
+    assert listed == {name: result.metrics["loss"] for name, result in by_name(grid).items()}
+
+
+def test_a_failed_trial_has_the_error_its_record_keeps(quiet, tmp_path):
+    grid, experiment = quiet
+    path = copy_of(experiment, tmp_path)
+    failed, running = sorted(by_name(grid))[5:7]
+
+    def fail(row, record, table, keysets):
+        trial_id = record[0]
+        if trial_id == by_name(grid)[failed].metrics["trial_id"]:
+            record[ERROR_FIELD] = "ValueError: simulated failure"
+            for status in (core.PENDING, core.RUNNING, core.ERROR):  # the transitions the table allows
+                table.set_status(row, status)
+        elif trial_id == by_name(grid)[running].metrics["trial_id"]:  # as if interrupted after a restart
+            for status in (core.PENDING, core.RUNNING):
+                table.set_status(row, status)
+
+    edit_records(path, fail)
+    read = tune.ResultGrid.from_path(path)
+    # The statuses are the record's: the running trial is not counted as finished.
+    assert read.num_errors == 1 and read.num_terminated == N_TRIALS - 2
+    (result,) = [r for r in read if r.error is not None]
+    assert os.path.basename(result.path) == failed and "ValueError: simulated failure" in str(result.error)
+    assert result.metrics == by_name(grid)[failed].metrics
+
+
+def test_a_pickled_object_in_a_last_result_is_a_placeholder_never_unpickled(quiet, tmp_path, capsys):
+    grid, experiment = quiet
+    path = copy_of(experiment, tmp_path)
+    marker = str(tmp_path / "ran")
+    planted = msgpack.unpackb(pack(Planted(marker)), raw=False)
+
+    def plant(row, record, table, keysets):
+        keyset, values = record[LAST_RESULT_FIELD]
+        values[keysets[keyset].index("loss")] = planted
+
+    edit_records(path, plant)
+    read = tune.ResultGrid.from_path(path)
+    analysis = tune.ExperimentAnalysis(path)
+    assert main(["ls", path, "--format", "json"]) == 0
+    listing = capsys.readouterr().out
+    assert not os.path.exists(marker)
+    shown = [repr(result.metrics["loss"]) for result in read] + [repr(t.last_result["loss"]) for t in analysis.trials]
+    assert len(shown) == 2 * N_TRIALS
+    assert all(s.startswith("<pickled object, not loaded (") and "refers to os.makedirs" in s for s in shown)
+    listed = json.loads(listing)  # each placeholder as its text
+    assert len(listed) == N_TRIALS and all("refers to os.makedirs" in row["loss"] for row in listed)
+
+
+def test_a_damaged_snapshot_is_a_warning_and_the_result_files_are_read(written, tmp_path, caplog, capsys):
+    grid, experiment = written
+    path = copy_of(experiment, tmp_path)
+    for snapshot in snapshot_paths(path):
+        with open(snapshot, "r+b") as f:
+            f.truncate(os.path.getsize(snapshot) // 2)
+    with caplog.at_level(logging.WARNING):
+        read = tune.ResultGrid.from_path(path)
+    assert_same_results(read, grid)
+    assert any("cannot be read" in record.getMessage() for record in caplog.records)
+    analysis = tune.ExperimentAnalysis(path, default_metric="loss", default_mode="min")
+    assert analysis.best_config == grid.get_best_result().config
+    assert main(["ls", path, "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == N_TRIALS
