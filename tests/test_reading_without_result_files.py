@@ -243,3 +243,22 @@ def test_a_damaged_snapshot_is_a_warning_and_the_result_files_are_read(written, 
     assert analysis.best_config == grid.get_best_result().config
     assert main(["ls", path, "--format", "json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == N_TRIALS
+
+
+def test_a_last_result_kept_without_its_config_gets_the_trials_config(quiet, tmp_path):
+    grid, experiment = quiet
+    path = copy_of(experiment, tmp_path)
+
+    def drop_config(row, record, table, keysets):
+        keyset, values = record[LAST_RESULT_FIELD]
+        keys = keysets[keyset]
+        if "config" in keys:
+            without = [key for key in keys if key != "config"]
+            if without not in keysets:
+                keysets.append(without)
+            record[LAST_RESULT_FIELD] = [keysets.index(without),
+                                         [value for key, value in zip(keys, values) if key != "config"]]
+
+    edit_records(path, drop_config)
+    # As fit()'s Result has them: the last result, and the config under "config".
+    assert_same_results(tune.ResultGrid.from_path(path), grid)
