@@ -700,14 +700,16 @@ def read_trials(experiment_path: str) -> List[Any]:
                                      f"trials and {len(dirnames)} trial directories.")
     cache: Dict[Any, Any] = {}
     trials = []
-    for row, (record, dirname) in enumerate(zip(records, dirnames)):
-        try:
-            trials.append(decode_trial(record, row, dirname, table, keysets, experiment_path, cache, loader,
-                                       trainable_name)[0])
-        except CorruptExperimentState:
-            raise
-        except Exception as exc:  # noqa: BLE001 - as above: a damaged record, whatever decoding it raised
-            raise CorruptExperimentState(f"{path}: the record of trial {dirname!r} cannot be read ({exc}).") from None
+    with collector_paused():
+        for row, (record, dirname) in enumerate(zip(records, dirnames)):
+            try:
+                trials.append(decode_trial(record, row, dirname, table, keysets, experiment_path, cache, loader,
+                                           trainable_name)[0])
+            except CorruptExperimentState:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as above: a damaged record, whatever decoding it raised
+                raise CorruptExperimentState(
+                    f"{path}: the record of trial {dirname!r} cannot be read ({exc}).") from None
     return trials
 
 
