@@ -262,3 +262,16 @@ def test_a_last_result_kept_without_its_config_gets_the_trials_config(quiet, tmp
     edit_records(path, drop_config)
     # As fit()'s Result has them: the last result, and the config under "config".
     assert_same_results(tune.ResultGrid.from_path(path), grid)
+
+
+@pytest.mark.parametrize("dirname", ["../outside", 7])
+def test_a_snapshot_naming_no_plain_trial_directory_is_a_warning_not_a_path_out(quiet, tmp_path, caplog, dirname):
+    grid, experiment = quiet
+    path = copy_of(experiment, tmp_path)
+    for snapshot in snapshot_paths(path):
+        state = msgpack.unpackb(read_file(snapshot), raw=False, strict_map_key=False)
+        state["dirnames"][0] = dirname
+        write_file(snapshot, msgpack.packb(state, use_bin_type=True))
+    with caplog.at_level(logging.WARNING):
+        read = tune.ResultGrid.from_path(path)
+    assert len(read) == 0 and f"names the trial directory {dirname!r}" in caplog.text

@@ -778,6 +778,9 @@ def _summaries(path: str, table: Any, keysets: KeySets, records: List[bytes], di
     status_names = core.STATUS_NAMES
     summaries = {}
     for row, (record, dirname) in enumerate(zip(records, dirnames)):
+        if not (type(dirname) is str and dirname not in ("", ".", "..") and os.sep not in dirname):
+            # (What a reader joins to the experiment's path: a crafted one must not lead out of it.)
+            raise CorruptExperimentState(f"{path}: row {row} names the trial directory {dirname!r}, not one name.")
         if wanted is not None and not wanted(dirname):
             continue
         try:
