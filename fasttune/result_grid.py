@@ -19,7 +19,7 @@ import math
 import numbers
 import operator
 import os
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Union
 
 from fasttune import _storage as storage
 from fasttune._flatten import flatten_dict, lookup_flattened
@@ -42,7 +42,7 @@ _MODES = ("min", "max")
 _SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
 
 
-def _snapshot_summaries(experiment_path: str, wanted: Any) -> Dict[str, Any]:
+def _snapshot_summaries(experiment_path: str, wanted: Callable[[str], bool]) -> Dict[str, Any]:
     """``read_trial_summaries`` of the experiment's newest snapshot for the directory names
     ``wanted`` accepts; {} when it has none, or (with a warning) when none can be read: a
     damaged snapshot must not hide the trials' files."""
@@ -52,7 +52,7 @@ def _snapshot_summaries(experiment_path: str, wanted: Any) -> Dict[str, Any]:
         return {}
     try:
         return read_trial_summaries(experiment_path, wanted)
-    except TuneError as exc:
+    except (TuneError, OSError) as exc:
         logger.warning("The experiment state of %s cannot be read (%s); the trials are read from their files "
                        "alone, and trials without result files are left out.", experiment_path, exc)
         return {}
