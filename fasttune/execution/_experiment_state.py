@@ -429,14 +429,44 @@ class KeySets:
         return dict(zip(self.keys[encoded[0]], encoded[1]))
 
 
-# The fields of a trial record, in order (status, iteration, failures, metrics and time
-# live in the TrialTable snapshot beside it, row = position; its directory's name in the
-# snapshot's "dirnames" list).
-RECORD_FIELDS = (
-    "trial_id", "config", "experiment_tag", "custom_name", "resources",
-    "evaluated_params", "results_seen", "last_result", "checkpoints", "next_checkpoint_index",
-    "error_msg", "start_time", "end_time",
-)
+class TrialRecord(NamedTuple):
+    """A trial's record as :func:`trial_record` packs it, field by field (status,
+    iteration, failures, metrics and time live in the TrialTable snapshot beside it, row =
+    position; its directory's name in the snapshot's "dirnames" list)."""
+
+    trial_id: str
+    config: Any
+    experiment_tag: str
+    custom_name: Optional[str]
+    resources: list  # [bundles, strategy]
+    evaluated_params: Any  # None: the same as config
+    results_seen: int
+    last_result: Optional[list]  # KeySets-encoded
+    checkpoints: list  # [name, rows counted, encoded result or None, *upload, history?] each
+    next_checkpoint_index: int
+    error_msg: Optional[str]
+    start_time: Any
+    end_time: Any
+
+
+# The fields of a trial record, in order.
+RECORD_FIELDS = TrialRecord._fields
+
+
+def unpack_record(record: bytes, loader: Loader) -> TrialRecord:
+    """The fields of the packed ``record`` (without its bin header, see :func:`unbin`).
+
+    Raises:
+        ValueError, TypeError, msgpack.UnpackException: it is not a trial record.
+    """
+    fields = loader.unpack(record)
+    if type(fields) is not list or len(fields) != len(RECORD_FIELDS):
+        raise ValueError(f"a trial record has {len(RECORD_FIELDS)} fields, not {_count_of(fields)}")
+    return TrialRecord._make(fields)
+
+
+def _count_of(fields: Any) -> str:
+    return str(len(fields)) if isinstance(fields, (list, tuple)) else f"a {type(fields).__name__}"
 
 
 def trial_record(trial: Any, keysets: KeySets, checkpoint_rows: Dict[str, int],
@@ -541,7 +571,7 @@ def decode_trial(record: bytes, row: int, dirname: str, table: Any, keysets: Key
 
     try:
         (trial_id, config, tag, custom_name, resources, evaluated, results_seen, last,
-         checkpoints, next_index, error_msg, start_time, end_time) = loader.unpack(record)
+         checkpoints, next_index, error_msg, start_time, end_time) = unpack_record(record, loader)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise CorruptExperimentState(
             f"{loader.source or experiment_path}: the record of trial {dirname} cannot be read ({exc}).") from None
@@ -646,6 +676,27 @@ class RecordSource:
         # identity first: the trials of a sweep hold the very same objects).
         return self._settings <= state.items() and (
             state.get("stopping_criterion") == self.cache[_TEMPLATE].stopping_criterion)
+
+    def result_parts(self, trial: Any) -> Optional[Tuple[Dict[str, Any], Dict[str, Any], Optional[str]]]:
+        """The config, last result and path of the compact ``trial``, decoded without making
+        a whole Trial of it (and without setting anything on it): all that the Result of a
+        trial needs that has no checkpoint, no error and nothing set on it since it became
+        compact (None for any other, which :meth:`expand` then decodes).  Reading the
+        results of a 100,000-trial sweep this way costs half as much as decoding each trial."""
+        if not trial._is_only_compact():
+            return None  # (an error kept beside the record, or an attribute set since)
+        state = trial.__dict__
+        try:
+            record = unpack_record(unbin(state["_record"]), self.loader)
+            if record.checkpoints or record.error_msg:
+                return None
+            last_result = self.keysets.decode(record.last_result)
+        except (ValueError, TypeError, LookupError, msgpack.UnpackException):
+            return None  # (expand says what is wrong with it, as for any read of the trial)
+        experiment_path = self.shared.get("experiment_path")
+        # (The path a decoded trial has: Trial._like's.)
+        path = None if experiment_path is None else experiment_path + os.sep + state["_dirname"]
+        return record.config, last_result, path
 
     def expand(self, trial: Any) -> None:
         """Make the compact ``trial`` whole: decode its record; what was set on the trial

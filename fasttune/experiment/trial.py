@@ -60,6 +60,8 @@ _last_experiment_dir: Tuple[Any, Optional[str]] = (None, None)
 
 
 _POSIX_PATHS = os.path is posixpath
+# What Trial._compact keeps of a finished trial without an error (see _is_only_compact).
+_COMPACT_KEYS = frozenset(("trial_id", "_row", "_dirname", "_record", "_source"))
 
 
 def _join(directory: Any, name: str) -> str:
@@ -229,6 +231,11 @@ class Trial:
 
     def _is_compact(self) -> bool:
         return "_source" in self.__dict__
+
+    def _is_only_compact(self) -> bool:
+        """Whether this trial holds nothing but what :meth:`_compact` kept of it (no error,
+        nothing set on it since): its record then says all there is to it."""
+        return self.__dict__.keys() == _COMPACT_KEYS
 
     def _whole(self) -> "Trial":
         """This trial, or for a compact one a decoded copy, which leaves this one compact:

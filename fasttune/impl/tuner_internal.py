@@ -465,15 +465,24 @@ def _upload_quietly(sync: Optional[StorageSync]) -> None:
 def _result_of(trial: Any, path: str, storage: Optional[str]) -> Result:
     """The Result of ``trial`` as the sweep left it (``storage``: the location of the
     experiment's storage, whose checkpoints the Result then points into)."""
-    t = trial._whole()  # a decoded copy: a finished trial stays compact
+    source = trial.__dict__.get("_source")
+    parts = source.result_parts(trial) if source is not None else None
+    if parts is not None:  # a compact trial with no checkpoint and no error: read from its record
+        config, last_result, trial_path = parts
+        checkpoint, best, error, status = None, [], None, trial.status
+    else:
+        t = trial._whole()  # a decoded copy: a finished trial stays compact
+        config, last_result, trial_path = t.config, t.last_result, t.path
+        checkpoint, best, status = t.checkpoint, _best_checkpoints(t), t.status
+        error = t.error if status == "ERROR" else None
     result = Result(
-        metrics=dict(t.last_result, config=t.config) if t.last_result else {},  # as Ray Tune
-        checkpoint=t.checkpoint,
-        best_checkpoints=_best_checkpoints(t),
-        error=t.error if t.status == "ERROR" else None,
-        path=t.path,
-        _config=t.config,
-        _status=t.status,
+        metrics=dict(last_result, config=config) if last_result else {},  # as Ray Tune
+        checkpoint=checkpoint,
+        best_checkpoints=best,
+        error=error,
+        path=trial_path,
+        _config=config,
+        _status=status,
     )
     # As ResultGrid.from_path(uri) reads them: files from the local copy, checkpoints in storage.
     return point_into_storage(result, path, storage) if storage is not None else result
