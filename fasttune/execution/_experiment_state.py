@@ -567,7 +567,7 @@ def decode_trial(record: bytes, row: int, dirname: str, table: Any, keysets: Key
     per resource request, and a template Trial with the experiment-wide settings."""
     from fasttune.checkpoint import Checkpoint
     from fasttune.execution.placement_groups import PlacementGroupFactory
-    from fasttune.experiment.trial import Trial
+    from fasttune.experiment.trial import Trial, failure_text
 
     try:
         (trial_id, config, tag, custom_name, resources, evaluated, results_seen, last,
@@ -608,7 +608,7 @@ def decode_trial(record: bytes, row: int, dirname: str, table: Any, keysets: Key
     if error_msg:
         trial.error_msg = error_msg
         trial.error_file = prefix + "error.txt"
-        trial.error = TuneError(f"Trial {trial} failed:\n{error_msg}")
+        trial.error = TuneError(failure_text(str(trial), error_msg))
     return trial, rows, next_index
 
 
@@ -825,6 +825,7 @@ def _summaries(path: str, table: Any, keysets: KeySets, records: List[bytes], di
                trainable_name: str, loader: Loader,
                wanted: Optional[Callable[[str], bool]]) -> Dict[str, TrialSummary]:
     from fasttune import _corelib as core
+    from fasttune.experiment.trial import failure_text, trial_name
 
     status_names = core.STATUS_NAMES
     summaries = {}
@@ -835,14 +836,15 @@ def _summaries(path: str, table: Any, keysets: KeySets, records: List[bytes], di
         if wanted is not None and not wanted(dirname):
             continue
         try:
-            fields = loader.unpack(record)
-            trial_id, config, custom_name, last, error_msg = (fields[0], fields[1], fields[3], fields[7], fields[10])
-            last_result = keysets.decode(last)
+            fields = unpack_record(record, loader)
+            last_result = keysets.decode(fields.last_result)
             status = status_names[table.get_status(row)]
         except Exception as exc:  # noqa: BLE001 - a damaged record, whatever decoding it raised
             raise CorruptExperimentState(f"{path}: the record of trial {dirname!r} cannot be read ({exc}).") from None
-        # Trial.error's message, as decode_trial makes it (the trial's str is its name).
-        error = f"Trial {custom_name or f'{trainable_name}_{trial_id}'} failed:\n{error_msg}" if error_msg else None
-        summaries[dirname] = TrialSummary(str(trial_id), status, config if isinstance(config, dict) else {},
+        # Trial.error's message, as decode_trial makes it.
+        error = (failure_text(trial_name(trainable_name, fields.trial_id, fields.custom_name), fields.error_msg)
+                 if fields.error_msg else None)
+        config = fields.config
+        summaries[dirname] = TrialSummary(str(fields.trial_id), status, config if isinstance(config, dict) else {},
                                           last_result, error)
     return summaries
