@@ -30,6 +30,7 @@ from fasttune.result import (  # noqa: F401 - point_into_storage is re-exported
     Result,
     import_pandas,
     local_filesystem,
+    metrics_with_config,
     point_into_storage,
     trial_rows,
 )
@@ -56,12 +57,6 @@ def _snapshot_summaries(experiment_path: str, wanted: Callable[[str], bool]) -> 
         logger.warning("The experiment state of %s cannot be read (%s); the trials are read from their files "
                        "alone, and trials without result files are left out.", experiment_path, exc)
         return {}
-
-
-def _metrics_of(summary: Any, config: Any) -> Dict[str, Any]:
-    """A trial's metrics from its snapshot record: its last result with its config, as
-    ``fit()``'s Result has them ({} when it reported nothing)."""
-    return dict(summary.last_result, config=config) if summary.last_result else {}
 
 
 def as_number(value: Any) -> Optional[float]:
@@ -257,12 +252,12 @@ class ResultGrid:
                 continue  # the snapshot knows no more than its files
             result = results.get(name)
             if result is None and name not in names:  # the common case: no directory to read
-                results[name] = result = Result(_metrics_of(summary, summary.config), None, None,
+                results[name] = result = Result(metrics_with_config(summary.last_result, summary.config), None, None,
                                                 os.path.join(exp, name), _config=summary.config)
             else:
                 if result is None:  # a directory without params.json (a checkpoint, error.txt)
                     results[name] = result = Result._from_rows(os.path.join(exp, name), summary.config, [])
-                result.metrics = _metrics_of(summary, result.config or summary.config)
+                result.metrics = metrics_with_config(summary.last_result, result.config or summary.config)
             if result.metrics:
                 from_snapshot[name] = [result.metrics]
             if result.error is None and summary.error is not None and summary.status == "ERROR":
