@@ -768,7 +768,11 @@ def read_trials(experiment_path: str) -> List[Any]:
 def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off for the block: decoding 100,000 records makes
     millions of small objects, none cyclic, and the collector's passes over them were
-    about 40% of a reader's time."""
+    about 40% of a reader's time.
+
+    The switch is process-wide: every thread runs without the collector meanwhile, and
+    the block's end turns it back on when it was on before, undoing a ``gc.disable()``
+    another thread made in between (a block inside another leaves it off)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
