@@ -9,6 +9,7 @@ damaged snapshot still leaves the result files read.  No Ray: every sweep is sim
 import json
 import logging
 import os
+import re
 import shutil
 
 import msgpack
@@ -18,7 +19,8 @@ import fasttune as tune
 from fasttune import _corelib as core
 from fasttune._serialization import pack
 from fasttune.cli import main
-from fasttune.execution._experiment_state import read_file, snapshot_paths, write_file
+from fasttune.execution._experiment_state import (
+    CorruptExperimentState, load_latest, read_file, snapshot_paths, write_file)
 from fasttune.schedulers import ASHAScheduler
 from fasttune.search import BasicVariantGenerator
 from fasttune.simulation import Simulation, learning_curve_table, reference_trial_order
@@ -264,14 +266,44 @@ def test_a_last_result_kept_without_its_config_gets_the_trials_config(quiet, tmp
     assert_same_results(tune.ResultGrid.from_path(path), grid)
 
 
-@pytest.mark.parametrize("dirname", ["../outside", 7])
-def test_a_snapshot_naming_no_plain_trial_directory_is_a_warning_not_a_path_out(quiet, tmp_path, caplog, dirname):
-    grid, experiment = quiet
-    path = copy_of(experiment, tmp_path)
-    for snapshot in snapshot_paths(path):
+def set_dirname(experiment, row, dirname, snapshots=None):
+    """Name ``dirname`` as the directory of trial ``row`` in ``snapshots`` (default: all)."""
+    for snapshot in snapshots or snapshot_paths(experiment):
         state = msgpack.unpackb(read_file(snapshot), raw=False, strict_map_key=False)
-        state["dirnames"][0] = dirname
+        assert state.get("segments") is None, f"{snapshot} keeps its directory names in segments too"
+        state["dirnames"][row] = dirname
         write_file(snapshot, msgpack.packb(state, use_bin_type=True))
+
+
+@pytest.mark.parametrize("dirname", ["../outside", "../outside/", 7, "", ".", "..", "a\0b", None])
+def test_a_snapshot_naming_no_plain_trial_directory_cannot_be_read_by_any_reader(written, tmp_path, caplog, dirname):
+    grid, experiment = written
+    path = copy_of(experiment, tmp_path)
+    # What a path out of the experiment would read.
+    os.makedirs(tmp_path / "outside")
+    (tmp_path / "outside" / "result.json").write_text(json.dumps({"loss": SENTINEL_LOSS, "trial_id": "out"}) + "\n")
+    newest = snapshot_paths(path)[0]
+    set_dirname(path, 0, dirname)
     with caplog.at_level(logging.WARNING):
         read = tune.ResultGrid.from_path(path)
-    assert len(read) == 0 and f"names the trial directory {dirname!r}" in caplog.text
+        analysis = tune.ExperimentAnalysis(path, default_metric="loss", default_mode="min")
+        frames = analysis.trial_dataframes
+    assert f"names the trial directory {dirname!r}" in caplog.text and os.path.basename(newest) in caplog.text
+    assert_same_results(read, grid)  # the trials' result files, read all the same
+    assert len(frames) == N_TRIALS and all(SENTINEL_LOSS not in list(frame["loss"]) for frame in frames.values())
+    assert all(os.path.dirname(trial.path) == path for trial in analysis.trials)
+    with pytest.raises(CorruptExperimentState, match=os.path.basename(newest)):
+        load_latest(path)
+    # A restore is held to the same rule.
+    with pytest.raises(CorruptExperimentState, match=f"names the trial directory {re.escape(repr(dirname))}"):
+        tune.Tuner.restore(path, trainable=Simulation(learning_curve_table(60, seed=0, n_epochs=9))).fit()
+
+
+def test_a_newest_snapshot_naming_no_plain_trial_directory_falls_back_to_the_one_before(quiet, tmp_path, caplog):
+    grid, experiment = quiet
+    path = copy_of(experiment, tmp_path)
+    newest, before = snapshot_paths(path)[:2]
+    set_dirname(path, 0, "../outside", [newest])
+    with caplog.at_level(logging.WARNING):
+        assert load_latest(path)[1] == before
+    assert "names the trial directory '../outside'" in caplog.text and os.path.basename(newest) in caplog.text

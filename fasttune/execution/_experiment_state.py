@@ -374,8 +374,10 @@ def _load_newest_readable(experiment_path: str, paths: List[str], loader: Loader
     for path in paths:
         try:
             state = loader.unpack(read_file(path))
-            if isinstance(state, dict) and state.get("segments") is not None:
-                _fill_from_segments(experiment_path, state)
+            if isinstance(state, dict):
+                if state.get("segments") is not None:
+                    _fill_from_segments(experiment_path, state)
+                _check_dirnames(state.get("dirnames"))
         except NewerExperimentState:
             raise
         except (FileNotFoundError, CorruptExperimentState, ValueError, msgpack.UnpackException) as exc:
@@ -398,6 +400,19 @@ def _load_newest_readable(experiment_path: str, paths: List[str], loader: Loader
     raise CorruptExperimentState(
         f"None of the experiment snapshots in {experiment_path} can be read ({'; '.join(problems)}); "
         "the experiment cannot be restored. ResultGrid.from_path(path) still reads the trials' result files.")
+
+
+def _check_dirnames(dirnames: Any) -> None:
+    """Every reader and a restore join a trial's directory name to the experiment's path:
+    one that is not a plain name (a crafted snapshot's "../outside") makes the snapshot
+    unreadable, as other damage does (load_latest then tries the one before).  (A list
+    that is not one is for the readers' consistency checks to report.)"""
+    from fasttune.experiment.trial import is_plain_dirname
+
+    if isinstance(dirnames, list):
+        for row, dirname in enumerate(dirnames):
+            if not is_plain_dirname(dirname):
+                raise CorruptExperimentState(f"row {row} names the trial directory {dirname!r}, not one plain name")
 
 
 def has_snapshot(experiment_path: str) -> bool:
@@ -834,9 +849,6 @@ def _summaries(path: str, table: Any, keysets: KeySets, records: List[bytes], di
     status_names = core.STATUS_NAMES
     summaries = {}
     for row, (record, dirname) in enumerate(zip(records, dirnames)):
-        if not (type(dirname) is str and dirname not in ("", ".", "..") and os.sep not in dirname):
-            # (What a reader joins to the experiment's path: a crafted one must not lead out of it.)
-            raise CorruptExperimentState(f"{path}: row {row} names the trial directory {dirname!r}, not one name.")
         if wanted is not None and not wanted(dirname):
             continue
         try:

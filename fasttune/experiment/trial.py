@@ -70,6 +70,13 @@ def failure_text(name: str, message: str) -> str:
     return f"Trial {name} failed:\n{message}"
 
 
+def is_plain_dirname(name: Any) -> bool:
+    """Whether ``name`` can be a trial's directory name: one non-empty name in the
+    experiment directory, never a path out of it."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and os.sep not in name
+            and (os.altsep is None or os.altsep not in name) and "\0" not in name)
+
+
 _POSIX_PATHS = os.path is posixpath
 # What Trial._compact keeps of a finished trial without an error (see _is_only_compact).
 _COMPACT_KEYS = frozenset(("trial_id", "_row", "_dirname", "_record", "_source"))
@@ -279,7 +286,7 @@ class Trial:
         if self._dirname is None:
             if self._trial_dirname_creator is not None:
                 name = self._trial_dirname_creator(self)
-                if not isinstance(name, str) or name in ("", ".", "..") or os.sep in name:
+                if not is_plain_dirname(name):
                     raise TuneError(
                         f"trial_dirname_creator returned {name!r} for trial {self.trial_id}; it must "
                         "return a non-empty string without path separators."
