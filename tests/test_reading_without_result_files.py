@@ -307,3 +307,26 @@ def test_a_newest_snapshot_naming_no_plain_trial_directory_falls_back_to_the_one
     with caplog.at_level(logging.WARNING):
         assert load_latest(path)[1] == before
     assert "names the trial directory '../outside'" in caplog.text and os.path.basename(newest) in caplog.text
+
+
+def test_a_snapshot_naming_a_file_as_a_trial_directory_leaves_that_trial_out(quiet, tmp_path, caplog, capsys):
+    grid, experiment = quiet
+    path = copy_of(experiment, tmp_path)
+    assert os.path.isfile(os.path.join(path, "tuner.msgpack"))
+    state = msgpack.unpackb(read_file(snapshot_paths(path)[0]), raw=False, strict_map_key=False)
+    left_out = state["dirnames"][0]
+    set_dirname(path, 0, "tuner.msgpack")
+    kept = {name: result for name, result in by_name(grid).items() if name != left_out}
+    restored = tune.Tuner.restore(path, trainable=Simulation(learning_curve_table(60, seed=0, n_epochs=9)))
+    with caplog.at_level(logging.WARNING):
+        grids = [tune.ResultGrid.from_path(path), restored.get_results()]
+        analysis = tune.ExperimentAnalysis(path, default_metric="loss", default_mode="min")
+        assert main(["ls", path, "--format", "json", "--columns", "path,loss"]) == 0
+    for read in grids:
+        assert {name: (r.metrics, r.config) for name, r in by_name(read).items()} == {
+            name: (r.metrics, r.config) for name, r in kept.items()}
+    assert sorted(os.path.basename(t.path) for t in analysis.trials) == sorted(kept)
+    assert len(analysis.trial_dataframes) == N_TRIALS - 1
+    listed = {os.path.basename(row["path"]): row["loss"] for row in json.loads(capsys.readouterr().out)}
+    assert listed == {name: result.metrics["loss"] for name, result in kept.items()}
+    assert "trial tuner.msgpack is left out: its directory name is a file of the experiment" in caplog.text

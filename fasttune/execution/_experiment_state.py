@@ -38,7 +38,7 @@ import os
 import re
 import struct
 import zlib
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Set, Tuple, Union
 
 import msgpack
 
@@ -746,6 +746,9 @@ def read_trials(experiment_path: str) -> List[Any]:
     Nothing is unpickled: an object a trial's config holds as a pickle is a
     ``PickledObject`` placeholder here (``Tuner.restore`` loads it).
 
+    A trial whose directory name is a file of the experiment (a snapshot's own name,
+    say) is left out with a warning naming the file and the trial.
+
     Raises:
         CorruptExperimentState: the snapshot read is not consistent, or a trial's record
             in it cannot be read (the message names the file).
@@ -766,8 +769,12 @@ def read_trials(experiment_path: str) -> List[Any]:
                                      f"trials and {len(dirnames)} trial directories.")
     cache: Dict[Any, Any] = {}
     trials = []
+    files = _names_of_files(experiment_path)
     with collector_paused():
         for row, (record, dirname) in enumerate(zip(records, dirnames)):
+            if dirname in files:
+                _leave_out(path, dirname, "its directory name is a file of the experiment")
+                continue
             try:
                 trials.append(decode_trial(record, row, dirname, table, keysets, experiment_path, cache, loader,
                                            trainable_name)[0])
@@ -777,6 +784,23 @@ def read_trials(experiment_path: str) -> List[Any]:
                 raise CorruptExperimentState(
                     f"{path}: the record of trial {dirname!r} cannot be read ({exc}).") from None
     return trials
+
+
+def _names_of_files(experiment_path: str) -> Set[str]:
+    """What in the experiment directory is not a directory (its snapshots, ``tuner.pkl``):
+    a snapshot that names one of them as a trial's directory is crafted, and no reader
+    shows that file as a trial."""
+    try:
+        with os.scandir(experiment_path) as entries:
+            return {entry.name for entry in entries if not entry.is_dir()}
+    except OSError:  # (gone, or not readable: there is no file to mistake for a trial)
+        return set()
+
+
+def _leave_out(path: str, dirname: str, problem: str) -> None:
+    """Warn that the reader of snapshot ``path`` leaves out trial ``dirname`` (``problem``
+    says why)."""
+    logger.warning("Experiment state %s: trial %s is left out: %s.", path, dirname, problem)
 
 
 @contextlib.contextmanager
@@ -814,7 +838,8 @@ def read_trial_summaries(experiment_path: str,
     readers of a trial that has no result files (a simulated sweep writes none), whose last
     result the snapshot keeps.  Only the records of the directory names ``wanted`` accepts
     (default: all) are decoded, each data-only into its fields: at 100,000 trials a
-    fraction of :func:`read_trials`' cost.
+    fraction of :func:`read_trials`' cost.  A trial whose directory name is a file of the experiment is left out with a warning, as
+    in :func:`read_trials`.
 
     Raises:
         TuneError: ``experiment_path`` holds no snapshot.
@@ -847,9 +872,13 @@ def _summaries(path: str, table: Any, keysets: KeySets, records: List[bytes], di
     from fasttune.experiment.trial import failure_text, trial_name
 
     status_names = core.STATUS_NAMES
+    files = _names_of_files(os.path.dirname(path))
     summaries = {}
     for row, (record, dirname) in enumerate(zip(records, dirnames)):
         if wanted is not None and not wanted(dirname):
+            continue
+        if dirname in files:
+            _leave_out(path, dirname, "its directory name is a file of the experiment")
             continue
         try:
             fields = unpack_record(record, loader)
