@@ -330,3 +330,37 @@ def test_a_snapshot_naming_a_file_as_a_trial_directory_leaves_that_trial_out(qui
     listed = {os.path.basename(row["path"]): row["loss"] for row in json.loads(capsys.readouterr().out)}
     assert listed == {name: result.metrics["loss"] for name, result in kept.items()}
     assert "trial tuner.msgpack is left out: its directory name is a file of the experiment" in caplog.text
+
+
+def truncate_record(record):
+    del record[5:]
+
+
+def config_not_a_dict(record):
+    record[CONFIG_FIELD] = [["lr", 0.1]]  # (a list dict() would take)
+
+
+@pytest.mark.parametrize("damage, problem", [(truncate_record, "its record cannot be read"),
+                                             (config_not_a_dict, "its config is a list, not a dict")])
+def test_one_bad_record_leaves_out_its_trial_alone(quiet, tmp_path, caplog, capsys, damage, problem):
+    grid, experiment = quiet
+    path = copy_of(experiment, tmp_path)
+    bad = sorted(by_name(grid))[2]
+    bad_id = by_name(grid)[bad].metrics["trial_id"]
+
+    def change(row, record, table, keysets):
+        if record[0] == bad_id:
+            damage(record)
+
+    edit_records(path, change)
+    kept = {name: result for name, result in by_name(grid).items() if name != bad}
+    with caplog.at_level(logging.WARNING):
+        read = tune.ResultGrid.from_path(path)
+        analysis = tune.ExperimentAnalysis(path)
+        assert main(["ls", path, "--format", "json", "--columns", "path,loss"]) == 0
+    assert {name: (r.metrics, r.config) for name, r in by_name(read).items()} == {
+        name: (r.metrics, r.config) for name, r in kept.items()}
+    assert sorted(t.trial_id for t in analysis.trials) == sorted(r.metrics["trial_id"] for r in kept.values())
+    listed = {os.path.basename(row["path"]): row["loss"] for row in json.loads(capsys.readouterr().out)}
+    assert listed == {name: result.metrics["loss"] for name, result in kept.items()}
+    assert f"trial {bad} is left out: " in caplog.text and problem in caplog.text

@@ -746,12 +746,13 @@ def read_trials(experiment_path: str) -> List[Any]:
     Nothing is unpickled: an object a trial's config holds as a pickle is a
     ``PickledObject`` placeholder here (``Tuner.restore`` loads it).
 
-    A trial whose directory name is a file of the experiment (a snapshot's own name,
-    say) is left out with a warning naming the file and the trial.
+    A trial whose record cannot be read (damaged, crafted, a config that is not a dict)
+    is left out with a warning naming the file and the trial, as one whose directory name
+    is a file of the experiment (a snapshot's own name, say).
 
     Raises:
-        CorruptExperimentState: the snapshot read is not consistent, or a trial's record
-            in it cannot be read (the message names the file).
+        CorruptExperimentState: the snapshot read is not consistent (the message names
+            the file).
     """
     from fasttune import _corelib as core
 
@@ -776,13 +777,17 @@ def read_trials(experiment_path: str) -> List[Any]:
                 _leave_out(path, dirname, "its directory name is a file of the experiment")
                 continue
             try:
-                trials.append(decode_trial(record, row, dirname, table, keysets, experiment_path, cache, loader,
-                                           trainable_name)[0])
-            except CorruptExperimentState:
-                raise
+                trial = decode_trial(record, row, dirname, table, keysets, experiment_path, cache, loader,
+                                     trainable_name)[0]
+                if not isinstance(trial.config, dict):
+                    raise ValueError(f"its config is a {type(trial.config).__name__}, not a dict")
+            except CorruptExperimentState as exc:
+                _leave_out(path, dirname, str(exc))
+                continue
             except Exception as exc:  # noqa: BLE001 - as above: a damaged record, whatever decoding it raised
-                raise CorruptExperimentState(
-                    f"{path}: the record of trial {dirname!r} cannot be read ({exc}).") from None
+                _leave_out(path, dirname, f"its record cannot be read ({exc})")
+                continue
+            trials.append(trial)
     return trials
 
 
@@ -799,7 +804,7 @@ def _names_of_files(experiment_path: str) -> Set[str]:
 
 def _leave_out(path: str, dirname: str, problem: str) -> None:
     """Warn that the reader of snapshot ``path`` leaves out trial ``dirname`` (``problem``
-    says why)."""
+    says why): one bad record must not hide the other trials."""
     logger.warning("Experiment state %s: trial %s is left out: %s.", path, dirname, problem)
 
 
@@ -838,8 +843,8 @@ def read_trial_summaries(experiment_path: str,
     readers of a trial that has no result files (a simulated sweep writes none), whose last
     result the snapshot keeps.  Only the records of the directory names ``wanted`` accepts
     (default: all) are decoded, each data-only into its fields: at 100,000 trials a
-    fraction of :func:`read_trials`' cost.  A trial whose directory name is a file of the experiment is left out with a warning, as
-    in :func:`read_trials`.
+    fraction of :func:`read_trials`' cost.  A trial whose record cannot be read, or whose directory name is a file of the
+    experiment, is left out with a warning, as in :func:`read_trials`.
 
     Raises:
         TuneError: ``experiment_path`` holds no snapshot.
@@ -882,14 +887,15 @@ def _summaries(path: str, table: Any, keysets: KeySets, records: List[bytes], di
             continue
         try:
             fields = unpack_record(record, loader)
+            if not isinstance(fields.config, dict):
+                raise ValueError(f"its config is a {type(fields.config).__name__}, not a dict")
             last_result = keysets.decode(fields.last_result)
             status = status_names[table.get_status(row)]
         except Exception as exc:  # noqa: BLE001 - a damaged record, whatever decoding it raised
-            raise CorruptExperimentState(f"{path}: the record of trial {dirname!r} cannot be read ({exc}).") from None
+            _leave_out(path, dirname, f"its record cannot be read ({exc})")
+            continue
         # Trial.error's message, as decode_trial makes it.
         error = (failure_text(trial_name(trainable_name, fields.trial_id, fields.custom_name), fields.error_msg)
                  if fields.error_msg else None)
-        config = fields.config
-        summaries[dirname] = TrialSummary(str(fields.trial_id), status, config if isinstance(config, dict) else {},
-                                          last_result, error)
+        summaries[dirname] = TrialSummary(str(fields.trial_id), status, fields.config, last_result, error)
     return summaries
