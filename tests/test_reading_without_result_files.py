@@ -6,6 +6,7 @@ each reader gives such a trial the last result its newest snapshot record keeps.
 then the experiment's results store, win over the snapshot; nothing is unpickled, and a
 damaged snapshot still leaves the result files read.  No Ray: every sweep is simulated.
 """
+import glob
 import json
 import logging
 import os
@@ -20,13 +21,13 @@ from fasttune import _corelib as core
 from fasttune._serialization import pack
 from fasttune.cli import main
 from fasttune.execution._experiment_state import (
-    CorruptExperimentState, load_latest, read_file, snapshot_paths, write_file)
+    RECORD_FIELDS, CorruptExperimentState, load_latest, read_file, snapshot_paths, write_file)
 from fasttune.schedulers import ASHAScheduler
 from fasttune.search import BasicVariantGenerator
 from fasttune.simulation import Simulation, learning_curve_table, reference_trial_order
 
 N_TRIALS = 12
-CONFIG_FIELD, LAST_RESULT_FIELD, ERROR_FIELD = 1, 7, 10  # a trial record's fields (RECORD_FIELDS)
+CONFIG_FIELD, LAST_RESULT_FIELD = (RECORD_FIELDS.index(name) for name in ("config", "last_result"))
 SENTINEL_LOSS = 999.0  # a last result no trial of these sweeps reports
 
 
@@ -85,6 +86,9 @@ def edit_records(experiment, change):
     are), and write the snapshots back."""
     for path in snapshot_paths(experiment):
         state = msgpack.unpackb(read_file(path), raw=False, strict_map_key=False)
+        # (A snapshot with record segments keeps most records in them: editing only the
+        # ones it holds itself would leave the test reading unedited records.)
+        assert state.get("segments") is None, f"{path} keeps its records in segments: edit_records cannot edit them"
         table = core.TrialTable.from_snapshot(state["table"])
         for row, packed in enumerate(state["trials"]):
             record = msgpack.unpackb(packed, raw=False, strict_map_key=False)
@@ -184,28 +188,42 @@ def test_a_trial_whose_files_hold_no_result_gets_the_snapshots_last_result(writt
     assert listed == {name: result.metrics["loss"] for name, result in by_name(grid).items()}
 
 
-def test_a_failed_trial_has_the_error_its_record_keeps(quiet, tmp_path):
+def test_the_statuses_are_the_records(quiet, tmp_path):
     grid, experiment = quiet
     path = copy_of(experiment, tmp_path)
-    failed, running = sorted(by_name(grid))[5:7]
+    running = sorted(by_name(grid))[6]
 
-    def fail(row, record, table, keysets):
-        trial_id = record[0]
-        if trial_id == by_name(grid)[failed].metrics["trial_id"]:
-            record[ERROR_FIELD] = "ValueError: simulated failure"
-            for status in (core.PENDING, core.RUNNING, core.ERROR):  # the transitions the table allows
-                table.set_status(row, status)
-        elif trial_id == by_name(grid)[running].metrics["trial_id"]:  # as if interrupted after a restart
-            for status in (core.PENDING, core.RUNNING):
+    def interrupt(row, record, table, keysets):
+        if record[0] == by_name(grid)[running].metrics["trial_id"]:  # as if interrupted after a restart
+            for status in (core.PENDING, core.RUNNING):  # the transitions the table allows
                 table.set_status(row, status)
 
-    edit_records(path, fail)
+    edit_records(path, interrupt)
     read = tune.ResultGrid.from_path(path)
-    # The statuses are the record's: the running trial is not counted as finished.
-    assert read.num_errors == 1 and read.num_terminated == N_TRIALS - 2
-    (result,) = [r for r in read if r.error is not None]
-    assert os.path.basename(result.path) == failed and "ValueError: simulated failure" in str(result.error)
-    assert result.metrics == by_name(grid)[failed].metrics
+    # The running trial is not counted as finished.
+    assert read.num_errors == 0 and read.num_terminated == N_TRIALS - 1
+    assert by_name(read)[running].metrics == by_name(grid)[running].metrics
+
+
+def test_a_failed_trial_without_its_error_file_has_the_error_fit_returned(table, tmp_path):
+    # A config the table does not hold fails its trial (a real failure, not an edited record).
+    points = reference_trial_order(table, N_TRIALS, seed=0)
+    points[4] = dict(points[4], lr=12345.0)
+    fitted = tune.Tuner(
+        Simulation(table), param_space=table.search_space,
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=N_TRIALS,
+                                    search_alg=BasicVariantGenerator(points_to_evaluate=points, random_state=0)),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="failing", verbose=0)).fit()
+    (failed,) = [result for result in fitted if result.error is not None]
+    # Its directory holds only its error.txt: without it, the error is the snapshot's.
+    assert sorted(os.listdir(failed.path)) == ["error.txt"]
+    shutil.rmtree(failed.path)
+    read = by_name(tune.ResultGrid.from_path(fitted.experiment_path))
+    assert sorted(read) == sorted(by_name(fitted)) and fitted.num_errors == 1
+    for name, result in by_name(fitted).items():
+        assert read[name].metrics == result.metrics and read[name].config == result.config
+        assert str(read[name].error) == str(result.error) and read[name]._status == result._status
+    assert str(read[os.path.basename(failed.path)].error).startswith("Trial ")  # (not "None")
 
 
 def test_a_pickled_object_in_a_last_result_is_a_placeholder_never_unpickled(quiet, tmp_path, capsys):
@@ -364,3 +382,22 @@ def test_one_bad_record_leaves_out_its_trial_alone(quiet, tmp_path, caplog, caps
     listed = {os.path.basename(row["path"]): row["loss"] for row in json.loads(capsys.readouterr().out)}
     assert listed == {name: result.metrics["loss"] for name, result in kept.items()}
     assert f"trial {bad} is left out: " in caplog.text and problem in caplog.text
+
+
+def test_a_sweep_with_record_segments_reads_back_as_fit_returned_it(tmp_path):
+    n_trials = 2_100  # over the 2,000 records a snapshot moves into a segment
+    table = learning_curve_table(60, seed=1, n_epochs=3)
+    fitted = tune.Tuner(
+        Simulation(table), param_space=table.search_space,
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=n_trials,
+                                    search_alg=BasicVariantGenerator(random_state=0)),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="segmented", verbose=0)).fit()
+    assert glob.glob(os.path.join(fitted.experiment_path, "experiment_records-*.msgpack"))
+    read = by_name(tune.ResultGrid.from_path(fitted.experiment_path))
+    fitted = by_name(fitted)
+    assert len(read) == len(fitted) == n_trials
+    assert all(read[name].metrics == result.metrics and read[name].config == result.config
+               and read[name]._status == result._status and read[name].error is None
+               for name, result in fitted.items())
+    with pytest.raises(AssertionError, match="segments"):  # the helpers refuse to edit what they cannot
+        edit_records(os.path.dirname(next(iter(read.values())).path), set_last_loss(SENTINEL_LOSS))
