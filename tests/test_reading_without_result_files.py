@@ -317,6 +317,25 @@ def test_a_snapshot_naming_no_plain_trial_directory_cannot_be_read_by_any_reader
         tune.Tuner.restore(path, trainable=Simulation(learning_curve_table(60, seed=0, n_epochs=9))).fit()
 
 
+@pytest.mark.parametrize("as_what", ["map", "str"])
+def test_trial_directory_names_that_are_not_a_list_make_the_snapshot_unreadable(written, tmp_path, as_what):
+    """A map of names (its keys) or a string (its characters) would be iterated as names
+    without the check a list gets: "../outside" as a key, "/" as a character."""
+    grid, experiment = written
+    path = copy_of(experiment, tmp_path)
+    for snapshot in snapshot_paths(path):
+        state = msgpack.unpackb(read_file(snapshot), raw=False, strict_map_key=False)
+        names = ["../outside"] + state["dirnames"][1:]
+        state["dirnames"] = {name: 0 for name in names} if as_what == "map" else "/" * len(names)
+        write_file(snapshot, msgpack.packb(state, use_bin_type=True))
+    kind = "dict" if as_what == "map" else "str"
+    with pytest.raises(CorruptExperimentState, match=f"trial directory names are a {kind}, not a list"):
+        load_latest(path)
+    read = tune.ResultGrid.from_path(path)
+    assert_same_results(read, grid)  # the trials' result files, read all the same
+    assert all(os.path.dirname(result.path) == path for result in read)
+
+
 def test_a_newest_snapshot_naming_no_plain_trial_directory_falls_back_to_the_one_before(quiet, tmp_path, caplog):
     grid, experiment = quiet
     path = copy_of(experiment, tmp_path)

@@ -377,7 +377,8 @@ def _load_newest_readable(experiment_path: str, paths: List[str], loader: Loader
             if isinstance(state, dict):
                 if state.get("segments") is not None:
                     _fill_from_segments(experiment_path, state)
-                _check_dirnames(state.get("dirnames"))
+                if "trials" in state:
+                    _check_dirnames(state.get("dirnames"))
         except NewerExperimentState:
             raise
         except (FileNotFoundError, CorruptExperimentState, ValueError, msgpack.UnpackException) as exc:
@@ -405,14 +406,16 @@ def _load_newest_readable(experiment_path: str, paths: List[str], loader: Loader
 def _check_dirnames(dirnames: Any) -> None:
     """Every reader and a restore join a trial's directory name to the experiment's path:
     one that is not a plain name (a crafted snapshot's "../outside") makes the snapshot
-    unreadable, as other damage does (load_latest then tries the one before).  (A list
-    that is not one is for the readers' consistency checks to report.)"""
+    unreadable, as other damage does (load_latest then tries the one before), and so do
+    names that are not a list (a map's keys or a string's characters would be taken as
+    names unchecked)."""
     from fasttune.experiment.trial import is_plain_dirname
 
-    if isinstance(dirnames, list):
-        for row, dirname in enumerate(dirnames):
-            if not is_plain_dirname(dirname):
-                raise CorruptExperimentState(f"row {row} names the trial directory {dirname!r}, not one plain name")
+    if type(dirnames) is not list:
+        raise CorruptExperimentState(f"its trial directory names are a {type(dirnames).__name__}, not a list")
+    for row, dirname in enumerate(dirnames):
+        if not is_plain_dirname(dirname):
+            raise CorruptExperimentState(f"row {row} names the trial directory {dirname!r}, not one plain name")
 
 
 def has_snapshot(experiment_path: str) -> bool:

@@ -289,7 +289,7 @@ class Trial:
                 if not is_plain_dirname(name):
                     raise TuneError(
                         f"trial_dirname_creator returned {name!r} for trial {self.trial_id}; it must "
-                        "return a non-empty string without path separators."
+                        "return a non-empty string without path separators or NUL characters."
                     )
             else:
                 tag = self.experiment_tag
