@@ -20,7 +20,7 @@ loaded, so the restore can say what it loaded as code.
 Example:
     >>> import datetime, tempfile
     >>> d = tempfile.mkdtemp()
-    >>> path = write_snapshot(d, {"format": 1, "when": datetime.date(2026, 1, 2)},
+    >>> path = write_snapshot(d, {"format": 1, "when": datetime.date(2026, 1, 2), "dirnames": ["trial_a"]},
     ...                       [as_bin(pack(("a", 1)))], seq=1)
     >>> state, found = load_latest(d)
     >>> DataOnlyLoader().unpack(state["trials"][0]), found == path
