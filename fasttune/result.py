@@ -202,7 +202,7 @@ def _checkpoint_dirs(trial_dir: str) -> List[Tuple[int, str]]:
     found = []
     try:
         names = os.listdir(trial_dir)
-    except FileNotFoundError:  # a trial of an experiment-level store that made no directory
+    except (FileNotFoundError, NotADirectoryError):  # a store's trial that made no directory (or a file's name)
         return []
     for name in names:
         match = _CHECKPOINT_DIR_RE.match(name)

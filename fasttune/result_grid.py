@@ -224,8 +224,9 @@ class ResultGrid:
         from_store = {}
         for name, trial in stored.items():
             if name not in results:
-                results[name] = Result._from_rows(os.path.join(exp, name), trial.config, trial.rows,
-                                                  directory_exists=name in names)
+                trial_dir = os.path.join(exp, name)
+                results[name] = Result._from_rows(trial_dir, trial.config, trial.rows,
+                                                  directory_exists=name in names and os.path.isdir(trial_dir))
                 from_store[name] = trial.rows
         # A trial with neither (a simulated sweep writes no files): its last result from the
         # newest snapshot's record; a trial whose files hold no result gets it there too.
