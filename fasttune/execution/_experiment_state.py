@@ -377,8 +377,8 @@ def _load_newest_readable(experiment_path: str, paths: List[str], loader: Loader
             if isinstance(state, dict):
                 if state.get("segments") is not None:
                     _fill_from_segments(experiment_path, state)
-                if "trials" in state:
-                    _check_dirnames(state.get("dirnames"))
+                if "dirnames" in state:  # (a snapshot without them is for its readers to refuse)
+                    _check_dirnames(state["dirnames"])
         except NewerExperimentState:
             raise
         except (FileNotFoundError, CorruptExperimentState, ValueError, msgpack.UnpackException) as exc:
