@@ -161,6 +161,14 @@ def read_store(experiment_path: str) -> Optional[Dict[str, StoredTrial]]:
         for lineno, line in enumerate(lines, start=1):
             if line.strip():
                 _take_line(line, path, lineno, trials, by_id)
+    from fasttune.experiment.trial import is_plain_dirname
+
+    # What readers join to the experiment's path: a crafted ".." (or a result's trial_id
+    # standing for its directory) must not lead them out of the experiment.
+    for dirname in [name for name in trials if not is_plain_dirname(name)]:
+        logger.warning("The results store of %s names the trial directory %r, not one plain name; that trial "
+                       "is left out.", experiment_path, dirname)
+        del trials[dirname]
     return trials
 
 

@@ -109,6 +109,12 @@ def import_pandas(feature: str) -> Any:
     return import_optional("pandas", "pandas", feature)
 
 
+def metrics_with_config(last_result: Dict[str, Any], config: Any) -> Dict[str, Any]:
+    """A Result's ``metrics`` for a trial's last result and config: the result with its
+    config under "config", as Ray Tune's have them; {} when it reported nothing."""
+    return dict(last_result, config=config) if last_result else {}
+
+
 def read_json_lines(path: str, on_bad_line: str = "raise") -> List[Dict[str, Any]]:
     """Read a JSON-lines results file; a truncated (undecodable) last line is dropped.
 
@@ -196,7 +202,7 @@ def _checkpoint_dirs(trial_dir: str) -> List[Tuple[int, str]]:
     found = []
     try:
         names = os.listdir(trial_dir)
-    except FileNotFoundError:  # a trial of an experiment-level store that made no directory
+    except (FileNotFoundError, NotADirectoryError):  # a store's trial that made no directory (or a file's name)
         return []
     for name in names:
         match = _CHECKPOINT_DIR_RE.match(name)

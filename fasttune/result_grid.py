@@ -14,28 +14,49 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import operator
 import os
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Union
 
 from fasttune import _storage as storage
 from fasttune._flatten import flatten_dict, lookup_flattened
 from fasttune._results_store import read_store_cached
+from fasttune.error import TuneError
 from fasttune.result import (  # noqa: F401 - point_into_storage is re-exported
     PARAMS_FILE,
     Result,
     import_pandas,
     local_filesystem,
+    metrics_with_config,
     point_into_storage,
     trial_rows,
 )
 
 __all__ = ["ResultGrid", "point_into_storage", "local_filesystem"]
 
+logger = logging.getLogger(__name__)
+
 _MODES = ("min", "max")
 _SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
+
+
+def _snapshot_summaries(experiment_path: str, wanted: Callable[[str], bool]) -> Dict[str, Any]:
+    """``read_trial_summaries`` of the experiment's newest snapshot for the directory names
+    ``wanted`` accepts; {} when it has none, or (with a warning) when none can be read: a
+    damaged snapshot must not hide the trials' files."""
+    from fasttune.execution._experiment_state import has_snapshot, read_trial_summaries
+
+    if not has_snapshot(experiment_path):
+        return {}
+    try:
+        return read_trial_summaries(experiment_path, wanted)
+    except (TuneError, OSError) as exc:
+        logger.warning("The experiment state of %s cannot be read (%s); the trials are read from their files "
+                       "alone, and trials without result files are left out.", experiment_path, exc)
+        return {}
 
 
 def as_number(value: Any) -> Optional[float]:
@@ -148,7 +169,15 @@ class ResultGrid:
         Every direct subdirectory holding a ``params.json`` is a trial; its
         Result comes from :meth:`Result.from_path`.  So is every trial of the
         experiment's results store (``RunConfig(results_store="experiment")``),
-        whose directory may not exist.  Trials are ordered by directory name. Nothing is unpickled: only the trials' JSON files are read.
+        whose directory may not exist.  So is every trial of the experiment's newest
+        snapshot with neither (a simulated sweep writes no files per trial): its metrics
+        are its last result as the snapshot keeps it, with its config, status and error
+        from there too; no history is kept for it, so its ``metrics_dataframe`` is None
+        (as in ``fit()``'s grid) and the whole-history scopes see that one result.  A
+        trial whose files hold no result gets its last result from the snapshot too.
+        Trials are ordered by directory name. Nothing is unpickled: a pickled value in a
+        snapshot is a placeholder, and a snapshot that cannot be read is a warning (the
+        trials' files are read all the same).
 
         One trial's damaged files do not hide the others: a bad line in the middle of
         its ``result.json`` is logged as a warning naming the file and line, and that
@@ -195,13 +224,47 @@ class ResultGrid:
         from_store = {}
         for name, trial in stored.items():
             if name not in results:
-                results[name] = Result._from_rows(os.path.join(exp, name), trial.config, trial.rows,
-                                                  directory_exists=name in names)
+                trial_dir = os.path.join(exp, name)
+                results[name] = Result._from_rows(trial_dir, trial.config, trial.rows,
+                                                  directory_exists=name in names and os.path.isdir(trial_dir))
                 from_store[name] = trial.rows
+        # A trial with neither (a simulated sweep writes no files): its last result from the
+        # newest snapshot's record; a trial whose files hold no result gets it there too.
+        from fasttune.execution._experiment_state import collector_paused
+
+        with collector_paused():  # (100,000 Results and their metrics: nothing cyclic)
+            from_snapshot = cls._add_snapshot_trials(exp, names, results)
         order = sorted(results)
         grid = cls([results[name] for name in order], exp, default_metric=default_metric, default_mode=default_mode)
-        grid._history_cache.update((index, from_store[name]) for index, name in enumerate(order) if name in from_store)
+        history = {**from_store, **from_snapshot}  # the snapshot's row where the store had none
+        grid._history_cache.update((index, history[name]) for index, name in enumerate(order) if name in history)
         return grid
+
+    @staticmethod
+    def _add_snapshot_trials(exp: str, names: Set[str], results: Dict[str, Result]) -> Dict[str, List[Dict[str, Any]]]:
+        """Add to ``results`` (by directory name) the trials of the newest snapshot of
+        ``exp`` that have none, and give those whose files hold no result the last result
+        the snapshot keeps; returns the one row of history of each trial given one.
+        ``names``: what the experiment directory holds."""
+        from_snapshot = {}
+        with_results = {name for name, result in results.items() if result.metrics}
+        for name, summary in _snapshot_summaries(exp, lambda name: name not in with_results).items():
+            if name in results and not summary.last_result:
+                continue  # the snapshot knows no more than its files
+            result = results.get(name)
+            if result is None and name not in names:  # the common case: no directory to read
+                results[name] = result = Result(metrics_with_config(summary.last_result, summary.config), None, None,
+                                                os.path.join(exp, name), _config=summary.config)
+            else:
+                if result is None:  # a directory without params.json (a checkpoint, error.txt)
+                    results[name] = result = Result._from_rows(os.path.join(exp, name), summary.config, [])
+                result.metrics = metrics_with_config(summary.last_result, result.config or summary.config)
+            if result.metrics:
+                from_snapshot[name] = [result.metrics]
+            if result.error is None and summary.error is not None and summary.status == "ERROR":
+                result.error = TuneError(summary.error)
+            result._status = summary.status
+        return from_snapshot
 
     @classmethod
     def from_local_copy(cls, local: str, location: "storage.Location", default_metric: Optional[str] = None,

@@ -4,7 +4,9 @@ every result each reported, read from the files alone (no Ray, and no unpickling
 The experiment may still be running: the newest snapshot gives each trial's status, a
 trial directory made after it is read from its files, and a half-written last line of
 ``result.json`` is skipped.  An experiment run with ``RunConfig(results_store="experiment")``
-is read from its store (``fasttune/_results_store.py``) the same way.  Damage stays with the trial it is in: a bad line in the
+is read from its store (``fasttune/_results_store.py``) the same way, and a trial with
+neither (a simulated sweep writes no files) has one row: the last result its snapshot
+record keeps.  Damage stays with the trial it is in: a bad line in the
 middle of a trial's ``result.json`` (or a bad ``params.json``) is logged as a warning
 naming the file and line, and that trial shows the results before the line.  Objects the
 snapshot holds as pickles are shown as placeholders, never unpickled.
@@ -156,14 +158,16 @@ def _tuner_metric_mode(experiment_path: str) -> Tuple[Optional[str], Optional[st
 
 
 def _snapshot_trials(experiment_path: str) -> Dict[str, Any]:
-    """The newest snapshot's trials by directory; {} when there is none or it cannot be
-    read (a warning says so: the statuses then come from the files)."""
-    from fasttune.execution._experiment_state import has_snapshot, read_trials
+    """The newest snapshot's trials by directory, as ``TrialSummary`` (id, status, config,
+    last result); {} when there is none or it cannot be read (a warning says so: the
+    statuses then come from the files)."""
+    from fasttune.execution._experiment_state import has_snapshot, read_trial_summaries
 
     if not has_snapshot(experiment_path):
         return {}
     try:
-        trials = {os.path.abspath(t.path): t for t in read_trials(experiment_path)}
+        trials = {os.path.join(experiment_path, name): trial
+                  for name, trial in read_trial_summaries(experiment_path).items()}
     except Exception as exc:  # noqa: BLE001 - a damaged snapshot must not hide the result files
         logger.warning("The experiment state of %s cannot be read (%s); trial statuses are guessed "
                        "from their files.", experiment_path, exc)
@@ -173,7 +177,7 @@ def _snapshot_trials(experiment_path: str) -> Dict[str, Any]:
         if nested_deeper_than(trial.config, MAX_JSON_NESTING):
             logger.warning("The config of trial %s in the experiment state of %s is nested more than %d levels "
                            "deep; it is not shown.", trial_dir, experiment_path, MAX_JSON_NESTING)
-            trial.config = {}
+            trials[trial_dir] = trial._replace(config={})
     return trials
 
 
@@ -273,6 +277,8 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
             rows = in_store.rows
         else:
             rows = read_json_lines(result_path, on_bad_line="warn") if os.path.isfile(result_path) else []
+        if not rows and known is not None and known.last_result:
+            rows = [known.last_result]  # what the snapshot keeps of a trial whose files hold no result
         last = rows[-1] if rows else {}
         trial_id = last.get("trial_id") or (known.trial_id if known is not None else os.path.basename(trial_dir))
         config = last.get("config")
@@ -283,10 +289,12 @@ def read_experiment(path: str, storage_filesystem: Any = None) -> ExperimentData
         status = _status(known.status if known is not None else None, trial_dir if exists else None, rows)
         trials.append(TrialData(str(trial_id), status, trial_dir, config, rows))
     if only is None:
-        # Trials the snapshot holds that have no directory yet (not started).
+        # Trials the snapshot holds without result files: not started yet, or of a sweep that
+        # writes none (a simulated one); their one row is the last result the snapshot keeps.
         listed = set(trial_dirs)
         for trial_dir, known in snapshot.items():
             if trial_dir not in listed:
-                trials.append(TrialData(known.trial_id, known.status, trial_dir, known.config))
+                rows = [known.last_result] if known.last_result else []
+                trials.append(TrialData(known.trial_id, known.status, trial_dir, known.config, rows))
     metric, mode = _tuner_metric_mode(experiment_path)
     return ExperimentData(experiment_path, trials, metric, mode)

@@ -51,7 +51,9 @@ By default: trial_id, status, training_iteration, time_total_s, the Tuner's metr
 and best:<metric>, and every config/ column; default columns empty in every row are
 left out. Status comes from the newest experiment snapshot; a trial made after it
 shows what its files say (RUNNING, TERMINATED when its last result is done, ERROR
-when it has an error.txt).
+when it has an error.txt). A trial without result files (a simulated sweep writes
+none) shows the last result the snapshot keeps, its only one (so best:<metric> is
+its last value).
 """
 
 _EPILOG = """\
@@ -224,7 +226,7 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
-        return json.dumps(value)
+        return json.dumps(value, default=str)
     return str(value)
 
 
@@ -238,7 +240,8 @@ def table_cell(value: Any) -> str:
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
     """The rows as ``fmt`` (table, csv or json) text."""
     if fmt == "json":
-        return json.dumps([dict(zip(columns, row)) for row in rows], indent=2) + "\n"
+        # A value JSON has no type for (a snapshot's placeholder for a pickled object) as its text.
+        return json.dumps([dict(zip(columns, row)) for row in rows], indent=2, default=str) + "\n"
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

@@ -26,7 +26,9 @@ class ExperimentAnalysis:
     :meth:`ResultGrid.from_path <fasttune.ResultGrid.from_path>`).
 
     Reading a directory never unpickles: a config value the snapshot holds as a pickle
-    is a placeholder here (only ``Tuner.restore`` loads such objects).  Damage stays
+    is a placeholder here (only ``Tuner.restore`` loads such objects).  A trial without
+    result files (a simulated sweep writes none) has the last result its snapshot record
+    keeps, and that one row is all its history.  Damage stays
     with what it is in: a trial's bad result line is handled as in
     :meth:`ResultGrid.from_path <fasttune.ResultGrid.from_path>` (a warning; the rows
     before it), and an unreadable snapshot is logged, the trials then being what their
@@ -272,13 +274,15 @@ class ExperimentAnalysis:
     @property
     def trial_dataframes(self) -> Dict[str, Any]:
         """Every result of each trial, by trial id: a DataFrame read from its ``result.json``
-        (or the experiment's results store), nested values flattened with "/"; empty for a
-        trial that reported nothing."""
+        (or the experiment's results store), nested values flattened with "/"; for a trial
+        with neither (a simulated sweep writes no files), its last result, the one the
+        snapshot keeps; empty for a trial that reported nothing."""
         if self._trial_dataframes is None:
             pd = import_pandas("ExperimentAnalysis.trial_dataframes")
             frames = {}
             for trial in self.trials:
-                rows = trial_rows(trial.path, on_bad_line="warn") if trial.path else []
+                last = [trial.last_result] if trial.last_result else []
+                rows = trial_rows(trial.path, on_bad_line="warn", missing=last) if trial.path else last
                 frames[trial.trial_id] = pd.json_normalize(rows, sep="/") if rows else pd.DataFrame()
             self._trial_dataframes = frames
         return self._trial_dataframes

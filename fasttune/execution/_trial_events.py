@@ -24,7 +24,7 @@ from fasttune.error import TuneError
 from fasttune.execution import _protocol as protocol
 from fasttune.execution._checkpoint_book import KeptHistory
 from fasttune.execution._trial_state import reads_as_flattened
-from fasttune.experiment.trial import Trial
+from fasttune.experiment.trial import Trial, failure_text
 from fasttune.schedulers.trial_scheduler import TrialScheduler
 
 logger = logging.getLogger(__name__)
@@ -599,7 +599,7 @@ class TrialEventHandlers:
         header = f"Failure # {failures} (occurred at {time.strftime('%Y-%m-%d_%H-%M-%S')})"
         trial.error_file = self._files.write_error(trial.path, header, traceback_text)
         trial.error_msg = traceback_text
-        trial.error = error if error is not None else TuneError(f"Trial {trial} failed:\n{traceback_text}")
+        trial.error = error if error is not None else TuneError(failure_text(str(trial), traceback_text))
         if self._callbacks.wants("on_trial_error") or self._callbacks.wants("on_trial_recover"):
             # On disk before those callbacks read it (trial.get_error()), as in Ray Tune; a
             # write failure is reported where the loop checks for one, not in the middle of this.

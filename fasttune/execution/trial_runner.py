@@ -15,7 +15,6 @@ with the executor) and ``_protocol`` (the worker protocol).
 """
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import os
@@ -32,6 +31,7 @@ from fasttune.error import TuneError
 from fasttune.execution import _protocol as protocol
 from fasttune.execution import _snapshots
 from fasttune.execution._checkpoint_book import CheckpointBook, KeptHistory
+from fasttune.execution._experiment_state import collector_paused
 from fasttune.execution._resets import ResetBook
 from fasttune.execution._runner_view import RunnerView
 from fasttune.execution._trial_events import TrialEventHandlers
@@ -632,14 +632,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             raise TuneError("TrialRunner.resume() needs the experiment: call setup_experiments() first.")
         if resume_config is None:
             resume_config = ResumeConfig.from_flags(resume_unfinished, resume_errored, restart_errored)
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # millions of small objects, none cyclic: the collector only costs here
-        try:
+        with collector_paused():  # millions of small objects, none cyclic: the collector only costs here
             return self._adopt(_snapshots.restore(self._snapshots, self._experiment, resume_config, self._policies,
                                                   self._checkpoints, self._files))
-        finally:
-            if gc_was_enabled:
-                gc.enable()
 
     def _adopt(self, restored: Any) -> List[str]:
         """Go on from what a restore read back; returns what it unpickled."""

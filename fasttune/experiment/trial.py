@@ -59,6 +59,24 @@ _SAFE_ASCII = bytes(code if re.fullmatch(r"[\w\-=.,+]", chr(code)) else ord("_")
 _last_experiment_dir: Tuple[Any, Optional[str]] = (None, None)
 
 
+def trial_name(trainable_name: str, trial_id: str, custom_name: Optional[str] = None) -> str:
+    """A trial's name (its ``str``): its custom name, else ``<trainable>_<trial id>``."""
+    return custom_name or f"{trainable_name}_{trial_id}"
+
+
+def failure_text(name: str, message: str) -> str:
+    """The text of the ``TuneError`` a failed trial named ``name`` keeps as its error
+    (``message``: the traceback its trainable raised)."""
+    return f"Trial {name} failed:\n{message}"
+
+
+def is_plain_dirname(name: Any) -> bool:
+    """Whether ``name`` can be a trial's directory name: one non-empty name in the
+    experiment directory, never a path out of it."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and os.sep not in name
+            and (os.altsep is None or os.altsep not in name) and "\0" not in name)
+
+
 _POSIX_PATHS = os.path is posixpath
 # What Trial._compact keeps of a finished trial without an error (see _is_only_compact).
 _COMPACT_KEYS = frozenset(("trial_id", "_row", "_dirname", "_record", "_source"))
@@ -268,10 +286,10 @@ class Trial:
         if self._dirname is None:
             if self._trial_dirname_creator is not None:
                 name = self._trial_dirname_creator(self)
-                if not isinstance(name, str) or name in ("", ".", "..") or os.sep in name:
+                if not is_plain_dirname(name):
                     raise TuneError(
                         f"trial_dirname_creator returned {name!r} for trial {self.trial_id}; it must "
-                        "return a non-empty string without path separators."
+                        "return a non-empty string without path separators or NUL characters."
                     )
             else:
                 tag = self.experiment_tag
@@ -476,7 +494,7 @@ class Trial:
         return table.get_status(self._row) in _FINISHED_CODES  # (the row's code, not its name: asked a few times a trial)
 
     def __str__(self) -> str:
-        return self._custom_name or f"{self.trainable_name}_{self.trial_id}"
+        return trial_name(self.trainable_name, self.trial_id, self._custom_name)
 
     def __repr__(self) -> str:
         return str(self)

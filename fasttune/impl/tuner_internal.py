@@ -25,7 +25,7 @@ from fasttune.progress_reporter import check_progress_reporter
 from fasttune.impl._trial_results import TrialResults
 from fasttune.impl._tuner_spec import TUNER_FILE, load_tuner_spec, save_tuner_spec
 from fasttune.logger._defaults import callbacks_from_env, with_default_loggers
-from fasttune.result import Result
+from fasttune.result import Result, metrics_with_config
 from fasttune.result_grid import ResultGrid, point_into_storage
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from fasttune.search.basic_variant import BasicVariantGenerator
@@ -476,7 +476,7 @@ def _result_of(trial: Any, path: str, storage: Optional[str]) -> Result:
         checkpoint, best, status = t.checkpoint, _best_checkpoints(t), t.status
         error = t.error if status == "ERROR" else None
     result = Result(
-        metrics=dict(last_result, config=config) if last_result else {},  # as Ray Tune
+        metrics=metrics_with_config(last_result, config),
         checkpoint=checkpoint,
         best_checkpoints=best,
         error=error,

@@ -53,7 +53,9 @@ class Simulation:
             ``fasttune ls``/``plot``, ``ExperimentAnalysis`` and ``ResultGrid``'s whole-history
             queries read them.  Off by default, for speed: the ``ResultGrid`` then holds each
             trial's last result (its history queries, such as ``get_dataframe(filter_metric=...)``,
-            see only that), and the experiment directory holds only what restore needs.
+            see only that), and the experiment directory holds only what restore needs; the
+            readers (``ResultGrid.from_path``, ``ExperimentAnalysis``, ``fasttune ls``/``plot``)
+            read each trial's last result back from its snapshot.
         engine: what runs the sweep: ``"auto"`` (the default) the direct loop where the
             sweep qualifies, else the runner's loop; ``"runner"`` the runner's loop always;
             ``"direct"`` the direct loop, or a ``ValueError`` at ``fit()`` saying why the

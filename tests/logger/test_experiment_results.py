@@ -150,6 +150,29 @@ def test_the_reader_skips_a_damaged_line_and_keeps_the_rest(tmp_path, caplog):
     assert "nested more than 256 levels deep" in warned[3] and "is cut short" in warned[4]
 
 
+def test_a_store_naming_no_plain_trial_directory_or_a_file_leads_no_reader_astray(tmp_path, caplog):
+    """A crafted store: a trial named ".." (and a result whose trial_id, standing for its
+    directory, is a path) is left out with a warning; one named after a file of the
+    experiment reads as a trial without a directory, instead of failing every reader."""
+    from fasttune.result_grid import ResultGrid
+
+    exp = tmp_path / "exp"
+    os.makedirs(exp / store.STORE_DIR)
+    (exp / "tuner.msgpack").write_bytes(b"not a directory")
+    (tmp_path / "error.txt").write_text("outside the experiment")
+    with open(exp / store.STORE_DIR / store.segment_name(1), "wb") as f:
+        f.write(store.trial_record("..", "A", '{"x": 1}') + _line("A", 1))
+        f.write(_line("../outside", 1))
+        f.write(store.trial_record("tuner.msgpack", "B", '{"x": 2}') + _line("B", 2))
+        f.write(store.trial_record("t_c", "C", '{"x": 3}') + _line("C", 3))
+    with caplog.at_level(logging.WARNING):
+        assert _rows(str(exp)) == {"tuner.msgpack": [2], "t_c": [3]}
+        grid = ResultGrid.from_path(str(exp))
+    assert "names the trial directory '..'" in caplog.text and "names the trial directory '../outside'" in caplog.text
+    assert sorted((os.path.basename(r.path), r.metrics["i"], r.error) for r in grid) == [
+        ("t_c", 3, None), ("tuner.msgpack", 2, None)]
+
+
 def test_no_store_reads_as_none(tmp_path):
     assert store.read_store(str(tmp_path)) is None and not store.has_store(str(tmp_path))
 
