@@ -846,8 +846,9 @@ def read_trial_summaries(experiment_path: str,
     readers of a trial that has no result files (a simulated sweep writes none), whose last
     result the snapshot keeps.  Only the records of the directory names ``wanted`` accepts
     (default: all) are decoded, each data-only into its fields: at 100,000 trials a
-    fraction of :func:`read_trials`' cost.  A trial whose record cannot be read, or whose directory name is a file of the
-    experiment, is left out with a warning, as in :func:`read_trials`.
+    fraction of :func:`read_trials`' cost.  A trial whose record cannot be read, or whose
+    directory name is a file of the experiment, is left out with a warning, as in
+    :func:`read_trials`.
 
     Raises:
         TuneError: ``experiment_path`` holds no snapshot.
