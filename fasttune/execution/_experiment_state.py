@@ -757,20 +757,8 @@ def read_trials(experiment_path: str) -> List[Any]:
         CorruptExperimentState: the snapshot read is not consistent (the message names
             the file).
     """
-    from fasttune import _corelib as core
-
     loader = DataOnlyLoader()
-    state, path = load_latest(experiment_path, loader)
-    try:
-        table = core.TrialTable.from_snapshot(state["table"])
-        keysets = KeySets(state["keysets"])
-        records, dirnames = list(state["trials"]), list(state["dirnames"])
-        trainable_name = state.get("trainable_name")
-    except Exception as exc:  # noqa: BLE001 - damaged bytes fail in many ways; all mean the same here
-        raise CorruptExperimentState(f"{path} is not a consistent experiment snapshot ({exc}).") from None
-    if not len(table) == len(records) == len(dirnames):
-        raise CorruptExperimentState(f"{path} is inconsistent: its table has {len(table)} rows for {len(records)} "
-                                     f"trials and {len(dirnames)} trial directories.")
+    path, table, keysets, records, dirnames, trainable_name = _rows_of_latest(experiment_path, loader)
     cache: Dict[Any, Any] = {}
     trials = []
     files = _names_of_files(experiment_path)
@@ -855,23 +843,34 @@ def read_trial_summaries(experiment_path: str,
         CorruptExperimentState: no snapshot can be read, or the one read is not consistent
             (the message names the file).
     """
+    loader = DataOnlyLoader()
+    path, table, keysets, records, dirnames, trainable_name = _rows_of_latest(experiment_path, loader)
+    with collector_paused():
+        return _summaries(path, table, keysets, records, dirnames, trainable_name or "", loader, wanted)
+
+
+def _rows_of_latest(experiment_path: str, loader: Loader) -> Tuple[str, Any, KeySets, List[Any], List[Any], Any]:
+    """What the readers of the latest snapshot (``read_trials``, ``read_trial_summaries``)
+    decode its rows from: its path, TrialTable, KeySets, records, directory names and
+    trainable name.
+
+    Raises:
+        CorruptExperimentState: the snapshot read is not consistent (the message names the file).
+    """
     from fasttune import _corelib as core
 
-    loader = DataOnlyLoader()
     state, path = load_latest(experiment_path, loader)
     try:
         table = core.TrialTable.from_snapshot(state["table"])
         keysets = KeySets(state["keysets"])
-        records, dirnames = state["trials"], state["dirnames"]
-        trainable_name = state.get("trainable_name") or ""
-        consistent = len(table) == len(records) == len(dirnames)
+        records, dirnames = list(state["trials"]), list(state["dirnames"])
+        trainable_name = state.get("trainable_name")
     except Exception as exc:  # noqa: BLE001 - damaged bytes fail in many ways; all mean the same here
         raise CorruptExperimentState(f"{path} is not a consistent experiment snapshot ({exc}).") from None
-    if not consistent:
+    if not len(table) == len(records) == len(dirnames):
         raise CorruptExperimentState(f"{path} is inconsistent: its table has {len(table)} rows for {len(records)} "
                                      f"trials and {len(dirnames)} trial directories.")
-    with collector_paused():
-        return _summaries(path, table, keysets, records, dirnames, trainable_name, loader, wanted)
+    return path, table, keysets, records, dirnames, trainable_name
 
 
 def _summaries(path: str, table: Any, keysets: KeySets, records: List[bytes], dirnames: List[str],
