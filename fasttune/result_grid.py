@@ -43,20 +43,20 @@ _MODES = ("min", "max")
 _SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")
 
 
-def _snapshot_summaries(experiment_path: str, wanted: Callable[[str], bool]) -> Dict[str, Any]:
+def _snapshot_summaries(experiment_path: str, wanted: Callable[[str], bool]) -> Any:
     """``read_trial_summaries`` of the experiment's newest snapshot for the directory names
-    ``wanted`` accepts; {} when it has none, or (with a warning) when none can be read: a
+    ``wanted`` accepts; none when it has none, or (with a warning) when none can be read: a
     damaged snapshot must not hide the trials' files."""
-    from fasttune.execution._experiment_state import has_snapshot, read_trial_summaries
+    from fasttune.execution._experiment_state import SnapshotSummaries, has_snapshot, read_trial_summaries
 
     if not has_snapshot(experiment_path):
-        return {}
+        return SnapshotSummaries({}, {})
     try:
         return read_trial_summaries(experiment_path, wanted)
     except (TuneError, OSError) as exc:
         logger.warning("The experiment state of %s cannot be read (%s); the trials are read from their files "
                        "alone, and trials without result files are left out.", experiment_path, exc)
-        return {}
+        return SnapshotSummaries({}, {})
 
 
 def as_number(value: Any) -> Optional[float]:
@@ -243,12 +243,18 @@ class ResultGrid:
     @staticmethod
     def _add_snapshot_trials(exp: str, names: Set[str], results: Dict[str, Result]) -> Dict[str, List[Dict[str, Any]]]:
         """Add to ``results`` (by directory name) the trials of the newest snapshot of
-        ``exp`` that have none, and give those whose files hold no result the last result
-        the snapshot keeps; returns the one row of history of each trial given one.
-        ``names``: what the experiment directory holds."""
+        ``exp`` that have none, give those whose files hold no result the last result
+        the snapshot keeps, and every trial the snapshot knows its status there; returns
+        the one row of history of each trial given one.  ``names``: what the experiment
+        directory holds."""
         from_snapshot = {}
         with_results = {name for name, result in results.items() if result.metrics}
-        for name, summary in _snapshot_summaries(exp, lambda name: name not in with_results).items():
+        snapshot = _snapshot_summaries(exp, lambda name: name not in with_results)
+        for name, result in results.items():
+            # As Ray Tune's grid: the status the experiment state gives (a trial a killed sweep
+            # was running is not TERMINATED, however far its files go).
+            result._status = snapshot.statuses.get(name)
+        for name, summary in snapshot.trials.items():
             if name in results and not summary.last_result:
                 continue  # the snapshot knows no more than its files
             result = results.get(name)

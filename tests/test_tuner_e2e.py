@@ -703,8 +703,13 @@ def reports_forever(config):
 
 
 def test_num_terminated_after_a_ctrl_c_leaves_out_the_trials_that_had_not_finished(tmp_path):
-    """As Ray Tune: TERMINATED trials only; the interrupted sweep's trials were RUNNING or PENDING."""
+    """As Ray Tune: TERMINATED trials only; the interrupted sweep's trials were RUNNING or PENDING.
+    The grid read back from the directory counts by the snapshot's statuses too, also for the
+    trials whose files hold results."""
     grid = tune.Tuner(reports_forever, param_space={"x": tune.grid_search([1, 2, 3])},
                       run_config=tune.RunConfig(name="ctrl_c", storage_path=str(tmp_path), verbose=0,
                                                 callbacks=[CtrlCAtFirstResult()])).fit()
     assert len(grid) == 3 and grid.num_errors == 0 and grid.num_terminated == 0
+    read = tune.ResultGrid.from_path(os.path.join(str(tmp_path), "ctrl_c"))
+    assert any(result.metrics for result in read)  # read from its files
+    assert len(read) == 3 and read.num_errors == 0 and read.num_terminated == 0

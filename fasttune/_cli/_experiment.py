@@ -167,7 +167,7 @@ def _snapshot_trials(experiment_path: str) -> Dict[str, Any]:
         return {}
     try:
         trials = {os.path.join(experiment_path, name): trial
-                  for name, trial in read_trial_summaries(experiment_path).items()}
+                  for name, trial in read_trial_summaries(experiment_path).trials.items()}
     except Exception as exc:  # noqa: BLE001 - a damaged snapshot must not hide the result files
         logger.warning("The experiment state of %s cannot be read (%s); trial statuses are guessed "
                        "from their files.", experiment_path, exc)

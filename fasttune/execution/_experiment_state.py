@@ -828,15 +828,22 @@ class TrialSummary(NamedTuple):
     error: Optional[str]  # the message of ``Trial.error`` for a failed trial, else None
 
 
+class SnapshotSummaries(NamedTuple):
+    """What :func:`read_trial_summaries` read, by trial directory name."""
+
+    trials: Dict[str, TrialSummary]  # the trials whose records were decoded
+    statuses: Dict[str, str]  # every trial's status, decoded or not (the table has them)
+
+
 def read_trial_summaries(experiment_path: str,
-                         wanted: Optional[Callable[[str], bool]] = None) -> Dict[str, TrialSummary]:
+                         wanted: Optional[Callable[[str], bool]] = None) -> SnapshotSummaries:
     """The trials of the latest snapshot by directory name, as :class:`TrialSummary`: for
     readers of a trial that has no result files (a simulated sweep writes none), whose last
     result the snapshot keeps.  Only the records of the directory names ``wanted`` accepts
     (default: all) are decoded, each data-only into its fields: at 100,000 trials a
-    fraction of :func:`read_trials`' cost.  A trial whose record cannot be read, or whose
-    directory name is a file of the experiment, is left out with a warning, as in
-    :func:`read_trials`.
+    fraction of :func:`read_trials`' cost; every trial's status comes with them.  A trial
+    whose record cannot be read, or whose directory name is a file of the experiment, is
+    left out with a warning, as in :func:`read_trials`.
 
     Raises:
         TuneError: ``experiment_path`` holds no snapshot.
@@ -875,25 +882,25 @@ def _rows_of_latest(experiment_path: str, loader: Loader) -> Tuple[str, Any, Key
 
 def _summaries(path: str, table: Any, keysets: KeySets, records: List[bytes], dirnames: List[str],
                trainable_name: str, loader: Loader,
-               wanted: Optional[Callable[[str], bool]]) -> Dict[str, TrialSummary]:
+               wanted: Optional[Callable[[str], bool]]) -> SnapshotSummaries:
     from fasttune import _corelib as core
     from fasttune.experiment.trial import failure_text, trial_name
 
     status_names = core.STATUS_NAMES
     files = _names_of_files(os.path.dirname(path))
-    summaries = {}
+    summaries, statuses = {}, {}
     for row, (record, dirname) in enumerate(zip(records, dirnames)):
-        if wanted is not None and not wanted(dirname):
-            continue
         if dirname in files:
             _leave_out(path, dirname, "its directory name is a file of the experiment")
+            continue
+        status = statuses[dirname] = status_names[table.get_status(row)]
+        if wanted is not None and not wanted(dirname):
             continue
         try:
             fields = unpack_record(record, loader)
             if not isinstance(fields.config, dict):
                 raise ValueError(f"its config is a {type(fields.config).__name__}, not a dict")
             last_result = keysets.decode(fields.last_result)
-            status = status_names[table.get_status(row)]
         except Exception as exc:  # noqa: BLE001 - a damaged record, whatever decoding it raised
             _leave_out(path, dirname, f"its record cannot be read ({exc})")
             continue
@@ -901,4 +908,4 @@ def _summaries(path: str, table: Any, keysets: KeySets, records: List[bytes], di
         error = (failure_text(trial_name(trainable_name, fields.trial_id, fields.custom_name), fields.error_msg)
                  if fields.error_msg else None)
         summaries[dirname] = TrialSummary(str(fields.trial_id), status, fields.config, last_result, error)
-    return summaries
+    return SnapshotSummaries(summaries, statuses)
