@@ -207,6 +207,14 @@ class ResultGrid:
             local = storage.local_copy(location)
             return cls.from_local_copy(local, location, default_metric, default_mode)
         exp = os.path.abspath(os.path.expanduser(os.fsdecode(os.fspath(experiment_path))))
+        return cls._from_directory(exp, default_metric, default_mode)
+
+    @classmethod
+    def _from_directory(cls, exp: str, default_metric: Optional[str], default_mode: Optional[str],
+                        snapshot: Any = None) -> "ResultGrid":
+        """:meth:`from_path`'s grid of the local experiment directory ``exp`` (absolute).
+        ``snapshot``: its newest snapshot's trials as ``SnapshotSummaries``, where the caller
+        has read them already (else they are read here)."""
         if not os.path.isdir(exp):
             raise FileNotFoundError(
                 f"Experiment directory {exp!r} does not exist; pass "
@@ -233,7 +241,7 @@ class ResultGrid:
         from fasttune.execution._experiment_state import collector_paused
 
         with collector_paused():  # (100,000 Results and their metrics: nothing cyclic)
-            from_snapshot = cls._add_snapshot_trials(exp, names, results)
+            from_snapshot = cls._add_snapshot_trials(exp, names, results, snapshot)
         order = sorted(results)
         grid = cls([results[name] for name in order], exp, default_metric=default_metric, default_mode=default_mode)
         history = {**from_store, **from_snapshot}  # the snapshot's row where the store had none
@@ -241,20 +249,24 @@ class ResultGrid:
         return grid
 
     @staticmethod
-    def _add_snapshot_trials(exp: str, names: Set[str], results: Dict[str, Result]) -> Dict[str, List[Dict[str, Any]]]:
+    def _add_snapshot_trials(exp: str, names: Set[str], results: Dict[str, Result],
+                             snapshot: Any = None) -> Dict[str, List[Dict[str, Any]]]:
         """Add to ``results`` (by directory name) the trials of the newest snapshot of
-        ``exp`` that have none, give those whose files hold no result the last result
-        the snapshot keeps, and every trial the snapshot knows its status there; returns
-        the one row of history of each trial given one.  ``names``: what the experiment
-        directory holds."""
+        ``exp`` (``snapshot`` if given) that have none, give those whose files hold no
+        result the last result the snapshot keeps, and every trial the snapshot knows its
+        status there; returns the one row of history of each trial given one.  ``names``:
+        what the experiment directory holds."""
         from_snapshot = {}
         with_results = {name for name, result in results.items() if result.metrics}
-        snapshot = _snapshot_summaries(exp, lambda name: name not in with_results)
+        if snapshot is None:
+            snapshot = _snapshot_summaries(exp, lambda name: name not in with_results)
         for name, result in results.items():
             # As Ray Tune's grid: the status the experiment state gives (a trial a killed sweep
             # was running is not TERMINATED, however far its files go).
             result._status = snapshot.statuses.get(name)
         for name, summary in snapshot.trials.items():
+            if name in with_results:
+                continue  # its files (or the store) hold its results
             if name in results and not summary.last_result:
                 continue  # the snapshot knows no more than its files
             result = results.get(name)
@@ -274,10 +286,11 @@ class ResultGrid:
 
     @classmethod
     def from_local_copy(cls, local: str, location: "storage.Location", default_metric: Optional[str] = None,
-                        default_mode: Optional[str] = None) -> "ResultGrid":
+                        default_mode: Optional[str] = None, snapshot: Any = None) -> "ResultGrid":
         """The grid of the experiment at ``location`` in storage, read from ``local``, its
-        local copy: each Result's path is in the copy, its checkpoints point into storage."""
-        grid = cls.from_path(local, default_metric, default_mode)
+        local copy: each Result's path is in the copy, its checkpoints point into storage.
+        ``snapshot``: as for :meth:`_from_directory`."""
+        grid = cls._from_directory(local, default_metric, default_mode, snapshot)
         grid = cls([point_into_storage(r, local, location) for r in grid], location.uri,
                    default_metric=default_metric, default_mode=default_mode)
         grid._filesystem = location.filesystem

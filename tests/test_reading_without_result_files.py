@@ -188,8 +188,11 @@ def test_a_trial_whose_files_hold_no_result_gets_the_snapshots_last_result(writt
     assert listed == {name: result.metrics["loss"] for name, result in by_name(grid).items()}
 
 
-def test_the_statuses_are_the_records(quiet, tmp_path):
-    grid, experiment = quiet
+@pytest.mark.parametrize("experiment_kind", ["quiet", "written"])
+def test_the_statuses_are_the_records(experiment_kind, request, tmp_path):
+    """With result files or without, a trial's status is its record's (a running trial whose
+    files go on is not finished), in from_path's grid and in ExperimentAnalysis'."""
+    grid, experiment = request.getfixturevalue(experiment_kind)
     path = copy_of(experiment, tmp_path)
     running = sorted(by_name(grid))[6]
 
@@ -199,10 +202,11 @@ def test_the_statuses_are_the_records(quiet, tmp_path):
                 table.set_status(row, status)
 
     edit_records(path, interrupt)
-    read = tune.ResultGrid.from_path(path)
-    # The running trial is not counted as finished.
-    assert read.num_errors == 0 and read.num_terminated == N_TRIALS - 1
-    assert by_name(read)[running].metrics == by_name(grid)[running].metrics
+    for read in (tune.ResultGrid.from_path(path), tune.ExperimentAnalysis(path).result_grid):
+        # The running trial is not counted as finished.
+        assert read.num_errors == 0 and read.num_terminated == N_TRIALS - 1
+        assert by_name(read)[running]._status == "RUNNING"
+        assert by_name(read)[running].metrics == by_name(grid)[running].metrics
 
 
 def test_a_failed_trial_without_its_error_file_has_the_error_fit_returned(table, tmp_path):
@@ -218,12 +222,14 @@ def test_a_failed_trial_without_its_error_file_has_the_error_fit_returned(table,
     # Its directory holds only its error.txt: without it, the error is the snapshot's.
     assert sorted(os.listdir(failed.path)) == ["error.txt"]
     shutil.rmtree(failed.path)
-    read = by_name(tune.ResultGrid.from_path(fitted.experiment_path))
-    assert sorted(read) == sorted(by_name(fitted)) and fitted.num_errors == 1
-    for name, result in by_name(fitted).items():
-        assert read[name].metrics == result.metrics and read[name].config == result.config
-        assert str(read[name].error) == str(result.error) and read[name]._status == result._status
-    assert str(read[os.path.basename(failed.path)].error).startswith("Trial ")  # (not "None")
+    for grid in (tune.ResultGrid.from_path(fitted.experiment_path),
+                 tune.ExperimentAnalysis(fitted.experiment_path).result_grid):
+        read = by_name(grid)
+        assert sorted(read) == sorted(by_name(fitted)) and fitted.num_errors == 1
+        for name, result in by_name(fitted).items():
+            assert read[name].metrics == result.metrics and read[name].config == result.config
+            assert str(read[name].error) == str(result.error) and read[name]._status == result._status
+        assert str(read[os.path.basename(failed.path)].error).startswith("Trial ")  # (not "None")
 
 
 def test_a_pickled_object_in_a_last_result_is_a_placeholder_never_unpickled(quiet, tmp_path, capsys):

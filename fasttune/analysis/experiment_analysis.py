@@ -83,7 +83,7 @@ class ExperimentAnalysis:
     def _read(path: Union[str, "os.PathLike[str]"], storage_filesystem: Any, given_trials: Optional[List[Any]],
               default_metric: Optional[str], default_mode: Optional[str]) -> Tuple[List[Any], ResultGrid]:
         """The trials and the grid of the experiment at ``path``, read from its files."""
-        from fasttune.execution._experiment_state import has_snapshot
+        from fasttune.execution._experiment_state import has_snapshot, summaries_of
 
         text = os.fsdecode(os.fspath(path))
         if storage_filesystem is None and not storage.is_uri(text) and os.path.isfile(os.path.expanduser(text)):
@@ -92,17 +92,22 @@ class ExperimentAnalysis:
         # In storage (a URI, or a path on storage_filesystem): read a local copy, and
         # point its checkpoints back into storage.
         location = storage.resolve(text, storage_filesystem)
-        if location is not None:
-            local = storage.local_copy(location)
-            result_grid = ResultGrid.from_local_copy(local, location, default_metric, default_mode)
-        else:
-            local = os.path.abspath(os.path.expanduser(text))
-            result_grid = ResultGrid.from_path(local, default_metric, default_mode)
-        if given_trials is not None:
-            return list(given_trials), result_grid
+        local = storage.local_copy(location) if location is not None else os.path.abspath(os.path.expanduser(text))
         # The snapshot knows statuses, errors and checkpoints; trials it does not
         # hold yet (an interrupted run made them after it) are what their files tell.
-        trials = _snapshot_trials(local) if has_snapshot(local) else []
+        # The grid takes what it needs of the snapshot from these trials: one decoding.
+        trials = given_trials
+        if trials is None:
+            trials = _snapshot_trials(local) if has_snapshot(local) else []
+            snapshot = summaries_of(trials)
+        else:
+            trials, snapshot = list(trials), None  # the grid reads the snapshot itself
+        if location is not None:
+            result_grid = ResultGrid.from_local_copy(local, location, default_metric, default_mode, snapshot)
+        else:
+            result_grid = ResultGrid._from_directory(local, default_metric, default_mode, snapshot)
+        if given_trials is not None:
+            return trials, result_grid
         by_path = {r.path: r for r in result_grid}
         for trial in trials:
             # The files may be ahead of the snapshot (results reported after it):

@@ -856,6 +856,19 @@ def read_trial_summaries(experiment_path: str,
         return _summaries(path, table, keysets, records, dirnames, trainable_name or "", loader, wanted)
 
 
+def summaries_of(trials: List[Any]) -> SnapshotSummaries:
+    """What :func:`read_trial_summaries` reads, made from the trials :func:`read_trials`
+    read: a reader that needs both decodes each record once."""
+    summaries, statuses = {}, {}
+    with collector_paused():  # (100,000 tuples beside 100,000 trials: nothing cyclic)
+        for trial in trials:
+            dirname, status = trial.storage_dirname, trial.status
+            error = str(trial.error) if trial.error_msg else None  # decode_trial's failure text
+            summaries[dirname] = TrialSummary(str(trial.trial_id), status, trial.config, trial.last_result, error)
+            statuses[dirname] = status
+    return SnapshotSummaries(summaries, statuses)
+
+
 def _rows_of_latest(experiment_path: str, loader: Loader) -> Tuple[str, Any, KeySets, List[Any], List[Any], Any]:
     """What the readers of the latest snapshot (``read_trials``, ``read_trial_summaries``)
     decode its rows from: its path, TrialTable, KeySets, records, directory names and
