@@ -407,6 +407,9 @@ def test_one_bad_record_leaves_out_its_trial_alone(quiet, tmp_path, caplog, caps
     listed = {os.path.basename(row["path"]): row["loss"] for row in json.loads(capsys.readouterr().out)}
     assert listed == {name: result.metrics["loss"] for name, result in kept.items()}
     assert f"trial {bad} is left out: " in caplog.text and problem in caplog.text
+    left_out = [r.getMessage() for r in caplog.records if "is left out" in r.getMessage()]
+    assert len(left_out) == 3  # from_path, the analysis and ls: each says it once
+    assert all(message.count(bad) == 1 and message.count("experiment_state-") == 1 for message in left_out)
 
 
 def test_a_sweep_with_record_segments_reads_back_as_fit_returned_it(tmp_path):

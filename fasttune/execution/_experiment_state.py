@@ -772,11 +772,10 @@ def read_trials(experiment_path: str) -> List[Any]:
                                      trainable_name)[0]
                 if not isinstance(trial.config, dict):
                     raise ValueError(f"its config is a {type(trial.config).__name__}, not a dict")
-            except CorruptExperimentState as exc:
-                _leave_out(path, dirname, str(exc))
-                continue
-            except Exception as exc:  # noqa: BLE001 - as above: a damaged record, whatever decoding it raised
-                _leave_out(path, dirname, f"its record cannot be read ({exc})")
+            except Exception as exc:  # noqa: BLE001 - a damaged record, whatever decoding it raised
+                # decode_trial's own error names the file and the trial already: its cause says the rest.
+                cause = exc.__context__ if isinstance(exc, CorruptExperimentState) and exc.__context__ else exc
+                _leave_out(path, dirname, f"its record cannot be read ({cause})")
                 continue
             trials.append(trial)
     return trials
