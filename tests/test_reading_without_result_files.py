@@ -363,6 +363,12 @@ def test_a_snapshot_naming_a_file_as_a_trial_directory_leaves_that_trial_out(qui
     restored = tune.Tuner.restore(path, trainable=Simulation(learning_curve_table(60, seed=0, n_epochs=9)))
     with caplog.at_level(logging.WARNING):
         grids = [tune.ResultGrid.from_path(path), restored.get_results()]
+    # A restore refuses it (it must not drop a trial), and leaves the file as it was.
+    before = read_file(os.path.join(path, "tuner.msgpack"))
+    with pytest.raises(CorruptExperimentState, match="row 0 names the trial directory 'tuner.msgpack', which is a file"):
+        restored.fit()
+    assert read_file(os.path.join(path, "tuner.msgpack")) == before
+    with caplog.at_level(logging.WARNING):
         analysis = tune.ExperimentAnalysis(path, default_metric="loss", default_mode="min")
         assert main(["ls", path, "--format", "json", "--columns", "path,loss"]) == 0
     for read in grids:

@@ -432,6 +432,13 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
     if not len(table) == len(records) == len(state["dirnames"]):
         raise TuneError(f"{path} is inconsistent: its table has {len(table)} rows for {len(records)} trials "
                         f"and {len(state['dirnames'])} trial directories; the experiment cannot be restored.")
+    files_of_experiment = _state._names_of_files(experiment_path)
+    for row, dirname in enumerate(state["dirnames"]):
+        if dirname in files_of_experiment:
+            # A crafted snapshot: the readers leave that trial out, a restore must not drop it.
+            raise _state.CorruptExperimentState(
+                f"{path}: row {row} names the trial directory {dirname!r}, which is a file of the experiment; "
+                "the experiment cannot be restored.")
     restored = RestoredExperiment()
     restored.table = table
     writer.keysets = _state.KeySets(state["keysets"])
