@@ -88,18 +88,20 @@ def test_a_config_msgpack_cannot_carry_reaches_the_trainable_and_one_nothing_can
 
 
 
-class SuggestsALockSecond(Searcher):
-    """Suggests ``{"i": 0, "v": 1}``, then ``{"i": 1, "v": <a lock>}``, then ``{"i": 2, "v": 3}``."""
+class SuggestsALockAt(Searcher):
+    """Suggests ``{"i": i, "v": i + 1}`` for i in 0, 1, 2, with a lock as ``v`` at ``lock_at``."""
 
-    def __init__(self):
+    def __init__(self, lock_at):
         super().__init__()
         self.suggested = 0
+        self.lock_at = lock_at
 
     def suggest(self, trial_id):
         if self.suggested == 3:
             return Searcher.FINISHED
         self.suggested += 1
-        return {"i": self.suggested - 1, "v": threading.Lock() if self.suggested == 2 else self.suggested}
+        return {"i": self.suggested - 1,
+                "v": threading.Lock() if self.suggested - 1 == self.lock_at else self.suggested}
 
     def on_trial_complete(self, trial_id, result=None, error=False):
         pass
@@ -109,21 +111,25 @@ def reports_its_value(config):
     tune.report({"v": config["v"]})
 
 
-@pytest.mark.parametrize("source", ["searcher", "sample_from"])
-def test_a_config_value_that_can_be_neither_copied_nor_sent_fails_only_its_trial(storage, source):
+@pytest.mark.parametrize("source,lock_at", [("searcher", 1), ("sample_from", 1), ("searcher", 0), ("sample_from", 0)],
+                         ids=["searcher", "sample_from", "searcher_first", "sample_from_first"])
+def test_a_config_value_that_can_be_neither_copied_nor_sent_fails_only_its_trial(storage, source, lock_at):
     """A lock can be neither deep-copied (the config's copy per trial) nor pickled: the
-    trial holding it fails naming the key; the sweep goes on."""
+    trial holding it fails naming the key; the sweep goes on, also when it is the first
+    trial (nothing runs then: the searcher is asked for the next, not taken for stuck)."""
     if source == "searcher":
-        grid = fit(reports_its_value, storage, tune_config=tune.TuneConfig(search_alg=SuggestsALockSecond(), num_samples=3))
+        grid = fit(reports_its_value, storage,
+                   tune_config=tune.TuneConfig(search_alg=SuggestsALockAt(lock_at), num_samples=3))
     else:
         space = {"i": tune.grid_search([0, 1, 2]),
-                 "v": tune.sample_from(lambda spec: threading.Lock() if spec.config.i == 1 else spec.config.i + 1)}
+                 "v": tune.sample_from(lambda spec: threading.Lock() if spec.config.i == lock_at else spec.config.i + 1)}
         grid = fit(reports_its_value, storage, space=space)
     by_i = {r.config["i"]: r for r in grid}
     assert sorted(by_i) == [0, 1, 2]
-    assert [by_i[0].metrics["v"], by_i[2].metrics["v"]] == [1, 3]
-    assert by_i[0].error is None and by_i[2].error is None
-    assert isinstance(by_i[1].error, tune.TuneError) and "config['v'] is a lock" in str(by_i[1].error)
+    fine = [i for i in range(3) if i != lock_at]
+    assert [by_i[i].metrics["v"] for i in fine] == [i + 1 for i in fine]
+    assert all(by_i[i].error is None for i in fine)
+    assert isinstance(by_i[lock_at].error, tune.TuneError) and "config['v'] is a lock" in str(by_i[lock_at].error)
 
 
 def reports_the_day(config):
