@@ -295,6 +295,35 @@ def test_a_reply_the_driver_cannot_read_fails_only_the_trial_of_that_worker(stor
             assert why in f.read()
 
 
+def forgets_the_metric_once(config):
+    """Reports ``score`` four times; trial ``x=0`` reports ``other`` instead at the second."""
+    for i in range(1, 5):
+        tune.report({"other": 1.0} if config["x"] == 0 and i == 2 else {"score": float(config["x"] + i)})
+
+
+def test_a_result_without_the_metric_ends_the_run_with_its_trial_failed_and_the_rest_left_to_restore(
+        storage, monkeypatch):
+    """As in Ray Tune, a result without ``TuneConfig(metric=...)`` ends the run (strict metric
+    checking).  The trial that reported it is ERROR with that message (error.txt too); the
+    others are left as they were, so a restore with the check turned off runs them all."""
+    space = {"x": tune.grid_search([0, 1, 2, 3])}
+    with pytest.raises(tune.TuneError, match="without the metric 'score'"):
+        fit(forgets_the_metric_once, storage, space, tune_config=tune.TuneConfig(metric="score", mode="max"))
+    path = os.path.join(storage, "exp")
+    read = {r.config["x"]: r for r in tune.ResultGrid.from_path(path)}
+    assert "without the metric 'score'" in str(read[0].error)
+    with open(os.path.join(read[0].path, "error.txt")) as f:
+        assert "without the metric 'score'" in f.read()
+    assert [r["score"] for r in lines(os.path.join(read[0].path, "result.json"))] == [1.0]
+
+    monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    grid = tune.Tuner.restore(path, trainable=forgets_the_metric_once).fit()
+    by_x = {r.config["x"]: r for r in grid}
+    assert sorted(by_x) == [0, 1, 2, 3]
+    assert "without the metric 'score'" in str(by_x[0].error)  # (not restarted: restart_errored is not set)
+    assert [(by_x[x].error, by_x[x].metrics["score"], by_x[x].metrics["training_iteration"]) for x in (1, 2, 3)] == [
+        (None, 5.0, 4), (None, 6.0, 4), (None, 7.0, 4)]
+
 
 def test_the_other_replies_of_the_poll_that_brought_a_malformed_one_are_handled(tmp_path):
     import ray
