@@ -25,6 +25,7 @@ from fasttune.execution import _protocol as protocol
 from fasttune.execution._checkpoint_book import KeptHistory
 from fasttune.execution._trial_state import reads_as_flattened
 from fasttune.experiment.trial import Trial, failure_text
+from fasttune.schedulers._common import MetricNotANumber
 from fasttune.schedulers.trial_scheduler import TrialScheduler
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,11 @@ class TrialEventHandlers:
         try:
             decision = self._judge_batch(trial, results, times, judged, last_before, metrics_before,
                                          ingested.metric_values, saved, write_batch)
+        except MetricNotANumber as error:
+            # One trial's bad result, not the scheduler's fault: that trial fails (the
+            # results from the bad one on are not counted), the sweep goes on.
+            self._fail_running_trial(trial, f"Trial {trial} failed: {error}", error)
+            return
         finally:
             # Also when the write raised (e.g. a Ctrl-C while waiting for the writer): the
             # snapshot on the way out counts what it leaves.

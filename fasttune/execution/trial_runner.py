@@ -550,7 +550,11 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         """``reset_trial`` gave ``trial`` a config no worker can be sent: that trial ends
         as ERROR with the config it ran with (its worker stops it), as a new trial with
         such a config does; the sweep goes on (unless ``fail_fast``)."""
-        text = f"Trial {trial} could not be reset: {error}"
+        self._fail_running_trial(trial, f"Trial {trial} could not be reset: {error}", error)
+
+    def _fail_running_trial(self, trial: Trial, text: str, error: BaseException) -> None:
+        """The driver fails ``trial`` for ``error`` (``text`` says why, in its error.txt
+        too): ERROR, its worker stops it; the sweep goes on (unless ``fail_fast``)."""
         failure = TuneError(text)
         failure.__cause__ = error
         self._record_error(trial, text, failure)

@@ -153,6 +153,11 @@ def require_metric_and_mode(scheduler: Any) -> None:
         )
 
 
+class MetricNotANumber(TypeError):
+    """A result holds the metric a scheduler compares as something that is not a number:
+    the reporting trial's bad result (the runner fails that trial), not the scheduler's."""
+
+
 def metric_value(value: Any, key: str, owner: str, trial: Any) -> float:
     """``value`` of result key ``key`` as a float; a clear error when it is not a number."""
     if type(value) is float:  # (the usual case, without the ABC's isinstance)
@@ -166,7 +171,7 @@ def metric_value(value: Any, key: str, owner: str, trial: Any) -> float:
             return float(value)
     except (TypeError, ValueError):  # pragma: no cover - a numpy scalar that is no number
         pass
-    raise TypeError(
+    raise MetricNotANumber(
         f"{owner}: trial {trial} reported {key!r} = {value!r} ({type(value).__name__}); the "
         f"scheduler compares {key!r} across trials, so report it as a number."
     )
