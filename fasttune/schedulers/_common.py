@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Type
 
 from fasttune import _corelib as core
 from fasttune._serialization import dump_file, load_file
+from fasttune.error import TuneError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fasttune.schedulers._controller import TuneControllerView
@@ -153,9 +154,10 @@ def require_metric_and_mode(scheduler: Any) -> None:
         )
 
 
-class MetricNotANumber(TypeError):
+class MetricNotANumber(TuneError, TypeError):
     """A result holds the metric a scheduler compares as something that is not a number:
-    the reporting trial's bad result (the runner fails that trial), not the scheduler's."""
+    the reporting trial's bad result (the runner fails that trial), not the scheduler's.
+    A ``TypeError`` (what the value is) and a ``TuneError`` (what fasttune refuses)."""
 
 
 def metric_value(value: Any, key: str, owner: str, trial: Any) -> float:

@@ -331,27 +331,31 @@ def reports_text_once(config):
         tune.report({"score": "high" if config["x"] == 0 and i == 2 else float(config["x"] + i)})
 
 
-@pytest.mark.parametrize("scheduler", ["asha", "median", "hyperband"])
+@pytest.mark.parametrize("scheduler", ["asha", "median", "hyperband", "pbt"])
 def test_a_metric_a_scheduler_cannot_compare_fails_only_its_trial(storage, scheduler):
     """A scheduler compares the metric across trials: a trial reporting it as text fails,
     with an error naming the key and the value; the other trials run to their end."""
-    from fasttune.schedulers import ASHAScheduler, HyperBandScheduler, MedianStoppingRule
+    from fasttune.schedulers import ASHAScheduler, HyperBandScheduler, MedianStoppingRule, PopulationBasedTraining
 
     made = {"asha": lambda: ASHAScheduler(max_t=4, grace_period=4),
             "median": lambda: MedianStoppingRule(grace_period=4),
-            "hyperband": lambda: HyperBandScheduler(max_t=4)}[scheduler]()
+            "hyperband": lambda: HyperBandScheduler(max_t=4),
+            # (a quantile of one trial of three: no trial is ranked low enough to exploit)
+            "pbt": lambda: PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2,
+                                                   quantile_fraction=0.01, hyperparam_mutations={"x": [1, 2]})}[scheduler]()
     grid = fit(reports_text_once, storage, {"x": tune.grid_search([0, 1, 2])},
                tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=made))
     by_x = {r.config["x"]: r for r in grid}
     assert isinstance(by_x[0].error, tune.TuneError)
-    assert "reported 'score' = 'high' (str)" in str(by_x[0].error)
+    named = "'score' of trial" if scheduler == "pbt" else "reported 'score' = 'high' (str)"
+    assert named in str(by_x[0].error) and "'high'" in str(by_x[0].error)
     with open(os.path.join(by_x[0].path, "error.txt")) as f:
-        assert "reported 'score' = 'high' (str)" in f.read()
+        assert named in f.read()
     assert by_x[1].error is None and by_x[2].error is None
     if scheduler != "hyperband":  # (its halving may stop one of them early)
         assert [by_x[x].metrics["training_iteration"] for x in (1, 2)] == [4, 4]
     read = {r.config["x"]: r for r in tune.ResultGrid.from_path(grid.experiment_path)}
-    assert "'score' = 'high'" in str(read[0].error) and read[1].error is None
+    assert named in str(read[0].error) and read[1].error is None
 
 
 def test_the_other_replies_of_the_poll_that_brought_a_malformed_one_are_handled(tmp_path):
