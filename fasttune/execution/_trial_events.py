@@ -108,7 +108,7 @@ class TrialEventHandlers:
         except MetricNotANumber as error:
             # One trial's bad result, not the scheduler's fault: that trial fails (the
             # results from the bad one on are not counted), the sweep goes on.
-            self._fail_running_trial(trial, f"Trial {trial} failed: {error}", error)
+            self._fail_running_trial(trial, str(error), error)
             return
         finally:
             # Also when the write raised (e.g. a Ctrl-C while waiting for the writer): the
