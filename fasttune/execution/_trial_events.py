@@ -25,6 +25,7 @@ from fasttune.execution import _protocol as protocol
 from fasttune.execution._checkpoint_book import KeptHistory
 from fasttune.execution._trial_state import reads_as_flattened
 from fasttune.experiment.trial import Trial, failure_text
+from fasttune.schedulers._common import MetricNotANumber
 from fasttune.schedulers.trial_scheduler import TrialScheduler
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,11 @@ class TrialEventHandlers:
         try:
             decision = self._judge_batch(trial, results, times, judged, last_before, metrics_before,
                                          ingested.metric_values, saved, write_batch)
+        except MetricNotANumber as error:
+            # One trial's bad result, not the scheduler's fault: that trial fails (the
+            # results from the bad one on are not counted), the sweep goes on.
+            self._fail_running_trial(trial, str(error), error)
+            return
         finally:
             # Also when the write raised (e.g. a Ctrl-C while waiting for the writer): the
             # snapshot on the way out counts what it leaves.
@@ -113,8 +119,14 @@ class TrialEventHandlers:
             self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
                                  results=results, times=times[:count])
         if ingested.error is not None:
-            self._fatal = TuneError(ingested.error)
-            self._stop_all()
+            # A result the driver refuses (strict metric checking) ends the run, as in Ray
+            # Tune: its trial fails saying why (error.txt, ERROR), the other trials are left
+            # as they are, so the final snapshot keeps them for a restore to run.
+            failure = TuneError(ingested.error)
+            self._fatal = failure
+            self._record_error(trial, ingested.error, failure)
+            trial.end_time = self._clock.time()
+            self.stop_trial(trial, error=True, exc=failure)
             return
         if not judged or ingested.stopped:
             return  # at its stop criterion the worker ends the trial itself

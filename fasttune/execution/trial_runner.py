@@ -150,6 +150,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         # Set while the search algorithm makes a trial in the background and the loop
         # should wake when it is ready (see next_trial_to_start).
         self._awaiting: Any = None
+        # Whether the step's next_trial_to_start added a trial from the searcher: one that
+        # failed at once (a config no worker can be sent) starts nothing, yet the sweep moved.
+        self._added_new_trial = False
         self._fatal: Optional[BaseException] = None
         # After a restore: the trials a worker held at the snapshot, started again before
         # the scheduler chooses any other (the run never interrupted had them running on).
@@ -243,7 +246,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
                 self._on_worker_death(slot, payload)
         served = self._server is not None and self._server.serve_pending()
         if (event is None and not served and next_trial is None and self._awaiting is None
-                and not self._table.held_count()
+                and not self._added_new_trial and not self._table.held_count()
                 and not self.is_finished()):
             self._await_resources_or_raise()
         self.end_step()
@@ -297,6 +300,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         """The trial to start now, if a worker can take one: the scheduler's choice, else a
         new one from the searcher (added here; it waits PENDING while no worker is free)."""
         self._awaiting = None
+        self._added_new_trial = False
         if self._stopping_all:
             self._end_late_suggestion()
             return None
@@ -312,6 +316,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             new_trial = self._search_alg.next_trial() if self._search_inline else self._search_alg.poll_trial()
             if new_trial is not None:
                 self.add_trial(new_trial)
+                self._added_new_trial = True
                 trial = self._scheduler.choose_trial_to_run(self)
             else:
                 self._awaiting = self._search_alg.pending_suggestion
@@ -545,7 +550,11 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         """``reset_trial`` gave ``trial`` a config no worker can be sent: that trial ends
         as ERROR with the config it ran with (its worker stops it), as a new trial with
         such a config does; the sweep goes on (unless ``fail_fast``)."""
-        text = f"Trial {trial} could not be reset: {error}"
+        self._fail_running_trial(trial, f"Trial {trial} could not be reset: {error}", error)
+
+    def _fail_running_trial(self, trial: Trial, text: str, error: BaseException) -> None:
+        """The driver fails ``trial`` for ``error`` (``text`` says why, in its error.txt
+        too): ERROR, its worker stops it; the sweep goes on (unless ``fail_fast``)."""
         failure = TuneError(text)
         failure.__cause__ = error
         self._record_error(trial, text, failure)

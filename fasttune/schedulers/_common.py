@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Type
 
 from fasttune import _corelib as core
 from fasttune._serialization import dump_file, load_file
+from fasttune.error import TuneError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fasttune.schedulers._controller import TuneControllerView
@@ -153,6 +154,12 @@ def require_metric_and_mode(scheduler: Any) -> None:
         )
 
 
+class MetricNotANumber(TuneError, TypeError):
+    """A result holds the metric a scheduler compares as something that is not a number:
+    the reporting trial's bad result (the runner fails that trial), not the scheduler's.
+    A ``TypeError`` (what the value is) and a ``TuneError`` (what fasttune refuses)."""
+
+
 def metric_value(value: Any, key: str, owner: str, trial: Any) -> float:
     """``value`` of result key ``key`` as a float; a clear error when it is not a number."""
     if type(value) is float:  # (the usual case, without the ABC's isinstance)
@@ -166,7 +173,7 @@ def metric_value(value: Any, key: str, owner: str, trial: Any) -> float:
             return float(value)
     except (TypeError, ValueError):  # pragma: no cover - a numpy scalar that is no number
         pass
-    raise TypeError(
+    raise MetricNotANumber(
         f"{owner}: trial {trial} reported {key!r} = {value!r} ({type(value).__name__}); the "
         f"scheduler compares {key!r} across trials, so report it as a number."
     )

@@ -40,6 +40,7 @@ from fasttune._jsonable import json_default
 from fasttune.error import TuneError
 from fasttune.schedulers._common import (
     TRAINING_ITERATION,
+    MetricNotANumber,
     check_function,
     check_mode,
     check_name,
@@ -392,7 +393,7 @@ class PopulationBasedTraining(FIFOScheduler):
     def _save_trial_state(self, idx: int, trial: "Trial", time: float, result: Dict[str, Any]) -> float:
         value = result[self._metric]
         if not is_real_number(value) and not isinstance(value, np.number):
-            raise TuneError(
+            raise MetricNotANumber(
                 f"{type(self).__name__}: metric {self._metric!r} of trial {trial} must be a number, "
                 f"got {value!r}."
             )

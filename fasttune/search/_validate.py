@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Hashable, Tuple
 
+from fasttune._core_shared import MAX_DEPTH
 from fasttune.search._grid import GRID_KEY, check_grid_values
 from fasttune.search.sample import Domain, Function
 
@@ -35,10 +36,19 @@ def validate_param_space(space: Any, name: str = "param_space") -> None:
             f"{name} must be a dict of parameter names to values or search-space domains, "
             f"got {type(space).__name__}"
         )
-    _check(space, (), name)
+    _check(space, (), name, 0)
 
 
-def _check(value: Any, path: Tuple[Hashable, ...], name: str) -> None:
+def _check(value: Any, path: Tuple[Hashable, ...], name: str, depth: int) -> None:
+    """``depth``: how many dicts and lists hold ``value`` in the config it becomes (a grid
+    search's values take its place: they are at its depth)."""
+    if depth > MAX_DEPTH and isinstance(value, (Mapping, list, tuple)):
+        # A config is written to params.json and with each result to result.json: as deep
+        # as a reported result may be at most, and refused here, before any recursion.
+        shown = where(path[:2], name) + ("..." if len(path) > 2 else "")
+        raise ValueError(
+            f"{shown} is nested more than {MAX_DEPTH} levels deep; a config may nest as deep as "
+            "a reported result, so that the experiment's files can be read back.")
     if isinstance(value, Domain):
         if isinstance(value, Function) and not callable(value.func):
             raise TypeError(f"{where(path, name)}: sample_from needs a callable, got {value.func!r}.")
@@ -52,11 +62,11 @@ def _check(value: Any, path: Tuple[Hashable, ...], name: str) -> None:
             )
         check_grid_values(value[GRID_KEY], where(path, name))
         for index, item in enumerate(value[GRID_KEY]):
-            _check(item, path + (GRID_KEY, index), name)
+            _check(item, path + (GRID_KEY, index), name, depth)
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
-            _check(item, path + (key,), name)
+            _check(item, path + (key,), name, depth + 1)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _check(item, path + (index,), name)
+            _check(item, path + (index,), name, depth + 1)

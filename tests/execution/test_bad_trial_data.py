@@ -88,18 +88,20 @@ def test_a_config_msgpack_cannot_carry_reaches_the_trainable_and_one_nothing_can
 
 
 
-class SuggestsALockSecond(Searcher):
-    """Suggests ``{"i": 0, "v": 1}``, then ``{"i": 1, "v": <a lock>}``, then ``{"i": 2, "v": 3}``."""
+class SuggestsALockAt(Searcher):
+    """Suggests ``{"i": i, "v": i + 1}`` for i in 0, 1, 2, with a lock as ``v`` at ``lock_at``."""
 
-    def __init__(self):
+    def __init__(self, lock_at):
         super().__init__()
         self.suggested = 0
+        self.lock_at = lock_at
 
     def suggest(self, trial_id):
         if self.suggested == 3:
             return Searcher.FINISHED
         self.suggested += 1
-        return {"i": self.suggested - 1, "v": threading.Lock() if self.suggested == 2 else self.suggested}
+        return {"i": self.suggested - 1,
+                "v": threading.Lock() if self.suggested - 1 == self.lock_at else self.suggested}
 
     def on_trial_complete(self, trial_id, result=None, error=False):
         pass
@@ -109,21 +111,25 @@ def reports_its_value(config):
     tune.report({"v": config["v"]})
 
 
-@pytest.mark.parametrize("source", ["searcher", "sample_from"])
-def test_a_config_value_that_can_be_neither_copied_nor_sent_fails_only_its_trial(storage, source):
+@pytest.mark.parametrize("source,lock_at", [("searcher", 1), ("sample_from", 1), ("searcher", 0), ("sample_from", 0)],
+                         ids=["searcher", "sample_from", "searcher_first", "sample_from_first"])
+def test_a_config_value_that_can_be_neither_copied_nor_sent_fails_only_its_trial(storage, source, lock_at):
     """A lock can be neither deep-copied (the config's copy per trial) nor pickled: the
-    trial holding it fails naming the key; the sweep goes on."""
+    trial holding it fails naming the key; the sweep goes on, also when it is the first
+    trial (nothing runs then: the searcher is asked for the next, not taken for stuck)."""
     if source == "searcher":
-        grid = fit(reports_its_value, storage, tune_config=tune.TuneConfig(search_alg=SuggestsALockSecond(), num_samples=3))
+        grid = fit(reports_its_value, storage,
+                   tune_config=tune.TuneConfig(search_alg=SuggestsALockAt(lock_at), num_samples=3))
     else:
         space = {"i": tune.grid_search([0, 1, 2]),
-                 "v": tune.sample_from(lambda spec: threading.Lock() if spec.config.i == 1 else spec.config.i + 1)}
+                 "v": tune.sample_from(lambda spec: threading.Lock() if spec.config.i == lock_at else spec.config.i + 1)}
         grid = fit(reports_its_value, storage, space=space)
     by_i = {r.config["i"]: r for r in grid}
     assert sorted(by_i) == [0, 1, 2]
-    assert [by_i[0].metrics["v"], by_i[2].metrics["v"]] == [1, 3]
-    assert by_i[0].error is None and by_i[2].error is None
-    assert isinstance(by_i[1].error, tune.TuneError) and "config['v'] is a lock" in str(by_i[1].error)
+    fine = [i for i in range(3) if i != lock_at]
+    assert [by_i[i].metrics["v"] for i in fine] == [i + 1 for i in fine]
+    assert all(by_i[i].error is None for i in fine)
+    assert isinstance(by_i[lock_at].error, tune.TuneError) and "config['v'] is a lock" in str(by_i[lock_at].error)
 
 
 def reports_the_day(config):
@@ -288,6 +294,68 @@ def test_a_reply_the_driver_cannot_read_fails_only_the_trial_of_that_worker(stor
         with open(os.path.join(result.path, "error.txt")) as f:
             assert why in f.read()
 
+
+def forgets_the_metric_once(config):
+    """Reports ``score`` four times; trial ``x=0`` reports ``other`` instead at the second."""
+    for i in range(1, 5):
+        tune.report({"other": 1.0} if config["x"] == 0 and i == 2 else {"score": float(config["x"] + i)})
+
+
+def test_a_result_without_the_metric_ends_the_run_with_its_trial_failed_and_the_rest_left_to_restore(
+        storage, monkeypatch):
+    """As in Ray Tune, a result without ``TuneConfig(metric=...)`` ends the run (strict metric
+    checking).  The trial that reported it is ERROR with that message (error.txt too); the
+    others are left as they were, so a restore with the check turned off runs them all."""
+    space = {"x": tune.grid_search([0, 1, 2, 3])}
+    with pytest.raises(tune.TuneError, match="without the metric 'score'"):
+        fit(forgets_the_metric_once, storage, space, tune_config=tune.TuneConfig(metric="score", mode="max"))
+    path = os.path.join(storage, "exp")
+    read = {r.config["x"]: r for r in tune.ResultGrid.from_path(path)}
+    assert "without the metric 'score'" in str(read[0].error)
+    with open(os.path.join(read[0].path, "error.txt")) as f:
+        assert "without the metric 'score'" in f.read()
+    assert [r["score"] for r in lines(os.path.join(read[0].path, "result.json"))] == [1.0]
+
+    monkeypatch.setenv("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    grid = tune.Tuner.restore(path, trainable=forgets_the_metric_once).fit()
+    by_x = {r.config["x"]: r for r in grid}
+    assert sorted(by_x) == [0, 1, 2, 3]
+    assert "without the metric 'score'" in str(by_x[0].error)  # (not restarted: restart_errored is not set)
+    assert [(by_x[x].error, by_x[x].metrics["score"], by_x[x].metrics["training_iteration"]) for x in (1, 2, 3)] == [
+        (None, 5.0, 4), (None, 6.0, 4), (None, 7.0, 4)]
+
+
+def reports_text_once(config):
+    """Reports ``score`` four times; trial ``x=0`` reports it as text at the second."""
+    for i in range(1, 5):
+        tune.report({"score": "high" if config["x"] == 0 and i == 2 else float(config["x"] + i)})
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "median", "hyperband", "pbt"])
+def test_a_metric_a_scheduler_cannot_compare_fails_only_its_trial(storage, scheduler):
+    """A scheduler compares the metric across trials: a trial reporting it as text fails,
+    with an error naming the key and the value; the other trials run to their end."""
+    from fasttune.schedulers import ASHAScheduler, HyperBandScheduler, MedianStoppingRule, PopulationBasedTraining
+
+    made = {"asha": lambda: ASHAScheduler(max_t=4, grace_period=4),
+            "median": lambda: MedianStoppingRule(grace_period=4),
+            "hyperband": lambda: HyperBandScheduler(max_t=4),
+            # (a quantile of one trial of three: no trial is ranked low enough to exploit)
+            "pbt": lambda: PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=2,
+                                                   quantile_fraction=0.01, hyperparam_mutations={"x": [1, 2]})}[scheduler]()
+    grid = fit(reports_text_once, storage, {"x": tune.grid_search([0, 1, 2])},
+               tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=made))
+    by_x = {r.config["x"]: r for r in grid}
+    assert isinstance(by_x[0].error, tune.TuneError)
+    named = "'score' of trial" if scheduler == "pbt" else "reported 'score' = 'high' (str)"
+    assert named in str(by_x[0].error) and "'high'" in str(by_x[0].error)
+    with open(os.path.join(by_x[0].path, "error.txt")) as f:
+        assert named in f.read()
+    assert by_x[1].error is None and by_x[2].error is None
+    if scheduler != "hyperband":  # (its halving may stop one of them early)
+        assert [by_x[x].metrics["training_iteration"] for x in (1, 2)] == [4, 4]
+    read = {r.config["x"]: r for r in tune.ResultGrid.from_path(grid.experiment_path)}
+    assert named in str(read[0].error) and read[1].error is None
 
 
 def test_the_other_replies_of_the_poll_that_brought_a_malformed_one_are_handled(tmp_path):

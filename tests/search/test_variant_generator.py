@@ -309,6 +309,26 @@ def test_validate_param_space_messages():
     validate_param_space({"a": choice([[1, 2], [3]]), "b": [uniform(0, 1)], "c": grid_search([1]), "d": print})
 
 
+def _nested(depth, leaf=1):
+    for _ in range(depth):
+        leaf = {"a": leaf}
+    return leaf
+
+
+@pytest.mark.parametrize("depth", [101, 300, 5000])
+def test_a_param_space_nested_deeper_than_a_result_may_be_is_refused_naming_where(depth):
+    """A config is written to params.json and, in every result, result.json: nested deeper
+    than a reported result may be (100 levels), it is refused up front with a clear error,
+    never a RecursionError, nor files the readers then refuse as corrupt."""
+    import fasttune as tune
+
+    for space in ({"net": _nested(depth)}, {"net": grid_search([1, [_nested(depth)]])}):
+        with pytest.raises(ValueError, match=r"param_space\['net'\]\S* is nested more than 100 levels deep"):
+            validate_param_space(space)
+        with pytest.raises(ValueError, match="nested more than 100 levels deep"):
+            tune.Tuner(lambda config: None, param_space=space)
+    validate_param_space({"net": _nested(99), "grid": grid_search([_nested(98)])})  # (grid levels are not config levels)
+
 def test_generate_variants_rejects_a_malformed_grid_with_its_path():
     with pytest.raises(TypeError, match="config/opt/lr: grid_search needs a list"):
         list(generate_variants({"config": {"opt": {"lr": {"grid_search": 3}}}}))

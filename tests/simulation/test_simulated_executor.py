@@ -192,6 +192,25 @@ def test_a_config_the_blackbox_cannot_answer_fails_that_trial_only(tmp_path):
     assert failed.config["x"] == 0.9 and "no curve for x=0.9" in str(failed.error)
 
 
+
+def test_configs_no_worker_can_be_sent_fail_their_trials_also_when_nothing_else_runs(tmp_path):
+    """The first two trials hold a lock (neither copied nor sent): each fails at once,
+    naming the key, while no other trial runs yet; the searcher is asked on, not taken
+    for stuck, and the trials after them run."""
+    import threading
+
+    space = {"i": tune.grid_search([0, 1, 2, 3]),
+             "v": tune.sample_from(lambda spec: threading.Lock() if spec.config.i < 2 else spec.config.i)}
+    blackbox = FunctionBlackbox(lambda config, epoch: ({"loss": config["i"] / epoch}, 1.0), space, [1, 2], ["loss"])
+    grid = fit(Simulation(blackbox, num_workers=2), str(tmp_path), space=space, name="locks",
+               tune_config=tune.TuneConfig(metric="loss", mode="min"))
+    by_i = {r.config["i"]: r for r in grid}
+    assert sorted(by_i) == [0, 1, 2, 3]
+    for i in (0, 1):
+        assert "was not started: config['v'] is a lock" in str(by_i[i].error)
+    assert [(by_i[i].error, by_i[i].metrics["loss"]) for i in (2, 3)] == [(None, 1.0), (None, 1.5)]
+    assert tune.ResultGrid.from_path(grid.experiment_path).num_errors == 2
+
 def test_bad_settings_are_refused_when_made(table):
     with pytest.raises(ValueError, match="num_workers must be a positive int"):
         Simulation(table, num_workers=0)
