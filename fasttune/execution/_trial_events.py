@@ -25,7 +25,8 @@ from fasttune.execution import _protocol as protocol
 from fasttune.execution._checkpoint_book import KeptHistory
 from fasttune.execution._trial_state import reads_as_flattened
 from fasttune.experiment.trial import Trial, failure_text
-from fasttune.schedulers._common import MetricNotANumber
+from fasttune._flatten import lookup_nested
+from fasttune.schedulers._common import MetricNotANumber, metric_value
 from fasttune.schedulers.trial_scheduler import TrialScheduler
 
 logger = logging.getLogger(__name__)
@@ -464,8 +465,12 @@ class TrialEventHandlers:
         self.results_processed += count
         trial.results_seen += count
         trial.last_result = results[-1]
-        decision = self._judge_batch(trial, results, times, trial.status == Trial.RUNNING, last_before,
-                                     metrics_before, metric_values, {}, flat_results=flat_results)
+        try:
+            decision = self._judge_batch(trial, results, times, trial.status == Trial.RUNNING, last_before,
+                                         metrics_before, metric_values, {}, flat_results=flat_results)
+        except MetricNotANumber as error:
+            self._fail_running_trial(trial, str(error), error)  # as _on_results: that trial alone
+            return TrialScheduler.STOP
         if self._callbacks_see_batches:
             self._callbacks.call("on_trial_result_batch", iteration=self._iteration, trials=self._trials, trial=trial,
                                  results=results, times=times)
@@ -516,6 +521,26 @@ class TrialEventHandlers:
         self._close_trial(trial)
 
     def _complete(self, trial: Trial) -> None:
+        metric = self._scheduler._metric_compared()
+        if metric is not None and trial.last_result:
+            # The scheduler hears the last result (of a trial that stopped at its stop
+            # criterion, or said it is done) only now: a metric it cannot compare there
+            # fails the trial, as at any other result, rather than ending the run.
+            try:
+                raw = lookup_nested(trial.last_result, metric)
+                if raw is not None:
+                    metric_value(raw, metric, type(self._scheduler).__name__, trial)
+            except MetricNotANumber as error:
+                failure = TuneError(str(error))
+                failure.__cause__ = error
+                self._record_error(trial, str(error), failure)
+                trial.end_time = self._clock.time()
+                self._end_with_error(trial, failure)
+                if self._fail_fast == "raise":
+                    self._fatal = failure
+                if self._fail_fast:
+                    self._stop_all()
+                return
         trial.set_status(Trial.TERMINATED)
         trial.end_time = self._clock.time()
         result = dict(trial.last_result)
@@ -525,6 +550,14 @@ class TrialEventHandlers:
         self._scheduler.on_trial_complete(self, trial, result)
         self._search_alg.on_trial_complete(trial.trial_id, result=result)
         self._callbacks.call("on_trial_complete", iteration=self._iteration, trials=self._trials, trial=trial)
+
+    def _end_with_error(self, trial: Trial, failure: BaseException) -> None:
+        """``trial`` ends as ERROR for ``failure``, which the scheduler, searcher and callbacks hear."""
+        trial.set_status(Trial.ERROR)
+        trial.error = failure
+        self._scheduler.on_trial_error(self, trial)
+        self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
+        self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
 
     def _close_trial(self, trial: Trial) -> None:
         state = self._states[trial.trial_id]

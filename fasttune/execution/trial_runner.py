@@ -488,11 +488,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         held = self.is_trial_held(trial) and self.trial_executor.stop_trial(trial)
         self._unassigned.pop(trial.trial_id, None)
         if error:
-            trial.set_status(Trial.ERROR)
-            trial.error = exc or TuneError(f"Trial {trial} was stopped with an error.")
-            self._scheduler.on_trial_error(self, trial)
-            self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
-            self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
+            self._end_with_error(trial, exc or TuneError(f"Trial {trial} was stopped with an error."))
         else:
             self._complete(trial)
         if not held:

@@ -183,6 +183,8 @@ class MedianStoppingRule(TrialScheduler):
         >>> config = tune.TuneConfig(metric="loss", mode="min", scheduler=scheduler)
     """
 
+    _compares_metric = True
+
     def __init__(
         self,
         time_attr: str = "time_total_s",

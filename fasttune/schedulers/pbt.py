@@ -150,6 +150,8 @@ class PopulationBasedTraining(FIFOScheduler):
         'PopulationBasedTraining: 0 perturbs, 0 exploits skipped (donor without checkpoint)'
     """
 
+    _compares_metric = True
+
     _policy_prefix = "pbt"
 
     def __init__(

@@ -398,6 +398,9 @@ class ResourceChangingScheduler(TrialScheduler):
     def metric(self) -> Optional[str]:
         return self._base_scheduler.metric
 
+    def _metric_compared(self) -> Optional[str]:
+        return self._base_scheduler._metric_compared()
+
     @property
     def mode(self) -> Optional[str]:
         return self._base_scheduler.mode

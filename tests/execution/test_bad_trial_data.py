@@ -358,6 +358,47 @@ def test_a_metric_a_scheduler_cannot_compare_fails_only_its_trial(storage, sched
     assert named in str(read[0].error) and read[1].error is None
 
 
+def stops_at_two_reporting_text_once(config):
+    """Reports ``score`` until its stop criterion (iteration 2); trial ``x=0`` reports it as text there."""
+    for i in range(1, 5):
+        tune.report({"score": "high" if config["x"] == 0 and i == 2 else float(config["x"] + i)})
+
+
+class DoneAtTwoWithTextOnce(tune.Trainable):
+    """Says it is done at its second step; trial ``x=0`` reports ``score`` as text there."""
+
+    def step(self):
+        i = self.iteration + 1
+        score = "high" if self.config["x"] == 0 and i == 2 else float(self.config["x"] + i)
+        return {"score": score, "done": i == 2}
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "median", "pbt"])
+@pytest.mark.parametrize("how", ["stop_dict", "done"])
+def test_a_metric_a_scheduler_cannot_compare_in_a_final_result_fails_only_its_trial(storage, scheduler, how):
+    """The scheduler hears a trial's final result (at its stop criterion, or where it says it
+    is done) only once the trial is over; text there fails the trial as anywhere else."""
+    from fasttune.schedulers import ASHAScheduler, MedianStoppingRule, PopulationBasedTraining
+
+    made = {"asha": lambda: ASHAScheduler(max_t=4, grace_period=4),
+            "median": lambda: MedianStoppingRule(grace_period=4),
+            "pbt": lambda: PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=4,
+                                                   hyperparam_mutations={"x": [1, 2]})}[scheduler]()
+    trainable, stop = ((stops_at_two_reporting_text_once, {"training_iteration": 2}) if how == "stop_dict"
+                       else (DoneAtTwoWithTextOnce, None))
+    grid = fit(trainable, storage, {"x": tune.grid_search([0, 1, 2])}, stop=stop,
+               tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=made))
+    by_x = {r.config["x"]: r for r in grid}
+    named = "reported 'score' = 'high' (str)"
+    assert isinstance(by_x[0].error, tune.TuneError) and named in str(by_x[0].error)
+    with open(os.path.join(by_x[0].path, "error.txt")) as f:
+        assert named in f.read()
+    assert [(by_x[x].error, by_x[x].metrics["training_iteration"]) for x in (1, 2)] == [(None, 2), (None, 2)]
+    assert grid.num_errors == 1 and grid.num_terminated == 2
+    read = {r.config["x"]: r for r in tune.ResultGrid.from_path(grid.experiment_path)}
+    assert named in str(read[0].error) and read[0]._status == "ERROR" and read[1].error is None
+
+
 def test_the_other_replies_of_the_poll_that_brought_a_malformed_one_are_handled(tmp_path):
     import ray
 

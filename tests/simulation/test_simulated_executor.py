@@ -12,7 +12,7 @@ import fasttune as tune
 from fasttune.schedulers import ASHAScheduler, PopulationBasedTraining
 from fasttune.search import BasicVariantGenerator, uniform
 from fasttune.simulation import (
-    FunctionBlackbox, Simulation, SimulatedClock, SimulatedExecutor, TabularBlackbox, blackbox_trainable,
+    Blackbox, FunctionBlackbox, Simulation, SimulatedClock, SimulatedExecutor, TabularBlackbox, blackbox_trainable,
     learning_curve_table,
     reference_trial_order,
 )
@@ -393,3 +393,24 @@ def test_points_on_the_fidelity_wait_where_their_watch_says_from_any_start(needs
                                                             "restore": f"/exp/a/{checkpoint}", "iteration": 4})
         # (A segment's watch starts afresh: it waits once for each of 1 and 3, passed already.)
         assert waited == expected(5) == ([5, 6, 9] if needs == ["loss"] else list(range(5, 10)))
+
+
+class TextLossForTrialZero(Blackbox):
+    """Four epochs of a falling loss; configuration ``i=0`` reports its loss as text."""
+
+    def curve(self, config):
+        epochs = np.array([1.0, 2.0, 3.0, 4.0])
+        loss = np.array(["bad"] * 4, dtype=object) if config["i"] == 0 else config["i"] / epochs
+        return {"loss": loss}, np.ones(4)
+
+
+@pytest.mark.parametrize("engine", ["direct", "runner"])
+def test_a_metric_asha_cannot_compare_fails_only_its_trial_in_either_loop(tmp_path, engine):
+    space = {"i": tune.grid_search([0, 1, 2])}
+    blackbox = TextLossForTrialZero(space, "epoch", [1, 2, 3, 4], ["loss"])
+    grid = fit(Simulation(blackbox, num_workers=2, engine=engine), str(tmp_path), space=space,
+               tune_config=tune.TuneConfig(metric="loss", mode="min", scheduler=ASHAScheduler(max_t=4, grace_period=1)))
+    by_i = {r.config["i"]: r for r in grid}
+    assert "AsyncHyperBandScheduler: trial" in str(by_i[0].error) and "'loss' = 'bad' (str)" in str(by_i[0].error)
+    assert by_i[0].metrics == {}  # the bad result is not counted
+    assert by_i[1].error is None and by_i[2].error is None and grid.num_errors == 1
