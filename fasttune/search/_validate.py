@@ -15,7 +15,7 @@ from typing import Any, Hashable, Tuple
 
 from fasttune._core_shared import MAX_DEPTH
 from fasttune.search._grid import GRID_KEY, check_grid_values
-from fasttune.search.sample import Domain, Function
+from fasttune.search.sample import Categorical, Domain, Function
 
 
 def where(path: Tuple[Hashable, ...], root: str = "param_space") -> str:
@@ -39,19 +39,41 @@ def validate_param_space(space: Any, name: str = "param_space") -> None:
     _check(space, (), name, 0)
 
 
+def _too_deep(path: Tuple[Hashable, ...], name: str) -> None:
+    # A config is written to params.json and with each result to result.json: as deep as a
+    # reported result may be at most, and refused before any recursion goes further.
+    shown = where(path[:2], name) + ("..." if len(path) > 2 else "")
+    raise ValueError(
+        f"{shown} is nested more than {MAX_DEPTH} levels deep; a config may nest as deep as "
+        "a reported result, so that the experiment's files can be read back.")
+
+
+def _check_depth(value: Any, path: Tuple[Hashable, ...], name: str, depth: int) -> None:
+    """Only the depth rule of :func:`_check`, for a value a domain holds (a category)."""
+    if isinstance(value, Mapping):
+        if depth > MAX_DEPTH:
+            _too_deep(path, name)
+        for key, item in value.items():
+            _check_depth(item, path + (key,), name, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        if depth > MAX_DEPTH:
+            _too_deep(path, name)
+        for index, item in enumerate(value):
+            _check_depth(item, path + (index,), name, depth + 1)
+
+
 def _check(value: Any, path: Tuple[Hashable, ...], name: str, depth: int) -> None:
     """``depth``: how many dicts and lists hold ``value`` in the config it becomes (a grid
     search's values take its place: they are at its depth)."""
     if depth > MAX_DEPTH and isinstance(value, (Mapping, list, tuple)):
-        # A config is written to params.json and with each result to result.json: as deep
-        # as a reported result may be at most, and refused here, before any recursion.
-        shown = where(path[:2], name) + ("..." if len(path) > 2 else "")
-        raise ValueError(
-            f"{shown} is nested more than {MAX_DEPTH} levels deep; a config may nest as deep as "
-            "a reported result, so that the experiment's files can be read back.")
+        _too_deep(path, name)
     if isinstance(value, Domain):
         if isinstance(value, Function) and not callable(value.func):
             raise TypeError(f"{where(path, name)}: sample_from needs a callable, got {value.func!r}.")
+        if isinstance(value, Categorical):
+            # A category takes the domain's place in the config: it may nest as deep.
+            for index, category in enumerate(value.categories):
+                _check_depth(category, path + (index,), name, depth)
         return
     if isinstance(value, dict) and GRID_KEY in value:
         if len(value) != 1:

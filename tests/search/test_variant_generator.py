@@ -322,12 +322,16 @@ def test_a_param_space_nested_deeper_than_a_result_may_be_is_refused_naming_wher
     never a RecursionError, nor files the readers then refuse as corrupt."""
     import fasttune as tune
 
-    for space in ({"net": _nested(depth)}, {"net": grid_search([1, [_nested(depth)]])}):
+    for space in ({"net": _nested(depth)}, {"net": grid_search([1, [_nested(depth)]])},
+                  {"net": choice([1, _nested(depth)])}):
         with pytest.raises(ValueError, match=r"param_space\['net'\]\S* is nested more than 100 levels deep"):
             validate_param_space(space)
         with pytest.raises(ValueError, match="nested more than 100 levels deep"):
             tune.Tuner(lambda config: None, param_space=space)
-    validate_param_space({"net": _nested(99), "grid": grid_search([_nested(98)])})  # (grid levels are not config levels)
+    validate_param_space({"net": _nested(99), "grid": grid_search([_nested(98)]),
+                          "choice": choice([_nested(99), [_nested(98)]])})  # (grid levels are not config levels)
+    for space in ({"net": _nested(100)}, {"net": choice([_nested(100)])}):  # as deep as may be, both ways
+        validate_param_space(space)
 
 def test_generate_variants_rejects_a_malformed_grid_with_its_path():
     with pytest.raises(TypeError, match="config/opt/lr: grid_search needs a list"):
