@@ -381,6 +381,19 @@ def test_a_snapshot_naming_a_file_as_a_trial_directory_leaves_that_trial_out(qui
     assert "trial tuner.msgpack is left out: its directory name is a file of the experiment" in caplog.text
 
 
+def test_a_broken_link_where_a_trial_directory_was_does_not_refuse_a_restore(written, tmp_path):
+    """Only a file named as a trial directory is refused: a dangling link there (the trial's
+    files moved away) is no file of the experiment's, and the finished trial stays as it was."""
+    grid, experiment = written
+    path = copy_of(experiment, tmp_path)
+    moved = sorted(by_name(grid))[0]
+    shutil.rmtree(os.path.join(path, moved))
+    os.symlink(str(tmp_path / "gone"), os.path.join(path, moved))
+    restored = tune.Tuner.restore(path, trainable=Simulation(learning_curve_table(60, seed=0, n_epochs=9))).fit()
+    assert {name: r.metrics for name, r in by_name(restored).items()} == {
+        name: r.metrics for name, r in by_name(grid).items()}
+
+
 def truncate_record(record):
     del record[5:]
 

@@ -863,7 +863,8 @@ def summaries_of(trials: List[Any]) -> SnapshotSummaries:
         for trial in trials:
             dirname, status = trial.storage_dirname, trial.status
             error = str(trial.error) if trial.error_msg else None  # decode_trial's failure text
-            summaries[dirname] = TrialSummary(str(trial.trial_id), status, trial.config, trial.last_result, error)
+            # (The config copied: the grid's Results and the analysis' trials do not share one.)
+            summaries[dirname] = TrialSummary(str(trial.trial_id), status, dict(trial.config), trial.last_result, error)
             statuses[dirname] = status
     return SnapshotSummaries(summaries, statuses)
 

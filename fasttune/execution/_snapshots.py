@@ -434,7 +434,8 @@ def restore(writer: SnapshotWriter, experiment: Any, resume_config: Any, policie
                         f"and {len(state['dirnames'])} trial directories; the experiment cannot be restored.")
     files_of_experiment = _state._names_of_files(experiment_path)
     for row, dirname in enumerate(state["dirnames"]):
-        if dirname in files_of_experiment:
+        # (A file: not a broken link where a trial's directory was, which a restore may remake.)
+        if dirname in files_of_experiment and os.path.isfile(os.path.join(experiment_path, dirname)):
             # A crafted snapshot: the readers leave that trial out, a restore must not drop it.
             raise _state.CorruptExperimentState(
                 f"{path}: row {row} names the trial directory {dirname!r}, which is a file of the experiment; "

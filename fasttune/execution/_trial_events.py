@@ -25,8 +25,7 @@ from fasttune.execution import _protocol as protocol
 from fasttune.execution._checkpoint_book import KeptHistory
 from fasttune.execution._trial_state import reads_as_flattened
 from fasttune.experiment.trial import Trial, failure_text
-from fasttune._flatten import lookup_nested
-from fasttune.schedulers._common import MetricNotANumber, metric_value
+from fasttune.schedulers._common import MetricNotANumber
 from fasttune.schedulers.trial_scheduler import TrialScheduler
 
 logger = logging.getLogger(__name__)
@@ -521,22 +520,19 @@ class TrialEventHandlers:
         self._close_trial(trial)
 
     def _complete(self, trial: Trial) -> None:
-        metric = self._scheduler._metric_compared()
-        if metric is not None and trial.last_result:
+        if trial.last_result:
             # The scheduler hears the last result (of a trial that stopped at its stop
             # criterion, or said it is done) only now: a metric it cannot compare there
             # fails the trial, as at any other result, rather than ending the run.
             try:
-                raw = lookup_nested(trial.last_result, metric)
-                if raw is not None:
-                    metric_value(raw, metric, type(self._scheduler).__name__, trial)
+                self._scheduler._check_final_result(trial, trial.last_result)
             except MetricNotANumber as error:
                 failure = TuneError(str(error))
                 failure.__cause__ = error
                 self._record_error(trial, str(error), failure)
                 trial.end_time = self._clock.time()
                 self._end_with_error(trial, failure)
-                if self._fail_fast == "raise":
+                if self._fail_fast == "raise" and self._fatal is None:  # (the first failure is the one raised)
                     self._fatal = failure
                 if self._fail_fast:
                     self._stop_all()
@@ -587,8 +583,9 @@ class TrialEventHandlers:
                           error: Optional[BaseException] = None) -> None:
         """``trial`` failed: ``exc_blob`` is what it raised, pickled (or None); ``error``
         the exception to record when the driver made it."""
-        if trial.status == Trial.TERMINATED:
-            # The driver had already ended it (a stop it asked for may surface as an error).
+        if trial.is_finished():
+            # The driver had already ended it (a stop it asked for may surface as an error;
+            # one it failed, e.g. for a bad result, reports what stopping it raised).
             self._close_trial(trial)
             return
         if exc_blob:
@@ -667,5 +664,5 @@ class TrialEventHandlers:
                 self._on_trial_failure(trial, text, None)
             elif trial.status == Trial.PENDING:
                 self._unassigned[trial.trial_id] = trial
-            elif trial.status == Trial.TERMINATED:
+            elif trial.is_finished():  # (ended by the driver, TERMINATED or ERROR)
                 self._close_trial(trial)

@@ -556,7 +556,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         self._record_error(trial, text, failure)
         trial.end_time = self._clock.time()
         self.stop_trial(trial, error=True, exc=failure)
-        if self._fail_fast == "raise":
+        if self._fail_fast == "raise" and self._fatal is None:  # (the first failure is the one raised)
             self._fatal = failure
         if self._fail_fast:
             self._stop_all()

@@ -256,8 +256,6 @@ class AsyncHyperBandScheduler(TrialScheduler):
         [[1, 3, 9, 27, 81]]
     """
 
-    _compares_metric = True
-
     def __init__(
         self,
         time_attr: str = "training_iteration",
@@ -377,13 +375,23 @@ class AsyncHyperBandScheduler(TrialScheduler):
     def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         """A trial that ended on its own still records its last value at the rung it
         reached (so later trials are judged against it)."""
+        final = self._final_value(trial, result)
+        if final is not None:
+            time, value = final
+            sign = 1.0 if self._mode == "max" else -1.0
+            self._brackets[self._assign(trial.trial_id)].on_result(trial.trial_id, time, sign * value)
+
+    def _check_final_result(self, trial: "Trial", result: Dict[str, Any]) -> None:
+        self._final_value(trial, result)
+
+    def _final_value(self, trial: "Trial", result: Dict[str, Any]) -> Optional[Tuple[Any, float]]:
+        """(time, metric) of ``trial``'s final ``result`` as :meth:`on_trial_complete` records
+        it; None when it records nothing (raises ``MetricNotANumber`` for a metric it cannot compare)."""
         time = lookup_nested(result, self._time_attr)
         raw = lookup_nested(result, self._metric) if self._metric is not None else None
         if time is None or raw is None or self._mode is None:
-            return
-        value = metric_value(raw, self._metric, type(self).__name__, trial)
-        sign = 1.0 if self._mode == "max" else -1.0
-        self._brackets[self._assign(trial.trial_id)].on_result(trial.trial_id, time, sign * value)
+            return None
+        return time, metric_value(raw, self._metric, type(self).__name__, trial)
 
     def debug_string(self) -> str:
         brackets = " ; ".join(b.describe() for b in self._brackets)

@@ -220,8 +220,6 @@ class HyperBandScheduler(TrialScheduler):
         [(3, 9, [9]), (5, 3, [3, 9]), (9, 1, [1, 3, 9])]
     """
 
-    _compares_metric = True
-
     def __init__(
         self,
         time_attr: str = "training_iteration",

@@ -38,7 +38,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -183,8 +183,6 @@ class MedianStoppingRule(TrialScheduler):
         >>> config = tune.TuneConfig(metric="loss", mode="min", scheduler=scheduler)
     """
 
-    _compares_metric = True
-
     def __init__(
         self,
         time_attr: str = "time_total_s",
@@ -275,14 +273,24 @@ class MedianStoppingRule(TrialScheduler):
 
     def on_trial_complete(self, tune_controller: TuneControllerView, trial: "Trial", result: Dict[str, Any]) -> None:
         """Count the final result unless it was already seen (it usually was)."""
+        final = self._final_value(trial, result)
+        if final is not None:
+            self._record(trial.trial_id, *final)
+
+    def _check_final_result(self, trial: "Trial", result: Dict[str, Any]) -> None:
+        self._final_value(trial, result)
+
+    def _final_value(self, trial: "Trial", result: Dict[str, Any]) -> Optional[Tuple[float, float]]:
+        """(time, metric) of ``trial``'s final ``result`` as :meth:`on_trial_complete` counts
+        it; None when it counts nothing (raises ``MetricNotANumber`` for a metric it cannot compare)."""
         time = lookup_nested(result, self._time_attr)
         raw = lookup_nested(result, self._metric) if self._metric is not None else None
         if time is None or raw is None or self._mode is None or trial.trial_id in self._stopped:
-            return
+            return None
         index = self._index.get(trial.trial_id)
         if index is not None and float(time) <= self._histories.last_time[index]:
-            return
-        self._record(trial.trial_id, float(time), metric_value(raw, self._metric, type(self).__name__, trial))
+            return None
+        return float(time), metric_value(raw, self._metric, type(self).__name__, trial)
 
     def debug_string(self) -> str:
         return f"Using MedianStoppingRule: num_stopped={len(self._stopped)}."

@@ -150,8 +150,6 @@ class PopulationBasedTraining(FIFOScheduler):
         'PopulationBasedTraining: 0 perturbs, 0 exploits skipped (donor without checkpoint)'
     """
 
-    _compares_metric = True
-
     _policy_prefix = "pbt"
 
     def __init__(

@@ -398,8 +398,8 @@ class ResourceChangingScheduler(TrialScheduler):
     def metric(self) -> Optional[str]:
         return self._base_scheduler.metric
 
-    def _metric_compared(self) -> Optional[str]:
-        return self._base_scheduler._metric_compared()
+    def _check_final_result(self, trial: "Trial", result: Dict[str, Any]) -> None:
+        self._base_scheduler._check_final_result(trial, result)
 
     @property
     def mode(self) -> Optional[str]:

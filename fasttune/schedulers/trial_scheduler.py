@@ -27,18 +27,14 @@ class TrialScheduler:
 
     _metric: Optional[str] = None
     _mode: Optional[str] = None
-    # Whether it compares the metric across trials as a number (ASHA, HyperBand, median
-    # stopping, PBT): a result holding something else fails its trial (MetricNotANumber).
-    _compares_metric = False
-
     @property
     def metric(self) -> Optional[str]:
         return self._metric
 
-    def _metric_compared(self) -> Optional[str]:
-        """The result key it compares across trials as a number, or None: the runner checks
-        a trial's final result there too, which the scheduler hears once the trial is over."""
-        return self.metric if self._compares_metric else None
+    def _check_final_result(self, trial: "Trial", result: Dict[str, Any]) -> None:
+        """Raise ``MetricNotANumber`` where :meth:`on_trial_complete` would for ``trial``'s
+        final ``result``, changing nothing: the runner asks before the trial is TERMINATED,
+        so that the trial fails instead (the default: it reads no metric there)."""
 
     @property
     def mode(self) -> Optional[str]:
