@@ -718,8 +718,9 @@ class TrialWorker:
                 saves = (how == _PAUSE and run.save_on_pause) or (how == _STOP and at_end)
                 if run.count and current != saved_at and saves:
                     # After the last reported result: the checkpoint has that result's state.
-                    name = self._save_class(run, instance)
-                    self._emit(protocol.CheckpointSaved(run.trial_id, name, run.tokens.pop(name, "")))
+                    checkpoint_name = self._save_class(run, instance)
+                    self._emit(protocol.CheckpointSaved(run.trial_id, checkpoint_name,
+                                                        run.tokens.pop(checkpoint_name, "")))
                 raise
         except TuneStopTrial as stop:
             if instance is not None:

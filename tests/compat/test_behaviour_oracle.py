@@ -464,3 +464,95 @@ def test_checkpoint_config_keeps_the_same_checkpoints(retention_runs):
 def test_best_checkpoints_are_the_same_in_the_same_order(retention_runs):
     _, (ray_run, ft_run) = retention_runs
     assert _best_checkpoints(ft_run) == _best_checkpoints(ray_run)
+
+
+# -- class Trainable lifecycle --------------------------------------------------------------------
+
+def lifecycle_script(checkpoint_config):
+    def script(tune, run_config):
+        import json
+        import os
+
+        # The trainable's calls, in order, appended to a file both engines' workers can reach.
+        log = os.path.join(run_config["storage_path"], "lifecycle.jsonl")
+
+        class Lifecycle(tune.Trainable):
+            def _log(self, *event):
+                with open(log, "a") as f:
+                    f.write(json.dumps([self.config["a"], *event]) + "\n")
+
+            def setup(self, config):
+                self.total = 0
+                self._log("setup", self.iteration)
+
+            def step(self):
+                self.total += self.config["a"]
+                self._log("step", self.iteration)
+                return {"score": self.total}
+
+            def save_checkpoint(self, checkpoint_dir):
+                self._log("save", self.iteration)
+                with open(os.path.join(checkpoint_dir, "total"), "w") as f:
+                    f.write(str(self.total))
+
+            def load_checkpoint(self, checkpoint_dir):
+                self._log("load", self.iteration)
+
+            def reset_config(self, new_config):
+                self.config, self.total = new_config, 0
+                self._log("reset", self.iteration)
+                return True
+
+            def cleanup(self):
+                self._log("cleanup", self.iteration)
+
+        return tune.Tuner(
+            Lifecycle,
+            param_space={"a": tune.grid_search([1, 2, 3])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+            run_config=tune.RunConfig(stop={"training_iteration": 5}, checkpoint_config=checkpoint_config(tune),
+                                      **run_config),
+        ).fit()
+
+    return script
+
+
+LIFECYCLE_CHECKPOINTS = {
+    "none": lambda tune: tune.CheckpointConfig(),
+    "frequency": lambda tune: tune.CheckpointConfig(checkpoint_frequency=2),
+    "frequency-and-at-end": lambda tune: tune.CheckpointConfig(checkpoint_frequency=2, checkpoint_at_end=True),
+}
+
+
+def _lifecycle(run):
+    import json
+    import os
+
+    with open(os.path.join(os.path.dirname(run.grid.experiment_path), "lifecycle.jsonl")) as f:
+        return [tuple(json.loads(line)) for line in f]
+
+
+def _checkpoints(run):
+    """Per trial: its checkpoint directories on disk, and what the latest one holds."""
+    import os
+
+    out = {}
+    for result in run.grid:
+        held = None
+        if result.checkpoint is not None:
+            with result.checkpoint.as_directory() as d, open(os.path.join(d, "total")) as f:
+                held = f.read()
+        out[result.config["a"]] = (sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_")), held)
+    return out
+
+
+@pytest.mark.parametrize("checkpoints", LIFECYCLE_CHECKPOINTS)
+def test_a_reused_class_trainable_is_called_in_the_same_order(engines, tmp_path, checkpoints):
+    ray_run, ft_run = run_on_both(engines, lifecycle_script(LIFECYCLE_CHECKPOINTS[checkpoints]), tmp_path)
+    ray_calls = _lifecycle(ray_run)
+    # One instance serves every trial: set up once, then reset for each next trial.
+    assert [call[1] for call in ray_calls].count("setup") == 1
+    assert [call[1] for call in ray_calls].count("reset") == 2
+    assert _lifecycle(ft_run) == ray_calls
+    assert _checkpoints(ft_run) == _checkpoints(ray_run)
+    assert ft_run.results == ray_run.results
