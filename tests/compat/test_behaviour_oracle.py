@@ -302,6 +302,37 @@ def test_num_samples_times_grid_expands_in_the_same_order(engines, tmp_path):
         assert all(re.fullmatch(r"\d+_a=\d,b=[xy],r=0\.\d{4}", t.experiment_tag) for t in run.trials)
 
 
+
+def sample_from_script(tune, run_config):
+    def trainable(config):
+        tune.report({"score": config["b"]})
+
+    return tune.Tuner(
+        trainable,
+        param_space={
+            "a": tune.grid_search([1, 2]),
+            "b": tune.sample_from(lambda spec: spec.config.a * 2),
+            "c": tune.sample_from(lambda spec: spec.config.b + 1),  # depends on another sample_from
+            "nested": {"x": tune.grid_search(["p", "q"]),
+                       "y": tune.sample_from(lambda spec: spec.config.nested.x * spec.config.a)},
+            "listed": [tune.grid_search([10, 20]), {"z": tune.grid_search([True, False])}, 3],
+        },
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def test_sample_from_resolves_alike_and_stays_out_of_the_trial_tags(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, sample_from_script, tmp_path)
+    assert len(ray_run.trials) == 16
+    assert ray_run.trials[1].config == {"a": 2, "b": 4, "c": 5, "nested": {"x": "p", "y": "pp"},
+                                        "listed": [10, {"z": True}, 3]}
+    # Only grid (and random) values are in a tag: "1_a=2,0=10,z=True,x=p".
+    assert ray_run.trials[1].experiment_tag == "1_a=2,0=10,z=True,x=p"
+    assert [(t.config, t.experiment_tag) for t in ft_run.trials] == \
+        [(t.config, t.experiment_tag) for t in ray_run.trials]
+
+
 # -- ResultGrid -----------------------------------------------------------------------------------
 
 # Per trial, its score at iterations 1..12: each scope and mode ranks them differently.
