@@ -19,6 +19,7 @@ import logging
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from fasttune._flatten import flatten_dict
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
 from fasttune.execution import _protocol as protocol
@@ -510,6 +511,7 @@ class TrialEventHandlers:
         if result:  # a trial ended before its first result has none to mark
             result["done"] = True
             trial.last_result = result
+            result = flatten_dict(result)  # judged flattened, as every result before it
         self._scheduler.on_trial_complete(self, trial, result)
         self._search_alg.on_trial_complete(trial.trial_id, result=result)
         self._callbacks.call("on_trial_complete", iteration=self._iteration, trials=self._trials, trial=trial)
@@ -584,7 +586,7 @@ class TrialEventHandlers:
             # never reported (it died first), or half-copied ones, would lie there untracked.
             self._checkpoints.prune_unrecorded(trial)
             self._scheduler.on_trial_error(self, trial)
-            self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
+            self._search_alg.on_trial_complete(trial.trial_id, error=True)  # no result, as in Ray Tune
             self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
         finally:
             # Closed (its record packed, the trial compact) once all that hear of the failure

@@ -486,7 +486,7 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             trial.set_status(Trial.ERROR)
             trial.error = exc or TuneError(f"Trial {trial} was stopped with an error.")
             self._scheduler.on_trial_error(self, trial)
-            self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
+            self._search_alg.on_trial_complete(trial.trial_id, error=True)  # no result, as in Ray Tune
             self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
         else:
             self._complete(trial)

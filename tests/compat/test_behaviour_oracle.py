@@ -587,3 +587,70 @@ def test_a_reused_class_trainable_is_called_in_the_same_order(engines, tmp_path,
     assert _lifecycle(ft_run) == ray_calls
     assert _checkpoints(ft_run) == _checkpoints(ray_run)
     assert ft_run.results == ray_run.results
+
+
+# -- what a searcher hears ------------------------------------------------------------------------
+
+def searcher_script(tune, run_config):
+    import json
+    import os
+
+    log = os.path.join(run_config["storage_path"], "searcher.jsonl")
+    Searcher = tune.search.Searcher
+
+    class Sequence(Searcher):
+        """Suggests x = 1..5 and writes down what it is told about each trial."""
+
+        def __init__(self):
+            super().__init__(metric="val/score", mode="max")
+            self.suggested = 0
+
+        def _log(self, *entry):
+            with open(log, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+        def suggest(self, trial_id):
+            if self.suggested == 5:
+                return Searcher.FINISHED
+            self.suggested += 1
+            return {"x": self.suggested, "nested": {"y": -self.suggested}}
+
+        def on_trial_result(self, trial_id, result):
+            self._log("result", result["config/x"], result["val/score"])
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            seen = None if result is None else (result.get("config/x"), result.get("config/nested/y"),
+                                                result.get("val/score"), result.get("done"))
+            self._log("complete", seen, error)
+
+    def trainable(config):
+        for i in range(1, 3):
+            if config["x"] == 3 and i == 2:
+                raise ValueError("x=3 fails at its second iteration")
+            tune.report({"val": {"score": config["x"] * 10 + i}})
+
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(num_samples=-1,
+                                    search_alg=tune.search.ConcurrencyLimiter(Sequence(), max_concurrent=1)),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def _searcher_log(run):
+    import json
+    import os
+
+    with open(os.path.join(os.path.dirname(run.grid.experiment_path), "searcher.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_a_searcher_hears_flattened_results_and_no_result_for_a_failed_trial(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, searcher_script, tmp_path)
+    ray_log = _searcher_log(ray_run)
+    # on_trial_complete gets the trial's last result again, flattened as on_trial_result's are;
+    # a failed trial's completion comes with no result.
+    assert ray_log[:3] == [["result", 1, 11], ["result", 1, 12], ["complete", [1, -1, 12, True], False]]
+    assert ["complete", None, True] in ray_log
+    assert _searcher_log(ft_run) == ray_log
+    assert [t.status for t in ft_run.trials] == [t.status for t in ray_run.trials]
