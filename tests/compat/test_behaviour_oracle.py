@@ -654,3 +654,56 @@ def test_a_searcher_hears_flattened_results_and_no_result_for_a_failed_trial(eng
     assert ["complete", None, True] in ray_log
     assert _searcher_log(ft_run) == ray_log
     assert [t.status for t in ft_run.trials] == [t.status for t in ray_run.trials]
+
+
+# -- retries --------------------------------------------------------------------------------------
+
+def retry_script(tune, run_config):
+    import os
+    import tempfile
+
+    marks = run_config["storage_path"]
+
+    def trainable(config):
+        start = 0
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d, open(os.path.join(d, "it")) as f:
+                start = int(f.read())
+        for i in range(start + 1, 8):
+            mark = os.path.join(marks, f"failed_{config['a']}")
+            if i == 4 and not os.path.exists(mark):  # fails once, at its fourth iteration
+                open(mark, "w").close()
+                raise ValueError("fails once")
+            if config["a"] == 1 and i % 2 == 0:  # a=1 checkpoints at even iterations
+                with tempfile.TemporaryDirectory() as d:
+                    with open(os.path.join(d, "it"), "w") as f:
+                        f.write(str(i))
+                    tune.report({"score": i, "start": start}, checkpoint=tune.Checkpoint.from_directory(d))
+            else:
+                tune.report({"score": i, "start": start})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search([0, 1])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(failure_config=tune.FailureConfig(max_failures=1), **run_config),
+    ).fit()
+
+
+def test_a_retried_trial_resumes_alike_and_fasttune_keeps_one_row_per_iteration(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, retry_script, tmp_path)
+    # a=0 has no checkpoint and starts again from 1; a=1 resumes from its checkpoint at 2.
+    assert [t.iterations for t in ray_run.trials] == [(1, 2, 3, 1, 2, 3, 4, 5, 6, 7), (1, 2, 3, 3, 4, 5, 6, 7)]
+    assert ft_run.trials == ray_run.trials
+    assert ft_run.results == ray_run.results
+    for ray_result, ft_result in zip(ray_run.grid, ft_run.grid):
+        assert ray_result.error is None and ft_result.error is None
+        for key in ("training_iteration", "iterations_since_restore", "start"):
+            assert ft_result.metrics[key] == ray_result.metrics[key]
+    # The trial's history: Ray Tune's files keep the rows of the failed run too, fasttune's
+    # are rewound to what the retry starts from (docs/compatibility.md, "Behaviour").
+    ray_history = [list(r.metrics_dataframe["training_iteration"]) for r in ray_run.grid]
+    assert ray_history == [list(t.iterations) for t in ray_run.trials]
+    assert [list(r.metrics_dataframe["training_iteration"]) for r in ft_run.grid] == [list(range(1, 8))] * 2
+    assert list(ft_run.grid[1].metrics_dataframe["start"]) == [0, 0, 2, 2, 2, 2, 2]
