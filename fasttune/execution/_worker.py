@@ -623,6 +623,8 @@ class TrialWorker:
         done (a class trainable's step), so it counts even when an interrupt is pending."""
         if run.interrupt is not None and not step_done:
             raise TuneStopTrial(run.interrupt)
+        if isinstance(checkpoint, Checkpoint):  # reported with tune.report(checkpoint=...)
+            metrics = {**metrics, "should_checkpoint": True}  # the result says so, as in Ray Tune
         packed = pack_result(metrics, run.spec.get("trial_name") or run.trial_id)
         now = time.time()
         if checkpoint is not None:

@@ -707,3 +707,61 @@ def test_a_retried_trial_resumes_alike_and_fasttune_keeps_one_row_per_iteration(
     assert ray_history == [list(t.iterations) for t in ray_run.trials]
     assert [list(r.metrics_dataframe["training_iteration"]) for r in ft_run.grid] == [list(range(1, 8))] * 2
     assert list(ft_run.grid[1].metrics_dataframe["start"]) == [0, 0, 2, 2, 2, 2, 2]
+
+
+# -- what a result holds --------------------------------------------------------------------------
+
+# Keys whose values are times, places or random ids: compared by presence only.
+VOLATILE_KEYS = {"time_this_iter_s", "time_total_s", "time_since_restore", "timestamp", "date", "pid", "hostname",
+                 "node_ip", "trial_id"}
+
+
+def result_fields_script(tune, run_config):
+    import os
+    import tempfile
+
+    def trainable(config):
+        for i in range(1, 5):
+            checkpoint = None
+            with tempfile.TemporaryDirectory() as d:
+                if i % 2 == 0:
+                    with open(os.path.join(d, "it"), "w") as f:
+                        f.write(str(i))
+                    checkpoint = tune.Checkpoint.from_directory(d)
+                tune.report({"score": i * config["a"], "nested": {"half": i / 2}}, checkpoint=checkpoint)
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def _fields(run):
+    """Per trial: its last result's stable keys and values, and each row of its history."""
+    out = []
+    for result in run.grid:
+        last = {k: v for k, v in result.metrics.items() if k not in VOLATILE_KEYS}
+        history = [{k: v for k, v in row.items() if k not in VOLATILE_KEYS and v == v}  # (v == v: NaN is absent)
+                   for row in result.metrics_dataframe.to_dict("records")]
+        out.append((last, history))
+    return out
+
+
+def test_results_hold_the_same_fields(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, result_fields_script, tmp_path)
+    ray_fields = _fields(ray_run)
+    for run in (ray_run, ft_run):
+        assert VOLATILE_KEYS <= set(run.grid[0].metrics)
+    # experiment_tag is on the trial in fasttune (docs/compatibility.md, "Auto-filled results").
+    for last, history in ray_fields:
+        last.pop("experiment_tag", None)
+        for row in history:
+            row.pop("experiment_tag", None)
+    # A result reported with a checkpoint says so (should_checkpoint) and names it.
+    assert [(row["should_checkpoint"], row["checkpoint_dir_name"]) for row in ray_fields[0][1] if "should_checkpoint" in row] \
+        == [(True, "checkpoint_000000"), (True, "checkpoint_000001")]
+    # Result.metrics_dataframe is read from result.json: the config's columns are there too.
+    assert all(list(r.metrics_dataframe["config/a"]) == [r.config["a"]] * 4 for r in ray_run.grid)
+    assert _fields(ft_run) == ray_fields
