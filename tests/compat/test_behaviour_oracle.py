@@ -587,6 +587,9 @@ def test_a_reused_class_trainable_is_called_in_the_same_order(engines, tmp_path,
     assert _lifecycle(ft_run) == ray_calls
     assert _checkpoints(ft_run) == _checkpoints(ray_run)
     assert ft_run.results == ray_run.results
+    # fasttune fills checkpoint_dir_name in a class trainable's results too (docs/compatibility.md).
+    assert not any("checkpoint_dir_name" in r.metrics for r in ray_run.grid)
+    assert all("checkpoint_dir_name" in r.metrics for r in ft_run.grid)
 
 
 # -- what a searcher hears ------------------------------------------------------------------------
@@ -765,3 +768,15 @@ def test_results_hold_the_same_fields(engines, tmp_path):
     # Result.metrics_dataframe is read from result.json: the config's columns are there too.
     assert all(list(r.metrics_dataframe["config/a"]) == [r.config["a"]] * 4 for r in ray_run.grid)
     assert _fields(ft_run) == ray_fields
+
+
+def test_a_failed_trial_has_the_exception_its_trainable_raised(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, stop_dict_script, tmp_path)
+    for run in (ray_run, ft_run):
+        assert (run.grid.num_errors, run.grid.num_terminated) == (1, 4)
+        (error,) = run.grid.errors
+        assert isinstance(error, ValueError) and "a=3 fails at its third iteration" in str(error)
+    # Ray Tune's is a RayTaskError made to subclass ValueError too; fasttune's is the exception
+    # itself (docs/compatibility.md, "Behaviour").
+    assert type(ray_run.grid.errors[0]) is not ValueError
+    assert type(ft_run.grid.errors[0]) is ValueError
