@@ -32,7 +32,7 @@ from fasttune.result_grid import ResultGrid, point_into_storage
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from fasttune.search.basic_variant import BasicVariantGenerator
 from fasttune.search.search_algorithm import SearchAlgorithm
-from fasttune.trainable.trainable import is_trainable_class
+from fasttune.trainable.trainable import Trainable, is_trainable_class
 from fasttune.tune_config import ResumeConfig, TuneConfig
 
 logger = logging.getLogger(__name__)
@@ -159,12 +159,14 @@ class TunerInternal:
     def _checkpoint_config(self) -> Any:
         """RunConfig's checkpoint_config, where a class trainable left ``checkpoint_at_end``
         unset (None) checkpointing when it ends: a Tuner's default in Ray Tune too
-        (``tune.run`` leaves it unset, which saves nothing at the end)."""
+        (``tune.run`` leaves it unset, which saves nothing at the end).  Not for a class
+        without its own ``save_checkpoint``: it has nothing to save (Ray Tune's default
+        ``save_checkpoint`` raises, failing the trial at its end)."""
         config = self.run_config.checkpoint_config
         if config is None or config.checkpoint_at_end is not None:
             return config
         trainable = get_trainable_cls(self.trainable) if isinstance(self.trainable, str) else self.trainable
-        if not is_trainable_class(trainable):
+        if not is_trainable_class(trainable) or trainable.save_checkpoint is Trainable.save_checkpoint:
             return config
         return dataclasses.replace(config, checkpoint_at_end=True)
 

@@ -780,3 +780,36 @@ def test_a_failed_trial_has_the_exception_its_trainable_raised(engines, tmp_path
     # itself (docs/compatibility.md, "Behaviour").
     assert type(ray_run.grid.errors[0]) is not ValueError
     assert type(ft_run.grid.errors[0]) is ValueError
+
+
+def without_save_script(tune, run_config):
+    class WithoutSave(tune.Trainable):
+        def setup(self, config, data=None, k=1):
+            self.data, self.k = data, k
+
+        def step(self):
+            return {"score": sum(self.data) * self.k * self.config["a"], "done": self.iteration >= 2}
+
+    return tune.Tuner(
+        tune.with_parameters(WithoutSave, data=[1, 2], k=3),
+        param_space={"a": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def test_a_class_trainable_without_save_checkpoint_is_not_checkpointed_at_its_end(engines, tmp_path):
+    import os
+
+    ray_run, ft_run = run_on_both(engines, without_save_script, tmp_path)
+    # with_parameters reaches setup alike; the results are the same.
+    assert ft_run.results == ray_run.results == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
+    assert [r.metrics["score"] for r in ft_run.grid] == [r.metrics["score"] for r in ray_run.grid] == [9, 18]
+    # Ray Tune's default save_checkpoint raises when the Tuner checkpoints the trial at its end,
+    # failing it; fasttune's has nothing to save, so the trial ends TERMINATED without a
+    # checkpoint (docs/compatibility.md, "Behaviour").
+    assert [t.status for t in ray_run.trials] == ["ERROR", "ERROR"]
+    assert [t.status for t in ft_run.trials] == ["TERMINATED", "TERMINATED"]
+    for result in ft_run.grid:
+        assert result.checkpoint is None
+        assert not [n for n in os.listdir(result.path) if n.startswith("checkpoint_")]
