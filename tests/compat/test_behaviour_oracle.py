@@ -813,3 +813,58 @@ def test_a_class_trainable_without_save_checkpoint_is_not_checkpointed_at_its_en
     for result in ft_run.grid:
         assert result.checkpoint is None
         assert not [n for n in os.listdir(result.path) if n.startswith("checkpoint_")]
+
+
+# -- the trial's context, name creators and a stop function ---------------------------------------
+
+def context_script(tune, run_config):
+    import json
+    import os
+
+    log = os.path.join(run_config["storage_path"], "context.jsonl")
+
+    def trainable(config, data=None):
+        context = tune.get_context()
+        with open(log, "a") as f:
+            f.write(json.dumps({
+                "a": config["a"], "trial_name": context.get_trial_name(), "experiment": context.get_experiment_name(),
+                "trial_dir": os.path.basename(context.get_trial_dir()), "cwd": os.path.basename(os.getcwd()),
+                "resources": context.get_trial_resources().required_resources, "data": sum(data),
+                "ranks": [context.get_world_size(), context.get_world_rank(), context.get_local_rank()],
+            }) + "\n")
+        for i in range(1, 6):
+            tune.report({"score": i * config["a"]})
+
+    return tune.Tuner(
+        tune.with_parameters(trainable, data=[1, 2]),
+        param_space={"a": tune.grid_search([1, 2, 3])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True,
+                                    trial_name_creator=lambda trial: f"named_{trial.config['a']}",
+                                    trial_dirname_creator=lambda trial: f"dir_{trial.config['a']}"),
+        run_config=tune.RunConfig(stop=lambda trial_id, result: result["score"] >= 6, **run_config),
+    ).fit()
+
+
+def _contexts(run):
+    import json
+    import os
+
+    with open(os.path.join(os.path.dirname(run.grid.experiment_path), "context.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_the_trial_context_name_creators_and_a_stop_function_agree(engines, tmp_path):
+    import os
+
+    ray_run, ft_run = run_on_both(engines, context_script, tmp_path)
+    assert [t.iterations for t in ray_run.trials] == [(1, 2, 3, 4, 5), (1, 2, 3), (1, 2)]
+    assert ft_run.trials == ray_run.trials
+    assert [n["str"] for n in ft_run.names] == [n["str"] for n in ray_run.names] == ["named_1", "named_2", "named_3"]
+    assert [os.path.basename(r.path) for r in ft_run.grid] == [os.path.basename(r.path) for r in ray_run.grid]
+    ray_contexts, ft_contexts = _contexts(ray_run), _contexts(ft_run)
+    assert ray_contexts[0]["trial_dir"] == ray_contexts[0]["cwd"] == "dir_1"
+    # A trial is one worker: fasttune's ranks are those of a group of one, where Ray Tune's
+    # TuneContext has none (docs/compatibility.md, "Behaviour").
+    assert [c.pop("ranks") for c in ray_contexts] == [[None, None, None]] * 3
+    assert [c.pop("ranks") for c in ft_contexts] == [[1, 0, 0]] * 3
+    assert ft_contexts == ray_contexts
