@@ -868,3 +868,86 @@ def test_the_trial_context_name_creators_and_a_stop_function_agree(engines, tmp_
     assert [c.pop("ranks") for c in ray_contexts] == [[None, None, None]] * 3
     assert [c.pop("ranks") for c in ft_contexts] == [[1, 0, 0]] * 3
     assert ft_contexts == ray_contexts
+
+
+# -- Tuner.restore after a failed trial -----------------------------------------------------------
+
+def _restorable_trainable(tune, storage):
+    """A trainable that fails at the third iteration of a=1 until ``storage/healed`` exists and
+    writes down each result it reports (config, iteration, where it started)."""
+    import json
+    import os
+    import tempfile
+
+    def trainable(config):
+        start = 0
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d, open(os.path.join(d, "it")) as f:
+                start = int(f.read())
+        for i in range(start + 1, 6):
+            if config["a"] == 1 and i == 3 and not os.path.exists(os.path.join(storage, "healed")):
+                raise ValueError("a=1 fails at its third iteration")
+            with open(os.path.join(storage, "reports.jsonl"), "a") as f:
+                f.write(json.dumps([config["a"], config["ck"], i, start]) + "\n")
+            with tempfile.TemporaryDirectory() as d:
+                with open(os.path.join(d, "it"), "w") as f:
+                    f.write(str(i))
+                tune.report({"score": i, "start": start},
+                            checkpoint=tune.Checkpoint.from_directory(d) if config["ck"] else None)
+
+    return trainable
+
+
+def restore_script(tune, run_config):
+    return tune.Tuner(
+        _restorable_trainable(tune, run_config["storage_path"]),
+        param_space={"a": tune.grid_search([0, 1]), "ck": tune.grid_search([True, False])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def _restored(tune, storage, run, **resume):
+    """Heal the failing trial, restore the experiment with ``resume`` and run it again: per
+    trial (by config), the results reported after the restore and the final metrics."""
+    import json
+    import os
+
+    os.remove(os.path.join(storage, "reports.jsonl"))
+    open(os.path.join(storage, "healed"), "w").close()
+    grid = tune.Tuner.restore(run.grid.experiment_path, trainable=_restorable_trainable(tune, storage),
+                              **resume).fit()
+    reports = {}
+    if os.path.exists(os.path.join(storage, "reports.jsonl")):
+        with open(os.path.join(storage, "reports.jsonl")) as f:
+            for a, ck, iteration, start in map(json.loads, f):
+                reports.setdefault((a, ck), []).append((iteration, start))
+    final = {(r.config["a"], r.config["ck"]): (r.error is not None, r.metrics["training_iteration"],
+                                               r.metrics["iterations_since_restore"], r.metrics["start"])
+             for r in grid}
+    return reports, final, (grid.num_errors, grid.num_terminated), [(r.config["a"], r.config["ck"]) for r in grid]
+
+
+@pytest.mark.parametrize("resume", [{}, {"resume_errored": True}, {"restart_errored": True}],
+                         ids=["plain", "resume_errored", "restart_errored"])
+def test_tuner_restore_reruns_the_same_trials_from_the_same_place(engines, tmp_path, resume):
+    import os
+
+    outcomes = []
+    for name in ENGINES:
+        storage = os.path.join(str(tmp_path), name)
+        os.makedirs(storage)
+        run = run_script(engines[name], restore_script, storage)
+        assert [t.status for t in run.trials] == ["TERMINATED", "ERROR", "TERMINATED", "ERROR"]
+        outcomes.append(_restored(engines[name], storage, run, **resume))
+    ray_outcome, ft_outcome = outcomes
+    rerun = {"plain": {}, "resume_errored": {(1, True): [(3, 2), (4, 2), (5, 2)],
+                                             (1, False): [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]},
+             "restart_errored": {(1, True): [(i, 0) for i in range(1, 6)], (1, False): [(i, 0) for i in range(1, 6)]}}
+    assert ray_outcome[0] == rerun[next(iter(resume), "plain")]
+    assert ft_outcome[:3] == ray_outcome[:3]
+    # The restored ResultGrid keeps fasttune's trials in creation order; Ray Tune's lists them
+    # by their latest result, newest first (docs/compatibility.md, "Behaviour").
+    assert ft_outcome[3] == [(0, True), (1, True), (0, False), (1, False)]
+    assert sorted(ray_outcome[3]) == sorted(ft_outcome[3])
