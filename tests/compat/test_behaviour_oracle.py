@@ -951,3 +951,48 @@ def test_tuner_restore_reruns_the_same_trials_from_the_same_place(engines, tmp_p
     # by their latest result, newest first (docs/compatibility.md, "Behaviour").
     assert ft_outcome[3] == [(0, True), (1, True), (0, False), (1, False)]
     assert sorted(ray_outcome[3]) == sorted(ft_outcome[3])
+
+
+def repeater_script(tune, run_config):
+    import json
+    import os
+
+    log = os.path.join(run_config["storage_path"], "searcher.jsonl")
+    Searcher = tune.search.Searcher
+
+    class Three(Searcher):
+        def __init__(self):
+            super().__init__(metric="score", mode="max")
+            self.suggested = 0
+
+        def suggest(self, trial_id):
+            if self.suggested == 3:
+                return Searcher.FINISHED
+            self.suggested += 1
+            return {"x": self.suggested}
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            with open(log, "a") as f:
+                f.write(json.dumps(["complete", result, error]) + "\n")
+
+    def trainable(config):
+        if config["x"] == 2 and config["__trial_index__"] == 1:
+            raise ValueError("the second repetition of x=2 fails")
+        tune.report({"score": config["x"] * 10 + config["__trial_index__"]})
+
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(num_samples=9, max_concurrent_trials=1,
+                                    search_alg=tune.search.Repeater(Three(), repeat=3)),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def test_a_repeater_repeats_alike_and_tells_its_searcher_the_mean(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, repeater_script, tmp_path)
+    assert [t.config for t in ray_run.trials] == [{"x": x, "__trial_index__": i} for x in (1, 2, 3) for i in range(3)]
+    assert [(t.config, t.status, t.experiment_tag) for t in ft_run.trials] == \
+        [(t.config, t.status, t.experiment_tag) for t in ray_run.trials]
+    # The failed repetition is left out of the mean (21 = mean of 20 and 22).
+    assert _searcher_log(ray_run) == [["complete", {"score": s}, False] for s in (11.0, 21.0, 31.0)]
+    assert _searcher_log(ft_run) == _searcher_log(ray_run)
