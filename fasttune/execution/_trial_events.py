@@ -479,6 +479,8 @@ class TrialEventHandlers:
             self._whole_trials += 1
         self._release(trial)
         state = self._states[trial_id]
+        # A function that returned on its own, not at a STOP or PAUSE the runner sent.
+        returned = not isinstance(event, protocol.Failed) and event.how == "done" and state.decision_in_flight is None
         state.decision = state.decision_in_flight = None
         self.trial_executor.trial_ended(slot, trial)
         if isinstance(event, protocol.Failed):
@@ -501,8 +503,15 @@ class TrialEventHandlers:
                     self._unassigned[trial_id] = trial
                 return
         if trial.status in (Trial.RUNNING, Trial.PENDING, Trial.PAUSED):
+            if returned and trial.status == Trial.RUNNING and self._stopper is not None and trial.last_result:
+                # As Ray Tune: the stopper hears the last result once more, marked done, when
+                # the function returns (a stopper across trials, e.g. ExperimentPlateauStopper,
+                # counts it); the trial is over whatever it answers.
+                self._stopper(trial_id, dict(trial.last_result, done=True))
             self._complete(trial)
         self._close_trial(trial)
+        if returned and self._stopper is not None and self._stopper.stop_all():
+            self._stop_all()
 
     def _complete(self, trial: Trial) -> None:
         trial.set_status(Trial.TERMINATED)

@@ -996,3 +996,52 @@ def test_a_repeater_repeats_alike_and_tells_its_searcher_the_mean(engines, tmp_p
     # The failed repetition is left out of the mean (21 = mean of 20 and 22).
     assert _searcher_log(ray_run) == [["complete", {"score": s}, False] for s in (11.0, 21.0, 31.0)]
     assert _searcher_log(ft_run) == _searcher_log(ray_run)
+
+
+# -- Stopper classes ------------------------------------------------------------------------------
+
+def stopper_script(tune, run_config):
+    import importlib
+
+    stopper = importlib.import_module(f"{tune.__name__}.stopper")
+
+    def trainable(config):
+        for i in range(1, 30):
+            tune.report({"score": config["a"] + min(i, config["plateau_at"])})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search([0, 1]), "plateau_at": tune.grid_search([5, 25])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(stop=stopper.CombinedStopper(
+            stopper.MaximumIterationStopper(20),
+            stopper.TrialPlateauStopper(metric="score", std=0.01, num_results=4, grace_period=3)), **run_config),
+    ).fit()
+
+
+def experiment_plateau_script(tune, run_config):
+    import importlib
+
+    stopper = importlib.import_module(f"{tune.__name__}.stopper")
+
+    def trainable(config):
+        for i in range(1, 10):
+            tune.report({"score": min(config["a"], 2) + i / 100})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search(list(range(6)))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(stop=stopper.ExperimentPlateauStopper(metric="score", mode="max", top=2,
+                                                                         patience=3, std=0.001), **run_config),
+    ).fit()
+
+
+@pytest.mark.parametrize("script, lengths", [(stopper_script, [8, 8, 20, 20]),  # plateau, then the maximum
+                                             (experiment_plateau_script, [9, 9, 9, 2])],  # stops the rest
+                         ids=["trial", "experiment"])
+def test_stoppers_stop_the_same_trials_at_the_same_iterations(engines, tmp_path, script, lengths):
+    ray_run, ft_run = run_on_both(engines, script, tmp_path)
+    assert [len(t.iterations) for t in ray_run.trials] == lengths
+    assert ft_run.trials == ray_run.trials
+    assert ft_run.results == ray_run.results
