@@ -49,7 +49,9 @@ class CheckpointConfig:
         checkpoint_score_order: ``"max"`` or ``"min"``: which end is best.
         checkpoint_frequency: Checkpoint a class trainable every N iterations;
             ``0`` disables periodic checkpoints.
-        checkpoint_at_end: Checkpoint a class trainable when it finishes.
+        checkpoint_at_end: Checkpoint a class trainable when it finishes; ``None``
+            (the default) means True for a class trainable run by a ``Tuner`` (as
+            in Ray Tune) and False in ``tune.run``.
 
     Example:
         >>> CheckpointConfig(num_to_keep=3, checkpoint_score_attribute="acc").checkpoint_score_order

@@ -224,8 +224,8 @@ class Result:
         error: The exception that ended the trial, or ``None`` on success.
         path: The trial's directory.
         metrics_dataframe: Every reported result as a pandas DataFrame. When
-            not given it is read lazily from ``<path>/progress.csv`` (needs
-            pandas); ``None`` when that file does not exist.
+            not given it is read lazily from ``<path>/result.json``, else
+            ``<path>/progress.csv`` (needs pandas); ``None`` when neither exists.
         best_checkpoints: ``(checkpoint, metrics)`` pairs of the best checkpoints
             kept for this trial, worst first (as Ray Tune lists them).
         _config: The trial's config, used when ``metrics`` has no ``"config"``.
@@ -295,14 +295,20 @@ class Result:
 
     @property
     def metrics_dataframe(self) -> Optional[Any]:
-        """All reported results as a DataFrame, read once from ``progress.csv``.
+        """All reported results as a DataFrame, read once, as Ray Tune reads it: from
+        ``result.json`` (every key of every result, the config's too, nested keys joined
+        with "/"), else from ``progress.csv``.
 
-        ``None`` when no DataFrame was given and ``<path>/progress.csv`` is
-        absent or empty. Reading it requires pandas.
+        ``None`` when no DataFrame was given and the trial has neither file (nor rows in
+        its experiment's results store). Reading it requires pandas.
         """
         if self._metrics_dataframe is None:
+            result_path = os.path.join(self.path, RESULT_FILE)
             csv_path = os.path.join(self.path, PROGRESS_FILE)
-            if not os.path.isfile(csv_path) or os.path.getsize(csv_path) == 0:
+            if os.path.isfile(result_path) and os.path.getsize(result_path) > 0:
+                self._metrics_dataframe = import_pandas("Result.metrics_dataframe").json_normalize(
+                    read_json_lines(result_path, "warn"), sep="/")
+            elif not os.path.isfile(csv_path) or os.path.getsize(csv_path) == 0:
                 stored = stored_trial(self.path)  # an experiment-level store has no progress.csv
                 if stored is None or not stored.rows:
                     return None

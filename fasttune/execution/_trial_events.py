@@ -19,6 +19,7 @@ import logging
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from fasttune._flatten import flatten_dict
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
 from fasttune.execution import _protocol as protocol
@@ -494,6 +495,8 @@ class TrialEventHandlers:
             self._whole_trials += 1
         self._release(trial)
         state = self._states[trial_id]
+        # A function that returned on its own, not at a STOP or PAUSE the runner sent.
+        returned = not isinstance(event, protocol.Failed) and event.how == "done" and state.decision_in_flight is None
         state.decision = state.decision_in_flight = None
         self.trial_executor.trial_ended(slot, trial)
         if isinstance(event, protocol.Failed):
@@ -516,8 +519,15 @@ class TrialEventHandlers:
                     self._unassigned[trial_id] = trial
                 return
         if trial.status in (Trial.RUNNING, Trial.PENDING, Trial.PAUSED):
+            if returned and trial.status == Trial.RUNNING and self._stopper is not None and trial.last_result:
+                # As Ray Tune: the stopper hears the last result once more, marked done, when
+                # the function returns (a stopper across trials, e.g. ExperimentPlateauStopper,
+                # counts it); the trial is over whatever it answers.
+                self._stopper(trial_id, dict(trial.last_result, done=True))
             self._complete(trial)
         self._close_trial(trial)
+        if returned and self._stopper is not None and self._stopper.stop_all():
+            self._stop_all()
 
     def _complete(self, trial: Trial) -> None:
         if trial.last_result:
@@ -543,6 +553,7 @@ class TrialEventHandlers:
         if result:  # a trial ended before its first result has none to mark
             result["done"] = True
             trial.last_result = result
+            result = flatten_dict(result)  # judged flattened, as every result before it
         self._scheduler.on_trial_complete(self, trial, result)
         self._search_alg.on_trial_complete(trial.trial_id, result=result)
         self._callbacks.call("on_trial_complete", iteration=self._iteration, trials=self._trials, trial=trial)
@@ -552,7 +563,7 @@ class TrialEventHandlers:
         trial.set_status(Trial.ERROR)
         trial.error = failure
         self._scheduler.on_trial_error(self, trial)
-        self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
+        self._search_alg.on_trial_complete(trial.trial_id, error=True)  # no result, as in Ray Tune
         self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
 
     def _close_trial(self, trial: Trial) -> None:
@@ -626,7 +637,7 @@ class TrialEventHandlers:
             # never reported (it died first), or half-copied ones, would lie there untracked.
             self._checkpoints.prune_unrecorded(trial)
             self._scheduler.on_trial_error(self, trial)
-            self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
+            self._search_alg.on_trial_complete(trial.trial_id, error=True)  # no result, as in Ray Tune
             self._callbacks.call("on_trial_error", iteration=self._iteration, trials=self._trials, trial=trial)
         finally:
             # Closed (its record packed, the trial compact) once all that hear of the failure

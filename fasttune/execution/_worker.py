@@ -623,6 +623,8 @@ class TrialWorker:
         done (a class trainable's step), so it counts even when an interrupt is pending."""
         if run.interrupt is not None and not step_done:
             raise TuneStopTrial(run.interrupt)
+        if isinstance(checkpoint, Checkpoint):  # reported with tune.report(checkpoint=...)
+            metrics = {**metrics, "should_checkpoint": True}  # the result says so, as in Ray Tune
         packed = pack_result(metrics, run.spec.get("trial_name") or run.trial_id)
         now = time.time()
         if checkpoint is not None:
@@ -718,8 +720,9 @@ class TrialWorker:
                 saves = (how == _PAUSE and run.save_on_pause) or (how == _STOP and at_end)
                 if run.count and current != saved_at and saves:
                     # After the last reported result: the checkpoint has that result's state.
-                    name = self._save_class(run, instance)
-                    self._emit(protocol.CheckpointSaved(run.trial_id, name, run.tokens.pop(name, "")))
+                    checkpoint_name = self._save_class(run, instance)
+                    self._emit(protocol.CheckpointSaved(run.trial_id, checkpoint_name,
+                                                        run.tokens.pop(checkpoint_name, "")))
                 raise
         except TuneStopTrial as stop:
             if instance is not None:

@@ -1,6 +1,7 @@
 """What ``Tuner.fit()`` does: build the experiment, run the loop, collect the results."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -22,6 +23,7 @@ from fasttune.execution._storage_sync import StorageSync, prepare_staging
 from fasttune.execution.trial_runner import TrialRunner
 from fasttune.experiment.experiment import Experiment
 from fasttune.progress_reporter import check_progress_reporter
+from fasttune.registry import get_trainable_cls
 from fasttune.impl._trial_results import TrialResults
 from fasttune.impl._tuner_spec import TUNER_FILE, load_tuner_spec, save_tuner_spec
 from fasttune.logger._defaults import callbacks_from_env, with_default_loggers
@@ -30,6 +32,7 @@ from fasttune.result_grid import ResultGrid, point_into_storage
 from fasttune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from fasttune.search.basic_variant import BasicVariantGenerator
 from fasttune.search.search_algorithm import SearchAlgorithm
+from fasttune.trainable.trainable import Trainable, is_trainable_class
 from fasttune.tune_config import ResumeConfig, TuneConfig
 
 logger = logging.getLogger(__name__)
@@ -146,12 +149,26 @@ class TunerInternal:
             storage_path=rc.storage_path,
             storage_filesystem=rc.storage_filesystem,
             sync_config=rc.sync_config,
-            checkpoint_config=rc.checkpoint_config,
+            checkpoint_config=self._checkpoint_config(),
             trial_name_creator=tc.trial_name_creator,
             trial_dirname_creator=tc.trial_dirname_creator,
             max_failures=rc.failure_config.max_failures,
             log_to_file=rc.log_to_file,
         )
+
+    def _checkpoint_config(self) -> Any:
+        """RunConfig's checkpoint_config, where a class trainable left ``checkpoint_at_end``
+        unset (None) checkpointing when it ends: a Tuner's default in Ray Tune too
+        (``tune.run`` leaves it unset, which saves nothing at the end).  Not for a class
+        without its own ``save_checkpoint``: it has nothing to save (Ray Tune's default
+        ``save_checkpoint`` raises, failing the trial at its end)."""
+        config = self.run_config.checkpoint_config
+        if config is None or config.checkpoint_at_end is not None:
+            return config
+        trainable = get_trainable_cls(self.trainable) if isinstance(self.trainable, str) else self.trainable
+        if not is_trainable_class(trainable) or trainable.save_checkpoint is Trainable.save_checkpoint:
+            return config
+        return dataclasses.replace(config, checkpoint_at_end=True)
 
     @property
     def experiment_path(self) -> str:

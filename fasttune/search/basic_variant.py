@@ -127,7 +127,9 @@ def _saved_experiment(experiment: _ExperimentLike) -> _ExperimentLike:
 
 
 def _general_variants(work: Any, constant_grid_search: bool, rng: Rng) -> Iterator[Variant]:
-    for resolved_vars, spec in generate_in_place(work, constant_grid_search, rng):
+    # A trial's tag and evaluated_params leave out what sample_from functions gave, as Ray
+    # Tune's do (its Tuner and tune.run resolve those after the variant is made).
+    for resolved_vars, spec in generate_in_place(work, constant_grid_search, rng, with_sample_from=False):
         yield resolved_vars, spec, None
 
 

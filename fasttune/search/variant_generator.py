@@ -330,7 +330,8 @@ def _grid_points(spec: Any, grids: List[Tuple[Path, Categorical]]) -> Iterator[A
         yield point
 
 
-def _expand(spec: Any, constant_grid_search: bool, rng: Rng, rounds: int) -> Iterator[Tuple[List[Path], Any]]:
+def _expand(spec: Any, constant_grid_search: bool, rng: Rng, rounds: int,
+            with_sample_from: bool = True) -> Iterator[Tuple[List[Path], Any]]:
     _, domains, grids = parse_spec_vars(spec)
     if not domains and not grids:
         yield [], spec
@@ -348,17 +349,21 @@ def _expand(spec: Any, constant_grid_search: bool, rng: Rng, rounds: int) -> Ite
         constant = _resolve(spec, domains, rng, settle=False)
         fixed = set(constant)
         pending = [(path, domain) for path, domain in domains if path not in fixed]
+    functions = () if with_sample_from else {path for path, domain in domains if isinstance(domain, Function)}
     for point in _grid_points(spec, grids):
         drawn = _resolve(point, pending, rng, settle=True)
-        here = constant + drawn + [path for path, _ in grids]
-        for deeper, final in _expand(point, constant_grid_search, rng, rounds + 1):
+        here = [path for path in constant + drawn if path not in functions] + [path for path, _ in grids]
+        for deeper, final in _expand(point, constant_grid_search, rng, rounds + 1, with_sample_from):
             yield here + deeper, final
 
 
-def generate_in_place(work: Any, constant_grid_search: bool, rng: Rng) -> Iterator[Tuple[Dict[Path, Any], Any]]:
+def generate_in_place(work: Any, constant_grid_search: bool, rng: Rng,
+                      with_sample_from: bool = True) -> Iterator[Tuple[Dict[Path, Any], Any]]:
     """``generate_variants`` over ``work`` itself: a working copy the caller owns
-    (from :func:`copy_spec` or :func:`preset_spec`), resolved without copying it again."""
-    for paths, final in _expand(work, constant_grid_search, rng, 0):
+    (from :func:`copy_spec` or :func:`preset_spec`), resolved without copying it again.
+    ``with_sample_from=False`` leaves the values ``sample_from`` functions gave out of
+    ``resolved_vars`` (the spec has them all the same)."""
+    for paths, final in _expand(work, constant_grid_search, rng, 0, with_sample_from):
         final = _finalize(final)
         yield {path: _get(final, path) for path in dict.fromkeys(paths)}, final
 

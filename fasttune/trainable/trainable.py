@@ -155,8 +155,7 @@ class Trainable:
         declines, the instance is left as it was, to be cleaned up as its old trial."""
         before = (self._trial_id, self._trial_name, self._logdir, self._resources, self._iteration, self.config)
         self._take_identity(context)
-        self._iteration = 0
-        self.config = config
+        self.config = config  # (reset_config still sees the old trial's counters, as in Ray Tune)
         if self.reset_config(config) is True:
             self._reset_counters()
             return True

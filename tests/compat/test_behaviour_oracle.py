@@ -302,6 +302,37 @@ def test_num_samples_times_grid_expands_in_the_same_order(engines, tmp_path):
         assert all(re.fullmatch(r"\d+_a=\d,b=[xy],r=0\.\d{4}", t.experiment_tag) for t in run.trials)
 
 
+
+def sample_from_script(tune, run_config):
+    def trainable(config):
+        tune.report({"score": config["b"]})
+
+    return tune.Tuner(
+        trainable,
+        param_space={
+            "a": tune.grid_search([1, 2]),
+            "b": tune.sample_from(lambda spec: spec.config.a * 2),
+            "c": tune.sample_from(lambda spec: spec.config.b + 1),  # depends on another sample_from
+            "nested": {"x": tune.grid_search(["p", "q"]),
+                       "y": tune.sample_from(lambda spec: spec.config.nested.x * spec.config.a)},
+            "listed": [tune.grid_search([10, 20]), {"z": tune.grid_search([True, False])}, 3],
+        },
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def test_sample_from_resolves_alike_and_stays_out_of_the_trial_tags(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, sample_from_script, tmp_path)
+    assert len(ray_run.trials) == 16
+    assert ray_run.trials[1].config == {"a": 2, "b": 4, "c": 5, "nested": {"x": "p", "y": "pp"},
+                                        "listed": [10, {"z": True}, 3]}
+    # Only grid (and random) values are in a tag: "1_a=2,0=10,z=True,x=p".
+    assert ray_run.trials[1].experiment_tag == "1_a=2,0=10,z=True,x=p"
+    assert [(t.config, t.experiment_tag) for t in ft_run.trials] == \
+        [(t.config, t.experiment_tag) for t in ray_run.trials]
+
+
 # -- ResultGrid -----------------------------------------------------------------------------------
 
 # Per trial, its score at iterations 1..12: each scope and mode ranks them differently.
@@ -464,3 +495,553 @@ def test_checkpoint_config_keeps_the_same_checkpoints(retention_runs):
 def test_best_checkpoints_are_the_same_in_the_same_order(retention_runs):
     _, (ray_run, ft_run) = retention_runs
     assert _best_checkpoints(ft_run) == _best_checkpoints(ray_run)
+
+
+# -- class Trainable lifecycle --------------------------------------------------------------------
+
+def lifecycle_script(checkpoint_config):
+    def script(tune, run_config):
+        import json
+        import os
+
+        # The trainable's calls, in order, appended to a file both engines' workers can reach.
+        log = os.path.join(run_config["storage_path"], "lifecycle.jsonl")
+
+        class Lifecycle(tune.Trainable):
+            def _log(self, *event):
+                with open(log, "a") as f:
+                    f.write(json.dumps([self.config["a"], *event]) + "\n")
+
+            def setup(self, config):
+                self.total = 0
+                self._log("setup", self.iteration)
+
+            def step(self):
+                self.total += self.config["a"]
+                self._log("step", self.iteration)
+                return {"score": self.total}
+
+            def save_checkpoint(self, checkpoint_dir):
+                self._log("save", self.iteration)
+                with open(os.path.join(checkpoint_dir, "total"), "w") as f:
+                    f.write(str(self.total))
+
+            def load_checkpoint(self, checkpoint_dir):
+                self._log("load", self.iteration)
+
+            def reset_config(self, new_config):
+                self.config, self.total = new_config, 0
+                self._log("reset", self.iteration)
+                return True
+
+            def cleanup(self):
+                self._log("cleanup", self.iteration)
+
+        return tune.Tuner(
+            Lifecycle,
+            param_space={"a": tune.grid_search([1, 2, 3])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+            run_config=tune.RunConfig(stop={"training_iteration": 5}, checkpoint_config=checkpoint_config(tune),
+                                      **run_config),
+        ).fit()
+
+    return script
+
+
+LIFECYCLE_CHECKPOINTS = {
+    "none": lambda tune: tune.CheckpointConfig(),
+    "frequency": lambda tune: tune.CheckpointConfig(checkpoint_frequency=2),
+    "frequency-and-at-end": lambda tune: tune.CheckpointConfig(checkpoint_frequency=2, checkpoint_at_end=True),
+}
+
+
+def _lifecycle(run):
+    import json
+    import os
+
+    with open(os.path.join(os.path.dirname(run.grid.experiment_path), "lifecycle.jsonl")) as f:
+        return [tuple(json.loads(line)) for line in f]
+
+
+def _checkpoints(run):
+    """Per trial: its checkpoint directories on disk, and what the latest one holds."""
+    import os
+
+    out = {}
+    for result in run.grid:
+        held = None
+        if result.checkpoint is not None:
+            with result.checkpoint.as_directory() as d, open(os.path.join(d, "total")) as f:
+                held = f.read()
+        out[result.config["a"]] = (sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_")), held)
+    return out
+
+
+@pytest.mark.parametrize("checkpoints", LIFECYCLE_CHECKPOINTS)
+def test_a_reused_class_trainable_is_called_in_the_same_order(engines, tmp_path, checkpoints):
+    ray_run, ft_run = run_on_both(engines, lifecycle_script(LIFECYCLE_CHECKPOINTS[checkpoints]), tmp_path)
+    ray_calls = _lifecycle(ray_run)
+    # One instance serves every trial: set up once, then reset for each next trial.
+    assert [call[1] for call in ray_calls].count("setup") == 1
+    assert [call[1] for call in ray_calls].count("reset") == 2
+    assert _lifecycle(ft_run) == ray_calls
+    assert _checkpoints(ft_run) == _checkpoints(ray_run)
+    assert ft_run.results == ray_run.results
+    # fasttune fills checkpoint_dir_name in a class trainable's results too (docs/compatibility.md).
+    assert not any("checkpoint_dir_name" in r.metrics for r in ray_run.grid)
+    assert all("checkpoint_dir_name" in r.metrics for r in ft_run.grid)
+
+
+# -- what a searcher hears ------------------------------------------------------------------------
+
+def searcher_script(tune, run_config):
+    import json
+    import os
+
+    log = os.path.join(run_config["storage_path"], "searcher.jsonl")
+    Searcher = tune.search.Searcher
+
+    class Sequence(Searcher):
+        """Suggests x = 1..5 and writes down what it is told about each trial."""
+
+        def __init__(self):
+            super().__init__(metric="val/score", mode="max")
+            self.suggested = 0
+
+        def _log(self, *entry):
+            with open(log, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+        def suggest(self, trial_id):
+            if self.suggested == 5:
+                return Searcher.FINISHED
+            self.suggested += 1
+            return {"x": self.suggested, "nested": {"y": -self.suggested}}
+
+        def on_trial_result(self, trial_id, result):
+            self._log("result", result["config/x"], result["val/score"])
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            seen = None if result is None else (result.get("config/x"), result.get("config/nested/y"),
+                                                result.get("val/score"), result.get("done"))
+            self._log("complete", seen, error)
+
+    def trainable(config):
+        for i in range(1, 3):
+            if config["x"] == 3 and i == 2:
+                raise ValueError("x=3 fails at its second iteration")
+            tune.report({"val": {"score": config["x"] * 10 + i}})
+
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(num_samples=-1,
+                                    search_alg=tune.search.ConcurrencyLimiter(Sequence(), max_concurrent=1)),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def _searcher_log(run):
+    import json
+    import os
+
+    with open(os.path.join(os.path.dirname(run.grid.experiment_path), "searcher.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_a_searcher_hears_flattened_results_and_no_result_for_a_failed_trial(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, searcher_script, tmp_path)
+    ray_log = _searcher_log(ray_run)
+    # on_trial_complete gets the trial's last result again, flattened as on_trial_result's are;
+    # a failed trial's completion comes with no result.
+    assert ray_log[:3] == [["result", 1, 11], ["result", 1, 12], ["complete", [1, -1, 12, True], False]]
+    assert ["complete", None, True] in ray_log
+    assert _searcher_log(ft_run) == ray_log
+    assert [t.status for t in ft_run.trials] == [t.status for t in ray_run.trials]
+
+
+# -- retries --------------------------------------------------------------------------------------
+
+def retry_script(tune, run_config):
+    import os
+    import tempfile
+
+    marks = run_config["storage_path"]
+
+    def trainable(config):
+        start = 0
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d, open(os.path.join(d, "it")) as f:
+                start = int(f.read())
+        for i in range(start + 1, 8):
+            mark = os.path.join(marks, f"failed_{config['a']}")
+            if i == 4 and not os.path.exists(mark):  # fails once, at its fourth iteration
+                open(mark, "w").close()
+                raise ValueError("fails once")
+            if config["a"] == 1 and i % 2 == 0:  # a=1 checkpoints at even iterations
+                with tempfile.TemporaryDirectory() as d:
+                    with open(os.path.join(d, "it"), "w") as f:
+                        f.write(str(i))
+                    tune.report({"score": i, "start": start}, checkpoint=tune.Checkpoint.from_directory(d))
+            else:
+                tune.report({"score": i, "start": start})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search([0, 1])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(failure_config=tune.FailureConfig(max_failures=1), **run_config),
+    ).fit()
+
+
+def test_a_retried_trial_resumes_alike_and_fasttune_keeps_one_row_per_iteration(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, retry_script, tmp_path)
+    # a=0 has no checkpoint and starts again from 1; a=1 resumes from its checkpoint at 2.
+    assert [t.iterations for t in ray_run.trials] == [(1, 2, 3, 1, 2, 3, 4, 5, 6, 7), (1, 2, 3, 3, 4, 5, 6, 7)]
+    assert ft_run.trials == ray_run.trials
+    assert ft_run.results == ray_run.results
+    for ray_result, ft_result in zip(ray_run.grid, ft_run.grid):
+        assert ray_result.error is None and ft_result.error is None
+        for key in ("training_iteration", "iterations_since_restore", "start"):
+            assert ft_result.metrics[key] == ray_result.metrics[key]
+    # The trial's history: Ray Tune's files keep the rows of the failed run too, fasttune's
+    # are rewound to what the retry starts from (docs/compatibility.md, "Behaviour").
+    ray_history = [list(r.metrics_dataframe["training_iteration"]) for r in ray_run.grid]
+    assert ray_history == [list(t.iterations) for t in ray_run.trials]
+    assert [list(r.metrics_dataframe["training_iteration"]) for r in ft_run.grid] == [list(range(1, 8))] * 2
+    assert list(ft_run.grid[1].metrics_dataframe["start"]) == [0, 0, 2, 2, 2, 2, 2]
+
+
+# -- what a result holds --------------------------------------------------------------------------
+
+# Keys whose values are times, places or random ids: compared by presence only.
+VOLATILE_KEYS = {"time_this_iter_s", "time_total_s", "time_since_restore", "timestamp", "date", "pid", "hostname",
+                 "node_ip", "trial_id"}
+
+
+def result_fields_script(tune, run_config):
+    import os
+    import tempfile
+
+    def trainable(config):
+        for i in range(1, 5):
+            checkpoint = None
+            with tempfile.TemporaryDirectory() as d:
+                if i % 2 == 0:
+                    with open(os.path.join(d, "it"), "w") as f:
+                        f.write(str(i))
+                    checkpoint = tune.Checkpoint.from_directory(d)
+                tune.report({"score": i * config["a"], "nested": {"half": i / 2}}, checkpoint=checkpoint)
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def _fields(run):
+    """Per trial: its last result's stable keys and values, and each row of its history."""
+    out = []
+    for result in run.grid:
+        last = {k: v for k, v in result.metrics.items() if k not in VOLATILE_KEYS}
+        history = [{k: v for k, v in row.items() if k not in VOLATILE_KEYS and v == v}  # (v == v: NaN is absent)
+                   for row in result.metrics_dataframe.to_dict("records")]
+        out.append((last, history))
+    return out
+
+
+def test_results_hold_the_same_fields(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, result_fields_script, tmp_path)
+    ray_fields = _fields(ray_run)
+    for run in (ray_run, ft_run):
+        assert VOLATILE_KEYS <= set(run.grid[0].metrics)
+    # experiment_tag is on the trial in fasttune (docs/compatibility.md, "Auto-filled results").
+    for last, history in ray_fields:
+        last.pop("experiment_tag", None)
+        for row in history:
+            row.pop("experiment_tag", None)
+    # A result reported with a checkpoint says so (should_checkpoint) and names it.
+    assert [(row["should_checkpoint"], row["checkpoint_dir_name"]) for row in ray_fields[0][1] if "should_checkpoint" in row] \
+        == [(True, "checkpoint_000000"), (True, "checkpoint_000001")]
+    # Result.metrics_dataframe is read from result.json: the config's columns are there too.
+    assert all(list(r.metrics_dataframe["config/a"]) == [r.config["a"]] * 4 for r in ray_run.grid)
+    assert _fields(ft_run) == ray_fields
+
+
+def test_a_failed_trial_has_the_exception_its_trainable_raised(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, stop_dict_script, tmp_path)
+    for run in (ray_run, ft_run):
+        assert (run.grid.num_errors, run.grid.num_terminated) == (1, 4)
+        (error,) = run.grid.errors
+        assert isinstance(error, ValueError) and "a=3 fails at its third iteration" in str(error)
+    # Ray Tune's is a RayTaskError made to subclass ValueError too; fasttune's is the exception
+    # itself (docs/compatibility.md, "Behaviour").
+    assert type(ray_run.grid.errors[0]) is not ValueError
+    assert type(ft_run.grid.errors[0]) is ValueError
+
+
+def without_save_script(tune, run_config):
+    class WithoutSave(tune.Trainable):
+        def setup(self, config, data=None, k=1):
+            self.data, self.k = data, k
+
+        def step(self):
+            return {"score": sum(self.data) * self.k * self.config["a"], "done": self.iteration >= 2}
+
+    return tune.Tuner(
+        tune.with_parameters(WithoutSave, data=[1, 2], k=3),
+        param_space={"a": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def test_a_class_trainable_without_save_checkpoint_is_not_checkpointed_at_its_end(engines, tmp_path):
+    import os
+
+    ray_run, ft_run = run_on_both(engines, without_save_script, tmp_path)
+    # with_parameters reaches setup alike; the results are the same.
+    assert ft_run.results == ray_run.results == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
+    assert [r.metrics["score"] for r in ft_run.grid] == [r.metrics["score"] for r in ray_run.grid] == [9, 18]
+    # Ray Tune's default save_checkpoint raises when the Tuner checkpoints the trial at its end,
+    # failing it; fasttune's has nothing to save, so the trial ends TERMINATED without a
+    # checkpoint (docs/compatibility.md, "Behaviour").
+    assert [t.status for t in ray_run.trials] == ["ERROR", "ERROR"]
+    assert [t.status for t in ft_run.trials] == ["TERMINATED", "TERMINATED"]
+    for result in ft_run.grid:
+        assert result.checkpoint is None
+        assert not [n for n in os.listdir(result.path) if n.startswith("checkpoint_")]
+
+
+# -- the trial's context, name creators and a stop function ---------------------------------------
+
+def context_script(tune, run_config):
+    import json
+    import os
+
+    log = os.path.join(run_config["storage_path"], "context.jsonl")
+
+    def trainable(config, data=None):
+        context = tune.get_context()
+        with open(log, "a") as f:
+            f.write(json.dumps({
+                "a": config["a"], "trial_name": context.get_trial_name(), "experiment": context.get_experiment_name(),
+                "trial_dir": os.path.basename(context.get_trial_dir()), "cwd": os.path.basename(os.getcwd()),
+                "resources": context.get_trial_resources().required_resources, "data": sum(data),
+                "ranks": [context.get_world_size(), context.get_world_rank(), context.get_local_rank()],
+            }) + "\n")
+        for i in range(1, 6):
+            tune.report({"score": i * config["a"]})
+
+    return tune.Tuner(
+        tune.with_parameters(trainable, data=[1, 2]),
+        param_space={"a": tune.grid_search([1, 2, 3])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True,
+                                    trial_name_creator=lambda trial: f"named_{trial.config['a']}",
+                                    trial_dirname_creator=lambda trial: f"dir_{trial.config['a']}"),
+        run_config=tune.RunConfig(stop=lambda trial_id, result: result["score"] >= 6, **run_config),
+    ).fit()
+
+
+def _contexts(run):
+    import json
+    import os
+
+    with open(os.path.join(os.path.dirname(run.grid.experiment_path), "context.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_the_trial_context_name_creators_and_a_stop_function_agree(engines, tmp_path):
+    import os
+
+    ray_run, ft_run = run_on_both(engines, context_script, tmp_path)
+    assert [t.iterations for t in ray_run.trials] == [(1, 2, 3, 4, 5), (1, 2, 3), (1, 2)]
+    assert ft_run.trials == ray_run.trials
+    assert [n["str"] for n in ft_run.names] == [n["str"] for n in ray_run.names] == ["named_1", "named_2", "named_3"]
+    assert [os.path.basename(r.path) for r in ft_run.grid] == [os.path.basename(r.path) for r in ray_run.grid]
+    ray_contexts, ft_contexts = _contexts(ray_run), _contexts(ft_run)
+    assert ray_contexts[0]["trial_dir"] == ray_contexts[0]["cwd"] == "dir_1"
+    # A trial is one worker: fasttune's ranks are those of a group of one, where Ray Tune's
+    # TuneContext has none (docs/compatibility.md, "Behaviour").
+    assert [c.pop("ranks") for c in ray_contexts] == [[None, None, None]] * 3
+    assert [c.pop("ranks") for c in ft_contexts] == [[1, 0, 0]] * 3
+    assert ft_contexts == ray_contexts
+
+
+# -- Tuner.restore after a failed trial -----------------------------------------------------------
+
+def _restorable_trainable(tune, storage):
+    """A trainable that fails at the third iteration of a=1 until ``storage/healed`` exists and
+    writes down each result it reports (config, iteration, where it started)."""
+    import json
+    import os
+    import tempfile
+
+    def trainable(config):
+        start = 0
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d, open(os.path.join(d, "it")) as f:
+                start = int(f.read())
+        for i in range(start + 1, 6):
+            if config["a"] == 1 and i == 3 and not os.path.exists(os.path.join(storage, "healed")):
+                raise ValueError("a=1 fails at its third iteration")
+            with open(os.path.join(storage, "reports.jsonl"), "a") as f:
+                f.write(json.dumps([config["a"], config["ck"], i, start]) + "\n")
+            with tempfile.TemporaryDirectory() as d:
+                with open(os.path.join(d, "it"), "w") as f:
+                    f.write(str(i))
+                tune.report({"score": i, "start": start},
+                            checkpoint=tune.Checkpoint.from_directory(d) if config["ck"] else None)
+
+    return trainable
+
+
+def restore_script(tune, run_config):
+    return tune.Tuner(
+        _restorable_trainable(tune, run_config["storage_path"]),
+        param_space={"a": tune.grid_search([0, 1]), "ck": tune.grid_search([True, False])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def _restored(tune, storage, run, **resume):
+    """Heal the failing trial, restore the experiment with ``resume`` and run it again: per
+    trial (by config), the results reported after the restore and the final metrics."""
+    import json
+    import os
+
+    os.remove(os.path.join(storage, "reports.jsonl"))
+    open(os.path.join(storage, "healed"), "w").close()
+    grid = tune.Tuner.restore(run.grid.experiment_path, trainable=_restorable_trainable(tune, storage),
+                              **resume).fit()
+    reports = {}
+    if os.path.exists(os.path.join(storage, "reports.jsonl")):
+        with open(os.path.join(storage, "reports.jsonl")) as f:
+            for a, ck, iteration, start in map(json.loads, f):
+                reports.setdefault((a, ck), []).append((iteration, start))
+    final = {(r.config["a"], r.config["ck"]): (r.error is not None, r.metrics["training_iteration"],
+                                               r.metrics["iterations_since_restore"], r.metrics["start"])
+             for r in grid}
+    return reports, final, (grid.num_errors, grid.num_terminated), [(r.config["a"], r.config["ck"]) for r in grid]
+
+
+@pytest.mark.parametrize("resume", [{}, {"resume_errored": True}, {"restart_errored": True}],
+                         ids=["plain", "resume_errored", "restart_errored"])
+def test_tuner_restore_reruns_the_same_trials_from_the_same_place(engines, tmp_path, resume):
+    import os
+
+    outcomes = []
+    for name in ENGINES:
+        storage = os.path.join(str(tmp_path), name)
+        os.makedirs(storage)
+        run = run_script(engines[name], restore_script, storage)
+        assert [t.status for t in run.trials] == ["TERMINATED", "ERROR", "TERMINATED", "ERROR"]
+        outcomes.append(_restored(engines[name], storage, run, **resume))
+    ray_outcome, ft_outcome = outcomes
+    rerun = {"plain": {}, "resume_errored": {(1, True): [(3, 2), (4, 2), (5, 2)],
+                                             (1, False): [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]},
+             "restart_errored": {(1, True): [(i, 0) for i in range(1, 6)], (1, False): [(i, 0) for i in range(1, 6)]}}
+    assert ray_outcome[0] == rerun[next(iter(resume), "plain")]
+    assert ft_outcome[:3] == ray_outcome[:3]
+    # The restored ResultGrid keeps fasttune's trials in creation order; Ray Tune's lists them
+    # by their latest result, newest first (docs/compatibility.md, "Behaviour").
+    assert ft_outcome[3] == [(0, True), (1, True), (0, False), (1, False)]
+    assert sorted(ray_outcome[3]) == sorted(ft_outcome[3])
+
+
+def repeater_script(tune, run_config):
+    import json
+    import os
+
+    log = os.path.join(run_config["storage_path"], "searcher.jsonl")
+    Searcher = tune.search.Searcher
+
+    class Three(Searcher):
+        def __init__(self):
+            super().__init__(metric="score", mode="max")
+            self.suggested = 0
+
+        def suggest(self, trial_id):
+            if self.suggested == 3:
+                return Searcher.FINISHED
+            self.suggested += 1
+            return {"x": self.suggested}
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            with open(log, "a") as f:
+                f.write(json.dumps(["complete", result, error]) + "\n")
+
+    def trainable(config):
+        if config["x"] == 2 and config["__trial_index__"] == 1:
+            raise ValueError("the second repetition of x=2 fails")
+        tune.report({"score": config["x"] * 10 + config["__trial_index__"]})
+
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(num_samples=9, max_concurrent_trials=1,
+                                    search_alg=tune.search.Repeater(Three(), repeat=3)),
+        run_config=tune.RunConfig(**run_config),
+    ).fit()
+
+
+def test_a_repeater_repeats_alike_and_tells_its_searcher_the_mean(engines, tmp_path):
+    ray_run, ft_run = run_on_both(engines, repeater_script, tmp_path)
+    assert [t.config for t in ray_run.trials] == [{"x": x, "__trial_index__": i} for x in (1, 2, 3) for i in range(3)]
+    assert [(t.config, t.status, t.experiment_tag) for t in ft_run.trials] == \
+        [(t.config, t.status, t.experiment_tag) for t in ray_run.trials]
+    # The failed repetition is left out of the mean (21 = mean of 20 and 22).
+    assert _searcher_log(ray_run) == [["complete", {"score": s}, False] for s in (11.0, 21.0, 31.0)]
+    assert _searcher_log(ft_run) == _searcher_log(ray_run)
+
+
+# -- Stopper classes ------------------------------------------------------------------------------
+
+def stopper_script(tune, run_config):
+    import importlib
+
+    stopper = importlib.import_module(f"{tune.__name__}.stopper")
+
+    def trainable(config):
+        for i in range(1, 30):
+            tune.report({"score": config["a"] + min(i, config["plateau_at"])})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search([0, 1]), "plateau_at": tune.grid_search([5, 25])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(stop=stopper.CombinedStopper(
+            stopper.MaximumIterationStopper(20),
+            stopper.TrialPlateauStopper(metric="score", std=0.01, num_results=4, grace_period=3)), **run_config),
+    ).fit()
+
+
+def experiment_plateau_script(tune, run_config):
+    import importlib
+
+    stopper = importlib.import_module(f"{tune.__name__}.stopper")
+
+    def trainable(config):
+        for i in range(1, 10):
+            tune.report({"score": min(config["a"], 2) + i / 100})
+
+    return tune.Tuner(
+        trainable,
+        param_space={"a": tune.grid_search(list(range(6)))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(stop=stopper.ExperimentPlateauStopper(metric="score", mode="max", top=2,
+                                                                         patience=3, std=0.001), **run_config),
+    ).fit()
+
+
+@pytest.mark.parametrize("script, lengths", [(stopper_script, [8, 8, 20, 20]),  # plateau, then the maximum
+                                             (experiment_plateau_script, [9, 9, 9, 2])],  # stops the rest
+                         ids=["trial", "experiment"])
+def test_stoppers_stop_the_same_trials_at_the_same_iterations(engines, tmp_path, script, lengths):
+    ray_run, ft_run = run_on_both(engines, script, tmp_path)
+    assert [len(t.iterations) for t in ray_run.trials] == lengths
+    assert ft_run.trials == ray_run.trials
+    assert ft_run.results == ray_run.results
