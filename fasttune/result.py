@@ -305,9 +305,9 @@ class Result:
         if self._metrics_dataframe is None:
             result_path = os.path.join(self.path, RESULT_FILE)
             csv_path = os.path.join(self.path, PROGRESS_FILE)
-            if os.path.isfile(result_path) and os.path.getsize(result_path) > 0:
-                self._metrics_dataframe = import_pandas("Result.metrics_dataframe").json_normalize(
-                    read_json_lines(result_path, "warn"), sep="/")
+            rows = read_json_lines(result_path, "warn") if os.path.isfile(result_path) else []
+            if rows:  # (none readable, a torn first line say: progress.csv may still have them)
+                self._metrics_dataframe = import_pandas("Result.metrics_dataframe").json_normalize(rows, sep="/")
             elif not os.path.isfile(csv_path) or os.path.getsize(csv_path) == 0:
                 stored = stored_trial(self.path)  # an experiment-level store has no progress.csv
                 if stored is None or not stored.rows:

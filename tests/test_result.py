@@ -96,6 +96,14 @@ def test_metrics_dataframe_lazy_from_progress_csv(tmp_path):
     assert r.metrics_dataframe is df  # cached
 
 
+def test_metrics_dataframe_from_progress_csv_where_result_json_has_no_whole_line(tmp_path):
+    pytest.importorskip("pandas")
+    write_trial(tmp_path / "t", {"lr": 0.1}, [{"loss": 3.0}, {"loss": 2.0}])
+    (tmp_path / "t" / "result.json").write_text('{"loss": 3.0, "tor')  # one torn line
+    df = Result({"loss": 2.0}, None, None, tmp_path / "t").metrics_dataframe
+    assert list(df["loss"]) == [3.0, 2.0]
+
+
 def test_metrics_dataframe_absent_is_none(tmp_path):
     assert Result(None, None, None, tmp_path).metrics_dataframe is None
     assert Result(None, None, None, tmp_path / "missing").metrics_dataframe is None

@@ -19,7 +19,6 @@ import logging
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from fasttune._flatten import flatten_dict
 from fasttune.checkpoint import Checkpoint
 from fasttune.error import TuneError
 from fasttune.execution import _protocol as protocol
@@ -553,7 +552,11 @@ class TrialEventHandlers:
         if result:  # a trial ended before its first result has none to mark
             result["done"] = True
             trial.last_result = result
-            result = flatten_dict(result)  # judged flattened, as every result before it
+            # Judged flattened, as every result before it (no copy where only the scheduler
+            # reads it, at keys that read the same on it: as for each result).
+            keys = self.keys_judged_alone()
+            if keys is None or not reads_as_flattened(result, keys):
+                result = self._states[trial.trial_id].flatten_result(result)
         self._scheduler.on_trial_complete(self, trial, result)
         self._search_alg.on_trial_complete(trial.trial_id, result=result)
         self._callbacks.call("on_trial_complete", iteration=self._iteration, trials=self._trials, trial=trial)

@@ -661,7 +661,10 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         # snapshot) is not restarted first: it waits for the scheduler, as it was to.
         self._restart_first = [trial for trial, status in held if trial.status == status]
         for trial in restored.ended:
-            self._search_alg.on_trial_complete(trial.trial_id, result=trial.last_result or None)
+            # (Flattened and done, as _complete gives it.)
+            last = trial.last_result
+            self._search_alg.on_trial_complete(
+                trial.trial_id, result=self._states[trial.trial_id].flatten_result(dict(last, done=True)) if last else None)
         return restored.pickled
 
     def _carry_out_decisions(self, decisions: Dict[str, str]) -> None:

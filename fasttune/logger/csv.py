@@ -13,8 +13,8 @@ class CSVLoggerCallback(LoggerCallback):
     fasttune's core renders a batch's rows as bytes while it completes the results,
     and the runner's writer thread appends them: there is no Python work per
     result.  Without a ``CSVLoggerCallback`` among the callbacks (it is a default
-    unless ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``) no ``progress.csv`` is written,
-    and ``Result.metrics_dataframe`` is None.
+    unless ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``) no ``progress.csv`` is written
+    (``Result.metrics_dataframe`` is read from ``result.json``, as it is anyway).
 
     Example:
         >>> import fasttune as tune
