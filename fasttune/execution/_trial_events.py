@@ -555,7 +555,7 @@ class TrialEventHandlers:
             # Judged flattened, as every result before it (no copy where only the scheduler
             # reads it, at keys that read the same on it: as for each result).
             keys = self.keys_judged_alone()
-            if keys is None or not reads_as_flattened(result, keys):
+            if self._completion_read and (keys is None or not reads_as_flattened(result, keys)):
                 result = self._states[trial.trial_id].flatten_result(result)
         self._scheduler.on_trial_complete(self, trial, result)
         self._search_alg.on_trial_complete(trial.trial_id, result=result)

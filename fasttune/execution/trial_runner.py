@@ -162,6 +162,12 @@ class TrialRunner(TrialEventHandlers, RunnerView):
 
         self._scheduler_sees_results = overrides(self._scheduler, TrialScheduler, "on_trial_result")
         self._searcher_sees_results = overrides(self._search_alg, SearchAlgorithm, "on_trial_result")
+        # Whether a completed trial's result is read (the grid and random search's own
+        # bookkeeping reads none of it): it is flattened only then.
+        searcher_reads = overrides(self._search_alg, SearchAlgorithm, "on_trial_complete") and not (
+            isinstance(self._search_alg, BasicVariantGenerator)
+            and not overrides(self._search_alg, BasicVariantGenerator, "on_trial_complete"))
+        self._completion_read = searcher_reads or overrides(self._scheduler, TrialScheduler, "on_trial_complete")
         self._callbacks_see_results = self._callbacks.wants("on_trial_result")
         self._callbacks_see_batches = self._callbacks.wants("on_trial_result_batch")
         # Several trials start in one step unless something counts steps (a callback's step
