@@ -382,7 +382,8 @@ class AsyncHyperBandScheduler(TrialScheduler):
             self._brackets[self._assign(trial.trial_id)].on_result(trial.trial_id, time, sign * value)
 
     def _check_final_result(self, trial: "Trial", result: Dict[str, Any]) -> None:
-        self._final_value(trial, result)
+        if type(result.get(self._metric)) is not float:  # (a float is a number: the usual case, at once)
+            self._final_value(trial, result)
 
     def _final_value(self, trial: "Trial", result: Dict[str, Any]) -> Optional[Tuple[Any, float]]:
         """(time, metric) of ``trial``'s final ``result`` as :meth:`on_trial_complete` records

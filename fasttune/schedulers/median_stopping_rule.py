@@ -278,7 +278,8 @@ class MedianStoppingRule(TrialScheduler):
             self._record(trial.trial_id, *final)
 
     def _check_final_result(self, trial: "Trial", result: Dict[str, Any]) -> None:
-        self._final_value(trial, result)
+        if type(result.get(self._metric)) is not float:  # (a float is a number: the usual case, at once)
+            self._final_value(trial, result)
 
     def _final_value(self, trial: "Trial", result: Dict[str, Any]) -> Optional[Tuple[float, float]]:
         """(time, metric) of ``trial``'s final ``result`` as :meth:`on_trial_complete` counts
