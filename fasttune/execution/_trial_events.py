@@ -536,15 +536,7 @@ class TrialEventHandlers:
             try:
                 self._scheduler._check_final_result(trial, trial.last_result)
             except MetricNotANumber as error:
-                failure = TuneError(str(error))
-                failure.__cause__ = error
-                self._record_error(trial, str(error), failure)
-                trial.end_time = self._clock.time()
-                self._end_with_error(trial, failure)
-                if self._fail_fast == "raise" and self._fatal is None:  # (the first failure is the one raised)
-                    self._fatal = failure
-                if self._fail_fast:
-                    self._stop_all()
+                self._fail_running_trial(trial, str(error), error, ended=True)
                 return
         trial.set_status(Trial.TERMINATED)
         trial.end_time = self._clock.time()

@@ -554,14 +554,18 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         such a config does; the sweep goes on (unless ``fail_fast``)."""
         self._fail_running_trial(trial, f"Trial {trial} could not be reset: {error}", error)
 
-    def _fail_running_trial(self, trial: Trial, text: str, error: BaseException) -> None:
+    def _fail_running_trial(self, trial: Trial, text: str, error: BaseException, ended: bool = False) -> None:
         """The driver fails ``trial`` for ``error`` (``text`` says why, in its error.txt
-        too): ERROR, its worker stops it; the sweep goes on (unless ``fail_fast``)."""
+        too): ERROR, its worker stops it (``ended``: it ended already, and its caller
+        closes it); the sweep goes on (unless ``fail_fast``)."""
         failure = TuneError(text)
         failure.__cause__ = error
         self._record_error(trial, text, failure)
         trial.end_time = self._clock.time()
-        self.stop_trial(trial, error=True, exc=failure)
+        if ended:
+            self._end_with_error(trial, failure)
+        else:
+            self.stop_trial(trial, error=True, exc=failure)
         if self._fail_fast == "raise" and self._fatal is None:  # (the first failure is the one raised)
             self._fatal = failure
         if self._fail_fast:
