@@ -122,11 +122,7 @@ class TrialEventHandlers:
             # A result the driver refuses (strict metric checking) ends the run, as in Ray
             # Tune: its trial fails saying why (error.txt, ERROR), the other trials are left
             # as they are, so the final snapshot keeps them for a restore to run.
-            failure = TuneError(ingested.error)
-            self._fatal = failure
-            self._record_error(trial, ingested.error, failure)
-            trial.end_time = self._clock.time()
-            self.stop_trial(trial, error=True, exc=failure)
+            self._fail_running_trial(trial, ingested.error, None, fatal=True)
             return
         if not judged or ingested.stopped:
             return  # at its stop criterion the worker ends the trial itself

@@ -554,10 +554,12 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         such a config does; the sweep goes on (unless ``fail_fast``)."""
         self._fail_running_trial(trial, f"Trial {trial} could not be reset: {error}", error)
 
-    def _fail_running_trial(self, trial: Trial, text: str, error: BaseException, ended: bool = False) -> None:
+    def _fail_running_trial(self, trial: Trial, text: str, error: Optional[BaseException], ended: bool = False,
+                            fatal: bool = False) -> None:
         """The driver fails ``trial`` for ``error`` (``text`` says why, in its error.txt
         too): ERROR, its worker stops it (``ended``: it ended already, and its caller
-        closes it); the sweep goes on (unless ``fail_fast``)."""
+        closes it); the sweep goes on (unless ``fail_fast``), or with ``fatal`` ends with
+        that failure, the other trials left as they are."""
         failure = TuneError(text)
         failure.__cause__ = error
         self._record_error(trial, text, failure)
@@ -566,6 +568,9 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             self._end_with_error(trial, failure)
         else:
             self.stop_trial(trial, error=True, exc=failure)
+        if fatal:
+            self._fatal = failure
+            return
         if self._fail_fast == "raise" and self._fatal is None:  # (the first failure is the one raised)
             self._fatal = failure
         if self._fail_fast:
