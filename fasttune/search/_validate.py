@@ -51,15 +51,15 @@ def _too_deep(path: Tuple[Hashable, ...], name: str) -> None:
 def _check_depth(value: Any, path: Tuple[Hashable, ...], name: str, depth: int) -> None:
     """Only the depth rule of :func:`_check`, for a value a domain holds (a category)."""
     if isinstance(value, Mapping):
-        if depth > MAX_DEPTH:
-            _too_deep(path, name)
-        for key, item in value.items():
-            _check_depth(item, path + (key,), name, depth + 1)
+        items = value.items()
     elif isinstance(value, (list, tuple)):
-        if depth > MAX_DEPTH:
-            _too_deep(path, name)
-        for index, item in enumerate(value):
-            _check_depth(item, path + (index,), name, depth + 1)
+        items = enumerate(value)
+    else:
+        return
+    if depth > MAX_DEPTH:
+        _too_deep(path, name)
+    for key, item in items:
+        _check_depth(item, path + (key,), name, depth + 1)
 
 
 def _check(value: Any, path: Tuple[Hashable, ...], name: str, depth: int) -> None:
