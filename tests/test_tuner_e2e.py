@@ -713,3 +713,35 @@ def test_num_terminated_after_a_ctrl_c_leaves_out_the_trials_that_had_not_finish
     read = tune.ResultGrid.from_path(os.path.join(str(tmp_path), "ctrl_c"))
     assert any(result.metrics for result in read)  # read from its files
     assert len(read) == 3 and read.num_errors == 0 and read.num_terminated == 0
+
+
+def report_x_three_times(config):
+    for i in range(3):
+        tune.report({"x": config["x"], "i": i})
+
+
+def rows_of(result):
+    return [(row["x"], row["i"]) for row in _lines(os.path.join(result.path, "result.json"))]
+
+
+def test_trials_whose_dirname_creator_repeats_a_name_get_their_own_directories(storage):
+    def run():
+        return _fit(report_x_three_times, storage, {"x": tune.grid_search([1, 2, 3])},
+                    tune_config=tune.TuneConfig(trial_dirname_creator=lambda trial: "same"))
+
+    first = run()
+    assert [os.path.basename(r.path) for r in first] == ["same", "same_2", "same_3"]
+    assert [rows_of(r) for r in first] == [[(x, 0), (x, 1), (x, 2)] for x in (1, 2, 3)]
+    # A second sweep under the same name does not write into the first one's directories.
+    second = run()
+    assert [os.path.basename(r.path) for r in second] == ["same_4", "same_5", "same_6"]
+    assert [rows_of(r) for r in first] == [[(x, 0), (x, 1), (x, 2)] for x in (1, 2, 3)]
+
+
+def test_default_dirnames_cut_before_the_trial_id_still_differ(storage):
+    name = "t" * 125  # the trial id would start past the 130 characters a default name keeps
+    tune.register_trainable(name, report_x_three_times)
+    grid = _fit(name, storage, {"x": tune.grid_search([1, 2])})
+    dirnames = [os.path.basename(r.path) for r in grid]
+    assert dirnames[0] == dirnames[1][:-2] and dirnames[1].endswith("_2")
+    assert [rows_of(r) for r in grid] == [[(x, 0), (x, 1), (x, 2)] for x in (1, 2)]

@@ -154,6 +154,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
         # failed at once (a config no worker can be sent) starts nothing, yet the sweep moved.
         self._added_new_trial = False
         self._fatal: Optional[BaseException] = None
+        # Trials' directory names, once a trial whose name may repeat another's is added.
+        self._dirnames: Optional[set] = None
         # After a restore: the trials a worker held at the snapshot, started again before
         # the scheduler chooses any other (the run never interrupted had them running on).
         self._restart_first: List[Trial] = []
@@ -196,6 +198,8 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             raise ValueError(f"trial {trial.trial_id} was added to this experiment already; "
                              "a trial is added once (make a new Trial to run its config again)")
         self.trial_executor.check_feasible(trial)
+        if trial.dirname_may_repeat:
+            self._claim_dirname(trial)
         try:
             protocol.wire_config(trial.config)
             not_carried = None
@@ -369,6 +373,22 @@ class TrialRunner(TrialEventHandlers, RunnerView):
             self.add_trial(trial)
             self.stop_trial(trial)
         self._awaiting = self._search_alg.pending_suggestion
+
+    def _claim_dirname(self, trial: Trial) -> None:
+        """No two trials share a directory: a name another trial of this experiment has, or
+        one an earlier run left in its directory, gets the first free ``_2``, ``_3``, ...
+        (Ray Tune adds a random suffix)."""
+        if self._dirnames is None:  # (made when first needed: default names never repeat)
+            self._dirnames = {known.storage_dirname for known in self._trials}
+        name = base = trial.storage_dirname
+        experiment_path, number = trial.local_experiment_path, 1
+        while name in self._dirnames or (experiment_path is not None
+                                         and os.path.lexists(os.path.join(experiment_path, name))):
+            number += 1
+            name = f"{base}_{number}"
+        if name != base:
+            trial._rename_dir(name)
+        self._dirnames.add(name)
 
     def _take_config(self, trial: Trial, state: TrialState) -> None:
         """When the trial's config is new (first start, a PBT reset, ``trial.set_config``),

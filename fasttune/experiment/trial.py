@@ -77,6 +77,9 @@ def is_plain_dirname(name: Any) -> bool:
             and (os.altsep is None or os.altsep not in name) and "\0" not in name)
 
 
+# Default directory names are cut to this length (Ray Tune's TUNE_MAX_LEN_IDENTIFIER default).
+MAX_DIRNAME = 130
+
 _POSIX_PATHS = os.path is posixpath
 # What Trial._compact keeps of a finished trial without an error (see _is_only_compact).
 _COMPACT_KEYS = frozenset(("trial_id", "_row", "_dirname", "_record", "_source"))
@@ -299,9 +302,20 @@ class Trial:
                         name = name.encode("ascii").translate(_SAFE_ASCII).decode("ascii")  # (the regex's, at a quarter of its cost)
                 else:
                     name = _UNSAFE_PATH_CHARS.sub("_", name)
-                name = name[:130]
+                name = name[:MAX_DIRNAME]
             self._dirname = name
         return self._dirname
+
+    def _rename_dir(self, name: str) -> None:
+        """Another directory name, given before the trial writes anything."""
+        self._dirname, self._path = name, None
+
+    @property
+    def dirname_may_repeat(self) -> bool:
+        """Whether another trial's directory name may be this one's: a name the user's
+        ``trial_dirname_creator`` gives, or a default name cut before its trial id ends."""
+        return (self._trial_dirname_creator is not None
+                or len(self.trainable_name) + len(self.trial_id) + 1 > MAX_DIRNAME)
 
     @property
     def path(self) -> Optional[str]:
